@@ -1,0 +1,70 @@
+# wagate — build, run and test. `make run` and `make test` do all set-up on
+# a fresh Debian machine (as root, or with sudo).
+
+GO        ?= go
+BIN       := bin/wagate
+ARGS      ?=
+# System packages: the codec links libopus through cgo; the tests drive real
+# SIP peers (sipp from sip-tester) and, from the media issue on, baresip.
+RUN_PKGS  := pkg-config libopus-dev libopusfile-dev
+TEST_PKGS := $(RUN_PKGS) sip-tester
+GO_SRC    := $(shell find . -name '*.go' -not -path './.git/*') go.mod go.sum $(wildcard configs/*.yaml)
+
+# apt_install installs the Debian packages in $(1) that are not installed yet.
+define apt_install
+	@missing=""; for p in $(1); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+endef
+
+.PHONY: all build run test deps-run deps-test vet fmt-check unit e2e race fuzz bench clean
+
+all: build
+
+build: $(BIN)
+
+$(BIN): $(GO_SRC)
+	$(GO) build -o $(BIN) ./cmd/wagate
+
+deps-run:
+	$(call apt_install,$(RUN_PKGS))
+
+deps-test:
+	$(call apt_install,$(TEST_PKGS))
+
+## run: build and start wagate on the embedded default config (ARGS="-config FILE" for another)
+run: deps-run build
+	./$(BIN) $(ARGS)
+
+## test: install test dependencies, then format check, vet, and every test with the race detector
+test: deps-test fmt-check vet
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+## fuzz: run every fuzz target briefly (FUZZTIME=30s by default)
+FUZZTIME ?= 30s
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+## bench: Go benchmarks (numbers, not pass/fail)
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,451 @@
+package configs
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// validator checks a decoded, defaulted Config. It also fills the values
+// derived while checking (Endpoint.Prefixes, canonical codec and transport
+// spellings) so that each value is parsed in one place only.
+type validator struct {
+	c  *Config
+	t  tree
+	ps *problems
+}
+
+// validate appends every problem in c to ps; it never stops at the first.
+func validate(c *Config, t tree, ps *problems) {
+	v := validator{c: c, t: t, ps: ps}
+	v.sip()
+	v.endpoints()
+	v.numbers()
+	v.media()
+	v.api()
+	v.log()
+	v.recording()
+}
+
+// add reports a problem with the value at path, on that value's line (or
+// its nearest written parent's when the key is absent).
+func (v validator) add(path, format string, args ...any) {
+	v.ps.add(v.t.line(path), path, format, args...)
+}
+
+// addAt reports a problem about path on the line of another path, for
+// problems caused by a neighbouring value.
+func (v validator) addAt(linePath, path, format string, args ...any) {
+	v.ps.add(v.t.line(linePath), path, format, args...)
+}
+
+func (v validator) sip() {
+	s := &v.c.SIP
+	if len(s.Listen) == 0 {
+		v.add("sip.listen", "at least one listener is needed; remove the key to listen on %s (UDP and TCP)", DefaultSIPAddress)
+	}
+	seen := map[string]int{}
+	for i := range s.Listen {
+		l := &s.Listen[i]
+		p := fmt.Sprintf("sip.listen[%d]", i)
+		l.Transport = v.transport(p+".transport", l.Transport)
+		if msg := checkListenAddr(l.Address, false); msg != "" {
+			v.add(p+".address", "%s", msg)
+		}
+		key := l.Transport + " " + l.Address
+		if first, dup := seen[key]; dup {
+			v.add(p, "%s %s is already listed at sip.listen[%d]", l.Transport, l.Address, first)
+		} else {
+			seen[key] = i
+		}
+	}
+	if ip, err := netip.ParseAddr(s.Host); err == nil && ip.IsUnspecified() {
+		v.add("sip.host", "%s cannot be reached by peers; give the address or name they should send SIP to", s.Host)
+	} else if !validHost(s.Host) {
+		v.add("sip.host", "%q is not an IP address or host name", s.Host)
+	}
+	if s.UserAgent == "" {
+		v.add("sip.user_agent", "must not be empty; remove the key to send %q", DefaultUserAgent)
+	} else if hasControl(s.UserAgent) {
+		v.add("sip.user_agent", "must not contain line breaks or control characters")
+	}
+	v.positive("sip.ring_timeout", s.RingTimeout)
+	if s.MaxCalls < 0 {
+		v.add("sip.max_calls", "%d is negative; use 0 for no cap", s.MaxCalls)
+	}
+}
+
+var endpointName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+func (v validator) endpoints() {
+	names := map[string]int{}
+	prefixOwner := map[netip.Prefix]int{} // network → index of the endpoint listing it
+	for i := range v.c.Endpoints {
+		e := &v.c.Endpoints[i]
+		p := fmt.Sprintf("endpoints[%d]", i)
+
+		switch {
+		case e.Name == "":
+			v.add(p+".name", "every endpoint needs a name")
+		case !endpointName.MatchString(e.Name):
+			v.add(p+".name", "%q may only contain letters, digits, '_' and '-'", e.Name)
+		default:
+			if first, dup := names[e.Name]; dup {
+				v.add(p+".name", "endpoint name %q is already used by endpoints[%d]", e.Name, first)
+			} else {
+				names[e.Name] = i
+			}
+		}
+
+		switch e.Kind {
+		case KindWhatsApp, KindPBX, KindDialer:
+		case "":
+			v.add(p+".kind", "every endpoint needs a kind: whatsapp, pbx or dialer")
+		default:
+			v.add(p+".kind", "%q is not a kind; use whatsapp, pbx or dialer", e.Kind)
+		}
+
+		switch {
+		case e.Host == "" && (e.Kind == KindWhatsApp || e.Kind == KindPBX):
+			v.add(p+".host", "an endpoint of kind %s needs a host to send calls to", e.Kind)
+		case e.Host != "" && !validHost(e.Host):
+			v.add(p+".host", "%q is not an IP address or host name", e.Host)
+		}
+		if e.Port < 1 || e.Port > 65535 {
+			v.add(p+".port", "%d is not a port (1–65535)", e.Port)
+		}
+		e.Transport = v.transport(p+".transport", e.Transport)
+
+		e.Prefixes = nil
+		if len(e.SourceCIDRs) == 0 {
+			v.add(p+".source_cidrs", "at least one source CIDR is needed; requests are accepted only from listed networks")
+		}
+		for j, s := range e.SourceCIDRs {
+			pp := fmt.Sprintf("%s.source_cidrs[%d]", p, j)
+			pfx, ok := parsePrefix(s)
+			if !ok {
+				v.add(pp, "%q is not a CIDR or IP address", s)
+				continue
+			}
+			if owner, dup := prefixOwner[pfx]; dup {
+				if owner != i {
+					// The same network on two endpoints would make the
+					// source of a request ambiguous.
+					v.add(pp, "%s is already a source of endpoint %q", pfx, v.c.Endpoints[owner].Name)
+				}
+				continue
+			}
+			prefixOwner[pfx] = i
+			e.Prefixes = append(e.Prefixes, pfx)
+		}
+
+		if v.t.has(p+".codecs") && len(e.Codecs) == 0 {
+			v.add(p+".codecs", "the list is empty; remove the key to use the defaults for kind %s", e.Kind)
+		}
+		seen := map[string]bool{}
+		for j, name := range e.Codecs {
+			canon, ok := canonicalCodec(name)
+			if !ok {
+				v.add(fmt.Sprintf("%s.codecs[%d]", p, j), "%q is not a codec; use opus, PCMU or PCMA", name)
+				continue
+			}
+			if seen[canon] {
+				v.add(fmt.Sprintf("%s.codecs[%d]", p, j), "%s is listed twice", canon)
+			}
+			seen[canon] = true
+			e.Codecs[j] = canon
+		}
+
+		if e.MaxCalls < 0 {
+			v.add(p+".max_calls", "%d is negative; use 0 for no cap", e.MaxCalls)
+		}
+	}
+}
+
+var (
+	e164Number = regexp.MustCompile(`^\+[0-9]{8,15}$`)
+	digitsOnly = regexp.MustCompile(`^[0-9]+$`)
+)
+
+func (v validator) numbers() {
+	if len(v.c.Numbers) > 0 && !v.hasKind(KindWhatsApp) {
+		v.add("numbers", "business numbers are configured but no endpoint has kind whatsapp to carry their calls")
+	}
+	byNumber := map[string]int{}
+	byID := map[string]int{}
+	for i := range v.c.Numbers {
+		n := &v.c.Numbers[i]
+		p := fmt.Sprintf("numbers[%d]", i)
+
+		switch {
+		case n.Number == "":
+			v.add(p+".number", "every business number needs its number in +E.164 form")
+		case !e164Number.MatchString(n.Number):
+			v.add(p+".number", "%q is not +E.164 (a '+' followed by 8 to 15 digits)", n.Number)
+		default:
+			if first, dup := byNumber[n.Number]; dup {
+				v.add(p+".number", "%s is already configured at numbers[%d]", n.Number, first)
+			} else {
+				byNumber[n.Number] = i
+			}
+		}
+
+		switch {
+		case n.PhoneNumberID == "":
+			v.add(p+".phone_number_id", "every business number needs Meta's phone_number_id")
+		case !digitsOnly.MatchString(n.PhoneNumberID):
+			v.add(p+".phone_number_id", "%q must be digits only", n.PhoneNumberID)
+		default:
+			if first, dup := byID[n.PhoneNumberID]; dup {
+				v.add(p+".phone_number_id", "%s is already used by numbers[%d]", n.PhoneNumberID, first)
+			} else {
+				byID[n.PhoneNumberID] = i
+			}
+		}
+
+		if v.t.has(p + ".route") {
+			v.route(p+".route", n.Route)
+		} else {
+			v.add(p+".route", "every business number needs a route: the pbx endpoint and user that take its user-initiated calls")
+		}
+
+		for j, name := range n.Dialers {
+			pp := fmt.Sprintf("%s.dialers[%d]", p, j)
+			switch e := v.endpoint(name); {
+			case e == nil:
+				v.add(pp, "%q is not a defined endpoint", name)
+			case e.Kind != KindDialer && e.Kind != KindPBX:
+				v.add(pp, "endpoint %q has kind %s; only dialer and pbx endpoints may originate calls", e.Name, e.Kind)
+			}
+		}
+	}
+}
+
+// route checks where a number's user-initiated calls go; p is its path.
+func (v validator) route(p string, r Route) {
+	switch e := v.endpoint(r.Endpoint); {
+	case r.Endpoint == "":
+		v.add(p+".endpoint", "the route needs the pbx endpoint that takes the calls")
+	case e == nil:
+		v.add(p+".endpoint", "route to an undefined endpoint %q", r.Endpoint)
+	case e.Kind != KindPBX:
+		v.add(p+".endpoint", "endpoint %q has kind %s; a route must name an endpoint of kind pbx", e.Name, e.Kind)
+	}
+	switch u := r.User; {
+	case u == "":
+		v.add(p+".user", "the route needs the user (extension) to call at the pbx, e.g. \"1001\"")
+	case strings.ContainsAny(u, "@:"):
+		v.add(p+".user", "%q must be only the user part of the URI (e.g. \"1001\"), without \"sip:\" or \"@host\"", u)
+	case strings.ContainsFunc(u, func(c rune) bool { return c <= ' ' || c == 0x7f }):
+		v.add(p+".user", "%q must not contain spaces or control characters", u)
+	}
+}
+
+func (v validator) media() {
+	m := &v.c.Media
+	bind, bindErr := netip.ParseAddr(m.BindIP)
+	if bindErr != nil {
+		v.add("media.bind_ip", "%q is not an IP address", m.BindIP)
+	}
+	switch {
+	case m.AdvertiseIP != "":
+		if ip, err := netip.ParseAddr(m.AdvertiseIP); err != nil {
+			v.add("media.advertise_ip", "%q is not an IP address", m.AdvertiseIP)
+		} else if ip.IsUnspecified() {
+			v.add("media.advertise_ip", "%s cannot be reached by peers; give the address they should send RTP to", m.AdvertiseIP)
+		}
+	case bindErr != nil:
+		// Nothing to default from; the bind_ip problem says it all.
+	case bind.IsUnspecified():
+		v.addAt("media.bind_ip", "media.advertise_ip", "is required when bind_ip is %s: peers must be told an address they can reach", m.BindIP)
+	default:
+		v.add("media.advertise_ip", "must not be empty; remove the key to advertise bind_ip")
+	}
+
+	minOK := v.mediaPort("media.port_min", m.PortMin)
+	maxOK := v.mediaPort("media.port_max", m.PortMax)
+	if minOK && m.PortMin%2 != 0 {
+		v.add("media.port_min", "%d is odd; RTP takes the even port of each pair", m.PortMin)
+		minOK = false
+	}
+	if minOK && maxOK {
+		switch pairs := (m.PortMax - m.PortMin + 1) / 2; {
+		case m.PortMin > m.PortMax:
+			v.add("media.port_min", "%d is above port_max %d; the port range is reversed", m.PortMin, m.PortMax)
+		case pairs < 2:
+			v.add("media.port_max", "the range %d–%d holds %d RTP/RTCP port pair(s); at least 2 are needed", m.PortMin, m.PortMax, pairs)
+		}
+	}
+	v.positive("media.port_quarantine", m.PortQuarantine)
+	v.positive("media.rtp_timeout", m.RTPTimeout)
+	v.positive("media.rtp_start_timeout", m.RTPStartTimeout)
+}
+
+// mediaPort keeps media ports off the privileged range, where binding needs
+// root and where well-known services live.
+func (v validator) mediaPort(path string, port int) bool {
+	if port < 1024 || port > 65535 {
+		v.add(path, "%d is outside 1024–65535", port)
+		return false
+	}
+	return true
+}
+
+func (v validator) api() {
+	if v.c.API.Listen == "" {
+		return // disabled on purpose
+	}
+	if msg := checkListenAddr(v.c.API.Listen, true); msg != "" {
+		v.add("api.listen", "%s (or \"\" to turn the API off)", msg)
+	}
+}
+
+func (v validator) log() {
+	switch v.c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		v.add("log.level", "%q is not a level; use debug, info, warn or error", v.c.Log.Level)
+	}
+	switch v.c.Log.Format {
+	case "text", "json":
+	default:
+		v.add("log.format", "%q is not a format; use text or json", v.c.Log.Format)
+	}
+}
+
+func (v validator) recording() {
+	if v.c.Recording.Directory == "" {
+		v.add("recording.directory", "must not be empty; remove the key to use %q", DefaultRecordingDir)
+	}
+}
+
+// transport checks a transport name and returns its canonical (lower-case)
+// spelling; SIP writes transports in upper case, so operators will too.
+func (v validator) transport(path, t string) string {
+	switch lt := strings.ToLower(t); lt {
+	case "udp", "tcp":
+		return lt
+	}
+	v.add(path, "%q is not a transport; use udp or tcp", t)
+	return t
+}
+
+func (v validator) positive(path string, d Duration) {
+	if d <= 0 {
+		v.add(path, "%s must be greater than 0", d)
+	}
+}
+
+func (v validator) endpoint(name string) *Endpoint {
+	for i := range v.c.Endpoints {
+		if v.c.Endpoints[i].Name == name {
+			return &v.c.Endpoints[i]
+		}
+	}
+	return nil
+}
+
+func (v validator) hasKind(kind string) bool {
+	for _, e := range v.c.Endpoints {
+		if e.Kind == kind {
+			return true
+		}
+	}
+	return false
+}
+
+// checkListenAddr returns a sentence saying what is wrong with a listen
+// address, or "". Only SIP listeners insist on an IP: binding to a name that
+// resolves to several addresses would listen on an arbitrary one of them.
+func checkListenAddr(addr string, allowName bool) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Sprintf("%q is not host:port (e.g. \"127.0.0.1:5072\", or \":5072\" for every address)", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Sprintf("%q has no valid port (1–65535)", addr)
+	}
+	if host == "" {
+		return ""
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return ""
+	}
+	if allowName && validHostName(host) {
+		return ""
+	}
+	return fmt.Sprintf("%q does not start with an IP address", addr)
+}
+
+// parsePrefix reads a CIDR or a bare IP (meaning that one address). Host
+// bits are cleared and IPv4-mapped IPv6 is folded to IPv4, so that equal
+// networks compare equal and match packets from either socket family.
+func parsePrefix(s string) (netip.Prefix, bool) {
+	s = strings.TrimSpace(s)
+	if !strings.Contains(s, "/") {
+		ip, err := netip.ParseAddr(s)
+		if err != nil || ip.Zone() != "" {
+			return netip.Prefix{}, false
+		}
+		ip = ip.Unmap()
+		return netip.PrefixFrom(ip, ip.BitLen()), true
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, false
+	}
+	if p.Addr().Is4In6() && p.Bits() >= 96 {
+		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+	}
+	return p.Masked(), true
+}
+
+// canonicalCodec matches a codec name case-insensitively and returns the
+// spelling used in SDP.
+func canonicalCodec(name string) (string, bool) {
+	for _, c := range []string{CodecOpus, CodecPCMU, CodecPCMA} {
+		if strings.EqualFold(name, c) {
+			return c, true
+		}
+	}
+	return "", false
+}
+
+func validHost(h string) bool {
+	if _, err := netip.ParseAddr(h); err == nil {
+		return true
+	}
+	return validHostName(h)
+}
+
+// validHostName checks DNS name syntax (RFC 1123 labels).
+func validHostName(h string) bool {
+	h = strings.TrimSuffix(h, ".")
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	labels := strings.Split(h, ".")
+	// An all-numeric last label is a mistyped IP address ("10.0.0.300"),
+	// never a name: no top-level domain is numeric.
+	if digitsOnly.MatchString(labels[len(labels)-1]) {
+		return false
+	}
+	for _, label := range labels {
+		if len(label) == 0 || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func hasControl(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool { return r < ' ' || r == 0x7f })
+}

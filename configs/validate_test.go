@@ -1,0 +1,501 @@
+package configs
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// marker flags the line a test expects its problem on; tests compute line
+// numbers from it instead of counting by hand.
+const marker = "# <-"
+
+func markedLine(t *testing.T, src string) int {
+	t.Helper()
+	for i, line := range strings.Split(src, "\n") {
+		if strings.Contains(line, marker) {
+			return i + 1
+		}
+	}
+	t.Fatalf("test YAML has no %q marker:\n%s", marker, src)
+	return 0
+}
+
+// wantOneProblem parses src and checks that it yields exactly one problem,
+// on the marked line, whose text contains want. Exactly one, so that a rule
+// that cascades into follow-on noise fails its test.
+func wantOneProblem(t *testing.T, src, want string) {
+	t.Helper()
+	line := markedLine(t, src)
+	_, err := Parse([]byte(src), "wagate.yaml")
+	if err == nil {
+		t.Fatalf("Parse succeeded, want a problem containing %q on line %d", want, line)
+	}
+	var e *Error
+	if !errors.As(err, &e) {
+		t.Fatalf("Parse error is %T (%v), want *configs.Error", err, err)
+	}
+	if len(e.Problems) != 1 {
+		t.Fatalf("got %d problems, want 1:\n%v", len(e.Problems), err)
+	}
+	p := e.Problems[0]
+	prefix := fmt.Sprintf("wagate.yaml:%d: ", line)
+	if p.Line != line || !strings.HasPrefix(err.Error(), prefix) {
+		t.Errorf("problem on line %d, want line %d:\n%v", p.Line, line, err)
+	}
+	if !strings.Contains(err.Error(), want) {
+		t.Errorf("problem does not contain %q:\n%v", want, err)
+	}
+}
+
+// endpointsBlock defines one endpoint of each kind for number tests.
+const endpointsBlock = `
+endpoints:
+  - {name: meta, kind: whatsapp, host: 127.0.0.2, source_cidrs: [127.0.0.2]}
+  - {name: pbx, kind: pbx, host: 127.0.0.3, source_cidrs: [127.0.0.3]}
+  - {name: dialer, kind: dialer, source_cidrs: [127.0.0.4]}
+`
+
+func TestValidationProblems(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want string
+	}{
+		// sip
+		{"listener transport", `
+sip:
+  listen:
+    - {transport: tls, address: "127.0.0.1:5072"} # <-
+`, `sip.listen[0].transport: "tls" is not a transport; use udp or tcp`},
+		{"listener address without port", `
+sip:
+  listen:
+    - transport: udp
+      address: 127.0.0.1 # <-
+`, `sip.listen[0].address: "127.0.0.1" is not host:port`},
+		{"listener address port out of range", `
+sip:
+  listen:
+    - transport: udp
+      address: "127.0.0.1:70000" # <-
+`, `has no valid port`},
+		{"listener address host name", `
+sip:
+  listen:
+    - transport: tcp
+      address: "localhost:5072" # <-
+`, `does not start with an IP address`},
+		{"no listeners", `
+sip:
+  listen: [] # <-
+`, `sip.listen: at least one listener is needed`},
+		{"duplicate listener", `
+sip:
+  listen:
+    - {transport: udp, address: "127.0.0.1:5072"}
+    - {transport: UDP, address: "127.0.0.1:5072"} # <-
+`, `sip.listen[1]: udp 127.0.0.1:5072 is already listed at sip.listen[0]`},
+		{"bad sip host", `
+sip:
+  host: "sip example com" # <-
+`, `sip.host: "sip example com" is not an IP address or host name`},
+		{"wildcard sip host", `
+sip:
+  host: 0.0.0.0 # <-
+`, `sip.host: 0.0.0.0 cannot be reached by peers`},
+		{"empty user agent", `
+sip:
+  user_agent: "" # <-
+`, `sip.user_agent: must not be empty`},
+		{"user agent with line break", `
+sip:
+  user_agent: "wagate\r\nX-Evil: 1" # <-
+`, `must not contain line breaks`},
+		{"zero ring timeout", `
+sip:
+  ring_timeout: 0s # <-
+`, `sip.ring_timeout: 0s must be greater than 0`},
+		{"negative ring timeout", `
+sip:
+  ring_timeout: -5s # <-
+`, `sip.ring_timeout: -5s must be greater than 0`},
+		{"negative sip max_calls", `
+sip:
+  max_calls: -1 # <-
+`, `sip.max_calls: -1 is negative`},
+
+		// endpoints
+		{"endpoint without name", `
+endpoints:
+  - kind: pbx # <-
+    host: 10.0.0.1
+    source_cidrs: [10.0.0.1]
+`, `endpoints[0].name: every endpoint needs a name`},
+		{"endpoint name characters", `
+endpoints:
+  - name: pbx one # <-
+    kind: pbx
+    host: 10.0.0.1
+    source_cidrs: [10.0.0.1]
+`, `endpoints[0].name: "pbx one" may only contain letters, digits, '_' and '-'`},
+		{"duplicate endpoint name", `
+endpoints:
+  - {name: pbx, kind: pbx, host: 10.0.0.1, source_cidrs: [10.0.0.1]}
+  - {name: pbx, kind: pbx, host: 10.0.0.2, source_cidrs: [10.0.0.2]} # <-
+`, `endpoints[1].name: endpoint name "pbx" is already used by endpoints[0]`},
+		{"endpoint without kind", `
+endpoints:
+  - name: pbx # <-
+    host: 10.0.0.1
+    source_cidrs: [10.0.0.1]
+`, `endpoints[0].kind: every endpoint needs a kind`},
+		{"endpoint bad kind", `
+endpoints:
+  - name: pbx
+    kind: sbc # <-
+    host: 10.0.0.1
+    source_cidrs: [10.0.0.1]
+`, `endpoints[0].kind: "sbc" is not a kind; use whatsapp, pbx or dialer`},
+		{"whatsapp without host", `
+endpoints:
+  - name: meta # <-
+    kind: whatsapp
+    source_cidrs: [192.0.2.0/24]
+`, `endpoints[0].host: an endpoint of kind whatsapp needs a host`},
+		{"pbx without host", `
+endpoints:
+  - name: pbx # <-
+    kind: pbx
+    source_cidrs: [10.0.0.1]
+`, `endpoints[0].host: an endpoint of kind pbx needs a host`},
+		{"bad host", `
+endpoints:
+  - name: pbx
+    kind: pbx
+    host: 10.0.0.300 # <-
+    source_cidrs: [10.0.0.1]
+`, `endpoints[0].host: "10.0.0.300" is not an IP address or host name`},
+		{"port zero", `
+endpoints:
+  - name: pbx
+    kind: pbx
+    host: 10.0.0.1
+    port: 0 # <-
+    source_cidrs: [10.0.0.1]
+`, `endpoints[0].port: 0 is not a port (1–65535)`},
+		{"port too big", `
+endpoints:
+  - name: pbx
+    kind: pbx
+    host: 10.0.0.1
+    port: 65536 # <-
+    source_cidrs: [10.0.0.1]
+`, `endpoints[0].port: 65536 is not a port`},
+		{"endpoint transport", `
+endpoints:
+  - name: pbx
+    kind: pbx
+    host: 10.0.0.1
+    transport: sctp # <-
+    source_cidrs: [10.0.0.1]
+`, `endpoints[0].transport: "sctp" is not a transport`},
+		{"no source cidrs", `
+endpoints:
+  - name: dialer # <-
+    kind: dialer
+`, `endpoints[0].source_cidrs: at least one source CIDR is needed`},
+		{"bad cidr", `
+endpoints:
+  - {name: pbx, kind: pbx, host: 10.0.0.1, source_cidrs: [10.0.0.1]}
+  - name: dialer
+    kind: dialer
+    source_cidrs:
+      - 10.0.0.300/8 # <-
+`, `endpoints[1].source_cidrs[0]: "10.0.0.300/8" is not a CIDR`},
+		{"cidr on two endpoints", `
+endpoints:
+  - {name: pbx, kind: pbx, host: 10.0.0.1, source_cidrs: [10.0.0.1]}
+  - name: dialer
+    kind: dialer
+    source_cidrs:
+      - 10.1.0.0/16
+      - 10.0.0.1/32 # <-
+`, `endpoints[1].source_cidrs[1]: 10.0.0.1/32 is already a source of endpoint "pbx"`},
+		{"unknown codec", `
+endpoints:
+  - name: pbx
+    kind: pbx
+    host: 10.0.0.1
+    source_cidrs: [10.0.0.1]
+    codecs:
+      - pcmu
+      - G729 # <-
+`, `endpoints[0].codecs[1]: "G729" is not a codec; use opus, PCMU or PCMA`},
+		{"codec twice", `
+endpoints:
+  - name: pbx
+    kind: pbx
+    host: 10.0.0.1
+    source_cidrs: [10.0.0.1]
+    codecs:
+      - PCMA
+      - pcma # <-
+`, `endpoints[0].codecs[1]: PCMA is listed twice`},
+		{"empty codec list", `
+endpoints:
+  - name: pbx
+    kind: pbx
+    host: 10.0.0.1
+    source_cidrs: [10.0.0.1]
+    codecs: [] # <-
+`, `endpoints[0].codecs: the list is empty`},
+		{"negative endpoint max_calls", `
+endpoints:
+  - name: pbx
+    kind: pbx
+    host: 10.0.0.1
+    source_cidrs: [10.0.0.1]
+    max_calls: -3 # <-
+`, `endpoints[0].max_calls: -3 is negative`},
+
+		// numbers
+		{"numbers without whatsapp endpoint", `
+endpoints:
+  - {name: pbx, kind: pbx, host: 10.0.0.1, source_cidrs: [10.0.0.1]}
+numbers: # <-
+  - {number: "+15550100001", phone_number_id: "1", route: {endpoint: pbx, user: "1001"}}
+`, `numbers: business numbers are configured but no endpoint has kind whatsapp`},
+		{"number without plus", endpointsBlock + `
+numbers:
+  - number: "15550100001" # <-
+    phone_number_id: "1"
+    route: {endpoint: pbx, user: "1001"}
+`, `numbers[0].number: "15550100001" is not +E.164`},
+		{"number too short", endpointsBlock + `
+numbers:
+  - number: "+1234567" # <-
+    phone_number_id: "1"
+    route: {endpoint: pbx, user: "1001"}
+`, `"+1234567" is not +E.164 (a '+' followed by 8 to 15 digits)`},
+		{"number too long", endpointsBlock + `
+numbers:
+  - number: "+1234567890123456" # <-
+    phone_number_id: "1"
+    route: {endpoint: pbx, user: "1001"}
+`, `"+1234567890123456" is not +E.164`},
+		{"number missing", endpointsBlock + `
+numbers:
+  - phone_number_id: "1" # <-
+    route: {endpoint: pbx, user: "1001"}
+`, `numbers[0].number: every business number needs its number`},
+		{"duplicate number", endpointsBlock + `
+numbers:
+  - {number: "+15550100001", phone_number_id: "1", route: {endpoint: pbx, user: "1001"}}
+  - {number: "+15550100001", phone_number_id: "2", route: {endpoint: pbx, user: "1002"}} # <-
+`, `numbers[1].number: +15550100001 is already configured at numbers[0]`},
+		{"phone_number_id missing", endpointsBlock + `
+numbers:
+  - number: "+15550100001" # <-
+    route: {endpoint: pbx, user: "1001"}
+`, `numbers[0].phone_number_id: every business number needs Meta's phone_number_id`},
+		{"phone_number_id not digits", endpointsBlock + `
+numbers:
+  - number: "+15550100001"
+    phone_number_id: "10-20" # <-
+    route: {endpoint: pbx, user: "1001"}
+`, `numbers[0].phone_number_id: "10-20" must be digits only`},
+		{"duplicate phone_number_id", endpointsBlock + `
+numbers:
+  - {number: "+15550100001", phone_number_id: "7", route: {endpoint: pbx, user: "1001"}}
+  - number: "+15550100002"
+    phone_number_id: 7 # <-
+    route: {endpoint: pbx, user: "1002"}
+`, `numbers[1].phone_number_id: 7 is already used by numbers[0]`},
+		{"route missing", endpointsBlock + `
+numbers:
+  - number: "+15550100001" # <-
+    phone_number_id: "1"
+`, `numbers[0].route: every business number needs a route`},
+		{"route without endpoint", endpointsBlock + `
+numbers:
+  - number: "+15550100001"
+    phone_number_id: "1"
+    route: # <-
+      user: "1001"
+`, `numbers[0].route.endpoint: the route needs the pbx endpoint`},
+		{"route to undefined endpoint", endpointsBlock + `
+numbers:
+  - number: "+15550100001"
+    phone_number_id: "1"
+    route:
+      endpoint: pbx9 # <-
+      user: "1001"
+`, `numbers[0].route.endpoint: route to an undefined endpoint "pbx9"`},
+		{"route to a dialer", endpointsBlock + `
+numbers:
+  - number: "+15550100001"
+    phone_number_id: "1"
+    route:
+      endpoint: dialer # <-
+      user: "1001"
+`, `endpoint "dialer" has kind dialer; a route must name an endpoint of kind pbx`},
+		{"route without user", endpointsBlock + `
+numbers:
+  - number: "+15550100001"
+    phone_number_id: "1"
+    route: # <-
+      endpoint: pbx
+`, `numbers[0].route.user: the route needs the user`},
+		{"route user with space", endpointsBlock + `
+numbers:
+  - number: "+15550100001"
+    phone_number_id: "1"
+    route:
+      endpoint: pbx
+      user: "10 01" # <-
+`, `numbers[0].route.user: "10 01" must not contain spaces`},
+		{"route user is a URI", endpointsBlock + `
+numbers:
+  - number: "+15550100001"
+    phone_number_id: "1"
+    route:
+      endpoint: pbx
+      user: "1001@pbx.example.com" # <-
+`, `must be only the user part of the URI`},
+		{"undefined dialer", endpointsBlock + `
+numbers:
+  - number: "+15550100001"
+    phone_number_id: "1"
+    route: {endpoint: pbx, user: "1001"}
+    dialers:
+      - dialer
+      - dialer2 # <-
+`, `numbers[0].dialers[1]: "dialer2" is not a defined endpoint`},
+		{"whatsapp endpoint as dialer", endpointsBlock + `
+numbers:
+  - number: "+15550100001"
+    phone_number_id: "1"
+    route: {endpoint: pbx, user: "1001"}
+    dialers: [pbx, meta] # <-
+`, `numbers[0].dialers[1]: endpoint "meta" has kind whatsapp; only dialer and pbx endpoints may originate calls`},
+
+		// media
+		{"reversed port range", `
+media:
+  port_min: 40000 # <-
+  port_max: 30000
+`, `media.port_min: 40000 is above port_max 30000; the port range is reversed`},
+		{"odd port_min", `
+media:
+  port_min: 30001 # <-
+`, `media.port_min: 30001 is odd`},
+		{"privileged port_min", `
+media:
+  port_min: 80 # <-
+`, `media.port_min: 80 is outside 1024–65535`},
+		{"port_max too big", `
+media:
+  port_max: 70000 # <-
+`, `media.port_max: 70000 is outside 1024–65535`},
+		{"range too small", `
+media:
+  port_min: 30000
+  port_max: 30002 # <-
+`, `media.port_max: the range 30000–30002 holds 1 RTP/RTCP port pair(s); at least 2 are needed`},
+		{"empty range", `
+media:
+  port_min: 30000
+  port_max: 30000 # <-
+`, `holds 0 RTP/RTCP port pair(s)`},
+		{"bad bind_ip", `
+media:
+  bind_ip: 10.0.0 # <-
+`, `media.bind_ip: "10.0.0" is not an IP address`},
+		{"wildcard bind without advertise_ip", `
+media:
+  bind_ip: 0.0.0.0 # <-
+`, `media.advertise_ip: is required when bind_ip is 0.0.0.0`},
+		{"IPv6 wildcard bind without advertise_ip", `
+media:
+  port_min: 20000
+  bind_ip: "::" # <-
+`, `media.advertise_ip: is required when bind_ip is ::`},
+		{"bad advertise_ip", `
+media:
+  advertise_ip: media.example.com # <-
+`, `media.advertise_ip: "media.example.com" is not an IP address`},
+		{"wildcard advertise_ip", `
+media:
+  bind_ip: 0.0.0.0
+  advertise_ip: 0.0.0.0 # <-
+`, `media.advertise_ip: 0.0.0.0 cannot be reached by peers`},
+		{"empty advertise_ip", `
+media:
+  advertise_ip: "" # <-
+`, `media.advertise_ip: must not be empty`},
+		{"zero port_quarantine", `
+media:
+  port_quarantine: 0s # <-
+`, `media.port_quarantine: 0s must be greater than 0`},
+		{"zero rtp_timeout", `
+media:
+  rtp_timeout: 0s # <-
+`, `media.rtp_timeout: 0s must be greater than 0`},
+		{"negative rtp_start_timeout", `
+media:
+  rtp_start_timeout: -1m # <-
+`, `media.rtp_start_timeout: -1m0s must be greater than 0`},
+
+		// api, log, recording
+		{"api listen without host:port", `
+api:
+  listen: "8080" # <-
+`, `api.listen: "8080" is not host:port`},
+		{"log level", `
+log:
+  level: verbose # <-
+`, `log.level: "verbose" is not a level; use debug, info, warn or error`},
+		{"log format", `
+log:
+  format: xml # <-
+`, `log.format: "xml" is not a format; use text or json`},
+		{"empty recording directory", `
+recording:
+  enabled: true
+  directory: "" # <-
+`, `recording.directory: must not be empty`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { wantOneProblem(t, tt.yaml, tt.want) })
+	}
+}
+
+// TestAllProblemsReported checks that validation does not stop at the first
+// problem and lists them in file order, one per line.
+func TestAllProblemsReported(t *testing.T) {
+	src := `log:
+  level: loud
+media:
+  port_min: 40000
+  port_max: 30000
+endpoints:
+  - name: x
+    kind: pbx
+`
+	_, err := Parse([]byte(src), "wagate.yaml")
+	if err == nil {
+		t.Fatal("Parse succeeded, want problems")
+	}
+	got := strings.Split(err.Error(), "\n")
+	want := []string{
+		`wagate.yaml:2: log.level: "loud" is not a level; use debug, info, warn or error`,
+		`wagate.yaml:4: media.port_min: 40000 is above port_max 30000; the port range is reversed`,
+		`wagate.yaml:7: endpoints[0].host: an endpoint of kind pbx needs a host to send calls to`,
+		`wagate.yaml:7: endpoints[0].source_cidrs: at least one source CIDR is needed; requests are accepted only from listed networks`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got:\n%s\nwant:\n%s", err, strings.Join(want, "\n"))
+	}
+}
