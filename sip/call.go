@@ -1,0 +1,194 @@
+package sip
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// Bridge is the media of one call as the B2BUA needs it: an offer toward B
+// built from A's offer, A's answer built from B's, and relaying between
+// them. media.Bridge implements it.
+type Bridge interface {
+	OfferB(offerA []byte, codecsB []string) ([]byte, error)
+	AnswerB(answerB []byte) ([]byte, error)
+	LocalAnswerA() []byte
+	LocalOfferB() []byte
+	Start(onTimeout func(err error))
+	Close()
+}
+
+// BridgeFactory allocates the media of a new call.
+type BridgeFactory func(callID string, log *slog.Logger) (Bridge, error)
+
+type callState int
+
+const (
+	stateCalling   callState = iota // B-leg INVITE sent, no final response
+	stateAnswered                   // 200 sent to A, waiting for A's ACK
+	stateConfirmed                  // both legs up
+	stateEnded
+)
+
+func (s callState) String() string {
+	switch s {
+	case stateCalling:
+		return "calling"
+	case stateAnswered:
+		return "answered"
+	case stateConfirmed:
+		return "confirmed"
+	}
+	return "ended"
+}
+
+// call is one call through wagate: two legs, one media bridge, one state.
+type call struct {
+	srv       *Server
+	id        string // wagate's own call id (the recording key)
+	dir       Direction
+	aEndpoint string
+	bEndpoint string
+	log       *slog.Logger
+	a, b      *leg
+	route     *routeDecision
+
+	aInvite *sip.Request
+	aTx     sip.ServerTransaction
+	bridge  Bridge
+	created time.Time
+
+	// ackA is closed when the A-leg ACK for our 2xx arrives.
+	ackA     chan struct{}
+	ackAOnce sync.Once
+	// ended is closed when the call is over; every wait selects on it.
+	ended chan struct{}
+
+	mu         sync.Mutex
+	state      callState
+	bAnswered  bool         // B sent 2xx and we ACKed it: B needs a BYE
+	aAnswered  bool         // we sent 2xx to A: A needs a BYE
+	bAck       *sip.Request // resent on each retransmitted 2xx from B
+	answeredAt time.Time
+	// pending re-INVITE 2xx waiting for ACK, by leg and CSeq.
+	pendingAcks map[pendingKey]chan struct{}
+}
+
+type pendingKey struct {
+	leg  *leg
+	cseq uint32
+}
+
+func newCallID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func newTag() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func (c *call) getState() callState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state
+}
+
+// ackReceived records the A-leg ACK for our 2xx, or for a re-INVITE 2xx.
+func (c *call) ackReceived(l *leg, cseq uint32) {
+	if l == c.a {
+		c.ackAOnce.Do(func() { close(c.ackA) })
+	}
+	c.mu.Lock()
+	ch, ok := c.pendingAcks[pendingKey{l, cseq}]
+	if ok {
+		delete(c.pendingAcks, pendingKey{l, cseq})
+	}
+	c.mu.Unlock()
+	if ok {
+		close(ch)
+	}
+}
+
+// terminate ends the call once: media stops, ports and registry entry are
+// released, and every leg that is up (other than from, which hung up
+// itself) gets a BYE.
+func (c *call) terminate(from *leg, cause string) {
+	c.mu.Lock()
+	if c.state == stateEnded {
+		c.mu.Unlock()
+		return
+	}
+	prev := c.state
+	c.state = stateEnded
+	byeA := c.aAnswered && from != c.a
+	byeB := c.bAnswered && from != c.b
+	answeredAt := c.answeredAt
+	c.mu.Unlock()
+
+	close(c.ended)
+	if c.bridge != nil {
+		c.bridge.Close()
+	}
+	c.srv.reg.remove(c)
+
+	by := "wagate"
+	switch from {
+	case c.a:
+		by = "a"
+	case c.b:
+		by = "b"
+	}
+	attrs := []any{"hangup_by", by, "cause", cause, "state", prev.String()}
+	if !answeredAt.IsZero() {
+		attrs = append(attrs, "talk_s", time.Since(answeredAt).Round(time.Millisecond).Seconds())
+	}
+	c.log.Info("call ended", attrs...)
+
+	if byeA {
+		c.srv.sendBye(c, c.a)
+	}
+	if byeB {
+		c.srv.sendBye(c, c.b)
+	}
+}
+
+// awaitAck resends a 2xx on unreliable transports (RFC 3261 §13.3.1.4:
+// T1 doubling to T2) until the ACK arrives, the call ends or 64·T1 pass.
+func (c *call) awaitAck(ctx context.Context, tx sip.ServerTransaction, res *sip.Response, acked <-chan struct{}, reliable bool) bool {
+	interval := sip.T1
+	resend := time.NewTimer(interval)
+	defer resend.Stop()
+	giveUp := time.NewTimer(64 * sip.T1)
+	defer giveUp.Stop()
+	for {
+		select {
+		case <-acked:
+			return true
+		case <-tx.Acks():
+			return true
+		case <-c.ended:
+			return false
+		case <-ctx.Done():
+			return false
+		case <-giveUp.C:
+			return false
+		case <-resend.C:
+			if !reliable {
+				if err := tx.Respond(res); err != nil {
+					c.log.Debug("2xx retransmission failed", "leg", "a", "error", err)
+				}
+			}
+			interval = min(2*interval, sip.T2)
+			resend.Reset(interval)
+		}
+	}
+}

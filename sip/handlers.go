@@ -1,0 +1,249 @@
+package sip
+
+import (
+	"context"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// findDialog returns the call and leg an in-dialog request belongs to, and
+// checks it comes from that leg's peer: the Call-ID alone is not proof.
+func (s *Server) findDialog(req *sip.Request) (callRef, bool) {
+	ref, ok := s.reg.lookup(callIDOf(req))
+	if !ok {
+		return ref, false
+	}
+	from := req.From()
+	if from == nil {
+		return ref, false
+	}
+	tag, _ := from.Params.Get("tag")
+	l := ref.leg
+	l.mu.Lock()
+	remoteTag := l.remoteTag
+	l.mu.Unlock()
+	if tag == "" || tag != remoteTag {
+		return ref, false
+	}
+	return ref, true
+}
+
+func (s *Server) onAck(req *sip.Request, tx sip.ServerTransaction) {
+	ref, ok := s.findDialog(req)
+	if !ok {
+		// A stray ACK has no response; there is nothing to do.
+		return
+	}
+	ref.call.ackReceived(ref.leg, req.CSeq().SeqNo)
+}
+
+func (s *Server) onBye(req *sip.Request, tx sip.ServerTransaction) {
+	if s.identify(req) == nil {
+		s.reject(tx, req, &rejection{code: 403, reason: "Forbidden", log: "BYE from unknown source " + req.Source()}, s.log)
+		return
+	}
+	ref, ok := s.findDialog(req)
+	if !ok {
+		s.respond(tx, req, 481, "Call/Transaction Does Not Exist", nil)
+		return
+	}
+	c := ref.call
+	s.respond(tx, req, 200, "OK", nil)
+	c.mu.Lock()
+	// The peer that hangs up needs no BYE back.
+	if ref.leg == c.a {
+		c.aAnswered = false
+	} else {
+		c.bAnswered = false
+	}
+	c.mu.Unlock()
+	cause := "bye"
+	if h := req.GetHeader("Reason"); h != nil && validHeaderValue(h.Value()) {
+		cause = "bye: " + truncate(h.Value(), 128)
+	}
+	c.terminate(ref.leg, cause)
+}
+
+// onCancel sees only CANCELs that matched no INVITE transaction: sipgo
+// answers matching ones itself (200, then 487 to the INVITE).
+func (s *Server) onCancel(req *sip.Request, tx sip.ServerTransaction) {
+	if s.identify(req) == nil {
+		s.reject(tx, req, &rejection{code: 403, reason: "Forbidden", log: "CANCEL from unknown source " + req.Source()}, s.log)
+		return
+	}
+	s.respond(tx, req, 481, "Call/Transaction Does Not Exist", nil)
+}
+
+func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
+	if s.identify(req) == nil {
+		s.reject(tx, req, &rejection{code: 403, reason: "Forbidden", log: "OPTIONS from unknown source " + req.Source()}, s.log)
+		return
+	}
+	s.respond(tx, req, 200, "OK", func(res *sip.Response) {
+		res.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS"))
+		res.AppendHeader(sip.NewHeader("Accept", "application/sdp"))
+	})
+}
+
+// onOther answers every method wagate does not implement.
+func (s *Server) onOther(req *sip.Request, tx sip.ServerTransaction) {
+	if req.IsAck() {
+		return
+	}
+	if s.identify(req) == nil {
+		s.reject(tx, req, &rejection{code: 403, reason: "Forbidden", log: string(req.Method) + " from unknown source " + req.Source()}, s.log)
+		return
+	}
+	if req.Method == sip.INFO {
+		// DTMF over INFO is not relayed; accepting it keeps dialogs alive
+		// with peers that send it anyway.
+		if _, ok := s.findDialog(req); ok {
+			s.respond(tx, req, 200, "OK", nil)
+			return
+		}
+	}
+	s.respond(tx, req, 501, "Not Implemented", func(res *sip.Response) {
+		res.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS"))
+	})
+}
+
+// onReinvite answers a re-INVITE on either leg locally with the SDP that
+// leg already has: Meta refuses re-INVITEs (500), so hold, refresh and
+// transfer on the PBX side must not reach the WhatsApp leg.
+func (s *Server) onReinvite(req *sip.Request, tx sip.ServerTransaction) {
+	if s.identify(req) == nil {
+		s.reject(tx, req, &rejection{code: 403, reason: "Forbidden", log: "re-INVITE from unknown source " + req.Source()}, s.log)
+		return
+	}
+	ref, ok := s.findDialog(req)
+	if !ok {
+		s.respond(tx, req, 481, "Call/Transaction Does Not Exist", nil)
+		return
+	}
+	c := ref.call
+	if st := c.getState(); st != stateConfirmed && st != stateAnswered {
+		s.respond(tx, req, 491, "Request Pending", nil)
+		return
+	}
+	var sdp []byte
+	if ref.leg == c.a {
+		sdp = c.bridge.LocalAnswerA()
+	} else {
+		sdp = c.bridge.LocalOfferB()
+	}
+	res := sip.NewResponseFromRequest(req, 200, "OK", sdp)
+	res.AppendHeader(s.contact(ref.leg.transport))
+	ct := sip.ContentTypeHeader("application/sdp")
+	res.AppendHeader(&ct)
+	acked := make(chan struct{})
+	key := pendingKey{ref.leg, req.CSeq().SeqNo}
+	c.mu.Lock()
+	if c.pendingAcks == nil {
+		c.pendingAcks = make(map[pendingKey]chan struct{})
+	}
+	c.pendingAcks[key] = acked
+	c.mu.Unlock()
+	c.log.Info("re-INVITE answered locally", "leg", ref.leg.name)
+	if err := tx.Respond(res); err != nil {
+		c.log.Debug("re-INVITE 200 not sent", "leg", ref.leg.name, "error", err)
+	}
+	c.awaitAck(s.ctx, tx, res, acked, !isUnreliable(ref.leg.transport))
+	c.mu.Lock()
+	delete(c.pendingAcks, key)
+	c.mu.Unlock()
+}
+
+// onStrayResponse sees responses that matched no client transaction. A
+// retransmitted 2xx to our INVITE means B did not get our ACK: resend it. A
+// 2xx for a call we no longer have would leave B with a half-open dialog:
+// ACK it and hang up.
+func (s *Server) onStrayResponse(res *sip.Response) {
+	cseq := res.CSeq()
+	if cseq == nil || cseq.MethodName != sip.INVITE || !res.IsSuccess() {
+		return
+	}
+	if ref, ok := s.reg.lookup(callIDOf(res)); ok && ref.leg == ref.call.b {
+		ref.call.mu.Lock()
+		ack := ref.call.bAck
+		ref.call.mu.Unlock()
+		if ack != nil {
+			if err := s.client.WriteRequest(ack.Clone()); err != nil {
+				ref.call.log.Debug("ACK resend failed", "leg", "b", "error", err)
+			}
+		}
+		return
+	}
+	if res.To() == nil || res.From() == nil || res.CallID() == nil {
+		return
+	}
+	l := &leg{name: "b", callID: callIDOf(res), transport: res.Transport()}
+	l.localURI = res.From().Address
+	l.localTag, _ = res.From().Params.Get("tag")
+	l.remoteURI = res.To().Address
+	l.remoteTarget = res.To().Address
+	l.fromUACResponse(res)
+	l.localCSeq = cseq.SeqNo
+	ack := l.ack(cseq.SeqNo)
+	s.prepare(ack)
+	if err := s.client.WriteRequest(ack); err != nil {
+		s.log.Debug("ACK for stray 2xx failed", "sip_call_id", l.callID, "error", err)
+	}
+	bye := l.newRequest(sip.BYE, nil)
+	s.prepare(bye)
+	s.log.Info("stray 2xx to INVITE: ACK and BYE", "sip_call_id", l.callID)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		ctx, cancel := contextWithTimeout(64 * sip.T1)
+		defer cancel()
+		_, _ = s.client.Do(ctx, bye)
+	}()
+}
+
+func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d)
+}
+
+// validHeaderValue rejects what could end a header or a message early.
+func validHeaderValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c == '\r' || c == '\n' || c == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+func defaultReason(code int) string {
+	switch code {
+	case 404:
+		return "Not Found"
+	case 480:
+		return "Temporarily Unavailable"
+	case 486:
+		return "Busy Here"
+	case 487:
+		return "Request Terminated"
+	case 488:
+		return "Not Acceptable Here"
+	case 503:
+		return "Service Unavailable"
+	case 603:
+		return "Decline"
+	}
+	switch {
+	case code >= 600:
+		return "Global Failure"
+	case code >= 500:
+		return "Server Error"
+	}
+	return "Request Failed"
+}

@@ -1,0 +1,455 @@
+package sip
+
+import (
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/wagate/wagate/media"
+)
+
+// onInvite runs in sipgo's goroutine for the INVITE. For a new call it stays
+// until A has a final response and, for 2xx, until A's ACK: the server
+// transaction ends when this handler returns.
+func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
+	if tag, _ := req.To().Params.Get("tag"); tag != "" {
+		s.onReinvite(req, tx)
+		return
+	}
+	log := s.log.With("sip_call_id", callIDOf(req), "leg", "a")
+	ep := s.identify(req)
+	if ep == nil {
+		s.reject(tx, req, &rejection{code: 403, reason: "Forbidden", log: "unknown source " + req.Source()}, log)
+		return
+	}
+	log = log.With("endpoint", ep.Name)
+	if s.draining.Load() {
+		s.reject(tx, req, &rejection{code: 503, reason: "Service Unavailable", log: "draining"}, log)
+		return
+	}
+	if mf := req.MaxForwards(); mf != nil && mf.Val() <= 1 {
+		s.reject(tx, req, &rejection{code: 483, reason: "Too Many Hops", log: "Max-Forwards exhausted"}, log)
+		return
+	}
+	if len(req.Body()) == 0 {
+		s.reject(tx, req, &rejection{code: 488, reason: "Not Acceptable Here", warning: "INVITE without SDP offer is not supported", log: "offerless INVITE"}, log)
+		return
+	}
+	cfg := s.cfg.Load()
+	dec, rej := route(cfg, ep, req)
+	if rej != nil {
+		s.reject(tx, req, rej, log)
+		return
+	}
+
+	c := &call{
+		srv:       s,
+		id:        newCallID(),
+		dir:       dec.dir,
+		aEndpoint: ep.Name,
+		bEndpoint: dec.bEP.Name,
+		route:     dec,
+		aInvite:   req,
+		aTx:       tx,
+		created:   time.Now(),
+		ackA:      make(chan struct{}),
+		ended:     make(chan struct{}),
+		a:         &leg{name: "a"},
+		b:         &leg{name: "b"},
+	}
+	c.a.fromUAS(req, newTag())
+	c.b.callID = c.id + "@wagate"
+	c.log = s.log.With("call", c.id, "dir", string(dec.dir), "a_endpoint", ep.Name, "b_endpoint", dec.bEP.Name, "sip_call_id", c.a.callID)
+
+	switch s.reg.admit(c, cfg.SIP.MaxCalls, ep.MaxCalls, dec.bEP.MaxCalls) {
+	case admitDuplicate:
+		s.reject(tx, req, &rejection{code: 482, reason: "Loop Detected", log: "Call-ID already in a live call"}, log)
+		return
+	case admitFull:
+		s.reject(tx, req, &rejection{code: 503, reason: "Service Unavailable", log: "concurrent call limit"}, log)
+		return
+	}
+	c.log.Info("call started", "user", dec.user, "business", dec.number.Number)
+	s.respond(tx, req, 100, "Trying", nil)
+
+	if rej := s.setupMedia(c); rej != nil {
+		s.rejectCall(c, rej)
+		return
+	}
+	s.placeBLeg(c)
+}
+
+// rejectCall answers A with a final error and ends a call that never got a
+// B-leg answer.
+func (s *Server) rejectCall(c *call, r *rejection) {
+	s.reject(c.aTx, c.aInvite, r, c.log)
+	c.terminate(nil, r.log)
+}
+
+func (s *Server) setupMedia(c *call) *rejection {
+	br, err := s.newBridge(c.id, c.log)
+	if err != nil {
+		if errors.Is(err, media.ErrNoPorts) {
+			return &rejection{code: 503, reason: "Service Unavailable", log: "no free RTP ports"}
+		}
+		return &rejection{code: 500, reason: "Server Internal Error", log: err.Error()}
+	}
+	c.bridge = br
+	return nil
+}
+
+// placeBLeg sends the B-leg INVITE and drives both legs until A has its
+// answer (or its final error) and, after a 2xx, A's ACK.
+func (s *Server) placeBLeg(c *call) {
+	dec := c.route
+	offer, err := c.bridge.OfferB(c.aInvite.Body(), dec.bEP.Codecs)
+	if err != nil {
+		s.rejectCall(c, sdpRejection(err))
+		return
+	}
+
+	b := c.b
+	b.localURI = dec.bFrom
+	b.localTag = newTag()
+	b.remoteURI = dec.bTo
+	b.remoteTarget = dec.target
+	b.transport = strings.ToUpper(dec.bEP.Transport)
+	b.localCSeq = 1
+
+	req := sip.NewRequest(sip.INVITE, dec.target)
+	from := &sip.FromHeader{Address: dec.bFrom, Params: sip.NewParams()}
+	from.Params.Add("tag", b.localTag)
+	if dn := c.aInvite.From().DisplayName; dn != "" && dec.dir == UIC {
+		from.DisplayName = sanitizeDisplay(dn)
+	}
+	req.AppendHeader(from)
+	req.AppendHeader(&sip.ToHeader{Address: dec.bTo, Params: sip.NewParams()})
+	cid := sip.CallIDHeader(b.callID)
+	req.AppendHeader(&cid)
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.INVITE})
+	mf := sip.MaxForwardsHeader(70)
+	if amf := c.aInvite.MaxForwards(); amf != nil {
+		mf = sip.MaxForwardsHeader(amf.Val() - 1)
+	}
+	req.AppendHeader(&mf)
+	req.AppendHeader(s.contact(b.transport))
+	req.AppendHeader(sip.NewHeader("User-Agent", s.cfg.Load().SIP.UserAgent))
+	req.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS"))
+	ct := sip.ContentTypeHeader("application/sdp")
+	req.AppendHeader(&ct)
+	req.SetBody(offer)
+	req.SetTransport(b.transport)
+	s.prepare(req)
+
+	btx, err := s.client.TransactionRequest(s.ctx, req)
+	if err != nil {
+		c.log.Warn("B-leg INVITE not sent", "leg", "b", "error", err)
+		s.rejectCall(c, &rejection{code: 503, reason: "Service Unavailable", log: "B-leg unreachable"})
+		return
+	}
+	c.log.Debug("B-leg INVITE sent", "leg", "b", "target", dec.target.String())
+	s.driveInvite(c, req, btx)
+}
+
+// driveInvite is the early phase of a call. Everything about the INVITE
+// transactions of both legs happens in this one goroutine, so no lock
+// guards the early-phase flags.
+func (s *Server) driveInvite(c *call, bReq *sip.Request, btx sip.ClientTransaction) {
+	cancelled := make(chan struct{}, 1)
+	c.aTx.OnCancel(func(*sip.Request) {
+		select {
+		case cancelled <- struct{}{}:
+		default:
+		}
+	})
+	ring := time.NewTimer(s.cfg.Load().SIP.RingTimeout.D())
+	defer ring.Stop()
+
+	var (
+		provisional bool // B sent a 1xx, so CANCEL may be sent
+		wantCancel  bool // A is gone or we gave up on B
+		cancelSent  bool
+		aFinal      bool // A already has its final response
+		cause       string
+	)
+	sendCancel := func() {
+		if wantCancel && provisional && !cancelSent {
+			cancelSent = true
+			s.sendCancel(c, bReq)
+		}
+	}
+	giveUp := func(code int, reason, why string) {
+		if !aFinal {
+			aFinal = true
+			s.reject(c.aTx, c.aInvite, &rejection{code: code, reason: reason, log: why}, c.log)
+		}
+		cause = why
+		wantCancel = true
+		sendCancel()
+	}
+	defer btx.Terminate()
+
+	for {
+		select {
+		case res := <-btx.Responses():
+			switch {
+			case res.StatusCode < 200:
+				provisional = true
+				sendCancel()
+				if !aFinal && res.StatusCode > 100 {
+					s.relayProvisional(c, res)
+				}
+			case res.StatusCode < 300:
+				s.onBAnswer(c, bReq, res, wantCancel || aFinal, cause, cancelled)
+				return
+			default:
+				if !aFinal {
+					code, reason := mapFinal(res)
+					s.reject(c.aTx, c.aInvite, &rejection{code: code, reason: reason, log: "B-leg answered " + itoa(res.StatusCode)}, c.log)
+				}
+				if cause == "" {
+					cause = "b-leg " + itoa(res.StatusCode)
+				}
+				c.terminate(nil, cause)
+				return
+			}
+		case <-btx.Done():
+			if !aFinal {
+				code, reason := 408, "Request Timeout"
+				if err := btx.Err(); err != nil && !errors.Is(err, sip.ErrTransactionTimeout) {
+					code, reason = 503, "Service Unavailable"
+				}
+				s.reject(c.aTx, c.aInvite, &rejection{code: code, reason: reason, log: "B-leg INVITE failed: " + errString(btx.Err())}, c.log)
+			}
+			if cause == "" {
+				cause = "b-leg no final response"
+			}
+			c.terminate(nil, cause)
+			return
+		case <-cancelled:
+			// sipgo has already answered the CANCEL with 200 and A's
+			// INVITE with 487.
+			aFinal = true
+			cause = "cancelled by a"
+			wantCancel = true
+			sendCancel()
+		case <-ring.C:
+			giveUp(480, "Temporarily Unavailable", "ring timeout")
+		case <-s.ctx.Done():
+			giveUp(503, "Service Unavailable", "shutdown")
+			// Wait no longer for B: the transaction is terminated on return.
+			c.terminate(nil, cause)
+			return
+		}
+	}
+}
+
+// onBAnswer handles B's 2xx: ACK it, answer A (unless A is gone, in which
+// case B is hung up at once), then wait for A's ACK.
+func (s *Server) onBAnswer(c *call, bReq *sip.Request, res *sip.Response, aGone bool, cause string, cancelled <-chan struct{}) {
+	c.b.fromUACResponse(res)
+	ack := c.b.ack(bReq.CSeq().SeqNo)
+	s.prepare(ack)
+	if err := s.client.WriteRequest(ack); err != nil {
+		c.log.Warn("ACK not sent", "leg", "b", "error", err)
+	}
+	c.mu.Lock()
+	c.bAnswered = true
+	c.bAck = ack
+	c.mu.Unlock()
+
+	if aGone {
+		// The CANCEL/200 race: B answered as we gave up on it.
+		c.terminate(nil, cause+"; b answered late")
+		return
+	}
+	answer, err := c.bridge.AnswerB(res.Body())
+	if err != nil {
+		r := sdpRejection(err)
+		s.reject(c.aTx, c.aInvite, r, c.log)
+		c.terminate(nil, "B-leg answer: "+err.Error())
+		return
+	}
+	ok := s.answerA(c, answer, cancelled)
+	if !ok {
+		return
+	}
+	c.mu.Lock()
+	if c.state == stateAnswered {
+		c.state = stateConfirmed
+	}
+	c.mu.Unlock()
+	c.log.Debug("call confirmed", "setup_ms", time.Since(c.created).Milliseconds())
+}
+
+// answerA sends our 2xx to A, starts media and waits for A's ACK.
+func (s *Server) answerA(c *call, answer []byte, cancelled <-chan struct{}) bool {
+	res := sip.NewResponseFromRequest(c.aInvite, 200, "OK", answer)
+	s.setLocalTag(c, res)
+	res.AppendHeader(s.contact(c.a.transport))
+	res.AppendHeader(sip.NewHeader("Server", s.cfg.Load().SIP.UserAgent))
+	res.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS"))
+	ct := sip.ContentTypeHeader("application/sdp")
+	res.AppendHeader(&ct)
+
+	c.mu.Lock()
+	if c.state != stateCalling {
+		c.mu.Unlock()
+		return false
+	}
+	c.state = stateAnswered
+	c.aAnswered = true
+	c.answeredAt = time.Now()
+	c.mu.Unlock()
+
+	if err := c.aTx.Respond(res); err != nil {
+		c.log.Warn("200 to A not sent", "leg", "a", "error", err)
+		c.terminate(nil, "A-leg transport error")
+		return false
+	}
+	// A CANCEL processed just before our 200 means sipgo sent 487 and
+	// dropped the 200: A is gone, so B must go too.
+	select {
+	case <-cancelled:
+		c.mu.Lock()
+		c.aAnswered = false
+		c.mu.Unlock()
+		c.terminate(nil, "cancelled by a; b answered late")
+		return false
+	default:
+	}
+	c.bridge.Start(func(err error) {
+		c.log.Warn("media timeout", "error", err)
+		c.terminate(nil, "rtp timeout")
+	})
+	c.log.Info("call answered", "setup_ms", time.Since(c.created).Milliseconds())
+	if !c.awaitAck(s.ctx, c.aTx, res, c.ackA, !isUnreliable(c.a.transport)) {
+		if c.getState() != stateEnded {
+			c.log.Warn("no ACK from A for 200", "leg", "a")
+			c.terminate(nil, errNoAck.Error())
+		}
+		return false
+	}
+	return true
+}
+
+func (s *Server) setLocalTag(c *call, res *sip.Response) {
+	if to := res.To(); to != nil {
+		to.Params.Add("tag", c.a.localTag)
+	}
+}
+
+// relayProvisional passes B's ringing on to A. B's SDP is never forwarded:
+// a 183 carries our own SDP, and toward WhatsApp it becomes a 180 because
+// the WhatsApp client takes the first media as the answer.
+func (s *Server) relayProvisional(c *call, res *sip.Response) {
+	code, reason := res.StatusCode, res.Reason
+	var body []byte
+	if code == 183 && len(res.Body()) > 0 && c.route.aEP.Kind != "whatsapp" {
+		answer, err := c.bridge.AnswerB(res.Body())
+		if err != nil {
+			c.log.Info("early media SDP ignored", "leg", "b", "error", err)
+			code, reason = 180, "Ringing"
+		} else {
+			body = answer
+			c.bridge.Start(func(err error) {
+				c.log.Warn("media timeout", "error", err)
+				c.terminate(nil, "rtp timeout")
+			})
+		}
+	} else if code != 180 {
+		code, reason = 180, "Ringing"
+	}
+	s.respond(c.aTx, c.aInvite, code, reason, func(r *sip.Response) {
+		s.setLocalTag(c, r)
+		r.AppendHeader(s.contact(c.a.transport))
+		if body != nil {
+			ct := sip.ContentTypeHeader("application/sdp")
+			r.AppendHeader(&ct)
+			r.SetBody(body)
+		}
+	})
+}
+
+// sendCancel cancels the B-leg INVITE (RFC 3261 §9.1: same Request-URI,
+// Call-ID, From, To, CSeq number and top Via as the INVITE).
+func (s *Server) sendCancel(c *call, inv *sip.Request) {
+	req := sip.NewRequest(sip.CANCEL, inv.Recipient)
+	if v := inv.Via(); v != nil {
+		req.AppendHeader(v.Clone())
+	}
+	for _, h := range inv.GetHeaders("Route") {
+		req.AppendHeader(sip.HeaderClone(h))
+	}
+	mf := sip.MaxForwardsHeader(70)
+	req.AppendHeader(&mf)
+	req.AppendHeader(sip.HeaderClone(inv.From()))
+	req.AppendHeader(sip.HeaderClone(inv.To()))
+	req.AppendHeader(sip.HeaderClone(inv.CallID()))
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: inv.CSeq().SeqNo, MethodName: sip.CANCEL})
+	req.SetTransport(inv.Transport())
+	req.SetDestination(inv.Destination())
+	req.Laddr = inv.Laddr
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		ctx, cancel := contextWithTimeout(64 * sip.T1)
+		defer cancel()
+		if _, err := s.client.Do(ctx, req); err != nil {
+			c.log.Warn("CANCEL failed", "leg", "b", "error", err)
+		}
+	}()
+	c.log.Debug("B-leg cancelled", "leg", "b")
+}
+
+// mapFinal chooses A's final response for B's final error. Codes pass
+// through, except those that would make A act on B's behalf: a challenge
+// for B's realm, or a redirect around wagate.
+func mapFinal(res *sip.Response) (int, string) {
+	switch {
+	case res.StatusCode == 401 || res.StatusCode == 407:
+		return 503, "Service Unavailable"
+	case res.StatusCode >= 300 && res.StatusCode < 400:
+		return 480, "Temporarily Unavailable"
+	}
+	reason := res.Reason
+	if reason == "" || !validHeaderValue(reason) {
+		reason = defaultReason(res.StatusCode)
+	}
+	return res.StatusCode, reason
+}
+
+func sdpRejection(err error) *rejection {
+	switch {
+	case errors.Is(err, media.ErrNoCommonCodec):
+		return &rejection{code: 488, reason: "Not Acceptable Here", warning: "no common codec", log: err.Error()}
+	case errors.Is(err, media.ErrBadSDP):
+		return &rejection{code: 488, reason: "Not Acceptable Here", warning: "malformed SDP", log: err.Error()}
+	}
+	return &rejection{code: 500, reason: "Server Internal Error", log: err.Error()}
+}
+
+func isUnreliable(transport string) bool { return strings.EqualFold(transport, "udp") }
+
+func errString(err error) string {
+	if err == nil {
+		return "terminated"
+	}
+	return err.Error()
+}
+
+// sanitizeDisplay keeps a display name printable and quote-free.
+func sanitizeDisplay(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || r == '"' || r == '\\' {
+			continue
+		}
+		b.WriteRune(r)
+		if b.Len() >= 64 {
+			break
+		}
+	}
+	return b.String()
+}

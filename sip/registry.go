@@ -1,0 +1,112 @@
+package sip
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// registry holds the live calls, found by either leg's Call-ID.
+//
+// sipgo runs each request in its own goroutine, so ACK, BYE and CANCEL for one
+// call can race; the registry only finds calls, and each call serialises its
+// own state under its own lock.
+type registry struct {
+	mu       sync.RWMutex
+	byCallID map[string]callRef
+	perEP    map[string]int
+	live     int
+
+	started atomic.Uint64
+	ended   atomic.Uint64
+}
+
+type callRef struct {
+	call *call
+	leg  *leg
+}
+
+func newRegistry() *registry {
+	return &registry{byCallID: make(map[string]callRef), perEP: make(map[string]int)}
+}
+
+// admit registers c under its A-leg Call-ID unless that Call-ID is already
+// live or a concurrency cap would be exceeded. It reports why it refused.
+func (r *registry) admit(c *call, maxTotal, maxA, maxB int) admitResult {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, dup := r.byCallID[c.a.callID]; dup {
+		return admitDuplicate
+	}
+	if maxTotal > 0 && r.live >= maxTotal {
+		return admitFull
+	}
+	if maxA > 0 && r.perEP[c.aEndpoint] >= maxA {
+		return admitFull
+	}
+	if maxB > 0 && r.perEP[c.bEndpoint] >= maxB {
+		return admitFull
+	}
+	r.byCallID[c.a.callID] = callRef{call: c, leg: c.a}
+	r.byCallID[c.b.callID] = callRef{call: c, leg: c.b}
+	r.perEP[c.aEndpoint]++
+	r.perEP[c.bEndpoint]++
+	r.live++
+	r.started.Add(1)
+	return admitOK
+}
+
+type admitResult int
+
+const (
+	admitOK admitResult = iota
+	admitDuplicate
+	admitFull
+)
+
+func (r *registry) lookup(callID string) (callRef, bool) {
+	r.mu.RLock()
+	ref, ok := r.byCallID[callID]
+	r.mu.RUnlock()
+	return ref, ok
+}
+
+// remove forgets c; it is idempotent.
+func (r *registry) remove(c *call) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ref, ok := r.byCallID[c.a.callID]
+	if !ok || ref.call != c {
+		return
+	}
+	delete(r.byCallID, c.a.callID)
+	delete(r.byCallID, c.b.callID)
+	r.perEP[c.aEndpoint]--
+	r.perEP[c.bEndpoint]--
+	if r.perEP[c.aEndpoint] == 0 {
+		delete(r.perEP, c.aEndpoint)
+	}
+	if r.perEP[c.bEndpoint] == 0 {
+		delete(r.perEP, c.bEndpoint)
+	}
+	r.live--
+	r.ended.Add(1)
+}
+
+func (r *registry) count() int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.live
+}
+
+// snapshot returns the live calls, for shutdown.
+func (r *registry) snapshot() []*call {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]*call, 0, r.live)
+	for id, ref := range r.byCallID {
+		if ref.leg == ref.call.a && id == ref.call.a.callID {
+			out = append(out, ref.call)
+		}
+	}
+	return out
+}

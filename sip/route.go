@@ -1,0 +1,182 @@
+package sip
+
+import (
+	"strconv"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/wagate/wagate/configs"
+)
+
+// Direction tells which way a call crosses wagate.
+type Direction string
+
+// The two call directions of DESIGN.md §1.
+const (
+	// UIC is a user-initiated call: WhatsApp user → business → agent.
+	UIC Direction = "UIC"
+	// BIC is a business-initiated call: dialer → business → WhatsApp user.
+	BIC Direction = "BIC"
+)
+
+// routeDecision is where a new call goes and as whom.
+type routeDecision struct {
+	dir    Direction
+	aEP    *configs.Endpoint
+	bEP    *configs.Endpoint
+	number *configs.Number
+	// user is the WhatsApp user's number in +E.164 (caller on UIC, callee on BIC).
+	user string
+	// target is the B-leg Request-URI; bFrom and bTo its From and To.
+	target sip.Uri
+	bFrom  sip.Uri
+	bTo    sip.Uri
+}
+
+// rejection is a final response wagate generates itself.
+type rejection struct {
+	code    int
+	reason  string
+	warning string // optional Warning text (399 wagate "...")
+	// log is why, for the one log line about it.
+	log string
+}
+
+// route decides the B-leg of a new INVITE from endpoint ep. It reads only
+// the Request-URI and From of req, so it can be fuzzed on its own.
+func route(cfg *configs.Config, ep *configs.Endpoint, req *sip.Request) (*routeDecision, *rejection) {
+	switch ep.Kind {
+	case configs.KindWhatsApp:
+		return routeUIC(cfg, ep, req)
+	case configs.KindDialer, configs.KindPBX:
+		return routeBIC(cfg, ep, req)
+	}
+	return nil, &rejection{code: 403, reason: "Forbidden", log: "endpoint kind cannot originate calls"}
+}
+
+func routeUIC(cfg *configs.Config, ep *configs.Endpoint, req *sip.Request) (*routeDecision, *rejection) {
+	num := cfg.NumberByE164(req.Recipient.User)
+	if num == nil {
+		return nil, &rejection{code: 404, reason: "Not Found", log: "business number not configured"}
+	}
+	pbx := cfg.Endpoint(num.Route.Endpoint)
+	if pbx == nil {
+		// Validation rejects this; a reload race is the only way here.
+		return nil, &rejection{code: 503, reason: "Service Unavailable", log: "route endpoint missing"}
+	}
+	caller := req.From().Address.User
+	d := &routeDecision{
+		dir:    UIC,
+		aEP:    ep,
+		bEP:    pbx,
+		number: num,
+		user:   caller,
+		target: endpointURI(pbx, num.Route.User),
+	}
+	d.bTo = d.target
+	d.bTo.UriParams = nil
+	d.bFrom = sip.Uri{Scheme: "sip", User: caller, Host: cfg.SIP.Host}
+	if !isE164(caller) {
+		// A business-scoped user id replaces the number when the user
+		// hides it; it still identifies the caller to the agent.
+		d.bFrom.User = sanitizeUser(caller)
+	}
+	return d, nil
+}
+
+func routeBIC(cfg *configs.Config, ep *configs.Endpoint, req *sip.Request) (*routeDecision, *rejection) {
+	callee, ok := normalizeE164(req.Recipient.User)
+	if !ok {
+		return nil, &rejection{code: 484, reason: "Address Incomplete", log: "callee is not an E.164 number"}
+	}
+	// The business number comes from the From user until the X-WABA header
+	// contract takes over (DESIGN.md §4).
+	num := cfg.NumberByE164(req.From().Address.User)
+	if num == nil || !allowedDialer(num, ep.Name) {
+		return nil, &rejection{code: 403, reason: "Business Number Not Authorized", log: "business number not configured for this endpoint"}
+	}
+	wa := whatsappEndpoint(cfg)
+	if wa == nil {
+		return nil, &rejection{code: 503, reason: "Service Unavailable", log: "no whatsapp endpoint configured"}
+	}
+	d := &routeDecision{
+		dir:    BIC,
+		aEP:    ep,
+		bEP:    wa,
+		number: num,
+		user:   callee,
+		target: endpointURI(wa, callee),
+		bFrom:  sip.Uri{Scheme: "sip", User: num.Number, Host: cfg.SIP.Host},
+	}
+	d.bTo = d.target
+	d.bTo.UriParams = nil
+	return d, nil
+}
+
+func endpointURI(ep *configs.Endpoint, user string) sip.Uri {
+	u := sip.Uri{Scheme: "sip", User: user, Host: ep.Host, Port: ep.Port}
+	if ep.Transport != "" && ep.Transport != "udp" {
+		u.UriParams = sip.NewParams()
+		u.UriParams.Add("transport", ep.Transport)
+	}
+	return u
+}
+
+func allowedDialer(n *configs.Number, name string) bool {
+	for _, d := range n.Dialers {
+		if d == name {
+			return true
+		}
+	}
+	return false
+}
+
+func whatsappEndpoint(cfg *configs.Config) *configs.Endpoint {
+	for i := range cfg.Endpoints {
+		if cfg.Endpoints[i].Kind == configs.KindWhatsApp {
+			return &cfg.Endpoints[i]
+		}
+	}
+	return nil
+}
+
+// normalizeE164 accepts 8–15 digits with an optional leading '+' and returns
+// the number as +digits.
+func normalizeE164(s string) (string, bool) {
+	if !isE164(s) {
+		return "", false
+	}
+	if s[0] == '+' {
+		return s, true
+	}
+	return "+" + s, true
+}
+
+func isE164(s string) bool {
+	if len(s) > 0 && s[0] == '+' {
+		s = s[1:]
+	}
+	if len(s) < 8 || len(s) > 15 || s[0] == '0' {
+		return false
+	}
+	_, err := strconv.ParseUint(s, 10, 64)
+	return err == nil
+}
+
+// sanitizeUser keeps a URI user made of unreserved characters only, so that
+// an identifier from one peer cannot inject syntax toward the other.
+func sanitizeUser(s string) string {
+	const max = 64
+	out := make([]byte, 0, min(len(s), max))
+	for i := 0; i < len(s) && len(out) < max; i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9',
+			c == '-', c == '_', c == '.', c == '+', c == '~':
+			out = append(out, c)
+		}
+	}
+	if len(out) == 0 {
+		return "anonymous"
+	}
+	return string(out)
+}

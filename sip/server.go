@@ -1,0 +1,285 @@
+// Package sip is wagate's signalling: listeners, endpoint identification,
+// routing, and the B2BUA state machine that owns both legs of every call.
+package sip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"github.com/wagate/wagate/configs"
+)
+
+// Server is wagate's SIP side: one sipgo UserAgent shared by the listeners
+// and the client, so requests leave from the listening port.
+type Server struct {
+	cfg       atomic.Pointer[configs.Config]
+	log       *slog.Logger
+	ua        *sipgo.UserAgent
+	srv       *sipgo.Server
+	client    *sipgo.Client
+	newBridge BridgeFactory
+	reg       *registry
+
+	// ctx ends every call's waits when the server stops.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// wg owns the goroutines the server starts outside request handlers
+	// (BYEs, CANCELs, stray-2xx clean-up).
+	wg       sync.WaitGroup
+	draining atomic.Bool
+
+	udpLaddr sip.Addr
+	ports    map[string]int // listen port per transport, for Contact
+	ready    chan struct{}
+	listenMu sync.Mutex
+	bound    []net.Addr
+}
+
+// Status is a snapshot for the status endpoint and tests.
+type Status struct {
+	Calls        int    `json:"calls"`
+	CallsStarted uint64 `json:"calls_started"`
+	CallsEnded   uint64 `json:"calls_ended"`
+}
+
+// New builds a Server for cfg. newBridge allocates each call's media.
+func New(cfg *configs.Config, newBridge BridgeFactory, log *slog.Logger) (*Server, error) {
+	// The transaction layer is built with the UA, before s exists.
+	var self atomic.Pointer[Server]
+	ua, err := sipgo.NewUA(
+		sipgo.WithUserAgent(cfg.SIP.UserAgent),
+		sipgo.WithUserAgentHostname(cfg.SIP.Host),
+		sipgo.WithUserAgentTransactionLayerOptions(
+			sip.WithTransactionLayerUnhandledResponseHandler(func(res *sip.Response) {
+				if s := self.Load(); s != nil {
+					s.onStrayResponse(res)
+				}
+			}),
+		),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("sip: new user agent: %w", err)
+	}
+	s := &Server{
+		log:       log,
+		ua:        ua,
+		newBridge: newBridge,
+		reg:       newRegistry(),
+		ports:     make(map[string]int),
+		ready:     make(chan struct{}),
+	}
+	s.cfg.Store(cfg)
+	self.Store(s)
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+
+	s.srv, err = sipgo.NewServer(ua, sipgo.WithServerLogger(log.With("component", "sipgo")))
+	if err != nil {
+		return nil, fmt.Errorf("sip: new server: %w", err)
+	}
+	s.client, err = sipgo.NewClient(ua, sipgo.WithClientHostname(cfg.SIP.Host), sipgo.WithClientLogger(log.With("component", "sipgo")))
+	if err != nil {
+		return nil, fmt.Errorf("sip: new client: %w", err)
+	}
+	s.srv.OnInvite(s.onInvite)
+	s.srv.OnAck(s.onAck)
+	s.srv.OnBye(s.onBye)
+	s.srv.OnCancel(s.onCancel)
+	s.srv.OnOptions(s.onOptions)
+	s.srv.OnNoRoute(s.onOther)
+	return s, nil
+}
+
+// Reload swaps in a new configuration for calls that start from now on.
+// Listeners and media settings are not changed by a reload.
+func (s *Server) Reload(cfg *configs.Config) { s.cfg.Store(cfg) }
+
+// Status reports live and total calls.
+func (s *Server) Status() Status {
+	return Status{Calls: s.reg.count(), CallsStarted: s.reg.started.Load(), CallsEnded: s.reg.ended.Load()}
+}
+
+// Ready is closed once every listener is bound.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Run binds every listener in the configuration and serves until ctx ends.
+func (s *Server) Run(ctx context.Context) error {
+	cfg := s.cfg.Load()
+	errc := make(chan error, len(cfg.SIP.Listen))
+	var lwg sync.WaitGroup
+	for _, l := range cfg.SIP.Listen {
+		tr := strings.ToLower(l.Transport)
+		switch tr {
+		case "udp":
+			pc, err := net.ListenPacket("udp", l.Address)
+			if err != nil {
+				return fmt.Errorf("sip: listen udp %s: %w", l.Address, err)
+			}
+			ap := netip.MustParseAddrPort(pc.LocalAddr().String())
+			s.ports["udp"] = int(ap.Port())
+			if s.udpLaddr.IP == nil {
+				s.udpLaddr = sip.Addr{IP: net.IP(ap.Addr().AsSlice()), Port: int(ap.Port())}
+			}
+			s.addBound(pc.LocalAddr())
+			lwg.Add(1)
+			go func() {
+				defer lwg.Done()
+				errc <- s.srv.ServeUDP(pc)
+			}()
+			go func() { <-ctx.Done(); pc.Close() }()
+		case "tcp":
+			ln, err := net.Listen("tcp", l.Address)
+			if err != nil {
+				return fmt.Errorf("sip: listen tcp %s: %w", l.Address, err)
+			}
+			s.ports["tcp"] = ln.Addr().(*net.TCPAddr).Port
+			s.addBound(ln.Addr())
+			lwg.Add(1)
+			go func() {
+				defer lwg.Done()
+				errc <- s.srv.ServeTCP(ln)
+			}()
+			go func() { <-ctx.Done(); ln.Close() }()
+		default:
+			return fmt.Errorf("sip: listen: unsupported transport %q", l.Transport)
+		}
+		s.log.Info("sip listening", "transport", tr, "address", l.Address)
+	}
+	close(s.ready)
+	select {
+	case <-ctx.Done():
+		lwg.Wait()
+		return nil
+	case err := <-errc:
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("sip: serve: %w", err)
+	}
+}
+
+func (s *Server) addBound(a net.Addr) {
+	s.listenMu.Lock()
+	s.bound = append(s.bound, a)
+	s.listenMu.Unlock()
+}
+
+// Shutdown stops taking new calls, waits for live calls to end until ctx
+// is done, then hangs up the rest and waits for the BYEs to finish.
+func (s *Server) Shutdown(ctx context.Context) {
+	s.draining.Store(true)
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+wait:
+	for s.reg.count() > 0 {
+		select {
+		case <-ctx.Done():
+			break wait
+		case <-t.C:
+		}
+	}
+	for _, c := range s.reg.snapshot() {
+		c.terminate(nil, "shutdown")
+	}
+	s.cancel()
+	s.wg.Wait()
+	s.ua.Close()
+}
+
+// identify returns the endpoint a request came from, by source address.
+func (s *Server) identify(req *sip.Request) *configs.Endpoint {
+	host, _, err := net.SplitHostPort(req.Source())
+	if err != nil {
+		return nil
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return nil
+	}
+	return s.cfg.Load().EndpointForSource(ip.Unmap())
+}
+
+// contact is our Contact for a leg on the given transport.
+func (s *Server) contact(transport string) *sip.ContactHeader {
+	tr := strings.ToLower(transport)
+	u := sip.Uri{Scheme: "sip", User: "wagate", Host: s.cfg.Load().SIP.Host, Port: s.ports[tr]}
+	if tr != "udp" {
+		u.UriParams = sip.NewParams()
+		u.UriParams.Add("transport", tr)
+	}
+	return &sip.ContactHeader{Address: u}
+}
+
+// prepare pins requests sent over UDP to the listening socket, so peers see
+// them come from the port they send to.
+func (s *Server) prepare(req *sip.Request) {
+	if strings.EqualFold(req.Transport(), "udp") && s.udpLaddr.IP != nil {
+		req.Laddr = s.udpLaddr
+	}
+}
+
+// respond sends a final or provisional response, logging a failure once.
+func (s *Server) respond(tx sip.ServerTransaction, req *sip.Request, code int, reason string, mut func(*sip.Response)) {
+	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	res.AppendHeader(sip.NewHeader("Server", s.cfg.Load().SIP.UserAgent))
+	if mut != nil {
+		mut(res)
+	}
+	if err := tx.Respond(res); err != nil {
+		s.log.Debug("respond failed", "code", code, "call_id", callIDOf(req), "error", err)
+	}
+}
+
+func (s *Server) reject(tx sip.ServerTransaction, req *sip.Request, r *rejection, log *slog.Logger) {
+	log.Info("call rejected", "code", r.code, "reason", r.reason, "why", r.log)
+	s.respond(tx, req, r.code, r.reason, func(res *sip.Response) {
+		if r.warning != "" {
+			res.AppendHeader(sip.NewHeader("Warning", `399 wagate "`+r.warning+`"`))
+		}
+		if r.code == 503 {
+			res.AppendHeader(sip.NewHeader("Retry-After", "5"))
+		}
+	})
+}
+
+func callIDOf(m interface{ CallID() *sip.CallIDHeader }) string {
+	if h := m.CallID(); h != nil {
+		return h.Value()
+	}
+	return ""
+}
+
+// sendBye hangs up one leg without blocking the caller; the server owns
+// the goroutine and waits for it at shutdown.
+func (s *Server) sendBye(c *call, l *leg) {
+	req := l.newRequest(sip.BYE, nil)
+	s.prepare(req)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 64*sip.T1)
+		defer cancel()
+		res, err := s.client.Do(ctx, req)
+		switch {
+		case err != nil:
+			c.log.Warn("BYE failed", "leg", l.name, "error", err)
+		case res.StatusCode >= 300 && res.StatusCode != 481:
+			c.log.Warn("BYE refused", "leg", l.name, "code", res.StatusCode)
+		}
+	}()
+}
+
+// errors for mapping in tests
+var errNoAck = errors.New("sip: no ACK for 2xx")
+
+func itoa(n int) string { return strconv.Itoa(n) }
