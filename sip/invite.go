@@ -201,7 +201,7 @@ func (s *Server) driveInvite(c *call, bReq *sip.Request, btx sip.ClientTransacti
 					s.relayProvisional(c, res)
 				}
 			case res.StatusCode < 300:
-				s.onBAnswer(c, bReq, res, wantCancel || aFinal, cause, cancelled)
+				s.onBAnswer(c, bReq, btx, res, wantCancel || aFinal, cause, cancelled)
 				return
 			default:
 				if !aFinal {
@@ -236,9 +236,14 @@ func (s *Server) driveInvite(c *call, bReq *sip.Request, btx sip.ClientTransacti
 			sendCancel()
 		case <-ring.C:
 			giveUp(480, "Temporarily Unavailable", "ring timeout")
+		case <-c.ended:
+			// Ended from outside (shutdown, or B hung up its early
+			// dialog): A still needs a final response, B a CANCEL. A late
+			// 2xx from B is then handled as a stray one (ACK and BYE).
+			giveUp(503, "Service Unavailable", "call ended before answer")
+			return
 		case <-s.ctx.Done():
 			giveUp(503, "Service Unavailable", "shutdown")
-			// Wait no longer for B: the transaction is terminated on return.
 			c.terminate(nil, cause)
 			return
 		}
@@ -247,13 +252,20 @@ func (s *Server) driveInvite(c *call, bReq *sip.Request, btx sip.ClientTransacti
 
 // onBAnswer handles B's 2xx: ACK it, answer A (unless A is gone, in which
 // case B is hung up at once), then wait for A's ACK.
-func (s *Server) onBAnswer(c *call, bReq *sip.Request, res *sip.Response, aGone bool, cause string, cancelled <-chan struct{}) {
+func (s *Server) onBAnswer(c *call, bReq *sip.Request, btx sip.ClientTransaction, res *sip.Response, aGone bool, cause string, cancelled <-chan struct{}) {
 	c.b.fromUACResponse(res)
 	ack := c.b.ack(bReq.CSeq().SeqNo)
 	s.prepare(ack)
 	if err := s.client.WriteRequest(ack); err != nil {
 		c.log.Warn("ACK not sent", "leg", "b", "error", err)
 	}
+	// B resends its 2xx until our ACK arrives; each one gets the ACK again.
+	// Once this transaction ends, onStrayResponse takes over.
+	btx.OnRetransmission(func(*sip.Response) {
+		if err := s.client.WriteRequest(ack.Clone()); err != nil {
+			c.log.Debug("ACK resend failed", "leg", "b", "error", err)
+		}
+	})
 	c.mu.Lock()
 	c.bAnswered = true
 	c.bAck = ack

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -42,8 +43,6 @@ type Server struct {
 	udpLaddr sip.Addr
 	ports    map[string]int // listen port per transport, for Contact
 	ready    chan struct{}
-	listenMu sync.Mutex
-	bound    []net.Addr
 }
 
 // Status is a snapshot for the status endpoint and tests.
@@ -113,16 +112,23 @@ func (s *Server) Status() Status {
 func (s *Server) Ready() <-chan struct{} { return s.ready }
 
 // Run binds every listener in the configuration and serves until ctx ends.
+// All sockets are bound before any is served, so handlers see a complete
+// set of listen ports.
 func (s *Server) Run(ctx context.Context) error {
 	cfg := s.cfg.Load()
-	errc := make(chan error, len(cfg.SIP.Listen))
-	var lwg sync.WaitGroup
+	var serves []func() error
+	var closers []io.Closer
+	closeAll := func() {
+		for _, c := range closers {
+			c.Close()
+		}
+	}
 	for _, l := range cfg.SIP.Listen {
-		tr := strings.ToLower(l.Transport)
-		switch tr {
+		switch tr := strings.ToLower(l.Transport); tr {
 		case "udp":
 			pc, err := net.ListenPacket("udp", l.Address)
 			if err != nil {
+				closeAll()
 				return fmt.Errorf("sip: listen udp %s: %w", l.Address, err)
 			}
 			ap := netip.MustParseAddrPort(pc.LocalAddr().String())
@@ -130,48 +136,46 @@ func (s *Server) Run(ctx context.Context) error {
 			if s.udpLaddr.IP == nil {
 				s.udpLaddr = sip.Addr{IP: net.IP(ap.Addr().AsSlice()), Port: int(ap.Port())}
 			}
-			s.addBound(pc.LocalAddr())
-			lwg.Add(1)
-			go func() {
-				defer lwg.Done()
-				errc <- s.srv.ServeUDP(pc)
-			}()
-			go func() { <-ctx.Done(); pc.Close() }()
+			closers = append(closers, pc)
+			serves = append(serves, func() error { return s.srv.ServeUDP(pc) })
 		case "tcp":
 			ln, err := net.Listen("tcp", l.Address)
 			if err != nil {
+				closeAll()
 				return fmt.Errorf("sip: listen tcp %s: %w", l.Address, err)
 			}
 			s.ports["tcp"] = ln.Addr().(*net.TCPAddr).Port
-			s.addBound(ln.Addr())
-			lwg.Add(1)
-			go func() {
-				defer lwg.Done()
-				errc <- s.srv.ServeTCP(ln)
-			}()
-			go func() { <-ctx.Done(); ln.Close() }()
+			closers = append(closers, ln)
+			serves = append(serves, func() error { return s.srv.ServeTCP(ln) })
 		default:
+			closeAll()
 			return fmt.Errorf("sip: listen: unsupported transport %q", l.Transport)
 		}
-		s.log.Info("sip listening", "transport", tr, "address", l.Address)
+		s.log.Info("sip listening", "transport", strings.ToLower(l.Transport), "address", l.Address)
+	}
+	errc := make(chan error, len(serves))
+	var lwg sync.WaitGroup
+	for _, serve := range serves {
+		lwg.Add(1)
+		go func() {
+			defer lwg.Done()
+			errc <- serve()
+		}()
 	}
 	close(s.ready)
+	var err error
 	select {
 	case <-ctx.Done():
-		lwg.Wait()
-		return nil
-	case err := <-errc:
-		if ctx.Err() != nil {
-			return nil
+	case err = <-errc:
+		if ctx.Err() == nil {
+			err = fmt.Errorf("sip: serve: %w", err)
+		} else {
+			err = nil
 		}
-		return fmt.Errorf("sip: serve: %w", err)
 	}
-}
-
-func (s *Server) addBound(a net.Addr) {
-	s.listenMu.Lock()
-	s.bound = append(s.bound, a)
-	s.listenMu.Unlock()
+	closeAll()
+	lwg.Wait()
+	return err
 }
 
 // Shutdown stops taking new calls, waits for live calls to end until ctx
@@ -192,7 +196,15 @@ wait:
 		c.terminate(nil, "shutdown")
 	}
 	s.cancel()
-	s.wg.Wait()
+	// BYEs and CANCELs in flight get a moment to be answered; a peer that
+	// never answers does not hold the shutdown for 32 s.
+	flushed := make(chan struct{})
+	go func() { s.wg.Wait(); close(flushed) }()
+	select {
+	case <-flushed:
+	case <-time.After(5 * time.Second):
+		s.log.Warn("shutdown: some BYE/CANCEL transactions still open")
+	}
 	s.ua.Close()
 }
 
