@@ -1,0 +1,149 @@
+package media
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wagate/wagate/configs"
+)
+
+var loopback = netip.MustParseAddr("127.0.0.1")
+
+// freePortRange finds n consecutive ports (from an even one) that bind on
+// 127.0.0.1 now, below Linux's ephemeral range so other sockets of the test
+// run are unlikely to take them meanwhile.
+func freePortRange(t testing.TB, n int) int {
+	t.Helper()
+	for range 100 {
+		base := 20000 + 2*rand.IntN(4500)
+		var conns []*net.UDPConn
+		ok := true
+		for p := base; p < base+n; p++ {
+			c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: p})
+			if err != nil {
+				ok = false
+				break
+			}
+			conns = append(conns, c)
+		}
+		for _, c := range conns {
+			c.Close()
+		}
+		if ok {
+			return base
+		}
+	}
+	t.Fatalf("no %d free consecutive UDP ports", n)
+	return 0
+}
+
+// testLogger discards logs unless -v, where it writes them to t.Log.
+func testLogger(t testing.TB) *slog.Logger {
+	if !testing.Verbose() {
+		return slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tWriter struct{ t testing.TB }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
+}
+
+// newTestManager returns a manager on 127.0.0.1 with room for pairs port
+// pairs and the given timeouts, no quarantine.
+func newTestManager(t testing.TB, pairs int, startTimeout, timeout time.Duration) *Manager {
+	t.Helper()
+	base := freePortRange(t, 2*pairs)
+	m, err := NewManager(configs.Media{
+		BindIP:          "127.0.0.1",
+		PortMin:         base,
+		PortMax:         base + 2*pairs - 1,
+		RTPStartTimeout: configs.Duration(startTimeout),
+		RTPTimeout:      configs.Duration(timeout),
+	}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// relayGoroutines counts goroutines running a bridge's relay loop.
+func relayGoroutines() int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	return strings.Count(string(buf), "media.(*Bridge).runDirection")
+}
+
+// checkNoRelayGoroutines fails t if relay goroutines outlive their
+// bridges. Close waits for them, so this only allows for a goroutine that
+// has finished its work but not yet returned.
+func checkNoRelayGoroutines(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(time.Second)
+	for relayGoroutines() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d relay goroutines left running", relayGoroutines())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// peer is a fake SIP endpoint's RTP socket.
+type peer struct {
+	t    testing.TB
+	conn *net.UDPConn
+}
+
+func newPeer(t testing.TB) *peer {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &peer{t: t, conn: c}
+}
+
+func (p *peer) port() int { return p.conn.LocalAddr().(*net.UDPAddr).Port }
+
+func (p *peer) addr() netip.AddrPort { return netip.AddrPortFrom(loopback, uint16(p.port())) }
+
+func (p *peer) send(to netip.AddrPort, pkt []byte) {
+	p.t.Helper()
+	if _, err := p.conn.WriteToUDPAddrPort(pkt, to); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// recv returns the next packet, or nil if none arrives within d.
+func (p *peer) recv(d time.Duration) []byte {
+	p.t.Helper()
+	buf := make([]byte, 2048)
+	_ = p.conn.SetReadDeadline(time.Now().Add(d))
+	n, _, err := p.conn.ReadFromUDPAddrPort(buf)
+	if err != nil {
+		return nil
+	}
+	return buf[:n]
+}
+
+// sdpOffer is an offer from a SIPp/PBX-like or Meta-like endpoint at port.
+func sdpOffer(port int, proto, formats string, attrs ...string) []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio %d %s %s\r\n", port, proto, formats)
+	for _, a := range attrs {
+		b.WriteString("a=" + a + "\r\n")
+	}
+	return []byte(b.String())
+}

@@ -1,0 +1,244 @@
+package media
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+const (
+	// maxBindAttempts bounds how many pairs one allocation tries when binds
+	// fail (ports held by another process), so a crowded range costs an
+	// allocation a few syscalls, not a walk over the whole range.
+	maxBindAttempts = 16
+	// bindBackoffMin and bindBackoffMax bound how long a pair that failed
+	// to bind stays out of rotation; the delay doubles per consecutive
+	// failure. Conflicts are usually transient (another program's
+	// ephemeral UDP socket), so a pair is parked, never retired for good,
+	// but one that keeps failing is retried rarely.
+	bindBackoffMin = 5 * time.Second
+	bindBackoffMax = 10 * time.Minute
+	// rtcpReadBuffer is SO_RCVBUF for the RTCP sockets, which nobody reads
+	// yet: the kernel rounds it up to its minimum, which caps what unread
+	// RTCP can pin per socket.
+	rtcpReadBuffer = 1
+)
+
+// portPair is an RTP socket on an even port and its RTCP socket on port+1,
+// owned by one bridge leg from allocation until release.
+type portPair struct {
+	idx  int32
+	port int // RTP port; RTCP is port+1
+	rtp  *net.UDPConn
+	rtcp *net.UDPConn
+}
+
+// closeSockets closes both sockets; closing twice is harmless.
+func (p *portPair) closeSockets() {
+	_ = p.rtp.Close()
+	_ = p.rtcp.Close()
+}
+
+// freeEntry is a pair waiting in the free list; readyAt is when its
+// quarantine ends (nanoseconds since the allocator's epoch).
+type freeEntry struct {
+	idx     int32
+	fails   uint8 // consecutive bind failures, for the backoff
+	readyAt int64
+}
+
+// portAllocator hands out RTP/RTCP port pairs from [min, max].
+//
+// Free pairs wait in a FIFO ring ordered by readyAt, so a released pair is
+// reused last and the head is always the first to leave quarantine: if the
+// head is still quarantined, every pair is. Binding happens outside the lock;
+// the lock only guards ring and parking-lot bookkeeping (tens of ns), so
+// thousands of allocations per second do not contend.
+type portAllocator struct {
+	network    string // udp4 for an IPv4 bind address, otherwise udp
+	ip         net.IP // nil: all interfaces
+	base       int    // RTP port of pair 0
+	pairs      int
+	quarantine time.Duration
+	now        func() time.Time
+	epoch      time.Time
+	listen     func(network string, addr *net.UDPAddr) (*net.UDPConn, error)
+
+	inUse atomic.Int64 // pairs handed out and not yet released
+
+	mu        sync.Mutex
+	ring      []freeEntry
+	head, n   int
+	lastReady int64 // readyAt of the ring's tail, keeps the ring ordered
+	// parked holds pairs whose bind failed, until retryAt.
+	parked    []freeEntry // readyAt is the retry time here
+	nextRetry int64       // earliest retry in parked; maxInt64 when empty
+}
+
+const maxInt64 = int64(^uint64(0) >> 1)
+
+// newPortAllocator returns an allocator for the even ports of [min, max]
+// whose next port is also in range. now may be nil (time.Now).
+func newPortAllocator(bind netip.Addr, min, max int, quarantine time.Duration, now func() time.Time) (*portAllocator, error) {
+	if min < 1 || max > 65535 || min > max {
+		return nil, fmt.Errorf("media: port range %d-%d: want 1 <= port_min <= port_max <= 65535", min, max)
+	}
+	base := min + min%2
+	pairs := 0
+	if max >= base+1 {
+		pairs = (max-base-1)/2 + 1
+	}
+	if pairs == 0 {
+		return nil, fmt.Errorf("media: port range %d-%d holds no even RTP port with its RTCP port", min, max)
+	}
+	if quarantine < 0 {
+		return nil, fmt.Errorf("media: port quarantine %s is negative", quarantine)
+	}
+	if now == nil {
+		now = time.Now
+	}
+	a := &portAllocator{
+		network:    "udp",
+		base:       base,
+		pairs:      pairs,
+		quarantine: quarantine,
+		now:        now,
+		epoch:      now(),
+		listen:     net.ListenUDP,
+		ring:       make([]freeEntry, pairs),
+		n:          pairs,
+		lastReady:  -maxInt64,
+		nextRetry:  maxInt64,
+	}
+	if bind.IsValid() {
+		bind = bind.Unmap()
+		a.ip = net.IP(bind.AsSlice())
+		if bind.Is4() {
+			a.network = "udp4"
+		}
+	}
+	for i := range a.ring {
+		a.ring[i] = freeEntry{idx: int32(i), readyAt: -maxInt64}
+	}
+	return a, nil
+}
+
+func (a *portAllocator) clock() int64 { return int64(a.now().Sub(a.epoch)) }
+
+// get binds and returns a free pair. Errors wrap ErrNoPorts.
+func (a *portAllocator) get() (*portPair, error) {
+	var lastErr error
+	for range maxBindAttempts {
+		e, err := a.pop()
+		if err != nil {
+			if lastErr != nil {
+				return nil, fmt.Errorf("%w (last bind error: %v)", err, lastErr)
+			}
+			return nil, err
+		}
+		p, err := a.bind(e.idx)
+		if err == nil {
+			a.inUse.Add(1)
+			return p, nil
+		}
+		lastErr = err
+		a.park(e)
+	}
+	return nil, fmt.Errorf("%w: %d port pairs failed to bind, last: %v", ErrNoPorts, maxBindAttempts, lastErr)
+}
+
+// pop takes the head of the free list if its quarantine is over.
+func (a *portAllocator) pop() (freeEntry, error) {
+	now := a.clock()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if now >= a.nextRetry {
+		a.unparkLocked(now)
+	}
+	if a.n == 0 {
+		return freeEntry{}, fmt.Errorf("%w: all %d port pairs in use", ErrNoPorts, a.pairs-len(a.parked))
+	}
+	e := a.ring[a.head]
+	if e.readyAt > now {
+		return freeEntry{}, fmt.Errorf("%w: %d free port pairs still in quarantine", ErrNoPorts, a.n)
+	}
+	a.head = (a.head + 1) % len(a.ring)
+	a.n--
+	return e, nil
+}
+
+// pushLocked appends e to the free list, ready at readyAt or when the
+// current tail is, whichever is later, so the list stays ordered.
+func (a *portAllocator) pushLocked(e freeEntry, readyAt int64) {
+	e.readyAt = max(readyAt, a.lastReady)
+	a.lastReady = e.readyAt
+	a.ring[(a.head+a.n)%len(a.ring)] = e
+	a.n++
+}
+
+// park keeps a pair that failed to bind out of rotation for a while.
+func (a *portAllocator) park(e freeEntry) {
+	if e.fails < 63 {
+		e.fails++
+	}
+	delay := bindBackoffMax
+	if e.fails < 16 {
+		delay = min(bindBackoffMin<<(e.fails-1), bindBackoffMax)
+	}
+	delay = max(delay, a.quarantine)
+	now := a.clock()
+	e.readyAt = now + int64(delay)
+	a.mu.Lock()
+	a.parked = append(a.parked, e)
+	a.nextRetry = min(a.nextRetry, e.readyAt)
+	a.mu.Unlock()
+}
+
+// unparkLocked moves parked pairs whose retry time has come back to the
+// free list, keeping their failure count for the next backoff.
+func (a *portAllocator) unparkLocked(now int64) {
+	next := maxInt64
+	kept := a.parked[:0]
+	for _, e := range a.parked {
+		if e.readyAt <= now {
+			a.pushLocked(e, now)
+			continue
+		}
+		kept = append(kept, e)
+		next = min(next, e.readyAt)
+	}
+	clear(a.parked[len(kept):])
+	a.parked = kept
+	a.nextRetry = next
+}
+
+// release closes p's sockets and returns the pair to the tail of the free
+// list, quarantined. p must not be used afterwards.
+func (a *portAllocator) release(p *portPair) {
+	p.closeSockets()
+	readyAt := a.clock() + int64(a.quarantine)
+	a.mu.Lock()
+	a.pushLocked(freeEntry{idx: p.idx}, readyAt)
+	a.mu.Unlock()
+	a.inUse.Add(-1)
+}
+
+// bind opens both sockets of pair idx.
+func (a *portAllocator) bind(idx int32) (*portPair, error) {
+	port := a.base + 2*int(idx)
+	rtp, err := a.listen(a.network, &net.UDPAddr{IP: a.ip, Port: port})
+	if err != nil {
+		return nil, fmt.Errorf("media: bind RTP port %d: %w", port, err)
+	}
+	rtcp, err := a.listen(a.network, &net.UDPAddr{IP: a.ip, Port: port + 1})
+	if err != nil {
+		_ = rtp.Close()
+		return nil, fmt.Errorf("media: bind RTCP port %d: %w", port+1, err)
+	}
+	// Best effort: a larger buffer only costs kernel memory.
+	_ = rtcp.SetReadBuffer(rtcpReadBuffer)
+	return &portPair{idx: idx, port: port, rtp: rtp, rtcp: rtcp}, nil
+}
