@@ -49,8 +49,10 @@ func (s *Server) onBye(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	c := ref.call
-	s.respond(tx, req, 200, "OK", nil)
 	c.mu.Lock()
+	// Only a leg whose dialog is up can be hung up; a BYE racing our final
+	// error response to A is for a dialog that never existed.
+	up := (ref.leg == c.a && c.aAnswered) || (ref.leg == c.b && c.bAnswered)
 	// The peer that hangs up needs no BYE back.
 	if ref.leg == c.a {
 		c.aAnswered = false
@@ -58,6 +60,11 @@ func (s *Server) onBye(req *sip.Request, tx sip.ServerTransaction) {
 		c.bAnswered = false
 	}
 	c.mu.Unlock()
+	if !up {
+		s.respond(tx, req, 481, "Call/Transaction Does Not Exist", nil)
+		return
+	}
+	s.respond(tx, req, 200, "OK", nil)
 	cause := "bye"
 	if h := req.GetHeader("Reason"); h != nil && validHeaderValue(h.Value()) {
 		cause = "bye: " + truncate(h.Value(), 128)
