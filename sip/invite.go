@@ -260,12 +260,10 @@ func (s *Server) onBAnswer(c *call, bReq *sip.Request, btx sip.ClientTransaction
 		c.log.Warn("ACK not sent", "leg", "b", "error", err)
 	}
 	// B resends its 2xx until our ACK arrives; each one gets the ACK again.
-	// Once this transaction ends, onStrayResponse takes over.
-	btx.OnRetransmission(func(*sip.Response) {
-		if err := s.client.WriteRequest(ack.Clone()); err != nil {
-			c.log.Debug("ACK resend failed", "leg", "b", "error", err)
-		}
-	})
+	// Once this transaction ends, onStrayResponse takes over. The hook must
+	// not capture the call: sipgo keeps the transaction (and so the hook)
+	// until Timer M fires, 32 s after the call may have ended.
+	btx.OnRetransmission(s.reAck(ack, c.b.callID))
 	c.mu.Lock()
 	c.bAnswered = true
 	c.bAck = ack
@@ -293,6 +291,15 @@ func (s *Server) onBAnswer(c *call, bReq *sip.Request, btx sip.ClientTransaction
 	}
 	c.mu.Unlock()
 	c.log.Debug("call confirmed", "setup_ms", time.Since(c.created).Milliseconds())
+}
+
+// reAck returns a hook that resends ack for each retransmitted 2xx.
+func (s *Server) reAck(ack *sip.Request, callID string) func(*sip.Response) {
+	return func(*sip.Response) {
+		if err := s.client.WriteRequest(ack.Clone()); err != nil {
+			s.log.Debug("ACK resend failed", "leg", "b", "sip_call_id", callID, "error", err)
+		}
+	}
 }
 
 // answerA sends our 2xx to A, starts media and waits for A's ACK.

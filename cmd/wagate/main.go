@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -28,8 +29,23 @@ func run() int {
 		check    = flag.String("check-config", "", "validate configuration `file` and exit")
 		drain    = flag.Duration("drain-timeout", 30*time.Second, "on SIGTERM, how long live calls may continue before they are hung up")
 		printDef = flag.Bool("print-default-config", false, "print the embedded default config and exit")
+		cpuProf  = flag.String("cpuprofile", "", "write a CPU profile to `file` until exit (for load tests)")
+		memProf  = flag.String("memprofile", "", "write a heap profile to `file` when a stop signal arrives (for load tests)")
 	)
 	flag.Parse()
+	if *cpuProf != "" {
+		f, err := os.Create(*cpuProf)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	if *printDef {
 		os.Stdout.Write(configs.DefaultYAML())
@@ -101,6 +117,9 @@ loop:
 				reload(srv, *cfgPath, log)
 				continue
 			}
+			if *memProf != "" {
+				writeHeapProfile(*memProf, log)
+			}
 			log.Info("draining", "signal", sig.String(), "timeout", drain.String())
 			dctx, cancel := context.WithTimeout(context.Background(), *drain)
 			go func() {
@@ -124,6 +143,18 @@ loop:
 	}
 	log.Info("stopped")
 	return code
+}
+
+func writeHeapProfile(path string, log *slog.Logger) {
+	f, err := os.Create(path)
+	if err != nil {
+		log.Error("heap profile", "error", err)
+		return
+	}
+	defer f.Close()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		log.Error("heap profile", "error", err)
+	}
 }
 
 func loadConfig(path string) (*configs.Config, error) {

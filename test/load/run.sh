@@ -18,6 +18,7 @@
 #   HOLD_MS=1000       call length in the run/find-max modes
 #   SECONDS_PER_RUN=30 length of each find-max step
 #   WAGATE=path        a wagate binary to test (default: go build ./cmd/wagate)
+#   WAGATE_ARGS=...    extra wagate flags (e.g. "-cpuprofile /tmp/cpu.prof")
 #   OUT=dir            where configs, logs and SIPp statistics go (default: a new
 #                      temp dir, printed at the start; kept afterwards)
 #   NET=127.0.50       the loopback /24 used: wagate .1, caller (WhatsApp side) .2,
@@ -164,7 +165,7 @@ log: {level: warn, format: json}
 EOF
     "$WAGATE" -check-config "$cfg" >/dev/null
     bound udp "$WAGATE_IP" "$SIP_PORT" && die "$WAGATE_IP:$SIP_PORT (udp) is already in use"
-    "$WAGATE" -config "$cfg" >"$OUT/$1.wagate.log" 2>&1 &
+    "$WAGATE" -config "$cfg" ${WAGATE_ARGS:-} >"$OUT/$1.wagate.log" 2>&1 &
     WAGATE_PID=$!
     PIDS+=("$WAGATE_PID")
     wait_for 15 status >/dev/null || die "wagate did not start; see $OUT/$1.wagate.log"
