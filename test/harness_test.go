@@ -336,6 +336,17 @@ type wagateOpts struct {
 	PortMax       int    // default 40000
 	LogLevel      string // default info
 	MetaTransport string // udp (default) or tcp
+	// MetaEncryption is the meta endpoint's media_encryption: none (default,
+	// SIPp has no SRTP) or sdes.
+	MetaEncryption string
+	// MetaCodecs is the meta endpoint's codec list (default opus, PCMU, PCMA).
+	MetaCodecs string
+	// Extra flow-map entries appended inside an endpoint, number or api
+	// item, e.g. `, auth: {users: [{username: u, password: p}]}`.
+	MetaExtra, PBXExtra, DialerExtra, NumberExtra, APIExtra string
+	// Extra is raw YAML appended at the top level (data_dir:, permissions:,
+	// recording: …).
+	Extra string
 }
 
 type configData struct {
@@ -352,14 +363,15 @@ sip:
   host: {{.E.WagateIP}}
   ring_timeout: {{.O.RingTimeout}}
 endpoints:
-  - {name: meta, kind: whatsapp, host: {{.E.Meta.IP}}, port: {{.E.Meta.Port}}, transport: {{.O.MetaTransport}}, source_cidrs: [{{.E.Meta.IP}}/32], codecs: [opus, PCMU, PCMA]}
-  - {name: pbx, kind: pbx, host: {{.E.PBX.IP}}, port: {{.E.PBX.Port}}, transport: udp, source_cidrs: [{{.E.PBX.IP}}/32], codecs: [PCMU, PCMA]}
-  - {name: dialer, kind: dialer, host: {{.E.Dialer.IP}}, port: {{.E.Dialer.Port}}, transport: udp, source_cidrs: [{{.E.Dialer.IP}}/32]}
+  - {name: meta, kind: whatsapp, host: {{.E.Meta.IP}}, port: {{.E.Meta.Port}}, transport: {{.O.MetaTransport}}, source_cidrs: [{{.E.Meta.IP}}/32], codecs: [{{.O.MetaCodecs}}], media_encryption: {{.O.MetaEncryption}}{{.O.MetaExtra}}}
+  - {name: pbx, kind: pbx, host: {{.E.PBX.IP}}, port: {{.E.PBX.Port}}, transport: udp, source_cidrs: [{{.E.PBX.IP}}/32], codecs: [PCMU, PCMA]{{.O.PBXExtra}}}
+  - {name: dialer, kind: dialer, host: {{.E.Dialer.IP}}, port: {{.E.Dialer.Port}}, transport: udp, source_cidrs: [{{.E.Dialer.IP}}/32]{{.O.DialerExtra}}}
 numbers:
-  - {number: "+15550100001", phone_number_id: "100000000000001", route: {endpoint: pbx, user: "1001"}, dialers: [dialer], callback_permission: true}
+  - {number: "+15550100001", phone_number_id: "100000000000001", route: {endpoint: pbx, user: "1001"}, dialers: [dialer], callback_permission: true{{.O.NumberExtra}}}
 media: {bind_ip: {{.E.WagateIP}}, port_min: {{.O.PortMin}}, port_max: {{.O.PortMax}}, rtp_timeout: 30s, rtp_start_timeout: 60s, port_quarantine: 2s}
-api: {listen: "{{.E.WagateIP}}:{{.E.APIPort}}"}
+api: {listen: "{{.E.WagateIP}}:{{.E.APIPort}}"{{.O.APIExtra}}}
 log: {level: {{.O.LogLevel}}, format: json}
+{{.O.Extra}}
 `))
 
 // Numbers in the generated config.
@@ -386,6 +398,12 @@ func (e *env) writeConfig(o wagateOpts) string {
 	}
 	if o.MetaTransport == "" {
 		o.MetaTransport = "udp"
+	}
+	if o.MetaEncryption == "" {
+		o.MetaEncryption = "none"
+	}
+	if o.MetaCodecs == "" {
+		o.MetaCodecs = "opus, PCMU, PCMA"
 	}
 	var b bytes.Buffer
 	if err := configTmpl.Execute(&b, configData{Name: e.t.Name(), E: e, O: o}); err != nil {
