@@ -16,6 +16,8 @@ const (
 
 // Config is the whole of wagate's configuration.
 type Config struct {
+	// DataDir holds wagate's state (the permission store); default "data".
+	DataDir     string      `yaml:"data_dir"`
 	SIP         SIP         `yaml:"sip"`
 	Endpoints   []Endpoint  `yaml:"endpoints"`
 	Numbers     []Number    `yaml:"numbers"`
@@ -46,8 +48,12 @@ type SIP struct {
 
 // Listener is one SIP socket.
 type Listener struct {
-	Transport string `yaml:"transport"` // udp | tcp
+	Transport string `yaml:"transport"` // udp | tcp | tls
 	Address   string `yaml:"address"`   // host:port
+	// CertFile and KeyFile are the PEM certificate chain and key of a tls
+	// listener (required for tls, refused for udp/tcp).
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 }
 
 // Endpoint is a named SIP peer.
@@ -67,9 +73,51 @@ type Endpoint struct {
 	// MaxCalls caps concurrent calls on this endpoint (0: no cap).
 	MaxCalls int `yaml:"max_calls"`
 
+	// TLSServerName is the name verified in the peer's certificate on
+	// outbound TLS (default: host; "wa.meta.vc" for whatsapp endpoints).
+	TLSServerName string `yaml:"tls_server_name"`
+	// CAFile is a PEM bundle trusted for this peer's certificate instead of
+	// the system roots (tests use a local CA).
+	CAFile string `yaml:"ca_file"`
+	// MediaEncryption is "sdes" (RTP/SAVP with a=crypto) or "none" (plain
+	// RTP/AVP). Default: sdes for whatsapp, none for pbx/dialer.
+	MediaEncryption string `yaml:"media_encryption"`
+	// BehindNAT makes the media relay latch once onto the first
+	// authenticated source instead of only accepting the SDP address.
+	BehindNAT bool `yaml:"behind_nat"`
+	// Auth, when set, challenges this endpoint's requests with digest
+	// authentication (407) before they are routed.
+	Auth *Auth `yaml:"auth"`
+	// DigestRealm is the only realm whose challenges from this endpoint
+	// wagate answers with credentials (default "wa.meta.vc" for whatsapp).
+	DigestRealm string `yaml:"digest_realm"`
+
 	// Prefixes is derived from SourceCIDRs by Load: bare IPs become /32 or
 	// /128, host bits are cleared, IPv4-mapped IPv6 is folded to IPv4.
 	Prefixes []netip.Prefix `yaml:"-"`
+}
+
+// Auth is the digest authentication wagate demands from an endpoint.
+type Auth struct {
+	// Realm of the challenge (default: sip.host).
+	Realm string `yaml:"realm"`
+	// Users who may authenticate; any of them is accepted.
+	Users []Credential `yaml:"users"`
+	// NonceTTL is how long a nonce is accepted (default 5m).
+	NonceTTL Duration `yaml:"nonce_ttl"`
+	// MaxFailures per source address within FailureWindow before that
+	// source is refused outright (403) until the window passes (default 10 in 1m).
+	MaxFailures   int      `yaml:"max_failures"`
+	FailureWindow Duration `yaml:"failure_window"`
+}
+
+// Credential is a username and a password given inline or through an
+// environment variable (PasswordEnv wins when both are set and the
+// variable is non-empty).
+type Credential struct {
+	Username    string `yaml:"username"`
+	Password    string `yaml:"password"`
+	PasswordEnv string `yaml:"password_env"`
 }
 
 // Number is a WhatsApp business number.
@@ -85,6 +133,18 @@ type Number struct {
 	Dialers []string `yaml:"dialers"`
 	// CallbackPermission grants a temporary permission on each UIC.
 	CallbackPermission bool `yaml:"callback_permission"`
+	// Digest is the password Meta generated for this number, used to answer
+	// Meta's 407 on business-initiated calls (the username is the number's
+	// digits without '+').
+	Digest Secret `yaml:"digest"`
+	// Recording overrides recording.enabled for this number's calls.
+	Recording *bool `yaml:"recording"`
+}
+
+// Secret is a value given inline or through an environment variable.
+type Secret struct {
+	Value string `yaml:"value"`
+	Env   string `yaml:"env"`
 }
 
 // Route is the PBX target of a business number's user-initiated calls.
@@ -110,12 +170,42 @@ type Media struct {
 	RTPTimeout Duration `yaml:"rtp_timeout"`
 	// RTPStartTimeout ends a call that never received media for this long.
 	RTPStartTimeout Duration `yaml:"rtp_start_timeout"`
+	// RTCPInterval is how often wagate sends its own RTCP SR/RR per leg.
+	RTCPInterval Duration `yaml:"rtcp_interval"`
+	// JitterBuffer is the reorder depth before decoding (default 60ms).
+	JitterBuffer Duration `yaml:"jitter_buffer"`
+	// Opus encoder settings for the WhatsApp leg.
+	Opus Opus `yaml:"opus"`
+}
+
+// Opus configures the Opus encoder.
+type Opus struct {
+	// Bitrate in bit/s (default 20000, Meta's maxaveragebitrate).
+	Bitrate int `yaml:"bitrate"`
+	// Complexity 0–10 (default 5).
+	Complexity int `yaml:"complexity"`
+	// FEC enables in-band forward error correction (default true).
+	FEC *bool `yaml:"fec"`
 }
 
 // API configures the HTTP control/status endpoint.
 type API struct {
 	// Listen is host:port; empty disables the API.
 	Listen string `yaml:"listen"`
+	// Token is the bearer token for /v1/* (except /v1/status and the
+	// webhook). Required when permissions or recording are enabled and
+	// Listen is set.
+	Token Secret `yaml:"token"`
+	// Webhook configures Meta's webhook endpoint (/webhook/meta).
+	Webhook Webhook `yaml:"webhook"`
+}
+
+// Webhook configures the Meta webhook receiver.
+type Webhook struct {
+	// AppSecret verifies X-Hub-Signature-256; webhook off when empty.
+	AppSecret Secret `yaml:"app_secret"`
+	// VerifyToken answers Meta's subscription handshake.
+	VerifyToken Secret `yaml:"verify_token"`
 }
 
 // Log configures logging.
@@ -124,16 +214,38 @@ type Log struct {
 	Format string `yaml:"format"` // text | json
 }
 
-// Permissions configures the call-permission cache (later issue).
+// Permissions configures the call-permission cache.
 type Permissions struct {
 	// Enabled turns the permission check on for business-initiated calls.
 	Enabled bool `yaml:"enabled"`
+	// Store is the file of the embedded store (default <data_dir>/permissions.db).
+	Store string `yaml:"store"`
+	// Limits are Meta's rules; Meta changes them, so they are configurable.
+	Limits PermissionLimits `yaml:"limits"`
 }
 
-// Recording configures call recording (later issue).
+// PermissionLimits are WhatsApp's call-permission rules (DESIGN.md §5).
+type PermissionLimits struct {
+	TemporaryTTL               Duration `yaml:"temporary_ttl"`                // 168h
+	ConnectedCallsPerUser24h   int      `yaml:"connected_calls_per_user_24h"` // 100
+	ConsecutiveUnansweredMax   int      `yaml:"consecutive_unanswered_max"`   // 4 (revokes)
+	ConsecutiveUnansweredNudge int      `yaml:"consecutive_unanswered_nudge"` // 2
+	NewCallsPerNumber24h       int      `yaml:"new_calls_per_number_24h"`     // 10000
+	ConcurrentCallsPerNumber   int      `yaml:"concurrent_calls_per_number"`  // 1000
+	RequestsPer24h             int      `yaml:"requests_per_24h"`             // 1
+	RequestsPer7d              int      `yaml:"requests_per_7d"`              // 2
+}
+
+// Recording configures call recording.
 type Recording struct {
 	Enabled   bool   `yaml:"enabled"`
 	Directory string `yaml:"directory"`
+	// SampleRate is 8000 (default) or 16000.
+	SampleRate int `yaml:"sample_rate"`
+	// NameBy picks the Call-ID that names the file: "a" (default) or "b".
+	NameBy string `yaml:"name_by"`
+	// RetentionDays deletes recordings older than this (0: keep forever).
+	RetentionDays int `yaml:"retention_days"`
 }
 
 // Duration is a time.Duration written in YAML as "30s", "2m", …

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -25,7 +27,58 @@ const (
 	DefaultLogLevel        = "info"
 	DefaultLogFormat       = "text"
 	DefaultRecordingDir    = "recordings"
+
+	DefaultDataDir = "data"
+	// DefaultTLSPort is the port of an endpoint whose transport is tls and
+	// which gives none (RFC 3261's port for SIP over TLS).
+	DefaultTLSPort = 5061
+	// MetaSIPDomain is the name Meta's SIP servers present in their TLS
+	// certificate and use as the realm of their digest challenges.
+	MetaSIPDomain = "wa.meta.vc"
+
+	// Media encryption of an endpoint's RTP.
+	MediaEncryptionSDES = "sdes" // RTP/SAVP with a=crypto (SDES-SRTP)
+	MediaEncryptionNone = "none" // plain RTP/AVP
+
+	DefaultNonceTTL      = Duration(5 * time.Minute)
+	DefaultMaxFailures   = 10
+	DefaultFailureWindow = Duration(time.Minute)
+
+	DefaultRTCPInterval    = Duration(5 * time.Second)
+	DefaultJitterBuffer    = Duration(60 * time.Millisecond)
+	DefaultOpusBitrate     = 20000
+	DefaultOpusComplexity  = 5
+	DefaultOpusFEC         = true
+	DefaultPermissionStore = "permissions.db" // under data_dir
+
+	DefaultRecordingSampleRate = 8000
+	DefaultRecordingNameBy     = "a"
 )
+
+// DefaultPermissionLimits returns WhatsApp's call-permission rules as Meta
+// documents them (DESIGN.md §5).
+func DefaultPermissionLimits() PermissionLimits {
+	return PermissionLimits{
+		TemporaryTTL:               Duration(168 * time.Hour),
+		ConnectedCallsPerUser24h:   100,
+		ConsecutiveUnansweredMax:   4,
+		ConsecutiveUnansweredNudge: 2,
+		NewCallsPerNumber24h:       10000,
+		ConcurrentCallsPerNumber:   1000,
+		RequestsPer24h:             1,
+		RequestsPer7d:              2,
+	}
+}
+
+// DefaultMediaEncryption returns the media encryption an endpoint of kind
+// gets when it names none: Meta requires SRTP; PBXs and dialers are assumed
+// to speak plain RTP on a trusted network.
+func DefaultMediaEncryption(kind string) string {
+	if kind == KindWhatsApp {
+		return MediaEncryptionSDES
+	}
+	return MediaEncryptionNone
+}
 
 // Codec names as wagate spells them.
 const (
@@ -85,13 +138,37 @@ func applyDefaults(c *Config, t tree) {
 	str(&c.SIP.UserAgent, "sip.user_agent", DefaultUserAgent)
 	dur(&c.SIP.RingTimeout, "sip.ring_timeout", DefaultRingTimeout)
 
+	str(&c.DataDir, "data_dir", DefaultDataDir)
+
 	for i := range c.Endpoints {
 		e := &c.Endpoints[i]
 		p := fmt.Sprintf("endpoints[%d]", i)
 		str(&e.Transport, p+".transport", DefaultTransport)
-		num(&e.Port, p+".port", DefaultEndpointPort)
+		tls := strings.EqualFold(e.Transport, "tls")
+		if tls {
+			num(&e.Port, p+".port", DefaultTLSPort)
+		} else {
+			num(&e.Port, p+".port", DefaultEndpointPort)
+		}
 		if !set(p + ".codecs") {
 			e.Codecs = DefaultCodecs(e.Kind)
+		}
+		str(&e.MediaEncryption, p+".media_encryption", DefaultMediaEncryption(e.Kind))
+		if tls && e.Kind == KindWhatsApp {
+			// Meta's certificate names wa.meta.vc whatever address or
+			// name the endpoint's host is written as.
+			str(&e.TLSServerName, p+".tls_server_name", MetaSIPDomain)
+		} else {
+			str(&e.TLSServerName, p+".tls_server_name", e.Host)
+		}
+		if e.Kind == KindWhatsApp {
+			str(&e.DigestRealm, p+".digest_realm", MetaSIPDomain)
+		}
+		if a := e.Auth; a != nil {
+			str(&a.Realm, p+".auth.realm", c.SIP.Host)
+			dur(&a.NonceTTL, p+".auth.nonce_ttl", DefaultNonceTTL)
+			num(&a.MaxFailures, p+".auth.max_failures", DefaultMaxFailures)
+			dur(&a.FailureWindow, p+".auth.failure_window", DefaultFailureWindow)
 		}
 	}
 
@@ -109,11 +186,37 @@ func applyDefaults(c *Config, t tree) {
 	dur(&m.PortQuarantine, "media.port_quarantine", DefaultPortQuarantine)
 	dur(&m.RTPTimeout, "media.rtp_timeout", DefaultRTPTimeout)
 	dur(&m.RTPStartTimeout, "media.rtp_start_timeout", DefaultRTPStartTimeout)
+	dur(&m.RTCPInterval, "media.rtcp_interval", DefaultRTCPInterval)
+	dur(&m.JitterBuffer, "media.jitter_buffer", DefaultJitterBuffer)
+	num(&m.Opus.Bitrate, "media.opus.bitrate", DefaultOpusBitrate)
+	num(&m.Opus.Complexity, "media.opus.complexity", DefaultOpusComplexity)
+	if m.Opus.FEC == nil {
+		fec := DefaultOpusFEC
+		m.Opus.FEC = &fec
+	}
 
 	str(&c.API.Listen, "api.listen", DefaultAPIListen)
 	str(&c.Log.Level, "log.level", DefaultLogLevel)
 	str(&c.Log.Format, "log.format", DefaultLogFormat)
-	str(&c.Recording.Directory, "recording.directory", DefaultRecordingDir)
+
+	pm := &c.Permissions
+	str(&pm.Store, "permissions.store", filepath.Join(c.DataDir, DefaultPermissionStore))
+	l, dl := &pm.Limits, DefaultPermissionLimits()
+	lp := "permissions.limits."
+	dur(&l.TemporaryTTL, lp+"temporary_ttl", dl.TemporaryTTL)
+	num(&l.ConnectedCallsPerUser24h, lp+"connected_calls_per_user_24h", dl.ConnectedCallsPerUser24h)
+	num(&l.ConsecutiveUnansweredMax, lp+"consecutive_unanswered_max", dl.ConsecutiveUnansweredMax)
+	num(&l.ConsecutiveUnansweredNudge, lp+"consecutive_unanswered_nudge", dl.ConsecutiveUnansweredNudge)
+	num(&l.NewCallsPerNumber24h, lp+"new_calls_per_number_24h", dl.NewCallsPerNumber24h)
+	num(&l.ConcurrentCallsPerNumber, lp+"concurrent_calls_per_number", dl.ConcurrentCallsPerNumber)
+	num(&l.RequestsPer24h, lp+"requests_per_24h", dl.RequestsPer24h)
+	num(&l.RequestsPer7d, lp+"requests_per_7d", dl.RequestsPer7d)
+
+	r := &c.Recording
+	str(&r.Directory, "recording.directory", DefaultRecordingDir)
+	num(&r.SampleRate, "recording.sample_rate", DefaultRecordingSampleRate)
+	str(&r.NameBy, "recording.name_by", DefaultRecordingNameBy)
+	// retention_days defaults to 0 (keep forever), the zero value.
 }
 
 // hostOf derives sip.host from the first listener. A wildcard or missing

@@ -2,6 +2,7 @@ package configs
 
 import (
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -13,7 +14,7 @@ func TestDefaultsOfEmptyFile(t *testing.T) {
 		name      string
 		got, want any
 	}{
-		{"sip.listen", c.SIP.Listen, []Listener{{"udp", "127.0.0.1:5072"}, {"tcp", "127.0.0.1:5072"}}},
+		{"sip.listen", c.SIP.Listen, []Listener{{Transport: "udp", Address: "127.0.0.1:5072"}, {Transport: "tcp", Address: "127.0.0.1:5072"}}},
 		{"sip.host", c.SIP.Host, "127.0.0.1"},
 		{"sip.user_agent", c.SIP.UserAgent, "wagate"},
 		{"sip.ring_timeout", c.SIP.RingTimeout.D(), 60 * time.Second},
@@ -31,6 +32,26 @@ func TestDefaultsOfEmptyFile(t *testing.T) {
 		{"permissions.enabled", c.Permissions.Enabled, false},
 		{"recording.enabled", c.Recording.Enabled, false},
 		{"recording.directory", c.Recording.Directory, "recordings"},
+		{"data_dir", c.DataDir, "data"},
+		{"media.rtcp_interval", c.Media.RTCPInterval.D(), 5 * time.Second},
+		{"media.jitter_buffer", c.Media.JitterBuffer.D(), 60 * time.Millisecond},
+		{"media.opus.bitrate", c.Media.Opus.Bitrate, 20000},
+		{"media.opus.complexity", c.Media.Opus.Complexity, 5},
+		{"media.opus.fec", c.Media.Opus.FEC != nil && *c.Media.Opus.FEC, true},
+		{"api.token", c.API.Token, Secret{}},
+		{"api.webhook", c.API.Webhook, Webhook{}},
+		{"permissions.store", c.Permissions.Store, filepath.Join("data", "permissions.db")},
+		{"permissions.limits.temporary_ttl", c.Permissions.Limits.TemporaryTTL.D(), 168 * time.Hour},
+		{"permissions.limits.connected_calls_per_user_24h", c.Permissions.Limits.ConnectedCallsPerUser24h, 100},
+		{"permissions.limits.consecutive_unanswered_max", c.Permissions.Limits.ConsecutiveUnansweredMax, 4},
+		{"permissions.limits.consecutive_unanswered_nudge", c.Permissions.Limits.ConsecutiveUnansweredNudge, 2},
+		{"permissions.limits.new_calls_per_number_24h", c.Permissions.Limits.NewCallsPerNumber24h, 10000},
+		{"permissions.limits.concurrent_calls_per_number", c.Permissions.Limits.ConcurrentCallsPerNumber, 1000},
+		{"permissions.limits.requests_per_24h", c.Permissions.Limits.RequestsPer24h, 1},
+		{"permissions.limits.requests_per_7d", c.Permissions.Limits.RequestsPer7d, 2},
+		{"recording.sample_rate", c.Recording.SampleRate, 8000},
+		{"recording.name_by", c.Recording.NameBy, "a"},
+		{"recording.retention_days", c.Recording.RetentionDays, 0},
 	}
 	for _, ch := range checks {
 		if !equal(ch.got, ch.want) {
@@ -98,7 +119,7 @@ sip:
     - {}
     - {transport: TCP}
 `, func(t *testing.T, c *Config) {
-			want := []Listener{{"udp", "127.0.0.1:5072"}, {"tcp", "127.0.0.1:5072"}}
+			want := []Listener{{Transport: "udp", Address: "127.0.0.1:5072"}, {Transport: "tcp", Address: "127.0.0.1:5072"}}
 			if !slices.Equal(c.SIP.Listen, want) {
 				t.Errorf("sip.listen = %+v, want %+v", c.SIP.Listen, want)
 			}
@@ -195,6 +216,159 @@ media:
 `, func(t *testing.T, c *Config) {
 			if c.SIP.RingTimeout.D() != 90*time.Second || c.Media.PortMin != 20000 || c.Media.PortMax != 20099 || c.Media.RTPTimeout.D() != 500*time.Millisecond {
 				t.Errorf("got ring_timeout %v port %d–%d rtp_timeout %v", c.SIP.RingTimeout, c.Media.PortMin, c.Media.PortMax, c.Media.RTPTimeout)
+			}
+		}},
+		{"endpoint TLS and media defaults by kind and transport", `
+sip:
+  host: sip.example.com
+endpoints:
+  - {name: meta, kind: whatsapp, host: 192.0.2.1, transport: TLS, source_cidrs: [192.0.2.0/24]}
+  - {name: meta-udp, kind: whatsapp, host: 192.0.2.2, source_cidrs: [192.0.2.2]}
+  - {name: pbx, kind: pbx, host: pbx.example.com, transport: tls, source_cidrs: [10.0.0.1]}
+  - {name: pbx-udp, kind: pbx, host: 10.0.0.2, source_cidrs: [10.0.0.2]}
+  - {name: dialer, kind: dialer, source_cidrs: [10.0.0.3]}
+`, func(t *testing.T, c *Config) {
+			want := map[string]struct {
+				port                     int
+				transport, sni, enc, dig string
+			}{
+				"meta":     {5061, "tls", "wa.meta.vc", "sdes", "wa.meta.vc"},
+				"meta-udp": {5060, "udp", "192.0.2.2", "sdes", "wa.meta.vc"},
+				"pbx":      {5061, "tls", "pbx.example.com", "none", ""},
+				"pbx-udp":  {5060, "udp", "10.0.0.2", "none", ""},
+				"dialer":   {5060, "udp", "", "none", ""},
+			}
+			for name, w := range want {
+				e := c.Endpoint(name)
+				if e.Port != w.port || e.Transport != w.transport || e.TLSServerName != w.sni || e.MediaEncryption != w.enc || e.DigestRealm != w.dig {
+					t.Errorf("%s: port %d transport %q tls_server_name %q media_encryption %q digest_realm %q; want %+v",
+						name, e.Port, e.Transport, e.TLSServerName, e.MediaEncryption, e.DigestRealm, w)
+				}
+				if e.Auth != nil || e.BehindNAT || e.CAFile != "" {
+					t.Errorf("%s: auth %v behind_nat %v ca_file %q; want none of them", name, e.Auth, e.BehindNAT, e.CAFile)
+				}
+			}
+		}},
+		{"explicit endpoint TLS and media values kept", `
+endpoints:
+  - name: meta
+    kind: whatsapp
+    host: 192.0.2.1
+    port: 15061
+    transport: tls
+    tls_server_name: meta.test
+    media_encryption: NONE
+    digest_realm: example.org
+    behind_nat: true
+    source_cidrs: [192.0.2.0/24]
+`, func(t *testing.T, c *Config) {
+			e := c.Endpoint("meta")
+			if e.Port != 15061 || e.TLSServerName != "meta.test" || e.MediaEncryption != "none" || e.DigestRealm != "example.org" || !e.BehindNAT {
+				t.Errorf("endpoint = %+v", *e)
+			}
+		}},
+		{"auth defaults", `
+sip:
+  host: sip.example.com
+endpoints:
+  - name: dialer
+    kind: dialer
+    source_cidrs: [10.0.0.3]
+    auth:
+      users: [{username: d, password: p}]
+  - name: pbx
+    kind: pbx
+    host: 10.0.0.1
+    source_cidrs: [10.0.0.1]
+    auth:
+      realm: cc.example.com
+      users: [{username: p, password_env: PBX_PASSWORD}]
+      nonce_ttl: 30s
+      max_failures: 3
+      failure_window: 10m
+`, func(t *testing.T, c *Config) {
+			a := c.Endpoint("dialer").Auth
+			if a == nil || a.Realm != "sip.example.com" || a.NonceTTL.D() != 5*time.Minute || a.MaxFailures != 10 || a.FailureWindow.D() != time.Minute {
+				t.Errorf("dialer auth = %+v; want realm sip.example.com, 5m, 10 in 1m", a)
+			}
+			a = c.Endpoint("pbx").Auth
+			if a == nil || a.Realm != "cc.example.com" || a.NonceTTL.D() != 30*time.Second || a.MaxFailures != 3 || a.FailureWindow.D() != 10*time.Minute {
+				t.Errorf("pbx auth = %+v; want the values written", a)
+			}
+			if u := a.Users[0]; u.Username != "p" || u.PasswordEnv != "PBX_PASSWORD" {
+				t.Errorf("pbx user = %#v", u)
+			}
+		}},
+		{"null auth is no auth", `
+endpoints:
+  - {name: pbx, kind: pbx, host: 10.0.0.1, source_cidrs: [10.0.0.1], auth: ~}
+`, func(t *testing.T, c *Config) {
+			if c.Endpoint("pbx").Auth != nil {
+				t.Error("auth: ~ gave an Auth")
+			}
+		}},
+		{"permissions.store follows data_dir", `
+data_dir: /var/lib/wagate
+`, func(t *testing.T, c *Config) {
+			if want := filepath.Join("/var/lib/wagate", "permissions.db"); c.Permissions.Store != want {
+				t.Errorf("permissions.store = %q, want %q", c.Permissions.Store, want)
+			}
+		}},
+		{"explicit permissions.store wins", `
+data_dir: /var/lib/wagate
+permissions:
+  store: /srv/perm.db
+`, func(t *testing.T, c *Config) {
+			if c.Permissions.Store != "/srv/perm.db" {
+				t.Errorf("permissions.store = %q, want /srv/perm.db", c.Permissions.Store)
+			}
+		}},
+		{"explicit media, limits and recording values kept", `
+media:
+  rtcp_interval: 2s
+  jitter_buffer: 0s
+  opus: {bitrate: 32000, complexity: 10, fec: false}
+permissions:
+  limits:
+    temporary_ttl: 72h
+    requests_per_7d: 5
+recording:
+  sample_rate: 16000
+  name_by: b
+  retention_days: 30
+`, func(t *testing.T, c *Config) {
+			m := c.Media
+			if m.RTCPInterval.D() != 2*time.Second || m.JitterBuffer != 0 || m.Opus.Bitrate != 32000 || m.Opus.Complexity != 10 || m.Opus.FEC == nil || *m.Opus.FEC {
+				t.Errorf("media = %+v (fec %v)", m, m.Opus.FEC)
+			}
+			l := c.Permissions.Limits
+			want := DefaultPermissionLimits()
+			want.TemporaryTTL, want.RequestsPer7d = Duration(72*time.Hour), 5
+			if l != want {
+				t.Errorf("limits = %+v, want %+v", l, want)
+			}
+			if r := c.Recording; r.SampleRate != 16000 || r.NameBy != "b" || r.RetentionDays != 30 {
+				t.Errorf("recording = %+v", r)
+			}
+		}},
+		{"number digest and recording override", endpointsBlock + `
+numbers:
+  - number: "+15550100001"
+    phone_number_id: "1"
+    route: {endpoint: pbx, user: "1001"}
+    digest: {env: WAGATE_DIGEST_15550100001}
+    recording: false
+  - number: "+15550100002"
+    phone_number_id: "2"
+    route: {endpoint: pbx, user: "1002"}
+    digest: {value: s3cret}
+`, func(t *testing.T, c *Config) {
+			n1, n2 := c.NumberByE164("+15550100001"), c.NumberByE164("+15550100002")
+			if n1.Digest != (Secret{Env: "WAGATE_DIGEST_15550100001"}) || n2.Digest != (Secret{Value: "s3cret"}) {
+				t.Errorf("digests %#v %#v", n1.Digest, n2.Digest)
+			}
+			if n1.Recording == nil || *n1.Recording || n2.Recording != nil {
+				t.Errorf("recording overrides %v %v; want false and unset", n1.Recording, n2.Recording)
 			}
 		}},
 		{"unquoted numbers read as text", `

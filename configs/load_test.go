@@ -172,7 +172,7 @@ func TestDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.SIP.Listen) != 2 || c.SIP.Listen[0] != (Listener{"udp", "127.0.0.1:5072"}) || c.SIP.Listen[1] != (Listener{"tcp", "127.0.0.1:5072"}) {
+	if len(c.SIP.Listen) != 2 || c.SIP.Listen[0] != (Listener{Transport: "udp", Address: "127.0.0.1:5072"}) || c.SIP.Listen[1] != (Listener{Transport: "tcp", Address: "127.0.0.1:5072"}) {
 		t.Errorf("sip.listen = %+v", c.SIP.Listen)
 	}
 	want := map[string]struct {

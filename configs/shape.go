@@ -31,6 +31,9 @@ func (s shapeChecker) check(n *yaml.Node, t reflect.Type, path string, line int)
 	if isNull(n) {
 		return // absent: the default applies
 	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem() // optional section (auth) or tri-state value (fec)
+	}
 	switch {
 	case t == durationType:
 		if n.Kind != yaml.ScalarNode {

@@ -1,33 +1,49 @@
 package configs
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // validator checks a decoded, defaulted Config. It also fills the values
 // derived while checking (Endpoint.Prefixes, canonical codec and transport
 // spellings) so that each value is parsed in one place only.
 type validator struct {
-	c  *Config
-	t  tree
-	ps *problems
+	c    *Config
+	t    tree
+	ps   *problems
+	opts parseOptions
 }
 
 // validate appends every problem in c to ps; it never stops at the first.
-func validate(c *Config, t tree, ps *problems) {
-	v := validator{c: c, t: t, ps: ps}
+func validate(c *Config, t tree, ps *problems, opts parseOptions) {
+	v := validator{c: c, t: t, ps: ps, opts: opts}
+	v.dataDir()
 	v.sip()
 	v.endpoints()
 	v.numbers()
 	v.media()
 	v.api()
 	v.log()
+	v.permissions()
 	v.recording()
+}
+
+func (v validator) dataDir() {
+	if v.c.DataDir == "" {
+		v.add("data_dir", "must not be empty; remove the key to use %q", DefaultDataDir)
+	}
 }
 
 // add reports a problem with the value at path, on that value's line (or
@@ -55,11 +71,22 @@ func (v validator) sip() {
 		if msg := checkListenAddr(l.Address, false); msg != "" {
 			v.add(p+".address", "%s", msg)
 		}
-		key := l.Transport + " " + l.Address
-		if first, dup := seen[key]; dup {
-			v.add(p, "%s %s is already listed at sip.listen[%d]", l.Transport, l.Address, first)
-		} else {
+		v.listenerTLS(p, l)
+		// tcp and tls listeners are both TCP sockets: they cannot share a
+		// port, while udp and tcp can.
+		proto := l.Transport
+		if proto == "tls" {
+			proto = "tcp"
+		}
+		key := proto + " " + l.Address
+		switch first, dup := seen[key]; {
+		case !dup:
 			seen[key] = i
+		case s.Listen[first].Transport == l.Transport:
+			v.add(p, "%s %s is already listed at sip.listen[%d]", l.Transport, l.Address, first)
+		default:
+			v.add(p, "%s %s takes the port of the %s listener at sip.listen[%d]; tcp and tls need different ports",
+				l.Transport, l.Address, s.Listen[first].Transport, first)
 		}
 	}
 	if ip, err := netip.ParseAddr(s.Host); err == nil && ip.IsUnspecified() {
@@ -76,6 +103,88 @@ func (v validator) sip() {
 	if s.MaxCalls < 0 {
 		v.add("sip.max_calls", "%d is negative; use 0 for no cap", s.MaxCalls)
 	}
+}
+
+// listenerTLS checks the certificate and key of listener l at path p:
+// required and usable for tls, refused for udp and tcp, where they would
+// be silently ignored.
+func (v validator) listenerTLS(p string, l *Listener) {
+	if l.Transport != "tls" {
+		if l.Transport != "udp" && l.Transport != "tcp" {
+			return // the transport problem says it all
+		}
+		if l.CertFile != "" {
+			v.add(p+".cert_file", "only a tls listener takes a certificate; this one is %s", l.Transport)
+		}
+		if l.KeyFile != "" {
+			v.add(p+".key_file", "only a tls listener takes a key; this one is %s", l.Transport)
+		}
+		return
+	}
+	certOK, keyOK := false, false
+	if l.CertFile == "" {
+		v.add(p+".cert_file", "a tls listener needs cert_file, the PEM certificate chain it presents")
+	} else {
+		certOK = v.readable(p+".cert_file", l.CertFile)
+	}
+	if l.KeyFile == "" {
+		v.add(p+".key_file", "a tls listener needs key_file, the PEM private key of its certificate")
+	} else {
+		keyOK = v.readable(p+".key_file", l.KeyFile)
+	}
+	if certOK && keyOK {
+		if _, err := tls.LoadX509KeyPair(l.CertFile, l.KeyFile); err != nil {
+			v.add(p+".cert_file", "%s and %s are not a usable certificate and key: %v", l.CertFile, l.KeyFile, err)
+		}
+	}
+}
+
+// readable checks that the file name given at path can be read, reporting
+// it if not. It reports true only when the file was checked and can be
+// read, so that callers may go on to look inside it.
+func (v validator) readable(path, name string) bool {
+	if v.opts.skipFiles {
+		return false
+	}
+	if msg := fileProblem(name); msg != "" {
+		v.add(path, "%s", msg)
+		return false
+	}
+	return true
+}
+
+// fileProblem returns a sentence saying why the file name cannot be read,
+// or "". Relative names are read from the working directory, which the
+// sentence names: under a service manager it is often not what one thinks.
+func fileProblem(name string) string {
+	where := ""
+	if !filepath.IsAbs(name) {
+		if wd, err := os.Getwd(); err == nil {
+			where = fmt.Sprintf(" (relative to the working directory %s)", wd)
+		}
+	}
+	fi, err := os.Stat(name)
+	switch {
+	case err == nil && fi.IsDir():
+		return fmt.Sprintf("%s is a directory, not a file%s", name, where)
+	case err == nil && !fi.Mode().IsRegular():
+		return fmt.Sprintf("%s is not a regular file%s", name, where)
+	case err == nil:
+		f, oerr := os.Open(name)
+		if oerr == nil {
+			f.Close()
+			return ""
+		}
+		err = oerr
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Sprintf("%s does not exist%s", name, where)
+	}
+	return fmt.Sprintf("%s cannot be read%s: %v", name, where, err)
 }
 
 var endpointName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
@@ -118,6 +227,22 @@ func (v validator) endpoints() {
 			v.add(p+".port", "%d is not a port (1–65535)", e.Port)
 		}
 		e.Transport = v.transport(p+".transport", e.Transport)
+		v.endpointTLS(p, e)
+		switch me := strings.ToLower(e.MediaEncryption); me {
+		case MediaEncryptionSDES, MediaEncryptionNone:
+			e.MediaEncryption = me
+		default:
+			v.add(p+".media_encryption", "%q is not a media encryption; use sdes (SRTP) or none (plain RTP)", e.MediaEncryption)
+		}
+		switch {
+		case e.Kind == KindWhatsApp && e.DigestRealm == "":
+			v.add(p+".digest_realm", "must not be empty: wagate answers Meta's digest challenges only in this realm; remove the key to use %q", MetaSIPDomain)
+		case !quotable(e.DigestRealm):
+			v.add(p+".digest_realm", "%q must not contain quotes, backslashes or control characters", e.DigestRealm)
+		}
+		if e.Auth != nil {
+			v.auth(p+".auth", e.Auth)
+		}
 
 		e.Prefixes = nil
 		if len(e.SourceCIDRs) == 0 {
@@ -163,6 +288,93 @@ func (v validator) endpoints() {
 			v.add(p+".max_calls", "%d is negative; use 0 for no cap", e.MaxCalls)
 		}
 	}
+}
+
+// endpointTLS checks the TLS settings of endpoint e at path p.
+func (v validator) endpointTLS(p string, e *Endpoint) {
+	// Only a written name is checked: a default copied from host would
+	// repeat the host's own problem.
+	switch {
+	case !v.t.has(p + ".tls_server_name"):
+	case e.TLSServerName == "" && e.Transport == "tls" && e.Host != "":
+		v.add(p+".tls_server_name", "must not be empty with transport tls: it is the name the peer's certificate is checked against; remove the key to use the default")
+	case e.TLSServerName != "" && !validHost(e.TLSServerName):
+		v.add(p+".tls_server_name", "%q is not a host name or IP address", e.TLSServerName)
+	}
+	if e.CAFile == "" {
+		return
+	}
+	if e.Transport != "tls" {
+		if e.Transport == "udp" || e.Transport == "tcp" { // else the transport problem says it all
+			v.add(p+".ca_file", "only an endpoint with transport tls uses ca_file; this one is %s", e.Transport)
+		}
+		return
+	}
+	if !v.readable(p+".ca_file", e.CAFile) {
+		return
+	}
+	pem, err := os.ReadFile(e.CAFile)
+	if err != nil {
+		v.add(p+".ca_file", "%s cannot be read: %v", e.CAFile, err)
+		return
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+		v.add(p+".ca_file", "%s holds no PEM certificate", e.CAFile)
+	}
+}
+
+// auth checks the digest authentication wagate demands from an endpoint.
+func (v validator) auth(p string, a *Auth) {
+	switch {
+	case a.Realm == "":
+		v.add(p+".realm", "must not be empty; remove the key to use sip.host (%s)", v.c.SIP.Host)
+	case !quotable(a.Realm):
+		v.add(p+".realm", "%q must not contain quotes, backslashes or control characters", a.Realm)
+	}
+	if len(a.Users) == 0 {
+		v.add(p+".users", "at least one user is needed, each with a username and a password or password_env")
+	}
+	names := map[string]int{}
+	for j, u := range a.Users {
+		up := fmt.Sprintf("%s.users[%d]", p, j)
+		switch {
+		case u.Username == "":
+			v.add(up+".username", "every user needs a username")
+		case !quotable(u.Username):
+			v.add(up+".username", "%q must not contain quotes, backslashes or control characters", u.Username)
+		default:
+			if first, dup := names[u.Username]; dup {
+				v.add(up+".username", "user %q is already listed at %s.users[%d]", u.Username, p, first)
+			} else {
+				names[u.Username] = j
+			}
+		}
+		if u.Password == "" && u.PasswordEnv == "" {
+			v.add(up+".password", "every user needs a password or password_env (the environment variable holding it)")
+		}
+		v.envName(up+".password_env", u.PasswordEnv)
+	}
+	v.positive(p+".nonce_ttl", a.NonceTTL)
+	v.atLeastOne(p+".max_failures", a.MaxFailures)
+	v.positive(p+".failure_window", a.FailureWindow)
+}
+
+// envVarName is what wagate accepts as an environment variable name: the
+// portable upper-case form, so that a lower-case typo of a real name cannot
+// silently read an unset variable.
+var envVarName = regexp.MustCompile(`^[A-Z_][A-Z0-9_]*$`)
+
+// envName checks the name of an environment variable holding a secret.
+func (v validator) envName(path, name string) {
+	if name != "" && !envVarName.MatchString(name) {
+		v.add(path, "%q is not an environment variable name: upper-case letters, digits and '_', not starting with a digit", name)
+	}
+}
+
+// secret checks a Secret at path. Whether the variable is set is not
+// checked: the environment at check time need not be the one wagate runs in.
+func (v validator) secret(path string, s Secret) {
+	v.envName(path+".env", s.Env)
 }
 
 var (
@@ -211,6 +423,8 @@ func (v validator) numbers() {
 		} else {
 			v.add(p+".route", "every business number needs a route: the pbx endpoint and user that take its user-initiated calls")
 		}
+
+		v.secret(p+".digest", n.Digest)
 
 		for j, name := range n.Dialers {
 			pp := fmt.Sprintf("%s.dialers[%d]", p, j)
@@ -282,6 +496,19 @@ func (v validator) media() {
 	v.positive("media.port_quarantine", m.PortQuarantine)
 	v.positive("media.rtp_timeout", m.RTPTimeout)
 	v.positive("media.rtp_start_timeout", m.RTPStartTimeout)
+
+	if m.RTCPInterval < Duration(time.Second) {
+		v.add("media.rtcp_interval", "%s is below 1s", m.RTCPInterval)
+	}
+	if m.JitterBuffer < 0 || m.JitterBuffer > Duration(time.Second) {
+		v.add("media.jitter_buffer", "%s is outside 0s–1s", m.JitterBuffer)
+	}
+	if b := m.Opus.Bitrate; b < 6000 || b > 510000 {
+		v.add("media.opus.bitrate", "%d is outside Opus's 6000–510000 bit/s", b)
+	}
+	if cx := m.Opus.Complexity; cx < 0 || cx > 10 {
+		v.add("media.opus.complexity", "%d is outside 0–10", cx)
+	}
 }
 
 // mediaPort keeps media ports off the privileged range, where binding needs
@@ -295,11 +522,46 @@ func (v validator) mediaPort(path string, port int) bool {
 }
 
 func (v validator) api() {
-	if v.c.API.Listen == "" {
+	a := &v.c.API
+	v.secret("api.token", a.Token)
+	v.secret("api.webhook.app_secret", a.Webhook.AppSecret)
+	v.secret("api.webhook.verify_token", a.Webhook.VerifyToken)
+	if a.Webhook.AppSecret.IsSet() && !a.Webhook.VerifyToken.IsSet() {
+		v.add("api.webhook.verify_token", "is required when app_secret is set: Meta sends it when subscribing the webhook; give value or env")
+	}
+	if a.Listen == "" {
 		return // disabled on purpose
 	}
-	if msg := checkListenAddr(v.c.API.Listen, true); msg != "" {
+	if msg := checkListenAddr(a.Listen, true); msg != "" {
 		v.add("api.listen", "%s (or \"\" to turn the API off)", msg)
+	}
+	if a.Token.IsSet() {
+		return
+	}
+	// The API then changes permissions or serves recordings; it must not
+	// do so for anyone who can reach it.
+	var cause, what string
+	switch {
+	case v.c.Permissions.Enabled:
+		cause, what = "permissions.enabled", "permissions are enabled"
+	case v.c.Recording.Enabled:
+		cause, what = "recording.enabled", "recording is enabled"
+	default:
+		for i, n := range v.c.Numbers {
+			if n.Recording != nil && *n.Recording {
+				cause, what = fmt.Sprintf("numbers[%d].recording", i), fmt.Sprintf("%s is recorded", n.Number)
+				break
+			}
+		}
+	}
+	if cause == "" {
+		return
+	}
+	msg := "is required when %s and the API listens (on %s): give value or env, or set api.listen to \"\" to turn the API off"
+	if v.t.has("api") {
+		v.add("api.token", msg, what, a.Listen)
+	} else {
+		v.addAt(cause, "api.token", msg, what, a.Listen)
 	}
 }
 
@@ -316,9 +578,59 @@ func (v validator) log() {
 	}
 }
 
+func (v validator) permissions() {
+	pm := &v.c.Permissions
+	if pm.Store == "" {
+		v.add("permissions.store", "must not be empty; remove the key to use %s", filepath.Join(v.c.DataDir, DefaultPermissionStore))
+	}
+	l := &pm.Limits
+	const lp = "permissions.limits."
+	v.positive(lp+"temporary_ttl", l.TemporaryTTL)
+	counts := []struct {
+		key string
+		n   int
+	}{
+		{"connected_calls_per_user_24h", l.ConnectedCallsPerUser24h},
+		{"consecutive_unanswered_max", l.ConsecutiveUnansweredMax},
+		{"consecutive_unanswered_nudge", l.ConsecutiveUnansweredNudge},
+		{"new_calls_per_number_24h", l.NewCallsPerNumber24h},
+		{"concurrent_calls_per_number", l.ConcurrentCallsPerNumber},
+		{"requests_per_24h", l.RequestsPer24h},
+		{"requests_per_7d", l.RequestsPer7d},
+	}
+	ok := true
+	for _, c := range counts {
+		ok = v.atLeastOne(lp+c.key, c.n) && ok
+	}
+	if !ok {
+		return // the comparisons below would repeat the problem
+	}
+	if l.ConsecutiveUnansweredNudge >= l.ConsecutiveUnansweredMax {
+		v.add(lp+"consecutive_unanswered_nudge", "%d must be below consecutive_unanswered_max %d: the nudge comes before the revocation",
+			l.ConsecutiveUnansweredNudge, l.ConsecutiveUnansweredMax)
+	}
+	if l.RequestsPer24h > l.RequestsPer7d {
+		v.add(lp+"requests_per_24h", "%d is above requests_per_7d %d", l.RequestsPer24h, l.RequestsPer7d)
+	}
+}
+
 func (v validator) recording() {
-	if v.c.Recording.Directory == "" {
+	r := &v.c.Recording
+	if r.Directory == "" {
 		v.add("recording.directory", "must not be empty; remove the key to use %q", DefaultRecordingDir)
+	}
+	switch r.SampleRate {
+	case 8000, 16000:
+	default:
+		v.add("recording.sample_rate", "%d is not a sample rate wagate records at; use 8000 or 16000", r.SampleRate)
+	}
+	switch r.NameBy {
+	case "a", "b":
+	default:
+		v.add("recording.name_by", "%q is not a leg; use a (the Call-ID of the incoming leg) or b (of the outgoing leg)", r.NameBy)
+	}
+	if r.RetentionDays < 0 {
+		v.add("recording.retention_days", "%d is negative; use 0 to keep recordings forever", r.RetentionDays)
 	}
 }
 
@@ -326,10 +638,10 @@ func (v validator) recording() {
 // spelling; SIP writes transports in upper case, so operators will too.
 func (v validator) transport(path, t string) string {
 	switch lt := strings.ToLower(t); lt {
-	case "udp", "tcp":
+	case "udp", "tcp", "tls":
 		return lt
 	}
-	v.add(path, "%q is not a transport; use udp or tcp", t)
+	v.add(path, "%q is not a transport; use udp, tcp or tls", t)
 	return t
 }
 
@@ -337,6 +649,14 @@ func (v validator) positive(path string, d Duration) {
 	if d <= 0 {
 		v.add(path, "%s must be greater than 0", d)
 	}
+}
+
+func (v validator) atLeastOne(path string, n int) bool {
+	if n < 1 {
+		v.add(path, "%d must be at least 1", n)
+		return false
+	}
+	return true
 }
 
 func (v validator) endpoint(name string) *Endpoint {
@@ -444,6 +764,12 @@ func validHostName(h string) bool {
 		}
 	}
 	return true
+}
+
+// quotable reports whether s can be written inside a quoted-string of a
+// SIP header (realm="…", username="…") without escaping.
+func quotable(s string) bool {
+	return !hasControl(s) && !strings.ContainsAny(s, "\"\\")
 }
 
 func hasControl(s string) bool {

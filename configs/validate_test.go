@@ -67,8 +67,8 @@ func TestValidationProblems(t *testing.T) {
 		{"listener transport", `
 sip:
   listen:
-    - {transport: tls, address: "127.0.0.1:5072"} # <-
-`, `sip.listen[0].transport: "tls" is not a transport; use udp or tcp`},
+    - {transport: sctp, address: "127.0.0.1:5072"} # <-
+`, `sip.listen[0].transport: "sctp" is not a transport; use udp, tcp or tls`},
 		{"listener address without port", `
 sip:
   listen:
@@ -462,10 +462,417 @@ log:
   format: xml # <-
 `, `log.format: "xml" is not a format; use text or json`},
 		{"empty recording directory", `
+api:
+  listen: ""
 recording:
   enabled: true
   directory: "" # <-
 `, `recording.directory: must not be empty`},
+
+		// data_dir
+		{"empty data_dir", `
+data_dir: "" # <-
+`, `data_dir: must not be empty; remove the key to use "data"`},
+
+		// sip listeners and TLS (file checks: TestFileProblems)
+		{"udp listener with cert_file", `
+sip:
+  listen:
+    - transport: udp
+      address: "127.0.0.1:5072"
+      cert_file: cert.pem # <-
+`, `sip.listen[0].cert_file: only a tls listener takes a certificate; this one is udp`},
+		{"tcp listener with key_file", `
+sip:
+  listen:
+    - transport: tcp
+      address: "127.0.0.1:5072"
+      key_file: key.pem # <-
+`, `sip.listen[0].key_file: only a tls listener takes a key; this one is tcp`},
+
+		// endpoints: transport, TLS, media encryption, digest
+		{"endpoint transport lists tls", `
+endpoints:
+  - name: pbx
+    kind: pbx
+    host: 10.0.0.1
+    transport: wss # <-
+    source_cidrs: [10.0.0.1]
+`, `endpoints[0].transport: "wss" is not a transport; use udp, tcp or tls`},
+		{"media_encryption", `
+endpoints:
+  - name: pbx
+    kind: pbx
+    host: 10.0.0.1
+    source_cidrs: [10.0.0.1]
+    media_encryption: dtls # <-
+`, `endpoints[0].media_encryption: "dtls" is not a media encryption; use sdes (SRTP) or none (plain RTP)`},
+		{"bad tls_server_name", `
+endpoints:
+  - name: pbx
+    kind: pbx
+    host: 10.0.0.1
+    transport: tls
+    tls_server_name: "pbx example" # <-
+    source_cidrs: [10.0.0.1]
+`, `endpoints[0].tls_server_name: "pbx example" is not a host name or IP address`},
+		{"empty tls_server_name with tls", `
+endpoints:
+  - name: pbx
+    kind: pbx
+    host: 10.0.0.1
+    transport: tls
+    tls_server_name: "" # <-
+    source_cidrs: [10.0.0.1]
+`, `endpoints[0].tls_server_name: must not be empty with transport tls`},
+		{"ca_file without tls", `
+endpoints:
+  - name: pbx
+    kind: pbx
+    host: 10.0.0.1
+    transport: tcp
+    ca_file: ca.pem # <-
+    source_cidrs: [10.0.0.1]
+`, `endpoints[0].ca_file: only an endpoint with transport tls uses ca_file; this one is tcp`},
+		{"empty whatsapp digest_realm", `
+endpoints:
+  - name: meta
+    kind: whatsapp
+    host: 192.0.2.1
+    digest_realm: "" # <-
+    source_cidrs: [192.0.2.0/24]
+`, `endpoints[0].digest_realm: must not be empty`},
+		{"digest_realm with quote", `
+endpoints:
+  - name: meta
+    kind: whatsapp
+    host: 192.0.2.1
+    digest_realm: 'wa"meta' # <-
+    source_cidrs: [192.0.2.0/24]
+`, `endpoints[0].digest_realm: "wa\"meta" must not contain quotes`},
+
+		// endpoints: auth
+		{"auth without users", `
+endpoints:
+  - name: pbx
+    kind: pbx
+    host: 10.0.0.1
+    source_cidrs: [10.0.0.1]
+    auth: # <-
+      realm: cc.example.com
+`, `endpoints[0].auth.users: at least one user is needed`},
+		{"auth with empty users", `
+endpoints:
+  - name: pbx
+    kind: pbx
+    host: 10.0.0.1
+    source_cidrs: [10.0.0.1]
+    auth:
+      users: [] # <-
+`, `endpoints[0].auth.users: at least one user is needed`},
+		{"auth user without username", `
+endpoints:
+  - name: pbx
+    kind: pbx
+    host: 10.0.0.1
+    source_cidrs: [10.0.0.1]
+    auth:
+      users:
+        - password: secret # <-
+`, `endpoints[0].auth.users[0].username: every user needs a username`},
+		{"auth user without password", `
+endpoints:
+  - name: pbx
+    kind: pbx
+    host: 10.0.0.1
+    source_cidrs: [10.0.0.1]
+    auth:
+      users:
+        - username: pbx # <-
+`, `endpoints[0].auth.users[0].password: every user needs a password or password_env`},
+		{"auth user with empty password", `
+endpoints:
+  - name: pbx
+    kind: pbx
+    host: 10.0.0.1
+    source_cidrs: [10.0.0.1]
+    auth:
+      users:
+        - username: pbx
+          password: "" # <-
+          password_env: ""
+`, `endpoints[0].auth.users[0].password: every user needs a password or password_env`},
+		{"auth username with quote", `
+endpoints:
+  - name: pbx
+    kind: pbx
+    host: 10.0.0.1
+    source_cidrs: [10.0.0.1]
+    auth:
+      users:
+        - username: 'p"bx' # <-
+          password: secret
+`, `endpoints[0].auth.users[0].username: "p\"bx" must not contain quotes`},
+		{"auth username twice", `
+endpoints:
+  - name: pbx
+    kind: pbx
+    host: 10.0.0.1
+    source_cidrs: [10.0.0.1]
+    auth:
+      users:
+        - {username: pbx, password: a}
+        - {username: pbx, password: b} # <-
+`, `endpoints[0].auth.users[1].username: user "pbx" is already listed at endpoints[0].auth.users[0]`},
+		{"auth password_env name", `
+endpoints:
+  - name: pbx
+    kind: pbx
+    host: 10.0.0.1
+    source_cidrs: [10.0.0.1]
+    auth:
+      users:
+        - username: pbx
+          password_env: pbx-password # <-
+`, `endpoints[0].auth.users[0].password_env: "pbx-password" is not an environment variable name`},
+		{"auth empty realm", `
+endpoints:
+  - name: pbx
+    kind: pbx
+    host: 10.0.0.1
+    source_cidrs: [10.0.0.1]
+    auth:
+      realm: "" # <-
+      users: [{username: pbx, password: a}]
+`, `endpoints[0].auth.realm: must not be empty; remove the key to use sip.host (127.0.0.1)`},
+		{"auth zero nonce_ttl", `
+endpoints:
+  - name: pbx
+    kind: pbx
+    host: 10.0.0.1
+    source_cidrs: [10.0.0.1]
+    auth:
+      users: [{username: pbx, password: a}]
+      nonce_ttl: 0s # <-
+`, `endpoints[0].auth.nonce_ttl: 0s must be greater than 0`},
+		{"auth zero max_failures", `
+endpoints:
+  - name: pbx
+    kind: pbx
+    host: 10.0.0.1
+    source_cidrs: [10.0.0.1]
+    auth:
+      users: [{username: pbx, password: a}]
+      max_failures: 0 # <-
+`, `endpoints[0].auth.max_failures: 0 must be at least 1`},
+		{"auth negative failure_window", `
+endpoints:
+  - name: pbx
+    kind: pbx
+    host: 10.0.0.1
+    source_cidrs: [10.0.0.1]
+    auth:
+      users: [{username: pbx, password: a}]
+      failure_window: -1s # <-
+`, `endpoints[0].auth.failure_window: -1s must be greater than 0`},
+		{"auth not a mapping", `
+endpoints:
+  - name: pbx
+    kind: pbx
+    host: 10.0.0.1
+    source_cidrs: [10.0.0.1]
+    auth: yes # <-
+`, `endpoints[0].auth: must be a mapping of keys, not a single value`},
+
+		// numbers: digest and recording
+		{"digest env name", endpointsBlock + `
+numbers:
+  - number: "+15550100001"
+    phone_number_id: "1"
+    route: {endpoint: pbx, user: "1001"}
+    digest:
+      env: 1WAGATE_DIGEST # <-
+`, `numbers[0].digest.env: "1WAGATE_DIGEST" is not an environment variable name`},
+		{"digest env lower case", endpointsBlock + `
+numbers:
+  - number: "+15550100001"
+    phone_number_id: "1"
+    route: {endpoint: pbx, user: "1001"}
+    digest: {env: wagate_digest} # <-
+`, `numbers[0].digest.env: "wagate_digest" is not an environment variable name`},
+		{"number recording not a bool", endpointsBlock + `
+numbers:
+  - number: "+15550100001"
+    phone_number_id: "1"
+    route: {endpoint: pbx, user: "1001"}
+    recording: sometimes # <-
+`, `"sometimes" is not true or false`},
+
+		// media
+		{"rtcp_interval below 1s", `
+media:
+  rtcp_interval: 500ms # <-
+`, `media.rtcp_interval: 500ms is below 1s`},
+		{"negative jitter_buffer", `
+media:
+  jitter_buffer: -10ms # <-
+`, `media.jitter_buffer: -10ms is outside 0s–1s`},
+		{"jitter_buffer above 1s", `
+media:
+  jitter_buffer: 1001ms # <-
+`, `media.jitter_buffer: 1.001s is outside 0s–1s`},
+		{"opus bitrate too low", `
+media:
+  opus:
+    bitrate: 5999 # <-
+`, `media.opus.bitrate: 5999 is outside Opus's 6000–510000 bit/s`},
+		{"opus bitrate too high", `
+media:
+  opus:
+    bitrate: 510001 # <-
+`, `media.opus.bitrate: 510001 is outside`},
+		{"opus complexity", `
+media:
+  opus:
+    complexity: 11 # <-
+`, `media.opus.complexity: 11 is outside 0–10`},
+		{"opus negative complexity", `
+media:
+  opus:
+    complexity: -1 # <-
+`, `media.opus.complexity: -1 is outside 0–10`},
+		{"opus fec not a bool", `
+media:
+  opus:
+    fec: maybe # <-
+`, `"maybe" is not true or false`},
+
+		// permissions
+		{"empty permissions.store", `
+permissions:
+  store: "" # <-
+`, `permissions.store: must not be empty; remove the key to use data/permissions.db`},
+		{"zero temporary_ttl", `
+permissions:
+  limits:
+    temporary_ttl: 0s # <-
+`, `permissions.limits.temporary_ttl: 0s must be greater than 0`},
+		{"zero connected_calls_per_user_24h", `
+permissions:
+  limits:
+    connected_calls_per_user_24h: 0 # <-
+`, `permissions.limits.connected_calls_per_user_24h: 0 must be at least 1`},
+		{"zero consecutive_unanswered_max", `
+permissions:
+  limits:
+    consecutive_unanswered_max: 0 # <-
+`, `permissions.limits.consecutive_unanswered_max: 0 must be at least 1`},
+		{"zero consecutive_unanswered_nudge", `
+permissions:
+  limits:
+    consecutive_unanswered_nudge: 0 # <-
+`, `permissions.limits.consecutive_unanswered_nudge: 0 must be at least 1`},
+		{"zero new_calls_per_number_24h", `
+permissions:
+  limits:
+    new_calls_per_number_24h: 0 # <-
+`, `permissions.limits.new_calls_per_number_24h: 0 must be at least 1`},
+		{"negative concurrent_calls_per_number", `
+permissions:
+  limits:
+    concurrent_calls_per_number: -1 # <-
+`, `permissions.limits.concurrent_calls_per_number: -1 must be at least 1`},
+		{"zero requests_per_24h", `
+permissions:
+  limits:
+    requests_per_24h: 0 # <-
+`, `permissions.limits.requests_per_24h: 0 must be at least 1`},
+		{"zero requests_per_7d", `
+permissions:
+  limits:
+    requests_per_7d: 0 # <-
+`, `permissions.limits.requests_per_7d: 0 must be at least 1`},
+		{"nudge not below max", `
+permissions:
+  limits:
+    consecutive_unanswered_max: 3
+    consecutive_unanswered_nudge: 3 # <-
+`, `permissions.limits.consecutive_unanswered_nudge: 3 must be below consecutive_unanswered_max 3`},
+		{"requests_per_24h above requests_per_7d", `
+permissions:
+  limits:
+    requests_per_24h: 3 # <-
+`, `permissions.limits.requests_per_24h: 3 is above requests_per_7d 2`},
+
+		// recording
+		{"recording sample_rate", `
+recording:
+  sample_rate: 48000 # <-
+`, `recording.sample_rate: 48000 is not a sample rate wagate records at; use 8000 or 16000`},
+		{"recording name_by", `
+recording:
+  name_by: c # <-
+`, `recording.name_by: "c" is not a leg; use a`},
+		{"recording name_by upper case", `
+recording:
+  name_by: A # <-
+`, `recording.name_by: "A" is not a leg`},
+		{"negative retention_days", `
+recording:
+  retention_days: -1 # <-
+`, `recording.retention_days: -1 is negative; use 0 to keep recordings forever`},
+
+		// api token and webhook
+		{"token needed for permissions, api section written", `
+api: # <-
+  listen: "127.0.0.1:8080"
+permissions:
+  enabled: true
+`, `api.token: is required when permissions are enabled and the API listens (on 127.0.0.1:8080)`},
+		{"token needed for permissions, api left out", `
+permissions:
+  enabled: true # <-
+`, `api.token: is required when permissions are enabled and the API listens (on 127.0.0.1:8080)`},
+		{"token needed for recording", `
+recording:
+  enabled: true # <-
+`, `api.token: is required when recording is enabled`},
+		{"token needed for a recorded number", endpointsBlock + `
+numbers:
+  - number: "+15550100001"
+    phone_number_id: "1"
+    route: {endpoint: pbx, user: "1001"}
+    recording: true # <-
+`, `api.token: is required when +15550100001 is recorded`},
+		{"token given but empty", `
+api:
+  token: {value: "", env: ""} # <-
+permissions:
+  enabled: true
+`, `api.token: is required when permissions are enabled`},
+		{"token env name", `
+api:
+  token:
+    env: api-token # <-
+`, `api.token.env: "api-token" is not an environment variable name`},
+		{"webhook app_secret without verify_token", `
+api:
+  webhook: # <-
+    app_secret: {env: WAGATE_META_APP_SECRET}
+`, `api.webhook.verify_token: is required when app_secret is set`},
+		{"webhook verify_token env name", `
+api:
+  webhook:
+    app_secret: {value: s}
+    verify_token: {env: "VERIFY-TOKEN"} # <-
+`, `api.webhook.verify_token.env: "VERIFY-TOKEN" is not an environment variable name`},
+		{"webhook app_secret env name", `
+api:
+  webhook:
+    app_secret:
+      env: "app secret" # <-
+    verify_token: {value: v}
+`, `api.webhook.app_secret.env: "app secret" is not an environment variable name`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { wantOneProblem(t, tt.yaml, tt.want) })
