@@ -2,28 +2,135 @@ package media
 
 import (
 	"bytes"
+	"encoding/hex"
+	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
+
+// Side names a side of a call: A, whose INVITE carried the offer, or B.
+type Side uint8
+
+// The sides of a call.
+const (
+	SideA Side = iota
+	SideB
+)
+
+func (s Side) String() string {
+	if s == SideB {
+		return "B"
+	}
+	return "A"
+}
+
+func (s Side) other() Side { return 1 - s }
+
+// Encryption values of LegConfig.
+const (
+	EncryptionSDES = "sdes" // RTP/SAVP keyed with a=crypto
+	EncryptionNone = "none" // plain RTP/AVP
+)
+
+// LegConfig is what a bridge must know about the endpoint on one leg.
+type LegConfig struct {
+	// Codecs are the codec names allowed on this leg, in preference
+	// order: "opus", "PCMU", "PCMA" (case-insensitive). Empty allows all
+	// three.
+	Codecs []string
+	// Encryption is "sdes" (RTP/SAVP + a=crypto) or "none" (RTP/AVP);
+	// empty means "none".
+	Encryption string
+	// WhatsApp marks Meta's leg: wagate sends media first on it from
+	// Start (silence until the other side speaks), keeps sending while the
+	// other side is silent, and never sends it anything before Start.
+	WhatsApp bool
+	// BehindNAT latches once onto the first valid source (authenticated,
+	// on an SDES leg) instead of only accepting the SDP address.
+	BehindNAT bool
+}
+
+// normalize checks c and returns it with canonical codec names.
+func (c LegConfig) normalize(side Side) (LegConfig, error) {
+	switch c.Encryption {
+	case "":
+		c.Encryption = EncryptionNone
+	case EncryptionSDES, EncryptionNone:
+	default:
+		return c, fmt.Errorf("media: side %s encryption %q: want %q or %q", side, c.Encryption, EncryptionSDES, EncryptionNone)
+	}
+	if len(c.Codecs) == 0 {
+		c.Codecs = []string{"opus", "PCMU", "PCMA"}
+	}
+	names := make([]string, 0, len(c.Codecs))
+	for _, n := range c.Codecs {
+		canon := canonicalCodec(n)
+		if canon == "" {
+			return c, fmt.Errorf("media: side %s codec %q: want opus, PCMU or PCMA", side, n)
+		}
+		names = append(names, canon)
+	}
+	c.Codecs = names
+	return c, nil
+}
+
+// proto is the SDP transport of the leg.
+func (c LegConfig) proto() string {
+	if c.Encryption == EncryptionSDES {
+		return secureRTP
+	}
+	return plainRTP
+}
+
+// PCMTap receives both sides' decoded audio, for recording. PCM is called
+// from the relay goroutines with 8 kHz mono audio as received from side
+// (concealment included when transcoding); pcm is reused after PCM returns,
+// so copy it. PCM must not block.
+type PCMTap interface {
+	PCM(side Side, pcm []int16)
+}
+
+// tapHolder boxes a PCMTap for an atomic pointer.
+type tapHolder struct{ tap PCMTap }
+
+// legState is what both directions share about one leg: the sockets, our
+// stream's SSRC and sender statistics, and the loss figures RTCP learns.
+type legState struct {
+	cfg  LegConfig
+	pair *portPair
+	ssrc uint32 // our SSRC toward this leg
+	tx   txStats
+	// peerLoss is the fraction lost (percent) the peer last reported for
+	// our stream, -1 before any report; rxLoss what we lose of its.
+	peerLoss, rxLoss atomic.Int32
+}
 
 // Bridge relays one call's media between side A (the caller, whose INVITE
 // carried the offer) and side B (the callee). Each side has its own port
 // pair; the relay only accepts each side's media from the address that
-// side's SDP signalled.
+// side's SDP signalled (or, behind NAT, the first authenticated one).
 //
-// Use: OfferB, AnswerB (again for each answer B sends), Start, Close. All
+// Use: Offer, AnswerB (again for each answer B sends), Start, Close. All
 // methods are safe for concurrent use.
 type Bridge struct {
-	m          *Manager
-	log        *slog.Logger
-	legA, legB *portPair // legA faces side A, legB side B
+	m     *Manager
+	log   *slog.Logger
+	legs  [2]legState
+	cname string
+	epoch time.Time
 
-	// Routes of the directions A→B and B→A, swapped by OfferB/AnswerB and
+	// Routes of the directions A→B and B→A, swapped by Offer/AnswerB and
 	// read per packet by the relay goroutines.
 	routeAB, routeBA atomic.Pointer[route]
+	tap              atomic.Pointer[tapHolder]
 
-	aToB, bToA, droppedSource, droppedInvalid atomic.Uint64
+	aToB, bToA, droppedSource, droppedInvalid   atomic.Uint64
+	droppedAuth, droppedReplay, droppedLate     atomic.Uint64
+	rtcpSent, rtcpReceived, silence, dtmfEvents atomic.Uint64
 
 	mu      sync.Mutex
 	neg     negotiation
@@ -41,23 +148,52 @@ type Bridge struct {
 
 // BridgeStats counts a bridge's packets.
 type BridgeStats struct {
-	// AtoB and BtoA count packets relayed in each direction. Valid
+	// AtoB and BtoA count media packets sent in each direction: relayed,
+	// transcoded output and DTMF (silence is counted apart). Valid
 	// packets from a side whose peer's address is not known yet (before
 	// AnswerB) are neither relayed nor counted.
 	AtoB, BtoA uint64
 	// DroppedSource counts packets from an address other than the one the
-	// sending side signalled, including any that arrived before that
-	// address was known.
+	// sending side signalled (or latched), including any that arrived
+	// before that address was known.
 	DroppedSource uint64
 	// DroppedInvalid counts packets from the right source that are not
-	// valid RTP (bad header, truncated) or carry a payload type that was
-	// not negotiated (neither the codec nor telephone-event, e.g. CN).
-	// Multiplexed RTCP is discarded without being counted.
+	// valid RTP/RTCP (bad header, truncated, too short for SRTP) or carry
+	// a payload type that was not negotiated (e.g. CN).
 	DroppedInvalid uint64
+	// DroppedAuth and DroppedReplay count SRTP/SRTCP packets that failed
+	// authentication (tampered, wrong key, plain RTP on an SDES leg) or
+	// the replay check. The call goes on.
+	DroppedAuth, DroppedReplay uint64
+	// DroppedLate counts packets the reorder buffer of a transcoded
+	// direction discarded as late or duplicate.
+	DroppedLate uint64
+	// Silence counts silence packets sent toward a WhatsApp leg.
+	Silence uint64
+	// RTCPSent and RTCPReceived count our compound reports sent and valid
+	// (authenticated) ones received, both legs together.
+	RTCPSent, RTCPReceived uint64
+	// DTMFEvents counts telephone events relayed (each key press once).
+	DTMFEvents uint64
 }
 
-func newBridge(m *Manager, log *slog.Logger, legA, legB *portPair) *Bridge {
-	return &Bridge{m: m, log: log, legA: legA, legB: legB, released: make(chan struct{})}
+func newBridge(m *Manager, log *slog.Logger, legA, legB *portPair, a, b LegConfig) *Bridge {
+	br := &Bridge{m: m, log: log, released: make(chan struct{}), epoch: time.Now()}
+	var id [6]byte
+	for i := range id {
+		id[i] = byte(rand.Uint32())
+	}
+	br.cname = "wagate-" + hex.EncodeToString(id[:])
+	for i, p := range []*portPair{legA, legB} {
+		l := &br.legs[i]
+		l.pair, l.ssrc = p, rand.Uint32()
+		l.peerLoss.Store(-1)
+	}
+	if br.legs[1].ssrc == br.legs[0].ssrc {
+		br.legs[1].ssrc++
+	}
+	br.legs[0].cfg, br.legs[1].cfg = a, b
+	return br
 }
 
 // LocalAnswerA returns the last SDP answer produced for A (to answer
@@ -68,7 +204,7 @@ func (b *Bridge) LocalAnswerA() []byte {
 	return bytes.Clone(b.neg.answerA)
 }
 
-// LocalOfferB returns the SDP offer produced for B, or nil before OfferB.
+// LocalOfferB returns the SDP offer produced for B, or nil before Offer.
 // It is a copy.
 func (b *Bridge) LocalOfferB() []byte {
 	b.mu.Lock()
@@ -76,7 +212,19 @@ func (b *Bridge) LocalOfferB() []byte {
 	return bytes.Clone(b.neg.offerB)
 }
 
+// SetTap sets (or with nil removes) the tap that receives both sides'
+// decoded audio. Relayed audio is decoded only while a tap is set.
+func (b *Bridge) SetTap(t PCMTap) {
+	if t == nil {
+		b.tap.Store(nil)
+		return
+	}
+	b.tap.Store(&tapHolder{tap: t})
+}
+
 // Start begins relaying; later calls, and calls after Close, do nothing.
+// Start means answered: a WhatsApp leg gets no media before it, and from
+// it gets our media at once (silence until the other side speaks).
 //
 // Each side has RTPStartTimeout from Start to send its first valid RTP
 // packet, then may go RTPTimeout without one (zero disables either). When a
@@ -94,8 +242,8 @@ func (b *Bridge) Start(onTimeout func(err error)) {
 	b.started = true
 	b.onTimeout = onTimeout
 	dirs := [2]*direction{
-		newDirection(b, "A", b.legA.rtp, b.legB.rtp, &b.routeAB, &b.aToB),
-		newDirection(b, "B", b.legB.rtp, b.legA.rtp, &b.routeBA, &b.bToA),
+		newDirection(b, SideA, &b.routeAB, &b.aToB),
+		newDirection(b, SideB, &b.routeBA, &b.bToA),
 	}
 	b.wg.Add(len(dirs))
 	for _, d := range dirs {
@@ -119,6 +267,19 @@ func (b *Bridge) runDirection(d *direction) {
 	}
 }
 
+// poke wakes the relay goroutines so they pick up a new route at once
+// (silence toward WhatsApp must not wait for a packet). Called with b.mu
+// held, after the routes are stored.
+func (b *Bridge) poke() {
+	if !b.started || b.closed {
+		return
+	}
+	now := time.Now()
+	for i := range b.legs {
+		_ = b.legs[i].pair.rtp.SetReadDeadline(now)
+	}
+}
+
 // Close stops relaying, closes the sockets, waits for the relay goroutines
 // to exit and returns the ports to the allocator (quarantined). It is
 // idempotent, safe from any goroutine (onTimeout included) and before
@@ -135,15 +296,17 @@ func (b *Bridge) Close() {
 	b.mu.Unlock()
 
 	// Closing the sockets unblocks the reads; the goroutines then return.
-	b.legA.closeSockets()
-	b.legB.closeSockets()
+	b.legs[SideA].pair.closeSockets()
+	b.legs[SideB].pair.closeSockets()
 	b.wg.Wait()
-	b.m.ports.release(b.legA)
-	b.m.ports.release(b.legB)
+	b.m.ports.release(b.legs[SideA].pair)
+	b.m.ports.release(b.legs[SideB].pair)
 	b.m.bridges.Add(-1)
 	s := b.Stats()
 	b.log.Debug("media: bridge closed", "a_to_b", s.AtoB, "b_to_a", s.BtoA,
-		"dropped_source", s.DroppedSource, "dropped_invalid", s.DroppedInvalid)
+		"dropped_source", s.DroppedSource, "dropped_invalid", s.DroppedInvalid,
+		"dropped_auth", s.DroppedAuth, "dropped_replay", s.DroppedReplay, "dropped_late", s.DroppedLate,
+		"silence", s.Silence, "rtcp_sent", s.RTCPSent, "rtcp_received", s.RTCPReceived, "dtmf_events", s.DTMFEvents)
 	close(b.released)
 }
 
@@ -154,5 +317,26 @@ func (b *Bridge) Stats() BridgeStats {
 		BtoA:           b.bToA.Load(),
 		DroppedSource:  b.droppedSource.Load(),
 		DroppedInvalid: b.droppedInvalid.Load(),
+		DroppedAuth:    b.droppedAuth.Load(),
+		DroppedReplay:  b.droppedReplay.Load(),
+		DroppedLate:    b.droppedLate.Load(),
+		Silence:        b.silence.Load(),
+		RTCPSent:       b.rtcpSent.Load(),
+		RTCPReceived:   b.rtcpReceived.Load(),
+		DTMFEvents:     b.dtmfEvents.Load(),
 	}
+}
+
+// legacyCodecs is what NewBridge allows on side A: anything.
+var legacyCodecs = []string{"opus", "PCMU", "PCMA"}
+
+// filterCodecs keeps the names wagate knows (legacy OfferB took any list).
+func filterCodecs(names []string) []string {
+	var out []string
+	for _, n := range names {
+		if c := canonicalCodec(strings.TrimSpace(n)); c != "" {
+			out = append(out, c)
+		}
+	}
+	return out
 }

@@ -111,11 +111,13 @@ func TestBridgeRelay(t *testing.T) {
 	}
 	// A restarts its stream: new SSRC, unrelated numbers; B's stream goes on.
 	c.a.send(c.toA, rtpPacket(t, 111, 7, 123, 0xA2, []byte("after switch")))
-	if h := readHdr(expect(t, c.bp)); h.ssrc != first.ssrc || h.seq != first.seq+6 || h.ts != first.ts+960*5+960 || !h.marker {
+	// The new stream starts where the next audio after the old one would
+	// have (the event's timestamp is its start, not audio).
+	if h := readHdr(expect(t, c.bp)); h.ssrc != first.ssrc || h.seq != first.seq+6 || h.ts != first.ts+960*5 || !h.marker {
 		t.Fatalf("after SSRC change %+v, first %+v", h, first)
 	}
 	c.a.send(c.toA, rtpPacket(t, 111, 8, 123+960, 0xA2, nil))
-	if h := readHdr(expect(t, c.bp)); h.seq != first.seq+7 || h.ts != first.ts+960*7 || h.marker {
+	if h := readHdr(expect(t, c.bp)); h.seq != first.seq+7 || h.ts != first.ts+960*6 || h.marker {
 		t.Fatalf("second packet after SSRC change %+v", h)
 	}
 
@@ -129,7 +131,9 @@ func TestBridgeRelay(t *testing.T) {
 		}
 	}
 	// Counters move just after the write, so the peer may be faster.
-	waitStats(t, c.b, "relayed", func(s BridgeStats) bool { return s == BridgeStats{AtoB: 8, BtoA: 3} })
+	waitStats(t, c.b, "relayed", func(s BridgeStats) bool {
+		return s.AtoB == 8 && s.BtoA == 3 && s.DTMFEvents == 2 && s.DroppedSource+s.DroppedInvalid+s.DroppedAuth+s.DroppedLate == 0
+	})
 }
 
 func TestBridgeDrops(t *testing.T) {
@@ -159,7 +163,8 @@ func TestBridgeDrops(t *testing.T) {
 	}
 	waitStats(t, c.b, "invalid", func(s BridgeStats) bool { return s.DroppedInvalid == 5 })
 
-	// Multiplexed RTCP from the right source is discarded, not counted.
+	// Multiplexed RTCP from the right source is read and counted, never
+	// relayed.
 	rr := []byte{0x80, 201, 0, 1, 0, 0, 0, 1}
 	c.a.send(c.toA, rr)
 	// A packet after it proves the RTCP was processed first.
@@ -167,7 +172,9 @@ func TestBridgeDrops(t *testing.T) {
 	if got := expect(t, c.bp); string(got[12:]) != "ok" {
 		t.Fatalf("got %q", got[12:])
 	}
-	waitStats(t, c.b, "after RTCP", func(s BridgeStats) bool { return s == BridgeStats{AtoB: 1, DroppedSource: 2, DroppedInvalid: 5} })
+	waitStats(t, c.b, "after RTCP", func(s BridgeStats) bool {
+		return s == BridgeStats{AtoB: 1, DroppedSource: 2, DroppedInvalid: 5, RTCPReceived: 1}
+	})
 	if pkt := intruder.recv(50 * time.Millisecond); pkt != nil {
 		t.Fatal("intruder received media")
 	}
@@ -182,8 +189,8 @@ func TestBridgeBeforeAnswer(t *testing.T) {
 	}
 	defer b.Close()
 	b.Start(nil) // before any SDP: everything is dropped
-	toA := netip.AddrPortFrom(loopback, uint16(b.legA.port))
-	toB := netip.AddrPortFrom(loopback, uint16(b.legB.port))
+	toA := netip.AddrPortFrom(loopback, uint16(b.legs[SideA].pair.port))
+	toB := netip.AddrPortFrom(loopback, uint16(b.legs[SideB].pair.port))
 	a.send(toA, rtpPacket(t, 0, 1, 1, 1, nil))
 	waitStats(t, b, "unknown source", func(s BridgeStats) bool { return s.DroppedSource == 1 })
 

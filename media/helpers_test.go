@@ -1,6 +1,7 @@
 package media
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wagate/wagate/codec"
 	"github.com/wagate/wagate/configs"
 )
 
@@ -71,6 +73,7 @@ func newTestManager(t testing.TB, pairs int, startTimeout, timeout time.Duration
 		PortMax:         base + 2*pairs - 1,
 		RTPStartTimeout: configs.Duration(startTimeout),
 		RTPTimeout:      configs.Duration(timeout),
+		JitterBuffer:    configs.Duration(defaultJitterBuffer),
 	}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -146,4 +149,77 @@ func sdpOffer(port int, proto, formats string, attrs ...string) []byte {
 		b.WriteString("a=" + a + "\r\n")
 	}
 	return []byte(b.String())
+}
+
+// socketlessManager is a manager with default media settings and no port
+// range: for negotiation and socketless directions.
+func socketlessManager() *Manager {
+	return &Manager{
+		advertise:    netip.MustParseAddr("192.0.2.1"),
+		log:          slog.New(slog.NewTextHandler(io.Discard, nil)),
+		rtcpInterval: defaultRTCPInterval,
+		jitterBuffer: defaultJitterBuffer,
+		opus:         codec.DefaultOptions(),
+	}
+}
+
+// socketlessBridge is a bridge between legs a and b without sockets
+// (ports 30000 facing A, 30002 facing B).
+func socketlessBridge(a, b LegConfig) *Bridge {
+	m := socketlessManager()
+	a, err := a.normalize(SideA)
+	if err != nil {
+		panic(err)
+	}
+	if b, err = b.normalize(SideB); err != nil {
+		panic(err)
+	}
+	return newBridge(m, m.log, &portPair{port: 30000}, &portPair{port: 30002}, a, b)
+}
+
+// captureWriter records what a direction writes.
+type captureWriter struct {
+	pkts [][]byte
+	to   []netip.AddrPort
+}
+
+func (c *captureWriter) WriteToUDPAddrPort(b []byte, a netip.AddrPort) (int, error) {
+	c.pkts = append(c.pkts, bytes.Clone(b))
+	c.to = append(c.to, a)
+	return len(b), nil
+}
+
+// nopWriter counts writes, for benchmarks.
+type nopWriter struct{ n int }
+
+func (w *nopWriter) WriteToUDPAddrPort(b []byte, _ netip.AddrPort) (int, error) {
+	w.n++
+	return len(b), nil
+}
+
+// testDirection is the direction that reads side of br, without sockets:
+// what it writes is captured.
+type testDirection struct {
+	*direction
+	dst, src, srcRTCP *captureWriter
+}
+
+func newTestDirection(br *Bridge, side Side) *testDirection {
+	rt, fw := &br.routeAB, &br.aToB
+	if side == SideB {
+		rt, fw = &br.routeBA, &br.bToA
+	}
+	d := newDirection(br, side, rt, fw)
+	td := &testDirection{direction: d, dst: &captureWriter{}, src: &captureWriter{}, srcRTCP: &captureWriter{}}
+	d.toDst, d.toSrc, d.toSrcRTCP = td.dst, td.src, td.srcRTCP
+	return td
+}
+
+// feed hands pkt to the direction as if read from from.
+func (d *testDirection) feed(pkt []byte, from netip.AddrPort) {
+	n := copy(d.buf[:packetBufSize], pkt)
+	if len(pkt) > packetBufSize {
+		n = packetBufSize
+	}
+	d.handle(n, from, d.clock())
 }

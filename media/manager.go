@@ -1,14 +1,26 @@
 package media
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"sync/atomic"
 	"time"
 
+	"github.com/wagate/wagate/codec"
 	"github.com/wagate/wagate/configs"
 )
+
+// defaultRTCPInterval is used when configs.Media.RTCPInterval is zero
+// (configs fills it when loading a file; embedders may not).
+const (
+	defaultRTCPInterval = 5 * time.Second
+	maxJitterBuffer     = time.Second
+)
+
+// defaultJitterBuffer is configs' default, for socketless tests.
+const defaultJitterBuffer = 60 * time.Millisecond
 
 // Manager owns the RTP port range and creates the bridges of calls. It is
 // safe for concurrent use.
@@ -19,7 +31,13 @@ type Manager struct {
 	// startTimeout and timeout are RTPStartTimeout and RTPTimeout; zero
 	// disables the check.
 	startTimeout, timeout time.Duration
-	bridges               atomic.Int64
+	// rtcpInterval is how often each leg gets our RTCP report.
+	rtcpInterval time.Duration
+	// jitterBuffer is the reorder depth of transcoded directions.
+	jitterBuffer time.Duration
+	// opus configures the encoders toward Opus legs.
+	opus    codec.Options
+	bridges atomic.Int64
 }
 
 // Stats is a snapshot of the manager's load.
@@ -61,10 +79,35 @@ func NewManager(cfg configs.Media, log *slog.Logger) (*Manager, error) {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"port_quarantine", cfg.PortQuarantine.D()}, {"rtp_timeout", cfg.RTPTimeout.D()}, {"rtp_start_timeout", cfg.RTPStartTimeout.D()}} {
+	}{{"port_quarantine", cfg.PortQuarantine.D()}, {"rtp_timeout", cfg.RTPTimeout.D()}, {"rtp_start_timeout", cfg.RTPStartTimeout.D()},
+		{"rtcp_interval", cfg.RTCPInterval.D()}, {"jitter_buffer", cfg.JitterBuffer.D()}} {
 		if d.v < 0 {
 			return nil, fmt.Errorf("media: %s %s is negative", d.name, d.v)
 		}
+	}
+	// configs fills unset values, so a zero here is either an explicit
+	// "jitter_buffer: 0s" (reordering off, as documented) or an embedder
+	// that left the interval unset (configs requires at least 1s).
+	rtcpInterval := cmp.Or(cfg.RTCPInterval.D(), defaultRTCPInterval)
+	jitter := cfg.JitterBuffer.D()
+	if jitter > maxJitterBuffer {
+		return nil, fmt.Errorf("media: jitter_buffer %s exceeds %s", jitter, maxJitterBuffer)
+	}
+	opus := codec.DefaultOptions()
+	if cfg.Opus.Bitrate != 0 {
+		opus.OpusBitrate = cfg.Opus.Bitrate
+	}
+	if cfg.Opus.Complexity != 0 {
+		opus.OpusComplexity = cfg.Opus.Complexity
+	}
+	if cfg.Opus.FEC != nil {
+		opus.OpusFEC = *cfg.Opus.FEC
+	}
+	// Check the Opus settings now rather than at the first transcoded call.
+	if tc, err := codec.NewTranscoder(codec.Format{Name: "PCMU"}, codec.Format{Name: "opus"}, opus); err != nil {
+		return nil, fmt.Errorf("media: opus settings: %w", err)
+	} else {
+		tc.Close()
 	}
 	ports, err := newPortAllocator(bind, cfg.PortMin, cfg.PortMax, cfg.PortQuarantine.D(), nil)
 	if err != nil {
@@ -76,6 +119,9 @@ func NewManager(cfg configs.Media, log *slog.Logger) (*Manager, error) {
 		advertise:    advertise,
 		startTimeout: cfg.RTPStartTimeout.D(),
 		timeout:      cfg.RTPTimeout.D(),
+		rtcpInterval: rtcpInterval,
+		jitterBuffer: jitter,
+		opus:         opus,
 	}, nil
 }
 
@@ -84,12 +130,21 @@ func (m *Manager) Stats() Stats {
 	return Stats{PortsInUse: 2 * int(m.ports.inUse.Load()), Bridges: int(m.bridges.Load())}
 }
 
-// NewBridge allocates a port pair facing each side of call callID.
-// log is the call's logger and should already carry the call's id (the SIP
-// layer's does), so the bridge uses it as is; with nil, the bridge logs to
-// the manager's logger with call_id=callID. Errors wrap ErrNoPorts. The
-// caller must Close the bridge.
-func (m *Manager) NewBridge(callID string, log *slog.Logger) (*Bridge, error) {
+// NewCallBridge allocates a port pair facing each side of call callID,
+// for legs configured as a (the caller, whose INVITE carries the offer)
+// and b. log is the call's logger and should already carry the call's id
+// (the SIP layer's does), so the bridge uses it as is; with nil, the
+// bridge logs to the manager's logger with call_id=callID. Errors wrap
+// ErrNoPorts, or describe a bad LegConfig. The caller must Close the
+// bridge.
+func (m *Manager) NewCallBridge(callID string, log *slog.Logger, a, b LegConfig) (*Bridge, error) {
+	a, err := a.normalize(SideA)
+	if err != nil {
+		return nil, err
+	}
+	if b, err = b.normalize(SideB); err != nil {
+		return nil, err
+	}
 	if log == nil {
 		log = m.log.With("call_id", callID)
 	}
@@ -103,6 +158,15 @@ func (m *Manager) NewBridge(callID string, log *slog.Logger) (*Bridge, error) {
 		return nil, fmt.Errorf("media: allocate port pair for side B: %w", err)
 	}
 	m.bridges.Add(1)
-	log.Debug("media: bridge allocated", "port_a", legA.port, "port_b", legB.port)
-	return newBridge(m, log, legA, legB), nil
+	log.Debug("media: bridge allocated", "port_a", legA.port, "port_b", legB.port,
+		"encryption_a", a.Encryption, "encryption_b", b.Encryption, "whatsapp_a", a.WhatsApp, "whatsapp_b", b.WhatsApp)
+	return newBridge(m, log, legA, legB, a, b), nil
+}
+
+// NewBridge is NewCallBridge for two plain RTP legs that allow every
+// codec, B's codecs to be given to OfferB.
+//
+// Deprecated: kept while the SIP layer moves to NewCallBridge and Offer.
+func (m *Manager) NewBridge(callID string, log *slog.Logger) (*Bridge, error) {
+	return m.NewCallBridge(callID, log, LegConfig{Codecs: legacyCodecs}, LegConfig{Codecs: legacyCodecs})
 }

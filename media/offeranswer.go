@@ -2,30 +2,50 @@ package media
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
-// plainRTP is the only transport this version relays, on both legs. SRTP
-// (RTP/SAVP with a=crypto toward Meta) plugs in here: the transport becomes
-// per side, and the relay gets an SRTP stage.
-const plainRTP = "RTP/AVP"
+// The transports wagate speaks: plain RTP on PBX legs, SDES-SRTP toward
+// Meta.
+const (
+	plainRTP  = "RTP/AVP"
+	secureRTP = "RTP/SAVP"
+)
 
 const telephoneEvent = "telephone-event"
 
 // negotiation is a bridge's offer/answer state, guarded by Bridge.mu.
 type negotiation struct {
-	offerA  *Description // A's offer
-	audio   int          // index of the relayed stream in offerA.Media
-	offered []Codec      // codecs offered to B, with A's payload types
-	offerB  []byte       // SDP sent to B
-	answerA []byte       // SDP sent to A
-	sdpA    sdpSession   // our SDP session toward A
-	sdpB    sdpSession   // toward B
+	offerA *Description // A's offer
+	audio  int          // index of the relayed stream in offerA.Media
+	peerA  *remote      // A as its offer describes it; shared by the routes
+	// candidates are A's audio codecs allowed on side A, in A's order;
+	// eventA is A's telephone-event/8000 (Name "" if none).
+	candidates []Codec
+	eventA     Codec
+	// offered are the codecs offered to B (A's payload types for the
+	// ones A has); common[i] says A has offered[i] too (relay).
+	offered []Codec
+	common  []bool
+	// eventOffered is the telephone-event offered to B.
+	eventOffered Codec
+	// offerPtime is the a=ptime of our offer to B (0: none).
+	offerPtime int
+	// keysB are our a=crypto keys offered to B; sendKeyA is ours toward A.
+	keysB    []*sdesKey
+	sendKeyA *sdesKey
+	offerB   []byte     // SDP sent to B
+	answerA  []byte     // SDP sent to A
+	sdpA     sdpSession // our SDP session toward A
+	sdpB     sdpSession // toward B
 }
 
 // sdpSession keeps o= stable for one side: same session id, and a version
@@ -55,25 +75,39 @@ func (s *sdpSession) marshal(d *Description, advertise netip.Addr) []byte {
 	return body
 }
 
-// OfferB parses A's offer and returns the offer to send to B: A's codecs
-// whose names are in codecsB ("opus", "PCMU", "PCMA"; case-insensitive; in
-// A's order with A's payload types and fmtp), plus telephone-event/8000 if A
-// offered it, at our advertised address and B-facing port; ptime, maxptime,
-// rtcp-mux and the direction are copied from A's stream.
+// Offer parses A's offer and returns the offer to send to B.
 //
-// Only A's first audio stream that is enabled (port not 0) and uses plain
-// RTP/AVP is relayed; the answer to A rejects A's other streams with port 0.
-// Errors wrap ErrBadSDP (unparseable, no usable audio stream, no address)
-// or ErrNoCommonCodec.
+// Policy: when A and B can share a codec the call is relayed, and B is
+// offered the codecs both allow first, in A's order with A's payload types
+// and fmtp. After them come B's other allowed codecs that wagate can
+// transcode from one of A's (Opus ↔ PCMU/PCMA, PCMU ↔ PCMA), in B's order,
+// so a call between Opus-only WhatsApp and a G.711 PBX is transcoded
+// instead of refused. telephone-event/8000 is always offered (B may use
+// it even when A did not offer it; events then go nowhere), with A's
+// payload type when A has one. ptime, maxptime and the direction are
+// copied from A; a=rtcp-mux is offered when A offered it or B is WhatsApp.
+// On an "sdes" B leg the offer is RTP/SAVP with an a=crypto line of a fresh
+// key for each suite wagate supports.
 //
-// OfferB may be called again, e.g. for the next target of a hunt list: it
+// Only A's first enabled audio stream with the transport A's LegConfig
+// asks for is used (RTP/SAVP with a usable a=crypto for "sdes", RTP/AVP for
+// "none"); the answer to A rejects A's other streams with port 0. Errors
+// wrap ErrBadSDP (unparseable, no usable audio stream, wrong transport, no
+// usable key) or ErrNoCommonCodec (neither relay nor transcoding can join
+// the two sides).
+//
+// Offer may be called again, e.g. for the next target of a hunt list: it
 // forgets the previous B.
-func (b *Bridge) OfferB(offerA []byte, codecsB []string) ([]byte, error) {
+func (b *Bridge) Offer(offerA []byte) ([]byte, error) {
+	b.mu.Lock()
+	cfgA, cfgB := b.legs[SideA].cfg, b.legs[SideB].cfg
+	b.mu.Unlock()
+
 	d, err := ParseSDP(offerA)
 	if err != nil {
 		return nil, fmt.Errorf("media: offer from A: %w", err)
 	}
-	idx, err := pickAudio(d)
+	idx, err := pickAudio(d, cfgA)
 	if err != nil {
 		return nil, fmt.Errorf("media: offer from A: %w", err)
 	}
@@ -81,9 +115,52 @@ func (b *Bridge) OfferB(offerA []byte, codecsB []string) ([]byte, error) {
 	if !ma.Connection.IsValid() {
 		return nil, fmt.Errorf("media: offer from A: %w", badSDP(0, "no c= for the audio stream"))
 	}
-	offered := selectCodecs(ma.Codecs, codecsB)
-	if !hasAudioCodec(offered) {
-		return nil, fmt.Errorf("%w: A offers %s, B takes %s", ErrNoCommonCodec, codecNames(ma.Codecs), strings.Join(codecsB, ","))
+	var recvKeyA, sendKeyA *sdesKey
+	if cfgA.Encryption == EncryptionSDES {
+		if recvKeyA, err = pickCrypto(ma.Attributes); err != nil {
+			return nil, fmt.Errorf("media: offer from A: %w", badSDP(0, "%v", err))
+		}
+		if sendKeyA, err = newLocalKey(recvKeyA.tag, recvKeyA.suite, recvKeyA.name); err != nil {
+			return nil, err
+		}
+	}
+
+	candidates, eventA := selectCodecs(ma.Codecs, cfgA.Codecs)
+	if len(candidates) == 0 {
+		return nil, fmt.Errorf("%w: A offers %s, side A allows %s", ErrNoCommonCodec, codecNames(ma.Codecs), strings.Join(cfgA.Codecs, ","))
+	}
+	offered, common := offerCodecs(candidates, eventA, cfgB.Codecs, b.m.opus.OpusFEC)
+	if len(offered) == 0 {
+		return nil, fmt.Errorf("%w: A offers %s, side B allows %s", ErrNoCommonCodec, codecNames(candidates), strings.Join(cfgB.Codecs, ","))
+	}
+	event := eventA
+	if event.Name == "" {
+		event = Codec{PT: freePT(append(slices.Clone(offered), candidates...), 101), Name: telephoneEvent, ClockRate: 8000, Fmtp: "0-16"}
+	}
+	mediaB := Media{
+		Type:      "audio",
+		Port:      b.legs[SideB].pair.port,
+		Proto:     cfgB.proto(),
+		Codecs:    append(slices.Clone(offered), event),
+		RTCPMux:   ma.RTCPMux || cfgB.WhatsApp,
+		Direction: d.EffectiveDirection(ma),
+	}
+	if common[0] {
+		// B will most likely relay to A as is: ask for what A sends.
+		mediaB.Ptime, mediaB.MaxPtime = ma.Ptime, ma.MaxPtime
+	} else {
+		mediaB.Ptime = 20 // we packetize for B: 20 ms is Opus's and a safe G.711 ptime
+	}
+	var keysB []*sdesKey
+	if cfgB.Encryption == EncryptionSDES {
+		for i, suite := range srtpSuites {
+			k, err := newLocalKey(i+1, suite, "")
+			if err != nil {
+				return nil, err
+			}
+			keysB = append(keysB, k)
+			mediaB.Attributes = append(mediaB.Attributes, Attribute{Key: "crypto", Value: k.attribute()})
+		}
 	}
 
 	b.mu.Lock()
@@ -91,41 +168,54 @@ func (b *Bridge) OfferB(offerA []byte, codecsB []string) ([]byte, error) {
 	if b.closed {
 		return nil, errClosed
 	}
-	out := Description{
-		Connection: b.m.advertise,
-		Media: []Media{{
-			Type:      "audio",
-			Port:      b.legB.port,
-			Proto:     plainRTP,
-			Codecs:    offered,
-			Ptime:     ma.Ptime,
-			MaxPtime:  ma.MaxPtime,
-			RTCPMux:   ma.RTCPMux,
-			Direction: d.EffectiveDirection(ma),
-		}},
-	}
+	out := Description{Connection: b.m.advertise, Media: []Media{mediaB}}
 	n := &b.neg
-	n.offerA, n.audio, n.offered = d, idx, offered
+	n.offerA, n.audio = d, idx
+	n.peerA = &remote{rtp: mediaAddr(ma), rtcp: rtcpAddr(ma, ma.RTCPMux), mux: ma.RTCPMux, nat: cfgA.BehindNAT, recvKey: recvKeyA, sendKey: sendKeyA}
+	n.candidates, n.eventA = candidates, eventA
+	n.offered, n.common, n.offerPtime, n.eventOffered = offered, common, mediaB.Ptime, event
+	n.keysB, n.sendKeyA = keysB, sendKeyA
 	n.offerB = n.sdpB.marshal(&out, b.m.advertise)
 	n.answerA = nil
 	// A's packets are now recognised (they keep A alive) but go nowhere
 	// until B answers; nothing from B is accepted yet.
-	b.routeAB.Store(&route{src: mediaAddr(ma), pt: newPTMap()})
-	b.routeBA.Store(&route{dst: mediaAddr(ma), pt: newPTMap()})
-	b.log.Debug("media: offer to B", "a_addr", mediaAddr(ma), "codecs", codecNames(offered))
+	b.routeAB.Store(&route{from: n.peerA, pt: newPTMap(), eventOut: ptDrop})
+	b.routeBA.Store(&route{to: n.peerA, pt: newPTMap(), eventOut: ptDrop})
+	b.log.Debug("media: offer to B", "a_addr", mediaAddr(ma), "codecs", codecNames(mediaB.Codecs), "proto", mediaB.Proto)
 	return bytes.Clone(n.offerB), nil
 }
 
-// AnswerB parses B's answer to the offer from OfferB and returns the answer
-// to send to A. B's codec is the first in B's answer that was offered (by
-// name and clock rate, or by payload type where B gave no rtpmap); the
-// answer to A names it with A's payload type, adds telephone-event with A's
-// payload type when both sides have it, and carries our A-facing port,
-// B's ptime and direction, and rtcp-mux if A offered it. A's other streams
-// are rejected (port 0).
+// OfferB is Offer with side B's allowed codecs given here (unknown names
+// are ignored; none known means no common codec).
+//
+// Deprecated: kept while the SIP layer moves to NewCallBridge and Offer.
+func (b *Bridge) OfferB(offerA []byte, codecsB []string) ([]byte, error) {
+	codecs := filterCodecs(codecsB)
+	if len(codecs) == 0 {
+		return nil, fmt.Errorf("%w: side B allows no codec wagate knows (%s)", ErrNoCommonCodec, strings.Join(codecsB, ","))
+	}
+	b.mu.Lock()
+	b.legs[SideB].cfg.Codecs = codecs
+	b.mu.Unlock()
+	return b.Offer(offerA)
+}
+
+// AnswerB parses B's answer to the offer from Offer and returns the answer
+// to send to A.
+//
+// B's codec is the first in B's answer that was offered (by name and clock
+// rate, or by payload type where B gave no rtpmap). If A has it too, the
+// call is relayed and A's answer names it with A's payload type and B's
+// fmtp, ptime and maxptime; otherwise it is transcoded and A's answer
+// names the first of A's codecs that converts to B's, with A's payload
+// type and A's ptime. telephone-event goes in A's answer whenever A offered
+// it. The answer carries our A-facing port, B's direction, rtcp-mux if A
+// offered it, and on an "sdes" A leg an a=crypto line with A's tag and
+// suite and our own key. A's other streams are rejected (port 0).
 //
 // AnswerB may be called again (183 then 200); the latest answer updates B's
-// address and codec for the relay. Errors wrap ErrBadSDP, or
+// address, keys and codec for the relay. Errors wrap ErrBadSDP (including
+// a transport or key that does not match what B's LegConfig asks), or
 // ErrNoCommonCodec when B accepted nothing we offered.
 func (b *Bridge) AnswerB(answerB []byte) ([]byte, error) {
 	d, err := ParseSDP(answerB)
@@ -142,6 +232,7 @@ func (b *Bridge) AnswerB(answerB []byte) ([]byte, error) {
 	if n.offerA == nil {
 		return nil, errors.New("media: answer from B before any offer to B")
 	}
+	cfgB := b.legs[SideB].cfg
 	if len(d.Media) == 0 {
 		return nil, fmt.Errorf("media: answer from B: %w", badSDP(0, "no m= line"))
 	}
@@ -151,30 +242,58 @@ func (b *Bridge) AnswerB(answerB []byte) ([]byte, error) {
 		return nil, fmt.Errorf("media: answer from B: %w", badSDP(0, "first m= line is %q, offered audio", mb.Type))
 	case mb.Port == 0:
 		return nil, fmt.Errorf("%w: B rejected the audio stream (port 0)", ErrNoCommonCodec)
-	case mb.Proto != plainRTP:
-		return nil, fmt.Errorf("media: answer from B: %w", badSDP(0, "transport %q, offered %s", mb.Proto, plainRTP))
+	case mb.Proto != cfgB.proto():
+		return nil, fmt.Errorf("media: answer from B: %w", badSDP(0, "transport %q, but side B is configured for %s (%s)", mb.Proto, cfgB.Encryption, cfgB.proto()))
 	case !mb.Connection.IsValid():
 		return nil, fmt.Errorf("media: answer from B: %w", badSDP(0, "no c= for the audio stream"))
 	}
-	codecB, codecA, ok := matchAnswer(mb.Codecs, n.offered, false)
+	var recvKeyB, sendKeyB *sdesKey
+	if cfgB.Encryption == EncryptionSDES {
+		if recvKeyB, sendKeyB, err = answerCrypto(mb.Attributes, n.keysB); err != nil {
+			return nil, fmt.Errorf("media: answer from B: %w", badSDP(0, "%v", err))
+		}
+	}
+	codecB, off, ok := matchAnswer(mb.Codecs, n.offered, false)
 	if !ok {
 		return nil, fmt.Errorf("%w: B answered %s to an offer of %s", ErrNoCommonCodec, codecNames(mb.Codecs), codecNames(n.offered))
 	}
-	teB, teA, hasTE := matchAnswer(mb.Codecs, n.offered, true)
+	eventB, eventOff, hasEventB := matchAnswer(mb.Codecs, []Codec{n.eventOffered}, true)
+	nameB := canonicalCodec(codecB.Name)
+	relay := n.common[slices.IndexFunc(n.offered, func(c Codec) bool { return c.PT == off.PT })]
+	codecA := off
+	if !relay {
+		i := slices.IndexFunc(n.candidates, func(c Codec) bool { return canTranscode(canonicalCodec(c.Name), nameB) })
+		if i < 0 {
+			return nil, fmt.Errorf("%w: cannot transcode %s to anything A offered", ErrNoCommonCodec, codecB.Name)
+		}
+		codecA = n.candidates[i]
+	}
+	nameA := canonicalCodec(codecA.Name)
 
 	ma := &n.offerA.Media[n.audio]
 	active := Media{
 		Type:      "audio",
-		Port:      b.legA.port,
+		Port:      b.legs[SideA].pair.port,
 		Proto:     ma.Proto,
-		Codecs:    []Codec{withFmtp(codecA, codecB.Fmtp)},
-		Ptime:     mb.Ptime,
-		MaxPtime:  mb.MaxPtime,
 		RTCPMux:   ma.RTCPMux,
 		Direction: d.EffectiveDirection(mb),
 	}
-	if hasTE {
-		active.Codecs = append(active.Codecs, withFmtp(teA, teB.Fmtp))
+	if relay {
+		active.Codecs = []Codec{withFmtp(codecA, codecB.Fmtp)}
+		active.Ptime, active.MaxPtime = mb.Ptime, mb.MaxPtime
+	} else {
+		active.Codecs = []Codec{withFmtp(codecA, ourFmtp(nameA, b.m.opus.OpusFEC))}
+		active.Ptime = normalPtime(nameA, ma.Ptime)
+	}
+	if n.eventA.Name != "" {
+		te := n.eventA
+		if hasEventB {
+			te = withFmtp(te, cmp.Or(eventB.Fmtp, te.Fmtp))
+		}
+		active.Codecs = append(active.Codecs, te)
+	}
+	if n.sendKeyA != nil {
+		active.Attributes = []Attribute{{Key: "crypto", Value: n.sendKeyA.attribute()}}
 	}
 	out := Description{Connection: b.m.advertise, Media: make([]Media, len(n.offerA.Media))}
 	for i, m := range n.offerA.Media {
@@ -186,29 +305,93 @@ func (b *Bridge) AnswerB(answerB []byte) ([]byte, error) {
 	}
 	n.answerA = n.sdpA.marshal(&out, b.m.advertise)
 
-	// A sends with the payload types of our answer (A's); B should send
-	// with those of our offer (also A's), but some PBXs send with their own
-	// answer's numbers, so B→A takes both.
-	ab := &route{src: mediaAddr(ma), dst: mediaAddr(mb), pt: newPTMap(), frame: frameTicks(codecA, ma.Ptime)}
-	ab.pt[codecA.PT] = codecB.PT
-	ba := &route{src: mediaAddr(mb), dst: mediaAddr(ma), pt: newPTMap(), frame: frameTicks(codecB, mb.Ptime)}
-	ba.pt[codecA.PT] = codecA.PT
-	if hasTE {
-		ab.pt[teA.PT] = teB.PT
-		ba.pt[teA.PT] = teA.PT
-		ba.pt[teB.PT] = teA.PT
+	mux := mb.RTCPMux && (ma.RTCPMux || cfgB.WhatsApp) // we offered it
+	peerB := &remote{rtp: mediaAddr(mb), rtcp: rtcpAddr(mb, mux), mux: mux, nat: cfgB.BehindNAT, recvKey: recvKeyB, sendKey: sendKeyB}
+	fmtA := codecFmt{name: nameA, rate: codecClock(nameA)}
+	fmtB := codecFmt{name: nameB, rate: codecClock(nameB)}
+	ab := &route{from: n.peerA, to: peerB, pt: newPTMap(), eventOut: ptDrop, outPT: codecB.PT}
+	ba := &route{from: peerB, to: n.peerA, pt: newPTMap(), eventOut: ptDrop, outPT: codecA.PT}
+	if relay {
+		ab.mode, ba.mode = modeRelay, modeRelay
+		ab.in, ab.out = withPtime(fmtA, ma.Ptime), withPtime(fmtA, mb.Ptime)
+		ba.in, ba.out = withPtime(fmtB, mb.Ptime), withPtime(fmtB, ma.Ptime)
+	} else {
+		ab.mode, ba.mode = modeTranscode, modeTranscode
+		// Each side sends at the ptime it was asked for and gets the one
+		// it asked for.
+		ab.in, ab.out = withPtime(fmtA, active.Ptime), withPtime(fmtB, mb.Ptime)
+		ba.in, ba.out = withPtime(fmtB, n.offerPtime), withPtime(fmtA, ma.Ptime)
 	}
-	ba.pt[codecB.PT] = codecA.PT // B's own number wins a clash
+	ab.frame = frameTicks(codecA, ma.Ptime)
+	ba.frame = frameTicks(codecB, mb.Ptime)
+	// A sends at the ptime of our answer, B at that of our offer.
+	ab.inFrame, ba.inFrame = packetTime(active.Ptime), packetTime(n.offerPtime)
+	// A sends with the payload types of our answer (A's); B should send
+	// with those of our offer, but some PBXs send with their own answer's
+	// numbers, so B→A takes both, B's own number winning a clash.
+	if n.eventA.Name != "" {
+		ab.class[n.eventA.PT] = classEvent
+		if hasEventB {
+			ab.pt[n.eventA.PT], ab.eventOut = eventB.PT, eventB.PT
+		}
+	}
+	if hasEventB {
+		for _, pt := range []uint8{eventOff.PT, eventB.PT} {
+			ba.class[pt] = classEvent
+			if n.eventA.Name != "" {
+				ba.pt[pt], ba.eventOut = n.eventA.PT, n.eventA.PT
+			}
+		}
+	}
+	ab.class[codecA.PT], ab.pt[codecA.PT] = classAudio, codecB.PT
+	for _, pt := range []uint8{off.PT, codecB.PT} {
+		ba.class[pt], ba.pt[pt] = classAudio, codecA.PT
+	}
 	b.routeAB.Store(ab)
 	b.routeBA.Store(ba)
-	b.log.Debug("media: answer from B", "b_addr", mediaAddr(mb), "codec", codecA.Name,
-		"pt_a", codecA.PT, "pt_b", codecB.PT, "telephone_event", hasTE)
+	b.poke()
+	b.log.Debug("media: answer from B", "b_addr", mediaAddr(mb), "codec_a", codecA.Name, "codec_b", codecB.Name,
+		"transcode", !relay, "pt_a", codecA.PT, "pt_b", codecB.PT, "telephone_event", n.eventA.Name != "" && hasEventB,
+		"srtp_a", suiteName(n.sendKeyA), "srtp_b", suiteName(sendKeyB), "rtcp_mux_a", ma.RTCPMux, "rtcp_mux_b", mux)
 	return bytes.Clone(n.answerA), nil
 }
 
+// answerCrypto finds B's a=crypto answering one of our offered keys: same
+// tag and suite. It returns B's key and ours.
+func answerCrypto(attrs []Attribute, offered []*sdesKey) (recv, send *sdesKey, err error) {
+	var reasons []string
+	for _, a := range attrs {
+		if a.Key != "crypto" {
+			continue
+		}
+		k, err := parseCrypto(a.Value)
+		if err != nil {
+			reasons = append(reasons, err.Error())
+			continue
+		}
+		for _, o := range offered {
+			if o.tag == k.tag && o.suite == k.suite {
+				return k, o, nil
+			}
+		}
+		reasons = append(reasons, fmt.Sprintf("a=crypto tag %d %s was not offered", k.tag, k.name))
+	}
+	if reasons == nil {
+		return nil, nil, errors.New("no a=crypto line in the answer")
+	}
+	return nil, nil, fmt.Errorf("no a=crypto line answers our offer (%s)", strings.Join(reasons, "; "))
+}
+
+func suiteName(k *sdesKey) string {
+	if k == nil {
+		return "none"
+	}
+	return k.suite.name
+}
+
 // pickAudio returns the index of the stream to relay: the first audio
-// stream that is enabled and uses a transport we relay.
-func pickAudio(d *Description) (int, error) {
+// stream that is enabled and uses the transport cfg asks for.
+func pickAudio(d *Description, cfg LegConfig) (int, error) {
 	var sawAudio, sawEnabled bool
 	var proto string
 	for i := range d.Media {
@@ -221,7 +404,7 @@ func pickAudio(d *Description) (int, error) {
 			continue
 		}
 		sawEnabled = true
-		if m.Proto == plainRTP {
+		if m.Proto == cfg.proto() {
 			return i, nil
 		}
 		if proto == "" {
@@ -234,36 +417,141 @@ func pickAudio(d *Description) (int, error) {
 	case !sawEnabled:
 		return 0, badSDP(0, "audio stream disabled (port 0)")
 	}
-	return 0, badSDP(0, "audio transport %q not supported (only %s)", proto, plainRTP)
+	return 0, badSDP(0, "audio transport %q, but side A is configured for %s (%s)", proto, cfg.Encryption, cfg.proto())
 }
 
-// selectCodecs keeps, in A's order, A's codecs named in allowed and A's
-// first telephone-event/8000.
-func selectCodecs(a []Codec, allowed []string) []Codec {
-	var out []Codec
+// selectCodecs returns A's audio codecs whose names are in allowed (with
+// the clock rate wagate expects for them), in A's order, and A's first
+// telephone-event/8000 (Name "" if none).
+func selectCodecs(a []Codec, allowed []string) (audio []Codec, event Codec) {
 	seen := map[uint8]bool{}
-	haveTE := false
 	for _, c := range a {
 		if c.Name == "" || seen[c.PT] {
 			continue
 		}
 		if strings.EqualFold(c.Name, telephoneEvent) {
-			if c.ClockRate == 8000 && !haveTE {
-				haveTE = true
+			if c.ClockRate == 8000 && event.Name == "" {
 				seen[c.PT] = true
-				out = append(out, c)
+				event = c
 			}
 			continue
 		}
-		for _, name := range allowed {
-			if strings.EqualFold(c.Name, name) {
-				seen[c.PT] = true
-				out = append(out, c)
-				break
-			}
+		name := canonicalCodec(c.Name)
+		if name == "" || c.ClockRate != codecClock(name) || !slices.Contains(allowed, name) {
+			continue
+		}
+		seen[c.PT] = true
+		audio = append(audio, c)
+	}
+	return audio, event
+}
+
+// offerCodecs returns the audio codecs to offer B: A's candidates that B
+// allows (common: relayable), then B's other allowed codecs that one of
+// A's converts to, with our payload types and fmtp.
+func offerCodecs(candidates []Codec, eventA Codec, allowedB []string, fec bool) (offered []Codec, common []bool) {
+	have := map[string]bool{}
+	for _, c := range candidates {
+		name := canonicalCodec(c.Name)
+		if slices.Contains(allowedB, name) && !have[name] {
+			have[name] = true
+			offered, common = append(offered, c), append(common, true)
 		}
 	}
-	return out
+	for _, name := range allowedB {
+		if have[name] || !slices.ContainsFunc(candidates, func(c Codec) bool { return canTranscode(canonicalCodec(c.Name), name) }) {
+			continue
+		}
+		have[name] = true
+		c := Codec{Name: name, ClockRate: codecClock(name), Fmtp: ourFmtp(name, fec)}
+		switch name {
+		case "PCMU":
+			c.PT = 0
+		case "PCMA":
+			c.PT = 8
+		default:
+			used := append(append(slices.Clone(candidates), offered...), eventA)
+			c.PT, c.Channels = freePT(used, 111), 2
+		}
+		if slices.ContainsFunc(offered, func(o Codec) bool { return o.PT == c.PT }) {
+			continue // a static type A used for something else: leave it out
+		}
+		offered, common = append(offered, c), append(common, false)
+	}
+	return offered, common
+}
+
+// ourFmtp is the fmtp of a codec wagate encodes itself.
+func ourFmtp(name string, fec bool) string {
+	if name != "opus" {
+		return ""
+	}
+	if fec {
+		return "minptime=20;useinbandfec=1"
+	}
+	return "minptime=20"
+}
+
+// freePT returns want if no codec in used has it, else the first free
+// dynamic payload type.
+func freePT(used []Codec, want uint8) uint8 {
+	taken := func(pt uint8) bool { return slices.ContainsFunc(used, func(c Codec) bool { return c.PT == pt }) }
+	if !taken(want) {
+		return want
+	}
+	for pt := uint8(96); pt < 128; pt++ {
+		if !taken(pt) {
+			return pt
+		}
+	}
+	return want
+}
+
+// packetTime is the duration of a packet of ptime ms (20 when not
+// signalled), within what peers use.
+func packetTime(ptime int) time.Duration {
+	if ptime <= 0 {
+		ptime = 20
+	}
+	return time.Duration(min(max(ptime, 10), 120)) * time.Millisecond
+}
+
+func withPtime(f codecFmt, ptime int) codecFmt {
+	f.ptime = normalPtime(f.name, ptime)
+	return f
+}
+
+// rtcpAddr is where a stream's RTCP goes: its RTP address when mux, else
+// a=rtcp (RFC 3605) or the port above RTP.
+func rtcpAddr(m *Media, mux bool) netip.AddrPort {
+	rtp := mediaAddr(m)
+	if mux || !rtp.IsValid() {
+		return rtp
+	}
+	for _, a := range m.Attributes {
+		if a.Key != "rtcp" {
+			continue
+		}
+		f := strings.Fields(a.Value)
+		if len(f) == 0 {
+			break
+		}
+		port, err := strconv.Atoi(f[0])
+		if err != nil || port < 1 || port > 65535 {
+			break
+		}
+		addr := rtp.Addr()
+		if len(f) == 4 {
+			if ip, err := netip.ParseAddr(f[3]); err == nil && !ip.IsUnspecified() {
+				addr = ip.Unmap()
+			}
+		}
+		return netip.AddrPortFrom(addr, uint16(port))
+	}
+	if rtp.Port() == 65535 {
+		return rtp
+	}
+	return netip.AddrPortFrom(rtp.Addr(), rtp.Port()+1)
 }
 
 func hasAudioCodec(cs []Codec) bool {

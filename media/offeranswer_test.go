@@ -42,9 +42,10 @@ func TestOfferB(t *testing.T) {
 		errMatch string
 	}{
 		{
-			name: "meta plain opus to opus PBX", offer: metaPlainOffer, codecsB: []string{"OPUS", "PCMU"},
+			name: "meta plain opus to opus PBX, PCMU as a transcoded fallback", offer: metaPlainOffer, codecsB: []string{"OPUS", "PCMU"},
 			codecs: []Codec{
 				{PT: 111, Name: "opus", ClockRate: 48000, Channels: 2, Fmtp: "maxaveragebitrate=20000;maxplaybackrate=16000;minptime=20;sprop-maxcapturerate=16000;useinbandfec=1"},
+				{PT: 0, Name: "PCMU", ClockRate: 8000},
 				{PT: 126, Name: "telephone-event", ClockRate: 8000},
 			},
 			ptime: 20, rtcpMux: true, dir: SendRecv,
@@ -71,16 +72,30 @@ func TestOfferB(t *testing.T) {
 			name:    "second audio stream used when the first is disabled; T.38 ignored",
 			offer:   "v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 0 RTP/AVP 0\r\nm=image 4002 udptl t38\r\nm=audio 4004 RTP/AVP 8\r\n",
 			codecsB: []string{"PCMA"},
-			codecs:  []Codec{{PT: 8, Name: "PCMA", ClockRate: 8000}},
+			codecs:  []Codec{{PT: 8, Name: "PCMA", ClockRate: 8000}, {PT: 101, Name: "telephone-event", ClockRate: 8000, Fmtp: "0-16"}},
 			dir:     SendRecv,
 		},
-		{name: "no common codec", offer: metaPlainOffer, codecsB: []string{"PCMU", "PCMA"}, errIs: ErrNoCommonCodec},
-		{name: "only telephone-event in common", offer: string(sdpOffer(4000, "RTP/AVP", "8 101", "rtpmap:101 telephone-event/8000")), codecsB: []string{"PCMU"}, errIs: ErrNoCommonCodec},
+		{
+			name: "opus to G.711 PBX: transcoded, B's order", offer: metaPlainOffer, codecsB: []string{"PCMA", "PCMU"},
+			codecs: []Codec{{PT: 8, Name: "PCMA", ClockRate: 8000}, {PT: 0, Name: "PCMU", ClockRate: 8000}, {PT: 126, Name: "telephone-event", ClockRate: 8000}},
+			ptime:  20, rtcpMux: true, dir: SendRecv,
+		},
+		{
+			name: "G.711 to opus: our own payload type and fmtp", offer: string(sdpOffer(4000, "RTP/AVP", "8 111", "rtpmap:111 telephone-event/8000")), codecsB: []string{"opus"},
+			codecs: []Codec{{PT: 96, Name: "opus", ClockRate: 48000, Channels: 2, Fmtp: "minptime=20;useinbandfec=1"}, {PT: 111, Name: "telephone-event", ClockRate: 8000}},
+			ptime:  20, dir: SendRecv,
+		},
+		{
+			name: "A-law to μ-law", offer: string(sdpOffer(4000, "RTP/AVP", "8 101", "rtpmap:101 telephone-event/8000")), codecsB: []string{"PCMU"},
+			codecs: []Codec{{PT: 0, Name: "PCMU", ClockRate: 8000}, {PT: 101, Name: "telephone-event", ClockRate: 8000}},
+			ptime:  20, dir: SendRecv,
+		},
+		{name: "nothing wagate can take from A", offer: string(sdpOffer(4000, "RTP/AVP", "18 9 101", "rtpmap:101 telephone-event/8000")), codecsB: []string{"PCMU"}, errIs: ErrNoCommonCodec},
 		{name: "no codecs for B", offer: sippOffer, errIs: ErrNoCommonCodec},
 		{name: "unparseable", offer: "INVITE sip:x SIP/2.0", codecsB: []string{"PCMU"}, errIs: ErrBadSDP, errMatch: "not a <type>=<value>"},
 		{name: "no audio", offer: "v=0\r\nc=IN IP4 1.2.3.4\r\nm=video 5000 RTP/AVP 96\r\n", codecsB: []string{"PCMU"}, errIs: ErrBadSDP, errMatch: "no audio m= line"},
 		{name: "audio port 0", offer: string(sdpOffer(0, "RTP/AVP", "0")), codecsB: []string{"PCMU"}, errIs: ErrBadSDP, errMatch: "port 0"},
-		{name: "SRTP not yet", offer: metaOffer, codecsB: []string{"opus"}, errIs: ErrBadSDP, errMatch: "RTP/SAVP"},
+		{name: "SRTP offer on a plain leg", offer: metaOffer, codecsB: []string{"opus"}, errIs: ErrBadSDP, errMatch: "RTP/SAVP"},
 		{name: "no c=", offer: "v=0\r\nm=audio 5000 RTP/AVP 0\r\n", codecsB: []string{"PCMU"}, errIs: ErrBadSDP, errMatch: "no c="},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -106,7 +121,7 @@ func TestOfferB(t *testing.T) {
 				t.Fatalf("offer to B:\n%s", out)
 			}
 			mb := d.Media[0]
-			if mb.Port != b.legB.port || mb.Proto != "RTP/AVP" || mb.Type != "audio" {
+			if mb.Port != b.legs[SideB].pair.port || mb.Proto != "RTP/AVP" || mb.Type != "audio" {
 				t.Fatalf("m= line wrong:\n%s", out)
 			}
 			if !reflect.DeepEqual(mb.Codecs, tt.codecs) {
@@ -150,7 +165,7 @@ func TestAnswerB(t *testing.T) {
 		{
 			name:   "opus renumbered by B, no telephone-event",
 			answer: string(sdpOffer(6000, "RTP/AVP", "107", "rtpmap:107 OPUS/48000/2", "fmtp:107 stereo=0", "recvonly")),
-			codecs: []Codec{{PT: 111, Name: "opus", ClockRate: 48000, Channels: 2, Fmtp: "stereo=0"}},
+			codecs: []Codec{{PT: 111, Name: "opus", ClockRate: 48000, Channels: 2, Fmtp: "stereo=0"}, {PT: 126, Name: "telephone-event", ClockRate: 8000}},
 			dir:    RecvOnly, addr: netip.MustParseAddrPort("127.0.0.1:6000"),
 			ab: map[uint8]uint8{111: 107},
 			ba: map[uint8]uint8{107: 111, 111: 111},
@@ -158,7 +173,7 @@ func TestAnswerB(t *testing.T) {
 		{
 			name:   "B's preference order wins, dynamic PT without rtpmap",
 			answer: string(sdpOffer(6000, "RTP/AVP", "0 111")),
-			codecs: []Codec{{PT: 0, Name: "PCMU", ClockRate: 8000}},
+			codecs: []Codec{{PT: 0, Name: "PCMU", ClockRate: 8000}, {PT: 126, Name: "telephone-event", ClockRate: 8000}},
 			dir:    SendRecv, addr: netip.MustParseAddrPort("127.0.0.1:6000"),
 			ab: map[uint8]uint8{0: 0},
 			ba: map[uint8]uint8{0: 0},
@@ -166,7 +181,7 @@ func TestAnswerB(t *testing.T) {
 		{
 			name:   "unoffered codecs skipped",
 			answer: string(sdpOffer(6000, "RTP/AVP", "8 96 111", "rtpmap:96 opus/16000", "rtpmap:111 opus/48000/2")),
-			codecs: []Codec{{PT: 111, Name: "opus", ClockRate: 48000, Channels: 2}},
+			codecs: []Codec{{PT: 111, Name: "opus", ClockRate: 48000, Channels: 2}, {PT: 126, Name: "telephone-event", ClockRate: 8000}},
 			dir:    SendRecv, addr: netip.MustParseAddrPort("127.0.0.1:6000"),
 			ab: map[uint8]uint8{111: 111},
 			ba: map[uint8]uint8{111: 111},
@@ -206,7 +221,7 @@ func TestAnswerB(t *testing.T) {
 				t.Fatalf("answer to A:\n%s", out)
 			}
 			ma, video := d.Media[0], d.Media[1]
-			if ma.Port != b.legA.port || ma.Proto != "RTP/AVP" || !ma.RTCPMux || ma.Ptime != tt.ptime || ma.Direction != tt.dir {
+			if ma.Port != b.legs[SideA].pair.port || ma.Proto != "RTP/AVP" || !ma.RTCPMux || ma.Ptime != tt.ptime || ma.Direction != tt.dir {
 				t.Fatalf("audio m= wrong:\n%s", out)
 			}
 			if !reflect.DeepEqual(ma.Codecs, tt.codecs) {
@@ -216,8 +231,8 @@ func TestAnswerB(t *testing.T) {
 				t.Fatalf("video not rejected with port 0:\n%s", out)
 			}
 			ab, ba := b.routeAB.Load(), b.routeBA.Load()
-			if ab.dst != tt.addr || ba.src != tt.addr || ab.src != netip.MustParseAddrPort("127.0.0.1:4000") || ba.dst != ab.src {
-				t.Fatalf("routes A→B %v→%v, B→A %v→%v", ab.src, ab.dst, ba.src, ba.dst)
+			if ab.to.rtp != tt.addr || ba.from != ab.to || ab.from.rtp != netip.MustParseAddrPort("127.0.0.1:4000") || ba.to != ab.from {
+				t.Fatalf("routes A→B %v→%v, B→A %v→%v", ab.from.rtp, ab.to.rtp, ba.from.rtp, ba.to.rtp)
 			}
 			checkPTMap(t, "A→B", ab.pt, tt.ab)
 			checkPTMap(t, "B→A", ba.pt, tt.ba)
@@ -267,17 +282,17 @@ func TestAnswerBAgainAndVersions(t *testing.T) {
 	if d1.Origin.SessionID != d2.Origin.SessionID || d1.Origin.SessionVersion == d2.Origin.SessionVersion {
 		t.Fatalf("o= %+v then %+v: want same id, new version", d1.Origin, d2.Origin)
 	}
-	if c := d2.Media[0].Codecs; len(c) != 1 || c[0].Name != "PCMA" {
+	if c := d2.Media[0].Codecs; len(c) != 2 || c[0].Name != "PCMA" || c[1].Name != "telephone-event" {
 		t.Fatalf("final codecs %+v", c)
 	}
-	if rt := b.routeAB.Load(); rt.dst.Port() != 6002 || rt.pt[8] != 8 || rt.pt[0] != ptDrop {
+	if rt := b.routeAB.Load(); rt.to.rtp.Port() != 6002 || rt.pt[8] != 8 || rt.pt[0] != ptDrop {
 		t.Fatalf("route not updated: %+v", rt)
 	}
 	// A new offer (next hunt target) forgets B.
 	if _, err := b.OfferB(sdpOffer(4000, "RTP/AVP", "0"), []string{"PCMU"}); err != nil {
 		t.Fatal(err)
 	}
-	if b.LocalAnswerA() != nil || b.routeBA.Load().src.IsValid() || b.routeAB.Load().dst.IsValid() {
+	if b.LocalAnswerA() != nil || b.routeBA.Load().from != nil || b.routeAB.Load().to != nil {
 		t.Fatal("new OfferB kept the old B")
 	}
 	b.Close()
@@ -286,5 +301,41 @@ func TestAnswerBAgainAndVersions(t *testing.T) {
 	}
 	if _, err := b.AnswerB([]byte(asteriskAnswer)); err == nil {
 		t.Fatal("AnswerB after Close succeeded")
+	}
+}
+
+func TestNewCallBridgeConfig(t *testing.T) {
+	m := newTestManager(t, 2, 0, 0)
+	for _, tt := range []struct {
+		name string
+		a, b LegConfig
+		want string
+	}{
+		{name: "bad encryption", a: LegConfig{Encryption: "dtls"}, want: `side A encryption "dtls"`},
+		{name: "bad codec", b: LegConfig{Codecs: []string{"PCMU", "G729"}}, want: `side B codec "G729"`},
+		{name: "fine", a: LegConfig{Encryption: "sdes", Codecs: []string{"OPUS"}, WhatsApp: true}, b: LegConfig{Codecs: []string{"pcma"}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := m.NewCallBridge("cfg", nil, tt.a, tt.b)
+			if tt.want != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.want) {
+					t.Fatalf("got %v, want an error mentioning %q", err, tt.want)
+				}
+				if s := m.Stats(); s.PortsInUse != 0 {
+					t.Fatalf("failed NewCallBridge holds ports: %+v", s)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			if a := b.legs[SideA].cfg; a.Codecs[0] != "opus" || a.Encryption != EncryptionSDES || !a.WhatsApp {
+				t.Fatalf("side A %+v", a)
+			}
+			if bc := b.legs[SideB].cfg; bc.Codecs[0] != "PCMA" || bc.Encryption != EncryptionNone {
+				t.Fatalf("side B %+v", bc)
+			}
+		})
 	}
 }

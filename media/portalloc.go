@@ -21,10 +21,6 @@ const (
 	// but one that keeps failing is retried rarely.
 	bindBackoffMin = 5 * time.Second
 	bindBackoffMax = 10 * time.Minute
-	// rtcpReadBuffer is SO_RCVBUF for the RTCP sockets, which nobody reads
-	// yet: the kernel rounds it up to its minimum, which caps what unread
-	// RTCP can pin per socket.
-	rtcpReadBuffer = 1
 )
 
 // portPair is an RTP socket on an even port and its RTCP socket on port+1,
@@ -238,7 +234,9 @@ func (a *portAllocator) bind(idx int32) (*portPair, error) {
 		_ = rtp.Close()
 		return nil, fmt.Errorf("media: bind RTCP port %d: %w", port+1, err)
 	}
-	// Best effort: a larger buffer only costs kernel memory.
-	_ = rtcp.SetReadBuffer(rtcpReadBuffer)
+	// Best effort: the RTCP socket is drained once per reporting interval
+	// (rtcpRecvBuffer explains the size); a larger buffer only costs
+	// kernel memory.
+	_ = rtcp.SetReadBuffer(rtcpRecvBuffer)
 	return &portPair{idx: idx, port: port, rtp: rtp, rtcp: rtcp}, nil
 }

@@ -87,9 +87,9 @@ func readHdr(p []byte) hdr {
 	return hdr{p[1]&0x80 != 0, p[1] & 0x7f, binary.BigEndian.Uint16(p[2:]), binary.BigEndian.Uint32(p[4:]), binary.BigEndian.Uint32(p[8:])}
 }
 
-func TestReoriginator(t *testing.T) {
-	r := newReoriginator()
-	r.ssrc, r.seqBase, r.tsBase = 0xcafe, 65534, 0xffffff00 // wrap soon
+func TestOutStreamRelay(t *testing.T) {
+	s := newOutStream(0xcafe)
+	s.seq, s.ts = 65533, 0xffffff00 // first packet gets 65534: wraps soon
 
 	type in struct {
 		seq  uint16
@@ -111,7 +111,7 @@ func TestReoriginator(t *testing.T) {
 		{in{104, 1640, 1}, hdr{true, 8, 4, 0xe0 + 480, 0xcafe}},
 	} {
 		pkt := rtpPacket(t, 0, tt.in.seq, tt.in.ts, tt.in.ssrc, []byte{byte(i), 2, 3})
-		r.rewrite(pkt, 8, 160)
+		s.relay(pkt, 8, 160)
 		if got := readHdr(pkt); got != tt.want {
 			t.Fatalf("packet %d: got %+v, want %+v", i, got, tt.want)
 		}
@@ -121,56 +121,45 @@ func TestReoriginator(t *testing.T) {
 	}
 }
 
-func TestRelayStage(t *testing.T) {
-	rt := &route{pt: newPTMap(), frame: 960}
-	rt.pt[111] = 107
-	rt.pt[126] = 101
-	s := &relayStage{ro: newReoriginator()}
-	var out captureSender
-	for _, tt := range []struct {
-		pt   uint8
-		sent bool
-		out  uint8
-	}{{111, true, 107}, {126, true, 101}, {0, false, 0}, {13, false, 0}} {
-		out.pkts = nil
-		pkt := rtpPacket(t, tt.pt, 1, 1, 1, []byte{1})
-		if ok := s.push(pkt, rt, &out); ok != tt.sent || len(out.pkts) != map[bool]int{true: 1}[tt.sent] {
-			t.Fatalf("PT %d: push %v, %d sent", tt.pt, ok, len(out.pkts))
-		}
-		if tt.sent && out.pkts[0][1]&0x7f != tt.out {
-			t.Fatalf("PT %d sent as %d, want %d", tt.pt, out.pkts[0][1]&0x7f, tt.out)
+// TestOutStreamMixed: packets of our own (silence, transcoded audio) and
+// injected or skipped ones keep one gapless, monotonic stream.
+func TestOutStreamMixed(t *testing.T) {
+	s := newOutStream(7)
+	s.seq, s.ts = 999, 100000
+	own := func(samples uint32) hdr {
+		b := make([]byte, 12)
+		s.own(b, 111, s.ts, false, true)
+		s.ts += samples
+		return readHdr(b)
+	}
+	relay := func(seq uint16, ts uint32) hdr {
+		pkt := rtpPacket(t, 111, seq, ts, 5, nil)
+		s.relay(pkt, 111, 960)
+		return readHdr(pkt)
+	}
+	for i, tt := range []struct {
+		got, want hdr
+	}{
+		{own(960), hdr{false, 111, 1000, 100000, 7}},              // silence first
+		{own(960), hdr{false, 111, 1001, 100960, 7}},              // more silence
+		{relay(50, 3000), hdr{true, 111, 1002, 101920, 7}},        // real audio: rebased, marked
+		{relay(51, 3960), hdr{false, 111, 1003, 102880, 7}},       // follows the input
+		{own(960), hdr{false, 111, 1004, 103840, 7}},              // the input paused: silence
+		{relay(52, 3960+960*10), hdr{true, 111, 1005, 112480, 7}}, // input ahead of us: its timing kept
+	} {
+		if tt.got != tt.want {
+			t.Fatalf("step %d: got %+v, want %+v", i, tt.got, tt.want)
 		}
 	}
-}
-
-type captureSender struct{ pkts [][]byte }
-
-func (c *captureSender) send(p []byte) { c.pkts = append(c.pkts, bytes.Clone(p)) }
-
-type nopSender struct{ n int }
-
-func (s *nopSender) send([]byte) { s.n++ }
-
-// BenchmarkRelayStage is the per-packet work of the relay between read and
-// write: validation, payload-type mapping and header re-origination, in
-// place. It must not allocate.
-func BenchmarkRelayStage(b *testing.B) {
-	rt := &route{pt: newPTMap(), frame: 160}
-	rt.pt[0] = 0
-	s := &relayStage{ro: newReoriginator()}
-	pkt := rtpPacket(b, 0, 1, 160, 42, make([]byte, 160))
-	var out nopSender
-	b.ReportAllocs()
-	b.SetBytes(int64(len(pkt)))
-	for i := 0; b.Loop(); i++ {
-		binary.BigEndian.PutUint16(pkt[2:], uint16(i))
-		pkt[1] = 0
-		binary.BigEndian.PutUint32(pkt[8:], 42)
-		if _, ok := rtpHeaderLen(pkt); !ok || isRTCP(pkt) {
-			b.Fatal("invalid")
-		}
-		if !s.push(pkt, rt, &out) {
-			b.Fatal("dropped")
-		}
+	// A repeated DTMF end is injected; a duplicate from the sender skipped.
+	pkt := rtpPacket(t, 101, 53, 20000, 5, nil)
+	s.relay(pkt, 101, 0)
+	s.inject(pkt)
+	if h := readHdr(pkt); h.seq != 1007 {
+		t.Fatalf("injected seq %d, want 1007", h.seq)
+	}
+	s.skip(54) // would have been 1008
+	if h := relay(55, 3960+960*12); h.seq != 1008 {
+		t.Fatalf("after inject and skip: seq %d, want 1008", h.seq)
 	}
 }
