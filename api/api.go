@@ -1,5 +1,7 @@
-// Package api is wagate's HTTP control plane. For now it serves the status
-// endpoint that operators and tests use to see live calls and held ports.
+// Package api is wagate's HTTP control plane: the public status endpoint,
+// the token-protected permission API (/v1/permissions) and Meta's webhook
+// (/webhook/meta). It knows nothing of SIP; it reaches the permission cache
+// through the small PermissionStore interface.
 package api
 
 import (
@@ -16,6 +18,32 @@ import (
 // StatusFunc returns a JSON-encodable snapshot of wagate's state.
 type StatusFunc func() any
 
+// Options configure the server. Secrets are plain strings: the caller
+// resolves them (configs.Secret.Resolve) so that this package never reads
+// the environment.
+type Options struct {
+	// Addr is the host:port to listen on.
+	Addr string
+	// Status feeds GET /v1/status (public).
+	Status StatusFunc
+	// Token is the bearer token of every /v1/* route except /v1/status.
+	// Empty: those routes refuse every request (401) — fail closed.
+	Token string
+	// Permissions is the permission cache; nil turns /v1/permissions off
+	// (404) and makes the webhook acknowledge without applying anything.
+	Permissions PermissionStore
+	// AppSecret verifies the webhook's X-Hub-Signature-256; empty turns
+	// /webhook/meta off (404).
+	AppSecret string
+	// VerifyToken answers Meta's subscription handshake; empty refuses it.
+	VerifyToken string
+	// Recordings serves /v1/recordings and /v1/recordings/… behind the
+	// token (recording.Manager.Handler); nil: 404.
+	Recordings http.Handler
+	// Log receives request errors and applied webhook changes.
+	Log *slog.Logger
+}
+
 // Server serves the HTTP API.
 type Server struct {
 	srv *http.Server
@@ -23,30 +51,83 @@ type Server struct {
 	log *slog.Logger
 }
 
-// New binds addr and prepares the routes; Serve starts answering.
+// New binds addr and serves only GET /v1/status (and refuses the protected
+// routes, having no token). Kept for callers that need nothing else; see
+// NewWithOptions.
 func New(addr string, status StatusFunc, log *slog.Logger) (*Server, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("api: listen %s: %w", addr, err)
+	return NewWithOptions(Options{Addr: addr, Status: status, Log: log})
+}
+
+// NewWithOptions binds opts.Addr and prepares the routes; Serve starts
+// answering.
+func NewWithOptions(opts Options) (*Server, error) {
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		if err := json.NewEncoder(w).Encode(status()); err != nil {
-			log.Debug("status write failed", "error", err)
-		}
-	})
+	h := newHandler(opts)
+	ln, err := net.Listen("tcp", opts.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("api: listen %s: %w", opts.Addr, err)
+	}
 	return &Server{
 		srv: &http.Server{
-			Handler:           mux,
+			Handler:           h,
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       10 * time.Second,
 			WriteTimeout:      10 * time.Second,
 			IdleTimeout:       60 * time.Second,
+			MaxHeaderBytes:    16 << 10,
+			ErrorLog:          slog.NewLogLogger(opts.Log.Handler(), slog.LevelDebug),
 		},
 		ln:  ln,
-		log: log,
+		log: opts.Log,
 	}, nil
+}
+
+// newHandler builds the routes. Everything under /v1/ but the status goes
+// through the token check first, so an unauthenticated caller learns
+// nothing about which routes exist.
+func newHandler(opts Options) http.Handler {
+	log := opts.Log
+	if opts.Permissions != nil && isNilPointer(opts.Permissions) {
+		opts.Permissions = nil
+	}
+	if opts.Token == "" && opts.Permissions != nil {
+		log.Warn("api: no token configured; the permission API refuses every request")
+	}
+
+	protected := http.NewServeMux()
+	p := &permissionHandlers{store: opts.Permissions, log: log}
+	p.register(protected)
+	if opts.Recordings != nil && !isNilPointer(opts.Recordings) {
+		protected.Handle("/v1/recordings", opts.Recordings)
+		protected.Handle("/v1/recordings/", opts.Recordings)
+	}
+	protected.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such route")
+	})
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		var doc any
+		if opts.Status != nil {
+			doc = opts.Status()
+		}
+		if err := json.NewEncoder(w).Encode(doc); err != nil {
+			log.Debug("status write failed", "error", err)
+		}
+	})
+	mux.Handle("/v1/", requireToken(opts.Token, protected))
+	if opts.AppSecret != "" {
+		wh := newWebhook(opts.AppSecret, opts.VerifyToken, opts.Permissions, log)
+		mux.HandleFunc("GET /webhook/meta", wh.handshake)
+		mux.HandleFunc("POST /webhook/meta", wh.receive)
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such route")
+	})
+	return mux
 }
 
 // Addr is the bound address.

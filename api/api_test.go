@@ -1,0 +1,141 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestStatusIsPublic(t *testing.T) {
+	f := newFixture(t, nil)
+	r := f.do(t, "GET", "/v1/status", "", nil, nil)
+	if r.code != 200 || strings.TrimSpace(r.body) != `{"calls":3}` || r.header.Get("Content-Type") != "application/json" {
+		t.Fatalf("status: %d %q %v", r.code, r.body, r.header)
+	}
+}
+
+func TestAuth(t *testing.T) {
+	f := newFixture(t, nil)
+	tests := []struct {
+		name, auth string
+		want       int
+	}{
+		{"none", "", 401},
+		{"wrong token", "Bearer nope", 401},
+		{"prefix of the token", "Bearer " + testToken[:4], 401},
+		{"basic scheme", "Basic " + testToken, 401},
+		{"no scheme", testToken, 401},
+		{"right", "Bearer " + testToken, 200},
+		{"scheme case-insensitive", "bearer " + testToken, 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hdr := map[string]string{}
+			if tt.auth != "" {
+				hdr["Authorization"] = tt.auth
+			}
+			r := f.do(t, "GET", "/v1/permissions", "", nil, hdr)
+			if r.code != tt.want {
+				t.Fatalf("code %d, want %d (%s)", r.code, tt.want, r.body)
+			}
+			if tt.want == 401 {
+				if r.header.Get("WWW-Authenticate") == "" || r.errorText(t) == "" {
+					t.Errorf("401 without challenge or JSON error: %v %q", r.header, r.body)
+				}
+			}
+		})
+	}
+	// Unknown /v1 routes and other methods are behind the token too.
+	for _, m := range []string{"GET /v1/nope", "POST /v1/status", "DELETE /v1/permissions/1/+16505551234"} {
+		method, path, _ := strings.Cut(m, " ")
+		if r := f.do(t, method, path, "", nil, nil); r.code != 401 {
+			t.Errorf("%s without token: %d", m, r.code)
+		}
+	}
+	if r := f.api(t, "GET", "/v1/nope", ""); r.code != 404 || r.errorText(t) == "" {
+		t.Errorf("unknown route with token: %d %q", r.code, r.body)
+	}
+}
+
+func TestNoTokenConfiguredRefusesAll(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.Token = "" })
+	if r := f.do(t, "GET", "/v1/permissions", "", nil, map[string]string{"Authorization": "Bearer "}); r.code != 401 {
+		t.Errorf("empty token: %d", r.code)
+	}
+	if r := f.do(t, "GET", "/v1/status", "", nil, nil); r.code != 200 {
+		t.Errorf("status: %d", r.code)
+	}
+}
+
+// TestServeAndShutdown runs the listener the way cmd/wagate does, through
+// both constructors.
+func TestServeAndShutdown(t *testing.T) {
+	for _, mk := range []func() (*Server, error){
+		func() (*Server, error) {
+			return New("127.0.0.1:0", func() any { return "ok" }, slog.New(slog.DiscardHandler))
+		},
+		func() (*Server, error) {
+			return NewWithOptions(Options{Addr: "127.0.0.1:0", Status: func() any { return "ok" }, Token: testToken})
+		},
+	} {
+		s, err := mk()
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- s.Serve() }()
+		res, err := http.Get("http://" + s.Addr().String() + "/v1/status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		var v string
+		if json.Unmarshal(b, &v); v != "ok" {
+			t.Errorf("status body %q", b)
+		}
+		res, err = http.Get("http://" + s.Addr().String() + "/v1/permissions")
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != 401 {
+			t.Errorf("permissions without token: %d", res.StatusCode)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		if err := s.Shutdown(ctx); err != nil {
+			t.Error(err)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}
+	if _, err := New("256.0.0.1:bad", nil, nil); err == nil {
+		t.Error("bad address accepted")
+	}
+}
+
+func TestRecordingsBehindToken(t *testing.T) {
+	rec := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "recordings:"+r.URL.Path)
+	})
+	f := newFixture(t, func(o *Options) { o.Recordings = rec })
+	if r := f.do(t, "GET", "/v1/recordings", "", nil, nil); r.code != 401 {
+		t.Errorf("recordings without token: %d", r.code)
+	}
+	for _, p := range []string{"/v1/recordings", "/v1/recordings/abc%40host"} {
+		if r := f.api(t, "GET", p, ""); r.code != 200 || !strings.HasPrefix(r.body, "recordings:/v1/recordings") {
+			t.Errorf("GET %s: %d %q", p, r.code, r.body)
+		}
+	}
+	g := newFixture(t, nil)
+	if r := g.api(t, "GET", "/v1/recordings", ""); r.code != 404 {
+		t.Errorf("recordings not configured: %d", r.code)
+	}
+}

@@ -1,0 +1,310 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/wagate/wagate/permissions"
+)
+
+// PermissionStore is what the API needs of the permission cache
+// (*permissions.Cache implements it).
+type PermissionStore interface {
+	Get(permissions.Key) (permissions.Entry, bool)
+	List(permissions.Filter) []permissions.Entry
+	Grant(k permissions.Key, permanent bool, expires time.Time, source string) error
+	Revoke(k permissions.Key, source string) error
+	RecordPermissionRequest(permissions.Key) permissions.Decision
+}
+
+// SourceAPI marks changes made through this API.
+const SourceAPI = "api"
+
+// Bounds of the permission API's input.
+const (
+	maxPutBody = 4 << 10
+	maxOffset  = 10_000_000
+)
+
+type permissionHandlers struct {
+	store PermissionStore
+	log   *slog.Logger
+}
+
+func (p *permissionHandlers) register(mux *http.ServeMux) {
+	const one = "/v1/permissions/{phone_number_id}/{user}"
+	mux.HandleFunc("GET /v1/permissions", p.enabled(p.list))
+	mux.HandleFunc("GET "+one, p.enabled(p.get))
+	mux.HandleFunc("PUT "+one, p.enabled(p.put))
+	mux.HandleFunc("DELETE "+one, p.enabled(p.delete))
+	mux.HandleFunc("POST "+one+"/requests", p.enabled(p.request))
+	// The same paths with another method: a JSON 405 instead of the
+	// mux's plain-text one.
+	mux.HandleFunc("/v1/permissions", methodNotAllowed("GET"))
+	mux.HandleFunc(one, methodNotAllowed("GET, PUT, DELETE"))
+	mux.HandleFunc(one+"/requests", methodNotAllowed("POST"))
+}
+
+func methodNotAllowed(allow string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed; use "+allow)
+	}
+}
+
+func (p *permissionHandlers) enabled(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if p.store == nil {
+			writeError(w, http.StatusNotFound, "call permissions are not enabled (permissions.enabled)")
+			return
+		}
+		h(w, r)
+	}
+}
+
+// entryDoc is an Entry as JSON.
+type entryDoc struct {
+	PhoneNumberID     string    `json:"phone_number_id"`
+	User              string    `json:"user"`
+	Status            string    `json:"status"`
+	ExpiresAt         time.Time `json:"expires_at,omitzero"`
+	GrantedAt         time.Time `json:"granted_at,omitzero"`
+	UpdatedAt         time.Time `json:"updated_at,omitzero"`
+	Source            string    `json:"source,omitempty"`
+	ConnectedCalls24h int       `json:"connected_calls_24h"`
+	UnansweredStreak  int       `json:"unanswered_streak"`
+	Requests24h       int       `json:"permission_requests_24h"`
+	Requests7d        int       `json:"permission_requests_7d"`
+	ActiveCalls       int       `json:"active_calls"`
+}
+
+func docOf(e permissions.Entry) entryDoc {
+	return entryDoc{
+		PhoneNumberID:     e.Key.PhoneNumberID,
+		User:              e.Key.User,
+		Status:            string(e.Status),
+		ExpiresAt:         e.ExpiresAt,
+		GrantedAt:         e.GrantedAt,
+		UpdatedAt:         e.UpdatedAt,
+		Source:            e.Source,
+		ConnectedCalls24h: e.ConnectedCalls24h,
+		UnansweredStreak:  e.UnansweredStreak,
+		Requests24h:       e.Requests24h,
+		Requests7d:        e.Requests7d,
+		ActiveCalls:       e.ActiveCalls,
+	}
+}
+
+type listDoc struct {
+	Permissions []entryDoc `json:"permissions"`
+	Limit       int        `json:"limit"`
+	Offset      int        `json:"offset"`
+	// NextOffset is there when the page is full: more may follow.
+	NextOffset *int `json:"next_offset,omitempty"`
+}
+
+func (p *permissionHandlers) list(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := permissions.Filter{Limit: permissions.DefaultListLimit}
+	if v := q.Get("phone_number_id"); v != "" {
+		id, err := permissions.NormalizePhoneNumberID(v)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		f.PhoneNumberID = id
+	}
+	if v := q.Get("status"); v != "" {
+		st, err := permissions.ParseStatus(v)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		f.Status = st
+	}
+	var err error
+	if f.Limit, err = intParam(q.Get("limit"), permissions.DefaultListLimit, 1, permissions.MaxListLimit); err != nil {
+		writeError(w, http.StatusBadRequest, "limit: "+err.Error())
+		return
+	}
+	if f.Offset, err = intParam(q.Get("offset"), 0, 0, maxOffset); err != nil {
+		writeError(w, http.StatusBadRequest, "offset: "+err.Error())
+		return
+	}
+	entries := p.store.List(f)
+	doc := listDoc{Permissions: make([]entryDoc, 0, len(entries)), Limit: f.Limit, Offset: f.Offset}
+	for _, e := range entries {
+		doc.Permissions = append(doc.Permissions, docOf(e))
+	}
+	if len(entries) == f.Limit {
+		next := f.Offset + f.Limit
+		doc.NextOffset = &next
+	}
+	writeJSON(w, http.StatusOK, doc)
+}
+
+func intParam(s string, def, lo, hi int) (int, error) {
+	if s == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < lo || n > hi {
+		return 0, fmt.Errorf("%q is not an integer from %d to %d", s, lo, hi)
+	}
+	return n, nil
+}
+
+// pathKey reads and normalises the pair named by the path.
+func pathKey(w http.ResponseWriter, r *http.Request) (permissions.Key, bool) {
+	k, err := permissions.NormalizeKey(r.PathValue("phone_number_id"), r.PathValue("user"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return permissions.Key{}, false
+	}
+	return k, true
+}
+
+func (p *permissionHandlers) get(w http.ResponseWriter, r *http.Request) {
+	k, ok := pathKey(w, r)
+	if !ok {
+		return
+	}
+	e, ok := p.store.Get(k)
+	if !ok {
+		writeError(w, http.StatusNotFound, "no permission known for "+k.String())
+		return
+	}
+	writeJSON(w, http.StatusOK, docOf(e))
+}
+
+// putDoc is the body of PUT: the grant to record.
+type putDoc struct {
+	Status    string     `json:"status"`
+	ExpiresAt *time.Time `json:"expires_at"`
+}
+
+func (p *permissionHandlers) put(w http.ResponseWriter, r *http.Request) {
+	k, ok := pathKey(w, r)
+	if !ok {
+		return
+	}
+	var body putDoc
+	if !decodeBody(w, r, maxPutBody, &body) {
+		return
+	}
+	var permanent bool
+	switch permissions.Status(body.Status) {
+	case permissions.StatusPermanent:
+		if body.ExpiresAt != nil {
+			writeError(w, http.StatusBadRequest, "expires_at is only for a temporary permission")
+			return
+		}
+		permanent = true
+	case permissions.StatusTemporary:
+	case permissions.StatusNone:
+		writeError(w, http.StatusBadRequest, "to revoke a permission, DELETE it")
+		return
+	default:
+		writeError(w, http.StatusBadRequest, `status must be "temporary" or "permanent"`)
+		return
+	}
+	var exp time.Time
+	if body.ExpiresAt != nil {
+		exp = *body.ExpiresAt
+	}
+	if err := p.store.Grant(k, permanent, exp, SourceAPI); err != nil {
+		p.fail(w, "grant", k, err)
+		return
+	}
+	p.log.Info("call permission granted through the API", "key", k.String(), "status", body.Status)
+	p.respondEntry(w, k)
+}
+
+func (p *permissionHandlers) delete(w http.ResponseWriter, r *http.Request) {
+	k, ok := pathKey(w, r)
+	if !ok {
+		return
+	}
+	if err := p.store.Revoke(k, SourceAPI); err != nil {
+		p.fail(w, "revoke", k, err)
+		return
+	}
+	p.log.Info("call permission revoked through the API", "key", k.String())
+	p.respondEntry(w, k)
+}
+
+// requestDoc answers POST …/requests.
+type requestDoc struct {
+	Allowed           bool   `json:"allowed"`
+	Error             string `json:"error,omitempty"`
+	RetryAfterSeconds int    `json:"retry_after_seconds,omitempty"`
+}
+
+// request counts a call-permission request the business is about to send
+// (Meta allows 1 per 24 h and 2 per 7 days per user): 200 when it may go,
+// 429 with Retry-After when it may not.
+func (p *permissionHandlers) request(w http.ResponseWriter, r *http.Request) {
+	k, ok := pathKey(w, r)
+	if !ok {
+		return
+	}
+	d := p.store.RecordPermissionRequest(k)
+	if d.Allowed() {
+		writeJSON(w, http.StatusOK, requestDoc{Allowed: true})
+		return
+	}
+	secs := d.RetryAfterSeconds()
+	if secs > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+	}
+	writeJSON(w, http.StatusTooManyRequests, requestDoc{Error: d.Reason, RetryAfterSeconds: secs})
+}
+
+func (p *permissionHandlers) respondEntry(w http.ResponseWriter, k permissions.Key) {
+	e, ok := p.store.Get(k)
+	if !ok {
+		// Swept between the change and this read; the change stands.
+		writeJSON(w, http.StatusOK, entryDoc{PhoneNumberID: k.PhoneNumberID, User: k.User, Status: string(permissions.StatusNone)})
+		return
+	}
+	writeJSON(w, http.StatusOK, docOf(e))
+}
+
+func (p *permissionHandlers) fail(w http.ResponseWriter, op string, k permissions.Key, err error) {
+	switch {
+	case errors.Is(err, permissions.ErrNotFound):
+		writeError(w, http.StatusNotFound, "no permission to revoke for "+k.String())
+	case errors.Is(err, permissions.ErrInvalidKey), errors.Is(err, permissions.ErrExpired):
+		writeError(w, http.StatusBadRequest, err.Error())
+	default:
+		p.log.Error("permission store failed", "op", op, "key", k.String(), "error", err)
+		writeError(w, http.StatusInternalServerError, op+" failed; see wagate's log")
+	}
+}
+
+// decodeBody reads one JSON object of at most limit bytes into v, refusing
+// unknown fields and trailing data.
+func decodeBody(w http.ResponseWriter, r *http.Request, limit int64, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil && dec.Decode(&struct{}{}) != io.EOF {
+		err = errors.New("trailing data after the JSON object")
+	}
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", limit))
+			return false
+		}
+		writeError(w, http.StatusBadRequest, "body: "+err.Error())
+		return false
+	}
+	return true
+}

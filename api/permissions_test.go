@@ -1,0 +1,185 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wagate/wagate/permissions"
+)
+
+const userPath = "/v1/permissions/" + testNumberID + "/+16505551234"
+
+func TestPermissionLifecycle(t *testing.T) {
+	f := newFixture(t, nil)
+
+	if r := f.api(t, "GET", userPath, ""); r.code != 404 || r.errorText(t) == "" {
+		t.Fatalf("unknown pair: %d %q", r.code, r.body)
+	}
+
+	r := f.api(t, "PUT", userPath, `{"status":"temporary"}`)
+	var e entryDoc
+	r.json(t, &e)
+	if r.code != 200 || e.Status != "temporary" || !e.ExpiresAt.Equal(epoch.Add(168*time.Hour)) || e.Source != "api" || e.User != "+16505551234" {
+		t.Fatalf("PUT temporary: %d %+v", r.code, e)
+	}
+
+	exp := epoch.Add(5 * time.Hour).Format(time.RFC3339)
+	r = f.api(t, "PUT", "/v1/permissions/"+testNumberID+"/16505551234", `{"status":"temporary","expires_at":"`+exp+`"}`)
+	r.json(t, &e)
+	if r.code != 200 || e.ExpiresAt.Format(time.RFC3339) != exp || e.User != "+16505551234" {
+		t.Fatalf("PUT with expires_at (user without +): %d %+v", r.code, e)
+	}
+
+	r = f.api(t, "PUT", userPath, `{"status":"permanent"}`)
+	e = entryDoc{}
+	r.json(t, &e)
+	if r.code != 200 || e.Status != "permanent" || !e.ExpiresAt.IsZero() || strings.Contains(r.body, "expires_at") {
+		t.Fatalf("PUT permanent: %d %s", r.code, r.body)
+	}
+
+	r = f.api(t, "GET", userPath, "")
+	r.json(t, &e)
+	if r.code != 200 || e.Status != "permanent" || e.PhoneNumberID != testNumberID {
+		t.Fatalf("GET: %d %s", r.code, r.body)
+	}
+
+	r = f.api(t, "DELETE", userPath, "")
+	r.json(t, &e)
+	if r.code != 200 || e.Status != "no_permission" {
+		t.Fatalf("DELETE: %d %s", r.code, r.body)
+	}
+	if r := f.api(t, "DELETE", userPath, ""); r.code != 404 {
+		t.Errorf("second DELETE: %d %s", r.code, r.body)
+	}
+	if d, _ := f.cache.Admit(permissions.Key{PhoneNumberID: testNumberID, User: "+16505551234"}); d.Verdict != permissions.NoPermission {
+		t.Errorf("admit after DELETE: %v", d.Verdict)
+	}
+}
+
+func TestPermissionBadInput(t *testing.T) {
+	f := newFixture(t, nil)
+	past := epoch.Add(-time.Hour).Format(time.RFC3339)
+	tests := []struct {
+		name, method, path, body string
+		want                     int
+	}{
+		{"bad phone number id", "GET", "/v1/permissions/abc/+16505551234", "", 400},
+		{"bad user", "GET", "/v1/permissions/1/+123", "", 400},
+		{"bad user on PUT", "PUT", "/v1/permissions/1/hello", `{"status":"permanent"}`, 400},
+		{"no body", "PUT", userPath, "", 400},
+		{"not JSON", "PUT", userPath, `status=permanent`, 400},
+		{"unknown status", "PUT", userPath, `{"status":"forever"}`, 400},
+		{"no_permission via PUT", "PUT", userPath, `{"status":"no_permission"}`, 400},
+		{"unknown field", "PUT", userPath, `{"status":"permanent","note":"x"}`, 400},
+		{"trailing data", "PUT", userPath, `{"status":"permanent"}{}`, 400},
+		{"expiry on permanent", "PUT", userPath, `{"status":"permanent","expires_at":"2030-01-01T00:00:00Z"}`, 400},
+		{"expiry in the past", "PUT", userPath, `{"status":"temporary","expires_at":"` + past + `"}`, 400},
+		{"expiry not RFC 3339", "PUT", userPath, `{"status":"temporary","expires_at":"tomorrow"}`, 400},
+		{"oversized body", "PUT", userPath, `{"status":"permanent","x":"` + strings.Repeat("a", 8<<10) + `"}`, 413},
+		{"list bad number", "GET", "/v1/permissions?phone_number_id=x1", "", 400},
+		{"list bad status", "GET", "/v1/permissions?status=maybe", "", 400},
+		{"list limit 0", "GET", "/v1/permissions?limit=0", "", 400},
+		{"list limit too big", "GET", "/v1/permissions?limit=1001", "", 400},
+		{"list negative offset", "GET", "/v1/permissions?offset=-1", "", 400},
+		{"list offset not a number", "GET", "/v1/permissions?offset=ten", "", 400},
+		{"method", "PATCH", userPath, `{}`, 405},
+		{"method on list", "POST", "/v1/permissions", `{}`, 405},
+		{"method on requests", "GET", userPath + "/requests", ``, 405},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := f.api(t, tt.method, tt.path, tt.body)
+			if r.code != tt.want || r.errorText(t) == "" {
+				t.Fatalf("%s %s: %d %q, want %d with a JSON error", tt.method, tt.path, r.code, r.body, tt.want)
+			}
+		})
+	}
+	if n := f.cache.Len(); n != 0 {
+		t.Errorf("bad input created %d pairs", n)
+	}
+}
+
+func TestPermissionList(t *testing.T) {
+	f := newFixture(t, nil)
+	for i := 0; i < 5; i++ {
+		k := permissions.Key{PhoneNumberID: testNumberID, User: fmt.Sprintf("+1650555000%d", i)}
+		if err := f.cache.Grant(k, i < 2, time.Time{}, "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.cache.Grant(permissions.Key{PhoneNumberID: "42", User: "US.13491208655302741918"}, true, time.Time{}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	var l listDoc
+	r := f.api(t, "GET", "/v1/permissions", "")
+	r.json(t, &l)
+	if r.code != 200 || len(l.Permissions) != 6 || l.NextOffset != nil || l.Limit != 100 {
+		t.Fatalf("list all: %d %s", r.code, r.body)
+	}
+	r = f.api(t, "GET", "/v1/permissions?phone_number_id="+testNumberID+"&limit=2&offset=1", "")
+	l = listDoc{}
+	r.json(t, &l)
+	if len(l.Permissions) != 2 || l.Permissions[0].User != "+16505550001" || l.NextOffset == nil || *l.NextOffset != 3 {
+		t.Fatalf("page: %s", r.body)
+	}
+	r = f.api(t, "GET", "/v1/permissions?phone_number_id="+testNumberID+"&status=temporary", "")
+	l = listDoc{}
+	r.json(t, &l)
+	if len(l.Permissions) != 3 {
+		t.Fatalf("temporary: %s", r.body)
+	}
+	r = f.api(t, "GET", "/v1/permissions?phone_number_id=999", "")
+	if r.code != 200 || !strings.Contains(r.body, `"permissions":[]`) {
+		t.Fatalf("unknown number: %d %s", r.code, r.body)
+	}
+}
+
+func TestPermissionRequests(t *testing.T) {
+	f := newFixture(t, nil)
+	r := f.api(t, "POST", userPath+"/requests", "")
+	if r.code != 200 || !strings.Contains(r.body, `"allowed":true`) {
+		t.Fatalf("first request: %d %s", r.code, r.body)
+	}
+	r = f.api(t, "POST", userPath+"/requests", "")
+	if r.code != 429 || r.header.Get("Retry-After") != "86400" || r.errorText(t) == "" {
+		t.Fatalf("second request: %d %v %s", r.code, r.header, r.body)
+	}
+	var e entryDoc
+	f.api(t, "GET", userPath, "").json(t, &e)
+	if e.Requests24h != 1 || e.Requests7d != 1 || e.Status != "no_permission" {
+		t.Errorf("counters: %+v", e)
+	}
+}
+
+func TestPermissionsDisabled(t *testing.T) {
+	f := newFixture(t, func(o *Options) {
+		var nilCache *permissions.Cache
+		o.Permissions = nilCache // a typed nil must count as "off"
+	})
+	for _, m := range []string{"GET /v1/permissions", "GET " + userPath, "PUT " + userPath, "DELETE " + userPath} {
+		method, path, _ := strings.Cut(m, " ")
+		if r := f.api(t, method, path, `{"status":"permanent"}`); r.code != 404 || !strings.Contains(r.errorText(t), "not enabled") {
+			t.Errorf("%s: %d %s", m, r.code, r.body)
+		}
+	}
+}
+
+// failingStore fails every write, as a full or broken disk would.
+type failingStore struct{ PermissionStore }
+
+var errDisk = errors.New("disk on fire")
+
+func (failingStore) Grant(permissions.Key, bool, time.Time, string) error { return errDisk }
+func (failingStore) Revoke(permissions.Key, string) error                 { return errDisk }
+
+func TestStoreFailureIs500(t *testing.T) {
+	var f *fixture
+	f = newFixture(t, func(o *Options) { o.Permissions = failingStore{o.Permissions} })
+	r := f.api(t, "PUT", userPath, `{"status":"permanent"}`)
+	if r.code != 500 || strings.Contains(r.body, "fire") {
+		t.Errorf("failed grant: %d %s (the cause belongs in the log, not the answer)", r.code, r.body)
+	}
+}

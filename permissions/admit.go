@@ -1,0 +1,217 @@
+package permissions
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// Outcome is how a business-initiated call ended, as far as Meta's rules
+// care.
+type Outcome int
+
+const (
+	// Answered: the call connected (2xx).
+	Answered Outcome = iota
+	// Unanswered: the user did not pick up (480). Counts toward revocation.
+	Unanswered
+	// Rejected: the user declined (486/603). Counts toward revocation.
+	Rejected
+	// Failed: any other failure; not the user's doing, so it does not count.
+	Failed
+	// Cancelled: our side gave up before an answer; does not count.
+	Cancelled
+)
+
+var outcomeNames = [...]string{"answered", "unanswered", "rejected", "failed", "cancelled"}
+
+func (o Outcome) String() string {
+	if o >= 0 && int(o) < len(outcomeNames) {
+		return outcomeNames[o]
+	}
+	return "outcome(?)"
+}
+
+// Ticket is an admitted call's reservation: one slot of the number's
+// concurrency, one of its 24-hour rate, and the user marked busy. Finish
+// must be called exactly once (later calls are ignored) whatever happens to
+// the call, or the user stays busy and the slot stays taken.
+type Ticket struct {
+	c         *Cache
+	mk        mapKey
+	sh        *shard
+	e         *entry
+	connected atomic.Bool
+	done      atomic.Bool
+}
+
+// Key is the pair the ticket was admitted for.
+func (t *Ticket) Key() Key { return Key{PhoneNumberID: t.mk.num.id, User: t.mk.user} }
+
+// Admit decides whether a business-initiated call may be placed and, when it
+// may, reserves it. It does no I/O and holds two short locks (the pair's
+// shard, then the number). The checks run in DESIGN §4's order: permission,
+// the user's daily cap, busy, the number's rate, the number's concurrency.
+func (c *Cache) Admit(k Key) (Decision, *Ticket) {
+	k, err := k.Normalize()
+	if err != nil {
+		return decide(NoPermission, 0), nil
+	}
+	mk, sh := c.key(k, false)
+	if sh == nil {
+		return decide(NoPermission, 0), nil
+	}
+	now := c.now()
+	lims := c.limits()
+	sh.mu.Lock()
+	e := sh.m[mk]
+	if e == nil || e.state(now) == stNone {
+		sh.mu.Unlock()
+		return decide(NoPermission, 0), nil
+	}
+	if lim := lims.ConnectedPerUser24h; lim > 0 && e.ctr != nil {
+		e.ctr.calls.prune(now - int64(day))
+		if n := e.ctr.calls.len(); n >= lim {
+			// The window frees a slot when its (n-lim+1)th oldest call
+			// turns 24 hours old.
+			retry := time.Duration(e.ctr.calls.at(n-lim) + int64(day) - now)
+			sh.mu.Unlock()
+			return decide(DailyCapHit, retry), nil
+		}
+	}
+	if e.active > 0 {
+		sh.mu.Unlock()
+		return decide(Busy, 0), nil
+	}
+	num := mk.num
+	num.mu.Lock()
+	if lim := lims.NewCallsPerNumber24h; lim > 0 {
+		num.calls.prune(now - int64(day))
+		if n := num.calls.len(); n >= lim {
+			retry := time.Duration(num.calls.at(n-lim) + int64(day) - now)
+			num.mu.Unlock()
+			sh.mu.Unlock()
+			return decide(NumberRateCap, retry), nil
+		}
+	}
+	if lim := lims.ConcurrentPerNumber; lim > 0 && num.active >= lim {
+		num.mu.Unlock()
+		sh.mu.Unlock()
+		return decide(NumberConcurrencyCap, concurrencyRetryAfter), nil
+	}
+	num.calls.add(now, lims.NewCallsPerNumber24h)
+	num.active++
+	num.mu.Unlock()
+	e.active++
+	sh.mu.Unlock()
+	return decide(Allow, 0), &Ticket{c: c, mk: mk, sh: sh, e: e}
+}
+
+// Connected records that the call was answered (2xx): it counts toward the
+// user's daily cap, and it ends the unanswered streak and resets the
+// permission-request counters, as Meta does. Idempotent; ignored after
+// Finish.
+func (t *Ticket) Connected() {
+	if t.done.Load() {
+		return
+	}
+	t.connect()
+}
+
+func (t *Ticket) connect() {
+	if !t.connected.CompareAndSwap(false, true) {
+		return
+	}
+	now := t.c.now()
+	t.sh.mu.Lock()
+	defer t.sh.mu.Unlock()
+	t.e.streak = 0
+	if lim := t.c.limits().ConnectedPerUser24h; lim > 0 {
+		t.e.counters().calls.add(now, lim)
+	}
+	if t.e.ctr != nil {
+		t.e.ctr.requests.reset()
+	}
+	t.e.prune(now)
+}
+
+// Finish ends the reservation with the call's outcome. Answered implies
+// Connected. Unanswered and Rejected extend the user's streak; at
+// UnansweredNudge a warning is logged, at UnansweredRevoke the permission
+// is revoked (and persisted). A connected call is answered whatever ended
+// it. Idempotent.
+func (t *Ticket) Finish(o Outcome) {
+	if !t.done.CompareAndSwap(false, true) {
+		return
+	}
+	if o == Answered {
+		t.connect()
+	}
+	c := t.c
+	lims := c.limits()
+	var (
+		streak  int
+		revoked bool
+		gen     uint32
+		rec     record
+	)
+	counts := (o == Unanswered || o == Rejected) && !t.connected.Load()
+	var now int64
+	if counts {
+		now = c.now() // only a streak needs the time (a clock read is ~70 ns here)
+	}
+	t.sh.mu.Lock()
+	t.e.active--
+	if counts {
+		if t.e.streak < ^uint16(0) {
+			t.e.streak++
+		}
+		streak = int(t.e.streak)
+		if lim := lims.UnansweredRevoke; lim > 0 && streak >= lim && t.e.state(now) != stNone {
+			// Revoke in memory at once, so that the next Admit already
+			// refuses; the disk follows below, outside the shard lock.
+			rec = record{state: stNone, updated: now, source: c.sources.get(SourceUnanswered)}
+			t.e.apply(rec, rec.source)
+			t.e.persisted = true
+			t.e.streak = 0
+			t.e.gen++
+			gen, revoked = t.e.gen, true
+		}
+	}
+	t.sh.mu.Unlock()
+
+	t.mk.num.mu.Lock()
+	t.mk.num.active--
+	t.mk.num.mu.Unlock()
+
+	k := t.Key()
+	if lim := lims.UnansweredNudge; lim > 0 && streak == lim && !revoked {
+		c.log.Warn("call permission nudge: consecutive unanswered business-initiated calls; Meta nudges the user to reconsider",
+			"phone_number_id", k.PhoneNumberID, "user", k.User, "streak", streak, "revoke_at", lims.UnansweredRevoke)
+	}
+	if revoked {
+		c.log.Warn("call permission revoked after consecutive unanswered or rejected calls",
+			"phone_number_id", k.PhoneNumberID, "user", k.User, "streak", streak)
+		c.persistRevocation(t, gen, rec)
+	}
+}
+
+// persistRevocation writes a streak revocation to disk unless a newer
+// grant or revocation (a higher gen) got there first.
+func (c *Cache) persistRevocation(t *Ticket, gen uint32, r record) {
+	if c.store == nil {
+		return
+	}
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	t.sh.mu.Lock()
+	current := t.e.gen == gen
+	t.sh.mu.Unlock()
+	if !current {
+		return
+	}
+	if err := c.store.put(t.Key(), r); err != nil {
+		// Memory says revoked; after a restart the old grant would come
+		// back until Meta refuses a call.
+		c.log.Error("call permission revocation not persisted", "key", t.Key().String(), "error", err)
+	}
+}
