@@ -41,6 +41,13 @@ var srtpSuites = []*srtpSuite{
 	{"AES_256_CM_HMAC_SHA1_32", srtp.ProtectionProfileAes256CmHmacSha1_32, 32, 14},
 }
 
+// offeredSuites is how many of srtpSuites an offer carries; answers accept
+// them all. Each a=crypto line is about 100 bytes, and sipgo refuses UDP
+// messages over 1,300 bytes instead of switching to TCP: with all six
+// suites, an offer of opus, PCMU and PCMA toward an SDES peer over UDP no
+// longer fits.
+const offeredSuites = 3
+
 // suiteAliases are spellings some stacks use for the RFC 6188 suites
 // (FreeSWITCH wrote AES_CM_256_… before the RFC settled the name). The
 // answer echoes the offer's spelling.

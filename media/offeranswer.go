@@ -153,7 +153,7 @@ func (b *Bridge) Offer(offerA []byte) ([]byte, error) {
 	}
 	var keysB []*sdesKey
 	if cfgB.Encryption == EncryptionSDES {
-		for i, suite := range srtpSuites {
+		for i, suite := range srtpSuites[:offeredSuites] {
 			k, err := newLocalKey(i+1, suite, "")
 			if err != nil {
 				return nil, err
