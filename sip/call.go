@@ -9,22 +9,38 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/wagate/wagate/configs"
+	"github.com/wagate/wagate/media"
+	"github.com/wagate/wagate/recording"
 )
 
 // Bridge is the media of one call as the B2BUA needs it: an offer toward B
 // built from A's offer, A's answer built from B's, and relaying between
 // them. media.Bridge implements it.
 type Bridge interface {
-	OfferB(offerA []byte, codecsB []string) ([]byte, error)
+	Offer(offerA []byte) ([]byte, error)
 	AnswerB(answerB []byte) ([]byte, error)
 	LocalAnswerA() []byte
 	LocalOfferB() []byte
 	Start(onTimeout func(err error))
+	// SetTap sends both sides' decoded audio to a recording (nil: none).
+	SetTap(t media.PCMTap)
 	Close()
 }
 
-// BridgeFactory allocates the media of a new call.
-type BridgeFactory func(callID string, log *slog.Logger) (Bridge, error)
+// BridgeFactory allocates the media of a new call, given each leg's
+// settings (side A sent the INVITE).
+type BridgeFactory func(callID string, log *slog.Logger, a, b media.LegConfig) (Bridge, error)
+
+// legConfig is the media side of an endpoint's configuration.
+func legConfig(ep *configs.Endpoint) media.LegConfig {
+	return media.LegConfig{
+		Codecs:     ep.Codecs,
+		Encryption: ep.MediaEncryption,
+		WhatsApp:   ep.Kind == configs.KindWhatsApp,
+		BehindNAT:  ep.BehindNAT,
+	}
+}
 
 type callState int
 
@@ -77,6 +93,16 @@ type call struct {
 	answeredAt time.Time
 	// pending re-INVITE 2xx waiting for ACK, by leg and CSeq.
 	pendingAcks map[pendingKey]chan struct{}
+
+	// ticket is the permission gate's reservation of a BIC (nil for UICs
+	// and without a gate); it is finished with outcome when the call
+	// ends. wasConnected records B's 2xx.
+	ticket CallTicket
+	// recorder records the call from answer to hangup (nil: not recorded).
+	recorder     *recording.Recorder
+	outcome      Outcome
+	outcomeSet   bool
+	wasConnected bool
 }
 
 type pendingKey struct {
@@ -118,6 +144,28 @@ func (c *call) ackReceived(l *leg, cseq uint32) {
 	}
 }
 
+// setOutcome records how the B-leg ended, for the permission gate. The
+// first outcome recorded wins: once wagate has given up (cancelled), Meta's
+// 487 does not make the call "failed".
+func (c *call) setOutcome(o Outcome) {
+	c.mu.Lock()
+	if !c.outcomeSet {
+		c.outcome, c.outcomeSet = o, true
+	}
+	c.mu.Unlock()
+}
+
+// connected records B's 2xx and tells the permission gate.
+func (c *call) connected() {
+	c.mu.Lock()
+	first := !c.wasConnected
+	c.wasConnected = true
+	c.mu.Unlock()
+	if first && c.ticket != nil {
+		c.ticket.Connected()
+	}
+}
+
 // terminate ends the call once: media stops, ports and registry entry are
 // released, and every leg that is up (other than from, which hung up
 // itself) gets a BYE.
@@ -132,9 +180,20 @@ func (c *call) terminate(from *leg, cause string) {
 	byeA := c.aAnswered && from != c.a
 	byeB := c.bAnswered && from != c.b
 	answeredAt := c.answeredAt
+	outcome := c.outcome
+	switch {
+	case c.wasConnected:
+		// A connected call is answered whatever ended it.
+		outcome = OutcomeAnswered
+	case !c.outcomeSet:
+		outcome = OutcomeFailed
+	}
 	c.mu.Unlock()
 
 	close(c.ended)
+	if c.ticket != nil {
+		c.ticket.Finish(outcome)
+	}
 	if c.bridge != nil {
 		c.bridge.Close()
 	}
@@ -147,7 +206,11 @@ func (c *call) terminate(from *leg, cause string) {
 	case c.b:
 		by = "b"
 	}
+	c.finishRecording(by, cause)
 	attrs := []any{"hangup_by", by, "cause", cause, "state", prev.String()}
+	if c.ticket != nil {
+		attrs = append(attrs, "outcome", outcome.String())
+	}
 	if !answeredAt.IsZero() {
 		attrs = append(attrs, "talk_s", time.Since(answeredAt).Round(time.Millisecond).Seconds())
 	}

@@ -2,9 +2,11 @@ package sip
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/wagate/wagate/configs"
 )
 
 // findDialog returns the call and leg an in-dialog request belongs to, and
@@ -83,8 +85,12 @@ func (s *Server) onCancel(req *sip.Request, tx sip.ServerTransaction) {
 }
 
 func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
-	if s.identify(req) == nil {
+	ep := s.identify(req)
+	if ep == nil {
 		s.reject(tx, req, &rejection{code: 403, reason: "Forbidden", log: "OPTIONS from unknown source " + req.Source()}, s.log)
+		return
+	}
+	if !s.authenticate(tx, req, ep, s.log.With("endpoint", ep.Name)) {
 		return
 	}
 	s.respond(tx, req, 200, "OK", func(res *sip.Response) {
@@ -98,7 +104,8 @@ func (s *Server) onOther(req *sip.Request, tx sip.ServerTransaction) {
 	if req.IsAck() {
 		return
 	}
-	if s.identify(req) == nil {
+	ep := s.identify(req)
+	if ep == nil {
 		s.reject(tx, req, &rejection{code: 403, reason: "Forbidden", log: string(req.Method) + " from unknown source " + req.Source()}, s.log)
 		return
 	}
@@ -109,6 +116,9 @@ func (s *Server) onOther(req *sip.Request, tx sip.ServerTransaction) {
 			s.respond(tx, req, 200, "OK", nil)
 			return
 		}
+	}
+	if !s.authenticate(tx, req, ep, s.log.With("endpoint", ep.Name)) {
+		return
 	}
 	s.respond(tx, req, 501, "Not Implemented", func(res *sip.Response) {
 		res.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS"))
@@ -206,6 +216,33 @@ func (s *Server) onStrayResponse(res *sip.Response) {
 		defer cancel()
 		_, _ = s.client.Do(ctx, bye)
 	}()
+}
+
+// authenticate runs digest authentication on an out-of-dialog request from
+// endpoint ep when ep has `auth`. When the request may not go on it answers
+// it (407 with a fresh challenge, or 403 for a locked-out source) and
+// returns false.
+func (s *Server) authenticate(tx sip.ServerTransaction, req *sip.Request, ep *configs.Endpoint, log *slog.Logger) bool {
+	if ep.Auth == nil {
+		return true
+	}
+	src := sourceIP(req)
+	r := s.auth.check(ep, req, src)
+	switch r.verdict {
+	case authOK:
+		log.Debug("digest authentication passed", "user", r.user)
+		return true
+	case authForbidden:
+		s.reject(tx, req, &rejection{code: 403, reason: "Forbidden", log: "digest authentication: " + r.why}, log.With("source", src.String()))
+		return false
+	}
+	if r.failed {
+		log.Info("digest authentication failed", "source", src.String(), "why", r.why)
+	}
+	s.respond(tx, req, 407, "Proxy Authentication Required", func(res *sip.Response) {
+		res.AppendHeader(sip.NewHeader("Proxy-Authenticate", s.auth.challenge(ep, r.stale)))
+	})
+	return false
 }
 
 func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {

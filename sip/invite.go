@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/wagate/wagate/configs"
 	"github.com/wagate/wagate/media"
 )
 
@@ -24,6 +25,9 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	log = log.With("endpoint", ep.Name)
+	if !s.authenticate(tx, req, ep, log) {
+		return
+	}
 	if s.draining.Load() {
 		s.reject(tx, req, &rejection{code: 503, reason: "Service Unavailable", log: "draining"}, log)
 		return
@@ -42,6 +46,15 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		s.reject(tx, req, rej, log)
 		return
 	}
+	// The permission gate decides before any media or call state exists,
+	// so a refused call costs nothing and nothing leaves toward Meta.
+	var ticket CallTicket
+	if dec.dir == BIC {
+		if ticket, rej = s.admitBIC(dec); rej != nil {
+			s.reject(tx, req, rej, log)
+			return
+		}
+	}
 
 	c := &call{
 		srv:       s,
@@ -57,6 +70,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		ended:     make(chan struct{}),
 		a:         &leg{name: "a"},
 		b:         &leg{name: "b"},
+		ticket:    ticket,
 	}
 	c.a.fromUAS(req, newTag())
 	c.b.callID = c.id + "@wagate"
@@ -64,20 +78,66 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 
 	switch s.reg.admit(c, cfg.SIP.MaxCalls, ep.MaxCalls, dec.bEP.MaxCalls) {
 	case admitDuplicate:
+		if ticket != nil {
+			ticket.Finish(OutcomeFailed)
+		}
 		s.reject(tx, req, &rejection{code: 482, reason: "Loop Detected", log: "Call-ID already in a live call"}, log)
 		return
 	case admitFull:
+		if ticket != nil {
+			ticket.Finish(OutcomeFailed)
+		}
 		s.reject(tx, req, &rejection{code: 503, reason: "Service Unavailable", log: "concurrent call limit"}, log)
 		return
 	}
-	c.log.Info("call started", "user", dec.user, "business", dec.number.Number)
+	attrs := []any{"user", dec.user, "business", dec.number.Number}
+	if dec.bic != nil && dec.bic.campaignID != "" {
+		attrs = append(attrs, "campaign", dec.bic.campaignID)
+	}
+	c.log.Info("call started", attrs...)
 	s.respond(tx, req, 100, "Trying", nil)
+	if len(dec.uic.dropped) > 0 {
+		c.log.Warn("x-wa-meta headers not used", "headers", strings.Join(dec.uic.dropped, ", "))
+	}
+	if dec.dir == UIC && dec.number.CallbackPermission && dec.user != "" {
+		if g := s.permissionGate(); g != nil {
+			g.GrantFromUIC(dec.number.PhoneNumberID, dec.user)
+		}
+	}
 
 	if rej := s.setupMedia(c); rej != nil {
 		s.rejectCall(c, rej)
 		return
 	}
 	s.placeBLeg(c)
+}
+
+// admitBIC asks the permission gate about a business-initiated call. No
+// gate (permissions disabled) admits every call without a ticket.
+func (s *Server) admitBIC(dec *routeDecision) (CallTicket, *rejection) {
+	g := s.permissionGate()
+	if g == nil {
+		return nil, nil
+	}
+	adm, ticket := g.AdmitBIC(dec.number.PhoneNumberID, dec.user)
+	if adm.Code == 0 && ticket != nil {
+		return ticket, nil
+	}
+	if ticket != nil {
+		// A refusal with a ticket would leak the reservation.
+		ticket.Finish(OutcomeFailed)
+	}
+	r := &rejection{code: adm.Code, reason: adm.Reason, metaError: adm.MetaError, retryAfter: adm.RetryAfter,
+		log: "permission gate refused the call"}
+	if r.code < 400 || r.code > 699 {
+		// An allowing answer without a ticket is a gate bug; refuse
+		// rather than place an unaccounted call.
+		r.code, r.reason, r.log = 500, "Server Internal Error", "permission gate answered without a ticket"
+	}
+	if r.reason == "" || !validHeaderValue(r.reason) {
+		r.reason = defaultReason(r.code)
+	}
+	return nil, r
 }
 
 // rejectCall answers A with a final error and ends a call that never got a
@@ -88,7 +148,7 @@ func (s *Server) rejectCall(c *call, r *rejection) {
 }
 
 func (s *Server) setupMedia(c *call) *rejection {
-	br, err := s.newBridge(c.id, c.log)
+	br, err := s.newBridge(c.id, c.log, legConfig(c.route.aEP), legConfig(c.route.bEP))
 	if err != nil {
 		if errors.Is(err, media.ErrNoPorts) {
 			return &rejection{code: 503, reason: "Service Unavailable", log: "no free RTP ports"}
@@ -103,7 +163,7 @@ func (s *Server) setupMedia(c *call) *rejection {
 // answer (or its final error) and, after a 2xx, A's ACK.
 func (s *Server) placeBLeg(c *call) {
 	dec := c.route
-	offer, err := c.bridge.OfferB(c.aInvite.Body(), dec.bEP.Codecs)
+	offer, err := c.bridge.Offer(c.aInvite.Body())
 	if err != nil {
 		s.rejectCall(c, sdpRejection(err))
 		return
@@ -116,6 +176,7 @@ func (s *Server) placeBLeg(c *call) {
 	b.remoteTarget = dec.target
 	b.transport = strings.ToUpper(dec.bEP.Transport)
 	b.localCSeq = 1
+	b.dest = dec.dest
 
 	req := sip.NewRequest(sip.INVITE, dec.target)
 	from := &sip.FromHeader{Address: dec.bFrom, Params: sip.NewParams()}
@@ -136,15 +197,26 @@ func (s *Server) placeBLeg(c *call) {
 	req.AppendHeader(s.contact(b.transport))
 	req.AppendHeader(sip.NewHeader("User-Agent", s.cfg.Load().SIP.UserAgent))
 	req.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS"))
+	if dec.dir == UIC {
+		// The PBX learns about the WhatsApp call only through these;
+		// toward Meta (BIC) nothing X-WABA is ever written.
+		for _, h := range dec.uic.headers(dec.number, c.id) {
+			req.AppendHeader(h)
+		}
+	}
 	ct := sip.ContentTypeHeader("application/sdp")
 	req.AppendHeader(&ct)
 	req.SetBody(offer)
 	req.SetTransport(b.transport)
+	if dec.dest != "" {
+		req.SetDestination(dec.dest)
+	}
 	s.prepare(req)
 
 	btx, err := s.client.TransactionRequest(s.ctx, req)
 	if err != nil {
 		c.log.Warn("B-leg INVITE not sent", "leg", "b", "error", err)
+		c.setOutcome(OutcomeFailed)
 		s.rejectCall(c, &rejection{code: 503, reason: "Service Unavailable", log: "B-leg unreachable"})
 		return
 	}
@@ -154,7 +226,9 @@ func (s *Server) placeBLeg(c *call) {
 
 // driveInvite is the early phase of a call. Everything about the INVITE
 // transactions of both legs happens in this one goroutine, so no lock
-// guards the early-phase flags.
+// guards the early-phase flags. bReq and btx are replaced when B's
+// challenge is answered (a new INVITE transaction, CSeq+1): CANCEL, ACK and
+// the in-dialog CSeq always follow the latest INVITE.
 func (s *Server) driveInvite(c *call, bReq *sip.Request, btx sip.ClientTransaction) {
 	cancelled := make(chan struct{}, 1)
 	c.aTx.OnCancel(func(*sip.Request) {
@@ -171,6 +245,7 @@ func (s *Server) driveInvite(c *call, bReq *sip.Request, btx sip.ClientTransacti
 		wantCancel  bool // A is gone or we gave up on B
 		cancelSent  bool
 		aFinal      bool // A already has its final response
+		authTried   bool // B's challenge was answered once
 		cause       string
 	)
 	sendCancel := func() {
@@ -186,9 +261,10 @@ func (s *Server) driveInvite(c *call, bReq *sip.Request, btx sip.ClientTransacti
 		}
 		cause = why
 		wantCancel = true
+		c.setOutcome(OutcomeCancelled)
 		sendCancel()
 	}
-	defer btx.Terminate()
+	defer func() { btx.Terminate() }()
 
 	for {
 		select {
@@ -204,12 +280,33 @@ func (s *Server) driveInvite(c *call, bReq *sip.Request, btx sip.ClientTransacti
 				s.onBAnswer(c, bReq, btx, res, wantCancel || aFinal, cause, cancelled)
 				return
 			default:
+				if (res.StatusCode == 401 || res.StatusCode == 407) && !aFinal && !wantCancel {
+					if retry := s.answerB(c, bReq, res, authTried); retry != nil {
+						ntx, err := s.client.TransactionRequest(s.ctx, retry)
+						if err != nil {
+							c.log.Warn("B-leg INVITE with credentials not sent", "leg", "b", "error", err)
+						} else {
+							// The old transaction ACKs the challenge
+							// (and its retransmissions) by itself.
+							authTried = true
+							bReq, btx, provisional = retry, ntx, false
+							c.b.mu.Lock()
+							c.b.localCSeq = retry.CSeq().SeqNo
+							c.b.mu.Unlock()
+							continue
+						}
+					}
+				}
 				if !aFinal {
 					code, reason := mapFinal(res)
-					s.reject(c.aTx, c.aInvite, &rejection{code: code, reason: reason, log: "B-leg answered " + itoa(res.StatusCode)}, c.log)
+					s.reject(c.aTx, c.aInvite, &rejection{code: code, reason: reason, relayed: code == res.StatusCode,
+						log: "B-leg answered " + itoa(res.StatusCode)}, c.log)
 				}
 				if cause == "" {
 					cause = "b-leg " + itoa(res.StatusCode)
+				}
+				if !wantCancel {
+					c.setOutcome(outcomeFor(res.StatusCode))
 				}
 				c.terminate(nil, cause)
 				return
@@ -225,6 +322,9 @@ func (s *Server) driveInvite(c *call, bReq *sip.Request, btx sip.ClientTransacti
 			if cause == "" {
 				cause = "b-leg no final response"
 			}
+			if !wantCancel {
+				c.setOutcome(OutcomeFailed)
+			}
 			c.terminate(nil, cause)
 			return
 		case <-cancelled:
@@ -233,6 +333,7 @@ func (s *Server) driveInvite(c *call, bReq *sip.Request, btx sip.ClientTransacti
 			aFinal = true
 			cause = "cancelled by a"
 			wantCancel = true
+			c.setOutcome(OutcomeCancelled)
 			sendCancel()
 		case <-ring.C:
 			giveUp(480, "Temporarily Unavailable", "ring timeout")
@@ -250,9 +351,32 @@ func (s *Server) driveInvite(c *call, bReq *sip.Request, btx sip.ClientTransacti
 	}
 }
 
+// answerB returns the INVITE that answers B's challenge res to bReq, or nil
+// when wagate must not answer it: only a whatsapp B-leg's challenge, in its
+// digest_realm, from its addresses, and once per call (a second challenge
+// means the credentials were refused; it becomes a 503 to A).
+func (s *Server) answerB(c *call, bReq *sip.Request, res *sip.Response, authTried bool) *sip.Request {
+	if authTried {
+		c.log.Warn("B-leg challenged the INVITE with credentials again; not answering twice", "leg", "b", "code", res.StatusCode)
+		return nil
+	}
+	cfg := s.cfg.Load()
+	retry, err := answerChallenge(cfg, c.route.bEP, c.route.number, bReq, res)
+	if err != nil {
+		c.log.Warn("B-leg challenge not answered", "leg", "b", "code", res.StatusCode, "why", err.Error())
+		return nil
+	}
+	s.prepare(retry)
+	c.log.Debug("B-leg challenge answered", "leg", "b", "code", res.StatusCode)
+	return retry
+}
+
 // onBAnswer handles B's 2xx: ACK it, answer A (unless A is gone, in which
 // case B is hung up at once), then wait for A's ACK.
 func (s *Server) onBAnswer(c *call, bReq *sip.Request, btx sip.ClientTransaction, res *sip.Response, aGone bool, cause string, cancelled <-chan struct{}) {
+	// Meta connected the call (the user answered), whatever happens to
+	// A now: it counts toward the user's daily limit.
+	c.connected()
 	c.b.fromUACResponse(res)
 	ack := c.b.ack(bReq.CSeq().SeqNo)
 	s.prepare(ack)
@@ -343,6 +467,7 @@ func (s *Server) answerA(c *call, answer []byte, cancelled <-chan struct{}) bool
 		c.terminate(nil, "rtp timeout")
 	})
 	c.log.Info("call answered", "setup_ms", time.Since(c.created).Milliseconds())
+	s.startRecording(c)
 	if !c.awaitAck(s.ctx, c.aTx, res, c.ackA, !isUnreliable(c.a.transport)) {
 		if c.getState() != stateEnded {
 			c.log.Warn("no ACK from A for 200", "leg", "a")
@@ -365,7 +490,10 @@ func (s *Server) setLocalTag(c *call, res *sip.Response) {
 func (s *Server) relayProvisional(c *call, res *sip.Response) {
 	code, reason := res.StatusCode, res.Reason
 	var body []byte
-	if code == 183 && len(res.Body()) > 0 && c.route.aEP.Kind != "whatsapp" {
+	// Early media never involves a WhatsApp leg: starting the bridge would
+	// send it media (silence first) before the answer.
+	noEarly := c.route.aEP.Kind == configs.KindWhatsApp || c.route.bEP.Kind == configs.KindWhatsApp
+	if code == 183 && len(res.Body()) > 0 && !noEarly {
 		answer, err := c.bridge.AnswerB(res.Body())
 		if err != nil {
 			c.log.Info("early media SDP ignored", "leg", "b", "error", err)

@@ -1,7 +1,10 @@
 package sip
 
 import (
+	"net"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/wagate/wagate/configs"
@@ -30,15 +33,32 @@ type routeDecision struct {
 	target sip.Uri
 	bFrom  sip.Uri
 	bTo    sip.Uri
+	// dest forces the B-leg INVITE's next hop ("host:port") when the
+	// Request-URI names a host that is not where the endpoint is (TLS:
+	// sip:+user@wa.meta.vc;transport=tls sent to the configured address).
+	dest string
+
+	// bic holds the validated X-WABA values of a BIC; uic what Meta told
+	// about a UIC's caller.
+	bic *bicInfo
+	uic uicInfo
 }
 
-// rejection is a final response wagate generates itself.
+// rejection is a final response wagate sends to the A-leg.
 type rejection struct {
 	code    int
 	reason  string
 	warning string // optional Warning text (399 wagate "...")
 	// log is why, for the one log line about it.
 	log string
+	// metaError is Meta's error code for X-WABA-Error (0: none).
+	metaError int
+	// retryAfter is the Retry-After of the response (0: 5 s for a 503,
+	// none otherwise).
+	retryAfter time.Duration
+	// relayed marks a response that passes on B's final answer: it is not
+	// wagate's own decision, so it carries no Reason header.
+	relayed bool
 }
 
 // route decides the B-leg of a new INVITE from endpoint ep. It reads only
@@ -70,10 +90,16 @@ func routeUIC(cfg *configs.Config, ep *configs.Endpoint, req *sip.Request) (*rou
 		bEP:    pbx,
 		number: num,
 		user:   caller,
-		target: endpointURI(pbx, num.Route.User),
 	}
+	d.target, d.dest = endpointURI(pbx, num.Route.User)
 	d.bTo = d.target
 	d.bTo.UriParams = nil
+	d.uic = collectUIC(req, num)
+	if d.uic.user != "" {
+		d.user = d.uic.user
+	} else if d.uic.userID != "" {
+		d.user = d.uic.userID
+	}
 	d.bFrom = sip.Uri{Scheme: "sip", User: caller, Host: cfg.SIP.Host}
 	if !isE164(caller) {
 		// A business-scoped user id replaces the number when the user
@@ -84,16 +110,11 @@ func routeUIC(cfg *configs.Config, ep *configs.Endpoint, req *sip.Request) (*rou
 }
 
 func routeBIC(cfg *configs.Config, ep *configs.Endpoint, req *sip.Request) (*routeDecision, *rejection) {
-	callee, ok := normalizeE164(req.Recipient.User)
-	if !ok {
-		return nil, &rejection{code: 484, reason: "Address Incomplete", log: "callee is not an E.164 number"}
+	info, rej := checkBIC(cfg, ep, req)
+	if rej != nil {
+		return nil, rej
 	}
-	// The business number comes from the From user until the X-WABA header
-	// contract takes over (DESIGN.md §4).
-	num := cfg.NumberByE164(req.From().Address.User)
-	if num == nil || !allowedDialer(num, ep.Name) {
-		return nil, &rejection{code: 403, reason: "Business Number Not Authorized", log: "business number not configured for this endpoint"}
-	}
+	num, callee := info.number, info.callee
 	wa := whatsappEndpoint(cfg)
 	if wa == nil {
 		return nil, &rejection{code: 503, reason: "Service Unavailable", log: "no whatsapp endpoint configured"}
@@ -104,21 +125,39 @@ func routeBIC(cfg *configs.Config, ep *configs.Endpoint, req *sip.Request) (*rou
 		bEP:    wa,
 		number: num,
 		user:   callee,
-		target: endpointURI(wa, callee),
 		bFrom:  sip.Uri{Scheme: "sip", User: num.Number, Host: cfg.SIP.Host},
+		bic:    info,
 	}
+	d.target, d.dest = endpointURI(wa, callee)
 	d.bTo = d.target
 	d.bTo.UriParams = nil
 	return d, nil
 }
 
-func endpointURI(ep *configs.Endpoint, user string) sip.Uri {
+// endpointURI is the Request-URI of a new B-leg to user at ep, and the
+// next hop to force when the URI does not name where ep is. Over TLS the
+// URI names the endpoint's tls_server_name (Meta: wa.meta.vc, without a
+// port) and the request goes to the configured host and port.
+func endpointURI(ep *configs.Endpoint, user string) (sip.Uri, string) {
+	tr := strings.ToLower(ep.Transport)
 	u := sip.Uri{Scheme: "sip", User: user, Host: ep.Host, Port: ep.Port}
-	if ep.Transport != "" && ep.Transport != "udp" {
+	if tr != "" && tr != "udp" {
 		u.UriParams = sip.NewParams()
-		u.UriParams.Add("transport", ep.Transport)
+		u.UriParams.Add("transport", tr)
 	}
-	return u
+	if tr != "tls" {
+		return u, ""
+	}
+	if ep.TLSServerName != "" {
+		u.Host = ep.TLSServerName
+	}
+	if ep.Kind == configs.KindWhatsApp || ep.Port == configs.DefaultTLSPort {
+		u.Port = 0
+	}
+	if u.Host == ep.Host && u.Port == ep.Port {
+		return u, ""
+	}
+	return u, net.JoinHostPort(ep.Host, strconv.Itoa(ep.Port))
 }
 
 func allowedDialer(n *configs.Number, name string) bool {

@@ -4,6 +4,7 @@ package sip
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/wagate/wagate/configs"
+	"github.com/wagate/wagate/recording"
 )
 
 // Server is wagate's SIP side: one sipgo UserAgent shared by the listeners
@@ -30,7 +32,15 @@ type Server struct {
 	srv       *sipgo.Server
 	client    *sipgo.Client
 	newBridge BridgeFactory
+	rec       *recording.Manager
 	reg       *registry
+	gate      atomic.Pointer[gateBox]
+	auth      *digestServer
+	// tlsPeers is the outbound TLS trust of the running configuration.
+	tlsPeers *atomic.Pointer[tlsPeers]
+	// certs are the TLS listeners' certificates, re-read on reload.
+	certsMu sync.Mutex
+	certs   []*listenerCert
 
 	// ctx ends every call's waits when the server stops.
 	ctx    context.Context
@@ -54,11 +64,22 @@ type Status struct {
 
 // New builds a Server for cfg. newBridge allocates each call's media.
 func New(cfg *configs.Config, newBridge BridgeFactory, log *slog.Logger) (*Server, error) {
+	// sipgo's transport and transaction layers log through the package
+	// default logger.
+	sl := sipgoLogger(log)
+	sip.SetDefaultLogger(sl)
 	// The transaction layer is built with the UA, before s exists.
 	var self atomic.Pointer[Server]
+	peers, err := buildTLSPeers(cfg)
+	if err != nil {
+		return nil, err
+	}
+	tlsTrust := new(atomic.Pointer[tlsPeers])
+	tlsTrust.Store(peers)
 	ua, err := sipgo.NewUA(
 		sipgo.WithUserAgent(cfg.SIP.UserAgent),
 		sipgo.WithUserAgentHostname(cfg.SIP.Host),
+		sipgo.WithUserAgenTLSConfig(clientTLSConfig(tlsTrust)),
 		sipgo.WithUserAgentTransactionLayerOptions(
 			sip.WithTransactionLayerUnhandledResponseHandler(func(res *sip.Response) {
 				if s := self.Load(); s != nil {
@@ -75,6 +96,8 @@ func New(cfg *configs.Config, newBridge BridgeFactory, log *slog.Logger) (*Serve
 		ua:        ua,
 		newBridge: newBridge,
 		reg:       newRegistry(),
+		auth:      newDigestServer(),
+		tlsPeers:  tlsTrust,
 		ports:     make(map[string]int),
 		ready:     make(chan struct{}),
 	}
@@ -82,11 +105,11 @@ func New(cfg *configs.Config, newBridge BridgeFactory, log *slog.Logger) (*Serve
 	self.Store(s)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
-	s.srv, err = sipgo.NewServer(ua, sipgo.WithServerLogger(log.With("component", "sipgo")))
+	s.srv, err = sipgo.NewServer(ua, sipgo.WithServerLogger(sl))
 	if err != nil {
 		return nil, fmt.Errorf("sip: new server: %w", err)
 	}
-	s.client, err = sipgo.NewClient(ua, sipgo.WithClientHostname(cfg.SIP.Host), sipgo.WithClientLogger(log.With("component", "sipgo")))
+	s.client, err = sipgo.NewClient(ua, sipgo.WithClientHostname(cfg.SIP.Host), sipgo.WithClientLogger(sl))
 	if err != nil {
 		return nil, fmt.Errorf("sip: new client: %w", err)
 	}
@@ -100,8 +123,33 @@ func New(cfg *configs.Config, newBridge BridgeFactory, log *slog.Logger) (*Serve
 }
 
 // Reload swaps in a new configuration for calls that start from now on.
-// Listeners and media settings are not changed by a reload.
-func (s *Server) Reload(cfg *configs.Config) { s.cfg.Store(cfg) }
+// Listeners and media settings are not changed by a reload, except that a
+// TLS listener whose address is unchanged re-reads its certificate and
+// key, and outbound TLS trust (ca_file, tls_server_name) follows the new
+// endpoints. A TLS file that cannot be read keeps the old one in use.
+func (s *Server) Reload(cfg *configs.Config) {
+	if peers, err := buildTLSPeers(cfg); err != nil {
+		s.log.Error("reload: outbound TLS trust unchanged", "error", err)
+	} else {
+		s.tlsPeers.Store(peers)
+	}
+	s.certsMu.Lock()
+	for _, lc := range s.certs {
+		for _, l := range cfg.TLSListeners() {
+			if l.Address != lc.address {
+				continue
+			}
+			cert, err := loadListenerCert(l)
+			if err != nil {
+				s.log.Error("reload: TLS certificate unchanged", "address", l.Address, "error", err)
+				continue
+			}
+			lc.cert.Store(cert)
+		}
+	}
+	s.certsMu.Unlock()
+	s.cfg.Store(cfg)
+}
 
 // Status reports live and total calls.
 func (s *Server) Status() Status {
@@ -147,6 +195,26 @@ func (s *Server) Run(ctx context.Context) error {
 			s.ports["tcp"] = ln.Addr().(*net.TCPAddr).Port
 			closers = append(closers, ln)
 			serves = append(serves, func() error { return s.srv.ServeTCP(ln) })
+		case "tls":
+			cert, err := loadListenerCert(l)
+			if err != nil {
+				closeAll()
+				return err
+			}
+			lc := &listenerCert{address: l.Address}
+			lc.cert.Store(cert)
+			ln, err := net.Listen("tcp", l.Address)
+			if err != nil {
+				closeAll()
+				return fmt.Errorf("sip: listen tls %s: %w", l.Address, err)
+			}
+			s.ports["tls"] = ln.Addr().(*net.TCPAddr).Port
+			s.certsMu.Lock()
+			s.certs = append(s.certs, lc)
+			s.certsMu.Unlock()
+			tln := handshakeListener{Listener: tls.NewListener(ln, serverTLSConfig(lc)), timeout: tlsHandshakeTimeout}
+			closers = append(closers, tln)
+			serves = append(serves, func() error { return s.srv.ServeTLS(tln) })
 		default:
 			closeAll()
 			return fmt.Errorf("sip: listen: unsupported transport %q", l.Transport)
@@ -252,13 +320,30 @@ func (s *Server) respond(tx sip.ServerTransaction, req *sip.Request, code int, r
 	}
 }
 
+// reject answers A with a final error. wagate's own rejections carry a
+// Reason header (RFC 3326), Meta's error code in X-WABA-Error when there is
+// one (DESIGN.md §4) and Retry-After when the refusal lifts at a known time
+// (5 s for other 503s).
 func (s *Server) reject(tx sip.ServerTransaction, req *sip.Request, r *rejection, log *slog.Logger) {
-	log.Info("call rejected", "code", r.code, "reason", r.reason, "why", r.log)
+	attrs := []any{"code", r.code, "reason", r.reason, "why", r.log}
+	if r.metaError != 0 {
+		attrs = append(attrs, "meta_error", r.metaError)
+	}
+	log.Info("call rejected", attrs...)
 	s.respond(tx, req, r.code, r.reason, func(res *sip.Response) {
 		if r.warning != "" {
-			res.AppendHeader(sip.NewHeader("Warning", `399 wagate "`+r.warning+`"`))
+			res.AppendHeader(sip.NewHeader("Warning", `399 wagate "`+strings.ReplaceAll(r.warning, `"`, "'")+`"`))
 		}
-		if r.code == 503 {
+		if !r.relayed {
+			res.AppendHeader(reasonHeader(r.code, r.reason))
+		}
+		if r.metaError != 0 {
+			res.AppendHeader(sip.NewHeader(hdrWABAError, itoa(r.metaError)))
+		}
+		switch {
+		case r.retryAfter > 0:
+			res.AppendHeader(sip.NewHeader("Retry-After", itoa(retryAfterSeconds(r.retryAfter))))
+		case r.code == 503:
 			res.AppendHeader(sip.NewHeader("Retry-After", "5"))
 		}
 	})
@@ -283,8 +368,10 @@ func (s *Server) sendBye(c *call, l *leg) {
 		defer cancel()
 		res, err := s.client.Do(ctx, req)
 		switch {
-		case err != nil:
-			c.log.Warn("BYE failed", "leg", l.name, "error", err)
+		case err != nil || res == nil:
+			// sipgo returns no response and no error when the
+			// transaction is torn down (shutdown closes the UA).
+			c.log.Warn("BYE failed", "leg", l.name, "error", errString(err))
 		case res.StatusCode >= 300 && res.StatusCode != 481:
 			c.log.Warn("BYE refused", "leg", l.name, "code", res.StatusCode)
 		}

@@ -16,6 +16,8 @@ import (
 	"github.com/wagate/wagate/api"
 	"github.com/wagate/wagate/configs"
 	"github.com/wagate/wagate/media"
+	"github.com/wagate/wagate/permissions"
+	"github.com/wagate/wagate/recording"
 	"github.com/wagate/wagate/sip"
 )
 
@@ -73,17 +75,60 @@ func run() int {
 		log.Error("media setup failed", "error", err)
 		return 1
 	}
-	srv, err := sip.New(cfg, func(id string, l *slog.Logger) (sip.Bridge, error) {
-		return mm.NewBridge(id, l)
+	srv, err := sip.New(cfg, func(id string, l *slog.Logger, a, b media.LegConfig) (sip.Bridge, error) {
+		br, err := mm.NewCallBridge(id, l, a, b)
+		if err != nil {
+			// A nil *media.Bridge must not become a non-nil sip.Bridge.
+			return nil, err
+		}
+		return br, nil
 	}, log)
 	if err != nil {
 		log.Error("sip setup failed", "error", err)
 		return 1
 	}
 
+	var perms *permissions.Cache
+	if cfg.Permissions.Enabled {
+		perms, err = permissions.Open(cfg.Permissions.Store, permissions.LimitsFrom(cfg.Permissions.Limits), permissions.SystemClock{}, log)
+		if err != nil {
+			log.Error("permission store failed", "error", err)
+			return 1
+		}
+		// Deferred first, so it closes last: after the drain, the last
+		// calls' outcomes still reach the store.
+		defer perms.Close()
+		srv.SetPermissionGate(permissionGate{perms})
+	}
+
+	var rec *recording.Manager
+	if recordsAny(cfg) {
+		rec, err = recording.New(cfg.Recording, log)
+		if err != nil {
+			log.Error("recording setup failed", "error", err)
+			return 1
+		}
+		defer rec.Close()
+		srv.SetRecorder(rec)
+	}
+
 	var apiSrv *api.Server
 	if cfg.API.Listen != "" {
-		apiSrv, err = api.New(cfg.API.Listen, func() any { return status(srv, mm) }, log)
+		opts := api.Options{
+			Addr:        cfg.API.Listen,
+			Status:      func() any { return status(srv, mm, rec) },
+			Token:       cfg.API.Token.Resolve(),
+			AppSecret:   cfg.API.Webhook.AppSecret.Resolve(),
+			VerifyToken: cfg.API.Webhook.VerifyToken.Resolve(),
+			Log:         log,
+		}
+		if perms != nil {
+			opts.Permissions = perms
+		}
+		if rec != nil {
+			opts.Recordings = rec.Handler()
+		}
+		apiSrv, err = api.NewWithOptions(opts)
 		if err != nil {
 			log.Error("api setup failed", "error", err)
 			return 1
@@ -114,7 +159,7 @@ loop:
 			break loop
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				reload(srv, *cfgPath, log)
+				reload(srv, perms, *cfgPath, log)
 				continue
 			}
 			if *memProf != "" {
@@ -165,25 +210,46 @@ func loadConfig(path string) (*configs.Config, error) {
 }
 
 // reload applies a changed config to new calls; a bad file changes nothing.
-func reload(srv *sip.Server, path string, log *slog.Logger) {
+// Turning permissions or recording on or off, and listeners, media ports or
+// the API address, take a restart.
+func reload(srv *sip.Server, perms *permissions.Cache, path string, log *slog.Logger) {
 	cfg, err := loadConfig(path)
 	if err != nil {
 		log.Error("reload rejected, keeping the running config", "error", err)
 		return
 	}
 	srv.Reload(cfg)
+	if perms != nil {
+		perms.SetLimits(permissions.LimitsFrom(cfg.Permissions.Limits))
+	}
 	log.Info("config reloaded", "file", path)
 }
 
 type statusDoc struct {
 	sip.Status
-	PortsInUse int `json:"ports_in_use"`
-	Bridges    int `json:"bridges"`
+	PortsInUse int              `json:"ports_in_use"`
+	Bridges    int              `json:"bridges"`
+	Recordings *recording.Stats `json:"recordings,omitempty"`
 }
 
-func status(srv *sip.Server, mm *media.Manager) statusDoc {
+func status(srv *sip.Server, mm *media.Manager, rec *recording.Manager) statusDoc {
 	ms := mm.Stats()
-	return statusDoc{Status: srv.Status(), PortsInUse: ms.PortsInUse, Bridges: ms.Bridges}
+	d := statusDoc{Status: srv.Status(), PortsInUse: ms.PortsInUse, Bridges: ms.Bridges}
+	if rec != nil {
+		rs := rec.Stats()
+		d.Recordings = &rs
+	}
+	return d
+}
+
+// recordsAny reports whether any call may be recorded under cfg.
+func recordsAny(cfg *configs.Config) bool {
+	for i := range cfg.Numbers {
+		if cfg.Records(&cfg.Numbers[i]) {
+			return true
+		}
+	}
+	return cfg.Recording.Enabled
 }
 
 func newLogger(c configs.Log) *slog.Logger {

@@ -1,0 +1,97 @@
+package sip
+
+import "time"
+
+// Admission is a permission gate's answer to a business-initiated call.
+// Code 0 means the call may be placed; any other Code is the final response
+// the dialer gets, with Reason as its phrase, MetaError in X-WABA-Error
+// (when not 0) and RetryAfter in Retry-After (when above 0).
+type Admission struct {
+	Code       int
+	Reason     string
+	MetaError  int
+	RetryAfter time.Duration
+}
+
+// CallTicket is an admitted business-initiated call's reservation at the
+// gate. wagate calls Connected when Meta answers (B-leg 2xx) and Finish
+// exactly once when the call is over, whatever ended it.
+type CallTicket interface {
+	Connected()
+	Finish(outcome Outcome)
+}
+
+// Outcome is how a business-initiated call ended, as far as WhatsApp's
+// permission rules care.
+type Outcome int
+
+const (
+	// OutcomeAnswered: Meta answered (2xx).
+	OutcomeAnswered Outcome = iota
+	// OutcomeUnanswered: Meta answered 480 or 408 (the user did not pick up).
+	OutcomeUnanswered
+	// OutcomeRejected: Meta answered 486 or 603 (the user declined).
+	OutcomeRejected
+	// OutcomeFailed: any other failure (other codes, no answer at all,
+	// transport errors, a challenge wagate could not answer).
+	OutcomeFailed
+	// OutcomeCancelled: wagate's side gave up before an answer: CANCEL
+	// from the dialer, ring timeout, shutdown.
+	OutcomeCancelled
+)
+
+var outcomeNames = [...]string{"answered", "unanswered", "rejected", "failed", "cancelled"}
+
+func (o Outcome) String() string {
+	if o >= 0 && int(o) < len(outcomeNames) {
+		return outcomeNames[o]
+	}
+	return "outcome(" + itoa(int(o)) + ")"
+}
+
+// outcomeFor classifies Meta's final response to a business-initiated call.
+func outcomeFor(code int) Outcome {
+	switch {
+	case code >= 200 && code < 300:
+		return OutcomeAnswered
+	case code == 480 || code == 408:
+		return OutcomeUnanswered
+	case code == 486 || code == 603:
+		return OutcomeRejected
+	}
+	return OutcomeFailed
+}
+
+// PermissionGate decides business-initiated calls and learns from
+// user-initiated ones (DESIGN.md §5). The permissions package implements it
+// through an adapter in cmd/wagate; sip depends only on this interface.
+type PermissionGate interface {
+	// AdmitBIC decides a business-initiated call from the business number
+	// with Meta's phoneNumberID to the WhatsApp user (+E.164). The ticket
+	// is nil when the call is not allowed.
+	AdmitBIC(phoneNumberID, user string) (Admission, CallTicket)
+	// GrantFromUIC records that user called the business number, for
+	// numbers with callback_permission.
+	GrantFromUIC(phoneNumberID, user string)
+}
+
+// gateBox lets an interface value sit in an atomic.Pointer.
+type gateBox struct{ g PermissionGate }
+
+// SetPermissionGate installs the permission gate consulted for every new
+// call; nil turns the checks off (permissions.enabled false). It may be
+// called while the server runs; calls already admitted keep their ticket.
+func (s *Server) SetPermissionGate(g PermissionGate) {
+	if g == nil {
+		s.gate.Store(nil)
+		return
+	}
+	s.gate.Store(&gateBox{g: g})
+}
+
+func (s *Server) permissionGate() PermissionGate {
+	if b := s.gate.Load(); b != nil {
+		return b.g
+	}
+	return nil
+}

@@ -1,0 +1,77 @@
+package sip
+
+import (
+	"time"
+
+	"github.com/wagate/wagate/media"
+	"github.com/wagate/wagate/recording"
+)
+
+// SetRecorder turns call recording on: answered calls whose number records
+// (recording.enabled or the number's override) are recorded by m. Call it
+// before Run.
+func (s *Server) SetRecorder(m *recording.Manager) { s.rec = m }
+
+// recTap feeds a bridge's decoded audio to a recording. Both packages
+// number the sides alike: A sent the INVITE.
+type recTap struct{ r *recording.Recorder }
+
+func (t recTap) PCM(side media.Side, pcm []int16) { t.r.PCM(recording.Side(side), pcm) }
+
+// startRecording begins recording an answered call, if its number records.
+// A recording that cannot start is logged and the call goes on.
+func (s *Server) startRecording(c *call) {
+	if s.rec == nil || !recording.Enabled(s.cfg.Load().Recording, c.route.number) {
+		return
+	}
+	d := c.route
+	meta := recording.Meta{
+		ACallID:        c.a.callID,
+		BCallID:        c.b.callID,
+		WhatsAppCallID: d.uic.waCallID,
+		SessionID:      c.id,
+		Direction:      string(d.dir),
+		BusinessNumber: d.number.Number,
+		UserNumber:     d.user,
+		AEndpoint:      c.aEndpoint,
+		BEndpoint:      c.bEndpoint,
+		WhatsAppSide:   recording.SideA,
+		StartTime:      c.created,
+		AnswerTime:     time.Now(),
+	}
+	if d.dir == BIC {
+		meta.WhatsAppSide = recording.SideB
+	}
+	r, err := s.rec.Start(meta)
+	if err != nil || r == nil {
+		if err != nil {
+			c.log.Warn("recording not started", "error", err)
+		}
+		return
+	}
+	c.mu.Lock()
+	ended := c.state == stateEnded
+	if !ended {
+		c.recorder = r
+	}
+	c.mu.Unlock()
+	if ended {
+		// The call ended while the recording started: terminate has
+		// already looked for a recorder, so finish this one here.
+		r.Finish(recording.EndInfo{Time: time.Now(), HangupSide: "wagate", Cause: "ended at answer"})
+		return
+	}
+	c.bridge.SetTap(recTap{r})
+	c.log.Info("recording", "file", r.File())
+}
+
+// finishRecording closes the call's recording after its media stopped.
+func (c *call) finishRecording(by, cause string) {
+	c.mu.Lock()
+	r := c.recorder
+	c.recorder = nil
+	c.mu.Unlock()
+	if r != nil {
+		r.Finish(recording.EndInfo{Time: time.Now(), HangupSide: by, Cause: cause})
+	}
+}
