@@ -51,16 +51,8 @@ type Server struct {
 	log *slog.Logger
 }
 
-// New binds addr and serves only GET /v1/status (and refuses the protected
-// routes, having no token). Kept for callers that need nothing else; see
-// NewWithOptions.
-func New(addr string, status StatusFunc, log *slog.Logger) (*Server, error) {
-	return NewWithOptions(Options{Addr: addr, Status: status, Log: log})
-}
-
-// NewWithOptions binds opts.Addr and prepares the routes; Serve starts
-// answering.
-func NewWithOptions(opts Options) (*Server, error) {
+// New binds opts.Addr and prepares the routes; Serve starts answering.
+func New(opts Options) (*Server, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}

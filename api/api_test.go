@@ -77,10 +77,10 @@ func TestNoTokenConfiguredRefusesAll(t *testing.T) {
 func TestServeAndShutdown(t *testing.T) {
 	for _, mk := range []func() (*Server, error){
 		func() (*Server, error) {
-			return New("127.0.0.1:0", func() any { return "ok" }, slog.New(slog.DiscardHandler))
+			return New(Options{Addr: "127.0.0.1:0", Status: func() any { return "ok" }, Log: slog.New(slog.DiscardHandler)})
 		},
 		func() (*Server, error) {
-			return NewWithOptions(Options{Addr: "127.0.0.1:0", Status: func() any { return "ok" }, Token: testToken})
+			return New(Options{Addr: "127.0.0.1:0", Status: func() any { return "ok" }, Token: testToken})
 		},
 	} {
 		s, err := mk()
@@ -116,7 +116,7 @@ func TestServeAndShutdown(t *testing.T) {
 			t.Errorf("serve: %v", err)
 		}
 	}
-	if _, err := New("256.0.0.1:bad", nil, nil); err == nil {
+	if _, err := New(Options{Addr: "256.0.0.1:bad"}); err == nil {
 		t.Error("bad address accepted")
 	}
 }

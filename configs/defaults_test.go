@@ -1,9 +1,11 @@
 package configs
 
 import (
+	"fmt"
 	"net/netip"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -221,6 +223,7 @@ media:
 		{"endpoint TLS and media defaults by kind and transport", `
 sip:
   host: sip.example.com
+{{TLS_LISTENER}}
 endpoints:
   - {name: meta, kind: whatsapp, host: 192.0.2.1, transport: TLS, source_cidrs: [192.0.2.0/24]}
   - {name: meta-udp, kind: whatsapp, host: 192.0.2.2, source_cidrs: [192.0.2.2]}
@@ -250,6 +253,8 @@ endpoints:
 			}
 		}},
 		{"explicit endpoint TLS and media values kept", `
+sip:
+{{TLS_LISTENER}}
 endpoints:
   - name: meta
     kind: whatsapp
@@ -387,6 +392,15 @@ numbers:
 		}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) { tt.check(t, mustParse(t, tt.yaml)) })
+		t.Run(tt.name, func(t *testing.T) {
+			y := tt.yaml
+			if strings.Contains(y, "{{TLS_LISTENER}}") {
+				// A tls endpoint needs a tls listener of ours.
+				cert, key := writeCert(t, t.TempDir(), "wagate")
+				y = strings.ReplaceAll(y, "{{TLS_LISTENER}}", fmt.Sprintf(
+					"  listen:\n    - {transport: tls, address: \"127.0.0.1:5061\", cert_file: %q, key_file: %q}", cert, key))
+			}
+			tt.check(t, mustParse(t, y))
+		})
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -106,6 +107,9 @@ func TestFileProblems(t *testing.T) {
 	}
 	caEndpoint := func(caFile string) string {
 		return fmt.Sprintf(`
+sip:
+  listen:
+    - {transport: tls, address: "127.0.0.1:5061", cert_file: %q, key_file: %q}
 endpoints:
   - name: pbx
     kind: pbx
@@ -113,7 +117,7 @@ endpoints:
     transport: tls
     ca_file: %q %s
     source_cidrs: [10.0.0.1]
-`, caFile, marker)
+`, cert, key, caFile, marker)
 	}
 
 	tests := []struct {
@@ -174,7 +178,7 @@ sip:
 	})
 
 	t.Run("skipFiles", func(t *testing.T) {
-		src := listener(missing, missing, "") + caEndpoint(missing)
+		src := strings.NewReplacer(cert, missing, key, missing).Replace(caEndpoint(missing))
 		if _, err := parse([]byte(src), "wagate.yaml", parseOptions{skipFiles: true}); err != nil {
 			t.Errorf("parse with skipFiles:\n%v", err)
 		}

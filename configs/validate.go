@@ -301,6 +301,11 @@ func (v validator) endpointTLS(p string, e *Endpoint) {
 	case e.TLSServerName != "" && !validHost(e.TLSServerName):
 		v.add(p+".tls_server_name", "%q is not a host name or IP address", e.TLSServerName)
 	}
+	if e.Transport == "tls" && len(v.c.TLSListeners()) == 0 {
+		// The peer sends its in-dialog requests (BYE, ACK) to our Contact,
+		// which for a TLS leg must be a TLS listener of ours.
+		v.add(p+".transport", "transport tls needs a tls listener under sip.listen: the peer sends BYE and ACK to wagate over TLS")
+	}
 	if e.CAFile == "" {
 		return
 	}

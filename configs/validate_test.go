@@ -875,7 +875,16 @@ api:
 `, `api.webhook.app_secret.env: "app secret" is not an environment variable name`},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) { wantOneProblem(t, tt.yaml, tt.want) })
+		t.Run(tt.name, func(t *testing.T) {
+			y := tt.yaml
+			if strings.Contains(y, "    transport: tls") && !strings.Contains(y, "\nsip:") {
+				// A tls endpoint needs a tls listener of ours; appended so
+				// the lines the cases point at stay where they are.
+				cert, key := writeCert(t, t.TempDir(), "wagate")
+				y += fmt.Sprintf("sip:\n  listen:\n    - {transport: tls, address: \"127.0.0.1:5061\", cert_file: %q, key_file: %q}\n", cert, key)
+			}
+			wantOneProblem(t, y, tt.want)
+		})
 	}
 }
 

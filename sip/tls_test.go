@@ -89,11 +89,36 @@ func (ca *testCA) write(t testing.TB, dir string) string {
 	return p
 }
 
+// writePair writes cert's chain and key as PEM files into dir.
+func writePair(t testing.TB, dir string, cert tls.Certificate) (certFile, keyFile string) {
+	t.Helper()
+	var chain []byte
+	for _, der := range cert.Certificate {
+		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	key, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "listener.pem"), filepath.Join(dir, "listener.key")
+	if err := os.WriteFile(certFile, chain, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
 func tlsConfigFor(t testing.TB, caFile string) *configs.Config {
 	t.Helper()
+	// A tls endpoint needs a tls listener of ours.
+	certFile, keyFile := writePair(t, filepath.Dir(caFile), newTestCA(t).issue(t, "127.0.0.1"))
 	return parseConfig(t, `
 sip:
-  listen: [{transport: udp, address: "127.0.0.1:5072"}]
+  listen:
+    - {transport: udp, address: "127.0.0.1:5072"}
+    - {transport: tls, address: "127.0.0.1:5061", cert_file: `+certFile+`, key_file: `+keyFile+`}
   host: 127.0.0.1
 endpoints:
   - {name: meta, kind: whatsapp, host: 127.0.0.2, port: 5061, transport: tls, ca_file: `+caFile+`, media_encryption: none, source_cidrs: [127.0.0.2/32]}

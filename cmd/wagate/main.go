@@ -128,7 +128,7 @@ func run() int {
 		if rec != nil {
 			opts.Recordings = rec.Handler()
 		}
-		apiSrv, err = api.NewWithOptions(opts)
+		apiSrv, err = api.New(opts)
 		if err != nil {
 			log.Error("api setup failed", "error", err)
 			return 1
