@@ -31,6 +31,27 @@ func (s *Server) findDialog(req *sip.Request) (callRef, bool) {
 	return ref, true
 }
 
+// peerOr403 returns the endpoint a request came from, or answers 403 and
+// returns nil: a request from no configured endpoint is never routed.
+func (s *Server) peerOr403(req *sip.Request, tx sip.ServerTransaction) *configs.Endpoint {
+	ep := s.identify(req)
+	if ep == nil {
+		log := s.log.With("sip_call_id", callIDOf(req))
+		s.reject(tx, req, &rejection{code: 403, reason: "Forbidden", log: string(req.Method) + " from unknown source " + req.Source()}, log)
+	}
+	return ep
+}
+
+// dialogOr481 finds the dialog of an in-dialog request, answering 481 when
+// there is none.
+func (s *Server) dialogOr481(req *sip.Request, tx sip.ServerTransaction) (callRef, bool) {
+	ref, ok := s.findDialog(req)
+	if !ok {
+		s.respond(tx, req, 481, "Call/Transaction Does Not Exist", nil)
+	}
+	return ref, ok
+}
+
 func (s *Server) onAck(req *sip.Request, tx sip.ServerTransaction) {
 	ref, ok := s.findDialog(req)
 	if !ok {
@@ -41,13 +62,11 @@ func (s *Server) onAck(req *sip.Request, tx sip.ServerTransaction) {
 }
 
 func (s *Server) onBye(req *sip.Request, tx sip.ServerTransaction) {
-	if s.identify(req) == nil {
-		s.reject(tx, req, &rejection{code: 403, reason: "Forbidden", log: "BYE from unknown source " + req.Source()}, s.log)
+	if s.peerOr403(req, tx) == nil {
 		return
 	}
-	ref, ok := s.findDialog(req)
+	ref, ok := s.dialogOr481(req, tx)
 	if !ok {
-		s.respond(tx, req, 481, "Call/Transaction Does Not Exist", nil)
 		return
 	}
 	c := ref.call
@@ -77,17 +96,15 @@ func (s *Server) onBye(req *sip.Request, tx sip.ServerTransaction) {
 // onCancel sees only CANCELs that matched no INVITE transaction: sipgo
 // answers matching ones itself (200, then 487 to the INVITE).
 func (s *Server) onCancel(req *sip.Request, tx sip.ServerTransaction) {
-	if s.identify(req) == nil {
-		s.reject(tx, req, &rejection{code: 403, reason: "Forbidden", log: "CANCEL from unknown source " + req.Source()}, s.log)
+	if s.peerOr403(req, tx) == nil {
 		return
 	}
 	s.respond(tx, req, 481, "Call/Transaction Does Not Exist", nil)
 }
 
 func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
-	ep := s.identify(req)
+	ep := s.peerOr403(req, tx)
 	if ep == nil {
-		s.reject(tx, req, &rejection{code: 403, reason: "Forbidden", log: "OPTIONS from unknown source " + req.Source()}, s.log)
 		return
 	}
 	if !s.authenticate(tx, req, ep, s.log.With("endpoint", ep.Name)) {
@@ -104,9 +121,8 @@ func (s *Server) onOther(req *sip.Request, tx sip.ServerTransaction) {
 	if req.IsAck() {
 		return
 	}
-	ep := s.identify(req)
+	ep := s.peerOr403(req, tx)
 	if ep == nil {
-		s.reject(tx, req, &rejection{code: 403, reason: "Forbidden", log: string(req.Method) + " from unknown source " + req.Source()}, s.log)
 		return
 	}
 	if req.Method == sip.INFO {
@@ -129,13 +145,11 @@ func (s *Server) onOther(req *sip.Request, tx sip.ServerTransaction) {
 // leg already has: Meta refuses re-INVITEs (500), so hold, refresh and
 // transfer on the PBX side must not reach the WhatsApp leg.
 func (s *Server) onReinvite(req *sip.Request, tx sip.ServerTransaction) {
-	if s.identify(req) == nil {
-		s.reject(tx, req, &rejection{code: 403, reason: "Forbidden", log: "re-INVITE from unknown source " + req.Source()}, s.log)
+	if s.peerOr403(req, tx) == nil {
 		return
 	}
-	ref, ok := s.findDialog(req)
+	ref, ok := s.dialogOr481(req, tx)
 	if !ok {
-		s.respond(tx, req, 481, "Call/Transaction Does Not Exist", nil)
 		return
 	}
 	c := ref.call

@@ -18,13 +18,11 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		s.onReinvite(req, tx)
 		return
 	}
-	log := s.log.With("sip_call_id", callIDOf(req), "leg", "a")
-	ep := s.identify(req)
+	ep := s.peerOr403(req, tx)
 	if ep == nil {
-		s.reject(tx, req, &rejection{code: 403, reason: "Forbidden", log: "unknown source " + req.Source()}, log)
 		return
 	}
-	log = log.With("endpoint", ep.Name)
+	log := s.log.With("sip_call_id", callIDOf(req), "leg", "a", "endpoint", ep.Name)
 	if !s.authenticate(tx, req, ep, log) {
 		return
 	}
