@@ -148,7 +148,10 @@ func (m *Manager) Open(callID string) (io.ReadSeekCloser, Entry, error) {
 	if err != nil {
 		return nil, Entry{}, err
 	}
-	if e.InProgress {
+	// The manager, not the sidecar, knows whether a call is still being
+	// recorded: a sidecar that could not be rewritten at the end (disk
+	// full) still says in_progress.
+	if e.InProgress && m.isActive(e.File) {
 		return nil, e, ErrInProgress
 	}
 	if err := m.checkInside(e.File); err != nil {

@@ -435,10 +435,25 @@ func (m *Manager) replaceSidecar(rel string, e *Entry) error {
 	if werr == nil {
 		werr = m.root.Rename(filepath.FromSlash(tmp), filepath.FromSlash(rel))
 	}
-	if werr != nil {
-		m.root.Remove(filepath.FromSlash(tmp))
+	if werr == nil {
+		return nil
 	}
-	return werr
+	m.root.Remove(filepath.FromSlash(tmp))
+	// No room for a second copy (disk full): rewrite the sidecar in place.
+	// Truncating frees its blocks first, so the small file usually fits;
+	// a torn sidecar is still better than one that says the call goes on.
+	f, err = m.root.OpenFile(filepath.FromSlash(rel), os.O_WRONLY|os.O_TRUNC, filePerm)
+	if err != nil {
+		return fmt.Errorf("%w; in place: %w", werr, err)
+	}
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("%w; in place: %w", werr, err)
+	}
+	return nil
 }
 
 // readSidecar reads and decodes the sidecar at rel.

@@ -18,6 +18,13 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		s.onReinvite(req, tx)
 		return
 	}
+	if !answerable(req) {
+		// Not even a 100 would reach the caller; a call started now would
+		// ring the callee once per retransmission of this INVITE.
+		s.log.Warn("INVITE dropped: its responses would not fit in a UDP datagram",
+			"sip_call_id", truncate(callIDOf(req), 64), "source", req.Source())
+		return
+	}
 	ep := s.peerOr403(req, tx)
 	if ep == nil {
 		return
@@ -136,6 +143,23 @@ func (s *Server) admitBIC(dec *routeDecision) (CallTicket, *rejection) {
 		r.reason = defaultReason(r.code)
 	}
 	return nil, r
+}
+
+// answerOverhead is what wagate's 200 adds to the headers it echoes: its
+// Contact, Server, Allow, Content-Type and the SDP answer (measured: about
+// 350 bytes for PCMU, 600 for Opus with an a=crypto key).
+const answerOverhead = 650
+
+// answerable reports whether wagate's answer to req fits the transport:
+// sipgo refuses UDP messages over UDPMTUSize-200 bytes (instead of moving
+// to TCP), and a response echoes the request's Via, From, To, Call-ID,
+// CSeq and Record-Route.
+func answerable(req *sip.Request) bool {
+	if !isUnreliable(req.Transport()) {
+		return true
+	}
+	probe := sip.NewResponseFromRequest(req, 200, "OK", nil)
+	return len(probe.String())+answerOverhead <= sip.UDPMTUSize-200
 }
 
 // rejectCall answers A with a final error and ends a call that never got a
