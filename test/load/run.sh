@@ -11,6 +11,22 @@
 #                                           wagate's RSS and CPU while they are up
 #
 # Environment:
+#   DIRECTION=uic|bic  uic (default): user-initiated calls, the caller plays Meta
+#                      (NET.2) and calls the business number, the callee is the
+#                      PBX (NET.3). bic: business-initiated calls, the caller is a
+#                      dialer (NET.4, From +15550100001) calling WhatsApp users
+#                      +4477009NNNNN taken in turn from USERS distinct ones (a
+#                      SIPp injection file), the callee plays Meta on the
+#                      whatsapp endpoint (NET.2, media_encryption none).
+#   PERMISSIONS=off|on on: the call-permission check is enabled (store in OUT,
+#                      limits raised so they never bind) and, before the first
+#                      run, every one of the USERS users gets a permanent
+#                      permission through the API (PUT /v1/permissions/...,
+#                      16 in flight). off: no check. Either way the API has a
+#                      token, so the two configs differ only in the check.
+#   USERS=10000        distinct WhatsApp users a BIC run cycles through; each is
+#                      called again only USERS/RATE seconds later, so no user has
+#                      two calls at once (that is refused with 486 by design)
 #   MEDIA=none|relay   none (default): signalling only. relay: the callee runs
 #                      SIPp -rtp_echo and the caller plays a PCMU pcap, so wagate
 #                      relays RTP both ways (SIPp's pcap playback needs root or
@@ -21,19 +37,27 @@
 #   WAGATE_ARGS=...    extra wagate flags (e.g. "-cpuprofile /tmp/cpu.prof")
 #   OUT=dir            where configs, logs and SIPp statistics go (default: a new
 #                      temp dir, printed at the start; kept afterwards)
-#   NET=127.0.50       the loopback /24 used: wagate .1, caller (WhatsApp side) .2,
-#                      callee (PBX) .3
+#   NET=127.0.50       the loopback /24 used: wagate .1, Meta .2, PBX .3, dialer .4
 #   SIP_PORT=15072 API_PORT=18080   wagate's SIP and status ports
 #   PORT_MIN=10000 PORT_MAX=60000   wagate's RTP port range
 #
 # Per run it prints the calls attempted, successful and failed (from SIPp's
 # -trace_stat file; calls still unfinished at the end count as failed), the
 # caller's retransmissions, wagate's CPU time (utime+stime from /proc/PID/stat)
-# in total and per call, its peak RSS (VmHWM) and what /v1/status says once
-# the calls are over. Every wait is bounded; every process started is stopped
-# by its pid on exit.
+# in total and per call, its peak RSS (VmHWM), roughly how busy the machine
+# was (/proc/stat), how many datagrams wagate's SIP socket dropped because its
+# receive queue was full (/proc/net/udp), and what /v1/status says once the
+# calls are over. Every wait is bounded; every process started is stopped by
+# its pid on exit.
 #
-# Example: MEDIA=relay test/load/run.sh run 50 5
+# The WhatsApp endpoint is configured with media_encryption none: SIPp offers
+# and answers plain RTP/AVP, which an SDES endpoint (the default for whatsapp)
+# refuses with 488. Toward that endpoint wagate sends its silence from the
+# answer on (50 packets/s per call; SIPp does not read them), which is part of
+# what a call costs here.
+#
+# Examples: MEDIA=relay test/load/run.sh run 50 5
+#           DIRECTION=bic PERMISSIONS=on test/load/run.sh find-max 500 750 1000 1250
 set -euo pipefail
 
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 2; }
@@ -44,6 +68,9 @@ MODE=$1; shift
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 SCEN=$ROOT/test/sipp
 MEDIA=${MEDIA:-none}
+DIRECTION=${DIRECTION:-uic}
+PERMISSIONS=${PERMISSIONS:-off}
+USERS=${USERS:-10000}
 HOLD_MS=${HOLD_MS:-1000}
 NET=${NET:-127.0.50}
 SIP_PORT=${SIP_PORT:-15072}
@@ -51,14 +78,26 @@ API_PORT=${API_PORT:-18080}
 PORT_MIN=${PORT_MIN:-10000}
 PORT_MAX=${PORT_MAX:-60000}
 WAGATE_IP=$NET.1
-CALLER_IP=$NET.2
-CALLEE_IP=$NET.3
+META_IP=$NET.2
+PBX_IP=$NET.3
+DIALER_IP=$NET.4
+API_TOKEN=load-test-token
+PNID=100000000000001
+BUSINESS=+15550100001
 PEER_PORT=5060
 MEDIA_PORT=6000
 BUF=4194304
 CLK_TCK=$(getconf CLK_TCK)
 
 case $MEDIA in none|relay) ;; *) echo "MEDIA must be none or relay" >&2; exit 2 ;; esac
+case $DIRECTION in
+    uic) CALLER_IP=$META_IP; CALLEE_IP=$PBX_IP ;;
+    bic) CALLER_IP=$DIALER_IP; CALLEE_IP=$META_IP
+         [[ $MEDIA == none ]] || { echo "DIRECTION=bic supports MEDIA=none only" >&2; exit 2; } ;;
+    *) echo "DIRECTION must be uic or bic" >&2; exit 2 ;;
+esac
+case $PERMISSIONS in off|on) ;; *) echo "PERMISSIONS must be off or on" >&2; exit 2 ;; esac
+[[ $USERS =~ ^[0-9]+$ ]] && (( USERS >= 1 && USERS <= 99999 )) || { echo "USERS must be 1..99999" >&2; exit 2; }
 command -v sipp >/dev/null || { echo "sipp not found: run \`make test\` (it installs SIPp) or apt-get install sip-tester" >&2; exit 1; }
 command -v curl >/dev/null || { echo "curl not found" >&2; exit 1; }
 
@@ -104,6 +143,8 @@ wait_for() {
 
 status() { curl -fsS --max-time 2 "http://$WAGATE_IP:$API_PORT/v1/status"; }
 
+user_of() { printf '+4477009%05d' "$1"; } # the WhatsApp users of a BIC run
+
 # json_field NAME: read a number from the status JSON on stdin.
 json_field() { sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"; }
 
@@ -116,6 +157,22 @@ cpu_ticks() { # utime+stime of PID, in clock ticks
 }
 
 vm_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
+
+# udp_drops IP PORT: receive-queue drops of the UDP socket bound there
+# (/proc/net/udp; the address is little-endian hex on x86 and arm64).
+udp_drops() {
+    local a b c d
+    IFS=. read -r a b c d <<<"$1"
+    local key; key=$(printf '%02X%02X%02X%02X:%04X' "$d" "$c" "$b" "$a" "$2")
+    awk -v k="$key" '$2 == k { print $NF; found = 1 } END { if (!found) print 0 }' /proc/net/udp
+}
+
+# machine_ticks: busy and total clock ticks of all CPUs (/proc/stat; busy is
+# all but idle and iowait), to tell whether a run saturated the machine
+# (wagate and both SIPps share it).
+machine_ticks() {
+    awk '$1 == "cpu" { t = 0; for (i = 2; i <= 9; i++) t += $i; print t - $5 - $6, t; exit }' /proc/stat
+}
 
 # stat_col FILE NAME: column NAME of the last row of a SIPp -trace_stat CSV.
 stat_col() {
@@ -146,8 +203,18 @@ make_pcap() { # make_pcap SECONDS: PCMU tone for uac_pcap.xml, next to a copy of
 
 WAGATE_PID=
 start_wagate() { # start_wagate TAG
-    local cfg=$OUT/$1.wagate.yaml
+    local cfg=$OUT/$1.wagate.yaml perms="permissions: {enabled: false}"
+    if [[ $PERMISSIONS == on ]]; then
+        # Limits far above what a run reaches, so only the lookup is measured.
+        perms="permissions:
+  enabled: true
+  store: $OUT/permissions.db
+  limits: {connected_calls_per_user_24h: 1000000, new_calls_per_number_24h: 100000000, concurrent_calls_per_number: 1000000}"
+    fi
+    # The WhatsApp endpoint speaks plain RTP (media_encryption none): SIPp
+    # offers and answers RTP/AVP.
     cat >"$cfg" <<EOF
+data_dir: $OUT/data
 sip:
   listen:
     - {transport: udp, address: "$WAGATE_IP:$SIP_PORT"}
@@ -155,12 +222,14 @@ sip:
   host: $WAGATE_IP
   ring_timeout: 60s
 endpoints:
-  - {name: meta, kind: whatsapp, host: $CALLER_IP, port: $PEER_PORT, transport: udp, source_cidrs: [$CALLER_IP/32], codecs: [opus, PCMU, PCMA]}
-  - {name: pbx, kind: pbx, host: $CALLEE_IP, port: $PEER_PORT, transport: udp, source_cidrs: [$CALLEE_IP/32], codecs: [PCMU, PCMA]}
+  - {name: meta, kind: whatsapp, host: $META_IP, port: $PEER_PORT, transport: udp, source_cidrs: [$META_IP/32], codecs: [opus, PCMU, PCMA], media_encryption: none}
+  - {name: pbx, kind: pbx, host: $PBX_IP, port: $PEER_PORT, transport: udp, source_cidrs: [$PBX_IP/32], codecs: [PCMU, PCMA]}
+  - {name: dialer, kind: dialer, host: $DIALER_IP, port: $PEER_PORT, transport: udp, source_cidrs: [$DIALER_IP/32], codecs: [PCMU, PCMA]}
 numbers:
-  - {number: "+15550100001", phone_number_id: "100000000000001", route: {endpoint: pbx, user: "1001"}, callback_permission: true}
+  - {number: "$BUSINESS", phone_number_id: "$PNID", route: {endpoint: pbx, user: "1001"}, dialers: [dialer], callback_permission: true}
 media: {bind_ip: $WAGATE_IP, port_min: $PORT_MIN, port_max: $PORT_MAX, rtp_timeout: 30s, rtp_start_timeout: 120s, port_quarantine: 2s}
-api: {listen: "$WAGATE_IP:$API_PORT"}
+api: {listen: "$WAGATE_IP:$API_PORT", token: {value: "$API_TOKEN"}}
+$perms
 log: {level: warn, format: json}
 EOF
     "$WAGATE" -check-config "$cfg" >/dev/null
@@ -168,8 +237,40 @@ EOF
     "$WAGATE" -config "$cfg" ${WAGATE_ARGS:-} >"$OUT/$1.wagate.log" 2>&1 &
     WAGATE_PID=$!
     PIDS+=("$WAGATE_PID")
-    wait_for 15 status >/dev/null || die "wagate did not start; see $OUT/$1.wagate.log"
+    wait_for 15 status >/dev/null 2>&1 || die "wagate did not start; see $OUT/$1.wagate.log"
     wait_for 5 bound udp "$WAGATE_IP" "$SIP_PORT" || die "wagate's SIP port is not bound"
+    if [[ $DIRECTION == bic && $PERMISSIONS == on ]]; then
+        grant_permissions
+    fi
+}
+
+# grant_permissions: a permanent permission for each of the USERS users,
+# unless the store (kept in OUT across runs) has them already. One curl
+# process, at most 16 requests in flight, each bounded to 10 s.
+grant_permissions() {
+    local api="http://$WAGATE_IP:$API_PORT/v1/permissions/$PNID"
+    local last; last=$(user_of $(( USERS - 1 )))
+    if curl -fsS --max-time 5 -o /dev/null -H "Authorization: Bearer $API_TOKEN" "$api/$last" 2>/dev/null; then
+        echo "  permissions: the $USERS users are granted already (store $OUT/permissions.db)"
+        return
+    fi
+    local cfg=$OUT/grant.curl i
+    {
+        echo 'request = "PUT"'
+        echo "header = \"Authorization: Bearer $API_TOKEN\""
+        echo 'header = "Content-Type: application/json"'
+        echo 'data = "{\"status\":\"permanent\"}"'
+        echo 'max-time = 10'
+        echo 'write-out = "%{http_code}\\n"'
+        for (( i = 0; i < USERS; i++ )); do
+            printf 'url = "%s/+4477009%05d"\noutput = "/dev/null"\n' "$api" "$i"
+        done
+    } >"$cfg"
+    local t0=$SECONDS
+    curl -sS --no-progress-meter --parallel --parallel-max 16 -K "$cfg" >"$OUT/grant.codes" 2>"$OUT/grant.err" || true
+    local ok; ok=$(grep -c '^200$' "$OUT/grant.codes" || true)
+    echo "  permissions: granted $ok of $USERS users in $(( SECONDS - t0 )) s"
+    (( ok == USERS )) || die "granting permissions failed ($ok of $USERS answered 200); see $OUT/grant.codes and $OUT/grant.err"
 }
 
 stop_wagate() {
@@ -223,18 +324,32 @@ wait_pid() { # wait_pid PID SECONDS: wait for exit, kill after SECONDS; returns 
     return $rc
 }
 
-# run_uac TAG RATE CALLS LIMIT HOLD_MS TIMEOUT_S [async]
+# run_uac TAG RATE CALLS LIMIT HOLD_MS TIMEOUT_S
 UAC_PID=
 run_uac() {
     local scen=$SCEN/uac.xml
     [[ $MEDIA == relay ]] && scen=$OUT/uac_pcap.xml
+    local who=(-s "$BUSINESS" -key from_user +447700900123)
+    if [[ $DIRECTION == bic ]]; then
+        scen=$ROOT/test/load/sipp/bic_uac.xml
+        who=(-inf "$(users_csv)" -key from_user "$BUSINESS")
+    fi
     # shellcheck disable=SC2046
-    sipp -sf "$scen" $(sipp_common "$1.uac" "$CALLER_IP") \
-        -s +15550100001 -key from_user +447700900123 \
+    sipp -sf "$scen" $(sipp_common "$1.uac" "$CALLER_IP") "${who[@]}" \
         -r "$2" -m "$3" -l "$4" -d "$5" -timeout "${6}s" -timeout_error \
         "$WAGATE_IP:$SIP_PORT" >"$OUT/$1.uac.out" 2>&1 &
     UAC_PID=$!
     PIDS+=("$UAC_PID")
+}
+
+# users_csv: the BIC dialer's injection file (made once): USERS users,
+# taken in turn.
+users_csv() {
+    local f=$OUT/users.csv i
+    if [[ ! -s $f ]]; then
+        { echo SEQUENTIAL; for (( i = 0; i < USERS; i++ )); do printf '+4477009%05d;\n' "$i"; done; } >"$f"
+    fi
+    echo "$f"
 }
 
 report_calls() { # report_calls TAG ATTEMPTED -> sets FAILED
@@ -285,16 +400,26 @@ one_run() {
     local limit=$(( rate * (HOLD_MS / 1000 + 10) ))
     local timeout=$(( secs + HOLD_MS / 1000 + 60 ))
     local tag="r${rate}"
-    echo "== $tag: $rate calls/s for $secs s ($calls calls, hold ${HOLD_MS} ms, media $MEDIA)"
+    echo "== $tag: $rate calls/s for $secs s ($calls calls, hold ${HOLD_MS} ms, media $MEDIA, $DIRECTION, permissions $PERMISSIONS)"
     start_wagate "$tag"
     start_uas "$tag" "$calls" "$timeout"
     local t0; t0=$(cpu_ticks "$WAGATE_PID")
+    local m0; m0=$(machine_ticks)
+    local d0; d0=$(udp_drops "$WAGATE_IP" "$SIP_PORT")
     run_uac "$tag" "$rate" "$calls" "$limit" "$HOLD_MS" "$timeout"
     wait_pid "$UAC_PID" $(( timeout + 10 )) || true
     local t1; t1=$(cpu_ticks "$WAGATE_PID")
+    local m1; m1=$(machine_ticks)
+    local d1; d1=$(udp_drops "$WAGATE_IP" "$SIP_PORT")
     wait_pid "$UAS_PID" 15 || true
     report_calls "$tag" "$calls"
     report_wagate "$t0" "$t1" "$calls"
+    # shellcheck disable=SC2086
+    awk -v a="$m0" -v b="$m1" -v w=$(( t1 - t0 )) -v n="$(getconf _NPROCESSORS_ONLN)" 'BEGIN {
+        split(a, x, " "); split(b, y, " ")
+        if (y[2] > x[2]) printf "  machine: about %.0f%% of %d00%% busy during the run (tick-sampled /proc/stat; wagate %.0f%%, the rest mostly the two SIPps)\n",
+            100 * n * (y[1] - x[1]) / (y[2] - x[2]), n, 100 * n * w / (y[2] - x[2]) }'
+    echo "  wagate's SIP socket: $(( d1 - d0 )) datagrams dropped (receive queue full)"
     report_status
     stop_wagate
 }
@@ -323,7 +448,7 @@ mode_find_max() {
         best=$rate
         sleep 3 # let quarantined ports come back
     done
-    echo "highest clean rate: $best calls/s (media $MEDIA, hold ${HOLD_MS} ms)"
+    echo "highest clean rate: $best calls/s (media $MEDIA, hold ${HOLD_MS} ms, $DIRECTION, permissions $PERMISSIONS)"
 }
 
 mode_concurrent() {
