@@ -55,6 +55,10 @@ type Server struct {
 	ready    chan struct{}
 }
 
+// udpSocketBuffer is the receive and send buffer asked for on SIP UDP
+// listeners.
+const udpSocketBuffer = 4 << 20
+
 // Status is a snapshot for the status endpoint and tests.
 type Status struct {
 	Calls        int    `json:"calls"`
@@ -178,6 +182,14 @@ func (s *Server) Run(ctx context.Context) error {
 			if err != nil {
 				closeAll()
 				return fmt.Errorf("sip: listen udp %s: %w", l.Address, err)
+			}
+			// One socket carries every call's signalling; the kernel's
+			// default buffer (~208 KiB) overflows in bursts at a few
+			// hundred calls/s and the drops become retransmissions and
+			// failed calls. The kernel caps this at net.core.rmem_max.
+			if uc, ok := pc.(*net.UDPConn); ok {
+				_ = uc.SetReadBuffer(udpSocketBuffer)
+				_ = uc.SetWriteBuffer(udpSocketBuffer)
 			}
 			ap := netip.MustParseAddrPort(pc.LocalAddr().String())
 			s.ports["udp"] = int(ap.Port())
