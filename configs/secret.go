@@ -68,8 +68,9 @@ func (c *Config) Records(n *Number) bool {
 	return c.Recording.Enabled
 }
 
-// recordingUsed reports whether any call may be recorded.
-func (c *Config) recordingUsed() bool {
+// RecordingUsed reports whether any call may be recorded: recording is on,
+// or some number turns it on for itself.
+func (c *Config) RecordingUsed() bool {
 	if c.Recording.Enabled {
 		return true
 	}

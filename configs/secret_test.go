@@ -64,6 +64,17 @@ func TestRecords(t *testing.T) {
 	if c.Records(nil) || c.Records(&Number{}) || !c.Records(&Number{Recording: &on}) {
 		t.Error("without recording.enabled: want only true to record")
 	}
+	if c.RecordingUsed() {
+		t.Error("RecordingUsed with recording off and no number overriding it")
+	}
+	c.Numbers = []Number{{}, {Recording: &on}}
+	if !c.RecordingUsed() {
+		t.Error("RecordingUsed false although a number turns recording on")
+	}
+	c.Numbers, c.Recording.Enabled = nil, true
+	if !c.RecordingUsed() {
+		t.Error("RecordingUsed false with recording.enabled")
+	}
 }
 
 // TestAPITokenNotNeeded lists configs the token and webhook rules accept.

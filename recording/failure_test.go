@@ -245,25 +245,6 @@ func TestReadOnlyDirectory(t *testing.T) {
 	}
 }
 
-func TestEnabled(t *testing.T) {
-	on, off := true, false
-	for _, tc := range []struct {
-		global bool
-		num    *configs.Number
-		want   bool
-	}{
-		{false, nil, false},
-		{true, nil, true},
-		{true, &configs.Number{}, true},
-		{true, &configs.Number{Recording: &off}, false},
-		{false, &configs.Number{Recording: &on}, true},
-	} {
-		if got := Enabled(configs.Recording{Enabled: tc.global}, tc.num); got != tc.want {
-			t.Errorf("Enabled(%v, %+v) = %v", tc.global, tc.num, got)
-		}
-	}
-}
-
 // TestSizeLimit: a recording that reaches the 4 GiB WAV limit stops
 // cleanly. The writer is driven by hand (no goroutine) so that it can be
 // told 4 GiB are already written.

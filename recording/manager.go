@@ -509,15 +509,6 @@ func (m *Manager) logFailure(msg string, err error, attrs ...any) {
 	m.log.Error(msg, append(attrs, "error", err)...)
 }
 
-// Enabled says whether calls of business number num (nil: unknown) are
-// recorded: the number's override when set, else recording.enabled.
-func Enabled(cfg configs.Recording, num *configs.Number) bool {
-	if num != nil && num.Recording != nil {
-		return *num.Recording
-	}
-	return cfg.Enabled
-}
-
 // finished takes a recorder out of the active set.
 func (m *Manager) finished(r *Recorder) {
 	m.mu.Lock()

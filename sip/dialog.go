@@ -130,9 +130,3 @@ func (l *leg) ack(inviteCSeq uint32) *sip.Request {
 	defer l.mu.Unlock()
 	return l.buildLocked(sip.ACK, inviteCSeq, nil)
 }
-
-func (l *leg) id() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.callID
-}

@@ -21,7 +21,7 @@ func (t recTap) PCM(side media.Side, pcm []int16) { t.r.PCM(recording.Side(side)
 // startRecording begins recording an answered call, if its number records.
 // A recording that cannot start is logged and the call goes on.
 func (s *Server) startRecording(c *call) {
-	if s.rec == nil || !recording.Enabled(s.cfg.Load().Recording, c.route.number) {
+	if s.rec == nil || !s.cfg.Load().Records(c.route.number) {
 		return
 	}
 	d := c.route

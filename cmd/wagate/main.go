@@ -102,7 +102,7 @@ func run() int {
 	}
 
 	var rec *recording.Manager
-	if recordsAny(cfg) {
+	if cfg.RecordingUsed() {
 		rec, err = recording.New(cfg.Recording, log)
 		if err != nil {
 			log.Error("recording setup failed", "error", err)
@@ -240,16 +240,6 @@ func status(srv *sip.Server, mm *media.Manager, rec *recording.Manager) statusDo
 		d.Recordings = &rs
 	}
 	return d
-}
-
-// recordsAny reports whether any call may be recorded under cfg.
-func recordsAny(cfg *configs.Config) bool {
-	for i := range cfg.Numbers {
-		if cfg.Records(&cfg.Numbers[i]) {
-			return true
-		}
-	}
-	return cfg.Recording.Enabled
 }
 
 func newLogger(c configs.Log) *slog.Logger {
