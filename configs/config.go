@@ -44,6 +44,51 @@ type SIP struct {
 	RingTimeout Duration `yaml:"ring_timeout"`
 	// MaxCalls caps concurrent calls across all endpoints (0: no cap).
 	MaxCalls int `yaml:"max_calls"`
+	// UnknownSources is what a request from no endpoint's source_cidrs
+	// gets: "drop" (silence, the default: nothing is sent toward an
+	// address that may be spoofed) or "reject" (one stateless 403, rate
+	// limited per source). TCP and TLS connections from such a source are
+	// closed at once under drop, and after the 403 under reject.
+	UnknownSources string `yaml:"unknown_sources"`
+	// Limits bounds the size of a message wagate reads.
+	Limits SIPLimits `yaml:"limits"`
+	// Flood limits the request rate of sources (Kamailio's pike).
+	Flood Flood `yaml:"flood"`
+	// TCP bounds connections on tcp and tls listeners.
+	TCP TCPLimits `yaml:"tcp"`
+}
+
+// SIPLimits bounds what one SIP message may hold; larger messages get 513
+// Message Too Large (or are dropped when no answer can be built).
+type SIPLimits struct {
+	MaxMessageSize int `yaml:"max_message_size"` // bytes, whole message
+	MaxHeaders     int `yaml:"max_headers"`      // header fields
+	MaxBodySize    int `yaml:"max_body_size"`    // bytes of body
+}
+
+// Flood is the per-source request rate limit. A source over its rate is
+// blocked (its messages dropped unread) for BlockTime.
+type Flood struct {
+	// StrangerRate is the requests per second a source outside every
+	// endpoint may send before it is blocked (0: no limit); with
+	// unknown_sources drop it only spares the parsing, with reject it
+	// bounds the 403s sent.
+	StrangerRate int `yaml:"stranger_rate"`
+	// BlockTime is how long a source over its rate stays blocked.
+	BlockTime Duration `yaml:"block_time"`
+}
+
+// TCPLimits bounds stream connections (tcp and tls listeners).
+type TCPLimits struct {
+	// MaxConnections caps inbound connections in all (0: no cap).
+	MaxConnections int `yaml:"max_connections"`
+	// MaxConnectionsPerSource caps inbound connections from one address.
+	MaxConnectionsPerSource int `yaml:"max_connections_per_source"`
+	// IdleTimeout closes an inbound connection that carried no message
+	// for this long and carries no live call.
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// TLSHandshakeTimeout bounds an inbound TLS handshake.
+	TLSHandshakeTimeout Duration `yaml:"tls_handshake_timeout"`
 }
 
 // Listener is one SIP socket.
@@ -91,6 +136,10 @@ type Endpoint struct {
 	// DigestRealm is the only realm whose challenges from this endpoint
 	// wagate answers with credentials (default "wa.meta.vc" for whatsapp).
 	DigestRealm string `yaml:"digest_realm"`
+	// MaxRequestRate is the requests per second one source address of
+	// this endpoint may send before it is blocked for sip.flood.block_time
+	// (0: no limit, the default: a dialer at hundreds of calls/s is normal).
+	MaxRequestRate int `yaml:"max_request_rate"`
 
 	// Prefixes is derived from SourceCIDRs by Load: bare IPs become /32 or
 	// /128, host bits are cleared, IPv4-mapped IPv6 is folded to IPv4.

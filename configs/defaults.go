@@ -51,6 +51,19 @@ const (
 	DefaultOpusFEC         = true
 	DefaultPermissionStore = "permissions.db" // under data_dir
 
+	// The SIP edge (docs/security.md).
+	UnknownSourcesDrop         = "drop"
+	UnknownSourcesReject       = "reject"
+	DefaultMaxMessageSize      = 32 << 10
+	DefaultMaxHeaders          = 100
+	DefaultMaxBodySize         = 16 << 10
+	DefaultStrangerRate        = 10
+	DefaultFloodBlockTime      = Duration(60 * time.Second)
+	DefaultMaxTCPConnections   = 4096
+	DefaultMaxTCPPerSource     = 64
+	DefaultTCPIdleTimeout      = Duration(120 * time.Second)
+	DefaultTLSHandshakeTimeout = Duration(10 * time.Second)
+
 	DefaultRecordingSampleRate = 8000
 	DefaultRecordingNameBy     = "a"
 )
@@ -137,6 +150,16 @@ func applyDefaults(c *Config, t tree) {
 	str(&c.SIP.Host, "sip.host", hostOf(c.SIP.Listen))
 	str(&c.SIP.UserAgent, "sip.user_agent", DefaultUserAgent)
 	dur(&c.SIP.RingTimeout, "sip.ring_timeout", DefaultRingTimeout)
+	str(&c.SIP.UnknownSources, "sip.unknown_sources", UnknownSourcesDrop)
+	num(&c.SIP.Limits.MaxMessageSize, "sip.limits.max_message_size", DefaultMaxMessageSize)
+	num(&c.SIP.Limits.MaxHeaders, "sip.limits.max_headers", DefaultMaxHeaders)
+	num(&c.SIP.Limits.MaxBodySize, "sip.limits.max_body_size", DefaultMaxBodySize)
+	num(&c.SIP.Flood.StrangerRate, "sip.flood.stranger_rate", DefaultStrangerRate)
+	dur(&c.SIP.Flood.BlockTime, "sip.flood.block_time", DefaultFloodBlockTime)
+	num(&c.SIP.TCP.MaxConnections, "sip.tcp.max_connections", DefaultMaxTCPConnections)
+	num(&c.SIP.TCP.MaxConnectionsPerSource, "sip.tcp.max_connections_per_source", DefaultMaxTCPPerSource)
+	dur(&c.SIP.TCP.IdleTimeout, "sip.tcp.idle_timeout", DefaultTCPIdleTimeout)
+	dur(&c.SIP.TCP.TLSHandshakeTimeout, "sip.tcp.tls_handshake_timeout", DefaultTLSHandshakeTimeout)
 
 	str(&c.DataDir, "data_dir", DefaultDataDir)
 

@@ -103,6 +103,37 @@ func (v validator) sip() {
 	if s.MaxCalls < 0 {
 		v.add("sip.max_calls", "%d is negative; use 0 for no cap", s.MaxCalls)
 	}
+	v.edge(s)
+}
+
+// edge checks the limits of the SIP edge.
+func (v validator) edge(s *SIP) {
+	switch s.UnknownSources {
+	case UnknownSourcesDrop, UnknownSourcesReject:
+	default:
+		v.add("sip.unknown_sources", "%q is not drop or reject", s.UnknownSources)
+	}
+	// Below these a normal INVITE from Meta (about 2 KB with DTLS
+	// candidates, 20 headers) would be refused.
+	if s.Limits.MaxMessageSize < 4096 || s.Limits.MaxMessageSize > 65535 {
+		v.add("sip.limits.max_message_size", "%d must be between 4096 and 65535 bytes", s.Limits.MaxMessageSize)
+	}
+	if s.Limits.MaxHeaders < 20 {
+		v.add("sip.limits.max_headers", "%d must be at least 20", s.Limits.MaxHeaders)
+	}
+	if s.Limits.MaxBodySize < 1024 || s.Limits.MaxBodySize > s.Limits.MaxMessageSize {
+		v.add("sip.limits.max_body_size", "%d must be between 1024 and sip.limits.max_message_size (%d)", s.Limits.MaxBodySize, s.Limits.MaxMessageSize)
+	}
+	if s.Flood.StrangerRate < 0 {
+		v.add("sip.flood.stranger_rate", "%d is negative; use 0 for no limit", s.Flood.StrangerRate)
+	}
+	v.positive("sip.flood.block_time", s.Flood.BlockTime)
+	if s.TCP.MaxConnections < 0 {
+		v.add("sip.tcp.max_connections", "%d is negative; use 0 for no cap", s.TCP.MaxConnections)
+	}
+	v.atLeastOne("sip.tcp.max_connections_per_source", s.TCP.MaxConnectionsPerSource)
+	v.positive("sip.tcp.idle_timeout", s.TCP.IdleTimeout)
+	v.positive("sip.tcp.tls_handshake_timeout", s.TCP.TLSHandshakeTimeout)
 }
 
 // listenerTLS checks the certificate and key of listener l at path p:
@@ -242,6 +273,9 @@ func (v validator) endpoints() {
 		}
 		if e.Auth != nil {
 			v.auth(p+".auth", e.Auth)
+		}
+		if e.MaxRequestRate < 0 {
+			v.add(p+".max_request_rate", "%d is negative; use 0 for no limit", e.MaxRequestRate)
 		}
 
 		e.Prefixes = nil

@@ -70,9 +70,11 @@ type call struct {
 	dir       Direction
 	aEndpoint string
 	bEndpoint string
-	log       *slog.Logger
-	a, b      *leg
-	route     *routeDecision
+	// aSource is where A's INVITE came from (host:port).
+	aSource string
+	log     *slog.Logger
+	a, b    *leg
+	route   *routeDecision
 
 	aInvite *sip.Request
 	aTx     sip.ServerTransaction

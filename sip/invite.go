@@ -67,6 +67,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		dir:       dec.dir,
 		aEndpoint: ep.Name,
 		bEndpoint: dec.bEP.Name,
+		aSource:   req.Source(),
 		route:     dec,
 		aInvite:   req,
 		aTx:       tx,

@@ -14,6 +14,10 @@ type registry struct {
 	mu       sync.RWMutex
 	byCallID map[string]callRef
 	perEP    map[string]int
+	// bySource counts live calls by the address their A-leg INVITE came
+	// from, so that a stream connection carrying a dialog is not closed
+	// as idle.
+	bySource map[string]int
 	live     int
 
 	started atomic.Uint64
@@ -26,7 +30,7 @@ type callRef struct {
 }
 
 func newRegistry() *registry {
-	return &registry{byCallID: make(map[string]callRef), perEP: make(map[string]int)}
+	return &registry{byCallID: make(map[string]callRef), perEP: make(map[string]int), bySource: make(map[string]int)}
 }
 
 // admit registers c under its A-leg Call-ID unless that Call-ID is already
@@ -50,6 +54,7 @@ func (r *registry) admit(c *call, maxTotal, maxA, maxB int) admitResult {
 	r.byCallID[c.b.callID] = callRef{call: c, leg: c.b}
 	r.perEP[c.aEndpoint]++
 	r.perEP[c.bEndpoint]++
+	r.bySource[c.aSource]++
 	r.live++
 	r.started.Add(1)
 	return admitOK
@@ -88,8 +93,18 @@ func (r *registry) remove(c *call) {
 	if r.perEP[c.bEndpoint] == 0 {
 		delete(r.perEP, c.bEndpoint)
 	}
+	if r.bySource[c.aSource]--; r.bySource[c.aSource] <= 0 {
+		delete(r.bySource, c.aSource)
+	}
 	r.live--
 	r.ended.Add(1)
+}
+
+// hasSource reports whether a live call's A-leg came from src.
+func (r *registry) hasSource(src string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.bySource[src] > 0
 }
 
 func (r *registry) count() int {

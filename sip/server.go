@@ -36,6 +36,8 @@ type Server struct {
 	reg       *registry
 	gate      atomic.Pointer[gateBox]
 	auth      *digestServer
+	// edge checks every message before sipgo reads it.
+	edge *edge
 	// tlsPeers is the outbound TLS trust of the running configuration.
 	tlsPeers *atomic.Pointer[tlsPeers]
 	// certs are the TLS listeners' certificates, re-read on reload.
@@ -59,11 +61,15 @@ type Server struct {
 // listeners.
 const udpSocketBuffer = 4 << 20
 
+// edgeSummaryInterval is how often the edge logs what it refused.
+const edgeSummaryInterval = 10 * time.Second
+
 // Status is a snapshot for the status endpoint and tests.
 type Status struct {
-	Calls        int    `json:"calls"`
-	CallsStarted uint64 `json:"calls_started"`
-	CallsEnded   uint64 `json:"calls_ended"`
+	Calls        int       `json:"calls"`
+	CallsStarted uint64    `json:"calls_started"`
+	CallsEnded   uint64    `json:"calls_ended"`
+	Edge         EdgeStats `json:"sip_edge"`
 }
 
 // New builds a Server for cfg. newBridge allocates each call's media.
@@ -108,6 +114,8 @@ func New(cfg *configs.Config, newBridge BridgeFactory, log *slog.Logger) (*Serve
 	s.cfg.Store(cfg)
 	self.Store(s)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.edge = newEdge(&s.cfg, log)
+	s.edge.busy = s.reg.hasSource
 
 	s.srv, err = sipgo.NewServer(ua, sipgo.WithServerLogger(sl))
 	if err != nil {
@@ -117,12 +125,12 @@ func New(cfg *configs.Config, newBridge BridgeFactory, log *slog.Logger) (*Serve
 	if err != nil {
 		return nil, fmt.Errorf("sip: new client: %w", err)
 	}
-	s.srv.OnInvite(s.onInvite)
-	s.srv.OnAck(s.onAck)
-	s.srv.OnBye(s.onBye)
-	s.srv.OnCancel(s.onCancel)
-	s.srv.OnOptions(s.onOptions)
-	s.srv.OnNoRoute(s.onOther)
+	s.srv.OnInvite(s.guard(s.onInvite))
+	s.srv.OnAck(s.guard(s.onAck))
+	s.srv.OnBye(s.guard(s.onBye))
+	s.srv.OnCancel(s.guard(s.onCancel))
+	s.srv.OnOptions(s.guard(s.onOptions))
+	s.srv.OnNoRoute(s.guard(s.onOther))
 	return s, nil
 }
 
@@ -157,7 +165,7 @@ func (s *Server) Reload(cfg *configs.Config) {
 
 // Status reports live and total calls.
 func (s *Server) Status() Status {
-	return Status{Calls: s.reg.count(), CallsStarted: s.reg.started.Load(), CallsEnded: s.reg.ended.Load()}
+	return Status{Calls: s.reg.count(), CallsStarted: s.reg.started.Load(), CallsEnded: s.reg.ended.Load(), Edge: s.edge.snapshot()}
 }
 
 // Ready is closed once every listener is bound.
@@ -197,7 +205,8 @@ func (s *Server) Run(ctx context.Context) error {
 				s.udpLaddr = sip.Addr{IP: net.IP(ap.Addr().AsSlice()), Port: int(ap.Port())}
 			}
 			closers = append(closers, pc)
-			serves = append(serves, func() error { return s.srv.ServeUDP(pc) })
+			epc := newEdgePacketConn(pc, s.edge)
+			serves = append(serves, func() error { return s.srv.ServeUDP(epc) })
 		case "tcp":
 			ln, err := net.Listen("tcp", l.Address)
 			if err != nil {
@@ -206,7 +215,8 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 			s.ports["tcp"] = ln.Addr().(*net.TCPAddr).Port
 			closers = append(closers, ln)
-			serves = append(serves, func() error { return s.srv.ServeTCP(ln) })
+			eln := framingListener{Listener: &edgeListener{Listener: ln, edge: s.edge}, edge: s.edge, transport: "TCP"}
+			serves = append(serves, func() error { return s.srv.ServeTCP(eln) })
 		case "tls":
 			cert, err := loadListenerCert(l)
 			if err != nil {
@@ -224,9 +234,15 @@ func (s *Server) Run(ctx context.Context) error {
 			s.certsMu.Lock()
 			s.certs = append(s.certs, lc)
 			s.certsMu.Unlock()
-			tln := handshakeListener{Listener: tls.NewListener(ln, serverTLSConfig(lc)), timeout: tlsHandshakeTimeout}
-			closers = append(closers, tln)
-			serves = append(serves, func() error { return s.srv.ServeTLS(tln) })
+			// Connections are admitted before the handshake (a stranger
+			// costs no crypto) and framed after it.
+			tln := handshakeListener{
+				Listener: tls.NewListener(&edgeListener{Listener: ln, edge: s.edge}, serverTLSConfig(lc)),
+				timeout:  cfg.SIP.TCP.TLSHandshakeTimeout.D(),
+			}
+			closers = append(closers, ln)
+			eln := framingListener{Listener: tln, edge: s.edge, transport: "TLS"}
+			serves = append(serves, func() error { return s.srv.ServeTLS(eln) })
 		default:
 			closeAll()
 			return fmt.Errorf("sip: listen: unsupported transport %q", l.Transport)
@@ -242,6 +258,12 @@ func (s *Server) Run(ctx context.Context) error {
 			errc <- serve()
 		}()
 	}
+	ectx, stopSummary := context.WithCancel(ctx)
+	lwg.Add(1)
+	go func() {
+		defer lwg.Done()
+		s.edge.run(ectx, edgeSummaryInterval)
+	}()
 	close(s.ready)
 	var err error
 	select {
@@ -254,6 +276,7 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}
 	closeAll()
+	stopSummary()
 	lwg.Wait()
 	return err
 }

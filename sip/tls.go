@@ -204,13 +204,10 @@ func serverTLSConfig(lc *listenerCert) *tls.Config {
 	}
 }
 
-// tlsHandshakeTimeout bounds an inbound TLS handshake, so that a client
-// that opens a connection and never finishes the handshake does not hold
-// a goroutine and a socket for ever.
-const tlsHandshakeTimeout = 10 * time.Second
-
 // handshakeListener wraps a TLS listener: each accepted connection
-// completes its handshake within timeout on its first read (in the
+// completes its handshake within timeout (sip.tcp.tls_handshake_timeout,
+// so that a client that connects and never finishes the handshake does
+// not hold a goroutine and a socket for ever) on its first read (in the
 // connection's own reader goroutine, so a slow client never blocks
 // Accept).
 type handshakeListener struct {

@@ -102,9 +102,14 @@ func TestMalformedInputGetsClearAnswers(t *testing.T) {
 		want string // status line prefix; "" = no answer expected
 	}{
 		{"garbage datagram is dropped", "\x00\x01hello\r\n\r\n", ""},
-		{"request line only gets 400", "INVITE sip:x@y SIP/2.0\r\n\r\n", "SIP/2.0 400"},
-		{"missing Call-ID and CSeq gets 400",
+		// Without a Via and a CSeq no answer could be matched by the
+		// sender, so the edge drops the message.
+		{"request line only is dropped", "INVITE sip:x@y SIP/2.0\r\n\r\n", ""},
+		{"missing Call-ID and CSeq is dropped",
 			"INVITE sip:+15550100001@" + p.to.String() + " SIP/2.0\r\nVia: SIP/2.0/UDP " + p.local() + ";branch=z9hG4bK-m1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+			""},
+		{"missing Call-ID gets 400",
+			"INVITE sip:+15550100001@" + p.to.String() + " SIP/2.0\r\nVia: SIP/2.0/UDP " + p.local() + ";branch=z9hG4bK-m2\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
 			"SIP/2.0 400"},
 		{"SDP that is not SDP gets 488", rawInvite(p, "m-notsdp", "+15550100001", "application/sdp", "this is not sdp"), "SIP/2.0 488"},
 		{"SDP without audio gets 488", rawInvite(p, "m-noaudio", "+15550100001", "application/sdp", sdp("m=video 4000 RTP/AVP 96\r\n")), "SIP/2.0 488"},
@@ -112,17 +117,11 @@ func TestMalformedInputGetsClearAnswers(t *testing.T) {
 		{"SDP with a bad address gets 488", rawInvite(p, "m-badc", "+15550100001", "application/sdp",
 			"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 999.1.1.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"), "SIP/2.0 488"},
 		{"SDP with only unknown codecs gets 488", rawInvite(p, "m-codec", "+15550100001", "application/sdp", sdp("m=audio 4000 RTP/AVP 98\r\na=rtpmap:98 speex/16000\r\n")), "SIP/2.0 488"},
-		{"huge SDP gets 488", rawInvite(p, "m-huge", "+15550100001", "application/sdp", sdp("m=audio 4000 RTP/AVP 0\r\n")+strings.Repeat("a=x:"+strings.Repeat("y", 900)+"\r\n", 60)), ""},
+		{"huge SDP gets 513", rawInvite(p, "m-huge", "+15550100001", "application/sdp", sdp("m=audio 4000 RTP/AVP 0\r\n")+strings.Repeat("a=x:"+strings.Repeat("y", 900)+"\r\n", 60)), "SIP/2.0 513"},
 	}
 	for _, tt := range tests {
 		got := p.exchange(tt.msg, 1500*time.Millisecond)
 		switch {
-		case tt.want == "" && tt.name == "huge SDP gets 488":
-			// Over the UDP size wagate reads, a datagram may be cut and
-			// dropped, or parsed and refused; either way no call may start.
-			if got != "" && !strings.HasPrefix(got, "SIP/2.0 4") {
-				t.Errorf("%s: got %q, want a 4xx or nothing", tt.name, got)
-			}
 		case tt.want == "" && got != "":
 			t.Errorf("%s: got %q, want no answer", tt.name, got)
 		case tt.want != "" && !strings.HasPrefix(got, tt.want):

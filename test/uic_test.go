@@ -236,12 +236,35 @@ func TestUnknownSource(t *testing.T) {
 	meta := listenUDP(t, e.Meta.Addr())
 	dialer := listenUDP(t, e.Dialer.Addr())
 
-	e.runSipp(sippSpec{Name: "stranger", Scenario: "uac_expect.xml", Peer: e.Stranger, Remote: w.SIPAddr, Calls: 1,
-		Args: expectArgs(businessNumber, waUser, "403")})
-	pbx.expectSilence(t, "the PBX", time.Second)
+	// The default (unknown_sources: drop): a stranger gets nothing back,
+	// not even a 100, and nothing is routed.
+	p := newRawPeer(t, e.Stranger.IP, w)
+	if got := p.exchange(rawInvite(p, "stranger-1", businessNumber, "application/sdp", "v=0\r\n"), 1500*time.Millisecond); got != "" {
+		t.Errorf("stranger's INVITE answered %q, want silence", got)
+	}
+	pbx.expectSilence(t, "the PBX", 500*time.Millisecond)
 	meta.expectSilence(t, "the Meta peer", 0)
 	dialer.expectSilence(t, "the dialer", 0)
 
+	s := w.waitIdle()
+	w.expectCounts(s, 0, 0)
+	if n := s.Edge.Refused["stranger"]; n < 1 {
+		t.Errorf("status sip_edge.refused.stranger = %d, want the stranger's INVITE counted", n)
+	}
+}
+
+// TestUnknownSourceReject: with unknown_sources: reject a stranger gets one
+// stateless 403 (no retransmission: SIPp would fail on a second one) and
+// nothing is routed.
+func TestUnknownSourceReject(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := e.startWagate(wagateOpts{SIPExtra: "\n  unknown_sources: reject"})
+	pbx := listenUDP(t, e.PBX.Addr())
+
+	e.runSipp(sippSpec{Name: "stranger", Scenario: "uac_expect.xml", Peer: e.Stranger, Remote: w.SIPAddr, Calls: 1,
+		Args: expectArgs(businessNumber, waUser, "403")})
+	pbx.expectSilence(t, "the PBX", time.Second)
 	s := w.waitIdle()
 	w.expectCounts(s, 0, 0)
 }

@@ -1,0 +1,466 @@
+package sip
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/wagate/wagate/configs"
+)
+
+// edge is wagate's SIP front door. Every message read from a listener
+// passes through it before sipgo sees it, so that what reaches sipgo and
+// the B2BUA is guaranteed:
+//
+//   - it comes from a configured endpoint's address: a stranger's message
+//     is dropped (or answered 403 statelessly) here and never creates a
+//     transaction, a retransmission, a log line of its own or a connection;
+//   - it is within the size limits and parses, and a request carries
+//     exactly one To, From, Call-ID, CSeq (whose method is the request's)
+//     and Max-Forwards, at least one Via, at most one Content-Length, no
+//     Require wagate does not support, a sip/sips/tel Request-URI and
+//     SIP/2.0; otherwise the edge answers it statelessly (400, 416, 420,
+//     483, 505, 513) or, when no answer can be built, drops it;
+//   - its top Via makes sipgo answer the packet's source (rport forced;
+//     received and rport set on streams), so no response ever goes to a
+//     host or port named in the message;
+//   - it is in a canonical form (CRLF, no folded lines) that sipgo parses
+//     exactly as the edge did.
+//
+// The checks are RFC 3261 §8.2 and §18.3 (and RFC 4475's torture cases);
+// docs/security.md has the table.
+type edge struct {
+	cfg    *atomic.Pointer[configs.Config]
+	log    *slog.Logger
+	parser *sip.Parser
+	flood  *floodGuard
+	conns  *connLimiter
+	// busy reports whether a stream connection from src carries a live
+	// call, so that the idle timeout spares it.
+	busy func(src string) bool
+
+	stats   edgeCounters
+	summary edgeSummary
+}
+
+// edgeReason names why the edge did not pass a message on; the names are
+// log and metric labels.
+type edgeReason uint8
+
+const (
+	reasonStranger edgeReason = iota
+	reasonBlocked
+	reasonTooLarge
+	reasonMalformed
+	reasonVersion
+	reasonScheme
+	reasonExtension
+	reasonHops
+	reasonBadResponse
+	reasonConnRefused
+	reasonIdle
+	numReasons
+)
+
+var reasonNames = [numReasons]string{
+	"stranger", "blocked", "too_large", "malformed", "version", "uri_scheme",
+	"bad_extension", "too_many_hops", "bad_response", "connection_refused", "idle_timeout",
+}
+
+func (r edgeReason) String() string { return reasonNames[r] }
+
+// fromEndpoint reports a reason that only a configured endpoint's message
+// can have: something an operator should look at, unlike the background
+// noise of scanners.
+func (r edgeReason) fromEndpoint() bool {
+	switch r {
+	case reasonStranger, reasonBlocked, reasonConnRefused, reasonIdle:
+		return false
+	}
+	return true
+}
+
+// edgeCounters are the edge's totals since start.
+type edgeCounters struct {
+	passed  atomic.Uint64
+	replied atomic.Uint64 // stateless answers sent
+	reasons [numReasons]atomic.Uint64
+	panics  atomic.Uint64
+}
+
+// EdgeStats is a snapshot of the SIP edge's counters.
+type EdgeStats struct {
+	// Passed counts messages handed to the B2BUA.
+	Passed uint64 `json:"passed"`
+	// Answered counts stateless answers the edge sent itself.
+	Answered uint64 `json:"answered"`
+	// Refused counts messages and connections not passed on, by reason.
+	Refused map[string]uint64 `json:"refused"`
+	// Connections is the number of open inbound stream connections.
+	Connections int `json:"connections"`
+	// PanicsRecovered counts handler panics caught (each is a bug).
+	PanicsRecovered uint64 `json:"panics_recovered"`
+}
+
+// action is what the reader does with a message after the edge.
+type action uint8
+
+const (
+	actDrop  action = iota // nothing leaves
+	actPass                // msg goes to sipgo
+	actReply               // reply goes back to the source; msg is dropped
+)
+
+// verdict is the edge's decision on one message.
+type verdict struct {
+	act   action
+	msg   []byte // actPass: the canonical message
+	reply []byte // actReply: the stateless answer
+	// close ends a stream connection after the reply (or at once): its
+	// framing or its peer can no longer be trusted.
+	close bool
+}
+
+func newEdge(cfg *atomic.Pointer[configs.Config], log *slog.Logger) *edge {
+	e := &edge{
+		cfg:    cfg,
+		log:    log,
+		parser: sip.NewParser(),
+		flood:  newFloodGuard(),
+		conns:  newConnLimiter(),
+		busy:   func(string) bool { return false },
+	}
+	e.summary.log = log
+	return e
+}
+
+// inbound decides one message read from src on transport tr ("UDP",
+// "TCP" or "TLS").
+func (e *edge) inbound(b []byte, src netip.AddrPort, tr string) verdict {
+	if isKeepalive(b) {
+		return verdict{}
+	}
+	cfg := e.cfg.Load()
+	ip := src.Addr().Unmap()
+	ep := cfg.EndpointForSource(ip)
+	if ep == nil {
+		return e.stranger(cfg, b, ip, src)
+	}
+	stream := tr != "UDP"
+	response := isResponseBytes(b)
+	if ep.MaxRequestRate > 0 && !response {
+		if v := e.flood.allow(ip, ep.MaxRequestRate, cfg.SIP.Flood.BlockTime.D()); v != floodAllow {
+			if v == floodBlocked {
+				e.log.Warn("sip edge: source over its request rate, blocked", "endpoint", ep.Name, "source", ip.String(),
+					"rate", ep.MaxRequestRate, "for", cfg.SIP.Flood.BlockTime.D().String())
+			}
+			return e.refuse(reasonBlocked, src, "", verdict{})
+		}
+	}
+	lim := cfg.SIP.Limits
+	m, err := splitMessage(b)
+	if err != nil {
+		if response {
+			return e.refuse(reasonBadResponse, src, err.Error(), verdict{close: stream})
+		}
+		return e.answer(reasonMalformed, src, err.Error(), &m, 400, "Bad Request", stream)
+	}
+	if len(b) > lim.MaxMessageSize || len(m.headers) > lim.MaxHeaders || len(m.body) > lim.MaxBodySize {
+		if response {
+			return e.refuse(reasonTooLarge, src, "response", verdict{close: stream})
+		}
+		return e.answer(reasonTooLarge, src, strconv.Itoa(len(b))+" bytes, "+strconv.Itoa(len(m.headers))+" headers",
+			&m, 513, "Message Too Large", stream)
+	}
+	if !m.isRequest() {
+		return e.response(&m, b, src, stream)
+	}
+	return e.request(cfg, &m, b, src, tr)
+}
+
+// request checks a request from an endpoint.
+func (e *edge) request(cfg *configs.Config, m *rawMessage, b []byte, src netip.AddrPort, tr string) verdict {
+	stream := tr != "UDP"
+	method, _, version, ok := m.requestLine()
+	if !ok || !isToken(method) {
+		return e.answer(reasonMalformed, src, "malformed request line", m, 400, "Bad Request", false)
+	}
+	ack := method == "ACK"
+	if !strings.EqualFold(version, "SIP/2.0") {
+		if strings.HasPrefix(strings.ToUpper(version), "SIP/") {
+			return e.answerUnlessACK(ack, reasonVersion, src, version, m, 505, "Version Not Supported")
+		}
+		return e.answerUnlessACK(ack, reasonMalformed, src, "malformed SIP version", m, 400, "Bad Request")
+	}
+	if msg := missingOrRepeated(m); msg != "" {
+		return e.answerUnlessACK(ack, reasonMalformed, src, msg, m, 400, "Bad Request")
+	}
+	in := b
+	if m.folded {
+		in = m.canonical()
+	}
+	parsed, err := e.parser.ParseSIP(in)
+	if err != nil {
+		return e.answerUnlessACK(ack, reasonMalformed, src, "unparseable: "+err.Error(), m, 400, "Bad Request")
+	}
+	req, ok := parsed.(*sip.Request)
+	if !ok || req.Via() == nil || req.To() == nil || req.From() == nil || req.CallID() == nil || req.CSeq() == nil || req.MaxForwards() == nil {
+		return e.answerUnlessACK(ack, reasonMalformed, src, "a mandatory header does not parse", m, 400, "Bad Request")
+	}
+	if string(req.CSeq().MethodName) != method {
+		return e.answerUnlessACK(ack, reasonMalformed, src, "CSeq method "+string(req.CSeq().MethodName)+" is not the request method", m, 400, "Bad Request")
+	}
+	switch strings.ToLower(req.Recipient.Scheme) {
+	case "sip", "sips", "tel":
+	default:
+		return e.answerUnlessACK(ack, reasonScheme, src, "Request-URI scheme "+req.Recipient.Scheme, m, 416, "Unsupported URI Scheme")
+	}
+	if tags := requiredOptions(m); len(tags) > 0 && !ack && method != "CANCEL" {
+		return e.answer(reasonExtension, src, strings.Join(tags, ","), m, 420, "Bad Extension", false,
+			"Unsupported: "+strings.Join(tags, ", "))
+	}
+	if req.MaxForwards().Val() == 0 && method != "OPTIONS" {
+		return e.answerUnlessACK(ack, reasonHops, src, "Max-Forwards 0", m, 483, "Too Many Hops")
+	}
+	// Every response goes back to where the request came from: forced
+	// rport on UDP; on a stream, the connection's peer if sipgo must
+	// reconnect (RFC 3261 §18.2.2 would dial the Via host).
+	via := req.Via()
+	if stream {
+		via.Params.Add("received", src.Addr().Unmap().String())
+		via.Params.Add("rport", strconv.Itoa(int(src.Port())))
+	} else {
+		via.Params.Add("rport", "")
+	}
+	if req.ContentLength() == nil {
+		req.SetBody(nil) // adds Content-Length: 0, which stream framing needs
+	}
+	e.stats.passed.Add(1)
+	return verdict{act: actPass, msg: []byte(req.String())}
+}
+
+// response checks a response from an endpoint: sipgo must be able to
+// match it to a transaction, or it goes no further.
+func (e *edge) response(m *rawMessage, b []byte, src netip.AddrPort, stream bool) verdict {
+	in := b
+	if m.folded {
+		in = m.canonical()
+	}
+	parsed, err := e.parser.ParseSIP(in)
+	if err != nil {
+		return e.refuse(reasonBadResponse, src, err.Error(), verdict{close: stream})
+	}
+	res, ok := parsed.(*sip.Response)
+	if !ok || res.Via() == nil || res.CSeq() == nil || res.CallID() == nil || res.From() == nil || res.To() == nil ||
+		res.StatusCode < 100 || res.StatusCode > 699 {
+		return e.refuse(reasonBadResponse, src, "a mandatory header is missing", verdict{close: stream})
+	}
+	if res.ContentLength() == nil {
+		res.SetBody(nil)
+	}
+	e.stats.passed.Add(1)
+	if !m.folded && !stream {
+		return verdict{act: actPass, msg: b}
+	}
+	return verdict{act: actPass, msg: []byte(res.String())}
+}
+
+// stranger handles a message from no endpoint's address.
+func (e *edge) stranger(cfg *configs.Config, b []byte, ip netip.Addr, src netip.AddrPort) verdict {
+	if cfg.SIP.UnknownSources != configs.UnknownSourcesReject || isResponseBytes(b) {
+		return e.refuse(reasonStranger, src, "", verdict{close: true})
+	}
+	if e.flood.allow(ip, cfg.SIP.Flood.StrangerRate, cfg.SIP.Flood.BlockTime.D()) != floodAllow {
+		return e.refuse(reasonBlocked, src, "", verdict{close: true})
+	}
+	m, err := splitMessage(b)
+	if err != nil || !m.isRequest() || strings.HasPrefix(m.start, "ACK ") {
+		return e.refuse(reasonStranger, src, "", verdict{close: true})
+	}
+	reply := statelessResponse(&m, 403, "Forbidden", cfg.SIP.UserAgent)
+	if reply == nil {
+		return e.refuse(reasonStranger, src, "", verdict{close: true})
+	}
+	e.stats.replied.Add(1)
+	return e.refuse(reasonStranger, src, "", verdict{act: actReply, reply: reply, close: true})
+}
+
+// answer refuses a request with a stateless response when one can be
+// built, else drops it.
+func (e *edge) answer(r edgeReason, src netip.AddrPort, detail string, m *rawMessage, code int, reason string, closeConn bool, extra ...string) verdict {
+	if code != 420 {
+		extra = append(extra, warningHeader(detail))
+	}
+	v := verdict{close: closeConn}
+	if m.isRequest() && !strings.HasPrefix(m.start, "ACK ") {
+		if reply := statelessResponse(m, code, reason, e.cfg.Load().SIP.UserAgent, extra...); reply != nil {
+			v.act, v.reply = actReply, reply
+			e.stats.replied.Add(1)
+		}
+	}
+	return e.refuse(r, src, strconv.Itoa(code)+" "+detail, v)
+}
+
+// answerUnlessACK answers like answer, but an ACK never gets a response.
+func (e *edge) answerUnlessACK(ack bool, r edgeReason, src netip.AddrPort, detail string, m *rawMessage, code int, reason string) verdict {
+	if ack {
+		return e.refuse(r, src, "ACK: "+detail, verdict{})
+	}
+	return e.answer(r, src, detail, m, code, reason, false)
+}
+
+// refuse counts a message not passed on and returns v.
+func (e *edge) refuse(r edgeReason, src netip.AddrPort, detail string, v verdict) verdict {
+	e.stats.reasons[r].Add(1)
+	e.summary.note(r, src, detail)
+	return v
+}
+
+// missingOrRepeated names the first mandatory header (RFC 3261 §8.1.1)
+// missing or given more than once, and a repeated Content-Length.
+func missingOrRepeated(m *rawMessage) string {
+	var n [6]int
+	for _, h := range m.headers {
+		switch canonicalName(h.name) {
+		case "to":
+			n[0]++
+		case "from":
+			n[1]++
+		case "call-id":
+			n[2]++
+		case "cseq":
+			n[3]++
+		case "max-forwards":
+			n[4]++
+		case "content-length":
+			n[5]++
+		}
+	}
+	names := [...]string{"To", "From", "Call-ID", "CSeq", "Max-Forwards"}
+	for i, name := range names {
+		switch {
+		case n[i] == 0:
+			return "missing " + name + " header"
+		case n[i] > 1:
+			return name + " header given " + strconv.Itoa(n[i]) + " times"
+		}
+	}
+	if n[5] > 1 {
+		return "Content-Length header given " + strconv.Itoa(n[5]) + " times"
+	}
+	if len(m.values("via")) == 0 {
+		return "missing Via header"
+	}
+	return ""
+}
+
+// requiredOptions lists the option tags of the Require header fields.
+// wagate supports no SIP extension that a peer may require.
+func requiredOptions(m *rawMessage) []string {
+	var tags []string
+	for _, v := range m.values("require") {
+		for _, t := range strings.Split(v, ",") {
+			if t = strings.TrimSpace(t); t != "" && !hasControl(t) {
+				tags = append(tags, t)
+			}
+		}
+	}
+	return tags
+}
+
+// isKeepalive reports a CRLF keep-alive (RFC 5626 §3.5.1) or an empty
+// datagram.
+func isKeepalive(b []byte) bool {
+	return len(bytes.Trim(b, "\r\n\x00")) == 0
+}
+
+func isResponseBytes(b []byte) bool {
+	b = bytes.TrimLeft(b, "\r\n")
+	return len(b) >= 4 && (bytes.HasPrefix(b, []byte("SIP/")) || bytes.HasPrefix(bytes.ToUpper(b[:4]), []byte("SIP/")))
+}
+
+// Stats returns the edge's counters.
+func (e *edge) snapshot() EdgeStats {
+	s := EdgeStats{
+		Passed:          e.stats.passed.Load(),
+		Answered:        e.stats.replied.Load(),
+		Refused:         make(map[string]uint64, numReasons),
+		Connections:     e.conns.count(),
+		PanicsRecovered: e.stats.panics.Load(),
+	}
+	for r := range numReasons {
+		if n := e.stats.reasons[r].Load(); n > 0 {
+			s.Refused[r.String()] = n
+		}
+	}
+	return s
+}
+
+// edgeSummary turns a stream of refusals into one log line per interval:
+// a flood must not become a flood of log lines. The first refusal of each
+// reason in an interval is kept as a sample (source and detail).
+type edgeSummary struct {
+	log     *slog.Logger
+	mu      sync.Mutex
+	counts  [numReasons]uint64
+	samples [numReasons]string
+}
+
+func (s *edgeSummary) note(r edgeReason, src netip.AddrPort, detail string) {
+	s.mu.Lock()
+	s.counts[r]++
+	first := s.counts[r] == 1
+	if first {
+		s.samples[r] = src.String()
+		if detail != "" {
+			s.samples[r] += ": " + truncate(detail, 120)
+		}
+	}
+	s.mu.Unlock()
+	if first && s.log.Enabled(context.Background(), slog.LevelDebug) {
+		s.log.Debug("sip edge refused a message", "reason", r.String(), "source", src.String(), "detail", detail)
+	}
+}
+
+// flush logs what was refused since the last flush, if anything.
+func (s *edgeSummary) flush(interval time.Duration) {
+	s.mu.Lock()
+	var attrs []any
+	level := slog.LevelInfo
+	for r := range numReasons {
+		if s.counts[r] > 0 {
+			attrs = append(attrs, slog.Group(r.String(), "count", s.counts[r], "sample", s.samples[r]))
+			if r.fromEndpoint() {
+				level = slog.LevelWarn
+			}
+		}
+	}
+	s.counts = [numReasons]uint64{}
+	s.samples = [numReasons]string{}
+	s.mu.Unlock()
+	if len(attrs) > 0 {
+		s.log.Log(context.Background(), level, "sip edge: messages refused in the last "+interval.String(), attrs...)
+	}
+}
+
+// run flushes the summary every interval until ctx ends.
+func (e *edge) run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			e.summary.flush(interval)
+			return
+		case <-t.C:
+			e.summary.flush(interval)
+		}
+	}
+}

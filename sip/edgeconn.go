@@ -1,0 +1,376 @@
+package sip
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/wagate/wagate/configs"
+)
+
+// The edge sits between the sockets and sipgo: sipgo reads from these
+// wrappers and only ever sees messages the edge passed.
+
+// edgePacketConn is a UDP listener socket as sipgo sees it. Its ReadFrom
+// returns only messages the edge passed; the edge's stateless answers are
+// written straight back to the datagram's source.
+type edgePacketConn struct {
+	net.PacketConn
+	edge *edge
+	buf  []byte
+}
+
+func newEdgePacketConn(pc net.PacketConn, e *edge) *edgePacketConn {
+	// Larger than any UDP payload, so a datagram is never cut.
+	return &edgePacketConn{PacketConn: pc, edge: e, buf: make([]byte, 65536)}
+}
+
+func (c *edgePacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	for {
+		n, addr, err := c.PacketConn.ReadFrom(c.buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return 0, addr, err
+			}
+			// sipgo stops serving on any read error; a transient one
+			// (an ICMP error surfacing, a signal) must not end SIP.
+			c.edge.log.Warn("sip edge: UDP read error", "error", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		ua, ok := addr.(*net.UDPAddr)
+		if !ok {
+			continue
+		}
+		v := c.edge.inbound(c.buf[:n], ua.AddrPort(), "UDP")
+		switch v.act {
+		case actPass:
+			if len(v.msg) > len(p) {
+				// sipgo reads with a 64 KiB buffer and the edge caps
+				// messages at 64 KiB, so this is a bug if it happens.
+				c.edge.log.Error("sip edge: message larger than sipgo's read buffer", "bytes", len(v.msg))
+				continue
+			}
+			return copy(p, v.msg), addr, nil
+		case actReply:
+			if _, err := c.PacketConn.WriteTo(v.reply, addr); err != nil {
+				c.edge.log.Debug("sip edge: stateless answer not sent", "to", addr.String(), "error", err)
+			}
+		}
+	}
+}
+
+// edgeListener admits stream connections before anything is read from
+// them: a stranger's connection is closed at once (unless strangers get a
+// 403), and the total and per-source caps are held. It never returns an
+// error for one bad connection: sipgo stops serving a listener on the
+// first Accept error.
+type edgeListener struct {
+	net.Listener
+	edge *edge
+}
+
+func (l *edgeListener) Accept() (net.Conn, error) {
+	delay := 5 * time.Millisecond
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil, err
+			}
+			// Out of file descriptors and the like: wait, as
+			// net/http does, instead of stopping the listener.
+			l.edge.log.Warn("sip edge: accept failed", "error", err, "retry_in", delay.String())
+			time.Sleep(delay)
+			delay = min(2*delay, time.Second)
+			continue
+		}
+		delay = 5 * time.Millisecond
+		src := addrPortOf(c.RemoteAddr())
+		ip := src.Addr().Unmap()
+		cfg := l.edge.cfg.Load()
+		ep := cfg.EndpointForSource(ip)
+		if ep == nil && cfg.SIP.UnknownSources != configs.UnknownSourcesReject {
+			c.Close()
+			l.edge.refuse(reasonStranger, src, "connection", verdict{})
+			continue
+		}
+		per := cfg.SIP.TCP.MaxConnectionsPerSource
+		if ep == nil {
+			per = 1 // a stranger gets its 403 on one connection at a time
+		}
+		if !l.edge.conns.acquire(ip, cfg.SIP.TCP.MaxConnections, per) {
+			c.Close()
+			l.edge.refuse(reasonConnRefused, src, "connection cap reached", verdict{})
+			continue
+		}
+		return &countedConn{Conn: c, release: func() { l.edge.conns.release(ip) }}, nil
+	}
+}
+
+// countedConn gives its connection slot back once, when closed.
+type countedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(c.release)
+	return c.Conn.Close()
+}
+
+// framingListener wraps each accepted connection (after TLS, when there
+// is TLS) in an edgeConn.
+type framingListener struct {
+	net.Listener
+	edge      *edge
+	transport string
+}
+
+func (l framingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &edgeConn{
+		Conn:      c,
+		edge:      l.edge,
+		src:       addrPortOf(c.RemoteAddr()),
+		transport: l.transport,
+		buf:       make([]byte, 16<<10),
+	}, nil
+}
+
+// edgeConn is a stream connection as sipgo sees it: its Read returns the
+// canonical bytes of whole messages the edge passed, one after another.
+// It frames the stream itself (header end, then Content-Length), answers
+// CRLF keep-alive pings, and closes a connection that stays silent for
+// sip.tcp.idle_timeout while no call uses it, or that takes longer than
+// that to deliver one message (a slow sender holding a goroutine).
+type edgeConn struct {
+	net.Conn
+	edge      *edge
+	src       netip.AddrPort
+	transport string
+
+	in  []byte // read, not yet framed
+	out []byte // passed, not yet read by sipgo
+	buf []byte
+	// partialSince is when the first byte of an unfinished message came.
+	partialSince time.Time
+	done         error
+}
+
+func (c *edgeConn) Read(p []byte) (int, error) {
+	for len(c.out) == 0 {
+		if c.done != nil {
+			return 0, c.done
+		}
+		c.done = c.next()
+	}
+	n := copy(p, c.out)
+	c.out = c.out[n:]
+	return n, nil
+}
+
+// next frames and checks messages until one is passed (nil) or the
+// connection is over (an error to hand sipgo: io.EOF ends its reader).
+func (c *edgeConn) next() error {
+	for {
+		cfg := c.edge.cfg.Load()
+		if err := c.keepalives(); err != nil {
+			return err
+		}
+		msg, n, st := frameMessage(c.in, cfg.SIP.Limits.MaxMessageSize)
+		switch st {
+		case frameOK:
+			v := c.edge.inbound(msg, c.src, c.transport)
+			c.in = c.in[n:]
+			c.partialSince = time.Time{}
+			if v.act == actReply {
+				if _, err := c.Conn.Write(v.reply); err != nil {
+					return c.end(io.EOF)
+				}
+			}
+			if v.close {
+				return c.end(io.EOF)
+			}
+			if v.act == actPass {
+				c.out = v.msg
+				if len(c.in) == 0 {
+					c.in = nil // let a large buffer go
+				}
+				return nil
+			}
+			continue
+		case frameTooLarge, frameBad:
+			reason, code, phrase := reasonMalformed, 400, "Bad Request"
+			detail := "stream framing: bad or repeated Content-Length"
+			if st == frameTooLarge {
+				reason, code, phrase = reasonTooLarge, 513, "Message Too Large"
+				detail = "over " + strconv.Itoa(cfg.SIP.Limits.MaxMessageSize) + " bytes"
+			}
+			// Without a trustworthy length there is no next message to
+			// find: answer if the header can be read, then close.
+			m, _ := splitMessage(headerPart(c.in))
+			if c.edge.cfg.Load().EndpointForSource(c.src.Addr().Unmap()) != nil {
+				if v := c.edge.answer(reason, c.src, detail, &m, code, phrase, true); v.act == actReply {
+					_, _ = c.Conn.Write(v.reply)
+				}
+			} else {
+				c.edge.refuse(reasonStranger, c.src, detail, verdict{})
+			}
+			return c.end(io.EOF)
+		}
+		if err := c.fill(cfg); err != nil {
+			return err
+		}
+	}
+}
+
+// keepalives consumes CRLFs between messages, answering each double-CRLF
+// ping with a CRLF pong (RFC 5626 §3.5.1).
+func (c *edgeConn) keepalives() error {
+	for len(c.in) >= 2 && c.in[0] == '\r' && c.in[1] == '\n' {
+		if len(c.in) == 2 || (len(c.in) == 3 && c.in[2] == '\r') {
+			return nil // the rest of a ping may follow
+		}
+		if c.in[2] == '\r' && c.in[3] == '\n' {
+			if _, err := c.Conn.Write([]byte("\r\n")); err != nil {
+				return c.end(io.EOF)
+			}
+			c.in = c.in[4:]
+			continue
+		}
+		c.in = c.in[2:]
+	}
+	return nil
+}
+
+// fill reads more of the stream, bounded by the idle timeout.
+func (c *edgeConn) fill(cfg *configs.Config) error {
+	idle := cfg.SIP.TCP.IdleTimeout.D()
+	for {
+		deadline := time.Now().Add(idle)
+		pending := len(bytes.TrimLeft(c.in, "\r\n")) > 0
+		if pending {
+			if c.partialSince.IsZero() {
+				c.partialSince = time.Now()
+			}
+			deadline = c.partialSince.Add(idle)
+		}
+		_ = c.Conn.SetReadDeadline(deadline)
+		n, err := c.Conn.Read(c.buf)
+		if n > 0 {
+			c.in = append(c.in, c.buf[:n]...)
+			return nil
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			if !pending && c.edge.busy(c.src.String()) {
+				continue // a call's dialog lives on this connection
+			}
+			c.edge.refuse(reasonIdle, c.src, "", verdict{})
+			return c.end(io.EOF)
+		}
+		if err == nil {
+			continue
+		}
+		return c.end(err)
+	}
+}
+
+// end closes the connection and returns err for sipgo's reader.
+func (c *edgeConn) end(err error) error {
+	c.Conn.Close()
+	if errors.Is(err, net.ErrClosed) {
+		return io.EOF
+	}
+	return err
+}
+
+type frameStatus uint8
+
+const (
+	frameNeedMore frameStatus = iota
+	frameOK
+	frameTooLarge
+	frameBad
+)
+
+// frameMessage finds the first whole message in b: the header ends at the
+// first empty line (CRLF or bare LF), the body is Content-Length bytes
+// (none when absent). n is the bytes the message takes in b.
+func frameMessage(b []byte, max int) (msg []byte, n int, st frameStatus) {
+	end, sep := headerEnd(b)
+	if end < 0 {
+		if len(b) > max {
+			return nil, 0, frameTooLarge
+		}
+		return nil, 0, frameNeedMore
+	}
+	m, err := splitMessage(b[:end+sep])
+	if err != nil {
+		return nil, 0, frameBad
+	}
+	cl := 0
+	if vals := m.values("content-length"); len(vals) > 0 {
+		for i, v := range vals {
+			x, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil || x < 0 || (i > 0 && x != cl) {
+				return nil, 0, frameBad
+			}
+			cl = x
+		}
+	}
+	total := end + sep + cl
+	if total > max {
+		return nil, 0, frameTooLarge
+	}
+	if len(b) < total {
+		return nil, 0, frameNeedMore
+	}
+	return b[:total], total, frameOK
+}
+
+// headerEnd returns where the header section of b ends and the length of
+// the empty line's separator, or -1.
+func headerEnd(b []byte) (int, int) {
+	crlf := bytes.Index(b, []byte("\r\n\r\n"))
+	lf := bytes.Index(b, []byte("\n\n"))
+	switch {
+	case crlf >= 0 && (lf < 0 || crlf < lf):
+		return crlf, 4
+	case lf >= 0:
+		return lf, 2
+	}
+	return -1, 0
+}
+
+// headerPart is b up to its empty line, or all of b.
+func headerPart(b []byte) []byte {
+	if end, sep := headerEnd(b); end >= 0 {
+		return b[:end+sep]
+	}
+	return append(b[:len(b):len(b)], "\r\n\r\n"...)
+}
+
+func addrPortOf(a net.Addr) netip.AddrPort {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		return a.AddrPort()
+	case *net.UDPAddr:
+		return a.AddrPort()
+	}
+	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+		return ap
+	}
+	return netip.AddrPort{}
+}

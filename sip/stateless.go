@@ -1,0 +1,121 @@
+package sip
+
+import (
+	"hash/fnv"
+	"strconv"
+	"strings"
+)
+
+// statelessResponse builds the answer to a request the edge refuses before
+// sipgo sees it (RFC 3261 §8.2.7): no transaction, so nothing is kept and
+// nothing is retransmitted. It echoes the request's Via, From, To, Call-ID
+// and CSeq fields as written, so the sender can match it. It returns nil
+// when no answer can be built: a response the sender cannot match (no Via
+// or CSeq), or a field that would carry a control character back.
+//
+// The To tag is derived from the request, so a retransmitted request gets
+// the same answer.
+func statelessResponse(m *rawMessage, code int, reason, userAgent string, extra ...string) []byte {
+	var b strings.Builder
+	b.Grow(512)
+	b.WriteString("SIP/2.0 ")
+	b.WriteString(strconv.Itoa(code))
+	b.WriteByte(' ')
+	b.WriteString(reason)
+	b.WriteString("\r\n")
+	var via, cseq, toTagged bool
+	var seed string
+	for _, h := range m.headers {
+		name := canonicalName(h.name)
+		switch name {
+		case "via", "from", "to", "call-id", "cseq":
+		default:
+			continue
+		}
+		if hasControl(h.value) || h.value == "" {
+			return nil
+		}
+		value := h.value
+		switch name {
+		case "via":
+			via = true
+			if seed == "" {
+				seed = value
+			}
+		case "cseq":
+			cseq = true
+		case "to":
+			if toTagged {
+				continue // a second To is not echoed
+			}
+			toTagged = true
+			if code > 100 && !hasTag(value) {
+				value += ";tag=" + statelessTag(m, seed)
+			}
+		}
+		b.WriteString(headerNames[name])
+		b.WriteString(": ")
+		b.WriteString(value)
+		b.WriteString("\r\n")
+	}
+	if !via || !cseq {
+		return nil
+	}
+	if userAgent != "" {
+		b.WriteString("Server: ")
+		b.WriteString(userAgent)
+		b.WriteString("\r\n")
+	}
+	if code >= 300 {
+		// wagate's own refusal, as every refusal it makes (RFC 3326).
+		b.WriteString(`Reason: SIP;cause=` + strconv.Itoa(code) + `;text="` + reason + "\"\r\n")
+	}
+	for _, h := range extra {
+		b.WriteString(h)
+		b.WriteString("\r\n")
+	}
+	b.WriteString("Content-Length: 0\r\n\r\n")
+	return []byte(b.String())
+}
+
+var headerNames = map[string]string{
+	"via": "Via", "from": "From", "to": "To", "call-id": "Call-ID", "cseq": "CSeq",
+}
+
+// hasTag reports whether a To or From value already carries a tag
+// parameter (outside the angle brackets of its URI).
+func hasTag(v string) bool {
+	if i := strings.LastIndexByte(v, '>'); i >= 0 {
+		v = v[i:]
+	}
+	for _, p := range strings.Split(v, ";")[1:] {
+		k, _, _ := strings.Cut(p, "=")
+		if strings.EqualFold(strings.TrimSpace(k), "tag") {
+			return true
+		}
+	}
+	return false
+}
+
+func statelessTag(m *rawMessage, via string) string {
+	h := fnv.New64a()
+	h.Write([]byte(via))
+	for _, v := range m.values("call-id") {
+		h.Write([]byte(v))
+	}
+	return strconv.FormatUint(h.Sum64(), 36)
+}
+
+// warningHeader is wagate's Warning (RFC 3261 §20.43) saying what is wrong.
+func warningHeader(text string) string {
+	text = strings.Map(func(r rune) rune {
+		if r == '"' || r == '\\' || r < 0x20 || r == 0x7f {
+			return '\''
+		}
+		return r
+	}, text)
+	if len(text) > 160 {
+		text = text[:160]
+	}
+	return `Warning: 399 wagate "` + text + `"`
+}

@@ -1,0 +1,205 @@
+package sip
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+)
+
+// The SIP edge reads every message twice: first this splitter, which only
+// finds lines, names and the body, then sipgo's parser. The split is what
+// lets wagate size a message, answer one that sipgo would refuse (a 400
+// needs the Via, From, To, Call-ID and CSeq lines as they were written),
+// and hand sipgo one canonical form: CRLF line ends and folded header
+// lines joined, so that sipgo and the edge always agree on which header
+// fields a message has.
+
+// rawMessage is a SIP message split into its start line, header fields and
+// body, with no value interpreted.
+type rawMessage struct {
+	start   string
+	headers []rawHeader
+	body    []byte
+	// folded is set when the message needs rewriting before sipgo reads
+	// it: a bare LF line end or a folded header line.
+	folded bool
+}
+
+// rawHeader is one header field: the name as written (trimmed) and the
+// value with continuation lines joined by one space.
+type rawHeader struct {
+	name  string
+	value string
+}
+
+var (
+	errNoHeaderEnd  = errors.New("no empty line ends the header")
+	errBareCR       = errors.New("a CR without LF")
+	errNoColon      = errors.New("a header line without a colon")
+	errBadName      = errors.New("a header name that is not a token")
+	errLeadingSpace = errors.New("a continuation line before any header")
+	errEmptyStart   = errors.New("an empty start line")
+)
+
+// splitMessage splits b. Leading CRLFs (keep-alives before a message) are
+// skipped. The body is whatever follows the empty line; the caller applies
+// Content-Length.
+func splitMessage(b []byte) (rawMessage, error) {
+	var m rawMessage
+	for len(b) > 0 && (b[0] == '\r' || b[0] == '\n') {
+		b = b[1:]
+	}
+	first := true
+	for {
+		line, rest, lf, err := nextRawLine(b)
+		if err != nil {
+			return m, err
+		}
+		b = rest
+		if lf {
+			m.folded = true
+		}
+		if first {
+			if len(line) == 0 {
+				return m, errEmptyStart
+			}
+			m.start = string(line)
+			first = false
+			continue
+		}
+		if len(line) == 0 {
+			m.body = b
+			return m, nil
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			if len(m.headers) == 0 {
+				return m, errLeadingSpace
+			}
+			h := &m.headers[len(m.headers)-1]
+			if cont := strings.TrimSpace(string(line)); cont != "" {
+				if h.value == "" {
+					h.value = cont
+				} else {
+					h.value += " " + cont
+				}
+			}
+			m.folded = true
+			continue
+		}
+		i := bytes.IndexByte(line, ':')
+		if i < 0 {
+			return m, errNoColon
+		}
+		name := strings.TrimRight(string(line[:i]), " \t")
+		if !isToken(name) {
+			return m, errBadName
+		}
+		m.headers = append(m.headers, rawHeader{name: name, value: strings.TrimSpace(string(line[i+1:]))})
+	}
+}
+
+// nextRawLine returns the first line of b without its end, the rest, and
+// whether it ended in a bare LF.
+func nextRawLine(b []byte) (line, rest []byte, lf bool, err error) {
+	i := bytes.IndexAny(b, "\r\n")
+	if i < 0 {
+		return nil, nil, false, errNoHeaderEnd
+	}
+	if b[i] == '\n' {
+		return b[:i], b[i+1:], true, nil
+	}
+	if i+1 >= len(b) || b[i+1] != '\n' {
+		return nil, nil, false, errBareCR
+	}
+	return b[:i], b[i+2:], false, nil
+}
+
+// isToken reports whether s is an RFC 3261 token (header names, methods).
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("-.!%*_+`'~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// compactNames maps RFC 3261 §7.3.3 compact forms to full names.
+var compactNames = map[string]string{
+	"i": "call-id", "f": "from", "t": "to", "v": "via", "l": "content-length",
+	"c": "content-type", "m": "contact", "k": "supported", "e": "content-encoding", "s": "subject",
+}
+
+// canonicalName is the lower-case full name of a header name.
+func canonicalName(name string) string {
+	n := strings.ToLower(name)
+	if full, ok := compactNames[n]; ok {
+		return full
+	}
+	return n
+}
+
+// values returns the values of every field named name (lower-case, full
+// form), in order.
+func (m *rawMessage) values(name string) []string {
+	var out []string
+	for _, h := range m.headers {
+		if canonicalName(h.name) == name {
+			out = append(out, h.value)
+		}
+	}
+	return out
+}
+
+// isRequest reports whether the start line is a request line.
+func (m *rawMessage) isRequest() bool {
+	return !strings.HasPrefix(strings.ToUpper(m.start), "SIP/")
+}
+
+// requestLine splits a request line into its three parts; ok is false
+// unless there are exactly three separated by single spaces.
+func (m *rawMessage) requestLine() (method, uri, version string, ok bool) {
+	parts := strings.Split(m.start, " ")
+	if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
+		return "", "", "", false
+	}
+	return parts[0], parts[1], parts[2], true
+}
+
+// canonical returns the message with CRLF line ends and one line per
+// header field, the only form handed to sipgo.
+func (m *rawMessage) canonical() []byte {
+	n := len(m.start) + 4 + len(m.body)
+	for _, h := range m.headers {
+		n += len(h.name) + len(h.value) + 4
+	}
+	out := make([]byte, 0, n)
+	out = append(out, m.start...)
+	out = append(out, "\r\n"...)
+	for _, h := range m.headers {
+		out = append(out, h.name...)
+		out = append(out, ": "...)
+		out = append(out, h.value...)
+		out = append(out, "\r\n"...)
+	}
+	out = append(out, "\r\n"...)
+	return append(out, m.body...)
+}
+
+// hasControl reports a byte that must never be echoed into a header: any
+// control character but HT.
+func hasControl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < 0x20 && c != '\t') || c == 0x7f {
+			return true
+		}
+	}
+	return false
+}
