@@ -116,7 +116,9 @@ func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
 	})
 }
 
-// onOther answers every method wagate does not implement.
+// onOther answers every method wagate does not implement. An in-dialog
+// request (To tag) for no dialog wagate holds gets 481 whatever its
+// method (RFC 3261 §12.2.2), before anything else is looked at.
 func (s *Server) onOther(req *sip.Request, tx sip.ServerTransaction) {
 	if req.IsAck() {
 		return
@@ -125,10 +127,13 @@ func (s *Server) onOther(req *sip.Request, tx sip.ServerTransaction) {
 	if ep == nil {
 		return
 	}
-	if req.Method == sip.INFO {
-		// DTMF over INFO is not relayed; accepting it keeps dialogs alive
-		// with peers that send it anyway.
-		if _, ok := s.findDialog(req); ok {
+	if tag, _ := req.To().Params.Get("tag"); tag != "" {
+		if _, ok := s.dialogOr481(req, tx); !ok {
+			return
+		}
+		if req.Method == sip.INFO {
+			// DTMF over INFO is not relayed; accepting it keeps
+			// dialogs alive with peers that send it anyway.
 			s.respond(tx, req, 200, "OK", nil)
 			return
 		}

@@ -45,6 +45,11 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		s.reject(tx, req, &rejection{code: 488, reason: "Not Acceptable Here", warning: "INVITE without SDP offer is not supported", log: "offerless INVITE"}, log)
 		return
 	}
+	if ct := req.ContentType(); ct != nil && !isSDPType(ct.Value()) {
+		s.reject(tx, req, &rejection{code: 415, reason: "Unsupported Media Type", warning: "the offer must be application/sdp",
+			log: "INVITE body is " + truncate(ct.Value(), 64), accept: "application/sdp"}, log)
+		return
+	}
 	cfg := s.cfg.Load()
 	dec, rej := route(cfg, ep, req)
 	if rej != nil {
@@ -262,6 +267,11 @@ func (s *Server) driveInvite(c *call, bReq *sip.Request, btx sip.ClientTransacti
 	})
 	ring := time.NewTimer(s.cfg.Load().SIP.RingTimeout.D())
 	defer ring.Stop()
+	// Once wagate gives up on B (CANCEL, ring timeout, A gone), B has
+	// 64·T1 to end its INVITE transaction (RFC 3261 §9.1): a PBX that
+	// answers the CANCEL but never sends 487, or never answers at all,
+	// must not hold the call, its ports and its slot for ever.
+	var abandon <-chan time.Time
 
 	var (
 		provisional bool // B sent a 1xx, so CANCEL may be sent
@@ -277,13 +287,19 @@ func (s *Server) driveInvite(c *call, bReq *sip.Request, btx sip.ClientTransacti
 			s.sendCancel(c, bReq)
 		}
 	}
+	stopWaiting := func() {
+		wantCancel = true
+		if abandon == nil {
+			abandon = time.After(64 * sip.T1)
+		}
+	}
 	giveUp := func(code int, reason, why string) {
 		if !aFinal {
 			aFinal = true
 			s.reject(c.aTx, c.aInvite, &rejection{code: code, reason: reason, log: why}, c.log)
 		}
 		cause = why
-		wantCancel = true
+		stopWaiting()
 		c.setOutcome(OutcomeCancelled)
 		sendCancel()
 	}
@@ -355,9 +371,13 @@ func (s *Server) driveInvite(c *call, bReq *sip.Request, btx sip.ClientTransacti
 			// INVITE with 487.
 			aFinal = true
 			cause = "cancelled by a"
-			wantCancel = true
+			stopWaiting()
 			c.setOutcome(OutcomeCancelled)
 			sendCancel()
+		case <-abandon:
+			c.log.Warn("B-leg sent no final response within 64*T1 of being cancelled; call ended", "leg", "b", "cancel_sent", cancelSent)
+			c.terminate(nil, cause+"; b-leg never ended its INVITE")
+			return
 		case <-ring.C:
 			giveUp(480, "Temporarily Unavailable", "ring timeout")
 		case <-c.ended:
@@ -601,6 +621,13 @@ func sdpRejection(err error) *rejection {
 }
 
 func isUnreliable(transport string) bool { return strings.EqualFold(transport, "udp") }
+
+// isSDPType reports whether a Content-Type value is application/sdp
+// (parameters and case aside).
+func isSDPType(v string) bool {
+	mt, _, _ := strings.Cut(v, ";")
+	return strings.EqualFold(strings.TrimSpace(mt), "application/sdp")
+}
 
 func errString(err error) string {
 	if err == nil {

@@ -59,6 +59,8 @@ type rejection struct {
 	// relayed marks a response that passes on B's final answer: it is not
 	// wagate's own decision, so it carries no Reason header.
 	relayed bool
+	// accept is the Accept header of a 415.
+	accept string
 }
 
 // route decides the B-leg of a new INVITE from endpoint ep. It reads only

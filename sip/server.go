@@ -375,6 +375,9 @@ func (s *Server) reject(tx sip.ServerTransaction, req *sip.Request, r *rejection
 		if r.metaError != 0 {
 			res.AppendHeader(sip.NewHeader(hdrWABAError, itoa(r.metaError)))
 		}
+		if r.accept != "" {
+			res.AppendHeader(sip.NewHeader("Accept", r.accept))
+		}
 		switch {
 		case r.retryAfter > 0:
 			res.AppendHeader(sip.NewHeader("Retry-After", itoa(retryAfterSeconds(r.retryAfter))))
