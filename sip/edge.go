@@ -180,19 +180,24 @@ func (e *edge) inbound(b []byte, src netip.AddrPort, tr string) verdict {
 			&m, 513, "Message Too Large", stream)
 	}
 	if !m.isRequest() {
-		return e.response(&m, b, src, stream)
+		return e.response(&m, src, stream)
 	}
-	return e.request(cfg, &m, b, src, tr)
+	return e.request(&m, src, tr)
 }
 
 // request checks a request from an endpoint.
-func (e *edge) request(cfg *configs.Config, m *rawMessage, b []byte, src netip.AddrPort, tr string) verdict {
+func (e *edge) request(m *rawMessage, src netip.AddrPort, tr string) verdict {
 	stream := tr != "UDP"
 	method, _, version, ok := m.requestLine()
 	if !ok || !isToken(method) {
 		return e.answer(reasonMalformed, src, "malformed request line", m, 400, "Bad Request", false)
 	}
 	ack := method == "ACK"
+	if method != strings.ToUpper(method) {
+		// Methods are case-sensitive and wagate implements none with
+		// lower-case letters; sipgo would upper-case it into one it does.
+		return e.answer(reasonMalformed, src, "method "+method, m, 501, "Not Implemented", false)
+	}
 	if !strings.EqualFold(version, "SIP/2.0") {
 		if strings.HasPrefix(strings.ToUpper(version), "SIP/") {
 			return e.answerUnlessACK(ack, reasonVersion, src, version, m, 505, "Version Not Supported")
@@ -202,10 +207,15 @@ func (e *edge) request(cfg *configs.Config, m *rawMessage, b []byte, src netip.A
 	if msg := missingOrRepeated(m); msg != "" {
 		return e.answerUnlessACK(ack, reasonMalformed, src, msg, m, 400, "Bad Request")
 	}
-	in := b
-	if m.folded {
-		in = m.canonical()
+	// Every response goes back to where the request came from: forced
+	// rport on UDP; on a stream, the connection's peer if sipgo must
+	// reconnect (RFC 3261 §18.2.2 would dial the Via host). The rewrite
+	// is made before the parse, so sipgo gets exactly what was checked.
+	if !m.forceSource(src, stream) {
+		return e.answerUnlessACK(ack, reasonMalformed, src, "malformed Via header", m, 400, "Bad Request")
 	}
+	m.ensureContentLength()
+	in := m.canonical()
 	parsed, err := e.parser.ParseSIP(in)
 	if err != nil {
 		return e.answerUnlessACK(ack, reasonMalformed, src, "unparseable: "+err.Error(), m, 400, "Bad Request")
@@ -229,30 +239,15 @@ func (e *edge) request(cfg *configs.Config, m *rawMessage, b []byte, src netip.A
 	if req.MaxForwards().Val() == 0 && method != "OPTIONS" {
 		return e.answerUnlessACK(ack, reasonHops, src, "Max-Forwards 0", m, 483, "Too Many Hops")
 	}
-	// Every response goes back to where the request came from: forced
-	// rport on UDP; on a stream, the connection's peer if sipgo must
-	// reconnect (RFC 3261 §18.2.2 would dial the Via host).
-	via := req.Via()
-	if stream {
-		via.Params.Add("received", src.Addr().Unmap().String())
-		via.Params.Add("rport", strconv.Itoa(int(src.Port())))
-	} else {
-		via.Params.Add("rport", "")
-	}
-	if req.ContentLength() == nil {
-		req.SetBody(nil) // adds Content-Length: 0, which stream framing needs
-	}
 	e.stats.passed.Add(1)
-	return verdict{act: actPass, msg: []byte(req.String())}
+	return verdict{act: actPass, msg: in}
 }
 
 // response checks a response from an endpoint: sipgo must be able to
 // match it to a transaction, or it goes no further.
-func (e *edge) response(m *rawMessage, b []byte, src netip.AddrPort, stream bool) verdict {
-	in := b
-	if m.folded {
-		in = m.canonical()
-	}
+func (e *edge) response(m *rawMessage, src netip.AddrPort, stream bool) verdict {
+	m.ensureContentLength()
+	in := m.canonical()
 	parsed, err := e.parser.ParseSIP(in)
 	if err != nil {
 		return e.refuse(reasonBadResponse, src, err.Error(), verdict{close: stream})
@@ -262,14 +257,8 @@ func (e *edge) response(m *rawMessage, b []byte, src netip.AddrPort, stream bool
 		res.StatusCode < 100 || res.StatusCode > 699 {
 		return e.refuse(reasonBadResponse, src, "a mandatory header is missing", verdict{close: stream})
 	}
-	if res.ContentLength() == nil {
-		res.SetBody(nil)
-	}
 	e.stats.passed.Add(1)
-	if !m.folded && !stream {
-		return verdict{act: actPass, msg: b}
-	}
-	return verdict{act: actPass, msg: []byte(res.String())}
+	return verdict{act: actPass, msg: in}
 }
 
 // stranger handles a message from no endpoint's address.

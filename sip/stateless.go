@@ -4,6 +4,8 @@ import (
 	"hash/fnv"
 	"strconv"
 	"strings"
+
+	"github.com/emiago/sipgo/sip"
 )
 
 // statelessResponse builds the answer to a request the edge refuses before
@@ -36,6 +38,14 @@ func statelessResponse(m *rawMessage, code int, reason, userAgent string, extra 
 			return nil
 		}
 		value := h.value
+		if !parsesAs(name, value) {
+			// An answer the sender could not match (Via, CSeq) is no
+			// answer; another broken field is left out.
+			if name == "via" || name == "cseq" {
+				return nil
+			}
+			continue
+		}
 		switch name {
 		case "via":
 			via = true
@@ -61,6 +71,15 @@ func statelessResponse(m *rawMessage, code int, reason, userAgent string, extra 
 	if !via || !cseq {
 		return nil
 	}
+	if !toTagged {
+		// A response needs a To; for a request that has none, the
+		// Request-URI is where it was sent.
+		if _, uri, _, ok := m.requestLine(); ok && !hasControl(uri) && !strings.ContainsAny(uri, "<>\"") {
+			if to := "<" + uri + ">;tag=" + statelessTag(m, seed); parsesAs("to", to) {
+				b.WriteString("To: " + to + "\r\n")
+			}
+		}
+	}
 	if userAgent != "" {
 		b.WriteString("Server: ")
 		b.WriteString(userAgent)
@@ -77,6 +96,15 @@ func statelessResponse(m *rawMessage, code int, reason, userAgent string, extra 
 	b.WriteString("Content-Length: 0\r\n\r\n")
 	return []byte(b.String())
 }
+
+// parsesAs reports whether sipgo reads value as a valid header named name
+// (lower-case), so that every answer the edge builds parses.
+func parsesAs(name, value string) bool {
+	_, err := sipHeaders.ParseHeader(nil, []byte(name+": "+value))
+	return err == nil
+}
+
+var sipHeaders = sip.HeadersParser(sip.DefaultHeadersParser())
 
 var headerNames = map[string]string{
 	"via": "Via", "from": "From", "to": "To", "call-id": "Call-ID", "cseq": "CSeq",

@@ -3,6 +3,8 @@ package sip
 import (
 	"bytes"
 	"errors"
+	"net/netip"
+	"strconv"
 	"strings"
 )
 
@@ -20,8 +22,8 @@ type rawMessage struct {
 	start   string
 	headers []rawHeader
 	body    []byte
-	// folded is set when the message needs rewriting before sipgo reads
-	// it: a bare LF line end or a folded header line.
+	// folded is set when the message had a bare LF line end or a folded
+	// header line (sipgo would read those differently).
 	folded bool
 }
 
@@ -171,6 +173,75 @@ func (m *rawMessage) requestLine() (method, uri, version string, ok bool) {
 		return "", "", "", false
 	}
 	return parts[0], parts[1], parts[2], true
+}
+
+// forceSource rewrites the first value of the top Via so that responses go
+// to src: a bare rport on datagrams (RFC 3581, as if the client had asked),
+// received and rport naming src on streams. rport and received the sender
+// wrote there are replaced. It fails when there is no Via to rewrite.
+func (m *rawMessage) forceSource(src netip.AddrPort, stream bool) bool {
+	for i := range m.headers {
+		h := &m.headers[i]
+		if canonicalName(h.name) != "via" {
+			continue
+		}
+		vias := splitOutsideQuotes(h.value, ',')
+		params := splitOutsideQuotes(vias[0], ';')
+		first := strings.TrimSpace(params[0])
+		if first == "" {
+			return false
+		}
+		kept := []string{first}
+		for _, p := range params[1:] {
+			k, _, _ := strings.Cut(p, "=")
+			k = strings.TrimSpace(k)
+			if strings.EqualFold(k, "rport") || strings.EqualFold(k, "received") {
+				continue
+			}
+			kept = append(kept, strings.TrimSpace(p))
+		}
+		if stream {
+			kept = append(kept, "received="+src.Addr().Unmap().String(), "rport="+strconv.Itoa(int(src.Port())))
+		} else {
+			kept = append(kept, "rport")
+		}
+		vias[0] = strings.Join(kept, ";")
+		h.value = strings.Join(vias, ",")
+		return true
+	}
+	return false
+}
+
+// ensureContentLength adds Content-Length when the message has none, so
+// that sipgo can frame it on a stream; it reports whether it did.
+func (m *rawMessage) ensureContentLength() bool {
+	if len(m.values("content-length")) > 0 {
+		return false
+	}
+	m.headers = append(m.headers, rawHeader{name: "Content-Length", value: strconv.Itoa(len(m.body))})
+	return true
+}
+
+// splitOutsideQuotes splits s at sep where sep is not inside a quoted
+// string.
+func splitOutsideQuotes(s string, sep byte) []string {
+	var out []string
+	quoted, escaped, start := false, false, 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case escaped:
+			escaped = false
+		case quoted && c == '\\':
+			escaped = true
+		case c == '"':
+			quoted = !quoted
+		case c == sep && !quoted:
+			out = append(out, s[start:i])
+			start = i + 1
+		}
+	}
+	return append(out, s[start:])
 }
 
 // canonical returns the message with CRLF line ends and one line per

@@ -1,0 +1,204 @@
+package sip
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/wagate/wagate/configs"
+)
+
+func TestFrameMessage(t *testing.T) {
+	one := options()
+	withBody := strings.Replace(options(), "Content-Length: 0\r\n\r\n", "Content-Length: 5\r\n\r\nhello", 1)
+	tests := []struct {
+		name string
+		in   string
+		st   frameStatus
+		n    int
+	}{
+		{"whole", one, frameOK, len(one)},
+		{"two back to back", one + one, frameOK, len(one)},
+		{"header not ended", one[:40], frameNeedMore, 0},
+		{"body not all there", withBody[:len(withBody)-2], frameNeedMore, 0},
+		{"body", withBody + "NEXT", frameOK, len(withBody)},
+		{"bare LF header end", strings.ReplaceAll(one, "\r\n", "\n"), frameOK, len(strings.ReplaceAll(one, "\r\n", "\n"))},
+		{"bad length", strings.Replace(one, "Content-Length: 0", "Content-Length: x", 1), frameBad, 0},
+		{"two lengths that differ", strings.Replace(one, "Content-Length: 0", "Content-Length: 0\r\nl: 3", 1), frameBad, 0},
+		{"length past the limit", strings.Replace(one, "Content-Length: 0", "Content-Length: 99999", 1), frameTooLarge, 0},
+		{"header past the limit", "OPTIONS sip:x SIP/2.0\r\nX: " + strings.Repeat("a", 5000), frameTooLarge, 0},
+	}
+	for _, tt := range tests {
+		_, n, st := frameMessage([]byte(tt.in), 4096)
+		if st != tt.st || n != tt.n {
+			t.Errorf("%s: status %d n %d, want %d %d", tt.name, st, n, tt.st, tt.n)
+		}
+	}
+}
+
+// pipeConn is an edgeConn over an in-memory connection, with the peer's
+// end to write to and read from.
+func pipeConn(t *testing.T, e *edge, src string) (*edgeConn, net.Conn) {
+	t.Helper()
+	ours, peer := net.Pipe()
+	t.Cleanup(func() { ours.Close(); peer.Close() })
+	c := &edgeConn{Conn: ours, edge: e, src: netip.MustParseAddrPort(src), transport: "TCP", buf: make([]byte, 4096)}
+	return c, peer
+}
+
+// readMessage reads one passed message from c as sipgo would.
+func readMessage(t *testing.T, c *edgeConn) *sip.Request {
+	t.Helper()
+	buf := make([]byte, 65535)
+	n, err := c.Read(buf)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	msg, err := sip.ParseMessage(buf[:n])
+	if err != nil {
+		t.Fatalf("passed message does not parse: %v\n%s", err, buf[:n])
+	}
+	return msg.(*sip.Request)
+}
+
+// TestEdgeConnStream: messages split across writes and glued together
+// come out one by one; a double-CRLF ping gets a CRLF pong; a malformed
+// message gets its 400 on the connection and the next one still passes.
+func TestEdgeConnStream(t *testing.T) {
+	e := testEdge(t, nil)
+	c, peer := pipeConn(t, e, "127.0.0.2:40000")
+	msg := options()
+	bad := without(options(), "From:")
+	go func() {
+		_, _ = peer.Write([]byte("\r\n\r\n"))
+		_, _ = peer.Write([]byte(msg[:30]))
+		_, _ = peer.Write([]byte(msg[30:] + bad + msg))
+	}()
+	r := bufio.NewReader(peer)
+	pong := make(chan string, 1)
+	replies := make(chan string, 1)
+	go func() {
+		p := make([]byte, 2)
+		_, _ = io.ReadFull(r, p)
+		pong <- string(p)
+		line, _ := r.ReadString('\n')
+		replies <- line
+		for { // drain the rest of the reply
+			if l, err := r.ReadString('\n'); err != nil || l == "\r\n" {
+				return
+			}
+		}
+	}()
+	readMessage(t, c)
+	if got := <-pong; got != "\r\n" {
+		t.Errorf("pong %q, want CRLF", got)
+	}
+	readMessage(t, c)
+	if got := <-replies; !strings.HasPrefix(got, "SIP/2.0 400") {
+		t.Errorf("malformed message on the stream got %q, want 400", got)
+	}
+}
+
+// TestEdgeConnIdle: a connection with nothing pending is closed after the
+// idle timeout unless a live call uses it; a message left half-sent is
+// closed after the timeout even then (a slow sender).
+func TestEdgeConnIdle(t *testing.T) {
+	e := testEdge(t, func(c *configs.Config) { c.SIP.TCP.IdleTimeout = configs.Duration(150 * time.Millisecond) })
+	busy := false
+	e.busy = func(string) bool { return busy }
+
+	c, _ := pipeConn(t, e, "127.0.0.2:40001")
+	start := time.Now()
+	if _, err := c.Read(make([]byte, 100)); !errors.Is(err, io.EOF) {
+		t.Fatalf("idle connection: read error %v, want EOF", err)
+	}
+	if d := time.Since(start); d < 100*time.Millisecond {
+		t.Errorf("closed after %v, before the idle timeout", d)
+	}
+
+	busy = true
+	c, peer := pipeConn(t, e, "127.0.0.2:40002")
+	got := make(chan error, 1)
+	go func() {
+		_, err := c.Read(make([]byte, 65535))
+		got <- err
+	}()
+	time.Sleep(400 * time.Millisecond)
+	select {
+	case err := <-got:
+		t.Fatalf("connection with a live call closed when idle: %v", err)
+	default:
+	}
+	_, _ = peer.Write([]byte(options()[:20])) // and then stall
+	select {
+	case err := <-got:
+		if !errors.Is(err, io.EOF) {
+			t.Errorf("stalled message: read error %v, want EOF", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("a half-sent message held the connection past the idle timeout")
+	}
+	if n := e.snapshot().Refused["idle_timeout"]; n != 2 {
+		t.Errorf("refused.idle_timeout = %d, want 2", n)
+	}
+}
+
+// TestEdgeListener: a stranger's connection is closed at accept; the
+// per-source cap holds, and a closed connection gives its slot back.
+func TestEdgeListener(t *testing.T) {
+	e := testEdge(t, func(c *configs.Config) { c.SIP.TCP.MaxConnectionsPerSource = 2 })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	el := &edgeListener{Listener: ln, edge: e}
+	accepted := make(chan net.Conn, 10)
+	go func() {
+		for {
+			c, err := el.Accept()
+			if err != nil {
+				close(accepted)
+				return
+			}
+			accepted <- c
+		}
+	}()
+	dial := func(from string) net.Conn {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+		c, err := d.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatalf("dial from %s: %v", from, err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	closedByServer := func(c net.Conn) bool {
+		_ = c.SetReadDeadline(time.Now().Add(time.Second))
+		_, err := c.Read(make([]byte, 1))
+		return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || strings.Contains(errString(err), "reset")
+	}
+	if !closedByServer(dial("127.0.0.9")) {
+		t.Errorf("stranger's connection not closed")
+	}
+	dial("127.0.0.2")
+	dial("127.0.0.2")
+	first := <-accepted
+	<-accepted
+	if !closedByServer(dial("127.0.0.2")) {
+		t.Errorf("third connection from one source not closed (cap 2)")
+	}
+	first.Close()
+	dial("127.0.0.2")
+	select {
+	case <-accepted:
+	case <-time.After(2 * time.Second):
+		t.Errorf("a slot freed by Close was not given back")
+	}
+}
