@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -998,7 +999,16 @@ func routeSrc(rt *route) slog.Value {
 	case rt.from.anyAddr:
 		return slog.StringValue("any address (behind NAT, latch_any_address, not latched yet)")
 	case rt.from.nat:
-		return slog.StringValue(fmt.Sprintf("any port of %s or SIP address %s (behind NAT, not latched yet)", rt.from.rtp.Addr(), rt.from.signal))
+		var ips []string
+		for _, ip := range []netip.Addr{rt.from.rtp.Addr(), rt.from.signal} {
+			if ip.IsValid() {
+				ips = append(ips, ip.String())
+			}
+		}
+		if ips == nil {
+			return slog.StringValue("none yet (behind NAT, no SDP or SIP address to latch from)")
+		}
+		return slog.StringValue("any port of " + strings.Join(ips, " or ") + " (behind NAT, not latched yet)")
 	case !rt.from.rtp.IsValid():
 		return slog.StringValue("none yet")
 	}
