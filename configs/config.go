@@ -127,9 +127,16 @@ type Endpoint struct {
 	// MediaEncryption is "sdes" (RTP/SAVP with a=crypto) or "none" (plain
 	// RTP/AVP). Default: sdes for whatsapp, none for pbx/dialer.
 	MediaEncryption string `yaml:"media_encryption"`
-	// BehindNAT makes the media relay latch once onto the first
-	// authenticated source instead of only accepting the SDP address.
+	// BehindNAT says the peer's media may come from another port or
+	// address than its SDP says: the relay latches onto the first valid
+	// (on SRTP: authenticated) packet from the SDP's IP or the IP its SIP
+	// comes from, any port, instead of only accepting the SDP address.
 	BehindNAT bool `yaml:"behind_nat"`
+	// LatchAnyAddress, only with BehindNAT, lets the relay latch onto a
+	// source at any address, for peers whose media leaves from an address
+	// unrelated to their SDP and SIP. Anyone who can send to wagate's
+	// media ports can then race the peer for the latch on a plain RTP leg.
+	LatchAnyAddress bool `yaml:"latch_any_address"`
 	// Auth, when set, challenges this endpoint's requests with digest
 	// authentication (407) before they are routed.
 	Auth *Auth `yaml:"auth"`
@@ -223,6 +230,11 @@ type Media struct {
 	RTCPInterval Duration `yaml:"rtcp_interval"`
 	// JitterBuffer is the reorder depth before decoding (default 60ms).
 	JitterBuffer Duration `yaml:"jitter_buffer"`
+	// RelatchPackets is how many consecutive valid packets a new source of
+	// a latched behind_nat peer must send, with none from the latched
+	// source in between, before the relay moves to it (default 10; 0
+	// never moves: the first latch holds for the call).
+	RelatchPackets int `yaml:"relatch_packets"`
 	// Opus encoder settings for the WhatsApp leg.
 	Opus Opus `yaml:"opus"`
 }

@@ -44,8 +44,13 @@ const (
 	DefaultMaxFailures   = 10
 	DefaultFailureWindow = Duration(time.Minute)
 
-	DefaultRTCPInterval    = Duration(5 * time.Second)
-	DefaultJitterBuffer    = Duration(60 * time.Millisecond)
+	DefaultRTCPInterval   = Duration(5 * time.Second)
+	DefaultJitterBuffer   = Duration(60 * time.Millisecond)
+	DefaultRelatchPackets = 10
+	// MaxRelatchPackets bounds media.relatch_packets: 1000 packets are 20 s
+	// of a 20 ms stream, past which a peer that moved has lost its call.
+	MaxRelatchPackets = 1000
+
 	DefaultOpusBitrate     = 20000
 	DefaultOpusComplexity  = 5
 	DefaultOpusFEC         = true
@@ -211,6 +216,7 @@ func applyDefaults(c *Config, t tree) {
 	dur(&m.RTPStartTimeout, "media.rtp_start_timeout", DefaultRTPStartTimeout)
 	dur(&m.RTCPInterval, "media.rtcp_interval", DefaultRTCPInterval)
 	dur(&m.JitterBuffer, "media.jitter_buffer", DefaultJitterBuffer)
+	num(&m.RelatchPackets, "media.relatch_packets", DefaultRelatchPackets)
 	num(&m.Opus.Bitrate, "media.opus.bitrate", DefaultOpusBitrate)
 	num(&m.Opus.Complexity, "media.opus.complexity", DefaultOpusComplexity)
 	if m.Opus.FEC == nil {

@@ -37,6 +37,7 @@ func TestDefaultsOfEmptyFile(t *testing.T) {
 		{"data_dir", c.DataDir, "data"},
 		{"media.rtcp_interval", c.Media.RTCPInterval.D(), 5 * time.Second},
 		{"media.jitter_buffer", c.Media.JitterBuffer.D(), 60 * time.Millisecond},
+		{"media.relatch_packets", c.Media.RelatchPackets, 10},
 		{"media.opus.bitrate", c.Media.Opus.Bitrate, 20000},
 		{"media.opus.complexity", c.Media.Opus.Complexity, 5},
 		{"media.opus.fec", c.Media.Opus.FEC != nil && *c.Media.Opus.FEC, true},
@@ -247,8 +248,8 @@ endpoints:
 					t.Errorf("%s: port %d transport %q tls_server_name %q media_encryption %q digest_realm %q; want %+v",
 						name, e.Port, e.Transport, e.TLSServerName, e.MediaEncryption, e.DigestRealm, w)
 				}
-				if e.Auth != nil || e.BehindNAT || e.CAFile != "" {
-					t.Errorf("%s: auth %v behind_nat %v ca_file %q; want none of them", name, e.Auth, e.BehindNAT, e.CAFile)
+				if e.Auth != nil || e.BehindNAT || e.LatchAnyAddress || e.CAFile != "" {
+					t.Errorf("%s: auth %v behind_nat %v latch_any_address %v ca_file %q; want none of them", name, e.Auth, e.BehindNAT, e.LatchAnyAddress, e.CAFile)
 				}
 			}
 		}},
@@ -265,10 +266,11 @@ endpoints:
     media_encryption: NONE
     digest_realm: example.org
     behind_nat: true
+    latch_any_address: true
     source_cidrs: [192.0.2.0/24]
 `, func(t *testing.T, c *Config) {
 			e := c.Endpoint("meta")
-			if e.Port != 15061 || e.TLSServerName != "meta.test" || e.MediaEncryption != "none" || e.DigestRealm != "example.org" || !e.BehindNAT {
+			if e.Port != 15061 || e.TLSServerName != "meta.test" || e.MediaEncryption != "none" || e.DigestRealm != "example.org" || !e.BehindNAT || !e.LatchAnyAddress {
 				t.Errorf("endpoint = %+v", *e)
 			}
 		}},
@@ -302,6 +304,14 @@ endpoints:
 			}
 			if u := a.Users[0]; u.Username != "p" || u.PasswordEnv != "PBX_PASSWORD" {
 				t.Errorf("pbx user = %#v", u)
+			}
+		}},
+		{"relatch_packets 0 is kept, not defaulted", `
+media:
+  relatch_packets: 0
+`, func(t *testing.T, c *Config) {
+			if n := c.Media.RelatchPackets; n != 0 {
+				t.Errorf("media.relatch_packets = %d, want the 0 written (never re-latch)", n)
 			}
 		}},
 		{"null auth is no auth", `

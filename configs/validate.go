@@ -265,6 +265,9 @@ func (v validator) endpoints() {
 		default:
 			v.add(p+".media_encryption", "%q is not a media encryption; use sdes (SRTP) or none (plain RTP)", e.MediaEncryption)
 		}
+		if e.LatchAnyAddress && !e.BehindNAT {
+			v.add(p+".latch_any_address", "only applies with behind_nat: true (latching is what it widens); set behind_nat or remove the key")
+		}
 		switch {
 		case e.Kind == KindWhatsApp && e.DigestRealm == "":
 			v.add(p+".digest_realm", "must not be empty: wagate answers Meta's digest challenges only in this realm; remove the key to use %q", MetaSIPDomain)
@@ -541,6 +544,9 @@ func (v validator) media() {
 	}
 	if m.JitterBuffer < 0 || m.JitterBuffer > Duration(time.Second) {
 		v.add("media.jitter_buffer", "%s is outside 0s–1s", m.JitterBuffer)
+	}
+	if n := m.RelatchPackets; n < 0 || n > MaxRelatchPackets {
+		v.add("media.relatch_packets", "%d is outside 0–%d (0: a latched peer never moves)", n, MaxRelatchPackets)
 	}
 	if b := m.Opus.Bitrate; b < 6000 || b > 510000 {
 		v.add("media.opus.bitrate", "%d is outside Opus's 6000–510000 bit/s", b)

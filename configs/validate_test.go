@@ -507,6 +507,18 @@ endpoints:
     source_cidrs: [10.0.0.1]
     media_encryption: dtls # <-
 `, `endpoints[0].media_encryption: "dtls" is not a media encryption; use sdes (SRTP) or none (plain RTP)`},
+		{"latch_any_address without behind_nat", `
+endpoints:
+  - name: pbx
+    kind: pbx
+    host: 10.0.0.1
+    source_cidrs: [10.0.0.1]
+    latch_any_address: true # <-
+`, `endpoints[0].latch_any_address: only applies with behind_nat: true`},
+		{"latch_any_address with behind_nat false", `
+endpoints:
+  - {name: pbx, kind: pbx, host: 10.0.0.1, source_cidrs: [10.0.0.1], behind_nat: false, latch_any_address: true} # <-
+`, `endpoints[0].latch_any_address: only applies with behind_nat: true`},
 		{"bad tls_server_name", `
 endpoints:
   - name: pbx
@@ -721,6 +733,14 @@ media:
 media:
   jitter_buffer: 1001ms # <-
 `, `media.jitter_buffer: 1.001s is outside 0s–1s`},
+		{"negative relatch_packets", `
+media:
+  relatch_packets: -1 # <-
+`, `media.relatch_packets: -1 is outside 0–1000`},
+		{"relatch_packets too large", `
+media:
+  relatch_packets: 1001 # <-
+`, `media.relatch_packets: 1001 is outside 0–1000`},
 		{"opus bitrate too low", `
 media:
   opus:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -49,9 +50,22 @@ type LegConfig struct {
 	// Start (silence until the other side speaks), keeps sending while the
 	// other side is silent, and never sends it anything before Start.
 	WhatsApp bool
-	// BehindNAT latches once onto the first valid source (authenticated,
-	// on an SDES leg) instead of only accepting the SDP address.
+	// BehindNAT says the peer's media may come from another port or
+	// address than its SDP says. The relay then latches onto the first
+	// valid packet (authenticated, on an SDES leg) from a candidate source:
+	// the SDP's IP or SignalIP, any port (any address with
+	// LatchAnyAddress). Another candidate takes the latch over only after
+	// Manager's relatch_packets consecutive valid packets (see
+	// docs/media.md); non-candidates are dropped and never sent anything.
 	BehindNAT bool
+	// SignalIP is the address this leg's SIP signalling comes from (side
+	// A: the INVITE's source; side B: the endpoint's host when it is an IP
+	// address), invalid when unknown. Behind NAT, media from it may latch.
+	SignalIP netip.Addr
+	// LatchAnyAddress, only with BehindNAT, makes every source address a
+	// candidate, for peers whose media leaves from an address unrelated
+	// to their SDP and SIP.
+	LatchAnyAddress bool
 }
 
 // normalize checks c and returns it with canonical codec names.
@@ -75,6 +89,10 @@ func (c LegConfig) normalize(side Side) (LegConfig, error) {
 		names = append(names, canon)
 	}
 	c.Codecs = names
+	if c.LatchAnyAddress && !c.BehindNAT {
+		return c, fmt.Errorf("media: side %s: LatchAnyAddress only applies with BehindNAT", side)
+	}
+	c.SignalIP = c.SignalIP.Unmap()
 	return c, nil
 }
 
@@ -112,7 +130,7 @@ type legState struct {
 // Bridge relays one call's media between side A (the caller, whose INVITE
 // carried the offer) and side B (the callee). Each side has its own port
 // pair; the relay only accepts each side's media from the address that
-// side's SDP signalled (or, behind NAT, the first authenticated one).
+// side's SDP signalled (or, behind NAT, the candidate source it latched).
 //
 // Use: Offer, AnswerB (again for each answer B sends), Start, Close. All
 // methods are safe for concurrent use.
@@ -155,7 +173,8 @@ type BridgeStats struct {
 	AtoB, BtoA uint64
 	// DroppedSource counts packets from an address other than the one the
 	// sending side signalled (or latched), including any that arrived
-	// before that address was known.
+	// before that address was known, and those of a behind-NAT peer's new
+	// source before the relay moves to it.
 	DroppedSource uint64
 	// DroppedInvalid counts packets from the right source that are not
 	// valid RTP/RTCP (bad header, truncated, too short for SRTP) or carry

@@ -35,6 +35,9 @@ type Manager struct {
 	rtcpInterval time.Duration
 	// jitterBuffer is the reorder depth of transcoded directions.
 	jitterBuffer time.Duration
+	// relatch is how many consecutive valid packets a latched behind-NAT
+	// peer's new source must send before the relay moves to it; 0 never.
+	relatch int
 	// opus configures the encoders toward Opus legs.
 	opus    codec.Options
 	bridges atomic.Int64
@@ -93,6 +96,11 @@ func NewManager(cfg configs.Media, log *slog.Logger) (*Manager, error) {
 	if jitter > maxJitterBuffer {
 		return nil, fmt.Errorf("media: jitter_buffer %s exceeds %s", jitter, maxJitterBuffer)
 	}
+	// Zero is "never move" whether written or left unset by an embedder:
+	// the safe reading (configs fills its default of 10).
+	if cfg.RelatchPackets < 0 {
+		return nil, fmt.Errorf("media: relatch_packets %d is negative", cfg.RelatchPackets)
+	}
 	opus := codec.DefaultOptions()
 	if cfg.Opus.Bitrate != 0 {
 		opus.OpusBitrate = cfg.Opus.Bitrate
@@ -121,6 +129,7 @@ func NewManager(cfg configs.Media, log *slog.Logger) (*Manager, error) {
 		timeout:      cfg.RTPTimeout.D(),
 		rtcpInterval: rtcpInterval,
 		jitterBuffer: jitter,
+		relatch:      cfg.RelatchPackets,
 		opus:         opus,
 	}, nil
 }
@@ -159,7 +168,8 @@ func (m *Manager) NewCallBridge(callID string, log *slog.Logger, a, b LegConfig)
 	}
 	m.bridges.Add(1)
 	log.Debug("media: bridge allocated", "port_a", legA.port, "port_b", legB.port,
-		"encryption_a", a.Encryption, "encryption_b", b.Encryption, "whatsapp_a", a.WhatsApp, "whatsapp_b", b.WhatsApp)
+		"encryption_a", a.Encryption, "encryption_b", b.Encryption, "whatsapp_a", a.WhatsApp, "whatsapp_b", b.WhatsApp,
+		"nat_a", a.BehindNAT, "nat_b", b.BehindNAT)
 	return newBridge(m, log, legA, legB, a, b), nil
 }
 

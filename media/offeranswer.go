@@ -171,7 +171,8 @@ func (b *Bridge) Offer(offerA []byte) ([]byte, error) {
 	out := Description{Connection: b.m.advertise, Media: []Media{mediaB}}
 	n := &b.neg
 	n.offerA, n.audio = d, idx
-	n.peerA = &remote{rtp: mediaAddr(ma), rtcp: rtcpAddr(ma, ma.RTCPMux), mux: ma.RTCPMux, nat: cfgA.BehindNAT, recvKey: recvKeyA, sendKey: sendKeyA}
+	n.peerA = &remote{rtp: mediaAddr(ma), rtcp: rtcpAddr(ma, ma.RTCPMux), mux: ma.RTCPMux, recvKey: recvKeyA, sendKey: sendKeyA}
+	n.peerA.natFrom(cfgA, b.m.relatch)
 	n.candidates, n.eventA = candidates, eventA
 	n.offered, n.common, n.offerPtime, n.eventOffered = offered, common, mediaB.Ptime, event
 	n.keysB, n.sendKeyA = keysB, sendKeyA
@@ -306,7 +307,8 @@ func (b *Bridge) AnswerB(answerB []byte) ([]byte, error) {
 	n.answerA = n.sdpA.marshal(&out, b.m.advertise)
 
 	mux := mb.RTCPMux && (ma.RTCPMux || cfgB.WhatsApp) // we offered it
-	peerB := &remote{rtp: mediaAddr(mb), rtcp: rtcpAddr(mb, mux), mux: mux, nat: cfgB.BehindNAT, recvKey: recvKeyB, sendKey: sendKeyB}
+	peerB := &remote{rtp: mediaAddr(mb), rtcp: rtcpAddr(mb, mux), mux: mux, recvKey: recvKeyB, sendKey: sendKeyB}
+	peerB.natFrom(cfgB, b.m.relatch)
 	fmtA := codecFmt{name: nameA, rate: codecClock(nameA)}
 	fmtB := codecFmt{name: nameB, rate: codecClock(nameB)}
 	ab := &route{from: n.peerA, to: peerB, pt: newPTMap(), eventOut: ptDrop, outPT: codecB.PT}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -44,13 +45,26 @@ type remote struct {
 	rtp  netip.AddrPort // from its SDP, unmapped; invalid when unusable
 	rtcp netip.AddrPort // its RTCP address (rtp when mux)
 	mux  bool           // RTCP multiplexed on the RTP port
-	nat  bool           // latch onto the first authenticated source
+	// nat: the peer is behind NAT. Its media latches onto the first
+	// valid packet from a candidate source (see candidate), and moves to
+	// another candidate after relatch consecutive valid packets from it
+	// (0: never). signal is the IP its SIP comes from (invalid: unknown);
+	// anyAddr makes every address a candidate.
+	nat     bool
+	anyAddr bool
+	signal  netip.Addr
+	relatch int
 	// recvKey decrypts what the peer sends, sendKey encrypts what we send
 	// it; both nil on a plain RTP leg.
 	recvKey, sendKey *sdesKey
 
 	latched     atomic.Pointer[netip.AddrPort]
 	latchedRTCP atomic.Pointer[netip.AddrPort]
+}
+
+// natFrom sets the behind-NAT settings of the leg configured as c.
+func (p *remote) natFrom(c LegConfig, relatch int) {
+	p.nat, p.anyAddr, p.signal, p.relatch = c.BehindNAT, c.BehindNAT && c.LatchAnyAddress, c.SignalIP, relatch
 }
 
 // dst is where to send the peer RTP: the latched source, else its SDP
@@ -79,19 +93,30 @@ type srcCheck uint8
 const (
 	srcReject srcCheck = iota
 	srcOK
-	srcLatch // unknown, but the peer is behind NAT and not latched yet
+	srcLatch // a candidate of a peer behind NAT that is not latched yet
+	srcMove  // a candidate of a latched peer behind NAT, not the latched one
 )
 
+func unmapped(a netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
+}
+
 func (p *remote) check(from netip.AddrPort) srcCheck {
-	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+	from = unmapped(from)
 	if a := p.latched.Load(); a != nil {
-		if from == *a {
+		switch {
+		case from == *a:
 			return srcOK
+		case p.relatch > 0 && p.candidate(from):
+			return srcMove
 		}
 		return srcReject
 	}
 	if p.nat {
-		return srcLatch
+		if p.candidate(from) {
+			return srcLatch
+		}
+		return srcReject
 	}
 	if p.rtp.IsValid() && from == p.rtp {
 		return srcOK
@@ -99,28 +124,93 @@ func (p *remote) check(from netip.AddrPort) srcCheck {
 	return srcReject
 }
 
-// checkRTCP accepts RTCP on the separate RTCP port from the peer's RTCP
-// address, or from any port of the address its RTP comes from (RTCP is
-// only read for statistics, and NATs and some PBXs pick other ports).
-func (p *remote) checkRTCP(from netip.AddrPort) bool {
-	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-	if a := p.latchedRTCP.Load(); a != nil {
-		return from == *a
-	}
-	if from == p.rtcp {
+// candidate reports whether a peer behind NAT may send its media from
+// from: the IP of its SDP or of its SIP, any port (a NAT keeps the
+// address and changes the port, or the SDP names a private address and
+// the SIP comes from the public one), or anywhere with anyAddr.
+func (p *remote) candidate(from netip.AddrPort) bool {
+	if p.anyAddr {
 		return true
 	}
-	src := p.rtp
-	if a := p.latched.Load(); a != nil {
-		src = *a
+	ip := from.Addr()
+	return (p.rtp.IsValid() && ip == p.rtp.Addr()) || (p.signal.IsValid() && ip == p.signal)
+}
+
+// checkRTCP judges RTCP on the separate RTCP port. It is accepted from the
+// peer's RTCP address, or from any port of the address its RTP comes from
+// (RTCP is only read for statistics, and NATs and some PBXs pick other
+// ports), behind NAT also of its SIP address; and latched likewise.
+func (p *remote) checkRTCP(from netip.AddrPort) srcCheck {
+	from = unmapped(from)
+	if a := p.latchedRTCP.Load(); a != nil {
+		switch {
+		case from == *a:
+			return srcOK
+		case p.relatch > 0 && p.rtcpCandidate(from):
+			return srcMove
+		}
+		return srcReject
 	}
-	return src.IsValid() && from.Addr() == src.Addr()
+	switch {
+	case !p.rtcpCandidate(from):
+		return srcReject
+	case p.nat:
+		return srcLatch
+	}
+	return srcOK
+}
+
+// rtcpCandidate: RTCP follows the media, so latch_any_address does not
+// widen it beyond where the media comes from.
+func (p *remote) rtcpCandidate(from netip.AddrPort) bool {
+	if p.rtcp.IsValid() && from == p.rtcp {
+		return true
+	}
+	ip := from.Addr()
+	if a := p.latched.Load(); a != nil && ip == a.Addr() {
+		return true
+	}
+	return (p.rtp.IsValid() && ip == p.rtp.Addr()) || (p.nat && p.signal.IsValid() && ip == p.signal)
 }
 
 // latch fixes the peer's address once; later calls change nothing.
 func latch(to *atomic.Pointer[netip.AddrPort], from netip.AddrPort) bool {
-	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+	from = unmapped(from)
 	return to.CompareAndSwap(nil, &from)
+}
+
+// moveRun is a latched peer's would-be new source and its run of
+// consecutive valid packets. The relay moves to it after need packets
+// with none from the latched source in between (reset), and only when
+// the run has lasted at least (need-1) half packet times: a run squeezed
+// between two packets of a source that still sends is a burst, not a
+// stream, and moves nothing.
+type moveRun struct {
+	rem   *remote // the peer the run is about
+	from  netip.AddrPort
+	n     int
+	first time.Duration
+}
+
+// count adds one valid packet from from and reports whether the relay
+// moves to it now.
+func (r *moveRun) count(p *remote, from netip.AddrPort, now, frame time.Duration) bool {
+	from = unmapped(from)
+	if r.n == 0 || r.rem != p || r.from != from {
+		*r = moveRun{rem: p, from: from, first: now}
+	}
+	r.n++
+	return r.n >= p.relatch && now-r.first >= time.Duration(p.relatch-1)*frame/2
+}
+
+func (r *moveRun) reset() { r.n = 0 }
+
+// moveFrame is the packet time a new source's run is measured in.
+func moveFrame(rt *route) time.Duration {
+	if rt.inFrame > 0 {
+		return rt.inFrame
+	}
+	return silenceFrame // before the answer: the usual 20 ms
 }
 
 // routeMode is how a direction treats audio.
@@ -226,6 +316,9 @@ type direction struct {
 	silenceAfter                 time.Duration
 
 	rtcpFromPort func(pkt []byte, from netip.AddrPort)
+	// rtpMove and rtcpMove follow a latched NAT peer's would-be new
+	// source of RTP and of RTCP on the RTCP port.
+	rtpMove, rtcpMove moveRun
 
 	loggedSource, loggedInvalid, loggedWrite, loggedAuth, loggedCodec, loggedNoEvent bool
 }
@@ -261,7 +354,7 @@ func newDirection(b *Bridge, side Side, rt *atomic.Pointer[route], forwarded *at
 	// one: the two share the buffer.
 	d.rtcpBuf = d.ebuf
 	d.tapDec = tapDecoder{b: b, side: side}
-	d.rtcpFromPort = func(pkt []byte, from netip.AddrPort) { d.inboundRTCP(pkt, from, true) }
+	d.rtcpFromPort = func(pkt []byte, from netip.AddrPort) { d.inboundRTCP(pkt, from, true, d.clock()) }
 	return d
 }
 
@@ -395,12 +488,12 @@ func (d *direction) handle(n int, from netip.AddrPort, now time.Duration) {
 	if isRTCP(pkt) {
 		// Multiplexed RTCP: ours to read, never forwarded (the legs'
 		// SSRCs differ), and not media, so it keeps nothing alive. It
-		// does not latch a NAT peer either: only media does.
-		if verdict == srcLatch {
+		// does not latch or move a NAT peer either: only media does.
+		if verdict != srcOK {
 			d.dropSource(from, rt)
 			return
 		}
-		d.inboundRTCP(pkt, from, false)
+		d.inboundRTCP(pkt, from, false, now)
 		return
 	}
 	if _, ok := rtpHeaderLen(pkt); !ok || n == packetBufSize {
@@ -422,8 +515,19 @@ func (d *direction) handle(n int, from netip.AddrPort, now time.Duration) {
 		d.dropInvalid(from, n)
 		return
 	}
-	if verdict == srcLatch && latch(&rt.from.latched, from) {
-		d.b.log.Info("media: latched onto peer behind NAT", "side", d.side, "from", from, "sdp", rt.from.rtp)
+	switch verdict {
+	case srcOK:
+		d.rtpMove.reset()
+	case srcLatch:
+		if latch(&rt.from.latched, from) {
+			d.b.log.Info("media: latched onto peer behind NAT", "side", d.side, "from", from, "sdp", rt.from.rtp)
+		}
+	case srcMove:
+		if !d.rtpMove.count(rt.from, from, now, moveFrame(rt)) {
+			d.dropSource(from, rt)
+			return
+		}
+		d.moveRTP(rt.from, from)
 	}
 	d.keepalive(now)
 	if !rt.ready() {
@@ -444,6 +548,25 @@ func (d *direction) handle(n int, from netip.AddrPort, now time.Duration) {
 	default:
 		d.dropInvalid(from, n)
 	}
+}
+
+// moveRTP moves a latched peer's media to a new source that has proved
+// itself (moveRun). RTCP follows the media: its latch is dropped, to be
+// taken again by the next valid report from a candidate.
+func (d *direction) moveRTP(p *remote, to netip.AddrPort) {
+	to = unmapped(to)
+	old := p.latched.Swap(&to)
+	p.latchedRTCP.Store(nil)
+	d.rtpMove.reset()
+	d.rtcpMove.reset()
+	d.b.log.Info("media: peer behind NAT moved to a new source", "side", d.side, "from", derefAddr(old), "to", to, "packets", p.relatch)
+}
+
+func derefAddr(a *netip.AddrPort) netip.AddrPort {
+	if a == nil {
+		return netip.AddrPort{}
+	}
+	return *a
 }
 
 // keepalive records a valid packet from the source side for the timeouts.
@@ -764,11 +887,18 @@ func (d *direction) sendReport(rt *route, now time.Duration) {
 
 // inboundRTCP handles an RTCP packet from the source side: multiplexed on
 // the RTP port (source already checked) or read from the RTCP port.
-func (d *direction) inboundRTCP(pkt []byte, from netip.AddrPort, rtcpPort bool) {
+func (d *direction) inboundRTCP(pkt []byte, from netip.AddrPort, rtcpPort bool, now time.Duration) {
 	rt := d.cur
-	if rt == nil || rt.from == nil || (rtcpPort && !rt.from.checkRTCP(from)) {
+	if rt == nil || rt.from == nil {
 		d.dropSource(from, rt)
 		return
+	}
+	verdict := srcOK
+	if rtcpPort {
+		if verdict = rt.from.checkRTCP(from); verdict == srcReject {
+			d.dropSource(from, rt)
+			return
+		}
 	}
 	if d.srtpIn != nil {
 		var r dropReason
@@ -785,15 +915,29 @@ func (d *direction) inboundRTCP(pkt []byte, from netip.AddrPort, rtcpPort bool) 
 		d.dropInvalid(from, len(pkt))
 		return
 	}
+	switch verdict {
+	case srcOK:
+		if rtcpPort {
+			d.rtcpMove.reset()
+		}
+	case srcLatch:
+		latch(&rt.from.latchedRTCP, from)
+	case srcMove:
+		if !d.rtcpMove.count(rt.from, from, now, moveFrame(rt)) {
+			d.dropSource(from, rt)
+			return
+		}
+		to := unmapped(from)
+		old := rt.from.latchedRTCP.Swap(&to)
+		d.rtcpMove.reset()
+		d.b.log.Info("media: peer behind NAT moved its RTCP to a new source", "side", d.side, "from", derefAddr(old), "to", to, "packets", rt.from.relatch)
+	}
 	d.b.rtcpReceived.Add(1)
 	if info.sr != 0 {
 		d.rx.lastSR, d.rx.lastSRAt = info.sr, time.Now()
 	}
 	if info.lossPct >= 0 {
 		d.in.peerLoss.Store(int32(info.lossPct))
-	}
-	if rtcpPort && rt.from.nat {
-		latch(&rt.from.latchedRTCP, from)
 	}
 }
 
@@ -852,8 +996,19 @@ func routeSrc(rt *route) slog.Value {
 		return slog.StringValue("none yet")
 	case rt.from.latched.Load() != nil:
 		return slog.StringValue(rt.from.latched.Load().String())
+	case rt.from.anyAddr:
+		return slog.StringValue("any address (behind NAT, latch_any_address, not latched yet)")
 	case rt.from.nat:
-		return slog.StringValue("any (behind NAT, not latched yet)")
+		var ips []string
+		for _, ip := range []netip.Addr{rt.from.rtp.Addr(), rt.from.signal} {
+			if ip.IsValid() {
+				ips = append(ips, ip.String())
+			}
+		}
+		if ips == nil {
+			return slog.StringValue("none yet (behind NAT, no SDP or SIP address to latch from)")
+		}
+		return slog.StringValue("any port of " + strings.Join(ips, " or ") + " (behind NAT, not latched yet)")
 	case !rt.from.rtp.IsValid():
 		return slog.StringValue("none yet")
 	}

@@ -149,8 +149,9 @@ func badSDP(line int, format string, args ...any) error {
 // ParseSDP parses an SDP body. It is lenient about layout (LF or CRLF line
 // ends, a missing final line end, blank lines, line order, unknown lines)
 // and strict about what wagate relies on: c= addresses must be unicast IP
-// literals, m= ports and RTP payload types must be numbers in range, and
-// rtpmap/fmtp/ptime must be well formed. Control characters are rejected so
+// literals, m= ports and RTP payload types must be numbers in range (each
+// listed once per m= line, however it is written), and rtpmap/fmtp/ptime
+// must be well formed. Control characters are rejected so
 // that values copied into other SDP cannot inject lines. Every error wraps
 // ErrBadSDP.
 func ParseSDP(body []byte) (*Description, error) {
@@ -181,12 +182,19 @@ func ParseSDP(body []byte) (*Description, error) {
 	return p.finish()
 }
 
+// ptFmtp is an a=fmtp line's payload type, as a number so that "0101"
+// and "101" name the same one (as in rtpmap), and its parameters.
+type ptFmtp struct {
+	pt     uint8
+	params string
+}
+
 type sdpParser struct {
 	d          *Description
 	sawVersion bool
 	// per media section, until finish resolves them into Codecs
 	rtpmaps [][]Codec
-	fmtps   [][]Attribute
+	fmtps   [][]ptFmtp
 	conns   []netip.Addr
 }
 
@@ -285,10 +293,19 @@ func (p *sdpParser) media(n int, val string) error {
 	}
 	m := Media{Type: f[0], Port: port, Proto: f[2], Formats: f[3:]}
 	if m.IsRTP() {
+		var seen [128]bool
 		for _, ft := range m.Formats {
-			if _, err := parsePT(ft); err != nil {
+			pt, err := parsePT(ft)
+			if err != nil {
 				return badSDP(n, "m= payload type %q: %v", ft, err)
 			}
+			// A payload type listed twice ("0 8 0", or "101 0101") has no
+			// meaning the peer could rely on: which rtpmap and fmtp belong
+			// to which? Refused rather than guessed (488 upstream).
+			if seen[pt] {
+				return badSDP(n, "m= payload type %d listed twice", pt)
+			}
+			seen[pt] = true
 		}
 	}
 	p.d.Media = append(p.d.Media, m)
@@ -352,7 +369,7 @@ func (p *sdpParser) attribute(n int, val string, inMedia bool) error {
 	}
 	rest = strings.TrimSpace(rest)
 	if key == "fmtp" {
-		p.fmtps[i] = append(p.fmtps[i], Attribute{Key: ptStr, Value: rest})
+		p.fmtps[i] = append(p.fmtps[i], ptFmtp{pt: pt, params: rest})
 		return nil
 	}
 	c, err := parseRTPMap(pt, rest)
@@ -418,7 +435,7 @@ func (p *sdpParser) finish() (*Description, error) {
 		}
 		m.Codecs = make([]Codec, len(m.Formats))
 		for j, ft := range m.Formats {
-			pt, _ := parsePT(ft) // checked in media()
+			pt, _ := parsePT(ft) // checked, and unique, in media()
 			c, ok := staticCodecs[pt]
 			c.PT = pt
 			for _, r := range p.rtpmaps[i] {
@@ -431,8 +448,8 @@ func (p *sdpParser) finish() (*Description, error) {
 				c.Name = ""
 			}
 			for _, f := range p.fmtps[i] {
-				if f.Key == ft {
-					c.Fmtp = f.Value
+				if f.pt == pt {
+					c.Fmtp = f.params
 					break
 				}
 			}

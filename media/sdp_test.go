@@ -148,6 +148,14 @@ func TestParseSDPLayouts(t *testing.T) {
 			}
 			return ""
 		}},
+		{"payload types with leading zeros", "v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 5 RTP/AVP 096 0101\r\na=rtpmap:96 opus/48000/2\r\na=fmtp:0096 useinbandfec=1\r\na=rtpmap:0101 telephone-event/8000\r\na=fmtp:101 0-16\r\n", func(d *Description) string {
+			// rtpmap and fmtp name a payload type by number, as the m= line does.
+			cs := d.Media[0].Codecs
+			if len(cs) != 2 || cs[0].PT != 96 || cs[0].Name != "opus" || cs[0].Fmtp != "useinbandfec=1" || cs[1].PT != 101 || cs[1].Fmtp != "0-16" {
+				return "codecs"
+			}
+			return ""
+		}},
 		{"port count", "v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 5000/2 RTP/AVP 0\r\n", func(d *Description) string {
 			if d.Media[0].Port != 5000 {
 				return "port"
@@ -201,6 +209,8 @@ func TestParseSDPErrors(t *testing.T) {
 		{"rtpmap bad channels", head + "m=audio 1 RTP/AVP 96\r\na=rtpmap:96 opus/48000/x\r\n", "rtpmap"},
 		{"rtpmap bad name", head + "m=audio 1 RTP/AVP 96\r\na=rtpmap:96 op us/48000\r\n", "rtpmap"},
 		{"fmtp bad PT", head + "m=audio 1 RTP/AVP 96\r\na=fmtp:300 x\r\n", "payload type"},
+		{"PT listed twice", head + "m=audio 1 RTP/AVP 0 8 0\r\n", "payload type 0 listed twice"},
+		{"PT written twice differently", head + "m=audio 1 RTP/AVP 101 0101\r\na=rtpmap:101 telephone-event/8000\r\n", "payload type 101 listed twice"},
 		{"bad ptime", head + "m=audio 1 RTP/AVP 0\r\na=ptime:20.5\r\n", "ptime"},
 		{"zero ptime", head + "m=audio 1 RTP/AVP 0\r\na=ptime:0\r\n", "ptime"},
 		{"ptime without value", head + "m=audio 1 RTP/AVP 0\r\na=ptime\r\n", "ptime"},
@@ -217,6 +227,17 @@ func TestParseSDPErrors(t *testing.T) {
 				t.Fatalf("error %q does not mention %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestParseSDPDuplicatePayloadTypeFuzzFinding: FuzzParseSDP found that a
+// payload type written twice ("101 0101") marshalled to "101 101" with
+// the rtpmap and fmtp repeated, which parsed back to something else, so
+// the round trip did not settle. Such a body is now refused as malformed.
+func TestParseSDPDuplicatePayloadTypeFuzzFinding(t *testing.T) {
+	body := "v=0\nm=audio 1 RTP/AVP 101 0101\na=rtpmap:101 a/1\na=fmtp:0101 x"
+	if _, err := ParseSDP([]byte(body)); !errors.Is(err, ErrBadSDP) || !strings.Contains(err.Error(), "listed twice") {
+		t.Fatalf("got %v, want ErrBadSDP for the duplicate payload type", err)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -32,13 +33,18 @@ type Bridge interface {
 // settings (side A sent the INVITE).
 type BridgeFactory func(callID string, log *slog.Logger, a, b media.LegConfig) (Bridge, error)
 
-// legConfig is the media side of an endpoint's configuration.
+// legConfig is the media side of an endpoint's configuration. Its
+// SignalIP is the endpoint's host when that is an IP address (where wagate
+// sends the endpoint's SIP); setupMedia puts the INVITE's source on side A.
 func legConfig(ep *configs.Endpoint) media.LegConfig {
+	host, _ := netip.ParseAddr(ep.Host)
 	return media.LegConfig{
-		Codecs:     ep.Codecs,
-		Encryption: ep.MediaEncryption,
-		WhatsApp:   ep.Kind == configs.KindWhatsApp,
-		BehindNAT:  ep.BehindNAT,
+		Codecs:          ep.Codecs,
+		Encryption:      ep.MediaEncryption,
+		WhatsApp:        ep.Kind == configs.KindWhatsApp,
+		BehindNAT:       ep.BehindNAT,
+		LatchAnyAddress: ep.LatchAnyAddress,
+		SignalIP:        host,
 	}
 }
 

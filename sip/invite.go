@@ -176,7 +176,9 @@ func (s *Server) rejectCall(c *call, r *rejection) {
 }
 
 func (s *Server) setupMedia(c *call) *rejection {
-	br, err := s.newBridge(c.id, c.log, legConfig(c.route.aEP), legConfig(c.route.bEP))
+	a := legConfig(c.route.aEP)
+	a.SignalIP = sourceIP(c.aInvite)
+	br, err := s.newBridge(c.id, c.log, a, legConfig(c.route.bEP))
 	if err != nil {
 		if errors.Is(err, media.ErrNoPorts) {
 			return &rejection{code: 503, reason: "Service Unavailable", log: "no free RTP ports"}

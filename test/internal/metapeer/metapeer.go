@@ -151,6 +151,23 @@ type CallSpec struct {
 	// Headers are added to the INVITE (a Meta peer adds a Record-Route to
 	// itself, Meta's x-wa-meta-wacid and Call-ID form on its own).
 	Headers []sipua.Header
+	// SDPAddr, when set ("ip:port"), is written in the offer instead of
+	// the media socket's address, as AnswerSpec.SDPAddr.
+	SDPAddr string
+}
+
+// sdpAddr applies an SDPAddr override to desc.
+func sdpAddr(desc *rtppeer.Desc, addr string) error {
+	if addr == "" {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(addr)
+	n, perr := strconv.Atoi(port)
+	if err != nil || perr != nil {
+		return fmt.Errorf("metapeer: SDPAddr %q is not ip:port", addr)
+	}
+	desc.IP, desc.Port = host, n
+	return nil
 }
 
 // Call places a call and returns it answered, with media started (sending
@@ -173,6 +190,10 @@ func (p *Peer) Call(ctx context.Context, spec CallSpec) (*Call, error) {
 		return nil, err
 	}
 	desc := rtppeer.Desc{IP: p.cfg.MediaIP, Port: sess.Port(), Codecs: []rtppeer.Codec{codec}, EventPT: p.cfg.EventPT, Crypto: key, Ptime: 20}
+	if err := sdpAddr(&desc, spec.SDPAddr); err != nil {
+		sess.Close()
+		return nil, err
+	}
 	req := sipua.InviteRequest{
 		Target: target,
 		RURI:   fmt.Sprintf("sip:%s@%s;transport=udp", spec.To, spec.Target),
@@ -251,6 +272,11 @@ type AnswerSpec struct {
 	// one — as RFC 3264 §6.1 allows for dynamic types and as PBXs that
 	// always use 101 do. The offerer must then remap.
 	OwnEventPT bool
+	// SDPAddr, when set ("ip:port"), is written in the answer's c= and m=
+	// lines instead of the media socket's own address: a peer behind NAT,
+	// whose media leaves from another address and port than it signals
+	// (and which gets nothing sent to the signalled one).
+	SDPAddr string
 }
 
 // ErrRejected is returned by Answer when it rejected the call as asked.
@@ -311,6 +337,11 @@ func (p *Peer) Answer(ctx context.Context, spec AnswerSpec) (*Call, *sipua.Incom
 	}
 	desc := rtppeer.Desc{IP: p.cfg.MediaIP, Port: sess.Port(), Codecs: []rtppeer.Codec{codec}, EventPT: evPT, Crypto: key, Ptime: 20,
 		RTCPMux: p.cfg.Profile == ProfileMeta && offer.RTCPMux}
+	if err := sdpAddr(&desc, spec.SDPAddr); err != nil {
+		in.Reject(500, "Server Internal Error")
+		sess.Close()
+		return nil, in, err
+	}
 	if p.cfg.Profile == ProfileMeta {
 		desc.Fmtp = map[uint8]string{codec.PT: rtppeer.MetaOpusFmtp}
 		desc.NoEventFmtp = true
