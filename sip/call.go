@@ -199,6 +199,7 @@ func (c *call) terminate(from *leg, cause string) {
 	c.mu.Unlock()
 
 	close(c.ended)
+	c.srv.journalDown(c)
 	if c.ticket != nil {
 		c.ticket.Finish(outcome)
 	}

@@ -496,6 +496,7 @@ func (s *Server) answerA(c *call, answer []byte, cancelled <-chan struct{}) bool
 		c.terminate(nil, "A-leg transport error")
 		return false
 	}
+	s.journalUp(c)
 	// A CANCEL processed just before our 200 means sipgo sent 487 and
 	// dropped the 200: A is gone, so B must go too.
 	select {

@@ -38,6 +38,8 @@ type Server struct {
 	auth      *digestServer
 	// edge checks every message before sipgo reads it.
 	edge *edge
+	// journal keeps the live dialogs for a restart after a crash (nil: off).
+	journal *Journal
 	// tlsPeers is the outbound TLS trust of the running configuration.
 	tlsPeers *atomic.Pointer[tlsPeers]
 	// certs are the TLS listeners' certificates, re-read on reload.
@@ -265,6 +267,11 @@ func (s *Server) Run(ctx context.Context) error {
 		s.edge.run(ectx, edgeSummaryInterval)
 	}()
 	close(s.ready)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.hangUpLeftCalls(s.ctx)
+	}()
 	var err error
 	select {
 	case <-ctx.Done():

@@ -433,6 +433,31 @@ type wagate struct {
 
 	exited  chan struct{}
 	waitErr error
+	killed  bool // killed on purpose (kill): its exit is no failure
+}
+
+// kill ends wagate with SIGKILL, as a crash would, and waits for it.
+func (w *wagate) kill() {
+	w.t.Helper()
+	w.killed = true
+	_ = w.cmd.Process.Kill()
+	select {
+	case <-w.exited:
+	case <-time.After(stopLimit):
+		w.t.Fatalf("wagate still running %v after SIGKILL", stopLimit)
+	}
+}
+
+// freeLogPath is wagate.log in dir, or wagate.N.log for a test's Nth
+// wagate (a restart keeps the first one's log).
+func freeLogPath(dir string) string {
+	p := filepath.Join(dir, "wagate.log")
+	for i := 2; ; i++ {
+		if _, err := os.Stat(p); err != nil {
+			return p
+		}
+		p = filepath.Join(dir, fmt.Sprintf("wagate.%d.log", i))
+	}
 }
 
 // startWagate writes the config, starts wagate and waits until its API
@@ -445,7 +470,7 @@ func (e *env) startWagate(o wagateOpts) *wagate {
 	w := &wagate{
 		t:       t,
 		e:       e,
-		logPath: filepath.Join(e.dir, "wagate.log"),
+		logPath: freeLogPath(e.dir),
 		apiURL:  fmt.Sprintf("http://%s/v1/status", net.JoinHostPort(e.WagateIP, strconv.Itoa(e.APIPort))),
 		SIPAddr: net.JoinHostPort(e.WagateIP, strconv.Itoa(e.SIPPort)),
 		exited:  make(chan struct{}),
@@ -504,7 +529,9 @@ func (w *wagate) stop() {
 	t := w.t
 	select {
 	case <-w.exited:
-		t.Errorf("wagate exited during the test: %v", w.waitErr)
+		if !w.killed {
+			t.Errorf("wagate exited during the test: %v", w.waitErr)
+		}
 	default:
 		_ = w.cmd.Process.Signal(syscall.SIGTERM)
 		select {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/pprof"
 	"syscall"
 	"time"
@@ -87,6 +88,14 @@ func run() int {
 		log.Error("sip setup failed", "error", err)
 		return 1
 	}
+
+	journal, err := sip.OpenJournal(filepath.Join(cfg.DataDir, "live-calls.journal"))
+	if err != nil {
+		log.Error("call journal failed", "error", err)
+		return 1
+	}
+	defer journal.Close()
+	srv.SetJournal(journal)
 
 	var perms *permissions.Cache
 	if cfg.Permissions.Enabled {

@@ -1,0 +1,337 @@
+package sip
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// The journal of live dialogs lets wagate hang up, after a crash, the calls
+// that were up when it died: without it, both far ends of each call wait
+// for media that never comes (Meta drops a call after 30 s without media,
+// but a PBX may hold its agent for much longer) and no record says how the
+// call ended.
+//
+// It is an append-only file of JSON lines: "up" with both legs' dialog
+// state when a call is answered, "down" with the call id when it ends.
+// Each line is one write(2) without fsync: a killed process loses nothing
+// written (the page cache survives it); a power cut loses the tail, and
+// with it only calls whose far ends lost their media too. At start-up the
+// calls still up are replayed (BYE on both legs) and the file is started
+// afresh; while running it is rewritten with only the live calls whenever
+// it has grown past journalCompactAt.
+
+// journalCompactAt is the file size that triggers a rewrite.
+const journalCompactAt = 4 << 20
+
+// Journal is the file of live dialogs.
+type Journal struct {
+	path string
+
+	mu   sync.Mutex
+	f    *os.File
+	size int64
+	live map[string]journalCall
+}
+
+// journalCall is what the journal keeps of a call: enough to hang up both
+// legs and say what the call was.
+type journalCall struct {
+	ID        string        `json:"id"`
+	Direction Direction     `json:"direction"`
+	AEndpoint string        `json:"a_endpoint"`
+	BEndpoint string        `json:"b_endpoint"`
+	Business  string        `json:"business,omitempty"`
+	User      string        `json:"user,omitempty"`
+	Created   time.Time     `json:"created"`
+	Answered  time.Time     `json:"answered"`
+	A         journalDialog `json:"a"`
+	B         journalDialog `json:"b"`
+}
+
+// journalDialog is one leg's dialog, as newRequest needs it.
+type journalDialog struct {
+	CallID       string   `json:"call_id"`
+	LocalURI     string   `json:"local_uri"`
+	LocalTag     string   `json:"local_tag"`
+	RemoteURI    string   `json:"remote_uri"`
+	RemoteTag    string   `json:"remote_tag"`
+	RemoteTarget string   `json:"remote_target"`
+	RouteSet     []string `json:"route_set,omitempty"`
+	CSeq         uint32   `json:"cseq"`
+	Transport    string   `json:"transport"`
+}
+
+type journalLine struct {
+	Op   string       `json:"op"` // "up" or "down"
+	ID   string       `json:"id,omitempty"`
+	Call *journalCall `json:"call,omitempty"`
+}
+
+// OpenJournal reads the journal at path (creating its directory) and
+// returns it with the calls a previous run left up, which Run hangs up.
+func OpenJournal(path string) (*Journal, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("sip: journal directory: %w", err)
+	}
+	j := &Journal{path: path, live: make(map[string]journalCall)}
+	f, err := os.Open(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return nil, fmt.Errorf("sip: open journal: %w", err)
+	default:
+		j.read(f)
+		f.Close()
+	}
+	if err := j.rewriteLocked(); err != nil {
+		return nil, err
+	}
+	return j, nil
+}
+
+// read folds the lines of r into j.live. A line cut short by a crash (the
+// last one) or otherwise unreadable is skipped.
+func (j *Journal) read(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var l journalLine
+		if json.Unmarshal(sc.Bytes(), &l) != nil {
+			continue
+		}
+		switch {
+		case l.Op == "up" && l.Call != nil && l.Call.ID != "":
+			j.live[l.Call.ID] = *l.Call
+		case l.Op == "down":
+			delete(j.live, l.ID)
+		}
+	}
+}
+
+// rewriteLocked replaces the file with one "up" line per live call.
+func (j *Journal) rewriteLocked() error {
+	tmp := j.path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
+	if err != nil {
+		return fmt.Errorf("sip: journal: %w", err)
+	}
+	w := bufio.NewWriter(f)
+	for _, c := range j.live {
+		b, _ := json.Marshal(journalLine{Op: "up", Call: &c})
+		w.Write(append(b, '\n'))
+	}
+	if err := w.Flush(); err == nil {
+		err = f.Sync()
+	}
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("sip: journal: %w", err)
+	}
+	if err := os.Rename(tmp, j.path); err != nil {
+		return fmt.Errorf("sip: journal: %w", err)
+	}
+	nf, err := os.OpenFile(j.path, os.O_APPEND|os.O_WRONLY, 0o640)
+	if err != nil {
+		return fmt.Errorf("sip: journal: %w", err)
+	}
+	if j.f != nil {
+		j.f.Close()
+	}
+	j.f = nf
+	st, _ := nf.Stat()
+	if st != nil {
+		j.size = st.Size()
+	}
+	return nil
+}
+
+// left returns the calls a previous run left up and forgets them.
+func (j *Journal) left() []journalCall {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	out := make([]journalCall, 0, len(j.live))
+	for _, c := range j.live {
+		out = append(out, c)
+	}
+	clear(j.live)
+	if err := j.rewriteLocked(); err != nil {
+		slog.Default().Error("journal not rewritten", "error", err)
+	}
+	return out
+}
+
+func (j *Journal) up(c journalCall) error {
+	b, err := json.Marshal(journalLine{Op: "up", Call: &c})
+	if err != nil {
+		return err
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.live[c.ID] = c
+	return j.appendLocked(b)
+}
+
+func (j *Journal) down(id string) error {
+	b, _ := json.Marshal(journalLine{Op: "down", ID: id})
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if _, ok := j.live[id]; !ok {
+		return nil
+	}
+	delete(j.live, id)
+	if err := j.appendLocked(b); err != nil {
+		return err
+	}
+	if j.size > journalCompactAt {
+		return j.rewriteLocked()
+	}
+	return nil
+}
+
+func (j *Journal) appendLocked(b []byte) error {
+	if j.f == nil {
+		return errors.New("sip: journal closed")
+	}
+	n, err := j.f.Write(append(b, '\n'))
+	j.size += int64(n)
+	return err
+}
+
+// Close closes the file; what it holds stays for the next start.
+func (j *Journal) Close() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.f == nil {
+		return nil
+	}
+	err := j.f.Close()
+	j.f = nil
+	return err
+}
+
+// SetJournal makes the server keep its live dialogs in j and hang up, once
+// its listeners are bound, the calls a previous run left up. Call it
+// before Run.
+func (s *Server) SetJournal(j *Journal) { s.journal = j }
+
+// journalUp records an answered call.
+func (s *Server) journalUp(c *call) {
+	if s.journal == nil {
+		return
+	}
+	jc := journalCall{
+		ID: c.id, Direction: c.dir, AEndpoint: c.aEndpoint, BEndpoint: c.bEndpoint,
+		Business: c.route.number.Number, User: c.route.user, Created: c.created,
+		A: c.a.snapshot(), B: c.b.snapshot(),
+	}
+	c.mu.Lock()
+	jc.Answered = c.answeredAt
+	c.mu.Unlock()
+	if err := s.journal.up(jc); err != nil {
+		c.log.Error("journal: call not recorded as up; a crash now would leave its legs unreleased", "error", err)
+	}
+}
+
+func (s *Server) journalDown(c *call) {
+	if s.journal == nil {
+		return
+	}
+	if err := s.journal.down(c.id); err != nil {
+		c.log.Error("journal: end of call not recorded", "error", err)
+	}
+}
+
+// snapshot is the leg's dialog as the journal keeps it.
+func (l *leg) snapshot() journalDialog {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	d := journalDialog{
+		CallID: l.callID, LocalURI: l.localURI.String(), LocalTag: l.localTag,
+		RemoteURI: l.remoteURI.String(), RemoteTag: l.remoteTag, RemoteTarget: l.remoteTarget.String(),
+		CSeq: l.localCSeq, Transport: l.transport,
+	}
+	for _, r := range l.routeSet {
+		d.RouteSet = append(d.RouteSet, r.String())
+	}
+	return d
+}
+
+// restore rebuilds a leg from the journal; false if a URI no longer parses.
+func (d journalDialog) restore(name string) (*leg, bool) {
+	l := &leg{name: name, callID: d.CallID, localTag: d.LocalTag, remoteTag: d.RemoteTag, localCSeq: d.CSeq, transport: d.Transport}
+	for _, p := range []struct {
+		s   string
+		dst *sip.Uri
+	}{{d.LocalURI, &l.localURI}, {d.RemoteURI, &l.remoteURI}, {d.RemoteTarget, &l.remoteTarget}} {
+		if sip.ParseUri(p.s, p.dst) != nil {
+			return nil, false
+		}
+	}
+	for _, r := range d.RouteSet {
+		var u sip.Uri
+		if sip.ParseUri(r, &u) != nil {
+			return nil, false
+		}
+		l.routeSet = append(l.routeSet, u)
+	}
+	return l, true
+}
+
+// hangUpLeftCalls sends BYE on both legs of every call a previous run left
+// up. It runs once the listeners are bound, owned by s.wg.
+func (s *Server) hangUpLeftCalls(ctx context.Context) {
+	if s.journal == nil {
+		return
+	}
+	calls := s.journal.left()
+	if len(calls) == 0 {
+		return
+	}
+	s.log.Warn("hanging up calls left up by a previous run", "calls", len(calls))
+	for _, jc := range calls {
+		log := s.log.With("call", jc.ID, "dir", string(jc.Direction), "a_endpoint", jc.AEndpoint, "b_endpoint", jc.BEndpoint)
+		for _, d := range []struct {
+			name string
+			dlg  journalDialog
+		}{{"a", jc.A}, {"b", jc.B}} {
+			l, ok := d.dlg.restore(d.name)
+			if !ok {
+				log.Error("journal: leg not restorable; no BYE sent", "leg", d.name)
+				continue
+			}
+			s.byeRestored(ctx, l, log)
+		}
+		log.Info("call ended", "hangup_by", "wagate", "cause", "wagate restarted while the call was up",
+			"talk_s", time.Since(jc.Answered).Round(time.Second).Seconds())
+	}
+}
+
+// byeRestored sends BYE on a leg restored from the journal.
+func (s *Server) byeRestored(ctx context.Context, l *leg, log *slog.Logger) {
+	req := l.newRequest(sip.BYE, nil)
+	s.prepare(req)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		ctx, cancel := context.WithTimeout(ctx, 64*sip.T1)
+		defer cancel()
+		res, err := s.client.Do(ctx, req)
+		switch {
+		case err != nil || res == nil:
+			log.Warn("BYE after restart failed", "leg", l.name, "error", errString(err))
+		default:
+			log.Info("BYE after restart answered", "leg", l.name, "code", res.StatusCode)
+		}
+	}()
+}

@@ -1,0 +1,75 @@
+package test
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestCrashHangsUpLiveCalls: wagate killed with SIGKILL while calls are up
+// (so it can tell no one), then started again: from its journal of live
+// dialogs it sends BYE on both legs of every such call within 5 s, so no
+// agent or WhatsApp user is left in a dead call.
+func TestCrashHangsUpLiveCalls(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const calls = 3
+	w := e.startWagate(wagateOpts{})
+
+	// Both SIPps wait for wagate's BYE: they exit cleanly only once each
+	// of their calls got one.
+	pbx := e.startSipp(sippSpec{Name: "pbx", Scenario: "uas.xml", Peer: e.PBX, Calls: calls})
+	meta := e.startSipp(sippSpec{Name: "meta", Scenario: "uac_wait_bye.xml", Peer: e.Meta, Remote: w.SIPAddr, Calls: calls,
+		Args: callArgs(businessNumber, waUser, "-l", "3")})
+	deadline := time.Now().Add(15 * time.Second)
+	for w.status().Calls < calls {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d calls up", w.status().Calls, calls)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // the last ACKs
+	w.kill()
+
+	restarted := time.Now()
+	w2 := e.startWagate(wagateOpts{})
+	pbx.requireOK()
+	meta.requireOK()
+	if d := time.Since(restarted); d > 5*time.Second {
+		t.Errorf("the last BYE came %v after the restart, want within 5 s", d.Round(time.Millisecond))
+	}
+	if n := countMsgs(pbx.messages(), false, "BYE "); n != calls {
+		t.Errorf("the PBX got %d BYEs, want %d", n, calls)
+	}
+	if n := countMsgs(meta.messages(), false, "BYE "); n != calls {
+		t.Errorf("the Meta side got %d BYEs, want %d", n, calls)
+	}
+	s := w2.waitIdle()
+	w2.expectCounts(s, 0, 0)
+	log, _ := os.ReadFile(w2.logPath)
+	if got := strings.Count(string(log), "wagate restarted while the call was up"); got != calls {
+		t.Errorf("%d calls logged as ended by the restart, want %d", got, calls)
+	}
+
+	// Nothing is left for a third start.
+	w2.kill()
+	w3 := e.startWagate(wagateOpts{})
+	time.Sleep(500 * time.Millisecond)
+	log, _ = os.ReadFile(w3.logPath)
+	if strings.Contains(string(log), "left up by a previous run") {
+		t.Errorf("a restart after the calls were hung up replayed them again")
+	}
+}
+
+// countMsgs counts the messages received (sent=false) or sent whose start
+// line begins with prefix.
+func countMsgs(msgs []sipMsg, sent bool, prefix string) int {
+	n := 0
+	for _, m := range msgs {
+		if m.Sent == sent && strings.HasPrefix(m.StartLine(), prefix) {
+			n++
+		}
+	}
+	return n
+}
