@@ -315,36 +315,25 @@ func (e *edge) refuse(r edgeReason, src netip.AddrPort, detail string, v verdict
 // missingOrRepeated names the first mandatory header (RFC 3261 §8.1.1)
 // missing or given more than once, and a repeated Content-Length.
 func missingOrRepeated(m *rawMessage) string {
-	var n [6]int
+	var n [hdrRequire + 1]int
 	for _, h := range m.headers {
-		switch canonicalName(h.name) {
-		case "to":
-			n[0]++
-		case "from":
-			n[1]++
-		case "call-id":
-			n[2]++
-		case "cseq":
-			n[3]++
-		case "max-forwards":
-			n[4]++
-		case "content-length":
-			n[5]++
-		}
+		n[h.key]++
 	}
-	names := [...]string{"To", "From", "Call-ID", "CSeq", "Max-Forwards"}
-	for i, name := range names {
+	for _, k := range [...]struct {
+		key  hdrKey
+		name string
+	}{{hdrTo, "To"}, {hdrFrom, "From"}, {hdrCallID, "Call-ID"}, {hdrCSeq, "CSeq"}, {hdrMaxForwards, "Max-Forwards"}} {
 		switch {
-		case n[i] == 0:
-			return "missing " + name + " header"
-		case n[i] > 1:
-			return name + " header given " + strconv.Itoa(n[i]) + " times"
+		case n[k.key] == 0:
+			return "missing " + k.name + " header"
+		case n[k.key] > 1:
+			return k.name + " header given " + strconv.Itoa(n[k.key]) + " times"
 		}
 	}
-	if n[5] > 1 {
-		return "Content-Length header given " + strconv.Itoa(n[5]) + " times"
+	if n[hdrContentLength] > 1 {
+		return "Content-Length header given " + strconv.Itoa(n[hdrContentLength]) + " times"
 	}
-	if len(m.values("via")) == 0 {
+	if n[hdrVia] == 0 {
 		return "missing Via header"
 	}
 	return ""
@@ -354,7 +343,7 @@ func missingOrRepeated(m *rawMessage) string {
 // wagate supports no SIP extension that a peer may require.
 func requiredOptions(m *rawMessage) []string {
 	var tags []string
-	for _, v := range m.values("require") {
+	for _, v := range m.values(hdrRequire) {
 		for _, t := range strings.Split(v, ",") {
 			if t = strings.TrimSpace(t); t != "" && !hasControl(t) {
 				tags = append(tags, t)

@@ -321,7 +321,7 @@ func frameMessage(b []byte, max int) (msg []byte, n int, st frameStatus) {
 		return nil, 0, frameBad
 	}
 	cl := 0
-	if vals := m.values("content-length"); len(vals) > 0 {
+	if vals := m.values(hdrContentLength); len(vals) > 0 {
 		for i, v := range vals {
 			x, err := strconv.Atoi(strings.TrimSpace(v))
 			if err != nil || x < 0 || (i > 0 && x != cl) {

@@ -28,10 +28,8 @@ func statelessResponse(m *rawMessage, code int, reason, userAgent string, extra 
 	var via, cseq, toTagged bool
 	var seed string
 	for _, h := range m.headers {
-		name := canonicalName(h.name)
-		switch name {
-		case "via", "from", "to", "call-id", "cseq":
-		default:
+		name := echoNames[h.key]
+		if name == "" {
 			continue
 		}
 		if hasControl(h.value) || h.value == "" {
@@ -41,20 +39,20 @@ func statelessResponse(m *rawMessage, code int, reason, userAgent string, extra 
 		if !parsesAs(name, value) {
 			// An answer the sender could not match (Via, CSeq) is no
 			// answer; another broken field is left out.
-			if name == "via" || name == "cseq" {
+			if h.key == hdrVia || h.key == hdrCSeq {
 				return nil
 			}
 			continue
 		}
-		switch name {
-		case "via":
+		switch h.key {
+		case hdrVia:
 			via = true
 			if seed == "" {
 				seed = value
 			}
-		case "cseq":
+		case hdrCSeq:
 			cseq = true
-		case "to":
+		case hdrTo:
 			if toTagged {
 				continue // a second To is not echoed
 			}
@@ -63,7 +61,7 @@ func statelessResponse(m *rawMessage, code int, reason, userAgent string, extra 
 				value += ";tag=" + statelessTag(m, seed)
 			}
 		}
-		b.WriteString(headerNames[name])
+		b.WriteString(name)
 		b.WriteString(": ")
 		b.WriteString(value)
 		b.WriteString("\r\n")
@@ -106,9 +104,8 @@ func parsesAs(name, value string) bool {
 
 var sipHeaders = sip.HeadersParser(sip.DefaultHeadersParser())
 
-var headerNames = map[string]string{
-	"via": "Via", "from": "From", "to": "To", "call-id": "Call-ID", "cseq": "CSeq",
-}
+// echoNames are the fields a stateless answer copies from the request.
+var echoNames = [...]string{hdrVia: "Via", hdrFrom: "From", hdrTo: "To", hdrCallID: "Call-ID", hdrCSeq: "CSeq", hdrRequire: ""}
 
 // hasTag reports whether a To or From value already carries a tag
 // parameter (outside the angle brackets of its URI).
@@ -128,7 +125,7 @@ func hasTag(v string) bool {
 func statelessTag(m *rawMessage, via string) string {
 	h := fnv.New64a()
 	h.Write([]byte(via))
-	for _, v := range m.values("call-id") {
+	for _, v := range m.values(hdrCallID) {
 		h.Write([]byte(v))
 	}
 	return strconv.FormatUint(h.Sum64(), 36)

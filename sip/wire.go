@@ -1,7 +1,6 @@
 package sip
 
 import (
-	"bytes"
 	"errors"
 	"net/netip"
 	"strconv"
@@ -27,11 +26,57 @@ type rawMessage struct {
 	folded bool
 }
 
-// rawHeader is one header field: the name as written (trimmed) and the
-// value with continuation lines joined by one space.
+// rawHeader is one header field: the name as written (trimmed), the value
+// with continuation lines joined by one space, and which header it is.
 type rawHeader struct {
 	name  string
 	value string
+	key   hdrKey
+}
+
+// hdrKey names the headers the edge looks at; everything else is other.
+type hdrKey uint8
+
+const (
+	hdrOther hdrKey = iota
+	hdrVia
+	hdrFrom
+	hdrTo
+	hdrCallID
+	hdrCSeq
+	hdrMaxForwards
+	hdrContentLength
+	hdrRequire
+)
+
+// keyOf classifies a header name, full or compact (RFC 3261 §7.3.3), in
+// any case, without allocating.
+func keyOf(name string) hdrKey {
+	if len(name) == 1 {
+		switch name[0] | 0x20 {
+		case 'v':
+			return hdrVia
+		case 'f':
+			return hdrFrom
+		case 't':
+			return hdrTo
+		case 'i':
+			return hdrCallID
+		case 'l':
+			return hdrContentLength
+		}
+		return hdrOther
+	}
+	for _, k := range [...]struct {
+		name string
+		key  hdrKey
+	}{{"via", hdrVia}, {"from", hdrFrom}, {"to", hdrTo}, {"call-id", hdrCallID}, {"cseq", hdrCSeq},
+		{"max-forwards", hdrMaxForwards}, {"content-length", hdrContentLength}, {"require", hdrRequire}} {
+		if len(name) == len(k.name) && strings.EqualFold(name, k.name) {
+			return k.key
+		}
+	}
+	return hdrOther
 }
 
 var (
@@ -45,32 +90,34 @@ var (
 
 // splitMessage splits b. Leading CRLFs (keep-alives before a message) are
 // skipped. The body is whatever follows the empty line; the caller applies
-// Content-Length.
+// Content-Length. Names and values are substrings of one copy of b.
 func splitMessage(b []byte) (rawMessage, error) {
 	var m rawMessage
 	for len(b) > 0 && (b[0] == '\r' || b[0] == '\n') {
 		b = b[1:]
 	}
+	text := string(b)
+	pos := 0
 	first := true
 	for {
-		line, rest, lf, err := nextRawLine(b)
+		line, next, lf, err := nextRawLine(text, pos)
 		if err != nil {
 			return m, err
 		}
-		b = rest
+		pos = next
 		if lf {
 			m.folded = true
 		}
 		if first {
-			if len(line) == 0 {
+			if line == "" {
 				return m, errEmptyStart
 			}
-			m.start = string(line)
+			m.start = line
 			first = false
 			continue
 		}
-		if len(line) == 0 {
-			m.body = b
+		if line == "" {
+			m.body = b[pos:]
 			return m, nil
 		}
 		if line[0] == ' ' || line[0] == '\t' {
@@ -78,7 +125,7 @@ func splitMessage(b []byte) (rawMessage, error) {
 				return m, errLeadingSpace
 			}
 			h := &m.headers[len(m.headers)-1]
-			if cont := strings.TrimSpace(string(line)); cont != "" {
+			if cont := strings.TrimSpace(line); cont != "" {
 				if h.value == "" {
 					h.value = cont
 				} else {
@@ -88,32 +135,36 @@ func splitMessage(b []byte) (rawMessage, error) {
 			m.folded = true
 			continue
 		}
-		i := bytes.IndexByte(line, ':')
+		i := strings.IndexByte(line, ':')
 		if i < 0 {
 			return m, errNoColon
 		}
-		name := strings.TrimRight(string(line[:i]), " \t")
+		name := strings.TrimRight(line[:i], " \t")
 		if !isToken(name) {
 			return m, errBadName
 		}
-		m.headers = append(m.headers, rawHeader{name: name, value: strings.TrimSpace(string(line[i+1:]))})
+		if m.headers == nil {
+			m.headers = make([]rawHeader, 0, 24)
+		}
+		m.headers = append(m.headers, rawHeader{name: name, value: strings.TrimSpace(line[i+1:]), key: keyOf(name)})
 	}
 }
 
-// nextRawLine returns the first line of b without its end, the rest, and
-// whether it ended in a bare LF.
-func nextRawLine(b []byte) (line, rest []byte, lf bool, err error) {
-	i := bytes.IndexAny(b, "\r\n")
+// nextRawLine returns the line of s starting at pos without its end, where
+// the next one starts, and whether it ended in a bare LF.
+func nextRawLine(s string, pos int) (line string, next int, lf bool, err error) {
+	i := strings.IndexAny(s[pos:], "\r\n")
 	if i < 0 {
-		return nil, nil, false, errNoHeaderEnd
+		return "", 0, false, errNoHeaderEnd
 	}
-	if b[i] == '\n' {
-		return b[:i], b[i+1:], true, nil
+	end := pos + i
+	if s[end] == '\n' {
+		return s[pos:end], end + 1, true, nil
 	}
-	if i+1 >= len(b) || b[i+1] != '\n' {
-		return nil, nil, false, errBareCR
+	if end+1 >= len(s) || s[end+1] != '\n' {
+		return "", 0, false, errBareCR
 	}
-	return b[:i], b[i+2:], false, nil
+	return s[pos:end], end + 2, false, nil
 }
 
 // isToken reports whether s is an RFC 3261 token (header names, methods).
@@ -133,31 +184,26 @@ func isToken(s string) bool {
 	return true
 }
 
-// compactNames maps RFC 3261 §7.3.3 compact forms to full names.
-var compactNames = map[string]string{
-	"i": "call-id", "f": "from", "t": "to", "v": "via", "l": "content-length",
-	"c": "content-type", "m": "contact", "k": "supported", "e": "content-encoding", "s": "subject",
-}
-
-// canonicalName is the lower-case full name of a header name.
-func canonicalName(name string) string {
-	n := strings.ToLower(name)
-	if full, ok := compactNames[n]; ok {
-		return full
-	}
-	return n
-}
-
-// values returns the values of every field named name (lower-case, full
-// form), in order.
-func (m *rawMessage) values(name string) []string {
+// values returns the values of every field that is header k, in order.
+func (m *rawMessage) values(k hdrKey) []string {
 	var out []string
 	for _, h := range m.headers {
-		if canonicalName(h.name) == name {
+		if h.key == k {
 			out = append(out, h.value)
 		}
 	}
 	return out
+}
+
+// count is the number of fields that are header k.
+func (m *rawMessage) count(k hdrKey) int {
+	n := 0
+	for _, h := range m.headers {
+		if h.key == k {
+			n++
+		}
+	}
+	return n
 }
 
 // isRequest reports whether the start line is a request line.
@@ -182,7 +228,7 @@ func (m *rawMessage) requestLine() (method, uri, version string, ok bool) {
 func (m *rawMessage) forceSource(src netip.AddrPort, stream bool) bool {
 	for i := range m.headers {
 		h := &m.headers[i]
-		if canonicalName(h.name) != "via" {
+		if h.key != hdrVia {
 			continue
 		}
 		vias := splitOutsideQuotes(h.value, ',')
@@ -215,10 +261,10 @@ func (m *rawMessage) forceSource(src netip.AddrPort, stream bool) bool {
 // ensureContentLength adds Content-Length when the message has none, so
 // that sipgo can frame it on a stream; it reports whether it did.
 func (m *rawMessage) ensureContentLength() bool {
-	if len(m.values("content-length")) > 0 {
+	if m.count(hdrContentLength) > 0 {
 		return false
 	}
-	m.headers = append(m.headers, rawHeader{name: "Content-Length", value: strconv.Itoa(len(m.body))})
+	m.headers = append(m.headers, rawHeader{name: "Content-Length", value: strconv.Itoa(len(m.body)), key: hdrContentLength})
 	return true
 }
 
