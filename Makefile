@@ -53,14 +53,18 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
-## fuzz: run every fuzz target briefly (FUZZTIME=30s by default)
+## fuzz: run every fuzz target briefly (FUZZTIME=30s by default), then the
+## black-box mutation fuzzer against the real binary (BLACKBOX_COUNT messages)
 FUZZTIME ?= 30s
-fuzz:
+BLACKBOX_COUNT ?= 50000
+fuzz: deps-test
 	@for pkg in $$($(GO) list ./...); do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; \
 	done
+	@echo "== black-box mutations against ./cmd/wagate ($(BLACKBOX_COUNT) messages)"
+	WAGATE_BLACKBOX_COUNT=$(BLACKBOX_COUNT) $(GO) test -count=1 -timeout 30m -run '^TestBlackBoxMutations$$' -v ./test/
 
 ## bench: Go benchmarks (numbers, not pass/fail)
 bench:
