@@ -86,6 +86,10 @@ func loadTorture(t *testing.T) []tortureMsg {
 //     body with neither LF nor CRLF line ends (268 for a 251-octet body):
 //     the lines become CRLF (RFC 3261 §7), the header is terminated and
 //     Content-Length is set to the body's length.
+//   - A message whose header is not ended by an empty line (RFC 4475's
+//     baddn, like two of RFC 5118's) gets one: RFC 3261 §7 requires it
+//     (on a stream nothing else would end the header), and what the RFC
+//     describes as wrong with baddn is its display names, not that.
 //   - Over TCP a message without Content-Length (RFC 4475's RFC 2543
 //     INVITE) gets one: RFC 3261 §18.3 requires it on a stream, where the
 //     body cannot end with the datagram.
@@ -98,10 +102,62 @@ func (m tortureMsg) wire(transport string) []byte {
 	if m.RFC == 5118 {
 		b = crlfMessage(b)
 	}
+	if !bytes.Contains(b, []byte("\r\n\r\n")) && bytes.HasSuffix(b, []byte("\r\n")) {
+		b = append(slices.Clip(b), "\r\n"...)
+	}
 	if transport == "tcp" {
 		b = withContentLength(b)
 	}
 	return b
+}
+
+// txKey is what makes two requests one transaction to wagate: the top
+// Via's branch and the method (RFC 3261 §17.2.3; sent-by is left out to
+// err on the side of calling two requests one). "" for a response or a
+// request without a branch.
+func txKey(b []byte) string {
+	method, _, _ := strings.Cut(string(b), " ")
+	if method == "" || strings.HasPrefix(method, "SIP/") {
+		return ""
+	}
+	if br := topBranch(b); br != "" {
+		return br + " " + method
+	}
+	return ""
+}
+
+// topBranch returns the branch parameter of a message's top Via ("" when
+// it has none).
+func topBranch(b []byte) string {
+	top, _, _ := strings.Cut(tortureHeader(b, "Via", "v"), ",")
+	for _, p := range strings.Split(top, ";")[1:] {
+		if name, v, ok := strings.Cut(p, "="); ok && strings.EqualFold(strings.TrimSpace(name), "branch") {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// withBranchSuffix appends suffix to the top Via's branch. The corpus
+// reuses branches (z9hG4bKkdjuw in 22 of RFC 4475's messages, z9hG4bKas3-111
+// in 11 of RFC 5118's): each message was written to be sent to an element
+// on its own, and sent after another with the same branch and method it
+// would be a retransmission of that transaction (RFC 3261 §17.2.3) and get
+// that one's answer. A fresh branch makes it the new request it is meant
+// to be; nothing else of the message changes.
+func withBranchSuffix(t *testing.T, b []byte, suffix string) []byte {
+	t.Helper()
+	br := topBranch(b)
+	i := bytes.Index(b, []byte("branch="+br))
+	if br == "" || i < 0 {
+		t.Fatalf("cannot give a fresh branch to:\n%s", b)
+	}
+	end := i + len("branch=") + len(br)
+	out := slices.Concat(b[:end], []byte(suffix), b[end:])
+	if topBranch(out) != br+suffix {
+		t.Fatalf("giving a fresh branch changed something else:\n%s", out)
+	}
+	return out
 }
 
 // crlfMessage turns an LF message into a CRLF one with a terminated header
@@ -474,6 +530,8 @@ func tortureEndpoint(t *testing.T, msgs []tortureMsg, transport, sender string) 
 	}
 
 	sent := 0
+	txs := map[string]bool{}
+	var fresh []string // messages given a fresh branch
 	for _, m := range msgs {
 		want := m.Want
 		if sender == "dialer" {
@@ -485,7 +543,15 @@ func tortureEndpoint(t *testing.T, msgs []tortureMsg, transport, sender string) 
 		if transport == "tcp" && m.TCP != nil {
 			want = m.TCP
 		}
-		suspect := tortureOne(t, p, m, transport, sender, want)
+		b := m.wire(transport)
+		if key := txKey(b); key != "" {
+			if txs[key] {
+				b = withBranchSuffix(t, b, fmt.Sprintf("-fresh%d", sent))
+				fresh = append(fresh, m.name())
+			}
+			txs[txKey(b)] = true
+		}
+		suspect := tortureOne(t, p, m, b, transport, sender, want)
 		// A crash shows first as silence or a closed connection; give the
 		// process a moment to be seen exiting, so the death is blamed on
 		// the message that caused it.
@@ -501,7 +567,8 @@ func tortureEndpoint(t *testing.T, msgs []tortureMsg, transport, sender string) 
 			w = restartWagate(e, w, opts)
 		}
 	}
-	t.Logf("%d messages sent over %s from %s", sent, transport, sender)
+	t.Logf("%d messages sent over %s from %s; %d given a fresh branch (an earlier one had theirs): %s",
+		sent, transport, sender, len(fresh), strings.Join(fresh, " "))
 
 	silent.check(t, 200*time.Millisecond)
 	checkNoRecoveredPanic(t, w)
@@ -510,9 +577,8 @@ func tortureEndpoint(t *testing.T, msgs []tortureMsg, transport, sender string) 
 
 // tortureOne sends one message from a configured endpoint and checks the
 // answer. It returns true when an answer was due and none came.
-func tortureOne(t *testing.T, p torturePeer, m tortureMsg, transport, sender string, want []int) (silent bool) {
+func tortureOne(t *testing.T, p torturePeer, m tortureMsg, b []byte, transport, sender string, want []int) (silent bool) {
 	t.Helper()
-	b := m.wire(transport)
 	where := fmt.Sprintf("%s over %s from %s", m.name(), transport, sender)
 	if err := p.send(b); err != nil {
 		t.Errorf("%s: send: %v", where, err)
@@ -549,13 +615,27 @@ func tortureOne(t *testing.T, p torturePeer, m tortureMsg, transport, sender str
 		return false
 	}
 	if len(finals) == 0 {
-		report("no answer")
+		gotWhat := "no answer"
+		var unmatched []string
+		for _, r := range got {
+			if !answers(b, r) {
+				unmatched = append(unmatched, fmt.Sprintf("%q (Call-ID %q, CSeq %q)", r.StartLine(), r.Header("Call-ID"), r.Header("CSeq")))
+			}
+		}
+		if len(unmatched) > 0 {
+			gotWhat += "; answers to other requests only: " + strings.Join(unmatched, ", ")
+		}
+		report(gotWhat)
 		return true
 	}
 	res := finals[0]
 	code := statusCode(res)
 	if !slices.Contains(want, code) {
-		report(strconv.Quote(res.StartLine()))
+		gotWhat := strconv.Quote(res.StartLine())
+		if w := res.Header("Warning"); w != "" {
+			gotWhat += " (Warning: " + w + ")"
+		}
+		report(gotWhat)
 		return false
 	}
 	if (m.Verdict == valid || m.Verdict == tolerated) && (code == 400 || code == 505 || code == 513) {
