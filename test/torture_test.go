@@ -27,7 +27,7 @@ import (
 // Waits of the torture tests: bounded per message so that the whole corpus
 // runs in seconds.
 const (
-	tortureAnswerWait = time.Second            // for an answer that must come
+	tortureAnswerWait = 2 * time.Second        // for an answer that must come (returns early)
 	tortureQuietWait  = 300 * time.Millisecond // for proving nothing comes
 	tortureCloseWait  = time.Second            // for wagate to close a TCP connection
 )
