@@ -1029,6 +1029,65 @@ func (l *udpListener) expectSilence(t *testing.T, what string, d time.Duration) 
 	}
 }
 
+// tcpListener listens for TCP where a peer would be and records every
+// connection made to it and what arrived on it, to prove that nothing
+// connected there.
+type tcpListener struct {
+	ln   net.Listener
+	mu   sync.Mutex
+	got  []string // per connection: its remote address and the first bytes read
+	done chan struct{}
+}
+
+func listenTCP(t *testing.T, addr string) *tcpListener {
+	t.Helper()
+	ln, err := net.Listen("tcp4", addr)
+	if err != nil {
+		t.Fatalf("listen tcp %s: %v", addr, err)
+	}
+	l := &tcpListener{ln: ln, done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+				buf := make([]byte, 2048)
+				n, _ := io.ReadAtLeast(c, buf, 1)
+				l.mu.Lock()
+				l.got = append(l.got, c.RemoteAddr().String()+": "+string(buf[:n]))
+				l.mu.Unlock()
+			}()
+		}
+	}()
+	t.Cleanup(l.close)
+	return l
+}
+
+func (l *tcpListener) close() {
+	l.ln.Close()
+	<-l.done
+}
+
+// expectSilence waits d and fails the test if any connection was made.
+func (l *tcpListener) expectSilence(t *testing.T, what string, d time.Duration) {
+	t.Helper()
+	time.Sleep(d)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.got) > 0 {
+		t.Errorf("%s got %d TCP connection(s), want none; first:\n%s", what, len(l.got), l.got[0])
+	}
+}
+
 // ---------------------------------------------------------------------------
 
 // tail returns the last n lines of data.

@@ -156,9 +156,16 @@ func (c *tlsConn) write(t *testing.T, msg string) {
 	}
 }
 
-// readSIP reads SIP messages from a stream until it fails, passing each on.
+// readSIP reads SIP messages from a TLS connection until it fails, passing
+// each on.
 func readSIP(c *tlsConn, out chan<- tlsSIPMsg) {
-	r := bufio.NewReader(c.c)
+	readSIPStream(c.c, func(m sipMsg) { out <- tlsSIPMsg{sipMsg: m, conn: c} })
+}
+
+// readSIPStream reads SIP messages from a stream (TLS or TCP) until it fails,
+// framing each by its Content-Length, and passes each to emit.
+func readSIPStream(rd io.Reader, emit func(sipMsg)) {
+	r := bufio.NewReader(rd)
 	for {
 		var head strings.Builder
 		for {
@@ -179,12 +186,15 @@ func readSIP(c *tlsConn, out chan<- tlsSIPMsg) {
 		if n == 0 {
 			n, _ = strconv.Atoi(m.Header("l"))
 		}
+		if n < 0 || n > 1<<20 {
+			return // not framed by anything a test peer can trust
+		}
 		body := make([]byte, n)
 		if _, err := io.ReadFull(r, body); err != nil {
 			return
 		}
 		m.Text = strings.TrimRight(m.Text, "\n") + "\n\n" + strings.ReplaceAll(string(body), "\r\n", "\n")
-		out <- tlsSIPMsg{sipMsg: m, conn: c}
+		emit(m)
 	}
 }
 
