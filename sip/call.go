@@ -118,6 +118,10 @@ type pendingKey struct {
 	cseq uint32
 }
 
+// bLegCallIDSuffix ends the Call-ID of every B-leg wagate places (after
+// the call's id, 24 hex digits).
+const bLegCallIDSuffix = "@wagate"
+
 func newCallID() string {
 	var b [12]byte
 	_, _ = rand.Read(b[:])

@@ -188,7 +188,7 @@ func (e *edge) inbound(b []byte, src netip.AddrPort, tr string) verdict {
 // request checks a request from an endpoint.
 func (e *edge) request(m *rawMessage, src netip.AddrPort, tr string) verdict {
 	stream := tr != "UDP"
-	method, _, version, ok := m.requestLine()
+	method, uri, version, ok := m.requestLine()
 	if !ok || !isToken(method) {
 		return e.answer(reasonMalformed, src, "malformed request line", m, 400, "Bad Request", false)
 	}
@@ -196,7 +196,7 @@ func (e *edge) request(m *rawMessage, src netip.AddrPort, tr string) verdict {
 	if method != strings.ToUpper(method) {
 		// Methods are case-sensitive and wagate implements none with
 		// lower-case letters; sipgo would upper-case it into one it does.
-		return e.answer(reasonMalformed, src, "method "+method, m, 501, "Not Implemented", false)
+		return e.answer(reasonMalformed, src, "method "+method, m, 501, "Not Implemented", false, "Allow: "+allowedMethods)
 	}
 	if !strings.EqualFold(version, "SIP/2.0") {
 		if strings.HasPrefix(strings.ToUpper(version), "SIP/") {
@@ -207,6 +207,18 @@ func (e *edge) request(m *rawMessage, src netip.AddrPort, tr string) verdict {
 	if msg := missingOrRepeated(m); msg != "" {
 		return e.answerUnlessACK(ack, reasonMalformed, src, msg, m, 400, "Bad Request")
 	}
+	if msg := badNameAddr(m); msg != "" {
+		return e.answerUnlessACK(ack, reasonMalformed, src, msg, m, 400, "Bad Request")
+	}
+	if code, msg := checkRequestURI(uri); code != 0 {
+		r, phrase := reasonMalformed, "Bad Request"
+		if code == 416 {
+			r, phrase = reasonScheme, "Unsupported URI Scheme"
+		}
+		return e.answerUnlessACK(ack, r, src, msg, m, code, phrase)
+	}
+	m.normalizeVias()
+	m.normalizeNameAddrs()
 	// Every response goes back to where the request came from: forced
 	// rport on UDP; on a stream, the connection's peer if sipgo must
 	// reconnect (RFC 3261 §18.2.2 would dial the Via host). The rewrite
@@ -224,13 +236,12 @@ func (e *edge) request(m *rawMessage, src netip.AddrPort, tr string) verdict {
 	if !ok || req.Via() == nil || req.To() == nil || req.From() == nil || req.CallID() == nil || req.CSeq() == nil || req.MaxForwards() == nil {
 		return e.answerUnlessACK(ack, reasonMalformed, src, "a mandatory header does not parse", m, 400, "Bad Request")
 	}
+	if tag, _ := req.From().Params.Get("tag"); tag == "" {
+		// RFC 3261 §8.1.1.3; sipgo keys transactions by it.
+		return e.answerUnlessACK(ack, reasonMalformed, src, "From has no tag", m, 400, "Bad Request")
+	}
 	if string(req.CSeq().MethodName) != method {
 		return e.answerUnlessACK(ack, reasonMalformed, src, "CSeq method "+string(req.CSeq().MethodName)+" is not the request method", m, 400, "Bad Request")
-	}
-	switch strings.ToLower(req.Recipient.Scheme) {
-	case "sip", "sips", "tel":
-	default:
-		return e.answerUnlessACK(ack, reasonScheme, src, "Request-URI scheme "+req.Recipient.Scheme, m, 416, "Unsupported URI Scheme")
 	}
 	if tags := requiredOptions(m); len(tags) > 0 && !ack && method != "CANCEL" {
 		return e.answer(reasonExtension, src, strings.Join(tags, ","), m, 420, "Bad Extension", false,
@@ -246,6 +257,8 @@ func (e *edge) request(m *rawMessage, src netip.AddrPort, tr string) verdict {
 // response checks a response from an endpoint: sipgo must be able to
 // match it to a transaction, or it goes no further.
 func (e *edge) response(m *rawMessage, src netip.AddrPort, stream bool) verdict {
+	m.normalizeVias()
+	m.normalizeNameAddrs()
 	m.ensureContentLength()
 	in := m.canonical()
 	parsed, err := e.parser.ParseSIP(in)
@@ -256,6 +269,11 @@ func (e *edge) response(m *rawMessage, src netip.AddrPort, stream bool) verdict 
 	if !ok || res.Via() == nil || res.CSeq() == nil || res.CallID() == nil || res.From() == nil || res.To() == nil ||
 		res.StatusCode < 100 || res.StatusCode > 699 {
 		return e.refuse(reasonBadResponse, src, "a mandatory header is missing", verdict{close: stream})
+	}
+	if host := e.cfg.Load().SIP.Host; !strings.EqualFold(res.Via().Host, host) {
+		// RFC 3261 §18.1.2: a response whose top Via is not one wagate
+		// writes answers no request of wagate's.
+		return e.refuse(reasonBadResponse, src, "top Via "+res.Via().Host+" is not "+host, verdict{})
 	}
 	e.stats.passed.Add(1)
 	return verdict{act: actPass, msg: in}
@@ -284,7 +302,7 @@ func (e *edge) stranger(cfg *configs.Config, b []byte, ip netip.Addr, src netip.
 // answer refuses a request with a stateless response when one can be
 // built, else drops it.
 func (e *edge) answer(r edgeReason, src netip.AddrPort, detail string, m *rawMessage, code int, reason string, closeConn bool, extra ...string) verdict {
-	if code != 420 {
+	if code != 420 && code != 501 {
 		extra = append(extra, warningHeader(detail))
 	}
 	v := verdict{close: closeConn}
@@ -337,6 +355,84 @@ func missingOrRepeated(m *rawMessage) string {
 		return "missing Via header"
 	}
 	return ""
+}
+
+// checkRequestURI checks the Request-URI as written: a scheme wagate
+// serves (416 otherwise, RFC 3261 §8.2.2.1, even for schemes sipgo cannot
+// parse) and no headers component (not allowed in a Request-URI, §19.1.1).
+func checkRequestURI(uri string) (int, string) {
+	scheme, rest, ok := strings.Cut(uri, ":")
+	if !ok || !isScheme(scheme) {
+		return 400, "malformed Request-URI"
+	}
+	switch strings.ToLower(scheme) {
+	case "sip", "sips":
+		hostPart := rest[strings.LastIndexByte(rest, '@')+1:]
+		if strings.Contains(hostPart, "?") {
+			return 400, "headers in the Request-URI"
+		}
+	case "tel":
+	default:
+		return 416, "Request-URI scheme " + scheme
+	}
+	return 0, ""
+}
+
+// isScheme reports an RFC 3986 URI scheme: ALPHA *( ALPHA / DIGIT / "+" /
+// "-" / "." ).
+func isScheme(s string) bool {
+	if s == "" || !(s[0] >= 'a' && s[0] <= 'z' || s[0] >= 'A' && s[0] <= 'Z') {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// badNameAddr names a From or To whose display name is neither a quoted
+// string nor tokens (RFC 3261 §25.1: "Bell, Alexander <sip:…>" is not a
+// display name, and sipgo would read it as one).
+func badNameAddr(m *rawMessage) string {
+	for _, h := range m.headers {
+		if h.key != hdrFrom && h.key != hdrTo {
+			continue
+		}
+		lt := strings.IndexByte(h.value, '<')
+		if lt < 0 {
+			continue
+		}
+		dn := strings.TrimSpace(h.value[:lt])
+		if dn == "" || isQuoted(dn) {
+			continue
+		}
+		for _, w := range strings.Fields(dn) {
+			if !isToken(w) {
+				return "display name of " + h.name + " is neither quoted nor tokens"
+			}
+		}
+	}
+	return ""
+}
+
+// isQuoted reports whether s is exactly one quoted string (with
+// quoted-pairs).
+func isQuoted(s string) bool {
+	if len(s) < 2 || s[0] != '"' {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			i++
+		case '"':
+			return i == len(s)-1
+		}
+	}
+	return false
 }
 
 // requiredOptions lists the option tags of the Require header fields.

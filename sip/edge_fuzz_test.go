@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/emiago/sipgo/sip"
@@ -35,13 +36,20 @@ func FuzzEdgeInbound(f *testing.F) {
 		v := e.inbound(data, fromMeta, tr)
 		switch v.act {
 		case actReply:
-			res, err := sip.ParseMessage(v.reply)
-			if err != nil {
-				t.Fatalf("reply does not parse: %v\n%q", err, v.reply)
+			// The answer echoes the request's Via and CSeq, which may be
+			// valid SIP that sipgo cannot parse (RFC 4475's intmeth), so
+			// it is checked for shape, not with sipgo.
+			r, err := splitMessage(v.reply)
+			if err != nil || r.isRequest() || !strings.HasPrefix(r.start, "SIP/2.0 ") {
+				t.Fatalf("reply is not a response: %v\n%q", err, v.reply)
 			}
-			r, ok := res.(*sip.Response)
-			if !ok || r.Via() == nil || r.CSeq() == nil {
+			if r.count(hdrVia) == 0 || r.count(hdrCSeq) != 1 {
 				t.Fatalf("reply the sender cannot match:\n%q", v.reply)
+			}
+			for _, h := range r.headers {
+				if hasControl(h.value) {
+					t.Fatalf("reply carries a control character:\n%q", v.reply)
+				}
 			}
 		case actPass:
 			msg, err := sip.ParseMessage(v.msg)

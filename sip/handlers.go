@@ -2,6 +2,7 @@ package sip
 
 import (
 	"context"
+	"strings"
 	"log/slog"
 	"time"
 
@@ -111,7 +112,7 @@ func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	s.respond(tx, req, 200, "OK", func(res *sip.Response) {
-		res.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS"))
+		res.AppendHeader(sip.NewHeader("Allow", allowedMethods))
 		res.AppendHeader(sip.NewHeader("Accept", "application/sdp"))
 	})
 }
@@ -142,7 +143,7 @@ func (s *Server) onOther(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	s.respond(tx, req, 501, "Not Implemented", func(res *sip.Response) {
-		res.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS"))
+		res.AppendHeader(sip.NewHeader("Allow", allowedMethods))
 	})
 }
 
@@ -210,7 +211,9 @@ func (s *Server) onStrayResponse(res *sip.Response) {
 		}
 		return
 	}
-	if res.To() == nil || res.From() == nil || res.CallID() == nil {
+	if res.To() == nil || res.From() == nil || res.CallID() == nil || !isOurCallID(callIDOf(res)) {
+		// Not a B-leg of ours: a forged or misrouted 2xx must not make
+		// wagate send requests to a Contact of the sender's choosing.
 		return
 	}
 	l := &leg{name: "b", callID: callIDOf(res), transport: res.Transport()}
@@ -220,6 +223,10 @@ func (s *Server) onStrayResponse(res *sip.Response) {
 	l.remoteTarget = res.To().Address
 	l.fromUACResponse(res)
 	l.localCSeq = cseq.SeqNo
+	// The ACK and BYE go where the 2xx came from, not to its Contact
+	// or route set: the peer is there, and nothing else is contacted.
+	l.dest = res.Source()
+	l.routeSet = nil
 	ack := l.ack(cseq.SeqNo)
 	s.prepare(ack)
 	if err := s.client.WriteRequest(ack); err != nil {
@@ -262,6 +269,20 @@ func (s *Server) authenticate(tx sip.ServerTransaction, req *sip.Request, ep *co
 		res.AppendHeader(sip.NewHeader("Proxy-Authenticate", s.auth.challenge(ep, r.stale)))
 	})
 	return false
+}
+
+// isOurCallID reports a Call-ID of the form wagate gives its B-legs.
+func isOurCallID(id string) bool {
+	hexID, ok := strings.CutSuffix(id, bLegCallIDSuffix)
+	if !ok || len(hexID) != 24 {
+		return false
+	}
+	for i := 0; i < len(hexID); i++ {
+		if c := hexID[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {

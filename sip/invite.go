@@ -18,13 +18,6 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		s.onReinvite(req, tx)
 		return
 	}
-	if !answerable(req) {
-		// Not even a 100 would reach the caller; a call started now would
-		// ring the callee once per retransmission of this INVITE.
-		s.log.Warn("INVITE dropped: its responses would not fit in a UDP datagram",
-			"sip_call_id", truncate(callIDOf(req), 64), "source", req.Source())
-		return
-	}
 	ep := s.peerOr403(req, tx)
 	if ep == nil {
 		return
@@ -84,7 +77,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		ticket:    ticket,
 	}
 	c.a.fromUAS(req, newTag())
-	c.b.callID = c.id + "@wagate"
+	c.b.callID = c.id + bLegCallIDSuffix
 	c.log = s.log.With("call", c.id, "dir", string(dec.dir), "a_endpoint", ep.Name, "b_endpoint", dec.bEP.Name, "sip_call_id", c.a.callID)
 
 	switch s.reg.admit(c, cfg.SIP.MaxCalls, ep.MaxCalls, dec.bEP.MaxCalls) {
@@ -151,23 +144,6 @@ func (s *Server) admitBIC(dec *routeDecision) (CallTicket, *rejection) {
 	return nil, r
 }
 
-// answerOverhead is what wagate's 200 adds to the headers it echoes: its
-// Contact, Server, Allow, Content-Type and the SDP answer (measured: about
-// 350 bytes for PCMU, 600 for Opus with an a=crypto key).
-const answerOverhead = 650
-
-// answerable reports whether wagate's answer to req fits the transport:
-// sipgo refuses UDP messages over UDPMTUSize-200 bytes (instead of moving
-// to TCP), and a response echoes the request's Via, From, To, Call-ID,
-// CSeq and Record-Route.
-func answerable(req *sip.Request) bool {
-	if !isUnreliable(req.Transport()) {
-		return true
-	}
-	probe := sip.NewResponseFromRequest(req, 200, "OK", nil)
-	return len(probe.String())+answerOverhead <= sip.UDPMTUSize-200
-}
-
 // rejectCall answers A with a final error and ends a call that never got a
 // B-leg answer.
 func (s *Server) rejectCall(c *call, r *rejection) {
@@ -226,7 +202,7 @@ func (s *Server) placeBLeg(c *call) {
 	req.AppendHeader(&mf)
 	req.AppendHeader(s.contact(b.transport))
 	req.AppendHeader(sip.NewHeader("User-Agent", s.cfg.Load().SIP.UserAgent))
-	req.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS"))
+	req.AppendHeader(sip.NewHeader("Allow", allowedMethods))
 	if dec.dir == UIC {
 		// The PBX learns about the WhatsApp call only through these;
 		// toward Meta (BIC) nothing X-WABA is ever written.
@@ -477,7 +453,7 @@ func (s *Server) answerA(c *call, answer []byte, cancelled <-chan struct{}) bool
 	s.setLocalTag(c, res)
 	res.AppendHeader(s.contact(c.a.transport))
 	res.AppendHeader(sip.NewHeader("Server", s.cfg.Load().SIP.UserAgent))
-	res.AppendHeader(sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS"))
+	res.AppendHeader(sip.NewHeader("Allow", allowedMethods))
 	ct := sip.ContentTypeHeader("application/sdp")
 	res.AppendHeader(&ct)
 

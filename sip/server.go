@@ -63,6 +63,17 @@ type Server struct {
 // listeners.
 const udpSocketBuffer = 4 << 20
 
+// allowedMethods is wagate's Allow header value.
+const allowedMethods = "INVITE, ACK, BYE, CANCEL, OPTIONS"
+
+// udpMaxMessage is the largest SIP message wagate sends over UDP. sipgo
+// refuses anything over UDPMTUSize-200 (1,300 bytes by default) instead of
+// switching to TCP as RFC 3261 §18.1.1 asks for large requests; refusing
+// meant a large INVITE could not even be answered, and every retransmission
+// of it started a call. Larger datagrams are fragmented by IP instead; the
+// edge bounds what is read (sip.limits.max_message_size).
+const udpMaxMessage = 65000
+
 // edgeSummaryInterval is how often the edge logs what it refused.
 const edgeSummaryInterval = 10 * time.Second
 
@@ -80,6 +91,7 @@ func New(cfg *configs.Config, newBridge BridgeFactory, log *slog.Logger) (*Serve
 	// default logger.
 	sl := sipgoLogger(log)
 	sip.SetDefaultLogger(sl)
+	sip.UDPMTUSize = udpMaxMessage + 200
 	// The transaction layer is built with the UA, before s exists.
 	var self atomic.Pointer[Server]
 	peers, err := buildTLSPeers(cfg)

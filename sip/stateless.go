@@ -32,17 +32,20 @@ func statelessResponse(m *rawMessage, code int, reason, userAgent string, extra 
 		if name == "" {
 			continue
 		}
-		if hasControl(h.value) || h.value == "" {
-			return nil
-		}
 		value := h.value
-		if !parsesAs(name, value) {
-			// An answer the sender could not match (Via, CSeq) is no
-			// answer; another broken field is left out.
-			if h.key == hdrVia || h.key == hdrCSeq {
+		switch h.key {
+		case hdrVia, hdrCSeq:
+			// The sender matches the answer by these: without them as
+			// it sent them there is no answer worth sending.
+			if !plausible(h.key, value) {
 				return nil
 			}
-			continue
+		default:
+			// Anything else is echoed only if it is clean; a To left
+			// out is replaced below.
+			if hasControl(value) || value == "" || !parsesAs(name, value) {
+				continue
+			}
 		}
 		switch h.key {
 		case hdrVia:
@@ -93,6 +96,35 @@ func statelessResponse(m *rawMessage, code int, reason, userAgent string, extra 
 	}
 	b.WriteString("Content-Length: 0\r\n\r\n")
 	return []byte(b.String())
+}
+
+// plausible reports whether a Via or CSeq value is one a sender can match
+// an answer by: a SIP/2.0 sent-protocol and a host in every Via value, a
+// number and a method in CSeq. It is looser than sipgo (RFC 4475 has
+// valid messages sipgo cannot parse, and invalid ones that deserve a 400).
+func plausible(k hdrKey, v string) bool {
+	if hasControl(v) {
+		return false
+	}
+	switch k {
+	case hdrVia:
+		// Only the first value: the rest is the sender's problem.
+		first := splitOutsideQuotes(v, ',')[0]
+		sentBy, _, _ := strings.Cut(first, ";")
+		f := strings.Fields(normalizeSentBy(sentBy))
+		if len(f) != 2 {
+			return false
+		}
+		proto := strings.Split(f[0], "/")
+		return len(proto) == 3 && strings.EqualFold(proto[0], "SIP") && proto[1] != "" && isToken(proto[2])
+	case hdrCSeq:
+		n, method, ok := strings.Cut(strings.TrimSpace(v), " ")
+		if !ok || n == "" || strings.TrimLeft(n, "0123456789") != "" {
+			return false
+		}
+		return isToken(strings.TrimSpace(method))
+	}
+	return false
 }
 
 // parsesAs reports whether sipgo reads value as a valid header named name

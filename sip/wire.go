@@ -221,6 +221,77 @@ func (m *rawMessage) requestLine() (method, uri, version string, ok bool) {
 	return parts[0], parts[1], parts[2], true
 }
 
+// normalizeVias removes the whitespace RFC 3261 allows inside Via values
+// (around "/" in the sent-protocol, around ";" and "=" in parameters,
+// around ","), which sipgo's Via parser does not take. Nothing else
+// changes: an empty parameter or value stays, for sipgo to refuse.
+func (m *rawMessage) normalizeVias() {
+	for i := range m.headers {
+		h := &m.headers[i]
+		if h.key != hdrVia {
+			continue
+		}
+		parts := splitOutsideQuotes(h.value, ',')
+		for j, part := range parts {
+			params := splitOutsideQuotes(part, ';')
+			params[0] = normalizeSentBy(params[0])
+			for k := 1; k < len(params); k++ {
+				name, value, hasValue := strings.Cut(params[k], "=")
+				params[k] = strings.TrimSpace(name)
+				if hasValue {
+					params[k] += "=" + strings.TrimSpace(value)
+				}
+			}
+			parts[j] = strings.Join(params, ";")
+		}
+		h.value = strings.Join(parts, ",")
+	}
+}
+
+// normalizeNameAddrs removes the whitespace RFC 3261 allows around ";"
+// and "=" in the header parameters of From and To ("<sip:a@b> ; tag =
+// 1"), where sipgo would not find the tag.
+func (m *rawMessage) normalizeNameAddrs() {
+	for i := range m.headers {
+		h := &m.headers[i]
+		if h.key != hdrFrom && h.key != hdrTo {
+			continue
+		}
+		// Parameters follow the closing ">" of a name-addr, or the
+		// first ";" of an addr-spec.
+		cut := strings.LastIndexByte(h.value, '>') + 1
+		if cut == 0 {
+			cut = strings.IndexByte(h.value, ';')
+			if cut < 0 {
+				continue
+			}
+		}
+		params := splitOutsideQuotes(h.value[cut:], ';')
+		for k := 1; k < len(params); k++ {
+			name, value, hasValue := strings.Cut(params[k], "=")
+			params[k] = strings.TrimSpace(name)
+			if hasValue {
+				params[k] += "=" + strings.TrimSpace(value)
+			}
+		}
+		h.value = strings.TrimRight(h.value[:cut], " \t") + strings.Join(params, ";")
+	}
+}
+
+// normalizeSentBy turns "SIP / 2.0 / UDP   host:port " into
+// "SIP/2.0/UDP host:port".
+func normalizeSentBy(s string) string {
+	fields := strings.Fields(strings.ReplaceAll(s, "/", " / "))
+	var b strings.Builder
+	for i, f := range fields {
+		if i > 0 && f != "/" && fields[i-1] != "/" {
+			b.WriteByte(' ')
+		}
+		b.WriteString(f)
+	}
+	return b.String()
+}
+
 // forceSource rewrites the first value of the top Via so that responses go
 // to src: a bare rport on datagrams (RFC 3581, as if the client had asked),
 // received and rport naming src on streams. rport and received the sender

@@ -40,6 +40,13 @@ func (p *rawPeer) local() string { return p.conn.LocalAddr().String() }
 // or "" when none arrives within wait.
 func (p *rawPeer) exchange(msg string, wait time.Duration) string {
 	p.t.Helper()
+	line, _, _ := strings.Cut(p.exchangeMsg(msg, wait), "\r\n")
+	return line
+}
+
+// exchangeMsg is exchange returning the whole response.
+func (p *rawPeer) exchangeMsg(msg string, wait time.Duration) string {
+	p.t.Helper()
 	if _, err := p.conn.WriteToUDP([]byte(msg), p.to); err != nil {
 		p.t.Fatalf("send: %v", err)
 	}
@@ -59,7 +66,7 @@ func (p *rawPeer) exchange(msg string, wait time.Duration) string {
 		if id := headerOf(msg, "Call-ID"); id != "" && headerOf(res, "Call-ID") != id {
 			continue // a late answer to an earlier message
 		}
-		return line
+		return res
 	}
 }
 
