@@ -82,3 +82,58 @@ func BenchmarkCallPath(b *testing.B) {
 }
 
 func itoa(i int) string { return fmt.Sprint(i) }
+
+// BenchmarkScanBacklog measures one scheduler scan (the query for due
+// deliveries and, when none is due, the one for the next due time) over
+// a backlog of pending deliveries, four per call, that either all wait
+// for their backoff (a receiver still down) or are all due (a receiver
+// back after an outage).
+//
+//	go test -run '^$' -bench ScanBacklog -benchtime 20x ./events/
+func BenchmarkScanBacklog(b *testing.B) {
+	for _, tc := range []struct {
+		n   int
+		due bool
+	}{{10_000, false}, {100_000, false}, {10_000, true}, {100_000, true}} {
+		b.Run(fmt.Sprintf("pending=%d/due=%v", tc.n, tc.due), func(b *testing.B) {
+			n := tc.n
+			s := openSink(b, func(o *Options) {
+				o.StoreCDRs = false
+				o.QueueSize = n
+				// A receiver that is never asked: the test moves the
+				// backlog into the future before any attempt is due.
+				o.Subscribers = []Subscriber{{Name: "crm", URL: "http://127.0.0.1:9/", Secret: testSecret}}
+				o.MaxAttempts = 1000
+			})
+			s.schedCancel() // no scheduler: the benchmark scans by hand
+			s.loops.Wait()
+			for i := range n {
+				s.CallStarted(Call{CallID: "c" + itoa(i%(n/4))})
+			}
+			for s.Stats().EventsWritten < uint64(n) {
+				time.Sleep(time.Millisecond)
+			}
+			next := time.Now().Add(time.Hour).UnixNano()
+			if tc.due {
+				next = 0
+			}
+			if _, err := s.wdb.Exec(`UPDATE deliveries SET next_at = ?`, next); err != nil {
+				b.Fatal(err)
+			}
+			sub := s.subs[0]
+			ctx := context.Background()
+			b.ResetTimer()
+			for range b.N {
+				c, err := sub.due(ctx, time.Now(), 8)
+				if err != nil || (len(c) != 0) != tc.due {
+					b.Fatal(len(c), err)
+				}
+				if !tc.due {
+					if d := sub.untilNextDue(ctx, time.Now()); d <= 0 {
+						b.Fatal(d)
+					}
+				}
+			}
+		})
+	}
+}

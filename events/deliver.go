@@ -113,16 +113,17 @@ type scanStmts struct {
 func prepareScans(ctx context.Context, db *sql.DB) (*scanStmts, error) {
 	due, err := db.PrepareContext(ctx, `
 		SELECT d.event_seq, d.call_id, d.attempts, e.id, e.type, e.body
-		FROM deliveries d JOIN events e ON e.seq = d.event_seq
+		FROM deliveries d INDEXED BY deliveries_next JOIN events e ON e.seq = d.event_seq
 		WHERE d.subscriber = ?1 AND d.state = ?2 AND d.next_at <= ?3
 		  AND (d.call_id = '' OR NOT EXISTS (
 			SELECT 1 FROM deliveries p
 			WHERE p.subscriber = ?1 AND p.call_id = d.call_id AND p.state = ?2 AND p.event_seq < d.event_seq))
-		ORDER BY d.event_seq LIMIT ?4`)
+		ORDER BY d.next_at, d.id LIMIT ?4`)
 	if err != nil {
 		return nil, fmt.Errorf("prepare: %w", err)
 	}
-	next, err := db.PrepareContext(ctx, `SELECT MIN(next_at) FROM deliveries WHERE subscriber = ? AND state = ? AND next_at > ?`)
+	next, err := db.PrepareContext(ctx, `SELECT MIN(next_at) FROM deliveries INDEXED BY deliveries_next
+		WHERE subscriber = ? AND state = ? AND next_at > ?`)
 	if err != nil {
 		due.Close()
 		return nil, fmt.Errorf("prepare: %w", err)
@@ -232,9 +233,10 @@ func (sub *subscriber) schedule(schedCtx, attemptCtx context.Context) time.Durat
 	return sub.untilNextDue(schedCtx, now)
 }
 
-// due lists up to limit pending deliveries that are due, in event order,
-// each the earliest pending event of its call (events without a call have
-// no order).
+// due lists up to limit pending deliveries that are due, longest due
+// first, each the earliest pending event of its call (events without a
+// call have no order). Order across calls does not matter; within a call
+// only the earliest pending one is ever listed.
 func (sub *subscriber) due(ctx context.Context, now time.Time, limit int) ([]candidate, error) {
 	rows, err := sub.s.scans.due.QueryContext(ctx, sub.cfg.Name, statePending, now.UnixNano(), limit)
 	if err != nil {

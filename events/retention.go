@@ -14,7 +14,7 @@ import (
 const sweepChunk = 1000
 
 func (s *Sink) sweepLoop(ctx context.Context) {
-	if s.opts.CDRRetention <= 0 && s.opts.EventRetention <= 0 {
+	if s.opts.noSweepLoop || s.opts.CDRRetention <= 0 && s.opts.EventRetention <= 0 {
 		return
 	}
 	t := time.NewTicker(s.opts.sweepEvery)

@@ -40,7 +40,7 @@ func TestRetentionSweep(t *testing.T) {
 	})
 	s := openSink(t, func(o *Options) {
 		o.now = clk.now
-		o.sweepEvery = time.Hour // the test sweeps by hand
+		o.noSweepLoop = true // the test sweeps by hand
 		o.CDRRetention = 90 * 24 * time.Hour
 		o.EventRetention = 7 * 24 * time.Hour
 		o.MaxAttempts = 2
@@ -100,5 +100,23 @@ func TestRetentionSweep(t *testing.T) {
 	}
 	if st := s.Stats(); st.CDRsSwept != 6 || st.EventsPruned != uint64(total-1) {
 		t.Errorf("stats: %+v", st)
+	}
+}
+
+// TestSweepAtStart: the sweep also runs when the Sink opens, so a node
+// that restarts daily still applies its retention.
+func TestSweepAtStart(t *testing.T) {
+	s := openSink(t, func(o *Options) { o.noSweepLoop = true })
+	s.CallEnded(CDR{CallID: "old", CreatedAt: time.Now().Add(-48 * time.Hour)})
+	s.CallEnded(CDR{CallID: "new"})
+	waitFor(t, "CDRs", func() bool { return s.Stats().CDRsWritten == 2 })
+	path := s.opts.Path
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s2 := openSink(t, func(o *Options) { o.Path = path; o.CDRRetention = 24 * time.Hour })
+	waitFor(t, "the sweep at start", func() bool { return s2.Stats().CDRsSwept == 1 })
+	if _, err := s2.CDR(context.Background(), "new"); err != nil {
+		t.Errorf("new CDR: %v", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,6 +23,13 @@ const (
 	stateDelivered = 1
 	stateDead      = 2
 )
+
+// blocked is the next_at of a pending delivery that waits for an earlier
+// delivery of its call to the same subscriber: it is never due by time.
+// When the earlier one is delivered or dead, the writer sets the next one's
+// next_at to now. (The scheduler's query checks the order as well; blocked
+// keeps a call's later events out of its scan of due deliveries.)
+const blocked = math.MaxInt64
 
 var schema = []string{
 	`CREATE TABLE IF NOT EXISTS cdrs (
@@ -59,9 +67,11 @@ var schema = []string{
 		last_error TEXT NOT NULL DEFAULT '',
 		UNIQUE (subscriber, event_seq)
 	)`,
-	// The scheduler scans a subscriber's pending deliveries in event
-	// order and asks, per call, whether an earlier one is pending.
-	`CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(subscriber, state, event_seq)`,
+	// The scheduler reads a subscriber's due deliveries in next_at order,
+	// so that a long backlog waiting for its backoff (a receiver that is
+	// down) costs nothing to skip, and asks, per call, whether an earlier
+	// delivery is pending.
+	`CREATE INDEX IF NOT EXISTS deliveries_next ON deliveries(subscriber, state, next_at)`,
 	`CREATE INDEX IF NOT EXISTS deliveries_call ON deliveries(subscriber, call_id, state, event_seq)`,
 	`CREATE INDEX IF NOT EXISTS deliveries_done ON deliveries(state, updated_at)`,
 	`CREATE INDEX IF NOT EXISTS deliveries_event ON deliveries(event_seq)`,

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,9 +42,11 @@ type Options struct {
 	// delivery trouble.
 	Log *slog.Logger
 
-	// now and sweepEvery let tests move time and sweep on demand.
-	now        func() time.Time
-	sweepEvery time.Duration
+	// now, sweepEvery and noSweepLoop let tests move time and sweep on
+	// demand.
+	now         func() time.Time
+	sweepEvery  time.Duration
+	noSweepLoop bool
 }
 
 // Subscriber is one webhook receiver.
@@ -124,6 +127,9 @@ func (o *Options) fill() error {
 			return fmt.Errorf("events: subscriber %q given twice", s.Name)
 		case s.Secret == "":
 			return fmt.Errorf("events: subscriber %q has no secret", s.Name)
+		}
+		if u, err := url.Parse(s.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("events: subscriber %q: URL %q is not http(s)://host/…", s.Name, s.URL)
 		}
 		names[s.Name] = true
 		if s.Timeout <= 0 {

@@ -161,7 +161,9 @@ func TestOpenErrors(t *testing.T) {
 		"directory":        {Path: dir},
 		"nameless sub":     {Path: dir + "/x.db", Subscribers: []Subscriber{{URL: "http://127.0.0.1:1/", Secret: "s"}}},
 		"secretless sub":   {Path: dir + "/x.db", Subscribers: []Subscriber{{Name: "a", URL: "http://127.0.0.1:1/"}}},
-		"twice the same":   {Path: dir + "/x.db", Subscribers: []Subscriber{{Name: "a", Secret: "s"}, {Name: "a", Secret: "s"}}},
+		"twice the same":   {Path: dir + "/x.db", Subscribers: []Subscriber{{Name: "a", URL: "http://h/", Secret: "s"}, {Name: "a", URL: "http://h/", Secret: "s"}}},
+		"ftp url":          {Path: dir + "/x.db", Subscribers: []Subscriber{{Name: "a", URL: "ftp://h/", Secret: "s"}}},
+		"no url":           {Path: dir + "/x.db", Subscribers: []Subscriber{{Name: "a", Secret: "s"}}},
 		"not a database":   {Path: writeFile(t, dir+"/junk.db", strings.Repeat("not sqlite ", 1000))},
 		"newer schema too": {Path: newerSchema(t, dir+"/new.db")},
 	} {

@@ -18,7 +18,7 @@ const maxBatch = 512
 // writeStmts are the writer's statements, prepared once: preparing is a
 // large part of a small insert's cost.
 type writeStmts struct {
-	cdr, event, delivery, delivered, failed *sql.Stmt
+	cdr, event, delivery, delivered, failed, callPending, unblock *sql.Stmt
 }
 
 func prepareWrites(ctx context.Context, db *sql.DB) (*writeStmts, error) {
@@ -35,6 +35,9 @@ func prepareWrites(ctx context.Context, db *sql.DB) (*writeStmts, error) {
 			WHERE subscriber = ? AND event_seq = ? AND state = ?`},
 		{&w.failed, `UPDATE deliveries SET state = ?, attempts = ?, next_at = ?, updated_at = ?, last_status = ?, last_error = ?
 			WHERE subscriber = ? AND event_seq = ? AND state = ?`},
+		{&w.callPending, `SELECT EXISTS (SELECT 1 FROM deliveries WHERE subscriber = ? AND call_id = ? AND state = ?)`},
+		{&w.unblock, `UPDATE deliveries SET next_at = ?1 WHERE next_at = ?2 AND id = (SELECT id FROM deliveries
+			WHERE subscriber = ?3 AND call_id = ?4 AND state = ?5 AND event_seq > ?6 ORDER BY event_seq LIMIT 1)`},
 	} {
 		st, err := db.PrepareContext(ctx, p.sql)
 		if err != nil {
@@ -47,7 +50,7 @@ func prepareWrites(ctx context.Context, db *sql.DB) (*writeStmts, error) {
 }
 
 func (w *writeStmts) close() {
-	for _, st := range []*sql.Stmt{w.cdr, w.event, w.delivery, w.delivered, w.failed} {
+	for _, st := range []*sql.Stmt{w.cdr, w.event, w.delivery, w.delivered, w.failed, w.callPending, w.unblock} {
 		if st != nil {
 			st.Close()
 		}
@@ -140,6 +143,7 @@ func (s *Sink) commit(items []item, res []result) {
 		st := &writeStmts{
 			cdr: tx.StmtContext(ctx, s.stmts.cdr), event: tx.StmtContext(ctx, s.stmts.event), delivery: tx.StmtContext(ctx, s.stmts.delivery),
 			delivered: tx.StmtContext(ctx, s.stmts.delivered), failed: tx.StmtContext(ctx, s.stmts.failed),
+			callPending: tx.StmtContext(ctx, s.stmts.callPending), unblock: tx.StmtContext(ctx, s.stmts.unblock),
 		}
 		for i := range items {
 			c, e, dup, err := s.insert(ctx, st, &items[i], now, woken)
@@ -234,7 +238,17 @@ func (s *Sink) insert(ctx context.Context, st *writeStmts, it *item, now int64, 
 		return 0, 0, 0, fmt.Errorf("insert event: %w", err)
 	}
 	for _, sub := range subs {
-		if _, err := st.delivery.ExecContext(ctx, seq, sub.cfg.Name, it.callID, statePending, now, now); err != nil {
+		next := now
+		if it.callID != "" {
+			var waits bool
+			if err := st.callPending.QueryRowContext(ctx, sub.cfg.Name, it.callID, statePending).Scan(&waits); err != nil {
+				return 0, 0, 0, fmt.Errorf("insert delivery: %w", err)
+			}
+			if waits {
+				next = blocked
+			}
+		}
+		if _, err := st.delivery.ExecContext(ctx, seq, sub.cfg.Name, it.callID, statePending, next, now); err != nil {
 			return 0, 0, 0, fmt.Errorf("insert delivery: %w", err)
 		}
 		woken[sub.index] = true
@@ -256,6 +270,12 @@ func writeResult(ctx context.Context, st *writeStmts, r *result, now int64) erro
 	}
 	if err != nil {
 		return fmt.Errorf("record delivery attempt: %w", err)
+	}
+	if (r.delivered || r.dead) && r.callID != "" {
+		// The call's next event may go now.
+		if _, err := st.unblock.ExecContext(ctx, now, int64(blocked), r.sub.cfg.Name, r.callID, statePending, r.seq); err != nil {
+			return fmt.Errorf("release the call's next event: %w", err)
+		}
 	}
 	return nil
 }
