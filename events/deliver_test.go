@@ -152,7 +152,7 @@ func TestReceiverDownThenBack(t *testing.T) {
 func TestBadSubscribersDoNotHoldUpOthers(t *testing.T) {
 	good := newReceiver(t)
 	release := make(chan struct{})
-	var slowHits, redirectTargetHits, bigHits atomic.Int64
+	var slowHits, redirectTargetHits, bigHits, bigSentAll atomic.Int64
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		slowHits.Add(1)
 		select { // longer than the subscriber's timeout, until the test ends
@@ -177,6 +177,7 @@ func TestBadSubscribersDoNotHoldUpOthers(t *testing.T) {
 				return // wagate hung up after reading its share
 			}
 		}
+		bigSentAll.Add(1)
 	}))
 	for _, srv := range []*httptest.Server{slow, failing, target, redirecting, big} {
 		t.Cleanup(srv.Close)
@@ -212,6 +213,11 @@ func TestBadSubscribersDoNotHoldUpOthers(t *testing.T) {
 	})
 	if n := redirectTargetHits.Load(); n != 0 {
 		t.Errorf("a redirect was followed %d times", n)
+	}
+	// wagate reads 64 KiB of an answer and hangs up: the 10 MB never all
+	// leave the receiver (the kernel buffers a few MB at most).
+	if n := bigSentAll.Load(); n != 0 {
+		t.Errorf("%d of %d 10 MB answers were read to the end", n, bigHits.Load())
 	}
 	// At most Concurrency attempts at once per subscriber: the slow one
 	// holds its 2 until they time out.

@@ -447,8 +447,11 @@ type SubscriberStats struct {
 	DeadLettered uint64 `json:"dead_lettered"`
 }
 
-// Stats returns the counters.
+// Stats returns the counters (zero for a nil Sink).
 func (s *Sink) Stats() Stats {
+	if s == nil {
+		return Stats{}
+	}
 	st := Stats{
 		QueueLength:   len(s.queue),
 		QueueCapacity: cap(s.queue),
