@@ -177,7 +177,6 @@ type Sink struct {
 	closed  bool
 	queue   chan item
 	results chan result
-	// replays wakes the writer's owner of replayed rows (see Replay).
 
 	subs      []*subscriber
 	subByName map[string]*subscriber
