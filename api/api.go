@@ -1,7 +1,9 @@
 // Package api is wagate's HTTP control plane: the public status endpoint,
-// the token-protected permission API (/v1/permissions) and Meta's webhook
-// (/webhook/meta). It knows nothing of SIP; it reaches the permission cache
-// through the small PermissionStore interface.
+// the token-protected permission API (/v1/permissions), call records
+// (/v1/cdrs), the event outbox's dead letters (/v1/events), and Meta's
+// webhook (/webhook/meta). It knows nothing of SIP; it reaches the rooms
+// behind it through small interfaces (PermissionStore, CDRStore,
+// EventOutbox).
 package api
 
 import (
@@ -40,6 +42,11 @@ type Options struct {
 	// Recordings serves /v1/recordings and /v1/recordings/… behind the
 	// token (recording.Manager.Handler); nil: 404.
 	Recordings http.Handler
+	// CDRs serves /v1/cdrs (*events.Sink); nil: 404.
+	CDRs CDRStore
+	// Events serves /v1/events/dead and /v1/events/{id}/replay
+	// (*events.Sink); nil: 404.
+	Events EventOutbox
 	// Log receives request errors and applied webhook changes.
 	Log *slog.Logger
 }
@@ -94,6 +101,12 @@ func newHandler(opts Options) http.Handler {
 	if opts.Recordings != nil && !isNilPointer(opts.Recordings) {
 		protected.Handle("/v1/recordings", opts.Recordings)
 		protected.Handle("/v1/recordings/", opts.Recordings)
+	}
+	if opts.CDRs != nil && !isNilPointer(opts.CDRs) {
+		(&cdrHandlers{store: opts.CDRs, log: log}).register(protected)
+	}
+	if opts.Events != nil && !isNilPointer(opts.Events) {
+		(&outboxHandlers{outbox: opts.Events, log: log}).register(protected)
 	}
 	protected.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such route")

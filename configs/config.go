@@ -16,8 +16,13 @@ const (
 
 // Config is the whole of wagate's configuration.
 type Config struct {
-	// DataDir holds wagate's state (the permission store); default "data".
-	DataDir     string      `yaml:"data_dir"`
+	// DataDir holds wagate's state (the permission store, events.db);
+	// default "data".
+	DataDir string `yaml:"data_dir"`
+	// NodeID names this wagate in every call record and event, so that
+	// subscribers shared by several nodes can tell them apart; default:
+	// the host name.
+	NodeID      string      `yaml:"node_id"`
 	SIP         SIP         `yaml:"sip"`
 	Endpoints   []Endpoint  `yaml:"endpoints"`
 	Numbers     []Number    `yaml:"numbers"`
@@ -26,6 +31,8 @@ type Config struct {
 	Log         Log         `yaml:"log"`
 	Permissions Permissions `yaml:"permissions"`
 	Recording   Recording   `yaml:"recording"`
+	CDR         CDR         `yaml:"cdr"`
+	Events      Events      `yaml:"events"`
 
 	// idx holds the lookup tables built by Parse (see lookup.go).
 	idx *index
@@ -307,6 +314,70 @@ type Recording struct {
 	NameBy string `yaml:"name_by"`
 	// RetentionDays deletes recordings older than this (0: keep forever).
 	RetentionDays int `yaml:"retention_days"`
+}
+
+// CDR configures call detail records, stored in <data_dir>/events.db.
+type CDR struct {
+	// Enabled stores one record per call (default true).
+	Enabled bool `yaml:"enabled"`
+	// RetentionDays deletes records older than this (default 90; 0: keep
+	// forever).
+	RetentionDays int `yaml:"retention_days"`
+}
+
+// Events configures the call events wagate posts to webhook subscribers,
+// from a durable outbox in <data_dir>/events.db.
+type Events struct {
+	// Subscribers receive signed webhooks; none: no events are kept.
+	Subscribers []Subscriber `yaml:"subscribers"`
+	// MaxAttempts per event and subscriber before it becomes a dead
+	// letter (default 30).
+	MaxAttempts int `yaml:"max_attempts"`
+	// BackoffBase and BackoffMax bound the exponential backoff between
+	// attempts, with full jitter (defaults 1s and 10m).
+	BackoffBase Duration `yaml:"backoff_base"`
+	BackoffMax  Duration `yaml:"backoff_max"`
+	// QueueSize bounds the records (CDRs and events) waiting in memory to
+	// be written; more are dropped and counted (default 10000).
+	QueueSize int `yaml:"queue_size"`
+	// RetentionDays keeps delivered events and dead letters this long
+	// (default 7; 0: keep forever).
+	RetentionDays int `yaml:"retention_days"`
+}
+
+// Subscriber is one webhook receiver of events.
+type Subscriber struct {
+	// Name identifies the subscriber in logs, the API and the outbox.
+	Name string `yaml:"name"`
+	// URL is where events are POSTed (http or https).
+	URL string `yaml:"url"`
+	// Secret keys the HMAC-SHA256 of X-Wagate-Signature (required).
+	Secret Secret `yaml:"secret"`
+	// Types lists the event types sent (default: all).
+	Types []string `yaml:"types"`
+	// Timeout bounds one delivery attempt, body included (default 10s).
+	Timeout Duration `yaml:"timeout"`
+	// Concurrency bounds the attempts in flight to this subscriber
+	// (default 4).
+	Concurrency int `yaml:"concurrency"`
+}
+
+// Event types, as they appear in the "type" of an event and in
+// events.subscribers[].types.
+const (
+	EventCallStarted       = "call.started"
+	EventCallRinging       = "call.ringing"
+	EventCallAnswered      = "call.answered"
+	EventCallEnded         = "call.ended"
+	EventCallRefused       = "call.refused"
+	EventPermissionChanged = "permission.changed"
+	EventRecordingReady    = "recording.ready"
+)
+
+// EventTypes lists every event type wagate emits.
+func EventTypes() []string {
+	return []string{EventCallStarted, EventCallRinging, EventCallAnswered, EventCallEnded,
+		EventCallRefused, EventPermissionChanged, EventRecordingReady}
 }
 
 // Duration is a time.Duration written in YAML as "30s", "2m", …

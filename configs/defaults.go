@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -71,7 +72,38 @@ const (
 
 	DefaultRecordingSampleRate = 8000
 	DefaultRecordingNameBy     = "a"
+
+	// EventsDBName is the file, under data_dir, of the CDRs and the event
+	// outbox.
+	EventsDBName                 = "events.db"
+	DefaultCDRRetentionDays      = 90
+	DefaultEventsMaxAttempts     = 30
+	DefaultEventsBackoffBase     = Duration(time.Second)
+	DefaultEventsBackoffMax      = Duration(10 * time.Minute)
+	DefaultEventsQueueSize       = 10000
+	DefaultEventsRetentionDays   = 7
+	DefaultSubscriberTimeout     = Duration(10 * time.Second)
+	DefaultSubscriberConcurrency = 4
+	// fallbackNodeID names the node when the host name cannot be used.
+	fallbackNodeID = "wagate"
 )
+
+// DefaultNodeID returns the node id a config without node_id gets: the host
+// name, cut at the first character a node id may not hold (a host name is
+// almost always fine), or "wagate" when there is none.
+func DefaultNodeID() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return fallbackNodeID
+	}
+	if i := strings.IndexFunc(h, func(r rune) bool { return !nodeIDChar(r) }); i >= 0 {
+		h = h[:i]
+	}
+	if h == "" || len(h) > maxNodeIDLen {
+		return fallbackNodeID
+	}
+	return h
+}
 
 // DefaultPermissionLimits returns WhatsApp's call-permission rules as Meta
 // documents them (DESIGN.md §5).
@@ -246,6 +278,24 @@ func applyDefaults(c *Config, t tree) {
 	num(&r.SampleRate, "recording.sample_rate", DefaultRecordingSampleRate)
 	str(&r.NameBy, "recording.name_by", DefaultRecordingNameBy)
 	// retention_days defaults to 0 (keep forever), the zero value.
+
+	str(&c.NodeID, "node_id", DefaultNodeID())
+	if !set("cdr.enabled") {
+		c.CDR.Enabled = true
+	}
+	num(&c.CDR.RetentionDays, "cdr.retention_days", DefaultCDRRetentionDays)
+	ev := &c.Events
+	num(&ev.MaxAttempts, "events.max_attempts", DefaultEventsMaxAttempts)
+	dur(&ev.BackoffBase, "events.backoff_base", DefaultEventsBackoffBase)
+	dur(&ev.BackoffMax, "events.backoff_max", DefaultEventsBackoffMax)
+	num(&ev.QueueSize, "events.queue_size", DefaultEventsQueueSize)
+	num(&ev.RetentionDays, "events.retention_days", DefaultEventsRetentionDays)
+	for i := range ev.Subscribers {
+		s := &ev.Subscribers[i]
+		p := fmt.Sprintf("events.subscribers[%d]", i)
+		dur(&s.Timeout, p+".timeout", DefaultSubscriberTimeout)
+		num(&s.Concurrency, p+".concurrency", DefaultSubscriberConcurrency)
+	}
 }
 
 // hostOf derives sip.host from the first listener. A wildcard or missing

@@ -52,6 +52,9 @@ type parseOptions struct {
 	// certificates and keys, CA bundles) exist and are readable, for
 	// example configs whose paths name files on an operator's machine.
 	skipFiles bool
+	// skipEnv skips the check that environment variables named by secrets
+	// that must be set at load (events subscribers') are set.
+	skipEnv bool
 }
 
 func parse(data []byte, name string, opts parseOptions) (*Config, error) {

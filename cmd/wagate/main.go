@@ -16,6 +16,7 @@ import (
 
 	"github.com/wagate/wagate/api"
 	"github.com/wagate/wagate/configs"
+	"github.com/wagate/wagate/events"
 	"github.com/wagate/wagate/media"
 	"github.com/wagate/wagate/permissions"
 	"github.com/wagate/wagate/recording"
@@ -121,11 +122,32 @@ func run() int {
 		srv.SetRecorder(rec)
 	}
 
+	// The events store (CDRs and the webhook outbox) opens before the
+	// call path can use it and closes after the drain, so that the last
+	// calls' records are written.
+	var sink *events.Sink
+	if cfg.EventsUsed() {
+		octx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		sink, err = events.Open(octx, events.OptionsFrom(cfg, log))
+		cancel()
+		if err != nil {
+			log.Error("events store failed", "error", err)
+			return 1
+		}
+		defer func() {
+			cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := sink.Close(cctx); err != nil {
+				log.Error("events store close", "error", err)
+			}
+		}()
+	}
+
 	var apiSrv *api.Server
 	if cfg.API.Listen != "" {
 		opts := api.Options{
 			Addr:        cfg.API.Listen,
-			Status:      func() any { return status(srv, mm, rec) },
+			Status:      func() any { return status(srv, mm, rec, sink) },
 			Token:       cfg.API.Token.Resolve(),
 			AppSecret:   cfg.API.Webhook.AppSecret.Resolve(),
 			VerifyToken: cfg.API.Webhook.VerifyToken.Resolve(),
@@ -136,6 +158,12 @@ func run() int {
 		}
 		if rec != nil {
 			opts.Recordings = rec.Handler()
+		}
+		if sink != nil {
+			if cfg.CDR.Enabled {
+				opts.CDRs = sink
+			}
+			opts.Events = sink
 		}
 		apiSrv, err = api.New(opts)
 		if err != nil {
@@ -219,8 +247,8 @@ func loadConfig(path string) (*configs.Config, error) {
 }
 
 // reload applies a changed config to new calls; a bad file changes nothing.
-// Turning permissions or recording on or off, and listeners, media ports or
-// the API address, take a restart.
+// Turning permissions or recording on or off, listeners, media ports, the
+// API address, node_id and the cdr and events sections take a restart.
 func reload(srv *sip.Server, perms *permissions.Cache, path string, log *slog.Logger) {
 	cfg, err := loadConfig(path)
 	if err != nil {
@@ -239,14 +267,19 @@ type statusDoc struct {
 	PortsInUse int              `json:"ports_in_use"`
 	Bridges    int              `json:"bridges"`
 	Recordings *recording.Stats `json:"recordings,omitempty"`
+	Events     *events.Stats    `json:"events,omitempty"`
 }
 
-func status(srv *sip.Server, mm *media.Manager, rec *recording.Manager) statusDoc {
+func status(srv *sip.Server, mm *media.Manager, rec *recording.Manager, sink *events.Sink) statusDoc {
 	ms := mm.Stats()
 	d := statusDoc{Status: srv.Status(), PortsInUse: ms.PortsInUse, Bridges: ms.Bridges}
 	if rec != nil {
 		rs := rec.Stats()
 		d.Recordings = &rs
+	}
+	if sink != nil {
+		es := sink.Stats()
+		d.Events = &es
 	}
 	return d
 }

@@ -1,0 +1,388 @@
+package api
+
+import (
+	"context"
+	"encoding/csv"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/wagate/wagate/events"
+)
+
+// openEvents opens a real events store on a temp file.
+func openEvents(t *testing.T, subs ...events.Subscriber) *events.Sink {
+	t.Helper()
+	s, err := events.Open(context.Background(), events.Options{
+		Path: filepath.Join(t.TempDir(), "events.db"), NodeID: "node-a", StoreCDRs: true,
+		MaxAttempts: 1, BackoffBase: time.Millisecond, BackoffMax: time.Millisecond, Subscribers: subs,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(context.Background()) })
+	return s
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+var cdrEpoch = time.Date(2025, 6, 1, 8, 0, 0, 0, time.UTC)
+
+// storeCDRs records n calls: even ones UIC answered on +15550100001, odd
+// ones BIC busy on +15550100002 to user US.77, one minute apart.
+func storeCDRs(t *testing.T, s *events.Sink, n int) {
+	t.Helper()
+	for i := range n {
+		c := events.CDR{
+			CallID: fmt.Sprintf("call-%03d", i), Direction: events.UIC, BusinessNumber: "+15550100001", PhoneNumberID: "100000000000001",
+			User: "+16505551234", CreatedAt: cdrEpoch.Add(time.Duration(i) * time.Minute), Outcome: events.Answered, SIPCode: 200, SIPReason: "OK",
+			A: events.Leg{Endpoint: "meta", SIPCallID: "a-" + fmt.Sprint(i), Codec: "opus", Encryption: "sdes"},
+		}
+		if i%2 == 1 {
+			c.Direction, c.BusinessNumber, c.User, c.Outcome, c.SIPCode, c.SIPReason = events.BIC, "+15550100002", "US.77", events.Busy, 486, "Busy Here"
+			c.CallbackData = "=HYPERLINK(\"http://evil.example\")"
+			c.CampaignID = "-42"
+		}
+		s.CallEnded(c)
+	}
+	waitUntil(t, "CDRs written", func() bool { return s.Stats().CDRsWritten == uint64(n) })
+}
+
+func TestCDRList(t *testing.T) {
+	s := openEvents(t)
+	storeCDRs(t, s, 25)
+	f := newFixture(t, func(o *Options) { o.CDRs = s })
+
+	var doc cdrListDoc
+	r := f.api(t, "GET", "/v1/cdrs", "")
+	r.json(t, &doc)
+	if r.code != 200 || len(doc.CDRs) != 25 || doc.NextCursor != "" || r.header.Get("Content-Type") != "application/json" {
+		t.Fatalf("list: %d, %d CDRs, cursor %q", r.code, len(doc.CDRs), doc.NextCursor)
+	}
+	if c := doc.CDRs[0]; c.CallID != "call-000" || c.NodeID != "node-a" || c.A.Codec != "opus" || !c.CreatedAt.Equal(cdrEpoch) {
+		t.Errorf("first CDR: %+v", c)
+	}
+
+	// Page through with next_cursor: every record once, in order.
+	var ids []string
+	path := "/v1/cdrs?limit=4"
+	for pages := 0; ; pages++ {
+		doc = cdrListDoc{}
+		r := f.api(t, "GET", path, "")
+		r.json(t, &doc)
+		if r.code != 200 || pages > 10 {
+			t.Fatalf("page %d: %d %s", pages, r.code, r.body)
+		}
+		for _, c := range doc.CDRs {
+			ids = append(ids, c.CallID)
+		}
+		if doc.NextCursor == "" {
+			break
+		}
+		path = "/v1/cdrs?limit=4&cursor=" + url.QueryEscape(doc.NextCursor)
+	}
+	if len(ids) != 25 || !slices.IsSorted(ids) || len(slices.Compact(slices.Clone(ids))) != 25 {
+		t.Errorf("paged ids: %v", ids)
+	}
+
+	tests := []struct {
+		query string
+		want  int
+	}{
+		{"direction=BIC", 12},
+		{"direction=uic", 13},
+		{"outcome=busy", 12},
+		{"outcome=answered&direction=BIC", 0},
+		{"number=%2B15550100002", 12},
+		{"number=15550100001", 13}, // + optional
+		{"user=US.77", 12},
+		{"user=us.77", 12}, // BSUIDs are normalised like the permission API's
+		{"user=%2B1%20650-555-1234", 13},
+		{"from=2025-06-01T08:10:00Z", 15},
+		{"to=2025-06-01T08:10:00Z", 10},
+		{"from=2025-06-01T10:05:00%2B02:00&to=2025-06-01T08:07:30Z", 3}, // minutes 5, 6, 7
+		{"from=2025-06-02T00:00:00Z", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.query, func(t *testing.T) {
+			var doc cdrListDoc
+			r := f.api(t, "GET", "/v1/cdrs?"+tt.query, "")
+			r.json(t, &doc)
+			if r.code != 200 || len(doc.CDRs) != tt.want {
+				t.Errorf("%d, %d CDRs, want %d: %.300s", r.code, len(doc.CDRs), tt.want, r.body)
+			}
+		})
+	}
+
+	r = f.api(t, "GET", "/v1/cdrs/call-003", "")
+	var one events.CDR
+	r.json(t, &one)
+	if r.code != 200 || one.CallID != "call-003" || one.Outcome != events.Busy || one.User != "US.77" {
+		t.Errorf("one: %d %+v", r.code, one)
+	}
+	if r := f.api(t, "GET", "/v1/cdrs/call-999", ""); r.code != 404 || r.errorText(t) == "" {
+		t.Errorf("unknown: %d %s", r.code, r.body)
+	}
+	if r := f.api(t, "DELETE", "/v1/cdrs/call-003", ""); r.code != 405 || r.header.Get("Allow") != "GET" {
+		t.Errorf("DELETE: %d %v", r.code, r.header)
+	}
+	if r := f.do(t, "GET", "/v1/cdrs", "", nil, nil); r.code != 401 {
+		t.Errorf("without token: %d", r.code)
+	}
+}
+
+func TestCDRCSV(t *testing.T) {
+	s := openEvents(t)
+	storeCDRs(t, s, 5)
+	f := newFixture(t, func(o *Options) { o.CDRs = s })
+
+	for name, req := range map[string]struct {
+		path   string
+		accept string
+	}{
+		"format=csv":      {"/v1/cdrs?format=csv&limit=3", ""},
+		"Accept text/csv": {"/v1/cdrs?limit=3", "application/json;q=0.5, text/csv"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			hdr := map[string]string{}
+			if req.accept != "" {
+				hdr["Accept"] = req.accept
+			}
+			r := f.do(t, "GET", req.path, testToken, nil, hdr)
+			if r.code != 200 || !strings.HasPrefix(r.header.Get("Content-Type"), "text/csv") || r.header.Get("X-Next-Cursor") == "" {
+				t.Fatalf("%d %v", r.code, r.header)
+			}
+			rows, err := csv.NewReader(strings.NewReader(r.body)).ReadAll()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rows) != 4 {
+				t.Fatalf("%d rows, want header + 3:\n%s", len(rows), r.body)
+			}
+			col := map[string]int{}
+			for i, name := range rows[0] {
+				col[name] = i
+			}
+			for _, name := range []string{"call_id", "node_id", "direction", "a.endpoint", "a.sip_call_id", "b.codec", "created_at",
+				"answered_at", "ring_ms", "sip_code", "hangup_by", "outcome", "waba_error", "media.a_to_b.packets",
+				"media.b_to_a.jitter_buffer_ms", "media.a_to_b.srtp_auth_failures", "recording_id", "campaign_id", "callback_data"} {
+				if _, ok := col[name]; !ok {
+					t.Errorf("no column %s in %v", name, rows[0])
+				}
+			}
+			second := rows[2]
+			if second[col["call_id"]] != "call-001" || second[col["user"]] != "US.77" || second[col["sip_code"]] != "486" ||
+				second[col["created_at"]] != "2025-06-01T08:01:00Z" || second[col["answered_at"]] != "" {
+				t.Errorf("row: %v", second)
+			}
+			// Formula-looking text is defused; numbers are not.
+			if got := second[col["callback_data"]]; got != `'=HYPERLINK("http://evil.example")` {
+				t.Errorf("callback_data cell %q", got)
+			}
+			if got := second[col["campaign_id"]]; got != "-42" {
+				t.Errorf("numeric cell %q altered", got)
+			}
+			if got := rows[1][col["business_number"]]; got != "+15550100001" {
+				t.Errorf("phone number cell %q altered", got)
+			}
+		})
+	}
+	// JSON wins when Accept does not ask for CSV or format says json.
+	for _, tc := range []struct{ path, accept string }{{"/v1/cdrs", "text/html, */*"}, {"/v1/cdrs?format=json", "text/csv"}, {"/v1/cdrs", "text/csv;q=0"}} {
+		r := f.do(t, "GET", tc.path, testToken, nil, map[string]string{"Accept": tc.accept})
+		if r.header.Get("Content-Type") != "application/json" {
+			t.Errorf("%s with Accept %q: %s", tc.path, tc.accept, r.header.Get("Content-Type"))
+		}
+	}
+}
+
+func TestCDRBadFilters(t *testing.T) {
+	s := openEvents(t)
+	f := newFixture(t, func(o *Options) { o.CDRs = s })
+	tests := []struct{ query, param string }{
+		{"from=yesterday", "from"},
+		{"from=2025-06-01", "from"},
+		{"to=2025-13-01T00:00:00Z", "to"},
+		{"from=2025-06-02T00:00:00Z&to=2025-06-01T00:00:00Z", "to"},
+		{"number=abc", "number"},
+		{"number=US.77", "number"},
+		{"number=%2B123", "number"},
+		{"user=%2B12", "user"},
+		{"user=%3Cscript%3E", "user"},
+		{"direction=sideways", "direction"},
+		{"outcome=maybe", "outcome"},
+		{"cursor=abc", "cursor"},
+		{"limit=0", "limit"},
+		{"limit=1001", "limit"},
+		{"limit=ten", "limit"},
+		{"format=xml", "format"},
+		{"numbr=%2B15550100001", `"numbr"`},
+		{"limit=1&limit=2", "limit"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.query, func(t *testing.T) {
+			r := f.api(t, "GET", "/v1/cdrs?"+tt.query, "")
+			if msg := r.errorText(t); r.code != 400 || !strings.HasPrefix(msg, tt.param+": ") {
+				t.Errorf("%d %q, want 400 naming %s", r.code, msg, tt.param)
+			}
+		})
+	}
+	if r := f.api(t, "GET", "/v1/cdrs/"+strings.Repeat("x", 200), ""); r.code != 400 {
+		t.Errorf("long id: %d", r.code)
+	}
+}
+
+// TestEventRoutesAbsent: without the stores the routes do not exist.
+func TestEventRoutesAbsent(t *testing.T) {
+	f := newFixture(t, nil)
+	for _, p := range []string{"GET /v1/cdrs", "GET /v1/cdrs/x", "GET /v1/events/dead", "POST /v1/events/x/replay"} {
+		method, path, _ := strings.Cut(p, " ")
+		if r := f.api(t, method, path, ""); r.code != 404 {
+			t.Errorf("%s: %d", p, r.code)
+		}
+	}
+}
+
+func TestDeadLettersAndReplay(t *testing.T) {
+	var ok atomic.Bool
+	var taken atomic.Int64
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !ok.Load() {
+			http.Error(w, "try later", 503)
+			return
+		}
+		taken.Add(1)
+	}))
+	t.Cleanup(recv.Close)
+	s := openEvents(t, events.Subscriber{Name: "crm", URL: recv.URL, Secret: "k"})
+	f := newFixture(t, func(o *Options) { o.Events = s })
+	s.CallRefused(events.CDR{CallID: "r1", SIPCode: 403})
+	s.CallRefused(events.CDR{CallID: "r2", SIPCode: 403})
+
+	var doc deadListDoc
+	waitUntil(t, "dead letters", func() bool {
+		doc = deadListDoc{}
+		f.api(t, "GET", "/v1/events/dead", "").json(t, &doc)
+		return len(doc.DeadLetters) == 2
+	})
+	d := doc.DeadLetters[0]
+	if d.Subscriber != "crm" || d.Type != events.CallRefused || d.CallID != "r1" || d.LastStatus != 503 || d.Attempts != 1 ||
+		!strings.Contains(string(d.Event), `"call_id":"r1"`) {
+		t.Errorf("dead letter: %+v", d)
+	}
+	var page deadListDoc
+	f.api(t, "GET", "/v1/events/dead?limit=1&subscriber=crm", "").json(t, &page)
+	if len(page.DeadLetters) != 1 || page.NextCursor == "" {
+		t.Errorf("page of one: %+v", page)
+	}
+	var page2 deadListDoc
+	f.api(t, "GET", "/v1/events/dead?limit=1&cursor="+url.QueryEscape(page.NextCursor), "").json(t, &page2)
+	if len(page2.DeadLetters) != 1 || page2.DeadLetters[0].CallID != "r2" || page2.NextCursor != "" {
+		t.Errorf("second page: %d letters, cursor %q", len(page2.DeadLetters), page2.NextCursor)
+	}
+
+	ok.Store(true)
+	var rep replayDoc
+	r := f.api(t, "POST", "/v1/events/"+d.EventID+"/replay", "")
+	r.json(t, &rep)
+	if r.code != 200 || rep.Requeued != 1 || rep.EventID != d.EventID {
+		t.Fatalf("replay: %d %s", r.code, r.body)
+	}
+	waitUntil(t, "the replayed event", func() bool { return taken.Load() == 1 })
+	waitUntil(t, "it to leave the dead letters", func() bool {
+		doc = deadListDoc{}
+		f.api(t, "GET", "/v1/events/dead", "").json(t, &doc)
+		return len(doc.DeadLetters) == 1
+	})
+	if r := f.api(t, "POST", "/v1/events/"+d.EventID+"/replay", ""); r.code != 409 {
+		t.Errorf("replaying a delivered event without a subscriber: %d %s", r.code, r.body)
+	}
+	if r := f.api(t, "POST", "/v1/events/"+d.EventID+"/replay?subscriber=crm", ""); r.code != 200 {
+		t.Errorf("resend to crm: %d %s", r.code, r.body)
+	}
+	waitUntil(t, "the resent event", func() bool { return taken.Load() == 2 })
+	for _, tc := range []struct {
+		method, path string
+		code         int
+	}{
+		{"POST", "/v1/events/no-such-event/replay", 404},
+		{"POST", "/v1/events/" + d.EventID + "/replay?subscriber=nobody", 400},
+		{"POST", "/v1/events/" + d.EventID + "/replay?subscriber=a%20b", 400},
+		{"POST", "/v1/events/" + d.EventID + "/replay?to=crm", 400},
+		{"GET", "/v1/events/" + d.EventID + "/replay", 405},
+		{"GET", "/v1/events/dead?limit=0", 400},
+		{"GET", "/v1/events/dead?cursor=zzz", 400},
+		{"GET", "/v1/events/dead?sub=crm", 400},
+		{"DELETE", "/v1/events/dead", 405},
+	} {
+		if r := f.api(t, tc.method, tc.path, ""); r.code != tc.code || r.errorText(t) == "" {
+			t.Errorf("%s %s: %d %s, want %d", tc.method, tc.path, r.code, r.body, tc.code)
+		}
+	}
+}
+
+// FuzzCDRQuery: the /v1/cdrs query parser never panics, and what it
+// accepts is within bounds: a valid direction and outcome, a limit of
+// 1–1000, from before to, normalised number and user.
+func FuzzCDRQuery(f *testing.F) {
+	for _, seed := range []string{
+		"", "limit=10", "from=2025-06-01T00:00:00Z&to=2025-06-02T00:00:00+02:00", "number=%2B15550100001&user=US.77",
+		"direction=bic&outcome=Busy&format=csv", "cursor=Y2RyOjQy", "cursor=ZGVhZDox", "limit=1&limit=2", "from=0000-01-01T00:00:00Z",
+		"user=%2B1%20(650)%20555-1234", "%zz", "a=b;c=d", "format=json&numbr=1",
+	} {
+		f.Add(seed, "")
+	}
+	f.Add("", "text/csv;q=0.1")
+	f.Add("limit=5", "text/csv;q=abc, application/json")
+	f.Fuzz(func(t *testing.T, raw, accept string) {
+		v, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		q, format, err := parseCDRQuery(v, accept)
+		if err != nil {
+			if msg := err.Error(); !strings.Contains(msg, ": ") {
+				t.Errorf("error %q does not name the parameter", msg)
+			}
+			return
+		}
+		if q.Limit < 1 || q.Limit > events.MaxLimit {
+			t.Errorf("limit %d accepted", q.Limit)
+		}
+		if !q.From.IsZero() && !q.To.IsZero() && !q.To.After(q.From) {
+			t.Errorf("from %v not before to %v", q.From, q.To)
+		}
+		switch q.Direction {
+		case "", events.UIC, events.BIC:
+		default:
+			t.Errorf("direction %q accepted", q.Direction)
+		}
+		switch q.Outcome {
+		case "", events.Answered, events.Unanswered, events.Busy, events.Cancelled, events.Refused, events.Failed:
+		default:
+			t.Errorf("outcome %q accepted", q.Outcome)
+		}
+		if q.Number != "" && (q.Number[0] != '+' || strings.ContainsAny(q.Number, " -().")) {
+			t.Errorf("number %q not normalised", q.Number)
+		}
+		if format != formatJSON && format != formatCSV {
+			t.Errorf("format %q", format)
+		}
+	})
+}

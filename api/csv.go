@@ -1,0 +1,122 @@
+package api
+
+import (
+	"encoding/csv"
+	"io"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/wagate/wagate/events"
+)
+
+// A CDR's CSV columns are its JSON fields, nested ones joined with dots
+// ("a.endpoint", "media.a_to_b.packets"), in the order of the Go type, so
+// that CSV and JSON cannot drift apart.
+
+// csvColumn is one leaf field of events.CDR.
+type csvColumn struct {
+	name  string
+	index []int
+}
+
+var (
+	csvOnce    sync.Once
+	csvColumns []csvColumn
+)
+
+var timeType = reflect.TypeFor[time.Time]()
+
+func cdrColumns() []csvColumn {
+	csvOnce.Do(func() { csvColumns = columnsOf(reflect.TypeFor[events.CDR](), "", nil) })
+	return csvColumns
+}
+
+func columnsOf(t reflect.Type, prefix string, index []int) []csvColumn {
+	var cols []csvColumn
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if !f.IsExported() || name == "-" {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		idx := append(append([]int(nil), index...), i)
+		if f.Type.Kind() == reflect.Struct && f.Type != timeType {
+			cols = append(cols, columnsOf(f.Type, prefix+name+".", idx)...)
+			continue
+		}
+		cols = append(cols, csvColumn{name: prefix + name, index: idx})
+	}
+	return cols
+}
+
+// writeCDRsCSV writes a header row and one row per CDR.
+func writeCDRsCSV(w io.Writer, cdrs []events.CDR) error {
+	cols := cdrColumns()
+	cw := csv.NewWriter(w)
+	row := make([]string, len(cols))
+	for i, c := range cols {
+		row[i] = c.name
+	}
+	if err := cw.Write(row); err != nil {
+		return err
+	}
+	for i := range cdrs {
+		v := reflect.ValueOf(&cdrs[i]).Elem()
+		for j, c := range cols {
+			row[j] = csvCell(v.FieldByIndex(c.index))
+		}
+		if err := cw.Write(row); err != nil {
+			return err
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+func csvCell(v reflect.Value) string {
+	switch v.Kind() {
+	case reflect.String:
+		return defuse(v.String())
+	case reflect.Int, reflect.Int64, reflect.Int32:
+		return strconv.FormatInt(v.Int(), 10)
+	case reflect.Uint, reflect.Uint64, reflect.Uint32:
+		return strconv.FormatUint(v.Uint(), 10)
+	case reflect.Float64, reflect.Float32:
+		return strconv.FormatFloat(v.Float(), 'f', -1, 64)
+	case reflect.Bool:
+		return strconv.FormatBool(v.Bool())
+	case reflect.Struct:
+		if t, ok := v.Interface().(time.Time); ok {
+			if t.IsZero() {
+				return ""
+			}
+			return t.UTC().Format(time.RFC3339Nano)
+		}
+	}
+	return ""
+}
+
+// defuse keeps a spreadsheet from running a text cell as a formula (CSV
+// injection: a dialer's X-WABA-Callback-Data could be "=HYPERLINK(…)"): a
+// cell starting with = @ tab or CR, or with + or - and not a number, gets a
+// leading apostrophe. Phone numbers ("+15550100001") are left alone.
+func defuse(s string) string {
+	if s == "" {
+		return s
+	}
+	switch s[0] {
+	case '=', '@', '\t', '\r':
+		return "'" + s
+	case '+', '-':
+		if _, err := strconv.ParseFloat(s[1:], 64); err != nil || strings.ContainsAny(s[1:], "eEnNiI") {
+			return "'" + s
+		}
+	}
+	return s
+}

@@ -1,0 +1,139 @@
+package events
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// BenchmarkEmitCommit measures the emit→commit path: b.N calls ended
+// (CDR, plus a call.ended event and its delivery per subscriber) from the
+// first CallEnded until the last is committed. allocs/op counts the whole
+// process: the call path, JSON, SQLite and, with a subscriber, the
+// deliveries to a local receiver that runs meanwhile.
+//
+//	go test -run '^$' -bench EmitCommit -benchtime 20000x ./events/
+func BenchmarkEmitCommit(b *testing.B) {
+	for _, subs := range []int{0, 1} {
+		b.Run(fmt.Sprintf("subscribers=%d", subs), func(b *testing.B) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) }))
+			defer srv.Close()
+			s := openSink(b, func(o *Options) {
+				o.QueueSize = max(b.N, 1000) // measure the writer, not drops
+				for i := range subs {
+					o.Subscribers = append(o.Subscribers, Subscriber{Name: fmt.Sprintf("s%d", i), URL: srv.URL, Secret: testSecret})
+				}
+			})
+			cdr := testCDR("", t0)
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := time.Now()
+			for i := range b.N {
+				cdr.CallID = "bench-" + itoa(i)
+				s.CallEnded(cdr)
+			}
+			for s.Stats().CDRsWritten+s.Stats().Dropped < uint64(b.N) {
+				time.Sleep(100 * time.Microsecond)
+			}
+			el := time.Since(start)
+			b.StopTimer()
+			st := s.Stats()
+			b.ReportMetric(float64(st.CDRsWritten)/el.Seconds(), "calls/s")
+			b.ReportMetric(float64(st.CDRsWritten+st.EventsWritten)/el.Seconds(), "records/s")
+			b.ReportMetric(float64(st.Dropped), "dropped")
+		})
+	}
+}
+
+// BenchmarkCallPath measures what CallEnded costs the call path alone: the
+// writer is held off (the database locked) so that nothing else runs.
+//
+//	go test -run '^$' -bench CallPath -benchtime 100000x ./events/
+func BenchmarkCallPath(b *testing.B) {
+	dir := b.TempDir()
+	s, err := Open(context.Background(), Options{
+		Path: filepath.Join(dir, "events.db"), StoreCDRs: true, QueueSize: b.N + 1,
+		Subscribers: []Subscriber{{Name: "crm", URL: "http://127.0.0.1:9/", Secret: testSecret}},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	release := lockDBB(b, s.opts.Path)
+	s.CallEnded(testCDR("first", t0))
+	for s.Stats().QueueLength != 0 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(10 * time.Millisecond)
+	cdr := testCDR("x", t0)
+	runtime.GC()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		s.CallEnded(cdr)
+	}
+	b.StopTimer()
+	release()
+	s.Close(context.Background())
+}
+
+func itoa(i int) string { return fmt.Sprint(i) }
+
+// BenchmarkScanBacklog measures one scheduler scan (the query for due
+// deliveries and, when none is due, the one for the next due time) over
+// a backlog of pending deliveries, four per call, that either all wait
+// for their backoff (a receiver still down) or are all due (a receiver
+// back after an outage).
+//
+//	go test -run '^$' -bench ScanBacklog -benchtime 20x ./events/
+func BenchmarkScanBacklog(b *testing.B) {
+	for _, tc := range []struct {
+		n   int
+		due bool
+	}{{10_000, false}, {100_000, false}, {10_000, true}, {100_000, true}} {
+		b.Run(fmt.Sprintf("pending=%d/due=%v", tc.n, tc.due), func(b *testing.B) {
+			n := tc.n
+			s := openSink(b, func(o *Options) {
+				o.StoreCDRs = false
+				o.QueueSize = n
+				// A receiver that is never asked: the test moves the
+				// backlog into the future before any attempt is due.
+				o.Subscribers = []Subscriber{{Name: "crm", URL: "http://127.0.0.1:9/", Secret: testSecret}}
+				o.MaxAttempts = 1000
+			})
+			s.schedCancel() // no scheduler: the benchmark scans by hand
+			s.loops.Wait()
+			for i := range n {
+				s.CallStarted(Call{CallID: "c" + itoa(i%(n/4))})
+			}
+			for s.Stats().EventsWritten < uint64(n) {
+				time.Sleep(time.Millisecond)
+			}
+			next := time.Now().Add(time.Hour).UnixNano()
+			if tc.due {
+				next = 0
+			}
+			if _, err := s.wdb.Exec(`UPDATE deliveries SET next_at = ?`, next); err != nil {
+				b.Fatal(err)
+			}
+			sub := s.subs[0]
+			ctx := context.Background()
+			b.ResetTimer()
+			for range b.N {
+				c, err := sub.due(ctx, time.Now(), 8)
+				if err != nil || (len(c) != 0) != tc.due {
+					b.Fatal(len(c), err)
+				}
+				if !tc.due {
+					if d := sub.untilNextDue(ctx, time.Now()); d <= 0 {
+						b.Fatal(d)
+					}
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,344 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestEventsDeliveredSignedInOrder: every event of interleaved calls
+// reaches the receiver once, signed, each call's events in order, while
+// several attempts run at once.
+func TestEventsDeliveredSignedInOrder(t *testing.T) {
+	r := newReceiver(t)
+	r.setAnswer(func(*delivery) int {
+		time.Sleep(time.Duration(rand.IntN(3)) * time.Millisecond) // let attempts overlap
+		return 200
+	})
+	s := openSink(t, func(o *Options) {
+		o.Subscribers = []Subscriber{{Name: "crm", URL: r.url(), Secret: testSecret, Concurrency: 8}}
+	})
+	const calls = 40
+	// Interleave the calls: each step of every call before the next step.
+	cs := make([]Call, calls)
+	for i := range cs {
+		cs[i] = testCall(fmt.Sprintf("c%02d", i))
+		s.CallStarted(cs[i])
+	}
+	for i := range cs {
+		s.CallRinging(cs[i])
+	}
+	for i := range cs {
+		s.CallAnswered(cs[i])
+	}
+	for i := range cs {
+		s.CallEnded(testCDR(cs[i].CallID, t0))
+	}
+	s.PermissionChanged(PermissionChange{PhoneNumberID: "100000000000001", User: "+16505551234", Status: "temporary", Source: "uic",
+		ExpiresAt: t0.Add(168 * time.Hour)})
+	waitFor(t, "all events taken", func() bool { return r.distinct() == calls*4+1 })
+	r.checkClean(t)
+
+	var ended *delivery
+	for _, d := range r.requests() {
+		if d.attempt != 1 {
+			t.Errorf("event %s needed attempt %d against a healthy receiver", d.env.ID, d.attempt)
+		}
+		if d.env.NodeID != "node-a" || d.env.Timestamp.IsZero() || len(d.env.ID) != 36 {
+			t.Errorf("envelope: %+v", d.env)
+		}
+		if d.env.Type == CallEnded && ended == nil {
+			ended = &d
+		}
+	}
+	if ended == nil || !strings.Contains(string(ended.raw), `"data":{"call_id":"`+ended.env.CallID+`"`) ||
+		!strings.Contains(string(ended.raw), `"talk_ms":60000`) {
+		t.Errorf("call.ended does not carry the CDR: %s", ended.raw)
+	}
+	waitFor(t, "results written", func() bool { return s.Stats().Subscribers[0].Delivered == calls*4+1 })
+	if st := s.Stats(); st.EventsWritten != calls*4+1 || st.CDRsWritten != calls || st.Subscribers[0].Failed != 0 {
+		t.Errorf("stats: %+v", st)
+	}
+}
+
+// TestSubscriberTypes: a subscriber gets only the types it lists.
+func TestSubscriberTypes(t *testing.T) {
+	all, ends := newReceiver(t), newReceiver(t)
+	ends.noOrder = true // it gets only the ends of calls
+	s := openSink(t, func(o *Options) {
+		o.Subscribers = []Subscriber{
+			{Name: "all", URL: all.url(), Secret: testSecret},
+			{Name: "ends", URL: ends.url(), Secret: testSecret, Types: []Type{CallEnded, CallRefused}},
+		}
+	})
+	emitCall(s, "c1", t0)
+	s.CallRefused(CDR{CallID: "c2", SIPCode: 403})
+	waitFor(t, "deliveries", func() bool { return all.distinct() == 5 && ends.distinct() == 2 })
+	for _, d := range ends.requests() {
+		if d.env.Type != CallEnded && d.env.Type != CallRefused {
+			t.Errorf("ends got %s", d.env.Type)
+		}
+	}
+	all.checkClean(t)
+	ends.checkClean(t)
+}
+
+// TestReceiverDownThenBack: the receiver's port refuses connections for a
+// while, then answers 503, then comes back; nothing is lost and each
+// call's order holds.
+func TestReceiverDownThenBack(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // down: connection refused
+
+	r := newReceiver(t) // its handler, served on addr once back
+	s := openSink(t, func(o *Options) {
+		o.Subscribers = []Subscriber{{Name: "crm", URL: "http://" + addr + "/hook", Secret: testSecret, Concurrency: 4}}
+	})
+	const calls = 30
+	for i := range calls / 2 {
+		emitCall(s, fmt.Sprintf("early-%02d", i), t0)
+	}
+	waitFor(t, "failed attempts while down", func() bool { return s.Stats().Subscribers[0].Failed >= 20 })
+
+	// Up, but unavailable.
+	var unavailable atomic.Bool
+	unavailable.Store(true)
+	r.setAnswer(func(*delivery) int {
+		if unavailable.Load() {
+			return 503
+		}
+		return 204
+	})
+	ln, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("listen again on %s: %v", addr, err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(r.serve)}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	for i := range calls / 2 {
+		emitCall(s, fmt.Sprintf("late-%02d", i), t0)
+	}
+	waitFor(t, "503s", func() bool { return len(r.requests()) >= 10 })
+	if r.distinct() != 0 {
+		t.Fatal("an event was taken while the receiver answered 503")
+	}
+	unavailable.Store(false)
+	waitFor(t, "every event", func() bool { return r.distinct() == calls*4 })
+	r.checkClean(t)
+	for id, n := range r.takenIDs {
+		if n != 1 {
+			t.Errorf("event %s taken %d times", id, n)
+		}
+	}
+}
+
+// TestBadSubscribersDoNotHoldUpOthers: receivers that answer slowly, 500,
+// redirect or send 10 MB back neither block the call path nor keep a good
+// receiver from getting every event.
+func TestBadSubscribersDoNotHoldUpOthers(t *testing.T) {
+	good := newReceiver(t)
+	release := make(chan struct{})
+	var slowHits, redirectTargetHits, bigHits, bigSentAll atomic.Int64
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		slowHits.Add(1)
+		select { // longer than the subscriber's timeout, until the test ends
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "internal error", 500)
+	}))
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		redirectTargetHits.Add(1)
+	}))
+	redirecting := httptest.NewServer(http.RedirectHandler(target.URL+"/elsewhere", http.StatusFound))
+	chunk := make([]byte, 64<<10)
+	big := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		bigHits.Add(1)
+		io.Copy(io.Discard, r.Body)
+		w.WriteHeader(200)
+		for sent := 0; sent < 10<<20; sent += len(chunk) {
+			if _, err := w.Write(chunk); err != nil {
+				return // wagate hung up after reading its share
+			}
+		}
+		bigSentAll.Add(1)
+	}))
+	for _, srv := range []*httptest.Server{slow, failing, target, redirecting, big} {
+		t.Cleanup(srv.Close)
+	}
+	t.Cleanup(func() { close(release) })
+
+	s := openSink(t, func(o *Options) {
+		// Slower retries than the other tests': the failing receivers
+		// would otherwise retry hundreds of times a second.
+		o.BackoffBase, o.BackoffMax = 20*time.Millisecond, 200*time.Millisecond
+		sub := func(name, url string) Subscriber {
+			return Subscriber{Name: name, URL: url, Secret: testSecret, Timeout: 300 * time.Millisecond, Concurrency: 2}
+		}
+		o.Subscribers = []Subscriber{sub("slow", slow.URL), sub("failing", failing.URL), sub("redirecting", redirecting.URL),
+			sub("big", big.URL), sub("good", good.url())}
+	})
+	const calls = 50
+	for i := range calls {
+		emitCall(s, fmt.Sprintf("c%02d", i), t0)
+	}
+	waitFor(t, "the good receiver has every event", func() bool { return good.distinct() == calls*4 })
+	good.checkClean(t)
+	if st := s.Stats(); st.Dropped != 0 || st.EventsWritten != calls*4 {
+		t.Errorf("the call path lost records: %+v", st)
+	}
+	waitFor(t, "the bad receivers' attempts", func() bool {
+		st := s.Stats()
+		byName := map[string]SubscriberStats{}
+		for _, x := range st.Subscribers {
+			byName[x.Name] = x
+		}
+		return byName["slow"].Failed >= 2 && byName["failing"].Failed >= 2 && byName["redirecting"].Failed >= 2 && byName["big"].Delivered >= 4
+	})
+	if n := redirectTargetHits.Load(); n != 0 {
+		t.Errorf("a redirect was followed %d times", n)
+	}
+	// wagate reads 64 KiB of an answer and hangs up: the 10 MB never all
+	// leave the receiver (the kernel buffers a few MB at most).
+	if n := bigSentAll.Load(); n != 0 {
+		t.Errorf("%d of %d 10 MB answers were read to the end", n, bigHits.Load())
+	}
+	// At most Concurrency attempts at once per subscriber: the slow one
+	// holds its 2 until they time out.
+	for _, x := range s.Stats().Subscribers {
+		if x.InFlight > 2 {
+			t.Errorf("%s: %d attempts in flight, concurrency is 2", x.Name, x.InFlight)
+		}
+	}
+}
+
+// TestDeadLetterAndReplay: after MaxAttempts an event is a dead letter,
+// later events of its call go on, and a replay delivers it.
+func TestDeadLetterAndReplay(t *testing.T) {
+	r, other := newReceiver(t), newReceiver(t)
+	r.noOrder, other.noOrder = true, true
+	var refuseRinging atomic.Bool
+	refuseRinging.Store(true)
+	r.setAnswer(func(d *delivery) int {
+		if d.env.Type == CallRinging && refuseRinging.Load() {
+			return 500
+		}
+		return 200
+	})
+	s := openSink(t, func(o *Options) {
+		o.MaxAttempts = 3
+		o.Subscribers = []Subscriber{{Name: "crm", URL: r.url(), Secret: testSecret}, {Name: "other", URL: other.url(), Secret: testSecret, Types: []Type{CallEnded}}}
+	})
+	emitCall(s, "c1", t0)
+	emitCall(s, "c2", t0)
+	waitFor(t, "the rest delivered", func() bool { return r.distinct() == 6 && other.distinct() == 2 }) // started, answered, ended of each
+	ctx := context.Background()
+	var page DeadLetterPage
+	waitFor(t, "dead letters", func() bool {
+		var err error
+		page, err = s.DeadLetters(ctx, DeadLetterQuery{})
+		return err == nil && len(page.DeadLetters) == 2
+	})
+	attempts := 0
+	for _, d := range r.requests() {
+		if d.env.Type == CallRinging {
+			attempts++
+		}
+	}
+	if attempts != 6 {
+		t.Errorf("%d attempts of the two ringing events, want 3 each", attempts)
+	}
+	dl := page.DeadLetters[0]
+	if dl.Type != CallRinging || dl.Subscriber != "crm" || dl.Attempts != 3 || dl.LastStatus != 500 ||
+		!strings.Contains(dl.LastError, "HTTP 500") || !strings.Contains(string(dl.Event), `"type":"call.ringing"`) {
+		t.Errorf("dead letter: %+v", dl)
+	}
+	if p, _ := s.DeadLetters(ctx, DeadLetterQuery{Subscriber: "other"}); len(p.DeadLetters) != 0 {
+		t.Errorf("dead letters of other: %+v", p.DeadLetters)
+	}
+	p1, err := s.DeadLetters(ctx, DeadLetterQuery{Limit: 1})
+	if err != nil || len(p1.DeadLetters) != 1 || p1.NextCursor == "" {
+		t.Fatalf("page of 1: %+v %v", p1, err)
+	}
+	cur, err := ParseDeadLetterCursor(p1.NextCursor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p2, _ := s.DeadLetters(ctx, DeadLetterQuery{Limit: 1, After: cur}); len(p2.DeadLetters) != 1 || p2.NextCursor != "" ||
+		p2.DeadLetters[0].EventID == p1.DeadLetters[0].EventID {
+		t.Errorf("page 2: %+v", p2)
+	}
+
+	refuseRinging.Store(false)
+	if n, err := s.Replay(ctx, dl.EventID, ""); n != 1 || err != nil {
+		t.Fatalf("Replay: %d %v", n, err)
+	}
+	waitFor(t, "the replayed event", func() bool { return r.taken(dl.EventID) == 1 })
+	waitFor(t, "dead letter gone", func() bool { p, _ := s.DeadLetters(ctx, DeadLetterQuery{}); return len(p.DeadLetters) == 1 })
+	if _, err := s.Replay(ctx, dl.EventID, ""); !errors.Is(err, ErrNothingToReplay) {
+		t.Errorf("second replay: %v", err)
+	}
+	// Naming the subscriber resends a delivered event.
+	if n, err := s.Replay(ctx, dl.EventID, "crm"); n != 1 || err != nil {
+		t.Errorf("resend: %d %v", n, err)
+	}
+	waitFor(t, "the resent event", func() bool { return r.taken(dl.EventID) == 2 })
+	// …and sends an event to a subscriber whose types left it out.
+	if n, err := s.Replay(ctx, dl.EventID, "other"); n != 1 || err != nil {
+		t.Errorf("replay to other: %d %v", n, err)
+	}
+	waitFor(t, "the event at other", func() bool { return other.taken(dl.EventID) == 1 })
+	if _, err := s.Replay(ctx, "no-such-event", ""); !errors.Is(err, ErrNotFound) {
+		t.Errorf("unknown event: %v", err)
+	}
+	if _, err := s.Replay(ctx, dl.EventID, "nobody"); !errors.Is(err, ErrUnknownSubscriber) {
+		t.Errorf("unknown subscriber: %v", err)
+	}
+	r.checkClean(t)
+	other.checkClean(t)
+}
+
+// TestBackoff: full jitter under an exponential cap, Retry-After honoured
+// within BackoffMax.
+func TestBackoff(t *testing.T) {
+	s := &Sink{opts: Options{BackoffBase: 100 * time.Millisecond, BackoffMax: 2 * time.Second}}
+	for n := 1; n <= 80; n++ {
+		ceil := s.opts.BackoffMax
+		if n <= 20 {
+			ceil = min(s.opts.BackoffBase<<(n-1), s.opts.BackoffMax)
+		}
+		var maxSeen time.Duration
+		for range 200 {
+			d := s.backoff(n, 0)
+			if d < 0 || d > ceil {
+				t.Fatalf("attempt %d: %v outside [0, %v]", n, d, ceil)
+			}
+			maxSeen = max(maxSeen, d)
+		}
+		if maxSeen < ceil/2 {
+			t.Errorf("attempt %d: 200 draws stayed below %v, half the cap %v: no jitter over the whole range", n, maxSeen, ceil)
+		}
+	}
+	if d := s.backoff(1, time.Second); d < time.Second {
+		t.Errorf("Retry-After 1s gave %v", d)
+	}
+	if d := s.backoff(1, time.Hour); d != 2*time.Second {
+		t.Errorf("Retry-After 1h gave %v, want BackoffMax", d)
+	}
+}

@@ -1,0 +1,127 @@
+package events
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"time"
+
+	"github.com/wagate/wagate/configs"
+)
+
+// Type is an event type.
+type Type string
+
+// The event types. Their spellings are configs' (events.subscribers[].types).
+const (
+	// CallStarted: an INVITE was accepted for routing (data: Call).
+	CallStarted Type = configs.EventCallStarted
+	// CallRinging: the B-leg rings (18x; data: Call).
+	CallRinging Type = configs.EventCallRinging
+	// CallAnswered: the call is connected (data: Call).
+	CallAnswered Type = configs.EventCallAnswered
+	// CallEnded: the call is over (data: its CDR).
+	CallEnded Type = configs.EventCallEnded
+	// CallRefused: wagate refused an INVITE itself (data: its CDR).
+	CallRefused Type = configs.EventCallRefused
+	// PermissionChanged: a call permission was granted, revoked or
+	// expired (data: PermissionChange).
+	PermissionChanged Type = configs.EventPermissionChanged
+	// RecordingReady: a call's recording is complete (data: Recording).
+	RecordingReady Type = configs.EventRecordingReady
+)
+
+// Types lists every event type.
+func Types() []Type {
+	ts := configs.EventTypes()
+	out := make([]Type, len(ts))
+	for i, t := range ts {
+		out[i] = Type(t)
+	}
+	return out
+}
+
+// Envelope is the JSON body of every event as subscribers receive it.
+type Envelope struct {
+	// ID is unique per event (a UUIDv7, so it sorts by creation time);
+	// a redelivery carries the same id.
+	ID   string `json:"id"`
+	Type Type   `json:"type"`
+	// Timestamp is when the event happened (when the Sink was told).
+	Timestamp time.Time `json:"timestamp"`
+	NodeID    string    `json:"node_id"`
+	// CallID is wagate's call id for events about a call.
+	CallID string `json:"call_id,omitempty"`
+	// Data is a Call, CDR, PermissionChange or Recording, by Type.
+	Data any `json:"data"`
+}
+
+// Call describes a call in progress: the data of call.started,
+// call.ringing and call.answered. Fields not known yet are empty.
+type Call struct {
+	CallID         string    `json:"call_id"`
+	Direction      Direction `json:"direction"`
+	WACallID       string    `json:"wa_call_id"`
+	BusinessNumber string    `json:"business_number"`
+	PhoneNumberID  string    `json:"phone_number_id"`
+	User           string    `json:"user"`
+	A              Leg       `json:"a"`
+	B              Leg       `json:"b"`
+	// SIPCode is the response that caused the event: 180/183 for
+	// call.ringing, 200 for call.answered; 0 for call.started.
+	SIPCode      int    `json:"sip_code,omitempty"`
+	CampaignID   string `json:"campaign_id"`
+	CallbackData string `json:"callback_data"`
+}
+
+// PermissionChange is the data of permission.changed.
+type PermissionChange struct {
+	PhoneNumberID string `json:"phone_number_id"`
+	User          string `json:"user"`
+	// Status is the new status: "no_permission", "temporary" or
+	// "permanent"; Previous the one before (empty when unknown).
+	Status   string `json:"status"`
+	Previous string `json:"previous_status,omitempty"`
+	// ExpiresAt is when a temporary permission lapses.
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	// Source says who changed it ("api", "webhook:user_action", "uic",
+	// "unanswered_streak", "expired", …).
+	Source string `json:"source"`
+}
+
+// Recording is the data of recording.ready.
+type Recording struct {
+	RecordingID string `json:"recording_id"`
+	CallID      string `json:"call_id"`
+	// File is the recording's path under the recordings directory, as
+	// GET /v1/recordings/{file} serves it.
+	File       string    `json:"file"`
+	Bytes      int64     `json:"bytes"`
+	DurationMS int64     `json:"duration_ms"`
+	StartedAt  time.Time `json:"started_at,omitzero"`
+	EndedAt    time.Time `json:"ended_at,omitzero"`
+	// Error is set when the recording stopped early (disk full, …).
+	Error string `json:"error,omitempty"`
+}
+
+// newEventID returns a UUIDv7 (RFC 9562): 48 bits of Unix milliseconds,
+// then random bits, so ids are unique across nodes and sort by time.
+func newEventID(now time.Time) string {
+	var u [16]byte
+	_, _ = rand.Read(u[6:]) // crypto/rand.Read never fails
+	ms := uint64(now.UnixMilli())
+	binary.BigEndian.PutUint64(u[0:8], ms<<16|uint64(binary.BigEndian.Uint16(u[6:8])))
+	u[6] = 0x70 | u[6]&0x0f // version 7
+	u[8] = 0x80 | u[8]&0x3f // variant 10
+	var b [36]byte
+	hex.Encode(b[0:8], u[0:4])
+	b[8] = '-'
+	hex.Encode(b[9:13], u[4:6])
+	b[13] = '-'
+	hex.Encode(b[14:18], u[6:8])
+	b[18] = '-'
+	hex.Encode(b[19:23], u[8:10])
+	b[23] = '-'
+	hex.Encode(b[24:36], u[10:16])
+	return string(b[:])
+}

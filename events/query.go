@@ -1,0 +1,308 @@
+package events
+
+import (
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Page sizes of the queries.
+const (
+	DefaultLimit = 100
+	MaxLimit     = 1000
+)
+
+// ErrBadCursor is returned by the cursor parsers.
+var ErrBadCursor = errors.New("not a cursor this API handed out")
+
+// Cursor is a position in a listing: the page after it starts past the
+// last record of the page that handed it out. Its text form is opaque.
+type Cursor struct{ after int64 }
+
+// IsZero reports the start of a listing.
+func (c Cursor) IsZero() bool { return c.after == 0 }
+
+const (
+	cdrCursor  = "cdr"
+	deadCursor = "dead"
+)
+
+func (c Cursor) encode(kind string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(kind + ":" + strconv.FormatInt(c.after, 10)))
+}
+
+func parseCursor(kind, s string) (Cursor, error) {
+	if s == "" {
+		return Cursor{}, nil
+	}
+	if len(s) > 64 {
+		return Cursor{}, ErrBadCursor
+	}
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return Cursor{}, ErrBadCursor
+	}
+	k, n, ok := strings.Cut(string(b), ":")
+	if !ok || k != kind {
+		return Cursor{}, ErrBadCursor
+	}
+	v, err := strconv.ParseInt(n, 10, 64)
+	if err != nil || v <= 0 || strconv.FormatInt(v, 10) != n {
+		return Cursor{}, ErrBadCursor
+	}
+	return Cursor{after: v}, nil
+}
+
+// ParseCDRCursor reads the next_cursor of a CDR listing ("" is the start).
+func ParseCDRCursor(s string) (Cursor, error) { return parseCursor(cdrCursor, s) }
+
+// ParseDeadLetterCursor reads the next_cursor of a dead-letter listing.
+func ParseDeadLetterCursor(s string) (Cursor, error) { return parseCursor(deadCursor, s) }
+
+// CDRQuery selects CDRs; zero fields do not filter. CDRs are listed in the
+// order they were recorded (at the end of their calls), oldest first.
+type CDRQuery struct {
+	// From and To bound the call's creation time: From ≤ created_at < To.
+	From, To time.Time
+	// Number is a business number (+E.164); User a WhatsApp user as
+	// stored (+E.164 or business-scoped id).
+	Number, User string
+	Direction    Direction
+	Outcome      Outcome
+	// After continues a listing.
+	After Cursor
+	// Limit is the page size, 1–MaxLimit (0: DefaultLimit).
+	Limit int
+}
+
+// CDRPage is one page of CDRs.
+type CDRPage struct {
+	CDRs []CDR
+	// NextCursor continues the listing; "" when nothing more matched.
+	NextCursor string
+}
+
+func pageSize(n int) int {
+	switch {
+	case n <= 0:
+		return DefaultLimit
+	case n > MaxLimit:
+		return MaxLimit
+	}
+	return n
+}
+
+// CDRs lists CDRs matching q.
+func (s *Sink) CDRs(ctx context.Context, q CDRQuery) (CDRPage, error) {
+	limit := pageSize(q.Limit)
+	var where []string
+	var args []any
+	add := func(cond string, v any) { where = append(where, cond); args = append(args, v) }
+	if !q.After.IsZero() {
+		add("seq > ?", q.After.after)
+	}
+	if !q.From.IsZero() {
+		add("created_at >= ?", q.From.UnixNano())
+	}
+	if !q.To.IsZero() {
+		add("created_at < ?", q.To.UnixNano())
+	}
+	if q.Number != "" {
+		add("business_number = ?", q.Number)
+	}
+	if q.User != "" {
+		add("wa_user = ?", q.User)
+	}
+	if q.Direction != "" {
+		add("direction = ?", string(q.Direction))
+	}
+	if q.Outcome != "" {
+		add("outcome = ?", string(q.Outcome))
+	}
+	sqlText := "SELECT seq, body FROM cdrs"
+	if len(where) > 0 {
+		sqlText += " WHERE " + strings.Join(where, " AND ")
+	}
+	sqlText += " ORDER BY seq LIMIT ?"
+	args = append(args, limit+1)
+	rows, err := s.rdb.QueryContext(ctx, sqlText, args...)
+	if err != nil {
+		return CDRPage{}, fmt.Errorf("events: query CDRs: %w", err)
+	}
+	defer rows.Close()
+	page := CDRPage{CDRs: make([]CDR, 0, min(limit, 64))}
+	var last int64
+	for rows.Next() {
+		if len(page.CDRs) == limit {
+			page.NextCursor = Cursor{after: last}.encode(cdrCursor)
+			break
+		}
+		var body []byte
+		if err := rows.Scan(&last, &body); err != nil {
+			return CDRPage{}, fmt.Errorf("events: query CDRs: %w", err)
+		}
+		var c CDR
+		if err := json.Unmarshal(body, &c); err != nil {
+			return CDRPage{}, fmt.Errorf("events: CDR %d unreadable: %w", last, err)
+		}
+		page.CDRs = append(page.CDRs, c)
+	}
+	if err := rows.Err(); err != nil {
+		return CDRPage{}, fmt.Errorf("events: query CDRs: %w", err)
+	}
+	return page, nil
+}
+
+// CDR returns the CDR of a call, or ErrNotFound.
+func (s *Sink) CDR(ctx context.Context, callID string) (CDR, error) {
+	var body []byte
+	err := s.rdb.QueryRowContext(ctx, `SELECT body FROM cdrs WHERE call_id = ?`, callID).Scan(&body)
+	if errors.Is(err, sql.ErrNoRows) {
+		return CDR{}, ErrNotFound
+	}
+	if err != nil {
+		return CDR{}, fmt.Errorf("events: read CDR: %w", err)
+	}
+	var c CDR
+	if err := json.Unmarshal(body, &c); err != nil {
+		return CDR{}, fmt.Errorf("events: CDR %s unreadable: %w", callID, err)
+	}
+	return c, nil
+}
+
+// DeadLetter is an event a subscriber did not take after MaxAttempts.
+type DeadLetter struct {
+	EventID    string `json:"event_id"`
+	Type       Type   `json:"type"`
+	CallID     string `json:"call_id,omitempty"`
+	Subscriber string `json:"subscriber"`
+	Attempts   int    `json:"attempts"`
+	// LastStatus is the HTTP status of the last attempt (0: no answer);
+	// LastError says what went wrong.
+	LastStatus int       `json:"last_status"`
+	LastError  string    `json:"last_error"`
+	CreatedAt  time.Time `json:"created_at"`
+	FailedAt   time.Time `json:"failed_at"`
+	// Event is the body as it is posted.
+	Event json.RawMessage `json:"event"`
+}
+
+// DeadLetterQuery selects dead letters, oldest event first.
+type DeadLetterQuery struct {
+	// Subscriber filters by subscriber name ("" all).
+	Subscriber string
+	After      Cursor
+	Limit      int
+}
+
+// DeadLetterPage is one page of dead letters.
+type DeadLetterPage struct {
+	DeadLetters []DeadLetter
+	NextCursor  string
+}
+
+// DeadLetters lists dead letters.
+func (s *Sink) DeadLetters(ctx context.Context, q DeadLetterQuery) (DeadLetterPage, error) {
+	limit := pageSize(q.Limit)
+	rows, err := s.rdb.QueryContext(ctx, `
+		SELECT d.id, e.id, e.type, e.call_id, d.subscriber, d.attempts, d.last_status, d.last_error, e.created_at, d.updated_at, e.body
+		FROM deliveries d JOIN events e ON e.seq = d.event_seq
+		WHERE d.state = ? AND d.id > ? AND (? = '' OR d.subscriber = ?)
+		ORDER BY d.id LIMIT ?`,
+		stateDead, q.After.after, q.Subscriber, q.Subscriber, limit+1)
+	if err != nil {
+		return DeadLetterPage{}, fmt.Errorf("events: query dead letters: %w", err)
+	}
+	defer rows.Close()
+	page := DeadLetterPage{DeadLetters: []DeadLetter{}}
+	var last int64
+	for rows.Next() {
+		if len(page.DeadLetters) == limit {
+			page.NextCursor = Cursor{after: last}.encode(deadCursor)
+			break
+		}
+		var d DeadLetter
+		var created, failed int64
+		var body []byte
+		if err := rows.Scan(&last, &d.EventID, &d.Type, &d.CallID, &d.Subscriber, &d.Attempts, &d.LastStatus, &d.LastError, &created, &failed, &body); err != nil {
+			return DeadLetterPage{}, fmt.Errorf("events: query dead letters: %w", err)
+		}
+		d.CreatedAt, d.FailedAt, d.Event = time.Unix(0, created).UTC(), time.Unix(0, failed).UTC(), body
+		page.DeadLetters = append(page.DeadLetters, d)
+	}
+	if err := rows.Err(); err != nil {
+		return DeadLetterPage{}, fmt.Errorf("events: query dead letters: %w", err)
+	}
+	return page, nil
+}
+
+// ErrNothingToReplay says the event exists but has no delivery to re-queue.
+var ErrNothingToReplay = errors.New("events: nothing to replay")
+
+// Replay re-queues event eventID. With a subscriber, its delivery to that
+// subscriber is made again whatever its state (dead, delivered, or never
+// created because the subscriber did not take that type); already pending
+// is ErrNothingToReplay. Without one, every dead delivery of the event to
+// a configured subscriber is re-queued. The attempts start again from 0.
+// It returns how many deliveries were re-queued.
+func (s *Sink) Replay(ctx context.Context, eventID, subscriberName string) (int, error) {
+	var sub *subscriber
+	if subscriberName != "" {
+		if sub = s.subByName[subscriberName]; sub == nil {
+			return 0, fmt.Errorf("%w: %q", ErrUnknownSubscriber, subscriberName)
+		}
+	}
+	now := s.now().UnixNano()
+	var res sql.Result
+	var err error
+	if sub != nil {
+		res, err = s.wdb.ExecContext(ctx, `
+			INSERT INTO deliveries (event_seq, subscriber, call_id, state, attempts, next_at, updated_at)
+			SELECT seq, ?1, call_id, ?2, 0, ?3, ?3 FROM events WHERE id = ?4
+			ON CONFLICT (subscriber, event_seq) DO UPDATE SET
+				state = ?2, attempts = 0, next_at = ?3, updated_at = ?3, last_status = 0, last_error = ''
+			WHERE deliveries.state != ?2`,
+			subscriberName, statePending, now, eventID)
+	} else {
+		args := []any{statePending, now, eventID, stateDead}
+		marks := []string{"NULL"}
+		for _, x := range s.subs {
+			args = append(args, x.cfg.Name)
+			marks = append(marks, "?"+strconv.Itoa(len(args)))
+		}
+		res, err = s.wdb.ExecContext(ctx, `
+			UPDATE deliveries SET state = ?1, attempts = 0, next_at = ?2, updated_at = ?2, last_status = 0, last_error = ''
+			WHERE event_seq = (SELECT seq FROM events WHERE id = ?3) AND state = ?4 AND subscriber IN (`+strings.Join(marks, ", ")+`)`,
+			args...)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("events: replay %s: %w", eventID, err)
+	}
+	n, _ := res.RowsAffected()
+	if n == 0 {
+		var one int
+		err := s.rdb.QueryRowContext(ctx, `SELECT 1 FROM events WHERE id = ?`, eventID).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return 0, ErrNotFound
+		}
+		if err != nil {
+			return 0, fmt.Errorf("events: replay %s: %w", eventID, err)
+		}
+		return 0, ErrNothingToReplay
+	}
+	s.log.Info("event re-queued", "event_id", eventID, "subscriber", subscriberName, "deliveries", n)
+	if sub != nil {
+		sub.poke()
+	} else {
+		for _, x := range s.subs {
+			x.poke()
+		}
+	}
+	return int(n), nil
+}
