@@ -2,8 +2,8 @@ package sip
 
 import (
 	"context"
-	"strings"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
