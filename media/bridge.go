@@ -158,6 +158,8 @@ type Bridge struct {
 	// changed afterwards.
 	onTimeout func(err error)
 
+	// dirs are the relay directions once started, for Report.
+	dirs     [2]*direction
 	wg       sync.WaitGroup // the relay goroutines
 	closing  atomic.Bool    // Close has begun: no more onTimeout
 	fired    atomic.Bool    // onTimeout was called
@@ -264,6 +266,7 @@ func (b *Bridge) Start(onTimeout func(err error)) {
 		newDirection(b, SideA, &b.routeAB, &b.aToB),
 		newDirection(b, SideB, &b.routeBA, &b.bToA),
 	}
+	b.dirs = dirs
 	b.wg.Add(len(dirs))
 	for _, d := range dirs {
 		go b.runDirection(d)

@@ -294,11 +294,13 @@ type direction struct {
 	rtcpOut *srtpOut // encrypts our RTCP to the source
 	srtpOut *srtpOut // encrypts our RTP to the destination
 	rx      rxStats
-	stream  outStream
-	dtmf    dtmfState
-	xc      *transcodeStage
-	tapDec  tapDecoder
-	tapSeen *tapHolder
+	// For the call's media report (Bridge.Report, after Close).
+	rxBytes, srtpAuth, srtpReplay, late uint64
+	stream                              outStream
+	dtmf                                dtmfState
+	xc                                  *transcodeStage
+	tapDec                              tapDecoder
+	tapSeen                             *tapHolder
 
 	epoch   time.Time
 	seen    bool          // a valid packet arrived from the source side
@@ -534,6 +536,9 @@ func (d *direction) handle(n int, from netip.AddrPort, now time.Duration) {
 		return // the other side is not known yet
 	}
 	pt := pkt[1] & 0x7f
+	if c := rt.class[pt]; c == classAudio || c == classEvent {
+		d.rxBytes += uint64(n)
+	}
 	switch rt.class[pt] {
 	case classAudio:
 		d.rx.update(binary.BigEndian.Uint32(pkt[8:]), binary.BigEndian.Uint16(pkt[2:]), binary.BigEndian.Uint32(pkt[4:]), now, rt.in.rate)
@@ -608,6 +613,7 @@ func (d *direction) transcodeAudio(pkt []byte, hl int, now time.Duration) {
 	switch d.xc.push(binary.BigEndian.Uint32(pkt[8:]), binary.BigEndian.Uint16(pkt[2:]), binary.BigEndian.Uint32(pkt[4:]), payload(pkt, hl), now) {
 	case jbLate, jbDuplicate:
 		d.b.droppedLate.Add(1)
+		d.late++
 	}
 }
 
@@ -945,8 +951,10 @@ func (d *direction) drop(r dropReason, from netip.AddrPort, n int) {
 	switch r {
 	case dropAuth:
 		d.b.droppedAuth.Add(1)
+		d.srtpAuth++
 	case dropReplay:
 		d.b.droppedReplay.Add(1)
+		d.srtpReplay++
 	default:
 		d.dropInvalid(from, n)
 		return

@@ -111,6 +111,15 @@ type call struct {
 	outcome      Outcome
 	outcomeSet   bool
 	wasConnected bool
+
+	// For the call's record: when B first rang, the final response A got
+	// when the call was not answered, the permission gate's verdict and
+	// the recording's name.
+	ringingAt            time.Time
+	finalCode, wabaError int
+	finalReason          string
+	permission           string
+	recordingID          string
 }
 
 type pendingKey struct {
@@ -220,6 +229,7 @@ func (c *call) terminate(from *leg, cause string) {
 		by = "b"
 	}
 	c.finishRecording(by, cause)
+	c.srv.notifyEnded(c, by, cause, outcome, c.wasConnectedNow())
 	attrs := []any{"hangup_by", by, "cause", cause, "state", prev.String()}
 	if c.ticket != nil {
 		attrs = append(attrs, "outcome", outcome.String())
@@ -235,6 +245,12 @@ func (c *call) terminate(from *leg, cause string) {
 	if byeB {
 		c.srv.sendBye(c, c.b)
 	}
+}
+
+func (c *call) wasConnectedNow() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.wasConnected
 }
 
 // awaitAck resends a 2xx on unreliable transports (RFC 3261 §13.3.1.4:

@@ -108,7 +108,7 @@ func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
 	if ep == nil {
 		return
 	}
-	if !s.authenticate(tx, req, ep, s.log.With("endpoint", ep.Name)) {
+	if ok, _ := s.authenticate(tx, req, ep, s.log.With("endpoint", ep.Name)); !ok {
 		return
 	}
 	s.respond(tx, req, 200, "OK", func(res *sip.Response) {
@@ -139,7 +139,7 @@ func (s *Server) onOther(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 	}
-	if !s.authenticate(tx, req, ep, s.log.With("endpoint", ep.Name)) {
+	if ok, _ := s.authenticate(tx, req, ep, s.log.With("endpoint", ep.Name)); !ok {
 		return
 	}
 	s.respond(tx, req, 501, "Not Implemented", func(res *sip.Response) {
@@ -248,19 +248,23 @@ func (s *Server) onStrayResponse(res *sip.Response) {
 // endpoint ep when ep has `auth`. When the request may not go on it answers
 // it (407 with a fresh challenge, or 403 for a locked-out source) and
 // returns false.
-func (s *Server) authenticate(tx sip.ServerTransaction, req *sip.Request, ep *configs.Endpoint, log *slog.Logger) bool {
+//
+// refused is the 403 it sent to a locked-out source (nil for a challenge):
+// a refusal worth a call record, where a challenge is not.
+func (s *Server) authenticate(tx sip.ServerTransaction, req *sip.Request, ep *configs.Endpoint, log *slog.Logger) (ok bool, refused *rejection) {
 	if ep.Auth == nil {
-		return true
+		return true, nil
 	}
 	src := sourceIP(req)
 	r := s.auth.check(ep, req, src)
 	switch r.verdict {
 	case authOK:
 		log.Debug("digest authentication passed", "user", r.user)
-		return true
+		return true, nil
 	case authForbidden:
-		s.reject(tx, req, &rejection{code: 403, reason: "Forbidden", log: "digest authentication: " + r.why}, log.With("source", src.String()))
-		return false
+		rej := &rejection{code: 403, reason: "Forbidden", log: "digest authentication: " + r.why}
+		s.reject(tx, req, rej, log.With("source", src.String()))
+		return false, rej
 	}
 	if r.failed {
 		log.Info("digest authentication failed", "source", src.String(), "why", r.why)
@@ -268,7 +272,7 @@ func (s *Server) authenticate(tx sip.ServerTransaction, req *sip.Request, ep *co
 	s.respond(tx, req, 407, "Proxy Authentication Required", func(res *sip.Response) {
 		res.AppendHeader(sip.NewHeader("Proxy-Authenticate", s.auth.challenge(ep, r.stale)))
 	})
-	return false
+	return false, nil
 }
 
 // isOurCallID reports a Call-ID of the form wagate gives its B-legs.

@@ -23,58 +23,71 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	log := s.log.With("sip_call_id", callIDOf(req), "leg", "a", "endpoint", ep.Name)
-	if !s.authenticate(tx, req, ep, log) {
+	// refuse answers an INVITE refused before any call exists, and
+	// records it (a CDR with outcome refused).
+	var dec *routeDecision
+	permission := ""
+	refuse := func(r *rejection) {
+		s.reject(tx, req, r, log)
+		s.notifyRefused(req, ep, dec, r, permission)
+	}
+	if ok, refused := s.authenticate(tx, req, ep, log); !ok {
+		if refused != nil {
+			s.notifyRefused(req, ep, nil, refused, "")
+		}
 		return
 	}
 	if s.draining.Load() {
-		s.reject(tx, req, &rejection{code: 503, reason: "Service Unavailable", log: "draining"}, log)
+		refuse(&rejection{code: 503, reason: "Service Unavailable", log: "draining"})
 		return
 	}
 	if mf := req.MaxForwards(); mf != nil && mf.Val() <= 1 {
-		s.reject(tx, req, &rejection{code: 483, reason: "Too Many Hops", log: "Max-Forwards exhausted"}, log)
+		refuse(&rejection{code: 483, reason: "Too Many Hops", log: "Max-Forwards exhausted"})
 		return
 	}
 	if len(req.Body()) == 0 {
-		s.reject(tx, req, &rejection{code: 488, reason: "Not Acceptable Here", warning: "INVITE without SDP offer is not supported", log: "offerless INVITE"}, log)
+		refuse(&rejection{code: 488, reason: "Not Acceptable Here", warning: "INVITE without SDP offer is not supported", log: "offerless INVITE"})
 		return
 	}
 	if ct := req.ContentType(); ct != nil && !isSDPType(ct.Value()) {
-		s.reject(tx, req, &rejection{code: 415, reason: "Unsupported Media Type", warning: "the offer must be application/sdp",
-			log: "INVITE body is " + truncate(ct.Value(), 64), accept: "application/sdp"}, log)
+		refuse(&rejection{code: 415, reason: "Unsupported Media Type", warning: "the offer must be application/sdp",
+			log: "INVITE body is " + truncate(ct.Value(), 64), accept: "application/sdp"})
 		return
 	}
 	cfg := s.cfg.Load()
 	dec, rej := route(cfg, ep, req)
 	if rej != nil {
-		s.reject(tx, req, rej, log)
+		refuse(rej)
 		return
 	}
 	// The permission gate decides before any media or call state exists,
 	// so a refused call costs nothing and nothing leaves toward Meta.
 	var ticket CallTicket
 	if dec.dir == BIC {
-		if ticket, rej = s.admitBIC(dec); rej != nil {
-			s.reject(tx, req, rej, log)
+		ticket, permission, rej = s.admitBIC(dec)
+		if rej != nil {
+			refuse(rej)
 			return
 		}
 	}
 
 	c := &call{
-		srv:       s,
-		id:        newCallID(),
-		dir:       dec.dir,
-		aEndpoint: ep.Name,
-		bEndpoint: dec.bEP.Name,
-		aSource:   req.Source(),
-		route:     dec,
-		aInvite:   req,
-		aTx:       tx,
-		created:   time.Now(),
-		ackA:      make(chan struct{}),
-		ended:     make(chan struct{}),
-		a:         &leg{name: "a"},
-		b:         &leg{name: "b"},
-		ticket:    ticket,
+		srv:        s,
+		id:         newCallID(),
+		dir:        dec.dir,
+		aEndpoint:  ep.Name,
+		bEndpoint:  dec.bEP.Name,
+		aSource:    req.Source(),
+		route:      dec,
+		aInvite:    req,
+		aTx:        tx,
+		created:    time.Now(),
+		ackA:       make(chan struct{}),
+		ended:      make(chan struct{}),
+		a:          &leg{name: "a"},
+		b:          &leg{name: "b"},
+		ticket:     ticket,
+		permission: permission,
 	}
 	c.a.fromUAS(req, newTag())
 	c.b.callID = c.id + bLegCallIDSuffix
@@ -85,13 +98,13 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		if ticket != nil {
 			ticket.Finish(OutcomeFailed)
 		}
-		s.reject(tx, req, &rejection{code: 482, reason: "Loop Detected", log: "Call-ID already in a live call"}, log)
+		refuse(&rejection{code: 482, reason: "Loop Detected", log: "Call-ID already in a live call"})
 		return
 	case admitFull:
 		if ticket != nil {
 			ticket.Finish(OutcomeFailed)
 		}
-		s.reject(tx, req, &rejection{code: 503, reason: "Service Unavailable", log: "concurrent call limit"}, log)
+		refuse(&rejection{code: 503, reason: "Service Unavailable", log: "concurrent call limit"})
 		return
 	}
 	attrs := []any{"user", dec.user, "business", dec.number.Number}
@@ -99,6 +112,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		attrs = append(attrs, "campaign", dec.bic.campaignID)
 	}
 	c.log.Info("call started", attrs...)
+	s.notifyStarted(c)
 	s.respond(tx, req, 100, "Trying", nil)
 	if len(dec.uic.dropped) > 0 {
 		c.log.Warn("x-wa-meta headers not used", "headers", strings.Join(dec.uic.dropped, ", "))
@@ -116,16 +130,18 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	s.placeBLeg(c)
 }
 
-// admitBIC asks the permission gate about a business-initiated call. No
-// gate (permissions disabled) admits every call without a ticket.
-func (s *Server) admitBIC(dec *routeDecision) (CallTicket, *rejection) {
+// admitBIC asks the permission gate about a business-initiated call, and
+// names its verdict for the call's record. No gate (permissions disabled)
+// admits every call without a ticket.
+func (s *Server) admitBIC(dec *routeDecision) (CallTicket, string, *rejection) {
 	g := s.permissionGate()
 	if g == nil {
-		return nil, nil
+		return nil, "", nil
 	}
 	adm, ticket := g.AdmitBIC(dec.number.PhoneNumberID, dec.user)
+	verdict := permissionVerdict(adm)
 	if adm.Code == 0 && ticket != nil {
-		return ticket, nil
+		return ticket, verdict, nil
 	}
 	if ticket != nil {
 		// A refusal with a ticket would leak the reservation.
@@ -141,14 +157,21 @@ func (s *Server) admitBIC(dec *routeDecision) (CallTicket, *rejection) {
 	if r.reason == "" || !validHeaderValue(r.reason) {
 		r.reason = defaultReason(r.code)
 	}
-	return nil, r
+	return nil, verdict, r
 }
 
 // rejectCall answers A with a final error and ends a call that never got a
 // B-leg answer.
 func (s *Server) rejectCall(c *call, r *rejection) {
-	s.reject(c.aTx, c.aInvite, r, c.log)
+	s.rejectA(c, r)
 	c.terminate(nil, r.log)
+}
+
+// rejectA sends A its final error response and records it for the call's
+// record.
+func (s *Server) rejectA(c *call, r *rejection) {
+	c.finalToA(r)
+	s.reject(c.aTx, c.aInvite, r, c.log)
 }
 
 func (s *Server) setupMedia(c *call) *rejection {
@@ -274,7 +297,7 @@ func (s *Server) driveInvite(c *call, bReq *sip.Request, btx sip.ClientTransacti
 	giveUp := func(code int, reason, why string) {
 		if !aFinal {
 			aFinal = true
-			s.reject(c.aTx, c.aInvite, &rejection{code: code, reason: reason, log: why}, c.log)
+			s.rejectA(c, &rejection{code: code, reason: reason, log: why})
 		}
 		cause = why
 		stopWaiting()
@@ -316,8 +339,8 @@ func (s *Server) driveInvite(c *call, bReq *sip.Request, btx sip.ClientTransacti
 				}
 				if !aFinal {
 					code, reason := mapFinal(res)
-					s.reject(c.aTx, c.aInvite, &rejection{code: code, reason: reason, relayed: code == res.StatusCode,
-						log: "B-leg answered " + itoa(res.StatusCode)}, c.log)
+					s.rejectA(c, &rejection{code: code, reason: reason, relayed: code == res.StatusCode,
+						log: "B-leg answered " + itoa(res.StatusCode)})
 				}
 				if cause == "" {
 					cause = "b-leg " + itoa(res.StatusCode)
@@ -334,7 +357,7 @@ func (s *Server) driveInvite(c *call, bReq *sip.Request, btx sip.ClientTransacti
 				if err := btx.Err(); err != nil && !errors.Is(err, sip.ErrTransactionTimeout) {
 					code, reason = 503, "Service Unavailable"
 				}
-				s.reject(c.aTx, c.aInvite, &rejection{code: code, reason: reason, log: "B-leg INVITE failed: " + errString(btx.Err())}, c.log)
+				s.rejectA(c, &rejection{code: code, reason: reason, log: "B-leg INVITE failed: " + errString(btx.Err())})
 			}
 			if cause == "" {
 				cause = "b-leg no final response"
@@ -348,7 +371,8 @@ func (s *Server) driveInvite(c *call, bReq *sip.Request, btx sip.ClientTransacti
 			// sipgo has already answered the CANCEL with 200 and A's
 			// INVITE with 487.
 			aFinal = true
-			cause = "cancelled by a"
+			cause = causeCancelledByA
+			c.finalToA(&rejection{code: 487, reason: "Request Terminated"})
 			stopWaiting()
 			c.setOutcome(OutcomeCancelled)
 			sendCancel()
@@ -422,7 +446,7 @@ func (s *Server) onBAnswer(c *call, bReq *sip.Request, btx sip.ClientTransaction
 	answer, err := c.bridge.AnswerB(res.Body())
 	if err != nil {
 		r := sdpRejection(err)
-		s.reject(c.aTx, c.aInvite, r, c.log)
+		s.rejectA(c, r)
 		c.terminate(nil, "B-leg answer: "+err.Error())
 		return
 	}
@@ -466,6 +490,9 @@ func (s *Server) answerA(c *call, answer []byte, cancelled <-chan struct{}) bool
 	c.aAnswered = true
 	c.answeredAt = time.Now()
 	c.mu.Unlock()
+	// Before the 200 leaves: A may hang up as soon as it has it, and
+	// call.ended must not overtake call.answered.
+	s.notifyAnswered(c)
 
 	if err := c.aTx.Respond(res); err != nil {
 		c.log.Warn("200 to A not sent", "leg", "a", "error", err)
@@ -530,6 +557,7 @@ func (s *Server) relayProvisional(c *call, res *sip.Response) {
 	} else if code != 180 {
 		code, reason = 180, "Ringing"
 	}
+	s.notifyRinging(c, res.StatusCode)
 	s.respond(c.aTx, c.aInvite, code, reason, func(r *sip.Response) {
 		s.setLocalTag(c, r)
 		r.AppendHeader(s.contact(c.a.transport))

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/wagate/wagate/events"
 )
 
 // The journal of live dialogs lets wagate hang up, after a crash, the calls
@@ -52,6 +53,8 @@ type journalCall struct {
 	AEndpoint string        `json:"a_endpoint"`
 	BEndpoint string        `json:"b_endpoint"`
 	Business  string        `json:"business,omitempty"`
+	PNID      string        `json:"phone_number_id,omitempty"`
+	WACallID  string        `json:"wa_call_id,omitempty"`
 	User      string        `json:"user,omitempty"`
 	Created   time.Time     `json:"created"`
 	Answered  time.Time     `json:"answered"`
@@ -232,7 +235,8 @@ func (s *Server) journalUp(c *call) {
 	}
 	jc := journalCall{
 		ID: c.id, Direction: c.dir, AEndpoint: c.aEndpoint, BEndpoint: c.bEndpoint,
-		Business: c.route.number.Number, User: c.route.user, Created: c.created,
+		Business: c.route.number.Number, PNID: c.route.number.PhoneNumberID, WACallID: c.route.uic.waCallID,
+		User: c.route.user, Created: c.created,
 		A: c.a.snapshot(), B: c.b.snapshot(),
 	}
 	c.mu.Lock()
@@ -312,8 +316,22 @@ func (s *Server) hangUpLeftCalls(ctx context.Context) {
 			}
 			s.byeRestored(ctx, l, log)
 		}
-		log.Info("call ended", "hangup_by", "wagate", "cause", "wagate restarted while the call was up",
+		const cause = "wagate restarted while the call was up"
+		log.Info("call ended", "hangup_by", "wagate", "cause", cause,
 			"talk_s", time.Since(jc.Answered).Round(time.Second).Seconds())
+		// Its record: when the call really ended is not known (wagate was
+		// down); it ends now, and the cause says so.
+		cdr := events.CDR{
+			CallID: jc.ID, Direction: events.Direction(jc.Direction), WACallID: jc.WACallID,
+			BusinessNumber: jc.Business, PhoneNumberID: jc.PNID, User: jc.User,
+			A:         events.Leg{Endpoint: jc.AEndpoint, SIPCallID: jc.A.CallID},
+			B:         events.Leg{Endpoint: jc.BEndpoint, SIPCallID: jc.B.CallID},
+			CreatedAt: jc.Created, AnsweredAt: jc.Answered, EndedAt: time.Now(),
+			SIPCode: 200, SIPReason: "OK", HangupBy: events.HangupWagate, Cause: cause, Outcome: events.Answered,
+		}
+		for _, o := range s.observers {
+			o.CallEnded(cdr)
+		}
 	}
 }
 

@@ -53,6 +53,7 @@ func (s *Server) startRecording(c *call) {
 	ended := c.state == stateEnded
 	if !ended {
 		c.recorder = r
+		c.recordingID = r.File()
 	}
 	c.mu.Unlock()
 	if ended {

@@ -40,6 +40,8 @@ type Server struct {
 	edge *edge
 	// journal keeps the live dialogs for a restart after a crash (nil: off).
 	journal *Journal
+	// observers are told about every call (AddObserver, before Run).
+	observers []CallObserver
 	// tlsPeers is the outbound TLS trust of the running configuration.
 	tlsPeers *atomic.Pointer[tlsPeers]
 	// certs are the TLS listeners' certificates, re-read on reload.

@@ -141,6 +141,7 @@ func run() int {
 				log.Error("events store close", "error", err)
 			}
 		}()
+		srv.AddObserver(sink)
 	}
 
 	var apiSrv *api.Server

@@ -1,0 +1,211 @@
+package sip
+
+import (
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/wagate/wagate/configs"
+	"github.com/wagate/wagate/events"
+	"github.com/wagate/wagate/media"
+)
+
+// CallObserver is told about every call wagate routes or refuses: the
+// events store (CDRs and webhooks) and the metrics implement it. The
+// methods are called on the call path and must not block. For one call
+// they are called in order (started, ringing, answered, then ended; or
+// refused alone).
+type CallObserver interface {
+	CallStarted(events.Call)
+	CallRinging(events.Call)
+	CallAnswered(events.Call)
+	CallEnded(events.CDR)
+	CallRefused(events.CDR)
+}
+
+// AddObserver adds o to the observers of every call. Call it before Run.
+func (s *Server) AddObserver(o CallObserver) { s.observers = append(s.observers, o) }
+
+// callInfo is what is known of a call so far, for its events.
+func (c *call) callInfo() events.Call {
+	d := c.route
+	ci := events.Call{
+		CallID:         c.id,
+		Direction:      events.Direction(d.dir),
+		WACallID:       d.uic.waCallID,
+		BusinessNumber: d.number.Number,
+		PhoneNumberID:  d.number.PhoneNumberID,
+		User:           d.user,
+		A:              events.Leg{Endpoint: c.aEndpoint, SIPCallID: c.a.callID},
+		B:              events.Leg{Endpoint: c.bEndpoint, SIPCallID: c.b.callID},
+	}
+	if d.bic != nil {
+		ci.CampaignID, ci.CallbackData = d.bic.campaignID, d.bic.callbackData
+	}
+	return ci
+}
+
+func (s *Server) notifyStarted(c *call) {
+	if len(s.observers) == 0 {
+		return
+	}
+	ci := c.callInfo()
+	for _, o := range s.observers {
+		o.CallStarted(ci)
+	}
+}
+
+// notifyRinging reports B's first ringing.
+func (s *Server) notifyRinging(c *call, code int) {
+	c.mu.Lock()
+	first := c.ringingAt.IsZero()
+	if first {
+		c.ringingAt = time.Now()
+	}
+	c.mu.Unlock()
+	if !first || len(s.observers) == 0 {
+		return
+	}
+	ci := c.callInfo()
+	ci.SIPCode = code
+	for _, o := range s.observers {
+		o.CallRinging(ci)
+	}
+}
+
+func (s *Server) notifyAnswered(c *call) {
+	if len(s.observers) == 0 {
+		return
+	}
+	ci := c.callInfo()
+	ci.SIPCode = 200
+	for _, o := range s.observers {
+		o.CallAnswered(ci)
+	}
+}
+
+// finalToA records the final response A got (or is about to get), for the
+// call's record.
+func (c *call) finalToA(r *rejection) {
+	c.mu.Lock()
+	if c.finalCode == 0 {
+		c.finalCode, c.finalReason, c.wabaError = r.code, r.reason, r.metaError
+	}
+	c.mu.Unlock()
+}
+
+// notifyEnded builds the call's record once it is over (its media
+// closed) and hands it to the observers.
+func (s *Server) notifyEnded(c *call, by, cause string, outcome Outcome, connected bool) {
+	if len(s.observers) == 0 {
+		return
+	}
+	ci := c.callInfo()
+	c.mu.Lock()
+	cdr := events.CDR{
+		CallID: c.id, Direction: ci.Direction, WACallID: ci.WACallID,
+		BusinessNumber: ci.BusinessNumber, PhoneNumberID: ci.PhoneNumberID, User: ci.User,
+		A: ci.A, B: ci.B,
+		CreatedAt: c.created, RingingAt: c.ringingAt, AnsweredAt: c.answeredAt, EndedAt: time.Now(),
+		SIPCode: c.finalCode, SIPReason: c.finalReason, WABAError: c.wabaError,
+		HangupBy: by, Cause: cause, Permission: c.permission,
+		RecordingID: c.recordingID, CampaignID: ci.CampaignID, CallbackData: ci.CallbackData,
+	}
+	answered := !c.answeredAt.IsZero()
+	c.mu.Unlock()
+	if answered {
+		cdr.SIPCode, cdr.SIPReason = 200, "OK"
+	}
+	cdr.Outcome = cdrOutcome(answered || connected, cdr.SIPCode, cause, outcome)
+	if c.bridge != nil {
+		if br, ok := c.bridge.(interface{ Report() media.Report }); ok {
+			r := br.Report()
+			cdr.A.Codec, cdr.A.Encryption = r.A.Codec, r.A.Encryption
+			cdr.B.Codec, cdr.B.Encryption = r.B.Codec, r.B.Encryption
+			cdr.Media = events.Media{AtoB: mediaDir(r.AtoB), BtoA: mediaDir(r.BtoA)}
+		}
+	}
+	for _, o := range s.observers {
+		o.CallEnded(cdr)
+	}
+}
+
+func mediaDir(d media.DirectionReport) events.MediaStats {
+	return events.MediaStats{
+		Packets: d.Packets, Bytes: d.Bytes, Lost: d.Lost, JitterMS: d.JitterMS,
+		SRTPAuthFailures: d.SRTPAuthFailures, SRTPReplayFailures: d.SRTPReplayFailures, LateFrames: d.Late,
+	}
+}
+
+// cdrOutcome sums a call's end up for its record.
+func cdrOutcome(connected bool, code int, cause string, o Outcome) events.Outcome {
+	switch {
+	case connected:
+		return events.Answered
+	case cause == causeCancelledByA:
+		return events.Cancelled
+	case code == 486 || code == 600 || code == 603:
+		return events.Busy
+	case code == 480 || code == 408 || o == OutcomeUnanswered:
+		return events.Unanswered
+	}
+	return events.Failed
+}
+
+// causeCancelledByA is the cause of a call A cancelled.
+const causeCancelledByA = "cancelled by a"
+
+// notifyRefused records an INVITE wagate refused before any call existed.
+// dec is the routing decision when routing got that far (nil before).
+func (s *Server) notifyRefused(req *sip.Request, ep *configs.Endpoint, dec *routeDecision, r *rejection, permission string) {
+	if len(s.observers) == 0 {
+		return
+	}
+	now := time.Now()
+	cdr := events.CDR{
+		CallID:    newCallID(),
+		CreatedAt: now, EndedAt: now,
+		A:       events.Leg{Endpoint: ep.Name, SIPCallID: callIDOf(req)},
+		SIPCode: r.code, SIPReason: r.reason, WABAError: r.metaError,
+		Cause: r.log, Permission: permission,
+	}
+	switch ep.Kind {
+	case configs.KindWhatsApp:
+		cdr.Direction = events.UIC
+	default:
+		cdr.Direction = events.BIC
+	}
+	if dec != nil {
+		cdr.Direction = events.Direction(dec.dir)
+		cdr.BusinessNumber, cdr.PhoneNumberID, cdr.User = dec.number.Number, dec.number.PhoneNumberID, dec.user
+		cdr.WACallID = dec.uic.waCallID
+		cdr.B.Endpoint = dec.bEP.Name
+		if dec.bic != nil {
+			cdr.CampaignID, cdr.CallbackData = dec.bic.campaignID, dec.bic.callbackData
+		}
+	}
+	for _, o := range s.observers {
+		o.CallRefused(cdr)
+	}
+}
+
+// permissionVerdict names the permission gate's answer for a CDR.
+func permissionVerdict(a Admission) string {
+	switch a.MetaError {
+	case 0:
+		if a.Code == 0 {
+			return "allowed"
+		}
+		return "refused"
+	case 138006:
+		return "no_permission"
+	case 138012:
+		return "daily_limit"
+	case 138003:
+		return "user_busy"
+	case 138005:
+		return "rate_limit"
+	case 138002:
+		return "concurrency_limit"
+	}
+	return "refused"
+}
