@@ -47,6 +47,13 @@ type Options struct {
 	// Events serves /v1/events/dead and /v1/events/{id}/replay
 	// (*events.Sink); nil: 404.
 	Events EventOutbox
+	// Metrics serves GET /metrics (public, like /v1/status: keep the API
+	// on a private address); nil: 404.
+	Metrics http.Handler
+	// Ready answers GET /readyz: whether wagate takes new calls, and if not
+	// why (nil: always ready). GET /healthz answers 200 while the process
+	// serves HTTP at all.
+	Ready func() (ready bool, why []string)
 	// Log receives request errors and applied webhook changes.
 	Log *slog.Logger
 }
@@ -124,6 +131,27 @@ func newHandler(opts Options) http.Handler {
 		}
 	})
 	mux.Handle("/v1/", requireToken(opts.Token, protected))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"alive"}` + "\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ready, why := true, []string(nil)
+		if opts.Ready != nil {
+			ready, why = opts.Ready()
+		}
+		w.Header().Set("Content-Type", "application/json")
+		if !ready {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		_ = json.NewEncoder(w).Encode(struct {
+			Ready bool     `json:"ready"`
+			Why   []string `json:"why,omitempty"`
+		}{ready, why})
+	})
+	if opts.Metrics != nil {
+		mux.Handle("GET /metrics", opts.Metrics)
+	}
 	if opts.AppSecret != "" {
 		wh := newWebhook(opts.AppSecret, opts.VerifyToken, opts.Permissions, log)
 		mux.HandleFunc("GET /webhook/meta", wh.handshake)

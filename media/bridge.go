@@ -325,6 +325,7 @@ func (b *Bridge) Close() {
 	b.m.ports.release(b.legs[SideB].pair)
 	b.m.bridges.Add(-1)
 	s := b.Stats()
+	b.m.account(s, b.transcoded())
 	b.log.Debug("media: bridge closed", "a_to_b", s.AtoB, "b_to_a", s.BtoA,
 		"dropped_source", s.DroppedSource, "dropped_invalid", s.DroppedInvalid,
 		"dropped_auth", s.DroppedAuth, "dropped_replay", s.DroppedReplay, "dropped_late", s.DroppedLate,

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -41,6 +42,10 @@ type Manager struct {
 	// opus configures the encoders toward Opus legs.
 	opus    codec.Options
 	bridges atomic.Int64
+
+	totalsMu   sync.Mutex
+	totals     BridgeStats
+	transcoded uint64
 }
 
 // Stats is a snapshot of the manager's load.
@@ -50,6 +55,14 @@ type Stats struct {
 	PortsInUse int
 	// Bridges counts bridges created and not yet closed.
 	Bridges int
+	// PortsTotal is every port of the configured range that wagate uses
+	// (two per pair), in use or free.
+	PortsTotal int
+	// Totals are the packet counters of every bridge closed so far.
+	Totals BridgeStats
+	// TranscodedCalls counts closed bridges that transcoded in at least
+	// one direction.
+	TranscodedCalls uint64
 }
 
 // NewManager checks cfg and prepares the port range. Nothing is bound
@@ -136,7 +149,32 @@ func NewManager(cfg configs.Media, log *slog.Logger) (*Manager, error) {
 
 // Stats returns the current load.
 func (m *Manager) Stats() Stats {
-	return Stats{PortsInUse: 2 * int(m.ports.inUse.Load()), Bridges: int(m.bridges.Load())}
+	m.totalsMu.Lock()
+	totals, transcoded := m.totals, m.transcoded
+	m.totalsMu.Unlock()
+	return Stats{PortsInUse: 2 * int(m.ports.inUse.Load()), Bridges: int(m.bridges.Load()),
+		PortsTotal: 2 * m.ports.pairs, Totals: totals, TranscodedCalls: transcoded}
+}
+
+// account adds a closed bridge's counters to the totals.
+func (m *Manager) account(s BridgeStats, transcoded bool) {
+	m.totalsMu.Lock()
+	defer m.totalsMu.Unlock()
+	t := &m.totals
+	t.AtoB += s.AtoB
+	t.BtoA += s.BtoA
+	t.DroppedSource += s.DroppedSource
+	t.DroppedInvalid += s.DroppedInvalid
+	t.DroppedAuth += s.DroppedAuth
+	t.DroppedReplay += s.DroppedReplay
+	t.DroppedLate += s.DroppedLate
+	t.Silence += s.Silence
+	t.RTCPSent += s.RTCPSent
+	t.RTCPReceived += s.RTCPReceived
+	t.DTMFEvents += s.DTMFEvents
+	if transcoded {
+		m.transcoded++
+	}
 }
 
 // NewCallBridge allocates a port pair facing each side of call callID,

@@ -84,3 +84,13 @@ func (b *Bridge) Report() Report {
 	}
 	return r
 }
+
+// transcoded reports whether either direction transcoded (after Close).
+func (b *Bridge) transcoded() bool {
+	for _, d := range b.dirs {
+		if d != nil && d.cur != nil && d.cur.mode == modeTranscode {
+			return true
+		}
+	}
+	return false
+}

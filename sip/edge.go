@@ -76,6 +76,10 @@ var reasonNames = [numReasons]string{
 
 func (r edgeReason) String() string { return reasonNames[r] }
 
+// EdgeReasons lists every reason the edge counts refusals by (the keys of
+// EdgeStats.Refused), so that a metric can show each from zero.
+func EdgeReasons() []string { return reasonNames[:] }
+
 // fromEndpoint reports a reason that only a configured endpoint's message
 // can have: something an operator should look at, unlike the background
 // noise of scanners.

@@ -111,6 +111,16 @@ func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
 	if ok, _ := s.authenticate(tx, req, ep, s.log.With("endpoint", ep.Name)); !ok {
 		return
 	}
+	if s.draining.Load() {
+		// A dispatcher in front (Kamailio's, a load balancer) probes with
+		// OPTIONS: a draining node answers 503 so it is taken out while
+		// its live calls go on.
+		s.respond(tx, req, 503, "Service Unavailable", func(res *sip.Response) {
+			res.AppendHeader(sip.NewHeader("Retry-After", "30"))
+			res.AppendHeader(reasonHeader(503, "draining"))
+		})
+		return
+	}
 	s.respond(tx, req, 200, "OK", func(res *sip.Response) {
 		res.AppendHeader(sip.NewHeader("Allow", allowedMethods))
 		res.AppendHeader(sip.NewHeader("Accept", "application/sdp"))

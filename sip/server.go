@@ -42,8 +42,15 @@ type Server struct {
 	journal *Journal
 	// observers are told about every call (AddObserver, before Run).
 	observers []CallObserver
+	// msgs counts SIP messages in and out (sipgo's tracer).
+	msgs *msgStats
 	// tlsPeers is the outbound TLS trust of the running configuration.
 	tlsPeers *atomic.Pointer[tlsPeers]
+	// tlsInFailed and tlsOutFailed count failed TLS handshakes, inbound
+	// (a client that never finishes, or a protocol error) and outbound (a
+	// peer whose certificate does not verify).
+	tlsInFailed  atomic.Uint64
+	tlsOutFailed *atomic.Uint64
 	// certs are the TLS listeners' certificates, re-read on reload.
 	certsMu sync.Mutex
 	certs   []*listenerCert
@@ -85,6 +92,13 @@ type Status struct {
 	CallsStarted uint64    `json:"calls_started"`
 	CallsEnded   uint64    `json:"calls_ended"`
 	Edge         EdgeStats `json:"sip_edge"`
+	// Draining is set from SIGTERM on: new calls get 503.
+	Draining bool `json:"draining"`
+	// TLSHandshakeFailures counts failed inbound and outbound handshakes.
+	TLSHandshakeFailures struct {
+		Inbound  uint64 `json:"inbound"`
+		Outbound uint64 `json:"outbound"`
+	} `json:"tls_handshake_failures"`
 }
 
 // New builds a Server for cfg. newBridge allocates each call's media.
@@ -94,6 +108,11 @@ func New(cfg *configs.Config, newBridge BridgeFactory, log *slog.Logger) (*Serve
 	sl := sipgoLogger(log)
 	sip.SetDefaultLogger(sl)
 	sip.UDPMTUSize = udpMaxMessage + 200
+	// sipgo's tracer hook sees every message on every connection; it is
+	// the one place that can count (and trace) what goes to Meta over TLS.
+	msgs := &msgStats{}
+	sip.SIPDebug = true
+	sip.SIPDebugTracer(msgs)
 	// The transaction layer is built with the UA, before s exists.
 	var self atomic.Pointer[Server]
 	peers, err := buildTLSPeers(cfg)
@@ -102,10 +121,11 @@ func New(cfg *configs.Config, newBridge BridgeFactory, log *slog.Logger) (*Serve
 	}
 	tlsTrust := new(atomic.Pointer[tlsPeers])
 	tlsTrust.Store(peers)
+	tlsOutFailed := new(atomic.Uint64)
 	ua, err := sipgo.NewUA(
 		sipgo.WithUserAgent(cfg.SIP.UserAgent),
 		sipgo.WithUserAgentHostname(cfg.SIP.Host),
-		sipgo.WithUserAgenTLSConfig(clientTLSConfig(tlsTrust)),
+		sipgo.WithUserAgenTLSConfig(clientTLSConfig(tlsTrust, tlsOutFailed)),
 		sipgo.WithUserAgentTransactionLayerOptions(
 			sip.WithTransactionLayerUnhandledResponseHandler(func(res *sip.Response) {
 				if s := self.Load(); s != nil {
@@ -118,14 +138,16 @@ func New(cfg *configs.Config, newBridge BridgeFactory, log *slog.Logger) (*Serve
 		return nil, fmt.Errorf("sip: new user agent: %w", err)
 	}
 	s := &Server{
-		log:       log,
-		ua:        ua,
-		newBridge: newBridge,
-		reg:       newRegistry(),
-		auth:      newDigestServer(),
-		tlsPeers:  tlsTrust,
-		ports:     make(map[string]int),
-		ready:     make(chan struct{}),
+		log:          log,
+		ua:           ua,
+		newBridge:    newBridge,
+		reg:          newRegistry(),
+		auth:         newDigestServer(),
+		tlsPeers:     tlsTrust,
+		tlsOutFailed: tlsOutFailed,
+		msgs:         msgs,
+		ports:        make(map[string]int),
+		ready:        make(chan struct{}),
 	}
 	s.cfg.Store(cfg)
 	self.Store(s)
@@ -181,7 +203,11 @@ func (s *Server) Reload(cfg *configs.Config) {
 
 // Status reports live and total calls.
 func (s *Server) Status() Status {
-	return Status{Calls: s.reg.count(), CallsStarted: s.reg.started.Load(), CallsEnded: s.reg.ended.Load(), Edge: s.edge.snapshot()}
+	st := Status{Calls: s.reg.count(), CallsStarted: s.reg.started.Load(), CallsEnded: s.reg.ended.Load(),
+		Edge: s.edge.snapshot(), Draining: s.draining.Load()}
+	st.TLSHandshakeFailures.Inbound = s.tlsInFailed.Load()
+	st.TLSHandshakeFailures.Outbound = s.tlsOutFailed.Load()
+	return st
 }
 
 // Ready is closed once every listener is bound.
@@ -255,6 +281,7 @@ func (s *Server) Run(ctx context.Context) error {
 			tln := handshakeListener{
 				Listener: tls.NewListener(&edgeListener{Listener: ln, edge: s.edge}, serverTLSConfig(lc)),
 				timeout:  cfg.SIP.TCP.TLSHandshakeTimeout.D(),
+				failed:   &s.tlsInFailed,
 			}
 			closers = append(closers, ln)
 			eln := framingListener{Listener: tln, edge: s.edge, transport: "TLS"}

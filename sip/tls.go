@@ -162,7 +162,9 @@ func (p *tlsPeers) verify(cs tls.ConnectionState) error {
 
 // clientTLSConfig is the one tls.Config sipgo dials every TLS connection
 // with; see the comment at the top of this file.
-func clientTLSConfig(peers *atomic.Pointer[tlsPeers]) *tls.Config {
+//
+// failed counts handshakes whose verification failed.
+func clientTLSConfig(peers *atomic.Pointer[tlsPeers], failed *atomic.Uint64) *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		// Verification is VerifyConnection's, per endpoint; crypto/tls
@@ -171,9 +173,14 @@ func clientTLSConfig(peers *atomic.Pointer[tlsPeers]) *tls.Config {
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			p := peers.Load()
 			if p == nil {
+				failed.Add(1)
 				return errors.New("sip tls: no trust configured")
 			}
-			return p.verify(cs)
+			err := p.verify(cs)
+			if err != nil {
+				failed.Add(1)
+			}
+			return err
 		},
 	}
 }
@@ -213,6 +220,8 @@ func serverTLSConfig(lc *listenerCert) *tls.Config {
 type handshakeListener struct {
 	net.Listener
 	timeout time.Duration
+	// failed counts handshakes that failed or timed out (nil: none).
+	failed *atomic.Uint64
 }
 
 func (l handshakeListener) Accept() (net.Conn, error) {
@@ -224,12 +233,13 @@ func (l handshakeListener) Accept() (net.Conn, error) {
 	if !ok {
 		return c, nil
 	}
-	return &handshakeConn{Conn: tc, timeout: l.timeout}, nil
+	return &handshakeConn{Conn: tc, timeout: l.timeout, failed: l.failed}, nil
 }
 
 type handshakeConn struct {
 	*tls.Conn
 	timeout time.Duration
+	failed  *atomic.Uint64
 	once    sync.Once
 	err     error
 }
@@ -239,6 +249,9 @@ func (c *handshakeConn) Read(b []byte) (int, error) {
 		_ = c.Conn.SetDeadline(time.Now().Add(c.timeout))
 		c.err = c.Conn.Handshake()
 		_ = c.Conn.SetDeadline(time.Time{})
+		if c.err != nil && c.failed != nil {
+			c.failed.Add(1)
+		}
 	})
 	if c.err != nil {
 		return 0, c.err

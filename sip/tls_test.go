@@ -147,7 +147,8 @@ func handshake(t *testing.T, peers *tlsPeers, cert tls.Certificate, destHost str
 	}()
 	var p atomic.Pointer[tlsPeers]
 	p.Store(peers)
-	conf := clientTLSConfig(&p).Clone()
+	var failed atomic.Uint64
+	conf := clientTLSConfig(&p, &failed).Clone()
 	conf.ServerName = destHost
 	raw, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
@@ -156,7 +157,12 @@ func handshake(t *testing.T, peers *tlsPeers, cert tls.Certificate, destHost str
 	defer raw.Close()
 	c := tls.Client(raw, conf)
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	return c.Handshake()
+	err = c.Handshake()
+	// A refused certificate is counted (tls_handshake_failures.outbound).
+	if n := failed.Load(); (err != nil) != (n == 1) {
+		t.Errorf("handshake error %v, but %d failures counted", err, n)
+	}
+	return err
 }
 
 func TestOutboundTLSVerification(t *testing.T) {

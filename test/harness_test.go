@@ -433,13 +433,23 @@ type wagate struct {
 
 	exited  chan struct{}
 	waitErr error
-	killed  bool // killed on purpose (kill): its exit is no failure
+	// exitExpected: the test ended it on purpose (kill, drain), so its
+	// exit is no failure.
+	exitExpected bool
+}
+
+// drain sends SIGTERM and returns at once: wagate drains (new calls 503,
+// OPTIONS 503, /readyz 503) and exits when its calls have ended.
+func (w *wagate) drain() {
+	w.t.Helper()
+	w.exitExpected = true
+	_ = w.cmd.Process.Signal(syscall.SIGTERM)
 }
 
 // kill ends wagate with SIGKILL, as a crash would, and waits for it.
 func (w *wagate) kill() {
 	w.t.Helper()
-	w.killed = true
+	w.exitExpected = true
 	_ = w.cmd.Process.Kill()
 	select {
 	case <-w.exited:
@@ -529,7 +539,7 @@ func (w *wagate) stop() {
 	t := w.t
 	select {
 	case <-w.exited:
-		if !w.killed {
+		if !w.exitExpected {
 			t.Errorf("wagate exited during the test: %v", w.waitErr)
 		}
 	default:

@@ -144,6 +144,8 @@ func run() int {
 		srv.AddObserver(sink)
 	}
 
+	mx := newMetrics(srv, mm, rec, sink)
+
 	var apiSrv *api.Server
 	if cfg.API.Listen != "" {
 		opts := api.Options{
@@ -152,6 +154,8 @@ func run() int {
 			Token:       cfg.API.Token.Resolve(),
 			AppSecret:   cfg.API.Webhook.AppSecret.Resolve(),
 			VerifyToken: cfg.API.Webhook.VerifyToken.Resolve(),
+			Metrics:     mx.Handler(),
+			Ready:       readiness(srv),
 			Log:         log,
 		}
 		if perms != nil {

@@ -1,0 +1,42 @@
+package main
+
+import (
+	"github.com/wagate/wagate/events"
+	"github.com/wagate/wagate/media"
+	"github.com/wagate/wagate/metrics"
+	"github.com/wagate/wagate/recording"
+	"github.com/wagate/wagate/sip"
+)
+
+// newMetrics builds the Prometheus registry over the running rooms and
+// makes it a call observer.
+func newMetrics(srv *sip.Server, mm *media.Manager, rec *recording.Manager, sink *events.Sink) *metrics.Metrics {
+	src := metrics.Sources{SIP: srv.Status, Media: mm.Stats, SIPMessages: srv.MessageCounts}
+	if rec != nil {
+		src.Recording = rec.Stats
+	}
+	if sink != nil {
+		src.Events = sink.Stats
+	}
+	m := metrics.New(src)
+	srv.AddObserver(m)
+	return m
+}
+
+// readiness is /readyz: wagate takes new calls once every SIP listener is
+// bound, and stops when it drains. Stores that fail to open stop wagate
+// at start, so an open process has them.
+func readiness(srv *sip.Server) func() (bool, []string) {
+	return func() (bool, []string) {
+		var why []string
+		select {
+		case <-srv.Ready():
+		default:
+			why = append(why, "sip listeners not bound yet")
+		}
+		if srv.Status().Draining {
+			why = append(why, "draining")
+		}
+		return len(why) == 0, why
+	}
+}

@@ -1,0 +1,101 @@
+package metrics
+
+import (
+	"io"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/wagate/wagate/events"
+	"github.com/wagate/wagate/media"
+	"github.com/wagate/wagate/sip"
+)
+
+// scrape returns metric name → label string → value from m's handler.
+func scrape(t *testing.T, m *Metrics) map[string]map[string]float64 {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body, _ := io.ReadAll(rec.Body)
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(string(body)))
+	if err != nil {
+		t.Fatalf("metrics do not parse: %v\n%s", err, body)
+	}
+	out := map[string]map[string]float64{}
+	for name, f := range fams {
+		out[name] = map[string]float64{}
+		for _, mt := range f.Metric {
+			var ls []string
+			for _, l := range mt.Label {
+				ls = append(ls, l.GetName()+"="+l.GetValue())
+			}
+			key := strings.Join(ls, ",")
+			switch {
+			case mt.Counter != nil:
+				out[name][key] = mt.Counter.GetValue()
+			case mt.Gauge != nil:
+				out[name][key] = mt.Gauge.GetValue()
+			case mt.Histogram != nil:
+				out[name][key] = float64(mt.Histogram.GetSampleCount())
+			}
+		}
+	}
+	return out
+}
+
+func TestMetricsFromCalls(t *testing.T) {
+	st := sip.Status{Calls: 3, Draining: true}
+	st.Edge.Refused = map[string]uint64{"stranger": 7}
+	m := New(Sources{
+		SIP:   func() sip.Status { return st },
+		Media: func() media.Stats { return media.Stats{PortsInUse: 12, PortsTotal: 100} },
+		SIPMessages: func() []sip.MessageCount {
+			return []sip.MessageCount{{Direction: "in", Method: "INVITE", Count: 2}, {Direction: "out", Class: "2xx", Count: 5}}
+		},
+	})
+	now := time.Now()
+	call := events.Call{CallID: "c1", Direction: events.UIC, BusinessNumber: "+15550100001"}
+	m.CallStarted(call)
+	m.CallAnswered(call)
+	m.CallEnded(events.CDR{CallID: "c1", Direction: events.UIC, BusinessNumber: "+15550100001", Outcome: events.Answered,
+		AnsweredAt: now.Add(-30 * time.Second), EndedAt: now,
+		A: events.Leg{Codec: "opus"}, B: events.Leg{Codec: "PCMU"},
+		Media: events.Media{AtoB: events.MediaStats{Packets: 95, Lost: 5, JitterMS: 3}}})
+	m.CallRefused(events.CDR{Direction: events.BIC, SIPCode: 403, WABAError: 138006})
+
+	got := scrape(t, m)
+	for _, c := range []struct {
+		name, labels string
+		want         float64
+	}{
+		{"wagate_calls_total", "direction=UIC,outcome=answered", 1},
+		{"wagate_uic_calls_total", "business_number=+15550100001,outcome=answered", 1},
+		{"wagate_calls_refused_total", "code=403,direction=BIC,waba_error=138006", 1},
+		{"wagate_call_setup_seconds", "direction=UIC", 1},
+		{"wagate_call_talk_seconds", "direction=UIC", 1},
+		{"wagate_call_packet_loss_ratio", "leg=a", 1},
+		{"wagate_calls_transcoded_total", "", 1},
+		{"wagate_calls_active", "", 3},
+		{"wagate_draining", "", 1},
+		{"wagate_sip_edge_refused_total", "reason=stranger", 7},
+		{"wagate_sip_edge_refused_total", "reason=too_large", 0},
+		{"wagate_rtp_ports_free", "", 88},
+		{"wagate_sip_requests_total", "direction=in,method=INVITE", 2},
+		{"wagate_sip_responses_total", "class=2xx,direction=out", 5},
+	} {
+		v, ok := got[c.name][c.labels]
+		if !ok || v != c.want {
+			t.Errorf("%s{%s} = %v (present %v), want %v", c.name, c.labels, v, ok, c.want)
+		}
+	}
+	if _, ok := got["go_goroutines"]; !ok {
+		t.Error("no Go runtime metrics")
+	}
+	if n := len(m.started); n != 0 {
+		t.Errorf("%d calls' start times kept after they ended", n)
+	}
+}

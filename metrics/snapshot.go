@@ -1,0 +1,139 @@
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/wagate/wagate/sip"
+)
+
+// snapshotCollector turns the rooms' snapshots into metrics at scrape
+// time.
+type snapshotCollector struct {
+	src Sources
+}
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(name, help, labels, nil)
+}
+
+var (
+	dCallsActive   = desc("wagate_calls_active", "Calls in progress (admitted, not ended).")
+	dDraining      = desc("wagate_draining", "1 while wagate drains (SIGTERM): new calls get 503, OPTIONS 503, /readyz fails.")
+	dEdgePassed    = desc("wagate_sip_edge_passed_total", "SIP messages the edge passed to the B2BUA.")
+	dEdgeAnswered  = desc("wagate_sip_edge_answered_total", "Stateless answers the SIP edge sent itself (400, 403, 416, 420, 483, 501, 505, 513).")
+	dEdgeRefused   = desc("wagate_sip_edge_refused_total", "SIP messages and connections the edge did not pass on, by reason.", "reason")
+	dConnections   = desc("wagate_sip_tcp_connections", "Open inbound TCP and TLS connections.")
+	dPanics        = desc("wagate_panics_recovered_total", "Handler panics recovered (each one is a bug).")
+	dTLSFailures   = desc("wagate_tls_handshake_failures_total", "Failed TLS handshakes: inbound (client never finished, protocol error) and outbound (certificate did not verify).", "direction")
+	dSIPRequests   = desc("wagate_sip_requests_total", "SIP requests read (in) and sent (out) by method.", "direction", "method")
+	dSIPResponses  = desc("wagate_sip_responses_total", "SIP responses read (in) and sent (out) by class.", "direction", "class")
+	dPortsInUse    = desc("wagate_rtp_ports_in_use", "RTP/RTCP ports held by live calls (four per call).")
+	dPortsFree     = desc("wagate_rtp_ports_free", "RTP/RTCP ports of the configured range not held by a call (some may be in quarantine).")
+	dBridges       = desc("wagate_media_bridges", "Media bridges open.")
+	dRTPPackets    = desc("wagate_rtp_packets_total", "RTP packets sent toward each leg, of calls that have ended: relayed, transcoded and DTMF.", "direction")
+	dRTPDropped    = desc("wagate_rtp_dropped_total", "RTP packets dropped, of calls that have ended, by reason: source (not the signalled or latched address), invalid, srtp_auth, srtp_replay, late.", "reason")
+	dRTPSilence    = desc("wagate_rtp_silence_packets_total", "Silence packets wagate sent toward WhatsApp while the other side was quiet, of calls that have ended.")
+	dRTCP          = desc("wagate_rtcp_packets_total", "RTCP packets sent and received, of calls that have ended.", "direction")
+	dDTMF          = desc("wagate_dtmf_events_total", "RFC 4733 DTMF events relayed, of calls that have ended.")
+	dRecActive     = desc("wagate_recordings_active", "Recordings in progress.")
+	dRecCompleted  = desc("wagate_recordings_completed_total", "Recordings that ran to the end of their call.")
+	dRecFailed     = desc("wagate_recording_failures_total", "Recordings that could not start or stopped early (write error, size limit); the calls went on.")
+	dRecDropped    = desc("wagate_recording_dropped_chunks_total", "Audio chunks dropped because a recording could not keep up with the disk.")
+	dRecBytes      = desc("wagate_recording_bytes_total", "Bytes written to recordings.")
+	dEvQueue       = desc("wagate_events_queue_length", "Records (CDRs and events) waiting to be written to the events store.")
+	dEvQueueCap    = desc("wagate_events_queue_capacity", "Capacity of that queue; when full, records are dropped.")
+	dEvDropped     = desc("wagate_events_dropped_total", "CDRs and events dropped because the queue was full.")
+	dEvWriteErrors = desc("wagate_events_write_errors_total", "Failed writes to the events store (disk full, …); the calls went on.")
+	dCDRs          = desc("wagate_cdrs_written_total", "CDRs written.")
+	dEvWritten     = desc("wagate_events_written_total", "Events written to the outbox.")
+	dDeliveries    = desc("wagate_webhook_deliveries_total", "Webhook delivery results per subscriber: delivered (2xx), failed (an attempt failed; it is retried), dead (gave up).", "subscriber", "result")
+	dInFlight      = desc("wagate_webhook_in_flight", "Webhook requests in flight per subscriber.", "subscriber")
+)
+
+func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{dCallsActive, dDraining, dEdgePassed, dEdgeAnswered, dEdgeRefused, dConnections,
+		dPanics, dTLSFailures, dSIPRequests, dSIPResponses, dPortsInUse, dPortsFree, dBridges, dRTPPackets, dRTPDropped,
+		dRTPSilence, dRTCP, dDTMF, dRecActive, dRecCompleted, dRecFailed, dRecDropped, dRecBytes, dEvQueue, dEvQueueCap,
+		dEvDropped, dEvWriteErrors, dCDRs, dEvWritten, dDeliveries, dInFlight} {
+		ch <- d
+	}
+}
+
+func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	if c.src.SIP != nil {
+		s := c.src.SIP()
+		gauge(dCallsActive, float64(s.Calls))
+		gauge(dDraining, b2f(s.Draining))
+		counter(dEdgePassed, s.Edge.Passed)
+		counter(dEdgeAnswered, s.Edge.Answered)
+		for _, r := range sip.EdgeReasons() {
+			counter(dEdgeRefused, s.Edge.Refused[r], r)
+		}
+		gauge(dConnections, float64(s.Edge.Connections))
+		counter(dPanics, s.Edge.PanicsRecovered)
+		counter(dTLSFailures, s.TLSHandshakeFailures.Inbound, "inbound")
+		counter(dTLSFailures, s.TLSHandshakeFailures.Outbound, "outbound")
+	}
+	if c.src.SIPMessages != nil {
+		for _, m := range c.src.SIPMessages() {
+			if m.Method != "" {
+				counter(dSIPRequests, m.Count, m.Direction, m.Method)
+			} else {
+				counter(dSIPResponses, m.Count, m.Direction, m.Class)
+			}
+		}
+	}
+	if c.src.Media != nil {
+		s := c.src.Media()
+		gauge(dPortsInUse, float64(s.PortsInUse))
+		gauge(dPortsFree, float64(max(0, s.PortsTotal-s.PortsInUse)))
+		gauge(dBridges, float64(s.Bridges))
+		t := s.Totals
+		counter(dRTPPackets, t.AtoB, "a_to_b")
+		counter(dRTPPackets, t.BtoA, "b_to_a")
+		counter(dRTPDropped, t.DroppedSource, "source")
+		counter(dRTPDropped, t.DroppedInvalid, "invalid")
+		counter(dRTPDropped, t.DroppedAuth, "srtp_auth")
+		counter(dRTPDropped, t.DroppedReplay, "srtp_replay")
+		counter(dRTPDropped, t.DroppedLate, "late")
+		counter(dRTPSilence, t.Silence)
+		counter(dRTCP, t.RTCPSent, "sent")
+		counter(dRTCP, t.RTCPReceived, "received")
+		counter(dDTMF, t.DTMFEvents)
+	}
+	if c.src.Recording != nil {
+		s := c.src.Recording()
+		gauge(dRecActive, float64(s.Active))
+		counter(dRecCompleted, uint64(s.Completed))
+		counter(dRecFailed, uint64(s.Failed))
+		counter(dRecDropped, uint64(s.DroppedChunks))
+		counter(dRecBytes, uint64(s.BytesWritten))
+	}
+	if c.src.Events != nil {
+		s := c.src.Events()
+		gauge(dEvQueue, float64(s.QueueLength))
+		gauge(dEvQueueCap, float64(s.QueueCapacity))
+		counter(dEvDropped, s.Dropped)
+		counter(dEvWriteErrors, s.WriteErrors)
+		counter(dCDRs, s.CDRsWritten)
+		counter(dEvWritten, s.EventsWritten)
+		for _, sub := range s.Subscribers {
+			counter(dDeliveries, sub.Delivered, sub.Name, "delivered")
+			counter(dDeliveries, sub.Failed, sub.Name, "failed")
+			counter(dDeliveries, sub.DeadLettered, sub.Name, "dead")
+			gauge(dInFlight, float64(sub.InFlight), sub.Name)
+		}
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
