@@ -63,6 +63,10 @@ type SIP struct {
 	Flood Flood `yaml:"flood"`
 	// TCP bounds connections on tcp and tls listeners.
 	TCP TCPLimits `yaml:"tcp"`
+	// MaxCPUPercent refuses new calls with 503 while wagate's CPU use,
+	// in percent of all cores over the last second, is at or above it
+	// (0: never). Calls already up are not affected.
+	MaxCPUPercent int `yaml:"max_cpu_percent"`
 }
 
 // SIPLimits bounds what one SIP message may hold; larger messages get 513
@@ -150,6 +154,9 @@ type Endpoint struct {
 	// DigestRealm is the only realm whose challenges from this endpoint
 	// wagate answers with credentials (default "wa.meta.vc" for whatsapp).
 	DigestRealm string `yaml:"digest_realm"`
+	// MaxCPS caps the new calls per second this endpoint may start; more
+	// get 503 with Retry-After: 1 at once (0: no cap).
+	MaxCPS int `yaml:"max_cps"`
 	// MaxRequestRate is the requests per second one source address of
 	// this endpoint may send before it is blocked for sip.flood.block_time
 	// (0: no limit, the default: a dialer at hundreds of calls/s is normal).

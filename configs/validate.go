@@ -137,6 +137,9 @@ func (v validator) edge(s *SIP) {
 	}
 	v.atLeastOne("sip.tcp.max_connections_per_source", s.TCP.MaxConnectionsPerSource)
 	v.positive("sip.tcp.idle_timeout", s.TCP.IdleTimeout)
+	if s.MaxCPUPercent < 0 || s.MaxCPUPercent > 100 {
+		v.add("sip.max_cpu_percent", "%d must be between 0 (off) and 100", s.MaxCPUPercent)
+	}
 	v.positive("sip.tcp.tls_handshake_timeout", s.TCP.TLSHandshakeTimeout)
 }
 
@@ -280,6 +283,9 @@ func (v validator) endpoints() {
 		}
 		if e.Auth != nil {
 			v.auth(p+".auth", e.Auth)
+		}
+		if e.MaxCPS < 0 {
+			v.add(p+".max_cps", "%d is negative; use 0 for no cap", e.MaxCPS)
 		}
 		if e.MaxRequestRate < 0 {
 			v.add(p+".max_request_rate", "%d is negative; use 0 for no limit", e.MaxRequestRate)

@@ -22,6 +22,7 @@ var (
 	dEdgeAnswered  = desc("wagate_sip_edge_answered_total", "Stateless answers the SIP edge sent itself (400, 403, 416, 420, 483, 501, 505, 513).")
 	dEdgeRefused   = desc("wagate_sip_edge_refused_total", "SIP messages and connections the edge did not pass on, by reason.", "reason")
 	dConnections   = desc("wagate_sip_tcp_connections", "Open inbound TCP and TLS connections.")
+	dOverload      = desc("wagate_overload_refusals_total", "New calls refused with 503 by reason: ports (no free RTP port pair), concurrency (max_calls), draining, cpu (sip.max_cpu_percent), cps (an endpoint's max_cps).", "reason")
 	dPanics        = desc("wagate_panics_recovered_total", "Handler panics recovered (each one is a bug).")
 	dTLSFailures   = desc("wagate_tls_handshake_failures_total", "Failed TLS handshakes: inbound (client never finished, protocol error) and outbound (certificate did not verify).", "direction")
 	dSIPRequests   = desc("wagate_sip_requests_total", "SIP requests read (in) and sent (out) by method.", "direction", "method")
@@ -51,7 +52,7 @@ var (
 
 func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{dCallsActive, dDraining, dEdgePassed, dEdgeAnswered, dEdgeRefused, dConnections,
-		dPanics, dTLSFailures, dSIPRequests, dSIPResponses, dPortsInUse, dPortsFree, dBridges, dRTPPackets, dRTPDropped,
+		dOverload, dPanics, dTLSFailures, dSIPRequests, dSIPResponses, dPortsInUse, dPortsFree, dBridges, dRTPPackets, dRTPDropped,
 		dRTPSilence, dRTCP, dDTMF, dRecActive, dRecCompleted, dRecFailed, dRecDropped, dRecBytes, dEvQueue, dEvQueueCap,
 		dEvDropped, dEvWriteErrors, dCDRs, dEvWritten, dDeliveries, dInFlight} {
 		ch <- d
@@ -76,6 +77,9 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(dConnections, float64(s.Edge.Connections))
 		counter(dPanics, s.Edge.PanicsRecovered)
+		for r, n := range s.Overload {
+			counter(dOverload, n, r)
+		}
 		counter(dTLSFailures, s.TLSHandshakeFailures.Inbound, "inbound")
 		counter(dTLSFailures, s.TLSHandshakeFailures.Outbound, "outbound")
 	}

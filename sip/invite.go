@@ -38,7 +38,20 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	if s.draining.Load() {
+		s.over.note(overDraining, "")
 		refuse(&rejection{code: 503, reason: "Service Unavailable", log: "draining"})
+		return
+	}
+	if limit := s.cfg.Load().SIP.MaxCPUPercent; limit > 0 {
+		if cpu := s.over.cpu.Load(); cpu >= int64(limit) {
+			s.over.note(overCPU, itoa(int(cpu))+"% of all cores")
+			refuse(&rejection{code: 503, reason: "Service Unavailable", log: "overload: cpu", retryAfter: 5 * time.Second})
+			return
+		}
+	}
+	if !s.cps.allow(ep.Name, ep.MaxCPS) {
+		s.over.note(overCPS, "endpoint "+ep.Name+" over "+itoa(ep.MaxCPS)+" calls/s")
+		refuse(&rejection{code: 503, reason: "Service Unavailable", log: "overload: endpoint call rate", retryAfter: time.Second})
 		return
 	}
 	if mf := req.MaxForwards(); mf != nil && mf.Val() <= 1 {
@@ -104,6 +117,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		if ticket != nil {
 			ticket.Finish(OutcomeFailed)
 		}
+		s.over.note(overConcurrency, "")
 		refuse(&rejection{code: 503, reason: "Service Unavailable", log: "concurrent call limit"})
 		return
 	}
@@ -180,6 +194,7 @@ func (s *Server) setupMedia(c *call) *rejection {
 	br, err := s.newBridge(c.id, c.log, a, legConfig(c.route.bEP))
 	if err != nil {
 		if errors.Is(err, media.ErrNoPorts) {
+			s.over.note(overPorts, err.Error())
 			return &rejection{code: 503, reason: "Service Unavailable", log: "no free RTP ports"}
 		}
 		return &rejection{code: 500, reason: "Server Internal Error", log: err.Error()}

@@ -44,6 +44,10 @@ type Server struct {
 	observers []CallObserver
 	// msgs counts SIP messages in and out (sipgo's tracer).
 	msgs *msgStats
+	// over counts and explains the 503s given to new calls; cps limits
+	// endpoints' call rates.
+	over overload
+	cps  *cpsGuard
 	// tlsPeers is the outbound TLS trust of the running configuration.
 	tlsPeers *atomic.Pointer[tlsPeers]
 	// tlsInFailed and tlsOutFailed count failed TLS handshakes, inbound
@@ -94,6 +98,8 @@ type Status struct {
 	Edge         EdgeStats `json:"sip_edge"`
 	// Draining is set from SIGTERM on: new calls get 503.
 	Draining bool `json:"draining"`
+	// Overload counts the 503s new calls got, by reason.
+	Overload OverloadStats `json:"overload_refusals"`
 	// TLSHandshakeFailures counts failed inbound and outbound handshakes.
 	TLSHandshakeFailures struct {
 		Inbound  uint64 `json:"inbound"`
@@ -153,6 +159,8 @@ func New(cfg *configs.Config, newBridge BridgeFactory, log *slog.Logger) (*Serve
 	self.Store(s)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.edge = newEdge(&s.cfg, log)
+	s.over.log = log
+	s.cps = newCPSGuard()
 	s.edge.busy = s.reg.hasSource
 
 	s.srv, err = sipgo.NewServer(ua, sipgo.WithServerLogger(sl))
@@ -204,7 +212,7 @@ func (s *Server) Reload(cfg *configs.Config) {
 // Status reports live and total calls.
 func (s *Server) Status() Status {
 	st := Status{Calls: s.reg.count(), CallsStarted: s.reg.started.Load(), CallsEnded: s.reg.ended.Load(),
-		Edge: s.edge.snapshot(), Draining: s.draining.Load()}
+		Edge: s.edge.snapshot(), Draining: s.draining.Load(), Overload: s.over.snapshot()}
 	st.TLSHandshakeFailures.Inbound = s.tlsInFailed.Load()
 	st.TLSHandshakeFailures.Outbound = s.tlsOutFailed.Load()
 	return st
@@ -302,10 +310,14 @@ func (s *Server) Run(ctx context.Context) error {
 		}()
 	}
 	ectx, stopSummary := context.WithCancel(ctx)
-	lwg.Add(1)
+	lwg.Add(2)
 	go func() {
 		defer lwg.Done()
 		s.edge.run(ectx, edgeSummaryInterval)
+	}()
+	go func() {
+		defer lwg.Done()
+		s.over.sampleCPU(ectx, time.Second)
 	}()
 	close(s.ready)
 	s.wg.Add(1)

@@ -593,6 +593,7 @@ type status struct {
 		Connections     int               `json:"connections"`
 		PanicsRecovered uint64            `json:"panics_recovered"`
 	} `json:"sip_edge"`
+	Overload map[string]uint64 `json:"overload_refusals"`
 }
 
 var httpClient = &http.Client{Timeout: 2 * time.Second}

@@ -31,6 +31,12 @@
 #                      SIPp -rtp_echo and the caller plays a PCMU pcap, so wagate
 #                      relays RTP both ways (SIPp's pcap playback needs root or
 #                      CAP_NET_RAW, and starts one thread per call).
+#   CDR=on|off         on (default): every call's CDR is written to the events
+#                      store (data/events.db) and metrics are kept; off:
+#                      cdr.enabled false and no subscribers, so the store is
+#                      not even opened (metrics stay: they cost no I/O)
+#   EXTRA_YAML=...     raw YAML appended to wagate's config (e.g. an events
+#                      subscriber: 'events: {subscribers: [{name: x, url: ...}]}')
 #   HOLD_MS=1000       call length in the run/find-max modes
 #   SECONDS_PER_RUN=30 length of each find-max step
 #   WAGATE=path        a wagate binary to test (default: go build ./cmd/wagate)
@@ -70,6 +76,8 @@ SCEN=$ROOT/test/sipp
 MEDIA=${MEDIA:-none}
 DIRECTION=${DIRECTION:-uic}
 PERMISSIONS=${PERMISSIONS:-off}
+CDR=${CDR:-on}
+EXTRA_YAML=${EXTRA_YAML:-}
 USERS=${USERS:-10000}
 HOLD_MS=${HOLD_MS:-1000}
 NET=${NET:-127.0.50}
@@ -230,7 +238,9 @@ numbers:
 media: {bind_ip: $WAGATE_IP, port_min: $PORT_MIN, port_max: $PORT_MAX, rtp_timeout: 30s, rtp_start_timeout: 120s, port_quarantine: 2s}
 api: {listen: "$WAGATE_IP:$API_PORT", token: {value: "$API_TOKEN"}}
 $perms
+cdr: {enabled: $([[ $CDR == on ]] && echo true || echo false)}
 log: {level: warn, format: json}
+$EXTRA_YAML
 EOF
     "$WAGATE" -check-config "$cfg" >/dev/null
     bound udp "$WAGATE_IP" "$SIP_PORT" && die "$WAGATE_IP:$SIP_PORT (udp) is already in use"
