@@ -63,6 +63,12 @@ type SIP struct {
 	Flood Flood `yaml:"flood"`
 	// TCP bounds connections on tcp and tls listeners.
 	TCP TCPLimits `yaml:"tcp"`
+	// TransactionLinger is how long a completed transaction over UDP is
+	// kept to absorb retransmissions (RFC 3261's Timers J, L and M, 32 s).
+	// wagate needs less: it re-ACKs a late 2xx and ignores a late INVITE
+	// of a live call by itself, and a late BYE gets 481. Keeping them 32 s
+	// cost ~0.7 MiB of memory per call/s.
+	TransactionLinger Duration `yaml:"transaction_linger"`
 	// MaxCPUPercent refuses new calls with 503 while wagate's CPU use,
 	// in percent of all cores over the last second, is at or above it
 	// (0: never). Calls already up are not affected.

@@ -69,6 +69,7 @@ const (
 	DefaultMaxTCPPerSource     = 64
 	DefaultTCPIdleTimeout      = Duration(120 * time.Second)
 	DefaultTLSHandshakeTimeout = Duration(10 * time.Second)
+	DefaultTransactionLinger   = Duration(5 * time.Second)
 
 	DefaultRecordingSampleRate = 8000
 	DefaultRecordingNameBy     = "a"
@@ -197,6 +198,7 @@ func applyDefaults(c *Config, t tree) {
 	num(&c.SIP.TCP.MaxConnectionsPerSource, "sip.tcp.max_connections_per_source", DefaultMaxTCPPerSource)
 	dur(&c.SIP.TCP.IdleTimeout, "sip.tcp.idle_timeout", DefaultTCPIdleTimeout)
 	dur(&c.SIP.TCP.TLSHandshakeTimeout, "sip.tcp.tls_handshake_timeout", DefaultTLSHandshakeTimeout)
+	dur(&c.SIP.TransactionLinger, "sip.transaction_linger", DefaultTransactionLinger)
 
 	str(&c.DataDir, "data_dir", DefaultDataDir)
 

@@ -137,6 +137,9 @@ func (v validator) edge(s *SIP) {
 	}
 	v.atLeastOne("sip.tcp.max_connections_per_source", s.TCP.MaxConnectionsPerSource)
 	v.positive("sip.tcp.idle_timeout", s.TCP.IdleTimeout)
+	if d := s.TransactionLinger.D(); d < time.Second || d > 32*time.Second {
+		v.add("sip.transaction_linger", "%s must be between 1s and 32s (RFC 3261's 64·T1)", d)
+	}
 	if s.MaxCPUPercent < 0 || s.MaxCPUPercent > 100 {
 		v.add("sip.max_cpu_percent", "%d must be between 0 (off) and 100", s.MaxCPUPercent)
 	}

@@ -22,6 +22,13 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	if ep == nil {
 		return
 	}
+	if s.isRetransmission(req) {
+		// A's INVITE again, after its transaction stopped absorbing
+		// retransmissions (sip.transaction_linger): the call exists and
+		// its 2xx is being retransmitted until A's ACK.
+		s.log.Debug("retransmitted INVITE of a live call ignored", "sip_call_id", callIDOf(req))
+		return
+	}
 	log := s.log.With("sip_call_id", callIDOf(req), "leg", "a", "endpoint", ep.Name)
 	// refuse answers an INVITE refused before any call exists, and
 	// records it (a CDR with outcome refused).
@@ -142,6 +149,19 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	s.placeBLeg(c)
+}
+
+// isRetransmission reports whether req is a retransmission of the INVITE
+// that started a live call: same Call-ID, From tag and CSeq.
+func (s *Server) isRetransmission(req *sip.Request) bool {
+	ref, ok := s.reg.lookup(callIDOf(req))
+	if !ok || ref.leg != ref.call.a {
+		return false
+	}
+	orig := ref.call.aInvite
+	tag, _ := req.From().Params.Get("tag")
+	otag, _ := orig.From().Params.Get("tag")
+	return tag == otag && req.CSeq().SeqNo == orig.CSeq().SeqNo
 }
 
 // admitBIC asks the permission gate about a business-initiated call, and

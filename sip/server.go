@@ -114,6 +114,10 @@ func New(cfg *configs.Config, newBridge BridgeFactory, log *slog.Logger) (*Serve
 	sl := sipgoLogger(log)
 	sip.SetDefaultLogger(sl)
 	sip.UDPMTUSize = udpMaxMessage + 200
+	// Completed transactions over UDP linger for sip.transaction_linger
+	// instead of 64·T1 (Timers J, L, M); see configs.SIP.TransactionLinger.
+	// sipgo reads these package timers when a transaction starts.
+	sip.Timer_J, sip.Timer_L, sip.Timer_M = cfg.SIP.TransactionLinger.D(), cfg.SIP.TransactionLinger.D(), cfg.SIP.TransactionLinger.D()
 	// sipgo's tracer hook sees every message on every connection; it is
 	// the one place that can count (and trace) what goes to Meta over TLS.
 	msgs := &msgStats{}
