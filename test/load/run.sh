@@ -238,7 +238,7 @@ numbers:
 media: {bind_ip: $WAGATE_IP, port_min: $PORT_MIN, port_max: $PORT_MAX, rtp_timeout: 30s, rtp_start_timeout: 120s, port_quarantine: 2s}
 api: {listen: "$WAGATE_IP:$API_PORT", token: {value: "$API_TOKEN"}}
 $perms
-cdr: {enabled: $([[ $CDR == on ]] && echo true || echo false)}
+$([[ $CDR == off ]] && echo "cdr: {enabled: false}")
 log: {level: warn, format: json}
 $EXTRA_YAML
 EOF
