@@ -48,7 +48,11 @@ func (r *running) reload(srv *sip.Server, perms *permissions.Cache, path string,
 	}
 	r.level.Set(logLevel(cfg.Log))
 	r.cfg.Store(cfg)
-	log.Info("config reloaded", "file", cfg.Source(), "sha256", cfg.SHA256(), "changed", strings.Join(changed, ", "))
+	what := strings.Join(changed, ", ")
+	if what == "" {
+		what = "(nothing)"
+	}
+	log.Info("config reloaded", "file", cfg.Source(), "sha256", cfg.SHA256(), "changed", what)
 }
 
 // logLevel is the slog level of c (validated at load; info otherwise).
