@@ -34,7 +34,20 @@ const (
 
 type permissionHandlers struct {
 	store PermissionStore
+	// known says whether a phone_number_id is configured (nil: all are).
+	known func(string) bool
 	log   *slog.Logger
+}
+
+// configured answers 404 for a pair whose phone_number_id no configured
+// number has: a grant for it could never admit a call, and is most
+// likely a typo or a number removed from the config.
+func (p *permissionHandlers) configured(w http.ResponseWriter, k permissions.Key) bool {
+	if p.known == nil || p.known(k.PhoneNumberID) {
+		return true
+	}
+	writeError(w, http.StatusNotFound, "phone_number_id "+k.PhoneNumberID+" is not a configured business number (numbers[].phone_number_id)")
+	return false
 }
 
 func (p *permissionHandlers) register(mux *http.ServeMux) {
@@ -191,7 +204,7 @@ type putDoc struct {
 
 func (p *permissionHandlers) put(w http.ResponseWriter, r *http.Request) {
 	k, ok := pathKey(w, r)
-	if !ok {
+	if !ok || !p.configured(w, k) {
 		return
 	}
 	var body putDoc
@@ -251,7 +264,7 @@ type requestDoc struct {
 // 429 with Retry-After when it may not.
 func (p *permissionHandlers) request(w http.ResponseWriter, r *http.Request) {
 	k, ok := pathKey(w, r)
-	if !ok {
+	if !ok || !p.configured(w, k) {
 		return
 	}
 	d := p.store.RecordPermissionRequest(k)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 
 	"github.com/wagate/wagate/permissions"
 )
@@ -28,12 +29,16 @@ type webhook struct {
 	appSecret   []byte
 	verifyToken string
 	store       PermissionStore
-	log         *slog.Logger
-	seen        *idSet
+	// known says whether a phone_number_id is configured (nil: all are).
+	known func(string) bool
+	log   *slog.Logger
+	seen  *idSet
+	// unknownNumber counts replies for numbers wagate does not serve.
+	unknownNumber atomic.Uint64
 }
 
-func newWebhook(appSecret, verifyToken string, store PermissionStore, log *slog.Logger) *webhook {
-	return &webhook{appSecret: []byte(appSecret), verifyToken: verifyToken, store: store, log: log, seen: newIDSet(recentIDs)}
+func newWebhook(appSecret, verifyToken string, store PermissionStore, known func(string) bool, log *slog.Logger) *webhook {
+	return &webhook{appSecret: []byte(appSecret), verifyToken: verifyToken, store: store, known: known, log: log, seen: newIDSet(recentIDs)}
 }
 
 // handshake answers Meta's subscription check: echo hub.challenge when
@@ -92,6 +97,16 @@ func (h *webhook) receive(w http.ResponseWriter, r *http.Request) {
 
 // apply records one reply; false when the store failed (worth a retry).
 func (h *webhook) apply(rep permissionReply) bool {
+	if h.known != nil && !h.known(rep.Key.PhoneNumberID) {
+		// Acknowledged all the same: Meta would retry a refusal for
+		// days, and the delivery will not become applicable. The app may
+		// serve numbers another system handles, or a number was removed
+		// from the config.
+		h.unknownNumber.Add(1)
+		h.log.Warn("webhook: call permission reply ignored: phone_number_id is not a configured business number",
+			"phone_number_id", rep.Key.PhoneNumberID, "user", rep.Key.User, "message_id", rep.MessageID)
+		return true
+	}
 	if h.store == nil {
 		h.log.Info("webhook: call permission reply not applied: permissions are disabled", "key", rep.Key.String())
 		return true

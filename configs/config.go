@@ -36,6 +36,9 @@ type Config struct {
 
 	// idx holds the lookup tables built by Parse (see lookup.go).
 	idx *index
+	// source and sum say what the config was parsed from (Source, SHA256).
+	source string
+	sum    [32]byte
 }
 
 // SIP configures the signalling listeners and how wagate names itself.

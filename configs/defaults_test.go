@@ -74,6 +74,9 @@ func equal(a, b any) bool {
 }
 
 func TestDefaultsDerived(t *testing.T) {
+	// Secrets named by env must be set at load.
+	t.Setenv("PBX_PASSWORD", "p4ss")
+	t.Setenv("WAGATE_DIGEST_15550100001", "d1gest")
 	tests := []struct {
 		name  string
 		yaml  string

@@ -42,6 +42,7 @@ func validate(c *Config, t tree, ps *problems, opts parseOptions) {
 	v.nodeID()
 	v.cdr()
 	v.events()
+	v.envSecrets()
 }
 
 func (v validator) dataDir() {
@@ -426,8 +427,8 @@ func (v validator) envName(path, name string) {
 	}
 }
 
-// secret checks a Secret at path. Whether the variable is set is not
-// checked: the environment at check time need not be the one wagate runs in.
+// secret checks a Secret at path. Whether its variable is set is checked
+// for all secrets at once, by envSecrets.
 func (v validator) secret(path string, s Secret) {
 	v.envName(path+".env", s.Env)
 }
@@ -756,7 +757,6 @@ func (v validator) events() {
 			v.add(p+".secret", "every subscriber needs a secret (value or env): it keys the signature receivers check")
 		} else {
 			v.secret(p+".secret", s.Secret)
-			v.envSet(p+".secret", s.Secret)
 		}
 		seen := map[string]int{}
 		for j, t := range s.Types {
@@ -774,15 +774,26 @@ func (v validator) events() {
 	}
 }
 
-// envSet reports a secret that names an environment variable which is unset
-// or empty and has no inline value to fall back on: a subscriber would
-// otherwise get events signed with an empty key.
-func (v validator) envSet(path string, s Secret) {
-	if v.opts.skipEnv || s.Env == "" || s.Value != "" || !envVarName.MatchString(s.Env) {
+// envSecrets reports every secret and password that names an environment
+// variable which is unset or empty and has no inline value to fall back
+// on. Without this check the secret would silently be "": Meta's webhook
+// turned off, Meta's 407 left unanswered, a password that is empty, events
+// signed with an empty key. Under envWarn (-check-config, which may run
+// in another environment than the service) these are warnings.
+func (v validator) envSecrets() {
+	if v.opts.skipEnv {
 		return
 	}
-	if os.Getenv(s.Env) == "" {
-		v.add(path+".env", "the environment variable %s is not set (or empty); set it or give value", s.Env)
+	for _, r := range v.c.secretRefs() {
+		if r.env == "" || r.value != "" || !envVarName.MatchString(r.env) || os.Getenv(r.env) != "" {
+			continue
+		}
+		const msg = "the environment variable %s is not set (or empty) and no value is given; set it in wagate's environment or give value"
+		if v.opts.envWarn {
+			v.ps.warn(v.t.line(r.envPath), r.envPath, msg, r.env)
+		} else {
+			v.add(r.envPath, msg, r.env)
+		}
 	}
 }
 

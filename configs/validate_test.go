@@ -878,7 +878,7 @@ api:
 		{"webhook app_secret without verify_token", `
 api:
   webhook: # <-
-    app_secret: {env: WAGATE_META_APP_SECRET}
+    app_secret: {value: s}
 `, `api.webhook.verify_token: is required when app_secret is set`},
 		{"webhook verify_token env name", `
 api:

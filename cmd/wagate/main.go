@@ -35,8 +35,13 @@ func run() int {
 		printDef = flag.Bool("print-default-config", false, "print the embedded default config and exit")
 		cpuProf  = flag.String("cpuprofile", "", "write a CPU profile to `file` until exit (for load tests)")
 		memProf  = flag.String("memprofile", "", "write a heap profile to `file` when a stop signal arrives (for load tests)")
+		showVer  = flag.Bool("version", false, "print the version, commit, Go and libopus versions and exit")
 	)
 	flag.Parse()
+	if *showVer {
+		readBuildInfo().write(os.Stdout)
+		return 0
+	}
 	if *cpuProf != "" {
 		f, err := os.Create(*cpuProf)
 		if err != nil {
@@ -56,12 +61,7 @@ func run() int {
 		return 0
 	}
 	if *check != "" {
-		if _, err := configs.Load(*check); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		fmt.Printf("%s: ok\n", *check)
-		return 0
+		return checkConfig(*check)
 	}
 
 	cfg, err := loadConfig(*cfgPath)
@@ -69,8 +69,20 @@ func run() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	log := newLogger(cfg.Log)
+	// SIGHUP is caught from here on, so that a reload sent while wagate
+	// starts (systemd's ExecReload, a test) is applied once it runs
+	// instead of killing it; the stop signals keep their default until
+	// wagate can drain.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGHUP)
+	rt := &running{level: new(slog.LevelVar)}
+	rt.cfg.Store(cfg)
+	rt.level.Set(logLevel(cfg.Log))
+	log := newLogger(cfg.Log, rt.level)
 	slog.SetDefault(log)
+	bi := readBuildInfo()
+	log.Info("wagate starting", "version", bi.Version, "commit", bi.commitString(), "go", bi.Go, "libopus", bi.Opus,
+		"config", cfg.Source(), "config_sha256", cfg.SHA256())
 
 	mm, err := media.NewManager(cfg.Media, log)
 	if err != nil {
@@ -149,13 +161,21 @@ func run() int {
 	var apiSrv *api.Server
 	if cfg.API.Listen != "" {
 		opts := api.Options{
-			Addr:        cfg.API.Listen,
-			Status:      func() any { return status(srv, mm, rec, sink) },
+			Addr: cfg.API.Listen,
+			Status: func() any {
+				d := status(srv, mm, rec, sink)
+				if apiSrv != nil {
+					st := apiSrv.Stats()
+					d.API = &st
+				}
+				return d
+			},
 			Token:       cfg.API.Token.Resolve(),
 			AppSecret:   cfg.API.Webhook.AppSecret.Resolve(),
 			VerifyToken: cfg.API.Webhook.VerifyToken.Resolve(),
 			Metrics:     mx.Handler(),
 			Ready:       readiness(srv),
+			KnownNumber: rt.knownNumber,
 			Log:         log,
 		}
 		if perms != nil {
@@ -187,8 +207,7 @@ func run() int {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Run(ctx) }()
 
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	code := 0
 loop:
 	for {
@@ -201,7 +220,7 @@ loop:
 			break loop
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				reload(srv, perms, *cfgPath, log)
+				rt.reload(srv, perms, *cfgPath, log)
 				continue
 			}
 			if *memProf != "" {
@@ -210,11 +229,19 @@ loop:
 			log.Info("draining", "signal", sig.String(), "timeout", drain.String())
 			dctx, cancel := context.WithTimeout(context.Background(), *drain)
 			go func() {
-				// A second signal stops waiting for calls to end.
-				select {
-				case <-sigs:
-					cancel()
-				case <-dctx.Done():
+				// A second stop signal stops waiting for calls to end;
+				// a SIGHUP (a reload, a log rotation) must not.
+				for {
+					select {
+					case sig := <-sigs:
+						if sig == syscall.SIGHUP {
+							log.Warn("reload ignored: wagate is draining")
+							continue
+						}
+						cancel()
+					case <-dctx.Done():
+					}
+					return
 				}
 			}()
 			srv.Shutdown(dctx)
@@ -251,20 +278,25 @@ func loadConfig(path string) (*configs.Config, error) {
 	return configs.Load(path)
 }
 
-// reload applies a changed config to new calls; a bad file changes nothing.
-// Turning permissions or recording on or off, listeners, media ports, the
-// API address, node_id and the cdr and events sections take a restart.
-func reload(srv *sip.Server, perms *permissions.Cache, path string, log *slog.Logger) {
-	cfg, err := loadConfig(path)
+// checkConfig is -check-config: 0 when path would load, else 1 with
+// every problem. Secrets whose environment variable is unset here are
+// warnings, not failures: the check may run in another environment than
+// the service, which refuses to start without them.
+func checkConfig(path string) int {
+	_, warnings, err := configs.Check(path)
 	if err != nil {
-		log.Error("reload rejected, keeping the running config", "error", err)
-		return
+		fmt.Fprintln(os.Stderr, err)
+		return 1
 	}
-	srv.Reload(cfg)
-	if perms != nil {
-		perms.SetLimits(permissions.LimitsFrom(cfg.Permissions.Limits))
+	for _, w := range warnings {
+		fmt.Fprintf(os.Stderr, "warning: %s\n", w)
 	}
-	log.Info("config reloaded", "file", path)
+	if len(warnings) > 0 {
+		fmt.Printf("%s: ok, with %d warning(s): wagate -config refuses to start unless those variables are set in its environment\n", path, len(warnings))
+		return 0
+	}
+	fmt.Printf("%s: ok\n", path)
+	return 0
 }
 
 type statusDoc struct {
@@ -273,6 +305,7 @@ type statusDoc struct {
 	Bridges    int              `json:"bridges"`
 	Recordings *recording.Stats `json:"recordings,omitempty"`
 	Events     *events.Stats    `json:"events,omitempty"`
+	API        *api.Stats       `json:"api,omitempty"`
 }
 
 func status(srv *sip.Server, mm *media.Manager, rec *recording.Manager, sink *events.Sink) statusDoc {
@@ -289,11 +322,9 @@ func status(srv *sip.Server, mm *media.Manager, rec *recording.Manager, sink *ev
 	return d
 }
 
-func newLogger(c configs.Log) *slog.Logger {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.Level)); err != nil {
-		level = slog.LevelInfo
-	}
+// newLogger logs at level, which a reload may change; the format is fixed
+// at start.
+func newLogger(c configs.Log, level *slog.LevelVar) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: level}
 	if c.Format == "json" {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
