@@ -273,8 +273,7 @@ func TestCDRDrain(t *testing.T) {
 	pbx.requireOK()
 	<-stopped
 
-	w2 := e.startWagate(o)
-	_ = w2
+	e.startWagate(o) // the same data directory: the events database is kept
 	cdrs := waitCDRs(t, e, 2)
 	c := cdrOfA(t, cdrs, sippCallID(t, meta))
 	checkCDR(t, "drained call", c, cdrWant{direction: "UIC", outcome: "answered", code: 200, hangupBy: "wagate", cause: "shutdown",
