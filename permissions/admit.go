@@ -65,6 +65,9 @@ func (c *Cache) Admit(k Key) (Decision, *Ticket) {
 	sh.mu.Lock()
 	e := sh.m[mk]
 	if e == nil || e.state(now) == stNone {
+		if e != nil {
+			c.noteExpiry(mk, e, now)
+		}
 		sh.mu.Unlock()
 		return decide(NoPermission, 0), nil
 	}
@@ -170,7 +173,9 @@ func (t *Ticket) Finish(o Outcome) {
 			// Revoke in memory at once, so that the next Admit already
 			// refuses; the disk follows below, outside the shard lock.
 			rec = record{state: stNone, updated: now, source: c.sources.get(SourceUnanswered)}
+			prev := t.e.state(now)
 			t.e.apply(rec, rec.source)
+			c.reportCommit(t.mk, prev, 0, rec)
 			t.e.persisted = true
 			t.e.streak = 0
 			t.e.gen++

@@ -58,6 +58,9 @@ type Cache struct {
 
 	sources interner
 
+	// obs hears about changes (SetObserver).
+	obs observer
+
 	stop      context.CancelFunc
 	done      chan struct{}
 	closeOnce sync.Once
@@ -91,16 +94,17 @@ type number struct {
 // entry is one pair's state, guarded by its shard's lock. It is 64 bytes;
 // the counters, which most pairs never need, hang off a pointer.
 type entry struct {
-	st        state
-	persisted bool   // a record for this pair is on disk
-	streak    uint16 // consecutive unanswered or rejected calls
-	active    int32  // calls in progress with this user
-	gen       uint32 // bumped on every change of persistent state
-	expires   int64  // Unix ns, temporary only
-	granted   int64  // Unix ns
-	updated   int64  // Unix ns of the last grant or revocation
-	source    string
-	ctr       *counters
+	st          state
+	persisted   bool   // a record for this pair is on disk
+	expiryNoted bool   // the lapse of this temporary grant was reported
+	streak      uint16 // consecutive unanswered or rejected calls
+	active      int32  // calls in progress with this user
+	gen         uint32 // bumped on every change of persistent state
+	expires     int64  // Unix ns, temporary only
+	granted     int64  // Unix ns
+	updated     int64  // Unix ns of the last grant or revocation
+	source      string
+	ctr         *counters
 }
 
 type counters struct {
@@ -166,6 +170,11 @@ func (c *Cache) load() error {
 	err := c.store.load(func(k Key, r record) {
 		if lapsed(r, now) {
 			stale = append(stale, k)
+			if r.state == stTemporary {
+				// Nobody has been told: SetObserver reports it.
+				c.obs.keep(Change{Key: k, Status: StatusNone, Previous: StatusTemporary,
+					ExpiresAt: unixTime(r.expires), Source: SourceExpired})
+			}
 			return
 		}
 		mk, sh := c.key(k, true)
@@ -258,6 +267,7 @@ func (sh *shard) getOrCreate(mk mapKey) *entry {
 // apply sets the persistent half of an entry from a record.
 func (e *entry) apply(r record, source string) {
 	e.st, e.expires, e.granted, e.updated, e.source = r.state, r.expires, r.granted, r.updated, source
+	e.expiryNoted = false
 }
 
 // state is the permission as it stands at now: a temporary grant past its
@@ -338,6 +348,7 @@ func (c *Cache) Get(k Key) (Entry, bool) {
 	if e == nil {
 		return Entry{}, false
 	}
+	c.noteExpiry(mk, e, now)
 	return c.snapshot(mk, e, now), true
 }
 
@@ -443,10 +454,14 @@ func (c *Cache) commit(k Key, r record) error {
 	mk, sh := c.key(k, true)
 	sh.mu.Lock()
 	e := sh.getOrCreate(mk)
+	// A lapse nobody noticed yet is reported before what replaces it.
+	c.noteExpiry(mk, e, r.updated)
+	prev, prevExp := e.state(r.updated), e.expires
 	e.apply(r, r.source)
 	e.persisted = true
 	e.streak = 0
 	e.gen++
+	c.reportCommit(mk, prev, prevExp, r)
 	sh.mu.Unlock()
 	return nil
 }

@@ -72,6 +72,7 @@ func (c *Cache) sweep() {
 	for _, p := range still {
 		p.sh.mu.Lock()
 		if e := p.sh.m[p.mk]; e != nil && e.gen == p.gen {
+			c.noteExpiry(p.mk, e, now)
 			e.apply(record{}, "")
 			e.persisted = false
 			e.gen++

@@ -86,6 +86,9 @@ type Manager struct {
 	lastFailAt time.Time
 	suppressed int
 
+	// obs hears about finished recordings (SetObserver).
+	obs observer
+
 	mu     sync.Mutex
 	active map[*Recorder]struct{}
 	files  map[string]struct{} // rel paths of active recordings' WAVs
@@ -157,7 +160,9 @@ func New(cfg configs.Recording, log *slog.Logger, opts ...Option) (*Manager, err
 	for _, o := range opts {
 		o(m)
 	}
+	m.obs.starting = true // single-threaded: nothing runs yet
 	m.recoverAll()
+	m.obs.starting = false
 	if cfg.RetentionDays > 0 && !m.noSweepLoop {
 		go m.sweepLoop()
 	} else {

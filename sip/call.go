@@ -228,8 +228,10 @@ func (c *call) terminate(from *leg, cause string) {
 	case c.b:
 		by = "b"
 	}
-	c.finishRecording(by, cause)
+	// call.ended before recording.ready: the recording finishes on its
+	// own goroutine, and its event must not overtake the call's.
 	c.srv.notifyEnded(c, by, cause, outcome, c.wasConnectedNow())
+	c.finishRecording(by, cause)
 	attrs := []any{"hangup_by", by, "cause", cause, "state", prev.String()}
 	if c.ticket != nil {
 		attrs = append(attrs, "outcome", outcome.String())

@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"strings"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -115,6 +116,17 @@ func (s *Server) notifyEnded(c *call, by, cause string, outcome Outcome, connect
 	if answered {
 		cdr.SIPCode, cdr.SIPReason = 200, "OK"
 	}
+	if !answered && !connected && by == events.HangupWagate {
+		// Before an answer the call was ended by whoever gave up on it:
+		// A by cancelling, B by refusing (486, 480, …). wagate only ends
+		// what timed out or failed.
+		switch {
+		case cause == causeCancelledByA:
+			cdr.HangupBy = events.HangupA
+		case isBLegFinal(cause):
+			cdr.HangupBy = events.HangupB
+		}
+	}
 	cdr.Outcome = cdrOutcome(answered || connected, cdr.SIPCode, cause, outcome)
 	if c.bridge != nil {
 		if br, ok := c.bridge.(interface{ Report() media.Report }); ok {
@@ -153,6 +165,12 @@ func cdrOutcome(connected bool, code int, cause string, o Outcome) events.Outcom
 
 // causeCancelledByA is the cause of a call A cancelled.
 const causeCancelledByA = "cancelled by a"
+
+// isBLegFinal reports whether cause is B's final response ("b-leg 486").
+func isBLegFinal(cause string) bool {
+	code, ok := strings.CutPrefix(cause, "b-leg ")
+	return ok && len(code) == 3 && code[0] >= '1' && code[0] <= '6' && code[1] >= '0' && code[1] <= '9' && code[2] >= '0' && code[2] <= '9'
+}
 
 // notifyRefused records an INVITE wagate refused before any call existed.
 // dec is the routing decision when routing got that far (nil before).

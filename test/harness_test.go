@@ -353,6 +353,11 @@ type wagateOpts struct {
 	// ListenExtra is raw YAML list items appended to sip.listen, e.g.
 	// "\n    - {transport: tls, address: …, cert_file: …, key_file: …}".
 	ListenExtra string
+	// RTPTimeout and RTPStartTimeout are media.rtp_timeout (default 30s)
+	// and media.rtp_start_timeout (default 60s).
+	RTPTimeout, RTPStartTimeout string
+	// Args are more command-line flags for wagate (-drain-timeout 1s, …).
+	Args []string
 }
 
 type configData struct {
@@ -374,7 +379,7 @@ endpoints:
   - {name: dialer, kind: dialer, host: {{.E.Dialer.IP}}, port: {{.E.Dialer.Port}}, transport: udp, source_cidrs: [{{.E.Dialer.IP}}/32]{{.O.DialerExtra}}}
 numbers:
   - {number: "+15550100001", phone_number_id: "100000000000001", route: {endpoint: pbx, user: "1001"}, dialers: [dialer], callback_permission: true{{.O.NumberExtra}}}
-media: {bind_ip: {{.E.WagateIP}}, port_min: {{.O.PortMin}}, port_max: {{.O.PortMax}}, rtp_timeout: 30s, rtp_start_timeout: 60s, port_quarantine: 2s}
+media: {bind_ip: {{.E.WagateIP}}, port_min: {{.O.PortMin}}, port_max: {{.O.PortMax}}, rtp_timeout: {{.O.RTPTimeout}}, rtp_start_timeout: {{.O.RTPStartTimeout}}, port_quarantine: 2s}
 api: {listen: "{{.E.WagateIP}}:{{.E.APIPort}}"{{.O.APIExtra}}}
 log: {level: {{.O.LogLevel}}, format: json}
 {{.O.Extra}}
@@ -410,6 +415,12 @@ func (e *env) writeConfig(o wagateOpts) string {
 	}
 	if o.MetaCodecs == "" {
 		o.MetaCodecs = "opus, PCMU, PCMA"
+	}
+	if o.RTPTimeout == "" {
+		o.RTPTimeout = "30s"
+	}
+	if o.RTPStartTimeout == "" {
+		o.RTPStartTimeout = "60s"
 	}
 	var b bytes.Buffer
 	if err := configTmpl.Execute(&b, configData{Name: e.t.Name(), E: e, O: o}); err != nil {
@@ -458,6 +469,24 @@ func (w *wagate) kill() {
 	}
 }
 
+// terminate stops wagate as an operator would (SIGTERM: drain, then exit)
+// and waits for it; an exit other than 0 within stopLimit fails the test.
+func (w *wagate) terminate() {
+	w.t.Helper()
+	w.exitExpected = true // stopped on purpose: the cleanup's stop has nothing to do
+	_ = w.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-w.exited:
+		if w.waitErr != nil {
+			w.t.Errorf("wagate exited with %v after SIGTERM", w.waitErr)
+		}
+	case <-time.After(stopLimit):
+		_ = w.cmd.Process.Kill()
+		<-w.exited
+		w.t.Errorf("wagate did not exit within %v of SIGTERM; killed", stopLimit)
+	}
+}
+
 // freeLogPath is wagate.log in dir, or wagate.N.log for a test's Nth
 // wagate (a restart keeps the first one's log).
 func freeLogPath(dir string) string {
@@ -489,7 +518,7 @@ func (e *env) startWagate(o wagateOpts) *wagate {
 	if err != nil {
 		t.Fatalf("wagate log: %v", err)
 	}
-	w.cmd = exec.Command(wagateBin, "-config", cfg)
+	w.cmd = exec.Command(wagateBin, append([]string{"-config", cfg}, o.Args...)...)
 	w.cmd.Stdout = logf
 	w.cmd.Stderr = logf
 	w.cmd.Dir = e.dir

@@ -146,14 +146,9 @@ func run() int {
 			log.Error("events store failed", "error", err)
 			return 1
 		}
-		defer func() {
-			cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := sink.Close(cctx); err != nil {
-				log.Error("events store close", "error", err)
-			}
-		}()
+		defer closeEvents(sink, perms, rec, log)
 		srv.AddObserver(sink)
+		wireEvents(sink, perms, rec)
 	}
 
 	mx := newMetrics(srv, mm, rec, sink)
