@@ -302,6 +302,7 @@ func (s *Server) hangUpLeftCalls(ctx context.Context) {
 	if len(calls) == 0 {
 		return
 	}
+	s.waitUDPServing(ctx)
 	s.log.Warn("hanging up calls left up by a previous run", "calls", len(calls))
 	for _, jc := range calls {
 		log := s.log.With("call", jc.ID, "dir", string(jc.Direction), "a_endpoint", jc.AEndpoint, "b_endpoint", jc.BEndpoint)
@@ -332,6 +333,23 @@ func (s *Server) hangUpLeftCalls(ctx context.Context) {
 		for _, o := range s.observers {
 			o.CallEnded(cdr)
 		}
+	}
+}
+
+// waitUDPServing waits (up to 2 s) until sipgo serves the UDP listener
+// requests are pinned to (prepare): until then sipgo would try to bind a
+// second socket to that address for them, and fail.
+func (s *Server) waitUDPServing(ctx context.Context) {
+	if s.udpLaddr.IP == nil {
+		return
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if c, err := s.ua.TransportLayer().GetConnection("udp", s.udpLaddr.String()); err == nil && c != nil {
+			c.TryClose() // GetConnection took a reference
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
