@@ -69,6 +69,9 @@ const (
 	DefaultMaxTCPPerSource     = 64
 	DefaultTCPIdleTimeout      = Duration(120 * time.Second)
 	DefaultTLSHandshakeTimeout = Duration(10 * time.Second)
+	// DefaultHEPAgentID is the capture agent id of HEP packets, as in
+	// Kamailio's and OpenSIPS's HEP senders.
+	DefaultHEPAgentID = 1
 
 	DefaultRecordingSampleRate = 8000
 	DefaultRecordingNameBy     = "a"
@@ -197,6 +200,9 @@ func applyDefaults(c *Config, t tree) {
 	num(&c.SIP.TCP.MaxConnectionsPerSource, "sip.tcp.max_connections_per_source", DefaultMaxTCPPerSource)
 	dur(&c.SIP.TCP.IdleTimeout, "sip.tcp.idle_timeout", DefaultTCPIdleTimeout)
 	dur(&c.SIP.TCP.TLSHandshakeTimeout, "sip.tcp.tls_handshake_timeout", DefaultTLSHandshakeTimeout)
+	if h := c.SIP.Trace.HEP; h != nil {
+		num(&h.AgentID, "sip.trace.hep.agent_id", DefaultHEPAgentID)
+	}
 
 	str(&c.DataDir, "data_dir", DefaultDataDir)
 

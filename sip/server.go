@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,6 +39,8 @@ type Server struct {
 	auth      *digestServer
 	// edge checks every message before sipgo reads it.
 	edge *edge
+	// trace logs and exports every message (nil: sip.trace is off).
+	trace *tracer
 	// journal keeps the live dialogs for a restart after a crash (nil: off).
 	journal *Journal
 	// observers are told about every call (AddObserver, before Run).
@@ -85,6 +88,8 @@ type Status struct {
 	CallsStarted uint64    `json:"calls_started"`
 	CallsEnded   uint64    `json:"calls_ended"`
 	Edge         EdgeStats `json:"sip_edge"`
+	// Trace is there when sip.trace is on.
+	Trace *TraceStats `json:"sip_trace,omitempty"`
 }
 
 // New builds a Server for cfg. newBridge allocates each call's media.
@@ -132,6 +137,7 @@ func New(cfg *configs.Config, newBridge BridgeFactory, log *slog.Logger) (*Serve
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.edge = newEdge(&s.cfg, log)
 	s.edge.busy = s.reg.hasSource
+	s.trace = newTracer(cfg, log)
 
 	s.srv, err = sipgo.NewServer(ua, sipgo.WithServerLogger(sl))
 	if err != nil {
@@ -176,12 +182,20 @@ func (s *Server) Reload(cfg *configs.Config) {
 		}
 	}
 	s.certsMu.Unlock()
+	if !reflect.DeepEqual(cfg.SIP.Trace, s.cfg.Load().SIP.Trace) {
+		s.log.Warn("reload: sip.trace changes take a restart; the trace is unchanged")
+	}
 	s.cfg.Store(cfg)
 }
 
 // Status reports live and total calls.
 func (s *Server) Status() Status {
-	return Status{Calls: s.reg.count(), CallsStarted: s.reg.started.Load(), CallsEnded: s.reg.ended.Load(), Edge: s.edge.snapshot()}
+	st := Status{Calls: s.reg.count(), CallsStarted: s.reg.started.Load(), CallsEnded: s.reg.ended.Load(), Edge: s.edge.snapshot()}
+	if s.trace != nil {
+		ts := s.trace.stats()
+		st.Trace = &ts
+	}
+	return st
 }
 
 // Ready is closed once every listener is bound.
@@ -265,6 +279,9 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		s.log.Info("sip listening", "transport", strings.ToLower(l.Transport), "address", l.Address)
 	}
+	if s.trace != nil {
+		s.trace.install() // before sipgo serves anything
+	}
 	errc := make(chan error, len(serves))
 	var lwg sync.WaitGroup
 	for _, serve := range serves {
@@ -280,6 +297,13 @@ func (s *Server) Run(ctx context.Context) error {
 		defer lwg.Done()
 		s.edge.run(ectx, edgeSummaryInterval)
 	}()
+	if s.trace != nil {
+		lwg.Add(1)
+		go func() {
+			defer lwg.Done()
+			s.trace.run(ectx, s.ports["tcp"], s.ports["tls"])
+		}()
+	}
 	close(s.ready)
 	s.wg.Add(1)
 	go func() {
