@@ -190,8 +190,8 @@ type logRecords struct {
 }
 
 func (l *logRecords) Enabled(context.Context, slog.Level) bool { return true }
-func (l *logRecords) WithAttrs([]slog.Attr) slog.Handler      { return l }
-func (l *logRecords) WithGroup(string) slog.Handler           { return l }
+func (l *logRecords) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *logRecords) WithGroup(string) slog.Handler            { return l }
 func (l *logRecords) Handle(_ context.Context, r slog.Record) error {
 	m := map[string]string{"msg": r.Message, "level": r.Level.String()}
 	r.Attrs(func(a slog.Attr) bool {
@@ -275,7 +275,7 @@ func TestTraceLogLines(t *testing.T) {
 	tr.enqueue(false, "UDP", "0.0.0.0:5072", "127.0.0.4:5060", inv)
 	tr.enqueue(true, "UDP", "0.0.0.0:5072", "127.0.0.4:5060", []byte("\r\n\r\n")) // keep-alive: not traced
 	// Meta's connection to the TLS listener, read in odd pieces.
-	for _, chunk := range []string{traceInvite[:10], traceInvite[10:300], traceInvite[300:len(traceInvite)-2], traceInvite[len(traceInvite)-2:] + "\r\n\r\n" + res[:5], res[5:]} {
+	for _, chunk := range []string{traceInvite[:10], traceInvite[10:300], traceInvite[300 : len(traceInvite)-2], traceInvite[len(traceInvite)-2:] + "\r\n\r\n" + res[:5], res[5:]} {
 		tr.enqueue(false, "TCP", "192.0.2.1:5061", "203.0.113.5:40000", []byte(chunk))
 	}
 	// A connection wagate dialled toward Meta: its TLS shows in its Via.
