@@ -5,9 +5,11 @@ GO        ?= go
 BIN       := bin/wagate
 ARGS      ?=
 # System packages: the codec links libopus through cgo; the tests drive real
-# SIP peers (sipp from sip-tester) and, from the media issue on, baresip.
+# SIP peers (sipp from sip-tester) and, from the media issue on, baresip; the
+# SIP trace tests decode wagate's HEP packets with sngrep (HEP to SIP) and
+# tshark (the SIP).
 RUN_PKGS  := pkg-config libopus-dev libopusfile-dev
-TEST_PKGS := $(RUN_PKGS) sip-tester baresip-core
+TEST_PKGS := $(RUN_PKGS) sip-tester baresip-core tshark sngrep
 GO_SRC    := $(shell find . -name '*.go' -not -path './.git/*') go.mod go.sum $(wildcard configs/*.yaml)
 
 # apt_install installs the Debian packages in $(1) that are not installed yet.
