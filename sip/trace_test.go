@@ -551,3 +551,27 @@ func BenchmarkTraceWorker(b *testing.B) {
 		b.Logf("%d HEP errors", tr.hepErrors.Load())
 	}
 }
+
+// TestTraceReload: the trace is read at start-up; a reload that changes it
+// says so instead of pretending to apply it.
+func TestTraceReload(t *testing.T) {
+	recs := &logRecords{}
+	s, err := New(parseConfig(t, "sip: {trace: {log: true}}\n"), nil, slog.New(recs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Reload(parseConfig(t, "sip: {trace: {log: true}}\n"))
+	s.Reload(parseConfig(t, "sip: {trace: {log: true, hep: {address: \"192.0.2.10:9060\"}}}\n"))
+	var warned int
+	for _, r := range recs.recs {
+		if strings.Contains(r["msg"], "sip.trace changes take a restart") {
+			warned++
+		}
+	}
+	if warned != 1 {
+		t.Errorf("%d warnings, want 1 (for the reload that changed sip.trace)", warned)
+	}
+	if s.trace.hep != nil {
+		t.Error("a reload turned HEP on in the running trace")
+	}
+}
