@@ -7,9 +7,10 @@ ARGS      ?=
 # System packages: the codec links libopus through cgo; the tests drive real
 # SIP peers (sipp from sip-tester) and, from the media issue on, baresip;
 # systemd provides systemd-analyze, which checks deploy/wagate.service;
-# prometheus provides promtool, which checks /metrics.
+# prometheus provides promtool, which checks /metrics; the SIP trace tests
+# decode wagate's HEP packets with sngrep (HEP to SIP) and tshark (the SIP).
 RUN_PKGS  := pkg-config libopus-dev libopusfile-dev
-TEST_PKGS := $(RUN_PKGS) sip-tester baresip-core systemd prometheus
+TEST_PKGS := $(RUN_PKGS) sip-tester baresip-core systemd prometheus tshark sngrep
 # What `wagate -version` and the start-up log line report. A plain `go build`
 # falls back to the commit the Go toolchain stamps (none in a git worktree,
 # or with -buildvcs=false): then it says "devel" and "commit unknown".

@@ -76,6 +76,30 @@ type SIP struct {
 	// in percent of all cores over the last second, is at or above it
 	// (0: never). Calls already up are not affected.
 	MaxCPUPercent int `yaml:"max_cpu_percent"`
+	// Trace logs every SIP message and exports it to a HEP collector.
+	Trace SIPTrace `yaml:"trace"`
+}
+
+// SIPTrace configures the per-message SIP trace. Both parts are off by
+// default and are read at start-up only.
+type SIPTrace struct {
+	// Log writes one line per SIP message read or written (at info; at
+	// log.level debug the line carries the message's text, credentials
+	// redacted).
+	Log bool `yaml:"log"`
+	// HEP, when set, sends a copy of every SIP message to a Homer or
+	// heplify collector in HEP v3 over UDP.
+	HEP *HEP `yaml:"hep"`
+}
+
+// HEP is a HEP v3 (Homer Encapsulation Protocol) collector.
+type HEP struct {
+	// Address is the collector's host:port (UDP).
+	Address string `yaml:"address"`
+	// AgentID is the capture agent id in every packet (default 1).
+	AgentID int `yaml:"agent_id"`
+	// Password is the collector's authentication key, if it wants one.
+	Password Secret `yaml:"password"`
 }
 
 // SIPLimits bounds what one SIP message may hold; larger messages get 513

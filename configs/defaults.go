@@ -70,6 +70,9 @@ const (
 	DefaultTCPIdleTimeout      = Duration(120 * time.Second)
 	DefaultTLSHandshakeTimeout = Duration(10 * time.Second)
 	DefaultTransactionLinger   = Duration(5 * time.Second)
+	// DefaultHEPAgentID is the capture agent id of HEP packets, as in
+	// Kamailio's and OpenSIPS's HEP senders.
+	DefaultHEPAgentID = 1
 
 	DefaultRecordingSampleRate = 8000
 	DefaultRecordingNameBy     = "a"
@@ -199,6 +202,9 @@ func applyDefaults(c *Config, t tree) {
 	dur(&c.SIP.TCP.IdleTimeout, "sip.tcp.idle_timeout", DefaultTCPIdleTimeout)
 	dur(&c.SIP.TCP.TLSHandshakeTimeout, "sip.tcp.tls_handshake_timeout", DefaultTLSHandshakeTimeout)
 	dur(&c.SIP.TransactionLinger, "sip.transaction_linger", DefaultTransactionLinger)
+	if h := c.SIP.Trace.HEP; h != nil {
+		num(&h.AgentID, "sip.trace.hep.agent_id", DefaultHEPAgentID)
+	}
 
 	str(&c.DataDir, "data_dir", DefaultDataDir)
 

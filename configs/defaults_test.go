@@ -110,6 +110,31 @@ sip:
 				t.Errorf("sip.host = %q, want 127.0.0.1", c.SIP.Host)
 			}
 		}},
+		{"sip.trace is off unless written", ``, func(t *testing.T, c *Config) {
+			if c.SIP.Trace.Log || c.SIP.Trace.HEP != nil {
+				t.Errorf("sip.trace = %+v, want off", c.SIP.Trace)
+			}
+		}},
+		{"sip.trace.hep.agent_id defaults to 1", `
+sip:
+  trace:
+    log: true
+    hep: {address: "homer.example.com:9060", password: {env: WAGATE_HEP_KEY}}
+`, func(t *testing.T, c *Config) {
+			h := c.SIP.Trace.HEP
+			if !c.SIP.Trace.Log || h == nil || h.Address != "homer.example.com:9060" || h.AgentID != 1 || h.Password.Env != "WAGATE_HEP_KEY" {
+				t.Errorf("sip.trace = %+v, hep = %+v", c.SIP.Trace, h)
+			}
+		}},
+		{"sip.trace.hep.agent_id 0 is kept", `
+sip:
+  trace:
+    hep: {address: "[2001:db8::10]:9060", agent_id: 0}
+`, func(t *testing.T, c *Config) {
+			if h := c.SIP.Trace.HEP; h == nil || h.AgentID != 0 {
+				t.Errorf("sip.trace.hep = %+v, want agent_id 0", h)
+			}
+		}},
 		{"explicit sip.host wins", `
 sip:
   listen: [{transport: udp, address: "10.1.2.3:5072"}]

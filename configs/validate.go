@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"net"
 	"net/netip"
 	"net/url"
@@ -109,6 +110,7 @@ func (v validator) sip() {
 		v.add("sip.max_calls", "%d is negative; use 0 for no cap", s.MaxCalls)
 	}
 	v.edge(s)
+	v.trace(&s.Trace)
 }
 
 // edge checks the limits of the SIP edge.
@@ -145,6 +147,56 @@ func (v validator) edge(s *SIP) {
 		v.add("sip.max_cpu_percent", "%d must be between 0 (off) and 100", s.MaxCPUPercent)
 	}
 	v.positive("sip.tcp.tls_handshake_timeout", s.TCP.TLSHandshakeTimeout)
+}
+
+// maxHEPPassword bounds sip.trace.hep.password: it travels in every HEP
+// packet.
+const maxHEPPassword = 256
+
+// trace checks the SIP trace and its HEP collector.
+func (v validator) trace(t *SIPTrace) {
+	h := t.HEP
+	if h == nil {
+		return
+	}
+	const p = "sip.trace.hep"
+	if h.Address == "" {
+		v.add(p+".address", "is required: the collector's host:port, e.g. \"homer.example.com:9060\" (remove hep to turn the export off)")
+	} else if msg := checkHEPAddress(h.Address); msg != "" {
+		v.add(p+".address", "%s", msg)
+	}
+	if h.AgentID < 0 || int64(h.AgentID) > math.MaxUint32 {
+		v.add(p+".agent_id", "%d must be between 0 and %d", h.AgentID, uint32(math.MaxUint32))
+	}
+	v.secret(p+".password", h.Password)
+	if len(h.Password.Value) > maxHEPPassword {
+		v.add(p+".password.value", "is longer than %d characters", maxHEPPassword)
+	}
+}
+
+// checkHEPAddress returns a sentence saying what is wrong with a HEP
+// collector address, or "".
+func checkHEPAddress(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Sprintf("%q is not host:port (e.g. \"192.0.2.10:9060\")", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Sprintf("%q has no valid port (1–65535)", addr)
+	}
+	if host == "" {
+		return fmt.Sprintf("%q names no host to send to", addr)
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		if ip.IsUnspecified() {
+			return fmt.Sprintf("%q names no host to send to", addr)
+		}
+		return ""
+	}
+	if !validHostName(host) {
+		return fmt.Sprintf("%q is not an IP address or host name with a port", addr)
+	}
+	return ""
 }
 
 // listenerTLS checks the certificate and key of listener l at path p:

@@ -125,6 +125,76 @@ sip:
 sip:
   max_calls: -1 # <-
 `, `sip.max_calls: -1 is negative`},
+		{"hep without address", `
+sip:
+  trace:
+    hep: # <-
+      agent_id: 7
+`, `sip.trace.hep.address: is required: the collector's host:port`},
+		{"hep address without port", `
+sip:
+  trace:
+    hep:
+      address: homer.example.com # <-
+`, `sip.trace.hep.address: "homer.example.com" is not host:port`},
+		{"hep address port out of range", `
+sip:
+  trace:
+    hep: {address: "192.0.2.10:0"} # <-
+`, `sip.trace.hep.address: "192.0.2.10:0" has no valid port`},
+		{"hep address without host", `
+sip:
+  trace:
+    hep: {address: ":9060"} # <-
+`, `sip.trace.hep.address: ":9060" names no host to send to`},
+		{"hep address wildcard", `
+sip:
+  trace:
+    hep: {address: "0.0.0.0:9060"} # <-
+`, `names no host to send to`},
+		{"hep address bad host", `
+sip:
+  trace:
+    hep: {address: "homer example:9060"} # <-
+`, `is not an IP address or host name with a port`},
+		{"hep agent_id negative", `
+sip:
+  trace:
+    hep:
+      address: "192.0.2.10:9060"
+      agent_id: -1 # <-
+`, `sip.trace.hep.agent_id: -1 must be between 0 and 4294967295`},
+		{"hep agent_id too large", `
+sip:
+  trace:
+    hep:
+      address: "192.0.2.10:9060"
+      agent_id: 4294967296 # <-
+`, `must be between 0 and 4294967295`},
+		{"hep password env name", `
+sip:
+  trace:
+    hep:
+      address: "192.0.2.10:9060"
+      password: {env: "hep-key"} # <-
+`, `sip.trace.hep.password.env: "hep-key" is not an environment variable name`},
+		{"hep password too long", `
+sip:
+  trace:
+    hep:
+      address: "192.0.2.10:9060"
+      password: {value: "` + strings.Repeat("k", 257) + `"} # <-
+`, `sip.trace.hep.password.value: is longer than 256 characters`},
+		{"trace log not a bool", `
+sip:
+  trace:
+    log: yes please # <-
+`, `sip.trace.log: "yes please" is not true or false`},
+		{"unknown trace key", `
+sip:
+  trace:
+    hep_address: "192.0.2.10:9060" # <-
+`, `unknown key "hep_address" in sip.trace`},
 
 		// endpoints
 		{"endpoint without name", `

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,6 +39,8 @@ type Server struct {
 	auth      *digestServer
 	// edge checks every message before sipgo reads it.
 	edge *edge
+	// trace logs and exports every message (nil: sip.trace is off).
+	trace *tracer
 	// journal keeps the live dialogs for a restart after a crash (nil: off).
 	journal *Journal
 	// observers are told about every call (AddObserver, before Run).
@@ -105,6 +108,8 @@ type Status struct {
 		Inbound  uint64 `json:"inbound"`
 		Outbound uint64 `json:"outbound"`
 	} `json:"tls_handshake_failures"`
+	// Trace is there when sip.trace is on.
+	Trace *TraceStats `json:"sip_trace,omitempty"`
 }
 
 // New builds a Server for cfg. newBridge allocates each call's media.
@@ -166,6 +171,7 @@ func New(cfg *configs.Config, newBridge BridgeFactory, log *slog.Logger) (*Serve
 	s.over.log = log
 	s.cps = newCPSGuard()
 	s.edge.busy = s.reg.hasSource
+	s.trace = newTracer(cfg, log)
 
 	s.srv, err = sipgo.NewServer(ua, sipgo.WithServerLogger(sl))
 	if err != nil {
@@ -210,6 +216,9 @@ func (s *Server) Reload(cfg *configs.Config) {
 		}
 	}
 	s.certsMu.Unlock()
+	if !reflect.DeepEqual(cfg.SIP.Trace, s.cfg.Load().SIP.Trace) {
+		s.log.Warn("reload: sip.trace changes take a restart; the trace is unchanged")
+	}
 	s.cfg.Store(cfg)
 }
 
@@ -219,6 +228,10 @@ func (s *Server) Status() Status {
 		Edge: s.edge.snapshot(), Draining: s.draining.Load(), Overload: s.over.snapshot()}
 	st.TLSHandshakeFailures.Inbound = s.tlsInFailed.Load()
 	st.TLSHandshakeFailures.Outbound = s.tlsOutFailed.Load()
+	if s.trace != nil {
+		ts := s.trace.stats()
+		st.Trace = &ts
+	}
 	return st
 }
 
@@ -304,6 +317,9 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		s.log.Info("sip listening", "transport", strings.ToLower(l.Transport), "address", l.Address)
 	}
+	if s.trace != nil {
+		s.trace.install(s.msgs)
+	}
 	errc := make(chan error, len(serves))
 	var lwg sync.WaitGroup
 	for _, serve := range serves {
@@ -323,6 +339,13 @@ func (s *Server) Run(ctx context.Context) error {
 		defer lwg.Done()
 		s.over.sampleCPU(ectx, time.Second)
 	}()
+	if s.trace != nil {
+		lwg.Add(1)
+		go func() {
+			defer lwg.Done()
+			s.trace.run(ectx, s.ports["tcp"], s.ports["tls"])
+		}()
+	}
 	close(s.ready)
 	s.wg.Add(1)
 	go func() {

@@ -623,6 +623,13 @@ type status struct {
 		PanicsRecovered uint64            `json:"panics_recovered"`
 	} `json:"sip_edge"`
 	Overload map[string]uint64 `json:"overload_refusals"`
+	Trace    struct {
+		Messages  uint64 `json:"messages"`
+		Dropped   uint64 `json:"dropped"`
+		Unframed  uint64 `json:"unframed"`
+		HEPSent   uint64 `json:"hep_sent"`
+		HEPErrors uint64 `json:"hep_errors"`
+	} `json:"sip_trace"`
 }
 
 var httpClient = &http.Client{Timeout: 2 * time.Second}
