@@ -245,13 +245,11 @@ func (s *Server) onStrayResponse(res *sip.Response) {
 	bye := l.newRequest(sip.BYE, nil)
 	s.prepare(bye)
 	s.log.Info("stray 2xx to INVITE: ACK and BYE", "sip_call_id", l.callID)
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
+	s.wg.Go(func() {
 		ctx, cancel := contextWithTimeout(64 * sip.T1)
 		defer cancel()
 		_, _ = s.client.Do(ctx, bye)
-	}()
+	})
 }
 
 // authenticate runs digest authentication on an out-of-dialog request from

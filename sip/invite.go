@@ -623,15 +623,13 @@ func (s *Server) sendCancel(c *call, inv *sip.Request) {
 	req.SetTransport(inv.Transport())
 	req.SetDestination(inv.Destination())
 	req.Laddr = inv.Laddr
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
+	s.wg.Go(func() {
 		ctx, cancel := contextWithTimeout(64 * sip.T1)
 		defer cancel()
 		if _, err := s.client.Do(ctx, req); err != nil {
 			c.log.Warn("CANCEL failed", "leg", "b", "error", err)
 		}
-	}()
+	})
 	c.log.Debug("B-leg cancelled", "leg", "b")
 }
 

@@ -357,9 +357,7 @@ func (s *Server) waitUDPServing(ctx context.Context) {
 func (s *Server) byeRestored(ctx context.Context, l *leg, log *slog.Logger) {
 	req := l.newRequest(sip.BYE, nil)
 	s.prepare(req)
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
+	s.wg.Go(func() {
 		ctx, cancel := context.WithTimeout(ctx, 64*sip.T1)
 		defer cancel()
 		res, err := s.client.Do(ctx, req)
@@ -369,5 +367,5 @@ func (s *Server) byeRestored(ctx context.Context, l *leg, log *slog.Logger) {
 		default:
 			log.Info("BYE after restart answered", "leg", l.name, "code", res.StatusCode)
 		}
-	}()
+	})
 }

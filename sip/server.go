@@ -67,7 +67,7 @@ type Server struct {
 	cancel context.CancelFunc
 	// wg owns the goroutines the server starts outside request handlers
 	// (BYEs, CANCELs, stray-2xx clean-up).
-	wg       sync.WaitGroup
+	wg       *tasks
 	draining atomic.Bool
 
 	udpLaddr sip.Addr
@@ -167,6 +167,7 @@ func New(cfg *configs.Config, newBridge BridgeFactory, log *slog.Logger) (*Serve
 	s.cfg.Store(cfg)
 	self.Store(s)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.wg = newTasks()
 	s.edge = newEdge(&s.cfg, log)
 	s.over.log = log
 	s.cps = newCPSGuard()
@@ -347,11 +348,9 @@ func (s *Server) Run(ctx context.Context) error {
 		}()
 	}
 	close(s.ready)
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
+	s.wg.Go(func() {
 		s.hangUpLeftCalls(s.ctx)
-	}()
+	})
 	var err error
 	select {
 	case <-ctx.Done():
@@ -486,9 +485,7 @@ func callIDOf(m interface{ CallID() *sip.CallIDHeader }) string {
 func (s *Server) sendBye(c *call, l *leg) {
 	req := l.newRequest(sip.BYE, nil)
 	s.prepare(req)
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
+	s.wg.Go(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 64*sip.T1)
 		defer cancel()
 		res, err := s.client.Do(ctx, req)
@@ -500,7 +497,7 @@ func (s *Server) sendBye(c *call, l *leg) {
 		case res.StatusCode >= 300 && res.StatusCode != 481:
 			c.log.Warn("BYE refused", "leg", l.name, "code", res.StatusCode)
 		}
-	}()
+	})
 }
 
 // errors for mapping in tests
