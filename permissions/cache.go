@@ -58,6 +58,10 @@ type Cache struct {
 
 	sources interner
 
+	// ext is the state beside the pairs (aliases, restrictions, webhook
+	// message ids) and the counters of Stats.
+	ext ext
+
 	stop      context.CancelFunc
 	done      chan struct{}
 	closeOnce sync.Once
@@ -140,13 +144,14 @@ func Open(path string, lim Limits, clock Clock, log *slog.Logger) (*Cache, error
 		c.shards[i].m = make(map[mapKey]*entry)
 	}
 	c.sources.m = make(map[string]string)
+	c.ext.init()
 	if path != "" {
 		st, err := openStore(path)
 		if err != nil {
 			return nil, err
 		}
 		c.store = st
-		if err := c.load(); err != nil {
+		if err := c.loadAll(); err != nil {
 			st.close()
 			return nil, err
 		}
@@ -155,6 +160,25 @@ func Open(path string, lim Limits, clock Clock, log *slog.Logger) (*Cache, error
 	c.stop = cancel
 	go c.sweepLoop(ctx)
 	return c, nil
+}
+
+// loadAll fills memory from the store: permissions, counters, aliases,
+// restrictions and webhook message ids.
+func (c *Cache) loadAll() error {
+	c.store.db.MaxBatchDelay = batchDelay
+	if err := c.store.openExtraBuckets(); err != nil {
+		return fmt.Errorf("permission store: %w", err)
+	}
+	if err := c.load(); err != nil {
+		return err
+	}
+	if err := c.loadCounters(); err != nil {
+		return err
+	}
+	if err := c.loadExt(); err != nil {
+		return fmt.Errorf("load permission store: %w", err)
+	}
+	return nil
 }
 
 // load fills memory from the store, dropping records that lapsed while
@@ -323,7 +347,7 @@ func unixTime(ns int64) time.Time {
 
 // Get returns the pair's state; false when the cache knows nothing of it.
 func (c *Cache) Get(k Key) (Entry, bool) {
-	k, err := k.Normalize()
+	k, err := c.resolve(k).Normalize()
 	if err != nil {
 		return Entry{}, false
 	}
@@ -346,7 +370,7 @@ func (c *Cache) Get(k Key) (Entry, bool) {
 // grant is on disk (fsynced) when Grant returns. It also starts a fresh
 // unanswered streak: the user has just said yes.
 func (c *Cache) Grant(k Key, permanent bool, expires time.Time, source string) error {
-	k, err := k.Normalize()
+	k, err := c.resolve(k).Normalize()
 	if err != nil {
 		return fmt.Errorf("grant: %w", err)
 	}
@@ -369,7 +393,7 @@ func (c *Cache) Grant(k Key, permanent bool, expires time.Time, source string) e
 // revocation is on disk when Revoke returns. ErrNotFound when the pair has
 // no grant to revoke.
 func (c *Cache) Revoke(k Key, source string) error {
-	k, err := k.Normalize()
+	k, err := c.resolve(k).Normalize()
 	if err != nil {
 		return fmt.Errorf("revoke: %w", err)
 	}
@@ -400,7 +424,7 @@ const uicRefreshSlack = time.Minute
 // longer grant or downgrades a permanent one. Errors are logged: the call
 // goes on either way.
 func (c *Cache) GrantFromUIC(k Key) {
-	k, err := k.Normalize()
+	k, err := c.resolve(k).Normalize()
 	if err != nil {
 		c.log.Warn("permission from user-initiated call not recorded", "error", err)
 		return
@@ -445,9 +469,13 @@ func (c *Cache) commit(k Key, r record) error {
 	e := sh.getOrCreate(mk)
 	e.apply(r, r.source)
 	e.persisted = true
+	hadStreak := e.streak != 0
 	e.streak = 0
 	e.gen++
 	sh.mu.Unlock()
+	if hadStreak {
+		c.persistPair(mk, sh)
+	}
 	return nil
 }
 
