@@ -152,4 +152,3 @@ func lookup(t testing.TB, s Store, k Key) Entry {
 	}
 	return en
 }
-

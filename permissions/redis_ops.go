@@ -16,7 +16,7 @@ import (
 // pairKeys are the Redis keys of one pair and its number.
 type pairKeys struct {
 	pair, calls, req, busy, ncalls, nact, restrict string
-	member                                       string // in the index: "pnid/user"
+	member                                         string // in the index: "pnid/user"
 }
 
 func (r *Redis) keys(k Key) pairKeys {
