@@ -54,6 +54,10 @@ type Options struct {
 	// why (nil: always ready). GET /healthz answers 200 while the process
 	// serves HTTP at all.
 	Ready func() (ready bool, why []string)
+	// NumberID maps a business number as Meta writes it in account_update
+	// (digits, with or without '+') to its phone-number-id; nil: such
+	// updates must carry the phone-number-id themselves.
+	NumberID func(display string) (phoneNumberID string, ok bool)
 	// Log receives request errors and applied webhook changes.
 	Log *slog.Logger
 }
@@ -153,7 +157,7 @@ func newHandler(opts Options) http.Handler {
 		mux.Handle("GET /metrics", opts.Metrics)
 	}
 	if opts.AppSecret != "" {
-		wh := newWebhook(opts.AppSecret, opts.VerifyToken, opts.Permissions, log)
+		wh := newWebhook(opts.AppSecret, opts.VerifyToken, opts.Permissions, opts.NumberID, log)
 		mux.HandleFunc("GET /webhook/meta", wh.handshake)
 		mux.HandleFunc("POST /webhook/meta", wh.receive)
 	}
