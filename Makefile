@@ -7,7 +7,7 @@ ARGS      ?=
 # System packages: the codec links libopus through cgo; the tests drive real
 # SIP peers (sipp from sip-tester) and, from the media issue on, baresip.
 RUN_PKGS  := pkg-config libopus-dev libopusfile-dev
-TEST_PKGS := $(RUN_PKGS) sip-tester baresip-core prometheus
+TEST_PKGS := $(RUN_PKGS) sip-tester baresip-core prometheus redis-server kamailio
 GO_SRC    := $(shell find . -name '*.go' -not -path './.git/*') go.mod go.sum $(wildcard configs/*.yaml)
 
 # apt_install installs the Debian packages in $(1) that are not installed yet.

@@ -72,6 +72,13 @@ func run() int {
 	log := newLogger(cfg.Log)
 	slog.SetDefault(log)
 
+	lock, err := claimDataDir(cfg, log)
+	if err != nil {
+		log.Error("data directory", "error", err)
+		return 1
+	}
+	defer lock.Close()
+
 	mm, err := media.NewManager(cfg.Media, log)
 	if err != nil {
 		log.Error("media setup failed", "error", err)
@@ -98,9 +105,9 @@ func run() int {
 	defer journal.Close()
 	srv.SetJournal(journal)
 
-	var perms *permissions.Cache
+	var perms permissions.Store
 	if cfg.Permissions.Enabled {
-		perms, err = permissions.Open(cfg.Permissions.Store, permissions.LimitsFrom(cfg.Permissions.Limits), permissions.SystemClock{}, log)
+		perms, err = openPermissions(cfg, log)
 		if err != nil {
 			log.Error("permission store failed", "error", err)
 			return 1
@@ -109,11 +116,16 @@ func run() int {
 		// calls' outcomes still reach the store.
 		defer perms.Close()
 		srv.SetPermissionGate(permissionGate{perms})
+		resets := newUICResets(perms, log)
+		defer resets.Close()
+		srv.AddObserver(resets)
 	}
 
 	var rec *recording.Manager
 	if cfg.RecordingUsed() {
-		rec, err = recording.New(cfg.Recording, log)
+		rcfg := cfg.Recording
+		rcfg.Directory = nodeRecordingDir(cfg)
+		rec, err = recording.New(rcfg, log)
 		if err != nil {
 			log.Error("recording setup failed", "error", err)
 			return 1
@@ -150,7 +162,8 @@ func run() int {
 	if cfg.API.Listen != "" {
 		opts := api.Options{
 			Addr:        cfg.API.Listen,
-			Status:      func() any { return status(srv, mm, rec, sink) },
+			Status:      func() any { return status(srv, mm, rec, sink, perms) },
+			NumberID:    numberIDResolver(cfg),
 			Token:       cfg.API.Token.Resolve(),
 			AppSecret:   cfg.API.Webhook.AppSecret.Resolve(),
 			VerifyToken: cfg.API.Webhook.VerifyToken.Resolve(),
@@ -254,7 +267,7 @@ func loadConfig(path string) (*configs.Config, error) {
 // reload applies a changed config to new calls; a bad file changes nothing.
 // Turning permissions or recording on or off, listeners, media ports, the
 // API address, node_id and the cdr and events sections take a restart.
-func reload(srv *sip.Server, perms *permissions.Cache, path string, log *slog.Logger) {
+func reload(srv *sip.Server, perms permissions.Store, path string, log *slog.Logger) {
 	cfg, err := loadConfig(path)
 	if err != nil {
 		log.Error("reload rejected, keeping the running config", "error", err)
@@ -269,15 +282,20 @@ func reload(srv *sip.Server, perms *permissions.Cache, path string, log *slog.Lo
 
 type statusDoc struct {
 	sip.Status
-	PortsInUse int              `json:"ports_in_use"`
-	Bridges    int              `json:"bridges"`
-	Recordings *recording.Stats `json:"recordings,omitempty"`
-	Events     *events.Stats    `json:"events,omitempty"`
+	PortsInUse  int                `json:"ports_in_use"`
+	Bridges     int                `json:"bridges"`
+	Recordings  *recording.Stats   `json:"recordings,omitempty"`
+	Events      *events.Stats      `json:"events,omitempty"`
+	Permissions *permissions.Stats `json:"permissions,omitempty"`
 }
 
-func status(srv *sip.Server, mm *media.Manager, rec *recording.Manager, sink *events.Sink) statusDoc {
+func status(srv *sip.Server, mm *media.Manager, rec *recording.Manager, sink *events.Sink, perms permissions.Store) statusDoc {
 	ms := mm.Stats()
 	d := statusDoc{Status: srv.Status(), PortsInUse: ms.PortsInUse, Bridges: ms.Bridges}
+	if perms != nil {
+		ps := perms.Stats()
+		d.Permissions = &ps
+	}
 	if rec != nil {
 		rs := rec.Stats()
 		d.Recordings = &rs
