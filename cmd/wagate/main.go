@@ -125,7 +125,7 @@ func run() int {
 	if cfg.RecordingUsed() {
 		rcfg := cfg.Recording
 		rcfg.Directory = nodeRecordingDir(cfg)
-		rec, err = recording.New(rcfg, log)
+		rec, err = recording.New(rcfg, log, recording.WithNodeID(cfg.NodeID))
 		if err != nil {
 			log.Error("recording setup failed", "error", err)
 			return 1
