@@ -5,7 +5,8 @@ GO        ?= go
 BIN       := bin/wagate
 ARGS      ?=
 # System packages: the codec links libopus through cgo; the tests drive real
-# SIP peers (sipp from sip-tester) and, from the media issue on, baresip.
+# SIP peers (sipp from sip-tester) and, from the media issue on, baresip;
+# the multi-node tests start redis-server and kamailio on loopback.
 RUN_PKGS  := pkg-config libopus-dev libopusfile-dev
 TEST_PKGS := $(RUN_PKGS) sip-tester baresip-core prometheus redis-server kamailio
 GO_SRC    := $(shell find . -name '*.go' -not -path './.git/*') go.mod go.sum $(wildcard configs/*.yaml)
