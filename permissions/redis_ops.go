@@ -85,6 +85,10 @@ func (r *Redis) Reserve(k Key) (Decision, Reservation) {
 		err = errGarbage("admit", v)
 	}
 	if err != nil {
+		// The script may have run even so (a timeout after Redis took
+		// it): the slots it may have taken are rewritten from this
+		// node's own count when Redis answers again.
+		r.markDirty(ks.busy, ks.nact)
 		r.failed("admit", err)
 		return r.reserveDown(nk, err)
 	}

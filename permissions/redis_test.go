@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -414,4 +415,43 @@ func TestRedisRefusesNonDurable(t *testing.T) {
 	}
 	t.Log(err)
 	openRedis(t, srv, "n1", DefaultLimits(), func(o *RedisOptions) { o.AllowNonDurable = true })
+}
+
+// TestRedisSlow: a Redis that stops answering (SIGSTOP) is a down Redis
+// after permissions.redis.timeout: the admission is refused with 503 in
+// about that time, not held; when it answers again, so does the store.
+func TestRedisSlow(t *testing.T) {
+	srv := startRedis(t)
+	r := openRedis(t, srv, "n1", DefaultLimits())
+	k := key("+16505550001")
+	if err := r.Grant(k, true, time.Time{}, "api"); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	d, _ := r.Reserve(k)
+	took := time.Since(start)
+	if err := srv.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if d.Verdict != Unavailable {
+		t.Errorf("stalled Redis: %v", d.Verdict)
+	}
+	if took > time.Second {
+		t.Errorf("admission held %v by a stalled Redis (timeout 200 ms)", took)
+	}
+	waitUp(t, r)
+	// Whether or not Redis ran the admission it was sent, no slot is left
+	// taken by a call that was never placed.
+	deadline := time.Now().Add(3 * time.Second)
+	for lookup(t, r, k).ActiveCalls != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("a timed-out admission left the user busy")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_, res := reserve(t, r, k, Allow)
+	res.Finish(Failed)
 }

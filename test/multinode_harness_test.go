@@ -122,6 +122,9 @@ type cluster struct {
 	limits string
 	// frTimer is Kamailio's FR_TIMER in ms (0: 1000, short for the tests).
 	frTimer int
+	// shmMB is Kamailio's shared memory (0: 48 MiB, enough for the tests;
+	// every transaction lives there, so load needs far more).
+	shmMB int
 	// onDown is permissions.redis.on_down ("" for the default), and
 	// onDownFor the same per node id.
 	onDown    string
@@ -212,7 +215,7 @@ func (c *cluster) startKamailio() *kamailioProc {
 		t.Fatal(err)
 	}
 	k := &kamailioProc{t: t, edge: net.JoinHostPort(e.ip(1), strconv.Itoa(port)), logPath: filepath.Join(dir, "kamailio.log"), exited: make(chan struct{})}
-	args := []string{"-DD", "-E", "-m", "48", "-M", "6", "-f", filepath.Join(repoRoot, "deploy", "kamailio", "kamailio.cfg"),
+	args := []string{"-DD", "-E", "-m", strconv.Itoa(cmp.Or(c.shmMB, 48)), "-M", "6", "-f", filepath.Join(repoRoot, "deploy", "kamailio", "kamailio.cfg"),
 		"-A", fmt.Sprintf("LISTEN=udp:%s:%d", e.ip(1), port),
 		"-A", fmt.Sprintf("META_SOCK=udp:%s:%d", e.ip(5), inner),
 		"-A", fmt.Sprintf("PBX_SOCK=udp:%s:%d", e.ip(6), inner),

@@ -2,9 +2,12 @@ package test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -359,4 +362,60 @@ func TestMultiNodeRedisDown(t *testing.T) {
 	}
 	call(refuse, "after")
 	meta.requireOK()
+}
+
+// TestMultiNodeDuplicateNodeID: a second node started with a running
+// node's id, or on a running node's data_dir, stops at start with an error
+// that says so, and the running node keeps its calls.
+func TestMultiNodeDuplicateNodeID(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 1, "")
+	n1 := c.nodes[0]
+
+	// Another address and directory, the same node_id.
+	twin := *c.e
+	twin.WagateIP = c.e.ip(15)
+	twin.SIPPort = freeTCPUDPPort(t, twin.WagateIP)
+	twin.APIPort = freeTCPPort(t, twin.WagateIP)
+	twin.dir = filepath.Join(c.e.dir, "twin")
+	if err := os.MkdirAll(twin.dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out := runToExit(t, &twin, c.nodeOpts(n1.id), 10*time.Second)
+	if !strings.Contains(out, "is held by another running wagate") || !strings.Contains(out, "node1") {
+		t.Errorf("twin node_id: %s", out)
+	}
+
+	// Another node_id, node1's directory.
+	shared := twin
+	shared.dir = n1.e.dir
+	shared.SIPPort = freeTCPUDPPort(t, twin.WagateIP)
+	shared.APIPort = freeTCPPort(t, twin.WagateIP)
+	out = runToExit(t, &shared, c.nodeOpts("node9"), 10*time.Second)
+	if !strings.Contains(out, "is in use by another running wagate") {
+		t.Errorf("shared data_dir: %s", out)
+	}
+	if s := n1.w.status(); s.Permissions == nil || !s.Permissions.Up {
+		t.Errorf("the running node after the intruders: %+v", s.Permissions)
+	}
+}
+
+// runToExit starts wagate with a config written for e and returns its
+// output once it exited, failing the test if it is still running after
+// limit or exited 0.
+func runToExit(t *testing.T, e *env, o wagateOpts, limit time.Duration) string {
+	t.Helper()
+	cfg := e.writeConfig(o)
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, wagateBin, "-config", cfg)
+	cmd.Dir = e.dir
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("wagate still running after %v; it should have refused to start:\n%s", limit, out)
+	}
+	if err == nil {
+		t.Fatalf("wagate exited 0; it should have refused to start:\n%s", out)
+	}
+	return string(out)
 }
