@@ -60,6 +60,10 @@ type Options struct {
 	// call_permission_reply for them is logged, counted and ignored. Nil:
 	// every id is accepted.
 	KnownNumber func(phoneNumberID string) bool
+	// NumberID maps a business number as Meta writes it in account_update
+	// (digits, with or without '+') to its phone-number-id; nil: such
+	// updates must carry the phone-number-id themselves.
+	NumberID func(display string) (phoneNumberID string, ok bool)
 	// Log receives request errors and applied webhook changes.
 	Log *slog.Logger
 }
@@ -187,7 +191,7 @@ func buildHandler(opts Options) (http.Handler, *webhook) {
 	}
 	var wh *webhook
 	if opts.AppSecret != "" {
-		wh = newWebhook(opts.AppSecret, opts.VerifyToken, opts.Permissions, opts.KnownNumber, log)
+		wh = newWebhook(opts.AppSecret, opts.VerifyToken, opts.Permissions, opts.KnownNumber, opts.NumberID, log)
 		mux.HandleFunc("GET /webhook/meta", wh.handshake)
 		mux.HandleFunc("POST /webhook/meta", wh.receive)
 	}

@@ -326,10 +326,48 @@ type Log struct {
 type Permissions struct {
 	// Enabled turns the permission check on for business-initiated calls.
 	Enabled bool `yaml:"enabled"`
+	// Backend is "bbolt" (default: the embedded store, one node) or
+	// "redis" (shared by several nodes).
+	Backend string `yaml:"backend"`
 	// Store is the file of the embedded store (default <data_dir>/permissions.db).
 	Store string `yaml:"store"`
+	// Redis configures the shared store (backend redis).
+	Redis PermissionRedis `yaml:"redis"`
 	// Limits are Meta's rules; Meta changes them, so they are configurable.
 	Limits PermissionLimits `yaml:"limits"`
+}
+
+// Permission backends.
+const (
+	PermissionBackendBolt  = "bbolt"
+	PermissionBackendRedis = "redis"
+)
+
+// PermissionRedis configures the Redis permission store shared by several
+// nodes (docs/multinode.md).
+type PermissionRedis struct {
+	// Address is host:port of the Redis primary (default 127.0.0.1:6379).
+	Address  string `yaml:"address"`
+	Username string `yaml:"username"`
+	Password Secret `yaml:"password"`
+	DB       int    `yaml:"db"`
+	// Prefix starts every key (default "wagate:").
+	Prefix string `yaml:"prefix"`
+	// SlotTTL is how long a dead node's calls keep their concurrency
+	// slots (default 15s); a live node refreshes them every third of it.
+	SlotTTL Duration `yaml:"slot_ttl"`
+	// Timeout bounds each Redis operation (default 300ms).
+	Timeout Duration `yaml:"timeout"`
+	// OnDown is what a business-initiated call gets while Redis cannot be
+	// reached: "refuse" (503, default) or "cache" (admitted from what this
+	// node last saw).
+	OnDown string `yaml:"on_down"`
+	// WaitReplicas > 0 makes every change wait for that many replicas
+	// (WAIT) within WaitTimeout (default 1s).
+	WaitReplicas int      `yaml:"wait_replicas"`
+	WaitTimeout  Duration `yaml:"wait_timeout"`
+	// AllowNonDurable starts on a Redis that does not fsync every write.
+	AllowNonDurable bool `yaml:"allow_non_durable"`
 }
 
 // PermissionLimits are WhatsApp's call-permission rules (DESIGN.md §5).

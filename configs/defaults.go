@@ -57,6 +57,14 @@ const (
 	DefaultOpusFEC         = true
 	DefaultPermissionStore = "permissions.db" // under data_dir
 
+	DefaultPermissionBackend = PermissionBackendBolt
+	DefaultRedisAddress      = "127.0.0.1:6379"
+	DefaultRedisPrefix       = "wagate:"
+	DefaultRedisSlotTTL      = Duration(15 * time.Second)
+	DefaultRedisTimeout      = Duration(300 * time.Millisecond)
+	DefaultRedisOnDown       = "refuse"
+	DefaultRedisWaitTimeout  = Duration(time.Second)
+
 	// The SIP edge (docs/security.md).
 	UnknownSourcesDrop         = "drop"
 	UnknownSourcesReject       = "reject"
@@ -270,6 +278,14 @@ func applyDefaults(c *Config, t tree) {
 
 	pm := &c.Permissions
 	str(&pm.Store, "permissions.store", filepath.Join(c.DataDir, DefaultPermissionStore))
+	str(&pm.Backend, "permissions.backend", DefaultPermissionBackend)
+	rp := "permissions.redis."
+	str(&pm.Redis.Address, rp+"address", DefaultRedisAddress)
+	str(&pm.Redis.Prefix, rp+"prefix", DefaultRedisPrefix)
+	dur(&pm.Redis.SlotTTL, rp+"slot_ttl", DefaultRedisSlotTTL)
+	dur(&pm.Redis.Timeout, rp+"timeout", DefaultRedisTimeout)
+	str(&pm.Redis.OnDown, rp+"on_down", DefaultRedisOnDown)
+	dur(&pm.Redis.WaitTimeout, rp+"wait_timeout", DefaultRedisWaitTimeout)
 	l, dl := &pm.Limits, DefaultPermissionLimits()
 	lp := "permissions.limits."
 	dur(&l.TemporaryTTL, lp+"temporary_ttl", dl.TemporaryTTL)

@@ -342,6 +342,31 @@ media:
 				t.Errorf("media.relatch_packets = %d, want the 0 written (never re-latch)", n)
 			}
 		}},
+		{"limits of 0 are kept: the rule is off", `
+permissions:
+  limits:
+    connected_calls_per_user_24h: 0
+    consecutive_unanswered_max: 0
+    consecutive_unanswered_nudge: 0
+    new_calls_per_number_24h: 0
+    concurrent_calls_per_number: 0
+    requests_per_24h: 0
+    requests_per_7d: 0
+`, func(t *testing.T, c *Config) {
+			if l := c.Permissions.Limits; l != (PermissionLimits{TemporaryTTL: l.TemporaryTTL}) {
+				t.Errorf("limits = %+v, want every count 0 as written", l)
+			}
+		}},
+		{"redis backend defaults", `
+permissions:
+  backend: redis
+`, func(t *testing.T, c *Config) {
+			r := c.Permissions.Redis
+			if r.Address != "127.0.0.1:6379" || r.Prefix != "wagate:" || r.SlotTTL.D() != 15*time.Second ||
+				r.Timeout.D() != 300*time.Millisecond || r.OnDown != "refuse" || r.WaitReplicas != 0 || r.WaitTimeout.D() != time.Second {
+				t.Errorf("redis = %+v", r)
+			}
+		}},
 		{"null auth is no auth", `
 endpoints:
   - {name: pbx, kind: pbx, host: 10.0.0.1, source_cidrs: [10.0.0.1], auth: ~}

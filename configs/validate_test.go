@@ -847,41 +847,63 @@ permissions:
   limits:
     temporary_ttl: 0s # <-
 `, `permissions.limits.temporary_ttl: 0s must be greater than 0`},
-		{"zero connected_calls_per_user_24h", `
+		{"negative connected_calls_per_user_24h", `
 permissions:
   limits:
-    connected_calls_per_user_24h: 0 # <-
-`, `permissions.limits.connected_calls_per_user_24h: 0 must be at least 1`},
-		{"zero consecutive_unanswered_max", `
+    connected_calls_per_user_24h: -1 # <-
+`, `permissions.limits.connected_calls_per_user_24h: -1 is negative; use 0 to turn the rule off`},
+		{"negative consecutive_unanswered_max", `
 permissions:
   limits:
-    consecutive_unanswered_max: 0 # <-
-`, `permissions.limits.consecutive_unanswered_max: 0 must be at least 1`},
-		{"zero consecutive_unanswered_nudge", `
+    consecutive_unanswered_max: -1 # <-
+`, `permissions.limits.consecutive_unanswered_max: -1 is negative; use 0 to turn the rule off`},
+		{"negative consecutive_unanswered_nudge", `
 permissions:
   limits:
-    consecutive_unanswered_nudge: 0 # <-
-`, `permissions.limits.consecutive_unanswered_nudge: 0 must be at least 1`},
-		{"zero new_calls_per_number_24h", `
+    consecutive_unanswered_nudge: -1 # <-
+`, `permissions.limits.consecutive_unanswered_nudge: -1 is negative; use 0 to turn the rule off`},
+		{"negative new_calls_per_number_24h", `
 permissions:
   limits:
-    new_calls_per_number_24h: 0 # <-
-`, `permissions.limits.new_calls_per_number_24h: 0 must be at least 1`},
+    new_calls_per_number_24h: -1 # <-
+`, `permissions.limits.new_calls_per_number_24h: -1 is negative; use 0 to turn the rule off`},
 		{"negative concurrent_calls_per_number", `
 permissions:
   limits:
     concurrent_calls_per_number: -1 # <-
-`, `permissions.limits.concurrent_calls_per_number: -1 must be at least 1`},
-		{"zero requests_per_24h", `
+`, `permissions.limits.concurrent_calls_per_number: -1 is negative; use 0 to turn the rule off`},
+		{"negative requests_per_24h", `
 permissions:
   limits:
-    requests_per_24h: 0 # <-
-`, `permissions.limits.requests_per_24h: 0 must be at least 1`},
-		{"zero requests_per_7d", `
+    requests_per_24h: -1 # <-
+`, `permissions.limits.requests_per_24h: -1 is negative; use 0 to turn the rule off`},
+		{"negative requests_per_7d", `
 permissions:
   limits:
-    requests_per_7d: 0 # <-
-`, `permissions.limits.requests_per_7d: 0 must be at least 1`},
+    requests_per_7d: -1 # <-
+`, `permissions.limits.requests_per_7d: -1 is negative; use 0 to turn the rule off`},
+		{"unknown permissions.backend", `
+permissions:
+  backend: etcd # <-
+`, `permissions.backend: "etcd" is not a store; use bbolt (one node) or redis (several nodes)`},
+		{"redis address not host:port", `
+permissions:
+  backend: redis
+  redis:
+    address: localhost # <-
+`, `permissions.redis.address: "localhost" is not host:port`},
+		{"redis on_down unknown", `
+permissions:
+  backend: redis
+  redis:
+    on_down: guess # <-
+`, `permissions.redis.on_down: "guess" is not a policy`},
+		{"redis slot_ttl below 1s", `
+permissions:
+  backend: redis
+  redis:
+    slot_ttl: 500ms # <-
+`, `permissions.redis.slot_ttl: 500ms is below 1s`},
 		{"nudge not below max", `
 permissions:
   limits:

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/wagate/wagate/events"
 	"github.com/wagate/wagate/media"
+	"github.com/wagate/wagate/permissions"
 	"github.com/wagate/wagate/recording"
 	"github.com/wagate/wagate/sip"
 )
@@ -32,6 +33,11 @@ type Sources struct {
 	Events    func() events.Stats
 	// SIPMessages is the SIP message counts by direction, method/class.
 	SIPMessages func() []sip.MessageCount
+	// Permissions is the permission store's counters (nil: permissions off).
+	Permissions func() permissions.Stats
+	// WebhookUnknownNumber counts Meta webhook replies for numbers wagate
+	// does not serve.
+	WebhookUnknownNumber func() uint64
 }
 
 // Metrics holds the registry.

@@ -60,6 +60,9 @@ type Cache struct {
 
 	// obs hears about changes (SetObserver).
 	obs observer
+	// ext is the state beside the pairs (aliases, restrictions, webhook
+	// message ids) and the counters of Stats.
+	ext ext
 
 	stop      context.CancelFunc
 	done      chan struct{}
@@ -144,13 +147,14 @@ func Open(path string, lim Limits, clock Clock, log *slog.Logger) (*Cache, error
 		c.shards[i].m = make(map[mapKey]*entry)
 	}
 	c.sources.m = make(map[string]string)
+	c.ext.init()
 	if path != "" {
 		st, err := openStore(path)
 		if err != nil {
 			return nil, err
 		}
 		c.store = st
-		if err := c.load(); err != nil {
+		if err := c.loadAll(); err != nil {
 			st.close()
 			return nil, err
 		}
@@ -159,6 +163,25 @@ func Open(path string, lim Limits, clock Clock, log *slog.Logger) (*Cache, error
 	c.stop = cancel
 	go c.sweepLoop(ctx)
 	return c, nil
+}
+
+// loadAll fills memory from the store: permissions, counters, aliases,
+// restrictions and webhook message ids.
+func (c *Cache) loadAll() error {
+	c.store.db.MaxBatchDelay = batchDelay
+	if err := c.store.openExtraBuckets(); err != nil {
+		return fmt.Errorf("permission store: %w", err)
+	}
+	if err := c.load(); err != nil {
+		return err
+	}
+	if err := c.loadCounters(); err != nil {
+		return err
+	}
+	if err := c.loadExt(); err != nil {
+		return fmt.Errorf("load permission store: %w", err)
+	}
+	return nil
 }
 
 // load fills memory from the store, dropping records that lapsed while
@@ -333,7 +356,7 @@ func unixTime(ns int64) time.Time {
 
 // Get returns the pair's state; false when the cache knows nothing of it.
 func (c *Cache) Get(k Key) (Entry, bool) {
-	k, err := k.Normalize()
+	k, err := c.resolve(k).Normalize()
 	if err != nil {
 		return Entry{}, false
 	}
@@ -357,7 +380,7 @@ func (c *Cache) Get(k Key) (Entry, bool) {
 // grant is on disk (fsynced) when Grant returns. It also starts a fresh
 // unanswered streak: the user has just said yes.
 func (c *Cache) Grant(k Key, permanent bool, expires time.Time, source string) error {
-	k, err := k.Normalize()
+	k, err := c.resolve(k).Normalize()
 	if err != nil {
 		return fmt.Errorf("grant: %w", err)
 	}
@@ -380,7 +403,7 @@ func (c *Cache) Grant(k Key, permanent bool, expires time.Time, source string) e
 // revocation is on disk when Revoke returns. ErrNotFound when the pair has
 // no grant to revoke.
 func (c *Cache) Revoke(k Key, source string) error {
-	k, err := k.Normalize()
+	k, err := c.resolve(k).Normalize()
 	if err != nil {
 		return fmt.Errorf("revoke: %w", err)
 	}
@@ -411,7 +434,7 @@ const uicRefreshSlack = time.Minute
 // longer grant or downgrades a permanent one. Errors are logged: the call
 // goes on either way.
 func (c *Cache) GrantFromUIC(k Key) {
-	k, err := k.Normalize()
+	k, err := c.resolve(k).Normalize()
 	if err != nil {
 		c.log.Warn("permission from user-initiated call not recorded", "error", err)
 		return
@@ -459,10 +482,14 @@ func (c *Cache) commit(k Key, r record) error {
 	prev, prevExp := e.state(r.updated), e.expires
 	e.apply(r, r.source)
 	e.persisted = true
+	hadStreak := e.streak != 0
 	e.streak = 0
 	e.gen++
 	c.reportCommit(mk, prev, prevExp, r)
 	sh.mu.Unlock()
+	if hadStreak {
+		c.persistPair(mk, sh)
+	}
 	return nil
 }
 

@@ -48,6 +48,9 @@ func (c *Cache) sweep() {
 		}
 		sh.mu.Unlock()
 	}
+	c.sweepCounters(now)
+	c.sweepMessages(now)
+	c.sweepRestrictions(now)
 	if len(stale) == 0 {
 		return
 	}

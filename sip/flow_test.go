@@ -613,17 +613,20 @@ func TestFlowBICChallengeRefused(t *testing.T) {
 // TestFlowBICOutcomes: Meta's final answers become the ticket's outcome.
 func TestFlowBICOutcomes(t *testing.T) {
 	for _, tt := range []struct {
-		code int
-		want Outcome
+		code   int
+		reason string
+		want   Outcome
 	}{
-		{480, OutcomeUnanswered}, {408, OutcomeUnanswered}, {486, OutcomeRejected}, {603, OutcomeRejected}, {500, OutcomeFailed}, {404, OutcomeFailed},
+		{480, "Final", OutcomeUnanswered}, {408, "Final", OutcomeFailed}, {486, "Final", OutcomeRejected}, {603, "Final", OutcomeFailed},
+		{500, "Final", OutcomeFailed}, {404, "Final", OutcomeFailed}, {403, "Final", OutcomeFailed},
+		{403, "No Approved Call Permission Found", OutcomeNoPermission},
 	} {
-		t.Run(strconv.Itoa(tt.code), func(t *testing.T) {
+		t.Run(strconv.Itoa(tt.code)+" "+tt.reason, func(t *testing.T) {
 			f := startFlow(t, "", "", "")
 			inv := f.dialerInvite(waUser, hdrPNID)
 			f.dialer.send(f.addr, inv)
 			b := f.meta.request(sip.INVITE)
-			f.meta.reply(b, tt.code, "Final", "m1", nil)
+			f.meta.reply(b, tt.code, tt.reason, "m1", nil)
 			f.meta.request(sip.ACK)
 			res := f.dialer.response(tt.code)
 			f.dialer.send(f.addr, ackFor(inv, res))

@@ -86,7 +86,10 @@ type bicInfo struct {
 func checkBIC(cfg *configs.Config, ep *configs.Endpoint, req *sip.Request) (*bicInfo, *rejection) {
 	callee, ok := normalizeE164(req.Recipient.User)
 	if !ok {
-		return nil, &rejection{code: 484, reason: "Address Incomplete", log: "callee is not an E.164 number"}
+		// Meta takes business-scoped user ids as callees too.
+		if callee, ok = normalizeBSUID(req.Recipient.User); !ok {
+			return nil, &rejection{code: 484, reason: "Address Incomplete", log: "callee is neither an E.164 number nor a BSUID"}
+		}
 	}
 	info := &bicInfo{callee: callee}
 
@@ -401,3 +404,24 @@ func retryAfterSeconds(d time.Duration) int {
 	s := int((d + time.Second - 1) / time.Second)
 	return max(s, 1)
 }
+
+// maxBSUIDLen is the longest business-scoped user id Meta issues.
+const maxBSUIDLen = 256
+
+// normalizeBSUID accepts a business-scoped user id, "CC.id" (a two-letter
+// country code, a dot, then letters, digits, '_' and '-'; at most 256
+// characters in all), and returns it with the country code upper-cased.
+func normalizeBSUID(s string) (string, bool) {
+	if len(s) < 4 || len(s) > maxBSUIDLen || !isASCIILetter(s[0]) || !isASCIILetter(s[1]) || s[2] != '.' {
+		return "", false
+	}
+	for i := 3; i < len(s); i++ {
+		c := s[i]
+		if !isASCIILetter(c) && (c < '0' || c > '9') && c != '_' && c != '-' {
+			return "", false
+		}
+	}
+	return strings.ToUpper(s[:2]) + s[2:], true
+}
+
+func isASCIILetter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }

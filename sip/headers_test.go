@@ -70,6 +70,9 @@ func TestCheckBIC(t *testing.T) {
 		{name: "callee with letters", ruri: "+4477009abc12", from: "+15550100001", wantCode: 484},
 		{name: "callee too long", ruri: "+4477009001234567", from: "+15550100001", wantCode: 484},
 		{name: "callee starts with 0", ruri: "+0447700900123", from: "+15550100001", wantCode: 484},
+		{name: "callee BSUID with a bad character", ruri: "US.12%3B4", from: "+15550100001", wantCode: 484},
+		{name: "callee BSUID over 256 characters", ruri: "US." + strings.Repeat("a", 254), from: "+15550100001", wantCode: 484},
+		{name: "callee BSUID without its dot", ruri: "US12345", from: "+15550100001", wantCode: 484},
 		{name: "unknown from user", ruri: user, from: "+15550100999", wantCode: 403},
 		{name: "unknown phone number id", ruri: user, from: "x", extra: "X-WABA-Phone-Number-ID: 999\r\n", wantCode: 403},
 		{name: "number of another dialer", ruri: user, from: "x", extra: "X-WABA-Phone-Number-ID: 100000000000002\r\n", wantCode: 403},
@@ -386,4 +389,23 @@ func FuzzUICHeaders(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestCheckBICCalleeBSUID: a business-scoped user id is a callee, up to 256
+// characters, its country code upper-cased (Meta: INVITE sip:<BSUID>@wa.meta.vc).
+func TestCheckBICCalleeBSUID(t *testing.T) {
+	cfg := parseConfig(t, headersYAML)
+	for in, want := range map[string]string{
+		"US.13491208655302741918":        "US.13491208655302741918",
+		"br.AbC-12_x":                    "BR.AbC-12_x",
+		"US." + strings.Repeat("z", 253): "US." + strings.Repeat("z", 253),
+	} {
+		info, rej := checkBIC(cfg, cfg.Endpoint("dialer"), parseReq(t, bicRequest(in, "+15550100001", "")))
+		if rej != nil {
+			t.Fatalf("%s: rejected %d (%s)", in, rej.code, rej.log)
+		}
+		if info.callee != want {
+			t.Errorf("callee %q, want %q", info.callee, want)
+		}
+	}
 }

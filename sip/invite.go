@@ -381,7 +381,7 @@ func (s *Server) driveInvite(c *call, bReq *sip.Request, btx sip.ClientTransacti
 					cause = "b-leg " + itoa(res.StatusCode)
 				}
 				if !wantCancel {
-					c.setOutcome(outcomeFor(res.StatusCode))
+					c.setOutcome(outcomeFor(res.StatusCode, res.Reason))
 				}
 				c.terminate(nil, cause)
 				return

@@ -344,6 +344,9 @@ type wagateOpts struct {
 	// Extra flow-map entries appended inside an endpoint, number or api
 	// item, e.g. `, auth: {users: [{username: u, password: p}]}`.
 	MetaExtra, PBXExtra, DialerExtra, NumberExtra, APIExtra string
+	// MetaCIDRs and DialerCIDRs are more source_cidrs items of the meta
+	// and dialer endpoints, e.g. ", 127.0.5.5/32" (a proxy in front).
+	MetaCIDRs, DialerCIDRs string
 	// Extra is raw YAML appended at the top level (data_dir:, permissions:,
 	// recording: …).
 	Extra string
@@ -374,9 +377,9 @@ sip:
   host: {{.E.WagateIP}}
   ring_timeout: {{.O.RingTimeout}}{{.O.SIPExtra}}
 endpoints:
-  - {name: meta, kind: whatsapp, host: {{.E.Meta.IP}}, port: {{.E.Meta.Port}}, transport: {{.O.MetaTransport}}, source_cidrs: [{{.E.Meta.IP}}/32], codecs: [{{.O.MetaCodecs}}], media_encryption: {{.O.MetaEncryption}}{{.O.MetaExtra}}}
+  - {name: meta, kind: whatsapp, host: {{.E.Meta.IP}}, port: {{.E.Meta.Port}}, transport: {{.O.MetaTransport}}, source_cidrs: [{{.E.Meta.IP}}/32{{.O.MetaCIDRs}}], codecs: [{{.O.MetaCodecs}}], media_encryption: {{.O.MetaEncryption}}{{.O.MetaExtra}}}
   - {name: pbx, kind: pbx, host: {{.E.PBX.IP}}, port: {{.E.PBX.Port}}, transport: udp, source_cidrs: [{{.E.PBX.IP}}/32], codecs: [PCMU, PCMA]{{.O.PBXExtra}}}
-  - {name: dialer, kind: dialer, host: {{.E.Dialer.IP}}, port: {{.E.Dialer.Port}}, transport: udp, source_cidrs: [{{.E.Dialer.IP}}/32]{{.O.DialerExtra}}}
+  - {name: dialer, kind: dialer, host: {{.E.Dialer.IP}}, port: {{.E.Dialer.Port}}, transport: udp, source_cidrs: [{{.E.Dialer.IP}}/32{{.O.DialerCIDRs}}]{{.O.DialerExtra}}}
 numbers:
   - {number: "+15550100001", phone_number_id: "100000000000001", route: {endpoint: pbx, user: "1001"}, dialers: [dialer], callback_permission: true{{.O.NumberExtra}}}
 media: {bind_ip: {{.E.WagateIP}}, port_min: {{.O.PortMin}}, port_max: {{.O.PortMax}}, rtp_timeout: {{.O.RTPTimeout}}, rtp_start_timeout: {{.O.RTPStartTimeout}}, port_quarantine: 2s}
@@ -630,6 +633,19 @@ type status struct {
 		HEPSent   uint64 `json:"hep_sent"`
 		HEPErrors uint64 `json:"hep_errors"`
 	} `json:"sip_trace"`
+	// Permissions are the permission store's counters (permissions.Stats).
+	Permissions *struct {
+		Backend             string `json:"backend"`
+		Up                  bool   `json:"up"`
+		Errors              uint64 `json:"errors"`
+		RefusedUnavailable  uint64 `json:"refused_unavailable"`
+		AdmittedFromCache   uint64 `json:"admitted_from_cache"`
+		LearnedNoPermission uint64 `json:"learned_no_permission"`
+		StaleReplies        uint64 `json:"stale_replies"`
+		ReplayedMessages    uint64 `json:"replayed_messages"`
+		RestrictedRefusals  uint64 `json:"restricted_refusals"`
+		PendingOutcomes     int    `json:"pending_outcomes"`
+	} `json:"permissions"`
 }
 
 var httpClient = &http.Client{Timeout: 2 * time.Second}

@@ -13,9 +13,18 @@ import (
 // wireEvents tells the events sink what the permission cache and the
 // recordings do: neither package knows about events, each has a hook.
 // Either may be nil (turned off).
-func wireEvents(sink *events.Sink, perms *permissions.Cache, rec *recording.Manager) {
+//
+// The Redis store has no such hook yet: with permissions.backend redis,
+// no permission.changed event is sent (docs/events.md says so).
+func wireEvents(sink *events.Sink, perms permissions.Store, rec *recording.Manager, log *slog.Logger) {
 	if perms != nil {
-		perms.SetObserver(func(ch permissions.Change) { sink.PermissionChanged(permissionChange(ch)) })
+		if o, ok := perms.(interface {
+			SetObserver(func(permissions.Change))
+		}); ok {
+			o.SetObserver(func(ch permissions.Change) { sink.PermissionChanged(permissionChange(ch)) })
+		} else {
+			log.Warn("events: this permission store reports no changes; permission.changed is not sent")
+		}
 	}
 	if rec != nil {
 		rec.SetObserver(func(e recording.Entry) { sink.RecordingReady(recordingReady(e)) })
@@ -52,7 +61,7 @@ func recordingReady(e recording.Entry) events.Recording {
 // closeEvents closes the events sink last of the three: recordings still
 // finishing and the permission cache's last changes go in before it.
 // Closing twice is harmless for each, so the deferred closes in run stay.
-func closeEvents(sink *events.Sink, perms *permissions.Cache, rec *recording.Manager, log *slog.Logger) {
+func closeEvents(sink *events.Sink, perms permissions.Store, rec *recording.Manager, log *slog.Logger) {
 	rec.Close()
 	if perms != nil {
 		if err := perms.Close(); err != nil {

@@ -5,12 +5,13 @@ import (
 	"github.com/wagate/wagate/sip"
 )
 
-// permissionGate adapts the permission cache to the gate sip consumes.
-type permissionGate struct{ c *permissions.Cache }
+// permissionGate adapts the permission store (embedded or Redis) to the
+// gate sip consumes.
+type permissionGate struct{ s permissions.Store }
 
 func (g permissionGate) AdmitBIC(pnid, user string) (sip.Admission, sip.CallTicket) {
-	d, t := g.c.Admit(permissions.Key{PhoneNumberID: pnid, User: user})
-	if !d.Allowed() {
+	d, t := g.s.Reserve(permissions.Key{PhoneNumberID: pnid, User: user})
+	if !d.Allowed() || t == nil {
 		return sip.Admission{Code: d.Code, Reason: d.Reason, MetaError: d.MetaError, RetryAfter: d.RetryAfter}, nil
 	}
 	// Code 0 tells sip to place the call.
@@ -18,10 +19,10 @@ func (g permissionGate) AdmitBIC(pnid, user string) (sip.Admission, sip.CallTick
 }
 
 func (g permissionGate) GrantFromUIC(pnid, user string) {
-	g.c.GrantFromUIC(permissions.Key{PhoneNumberID: pnid, User: user})
+	g.s.GrantFromUIC(permissions.Key{PhoneNumberID: pnid, User: user})
 }
 
-type permissionTicket struct{ t *permissions.Ticket }
+type permissionTicket struct{ t permissions.Reservation }
 
 func (p permissionTicket) Connected() { p.t.Connected() }
 
@@ -36,6 +37,8 @@ func (p permissionTicket) Finish(o sip.Outcome) {
 		out = permissions.Rejected
 	case sip.OutcomeCancelled:
 		out = permissions.Cancelled
+	case sip.OutcomeNoPermission:
+		out = permissions.MetaNoPermission
 	}
 	p.t.Finish(out)
 }

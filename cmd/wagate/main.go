@@ -84,6 +84,13 @@ func run() int {
 	log.Info("wagate starting", "version", bi.Version, "commit", bi.commitString(), "go", bi.Go, "libopus", bi.Opus,
 		"config", cfg.Source(), "config_sha256", cfg.SHA256())
 
+	lock, err := claimDataDir(cfg, log)
+	if err != nil {
+		log.Error("data directory", "error", err)
+		return 1
+	}
+	defer lock.Close()
+
 	mm, err := media.NewManager(cfg.Media, log)
 	if err != nil {
 		log.Error("media setup failed", "error", err)
@@ -110,9 +117,9 @@ func run() int {
 	defer journal.Close()
 	srv.SetJournal(journal)
 
-	var perms *permissions.Cache
+	var perms permissions.Store
 	if cfg.Permissions.Enabled {
-		perms, err = permissions.Open(cfg.Permissions.Store, permissions.LimitsFrom(cfg.Permissions.Limits), permissions.SystemClock{}, log)
+		perms, err = openPermissions(cfg, log)
 		if err != nil {
 			log.Error("permission store failed", "error", err)
 			return 1
@@ -121,11 +128,16 @@ func run() int {
 		// calls' outcomes still reach the store.
 		defer perms.Close()
 		srv.SetPermissionGate(permissionGate{perms})
+		resets := newUICResets(perms, log)
+		defer resets.Close()
+		srv.AddObserver(resets)
 	}
 
 	var rec *recording.Manager
 	if cfg.RecordingUsed() {
-		rec, err = recording.New(cfg.Recording, log)
+		rcfg := cfg.Recording
+		rcfg.Directory = nodeRecordingDir(cfg)
+		rec, err = recording.New(rcfg, log, recording.WithNodeID(cfg.NodeID))
 		if err != nil {
 			log.Error("recording setup failed", "error", err)
 			return 1
@@ -148,23 +160,29 @@ func run() int {
 		}
 		defer closeEvents(sink, perms, rec, log)
 		srv.AddObserver(sink)
-		wireEvents(sink, perms, rec)
+		wireEvents(sink, perms, rec, log)
 	}
 
-	mx := newMetrics(srv, mm, rec, sink)
-
 	var apiSrv *api.Server
+	mx := newMetrics(srv, mm, rec, sink, perms, func() uint64 {
+		if apiSrv == nil {
+			return 0
+		}
+		return apiSrv.Stats().WebhookUnknownNumber
+	})
+
 	if cfg.API.Listen != "" {
 		opts := api.Options{
 			Addr: cfg.API.Listen,
 			Status: func() any {
-				d := status(srv, mm, rec, sink)
+				d := status(srv, mm, rec, sink, perms)
 				if apiSrv != nil {
 					st := apiSrv.Stats()
 					d.API = &st
 				}
 				return d
 			},
+			NumberID:    numberIDResolver(cfg),
 			Token:       cfg.API.Token.Resolve(),
 			AppSecret:   cfg.API.Webhook.AppSecret.Resolve(),
 			VerifyToken: cfg.API.Webhook.VerifyToken.Resolve(),
@@ -296,16 +314,21 @@ func checkConfig(path string) int {
 
 type statusDoc struct {
 	sip.Status
-	PortsInUse int              `json:"ports_in_use"`
-	Bridges    int              `json:"bridges"`
-	Recordings *recording.Stats `json:"recordings,omitempty"`
-	Events     *events.Stats    `json:"events,omitempty"`
-	API        *api.Stats       `json:"api,omitempty"`
+	PortsInUse  int                `json:"ports_in_use"`
+	Bridges     int                `json:"bridges"`
+	Recordings  *recording.Stats   `json:"recordings,omitempty"`
+	Events      *events.Stats      `json:"events,omitempty"`
+	API         *api.Stats         `json:"api,omitempty"`
+	Permissions *permissions.Stats `json:"permissions,omitempty"`
 }
 
-func status(srv *sip.Server, mm *media.Manager, rec *recording.Manager, sink *events.Sink) statusDoc {
+func status(srv *sip.Server, mm *media.Manager, rec *recording.Manager, sink *events.Sink, perms permissions.Store) statusDoc {
 	ms := mm.Stats()
 	d := statusDoc{Status: srv.Status(), PortsInUse: ms.PortsInUse, Bridges: ms.Bridges}
+	if perms != nil {
+		ps := perms.Stats()
+		d.Permissions = &ps
+	}
 	if rec != nil {
 		rs := rec.Stats()
 		d.Recordings = &rs

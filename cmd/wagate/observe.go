@@ -4,14 +4,18 @@ import (
 	"github.com/wagate/wagate/events"
 	"github.com/wagate/wagate/media"
 	"github.com/wagate/wagate/metrics"
+	"github.com/wagate/wagate/permissions"
 	"github.com/wagate/wagate/recording"
 	"github.com/wagate/wagate/sip"
 )
 
 // newMetrics builds the Prometheus registry over the running rooms and
 // makes it a call observer.
-func newMetrics(srv *sip.Server, mm *media.Manager, rec *recording.Manager, sink *events.Sink) *metrics.Metrics {
-	src := metrics.Sources{SIP: srv.Status, Media: mm.Stats, SIPMessages: srv.MessageCounts}
+func newMetrics(srv *sip.Server, mm *media.Manager, rec *recording.Manager, sink *events.Sink, perms permissions.Store, webhookUnknown func() uint64) *metrics.Metrics {
+	src := metrics.Sources{SIP: srv.Status, Media: mm.Stats, SIPMessages: srv.MessageCounts, WebhookUnknownNumber: webhookUnknown}
+	if perms != nil {
+		src.Permissions = perms.Stats
+	}
 	if rec != nil {
 		src.Recording = rec.Stats
 	}

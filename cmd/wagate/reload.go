@@ -29,7 +29,7 @@ func (r *running) knownNumber(id string) bool {
 // or when it changes a key that only a restart applies (listeners, media
 // ports, the API, the stores …; configs.RestartKeys). A refusal names each
 // such key, so that nobody believes a change is live that is not.
-func (r *running) reload(srv *sip.Server, perms *permissions.Cache, path string, log *slog.Logger) {
+func (r *running) reload(srv *sip.Server, perms permissions.Store, path string, log *slog.Logger) {
 	old := r.cfg.Load()
 	cfg, err := loadConfig(path)
 	if err != nil {
