@@ -216,7 +216,7 @@ func TestCDRBIC(t *testing.T) {
 	// Refused before routing: no numbers, no permission verdict.
 	pre := cdrWant{direction: "BIC", outcome: "refused", hangupBy: "wagate", aEndpoint: "dialer"}
 	bad := pre
-	bad.code, bad.cause = 484, "callee is not an E.164 number"
+	bad.code, bad.cause = 484, "callee is neither an E.164 number nor a BSUID"
 	checks = append(checks, check{"callee not E.164", rejected("dialer_484", e.Dialer, "12345", phoneNumberID, "484"), "call.refused", bad})
 	bad = pre
 	bad.code, bad.cause = 400, "malformed X-WABA-Phone-Number-ID"
