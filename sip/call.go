@@ -80,7 +80,7 @@ type call struct {
 	aSource string
 	log     *slog.Logger
 	a, b    *leg
-	route   *routeDecision
+	route   *Decision
 
 	aInvite *sip.Request
 	aTx     sip.ServerTransaction

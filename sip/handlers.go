@@ -38,7 +38,7 @@ func (s *Server) peerOr403(req *sip.Request, tx sip.ServerTransaction) *configs.
 	ep := s.identify(req)
 	if ep == nil {
 		log := s.log.With("sip_call_id", callIDOf(req))
-		s.reject(tx, req, &rejection{code: 403, reason: "Forbidden", log: string(req.Method) + " from unknown source " + req.Source()}, log)
+		s.Reject(tx, req, &Rejection{Code: 403, Reason: "Forbidden", Log: string(req.Method) + " from unknown source " + req.Source()}, log)
 	}
 	return ep
 }
@@ -48,7 +48,7 @@ func (s *Server) peerOr403(req *sip.Request, tx sip.ServerTransaction) *configs.
 func (s *Server) dialogOr481(req *sip.Request, tx sip.ServerTransaction) (callRef, bool) {
 	ref, ok := s.findDialog(req)
 	if !ok {
-		s.respond(tx, req, 481, "Call/Transaction Does Not Exist", nil)
+		s.Respond(tx, req, 481, "Call/Transaction Does Not Exist", nil)
 	}
 	return ref, ok
 }
@@ -83,12 +83,12 @@ func (s *Server) onBye(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	c.mu.Unlock()
 	if !up {
-		s.respond(tx, req, 481, "Call/Transaction Does Not Exist", nil)
+		s.Respond(tx, req, 481, "Call/Transaction Does Not Exist", nil)
 		return
 	}
-	s.respond(tx, req, 200, "OK", nil)
+	s.Respond(tx, req, 200, "OK", nil)
 	cause := "bye"
-	if h := req.GetHeader("Reason"); h != nil && validHeaderValue(h.Value()) {
+	if h := req.GetHeader("Reason"); h != nil && ValidHeaderValue(h.Value()) {
 		cause = "bye: " + truncate(h.Value(), 128)
 	}
 	c.terminate(ref.leg, cause)
@@ -100,7 +100,7 @@ func (s *Server) onCancel(req *sip.Request, tx sip.ServerTransaction) {
 	if s.peerOr403(req, tx) == nil {
 		return
 	}
-	s.respond(tx, req, 481, "Call/Transaction Does Not Exist", nil)
+	s.Respond(tx, req, 481, "Call/Transaction Does Not Exist", nil)
 }
 
 func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
@@ -115,13 +115,13 @@ func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
 		// A dispatcher in front (Kamailio's, a load balancer) probes with
 		// OPTIONS: a draining node answers 503 so it is taken out while
 		// its live calls go on.
-		s.respond(tx, req, 503, "Service Unavailable", func(res *sip.Response) {
+		s.Respond(tx, req, 503, "Service Unavailable", func(res *sip.Response) {
 			res.AppendHeader(sip.NewHeader("Retry-After", "30"))
-			res.AppendHeader(reasonHeader(503, "draining"))
+			res.AppendHeader(ReasonHeader(503, "draining"))
 		})
 		return
 	}
-	s.respond(tx, req, 200, "OK", func(res *sip.Response) {
+	s.Respond(tx, req, 200, "OK", func(res *sip.Response) {
 		res.AppendHeader(sip.NewHeader("Allow", allowedMethods))
 		res.AppendHeader(sip.NewHeader("Accept", "application/sdp"))
 	})
@@ -145,14 +145,14 @@ func (s *Server) onOther(req *sip.Request, tx sip.ServerTransaction) {
 		if req.Method == sip.INFO {
 			// DTMF over INFO is not relayed; accepting it keeps
 			// dialogs alive with peers that send it anyway.
-			s.respond(tx, req, 200, "OK", nil)
+			s.Respond(tx, req, 200, "OK", nil)
 			return
 		}
 	}
 	if ok, _ := s.authenticate(tx, req, ep, s.log.With("endpoint", ep.Name)); !ok {
 		return
 	}
-	s.respond(tx, req, 501, "Not Implemented", func(res *sip.Response) {
+	s.Respond(tx, req, 501, "Not Implemented", func(res *sip.Response) {
 		res.AppendHeader(sip.NewHeader("Allow", allowedMethods))
 	})
 }
@@ -170,7 +170,7 @@ func (s *Server) onReinvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	c := ref.call
 	if st := c.getState(); st != stateConfirmed && st != stateAnswered {
-		s.respond(tx, req, 491, "Request Pending", nil)
+		s.Respond(tx, req, 491, "Request Pending", nil)
 		return
 	}
 	var sdp []byte
@@ -180,7 +180,7 @@ func (s *Server) onReinvite(req *sip.Request, tx sip.ServerTransaction) {
 		sdp = c.bridge.LocalOfferB()
 	}
 	res := sip.NewResponseFromRequest(req, 200, "OK", sdp)
-	res.AppendHeader(s.contact(ref.leg.transport))
+	res.AppendHeader(s.Contact(ref.leg.transport))
 	ct := sip.ContentTypeHeader("application/sdp")
 	res.AppendHeader(&ct)
 	acked := make(chan struct{})
@@ -238,12 +238,12 @@ func (s *Server) onStrayResponse(res *sip.Response) {
 	l.dest = res.Source()
 	l.routeSet = nil
 	ack := l.ack(cseq.SeqNo)
-	s.prepare(ack)
+	s.Prepare(ack)
 	if err := s.client.WriteRequest(ack); err != nil {
 		s.log.Debug("ACK for stray 2xx failed", "sip_call_id", l.callID, "error", err)
 	}
 	bye := l.newRequest(sip.BYE, nil)
-	s.prepare(bye)
+	s.Prepare(bye)
 	s.log.Info("stray 2xx to INVITE: ACK and BYE", "sip_call_id", l.callID)
 	s.wg.Go(func() {
 		ctx, cancel := contextWithTimeout(64 * sip.T1)
@@ -259,7 +259,7 @@ func (s *Server) onStrayResponse(res *sip.Response) {
 //
 // refused is the 403 it sent to a locked-out source (nil for a challenge):
 // a refusal worth a call record, where a challenge is not.
-func (s *Server) authenticate(tx sip.ServerTransaction, req *sip.Request, ep *configs.Endpoint, log *slog.Logger) (ok bool, refused *rejection) {
+func (s *Server) authenticate(tx sip.ServerTransaction, req *sip.Request, ep *configs.Endpoint, log *slog.Logger) (ok bool, refused *Rejection) {
 	if ep.Auth == nil {
 		return true, nil
 	}
@@ -270,14 +270,14 @@ func (s *Server) authenticate(tx sip.ServerTransaction, req *sip.Request, ep *co
 		log.Debug("digest authentication passed", "user", r.user)
 		return true, nil
 	case authForbidden:
-		rej := &rejection{code: 403, reason: "Forbidden", log: "digest authentication: " + r.why}
-		s.reject(tx, req, rej, log.With("source", src.String()))
+		rej := &Rejection{Code: 403, Reason: "Forbidden", Log: "digest authentication: " + r.why}
+		s.Reject(tx, req, rej, log.With("source", src.String()))
 		return false, rej
 	}
 	if r.failed {
 		log.Info("digest authentication failed", "source", src.String(), "why", r.why)
 	}
-	s.respond(tx, req, 407, "Proxy Authentication Required", func(res *sip.Response) {
+	s.Respond(tx, req, 407, "Proxy Authentication Required", func(res *sip.Response) {
 		res.AppendHeader(sip.NewHeader("Proxy-Authenticate", s.auth.challenge(ep, r.stale)))
 	})
 	return false, nil
@@ -301,8 +301,8 @@ func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d)
 }
 
-// validHeaderValue rejects what could end a header or a message early.
-func validHeaderValue(v string) bool {
+// ValidHeaderValue rejects what could end a header or a message early.
+func ValidHeaderValue(v string) bool {
 	for i := 0; i < len(v); i++ {
 		if c := v[i]; c == '\r' || c == '\n' || c == 0 {
 			return false
@@ -318,7 +318,7 @@ func truncate(s string, n int) string {
 	return s
 }
 
-func defaultReason(code int) string {
+func DefaultReason(code int) string {
 	switch code {
 	case 404:
 		return "Not Found"

@@ -32,10 +32,10 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	log := s.log.With("sip_call_id", callIDOf(req), "leg", "a", "endpoint", ep.Name)
 	// refuse answers an INVITE refused before any call exists, and
 	// records it (a CDR with outcome refused).
-	var dec *routeDecision
+	var dec *Decision
 	permission := ""
-	refuse := func(r *rejection) {
-		s.reject(tx, req, r, log)
+	refuse := func(r *Rejection) {
+		s.Reject(tx, req, r, log)
 		s.notifyRefused(req, ep, dec, r, permission)
 	}
 	if ok, refused := s.authenticate(tx, req, ep, log); !ok {
@@ -46,36 +46,36 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	if s.draining.Load() {
 		s.over.note(overDraining, "")
-		refuse(&rejection{code: 503, reason: "Service Unavailable", log: "draining"})
+		refuse(&Rejection{Code: 503, Reason: "Service Unavailable", Log: "draining"})
 		return
 	}
 	if limit := s.cfg.Load().SIP.MaxCPUPercent; limit > 0 {
 		if cpu := s.over.cpu.Load(); cpu >= int64(limit) {
 			s.over.note(overCPU, itoa(int(cpu))+"% of all cores")
-			refuse(&rejection{code: 503, reason: "Service Unavailable", log: "overload: cpu", retryAfter: 5 * time.Second})
+			refuse(&Rejection{Code: 503, Reason: "Service Unavailable", Log: "overload: cpu", RetryAfter: 5 * time.Second})
 			return
 		}
 	}
 	if !s.cps.allow(ep.Name, ep.MaxCPS) {
 		s.over.note(overCPS, "endpoint "+ep.Name+" over "+itoa(ep.MaxCPS)+" calls/s")
-		refuse(&rejection{code: 503, reason: "Service Unavailable", log: "overload: endpoint call rate", retryAfter: time.Second})
+		refuse(&Rejection{Code: 503, Reason: "Service Unavailable", Log: "overload: endpoint call rate", RetryAfter: time.Second})
 		return
 	}
 	if mf := req.MaxForwards(); mf != nil && mf.Val() <= 1 {
-		refuse(&rejection{code: 483, reason: "Too Many Hops", log: "Max-Forwards exhausted"})
+		refuse(&Rejection{Code: 483, Reason: "Too Many Hops", Log: "Max-Forwards exhausted"})
 		return
 	}
 	if len(req.Body()) == 0 {
-		refuse(&rejection{code: 488, reason: "Not Acceptable Here", warning: "INVITE without SDP offer is not supported", log: "offerless INVITE"})
+		refuse(&Rejection{Code: 488, Reason: "Not Acceptable Here", Warning: "INVITE without SDP offer is not supported", Log: "offerless INVITE"})
 		return
 	}
 	if ct := req.ContentType(); ct != nil && !isSDPType(ct.Value()) {
-		refuse(&rejection{code: 415, reason: "Unsupported Media Type", warning: "the offer must be application/sdp",
-			log: "INVITE body is " + truncate(ct.Value(), 64), accept: "application/sdp"})
+		refuse(&Rejection{Code: 415, Reason: "Unsupported Media Type", Warning: "the offer must be application/sdp",
+			Log: "INVITE body is " + truncate(ct.Value(), 64), Accept: "application/sdp"})
 		return
 	}
 	cfg := s.cfg.Load()
-	dec, rej := route(cfg, ep, req)
+	dec, rej := Route(cfg, ep, req)
 	if rej != nil {
 		refuse(rej)
 		return
@@ -83,7 +83,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	// The permission gate decides before any media or call state exists,
 	// so a refused call costs nothing and nothing leaves toward Meta.
 	var ticket CallTicket
-	if dec.dir == BIC {
+	if dec.Dir == BIC {
 		ticket, permission, rej = s.admitBIC(dec)
 		if rej != nil {
 			refuse(rej)
@@ -94,9 +94,9 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	c := &call{
 		srv:        s,
 		id:         newCallID(),
-		dir:        dec.dir,
+		dir:        dec.Dir,
 		aEndpoint:  ep.Name,
-		bEndpoint:  dec.bEP.Name,
+		bEndpoint:  dec.BEP.Name,
 		aSource:    req.Source(),
 		route:      dec,
 		aInvite:    req,
@@ -111,36 +111,36 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	c.a.fromUAS(req, newTag())
 	c.b.callID = c.id + bLegCallIDSuffix
-	c.log = s.log.With("call", c.id, "dir", string(dec.dir), "a_endpoint", ep.Name, "b_endpoint", dec.bEP.Name, "sip_call_id", c.a.callID)
+	c.log = s.log.With("call", c.id, "dir", string(dec.Dir), "a_endpoint", ep.Name, "b_endpoint", dec.BEP.Name, "sip_call_id", c.a.callID)
 
-	switch s.reg.admit(c, cfg.SIP.MaxCalls, ep.MaxCalls, dec.bEP.MaxCalls) {
+	switch s.reg.admit(c, cfg.SIP.MaxCalls, ep.MaxCalls, dec.BEP.MaxCalls) {
 	case admitDuplicate:
 		if ticket != nil {
 			ticket.Finish(OutcomeFailed)
 		}
-		refuse(&rejection{code: 482, reason: "Loop Detected", log: "Call-ID already in a live call"})
+		refuse(&Rejection{Code: 482, Reason: "Loop Detected", Log: "Call-ID already in a live call"})
 		return
 	case admitFull:
 		if ticket != nil {
 			ticket.Finish(OutcomeFailed)
 		}
 		s.over.note(overConcurrency, "")
-		refuse(&rejection{code: 503, reason: "Service Unavailable", log: "concurrent call limit"})
+		refuse(&Rejection{Code: 503, Reason: "Service Unavailable", Log: "concurrent call limit"})
 		return
 	}
-	attrs := []any{"user", dec.user, "business", dec.number.Number}
-	if dec.bic != nil && dec.bic.campaignID != "" {
-		attrs = append(attrs, "campaign", dec.bic.campaignID)
+	attrs := []any{"user", dec.User, "business", dec.Number.Number}
+	if dec.BIC != nil && dec.BIC.CampaignID != "" {
+		attrs = append(attrs, "campaign", dec.BIC.CampaignID)
 	}
 	c.log.Info("call started", attrs...)
 	s.notifyStarted(c)
-	s.respond(tx, req, 100, "Trying", nil)
-	if len(dec.uic.dropped) > 0 {
-		c.log.Warn("x-wa-meta headers not used", "headers", strings.Join(dec.uic.dropped, ", "))
+	s.Respond(tx, req, 100, "Trying", nil)
+	if len(dec.UIC.Dropped) > 0 {
+		c.log.Warn("x-wa-meta headers not used", "headers", strings.Join(dec.UIC.Dropped, ", "))
 	}
-	if dec.dir == UIC && dec.number.CallbackPermission && dec.user != "" {
+	if dec.Dir == UIC && dec.Number.CallbackPermission && dec.User != "" {
 		if g := s.permissionGate(); g != nil {
-			g.GrantFromUIC(dec.number.PhoneNumberID, dec.user)
+			g.GrantFromUIC(dec.Number.PhoneNumberID, dec.User)
 		}
 	}
 
@@ -167,12 +167,12 @@ func (s *Server) isRetransmission(req *sip.Request) bool {
 // admitBIC asks the permission gate about a business-initiated call, and
 // names its verdict for the call's record. No gate (permissions disabled)
 // admits every call without a ticket.
-func (s *Server) admitBIC(dec *routeDecision) (CallTicket, string, *rejection) {
+func (s *Server) admitBIC(dec *Decision) (CallTicket, string, *Rejection) {
 	g := s.permissionGate()
 	if g == nil {
 		return nil, "", nil
 	}
-	adm, ticket := g.AdmitBIC(dec.number.PhoneNumberID, dec.user)
+	adm, ticket := g.AdmitBIC(dec.Number.PhoneNumberID, dec.User)
 	verdict := permissionVerdict(adm)
 	if adm.Code == 0 && ticket != nil {
 		return ticket, verdict, nil
@@ -181,43 +181,43 @@ func (s *Server) admitBIC(dec *routeDecision) (CallTicket, string, *rejection) {
 		// A refusal with a ticket would leak the reservation.
 		ticket.Finish(OutcomeFailed)
 	}
-	r := &rejection{code: adm.Code, reason: adm.Reason, metaError: adm.MetaError, retryAfter: adm.RetryAfter,
-		log: "permission gate refused the call"}
-	if r.code < 400 || r.code > 699 {
+	r := &Rejection{Code: adm.Code, Reason: adm.Reason, MetaError: adm.MetaError, RetryAfter: adm.RetryAfter,
+		Log: "permission gate refused the call"}
+	if r.Code < 400 || r.Code > 699 {
 		// An allowing answer without a ticket is a gate bug; refuse
 		// rather than place an unaccounted call.
-		r.code, r.reason, r.log = 500, "Server Internal Error", "permission gate answered without a ticket"
+		r.Code, r.Reason, r.Log = 500, "Server Internal Error", "permission gate answered without a ticket"
 	}
-	if r.reason == "" || !validHeaderValue(r.reason) {
-		r.reason = defaultReason(r.code)
+	if r.Reason == "" || !ValidHeaderValue(r.Reason) {
+		r.Reason = DefaultReason(r.Code)
 	}
 	return nil, verdict, r
 }
 
 // rejectCall answers A with a final error and ends a call that never got a
 // B-leg answer.
-func (s *Server) rejectCall(c *call, r *rejection) {
+func (s *Server) rejectCall(c *call, r *Rejection) {
 	s.rejectA(c, r)
-	c.terminate(nil, r.log)
+	c.terminate(nil, r.Log)
 }
 
 // rejectA sends A its final error response and records it for the call's
 // record.
-func (s *Server) rejectA(c *call, r *rejection) {
+func (s *Server) rejectA(c *call, r *Rejection) {
 	c.finalToA(r)
-	s.reject(c.aTx, c.aInvite, r, c.log)
+	s.Reject(c.aTx, c.aInvite, r, c.log)
 }
 
-func (s *Server) setupMedia(c *call) *rejection {
-	a := legConfig(c.route.aEP)
+func (s *Server) setupMedia(c *call) *Rejection {
+	a := legConfig(c.route.AEP)
 	a.SignalIP = sourceIP(c.aInvite)
-	br, err := s.newBridge(c.id, c.log, a, legConfig(c.route.bEP))
+	br, err := s.newBridge(c.id, c.log, a, legConfig(c.route.BEP))
 	if err != nil {
 		if errors.Is(err, media.ErrNoPorts) {
 			s.over.note(overPorts, err.Error())
-			return &rejection{code: 503, reason: "Service Unavailable", log: "no free RTP ports"}
+			return &Rejection{Code: 503, Reason: "Service Unavailable", Log: "no free RTP ports"}
 		}
-		return &rejection{code: 500, reason: "Server Internal Error", log: err.Error()}
+		return &Rejection{Code: 500, Reason: "Server Internal Error", Log: err.Error()}
 	}
 	c.bridge = br
 	return nil
@@ -234,22 +234,22 @@ func (s *Server) placeBLeg(c *call) {
 	}
 
 	b := c.b
-	b.localURI = dec.bFrom
+	b.localURI = dec.BFrom
 	b.localTag = newTag()
-	b.remoteURI = dec.bTo
-	b.remoteTarget = dec.target
-	b.transport = strings.ToUpper(dec.bEP.Transport)
+	b.remoteURI = dec.BTo
+	b.remoteTarget = dec.Target
+	b.transport = strings.ToUpper(dec.BEP.Transport)
 	b.localCSeq = 1
-	b.dest = dec.dest
+	b.dest = dec.Dest
 
-	req := sip.NewRequest(sip.INVITE, dec.target)
-	from := &sip.FromHeader{Address: dec.bFrom, Params: sip.NewParams()}
+	req := sip.NewRequest(sip.INVITE, dec.Target)
+	from := &sip.FromHeader{Address: dec.BFrom, Params: sip.NewParams()}
 	from.Params.Add("tag", b.localTag)
-	if dn := c.aInvite.From().DisplayName; dn != "" && dec.dir == UIC {
+	if dn := c.aInvite.From().DisplayName; dn != "" && dec.Dir == UIC {
 		from.DisplayName = sanitizeDisplay(dn)
 	}
 	req.AppendHeader(from)
-	req.AppendHeader(&sip.ToHeader{Address: dec.bTo, Params: sip.NewParams()})
+	req.AppendHeader(&sip.ToHeader{Address: dec.BTo, Params: sip.NewParams()})
 	cid := sip.CallIDHeader(b.callID)
 	req.AppendHeader(&cid)
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.INVITE})
@@ -258,13 +258,13 @@ func (s *Server) placeBLeg(c *call) {
 		mf = sip.MaxForwardsHeader(amf.Val() - 1)
 	}
 	req.AppendHeader(&mf)
-	req.AppendHeader(s.contact(b.transport))
+	req.AppendHeader(s.Contact(b.transport))
 	req.AppendHeader(sip.NewHeader("User-Agent", s.cfg.Load().SIP.UserAgent))
 	req.AppendHeader(sip.NewHeader("Allow", allowedMethods))
-	if dec.dir == UIC {
+	if dec.Dir == UIC {
 		// The PBX learns about the WhatsApp call only through these;
 		// toward Meta (BIC) nothing X-WABA is ever written.
-		for _, h := range dec.uic.headers(dec.number, c.id) {
+		for _, h := range dec.UIC.Headers(dec.Number, c.id) {
 			req.AppendHeader(h)
 		}
 	}
@@ -272,19 +272,19 @@ func (s *Server) placeBLeg(c *call) {
 	req.AppendHeader(&ct)
 	req.SetBody(offer)
 	req.SetTransport(b.transport)
-	if dec.dest != "" {
-		req.SetDestination(dec.dest)
+	if dec.Dest != "" {
+		req.SetDestination(dec.Dest)
 	}
-	s.prepare(req)
+	s.Prepare(req)
 
 	btx, err := s.client.TransactionRequest(s.ctx, req)
 	if err != nil {
 		c.log.Warn("B-leg INVITE not sent", "leg", "b", "error", err)
 		c.setOutcome(OutcomeFailed)
-		s.rejectCall(c, &rejection{code: 503, reason: "Service Unavailable", log: "B-leg unreachable"})
+		s.rejectCall(c, &Rejection{Code: 503, Reason: "Service Unavailable", Log: "B-leg unreachable"})
 		return
 	}
-	c.log.Debug("B-leg INVITE sent", "leg", "b", "target", dec.target.String())
+	c.log.Debug("B-leg INVITE sent", "leg", "b", "target", dec.Target.String())
 	s.driveInvite(c, req, btx)
 }
 
@@ -332,7 +332,7 @@ func (s *Server) driveInvite(c *call, bReq *sip.Request, btx sip.ClientTransacti
 	giveUp := func(code int, reason, why string) {
 		if !aFinal {
 			aFinal = true
-			s.rejectA(c, &rejection{code: code, reason: reason, log: why})
+			s.rejectA(c, &Rejection{Code: code, Reason: reason, Log: why})
 		}
 		cause = why
 		stopWaiting()
@@ -374,8 +374,8 @@ func (s *Server) driveInvite(c *call, bReq *sip.Request, btx sip.ClientTransacti
 				}
 				if !aFinal {
 					code, reason := mapFinal(res)
-					s.rejectA(c, &rejection{code: code, reason: reason, relayed: code == res.StatusCode,
-						log: "B-leg answered " + itoa(res.StatusCode)})
+					s.rejectA(c, &Rejection{Code: code, Reason: reason, Relayed: code == res.StatusCode,
+						Log: "B-leg answered " + itoa(res.StatusCode)})
 				}
 				if cause == "" {
 					cause = "b-leg " + itoa(res.StatusCode)
@@ -392,7 +392,7 @@ func (s *Server) driveInvite(c *call, bReq *sip.Request, btx sip.ClientTransacti
 				if err := btx.Err(); err != nil && !errors.Is(err, sip.ErrTransactionTimeout) {
 					code, reason = 503, "Service Unavailable"
 				}
-				s.rejectA(c, &rejection{code: code, reason: reason, log: "B-leg INVITE failed: " + errString(btx.Err())})
+				s.rejectA(c, &Rejection{Code: code, Reason: reason, Log: "B-leg INVITE failed: " + errString(btx.Err())})
 			}
 			if cause == "" {
 				cause = "b-leg no final response"
@@ -407,7 +407,7 @@ func (s *Server) driveInvite(c *call, bReq *sip.Request, btx sip.ClientTransacti
 			// INVITE with 487.
 			aFinal = true
 			cause = causeCancelledByA
-			c.finalToA(&rejection{code: 487, reason: "Request Terminated"})
+			c.finalToA(&Rejection{Code: 487, Reason: "Request Terminated"})
 			stopWaiting()
 			c.setOutcome(OutcomeCancelled)
 			sendCancel()
@@ -441,12 +441,12 @@ func (s *Server) answerB(c *call, bReq *sip.Request, res *sip.Response, authTrie
 		return nil
 	}
 	cfg := s.cfg.Load()
-	retry, err := answerChallenge(cfg, c.route.bEP, c.route.number, bReq, res)
+	retry, err := AnswerChallenge(cfg, c.route.BEP, c.route.Number, bReq, res)
 	if err != nil {
 		c.log.Warn("B-leg challenge not answered", "leg", "b", "code", res.StatusCode, "why", err.Error())
 		return nil
 	}
-	s.prepare(retry)
+	s.Prepare(retry)
 	c.log.Debug("B-leg challenge answered", "leg", "b", "code", res.StatusCode)
 	return retry
 }
@@ -459,7 +459,7 @@ func (s *Server) onBAnswer(c *call, bReq *sip.Request, btx sip.ClientTransaction
 	c.connected()
 	c.b.fromUACResponse(res)
 	ack := c.b.ack(bReq.CSeq().SeqNo)
-	s.prepare(ack)
+	s.Prepare(ack)
 	if err := s.client.WriteRequest(ack); err != nil {
 		c.log.Warn("ACK not sent", "leg", "b", "error", err)
 	}
@@ -510,7 +510,7 @@ func (s *Server) reAck(ack *sip.Request, callID string) func(*sip.Response) {
 func (s *Server) answerA(c *call, answer []byte, cancelled <-chan struct{}) bool {
 	res := sip.NewResponseFromRequest(c.aInvite, 200, "OK", answer)
 	s.setLocalTag(c, res)
-	res.AppendHeader(s.contact(c.a.transport))
+	res.AppendHeader(s.Contact(c.a.transport))
 	res.AppendHeader(sip.NewHeader("Server", s.cfg.Load().SIP.UserAgent))
 	res.AppendHeader(sip.NewHeader("Allow", allowedMethods))
 	ct := sip.ContentTypeHeader("application/sdp")
@@ -576,7 +576,7 @@ func (s *Server) relayProvisional(c *call, res *sip.Response) {
 	var body []byte
 	// Early media never involves a WhatsApp leg: starting the bridge would
 	// send it media (silence first) before the answer.
-	noEarly := c.route.aEP.Kind == configs.KindWhatsApp || c.route.bEP.Kind == configs.KindWhatsApp
+	noEarly := c.route.AEP.Kind == configs.KindWhatsApp || c.route.BEP.Kind == configs.KindWhatsApp
 	if code == 183 && len(res.Body()) > 0 && !noEarly {
 		answer, err := c.bridge.AnswerB(res.Body())
 		if err != nil {
@@ -593,9 +593,9 @@ func (s *Server) relayProvisional(c *call, res *sip.Response) {
 		code, reason = 180, "Ringing"
 	}
 	s.notifyRinging(c, res.StatusCode)
-	s.respond(c.aTx, c.aInvite, code, reason, func(r *sip.Response) {
+	s.Respond(c.aTx, c.aInvite, code, reason, func(r *sip.Response) {
 		s.setLocalTag(c, r)
-		r.AppendHeader(s.contact(c.a.transport))
+		r.AppendHeader(s.Contact(c.a.transport))
 		if body != nil {
 			ct := sip.ContentTypeHeader("application/sdp")
 			r.AppendHeader(&ct)
@@ -644,20 +644,20 @@ func mapFinal(res *sip.Response) (int, string) {
 		return 480, "Temporarily Unavailable"
 	}
 	reason := res.Reason
-	if reason == "" || !validHeaderValue(reason) {
-		reason = defaultReason(res.StatusCode)
+	if reason == "" || !ValidHeaderValue(reason) {
+		reason = DefaultReason(res.StatusCode)
 	}
 	return res.StatusCode, reason
 }
 
-func sdpRejection(err error) *rejection {
+func sdpRejection(err error) *Rejection {
 	switch {
 	case errors.Is(err, media.ErrNoCommonCodec):
-		return &rejection{code: 488, reason: "Not Acceptable Here", warning: "no common codec", log: err.Error()}
+		return &Rejection{Code: 488, Reason: "Not Acceptable Here", Warning: "no common codec", Log: err.Error()}
 	case errors.Is(err, media.ErrBadSDP):
-		return &rejection{code: 488, reason: "Not Acceptable Here", warning: "malformed SDP", log: err.Error()}
+		return &Rejection{Code: 488, Reason: "Not Acceptable Here", Warning: "malformed SDP", Log: err.Error()}
 	}
-	return &rejection{code: 500, reason: "Server Internal Error", log: err.Error()}
+	return &Rejection{Code: 500, Reason: "Server Internal Error", Log: err.Error()}
 }
 
 func isUnreliable(transport string) bool { return strings.EqualFold(transport, "udp") }

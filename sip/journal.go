@@ -235,8 +235,8 @@ func (s *Server) journalUp(c *call) {
 	}
 	jc := journalCall{
 		ID: c.id, Direction: c.dir, AEndpoint: c.aEndpoint, BEndpoint: c.bEndpoint,
-		Business: c.route.number.Number, PNID: c.route.number.PhoneNumberID, WACallID: c.route.uic.waCallID,
-		User: c.route.user, Created: c.created,
+		Business: c.route.Number.Number, PNID: c.route.Number.PhoneNumberID, WACallID: c.route.UIC.WACallID,
+		User: c.route.User, Created: c.created,
 		A: c.a.snapshot(), B: c.b.snapshot(),
 	}
 	c.mu.Lock()
@@ -302,7 +302,7 @@ func (s *Server) hangUpLeftCalls(ctx context.Context) {
 	if len(calls) == 0 {
 		return
 	}
-	s.waitUDPServing(ctx)
+	s.WaitUDPServing(ctx)
 	s.log.Warn("hanging up calls left up by a previous run", "calls", len(calls))
 	for _, jc := range calls {
 		log := s.log.With("call", jc.ID, "dir", string(jc.Direction), "a_endpoint", jc.AEndpoint, "b_endpoint", jc.BEndpoint)
@@ -336,10 +336,10 @@ func (s *Server) hangUpLeftCalls(ctx context.Context) {
 	}
 }
 
-// waitUDPServing waits (up to 2 s) until sipgo serves the UDP listener
+// WaitUDPServing waits (up to 2 s) until sipgo serves the UDP listener
 // requests are pinned to (prepare): until then sipgo would try to bind a
 // second socket to that address for them, and fail.
-func (s *Server) waitUDPServing(ctx context.Context) {
+func (s *Server) WaitUDPServing(ctx context.Context) {
 	if s.udpLaddr.IP == nil {
 		return
 	}
@@ -356,7 +356,7 @@ func (s *Server) waitUDPServing(ctx context.Context) {
 // byeRestored sends BYE on a leg restored from the journal.
 func (s *Server) byeRestored(ctx context.Context, l *leg, log *slog.Logger) {
 	req := l.newRequest(sip.BYE, nil)
-	s.prepare(req)
+	s.Prepare(req)
 	s.wg.Go(func() {
 		ctx, cancel := context.WithTimeout(ctx, 64*sip.T1)
 		defer cancel()

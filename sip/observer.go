@@ -31,16 +31,16 @@ func (c *call) callInfo() events.Call {
 	d := c.route
 	ci := events.Call{
 		CallID:         c.id,
-		Direction:      events.Direction(d.dir),
-		WACallID:       d.uic.waCallID,
-		BusinessNumber: d.number.Number,
-		PhoneNumberID:  d.number.PhoneNumberID,
-		User:           d.user,
+		Direction:      events.Direction(d.Dir),
+		WACallID:       d.UIC.WACallID,
+		BusinessNumber: d.Number.Number,
+		PhoneNumberID:  d.Number.PhoneNumberID,
+		User:           d.User,
 		A:              events.Leg{Endpoint: c.aEndpoint, SIPCallID: c.a.callID},
 		B:              events.Leg{Endpoint: c.bEndpoint, SIPCallID: c.b.callID},
 	}
-	if d.bic != nil {
-		ci.CampaignID, ci.CallbackData = d.bic.campaignID, d.bic.callbackData
+	if d.BIC != nil {
+		ci.CampaignID, ci.CallbackData = d.BIC.CampaignID, d.BIC.CallbackData
 	}
 	return ci
 }
@@ -86,10 +86,10 @@ func (s *Server) notifyAnswered(c *call) {
 
 // finalToA records the final response A got (or is about to get), for the
 // call's record.
-func (c *call) finalToA(r *rejection) {
+func (c *call) finalToA(r *Rejection) {
 	c.mu.Lock()
 	if c.finalCode == 0 {
-		c.finalCode, c.finalReason, c.wabaError = r.code, r.reason, r.metaError
+		c.finalCode, c.finalReason, c.wabaError = r.Code, r.Reason, r.MetaError
 	}
 	c.mu.Unlock()
 }
@@ -174,7 +174,7 @@ func isBLegFinal(cause string) bool {
 
 // notifyRefused records an INVITE wagate refused before any call existed.
 // dec is the routing decision when routing got that far (nil before).
-func (s *Server) notifyRefused(req *sip.Request, ep *configs.Endpoint, dec *routeDecision, r *rejection, permission string) {
+func (s *Server) notifyRefused(req *sip.Request, ep *configs.Endpoint, dec *Decision, r *Rejection, permission string) {
 	if len(s.observers) == 0 {
 		return
 	}
@@ -183,8 +183,8 @@ func (s *Server) notifyRefused(req *sip.Request, ep *configs.Endpoint, dec *rout
 		CallID:    newCallID(),
 		CreatedAt: now, EndedAt: now,
 		A:       events.Leg{Endpoint: ep.Name, SIPCallID: callIDOf(req)},
-		SIPCode: r.code, SIPReason: r.reason, WABAError: r.metaError,
-		Cause: r.log, Permission: permission,
+		SIPCode: r.Code, SIPReason: r.Reason, WABAError: r.MetaError,
+		Cause: r.Log, Permission: permission,
 	}
 	switch ep.Kind {
 	case configs.KindWhatsApp:
@@ -193,12 +193,12 @@ func (s *Server) notifyRefused(req *sip.Request, ep *configs.Endpoint, dec *rout
 		cdr.Direction = events.BIC
 	}
 	if dec != nil {
-		cdr.Direction = events.Direction(dec.dir)
-		cdr.BusinessNumber, cdr.PhoneNumberID, cdr.User = dec.number.Number, dec.number.PhoneNumberID, dec.user
-		cdr.WACallID = dec.uic.waCallID
-		cdr.B.Endpoint = dec.bEP.Name
-		if dec.bic != nil {
-			cdr.CampaignID, cdr.CallbackData = dec.bic.campaignID, dec.bic.callbackData
+		cdr.Direction = events.Direction(dec.Dir)
+		cdr.BusinessNumber, cdr.PhoneNumberID, cdr.User = dec.Number.Number, dec.Number.PhoneNumberID, dec.User
+		cdr.WACallID = dec.UIC.WACallID
+		cdr.B.Endpoint = dec.BEP.Name
+		if dec.BIC != nil {
+			cdr.CampaignID, cdr.CallbackData = dec.BIC.CampaignID, dec.BIC.CallbackData
 		}
 	}
 	for _, o := range s.observers {

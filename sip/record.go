@@ -21,25 +21,25 @@ func (t recTap) PCM(side media.Side, pcm []int16) { t.r.PCM(recording.Side(side)
 // startRecording begins recording an answered call, if its number records.
 // A recording that cannot start is logged and the call goes on.
 func (s *Server) startRecording(c *call) {
-	if s.rec == nil || !s.cfg.Load().Records(c.route.number) {
+	if s.rec == nil || !s.cfg.Load().Records(c.route.Number) {
 		return
 	}
 	d := c.route
 	meta := recording.Meta{
 		ACallID:        c.a.callID,
 		BCallID:        c.b.callID,
-		WhatsAppCallID: d.uic.waCallID,
+		WhatsAppCallID: d.UIC.WACallID,
 		SessionID:      c.id,
-		Direction:      string(d.dir),
-		BusinessNumber: d.number.Number,
-		UserNumber:     d.user,
+		Direction:      string(d.Dir),
+		BusinessNumber: d.Number.Number,
+		UserNumber:     d.User,
 		AEndpoint:      c.aEndpoint,
 		BEndpoint:      c.bEndpoint,
 		WhatsAppSide:   recording.SideA,
 		StartTime:      c.created,
 		AnswerTime:     time.Now(),
 	}
-	if d.dir == BIC {
+	if d.Dir == BIC {
 		meta.WhatsAppSide = recording.SideB
 	}
 	r, err := s.rec.Start(meta)

@@ -410,8 +410,8 @@ func (s *Server) identify(req *sip.Request) *configs.Endpoint {
 	return s.cfg.Load().EndpointForSource(ip.Unmap())
 }
 
-// contact is our Contact for a leg on the given transport.
-func (s *Server) contact(transport string) *sip.ContactHeader {
+// Contact is our Contact for a leg on the given transport.
+func (s *Server) Contact(transport string) *sip.ContactHeader {
 	tr := strings.ToLower(transport)
 	u := sip.Uri{Scheme: "sip", User: "wagate", Host: s.cfg.Load().SIP.Host, Port: s.ports[tr]}
 	if tr != "udp" {
@@ -421,16 +421,16 @@ func (s *Server) contact(transport string) *sip.ContactHeader {
 	return &sip.ContactHeader{Address: u}
 }
 
-// prepare pins requests sent over UDP to the listening socket, so peers see
+// Prepare pins requests sent over UDP to the listening socket, so peers see
 // them come from the port they send to.
-func (s *Server) prepare(req *sip.Request) {
+func (s *Server) Prepare(req *sip.Request) {
 	if strings.EqualFold(req.Transport(), "udp") && s.udpLaddr.IP != nil {
 		req.Laddr = s.udpLaddr
 	}
 }
 
-// respond sends a final or provisional response, logging a failure once.
-func (s *Server) respond(tx sip.ServerTransaction, req *sip.Request, code int, reason string, mut func(*sip.Response)) {
+// Respond sends a final or provisional response, logging a failure once.
+func (s *Server) Respond(tx sip.ServerTransaction, req *sip.Request, code int, reason string, mut func(*sip.Response)) {
 	res := sip.NewResponseFromRequest(req, code, reason, nil)
 	res.AppendHeader(sip.NewHeader("Server", s.cfg.Load().SIP.UserAgent))
 	if mut != nil {
@@ -441,33 +441,33 @@ func (s *Server) respond(tx sip.ServerTransaction, req *sip.Request, code int, r
 	}
 }
 
-// reject answers A with a final error. wagate's own rejections carry a
+// Reject answers A with a final error. wagate's own rejections carry a
 // Reason header (RFC 3326), Meta's error code in X-WABA-Error when there is
 // one (DESIGN.md §4) and Retry-After when the refusal lifts at a known time
 // (5 s for other 503s).
-func (s *Server) reject(tx sip.ServerTransaction, req *sip.Request, r *rejection, log *slog.Logger) {
-	attrs := []any{"code", r.code, "reason", r.reason, "why", r.log}
-	if r.metaError != 0 {
-		attrs = append(attrs, "meta_error", r.metaError)
+func (s *Server) Reject(tx sip.ServerTransaction, req *sip.Request, r *Rejection, log *slog.Logger) {
+	attrs := []any{"code", r.Code, "reason", r.Reason, "why", r.Log}
+	if r.MetaError != 0 {
+		attrs = append(attrs, "meta_error", r.MetaError)
 	}
 	log.Info("call rejected", attrs...)
-	s.respond(tx, req, r.code, r.reason, func(res *sip.Response) {
-		if r.warning != "" {
-			res.AppendHeader(sip.NewHeader("Warning", `399 wagate "`+strings.ReplaceAll(r.warning, `"`, "'")+`"`))
+	s.Respond(tx, req, r.Code, r.Reason, func(res *sip.Response) {
+		if r.Warning != "" {
+			res.AppendHeader(sip.NewHeader("Warning", `399 wagate "`+strings.ReplaceAll(r.Warning, `"`, "'")+`"`))
 		}
-		if !r.relayed {
-			res.AppendHeader(reasonHeader(r.code, r.reason))
+		if !r.Relayed {
+			res.AppendHeader(ReasonHeader(r.Code, r.Reason))
 		}
-		if r.metaError != 0 {
-			res.AppendHeader(sip.NewHeader(hdrWABAError, itoa(r.metaError)))
+		if r.MetaError != 0 {
+			res.AppendHeader(sip.NewHeader(hdrWABAError, itoa(r.MetaError)))
 		}
-		if r.accept != "" {
-			res.AppendHeader(sip.NewHeader("Accept", r.accept))
+		if r.Accept != "" {
+			res.AppendHeader(sip.NewHeader("Accept", r.Accept))
 		}
 		switch {
-		case r.retryAfter > 0:
-			res.AppendHeader(sip.NewHeader("Retry-After", itoa(retryAfterSeconds(r.retryAfter))))
-		case r.code == 503:
+		case r.RetryAfter > 0:
+			res.AppendHeader(sip.NewHeader("Retry-After", itoa(retryAfterSeconds(r.RetryAfter))))
+		case r.Code == 503:
 			res.AppendHeader(sip.NewHeader("Retry-After", "5"))
 		}
 	})
@@ -484,7 +484,7 @@ func callIDOf(m interface{ CallID() *sip.CallIDHeader }) string {
 // the goroutine and waits for it at shutdown.
 func (s *Server) sendBye(c *call, l *leg) {
 	req := l.newRequest(sip.BYE, nil)
-	s.prepare(req)
+	s.Prepare(req)
 	s.wg.Go(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 64*sip.T1)
 		defer cancel()
