@@ -1,6 +1,6 @@
 // Package metrics is wagate's Prometheus registry: the definitions of every
 // metric and the handler that serves them. Counts that only the call path
-// knows come in as call events (Metrics is a sip.CallObserver); the rest
+// knows come in as call events (Metrics is a b2bua.CallObserver); the rest
 // is read from the other rooms' snapshots when Prometheus scrapes, so
 // nothing on the packet path pays for metrics.
 //
@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/wagate/wagate/b2bua"
 	"github.com/wagate/wagate/events"
 	"github.com/wagate/wagate/media"
 	"github.com/wagate/wagate/permissions"
@@ -27,7 +28,9 @@ import (
 // Sources are the snapshots the scrape reads; a nil func leaves its
 // metrics out (recording or events off).
 type Sources struct {
-	SIP       func() sip.Status
+	SIP func() sip.Status
+	// Calls is the B2BUA's snapshot (live calls, 503s by reason).
+	Calls     func() b2bua.Status
 	Media     func() media.Stats
 	Recording func() recording.Stats
 	Events    func() events.Stats

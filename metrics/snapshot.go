@@ -78,7 +78,6 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.src.SIP != nil {
 		s := c.src.SIP()
-		gauge(dCallsActive, float64(s.Calls))
 		gauge(dDraining, b2f(s.Draining))
 		counter(dEdgePassed, s.Edge.Passed)
 		counter(dEdgeAnswered, s.Edge.Answered)
@@ -87,11 +86,15 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(dConnections, float64(s.Edge.Connections))
 		counter(dPanics, s.Edge.PanicsRecovered)
+		counter(dTLSFailures, s.TLSHandshakeFailures.Inbound, "inbound")
+		counter(dTLSFailures, s.TLSHandshakeFailures.Outbound, "outbound")
+	}
+	if c.src.Calls != nil {
+		s := c.src.Calls()
+		gauge(dCallsActive, float64(s.Calls))
 		for r, n := range s.Overload {
 			counter(dOverload, n, r)
 		}
-		counter(dTLSFailures, s.TLSHandshakeFailures.Inbound, "inbound")
-		counter(dTLSFailures, s.TLSHandshakeFailures.Outbound, "outbound")
 	}
 	if c.src.SIPMessages != nil {
 		for _, m := range c.src.SIPMessages() {

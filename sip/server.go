@@ -1,11 +1,13 @@
-// Package sip is wagate's signalling: listeners, endpoint identification,
-// routing, and the B2BUA state machine that owns both legs of every call.
+// Package sip is wagate's SIP edge: the listeners and the checks every
+// message passes before anything acts on it, endpoint identification and
+// digest authentication both ways, the X-WABA header contract and the
+// routing policy of UICs and BICs, the SIP trace. What happens to a call
+// once it is admitted is the b2bua package's (Calls).
 package sip
 
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,7 +23,6 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/wagate/wagate/configs"
-	"github.com/wagate/wagate/recording"
 )
 
 // Server is wagate's SIP side: one sipgo UserAgent shared by the listeners
@@ -32,25 +33,15 @@ type Server struct {
 	ua        *sipgo.UserAgent
 	srv       *sipgo.Server
 	client    *sipgo.Client
-	newBridge BridgeFactory
-	rec       *recording.Manager
-	reg       *registry
-	gate      atomic.Pointer[gateBox]
+	// calls is the B2BUA requests are handed to (SetCalls).
+	calls     Calls
 	auth      *digestServer
 	// edge checks every message before sipgo reads it.
 	edge *edge
 	// trace logs and exports every message (nil: sip.trace is off).
 	trace *tracer
-	// journal keeps the live dialogs for a restart after a crash (nil: off).
-	journal *Journal
-	// observers are told about every call (AddObserver, before Run).
-	observers []CallObserver
 	// msgs counts SIP messages in and out (sipgo's tracer).
 	msgs *msgStats
-	// over counts and explains the 503s given to new calls; cps limits
-	// endpoints' call rates.
-	over overload
-	cps  *cpsGuard
 	// tlsPeers is the outbound TLS trust of the running configuration.
 	tlsPeers *atomic.Pointer[tlsPeers]
 	// tlsInFailed and tlsOutFailed count failed TLS handshakes, inbound
@@ -62,12 +53,6 @@ type Server struct {
 	certsMu sync.Mutex
 	certs   []*listenerCert
 
-	// ctx ends every call's waits when the server stops.
-	ctx    context.Context
-	cancel context.CancelFunc
-	// wg owns the goroutines the server starts outside request handlers
-	// (BYEs, CANCELs, stray-2xx clean-up).
-	wg       *tasks
 	draining atomic.Bool
 
 	udpLaddr sip.Addr
@@ -93,16 +78,11 @@ const udpMaxMessage = 65000
 // edgeSummaryInterval is how often the edge logs what it refused.
 const edgeSummaryInterval = 10 * time.Second
 
-// Status is a snapshot for the status endpoint and tests.
+// Status is a snapshot of the edge for the status endpoint and tests.
 type Status struct {
-	Calls        int       `json:"calls"`
-	CallsStarted uint64    `json:"calls_started"`
-	CallsEnded   uint64    `json:"calls_ended"`
-	Edge         EdgeStats `json:"sip_edge"`
+	Edge EdgeStats `json:"sip_edge"`
 	// Draining is set from SIGTERM on: new calls get 503.
 	Draining bool `json:"draining"`
-	// Overload counts the 503s new calls got, by reason.
-	Overload OverloadStats `json:"overload_refusals"`
 	// TLSHandshakeFailures counts failed inbound and outbound handshakes.
 	TLSHandshakeFailures struct {
 		Inbound  uint64 `json:"inbound"`
@@ -112,8 +92,8 @@ type Status struct {
 	Trace *TraceStats `json:"sip_trace,omitempty"`
 }
 
-// New builds a Server for cfg. newBridge allocates each call's media.
-func New(cfg *configs.Config, newBridge BridgeFactory, log *slog.Logger) (*Server, error) {
+// New builds a Server for cfg. SetCalls must give it its B2BUA before Run.
+func New(cfg *configs.Config, log *slog.Logger) (*Server, error) {
 	// sipgo's transport and transaction layers log through the package
 	// default logger.
 	sl := sipgoLogger(log)
@@ -143,8 +123,8 @@ func New(cfg *configs.Config, newBridge BridgeFactory, log *slog.Logger) (*Serve
 		sipgo.WithUserAgenTLSConfig(clientTLSConfig(tlsTrust, tlsOutFailed)),
 		sipgo.WithUserAgentTransactionLayerOptions(
 			sip.WithTransactionLayerUnhandledResponseHandler(func(res *sip.Response) {
-				if s := self.Load(); s != nil {
-					s.onStrayResponse(res)
+				if s := self.Load(); s != nil && s.calls != nil {
+					s.calls.StrayResponse(res)
 				}
 			}),
 		),
@@ -155,8 +135,6 @@ func New(cfg *configs.Config, newBridge BridgeFactory, log *slog.Logger) (*Serve
 	s := &Server{
 		log:          log,
 		ua:           ua,
-		newBridge:    newBridge,
-		reg:          newRegistry(),
 		auth:         newDigestServer(),
 		tlsPeers:     tlsTrust,
 		tlsOutFailed: tlsOutFailed,
@@ -165,13 +143,10 @@ func New(cfg *configs.Config, newBridge BridgeFactory, log *slog.Logger) (*Serve
 		ready:        make(chan struct{}),
 	}
 	s.cfg.Store(cfg)
+	s.calls = noCalls{s}
 	self.Store(s)
-	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.wg = newTasks()
 	s.edge = newEdge(&s.cfg, log)
-	s.over.log = log
-	s.cps = newCPSGuard()
-	s.edge.busy = s.reg.hasSource
+	s.edge.busy = func(src string) bool { return s.calls != nil && s.calls.Busy(src) }
 	s.trace = newTracer(cfg, log)
 
 	s.srv, err = sipgo.NewServer(ua, sipgo.WithServerLogger(sl))
@@ -223,10 +198,9 @@ func (s *Server) Reload(cfg *configs.Config) {
 	s.cfg.Store(cfg)
 }
 
-// Status reports live and total calls.
+// Status reports the edge's counters.
 func (s *Server) Status() Status {
-	st := Status{Calls: s.reg.count(), CallsStarted: s.reg.started.Load(), CallsEnded: s.reg.ended.Load(),
-		Edge: s.edge.snapshot(), Draining: s.draining.Load(), Overload: s.over.snapshot()}
+	st := Status{Edge: s.edge.snapshot(), Draining: s.draining.Load()}
 	st.TLSHandshakeFailures.Inbound = s.tlsInFailed.Load()
 	st.TLSHandshakeFailures.Outbound = s.tlsOutFailed.Load()
 	if s.trace != nil {
@@ -235,6 +209,18 @@ func (s *Server) Status() Status {
 	}
 	return st
 }
+
+// SetCalls gives the edge the B2BUA it hands requests to. Call it before Run.
+func (s *Server) SetCalls(c Calls) { s.calls = c }
+
+// Config is the configuration in force.
+func (s *Server) Config() *configs.Config { return s.cfg.Load() }
+
+// Client is the SIP client whose requests leave from the listeners.
+func (s *Server) Client() *sipgo.Client { return s.client }
+
+// Draining reports whether wagate is draining: no new calls.
+func (s *Server) Draining() bool { return s.draining.Load() }
 
 // Ready is closed once every listener is bound.
 func (s *Server) Ready() <-chan struct{} { return s.ready }
@@ -331,14 +317,10 @@ func (s *Server) Run(ctx context.Context) error {
 		}()
 	}
 	ectx, stopSummary := context.WithCancel(ctx)
-	lwg.Add(2)
+	lwg.Add(1)
 	go func() {
 		defer lwg.Done()
 		s.edge.run(ectx, edgeSummaryInterval)
-	}()
-	go func() {
-		defer lwg.Done()
-		s.over.sampleCPU(ectx, time.Second)
 	}()
 	if s.trace != nil {
 		lwg.Add(1)
@@ -348,9 +330,12 @@ func (s *Server) Run(ctx context.Context) error {
 		}()
 	}
 	close(s.ready)
-	s.wg.Go(func() {
-		s.hangUpLeftCalls(s.ctx)
-	})
+	// The B2BUA's own background work runs until Run ends.
+	lwg.Add(1)
+	go func() {
+		defer lwg.Done()
+		s.calls.Started(ectx)
+	}()
 	var err error
 	select {
 	case <-ctx.Done():
@@ -371,29 +356,7 @@ func (s *Server) Run(ctx context.Context) error {
 // is done, then hangs up the rest and waits for the BYEs to finish.
 func (s *Server) Shutdown(ctx context.Context) {
 	s.draining.Store(true)
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
-wait:
-	for s.reg.count() > 0 {
-		select {
-		case <-ctx.Done():
-			break wait
-		case <-t.C:
-		}
-	}
-	for _, c := range s.reg.snapshot() {
-		c.terminate(nil, "shutdown")
-	}
-	s.cancel()
-	// BYEs and CANCELs in flight get a moment to be answered; a peer that
-	// never answers does not hold the shutdown for 32 s.
-	flushed := make(chan struct{})
-	go func() { s.wg.Wait(); close(flushed) }()
-	select {
-	case <-flushed:
-	case <-time.After(5 * time.Second):
-		s.log.Warn("shutdown: some BYE/CANCEL transactions still open")
-	}
+	s.calls.Drain(ctx)
 	s.ua.Close()
 }
 
@@ -480,27 +443,21 @@ func callIDOf(m interface{ CallID() *sip.CallIDHeader }) string {
 	return ""
 }
 
-// sendBye hangs up one leg without blocking the caller; the server owns
-// the goroutine and waits for it at shutdown.
-func (s *Server) sendBye(c *call, l *leg) {
-	req := l.newRequest(sip.BYE, nil)
-	s.Prepare(req)
-	s.wg.Go(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 64*sip.T1)
-		defer cancel()
-		res, err := s.client.Do(ctx, req)
-		switch {
-		case err != nil || res == nil:
-			// sipgo returns no response and no error when the
-			// transaction is torn down (shutdown closes the UA).
-			c.log.Warn("BYE failed", "leg", l.name, "error", errString(err))
-		case res.StatusCode >= 300 && res.StatusCode != 481:
-			c.log.Warn("BYE refused", "leg", l.name, "code", res.StatusCode)
-		}
-	})
-}
-
-// errors for mapping in tests
-var errNoAck = errors.New("sip: no ACK for 2xx")
-
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// WaitUDPServing waits (up to 2 s) until sipgo serves the UDP listener
+// requests are pinned to (prepare): until then sipgo would try to bind a
+// second socket to that address for them, and fail.
+func (s *Server) WaitUDPServing(ctx context.Context) {
+	if s.udpLaddr.IP == nil {
+		return
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if c, err := s.ua.TransportLayer().GetConnection("udp", s.udpLaddr.String()); err == nil && c != nil {
+			c.TryClose() // GetConnection took a reference
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

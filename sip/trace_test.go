@@ -245,7 +245,7 @@ func TestTraceOff(t *testing.T) {
 	if tr := newTracer(parseConfig(t, "sip: {trace: {log: false}}\n"), slog.Default()); tr != nil {
 		t.Fatal("a tracer for a config that asks for none")
 	}
-	s, err := New(parseConfig(t, ""), nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s, err := New(parseConfig(t, ""), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -472,7 +472,7 @@ func TestTraceHEPUnreachable(t *testing.T) {
 
 // TestTraceStatus: the status document counts the trace.
 func TestTraceStatus(t *testing.T) {
-	s, err := New(parseConfig(t, "sip: {trace: {log: true}}\n"), nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s, err := New(parseConfig(t, "sip: {trace: {log: true}}\n"), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -561,7 +561,7 @@ func BenchmarkTraceWorker(b *testing.B) {
 // says so instead of pretending to apply it.
 func TestTraceReload(t *testing.T) {
 	recs := &logRecords{}
-	s, err := New(parseConfig(t, "sip: {trace: {log: true}}\n"), nil, slog.New(recs))
+	s, err := New(parseConfig(t, "sip: {trace: {log: true}}\n"), slog.New(recs))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/wagate/wagate/api"
+	"github.com/wagate/wagate/b2bua"
 	"github.com/wagate/wagate/configs"
 	"github.com/wagate/wagate/events"
 	"github.com/wagate/wagate/media"
@@ -96,26 +97,28 @@ func run() int {
 		log.Error("media setup failed", "error", err)
 		return 1
 	}
-	srv, err := sip.New(cfg, func(id string, l *slog.Logger, a, b media.LegConfig) (sip.Bridge, error) {
-		br, err := mm.NewCallBridge(id, l, a, b)
-		if err != nil {
-			// A nil *media.Bridge must not become a non-nil sip.Bridge.
-			return nil, err
-		}
-		return br, nil
-	}, log)
+	srv, err := sip.New(cfg, log)
 	if err != nil {
 		log.Error("sip setup failed", "error", err)
 		return 1
 	}
+	calls := b2bua.New(srv, func(id string, l *slog.Logger, a, b media.LegConfig) (b2bua.Bridge, error) {
+		br, err := mm.NewCallBridge(id, l, a, b)
+		if err != nil {
+			// A nil *media.Bridge must not become a non-nil b2bua.Bridge.
+			return nil, err
+		}
+		return br, nil
+	}, log)
+	srv.SetCalls(calls)
 
-	journal, err := sip.OpenJournal(filepath.Join(cfg.DataDir, "live-calls.journal"))
+	journal, err := b2bua.OpenJournal(filepath.Join(cfg.DataDir, "live-calls.journal"))
 	if err != nil {
 		log.Error("call journal failed", "error", err)
 		return 1
 	}
 	defer journal.Close()
-	srv.SetJournal(journal)
+	calls.SetJournal(journal)
 
 	var perms permissions.Store
 	if cfg.Permissions.Enabled {
@@ -127,10 +130,10 @@ func run() int {
 		// Deferred first, so it closes last: after the drain, the last
 		// calls' outcomes still reach the store.
 		defer perms.Close()
-		srv.SetPermissionGate(permissionGate{perms})
+		calls.SetPermissionGate(permissionGate{perms})
 		resets := newUICResets(perms, log)
 		defer resets.Close()
-		srv.AddObserver(resets)
+		calls.AddObserver(resets)
 	}
 
 	var rec *recording.Manager
@@ -143,7 +146,7 @@ func run() int {
 			return 1
 		}
 		defer rec.Close()
-		srv.SetRecorder(rec)
+		calls.SetRecorder(rec)
 	}
 
 	// The events store (CDRs and the webhook outbox) opens before the
@@ -159,12 +162,12 @@ func run() int {
 			return 1
 		}
 		defer closeEvents(sink, perms, rec, log)
-		srv.AddObserver(sink)
+		calls.AddObserver(sink)
 		wireEvents(sink, perms, rec, log)
 	}
 
 	var apiSrv *api.Server
-	mx := newMetrics(srv, mm, rec, sink, perms, func() uint64 {
+	mx := newMetrics(srv, calls, mm, rec, sink, perms, func() uint64 {
 		if apiSrv == nil {
 			return 0
 		}
@@ -175,7 +178,7 @@ func run() int {
 		opts := api.Options{
 			Addr: cfg.API.Listen,
 			Status: func() any {
-				d := status(srv, mm, rec, sink, perms)
+				d := status(srv, calls, mm, rec, sink, perms)
 				if apiSrv != nil {
 					st := apiSrv.Stats()
 					d.API = &st
@@ -312,8 +315,16 @@ func checkConfig(path string) int {
 	return 0
 }
 
+// The status document keeps the flat shape it had before the B2BUA left
+// the sip package: both snapshots' fields at the top level.
+type (
+	edgeStatus  = sip.Status
+	callsStatus = b2bua.Status
+)
+
 type statusDoc struct {
-	sip.Status
+	edgeStatus
+	callsStatus
 	PortsInUse  int                `json:"ports_in_use"`
 	Bridges     int                `json:"bridges"`
 	Recordings  *recording.Stats   `json:"recordings,omitempty"`
@@ -322,9 +333,9 @@ type statusDoc struct {
 	Permissions *permissions.Stats `json:"permissions,omitempty"`
 }
 
-func status(srv *sip.Server, mm *media.Manager, rec *recording.Manager, sink *events.Sink, perms permissions.Store) statusDoc {
+func status(srv *sip.Server, calls *b2bua.Engine, mm *media.Manager, rec *recording.Manager, sink *events.Sink, perms permissions.Store) statusDoc {
 	ms := mm.Stats()
-	d := statusDoc{Status: srv.Status(), PortsInUse: ms.PortsInUse, Bridges: ms.Bridges}
+	d := statusDoc{edgeStatus: srv.Status(), callsStatus: calls.Status(), PortsInUse: ms.PortsInUse, Bridges: ms.Bridges}
 	if perms != nil {
 		ps := perms.Stats()
 		d.Permissions = &ps

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/wagate/wagate/b2bua"
 	"github.com/wagate/wagate/events"
 	"github.com/wagate/wagate/media"
 	"github.com/wagate/wagate/metrics"
@@ -11,8 +12,8 @@ import (
 
 // newMetrics builds the Prometheus registry over the running rooms and
 // makes it a call observer.
-func newMetrics(srv *sip.Server, mm *media.Manager, rec *recording.Manager, sink *events.Sink, perms permissions.Store, webhookUnknown func() uint64) *metrics.Metrics {
-	src := metrics.Sources{SIP: srv.Status, Media: mm.Stats, SIPMessages: srv.MessageCounts, WebhookUnknownNumber: webhookUnknown}
+func newMetrics(srv *sip.Server, calls *b2bua.Engine, mm *media.Manager, rec *recording.Manager, sink *events.Sink, perms permissions.Store, webhookUnknown func() uint64) *metrics.Metrics {
+	src := metrics.Sources{SIP: srv.Status, Calls: calls.Status, Media: mm.Stats, SIPMessages: srv.MessageCounts, WebhookUnknownNumber: webhookUnknown}
 	if perms != nil {
 		src.Permissions = perms.Stats
 	}
@@ -23,7 +24,7 @@ func newMetrics(srv *sip.Server, mm *media.Manager, rec *recording.Manager, sink
 		src.Events = sink.Stats
 	}
 	m := metrics.New(src)
-	srv.AddObserver(m)
+	calls.AddObserver(m)
 	return m
 }
 

@@ -1,9 +1,10 @@
-package sip
+package b2bua
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	sipedge "github.com/wagate/wagate/sip"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -71,16 +72,16 @@ func (s callState) String() string {
 
 // call is one call through wagate: two legs, one media bridge, one state.
 type call struct {
-	srv       *Server
+	srv       *Engine
 	id        string // wagate's own call id (the recording key)
-	dir       Direction
+	dir       sipedge.Direction
 	aEndpoint string
 	bEndpoint string
 	// aSource is where A's INVITE came from (host:port).
 	aSource string
 	log     *slog.Logger
 	a, b    *leg
-	route   *Decision
+	route   *sipedge.Decision
 
 	aInvite *sip.Request
 	aTx     sip.ServerTransaction

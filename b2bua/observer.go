@@ -1,6 +1,7 @@
-package sip
+package b2bua
 
 import (
+	sipedge "github.com/wagate/wagate/sip"
 	"strings"
 	"time"
 
@@ -24,7 +25,7 @@ type CallObserver interface {
 }
 
 // AddObserver adds o to the observers of every call. Call it before Run.
-func (s *Server) AddObserver(o CallObserver) { s.observers = append(s.observers, o) }
+func (s *Engine) AddObserver(o CallObserver) { s.observers = append(s.observers, o) }
 
 // callInfo is what is known of a call so far, for its events.
 func (c *call) callInfo() events.Call {
@@ -45,7 +46,7 @@ func (c *call) callInfo() events.Call {
 	return ci
 }
 
-func (s *Server) notifyStarted(c *call) {
+func (s *Engine) notifyStarted(c *call) {
 	if len(s.observers) == 0 {
 		return
 	}
@@ -56,7 +57,7 @@ func (s *Server) notifyStarted(c *call) {
 }
 
 // notifyRinging reports B's first ringing.
-func (s *Server) notifyRinging(c *call, code int) {
+func (s *Engine) notifyRinging(c *call, code int) {
 	c.mu.Lock()
 	first := c.ringingAt.IsZero()
 	if first {
@@ -73,7 +74,7 @@ func (s *Server) notifyRinging(c *call, code int) {
 	}
 }
 
-func (s *Server) notifyAnswered(c *call) {
+func (s *Engine) notifyAnswered(c *call) {
 	if len(s.observers) == 0 {
 		return
 	}
@@ -86,7 +87,7 @@ func (s *Server) notifyAnswered(c *call) {
 
 // finalToA records the final response A got (or is about to get), for the
 // call's record.
-func (c *call) finalToA(r *Rejection) {
+func (c *call) finalToA(r *sipedge.Rejection) {
 	c.mu.Lock()
 	if c.finalCode == 0 {
 		c.finalCode, c.finalReason, c.wabaError = r.Code, r.Reason, r.MetaError
@@ -96,7 +97,7 @@ func (c *call) finalToA(r *Rejection) {
 
 // notifyEnded builds the call's record once it is over (its media
 // closed) and hands it to the observers.
-func (s *Server) notifyEnded(c *call, by, cause string, outcome Outcome, connected bool) {
+func (s *Engine) notifyEnded(c *call, by, cause string, outcome Outcome, connected bool) {
 	if len(s.observers) == 0 {
 		return
 	}
@@ -174,7 +175,7 @@ func isBLegFinal(cause string) bool {
 
 // notifyRefused records an INVITE wagate refused before any call existed.
 // dec is the routing decision when routing got that far (nil before).
-func (s *Server) notifyRefused(req *sip.Request, ep *configs.Endpoint, dec *Decision, r *Rejection, permission string) {
+func (s *Engine) notifyRefused(req *sip.Request, ep *configs.Endpoint, dec *sipedge.Decision, r *sipedge.Rejection, permission string) {
 	if len(s.observers) == 0 {
 		return
 	}

@@ -1,4 +1,4 @@
-package sip
+package b2bua
 
 import (
 	"strings"
@@ -93,7 +93,7 @@ type gateBox struct{ g PermissionGate }
 // SetPermissionGate installs the permission gate consulted for every new
 // call; nil turns the checks off (permissions.enabled false). It may be
 // called while the server runs; calls already admitted keep their ticket.
-func (s *Server) SetPermissionGate(g PermissionGate) {
+func (s *Engine) SetPermissionGate(g PermissionGate) {
 	if g == nil {
 		s.gate.Store(nil)
 		return
@@ -101,7 +101,7 @@ func (s *Server) SetPermissionGate(g PermissionGate) {
 	s.gate.Store(&gateBox{g: g})
 }
 
-func (s *Server) permissionGate() PermissionGate {
+func (s *Engine) permissionGate() PermissionGate {
 	if b := s.gate.Load(); b != nil {
 		return b.g
 	}
