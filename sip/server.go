@@ -28,14 +28,14 @@ import (
 // Server is wagate's SIP side: one sipgo UserAgent shared by the listeners
 // and the client, so requests leave from the listening port.
 type Server struct {
-	cfg       atomic.Pointer[configs.Config]
-	log       *slog.Logger
-	ua        *sipgo.UserAgent
-	srv       *sipgo.Server
-	client    *sipgo.Client
+	cfg    atomic.Pointer[configs.Config]
+	log    *slog.Logger
+	ua     *sipgo.UserAgent
+	srv    *sipgo.Server
+	client *sipgo.Client
 	// calls is the B2BUA requests are handed to (SetCalls).
-	calls     Calls
-	auth      *digestServer
+	calls Calls
+	auth  *digestServer
 	// edge checks every message before sipgo reads it.
 	edge *edge
 	// trace logs and exports every message (nil: sip.trace is off).
