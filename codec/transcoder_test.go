@@ -1,6 +1,7 @@
 package codec
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -573,4 +574,43 @@ func TestLossUnits(t *testing.T) {
 			t.Fatalf("%d samples for a 1000-packet gap, want %d", total, (MaxConcealPackets+1)*160)
 		}
 	})
+}
+
+// TestOpusSilence: the precomputed silence frame is the settled encoder's
+// (the same bytes however often it is made), a 20 ms packet of the
+// encoder's narrowband mode, and a decoder fed it over and over, after
+// speech, outputs silence; bad options are refused.
+func TestOpusSilence(t *testing.T) {
+	f1, err := OpusSilence(DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f2, _ := OpusSilence(DefaultOptions())
+	if !bytes.Equal(f1, f2) || len(f1) == 0 || len(f1) > 20 {
+		t.Fatalf("silence frames %x and %x", f1, f2)
+	}
+	dec, err := opus.NewDecoder(48000, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := newTC(t, pcmu20, opus20, defaultRateMode)
+	buf := make([]int16, 5760)
+	pkts, _ := run(t, tc, packets(MuLaw.Encode(nil, tone(1000, 8000, 1600, 0.3)), 20))
+	for _, p := range pkts {
+		if _, err := dec.Decode(p, buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 10 {
+		n, err := dec.Decode(f1, buf)
+		if err != nil || n != 960 {
+			t.Fatalf("silence frame decodes to %d samples: %v", n, err)
+		}
+		if r := rms(buf[:n]); i >= 2 && r > 4 {
+			t.Errorf("silence frame %d after speech decodes with RMS %.1f", i, r)
+		}
+	}
+	if _, err := OpusSilence(Options{OpusBitrate: 1, OpusComplexity: 5}); err == nil {
+		t.Error("a 1 bit/s Opus encoder made silence")
+	}
 }
