@@ -107,7 +107,7 @@ type benchDirection struct {
 	from netip.AddrPort
 }
 
-func newBenchDirection(b *testing.B, a, bcfg LegConfig, offer, answer []byte, side Side) *benchDirection {
+func newBenchDirection(b testing.TB, a, bcfg LegConfig, offer, answer []byte, side Side) *benchDirection {
 	br := socketlessBridge(a, bcfg)
 	if _, err := br.Offer(offer); err != nil {
 		b.Fatal(err)
@@ -128,8 +128,7 @@ func newBenchDirection(b *testing.B, a, bcfg LegConfig, offer, answer []byte, si
 }
 
 func (bd *benchDirection) feed(pkt []byte) {
-	n := copy(bd.d.buf[:packetBufSize], pkt)
-	bd.d.handle(n, bd.from, bd.d.clock())
+	feedAt(bd.d, pkt, bd.from, bd.d.clock())
 }
 
 // BenchmarkRelayPacket is the per-packet work of a plain relay between

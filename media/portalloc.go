@@ -34,8 +34,23 @@ type portPair struct {
 
 // closeSockets closes both sockets; closing twice is harmless.
 func (p *portPair) closeSockets() {
-	_ = p.rtp.Close()
-	_ = p.rtcp.Close()
+	if p.rtp != nil {
+		_ = p.rtp.Close()
+	}
+	if p.rtcp != nil {
+		_ = p.rtcp.Close()
+	}
+}
+
+// pastDeadline ends a blocked read at once.
+var pastDeadline = time.Unix(1, 0)
+
+// stopReads ends the reads under way on the RTP socket (the bridge's
+// readers); RTCP sockets are only read without waiting.
+func (p *portPair) stopReads() {
+	if p.rtp != nil {
+		_ = p.rtp.SetReadDeadline(pastDeadline)
+	}
 }
 
 // freeEntry is a pair waiting in the free list; readyAt is when its
