@@ -51,6 +51,10 @@
 //     the other side has audio, and again whenever it pauses, because Meta
 //     hangs up on a business that sends nothing. Silence payloads are
 //     precomputed (an Opus frame from the encoder settings, once).
+//   - Port pairs are bound once and kept: a released pair waits out its
+//     quarantine with its sockets connected to themselves, so the kernel
+//     delivers them nothing, and is drained when handed out again
+//     (portalloc.go).
 //   - The per-packet paths (relay, playout, transcode, SRTP) allocate
 //     nothing in this package. pion/srtp's HMAC-SHA1 allocates its tag per
 //     packet.

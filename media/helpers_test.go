@@ -77,6 +77,7 @@ func newTestManager(t testing.TB, pairs int, startTimeout, timeout time.Duration
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(m.Close)
 	return m
 }
 

@@ -161,6 +161,11 @@ func NewManager(cfg configs.Media, log *slog.Logger) (*Manager, error) {
 	}, nil
 }
 
+// Close closes the sockets of the port pairs that are free (kept bound
+// for reuse); bridges still open keep theirs. A manager lives as long as
+// the process, so only tests and embedders that make many need it.
+func (m *Manager) Close() { m.ports.close() }
+
 // Stats returns the current load.
 func (m *Manager) Stats() Stats {
 	m.totalsMu.Lock()
