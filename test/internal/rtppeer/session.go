@@ -116,8 +116,10 @@ type Stats struct {
 	// RTT samples from the remote's RTCP receiver reports (LSR/DLSR), if any.
 	RTT []time.Duration
 	// MaxSendGap is the longest time between two audio packets we wrote
-	// while a source was set: a sender stalled by its machine shows here.
+	// while a source was set, and SendStalls every such time over 50 ms:
+	// a sender stalled by its machine shows here.
 	MaxSendGap time.Duration
+	SendStalls []time.Duration
 }
 
 // Session is one RTP session.
@@ -278,7 +280,11 @@ func (s *Session) writeAudio(pkt []byte, ts uint32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.lastWrite.IsZero() {
-		s.st.MaxSendGap = max(s.st.MaxSendGap, now.Sub(s.lastWrite))
+		gap := now.Sub(s.lastWrite)
+		s.st.MaxSendGap = max(s.st.MaxSendGap, gap)
+		if gap > 50*time.Millisecond {
+			s.st.SendStalls = append(s.st.SendStalls, gap)
+		}
 	}
 	s.lastWrite = now
 	transit := float64(now.Sub(s.startTime))/float64(time.Second)*float64(s.cfg.Codec.Rate) - float64(ts)
@@ -900,6 +906,7 @@ func (s *Session) Stats() Stats {
 		st.SSRCs[k] = v
 	}
 	st.RTT = append([]time.Duration(nil), s.st.RTT...)
+	st.SendStalls = append([]time.Duration(nil), s.st.SendStalls...)
 	return st
 }
 
