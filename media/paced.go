@@ -27,7 +27,12 @@ func (d *direction) hold(buf *packetBuf, pkt []byte, hl int, rt *route, now time
 		return false // the transcoder could not be built; logged then
 	}
 	body := payload(pkt, hl)
-	if rt.mode == modeRelay {
+	if rt.mode == modeRelay || rt.in.name != "opus" {
+		// A recording gets the audio as it arrives, not as played out
+		// (with the playout's concealment and its stretching to the
+		// jitter): G.711 decodes for next to nothing. Opus input being
+		// transcoded is tapped from the transcoder's own decoder instead
+		// of being decoded twice.
 		if h := d.tapHolder(); h != nil {
 			d.tapDec.decode(rt.in, binary.BigEndian.Uint16(pkt[2:]), body, h.tap)
 		}
@@ -81,7 +86,12 @@ func (d *direction) playTick(wall time.Time) time.Time {
 	if rt := d.route.Load(); rt != d.cur {
 		d.switchRoute(rt)
 	}
-	next := d.pace(sched, now)
+	var next time.Duration
+	if d.play != nil {
+		next = d.playbackTick(sched, now)
+	} else {
+		next = d.pace(sched, now)
+	}
 	if next <= 0 {
 		d.playAt = 0
 		return time.Time{}
@@ -138,7 +148,7 @@ func (d *direction) paceRelay(rt *route, sched, now time.Duration) time.Duration
 	}
 	d.startSpurt()
 	d.stamp(sched, rt)
-	d.emitOwn(rt.outPT, s.payload(), int(s.dur), false, now)
+	d.emitOwn(rt.outPT, s.payload(), int(s.dur), emitAudio, now)
 	dur := pl.media(s.dur)
 	d.sent(sched, dur)
 	pl.release(s)
@@ -243,7 +253,7 @@ func (d *direction) sendSilence(rt *route, sched, now time.Duration) time.Durati
 	frame, samples := d.silencePayload(rt)
 	d.inSilence = true
 	d.stamp(sched, rt)
-	d.emitOwn(rt.outPT, frame, samples, true, now)
+	d.emitOwn(rt.outPT, frame, samples, emitSilence, now)
 	d.sent(sched, silenceFrame)
 	return sched + silenceFrame
 }

@@ -157,12 +157,16 @@ func newTranscodeStage(d *direction, rt *route, opt codec.Options) (*transcodeSt
 	s := &transcodeStage{d: d, in: rt.in, out: rt.out, outPT: rt.outPT, tc: tc, fec: rt.in.name == "opus",
 		outDur: time.Duration(tc.Out().PtimeMs) * time.Millisecond}
 	s.emitAudio = s.enqueue
-	side := d.side
-	tc.SetPCMTap(func(pcm []int16) {
-		if t := d.b.tap.Load(); t != nil {
-			t.tap.PCM(side, pcm)
-		}
-	})
+	if s.fec {
+		// Opus input is recorded from this decoder (concealment
+		// included); G.711 input is tapped as it arrives (hold).
+		side := d.side
+		tc.SetPCMTap(func(pcm []int16) {
+			if t := d.b.tap.Load(); t != nil {
+				t.tap.PCM(side, pcm)
+			}
+		})
+	}
 	return s, nil
 }
 
@@ -196,7 +200,7 @@ func (s *transcodeStage) sendOne(now time.Duration) {
 	f := s.q[s.qh]
 	s.q[s.qh] = queuedFrame{}
 	s.qh, s.qn = (s.qh+1)%maxQueued, s.qn-1
-	s.d.emitOwn(s.outPT, f.buf.b[:f.n], f.samples, false, now)
+	s.d.emitOwn(s.outPT, f.buf.b[:f.n], f.samples, emitAudio, now)
 	putBuf(f.buf)
 }
 
