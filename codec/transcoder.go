@@ -328,3 +328,21 @@ func OpusSilence(opt Options) ([]byte, error) {
 	}
 	return out, nil
 }
+
+// NewEncoder returns a transcoder fed with 8 kHz mono PCM through
+// WritePCM rather than with payloads: for audio wagate makes itself
+// (prompts, music on hold) toward a leg of format out. Opus output is
+// encoded as any transcoder's, G.711 is framed at out's ptime.
+func NewEncoder(out Format, opt Options) (*Transcoder, error) {
+	return newTranscoder(Format{Name: "PCMU"}, out, opt, defaultRateMode)
+}
+
+// WritePCM encodes 8 kHz mono PCM of any length and emits every complete
+// output packet, as Write does with decoded input (emit's frame is reused
+// after it returns). Nothing is allocated.
+func (t *Transcoder) WritePCM(pcm []int16, emit func(frame []byte, samples int)) error {
+	if t.closed {
+		return ErrClosed
+	}
+	return t.push(pcm, emit)
+}

@@ -149,6 +149,7 @@ type Bridge struct {
 	aToB, bToA, droppedSource, droppedInvalid   atomic.Uint64
 	droppedAuth, droppedReplay, droppedLate     atomic.Uint64
 	rtcpSent, rtcpReceived, silence, dtmfEvents atomic.Uint64
+	played                                      atomic.Uint64
 
 	mu      sync.Mutex
 	neg     negotiation
@@ -195,8 +196,9 @@ type BridgeStats struct {
 	// the playout delay when the jitter rose, Compressed input frames
 	// dropped to shrink it when the jitter fell.
 	Concealed, Expanded, Compressed uint64
-	// Silence counts silence packets sent toward a WhatsApp leg.
-	Silence uint64
+	// Silence counts silence packets sent toward a WhatsApp leg; Played
+	// the packets of playbacks (Bridge.Play).
+	Silence, Played uint64
 	// RTCPSent and RTCPReceived count our compound reports sent and valid
 	// (authenticated) ones received, both legs together.
 	RTCPSent, RTCPReceived uint64
@@ -347,7 +349,7 @@ func (b *Bridge) Close() {
 	b.log.Debug("media: bridge closed", "a_to_b", s.AtoB, "b_to_a", s.BtoA,
 		"dropped_source", s.DroppedSource, "dropped_invalid", s.DroppedInvalid,
 		"dropped_auth", s.DroppedAuth, "dropped_replay", s.DroppedReplay, "dropped_late", s.DroppedLate,
-		"silence", s.Silence, "concealed", s.Concealed, "expanded", s.Expanded, "compressed", s.Compressed,
+		"silence", s.Silence, "played", s.Played, "concealed", s.Concealed, "expanded", s.Expanded, "compressed", s.Compressed,
 		"rtcp_sent", s.RTCPSent, "rtcp_received", s.RTCPReceived, "dtmf_events", s.DTMFEvents)
 	close(b.released)
 }
@@ -380,6 +382,7 @@ func (b *Bridge) Stats() BridgeStats {
 		DroppedReplay:  b.droppedReplay.Load(),
 		DroppedLate:    b.droppedLate.Load(),
 		Silence:        b.silence.Load(),
+		Played:         b.played.Load(),
 		RTCPSent:       b.rtcpSent.Load(),
 		RTCPReceived:   b.rtcpReceived.Load(),
 		DTMFEvents:     b.dtmfEvents.Load(),

@@ -191,6 +191,7 @@ func (m *Manager) account(s BridgeStats, transcoded bool) {
 	t.Expanded += s.Expanded
 	t.Compressed += s.Compressed
 	t.Silence += s.Silence
+	t.Played += s.Played
 	t.RTCPSent += s.RTCPSent
 	t.RTCPReceived += s.RTCPReceived
 	t.DTMFEvents += s.DTMFEvents

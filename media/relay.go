@@ -314,6 +314,7 @@ type direction struct {
 	confirming bool          // a timeout was seen once; checking again
 
 	playJob, rtcpJob, timeoutJob *PacerJob
+	play                         *Playback // playing toward the destination instead of the source's audio
 	// playAt is the intended time of the next play tick (0: the job is
 	// idle); silenceFrom is when silence toward WhatsApp may start.
 	playAt, silenceFrom time.Duration
@@ -404,6 +405,9 @@ func (d *direction) stop() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.closed = true
+	if d.play != nil {
+		d.endPlayback()
+	}
 	for _, j := range []*PacerJob{d.playJob, d.rtcpJob, d.timeoutJob} {
 		if j != nil {
 			j.Cancel()
@@ -535,6 +539,9 @@ func (d *direction) handle(buf *packetBuf, n int, from netip.AddrPort, now time.
 	switch rt.class[pt] {
 	case classAudio:
 		d.rx.update(binary.BigEndian.Uint32(pkt[8:]), binary.BigEndian.Uint16(pkt[2:]), binary.BigEndian.Uint32(pkt[4:]), now, rt.in.rate)
+		if d.play != nil {
+			return false // a playback replaces it
+		}
 		if d.paced(rt) {
 			return d.hold(buf, pkt, hl, rt, now)
 		}
@@ -601,10 +608,20 @@ func (d *direction) relayAudio(pkt []byte, hl int, rt *route, now time.Duration)
 	}
 }
 
+// emitKind says what a packet of ours carries, for the counters.
+type emitKind uint8
+
+const (
+	emitAudio    emitKind = iota // the other side's audio: forwarded
+	emitSilence                  // silence toward WhatsApp
+	emitPlayback                 // a playback (Bridge.Play)
+)
+
 // emitOwn sends one packet of ours built from an audio payload (the
-// transcoder's output, a relayed payload played out, or silence) with
-// the stream's next sequence number and its current timestamp.
-func (d *direction) emitOwn(pt uint8, frame []byte, samples int, silence bool, now time.Duration) {
+// transcoder's output, a relayed payload played out, silence, a
+// playback) with the stream's next sequence number and its current
+// timestamp.
+func (d *direction) emitOwn(pt uint8, frame []byte, samples int, kind emitKind, now time.Duration) {
 	if len(frame)+rtpHeaderMin > packetBufSize {
 		return
 	}
@@ -617,11 +634,14 @@ func (d *direction) emitOwn(pt uint8, frame []byte, samples int, silence bool, n
 	if !d.send(pb.b[:n], len(frame), ts, now) {
 		return
 	}
-	if silence {
+	switch kind {
+	case emitSilence:
 		d.b.silence.Add(1)
-		return
+	case emitPlayback:
+		d.b.played.Add(1)
+	default:
+		d.forwarded.Add(1)
 	}
-	d.forwarded.Add(1)
 }
 
 // event relays one telephone-event packet (RFC 4733), see dtmf.go.
