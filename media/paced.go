@@ -23,7 +23,7 @@ func (d *direction) paced(rt *route) bool {
 // hold puts one audio packet into the playout buffer. It reports whether
 // the buffer kept buf.
 func (d *direction) hold(buf *packetBuf, pkt []byte, hl int, rt *route, now time.Duration) bool {
-	if rt.mode == modeTranscode && d.xc == nil {
+	if rt.mode == modeTranscode && d.transcoder(rt) == nil {
 		return false // the transcoder could not be built; logged then
 	}
 	body := payload(pkt, hl)

@@ -184,4 +184,3 @@ func TestPlaybackZeroAllocs(t *testing.T) {
 		t.Errorf("%d packets for 250 ticks", w.n)
 	}
 }
-

@@ -304,6 +304,7 @@ type direction struct {
 	stream                              outStream
 	dtmf                                dtmfState
 	xc                                  *transcodeStage
+	xcFailed                            bool     // building xc failed for this route
 	pl                                  *playout // the playout buffer, from the first paced packet
 	tapDec                              tapDecoder
 	tapSeen                             *tapHolder
@@ -782,14 +783,25 @@ func (d *direction) switchRoute(rt *route) {
 		d.xc.close()
 		d.xc = nil
 	}
-	if rt.mode == modeTranscode && d.xc == nil {
-		xc, err := newTranscodeStage(d, rt, d.b.m.opus)
-		if err != nil {
-			d.b.log.Error("media: cannot transcode", "from_side", d.side, "err", err)
-			return
-		}
-		d.xc = xc
+	d.xcFailed = false
+}
+
+// transcoder returns the direction's transcode stage, made at the first
+// audio packet (two libopus states are most of a transcoded call's
+// memory; a held call whose sides say nothing needs none: its silence is
+// precomputed). nil when it cannot be built (logged once).
+func (d *direction) transcoder(rt *route) *transcodeStage {
+	if d.xc != nil || d.xcFailed {
+		return d.xc
 	}
+	xc, err := newTranscodeStage(d, rt, d.b.m.opus)
+	if err != nil {
+		d.xcFailed = true
+		d.b.log.Error("media: cannot transcode", "from_side", d.side, "err", err)
+		return nil
+	}
+	d.xc = xc
+	return xc
 }
 
 func (d *direction) newOut(k *sdesKey) *srtpOut {
