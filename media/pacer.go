@@ -36,6 +36,9 @@ type Pacer struct {
 }
 
 const (
+	// fineSleep is the last stretch of a wait slept precisely (a short
+	// blocking nanosleep) rather than on a runtime timer.
+	fineSleep  = 1500 * time.Microsecond
 	pacerTick  = time.Millisecond
 	wheelSlots = 1024 // a power of two; ≈ 1 s of 1 ms slots
 	wheelMask  = wheelSlots - 1
@@ -234,14 +237,22 @@ func (s *pacerShard) loop() {
 		s.sleepTo = next
 		s.mu.Unlock()
 
-		if d := time.Until(s.p.epoch.Add(time.Duration(next) * pacerTick)); d > 0 {
-			timer.Reset(d)
+		target := s.p.epoch.Add(time.Duration(next) * pacerTick)
+		if d := time.Until(target); d > fineSleep {
+			// The runtime's timers wake in whole milliseconds (epoll's
+			// timeout), up to a millisecond late: wake a little early
+			// and sleep the rest precisely.
+			timer.Reset(d - fineSleep)
 			select {
 			case <-timer.C:
 			case <-s.wake:
 				// Since Go 1.23 a stopped timer delivers no stale tick.
 				timer.Stop()
+				continue
 			}
+		}
+		if d := time.Until(target); d > 0 {
+			preciseSleep(d)
 		}
 		s.runDue(time.Now())
 	}
