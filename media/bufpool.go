@@ -24,3 +24,16 @@ func putBuf(b *packetBuf) {
 		packetPool.Put(b)
 	}
 }
+
+// smallBufSize holds the payloads a playout buffer usually keeps: G.711
+// up to 30 ms, Opus at Meta's bitrates. A packet held for playout is
+// copied into a small buffer when it fits, and its read buffer goes back
+// to the pool at once: a buffer as deep as the jitter (up to 120 ms, and
+// bursts beyond) would otherwise keep a 1.5 KB buffer per 20 ms packet.
+const smallBufSize = 256
+
+type smallBuf struct {
+	b [smallBufSize]byte
+}
+
+var smallPool = sync.Pool{New: func() any { return new(smallBuf) }}

@@ -46,6 +46,8 @@ func (d *direction) hold(buf *packetBuf, pkt []byte, hl int, rt *route, now time
 	case pushHeld:
 		d.wakePlay()
 		return true
+	case pushCopied:
+		d.wakePlay()
 	case pushLate, pushDuplicate:
 		d.b.droppedLate.Add(1)
 		d.late++

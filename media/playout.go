@@ -35,8 +35,9 @@ import "time"
 // talk spurt ends; the next packet starts a new one, anchored afresh at
 // its own D, and catching up or waiting happens there, in the silence.
 //
-// Slots hold pooled packet buffers (the reader's own, handed over), so an
-// idle direction holds no packet memory. Not safe for concurrent use: the
+// Slots hold payloads in pooled buffers: a copy in a 256-byte one when it
+// fits (G.711 up to 30 ms, Opus at the usual bitrates), else the reader's
+// own 1.5 KB buffer, handed over; an idle direction holds none. Not safe for concurrent use: the
 // direction's lock guards it.
 type playout struct {
 	minDepth, maxDepth time.Duration
@@ -84,11 +85,17 @@ type playSlot struct {
 	ts     int64         // extended timestamp
 	dur    int64         // duration, input clock units
 	at     time.Duration // arrival
-	buf    *packetBuf
-	off, n int // the payload within buf
+	small  *smallBuf     // the payload, when it fits
+	buf    *packetBuf    // else the packet as read
+	off, n int           // the payload within buf (or small, off 0)
 }
 
-func (s *playSlot) payload() []byte { return s.buf.b[s.off : s.off+s.n] }
+func (s *playSlot) payload() []byte {
+	if s.small != nil {
+		return s.small.b[:s.n]
+	}
+	return s.buf.b[s.off : s.off+s.n]
+}
 
 type jbBucket struct {
 	start  time.Duration
@@ -133,6 +140,7 @@ type pushResult uint8
 
 const (
 	pushHeld      pushResult = iota // held for playout: the buffer is the playout's now
+	pushCopied                      // held for playout, copied: the buffer is still the caller's
 	pushLate                        // its time has passed: dropped (buffer still the caller's)
 	pushDuplicate                   // already held: dropped (buffer still the caller's)
 )
@@ -205,9 +213,16 @@ func (p *playout) push(ssrc uint32, seq uint16, ts uint32, dur int64, buf *packe
 		// newer one wins.
 		p.drop(s)
 	}
-	*s = playSlot{used: true, seq: seq, ts: ext, dur: dur, at: now, buf: buf, off: off, n: n}
+	*s = playSlot{used: true, seq: seq, ts: ext, dur: dur, at: now, off: off, n: n}
 	p.held++
 	p.lateRun = 0
+	if n <= smallBufSize {
+		s.small = smallPool.Get().(*smallBuf)
+		s.off = 0
+		copy(s.small.b[:], buf.b[off:off+n])
+		return pushCopied
+	}
+	s.buf = buf
 	return pushHeld
 }
 
@@ -462,6 +477,9 @@ func (p *playout) advance(dur int64) {
 
 func (p *playout) drop(s *playSlot) {
 	putBuf(s.buf)
+	if s.small != nil {
+		smallPool.Put(s.small)
+	}
 	*s = playSlot{}
 	p.held--
 }

@@ -64,6 +64,8 @@ func (s *playSim) run(pkts []simPacket, until time.Duration) {
 			buf.b[0] = byte(pk.seq)
 			switch s.p.push(0x1234, pk.seq, pk.ts, 160, buf, 0, 160, pk.at) {
 			case pushHeld:
+			case pushCopied:
+				putBuf(buf)
 			case pushLate:
 				s.late = append(s.late, pk.at)
 				s.lateSeqs = append(s.lateSeqs, pk.seq)
