@@ -36,8 +36,11 @@ func newPacedCall(t *testing.T, pbxAnswer []byte, codecsB ...string) *pacedCall 
 	}
 	d := newTestDirection(br, SideB)
 	t.Cleanup(d.closeStages)
-	// As Start does, without the shared pacer: the test runs the job.
+	// As Start does, without the shared pacer: the test runs the job
+	// (this one is cancelled, so Play and wakePlay wake nothing real).
 	d.silenceFrom, d.playAt = 0, 20*time.Millisecond
+	d.playJob = br.m.pacer.Schedule(time.Time{}, d.playTick)
+	d.playJob.Cancel()
 	return &pacedCall{t: t, br: br, d: d, from: netip.MustParseAddrPort("127.0.0.1:6000"), next: 20 * time.Millisecond}
 }
 

@@ -126,13 +126,13 @@ func TestPlaybackStartStopReplace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.next = 220 * time.Millisecond
 	c.run(nil, 600*time.Millisecond)
 	isSilence := func(p []byte) bool { return bytes.Equal(p[12:], testOpusSilence) }
 	pkts := c.d.dst.pkts[before:]
 	for i, p := range pkts {
-		// 10 ticks of 20 ms to 400 ms are silence, from 400 ms the prompt.
-		if want := i < 9; isSilence(p) != want {
+		// The ticks from 200 ms to 380 ms are silence, from 400 ms the
+		// prompt.
+		if want := i < 10; isSilence(p) != want {
 			t.Fatalf("packet %d (of %d) silence %v, want %v", i, len(pkts), isSilence(p), want)
 		}
 	}

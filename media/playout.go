@@ -217,7 +217,7 @@ func (p *playout) push(ssrc uint32, seq uint16, ts uint32, dur int64, buf *packe
 	p.held++
 	p.lateRun = 0
 	if n <= smallBufSize {
-		s.small = smallPool.Get().(*smallBuf)
+		s.small = smallPool.get()
 		s.off = 0
 		copy(s.small.b[:], buf.b[off:off+n])
 		return pushCopied
@@ -478,7 +478,7 @@ func (p *playout) advance(dur int64) {
 func (p *playout) drop(s *playSlot) {
 	putBuf(s.buf)
 	if s.small != nil {
-		smallPool.Put(s.small)
+		smallPool.put(s.small)
 	}
 	*s = playSlot{}
 	p.held--

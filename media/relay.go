@@ -246,7 +246,7 @@ type route struct {
 	// when it has none.
 	eventOut uint8
 	// inFrame is how much audio one incoming packet carries, as the
-	// source was asked to send (its ptime), for the silence threshold.
+	// source was asked to send (its ptime), for NAT re-latching.
 	inFrame time.Duration
 }
 
