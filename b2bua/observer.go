@@ -146,6 +146,7 @@ func mediaDir(d media.DirectionReport) events.MediaStats {
 	return events.MediaStats{
 		Packets: d.Packets, Bytes: d.Bytes, Lost: d.Lost, JitterMS: d.JitterMS,
 		SRTPAuthFailures: d.SRTPAuthFailures, SRTPReplayFailures: d.SRTPReplayFailures, LateFrames: d.Late,
+		ConcealedFrames: d.Concealed, JitterBufferMS: d.JitterBufferMS,
 	}
 }
 
