@@ -46,6 +46,21 @@ type negotiation struct {
 	answerA  []byte     // SDP sent to A
 	sdpA     sdpSession // our SDP session toward A
 	sdpB     sdpSession // toward B
+
+	// sides are what each side agreed once B answered (nil before);
+	// routes are built from them. pending is an offer out to a new peer
+	// of a side (OfferSide), local the last SDP sent to each side.
+	sides   [2]*sideMedia
+	pending [2]*pendingOffer
+	local   [2][]byte
+}
+
+// session is our SDP session toward side s.
+func (n *negotiation) session(s Side) *sdpSession {
+	if s == SideA {
+		return &n.sdpA
+	}
+	return &n.sdpB
 }
 
 // sdpSession keeps o= stable for one side: same session id, and a version
@@ -178,6 +193,8 @@ func (b *Bridge) Offer(offerA []byte) ([]byte, error) {
 	n.keysB, n.sendKeyA = keysB, sendKeyA
 	n.offerB = n.sdpB.marshal(&out, b.m.advertise)
 	n.answerA = nil
+	n.sides, n.pending = [2]*sideMedia{}, [2]*pendingOffer{}
+	n.local = [2][]byte{nil, n.offerB}
 	// A's packets are now recognised (they keep A alive) but go nowhere
 	// until B answers; nothing from B is accepted yet.
 	b.routeAB.Store(&route{from: n.peerA, pt: newPTMap(), eventOut: ptDrop})
@@ -309,46 +326,29 @@ func (b *Bridge) AnswerB(answerB []byte) ([]byte, error) {
 	mux := mb.RTCPMux && (ma.RTCPMux || cfgB.WhatsApp) // we offered it
 	peerB := &remote{rtp: mediaAddr(mb), rtcp: rtcpAddr(mb, mux), mux: mux, recvKey: recvKeyB, sendKey: sendKeyB}
 	peerB.natFrom(cfgB, b.m.relatch)
-	fmtA := codecFmt{name: nameA, rate: codecClock(nameA)}
-	fmtB := codecFmt{name: nameB, rate: codecClock(nameB)}
-	ab := &route{from: n.peerA, to: peerB, pt: newPTMap(), eventOut: ptDrop, outPT: codecB.PT}
-	ba := &route{from: peerB, to: n.peerA, pt: newPTMap(), eventOut: ptDrop, outPT: codecA.PT}
-	if relay {
-		ab.mode, ba.mode = modeRelay, modeRelay
-		ab.in, ab.out = withPtime(fmtA, ma.Ptime), withPtime(fmtA, mb.Ptime)
-		ba.in, ba.out = withPtime(fmtB, mb.Ptime), withPtime(fmtB, ma.Ptime)
-	} else {
-		ab.mode, ba.mode = modeTranscode, modeTranscode
-		// Each side sends at the ptime it was asked for and gets the one
-		// it asked for.
-		ab.in, ab.out = withPtime(fmtA, active.Ptime), withPtime(fmtB, mb.Ptime)
-		ba.in, ba.out = withPtime(fmtB, n.offerPtime), withPtime(fmtA, ma.Ptime)
-	}
-	ab.frame = frameTicks(codecA, ma.Ptime)
-	ba.frame = frameTicks(codecB, mb.Ptime)
-	// A sends at the ptime of our answer, B at that of our offer.
-	ab.inFrame, ba.inFrame = packetTime(active.Ptime), packetTime(n.offerPtime)
 	// A sends with the payload types of our answer (A's); B should send
 	// with those of our offer, but some PBXs send with their own answer's
 	// numbers, so B→A takes both, B's own number winning a clash.
+	sideA := &sideMedia{peer: n.peerA, codec: codecA, recvAudio: []uint8{codecA.PT},
+		ptime: ma.Ptime, askPtime: active.Ptime}
 	if n.eventA.Name != "" {
-		ab.class[n.eventA.PT] = classEvent
-		if hasEventB {
-			ab.pt[n.eventA.PT], ab.eventOut = eventB.PT, eventB.PT
-		}
+		sideA.event, sideA.recvEvent = n.eventA, []uint8{n.eventA.PT}
 	}
+	sideB := &sideMedia{peer: peerB, codec: codecB, recvAudio: []uint8{off.PT, codecB.PT},
+		ptime: mb.Ptime, askPtime: n.offerPtime}
 	if hasEventB {
-		for _, pt := range []uint8{eventOff.PT, eventB.PT} {
-			ba.class[pt] = classEvent
-			if n.eventA.Name != "" {
-				ba.pt[pt], ba.eventOut = n.eventA.PT, n.eventA.PT
-			}
-		}
+		sideB.event, sideB.recvEvent = eventB, []uint8{eventOff.PT, eventB.PT}
 	}
-	ab.class[codecA.PT], ab.pt[codecA.PT] = classAudio, codecB.PT
-	for _, pt := range []uint8{off.PT, codecB.PT} {
-		ba.class[pt], ba.pt[pt] = classAudio, codecA.PT
+	ab, err := buildRoute(sideA, sideB)
+	if err != nil {
+		return nil, err
 	}
+	ba, err := buildRoute(sideB, sideA)
+	if err != nil {
+		return nil, err
+	}
+	n.sides = [2]*sideMedia{sideA, sideB}
+	n.local[SideA] = n.answerA
 	b.routeAB.Store(ab)
 	b.routeBA.Store(ba)
 	b.log.Debug("media: answer from B", "b_addr", mediaAddr(mb), "codec_a", codecA.Name, "codec_b", codecB.Name,

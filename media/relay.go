@@ -248,6 +248,10 @@ type route struct {
 	// inFrame is how much audio one incoming packet carries, as the
 	// source was asked to send (its ptime), for NAT re-latching.
 	inFrame time.Duration
+	// mute: the destination holds (its SDP said sendonly, inactive or
+	// c=0.0.0.0), so nothing is sent to it but RTCP. quiet: the source
+	// may send nothing (it holds, or is muted), so it has no RTP timeout.
+	mute, quiet bool
 }
 
 // ready reports whether packets can go to the destination.
@@ -436,6 +440,16 @@ func (d *direction) timeoutTick(now time.Time) time.Time {
 		d.mu.Unlock()
 		return time.Time{}
 	}
+	if rt := d.route.Load(); rt != d.cur {
+		d.switchRoute(rt)
+	}
+	if d.cur != nil && d.cur.quiet {
+		// The source holds and may send nothing: no timeout until its
+		// next SDP says otherwise (installing routes wakes this job).
+		d.confirming = false
+		d.mu.Unlock()
+		return time.Time{}
+	}
 	t := now.Sub(d.epoch)
 	limit, ref := d.startTO, d.started
 	if d.seen {
@@ -530,8 +544,8 @@ func (d *direction) handle(buf *packetBuf, n int, from netip.AddrPort, now time.
 		d.moveRTP(rt.from, from)
 	}
 	d.keepalive(now)
-	if !rt.ready() {
-		return false // the other side is not known yet
+	if !rt.ready() || rt.mute {
+		return false // the other side is not known yet, or holds
 	}
 	pt := pkt[1] & 0x7f
 	if c := rt.class[pt]; c == classAudio || c == classEvent {
@@ -736,6 +750,9 @@ func (d *direction) send(pkt []byte, payloadLen int, ts uint32, now time.Duratio
 	} else if d.cur.to.sendKey != nil {
 		return false // never send plain RTP to an SDES leg
 	}
+	if d.cur.mute {
+		return false // the destination holds: RTCP only
+	}
 	dst := d.cur.to.dst()
 	if _, err := d.toDst.WriteToUDPAddrPort(out, dst); err != nil {
 		if !errors.Is(err, net.ErrClosed) {
@@ -751,6 +768,12 @@ func (d *direction) send(pkt []byte, payloadLen int, ts uint32, now time.Duratio
 // it. Crypto contexts are kept when the keys are the same (an answer
 // repeated in the 200 after a 183 must not reset SRTP state).
 func (d *direction) switchRoute(rt *route) {
+	if old := d.cur; old != nil && old.quiet && (rt == nil || !rt.quiet) {
+		// Out of hold: the source's timeout counts from now (and its
+		// start timeout, if it never sent).
+		now := d.clock()
+		d.last, d.started, d.confirming = now, now, false
+	}
 	d.cur = rt
 	if rt == nil || rt.from == nil {
 		return
