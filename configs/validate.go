@@ -35,6 +35,7 @@ func validate(c *Config, t tree, ps *problems, opts parseOptions) {
 	v.sip()
 	v.endpoints()
 	v.numbers()
+	v.callControl()
 	v.media()
 	v.api()
 	v.log()
