@@ -474,6 +474,7 @@ const (
 	EventCallAnswered      = "call.answered"
 	EventCallEnded         = "call.ended"
 	EventCallRefused       = "call.refused"
+	EventCallTransferred   = "call.transferred"
 	EventPermissionChanged = "permission.changed"
 	EventRecordingReady    = "recording.ready"
 )
@@ -481,7 +482,7 @@ const (
 // EventTypes lists every event type wagate emits.
 func EventTypes() []string {
 	return []string{EventCallStarted, EventCallRinging, EventCallAnswered, EventCallEnded,
-		EventCallRefused, EventPermissionChanged, EventRecordingReady}
+		EventCallRefused, EventCallTransferred, EventPermissionChanged, EventRecordingReady}
 }
 
 // Duration is a time.Duration written in YAML as "30s", "2m", …

@@ -24,6 +24,9 @@ const (
 	CallEnded Type = configs.EventCallEnded
 	// CallRefused: wagate refused an INVITE itself (data: its CDR).
 	CallRefused Type = configs.EventCallRefused
+	// CallTransferred: a transfer of an answered call ended, connected
+	// or failed (data: Transfer).
+	CallTransferred Type = configs.EventCallTransferred
 	// PermissionChanged: a call permission was granted, revoked or
 	// expired (data: PermissionChange).
 	PermissionChanged Type = configs.EventPermissionChanged
