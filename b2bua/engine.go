@@ -55,6 +55,8 @@ type Engine struct {
 	// endpoints' call rates.
 	over overload
 	cps  *cpsGuard
+	// ctl is hold's and transfer's (hold.go).
+	ctl engineControl
 
 	// ctx ends every call's waits when the engine drains.
 	ctx    context.Context
@@ -76,6 +78,7 @@ func New(edge Edge, newBridge BridgeFactory, log *slog.Logger) *Engine {
 		wg:        newTasks(),
 	}
 	e.over.log = log
+	e.ctl.link = linkBridges
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	return e
 }
@@ -138,6 +141,8 @@ func (s *Engine) InDialog(req *sip.Request, tx sip.ServerTransaction, ep *config
 		s.onReinvite(req, tx)
 	case sip.BYE:
 		s.onBye(req, tx)
+	case sip.REFER:
+		s.onRefer(req, tx)
 	default:
 		s.onOtherInDialog(req, tx)
 	}

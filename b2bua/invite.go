@@ -85,8 +85,8 @@ func (s *Engine) Invite(req *sip.Request, tx sip.ServerTransaction, ep *configs.
 		created:    time.Now(),
 		ackA:       make(chan struct{}),
 		ended:      make(chan struct{}),
-		a:          &leg{name: "a"},
-		b:          &leg{name: "b"},
+		a:          &leg{name: "a", ep: ep, side: media.SideA},
+		b:          &leg{name: "b", ep: dec.BEP, side: media.SideB},
 		ticket:     ticket,
 		permission: permission,
 	}
@@ -136,7 +136,10 @@ func (s *Engine) Invite(req *sip.Request, tx sip.ServerTransaction, ep *configs.
 // that started a live call: same Call-ID, From tag and CSeq.
 func (s *Engine) isRetransmission(req *sip.Request) bool {
 	ref, ok := s.reg.lookup(callIDOf(req))
-	if !ok || ref.leg != ref.call.a {
+	if !ok {
+		return false
+	}
+	if a, _ := ref.call.legs(); ref.leg != a {
 		return false
 	}
 	orig := ref.call.aInvite
@@ -241,7 +244,7 @@ func (s *Engine) placeBLeg(c *call) {
 	req.AppendHeader(&mf)
 	req.AppendHeader(s.edge.Contact(b.transport))
 	req.AppendHeader(sip.NewHeader("User-Agent", s.edge.Config().SIP.UserAgent))
-	req.AppendHeader(sip.NewHeader("Allow", allowedMethods))
+	req.AppendHeader(sip.NewHeader("Allow", allowFor(dec.BEP)))
 	if dec.Dir == sipedge.UIC {
 		// The PBX learns about the WhatsApp call only through these;
 		// toward Meta (BIC) nothing X-WABA is ever written.
@@ -493,7 +496,7 @@ func (s *Engine) answerA(c *call, answer []byte, cancelled <-chan struct{}) bool
 	s.setLocalTag(c, res)
 	res.AppendHeader(s.edge.Contact(c.a.transport))
 	res.AppendHeader(sip.NewHeader("Server", s.edge.Config().SIP.UserAgent))
-	res.AppendHeader(sip.NewHeader("Allow", allowedMethods))
+	res.AppendHeader(sip.NewHeader("Allow", allowFor(c.route.AEP)))
 	ct := sip.ContentTypeHeader("application/sdp")
 	res.AppendHeader(&ct)
 

@@ -1,7 +1,7 @@
 package b2bua
 
 import (
-	sipedge "github.com/wagate/wagate/sip"
+	"slices"
 	"strings"
 	"time"
 
@@ -9,6 +9,7 @@ import (
 	"github.com/wagate/wagate/configs"
 	"github.com/wagate/wagate/events"
 	"github.com/wagate/wagate/media"
+	sipedge "github.com/wagate/wagate/sip"
 )
 
 // CallObserver is told about every call wagate routes or refuses: the
@@ -37,9 +38,11 @@ func (c *call) callInfo() events.Call {
 		BusinessNumber: d.Number.Number,
 		PhoneNumberID:  d.Number.PhoneNumberID,
 		User:           d.User,
-		A:              events.Leg{Endpoint: c.aEndpoint, SIPCallID: c.a.callID},
-		B:              events.Leg{Endpoint: c.bEndpoint, SIPCallID: c.b.callID},
 	}
+	c.mu.Lock()
+	ci.A = events.Leg{Endpoint: c.aEndpoint, SIPCallID: c.a.callID}
+	ci.B = events.Leg{Endpoint: c.bEndpoint, SIPCallID: c.b.callID}
+	c.mu.Unlock()
 	if d.BIC != nil {
 		ci.CampaignID, ci.CallbackData = d.BIC.CampaignID, d.BIC.CallbackData
 	}
@@ -111,6 +114,7 @@ func (s *Engine) notifyEnded(c *call, by, cause string, outcome Outcome, connect
 		SIPCode: c.finalCode, SIPReason: c.finalReason, WABAError: c.wabaError,
 		HangupBy: by, Cause: cause, Permission: c.permission,
 		RecordingID: c.recordingID, CampaignID: ci.CampaignID, CallbackData: ci.CallbackData,
+		Transfers: slices.Clone(c.cc.transfers),
 	}
 	answered := !c.answeredAt.IsZero()
 	c.mu.Unlock()
