@@ -1,7 +1,12 @@
 package api
 
 import (
+	"encoding/json"
 	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -226,4 +231,56 @@ func TestCallsAuthAndRoutes(t *testing.T) {
 	if r := off.api(t, "GET", "/v1/calls", ""); r.code != 404 {
 		t.Errorf("calls not configured: %d", r.code)
 	}
+}
+
+// FuzzCallsHangup: whatever the id, query and body of a DELETE, the
+// handler answers 202, 400, 404 or 413 with a JSON error naming what is
+// wrong, never panics, and hangs up only a well-formed id with a reason
+// of printable text within bounds.
+func FuzzCallsHangup(f *testing.F) {
+	for _, seed := range []struct{ id, query, body string }{
+		{answeredID, "", ""}, {answeredID, "reason=x", ""}, {answeredID, "", `{"reason":"agent stuck"}`},
+		{unknownID, "", `{"reason":null}`}, {"ABC", "", ""}, {answeredID, "reason=a&reason=b", ""},
+		{answeredID, "", `{"reason":"\u0000"}`}, {answeredID, "why=1", "{}"}, {answeredID, "", `{"reason":"é🙂"} x`},
+	} {
+		f.Add(seed.id, seed.query, seed.body)
+	}
+	f.Fuzz(func(t *testing.T, id, query, body string) {
+		calls := sampleCalls()
+		mux := newHandler(Options{Calls: calls, Token: testToken, Log: slog.New(slog.DiscardHandler)})
+		target := "/v1/calls/" + url.PathEscape(id)
+		if query != "" {
+			target += "?" + query
+		}
+		req, err := http.NewRequest("DELETE", "http://wagate"+target, strings.NewReader(body))
+		if err != nil {
+			return
+		}
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, req)
+		switch rec.Code {
+		case 202:
+			hung := calls.hungUp()
+			if len(hung) != 1 {
+				t.Fatalf("202 but %d hangups", len(hung))
+			}
+			reason := strings.TrimPrefix(hung[0], id+" ")
+			if len(id) != 24 || !isLowerHex(id) || checkReason(reason) != nil {
+				t.Errorf("hung up id %q with reason %q", id, reason)
+			}
+		case 400, 404, 413:
+			if len(calls.hungUp()) != 0 {
+				t.Errorf("%d, yet a call was hung up", rec.Code)
+			}
+			var e errorDoc
+			if json.Unmarshal(rec.Body.Bytes(), &e) != nil || e.Error == "" {
+				t.Errorf("%d without a JSON error: %q", rec.Code, rec.Body.String())
+			}
+		case 301, 307, 308:
+			// ServeMux cleans paths with dot segments by redirecting.
+		default:
+			t.Errorf("%s %q: %d %s", target, body, rec.Code, rec.Body.String())
+		}
+	})
 }
