@@ -92,7 +92,7 @@ func (h *callHandlers) register(mux router) {
 	mux.HandleFunc("/v1/calls/{id}", methodNotAllowed("GET, DELETE"))
 }
 
-// callDoc is a live call with its ages, as of the answer.
+// callDoc is a live call with its ages at the time of the response.
 type callDoc struct {
 	LiveCall
 	// DurationMS is the time since the INVITE, TalkMS since the answer

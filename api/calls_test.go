@@ -101,7 +101,7 @@ func TestCallsList(t *testing.T) {
 		c.A.Received.Lost != 3 || c.A.Received.JitterMS != 2.5 || c.B.RemoteMedia != "10.0.0.5:16384" || c.A.SIPCallID != "outgoing:wacid.ABC" {
 		t.Errorf("first call: %+v", c)
 	}
-	// Ages are as of the answer.
+	// Ages are at the time of the response.
 	src := calls.calls[0]
 	if lo, hi := before.Sub(src.CreatedAt).Milliseconds(), after.Sub(src.CreatedAt).Milliseconds(); c.DurationMS < lo || c.DurationMS > hi {
 		t.Errorf("duration_ms %d, want %d–%d", c.DurationMS, lo, hi)
