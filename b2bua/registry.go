@@ -168,18 +168,6 @@ func (r *registry) hasRoom(ep string, max int) bool {
 	return max <= 0 || r.perEP[ep] < max
 }
 
-// byID finds a live call by wagate's own call id.
-func (r *registry) byID(id string) *call {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	for c := range r.counted {
-		if c.id == id {
-			return c
-		}
-	}
-	return nil
-}
-
 // hasSource reports whether a live call's A-leg came from src.
 func (r *registry) hasSource(src string) bool {
 	r.mu.RLock()

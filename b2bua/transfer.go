@@ -26,7 +26,6 @@ import (
 
 // Errors of Engine.Transfer.
 var (
-	ErrNoCall           = errors.New("b2bua: no such call")
 	ErrNotAnswered      = errors.New("b2bua: the call is not answered")
 	ErrTransferring     = errors.New("b2bua: a transfer of the call is under way")
 	ErrJoined           = errors.New("b2bua: the call was joined to another by an attended transfer")
@@ -75,9 +74,9 @@ type transfer struct {
 // operator's). It returns once the transfer is under way; the outcome is
 // in the call.transferred event and the call's record.
 func (s *Engine) Transfer(callID string, target Target) error {
-	c := s.reg.byID(callID)
+	c := s.reg.find(callID)
 	if c == nil {
-		return ErrNoCall
+		return ErrNoSuchCall
 	}
 	ep := s.edge.Config().Endpoint(target.Endpoint)
 	if ep == nil || ep.Kind != configs.KindPBX || !validExtension(target.User) {
@@ -98,7 +97,7 @@ func (c *call) beginTransfer(x *transfer) error {
 	defer c.mu.Unlock()
 	switch {
 	case c.state == stateEnded:
-		return ErrNoCall
+		return ErrNoSuchCall
 	case c.state != stateConfirmed:
 		return ErrNotAnswered
 	case c.cc.joined != nil:
@@ -108,7 +107,7 @@ func (c *call) beginTransfer(x *transfer) error {
 	case c.cc.count >= maxTransfers:
 		return ErrTooManyTransfers
 	case x.from.retired || (x.from != c.a && x.from != c.b):
-		return ErrNoCall
+		return ErrNoSuchCall
 	}
 	c.cc.xfer = x
 	c.cc.count++
