@@ -98,7 +98,8 @@ func (c *call) beginTransfer(x *transfer) error {
 	switch {
 	case c.state == stateEnded:
 		return ErrNoSuchCall
-	case c.state != stateConfirmed:
+	case c.state != stateConfirmed && c.state != stateAnswered:
+		// Answered: both legs are up, only A's ACK is on its way.
 		return ErrNotAnswered
 	case c.cc.joined != nil:
 		return ErrJoined
@@ -170,7 +171,7 @@ func (s *Engine) onRefer(req *sip.Request, tx sip.ServerTransaction) {
 	case ep.Transfer == nil:
 		refuse(403, "endpoint "+ep.Name+" may not transfer calls (no transfer.allow)")
 		return
-	case st != stateConfirmed:
+	case st != stateConfirmed && st != stateAnswered:
 		refuse(491, "the call is not answered yet")
 		return
 	case busy || joined:
