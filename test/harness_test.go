@@ -347,6 +347,12 @@ type wagateOpts struct {
 	// MetaCIDRs and DialerCIDRs are more source_cidrs items of the meta
 	// and dialer endpoints, e.g. ", 127.0.5.5/32" (a proxy in front).
 	MetaCIDRs, DialerCIDRs string
+	// EndpointsExtra is raw YAML list items appended to endpoints, e.g.
+	// "\n  - {name: pbx2, kind: pbx, …}".
+	EndpointsExtra string
+	// MediaExtra is more flow-map entries of the media section, e.g.
+	// ", music_on_hold: /path/moh.wav".
+	MediaExtra string
 	// Extra is raw YAML appended at the top level (data_dir:, permissions:,
 	// recording: …).
 	Extra string
@@ -379,10 +385,10 @@ sip:
 endpoints:
   - {name: meta, kind: whatsapp, host: {{.E.Meta.IP}}, port: {{.E.Meta.Port}}, transport: {{.O.MetaTransport}}, source_cidrs: [{{.E.Meta.IP}}/32{{.O.MetaCIDRs}}], codecs: [{{.O.MetaCodecs}}], media_encryption: {{.O.MetaEncryption}}{{.O.MetaExtra}}}
   - {name: pbx, kind: pbx, host: {{.E.PBX.IP}}, port: {{.E.PBX.Port}}, transport: udp, source_cidrs: [{{.E.PBX.IP}}/32], codecs: [PCMU, PCMA]{{.O.PBXExtra}}}
-  - {name: dialer, kind: dialer, host: {{.E.Dialer.IP}}, port: {{.E.Dialer.Port}}, transport: udp, source_cidrs: [{{.E.Dialer.IP}}/32{{.O.DialerCIDRs}}]{{.O.DialerExtra}}}
+  - {name: dialer, kind: dialer, host: {{.E.Dialer.IP}}, port: {{.E.Dialer.Port}}, transport: udp, source_cidrs: [{{.E.Dialer.IP}}/32{{.O.DialerCIDRs}}]{{.O.DialerExtra}}}{{.O.EndpointsExtra}}
 numbers:
   - {number: "+15550100001", phone_number_id: "100000000000001", route: {endpoint: pbx, user: "1001"}, dialers: [dialer], callback_permission: true{{.O.NumberExtra}}}
-media: {bind_ip: {{.E.WagateIP}}, port_min: {{.O.PortMin}}, port_max: {{.O.PortMax}}, rtp_timeout: {{.O.RTPTimeout}}, rtp_start_timeout: {{.O.RTPStartTimeout}}, port_quarantine: 2s}
+media: {bind_ip: {{.E.WagateIP}}, port_min: {{.O.PortMin}}, port_max: {{.O.PortMax}}, rtp_timeout: {{.O.RTPTimeout}}, rtp_start_timeout: {{.O.RTPStartTimeout}}, port_quarantine: 2s{{.O.MediaExtra}}}
 api: {listen: "{{.E.WagateIP}}:{{.E.APIPort}}"{{.O.APIExtra}}}
 log: {level: {{.O.LogLevel}}, format: json}
 {{.O.Extra}}
