@@ -353,3 +353,68 @@ func TestTransferRefused(t *testing.T) {
 	checkNoSIPToMeta(t, c.meta, time.Now())
 	c.w.waitIdle()
 }
+
+// TestTransferAttended: the agent has two WhatsApp callers through wagate
+// (two UICs to extension 1001) and sends REFER on the first whose
+// Refer-To carries Replaces naming its dialog of the second. wagate
+// answers 202, NOTIFYs 200, hangs up both of the agent's legs and joins
+// the two callers: each hears the other's tone, neither gets a SIP
+// message, and when one hangs up the other gets BYE. Each CDR records the
+// attended transfer and the call it was joined to.
+func TestTransferAttended(t *testing.T) {
+	t.Parallel()
+	c := startCtl(t, wagateOpts{})
+	const user2 = "+447700900124"
+	meta2 := newGoPeer(t, peer{Name: "meta2", IP: c.e.Meta.IP, Port: freeUDPPort(t, c.e.Meta.IP)}, metapeer.Config{KeepFrames: true})
+	rc1 := c.call(t)
+	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
+	defer cancel()
+	answered := answerAsync(ctx, c.pbx, metapeer.AnswerSpec{})
+	m2, err := meta2.Call(ctx, metapeer.CallSpec{Target: c.w.SIPAddr, To: businessNumber, From: user2})
+	if err != nil {
+		t.Fatalf("second UIC: %v", err)
+	}
+	p2 := waitAnswer(t, answered, "the agent (second call)")
+	m2.Media.SetSource(rtppeer.NewTone(700, toneAmp, 48000))
+	heard(t, "the agent hears the second caller", p2.Media, 8000, 700, time.Second)
+
+	d2 := p2.Dialog
+	replaces := fmt.Sprintf("%s;to-tag=%s;from-tag=%s", d2.CallID, d2.RemoteTag, d2.LocalTag)
+	referTo := fmt.Sprintf("<sip:1001@%s?Replaces=%s>", c.e.WagateIP, strings.NewReplacer("@", "%40", ";", "%3B", "=", "%3D").Replace(replaces))
+	referAt := time.Now()
+	if code, warn := refer(t, rc1.pbx.Dialog, referTo); code != 202 {
+		t.Fatalf("REFER with Replaces: %d (%s), want 202", code, warn)
+	}
+	if n := waitNotifies(t, rc1.pbx.Dialog); len(n) == 0 || n[len(n)-1] != "SIP/2.0 200 OK" {
+		t.Errorf("NOTIFY sipfrags %q, want the last to be 200 OK", n)
+	}
+	waitBye(t, rc1.pbx, "the agent's first call")
+	waitBye(t, p2, "the agent's second call")
+	heard(t, "the first caller hears the second", rc1.meta.Media, 48000, 700, 1500*time.Millisecond)
+	heard(t, "the second caller hears the first", m2.Media, 48000, 1000, 1500*time.Millisecond)
+	checkStream(t, "toward the first caller during the join", rc1.meta.Media, referAt, time.Now())
+	checkStream(t, "toward the second caller during the join", m2.Media, referAt, time.Now())
+	checkNoSIPToMeta(t, c.meta, time.Now())
+	checkNoSIPToMeta(t, meta2, time.Now())
+
+	hangup(t, rc1.meta, "the first caller")
+	waitBye(t, m2, "the second caller")
+	c.w.waitIdle()
+	cdrs := waitCDRs(t, c.e, 2)
+	c1, c2 := cdrOfA(t, cdrs, rc1.meta.Dialog.CallID), cdrOfA(t, cdrs, m2.Dialog.CallID)
+	for _, x := range []struct {
+		what     string
+		cdr      cdrDoc
+		other    string
+		agentLeg string
+		hangupBy string
+	}{{"first call", c1, c2.CallID, rc1.pbx.Dialog.CallID, "a"}, {"second call", c2, c1.CallID, d2.CallID, "wagate"}} {
+		xs := cdrTransfers(t, x.cdr)
+		if len(xs) != 1 || xs[0].Kind != "attended" || !xs[0].Connected || xs[0].Joined != x.other || xs[0].From.SIPCallID != x.agentLeg {
+			t.Errorf("%s: CDR transfers %+v, want one attended transfer joined to %s from leg %s", x.what, xs, x.other, x.agentLeg)
+		}
+		if x.cdr.HangupBy != x.hangupBy {
+			t.Errorf("%s: CDR hangup_by %q cause %q, want %q", x.what, x.cdr.HangupBy, x.cdr.Cause, x.hangupBy)
+		}
+	}
+}
