@@ -90,6 +90,7 @@ func (h *callHandlers) register(mux router) {
 	mux.HandleFunc("DELETE /v1/calls/{id}", h.hangup)
 	mux.HandleFunc("/v1/calls", methodNotAllowed("GET"))
 	mux.HandleFunc("/v1/calls/{id}", methodNotAllowed("GET, DELETE"))
+	h.registerTransfer(mux)
 }
 
 // callDoc is a live call with its ages at the time of the response.

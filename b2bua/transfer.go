@@ -2,6 +2,7 @@ package b2bua
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"time"
@@ -71,24 +72,35 @@ type transfer struct {
 // Transfer blind-transfers answered call callID (wagate's id) to target:
 // its PBX or dialer leg is replaced by a call to target, as a REFER
 // would, but without the endpoint's transfer.allow (the API is the
-// operator's). It returns once the transfer is under way; the outcome is
-// in the call.transferred event and the call's record.
-func (s *Engine) Transfer(callID string, target Target) error {
+// operator's). It returns the call as it was when asked, once the
+// transfer is under way; the outcome is in the call.transferred event
+// and the call's record. Errors: ErrNoSuchCall, ErrBadTarget, and
+// ErrNotAnswered, ErrTransferring, ErrJoined or ErrTooManyTransfers.
+func (s *Engine) Transfer(callID string, target Target) (CallInfo, error) {
 	c := s.reg.find(callID)
 	if c == nil {
-		return ErrNoSuchCall
+		return CallInfo{}, ErrNoSuchCall
 	}
 	ep := s.edge.Config().Endpoint(target.Endpoint)
-	if ep == nil || ep.Kind != configs.KindPBX || !validExtension(target.User) {
-		return ErrBadTarget
+	switch {
+	case ep == nil:
+		return CallInfo{}, fmt.Errorf("%w: %q is not a configured endpoint", ErrBadTarget, target.Endpoint)
+	case ep.Kind != configs.KindPBX:
+		return CallInfo{}, fmt.Errorf("%w: %q is a %s endpoint; transfers go to pbx endpoints", ErrBadTarget, target.Endpoint, ep.Kind)
+	case !validExtension(target.User):
+		return CallInfo{}, fmt.Errorf("%w: user %q is not an extension", ErrBadTarget, target.User)
+	}
+	info, ok := c.info()
+	if !ok {
+		return CallInfo{}, ErrNoSuchCall
 	}
 	x := &transfer{kind: events.TransferAPI, by: "api", from: c.legOf(c.pbxSide()), target: target, ep: ep, asked: time.Now()}
 	if err := c.beginTransfer(x); err != nil {
-		return err
+		return CallInfo{}, err
 	}
 	c.log.Info("transfer asked by the API", "target", target.String())
 	s.wg.Go(func() { s.runTransfer(c, x) })
-	return nil
+	return info, nil
 }
 
 // beginTransfer makes x the call's transfer under way, or says why not.
