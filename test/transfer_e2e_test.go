@@ -192,8 +192,8 @@ func cdrTransfers(t *testing.T, c cdrDoc) []transferDoc {
 	return v.Transfers
 }
 
-// TestTransferBlindUIC: the agent REFERs the WhatsApp caller to user 2001
-// of pbx2. wagate answers 202, NOTIFYs 100, 180 and 200 in
+// TestTransferBlindUIC: the agent holds the WhatsApp caller (a=sendonly)
+// and REFERs it to user 2001 of pbx2, as a phone's transfer key does. wagate answers 202, NOTIFYs 100, 180 and 200 in
 // message/sipfrag, calls 2001, moves the caller's media to it and BYEs
 // the first agent; the caller's 1 kHz reaches the new agent and the new
 // agent's 1.5 kHz reaches the caller, with no SIP toward Meta. Measured:
@@ -204,6 +204,12 @@ func TestTransferBlindUIC(t *testing.T) {
 	c := startCtl(t, wagateOpts{})
 	rc := c.call(t)
 	heard(t, "the first agent hears the caller", rc.pbx.Media, 8000, 1000, 1200*time.Millisecond)
+
+	// As phones do: hold first (the caller hears music on hold), then REFER.
+	if ans := reinvite(t, rc.pbx, withDirection(t, rc.pbx.Local, "sendonly", "")); direction(ans) != "recvonly" {
+		t.Errorf("hold answered a=%s, want recvonly", direction(ans))
+	}
+	rc.pbx.Media.SetSource(nil)
 
 	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
 	defer cancel()
