@@ -12,6 +12,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/wagate/wagate/configs"
+	"github.com/wagate/wagate/events"
 	"github.com/wagate/wagate/media"
 	"github.com/wagate/wagate/recording"
 )
@@ -76,7 +77,10 @@ type call struct {
 	id        string // wagate's own call id (the recording key)
 	dir       sipedge.Direction
 	aEndpoint string
+	// bEndpoint and bUser name the B-leg's callee: the route's first
+	// until one answers (guarded by mu once the call rings).
 	bEndpoint string
+	bUser     string
 	// aSource is where A's INVITE came from (host:port).
 	aSource string
 	log     *slog.Logger
@@ -121,6 +125,11 @@ type call struct {
 	finalReason          string
 	permission           string
 	recordingID          string
+	// attempts are the B-leg INVITEs placed, in order (the record's
+	// attempts), and release tells the hunt strategies the answering
+	// target's call is over.
+	attempts []events.Attempt
+	release  func()
 }
 
 type pendingKey struct {
@@ -210,7 +219,11 @@ func (c *call) terminate(from *leg, cause string) {
 	case !c.outcomeSet:
 		outcome = OutcomeFailed
 	}
+	release := c.release
 	c.mu.Unlock()
+	if release != nil {
+		release()
+	}
 
 	close(c.ended)
 	c.srv.journalDown(c)

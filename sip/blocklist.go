@@ -14,7 +14,11 @@ func blocked(cfg *configs.Config, num *configs.Number, u UICInfo) *Rejection {
 		}
 		for _, id := range []string{u.User, u.UserID} {
 			if id != "" && b.Set[id] {
-				return &Rejection{Code: b.Code, Reason: DefaultReason(b.Code), Log: "caller blocklisted"}
+				reason := DefaultReason(b.Code)
+				if b.Code == 403 {
+					reason = "Forbidden"
+				}
+				return &Rejection{Code: b.Code, Reason: reason, Log: "caller blocklisted"}
 			}
 		}
 	}

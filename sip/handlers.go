@@ -163,8 +163,6 @@ func truncate(s string, n int) string {
 
 func DefaultReason(code int) string {
 	switch code {
-	case 403:
-		return "Forbidden"
 	case 404:
 		return "Not Found"
 	case 480:
