@@ -400,8 +400,11 @@ func (s *Engine) adoptB(c *call, at *attempt) {
 func (c *call) noteAttempt(at *attempt) {
 	a := events.Attempt{Endpoint: at.callee.EP.Name, User: at.callee.User, SIPCallID: at.leg.callID,
 		StartedAt: at.started, EndedAt: at.endedAt, SIPCode: at.code, Result: at.result}
-	if !at.resolved {
+	switch {
+	case !at.resolved:
 		a.Result = events.AttemptRinging
+	case at.result == events.AttemptDown:
+		a.SIPCallID = "" // never sent
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
