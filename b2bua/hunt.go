@@ -145,6 +145,7 @@ func (s *Engine) ring(c *call, offer []byte) {
 		h.cancelAll(nil)
 		c.setOutcome(OutcomeCancelled)
 	}
+	apiHangup := c.hangupRequests()
 
 	for {
 		if !aFinal && h.pending == 0 {
@@ -191,6 +192,12 @@ func (s *Engine) ring(c *call, offer []byte) {
 			h.close()
 			h.cancelAll(nil)
 			c.setOutcome(OutcomeCancelled)
+		case <-apiHangup:
+			// Hung up through the API before the answer: A gets 487, every
+			// attempt its CANCEL, and the call ends with their finals.
+			apiHangup = nil
+			r := c.earlyEnd()
+			giveUp(r.Code, r.Reason, r.Log)
 		case <-c.ended:
 			// Ended from outside (shutdown): A still needs a final
 			// response, B a CANCEL. A late 2xx from B is then ACKed and

@@ -139,6 +139,10 @@ func (s *Engine) notifyEnded(c *call, by, cause string, outcome Outcome, connect
 		}
 	}
 	cdr.Outcome = cdrOutcome(answered || connected, cdr.SIPCode, cause, outcome)
+	if by == events.HangupAPI && cdr.Outcome != events.Answered {
+		// An operator gave up on the call before it was answered.
+		cdr.Outcome = events.Cancelled
+	}
 	if c.bridge != nil {
 		if br, ok := c.bridge.(interface{ Report() media.Report }); ok {
 			r := br.Report()
@@ -156,6 +160,7 @@ func mediaDir(d media.DirectionReport) events.MediaStats {
 	return events.MediaStats{
 		Packets: d.Packets, Bytes: d.Bytes, Lost: d.Lost, JitterMS: d.JitterMS,
 		SRTPAuthFailures: d.SRTPAuthFailures, SRTPReplayFailures: d.SRTPReplayFailures, LateFrames: d.Late,
+		ConcealedFrames: d.Concealed, JitterBufferMS: d.JitterBufferMS,
 	}
 }
 

@@ -304,3 +304,45 @@ func (t *Transcoder) Close() {
 	t.dec, t.enc = nil, nil
 	t.tap.Store(nil)
 }
+
+// OpusSilence returns 20 ms of silence as an Opus packet from an encoder at
+// opt (mono, 8 kHz in, as every transcoder toward Opus) once it has settled:
+// a stream toward Opus that has nothing to say can send this precomputed
+// frame instead of running the encoder every 20 ms, and stays one
+// encoder's stream (same mode, bandwidth and FEC) as far as the far end's
+// decoder can tell. It also checks opt.
+func OpusSilence(opt Options) ([]byte, error) {
+	t, err := NewTranscoder(Format{Name: "PCMU"}, Format{Name: "opus"}, opt)
+	if err != nil {
+		return nil, err
+	}
+	defer t.Close()
+	var out []byte
+	// The first frames carry the encoder's start-up; later ones are all
+	// alike.
+	for range 10 {
+		t.Silence(func(f []byte, _ int) { out = append(out[:0], f...) })
+	}
+	if len(out) == 0 {
+		return nil, errors.New("codec: the Opus encoder made no silence frame")
+	}
+	return out, nil
+}
+
+// NewEncoder returns a transcoder fed with 8 kHz mono PCM through
+// WritePCM rather than with payloads: for audio wagate makes itself
+// (prompts, music on hold) toward a leg of format out. Opus output is
+// encoded as any transcoder's, G.711 is framed at out's ptime.
+func NewEncoder(out Format, opt Options) (*Transcoder, error) {
+	return newTranscoder(Format{Name: "PCMU"}, out, opt, defaultRateMode)
+}
+
+// WritePCM encodes 8 kHz mono PCM of any length and emits every complete
+// output packet, as Write does with decoded input (emit's frame is reused
+// after it returns). Nothing is allocated.
+func (t *Transcoder) WritePCM(pcm []int16, emit func(frame []byte, samples int)) error {
+	if t.closed {
+		return ErrClosed
+	}
+	return t.push(pcm, emit)
+}

@@ -1,6 +1,7 @@
 package codec
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -573,4 +574,99 @@ func TestLossUnits(t *testing.T) {
 			t.Fatalf("%d samples for a 1000-packet gap, want %d", total, (MaxConcealPackets+1)*160)
 		}
 	})
+}
+
+// TestOpusSilence: the precomputed silence frame is the settled encoder's
+// (the same bytes however often it is made), a 20 ms packet of the
+// encoder's narrowband mode, and a decoder fed it over and over, after
+// speech, outputs silence; bad options are refused.
+func TestOpusSilence(t *testing.T) {
+	f1, err := OpusSilence(DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f2, _ := OpusSilence(DefaultOptions())
+	if !bytes.Equal(f1, f2) || len(f1) == 0 || len(f1) > 20 {
+		t.Fatalf("silence frames %x and %x", f1, f2)
+	}
+	dec, err := opus.NewDecoder(48000, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := newTC(t, pcmu20, opus20, defaultRateMode)
+	buf := make([]int16, 5760)
+	pkts, _ := run(t, tc, packets(MuLaw.Encode(nil, tone(1000, 8000, 1600, 0.3)), 20))
+	for _, p := range pkts {
+		if _, err := dec.Decode(p, buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 10 {
+		n, err := dec.Decode(f1, buf)
+		if err != nil || n != 960 {
+			t.Fatalf("silence frame decodes to %d samples: %v", n, err)
+		}
+		if r := rms(buf[:n]); i >= 2 && r > 4 {
+			t.Errorf("silence frame %d after speech decodes with RMS %.1f", i, r)
+		}
+	}
+	if _, err := OpusSilence(Options{OpusBitrate: 1, OpusComplexity: 5}); err == nil {
+		t.Error("a 1 bit/s Opus encoder made silence")
+	}
+}
+
+// TestEncoderWritePCM: an encoder takes PCM in any pieces and emits whole
+// output packets at the output's ptime, Opus that decodes back to the
+// tone, G.711 that is the tone's own encoding.
+func TestEncoderWritePCM(t *testing.T) {
+	pcm := tone(1000, 8000, 8000, 0.3)
+	enc, err := NewEncoder(opus20, DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec, _ := opus.NewDecoder(48000, 1)
+	buf := make([]int16, 5760)
+	var out []int16
+	frames := 0
+	for off := 0; off < len(pcm); off += 160 {
+		if err := enc.WritePCM(pcm[off:off+160], func(f []byte, samples int) {
+			frames++
+			if samples != 960 {
+				t.Errorf("Opus frame of %d samples", samples)
+			}
+			n, err := dec.Decode(f, buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, buf[:n]...)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if frames != 50 {
+		t.Errorf("%d Opus frames for 1 s of PCM, want 50", frames)
+	}
+	if f := zeroCrossFreq(out[4800:], 48000); math.Abs(f-1000) > 10 {
+		t.Errorf("the Opus output decodes to %.1f Hz, want 1000", f)
+	}
+	g, err := NewEncoder(Format{Name: "PCMA", PtimeMs: 30}, DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	for off := 0; off < 2400; off += 160 {
+		_ = g.WritePCM(pcm[off:off+160], func(f []byte, samples int) {
+			if len(f) != 240 || samples != 240 {
+				t.Errorf("PCMA packet of %d bytes, %d samples, want 30 ms", len(f), samples)
+			}
+			got = append(got, f...)
+		})
+	}
+	if want := ALaw.Encode(nil, pcm[:2400]); !bytes.Equal(got, want) {
+		t.Error("PCMA output differs from the tone's A-law encoding")
+	}
+	g.Close()
+	if err := g.WritePCM(pcm[:160], func([]byte, int) {}); !errors.Is(err, ErrClosed) {
+		t.Errorf("WritePCM after Close: %v", err)
+	}
 }

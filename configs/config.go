@@ -405,8 +405,10 @@ type Media struct {
 	RTPStartTimeout Duration `yaml:"rtp_start_timeout"`
 	// RTCPInterval is how often wagate sends its own RTCP SR/RR per leg.
 	RTCPInterval Duration `yaml:"rtcp_interval"`
-	// JitterBuffer is the reorder depth before decoding (default 60ms).
-	JitterBuffer Duration `yaml:"jitter_buffer"`
+	// JitterBuffer bounds the adaptive playout buffer of paced media
+	// (toward WhatsApp, and transcoded either way): its depth follows the
+	// measured jitter between Min and Max (defaults 20ms and 120ms).
+	JitterBuffer JitterBuffer `yaml:"jitter_buffer"`
 	// RelatchPackets is how many consecutive valid packets a new source of
 	// a latched behind_nat peer must send, with none from the latched
 	// source in between, before the relay moves to it (default 10; 0
@@ -414,6 +416,18 @@ type Media struct {
 	RelatchPackets int `yaml:"relatch_packets"`
 	// Opus encoder settings for the WhatsApp leg.
 	Opus Opus `yaml:"opus"`
+}
+
+// JitterBuffer bounds the playout buffer's depth. The YAML is a mapping
+// {min, max}; the single duration the key took before adaptive playout
+// (the old reorder depth) is still read, as max, with min the default or
+// that duration if smaller.
+type JitterBuffer struct {
+	Min Duration `yaml:"min"`
+	Max Duration `yaml:"max"`
+	// single records that the file used the old single-duration form, so
+	// that defaults do not overwrite the min it implies.
+	single bool
 }
 
 // Opus configures the Opus encoder.

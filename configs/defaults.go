@@ -45,8 +45,11 @@ const (
 	DefaultMaxFailures   = 10
 	DefaultFailureWindow = Duration(time.Minute)
 
-	DefaultRTCPInterval   = Duration(5 * time.Second)
-	DefaultJitterBuffer   = Duration(60 * time.Millisecond)
+	DefaultRTCPInterval = Duration(5 * time.Second)
+	// The playout buffer's depth follows the measured jitter within
+	// these bounds (media.jitter_buffer.min and .max).
+	DefaultJitterMin      = Duration(20 * time.Millisecond)
+	DefaultJitterMax      = Duration(120 * time.Millisecond)
 	DefaultRelatchPackets = 10
 	// MaxRelatchPackets bounds media.relatch_packets: 1000 packets are 20 s
 	// of a 20 ms stream, past which a peer that moved has lost its call.
@@ -299,7 +302,10 @@ func applyDefaults(c *Config, t tree) {
 	dur(&m.RTPTimeout, "media.rtp_timeout", DefaultRTPTimeout)
 	dur(&m.RTPStartTimeout, "media.rtp_start_timeout", DefaultRTPStartTimeout)
 	dur(&m.RTCPInterval, "media.rtcp_interval", DefaultRTCPInterval)
-	dur(&m.JitterBuffer, "media.jitter_buffer", DefaultJitterBuffer)
+	if !m.JitterBuffer.single {
+		dur(&m.JitterBuffer.Min, "media.jitter_buffer.min", DefaultJitterMin)
+		dur(&m.JitterBuffer.Max, "media.jitter_buffer.max", DefaultJitterMax)
+	}
 	num(&m.RelatchPackets, "media.relatch_packets", DefaultRelatchPackets)
 	num(&m.Opus.Bitrate, "media.opus.bitrate", DefaultOpusBitrate)
 	num(&m.Opus.Complexity, "media.opus.complexity", DefaultOpusComplexity)

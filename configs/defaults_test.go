@@ -36,7 +36,8 @@ func TestDefaultsOfEmptyFile(t *testing.T) {
 		{"recording.directory", c.Recording.Directory, "recordings"},
 		{"data_dir", c.DataDir, "data"},
 		{"media.rtcp_interval", c.Media.RTCPInterval.D(), 5 * time.Second},
-		{"media.jitter_buffer", c.Media.JitterBuffer.D(), 60 * time.Millisecond},
+		{"media.jitter_buffer.min", c.Media.JitterBuffer.Min.D(), 20 * time.Millisecond},
+		{"media.jitter_buffer.max", c.Media.JitterBuffer.Max.D(), 120 * time.Millisecond},
 		{"media.relatch_packets", c.Media.RelatchPackets, 10},
 		{"media.opus.bitrate", c.Media.Opus.Bitrate, 20000},
 		{"media.opus.complexity", c.Media.Opus.Complexity, 5},
@@ -406,7 +407,7 @@ recording:
   retention_days: 30
 `, func(t *testing.T, c *Config) {
 			m := c.Media
-			if m.RTCPInterval.D() != 2*time.Second || m.JitterBuffer != 0 || m.Opus.Bitrate != 32000 || m.Opus.Complexity != 10 || m.Opus.FEC == nil || *m.Opus.FEC {
+			if m.RTCPInterval.D() != 2*time.Second || m.JitterBuffer.Min != 0 || m.JitterBuffer.Max != 0 || m.Opus.Bitrate != 32000 || m.Opus.Complexity != 10 || m.Opus.FEC == nil || *m.Opus.FEC {
 				t.Errorf("media = %+v (fec %v)", m, m.Opus.FEC)
 			}
 			l := c.Permissions.Limits

@@ -41,3 +41,24 @@ func parseDuration(s string) (Duration, error) {
 	}
 	return Duration(v), nil
 }
+
+// UnmarshalYAML reads either {min: …, max: …} or one duration, the form
+// before adaptive playout: "jitter_buffer: 60ms" means at most 60ms (and
+// at least DefaultJitterMin, or 60ms if that is less).
+func (j *JitterBuffer) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		v, err := parseDuration(n.Value)
+		if err != nil {
+			return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %v", n.Line, err)}}
+		}
+		*j = JitterBuffer{Min: min(DefaultJitterMin, v), Max: v, single: true}
+		return nil
+	}
+	type plain JitterBuffer // without this method
+	return n.Decode((*plain)(j))
+}
+
+// MarshalYAML writes the mapping form.
+func (j JitterBuffer) MarshalYAML() (any, error) {
+	return map[string]string{"min": j.Min.String(), "max": j.Max.String()}, nil
+}

@@ -22,7 +22,10 @@ type shapeChecker struct {
 	ps *problems
 }
 
-var durationType = reflect.TypeFor[Duration]()
+var (
+	durationType     = reflect.TypeFor[Duration]()
+	jitterBufferType = reflect.TypeFor[JitterBuffer]()
+)
 
 // check reports problems in n, which should hold a value of type t. line is
 // where n's key is written, so that a wrong kind is reported on the key.
@@ -40,6 +43,11 @@ func (s shapeChecker) check(n *yaml.Node, t reflect.Type, path string, line int)
 			s.ps.add(line, path, "must be a duration like \"30s\", not %s", kindName(n))
 			return
 		}
+		if _, err := parseDuration(n.Value); err != nil {
+			s.ps.add(n.Line, path, "%v", err)
+		}
+	case t == jitterBufferType && n.Kind == yaml.ScalarNode:
+		// The single-duration form from before adaptive playout.
 		if _, err := parseDuration(n.Value); err != nil {
 			s.ps.add(n.Line, path, "%v", err)
 		}

@@ -599,8 +599,16 @@ func (v validator) media() {
 	if m.RTCPInterval < Duration(time.Second) {
 		v.add("media.rtcp_interval", "%s is below 1s", m.RTCPInterval)
 	}
-	if m.JitterBuffer < 0 || m.JitterBuffer > Duration(time.Second) {
-		v.add("media.jitter_buffer", "%s is outside 0s–1s", m.JitterBuffer)
+	jb := m.JitterBuffer
+	switch {
+	case jb.single && (jb.Max < 0 || jb.Max > Duration(time.Second)):
+		v.add("media.jitter_buffer", "%s is outside 0s–1s", jb.Max)
+	case jb.Min < 0 || jb.Min > Duration(time.Second):
+		v.add("media.jitter_buffer.min", "%s is outside 0s–1s", jb.Min)
+	case jb.Max < 0 || jb.Max > Duration(time.Second):
+		v.add("media.jitter_buffer.max", "%s is outside 0s–1s", jb.Max)
+	case jb.Min > jb.Max:
+		v.add("media.jitter_buffer.min", "%s is above max %s; the buffer's depth stays between min and max", jb.Min, jb.Max)
 	}
 	if n := m.RelatchPackets; n < 0 || n > MaxRelatchPackets {
 		v.add("media.relatch_packets", "%d is outside 0–%d (0: a latched peer never moves)", n, MaxRelatchPackets)

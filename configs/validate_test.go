@@ -803,6 +803,30 @@ media:
 media:
   jitter_buffer: 1001ms # <-
 `, `media.jitter_buffer: 1.001s is outside 0s–1s`},
+		{"jitter_buffer max above 1s", `
+media:
+  jitter_buffer: {min: 20ms, max: 2s} # <-
+`, `media.jitter_buffer.max: 2s is outside 0s–1s`},
+		{"jitter_buffer min above max", `
+media:
+  jitter_buffer:
+    min: 200ms # <-
+    max: 100ms
+`, `media.jitter_buffer.min: 200ms is above max 100ms`},
+		{"jitter_buffer min not a duration", `
+media:
+  jitter_buffer:
+    min: 20 # <-
+`, `"20" is not a duration`},
+		{"jitter_buffer unknown key", `
+media:
+  jitter_buffer:
+    target: 40ms # <-
+`, `unknown key "target"`},
+		{"jitter_buffer a list", `
+media:
+  jitter_buffer: [20ms, 120ms] # <-
+`, `media.jitter_buffer: must be a mapping`},
 		{"negative relatch_packets", `
 media:
   relatch_packets: -1 # <-

@@ -107,7 +107,7 @@ type benchDirection struct {
 	from netip.AddrPort
 }
 
-func newBenchDirection(b *testing.B, a, bcfg LegConfig, offer, answer []byte, side Side) *benchDirection {
+func newBenchDirection(b testing.TB, a, bcfg LegConfig, offer, answer []byte, side Side) *benchDirection {
 	br := socketlessBridge(a, bcfg)
 	if _, err := br.Offer(offer); err != nil {
 		b.Fatal(err)
@@ -121,15 +121,26 @@ func newBenchDirection(b *testing.B, a, bcfg LegConfig, offer, answer []byte, si
 	}
 	w := &nopWriter{}
 	d.toDst, d.toSrc, d.toSrcRTCP = w, w, w
-	d.silenceOn = false // no timed work in a benchmark
 	b.Cleanup(d.closeStages)
 	rt := d.route.Load()
 	return &benchDirection{d: d, from: rt.from.rtp}
 }
 
 func (bd *benchDirection) feed(pkt []byte) {
-	n := copy(bd.d.buf[:packetBufSize], pkt)
-	bd.d.handle(n, bd.from, bd.d.clock())
+	feedAt(bd.d, pkt, bd.from, bd.d.clock())
+}
+
+// feedPaced gives a paced direction one packet at simulated time now and
+// runs its play job for every tick due by then: the whole per-packet work
+// of a paced direction (buffer, playout, codec, send).
+func (bd *benchDirection) feedPaced(pkt []byte, now time.Duration) {
+	if bd.d.playAt == 0 {
+		bd.d.playAt = now + time.Millisecond // this loop runs the job, not the pacer
+	}
+	feedAt(bd.d, pkt, bd.from, now)
+	for bd.d.playAt > 0 && bd.d.playAt <= now {
+		tickAt(bd.d, bd.d.playAt)
+	}
 }
 
 // BenchmarkRelayPacket is the per-packet work of a plain relay between
@@ -149,9 +160,10 @@ func BenchmarkRelayPacket(b *testing.B) {
 }
 
 // BenchmarkTranscodePacket is the per-packet work of transcoding, without
-// sockets: RTP in, reorder buffer, codec.Transcoder, RTP out (SRTP toward
-// Meta). PCMU→Opus is the PBX→WhatsApp direction, Opus→PCMU the other.
-// allocs/op covers the media package and the codec together.
+// sockets: RTP in, playout buffer, a play tick, codec.Transcoder, RTP out
+// (SRTP toward Meta). PCMU→Opus is the PBX→WhatsApp direction, Opus→PCMU
+// the other. allocs/op covers the media package and the codec together
+// (and pion/srtp's HMAC tag toward Meta).
 func BenchmarkTranscodePacket(b *testing.B) {
 	meta := LegConfig{Encryption: EncryptionSDES, WhatsApp: true, Codecs: []string{"opus"}}
 	pbx := LegConfig{Codecs: []string{"PCMU"}}
@@ -164,7 +176,7 @@ func BenchmarkTranscodePacket(b *testing.B) {
 		for i := 0; b.Loop(); i++ {
 			binary.BigEndian.PutUint16(pkt[2:], uint16(i))
 			binary.BigEndian.PutUint32(pkt[4:], uint32(i*160))
-			bd.feed(pkt)
+			bd.feedPaced(pkt, time.Duration(i)*20*time.Millisecond)
 		}
 	})
 	b.Run("Opus-to-PCMU", func(b *testing.B) {
@@ -183,7 +195,7 @@ func BenchmarkTranscodePacket(b *testing.B) {
 			pkt = append(append(pkt[:0], hdr...), frames[i%len(frames)]...)
 			binary.BigEndian.PutUint16(pkt[2:], uint16(i))
 			binary.BigEndian.PutUint32(pkt[4:], uint32(i*960))
-			bd.feed(pkt)
+			bd.feedPaced(pkt, time.Duration(i)*20*time.Millisecond)
 		}
 	})
 }

@@ -149,6 +149,7 @@ type Bridge struct {
 	aToB, bToA, droppedSource, droppedInvalid   atomic.Uint64
 	droppedAuth, droppedReplay, droppedLate     atomic.Uint64
 	rtcpSent, rtcpReceived, silence, dtmfEvents atomic.Uint64
+	played                                      atomic.Uint64
 
 	mu      sync.Mutex
 	neg     negotiation
@@ -160,7 +161,7 @@ type Bridge struct {
 
 	// dirs are the relay directions once started, for Report.
 	dirs     [2]*direction
-	wg       sync.WaitGroup // the relay goroutines
+	wg       sync.WaitGroup // the reader goroutines
 	closing  atomic.Bool    // Close has begun: no more onTimeout
 	fired    atomic.Bool    // onTimeout was called
 	released chan struct{}  // closed when Close has released everything
@@ -186,11 +187,18 @@ type BridgeStats struct {
 	// authentication (tampered, wrong key, plain RTP on an SDES leg) or
 	// the replay check. The call goes on.
 	DroppedAuth, DroppedReplay uint64
-	// DroppedLate counts packets the reorder buffer of a transcoded
-	// direction discarded as late or duplicate.
+	// DroppedLate counts packets a playout buffer discarded because
+	// their time had passed (or that it already held).
 	DroppedLate uint64
-	// Silence counts silence packets sent toward a WhatsApp leg.
-	Silence uint64
+	// Concealed counts frames made up because their packet was missing
+	// at its playout time (Opus FEC or PLC, G.711 PLC; when relaying, a
+	// gap the far end conceals). Expanded counts frames made up to grow
+	// the playout delay when the jitter rose, Compressed input frames
+	// dropped to shrink it when the jitter fell.
+	Concealed, Expanded, Compressed uint64
+	// Silence counts silence packets sent toward a WhatsApp leg; Played
+	// the packets of playbacks (Bridge.Play).
+	Silence, Played uint64
 	// RTCPSent and RTCPReceived count our compound reports sent and valid
 	// (authenticated) ones received, both legs together.
 	RTCPSent, RTCPReceived uint64
@@ -250,8 +258,8 @@ func (b *Bridge) SetTap(t PCMTap) {
 // Each side has RTPStartTimeout from Start to send its first valid RTP
 // packet, then may go RTPTimeout without one (zero disables either). When a
 // side exceeds that, or its socket fails, onTimeout (if not nil) is called
-// once, from a relay goroutine, with an error saying which side; the SIP
-// layer then hangs up both legs and calls Close, which it may do from
+// once, on a goroutine of its own, with an error saying which side; the
+// SIP layer then hangs up both legs and calls Close, which it may do from
 // inside onTimeout. onTimeout is not called once Close has begun (a call
 // already under way may still complete while Close runs).
 func (b *Bridge) Start(onTimeout func(err error)) {
@@ -267,45 +275,44 @@ func (b *Bridge) Start(onTimeout func(err error)) {
 		newDirection(b, SideB, &b.routeBA, &b.bToA),
 	}
 	b.dirs = dirs
+	now := time.Now()
 	b.wg.Add(len(dirs))
 	for _, d := range dirs {
+		d.start(b.m.pacer, now)
 		go b.runDirection(d)
 	}
 	b.log.Debug("media: relay started")
 }
 
-// runDirection is the body of a relay goroutine.
+// runDirection is the body of a reader goroutine.
 func (b *Bridge) runDirection(d *direction) {
-	err := d.run(b.m.startTimeout, b.m.timeout)
+	err := d.run()
 	// Done before the callback: onTimeout may call Close, which waits for
-	// the relay goroutines and must not wait for this one.
+	// the reader goroutines and must not wait for this one.
 	b.wg.Done()
-	if err == nil || b.closing.Load() || !b.fired.CompareAndSwap(false, true) {
+	if err != nil {
+		b.fail(err)
+	}
+}
+
+// fail reports the end of the call's media to onTimeout, once, unless
+// Close has begun. The callback runs on a goroutine of its own: it may
+// come from a pacer job, which must not wait for the SIP layer.
+func (b *Bridge) fail(err error) {
+	if b.closing.Load() || !b.fired.CompareAndSwap(false, true) {
 		return
 	}
 	b.log.Warn("media: relay ended", "err", err)
 	if b.onTimeout != nil {
-		b.onTimeout(err)
+		go b.onTimeout(err)
 	}
 }
 
-// poke wakes the relay goroutines so they pick up a new route at once
-// (silence toward WhatsApp must not wait for a packet). Called with b.mu
-// held, after the routes are stored.
-func (b *Bridge) poke() {
-	if !b.started || b.closed {
-		return
-	}
-	now := time.Now()
-	for i := range b.legs {
-		_ = b.legs[i].pair.rtp.SetReadDeadline(now)
-	}
-}
-
-// Close stops relaying, closes the sockets, waits for the relay goroutines
-// to exit and returns the ports to the allocator (quarantined). It is
-// idempotent, safe from any goroutine (onTimeout included) and before
-// Start; every call returns only once the bridge is fully released.
+// Close stops relaying, ends the reader goroutines and the pacer jobs and
+// returns the ports to the allocator (quarantined; their sockets stay
+// bound for reuse). It is idempotent, safe from any goroutine (onTimeout
+// included) and before Start; every call returns only once the bridge is
+// fully released.
 func (b *Bridge) Close() {
 	b.mu.Lock()
 	if b.closed {
@@ -315,12 +322,25 @@ func (b *Bridge) Close() {
 	}
 	b.closed = true
 	b.closing.Store(true)
+	dirs := b.dirs
 	b.mu.Unlock()
 
-	// Closing the sockets unblocks the reads; the goroutines then return.
-	b.legs[SideA].pair.closeSockets()
-	b.legs[SideB].pair.closeSockets()
+	// After stop no pacer job touches the sockets or the stages: each job
+	// takes the direction's lock and finds it closed.
+	for _, d := range dirs {
+		if d != nil {
+			d.stop()
+		}
+	}
+	// A read deadline in the past ends the readers (the sockets stay open).
+	b.legs[SideA].pair.stopReads()
+	b.legs[SideB].pair.stopReads()
 	b.wg.Wait()
+	for _, d := range dirs {
+		if d != nil {
+			d.closeStages()
+		}
+	}
 	b.m.ports.release(b.legs[SideA].pair)
 	b.m.ports.release(b.legs[SideB].pair)
 	b.m.bridges.Add(-1)
@@ -329,13 +349,31 @@ func (b *Bridge) Close() {
 	b.log.Debug("media: bridge closed", "a_to_b", s.AtoB, "b_to_a", s.BtoA,
 		"dropped_source", s.DroppedSource, "dropped_invalid", s.DroppedInvalid,
 		"dropped_auth", s.DroppedAuth, "dropped_replay", s.DroppedReplay, "dropped_late", s.DroppedLate,
-		"silence", s.Silence, "rtcp_sent", s.RTCPSent, "rtcp_received", s.RTCPReceived, "dtmf_events", s.DTMFEvents)
+		"silence", s.Silence, "played", s.Played, "concealed", s.Concealed, "expanded", s.Expanded, "compressed", s.Compressed,
+		"rtcp_sent", s.RTCPSent, "rtcp_received", s.RTCPReceived, "dtmf_events", s.DTMFEvents)
 	close(b.released)
 }
 
 // Stats returns the bridge's packet counters.
 func (b *Bridge) Stats() BridgeStats {
+	var c, e, k uint64
+	b.mu.Lock()
+	dirs := b.dirs
+	b.mu.Unlock()
+	for _, d := range dirs {
+		if d == nil {
+			continue
+		}
+		d.mu.Lock()
+		if d.pl != nil {
+			c, e, k = c+d.pl.concealed, e+d.pl.expanded, k+d.pl.compressed
+		}
+		d.mu.Unlock()
+	}
 	return BridgeStats{
+		Concealed:      c,
+		Expanded:       e,
+		Compressed:     k,
 		AtoB:           b.aToB.Load(),
 		BtoA:           b.bToA.Load(),
 		DroppedSource:  b.droppedSource.Load(),
@@ -344,6 +382,7 @@ func (b *Bridge) Stats() BridgeStats {
 		DroppedReplay:  b.droppedReplay.Load(),
 		DroppedLate:    b.droppedLate.Load(),
 		Silence:        b.silence.Load(),
+		Played:         b.played.Load(),
 		RTCPSent:       b.rtcpSent.Load(),
 		RTCPReceived:   b.rtcpReceived.Load(),
 		DTMFEvents:     b.dtmfEvents.Load(),

@@ -32,16 +32,30 @@
 //   - Media is accepted only from the address the peer's SDP signalled, or
 //     on a leg configured behind NAT from the first source that sends a
 //     valid (authenticated, on SDES) packet, latched once.
-//   - A bridge runs two goroutines, one per direction, each blocked reading
-//     its side's RTP socket. Everything timed (RTP timeouts, the reorder
-//     buffer's give-up, silence toward WhatsApp every 20 ms, RTCP every
-//     interval) runs off that socket's read deadline; the RTCP sockets of
-//     legs without rtcp-mux are drained without blocking at each RTCP
-//     interval. No tickers, no extra goroutines.
+//   - A bridge runs two reader goroutines, one per leg's RTP socket, each
+//     waiting for its socket through the runtime's poller without holding
+//     a buffer (reader_unix.go) and reading into pooled buffers
+//     (bufpool.go). Everything timed (silence and playout toward a leg,
+//     RTCP, RTP timeouts) is a job on the manager's shared Pacer
+//     (pacer.go): a few goroutines and timer wheels for every call, not a
+//     timer per direction. A direction's lock serialises its reader and
+//     its jobs.
+//   - Audio toward a WhatsApp leg, and transcoded audio either way, is
+//     played out on the pacer from an adaptive playout buffer
+//     (playout.go, paced.go) whose depth follows the jitter measured on
+//     the way in, within media.jitter_buffer; a missing frame is
+//     concealed and the packet dropped when it comes late, never played
+//     after silence. Relayed audio toward other legs goes out as it
+//     arrives.
 //   - Toward a WhatsApp leg wagate sends first: silence from Start until
 //     the other side has audio, and again whenever it pauses, because Meta
-//     hangs up on a business that sends nothing.
-//   - The per-packet paths (relay, transcode, SRTP) allocate nothing in
-//     this package; buffers are per direction and reused. pion/srtp's
-//     HMAC-SHA1 allocates its tag per packet.
+//     hangs up on a business that sends nothing. Silence payloads are
+//     precomputed (an Opus frame from the encoder settings, once).
+//   - Port pairs are bound once and kept: a released pair waits out its
+//     quarantine with its sockets connected to themselves, so the kernel
+//     delivers them nothing, and is drained when handed out again
+//     (portalloc.go).
+//   - The per-packet paths (relay, playout, transcode, SRTP) allocate
+//     nothing in this package. pion/srtp's HMAC-SHA1 allocates its tag per
+//     packet.
 package media

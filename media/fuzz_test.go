@@ -159,7 +159,7 @@ func FuzzBridgeOfferAnswer(f *testing.F) {
 			t.Fatal("keys do not follow the legs' encryption")
 		}
 		if ab.mode == modeTranscode {
-			if _, err := newTranscodeStage(&direction{b: b}, ab, b.m.opus, b.m.jitterBuffer); err != nil {
+			if _, err := newTranscodeStage(&direction{b: b}, ab, b.m.opus); err != nil {
 				t.Fatalf("route A→B cannot be transcoded: %v", err)
 			}
 		}

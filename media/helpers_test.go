@@ -73,11 +73,11 @@ func newTestManager(t testing.TB, pairs int, startTimeout, timeout time.Duration
 		PortMax:         base + 2*pairs - 1,
 		RTPStartTimeout: configs.Duration(startTimeout),
 		RTPTimeout:      configs.Duration(timeout),
-		JitterBuffer:    configs.Duration(defaultJitterBuffer),
 	}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(m.Close)
 	return m
 }
 
@@ -158,10 +158,22 @@ func socketlessManager() *Manager {
 		advertise:    netip.MustParseAddr("192.0.2.1"),
 		log:          slog.New(slog.NewTextHandler(io.Discard, nil)),
 		rtcpInterval: defaultRTCPInterval,
-		jitterBuffer: defaultJitterBuffer,
+		jbMin:        defaultJitterMin,
+		jbMax:        defaultJitterMax,
+		pacer:        NewPacer(1),
+		opusSilence:  testOpusSilence,
 		opus:         codec.DefaultOptions(),
 	}
 }
+
+// testOpusSilence is the silence frame of the default Opus settings.
+var testOpusSilence = func() []byte {
+	f, err := codec.OpusSilence(codec.DefaultOptions())
+	if err != nil {
+		panic(err)
+	}
+	return f
+}()
 
 // socketlessBridge is a bridge between legs a and b without sockets
 // (ports 30000 facing A, 30002 facing B).
@@ -217,9 +229,29 @@ func newTestDirection(br *Bridge, side Side) *testDirection {
 
 // feed hands pkt to the direction as if read from from.
 func (d *testDirection) feed(pkt []byte, from netip.AddrPort) {
-	n := copy(d.buf[:packetBufSize], pkt)
-	if len(pkt) > packetBufSize {
-		n = packetBufSize
+	feedAt(d.direction, pkt, from, d.clock())
+}
+
+// feedAt hands pkt to d as if read from from at now (the direction's
+// clock), in a pooled buffer as the reader does.
+func feedAt(d *direction, pkt []byte, from netip.AddrPort, now time.Duration) {
+	buf := getBuf()
+	n := copy(buf.b[:packetBufSize], pkt)
+	if !d.handle(buf, n, from, now) {
+		putBuf(buf)
 	}
-	d.handle(n, from, d.clock())
+}
+
+// tickAt runs the direction's play job as the pacer would at now (the
+// direction's clock) and returns when the next tick is due (0: idle).
+func tickAt(d *direction, now time.Duration) time.Duration {
+	d.mu.Lock()
+	if d.playAt == 0 {
+		d.playAt = now
+	}
+	d.mu.Unlock()
+	d.playTick(d.epoch.Add(now))
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.playAt
 }

@@ -68,7 +68,7 @@ func (c *natCall) send(from netip.AddrPort, n int, gap time.Duration) int {
 		c.now += gap
 		c.seq++
 		pkt := rtpPacket(c.t, 0, c.seq, uint32(c.seq)*160, 0xA, make([]byte, 160))
-		c.a.handle(copy(c.a.buf[:packetBufSize], pkt), from, c.now)
+		feedAt(c.a.direction, pkt, from, c.now)
 	}
 	return len(c.a.dst.pkts) - before
 }
@@ -78,7 +78,7 @@ func (c *natCall) toA() netip.AddrPort {
 	c.t.Helper()
 	c.now += time.Millisecond
 	pkt := rtpPacket(c.t, 0, uint16(c.now/time.Millisecond), 0, 0xB, make([]byte, 160))
-	c.b.handle(copy(c.b.buf[:packetBufSize], pkt), natB, c.now)
+	feedAt(c.b.direction, pkt, natB, c.now)
 	if len(c.b.dst.to) == 0 {
 		c.t.Fatal("nothing relayed from B to A")
 	}
@@ -225,8 +225,8 @@ func TestNATLatchRules(t *testing.T) {
 				t.Errorf("media toward A goes to %s, want %s", got, want)
 			}
 			// Neither RTP nor our RTCP reports ever reach a stranger.
-			c.a.rtcpTick(c.now)
-			c.b.rtcpTick(c.now)
+			c.a.rtcpTick(c.a.epoch.Add(c.now))
+			c.b.rtcpTick(c.b.epoch.Add(c.now))
 			for to := range c.sentTo() {
 				if to == natStranger && !tt.cfg.LatchAnyAddress {
 					t.Errorf("wagate sent to the stranger %s", to)
@@ -271,7 +271,7 @@ func TestNATLatchSRTP(t *testing.T) {
 				pkt = peer.encrypt(t, pkt)
 				pkt[len(pkt)-1] ^= 1
 			}
-			a.handle(copy(a.buf[:packetBufSize], pkt), from, now)
+			feedAt(a.direction, pkt, from, now)
 		}
 		return len(a.dst.pkts) - before
 	}

@@ -20,8 +20,12 @@ const (
 	maxJitterBuffer     = time.Second
 )
 
-// defaultJitterBuffer is configs' default, for socketless tests.
-const defaultJitterBuffer = 60 * time.Millisecond
+// The playout buffer's bounds when configs.Media leaves them zero (an
+// embedder; configs fills its defaults, the same values).
+const (
+	defaultJitterMin = 20 * time.Millisecond
+	defaultJitterMax = 120 * time.Millisecond
+)
 
 // Manager owns the RTP port range and creates the bridges of calls. It is
 // safe for concurrent use.
@@ -34,8 +38,13 @@ type Manager struct {
 	startTimeout, timeout time.Duration
 	// rtcpInterval is how often each leg gets our RTCP report.
 	rtcpInterval time.Duration
-	// jitterBuffer is the reorder depth of transcoded directions.
-	jitterBuffer time.Duration
+	// jbMin and jbMax bound the playout buffers' depth.
+	jbMin, jbMax time.Duration
+	// pacer runs every call's timed work.
+	pacer *Pacer
+	// opusSilence is 20 ms of silence from an encoder at the opus
+	// settings, sent toward WhatsApp by transcoding directions.
+	opusSilence []byte
 	// relatch is how many consecutive valid packets a latched behind-NAT
 	// peer's new source must send before the relay moves to it; 0 never.
 	relatch int
@@ -96,18 +105,20 @@ func NewManager(cfg configs.Media, log *slog.Logger) (*Manager, error) {
 		name string
 		v    time.Duration
 	}{{"port_quarantine", cfg.PortQuarantine.D()}, {"rtp_timeout", cfg.RTPTimeout.D()}, {"rtp_start_timeout", cfg.RTPStartTimeout.D()},
-		{"rtcp_interval", cfg.RTCPInterval.D()}, {"jitter_buffer", cfg.JitterBuffer.D()}} {
+		{"rtcp_interval", cfg.RTCPInterval.D()}, {"jitter_buffer.min", cfg.JitterBuffer.Min.D()}, {"jitter_buffer.max", cfg.JitterBuffer.Max.D()}} {
 		if d.v < 0 {
 			return nil, fmt.Errorf("media: %s %s is negative", d.name, d.v)
 		}
 	}
-	// configs fills unset values, so a zero here is either an explicit
-	// "jitter_buffer: 0s" (reordering off, as documented) or an embedder
-	// that left the interval unset (configs requires at least 1s).
+	// configs fills unset values, so a zero here is an embedder that left
+	// the interval unset (configs requires at least 1s).
 	rtcpInterval := cmp.Or(cfg.RTCPInterval.D(), defaultRTCPInterval)
-	jitter := cfg.JitterBuffer.D()
-	if jitter > maxJitterBuffer {
-		return nil, fmt.Errorf("media: jitter_buffer %s exceeds %s", jitter, maxJitterBuffer)
+	jbMin, jbMax := cfg.JitterBuffer.Min.D(), cfg.JitterBuffer.Max.D()
+	if jbMin == 0 && jbMax == 0 {
+		jbMin, jbMax = defaultJitterMin, defaultJitterMax
+	}
+	if jbMax > maxJitterBuffer || jbMin > jbMax {
+		return nil, fmt.Errorf("media: jitter_buffer min %s, max %s: want 0 <= min <= max <= %s", jbMin, jbMax, maxJitterBuffer)
 	}
 	// Zero is "never move" whether written or left unset by an embedder:
 	// the safe reading (configs fills its default of 10).
@@ -124,11 +135,11 @@ func NewManager(cfg configs.Media, log *slog.Logger) (*Manager, error) {
 	if cfg.Opus.FEC != nil {
 		opus.OpusFEC = *cfg.Opus.FEC
 	}
-	// Check the Opus settings now rather than at the first transcoded call.
-	if tc, err := codec.NewTranscoder(codec.Format{Name: "PCMU"}, codec.Format{Name: "opus"}, opus); err != nil {
+	// Check the Opus settings now rather than at the first transcoded
+	// call, and make the silence frame those settings produce.
+	silence, err := codec.OpusSilence(opus)
+	if err != nil {
 		return nil, fmt.Errorf("media: opus settings: %w", err)
-	} else {
-		tc.Close()
 	}
 	ports, err := newPortAllocator(bind, cfg.PortMin, cfg.PortMax, cfg.PortQuarantine.D(), nil)
 	if err != nil {
@@ -141,11 +152,19 @@ func NewManager(cfg configs.Media, log *slog.Logger) (*Manager, error) {
 		startTimeout: cfg.RTPStartTimeout.D(),
 		timeout:      cfg.RTPTimeout.D(),
 		rtcpInterval: rtcpInterval,
-		jitterBuffer: jitter,
+		jbMin:        jbMin,
+		jbMax:        jbMax,
+		pacer:        NewPacer(0),
+		opusSilence:  silence,
 		relatch:      cfg.RelatchPackets,
 		opus:         opus,
 	}, nil
 }
+
+// Close closes the sockets of the port pairs that are free (kept bound
+// for reuse); bridges still open keep theirs. A manager lives as long as
+// the process, so only tests and embedders that make many need it.
+func (m *Manager) Close() { m.ports.close() }
 
 // Stats returns the current load.
 func (m *Manager) Stats() Stats {
@@ -168,7 +187,11 @@ func (m *Manager) account(s BridgeStats, transcoded bool) {
 	t.DroppedAuth += s.DroppedAuth
 	t.DroppedReplay += s.DroppedReplay
 	t.DroppedLate += s.DroppedLate
+	t.Concealed += s.Concealed
+	t.Expanded += s.Expanded
+	t.Compressed += s.Compressed
 	t.Silence += s.Silence
+	t.Played += s.Played
 	t.RTCPSent += s.RTCPSent
 	t.RTCPReceived += s.RTCPReceived
 	t.DTMFEvents += s.DTMFEvents

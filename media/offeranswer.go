@@ -351,7 +351,6 @@ func (b *Bridge) AnswerB(answerB []byte) ([]byte, error) {
 	}
 	b.routeAB.Store(ab)
 	b.routeBA.Store(ba)
-	b.poke()
 	b.log.Debug("media: answer from B", "b_addr", mediaAddr(mb), "codec_a", codecA.Name, "codec_b", codecB.Name,
 		"transcode", !relay, "pt_a", codecA.PT, "pt_b", codecB.PT, "telephone_event", n.eventA.Name != "" && hasEventB,
 		"srtp_a", suiteName(n.sendKeyA), "srtp_b", suiteName(sendKeyB), "rtcp_mux_a", ma.RTCPMux, "rtcp_mux_b", mux)

@@ -8,8 +8,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -27,15 +27,8 @@ const (
 	silenceStart = 20 * time.Millisecond
 	// silenceFrame is the cadence of silence packets (Opus's 20 ms).
 	silenceFrame = 20 * time.Millisecond
-	// silenceSlack is added to the input packet duration before a pause
-	// in real audio is filled with silence: filling at exactly one packet
-	// time would push a silence frame between every two packets that
-	// arrive a little late, each one shifting the far end's playout.
-	silenceSlack = 20 * time.Millisecond
-	// timeoutGrace is the extra read before an RTP timeout is declared.
+	// timeoutGrace is the extra wait before an RTP timeout is declared.
 	timeoutGrace = 50 * time.Millisecond
-	// never is "no deadline" on the direction's clock.
-	never = time.Duration(1<<63 - 1)
 )
 
 // remote is one side's transport as negotiated: where it sends from and
@@ -253,7 +246,7 @@ type route struct {
 	// when it has none.
 	eventOut uint8
 	// inFrame is how much audio one incoming packet carries, as the
-	// source was asked to send (its ptime), for the silence threshold.
+	// source was asked to send (its ptime), for NAT re-latching.
 	inFrame time.Duration
 }
 
@@ -263,17 +256,22 @@ func (r *route) ready() bool {
 }
 
 // direction moves the packets one side sends to the other side, and runs
-// RTCP for the side it reads. It is run by exactly one goroutine, owned by
-// its Bridge, which ends it by closing the sockets; all its fields are that
-// goroutine's.
+// RTCP for the side it reads.
 //
-// Besides reading, it has timed work: the RTP timeouts, giving up on gaps
-// in the reorder buffer, silence toward a WhatsApp destination, and RTCP.
-// All of it runs off the socket's read deadline, set to the earliest thing
-// due, so a bridge needs no goroutine beyond its two directions and no
-// ticker: a steady stream costs one time.Now per packet, plus one deadline
-// update per packet toward WhatsApp (where the silence deadline follows the
-// audio).
+// Two kinds of work share it. Its reader goroutine (owned by its Bridge,
+// which ends it with a read deadline in the past) waits for the source
+// side's RTP socket to be readable, without a buffer, then reads each
+// datagram into a pooled buffer and handles it. Its pacer jobs (Manager's
+// shared Pacer) do everything timed: playout and silence toward the
+// destination, RTCP to the source side, and the RTP timeouts. mu
+// serialises the two; it is held for one packet or one tick, never while
+// waiting.
+//
+// Audio toward a WhatsApp leg, and transcoded audio either way, is paced:
+// packets wait in an adaptive playout buffer (playout.go) and a pacer job
+// plays them out one frame per tick, with silence toward WhatsApp when
+// there is nothing to play. Relayed audio toward any other leg is sent as
+// it arrives: the far end's own jitter buffer sees the original timing.
 type direction struct {
 	b       *Bridge
 	side    Side
@@ -287,8 +285,15 @@ type direction struct {
 	// RTP (rtcp-mux) and RTCP sockets. Tests swap in fakes.
 	toDst, toSrc, toSrcRTCP packetWriter
 
-	buf, pbuf, ebuf, rtcpBuf []byte
-	cur                      *route // the route in force
+	epoch     time.Time
+	interval  time.Duration
+	silenceOn bool // the destination is a WhatsApp leg
+	timeout   time.Duration
+	startTO   time.Duration
+
+	mu     sync.Mutex // guards everything below
+	closed bool
+	cur    *route // the route in force
 
 	srtpIn  *srtpIn  // decrypts the source; nil on plain legs
 	rtcpOut *srtpOut // encrypts our RTCP to the source
@@ -299,30 +304,40 @@ type direction struct {
 	stream                              outStream
 	dtmf                                dtmfState
 	xc                                  *transcodeStage
+	xcFailed                            bool     // building xc failed for this route
+	pl                                  *playout // the playout buffer, from the first paced packet
 	tapDec                              tapDecoder
 	tapSeen                             *tapHolder
 
-	epoch   time.Time
-	seen    bool          // a valid packet arrived from the source side
-	last    time.Duration // when the latest one arrived
-	timeout time.Duration
-	startTO time.Duration
-	// confirming: the timeout deadline passed, one more read is under
-	// way before the side is declared silent.
-	confirming bool
-	interval   time.Duration
+	started    time.Duration // when Start ran
+	seen       bool          // a valid packet arrived from the source side
+	last       time.Duration // when the latest one arrived
+	confirming bool          // a timeout was seen once; checking again
 
-	armed                        time.Duration // the socket's deadline
-	timeoutAt, rtcpAt, silenceAt time.Duration
-	silenceOn                    bool // the destination is a WhatsApp leg
-	silenceAfter                 time.Duration
+	playJob, rtcpJob, timeoutJob *PacerJob
+	play                         *Playback // playing toward the destination instead of the source's audio
+	// playAt is the intended time of the next play tick (0: the job is
+	// idle); silenceFrom is when silence toward WhatsApp may start.
+	playAt, silenceFrom time.Duration
+	// outEnd is when the audio of the last paced packet ends on the
+	// schedule (outBased: one was sent), for the timestamp of the next
+	// talk spurt.
+	outEnd    time.Duration
+	outBased  bool
+	inSilence bool // the last paced packet was silence (or none yet)
 
 	rtcpFromPort func(pkt []byte, from netip.AddrPort)
 	// rtpMove and rtcpMove follow a latched NAT peer's would-be new
 	// source of RTP and of RTCP on the RTCP port.
 	rtpMove, rtcpMove moveRun
 
+	// live is what Bridge.Live reads while the call runs.
+	live liveStats
+
 	loggedSource, loggedInvalid, loggedWrite, loggedAuth, loggedCodec, loggedNoEvent bool
+
+	// The reader's own, outside mu.
+	rd reader
 }
 
 // packetWriter is the write side of a UDP socket.
@@ -343,126 +358,71 @@ func newDirection(b *Bridge, side Side, rt *atomic.Pointer[route], forwarded *at
 		toDst:     out.pair.rtp,
 		toSrc:     in.pair.rtp,
 		toSrcRTCP: in.pair.rtcp,
-		buf:       make([]byte, packetBufSize, packetBufSize+srtpOverhead),
-		pbuf:      make([]byte, packetBufSize),
-		ebuf:      make([]byte, packetBufSize+srtpOverhead),
 		stream:    newOutStream(out.ssrc),
 		epoch:     b.epoch,
 		interval:  b.m.rtcpInterval,
 		silenceOn: out.cfg.WhatsApp,
-		armed:     -1,
+		timeout:   b.m.timeout,
+		startTO:   b.m.startTimeout,
+		inSilence: true,
 	}
-	// RTCP is read and written between packets, never while ebuf holds
-	// one: the two share the buffer.
-	d.rtcpBuf = d.ebuf
+	if in.pair.rtp == nil {
+		d.toDst, d.toSrc, d.toSrcRTCP = nil, nil, nil
+	}
+	if out.pair.rtp == nil {
+		d.toDst = nil
+	}
 	d.tapDec = tapDecoder{b: b, side: side}
 	d.rtcpFromPort = func(pkt []byte, from netip.AddrPort) { d.inboundRTCP(pkt, from, true, d.clock()) }
+	d.rd.init(d)
 	return d
 }
 
 func (d *direction) clock() time.Duration { return time.Since(d.epoch) }
 
-// run relays until the sockets close (nil) or the source side times out or
-// its socket fails (the error for onTimeout).
-func (d *direction) run(startTimeout, timeout time.Duration) error {
-	defer d.closeStages()
-	d.timeout, d.startTO = timeout, startTimeout
-	now := d.clock()
-	d.timeoutAt, d.rtcpAt, d.silenceAt = never, never, never
-	if startTimeout > 0 {
-		d.timeoutAt = now + startTimeout
+// start schedules the direction's jobs on the pacer (Bridge.Start).
+func (d *direction) start(p *Pacer, now time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.started = now.Sub(d.epoch)
+	if d.silenceOn {
+		d.silenceFrom = d.started + silenceStart
+		d.playAt = d.silenceFrom
+		d.playJob = p.Schedule(d.epoch.Add(d.playAt), d.playTick)
 	}
 	if d.interval > 0 {
 		// RFC 3550 §6.2: the first report after half an interval.
-		d.rtcpAt = now + d.jittered()/2
+		d.rtcpJob = p.Schedule(now.Add(d.jittered()/2), d.rtcpTick)
 	}
-	if d.silenceOn {
-		d.silenceAt = now + silenceStart
-	}
-	readErrs := 0
-	for {
-		if err := d.runDue(now); err != nil {
-			return err
-		}
-		if due := d.nextDue(); due != d.armed {
-			deadline := time.Time{}
-			if due != never {
-				deadline = d.epoch.Add(due)
-			}
-			if err := d.in.pair.rtp.SetReadDeadline(deadline); err != nil {
-				return d.closedOr(err)
-			}
-			d.armed = due
-			if d.route.Load() != d.cur {
-				continue // signalling's poke may have been overwritten
-			}
-		}
-		n, from, err := d.in.pair.rtp.ReadFromUDPAddrPort(d.buf[:packetBufSize])
-		now = d.clock()
-		if err != nil {
-			switch {
-			case errors.Is(err, net.ErrClosed):
-				return nil
-			case errors.Is(err, os.ErrDeadlineExceeded):
-				d.armed = -1 // re-arm whatever fired, even a poke from signalling
-				continue
-			}
-			if readErrs++; readErrs >= maxReadErrors {
-				return fmt.Errorf("media: read RTP from side %s: %w", d.side, err)
-			}
-			continue
-		}
-		readErrs = 0
-		d.handle(n, from, now)
+	switch {
+	case d.startTO > 0:
+		d.timeoutJob = p.Schedule(now.Add(d.startTO), d.timeoutTick)
+	case d.timeout > 0:
+		d.timeoutJob = p.Schedule(time.Time{}, d.timeoutTick) // from the first packet
 	}
 }
 
-// runDue does the timed work whose time has come.
-func (d *direction) runDue(now time.Duration) error {
-	if rt := d.route.Load(); rt != d.cur {
-		d.switchRoute(rt)
+// stop ends the direction's timed work: no job touches the sockets or
+// the stages after it returns. Bridge.Close calls it before releasing the
+// ports.
+func (d *direction) stop() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.closed = true
+	if d.play != nil {
+		d.endPlayback()
 	}
-	if now >= d.timeoutAt {
-		limit := d.startTO
-		if d.seen {
-			limit = d.timeout
-		}
-		if !d.seen || now-d.last >= d.timeout {
-			// A goroutine that was not scheduled for a while finds its
-			// deadline passed with packets still queued: read once more
-			// before calling the side silent.
-			if !d.confirming {
-				d.confirming, d.timeoutAt = true, now+timeoutGrace
-			} else {
-				return fmt.Errorf("media: no RTP from side %s for %s", d.side, limit)
-			}
-		} else {
-			d.timeoutAt = d.last + d.timeout
+	for _, j := range []*PacerJob{d.playJob, d.rtcpJob, d.timeoutJob} {
+		if j != nil {
+			j.Cancel()
 		}
 	}
-	if d.xc != nil {
-		if at, ok := d.xc.jb.due(); ok && now >= at {
-			d.xc.jb.flush(now)
-		}
-	}
-	if now >= d.silenceAt {
-		d.silence(now)
-	}
-	if now >= d.rtcpAt {
-		d.rtcpTick(now)
-	}
-	return nil
 }
 
-// nextDue is the earliest time runDue has work.
-func (d *direction) nextDue() time.Duration {
-	due := min(d.timeoutAt, d.rtcpAt, d.silenceAt)
-	if d.xc != nil {
-		if at, ok := d.xc.jb.due(); ok {
-			due = min(due, at)
-		}
-	}
-	return due
+// run reads the source side's RTP socket until the bridge closes (nil) or
+// the socket keeps failing (the error for onTimeout).
+func (d *direction) run() error {
+	return d.rd.run()
 }
 
 // jittered is the RTCP interval randomised over [0.5, 1.5] of itself
@@ -471,51 +431,92 @@ func (d *direction) jittered() time.Duration {
 	return d.interval/2 + time.Duration(rand.Int64N(int64(d.interval)+1))
 }
 
-// handle processes one datagram from the source side's RTP socket.
-func (d *direction) handle(n int, from netip.AddrPort, now time.Duration) {
+// timeoutTick is the RTP timeout job: it checks when the source side was
+// last heard from and ends the call when that is too long ago.
+func (d *direction) timeoutTick(now time.Time) time.Time {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return time.Time{}
+	}
+	t := now.Sub(d.epoch)
+	limit, ref := d.startTO, d.started
+	if d.seen {
+		limit, ref = d.timeout, d.last
+	}
+	if limit <= 0 {
+		d.mu.Unlock()
+		return time.Time{} // no start timeout; woken by the first packet
+	}
+	if t-ref < limit {
+		d.confirming = false
+		d.mu.Unlock()
+		return d.epoch.Add(ref + limit)
+	}
+	if !d.confirming {
+		// A reader that was not scheduled for a while may have packets
+		// queued: look again shortly before calling the side silent.
+		d.confirming = true
+		d.mu.Unlock()
+		return now.Add(timeoutGrace)
+	}
+	d.mu.Unlock()
+	d.b.fail(fmt.Errorf("media: no RTP from side %s for %s", d.side, limit))
+	return time.Time{}
+}
+
+// handle processes one datagram (buf.b[:n]) from the source side's RTP
+// socket. It reports whether it kept buf (a playout buffer holds it now);
+// otherwise the caller returns it to the pool.
+func (d *direction) handle(buf *packetBuf, n int, from netip.AddrPort, now time.Duration) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return false
+	}
 	rt := d.route.Load()
 	if rt != d.cur {
 		d.switchRoute(rt)
 	}
 	if rt == nil || rt.from == nil {
 		d.dropSource(from, rt)
-		return
+		return false
 	}
 	verdict := rt.from.check(from)
 	if verdict == srcReject {
 		d.dropSource(from, rt)
-		return
+		return false
 	}
-	pkt := d.buf[:n]
+	pkt := buf.b[:n]
 	if isRTCP(pkt) {
 		// Multiplexed RTCP: ours to read, never forwarded (the legs'
 		// SSRCs differ), and not media, so it keeps nothing alive. It
 		// does not latch or move a NAT peer either: only media does.
 		if verdict != srcOK {
 			d.dropSource(from, rt)
-			return
+			return false
 		}
 		d.inboundRTCP(pkt, from, false, now)
-		return
+		return false
 	}
 	if _, ok := rtpHeaderLen(pkt); !ok || n == packetBufSize {
 		d.dropInvalid(from, n)
-		return
+		return false
 	}
 	if d.srtpIn != nil {
 		var r dropReason
 		if pkt, r = d.srtpIn.rtp(pkt); r != keep {
 			d.drop(r, from, n)
-			return
+			return false
 		}
 	} else if rt.from.recvKey != nil {
 		d.drop(dropAuth, from, n) // no context could be built for the key
-		return
+		return false
 	}
 	hl, ok := rtpHeaderLen(pkt) // again: padding was encrypted
 	if !ok {
 		d.dropInvalid(from, n)
-		return
+		return false
 	}
 	switch verdict {
 	case srcOK:
@@ -527,13 +528,13 @@ func (d *direction) handle(n int, from netip.AddrPort, now time.Duration) {
 	case srcMove:
 		if !d.rtpMove.count(rt.from, from, now, moveFrame(rt)) {
 			d.dropSource(from, rt)
-			return
+			return false
 		}
 		d.moveRTP(rt.from, from)
 	}
 	d.keepalive(now)
 	if !rt.ready() {
-		return // the other side is not known yet
+		return false // the other side is not known yet
 	}
 	pt := pkt[1] & 0x7f
 	if c := rt.class[pt]; c == classAudio || c == classEvent {
@@ -542,17 +543,20 @@ func (d *direction) handle(n int, from netip.AddrPort, now time.Duration) {
 	switch rt.class[pt] {
 	case classAudio:
 		d.rx.update(binary.BigEndian.Uint32(pkt[8:]), binary.BigEndian.Uint16(pkt[2:]), binary.BigEndian.Uint32(pkt[4:]), now, rt.in.rate)
-		if rt.mode == modeRelay {
-			d.relayAudio(pkt, hl, rt, now)
-		} else {
-			d.transcodeAudio(pkt, hl, now)
+		if d.play != nil {
+			return false // a playback replaces it
 		}
+		if d.paced(rt) {
+			return d.hold(buf, pkt, hl, rt, now)
+		}
+		d.relayAudio(pkt, hl, rt, now)
 	case classEvent:
 		d.rx.update(binary.BigEndian.Uint32(pkt[8:]), binary.BigEndian.Uint16(pkt[2:]), binary.BigEndian.Uint32(pkt[4:]), now, 0)
 		d.event(pkt, hl, rt, now)
 	default:
 		d.dropInvalid(from, n)
 	}
+	return false
 }
 
 // moveRTP moves a latched peer's media to a new source that has proved
@@ -576,12 +580,14 @@ func derefAddr(a *netip.AddrPort) netip.AddrPort {
 
 // keepalive records a valid packet from the source side for the timeouts.
 func (d *direction) keepalive(now time.Duration) {
+	d.publishLive(now)
 	d.last, d.confirming = now, false
 	if !d.seen {
 		d.seen = true
-		d.timeoutAt = never
-		if d.timeout > 0 {
-			d.timeoutAt = now + d.timeout
+		if d.timeoutJob != nil && d.timeout > 0 {
+			// From now on the check is against the last packet; the job
+			// reschedules itself from what it finds.
+			d.timeoutJob.Wake(d.epoch.Add(now + d.timeout))
 		}
 	}
 }
@@ -595,6 +601,8 @@ func payload(pkt []byte, hl int) []byte {
 	return pkt[hl:end]
 }
 
+// relayAudio sends one audio packet on at once, its header rewritten in
+// place (relay toward a leg other than WhatsApp).
 func (d *direction) relayAudio(pkt []byte, hl int, rt *route, now time.Duration) {
 	if h := d.tapHolder(); h != nil {
 		d.tapDec.decode(rt.in, binary.BigEndian.Uint16(pkt[2:]), payload(pkt, hl), h.tap)
@@ -603,70 +611,42 @@ func (d *direction) relayAudio(pkt []byte, hl int, rt *route, now time.Duration)
 	if d.send(pkt, len(pkt)-hl, ts, now) {
 		d.forwarded.Add(1)
 	}
-	d.audioSent(now)
 }
 
-func (d *direction) transcodeAudio(pkt []byte, hl int, now time.Duration) {
-	if d.xc == nil {
-		return // the transcoder could not be built; logged then
-	}
-	switch d.xc.push(binary.BigEndian.Uint32(pkt[8:]), binary.BigEndian.Uint16(pkt[2:]), binary.BigEndian.Uint32(pkt[4:]), payload(pkt, hl), now) {
-	case jbLate, jbDuplicate:
-		d.b.droppedLate.Add(1)
-		d.late++
-	}
-}
+// emitKind says what a packet of ours carries, for the counters.
+type emitKind uint8
 
-// emitOwn sends one packet of ours built from an audio payload: the
-// transcoder's output, or silence.
-func (d *direction) emitOwn(pt uint8, frame []byte, samples int, silence bool) {
-	if len(frame)+rtpHeaderMin > len(d.pbuf) {
+const (
+	emitAudio    emitKind = iota // the other side's audio: forwarded
+	emitSilence                  // silence toward WhatsApp
+	emitPlayback                 // a playback (Bridge.Play)
+)
+
+// emitOwn sends one packet of ours built from an audio payload (the
+// transcoder's output, a relayed payload played out, silence, a
+// playback) with the stream's next sequence number and its current
+// timestamp.
+func (d *direction) emitOwn(pt uint8, frame []byte, samples int, kind emitKind, now time.Duration) {
+	if len(frame)+rtpHeaderMin > packetBufSize {
 		return
 	}
+	pb := getBuf()
+	defer putBuf(pb)
 	ts := d.stream.ts
-	d.stream.own(d.pbuf, pt, ts, false, true)
+	d.stream.own(pb.b[:], pt, ts, false, true)
 	d.stream.ts += uint32(samples)
-	n := rtpHeaderMin + copy(d.pbuf[rtpHeaderMin:], frame)
-	now := d.clock()
-	if !d.send(d.pbuf[:n], len(frame), ts, now) {
+	n := rtpHeaderMin + copy(pb.b[rtpHeaderMin:], frame)
+	if !d.send(pb.b[:n], len(frame), ts, now) {
 		return
 	}
-	if silence {
+	switch kind {
+	case emitSilence:
 		d.b.silence.Add(1)
-		return
+	case emitPlayback:
+		d.b.played.Add(1)
+	default:
+		d.forwarded.Add(1)
 	}
-	d.forwarded.Add(1)
-	d.audioSent(now)
-}
-
-// audioSent moves the silence deadline after real audio went out.
-func (d *direction) audioSent(now time.Duration) {
-	if d.silenceOn {
-		d.silenceAt = now + d.silenceAfter
-	}
-}
-
-// silence sends one packet of silence toward a WhatsApp destination that
-// has had no audio from us for a while, so Meta sees media from the
-// business from the moment the call is answered (it hangs up after 20 s
-// without), and keeps seeing it while the other side is silent.
-func (d *direction) silence(now time.Duration) {
-	d.silenceAt += silenceFrame
-	if d.silenceAt <= now {
-		d.silenceAt = now + silenceFrame // we fell behind: do not burst
-	}
-	rt := d.cur
-	if !rt.ready() {
-		return
-	}
-	if rt.mode == modeTranscode {
-		if d.xc != nil {
-			d.xc.tc.Silence(d.xc.emitSilence)
-		}
-		return
-	}
-	frame, samples := silencePayload(rt.out)
-	d.emitOwn(rt.outPT, frame, int(samples), true)
 }
 
 // event relays one telephone-event packet (RFC 4733), see dtmf.go.
@@ -731,12 +711,14 @@ func (d *direction) event(pkt []byte, hl int, rt *route, now time.Duration) {
 			}
 		}
 	}
+	pb := getBuf()
+	defer putBuf(pb)
 	for i := range copies {
-		d.stream.own(d.pbuf, rt.eventOut, d.dtmf.outTS, i == 0 && act != dtmfForward && act != dtmfEnd, false)
-		block := d.pbuf[rtpHeaderMin : rtpHeaderMin+eventPayloadLen]
+		d.stream.own(pb.b[:], rt.eventOut, d.dtmf.outTS, i == 0 && act != dtmfForward && act != dtmfEnd, false)
+		block := pb.b[rtpHeaderMin : rtpHeaderMin+eventPayloadLen]
 		copy(block, body[:eventPayloadLen])
 		scaleEventDuration(block, rt.in.rate, rt.out.rate)
-		if d.send(d.pbuf[:rtpHeaderMin+eventPayloadLen], eventPayloadLen, d.dtmf.outTS, now) {
+		if d.send(pb.b[:rtpHeaderMin+eventPayloadLen], eventPayloadLen, d.dtmf.outTS, now) {
 			d.forwarded.Add(1)
 		}
 	}
@@ -747,7 +729,9 @@ func (d *direction) event(pkt []byte, hl int, rt *route, now time.Duration) {
 func (d *direction) send(pkt []byte, payloadLen int, ts uint32, now time.Duration) bool {
 	out := pkt
 	if d.srtpOut != nil {
-		enc, err := d.srtpOut.rtp(d.ebuf, pkt)
+		eb := getBuf()
+		defer putBuf(eb)
+		enc, err := d.srtpOut.rtp(eb.b[:], pkt)
 		if err != nil {
 			d.logOnce(&d.loggedWrite, "media: SRTP encryption failed", "to_side", d.side.other(), "err", err)
 			return false
@@ -794,19 +778,34 @@ func (d *direction) switchRoute(rt *route) {
 		d.srtpOut = d.newOut(k)
 	}
 	d.out.tx.clock.Store(int32(rt.out.rate))
-	d.silenceAfter = max(rt.inFrame, silenceFrame) + silenceSlack
+	if d.pl != nil && (!d.paced(rt) || d.pl.rate != int64(rt.in.rate)) {
+		// What is held was timed for another codec or mode.
+		d.pl.free()
+		d.pl = nil
+	}
 	if d.xc != nil && (rt.mode != modeTranscode || !d.xc.matches(rt)) {
 		d.xc.close()
 		d.xc = nil
 	}
-	if rt.mode == modeTranscode && d.xc == nil {
-		xc, err := newTranscodeStage(d, rt, d.b.m.opus, d.b.m.jitterBuffer)
-		if err != nil {
-			d.b.log.Error("media: cannot transcode", "from_side", d.side, "err", err)
-			return
-		}
-		d.xc = xc
+	d.xcFailed = false
+}
+
+// transcoder returns the direction's transcode stage, made at the first
+// audio packet (two libopus states are most of a transcoded call's
+// memory; a held call whose sides say nothing needs none: its silence is
+// precomputed). nil when it cannot be built (logged once).
+func (d *direction) transcoder(rt *route) *transcodeStage {
+	if d.xc != nil || d.xcFailed {
+		return d.xc
 	}
+	xc, err := newTranscodeStage(d, rt, d.b.m.opus)
+	if err != nil {
+		d.xcFailed = true
+		d.b.log.Error("media: cannot transcode", "from_side", d.side, "err", err)
+		return nil
+	}
+	d.xc = xc
+	return xc
 }
 
 func (d *direction) newOut(k *sdesKey) *srtpOut {
@@ -820,10 +819,17 @@ func (d *direction) newOut(k *sdesKey) *srtpOut {
 	return o
 }
 
+// closeStages releases the codec state and every pooled buffer the
+// direction holds (Bridge.Close, after stop).
 func (d *direction) closeStages() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	if d.xc != nil {
 		d.xc.close()
 		d.xc = nil
+	}
+	if d.pl != nil {
+		d.pl.free()
 	}
 	d.tapDec.close()
 }
@@ -839,11 +845,21 @@ func (d *direction) tapHolder() *tapHolder {
 	return h
 }
 
-// rtcpTick reads the peer's RTCP from the RTCP port, sends ours, and
-// passes the loss figures on.
-func (d *direction) rtcpTick(now time.Duration) {
-	d.rtcpAt = now + d.jittered()
-	d.rtcpSock.drain(d.rtcpBuf[:packetBufSize], d.rtcpFromPort)
+// rtcpTick is the RTCP job: it reads the peer's RTCP from the RTCP port,
+// sends ours, and passes the loss figures on.
+func (d *direction) rtcpTick(wall time.Time) time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return time.Time{}
+	}
+	now := wall.Sub(d.epoch)
+	if rt := d.route.Load(); rt != d.cur {
+		d.switchRoute(rt)
+	}
+	rb := getBuf()
+	d.rtcpSock.drain(rb.b[:packetBufSize], d.rtcpFromPort)
+	putBuf(rb)
 	rt := d.cur
 	if rt != nil && rt.from != nil && rt.from.rtp.IsValid() {
 		d.sendReport(rt, now)
@@ -858,6 +874,7 @@ func (d *direction) rtcpTick(now time.Duration) {
 		}
 		d.xc.tc.SetPacketLoss(int(loss))
 	}
+	return wall.Add(d.jittered())
 }
 
 func (d *direction) sendReport(rt *route, now time.Duration) {
@@ -870,7 +887,9 @@ func (d *direction) sendReport(rt *route, now time.Duration) {
 		return
 	}
 	if d.rtcpOut != nil {
-		if pkt, err = d.rtcpOut.rtcp(d.rtcpBuf, pkt); err != nil {
+		eb := getBuf()
+		defer putBuf(eb)
+		if pkt, err = d.rtcpOut.rtcp(eb.b[:], pkt); err != nil {
 			d.logOnce(&d.loggedWrite, "media: SRTCP encryption failed", "side", d.side, "err", err)
 			return
 		}
@@ -879,7 +898,7 @@ func (d *direction) sendReport(rt *route, now time.Duration) {
 	if rt.from.mux {
 		conn = d.toSrc
 	}
-	if !dst.IsValid() {
+	if !dst.IsValid() || conn == nil {
 		return
 	}
 	if _, err := conn.WriteToUDPAddrPort(pkt, dst); err != nil {

@@ -1,5 +1,7 @@
 package media
 
+import "time"
+
 // Report is what a call's media was, for its call record: per direction,
 // what wagate received from the source side, and per leg the codec and
 // encryption negotiated. Report it after Close: the relay goroutines own
@@ -27,8 +29,21 @@ type DirectionReport struct {
 	// SRTP authentication or the replay check.
 	SRTPAuthFailures   uint64 `json:"srtp_auth_failures"`
 	SRTPReplayFailures uint64 `json:"srtp_replay_failures"`
-	// Late counts packets dropped because they came after their playout.
+	// Late counts packets dropped because they came after their playout
+	// time (paced directions: toward WhatsApp, or transcoded).
 	Late uint64 `json:"late"`
+	// Concealed counts frames made up because their packet was missing
+	// at its playout time (Opus FEC or PLC, G.711 PLC; relaying, a gap
+	// the far end conceals). Expanded and Compressed count frames made up
+	// and dropped to move the playout delay with the jitter.
+	Concealed  uint64 `json:"concealed"`
+	Expanded   uint64 `json:"expanded"`
+	Compressed uint64 `json:"compressed"`
+	// JitterBufferMS is the playout buffer's mean target depth over the
+	// call, JitterBufferMaxMS its largest (0: the direction was not
+	// paced, or had no audio).
+	JitterBufferMS    float64 `json:"jitter_buffer_ms"`
+	JitterBufferMaxMS float64 `json:"jitter_buffer_max_ms"`
 }
 
 // LegReport is a leg's negotiated media.
@@ -56,6 +71,13 @@ func (b *Bridge) Report() Report {
 			SRTPReplayFailures: d.srtpReplay,
 			Late:               d.late,
 		}
+		if p := d.pl; p != nil {
+			dr.Concealed, dr.Expanded, dr.Compressed = p.concealed, p.expanded, p.compressed
+			if p.depthN > 0 {
+				dr.JitterBufferMS = float64(p.depthSum/time.Duration(p.depthN)) / float64(time.Millisecond)
+				dr.JitterBufferMaxMS = float64(p.depthMax) / float64(time.Millisecond)
+			}
+		}
 		if d.rx.started {
 			expected := int64(d.rx.cycles+uint32(d.rx.maxSeq)) - int64(d.rx.baseSeq) + 1
 			dr.Lost = uint64(max(0, expected-int64(d.rx.received)))
@@ -75,12 +97,14 @@ func (b *Bridge) Report() Report {
 			lr.Encryption = "none"
 		}
 	}
-	// The codec a leg carries is what the direction toward it writes.
-	if d := dirs[SideB]; d != nil && d.cur != nil && d.cur.mode != modeNone {
-		r.A.Codec = d.cur.out.name
+	// The codec a leg carries is what the direction toward it writes: the
+	// route in force, which a direction that never had a packet or a
+	// tick to handle has not adopted yet (d.cur).
+	if rt := routeOf(dirs[SideB]); rt != nil && rt.mode != modeNone {
+		r.A.Codec = rt.out.name
 	}
-	if d := dirs[SideA]; d != nil && d.cur != nil && d.cur.mode != modeNone {
-		r.B.Codec = d.cur.out.name
+	if rt := routeOf(dirs[SideA]); rt != nil && rt.mode != modeNone {
+		r.B.Codec = rt.out.name
 	}
 	return r
 }
@@ -93,4 +117,12 @@ func (b *Bridge) transcoded() bool {
 		}
 	}
 	return false
+}
+
+// routeOf is d's route in force, adopted or not (nil without one).
+func routeOf(d *direction) *route {
+	if d == nil {
+		return nil
+	}
+	return d.route.Load()
 }

@@ -60,27 +60,25 @@ func normalPtime(name string, ptime int) int {
 // WhatsApp when relaying Opus and the other side sends nothing.
 var opusSilence = []byte{0xf8, 0xff, 0xfe}
 
-// g711Silence returns a G.711 payload of silence of samples length.
-func g711Silence(name string, samples int) []byte {
-	b := make([]byte, samples)
-	v := byte(0xff) // μ-law zero
-	if name == "PCMA" {
-		v = 0xd5
-	}
-	for i := range b {
-		b[i] = v
-	}
-	return b
-}
+// maxSilence is the longest G.711 silence payload: 60 ms.
+const maxSilence = 480
 
-// silencePayload returns one packet of silence for relaying toward a
-// WhatsApp leg in format f, and its duration in f's clock.
-func silencePayload(f codecFmt) ([]byte, uint32) {
-	if f.name == "opus" {
-		return opusSilence, 960
+// g711Silences are G.711 silence, μ-law and A-law, sliced per use.
+var g711Silences = func() (s [2][maxSilence]byte) {
+	for i := range maxSilence {
+		s[0][i], s[1][i] = 0xff, 0xd5 // μ-law and A-law zero
 	}
-	n := f.rate * 20 / 1000
-	return g711Silence(f.name, n), uint32(n)
+	return s
+}()
+
+// g711Silence returns a G.711 payload of silence of samples length (at
+// most maxSilence), shared: callers must not write to it.
+func g711Silence(name string, samples int) []byte {
+	samples = min(samples, maxSilence)
+	if name == "PCMA" {
+		return g711Silences[1][:samples]
+	}
+	return g711Silences[0][:samples]
 }
 
 // opusSamples returns the duration at 48 kHz of an Opus packet from its
@@ -123,45 +121,52 @@ func payloadSamples(f codecFmt, payload []byte) uint32 {
 }
 
 // transcodeStage converts one direction's audio where the legs' codecs
-// differ: reorder buffer → codec.Transcoder → our own outgoing packets.
-// Owned by the direction's goroutine.
+// differ: the playout buffer feeds it input packets in order (and says
+// which are missing) on the pacer's ticks; its output frames wait in a
+// small queue and leave one per tick. Guarded by the direction's lock.
 type transcodeStage struct {
 	d       *direction
 	in, out codecFmt
 	outPT   uint8
 	tc      *codec.Transcoder
-	jb      *jitterBuffer
+	fec     bool          // the input is Opus: a missing packet can come from the next one's FEC
+	outDur  time.Duration // one output frame
 
-	havePrev bool
-	inSSRC   uint32
-	prevTS   uint32 // input timestamp of the last packet delivered
-	prevDur  uint32 // its duration, input clock
-	// filled is the silence sent toward WhatsApp since the last input
-	// audio, output clock: a gap in the input it covered is not added to
-	// the outgoing timestamps again.
-	filled uint32
+	q      [maxQueued]queuedFrame
+	qh, qn int
 
-	emitAudio, emitSilence func(frame []byte, samples int)
+	emitAudio func(frame []byte, samples int)
 }
 
-func newTranscodeStage(d *direction, rt *route, opt codec.Options, depth time.Duration) (*transcodeStage, error) {
+// queuedFrame is one encoded output frame waiting for its tick, in a
+// pooled buffer.
+type queuedFrame struct {
+	buf        *packetBuf
+	n, samples int
+}
+
+// maxQueued bounds the output frames one input packet may yield: a 60 ms
+// Opus packet into 10 ms G.711 is six.
+const maxQueued = 8
+
+func newTranscodeStage(d *direction, rt *route, opt codec.Options) (*transcodeStage, error) {
 	tc, err := codec.NewTranscoder(rt.in.format(), rt.out.format(), opt)
 	if err != nil {
 		return nil, fmt.Errorf("media: transcoder %s→%s: %w", rt.in.name, rt.out.name, err)
 	}
-	s := &transcodeStage{d: d, in: rt.in, out: rt.out, outPT: rt.outPT, tc: tc}
-	s.jb = newJitterBuffer(depth, s.deliver)
-	s.emitAudio = func(frame []byte, samples int) { d.emitOwn(s.outPT, frame, samples, false) }
-	s.emitSilence = func(frame []byte, samples int) {
-		d.emitOwn(s.outPT, frame, samples, true)
-		s.filled += uint32(samples)
+	s := &transcodeStage{d: d, in: rt.in, out: rt.out, outPT: rt.outPT, tc: tc, fec: rt.in.name == "opus",
+		outDur: time.Duration(tc.Out().PtimeMs) * time.Millisecond}
+	s.emitAudio = s.enqueue
+	if s.fec {
+		// Opus input is recorded from this decoder (concealment
+		// included); G.711 input is tapped as it arrives (hold).
+		side := d.side
+		tc.SetPCMTap(func(pcm []int16) {
+			if t := d.b.tap.Load(); t != nil {
+				t.tap.PCM(side, pcm)
+			}
+		})
 	}
-	side := d.side
-	tc.SetPCMTap(func(pcm []int16) {
-		if t := d.b.tap.Load(); t != nil {
-			t.tap.PCM(side, pcm)
-		}
-	})
 	return s, nil
 }
 
@@ -170,43 +175,60 @@ func (s *transcodeStage) matches(rt *route) bool {
 	return s.in == rt.in && s.out == rt.out && s.outPT == rt.outPT
 }
 
-func (s *transcodeStage) close() { s.tc.Close() }
-
-// push takes one audio packet of the input stream.
-func (s *transcodeStage) push(ssrc uint32, seq uint16, ts uint32, payload []byte, now time.Duration) jbResult {
-	if s.havePrev && ssrc != s.inSSRC {
-		// A new input stream: hand over what is held of the old one and
-		// mark the discontinuity.
-		s.jb.reset()
-		s.havePrev = false
-		s.d.stream.marker = true
+func (s *transcodeStage) close() {
+	s.tc.Close()
+	for s.qn > 0 {
+		putBuf(s.q[s.qh].buf)
+		s.q[s.qh] = queuedFrame{}
+		s.qh, s.qn = (s.qh+1)%maxQueued, s.qn-1
 	}
-	s.inSSRC = ssrc
-	return s.jb.push(seq, ts, payload, now)
 }
 
-// deliver is the reorder buffer's output: one input packet in order, with
-// the number of packets given up before it.
-func (s *transcodeStage) deliver(ts uint32, payload []byte, lost int) {
-	if s.havePrev {
-		expected := s.prevTS + s.prevDur*uint32(1+lost)
-		if lost > codec.MaxConcealPackets {
-			// Too long to conceal: a new talk spurt instead.
-			expected, lost = s.prevTS+s.prevDur, 0
-		}
-		// The input's timestamps moved on more than its packets cover:
-		// silence suppression or DTX. Move ours on as much, less what
-		// silence fill already covered, and mark the new talk spurt.
-		if gap := int32(ts - expected); gap > int32(s.prevDur/2) {
-			g := int64(gap) * int64(s.out.rate) / int64(s.in.rate)
-			if g -= int64(s.filled); g > 0 {
-				s.d.stream.ts += uint32(g)
-			}
-			s.d.stream.marker = true
-		}
+// enqueue keeps one encoded output frame for its tick.
+func (s *transcodeStage) enqueue(frame []byte, samples int) {
+	if s.qn == maxQueued || len(frame) > packetBufSize-rtpHeaderMin {
+		return // cannot happen with the ptimes allowed; never block
 	}
-	s.havePrev, s.prevTS, s.prevDur, s.filled = true, ts, payloadSamples(s.in, payload), 0
-	if err := s.tc.Write(payload, lost, s.emitAudio); err != nil {
+	b := getBuf()
+	i := (s.qh + s.qn) % maxQueued
+	s.q[i] = queuedFrame{buf: b, n: copy(b.b[:], frame), samples: samples}
+	s.qn++
+}
+
+// sendOne sends the oldest queued frame.
+func (s *transcodeStage) sendOne(now time.Duration) {
+	f := s.q[s.qh]
+	s.q[s.qh] = queuedFrame{}
+	s.qh, s.qn = (s.qh+1)%maxQueued, s.qn-1
+	s.d.emitOwn(s.outPT, f.buf.b[:f.n], f.samples, emitAudio, now)
+	putBuf(f.buf)
+}
+
+// buffered is the input audio decoded but not yet a whole output frame.
+func (s *transcodeStage) buffered() time.Duration {
+	return time.Duration(s.tc.Buffered()) * time.Second / time.Duration(s.out.rate)
+}
+
+// write decodes one input packet.
+func (s *transcodeStage) write(payload []byte) {
+	if len(payload) == 0 {
+		payload = nil
+	}
+	if err := s.tc.Write(payload, 0, s.emitAudio); err != nil {
+		s.d.logOnce(&s.d.loggedCodec, "media: transcoding failed for a packet", "err", err)
+	}
+}
+
+// conceal makes up one missing input packet: from next's in-band FEC when
+// next is given (next itself is then decoded too), else by concealment.
+func (s *transcodeStage) conceal(next []byte) {
+	var err error
+	if len(next) > 0 {
+		err = s.tc.Write(next, 1, s.emitAudio)
+	} else {
+		err = s.tc.Write(nil, 0, s.emitAudio) // an empty payload is one missing packet
+	}
+	if err != nil {
 		s.d.logOnce(&s.d.loggedCodec, "media: transcoding failed for a packet", "err", err)
 	}
 }
@@ -240,7 +262,7 @@ func (t *tapDecoder) decode(f codecFmt, seq uint16, payload []byte, tap PCMTap) 
 	t.have, t.lastSeq = true, seq
 	if f.name != "opus" {
 		if t.pcm == nil {
-			t.pcm = make([]int16, 0, jbSlotSize)
+			t.pcm = make([]int16, 0, packetBufSize)
 		}
 		tap.PCM(t.side, codec.DecodeG711(f.name, payload, t.pcm[:0]))
 		return

@@ -55,6 +55,9 @@ type Config struct {
 	Echo bool
 	// NoRecord stops keeping decoded audio (load tests).
 	NoRecord bool
+	// KeepFrames keeps every received audio packet's header, arrival and
+	// level (rtppeer.Session.Frames).
+	KeepFrames bool
 	// User is the user part of our Contact.
 	User string
 	// Logf gets one line per SIP message (optional).
@@ -184,7 +187,7 @@ func (p *Peer) Call(ctx context.Context, spec CallSpec) (*Call, error) {
 	codec := p.codec()
 	sess, err := rtppeer.Listen(rtppeer.Config{
 		IP: p.cfg.MediaIP, Codec: codec, EventPT: p.cfg.EventPT, Local: key,
-		RTCPMux: p.cfg.Profile == ProfileMeta, Echo: p.cfg.Echo, NoRecord: p.cfg.NoRecord, Logf: p.cfg.Logf,
+		RTCPMux: p.cfg.Profile == ProfileMeta, Echo: p.cfg.Echo, NoRecord: p.cfg.NoRecord, KeepFrames: p.cfg.KeepFrames, Logf: p.cfg.Logf,
 	})
 	if err != nil {
 		return nil, err
@@ -329,7 +332,7 @@ func (p *Peer) Answer(ctx context.Context, spec AnswerSpec) (*Call, *sipua.Incom
 	}
 	sess, err := rtppeer.Listen(rtppeer.Config{
 		IP: p.cfg.MediaIP, Codec: codec, EventPT: evPT, Local: key,
-		RTCPMux: p.cfg.Profile == ProfileMeta && offer.RTCPMux, Echo: p.cfg.Echo, NoRecord: p.cfg.NoRecord, Logf: p.cfg.Logf,
+		RTCPMux: p.cfg.Profile == ProfileMeta && offer.RTCPMux, Echo: p.cfg.Echo, NoRecord: p.cfg.NoRecord, KeepFrames: p.cfg.KeepFrames, Logf: p.cfg.Logf,
 	})
 	if err != nil {
 		in.Reject(500, "Server Internal Error")

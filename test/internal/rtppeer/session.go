@@ -52,6 +52,9 @@ type Config struct {
 	OnsetDBFS float64
 	// Record keeps decoded audio (default true; the load tool turns it off).
 	NoRecord bool
+	// KeepFrames keeps a Frame for every audio packet received (header,
+	// arrival, level of its decoded audio).
+	KeepFrames bool
 	// Logf gets diagnostics (optional).
 	Logf func(string, ...any)
 }
@@ -67,6 +70,23 @@ type Event struct {
 	Duration  uint16 // in the end packet (or the last seen)
 	Packets   int    // packets seen for this event (retransmitted ends included)
 	At        time.Time
+}
+
+// Frame is one received audio packet, for tests that look at each 20 ms:
+// silence inserted, gaps, timestamps.
+type Frame struct {
+	Seq    uint16
+	TS     uint32
+	Marker bool
+	At     time.Time
+	// DBFS is the level of its decoded audio (-120 when it did not decode).
+	DBFS float64
+	// Size is its payload's length: an Opus frame of silence is a few
+	// bytes, one of speech tens.
+	Size int
+	// Onset is the sample at which sound starts in this frame after a
+	// quiet one (as for Onsets), -1 if it does not.
+	Onset int
 }
 
 // Stats are a session's counters.
@@ -95,6 +115,11 @@ type Stats struct {
 	SendJitter float64
 	// RTT samples from the remote's RTCP receiver reports (LSR/DLSR), if any.
 	RTT []time.Duration
+	// MaxSendGap is the longest time between two audio packets we wrote
+	// while a source was set, and SendStalls every such time over 50 ms:
+	// a sender stalled by its machine shows here.
+	MaxSendGap time.Duration
+	SendStalls []time.Duration
 }
 
 // Session is one RTP session.
@@ -126,17 +151,24 @@ type Session struct {
 	lastLoud   bool
 	sentLoud   bool
 	// receive stream state (RFC 3550 A.1/A.8)
-	haveSeq               bool
-	baseSeq, maxSeq       uint16
-	cycles                uint32
-	lastTransit           float64
-	haveTransit           bool
-	sendLastTransit       float64
-	sendHaveTransit       bool
-	srNTP                 map[uint32]time.Time // middle 32 bits of our SRs → send time
-	startTime             time.Time
-	started               bool
-	handleMu              sync.Mutex // one packet at a time through the decoder
+	haveSeq         bool
+	baseSeq, maxSeq uint16
+	cycles          uint32
+	lastTransit     float64
+	haveTransit     bool
+	sendLastTransit float64
+	sendHaveTransit bool
+	srNTP           map[uint32]time.Time // middle 32 bits of our SRs → send time
+	startTime       time.Time
+	started         bool
+	handleMu        sync.Mutex // one packet at a time through the decoder
+	frames          []Frame
+	// Send jitter: audio packets leave through delayed, each up to
+	// jitterMax late, in order.
+	jitterMax             atomic.Int64
+	delayed               chan delayedPkt
+	lastDue               time.Time
+	lastWrite             time.Time
 	stop                  chan struct{}
 	stopOnce              sync.Once
 	wg                    sync.WaitGroup
@@ -175,9 +207,92 @@ func Listen(cfg Config) (*Session, error) {
 			return nil, err
 		}
 	}
-	s.wg.Add(1)
+	s.delayed = make(chan delayedPkt, 64)
+	s.wg.Add(2)
 	go s.readLoop()
+	go s.delayLoop()
 	return s, nil
+}
+
+// delayedPkt is an audio packet waiting for its (jittered) send time.
+type delayedPkt struct {
+	pkt []byte
+	ts  uint32
+	due time.Time
+}
+
+// SetSendJitter delays every audio packet sent from now on by a random
+// 0..max (uniform), keeping their order: a packet never leaves before the
+// one sent before it. 0 sends at once again.
+func (s *Session) SetSendJitter(max time.Duration) { s.jitterMax.Store(int64(max)) }
+
+// delayLoop writes the delayed packets at their times.
+func (s *Session) delayLoop() {
+	defer s.wg.Done()
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case d := <-s.delayed:
+			if w := time.Until(d.due); w > 0 {
+				t.Reset(w)
+				select {
+				case <-t.C:
+				case <-s.stop:
+					return
+				}
+			}
+			s.writeAudio(d.pkt, d.ts)
+		}
+	}
+}
+
+// sendAudio writes an audio packet now, or hands it to delayLoop when a
+// send jitter is set.
+func (s *Session) sendAudio(pkt []byte, ts uint32) {
+	max := time.Duration(s.jitterMax.Load())
+	if max <= 0 && len(s.delayed) == 0 {
+		s.writeAudio(pkt, ts)
+		return
+	}
+	due := time.Now()
+	if max > 0 {
+		due = due.Add(time.Duration(rand.Int64N(int64(max) + 1)))
+	}
+	if due.Before(s.lastDue) {
+		due = s.lastDue // order kept
+	}
+	s.lastDue = due
+	select {
+	case s.delayed <- delayedPkt{pkt, ts, due}:
+	case <-s.stop:
+	}
+}
+
+// writeAudio writes an audio packet with timestamp ts and keeps the send
+// statistics: the input jitter (the receiver's estimator over our write
+// times, send jitter included) and the longest gap.
+func (s *Session) writeAudio(pkt []byte, ts uint32) {
+	now := time.Now()
+	s.write(pkt)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.lastWrite.IsZero() {
+		gap := now.Sub(s.lastWrite)
+		s.st.MaxSendGap = max(s.st.MaxSendGap, gap)
+		if gap > 50*time.Millisecond {
+			s.st.SendStalls = append(s.st.SendStalls, gap)
+		}
+	}
+	s.lastWrite = now
+	transit := float64(now.Sub(s.startTime))/float64(time.Second)*float64(s.cfg.Codec.Rate) - float64(ts)
+	if s.sendHaveTransit {
+		d := math.Abs(transit - s.sendLastTransit)
+		s.st.SendJitter += (d/float64(s.cfg.Codec.Rate)*1000 - s.st.SendJitter) / 16
+	}
+	s.sendLastTransit, s.sendHaveTransit = transit, true
 }
 
 // bindEven binds ip:port, or a free even port when port is 0.
@@ -378,6 +493,9 @@ func (s *Session) sendFrame(pcm []int16, marker *bool) {
 		s.ts += uint32(frame) // media time goes on while silent
 		s.txMu.Unlock()
 		*marker = true
+		s.mu.Lock()
+		s.lastWrite = time.Time{} // a pause is not a stall
+		s.mu.Unlock()
 		return
 	}
 	src.Read(pcm)
@@ -448,7 +566,7 @@ func (s *Session) sendRTP(pt uint8, marker bool, payload []byte, adv uint32) {
 		s.logf("protect: %v", err)
 		return
 	}
-	s.write(pkt)
+	s.sendAudio(pkt, ts)
 	s.mu.Lock()
 	s.st.Sent++
 	s.rtcpCount++
@@ -456,13 +574,6 @@ func (s *Session) sendRTP(pt uint8, marker bool, payload []byte, adv uint32) {
 	if s.st.FirstSent.IsZero() {
 		s.st.FirstSent = now
 	}
-	// Input jitter: the same estimator as the receiver's, over send times.
-	transit := float64(now.Sub(s.startTime))/float64(time.Second)*float64(s.cfg.Codec.Rate) - float64(ts)
-	if s.sendHaveTransit {
-		d := math.Abs(transit - s.sendLastTransit)
-		s.st.SendJitter += (d/float64(s.cfg.Codec.Rate)*1000 - s.st.SendJitter) / 16
-	}
-	s.sendLastTransit, s.sendHaveTransit = transit, true
 	s.mu.Unlock()
 }
 
@@ -707,6 +818,16 @@ func (s *Session) handleAudio(p *rtp.Packet, now time.Time) {
 		}
 	}
 	s.lastTransit, s.haveTransit = transit, true
+	if s.cfg.KeepFrames {
+		f := Frame{Seq: p.SequenceNumber, TS: p.Timestamp, Marker: p.Marker, At: now, DBFS: -120, Size: len(p.Payload), Onset: -1}
+		if pcm != nil {
+			f.DBFS = audio.DBFS(pcm)
+			if k := s.firstLoud(pcm); k >= 0 && !s.lastLoud {
+				f.Onset = k
+			}
+		}
+		s.frames = append(s.frames, f)
+	}
 	if pcm != nil {
 		k := s.firstLoud(pcm)
 		if k >= 0 && !s.lastLoud {
@@ -785,6 +906,7 @@ func (s *Session) Stats() Stats {
 		st.SSRCs[k] = v
 	}
 	st.RTT = append([]time.Duration(nil), s.st.RTT...)
+	st.SendStalls = append([]time.Duration(nil), s.st.SendStalls...)
 	return st
 }
 
@@ -794,6 +916,13 @@ func (s *Session) Recording() []int16 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]int16(nil), s.rec...)
+}
+
+// Frames returns the audio packets received so far (KeepFrames).
+func (s *Session) Frames() []Frame {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Frame(nil), s.frames...)
 }
 
 // ResetRecording drops the audio recorded so far.

@@ -1,0 +1,758 @@
+// Command held measures what held calls cost wagate when no audio flows:
+// N user-initiated calls through the real binary, neither side sending
+// any media, so all wagate does is send silence toward the WhatsApp leg
+// every 20 ms (and RTCP every 5 s to both legs). It reports wagate's CPU
+// per held call-second, its RSS per call, and how close to its 20 ms grid
+// each silence packet arrives (the pacing error).
+//
+// The WhatsApp side plays Meta's SIP (INVITE with Record-Route and
+// x-wa-meta-* headers) with an Opus offer over SDES-SRTP (-meta opus, the
+// default: wagate transcodes to the PBX's PCMU, and its silence toward
+// Meta is Opus) or a plain PCMU offer (-meta pcmu: wagate relays, as in
+// the SIPp load runs); the PBX answers PCMU. Every call's SDP names one
+// shared socket per side, so the tool receives all of wagate's packets
+// toward Meta on one socket with recvmmsg, with the kernel's arrival
+// times (SO_TIMESTAMPNS); it reads only RTP headers (SRTP leaves them in
+// the clear), never decrypts.
+//
+// Pacing error: for each stream, every packet's (arrival − media time of
+// its timestamp) less the smallest such value of the stream over the
+// window: 0 for a packet as early as the earliest, and how late it was
+// against the stream's own 20 ms grid otherwise.
+//
+// Usage (from the repository root):
+//
+//	go build -o /tmp/wagate-bin ./cmd/wagate
+//	go run ./test/load/held -wagate /tmp/wagate-bin -n 1000,2000 -d 30s
+//	go run ./test/load/held -wagate /tmp/wagate-bin -n 1000 -meta pcmu
+//
+// Everything is bounded: N ≤ 2500, -d ≤ 10m, every wait has a limit, and
+// the wagate it starts is stopped when it exits.
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/wagate/wagate/test/internal/rtppeer"
+	"github.com/wagate/wagate/test/internal/sipua"
+)
+
+const (
+	maxCalls       = 2500
+	maxDuration    = 10 * time.Minute
+	businessNumber = "+15550100001"
+	batch          = 64
+	pktSize        = 1500
+	oobSize        = 64
+)
+
+type options struct {
+	ns         []int
+	dur        time.Duration
+	meta       string
+	rate       int
+	wagate     string
+	wagateArgs string
+	out        string
+	netPrefix  string
+	sipPort    int
+	apiPort    int
+	portMin    int
+	portMax    int
+}
+
+func main() {
+	var o options
+	var ns string
+	flag.StringVar(&ns, "n", "1000", "held calls; a comma-separated list runs one step per value (e.g. 1000,2000)")
+	flag.DurationVar(&o.dur, "d", 30*time.Second, "measured window of each step")
+	flag.StringVar(&o.meta, "meta", "opus", "the WhatsApp side's offer: opus (SDES-SRTP; wagate transcodes to the PBX's PCMU) or pcmu (plain RTP; wagate relays)")
+	flag.IntVar(&o.rate, "rate", 200, "call set-up rate, calls/s")
+	flag.StringVar(&o.wagate, "wagate", "", "wagate binary (default: go build ./cmd/wagate into the output dir)")
+	flag.StringVar(&o.wagateArgs, "wagate-args", "", "extra wagate flags, split on spaces; {n} becomes the step's N (e.g. '-cpuprofile /tmp/held-{n}.prof')")
+	flag.StringVar(&o.out, "out", "", "directory for configs and logs (default: a new temp dir, kept)")
+	flag.StringVar(&o.netPrefix, "net", "127.0.61", "loopback /24 to use: wagate .1, Meta .2, PBX .3")
+	flag.IntVar(&o.sipPort, "sip-port", 15072, "wagate's SIP port")
+	flag.IntVar(&o.apiPort, "api-port", 18082, "wagate's status API port")
+	flag.IntVar(&o.portMin, "port-min", 30000, "wagate's RTP port range start")
+	flag.IntVar(&o.portMax, "port-max", 40000, "wagate's RTP port range end")
+	flag.Parse()
+	for _, f := range strings.Split(ns, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > maxCalls {
+			fatalf("-n: %q is not a number of calls in 1..%d", f, maxCalls)
+		}
+		o.ns = append(o.ns, n)
+	}
+	if o.dur <= 0 || o.dur > maxDuration {
+		fatalf("-d must be in (0, %v]", maxDuration)
+	}
+	if o.meta != "opus" && o.meta != "pcmu" {
+		fatalf("-meta must be opus or pcmu")
+	}
+	if o.rate < 1 || o.rate > 1000 {
+		fatalf("-rate must be in 1..1000")
+	}
+	if ip := net.ParseIP(o.netPrefix + ".1"); ip == nil || !ip.IsLoopback() {
+		fatalf("-net %q: must be a loopback /24 such as 127.0.61", o.netPrefix)
+	}
+	if o.out == "" {
+		d, err := os.MkdirTemp("", "wagate-held.")
+		if err != nil {
+			fatalf("%v", err)
+		}
+		o.out = d
+	}
+	fmt.Printf("# output in %s\n", o.out)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if o.wagate == "" {
+		o.wagate = filepath.Join(o.out, "wagate")
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", o.wagate, "./cmd/wagate")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			fatalf("build wagate: %v\n%s", err, b)
+		}
+	}
+	fmt.Printf("# meta=%s window=%v set-up %d calls/s, %d CPU(s)\n", o.meta, o.dur, o.rate, runtime.NumCPU())
+	fmt.Printf("%5s %5s %8s %12s %9s %9s %8s %8s %8s %8s %8s %9s %6s\n",
+		"N", "up", "cpu%", "ms/call-s", "KiB/call", "pkts/c/s", "p50 ms", "p99 ms", "p99.9", "max ms", "≤1ms %", "gen cpu%", "lost")
+	failed := false
+	for i, n := range o.ns {
+		if ctx.Err() != nil {
+			break
+		}
+		if i > 0 {
+			time.Sleep(3 * time.Second)
+		}
+		r, err := runStep(ctx, o, n)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "step N=%d: %v\n", n, err)
+			failed = true
+			continue
+		}
+		r.print()
+		if r.up < n {
+			failed = true
+		}
+	}
+	if failed {
+		os.Exit(1)
+	}
+}
+
+func fatalf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "held: "+format+"\n", args...)
+	os.Exit(2)
+}
+
+type result struct {
+	n, up           int
+	window          time.Duration
+	cpu, gen        time.Duration
+	rssIdle, rssMax int64
+	packets, lost   uint64
+	streams         int
+	late            []time.Duration // sorted
+	failReasons     map[string]int
+	stopErr         error
+}
+
+func (r result) print() {
+	calls := float64(max(1, r.up))
+	secs := r.window.Seconds()
+	pct := func(p float64) float64 {
+		if len(r.late) == 0 {
+			return 0
+		}
+		i := min(len(r.late)-1, int(p/100*float64(len(r.late))))
+		return float64(r.late[i]) / 1e6
+	}
+	within := 0
+	for _, l := range r.late {
+		if l <= time.Millisecond {
+			within++
+		}
+	}
+	fmt.Printf("%5d %5d %8.1f %12.3f %9.1f %9.1f %8.3f %8.3f %8.3f %8.3f %8.2f %9.1f %6d\n",
+		r.n, r.up, 100*r.cpu.Seconds()/secs, float64(r.cpu.Milliseconds())/calls/secs,
+		float64(r.rssMax-r.rssIdle)/calls, float64(r.packets)/calls/secs,
+		pct(50), pct(99), pct(99.9), pct(100), 100*float64(within)/float64(max(1, len(r.late))),
+		100*r.gen.Seconds()/secs, r.lost)
+	if len(r.failReasons) > 0 {
+		fmt.Printf("      ! calls that failed to set up: %v\n", r.failReasons)
+	}
+	if r.stopErr != nil {
+		fmt.Printf("      ! wagate stop: %v\n", r.stopErr)
+	}
+	fmt.Printf("      %d streams toward Meta seen in the window; RSS %.1f MiB idle, %.1f MiB held\n", r.streams, float64(r.rssIdle)/1024, float64(r.rssMax)/1024)
+}
+
+func runStep(ctx context.Context, o options, n int) (result, error) {
+	r := result{n: n, failReasons: map[string]int{}}
+	w, err := startWagate(ctx, o, n)
+	if err != nil {
+		return r, err
+	}
+	defer func() {
+		if w != nil {
+			w.stop()
+		}
+	}()
+	pid := w.cmd.Process.Pid
+	time.Sleep(500 * time.Millisecond)
+	r.rssIdle, _ = rssKiB(pid)
+
+	ip := func(h int) string { return fmt.Sprintf("%s.%d", o.netPrefix, h) }
+	metaUA, err := sipua.Listen(sipua.Config{Addr: ip(2) + ":5060", User: "meta"})
+	if err != nil {
+		return r, err
+	}
+	defer metaUA.Close()
+	pbxUA, err := sipua.Listen(sipua.Config{Addr: ip(3) + ":5060", User: "1001"})
+	if err != nil {
+		return r, err
+	}
+	defer pbxUA.Close()
+	rx, err := listenReceiver(ip(2))
+	if err != nil {
+		return r, err
+	}
+	defer rx.close()
+	pbxMedia, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(ip(3))})
+	if err != nil {
+		return r, err
+	}
+	defer pbxMedia.Close()
+	pbxPort := pbxMedia.LocalAddr().(*net.UDPAddr).Port
+
+	stepCtx, cancel := context.WithTimeout(ctx, o.dur+5*time.Minute)
+	defer cancel()
+
+	// PBX: answer every INVITE with PCMU naming the shared socket.
+	var pwg sync.WaitGroup
+	var pmu sync.Mutex
+	var pbxDialogs []*sipua.Dialog
+	go func() {
+		for {
+			in, err := pbxUA.Accept(stepCtx)
+			if err != nil {
+				return
+			}
+			pwg.Add(1)
+			go func() {
+				defer pwg.Done()
+				desc := rtppeer.Desc{IP: ip(3), Port: pbxPort, Codecs: []rtppeer.Codec{rtppeer.PCMU}, Ptime: 20}
+				d, err := in.Answer(desc.Marshal())
+				if err == nil {
+					pmu.Lock()
+					pbxDialogs = append(pbxDialogs, d)
+					pmu.Unlock()
+				}
+			}()
+		}
+	}()
+
+	// Meta: n calls at the set-up rate.
+	target := fmt.Sprintf("%s:%d", ip(1), o.sipPort)
+	taddr, err := net.ResolveUDPAddr("udp4", target)
+	if err != nil {
+		return r, err
+	}
+	desc := rtppeer.Desc{IP: ip(2), Port: rx.port, Codecs: []rtppeer.Codec{rtppeer.PCMU}, Ptime: 20}
+	if o.meta == "opus" {
+		desc = rtppeer.Desc{IP: ip(2), Port: rx.port, Codecs: []rtppeer.Codec{rtppeer.Opus},
+			Fmtp: map[uint8]string{rtppeer.Opus.PT: rtppeer.MetaOpusFmtp}, EventPT: 126, NoEventFmtp: true,
+			Crypto: rtppeer.NewCrypto(), RTCPMux: true, Ptime: 20}
+	}
+	offer := desc.Marshal()
+	var mmu sync.Mutex
+	var metaDialogs []*sipua.Dialog
+	var wg sync.WaitGroup
+	tick := time.NewTicker(time.Second / time.Duration(o.rate))
+	for i := 0; i < n && stepCtx.Err() == nil; i++ {
+		<-tick.C
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			wacid := fmt.Sprintf("wacid.%s.%d", strconv.FormatInt(time.Now().UnixNano(), 36), i)
+			d, err := metaUA.Invite(stepCtx, sipua.InviteRequest{
+				Target: taddr,
+				RURI:   fmt.Sprintf("sip:%s@%s;transport=udp", businessNumber, target),
+				To:     fmt.Sprintf("sip:%s@%s", businessNumber, target),
+				From:   fmt.Sprintf("sip:+4477009%05d@wa.meta.vc", i),
+				CallID: "outgoing:" + wacid,
+				Headers: []sipua.Header{
+					{Name: "Record-Route", Value: fmt.Sprintf("<sip:%s;transport=udp;lr>", metaUA.Addr())},
+					{Name: "x-wa-meta-wacid", Value: wacid},
+				},
+				SDP: offer,
+			})
+			mmu.Lock()
+			defer mmu.Unlock()
+			if err != nil {
+				reason := err.Error()
+				var se *sipua.StatusError
+				if errors.As(err, &se) {
+					reason = fmt.Sprintf("%d %s", se.Code, se.Reason)
+				}
+				r.failReasons[reason]++
+				return
+			}
+			metaDialogs = append(metaDialogs, d)
+		}()
+	}
+	tick.Stop()
+	wg.Wait()
+	r.up = len(metaDialogs)
+	if r.up == 0 {
+		return r, fmt.Errorf("no call was set up (%v); see %s", r.failReasons, w.log)
+	}
+
+	// Settle (every call's first silence is out), then measure.
+	time.Sleep(2 * time.Second)
+	c0, err := cpuTime(strconv.Itoa(pid))
+	if err != nil {
+		return r, err
+	}
+	g0, _ := cpuTime("self")
+	rx.startWindow()
+	t0 := time.Now()
+	sample := time.NewTicker(time.Second)
+	end := time.After(o.dur)
+loop:
+	for {
+		select {
+		case <-end:
+			break loop
+		case <-stepCtx.Done():
+			break loop
+		case <-sample.C:
+			if rss, err := rssKiB(pid); err == nil && rss > r.rssMax {
+				r.rssMax = rss
+			}
+		}
+	}
+	sample.Stop()
+	c1, _ := cpuTime(strconv.Itoa(pid))
+	g1, _ := cpuTime("self")
+	r.window = time.Since(t0)
+	r.cpu, r.gen = c1-c0, g1-g0
+	r.late, r.packets, r.lost, r.streams = rx.endWindow()
+
+	// Hang up, 100 at a time.
+	sem := make(chan struct{}, 100)
+	var hw sync.WaitGroup
+	for _, d := range metaDialogs {
+		hw.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer hw.Done()
+			defer func() { <-sem }()
+			hctx, hcancel := context.WithTimeout(context.Background(), 35*time.Second)
+			defer hcancel()
+			_, _ = d.Bye(hctx)
+		}()
+	}
+	hw.Wait()
+	cancel()
+	pwg.Wait()
+	for i := 0; i < 200; i++ {
+		if s, err := w.calls(); err == nil && s == 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	r.stopErr = w.stop()
+	w = nil
+	return r, nil
+}
+
+// ---------------------------------------------------------------------------
+// Receiving wagate's packets toward Meta
+
+type receiver struct {
+	conn *net.UDPConn
+	rc   syscall.RawConn
+	port int
+	done chan struct{}
+
+	msgs  [batch]mmsghdr
+	iov   [batch]unix.Iovec
+	names [batch]unix.RawSockaddrInet4
+	bufs  []byte
+	oobs  []byte
+
+	mu      sync.Mutex
+	on      bool
+	streams map[netip.AddrPort]*stream
+}
+
+type mmsghdr struct {
+	hdr unix.Msghdr
+	n   uint32
+	_   [4]byte
+}
+
+// stream is one call's packets toward Meta in the window: arrival and
+// extended timestamp of each.
+type stream struct {
+	arr  []int64 // arrival, ns
+	ts   []int64 // extended RTP timestamp
+	last uint32
+	ext  int64
+	seq0 uint16 // the first sequence number in the window
+	high int64  // the highest sequence number since, as an offset from seq0
+	cnt  uint64
+}
+
+func listenReceiver(ip string) (*receiver, error) {
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(ip)})
+	if err != nil {
+		return nil, err
+	}
+	_ = c.SetReadBuffer(16 << 20)
+	rc, err := c.SyscallConn()
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
+	}); err != nil || serr != nil {
+		c.Close()
+		return nil, fmt.Errorf("SO_TIMESTAMPNS: %v %v", err, serr)
+	}
+	r := &receiver{conn: c, rc: rc, port: c.LocalAddr().(*net.UDPAddr).Port, done: make(chan struct{}),
+		bufs: make([]byte, batch*pktSize), oobs: make([]byte, batch*oobSize), streams: map[netip.AddrPort]*stream{}}
+	for i := range r.msgs {
+		r.iov[i] = unix.Iovec{Base: &r.bufs[i*pktSize]}
+		r.iov[i].SetLen(pktSize)
+		r.msgs[i].hdr = unix.Msghdr{Name: (*byte)(unsafe.Pointer(&r.names[i])), Iov: &r.iov[i], Control: &r.oobs[i*oobSize]}
+		r.msgs[i].hdr.SetIovlen(1)
+	}
+	go r.loop()
+	return r, nil
+}
+
+func (r *receiver) close() {
+	r.conn.Close()
+	<-r.done
+}
+
+func (r *receiver) loop() {
+	defer close(r.done)
+	for {
+		for i := range r.msgs {
+			r.msgs[i].hdr.Namelen = unix.SizeofSockaddrInet4
+			r.msgs[i].hdr.SetControllen(oobSize)
+			r.msgs[i].hdr.Flags = 0
+			r.msgs[i].n = 0
+		}
+		var got uintptr
+		var errno syscall.Errno
+		err := r.rc.Read(func(fd uintptr) bool {
+			got, _, errno = syscall.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.msgs[0])), batch, unix.MSG_DONTWAIT, 0, 0)
+			return errno != syscall.EAGAIN
+		})
+		if err != nil {
+			return
+		}
+		if errno != 0 {
+			continue
+		}
+		r.mu.Lock()
+		if r.on {
+			for i := 0; i < int(got); i++ {
+				r.take(i)
+			}
+		}
+		r.mu.Unlock()
+	}
+}
+
+// take records packet i of the last batch (RTP only; RTCP is skipped).
+func (r *receiver) take(i int) {
+	pkt := r.bufs[i*pktSize : i*pktSize+int(r.msgs[i].n)]
+	if len(pkt) < 12 || pkt[0]>>6 != 2 || (pkt[1] >= 192 && pkt[1] <= 223) {
+		return
+	}
+	from := netip.AddrPortFrom(netip.AddrFrom4(r.names[i].Addr), binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&r.names[i].Port))[:]))
+	at := rxTime(r.oobs[i*oobSize : i*oobSize+int(r.msgs[i].hdr.Controllen)])
+	s := r.streams[from]
+	seq, ts := binary.BigEndian.Uint16(pkt[2:]), binary.BigEndian.Uint32(pkt[4:])
+	if s == nil {
+		s = &stream{last: ts, arr: make([]int64, 0, 1600), ts: make([]int64, 0, 1600), seq0: seq}
+		r.streams[from] = s
+	}
+	s.ext += int64(int32(ts - s.last))
+	s.last = ts
+	s.arr = append(s.arr, at.UnixNano())
+	s.ts = append(s.ts, s.ext)
+	if d := int64(int16(seq - s.seq0)); d > s.high {
+		s.high = d
+	}
+	s.cnt++
+}
+
+func (r *receiver) startWindow() {
+	r.mu.Lock()
+	r.on = true
+	clear(r.streams)
+	r.mu.Unlock()
+}
+
+// endWindow returns every packet's lateness against its stream's grid
+// (sorted), the packet count, packets lost (by sequence) and the streams.
+func (r *receiver) endWindow() ([]time.Duration, uint64, uint64, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.on = false
+	var late []time.Duration
+	var pkts, lost uint64
+	for _, s := range r.streams {
+		best := int64(1<<63 - 1)
+		off := make([]int64, len(s.arr))
+		for i := range s.arr {
+			// Media time at 48 kHz (Opus) or 8 kHz (PCMU): the step of
+			// 20 ms tells which.
+			off[i] = s.arr[i] - s.ts[i]*int64(time.Second)/int64(rate(s))
+			best = min(best, off[i])
+		}
+		for _, o := range off {
+			late = append(late, time.Duration(o-best))
+		}
+		pkts += s.cnt
+		if exp := uint64(s.high) + 1; exp > s.cnt {
+			lost += exp - s.cnt
+		}
+	}
+	slices.Sort(late)
+	return late, pkts, lost, len(r.streams)
+}
+
+// rate guesses a stream's clock from its timestamp step.
+func rate(s *stream) int {
+	for i := 1; i < len(s.ts); i++ {
+		if d := s.ts[i] - s.ts[i-1]; d > 0 {
+			if d%960 == 0 {
+				return 48000
+			}
+			return 8000
+		}
+	}
+	return 48000
+}
+
+// rxTime reads the SO_TIMESTAMPNS control message, else now.
+func rxTime(oob []byte) time.Time {
+	const hdr = int(unsafe.Sizeof(syscall.Cmsghdr{}))
+	for len(oob) >= hdr {
+		h := (*syscall.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		l := int(h.Len)
+		if l < hdr || l > len(oob) {
+			break
+		}
+		if h.Level == syscall.SOL_SOCKET && h.Type == syscall.SCM_TIMESTAMPNS && l >= hdr+16 {
+			return time.Unix(int64(binary.NativeEndian.Uint64(oob[hdr:])), int64(binary.NativeEndian.Uint64(oob[hdr+8:])))
+		}
+		l = (l + 7) &^ 7
+		if l > len(oob) {
+			break
+		}
+		oob = oob[l:]
+	}
+	return time.Now()
+}
+
+// ---------------------------------------------------------------------------
+// wagate
+
+type wagateProc struct {
+	cmd    *exec.Cmd
+	api    string
+	log    string
+	exited chan struct{}
+	err    error
+}
+
+func startWagate(ctx context.Context, o options, n int) (*wagateProc, error) {
+	ip := func(h int) string { return fmt.Sprintf("%s.%d", o.netPrefix, h) }
+	codecs, enc := "[opus]", "sdes"
+	if o.meta == "pcmu" {
+		codecs, enc = "[PCMU]", "none"
+	}
+	w := &wagateProc{api: fmt.Sprintf("http://%s:%d/v1/status", ip(1), o.apiPort), exited: make(chan struct{}),
+		log: filepath.Join(o.out, fmt.Sprintf("wagate-%d.log", n))}
+	// Neither side sends RTP: the timeouts are an hour so that wagate
+	// holds the calls for the whole window.
+	cfg := fmt.Sprintf(`# generated by test/load/held, N=%d
+data_dir: %q
+sip:
+  listen:
+    - {transport: udp, address: "%s:%d"}
+  host: %s
+endpoints:
+  - {name: meta, kind: whatsapp, host: %s, port: 5060, transport: udp, source_cidrs: [%s/32], codecs: %s, media_encryption: %s}
+  - {name: pbx, kind: pbx, host: %s, port: 5060, transport: udp, source_cidrs: [%s/32], codecs: [PCMU]}
+numbers:
+  - {number: %q, phone_number_id: "100000000000001", route: {endpoint: pbx, user: "1001"}}
+media: {bind_ip: %s, port_min: %d, port_max: %d, rtp_timeout: 1h, rtp_start_timeout: 1h, port_quarantine: 2s}
+api: {listen: "%s:%d", token: {value: "held-load-token"}}
+cdr: {enabled: false}
+log: {level: warn, format: json}
+`, n, filepath.Join(o.out, "data"), ip(1), o.sipPort, ip(1), ip(2), ip(2), codecs, enc, ip(3), ip(3), businessNumber,
+		ip(1), o.portMin, o.portMax, ip(1), o.apiPort)
+	path := filepath.Join(o.out, fmt.Sprintf("wagate-%d.yaml", n))
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		return nil, err
+	}
+	if b, err := exec.Command(o.wagate, "-check-config", path).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("config %s: %v\n%s", path, err, b)
+	}
+	logf, err := os.Create(w.log)
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"-config", path}
+	for _, a := range strings.Fields(o.wagateArgs) {
+		args = append(args, strings.ReplaceAll(a, "{n}", strconv.Itoa(n)))
+	}
+	w.cmd = exec.Command(o.wagate, args...)
+	w.cmd.Stdout, w.cmd.Stderr = logf, logf
+	if err := w.cmd.Start(); err != nil {
+		logf.Close()
+		return nil, err
+	}
+	go func() {
+		w.err = w.cmd.Wait()
+		logf.Close()
+		close(w.exited)
+	}()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if _, err := w.calls(); err == nil {
+			return w, nil
+		}
+		select {
+		case <-w.exited:
+			return nil, fmt.Errorf("wagate exited at start-up (%v); see %s", w.err, w.log)
+		case <-ctx.Done():
+			w.stop()
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			w.stop()
+			return nil, fmt.Errorf("wagate's status API did not answer within 15 s; see %s", w.log)
+		}
+	}
+}
+
+var httpClient = &http.Client{Timeout: 2 * time.Second}
+
+// calls is the number of calls wagate's status reports.
+func (w *wagateProc) calls() (int, error) {
+	req, err := http.NewRequest("GET", w.api, nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer held-load-token")
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Calls int `json:"calls"`
+	}
+	if resp.StatusCode != 200 {
+		return 0, fmt.Errorf("%s: %s", w.api, resp.Status)
+	}
+	err = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st)
+	return st.Calls, err
+}
+
+func (w *wagateProc) stop() error {
+	select {
+	case <-w.exited:
+		return fmt.Errorf("wagate had exited: %v", w.err)
+	default:
+	}
+	_ = w.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-w.exited:
+		return w.err
+	case <-time.After(40 * time.Second):
+		_ = w.cmd.Process.Kill()
+		<-w.exited
+		return errors.New("wagate did not exit within 40 s of SIGTERM; killed")
+	}
+}
+
+// ---------------------------------------------------------------------------
+// /proc
+
+var clkTck = func() int {
+	out, err := exec.Command("getconf", "CLK_TCK").Output()
+	if err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(out))); err == nil && n > 0 {
+			return n
+		}
+	}
+	return 100
+}()
+
+func cpuTime(pid string) (time.Duration, error) {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%s/stat: short", pid)
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / time.Duration(clkTck), nil
+}
+
+func rssKiB(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			f := strings.Fields(v)
+			if len(f) > 0 {
+				return strconv.ParseInt(f[0], 10, 64)
+			}
+		}
+	}
+	return 0, errors.New("no VmRSS")
+}
