@@ -22,6 +22,7 @@ const (
 	agentRings                     // 180 and never answers (CANCEL: 200 + 487)
 	agentRefuses                   // the final response code
 	agentRedirect                  // 302 to contact
+	agentSilent                    // no response at all (a hung PBX)
 )
 
 // agentEvent is one request an agent received, or one final response it
@@ -131,6 +132,7 @@ func (a *agent) handle(msg string, reply func(string)) {
 			respond(fmt.Sprintf("%d Refused", a.code), nil, "")
 		case agentRedirect:
 			respond("302 Moved Temporarily", []string{"Contact: " + a.contact}, "")
+		case agentSilent:
 		}
 	case "CANCEL":
 		reply(agentResponse(msg, "200 OK", a.name+"-tag", nil, ""))
@@ -329,6 +331,39 @@ func TestHuntSequentialFailover(t *testing.T) {
 	}
 	if got, want := c.attempts(), "1001@pbx:failed:503 2001@pbx2:no_answer:0 3001@pbx3:answered:200"; got != want {
 		t.Errorf("CDR attempts %s, want %s", got, want)
+	}
+}
+
+// TestHuntSilentTarget: a target that never answers the INVITE at all
+// (not even 100) holds the hunt only for its own ring time: the next
+// target rings then, and the silent one gets no CANCEL (RFC 3261 §9.1:
+// nothing to cancel before a provisional response).
+func TestHuntSilentTarget(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	p2 := e.newPeer("pbx2", 5)
+	a1 := startAgent(t, "a1", e.PBX, agentAnswers)
+	a2 := startAgent(t, "a2", p2, agentSilent)
+	w := e.startWagate(wagateOpts{APIExtra: tokenAPI, Route: "{hunt: agents}", EndpointsExtra: pbxEndpoint("pbx2", p2, ""),
+		Extra: `hunt_lists: [{name: agents, targets: [{endpoint: pbx2, user: "2001", ring_timeout: 1s}, {endpoint: pbx, user: "1001"}]}]`})
+
+	meta := e.runSipp(sippSpec{Name: "meta", Scenario: "uac.xml", Peer: e.Meta, Remote: w.SIPAddr, Calls: 1, Args: holdArgs(300)})
+	inv2 := a2.one("INVITE")
+	inv1 := a1.one("INVITE")
+	a1.one("BYE")
+	d := inv1.at.Sub(inv2.at)
+	t.Logf("failover latency: ring timeout (1s) of the silent target → INVITE at the next: %v", d-time.Second)
+	if d < time.Second || d > 3*time.Second {
+		t.Errorf("the next target rang %v after the silent one, want just after its 1s ring time", d)
+	}
+	if n := len(a2.got("CANCEL")); n != 0 {
+		t.Errorf("the silent target got %d CANCEL before any provisional response", n)
+	}
+	s := w.waitIdle()
+	w.expectCounts(s, 1, 1)
+	c := huntCDRs(t, e, 1)[sippCallID(t, meta)]
+	if got, want := c.attempts(), "2001@pbx2:no_answer:0 1001@pbx:answered:200"; c.Outcome != "answered" || got != want {
+		t.Errorf("CDR outcome %s attempts %s, want answered, %s", c.Outcome, got, want)
 	}
 }
 
