@@ -335,3 +335,49 @@ func TestHuntLeastRecent(t *testing.T) {
 		t.Errorf("first target %s, want pbx (idle longest)", got)
 	}
 }
+
+// TestHuntHangupRinging: the API hangs up a parallel hunt while both
+// targets ring: A gets 487 at once, each target its CANCEL, and the call
+// ends, hung up by the API, when both have answered 487.
+func TestHuntHangupRinging(t *testing.T) {
+	h := startHuntFlow(t, "{hunt: all}", `  - {name: all, strategy: parallel, targets: [{endpoint: pbx, user: "1001"}, {endpoint: pbx2, user: "2001"}]}`)
+	inv := h.metaCall()
+	b1 := h.pbx.request(sip.INVITE)
+	b2 := h.pbx2.request(sip.INVITE)
+	h.pbx.reply(b1, 180, "Ringing", "p1", nil)
+	h.pbx2.reply(b2, 180, "Ringing", "p2", nil)
+	h.meta.response(180)
+
+	calls := h.srv.Calls()
+	if len(calls) != 1 || calls[0].State != "ringing" {
+		t.Fatalf("live calls %+v, want one ringing", calls)
+	}
+	if _, err := h.srv.Hangup(calls[0].ID, "supervisor"); err != nil {
+		t.Fatal(err)
+	}
+	res := h.meta.response(487)
+	h.meta.send(h.addr, ackFor(inv, res))
+	for _, x := range []struct {
+		p   *peer
+		inv *sip.Request
+		tag string
+	}{{h.pbx, b1, "p1"}, {h.pbx2, b2, "p2"}} {
+		cancel := x.p.request(sip.CANCEL)
+		if callIDOf(cancel) != callIDOf(x.inv) {
+			t.Fatalf("CANCEL for %s, want %s", callIDOf(cancel), callIDOf(x.inv))
+		}
+		x.p.reply(cancel, 200, "OK", x.tag, nil)
+		x.p.reply(x.inv, 487, "Request Terminated", x.tag, nil)
+		x.p.request(sip.ACK)
+	}
+	c := h.cdrs.next(t)
+	if c.HangupBy != events.HangupAPI || c.Cause != CauseAPI+": supervisor" || c.Outcome != events.Cancelled || c.SIPCode != 487 {
+		t.Errorf("CDR hangup_by %s cause %q outcome %s code %d", c.HangupBy, c.Cause, c.Outcome, c.SIPCode)
+	}
+	if got, want := attemptsOf(c), "1001@pbx:cancelled:487 2001@pbx2:cancelled:487"; got != want {
+		t.Errorf("attempts %s, want %s", got, want)
+	}
+	if n := len(h.srv.Calls()); n != 0 {
+		t.Errorf("%d calls left", n)
+	}
+}
