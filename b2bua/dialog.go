@@ -16,7 +16,8 @@ import (
 type leg struct {
 	name string // "a" or "b", for logs
 	// ep is the peer's endpoint, side the bridge side its media is on.
-	// Both are set when the leg is made and never change.
+	// Both are set when the leg is made and never change once the call is
+	// answered (a hunt sets B's to the target that answered).
 	ep   *configs.Endpoint
 	side media.Side
 	// retired: the leg left its call (transferred away, or joined to

@@ -168,6 +168,33 @@ func (r *registry) hasRoom(ep string, max int) bool {
 	return max <= 0 || r.perEP[ep] < max
 }
 
+// rebindB moves c's B-leg to the Call-ID and endpoint of the attempt
+// that answered its hunt; apply changes the call's own fields while the
+// registry is locked, so that remove always finds what it registered.
+func (r *registry) rebindB(c *call, callID, endpoint string, apply func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	oldID := c.b.callID
+	cur, registered := r.counted[c]
+	apply()
+	if !registered {
+		return
+	}
+	if oldID != callID {
+		if ref, ok := r.byCallID[oldID]; ok && ref.call == c {
+			delete(r.byCallID, oldID)
+		}
+		r.byCallID[callID] = callRef{call: c, leg: c.b}
+		r.extra[c] = append(r.extra[c], callID)
+	}
+	if cur[1] != endpoint {
+		r.uncountLocked(cur[1])
+		r.perEP[endpoint]++
+		cur[1] = endpoint
+		r.counted[c] = cur
+	}
+}
+
 // hasSource reports whether a live call's A-leg came from src.
 func (r *registry) hasSource(src string) bool {
 	r.mu.RLock()

@@ -164,27 +164,31 @@ func (s *Engine) onRefer(req *sip.Request, tx sip.ServerTransaction) {
 		refuse(400, err.Error())
 		return
 	}
+	c.mu.Lock()
+	current := (l == c.a || l == c.b) && !l.retired
+	st, busy, joined := c.state, c.cc.xfer != nil, c.cc.joined != nil
+	c.mu.Unlock()
+	answered := st == stateConfirmed || st == stateAnswered
+	if !current {
+		s.edge.Respond(tx, req, 481, "Call/Transaction Does Not Exist", nil)
+		return
+	}
+	if !answered {
+		refuse(491, "the call is not answered yet")
+		return
+	}
+	// l.ep is final once the call is answered (a hunt's answer sets it).
 	cfg := s.edge.Config()
 	ep := cfg.Endpoint(l.ep.Name) // the rules in force now
 	if ep == nil {
 		ep = l.ep
 	}
-	c.mu.Lock()
-	current := (l == c.a || l == c.b) && !l.retired
-	st, busy, joined := c.state, c.cc.xfer != nil, c.cc.joined != nil
-	c.mu.Unlock()
 	switch {
-	case !current:
-		s.edge.Respond(tx, req, 481, "Call/Transaction Does Not Exist", nil)
-		return
 	case ep.Kind == configs.KindWhatsApp:
 		refuse(403, "the WhatsApp leg cannot transfer")
 		return
 	case ep.Transfer == nil:
 		refuse(403, "endpoint "+ep.Name+" may not transfer calls (no transfer.allow)")
-		return
-	case st != stateConfirmed && st != stateAnswered:
-		refuse(491, "the call is not answered yet")
 		return
 	case busy || joined:
 		refuse(491, "a transfer of this call is under way or done")

@@ -91,7 +91,7 @@ func (v validator) callControl() {
 	for i := range v.c.Numbers {
 		n := &v.c.Numbers[i]
 		if n.Fallback != nil {
-			v.route(fmt.Sprintf("numbers[%d].fallback", i), *n.Fallback)
+			v.routeTo(fmt.Sprintf("numbers[%d].fallback", i), *n.Fallback, "the fallback route")
 		}
 	}
 	if f := v.c.Media.MusicOnHold; f != "" {
