@@ -17,10 +17,11 @@ type Transferer interface {
 }
 
 // TransferTarget is where a transfer goes: a user (extension) at a pbx
-// endpoint of wagate's configuration.
+// endpoint of wagate's configuration, or a hunt list (Hunt instead).
 type TransferTarget struct {
 	Endpoint string
 	User     string
+	Hunt     string
 }
 
 var (
@@ -37,6 +38,7 @@ var (
 type transferBody struct {
 	Endpoint *string `json:"endpoint"`
 	User     *string `json:"user"`
+	Hunt     *string `json:"hunt"`
 }
 
 // transferDoc answers it: 202, wagate is calling the target.
@@ -74,8 +76,15 @@ func (h *callHandlers) transfer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch {
+	case body.Hunt != nil && (body.Endpoint != nil || body.User != nil):
+		writeError(w, http.StatusBadRequest, "hunt: give either hunt or endpoint and user, not both")
+		return
+	case body.Hunt != nil && !isName(*body.Hunt):
+		writeError(w, http.StatusBadRequest, "hunt: "+quoteParam(*body.Hunt)+" is not a hunt list name")
+		return
+	case body.Hunt != nil:
 	case body.Endpoint == nil || *body.Endpoint == "":
-		writeError(w, http.StatusBadRequest, "endpoint: required (the name of a pbx endpoint)")
+		writeError(w, http.StatusBadRequest, "endpoint: required (the name of a pbx endpoint; or give hunt, naming a hunt list)")
 		return
 	case !isName(*body.Endpoint):
 		writeError(w, http.StatusBadRequest, "endpoint: "+quoteParam(*body.Endpoint)+" is not an endpoint name")
@@ -87,14 +96,25 @@ func (h *callHandlers) transfer(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "user: "+quoteParam(*body.User)+" is not an extension (1–64 of A–Z a–z 0–9 + * # . _ ~ -)")
 		return
 	}
-	target := TransferTarget{Endpoint: *body.Endpoint, User: *body.User}
+	var target TransferTarget
+	t := ""
+	if body.Hunt != nil {
+		target.Hunt, t = *body.Hunt, "hunt "+*body.Hunt
+	} else {
+		target.Endpoint, target.User = *body.Endpoint, *body.User
+		t = target.User + "@" + target.Endpoint
+	}
 	c, err := tr.Transfer(id, target)
 	switch {
 	case errors.Is(err, ErrNoSuchCall):
 		writeError(w, http.StatusNotFound, noLiveCall(id))
 		return
 	case errors.Is(err, ErrTransferTarget):
-		writeError(w, http.StatusBadRequest, "endpoint: "+afterSentinel(err, ErrTransferTarget))
+		field := "endpoint: "
+		if target.Hunt != "" {
+			field = "hunt: "
+		}
+		writeError(w, http.StatusBadRequest, field+afterSentinel(err, ErrTransferTarget))
 		return
 	case errors.Is(err, ErrTransferConflict):
 		writeError(w, http.StatusConflict, afterSentinel(err, ErrTransferConflict))
@@ -104,13 +124,12 @@ func (h *callHandlers) transfer(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "transfer failed; see wagate's log")
 		return
 	}
-	t := target.User + "@" + target.Endpoint
 	h.log.Info("call transfer asked through the API", "call", id, "target", t, "remote", r.RemoteAddr)
 	writeJSON(w, http.StatusAccepted, transferDoc{CallID: c.ID, Kind: "api", Target: t, State: c.State})
 }
 
-// isName: an endpoint name as configs accepts it (letters, digits, '_'
-// and '-').
+// isName: an endpoint or hunt list name as configs accepts it (letters,
+// digits, '_' and '-').
 func isName(s string) bool {
 	if len(s) > 64 {
 		return false

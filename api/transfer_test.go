@@ -19,8 +19,12 @@ func (f *fakeCalls) Transfer(id string, t TransferTarget) (LiveCall, error) {
 	case c.State != "confirmed":
 		return LiveCall{}, fmt.Errorf("%w: the call is not answered", ErrTransferConflict)
 	}
+	target := t.User + "@" + t.Endpoint
+	if t.Hunt != "" {
+		target = "hunt " + t.Hunt
+	}
 	f.mu.Lock()
-	f.hangups = append(f.hangups, "transfer "+id+" "+t.User+"@"+t.Endpoint)
+	f.hangups = append(f.hangups, "transfer "+id+" "+target)
 	f.mu.Unlock()
 	return c, nil
 }
@@ -51,6 +55,8 @@ func TestCallsTransfer(t *testing.T) {
 		{path, `{"endpoint":"pbx2","user":"2001","to":"x"}`, 400, `unknown field "to"`},
 		{path, `{"endpoint":"meta","user":"2001"}`, 400, `endpoint: "meta" is a whatsapp endpoint`},
 		{path, `{"endpoint":"pbx2","user":"2001","x":"` + strings.Repeat("a", 2000) + `"}`, 413, "larger"},
+		{path, `{"hunt":"team","endpoint":"pbx2"}`, 400, "hunt: give either"},
+		{path, `{"hunt":"a b"}`, 400, `hunt: "a b"`},
 		{path + "?now=1", `{"endpoint":"pbx2","user":"2001"}`, 400, `"now"`},
 		{"/v1/calls/" + ringingID + "/transfer", `{"endpoint":"pbx2","user":"2001"}`, 409, "not answered"},
 		{"/v1/calls/" + unknownID + "/transfer", `{"endpoint":"pbx2","user":"2001"}`, 404, unknownID},
@@ -64,7 +70,10 @@ func TestCallsTransfer(t *testing.T) {
 	if r := f.api(t, "GET", path, ""); r.code != 405 || r.header.Get("Allow") != "POST" {
 		t.Errorf("GET transfer: %d Allow %q", r.code, r.header.Get("Allow"))
 	}
-	if got := calls.hungUp(); len(got) != 1 {
-		t.Errorf("refused requests reached the B2BUA: %q", got)
+	if r := f.api(t, "POST", path, `{"hunt":"team"}`); r.code != 202 || !strings.Contains(r.body, `"target":"hunt team"`) {
+		t.Errorf("transfer to a hunt list: %d %s", r.code, r.body)
+	}
+	if got := calls.hungUp(); len(got) != 2 || got[1] != "transfer "+answeredID+" hunt team" {
+		t.Errorf("the B2BUA was asked %q; refused requests must not reach it", got)
 	}
 }

@@ -82,15 +82,18 @@ func TestResolveTarget(t *testing.T) {
 		SIP: configs.SIP{Host: "127.0.0.1"},
 		Endpoints: []configs.Endpoint{
 			{Name: "pbx", Kind: configs.KindPBX, Host: "127.0.0.3", Port: 5060,
-				Transfer: &configs.Transfer{Allow: []configs.TransferRule{{Endpoint: "pbx", Users: []string{"2???"}}, {Endpoint: "pbx2"}}}},
+				Transfer: &configs.Transfer{Allow: []configs.TransferRule{{Endpoint: "pbx", Users: []string{"2???"}}, {Endpoint: "pbx2"}, {Hunt: "team"}}}},
 			{Name: "pbx2", Kind: configs.KindPBX, Host: "127.0.0.5", Port: 5060},
 			{Name: "meta", Kind: configs.KindWhatsApp, Host: "127.0.0.2", Port: 5060},
 		},
+		HuntLists: []configs.HuntList{{Name: "team"}, {Name: "night"}},
 	}
 	from := &cfg.Endpoints[0]
 	for _, tc := range []struct {
-		uri, ep, why string
+		uri, ep, hunt, why string
 	}{
+		{uri: "sip:team@127.0.0.1", hunt: "team"},
+		{uri: "sip:night@127.0.0.1", why: "may not transfer to hunt list night"},
 		{uri: "sip:2001@127.0.0.3", ep: "pbx"},
 		{uri: "sip:2001@127.0.0.3:5060", ep: "pbx"},
 		{uri: "sip:2001@127.0.0.1", ep: "pbx"}, // wagate's own host: the transferring pbx
@@ -105,15 +108,15 @@ func TestResolveTarget(t *testing.T) {
 		if err := sip.ParseUri(tc.uri, &u); err != nil {
 			t.Fatal(err)
 		}
-		got, ep, why := resolveTarget(cfg, from, u)
+		got, why := resolveTarget(cfg, from, u)
 		if tc.why != "" {
-			if !strings.Contains(why, tc.why) || ep != nil {
+			if !strings.Contains(why, tc.why) || got != (Target{}) {
 				t.Errorf("%s: allowed (%v) or why %q, want refused with %q", tc.uri, got, why, tc.why)
 			}
 			continue
 		}
-		if why != "" || ep == nil || ep.Name != tc.ep || got.Endpoint != tc.ep {
-			t.Errorf("%s: %v %v %q, want endpoint %s", tc.uri, got, ep, why, tc.ep)
+		if why != "" || got.Endpoint != tc.ep || got.Hunt != tc.hunt {
+			t.Errorf("%s: %v %q, want endpoint %q hunt %q", tc.uri, got, why, tc.ep, tc.hunt)
 		}
 	}
 	// A dialer has no pbx of its own: wagate's host then needs exactly one
@@ -121,7 +124,7 @@ func TestResolveTarget(t *testing.T) {
 	dialer := &configs.Endpoint{Name: "dialer", Kind: configs.KindDialer, Transfer: from.Transfer}
 	var u sip.Uri
 	_ = sip.ParseUri("sip:2001@127.0.0.1", &u)
-	if _, _, why := resolveTarget(cfg, dialer, u); !strings.Contains(why, "several pbx endpoints") {
+	if _, why := resolveTarget(cfg, dialer, u); !strings.Contains(why, "several pbx endpoints") {
 		t.Errorf("dialer to wagate's host with two allowed pbxs: %q", why)
 	}
 }

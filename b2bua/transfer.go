@@ -2,8 +2,6 @@ package b2bua
 
 import (
 	"errors"
-	"fmt"
-	"net/netip"
 	"strings"
 	"time"
 
@@ -38,19 +36,6 @@ var (
 // it back and forth, by mistake or by a script, would never stop.
 const maxTransfers = 10
 
-// Target is where a transfer goes: a user (extension) at a pbx endpoint.
-type Target struct {
-	Endpoint string
-	User     string
-}
-
-func (t Target) String() string {
-	if t.Endpoint == "" {
-		return ""
-	}
-	return t.User + "@" + t.Endpoint
-}
-
 // transfer is one transfer under way.
 type transfer struct {
 	kind string // events.TransferBlind, …
@@ -59,10 +44,16 @@ type transfer struct {
 	// meanwhile (under the call's mu).
 	from     *leg
 	fromGone bool
-	target   Target
-	ep       *configs.Endpoint
-	notify   *notifier
-	asked    time.Time
+	// target is what was asked for; callees what it rings, in order
+	// (one extension, or a hunt list's targets), list the hunt list.
+	target  Target
+	callees []sipedge.Callee
+	list    *configs.HuntList
+	// ep and user are the callee rung last: the one that answered.
+	ep     *configs.Endpoint
+	user   string
+	notify *notifier
+	asked  time.Time
 	// leg is the new leg once placed; connected once it answered and
 	// took over (under the call's mu).
 	leg       *leg
@@ -81,20 +72,16 @@ func (s *Engine) Transfer(callID string, target Target) (CallInfo, error) {
 	if c == nil {
 		return CallInfo{}, ErrNoSuchCall
 	}
-	ep := s.edge.Config().Endpoint(target.Endpoint)
-	switch {
-	case ep == nil:
-		return CallInfo{}, fmt.Errorf("%w: %q is not a configured endpoint", ErrBadTarget, target.Endpoint)
-	case ep.Kind != configs.KindPBX:
-		return CallInfo{}, fmt.Errorf("%w: %q is a %s endpoint; transfers go to pbx endpoints", ErrBadTarget, target.Endpoint, ep.Kind)
-	case !validExtension(target.User):
-		return CallInfo{}, fmt.Errorf("%w: user %q is not an extension", ErrBadTarget, target.User)
+	callees, list, err := s.transferCallees(s.edge.Config(), target)
+	if err != nil {
+		return CallInfo{}, err
 	}
 	info, ok := c.info()
 	if !ok {
 		return CallInfo{}, ErrNoSuchCall
 	}
-	x := &transfer{kind: events.TransferAPI, by: "api", from: c.legOf(c.pbxSide()), target: target, ep: ep, asked: time.Now()}
+	x := &transfer{kind: events.TransferAPI, by: "api", from: c.legOf(c.pbxSide()), target: target,
+		callees: callees, list: list, asked: time.Now()}
 	if err := c.beginTransfer(x); err != nil {
 		return CallInfo{}, err
 	}
@@ -198,16 +185,21 @@ func (s *Engine) onRefer(req *sip.Request, tx sip.ServerTransaction) {
 		s.referReplaces(c, l, ep, req, tx, rt.replaces)
 		return
 	}
-	target, tep, why := resolveTarget(cfg, ep, rt.uri)
+	target, why := resolveTarget(cfg, ep, rt.uri)
 	if why != "" {
 		refuse(403, why)
 		return
 	}
-	if tep.Name == l.ep.Name && strings.EqualFold(target.User, l.remoteURI.User) {
+	if target.Endpoint == l.ep.Name && strings.EqualFold(target.User, l.remoteURI.User) {
 		refuse(403, "transfer to the transferring agent itself")
 		return
 	}
-	x := &transfer{kind: events.TransferBlind, by: ep.Name, from: l, target: target, ep: tep, asked: time.Now()}
+	callees, list, err := s.transferCallees(cfg, target)
+	if err != nil {
+		refuse(403, strings.TrimPrefix(err.Error(), ErrBadTarget.Error()+": "))
+		return
+	}
+	x := &transfer{kind: events.TransferBlind, by: ep.Name, from: l, target: target, callees: callees, list: list, asked: time.Now()}
 	if err := c.beginTransfer(x); err != nil {
 		refuse(491, err.Error())
 		return
@@ -227,75 +219,6 @@ func (c *call) transferorAlive(x *transfer) func() bool {
 		defer c.mu.Unlock()
 		return !x.fromGone && c.state != stateEnded
 	}
-}
-
-// resolveTarget finds the pbx endpoint and user a Refer-To URI names, and
-// checks that from's transfer rules allow it. The URI names the endpoint
-// by its host (and port, when given); a URI at wagate's own host means the
-// transferring endpoint when it is a pbx, else the one pbx its rules name.
-// why says what is not allowed.
-func resolveTarget(cfg *configs.Config, from *configs.Endpoint, u sip.Uri) (Target, *configs.Endpoint, string) {
-	host := strings.Trim(strings.ToLower(u.Host), "[]")
-	var ep *configs.Endpoint
-	if isOwnHost(cfg, host) {
-		switch names := allowedEndpoints(from.Transfer); {
-		case from.Kind == configs.KindPBX:
-			ep = from
-		case len(names) == 1:
-			ep = cfg.Endpoint(names[0])
-		default:
-			return Target{}, nil, "the Refer-To host is wagate's own and endpoint " + from.Name + " may transfer to several pbx endpoints: name the pbx's host"
-		}
-	} else {
-		for i := range cfg.Endpoints {
-			e := &cfg.Endpoints[i]
-			if e.Kind == configs.KindPBX && strings.EqualFold(strings.Trim(e.Host, "[]"), host) && (u.Port == 0 || u.Port == e.Port) {
-				ep = e
-				break
-			}
-		}
-	}
-	if ep == nil || ep.Kind != configs.KindPBX {
-		return Target{}, nil, "the Refer-To host " + u.Host + " is not a configured pbx endpoint"
-	}
-	t := Target{Endpoint: ep.Name, User: u.User}
-	if !from.Transfer.Allows(ep.Name, u.User) {
-		return Target{}, nil, "endpoint " + from.Name + " may not transfer to " + t.String()
-	}
-	return t, ep, ""
-}
-
-func allowedEndpoints(t *configs.Transfer) []string {
-	var names []string
-	for _, r := range t.Allow {
-		if !containsString(names, r.Endpoint) {
-			names = append(names, r.Endpoint)
-		}
-	}
-	return names
-}
-
-func containsString(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
-
-// isOwnHost reports whether host names wagate: sip.host or a listener's
-// address.
-func isOwnHost(cfg *configs.Config, host string) bool {
-	if strings.EqualFold(host, strings.Trim(cfg.SIP.Host, "[]")) {
-		return true
-	}
-	for _, l := range cfg.SIP.Listen {
-		if ap, err := netip.ParseAddrPort(l.Address); err == nil && strings.EqualFold(ap.Addr().String(), host) {
-			return true
-		}
-	}
-	return false
 }
 
 // runTransfer places the transfer's call and completes or undoes it.
@@ -325,19 +248,22 @@ func (s *Engine) runTransfer(c *call, x *transfer) {
 	if n := cfg.NumberByE164(c.route.Number.Number); n != nil {
 		fb = n.Fallback
 	}
-	var fep *configs.Endpoint
+	var (
+		fx  *transfer
+		err error = ErrBadTarget
+	)
 	if fb != nil {
-		fep = cfg.Endpoint(fb.Endpoint)
+		fx = &transfer{kind: events.TransferFallback, by: "wagate", from: x.from, fromGone: true,
+			target: Target{Endpoint: fb.Endpoint, User: fb.User, Hunt: fb.Hunt}, asked: time.Now()}
+		fx.callees, fx.list, err = s.transferCallees(cfg, fx.target)
 	}
-	if fep == nil {
+	if err != nil {
 		c.mu.Lock()
 		c.cc.xfer = nil
 		c.mu.Unlock()
 		c.terminate(nil, "transfer failed ("+itoa(r.code)+") after the transferring agent hung up; no fallback route")
 		return
 	}
-	fx := &transfer{kind: events.TransferFallback, by: "wagate", from: x.from, fromGone: true,
-		target: Target{Endpoint: fep.Name, User: fb.User}, ep: fep, asked: time.Now()}
 	c.mu.Lock()
 	c.cc.xfer = fx
 	c.mu.Unlock()
@@ -352,30 +278,6 @@ func (s *Engine) runTransfer(c *call, x *transfer) {
 	c.cc.xfer = nil
 	c.mu.Unlock()
 	c.terminate(nil, "transfer and fallback route failed")
-}
-
-// tryTarget offers the call's media to x's target and calls it.
-func (s *Engine) tryTarget(c *call, x *transfer) dialResult {
-	if !s.reg.hasRoom(x.ep.Name, x.ep.MaxCalls) {
-		return dialResult{code: 503, reason: "Service Unavailable"}
-	}
-	offer, err := c.bridge.OfferSide(x.from.side, legConfig(x.ep))
-	if err != nil {
-		c.log.Warn("transfer target cannot take the call's media", "target", x.target.String(), "error", err)
-		return dialResult{code: 488, reason: "Not Acceptable Here"}
-	}
-	r := s.dialLeg(c, x, x.ep, x.target.User, offer, func() { x.notify.progress(180, "Ringing") })
-	if r.ok() {
-		if err := c.bridge.AnswerSide(x.from.side, r.answer.Body()); err != nil {
-			c.log.Warn("transfer target's answer refused", "target", x.target.String(), "error", err)
-			s.sendBye(c, r.leg)
-			s.reg.removeLeg(c, r.leg)
-			return dialResult{code: 488, reason: "Not Acceptable Here"}
-		}
-		return r
-	}
-	c.bridge.CancelOffer(x.from.side)
-	return r
 }
 
 // completeTransfer puts the answered leg in the place of the old one and
@@ -393,7 +295,7 @@ func (s *Engine) completeTransfer(c *call, x *transfer, r dialResult) {
 	if old == c.a {
 		c.a, c.aAnswered, c.aEndpoint = nl, true, x.ep.Name
 	} else {
-		c.b, c.bAnswered, c.bEndpoint = nl, true, x.ep.Name
+		c.b, c.bAnswered, c.bEndpoint, c.bUser = nl, true, x.ep.Name, x.user
 	}
 	old.retired = true
 	x.connected = true
@@ -429,13 +331,13 @@ func (s *Engine) transferFailed(c *call, x *transfer, r dialResult) {
 // held.
 func (x *transfer) record(c *call, r dialResult) events.Transfer {
 	t := events.Transfer{
-		CallID: c.id, Kind: x.kind, By: x.by, Target: x.target.String(),
+		CallID: c.id, Kind: x.kind, By: x.by, Target: x.rung(), Hunt: x.target.Hunt,
 		From:      events.Leg{Endpoint: x.from.ep.Name, SIPCallID: x.from.callID},
 		Connected: r.ok(), SIPCode: r.code, Reason: r.reason,
 		RequestedAt: x.asked, LatencyMS: time.Since(x.asked).Milliseconds(),
 	}
 	if r.leg != nil {
-		t.To = events.Leg{Endpoint: x.ep.Name, SIPCallID: r.leg.callID}
+		t.To = events.Leg{Endpoint: x.ep.Name, SIPCallID: r.leg.callID, User: x.user}
 	}
 	return t
 }

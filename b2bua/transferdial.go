@@ -21,23 +21,23 @@ type dialResult struct {
 
 func (r dialResult) ok() bool { return r.answer != nil }
 
-// dialLeg places a new leg of answered call c to user at pbx endpoint ep,
+// dialLeg places a new leg of answered call c to callee,
 // with offer (from Bridge.OfferSide) as its SDP, for the side the leg
 // replaced by x is on. It returns when the leg answered (its 2xx ACKed),
-// failed, rang past sip.ring_timeout (480), or the call ended (487):
+// failed, rang past its ring time (480), or the call ended (487):
 // then the INVITE is cancelled, and a 2xx that crosses the CANCEL gets
 // its ACK and a BYE. The leg is findable by its Call-ID from the INVITE
 // on; on failure it is forgotten again.
 //
 // It is the transfer's dialler. The hunt list's B-leg dialler is meant to
 // take its place, so it knows nothing of transfers but x's leg and side.
-func (s *Engine) dialLeg(c *call, x *transfer, ep *configs.Endpoint, user string, offer []byte, ringing func()) dialResult {
+func (s *Engine) dialLeg(c *call, x *transfer, callee sipedge.Callee, offer []byte, ringing func()) dialResult {
 	cfg := s.edge.Config()
+	ep := callee.EP
 	l := &leg{name: x.from.name, ep: ep, side: x.from.side, callID: newCallID() + bLegCallIDSuffix, localTag: newTag(), localCSeq: 1}
-	target, dest := sipedge.TargetURI(ep, user)
+	target, dest := callee.URI, callee.Dest
 	l.localURI = c.newLegFrom(cfg)
-	l.remoteURI, l.remoteTarget = target, target
-	l.remoteURI.UriParams = nil
+	l.remoteURI, l.remoteTarget = callee.To, target
 	l.transport = strings.ToUpper(ep.Transport)
 	l.dest = dest
 
@@ -82,7 +82,11 @@ func (s *Engine) dialLeg(c *call, x *transfer, ep *configs.Endpoint, user string
 	defer btx.Terminate()
 	c.log.Info("transfer target called", "target", target.String(), "endpoint", ep.Name, "sip_call_id_new", l.callID)
 
-	ring := time.NewTimer(cfg.SIP.RingTimeout.D())
+	ringFor := callee.RingTimeout
+	if ringFor <= 0 {
+		ringFor = cfg.SIP.RingTimeout.D()
+	}
+	ring := time.NewTimer(ringFor)
 	defer ring.Stop()
 	var (
 		provisional, cancelSent bool

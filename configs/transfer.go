@@ -15,10 +15,14 @@ type Transfer struct {
 	Allow []TransferRule `yaml:"allow"`
 }
 
-// TransferRule allows transfers to users of one pbx endpoint.
+// TransferRule allows transfers to users of one pbx endpoint, or to one
+// hunt list.
 type TransferRule struct {
 	// Endpoint names a pbx endpoint.
 	Endpoint string `yaml:"endpoint"`
+	// Hunt names a hunt list (instead of Endpoint and Users): a REFER to
+	// sip:<hunt list>@<wagate's host> rings it.
+	Hunt string `yaml:"hunt"`
 	// Users are the Request-URI users allowed there, as patterns: '*'
 	// matches any run of characters, '?' one character, [0-9] a class
 	// ("1???" is every four-digit extension starting with 1). Empty:
@@ -33,7 +37,7 @@ func (t *Transfer) Allows(ep, user string) bool {
 		return false
 	}
 	for _, r := range t.Allow {
-		if r.Endpoint != ep {
+		if r.Hunt != "" || r.Endpoint != ep {
 			continue
 		}
 		if len(r.Users) == 0 {
@@ -43,6 +47,20 @@ func (t *Transfer) Allows(ep, user string) bool {
 			if ok, err := path.Match(pat, user); err == nil && ok {
 				return true
 			}
+		}
+	}
+	return false
+}
+
+// AllowsHunt reports whether t allows a transfer to the hunt list named
+// name.
+func (t *Transfer) AllowsHunt(name string) bool {
+	if t == nil || name == "" {
+		return false
+	}
+	for _, r := range t.Allow {
+		if r.Hunt == name {
+			return true
 		}
 	}
 	return false
@@ -65,9 +83,18 @@ func (v validator) callControl() {
 		}
 		for j, r := range e.Transfer.Allow {
 			rp := fmt.Sprintf("%s.allow[%d]", p, j)
+			if r.Hunt != "" {
+				switch {
+				case r.Endpoint != "" || len(r.Users) > 0:
+					v.add(rp+".hunt", "give either hunt or endpoint (and users), not both")
+				case v.huntList(r.Hunt) == nil:
+					v.add(rp+".hunt", "%q is not a hunt list under hunt_lists", r.Hunt)
+				}
+				continue
+			}
 			switch t := v.endpoint(r.Endpoint); {
 			case r.Endpoint == "":
-				v.add(rp+".endpoint", "name the pbx endpoint whose extensions calls may be transferred to")
+				v.add(rp+".endpoint", "name the pbx endpoint whose extensions calls may be transferred to (or hunt, naming a hunt list)")
 			case t == nil:
 				v.add(rp+".endpoint", "%q is not a defined endpoint", r.Endpoint)
 			case t.Kind != KindPBX:

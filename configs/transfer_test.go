@@ -19,9 +19,12 @@ endpoints:
       allow:
         - {endpoint: pbx, users: ["1???", "2000"]}
         - {endpoint: pbx-b}
+        - {hunt: team}
   - {name: dialer, kind: dialer, source_cidrs: [127.0.0.4], transfer: {allow: [{endpoint: pbx, users: ["9*"]}]}}
 numbers:
   - {number: "+15550100001", phone_number_id: "1", route: {endpoint: pbx, user: "1001"}, fallback: {endpoint: pbx-b, user: "queue"}}
+hunt_lists:
+  - {name: team, targets: [{endpoint: pbx-b, user: "2001"}]}
 media: {music_on_hold: MOH}
 `
 
@@ -56,6 +59,9 @@ func TestTransferRules(t *testing.T) {
 		if got := tt.from.Transfer.Allows(tt.ep, tt.user); got != tt.want {
 			t.Errorf("%s → %s/%s: %v, want %v", tt.from.Name, tt.ep, tt.user, got, tt.want)
 		}
+	}
+	if !pbx.Transfer.AllowsHunt("team") || dialer.Transfer.AllowsHunt("team") || pbx.Transfer.AllowsHunt("other") || pbx.Transfer.Allows("", "team") {
+		t.Error("hunt list rules: pbx may transfer to team only, the dialer not at all")
 	}
 	n := c.NumberByE164("+15550100001")
 	if n.Fallback == nil || n.Fallback.Endpoint != "pbx-b" || n.Fallback.User != "queue" {
@@ -93,6 +99,16 @@ endpoints:
 endpoints:
   - {name: pbx, kind: pbx, host: 127.0.0.3, source_cidrs: [127.0.0.3], transfer: {allow: [{endpoint: pbx, users: ["1*@evil"]}]}} # <-
 `, "must be only a user part"},
+		{"unknown hunt list", `
+endpoints:
+  - {name: pbx, kind: pbx, host: 127.0.0.3, source_cidrs: [127.0.0.3], transfer: {allow: [{hunt: nope}]}} # <-
+`, `"nope" is not a hunt list`},
+		{"hunt and endpoint", `
+endpoints:
+  - {name: pbx, kind: pbx, host: 127.0.0.3, source_cidrs: [127.0.0.3], transfer: {allow: [{hunt: team, endpoint: pbx}]}} # <-
+hunt_lists:
+  - {name: team, targets: [{endpoint: pbx, user: "2001"}]}
+`, "either hunt or endpoint"},
 		{"fallback to a dialer", endpointsBlock + `
 numbers:
   - number: "+15550100001"

@@ -149,8 +149,10 @@ type Transfer struct {
 	From Leg `json:"from"`
 	To   Leg `json:"to"`
 	// Target is what was dialled: "user@endpoint" (blind, api,
-	// fallback).
+	// fallback; of a hunt list, the target that answered, else the last
+	// one rung). Hunt names the hunt list transferred to.
 	Target string `json:"target,omitempty"`
+	Hunt   string `json:"hunt,omitempty"`
 	// JoinedCallID is the other call of an attended transfer, whose
 	// other party this call's was joined to.
 	JoinedCallID string `json:"joined_call_id,omitempty"`

@@ -2,15 +2,7 @@ package sip
 
 import (
 	"github.com/emiago/sipgo/sip"
-	"github.com/wagate/wagate/configs"
 )
-
-// TargetURI is the Request-URI of a new leg to user at pbx endpoint ep
-// (a transfer target, a fallback route), and the next hop to force when
-// the URI does not name where ep is: what a route's B-leg gets.
-func TargetURI(ep *configs.Endpoint, user string) (sip.Uri, string) {
-	return endpointURI(ep, user)
-}
 
 // TransferHeaders are the X-WABA headers of a new agent leg of an
 // answered call (a transfer target, a fallback route), so that the new

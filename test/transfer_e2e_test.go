@@ -26,8 +26,9 @@ const newAgentHz = 1500
 
 func newAgentTone() rtppeer.Source { return rtppeer.NewTone(newAgentHz, toneAmp, 8000) }
 
-// ctl is a wagate whose pbx endpoint may transfer to users 2* of pbx2
-// (and 1* of itself), with the three Go peers.
+// ctl is a wagate whose pbx endpoint may transfer to users 2* of pbx2,
+// 1* of itself and the hunt list team (2101@pbx2, then 2102@pbx2), with
+// the three Go peers.
 type ctl struct {
 	e               *env
 	w               *wagate
@@ -41,7 +42,8 @@ func startCtl(t *testing.T, o wagateOpts) *ctl {
 	p2 := e.newPeer("pbx2", 5)
 	o.MetaEncryption = "sdes"
 	o.APIExtra += tokenAPI
-	o.PBXExtra += `, transfer: {allow: [{endpoint: pbx2, users: ["2*"]}, {endpoint: pbx, users: ["1*"]}]}`
+	o.PBXExtra += `, transfer: {allow: [{endpoint: pbx2, users: ["2*"]}, {endpoint: pbx, users: ["1*"]}, {hunt: team}]}`
+	o.Extra += "hunt_lists:\n  - {name: team, strategy: sequential, targets: [{endpoint: pbx2, user: \"2101\"}, {endpoint: pbx2, user: \"2102\"}]}\n"
 	o.EndpointsExtra += fmt.Sprintf("\n  - {name: pbx2, kind: pbx, host: %s, port: %d, transport: udp, source_cidrs: [%s/32], codecs: [PCMU, PCMA]}",
 		p2.IP, p2.Port, p2.IP)
 	c := &ctl{e: e, pbx2Addr: p2}
@@ -429,5 +431,57 @@ func TestTransferAttended(t *testing.T) {
 		if x.cdr.HangupBy != x.hangupBy {
 			t.Errorf("%s: CDR hangup_by %q cause %q, want %q", x.what, x.cdr.HangupBy, x.cdr.Cause, x.hangupBy)
 		}
+	}
+}
+
+// TestTransferToHuntList: a REFER to sip:team@<wagate> rings the hunt
+// list team: its first target is busy (486), the second answers; the
+// caller then talks to it, the agent gets NOTIFY 200 and BYE, and the
+// CDR's transfer names the list and the target that answered.
+func TestTransferToHuntList(t *testing.T) {
+	t.Parallel()
+	c := startCtl(t, wagateOpts{})
+	rc := c.call(t)
+	if code, warn := refer(t, rc.pbx.Dialog, fmt.Sprintf("<sip:team@%s>", c.e.WagateIP)); code != 202 {
+		t.Fatalf("REFER to the hunt list: %d (%s), want 202", code, warn)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
+	defer cancel()
+	in, err := c.pbx2.UA.Accept(ctx)
+	if err != nil {
+		t.Fatalf("the hunt list's first target got no INVITE: %v", err)
+	}
+	if u := sipua.URIUser(in.Req.RURI); u != "2101" {
+		t.Errorf("first INVITE to %q, want 2101", u)
+	}
+	in.Reject(486, "Busy Here")
+	nc := waitAnswer(t, answerAsync(ctx, c.pbx2, metapeer.AnswerSpec{}), "the hunt list's second target")
+	nc.Media.SetSource(newAgentTone())
+	if u := sipua.URIUser(nc.Dialog.Invite.RURI); u != "2102" {
+		t.Errorf("second INVITE to %q, want 2102", u)
+	}
+	waitBye(t, rc.pbx, "the first agent")
+	if n := waitNotifies(t, rc.pbx.Dialog); n[len(n)-1] != "SIP/2.0 200 OK" {
+		t.Errorf("NOTIFY sipfrags %q, want the last 200 OK", n)
+	}
+	heard(t, "the caller hears the hunt list's agent", rc.meta.Media, 48000, newAgentHz, 1500*time.Millisecond)
+	heard(t, "the hunt list's agent hears the caller", nc.Media, 8000, 1000, 1500*time.Millisecond)
+	checkNoSIPToMeta(t, c.meta, time.Now())
+	hangup(t, rc.meta, "the caller")
+	waitBye(t, nc, "the hunt list's agent")
+	c.w.waitIdle()
+	var v struct {
+		B         cdrLeg `json:"b"`
+		Transfers []struct {
+			Hunt, Target string
+			Connected    bool
+		} `json:"transfers"`
+	}
+	cdr := cdrOfA(t, waitCDRs(t, c.e, 1), rc.meta.Dialog.CallID)
+	if err := json.Unmarshal(cdr.raw, &v); err != nil {
+		t.Fatal(err)
+	}
+	if len(v.Transfers) != 1 || v.Transfers[0].Hunt != "team" || v.Transfers[0].Target != "2102@pbx2" || !v.Transfers[0].Connected || v.B.SIPCallID != nc.Dialog.CallID {
+		t.Errorf("CDR b %+v transfers %+v, want one connected transfer to hunt team answered by 2102@pbx2", v.B, v.Transfers)
 	}
 }

@@ -43,7 +43,7 @@ func (c callControl) Hangup(id, reason string) (api.LiveCall, error) {
 }
 
 func (c callControl) Transfer(id string, t api.TransferTarget) (api.LiveCall, error) {
-	ci, err := c.e.Transfer(id, b2bua.Target{Endpoint: t.Endpoint, User: t.User})
+	ci, err := c.e.Transfer(id, b2bua.Target{Endpoint: t.Endpoint, User: t.User, Hunt: t.Hunt})
 	switch {
 	case err == nil:
 		return liveCall(ci), nil
