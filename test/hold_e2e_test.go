@@ -3,6 +3,7 @@ package test
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,9 +21,10 @@ import (
 
 // streamGapLimit is the longest the WhatsApp side may go without a
 // packet in these tests: far below Meta's 30 s no-media rule, above the
-// stalls a loaded 2-core machine gives the test's own peers (the packets
-// are counted too).
-const streamGapLimit = 500 * time.Millisecond
+// stalls a loaded 2-core machine gives the test's own peers (0.66 s seen
+// once in a 10-minute hold at load average 15; the packets are counted
+// too).
+const streamGapLimit = time.Second
 
 // checkStream checks that s received a 20 ms stream between from and to:
 // at least 90 % of the packets, no gap over streamGapLimit. The longest
@@ -196,5 +198,40 @@ func TestPBXMovesMedia(t *testing.T) {
 	checkNoSIPToMeta(t, c.meta, time.Now())
 	hangup(t, rc.pbx, "the agent")
 	waitBye(t, rc.meta, "the caller")
+	c.w.waitIdle()
+}
+
+// TestHoldLong: a hold of WAGATE_HOLD_LONG (e.g. 10m) with the default
+// media timeouts and comfort noise: the call survives, the caller gets its
+// 20 ms stream all along, and after the resume the two hear each other. A
+// measurement of the "hold for 10 minutes", too long for make
+// test: it runs only with the variable set (docs: test/README.md).
+func TestHoldLong(t *testing.T) {
+	v := os.Getenv("WAGATE_HOLD_LONG")
+	if v == "" {
+		t.Skip("set WAGATE_HOLD_LONG=10m to hold a call that long")
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 || d > time.Hour {
+		t.Fatalf("WAGATE_HOLD_LONG=%q: want a duration up to 1h", v)
+	}
+	c := startCtl(t, wagateOpts{})
+	rc := c.call(t)
+	heard(t, "the caller hears the agent", rc.meta.Media, 48000, 440, time.Second)
+	if ans := reinvite(t, rc.pbx, withDirection(t, rc.pbx.Local, "inactive", "")); direction(ans) != "inactive" {
+		t.Errorf("hold answered a=%s, want inactive", direction(ans))
+	}
+	rc.pbx.Media.SetSource(nil)
+	from := time.Now()
+	time.Sleep(d)
+	to := time.Now()
+	checkStream(t, "held for "+d.String(), rc.meta.Media, from, to)
+	reinvite(t, rc.pbx, rc.pbx.Local)
+	rc.pbx.Media.SetSource(pbxTone())
+	heard(t, "after the hold: the caller hears the agent", rc.meta.Media, 48000, 440, time.Second)
+	heard(t, "after the hold: the agent hears the caller", rc.pbx.Media, 8000, 1000, time.Second)
+	checkNoSIPToMeta(t, c.meta, time.Now())
+	hangup(t, rc.meta, "the caller")
+	waitBye(t, rc.pbx, "the agent")
 	c.w.waitIdle()
 }
