@@ -3,6 +3,7 @@ package test
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,7 +19,9 @@ import (
 // the ended call 404.
 func TestTransferAPI(t *testing.T) {
 	t.Parallel()
-	c := startCtl(t, wagateOpts{})
+	e := newEnv(t)
+	rx := newReceiver(t, e)
+	c := startCtlIn(t, e, wagateOpts{Extra: eventsYAML(rx)})
 	rc := c.call(t)
 	lc := waitLiveCall(t, c.e, "the call confirmed", func(lc liveCallDoc) bool { return lc.State == "confirmed" })
 
@@ -61,6 +64,20 @@ func TestTransferAPI(t *testing.T) {
 	if len(xs) != 1 || xs[0].Kind != "api" || xs[0].By != "api" || !xs[0].Connected || xs[0].To.SIPCallID != nc.Dialog.CallID {
 		t.Errorf("CDR transfers %+v, want one connected api transfer", xs)
 	}
+	// The call.transferred event carries the same record, between the
+	// call's answer and its end.
+	evs := ofCall(rx.waitUntil(t, "call.transferred and call.ended", func(evs []rxEvent) bool {
+		return len(ofType(evs, "call.transferred")) == 1 && len(ofType(evs, "call.ended")) == 1
+	}), lc.CallID)
+	if got := strings.Join(types(evs), " "); got != "call.started call.answered call.transferred call.ended" {
+		t.Errorf("events %s", got)
+	}
+	var ev transferDoc
+	if err := json.Unmarshal(ofType(evs, "call.transferred")[0].Data, &ev); err != nil || ev.Kind != "api" || !ev.Connected ||
+		ev.From.SIPCallID != rc.pbx.Dialog.CallID || ev.To.SIPCallID != nc.Dialog.CallID || ev.Target != "2001@pbx2" {
+		t.Errorf("call.transferred %+v (%v), want the api transfer from the first agent's leg to the new one", ev, err)
+	}
+	rx.checkSigned(t)
 }
 
 // TestTransferBIC: a dialer's business-initiated call to a WhatsApp user,

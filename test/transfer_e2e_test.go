@@ -38,7 +38,12 @@ type ctl struct {
 
 func startCtl(t *testing.T, o wagateOpts) *ctl {
 	t.Helper()
-	e := newEnv(t)
+	return startCtlIn(t, newEnv(t), o)
+}
+
+// startCtlIn is startCtl in an env the test prepared (an events receiver).
+func startCtlIn(t *testing.T, e *env, o wagateOpts) *ctl {
+	t.Helper()
 	p2 := e.newPeer("pbx2", 5)
 	o.MetaEncryption = "sdes"
 	o.APIExtra += tokenAPI
