@@ -5,10 +5,19 @@ GO        ?= go
 BIN       := bin/wagate
 ARGS      ?=
 # System packages: the codec links libopus through cgo; the tests drive real
-# SIP peers (sipp from sip-tester) and, from the media issue on, baresip.
+# SIP peers (sipp from sip-tester) and, from the media issue on, baresip;
+# systemd provides systemd-analyze, which checks deploy/wagate.service;
+# prometheus provides promtool, which checks /metrics; the SIP trace tests
+# decode wagate's HEP packets with sngrep (HEP to SIP) and tshark (the SIP);
+# the multi-node tests start redis-server and kamailio on loopback.
 RUN_PKGS  := pkg-config libopus-dev libopusfile-dev
-TEST_PKGS := $(RUN_PKGS) sip-tester baresip-core prometheus
-GO_SRC    := $(shell find . -name '*.go' -not -path './.git/*') go.mod go.sum $(wildcard configs/*.yaml)
+TEST_PKGS := $(RUN_PKGS) sip-tester baresip-core systemd prometheus tshark sngrep redis-server kamailio
+# What `wagate -version` and the start-up log line report. A plain `go build`
+# falls back to the commit the Go toolchain stamps (none in a git worktree,
+# or with -buildvcs=false): then it says "devel" and "commit unknown".
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 # apt_install installs the Debian packages in $(1) that are not installed yet.
 define apt_install
@@ -23,14 +32,18 @@ define apt_install
 	fi
 endef
 
-.PHONY: all build run test deps-run deps-test vet fmt-check unit e2e race fuzz bench clean
+.PHONY: all build run test FORCE deps-run deps-test vet fmt-check unit e2e race fuzz bench clean
 
 all: build
 
 build: $(BIN)
 
-$(BIN): $(GO_SRC)
-	$(GO) build -o $(BIN) ./cmd/wagate
+# Always handed to go build, whose cache makes an unchanged build cheap:
+# a new commit changes the version stamped in, with no source change.
+$(BIN): FORCE
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/wagate
+
+FORCE:
 
 deps-run:
 	$(call apt_install,$(RUN_PKGS))

@@ -54,8 +54,26 @@ type Options struct {
 	// why (nil: always ready). GET /healthz answers 200 while the process
 	// serves HTTP at all.
 	Ready func() (ready bool, why []string)
+	// KnownNumber reports whether a phone_number_id belongs to a
+	// configured business number (it follows config reloads). Grants and
+	// permission requests for other ids are refused (404), and Meta's
+	// call_permission_reply for them is logged, counted and ignored. Nil:
+	// every id is accepted.
+	KnownNumber func(phoneNumberID string) bool
+	// NumberID maps a business number as Meta writes it in account_update
+	// (digits, with or without '+') to its phone-number-id; nil: such
+	// updates must carry the phone-number-id themselves.
+	NumberID func(display string) (phoneNumberID string, ok bool)
 	// Log receives request errors and applied webhook changes.
 	Log *slog.Logger
+}
+
+// Stats counts what the API refused or ignored, for the status document.
+type Stats struct {
+	// WebhookUnknownNumber counts call_permission_reply messages for a
+	// phone_number_id that no configured number has (acknowledged to
+	// Meta, not applied).
+	WebhookUnknownNumber uint64 `json:"webhook_unknown_number"`
 }
 
 // Server serves the HTTP API.
@@ -63,6 +81,8 @@ type Server struct {
 	srv *http.Server
 	ln  net.Listener
 	log *slog.Logger
+	// wh is the webhook receiver; nil when the webhook is off.
+	wh *webhook
 }
 
 // New binds opts.Addr and prepares the routes; Serve starts answering.
@@ -70,7 +90,7 @@ func New(opts Options) (*Server, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	h := newHandler(opts)
+	h, wh := buildHandler(opts)
 	ln, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("api: listen %s: %w", opts.Addr, err)
@@ -87,13 +107,30 @@ func New(opts Options) (*Server, error) {
 		},
 		ln:  ln,
 		log: opts.Log,
+		wh:  wh,
 	}, nil
+}
+
+// Stats returns the API's counters.
+func (s *Server) Stats() Stats {
+	var st Stats
+	if s.wh != nil {
+		st.WebhookUnknownNumber = s.wh.unknownNumber.Load()
+	}
+	return st
 }
 
 // newHandler builds the routes. Everything under /v1/ but the status goes
 // through the token check first, so an unauthenticated caller learns
 // nothing about which routes exist.
 func newHandler(opts Options) http.Handler {
+	h, _ := buildHandler(opts)
+	return h
+}
+
+// buildHandler is newHandler that also returns the webhook receiver (nil
+// when the webhook is off), whose counters Stats reads.
+func buildHandler(opts Options) (http.Handler, *webhook) {
 	log := opts.Log
 	if opts.Permissions != nil && isNilPointer(opts.Permissions) {
 		opts.Permissions = nil
@@ -103,7 +140,7 @@ func newHandler(opts Options) http.Handler {
 	}
 
 	protected := http.NewServeMux()
-	p := &permissionHandlers{store: opts.Permissions, log: log}
+	p := &permissionHandlers{store: opts.Permissions, known: opts.KnownNumber, log: log}
 	p.register(protected)
 	if opts.Recordings != nil && !isNilPointer(opts.Recordings) {
 		protected.Handle("/v1/recordings", opts.Recordings)
@@ -152,15 +189,16 @@ func newHandler(opts Options) http.Handler {
 	if opts.Metrics != nil {
 		mux.Handle("GET /metrics", opts.Metrics)
 	}
+	var wh *webhook
 	if opts.AppSecret != "" {
-		wh := newWebhook(opts.AppSecret, opts.VerifyToken, opts.Permissions, log)
+		wh = newWebhook(opts.AppSecret, opts.VerifyToken, opts.Permissions, opts.KnownNumber, opts.NumberID, log)
 		mux.HandleFunc("GET /webhook/meta", wh.handshake)
 		mux.HandleFunc("POST /webhook/meta", wh.receive)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such route")
 	})
-	return mux
+	return mux, wh
 }
 
 // Addr is the bound address.

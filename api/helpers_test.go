@@ -47,6 +47,7 @@ type fixture struct {
 	srv   *httptest.Server
 	cache *permissions.Cache
 	clock *fakeClock
+	wh    *webhook // nil when the webhook is off
 }
 
 // newFixture serves the API over a real permission cache on a temp file.
@@ -69,9 +70,10 @@ func newFixture(t *testing.T, mod func(*Options)) *fixture {
 	if mod != nil {
 		mod(&opts)
 	}
-	srv := httptest.NewServer(newHandler(opts))
+	h, wh := buildHandler(opts)
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &fixture{srv: srv, cache: c, clock: clock}
+	return &fixture{srv: srv, cache: c, clock: clock, wh: wh}
 }
 
 type response struct {

@@ -13,14 +13,21 @@ import (
 	"github.com/wagate/wagate/permissions"
 )
 
-// PermissionStore is what the API needs of the permission cache
-// (*permissions.Cache implements it).
+// PermissionStore is what the API and the webhook need of the permission
+// store (permissions.Store: the embedded *permissions.Cache or the shared
+// *permissions.Redis). Errors wrapping permissions.ErrUnavailable answer
+// 503.
 type PermissionStore interface {
-	Get(permissions.Key) (permissions.Entry, bool)
-	List(permissions.Filter) []permissions.Entry
+	Lookup(permissions.Key) (permissions.Entry, bool, error)
+	Entries(permissions.Filter) ([]permissions.Entry, error)
 	Grant(k permissions.Key, permanent bool, expires time.Time, source string) error
 	Revoke(k permissions.Key, source string) error
 	RecordPermissionRequest(permissions.Key) permissions.Decision
+	ApplyReply(permissions.Reply) (applied bool, err error)
+	MessageSeen(id string) (bool, error)
+	MarkMessage(id string) error
+	Restrict(phoneNumberID string, until time.Time, reason string) error
+	Restrictions() ([]permissions.Restriction, error)
 }
 
 // SourceAPI marks changes made through this API.
@@ -34,7 +41,20 @@ const (
 
 type permissionHandlers struct {
 	store PermissionStore
+	// known says whether a phone_number_id is configured (nil: all are).
+	known func(string) bool
 	log   *slog.Logger
+}
+
+// configured answers 404 for a pair whose phone_number_id no configured
+// number has: a grant for it could never admit a call, and is most
+// likely a typo or a number removed from the config.
+func (p *permissionHandlers) configured(w http.ResponseWriter, k permissions.Key) bool {
+	if p.known == nil || p.known(k.PhoneNumberID) {
+		return true
+	}
+	writeError(w, http.StatusNotFound, "phone_number_id "+k.PhoneNumberID+" is not a configured business number (numbers[].phone_number_id)")
+	return false
 }
 
 func (p *permissionHandlers) register(mux *http.ServeMux) {
@@ -44,6 +64,8 @@ func (p *permissionHandlers) register(mux *http.ServeMux) {
 	mux.HandleFunc("PUT "+one, p.enabled(p.put))
 	mux.HandleFunc("DELETE "+one, p.enabled(p.delete))
 	mux.HandleFunc("POST "+one+"/requests", p.enabled(p.request))
+	mux.HandleFunc("GET /v1/restrictions", p.enabled(p.restrictions))
+	mux.HandleFunc("DELETE /v1/restrictions/{phone_number_id}", p.enabled(p.lift))
 	// The same paths with another method: a JSON 405 instead of the
 	// mux's plain-text one.
 	mux.HandleFunc("/v1/permissions", methodNotAllowed("GET"))
@@ -137,7 +159,11 @@ func (p *permissionHandlers) list(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "offset: "+err.Error())
 		return
 	}
-	entries := p.store.List(f)
+	entries, err := p.store.Entries(f)
+	if err != nil {
+		p.fail(w, "list", permissions.Key{}, err)
+		return
+	}
 	doc := listDoc{Permissions: make([]entryDoc, 0, len(entries)), Limit: f.Limit, Offset: f.Offset}
 	for _, e := range entries {
 		doc.Permissions = append(doc.Permissions, docOf(e))
@@ -175,7 +201,11 @@ func (p *permissionHandlers) get(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	e, ok := p.store.Get(k)
+	e, ok, err := p.store.Lookup(k)
+	if err != nil {
+		p.fail(w, "get", k, err)
+		return
+	}
 	if !ok {
 		writeError(w, http.StatusNotFound, "no permission known for "+k.String())
 		return
@@ -191,7 +221,7 @@ type putDoc struct {
 
 func (p *permissionHandlers) put(w http.ResponseWriter, r *http.Request) {
 	k, ok := pathKey(w, r)
-	if !ok {
+	if !ok || !p.configured(w, k) {
 		return
 	}
 	var body putDoc
@@ -241,17 +271,22 @@ func (p *permissionHandlers) delete(w http.ResponseWriter, r *http.Request) {
 
 // requestDoc answers POST …/requests.
 type requestDoc struct {
-	Allowed           bool   `json:"allowed"`
-	Error             string `json:"error,omitempty"`
-	RetryAfterSeconds int    `json:"retry_after_seconds,omitempty"`
+	Allowed bool   `json:"allowed"`
+	Error   string `json:"error,omitempty"`
+	// ErrorCode is Meta's error code for the same refusal (138009 request
+	// limit, 138017 already permanent, 138013 calling restricted).
+	ErrorCode         int `json:"error_code,omitempty"`
+	RetryAfterSeconds int `json:"retry_after_seconds,omitempty"`
 }
 
 // request counts a call-permission request the business is about to send
-// (Meta allows 1 per 24 h and 2 per 7 days per user): 200 when it may go,
-// 429 with Retry-After when it may not.
+// (Meta allows 1 per 24 h and 2 per 7 days per user): 200 when it may go;
+// else 429 (138009, with Retry-After), 409 (138017: the permission is
+// already permanent), 403 (138013: Meta paused the number) or 503 (the
+// store cannot answer).
 func (p *permissionHandlers) request(w http.ResponseWriter, r *http.Request) {
 	k, ok := pathKey(w, r)
-	if !ok {
+	if !ok || !p.configured(w, k) {
 		return
 	}
 	d := p.store.RecordPermissionRequest(k)
@@ -263,12 +298,47 @@ func (p *permissionHandlers) request(w http.ResponseWriter, r *http.Request) {
 	if secs > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 	}
-	writeJSON(w, http.StatusTooManyRequests, requestDoc{Error: d.Reason, RetryAfterSeconds: secs})
+	code := d.Code
+	if code < 400 || code > 599 {
+		code = http.StatusTooManyRequests
+	}
+	writeJSON(w, code, requestDoc{Error: d.Reason, ErrorCode: d.MetaError, RetryAfterSeconds: secs})
+}
+
+// restrictions lists the business numbers Meta paused for
+// business-initiated calls (account_update webhook).
+func (p *permissionHandlers) restrictions(w http.ResponseWriter, r *http.Request) {
+	rs, err := p.store.Restrictions()
+	if err != nil {
+		p.fail(w, "restrictions", permissions.Key{}, err)
+		return
+	}
+	if rs == nil {
+		rs = []permissions.Restriction{}
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Restrictions []permissions.Restriction `json:"restrictions"`
+	}{rs})
+}
+
+// lift ends a pause early (an operator who knows Meta lifted it).
+func (p *permissionHandlers) lift(w http.ResponseWriter, r *http.Request) {
+	id, err := permissions.NormalizePhoneNumberID(r.PathValue("phone_number_id"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := p.store.Restrict(id, time.Time{}, ""); err != nil {
+		p.fail(w, "lift restriction", permissions.Key{PhoneNumberID: id}, err)
+		return
+	}
+	p.log.Info("business-initiated calling restriction lifted through the API", "phone_number_id", id)
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (p *permissionHandlers) respondEntry(w http.ResponseWriter, k permissions.Key) {
-	e, ok := p.store.Get(k)
-	if !ok {
+	e, ok, err := p.store.Lookup(k)
+	if err != nil || !ok {
 		// Swept between the change and this read; the change stands.
 		writeJSON(w, http.StatusOK, entryDoc{PhoneNumberID: k.PhoneNumberID, User: k.User, Status: string(permissions.StatusNone)})
 		return
@@ -282,6 +352,10 @@ func (p *permissionHandlers) fail(w http.ResponseWriter, op string, k permission
 		writeError(w, http.StatusNotFound, "no permission to revoke for "+k.String())
 	case errors.Is(err, permissions.ErrInvalidKey), errors.Is(err, permissions.ErrExpired):
 		writeError(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, permissions.ErrUnavailable):
+		p.log.Error("permission store unavailable", "op", op, "key", k.String(), "error", err)
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, op+" failed: the permission store cannot be reached; try again")
 	default:
 		p.log.Error("permission store failed", "op", op, "key", k.String(), "error", err)
 		writeError(w, http.StatusInternalServerError, op+" failed; see wagate's log")

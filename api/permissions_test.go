@@ -144,8 +144,19 @@ func TestPermissionRequests(t *testing.T) {
 		t.Fatalf("first request: %d %s", r.code, r.body)
 	}
 	r = f.api(t, "POST", userPath+"/requests", "")
-	if r.code != 429 || r.header.Get("Retry-After") != "86400" || r.errorText(t) == "" {
+	var rq requestDoc
+	r.json(t, &rq)
+	if r.code != 429 || r.header.Get("Retry-After") != "86400" || rq.Error == "" || rq.ErrorCode != 138009 {
 		t.Fatalf("second request: %d %v %s", r.code, r.header, r.body)
+	}
+	// A user whose permission is permanent is not asked (Meta's 138017).
+	perm := "/v1/permissions/" + testNumberID + "/+16505550042"
+	f.api(t, "PUT", perm, `{"status":"permanent"}`)
+	r = f.api(t, "POST", perm+"/requests", "")
+	rq = requestDoc{}
+	r.json(t, &rq)
+	if r.code != 409 || rq.ErrorCode != 138017 {
+		t.Errorf("request for a permanent pair: %d %s", r.code, r.body)
 	}
 	var e entryDoc
 	f.api(t, "GET", userPath, "").json(t, &e)
@@ -181,5 +192,25 @@ func TestStoreFailureIs500(t *testing.T) {
 	r := f.api(t, "PUT", userPath, `{"status":"permanent"}`)
 	if r.code != 500 || strings.Contains(r.body, "fire") {
 		t.Errorf("failed grant: %d %s (the cause belongs in the log, not the answer)", r.code, r.body)
+	}
+}
+
+// downStore is a store that cannot be reached (Redis down).
+type downStore struct{ PermissionStore }
+
+func (downStore) Lookup(permissions.Key) (permissions.Entry, bool, error) {
+	return permissions.Entry{}, false, fmt.Errorf("lookup: %w", permissions.ErrUnavailable)
+}
+func (downStore) Grant(permissions.Key, bool, time.Time, string) error {
+	return fmt.Errorf("grant: %w", permissions.ErrUnavailable)
+}
+
+func TestStoreUnavailableIs503(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.Permissions = downStore{o.Permissions} })
+	for _, m := range []string{"GET", "PUT"} {
+		r := f.api(t, m, userPath, `{"status":"permanent"}`)
+		if r.code != 503 || r.header.Get("Retry-After") == "" {
+			t.Errorf("%s with the store down: %d %v %s", m, r.code, r.header, r.body)
+		}
 	}
 }

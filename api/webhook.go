@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 
 	"github.com/wagate/wagate/permissions"
 )
@@ -28,12 +29,22 @@ type webhook struct {
 	appSecret   []byte
 	verifyToken string
 	store       PermissionStore
-	log         *slog.Logger
-	seen        *idSet
+	// known says whether a phone_number_id is configured (nil: all are).
+	known func(string) bool
+	log   *slog.Logger
+	// seen keeps two deliveries of one message from being applied at once
+	// by this node; the store remembers applied ids across restarts and
+	// nodes.
+	seen *idSet
+	// numberID maps a business number as Meta displays it (digits) to its
+	// phone-number-id, for account_update, which names the number only.
+	numberID func(display string) (string, bool)
+	// unknownNumber counts replies for numbers wagate does not serve.
+	unknownNumber atomic.Uint64
 }
 
-func newWebhook(appSecret, verifyToken string, store PermissionStore, log *slog.Logger) *webhook {
-	return &webhook{appSecret: []byte(appSecret), verifyToken: verifyToken, store: store, log: log, seen: newIDSet(recentIDs)}
+func newWebhook(appSecret, verifyToken string, store PermissionStore, known func(string) bool, numberID func(string) (string, bool), log *slog.Logger) *webhook {
+	return &webhook{appSecret: []byte(appSecret), verifyToken: verifyToken, store: store, known: known, log: log, seen: newIDSet(recentIDs), numberID: numberID}
 }
 
 // handshake answers Meta's subscription check: echo hub.challenge when
@@ -83,6 +94,15 @@ func (h *webhook) receive(w http.ResponseWriter, r *http.Request) {
 			failed = true
 		}
 	}
+	updates, skipped := parseAccountUpdates(body, h.numberID)
+	for _, s := range skipped {
+		h.log.Warn("webhook: account_update ignored", "reason", s)
+	}
+	for _, u := range updates {
+		if !h.restrict(u) {
+			failed = true
+		}
+	}
 	if failed {
 		writeError(w, http.StatusInternalServerError, "could not persist; deliver again")
 		return
@@ -92,36 +112,75 @@ func (h *webhook) receive(w http.ResponseWriter, r *http.Request) {
 
 // apply records one reply; false when the store failed (worth a retry).
 func (h *webhook) apply(rep permissionReply) bool {
+	if h.known != nil && !h.known(rep.Key.PhoneNumberID) {
+		// Acknowledged all the same: Meta would retry a refusal for
+		// days, and the delivery will not become applicable. The app may
+		// serve numbers another system handles, or a number was removed
+		// from the config.
+		h.unknownNumber.Add(1)
+		h.log.Warn("webhook: call permission reply ignored: phone_number_id is not a configured business number",
+			"phone_number_id", rep.Key.PhoneNumberID, "user", rep.Key.User, "message_id", rep.MessageID)
+		return true
+	}
 	if h.store == nil {
 		h.log.Info("webhook: call permission reply not applied: permissions are disabled", "key", rep.Key.String())
 		return true
 	}
-	if rep.MessageID != "" && !h.seen.claim(rep.MessageID) {
-		h.log.Debug("webhook: duplicate delivery ignored", "message_id", rep.MessageID)
-		return true
+	if rep.MessageID != "" {
+		if !h.seen.claim(rep.MessageID) {
+			h.log.Debug("webhook: duplicate delivery ignored", "message_id", rep.MessageID)
+			return true
+		}
+		seen, err := h.store.MessageSeen(rep.MessageID)
+		if err != nil {
+			h.seen.release(rep.MessageID)
+			h.log.Error("webhook: could not check the message id; asking Meta to deliver again", "message_id", rep.MessageID, "error", err)
+			return false
+		}
+		if seen {
+			// Replayed after a restart, or delivered to another node.
+			h.log.Info("webhook: message already applied; ignored", "message_id", rep.MessageID, "key", rep.Key.String())
+			return true
+		}
 	}
-	var err error
-	if rep.Accept {
-		err = h.store.Grant(rep.Key, rep.Permanent, rep.Expires, rep.Source)
-	} else {
-		err = h.store.Revoke(rep.Key, rep.Source)
-	}
+	applied, err := h.store.ApplyReply(permissions.Reply{Key: rep.Key, BSUID: rep.BSUID, Accept: rep.Accept, Permanent: rep.Permanent,
+		Expires: rep.Expires, Source: rep.Source, At: rep.At})
 	switch {
-	case err == nil:
-		h.log.Info("webhook: call permission reply applied", "key", rep.Key.String(), "accept", rep.Accept,
+	case err == nil && applied:
+		h.log.Info("webhook: call permission reply applied", "key", rep.Key.String(), "bsuid", rep.BSUID, "accept", rep.Accept,
 			"permanent", rep.Permanent, "expires", rep.Expires, "source", rep.Source, "message_id", rep.MessageID)
-		return true
+	case err == nil:
+		h.log.Warn("webhook: call permission reply older than the pair's last change; ignored", "key", rep.Key.String(),
+			"accept", rep.Accept, "sent_at", rep.At, "message_id", rep.MessageID)
 	case errors.Is(err, permissions.ErrNotFound):
-		// A reject for a pair we never granted: nothing to undo.
-		return true
 	case errors.Is(err, permissions.ErrExpired), errors.Is(err, permissions.ErrInvalidKey):
 		h.log.Warn("webhook: call permission reply ignored", "key", rep.Key.String(), "error", err)
-		return true
 	default:
 		h.seen.release(rep.MessageID)
 		h.log.Error("webhook: call permission reply not persisted", "key", rep.Key.String(), "error", err)
 		return false
 	}
+	if err := h.store.MarkMessage(rep.MessageID); err != nil {
+		// Applied; a redelivery would apply it again, which its time
+		// makes harmless.
+		h.log.Warn("webhook: message id not remembered", "message_id", rep.MessageID, "error", err)
+	}
+	return true
+}
+
+// restrict records Meta's pause of a number's business-initiated calls;
+// false when the store failed (worth a retry).
+func (h *webhook) restrict(u accountUpdate) bool {
+	if h.store == nil {
+		h.log.Warn("webhook: business-initiated calling restricted, not recorded: permissions are disabled",
+			"phone_number_id", u.PhoneNumberID, "until", u.Until, "reason", u.Reason)
+		return true
+	}
+	if err := h.store.Restrict(u.PhoneNumberID, u.Until, u.Reason); err != nil {
+		h.log.Error("webhook: restriction not persisted", "phone_number_id", u.PhoneNumberID, "error", err)
+		return false
+	}
+	return true
 }
 
 // validSignature checks "sha256=<hex HMAC-SHA256(app secret, body)>" in

@@ -188,18 +188,18 @@ func TestWebhookOffWithoutAppSecret(t *testing.T) {
 	}
 }
 
-// flakyStore fails the first Grant, then works: Meta's redelivery of the
+// flakyStore fails the first reply, then works: Meta's redelivery of the
 // same message must be applied.
 type flakyStore struct {
 	PermissionStore
 	fails atomic.Int32
 }
 
-func (s *flakyStore) Grant(k permissions.Key, p bool, e time.Time, src string) error {
+func (s *flakyStore) ApplyReply(r permissions.Reply) (bool, error) {
 	if s.fails.Add(1) == 1 {
-		return errDisk
+		return false, errDisk
 	}
-	return s.PermissionStore.Grant(k, p, e, src)
+	return s.PermissionStore.ApplyReply(r)
 }
 
 func TestWebhookStoreFailureAsksForRedelivery(t *testing.T) {
@@ -266,6 +266,179 @@ func FuzzParseWebhook(f *testing.F) {
 			}
 			if r.Permanent && !r.Expires.IsZero() {
 				t.Fatalf("permanent with expiry: %+v", r)
+			}
+		}
+	})
+}
+
+// TestWebhookReplayAfterRestart: an applied message id survives a restart
+// of wagate, so an old signed accept replayed later does not re-grant a
+// pair revoked since (it was lost with the in-memory ids before).
+func TestWebhookReplayAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	clock := &fakeClock{t: epoch.Add(time.Hour)}
+	open := func() (*permissions.Cache, *fixture) {
+		c, err := permissions.Open(dir+"/p.db", permissions.DefaultLimits(), clock, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := newFixture(t, func(o *Options) { o.Permissions = c })
+		return c, f
+	}
+	c, f := open()
+	body := replyPayload("wamid.old", "16505551234", "accept", true, 0)
+	if r := f.deliver(t, body); r.code != 200 {
+		t.Fatal(r.code)
+	}
+	if err := c.Revoke(kerry, "api"); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	c, f = open()
+	defer c.Close()
+	if r := f.deliver(t, body); r.code != 200 {
+		t.Fatal(r.code)
+	}
+	if e, _ := c.Get(kerry); e.Status != permissions.StatusNone {
+		t.Fatalf("replayed accept re-granted a revoked pair after a restart: %+v", e)
+	}
+	if s := c.Stats(); s.ReplayedMessages != 1 {
+		t.Errorf("replayed_messages %d", s.ReplayedMessages)
+	}
+}
+
+// TestWebhookStaleReplyIgnored: a reply older than the pair's last change,
+// under a new id (Meta redelivers with the same id, but a reply can also
+// overtake another), is ignored.
+func TestWebhookStaleReplyIgnored(t *testing.T) {
+	f := newFixture(t, nil)
+	f.clock.Advance(time.Hour) // the sample's timestamps are now in the past
+	reject := strings.Replace(string(replyPayload("wamid.r", "16505551234", "reject", false, 0)), `"timestamp":"1749416383"`, `"timestamp":"1749416400"`, 1)
+	if r := f.deliver(t, []byte(reject)); r.code != 200 {
+		t.Fatal(r.code)
+	}
+	// The accept was sent at …383, before the reject at …400.
+	if r := f.deliver(t, replyPayload("wamid.a", "16505551234", "accept", true, 0)); r.code != 200 {
+		t.Fatal(r.code)
+	}
+	if e, _ := f.cache.Get(kerry); e.Status != permissions.StatusNone {
+		t.Fatalf("an older accept overrode a newer reject: %+v", e)
+	}
+}
+
+// TestWebhookLinksBSUID: a message naming the phone number and the BSUID
+// links them; a later reject naming only the BSUID revokes the phone
+// number's grant.
+func TestWebhookLinksBSUID(t *testing.T) {
+	f := newFixture(t, nil)
+	f.clock.Advance(time.Hour)
+	both := strings.Replace(string(replyPayload("wamid.1", "16505551234", "accept", true, 0)),
+		`"from":"16505551234"`, `"from":"16505551234","from_user_id":"US.13491208655302741918"`, 1)
+	if r := f.deliver(t, []byte(both)); r.code != 200 {
+		t.Fatal(r.code)
+	}
+	only := strings.NewReplacer(`"from":"16505551234"`, `"from_user_id":"US.13491208655302741918"`, `"timestamp":"1749416383"`, `"timestamp":"1749416400"`).
+		Replace(string(replyPayload("wamid.2", "16505551234", "reject", false, 0)))
+	if r := f.deliver(t, []byte(only)); r.code != 200 {
+		t.Fatal(r.code)
+	}
+	if e, _ := f.cache.Get(kerry); e.Status != permissions.StatusNone {
+		t.Fatalf("reject by BSUID left the phone number's grant: %+v", e)
+	}
+}
+
+// accountUpdate is Meta's account_update pausing business-initiated calls.
+func accountUpdatePayload(value string) []byte {
+	return []byte(`{"object":"whatsapp_business_account","entry":[{"id":"WABA_ID","time":1749416383,"changes":[{"field":"account_update","value":` + value + `}]}]}`)
+}
+
+// TestWebhookAccountUpdateRestricts: RESTRICTED_BUSINESS_INITIATED_CALLING
+// pauses the number's calls and permission requests until its expiry; the
+// number may be named by its id or as displayed; the pause shows in
+// /v1/restrictions and can be lifted there.
+func TestWebhookAccountUpdateRestricts(t *testing.T) {
+	f := newFixture(t, func(o *Options) {
+		o.NumberID = func(d string) (string, bool) { return testNumberID, strings.TrimPrefix(d, "+") == "15550001111" }
+	})
+	until := epoch.Add(7 * 24 * time.Hour).Unix()
+	body := accountUpdatePayload(`{"phone_number":"15550001111","event":"ACCOUNT_RESTRICTION","restriction_info":[{"restriction_type":"RESTRICTED_BUSINESS_INITIATED_CALLING","expiration":` + itoa(until) + `}]}`)
+	if r := f.deliver(t, body); r.code != 200 {
+		t.Fatal(r.code)
+	}
+	if err := f.cache.Grant(kerry, true, time.Time{}, "api"); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := f.cache.Admit(kerry)
+	if d.Verdict != permissions.Restricted || d.MetaError != 138013 || d.RetryAfterSeconds() != int(until-epoch.Unix()) {
+		t.Fatalf("call from a restricted number: %+v", d)
+	}
+	r := f.api(t, "POST", userPath+"/requests", "")
+	var rq requestDoc
+	r.json(t, &rq)
+	if r.code != 403 || rq.ErrorCode != 138013 {
+		t.Errorf("request from a restricted number: %d %s", r.code, r.body)
+	}
+	r = f.api(t, "GET", "/v1/restrictions", "")
+	if r.code != 200 || !strings.Contains(r.body, `"phone_number_id":"`+testNumberID+`"`) || !strings.Contains(r.body, "RESTRICTED_BUSINESS_INITIATED_CALLING") {
+		t.Errorf("GET /v1/restrictions: %d %s", r.code, r.body)
+	}
+	if r := f.api(t, "DELETE", "/v1/restrictions/"+testNumberID, ""); r.code != 204 {
+		t.Errorf("lift: %d %s", r.code, r.body)
+	}
+	if d, tk := f.cache.Admit(kerry); !d.Allowed() {
+		t.Errorf("after the lift: %v", d.Verdict)
+	} else {
+		tk.Finish(permissions.Failed)
+	}
+	// An update for a number that is not ours changes nothing.
+	other := accountUpdatePayload(`{"phone_number":"19990000000","event":"RESTRICTED_BUSINESS_INITIATED_CALLING"}`)
+	if r := f.deliver(t, other); r.code != 200 {
+		t.Fatal(r.code)
+	}
+	if rs, _ := f.cache.Restrictions(); len(rs) != 0 {
+		t.Errorf("restriction of a foreign number recorded: %+v", rs)
+	}
+}
+
+func TestParseAccountUpdates(t *testing.T) {
+	for name, tc := range map[string]struct {
+		value string
+		until time.Time
+		ok    bool
+	}{
+		"event with expiration":   {`{"phone_number_id":"1","event":"RESTRICTED_BUSINESS_INITIATED_CALLING","expiration":"2026-07-01T00:00:00Z"}`, time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC), true},
+		"no expiration: 7 days":   {`{"phone_number_id":"1","event":"RESTRICTED_BUSINESS_INITIATED_CALLING"}`, time.Unix(1749416383, 0).Add(restrictionDefault).UTC(), true},
+		"restriction_info string": {`{"metadata":{"phone_number_id":"1"},"restriction_info":[{"restriction_type":"RESTRICTED_BUSINESS_INITIATED_CALLING","expiration":"1782000000"}]}`, time.Unix(1782000000, 0).UTC(), true},
+		"other restriction":       {`{"phone_number_id":"1","restriction_info":[{"restriction_type":"RESTRICTED_ADD_PHONE_NUMBER_ACTION","expiration":1782000000}]}`, time.Time{}, false},
+		"quality warning":         {`{"phone_number_id":"1","event":"LOW_BUSINESS_INITIATED_CALLING_QUALITY"}`, time.Time{}, false},
+		"garbage expiration":      {`{"phone_number_id":"1","event":"RESTRICTED_BUSINESS_INITIATED_CALLING","expiration":"soon"}`, time.Time{}, false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			us, _ := parseAccountUpdates(accountUpdatePayload(tc.value), nil)
+			if !tc.ok {
+				if len(us) != 0 {
+					t.Fatalf("got %+v", us)
+				}
+				return
+			}
+			if len(us) != 1 || us[0].PhoneNumberID != "1" || !us[0].Until.Equal(tc.until) || us[0].Reason != restrictedCalling {
+				t.Fatalf("got %+v, want until %v", us, tc.until)
+			}
+		})
+	}
+}
+
+// FuzzParseAccountUpdates: never panics; every update names a valid
+// phone-number-id and a time.
+func FuzzParseAccountUpdates(f *testing.F) {
+	f.Add(accountUpdatePayload(`{"phone_number_id":"1","event":"RESTRICTED_BUSINESS_INITIATED_CALLING","expiration":1782000000}`))
+	f.Add(accountUpdatePayload(`{"restriction_info":[{"restriction_type":"RESTRICTED_BUSINESS_INITIATED_CALLING","expiration":"x"}]}`))
+	f.Add([]byte(`{"entry":[{"changes":[{"field":"account_update","value":[1,2]}]}]}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		us, _ := parseAccountUpdates(body, func(string) (string, bool) { return "123", true })
+		for _, u := range us {
+			if _, err := permissions.NormalizePhoneNumberID(u.PhoneNumberID); err != nil || u.Until.IsZero() {
+				t.Fatalf("update %+v", u)
 			}
 		}
 	})

@@ -36,6 +36,9 @@ type Config struct {
 
 	// idx holds the lookup tables built by Parse (see lookup.go).
 	idx *index
+	// source and sum say what the config was parsed from (Source, SHA256).
+	source string
+	sum    [32]byte
 }
 
 // SIP configures the signalling listeners and how wagate names itself.
@@ -63,6 +66,40 @@ type SIP struct {
 	Flood Flood `yaml:"flood"`
 	// TCP bounds connections on tcp and tls listeners.
 	TCP TCPLimits `yaml:"tcp"`
+	// TransactionLinger is how long a completed transaction over UDP is
+	// kept to absorb retransmissions (RFC 3261's Timers J, L and M, 32 s).
+	// wagate needs less: it re-ACKs a late 2xx and ignores a late INVITE
+	// of a live call by itself, and a late BYE gets 481. Keeping them 32 s
+	// cost ~0.7 MiB of memory per call/s.
+	TransactionLinger Duration `yaml:"transaction_linger"`
+	// MaxCPUPercent refuses new calls with 503 while wagate's CPU use,
+	// in percent of all cores over the last second, is at or above it
+	// (0: never). Calls already up are not affected.
+	MaxCPUPercent int `yaml:"max_cpu_percent"`
+	// Trace logs every SIP message and exports it to a HEP collector.
+	Trace SIPTrace `yaml:"trace"`
+}
+
+// SIPTrace configures the per-message SIP trace. Both parts are off by
+// default and are read at start-up only.
+type SIPTrace struct {
+	// Log writes one line per SIP message read or written (at info; at
+	// log.level debug the line carries the message's text, credentials
+	// redacted).
+	Log bool `yaml:"log"`
+	// HEP, when set, sends a copy of every SIP message to a Homer or
+	// heplify collector in HEP v3 over UDP.
+	HEP *HEP `yaml:"hep"`
+}
+
+// HEP is a HEP v3 (Homer Encapsulation Protocol) collector.
+type HEP struct {
+	// Address is the collector's host:port (UDP).
+	Address string `yaml:"address"`
+	// AgentID is the capture agent id in every packet (default 1).
+	AgentID int `yaml:"agent_id"`
+	// Password is the collector's authentication key, if it wants one.
+	Password Secret `yaml:"password"`
 }
 
 // SIPLimits bounds what one SIP message may hold; larger messages get 513
@@ -150,6 +187,9 @@ type Endpoint struct {
 	// DigestRealm is the only realm whose challenges from this endpoint
 	// wagate answers with credentials (default "wa.meta.vc" for whatsapp).
 	DigestRealm string `yaml:"digest_realm"`
+	// MaxCPS caps the new calls per second this endpoint may start; more
+	// get 503 with Retry-After: 1 at once (0: no cap).
+	MaxCPS int `yaml:"max_cps"`
 	// MaxRequestRate is the requests per second one source address of
 	// this endpoint may send before it is blocked for sip.flood.block_time
 	// (0: no limit, the default: a dialer at hundreds of calls/s is normal).
@@ -300,10 +340,48 @@ type Log struct {
 type Permissions struct {
 	// Enabled turns the permission check on for business-initiated calls.
 	Enabled bool `yaml:"enabled"`
+	// Backend is "bbolt" (default: the embedded store, one node) or
+	// "redis" (shared by several nodes).
+	Backend string `yaml:"backend"`
 	// Store is the file of the embedded store (default <data_dir>/permissions.db).
 	Store string `yaml:"store"`
+	// Redis configures the shared store (backend redis).
+	Redis PermissionRedis `yaml:"redis"`
 	// Limits are Meta's rules; Meta changes them, so they are configurable.
 	Limits PermissionLimits `yaml:"limits"`
+}
+
+// Permission backends.
+const (
+	PermissionBackendBolt  = "bbolt"
+	PermissionBackendRedis = "redis"
+)
+
+// PermissionRedis configures the Redis permission store shared by several
+// nodes (docs/multinode.md).
+type PermissionRedis struct {
+	// Address is host:port of the Redis primary (default 127.0.0.1:6379).
+	Address  string `yaml:"address"`
+	Username string `yaml:"username"`
+	Password Secret `yaml:"password"`
+	DB       int    `yaml:"db"`
+	// Prefix starts every key (default "wagate:").
+	Prefix string `yaml:"prefix"`
+	// SlotTTL is how long a dead node's calls keep their concurrency
+	// slots (default 15s); a live node refreshes them every third of it.
+	SlotTTL Duration `yaml:"slot_ttl"`
+	// Timeout bounds each Redis operation (default 300ms).
+	Timeout Duration `yaml:"timeout"`
+	// OnDown is what a business-initiated call gets while Redis cannot be
+	// reached: "refuse" (503, default) or "cache" (admitted from what this
+	// node last saw).
+	OnDown string `yaml:"on_down"`
+	// WaitReplicas > 0 makes every change wait for that many replicas
+	// (WAIT) within WaitTimeout (default 1s).
+	WaitReplicas int      `yaml:"wait_replicas"`
+	WaitTimeout  Duration `yaml:"wait_timeout"`
+	// AllowNonDurable starts on a Redis that does not fsync every write.
+	AllowNonDurable bool `yaml:"allow_non_durable"`
 }
 
 // PermissionLimits are WhatsApp's call-permission rules (DESIGN.md §5).

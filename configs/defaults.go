@@ -60,6 +60,14 @@ const (
 	DefaultOpusFEC         = true
 	DefaultPermissionStore = "permissions.db" // under data_dir
 
+	DefaultPermissionBackend = PermissionBackendBolt
+	DefaultRedisAddress      = "127.0.0.1:6379"
+	DefaultRedisPrefix       = "wagate:"
+	DefaultRedisSlotTTL      = Duration(15 * time.Second)
+	DefaultRedisTimeout      = Duration(300 * time.Millisecond)
+	DefaultRedisOnDown       = "refuse"
+	DefaultRedisWaitTimeout  = Duration(time.Second)
+
 	// The SIP edge (docs/security.md).
 	UnknownSourcesDrop         = "drop"
 	UnknownSourcesReject       = "reject"
@@ -72,6 +80,10 @@ const (
 	DefaultMaxTCPPerSource     = 64
 	DefaultTCPIdleTimeout      = Duration(120 * time.Second)
 	DefaultTLSHandshakeTimeout = Duration(10 * time.Second)
+	DefaultTransactionLinger   = Duration(5 * time.Second)
+	// DefaultHEPAgentID is the capture agent id of HEP packets, as in
+	// Kamailio's and OpenSIPS's HEP senders.
+	DefaultHEPAgentID = 1
 
 	DefaultRecordingSampleRate = 8000
 	DefaultRecordingNameBy     = "a"
@@ -200,6 +212,10 @@ func applyDefaults(c *Config, t tree) {
 	num(&c.SIP.TCP.MaxConnectionsPerSource, "sip.tcp.max_connections_per_source", DefaultMaxTCPPerSource)
 	dur(&c.SIP.TCP.IdleTimeout, "sip.tcp.idle_timeout", DefaultTCPIdleTimeout)
 	dur(&c.SIP.TCP.TLSHandshakeTimeout, "sip.tcp.tls_handshake_timeout", DefaultTLSHandshakeTimeout)
+	dur(&c.SIP.TransactionLinger, "sip.transaction_linger", DefaultTransactionLinger)
+	if h := c.SIP.Trace.HEP; h != nil {
+		num(&h.AgentID, "sip.trace.hep.agent_id", DefaultHEPAgentID)
+	}
 
 	str(&c.DataDir, "data_dir", DefaultDataDir)
 
@@ -268,6 +284,14 @@ func applyDefaults(c *Config, t tree) {
 
 	pm := &c.Permissions
 	str(&pm.Store, "permissions.store", filepath.Join(c.DataDir, DefaultPermissionStore))
+	str(&pm.Backend, "permissions.backend", DefaultPermissionBackend)
+	rp := "permissions.redis."
+	str(&pm.Redis.Address, rp+"address", DefaultRedisAddress)
+	str(&pm.Redis.Prefix, rp+"prefix", DefaultRedisPrefix)
+	dur(&pm.Redis.SlotTTL, rp+"slot_ttl", DefaultRedisSlotTTL)
+	dur(&pm.Redis.Timeout, rp+"timeout", DefaultRedisTimeout)
+	str(&pm.Redis.OnDown, rp+"on_down", DefaultRedisOnDown)
+	dur(&pm.Redis.WaitTimeout, rp+"wait_timeout", DefaultRedisWaitTimeout)
 	l, dl := &pm.Limits, DefaultPermissionLimits()
 	lp := "permissions.limits."
 	dur(&l.TemporaryTTL, lp+"temporary_ttl", dl.TemporaryTTL)

@@ -75,6 +75,9 @@ func equal(a, b any) bool {
 }
 
 func TestDefaultsDerived(t *testing.T) {
+	// Secrets named by env must be set at load.
+	t.Setenv("PBX_PASSWORD", "p4ss")
+	t.Setenv("WAGATE_DIGEST_15550100001", "d1gest")
 	tests := []struct {
 		name  string
 		yaml  string
@@ -106,6 +109,31 @@ sip:
 `, func(t *testing.T, c *Config) {
 			if c.SIP.Host != "127.0.0.1" {
 				t.Errorf("sip.host = %q, want 127.0.0.1", c.SIP.Host)
+			}
+		}},
+		{"sip.trace is off unless written", ``, func(t *testing.T, c *Config) {
+			if c.SIP.Trace.Log || c.SIP.Trace.HEP != nil {
+				t.Errorf("sip.trace = %+v, want off", c.SIP.Trace)
+			}
+		}},
+		{"sip.trace.hep.agent_id defaults to 1", `
+sip:
+  trace:
+    log: true
+    hep: {address: "homer.example.com:9060", password: {env: WAGATE_HEP_KEY}}
+`, func(t *testing.T, c *Config) {
+			h := c.SIP.Trace.HEP
+			if !c.SIP.Trace.Log || h == nil || h.Address != "homer.example.com:9060" || h.AgentID != 1 || h.Password.Env != "WAGATE_HEP_KEY" {
+				t.Errorf("sip.trace = %+v, hep = %+v", c.SIP.Trace, h)
+			}
+		}},
+		{"sip.trace.hep.agent_id 0 is kept", `
+sip:
+  trace:
+    hep: {address: "[2001:db8::10]:9060", agent_id: 0}
+`, func(t *testing.T, c *Config) {
+			if h := c.SIP.Trace.HEP; h == nil || h.AgentID != 0 {
+				t.Errorf("sip.trace.hep = %+v, want agent_id 0", h)
 			}
 		}},
 		{"explicit sip.host wins", `
@@ -313,6 +341,31 @@ media:
 `, func(t *testing.T, c *Config) {
 			if n := c.Media.RelatchPackets; n != 0 {
 				t.Errorf("media.relatch_packets = %d, want the 0 written (never re-latch)", n)
+			}
+		}},
+		{"limits of 0 are kept: the rule is off", `
+permissions:
+  limits:
+    connected_calls_per_user_24h: 0
+    consecutive_unanswered_max: 0
+    consecutive_unanswered_nudge: 0
+    new_calls_per_number_24h: 0
+    concurrent_calls_per_number: 0
+    requests_per_24h: 0
+    requests_per_7d: 0
+`, func(t *testing.T, c *Config) {
+			if l := c.Permissions.Limits; l != (PermissionLimits{TemporaryTTL: l.TemporaryTTL}) {
+				t.Errorf("limits = %+v, want every count 0 as written", l)
+			}
+		}},
+		{"redis backend defaults", `
+permissions:
+  backend: redis
+`, func(t *testing.T, c *Config) {
+			r := c.Permissions.Redis
+			if r.Address != "127.0.0.1:6379" || r.Prefix != "wagate:" || r.SlotTTL.D() != 15*time.Second ||
+				r.Timeout.D() != 300*time.Millisecond || r.OnDown != "refuse" || r.WaitReplicas != 0 || r.WaitTimeout.D() != time.Second {
+				t.Errorf("redis = %+v", r)
 			}
 		}},
 		{"null auth is no auth", `

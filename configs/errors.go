@@ -58,6 +58,13 @@ func (e *Error) Error() string {
 type problems struct {
 	file string
 	list []Problem
+	// warnings are problems that do not make the file invalid (see Check).
+	warnings []Problem
+}
+
+// warn records a problem that is only a warning.
+func (ps *problems) warn(line int, path, format string, args ...any) {
+	ps.warnings = append(ps.warnings, Problem{File: ps.file, Line: line, Path: path, Msg: fmt.Sprintf(format, args...)})
 }
 
 func (ps *problems) add(line int, path, format string, args ...any) {

@@ -73,11 +73,11 @@ func TestProductionExampleFiles(t *testing.T) {
 			t.Skipf("%s exists on this machine", f)
 		}
 	}
-	// The environment variables the example's secrets that must be set
-	// at load name, so that only the files are missing.
-	for _, s := range c.Events.Subscribers {
-		if s.Secret.Env != "" {
-			t.Setenv(s.Secret.Env, "set-for-the-test")
+	// The environment variables the example's secrets name must be set
+	// at load; set them so that only the files are missing.
+	for _, r := range c.secretRefs() {
+		if r.env != "" {
+			t.Setenv(r.env, "set-for-the-test")
 		}
 	}
 	_, err := Load(path)

@@ -2,7 +2,9 @@ package configs
 
 import (
 	"bytes"
+	"crypto/sha256"
 	_ "embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -29,13 +31,28 @@ func DefaultYAML() []byte { return bytes.Clone(defaultYAML) }
 func Default() (*Config, error) { return Parse(defaultYAML, defaultName) }
 
 // Load reads, decodes, defaults and validates the configuration file at path.
-// A malformed or invalid file yields an *Error listing every problem.
+// A malformed or invalid file yields an *Error listing every problem. A
+// secret naming an environment variable that is unset or empty, with no
+// value beside it, is one of them: wagate must not start with a secret
+// silently empty.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
 	return Parse(data, path)
+}
+
+// Check loads the file at path as Load does, except that secrets whose
+// environment variable is unset are returned as warnings instead of
+// making the file invalid: `wagate -check-config` may run in another
+// environment (a CI job, an operator's shell) than the service.
+func Check(path string) (*Config, []Problem, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read config: %w", err)
+	}
+	return parseAll(data, path, parseOptions{envWarn: true})
 }
 
 // Parse decodes, defaults and validates a configuration held in data; name
@@ -52,19 +69,27 @@ type parseOptions struct {
 	// certificates and keys, CA bundles) exist and are readable, for
 	// example configs whose paths name files on an operator's machine.
 	skipFiles bool
-	// skipEnv skips the check that environment variables named by secrets
-	// that must be set at load (events subscribers') are set.
+	// skipEnv skips the check that environment variables named by
+	// secrets without a value are set.
 	skipEnv bool
+	// envWarn makes that check yield warnings instead of problems (Check).
+	envWarn bool
 }
 
 func parse(data []byte, name string, opts parseOptions) (*Config, error) {
+	c, _, err := parseAll(data, name, opts)
+	return c, err
+}
+
+// parseAll is parse that also returns the warnings.
+func parseAll(data []byte, name string, opts parseOptions) (*Config, []Problem, error) {
 	ps := &problems{file: name}
 	root := parseTree(data, ps)
 	if root != nil {
 		checkShape(root, ps)
 	}
 	if err := ps.err(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 
 	var c Config
@@ -75,7 +100,7 @@ func parse(data []byte, name string, opts parseOptions) (*Config, error) {
 		dec.KnownFields(true)
 		if err := dec.Decode(&c); err != nil {
 			addYAMLError(ps, data, err)
-			return nil, ps.err()
+			return nil, nil, ps.err()
 		}
 	}
 
@@ -83,11 +108,21 @@ func parse(data []byte, name string, opts parseOptions) (*Config, error) {
 	applyDefaults(&c, t)
 	validate(&c, t, ps, opts)
 	if err := ps.err(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	c.idx = buildIndex(&c)
-	return &c, nil
+	c.source = name
+	c.sum = sha256.Sum256(data)
+	return &c, ps.warnings, nil
 }
+
+// Source names where the configuration was read from: the file name it
+// was loaded under, or "default.yaml (embedded)" for the embedded default.
+func (c *Config) Source() string { return c.source }
+
+// SHA256 is the hex SHA-256 of the bytes the configuration was parsed
+// from, so that a log line tells which version of a file was running.
+func (c *Config) SHA256() string { return hex.EncodeToString(c.sum[:]) }
 
 // parseTree decodes data into a node tree and returns its top-level mapping,
 // or nil for a document with no content.

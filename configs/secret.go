@@ -1,6 +1,9 @@
 package configs
 
-import "os"
+import (
+	"fmt"
+	"os"
+)
 
 // Resolve returns the secret: the value of the environment variable Env
 // when Env is named and the variable is set and non-empty, else Value.
@@ -36,6 +39,44 @@ func (c Credential) String() string {
 
 // GoString hides the password from %#v as well.
 func (c Credential) GoString() string { return "configs.Credential{" + c.String() + "}" }
+
+// secretRef is one secret of a config: the key path of its variable name
+// (".env" of a Secret, ".password_env" of a Credential), the variable and
+// the inline value. secretRefs is the one list every check of secrets
+// walks, so that a new secret cannot be forgotten by one of them.
+type secretRef struct {
+	envPath    string
+	env, value string
+}
+
+// secretRefs lists every secret and password in c, in file order.
+func (c *Config) secretRefs() []secretRef {
+	var refs []secretRef
+	sec := func(path string, s Secret) {
+		refs = append(refs, secretRef{envPath: path + ".env", env: s.Env, value: s.Value})
+	}
+	for i, e := range c.Endpoints {
+		if e.Auth == nil {
+			continue
+		}
+		for j, u := range e.Auth.Users {
+			refs = append(refs, secretRef{
+				envPath: fmt.Sprintf("endpoints[%d].auth.users[%d].password_env", i, j),
+				env:     u.PasswordEnv, value: u.Password,
+			})
+		}
+	}
+	for i, n := range c.Numbers {
+		sec(fmt.Sprintf("numbers[%d].digest", i), n.Digest)
+	}
+	sec("api.token", c.API.Token)
+	sec("api.webhook.app_secret", c.API.Webhook.AppSecret)
+	sec("api.webhook.verify_token", c.API.Webhook.VerifyToken)
+	for i, s := range c.Events.Subscribers {
+		sec(fmt.Sprintf("events.subscribers[%d].secret", i), s.Secret)
+	}
+	return refs
+}
 
 func fromEnv(env, value string) string {
 	if env != "" {

@@ -1,7 +1,10 @@
 package configs
 
 import (
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -79,14 +82,16 @@ func TestRecords(t *testing.T) {
 
 // TestAPITokenNotNeeded lists configs the token and webhook rules accept.
 func TestAPITokenNotNeeded(t *testing.T) {
+	t.Setenv("WAGATE_TEST_SET_TOKEN", "t0ken")
+	t.Setenv("WAGATE_META_APP_SECRET", "app-secret")
 	for name, src := range map[string]string{
 		"api off": `
 api: {listen: ""}
 permissions: {enabled: true}
 recording: {enabled: true}
 `,
-		"token from env, not set at check time": `
-api: {token: {env: WAGATE_TEST_UNSET_TOKEN}}
+		"token from env": `
+api: {token: {env: WAGATE_TEST_SET_TOKEN}}
 permissions: {enabled: true}
 `,
 		"token inline": `
@@ -113,5 +118,88 @@ api:
 `,
 	} {
 		t.Run(name, func(t *testing.T) { mustParse(t, src) })
+	}
+}
+
+// TestUnsetSecretEnv: every kind of secret that names an unset (or empty)
+// variable and has no value is a problem at load naming the key and the
+// variable; Check reports the same as warnings and loads the file.
+func TestUnsetSecretEnv(t *testing.T) {
+	t.Setenv("WAGATE_TEST_EMPTY_SECRET", "")
+	t.Setenv("WAGATE_TEST_SET_SECRET", "s3t")
+	src := endpointsBlock + `
+  - name: dialer2
+    kind: dialer
+    source_cidrs: [10.9.0.0/16]
+    auth: {users: [{username: d, password_env: WAGATE_TEST_UNSET_PW}]}
+numbers:
+  - number: "+15550100001"
+    phone_number_id: "1"
+    route: {endpoint: pbx, user: "1001"}
+    digest: {env: WAGATE_TEST_UNSET_DIGEST}
+api:
+  token: {env: WAGATE_TEST_EMPTY_SECRET}
+  webhook:
+    app_secret: {env: WAGATE_TEST_UNSET_APP_SECRET}
+    verify_token: {env: WAGATE_TEST_SET_SECRET}
+events:
+  subscribers:
+    - {name: crm, url: "http://127.0.0.1:9/h", secret: {env: WAGATE_TEST_UNSET_HOOK}}
+    - {name: bi, url: "http://127.0.0.1:9/b", secret: {env: WAGATE_TEST_UNSET_HOOK2, value: inline-fallback}}
+`
+	want := map[string]string{
+		"endpoints[3].auth.users[0].password_env": "WAGATE_TEST_UNSET_PW",
+		"numbers[0].digest.env":                   "WAGATE_TEST_UNSET_DIGEST",
+		"api.token.env":                           "WAGATE_TEST_EMPTY_SECRET",
+		"api.webhook.app_secret.env":              "WAGATE_TEST_UNSET_APP_SECRET",
+		"events.subscribers[0].secret.env":        "WAGATE_TEST_UNSET_HOOK",
+	}
+	check := func(what string, ps []Problem) {
+		t.Helper()
+		got := map[string]bool{}
+		for _, p := range ps {
+			got[p.Path] = true
+			v, ok := want[p.Path]
+			if !ok {
+				t.Errorf("%s: unexpected problem %v", what, p)
+				continue
+			}
+			if !strings.Contains(p.Msg, "environment variable "+v+" is not set") || p.Line == 0 {
+				t.Errorf("%s: %v does not name %s with a line", what, p, v)
+			}
+		}
+		for path := range want {
+			if !got[path] {
+				t.Errorf("%s: no problem for %s", what, path)
+			}
+		}
+	}
+
+	_, err := Parse([]byte(src), "wagate.yaml")
+	var e *Error
+	if !errors.As(err, &e) {
+		t.Fatalf("Parse = %v, want the unset variables as problems", err)
+	}
+	check("Parse", e.Problems)
+
+	path := filepath.Join(t.TempDir(), "wagate.yaml")
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, warnings, err := Check(path)
+	if err != nil || c == nil {
+		t.Fatalf("Check = %v, want the file loaded with warnings", err)
+	}
+	check("Check", warnings)
+
+	// Set, every one of them loads.
+	for _, v := range want {
+		t.Setenv(v, "now-set")
+	}
+	if _, err := Parse([]byte(src), "wagate.yaml"); err != nil {
+		t.Errorf("with every variable set: %v", err)
+	}
+	if _, w, err := Check(path); err != nil || len(w) != 0 {
+		t.Errorf("Check with every variable set: %v, warnings %v", err, w)
 	}
 }

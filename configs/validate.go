@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"net"
 	"net/netip"
 	"net/url"
@@ -42,6 +43,7 @@ func validate(c *Config, t tree, ps *problems, opts parseOptions) {
 	v.nodeID()
 	v.cdr()
 	v.events()
+	v.envSecrets()
 }
 
 func (v validator) dataDir() {
@@ -108,6 +110,7 @@ func (v validator) sip() {
 		v.add("sip.max_calls", "%d is negative; use 0 for no cap", s.MaxCalls)
 	}
 	v.edge(s)
+	v.trace(&s.Trace)
 }
 
 // edge checks the limits of the SIP edge.
@@ -137,7 +140,63 @@ func (v validator) edge(s *SIP) {
 	}
 	v.atLeastOne("sip.tcp.max_connections_per_source", s.TCP.MaxConnectionsPerSource)
 	v.positive("sip.tcp.idle_timeout", s.TCP.IdleTimeout)
+	if d := s.TransactionLinger.D(); d < time.Second || d > 32*time.Second {
+		v.add("sip.transaction_linger", "%s must be between 1s and 32s (RFC 3261's 64·T1)", d)
+	}
+	if s.MaxCPUPercent < 0 || s.MaxCPUPercent > 100 {
+		v.add("sip.max_cpu_percent", "%d must be between 0 (off) and 100", s.MaxCPUPercent)
+	}
 	v.positive("sip.tcp.tls_handshake_timeout", s.TCP.TLSHandshakeTimeout)
+}
+
+// maxHEPPassword bounds sip.trace.hep.password: it travels in every HEP
+// packet.
+const maxHEPPassword = 256
+
+// trace checks the SIP trace and its HEP collector.
+func (v validator) trace(t *SIPTrace) {
+	h := t.HEP
+	if h == nil {
+		return
+	}
+	const p = "sip.trace.hep"
+	if h.Address == "" {
+		v.add(p+".address", "is required: the collector's host:port, e.g. \"homer.example.com:9060\" (remove hep to turn the export off)")
+	} else if msg := checkHEPAddress(h.Address); msg != "" {
+		v.add(p+".address", "%s", msg)
+	}
+	if h.AgentID < 0 || int64(h.AgentID) > math.MaxUint32 {
+		v.add(p+".agent_id", "%d must be between 0 and %d", h.AgentID, uint32(math.MaxUint32))
+	}
+	v.secret(p+".password", h.Password)
+	if len(h.Password.Value) > maxHEPPassword {
+		v.add(p+".password.value", "is longer than %d characters", maxHEPPassword)
+	}
+}
+
+// checkHEPAddress returns a sentence saying what is wrong with a HEP
+// collector address, or "".
+func checkHEPAddress(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Sprintf("%q is not host:port (e.g. \"192.0.2.10:9060\")", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Sprintf("%q has no valid port (1–65535)", addr)
+	}
+	if host == "" {
+		return fmt.Sprintf("%q names no host to send to", addr)
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		if ip.IsUnspecified() {
+			return fmt.Sprintf("%q names no host to send to", addr)
+		}
+		return ""
+	}
+	if !validHostName(host) {
+		return fmt.Sprintf("%q is not an IP address or host name with a port", addr)
+	}
+	return ""
 }
 
 // listenerTLS checks the certificate and key of listener l at path p:
@@ -281,6 +340,9 @@ func (v validator) endpoints() {
 		if e.Auth != nil {
 			v.auth(p+".auth", e.Auth)
 		}
+		if e.MaxCPS < 0 {
+			v.add(p+".max_cps", "%d is negative; use 0 for no cap", e.MaxCPS)
+		}
 		if e.MaxRequestRate < 0 {
 			v.add(p+".max_request_rate", "%d is negative; use 0 for no limit", e.MaxRequestRate)
 		}
@@ -417,8 +479,8 @@ func (v validator) envName(path, name string) {
 	}
 }
 
-// secret checks a Secret at path. Whether the variable is set is not
-// checked: the environment at check time need not be the one wagate runs in.
+// secret checks a Secret at path. Whether its variable is set is checked
+// for all secrets at once, by envSecrets.
 func (v validator) secret(path string, s Secret) {
 	v.envName(path+".env", s.Env)
 }
@@ -640,6 +702,13 @@ func (v validator) permissions() {
 	if pm.Store == "" {
 		v.add("permissions.store", "must not be empty; remove the key to use %s", filepath.Join(v.c.DataDir, DefaultPermissionStore))
 	}
+	switch pm.Backend {
+	case PermissionBackendBolt:
+	case PermissionBackendRedis:
+		v.permissionRedis(&pm.Redis)
+	default:
+		v.add("permissions.backend", "%q is not a store; use bbolt (one node) or redis (several nodes)", pm.Backend)
+	}
 	l := &pm.Limits
 	const lp = "permissions.limits."
 	v.positive(lp+"temporary_ttl", l.TemporaryTTL)
@@ -655,20 +724,52 @@ func (v validator) permissions() {
 		{"requests_per_24h", l.RequestsPer24h},
 		{"requests_per_7d", l.RequestsPer7d},
 	}
+	// 0 turns a rule off (docs/api.md); below 0 is a mistake.
 	ok := true
 	for _, c := range counts {
-		ok = v.atLeastOne(lp+c.key, c.n) && ok
+		if c.n < 0 {
+			v.add(lp+c.key, "%d is negative; use 0 to turn the rule off", c.n)
+			ok = false
+		}
 	}
 	if !ok {
 		return // the comparisons below would repeat the problem
 	}
-	if l.ConsecutiveUnansweredNudge >= l.ConsecutiveUnansweredMax {
+	if l.ConsecutiveUnansweredNudge > 0 && l.ConsecutiveUnansweredMax > 0 && l.ConsecutiveUnansweredNudge >= l.ConsecutiveUnansweredMax {
 		v.add(lp+"consecutive_unanswered_nudge", "%d must be below consecutive_unanswered_max %d: the nudge comes before the revocation",
 			l.ConsecutiveUnansweredNudge, l.ConsecutiveUnansweredMax)
 	}
-	if l.RequestsPer24h > l.RequestsPer7d {
+	if l.RequestsPer7d > 0 && l.RequestsPer24h > l.RequestsPer7d {
 		v.add(lp+"requests_per_24h", "%d is above requests_per_7d %d", l.RequestsPer24h, l.RequestsPer7d)
 	}
+}
+
+func (v validator) permissionRedis(r *PermissionRedis) {
+	const rp = "permissions.redis."
+	if _, _, err := net.SplitHostPort(r.Address); err != nil || r.Address == "" {
+		v.add(rp+"address", "%q is not host:port", r.Address)
+	}
+	v.secret(rp+"password", r.Password)
+	if r.DB < 0 {
+		v.add(rp+"db", "%d is negative", r.DB)
+	}
+	if r.Prefix == "" {
+		v.add(rp+"prefix", "must not be empty; remove the key to use %q", DefaultRedisPrefix)
+	}
+	v.positive(rp+"slot_ttl", r.SlotTTL)
+	if r.SlotTTL > 0 && r.SlotTTL < Duration(time.Second) {
+		v.add(rp+"slot_ttl", "%s is below 1s: a node refreshes its slots every third of it", r.SlotTTL)
+	}
+	v.positive(rp+"timeout", r.Timeout)
+	switch r.OnDown {
+	case "refuse", "cache":
+	default:
+		v.add(rp+"on_down", "%q is not a policy; use refuse (503) or cache (admit from what this node last saw)", r.OnDown)
+	}
+	if r.WaitReplicas < 0 {
+		v.add(rp+"wait_replicas", "%d is negative", r.WaitReplicas)
+	}
+	v.positive(rp+"wait_timeout", r.WaitTimeout)
 }
 
 func (v validator) recording() {
@@ -755,7 +856,6 @@ func (v validator) events() {
 			v.add(p+".secret", "every subscriber needs a secret (value or env): it keys the signature receivers check")
 		} else {
 			v.secret(p+".secret", s.Secret)
-			v.envSet(p+".secret", s.Secret)
 		}
 		seen := map[string]int{}
 		for j, t := range s.Types {
@@ -773,15 +873,26 @@ func (v validator) events() {
 	}
 }
 
-// envSet reports a secret that names an environment variable which is unset
-// or empty and has no inline value to fall back on: a subscriber would
-// otherwise get events signed with an empty key.
-func (v validator) envSet(path string, s Secret) {
-	if v.opts.skipEnv || s.Env == "" || s.Value != "" || !envVarName.MatchString(s.Env) {
+// envSecrets reports every secret and password that names an environment
+// variable which is unset or empty and has no inline value to fall back
+// on. Without this check the secret would silently be "": Meta's webhook
+// turned off, Meta's 407 left unanswered, a password that is empty, events
+// signed with an empty key. Under envWarn (-check-config, which may run
+// in another environment than the service) these are warnings.
+func (v validator) envSecrets() {
+	if v.opts.skipEnv {
 		return
 	}
-	if os.Getenv(s.Env) == "" {
-		v.add(path+".env", "the environment variable %s is not set (or empty); set it or give value", s.Env)
+	for _, r := range v.c.secretRefs() {
+		if r.env == "" || r.value != "" || !envVarName.MatchString(r.env) || os.Getenv(r.env) != "" {
+			continue
+		}
+		const msg = "the environment variable %s is not set (or empty) and no value is given; set it in wagate's environment or give value"
+		if v.opts.envWarn {
+			v.ps.warn(v.t.line(r.envPath), r.envPath, msg, r.env)
+		} else {
+			v.add(r.envPath, msg, r.env)
+		}
 	}
 }
 

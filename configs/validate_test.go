@@ -125,6 +125,76 @@ sip:
 sip:
   max_calls: -1 # <-
 `, `sip.max_calls: -1 is negative`},
+		{"hep without address", `
+sip:
+  trace:
+    hep: # <-
+      agent_id: 7
+`, `sip.trace.hep.address: is required: the collector's host:port`},
+		{"hep address without port", `
+sip:
+  trace:
+    hep:
+      address: homer.example.com # <-
+`, `sip.trace.hep.address: "homer.example.com" is not host:port`},
+		{"hep address port out of range", `
+sip:
+  trace:
+    hep: {address: "192.0.2.10:0"} # <-
+`, `sip.trace.hep.address: "192.0.2.10:0" has no valid port`},
+		{"hep address without host", `
+sip:
+  trace:
+    hep: {address: ":9060"} # <-
+`, `sip.trace.hep.address: ":9060" names no host to send to`},
+		{"hep address wildcard", `
+sip:
+  trace:
+    hep: {address: "0.0.0.0:9060"} # <-
+`, `names no host to send to`},
+		{"hep address bad host", `
+sip:
+  trace:
+    hep: {address: "homer example:9060"} # <-
+`, `is not an IP address or host name with a port`},
+		{"hep agent_id negative", `
+sip:
+  trace:
+    hep:
+      address: "192.0.2.10:9060"
+      agent_id: -1 # <-
+`, `sip.trace.hep.agent_id: -1 must be between 0 and 4294967295`},
+		{"hep agent_id too large", `
+sip:
+  trace:
+    hep:
+      address: "192.0.2.10:9060"
+      agent_id: 4294967296 # <-
+`, `must be between 0 and 4294967295`},
+		{"hep password env name", `
+sip:
+  trace:
+    hep:
+      address: "192.0.2.10:9060"
+      password: {env: "hep-key"} # <-
+`, `sip.trace.hep.password.env: "hep-key" is not an environment variable name`},
+		{"hep password too long", `
+sip:
+  trace:
+    hep:
+      address: "192.0.2.10:9060"
+      password: {value: "` + strings.Repeat("k", 257) + `"} # <-
+`, `sip.trace.hep.password.value: is longer than 256 characters`},
+		{"trace log not a bool", `
+sip:
+  trace:
+    log: yes please # <-
+`, `sip.trace.log: "yes please" is not true or false`},
+		{"unknown trace key", `
+sip:
+  trace:
+    hep_address: "192.0.2.10:9060" # <-
+`, `unknown key "hep_address" in sip.trace`},
 
 		// endpoints
 		{"endpoint without name", `
@@ -801,41 +871,63 @@ permissions:
   limits:
     temporary_ttl: 0s # <-
 `, `permissions.limits.temporary_ttl: 0s must be greater than 0`},
-		{"zero connected_calls_per_user_24h", `
+		{"negative connected_calls_per_user_24h", `
 permissions:
   limits:
-    connected_calls_per_user_24h: 0 # <-
-`, `permissions.limits.connected_calls_per_user_24h: 0 must be at least 1`},
-		{"zero consecutive_unanswered_max", `
+    connected_calls_per_user_24h: -1 # <-
+`, `permissions.limits.connected_calls_per_user_24h: -1 is negative; use 0 to turn the rule off`},
+		{"negative consecutive_unanswered_max", `
 permissions:
   limits:
-    consecutive_unanswered_max: 0 # <-
-`, `permissions.limits.consecutive_unanswered_max: 0 must be at least 1`},
-		{"zero consecutive_unanswered_nudge", `
+    consecutive_unanswered_max: -1 # <-
+`, `permissions.limits.consecutive_unanswered_max: -1 is negative; use 0 to turn the rule off`},
+		{"negative consecutive_unanswered_nudge", `
 permissions:
   limits:
-    consecutive_unanswered_nudge: 0 # <-
-`, `permissions.limits.consecutive_unanswered_nudge: 0 must be at least 1`},
-		{"zero new_calls_per_number_24h", `
+    consecutive_unanswered_nudge: -1 # <-
+`, `permissions.limits.consecutive_unanswered_nudge: -1 is negative; use 0 to turn the rule off`},
+		{"negative new_calls_per_number_24h", `
 permissions:
   limits:
-    new_calls_per_number_24h: 0 # <-
-`, `permissions.limits.new_calls_per_number_24h: 0 must be at least 1`},
+    new_calls_per_number_24h: -1 # <-
+`, `permissions.limits.new_calls_per_number_24h: -1 is negative; use 0 to turn the rule off`},
 		{"negative concurrent_calls_per_number", `
 permissions:
   limits:
     concurrent_calls_per_number: -1 # <-
-`, `permissions.limits.concurrent_calls_per_number: -1 must be at least 1`},
-		{"zero requests_per_24h", `
+`, `permissions.limits.concurrent_calls_per_number: -1 is negative; use 0 to turn the rule off`},
+		{"negative requests_per_24h", `
 permissions:
   limits:
-    requests_per_24h: 0 # <-
-`, `permissions.limits.requests_per_24h: 0 must be at least 1`},
-		{"zero requests_per_7d", `
+    requests_per_24h: -1 # <-
+`, `permissions.limits.requests_per_24h: -1 is negative; use 0 to turn the rule off`},
+		{"negative requests_per_7d", `
 permissions:
   limits:
-    requests_per_7d: 0 # <-
-`, `permissions.limits.requests_per_7d: 0 must be at least 1`},
+    requests_per_7d: -1 # <-
+`, `permissions.limits.requests_per_7d: -1 is negative; use 0 to turn the rule off`},
+		{"unknown permissions.backend", `
+permissions:
+  backend: etcd # <-
+`, `permissions.backend: "etcd" is not a store; use bbolt (one node) or redis (several nodes)`},
+		{"redis address not host:port", `
+permissions:
+  backend: redis
+  redis:
+    address: localhost # <-
+`, `permissions.redis.address: "localhost" is not host:port`},
+		{"redis on_down unknown", `
+permissions:
+  backend: redis
+  redis:
+    on_down: guess # <-
+`, `permissions.redis.on_down: "guess" is not a policy`},
+		{"redis slot_ttl below 1s", `
+permissions:
+  backend: redis
+  redis:
+    slot_ttl: 500ms # <-
+`, `permissions.redis.slot_ttl: 500ms is below 1s`},
 		{"nudge not below max", `
 permissions:
   limits:
@@ -902,7 +994,7 @@ api:
 		{"webhook app_secret without verify_token", `
 api:
   webhook: # <-
-    app_secret: {env: WAGATE_META_APP_SECRET}
+    app_secret: {value: s}
 `, `api.webhook.verify_token: is required when app_secret is set`},
 		{"webhook verify_token env name", `
 api:

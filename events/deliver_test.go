@@ -294,10 +294,12 @@ func TestDeadLetterAndReplay(t *testing.T) {
 	if _, err := s.Replay(ctx, dl.EventID, ""); !errors.Is(err, ErrNothingToReplay) {
 		t.Errorf("second replay: %v", err)
 	}
-	// Naming the subscriber resends a delivered event.
-	if n, err := s.Replay(ctx, dl.EventID, "crm"); n != 1 || err != nil {
-		t.Errorf("resend: %d %v", n, err)
-	}
+	// Naming the subscriber resends a delivered event (once its delivery
+	// is recorded: the writer commits results in groups).
+	waitFor(t, "a resend of the delivered event", func() bool {
+		n, err := s.Replay(ctx, dl.EventID, "crm")
+		return err == nil && n == 1
+	})
 	waitFor(t, "the resent event", func() bool { return r.taken(dl.EventID) == 2 })
 	// …and sends an event to a subscriber whose types left it out.
 	if n, err := s.Replay(ctx, dl.EventID, "other"); n != 1 || err != nil {
@@ -341,4 +343,43 @@ func TestBackoff(t *testing.T) {
 	if d := s.backoff(1, time.Hour); d != 2*time.Second {
 		t.Errorf("Retry-After 1h gave %v, want BackoffMax", d)
 	}
+}
+
+// TestBreakerBoundsAttemptsWhileDown: while a receiver is down, the
+// attempts it gets do not grow with the backlog (five, then one probe per
+// pause); once it is back, the first probe that gets through resumes
+// delivery of everything.
+func TestBreakerBoundsAttemptsWhileDown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	r := newReceiver(t)
+	s := openSink(t, func(o *Options) {
+		o.Subscribers = []Subscriber{{Name: "crm", URL: "http://" + addr + "/hook", Secret: testSecret, Concurrency: 4}}
+		o.BackoffBase = 20 * time.Millisecond
+		o.BackoffMax = 200 * time.Millisecond
+	})
+	const calls = 100
+	for i := range calls {
+		emitCall(s, fmt.Sprintf("down-%03d", i), t0)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	failed := s.Stats().Subscribers[0].Failed
+	// 5 to open, then probes at most every 20, 40, 80, 160, 200 ms:
+	// about a dozen in 1.5 s, however many events wait (400 here).
+	if failed > 25 {
+		t.Errorf("%d failed attempts in 1.5 s with the receiver down and 400 events waiting, want the breaker to hold them to a few", failed)
+	}
+	ln, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("listen again on %s: %v", addr, err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(r.serve)}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	waitFor(t, "every event after the receiver came back", func() bool { return r.distinct() == calls*4 })
+	r.checkClean(t)
 }

@@ -91,15 +91,22 @@ type PermissionChange struct {
 
 // Recording is the data of recording.ready.
 type Recording struct {
+	// RecordingID is the CDR's recording_id (today the WAV's path).
 	RecordingID string `json:"recording_id"`
-	CallID      string `json:"call_id"`
-	// File is the recording's path under the recordings directory, as
-	// GET /v1/recordings/{file} serves it.
-	File       string    `json:"file"`
-	Bytes      int64     `json:"bytes"`
-	DurationMS int64     `json:"duration_ms"`
-	StartedAt  time.Time `json:"started_at,omitzero"`
-	EndedAt    time.Time `json:"ended_at,omitzero"`
+	// CallID is wagate's call id (the CDR's call_id).
+	CallID string `json:"call_id"`
+	// SIPCallID is the SIP Call-ID the file is named after, the key of
+	// GET /v1/recordings/{call-id}.
+	SIPCallID string `json:"sip_call_id"`
+	// File is the WAV's path under the recordings directory.
+	File  string `json:"file"`
+	Bytes int64  `json:"bytes"`
+	// DurationMS is the length of the audio in the file.
+	DurationMS int64 `json:"duration_ms"`
+	// StartedAt and EndedAt: the recording began at the answer and ended
+	// with the call.
+	StartedAt time.Time `json:"started_at,omitzero"`
+	EndedAt   time.Time `json:"ended_at,omitzero"`
 	// Error is set when the recording stopped early (disk full, …).
 	Error string `json:"error,omitempty"`
 }

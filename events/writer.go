@@ -74,12 +74,18 @@ type result struct {
 	errText   string
 }
 
+// groupCommitWait is how long the writer waits for more records after the
+// first before it commits them together.
+const groupCommitWait = 20 * time.Millisecond
+
 // writeLoop owns every write of records and results. It blocks only on
 // its channels and the disk; the call path never waits for it.
 func (s *Sink) writeLoop() {
 	defer close(s.writerDone)
 	items := make([]item, 0, maxBatch)
 	res := make([]result, 0, maxBatch)
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
 	for {
 		stopping := false
 		select {
@@ -89,6 +95,28 @@ func (s *Sink) writeLoop() {
 			res = append(res, r)
 		case <-s.stopWriter:
 			stopping = true
+		}
+		// Group commit: a transaction costs the same (a WAL sync) for
+		// one record as for hundreds, and at a few hundred calls/s
+		// records come one at a time. Lingering a moment for more cut
+		// the writer's CPU per call several times over.
+		if !stopping {
+			linger.Reset(groupCommitWait)
+		gather:
+			for len(items) < maxBatch && len(res) < maxBatch {
+				select {
+				case it := <-s.queue:
+					items = append(items, it)
+				case r := <-s.results:
+					res = append(res, r)
+				case <-linger.C:
+					break gather
+				case <-s.stopWriter:
+					stopping = true
+					break gather
+				}
+			}
+			linger.Stop()
 		}
 		for {
 			items, res = s.gather(items, res)

@@ -1,6 +1,6 @@
 // Package metrics is wagate's Prometheus registry: the definitions of every
 // metric and the handler that serves them. Counts that only the call path
-// knows come in as call events (Metrics is a sip.CallObserver); the rest
+// knows come in as call events (Metrics is a b2bua.CallObserver); the rest
 // is read from the other rooms' snapshots when Prometheus scrapes, so
 // nothing on the packet path pays for metrics.
 //
@@ -17,8 +17,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/wagate/wagate/b2bua"
 	"github.com/wagate/wagate/events"
 	"github.com/wagate/wagate/media"
+	"github.com/wagate/wagate/permissions"
 	"github.com/wagate/wagate/recording"
 	"github.com/wagate/wagate/sip"
 )
@@ -26,12 +28,19 @@ import (
 // Sources are the snapshots the scrape reads; a nil func leaves its
 // metrics out (recording or events off).
 type Sources struct {
-	SIP       func() sip.Status
+	SIP func() sip.Status
+	// Calls is the B2BUA's snapshot (live calls, 503s by reason).
+	Calls     func() b2bua.Status
 	Media     func() media.Stats
 	Recording func() recording.Stats
 	Events    func() events.Stats
 	// SIPMessages is the SIP message counts by direction, method/class.
 	SIPMessages func() []sip.MessageCount
+	// Permissions is the permission store's counters (nil: permissions off).
+	Permissions func() permissions.Stats
+	// WebhookUnknownNumber counts Meta webhook replies for numbers wagate
+	// does not serve.
+	WebhookUnknownNumber func() uint64
 }
 
 // Metrics holds the registry.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"github.com/wagate/wagate/b2bua"
 	"github.com/wagate/wagate/events"
 	"github.com/wagate/wagate/media"
 	"github.com/wagate/wagate/sip"
@@ -48,10 +49,11 @@ func scrape(t *testing.T, m *Metrics) map[string]map[string]float64 {
 }
 
 func TestMetricsFromCalls(t *testing.T) {
-	st := sip.Status{Calls: 3, Draining: true}
+	st := sip.Status{Draining: true}
 	st.Edge.Refused = map[string]uint64{"stranger": 7}
 	m := New(Sources{
 		SIP:   func() sip.Status { return st },
+		Calls: func() b2bua.Status { return b2bua.Status{Calls: 3} },
 		Media: func() media.Stats { return media.Stats{PortsInUse: 12, PortsTotal: 100} },
 		SIPMessages: func() []sip.MessageCount {
 			return []sip.MessageCount{{Direction: "in", Method: "INVITE", Count: 2}, {Direction: "out", Class: "2xx", Count: 5}}

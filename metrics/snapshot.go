@@ -16,44 +16,55 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 }
 
 var (
-	dCallsActive   = desc("wagate_calls_active", "Calls in progress (admitted, not ended).")
-	dDraining      = desc("wagate_draining", "1 while wagate drains (SIGTERM): new calls get 503, OPTIONS 503, /readyz fails.")
-	dEdgePassed    = desc("wagate_sip_edge_passed_total", "SIP messages the edge passed to the B2BUA.")
-	dEdgeAnswered  = desc("wagate_sip_edge_answered_total", "Stateless answers the SIP edge sent itself (400, 403, 416, 420, 483, 501, 505, 513).")
-	dEdgeRefused   = desc("wagate_sip_edge_refused_total", "SIP messages and connections the edge did not pass on, by reason.", "reason")
-	dConnections   = desc("wagate_sip_tcp_connections", "Open inbound TCP and TLS connections.")
-	dPanics        = desc("wagate_panics_recovered_total", "Handler panics recovered (each one is a bug).")
-	dTLSFailures   = desc("wagate_tls_handshake_failures_total", "Failed TLS handshakes: inbound (client never finished, protocol error) and outbound (certificate did not verify).", "direction")
-	dSIPRequests   = desc("wagate_sip_requests_total", "SIP requests read (in) and sent (out) by method.", "direction", "method")
-	dSIPResponses  = desc("wagate_sip_responses_total", "SIP responses read (in) and sent (out) by class.", "direction", "class")
-	dPortsInUse    = desc("wagate_rtp_ports_in_use", "RTP/RTCP ports held by live calls (four per call).")
-	dPortsFree     = desc("wagate_rtp_ports_free", "RTP/RTCP ports of the configured range not held by a call (some may be in quarantine).")
-	dBridges       = desc("wagate_media_bridges", "Media bridges open.")
-	dRTPPackets    = desc("wagate_rtp_packets_total", "RTP packets sent toward each leg, of calls that have ended: relayed, transcoded and DTMF.", "direction")
-	dRTPDropped    = desc("wagate_rtp_dropped_total", "RTP packets dropped, of calls that have ended, by reason: source (not the signalled or latched address), invalid, srtp_auth, srtp_replay, late.", "reason")
-	dRTPSilence    = desc("wagate_rtp_silence_packets_total", "Silence packets wagate sent toward WhatsApp while the other side was quiet, of calls that have ended.")
-	dRTCP          = desc("wagate_rtcp_packets_total", "RTCP packets sent and received, of calls that have ended.", "direction")
-	dDTMF          = desc("wagate_dtmf_events_total", "RFC 4733 DTMF events relayed, of calls that have ended.")
-	dRecActive     = desc("wagate_recordings_active", "Recordings in progress.")
-	dRecCompleted  = desc("wagate_recordings_completed_total", "Recordings that ran to the end of their call.")
-	dRecFailed     = desc("wagate_recording_failures_total", "Recordings that could not start or stopped early (write error, size limit); the calls went on.")
-	dRecDropped    = desc("wagate_recording_dropped_chunks_total", "Audio chunks dropped because a recording could not keep up with the disk.")
-	dRecBytes      = desc("wagate_recording_bytes_total", "Bytes written to recordings.")
-	dEvQueue       = desc("wagate_events_queue_length", "Records (CDRs and events) waiting to be written to the events store.")
-	dEvQueueCap    = desc("wagate_events_queue_capacity", "Capacity of that queue; when full, records are dropped.")
-	dEvDropped     = desc("wagate_events_dropped_total", "CDRs and events dropped because the queue was full.")
-	dEvWriteErrors = desc("wagate_events_write_errors_total", "Failed writes to the events store (disk full, …); the calls went on.")
-	dCDRs          = desc("wagate_cdrs_written_total", "CDRs written.")
-	dEvWritten     = desc("wagate_events_written_total", "Events written to the outbox.")
-	dDeliveries    = desc("wagate_webhook_deliveries_total", "Webhook delivery results per subscriber: delivered (2xx), failed (an attempt failed; it is retried), dead (gave up).", "subscriber", "result")
-	dInFlight      = desc("wagate_webhook_in_flight", "Webhook requests in flight per subscriber.", "subscriber")
+	dCallsActive    = desc("wagate_calls_active", "Calls in progress (admitted, not ended).")
+	dDraining       = desc("wagate_draining", "1 while wagate drains (SIGTERM): new calls get 503, OPTIONS 503, /readyz fails.")
+	dEdgePassed     = desc("wagate_sip_edge_passed_total", "SIP messages the edge passed to the B2BUA.")
+	dEdgeAnswered   = desc("wagate_sip_edge_answered_total", "Stateless answers the SIP edge sent itself (400, 403, 416, 420, 483, 501, 505, 513).")
+	dEdgeRefused    = desc("wagate_sip_edge_refused_total", "SIP messages and connections the edge did not pass on, by reason.", "reason")
+	dConnections    = desc("wagate_sip_tcp_connections", "Open inbound TCP and TLS connections.")
+	dOverload       = desc("wagate_overload_refusals_total", "New calls refused with 503 by reason: ports (no free RTP port pair), concurrency (max_calls), draining, cpu (sip.max_cpu_percent), cps (an endpoint's max_cps).", "reason")
+	dPanics         = desc("wagate_panics_recovered_total", "Handler panics recovered (each one is a bug).")
+	dTLSFailures    = desc("wagate_tls_handshake_failures_total", "Failed TLS handshakes: inbound (client never finished, protocol error) and outbound (certificate did not verify).", "direction")
+	dSIPRequests    = desc("wagate_sip_requests_total", "SIP requests read (in) and sent (out) by method.", "direction", "method")
+	dSIPResponses   = desc("wagate_sip_responses_total", "SIP responses read (in) and sent (out) by class.", "direction", "class")
+	dPortsInUse     = desc("wagate_rtp_ports_in_use", "RTP/RTCP ports held by live calls (four per call).")
+	dPortsFree      = desc("wagate_rtp_ports_free", "RTP/RTCP ports of the configured range not held by a call (some may be in quarantine).")
+	dBridges        = desc("wagate_media_bridges", "Media bridges open.")
+	dRTPPackets     = desc("wagate_rtp_packets_total", "RTP packets sent toward each leg, of calls that have ended: relayed, transcoded and DTMF.", "direction")
+	dRTPDropped     = desc("wagate_rtp_dropped_total", "RTP packets dropped, of calls that have ended, by reason: source (not the signalled or latched address), invalid, srtp_auth, srtp_replay, late.", "reason")
+	dRTPSilence     = desc("wagate_rtp_silence_packets_total", "Silence packets wagate sent toward WhatsApp while the other side was quiet, of calls that have ended.")
+	dRTCP           = desc("wagate_rtcp_packets_total", "RTCP packets sent and received, of calls that have ended.", "direction")
+	dDTMF           = desc("wagate_dtmf_events_total", "RFC 4733 DTMF events relayed, of calls that have ended.")
+	dRecActive      = desc("wagate_recordings_active", "Recordings in progress.")
+	dRecCompleted   = desc("wagate_recordings_completed_total", "Recordings that ran to the end of their call.")
+	dRecFailed      = desc("wagate_recording_failures_total", "Recordings that could not start or stopped early (write error, size limit); the calls went on.")
+	dRecDropped     = desc("wagate_recording_dropped_chunks_total", "Audio chunks dropped because a recording could not keep up with the disk.")
+	dRecBytes       = desc("wagate_recording_bytes_total", "Bytes written to recordings.")
+	dEvQueue        = desc("wagate_events_queue_length", "Records (CDRs and events) waiting to be written to the events store.")
+	dEvQueueCap     = desc("wagate_events_queue_capacity", "Capacity of that queue; when full, records are dropped.")
+	dEvDropped      = desc("wagate_events_dropped_total", "CDRs and events dropped because the queue was full.")
+	dEvWriteErrors  = desc("wagate_events_write_errors_total", "Failed writes to the events store (disk full, …); the calls went on.")
+	dCDRs           = desc("wagate_cdrs_written_total", "CDRs written.")
+	dEvWritten      = desc("wagate_events_written_total", "Events written to the outbox.")
+	dDeliveries     = desc("wagate_webhook_deliveries_total", "Webhook delivery results per subscriber: delivered (2xx), failed (an attempt failed; it is retried), dead (gave up).", "subscriber", "result")
+	dPermUp         = desc("wagate_permission_store_up", "1 while the permission store answers (0: Redis down).", "backend")
+	dPermErrors     = desc("wagate_permission_store_errors_total", "Permission store operations that failed (Redis unreachable, slow or answering garbage; a failed disk write).")
+	dPermRefused    = desc("wagate_permission_refused_unavailable_total", "Business-initiated calls and permission requests refused because the store could not answer (on_down refuse).")
+	dPermCached     = desc("wagate_permission_admitted_from_cache_total", "Calls admitted from the local cache while Redis was down (on_down cache).")
+	dPermLearned    = desc("wagate_permission_learned_no_permission_total", "Pairs revoked because Meta itself answered 403 No Approved Call Permission Found.")
+	dPermStale      = desc("wagate_permission_webhook_ignored_total", "Meta webhook replies ignored: stale (older than the pair's last change) or replayed (already applied).", "why")
+	dPermRestrict   = desc("wagate_permission_restricted_refusals_total", "Business-initiated calls refused while Meta paused the number (138013).")
+	dPermPending    = desc("wagate_permission_pending_outcomes", "Call outcomes made while Redis was down and not yet written back.")
+	dWebhookUnknown = desc("wagate_webhook_unknown_number_total", "Meta webhook replies for a phone_number_id no configured number has (logged, ignored).")
+	dInFlight       = desc("wagate_webhook_in_flight", "Webhook requests in flight per subscriber.", "subscriber")
 )
 
 func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{dCallsActive, dDraining, dEdgePassed, dEdgeAnswered, dEdgeRefused, dConnections,
-		dPanics, dTLSFailures, dSIPRequests, dSIPResponses, dPortsInUse, dPortsFree, dBridges, dRTPPackets, dRTPDropped,
+		dOverload, dPanics, dTLSFailures, dSIPRequests, dSIPResponses, dPortsInUse, dPortsFree, dBridges, dRTPPackets, dRTPDropped,
 		dRTPSilence, dRTCP, dDTMF, dRecActive, dRecCompleted, dRecFailed, dRecDropped, dRecBytes, dEvQueue, dEvQueueCap,
-		dEvDropped, dEvWriteErrors, dCDRs, dEvWritten, dDeliveries, dInFlight} {
+		dEvDropped, dEvWriteErrors, dCDRs, dEvWritten, dDeliveries, dInFlight, dPermUp, dPermErrors, dPermRefused,
+		dPermCached, dPermLearned, dPermStale, dPermRestrict, dPermPending, dWebhookUnknown} {
 		ch <- d
 	}
 }
@@ -67,7 +78,6 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.src.SIP != nil {
 		s := c.src.SIP()
-		gauge(dCallsActive, float64(s.Calls))
 		gauge(dDraining, b2f(s.Draining))
 		counter(dEdgePassed, s.Edge.Passed)
 		counter(dEdgeAnswered, s.Edge.Answered)
@@ -78,6 +88,13 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(dPanics, s.Edge.PanicsRecovered)
 		counter(dTLSFailures, s.TLSHandshakeFailures.Inbound, "inbound")
 		counter(dTLSFailures, s.TLSHandshakeFailures.Outbound, "outbound")
+	}
+	if c.src.Calls != nil {
+		s := c.src.Calls()
+		gauge(dCallsActive, float64(s.Calls))
+		for r, n := range s.Overload {
+			counter(dOverload, n, r)
+		}
 	}
 	if c.src.SIPMessages != nil {
 		for _, m := range c.src.SIPMessages() {
@@ -113,6 +130,21 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(dRecFailed, uint64(s.Failed))
 		counter(dRecDropped, uint64(s.DroppedChunks))
 		counter(dRecBytes, uint64(s.BytesWritten))
+	}
+	if c.src.Permissions != nil {
+		s := c.src.Permissions()
+		gauge(dPermUp, b2f(s.Up), s.Backend)
+		counter(dPermErrors, s.Errors)
+		counter(dPermRefused, s.RefusedUnavailable)
+		counter(dPermCached, s.AdmittedFromCache)
+		counter(dPermLearned, s.LearnedNoPermission)
+		counter(dPermStale, s.StaleReplies, "stale")
+		counter(dPermStale, s.ReplayedMessages, "replayed")
+		counter(dPermRestrict, s.RestrictedRefusals)
+		gauge(dPermPending, float64(s.PendingOutcomes))
+	}
+	if c.src.WebhookUnknownNumber != nil {
+		counter(dWebhookUnknown, c.src.WebhookUnknownNumber())
 	}
 	if c.src.Events != nil {
 		s := c.src.Events()

@@ -20,9 +20,12 @@ const (
 	Failed
 	// Cancelled: our side gave up before an answer; does not count.
 	Cancelled
+	// MetaNoPermission: Meta answered 403 No Approved Call Permission
+	// Found: its view wins, the pair loses its permission here too.
+	MetaNoPermission
 )
 
-var outcomeNames = [...]string{"answered", "unanswered", "rejected", "failed", "cancelled"}
+var outcomeNames = [...]string{"answered", "unanswered", "rejected", "failed", "cancelled", "meta_no_permission"}
 
 func (o Outcome) String() string {
 	if o >= 0 && int(o) < len(outcomeNames) {
@@ -48,23 +51,35 @@ type Ticket struct {
 func (t *Ticket) Key() Key { return Key{PhoneNumberID: t.mk.num.id, User: t.mk.user} }
 
 // Admit decides whether a business-initiated call may be placed and, when it
-// may, reserves it. It does no I/O and holds two short locks (the pair's
-// shard, then the number). The checks run in DESIGN §4's order: permission,
-// the user's daily cap, busy, the number's rate, the number's concurrency.
+// may, reserves it. It decides from memory, holding two short locks (the
+// pair's shard, then the number); an admitted call's count toward the
+// number's 24-hour rate is then written to disk (one batched fsync) before
+// Admit returns, so that a restart does not forget it. The checks run in
+// DESIGN §4's order, after Meta's pause of the number: permission, the
+// user's daily cap, busy, the number's rate, the number's concurrency. A
+// user named by a BSUID that a webhook linked to a phone number is the
+// phone number's user.
 func (c *Cache) Admit(k Key) (Decision, *Ticket) {
-	k, err := k.Normalize()
+	k, err := c.resolve(k).Normalize()
 	if err != nil {
 		return decide(NoPermission, 0), nil
+	}
+	now := c.now()
+	if r, ok := c.restricted(k.PhoneNumberID, now); ok {
+		c.ext.restricted.Add(1)
+		return restrictedDecision(r, now), nil
 	}
 	mk, sh := c.key(k, false)
 	if sh == nil {
 		return decide(NoPermission, 0), nil
 	}
-	now := c.now()
 	lims := c.limits()
 	sh.mu.Lock()
 	e := sh.m[mk]
 	if e == nil || e.state(now) == stNone {
+		if e != nil {
+			c.noteExpiry(mk, e, now)
+		}
 		sh.mu.Unlock()
 		return decide(NoPermission, 0), nil
 	}
@@ -103,6 +118,9 @@ func (c *Cache) Admit(k Key) (Decision, *Ticket) {
 	num.mu.Unlock()
 	e.active++
 	sh.mu.Unlock()
+	if lims.NewCallsPerNumber24h > 0 {
+		c.persistNumberCall(num, now)
+	}
 	return decide(Allow, 0), &Ticket{c: c, mk: mk, sh: sh, e: e}
 }
 
@@ -123,7 +141,6 @@ func (t *Ticket) connect() {
 	}
 	now := t.c.now()
 	t.sh.mu.Lock()
-	defer t.sh.mu.Unlock()
 	t.e.streak = 0
 	if lim := t.c.limits().ConnectedPerUser24h; lim > 0 {
 		t.e.counters().calls.add(now, lim)
@@ -132,6 +149,8 @@ func (t *Ticket) connect() {
 		t.e.ctr.requests.reset()
 	}
 	t.e.prune(now)
+	t.sh.mu.Unlock()
+	t.c.persistPair(t.mk, t.sh)
 }
 
 // Finish ends the reservation with the call's outcome. Answered implies
@@ -151,16 +170,27 @@ func (t *Ticket) Finish(o Outcome) {
 	var (
 		streak  int
 		revoked bool
+		learned bool
 		gen     uint32
 		rec     record
 	)
 	counts := (o == Unanswered || o == Rejected) && !t.connected.Load()
+	learn := o == MetaNoPermission && !t.connected.Load()
 	var now int64
-	if counts {
+	if counts || learn {
 		now = c.now() // only a streak needs the time (a clock read is ~70 ns here)
 	}
 	t.sh.mu.Lock()
 	t.e.active--
+	if learn && t.e.state(now) != stNone {
+		// Meta says there is no permission: its view wins over ours.
+		rec = record{state: stNone, updated: now, source: c.sources.get(SourceMetaRefused)}
+		t.e.apply(rec, rec.source)
+		t.e.persisted = true
+		t.e.streak = 0
+		t.e.gen++
+		gen, learned = t.e.gen, true
+	}
 	if counts {
 		if t.e.streak < ^uint16(0) {
 			t.e.streak++
@@ -170,7 +200,9 @@ func (t *Ticket) Finish(o Outcome) {
 			// Revoke in memory at once, so that the next Admit already
 			// refuses; the disk follows below, outside the shard lock.
 			rec = record{state: stNone, updated: now, source: c.sources.get(SourceUnanswered)}
+			prev := t.e.state(now)
 			t.e.apply(rec, rec.source)
+			c.reportCommit(t.mk, prev, 0, rec)
 			t.e.persisted = true
 			t.e.streak = 0
 			t.e.gen++
@@ -192,6 +224,15 @@ func (t *Ticket) Finish(o Outcome) {
 		c.log.Warn("call permission revoked after consecutive unanswered or rejected calls",
 			"phone_number_id", k.PhoneNumberID, "user", k.User, "streak", streak)
 		c.persistRevocation(t, gen, rec)
+	}
+	if learned {
+		c.ext.learned.Add(1)
+		c.log.Warn("call permission revoked: Meta answered 403 No Approved Call Permission Found; later calls to this user are refused here",
+			"phone_number_id", k.PhoneNumberID, "user", k.User)
+		c.persistRevocation(t, gen, rec)
+	}
+	if counts || learn {
+		c.persistPair(t.mk, t.sh)
 	}
 }
 

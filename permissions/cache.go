@@ -58,6 +58,12 @@ type Cache struct {
 
 	sources interner
 
+	// obs hears about changes (SetObserver).
+	obs observer
+	// ext is the state beside the pairs (aliases, restrictions, webhook
+	// message ids) and the counters of Stats.
+	ext ext
+
 	stop      context.CancelFunc
 	done      chan struct{}
 	closeOnce sync.Once
@@ -91,16 +97,17 @@ type number struct {
 // entry is one pair's state, guarded by its shard's lock. It is 64 bytes;
 // the counters, which most pairs never need, hang off a pointer.
 type entry struct {
-	st        state
-	persisted bool   // a record for this pair is on disk
-	streak    uint16 // consecutive unanswered or rejected calls
-	active    int32  // calls in progress with this user
-	gen       uint32 // bumped on every change of persistent state
-	expires   int64  // Unix ns, temporary only
-	granted   int64  // Unix ns
-	updated   int64  // Unix ns of the last grant or revocation
-	source    string
-	ctr       *counters
+	st          state
+	persisted   bool   // a record for this pair is on disk
+	expiryNoted bool   // the lapse of this temporary grant was reported
+	streak      uint16 // consecutive unanswered or rejected calls
+	active      int32  // calls in progress with this user
+	gen         uint32 // bumped on every change of persistent state
+	expires     int64  // Unix ns, temporary only
+	granted     int64  // Unix ns
+	updated     int64  // Unix ns of the last grant or revocation
+	source      string
+	ctr         *counters
 }
 
 type counters struct {
@@ -140,13 +147,14 @@ func Open(path string, lim Limits, clock Clock, log *slog.Logger) (*Cache, error
 		c.shards[i].m = make(map[mapKey]*entry)
 	}
 	c.sources.m = make(map[string]string)
+	c.ext.init()
 	if path != "" {
 		st, err := openStore(path)
 		if err != nil {
 			return nil, err
 		}
 		c.store = st
-		if err := c.load(); err != nil {
+		if err := c.loadAll(); err != nil {
 			st.close()
 			return nil, err
 		}
@@ -155,6 +163,25 @@ func Open(path string, lim Limits, clock Clock, log *slog.Logger) (*Cache, error
 	c.stop = cancel
 	go c.sweepLoop(ctx)
 	return c, nil
+}
+
+// loadAll fills memory from the store: permissions, counters, aliases,
+// restrictions and webhook message ids.
+func (c *Cache) loadAll() error {
+	c.store.db.MaxBatchDelay = batchDelay
+	if err := c.store.openExtraBuckets(); err != nil {
+		return fmt.Errorf("permission store: %w", err)
+	}
+	if err := c.load(); err != nil {
+		return err
+	}
+	if err := c.loadCounters(); err != nil {
+		return err
+	}
+	if err := c.loadExt(); err != nil {
+		return fmt.Errorf("load permission store: %w", err)
+	}
+	return nil
 }
 
 // load fills memory from the store, dropping records that lapsed while
@@ -166,6 +193,11 @@ func (c *Cache) load() error {
 	err := c.store.load(func(k Key, r record) {
 		if lapsed(r, now) {
 			stale = append(stale, k)
+			if r.state == stTemporary {
+				// Nobody has been told: SetObserver reports it.
+				c.obs.keep(Change{Key: k, Status: StatusNone, Previous: StatusTemporary,
+					ExpiresAt: unixTime(r.expires), Source: SourceExpired})
+			}
 			return
 		}
 		mk, sh := c.key(k, true)
@@ -258,6 +290,7 @@ func (sh *shard) getOrCreate(mk mapKey) *entry {
 // apply sets the persistent half of an entry from a record.
 func (e *entry) apply(r record, source string) {
 	e.st, e.expires, e.granted, e.updated, e.source = r.state, r.expires, r.granted, r.updated, source
+	e.expiryNoted = false
 }
 
 // state is the permission as it stands at now: a temporary grant past its
@@ -323,7 +356,7 @@ func unixTime(ns int64) time.Time {
 
 // Get returns the pair's state; false when the cache knows nothing of it.
 func (c *Cache) Get(k Key) (Entry, bool) {
-	k, err := k.Normalize()
+	k, err := c.resolve(k).Normalize()
 	if err != nil {
 		return Entry{}, false
 	}
@@ -338,6 +371,7 @@ func (c *Cache) Get(k Key) (Entry, bool) {
 	if e == nil {
 		return Entry{}, false
 	}
+	c.noteExpiry(mk, e, now)
 	return c.snapshot(mk, e, now), true
 }
 
@@ -346,7 +380,7 @@ func (c *Cache) Get(k Key) (Entry, bool) {
 // grant is on disk (fsynced) when Grant returns. It also starts a fresh
 // unanswered streak: the user has just said yes.
 func (c *Cache) Grant(k Key, permanent bool, expires time.Time, source string) error {
-	k, err := k.Normalize()
+	k, err := c.resolve(k).Normalize()
 	if err != nil {
 		return fmt.Errorf("grant: %w", err)
 	}
@@ -369,7 +403,7 @@ func (c *Cache) Grant(k Key, permanent bool, expires time.Time, source string) e
 // revocation is on disk when Revoke returns. ErrNotFound when the pair has
 // no grant to revoke.
 func (c *Cache) Revoke(k Key, source string) error {
-	k, err := k.Normalize()
+	k, err := c.resolve(k).Normalize()
 	if err != nil {
 		return fmt.Errorf("revoke: %w", err)
 	}
@@ -400,7 +434,7 @@ const uicRefreshSlack = time.Minute
 // longer grant or downgrades a permanent one. Errors are logged: the call
 // goes on either way.
 func (c *Cache) GrantFromUIC(k Key) {
-	k, err := k.Normalize()
+	k, err := c.resolve(k).Normalize()
 	if err != nil {
 		c.log.Warn("permission from user-initiated call not recorded", "error", err)
 		return
@@ -443,11 +477,19 @@ func (c *Cache) commit(k Key, r record) error {
 	mk, sh := c.key(k, true)
 	sh.mu.Lock()
 	e := sh.getOrCreate(mk)
+	// A lapse nobody noticed yet is reported before what replaces it.
+	c.noteExpiry(mk, e, r.updated)
+	prev, prevExp := e.state(r.updated), e.expires
 	e.apply(r, r.source)
 	e.persisted = true
+	hadStreak := e.streak != 0
 	e.streak = 0
 	e.gen++
+	c.reportCommit(mk, prev, prevExp, r)
 	sh.mu.Unlock()
+	if hadStreak {
+		c.persistPair(mk, sh)
+	}
 	return nil
 }
 

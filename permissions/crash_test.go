@@ -32,14 +32,27 @@ func TestCrashChild(t *testing.T) {
 	if err := c.Grant(Key{PhoneNumberID: "106540352242922", User: "US.42"}, false, time.Time{}, "crash"); err != nil {
 		os.Exit(4)
 	}
+	// A connected call and an unanswered one: counters are as durable as
+	// grants.
+	for _, o := range []Outcome{Answered, Unanswered} {
+		_, tk := c.Admit(Key{PhoneNumberID: "106540352242922", User: "+16505551234"})
+		if tk == nil {
+			os.Exit(5)
+		}
+		if o == Answered {
+			tk.Connected()
+		}
+		tk.Finish(o)
+	}
 	// Tell the parent, then die without Close, deferred calls or flushing.
 	os.Stdout.WriteString("granted\n")
 	syscall.Kill(os.Getpid(), syscall.SIGKILL)
 	select {}
 }
 
-// TestGrantSurvivesKill9: a grant is durable once Grant returns, even if the
-// process is killed with SIGKILL at the next instruction.
+// TestGrantSurvivesKill9: a grant, and a call's counters, are durable once
+// the call that made them returns, even if the process is killed with
+// SIGKILL at the next instruction.
 func TestGrantSurvivesKill9(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns a process")
@@ -68,8 +81,9 @@ func TestGrantSurvivesKill9(t *testing.T) {
 		t.Fatalf("reopen after kill -9: %v", err)
 	}
 	defer c.Close()
-	if en, ok := c.Get(Key{PhoneNumberID: "106540352242922", User: "+16505551234"}); !ok || en.Status != StatusPermanent || en.Source != "crash" {
-		t.Errorf("permanent grant after kill -9: %+v, %v", en, ok)
+	if en, ok := c.Get(Key{PhoneNumberID: "106540352242922", User: "+16505551234"}); !ok || en.Status != StatusPermanent || en.Source != "crash" ||
+		en.ConnectedCalls24h != 1 || en.UnansweredStreak != 1 {
+		t.Errorf("permanent grant and its counters after kill -9: %+v, %v", en, ok)
 	}
 	if en, ok := c.Get(Key{PhoneNumberID: "106540352242922", User: "US.42"}); !ok || en.Status != StatusTemporary {
 		t.Errorf("temporary grant after kill -9: %+v, %v", en, ok)

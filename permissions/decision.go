@@ -24,9 +24,18 @@ const (
 	NumberConcurrencyCap
 	// RequestCapHit: the business asked this user for permission too often.
 	RequestCapHit
+	// Restricted: Meta paused business-initiated calling (and permission
+	// requests) for the business number (account_update).
+	Restricted
+	// AlreadyPermanent: a permission request for a user whose permission
+	// is already permanent.
+	AlreadyPermanent
+	// Unavailable: the store could not answer (Redis down, policy refuse).
+	Unavailable
 )
 
-var verdictNames = [...]string{"allow", "no_permission", "daily_cap_hit", "busy", "number_rate_cap", "number_concurrency_cap", "request_cap_hit"}
+var verdictNames = [...]string{"allow", "no_permission", "daily_cap_hit", "busy", "number_rate_cap", "number_concurrency_cap", "request_cap_hit",
+	"restricted", "already_permanent", "store_unavailable"}
 
 func (v Verdict) String() string {
 	if v >= 0 && int(v) < len(verdictNames) {
@@ -63,6 +72,10 @@ func (d Decision) RetryAfterSeconds() int {
 // to keep agents busy and long enough not to hammer us.
 const concurrencyRetryAfter = 5 * time.Second
 
+// unavailableRetryAfter is the Retry-After of a refusal because the store
+// could not answer.
+const unavailableRetryAfter = 5 * time.Second
+
 func decide(v Verdict, retry time.Duration) Decision {
 	d := Decision{Verdict: v, RetryAfter: retry}
 	switch v {
@@ -81,9 +94,22 @@ func decide(v Verdict, retry time.Duration) Decision {
 	case RequestCapHit:
 		// Not a SIP answer: the permission request is a message the
 		// business sends through Meta's Graph API, so this is HTTP's
-		// "slow down". Meta documents no error code for it that we could
-		// claim, so MetaError stays 0.
-		d.Code, d.Reason = 429, "Call Permission Request Limit Hit"
+		// "slow down", with the code Meta itself answers.
+		d.Code, d.Reason, d.MetaError = 429, "Call Permission Request Limit Hit", 138009
+	case AlreadyPermanent:
+		// HTTP too: nothing to ask, the user already said "always".
+		d.Code, d.Reason, d.MetaError = 409, "Call Permission Already Permanent", 138017
+	case Restricted:
+		// Meta's code for "business-initiated calling unavailable"; the
+		// same 403 answers a call (SIP) and a permission request (HTTP).
+		d.Code, d.Reason, d.MetaError = 403, "Business Initiated Calling Restricted", 138013
+	case Unavailable:
+		// Our own trouble, not the user's: no Meta code, and a short
+		// Retry-After so that the dialer comes back soon.
+		d.Code, d.Reason = 503, "Service Unavailable"
+		if d.RetryAfter <= 0 {
+			d.RetryAfter = unavailableRetryAfter
+		}
 	}
 	return d
 }

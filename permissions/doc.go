@@ -1,18 +1,25 @@
-// Package permissions is wagate's call-permission cache (DESIGN.md §5): the
+// Package permissions is wagate's call-permission state (DESIGN.md §5): the
 // state of each (business phone-number-id, WhatsApp user) pair, Meta's
-// limits and counters, expiry of temporary grants, and persistence.
+// limits and counters, expiry of temporary grants, Meta's pauses of a
+// number, and persistence.
 //
-// The cache answers the question "may this business-initiated call be placed
-// now?" (Admit) from memory, without I/O, so that the SIP hot path never
-// waits for a disk. Grants and revocations are the only state that must
-// survive a restart; they are written to a bbolt file and fsynced before the
-// call that made them returns. Counters (connected calls per user, the
-// unanswered streak, permission-request counts, per-number rate and
-// concurrency) live in memory only: a restart forgets them, which can let a
-// business exceed Meta's rolling 24-hour limits once after a restart; Meta
-// still enforces its own limits, so the cost is a rejected call, not a
-// violation (docs/api.md, "Permission rules").
+// Two stores implement the Store interface:
+//
+//   - Cache, the embedded default for one node: memory answers, and a bbolt
+//     file keeps grants, revocations and every counter (connected calls
+//     per user per 24 h, unanswered streaks, permission requests, each
+//     number's new calls per 24 h), BSUID links, restrictions and applied
+//     webhook message ids. Each change is fsynced (batched across
+//     concurrent calls) before the call that made it returns, so a kill -9
+//     forgets nothing. Calls in progress are not written: a restarted node
+//     has none.
+//   - Redis, for several nodes: every admission and outcome is one Lua
+//     script, so N nodes admit exactly what one would; windows use Redis's
+//     clock, not the nodes'; each node's calls in progress are held under
+//     its instance, which lives only while the node refreshes it, so a
+//     dead node's slots free themselves.
 //
 // The package knows nothing about SIP: sip turns a Decision into a response
-// and reports a call's outcome through the Ticket that Admit returns.
+// and reports a call's outcome through the Reservation that Reserve (or the
+// Cache's Admit) returns.
 package permissions

@@ -18,12 +18,14 @@ var ErrInvalidKey = errors.New("invalid permission key")
 // Bounds of the identifiers. E.164 numbers have at most 15 digits; DESIGN §4
 // accepts 8 or more. Meta's phone-number-ids are 15–16 digits today; 32
 // leaves room without letting a key grow without bound. BSUIDs are a
-// two-letter country code, a dot and an alphanumeric id.
+// two-letter country code, a dot and an alphanumeric id, at most 256
+// characters in all (Meta, 2026).
 const (
-	minPhoneDigits  = 8
-	maxPhoneDigits  = 15
-	maxNumberIDLen  = 32
-	maxBSUIDIDChars = 128
+	minPhoneDigits = 8
+	maxPhoneDigits = 15
+	maxNumberIDLen = 32
+	// MaxBSUIDLen is the longest business-scoped user id accepted.
+	MaxBSUIDLen = 256
 )
 
 // NormalizeKey validates and normalises both halves of a key.
@@ -71,8 +73,8 @@ func NormalizeUser(s string) (string, error) {
 	if s == "" {
 		return "", fmt.Errorf("%w: user is empty", ErrInvalidKey)
 	}
-	if len(s) > 3+maxBSUIDIDChars {
-		return "", fmt.Errorf("%w: user longer than %d characters", ErrInvalidKey, 3+maxBSUIDIDChars)
+	if len(s) > MaxBSUIDLen {
+		return "", fmt.Errorf("%w: user longer than %d characters", ErrInvalidKey, MaxBSUIDLen)
 	}
 	if s[0] == '+' || isDigit(s[0]) {
 		return normalizePhone(s)

@@ -35,7 +35,8 @@ func TestNormalizeUser(t *testing.T) {
 		{in: "US.12/34", bad: true},
 		{in: "US.12 34", bad: true},
 		{in: "ÜS.1234", bad: true},
-		{in: "US." + strings.Repeat("1", maxBSUIDIDChars+1), bad: true},
+		{in: "US." + strings.Repeat("1", MaxBSUIDLen-3), want: "US." + strings.Repeat("1", MaxBSUIDLen-3)},
+		{in: "US." + strings.Repeat("1", MaxBSUIDLen-2), bad: true},
 	}
 	for _, tt := range tests {
 		got, err := NormalizeUser(tt.in)
@@ -119,7 +120,7 @@ func FuzzNormalizeKey(f *testing.F) {
 				}
 			}
 		}
-		if len(k.User) > 3+maxBSUIDIDChars || len(k.PhoneNumberID) > maxNumberIDLen {
+		if len(k.User) > MaxBSUIDLen || len(k.PhoneNumberID) > maxNumberIDLen {
 			t.Fatalf("key too long: %+v", k)
 		}
 		if strings.HasPrefix(k.User, "+") && !canonicalPhone(k.User) {

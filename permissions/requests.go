@@ -8,21 +8,43 @@ import "time"
 // connected call resets both. A refused request is not counted; its
 // Retry-After is when both windows have room again.
 func (c *Cache) RecordPermissionRequest(k Key) Decision {
-	k, err := k.Normalize()
+	k, err := c.resolve(k).Normalize()
 	if err != nil {
 		return decide(RequestCapHit, 0)
+	}
+	now := c.now()
+	if r, ok := c.restricted(k.PhoneNumberID, now); ok {
+		return restrictedDecision(r, now)
 	}
 	lims := c.limits()
 	lim24, lim7 := lims.RequestsPer24h, lims.RequestsPer7d
 	keep := max(lim24, lim7)
-	if keep <= 0 {
-		return decide(Allow, 0)
-	}
-	now := c.now()
 	mk, sh := c.key(k, true)
 	sh.mu.Lock()
-	defer sh.mu.Unlock()
 	e := sh.getOrCreate(mk)
+	if e.state(now) == stPermanent {
+		// Meta refuses to ask a user who already said "always" (138017).
+		sh.mu.Unlock()
+		return decide(AlreadyPermanent, 0)
+	}
+	if keep <= 0 {
+		if e.idle() {
+			delete(sh.m, mk)
+		}
+		sh.mu.Unlock()
+		return decide(Allow, 0)
+	}
+	d := c.countRequest(e, now, lim24, lim7, keep)
+	sh.mu.Unlock()
+	if d.Allowed() {
+		c.persistPair(mk, sh)
+	}
+	return d
+}
+
+// countRequest applies the request windows to a pair whose shard lock the
+// caller holds.
+func (c *Cache) countRequest(e *entry, now int64, lim24, lim7, keep int) Decision {
 	w := &e.counters().requests
 	w.prune(now - int64(week))
 	n := w.len()

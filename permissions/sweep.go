@@ -48,6 +48,9 @@ func (c *Cache) sweep() {
 		}
 		sh.mu.Unlock()
 	}
+	c.sweepCounters(now)
+	c.sweepMessages(now)
+	c.sweepRestrictions(now)
 	if len(stale) == 0 {
 		return
 	}
@@ -72,6 +75,7 @@ func (c *Cache) sweep() {
 	for _, p := range still {
 		p.sh.mu.Lock()
 		if e := p.sh.m[p.mk]; e != nil && e.gen == p.gen {
+			c.noteExpiry(p.mk, e, now)
 			e.apply(record{}, "")
 			e.persisted = false
 			e.gen++

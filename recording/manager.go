@@ -30,6 +30,10 @@ type Option func(*Manager)
 // WithClock makes the Manager and its recorders take time from c.
 func WithClock(c Clock) Option { return func(m *Manager) { m.clock = c } }
 
+// WithNodeID names the wagate node in every sidecar it writes (node_id), so
+// that recordings gathered from several nodes say where they were made.
+func WithNodeID(id string) Option { return func(m *Manager) { m.nodeID = id } }
+
 // Errors returned by the Manager.
 var (
 	ErrClosed   = errors.New("recording: manager closed")
@@ -71,6 +75,8 @@ type Manager struct {
 	log   *slog.Logger
 	clock Clock
 	rate  int
+	// nodeID goes into every sidecar (WithNodeID).
+	nodeID string
 
 	// wrap lets tests put a failing or slow writer under a recorder.
 	wrap func(f *os.File) wavFile
@@ -85,6 +91,9 @@ type Manager struct {
 	lastFail   string
 	lastFailAt time.Time
 	suppressed int
+
+	// obs hears about finished recordings (SetObserver).
+	obs observer
 
 	mu     sync.Mutex
 	active map[*Recorder]struct{}
@@ -157,7 +166,9 @@ func New(cfg configs.Recording, log *slog.Logger, opts ...Option) (*Manager, err
 	for _, o := range opts {
 		o(m)
 	}
+	m.obs.starting = true // single-threaded: nothing runs yet
 	m.recoverAll()
+	m.obs.starting = false
 	if cfg.RetentionDays > 0 && !m.noSweepLoop {
 		go m.sweepLoop()
 	} else {
@@ -357,6 +368,7 @@ func (m *Manager) create(meta Meta, clock Clock) (*Recorder, error) {
 			AnswerTime:     meta.AnswerTime.UTC(),
 			SampleRate:     m.rate,
 			File:           wavRel,
+			NodeID:         m.nodeID,
 			Bytes:          headerSize,
 			InProgress:     true,
 		}

@@ -124,6 +124,9 @@ type Entry struct {
 	// DroppedChunks counts PCM chunks dropped because the writer could not
 	// keep up (the gap is filled with silence to keep the channels aligned).
 	DroppedChunks int64 `json:"dropped_chunks,omitempty"`
+	// NodeID is the wagate node that recorded the call (node_id), when
+	// the manager was given one.
+	NodeID string `json:"node_id,omitempty"`
 }
 
 // channelNames is Entry.Channels: left is WhatsApp, right the contact centre.

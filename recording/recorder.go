@@ -554,6 +554,7 @@ func (r *Recorder) finalize() {
 	if r.err == nil {
 		r.m.completed.Add(1)
 	}
+	r.m.report(e)
 	if r.filled > 0 || r.trimmed > 0 {
 		r.m.log.Debug("recording aligned to wall-clock time", "file", r.rel,
 			"silence_inserted", time.Duration(r.filled)*time.Second/inRate,

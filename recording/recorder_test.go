@@ -303,3 +303,18 @@ func TestNameBy(t *testing.T) {
 		}
 	}
 }
+
+// TestNodeIDInSidecar: a manager given a node id writes it into every
+// sidecar, so recordings gathered from several nodes say where each was
+// made.
+func TestNodeIDInSidecar(t *testing.T) {
+	clk := newFakeClock(t0)
+	m, _ := newTestManager(t, configs.Recording{}, clk, WithNodeID("node2"))
+	r := record(t, m, clk, Meta{CallID: "n"}, 10)
+	r.Finish(EndInfo{})
+	r.Wait()
+	es, err := m.List("", "n", 10)
+	if err != nil || len(es) != 1 || es[0].NodeID != "node2" {
+		t.Fatalf("entries %+v, %v", es, err)
+	}
+}

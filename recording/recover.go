@@ -181,6 +181,7 @@ func (m *Manager) recoverWAV(dayRel, base string, hasJSON bool) {
 	if err := m.replaceSidecar(jrel, &e); err != nil {
 		m.log.Error("recording sidecar not written", "file", jrel, "error", err)
 	}
+	m.report(e)
 	m.log.Warn("repaired a recording interrupted by a crash", "file", rel,
 		"header_data_bytes", info.dataSize, "data_bytes", dataLen,
 		"truncated_bytes", size-headerSize-dataLen, "sidecar_written", !haveSidecar)
@@ -203,5 +204,6 @@ func (m *Manager) recoverOrphan(dayRel, base string) {
 		m.log.Error("recording sidecar not written", "file", jrel, "error", err)
 		return
 	}
+	m.report(e)
 	m.log.Warn("closed the sidecar of a recording whose audio file is missing", "file", jrel)
 }

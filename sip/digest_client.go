@@ -33,10 +33,10 @@ var (
 	errNoDigestPassword     = errors.New("business number has no digest password configured")
 )
 
-// answerChallenge builds the INVITE that retries req with credentials for
+// AnswerChallenge builds the INVITE that retries req with credentials for
 // the challenge in res (RFC 3261 §22.2: same Call-ID, From tag and To,
 // CSeq+1, new branch). cfg, ep and num are the configuration of the call.
-func answerChallenge(cfg *configs.Config, ep *configs.Endpoint, num *configs.Number, req *sip.Request, res *sip.Response) (*sip.Request, error) {
+func AnswerChallenge(cfg *configs.Config, ep *configs.Endpoint, num *configs.Number, req *sip.Request, res *sip.Response) (*sip.Request, error) {
 	if ep.Kind != configs.KindWhatsApp {
 		return nil, errChallengeNotWhatsApp
 	}

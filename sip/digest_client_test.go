@@ -98,7 +98,7 @@ func TestAnswerChallenge(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			res := challengeResponse(t, req, tt.code, tt.src, tt.challenges...)
-			retry, err := answerChallenge(cfg, meta, num, req, res)
+			retry, err := AnswerChallenge(cfg, meta, num, req, res)
 			if tt.wantErr != nil {
 				if !errors.Is(err, tt.wantErr) {
 					t.Fatalf("err %v, want %v", err, tt.wantErr)
@@ -143,13 +143,13 @@ func TestAnswerChallengeRefusals(t *testing.T) {
 	cfg := parseConfig(t, authYAML)
 	req := bLegInvite(t)
 	res := challengeResponse(t, req, 407, "127.0.0.3:5060", `Digest realm="wa.meta.vc", nonce="n1", qop="auth"`)
-	if _, err := answerChallenge(cfg, cfg.Endpoint("pbx"), cfg.NumberByE164("+15550100001"), req, res); !errors.Is(err, errChallengeNotWhatsApp) {
+	if _, err := AnswerChallenge(cfg, cfg.Endpoint("pbx"), cfg.NumberByE164("+15550100001"), req, res); !errors.Is(err, errChallengeNotWhatsApp) {
 		t.Errorf("PBX challenge: %v, want %v", err, errChallengeNotWhatsApp)
 	}
 	num := *cfg.NumberByE164("+15550100001")
 	num.Digest.Value = ""
 	res = challengeResponse(t, req, 407, "127.0.0.2:5060", `Digest realm="wa.meta.vc", nonce="n1", qop="auth"`)
-	if _, err := answerChallenge(cfg, cfg.Endpoint("meta"), &num, req, res); !errors.Is(err, errNoDigestPassword) {
+	if _, err := AnswerChallenge(cfg, cfg.Endpoint("meta"), &num, req, res); !errors.Is(err, errNoDigestPassword) {
 		t.Errorf("no password: %v, want %v", err, errNoDigestPassword)
 	}
 }
@@ -171,7 +171,7 @@ func TestDigestRoundTrip(t *testing.T) {
 	num := *cfg.NumberByE164("+15550100001")
 	num.Number = "+dialer1"
 	num.Digest.Value = "s3cret"
-	retry, err := answerChallenge(cfg, &wa, &num, req, res)
+	retry, err := AnswerChallenge(cfg, &wa, &num, req, res)
 	if err != nil {
 		t.Fatal(err)
 	}

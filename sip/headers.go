@@ -71,24 +71,27 @@ func headerValue(m interface{ Headers() []sip.Header }, name string) (value stri
 // ---------------------------------------------------------------------------
 // BIC: what the dialer must send
 
-// bicInfo is what a valid BIC INVITE asks for.
-type bicInfo struct {
-	number *configs.Number
-	// callee is the WhatsApp user, +E.164.
-	callee string
-	// callbackData and campaignID are the optional X-WABA values, checked.
-	callbackData, campaignID string
+// BICInfo is what a valid BIC INVITE asks for.
+type BICInfo struct {
+	Number *configs.Number
+	// Callee is the WhatsApp user, +E.164.
+	Callee string
+	// CallbackData and CampaignID are the optional X-WABA values, checked.
+	CallbackData, CampaignID string
 }
 
 // checkBIC validates a business-initiated INVITE from endpoint ep against
 // the X-WABA contract and the configuration. It reads the Request-URI, the
 // From user and the X-WABA headers only.
-func checkBIC(cfg *configs.Config, ep *configs.Endpoint, req *sip.Request) (*bicInfo, *rejection) {
+func checkBIC(cfg *configs.Config, ep *configs.Endpoint, req *sip.Request) (*BICInfo, *Rejection) {
 	callee, ok := normalizeE164(req.Recipient.User)
 	if !ok {
-		return nil, &rejection{code: 484, reason: "Address Incomplete", log: "callee is not an E.164 number"}
+		// Meta takes business-scoped user ids as callees too.
+		if callee, ok = normalizeBSUID(req.Recipient.User); !ok {
+			return nil, &Rejection{Code: 484, Reason: "Address Incomplete", Log: "callee is neither an E.164 number nor a BSUID"}
+		}
 	}
-	info := &bicInfo{callee: callee}
+	info := &BICInfo{Callee: callee}
 
 	// Each business header that is present names a number; the first in
 	// DESIGN's order decides, the others must agree with it.
@@ -131,37 +134,37 @@ func checkBIC(cfg *configs.Config, ep *configs.Endpoint, req *sip.Request) (*bic
 	}
 	for _, c := range claims[1:] {
 		if c.num != first.num {
-			return nil, &rejection{code: 400, reason: "Bad Request",
-				warning: c.header + " does not name the same business number as " + first.header,
-				log:     "business headers disagree: " + c.header + " vs " + first.header}
+			return nil, &Rejection{Code: 400, Reason: "Bad Request",
+				Warning: c.header + " does not name the same business number as " + first.header,
+				Log:     "business headers disagree: " + c.header + " vs " + first.header}
 		}
 	}
-	info.number = first.num
-	if !allowedDialer(info.number, ep.Name) {
-		return nil, notAuthorized("endpoint is not a dialer of " + info.number.Number)
+	info.Number = first.num
+	if !allowedDialer(info.Number, ep.Name) {
+		return nil, notAuthorized("endpoint is not a dialer of " + info.Number.Number)
 	}
 
 	if v, present, ok := headerValue(req, hdrWABACallbackData); present {
 		if !ok || !isCallbackData(v) {
 			return nil, malformed(hdrWABACallbackData)
 		}
-		info.callbackData = v
+		info.CallbackData = v
 	}
 	if v, present, ok := headerValue(req, hdrWABACampaignID); present {
 		if !ok || !isCampaignID(v) {
 			return nil, malformed(hdrWABACampaignID)
 		}
-		info.campaignID = v
+		info.CampaignID = v
 	}
 	return info, nil
 }
 
-func malformed(header string) *rejection {
-	return &rejection{code: 400, reason: "Bad Request", warning: "malformed " + header, log: "malformed " + header}
+func malformed(header string) *Rejection {
+	return &Rejection{Code: 400, Reason: "Bad Request", Warning: "malformed " + header, Log: "malformed " + header}
 }
 
-func notAuthorized(why string) *rejection {
-	return &rejection{code: 403, reason: "Business Number Not Authorized", log: why}
+func notAuthorized(why string) *Rejection {
+	return &Rejection{Code: 403, Reason: "Business Number Not Authorized", Log: why}
 }
 
 // isPhoneNumberID: Meta's phone-number-id, 1–32 ASCII digits.
@@ -217,90 +220,90 @@ func printableUTF8(s string, max int) bool {
 // ---------------------------------------------------------------------------
 // UIC: what the PBX is told
 
-// uicInfo is what wagate learned from Meta's INVITE, checked, for the
+// UICInfo is what wagate learned from Meta's INVITE, checked, for the
 // X-WABA headers of the B-leg.
-type uicInfo struct {
-	waCallID      string
-	user          string // caller's +E.164, when revealed
-	userID        string // business-scoped user id
-	payload       string // raw, encoded when written
-	payloadSource string // "cta" or "deeplink"
-	// dropped names x-wa-meta headers that were malformed and not used.
-	dropped []string
+type UICInfo struct {
+	WACallID      string
+	User          string // caller's +E.164, when revealed
+	UserID        string // business-scoped user id
+	Payload       string // raw, encoded when written
+	PayloadSource string // "cta" or "deeplink"
+	// Dropped names x-wa-meta headers that were malformed and not used.
+	Dropped []string
 }
 
 // collectUIC reads Meta's headers of a user-initiated INVITE to business
 // number num. A malformed optional value is dropped (and logged by the
 // caller), never passed on and never a reason to refuse a customer's call.
-func collectUIC(req *sip.Request, num *configs.Number) uicInfo {
-	var u uicInfo
+func collectUIC(req *sip.Request, num *configs.Number) UICInfo {
+	var u UICInfo
 	get := func(name string, valid func(string) bool) string {
 		v, present, ok := headerValue(req, name)
 		if !present {
 			return ""
 		}
 		if !ok || !valid(v) {
-			u.dropped = append(u.dropped, name)
+			u.Dropped = append(u.Dropped, name)
 			return ""
 		}
 		return v
 	}
 
-	u.waCallID = get(hdrMetaWACID, isWACallID)
-	if u.waCallID == "" {
-		u.waCallID = wacidFromCallID(callIDOf(req))
+	u.WACallID = get(hdrMetaWACID, isWACallID)
+	if u.WACallID == "" {
+		u.WACallID = wacidFromCallID(callIDOf(req))
 	}
 
 	if f := req.From(); f != nil {
 		if user, ok := normalizeE164(f.Address.User); ok {
-			u.user = user
+			u.User = user
 		}
 	}
-	u.userID = get(hdrMetaUserID, isUserID)
-	if u.userID == "" && u.user == "" {
+	u.UserID = get(hdrMetaUserID, isUserID)
+	if u.UserID == "" && u.User == "" {
 		// The BSUID replaces the number in From when the user hides it.
 		if f := req.From(); f != nil && isUserID(f.Address.User) {
-			u.userID = f.Address.User
+			u.UserID = f.Address.User
 		}
 	}
 
 	if id := get(hdrMetaPhoneNumberID, isPhoneNumberID); id != "" && id != num.PhoneNumberID {
 		// The Request-URI decided the number; a disagreeing header is
 		// reported, not trusted.
-		u.dropped = append(u.dropped, hdrMetaPhoneNumberID+" (names another number)")
+		u.Dropped = append(u.Dropped, hdrMetaPhoneNumberID+" (names another number)")
 	}
 
 	cta := get(hdrMetaCTAPayload, isPayload)
 	deeplink := get(hdrMetaDeeplink, isPayload)
 	switch {
 	case cta != "":
-		u.payload, u.payloadSource = cta, "cta"
+		u.Payload, u.PayloadSource = cta, "cta"
 		if deeplink != "" {
-			u.dropped = append(u.dropped, hdrMetaDeeplink+" (a cta payload is present)")
+			u.Dropped = append(u.Dropped, hdrMetaDeeplink+" (a cta payload is present)")
 		}
 	case deeplink != "":
-		u.payload, u.payloadSource = deeplink, "deeplink"
+		u.Payload, u.PayloadSource = deeplink, "deeplink"
 	}
 	return u
 }
 
-// headers returns the X-WABA headers of the B-leg INVITE of a UIC.
-func (u uicInfo) headers(num *configs.Number, session string) []sip.Header {
+// Headers returns the X-WABA Headers of the B-leg INVITE of a UIC.
+func (u UICInfo) Headers(num *configs.Number, session string) []sip.Header {
 	hs := make([]sip.Header, 0, 9)
 	add := func(name, value string) {
 		if value != "" {
 			hs = append(hs, sip.NewHeader(name, value))
 		}
 	}
-	add(hdrWABACallID, u.waCallID)
+	add(hdrWABACallID, u.WACallID)
 	add(hdrWABADirection, string(UIC))
 	add(hdrWABAPhoneNumberID, num.PhoneNumberID)
 	add(hdrWABABusinessNumber, num.Number)
-	add(hdrWABAUser, u.user)
-	add(hdrWABAUserID, u.userID)
-	if u.payload != "" {
-		add(hdrWABAPayload, percentEncode(u.payload))
-		add(hdrWABAPayloadSource, u.payloadSource)
+	add(hdrWABAUser, u.User)
+	add(hdrWABAUserID, u.UserID)
+	if u.Payload != "" {
+		add(hdrWABAPayload, percentEncode(u.Payload))
+		add(hdrWABAPayloadSource, u.PayloadSource)
 	}
 	add(hdrWABASession, session)
 	return hs
@@ -390,9 +393,9 @@ func percentEncode(s string) string {
 // ---------------------------------------------------------------------------
 // Rejections
 
-// reasonHeader is the Reason header of a response wagate generates itself
+// ReasonHeader is the Reason header of a response wagate generates itself
 // (RFC 3326).
-func reasonHeader(code int, text string) sip.Header {
+func ReasonHeader(code int, text string) sip.Header {
 	return sip.NewHeader("Reason", "SIP;cause="+itoa(code)+";text=\""+strings.ReplaceAll(text, "\"", "'")+"\"")
 }
 
@@ -401,3 +404,24 @@ func retryAfterSeconds(d time.Duration) int {
 	s := int((d + time.Second - 1) / time.Second)
 	return max(s, 1)
 }
+
+// maxBSUIDLen is the longest business-scoped user id Meta issues.
+const maxBSUIDLen = 256
+
+// normalizeBSUID accepts a business-scoped user id, "CC.id" (a two-letter
+// country code, a dot, then letters, digits, '_' and '-'; at most 256
+// characters in all), and returns it with the country code upper-cased.
+func normalizeBSUID(s string) (string, bool) {
+	if len(s) < 4 || len(s) > maxBSUIDLen || !isASCIILetter(s[0]) || !isASCIILetter(s[1]) || s[2] != '.' {
+		return "", false
+	}
+	for i := 3; i < len(s); i++ {
+		c := s[i]
+		if !isASCIILetter(c) && (c < '0' || c > '9') && c != '_' && c != '-' {
+			return "", false
+		}
+	}
+	return strings.ToUpper(s[:2]) + s[2:], true
+}
+
+func isASCIILetter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }

@@ -70,6 +70,9 @@ func TestCheckBIC(t *testing.T) {
 		{name: "callee with letters", ruri: "+4477009abc12", from: "+15550100001", wantCode: 484},
 		{name: "callee too long", ruri: "+4477009001234567", from: "+15550100001", wantCode: 484},
 		{name: "callee starts with 0", ruri: "+0447700900123", from: "+15550100001", wantCode: 484},
+		{name: "callee BSUID with a bad character", ruri: "US.12%3B4", from: "+15550100001", wantCode: 484},
+		{name: "callee BSUID over 256 characters", ruri: "US." + strings.Repeat("a", 254), from: "+15550100001", wantCode: 484},
+		{name: "callee BSUID without its dot", ruri: "US12345", from: "+15550100001", wantCode: 484},
 		{name: "unknown from user", ruri: user, from: "+15550100999", wantCode: 403},
 		{name: "unknown phone number id", ruri: user, from: "x", extra: "X-WABA-Phone-Number-ID: 999\r\n", wantCode: 403},
 		{name: "number of another dialer", ruri: user, from: "x", extra: "X-WABA-Phone-Number-ID: 100000000000002\r\n", wantCode: 403},
@@ -103,25 +106,25 @@ func TestCheckBIC(t *testing.T) {
 			req := parseReq(t, bicRequest(tt.ruri, tt.from, tt.extra))
 			info, rej := checkBIC(cfg, cfg.Endpoint(epName), req)
 			if tt.wantCode != 0 {
-				if rej == nil || rej.code != tt.wantCode {
+				if rej == nil || rej.Code != tt.wantCode {
 					t.Fatalf("got %+v, %+v; want %d", info, rej, tt.wantCode)
 				}
-				if tt.wantCode == 403 && rej.reason != "Business Number Not Authorized" {
-					t.Errorf("403 reason %q", rej.reason)
+				if tt.wantCode == 403 && rej.Reason != "Business Number Not Authorized" {
+					t.Errorf("403 reason %q", rej.Reason)
 				}
-				if tt.wantCode == 400 && (rej.warning == "" || !strings.Contains(rej.warning, tt.wantWarning)) {
-					t.Errorf("warning %q does not name %s", rej.warning, tt.wantWarning)
+				if tt.wantCode == 400 && (rej.Warning == "" || !strings.Contains(rej.Warning, tt.wantWarning)) {
+					t.Errorf("warning %q does not name %s", rej.Warning, tt.wantWarning)
 				}
 				return
 			}
 			if rej != nil {
-				t.Fatalf("rejected %d %s (%s; warning %q)", rej.code, rej.reason, rej.log, rej.warning)
+				t.Fatalf("rejected %d %s (%s; warning %q)", rej.Code, rej.Reason, rej.Log, rej.Warning)
 			}
-			if info.number.Number != tt.wantNumber || info.callee != "+447700900123" {
-				t.Errorf("number %s callee %s", info.number.Number, info.callee)
+			if info.Number.Number != tt.wantNumber || info.Callee != "+447700900123" {
+				t.Errorf("number %s callee %s", info.Number.Number, info.Callee)
 			}
-			if info.callbackData != tt.wantData || info.campaignID != tt.wantCamp {
-				t.Errorf("callback %q campaign %q", info.callbackData, info.campaignID)
+			if info.CallbackData != tt.wantData || info.CampaignID != tt.wantCamp {
+				t.Errorf("callback %q campaign %q", info.CallbackData, info.CampaignID)
 			}
 		})
 	}
@@ -187,7 +190,7 @@ func TestCollectUIC(t *testing.T) {
 			req := parseReq(t, metaInvite(tt.callID, tt.from, tt.extra))
 			u := collectUIC(req, num)
 			got := map[string]string{}
-			for _, h := range u.headers(num, "sess1") {
+			for _, h := range u.Headers(num, "sess1") {
 				if _, dup := got[h.Name()]; dup {
 					t.Errorf("%s written twice", h.Name())
 				}
@@ -204,7 +207,7 @@ func TestCollectUIC(t *testing.T) {
 			if got["X-WABA-Session"] != "sess1" || got["X-WABA-Direction"] != "UIC" {
 				t.Errorf("session/direction: %v", got)
 			}
-			if d := strings.Join(u.dropped, ","); (tt.dropped == "") != (d == "") || !strings.Contains(d, tt.dropped) {
+			if d := strings.Join(u.Dropped, ","); (tt.dropped == "") != (d == "") || !strings.Contains(d, tt.dropped) {
 				t.Errorf("dropped %q, want %q", d, tt.dropped)
 			}
 		})
@@ -227,7 +230,7 @@ func TestPercentEncode(t *testing.T) {
 }
 
 func TestReasonHeader(t *testing.T) {
-	h := reasonHeader(403, "No Approved Call Permission Found")
+	h := ReasonHeader(403, "No Approved Call Permission Found")
 	if h.Name() != "Reason" || h.Value() != `SIP;cause=403;text="No Approved Call Permission Found"` {
 		t.Errorf("%s: %s", h.Name(), h.Value())
 	}
@@ -268,35 +271,35 @@ func FuzzBICHeaders(f *testing.F) {
 		}
 		info, rej := checkBIC(cfg, ep, req)
 		if rej != nil {
-			if !validHeaderValue(rej.warning) || !validHeaderValue(rej.reason) {
+			if !ValidHeaderValue(rej.Warning) || !ValidHeaderValue(rej.Reason) {
 				t.Fatalf("rejection text could break the response: %+v", rej)
 			}
 			return
 		}
-		if info.number == nil || !allowedDialer(info.number, ep.Name) {
+		if info.Number == nil || !allowedDialer(info.Number, ep.Name) {
 			t.Fatalf("accepted a number the dialer may not use: %+v", info)
 		}
-		if !isE164(info.callee) || info.callee[0] != '+' {
-			t.Fatalf("callee %q", info.callee)
+		if !isE164(info.Callee) || info.Callee[0] != '+' {
+			t.Fatalf("callee %q", info.Callee)
 		}
 		for _, h := range req.Headers() {
 			name := strings.ToLower(strings.TrimSpace(h.Name()))
 			switch name {
 			case "x-waba-phone-number-id":
-				if h.Value() != info.number.PhoneNumberID {
-					t.Fatalf("accepted with %s: %q naming another number than %s", h.Name(), h.Value(), info.number.Number)
+				if h.Value() != info.Number.PhoneNumberID {
+					t.Fatalf("accepted with %s: %q naming another number than %s", h.Name(), h.Value(), info.Number.Number)
 				}
 			case "x-waba-business-number":
-				if strings.TrimPrefix(h.Value(), "+") != strings.TrimPrefix(info.number.Number, "+") {
-					t.Fatalf("accepted with %s: %q naming another number than %s", h.Name(), h.Value(), info.number.Number)
+				if strings.TrimPrefix(h.Value(), "+") != strings.TrimPrefix(info.Number.Number, "+") {
+					t.Fatalf("accepted with %s: %q naming another number than %s", h.Name(), h.Value(), info.Number.Number)
 				}
 			}
 		}
-		if info.callbackData != "" && (!utf8.ValidString(info.callbackData) || utf8.RuneCountInString(info.callbackData) > maxCallbackData || !validHeaderValue(info.callbackData)) {
-			t.Fatalf("callback data %q", info.callbackData)
+		if info.CallbackData != "" && (!utf8.ValidString(info.CallbackData) || utf8.RuneCountInString(info.CallbackData) > maxCallbackData || !ValidHeaderValue(info.CallbackData)) {
+			t.Fatalf("callback data %q", info.CallbackData)
 		}
-		if info.campaignID != "" && (len(info.campaignID) > maxCampaignID || !isCampaignID(info.campaignID)) {
-			t.Fatalf("campaign id %q", info.campaignID)
+		if info.CampaignID != "" && (len(info.CampaignID) > maxCampaignID || !isCampaignID(info.CampaignID)) {
+			t.Fatalf("campaign id %q", info.CampaignID)
 		}
 	})
 }
@@ -326,7 +329,7 @@ func FuzzUICHeaders(f *testing.F) {
 		if !ok || req.From() == nil || req.CallID() == nil {
 			return
 		}
-		hs := collectUIC(req, num).headers(num, "sess1")
+		hs := collectUIC(req, num).Headers(num, "sess1")
 		out := sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sip", User: "1001", Host: "127.0.0.3"})
 		seen := map[string]bool{}
 		for _, h := range hs {
@@ -335,7 +338,7 @@ func FuzzUICHeaders(f *testing.F) {
 			}
 			seen[h.Name()] = true
 			v := h.Value()
-			if v == "" || !validHeaderValue(v) || strings.TrimSpace(v) != v {
+			if v == "" || !ValidHeaderValue(v) || strings.TrimSpace(v) != v {
 				t.Fatalf("%s: unsafe value %q", h.Name(), v)
 			}
 			switch h.Name() {
@@ -386,4 +389,23 @@ func FuzzUICHeaders(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestCheckBICCalleeBSUID: a business-scoped user id is a callee, up to 256
+// characters, its country code upper-cased (Meta: INVITE sip:<BSUID>@wa.meta.vc).
+func TestCheckBICCalleeBSUID(t *testing.T) {
+	cfg := parseConfig(t, headersYAML)
+	for in, want := range map[string]string{
+		"US.13491208655302741918":        "US.13491208655302741918",
+		"br.AbC-12_x":                    "BR.AbC-12_x",
+		"US." + strings.Repeat("z", 253): "US." + strings.Repeat("z", 253),
+	} {
+		info, rej := checkBIC(cfg, cfg.Endpoint("dialer"), parseReq(t, bicRequest(in, "+15550100001", "")))
+		if rej != nil {
+			t.Fatalf("%s: rejected %d (%s)", in, rej.Code, rej.Log)
+		}
+		if info.Callee != want {
+			t.Errorf("callee %q, want %q", info.Callee, want)
+		}
+	}
 }

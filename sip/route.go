@@ -21,118 +21,118 @@ const (
 	BIC Direction = "BIC"
 )
 
-// routeDecision is where a new call goes and as whom.
-type routeDecision struct {
-	dir    Direction
-	aEP    *configs.Endpoint
-	bEP    *configs.Endpoint
-	number *configs.Number
-	// user is the WhatsApp user's number in +E.164 (caller on UIC, callee on BIC).
-	user string
-	// target is the B-leg Request-URI; bFrom and bTo its From and To.
-	target sip.Uri
-	bFrom  sip.Uri
-	bTo    sip.Uri
-	// dest forces the B-leg INVITE's next hop ("host:port") when the
+// Decision is where a new call goes and as whom.
+type Decision struct {
+	Dir    Direction
+	AEP    *configs.Endpoint
+	BEP    *configs.Endpoint
+	Number *configs.Number
+	// User is the WhatsApp User's number in +E.164 (caller on UIC, callee on BIC).
+	User string
+	// Target is the B-leg Request-URI; bFrom and bTo its From and To.
+	Target sip.Uri
+	BFrom  sip.Uri
+	BTo    sip.Uri
+	// Dest forces the B-leg INVITE's next hop ("host:port") when the
 	// Request-URI names a host that is not where the endpoint is (TLS:
 	// sip:+user@wa.meta.vc;transport=tls sent to the configured address).
-	dest string
+	Dest string
 
-	// bic holds the validated X-WABA values of a BIC; uic what Meta told
+	// BIC holds the validated X-WABA values of a BIC; uic what Meta told
 	// about a UIC's caller.
-	bic *bicInfo
-	uic uicInfo
+	BIC *BICInfo
+	UIC UICInfo
 }
 
-// rejection is a final response wagate sends to the A-leg.
-type rejection struct {
-	code    int
-	reason  string
-	warning string // optional Warning text (399 wagate "...")
-	// log is why, for the one log line about it.
-	log string
-	// metaError is Meta's error code for X-WABA-Error (0: none).
-	metaError int
-	// retryAfter is the Retry-After of the response (0: 5 s for a 503,
+// Rejection is a final response wagate sends to the A-leg.
+type Rejection struct {
+	Code    int
+	Reason  string
+	Warning string // optional Warning text (399 wagate "...")
+	// Log is why, for the one Log line about it.
+	Log string
+	// MetaError is Meta's error code for X-WABA-Error (0: none).
+	MetaError int
+	// RetryAfter is the Retry-After of the response (0: 5 s for a 503,
 	// none otherwise).
-	retryAfter time.Duration
-	// relayed marks a response that passes on B's final answer: it is not
+	RetryAfter time.Duration
+	// Relayed marks a response that passes on B's final answer: it is not
 	// wagate's own decision, so it carries no Reason header.
-	relayed bool
-	// accept is the Accept header of a 415.
-	accept string
+	Relayed bool
+	// Accept is the Accept header of a 415.
+	Accept string
 }
 
-// route decides the B-leg of a new INVITE from endpoint ep. It reads only
+// Route decides the B-leg of a new INVITE from endpoint ep. It reads only
 // the Request-URI and From of req, so it can be fuzzed on its own.
-func route(cfg *configs.Config, ep *configs.Endpoint, req *sip.Request) (*routeDecision, *rejection) {
+func Route(cfg *configs.Config, ep *configs.Endpoint, req *sip.Request) (*Decision, *Rejection) {
 	switch ep.Kind {
 	case configs.KindWhatsApp:
 		return routeUIC(cfg, ep, req)
 	case configs.KindDialer, configs.KindPBX:
 		return routeBIC(cfg, ep, req)
 	}
-	return nil, &rejection{code: 403, reason: "Forbidden", log: "endpoint kind cannot originate calls"}
+	return nil, &Rejection{Code: 403, Reason: "Forbidden", Log: "endpoint kind cannot originate calls"}
 }
 
-func routeUIC(cfg *configs.Config, ep *configs.Endpoint, req *sip.Request) (*routeDecision, *rejection) {
+func routeUIC(cfg *configs.Config, ep *configs.Endpoint, req *sip.Request) (*Decision, *Rejection) {
 	num := cfg.NumberByE164(req.Recipient.User)
 	if num == nil {
-		return nil, &rejection{code: 404, reason: "Not Found", log: "business number not configured"}
+		return nil, &Rejection{Code: 404, Reason: "Not Found", Log: "business number not configured"}
 	}
 	pbx := cfg.Endpoint(num.Route.Endpoint)
 	if pbx == nil {
 		// Validation rejects this; a reload race is the only way here.
-		return nil, &rejection{code: 503, reason: "Service Unavailable", log: "route endpoint missing"}
+		return nil, &Rejection{Code: 503, Reason: "Service Unavailable", Log: "route endpoint missing"}
 	}
 	caller := req.From().Address.User
-	d := &routeDecision{
-		dir:    UIC,
-		aEP:    ep,
-		bEP:    pbx,
-		number: num,
-		user:   caller,
+	d := &Decision{
+		Dir:    UIC,
+		AEP:    ep,
+		BEP:    pbx,
+		Number: num,
+		User:   caller,
 	}
-	d.target, d.dest = endpointURI(pbx, num.Route.User)
-	d.bTo = d.target
-	d.bTo.UriParams = nil
-	d.uic = collectUIC(req, num)
-	if d.uic.user != "" {
-		d.user = d.uic.user
-	} else if d.uic.userID != "" {
-		d.user = d.uic.userID
+	d.Target, d.Dest = endpointURI(pbx, num.Route.User)
+	d.BTo = d.Target
+	d.BTo.UriParams = nil
+	d.UIC = collectUIC(req, num)
+	if d.UIC.User != "" {
+		d.User = d.UIC.User
+	} else if d.UIC.UserID != "" {
+		d.User = d.UIC.UserID
 	}
-	d.bFrom = sip.Uri{Scheme: "sip", User: caller, Host: cfg.SIP.Host}
+	d.BFrom = sip.Uri{Scheme: "sip", User: caller, Host: cfg.SIP.Host}
 	if !isE164(caller) {
 		// A business-scoped user id replaces the number when the user
 		// hides it; it still identifies the caller to the agent.
-		d.bFrom.User = sanitizeUser(caller)
+		d.BFrom.User = sanitizeUser(caller)
 	}
 	return d, nil
 }
 
-func routeBIC(cfg *configs.Config, ep *configs.Endpoint, req *sip.Request) (*routeDecision, *rejection) {
+func routeBIC(cfg *configs.Config, ep *configs.Endpoint, req *sip.Request) (*Decision, *Rejection) {
 	info, rej := checkBIC(cfg, ep, req)
 	if rej != nil {
 		return nil, rej
 	}
-	num, callee := info.number, info.callee
+	num, callee := info.Number, info.Callee
 	wa := whatsappEndpoint(cfg)
 	if wa == nil {
-		return nil, &rejection{code: 503, reason: "Service Unavailable", log: "no whatsapp endpoint configured"}
+		return nil, &Rejection{Code: 503, Reason: "Service Unavailable", Log: "no whatsapp endpoint configured"}
 	}
-	d := &routeDecision{
-		dir:    BIC,
-		aEP:    ep,
-		bEP:    wa,
-		number: num,
-		user:   callee,
-		bFrom:  sip.Uri{Scheme: "sip", User: num.Number, Host: cfg.SIP.Host},
-		bic:    info,
+	d := &Decision{
+		Dir:    BIC,
+		AEP:    ep,
+		BEP:    wa,
+		Number: num,
+		User:   callee,
+		BFrom:  sip.Uri{Scheme: "sip", User: num.Number, Host: cfg.SIP.Host},
+		BIC:    info,
 	}
-	d.target, d.dest = endpointURI(wa, callee)
-	d.bTo = d.target
-	d.bTo.UriParams = nil
+	d.Target, d.Dest = endpointURI(wa, callee)
+	d.BTo = d.Target
+	d.BTo.UriParams = nil
 	return d, nil
 }
 

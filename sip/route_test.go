@@ -59,23 +59,23 @@ func TestRoute(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ep := cfg.Endpoint(tt.endpoint)
-			d, rej := route(cfg, ep, parseReq(t, invite(tt.ruri, tt.from)))
+			d, rej := Route(cfg, ep, parseReq(t, invite(tt.ruri, tt.from)))
 			if tt.wantCode != 0 {
-				if rej == nil || rej.code != tt.wantCode {
+				if rej == nil || rej.Code != tt.wantCode {
 					t.Fatalf("got %+v, %+v; want rejection %d", d, rej, tt.wantCode)
 				}
 				return
 			}
 			if rej != nil {
-				t.Fatalf("rejected %d %s: %s", rej.code, rej.reason, rej.log)
+				t.Fatalf("rejected %d %s: %s", rej.Code, rej.Reason, rej.Log)
 			}
-			if d.dir != tt.wantDir {
-				t.Errorf("direction %s, want %s", d.dir, tt.wantDir)
+			if d.Dir != tt.wantDir {
+				t.Errorf("direction %s, want %s", d.Dir, tt.wantDir)
 			}
-			if got := d.target.String(); tt.wantURI != "" && got != tt.wantURI {
+			if got := d.Target.String(); tt.wantURI != "" && got != tt.wantURI {
 				t.Errorf("target %s, want %s", got, tt.wantURI)
 			}
-			if got := d.bFrom.String(); tt.wantFrom != "" && got != tt.wantFrom {
+			if got := d.BFrom.String(); tt.wantFrom != "" && got != tt.wantFrom {
 				t.Errorf("from %s, want %s", got, tt.wantFrom)
 			}
 		})
@@ -105,17 +105,17 @@ func FuzzRoute(f *testing.F) {
 		if fromMeta {
 			ep = cfg.Endpoint("meta")
 		}
-		d, rej := route(cfg, ep, req)
+		d, rej := Route(cfg, ep, req)
 		if (d == nil) == (rej == nil) {
 			t.Fatalf("route must decide exactly one of route or rejection: %v %v", d, rej)
 		}
 		if d == nil {
 			return
 		}
-		if cfg.Endpoint(d.bEP.Name) == nil {
-			t.Fatalf("routed to unknown endpoint %q", d.bEP.Name)
+		if cfg.Endpoint(d.BEP.Name) == nil {
+			t.Fatalf("routed to unknown endpoint %q", d.BEP.Name)
 		}
-		for _, u := range []string{d.target.User, d.bFrom.User} {
+		for _, u := range []string{d.Target.User, d.BFrom.User} {
 			for i := 0; i < len(u); i++ {
 				if c := u[i]; c <= ' ' || c == '@' || c == ';' || c == '>' || c == '<' || c == '"' || c >= 0x7f {
 					t.Fatalf("unsafe user %q", u)

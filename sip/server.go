@@ -1,16 +1,19 @@
-// Package sip is wagate's signalling: listeners, endpoint identification,
-// routing, and the B2BUA state machine that owns both legs of every call.
+// Package sip is wagate's SIP edge: the listeners and the checks every
+// message passes before anything acts on it, endpoint identification and
+// digest authentication both ways, the X-WABA header contract and the
+// routing policy of UICs and BICs, the SIP trace. What happens to a call
+// once it is admitted is the b2bua package's (Calls).
 package sip
 
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,28 +23,23 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/wagate/wagate/configs"
-	"github.com/wagate/wagate/recording"
 )
 
 // Server is wagate's SIP side: one sipgo UserAgent shared by the listeners
 // and the client, so requests leave from the listening port.
 type Server struct {
-	cfg       atomic.Pointer[configs.Config]
-	log       *slog.Logger
-	ua        *sipgo.UserAgent
-	srv       *sipgo.Server
-	client    *sipgo.Client
-	newBridge BridgeFactory
-	rec       *recording.Manager
-	reg       *registry
-	gate      atomic.Pointer[gateBox]
-	auth      *digestServer
+	cfg    atomic.Pointer[configs.Config]
+	log    *slog.Logger
+	ua     *sipgo.UserAgent
+	srv    *sipgo.Server
+	client *sipgo.Client
+	// calls is the B2BUA requests are handed to (SetCalls).
+	calls Calls
+	auth  *digestServer
 	// edge checks every message before sipgo reads it.
 	edge *edge
-	// journal keeps the live dialogs for a restart after a crash (nil: off).
-	journal *Journal
-	// observers are told about every call (AddObserver, before Run).
-	observers []CallObserver
+	// trace logs and exports every message (nil: sip.trace is off).
+	trace *tracer
 	// msgs counts SIP messages in and out (sipgo's tracer).
 	msgs *msgStats
 	// tlsPeers is the outbound TLS trust of the running configuration.
@@ -55,12 +53,6 @@ type Server struct {
 	certsMu sync.Mutex
 	certs   []*listenerCert
 
-	// ctx ends every call's waits when the server stops.
-	ctx    context.Context
-	cancel context.CancelFunc
-	// wg owns the goroutines the server starts outside request handlers
-	// (BYEs, CANCELs, stray-2xx clean-up).
-	wg       sync.WaitGroup
 	draining atomic.Bool
 
 	udpLaddr sip.Addr
@@ -86,12 +78,9 @@ const udpMaxMessage = 65000
 // edgeSummaryInterval is how often the edge logs what it refused.
 const edgeSummaryInterval = 10 * time.Second
 
-// Status is a snapshot for the status endpoint and tests.
+// Status is a snapshot of the edge for the status endpoint and tests.
 type Status struct {
-	Calls        int       `json:"calls"`
-	CallsStarted uint64    `json:"calls_started"`
-	CallsEnded   uint64    `json:"calls_ended"`
-	Edge         EdgeStats `json:"sip_edge"`
+	Edge EdgeStats `json:"sip_edge"`
 	// Draining is set from SIGTERM on: new calls get 503.
 	Draining bool `json:"draining"`
 	// TLSHandshakeFailures counts failed inbound and outbound handshakes.
@@ -99,15 +88,21 @@ type Status struct {
 		Inbound  uint64 `json:"inbound"`
 		Outbound uint64 `json:"outbound"`
 	} `json:"tls_handshake_failures"`
+	// Trace is there when sip.trace is on.
+	Trace *TraceStats `json:"sip_trace,omitempty"`
 }
 
-// New builds a Server for cfg. newBridge allocates each call's media.
-func New(cfg *configs.Config, newBridge BridgeFactory, log *slog.Logger) (*Server, error) {
+// New builds a Server for cfg. SetCalls must give it its B2BUA before Run.
+func New(cfg *configs.Config, log *slog.Logger) (*Server, error) {
 	// sipgo's transport and transaction layers log through the package
 	// default logger.
 	sl := sipgoLogger(log)
 	sip.SetDefaultLogger(sl)
 	sip.UDPMTUSize = udpMaxMessage + 200
+	// Completed transactions over UDP linger for sip.transaction_linger
+	// instead of 64·T1 (Timers J, L, M); see configs.SIP.TransactionLinger.
+	// sipgo reads these package timers when a transaction starts.
+	sip.Timer_J, sip.Timer_L, sip.Timer_M = cfg.SIP.TransactionLinger.D(), cfg.SIP.TransactionLinger.D(), cfg.SIP.TransactionLinger.D()
 	// sipgo's tracer hook sees every message on every connection; it is
 	// the one place that can count (and trace) what goes to Meta over TLS.
 	msgs := &msgStats{}
@@ -128,8 +123,8 @@ func New(cfg *configs.Config, newBridge BridgeFactory, log *slog.Logger) (*Serve
 		sipgo.WithUserAgenTLSConfig(clientTLSConfig(tlsTrust, tlsOutFailed)),
 		sipgo.WithUserAgentTransactionLayerOptions(
 			sip.WithTransactionLayerUnhandledResponseHandler(func(res *sip.Response) {
-				if s := self.Load(); s != nil {
-					s.onStrayResponse(res)
+				if s := self.Load(); s != nil && s.calls != nil {
+					s.calls.StrayResponse(res)
 				}
 			}),
 		),
@@ -140,8 +135,6 @@ func New(cfg *configs.Config, newBridge BridgeFactory, log *slog.Logger) (*Serve
 	s := &Server{
 		log:          log,
 		ua:           ua,
-		newBridge:    newBridge,
-		reg:          newRegistry(),
 		auth:         newDigestServer(),
 		tlsPeers:     tlsTrust,
 		tlsOutFailed: tlsOutFailed,
@@ -150,10 +143,11 @@ func New(cfg *configs.Config, newBridge BridgeFactory, log *slog.Logger) (*Serve
 		ready:        make(chan struct{}),
 	}
 	s.cfg.Store(cfg)
+	s.calls = noCalls{s}
 	self.Store(s)
-	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.edge = newEdge(&s.cfg, log)
-	s.edge.busy = s.reg.hasSource
+	s.edge.busy = func(src string) bool { return s.calls != nil && s.calls.Busy(src) }
+	s.trace = newTracer(cfg, log)
 
 	s.srv, err = sipgo.NewServer(ua, sipgo.WithServerLogger(sl))
 	if err != nil {
@@ -198,17 +192,35 @@ func (s *Server) Reload(cfg *configs.Config) {
 		}
 	}
 	s.certsMu.Unlock()
+	if !reflect.DeepEqual(cfg.SIP.Trace, s.cfg.Load().SIP.Trace) {
+		s.log.Warn("reload: sip.trace changes take a restart; the trace is unchanged")
+	}
 	s.cfg.Store(cfg)
 }
 
-// Status reports live and total calls.
+// Status reports the edge's counters.
 func (s *Server) Status() Status {
-	st := Status{Calls: s.reg.count(), CallsStarted: s.reg.started.Load(), CallsEnded: s.reg.ended.Load(),
-		Edge: s.edge.snapshot(), Draining: s.draining.Load()}
+	st := Status{Edge: s.edge.snapshot(), Draining: s.draining.Load()}
 	st.TLSHandshakeFailures.Inbound = s.tlsInFailed.Load()
 	st.TLSHandshakeFailures.Outbound = s.tlsOutFailed.Load()
+	if s.trace != nil {
+		ts := s.trace.stats()
+		st.Trace = &ts
+	}
 	return st
 }
+
+// SetCalls gives the edge the B2BUA it hands requests to. Call it before Run.
+func (s *Server) SetCalls(c Calls) { s.calls = c }
+
+// Config is the configuration in force.
+func (s *Server) Config() *configs.Config { return s.cfg.Load() }
+
+// Client is the SIP client whose requests leave from the listeners.
+func (s *Server) Client() *sipgo.Client { return s.client }
+
+// Draining reports whether wagate is draining: no new calls.
+func (s *Server) Draining() bool { return s.draining.Load() }
 
 // Ready is closed once every listener is bound.
 func (s *Server) Ready() <-chan struct{} { return s.ready }
@@ -292,6 +304,9 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		s.log.Info("sip listening", "transport", strings.ToLower(l.Transport), "address", l.Address)
 	}
+	if s.trace != nil {
+		s.trace.install(s.msgs)
+	}
 	errc := make(chan error, len(serves))
 	var lwg sync.WaitGroup
 	for _, serve := range serves {
@@ -307,11 +322,19 @@ func (s *Server) Run(ctx context.Context) error {
 		defer lwg.Done()
 		s.edge.run(ectx, edgeSummaryInterval)
 	}()
+	if s.trace != nil {
+		lwg.Add(1)
+		go func() {
+			defer lwg.Done()
+			s.trace.run(ectx, s.ports["tcp"], s.ports["tls"])
+		}()
+	}
 	close(s.ready)
-	s.wg.Add(1)
+	// The B2BUA's own background work runs until Run ends.
+	lwg.Add(1)
 	go func() {
-		defer s.wg.Done()
-		s.hangUpLeftCalls(s.ctx)
+		defer lwg.Done()
+		s.calls.Started(ectx)
 	}()
 	var err error
 	select {
@@ -333,29 +356,7 @@ func (s *Server) Run(ctx context.Context) error {
 // is done, then hangs up the rest and waits for the BYEs to finish.
 func (s *Server) Shutdown(ctx context.Context) {
 	s.draining.Store(true)
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
-wait:
-	for s.reg.count() > 0 {
-		select {
-		case <-ctx.Done():
-			break wait
-		case <-t.C:
-		}
-	}
-	for _, c := range s.reg.snapshot() {
-		c.terminate(nil, "shutdown")
-	}
-	s.cancel()
-	// BYEs and CANCELs in flight get a moment to be answered; a peer that
-	// never answers does not hold the shutdown for 32 s.
-	flushed := make(chan struct{})
-	go func() { s.wg.Wait(); close(flushed) }()
-	select {
-	case <-flushed:
-	case <-time.After(5 * time.Second):
-		s.log.Warn("shutdown: some BYE/CANCEL transactions still open")
-	}
+	s.calls.Drain(ctx)
 	s.ua.Close()
 }
 
@@ -372,8 +373,8 @@ func (s *Server) identify(req *sip.Request) *configs.Endpoint {
 	return s.cfg.Load().EndpointForSource(ip.Unmap())
 }
 
-// contact is our Contact for a leg on the given transport.
-func (s *Server) contact(transport string) *sip.ContactHeader {
+// Contact is our Contact for a leg on the given transport.
+func (s *Server) Contact(transport string) *sip.ContactHeader {
 	tr := strings.ToLower(transport)
 	u := sip.Uri{Scheme: "sip", User: "wagate", Host: s.cfg.Load().SIP.Host, Port: s.ports[tr]}
 	if tr != "udp" {
@@ -383,16 +384,16 @@ func (s *Server) contact(transport string) *sip.ContactHeader {
 	return &sip.ContactHeader{Address: u}
 }
 
-// prepare pins requests sent over UDP to the listening socket, so peers see
+// Prepare pins requests sent over UDP to the listening socket, so peers see
 // them come from the port they send to.
-func (s *Server) prepare(req *sip.Request) {
+func (s *Server) Prepare(req *sip.Request) {
 	if strings.EqualFold(req.Transport(), "udp") && s.udpLaddr.IP != nil {
 		req.Laddr = s.udpLaddr
 	}
 }
 
-// respond sends a final or provisional response, logging a failure once.
-func (s *Server) respond(tx sip.ServerTransaction, req *sip.Request, code int, reason string, mut func(*sip.Response)) {
+// Respond sends a final or provisional response, logging a failure once.
+func (s *Server) Respond(tx sip.ServerTransaction, req *sip.Request, code int, reason string, mut func(*sip.Response)) {
 	res := sip.NewResponseFromRequest(req, code, reason, nil)
 	res.AppendHeader(sip.NewHeader("Server", s.cfg.Load().SIP.UserAgent))
 	if mut != nil {
@@ -403,33 +404,33 @@ func (s *Server) respond(tx sip.ServerTransaction, req *sip.Request, code int, r
 	}
 }
 
-// reject answers A with a final error. wagate's own rejections carry a
+// Reject answers A with a final error. wagate's own rejections carry a
 // Reason header (RFC 3326), Meta's error code in X-WABA-Error when there is
 // one (DESIGN.md §4) and Retry-After when the refusal lifts at a known time
 // (5 s for other 503s).
-func (s *Server) reject(tx sip.ServerTransaction, req *sip.Request, r *rejection, log *slog.Logger) {
-	attrs := []any{"code", r.code, "reason", r.reason, "why", r.log}
-	if r.metaError != 0 {
-		attrs = append(attrs, "meta_error", r.metaError)
+func (s *Server) Reject(tx sip.ServerTransaction, req *sip.Request, r *Rejection, log *slog.Logger) {
+	attrs := []any{"code", r.Code, "reason", r.Reason, "why", r.Log}
+	if r.MetaError != 0 {
+		attrs = append(attrs, "meta_error", r.MetaError)
 	}
 	log.Info("call rejected", attrs...)
-	s.respond(tx, req, r.code, r.reason, func(res *sip.Response) {
-		if r.warning != "" {
-			res.AppendHeader(sip.NewHeader("Warning", `399 wagate "`+strings.ReplaceAll(r.warning, `"`, "'")+`"`))
+	s.Respond(tx, req, r.Code, r.Reason, func(res *sip.Response) {
+		if r.Warning != "" {
+			res.AppendHeader(sip.NewHeader("Warning", `399 wagate "`+strings.ReplaceAll(r.Warning, `"`, "'")+`"`))
 		}
-		if !r.relayed {
-			res.AppendHeader(reasonHeader(r.code, r.reason))
+		if !r.Relayed {
+			res.AppendHeader(ReasonHeader(r.Code, r.Reason))
 		}
-		if r.metaError != 0 {
-			res.AppendHeader(sip.NewHeader(hdrWABAError, itoa(r.metaError)))
+		if r.MetaError != 0 {
+			res.AppendHeader(sip.NewHeader(hdrWABAError, itoa(r.MetaError)))
 		}
-		if r.accept != "" {
-			res.AppendHeader(sip.NewHeader("Accept", r.accept))
+		if r.Accept != "" {
+			res.AppendHeader(sip.NewHeader("Accept", r.Accept))
 		}
 		switch {
-		case r.retryAfter > 0:
-			res.AppendHeader(sip.NewHeader("Retry-After", itoa(retryAfterSeconds(r.retryAfter))))
-		case r.code == 503:
+		case r.RetryAfter > 0:
+			res.AppendHeader(sip.NewHeader("Retry-After", itoa(retryAfterSeconds(r.RetryAfter))))
+		case r.Code == 503:
 			res.AppendHeader(sip.NewHeader("Retry-After", "5"))
 		}
 	})
@@ -442,29 +443,21 @@ func callIDOf(m interface{ CallID() *sip.CallIDHeader }) string {
 	return ""
 }
 
-// sendBye hangs up one leg without blocking the caller; the server owns
-// the goroutine and waits for it at shutdown.
-func (s *Server) sendBye(c *call, l *leg) {
-	req := l.newRequest(sip.BYE, nil)
-	s.prepare(req)
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), 64*sip.T1)
-		defer cancel()
-		res, err := s.client.Do(ctx, req)
-		switch {
-		case err != nil || res == nil:
-			// sipgo returns no response and no error when the
-			// transaction is torn down (shutdown closes the UA).
-			c.log.Warn("BYE failed", "leg", l.name, "error", errString(err))
-		case res.StatusCode >= 300 && res.StatusCode != 481:
-			c.log.Warn("BYE refused", "leg", l.name, "code", res.StatusCode)
-		}
-	}()
-}
-
-// errors for mapping in tests
-var errNoAck = errors.New("sip: no ACK for 2xx")
-
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// WaitUDPServing waits (up to 2 s) until sipgo serves the UDP listener
+// requests are pinned to (prepare): until then sipgo would try to bind a
+// second socket to that address for them, and fail.
+func (s *Server) WaitUDPServing(ctx context.Context) {
+	if s.udpLaddr.IP == nil {
+		return
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if c, err := s.ua.TransportLayer().GetConnection("udp", s.udpLaddr.String()); err == nil && c != nil {
+			c.TryClose() // GetConnection took a reference
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

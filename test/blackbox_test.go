@@ -247,32 +247,13 @@ func (s *tcpSender) close() {
 // request with 200; it ACKs nothing and keeps no state.
 func startBusyUAS(t *testing.T, addr string) {
 	t.Helper()
-	ua, err := net.ResolveUDPAddr("udp4", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := net.ListenUDP("udp4", ua)
-	if err != nil {
-		t.Fatalf("listen %s: %v", addr, err)
-	}
-	done := make(chan struct{})
-	t.Cleanup(func() { c.Close(); <-done })
-	go func() {
-		defer close(done)
-		buf := make([]byte, 65536)
-		for {
-			n, from, err := c.ReadFromUDP(buf)
-			if err != nil {
-				return
-			}
-			msg := string(buf[:n])
-			switch {
-			case strings.HasPrefix(msg, "INVITE "):
-				_, _ = c.WriteToUDP([]byte(echoResponse(msg, "486 Busy Here", "busy")), from)
-			case strings.HasPrefix(msg, "ACK "), strings.HasPrefix(msg, "SIP/"):
-			default:
-				_, _ = c.WriteToUDP([]byte(echoResponse(msg, "200 OK", "busy")), from)
-			}
+	startRawUAS(t, addr, func(msg string, reply func(string)) {
+		switch {
+		case strings.HasPrefix(msg, "INVITE "):
+			reply(echoResponse(msg, "486 Busy Here", "busy"))
+		case strings.HasPrefix(msg, "ACK "), strings.HasPrefix(msg, "SIP/"):
+		default:
+			reply(echoResponse(msg, "200 OK", "busy"))
 		}
-	}()
+	})
 }

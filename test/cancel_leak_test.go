@@ -73,6 +73,30 @@ type stuckUAS struct {
 // the INVITE.
 func startStuckUAS(t *testing.T, addr string, answerCancel bool) *stuckUAS {
 	t.Helper()
+	u := &stuckUAS{cancelled: make(chan struct{})}
+	var gotCancel bool
+	startRawUAS(t, addr, func(msg string, reply func(string)) {
+		switch {
+		case strings.HasPrefix(msg, "INVITE "):
+			reply(echoResponse(msg, "180 Ringing", "pbx-tag"))
+		case strings.HasPrefix(msg, "CANCEL "):
+			if !gotCancel {
+				gotCancel = true
+				close(u.cancelled)
+			}
+			if answerCancel {
+				reply(echoResponse(msg, "200 OK", "pbx-tag"))
+			}
+		}
+	})
+	return u
+}
+
+// startRawUAS serves UDP at addr until the test ends, calling handle (in
+// one goroutine) with each datagram and a function that answers its
+// sender.
+func startRawUAS(t *testing.T, addr string, handle func(msg string, reply func(string))) {
+	t.Helper()
 	ua, err := net.ResolveUDPAddr("udp4", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -81,34 +105,19 @@ func startStuckUAS(t *testing.T, addr string, answerCancel bool) *stuckUAS {
 	if err != nil {
 		t.Fatalf("listen %s: %v", addr, err)
 	}
-	u := &stuckUAS{cancelled: make(chan struct{})}
 	done := make(chan struct{})
 	t.Cleanup(func() { c.Close(); <-done })
 	go func() {
 		defer close(done)
 		buf := make([]byte, 65536)
-		var gotCancel bool
 		for {
 			n, from, err := c.ReadFromUDP(buf)
 			if err != nil {
 				return
 			}
-			msg := string(buf[:n])
-			switch {
-			case strings.HasPrefix(msg, "INVITE "):
-				_, _ = c.WriteToUDP([]byte(echoResponse(msg, "180 Ringing", "pbx-tag")), from)
-			case strings.HasPrefix(msg, "CANCEL "):
-				if !gotCancel {
-					gotCancel = true
-					close(u.cancelled)
-				}
-				if answerCancel {
-					_, _ = c.WriteToUDP([]byte(echoResponse(msg, "200 OK", "pbx-tag")), from)
-				}
-			}
+			handle(string(buf[:n]), func(res string) { _, _ = c.WriteToUDP([]byte(res), from) })
 		}
 	}()
-	return u
 }
 
 // echoResponse is a response to the raw request msg with its Via, From,

@@ -344,6 +344,9 @@ type wagateOpts struct {
 	// Extra flow-map entries appended inside an endpoint, number or api
 	// item, e.g. `, auth: {users: [{username: u, password: p}]}`.
 	MetaExtra, PBXExtra, DialerExtra, NumberExtra, APIExtra string
+	// MetaCIDRs and DialerCIDRs are more source_cidrs items of the meta
+	// and dialer endpoints, e.g. ", 127.0.5.5/32" (a proxy in front).
+	MetaCIDRs, DialerCIDRs string
 	// Extra is raw YAML appended at the top level (data_dir:, permissions:,
 	// recording: …).
 	Extra string
@@ -353,6 +356,11 @@ type wagateOpts struct {
 	// ListenExtra is raw YAML list items appended to sip.listen, e.g.
 	// "\n    - {transport: tls, address: …, cert_file: …, key_file: …}".
 	ListenExtra string
+	// RTPTimeout and RTPStartTimeout are media.rtp_timeout (default 30s)
+	// and media.rtp_start_timeout (default 60s).
+	RTPTimeout, RTPStartTimeout string
+	// Args are more command-line flags for wagate (-drain-timeout 1s, …).
+	Args []string
 }
 
 type configData struct {
@@ -369,12 +377,12 @@ sip:
   host: {{.E.WagateIP}}
   ring_timeout: {{.O.RingTimeout}}{{.O.SIPExtra}}
 endpoints:
-  - {name: meta, kind: whatsapp, host: {{.E.Meta.IP}}, port: {{.E.Meta.Port}}, transport: {{.O.MetaTransport}}, source_cidrs: [{{.E.Meta.IP}}/32], codecs: [{{.O.MetaCodecs}}], media_encryption: {{.O.MetaEncryption}}{{.O.MetaExtra}}}
+  - {name: meta, kind: whatsapp, host: {{.E.Meta.IP}}, port: {{.E.Meta.Port}}, transport: {{.O.MetaTransport}}, source_cidrs: [{{.E.Meta.IP}}/32{{.O.MetaCIDRs}}], codecs: [{{.O.MetaCodecs}}], media_encryption: {{.O.MetaEncryption}}{{.O.MetaExtra}}}
   - {name: pbx, kind: pbx, host: {{.E.PBX.IP}}, port: {{.E.PBX.Port}}, transport: udp, source_cidrs: [{{.E.PBX.IP}}/32], codecs: [PCMU, PCMA]{{.O.PBXExtra}}}
-  - {name: dialer, kind: dialer, host: {{.E.Dialer.IP}}, port: {{.E.Dialer.Port}}, transport: udp, source_cidrs: [{{.E.Dialer.IP}}/32]{{.O.DialerExtra}}}
+  - {name: dialer, kind: dialer, host: {{.E.Dialer.IP}}, port: {{.E.Dialer.Port}}, transport: udp, source_cidrs: [{{.E.Dialer.IP}}/32{{.O.DialerCIDRs}}]{{.O.DialerExtra}}}
 numbers:
   - {number: "+15550100001", phone_number_id: "100000000000001", route: {endpoint: pbx, user: "1001"}, dialers: [dialer], callback_permission: true{{.O.NumberExtra}}}
-media: {bind_ip: {{.E.WagateIP}}, port_min: {{.O.PortMin}}, port_max: {{.O.PortMax}}, rtp_timeout: 30s, rtp_start_timeout: 60s, port_quarantine: 2s}
+media: {bind_ip: {{.E.WagateIP}}, port_min: {{.O.PortMin}}, port_max: {{.O.PortMax}}, rtp_timeout: {{.O.RTPTimeout}}, rtp_start_timeout: {{.O.RTPStartTimeout}}, port_quarantine: 2s}
 api: {listen: "{{.E.WagateIP}}:{{.E.APIPort}}"{{.O.APIExtra}}}
 log: {level: {{.O.LogLevel}}, format: json}
 {{.O.Extra}}
@@ -410,6 +418,12 @@ func (e *env) writeConfig(o wagateOpts) string {
 	}
 	if o.MetaCodecs == "" {
 		o.MetaCodecs = "opus, PCMU, PCMA"
+	}
+	if o.RTPTimeout == "" {
+		o.RTPTimeout = "30s"
+	}
+	if o.RTPStartTimeout == "" {
+		o.RTPStartTimeout = "60s"
 	}
 	var b bytes.Buffer
 	if err := configTmpl.Execute(&b, configData{Name: e.t.Name(), E: e, O: o}); err != nil {
@@ -458,6 +472,24 @@ func (w *wagate) kill() {
 	}
 }
 
+// terminate stops wagate as an operator would (SIGTERM: drain, then exit)
+// and waits for it; an exit other than 0 within stopLimit fails the test.
+func (w *wagate) terminate() {
+	w.t.Helper()
+	w.exitExpected = true // stopped on purpose: the cleanup's stop has nothing to do
+	_ = w.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-w.exited:
+		if w.waitErr != nil {
+			w.t.Errorf("wagate exited with %v after SIGTERM", w.waitErr)
+		}
+	case <-time.After(stopLimit):
+		_ = w.cmd.Process.Kill()
+		<-w.exited
+		w.t.Errorf("wagate did not exit within %v of SIGTERM; killed", stopLimit)
+	}
+}
+
 // freeLogPath is wagate.log in dir, or wagate.N.log for a test's Nth
 // wagate (a restart keeps the first one's log).
 func freeLogPath(dir string) string {
@@ -489,7 +521,7 @@ func (e *env) startWagate(o wagateOpts) *wagate {
 	if err != nil {
 		t.Fatalf("wagate log: %v", err)
 	}
-	w.cmd = exec.Command(wagateBin, "-config", cfg)
+	w.cmd = exec.Command(wagateBin, append([]string{"-config", cfg}, o.Args...)...)
 	w.cmd.Stdout = logf
 	w.cmd.Stderr = logf
 	w.cmd.Dir = e.dir
@@ -593,6 +625,27 @@ type status struct {
 		Connections     int               `json:"connections"`
 		PanicsRecovered uint64            `json:"panics_recovered"`
 	} `json:"sip_edge"`
+	Overload map[string]uint64 `json:"overload_refusals"`
+	Trace    struct {
+		Messages  uint64 `json:"messages"`
+		Dropped   uint64 `json:"dropped"`
+		Unframed  uint64 `json:"unframed"`
+		HEPSent   uint64 `json:"hep_sent"`
+		HEPErrors uint64 `json:"hep_errors"`
+	} `json:"sip_trace"`
+	// Permissions are the permission store's counters (permissions.Stats).
+	Permissions *struct {
+		Backend             string `json:"backend"`
+		Up                  bool   `json:"up"`
+		Errors              uint64 `json:"errors"`
+		RefusedUnavailable  uint64 `json:"refused_unavailable"`
+		AdmittedFromCache   uint64 `json:"admitted_from_cache"`
+		LearnedNoPermission uint64 `json:"learned_no_permission"`
+		StaleReplies        uint64 `json:"stale_replies"`
+		ReplayedMessages    uint64 `json:"replayed_messages"`
+		RestrictedRefusals  uint64 `json:"restricted_refusals"`
+		PendingOutcomes     int    `json:"pending_outcomes"`
+	} `json:"permissions"`
 }
 
 var httpClient = &http.Client{Timeout: 2 * time.Second}

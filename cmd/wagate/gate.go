@@ -1,41 +1,44 @@
 package main
 
 import (
+	"github.com/wagate/wagate/b2bua"
 	"github.com/wagate/wagate/permissions"
-	"github.com/wagate/wagate/sip"
 )
 
-// permissionGate adapts the permission cache to the gate sip consumes.
-type permissionGate struct{ c *permissions.Cache }
+// permissionGate adapts the permission store (embedded or Redis) to the
+// gate sip consumes.
+type permissionGate struct{ s permissions.Store }
 
-func (g permissionGate) AdmitBIC(pnid, user string) (sip.Admission, sip.CallTicket) {
-	d, t := g.c.Admit(permissions.Key{PhoneNumberID: pnid, User: user})
-	if !d.Allowed() {
-		return sip.Admission{Code: d.Code, Reason: d.Reason, MetaError: d.MetaError, RetryAfter: d.RetryAfter}, nil
+func (g permissionGate) AdmitBIC(pnid, user string) (b2bua.Admission, b2bua.CallTicket) {
+	d, t := g.s.Reserve(permissions.Key{PhoneNumberID: pnid, User: user})
+	if !d.Allowed() || t == nil {
+		return b2bua.Admission{Code: d.Code, Reason: d.Reason, MetaError: d.MetaError, RetryAfter: d.RetryAfter}, nil
 	}
 	// Code 0 tells sip to place the call.
-	return sip.Admission{}, permissionTicket{t}
+	return b2bua.Admission{}, permissionTicket{t}
 }
 
 func (g permissionGate) GrantFromUIC(pnid, user string) {
-	g.c.GrantFromUIC(permissions.Key{PhoneNumberID: pnid, User: user})
+	g.s.GrantFromUIC(permissions.Key{PhoneNumberID: pnid, User: user})
 }
 
-type permissionTicket struct{ t *permissions.Ticket }
+type permissionTicket struct{ t permissions.Reservation }
 
 func (p permissionTicket) Connected() { p.t.Connected() }
 
-func (p permissionTicket) Finish(o sip.Outcome) {
+func (p permissionTicket) Finish(o b2bua.Outcome) {
 	out := permissions.Failed
 	switch o {
-	case sip.OutcomeAnswered:
+	case b2bua.OutcomeAnswered:
 		out = permissions.Answered
-	case sip.OutcomeUnanswered:
+	case b2bua.OutcomeUnanswered:
 		out = permissions.Unanswered
-	case sip.OutcomeRejected:
+	case b2bua.OutcomeRejected:
 		out = permissions.Rejected
-	case sip.OutcomeCancelled:
+	case b2bua.OutcomeCancelled:
 		out = permissions.Cancelled
+	case b2bua.OutcomeNoPermission:
+		out = permissions.MetaNoPermission
 	}
 	p.t.Finish(out)
 }

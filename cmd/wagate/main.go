@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/wagate/wagate/api"
+	"github.com/wagate/wagate/b2bua"
 	"github.com/wagate/wagate/configs"
 	"github.com/wagate/wagate/events"
 	"github.com/wagate/wagate/media"
@@ -35,8 +36,13 @@ func run() int {
 		printDef = flag.Bool("print-default-config", false, "print the embedded default config and exit")
 		cpuProf  = flag.String("cpuprofile", "", "write a CPU profile to `file` until exit (for load tests)")
 		memProf  = flag.String("memprofile", "", "write a heap profile to `file` when a stop signal arrives (for load tests)")
+		showVer  = flag.Bool("version", false, "print the version, commit, Go and libopus versions and exit")
 	)
 	flag.Parse()
+	if *showVer {
+		readBuildInfo().write(os.Stdout)
+		return 0
+	}
 	if *cpuProf != "" {
 		f, err := os.Create(*cpuProf)
 		if err != nil {
@@ -56,12 +62,7 @@ func run() int {
 		return 0
 	}
 	if *check != "" {
-		if _, err := configs.Load(*check); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		fmt.Printf("%s: ok\n", *check)
-		return 0
+		return checkConfig(*check)
 	}
 
 	cfg, err := loadConfig(*cfgPath)
@@ -69,38 +70,59 @@ func run() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	log := newLogger(cfg.Log)
+	// SIGHUP is caught from here on, so that a reload sent while wagate
+	// starts (systemd's ExecReload, a test) is applied once it runs
+	// instead of killing it; the stop signals keep their default until
+	// wagate can drain.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGHUP)
+	rt := &running{level: new(slog.LevelVar)}
+	rt.cfg.Store(cfg)
+	rt.level.Set(logLevel(cfg.Log))
+	log := newLogger(cfg.Log, rt.level)
 	slog.SetDefault(log)
+	bi := readBuildInfo()
+	log.Info("wagate starting", "version", bi.Version, "commit", bi.commitString(), "go", bi.Go, "libopus", bi.Opus,
+		"config", cfg.Source(), "config_sha256", cfg.SHA256())
+
+	lock, err := claimDataDir(cfg, log)
+	if err != nil {
+		log.Error("data directory", "error", err)
+		return 1
+	}
+	defer lock.Close()
 
 	mm, err := media.NewManager(cfg.Media, log)
 	if err != nil {
 		log.Error("media setup failed", "error", err)
 		return 1
 	}
-	srv, err := sip.New(cfg, func(id string, l *slog.Logger, a, b media.LegConfig) (sip.Bridge, error) {
-		br, err := mm.NewCallBridge(id, l, a, b)
-		if err != nil {
-			// A nil *media.Bridge must not become a non-nil sip.Bridge.
-			return nil, err
-		}
-		return br, nil
-	}, log)
+	srv, err := sip.New(cfg, log)
 	if err != nil {
 		log.Error("sip setup failed", "error", err)
 		return 1
 	}
+	calls := b2bua.New(srv, func(id string, l *slog.Logger, a, b media.LegConfig) (b2bua.Bridge, error) {
+		br, err := mm.NewCallBridge(id, l, a, b)
+		if err != nil {
+			// A nil *media.Bridge must not become a non-nil b2bua.Bridge.
+			return nil, err
+		}
+		return br, nil
+	}, log)
+	srv.SetCalls(calls)
 
-	journal, err := sip.OpenJournal(filepath.Join(cfg.DataDir, "live-calls.journal"))
+	journal, err := b2bua.OpenJournal(filepath.Join(cfg.DataDir, "live-calls.journal"))
 	if err != nil {
 		log.Error("call journal failed", "error", err)
 		return 1
 	}
 	defer journal.Close()
-	srv.SetJournal(journal)
+	calls.SetJournal(journal)
 
-	var perms *permissions.Cache
+	var perms permissions.Store
 	if cfg.Permissions.Enabled {
-		perms, err = permissions.Open(cfg.Permissions.Store, permissions.LimitsFrom(cfg.Permissions.Limits), permissions.SystemClock{}, log)
+		perms, err = openPermissions(cfg, log)
 		if err != nil {
 			log.Error("permission store failed", "error", err)
 			return 1
@@ -108,18 +130,23 @@ func run() int {
 		// Deferred first, so it closes last: after the drain, the last
 		// calls' outcomes still reach the store.
 		defer perms.Close()
-		srv.SetPermissionGate(permissionGate{perms})
+		calls.SetPermissionGate(permissionGate{perms})
+		resets := newUICResets(perms, log)
+		defer resets.Close()
+		calls.AddObserver(resets)
 	}
 
 	var rec *recording.Manager
 	if cfg.RecordingUsed() {
-		rec, err = recording.New(cfg.Recording, log)
+		rcfg := cfg.Recording
+		rcfg.Directory = nodeRecordingDir(cfg)
+		rec, err = recording.New(rcfg, log, recording.WithNodeID(cfg.NodeID))
 		if err != nil {
 			log.Error("recording setup failed", "error", err)
 			return 1
 		}
 		defer rec.Close()
-		srv.SetRecorder(rec)
+		calls.SetRecorder(rec)
 	}
 
 	// The events store (CDRs and the webhook outbox) opens before the
@@ -134,28 +161,37 @@ func run() int {
 			log.Error("events store failed", "error", err)
 			return 1
 		}
-		defer func() {
-			cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := sink.Close(cctx); err != nil {
-				log.Error("events store close", "error", err)
-			}
-		}()
-		srv.AddObserver(sink)
+		defer closeEvents(sink, perms, rec, log)
+		calls.AddObserver(sink)
+		wireEvents(sink, perms, rec, log)
 	}
 
-	mx := newMetrics(srv, mm, rec, sink)
-
 	var apiSrv *api.Server
+	mx := newMetrics(srv, calls, mm, rec, sink, perms, func() uint64 {
+		if apiSrv == nil {
+			return 0
+		}
+		return apiSrv.Stats().WebhookUnknownNumber
+	})
+
 	if cfg.API.Listen != "" {
 		opts := api.Options{
-			Addr:        cfg.API.Listen,
-			Status:      func() any { return status(srv, mm, rec, sink) },
+			Addr: cfg.API.Listen,
+			Status: func() any {
+				d := status(srv, calls, mm, rec, sink, perms)
+				if apiSrv != nil {
+					st := apiSrv.Stats()
+					d.API = &st
+				}
+				return d
+			},
+			NumberID:    numberIDResolver(cfg),
 			Token:       cfg.API.Token.Resolve(),
 			AppSecret:   cfg.API.Webhook.AppSecret.Resolve(),
 			VerifyToken: cfg.API.Webhook.VerifyToken.Resolve(),
 			Metrics:     mx.Handler(),
 			Ready:       readiness(srv),
+			KnownNumber: rt.knownNumber,
 			Log:         log,
 		}
 		if perms != nil {
@@ -187,8 +223,7 @@ func run() int {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Run(ctx) }()
 
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	code := 0
 loop:
 	for {
@@ -201,7 +236,7 @@ loop:
 			break loop
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				reload(srv, perms, *cfgPath, log)
+				rt.reload(srv, perms, *cfgPath, log)
 				continue
 			}
 			if *memProf != "" {
@@ -210,11 +245,19 @@ loop:
 			log.Info("draining", "signal", sig.String(), "timeout", drain.String())
 			dctx, cancel := context.WithTimeout(context.Background(), *drain)
 			go func() {
-				// A second signal stops waiting for calls to end.
-				select {
-				case <-sigs:
-					cancel()
-				case <-dctx.Done():
+				// A second stop signal stops waiting for calls to end;
+				// a SIGHUP (a reload, a log rotation) must not.
+				for {
+					select {
+					case sig := <-sigs:
+						if sig == syscall.SIGHUP {
+							log.Warn("reload ignored: wagate is draining")
+							continue
+						}
+						cancel()
+					case <-dctx.Done():
+					}
+					return
 				}
 			}()
 			srv.Shutdown(dctx)
@@ -251,33 +294,52 @@ func loadConfig(path string) (*configs.Config, error) {
 	return configs.Load(path)
 }
 
-// reload applies a changed config to new calls; a bad file changes nothing.
-// Turning permissions or recording on or off, listeners, media ports, the
-// API address, node_id and the cdr and events sections take a restart.
-func reload(srv *sip.Server, perms *permissions.Cache, path string, log *slog.Logger) {
-	cfg, err := loadConfig(path)
+// checkConfig is -check-config: 0 when path would load, else 1 with
+// every problem. Secrets whose environment variable is unset here are
+// warnings, not failures: the check may run in another environment than
+// the service, which refuses to start without them.
+func checkConfig(path string) int {
+	_, warnings, err := configs.Check(path)
 	if err != nil {
-		log.Error("reload rejected, keeping the running config", "error", err)
-		return
+		fmt.Fprintln(os.Stderr, err)
+		return 1
 	}
-	srv.Reload(cfg)
-	if perms != nil {
-		perms.SetLimits(permissions.LimitsFrom(cfg.Permissions.Limits))
+	for _, w := range warnings {
+		fmt.Fprintf(os.Stderr, "warning: %s\n", w)
 	}
-	log.Info("config reloaded", "file", path)
+	if len(warnings) > 0 {
+		fmt.Printf("%s: ok, with %d warning(s): wagate -config refuses to start unless those variables are set in its environment\n", path, len(warnings))
+		return 0
+	}
+	fmt.Printf("%s: ok\n", path)
+	return 0
 }
+
+// The status document keeps the flat shape it had before the B2BUA left
+// the sip package: both snapshots' fields at the top level.
+type (
+	edgeStatus  = sip.Status
+	callsStatus = b2bua.Status
+)
 
 type statusDoc struct {
-	sip.Status
-	PortsInUse int              `json:"ports_in_use"`
-	Bridges    int              `json:"bridges"`
-	Recordings *recording.Stats `json:"recordings,omitempty"`
-	Events     *events.Stats    `json:"events,omitempty"`
+	edgeStatus
+	callsStatus
+	PortsInUse  int                `json:"ports_in_use"`
+	Bridges     int                `json:"bridges"`
+	Recordings  *recording.Stats   `json:"recordings,omitempty"`
+	Events      *events.Stats      `json:"events,omitempty"`
+	API         *api.Stats         `json:"api,omitempty"`
+	Permissions *permissions.Stats `json:"permissions,omitempty"`
 }
 
-func status(srv *sip.Server, mm *media.Manager, rec *recording.Manager, sink *events.Sink) statusDoc {
+func status(srv *sip.Server, calls *b2bua.Engine, mm *media.Manager, rec *recording.Manager, sink *events.Sink, perms permissions.Store) statusDoc {
 	ms := mm.Stats()
-	d := statusDoc{Status: srv.Status(), PortsInUse: ms.PortsInUse, Bridges: ms.Bridges}
+	d := statusDoc{edgeStatus: srv.Status(), callsStatus: calls.Status(), PortsInUse: ms.PortsInUse, Bridges: ms.Bridges}
+	if perms != nil {
+		ps := perms.Stats()
+		d.Permissions = &ps
+	}
 	if rec != nil {
 		rs := rec.Stats()
 		d.Recordings = &rs
@@ -289,11 +351,9 @@ func status(srv *sip.Server, mm *media.Manager, rec *recording.Manager, sink *ev
 	return d
 }
 
-func newLogger(c configs.Log) *slog.Logger {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.Level)); err != nil {
-		level = slog.LevelInfo
-	}
+// newLogger logs at level, which a reload may change; the format is fixed
+// at start.
+func newLogger(c configs.Log, level *slog.LevelVar) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: level}
 	if c.Format == "json" {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts))

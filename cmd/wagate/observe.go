@@ -1,17 +1,22 @@
 package main
 
 import (
+	"github.com/wagate/wagate/b2bua"
 	"github.com/wagate/wagate/events"
 	"github.com/wagate/wagate/media"
 	"github.com/wagate/wagate/metrics"
+	"github.com/wagate/wagate/permissions"
 	"github.com/wagate/wagate/recording"
 	"github.com/wagate/wagate/sip"
 )
 
 // newMetrics builds the Prometheus registry over the running rooms and
 // makes it a call observer.
-func newMetrics(srv *sip.Server, mm *media.Manager, rec *recording.Manager, sink *events.Sink) *metrics.Metrics {
-	src := metrics.Sources{SIP: srv.Status, Media: mm.Stats, SIPMessages: srv.MessageCounts}
+func newMetrics(srv *sip.Server, calls *b2bua.Engine, mm *media.Manager, rec *recording.Manager, sink *events.Sink, perms permissions.Store, webhookUnknown func() uint64) *metrics.Metrics {
+	src := metrics.Sources{SIP: srv.Status, Calls: calls.Status, Media: mm.Stats, SIPMessages: srv.MessageCounts, WebhookUnknownNumber: webhookUnknown}
+	if perms != nil {
+		src.Permissions = perms.Stats
+	}
 	if rec != nil {
 		src.Recording = rec.Stats
 	}
@@ -19,7 +24,7 @@ func newMetrics(srv *sip.Server, mm *media.Manager, rec *recording.Manager, sink
 		src.Events = sink.Stats
 	}
 	m := metrics.New(src)
-	srv.AddObserver(m)
+	calls.AddObserver(m)
 	return m
 }
 

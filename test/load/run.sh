@@ -27,10 +27,20 @@
 #   USERS=10000        distinct WhatsApp users a BIC run cycles through; each is
 #                      called again only USERS/RATE seconds later, so no user has
 #                      two calls at once (that is refused with 486 by design)
+#   TRACE=off|log|hep  off (default): no SIP trace. log: sip.trace.log with
+#                      log.level info (otherwise warn), so a line per message
+#                      is written to the run's log. hep: sip.trace.hep toward
+#                      a UDP sink on NET.8:9060 (python3) that counts packets.
 #   MEDIA=none|relay   none (default): signalling only. relay: the callee runs
 #                      SIPp -rtp_echo and the caller plays a PCMU pcap, so wagate
 #                      relays RTP both ways (SIPp's pcap playback needs root or
 #                      CAP_NET_RAW, and starts one thread per call).
+#   CDR=on|off         on (default): every call's CDR is written to the events
+#                      store (data/events.db) and metrics are kept; off:
+#                      cdr.enabled false and no subscribers, so the store is
+#                      not even opened (metrics stay: they cost no I/O)
+#   EXTRA_YAML=...     raw YAML appended to wagate's config (e.g. an events
+#                      subscriber: 'events: {subscribers: [{name: x, url: ...}]}')
 #   HOLD_MS=1000       call length in the run/find-max modes
 #   SECONDS_PER_RUN=30 length of each find-max step
 #   WAGATE=path        a wagate binary to test (default: go build ./cmd/wagate)
@@ -70,6 +80,9 @@ SCEN=$ROOT/test/sipp
 MEDIA=${MEDIA:-none}
 DIRECTION=${DIRECTION:-uic}
 PERMISSIONS=${PERMISSIONS:-off}
+CDR=${CDR:-on}
+EXTRA_YAML=${EXTRA_YAML:-}
+TRACE=${TRACE:-off}
 USERS=${USERS:-10000}
 HOLD_MS=${HOLD_MS:-1000}
 NET=${NET:-127.0.50}
@@ -201,9 +214,37 @@ make_pcap() { # make_pcap SECONDS: PCMU tone for uac_pcap.xml, next to a copy of
     cp "$SCEN/uac_pcap.xml" "$OUT/uac_pcap.xml"
 }
 
+# start_hep_sink: a UDP socket on NET.8:9060 that reads and counts HEP
+# packets (into $OUT/hep.count when it is stopped), so that the export is
+# measured against a collector that keeps up.
+HEP_SINK_PID=
+start_hep_sink() {
+    [[ -n $HEP_SINK_PID ]] && return 0
+    python3 -c '
+import signal, socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+s.bind((sys.argv[1], 9060))
+n = 0
+def stop(*_):
+    open(sys.argv[2], "w").write(str(n) + "\n"); sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+while True:
+    s.recv(70000); n += 1
+' "$NET.8" "$OUT/hep.count" &
+    HEP_SINK_PID=$!
+    PIDS+=("$HEP_SINK_PID")
+}
+
 WAGATE_PID=
 start_wagate() { # start_wagate TAG
-    local cfg=$OUT/$1.wagate.yaml perms="permissions: {enabled: false}"
+    local cfg=$OUT/$1.wagate.yaml perms="permissions: {enabled: false}" trace="" level=warn
+    case $TRACE in
+        off) ;;
+        log) trace="  trace: {log: true}"; level=info ;;
+        hep) trace="  trace: {hep: {address: \"$NET.8:9060\"}}"; start_hep_sink ;;
+        *) die "TRACE=$TRACE: use off, log or hep" ;;
+    esac
     if [[ $PERMISSIONS == on ]]; then
         # Limits far above what a run reaches, so only the lookup is measured.
         perms="permissions:
@@ -221,6 +262,7 @@ sip:
     - {transport: tcp, address: "$WAGATE_IP:$SIP_PORT"}
   host: $WAGATE_IP
   ring_timeout: 60s
+$trace
 endpoints:
   - {name: meta, kind: whatsapp, host: $META_IP, port: $PEER_PORT, transport: udp, source_cidrs: [$META_IP/32], codecs: [opus, PCMU, PCMA], media_encryption: none}
   - {name: pbx, kind: pbx, host: $PBX_IP, port: $PEER_PORT, transport: udp, source_cidrs: [$PBX_IP/32], codecs: [PCMU, PCMA]}
@@ -230,7 +272,9 @@ numbers:
 media: {bind_ip: $WAGATE_IP, port_min: $PORT_MIN, port_max: $PORT_MAX, rtp_timeout: 30s, rtp_start_timeout: 120s, port_quarantine: 2s}
 api: {listen: "$WAGATE_IP:$API_PORT", token: {value: "$API_TOKEN"}}
 $perms
-log: {level: warn, format: json}
+$([[ $CDR == off ]] && echo "cdr: {enabled: false}")
+log: {level: $level, format: json}
+$EXTRA_YAML
 EOF
     "$WAGATE" -check-config "$cfg" >/dev/null
     bound udp "$WAGATE_IP" "$SIP_PORT" && die "$WAGATE_IP:$SIP_PORT (udp) is already in use"

@@ -1,9 +1,10 @@
-package sip
+package b2bua
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	sipedge "github.com/wagate/wagate/sip"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -71,16 +72,16 @@ func (s callState) String() string {
 
 // call is one call through wagate: two legs, one media bridge, one state.
 type call struct {
-	srv       *Server
+	srv       *Engine
 	id        string // wagate's own call id (the recording key)
-	dir       Direction
+	dir       sipedge.Direction
 	aEndpoint string
 	bEndpoint string
 	// aSource is where A's INVITE came from (host:port).
 	aSource string
 	log     *slog.Logger
 	a, b    *leg
-	route   *routeDecision
+	route   *sipedge.Decision
 
 	aInvite *sip.Request
 	aTx     sip.ServerTransaction
@@ -228,8 +229,10 @@ func (c *call) terminate(from *leg, cause string) {
 	case c.b:
 		by = "b"
 	}
-	c.finishRecording(by, cause)
+	// call.ended before recording.ready: the recording finishes on its
+	// own goroutine, and its event must not overtake the call's.
 	c.srv.notifyEnded(c, by, cause, outcome, c.wasConnectedNow())
+	c.finishRecording(by, cause)
 	attrs := []any{"hangup_by", by, "cause", cause, "state", prev.String()}
 	if c.ticket != nil {
 		attrs = append(attrs, "outcome", outcome.String())

@@ -1,16 +1,17 @@
-package sip
+package b2bua
 
 import (
 	"time"
 
 	"github.com/wagate/wagate/media"
 	"github.com/wagate/wagate/recording"
+	sipedge "github.com/wagate/wagate/sip"
 )
 
 // SetRecorder turns call recording on: answered calls whose number records
 // (recording.enabled or the number's override) are recorded by m. Call it
 // before Run.
-func (s *Server) SetRecorder(m *recording.Manager) { s.rec = m }
+func (s *Engine) SetRecorder(m *recording.Manager) { s.rec = m }
 
 // recTap feeds a bridge's decoded audio to a recording. Both packages
 // number the sides alike: A sent the INVITE.
@@ -20,26 +21,26 @@ func (t recTap) PCM(side media.Side, pcm []int16) { t.r.PCM(recording.Side(side)
 
 // startRecording begins recording an answered call, if its number records.
 // A recording that cannot start is logged and the call goes on.
-func (s *Server) startRecording(c *call) {
-	if s.rec == nil || !s.cfg.Load().Records(c.route.number) {
+func (s *Engine) startRecording(c *call) {
+	if s.rec == nil || !s.edge.Config().Records(c.route.Number) {
 		return
 	}
 	d := c.route
 	meta := recording.Meta{
 		ACallID:        c.a.callID,
 		BCallID:        c.b.callID,
-		WhatsAppCallID: d.uic.waCallID,
+		WhatsAppCallID: d.UIC.WACallID,
 		SessionID:      c.id,
-		Direction:      string(d.dir),
-		BusinessNumber: d.number.Number,
-		UserNumber:     d.user,
+		Direction:      string(d.Dir),
+		BusinessNumber: d.Number.Number,
+		UserNumber:     d.User,
 		AEndpoint:      c.aEndpoint,
 		BEndpoint:      c.bEndpoint,
 		WhatsAppSide:   recording.SideA,
 		StartTime:      c.created,
 		AnswerTime:     time.Now(),
 	}
-	if d.dir == BIC {
+	if d.Dir == sipedge.BIC {
 		meta.WhatsAppSide = recording.SideB
 	}
 	r, err := s.rec.Start(meta)

@@ -1,4 +1,4 @@
-package sip
+package b2bua
 
 import (
 	"slices"

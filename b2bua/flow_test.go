@@ -1,8 +1,9 @@
-package sip
+package b2bua
 
 import (
 	"context"
 	"fmt"
+	sipedge "github.com/wagate/wagate/sip"
 	"io"
 	"log/slog"
 	"net"
@@ -259,7 +260,8 @@ func (p *peer) reply(req *sip.Request, code int, reason, toTag string, mut func(
 // flow is a running server with its three peers.
 type flow struct {
 	t                 *testing.T
-	srv               *Server
+	srv               *Engine
+	edge              *sipedge.Server
 	addr              string
 	meta, pbx, dialer *peer
 	gate              *fakeGate
@@ -267,7 +269,7 @@ type flow struct {
 	done              chan struct{}
 }
 
-// startFlow starts a Server whose endpoints are the three peers; extra
+// startFlow starts an edge and its B2BUA whose endpoints are the three peers; extra
 // YAML goes into the meta and dialer endpoint entries and the number.
 func startFlow(t *testing.T, metaExtra, dialerExtra, numberExtra string) *flow {
 	t.Helper()
@@ -295,28 +297,30 @@ numbers:
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	f.srv, err = New(cfg, func(string, *slog.Logger, media.LegConfig, media.LegConfig) (Bridge, error) { return fakeBridge{}, nil }, log)
+	f.edge, err = sipedge.New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.srv = New(f.edge, func(string, *slog.Logger, media.LegConfig, media.LegConfig) (Bridge, error) { return fakeBridge{}, nil }, log)
+	f.edge.SetCalls(f.srv)
 	f.srv.SetPermissionGate(f.gate)
 	ctx, cancel := context.WithCancel(context.Background())
 	f.cancel, f.done = cancel, make(chan struct{})
 	go func() {
 		defer close(f.done)
-		if err := f.srv.Run(ctx); err != nil {
+		if err := f.edge.Run(ctx); err != nil {
 			t.Errorf("run: %v", err)
 		}
 	}()
 	select {
-	case <-f.srv.Ready():
+	case <-f.edge.Ready():
 	case <-time.After(5 * time.Second):
 		t.Fatal("server not ready")
 	}
 	t.Cleanup(func() {
 		sctx, scancel := context.WithTimeout(context.Background(), time.Second)
 		defer scancel()
-		f.srv.Shutdown(sctx)
+		f.edge.Shutdown(sctx)
 		cancel()
 		<-f.done
 	})
@@ -613,17 +617,20 @@ func TestFlowBICChallengeRefused(t *testing.T) {
 // TestFlowBICOutcomes: Meta's final answers become the ticket's outcome.
 func TestFlowBICOutcomes(t *testing.T) {
 	for _, tt := range []struct {
-		code int
-		want Outcome
+		code   int
+		reason string
+		want   Outcome
 	}{
-		{480, OutcomeUnanswered}, {408, OutcomeUnanswered}, {486, OutcomeRejected}, {603, OutcomeRejected}, {500, OutcomeFailed}, {404, OutcomeFailed},
+		{480, "Final", OutcomeUnanswered}, {408, "Final", OutcomeFailed}, {486, "Final", OutcomeRejected}, {603, "Final", OutcomeFailed},
+		{500, "Final", OutcomeFailed}, {404, "Final", OutcomeFailed}, {403, "Final", OutcomeFailed},
+		{403, "No Approved Call Permission Found", OutcomeNoPermission},
 	} {
-		t.Run(strconv.Itoa(tt.code), func(t *testing.T) {
+		t.Run(strconv.Itoa(tt.code)+" "+tt.reason, func(t *testing.T) {
 			f := startFlow(t, "", "", "")
 			inv := f.dialerInvite(waUser, hdrPNID)
 			f.dialer.send(f.addr, inv)
 			b := f.meta.request(sip.INVITE)
-			f.meta.reply(b, tt.code, "Final", "m1", nil)
+			f.meta.reply(b, tt.code, tt.reason, "m1", nil)
 			f.meta.request(sip.ACK)
 			res := f.dialer.response(tt.code)
 			f.dialer.send(f.addr, ackFor(inv, res))

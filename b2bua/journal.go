@@ -1,4 +1,4 @@
-package sip
+package b2bua
 
 import (
 	"bufio"
@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	sipedge "github.com/wagate/wagate/sip"
 	"io"
 	"log/slog"
 	"os"
@@ -48,18 +49,18 @@ type Journal struct {
 // journalCall is what the journal keeps of a call: enough to hang up both
 // legs and say what the call was.
 type journalCall struct {
-	ID        string        `json:"id"`
-	Direction Direction     `json:"direction"`
-	AEndpoint string        `json:"a_endpoint"`
-	BEndpoint string        `json:"b_endpoint"`
-	Business  string        `json:"business,omitempty"`
-	PNID      string        `json:"phone_number_id,omitempty"`
-	WACallID  string        `json:"wa_call_id,omitempty"`
-	User      string        `json:"user,omitempty"`
-	Created   time.Time     `json:"created"`
-	Answered  time.Time     `json:"answered"`
-	A         journalDialog `json:"a"`
-	B         journalDialog `json:"b"`
+	ID        string            `json:"id"`
+	Direction sipedge.Direction `json:"direction"`
+	AEndpoint string            `json:"a_endpoint"`
+	BEndpoint string            `json:"b_endpoint"`
+	Business  string            `json:"business,omitempty"`
+	PNID      string            `json:"phone_number_id,omitempty"`
+	WACallID  string            `json:"wa_call_id,omitempty"`
+	User      string            `json:"user,omitempty"`
+	Created   time.Time         `json:"created"`
+	Answered  time.Time         `json:"answered"`
+	A         journalDialog     `json:"a"`
+	B         journalDialog     `json:"b"`
 }
 
 // journalDialog is one leg's dialog, as newRequest needs it.
@@ -226,17 +227,17 @@ func (j *Journal) Close() error {
 // SetJournal makes the server keep its live dialogs in j and hang up, once
 // its listeners are bound, the calls a previous run left up. Call it
 // before Run.
-func (s *Server) SetJournal(j *Journal) { s.journal = j }
+func (s *Engine) SetJournal(j *Journal) { s.journal = j }
 
 // journalUp records an answered call.
-func (s *Server) journalUp(c *call) {
+func (s *Engine) journalUp(c *call) {
 	if s.journal == nil {
 		return
 	}
 	jc := journalCall{
 		ID: c.id, Direction: c.dir, AEndpoint: c.aEndpoint, BEndpoint: c.bEndpoint,
-		Business: c.route.number.Number, PNID: c.route.number.PhoneNumberID, WACallID: c.route.uic.waCallID,
-		User: c.route.user, Created: c.created,
+		Business: c.route.Number.Number, PNID: c.route.Number.PhoneNumberID, WACallID: c.route.UIC.WACallID,
+		User: c.route.User, Created: c.created,
 		A: c.a.snapshot(), B: c.b.snapshot(),
 	}
 	c.mu.Lock()
@@ -247,7 +248,7 @@ func (s *Server) journalUp(c *call) {
 	}
 }
 
-func (s *Server) journalDown(c *call) {
+func (s *Engine) journalDown(c *call) {
 	if s.journal == nil {
 		return
 	}
@@ -294,7 +295,7 @@ func (d journalDialog) restore(name string) (*leg, bool) {
 
 // hangUpLeftCalls sends BYE on both legs of every call a previous run left
 // up. It runs once the listeners are bound, owned by s.wg.
-func (s *Server) hangUpLeftCalls(ctx context.Context) {
+func (s *Engine) hangUpLeftCalls(ctx context.Context) {
 	if s.journal == nil {
 		return
 	}
@@ -302,6 +303,7 @@ func (s *Server) hangUpLeftCalls(ctx context.Context) {
 	if len(calls) == 0 {
 		return
 	}
+	s.edge.WaitUDPServing(ctx)
 	s.log.Warn("hanging up calls left up by a previous run", "calls", len(calls))
 	for _, jc := range calls {
 		log := s.log.With("call", jc.ID, "dir", string(jc.Direction), "a_endpoint", jc.AEndpoint, "b_endpoint", jc.BEndpoint)
@@ -336,20 +338,18 @@ func (s *Server) hangUpLeftCalls(ctx context.Context) {
 }
 
 // byeRestored sends BYE on a leg restored from the journal.
-func (s *Server) byeRestored(ctx context.Context, l *leg, log *slog.Logger) {
+func (s *Engine) byeRestored(ctx context.Context, l *leg, log *slog.Logger) {
 	req := l.newRequest(sip.BYE, nil)
-	s.prepare(req)
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
+	s.edge.Prepare(req)
+	s.wg.Go(func() {
 		ctx, cancel := context.WithTimeout(ctx, 64*sip.T1)
 		defer cancel()
-		res, err := s.client.Do(ctx, req)
+		res, err := s.edge.Client().Do(ctx, req)
 		switch {
 		case err != nil || res == nil:
 			log.Warn("BYE after restart failed", "leg", l.name, "error", errString(err))
 		default:
 			log.Info("BYE after restart answered", "leg", l.name, "code", res.StatusCode)
 		}
-	}()
+	})
 }

@@ -1,4 +1,4 @@
-package sip
+package b2bua
 
 import (
 	"errors"
@@ -8,54 +8,55 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/wagate/wagate/configs"
 	"github.com/wagate/wagate/media"
+	sipedge "github.com/wagate/wagate/sip"
 )
 
-// onInvite runs in sipgo's goroutine for the INVITE. For a new call it stays
-// until A has a final response and, for 2xx, until A's ACK: the server
-// transaction ends when this handler returns.
-func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
-	if tag, _ := req.To().Params.Get("tag"); tag != "" {
-		s.onReinvite(req, tx)
-		return
-	}
-	ep := s.peerOr403(req, tx)
-	if ep == nil {
-		return
-	}
+// Invite takes a dialog-creating INVITE from endpoint ep (which the edge
+// identified and authenticated). It runs in sipgo's goroutine for the
+// INVITE and stays until A has a final response and, for 2xx, until A's
+// ACK: the server transaction ends when it returns.
+func (s *Engine) Invite(req *sip.Request, tx sip.ServerTransaction, ep *configs.Endpoint) {
 	log := s.log.With("sip_call_id", callIDOf(req), "leg", "a", "endpoint", ep.Name)
 	// refuse answers an INVITE refused before any call exists, and
 	// records it (a CDR with outcome refused).
-	var dec *routeDecision
+	var dec *sipedge.Decision
 	permission := ""
-	refuse := func(r *rejection) {
-		s.reject(tx, req, r, log)
+	refuse := func(r *sipedge.Rejection) {
+		s.edge.Reject(tx, req, r, log)
 		s.notifyRefused(req, ep, dec, r, permission)
 	}
-	if ok, refused := s.authenticate(tx, req, ep, log); !ok {
-		if refused != nil {
-			s.notifyRefused(req, ep, nil, refused, "")
-		}
+	if s.edge.Draining() {
+		s.over.note(overDraining, "")
+		refuse(&sipedge.Rejection{Code: 503, Reason: "Service Unavailable", Log: "draining"})
 		return
 	}
-	if s.draining.Load() {
-		refuse(&rejection{code: 503, reason: "Service Unavailable", log: "draining"})
+	if limit := s.edge.Config().SIP.MaxCPUPercent; limit > 0 {
+		if cpu := s.over.cpu.Load(); cpu >= int64(limit) {
+			s.over.note(overCPU, itoa(int(cpu))+"% of all cores")
+			refuse(&sipedge.Rejection{Code: 503, Reason: "Service Unavailable", Log: "overload: cpu", RetryAfter: 5 * time.Second})
+			return
+		}
+	}
+	if !s.cps.allow(ep.Name, ep.MaxCPS) {
+		s.over.note(overCPS, "endpoint "+ep.Name+" over "+itoa(ep.MaxCPS)+" calls/s")
+		refuse(&sipedge.Rejection{Code: 503, Reason: "Service Unavailable", Log: "overload: endpoint call rate", RetryAfter: time.Second})
 		return
 	}
 	if mf := req.MaxForwards(); mf != nil && mf.Val() <= 1 {
-		refuse(&rejection{code: 483, reason: "Too Many Hops", log: "Max-Forwards exhausted"})
+		refuse(&sipedge.Rejection{Code: 483, Reason: "Too Many Hops", Log: "Max-Forwards exhausted"})
 		return
 	}
 	if len(req.Body()) == 0 {
-		refuse(&rejection{code: 488, reason: "Not Acceptable Here", warning: "INVITE without SDP offer is not supported", log: "offerless INVITE"})
+		refuse(&sipedge.Rejection{Code: 488, Reason: "Not Acceptable Here", Warning: "INVITE without SDP offer is not supported", Log: "offerless INVITE"})
 		return
 	}
 	if ct := req.ContentType(); ct != nil && !isSDPType(ct.Value()) {
-		refuse(&rejection{code: 415, reason: "Unsupported Media Type", warning: "the offer must be application/sdp",
-			log: "INVITE body is " + truncate(ct.Value(), 64), accept: "application/sdp"})
+		refuse(&sipedge.Rejection{Code: 415, Reason: "Unsupported Media Type", Warning: "the offer must be application/sdp",
+			Log: "INVITE body is " + truncate(ct.Value(), 64), Accept: "application/sdp"})
 		return
 	}
-	cfg := s.cfg.Load()
-	dec, rej := route(cfg, ep, req)
+	cfg := s.edge.Config()
+	dec, rej := sipedge.Route(cfg, ep, req)
 	if rej != nil {
 		refuse(rej)
 		return
@@ -63,7 +64,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	// The permission gate decides before any media or call state exists,
 	// so a refused call costs nothing and nothing leaves toward Meta.
 	var ticket CallTicket
-	if dec.dir == BIC {
+	if dec.Dir == sipedge.BIC {
 		ticket, permission, rej = s.admitBIC(dec)
 		if rej != nil {
 			refuse(rej)
@@ -74,9 +75,9 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	c := &call{
 		srv:        s,
 		id:         newCallID(),
-		dir:        dec.dir,
+		dir:        dec.Dir,
 		aEndpoint:  ep.Name,
-		bEndpoint:  dec.bEP.Name,
+		bEndpoint:  dec.BEP.Name,
 		aSource:    req.Source(),
 		route:      dec,
 		aInvite:    req,
@@ -91,35 +92,36 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	c.a.fromUAS(req, newTag())
 	c.b.callID = c.id + bLegCallIDSuffix
-	c.log = s.log.With("call", c.id, "dir", string(dec.dir), "a_endpoint", ep.Name, "b_endpoint", dec.bEP.Name, "sip_call_id", c.a.callID)
+	c.log = s.log.With("call", c.id, "dir", string(dec.Dir), "a_endpoint", ep.Name, "b_endpoint", dec.BEP.Name, "sip_call_id", c.a.callID)
 
-	switch s.reg.admit(c, cfg.SIP.MaxCalls, ep.MaxCalls, dec.bEP.MaxCalls) {
+	switch s.reg.admit(c, cfg.SIP.MaxCalls, ep.MaxCalls, dec.BEP.MaxCalls) {
 	case admitDuplicate:
 		if ticket != nil {
 			ticket.Finish(OutcomeFailed)
 		}
-		refuse(&rejection{code: 482, reason: "Loop Detected", log: "Call-ID already in a live call"})
+		refuse(&sipedge.Rejection{Code: 482, Reason: "Loop Detected", Log: "Call-ID already in a live call"})
 		return
 	case admitFull:
 		if ticket != nil {
 			ticket.Finish(OutcomeFailed)
 		}
-		refuse(&rejection{code: 503, reason: "Service Unavailable", log: "concurrent call limit"})
+		s.over.note(overConcurrency, "")
+		refuse(&sipedge.Rejection{Code: 503, Reason: "Service Unavailable", Log: "concurrent call limit"})
 		return
 	}
-	attrs := []any{"user", dec.user, "business", dec.number.Number}
-	if dec.bic != nil && dec.bic.campaignID != "" {
-		attrs = append(attrs, "campaign", dec.bic.campaignID)
+	attrs := []any{"user", dec.User, "business", dec.Number.Number}
+	if dec.BIC != nil && dec.BIC.CampaignID != "" {
+		attrs = append(attrs, "campaign", dec.BIC.CampaignID)
 	}
 	c.log.Info("call started", attrs...)
 	s.notifyStarted(c)
-	s.respond(tx, req, 100, "Trying", nil)
-	if len(dec.uic.dropped) > 0 {
-		c.log.Warn("x-wa-meta headers not used", "headers", strings.Join(dec.uic.dropped, ", "))
+	s.edge.Respond(tx, req, 100, "Trying", nil)
+	if len(dec.UIC.Dropped) > 0 {
+		c.log.Warn("x-wa-meta headers not used", "headers", strings.Join(dec.UIC.Dropped, ", "))
 	}
-	if dec.dir == UIC && dec.number.CallbackPermission && dec.user != "" {
+	if dec.Dir == sipedge.UIC && dec.Number.CallbackPermission && dec.User != "" {
 		if g := s.permissionGate(); g != nil {
-			g.GrantFromUIC(dec.number.PhoneNumberID, dec.user)
+			g.GrantFromUIC(dec.Number.PhoneNumberID, dec.User)
 		}
 	}
 
@@ -130,15 +132,28 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	s.placeBLeg(c)
 }
 
+// isRetransmission reports whether req is a retransmission of the INVITE
+// that started a live call: same Call-ID, From tag and CSeq.
+func (s *Engine) isRetransmission(req *sip.Request) bool {
+	ref, ok := s.reg.lookup(callIDOf(req))
+	if !ok || ref.leg != ref.call.a {
+		return false
+	}
+	orig := ref.call.aInvite
+	tag, _ := req.From().Params.Get("tag")
+	otag, _ := orig.From().Params.Get("tag")
+	return tag == otag && req.CSeq().SeqNo == orig.CSeq().SeqNo
+}
+
 // admitBIC asks the permission gate about a business-initiated call, and
 // names its verdict for the call's record. No gate (permissions disabled)
 // admits every call without a ticket.
-func (s *Server) admitBIC(dec *routeDecision) (CallTicket, string, *rejection) {
+func (s *Engine) admitBIC(dec *sipedge.Decision) (CallTicket, string, *sipedge.Rejection) {
 	g := s.permissionGate()
 	if g == nil {
 		return nil, "", nil
 	}
-	adm, ticket := g.AdmitBIC(dec.number.PhoneNumberID, dec.user)
+	adm, ticket := g.AdmitBIC(dec.Number.PhoneNumberID, dec.User)
 	verdict := permissionVerdict(adm)
 	if adm.Code == 0 && ticket != nil {
 		return ticket, verdict, nil
@@ -147,42 +162,43 @@ func (s *Server) admitBIC(dec *routeDecision) (CallTicket, string, *rejection) {
 		// A refusal with a ticket would leak the reservation.
 		ticket.Finish(OutcomeFailed)
 	}
-	r := &rejection{code: adm.Code, reason: adm.Reason, metaError: adm.MetaError, retryAfter: adm.RetryAfter,
-		log: "permission gate refused the call"}
-	if r.code < 400 || r.code > 699 {
+	r := &sipedge.Rejection{Code: adm.Code, Reason: adm.Reason, MetaError: adm.MetaError, RetryAfter: adm.RetryAfter,
+		Log: "permission gate refused the call"}
+	if r.Code < 400 || r.Code > 699 {
 		// An allowing answer without a ticket is a gate bug; refuse
 		// rather than place an unaccounted call.
-		r.code, r.reason, r.log = 500, "Server Internal Error", "permission gate answered without a ticket"
+		r.Code, r.Reason, r.Log = 500, "Server Internal Error", "permission gate answered without a ticket"
 	}
-	if r.reason == "" || !validHeaderValue(r.reason) {
-		r.reason = defaultReason(r.code)
+	if r.Reason == "" || !sipedge.ValidHeaderValue(r.Reason) {
+		r.Reason = sipedge.DefaultReason(r.Code)
 	}
 	return nil, verdict, r
 }
 
 // rejectCall answers A with a final error and ends a call that never got a
 // B-leg answer.
-func (s *Server) rejectCall(c *call, r *rejection) {
+func (s *Engine) rejectCall(c *call, r *sipedge.Rejection) {
 	s.rejectA(c, r)
-	c.terminate(nil, r.log)
+	c.terminate(nil, r.Log)
 }
 
 // rejectA sends A its final error response and records it for the call's
 // record.
-func (s *Server) rejectA(c *call, r *rejection) {
+func (s *Engine) rejectA(c *call, r *sipedge.Rejection) {
 	c.finalToA(r)
-	s.reject(c.aTx, c.aInvite, r, c.log)
+	s.edge.Reject(c.aTx, c.aInvite, r, c.log)
 }
 
-func (s *Server) setupMedia(c *call) *rejection {
-	a := legConfig(c.route.aEP)
+func (s *Engine) setupMedia(c *call) *sipedge.Rejection {
+	a := legConfig(c.route.AEP)
 	a.SignalIP = sourceIP(c.aInvite)
-	br, err := s.newBridge(c.id, c.log, a, legConfig(c.route.bEP))
+	br, err := s.newBridge(c.id, c.log, a, legConfig(c.route.BEP))
 	if err != nil {
 		if errors.Is(err, media.ErrNoPorts) {
-			return &rejection{code: 503, reason: "Service Unavailable", log: "no free RTP ports"}
+			s.over.note(overPorts, err.Error())
+			return &sipedge.Rejection{Code: 503, Reason: "Service Unavailable", Log: "no free RTP ports"}
 		}
-		return &rejection{code: 500, reason: "Server Internal Error", log: err.Error()}
+		return &sipedge.Rejection{Code: 500, Reason: "Server Internal Error", Log: err.Error()}
 	}
 	c.bridge = br
 	return nil
@@ -190,7 +206,7 @@ func (s *Server) setupMedia(c *call) *rejection {
 
 // placeBLeg sends the B-leg INVITE and drives both legs until A has its
 // answer (or its final error) and, after a 2xx, A's ACK.
-func (s *Server) placeBLeg(c *call) {
+func (s *Engine) placeBLeg(c *call) {
 	dec := c.route
 	offer, err := c.bridge.Offer(c.aInvite.Body())
 	if err != nil {
@@ -199,22 +215,22 @@ func (s *Server) placeBLeg(c *call) {
 	}
 
 	b := c.b
-	b.localURI = dec.bFrom
+	b.localURI = dec.BFrom
 	b.localTag = newTag()
-	b.remoteURI = dec.bTo
-	b.remoteTarget = dec.target
-	b.transport = strings.ToUpper(dec.bEP.Transport)
+	b.remoteURI = dec.BTo
+	b.remoteTarget = dec.Target
+	b.transport = strings.ToUpper(dec.BEP.Transport)
 	b.localCSeq = 1
-	b.dest = dec.dest
+	b.dest = dec.Dest
 
-	req := sip.NewRequest(sip.INVITE, dec.target)
-	from := &sip.FromHeader{Address: dec.bFrom, Params: sip.NewParams()}
+	req := sip.NewRequest(sip.INVITE, dec.Target)
+	from := &sip.FromHeader{Address: dec.BFrom, Params: sip.NewParams()}
 	from.Params.Add("tag", b.localTag)
-	if dn := c.aInvite.From().DisplayName; dn != "" && dec.dir == UIC {
+	if dn := c.aInvite.From().DisplayName; dn != "" && dec.Dir == sipedge.UIC {
 		from.DisplayName = sanitizeDisplay(dn)
 	}
 	req.AppendHeader(from)
-	req.AppendHeader(&sip.ToHeader{Address: dec.bTo, Params: sip.NewParams()})
+	req.AppendHeader(&sip.ToHeader{Address: dec.BTo, Params: sip.NewParams()})
 	cid := sip.CallIDHeader(b.callID)
 	req.AppendHeader(&cid)
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.INVITE})
@@ -223,13 +239,13 @@ func (s *Server) placeBLeg(c *call) {
 		mf = sip.MaxForwardsHeader(amf.Val() - 1)
 	}
 	req.AppendHeader(&mf)
-	req.AppendHeader(s.contact(b.transport))
-	req.AppendHeader(sip.NewHeader("User-Agent", s.cfg.Load().SIP.UserAgent))
+	req.AppendHeader(s.edge.Contact(b.transport))
+	req.AppendHeader(sip.NewHeader("User-Agent", s.edge.Config().SIP.UserAgent))
 	req.AppendHeader(sip.NewHeader("Allow", allowedMethods))
-	if dec.dir == UIC {
+	if dec.Dir == sipedge.UIC {
 		// The PBX learns about the WhatsApp call only through these;
 		// toward Meta (BIC) nothing X-WABA is ever written.
-		for _, h := range dec.uic.headers(dec.number, c.id) {
+		for _, h := range dec.UIC.Headers(dec.Number, c.id) {
 			req.AppendHeader(h)
 		}
 	}
@@ -237,19 +253,19 @@ func (s *Server) placeBLeg(c *call) {
 	req.AppendHeader(&ct)
 	req.SetBody(offer)
 	req.SetTransport(b.transport)
-	if dec.dest != "" {
-		req.SetDestination(dec.dest)
+	if dec.Dest != "" {
+		req.SetDestination(dec.Dest)
 	}
-	s.prepare(req)
+	s.edge.Prepare(req)
 
-	btx, err := s.client.TransactionRequest(s.ctx, req)
+	btx, err := s.edge.Client().TransactionRequest(s.ctx, req)
 	if err != nil {
 		c.log.Warn("B-leg INVITE not sent", "leg", "b", "error", err)
 		c.setOutcome(OutcomeFailed)
-		s.rejectCall(c, &rejection{code: 503, reason: "Service Unavailable", log: "B-leg unreachable"})
+		s.rejectCall(c, &sipedge.Rejection{Code: 503, Reason: "Service Unavailable", Log: "B-leg unreachable"})
 		return
 	}
-	c.log.Debug("B-leg INVITE sent", "leg", "b", "target", dec.target.String())
+	c.log.Debug("B-leg INVITE sent", "leg", "b", "target", dec.Target.String())
 	s.driveInvite(c, req, btx)
 }
 
@@ -258,7 +274,7 @@ func (s *Server) placeBLeg(c *call) {
 // guards the early-phase flags. bReq and btx are replaced when B's
 // challenge is answered (a new INVITE transaction, CSeq+1): CANCEL, ACK and
 // the in-dialog CSeq always follow the latest INVITE.
-func (s *Server) driveInvite(c *call, bReq *sip.Request, btx sip.ClientTransaction) {
+func (s *Engine) driveInvite(c *call, bReq *sip.Request, btx sip.ClientTransaction) {
 	cancelled := make(chan struct{}, 1)
 	c.aTx.OnCancel(func(*sip.Request) {
 		select {
@@ -266,7 +282,7 @@ func (s *Server) driveInvite(c *call, bReq *sip.Request, btx sip.ClientTransacti
 		default:
 		}
 	})
-	ring := time.NewTimer(s.cfg.Load().SIP.RingTimeout.D())
+	ring := time.NewTimer(s.edge.Config().SIP.RingTimeout.D())
 	defer ring.Stop()
 	// Once wagate gives up on B (CANCEL, ring timeout, A gone), B has
 	// 64·T1 to end its INVITE transaction (RFC 3261 §9.1): a PBX that
@@ -297,7 +313,7 @@ func (s *Server) driveInvite(c *call, bReq *sip.Request, btx sip.ClientTransacti
 	giveUp := func(code int, reason, why string) {
 		if !aFinal {
 			aFinal = true
-			s.rejectA(c, &rejection{code: code, reason: reason, log: why})
+			s.rejectA(c, &sipedge.Rejection{Code: code, Reason: reason, Log: why})
 		}
 		cause = why
 		stopWaiting()
@@ -322,7 +338,7 @@ func (s *Server) driveInvite(c *call, bReq *sip.Request, btx sip.ClientTransacti
 			default:
 				if (res.StatusCode == 401 || res.StatusCode == 407) && !aFinal && !wantCancel {
 					if retry := s.answerB(c, bReq, res, authTried); retry != nil {
-						ntx, err := s.client.TransactionRequest(s.ctx, retry)
+						ntx, err := s.edge.Client().TransactionRequest(s.ctx, retry)
 						if err != nil {
 							c.log.Warn("B-leg INVITE with credentials not sent", "leg", "b", "error", err)
 						} else {
@@ -339,14 +355,14 @@ func (s *Server) driveInvite(c *call, bReq *sip.Request, btx sip.ClientTransacti
 				}
 				if !aFinal {
 					code, reason := mapFinal(res)
-					s.rejectA(c, &rejection{code: code, reason: reason, relayed: code == res.StatusCode,
-						log: "B-leg answered " + itoa(res.StatusCode)})
+					s.rejectA(c, &sipedge.Rejection{Code: code, Reason: reason, Relayed: code == res.StatusCode,
+						Log: "B-leg answered " + itoa(res.StatusCode)})
 				}
 				if cause == "" {
 					cause = "b-leg " + itoa(res.StatusCode)
 				}
 				if !wantCancel {
-					c.setOutcome(outcomeFor(res.StatusCode))
+					c.setOutcome(outcomeFor(res.StatusCode, res.Reason))
 				}
 				c.terminate(nil, cause)
 				return
@@ -357,7 +373,7 @@ func (s *Server) driveInvite(c *call, bReq *sip.Request, btx sip.ClientTransacti
 				if err := btx.Err(); err != nil && !errors.Is(err, sip.ErrTransactionTimeout) {
 					code, reason = 503, "Service Unavailable"
 				}
-				s.rejectA(c, &rejection{code: code, reason: reason, log: "B-leg INVITE failed: " + errString(btx.Err())})
+				s.rejectA(c, &sipedge.Rejection{Code: code, Reason: reason, Log: "B-leg INVITE failed: " + errString(btx.Err())})
 			}
 			if cause == "" {
 				cause = "b-leg no final response"
@@ -372,7 +388,7 @@ func (s *Server) driveInvite(c *call, bReq *sip.Request, btx sip.ClientTransacti
 			// INVITE with 487.
 			aFinal = true
 			cause = causeCancelledByA
-			c.finalToA(&rejection{code: 487, reason: "Request Terminated"})
+			c.finalToA(&sipedge.Rejection{Code: 487, Reason: "Request Terminated"})
 			stopWaiting()
 			c.setOutcome(OutcomeCancelled)
 			sendCancel()
@@ -400,32 +416,32 @@ func (s *Server) driveInvite(c *call, bReq *sip.Request, btx sip.ClientTransacti
 // when wagate must not answer it: only a whatsapp B-leg's challenge, in its
 // digest_realm, from its addresses, and once per call (a second challenge
 // means the credentials were refused; it becomes a 503 to A).
-func (s *Server) answerB(c *call, bReq *sip.Request, res *sip.Response, authTried bool) *sip.Request {
+func (s *Engine) answerB(c *call, bReq *sip.Request, res *sip.Response, authTried bool) *sip.Request {
 	if authTried {
 		c.log.Warn("B-leg challenged the INVITE with credentials again; not answering twice", "leg", "b", "code", res.StatusCode)
 		return nil
 	}
-	cfg := s.cfg.Load()
-	retry, err := answerChallenge(cfg, c.route.bEP, c.route.number, bReq, res)
+	cfg := s.edge.Config()
+	retry, err := sipedge.AnswerChallenge(cfg, c.route.BEP, c.route.Number, bReq, res)
 	if err != nil {
 		c.log.Warn("B-leg challenge not answered", "leg", "b", "code", res.StatusCode, "why", err.Error())
 		return nil
 	}
-	s.prepare(retry)
+	s.edge.Prepare(retry)
 	c.log.Debug("B-leg challenge answered", "leg", "b", "code", res.StatusCode)
 	return retry
 }
 
 // onBAnswer handles B's 2xx: ACK it, answer A (unless A is gone, in which
 // case B is hung up at once), then wait for A's ACK.
-func (s *Server) onBAnswer(c *call, bReq *sip.Request, btx sip.ClientTransaction, res *sip.Response, aGone bool, cause string, cancelled <-chan struct{}) {
+func (s *Engine) onBAnswer(c *call, bReq *sip.Request, btx sip.ClientTransaction, res *sip.Response, aGone bool, cause string, cancelled <-chan struct{}) {
 	// Meta connected the call (the user answered), whatever happens to
 	// A now: it counts toward the user's daily limit.
 	c.connected()
 	c.b.fromUACResponse(res)
 	ack := c.b.ack(bReq.CSeq().SeqNo)
-	s.prepare(ack)
-	if err := s.client.WriteRequest(ack); err != nil {
+	s.edge.Prepare(ack)
+	if err := s.edge.Client().WriteRequest(ack); err != nil {
 		c.log.Warn("ACK not sent", "leg", "b", "error", err)
 	}
 	// B resends its 2xx until our ACK arrives; each one gets the ACK again.
@@ -463,20 +479,20 @@ func (s *Server) onBAnswer(c *call, bReq *sip.Request, btx sip.ClientTransaction
 }
 
 // reAck returns a hook that resends ack for each retransmitted 2xx.
-func (s *Server) reAck(ack *sip.Request, callID string) func(*sip.Response) {
+func (s *Engine) reAck(ack *sip.Request, callID string) func(*sip.Response) {
 	return func(*sip.Response) {
-		if err := s.client.WriteRequest(ack.Clone()); err != nil {
+		if err := s.edge.Client().WriteRequest(ack.Clone()); err != nil {
 			s.log.Debug("ACK resend failed", "leg", "b", "sip_call_id", callID, "error", err)
 		}
 	}
 }
 
 // answerA sends our 2xx to A, starts media and waits for A's ACK.
-func (s *Server) answerA(c *call, answer []byte, cancelled <-chan struct{}) bool {
+func (s *Engine) answerA(c *call, answer []byte, cancelled <-chan struct{}) bool {
 	res := sip.NewResponseFromRequest(c.aInvite, 200, "OK", answer)
 	s.setLocalTag(c, res)
-	res.AppendHeader(s.contact(c.a.transport))
-	res.AppendHeader(sip.NewHeader("Server", s.cfg.Load().SIP.UserAgent))
+	res.AppendHeader(s.edge.Contact(c.a.transport))
+	res.AppendHeader(sip.NewHeader("Server", s.edge.Config().SIP.UserAgent))
 	res.AppendHeader(sip.NewHeader("Allow", allowedMethods))
 	ct := sip.ContentTypeHeader("application/sdp")
 	res.AppendHeader(&ct)
@@ -527,7 +543,7 @@ func (s *Server) answerA(c *call, answer []byte, cancelled <-chan struct{}) bool
 	return true
 }
 
-func (s *Server) setLocalTag(c *call, res *sip.Response) {
+func (s *Engine) setLocalTag(c *call, res *sip.Response) {
 	if to := res.To(); to != nil {
 		to.Params.Add("tag", c.a.localTag)
 	}
@@ -536,12 +552,12 @@ func (s *Server) setLocalTag(c *call, res *sip.Response) {
 // relayProvisional passes B's ringing on to A. B's SDP is never forwarded:
 // a 183 carries our own SDP, and toward WhatsApp it becomes a 180 because
 // the WhatsApp client takes the first media as the answer.
-func (s *Server) relayProvisional(c *call, res *sip.Response) {
+func (s *Engine) relayProvisional(c *call, res *sip.Response) {
 	code, reason := res.StatusCode, res.Reason
 	var body []byte
 	// Early media never involves a WhatsApp leg: starting the bridge would
 	// send it media (silence first) before the answer.
-	noEarly := c.route.aEP.Kind == configs.KindWhatsApp || c.route.bEP.Kind == configs.KindWhatsApp
+	noEarly := c.route.AEP.Kind == configs.KindWhatsApp || c.route.BEP.Kind == configs.KindWhatsApp
 	if code == 183 && len(res.Body()) > 0 && !noEarly {
 		answer, err := c.bridge.AnswerB(res.Body())
 		if err != nil {
@@ -558,9 +574,9 @@ func (s *Server) relayProvisional(c *call, res *sip.Response) {
 		code, reason = 180, "Ringing"
 	}
 	s.notifyRinging(c, res.StatusCode)
-	s.respond(c.aTx, c.aInvite, code, reason, func(r *sip.Response) {
+	s.edge.Respond(c.aTx, c.aInvite, code, reason, func(r *sip.Response) {
 		s.setLocalTag(c, r)
-		r.AppendHeader(s.contact(c.a.transport))
+		r.AppendHeader(s.edge.Contact(c.a.transport))
 		if body != nil {
 			ct := sip.ContentTypeHeader("application/sdp")
 			r.AppendHeader(&ct)
@@ -571,7 +587,7 @@ func (s *Server) relayProvisional(c *call, res *sip.Response) {
 
 // sendCancel cancels the B-leg INVITE (RFC 3261 §9.1: same Request-URI,
 // Call-ID, From, To, CSeq number and top Via as the INVITE).
-func (s *Server) sendCancel(c *call, inv *sip.Request) {
+func (s *Engine) sendCancel(c *call, inv *sip.Request) {
 	req := sip.NewRequest(sip.CANCEL, inv.Recipient)
 	if v := inv.Via(); v != nil {
 		req.AppendHeader(v.Clone())
@@ -588,15 +604,13 @@ func (s *Server) sendCancel(c *call, inv *sip.Request) {
 	req.SetTransport(inv.Transport())
 	req.SetDestination(inv.Destination())
 	req.Laddr = inv.Laddr
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
+	s.wg.Go(func() {
 		ctx, cancel := contextWithTimeout(64 * sip.T1)
 		defer cancel()
-		if _, err := s.client.Do(ctx, req); err != nil {
+		if _, err := s.edge.Client().Do(ctx, req); err != nil {
 			c.log.Warn("CANCEL failed", "leg", "b", "error", err)
 		}
-	}()
+	})
 	c.log.Debug("B-leg cancelled", "leg", "b")
 }
 
@@ -611,20 +625,20 @@ func mapFinal(res *sip.Response) (int, string) {
 		return 480, "Temporarily Unavailable"
 	}
 	reason := res.Reason
-	if reason == "" || !validHeaderValue(reason) {
-		reason = defaultReason(res.StatusCode)
+	if reason == "" || !sipedge.ValidHeaderValue(reason) {
+		reason = sipedge.DefaultReason(res.StatusCode)
 	}
 	return res.StatusCode, reason
 }
 
-func sdpRejection(err error) *rejection {
+func sdpRejection(err error) *sipedge.Rejection {
 	switch {
 	case errors.Is(err, media.ErrNoCommonCodec):
-		return &rejection{code: 488, reason: "Not Acceptable Here", warning: "no common codec", log: err.Error()}
+		return &sipedge.Rejection{Code: 488, Reason: "Not Acceptable Here", Warning: "no common codec", Log: err.Error()}
 	case errors.Is(err, media.ErrBadSDP):
-		return &rejection{code: 488, reason: "Not Acceptable Here", warning: "malformed SDP", log: err.Error()}
+		return &sipedge.Rejection{Code: 488, Reason: "Not Acceptable Here", Warning: "malformed SDP", Log: err.Error()}
 	}
-	return &rejection{code: 500, reason: "Server Internal Error", log: err.Error()}
+	return &sipedge.Rejection{Code: 500, Reason: "Server Internal Error", Log: err.Error()}
 }
 
 func isUnreliable(transport string) bool { return strings.EqualFold(transport, "udp") }

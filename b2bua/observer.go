@@ -1,6 +1,8 @@
-package sip
+package b2bua
 
 import (
+	sipedge "github.com/wagate/wagate/sip"
+	"strings"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -23,28 +25,28 @@ type CallObserver interface {
 }
 
 // AddObserver adds o to the observers of every call. Call it before Run.
-func (s *Server) AddObserver(o CallObserver) { s.observers = append(s.observers, o) }
+func (s *Engine) AddObserver(o CallObserver) { s.observers = append(s.observers, o) }
 
 // callInfo is what is known of a call so far, for its events.
 func (c *call) callInfo() events.Call {
 	d := c.route
 	ci := events.Call{
 		CallID:         c.id,
-		Direction:      events.Direction(d.dir),
-		WACallID:       d.uic.waCallID,
-		BusinessNumber: d.number.Number,
-		PhoneNumberID:  d.number.PhoneNumberID,
-		User:           d.user,
+		Direction:      events.Direction(d.Dir),
+		WACallID:       d.UIC.WACallID,
+		BusinessNumber: d.Number.Number,
+		PhoneNumberID:  d.Number.PhoneNumberID,
+		User:           d.User,
 		A:              events.Leg{Endpoint: c.aEndpoint, SIPCallID: c.a.callID},
 		B:              events.Leg{Endpoint: c.bEndpoint, SIPCallID: c.b.callID},
 	}
-	if d.bic != nil {
-		ci.CampaignID, ci.CallbackData = d.bic.campaignID, d.bic.callbackData
+	if d.BIC != nil {
+		ci.CampaignID, ci.CallbackData = d.BIC.CampaignID, d.BIC.CallbackData
 	}
 	return ci
 }
 
-func (s *Server) notifyStarted(c *call) {
+func (s *Engine) notifyStarted(c *call) {
 	if len(s.observers) == 0 {
 		return
 	}
@@ -55,7 +57,7 @@ func (s *Server) notifyStarted(c *call) {
 }
 
 // notifyRinging reports B's first ringing.
-func (s *Server) notifyRinging(c *call, code int) {
+func (s *Engine) notifyRinging(c *call, code int) {
 	c.mu.Lock()
 	first := c.ringingAt.IsZero()
 	if first {
@@ -72,7 +74,7 @@ func (s *Server) notifyRinging(c *call, code int) {
 	}
 }
 
-func (s *Server) notifyAnswered(c *call) {
+func (s *Engine) notifyAnswered(c *call) {
 	if len(s.observers) == 0 {
 		return
 	}
@@ -85,17 +87,17 @@ func (s *Server) notifyAnswered(c *call) {
 
 // finalToA records the final response A got (or is about to get), for the
 // call's record.
-func (c *call) finalToA(r *rejection) {
+func (c *call) finalToA(r *sipedge.Rejection) {
 	c.mu.Lock()
 	if c.finalCode == 0 {
-		c.finalCode, c.finalReason, c.wabaError = r.code, r.reason, r.metaError
+		c.finalCode, c.finalReason, c.wabaError = r.Code, r.Reason, r.MetaError
 	}
 	c.mu.Unlock()
 }
 
 // notifyEnded builds the call's record once it is over (its media
 // closed) and hands it to the observers.
-func (s *Server) notifyEnded(c *call, by, cause string, outcome Outcome, connected bool) {
+func (s *Engine) notifyEnded(c *call, by, cause string, outcome Outcome, connected bool) {
 	if len(s.observers) == 0 {
 		return
 	}
@@ -114,6 +116,17 @@ func (s *Server) notifyEnded(c *call, by, cause string, outcome Outcome, connect
 	c.mu.Unlock()
 	if answered {
 		cdr.SIPCode, cdr.SIPReason = 200, "OK"
+	}
+	if !answered && !connected && by == events.HangupWagate {
+		// Before an answer the call was ended by whoever gave up on it:
+		// A by cancelling, B by refusing (486, 480, …). wagate only ends
+		// what timed out or failed.
+		switch {
+		case cause == causeCancelledByA:
+			cdr.HangupBy = events.HangupA
+		case isBLegFinal(cause):
+			cdr.HangupBy = events.HangupB
+		}
 	}
 	cdr.Outcome = cdrOutcome(answered || connected, cdr.SIPCode, cause, outcome)
 	if c.bridge != nil {
@@ -155,9 +168,15 @@ func cdrOutcome(connected bool, code int, cause string, o Outcome) events.Outcom
 // causeCancelledByA is the cause of a call A cancelled.
 const causeCancelledByA = "cancelled by a"
 
+// isBLegFinal reports whether cause is B's final response ("b-leg 486").
+func isBLegFinal(cause string) bool {
+	code, ok := strings.CutPrefix(cause, "b-leg ")
+	return ok && len(code) == 3 && code[0] >= '1' && code[0] <= '6' && code[1] >= '0' && code[1] <= '9' && code[2] >= '0' && code[2] <= '9'
+}
+
 // notifyRefused records an INVITE wagate refused before any call existed.
 // dec is the routing decision when routing got that far (nil before).
-func (s *Server) notifyRefused(req *sip.Request, ep *configs.Endpoint, dec *routeDecision, r *rejection, permission string) {
+func (s *Engine) notifyRefused(req *sip.Request, ep *configs.Endpoint, dec *sipedge.Decision, r *sipedge.Rejection, permission string) {
 	if len(s.observers) == 0 {
 		return
 	}
@@ -166,8 +185,8 @@ func (s *Server) notifyRefused(req *sip.Request, ep *configs.Endpoint, dec *rout
 		CallID:    newCallID(),
 		CreatedAt: now, EndedAt: now,
 		A:       events.Leg{Endpoint: ep.Name, SIPCallID: callIDOf(req)},
-		SIPCode: r.code, SIPReason: r.reason, WABAError: r.metaError,
-		Cause: r.log, Permission: permission,
+		SIPCode: r.Code, SIPReason: r.Reason, WABAError: r.MetaError,
+		Cause: r.Log, Permission: permission,
 	}
 	switch ep.Kind {
 	case configs.KindWhatsApp:
@@ -176,12 +195,12 @@ func (s *Server) notifyRefused(req *sip.Request, ep *configs.Endpoint, dec *rout
 		cdr.Direction = events.BIC
 	}
 	if dec != nil {
-		cdr.Direction = events.Direction(dec.dir)
-		cdr.BusinessNumber, cdr.PhoneNumberID, cdr.User = dec.number.Number, dec.number.PhoneNumberID, dec.user
-		cdr.WACallID = dec.uic.waCallID
-		cdr.B.Endpoint = dec.bEP.Name
-		if dec.bic != nil {
-			cdr.CampaignID, cdr.CallbackData = dec.bic.campaignID, dec.bic.callbackData
+		cdr.Direction = events.Direction(dec.Dir)
+		cdr.BusinessNumber, cdr.PhoneNumberID, cdr.User = dec.Number.Number, dec.Number.PhoneNumberID, dec.User
+		cdr.WACallID = dec.UIC.WACallID
+		cdr.B.Endpoint = dec.BEP.Name
+		if dec.BIC != nil {
+			cdr.CampaignID, cdr.CallbackData = dec.BIC.CampaignID, dec.BIC.CallbackData
 		}
 	}
 	for _, o := range s.observers {

@@ -1,13 +1,14 @@
-package sip
+package b2bua
 
 import (
+	sipedge "github.com/wagate/wagate/sip"
 	"os"
 	"path/filepath"
 	"testing"
 )
 
 func testJournalCall(id string) journalCall {
-	return journalCall{ID: id, Direction: UIC,
+	return journalCall{ID: id, Direction: sipedge.UIC,
 		A: journalDialog{CallID: id + "-a", LocalURI: "sip:+15550100001@127.0.0.1", RemoteURI: "sip:+447700900123@wa.meta.vc",
 			RemoteTarget: "sip:meta@127.0.0.2:5060", RouteSet: []string{"sip:127.0.0.2:5061;transport=tls;lr"}, CSeq: 1, Transport: "TLS"},
 		B: journalDialog{CallID: id + "-b", LocalURI: "sip:+447700900123@127.0.0.1", RemoteURI: "sip:1001@127.0.0.3",

@@ -1,6 +1,9 @@
-package sip
+package b2bua
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Admission is a permission gate's answer to a business-initiated call.
 // Code 0 means the call may be placed; any other Code is the final response
@@ -28,9 +31,11 @@ type Outcome int
 const (
 	// OutcomeAnswered: Meta answered (2xx).
 	OutcomeAnswered Outcome = iota
-	// OutcomeUnanswered: Meta answered 480 or 408 (the user did not pick up).
+	// OutcomeUnanswered: Meta answered 480 (the user did not pick up).
+	// Counts toward revocation.
 	OutcomeUnanswered
-	// OutcomeRejected: Meta answered 486 or 603 (the user declined).
+	// OutcomeRejected: Meta answered 486 (the user declined). Counts
+	// toward revocation.
 	OutcomeRejected
 	// OutcomeFailed: any other failure (other codes, no answer at all,
 	// transport errors, a challenge wagate could not answer).
@@ -38,9 +43,12 @@ const (
 	// OutcomeCancelled: wagate's side gave up before an answer: CANCEL
 	// from the dialer, ring timeout, shutdown.
 	OutcomeCancelled
+	// OutcomeNoPermission: Meta answered 403 No Approved Call Permission
+	// Found: the gate should learn that the pair has no permission.
+	OutcomeNoPermission
 )
 
-var outcomeNames = [...]string{"answered", "unanswered", "rejected", "failed", "cancelled"}
+var outcomeNames = [...]string{"answered", "unanswered", "rejected", "failed", "cancelled", "no_permission"}
 
 func (o Outcome) String() string {
 	if o >= 0 && int(o) < len(outcomeNames) {
@@ -50,14 +58,18 @@ func (o Outcome) String() string {
 }
 
 // outcomeFor classifies Meta's final response to a business-initiated call.
-func outcomeFor(code int) Outcome {
+// Only 480 (not answered) and 486 (declined) are the user's doing; Meta's
+// 408 is an RTP timeout and, like 603 and the rest, counts for nothing.
+func outcomeFor(code int, reason string) Outcome {
 	switch {
 	case code >= 200 && code < 300:
 		return OutcomeAnswered
-	case code == 480 || code == 408:
+	case code == 480:
 		return OutcomeUnanswered
-	case code == 486 || code == 603:
+	case code == 486:
 		return OutcomeRejected
+	case code == 403 && strings.Contains(strings.ToLower(reason), "no approved call permission"):
+		return OutcomeNoPermission
 	}
 	return OutcomeFailed
 }
@@ -81,7 +93,7 @@ type gateBox struct{ g PermissionGate }
 // SetPermissionGate installs the permission gate consulted for every new
 // call; nil turns the checks off (permissions.enabled false). It may be
 // called while the server runs; calls already admitted keep their ticket.
-func (s *Server) SetPermissionGate(g PermissionGate) {
+func (s *Engine) SetPermissionGate(g PermissionGate) {
 	if g == nil {
 		s.gate.Store(nil)
 		return
@@ -89,7 +101,7 @@ func (s *Server) SetPermissionGate(g PermissionGate) {
 	s.gate.Store(&gateBox{g: g})
 }
 
-func (s *Server) permissionGate() PermissionGate {
+func (s *Engine) permissionGate() PermissionGate {
 	if b := s.gate.Load(); b != nil {
 		return b.g
 	}

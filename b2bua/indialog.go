@@ -1,0 +1,206 @@
+package b2bua
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	sipedge "github.com/wagate/wagate/sip"
+)
+
+// findDialog returns the call and leg an in-dialog request belongs to, and
+// checks it comes from that leg's peer: the Call-ID alone is not proof.
+func (s *Engine) findDialog(req *sip.Request) (callRef, bool) {
+	ref, ok := s.reg.lookup(callIDOf(req))
+	if !ok {
+		return ref, false
+	}
+	from := req.From()
+	if from == nil {
+		return ref, false
+	}
+	tag, _ := from.Params.Get("tag")
+	l := ref.leg
+	l.mu.Lock()
+	remoteTag := l.remoteTag
+	l.mu.Unlock()
+	if tag == "" || tag != remoteTag {
+		return ref, false
+	}
+	return ref, true
+}
+
+// dialogOr481 finds the dialog of an in-dialog request, answering 481 when
+// there is none.
+func (s *Engine) dialogOr481(req *sip.Request, tx sip.ServerTransaction) (callRef, bool) {
+	ref, ok := s.findDialog(req)
+	if !ok {
+		s.edge.Respond(tx, req, 481, "Call/Transaction Does Not Exist", nil)
+	}
+	return ref, ok
+}
+
+func (s *Engine) onAck(req *sip.Request) {
+	ref, ok := s.findDialog(req)
+	if !ok {
+		// A stray ACK has no response; there is nothing to do.
+		return
+	}
+	ref.call.ackReceived(ref.leg, req.CSeq().SeqNo)
+}
+
+func (s *Engine) onBye(req *sip.Request, tx sip.ServerTransaction) {
+	ref, ok := s.dialogOr481(req, tx)
+	if !ok {
+		return
+	}
+	c := ref.call
+	c.mu.Lock()
+	// Only a leg whose dialog is up can be hung up; a BYE racing our final
+	// error response to A is for a dialog that never existed.
+	up := (ref.leg == c.a && c.aAnswered) || (ref.leg == c.b && c.bAnswered)
+	// The peer that hangs up needs no BYE back.
+	if ref.leg == c.a {
+		c.aAnswered = false
+	} else {
+		c.bAnswered = false
+	}
+	c.mu.Unlock()
+	if !up {
+		s.edge.Respond(tx, req, 481, "Call/Transaction Does Not Exist", nil)
+		return
+	}
+	s.edge.Respond(tx, req, 200, "OK", nil)
+	cause := "bye"
+	if h := req.GetHeader("Reason"); h != nil && sipedge.ValidHeaderValue(h.Value()) {
+		cause = "bye: " + truncate(h.Value(), 128)
+	}
+	c.terminate(ref.leg, cause)
+}
+
+// onOtherInDialog answers the other in-dialog requests: INFO is accepted
+// (DTMF over INFO is not relayed, but refusing it tears down dialogs with
+// peers that send it anyway); the rest are not implemented.
+func (s *Engine) onOtherInDialog(req *sip.Request, tx sip.ServerTransaction) {
+	if _, ok := s.dialogOr481(req, tx); !ok {
+		return
+	}
+	if req.Method == sip.INFO {
+		s.edge.Respond(tx, req, 200, "OK", nil)
+		return
+	}
+	s.edge.Respond(tx, req, 501, "Not Implemented", func(res *sip.Response) {
+		res.AppendHeader(sip.NewHeader("Allow", allowedMethods))
+	})
+}
+
+// onReinvite answers a re-INVITE on either leg locally with the SDP that
+// leg already has: Meta refuses re-INVITEs (500), so hold, refresh and
+// transfer on the PBX side must not reach the WhatsApp leg.
+func (s *Engine) onReinvite(req *sip.Request, tx sip.ServerTransaction) {
+	ref, ok := s.dialogOr481(req, tx)
+	if !ok {
+		return
+	}
+	c := ref.call
+	if st := c.getState(); st != stateConfirmed && st != stateAnswered {
+		s.edge.Respond(tx, req, 491, "Request Pending", nil)
+		return
+	}
+	var sdp []byte
+	if ref.leg == c.a {
+		sdp = c.bridge.LocalAnswerA()
+	} else {
+		sdp = c.bridge.LocalOfferB()
+	}
+	res := sip.NewResponseFromRequest(req, 200, "OK", sdp)
+	res.AppendHeader(s.edge.Contact(ref.leg.transport))
+	ct := sip.ContentTypeHeader("application/sdp")
+	res.AppendHeader(&ct)
+	acked := make(chan struct{})
+	key := pendingKey{ref.leg, req.CSeq().SeqNo}
+	c.mu.Lock()
+	if c.pendingAcks == nil {
+		c.pendingAcks = make(map[pendingKey]chan struct{})
+	}
+	c.pendingAcks[key] = acked
+	c.mu.Unlock()
+	c.log.Info("re-INVITE answered locally", "leg", ref.leg.name)
+	if err := tx.Respond(res); err != nil {
+		c.log.Debug("re-INVITE 200 not sent", "leg", ref.leg.name, "error", err)
+	}
+	c.awaitAck(s.ctx, tx, res, acked, !isUnreliable(ref.leg.transport))
+	c.mu.Lock()
+	delete(c.pendingAcks, key)
+	c.mu.Unlock()
+}
+
+// onStrayResponse sees responses that matched no client transaction. A
+// retransmitted 2xx to our INVITE means B did not get our ACK: resend it. A
+// 2xx for a call we no longer have would leave B with a half-open dialog:
+// ACK it and hang up.
+func (s *Engine) onStrayResponse(res *sip.Response) {
+	cseq := res.CSeq()
+	if cseq == nil || cseq.MethodName != sip.INVITE || !res.IsSuccess() {
+		return
+	}
+	if ref, ok := s.reg.lookup(callIDOf(res)); ok && ref.leg == ref.call.b {
+		ref.call.mu.Lock()
+		ack := ref.call.bAck
+		ref.call.mu.Unlock()
+		if ack != nil {
+			if err := s.edge.Client().WriteRequest(ack.Clone()); err != nil {
+				ref.call.log.Debug("ACK resend failed", "leg", "b", "error", err)
+			}
+		}
+		return
+	}
+	if res.To() == nil || res.From() == nil || res.CallID() == nil || !isOurCallID(callIDOf(res)) {
+		// Not a B-leg of ours: a forged or misrouted 2xx must not make
+		// wagate send requests to a Contact of the sender's choosing.
+		return
+	}
+	l := &leg{name: "b", callID: callIDOf(res), transport: res.Transport()}
+	l.localURI = res.From().Address
+	l.localTag, _ = res.From().Params.Get("tag")
+	l.remoteURI = res.To().Address
+	l.remoteTarget = res.To().Address
+	l.fromUACResponse(res)
+	l.localCSeq = cseq.SeqNo
+	// The ACK and BYE go where the 2xx came from, not to its Contact
+	// or route set: the peer is there, and nothing else is contacted.
+	l.dest = res.Source()
+	l.routeSet = nil
+	ack := l.ack(cseq.SeqNo)
+	s.edge.Prepare(ack)
+	if err := s.edge.Client().WriteRequest(ack); err != nil {
+		s.log.Debug("ACK for stray 2xx failed", "sip_call_id", l.callID, "error", err)
+	}
+	bye := l.newRequest(sip.BYE, nil)
+	s.edge.Prepare(bye)
+	s.log.Info("stray 2xx to INVITE: ACK and BYE", "sip_call_id", l.callID)
+	s.wg.Go(func() {
+		ctx, cancel := contextWithTimeout(64 * sip.T1)
+		defer cancel()
+		_, _ = s.edge.Client().Do(ctx, bye)
+	})
+}
+
+// isOurCallID reports a Call-ID of the form wagate gives its B-legs.
+func isOurCallID(id string) bool {
+	hexID, ok := strings.CutSuffix(id, bLegCallIDSuffix)
+	if !ok || len(hexID) != 24 {
+		return false
+	}
+	for i := 0; i < len(hexID); i++ {
+		if c := hexID[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d)
+}

@@ -1,0 +1,457 @@
+package permissions
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// TestRedisRules: the rules of the embedded store hold in Redis too.
+func TestRedisRules(t *testing.T) {
+	srv := startRedis(t)
+	lim := DefaultLimits()
+	lim.ConnectedPerUser24h = 2
+	lim.ConcurrentPerNumber = 2
+	lim.NewCallsPerNumber24h = 11
+	r := openRedis(t, srv, "n1", lim)
+	k := key("+16505550001")
+
+	reserve(t, r, k, NoPermission)
+	if err := r.Revoke(k, "api"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("revoke of nothing: %v", err)
+	}
+	if err := r.Grant(k, false, time.Now().Add(-time.Minute), "api"); !errors.Is(err, ErrExpired) {
+		t.Errorf("grant in the past: %v", err)
+	}
+	if err := r.Grant(k, true, time.Time{}, "api"); err != nil {
+		t.Fatal(err)
+	}
+	// Busy, then the daily cap (2 connected calls).
+	_, a := reserve(t, r, k, Allow)
+	reserve(t, r, k, Busy)
+	a.Connected()
+	a.Finish(Answered)
+	_, a = reserve(t, r, k, Allow)
+	a.Finish(Answered)
+	d, _ := reserve(t, r, k, DailyCapHit)
+	if d.RetryAfter <= 23*time.Hour || d.RetryAfter > 24*time.Hour || d.MetaError != 138012 {
+		t.Errorf("cap: %+v", d)
+	}
+	en := lookup(t, r, k)
+	if en.Status != StatusPermanent || en.ConnectedCalls24h != 2 || en.Source != "api" || en.ActiveCalls != 0 {
+		t.Errorf("lookup: %+v", en)
+	}
+
+	// The unanswered streak: 4 unanswered revoke; 408-like failures do not count.
+	u := key("+16505550002")
+	if err := r.Grant(u, false, time.Time{}, "webhook:user_action"); err != nil {
+		t.Fatal(err)
+	}
+	for i, o := range []Outcome{Unanswered, Failed, Rejected, Unanswered, Unanswered} {
+		_, res := reserve(t, r, u, Allow)
+		res.Finish(o)
+		if i == 1 {
+			if en := lookup(t, r, u); en.UnansweredStreak != 1 {
+				t.Errorf("a failed call moved the streak: %+v", en)
+			}
+		}
+	}
+	reserve(t, r, u, NoPermission)
+	if en := lookup(t, r, u); en.Status != StatusNone || en.Source != SourceUnanswered {
+		t.Errorf("after 4 unanswered: %+v", en)
+	}
+
+	// Meta's 403 learned.
+	m := key("+16505550003")
+	if err := r.Grant(m, true, time.Time{}, "api"); err != nil {
+		t.Fatal(err)
+	}
+	_, res := reserve(t, r, m, Allow)
+	res.Finish(MetaNoPermission)
+	reserve(t, r, m, NoPermission)
+	if s := r.Stats(); s.LearnedNoPermission != 1 || s.Backend != "redis" || !s.Up {
+		t.Errorf("stats %+v", s)
+	}
+
+	// Permission requests: 1 per 24 h, reset by a connected UIC; 138017 for
+	// a permanent pair.
+	q := key("+16505550004")
+	if d := r.RecordPermissionRequest(q); !d.Allowed() {
+		t.Fatal(d.Verdict)
+	}
+	if d := r.RecordPermissionRequest(q); d.Verdict != RequestCapHit || d.MetaError != 138009 || d.RetryAfter <= 0 {
+		t.Errorf("second request: %+v", d)
+	}
+	r.UICConnected(q)
+	if d := r.RecordPermissionRequest(q); !d.Allowed() {
+		t.Errorf("request after a connected UIC: %v", d.Verdict)
+	}
+	if d := r.RecordPermissionRequest(k); d.Verdict != AlreadyPermanent || d.MetaError != 138017 {
+		t.Errorf("request for a permanent pair: %+v", d)
+	}
+
+	// Concurrency per number (2) and the number's rate (11 in 24 h; 8 so far).
+	k5, k6, k7 := key("+16505550005"), key("+16505550006"), key("+16505550007")
+	for _, x := range []Key{k5, k6, k7} {
+		if err := r.Grant(x, true, time.Time{}, "api"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, r5 := reserve(t, r, k5, Allow)
+	_, r6 := reserve(t, r, k6, Allow)
+	reserve(t, r, k7, NumberConcurrencyCap)
+	r5.Finish(Failed)
+	r6.Finish(Failed)
+	_, r7 := reserve(t, r, k7, Allow) // the 11th new call
+	r7.Finish(Failed)
+	reserve(t, r, k7, NumberRateCap)
+
+	// Restriction of the number.
+	if err := r.Restrict(k.PhoneNumberID, time.Now().Add(7*day), "RESTRICTED_BUSINESS_INITIATED_CALLING"); err != nil {
+		t.Fatal(err)
+	}
+	d, _ = reserve(t, r, k5, Restricted)
+	if d.MetaError != 138013 || d.RetryAfter < 7*day-time.Minute {
+		t.Errorf("restricted: %+v", d)
+	}
+	rs, err := r.Restrictions()
+	if err != nil || len(rs) != 1 || rs[0].Reason != "RESTRICTED_BUSINESS_INITIATED_CALLING" {
+		t.Errorf("restrictions: %+v %v", rs, err)
+	}
+	if err := r.Restrict(k.PhoneNumberID, time.Time{}, ""); err != nil {
+		t.Fatal(err)
+	}
+	reserve(t, r, k5, NumberRateCap)
+
+	// List.
+	es, err := r.Entries(Filter{PhoneNumberID: k.PhoneNumberID, Status: StatusPermanent})
+	if err != nil || len(es) != 4 {
+		t.Errorf("list permanent: %d %v", len(es), err)
+	}
+}
+
+// TestRedisReplies: reply ordering, replay ids and BSUID links.
+func TestRedisReplies(t *testing.T) {
+	srv := startRedis(t)
+	r := openRedis(t, srv, "n1", DefaultLimits())
+	phone, bsuid := key("+16505550001"), key("US.AbC_123")
+	t0 := time.Now().Add(-time.Hour)
+
+	if ok, err := r.ApplyReply(Reply{Key: bsuid, Accept: true, Permanent: true, Source: "webhook:user_action", At: t0}); !ok || err != nil {
+		t.Fatalf("BSUID accept: %v %v", ok, err)
+	}
+	if ok, err := r.ApplyReply(Reply{Key: phone, BSUID: bsuid.User, Source: "webhook:reject", At: t0.Add(time.Minute)}); !ok || err != nil {
+		t.Fatalf("linking reject: %v %v", ok, err)
+	}
+	reserve(t, r, bsuid, NoPermission)
+	if ok, _ := r.ApplyReply(Reply{Key: bsuid, Accept: true, Permanent: true, At: t0.Add(30 * time.Second)}); ok {
+		t.Error("stale accept by BSUID applied")
+	}
+	if ok, _ := r.ApplyReply(Reply{Key: bsuid, Accept: true, Permanent: true, At: t0.Add(2 * time.Minute)}); !ok {
+		t.Error("newer accept by BSUID ignored")
+	}
+	_, res := reserve(t, r, phone, Allow)
+	reserve(t, r, bsuid, Busy)
+	res.Finish(Failed)
+
+	if seen, err := r.MessageSeen("wamid.1"); seen || err != nil {
+		t.Fatalf("fresh id seen: %v %v", seen, err)
+	}
+	if err := r.MarkMessage("wamid.1"); err != nil {
+		t.Fatal(err)
+	}
+	if seen, _ := r.MessageSeen("wamid.1"); !seen {
+		t.Error("marked id not seen")
+	}
+}
+
+// TestRedisNodesAdmitExactly: two nodes hammering one number and one user
+// admit exactly what one node would: never more calls up than the
+// concurrency cap, never more connected calls than the daily cap.
+func TestRedisNodesAdmitExactly(t *testing.T) {
+	srv := startRedis(t)
+	lim := DefaultLimits()
+	lim.ConnectedPerUser24h = 10
+	lim.ConcurrentPerNumber = 3
+	nodes := []*Redis{openRedis(t, srv, "n1", lim), openRedis(t, srv, "n2", lim), openRedis(t, srv, "n3", lim)}
+	users := make([]Key, 6)
+	for i := range users {
+		users[i] = key("+1650555000" + string(rune('1'+i)))
+		if err := nodes[0].Grant(users[i], true, time.Time{}, "api"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var up, maxUp, connected, capped atomic.Int64
+	var seenCap [6]atomic.Bool
+	deadline := time.Now().Add(20 * time.Second)
+	var wg sync.WaitGroup
+	for g := range 12 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n := nodes[g%3]
+			for i := 0; capped.Load() < int64(len(users)) && time.Now().Before(deadline); i++ {
+				ui := (g + i) % len(users)
+				u := users[ui]
+				d, res := n.Reserve(u)
+				if d.Verdict == DailyCapHit && seenCap[ui].CompareAndSwap(false, true) {
+					capped.Add(1)
+				}
+				if !d.Allowed() {
+					continue
+				}
+				now := up.Add(1)
+				for {
+					m := maxUp.Load()
+					if now <= m || maxUp.CompareAndSwap(m, now) {
+						break
+					}
+				}
+				res.Connected()
+				connected.Add(1)
+				time.Sleep(time.Millisecond)
+				up.Add(-1)
+				res.Finish(Answered)
+			}
+		}()
+	}
+	wg.Wait()
+	if m := maxUp.Load(); m > 3 {
+		t.Errorf("%d calls up at once, cap 3", m)
+	}
+	if c := connected.Load(); c != int64(10*len(users)) {
+		t.Errorf("%d connected calls, want exactly %d (10 per user)", c, 10*len(users))
+	}
+	for _, u := range users {
+		if en := lookup(t, nodes[1], u); en.ConnectedCalls24h != 10 || en.ActiveCalls != 0 {
+			t.Errorf("%v: %+v", u, en)
+		}
+	}
+}
+
+// TestRedisDeadNodeSlotsExpire: a node that dies with calls up holds their
+// slots only until its instance key expires; the node id is free again
+// then, and a second live node with the same id is refused.
+func TestRedisDeadNodeSlotsExpire(t *testing.T) {
+	srv := startRedis(t)
+	lim := DefaultLimits()
+	lim.ConcurrentPerNumber = 1
+	a := openRedis(t, srv, "a", lim)
+	b := openRedis(t, srv, "b", lim)
+	k1, k2 := key("+16505550001"), key("+16505550002")
+	for _, k := range []Key{k1, k2} {
+		if err := a.Grant(k, true, time.Time{}, "api"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reserve(t, a, k1, Allow)
+	reserve(t, b, k2, NumberConcurrencyCap)
+
+	// Another node started with a's id while a runs: refused.
+	if r, err := OpenRedis(context.Background(), RedisOptions{Addr: srv.addr, NodeID: "a", SlotTTL: time.Second, Limits: lim}); err == nil {
+		r.Close()
+		t.Fatal("a second node with a running node's id was accepted")
+	}
+
+	// a dies: it stops refreshing, and gives nothing back.
+	a.stop()
+	<-a.done
+	died := time.Now()
+	for {
+		d, res := b.Reserve(k2)
+		if d.Allowed() {
+			res.Finish(Failed)
+			break
+		}
+		if time.Since(died) > 3*time.Second {
+			t.Fatalf("dead node's slot still held %v after it died (slot TTL 1 s): %v", time.Since(died), d.Verdict)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if since := time.Since(died); since < 500*time.Millisecond {
+		t.Errorf("slot freed %v after the death, before the instance could expire", since)
+	}
+	// a restarted with its id takes it over once the old instance expired.
+	openRedis(t, srv, "a", lim)
+}
+
+// TestRedisRestartKeepsGrants: Redis killed with SIGKILL right after a grant
+// was acknowledged, and restarted: the grant (and the counters) are there,
+// because Redis fsyncs its append-only file before it answers.
+func TestRedisRestartKeepsGrants(t *testing.T) {
+	srv := startRedis(t)
+	r := openRedis(t, srv, "n1", DefaultLimits())
+	k := key("+16505550001")
+	if err := r.Grant(k, false, time.Time{}, "api"); err != nil {
+		t.Fatal(err)
+	}
+	_, res := reserve(t, r, k, Allow)
+	res.Finish(Answered)
+	srv.restart()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		en, ok, err := r.Lookup(k)
+		if err == nil && ok {
+			if en.Status != StatusTemporary || en.ConnectedCalls24h != 1 {
+				t.Errorf("after a Redis crash: %+v", en)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("grant after Redis restart: %v %v", ok, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestRedisDownRefuses: with Redis gone, the default policy refuses with
+// 503 (counted), changes fail with ErrUnavailable, and all works again
+// when Redis returns.
+func TestRedisDownRefuses(t *testing.T) {
+	srv := startRedis(t)
+	r := openRedis(t, srv, "n1", DefaultLimits())
+	k := key("+16505550001")
+	if err := r.Grant(k, true, time.Time{}, "api"); err != nil {
+		t.Fatal(err)
+	}
+	srv.kill()
+	d, _ := r.Reserve(k)
+	if d.Verdict != Unavailable || d.Code != 503 || d.RetryAfter <= 0 {
+		t.Errorf("redis down: %+v", d)
+	}
+	if err := r.Grant(k, true, time.Time{}, "api"); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("grant with redis down: %v", err)
+	}
+	if _, _, err := r.Lookup(k); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("lookup with redis down: %v", err)
+	}
+	if s := r.Stats(); s.Up || s.RefusedUnavailable == 0 || s.Errors == 0 {
+		t.Errorf("stats with redis down: %+v", s)
+	}
+	srv.restart()
+	waitUp(t, r)
+	_, res := reserve(t, r, k, Allow)
+	res.Finish(Failed)
+}
+
+func waitUp(t *testing.T, r *Redis) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !r.Stats().Up {
+		if time.Now().After(deadline) {
+			t.Fatal("store still down 5 s after redis returned")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestRedisDownFromCache: policy cache admits a pair this node saw granted,
+// refuses one it never saw, and writes the call's outcome back when Redis
+// returns, once.
+func TestRedisDownFromCache(t *testing.T) {
+	srv := startRedis(t)
+	r := openRedis(t, srv, "n1", DefaultLimits(), func(o *RedisOptions) { o.OnDown = OnDownCache })
+	k, unseen := key("+16505550001"), key("+16505550002")
+	if err := r.Grant(k, true, time.Time{}, "api"); err != nil {
+		t.Fatal(err)
+	}
+	srv.kill()
+	_, res := reserve(t, r, k, Allow)
+	reserve(t, r, k, Busy)
+	reserve(t, r, unseen, NoPermission)
+	res.Connected()
+	res.Finish(Answered)
+	if s := r.Stats(); s.AdmittedFromCache != 1 || s.PendingOutcomes != 1 {
+		t.Errorf("stats while down: %+v", s)
+	}
+	srv.restart()
+	waitUp(t, r)
+	deadline := time.Now().Add(3 * time.Second)
+	for r.Stats().PendingOutcomes > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if en := lookup(t, r, k); en.ConnectedCalls24h != 1 || en.ActiveCalls != 0 {
+		t.Errorf("after write-back: %+v", en)
+	}
+}
+
+// TestRedisGarbage: a Redis that answers nonsense (here a key of the wrong
+// type where the pair's hash should be) fails the call cleanly: a 503, an
+// error counted, no panic, and other pairs unaffected.
+func TestRedisGarbage(t *testing.T) {
+	srv := startRedis(t)
+	r := openRedis(t, srv, "n1", DefaultLimits())
+	k, ok := key("+16505550001"), key("+16505550002")
+	cli := redis.NewClient(&redis.Options{Addr: srv.addr, DisableIdentity: true, Protocol: 2})
+	defer cli.Close()
+	if err := cli.Set(context.Background(), "wagate:p:"+k.PhoneNumberID+":"+k.User, "junk", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Grant(ok, true, time.Time{}, "api"); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := r.Reserve(k)
+	if d.Verdict != Unavailable {
+		t.Errorf("wrong-type key: %v", d.Verdict)
+	}
+	waitUp(t, r)
+	_, res := reserve(t, r, ok, Allow)
+	res.Finish(Failed)
+}
+
+// TestRedisRefusesNonDurable: a Redis that does not fsync every write is
+// refused at start (a grant it acknowledged could be lost), unless allowed.
+func TestRedisRefusesNonDurable(t *testing.T) {
+	srv := startRedis(t, "--appendfsync", "everysec")
+	_, err := OpenRedis(context.Background(), RedisOptions{Addr: srv.addr, NodeID: "n1", Limits: DefaultLimits()})
+	if err == nil {
+		t.Fatal("opened on a Redis with appendfsync everysec")
+	}
+	t.Log(err)
+	openRedis(t, srv, "n1", DefaultLimits(), func(o *RedisOptions) { o.AllowNonDurable = true })
+}
+
+// TestRedisSlow: a Redis that stops answering (SIGSTOP) is a down Redis
+// after permissions.redis.timeout: the admission is refused with 503 in
+// about that time, not held; when it answers again, so does the store.
+func TestRedisSlow(t *testing.T) {
+	srv := startRedis(t)
+	r := openRedis(t, srv, "n1", DefaultLimits())
+	k := key("+16505550001")
+	if err := r.Grant(k, true, time.Time{}, "api"); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	d, _ := r.Reserve(k)
+	took := time.Since(start)
+	if err := srv.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if d.Verdict != Unavailable {
+		t.Errorf("stalled Redis: %v", d.Verdict)
+	}
+	if took > time.Second {
+		t.Errorf("admission held %v by a stalled Redis (timeout 200 ms)", took)
+	}
+	waitUp(t, r)
+	// Whether or not Redis ran the admission it was sent, no slot is left
+	// taken by a call that was never placed.
+	deadline := time.Now().Add(3 * time.Second)
+	for lookup(t, r, k).ActiveCalls != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("a timed-out admission left the user busy")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_, res := reserve(t, r, k, Allow)
+	res.Finish(Failed)
+}

@@ -1,0 +1,82 @@
+package permissions
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// messageRetention is how long an applied webhook message id is
+// remembered. Meta retries a delivery for up to a day or so; a week covers
+// it with room, and a reply older than the pair's last change is ignored
+// anyway (ApplyReply), whatever its id.
+const messageRetention = 7 * day
+
+// maxMessageID bounds a stored message id (Meta's wamid.… ids are ~60
+// characters).
+const maxMessageID = 256
+
+// MessageSeen reports whether the webhook message id was applied within
+// the retention.
+func (c *Cache) MessageSeen(id string) (bool, error) {
+	if id == "" {
+		return false, nil
+	}
+	c.ext.mu.RLock()
+	at, ok := c.ext.seen[id]
+	c.ext.mu.RUnlock()
+	seen := ok && at > c.now()-int64(messageRetention)
+	if seen {
+		c.ext.replayed.Add(1)
+	}
+	return seen, nil
+}
+
+// MarkMessage records that the message id was applied, durably, so that a
+// redelivery or a replay after a restart is ignored.
+func (c *Cache) MarkMessage(id string) error {
+	if id == "" {
+		return nil
+	}
+	if len(id) > maxMessageID {
+		return fmt.Errorf("webhook message id of %d bytes: longer than %d", len(id), maxMessageID)
+	}
+	now := c.now()
+	if c.store != nil {
+		var v [8]byte
+		binary.BigEndian.PutUint64(v[:], uint64(now))
+		err := c.store.db.Batch(func(tx *bolt.Tx) error { return tx.Bucket(bucketMessages).Put([]byte(id), v[:]) })
+		if err != nil {
+			c.ext.errors.Add(1)
+			return fmt.Errorf("persist webhook message id: %w", err)
+		}
+	}
+	c.ext.mu.Lock()
+	c.ext.seen[id] = now
+	c.ext.mu.Unlock()
+	return nil
+}
+
+// sweepMessages forgets message ids past the retention.
+func (c *Cache) sweepMessages(now int64) {
+	cut := now - int64(messageRetention)
+	var gone []string
+	c.ext.mu.Lock()
+	for id, at := range c.ext.seen {
+		if at <= cut {
+			delete(c.ext.seen, id)
+			gone = append(gone, id)
+		}
+	}
+	c.ext.mu.Unlock()
+	if len(gone) == 0 || c.store == nil {
+		return
+	}
+	_ = c.store.db.Update(func(tx *bolt.Tx) error {
+		for _, id := range gone {
+			_ = tx.Bucket(bucketMessages).Delete([]byte(id))
+		}
+		return nil
+	})
+}

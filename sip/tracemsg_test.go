@@ -1,0 +1,113 @@
+package sip
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestRedactCredentials(t *testing.T) {
+	out := string(redactCredentials([]byte(traceInvite)))
+	for _, s := range traceSecrets {
+		if strings.Contains(out, s) {
+			t.Errorf("redacted message still holds %q:\n%s", s, out)
+		}
+	}
+	want := `Proxy-Authorization: Digest algorithm=MD5, cnonce="redacted", nc=00000001, nonce="redacted", opaque="redacted", ` +
+		`qop=auth, realm="127.0.0.1", response="redacted", uri="sip:1001@127.0.0.3", username="dialer1"` + "\r\n"
+	if !strings.Contains(out, want) {
+		t.Errorf("redacted header is not\n%s in\n%s", want, out)
+	}
+	// Everything else is as it was.
+	if strings.Replace(traceInvite, headerLine(traceInvite, "Proxy-Authorization"), want, 1) != out {
+		t.Errorf("other lines changed:\n%s", out)
+	}
+
+	for _, tc := range []struct{ name, in, want string }{
+		{"lower-case name, folded", "authorization: Digest username=\"u\",\r\n  response=\"SECRET1\", nonce=\"n\"",
+			`authorization: Digest nonce="redacted", response="redacted", username="u"`},
+		{"space before the colon", "Authorization : Digest username=\"u\", response=\"SECRET1\"",
+			`Authorization: Digest response="redacted", username="u"`},
+		{"basic", "Authorization: Basic dXNlcjpTRUNSRVQx", "Authorization: Basic redacted"},
+		{"bearer", "Proxy-Authorization: Bearer SECRET1.token", "Proxy-Authorization: Bearer redacted"},
+		{"unterminated quote", "Authorization: Digest username=\"u\", response=\"SECRET1", "Authorization: Digest redacted"},
+		{"repeated parameter", "Authorization: Digest response=a, response=\"SECRET1\"", "Authorization: Digest redacted"},
+		{"kept value that is no token", "Authorization: Digest username=\"u\", qop=\"SECRET1 x\"", "Authorization: Digest redacted"},
+		{"no scheme", "Authorization: =SECRET1", "Authorization: redacted"},
+		{"empty", "Authorization:", "Authorization: redacted"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			msg := "REGISTER sip:x SIP/2.0\r\nCall-ID: 1\r\n" + tc.in + "\r\nCSeq: 1 REGISTER\r\n\r\nbody Authorization: kept"
+			out := string(redactCredentials([]byte(msg)))
+			want := "REGISTER sip:x SIP/2.0\r\nCall-ID: 1\r\n" + tc.want + "\r\nCSeq: 1 REGISTER\r\n\r\nbody Authorization: kept"
+			if out != want {
+				t.Errorf("got\n%q\nwant\n%q", out, want)
+			}
+		})
+	}
+
+	// A message without credentials is returned as is, not copied; one
+	// that only names them elsewhere is not changed.
+	plain := []byte("OPTIONS sip:x SIP/2.0\r\nCall-ID: 1\r\n\r\n")
+	if out := redactCredentials(plain); &out[0] != &plain[0] || !bytes.Equal(out, plain) {
+		t.Errorf("a message without credentials was rewritten: %q", out)
+	}
+	named := []byte("OPTIONS sip:x SIP/2.0\nAccept: x-authorization/y\nX-Authorization-Note: none\n\nAuthorization: Digest response=body")
+	if out := redactCredentials(named); !bytes.Equal(out, named) {
+		t.Errorf("a message that only names credentials was changed: %q", out)
+	}
+}
+
+// FuzzRedactCredentials: whatever the message, every Authorization and
+// Proxy-Authorization left in the header section keeps no parameter value
+// but the harmless ones, and the other lines are untouched.
+func FuzzRedactCredentials(f *testing.F) {
+	f.Add([]byte(traceInvite))
+	f.Add([]byte("A\nAuthorization: Digest response=\"x\"\n\tnonce=y\n\nbody"))
+	f.Add([]byte("A\r\nproxy-AUTHORIZATION :Basic abc\r\n"))
+	f.Fuzz(func(t *testing.T, m []byte) {
+		out := redactCredentials(m)
+		if !containsFold(m, "authorization") && !bytes.Equal(out, m) {
+			t.Fatal("changed a message without credentials")
+		}
+		eachHeader(out, func(name, value []byte) bool {
+			if !isAuthorization(name) {
+				return true
+			}
+			v := strings.TrimSpace(string(value))
+			scheme, rest, _ := strings.Cut(v, " ")
+			if v == "redacted" || rest == "redacted" {
+				return true
+			}
+			if !strings.EqualFold(scheme, "Digest") {
+				t.Fatalf("%s kept %q", name, v)
+			}
+			ps, err := parseDigest(v)
+			if err != nil {
+				t.Fatalf("redacted %s does not parse: %q", name, v)
+			}
+			for k, pv := range ps {
+				if !keptDigestParams[k] && pv != "redacted" {
+					t.Fatalf("%s kept %s=%q", name, k, pv)
+				}
+			}
+			return true
+		})
+	})
+}
+
+func TestSummarize(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want traceSummary
+	}{
+		{traceInvite, traceSummary{method: "INVITE", cseq: "2 INVITE", callID: "call-1@127.0.0.4"}},
+		{"SIP/2.0 180 Ringing\r\ni: compact@x\r\nCSeq:  1 INVITE \r\n\r\n", traceSummary{status: 180, reason: "Ringing", cseq: "1 INVITE", callID: "compact@x"}},
+		{"sip/2.0 200 OK\nCall-ID: lf\n\nCall-ID: body", traceSummary{status: 200, reason: "OK", callID: "lf"}},
+		{"garbage", traceSummary{}},
+	} {
+		if got := summarize([]byte(tc.in)); got != tc.want {
+			t.Errorf("summarize(%q) = %+v, want %+v", tc.in, got, tc.want)
+		}
+	}
+}
