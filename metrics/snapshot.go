@@ -31,7 +31,9 @@ var (
 	dPortsFree      = desc("wagate_rtp_ports_free", "RTP/RTCP ports of the configured range not held by a call (some may be in quarantine).")
 	dBridges        = desc("wagate_media_bridges", "Media bridges open.")
 	dRTPPackets     = desc("wagate_rtp_packets_total", "RTP packets sent toward each leg, of calls that have ended: relayed, transcoded and DTMF.", "direction")
-	dRTPDropped     = desc("wagate_rtp_dropped_total", "RTP packets dropped, of calls that have ended, by reason: source (not the signalled or latched address), invalid, srtp_auth, srtp_replay, late.", "reason")
+	dRTPDropped     = desc("wagate_rtp_dropped_total", "RTP packets dropped, of calls that have ended, by reason: source (not the signalled or latched address), invalid, srtp_auth, srtp_replay, late; and on dtls legs' ports stun and dtls (not the ICE peer's, or not authentic).", "reason")
+	dDTLS           = desc("wagate_dtls_handshakes_total", "Handshakes (ICE and DTLS) of dtls legs by result: keyed, timeout, fingerprint (the certificate did not match the SDP), ice_failed, failed; consent_lost counts keyed legs whose peer stopped answering ICE consent checks.", "result")
+	dDTLSSeconds    = desc("wagate_dtls_handshake_seconds_total", "Time the keyed dtls legs took from the answer to their SRTP keys, summed (divide by wagate_dtls_handshakes_total{result=\"keyed\"}).")
 	dRTPSilence     = desc("wagate_rtp_silence_packets_total", "Silence packets wagate sent toward WhatsApp while the other side was quiet, of calls that have ended.")
 	dRTCP           = desc("wagate_rtcp_packets_total", "RTCP packets sent and received, of calls that have ended.", "direction")
 	dDTMF           = desc("wagate_dtmf_events_total", "RFC 4733 DTMF events relayed, of calls that have ended.")
@@ -62,7 +64,7 @@ var (
 func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{dCallsActive, dDraining, dEdgePassed, dEdgeAnswered, dEdgeRefused, dConnections,
 		dOverload, dPanics, dTLSFailures, dSIPRequests, dSIPResponses, dPortsInUse, dPortsFree, dBridges, dRTPPackets, dRTPDropped,
-		dRTPSilence, dRTCP, dDTMF, dRecActive, dRecCompleted, dRecFailed, dRecDropped, dRecBytes, dEvQueue, dEvQueueCap,
+		dRTPSilence, dRTCP, dDTMF, dDTLS, dDTLSSeconds, dRecActive, dRecCompleted, dRecFailed, dRecDropped, dRecBytes, dEvQueue, dEvQueueCap,
 		dEvDropped, dEvWriteErrors, dCDRs, dEvWritten, dDeliveries, dInFlight, dPermUp, dPermErrors, dPermRefused,
 		dPermCached, dPermLearned, dPermStale, dPermRestrict, dPermPending, dWebhookUnknown} {
 		ch <- d
@@ -118,6 +120,16 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(dRTPDropped, t.DroppedAuth, "srtp_auth")
 		counter(dRTPDropped, t.DroppedReplay, "srtp_replay")
 		counter(dRTPDropped, t.DroppedLate, "late")
+		counter(dRTPDropped, t.DroppedSTUN, "stun")
+		counter(dRTPDropped, t.DroppedDTLS, "dtls")
+		dt := s.DTLS
+		counter(dDTLS, dt.Keyed, "keyed")
+		counter(dDTLS, dt.Timeouts, "timeout")
+		counter(dDTLS, dt.FingerprintMismatches, "fingerprint")
+		counter(dDTLS, dt.ICEFailed, "ice_failed")
+		counter(dDTLS, dt.Failed, "failed")
+		counter(dDTLS, dt.ConsentLost, "consent_lost")
+		ch <- prometheus.MustNewConstMetric(dDTLSSeconds, prometheus.CounterValue, dt.HandshakeSeconds)
 		counter(dRTPSilence, t.Silence)
 		counter(dRTCP, t.RTCPSent, "sent")
 		counter(dRTCP, t.RTCPReceived, "received")

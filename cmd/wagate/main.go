@@ -97,6 +97,15 @@ func run() int {
 		log.Error("media setup failed", "error", err)
 		return 1
 	}
+	// Made on first start and kept, so the fingerprint of dtls legs stays
+	// the same across restarts.
+	cert, err := media.LoadOrCreateCertificate(filepath.Join(cfg.DataDir, "dtls"))
+	if err != nil {
+		log.Error("media setup failed", "error", err)
+		return 1
+	}
+	mm.SetCertificate(cert)
+	log.Info("DTLS certificate", "path", cert.Path, "fingerprint", cert.Fingerprint)
 	srv, err := sip.New(cfg, log)
 	if err != nil {
 		log.Error("sip setup failed", "error", err)
