@@ -641,8 +641,8 @@ func (v validator) media() {
 	if d := m.DTLS.HandshakeTimeout; d < Duration(time.Second) || d > Duration(time.Minute) {
 		v.add("media.dtls.handshake_timeout", "%s is outside 1s–1m", d)
 	}
-	if d := m.ICE.ConsentTimeout; d < Duration(5*time.Second) || d > Duration(10*time.Minute) {
-		v.add("media.ice.consent_timeout", "%s is outside 5s–10m (RFC 7675 uses 30s)", d)
+	if d := m.ICE.ConsentTimeout; d < Duration(3*time.Second) || d > Duration(10*time.Minute) {
+		v.add("media.ice.consent_timeout", "%s is outside 3s–10m (RFC 7675 uses 30s)", d)
 	}
 	if b := m.Opus.Bitrate; b < 6000 || b > 510000 {
 		v.add("media.opus.bitrate", "%d is outside Opus's 6000–510000 bit/s", b)

@@ -31,8 +31,9 @@ const queueDepth = 64
 
 // Consent freshness (RFC 7675) as pion's agent does it: a Binding
 // request on the selected pair every keepalive; the pair is
-// disconnected after consentDisconnected without any answer and failed
-// (the call ends) at the configured consent timeout.
+// disconnected after consentDisconnected (or a third of the consent
+// timeout) without any answer and failed (the call ends) at the
+// configured consent timeout.
 const (
 	consentKeepalive    = 2 * time.Second
 	consentDisconnected = 5 * time.Second
@@ -195,7 +196,7 @@ func (m *Manager) newAgent(q *packetQueue, host netip.AddrPort, ufrag, pwd strin
 	if host.Addr().Is6() {
 		nt = ice.NetworkTypeUDP6
 	}
-	ka, disc := consentKeepalive, consentDisconnected
+	ka, disc := consentKeepalive, min(consentDisconnected, m.consentTimeout/3)
 	failed := m.consentTimeout - disc
 	agent, err := ice.NewAgent(&ice.AgentConfig{
 		NetworkTypes:        []ice.NetworkType{nt},

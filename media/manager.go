@@ -169,9 +169,6 @@ func NewManager(cfg configs.Media, log *slog.Logger) (*Manager, error) {
 		}
 	}
 	consent := cmp.Or(cfg.ICE.ConsentTimeout.D(), defaultConsentTimeout)
-	if consent <= consentDisconnected {
-		return nil, fmt.Errorf("media: ice.consent_timeout %s must be above %s", consent, consentDisconnected)
-	}
 	return &Manager{
 		log:              log,
 		ports:            ports,
