@@ -140,7 +140,7 @@ type Call struct {
 	Handshake time.Duration
 	// Invited is when the peer sent its INVITE (DTLS calls it placed).
 	Invited time.Time
-	codec     rtppeer.Codec
+	codec   rtppeer.Codec
 }
 
 // Hangup sends BYE (unless the remote side already did) and closes the
