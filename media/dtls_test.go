@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/stun/v3"
 	"github.com/wagate/wagate/configs"
 )
 
@@ -258,4 +259,75 @@ func checkNoPionGoroutines(t testing.TB) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestDTLSStrangersDropped: mid-call, a stranger sends STUN checks (with
+// and without our credentials' shape) and DTLS records, and the ICE peer's
+// address is not theirs: each is dropped and counted, the call goes on
+// and its audio still flows. Then a flood of 5,000 ClientHello-sized
+// DTLS records at the leg's port leaves a second call's audio flowing.
+func TestDTLSStrangersDropped(t *testing.T) {
+	m := newDTLSManager(t, 16, 5*time.Second, 30*time.Second)
+	s := newB2B(t, m, nil, nil)
+	if !flow(t, s.p1, s.xA, s.p2, 5*time.Second) {
+		t.Fatal("no audio before the strangers came")
+	}
+	xB := sdpAddr(t, s.x.LocalOfferB()) // X's dtls port
+	stranger := newPeer(t)
+	stunReq, err := stun.Build(stun.TransactionID, stun.BindingRequest, stun.NewUsername("nope:nope"),
+		stun.NewShortTermIntegrity("0123456789012345678901"), stun.Fingerprint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hello := append([]byte{22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 187}, make([]byte, 187)...)
+	garbage := append([]byte{23, 0xfe, 0xfd}, bytes.Repeat([]byte{0xAB}, 60)...)
+	for range 10 {
+		stranger.send(xB, stunReq.Raw)
+		stranger.send(xB, hello)
+		stranger.send(xB, garbage)
+	}
+	if !flow(t, s.p1, s.xA, s.p2, 2*time.Second) || !flow(t, s.p2, s.yB, s.p1, 2*time.Second) {
+		t.Fatal("audio stopped after strangers' STUN and DTLS")
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for st := s.x.Stats(); st.DroppedSTUN < 10 || st.DroppedDTLS < 20; st = s.x.Stats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("stats %+v, want ≥ 10 STUN and ≥ 20 DTLS drops", st)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	// A second call, and a flood at the first's dtls port meanwhile.
+	s2 := newB2B(t, m, nil, nil)
+	if !flow(t, s2.p1, s2.xA, s2.p2, 5*time.Second) {
+		t.Fatal("no audio on the second call")
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 5000 {
+			if _, err := stranger.conn.WriteToUDPAddrPort(hello, xB); err != nil {
+				return
+			}
+		}
+	}()
+	got := 0
+	for range 20 {
+		if flow(t, s2.p1, s2.xA, s2.p2, 500*time.Millisecond) {
+			got++
+		}
+	}
+	<-done
+	if got < 18 {
+		t.Errorf("during the flood the second call carried %d of 20 bursts", got)
+	}
+	if !flow(t, s.p1, s.xA, s.p2, 2*time.Second) {
+		t.Fatal("the flooded call's audio stopped")
+	}
+	select {
+	case err := <-s.failX:
+		t.Fatalf("the flooded call ended: %v", err)
+	default:
+	}
+	t.Logf("after the flood: X dropped %d DTLS, %d STUN", s.x.Stats().DroppedDTLS, s.x.Stats().DroppedSTUN)
 }

@@ -319,3 +319,63 @@ func TestDTLSAndSDESNumbersMixed(t *testing.T) {
 	s := w.waitIdle()
 	w.expectCounts(s, 2, 2)
 }
+
+// TestMetaG711Offer: Meta offers Opus and G.711 (a number with
+// additional_codecs). With prefer: passthrough wagate takes G.711 and
+// relays it end to end (UIC: it answers PCMU; BIC: it offers the dialer's
+// PCMU first and Meta answers it); with prefer: transcode (the default)
+// it answers Opus and transcodes. Checked by what was negotiated and by
+// wagate's counters (wagate_calls_transcoded_total), not by time.
+func TestMetaG711Offer(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, prefer string
+		bic          bool
+		wantCodec    string
+		transcoded   float64
+	}{
+		{"UIC passthrough", "passthrough", false, "PCMU", 0},
+		{"UIC transcode", "transcode", false, "opus", 1},
+		{"BIC passthrough", "passthrough", true, "PCMU", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			w := e.startWagate(dtlsOpts(wagateOpts{MetaCodecs: "opus, PCMU, PCMA", MetaExtra: ", prefer: " + tc.prefer}))
+			meta := newGoPeer(t, e.Meta, metapeer.Config{DTLS: true, OfferG711: true, AnswerG711: true})
+			ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
+			defer cancel()
+			var mcall, gcall *metapeer.Call
+			if tc.bic {
+				dialer := newGoPeer(t, e.Dialer, metapeer.Config{Profile: metapeer.ProfileG711})
+				answered := answerAsync(ctx, meta, metapeer.AnswerSpec{})
+				var err error
+				if gcall, err = dialer.Call(ctx, metapeer.CallSpec{Target: w.SIPAddr, To: waUser, From: businessNumber}); err != nil {
+					t.Fatalf("BIC: %v", err)
+				}
+				mcall = waitAnswer(t, answered, "the Meta peer")
+			} else {
+				pbx := newGoPeer(t, e.PBX, metapeer.Config{Profile: metapeer.ProfileG711})
+				answered := answerAsync(ctx, pbx, metapeer.AnswerSpec{})
+				var err error
+				if mcall, err = meta.Call(ctx, metapeer.CallSpec{Target: w.SIPAddr, To: businessNumber, From: waUser}); err != nil {
+					t.Fatalf("UIC: %v", err)
+				}
+				gcall = waitAnswer(t, answered, "the PBX")
+			}
+			if got := mcall.Codec().Name; got != tc.wantCodec {
+				t.Fatalf("Meta's leg uses %s, want %s; SDP from wagate:\n%s", got, tc.wantCodec, mcall.Remote)
+			}
+			waitKeyed(t, mcall, tc.name)
+			toneBothWays(t, mcall, gcall, "G.711 side")
+			hangup(t, gcall, "the G.711 side")
+			waitBye(t, mcall, "the Meta peer")
+			s := w.waitIdle()
+			w.expectCounts(s, 1, 1)
+			m := scrapeMetrics(t, e)
+			if v, _ := metricValue(m, "wagate_calls_transcoded_total", ""); v != tc.transcoded {
+				t.Errorf("wagate_calls_transcoded_total = %v, want %v", v, tc.transcoded)
+			}
+		})
+	}
+}
