@@ -2,6 +2,9 @@ package test
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +12,7 @@ import (
 	"github.com/wagate/wagate/test/internal/dtlspeer"
 	"github.com/wagate/wagate/test/internal/metapeer"
 	"github.com/wagate/wagate/test/internal/rtppeer"
+	"github.com/wagate/wagate/test/internal/sipua"
 )
 
 // DTLS-SRTP toward Meta (media_encryption: dtls) through the real binary.
@@ -378,4 +382,50 @@ func TestMetaG711Offer(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDTLSMalformedOffer: Meta-shaped DTLS offers with a malformed
+// fingerprint, setup, candidate or ICE credentials each get 488 with a
+// Warning naming the fault, and leave nothing behind.
+func TestDTLSMalformedOffer(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := e.startWagate(dtlsOpts(wagateOpts{}))
+	meta := newGoPeer(t, e.Meta, metapeer.Config{})
+	target, err := net.ResolveUDPAddr("udp4", w.SIPAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := "v=0\r\no=- 1 1 IN IP4 " + e.Meta.IP + "\r\ns=-\r\nc=IN IP4 " + e.Meta.IP + "\r\nt=0 0\r\na=ice-lite\r\n" +
+		"m=audio 40000 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\na=ice-ufrag:Ab3d\r\na=ice-pwd:0123456789abcdefghijKL\r\n" +
+		"a=fingerprint:sha-256 " + strings.TrimSuffix(strings.Repeat("AB:", 32), ":") + "\r\na=setup:actpass\r\n" +
+		"a=candidate:1 1 udp 2130706431 " + e.Meta.IP + " 40000 typ host\r\na=rtcp-mux\r\n"
+	for i, tc := range []struct{ old, new, warn string }{
+		{"sha-256 AB:AB", "sha-256 AB-AB", "a=fingerprint sha-256 value is not hex pairs"},
+		{"setup:actpass", "setup:holdconn", "a=setup:holdconn"},
+		{"typ host", "typ", "a=candidate"},
+		{"ice-ufrag:Ab3d", "ice-ufrag:A", "a=ice-ufrag is 1 characters"},
+		{"ice-pwd:0123456789abcdefghijKL", "ice-pwd:short", "a=ice-pwd is 5 characters"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
+		_, err := meta.UA.Invite(ctx, sipua.InviteRequest{
+			Target: target, RURI: "sip:" + businessNumber + "@" + w.SIPAddr, To: "sip:" + businessNumber + "@" + w.SIPAddr,
+			From: "sip:" + waUser + "@wa.meta.vc", CallID: fmt.Sprintf("outgoing:wacid.bad%d", i),
+			SDP: []byte(strings.Replace(good, tc.old, tc.new, 1)),
+		})
+		cancel()
+		var se *sipua.StatusError
+		if !errors.As(err, &se) || se.Code != 488 || !strings.Contains(se.Msg.Get("Warning"), tc.warn) {
+			t.Errorf("%s → %s: got %v (Warning %q), want 488 with a Warning containing %q", tc.old, tc.new, err, warningOf(se), tc.warn)
+		}
+	}
+	s := w.waitIdle()
+	w.expectCounts(s, 5, 5)
+}
+
+func warningOf(se *sipua.StatusError) string {
+	if se == nil || se.Msg == nil {
+		return ""
+	}
+	return se.Msg.Get("Warning")
 }
