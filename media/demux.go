@@ -157,7 +157,54 @@ func (s *secureLeg) dtlsRecord(pkt []byte, from netip.AddrPort) {
 	}
 	if !ok || !s.dtlsQ.offer(pkt, from) {
 		s.dropped(&s.droppedDTLS, "DTLS", from)
+		return
 	}
+	if !s.client && clientHelloSCSV(pkt) {
+		s.scsv.Store(true)
+	}
+}
+
+// clientHelloSCSV reports whether pkt (whole DTLS records, checked) is an
+// unfragmented ClientHello whose cipher suites include
+// TLS_EMPTY_RENEGOTIATION_INFO_SCSV (RFC 5746), the way OpenSSL's clients
+// say they support secure renegotiation. pion's server answers only the
+// extension form; OpenSSL 3 clients then refuse the handshake ("unsafe
+// legacy renegotiation disabled"), so the leg tells pion (see handshake).
+func clientHelloSCSV(pkt []byte) bool {
+	if len(pkt) < dtlsRecordHeader+12 || pkt[0] != 22 {
+		return false
+	}
+	n := int(binary.BigEndian.Uint16(pkt[11:13]))
+	b := pkt[dtlsRecordHeader:min(len(pkt), dtlsRecordHeader+n)]
+	// Handshake header: type, length (3), message_seq (2), fragment
+	// offset (3), fragment length (3).
+	if len(b) < 12 || b[0] != 1 || b[6] != 0 || b[7] != 0 || b[8] != 0 || !bytes.Equal(b[1:4], b[9:12]) {
+		return false
+	}
+	b = b[12:]
+	if len(b) < 2+32+1 {
+		return false
+	}
+	b = b[34:]    // client_version, random
+	for range 2 { // session_id, cookie
+		if len(b) < 1 || len(b) < 1+int(b[0]) {
+			return false
+		}
+		b = b[1+int(b[0]):]
+	}
+	if len(b) < 2 {
+		return false
+	}
+	cs := int(binary.BigEndian.Uint16(b))
+	if cs%2 != 0 || len(b) < 2+cs {
+		return false
+	}
+	for i := 2; i < 2+cs; i += 2 {
+		if b[i] == 0x00 && b[i+1] == 0xff {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *secureLeg) isKnown(a netip.AddrPort) bool {

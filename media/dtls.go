@@ -9,11 +9,14 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/pion/dtls/v3"
+	"github.com/pion/dtls/v3/pkg/protocol/extension"
+	"github.com/pion/dtls/v3/pkg/protocol/handshake"
 	"github.com/pion/ice/v4"
 	"github.com/pion/stun/v3"
 )
@@ -100,6 +103,9 @@ type secureLeg struct {
 	loggedDrop bool
 
 	droppedSTUN, droppedDTLS atomic.Uint64
+	// scsv: the peer's ClientHello asked for secure renegotiation the
+	// OpenSSL way (demux.go); our ServerHello must then say we support it.
+	scsv atomic.Bool
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -316,6 +322,14 @@ func (s *secureLeg) handshake(ctx context.Context) (recv, send *sdesKey, err err
 			return ErrDTLSFingerprint
 		},
 		LoggerFactory: pionLogs{s.log},
+		ServerHelloMessageHook: func(h handshake.MessageServerHello) handshake.Message {
+			if s.scsv.Load() && !slices.ContainsFunc(h.Extensions, func(e extension.Extension) bool {
+				return e.TypeValue() == extension.RenegotiationInfoTypeValue
+			}) {
+				h.Extensions = append(h.Extensions, &extension.RenegotiationInfo{})
+			}
+			return &h
+		},
 	}
 	peer := net.UDPAddrFromAddrPort(*s.selected.Load())
 	var conn *dtls.Conn

@@ -186,6 +186,33 @@ func TestValidDTLSRecords(t *testing.T) {
 	}
 }
 
+// TestClientHelloSCSV: OpenSSL's way of asking for secure renegotiation
+// is found in a ClientHello record, and only there.
+func TestClientHelloSCSV(t *testing.T) {
+	hello := func(suites ...byte) []byte {
+		body := append([]byte{0xfe, 0xfd}, make([]byte, 32)...) // version, random
+		body = append(body, 0, 0)                               // session id, cookie
+		body = append(body, 0, byte(len(suites)))
+		body = append(body, suites...)
+		body = append(body, 1, 0) // compression methods
+		n := len(body)
+		hs := append([]byte{1, 0, byte(n >> 8), byte(n), 0, 0, 0, 0, 0, 0, byte(n >> 8), byte(n)}, body...)
+		rec := []byte{22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, byte(len(hs) >> 8), byte(len(hs))}
+		return append(rec, hs...)
+	}
+	if !clientHelloSCSV(hello(0xc0, 0x2b, 0x00, 0xff)) {
+		t.Error("SCSV not found")
+	}
+	if clientHelloSCSV(hello(0xc0, 0x2b, 0xc0, 0x2f)) {
+		t.Error("SCSV found where there is none")
+	}
+	p := hello(0x00, 0xff)
+	p[dtlsRecordHeader] = 2 // a ServerHello
+	if clientHelloSCSV(p) {
+		t.Error("SCSV found in a ServerHello")
+	}
+}
+
 // FuzzSecureSDP: ICE and DTLS attributes of any SDP parse or fail with
 // ErrBadSDP, never panic.
 func FuzzSecureSDP(f *testing.F) {
@@ -230,7 +257,9 @@ func FuzzDemux(f *testing.F) {
 				}
 			}
 		case kindDTLS:
-			validDTLSRecords(pkt)
+			if validDTLSRecords(pkt) {
+				clientHelloSCSV(pkt)
+			}
 		}
 	})
 }
