@@ -200,7 +200,18 @@ func (s *Engine) setupMedia(c *call) *sipedge.Rejection {
 		}
 		return &sipedge.Rejection{Code: 500, Reason: "Server Internal Error", Log: err.Error()}
 	}
-	c.bridge = br
+	// Under the call's lock: the call is already live (Hangup, Drain),
+	// and if it was ended meanwhile nobody else will close the bridge.
+	c.mu.Lock()
+	ended := c.state == stateEnded
+	if !ended {
+		c.bridge = br
+	}
+	c.mu.Unlock()
+	if ended {
+		br.Close()
+		return c.earlyEnd()
+	}
 	return nil
 }
 
@@ -321,6 +332,7 @@ func (s *Engine) driveInvite(c *call, bReq *sip.Request, btx sip.ClientTransacti
 		sendCancel()
 	}
 	defer func() { btx.Terminate() }()
+	apiHangup := c.hangupRequests()
 
 	for {
 		select {
@@ -398,6 +410,10 @@ func (s *Engine) driveInvite(c *call, bReq *sip.Request, btx sip.ClientTransacti
 			return
 		case <-ring.C:
 			giveUp(480, "Temporarily Unavailable", "ring timeout")
+		case <-apiHangup:
+			apiHangup = nil
+			r := c.earlyEnd()
+			giveUp(r.Code, r.Reason, r.Log)
 		case <-c.ended:
 			// Ended from outside (shutdown, or B hung up its early
 			// dialog): A still needs a final response, B a CANCEL. A late
@@ -452,8 +468,18 @@ func (s *Engine) onBAnswer(c *call, bReq *sip.Request, btx sip.ClientTransaction
 	c.mu.Lock()
 	c.bAnswered = true
 	c.bAck = ack
+	endedFirst := c.state == stateEnded
 	c.mu.Unlock()
 
+	if endedFirst {
+		// Ended from outside (Hangup, Drain) as B answered: terminate did
+		// not know B was up.
+		if !aGone {
+			s.rejectA(c, c.earlyEnd())
+		}
+		s.sendBye(c, c.b)
+		return
+	}
 	if aGone {
 		// The CANCEL/200 race: B answered as we gave up on it.
 		c.terminate(nil, cause+"; b answered late")
@@ -498,8 +524,14 @@ func (s *Engine) answerA(c *call, answer []byte, cancelled <-chan struct{}) bool
 	res.AppendHeader(&ct)
 
 	c.mu.Lock()
-	if c.state != stateCalling {
+	if c.state != stateCalling || c.apiCause != "" {
+		// Ended from outside, or hung up through the API, since B
+		// answered: A still waits for a final response, and B (up now)
+		// for its BYE, which terminate sends unless it already has.
 		c.mu.Unlock()
+		r := c.earlyEnd()
+		s.rejectA(c, r)
+		c.terminate(nil, r.Log)
 		return false
 	}
 	c.state = stateAnswered

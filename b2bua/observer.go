@@ -129,6 +129,10 @@ func (s *Engine) notifyEnded(c *call, by, cause string, outcome Outcome, connect
 		}
 	}
 	cdr.Outcome = cdrOutcome(answered || connected, cdr.SIPCode, cause, outcome)
+	if by == events.HangupAPI && cdr.Outcome != events.Answered {
+		// An operator gave up on the call before it was answered.
+		cdr.Outcome = events.Cancelled
+	}
 	if c.bridge != nil {
 		if br, ok := c.bridge.(interface{ Report() media.Report }); ok {
 			r := br.Report()

@@ -39,6 +39,7 @@ const (
 	HangupA      = "a"      // the A-leg (the side that sent the INVITE)
 	HangupB      = "b"      // the B-leg
 	HangupWagate = "wagate" // wagate itself (refusal, timeout, shutdown)
+	HangupAPI    = "api"    // an operator, through DELETE /v1/calls/{id}
 )
 
 // CDR is the call detail record of one call wagate saw, answered or not,
@@ -79,7 +80,7 @@ type CDR struct {
 	// answer's 200, or the failure or refusal sent to the A-leg.
 	SIPCode   int    `json:"sip_code"`
 	SIPReason string `json:"sip_reason"`
-	// HangupBy is HangupA, HangupB or HangupWagate.
+	// HangupBy is HangupA, HangupB, HangupWagate or HangupAPI.
 	HangupBy string `json:"hangup_by"`
 	// Cause says in words why the call ended ("BYE from b", "ring
 	// timeout", "no approved call permission", …).

@@ -36,6 +36,8 @@ var (
 	dDTLSSeconds    = desc("wagate_dtls_handshake_seconds_total", "Time the keyed dtls legs took from the answer to their SRTP keys, summed (divide by wagate_dtls_handshakes_total{result=\"keyed\"}).")
 	dRTPSilence     = desc("wagate_rtp_silence_packets_total", "Silence packets wagate sent toward WhatsApp while the other side was quiet, of calls that have ended.")
 	dRTCP           = desc("wagate_rtcp_packets_total", "RTCP packets sent and received, of calls that have ended.", "direction")
+	dPlayout        = desc("wagate_media_playout_frames_total", "Frames the playout buffers made up or dropped, of calls that have ended: concealed (the packet was missing at its time: FEC/PLC), expanded (added to grow the delay when jitter rose), compressed (dropped to shrink it when jitter fell).", "kind")
+	dPlayed         = desc("wagate_media_prompt_packets_total", "Packets of prompts and music wagate played into calls (Bridge.Play), of calls that have ended.")
 	dDTMF           = desc("wagate_dtmf_events_total", "RFC 4733 DTMF events relayed, of calls that have ended.")
 	dRecActive      = desc("wagate_recordings_active", "Recordings in progress.")
 	dRecCompleted   = desc("wagate_recordings_completed_total", "Recordings that ran to the end of their call.")
@@ -64,7 +66,7 @@ var (
 func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{dCallsActive, dDraining, dEdgePassed, dEdgeAnswered, dEdgeRefused, dConnections,
 		dOverload, dPanics, dTLSFailures, dSIPRequests, dSIPResponses, dPortsInUse, dPortsFree, dBridges, dRTPPackets, dRTPDropped,
-		dRTPSilence, dRTCP, dDTMF, dDTLS, dDTLSSeconds, dRecActive, dRecCompleted, dRecFailed, dRecDropped, dRecBytes, dEvQueue, dEvQueueCap,
+		dRTPSilence, dRTCP, dDTMF, dDTLS, dDTLSSeconds, dPlayout, dPlayed, dRecActive, dRecCompleted, dRecFailed, dRecDropped, dRecBytes, dEvQueue, dEvQueueCap,
 		dEvDropped, dEvWriteErrors, dCDRs, dEvWritten, dDeliveries, dInFlight, dPermUp, dPermErrors, dPermRefused,
 		dPermCached, dPermLearned, dPermStale, dPermRestrict, dPermPending, dWebhookUnknown} {
 		ch <- d
@@ -134,6 +136,10 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(dRTCP, t.RTCPSent, "sent")
 		counter(dRTCP, t.RTCPReceived, "received")
 		counter(dDTMF, t.DTMFEvents)
+		counter(dPlayout, t.Concealed, "concealed")
+		counter(dPlayout, t.Expanded, "expanded")
+		counter(dPlayout, t.Compressed, "compressed")
+		counter(dPlayed, t.Played)
 	}
 	if c.src.Recording != nil {
 		s := c.src.Recording()

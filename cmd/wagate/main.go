@@ -201,6 +201,7 @@ func run() int {
 			Metrics:     mx.Handler(),
 			Ready:       readiness(srv),
 			KnownNumber: rt.knownNumber,
+			Calls:       callControl{calls},
 			Log:         log,
 		}
 		if perms != nil {
