@@ -138,7 +138,7 @@ type Call struct {
 	keyed     chan struct{}
 	keyErr    error
 	Handshake time.Duration
-	// Invited is when the peer sent its INVITE (DTLS calls it placed).
+	// Invited is when the peer sent its INVITE (calls it placed).
 	Invited time.Time
 	codec   rtppeer.Codec
 }
@@ -247,7 +247,7 @@ func (p *Peer) Call(ctx context.Context, spec CallSpec) (*Call, error) {
 	req.From = fmt.Sprintf("sip:%s@%s", spec.From, fromHost)
 	req.Headers = append(req.Headers, spec.Headers...)
 	req.SDP = desc.Marshal()
-	c := &Call{Media: sess, Local: req.SDP}
+	c := &Call{Media: sess, Local: req.SDP, Invited: time.Now()}
 	req.OnProvisional = func(m *sipua.Msg) { c.Provisional = append(c.Provisional, m) }
 	d, err := p.UA.Invite(ctx, req)
 	if err != nil {
