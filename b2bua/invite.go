@@ -65,6 +65,10 @@ func (s *Engine) Invite(req *sip.Request, tx sip.ServerTransaction, ep *configs.
 	// so a refused call costs nothing and nothing leaves toward Meta.
 	var ticket CallTicket
 	if dec.Dir == sipedge.BIC {
+		if rej := s.checkKeying(dec); rej != nil {
+			refuse(rej)
+			return
+		}
 		ticket, permission, rej = s.admitBIC(dec)
 		if rej != nil {
 			refuse(rej)

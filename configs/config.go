@@ -178,6 +178,11 @@ type Endpoint struct {
 	// "transcode" (default: Opus toward Meta, transcoded here) or
 	// "passthrough" (G.711 relayed end to end when the other side has it).
 	Prefer string `yaml:"prefer"`
+	// RefuseKeyingMismatch, on a whatsapp endpoint, refuses (488) the
+	// business-initiated calls of a number whose media_encryption differs
+	// from the srtp_key_exchange_protocol Meta last reported for it
+	// (account_settings_update webhook); default false: logged only.
+	RefuseKeyingMismatch bool `yaml:"refuse_keying_mismatch"`
 	// BehindNAT says the peer's media may come from another port or
 	// address than its SDP says: the relay latches onto the first valid
 	// (on SRTP: authenticated) packet from the SDP's IP or the IP its SIP
@@ -495,12 +500,15 @@ const (
 	EventCallRefused       = "call.refused"
 	EventPermissionChanged = "permission.changed"
 	EventRecordingReady    = "recording.ready"
+	// EventMetaSettingsChanged: Meta's account_settings_update webhook
+	// reported a number's calling settings (SRTP keying, SIP status).
+	EventMetaSettingsChanged = "meta.settings_changed"
 )
 
 // EventTypes lists every event type wagate emits.
 func EventTypes() []string {
 	return []string{EventCallStarted, EventCallRinging, EventCallAnswered, EventCallEnded,
-		EventCallRefused, EventPermissionChanged, EventRecordingReady}
+		EventCallRefused, EventPermissionChanged, EventRecordingReady, EventMetaSettingsChanged}
 }
 
 // Duration is a time.Duration written in YAML as "30s", "2m", …

@@ -337,6 +337,9 @@ func (v validator) endpoints() {
 		default:
 			v.add(p+".prefer", "%q is not a preference; use transcode (Opus toward Meta) or passthrough (G.711 relayed end to end)", e.Prefer)
 		}
+		if e.RefuseKeyingMismatch && e.Kind != KindWhatsApp {
+			v.add(p+".refuse_keying_mismatch", "only applies to whatsapp endpoints (it compares their keying with Meta's); remove the key")
+		}
 		if e.LatchAnyAddress && !e.BehindNAT {
 			v.add(p+".latch_any_address", "only applies with behind_nat: true (latching is what it widens); set behind_nat or remove the key")
 		}

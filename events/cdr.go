@@ -102,6 +102,14 @@ type CDR struct {
 	// X-WABA-Callback-Data of a BIC.
 	CampaignID   string `json:"campaign_id"`
 	CallbackData string `json:"callback_data"`
+
+	// MetaStatus, MetaDurationS and MetaEvent are Meta's view of the call
+	// from its calls webhook (terminate: "COMPLETED", "FAILED", …; its
+	// duration in seconds), matched by WACallID when the record is read;
+	// empty when Meta sent nothing (webhook_delivery off).
+	MetaStatus    string `json:"meta_status,omitempty"`
+	MetaDurationS *int64 `json:"meta_duration_s,omitempty"`
+	MetaEvent     string `json:"meta_event,omitempty"`
 }
 
 // Leg is one side of a call.

@@ -60,6 +60,11 @@ var (
 	dPermRestrict   = desc("wagate_permission_restricted_refusals_total", "Business-initiated calls refused while Meta paused the number (138013).")
 	dPermPending    = desc("wagate_permission_pending_outcomes", "Call outcomes made while Redis was down and not yet written back.")
 	dWebhookUnknown = desc("wagate_webhook_unknown_number_total", "Meta webhook replies for a phone_number_id no configured number has (logged, ignored).")
+	dMetaSettings   = desc("wagate_meta_settings_updates_total", "Meta account_settings_update webhooks about a number's calling settings (SRTP keying, SIP status).")
+	dMetaMismatch   = desc("wagate_meta_keying_mismatches_total", "Meta settings updates that left a number's SRTP keying different from its media_encryption (its calls will have no audio).")
+	dMetaMismatched = desc("wagate_meta_keying_mismatched_numbers", "Numbers whose SRTP keying, as Meta last reported it, differs from media_encryption now.")
+	dMetaRefusals   = desc("wagate_meta_keying_refusals_total", "Business-initiated calls refused (488) because Meta's keying differs from media_encryption (refuse_keying_mismatch).")
+	dMetaCalls      = desc("wagate_meta_call_reports_total", "Meta calls webhook events (call_created/connect, terminate) received.")
 	dInFlight       = desc("wagate_webhook_in_flight", "Webhook requests in flight per subscriber.", "subscriber")
 )
 
@@ -68,7 +73,8 @@ func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 		dOverload, dPanics, dTLSFailures, dSIPRequests, dSIPResponses, dPortsInUse, dPortsFree, dBridges, dRTPPackets, dRTPDropped,
 		dRTPSilence, dRTCP, dDTMF, dDTLS, dDTLSSeconds, dPlayout, dPlayed, dRecActive, dRecCompleted, dRecFailed, dRecDropped, dRecBytes, dEvQueue, dEvQueueCap,
 		dEvDropped, dEvWriteErrors, dCDRs, dEvWritten, dDeliveries, dInFlight, dPermUp, dPermErrors, dPermRefused,
-		dPermCached, dPermLearned, dPermStale, dPermRestrict, dPermPending, dWebhookUnknown} {
+		dPermCached, dPermLearned, dPermStale, dPermRestrict, dPermPending, dWebhookUnknown,
+		dMetaSettings, dMetaMismatch, dMetaMismatched, dMetaRefusals, dMetaCalls} {
 		ch <- d
 	}
 }
@@ -160,6 +166,14 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(dPermStale, s.ReplayedMessages, "replayed")
 		counter(dPermRestrict, s.RestrictedRefusals)
 		gauge(dPermPending, float64(s.PendingOutcomes))
+	}
+	if c.src.MetaWebhook != nil {
+		st := c.src.MetaWebhook()
+		counter(dMetaSettings, st.SettingsUpdates)
+		counter(dMetaMismatch, st.Mismatches)
+		gauge(dMetaMismatched, float64(st.Mismatched))
+		counter(dMetaRefusals, st.Refusals)
+		counter(dMetaCalls, st.CallReports)
 	}
 	if c.src.WebhookUnknownNumber != nil {
 		counter(dWebhookUnknown, c.src.WebhookUnknownNumber())
