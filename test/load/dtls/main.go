@@ -110,7 +110,7 @@ func main() {
 		}
 	}
 	fmt.Printf("# output in %s; N=%d, window %v, set-up %d calls/s, %d CPU(s)\n", o.out, o.n, o.dur, o.rate, runtime.NumCPU())
-	fmt.Printf("%-5s %5s %12s %12s %10s %10s %12s %12s %14s %14s %9s\n", "keying", "calls", "wagate_cpu%", "cpu%/call", "rss_MiB", "KiB/call", "gen_cpu%", "machine%", "invite→1st ms", "handshake ms", "failed")
+	fmt.Printf("%-5s %5s %12s %12s %10s %10s %12s %12s %14s %14s %12s %9s\n", "keying", "calls", "wagate_cpu%", "cpu%/call", "rss_MiB", "KiB/call", "gen_cpu%", "machine%", "invite→1st ms", "handshake ms", "setup_cpu_ms", "failed")
 	failed := false
 	for i, enc := range o.encs {
 		if i > 0 {
@@ -123,14 +123,14 @@ func main() {
 			failed = true
 			continue
 		}
-		fmt.Printf("%-6s %5d %12.1f %12.3f %10.1f %10.1f %12.1f %12.1f %4.0f/%4.0f/%4.0f %4.0f/%4.0f/%4.0f %9d\n", enc, r.calls, r.cpu, r.cpu/float64(r.calls),
+		fmt.Printf("%-6s %5d %12.1f %12.3f %10.1f %10.1f %12.1f %12.1f %4.0f/%4.0f/%4.0f %4.0f/%4.0f/%4.0f %12.1f %9d\n", enc, r.calls, r.cpu, r.cpu/float64(r.calls),
 			float64(r.rss)/1024, float64(r.rss-r.rss0)/float64(r.calls), r.gen, r.machine, r.first[0], r.first[1], r.first[2],
-			r.hand[0], r.hand[1], r.hand[2], r.failed)
+			r.hand[0], r.hand[1], r.hand[2], r.setupMS, r.failed)
 		if r.failed > 0 {
 			failed = true
 		}
 	}
-	fmt.Println("# invite→1st: median/p95/max ms from the Meta peer's INVITE to the first packet it decrypted (DTLS: ICE and the handshake included); handshake: from the INVITE to the peer's SRTP keys (DTLS only)")
+	fmt.Println("# invite→1st: median/p95/max ms from the Meta peer's INVITE to the first packet it decrypted (DTLS: ICE and the handshake included); handshake: from the INVITE to the peer's SRTP keys (DTLS only); setup_cpu_ms: wagate's CPU per call from the first INVITE until every call was placed and keyed (includes the media of calls already up)")
 	if failed {
 		os.Exit(1)
 	}
@@ -141,6 +141,7 @@ type result struct {
 	cpu, gen, machine float64    // percent of one core over the window
 	rss0, rss         int64      // KiB before the calls and at N calls
 	first, hand       [3]float64 // median, p95, max in ms
+	setupMS           float64    // wagate CPU ms per call while the calls were set up
 }
 
 // quantiles is the median, p95 and max of xs (sorted in place).
@@ -174,6 +175,8 @@ func run(ctx context.Context, o options, enc string) (result, error) {
 	time.Sleep(500 * time.Millisecond) // wagate settled after start
 	r.rss0, _ = rssKiB(w.cmd.Process.Pid)
 
+	pid := strconv.Itoa(w.cmd.Process.Pid)
+	s0, _ := cpuTime(pid)
 	cctx, cancel := context.WithTimeout(ctx, time.Duration(o.n)*time.Second/time.Duration(o.rate)+2*callLimit)
 	defer cancel()
 	var mu sync.Mutex
@@ -235,9 +238,13 @@ func run(ctx context.Context, o options, enc string) (result, error) {
 	tick.Stop()
 	placed.Wait()
 	r.calls = len(metaCalls) - r.failed
+	if s1, err := cpuTime(pid); err == nil && r.calls > 0 {
+		// Set-up: SIP, ICE and the handshakes, plus the first seconds of
+		// media of the calls already up.
+		r.setupMS = float64(s1-s0) / float64(time.Millisecond) / float64(r.calls)
+	}
 	time.Sleep(2 * time.Second)
 
-	pid := strconv.Itoa(w.cmd.Process.Pid)
 	w0, _ := cpuTime(pid)
 	g0, _ := cpuTime("self")
 	b0, t0, _ := machineCPU()
