@@ -129,7 +129,7 @@ func TestWebhookCallsReports(t *testing.T) {
 	}
 }
 
-// TestWebhookMetaPayloadsForgedRefused: the new payloads, unsigned or
+// TestWebhookMetaPayloadsForgedRefused: Meta's account payloads, unsigned or
 // signed with another secret or for another body, are refused with 401
 // and reach neither handler.
 func TestWebhookMetaPayloadsForgedRefused(t *testing.T) {
@@ -138,6 +138,8 @@ func TestWebhookMetaPayloadsForgedRefused(t *testing.T) {
 	for name, body := range map[string][]byte{
 		"settings": settingsPayload("SDES", "ENABLED"),
 		"calls":    callsPayload("wacid.forged", "terminate", `,"status":"COMPLETED","duration":5`),
+		"account_update": accountUpdatePayload(`{"phone_number_id":"` + testNumberID +
+			`","event":"RESTRICTED_BUSINESS_INITIATED_CALLING","expiration":1782000000}`),
 	} {
 		for how, sig := range map[string]string{
 			"unsigned":       "",
@@ -157,6 +159,9 @@ func TestWebhookMetaPayloadsForgedRefused(t *testing.T) {
 	}
 	if len(set.got) != 0 || len(calls.got) != 0 {
 		t.Fatalf("forged deliveries applied: %+v %+v", set.got, calls.got)
+	}
+	if rs, _ := f.cache.Restrictions(); len(rs) != 0 {
+		t.Fatalf("forged account_update restricted the number: %+v", rs)
 	}
 }
 
