@@ -66,6 +66,8 @@ var (
 	dMetaRefusals   = desc("wagate_meta_keying_refusals_total", "Business-initiated calls refused (488) because Meta's keying differs from media_encryption (refuse_keying_mismatch).")
 	dMetaCalls      = desc("wagate_meta_call_reports_total", "Meta calls webhook events (call_created/connect, terminate) received.")
 	dInFlight       = desc("wagate_webhook_in_flight", "Webhook requests in flight per subscriber.", "subscriber")
+	dEndpointUp     = desc("wagate_endpoint_up", "1 while an endpoint with an OPTIONS probe is up, 0 once its probes marked it down (hunts skip it).", "endpoint")
+	dProbeFailures  = desc("wagate_endpoint_probe_failures_total", "OPTIONS probes of an endpoint that failed (no answer, transport error, 408, 5xx, 6xx).", "endpoint")
 )
 
 func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -73,7 +75,7 @@ func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 		dOverload, dPanics, dTLSFailures, dSIPRequests, dSIPResponses, dPortsInUse, dPortsFree, dBridges, dRTPPackets, dRTPDropped,
 		dRTPSilence, dRTCP, dDTMF, dDTLS, dDTLSSeconds, dPlayout, dPlayed, dRecActive, dRecCompleted, dRecFailed, dRecDropped, dRecBytes, dEvQueue, dEvQueueCap,
 		dEvDropped, dEvWriteErrors, dCDRs, dEvWritten, dDeliveries, dInFlight, dPermUp, dPermErrors, dPermRefused,
-		dPermCached, dPermLearned, dPermStale, dPermRestrict, dPermPending, dWebhookUnknown,
+		dPermCached, dPermLearned, dPermStale, dPermRestrict, dPermPending, dWebhookUnknown, dEndpointUp, dProbeFailures,
 		dMetaSettings, dMetaMismatch, dMetaMismatched, dMetaRefusals, dMetaCalls} {
 		ch <- d
 	}
@@ -174,6 +176,12 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(dMetaMismatched, float64(st.Mismatched))
 		counter(dMetaRefusals, st.Refusals)
 		counter(dMetaCalls, st.CallReports)
+	}
+	if c.src.Endpoints != nil {
+		for _, e := range c.src.Endpoints() {
+			gauge(dEndpointUp, b2f(e.Up), e.Endpoint)
+			counter(dProbeFailures, e.Failures, e.Endpoint)
+		}
 	}
 	if c.src.WebhookUnknownNumber != nil {
 		counter(dWebhookUnknown, c.src.WebhookUnknownNumber())

@@ -14,8 +14,8 @@ import (
 // makes it a call observer.
 func newMetrics(srv *sip.Server, calls *b2bua.Engine, mm *media.Manager, rec *recording.Manager, sink *events.Sink, perms permissions.Store, webhookUnknown func() uint64,
 	metaWebhook func() metrics.MetaWebhookStats) *metrics.Metrics {
-	src := metrics.Sources{SIP: srv.Status, Calls: calls.Status, Media: mm.Stats, SIPMessages: srv.MessageCounts, WebhookUnknownNumber: webhookUnknown,
-		MetaWebhook: metaWebhook}
+	src := metrics.Sources{SIP: srv.Status, Calls: calls.Status, Media: mm.Stats, SIPMessages: srv.MessageCounts,
+		WebhookUnknownNumber: webhookUnknown, Endpoints: srv.Health, MetaWebhook: metaWebhook}
 	if perms != nil {
 		src.Permissions = perms.Stats
 	}
