@@ -112,7 +112,7 @@ func (s *Engine) tryTarget(c *call, x *transfer) dialResult {
 
 // tryCallee offers the call's media to callee and calls it.
 func (s *Engine) tryCallee(c *call, x *transfer, callee sipedge.Callee) dialResult {
-	offer, err := c.bridge.OfferSide(x.from.side, legConfig(callee.EP))
+	offer, err := c.bridge.OfferSide(x.from.side, legConfig(callee.EP, c.route.Number))
 	if err != nil {
 		c.log.Warn("transfer target cannot take the call's media", "target", callee.Name(), "error", err)
 		return dialResult{code: 488, reason: "Not Acceptable Here"}

@@ -206,8 +206,9 @@ func TestOfferAnswerSide(t *testing.T) {
 	if err := c.b.AnswerSide(SideB, sdpOffer(np.port(), "RTP/AVP", "8")); err == nil {
 		t.Fatal("a second answer without an offer was taken")
 	}
-	if r := c.b.Report(); r.B.Codec != "PCMA" {
-		t.Fatalf("report: B's codec %q, want PCMA", r.B.Codec)
+	// Live, not Report: Report is for a closed bridge.
+	if r := c.b.Live(); r.B.Codec != "PCMA" {
+		t.Fatalf("live report: B's codec %q, want PCMA", r.B.Codec)
 	}
 }
 
