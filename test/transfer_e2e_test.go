@@ -45,7 +45,9 @@ func startCtl(t *testing.T, o wagateOpts) *ctl {
 func startCtlIn(t *testing.T, e *env, o wagateOpts) *ctl {
 	t.Helper()
 	p2 := e.newPeer("pbx2", 5)
-	o.MetaEncryption = "sdes"
+	if o.MetaEncryption == "" {
+		o.MetaEncryption = "sdes"
+	}
 	o.APIExtra += tokenAPI
 	o.PBXExtra += `, transfer: {allow: [{endpoint: pbx2, users: ["2*"]}, {endpoint: pbx, users: ["1*"]}, {hunt: team}]}`
 	o.Extra += "hunt_lists:\n  - {name: team, strategy: sequential, targets: [{endpoint: pbx2, user: \"2101\"}, {endpoint: pbx2, user: \"2102\"}]}\n"
@@ -53,7 +55,7 @@ func startCtlIn(t *testing.T, e *env, o wagateOpts) *ctl {
 		p2.IP, p2.Port, p2.IP)
 	c := &ctl{e: e, pbx2Addr: p2}
 	c.w = e.startWagate(o)
-	c.meta = newGoPeer(t, e.Meta, metapeer.Config{KeepFrames: true})
+	c.meta = newGoPeer(t, e.Meta, metapeer.Config{KeepFrames: true, DTLS: o.MetaEncryption == "dtls"})
 	c.pbx = newGoPeer(t, e.PBX, metapeer.Config{Profile: metapeer.ProfileG711})
 	c.pbx2 = newGoPeer(t, p2, metapeer.Config{Profile: metapeer.ProfileG711})
 	return c
