@@ -130,7 +130,10 @@ func checkNoSIPToMeta(t *testing.T, mp *metapeer.Peer, until time.Time) {
 func checkNoSIPToMetaSince(t *testing.T, mp *metapeer.Peer, since, until time.Time) {
 	t.Helper()
 	for _, te := range mp.UA.Trace() {
-		if !te.Sent && te.Msg.Request && te.At.After(since) && te.At.Before(until) {
+		// An ACK only ever answers an INVITE's 2xx: on a BIC, Meta's own
+		// 200 (retransmitted while the ACK was on its way). A re-INVITE
+		// from wagate would show as the INVITE.
+		if !te.Sent && te.Msg.Request && te.Msg.Method != "ACK" && te.At.After(since) && te.At.Before(until) {
 			t.Errorf("the WhatsApp side got a %s from wagate during the call", te.Msg.Method)
 		}
 	}
