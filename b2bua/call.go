@@ -73,9 +73,12 @@ func (s callState) String() string {
 
 // call is one call through wagate: two legs, one media bridge, one state.
 type call struct {
-	srv       *Engine
-	id        string // wagate's own call id (the recording key)
-	dir       sipedge.Direction
+	srv *Engine
+	id  string // wagate's own call id (the recording key)
+	dir sipedge.Direction
+	// origin is OriginClickToCall for a call the API started, empty for
+	// one a peer's INVITE started.
+	origin    string
 	aEndpoint string
 	bEndpoint string
 	// aSource is where A's INVITE came from (host:port).

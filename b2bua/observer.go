@@ -39,6 +39,7 @@ func (c *call) callInfo() events.Call {
 		User:           d.User,
 		A:              events.Leg{Endpoint: c.aEndpoint, SIPCallID: c.a.callID},
 		B:              events.Leg{Endpoint: c.bEndpoint, SIPCallID: c.b.callID},
+		Origin:         c.origin,
 	}
 	if d.BIC != nil {
 		ci.CampaignID, ci.CallbackData = d.BIC.CampaignID, d.BIC.CallbackData
@@ -111,6 +112,7 @@ func (s *Engine) notifyEnded(c *call, by, cause string, outcome Outcome, connect
 		SIPCode: c.finalCode, SIPReason: c.finalReason, WABAError: c.wabaError,
 		HangupBy: by, Cause: cause, Permission: c.permission,
 		RecordingID: c.recordingID, CampaignID: ci.CampaignID, CallbackData: ci.CallbackData,
+		Origin: ci.Origin,
 	}
 	answered := !c.answeredAt.IsZero()
 	c.mu.Unlock()

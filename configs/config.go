@@ -462,6 +462,7 @@ const (
 	EventCallAnswered      = "call.answered"
 	EventCallEnded         = "call.ended"
 	EventCallRefused       = "call.refused"
+	EventCallProgress      = "call.progress"
 	EventPermissionChanged = "permission.changed"
 	EventRecordingReady    = "recording.ready"
 )
@@ -469,7 +470,7 @@ const (
 // EventTypes lists every event type wagate emits.
 func EventTypes() []string {
 	return []string{EventCallStarted, EventCallRinging, EventCallAnswered, EventCallEnded,
-		EventCallRefused, EventPermissionChanged, EventRecordingReady}
+		EventCallRefused, EventPermissionChanged, EventRecordingReady, EventCallProgress}
 }
 
 // Duration is a time.Duration written in YAML as "30s", "2m", …

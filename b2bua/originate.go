@@ -1,0 +1,376 @@
+package b2bua
+
+import (
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/wagate/wagate/events"
+	"github.com/wagate/wagate/media"
+	sipedge "github.com/wagate/wagate/sip"
+)
+
+// Click-to-call: the control API asks wagate to call an agent and, once
+// the agent answers, the WhatsApp user (docs/api.md "Click-to-call").
+// wagate is the caller on both legs: leg a is the agent's dialog, leg b
+// the business-initiated call to Meta, placed and accounted exactly as a
+// dialer's INVITE would be (permission ticket, digest, SRTP, Opus). The
+// agent hears a ringback tone from wagate's media while Meta rings.
+
+// OriginClickToCall is the origin of calls started by POST /v1/calls.
+const OriginClickToCall = "click_to_call"
+
+// The steps of a click-to-call reported as call.progress events, before
+// Meta's call.ringing and call.answered.
+const (
+	StepAgentRinging  = "agent_ringing"
+	StepAgentAnswered = "agent_answered"
+)
+
+// Refusal is why wagate refused a click-to-call before dialling anyone:
+// the SIP response a dialer's INVITE would have got (Code, Reason,
+// MetaError for X-WABA-Error, RetryAfter), the permission gate's verdict
+// and the cause written in the refused call's record.
+type Refusal struct {
+	Code       int
+	Reason     string
+	MetaError  int
+	RetryAfter time.Duration
+	Permission string
+	Cause      string
+}
+
+// originBridge is what a click-to-call needs of its media beyond Bridge
+// (media.Bridge has it).
+type originBridge interface {
+	OfferA() ([]byte, error)
+	AnswerA(answerA []byte) ([]byte, error)
+	Ringback(src media.FrameSource) (*media.Playback, error)
+	AnswerBAfterRingback(answerB []byte) error
+}
+
+// ProgressObserver is an optional CallObserver that is also told the
+// steps of a click-to-call (the events sink's call.progress).
+type ProgressObserver interface {
+	CallProgress(events.Call)
+}
+
+// Originate starts a click-to-call. The permission gate decides first: a
+// refusal comes back at once and nothing is dialled. Otherwise the call
+// exists when Originate returns (GET and DELETE /v1/calls/{id} find it),
+// and a goroutine the engine owns dials the agent, then the user. A bad
+// request is a *sipedge.FieldError.
+func (s *Engine) Originate(r sipedge.ClickToCall) (CallInfo, *Refusal, error) {
+	cfg := s.edge.Config()
+	dec, agent, ferr := sipedge.RouteClickToCall(cfg, r)
+	if ferr != nil {
+		return CallInfo{}, nil, ferr
+	}
+	log := s.log.With("origin", OriginClickToCall, "agent", agent.Name(), "business", dec.Number.Number, "user", dec.User)
+	permission := ""
+	refuse := func(rej *sipedge.Rejection) (CallInfo, *Refusal, error) {
+		log.Info("click-to-call refused", "code", rej.Code, "waba_error", rej.MetaError, "why", rej.Log)
+		s.notifyOriginRefused(dec, agent, rej, permission)
+		return CallInfo{}, &Refusal{Code: rej.Code, Reason: rej.Reason, MetaError: rej.MetaError, RetryAfter: rej.RetryAfter,
+			Permission: permission, Cause: rej.Log}, nil
+	}
+	if s.edge.Draining() {
+		s.over.note(overDraining, "")
+		return refuse(&sipedge.Rejection{Code: 503, Reason: "Service Unavailable", Log: "draining"})
+	}
+	ticket, permission, rej := s.admitBIC(dec)
+	if rej != nil {
+		return refuse(rej)
+	}
+	c := &call{
+		srv:        s,
+		id:         newCallID(),
+		dir:        sipedge.BIC,
+		origin:     OriginClickToCall,
+		aEndpoint:  agent.EP.Name,
+		bEndpoint:  dec.BEP.Name,
+		route:      dec,
+		created:    time.Now(),
+		ackA:       make(chan struct{}),
+		ended:      make(chan struct{}),
+		a:          &leg{name: "a"},
+		b:          &leg{name: "b"},
+		ticket:     ticket,
+		permission: permission,
+	}
+	// The agent's dialog has a Call-ID of its own in the form of every
+	// leg wagate places, so that a stray 2xx from it is ACKed and hung up.
+	c.a.callID = newCallID() + bLegCallIDSuffix
+	c.b.callID = c.id + bLegCallIDSuffix
+	c.log = s.log.With("call", c.id, "dir", string(dec.Dir), "origin", OriginClickToCall, "a_endpoint", agent.EP.Name,
+		"b_endpoint", dec.BEP.Name, "sip_call_id", c.a.callID)
+	if s.reg.admit(c, cfg.SIP.MaxCalls, agent.EP.MaxCalls, dec.BEP.MaxCalls) != admitOK {
+		if ticket != nil {
+			ticket.Finish(OutcomeFailed)
+		}
+		s.over.note(overConcurrency, "")
+		return refuse(&sipedge.Rejection{Code: 503, Reason: "Service Unavailable", Log: "concurrent call limit"})
+	}
+	c.log.Info("click-to-call started", "agent", agent.Name(), "user", dec.User, "business", dec.Number.Number)
+	s.notifyStarted(c)
+
+	a := legConfig(agent.EP)
+	br, err := s.newBridge(c.id, c.log, a, legConfig(dec.BEP))
+	if err != nil {
+		r := &sipedge.Rejection{Code: 500, Reason: "Server Internal Error", Log: err.Error()}
+		if errors.Is(err, media.ErrNoPorts) {
+			s.over.note(overPorts, err.Error())
+			r = &sipedge.Rejection{Code: 503, Reason: "Service Unavailable", Log: "no free RTP ports", RetryAfter: 5 * time.Second}
+		}
+		c.finalToA(r)
+		c.terminate(nil, r.Log)
+		return CallInfo{}, &Refusal{Code: r.Code, Reason: r.Reason, RetryAfter: r.RetryAfter, Permission: permission, Cause: r.Log}, nil
+	}
+	c.mu.Lock()
+	c.bridge = br
+	c.mu.Unlock()
+	info, _ := c.info()
+	s.wg.Go(func() { s.clickToCall(c, agent) })
+	return info, nil, nil
+}
+
+// clickToCall drives a click-to-call from the agent's INVITE to the
+// bridge (or to its end).
+func (s *Engine) clickToCall(c *call, agent sipedge.Agent) {
+	ob, ok := c.bridge.(originBridge)
+	if !ok {
+		c.finalToA(&sipedge.Rejection{Code: 500, Reason: "Server Internal Error"})
+		c.terminate(nil, "media bridge cannot originate calls")
+		return
+	}
+	offer, err := ob.OfferA()
+	if err != nil {
+		c.finalToA(&sipedge.Rejection{Code: 500, Reason: "Server Internal Error"})
+		c.terminate(nil, "offer to the agent: "+err.Error())
+		return
+	}
+	res := s.ringAgent(c, agent, offer)
+	if res == nil {
+		return
+	}
+	answeredAt := time.Now()
+	s.notifyProgress(c, StepAgentAnswered, res.StatusCode)
+	offerB, err := ob.AnswerA(res.Body())
+	if err != nil {
+		r := sdpRejection(err)
+		c.finalToA(r)
+		c.terminate(nil, "agent answer: "+err.Error())
+		return
+	}
+	c.bridge.Start(func(err error) {
+		c.log.Warn("media timeout", "error", err)
+		c.terminate(nil, "rtp timeout")
+	})
+	if _, err := ob.Ringback(&media.RingbackTone{}); err != nil {
+		c.log.Warn("no ringback for the agent", "error", err)
+	}
+	s.callUser(c, ob, offerB, answeredAt)
+}
+
+// agentInvite builds the agent's INVITE and sets up leg a.
+func (s *Engine) agentInvite(c *call, agent sipedge.Agent, offer []byte) *sip.Request {
+	a := c.a
+	a.mu.Lock()
+	a.localURI, a.localTag = agent.From, newTag()
+	a.remoteURI, a.remoteTarget = agent.To, agent.URI
+	a.transport = strings.ToUpper(agent.EP.Transport)
+	a.localCSeq, a.dest = 1, agent.Dest
+	tag, transport := a.localTag, a.transport
+	a.mu.Unlock()
+
+	req := sip.NewRequest(sip.INVITE, agent.URI)
+	from := &sip.FromHeader{Address: agent.From, Params: sip.NewParams()}
+	from.Params.Add("tag", tag)
+	req.AppendHeader(from)
+	req.AppendHeader(&sip.ToHeader{Address: agent.To, Params: sip.NewParams()})
+	cid := sip.CallIDHeader(a.callID)
+	req.AppendHeader(&cid)
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.INVITE})
+	mf := sip.MaxForwardsHeader(70)
+	req.AppendHeader(&mf)
+	req.AppendHeader(s.edge.Contact(transport))
+	req.AppendHeader(sip.NewHeader("User-Agent", s.edge.Config().SIP.UserAgent))
+	req.AppendHeader(sip.NewHeader("Allow", allowedMethods))
+	for _, h := range sipedge.ClickToCallHeaders(c.route, c.id) {
+		req.AppendHeader(h)
+	}
+	ct := sip.ContentTypeHeader("application/sdp")
+	req.AppendHeader(&ct)
+	req.SetBody(offer)
+	req.SetTransport(transport)
+	if agent.Dest != "" {
+		req.SetDestination(agent.Dest)
+	}
+	s.edge.Prepare(req)
+	return req
+}
+
+// ringAgent calls the agent and returns its 2xx, ACKed, with leg a up; or
+// nil when the agent did not answer, and the call has then ended (no BIC
+// was placed).
+func (s *Engine) ringAgent(c *call, agent sipedge.Agent, offer []byte) *sip.Response {
+	req := s.agentInvite(c, agent, offer)
+	tx, err := s.edge.Client().TransactionRequest(s.ctx, req)
+	if err != nil {
+		c.log.Warn("agent INVITE not sent", "leg", "a", "error", err)
+		c.setOutcome(OutcomeCancelled)
+		c.finalToA(&sipedge.Rejection{Code: 503, Reason: "Service Unavailable"})
+		c.end(nil, events.HangupWagate, "agent unreachable")
+		return nil
+	}
+	c.log.Info("agent INVITE sent", "leg", "a", "target", agent.Name(), "after_ms", time.Since(c.created).Milliseconds())
+	// No BIC is placed unless the agent answers: whatever ends the call
+	// now is no outcome of the user's.
+	c.setOutcome(OutcomeCancelled)
+	ring := time.NewTimer(agent.RingTimeout)
+	defer ring.Stop()
+	apiHangup := c.hangupRequests()
+	var (
+		provisional, rang, stopping, cancelSent bool
+		abandon                                 <-chan time.Time
+		cause, by                               string
+	)
+	giveUp := func(code int, reason, why, who string) {
+		if !stopping {
+			stopping, cause, by = true, why, who
+			c.finalToA(&sipedge.Rejection{Code: code, Reason: reason})
+			abandon = time.After(64 * sip.T1)
+		}
+		if provisional && !cancelSent {
+			cancelSent = true
+			s.sendCancel(c, req)
+		}
+	}
+	handedOver := false
+	defer func() {
+		if !handedOver {
+			tx.Terminate()
+		}
+	}()
+	for {
+		select {
+		case res := <-tx.Responses():
+			switch {
+			case res.StatusCode < 200:
+				provisional = true
+				if stopping {
+					giveUp(0, "", "", "")
+				} else if res.StatusCode > 100 && !rang {
+					rang = true
+					s.notifyProgress(c, StepAgentRinging, res.StatusCode)
+				}
+			case res.StatusCode < 300:
+				if !s.agentAnswered(c, req, tx, res) || stopping {
+					if stopping {
+						// Answered as wagate gave up on it: hang up.
+						c.log.Info("agent answered too late: BYE", "leg", "a")
+						c.end(nil, by, cause+"; agent answered late")
+					}
+					return nil
+				}
+				handedOver = true
+				return res
+			default:
+				if !stopping {
+					code, reason := mapFinal(res)
+					c.finalToA(&sipedge.Rejection{Code: code, Reason: reason})
+					cause, by = "agent "+itoa(res.StatusCode), events.HangupA
+				}
+				c.log.Info("agent did not answer", "leg", "a", "code", res.StatusCode, "cause", cause)
+				c.end(nil, by, cause)
+				return nil
+			}
+		case <-tx.Done():
+			if !stopping {
+				code, reason := 408, "Request Timeout"
+				if err := tx.Err(); err != nil && !errors.Is(err, sip.ErrTransactionTimeout) {
+					code, reason = 503, "Service Unavailable"
+				}
+				c.finalToA(&sipedge.Rejection{Code: code, Reason: reason})
+				cause, by = "agent no final response", events.HangupWagate
+			}
+			c.end(nil, by, cause)
+			return nil
+		case <-ring.C:
+			c.log.Info("agent did not answer within its ring time", "leg", "a", "ring_timeout", agent.RingTimeout.String())
+			giveUp(480, "Temporarily Unavailable", "agent no answer", events.HangupWagate)
+		case <-apiHangup:
+			apiHangup = nil
+			r := c.earlyEnd()
+			giveUp(r.Code, r.Reason, r.Log, events.HangupAPI)
+		case <-abandon:
+			c.log.Warn("agent sent no final response within 64*T1 of being cancelled", "leg", "a", "cancel_sent", cancelSent)
+			c.end(nil, by, cause+"; agent never ended its INVITE")
+			return nil
+		case <-c.ended:
+			// Ended from outside (shutdown): CANCEL the agent; a late 2xx
+			// is ACKed and hung up as a stray one.
+			giveUp(503, "Service Unavailable", "call ended before answer", events.HangupWagate)
+			return nil
+		case <-s.ctx.Done():
+			giveUp(503, "Service Unavailable", "shutdown", events.HangupWagate)
+			c.end(nil, by, cause)
+			return nil
+		}
+	}
+}
+
+// agentAnswered ACKs the agent's 2xx and brings leg a up. It reports
+// false when the call ended meanwhile (the agent then gets its BYE).
+func (s *Engine) agentAnswered(c *call, req *sip.Request, tx sip.ClientTransaction, res *sip.Response) bool {
+	c.a.fromUACResponse(res)
+	ack := c.a.ack(req.CSeq().SeqNo)
+	s.edge.Prepare(ack)
+	if err := s.edge.Client().WriteRequest(ack); err != nil {
+		c.log.Warn("ACK not sent", "leg", "a", "error", err)
+	}
+	// The agent resends its 2xx until our ACK arrives; the hook must not
+	// capture the call (sipgo keeps it until Timer M).
+	tx.OnRetransmission(s.reAck(ack, c.a.callID))
+	c.mu.Lock()
+	c.aAnswered = true
+	ended := c.state == stateEnded
+	c.mu.Unlock()
+	if ended {
+		s.sendBye(c, c.a)
+		return false
+	}
+	return true
+}
+
+// notifyProgress reports a click-to-call step to the observers that take
+// call.progress.
+func (s *Engine) notifyProgress(c *call, step string, code int) {
+	ci := c.callInfo()
+	ci.Step, ci.SIPCode = step, code
+	for _, o := range s.observers {
+		if p, ok := o.(ProgressObserver); ok {
+			p.CallProgress(ci)
+		}
+	}
+}
+
+// notifyOriginRefused records a click-to-call refused before anything
+// was dialled (call.refused, a CDR with outcome refused).
+func (s *Engine) notifyOriginRefused(dec *sipedge.Decision, agent sipedge.Agent, r *sipedge.Rejection, permission string) {
+	if len(s.observers) == 0 {
+		return
+	}
+	now := time.Now()
+	cdr := events.CDR{
+		CallID: newCallID(), Direction: events.BIC, Origin: OriginClickToCall,
+		BusinessNumber: dec.Number.Number, PhoneNumberID: dec.Number.PhoneNumberID, User: dec.User,
+		A: events.Leg{Endpoint: agent.EP.Name}, B: events.Leg{Endpoint: dec.BEP.Name},
+		CreatedAt: now, EndedAt: now,
+		SIPCode: r.Code, SIPReason: r.Reason, WABAError: r.MetaError, Cause: r.Log, Permission: permission,
+	}
+	for _, o := range s.observers {
+		o.CallRefused(cdr)
+	}
+}
