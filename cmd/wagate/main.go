@@ -193,6 +193,7 @@ func run() int {
 			Ready:       readiness(srv),
 			KnownNumber: rt.knownNumber,
 			Calls:       callControl{calls},
+			Originate:   callControl{calls},
 			Log:         log,
 		}
 		if perms != nil {
