@@ -2,7 +2,11 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -200,4 +204,54 @@ func TestIdempotencyExpiry(t *testing.T) {
 	if len(m.keys) > 3 {
 		t.Errorf("%d keys kept, max 3", len(m.keys))
 	}
+}
+
+// FuzzClickToCall: whatever the body and Idempotency-Key of a POST
+// /v1/calls, the handler answers 202, 400, 403, 413, 422 or 503 with
+// JSON, never panics, and starts a call only for a body whose required
+// fields are all there and well-formed — at most once per key.
+func FuzzClickToCall(f *testing.F) {
+	for _, seed := range []struct{ body, key string }{
+		{clickBodyOK, ""}, {clickBodyOK, "k"}, {`{}`, ""}, {`{"agent":null}`, "k"}, {`{"agent":{"ring_timeout":-1}}`, ""},
+		{strings.Replace(clickBodyOK, "+447700900123", noPermissionUser, 1), "x"}, {clickBodyOK + " []", ""}, {`"`, "\x00"},
+	} {
+		f.Add(seed.body, seed.key)
+	}
+	f.Fuzz(func(t *testing.T, body, key string) {
+		o := &fakeOriginator{}
+		mux := newHandler(Options{Calls: sampleCalls(), Originate: o, Token: testToken, Log: slog.New(slog.DiscardHandler)})
+		for range 2 {
+			req, err := http.NewRequest("POST", "http://wagate/v1/calls", strings.NewReader(body))
+			if err != nil {
+				return
+			}
+			req.Header.Set("Authorization", "Bearer "+testToken)
+			if key != "" {
+				req.Header["Idempotency-Key"] = []string{key}
+			}
+			rec := httptest.NewRecorder()
+			mux.ServeHTTP(rec, req)
+			switch rec.Code {
+			case 202, 400, 403, 413, 422, 503:
+			default:
+				t.Fatalf("%d: %s", rec.Code, rec.Body.String())
+			}
+			var doc map[string]any
+			if json.Unmarshal(rec.Body.Bytes(), &doc) != nil {
+				t.Fatalf("%d without JSON: %q", rec.Code, rec.Body.String())
+			}
+			if rec.Code == 202 {
+				var b clickBody
+				if json.Unmarshal([]byte(body), &b) != nil || b.BusinessNumber == nil || b.User == nil || b.Agent == nil ||
+					b.Agent.Endpoint == nil || b.Agent.Extension == nil {
+					t.Fatalf("202 for %q", body)
+				}
+			} else if doc["error"] == nil {
+				t.Fatalf("%d without an error: %q", rec.Code, rec.Body.String())
+			}
+		}
+		if n := o.count(); n > 2 || (key != "" && validIdemKey(key) && n > 1) {
+			t.Fatalf("%d calls started for two POSTs with key %q", n, key)
+		}
+	})
 }
