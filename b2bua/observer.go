@@ -30,6 +30,9 @@ func (s *Engine) AddObserver(o CallObserver) { s.observers = append(s.observers,
 // callInfo is what is known of a call so far, for its events.
 func (c *call) callInfo() events.Call {
 	d := c.route
+	c.mu.Lock()
+	aEP, bEP := c.aEndpoint, c.bEndpoint
+	c.mu.Unlock()
 	ci := events.Call{
 		CallID:         c.id,
 		Direction:      events.Direction(d.Dir),
@@ -37,8 +40,8 @@ func (c *call) callInfo() events.Call {
 		BusinessNumber: d.Number.Number,
 		PhoneNumberID:  d.Number.PhoneNumberID,
 		User:           d.User,
-		A:              events.Leg{Endpoint: c.aEndpoint, SIPCallID: c.a.callID},
-		B:              events.Leg{Endpoint: c.bEndpoint, SIPCallID: c.b.callID},
+		A:              events.Leg{Endpoint: aEP, SIPCallID: c.a.id()},
+		B:              events.Leg{Endpoint: bEP, SIPCallID: c.b.id()},
 		Origin:         c.origin,
 	}
 	if d.BIC != nil {

@@ -2,10 +2,8 @@ package b2bua
 
 import (
 	"errors"
-	"strings"
 	"time"
 
-	"github.com/emiago/sipgo/sip"
 	"github.com/wagate/wagate/events"
 	"github.com/wagate/wagate/media"
 	sipedge "github.com/wagate/wagate/sip"
@@ -63,11 +61,12 @@ type ProgressObserver interface {
 // request is a *sipedge.FieldError.
 func (s *Engine) Originate(r sipedge.ClickToCall) (CallInfo, *Refusal, error) {
 	cfg := s.edge.Config()
-	dec, agent, ferr := sipedge.RouteClickToCall(cfg, r)
+	dec, agents, ferr := sipedge.RouteClickToCall(cfg, r)
 	if ferr != nil {
 		return CallInfo{}, nil, ferr
 	}
-	log := s.log.With("origin", OriginClickToCall, "agent", agent.Name(), "business", dec.Number.Number, "user", dec.User)
+	agent := agents[0]
+	log := s.log.With("origin", OriginClickToCall, "agent", agent.Name(), "agents", len(agents), "business", dec.Number.Number, "user", dec.User)
 	permission := ""
 	refuse := func(rej *sipedge.Rejection) (CallInfo, *Refusal, error) {
 		log.Info("click-to-call refused", "code", rej.Code, "waba_error", rej.MetaError, "why", rej.Log)
@@ -131,13 +130,13 @@ func (s *Engine) Originate(r sipedge.ClickToCall) (CallInfo, *Refusal, error) {
 	c.bridge = br
 	c.mu.Unlock()
 	info, _ := c.info()
-	s.wg.Go(func() { s.clickToCall(c, agent) })
+	s.wg.Go(func() { s.clickToCall(c, agents) })
 	return info, nil, nil
 }
 
 // clickToCall drives a click-to-call from the agent's INVITE to the
 // bridge (or to its end).
-func (s *Engine) clickToCall(c *call, agent sipedge.Agent) {
+func (s *Engine) clickToCall(c *call, agents []sipedge.Agent) {
 	ob, ok := c.bridge.(originBridge)
 	if !ok {
 		c.finalToA(&sipedge.Rejection{Code: 500, Reason: "Server Internal Error"})
@@ -150,7 +149,7 @@ func (s *Engine) clickToCall(c *call, agent sipedge.Agent) {
 		c.terminate(nil, "offer to the agent: "+err.Error())
 		return
 	}
-	res := s.ringAgent(c, agent, offer)
+	res := s.ringAgents(c, agents, offer)
 	if res == nil {
 		return
 	}
@@ -171,177 +170,6 @@ func (s *Engine) clickToCall(c *call, agent sipedge.Agent) {
 		c.log.Warn("no ringback for the agent", "error", err)
 	}
 	s.callUser(c, ob, offerB, answeredAt)
-}
-
-// agentInvite builds the agent's INVITE and sets up leg a.
-func (s *Engine) agentInvite(c *call, agent sipedge.Agent, offer []byte) *sip.Request {
-	a := c.a
-	a.mu.Lock()
-	a.localURI, a.localTag = agent.From, newTag()
-	a.remoteURI, a.remoteTarget = agent.To, agent.URI
-	a.transport = strings.ToUpper(agent.EP.Transport)
-	a.localCSeq, a.dest = 1, agent.Dest
-	tag, transport := a.localTag, a.transport
-	a.mu.Unlock()
-
-	req := sip.NewRequest(sip.INVITE, agent.URI)
-	from := &sip.FromHeader{Address: agent.From, Params: sip.NewParams()}
-	from.Params.Add("tag", tag)
-	req.AppendHeader(from)
-	req.AppendHeader(&sip.ToHeader{Address: agent.To, Params: sip.NewParams()})
-	cid := sip.CallIDHeader(a.callID)
-	req.AppendHeader(&cid)
-	req.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.INVITE})
-	mf := sip.MaxForwardsHeader(70)
-	req.AppendHeader(&mf)
-	req.AppendHeader(s.edge.Contact(transport))
-	req.AppendHeader(sip.NewHeader("User-Agent", s.edge.Config().SIP.UserAgent))
-	req.AppendHeader(sip.NewHeader("Allow", allowedMethods))
-	for _, h := range sipedge.ClickToCallHeaders(c.route, c.id) {
-		req.AppendHeader(h)
-	}
-	ct := sip.ContentTypeHeader("application/sdp")
-	req.AppendHeader(&ct)
-	req.SetBody(offer)
-	req.SetTransport(transport)
-	if agent.Dest != "" {
-		req.SetDestination(agent.Dest)
-	}
-	s.edge.Prepare(req)
-	return req
-}
-
-// ringAgent calls the agent and returns its 2xx, ACKed, with leg a up; or
-// nil when the agent did not answer, and the call has then ended (no BIC
-// was placed).
-func (s *Engine) ringAgent(c *call, agent sipedge.Agent, offer []byte) *sip.Response {
-	req := s.agentInvite(c, agent, offer)
-	tx, err := s.edge.Client().TransactionRequest(s.ctx, req)
-	if err != nil {
-		c.log.Warn("agent INVITE not sent", "leg", "a", "error", err)
-		c.setOutcome(OutcomeCancelled)
-		c.finalToA(&sipedge.Rejection{Code: 503, Reason: "Service Unavailable"})
-		c.end(nil, events.HangupWagate, "agent unreachable")
-		return nil
-	}
-	c.log.Info("agent INVITE sent", "leg", "a", "target", agent.Name(), "after_ms", time.Since(c.created).Milliseconds())
-	// No BIC is placed unless the agent answers: whatever ends the call
-	// now is no outcome of the user's.
-	c.setOutcome(OutcomeCancelled)
-	ring := time.NewTimer(agent.RingTimeout)
-	defer ring.Stop()
-	apiHangup := c.hangupRequests()
-	var (
-		provisional, rang, stopping, cancelSent bool
-		abandon                                 <-chan time.Time
-		cause, by                               string
-	)
-	giveUp := func(code int, reason, why, who string) {
-		if !stopping {
-			stopping, cause, by = true, why, who
-			c.finalToA(&sipedge.Rejection{Code: code, Reason: reason})
-			abandon = time.After(64 * sip.T1)
-		}
-		if provisional && !cancelSent {
-			cancelSent = true
-			s.sendCancel(c, req)
-		}
-	}
-	handedOver := false
-	defer func() {
-		if !handedOver {
-			tx.Terminate()
-		}
-	}()
-	for {
-		select {
-		case res := <-tx.Responses():
-			switch {
-			case res.StatusCode < 200:
-				provisional = true
-				if stopping {
-					giveUp(0, "", "", "")
-				} else if res.StatusCode > 100 && !rang {
-					rang = true
-					s.notifyProgress(c, StepAgentRinging, res.StatusCode)
-				}
-			case res.StatusCode < 300:
-				if !s.agentAnswered(c, req, tx, res) || stopping {
-					if stopping {
-						// Answered as wagate gave up on it: hang up.
-						c.log.Info("agent answered too late: BYE", "leg", "a")
-						c.end(nil, by, cause+"; agent answered late")
-					}
-					return nil
-				}
-				handedOver = true
-				return res
-			default:
-				if !stopping {
-					code, reason := mapFinal(res)
-					c.finalToA(&sipedge.Rejection{Code: code, Reason: reason})
-					cause, by = "agent "+itoa(res.StatusCode), events.HangupA
-				}
-				c.log.Info("agent did not answer", "leg", "a", "code", res.StatusCode, "cause", cause)
-				c.end(nil, by, cause)
-				return nil
-			}
-		case <-tx.Done():
-			if !stopping {
-				code, reason := 408, "Request Timeout"
-				if err := tx.Err(); err != nil && !errors.Is(err, sip.ErrTransactionTimeout) {
-					code, reason = 503, "Service Unavailable"
-				}
-				c.finalToA(&sipedge.Rejection{Code: code, Reason: reason})
-				cause, by = "agent no final response", events.HangupWagate
-			}
-			c.end(nil, by, cause)
-			return nil
-		case <-ring.C:
-			c.log.Info("agent did not answer within its ring time", "leg", "a", "ring_timeout", agent.RingTimeout.String())
-			giveUp(480, "Temporarily Unavailable", "agent no answer", events.HangupWagate)
-		case <-apiHangup:
-			apiHangup = nil
-			r := c.earlyEnd()
-			giveUp(r.Code, r.Reason, r.Log, events.HangupAPI)
-		case <-abandon:
-			c.log.Warn("agent sent no final response within 64*T1 of being cancelled", "leg", "a", "cancel_sent", cancelSent)
-			c.end(nil, by, cause+"; agent never ended its INVITE")
-			return nil
-		case <-c.ended:
-			// Ended from outside (shutdown): CANCEL the agent; a late 2xx
-			// is ACKed and hung up as a stray one.
-			giveUp(503, "Service Unavailable", "call ended before answer", events.HangupWagate)
-			return nil
-		case <-s.ctx.Done():
-			giveUp(503, "Service Unavailable", "shutdown", events.HangupWagate)
-			c.end(nil, by, cause)
-			return nil
-		}
-	}
-}
-
-// agentAnswered ACKs the agent's 2xx and brings leg a up. It reports
-// false when the call ended meanwhile (the agent then gets its BYE).
-func (s *Engine) agentAnswered(c *call, req *sip.Request, tx sip.ClientTransaction, res *sip.Response) bool {
-	c.a.fromUACResponse(res)
-	ack := c.a.ack(req.CSeq().SeqNo)
-	s.edge.Prepare(ack)
-	if err := s.edge.Client().WriteRequest(ack); err != nil {
-		c.log.Warn("ACK not sent", "leg", "a", "error", err)
-	}
-	// The agent resends its 2xx until our ACK arrives; the hook must not
-	// capture the call (sipgo keeps it until Timer M).
-	tx.OnRetransmission(s.reAck(ack, c.a.callID))
-	c.mu.Lock()
-	c.aAnswered = true
-	ended := c.state == stateEnded
-	c.mu.Unlock()
-	if ended {
-		s.sendBye(c, c.a)
-		return false
-	}
-	return true
 }
 
 // notifyProgress reports a click-to-call step to the observers that take

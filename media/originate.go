@@ -111,9 +111,9 @@ func (b *Bridge) Ringback(src FrameSource) (*Playback, error) {
 }
 
 // AnswerBAfterRingback is AnswerB for an originated call: it takes B's
-// answer, stops the ringback, and gives side B its full
-// RTPStartTimeout from now (B's media starts at its answer, not at Start,
-// which came when A answered).
+// answer, stops the ringback, gives side B its full RTPStartTimeout from
+// now (B's media starts at its answer, not at Start, which came when A
+// answered) and its first RTCP report within half an interval.
 func (b *Bridge) AnswerBAfterRingback(answerB []byte) error {
 	if _, err := b.AnswerB(answerB); err != nil {
 		return err
@@ -129,6 +129,12 @@ func (b *Bridge) AnswerBAfterRingback(answerB []byte) error {
 		d.mu.Lock()
 		if !d.seen {
 			d.started = d.clock()
+		}
+		// B's first report comes half an interval after its answer, as
+		// for a call started at its answer: the ticks before it found
+		// no B to report to.
+		if d.rtcpJob != nil && d.interval > 0 {
+			d.rtcpJob.Wake(time.Now().Add(d.jittered() / 2))
 		}
 		d.mu.Unlock()
 	}

@@ -48,35 +48,35 @@ func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
 // RouteClickToCall checks a click-to-call against the configuration and
 // returns its BIC decision (the leg toward Meta, as a dialer's INVITE for
 // the same business number and user would get) and its agent leg.
-func RouteClickToCall(cfg *configs.Config, r ClickToCall) (*Decision, Agent, *FieldError) {
+func RouteClickToCall(cfg *configs.Config, r ClickToCall) (*Decision, []Agent, *FieldError) {
 	if !isE164(r.Business) {
-		return nil, Agent{}, &FieldError{"business_number", "must be a business number in E.164 (+ and 8 to 15 digits)"}
+		return nil, nil, &FieldError{"business_number", "must be a business number in E.164 (+ and 8 to 15 digits)"}
 	}
 	num := cfg.NumberByE164(r.Business)
 	if num == nil {
-		return nil, Agent{}, &FieldError{"business_number", "is not a configured business number"}
+		return nil, nil, &FieldError{"business_number", "is not a configured business number"}
 	}
 	user, ok := normalizeE164(r.User)
 	if !ok {
 		if user, ok = normalizeBSUID(r.User); !ok {
-			return nil, Agent{}, &FieldError{"user", "must be the WhatsApp user's number in E.164 or a business-scoped user id"}
+			return nil, nil, &FieldError{"user", "must be the WhatsApp user's number in E.164 or a business-scoped user id"}
 		}
 	}
 	ep := cfg.Endpoint(r.AgentEndpoint)
 	switch {
 	case ep == nil:
-		return nil, Agent{}, &FieldError{"agent.endpoint", "is not a configured endpoint"}
+		return nil, nil, &FieldError{"agent.endpoint", "is not a configured endpoint"}
 	case ep.Kind != configs.KindPBX:
-		return nil, Agent{}, &FieldError{"agent.endpoint", "is a " + ep.Kind + " endpoint; agents are on pbx endpoints"}
+		return nil, nil, &FieldError{"agent.endpoint", "is a " + ep.Kind + " endpoint; agents are on pbx endpoints"}
 	case ep.MediaEncryption == "sdes":
-		return nil, Agent{}, &FieldError{"agent.endpoint", "uses media_encryption sdes; click-to-call agents need plain RTP"}
+		return nil, nil, &FieldError{"agent.endpoint", "uses media_encryption sdes; click-to-call agents need plain RTP"}
 	}
 	if r.AgentUser == "" || len(r.AgentUser) > 64 || sanitizeUser(r.AgentUser) != r.AgentUser {
-		return nil, Agent{}, &FieldError{"agent.extension", "must be 1 to 64 of the characters A-Z a-z 0-9 - _ . + ~"}
+		return nil, nil, &FieldError{"agent.extension", "must be 1 to 64 of the characters A-Z a-z 0-9 - _ . + ~"}
 	}
 	wa := whatsappEndpoint(cfg)
 	if wa == nil {
-		return nil, Agent{}, &FieldError{"business_number", "no whatsapp endpoint is configured to call through"}
+		return nil, nil, &FieldError{"business_number", "no whatsapp endpoint is configured to call through"}
 	}
 	d := &Decision{
 		Dir:    BIC,
@@ -91,15 +91,21 @@ func RouteClickToCall(cfg *configs.Config, r ClickToCall) (*Decision, Agent, *Fi
 	d.BTo = d.Target
 	d.BTo.UriParams = nil
 
-	a := Agent{EP: ep, User: r.AgentUser, RingTimeout: r.AgentRing}
-	if a.RingTimeout <= 0 {
-		a.RingTimeout = cfg.SIP.RingTimeout.D()
+	ring := r.AgentRing
+	if ring <= 0 {
+		ring = cfg.SIP.RingTimeout.D()
 	}
-	a.URI, a.Dest = endpointURI(ep, r.AgentUser)
+	return d, []Agent{newAgent(cfg, ep, r.AgentUser, user, ring)}, nil
+}
+
+// newAgent is extension ext at ep, called on behalf of the WhatsApp user.
+func newAgent(cfg *configs.Config, ep *configs.Endpoint, ext, user string, ring time.Duration) Agent {
+	a := Agent{EP: ep, User: ext, RingTimeout: ring}
+	a.URI, a.Dest = endpointURI(ep, ext)
 	a.To = a.URI
 	a.To.UriParams = nil
 	a.From = sip.Uri{Scheme: "sip", User: sanitizeUser(user), Host: cfg.SIP.Host}
-	return d, a, nil
+	return a
 }
 
 // ClickToCallHeaders are the X-WABA headers of the agent's INVITE: what

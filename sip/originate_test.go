@@ -9,10 +9,11 @@ import (
 func TestRouteClickToCall(t *testing.T) {
 	cfg := testConfig(t)
 	ok := ClickToCall{Business: "+15550100001", User: "447700900123", AgentEndpoint: "pbx", AgentUser: "1001"}
-	d, a, fe := RouteClickToCall(cfg, ok)
-	if fe != nil {
-		t.Fatal(fe)
+	d, as, fe := RouteClickToCall(cfg, ok)
+	if fe != nil || len(as) != 1 {
+		t.Fatal(fe, as)
 	}
+	a := as[0]
 	if d.Dir != BIC || d.User != "+447700900123" || d.BEP.Name != "meta" || d.Target.String() != "sip:+447700900123@127.0.0.2:5060" ||
 		d.BFrom.String() != "sip:+15550100001@127.0.0.1" || d.BIC == nil || d.BIC.Callee != d.User {
 		t.Errorf("decision %+v", d)
@@ -21,8 +22,8 @@ func TestRouteClickToCall(t *testing.T) {
 		t.Errorf("agent %+v", a)
 	}
 	ok.AgentRing = 7 * time.Second
-	if _, a, _ := RouteClickToCall(cfg, ok); a.RingTimeout != 7*time.Second {
-		t.Errorf("ring %v", a.RingTimeout)
+	if _, as, _ := RouteClickToCall(cfg, ok); as[0].RingTimeout != 7*time.Second {
+		t.Errorf("ring %v", as[0].RingTimeout)
 	}
 	for _, tc := range []struct {
 		mod   func(*ClickToCall)
@@ -54,13 +55,14 @@ func FuzzRouteClickToCall(f *testing.F) {
 	f.Add("", "", "", "")
 	cfg := testConfig(f)
 	f.Fuzz(func(t *testing.T, business, user, ep, ext string) {
-		d, a, fe := RouteClickToCall(cfg, ClickToCall{Business: business, User: user, AgentEndpoint: ep, AgentUser: ext})
+		d, as, fe := RouteClickToCall(cfg, ClickToCall{Business: business, User: user, AgentEndpoint: ep, AgentUser: ext})
 		if fe != nil {
 			if fe.Field == "" || fe.Msg == "" {
 				t.Fatalf("empty field error %+v", fe)
 			}
 			return
 		}
+		a := as[0]
 		if a.EP.Name != "pbx" || d.BEP.Name != "meta" || a.User != ext || sanitizeUser(ext) != ext || strings.ContainsAny(a.URI.String(), "<>\" \r\n") {
 			t.Fatalf("routed %q %q %q %q to %s / %s", business, user, ep, ext, a.URI.String(), d.Target.String())
 		}
