@@ -78,7 +78,9 @@ type call struct {
 	dir sipedge.Direction
 	// origin is OriginClickToCall for a call the API started, empty for
 	// one a peer's INVITE started.
-	origin    string
+	origin string
+	// agentUp: a click-to-call's agent answered.
+	agentUp   bool
 	aEndpoint string
 	bEndpoint string
 	// aSource is where A's INVITE came from (host:port).

@@ -134,6 +134,11 @@ func (s *Engine) notifyEnded(c *call, by, cause string, outcome Outcome, connect
 		}
 	}
 	cdr.Outcome = cdrOutcome(answered || connected, cdr.SIPCode, cause, outcome)
+	if c.origin != "" && !answered && !connected && by == events.HangupA && c.aAnsweredOnce() {
+		// A click-to-call's agent hung up while the user's phone rang:
+		// the caller gave up, and the user's INVITE was cancelled.
+		cdr.SIPCode, cdr.SIPReason, cdr.Outcome = 487, "Request Terminated", events.Cancelled
+	}
 	if by == events.HangupAPI && cdr.Outcome != events.Answered {
 		// An operator gave up on the call before it was answered.
 		cdr.Outcome = events.Cancelled

@@ -237,7 +237,7 @@ func (s *Engine) agentAnswered(c *call, req *sip.Request, tx sip.ClientTransacti
 	// capture the call (sipgo keeps it until Timer M).
 	tx.OnRetransmission(s.reAck(ack, callIDOf(req)))
 	c.mu.Lock()
-	c.aAnswered = true
+	c.aAnswered, c.agentUp = true, true
 	ended := c.state == stateEnded
 	c.mu.Unlock()
 	if ended {
@@ -279,4 +279,12 @@ func (l *leg) id() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.callID
+}
+
+// aAnsweredOnce reports whether a click-to-call's agent answered (its BYE
+// then ended a call that was never bridged).
+func (c *call) aAnsweredOnce() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.agentUp
 }

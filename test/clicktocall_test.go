@@ -458,3 +458,37 @@ func TestClickToCallBadBodies(t *testing.T) {
 		t.Errorf("%d INVITEs reached the agent and %d Meta", n, m)
 	}
 }
+
+// TestClickToCallAgentHangsUpWhileUserRings: the agent gives up while the
+// user's phone rings: Meta gets a CANCEL, and the record says the agent
+// ended a call that was never answered.
+func TestClickToCallAgentHangsUpWhileUserRings(t *testing.T) {
+	t.Parallel()
+	e, w, rx, meta, agent := c2cEnv(t, "")
+	grantPermission(t, e, waUser, "temporary")
+	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
+	defer cancel()
+	agentAns := answerAsync(ctx, agent, metapeer.AnswerSpec{})
+	doc := startC2C(t, e, c2cBody(""), "")
+	acall := waitAnswer(t, agentAns, "the agent")
+	in, err := meta.UA.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.Ring()
+	time.Sleep(200 * time.Millisecond)
+	hangup(t, acall, "the agent")
+	select {
+	case <-in.Cancelled():
+	case <-time.After(3 * time.Second):
+		t.Fatal("Meta got no CANCEL after the agent hung up")
+	}
+	w.waitIdle()
+	got, _ := c2cEvents(t, rx, doc.CallID)
+	if want := []string{"call.started", "call.progress:agent_answered", "call.ringing", "call.ended"}; !slices.Equal(got, want) {
+		t.Errorf("events %v, want %v", got, want)
+	}
+	cdr, _ := c2cCDR(t, e, doc.CallID)
+	checkCDR(t, "agent hung up", cdr, cdrWant{direction: "BIC", outcome: "cancelled", code: 487, hangupBy: "a", cause: "bye",
+		permission: "allowed", routed: true, user: waUser, aEndpoint: "pbx", bEndpoint: "meta", ringing: true})
+}
