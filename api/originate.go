@@ -30,6 +30,8 @@ type ClickToCall struct {
 	User           string
 	AgentEndpoint  string
 	AgentExtension string
+	// AgentHunt names a hunt list of agents instead.
+	AgentHunt string
 	// AgentRing is the agent's ring time (0: sip.ring_timeout).
 	AgentRing time.Duration
 }
@@ -60,6 +62,7 @@ type clickBody struct {
 }
 
 type agentBody struct {
+	Hunt        *string `json:"hunt"`
 	Endpoint    *string `json:"endpoint"`
 	Extension   *string `json:"extension"`
 	RingTimeout *int    `json:"ring_timeout"`
@@ -95,7 +98,15 @@ func (b *clickBody) check() (ClickToCall, error) {
 	case b.User == nil || *b.User == "":
 		return r, &FieldError{"user", "required: the WhatsApp user to call, in E.164"}
 	case b.Agent == nil:
-		return r, &FieldError{"agent", "required: {\"endpoint\": <pbx endpoint>, \"extension\": <agent>}"}
+		return r, &FieldError{"agent", "required: {\"endpoint\": <pbx endpoint>, \"extension\": <agent>} or {\"hunt\": <hunt list>}"}
+	case b.Agent.Hunt != nil:
+		if *b.Agent.Hunt == "" {
+			return r, &FieldError{"agent.hunt", "must name a hunt list"}
+		}
+		if b.Agent.Endpoint != nil || b.Agent.Extension != nil || b.Agent.RingTimeout != nil {
+			return r, &FieldError{"agent.hunt", "give either a hunt list or an endpoint and extension (with ring_timeout), not both"}
+		}
+		return ClickToCall{BusinessNumber: *b.BusinessNumber, User: *b.User, AgentHunt: *b.Agent.Hunt}, nil
 	case b.Agent.Endpoint == nil || *b.Agent.Endpoint == "":
 		return r, &FieldError{"agent.endpoint", "required: a configured pbx endpoint"}
 	case b.Agent.Extension == nil || *b.Agent.Extension == "":

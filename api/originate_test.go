@@ -69,6 +69,9 @@ func TestClickToCallStarts(t *testing.T) {
 	if got := o.calls[0]; got.AgentEndpoint != "pbx" || got.AgentExtension != "1001" || got.AgentRing != 20*time.Second || got.User != "+447700900123" {
 		t.Errorf("asked the B2BUA for %+v", got)
 	}
+	if r := f.api(t, "POST", "/v1/calls", `{"business_number":"+15550100001","user":"+447700900123","agent":{"hunt":"sales"}}`); r.code != 202 || o.calls[1].AgentHunt != "sales" {
+		t.Errorf("hunt: %d %s", r.code, r.body)
+	}
 	if r := f.api(t, "PUT", "/v1/calls", ""); r.code != 405 || r.header.Get("Allow") != "GET, POST" {
 		t.Errorf("PUT /v1/calls: %d Allow %q", r.code, r.header.Get("Allow"))
 	}
@@ -92,6 +95,8 @@ func TestClickToCallBadBodies(t *testing.T) {
 		{`{"business_number":15550100001,"user":"+447700900123","agent":{"endpoint":"pbx","extension":"1001"}}`, "business_number: must be a JSON string"},
 		{`{"business_number":"+15550100001","user":"+447700900123","agent":{"endpoint":"pbx","extension":"1001"},"x":1}`, `unknown field "x"`},
 		{clickBodyOK + `{}`, "trailing data"},
+		{`{"business_number":"+15550100001","user":"+447700900123","agent":{"hunt":"sales","endpoint":"pbx"}}`, "agent.hunt: give either"},
+		{`{"business_number":"+15550100001","user":"+447700900123","agent":{"hunt":""}}`, "agent.hunt: must name"},
 		{strings.Replace(clickBodyOK, "+15550100001", "+15559999999", 1), "business_number: is not a configured business number"},
 	} {
 		r := f.api(t, "POST", "/v1/calls", tc.body)

@@ -82,7 +82,10 @@ type call struct {
 	// agentUp: a click-to-call's agent answered.
 	agentUp   bool
 	aEndpoint string
+	// bEndpoint and bUser name the B-leg's callee: the route's first
+	// until one answers (guarded by mu once the call rings).
 	bEndpoint string
+	bUser     string
 	// aSource is where A's INVITE came from (host:port).
 	aSource string
 	log     *slog.Logger
@@ -127,9 +130,14 @@ type call struct {
 	finalReason          string
 	permission           string
 	recordingID          string
+	// attempts are the B-leg INVITEs placed, in order (the record's
+	// attempts), and release tells the hunt strategies the answering
+	// target's call is over.
+	attempts []events.Attempt
+	release  func()
 	// apiCause is the cause of a hangup the API asked for before the
 	// answer (Hangup); apiHangup, made by hangupRequests, is closed then
-	// so that driveInvite gives up on B.
+	// so that the hunt (ring) gives up on B.
 	apiCause  string
 	apiHangup chan struct{}
 }
@@ -239,7 +247,11 @@ func (c *call) end(from *leg, by, cause string) bool {
 	case !c.outcomeSet:
 		outcome = OutcomeFailed
 	}
+	release := c.release
 	c.mu.Unlock()
+	if release != nil {
+		release()
+	}
 
 	close(c.ended)
 	c.srv.journalDown(c)

@@ -114,7 +114,7 @@ func (s *Engine) Hangup(id, reason string) (CallInfo, error) {
 		c.mu.Unlock()
 		return CallInfo{}, ErrNoSuchCall
 	case stateCalling:
-		// driveInvite owns both INVITE transactions until the answer:
+		// The hunt (ring) owns the INVITE transactions until the answer:
 		// it gives up on B (answerA checks apiCause under this lock, so
 		// an answer that raced this ends the call too).
 		if c.apiCause == "" {

@@ -31,7 +31,7 @@ func (s *Engine) AddObserver(o CallObserver) { s.observers = append(s.observers,
 func (c *call) callInfo() events.Call {
 	d := c.route
 	c.mu.Lock()
-	aEP, bEP := c.aEndpoint, c.bEndpoint
+	aEP, bEP, bUser := c.aEndpoint, c.bEndpoint, c.bUser
 	c.mu.Unlock()
 	ci := events.Call{
 		CallID:         c.id,
@@ -41,7 +41,7 @@ func (c *call) callInfo() events.Call {
 		PhoneNumberID:  d.Number.PhoneNumberID,
 		User:           d.User,
 		A:              events.Leg{Endpoint: aEP, SIPCallID: c.a.id()},
-		B:              events.Leg{Endpoint: bEP, SIPCallID: c.b.id()},
+		B:              events.Leg{Endpoint: bEP, SIPCallID: c.b.id(), User: bUser},
 		Origin:         c.origin,
 	}
 	if d.BIC != nil {
@@ -115,7 +115,11 @@ func (s *Engine) notifyEnded(c *call, by, cause string, outcome Outcome, connect
 		SIPCode: c.finalCode, SIPReason: c.finalReason, WABAError: c.wabaError,
 		HangupBy: by, Cause: cause, Permission: c.permission,
 		RecordingID: c.recordingID, CampaignID: ci.CampaignID, CallbackData: ci.CallbackData,
-		Origin: ci.Origin,
+		Origin:     ci.Origin,
+		AfterHours: c.route.AfterHours, Attempts: append([]events.Attempt(nil), c.attempts...),
+	}
+	if c.route.Hunt != nil {
+		cdr.Hunt = c.route.Hunt.Name
 	}
 	answered := !c.answeredAt.IsZero()
 	c.mu.Unlock()
@@ -212,7 +216,15 @@ func (s *Engine) notifyRefused(req *sip.Request, ep *configs.Endpoint, dec *sipe
 		cdr.Direction = events.Direction(dec.Dir)
 		cdr.BusinessNumber, cdr.PhoneNumberID, cdr.User = dec.Number.Number, dec.Number.PhoneNumberID, dec.User
 		cdr.WACallID = dec.UIC.WACallID
-		cdr.B.Endpoint = dec.BEP.Name
+		if dec.BEP != nil {
+			// A caller refused before routing ended (blocklist, business
+			// hours) has no B-leg.
+			cdr.B.Endpoint, cdr.B.User = dec.BEP.Name, dec.Callees[0].User
+		}
+		if dec.Hunt != nil {
+			cdr.Hunt = dec.Hunt.Name
+		}
+		cdr.AfterHours = dec.AfterHours
 		if dec.BIC != nil {
 			cdr.CampaignID, cdr.CallbackData = dec.BIC.CampaignID, dec.BIC.CallbackData
 		}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/wagate/wagate/configs"
 	"github.com/wagate/wagate/events"
 	"github.com/wagate/wagate/media"
 	sipedge "github.com/wagate/wagate/sip"
@@ -64,6 +65,9 @@ func (s *Engine) Originate(r sipedge.ClickToCall) (CallInfo, *Refusal, error) {
 	dec, agents, ferr := sipedge.RouteClickToCall(cfg, r)
 	if ferr != nil {
 		return CallInfo{}, nil, ferr
+	}
+	if dec.Hunt != nil {
+		agents = s.agentOrder(dec.Hunt, agents)
 	}
 	agent := agents[0]
 	log := s.log.With("origin", OriginClickToCall, "agent", agent.Name(), "agents", len(agents), "business", dec.Number.Number, "user", dec.User)
@@ -201,4 +205,29 @@ func (s *Engine) notifyOriginRefused(dec *sipedge.Decision, agent sipedge.Agent,
 	for _, o := range s.observers {
 		o.CallRefused(cdr)
 	}
+}
+
+// agentOrder puts a hunt list's agents in its strategy's order
+// (round_robin, least_recent; parallel lists ring one agent after the
+// other, in list order).
+func (s *Engine) agentOrder(list *configs.HuntList, agents []sipedge.Agent) []sipedge.Agent {
+	d := &sipedge.Decision{Hunt: list}
+	for _, a := range agents {
+		d.Callees = append(d.Callees, a.Callee)
+	}
+	byName := make(map[string][]sipedge.Agent, len(agents))
+	for _, a := range agents {
+		byName[a.Name()] = append(byName[a.Name()], a)
+	}
+	out := make([]sipedge.Agent, 0, len(agents))
+	for _, c := range s.hunts.order(d) {
+		if q := byName[c.Name()]; len(q) > 0 {
+			out = append(out, q[0])
+			byName[c.Name()] = q[1:]
+		}
+	}
+	if len(out) != len(agents) {
+		return agents
+	}
+	return out
 }

@@ -23,6 +23,9 @@ type agentFailure struct {
 	weight int
 	// decline: a 6xx, the agent's answer for everyone; nobody else rings.
 	decline bool
+	// result and sipCode are the attempt's, for the call's record.
+	result  string
+	sipCode int
 }
 
 const (
@@ -44,13 +47,32 @@ func (s *Engine) ringAgents(c *call, agents []sipedge.Agent, offer []byte) *sip.
 			// Each agent's INVITE is a dialog of its own.
 			s.reg.rebindA(c, newCallID()+bLegCallIDSuffix, agent.EP.Name)
 		}
+		started := time.Now()
+		if !s.edge.Up(agent.EP.Name) {
+			c.log.Info("agent skipped: its endpoint is down", "agent", agent.Name())
+			c.noteAgent(agent, "", started, events.AttemptDown, 0)
+			f := &agentFailure{code: 503, reason: "Service Unavailable", cause: "agent endpoint down", by: events.HangupWagate, weight: agentWeightUnreachable}
+			if best == nil {
+				best = f
+			}
+			continue
+		}
+		callID := c.a.id()
 		res, f := s.ringAgent(c, agent, offer)
 		if res != nil {
+			c.noteAgent(agent, callID, started, events.AttemptAnswered, res.StatusCode)
+			if c.route.Hunt != nil {
+				c.mu.Lock()
+				c.release = s.hunts.answered(agent.Callee)
+				c.mu.Unlock()
+			}
 			return res
 		}
 		if f == nil {
+			c.noteAgent(agent, callID, started, events.AttemptCancelled, 0)
 			return nil
 		}
+		c.noteAgent(agent, callID, started, f.result, f.sipCode)
 		if best == nil || f.weight >= best.weight {
 			best = f
 		}
@@ -114,7 +136,8 @@ func (s *Engine) ringAgent(c *call, agent sipedge.Agent, offer []byte) (*sip.Res
 	tx, err := s.edge.Client().TransactionRequest(s.ctx, req)
 	if err != nil {
 		c.log.Warn("agent INVITE not sent", "leg", "a", "agent", agent.Name(), "error", err)
-		return nil, &agentFailure{code: 503, reason: "Service Unavailable", cause: "agent unreachable", by: events.HangupWagate, weight: agentWeightUnreachable}
+		return nil, &agentFailure{code: 503, reason: "Service Unavailable", cause: "agent unreachable", by: events.HangupWagate, weight: agentWeightUnreachable,
+			result: events.AttemptUnreachable}
 	}
 	c.log.Info("agent INVITE sent", "leg", "a", "agent", agent.Name(), "sip_call_id_a", callIDOf(req), "after_ms", time.Since(c.created).Milliseconds())
 	ring := time.NewTimer(agent.RingTimeout)
@@ -191,20 +214,22 @@ func (s *Engine) ringAgent(c *call, agent sipedge.Agent, offer []byte) (*sip.Res
 				}
 				code, reason := mapFinal(res)
 				return nil, &agentFailure{code: code, reason: reason, cause: "agent " + itoa(res.StatusCode), by: events.HangupA,
-					weight: agentWeightResponse, decline: res.StatusCode >= 600}
+					weight: agentWeightResponse, decline: res.StatusCode >= 600, result: finalResult(res.StatusCode), sipCode: res.StatusCode}
 			}
 		case <-tx.Done():
 			if stopping {
 				return finish("")
 			}
-			f := &agentFailure{code: 408, reason: "Request Timeout", cause: "agent no final response", by: events.HangupWagate, weight: agentWeightUnreachable}
+			f := &agentFailure{code: 408, reason: "Request Timeout", cause: "agent no final response", by: events.HangupWagate, weight: agentWeightUnreachable,
+				result: events.AttemptUnreachable}
 			if err := tx.Err(); err != nil && !errors.Is(err, sip.ErrTransactionTimeout) {
 				f.code, f.reason, f.cause = 503, "Service Unavailable", "agent unreachable"
 			}
 			return nil, f
 		case <-ring.C:
 			c.log.Info("agent did not answer within its ring time", "leg", "a", "agent", agent.Name(), "ring_timeout", agent.RingTimeout.String())
-			giveUp(&agentFailure{code: 480, reason: "Temporarily Unavailable", cause: "agent no answer", by: events.HangupWagate, weight: agentWeightTimeout}, false)
+			giveUp(&agentFailure{code: 480, reason: "Temporarily Unavailable", cause: "agent no answer", by: events.HangupWagate, weight: agentWeightTimeout,
+				result: events.AttemptNoAnswer}, false)
 		case <-apiHangup:
 			apiHangup = nil
 			r := c.earlyEnd()
@@ -287,4 +312,12 @@ func (c *call) aAnsweredOnce() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.agentUp
+}
+
+// noteAgent records one agent's attempt in the call's record.
+func (c *call) noteAgent(a sipedge.Agent, callID string, started time.Time, result string, code int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.attempts = append(c.attempts, events.Attempt{Endpoint: a.EP.Name, User: a.User, SIPCallID: callID,
+		StartedAt: started, EndedAt: time.Now(), SIPCode: code, Result: result})
 }

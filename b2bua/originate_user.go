@@ -99,7 +99,7 @@ func (s *Engine) callUser(c *call, ob originBridge, offer []byte, agentAnsweredA
 				return
 			default:
 				if (res.StatusCode == 401 || res.StatusCode == 407) && !stopping {
-					if retry := s.answerB(c, req, res, authTried); retry != nil {
+					if retry := s.answerB(c, c.route.BEP, req, res, authTried, c.log.With("leg", "b")); retry != nil {
 						ntx, err := s.edge.Client().TransactionRequest(s.ctx, retry)
 						if err == nil {
 							authTried = true

@@ -100,6 +100,29 @@ func (r *registry) remove(c *call) {
 	r.ended.Add(1)
 }
 
+// rebindB moves c's B-leg to the Call-ID and endpoint of the attempt that
+// answered; apply changes the call's own fields while the registry is
+// locked, so that remove always finds what it registered.
+func (r *registry) rebindB(c *call, callID, endpoint string, apply func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	oldID, oldEP := c.b.callID, c.bEndpoint
+	ref, ok := r.byCallID[c.a.callID]
+	registered := ok && ref.call == c
+	apply()
+	if !registered || (oldID == callID && oldEP == endpoint) {
+		return
+	}
+	delete(r.byCallID, oldID)
+	r.byCallID[callID] = callRef{call: c, leg: c.b}
+	if oldEP != endpoint {
+		if r.perEP[oldEP]--; r.perEP[oldEP] <= 0 {
+			delete(r.perEP, oldEP)
+		}
+		r.perEP[endpoint]++
+	}
+}
+
 // hasSource reports whether a live call's A-leg came from src.
 func (r *registry) hasSource(src string) bool {
 	r.mu.RLock()

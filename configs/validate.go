@@ -34,7 +34,11 @@ func validate(c *Config, t tree, ps *problems, opts parseOptions) {
 	v.dataDir()
 	v.sip()
 	v.endpoints()
+	v.huntLists()
 	v.numbers()
+	if v.c.Blocklist != nil {
+		v.blocklist("blocklist", v.c.Blocklist)
+	}
 	v.media()
 	v.api()
 	v.log()
@@ -346,6 +350,7 @@ func (v validator) endpoints() {
 		if e.MaxRequestRate < 0 {
 			v.add(p+".max_request_rate", "%d is negative; use 0 for no limit", e.MaxRequestRate)
 		}
+		v.redirectsAndProbe(p, e)
 
 		e.Prefixes = nil
 		if len(e.SourceCIDRs) == 0 {
@@ -527,9 +532,15 @@ func (v validator) numbers() {
 		}
 
 		if v.t.has(p + ".route") {
-			v.route(p+".route", n.Route)
+			v.routeTo(p+".route", n.Route, "the route")
 		} else {
-			v.add(p+".route", "every business number needs a route: the pbx endpoint and user that take its user-initiated calls")
+			v.add(p+".route", "every business number needs a route: the pbx endpoint and user (or the hunt list) that take its user-initiated calls")
+		}
+		if n.Hours != nil {
+			v.hours(p+".hours", n.Hours)
+		}
+		if n.Blocklist != nil {
+			v.blocklist(p+".blocklist", n.Blocklist)
 		}
 
 		v.secret(p+".digest", n.Digest)
@@ -543,26 +554,6 @@ func (v validator) numbers() {
 				v.add(pp, "endpoint %q has kind %s; only dialer and pbx endpoints may originate calls", e.Name, e.Kind)
 			}
 		}
-	}
-}
-
-// route checks where a number's user-initiated calls go; p is its path.
-func (v validator) route(p string, r Route) {
-	switch e := v.endpoint(r.Endpoint); {
-	case r.Endpoint == "":
-		v.add(p+".endpoint", "the route needs the pbx endpoint that takes the calls")
-	case e == nil:
-		v.add(p+".endpoint", "route to an undefined endpoint %q", r.Endpoint)
-	case e.Kind != KindPBX:
-		v.add(p+".endpoint", "endpoint %q has kind %s; a route must name an endpoint of kind pbx", e.Name, e.Kind)
-	}
-	switch u := r.User; {
-	case u == "":
-		v.add(p+".user", "the route needs the user (extension) to call at the pbx, e.g. \"1001\"")
-	case strings.ContainsAny(u, "@:"):
-		v.add(p+".user", "%q must be only the user part of the URI (e.g. \"1001\"), without \"sip:\" or \"@host\"", u)
-	case strings.ContainsFunc(u, func(c rune) bool { return c <= ' ' || c == 0x7f }):
-		v.add(p+".user", "%q must not contain spaces or control characters", u)
 	}
 }
 

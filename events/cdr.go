@@ -106,7 +106,49 @@ type CDR struct {
 	// /v1/calls: its A leg is the agent wagate called first, its B leg
 	// the business-initiated call to the user. Empty otherwise.
 	Origin string `json:"origin,omitempty"`
+
+	// Hunt names the hunt list a UIC rang (empty: one extension).
+	Hunt string `json:"hunt,omitempty"`
+	// AfterHours is set when the number was outside its business hours
+	// and the after-hours route was taken.
+	AfterHours bool `json:"after_hours,omitempty"`
+	// Attempts are the B-leg INVITEs wagate placed, in order: one per
+	// callee rung (a hunt's targets, a redirect's new target), including
+	// targets skipped because their endpoint was down. B names the one
+	// that answered. JSON only: the CSV export leaves lists out.
+	Attempts []Attempt `json:"attempts,omitempty"`
 }
+
+// Attempt is one B-leg INVITE of a call (or one callee skipped).
+type Attempt struct {
+	Endpoint string `json:"endpoint"`
+	User     string `json:"user"`
+	// SIPCallID is the attempt's own Call-ID: each has its dialog.
+	SIPCallID string    `json:"sip_call_id"`
+	StartedAt time.Time `json:"started_at,omitzero"`
+	// EndedAt is when its result was known (not when its transaction
+	// ended: a cancelled INVITE still waits for its 487).
+	EndedAt time.Time `json:"ended_at,omitzero"`
+	// SIPCode is the callee's final response (0: none).
+	SIPCode int `json:"sip_code"`
+	// Result is AttemptAnswered, AttemptBusy, … (see the constants).
+	Result string `json:"result"`
+}
+
+// What became of an Attempt.
+const (
+	AttemptAnswered    = "answered"    // its 2xx won the call
+	AttemptBusy        = "busy"        // 486 or 600
+	AttemptDeclined    = "declined"    // another 6xx
+	AttemptFailed      = "failed"      // another final error
+	AttemptNoAnswer    = "no_answer"   // rang past its ring_timeout; cancelled
+	AttemptUnreachable = "unreachable" // no response: transport error or timeout
+	AttemptDown        = "down"        // not rung: its endpoint's probes say down
+	AttemptRedirected  = "redirected"  // a 3xx that was followed (the next attempt)
+	AttemptCancelled   = "cancelled"   // given up on: another answered, or A left
+	AttemptLate        = "late"        // answered after it was given up on: hung up
+	AttemptRinging     = "ringing"     // no result yet (the call ended first)
+)
 
 // Leg is one side of a call.
 type Leg struct {
@@ -118,6 +160,10 @@ type Leg struct {
 	Codec string `json:"codec"`
 	// Encryption is the media encryption: "sdes" or "none".
 	Encryption string `json:"encryption"`
+	// User is the Request-URI user of the B-leg: the extension that
+	// answered a UIC (or was rung, unanswered: the first of a hunt), the
+	// WhatsApp user of a BIC. Empty on A.
+	User string `json:"user,omitempty"`
 }
 
 // Media holds the media statistics of both directions of a call.

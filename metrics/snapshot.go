@@ -59,6 +59,8 @@ var (
 	dPermPending    = desc("wagate_permission_pending_outcomes", "Call outcomes made while Redis was down and not yet written back.")
 	dWebhookUnknown = desc("wagate_webhook_unknown_number_total", "Meta webhook replies for a phone_number_id no configured number has (logged, ignored).")
 	dInFlight       = desc("wagate_webhook_in_flight", "Webhook requests in flight per subscriber.", "subscriber")
+	dEndpointUp     = desc("wagate_endpoint_up", "1 while an endpoint with an OPTIONS probe is up, 0 once its probes marked it down (hunts skip it).", "endpoint")
+	dProbeFailures  = desc("wagate_endpoint_probe_failures_total", "OPTIONS probes of an endpoint that failed (no answer, transport error, 408, 5xx, 6xx).", "endpoint")
 )
 
 func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -66,7 +68,7 @@ func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 		dOverload, dPanics, dTLSFailures, dSIPRequests, dSIPResponses, dPortsInUse, dPortsFree, dBridges, dRTPPackets, dRTPDropped,
 		dRTPSilence, dRTCP, dDTMF, dPlayout, dPlayed, dRecActive, dRecCompleted, dRecFailed, dRecDropped, dRecBytes, dEvQueue, dEvQueueCap,
 		dEvDropped, dEvWriteErrors, dCDRs, dEvWritten, dDeliveries, dInFlight, dPermUp, dPermErrors, dPermRefused,
-		dPermCached, dPermLearned, dPermStale, dPermRestrict, dPermPending, dWebhookUnknown} {
+		dPermCached, dPermLearned, dPermStale, dPermRestrict, dPermPending, dWebhookUnknown, dEndpointUp, dProbeFailures} {
 		ch <- d
 	}
 }
@@ -148,6 +150,12 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(dPermStale, s.ReplayedMessages, "replayed")
 		counter(dPermRestrict, s.RestrictedRefusals)
 		gauge(dPermPending, float64(s.PendingOutcomes))
+	}
+	if c.src.Endpoints != nil {
+		for _, e := range c.src.Endpoints() {
+			gauge(dEndpointUp, b2f(e.Up), e.Endpoint)
+			counter(dProbeFailures, e.Failures, e.Endpoint)
+		}
 	}
 	if c.src.WebhookUnknownNumber != nil {
 		counter(dWebhookUnknown, c.src.WebhookUnknownNumber())

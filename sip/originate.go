@@ -21,22 +21,17 @@ type ClickToCall struct {
 	AgentEndpoint, AgentUser string
 	// AgentRing bounds the agent's ringing (0: sip.ring_timeout).
 	AgentRing time.Duration
+	// AgentHunt names a hunt list whose targets are the agents, instead
+	// of AgentEndpoint and AgentUser.
+	AgentHunt string
 }
 
-// Agent is the agent leg of a click-to-call: where its INVITE goes.
+// Agent is one agent of a click-to-call: the callee its INVITE goes to,
+// and the caller it shows (From: the WhatsApp user).
 type Agent struct {
-	EP   *configs.Endpoint
-	User string
-	// URI is the Request-URI, To the To of the INVITE, Dest its forced
-	// next hop (see Decision.Dest); From is the caller the agent sees:
-	// the WhatsApp user.
-	URI, To, From sip.Uri
-	Dest          string
-	RingTimeout   time.Duration
+	Callee
+	From sip.Uri
 }
-
-// Name is "user@endpoint", for logs.
-func (a Agent) Name() string { return a.User + "@" + a.EP.Name }
 
 // FieldError says which field of a click-to-call is wrong, and why.
 type FieldError struct {
@@ -62,17 +57,38 @@ func RouteClickToCall(cfg *configs.Config, r ClickToCall) (*Decision, []Agent, *
 			return nil, nil, &FieldError{"user", "must be the WhatsApp user's number in E.164 or a business-scoped user id"}
 		}
 	}
-	ep := cfg.Endpoint(r.AgentEndpoint)
+	var agents []Agent
+	var hunt *configs.HuntList
 	switch {
-	case ep == nil:
-		return nil, nil, &FieldError{"agent.endpoint", "is not a configured endpoint"}
-	case ep.Kind != configs.KindPBX:
-		return nil, nil, &FieldError{"agent.endpoint", "is a " + ep.Kind + " endpoint; agents are on pbx endpoints"}
-	case ep.MediaEncryption == "sdes":
-		return nil, nil, &FieldError{"agent.endpoint", "uses media_encryption sdes; click-to-call agents need plain RTP"}
+	case r.AgentHunt != "" && (r.AgentEndpoint != "" || r.AgentUser != "" || r.AgentRing > 0):
+		return nil, nil, &FieldError{"agent.hunt", "give either a hunt list or an endpoint and extension (with ring_timeout), not both"}
+	case r.AgentHunt != "":
+		if hunt = cfg.HuntList(r.AgentHunt); hunt == nil {
+			return nil, nil, &FieldError{"agent.hunt", "is not a configured hunt list"}
+		}
+		for _, t := range hunt.Targets {
+			ep := cfg.Endpoint(t.Endpoint)
+			if fe := agentEndpoint(ep, "agent.hunt", "target "+t.User+"@"+t.Endpoint+" "); fe != nil {
+				return nil, nil, fe
+			}
+			agents = append(agents, newAgent(cfg, ep, t.User, user, t.RingTimeout.D()))
+		}
+	default:
+		ep := cfg.Endpoint(r.AgentEndpoint)
+		if fe := agentEndpoint(ep, "agent.endpoint", ""); fe != nil {
+			return nil, nil, fe
+		}
+		if r.AgentUser == "" || len(r.AgentUser) > 64 || sanitizeUser(r.AgentUser) != r.AgentUser {
+			return nil, nil, &FieldError{"agent.extension", "must be 1 to 64 of the characters A-Z a-z 0-9 - _ . + ~"}
+		}
+		ring := r.AgentRing
+		if ring <= 0 {
+			ring = cfg.SIP.RingTimeout.D()
+		}
+		agents = []Agent{newAgent(cfg, ep, r.AgentUser, user, ring)}
 	}
-	if r.AgentUser == "" || len(r.AgentUser) > 64 || sanitizeUser(r.AgentUser) != r.AgentUser {
-		return nil, nil, &FieldError{"agent.extension", "must be 1 to 64 of the characters A-Z a-z 0-9 - _ . + ~"}
+	if len(agents) == 0 {
+		return nil, nil, &FieldError{"agent.hunt", "has no targets"}
 	}
 	wa := whatsappEndpoint(cfg)
 	if wa == nil {
@@ -80,7 +96,7 @@ func RouteClickToCall(cfg *configs.Config, r ClickToCall) (*Decision, []Agent, *
 	}
 	d := &Decision{
 		Dir:    BIC,
-		AEP:    ep,
+		AEP:    agents[0].EP,
 		BEP:    wa,
 		Number: num,
 		User:   user,
@@ -90,22 +106,28 @@ func RouteClickToCall(cfg *configs.Config, r ClickToCall) (*Decision, []Agent, *
 	d.Target, d.Dest = endpointURI(wa, user)
 	d.BTo = d.Target
 	d.BTo.UriParams = nil
+	d.Callees = []Callee{NewCallee(wa, user, cfg.SIP.RingTimeout.D())}
+	// The agents' hunt list, for the call's record and its strategy.
+	d.Hunt = hunt
+	return d, agents, nil
+}
 
-	ring := r.AgentRing
-	if ring <= 0 {
-		ring = cfg.SIP.RingTimeout.D()
+// agentEndpoint checks that ep can take a click-to-call's agent leg.
+func agentEndpoint(ep *configs.Endpoint, field, what string) *FieldError {
+	switch {
+	case ep == nil:
+		return &FieldError{field, what + "is not a configured endpoint"}
+	case ep.Kind != configs.KindPBX:
+		return &FieldError{field, what + "is a " + ep.Kind + " endpoint; agents are on pbx endpoints"}
+	case ep.MediaEncryption == "sdes":
+		return &FieldError{field, what + "uses media_encryption sdes; click-to-call agents need plain RTP"}
 	}
-	return d, []Agent{newAgent(cfg, ep, r.AgentUser, user, ring)}, nil
+	return nil
 }
 
 // newAgent is extension ext at ep, called on behalf of the WhatsApp user.
 func newAgent(cfg *configs.Config, ep *configs.Endpoint, ext, user string, ring time.Duration) Agent {
-	a := Agent{EP: ep, User: ext, RingTimeout: ring}
-	a.URI, a.Dest = endpointURI(ep, ext)
-	a.To = a.URI
-	a.To.UriParams = nil
-	a.From = sip.Uri{Scheme: "sip", User: sanitizeUser(user), Host: cfg.SIP.Host}
-	return a
+	return Agent{Callee: NewCallee(ep, ext, ring), From: sip.Uri{Scheme: "sip", User: sanitizeUser(user), Host: cfg.SIP.Host}}
 }
 
 // ClickToCallHeaders are the X-WABA headers of the agent's INVITE: what

@@ -78,7 +78,7 @@ func utc(t time.Time) time.Time {
 // Originate starts a click-to-call (api.Originator).
 func (c callControl) Originate(_ context.Context, r api.ClickToCall) (api.LiveCall, *api.Refusal, error) {
 	ci, ref, err := c.e.Originate(sipedge.ClickToCall{Business: r.BusinessNumber, User: r.User,
-		AgentEndpoint: r.AgentEndpoint, AgentUser: r.AgentExtension, AgentRing: r.AgentRing})
+		AgentEndpoint: r.AgentEndpoint, AgentUser: r.AgentExtension, AgentRing: r.AgentRing, AgentHunt: r.AgentHunt})
 	var fe *sipedge.FieldError
 	switch {
 	case errors.As(err, &fe):
