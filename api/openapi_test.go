@@ -223,6 +223,7 @@ func TestOpenAPIResponses(t *testing.T) {
 		{"DELETE", "/v1/calls/" + answeredID, "", nil, true, 401},
 		{"POST", "/v1/calls", clickBodyOK, map[string]string{"Content-Type": "application/json", "Idempotency-Key": "k1"}, false, 202},
 		{"POST", "/v1/calls", clickBodyOK, map[string]string{"Content-Type": "application/json", "Idempotency-Key": "k1"}, false, 202},
+		{"POST", "/v1/calls", `{"business_number":"+15550100001","user":"+447700900123","agent":{"hunt":"sales"}}`, map[string]string{"Content-Type": "application/json"}, false, 202},
 		{"POST", "/v1/calls", `{"user":"+447700900123"}`, nil, false, 400},
 		{"POST", "/v1/calls", strings.Replace(clickBodyOK, "+447700900123", noPermissionUser, 1), nil, false, 403},
 		{"POST", "/v1/calls", strings.Replace(clickBodyOK, "+447700900123", "+447700900998", 1), nil, false, 503},

@@ -219,6 +219,7 @@ func FuzzClickToCall(f *testing.F) {
 	for _, seed := range []struct{ body, key string }{
 		{clickBodyOK, ""}, {clickBodyOK, "k"}, {`{}`, ""}, {`{"agent":null}`, "k"}, {`{"agent":{"ring_timeout":-1}}`, ""},
 		{strings.Replace(clickBodyOK, "+447700900123", noPermissionUser, 1), "x"}, {clickBodyOK + " []", ""}, {`"`, "\x00"},
+		{`{"business_number":"+15550100001","user":"+447700900123","agent":{"hunt":"sales"}}`, "h"},
 	} {
 		f.Add(seed.body, seed.key)
 	}
@@ -247,8 +248,10 @@ func FuzzClickToCall(f *testing.F) {
 			}
 			if rec.Code == 202 {
 				var b clickBody
-				if json.Unmarshal([]byte(body), &b) != nil || b.BusinessNumber == nil || b.User == nil || b.Agent == nil ||
-					b.Agent.Endpoint == nil || b.Agent.Extension == nil {
+				err := json.Unmarshal([]byte(body), &b)
+				byHunt := b.Agent != nil && b.Agent.Hunt != nil && *b.Agent.Hunt != "" && b.Agent.Endpoint == nil && b.Agent.Extension == nil
+				byExt := b.Agent != nil && b.Agent.Hunt == nil && b.Agent.Endpoint != nil && b.Agent.Extension != nil
+				if err != nil || b.BusinessNumber == nil || b.User == nil || !(byHunt || byExt) {
 					t.Fatalf("202 for %q", body)
 				}
 			} else if doc["error"] == nil {
