@@ -34,6 +34,9 @@ type ClickToCall struct {
 	AgentHunt string
 	// AgentRing is the agent's ring time (0: sip.ring_timeout).
 	AgentRing time.Duration
+	// CampaignID and CallbackData go into the call's events and record,
+	// as a dialer's X-WABA-Campaign-ID and X-WABA-Callback-Data do.
+	CampaignID, CallbackData string
 }
 
 // Refusal is a click-to-call refused before anything was dialled: the
@@ -59,6 +62,8 @@ type clickBody struct {
 	BusinessNumber *string    `json:"business_number"`
 	User           *string    `json:"user"`
 	Agent          *agentBody `json:"agent"`
+	CampaignID     string     `json:"campaign_id"`
+	CallbackData   string     `json:"callback_data"`
 }
 
 type agentBody struct {
@@ -106,13 +111,14 @@ func (b *clickBody) check() (ClickToCall, error) {
 		if b.Agent.Endpoint != nil || b.Agent.Extension != nil || b.Agent.RingTimeout != nil {
 			return r, &FieldError{"agent.hunt", "give either a hunt list or an endpoint and extension (with ring_timeout), not both"}
 		}
-		return ClickToCall{BusinessNumber: *b.BusinessNumber, User: *b.User, AgentHunt: *b.Agent.Hunt}, nil
+		return ClickToCall{BusinessNumber: *b.BusinessNumber, User: *b.User, AgentHunt: *b.Agent.Hunt, CampaignID: b.CampaignID, CallbackData: b.CallbackData}, nil
 	case b.Agent.Endpoint == nil || *b.Agent.Endpoint == "":
 		return r, &FieldError{"agent.endpoint", "required: a configured pbx endpoint"}
 	case b.Agent.Extension == nil || *b.Agent.Extension == "":
 		return r, &FieldError{"agent.extension", "required: the agent's extension on that endpoint"}
 	}
-	r = ClickToCall{BusinessNumber: *b.BusinessNumber, User: *b.User, AgentEndpoint: *b.Agent.Endpoint, AgentExtension: *b.Agent.Extension}
+	r = ClickToCall{BusinessNumber: *b.BusinessNumber, User: *b.User, AgentEndpoint: *b.Agent.Endpoint, AgentExtension: *b.Agent.Extension,
+		CampaignID: b.CampaignID, CallbackData: b.CallbackData}
 	if rt := b.Agent.RingTimeout; rt != nil {
 		if *rt < 1 || *rt > maxAgentRing {
 			return r, &FieldError{"agent.ring_timeout", "must be 1 to " + strconv.Itoa(maxAgentRing) + " seconds"}

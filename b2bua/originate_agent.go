@@ -262,7 +262,7 @@ func (s *Engine) agentAnswered(c *call, req *sip.Request, tx sip.ClientTransacti
 	// capture the call (sipgo keeps it until Timer M).
 	tx.OnRetransmission(s.reAck(ack, callIDOf(req)))
 	c.mu.Lock()
-	c.aAnswered, c.agentUp = true, true
+	c.aAnswered, c.agentUp, c.aAck = true, true, ack
 	ended := c.state == stateEnded
 	c.mu.Unlock()
 	if ended {

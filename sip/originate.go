@@ -24,6 +24,10 @@ type ClickToCall struct {
 	// AgentHunt names a hunt list whose targets are the agents, instead
 	// of AgentEndpoint and AgentUser.
 	AgentHunt string
+	// CampaignID and CallbackData are what a dialer gives in
+	// X-WABA-Campaign-ID and X-WABA-Callback-Data: kept in the call's
+	// events and record.
+	CampaignID, CallbackData string
 }
 
 // Agent is one agent of a click-to-call: the callee its INVITE goes to,
@@ -56,6 +60,12 @@ func RouteClickToCall(cfg *configs.Config, r ClickToCall) (*Decision, []Agent, *
 		if user, ok = normalizeBSUID(r.User); !ok {
 			return nil, nil, &FieldError{"user", "must be the WhatsApp user's number in E.164 or a business-scoped user id"}
 		}
+	}
+	if r.CallbackData != "" && !isCallbackData(r.CallbackData) {
+		return nil, nil, &FieldError{"callback_data", "must be at most 512 characters of printable text"}
+	}
+	if r.CampaignID != "" && !isCampaignID(r.CampaignID) {
+		return nil, nil, &FieldError{"campaign_id", "must be 1 to 64 of the characters A-Z a-z 0-9 . _ ~ : / @ + = -"}
 	}
 	var agents []Agent
 	var hunt *configs.HuntList
@@ -101,7 +111,7 @@ func RouteClickToCall(cfg *configs.Config, r ClickToCall) (*Decision, []Agent, *
 		Number: num,
 		User:   user,
 		BFrom:  sip.Uri{Scheme: "sip", User: num.Number, Host: cfg.SIP.Host},
-		BIC:    &BICInfo{Number: num, Callee: user},
+		BIC:    &BICInfo{Number: num, Callee: user, CampaignID: r.CampaignID, CallbackData: r.CallbackData},
 	}
 	d.Target, d.Dest = endpointURI(wa, user)
 	d.BTo = d.Target

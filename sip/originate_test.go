@@ -38,6 +38,10 @@ func TestRouteClickToCall(t *testing.T) {
 		{func(r *ClickToCall) { r.AgentEndpoint = "" }, "agent.endpoint"},
 		{func(r *ClickToCall) { r.AgentUser = "1001@evil.example" }, "agent.extension"},
 		{func(r *ClickToCall) { r.AgentUser = strings.Repeat("1", 65) }, "agent.extension"},
+		{func(r *ClickToCall) { r.CampaignID = "spring 24" }, "campaign_id"},
+		{func(r *ClickToCall) { r.CallbackData = "a\x01" }, "callback_data"},
+		{func(r *ClickToCall) { r.AgentHunt = "sales" }, "agent.hunt"},
+		{func(r *ClickToCall) { r.AgentEndpoint, r.AgentUser, r.AgentHunt = "", "", "nope" }, "agent.hunt"},
 	} {
 		r := ok
 		tc.mod(&r)

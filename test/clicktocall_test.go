@@ -182,7 +182,7 @@ func TestClickToCallAnswered(t *testing.T) {
 	metaAns := answerAsync(ctx, meta, metapeer.AnswerSpec{Ring: 2 * time.Second})
 
 	posted := time.Now()
-	doc := startC2C(t, e, c2cBody(""), "")
+	doc := startC2C(t, e, strings.Replace(c2cBody(""), "{", `{"campaign_id":"spring-24","callback_data":"order 4711",`, 1), "")
 	if doc.State != "calling" || doc.A.Endpoint != "pbx" || doc.B.Endpoint != "meta" || doc.User != waUser {
 		t.Errorf("POST answered %+v", doc)
 	}
@@ -262,7 +262,8 @@ func TestClickToCallAnswered(t *testing.T) {
 	}
 	cdr, origin := c2cCDR(t, e, doc.CallID)
 	checkCDR(t, "click-to-call", cdr, cdrWant{direction: "BIC", outcome: "answered", code: 200, hangupBy: "api", cause: "api hangup: crm done",
-		permission: "allowed", routed: true, user: waUser, aEndpoint: "pbx", bEndpoint: "meta", ringing: true, answered: true})
+		permission: "allowed", routed: true, user: waUser, aEndpoint: "pbx", bEndpoint: "meta", ringing: true, answered: true,
+		campaign: "spring-24", callback: "order 4711"})
 	if origin != "click_to_call" || cdr.A.SIPCallID != acall.Dialog.CallID || cdr.B.SIPCallID != mcall.Dialog.CallID || cdr.A.Codec != "PCMU" || cdr.B.Encryption != "sdes" {
 		t.Errorf("CDR origin %q legs %+v %+v", origin, cdr.A, cdr.B)
 	}
@@ -453,6 +454,7 @@ func TestClickToCallBadBodies(t *testing.T) {
 		{`{"business_number":"` + businessNumber + `","user":"` + waUser + `","agent":{"endpoint":"pbx","extension":"10 01"}}`, "agent.extension: must be"},
 		{`{"business_number":"` + businessNumber + `","user":"` + waUser + `"}`, "agent: required"},
 		{`{"business_number":"` + businessNumber + `","user":"` + waUser + `","agent":{"endpoint":"pbx","extension":"1001"},"campaign":"x"}`, `unknown field "campaign"`},
+		{`{"business_number":"` + businessNumber + `","user":"` + waUser + `","agent":{"endpoint":"pbx","extension":"1001"},"campaign_id":"a b"}`, "campaign_id: must be"},
 	} {
 		code, _, b := postC2C(t, e, tc.body, "")
 		var doc struct {
