@@ -82,6 +82,9 @@ func (s *Engine) Originate(r sipedge.ClickToCall) (CallInfo, *Refusal, error) {
 		s.over.note(overDraining, "")
 		return refuse(&sipedge.Rejection{Code: 503, Reason: "Service Unavailable", Log: "draining"})
 	}
+	if rej := s.checkKeying(dec); rej != nil {
+		return refuse(rej)
+	}
 	ticket, permission, rej := s.admitBIC(dec)
 	if rej != nil {
 		return refuse(rej)
@@ -118,8 +121,8 @@ func (s *Engine) Originate(r sipedge.ClickToCall) (CallInfo, *Refusal, error) {
 	c.log.Info("click-to-call started", "agent", agent.Name(), "user", dec.User, "business", dec.Number.Number)
 	s.notifyStarted(c)
 
-	a := legConfig(agent.EP)
-	br, err := s.newBridge(c.id, c.log, a, legConfig(dec.BEP))
+	a := legConfig(agent.EP, dec.Number)
+	br, err := s.newBridge(c.id, c.log, a, legConfig(dec.BEP, dec.Number))
 	if err != nil {
 		r := &sipedge.Rejection{Code: 500, Reason: "Server Internal Error", Log: err.Error()}
 		if errors.Is(err, media.ErrNoPorts) {

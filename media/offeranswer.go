@@ -27,6 +27,7 @@ type negotiation struct {
 	offerA *Description // A's offer
 	audio  int          // index of the relayed stream in offerA.Media
 	peerA  *remote      // A as its offer describes it; shared by the routes
+	peerB  *remote      // B as its latest answer describes it (nil before)
 	// candidates are A's audio codecs allowed on side A, in A's order;
 	// eventA is A's telephone-event/8000 (Name "" if none).
 	candidates []Codec
@@ -120,6 +121,15 @@ func (b *Bridge) Offer(offerA []byte) ([]byte, error) {
 		return nil, fmt.Errorf("media: offer from A: %w", badSDP(0, "no c= for the audio stream"))
 	}
 	var recvKeyA, sendKeyA *sdesKey
+	var secA *secureParams
+	if cfgA.Encryption == EncryptionDTLS {
+		if !ma.RTCPMux {
+			return nil, fmt.Errorf("media: offer from A: %w", badSDP(0, "a dtls stream without a=rtcp-mux"))
+		}
+		if secA, err = parseSecure(d, ma, true); err != nil {
+			return nil, fmt.Errorf("media: offer from A: %w", err)
+		}
+	}
 	if cfgA.Encryption == EncryptionSDES {
 		if recvKeyA, err = pickCrypto(ma.Attributes); err != nil {
 			return nil, fmt.Errorf("media: offer from A: %w", badSDP(0, "%v", err))
@@ -133,7 +143,16 @@ func (b *Bridge) Offer(offerA []byte) ([]byte, error) {
 	if len(candidates) == 0 {
 		return nil, fmt.Errorf("%w: A offers %s, side A allows %s", ErrNoCommonCodec, codecNames(ma.Codecs), strings.Join(cfgA.Codecs, ","))
 	}
+	if cfgA.WhatsApp && cfgA.Prefer == PreferTranscode {
+		// Meta's own G.711 is Opus transcoded on its side, with latency
+		// added: take the Opus and transcode here.
+		candidates = preferOpus(candidates)
+	}
 	offered, common := offerCodecs(candidates, eventA, cfgB.Codecs, b.m.opus.OpusFEC)
+	if cfgB.WhatsApp && cfgB.Prefer == PreferTranscode {
+		// Meta answers with the first codec it can: Opus, not its G.711.
+		offered, common = opusFirst(offered, common)
+	}
 	if len(offered) == 0 {
 		return nil, fmt.Errorf("%w: A offers %s, side B allows %s", ErrNoCommonCodec, codecNames(candidates), strings.Join(cfgB.Codecs, ","))
 	}
@@ -146,7 +165,7 @@ func (b *Bridge) Offer(offerA []byte) ([]byte, error) {
 		Port:      b.legs[SideB].pair.port,
 		Proto:     cfgB.proto(),
 		Codecs:    append(slices.Clone(offered), event),
-		RTCPMux:   ma.RTCPMux || cfgB.WhatsApp,
+		RTCPMux:   ma.RTCPMux || cfgB.WhatsApp || cfgB.Encryption == EncryptionDTLS,
 		Direction: d.EffectiveDirection(ma),
 	}
 	if common[0] {
@@ -166,6 +185,12 @@ func (b *Bridge) Offer(offerA []byte) ([]byte, error) {
 			mediaB.Attributes = append(mediaB.Attributes, Attribute{Key: "crypto", Value: k.attribute()})
 		}
 	}
+	var secB *secureLeg
+	if cfgB.Encryption == EncryptionDTLS {
+		secB = newSecureLeg(b, SideB)
+		secB.offered = true
+		mediaB.Attributes = append(mediaB.Attributes, secB.attributes(mediaB.Port)...)
+	}
 
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -175,8 +200,18 @@ func (b *Bridge) Offer(offerA []byte) ([]byte, error) {
 	out := Description{Connection: b.m.advertise, Media: []Media{mediaB}}
 	n := &b.neg
 	n.offerA, n.audio = d, idx
-	n.peerA = &remote{rtp: mediaAddr(ma), rtcp: rtcpAddr(ma, ma.RTCPMux), mux: ma.RTCPMux, recvKey: recvKeyA, sendKey: sendKeyA}
-	n.peerA.natFrom(cfgA, b.m.relatch)
+	if secA != nil {
+		// The peer's address is the ICE pair's, known once it is keyed.
+		n.peerA = &remote{mux: true, secure: true}
+		sa := newSecureLeg(b, SideA)
+		sa.setPeerOffer(secA)
+		b.legs[SideA].sec.Store(sa)
+	} else {
+		n.peerA = &remote{rtp: mediaAddr(ma), rtcp: rtcpAddr(ma, ma.RTCPMux), mux: ma.RTCPMux, recvKey: recvKeyA, sendKey: sendKeyA}
+		n.peerA.natFrom(cfgA, b.m.relatch)
+	}
+	n.peerB = nil
+	b.legs[SideB].sec.Store(secB)
 	n.candidates, n.eventA = candidates, eventA
 	n.offered, n.common, n.offerPtime, n.eventOffered = offered, common, mediaB.Ptime, event
 	n.keysB, n.sendKeyA = keysB, sendKeyA
@@ -247,12 +282,28 @@ func (b *Bridge) AnswerB(answerB []byte) ([]byte, error) {
 		return nil, fmt.Errorf("media: answer from B: %w", badSDP(0, "first m= line is %q, offered audio", mb.Type))
 	case mb.Port == 0:
 		return nil, fmt.Errorf("%w: B rejected the audio stream (port 0)", ErrNoCommonCodec)
-	case mb.Proto != cfgB.proto():
+	case !cfgB.accepts(mb.Proto):
 		return nil, fmt.Errorf("media: answer from B: %w", badSDP(0, "transport %q, but side B is configured for %s (%s)", mb.Proto, cfgB.Encryption, cfgB.proto()))
 	case !mb.Connection.IsValid():
 		return nil, fmt.Errorf("media: answer from B: %w", badSDP(0, "no c= for the audio stream"))
 	}
 	var recvKeyB, sendKeyB *sdesKey
+	secB := b.legs[SideB].sec.Load()
+	if cfgB.Encryption == EncryptionDTLS {
+		if !mb.RTCPMux {
+			return nil, fmt.Errorf("media: answer from B: %w", badSDP(0, "a dtls stream without a=rtcp-mux"))
+		}
+		p, err := parseSecure(d, mb, false)
+		if err != nil {
+			return nil, fmt.Errorf("media: answer from B: %w", err)
+		}
+		if secB == nil {
+			return nil, errors.New("media: answer from B on a dtls leg without our offer")
+		}
+		if secB.done == nil {
+			secB.setPeerAnswer(p) // a later answer (200 after 183) once started changes nothing
+		}
+	}
 	if cfgB.Encryption == EncryptionSDES {
 		if recvKeyB, sendKeyB, err = answerCrypto(mb.Attributes, n.keysB); err != nil {
 			return nil, fmt.Errorf("media: answer from B: %w", badSDP(0, "%v", err))
@@ -300,6 +351,10 @@ func (b *Bridge) AnswerB(answerB []byte) ([]byte, error) {
 	if n.sendKeyA != nil {
 		active.Attributes = []Attribute{{Key: "crypto", Value: n.sendKeyA.attribute()}}
 	}
+	if sa := b.legs[SideA].sec.Load(); sa != nil {
+		active.RTCPMux = true
+		active.Attributes = append(active.Attributes, sa.attributes(active.Port)...)
+	}
 	out := Description{Connection: b.m.advertise, Media: make([]Media, len(n.offerA.Media))}
 	for i, m := range n.offerA.Media {
 		if i == n.audio {
@@ -310,9 +365,18 @@ func (b *Bridge) AnswerB(answerB []byte) ([]byte, error) {
 	}
 	n.answerA = n.sdpA.marshal(&out, b.m.advertise)
 
-	mux := mb.RTCPMux && (ma.RTCPMux || cfgB.WhatsApp) // we offered it
-	peerB := &remote{rtp: mediaAddr(mb), rtcp: rtcpAddr(mb, mux), mux: mux, recvKey: recvKeyB, sendKey: sendKeyB}
-	peerB.natFrom(cfgB, b.m.relatch)
+	mux := mb.RTCPMux && (ma.RTCPMux || cfgB.WhatsApp || cfgB.Encryption == EncryptionDTLS) // we offered it
+	var peerB *remote
+	switch {
+	case secB != nil && n.peerB != nil && n.peerB.secure:
+		peerB = n.peerB // keyed already, or still keying: the same peer
+	case secB != nil:
+		peerB = &remote{mux: true, secure: true}
+	default:
+		peerB = &remote{rtp: mediaAddr(mb), rtcp: rtcpAddr(mb, mux), mux: mux, recvKey: recvKeyB, sendKey: sendKeyB}
+		peerB.natFrom(cfgB, b.m.relatch)
+	}
+	n.peerB = peerB
 	fmtA := codecFmt{name: nameA, rate: codecClock(nameA)}
 	fmtB := codecFmt{name: nameB, rate: codecClock(nameB)}
 	ab := &route{from: n.peerA, to: peerB, pt: newPTMap(), eventOut: ptDrop, outPT: codecB.PT}
@@ -409,7 +473,7 @@ func pickAudio(d *Description, cfg LegConfig) (int, error) {
 			continue
 		}
 		sawEnabled = true
-		if m.Proto == cfg.proto() {
+		if cfg.accepts(m.Proto) {
 			return i, nil
 		}
 		if proto == "" {
@@ -484,6 +548,34 @@ func offerCodecs(candidates []Codec, eventA Codec, allowedB []string, fec bool) 
 		offered, common = append(offered, c), append(common, false)
 	}
 	return offered, common
+}
+
+// preferOpus keeps only the Opus candidates when there are any.
+func preferOpus(cs []Codec) []Codec {
+	var opus []Codec
+	for _, c := range cs {
+		if canonicalCodec(c.Name) == "opus" {
+			opus = append(opus, c)
+		}
+	}
+	if opus == nil {
+		return cs
+	}
+	return opus
+}
+
+// opusFirst moves Opus to the front of an offer (stable otherwise).
+func opusFirst(offered []Codec, common []bool) ([]Codec, []bool) {
+	var oc, rc []Codec
+	var ob, rb []bool
+	for i, c := range offered {
+		if canonicalCodec(c.Name) == "opus" {
+			oc, ob = append(oc, c), append(ob, common[i])
+		} else {
+			rc, rb = append(rc, c), append(rb, common[i])
+		}
+	}
+	return append(oc, rc...), append(ob, rb...)
 }
 
 // ourFmtp is the fmtp of a codec wagate encodes itself.

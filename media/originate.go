@@ -33,7 +33,7 @@ func (b *Bridge) OfferA() ([]byte, error) {
 		return nil, errClosed
 	}
 	cfgA := b.legs[SideA].cfg
-	if cfgA.Encryption == EncryptionSDES {
+	if cfgA.Encryption != EncryptionNone && cfgA.Encryption != "" {
 		return nil, fmt.Errorf("media: offer to A: %w", badSDP(0, "an originated call's first leg must be plain RTP (media_encryption none)"))
 	}
 	var codecs []Codec

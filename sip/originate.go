@@ -129,8 +129,8 @@ func agentEndpoint(ep *configs.Endpoint, field, what string) *FieldError {
 		return &FieldError{field, what + "is not a configured endpoint"}
 	case ep.Kind != configs.KindPBX:
 		return &FieldError{field, what + "is a " + ep.Kind + " endpoint; agents are on pbx endpoints"}
-	case ep.MediaEncryption == "sdes":
-		return &FieldError{field, what + "uses media_encryption sdes; click-to-call agents need plain RTP"}
+	case ep.MediaEncryption != "" && ep.MediaEncryption != "none":
+		return &FieldError{field, what + "uses media_encryption " + ep.MediaEncryption + "; click-to-call agents need plain RTP (none)"}
 	}
 	return nil
 }
