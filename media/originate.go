@@ -121,6 +121,15 @@ func (b *Bridge) AnswerBAfterRingback(answerB []byte) error {
 	b.mu.Lock()
 	p, d := b.neg.ring, b.dirs[SideB]
 	b.neg.ring = nil
+	if sec := b.legs[SideB].sec.Load(); sec != nil && b.started && !b.closed {
+		// A DTLS leg starts its ICE and handshake at Start, which found
+		// no answer from B yet: start it now. B sent nothing before our
+		// connectivity checks; the leg is unpublished while its queues
+		// are made, so the reader only ever sees it complete.
+		b.legs[SideB].sec.Store(nil)
+		sec.start()
+		b.legs[SideB].sec.Store(sec)
+	}
 	b.mu.Unlock()
 	if p != nil {
 		p.Stop()

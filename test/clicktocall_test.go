@@ -565,3 +565,44 @@ func TestClickToCallHuntList(t *testing.T) {
 		t.Errorf("CDR %s", body)
 	}
 }
+
+// TestClickToCallDTLS: with Meta keying by DTLS (its default), the user's
+// leg is keyed after Meta's answer (ICE, then the handshake) although the
+// bridge started at the agent's, and tones cross both ways.
+func TestClickToCallDTLS(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rx := newReceiver(t, e)
+	o := permOpts(e, "")
+	o = dtlsOpts(o)
+	o.Extra += "\n" + eventsYAML(rx)
+	e.startWagate(o)
+	meta := newGoPeer(t, e.Meta, metapeer.Config{DTLS: true})
+	agent := newGoPeer(t, e.PBX, metapeer.Config{Profile: metapeer.ProfileG711})
+	grantPermission(t, e, waUser, "temporary")
+	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
+	defer cancel()
+	agentAns := answerAsync(ctx, agent, metapeer.AnswerSpec{})
+	metaAns := answerAsync(ctx, meta, metapeer.AnswerSpec{Ring: 500 * time.Millisecond})
+	doc := startC2C(t, e, c2cBody(""), "")
+	acall := waitAnswer(t, agentAns, "the agent")
+	mcall := waitAnswer(t, metaAns, "the Meta peer")
+	if !strings.Contains(string(mcall.Remote), " UDP/TLS/RTP/SAVPF ") {
+		t.Errorf("offer to Meta is not DTLS:\n%s", mcall.Remote)
+	}
+	waitKeyed(t, mcall, "click-to-call")
+	acall.Media.ResetRecording()
+	acall.Media.SetSource(rtppeer.NewTone(1000, toneAmp, 8000))
+	mcall.Media.SetSource(rtppeer.NewTone(700, toneAmp, 48000))
+	time.Sleep(2 * time.Second)
+	acall.Media.SetSource(nil)
+	mcall.Media.SetSource(nil)
+	time.Sleep(200 * time.Millisecond)
+	checkTone(t, "agent's tone at the WhatsApp user (DTLS)", mcall.Media.Recording(), 48000, 1000, 1500*time.Millisecond)
+	checkTone(t, "WhatsApp user's tone at the agent (DTLS)", acall.Media.Recording(), 8000, 700, 1500*time.Millisecond)
+	hangup(t, acall, "the agent")
+	waitBye(t, mcall, "the Meta peer")
+	if got, _ := c2cEvents(t, rx, doc.CallID); len(got) == 0 || got[len(got)-1] != "call.ended" {
+		t.Errorf("events %v", got)
+	}
+}
