@@ -133,9 +133,18 @@ func (s *Engine) Originate(r sipedge.ClickToCall) (CallInfo, *Refusal, error) {
 		c.terminate(nil, r.Log)
 		return CallInfo{}, &Refusal{Code: r.Code, Reason: r.Reason, RetryAfter: r.RetryAfter, Permission: permission, Cause: r.Log}, nil
 	}
+	// Under the call's lock: the call is live already (Hangup, Drain),
+	// and if it ended meanwhile nobody else would close the bridge.
 	c.mu.Lock()
-	c.bridge = br
+	ended := c.state == stateEnded
+	if !ended {
+		c.bridge = br
+	}
 	c.mu.Unlock()
+	if ended {
+		br.Close()
+		return CallInfo{}, &Refusal{Code: 503, Reason: "Service Unavailable", Permission: permission, Cause: "call ended before it started"}, nil
+	}
 	info, _ := c.info()
 	s.wg.Go(func() { s.clickToCall(c, agents) })
 	return info, nil, nil
