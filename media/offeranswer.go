@@ -47,6 +47,10 @@ type negotiation struct {
 	answerA  []byte     // SDP sent to A
 	sdpA     sdpSession // our SDP session toward A
 	sdpB     sdpSession // toward B
+	// offerToA is wagate's own offer to A on a call it originates
+	// (OfferA); ring is the ringback A hears until B answers.
+	offerToA []byte
+	ring     *Playback
 }
 
 // sdpSession keeps o= stable for one side: same session id, and a version
