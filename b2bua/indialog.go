@@ -112,16 +112,22 @@ func (s *Engine) onStrayResponse(res *sip.Response) {
 	if cseq == nil || cseq.MethodName != sip.INVITE || !res.IsSuccess() {
 		return
 	}
-	if ref, ok := s.reg.lookup(callIDOf(res)); ok && ref.leg != nil {
+	// A transfer's new leg keeps its own ACK; a click-to-call's agent leg
+	// is one wagate placed too.
+	if ref, ok := s.reg.lookup(callIDOf(res)); ok && (ref.leg.lastAck() != nil || ref.leg == ref.call.b || ref.call.origin != "") {
 		ack := ref.leg.lastAck()
 		ref.call.mu.Lock()
-		if ack == nil && ref.leg == ref.call.b {
+		switch {
+		case ack != nil:
+		case ref.leg == ref.call.a:
+			ack = ref.call.aAck
+		default:
 			ack = ref.call.bAck
 		}
 		ref.call.mu.Unlock()
 		if ack != nil {
 			if err := s.edge.Client().WriteRequest(ack.Clone()); err != nil {
-				ref.call.log.Debug("ACK resend failed", "leg", "b", "error", err)
+				ref.call.log.Debug("ACK resend failed", "leg", ref.leg.name, "error", err)
 			}
 		}
 		return

@@ -150,7 +150,8 @@ func (s *Engine) isRetransmission(req *sip.Request) bool {
 	if !ok {
 		return false
 	}
-	if a, _ := ref.call.legs(); ref.leg != a {
+	if a, _ := ref.call.legs(); ref.leg != a || ref.call.aInvite == nil {
+		// (A click-to-call's agent leg is wagate's own INVITE.)
 		return false
 	}
 	orig := ref.call.aInvite

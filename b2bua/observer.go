@@ -47,8 +47,9 @@ func (c *call) callInfo() events.Call {
 		BusinessNumber: d.Number.Number,
 		PhoneNumberID:  d.Number.PhoneNumberID,
 		User:           d.User,
-		A:              events.Leg{Endpoint: aEndpoint, SIPCallID: a.callID},
+		A:              events.Leg{Endpoint: aEndpoint, SIPCallID: a.id()},
 		B:              events.Leg{Endpoint: bEndpoint, SIPCallID: bCallID, User: bUser},
+		Origin:         c.origin,
 	}
 	if d.BIC != nil {
 		ci.CampaignID, ci.CallbackData = d.BIC.CampaignID, d.BIC.CallbackData
@@ -121,6 +122,7 @@ func (s *Engine) notifyEnded(c *call, by, cause string, outcome Outcome, connect
 		SIPCode: c.finalCode, SIPReason: c.finalReason, WABAError: c.wabaError,
 		HangupBy: by, Cause: cause, Permission: c.permission,
 		RecordingID: c.recordingID, CampaignID: ci.CampaignID, CallbackData: ci.CallbackData,
+		Origin:     ci.Origin,
 		AfterHours: c.route.AfterHours, Attempts: append([]events.Attempt(nil), c.attempts...),
 		Transfers: slices.Clone(c.cc.transfers),
 	}
@@ -144,6 +146,11 @@ func (s *Engine) notifyEnded(c *call, by, cause string, outcome Outcome, connect
 		}
 	}
 	cdr.Outcome = cdrOutcome(answered || connected, cdr.SIPCode, cause, outcome)
+	if c.origin != "" && !answered && !connected && by == events.HangupA && c.aAnsweredOnce() {
+		// A click-to-call's agent hung up while the user's phone rang:
+		// the caller gave up, and the user's INVITE was cancelled.
+		cdr.SIPCode, cdr.SIPReason, cdr.Outcome = 487, "Request Terminated", events.Cancelled
+	}
 	if by == events.HangupAPI && cdr.Outcome != events.Answered {
 		// An operator gave up on the call before it was answered.
 		cdr.Outcome = events.Cancelled

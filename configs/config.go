@@ -641,6 +641,7 @@ const (
 	EventCallEnded         = "call.ended"
 	EventCallRefused       = "call.refused"
 	EventCallTransferred   = "call.transferred"
+	EventCallProgress      = "call.progress"
 	EventPermissionChanged = "permission.changed"
 	EventRecordingReady    = "recording.ready"
 	// EventMetaSettingsChanged: Meta's account_settings_update webhook
@@ -651,7 +652,7 @@ const (
 // EventTypes lists every event type wagate emits.
 func EventTypes() []string {
 	return []string{EventCallStarted, EventCallRinging, EventCallAnswered, EventCallEnded,
-		EventCallRefused, EventCallTransferred, EventPermissionChanged, EventRecordingReady, EventMetaSettingsChanged}
+		EventCallRefused, EventCallTransferred, EventPermissionChanged, EventRecordingReady, EventMetaSettingsChanged, EventCallProgress}
 }
 
 // Duration is a time.Duration written in YAML as "30s", "2m", …

@@ -54,6 +54,10 @@ type negotiation struct {
 	sides   [2]*sideMedia
 	pending [2]*pendingOffer
 	local   [2][]byte
+	// offerToA is wagate's own offer to A on a call it originates
+	// (OfferA); ring is the ringback A hears until B answers.
+	offerToA []byte
+	ring     *Playback
 }
 
 // session is our SDP session toward side s.
