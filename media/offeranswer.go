@@ -417,6 +417,10 @@ func (b *Bridge) AnswerB(answerB []byte) ([]byte, error) {
 	}
 	n.sides = [2]*sideMedia{sideA, sideB}
 	n.local[SideA] = n.answerA
+	if n.offerToA != nil {
+		// A call wagate originated: A has our offer, not this answer.
+		n.local[SideA] = n.offerToA
+	}
 	b.routeAB.Store(ab)
 	b.routeBA.Store(ba)
 	b.log.Debug("media: answer from B", "b_addr", mediaAddr(mb), "codec_a", codecA.Name, "codec_b", codecB.Name,
