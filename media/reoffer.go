@@ -51,6 +51,14 @@ func (b *Bridge) AcceptOffer(s Side, offer []byte) ([]byte, StreamState, error) 
 	if cur == nil || n.sides[s.other()] == nil {
 		return nil, StreamState{}, fmt.Errorf("media: re-offer from %s: %w", s, badSDP(0, "the call's media is not agreed yet"))
 	}
+	if b.legs[s].sec.Load() != nil {
+		// A dtls side: ICE moves its media, DTLS keys it; a re-offer
+		// (an ICE stack's re-INVITE with its chosen candidates) gets the
+		// SDP it already has, fingerprint and candidates included, and
+		// changes nothing. Only a WhatsApp leg is dtls, and it does not
+		// hold.
+		return slices.Clone(n.local[s]), StreamState{Direction: SendRecv}, nil
+	}
 	cfg := b.legs[s].cfg
 	idx, err := pickAudio(d, cfg)
 	if err != nil {
