@@ -4,9 +4,10 @@
 GO        ?= go
 BIN       := bin/wagate
 ARGS      ?=
-# System packages: the codec links libopus through cgo; the tests drive real
-# SIP peers (sipp from sip-tester) and, from the media issue on, baresip.
-RUN_PKGS  := pkg-config libopus-dev libopusfile-dev
+# System packages: the codec links libopus through cgo; the call flows speak
+# through the espeak-ng command (prompt/, no cgo); the tests drive real SIP
+# peers (sipp from sip-tester) and, from the media issue on, baresip.
+RUN_PKGS  := pkg-config libopus-dev libopusfile-dev espeak-ng
 TEST_PKGS := $(RUN_PKGS) sip-tester baresip-core prometheus
 GO_SRC    := $(shell find . -name '*.go' -not -path './.git/*') go.mod go.sum $(wildcard configs/*.yaml)
 
