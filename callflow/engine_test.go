@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -419,5 +420,50 @@ func TestNewRefusesBadOptions(t *testing.T) {
 		if _, err := New(o); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// timedPrompts notes when each text finished rendering.
+type timedPrompts struct {
+	Prompts
+	mu   sync.Mutex
+	done map[string]time.Time
+}
+
+func (p *timedPrompts) Speech(ctx context.Context, s prompt.Speech, rate int) (prompt.Audio, error) {
+	a, err := p.Prompts.Speech(ctx, s, rate)
+	p.mu.Lock()
+	p.done[s.Text] = time.Now()
+	p.mu.Unlock()
+	return a, err
+}
+
+// Prompts are rendered ahead of their turn: each one is ready before the
+// one before it has finished playing, so the player never waits between
+// them. Played at twice real time here.
+func TestPromptsReadyBeforeTheirTurn(t *testing.T) {
+	texts := []string{}
+	for i := range 3 {
+		texts = append(texts, fmt.Sprintf("Part %d, run %d.", i+1, time.Now().UnixNano()%100))
+	}
+	svc := newService(t, flows(fmt.Sprintf(`{"callflow":[
+		{"action":"say","params":{"text":%q}},{"action":"say","params":{"text":%q}},{"action":"say","params":{"text":%q}}]}`,
+		texts[0], texts[1], texts[2])))
+	tp := &timedPrompts{Prompts: library(t), done: map[string]time.Time{}}
+	call := newFakeCall(prompt.Rate8k)
+	call.pace = 2
+	run(t, newEngine(t, svc, func(o *Options) { o.Prompts = tp }), call)
+	plays, _, _ := call.snapshot()
+	if len(plays) != 3 {
+		t.Fatalf("%d plays", len(plays))
+	}
+	for i := 1; i < 3; i++ {
+		tp.mu.Lock()
+		ready := tp.done[texts[i]]
+		tp.mu.Unlock()
+		if !ready.Before(plays[i-1].end) {
+			t.Errorf("prompt %d was ready %v after prompt %d ended", i+1, ready.Sub(plays[i-1].end), i)
+		}
+		t.Logf("gap before prompt %d: %v (ready %v before its turn)", i+1, plays[i].at.Sub(plays[i-1].end), plays[i-1].end.Sub(ready))
 	}
 }

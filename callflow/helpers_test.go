@@ -25,7 +25,7 @@ const speedup = 10
 
 // played is one Play call the fake received.
 type played struct {
-	at          time.Time
+	at, end     time.Time
 	audio       prompt.Audio
 	interrupted bool
 }
@@ -35,6 +35,7 @@ type played struct {
 type fakeCall struct {
 	info   Info
 	digits chan rune
+	pace   int // audio plays pace times faster than real time (0: speedup)
 
 	mu       sync.Mutex
 	plays    []played
@@ -71,10 +72,17 @@ func (f *fakeCall) Play(ctx context.Context, a prompt.Audio) error {
 	if hook != nil {
 		hook(n, a)
 	}
-	t := time.NewTimer(a.Duration() / speedup)
+	pace := f.pace
+	if pace == 0 {
+		pace = speedup
+	}
+	t := time.NewTimer(a.Duration() / time.Duration(pace))
 	defer t.Stop()
 	select {
 	case <-t.C:
+		f.mu.Lock()
+		f.plays[n].end = time.Now()
+		f.mu.Unlock()
 		return nil
 	case <-ctx.Done():
 		f.mu.Lock()
@@ -122,7 +130,7 @@ func (f *fakeCall) snapshot() (plays []played, connects []Target, hangups []stri
 // request, keeps the requests and answers each with its script.
 type service struct {
 	*httptest.Server
-	t      *testing.T
+	t      testing.TB
 	secret []byte
 
 	mu       sync.Mutex
@@ -139,7 +147,7 @@ type recorded struct {
 
 const testSecret = "callflow-test-secret"
 
-func newService(t *testing.T, script func(r Request, n int) (int, string)) *service {
+func newService(t testing.TB, script func(r Request, n int) (int, string)) *service {
 	t.Helper()
 	s := &service{t: t, secret: []byte(testSecret), script: script}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
