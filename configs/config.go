@@ -250,12 +250,17 @@ type Secret struct {
 	Env   string `yaml:"env"`
 }
 
-// Route is the PBX target of a business number's user-initiated calls.
+// Route is where a business number's user-initiated calls go: a PBX
+// extension (Endpoint and User), or a call flow run by wagate itself
+// (CallFlow); exactly one of the two.
 type Route struct {
 	// Endpoint names a pbx endpoint.
 	Endpoint string `yaml:"endpoint"`
 	// User is the Request-URI user at that endpoint (an extension).
 	User string `yaml:"user"`
+	// CallFlow answers the call in wagate and runs the business's call
+	// flows (an IVR), falling back to an extension.
+	CallFlow *CallFlow `yaml:"callflow"`
 }
 
 // Media configures RTP.

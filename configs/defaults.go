@@ -251,6 +251,12 @@ func applyDefaults(c *Config, t tree) {
 		}
 	}
 
+	for i := range c.Numbers {
+		if cf := c.Numbers[i].Route.CallFlow; cf != nil {
+			callFlowDefaults(cf, fmt.Sprintf("numbers[%d].route.callflow", i), set)
+		}
+	}
+
 	m := &c.Media
 	str(&m.BindIP, "media.bind_ip", DefaultMediaBindIP)
 	if !set("media.advertise_ip") {

@@ -526,10 +526,19 @@ func (v validator) numbers() {
 			}
 		}
 
-		if v.t.has(p + ".route") {
+		switch {
+		case !v.t.has(p + ".route"):
+			v.add(p+".route", "every business number needs a route: the pbx endpoint and user that take its user-initiated calls, or a callflow")
+		case n.Route.CallFlow == nil:
 			v.route(p+".route", n.Route)
-		} else {
-			v.add(p+".route", "every business number needs a route: the pbx endpoint and user that take its user-initiated calls")
+		case n.Route.Endpoint != "" || n.Route.User != "":
+			at := p + ".route.endpoint"
+			if n.Route.Endpoint == "" {
+				at = p + ".route.user"
+			}
+			v.addAt(at, p+".route", "give either endpoint and user (ring an extension) or callflow (run the business's call flows), not both; a callflow's own fallback names the extension")
+		default:
+			v.callFlow(p+".route.callflow", n.Route.CallFlow)
 		}
 
 		v.secret(p+".digest", n.Digest)
