@@ -104,7 +104,6 @@ func (v validator) callFlow(p string, cf *CallFlow) {
 		v.add(p+".secret", "a callflow route needs a secret (value or env): it keys the signature the service checks")
 	} else {
 		v.secret(p+".secret", cf.Secret)
-		v.envSet(p+".secret", cf.Secret)
 	}
 	if d := cf.Timeout.D(); d < 500*time.Millisecond || d > 10*time.Second {
 		v.add(p+".timeout", "%s must be between 500ms and 10s: it is the silence a caller hears before the fallback", d)
