@@ -145,6 +145,7 @@ type Bridge struct {
 	// read per packet by the relay goroutines.
 	routeAB, routeBA atomic.Pointer[route]
 	tap              atomic.Pointer[tapHolder]
+	dtmfFn           dtmfHook // OnDTMF
 
 	aToB, bToA, droppedSource, droppedInvalid   atomic.Uint64
 	droppedAuth, droppedReplay, droppedLate     atomic.Uint64

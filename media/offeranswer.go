@@ -46,6 +46,11 @@ type negotiation struct {
 	answerA  []byte     // SDP sent to A
 	sdpA     sdpSession // our SDP session toward A
 	sdpB     sdpSession // toward B
+	// local: A was answered by AnswerLocal, with localMedia as our
+	// stream; a B connected later (OfferToB, AnswerB) must fit that
+	// answer, which A already has and which never changes.
+	local      bool
+	localMedia Media
 }
 
 // sdpSession keeps o= stable for one side: same session id, and a version
@@ -103,7 +108,50 @@ func (b *Bridge) Offer(offerA []byte) ([]byte, error) {
 	cfgA, cfgB := b.legs[SideA].cfg, b.legs[SideB].cfg
 	b.mu.Unlock()
 
-	d, err := ParseSDP(offerA)
+	pa, err := b.parseOfferA(offerA, cfgA)
+	if err != nil {
+		return nil, err
+	}
+	ob, err := b.buildOfferB(pa.d, pa.idx, pa.candidates, pa.eventA, cfgB)
+	if err != nil {
+		return nil, err
+	}
+
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, errClosed
+	}
+	n := &b.neg
+	n.offerA, n.audio = pa.d, pa.idx
+	n.peerA = pa.peer
+	n.candidates, n.eventA = pa.candidates, pa.eventA
+	n.sendKeyA = pa.sendKey
+	n.local, n.localMedia = false, Media{}
+	b.storeOfferB(ob)
+	n.answerA = nil
+	// A's packets are now recognised (they keep A alive) but go nowhere
+	// until B answers; nothing from B is accepted yet.
+	b.routeAB.Store(&route{from: n.peerA, pt: newPTMap(), eventOut: ptDrop})
+	b.routeBA.Store(&route{to: n.peerA, pt: newPTMap(), eventOut: ptDrop})
+	ma := &pa.d.Media[pa.idx]
+	b.log.Debug("media: offer to B", "a_addr", mediaAddr(ma), "codecs", codecNames(ob.media.Codecs), "proto", ob.media.Proto)
+	return bytes.Clone(n.offerB), nil
+}
+
+// offerA is A's offer as parsed and checked against side A's settings.
+type offerA struct {
+	d          *Description
+	idx        int // the stream used
+	peer       *remote
+	candidates []Codec // A's allowed audio codecs, in A's order
+	eventA     Codec   // A's telephone-event/8000 (Name "" if none)
+	sendKey    *sdesKey
+}
+
+// parseOfferA reads A's offer: the stream to use, its codecs and keys.
+func (b *Bridge) parseOfferA(offer []byte, cfgA LegConfig) (*offerA, error) {
+	d, err := ParseSDP(offer)
 	if err != nil {
 		return nil, fmt.Errorf("media: offer from A: %w", err)
 	}
@@ -124,11 +172,28 @@ func (b *Bridge) Offer(offerA []byte) ([]byte, error) {
 			return nil, err
 		}
 	}
-
 	candidates, eventA := selectCodecs(ma.Codecs, cfgA.Codecs)
 	if len(candidates) == 0 {
 		return nil, fmt.Errorf("%w: A offers %s, side A allows %s", ErrNoCommonCodec, codecNames(ma.Codecs), strings.Join(cfgA.Codecs, ","))
 	}
+	peer := &remote{rtp: mediaAddr(ma), rtcp: rtcpAddr(ma, ma.RTCPMux), mux: ma.RTCPMux, recvKey: recvKeyA, sendKey: sendKeyA}
+	peer.natFrom(cfgA, b.m.relatch)
+	return &offerA{d: d, idx: idx, peer: peer, candidates: candidates, eventA: eventA, sendKey: sendKeyA}, nil
+}
+
+// offerToB is an offer built for B, not yet stored.
+type offerToB struct {
+	media   Media
+	offered []Codec
+	common  []bool
+	event   Codec
+	keys    []*sdesKey
+}
+
+// buildOfferB builds the offer to B from A's stream d.Media[idx], whose
+// usable codecs are candidates (see Offer for the policy).
+func (b *Bridge) buildOfferB(d *Description, idx int, candidates []Codec, eventA Codec, cfgB LegConfig) (*offerToB, error) {
+	ma := &d.Media[idx]
 	offered, common := offerCodecs(candidates, eventA, cfgB.Codecs, b.m.opus.OpusFEC)
 	if len(offered) == 0 {
 		return nil, fmt.Errorf("%w: A offers %s, side B allows %s", ErrNoCommonCodec, codecNames(candidates), strings.Join(cfgB.Codecs, ","))
@@ -162,28 +227,16 @@ func (b *Bridge) Offer(offerA []byte) ([]byte, error) {
 			mediaB.Attributes = append(mediaB.Attributes, Attribute{Key: "crypto", Value: k.attribute()})
 		}
 	}
+	return &offerToB{media: mediaB, offered: offered, common: common, event: event, keys: keysB}, nil
+}
 
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
-		return nil, errClosed
-	}
-	out := Description{Connection: b.m.advertise, Media: []Media{mediaB}}
+// storeOfferB records the offer made to B; called with b.mu held.
+func (b *Bridge) storeOfferB(o *offerToB) {
 	n := &b.neg
-	n.offerA, n.audio = d, idx
-	n.peerA = &remote{rtp: mediaAddr(ma), rtcp: rtcpAddr(ma, ma.RTCPMux), mux: ma.RTCPMux, recvKey: recvKeyA, sendKey: sendKeyA}
-	n.peerA.natFrom(cfgA, b.m.relatch)
-	n.candidates, n.eventA = candidates, eventA
-	n.offered, n.common, n.offerPtime, n.eventOffered = offered, common, mediaB.Ptime, event
-	n.keysB, n.sendKeyA = keysB, sendKeyA
+	n.offered, n.common, n.offerPtime, n.eventOffered = o.offered, o.common, o.media.Ptime, o.event
+	n.keysB = o.keys
+	out := Description{Connection: b.m.advertise, Media: []Media{o.media}}
 	n.offerB = n.sdpB.marshal(&out, b.m.advertise)
-	n.answerA = nil
-	// A's packets are now recognised (they keep A alive) but go nowhere
-	// until B answers; nothing from B is accepted yet.
-	b.routeAB.Store(&route{from: n.peerA, pt: newPTMap(), eventOut: ptDrop})
-	b.routeBA.Store(&route{to: n.peerA, pt: newPTMap(), eventOut: ptDrop})
-	b.log.Debug("media: offer to B", "a_addr", mediaAddr(ma), "codecs", codecNames(mediaB.Codecs), "proto", mediaB.Proto)
-	return bytes.Clone(n.offerB), nil
 }
 
 // OfferB is Offer with side B's allowed codecs given here (unknown names
@@ -304,7 +357,9 @@ func (b *Bridge) AnswerB(answerB []byte) ([]byte, error) {
 		}
 		out.Media[i] = Media{Type: m.Type, Port: 0, Proto: m.Proto, Formats: m.Formats}
 	}
-	n.answerA = n.sdpA.marshal(&out, b.m.advertise)
+	if !n.local {
+		n.answerA = n.sdpA.marshal(&out, b.m.advertise)
+	}
 
 	mux := mb.RTCPMux && (ma.RTCPMux || cfgB.WhatsApp) // we offered it
 	peerB := &remote{rtp: mediaAddr(mb), rtcp: rtcpAddr(mb, mux), mux: mux, recvKey: recvKeyB, sendKey: sendKeyB}
@@ -328,6 +383,9 @@ func (b *Bridge) AnswerB(answerB []byte) ([]byte, error) {
 	ba.frame = frameTicks(codecB, mb.Ptime)
 	// A sends at the ptime of our answer, B at that of our offer.
 	ab.inFrame, ba.inFrame = packetTime(active.Ptime), packetTime(n.offerPtime)
+	if n.local {
+		ab.inFrame = packetTime(n.localMedia.Ptime)
+	}
 	// A sends with the payload types of our answer (A's); B should send
 	// with those of our offer, but some PBXs send with their own answer's
 	// numbers, so B→A takes both, B's own number winning a clash.
