@@ -42,6 +42,11 @@ type Decision struct {
 	// about a UIC's caller.
 	BIC *BICInfo
 	UIC UICInfo
+
+	// CallFlow is the number's call-flow route when it has one: wagate
+	// answers the call and runs the business's flows. BEP, Target, BTo
+	// and Dest then name the route's fallback extension.
+	CallFlow *configs.CallFlow
 }
 
 // Rejection is a final response wagate sends to the A-leg.
@@ -80,7 +85,13 @@ func routeUIC(cfg *configs.Config, ep *configs.Endpoint, req *sip.Request) (*Dec
 	if num == nil {
 		return nil, &Rejection{Code: 404, Reason: "Not Found", Log: "business number not configured"}
 	}
-	pbx := cfg.Endpoint(num.Route.Endpoint)
+	// A call-flow route is answered by wagate; its B-legs come later, and
+	// the fallback extension stands for them until then.
+	epName, user := num.Route.Endpoint, num.Route.User
+	if cf := num.Route.CallFlow; cf != nil {
+		epName, user = cf.Fallback.Endpoint, cf.Fallback.User
+	}
+	pbx := cfg.Endpoint(epName)
 	if pbx == nil {
 		// Validation rejects this; a reload race is the only way here.
 		return nil, &Rejection{Code: 503, Reason: "Service Unavailable", Log: "route endpoint missing"}
@@ -92,8 +103,10 @@ func routeUIC(cfg *configs.Config, ep *configs.Endpoint, req *sip.Request) (*Dec
 		BEP:    pbx,
 		Number: num,
 		User:   caller,
+		// CallFlow is nil unless the route is a call flow.
+		CallFlow: num.Route.CallFlow,
 	}
-	d.Target, d.Dest = endpointURI(pbx, num.Route.User)
+	d.Target, d.Dest = endpointURI(pbx, user)
 	d.BTo = d.Target
 	d.BTo.UriParams = nil
 	d.UIC = collectUIC(req, num)

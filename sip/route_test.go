@@ -124,3 +124,24 @@ func FuzzRoute(f *testing.F) {
 		}
 	})
 }
+
+// TestRouteCallFlow: a number whose route is a call flow routes to its
+// fallback extension until the flow connects elsewhere (Retarget), and
+// the decision carries the flow.
+func TestRouteCallFlow(t *testing.T) {
+	cfg := testConfig(t)
+	num := cfg.NumberByE164("+15550100001")
+	num.Route = configs.Route{CallFlow: &configs.CallFlow{URL: "http://127.0.0.1:9/flow",
+		Fallback: configs.FallbackRoute{Endpoint: "pbx", User: "2000"}}}
+	d, rej := Route(cfg, cfg.Endpoint("meta"), parseReq(t, invite("sip:+15550100001@127.0.0.1", "sip:+447700900123@wa.meta.vc")))
+	if rej != nil {
+		t.Fatalf("refused: %+v", rej)
+	}
+	if d.CallFlow != num.Route.CallFlow || d.BEP.Name != "pbx" || d.Target.String() != "sip:2000@127.0.0.3:5060" {
+		t.Fatalf("decision: flow %v, B %s, target %s", d.CallFlow, d.BEP.Name, d.Target.String())
+	}
+	d.Retarget(cfg.Endpoint("pbx"), "1002")
+	if d.Target.String() != "sip:1002@127.0.0.3:5060" || d.BTo.String() != "sip:1002@127.0.0.3:5060" {
+		t.Fatalf("retargeted: %s, To %s", d.Target.String(), d.BTo.String())
+	}
+}
