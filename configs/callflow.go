@@ -144,3 +144,89 @@ func (v validator) callFlowURL(path, raw string) {
 		v.add(path, "%q puts a template value in the host; values may only go in the path and query", raw)
 	}
 }
+
+// Prompts configures what call flows say and play: the text-to-speech
+// engine and the cache of rendered speech and fetched files. Every key
+// takes a restart.
+type Prompts struct {
+	// TTS is the text-to-speech engine: "espeak-ng" (default; the Debian
+	// package espeak-ng) or "http" (the business's own service at
+	// TTSURL, which gets JSON and answers a WAV file).
+	TTS string `yaml:"tts"`
+	// TTSURL is the HTTP text-to-speech service (tts: http).
+	TTSURL string `yaml:"tts_url"`
+	// Voice speaks texts that name no voice, or one the engine lacks
+	// (default "en").
+	Voice string `yaml:"voice"`
+	// MemoryMB bounds the in-memory cache of rendered audio (default 64:
+	// about 70 minutes of 8 kHz audio).
+	MemoryMB int `yaml:"memory_mb"`
+	// DiskMB bounds the rendered speech kept in <data_dir>/prompts so that
+	// a restart renders nothing again (default 256; 0: no disk cache).
+	DiskMB int `yaml:"disk_mb"`
+}
+
+// Text-to-speech engines of Prompts.TTS.
+const (
+	TTSEspeak = "espeak-ng"
+	TTSHTTP   = "http"
+)
+
+// Defaults of Prompts.
+const (
+	DefaultPromptVoice    = "en"
+	DefaultPromptMemoryMB = 64
+	DefaultPromptDiskMB   = 256
+)
+
+func promptDefaults(p *Prompts, set func(string) bool) {
+	if !set("prompts.tts") {
+		p.TTS = TTSEspeak
+	}
+	if !set("prompts.voice") {
+		p.Voice = DefaultPromptVoice
+	}
+	if !set("prompts.memory_mb") {
+		p.MemoryMB = DefaultPromptMemoryMB
+	}
+	if !set("prompts.disk_mb") {
+		p.DiskMB = DefaultPromptDiskMB
+	}
+}
+
+func (v validator) prompts() {
+	p := &v.c.Prompts
+	switch p.TTS {
+	case TTSEspeak:
+		if p.TTSURL != "" {
+			v.add("prompts.tts_url", "is only used with tts: http")
+		}
+	case TTSHTTP:
+		if p.TTSURL == "" {
+			v.add("prompts.tts_url", "tts: http needs the URL of the text-to-speech service, e.g. \"https://tts.example.com/render\"")
+		} else if msg := checkWebhookURL(p.TTSURL); msg != "" {
+			v.add("prompts.tts_url", "%s", msg)
+		}
+	default:
+		v.add("prompts.tts", "%q is not espeak-ng or http", p.TTS)
+	}
+	if !voiceTag.MatchString(p.Voice) {
+		v.add("prompts.voice", "%q is not a voice name like en or en-US", p.Voice)
+	}
+	if p.MemoryMB < 1 || p.MemoryMB > 4096 {
+		v.add("prompts.memory_mb", "%d must be between 1 and 4096", p.MemoryMB)
+	}
+	if p.DiskMB < 0 || p.DiskMB > 65536 {
+		v.add("prompts.disk_mb", "%d must be between 0 (no disk cache) and 65536", p.DiskMB)
+	}
+}
+
+// CallFlowUsed reports whether some number's route is a call flow.
+func (c *Config) CallFlowUsed() bool {
+	for _, n := range c.Numbers {
+		if n.Route.CallFlow != nil {
+			return true
+		}
+	}
+	return false
+}

@@ -123,3 +123,25 @@ func TestCallFlowSecretEnvMustBeSet(t *testing.T) {
         fallback: {endpoint: pbx, user: "1000"}
 `, "WAGATE_TEST_IVR_SECRET is not set")
 }
+
+func TestPromptsDefaultsAndProblems(t *testing.T) {
+	c := mustParse(t, endpointsBlock)
+	if p := c.Prompts; p.TTS != TTSEspeak || p.Voice != "en" || p.MemoryMB != 64 || p.DiskMB != 256 || p.TTSURL != "" {
+		t.Fatalf("defaults: %+v", p)
+	}
+	c = mustParse(t, endpointsBlock+"prompts: {tts: http, tts_url: \"https://tts.example.com/r\", disk_mb: 0, voice: pt-BR}\n")
+	if p := c.Prompts; p.TTS != TTSHTTP || p.DiskMB != 0 || p.Voice != "pt-BR" {
+		t.Fatalf("%+v", p)
+	}
+	for _, tt := range []struct{ yaml, want string }{
+		{"prompts:\n  tts: festival # <-\n", `"festival" is not espeak-ng or http`},
+		{"prompts: # <-\n  tts: http\n", "tts: http needs the URL"},
+		{"prompts:\n  tts_url: https://tts.example.com/ # <-\n", "only used with tts: http"},
+		{"prompts:\n  tts: http\n  tts_url: ftp://tts.example.com/ # <-\n", "must start with http:// or https://"},
+		{"prompts:\n  voice: \"en US\" # <-\n", "is not a voice name"},
+		{"prompts:\n  memory_mb: 0 # <-\n", "between 1 and 4096"},
+		{"prompts:\n  disk_mb: -1 # <-\n", "between 0 (no disk cache)"},
+	} {
+		wantOneProblem(t, endpointsBlock+tt.yaml, tt.want)
+	}
+}

@@ -33,6 +33,8 @@ type Config struct {
 	Recording   Recording   `yaml:"recording"`
 	CDR         CDR         `yaml:"cdr"`
 	Events      Events      `yaml:"events"`
+	// Prompts configures the speech and audio files of call flows.
+	Prompts Prompts `yaml:"prompts"`
 
 	// idx holds the lookup tables built by Parse (see lookup.go).
 	idx *index

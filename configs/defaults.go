@@ -256,6 +256,7 @@ func applyDefaults(c *Config, t tree) {
 			callFlowDefaults(cf, fmt.Sprintf("numbers[%d].route.callflow", i), set)
 		}
 	}
+	promptDefaults(&c.Prompts, set)
 
 	m := &c.Media
 	str(&m.BindIP, "media.bind_ip", DefaultMediaBindIP)

@@ -43,6 +43,7 @@ func validate(c *Config, t tree, ps *problems, opts parseOptions) {
 	v.nodeID()
 	v.cdr()
 	v.events()
+	v.prompts()
 	v.envSecrets()
 }
 
