@@ -121,6 +121,10 @@ type call struct {
 	finalReason          string
 	permission           string
 	recordingID          string
+
+	// flow runs the call's call flow when wagate answered it itself (a
+	// call-flow route); nil otherwise. Set before the call is answered.
+	flow *flowCall
 }
 
 type pendingKey struct {

@@ -55,6 +55,8 @@ type Engine struct {
 	// endpoints' call rates.
 	over overload
 	cps  *cpsGuard
+	// flows gives call-flow routes their engine (SetCallFlows).
+	flows CallFlows
 
 	// ctx ends every call's waits when the engine drains.
 	ctx    context.Context

@@ -129,6 +129,10 @@ func (s *Engine) Invite(req *sip.Request, tx sip.ServerTransaction, ep *configs.
 		s.rejectCall(c, rej)
 		return
 	}
+	if dec.CallFlow != nil {
+		s.answerFlow(c) // flowcall.go
+		return
+	}
 	s.placeBLeg(c)
 }
 
@@ -207,21 +211,37 @@ func (s *Engine) setupMedia(c *call) *sipedge.Rejection {
 // placeBLeg sends the B-leg INVITE and drives both legs until A has its
 // answer (or its final error) and, after a 2xx, A's ACK.
 func (s *Engine) placeBLeg(c *call) {
-	dec := c.route
 	offer, err := c.bridge.Offer(c.aInvite.Body())
 	if err != nil {
 		s.rejectCall(c, sdpRejection(err))
 		return
 	}
+	req, btx, err := s.inviteB(c, offer)
+	if err != nil {
+		c.log.Warn("B-leg INVITE not sent", "leg", "b", "error", err)
+		c.setOutcome(OutcomeFailed)
+		s.rejectCall(c, &sipedge.Rejection{Code: 503, Reason: "Service Unavailable", Log: "B-leg unreachable"})
+		return
+	}
+	s.driveInvite(c, req, btx, nil)
+}
 
+// inviteB sets the B-leg's dialog up toward c.route's target and sends it
+// the INVITE carrying offer.
+func (s *Engine) inviteB(c *call, offer []byte) (*sip.Request, sip.ClientTransaction, error) {
+	dec := c.route
 	b := c.b
+	b.mu.Lock()
 	b.localURI = dec.BFrom
 	b.localTag = newTag()
 	b.remoteURI = dec.BTo
+	b.remoteTag = ""
 	b.remoteTarget = dec.Target
+	b.routeSet = nil
 	b.transport = strings.ToUpper(dec.BEP.Transport)
 	b.localCSeq = 1
 	b.dest = dec.Dest
+	b.mu.Unlock()
 
 	req := sip.NewRequest(sip.INVITE, dec.Target)
 	from := &sip.FromHeader{Address: dec.BFrom, Params: sip.NewParams()}
@@ -260,13 +280,10 @@ func (s *Engine) placeBLeg(c *call) {
 
 	btx, err := s.edge.Client().TransactionRequest(s.ctx, req)
 	if err != nil {
-		c.log.Warn("B-leg INVITE not sent", "leg", "b", "error", err)
-		c.setOutcome(OutcomeFailed)
-		s.rejectCall(c, &sipedge.Rejection{Code: 503, Reason: "Service Unavailable", Log: "B-leg unreachable"})
-		return
+		return nil, nil, err
 	}
 	c.log.Debug("B-leg INVITE sent", "leg", "b", "target", dec.Target.String())
-	s.driveInvite(c, req, btx)
+	return req, btx, nil
 }
 
 // driveInvite is the early phase of a call. Everything about the INVITE
@@ -274,15 +291,24 @@ func (s *Engine) placeBLeg(c *call) {
 // guards the early-phase flags. bReq and btx are replaced when B's
 // challenge is answered (a new INVITE transaction, CSeq+1): CANCEL, ACK and
 // the in-dialog CSeq always follow the latest INVITE.
-func (s *Engine) driveInvite(c *call, bReq *sip.Request, btx sip.ClientTransaction) {
+//
+// att is nil for a call's B-leg, or the attempt of a call A has already
+// been answered on (a call flow's connect): nothing then goes to A, and
+// the outcome goes to att instead of ending the call.
+func (s *Engine) driveInvite(c *call, bReq *sip.Request, btx sip.ClientTransaction, att *bAttempt) {
 	cancelled := make(chan struct{}, 1)
-	c.aTx.OnCancel(func(*sip.Request) {
-		select {
-		case cancelled <- struct{}{}:
-		default:
-		}
-	})
-	ring := time.NewTimer(s.edge.Config().SIP.RingTimeout.D())
+	ringFor := s.edge.Config().SIP.RingTimeout.D()
+	if att == nil {
+		c.aTx.OnCancel(func(*sip.Request) {
+			select {
+			case cancelled <- struct{}{}:
+			default:
+			}
+		})
+	} else {
+		ringFor = att.ring
+	}
+	ring := time.NewTimer(ringFor)
 	defer ring.Stop()
 	// Once wagate gives up on B (CANCEL, ring timeout, A gone), B has
 	// 64·T1 to end its INVITE transaction (RFC 3261 §9.1): a PBX that
@@ -294,8 +320,8 @@ func (s *Engine) driveInvite(c *call, bReq *sip.Request, btx sip.ClientTransacti
 		provisional bool // B sent a 1xx, so CANCEL may be sent
 		wantCancel  bool // A is gone or we gave up on B
 		cancelSent  bool
-		aFinal      bool // A already has its final response
-		authTried   bool // B's challenge was answered once
+		aFinal      = att != nil // A already has its final response
+		authTried   bool         // B's challenge was answered once
 		cause       string
 	)
 	sendCancel := func() {
@@ -333,10 +359,10 @@ func (s *Engine) driveInvite(c *call, bReq *sip.Request, btx sip.ClientTransacti
 					s.relayProvisional(c, res)
 				}
 			case res.StatusCode < 300:
-				s.onBAnswer(c, bReq, btx, res, wantCancel || aFinal, cause, cancelled)
+				s.onBAnswer(c, bReq, btx, res, wantCancel || (aFinal && att == nil), cause, cancelled, att)
 				return
 			default:
-				if (res.StatusCode == 401 || res.StatusCode == 407) && !aFinal && !wantCancel {
+				if (res.StatusCode == 401 || res.StatusCode == 407) && !(aFinal && att == nil) && !wantCancel {
 					if retry := s.answerB(c, bReq, res, authTried); retry != nil {
 						ntx, err := s.edge.Client().TransactionRequest(s.ctx, retry)
 						if err != nil {
@@ -361,6 +387,10 @@ func (s *Engine) driveInvite(c *call, bReq *sip.Request, btx sip.ClientTransacti
 				if cause == "" {
 					cause = "b-leg " + itoa(res.StatusCode)
 				}
+				if att != nil {
+					att.failed(c, cause, res)
+					return
+				}
 				if !wantCancel {
 					c.setOutcome(outcomeFor(res.StatusCode, res.Reason))
 				}
@@ -378,6 +408,10 @@ func (s *Engine) driveInvite(c *call, bReq *sip.Request, btx sip.ClientTransacti
 			if cause == "" {
 				cause = "b-leg no final response"
 			}
+			if att != nil {
+				att.failed(c, cause, nil)
+				return
+			}
 			if !wantCancel {
 				c.setOutcome(OutcomeFailed)
 			}
@@ -393,6 +427,11 @@ func (s *Engine) driveInvite(c *call, bReq *sip.Request, btx sip.ClientTransacti
 			c.setOutcome(OutcomeCancelled)
 			sendCancel()
 		case <-abandon:
+			if att != nil {
+				c.log.Warn("B-leg sent no final response within 64*T1 of being cancelled", "leg", "b", "cancel_sent", cancelSent)
+				att.failed(c, cause+"; b-leg never ended its INVITE", nil)
+				return
+			}
 			c.log.Warn("B-leg sent no final response within 64*T1 of being cancelled; call ended", "leg", "b", "cancel_sent", cancelSent)
 			c.terminate(nil, cause+"; b-leg never ended its INVITE")
 			return
@@ -403,10 +442,12 @@ func (s *Engine) driveInvite(c *call, bReq *sip.Request, btx sip.ClientTransacti
 			// dialog): A still needs a final response, B a CANCEL. A late
 			// 2xx from B is then handled as a stray one (ACK and BYE).
 			giveUp(503, "Service Unavailable", "call ended before answer")
+			att.ended()
 			return
 		case <-s.ctx.Done():
 			giveUp(503, "Service Unavailable", "shutdown")
 			c.terminate(nil, cause)
+			att.ended()
 			return
 		}
 	}
@@ -433,8 +474,9 @@ func (s *Engine) answerB(c *call, bReq *sip.Request, res *sip.Response, authTrie
 }
 
 // onBAnswer handles B's 2xx: ACK it, answer A (unless A is gone, in which
-// case B is hung up at once), then wait for A's ACK.
-func (s *Engine) onBAnswer(c *call, bReq *sip.Request, btx sip.ClientTransaction, res *sip.Response, aGone bool, cause string, cancelled <-chan struct{}) {
+// case B is hung up at once), then wait for A's ACK. With att (A answered
+// already) it connects B to A instead.
+func (s *Engine) onBAnswer(c *call, bReq *sip.Request, btx sip.ClientTransaction, res *sip.Response, aGone bool, cause string, cancelled <-chan struct{}, att *bAttempt) {
 	// Meta connected the call (the user answered), whatever happens to
 	// A now: it counts toward the user's daily limit.
 	c.connected()
@@ -454,6 +496,10 @@ func (s *Engine) onBAnswer(c *call, bReq *sip.Request, btx sip.ClientTransaction
 	c.bAck = ack
 	c.mu.Unlock()
 
+	if att != nil {
+		att.answered(c, res, aGone, cause)
+		return
+	}
 	if aGone {
 		// The CANCEL/200 race: B answered as we gave up on it.
 		c.terminate(nil, cause+"; b answered late")
@@ -533,6 +579,9 @@ func (s *Engine) answerA(c *call, answer []byte, cancelled <-chan struct{}) bool
 	})
 	c.log.Info("call answered", "setup_ms", time.Since(c.created).Milliseconds())
 	s.startRecording(c)
+	if c.flow != nil {
+		c.flow.start() // the engine asks the service while A's ACK comes
+	}
 	if !c.awaitAck(s.ctx, c.aTx, res, c.ackA, !isUnreliable(c.a.transport)) {
 		if c.getState() != stateEnded {
 			c.log.Warn("no ACK from A for 200", "leg", "a")

@@ -38,7 +38,7 @@ func (c *call) callInfo() events.Call {
 		PhoneNumberID:  d.Number.PhoneNumberID,
 		User:           d.User,
 		A:              events.Leg{Endpoint: c.aEndpoint, SIPCallID: c.a.callID},
-		B:              events.Leg{Endpoint: c.bEndpoint, SIPCallID: c.b.callID},
+		B:              events.Leg{Endpoint: c.bEndpoint, SIPCallID: c.b.getCallID()},
 	}
 	if d.BIC != nil {
 		ci.CampaignID, ci.CallbackData = d.BIC.CampaignID, d.BIC.CallbackData
@@ -98,7 +98,7 @@ func (c *call) finalToA(r *sipedge.Rejection) {
 // notifyEnded builds the call's record once it is over (its media
 // closed) and hands it to the observers.
 func (s *Engine) notifyEnded(c *call, by, cause string, outcome Outcome, connected bool) {
-	if len(s.observers) == 0 {
+	if len(s.observers) == 0 && c.flow == nil {
 		return
 	}
 	ci := c.callInfo()
@@ -139,6 +139,9 @@ func (s *Engine) notifyEnded(c *call, by, cause string, outcome Outcome, connect
 	}
 	for _, o := range s.observers {
 		o.CallEnded(cdr)
+	}
+	if c.flow != nil {
+		c.flow.ended(cdr) // for the session summary
 	}
 }
 

@@ -84,7 +84,7 @@ func (r *registry) remove(c *call) {
 		return
 	}
 	delete(r.byCallID, c.a.callID)
-	delete(r.byCallID, c.b.callID)
+	delete(r.byCallID, c.b.getCallID())
 	r.perEP[c.aEndpoint]--
 	r.perEP[c.bEndpoint]--
 	if r.perEP[c.aEndpoint] == 0 {
@@ -124,4 +124,19 @@ func (r *registry) snapshot() []*call {
 		}
 	}
 	return out
+}
+
+// rekeyB gives c's leg B a new Call-ID (a call flow places each of its
+// B-legs as a call of its own): the old one no longer finds the call.
+func (r *registry) rekeyB(c *call, callID string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c.b.mu.Lock()
+	old := c.b.callID
+	c.b.callID = callID
+	c.b.mu.Unlock()
+	if ref, ok := r.byCallID[old]; ok && ref.call == c {
+		delete(r.byCallID, old)
+		r.byCallID[callID] = callRef{call: c, leg: c.b}
+	}
 }

@@ -84,17 +84,22 @@ type Stats struct {
 	// Hits are requests answered from memory, DiskHits from the disk
 	// cache, Misses needed a render or download (shared ones count once
 	// per request).
-	Hits, DiskHits, Misses uint64
+	Hits     uint64 `json:"hits"`
+	DiskHits uint64 `json:"disk_hits"`
+	Misses   uint64 `json:"misses"`
 	// Renders and Downloads ran; the Errors counts are those that failed.
-	Renders, RenderErrors, Downloads, DownloadErrors uint64
+	Renders        uint64 `json:"renders"`
+	RenderErrors   uint64 `json:"render_errors"`
+	Downloads      uint64 `json:"downloads"`
+	DownloadErrors uint64 `json:"download_errors"`
 	// Evictions from memory to stay within MemoryBytes.
-	Evictions uint64
+	Evictions uint64 `json:"evictions"`
 	// MemoryBytes and Entries held in memory; DiskBytes and DiskFiles on
 	// disk.
-	MemoryBytes int64
-	Entries     int
-	DiskBytes   int64
-	DiskFiles   int
+	MemoryBytes int64 `json:"memory_bytes"`
+	Entries     int   `json:"entries"`
+	DiskBytes   int64 `json:"disk_bytes"`
+	DiskFiles   int   `json:"disk_files"`
 }
 
 // HitRate is the share of requests answered from a cache.

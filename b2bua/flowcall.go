@@ -1,0 +1,392 @@
+package b2bua
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/wagate/wagate/callflow"
+	"github.com/wagate/wagate/configs"
+	"github.com/wagate/wagate/events"
+	"github.com/wagate/wagate/media"
+	"github.com/wagate/wagate/prompt"
+	sipedge "github.com/wagate/wagate/sip"
+)
+
+// A call whose number's route is a call flow is answered by wagate
+// itself: A gets our own SDP answer (media first: silence from the
+// answer on, as Meta requires) and the call flow engine drives the call
+// through flowCall, the callflow.Call of this package: prompts played
+// toward A on the media pacer, A's keys, B-legs placed with the same
+// INVITE machinery as any call's (driveInvite with a bAttempt), voicemail
+// into the recordings store, hangup.
+
+// FlowEngine runs the call flows of one call-flow route
+// (*callflow.Engine).
+type FlowEngine interface {
+	Run(ctx context.Context, c callflow.Call) *callflow.Summary
+	PostSummary(ctx context.Context, s *callflow.Summary) error
+}
+
+// CallFlows returns the engine of a number's call-flow route, or nil
+// when there is none (then its calls get 503).
+type CallFlows func(num *configs.Number) FlowEngine
+
+// SetCallFlows makes call-flow routes work. Call it before Run.
+func (s *Engine) SetCallFlows(f CallFlows) { s.flows = f }
+
+// LocalMedia is what a call answered by wagate needs of its bridge beyond
+// Bridge. *media.Bridge implements it.
+type LocalMedia interface {
+	AnswerLocal(offerA []byte) ([]byte, error)
+	OfferToB() ([]byte, error)
+	SetLegB(cfg media.LegConfig) error
+	OnDTMF(fn func(side media.Side, key rune))
+	Play(side media.Side, src media.FrameSource, at time.Time) (*media.Playback, error)
+}
+
+// Errors of a flow's Connect that are not the callee's answer.
+var (
+	errNoHuntLists = errors.New("b2bua: hunt lists are not available in this version")
+	errNoWhatsApp  = errors.New("b2bua: a connect to a WhatsApp user needs a flow started by the click-to-call API, which this version does not have")
+)
+
+// keyBuffer is how many keys a flow call holds for the engine.
+const keyBuffer = 64
+
+// flowCall is one call driven by a call flow: the callflow.Call the
+// engine sees.
+type flowCall struct {
+	s    *Engine
+	c    *call
+	eng  FlowEngine
+	lm   LocalMedia
+	info callflow.Info
+	log  *slog.Logger
+
+	keysMu     sync.Mutex
+	keys       chan rune
+	keysClosed bool
+	player     *player
+	// attempts counts the B-legs placed (the engine's goroutine only).
+	attempts int
+
+	cdrOnce  sync.Once
+	cdr      events.CDR
+	cdrReady chan struct{}
+	started  sync.Once
+}
+
+// answerFlow answers A with our own SDP and hands the call to its
+// number's call flow (in the INVITE's goroutine, which stays until A's
+// ACK as for any call).
+func (s *Engine) answerFlow(c *call) {
+	var eng FlowEngine
+	if s.flows != nil {
+		eng = s.flows(c.route.Number)
+	}
+	lm, ok := c.bridge.(LocalMedia)
+	if eng == nil || !ok {
+		s.rejectCall(c, &sipedge.Rejection{Code: 503, Reason: "Service Unavailable", Log: "call flow route without an engine"})
+		return
+	}
+	fc := newFlowCall(s, c, eng, lm)
+	answer, err := lm.AnswerLocal(c.aInvite.Body())
+	if err != nil {
+		s.rejectCall(c, sdpRejection(err))
+		return
+	}
+	c.flow = fc
+	lm.OnDTMF(fc.key)
+	cancelled := make(chan struct{}, 1)
+	c.aTx.OnCancel(func(*sip.Request) {
+		select {
+		case cancelled <- struct{}{}:
+		default:
+		}
+	})
+	// wagate is the far end: the call is connected from the answer on.
+	c.connected()
+	if !s.answerA(c, answer, cancelled) {
+		return
+	}
+	c.mu.Lock()
+	if c.state == stateAnswered {
+		c.state = stateConfirmed
+	}
+	c.mu.Unlock()
+}
+
+func newFlowCall(s *Engine, c *call, eng FlowEngine, lm LocalMedia) *flowCall {
+	d := c.route
+	fc := &flowCall{s: s, c: c, eng: eng, lm: lm, log: c.log, keys: make(chan rune, keyBuffer), cdrReady: make(chan struct{})}
+	fc.info = callflow.Info{
+		CallID: c.id, WACallID: d.UIC.WACallID, Direction: string(d.Dir),
+		BusinessNumber: d.Number.Number, PhoneNumberID: d.Number.PhoneNumberID,
+		User: d.UIC.User, UserID: d.UIC.UserID,
+		CallerName: sanitizeDisplay(c.aInvite.From().DisplayName),
+		Payload:    d.UIC.Payload, PayloadSource: d.UIC.PayloadSource,
+		SampleRate: prompt.Rate8k,
+	}
+	if fc.info.User == "" && fc.info.UserID == "" {
+		fc.info.User = d.User
+	}
+	fc.player = &player{start: func(src media.FrameSource) (*media.Playback, error) {
+		return lm.Play(media.SideA, src, time.Time{})
+	}}
+	return fc
+}
+
+// start runs the engine, once, on a goroutine the B2BUA owns; it ends
+// after the call has ended and its summary has been posted.
+func (fc *flowCall) start() {
+	fc.started.Do(func() { fc.s.wg.Go(fc.run) })
+}
+
+func (fc *flowCall) run() {
+	c := fc.c
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		select {
+		case <-c.ended:
+		case <-fc.s.ctx.Done():
+		case <-ctx.Done():
+		}
+		cancel()
+		fc.closeKeys()
+	}()
+	start := time.Now()
+	sum := fc.eng.Run(ctx, fc)
+	fc.log.Info("call flow done", "outcome", sum.Outcome, "requests", sum.Requests, "actions", len(sum.Actions),
+		"fallback", sum.Fallback, "flow_s", time.Since(start).Round(time.Millisecond).Seconds())
+	// The engine's part is over (connected, hung up or the caller left);
+	// the summary waits for the end of the call and its record.
+	select {
+	case <-c.ended:
+	case <-fc.s.ctx.Done():
+	}
+	select {
+	case <-fc.cdrReady:
+		sum.CDR = fc.cdr
+	case <-time.After(5 * time.Second):
+		fc.log.Warn("call flow summary sent without the call record: none came")
+	}
+	cancel()
+	<-watchDone
+	pctx, pcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer pcancel()
+	if err := fc.eng.PostSummary(pctx, sum); err != nil {
+		fc.log.Warn("call flow summary not delivered", "error", err)
+	}
+}
+
+// ended keeps the call's record for the summary (terminate, once).
+func (fc *flowCall) ended(cdr events.CDR) {
+	fc.cdrOnce.Do(func() {
+		fc.cdr = cdr
+		close(fc.cdrReady)
+	})
+}
+
+// Info implements callflow.Call.
+func (fc *flowCall) Info() callflow.Info { return fc.info }
+
+// key takes a key A pressed (media's OnDTMF: must not block).
+func (fc *flowCall) key(side media.Side, k rune) {
+	if side != media.SideA {
+		return
+	}
+	fc.keysMu.Lock()
+	defer fc.keysMu.Unlock()
+	if fc.keysClosed {
+		return
+	}
+	select {
+	case fc.keys <- k:
+	default:
+		fc.log.Debug("call flow: key dropped, nobody reading", "key", string(k))
+	}
+}
+
+func (fc *flowCall) closeKeys() {
+	fc.keysMu.Lock()
+	defer fc.keysMu.Unlock()
+	if !fc.keysClosed {
+		fc.keysClosed = true
+		close(fc.keys)
+	}
+}
+
+// Digits implements callflow.Call.
+func (fc *flowCall) Digits() <-chan rune { return fc.keys }
+
+// Play implements callflow.Call: a is queued on the call's player, which
+// plays it toward A right after what is queued before it.
+func (fc *flowCall) Play(ctx context.Context, a prompt.Audio) error {
+	if a.Rate != prompt.Rate8k {
+		a = prompt.Concat(prompt.Rate8k, a)
+	}
+	err := fc.player.play(ctx, fc.c.ended, a.Samples, false)
+	if errors.Is(err, errPlayerEnded) {
+		return callflow.ErrCallEnded
+	}
+	return err
+}
+
+// Hangup implements callflow.Call.
+func (fc *flowCall) Hangup(reason string) {
+	fc.c.terminate(nil, reason)
+}
+
+// ringback is what the caller hears while a connect rings: 425 Hz, 1 s
+// on, 4 s off (ITU-T E.180's common cadence).
+var ringback = prompt.Concat(prompt.Rate8k,
+	prompt.Tone(prompt.Rate8k, 425, 0.2, time.Second), prompt.Silence(prompt.Rate8k, 4*time.Second))
+
+// Connect implements callflow.Call: a B-leg to the target, bridged to A
+// once it answers. The caller hears ringback meanwhile.
+func (fc *flowCall) Connect(ctx context.Context, t callflow.Target) error {
+	c := fc.c
+	cfg := fc.s.edge.Config()
+	switch t.Kind {
+	case callflow.TargetExtension:
+	case callflow.TargetHuntList:
+		return errNoHuntLists
+	case callflow.TargetWhatsApp:
+		return errNoWhatsApp
+	default:
+		return fmt.Errorf("b2bua: connect: unknown destination type %q", t.Kind)
+	}
+	epName := t.Endpoint
+	if epName == "" {
+		epName = c.bEndpoint
+	}
+	if epName != c.bEndpoint {
+		return fmt.Errorf("b2bua: connect: endpoint %q is not the route's %q", epName, c.bEndpoint)
+	}
+	ep := cfg.Endpoint(epName)
+	if ep == nil || ep.Kind != configs.KindPBX {
+		return fmt.Errorf("b2bua: connect: no pbx endpoint %q", epName)
+	}
+	select {
+	case <-c.ended:
+		return callflow.ErrCallEnded
+	default:
+	}
+	ring := t.Timeout
+	if ring <= 0 {
+		ring = cfg.SIP.RingTimeout.D()
+	}
+	stopRing := fc.player.loop(ringback.Samples)
+	defer stopRing()
+	// ctx ends with the call, which ends the attempt (driveInvite).
+	err := fc.s.dialB(c, ep, t.Destination, ring)
+	if err == nil && t.Record {
+		c.mu.Lock()
+		recording := c.recorder != nil
+		c.mu.Unlock()
+		if !recording {
+			fc.s.recordCall(c)
+		}
+	}
+	return err
+}
+
+// bAttempt is one B-leg a call flow places: the ringing it allows and
+// its outcome (driveInvite reports it here instead of to A).
+type bAttempt struct {
+	ring time.Duration
+	done chan error // one result
+}
+
+// failed reports a B-leg that did not answer (res: its final response,
+// nil when there was none).
+func (a *bAttempt) failed(c *call, cause string, res *sip.Response) {
+	err := fmt.Errorf("b2bua: connect: %s", cause)
+	if res != nil {
+		err = fmt.Errorf("b2bua: connect: %s (%d %s)", cause, res.StatusCode, res.Reason)
+	}
+	c.log.Info("call flow connect failed", "leg", "b", "cause", cause)
+	a.done <- err
+}
+
+// ended reports that the call ended while B was being called. Safe on a
+// nil attempt (a call's own B-leg).
+func (a *bAttempt) ended() {
+	if a != nil {
+		a.done <- callflow.ErrCallEnded
+	}
+}
+
+// answered connects B (its 2xx ACKed) to A, whose answer stays as it is.
+// late: wagate had given up on B (ring timeout) when it answered.
+func (a *bAttempt) answered(c *call, res *sip.Response, late bool, cause string) {
+	s := c.srv
+	hangB := func(err error) {
+		c.mu.Lock()
+		up := c.bAnswered
+		c.bAnswered = false
+		c.mu.Unlock()
+		if up {
+			s.sendBye(c, c.b)
+		}
+		a.done <- err
+	}
+	if late {
+		hangB(fmt.Errorf("b2bua: connect: %s; answered too late", cause))
+		return
+	}
+	select {
+	case <-c.ended:
+		// terminate has hung B up already (bAnswered was set).
+		a.done <- callflow.ErrCallEnded
+		return
+	default:
+	}
+	if _, err := c.bridge.AnswerB(res.Body()); err != nil {
+		c.log.Warn("call flow connect: B's answer not usable", "leg", "b", "error", err)
+		hangB(fmt.Errorf("b2bua: connect: B's answer: %w", err))
+		return
+	}
+	s.journalUp(c)
+	c.log.Info("call flow connected", "leg", "b", "target", c.route.Target.String(), "setup_ms", time.Since(c.created).Milliseconds())
+	a.done <- nil
+}
+
+// dialB places a B-leg to user at ep for a call A was answered on, and
+// waits for its outcome: nil once B answered and is bridged to A.
+func (s *Engine) dialB(c *call, ep *configs.Endpoint, user string, ring time.Duration) error {
+	lm := c.flow.lm
+	if err := lm.SetLegB(legConfig(ep)); err != nil {
+		return fmt.Errorf("b2bua: connect: %w", err)
+	}
+	offer, err := lm.OfferToB()
+	if err != nil {
+		return fmt.Errorf("b2bua: connect: %w", err)
+	}
+	c.route.Retarget(ep, user)
+	if c.flow.attempts++; c.flow.attempts > 1 {
+		// Every B-leg is a call of its own (a callee must not take a
+		// second INVITE for the first one's retransmission).
+		s.reg.rekeyB(c, newCallID()+bLegCallIDSuffix)
+	}
+	req, btx, err := s.inviteB(c, offer)
+	if err != nil {
+		return fmt.Errorf("b2bua: connect: INVITE not sent: %w", err)
+	}
+	att := &bAttempt{ring: ring, done: make(chan error, 1)}
+	s.driveInvite(c, req, btx, att)
+	select {
+	case err := <-att.done:
+		return err
+	default:
+		return errors.New("b2bua: connect: no outcome")
+	}
+}
