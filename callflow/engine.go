@@ -137,7 +137,9 @@ func (e *Engine) Run(ctx context.Context, c Call) *Summary {
 	switch {
 	case err == nil:
 	case errors.Is(err, ErrCallEnded) || ctx.Err() != nil:
-		s.sum.Outcome = OutcomeCallerHungUp
+		if s.sum.Outcome == "" {
+			s.sum.Outcome = OutcomeCallerHungUp
+		}
 	default:
 		s.fallback(ctx, err)
 	}

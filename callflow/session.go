@@ -157,7 +157,11 @@ func (s *session) runFlow(ctx context.Context, flow *Flow) (*Flow, error) {
 		start := time.Now()
 		next, end, err := s.runAction(ctx, a, slots[i])
 		log.DurationMs = time.Since(start).Milliseconds()
+		// An action that ended the engine's part (hangup, a connect) is
+		// done even though the call, and so ctx, may end with it.
+		finished := err == nil && end
 		switch {
+		case finished:
 		case errors.Is(err, ErrCallEnded) || ctx.Err() != nil:
 			log.Result = "interrupted"
 		case err != nil:
@@ -165,6 +169,9 @@ func (s *session) runFlow(ctx context.Context, flow *Flow) (*Flow, error) {
 			s.log.Warn("callflow: action failed", "action", a.Name(), "index", i, "err", err)
 		}
 		s.sum.Actions = append(s.sum.Actions, log)
+		if finished {
+			return next, nil
+		}
 		if ctx.Err() != nil {
 			return nil, ErrCallEnded
 		}
