@@ -341,6 +341,9 @@ type wagateOpts struct {
 	MetaEncryption string
 	// MetaCodecs is the meta endpoint's codec list (default opus, PCMU, PCMA).
 	MetaCodecs string
+	// Route replaces the business number's route (a flow mapping, e.g.
+	// `{callflow: {…}}`); default `{endpoint: pbx, user: "1001"}`.
+	Route string
 	// Extra flow-map entries appended inside an endpoint, number or api
 	// item, e.g. `, auth: {users: [{username: u, password: p}]}`.
 	MetaExtra, PBXExtra, DialerExtra, NumberExtra, APIExtra string
@@ -381,7 +384,7 @@ endpoints:
   - {name: pbx, kind: pbx, host: {{.E.PBX.IP}}, port: {{.E.PBX.Port}}, transport: udp, source_cidrs: [{{.E.PBX.IP}}/32], codecs: [PCMU, PCMA]{{.O.PBXExtra}}}
   - {name: dialer, kind: dialer, host: {{.E.Dialer.IP}}, port: {{.E.Dialer.Port}}, transport: udp, source_cidrs: [{{.E.Dialer.IP}}/32{{.O.DialerCIDRs}}]{{.O.DialerExtra}}}
 numbers:
-  - {number: "+15550100001", phone_number_id: "100000000000001", route: {endpoint: pbx, user: "1001"}, dialers: [dialer], callback_permission: true{{.O.NumberExtra}}}
+  - {number: "+15550100001", phone_number_id: "100000000000001", route: {{if .O.Route}}{{.O.Route}}{{else}}{endpoint: pbx, user: "1001"}{{end}}, dialers: [dialer], callback_permission: true{{.O.NumberExtra}}}
 media: {bind_ip: {{.E.WagateIP}}, port_min: {{.O.PortMin}}, port_max: {{.O.PortMax}}, rtp_timeout: {{.O.RTPTimeout}}, rtp_start_timeout: {{.O.RTPStartTimeout}}, port_quarantine: 2s}
 api: {listen: "{{.E.WagateIP}}:{{.E.APIPort}}"{{.O.APIExtra}}}
 log: {level: {{.O.LogLevel}}, format: json}
