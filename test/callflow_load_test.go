@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -44,6 +45,11 @@ func TestCallFlowLoad(t *testing.T) {
 	t.Run("relay", func(t *testing.T) { flowLoad(t, n, window, true) })
 }
 
+// opusAudible: the callers do not decode what they hear (the generator
+// must cost little next to wagate); an Opus frame of this many bytes or
+// more carries sound, wagate's frames of silence are a few bytes.
+const opusAudible = 20
+
 // flowUser is the WhatsApp user of load call i.
 func flowUser(i int) string { return fmt.Sprintf("+4477009%05d", i) }
 
@@ -65,7 +71,7 @@ func flowLoad(t *testing.T, n int, window time.Duration, relay bool) {
 	if relay {
 		e.startSipp(sippSpec{Name: "agent", Scenario: "uas.xml", Peer: e.PBX, Calls: n, Args: []string{"-rtp_echo"}, NoTrace: true})
 	}
-	meta := newGoPeer(t, e.Meta, metapeer.Config{KeepFrames: true, NoRecord: true})
+	meta := newGoPeer(t, e.Meta, metapeer.Config{KeepFrames: true, NoRecord: true, NoDecode: true})
 
 	// Calls at 25/s, each sending 500 Hz (wagate decodes A in both cases).
 	calls := make([]*metapeer.Call, n)
@@ -121,7 +127,7 @@ func flowLoad(t *testing.T, n int, window time.Duration, relay bool) {
 	t.Logf("%d calls %s: wagate %.1f %% of a core (%.2f %% per call), generator %.1f %%, over %v", n, what, wPct, wPct/float64(n), gPct, t1.Sub(t0).Round(time.Millisecond))
 
 	// What the callers heard in the window.
-	var quiet, seqGaps, stalls, frames int
+	var quiet, seqGaps, tsJumps, stalls, frames int
 	var worst time.Duration
 	var lat, latNoHook []time.Duration
 	starts := map[string]flowReq{}
@@ -136,11 +142,16 @@ func flowLoad(t *testing.T, n int, window time.Duration, relay bool) {
 		frames += to - from
 		for k := max(from, 1); k < to; k++ {
 			f := h.frames[k]
-			if f.DBFS < -30 {
+			if f.Size < opusAudible {
 				quiet++
 			}
 			if f.Seq != h.frames[k-1].Seq+1 {
 				seqGaps++
+			}
+			// A sender that skips its 20 ms turns without a sequence gap
+			// shows in the timestamps (Opus: 960 per 20 ms).
+			if f.TS-h.frames[k-1].TS != 960 {
+				tsJumps++
 			}
 			if d := f.At.Sub(h.frames[k-1].At); d > 60*time.Millisecond {
 				stalls++
@@ -150,7 +161,7 @@ func flowLoad(t *testing.T, n int, window time.Duration, relay bool) {
 		if relay {
 			continue
 		}
-		if k := h.loudFrom(0); k >= 0 {
+		if k := slices.IndexFunc(h.frames, func(f rtppeer.Frame) bool { return f.Size >= opusAudible }); k >= 0 {
 			lat = append(lat, h.frames[k].At.Sub(c.Dialog.AnsweredAt))
 			if r, ok := starts[flowUser(i)]; ok {
 				latNoHook = append(latNoHook, h.frames[k].At.Sub(r.at))
@@ -158,8 +169,8 @@ func flowLoad(t *testing.T, n int, window time.Duration, relay bool) {
 		}
 	}
 	want := n * int(window/(20*time.Millisecond))
-	t.Logf("heard in the window: %d frames (%.4f of %d), %d quiet (< -30 dBFS), %d sequence gaps, %d arrival gaps > 60 ms (worst %v)",
-		frames, float64(frames)/float64(want), want, quiet, seqGaps, stalls, worst.Round(time.Millisecond))
+	t.Logf("heard in the window: %d frames (%.4f of %d), %d quiet (Opus frames under %d bytes), %d sequence gaps, %d timestamp jumps, %d arrival gaps > 60 ms (worst %v); machine load %s",
+		frames, float64(frames)/float64(want), want, quiet, opusAudible, seqGaps, tsJumps, stalls, worst.Round(time.Millisecond), loadAvg())
 	if !relay {
 		pct := func(d []time.Duration, p int) time.Duration {
 			if len(d) == 0 {
@@ -182,4 +193,17 @@ func flowLoad(t *testing.T, n int, window time.Duration, relay bool) {
 		}
 	}
 	fs.checkSigned(t)
+}
+
+// loadAvg is /proc/loadavg's 1-minute figure: other work on the machine.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0]
 }

@@ -55,6 +55,9 @@ type Config struct {
 	// KeepFrames keeps a Frame for every audio packet received (header,
 	// arrival, level of its decoded audio).
 	KeepFrames bool
+	// NoDecode does not decode received audio (load tools): Frames keep
+	// headers, arrival and size, with DBFS -120; no recording, no onsets.
+	NoDecode bool
 	// Logf gets diagnostics (optional).
 	Logf func(string, ...any)
 }
@@ -784,7 +787,7 @@ func (s *Session) echo(p *rtp.Packet) {
 
 func (s *Session) handleAudio(p *rtp.Packet, now time.Time) {
 	var pcm []int16
-	if !s.cfg.Echo || !s.cfg.NoRecord {
+	if (!s.cfg.Echo || !s.cfg.NoRecord) && !s.cfg.NoDecode {
 		var err error
 		pcm, err = s.dec.decode(p.Payload)
 		if err != nil {
