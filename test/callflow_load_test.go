@@ -2,7 +2,9 @@ package test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strconv"
@@ -47,8 +49,10 @@ func TestCallFlowLoad(t *testing.T) {
 
 // opusAudible: the callers do not decode what they hear (the generator
 // must cost little next to wagate); an Opus frame of this many bytes or
-// more carries sound, wagate's frames of silence are a few bytes.
-const opusAudible = 20
+// more carries sound. wagate's frames of silence are 3 bytes; a tone's
+// are 40–60, and 15–16 where a file loops back (the encoder's transient
+// at the jump in phase).
+const opusAudible = 10
 
 // flowUser is the WhatsApp user of load call i.
 func flowUser(i int) string { return fmt.Sprintf("+4477009%05d", i) }
@@ -73,7 +77,12 @@ func flowLoad(t *testing.T, n int, window time.Duration, relay bool) {
 	}
 	meta := newGoPeer(t, e.Meta, metapeer.Config{KeepFrames: true, NoRecord: true, NoDecode: true})
 
-	// Calls at 25/s, each sending 500 Hz (wagate decodes A in both cases).
+	// Calls at 25/s, each sending 500 Hz (wagate decodes A in both cases),
+	// encoded once for all.
+	callerAudio, err := rtppeer.EncodeLoop(rtppeer.Opus, rtppeer.NewTone(500, toneAmp, 48000), 50)
+	if err != nil {
+		t.Fatal(err)
+	}
 	calls := make([]*metapeer.Call, n)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -91,7 +100,7 @@ func flowLoad(t *testing.T, n int, window time.Duration, relay bool) {
 				mu.Unlock()
 				return
 			}
-			c.Media.SetSource(rtppeer.NewTone(500, toneAmp, 48000))
+			c.Media.SetEncodedLoop(callerAudio)
 			calls[i] = c
 		})
 	}
@@ -192,7 +201,37 @@ func flowLoad(t *testing.T, n int, window time.Duration, relay bool) {
 			calls[i] = nil
 		}
 	}
+	if !relay {
+		logPromptStats(t, w)
+	}
 	fs.checkSigned(t)
+}
+
+// logPromptStats logs the prompt cache's counters from /v1/status.
+func logPromptStats(t *testing.T, w *wagate) {
+	resp, err := httpClient.Get(w.apiURL)
+	if err != nil {
+		t.Logf("status: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Prompts *struct {
+			Hits      uint64 `json:"hits"`
+			DiskHits  uint64 `json:"disk_hits"`
+			Misses    uint64 `json:"misses"`
+			Renders   uint64 `json:"renders"`
+			Downloads uint64 `json:"downloads"`
+		} `json:"prompts"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st); err != nil || st.Prompts == nil {
+		t.Logf("status: no prompt counters (%v)", err)
+		return
+	}
+	p := st.Prompts
+	total := p.Hits + p.DiskHits + p.Misses
+	t.Logf("prompt cache: %d hits, %d disk hits, %d misses (hit rate %.1f %%), %d renders, %d downloads",
+		p.Hits, p.DiskHits, p.Misses, 100*float64(p.Hits+p.DiskHits)/float64(max(total, 1)), p.Renders, p.Downloads)
 }
 
 // loadAvg is /proc/loadavg's 1-minute figure: other work on the machine.

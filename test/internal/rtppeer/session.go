@@ -140,7 +140,11 @@ type Session struct {
 	ts    uint32
 	srcMu sync.Mutex
 	src   Source
-	dtmf  []dtmfReq
+	// encLoop, when set, is sent in turn instead of encoding src
+	// (SetEncodedLoop); encPos is the next frame's index.
+	encLoop [][]byte
+	encPos  int
+	dtmf    []dtmfReq
 
 	mu         sync.Mutex
 	remote     *net.UDPAddr
@@ -373,6 +377,36 @@ func (s *Session) SetSource(src Source) {
 	s.srcMu.Unlock()
 }
 
+// SetEncodedLoop makes the session send frames, already encoded in its
+// codec, in turn and over again instead of encoding its source (load
+// tools: the generator must cost little next to what it measures).
+// nil goes back to the source.
+func (s *Session) SetEncodedLoop(frames [][]byte) {
+	s.srcMu.Lock()
+	s.encLoop, s.encPos = frames, 0
+	s.srcMu.Unlock()
+}
+
+// EncodeLoop encodes n frames of src in codec c (at its default bitrate),
+// for SetEncodedLoop.
+func EncodeLoop(c Codec, src Source, n int) ([][]byte, error) {
+	enc, err := newEncoder(c, 0)
+	if err != nil {
+		return nil, err
+	}
+	pcm := make([]int16, c.FrameSamples())
+	out := make([][]byte, 0, n)
+	for range n {
+		src.Read(pcm)
+		p, err := enc.encode(pcm)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, append([]byte(nil), p...))
+	}
+	return out, nil
+}
+
 // SendDTMF queues digits as RFC 4733 events of the given length each
 // (the last event packet is sent three times), with gap between them. No
 // audio is sent while an event is; in the gaps the source plays as usual.
@@ -490,7 +524,17 @@ func (s *Session) sendFrame(pcm []int16, marker *bool) {
 			s.dtmf = s.dtmf[1:]
 		}
 	}
+	var pre []byte
+	if len(s.encLoop) > 0 {
+		pre = s.encLoop[s.encPos%len(s.encLoop)]
+		s.encPos++
+	}
 	s.srcMu.Unlock()
+	if pre != nil {
+		s.sendRTP(s.cfg.Codec.PT, *marker, pre, uint32(frame))
+		*marker = false
+		return
+	}
 	if src == nil {
 		s.txMu.Lock()
 		s.ts += uint32(frame) // media time goes on while silent
