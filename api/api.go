@@ -1,9 +1,10 @@
 // Package api is wagate's HTTP control plane: the public status endpoint,
-// the token-protected permission API (/v1/permissions), call records
-// (/v1/cdrs), the event outbox's dead letters (/v1/events), and Meta's
-// webhook (/webhook/meta). It knows nothing of SIP; it reaches the rooms
-// behind it through small interfaces (PermissionStore, CDRStore,
-// EventOutbox).
+// the token-protected permission API (/v1/permissions), live calls
+// (/v1/calls), call records (/v1/cdrs), the event outbox's dead letters
+// (/v1/events), Meta's webhook (/webhook/meta) and the OpenAPI document
+// of all of it (/v1/openapi.json). It knows nothing of SIP; it reaches the
+// rooms behind it through small interfaces (PermissionStore, CallControl,
+// CDRStore, EventOutbox).
 package api
 
 import (
@@ -14,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -44,6 +46,9 @@ type Options struct {
 	Recordings http.Handler
 	// CDRs serves /v1/cdrs (*events.Sink); nil: 404.
 	CDRs CDRStore
+	// Calls serves /v1/calls: the live calls, and hanging one up; nil:
+	// 404.
+	Calls CallControl
 	// Events serves /v1/events/dead and /v1/events/{id}/replay
 	// (*events.Sink); nil: 404.
 	Events EventOutbox
@@ -120,6 +125,36 @@ func (s *Server) Stats() Stats {
 	return st
 }
 
+// router is where handlers register their routes: an *http.ServeMux,
+// whose patterns routeMux also records.
+type router interface {
+	Handle(pattern string, h http.Handler)
+	HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request))
+}
+
+// routeMux is a ServeMux that keeps the patterns registered with a
+// method: the operations the OpenAPI document must describe.
+type routeMux struct {
+	*http.ServeMux
+	ops *[]string
+}
+
+func (m routeMux) Handle(pattern string, h http.Handler) {
+	m.note(pattern)
+	m.ServeMux.Handle(pattern, h)
+}
+
+func (m routeMux) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
+	m.note(pattern)
+	m.ServeMux.HandleFunc(pattern, h)
+}
+
+func (m routeMux) note(pattern string) {
+	if method, _, ok := strings.Cut(pattern, " "); ok && method != "" {
+		*m.ops = append(*m.ops, pattern)
+	}
+}
+
 // newHandler builds the routes. Everything under /v1/ but the status goes
 // through the token check first, so an unauthenticated caller learns
 // nothing about which routes exist.
@@ -131,6 +166,14 @@ func newHandler(opts Options) http.Handler {
 // buildHandler is newHandler that also returns the webhook receiver (nil
 // when the webhook is off), whose counters Stats reads.
 func buildHandler(opts Options) (http.Handler, *webhook) {
+	h, wh, _ := build(opts)
+	return h, wh
+}
+
+// build is buildHandler that also returns the operations served
+// ("METHOD /path/{param}"), for the OpenAPI document's test.
+func build(opts Options) (http.Handler, *webhook, []string) {
+	var ops []string
 	log := opts.Log
 	if opts.Permissions != nil && isNilPointer(opts.Permissions) {
 		opts.Permissions = nil
@@ -139,12 +182,16 @@ func buildHandler(opts Options) (http.Handler, *webhook) {
 		log.Warn("api: no token configured; the permission API refuses every request")
 	}
 
-	protected := http.NewServeMux()
+	protected := routeMux{http.NewServeMux(), &ops}
 	p := &permissionHandlers{store: opts.Permissions, known: opts.KnownNumber, log: log}
 	p.register(protected)
 	if opts.Recordings != nil && !isNilPointer(opts.Recordings) {
-		protected.Handle("/v1/recordings", opts.Recordings)
-		protected.Handle("/v1/recordings/", opts.Recordings)
+		// The recording package's own handler, behind the token; the
+		// routes are named here so that the OpenAPI document covers them.
+		protected.Handle("GET /v1/recordings", opts.Recordings)
+		protected.Handle("GET /v1/recordings/{call_id...}", opts.Recordings)
+		protected.HandleFunc("/v1/recordings", methodNotAllowed("GET"))
+		protected.HandleFunc("/v1/recordings/", methodNotAllowed("GET"))
 	}
 	if opts.CDRs != nil && !isNilPointer(opts.CDRs) {
 		(&cdrHandlers{store: opts.CDRs, log: log}).register(protected)
@@ -152,11 +199,16 @@ func buildHandler(opts Options) (http.Handler, *webhook) {
 	if opts.Events != nil && !isNilPointer(opts.Events) {
 		(&outboxHandlers{outbox: opts.Events, log: log}).register(protected)
 	}
+	if opts.Calls != nil && !isNilPointer(opts.Calls) {
+		(&callHandlers{calls: opts.Calls, log: log, now: time.Now}).register(protected)
+	}
+	protected.HandleFunc("GET /v1/openapi.json", serveOpenAPI)
+	protected.HandleFunc("/v1/openapi.json", methodNotAllowed("GET"))
 	protected.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such route")
 	})
 
-	mux := http.NewServeMux()
+	mux := routeMux{http.NewServeMux(), &ops}
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		var doc any
@@ -198,7 +250,7 @@ func buildHandler(opts Options) (http.Handler, *webhook) {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such route")
 	})
-	return mux, wh
+	return mux, wh, ops
 }
 
 // Addr is the bound address.

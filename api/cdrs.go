@@ -32,7 +32,7 @@ type cdrHandlers struct {
 	log   *slog.Logger
 }
 
-func (h *cdrHandlers) register(mux *http.ServeMux) {
+func (h *cdrHandlers) register(mux router) {
 	mux.HandleFunc("GET /v1/cdrs", h.list)
 	mux.HandleFunc("GET /v1/cdrs/{id}", h.get)
 	mux.HandleFunc("/v1/cdrs", methodNotAllowed("GET"))

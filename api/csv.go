@@ -39,7 +39,8 @@ func columnsOf(t reflect.Type, prefix string, index []int) []csvColumn {
 	for i := range t.NumField() {
 		f := t.Field(i)
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if !f.IsExported() || name == "-" {
+		if !f.IsExported() || name == "-" || f.Type.Kind() == reflect.Slice {
+			// Lists (a CDR's attempts) do not fit a cell: JSON only.
 			continue
 		}
 		if name == "" {

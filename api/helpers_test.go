@@ -48,6 +48,7 @@ type fixture struct {
 	cache *permissions.Cache
 	clock *fakeClock
 	wh    *webhook // nil when the webhook is off
+	opts  Options
 }
 
 // newFixture serves the API over a real permission cache on a temp file.
@@ -73,7 +74,7 @@ func newFixture(t *testing.T, mod func(*Options)) *fixture {
 	h, wh := buildHandler(opts)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &fixture{srv: srv, cache: c, clock: clock, wh: wh}
+	return &fixture{srv: srv, cache: c, clock: clock, wh: wh, opts: opts}
 }
 
 type response struct {

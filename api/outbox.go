@@ -27,7 +27,7 @@ type outboxHandlers struct {
 	log    *slog.Logger
 }
 
-func (h *outboxHandlers) register(mux *http.ServeMux) {
+func (h *outboxHandlers) register(mux router) {
 	mux.HandleFunc("GET /v1/events/dead", h.dead)
 	mux.HandleFunc("POST /v1/events/{id}/replay", h.replay)
 	mux.HandleFunc("/v1/events/dead", methodNotAllowed("GET"))

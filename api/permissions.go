@@ -57,7 +57,7 @@ func (p *permissionHandlers) configured(w http.ResponseWriter, k permissions.Key
 	return false
 }
 
-func (p *permissionHandlers) register(mux *http.ServeMux) {
+func (p *permissionHandlers) register(mux router) {
 	const one = "/v1/permissions/{phone_number_id}/{user}"
 	mux.HandleFunc("GET /v1/permissions", p.enabled(p.list))
 	mux.HandleFunc("GET "+one, p.enabled(p.get))

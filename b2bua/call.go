@@ -12,6 +12,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/wagate/wagate/configs"
+	"github.com/wagate/wagate/events"
 	"github.com/wagate/wagate/media"
 	"github.com/wagate/wagate/recording"
 )
@@ -76,7 +77,10 @@ type call struct {
 	id        string // wagate's own call id (the recording key)
 	dir       sipedge.Direction
 	aEndpoint string
+	// bEndpoint and bUser name the B-leg's callee: the route's first
+	// until one answers (guarded by mu once the call rings).
 	bEndpoint string
+	bUser     string
 	// aSource is where A's INVITE came from (host:port).
 	aSource string
 	log     *slog.Logger
@@ -125,6 +129,16 @@ type call struct {
 	// flow runs the call's call flow when wagate answered it itself (a
 	// call-flow route); nil otherwise. Set before the call is answered.
 	flow *flowCall
+	// attempts are the B-leg INVITEs placed, in order (the record's
+	// attempts), and release tells the hunt strategies the answering
+	// target's call is over.
+	attempts []events.Attempt
+	release  func()
+	// apiCause is the cause of a hangup the API asked for before the
+	// answer (Hangup); apiHangup, made by hangupRequests, is closed then
+	// so that the hunt (ring) gives up on B.
+	apiCause  string
+	apiHangup chan struct{}
 }
 
 type pendingKey struct {
@@ -195,11 +209,29 @@ func (c *call) connected() {
 // terminate ends the call once: media stops, ports and registry entry are
 // released, and every leg that is up (other than from, which hung up
 // itself) gets a BYE.
-func (c *call) terminate(from *leg, cause string) {
+func (c *call) terminate(from *leg, cause string) { c.end(from, "", cause) }
+
+// end is terminate naming who ended the call when neither leg did (by:
+// events.HangupAPI; empty for wagate itself). It reports whether this
+// call ended it (false: it had already ended).
+func (c *call) end(from *leg, by, cause string) bool {
 	c.mu.Lock()
 	if c.state == stateEnded {
 		c.mu.Unlock()
-		return
+		return false
+	}
+	switch {
+	case from == c.a:
+		by = "a"
+	case from == c.b:
+		by = "b"
+	case by != "":
+	case c.apiCause != "":
+		// What ends a call the API hung up before its answer (B's 487,
+		// its late 2xx) finishes the API's hangup.
+		by = events.HangupAPI
+	default:
+		by = events.HangupWagate
 	}
 	prev := c.state
 	c.state = stateEnded
@@ -214,7 +246,11 @@ func (c *call) terminate(from *leg, cause string) {
 	case !c.outcomeSet:
 		outcome = OutcomeFailed
 	}
+	release := c.release
 	c.mu.Unlock()
+	if release != nil {
+		release()
+	}
 
 	close(c.ended)
 	c.srv.journalDown(c)
@@ -226,13 +262,6 @@ func (c *call) terminate(from *leg, cause string) {
 	}
 	c.srv.reg.remove(c)
 
-	by := "wagate"
-	switch from {
-	case c.a:
-		by = "a"
-	case c.b:
-		by = "b"
-	}
 	// call.ended before recording.ready: the recording finishes on its
 	// own goroutine, and its event must not overtake the call's.
 	c.srv.notifyEnded(c, by, cause, outcome, c.wasConnectedNow())
@@ -252,6 +281,7 @@ func (c *call) terminate(from *leg, cause string) {
 	if byeB {
 		c.srv.sendBye(c, c.b)
 	}
+	return true
 }
 
 func (c *call) wasConnectedNow() bool {

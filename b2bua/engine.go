@@ -37,6 +37,11 @@ type Edge interface {
 	Draining() bool
 	// WaitUDPServing waits until requests can leave from the UDP listener.
 	WaitUDPServing(ctx context.Context)
+	// Up reports whether an endpoint may be rung: false once its OPTIONS
+	// probes marked it down.
+	Up(endpoint string) bool
+	// Now is the time routing reads business hours at.
+	Now() time.Time
 }
 
 // Engine owns every call.
@@ -57,6 +62,8 @@ type Engine struct {
 	cps  *cpsGuard
 	// flows gives call-flow routes their engine (SetCallFlows).
 	flows CallFlows
+	// hunts is what the hunt strategies remember between calls.
+	hunts huntState
 
 	// ctx ends every call's waits when the engine drains.
 	ctx    context.Context

@@ -270,8 +270,9 @@ type flow struct {
 }
 
 // startFlow starts an edge and its B2BUA whose endpoints are the three peers; extra
-// YAML goes into the meta and dialer endpoint entries and the number.
-func startFlow(t *testing.T, metaExtra, dialerExtra, numberExtra string) *flow {
+// YAML goes into the meta and dialer endpoint entries and the number;
+// setup runs on the engine before it serves (AddObserver).
+func startFlow(t *testing.T, metaExtra, dialerExtra, numberExtra string, setup ...func(*Engine)) *flow {
 	t.Helper()
 	f := &flow{t: t, meta: newPeer(t, "127.0.0.2"), pbx: newPeer(t, "127.0.0.3"), dialer: newPeer(t, "127.0.0.4"), gate: &fakeGate{}}
 	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
@@ -304,6 +305,9 @@ numbers:
 	f.srv = New(f.edge, func(string, *slog.Logger, media.LegConfig, media.LegConfig) (Bridge, error) { return fakeBridge{}, nil }, log)
 	f.edge.SetCalls(f.srv)
 	f.srv.SetPermissionGate(f.gate)
+	for _, fn := range setup {
+		fn(f.srv)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	f.cancel, f.done = cancel, make(chan struct{})
 	go func() {

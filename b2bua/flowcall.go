@@ -21,9 +21,9 @@ import (
 // itself: A gets our own SDP answer (media first: silence from the
 // answer on, as Meta requires) and the call flow engine drives the call
 // through flowCall, the callflow.Call of this package: prompts played
-// toward A on the media pacer, A's keys, B-legs placed with the same
-// INVITE machinery as any call's (driveInvite with a bAttempt), voicemail
-// into the recordings store, hangup.
+// toward A on the media pacer, A's keys, B-legs rung through the same
+// hunt as any call's (connect.go), voicemail into the recordings store,
+// hangup.
 
 // FlowEngine runs the call flows of one call-flow route
 // (*callflow.Engine).
@@ -49,11 +49,9 @@ type LocalMedia interface {
 	Play(side media.Side, src media.FrameSource, at time.Time) (*media.Playback, error)
 }
 
-// Errors of a flow's Connect that are not the callee's answer.
-var (
-	errNoHuntLists = errors.New("b2bua: hunt lists are not available in this version")
-	errNoWhatsApp  = errors.New("b2bua: a connect to a WhatsApp user needs a flow started by the click-to-call API, which this version does not have")
-)
+// errNoWhatsApp: a flow's connect to a WhatsApp user, which needs a flow
+// started by the click-to-call API.
+var errNoWhatsApp = errors.New("b2bua: a connect to a WhatsApp user needs a flow started by the click-to-call API, which this version does not have")
 
 // keyBuffer is how many keys a flow call holds for the engine.
 const keyBuffer = 64
@@ -250,44 +248,66 @@ func (fc *flowCall) Hangup(reason string) {
 var ringback = prompt.Concat(prompt.Rate8k,
 	prompt.Tone(prompt.Rate8k, 425, 0.2, time.Second), prompt.Silence(prompt.Rate8k, 4*time.Second))
 
-// Connect implements callflow.Call: a B-leg to the target, bridged to A
-// once it answers. The caller hears ringback meanwhile.
+// Connect implements callflow.Call: the target rings through a hunt, as
+// every call's B-leg does (connect.go), and the callee that answers is
+// bridged to A. An extension rings for t.Timeout; a hunt list's targets
+// each for their own ring time, at most t.Timeout. The caller hears
+// ringback meanwhile.
 func (fc *flowCall) Connect(ctx context.Context, t callflow.Target) error {
 	c := fc.c
 	cfg := fc.s.edge.Config()
+	var route configs.Route
 	switch t.Kind {
 	case callflow.TargetExtension:
+		// The number's usual PBX is the fallback extension's endpoint.
+		ep := t.Endpoint
+		if ep == "" {
+			ep = c.route.BEP.Name
+		}
+		if ep != c.route.BEP.Name {
+			return fmt.Errorf("b2bua: connect: endpoint %q is not the route's %q", ep, c.route.BEP.Name)
+		}
+		route = configs.Route{Endpoint: ep, User: t.Destination}
 	case callflow.TargetHuntList:
-		return errNoHuntLists
+		if cfg.HuntList(t.Destination) == nil {
+			return fmt.Errorf("b2bua: connect: no hunt list %q under hunt_lists", t.Destination)
+		}
+		route = configs.Route{Hunt: t.Destination}
 	case callflow.TargetWhatsApp:
 		return errNoWhatsApp
 	default:
 		return fmt.Errorf("b2bua: connect: unknown destination type %q", t.Kind)
 	}
-	epName := t.Endpoint
-	if epName == "" {
-		epName = c.bEndpoint
+	callees, list, rej := sipedge.Callees(cfg, route)
+	if rej != nil {
+		return fmt.Errorf("b2bua: connect: %s", rej.Log)
 	}
-	if epName != c.bEndpoint {
-		return fmt.Errorf("b2bua: connect: endpoint %q is not the route's %q", epName, c.bEndpoint)
-	}
-	ep := cfg.Endpoint(epName)
-	if ep == nil || ep.Kind != configs.KindPBX {
-		return fmt.Errorf("b2bua: connect: no pbx endpoint %q", epName)
+	for i := range callees {
+		if callees[i].EP.Kind != configs.KindPBX {
+			return fmt.Errorf("b2bua: connect: endpoint %q is not a pbx", callees[i].EP.Name)
+		}
+		if t.Timeout > 0 && (list == nil || callees[i].RingTimeout > t.Timeout) {
+			callees[i].RingTimeout = t.Timeout
+		}
 	}
 	select {
 	case <-c.ended:
 		return callflow.ErrCallEnded
 	default:
 	}
-	ring := t.Timeout
-	if ring <= 0 {
-		ring = cfg.SIP.RingTimeout.D()
+	// One offer for every attempt, made for the first callee's endpoint,
+	// as a call's own hunt does.
+	if err := fc.lm.SetLegB(legConfig(callees[0].EP)); err != nil {
+		return fmt.Errorf("b2bua: connect: %w", err)
+	}
+	offer, err := fc.lm.OfferToB()
+	if err != nil {
+		return fmt.Errorf("b2bua: connect: %w", err)
 	}
 	stopRing := fc.player.loop(ringback.Samples)
 	defer stopRing()
-	// ctx ends with the call, which ends the attempt (driveInvite).
-	err := fc.s.dialB(c, ep, t.Destination, ring)
+	// The hunt ends with the call (c.ended), as ctx does.
+	err = fc.s.connectHunt(c, offer, callees, list)
 	if err == nil && t.Record {
 		c.mu.Lock()
 		recording := c.recorder != nil
@@ -297,96 +317,4 @@ func (fc *flowCall) Connect(ctx context.Context, t callflow.Target) error {
 		}
 	}
 	return err
-}
-
-// bAttempt is one B-leg a call flow places: the ringing it allows and
-// its outcome (driveInvite reports it here instead of to A).
-type bAttempt struct {
-	ring time.Duration
-	done chan error // one result
-}
-
-// failed reports a B-leg that did not answer (res: its final response,
-// nil when there was none).
-func (a *bAttempt) failed(c *call, cause string, res *sip.Response) {
-	err := fmt.Errorf("b2bua: connect: %s", cause)
-	if res != nil {
-		err = fmt.Errorf("b2bua: connect: %s (%d %s)", cause, res.StatusCode, res.Reason)
-	}
-	c.log.Info("call flow connect failed", "leg", "b", "cause", cause)
-	a.done <- err
-}
-
-// ended reports that the call ended while B was being called. Safe on a
-// nil attempt (a call's own B-leg).
-func (a *bAttempt) ended() {
-	if a != nil {
-		a.done <- callflow.ErrCallEnded
-	}
-}
-
-// answered connects B (its 2xx ACKed) to A, whose answer stays as it is.
-// late: wagate had given up on B (ring timeout) when it answered.
-func (a *bAttempt) answered(c *call, res *sip.Response, late bool, cause string) {
-	s := c.srv
-	hangB := func(err error) {
-		c.mu.Lock()
-		up := c.bAnswered
-		c.bAnswered = false
-		c.mu.Unlock()
-		if up {
-			s.sendBye(c, c.b)
-		}
-		a.done <- err
-	}
-	if late {
-		hangB(fmt.Errorf("b2bua: connect: %s; answered too late", cause))
-		return
-	}
-	select {
-	case <-c.ended:
-		// terminate has hung B up already (bAnswered was set).
-		a.done <- callflow.ErrCallEnded
-		return
-	default:
-	}
-	if _, err := c.bridge.AnswerB(res.Body()); err != nil {
-		c.log.Warn("call flow connect: B's answer not usable", "leg", "b", "error", err)
-		hangB(fmt.Errorf("b2bua: connect: B's answer: %w", err))
-		return
-	}
-	s.journalUp(c)
-	c.log.Info("call flow connected", "leg", "b", "target", c.route.Target.String(), "setup_ms", time.Since(c.created).Milliseconds())
-	a.done <- nil
-}
-
-// dialB places a B-leg to user at ep for a call A was answered on, and
-// waits for its outcome: nil once B answered and is bridged to A.
-func (s *Engine) dialB(c *call, ep *configs.Endpoint, user string, ring time.Duration) error {
-	lm := c.flow.lm
-	if err := lm.SetLegB(legConfig(ep)); err != nil {
-		return fmt.Errorf("b2bua: connect: %w", err)
-	}
-	offer, err := lm.OfferToB()
-	if err != nil {
-		return fmt.Errorf("b2bua: connect: %w", err)
-	}
-	c.route.Retarget(ep, user)
-	if c.flow.attempts++; c.flow.attempts > 1 {
-		// Every B-leg is a call of its own (a callee must not take a
-		// second INVITE for the first one's retransmission).
-		s.reg.rekeyB(c, newCallID()+bLegCallIDSuffix)
-	}
-	req, btx, err := s.inviteB(c, offer)
-	if err != nil {
-		return fmt.Errorf("b2bua: connect: INVITE not sent: %w", err)
-	}
-	att := &bAttempt{ring: ring, done: make(chan error, 1)}
-	s.driveInvite(c, req, btx, att)
-	select {
-	case err := <-att.done:
-		return err
-	default:
-		return errors.New("b2bua: connect: no outcome")
-	}
 }

@@ -187,10 +187,20 @@ func (s *Engine) onStrayResponse(res *sip.Response) {
 	})
 }
 
-// isOurCallID reports a Call-ID of the form wagate gives its B-legs.
+// isOurCallID reports a Call-ID of the form wagate gives its B-legs: the
+// call's id, then for the second and later attempts of a hunt "-n".
 func isOurCallID(id string) bool {
 	hexID, ok := strings.CutSuffix(id, bLegCallIDSuffix)
-	if !ok || len(hexID) != 24 {
+	if !ok {
+		return false
+	}
+	if base, n, found := strings.Cut(hexID, "-"); found {
+		if len(n) == 0 || len(n) > 3 || strings.Trim(n, "0123456789") != "" {
+			return false
+		}
+		hexID = base
+	}
+	if len(hexID) != 24 {
 		return false
 	}
 	for i := 0; i < len(hexID); i++ {

@@ -56,9 +56,15 @@ func (s *Engine) Invite(req *sip.Request, tx sip.ServerTransaction, ep *configs.
 		return
 	}
 	cfg := s.edge.Config()
-	dec, rej := sipedge.Route(cfg, ep, req)
+	dec, rej := sipedge.RouteAt(cfg, ep, req, s.edge.Now())
 	if rej != nil {
 		refuse(rej)
+		return
+	}
+	if !s.anyUp(dec) {
+		// The probes say no callee can answer: the caller hears so now
+		// rather than after a timeout, and nothing is allocated.
+		refuse(&sipedge.Rejection{Code: 503, Reason: "Service Unavailable", Log: "route endpoints down"})
 		return
 	}
 	// The permission gate decides before any media or call state exists,
@@ -78,6 +84,7 @@ func (s *Engine) Invite(req *sip.Request, tx sip.ServerTransaction, ep *configs.
 		dir:        dec.Dir,
 		aEndpoint:  ep.Name,
 		bEndpoint:  dec.BEP.Name,
+		bUser:      dec.Callees[0].User,
 		aSource:    req.Source(),
 		route:      dec,
 		aInvite:    req,
@@ -204,300 +211,42 @@ func (s *Engine) setupMedia(c *call) *sipedge.Rejection {
 		}
 		return &sipedge.Rejection{Code: 500, Reason: "Server Internal Error", Log: err.Error()}
 	}
-	c.bridge = br
+	// Under the call's lock: the call is already live (Hangup, Drain),
+	// and if it was ended meanwhile nobody else will close the bridge.
+	c.mu.Lock()
+	ended := c.state == stateEnded
+	if !ended {
+		c.bridge = br
+	}
+	c.mu.Unlock()
+	if ended {
+		br.Close()
+		return c.earlyEnd()
+	}
 	return nil
 }
 
-// placeBLeg sends the B-leg INVITE and drives both legs until A has its
-// answer (or its final error) and, after a 2xx, A's ACK.
+// placeBLeg makes the offer toward B and rings the call's callees (ring)
+// until A has its answer (or its final error) and, after a 2xx, A's ACK.
 func (s *Engine) placeBLeg(c *call) {
 	offer, err := c.bridge.Offer(c.aInvite.Body())
 	if err != nil {
 		s.rejectCall(c, sdpRejection(err))
 		return
 	}
-	req, btx, err := s.inviteB(c, offer)
-	if err != nil {
-		c.log.Warn("B-leg INVITE not sent", "leg", "b", "error", err)
-		c.setOutcome(OutcomeFailed)
-		s.rejectCall(c, &sipedge.Rejection{Code: 503, Reason: "Service Unavailable", Log: "B-leg unreachable"})
-		return
-	}
-	s.driveInvite(c, req, btx, nil)
-}
-
-// inviteB sets the B-leg's dialog up toward c.route's target and sends it
-// the INVITE carrying offer.
-func (s *Engine) inviteB(c *call, offer []byte) (*sip.Request, sip.ClientTransaction, error) {
-	dec := c.route
-	b := c.b
-	b.mu.Lock()
-	b.localURI = dec.BFrom
-	b.localTag = newTag()
-	b.remoteURI = dec.BTo
-	b.remoteTag = ""
-	b.remoteTarget = dec.Target
-	b.routeSet = nil
-	b.transport = strings.ToUpper(dec.BEP.Transport)
-	b.localCSeq = 1
-	b.dest = dec.Dest
-	b.mu.Unlock()
-
-	req := sip.NewRequest(sip.INVITE, dec.Target)
-	from := &sip.FromHeader{Address: dec.BFrom, Params: sip.NewParams()}
-	from.Params.Add("tag", b.localTag)
-	if dn := c.aInvite.From().DisplayName; dn != "" && dec.Dir == sipedge.UIC {
-		from.DisplayName = sanitizeDisplay(dn)
-	}
-	req.AppendHeader(from)
-	req.AppendHeader(&sip.ToHeader{Address: dec.BTo, Params: sip.NewParams()})
-	cid := sip.CallIDHeader(b.callID)
-	req.AppendHeader(&cid)
-	req.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.INVITE})
-	mf := sip.MaxForwardsHeader(70)
-	if amf := c.aInvite.MaxForwards(); amf != nil {
-		mf = sip.MaxForwardsHeader(amf.Val() - 1)
-	}
-	req.AppendHeader(&mf)
-	req.AppendHeader(s.edge.Contact(b.transport))
-	req.AppendHeader(sip.NewHeader("User-Agent", s.edge.Config().SIP.UserAgent))
-	req.AppendHeader(sip.NewHeader("Allow", allowedMethods))
-	if dec.Dir == sipedge.UIC {
-		// The PBX learns about the WhatsApp call only through these;
-		// toward Meta (BIC) nothing X-WABA is ever written.
-		for _, h := range dec.UIC.Headers(dec.Number, c.id) {
-			req.AppendHeader(h)
-		}
-	}
-	ct := sip.ContentTypeHeader("application/sdp")
-	req.AppendHeader(&ct)
-	req.SetBody(offer)
-	req.SetTransport(b.transport)
-	if dec.Dest != "" {
-		req.SetDestination(dec.Dest)
-	}
-	s.edge.Prepare(req)
-
-	btx, err := s.edge.Client().TransactionRequest(s.ctx, req)
-	if err != nil {
-		return nil, nil, err
-	}
-	c.log.Debug("B-leg INVITE sent", "leg", "b", "target", dec.Target.String())
-	return req, btx, nil
-}
-
-// driveInvite is the early phase of a call. Everything about the INVITE
-// transactions of both legs happens in this one goroutine, so no lock
-// guards the early-phase flags. bReq and btx are replaced when B's
-// challenge is answered (a new INVITE transaction, CSeq+1): CANCEL, ACK and
-// the in-dialog CSeq always follow the latest INVITE.
-//
-// att is nil for a call's B-leg, or the attempt of a call A has already
-// been answered on (a call flow's connect): nothing then goes to A, and
-// the outcome goes to att instead of ending the call.
-func (s *Engine) driveInvite(c *call, bReq *sip.Request, btx sip.ClientTransaction, att *bAttempt) {
-	cancelled := make(chan struct{}, 1)
-	ringFor := s.edge.Config().SIP.RingTimeout.D()
-	if att == nil {
-		c.aTx.OnCancel(func(*sip.Request) {
-			select {
-			case cancelled <- struct{}{}:
-			default:
-			}
-		})
-	} else {
-		ringFor = att.ring
-	}
-	ring := time.NewTimer(ringFor)
-	defer ring.Stop()
-	// Once wagate gives up on B (CANCEL, ring timeout, A gone), B has
-	// 64·T1 to end its INVITE transaction (RFC 3261 §9.1): a PBX that
-	// answers the CANCEL but never sends 487, or never answers at all,
-	// must not hold the call, its ports and its slot for ever.
-	var abandon <-chan time.Time
-
-	var (
-		provisional bool // B sent a 1xx, so CANCEL may be sent
-		wantCancel  bool // A is gone or we gave up on B
-		cancelSent  bool
-		aFinal      = att != nil // A already has its final response
-		authTried   bool         // B's challenge was answered once
-		cause       string
-	)
-	sendCancel := func() {
-		if wantCancel && provisional && !cancelSent {
-			cancelSent = true
-			s.sendCancel(c, bReq)
-		}
-	}
-	stopWaiting := func() {
-		wantCancel = true
-		if abandon == nil {
-			abandon = time.After(64 * sip.T1)
-		}
-	}
-	giveUp := func(code int, reason, why string) {
-		if !aFinal {
-			aFinal = true
-			s.rejectA(c, &sipedge.Rejection{Code: code, Reason: reason, Log: why})
-		}
-		cause = why
-		stopWaiting()
-		c.setOutcome(OutcomeCancelled)
-		sendCancel()
-	}
-	defer func() { btx.Terminate() }()
-
-	for {
-		select {
-		case res := <-btx.Responses():
-			switch {
-			case res.StatusCode < 200:
-				provisional = true
-				sendCancel()
-				if !aFinal && res.StatusCode > 100 {
-					s.relayProvisional(c, res)
-				}
-			case res.StatusCode < 300:
-				s.onBAnswer(c, bReq, btx, res, wantCancel || (aFinal && att == nil), cause, cancelled, att)
-				return
-			default:
-				if (res.StatusCode == 401 || res.StatusCode == 407) && !(aFinal && att == nil) && !wantCancel {
-					if retry := s.answerB(c, bReq, res, authTried); retry != nil {
-						ntx, err := s.edge.Client().TransactionRequest(s.ctx, retry)
-						if err != nil {
-							c.log.Warn("B-leg INVITE with credentials not sent", "leg", "b", "error", err)
-						} else {
-							// The old transaction ACKs the challenge
-							// (and its retransmissions) by itself.
-							authTried = true
-							bReq, btx, provisional = retry, ntx, false
-							c.b.mu.Lock()
-							c.b.localCSeq = retry.CSeq().SeqNo
-							c.b.mu.Unlock()
-							continue
-						}
-					}
-				}
-				if !aFinal {
-					code, reason := mapFinal(res)
-					s.rejectA(c, &sipedge.Rejection{Code: code, Reason: reason, Relayed: code == res.StatusCode,
-						Log: "B-leg answered " + itoa(res.StatusCode)})
-				}
-				if cause == "" {
-					cause = "b-leg " + itoa(res.StatusCode)
-				}
-				if att != nil {
-					att.failed(c, cause, res)
-					return
-				}
-				if !wantCancel {
-					c.setOutcome(outcomeFor(res.StatusCode, res.Reason))
-				}
-				c.terminate(nil, cause)
-				return
-			}
-		case <-btx.Done():
-			if !aFinal {
-				code, reason := 408, "Request Timeout"
-				if err := btx.Err(); err != nil && !errors.Is(err, sip.ErrTransactionTimeout) {
-					code, reason = 503, "Service Unavailable"
-				}
-				s.rejectA(c, &sipedge.Rejection{Code: code, Reason: reason, Log: "B-leg INVITE failed: " + errString(btx.Err())})
-			}
-			if cause == "" {
-				cause = "b-leg no final response"
-			}
-			if att != nil {
-				att.failed(c, cause, nil)
-				return
-			}
-			if !wantCancel {
-				c.setOutcome(OutcomeFailed)
-			}
-			c.terminate(nil, cause)
-			return
-		case <-cancelled:
-			// sipgo has already answered the CANCEL with 200 and A's
-			// INVITE with 487.
-			aFinal = true
-			cause = causeCancelledByA
-			c.finalToA(&sipedge.Rejection{Code: 487, Reason: "Request Terminated"})
-			stopWaiting()
-			c.setOutcome(OutcomeCancelled)
-			sendCancel()
-		case <-abandon:
-			if att != nil {
-				c.log.Warn("B-leg sent no final response within 64*T1 of being cancelled", "leg", "b", "cancel_sent", cancelSent)
-				att.failed(c, cause+"; b-leg never ended its INVITE", nil)
-				return
-			}
-			c.log.Warn("B-leg sent no final response within 64*T1 of being cancelled; call ended", "leg", "b", "cancel_sent", cancelSent)
-			c.terminate(nil, cause+"; b-leg never ended its INVITE")
-			return
-		case <-ring.C:
-			giveUp(480, "Temporarily Unavailable", "ring timeout")
-		case <-c.ended:
-			// Ended from outside (shutdown, or B hung up its early
-			// dialog): A still needs a final response, B a CANCEL. A late
-			// 2xx from B is then handled as a stray one (ACK and BYE).
-			giveUp(503, "Service Unavailable", "call ended before answer")
-			att.ended()
-			return
-		case <-s.ctx.Done():
-			giveUp(503, "Service Unavailable", "shutdown")
-			c.terminate(nil, cause)
-			att.ended()
-			return
-		}
-	}
-}
-
-// answerB returns the INVITE that answers B's challenge res to bReq, or nil
-// when wagate must not answer it: only a whatsapp B-leg's challenge, in its
-// digest_realm, from its addresses, and once per call (a second challenge
-// means the credentials were refused; it becomes a 503 to A).
-func (s *Engine) answerB(c *call, bReq *sip.Request, res *sip.Response, authTried bool) *sip.Request {
-	if authTried {
-		c.log.Warn("B-leg challenged the INVITE with credentials again; not answering twice", "leg", "b", "code", res.StatusCode)
-		return nil
-	}
-	cfg := s.edge.Config()
-	retry, err := sipedge.AnswerChallenge(cfg, c.route.BEP, c.route.Number, bReq, res)
-	if err != nil {
-		c.log.Warn("B-leg challenge not answered", "leg", "b", "code", res.StatusCode, "why", err.Error())
-		return nil
-	}
-	s.edge.Prepare(retry)
-	c.log.Debug("B-leg challenge answered", "leg", "b", "code", res.StatusCode)
-	return retry
+	s.ring(c, offer)
 }
 
 // onBAnswer handles B's 2xx: ACK it, answer A (unless A is gone, in which
-// case B is hung up at once), then wait for A's ACK. With att (A answered
-// already) it connects B to A instead.
-func (s *Engine) onBAnswer(c *call, bReq *sip.Request, btx sip.ClientTransaction, res *sip.Response, aGone bool, cause string, cancelled <-chan struct{}, att *bAttempt) {
-	// Meta connected the call (the user answered), whatever happens to
-	// A now: it counts toward the user's daily limit.
-	c.connected()
-	c.b.fromUACResponse(res)
-	ack := c.b.ack(bReq.CSeq().SeqNo)
-	s.edge.Prepare(ack)
-	if err := s.edge.Client().WriteRequest(ack); err != nil {
-		c.log.Warn("ACK not sent", "leg", "b", "error", err)
-	}
-	// B resends its 2xx until our ACK arrives; each one gets the ACK again.
-	// Once this transaction ends, onStrayResponse takes over. The hook must
-	// not capture the call: sipgo keeps the transaction (and so the hook)
-	// until Timer M fires, 32 s after the call may have ended.
-	btx.OnRetransmission(s.reAck(ack, c.b.callID))
-	c.mu.Lock()
-	c.bAnswered = true
-	c.bAck = ack
-	c.mu.Unlock()
-
-	if att != nil {
-		att.answered(c, res, aGone, cause)
+// case B is hung up at once), then wait for A's ACK.
+func (s *Engine) onBAnswer(c *call, bReq *sip.Request, btx sip.ClientTransaction, res *sip.Response, aGone bool, cause string, cancelled <-chan struct{}) {
+	if s.ackB(c, bReq, btx, res) {
+		// Ended from outside (Hangup, Drain) as B answered: terminate did
+		// not know B was up.
+		if !aGone {
+			s.rejectA(c, c.earlyEnd())
+		}
+		s.sendBye(c, c.b)
 		return
 	}
 	if aGone {
@@ -524,6 +273,31 @@ func (s *Engine) onBAnswer(c *call, bReq *sip.Request, btx sip.ClientTransaction
 	c.log.Debug("call confirmed", "setup_ms", time.Since(c.created).Milliseconds())
 }
 
+// ackB ACKs B's winning 2xx and marks B up. It reports whether the call
+// had ended from outside first (then terminate did not know B was up,
+// and B must get its BYE).
+func (s *Engine) ackB(c *call, bReq *sip.Request, btx sip.ClientTransaction, res *sip.Response) (endedFirst bool) {
+	// Meta connected the call (the user answered), whatever happens to
+	// A now: it counts toward the user's daily limit.
+	c.connected()
+	c.b.fromUACResponse(res)
+	ack := c.b.ack(bReq.CSeq().SeqNo)
+	s.edge.Prepare(ack)
+	if err := s.edge.Client().WriteRequest(ack); err != nil {
+		c.log.Warn("ACK not sent", "leg", "b", "error", err)
+	}
+	// B resends its 2xx until our ACK arrives; each one gets the ACK again.
+	// Once this transaction ends, onStrayResponse takes over. The hook must
+	// not capture the call: sipgo keeps the transaction (and so the hook)
+	// until Timer M fires, 32 s after the call may have ended.
+	btx.OnRetransmission(s.reAck(ack, c.b.callID))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.bAnswered = true
+	c.bAck = ack
+	return c.state == stateEnded
+}
+
 // reAck returns a hook that resends ack for each retransmitted 2xx.
 func (s *Engine) reAck(ack *sip.Request, callID string) func(*sip.Response) {
 	return func(*sip.Response) {
@@ -544,8 +318,14 @@ func (s *Engine) answerA(c *call, answer []byte, cancelled <-chan struct{}) bool
 	res.AppendHeader(&ct)
 
 	c.mu.Lock()
-	if c.state != stateCalling {
+	if c.state != stateCalling || c.apiCause != "" {
+		// Ended from outside, or hung up through the API, since B
+		// answered: A still waits for a final response, and B (up now)
+		// for its BYE, which terminate sends unless it already has.
 		c.mu.Unlock()
+		r := c.earlyEnd()
+		s.rejectA(c, r)
+		c.terminate(nil, r.Log)
 		return false
 	}
 	c.state = stateAnswered
@@ -600,13 +380,15 @@ func (s *Engine) setLocalTag(c *call, res *sip.Response) {
 
 // relayProvisional passes B's ringing on to A. B's SDP is never forwarded:
 // a 183 carries our own SDP, and toward WhatsApp it becomes a 180 because
-// the WhatsApp client takes the first media as the answer.
-func (s *Engine) relayProvisional(c *call, res *sip.Response) {
+// the WhatsApp client takes the first media as the answer. Without early
+// (a hunt list, whose ringing target may not be the one that answers) a
+// 183 becomes a 180 too.
+func (s *Engine) relayProvisional(c *call, res *sip.Response, early bool) {
 	code, reason := res.StatusCode, res.Reason
 	var body []byte
 	// Early media never involves a WhatsApp leg: starting the bridge would
 	// send it media (silence first) before the answer.
-	noEarly := c.route.AEP.Kind == configs.KindWhatsApp || c.route.BEP.Kind == configs.KindWhatsApp
+	noEarly := !early || c.route.AEP.Kind == configs.KindWhatsApp || c.route.BEP.Kind == configs.KindWhatsApp
 	if code == 183 && len(res.Body()) > 0 && !noEarly {
 		answer, err := c.bridge.AnswerB(res.Body())
 		if err != nil {
@@ -632,52 +414,6 @@ func (s *Engine) relayProvisional(c *call, res *sip.Response) {
 			r.SetBody(body)
 		}
 	})
-}
-
-// sendCancel cancels the B-leg INVITE (RFC 3261 §9.1: same Request-URI,
-// Call-ID, From, To, CSeq number and top Via as the INVITE).
-func (s *Engine) sendCancel(c *call, inv *sip.Request) {
-	req := sip.NewRequest(sip.CANCEL, inv.Recipient)
-	if v := inv.Via(); v != nil {
-		req.AppendHeader(v.Clone())
-	}
-	for _, h := range inv.GetHeaders("Route") {
-		req.AppendHeader(sip.HeaderClone(h))
-	}
-	mf := sip.MaxForwardsHeader(70)
-	req.AppendHeader(&mf)
-	req.AppendHeader(sip.HeaderClone(inv.From()))
-	req.AppendHeader(sip.HeaderClone(inv.To()))
-	req.AppendHeader(sip.HeaderClone(inv.CallID()))
-	req.AppendHeader(&sip.CSeqHeader{SeqNo: inv.CSeq().SeqNo, MethodName: sip.CANCEL})
-	req.SetTransport(inv.Transport())
-	req.SetDestination(inv.Destination())
-	req.Laddr = inv.Laddr
-	s.wg.Go(func() {
-		ctx, cancel := contextWithTimeout(64 * sip.T1)
-		defer cancel()
-		if _, err := s.edge.Client().Do(ctx, req); err != nil {
-			c.log.Warn("CANCEL failed", "leg", "b", "error", err)
-		}
-	})
-	c.log.Debug("B-leg cancelled", "leg", "b")
-}
-
-// mapFinal chooses A's final response for B's final error. Codes pass
-// through, except those that would make A act on B's behalf: a challenge
-// for B's realm, or a redirect around wagate.
-func mapFinal(res *sip.Response) (int, string) {
-	switch {
-	case res.StatusCode == 401 || res.StatusCode == 407:
-		return 503, "Service Unavailable"
-	case res.StatusCode >= 300 && res.StatusCode < 400:
-		return 480, "Temporarily Unavailable"
-	}
-	reason := res.Reason
-	if reason == "" || !sipedge.ValidHeaderValue(reason) {
-		reason = sipedge.DefaultReason(res.StatusCode)
-	}
-	return res.StatusCode, reason
 }
 
 func sdpRejection(err error) *sipedge.Rejection {

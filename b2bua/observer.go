@@ -30,6 +30,12 @@ func (s *Engine) AddObserver(o CallObserver) { s.observers = append(s.observers,
 // callInfo is what is known of a call so far, for its events.
 func (c *call) callInfo() events.Call {
 	d := c.route
+	c.mu.Lock()
+	bEndpoint, bUser := c.bEndpoint, c.bUser
+	c.mu.Unlock()
+	c.b.mu.Lock()
+	bCallID := c.b.callID
+	c.b.mu.Unlock()
 	ci := events.Call{
 		CallID:         c.id,
 		Direction:      events.Direction(d.Dir),
@@ -38,7 +44,7 @@ func (c *call) callInfo() events.Call {
 		PhoneNumberID:  d.Number.PhoneNumberID,
 		User:           d.User,
 		A:              events.Leg{Endpoint: c.aEndpoint, SIPCallID: c.a.callID},
-		B:              events.Leg{Endpoint: c.bEndpoint, SIPCallID: c.b.getCallID()},
+		B:              events.Leg{Endpoint: bEndpoint, SIPCallID: bCallID, User: bUser},
 	}
 	if d.BIC != nil {
 		ci.CampaignID, ci.CallbackData = d.BIC.CampaignID, d.BIC.CallbackData
@@ -111,6 +117,10 @@ func (s *Engine) notifyEnded(c *call, by, cause string, outcome Outcome, connect
 		SIPCode: c.finalCode, SIPReason: c.finalReason, WABAError: c.wabaError,
 		HangupBy: by, Cause: cause, Permission: c.permission,
 		RecordingID: c.recordingID, CampaignID: ci.CampaignID, CallbackData: ci.CallbackData,
+		AfterHours: c.route.AfterHours, Attempts: append([]events.Attempt(nil), c.attempts...),
+	}
+	if c.route.Hunt != nil {
+		cdr.Hunt = c.route.Hunt.Name
 	}
 	answered := !c.answeredAt.IsZero()
 	c.mu.Unlock()
@@ -129,6 +139,10 @@ func (s *Engine) notifyEnded(c *call, by, cause string, outcome Outcome, connect
 		}
 	}
 	cdr.Outcome = cdrOutcome(answered || connected, cdr.SIPCode, cause, outcome)
+	if by == events.HangupAPI && cdr.Outcome != events.Answered {
+		// An operator gave up on the call before it was answered.
+		cdr.Outcome = events.Cancelled
+	}
 	if c.bridge != nil {
 		if br, ok := c.bridge.(interface{ Report() media.Report }); ok {
 			r := br.Report()
@@ -201,7 +215,15 @@ func (s *Engine) notifyRefused(req *sip.Request, ep *configs.Endpoint, dec *sipe
 		cdr.Direction = events.Direction(dec.Dir)
 		cdr.BusinessNumber, cdr.PhoneNumberID, cdr.User = dec.Number.Number, dec.Number.PhoneNumberID, dec.User
 		cdr.WACallID = dec.UIC.WACallID
-		cdr.B.Endpoint = dec.BEP.Name
+		if dec.BEP != nil {
+			// A caller refused before routing ended (blocklist, business
+			// hours) has no B-leg.
+			cdr.B.Endpoint, cdr.B.User = dec.BEP.Name, dec.Callees[0].User
+		}
+		if dec.Hunt != nil {
+			cdr.Hunt = dec.Hunt.Name
+		}
+		cdr.AfterHours = dec.AfterHours
 		if dec.BIC != nil {
 			cdr.CampaignID, cdr.CallbackData = dec.BIC.CampaignID, dec.BIC.CallbackData
 		}

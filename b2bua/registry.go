@@ -100,6 +100,29 @@ func (r *registry) remove(c *call) {
 	r.ended.Add(1)
 }
 
+// rebindB moves c's B-leg to the Call-ID and endpoint of the attempt that
+// answered; apply changes the call's own fields while the registry is
+// locked, so that remove always finds what it registered.
+func (r *registry) rebindB(c *call, callID, endpoint string, apply func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	oldID, oldEP := c.b.callID, c.bEndpoint
+	ref, ok := r.byCallID[c.a.callID]
+	registered := ok && ref.call == c
+	apply()
+	if !registered || (oldID == callID && oldEP == endpoint) {
+		return
+	}
+	delete(r.byCallID, oldID)
+	r.byCallID[callID] = callRef{call: c, leg: c.b}
+	if oldEP != endpoint {
+		if r.perEP[oldEP]--; r.perEP[oldEP] <= 0 {
+			delete(r.perEP, oldEP)
+		}
+		r.perEP[endpoint]++
+	}
+}
+
 // hasSource reports whether a live call's A-leg came from src.
 func (r *registry) hasSource(src string) bool {
 	r.mu.RLock()
@@ -124,19 +147,4 @@ func (r *registry) snapshot() []*call {
 		}
 	}
 	return out
-}
-
-// rekeyB gives c's leg B a new Call-ID (a call flow places each of its
-// B-legs as a call of its own): the old one no longer finds the call.
-func (r *registry) rekeyB(c *call, callID string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	c.b.mu.Lock()
-	old := c.b.callID
-	c.b.callID = callID
-	c.b.mu.Unlock()
-	if ref, ok := r.byCallID[old]; ok && ref.call == c {
-		delete(r.byCallID, old)
-		r.byCallID[callID] = callRef{call: c, leg: c.b}
-	}
 }

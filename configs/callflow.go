@@ -118,7 +118,7 @@ func (v validator) callFlow(p string, cf *CallFlow) {
 		v.add(p+".voice", "%q is not a voice name like en-US (letters, digits, '-', '_' and '+')", cf.Voice)
 	}
 	if v.t.has(p + ".fallback") {
-		v.route(p+".fallback", Route{Endpoint: cf.Fallback.Endpoint, User: cf.Fallback.User})
+		v.routeTo(p+".fallback", Route{Endpoint: cf.Fallback.Endpoint, User: cf.Fallback.User}, "a callflow's fallback")
 	} else {
 		v.add(p+".fallback", "a callflow route needs a fallback: the pbx endpoint and user that take calls when the service fails")
 	}

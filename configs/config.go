@@ -22,10 +22,16 @@ type Config struct {
 	// NodeID names this wagate in every call record and event, so that
 	// subscribers shared by several nodes can tell them apart; default:
 	// the host name.
-	NodeID      string      `yaml:"node_id"`
-	SIP         SIP         `yaml:"sip"`
-	Endpoints   []Endpoint  `yaml:"endpoints"`
-	Numbers     []Number    `yaml:"numbers"`
+	NodeID    string     `yaml:"node_id"`
+	SIP       SIP        `yaml:"sip"`
+	Endpoints []Endpoint `yaml:"endpoints"`
+	Numbers   []Number   `yaml:"numbers"`
+	// HuntLists are named lists of targets a route (or a transfer, or an
+	// app-originated call) can ring instead of one extension.
+	HuntLists []HuntList `yaml:"hunt_lists"`
+	// Blocklist refuses user-initiated calls from these callers to every
+	// number, before any B-leg (numbers[].blocklist adds per number).
+	Blocklist   *Blocklist  `yaml:"blocklist"`
 	Media       Media       `yaml:"media"`
 	API         API         `yaml:"api"`
 	Log         Log         `yaml:"log"`
@@ -196,10 +202,31 @@ type Endpoint struct {
 	// this endpoint may send before it is blocked for sip.flood.block_time
 	// (0: no limit, the default: a dialer at hundreds of calls/s is normal).
 	MaxRequestRate int `yaml:"max_request_rate"`
+	// FollowRedirects (pbx only) makes a 3xx from this endpoint ring the
+	// Contact it names, when that Contact is a configured pbx endpoint;
+	// otherwise A gets 480 as for any redirect.
+	FollowRedirects bool `yaml:"follow_redirects"`
+	// Probe (pbx only) sends OPTIONS to the endpoint and marks it down
+	// after repeated failures: hunts skip it, a route to it alone fails
+	// at once.
+	Probe *Probe `yaml:"probe"`
 
 	// Prefixes is derived from SourceCIDRs by Load: bare IPs become /32 or
 	// /128, host bits are cleared, IPv4-mapped IPv6 is folded to IPv4.
 	Prefixes []netip.Prefix `yaml:"-"`
+}
+
+// Probe is the OPTIONS health check of an endpoint (as Kamailio's
+// dispatcher does it).
+type Probe struct {
+	// Interval between probes (default 10s).
+	Interval Duration `yaml:"interval"`
+	// Timeout of one probe (default 5s, at most interval).
+	Timeout Duration `yaml:"timeout"`
+	// DownAfter consecutive failures mark the endpoint down (default 3).
+	DownAfter int `yaml:"down_after"`
+	// UpAfter consecutive answers mark a down endpoint up (default 2).
+	UpAfter int `yaml:"up_after"`
 }
 
 // Auth is the digest authentication wagate demands from an endpoint.
@@ -244,6 +271,12 @@ type Number struct {
 	Digest Secret `yaml:"digest"`
 	// Recording overrides recording.enabled for this number's calls.
 	Recording *bool `yaml:"recording"`
+	// Hours, when set, sends calls outside the number's business hours to
+	// Hours.AfterHours instead of Route.
+	Hours *Hours `yaml:"hours"`
+	// Blocklist refuses user-initiated calls from these callers to this
+	// number (the top-level blocklist applies too).
+	Blocklist *Blocklist `yaml:"blocklist"`
 }
 
 // Secret is a value given inline or through an environment variable.
@@ -252,9 +285,9 @@ type Secret struct {
 	Env   string `yaml:"env"`
 }
 
-// Route is where a business number's user-initiated calls go: a PBX
-// extension (Endpoint and User), or a call flow run by wagate itself
-// (CallFlow); exactly one of the two.
+// Route is where a business number's user-initiated calls go: one PBX
+// extension (Endpoint and User), a hunt list (Hunt), or a call flow run
+// by wagate itself (CallFlow); exactly one of the three.
 type Route struct {
 	// Endpoint names a pbx endpoint.
 	Endpoint string `yaml:"endpoint"`
@@ -263,6 +296,102 @@ type Route struct {
 	// CallFlow answers the call in wagate and runs the business's call
 	// flows (an IVR), falling back to an extension.
 	CallFlow *CallFlow `yaml:"callflow"`
+	// Hunt names a hunt list (instead of Endpoint and User).
+	Hunt string `yaml:"hunt"`
+}
+
+// Hunt strategies.
+const (
+	// HuntSequential rings the targets one after the other, in order.
+	HuntSequential = "sequential"
+	// HuntParallel rings every target at once; the first answer wins.
+	HuntParallel = "parallel"
+	// HuntRoundRobin rings them one after the other, each call starting
+	// one target further down the list than the last.
+	HuntRoundRobin = "round_robin"
+	// HuntLeastRecent rings them one after the other, the agent whose
+	// last call ended longest ago first.
+	HuntLeastRecent = "least_recent"
+)
+
+// What a hunt does when a target declines (6xx).
+const (
+	DeclineStop = "stop" // the hunt ends; A gets the 6xx
+	DeclineNext = "next" // the hunt goes on to the next target
+)
+
+// HuntList is a named list of targets to ring for one call.
+type HuntList struct {
+	// Name is what routes refer to it by.
+	Name string `yaml:"name"`
+	// Strategy is sequential (default), parallel, round_robin or
+	// least_recent.
+	Strategy string `yaml:"strategy"`
+	// RingTimeout is each target's default ring time (default
+	// sip.ring_timeout).
+	RingTimeout Duration `yaml:"ring_timeout"`
+	// OnDecline is stop (default) or next: whether a target's 6xx ends
+	// the hunt.
+	OnDecline string `yaml:"on_decline"`
+	// Targets are rung in this order (sequential, parallel) or in the
+	// strategy's order.
+	Targets []HuntTarget `yaml:"targets"`
+}
+
+// HuntTarget is one extension of a hunt list.
+type HuntTarget struct {
+	// Endpoint names a pbx endpoint.
+	Endpoint string `yaml:"endpoint"`
+	// User is the Request-URI user at that endpoint.
+	User string `yaml:"user"`
+	// RingTimeout is how long this target rings before the hunt moves
+	// on (default: the list's ring_timeout).
+	RingTimeout Duration `yaml:"ring_timeout"`
+}
+
+// Hours are a number's business hours.
+type Hours struct {
+	// Timezone is an IANA time zone name, e.g. "Europe/London".
+	Timezone string `yaml:"timezone"`
+	// Weekly lists the opening ranges of the week.
+	Weekly []WeeklyHours `yaml:"weekly"`
+	// Holidays are dates (YYYY-MM-DD, in Timezone) closed all day.
+	Holidays []string `yaml:"holidays"`
+	// AfterHours is the route of calls outside the hours; without it
+	// they get 480 Temporarily Unavailable.
+	AfterHours *Route `yaml:"after_hours"`
+
+	// Location, Open and Closed are derived by Load: the zone, the
+	// opening ranges as minutes of the week from Monday 00:00, and the
+	// holidays.
+	Location *time.Location  `yaml:"-"`
+	Open     []MinuteRange   `yaml:"-"`
+	Closed   map[string]bool `yaml:"-"`
+}
+
+// MinuteRange is [From, To) in minutes from Monday 00:00 (0–10080).
+type MinuteRange struct{ From, To int }
+
+// WeeklyHours is one opening range on some days of the week.
+type WeeklyHours struct {
+	// Days are mon, tue, wed, thu, fri, sat, sun (or mon-fri style
+	// ranges).
+	Days []string `yaml:"days"`
+	// From and To are "HH:MM" local times; To may be "24:00" and must be
+	// after From (split a range across midnight in two).
+	From string `yaml:"from"`
+	To   string `yaml:"to"`
+}
+
+// Blocklist refuses user-initiated calls from some callers.
+type Blocklist struct {
+	// Callers are +E.164 numbers or business-scoped user ids (BSUIDs).
+	Callers []string `yaml:"callers"`
+	// Code is the final response they get (default 603 Decline).
+	Code int `yaml:"code"`
+
+	// Set is derived by Load: the callers, numbers written with '+'.
+	Set map[string]bool `yaml:"-"`
 }
 
 // Media configures RTP.

@@ -85,6 +85,17 @@ const (
 	// Kamailio's and OpenSIPS's HEP senders.
 	DefaultHEPAgentID = 1
 
+	// Hunt lists, probes and blocklists (docs/sip.md "Hunt lists").
+	DefaultHuntStrategy   = HuntSequential
+	DefaultHuntOnDecline  = DeclineStop
+	DefaultProbeInterval  = Duration(10 * time.Second)
+	DefaultProbeTimeout   = Duration(5 * time.Second)
+	DefaultProbeDownAfter = 3
+	DefaultProbeUpAfter   = 2
+	// DefaultBlocklistCode is 603 Decline: the business declines the
+	// call, and a caller's client shows it as declined, not as a fault.
+	DefaultBlocklistCode = 603
+
 	DefaultRecordingSampleRate = 8000
 	DefaultRecordingNameBy     = "a"
 
@@ -248,6 +259,31 @@ func applyDefaults(c *Config, t tree) {
 			dur(&a.NonceTTL, p+".auth.nonce_ttl", DefaultNonceTTL)
 			num(&a.MaxFailures, p+".auth.max_failures", DefaultMaxFailures)
 			dur(&a.FailureWindow, p+".auth.failure_window", DefaultFailureWindow)
+		}
+		if pr := e.Probe; pr != nil {
+			dur(&pr.Interval, p+".probe.interval", DefaultProbeInterval)
+			dur(&pr.Timeout, p+".probe.timeout", min(DefaultProbeTimeout, pr.Interval))
+			num(&pr.DownAfter, p+".probe.down_after", DefaultProbeDownAfter)
+			num(&pr.UpAfter, p+".probe.up_after", DefaultProbeUpAfter)
+		}
+	}
+
+	for i := range c.HuntLists {
+		h := &c.HuntLists[i]
+		p := fmt.Sprintf("hunt_lists[%d]", i)
+		str(&h.Strategy, p+".strategy", DefaultHuntStrategy)
+		str(&h.OnDecline, p+".on_decline", DefaultHuntOnDecline)
+		dur(&h.RingTimeout, p+".ring_timeout", c.SIP.RingTimeout)
+		for j := range h.Targets {
+			dur(&h.Targets[j].RingTimeout, fmt.Sprintf("%s.targets[%d].ring_timeout", p, j), h.RingTimeout)
+		}
+	}
+	if b := c.Blocklist; b != nil {
+		num(&b.Code, "blocklist.code", DefaultBlocklistCode)
+	}
+	for i := range c.Numbers {
+		if b := c.Numbers[i].Blocklist; b != nil {
+			num(&b.Code, fmt.Sprintf("numbers[%d].blocklist.code", i), DefaultBlocklistCode)
 		}
 	}
 

@@ -74,6 +74,8 @@ var liveKeys = []string{
 	// Read from the current config on every request or call.
 	"endpoints",
 	"numbers",
+	"hunt_lists",
+	"blocklist",
 	"sip.ring_timeout",
 	"sip.max_calls",
 	"sip.unknown_sources",

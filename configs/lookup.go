@@ -12,6 +12,7 @@ type index struct {
 	endpoints map[string]*Endpoint
 	byE164    map[string]*Number // key: digits without '+'
 	byID      map[string]*Number
+	hunts     map[string]*HuntList
 	// sources lists every source prefix, most specific first, so the first
 	// match is the answer. Configs have a handful of prefixes; a linear scan
 	// beats a trie at that size.
@@ -30,6 +31,12 @@ func buildIndex(c *Config) *index {
 		endpoints: make(map[string]*Endpoint, len(c.Endpoints)),
 		byE164:    make(map[string]*Number, len(c.Numbers)),
 		byID:      make(map[string]*Number, len(c.Numbers)),
+		hunts:     make(map[string]*HuntList, len(c.HuntLists)),
+	}
+	for i := range c.HuntLists {
+		if h := &c.HuntLists[i]; x.hunts[h.Name] == nil {
+			x.hunts[h.Name] = h
+		}
 	}
 	for i := range c.Endpoints {
 		e := &c.Endpoints[i]

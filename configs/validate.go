@@ -34,7 +34,11 @@ func validate(c *Config, t tree, ps *problems, opts parseOptions) {
 	v.dataDir()
 	v.sip()
 	v.endpoints()
+	v.huntLists()
 	v.numbers()
+	if v.c.Blocklist != nil {
+		v.blocklist("blocklist", v.c.Blocklist)
+	}
 	v.media()
 	v.api()
 	v.log()
@@ -347,6 +351,7 @@ func (v validator) endpoints() {
 		if e.MaxRequestRate < 0 {
 			v.add(p+".max_request_rate", "%d is negative; use 0 for no limit", e.MaxRequestRate)
 		}
+		v.redirectsAndProbe(p, e)
 
 		e.Prefixes = nil
 		if len(e.SourceCIDRs) == 0 {
@@ -529,17 +534,26 @@ func (v validator) numbers() {
 
 		switch {
 		case !v.t.has(p + ".route"):
-			v.add(p+".route", "every business number needs a route: the pbx endpoint and user that take its user-initiated calls, or a callflow")
+			v.add(p+".route", "every business number needs a route: the pbx endpoint and user (or the hunt list) that take its user-initiated calls, or a callflow")
 		case n.Route.CallFlow == nil:
-			v.route(p+".route", n.Route)
-		case n.Route.Endpoint != "" || n.Route.User != "":
+			v.routeTo(p+".route", n.Route, "the route")
+		case n.Route.Endpoint != "" || n.Route.User != "" || n.Route.Hunt != "":
 			at := p + ".route.endpoint"
-			if n.Route.Endpoint == "" {
+			switch {
+			case n.Route.Hunt != "":
+				at = p + ".route.hunt"
+			case n.Route.Endpoint == "":
 				at = p + ".route.user"
 			}
-			v.addAt(at, p+".route", "give either endpoint and user (ring an extension) or callflow (run the business's call flows), not both; a callflow's own fallback names the extension")
+			v.addAt(at, p+".route", "give either endpoint and user (ring an extension), hunt (a hunt list) or callflow (run the business's call flows), not two; a callflow's own fallback names the extension")
 		default:
 			v.callFlow(p+".route.callflow", n.Route.CallFlow)
+		}
+		if n.Hours != nil {
+			v.hours(p+".hours", n.Hours)
+		}
+		if n.Blocklist != nil {
+			v.blocklist(p+".blocklist", n.Blocklist)
 		}
 
 		v.secret(p+".digest", n.Digest)
@@ -553,26 +567,6 @@ func (v validator) numbers() {
 				v.add(pp, "endpoint %q has kind %s; only dialer and pbx endpoints may originate calls", e.Name, e.Kind)
 			}
 		}
-	}
-}
-
-// route checks where a number's user-initiated calls go; p is its path.
-func (v validator) route(p string, r Route) {
-	switch e := v.endpoint(r.Endpoint); {
-	case r.Endpoint == "":
-		v.add(p+".endpoint", "the route needs the pbx endpoint that takes the calls")
-	case e == nil:
-		v.add(p+".endpoint", "route to an undefined endpoint %q", r.Endpoint)
-	case e.Kind != KindPBX:
-		v.add(p+".endpoint", "endpoint %q has kind %s; a route must name an endpoint of kind pbx", e.Name, e.Kind)
-	}
-	switch u := r.User; {
-	case u == "":
-		v.add(p+".user", "the route needs the user (extension) to call at the pbx, e.g. \"1001\"")
-	case strings.ContainsAny(u, "@:"):
-		v.add(p+".user", "%q must be only the user part of the URI (e.g. \"1001\"), without \"sip:\" or \"@host\"", u)
-	case strings.ContainsFunc(u, func(c rune) bool { return c <= ' ' || c == 0x7f }):
-		v.add(p+".user", "%q must not contain spaces or control characters", u)
 	}
 }
 

@@ -39,6 +39,7 @@ const (
 	HangupA      = "a"      // the A-leg (the side that sent the INVITE)
 	HangupB      = "b"      // the B-leg
 	HangupWagate = "wagate" // wagate itself (refusal, timeout, shutdown)
+	HangupAPI    = "api"    // an operator, through DELETE /v1/calls/{id}
 )
 
 // CDR is the call detail record of one call wagate saw, answered or not,
@@ -79,7 +80,7 @@ type CDR struct {
 	// answer's 200, or the failure or refusal sent to the A-leg.
 	SIPCode   int    `json:"sip_code"`
 	SIPReason string `json:"sip_reason"`
-	// HangupBy is HangupA, HangupB or HangupWagate.
+	// HangupBy is HangupA, HangupB, HangupWagate or HangupAPI.
 	HangupBy string `json:"hangup_by"`
 	// Cause says in words why the call ended ("BYE from b", "ring
 	// timeout", "no approved call permission", …).
@@ -101,7 +102,49 @@ type CDR struct {
 	// X-WABA-Callback-Data of a BIC.
 	CampaignID   string `json:"campaign_id"`
 	CallbackData string `json:"callback_data"`
+
+	// Hunt names the hunt list a UIC rang (empty: one extension).
+	Hunt string `json:"hunt,omitempty"`
+	// AfterHours is set when the number was outside its business hours
+	// and the after-hours route was taken.
+	AfterHours bool `json:"after_hours,omitempty"`
+	// Attempts are the B-leg INVITEs wagate placed, in order: one per
+	// callee rung (a hunt's targets, a redirect's new target), including
+	// targets skipped because their endpoint was down. B names the one
+	// that answered. JSON only: the CSV export leaves lists out.
+	Attempts []Attempt `json:"attempts,omitempty"`
 }
+
+// Attempt is one B-leg INVITE of a call (or one callee skipped).
+type Attempt struct {
+	Endpoint string `json:"endpoint"`
+	User     string `json:"user"`
+	// SIPCallID is the attempt's own Call-ID: each has its dialog.
+	SIPCallID string    `json:"sip_call_id"`
+	StartedAt time.Time `json:"started_at,omitzero"`
+	// EndedAt is when its result was known (not when its transaction
+	// ended: a cancelled INVITE still waits for its 487).
+	EndedAt time.Time `json:"ended_at,omitzero"`
+	// SIPCode is the callee's final response (0: none).
+	SIPCode int `json:"sip_code"`
+	// Result is AttemptAnswered, AttemptBusy, … (see the constants).
+	Result string `json:"result"`
+}
+
+// What became of an Attempt.
+const (
+	AttemptAnswered    = "answered"    // its 2xx won the call
+	AttemptBusy        = "busy"        // 486 or 600
+	AttemptDeclined    = "declined"    // another 6xx
+	AttemptFailed      = "failed"      // another final error
+	AttemptNoAnswer    = "no_answer"   // rang past its ring_timeout; cancelled
+	AttemptUnreachable = "unreachable" // no response: transport error or timeout
+	AttemptDown        = "down"        // not rung: its endpoint's probes say down
+	AttemptRedirected  = "redirected"  // a 3xx that was followed (the next attempt)
+	AttemptCancelled   = "cancelled"   // given up on: another answered, or A left
+	AttemptLate        = "late"        // answered after it was given up on: hung up
+	AttemptRinging     = "ringing"     // no result yet (the call ended first)
+)
 
 // Leg is one side of a call.
 type Leg struct {
@@ -113,6 +156,10 @@ type Leg struct {
 	Codec string `json:"codec"`
 	// Encryption is the media encryption: "sdes" or "none".
 	Encryption string `json:"encryption"`
+	// User is the Request-URI user of the B-leg: the extension that
+	// answered a UIC (or was rung, unanswered: the first of a hunt), the
+	// WhatsApp user of a BIC. Empty on A.
+	User string `json:"user,omitempty"`
 }
 
 // Media holds the media statistics of both directions of a call.

@@ -334,6 +334,9 @@ type direction struct {
 	// source of RTP and of RTCP on the RTCP port.
 	rtpMove, rtcpMove moveRun
 
+	// live is what Bridge.Live reads while the call runs.
+	live liveStats
+
 	loggedSource, loggedInvalid, loggedWrite, loggedAuth, loggedCodec, loggedNoEvent bool
 
 	// The reader's own, outside mu.
@@ -591,6 +594,7 @@ func derefAddr(a *netip.AddrPort) netip.AddrPort {
 
 // keepalive records a valid packet from the source side for the timeouts.
 func (d *direction) keepalive(now time.Duration) {
+	d.publishLive(now)
 	d.last, d.confirming = now, false
 	if !d.seen {
 		d.seen = true

@@ -97,12 +97,14 @@ func (b *Bridge) Report() Report {
 			lr.Encryption = "none"
 		}
 	}
-	// The codec a leg carries is what the direction toward it writes.
-	if d := dirs[SideB]; d != nil && d.cur != nil && d.cur.mode != modeNone {
-		r.A.Codec = d.cur.out.name
+	// The codec a leg carries is what the direction toward it writes: the
+	// route in force, which a direction that never had a packet or a
+	// tick to handle has not adopted yet (d.cur).
+	if rt := routeOf(dirs[SideB]); rt != nil && rt.mode != modeNone {
+		r.A.Codec = rt.out.name
 	}
-	if d := dirs[SideA]; d != nil && d.cur != nil && d.cur.mode != modeNone {
-		r.B.Codec = d.cur.out.name
+	if rt := routeOf(dirs[SideA]); rt != nil && rt.mode != modeNone {
+		r.B.Codec = rt.out.name
 	}
 	return r
 }
@@ -115,4 +117,12 @@ func (b *Bridge) transcoded() bool {
 		}
 	}
 	return false
+}
+
+// routeOf is d's route in force, adopted or not (nil without one).
+func routeOf(d *direction) *route {
+	if d == nil {
+		return nil
+	}
+	return d.route.Load()
 }

@@ -41,6 +41,8 @@ type Sources struct {
 	// WebhookUnknownNumber counts Meta webhook replies for numbers wagate
 	// does not serve.
 	WebhookUnknownNumber func() uint64
+	// Endpoints is the health of the endpoints with an OPTIONS probe.
+	Endpoints func() []sip.EndpointHealth
 }
 
 // Metrics holds the registry.

@@ -54,7 +54,9 @@ func TestMetricsFromCalls(t *testing.T) {
 	m := New(Sources{
 		SIP:   func() sip.Status { return st },
 		Calls: func() b2bua.Status { return b2bua.Status{Calls: 3} },
-		Media: func() media.Stats { return media.Stats{PortsInUse: 12, PortsTotal: 100} },
+		Media: func() media.Stats {
+			return media.Stats{PortsInUse: 12, PortsTotal: 100, Totals: media.BridgeStats{Concealed: 4, Compressed: 2, Played: 50}}
+		},
 		SIPMessages: func() []sip.MessageCount {
 			return []sip.MessageCount{{Direction: "in", Method: "INVITE", Count: 2}, {Direction: "out", Class: "2xx", Count: 5}}
 		},
@@ -86,6 +88,9 @@ func TestMetricsFromCalls(t *testing.T) {
 		{"wagate_sip_edge_refused_total", "reason=stranger", 7},
 		{"wagate_sip_edge_refused_total", "reason=too_large", 0},
 		{"wagate_rtp_ports_free", "", 88},
+		{"wagate_media_playout_frames_total", "kind=concealed", 4},
+		{"wagate_media_playout_frames_total", "kind=compressed", 2},
+		{"wagate_media_prompt_packets_total", "", 50},
 		{"wagate_sip_requests_total", "direction=in,method=INVITE", 2},
 		{"wagate_sip_responses_total", "class=2xx,direction=out", 5},
 	} {

@@ -34,6 +34,8 @@ var (
 	dRTPDropped     = desc("wagate_rtp_dropped_total", "RTP packets dropped, of calls that have ended, by reason: source (not the signalled or latched address), invalid, srtp_auth, srtp_replay, late.", "reason")
 	dRTPSilence     = desc("wagate_rtp_silence_packets_total", "Silence packets wagate sent toward WhatsApp while the other side was quiet, of calls that have ended.")
 	dRTCP           = desc("wagate_rtcp_packets_total", "RTCP packets sent and received, of calls that have ended.", "direction")
+	dPlayout        = desc("wagate_media_playout_frames_total", "Frames the playout buffers made up or dropped, of calls that have ended: concealed (the packet was missing at its time: FEC/PLC), expanded (added to grow the delay when jitter rose), compressed (dropped to shrink it when jitter fell).", "kind")
+	dPlayed         = desc("wagate_media_prompt_packets_total", "Packets of prompts and music wagate played into calls (Bridge.Play), of calls that have ended.")
 	dDTMF           = desc("wagate_dtmf_events_total", "RFC 4733 DTMF events relayed, of calls that have ended.")
 	dRecActive      = desc("wagate_recordings_active", "Recordings in progress.")
 	dRecCompleted   = desc("wagate_recordings_completed_total", "Recordings that ran to the end of their call.")
@@ -57,14 +59,16 @@ var (
 	dPermPending    = desc("wagate_permission_pending_outcomes", "Call outcomes made while Redis was down and not yet written back.")
 	dWebhookUnknown = desc("wagate_webhook_unknown_number_total", "Meta webhook replies for a phone_number_id no configured number has (logged, ignored).")
 	dInFlight       = desc("wagate_webhook_in_flight", "Webhook requests in flight per subscriber.", "subscriber")
+	dEndpointUp     = desc("wagate_endpoint_up", "1 while an endpoint with an OPTIONS probe is up, 0 once its probes marked it down (hunts skip it).", "endpoint")
+	dProbeFailures  = desc("wagate_endpoint_probe_failures_total", "OPTIONS probes of an endpoint that failed (no answer, transport error, 408, 5xx, 6xx).", "endpoint")
 )
 
 func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{dCallsActive, dDraining, dEdgePassed, dEdgeAnswered, dEdgeRefused, dConnections,
 		dOverload, dPanics, dTLSFailures, dSIPRequests, dSIPResponses, dPortsInUse, dPortsFree, dBridges, dRTPPackets, dRTPDropped,
-		dRTPSilence, dRTCP, dDTMF, dRecActive, dRecCompleted, dRecFailed, dRecDropped, dRecBytes, dEvQueue, dEvQueueCap,
+		dRTPSilence, dRTCP, dDTMF, dPlayout, dPlayed, dRecActive, dRecCompleted, dRecFailed, dRecDropped, dRecBytes, dEvQueue, dEvQueueCap,
 		dEvDropped, dEvWriteErrors, dCDRs, dEvWritten, dDeliveries, dInFlight, dPermUp, dPermErrors, dPermRefused,
-		dPermCached, dPermLearned, dPermStale, dPermRestrict, dPermPending, dWebhookUnknown} {
+		dPermCached, dPermLearned, dPermStale, dPermRestrict, dPermPending, dWebhookUnknown, dEndpointUp, dProbeFailures} {
 		ch <- d
 	}
 }
@@ -122,6 +126,10 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(dRTCP, t.RTCPSent, "sent")
 		counter(dRTCP, t.RTCPReceived, "received")
 		counter(dDTMF, t.DTMFEvents)
+		counter(dPlayout, t.Concealed, "concealed")
+		counter(dPlayout, t.Expanded, "expanded")
+		counter(dPlayout, t.Compressed, "compressed")
+		counter(dPlayed, t.Played)
 	}
 	if c.src.Recording != nil {
 		s := c.src.Recording()
@@ -142,6 +150,12 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(dPermStale, s.ReplayedMessages, "replayed")
 		counter(dPermRestrict, s.RestrictedRefusals)
 		gauge(dPermPending, float64(s.PendingOutcomes))
+	}
+	if c.src.Endpoints != nil {
+		for _, e := range c.src.Endpoints() {
+			gauge(dEndpointUp, b2f(e.Up), e.Endpoint)
+			counter(dProbeFailures, e.Failures, e.Endpoint)
+		}
 	}
 	if c.src.WebhookUnknownNumber != nil {
 		counter(dWebhookUnknown, c.src.WebhookUnknownNumber())

@@ -74,8 +74,8 @@ const KindVoicemail = "voicemail"
 type EndInfo struct {
 	// Time of the hangup; zero: the recorder's clock at Finish.
 	Time time.Time
-	// HangupSide is who ended the call: "a", "b", or "wagate" (timeouts,
-	// shutdown, errors).
+	// HangupSide is who ended the call: "a", "b", "api" (an operator,
+	// through the API) or "wagate" (timeouts, shutdown, errors).
 	HangupSide string
 	// Cause is a short reason: "BYE", "RTP timeout", "shutdown", a SIP
 	// status, … (free text, stored as given).

@@ -47,7 +47,42 @@ type Decision struct {
 	// answers the call and runs the business's flows. BEP, Target, BTo
 	// and Dest then name the route's fallback extension.
 	CallFlow *configs.CallFlow
+	// Callees are where the B-leg rings, in the configured order: the
+	// one extension of a route or the callee of a BIC, or a hunt list's
+	// targets. BEP, Target, BTo and Dest above are the first one's.
+	Callees []Callee
+	// Hunt is the hunt list the callees come from (nil: a route to one
+	// extension, or a BIC).
+	Hunt *configs.HuntList
+	// AfterHours is set when the number's business hours were closed
+	// and its after-hours route was taken.
+	AfterHours bool
 }
+
+// Callee is one place a B-leg INVITE can go.
+type Callee struct {
+	EP   *configs.Endpoint
+	User string
+	// URI is the Request-URI, To the To of the INVITE, Dest its forced
+	// next hop (see Decision.Dest).
+	URI  sip.Uri
+	To   sip.Uri
+	Dest string
+	// RingTimeout is how long it may ring before wagate gives up on it.
+	RingTimeout time.Duration
+}
+
+// NewCallee is user at endpoint ep, ringing for at most ring.
+func NewCallee(ep *configs.Endpoint, user string, ring time.Duration) Callee {
+	c := Callee{EP: ep, User: user, RingTimeout: ring}
+	c.URI, c.Dest = endpointURI(ep, user)
+	c.To = c.URI
+	c.To.UriParams = nil
+	return c
+}
+
+// Name is "user@endpoint", for logs.
+func (c Callee) Name() string { return c.User + "@" + c.EP.Name }
 
 // Rejection is a final response wagate sends to the A-leg.
 type Rejection struct {
@@ -68,52 +103,64 @@ type Rejection struct {
 	Accept string
 }
 
-// Route decides the B-leg of a new INVITE from endpoint ep. It reads only
-// the Request-URI and From of req, so it can be fuzzed on its own.
+// Route decides the B-leg of a new INVITE from endpoint ep, as of now. It
+// reads only the Request-URI, the From and Meta's x-wa-meta headers of
+// req, so it can be fuzzed on its own. A rejection of a UIC whose number
+// and caller are known (blocklist, business hours) comes with the decision
+// so far, for the call's record; its BEP and Callees are then empty.
 func Route(cfg *configs.Config, ep *configs.Endpoint, req *sip.Request) (*Decision, *Rejection) {
+	return RouteAt(cfg, ep, req, time.Now())
+}
+
+// RouteAt is Route with the time business hours are read at.
+func RouteAt(cfg *configs.Config, ep *configs.Endpoint, req *sip.Request, now time.Time) (*Decision, *Rejection) {
 	switch ep.Kind {
 	case configs.KindWhatsApp:
-		return routeUIC(cfg, ep, req)
+		return routeUIC(cfg, ep, req, now)
 	case configs.KindDialer, configs.KindPBX:
 		return routeBIC(cfg, ep, req)
 	}
 	return nil, &Rejection{Code: 403, Reason: "Forbidden", Log: "endpoint kind cannot originate calls"}
 }
 
-func routeUIC(cfg *configs.Config, ep *configs.Endpoint, req *sip.Request) (*Decision, *Rejection) {
+func routeUIC(cfg *configs.Config, ep *configs.Endpoint, req *sip.Request, now time.Time) (*Decision, *Rejection) {
 	num := cfg.NumberByE164(req.Recipient.User)
 	if num == nil {
 		return nil, &Rejection{Code: 404, Reason: "Not Found", Log: "business number not configured"}
-	}
-	// A call-flow route is answered by wagate; its B-legs come later, and
-	// the fallback extension stands for them until then.
-	epName, user := num.Route.Endpoint, num.Route.User
-	if cf := num.Route.CallFlow; cf != nil {
-		epName, user = cf.Fallback.Endpoint, cf.Fallback.User
-	}
-	pbx := cfg.Endpoint(epName)
-	if pbx == nil {
-		// Validation rejects this; a reload race is the only way here.
-		return nil, &Rejection{Code: 503, Reason: "Service Unavailable", Log: "route endpoint missing"}
 	}
 	caller := req.From().Address.User
 	d := &Decision{
 		Dir:    UIC,
 		AEP:    ep,
-		BEP:    pbx,
 		Number: num,
 		User:   caller,
-		// CallFlow is nil unless the route is a call flow.
-		CallFlow: num.Route.CallFlow,
 	}
-	d.Target, d.Dest = endpointURI(pbx, user)
-	d.BTo = d.Target
-	d.BTo.UriParams = nil
 	d.UIC = collectUIC(req, num)
 	if d.UIC.User != "" {
 		d.User = d.UIC.User
 	} else if d.UIC.UserID != "" {
 		d.User = d.UIC.UserID
+	}
+	// Refusals come before any B-leg exists: a blocklisted caller never
+	// rings anyone, whatever the time.
+	if rej := blocked(cfg, num, d.UIC); rej != nil {
+		return d, rej
+	}
+	route := num.Route
+	if h := num.Hours; h != nil && !InHours(h, now) {
+		if h.AfterHours == nil {
+			return d, &Rejection{Code: 480, Reason: "Temporarily Unavailable", Log: "outside business hours"}
+		}
+		route, d.AfterHours = *h.AfterHours, true
+	}
+	if cf := route.CallFlow; cf != nil {
+		// A call-flow route is answered by wagate; its B-legs come
+		// later, and the fallback extension stands for them until then.
+		d.CallFlow = cf
+		route = configs.Route{Endpoint: cf.Fallback.Endpoint, User: cf.Fallback.User}
+	}
+	if rej := d.routeTo(cfg, route); rej != nil {
+		return d, rej
 	}
 	d.BFrom = sip.Uri{Scheme: "sip", User: caller, Host: cfg.SIP.Host}
 	if !isE164(caller) {
@@ -122,6 +169,48 @@ func routeUIC(cfg *configs.Config, ep *configs.Endpoint, req *sip.Request) (*Dec
 		d.BFrom.User = sanitizeUser(caller)
 	}
 	return d, nil
+}
+
+// routeTo sets d's callees from route r: its one extension, or its hunt
+// list's targets.
+func (d *Decision) routeTo(cfg *configs.Config, r configs.Route) *Rejection {
+	callees, hunt, rej := Callees(cfg, r)
+	if rej != nil {
+		return rej
+	}
+	d.Callees, d.Hunt = callees, hunt
+	first := callees[0]
+	d.BEP, d.Target, d.BTo, d.Dest = first.EP, first.URI, first.To, first.Dest
+	return nil
+}
+
+// Callees are where route r rings, in its configured order: its one
+// extension (ringing sip.ring_timeout), or its hunt list's targets and
+// the list. A call flow's connect rings through them too.
+func Callees(cfg *configs.Config, r configs.Route) ([]Callee, *configs.HuntList, *Rejection) {
+	// Validation rejects a route to nothing; a reload race is the only
+	// way to get here with one.
+	missing := &Rejection{Code: 503, Reason: "Service Unavailable", Log: "route endpoint missing"}
+	var callees []Callee
+	var hunt *configs.HuntList
+	if r.Hunt != "" {
+		if hunt = cfg.HuntList(r.Hunt); hunt == nil {
+			return nil, nil, missing
+		}
+		for _, t := range hunt.Targets {
+			ep := cfg.Endpoint(t.Endpoint)
+			if ep == nil {
+				return nil, nil, missing
+			}
+			callees = append(callees, NewCallee(ep, t.User, t.RingTimeout.D()))
+		}
+	} else if pbx := cfg.Endpoint(r.Endpoint); pbx != nil {
+		callees = []Callee{NewCallee(pbx, r.User, cfg.SIP.RingTimeout.D())}
+	}
+	if len(callees) == 0 {
+		return nil, nil, missing
+	}
+	return callees, hunt, nil
 }
 
 func routeBIC(cfg *configs.Config, ep *configs.Endpoint, req *sip.Request) (*Decision, *Rejection) {
@@ -143,9 +232,9 @@ func routeBIC(cfg *configs.Config, ep *configs.Endpoint, req *sip.Request) (*Dec
 		BFrom:  sip.Uri{Scheme: "sip", User: num.Number, Host: cfg.SIP.Host},
 		BIC:    info,
 	}
-	d.Target, d.Dest = endpointURI(wa, callee)
-	d.BTo = d.Target
-	d.BTo.UriParams = nil
+	c := NewCallee(wa, callee, cfg.SIP.RingTimeout.D())
+	d.Callees = []Callee{c}
+	d.Target, d.BTo, d.Dest = c.URI, c.To, c.Dest
 	return d, nil
 }
 

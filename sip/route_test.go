@@ -1,7 +1,9 @@
 package sip
 
 import (
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/wagate/wagate/configs"
@@ -106,11 +108,17 @@ func FuzzRoute(f *testing.F) {
 			ep = cfg.Endpoint("meta")
 		}
 		d, rej := Route(cfg, ep, req)
-		if (d == nil) == (rej == nil) {
-			t.Fatalf("route must decide exactly one of route or rejection: %v %v", d, rej)
+		if d == nil && rej == nil {
+			t.Fatalf("route decided neither a route nor a rejection")
 		}
-		if d == nil {
+		if rej != nil {
+			if d != nil && (d.BEP != nil || len(d.Callees) > 0) {
+				t.Fatalf("a rejection came with callees: %+v", d)
+			}
 			return
+		}
+		if len(d.Callees) == 0 || d.BEP != d.Callees[0].EP {
+			t.Fatalf("routed without callees, or BEP is not the first: %+v", d)
 		}
 		if cfg.Endpoint(d.BEP.Name) == nil {
 			t.Fatalf("routed to unknown endpoint %q", d.BEP.Name)
@@ -126,8 +134,8 @@ func FuzzRoute(f *testing.F) {
 }
 
 // TestRouteCallFlow: a number whose route is a call flow routes to its
-// fallback extension until the flow connects elsewhere (Retarget), and
-// the decision carries the flow.
+// fallback extension, the decision carries the flow, and a flow's
+// connect finds its callees as a route's (Callees).
 func TestRouteCallFlow(t *testing.T) {
 	cfg := testConfig(t)
 	num := cfg.NumberByE164("+15550100001")
@@ -137,11 +145,102 @@ func TestRouteCallFlow(t *testing.T) {
 	if rej != nil {
 		t.Fatalf("refused: %+v", rej)
 	}
-	if d.CallFlow != num.Route.CallFlow || d.BEP.Name != "pbx" || d.Target.String() != "sip:2000@127.0.0.3:5060" {
-		t.Fatalf("decision: flow %v, B %s, target %s", d.CallFlow, d.BEP.Name, d.Target.String())
+	if d.CallFlow != num.Route.CallFlow || d.BEP.Name != "pbx" || d.Target.String() != "sip:2000@127.0.0.3:5060" || len(d.Callees) != 1 {
+		t.Fatalf("decision: flow %v, B %s, target %s, callees %d", d.CallFlow, d.BEP.Name, d.Target.String(), len(d.Callees))
 	}
-	d.Retarget(cfg.Endpoint("pbx"), "1002")
-	if d.Target.String() != "sip:1002@127.0.0.3:5060" || d.BTo.String() != "sip:1002@127.0.0.3:5060" {
-		t.Fatalf("retargeted: %s, To %s", d.Target.String(), d.BTo.String())
+	callees, hunt, rej := Callees(cfg, configs.Route{Endpoint: "pbx", User: "1002"})
+	if rej != nil || hunt != nil || len(callees) != 1 || callees[0].URI.String() != "sip:1002@127.0.0.3:5060" || callees[0].To.String() != "sip:1002@127.0.0.3:5060" {
+		t.Fatalf("callees of 1002@pbx: %+v, %v, %+v", callees, hunt, rej)
+	}
+	if _, _, rej := Callees(cfg, configs.Route{Hunt: "nosuch"}); rej == nil || rej.Code != 503 {
+		t.Fatalf("an unknown hunt list: %+v, want 503", rej)
+	}
+}
+
+// TestRouteHuntHoursBlocklist: the routing decisions of issue 14 — hunt
+// lists, business hours and blocklists — at an injected time.
+func TestRouteHuntHoursBlocklist(t *testing.T) {
+	cfg, err := configs.Parse([]byte(`
+sip: {ring_timeout: 30s}
+endpoints:
+  - {name: meta, kind: whatsapp, host: 127.0.0.2, source_cidrs: [127.0.0.2]}
+  - {name: pbx, kind: pbx, host: 127.0.0.3, source_cidrs: [127.0.0.3]}
+  - {name: pbx2, kind: pbx, host: 127.0.0.5, source_cidrs: [127.0.0.5]}
+hunt_lists:
+  - name: day
+    strategy: parallel
+    targets: [{endpoint: pbx, user: "1001", ring_timeout: 10s}, {endpoint: pbx2, user: "2001"}]
+  - name: night
+    targets: [{endpoint: pbx2, user: "9000"}]
+blocklist: {callers: ["+447700900666"]}
+numbers:
+  - number: "+15550100001"
+    phone_number_id: "1"
+    route: {hunt: day}
+    hours:
+      timezone: America/New_York
+      weekly: [{days: [mon-fri], from: "09:00", to: "17:00"}]
+      after_hours: {hunt: night}
+    blocklist: {callers: ["US.13491208655302741918"], code: 403}
+  - number: "+15550100002"
+    phone_number_id: "2"
+    route: {endpoint: pbx, user: "1002"}
+    hours:
+      timezone: UTC
+      weekly: [{days: [sat], from: "10:00", to: "12:00"}]
+`), "route.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	monday10 := time.Date(2025, 6, 2, 14, 0, 0, 0, time.UTC) // 10:00 in New York
+	monday20 := time.Date(2025, 6, 3, 0, 0, 0, 0, time.UTC)  // 20:00 in New York
+	meta := cfg.Endpoint("meta")
+	for _, tt := range []struct {
+		name, ruri, from string
+		extra            string
+		now              time.Time
+		wantCode         int
+		wantCallees      string // "1001@pbx 10s, 2001@pbx2 30s"
+		wantAfter        bool
+	}{
+		{"in hours: the day list, each target's ring time", "+15550100001", "+447700900123", "", monday10, 0, "1001@pbx 10s, 2001@pbx2 30s", false},
+		{"after hours: the night list", "+15550100001", "+447700900123", "", monday20, 0, "9000@pbx2 30s", true},
+		{"closed without after_hours: 480", "+15550100002", "+447700900123", "", monday10, 480, "", false},
+		{"global blocklist: 603 before any route", "+15550100001", "+447700900666", "", monday10, 603, "", false},
+		{"global blocklist applies to every number", "+15550100002", "447700900666", "", monday10, 603, "", false},
+		{"number blocklist by BSUID header", "+15550100001", "+447700900123", "x-wa-meta-user-id: US.13491208655302741918\r\n", monday10, 403, "", false},
+		{"number blocklist by BSUID in From", "+15550100001", "US.13491208655302741918", "", monday10, 403, "", false},
+		{"a number's blocklist is its own", "+15550100002", "US.13491208655302741918", "", time.Date(2025, 6, 7, 11, 0, 0, 0, time.UTC), 0, "1002@pbx 30s", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			raw := invite("sip:"+tt.ruri+"@127.0.0.1", "sip:"+tt.from+"@wa.meta.vc")
+			raw = strings.Replace(raw, "Max-Forwards: 70\r\n", "Max-Forwards: 70\r\n"+tt.extra, 1)
+			d, rej := RouteAt(cfg, meta, parseReq(t, raw), tt.now)
+			if tt.wantCode != 0 {
+				if rej == nil || rej.Code != tt.wantCode {
+					t.Fatalf("got %+v, %+v; want rejection %d", d, rej, tt.wantCode)
+				}
+				if d == nil || d.Number == nil || d.User == "" {
+					t.Errorf("the rejection does not name the number and caller for the record: %+v", d)
+				}
+				return
+			}
+			if rej != nil {
+				t.Fatalf("rejected %d: %s", rej.Code, rej.Log)
+			}
+			var got []string
+			for _, c := range d.Callees {
+				got = append(got, c.Name()+" "+c.RingTimeout.String())
+			}
+			if s := strings.Join(got, ", "); s != tt.wantCallees {
+				t.Errorf("callees %s, want %s", s, tt.wantCallees)
+			}
+			if d.AfterHours != tt.wantAfter {
+				t.Errorf("after hours %v, want %v", d.AfterHours, tt.wantAfter)
+			}
+			if d.BEP != d.Callees[0].EP || d.Target.String() != d.Callees[0].URI.String() {
+				t.Errorf("BEP/Target are not the first callee's")
+			}
+		})
 	}
 }

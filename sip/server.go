@@ -54,6 +54,10 @@ type Server struct {
 	certs   []*listenerCert
 
 	draining atomic.Bool
+	// probe keeps the health of the endpoints with an OPTIONS probe.
+	probe *prober
+	// now is the clock routing reads business hours with (SetNow).
+	now func() time.Time
 
 	udpLaddr sip.Addr
 	ports    map[string]int // listen port per transport, for Contact
@@ -90,6 +94,8 @@ type Status struct {
 	} `json:"tls_handshake_failures"`
 	// Trace is there when sip.trace is on.
 	Trace *TraceStats `json:"sip_trace,omitempty"`
+	// Endpoints is the health of the endpoints with an OPTIONS probe.
+	Endpoints []EndpointHealth `json:"endpoints,omitempty"`
 }
 
 // New builds a Server for cfg. SetCalls must give it its B2BUA before Run.
@@ -141,6 +147,7 @@ func New(cfg *configs.Config, log *slog.Logger) (*Server, error) {
 		msgs:         msgs,
 		ports:        make(map[string]int),
 		ready:        make(chan struct{}),
+		now:          time.Now,
 	}
 	s.cfg.Store(cfg)
 	s.calls = noCalls{s}
@@ -148,6 +155,7 @@ func New(cfg *configs.Config, log *slog.Logger) (*Server, error) {
 	s.edge = newEdge(&s.cfg, log)
 	s.edge.busy = func(src string) bool { return s.calls != nil && s.calls.Busy(src) }
 	s.trace = newTracer(cfg, log)
+	s.probe = newProber(s)
 
 	s.srv, err = sipgo.NewServer(ua, sipgo.WithServerLogger(sl))
 	if err != nil {
@@ -207,8 +215,26 @@ func (s *Server) Status() Status {
 		ts := s.trace.stats()
 		st.Trace = &ts
 	}
+	if h := s.probe.health(); len(h) > 0 {
+		st.Endpoints = h
+	}
 	return st
 }
+
+// Health is the probe state of each probed endpoint, by name.
+func (s *Server) Health() []EndpointHealth { return s.probe.health() }
+
+// Up reports whether endpoint may be rung: true unless its OPTIONS probes
+// marked it down.
+func (s *Server) Up(endpoint string) bool { return s.probe.up(endpoint) }
+
+// Now is the time routing decisions (business hours) are made at.
+func (s *Server) Now() time.Time { return s.now() }
+
+// SetNow replaces the clock of routing decisions; call it before Run.
+// wagate sets it only for tests (WAGATE_FAKE_NOW); timers, logs and
+// records keep the real time.
+func (s *Server) SetNow(now func() time.Time) { s.now = now }
 
 // SetCalls gives the edge the B2BUA it hands requests to. Call it before Run.
 func (s *Server) SetCalls(c Calls) { s.calls = c }
@@ -329,6 +355,7 @@ func (s *Server) Run(ctx context.Context) error {
 			s.trace.run(ectx, s.ports["tcp"], s.ports["tls"])
 		}()
 	}
+	lwg.Go(func() { s.probe.run(ectx) })
 	close(s.ready)
 	// The B2BUA's own background work runs until Run ends.
 	lwg.Add(1)

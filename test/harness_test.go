@@ -341,9 +341,6 @@ type wagateOpts struct {
 	MetaEncryption string
 	// MetaCodecs is the meta endpoint's codec list (default opus, PCMU, PCMA).
 	MetaCodecs string
-	// Route replaces the business number's route (a flow mapping, e.g.
-	// `{callflow: {…}}`); default `{endpoint: pbx, user: "1001"}`.
-	Route string
 	// Extra flow-map entries appended inside an endpoint, number or api
 	// item, e.g. `, auth: {users: [{username: u, password: p}]}`.
 	MetaExtra, PBXExtra, DialerExtra, NumberExtra, APIExtra string
@@ -364,6 +361,12 @@ type wagateOpts struct {
 	RTPTimeout, RTPStartTimeout string
 	// Args are more command-line flags for wagate (-drain-timeout 1s, …).
 	Args []string
+	// Env are more NAME=value environment variables for wagate
+	// (WAGATE_FAKE_NOW, …).
+	Env []string
+	// Route is the number's route (default {endpoint: pbx, user: "1001"});
+	// EndpointsExtra are raw YAML items appended to endpoints.
+	Route, EndpointsExtra string
 }
 
 type configData struct {
@@ -382,9 +385,9 @@ sip:
 endpoints:
   - {name: meta, kind: whatsapp, host: {{.E.Meta.IP}}, port: {{.E.Meta.Port}}, transport: {{.O.MetaTransport}}, source_cidrs: [{{.E.Meta.IP}}/32{{.O.MetaCIDRs}}], codecs: [{{.O.MetaCodecs}}], media_encryption: {{.O.MetaEncryption}}{{.O.MetaExtra}}}
   - {name: pbx, kind: pbx, host: {{.E.PBX.IP}}, port: {{.E.PBX.Port}}, transport: udp, source_cidrs: [{{.E.PBX.IP}}/32], codecs: [PCMU, PCMA]{{.O.PBXExtra}}}
-  - {name: dialer, kind: dialer, host: {{.E.Dialer.IP}}, port: {{.E.Dialer.Port}}, transport: udp, source_cidrs: [{{.E.Dialer.IP}}/32{{.O.DialerCIDRs}}]{{.O.DialerExtra}}}
+  - {name: dialer, kind: dialer, host: {{.E.Dialer.IP}}, port: {{.E.Dialer.Port}}, transport: udp, source_cidrs: [{{.E.Dialer.IP}}/32{{.O.DialerCIDRs}}]{{.O.DialerExtra}}}{{.O.EndpointsExtra}}
 numbers:
-  - {number: "+15550100001", phone_number_id: "100000000000001", route: {{if .O.Route}}{{.O.Route}}{{else}}{endpoint: pbx, user: "1001"}{{end}}, dialers: [dialer], callback_permission: true{{.O.NumberExtra}}}
+  - {number: "+15550100001", phone_number_id: "100000000000001", route: {{.O.Route}}, dialers: [dialer], callback_permission: true{{.O.NumberExtra}}}
 media: {bind_ip: {{.E.WagateIP}}, port_min: {{.O.PortMin}}, port_max: {{.O.PortMax}}, rtp_timeout: {{.O.RTPTimeout}}, rtp_start_timeout: {{.O.RTPStartTimeout}}, port_quarantine: 2s}
 api: {listen: "{{.E.WagateIP}}:{{.E.APIPort}}"{{.O.APIExtra}}}
 log: {level: {{.O.LogLevel}}, format: json}
@@ -403,6 +406,9 @@ func (e *env) writeConfig(o wagateOpts) string {
 	e.t.Helper()
 	if o.RingTimeout == "" {
 		o.RingTimeout = "60s"
+	}
+	if o.Route == "" {
+		o.Route = `{endpoint: pbx, user: "1001"}`
 	}
 	if o.PortMin == 0 {
 		o.PortMin = 30000
@@ -528,6 +534,9 @@ func (e *env) startWagate(o wagateOpts) *wagate {
 	w.cmd.Stdout = logf
 	w.cmd.Stderr = logf
 	w.cmd.Dir = e.dir
+	if len(o.Env) > 0 {
+		w.cmd.Env = append(os.Environ(), o.Env...)
+	}
 	if err := w.cmd.Start(); err != nil {
 		logf.Close()
 		t.Fatalf("start wagate: %v", err)
@@ -629,7 +638,13 @@ type status struct {
 		PanicsRecovered uint64            `json:"panics_recovered"`
 	} `json:"sip_edge"`
 	Overload map[string]uint64 `json:"overload_refusals"`
-	Trace    struct {
+	// Endpoints is the health of probed endpoints.
+	Endpoints []struct {
+		Endpoint string `json:"endpoint"`
+		Up       bool   `json:"up"`
+		Probes   uint64 `json:"probes"`
+	} `json:"endpoints"`
+	Trace struct {
 		Messages  uint64 `json:"messages"`
 		Dropped   uint64 `json:"dropped"`
 		Unframed  uint64 `json:"unframed"`

@@ -103,6 +103,15 @@ func run() int {
 		log.Error("sip setup failed", "error", err)
 		return 1
 	}
+	now, fakeNow, err := routingClock()
+	if err != nil {
+		log.Error("clock", "error", err)
+		return 1
+	}
+	if fakeNow != "" {
+		log.Warn("test hook: business hours are read on a fake clock", "var", fakeNowVar, "starting_at", fakeNow)
+	}
+	srv.SetNow(now)
 	calls := b2bua.New(srv, func(id string, l *slog.Logger, a, b media.LegConfig) (b2bua.Bridge, error) {
 		br, err := mm.NewCallBridge(id, l, a, b)
 		if err != nil {
@@ -214,6 +223,7 @@ func run() int {
 			Metrics:     mx.Handler(),
 			Ready:       readiness(srv),
 			KnownNumber: rt.knownNumber,
+			Calls:       callControl{calls},
 			Log:         log,
 		}
 		if perms != nil {

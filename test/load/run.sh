@@ -43,6 +43,17 @@
 #                      subscriber: 'events: {subscribers: [{name: x, url: ...}]}')
 #   HOLD_MS=1000       call length in the run/find-max modes
 #   SECONDS_PER_RUN=30 length of each find-max step
+#   PROXY=wagate|kamailio  wagate (default): the system under test. kamailio:
+#                      the same SIPp caller and callee with Kamailio 5.6 in
+#                      wagate's place (address and port): a stateful proxy
+#                      that record-routes every dialog, relays the INVITE to
+#                      the callee and carries no media. It is the reference
+#                      wagate's CPU per call is compared against (run.sh with
+#                      each PROXY in turn, same machine, same window). Its CPU
+#                      and RSS are summed over all its processes. Needs the
+#                      Debian package kamailio (make test installs it); MEDIA,
+#                      TRACE, PERMISSIONS and CDR do not apply.
+#   KAMAILIO_CHILDREN=2 Kamailio's UDP worker processes (one per core here)
 #   WAGATE=path        a wagate binary to test (default: go build ./cmd/wagate)
 #   WAGATE_ARGS=...    extra wagate flags (e.g. "-cpuprofile /tmp/cpu.prof")
 #   OUT=dir            where configs, logs and SIPp statistics go (default: a new
@@ -102,7 +113,14 @@ MEDIA_PORT=6000
 BUF=4194304
 CLK_TCK=$(getconf CLK_TCK)
 
+PROXY=${PROXY:-wagate}
 case $MEDIA in none|relay) ;; *) echo "MEDIA must be none or relay" >&2; exit 2 ;; esac
+case $PROXY in
+    wagate) ;;
+    kamailio) command -v kamailio >/dev/null || { echo "kamailio not found: apt-get install kamailio" >&2; exit 1; }
+              [[ $MEDIA == none ]] || { echo "PROXY=kamailio relays no media: use MEDIA=none" >&2; exit 2; } ;;
+    *) echo "PROXY must be wagate or kamailio" >&2; exit 2 ;;
+esac
 case $DIRECTION in
     uic) CALLER_IP=$META_IP; CALLEE_IP=$PBX_IP ;;
     bic) CALLER_IP=$DIALER_IP; CALLEE_IP=$META_IP
@@ -288,6 +306,80 @@ EOF
     fi
 }
 
+# start_kamailio TAG: Kamailio in wagate's place, as a stateful
+# record-routing proxy toward the callee, with no dispatcher, no probing,
+# no database and no logging per message: the least a SIP proxy does for a
+# call, which is what wagate's signalling is compared against.
+start_kamailio() {
+    local cfg=$OUT/$1.kamailio.cfg
+    cat >"$cfg" <<EOF
+#!KAMAILIO
+debug=1
+log_stderror=yes
+children=${KAMAILIO_CHILDREN:-2}
+auto_aliases=no
+listen=udp:$WAGATE_IP:$SIP_PORT
+mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/:/usr/lib/kamailio/modules/"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "pv.so"
+loadmodule "maxfwd.so"
+loadmodule "siputils.so"
+loadmodule "textops.so"
+modparam("tm", "fr_timer", 5000)
+modparam("tm", "fr_inv_timer", 60000)
+request_route {
+    if (!mf_process_maxfwd_header("10")) { sl_send_reply("483", "Too Many Hops"); exit; }
+    if (has_totag()) {
+        if (loose_route()) { t_relay(); exit; }
+        if (is_method("ACK")) { if (t_check_trans()) { t_relay(); } exit; }
+        sl_send_reply("404", "Not here"); exit;
+    }
+    if (is_method("CANCEL")) { if (t_check_trans()) { t_relay(); } exit; }
+    t_check_trans();
+    record_route();
+    \$du = "sip:$CALLEE_IP:$PEER_PORT";
+    if (!t_relay()) { sl_reply_error(); }
+    exit;
+}
+EOF
+    bound udp "$WAGATE_IP" "$SIP_PORT" && die "$WAGATE_IP:$SIP_PORT (udp) is already in use"
+    kamailio -c -f "$cfg" >"$OUT/$1.kamailio.check" 2>&1 || die "kamailio refuses its config; see $OUT/$1.kamailio.check"
+    kamailio -DD -E -m 256 -M 16 -f "$cfg" >"$OUT/$1.kamailio.log" 2>&1 &
+    WAGATE_PID=$!
+    PIDS+=("$WAGATE_PID")
+    wait_for 10 bound udp "$WAGATE_IP" "$SIP_PORT" || die "kamailio did not start; see $OUT/$1.kamailio.log"
+}
+
+# proc_tree PID: PID and all its descendants.
+proc_tree() {
+    local p
+    echo "$1"
+    for p in $(pgrep -P "$1" 2>/dev/null); do proc_tree "$p"; done
+}
+
+# sut_ticks: CPU ticks of the system under test (all of Kamailio's
+# processes; wagate is one).
+sut_ticks() {
+    local p t=0
+    for p in $(proc_tree "$WAGATE_PID"); do
+        t=$(( t + $(cpu_ticks "$p" 2>/dev/null || echo 0) ))
+    done
+    echo "$t"
+}
+
+# sut_rss_kb FIELD: VmRSS or VmHWM summed over the system under test's
+# processes (Kamailio's shared memory counts once per process that touched
+# it: an upper bound).
+sut_rss_kb() {
+    local p t=0 v
+    for p in $(proc_tree "$WAGATE_PID"); do
+        v=$(vm_kb "$p" "$1" 2>/dev/null || echo 0); t=$(( t + ${v:-0} ))
+    done
+    echo "$t"
+}
+
 # grant_permissions: a permanent permission for each of the USERS users,
 # unless the store (kept in OUT across runs) has them already. One curl
 # process, at most 16 requests in flight, each bounded to 10 s.
@@ -413,11 +505,11 @@ report_calls() { # report_calls TAG ATTEMPTED -> sets FAILED
 report_wagate() { # report_wagate TICKS_BEFORE TICKS_AFTER CALLS
     local ticks=$(( $2 - $1 ))
     local hwm rss
-    hwm=$(vm_kb "$WAGATE_PID" VmHWM); rss=$(vm_kb "$WAGATE_PID" VmRSS)
-    awk -v t="$ticks" -v hz="$CLK_TCK" -v n="$3" -v hwm="$hwm" -v rss="$rss" 'BEGIN {
+    hwm=$(sut_rss_kb VmHWM); rss=$(sut_rss_kb VmRSS)
+    awk -v who="$PROXY" -v t="$ticks" -v hz="$CLK_TCK" -v n="$3" -v hwm="$hwm" -v rss="$rss" 'BEGIN {
         s = t / hz
-        printf "  wagate: %.2f s CPU, %.3f ms CPU/call; peak RSS %.1f MiB (now %.1f MiB)\n",
-            s, (n > 0 ? 1000 * s / n : 0), hwm / 1024, rss / 1024 }'
+        printf "  %s: %.2f s CPU, %.3f ms CPU/call; peak RSS %.1f MiB (now %.1f MiB)\n",
+            who, s, (n > 0 ? 1000 * s / n : 0), hwm / 1024, rss / 1024 }'
 }
 
 report_status() {
@@ -444,15 +536,15 @@ one_run() {
     local limit=$(( rate * (HOLD_MS / 1000 + 10) ))
     local timeout=$(( secs + HOLD_MS / 1000 + 60 ))
     local tag="r${rate}"
-    echo "== $tag: $rate calls/s for $secs s ($calls calls, hold ${HOLD_MS} ms, media $MEDIA, $DIRECTION, permissions $PERMISSIONS)"
-    start_wagate "$tag"
+    echo "== $tag: $rate calls/s for $secs s ($calls calls, hold ${HOLD_MS} ms, $PROXY, media $MEDIA, $DIRECTION, permissions $PERMISSIONS)"
+    if [[ $PROXY == kamailio ]]; then start_kamailio "$tag"; else start_wagate "$tag"; fi
     start_uas "$tag" "$calls" "$timeout"
-    local t0; t0=$(cpu_ticks "$WAGATE_PID")
+    local t0; t0=$(sut_ticks)
     local m0; m0=$(machine_ticks)
     local d0; d0=$(udp_drops "$WAGATE_IP" "$SIP_PORT")
     run_uac "$tag" "$rate" "$calls" "$limit" "$HOLD_MS" "$timeout"
     wait_pid "$UAC_PID" $(( timeout + 10 )) || true
-    local t1; t1=$(cpu_ticks "$WAGATE_PID")
+    local t1; t1=$(sut_ticks)
     local m1; m1=$(machine_ticks)
     local d1; d1=$(udp_drops "$WAGATE_IP" "$SIP_PORT")
     wait_pid "$UAS_PID" 15 || true
@@ -461,10 +553,10 @@ one_run() {
     # shellcheck disable=SC2086
     awk -v a="$m0" -v b="$m1" -v w=$(( t1 - t0 )) -v n="$(getconf _NPROCESSORS_ONLN)" 'BEGIN {
         split(a, x, " "); split(b, y, " ")
-        if (y[2] > x[2]) printf "  machine: about %.0f%% of %d00%% busy during the run (tick-sampled /proc/stat; wagate %.0f%%, the rest mostly the two SIPps)\n",
+        if (y[2] > x[2]) printf "  machine: about %.0f%% of %d00%% busy during the run (tick-sampled /proc/stat; the system under test %.0f%%, the rest mostly the two SIPps)\n",
             100 * n * (y[1] - x[1]) / (y[2] - x[2]), n, 100 * n * w / (y[2] - x[2]) }'
-    echo "  wagate's SIP socket: $(( d1 - d0 )) datagrams dropped (receive queue full)"
-    report_status
+    echo "  $PROXY's SIP socket: $(( d1 - d0 )) datagrams dropped (receive queue full)"
+    if [[ $PROXY == wagate ]]; then report_status; fi
     stop_wagate
 }
 
@@ -497,6 +589,7 @@ mode_find_max() {
 
 mode_concurrent() {
     [[ $# -ge 1 ]] || usage
+    [[ $PROXY == wagate ]] || die "the concurrent mode reads wagate's status: PROXY=wagate only"
     local n=$1 hold=${2:-60}
     local rate=$(( n / 10 )); (( rate < 10 )) && rate=10; (( rate > 500 )) && rate=500
     local ramp=$(( (n + rate - 1) / rate ))

@@ -1,0 +1,533 @@
+package b2bua
+
+import (
+	"cmp"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/wagate/wagate/configs"
+	"github.com/wagate/wagate/events"
+	sipedge "github.com/wagate/wagate/sip"
+)
+
+// A call rings its callees through a hunt: the one extension of a route
+// or the WhatsApp user of a BIC (a hunt of one), or a hunt list's
+// targets. Each INVITE is an attempt with its own goroutine and dialog
+// (its own Call-ID); the hunt goroutine, the one that took A's INVITE,
+// decides: which callee rings next, which 2xx wins, what A hears. The
+// rules are in docs/sip.md "Hunt lists".
+type hunt struct {
+	s     *Engine
+	c     *call
+	offer []byte
+	// list is the hunt list rung (nil: one callee).
+	list *configs.HuntList
+	// local: A was answered by wagate itself (a call flow's connect):
+	// nothing is relayed to A, and the outcome goes to the flow.
+	local bool
+	// base is how many attempts the call had placed before this hunt (a
+	// call flow may connect more than once): attempt numbers, and so
+	// B-leg Call-IDs, go on from there.
+	base int
+	// queue holds the callees not rung yet, in the strategy's order.
+	queue []sipedge.Callee
+	// events carries the attempts' reports; done is closed when the hunt
+	// stops listening, so that no attempt ever blocks on a report.
+	events   chan attemptEvent
+	done     chan struct{}
+	doneOnce sync.Once
+
+	mu sync.Mutex
+	// closed: no 2xx may win any more (one did, or A is gone).
+	closed bool
+
+	// The rest belongs to the hunt goroutine.
+	attempts  []*attempt
+	live      int  // attempts whose goroutine runs
+	pending   int  // attempts whose result is not known yet
+	stopped   bool // a 6xx ended the hunt: ring no one else
+	rang      bool // A had its ringing (a hunt relays one)
+	abandoned bool // an attempt never ended its INVITE
+	best      result
+	hasBest   bool
+}
+
+// result is what an attempt that failed would make A hear.
+type result struct {
+	code    int
+	reason  string
+	relayed bool // B's own code and phrase, passed on
+	weight  int
+	cause   string
+	outcome Outcome
+}
+
+// Which failure A hears when nobody answers: the last of the highest
+// weight. What a target said itself beats wagate's ring timeout, which
+// beats no answer at all, which beats an endpoint skipped as down.
+const (
+	weightDown = iota
+	weightNoAnswer
+	weightTimeout
+	weightResponse
+)
+
+// send reports ev to the hunt, or drops it once the hunt stopped listening.
+func (h *hunt) send(ev attemptEvent) {
+	select {
+	case h.events <- ev:
+	case <-h.done:
+	}
+}
+
+// claim lets at's 2xx win the call: only the first, only while A waits,
+// and only for an attempt the hunt has not given up on.
+func (h *hunt) claim(at *attempt) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed || at.cancelled() {
+		return false
+	}
+	h.closed = true
+	return true
+}
+
+func (h *hunt) close() {
+	h.mu.Lock()
+	h.closed = true
+	h.mu.Unlock()
+}
+
+func (h *hunt) stopListening() { h.doneOnce.Do(func() { close(h.done) }) }
+
+// cancelAll gives up on every attempt but except (nil: all).
+func (h *hunt) cancelAll(except *attempt) {
+	for _, at := range h.attempts {
+		if at != except {
+			at.cancel()
+		}
+	}
+}
+
+// anyUp reports whether some callee of dec is at an endpoint not marked
+// down by its probes.
+func (s *Engine) anyUp(dec *sipedge.Decision) bool {
+	for _, c := range dec.Callees {
+		if s.edge.Up(c.EP.Name) {
+			return true
+		}
+	}
+	return false
+}
+
+// ring places the call's B-legs with offer and drives the call until A
+// has its answer (or final error) and, after a 2xx, A's ACK.
+func (s *Engine) ring(c *call, offer []byte) {
+	h := &hunt{s: s, c: c, offer: offer, list: c.route.Hunt,
+		events: make(chan attemptEvent, 16), done: make(chan struct{})}
+	defer h.stopListening()
+	h.queue = s.hunts.order(c.route)
+
+	cancelled := make(chan struct{}, 1)
+	c.aTx.OnCancel(func(*sip.Request) {
+		select {
+		case cancelled <- struct{}{}:
+		default:
+		}
+	})
+	var (
+		aFinal bool // A already has its final response
+		cause  string
+	)
+	giveUp := func(code int, reason, why string) {
+		if !aFinal {
+			aFinal = true
+			s.rejectA(c, &sipedge.Rejection{Code: code, Reason: reason, Log: why})
+		}
+		cause = why
+		h.close()
+		h.cancelAll(nil)
+		c.setOutcome(OutcomeCancelled)
+	}
+	apiHangup := c.hangupRequests()
+
+	for {
+		if !aFinal && h.pending == 0 {
+			h.next()
+		}
+		if !aFinal && h.pending == 0 {
+			// Nothing rings and nothing is left to ring.
+			r := h.best
+			if !h.hasBest {
+				r = result{code: 503, reason: "Service Unavailable", cause: "no target answered", outcome: OutcomeFailed}
+			}
+			aFinal = true
+			h.close()
+			s.rejectA(c, &sipedge.Rejection{Code: r.code, Reason: r.reason, Relayed: r.relayed, Log: r.cause})
+			if cause == "" {
+				cause = r.cause
+			}
+			c.setOutcome(r.outcome)
+			if h.list != nil {
+				c.log.Info("hunt failed", "hunt", h.list.Name, "attempts", len(h.attempts), "code", r.code)
+			}
+		}
+		if aFinal && h.live == 0 {
+			if h.abandoned {
+				cause += "; " + errAbandoned.Error()
+			}
+			c.terminate(nil, cause)
+			return
+		}
+		select {
+		case ev := <-h.events:
+			if ev.kind == evAnswered {
+				h.stopListening()
+				h.win(ev, aFinal, cause, cancelled)
+				return
+			}
+			h.handle(ev, aFinal, &cause)
+		case <-cancelled:
+			// sipgo has already answered the CANCEL with 200 and A's
+			// INVITE with 487.
+			aFinal = true
+			cause = causeCancelledByA
+			c.finalToA(&sipedge.Rejection{Code: 487, Reason: "Request Terminated"})
+			h.close()
+			h.cancelAll(nil)
+			c.setOutcome(OutcomeCancelled)
+		case <-apiHangup:
+			// Hung up through the API before the answer: A gets 487, every
+			// attempt its CANCEL, and the call ends with their finals.
+			apiHangup = nil
+			r := c.earlyEnd()
+			giveUp(r.Code, r.Reason, r.Log)
+		case <-c.ended:
+			// Ended from outside (shutdown): A still needs a final
+			// response, B a CANCEL. A late 2xx from B is then ACKed and
+			// hung up by its attempt.
+			giveUp(503, "Service Unavailable", "call ended before answer")
+			return
+		case <-s.ctx.Done():
+			giveUp(503, "Service Unavailable", "shutdown")
+			c.terminate(nil, cause)
+			return
+		}
+	}
+}
+
+// next rings the next callee (sequential strategies) or all of them
+// (parallel), skipping those at endpoints marked down.
+func (h *hunt) next() {
+	parallel := h.list != nil && h.list.Strategy == configs.HuntParallel
+	for len(h.queue) > 0 && !h.stopped {
+		callee := h.queue[0]
+		h.queue = h.queue[1:]
+		if !h.s.edge.Up(callee.EP.Name) {
+			at := newAttempt(h.c, h.base+len(h.attempts)+1, callee, 0)
+			h.attempts = append(h.attempts, at)
+			at.started = time.Now()
+			h.pending++
+			h.c.log.Info("target skipped: its endpoint is down", "target", callee.Name())
+			h.resolve(at, events.AttemptDown, 0, &result{code: 503, reason: "Service Unavailable", weight: weightDown,
+				cause: "b-leg endpoint down", outcome: OutcomeFailed})
+			continue
+		}
+		h.start(callee, 0)
+		if !parallel {
+			return
+		}
+	}
+}
+
+// start rings callee in a new attempt.
+func (h *hunt) start(callee sipedge.Callee, redirects int) {
+	at := newAttempt(h.c, h.base+len(h.attempts)+1, callee, redirects)
+	at.started = time.Now()
+	h.attempts = append(h.attempts, at)
+	h.live++
+	h.pending++
+	h.c.noteAttempt(at)
+	h.s.wg.Go(func() { h.s.runAttempt(h, at, h.offer) })
+}
+
+// resolve records at's result; r, when given, is what A hears if nobody
+// answers. (Once no attempt is pending the hunt loop rings the next.)
+func (h *hunt) resolve(at *attempt, name string, code int, r *result) {
+	if at.resolved {
+		return
+	}
+	at.resolved, at.result, at.code, at.endedAt = true, name, code, time.Now()
+	h.pending--
+	h.c.noteAttempt(at)
+	if r != nil && (!h.hasBest || r.weight >= h.best.weight) {
+		h.best, h.hasBest = *r, true
+	}
+}
+
+// handle applies one attempt report other than a winning 2xx.
+func (h *hunt) handle(ev attemptEvent, aFinal bool, cause *string) {
+	s, c, at := h.s, h.c, ev.at
+	// Reports of an attempt the hunt gave up on say nothing about what A
+	// should hear (B's 487 to our CANCEL, above all).
+	given := ev.afterStop || at.cancelled()
+	switch ev.kind {
+	case evRinging:
+		if aFinal || given || h.local {
+			return
+		}
+		if h.list == nil {
+			s.relayProvisional(c, ev.res, true)
+		} else if !h.rang {
+			h.rang = true
+			s.relayProvisional(c, ev.res, false)
+		}
+	case evTimeout:
+		if given {
+			return
+		}
+		c.log.Info("target did not answer within its ring time", "target", at.callee.Name(), "ring_timeout", at.callee.RingTimeout.String())
+		h.resolve(at, events.AttemptNoAnswer, 0, &result{code: 480, reason: "Temporarily Unavailable", weight: weightTimeout,
+			cause: "ring timeout", outcome: OutcomeCancelled})
+	case evFailed:
+		if given {
+			h.resolve(at, events.AttemptCancelled, 0, nil)
+			return
+		}
+		r := &result{code: 408, reason: "Request Timeout", weight: weightNoAnswer, cause: "b-leg no final response", outcome: OutcomeFailed}
+		if ev.err != nil && !errors.Is(ev.err, sip.ErrTransactionTimeout) {
+			r.code, r.reason = 503, "Service Unavailable"
+		}
+		if ev.unsent {
+			r.cause = "B-leg unreachable"
+		}
+		c.log.Info("target unreachable", "target", at.callee.Name(), "error", errString(ev.err))
+		h.resolve(at, events.AttemptUnreachable, 0, r)
+	case evFinal:
+		res := ev.res
+		if given {
+			h.resolve(at, events.AttemptCancelled, res.StatusCode, nil)
+			return
+		}
+		if res.StatusCode < 400 && !aFinal && h.redirect(at, res) {
+			return
+		}
+		code, reason := mapFinal(res)
+		h.resolve(at, finalResult(res.StatusCode), res.StatusCode, &result{code: code, reason: reason, relayed: code == res.StatusCode,
+			weight: weightResponse, cause: "b-leg " + itoa(res.StatusCode), outcome: outcomeFor(res.StatusCode, res.Reason)})
+		if res.StatusCode >= 600 && (h.list == nil || h.list.OnDecline == configs.DeclineStop) && !h.stopped {
+			// A 6xx is the callee's answer for everyone (RFC 3261
+			// §16.7): the hunt ends with it.
+			h.stopped = true
+			h.queue = nil
+			h.cancelAll(nil)
+			if h.list != nil {
+				c.log.Info("hunt ended by a decline", "hunt", h.list.Name, "target", at.callee.Name(), "code", res.StatusCode)
+			}
+		}
+	case evLate:
+		h.resolve(at, events.AttemptLate, 200, nil)
+		if aFinal {
+			// The CANCEL/200 race: B answered as A gave up. Meta
+			// connected a BIC all the same: it counts for the user.
+			c.connected()
+			*cause += "; b answered late"
+		}
+	case evDone:
+		h.live--
+		if errors.Is(ev.err, errAbandoned) {
+			h.abandoned = true
+		}
+		h.resolve(at, events.AttemptCancelled, 0, nil)
+	}
+}
+
+// redirect follows a 3xx of at when the configuration allows it, and
+// reports whether it did.
+func (h *hunt) redirect(at *attempt, res *sip.Response) bool {
+	c := h.c
+	to, why := sipedge.Redirect(h.s.edge.Config(), at.callee, res)
+	switch {
+	case why != "":
+	case at.redirects >= sipedge.MaxRedirects:
+		why = "already followed " + itoa(at.redirects) + " redirects"
+	case !h.s.edge.Up(to.EP.Name):
+		why = "endpoint " + to.EP.Name + " is down"
+	}
+	if why != "" {
+		c.log.Info("redirect not followed", "target", at.callee.Name(), "code", res.StatusCode, "why", why)
+		return false
+	}
+	c.log.Info("redirect followed", "target", at.callee.Name(), "code", res.StatusCode, "to", to.Name())
+	h.start(to, at.redirects+1)
+	h.resolve(at, events.AttemptRedirected, res.StatusCode, nil)
+	return true
+}
+
+// win makes the attempt whose 2xx won the call's B-leg and answers A.
+func (h *hunt) win(ev attemptEvent, aGone bool, cause string, cancelled <-chan struct{}) {
+	h.adopt(ev)
+	defer ev.tx.Terminate()
+	h.s.onBAnswer(h.c, ev.req, ev.tx, ev.res, aGone, cause, cancelled)
+}
+
+// adopt makes the attempt whose 2xx won the call's B-leg and gives up on
+// the others.
+func (h *hunt) adopt(ev attemptEvent) {
+	s, c, at := h.s, h.c, ev.at
+	h.cancelAll(at)
+	h.resolve(at, events.AttemptAnswered, ev.res.StatusCode, nil)
+	for _, o := range h.attempts {
+		if !o.resolved {
+			h.resolve(o, events.AttemptCancelled, 0, nil)
+		}
+	}
+	s.adoptB(c, at)
+	if h.list != nil {
+		c.log.Info("hunt answered", "hunt", h.list.Name, "target", at.callee.Name(), "attempt", at.n)
+		if at.redirects == 0 {
+			c.mu.Lock()
+			c.release = s.hunts.answered(at.callee)
+			c.mu.Unlock()
+		}
+	}
+}
+
+// adoptB makes the winning attempt's dialog the call's B-leg, under the
+// Call-ID the registry finds it by.
+func (s *Engine) adoptB(c *call, at *attempt) {
+	w := at.leg
+	w.mu.Lock()
+	callID, localURI, localTag, remoteURI := w.callID, w.localURI, w.localTag, w.remoteURI
+	remoteTarget, transport, cseq, dest := w.remoteTarget, w.transport, w.localCSeq, w.dest
+	w.mu.Unlock()
+	s.reg.rebindB(c, callID, at.callee.EP.Name, func() {
+		b := c.b
+		b.mu.Lock()
+		b.callID, b.localURI, b.localTag, b.remoteURI = callID, localURI, localTag, remoteURI
+		b.remoteTarget, b.transport, b.localCSeq, b.dest = remoteTarget, transport, cseq, dest
+		b.mu.Unlock()
+		c.mu.Lock()
+		c.bEndpoint, c.bUser = at.callee.EP.Name, at.callee.User
+		c.mu.Unlock()
+	})
+}
+
+// noteAttempt records at in the call's record.
+func (c *call) noteAttempt(at *attempt) {
+	a := events.Attempt{Endpoint: at.callee.EP.Name, User: at.callee.User, SIPCallID: at.leg.callID,
+		StartedAt: at.started, EndedAt: at.endedAt, SIPCode: at.code, Result: at.result}
+	switch {
+	case !at.resolved:
+		a.Result = events.AttemptRinging
+	case at.result == events.AttemptDown:
+		a.SIPCallID = "" // never sent
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if at.n <= len(c.attempts) {
+		c.attempts[at.n-1] = a
+		return
+	}
+	c.attempts = append(c.attempts, a)
+}
+
+// finalResult names a target's final error for the call's record.
+func finalResult(code int) string {
+	switch {
+	case code == 486 || code == 600:
+		return events.AttemptBusy
+	case code >= 600:
+		return events.AttemptDeclined
+	case code >= 300 && code < 400:
+		return events.AttemptRedirected
+	}
+	return events.AttemptFailed
+}
+
+// huntState is what the round_robin and least_recent strategies remember,
+// in memory, per node: it is lost on restart and not shared with other
+// nodes.
+type huntState struct {
+	mu sync.Mutex
+	// turns counts the calls each hunt list started (round_robin).
+	turns map[string]uint64
+	// agents tracks each hunt target's answered calls (least_recent), by
+	// "user@endpoint", across lists.
+	agents map[string]*agentState
+}
+
+type agentState struct {
+	active  int       // answered calls up now
+	lastEnd time.Time // when the last one ended
+}
+
+// order returns d's callees in the order its strategy rings them.
+func (hs *huntState) order(d *sipedge.Decision) []sipedge.Callee {
+	callees := slices.Clone(d.Callees)
+	if d.Hunt == nil || len(callees) < 2 {
+		return callees
+	}
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	switch d.Hunt.Strategy {
+	case configs.HuntRoundRobin:
+		if hs.turns == nil {
+			hs.turns = make(map[string]uint64)
+		}
+		k := int(hs.turns[d.Hunt.Name] % uint64(len(callees)))
+		hs.turns[d.Hunt.Name]++
+		return append(callees[k:], callees[:k]...)
+	case configs.HuntLeastRecent:
+		// Free agents first, the longest idle (never answered: idle
+		// forever) first; agents on a call last. Ties keep list order.
+		key := func(c sipedge.Callee) (bool, time.Time) {
+			a := hs.agents[c.Name()]
+			if a == nil {
+				return false, time.Time{}
+			}
+			return a.active > 0, a.lastEnd
+		}
+		slices.SortStableFunc(callees, func(x, y sipedge.Callee) int {
+			bx, tx := key(x)
+			by, ty := key(y)
+			if bx != by {
+				if bx {
+					return 1
+				}
+				return -1
+			}
+			return cmp.Compare(tx.UnixNano(), ty.UnixNano())
+		})
+	}
+	return callees
+}
+
+// answered notes that callee answered a call, and returns what to call
+// when that call ends.
+func (hs *huntState) answered(callee sipedge.Callee) func() {
+	name := callee.Name()
+	hs.mu.Lock()
+	if hs.agents == nil {
+		hs.agents = make(map[string]*agentState)
+	}
+	a := hs.agents[name]
+	if a == nil {
+		a = &agentState{}
+		hs.agents[name] = a
+	}
+	a.active++
+	hs.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			hs.mu.Lock()
+			a.active--
+			a.lastEnd = time.Now()
+			hs.mu.Unlock()
+		})
+	}
+}

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/wagate/wagate/api"
+	"github.com/wagate/wagate/b2bua"
+	"github.com/wagate/wagate/media"
+)
+
+// callControl gives the API the B2BUA's live calls (api.CallControl).
+type callControl struct{ e *b2bua.Engine }
+
+func (c callControl) Calls() []api.LiveCall {
+	calls := c.e.Calls()
+	out := make([]api.LiveCall, 0, len(calls))
+	for _, ci := range calls {
+		out = append(out, liveCall(ci))
+	}
+	return out
+}
+
+func (c callControl) Call(id string) (api.LiveCall, bool) {
+	ci, ok := c.e.Call(id)
+	if !ok {
+		return api.LiveCall{}, false
+	}
+	return liveCall(ci), true
+}
+
+func (c callControl) Hangup(id, reason string) (api.LiveCall, error) {
+	ci, err := c.e.Hangup(id, reason)
+	if errors.Is(err, b2bua.ErrNoSuchCall) {
+		return api.LiveCall{}, fmt.Errorf("%w: %s", api.ErrNoSuchCall, id)
+	}
+	if err != nil {
+		return api.LiveCall{}, err
+	}
+	return liveCall(ci), nil
+}
+
+func liveCall(ci b2bua.CallInfo) api.LiveCall {
+	return api.LiveCall{
+		ID: ci.ID, Direction: string(ci.Direction), State: ci.State,
+		BusinessNumber: ci.BusinessNumber, PhoneNumberID: ci.PhoneNumberID, User: ci.User, WACallID: ci.WACallID,
+		CreatedAt: ci.CreatedAt.UTC(), RingingAt: utc(ci.RingingAt), AnsweredAt: utc(ci.AnsweredAt),
+		A: liveLeg(ci.A), B: liveLeg(ci.B),
+	}
+}
+
+func liveLeg(l b2bua.LegInfo) api.LiveLeg {
+	out := api.LiveLeg{Endpoint: l.Endpoint, SIPCallID: l.SIPCallID, Codec: l.Codec, Encryption: l.Encryption, Received: liveMedia(l.Received)}
+	if l.RemoteMedia.IsValid() {
+		out.RemoteMedia = l.RemoteMedia.String()
+	}
+	return out
+}
+
+func liveMedia(d media.DirectionReport) api.LiveMedia {
+	return api.LiveMedia{
+		Packets: d.Packets, Bytes: d.Bytes, Forwarded: d.Forwarded, Lost: d.Lost, JitterMS: d.JitterMS,
+		SRTPAuthFailures: d.SRTPAuthFailures, SRTPReplayFailures: d.SRTPReplayFailures, Late: d.Late,
+	}
+}
+
+// utc keeps a zero time zero (omitted from the JSON).
+func utc(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return t.UTC()
+}
