@@ -2,6 +2,7 @@ package test
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -314,4 +315,78 @@ func TestCallFlowFallback(t *testing.T) {
 	agent.requireOK() // three calls answered by the fallback extension
 	s := w.waitIdle()
 	w.expectCounts(s, 3, 3)
+}
+
+// TestCallFlowConnectBusyThenHuntList: a flow's connect rings through
+// the same hunt as any call. An extension that is busy (486) is not the
+// service's failure: the action is done, its connect in the summary is
+// unanswered with the 486, and the flow goes on with its next action, a
+// connect to a hunt list whose first agent is busy too and whose second
+// (a SIPp agent that echoes) answers; the caller then hears its own tone
+// back. Every B-leg INVITE has its own Call-ID, and the call record lists
+// all three attempts.
+func TestCallFlowConnectBusyThenHuntList(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	p2 := e.newPeer("pbx2", 5)
+	fs := newFlowService(t, e, func(r flowReq) flowReply {
+		return flowReply{Body: flowJSON("agents",
+			action("connect", map[string]any{"destination": "1002", "timeout": 5000}),
+			action("say", map[string]any{"text": "Trying the team."}),
+			action("connect", map[string]any{"destination": "agents", "destinationType": "huntList"}),
+			action("hangup", nil))}
+	})
+	w := e.startWagate(wagateOpts{MetaEncryption: "sdes", Route: fs.route("3s", "Sorry."),
+		EndpointsExtra: pbxEndpoint("pbx2", p2, ""),
+		Extra:          `hunt_lists: [{name: agents, targets: [{endpoint: pbx, user: "1001"}, {endpoint: pbx2, user: "2001"}]}]`})
+	busy := e.startSipp(sippSpec{Name: "busy", Scenario: "uas_486.xml", Peer: e.PBX, Calls: 2})
+	agent := e.startSipp(sippSpec{Name: "agent", Scenario: "uas.xml", Peer: p2, Calls: 1, Args: []string{"-rtp_echo"}})
+	meta := newGoPeer(t, e.Meta, metapeer.Config{KeepFrames: true})
+
+	c := flowCall(t, w, meta)
+	c.Media.SetSource(rtppeer.NewTone(1000, toneAmp, 48000))
+	h := waitHeard(t, c, "its own 1 kHz back through the hunt list's agent", flowLimit, func(h heard) bool {
+		_, end := h.toneFrames(0, 1000, 50)
+		return end > 0
+	})
+	s1, _ := h.toneFrames(0, 1000, 50)
+	time.Sleep(time.Second)
+	h = hear(c)
+	checkTone(t, "the agent's echo of the caller", h.pcmOf(s1, len(h.frames)), 48000, 1000, time.Second)
+	hangup(t, c, "the connected caller")
+	busy.requireOK()
+	agent.requireOK()
+	sum := fs.wait(t, "summary", "", 1)
+	var acts []string
+	for _, a := range sum.Actions {
+		acts = append(acts, a.Action+":"+a.Result)
+	}
+	if got, want := strings.Join(acts, " "), "connect:done say:done connect:done"; got != want {
+		t.Errorf("summary actions %q, want %q", got, want)
+	}
+	if sum.Outcome != "connected" || len(sum.Connects) != 2 || sum.Connects[0].Answered || !sum.Connects[1].Answered ||
+		sum.Connects[1].DestinationType != "huntList" || !strings.Contains(sum.Connects[0].Error, "486") {
+		t.Errorf("summary: outcome %q, connects %+v", sum.Outcome, sum.Connects)
+	}
+	if sum.CDR == nil {
+		t.Fatal("summary without its call record")
+	}
+	var got []string
+	ids := map[string]bool{}
+	for _, a := range sum.CDR.Attempts {
+		got = append(got, fmt.Sprintf("%s@%s:%s:%d", a.User, a.Endpoint, a.Result, a.SIPCode))
+		ids[a.SIPCallID] = true
+	}
+	if g, want := strings.Join(got, " "), "1002@pbx:busy:486 1001@pbx:busy:486 2001@pbx2:answered:200"; g != want {
+		t.Errorf("CDR attempts %s, want %s", g, want)
+	}
+	if len(ids) != 3 {
+		t.Errorf("the three B-leg INVITEs used %d Call-IDs, want 3", len(ids))
+	}
+	if sum.CDR.Outcome != "answered" || sum.CDR.B.Endpoint != "pbx2" || sum.CDR.B.User != "2001" {
+		t.Errorf("call record: outcome %q, b %+v", sum.CDR.Outcome, sum.CDR.B)
+	}
+	fs.checkSigned(t)
+	s := w.waitIdle()
+	w.expectCounts(s, 1, 1)
 }

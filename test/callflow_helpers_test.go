@@ -78,8 +78,16 @@ type flowReq struct {
 		Outcome string `json:"outcome"`
 		B       struct {
 			Endpoint  string `json:"endpoint"`
+			User      string `json:"user"`
 			SIPCallID string `json:"sip_call_id"`
 		} `json:"b"`
+		Attempts []struct {
+			Endpoint  string `json:"endpoint"`
+			User      string `json:"user"`
+			SIPCallID string `json:"sip_call_id"`
+			SIPCode   int    `json:"sip_code"`
+			Result    string `json:"result"`
+		} `json:"attempts"`
 	} `json:"cdr"`
 
 	at time.Time
