@@ -1,14 +1,17 @@
 package test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/wagate/wagate/test/internal/audio"
 	"github.com/wagate/wagate/test/internal/metapeer"
 	"github.com/wagate/wagate/test/internal/rtppeer"
 )
@@ -385,6 +388,50 @@ func TestCallFlowConnectBusyThenHuntList(t *testing.T) {
 	}
 	if sum.CDR.Outcome != "answered" || sum.CDR.B.Endpoint != "pbx2" || sum.CDR.B.User != "2001" {
 		t.Errorf("call record: outcome %q, b %+v", sum.CDR.Outcome, sum.CDR.B)
+	}
+	fs.checkSigned(t)
+	s := w.waitIdle()
+	w.expectCounts(s, 1, 1)
+}
+
+// TestBaresipCallFlowPrompt: baresip (SIP, SDES-SRTP and Opus sharing
+// nothing with wagate or the Go peers) calls the call-flow number; the
+// service's flow plays an 800 Hz WAV for 2 s and hangs up. baresip must
+// decode the tone at its frequency, and its call must end by wagate's
+// BYE ("session closed") after about 2 s, long before baresip would hang
+// up itself.
+func TestBaresipCallFlowPrompt(t *testing.T) {
+	t.Parallel()
+	requireBaresip(t)
+	e := newEnv(t)
+	var fs *flowService
+	fs = newFlowService(t, e, func(r flowReq) flowReply {
+		return flowReply{Body: flowJSON("tone",
+			action("playFile", map[string]any{"fileUrl": fs.fileURL("tone800.wav", toneWAV(800, 8000, 2*time.Second))}),
+			action("hangup", nil))}
+	})
+	w := e.startWagate(wagateOpts{MetaEncryption: "sdes", Route: fs.route("3s", "Sorry.")})
+	mic := filepath.Join(e.dir, "silence.wav")
+	if err := audio.WriteWAV(mic, 48000, make([]int16, 48000*10)); err != nil {
+		t.Fatal(err)
+	}
+	const callSeconds = 8 // baresip quits then; wagate hangs up after about 2 s
+	bs := startBaresip(t, e, e.Meta, waUser, mic, fmt.Sprintf("sip:%s@%s", businessNumber, w.SIPAddr), callSeconds)
+	bs.wait(t, time.Duration(callSeconds)*time.Second+15*time.Second)
+	out := bs.stdout()
+	if !regexp.MustCompile(`session closed[^\n]*\n[^\n]*terminated \(duration: [23] secs\)`).Match(out) {
+		t.Errorf("baresip's call did not end by wagate's BYE after 2–3 s")
+	}
+	for _, want := range []string{"SRTP is Enabled", "Call established", "Set audio decoder: opus"} {
+		if !bytes.Contains(out, []byte(want)) {
+			t.Errorf("baresip's output lacks %q", want)
+		}
+	}
+	rec, rate := bs.decoded(t)
+	checkTone(t, "the flow's 800 Hz file as baresip decoded it", rec, rate, 800, 1500*time.Millisecond)
+	sum := fs.wait(t, "summary", "", 1)
+	if sum.Outcome != "hangup" {
+		t.Errorf("summary outcome %q, want hangup", sum.Outcome)
 	}
 	fs.checkSigned(t)
 	s := w.waitIdle()
