@@ -23,6 +23,12 @@ type callFlows struct {
 
 	mu      sync.Mutex
 	engines map[*configs.CallFlow]*callflow.Engine
+
+	// warming renders the fallback messages at start; Close ends and
+	// waits for it.
+	warmCtx    context.Context
+	warmCancel context.CancelFunc
+	warming    sync.WaitGroup
 }
 
 // maxEngines bounds the engines kept across reloads (each reload's
@@ -53,11 +59,17 @@ func newCallFlows(cfg *configs.Config, log *slog.Logger) (*callFlows, error) {
 	if err != nil {
 		return nil, fmt.Errorf("call flows: %w", err)
 	}
-	return &callFlows{lib: lib, log: log, engines: map[*configs.CallFlow]*callflow.Engine{}}, nil
+	f := &callFlows{lib: lib, log: log, engines: map[*configs.CallFlow]*callflow.Engine{}}
+	f.warmCtx, f.warmCancel = context.WithCancel(context.Background())
+	return f, nil
 }
 
 // Close stops the renders and downloads in flight.
-func (f *callFlows) Close() { f.lib.Close() }
+func (f *callFlows) Close() {
+	f.warmCancel()
+	f.warming.Wait()
+	f.lib.Close()
+}
 
 // engine is b2bua.CallFlows.
 func (f *callFlows) engine(num *configs.Number) b2bua.FlowEngine {
@@ -98,7 +110,7 @@ func (f *callFlows) get(num *configs.Number) (*callflow.Engine, error) {
 
 // warm renders every route's fallback message at the calls' rate, so that
 // a failing service costs the first caller no render time; it returns at
-// once and logs what could not be rendered.
+// once and logs what could not be rendered. Close waits for it.
 func (f *callFlows) warm(cfg *configs.Config) {
 	for i := range cfg.Numbers {
 		num := &cfg.Numbers[i]
@@ -109,13 +121,13 @@ func (f *callFlows) warm(cfg *configs.Config) {
 			}
 			continue
 		}
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		f.warming.Go(func() {
+			ctx, cancel := context.WithTimeout(f.warmCtx, 30*time.Second)
 			defer cancel()
 			if err := e.Warm(ctx, prompt.Rate8k); err != nil {
 				f.log.Warn("call flow fallback message not rendered at start; it will be at the first failure", "number", num.Number, "error", err)
 			}
-		}()
+		})
 	}
 }
 
