@@ -264,31 +264,34 @@ func TestCallFlowVoicemailAndConnect(t *testing.T) {
 	w.expectCounts(s, 2, 2)
 }
 
-// TestCallFlowFallback: the service answers garbage, answers too late,
-// and is down. Each time the caller hears the route's message within
-// the route's timeout (1 s) of the answer, and is connected to the
-// fallback extension (a SIPp agent); the summary, when the service can
-// take it, says why.
+// TestCallFlowFallback: the service answers garbage, answers a flow
+// whose file is a web page, answers too late, and is down. Each time the
+// caller hears the route's message within the route's timeout (1 s) of
+// the answer, and is connected to the fallback extension (a SIPp agent);
+// the summary, when the service can take it, says why.
 func TestCallFlowFallback(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	const timeout = time.Second
 	var mode atomic.Value
 	mode.Store("")
-	fs := newFlowService(t, e, func(r flowReq) flowReply {
+	var fs *flowService
+	fs = newFlowService(t, e, func(r flowReq) flowReply {
 		switch mode.Load() {
 		case "garbage":
 			return flowReply{Body: "<html>this is not a call flow</html>"}
+		case "notaudio":
+			return flowReply{Body: flowJSON("page", action("playFile", map[string]any{"fileUrl": fs.fileURL("page.wav", []byte("<html>not a sound</html>"))}))}
 		case "slow":
 			return flowReply{Body: flowJSON("late", action("hangup", nil)), Delay: 3 * time.Second}
 		}
 		return flowReply{Status: 500}
 	})
 	w := e.startWagate(wagateOpts{MetaEncryption: "sdes", Route: fs.route("1s", "Please hold.")})
-	agent := e.startSipp(sippSpec{Name: "agent", Scenario: "uas.xml", Peer: e.PBX, Calls: 3})
+	agent := e.startSipp(sippSpec{Name: "agent", Scenario: "uas.xml", Peer: e.PBX, Calls: 4})
 	meta := newGoPeer(t, e.Meta, metapeer.Config{KeepFrames: true})
 
-	for i, m := range []string{"garbage", "slow", "down"} {
+	for i, m := range []string{"garbage", "notaudio", "slow", "down"} {
 		mode.Store(m)
 		if m == "down" {
 			fs.down()
@@ -310,14 +313,14 @@ func TestCallFlowFallback(t *testing.T) {
 			continue
 		}
 		sum := fs.wait(t, "summary", "", i+1)
-		want := map[string]string{"garbage": "invalid call flow", "slow": "no answer within 1s"}[m]
+		want := map[string]string{"garbage": "invalid call flow", "notaudio": "neither WAV nor MP3", "slow": "no answer within 1s"}[m]
 		if sum.Outcome != "fallback" || !strings.Contains(sum.Fallback, want) || len(sum.Connects) != 1 || !sum.Connects[0].Fallback || !sum.Connects[0].Answered {
 			t.Errorf("%s summary: outcome %q, fallback %q (want it to say %q), connects %+v", m, sum.Outcome, sum.Fallback, want, sum.Connects)
 		}
 	}
-	agent.requireOK() // three calls answered by the fallback extension
+	agent.requireOK() // four calls answered by the fallback extension
 	s := w.waitIdle()
-	w.expectCounts(s, 3, 3)
+	w.expectCounts(s, 4, 4)
 }
 
 // TestCallFlowConnectBusyThenHuntList: a flow's connect rings through
