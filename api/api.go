@@ -69,6 +69,14 @@ type Options struct {
 	// (digits, with or without '+') to its phone-number-id; nil: such
 	// updates must carry the phone-number-id themselves.
 	NumberID func(display string) (phoneNumberID string, ok bool)
+	// MetaSettings receives Meta's account_settings_update changes of a
+	// number's calling settings (SRTP keying, SIP status); an error makes
+	// the webhook answer 500 so that Meta delivers again. Nil: each is
+	// logged at error and nothing follows.
+	MetaSettings func(MetaSettingsUpdate) error
+	// MetaCalls keeps Meta's calls webhook reports (call_created/connect,
+	// terminate) for the CDRs (*events.Sink); nil: acknowledged, dropped.
+	MetaCalls MetaCallStore
 	// Log receives request errors and applied webhook changes.
 	Log *slog.Logger
 }
@@ -79,6 +87,11 @@ type Stats struct {
 	// phone_number_id that no configured number has (acknowledged to
 	// Meta, not applied).
 	WebhookUnknownNumber uint64 `json:"webhook_unknown_number"`
+	// WebhookSettingsUpdates counts account_settings_update changes of
+	// calling settings; WebhookCallReports the calls webhook's
+	// call_created/connect and terminate events.
+	WebhookSettingsUpdates uint64 `json:"webhook_settings_updates"`
+	WebhookCallReports     uint64 `json:"webhook_call_reports"`
 }
 
 // Server serves the HTTP API.
@@ -121,6 +134,8 @@ func (s *Server) Stats() Stats {
 	var st Stats
 	if s.wh != nil {
 		st.WebhookUnknownNumber = s.wh.unknownNumber.Load()
+		st.WebhookSettingsUpdates = s.wh.settingsUpdates.Load()
+		st.WebhookCallReports = s.wh.callReports.Load()
 	}
 	return st
 }
@@ -244,6 +259,7 @@ func build(opts Options) (http.Handler, *webhook, []string) {
 	var wh *webhook
 	if opts.AppSecret != "" {
 		wh = newWebhook(opts.AppSecret, opts.VerifyToken, opts.Permissions, opts.KnownNumber, opts.NumberID, log)
+		wh.onSettings, wh.metaCalls = opts.MetaSettings, opts.MetaCalls
 		mux.HandleFunc("GET /webhook/meta", wh.handshake)
 		mux.HandleFunc("POST /webhook/meta", wh.receive)
 	}

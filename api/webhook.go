@@ -41,6 +41,12 @@ type webhook struct {
 	numberID func(display string) (string, bool)
 	// unknownNumber counts replies for numbers wagate does not serve.
 	unknownNumber atomic.Uint64
+	// onSettings receives account_settings_update changes (nil: logged).
+	onSettings func(MetaSettingsUpdate) error
+	// metaCalls keeps the calls webhook's reports (nil: dropped).
+	metaCalls MetaCallStore
+	// settingsUpdates and callReports count what Meta sent of each.
+	settingsUpdates, callReports atomic.Uint64
 }
 
 func newWebhook(appSecret, verifyToken string, store PermissionStore, known func(string) bool, numberID func(string) (string, bool), log *slog.Logger) *webhook {
@@ -102,6 +108,20 @@ func (h *webhook) receive(w http.ResponseWriter, r *http.Request) {
 		if !h.restrict(u) {
 			failed = true
 		}
+	}
+	settings, skipped := parseSettingsUpdates(body)
+	for _, s := range skipped {
+		h.log.Warn("webhook: account_settings_update ignored", "reason", s)
+	}
+	if !h.applySettings(settings) {
+		failed = true
+	}
+	calls, skipped := parseMetaCalls(body)
+	for _, s := range skipped {
+		h.log.Warn("webhook: calls event ignored", "reason", s)
+	}
+	if !h.applyCalls(r.Context(), calls) {
+		failed = true
 	}
 	if failed {
 		writeError(w, http.StatusInternalServerError, "could not persist; deliver again")

@@ -35,14 +35,21 @@ type Bridge interface {
 // settings (side A sent the INVITE).
 type BridgeFactory func(callID string, log *slog.Logger, a, b media.LegConfig) (Bridge, error)
 
-// legConfig is the media side of an endpoint's configuration. Its
-// SignalIP is the endpoint's host when that is an IP address (where wagate
-// sends the endpoint's SIP); setupMedia puts the INVITE's source on side A.
-func legConfig(ep *configs.Endpoint) media.LegConfig {
+// legConfig is the media side of an endpoint's configuration, for a call
+// of business number num (its media_encryption overrides a whatsapp
+// endpoint's). Its SignalIP is the endpoint's host when that is an IP
+// address (where wagate sends the endpoint's SIP); setupMedia puts the
+// INVITE's source on side A.
+func legConfig(ep *configs.Endpoint, num *configs.Number) media.LegConfig {
 	host, _ := netip.ParseAddr(ep.Host)
+	enc := ep.MediaEncryption
+	if ep.Kind == configs.KindWhatsApp && num != nil && num.MediaEncryption != "" {
+		enc = num.MediaEncryption
+	}
 	return media.LegConfig{
 		Codecs:          ep.Codecs,
-		Encryption:      ep.MediaEncryption,
+		Encryption:      enc,
+		Prefer:          ep.Prefer,
 		WhatsApp:        ep.Kind == configs.KindWhatsApp,
 		BehindNAT:       ep.BehindNAT,
 		LatchAnyAddress: ep.LatchAnyAddress,

@@ -51,6 +51,7 @@ type Engine struct {
 	newBridge BridgeFactory
 	reg       *registry
 	gate      atomic.Pointer[gateBox]
+	keying    atomic.Pointer[keyingBox]
 	rec       *recording.Manager
 	// journal keeps the live dialogs for a restart after a crash (nil: off).
 	journal *Journal

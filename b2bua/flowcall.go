@@ -46,6 +46,7 @@ type LocalMedia interface {
 	OfferToB() ([]byte, error)
 	SetLegB(cfg media.LegConfig) error
 	OnDTMF(fn func(side media.Side, key rune))
+	LocalReady() <-chan struct{}
 	Play(side media.Side, src media.FrameSource, at time.Time) (*media.Playback, error)
 }
 
@@ -70,6 +71,9 @@ type flowCall struct {
 	keys       chan rune
 	keysClosed bool
 	player     *player
+	// ready is closed when A can hear what is played (a dtls leg once
+	// keyed): prompts wait for it, so that none starts unheard.
+	ready <-chan struct{}
 	// attempts counts the B-legs placed (the engine's goroutine only).
 	attempts int
 
@@ -99,6 +103,7 @@ func (s *Engine) answerFlow(c *call) {
 		return
 	}
 	c.flow = fc
+	fc.ready = lm.LocalReady()
 	lm.OnDTMF(fc.key)
 	cancelled := make(chan struct{}, 1)
 	c.aTx.OnCancel(func(*sip.Request) {
@@ -231,6 +236,13 @@ func (fc *flowCall) Play(ctx context.Context, a prompt.Audio) error {
 	if a.Rate != prompt.Rate8k {
 		a = prompt.Concat(prompt.Rate8k, a)
 	}
+	select {
+	case <-fc.ready:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-fc.c.ended:
+		return callflow.ErrCallEnded
+	}
 	err := fc.player.play(ctx, fc.c.ended, a.Samples, false)
 	if errors.Is(err, errPlayerEnded) {
 		return callflow.ErrCallEnded
@@ -297,7 +309,7 @@ func (fc *flowCall) Connect(ctx context.Context, t callflow.Target) error {
 	}
 	// One offer for every attempt, made for the first callee's endpoint,
 	// as a call's own hunt does.
-	if err := fc.lm.SetLegB(legConfig(callees[0].EP)); err != nil {
+	if err := fc.lm.SetLegB(legConfig(callees[0].EP, c.route.Number)); err != nil {
 		return fmt.Errorf("b2bua: connect: %w", err)
 	}
 	offer, err := fc.lm.OfferToB()

@@ -71,6 +71,10 @@ func (s *Engine) Invite(req *sip.Request, tx sip.ServerTransaction, ep *configs.
 	// so a refused call costs nothing and nothing leaves toward Meta.
 	var ticket CallTicket
 	if dec.Dir == sipedge.BIC {
+		if rej := s.checkKeying(dec); rej != nil {
+			refuse(rej)
+			return
+		}
 		ticket, permission, rej = s.admitBIC(dec)
 		if rej != nil {
 			refuse(rej)
@@ -201,9 +205,9 @@ func (s *Engine) rejectA(c *call, r *sipedge.Rejection) {
 }
 
 func (s *Engine) setupMedia(c *call) *sipedge.Rejection {
-	a := legConfig(c.route.AEP)
+	a := legConfig(c.route.AEP, c.route.Number)
 	a.SignalIP = sourceIP(c.aInvite)
-	br, err := s.newBridge(c.id, c.log, a, legConfig(c.route.BEP))
+	br, err := s.newBridge(c.id, c.log, a, legConfig(c.route.BEP, c.route.Number))
 	if err != nil {
 		if errors.Is(err, media.ErrNoPorts) {
 			s.over.note(overPorts, err.Error())
@@ -354,8 +358,8 @@ func (s *Engine) answerA(c *call, answer []byte, cancelled <-chan struct{}) bool
 	default:
 	}
 	c.bridge.Start(func(err error) {
-		c.log.Warn("media timeout", "error", err)
-		c.terminate(nil, "rtp timeout")
+		c.log.Warn("media ended", "error", err)
+		c.terminate(nil, media.HangupCause(err))
 	})
 	c.log.Info("call answered", "setup_ms", time.Since(c.created).Milliseconds())
 	s.startRecording(c)
@@ -397,8 +401,8 @@ func (s *Engine) relayProvisional(c *call, res *sip.Response, early bool) {
 		} else {
 			body = answer
 			c.bridge.Start(func(err error) {
-				c.log.Warn("media timeout", "error", err)
-				c.terminate(nil, "rtp timeout")
+				c.log.Warn("media ended", "error", err)
+				c.terminate(nil, media.HangupCause(err))
 			})
 		}
 	} else if code != 180 {
@@ -421,7 +425,7 @@ func sdpRejection(err error) *sipedge.Rejection {
 	case errors.Is(err, media.ErrNoCommonCodec):
 		return &sipedge.Rejection{Code: 488, Reason: "Not Acceptable Here", Warning: "no common codec", Log: err.Error()}
 	case errors.Is(err, media.ErrBadSDP):
-		return &sipedge.Rejection{Code: 488, Reason: "Not Acceptable Here", Warning: "malformed SDP", Log: err.Error()}
+		return &sipedge.Rejection{Code: 488, Reason: "Not Acceptable Here", Warning: media.SDPWarning(err), Log: err.Error()}
 	}
 	return &sipedge.Rejection{Code: 500, Reason: "Server Internal Error", Log: err.Error()}
 }

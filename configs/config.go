@@ -176,9 +176,21 @@ type Endpoint struct {
 	// CAFile is a PEM bundle trusted for this peer's certificate instead of
 	// the system roots (tests use a local CA).
 	CAFile string `yaml:"ca_file"`
-	// MediaEncryption is "sdes" (RTP/SAVP with a=crypto) or "none" (plain
-	// RTP/AVP). Default: sdes for whatsapp, none for pbx/dialer.
+	// MediaEncryption is "dtls" (ICE and DTLS-SRTP, Meta's default
+	// keying), "sdes" (RTP/SAVP with a=crypto) or "none" (plain RTP/AVP).
+	// Default: sdes for whatsapp, none for pbx/dialer. A number's
+	// media_encryption overrides it for that number's calls.
 	MediaEncryption string `yaml:"media_encryption"`
+	// Prefer decides, on a whatsapp endpoint, between Opus and the G.711
+	// Meta also offers when the number has additional_codecs:
+	// "transcode" (default: Opus toward Meta, transcoded here) or
+	// "passthrough" (G.711 relayed end to end when the other side has it).
+	Prefer string `yaml:"prefer"`
+	// RefuseKeyingMismatch, on a whatsapp endpoint, refuses (488) the
+	// business-initiated calls of a number whose media_encryption differs
+	// from the srtp_key_exchange_protocol Meta last reported for it
+	// (account_settings_update webhook); default false: logged only.
+	RefuseKeyingMismatch bool `yaml:"refuse_keying_mismatch"`
 	// BehindNAT says the peer's media may come from another port or
 	// address than its SDP says: the relay latches onto the first valid
 	// (on SRTP: authenticated) packet from the SDP's IP or the IP its SIP
@@ -271,6 +283,11 @@ type Number struct {
 	Digest Secret `yaml:"digest"`
 	// Recording overrides recording.enabled for this number's calls.
 	Recording *bool `yaml:"recording"`
+	// MediaEncryption overrides the whatsapp endpoint's media_encryption
+	// for this number's calls ("dtls", "sdes" or "none"; empty: the
+	// endpoint's), for a number whose srtp_key_exchange_protocol at Meta
+	// differs from the others'.
+	MediaEncryption string `yaml:"media_encryption"`
 	// Hours, when set, sends calls outside the number's business hours to
 	// Hours.AfterHours instead of Route.
 	Hours *Hours `yaml:"hours"`
@@ -422,6 +439,25 @@ type Media struct {
 	RelatchPackets int `yaml:"relatch_packets"`
 	// Opus encoder settings for the WhatsApp leg.
 	Opus Opus `yaml:"opus"`
+	// DTLS configures DTLS-SRTP keying (media_encryption: dtls).
+	DTLS DTLS `yaml:"dtls"`
+	// ICE configures the ICE agent of DTLS legs.
+	ICE ICE `yaml:"ice"`
+}
+
+// DTLS configures the DTLS-SRTP handshake of dtls legs. The certificate
+// (ECDSA P-256) is made on first start and kept in <data_dir>/dtls.
+type DTLS struct {
+	// HandshakeTimeout bounds ICE plus the DTLS handshake, from the
+	// answer; a leg that is not keyed by then ends the call (default 10s).
+	HandshakeTimeout Duration `yaml:"handshake_timeout"`
+}
+
+// ICE configures the ICE agent of dtls legs (wagate is a full agent).
+type ICE struct {
+	// ConsentTimeout ends a call whose peer stopped answering our ICE
+	// consent checks (RFC 7675) for this long (default 30s).
+	ConsentTimeout Duration `yaml:"consent_timeout"`
 }
 
 // JitterBuffer bounds the playout buffer's depth. The YAML is a mapping
@@ -600,12 +636,15 @@ const (
 	EventCallRefused       = "call.refused"
 	EventPermissionChanged = "permission.changed"
 	EventRecordingReady    = "recording.ready"
+	// EventMetaSettingsChanged: Meta's account_settings_update webhook
+	// reported a number's calling settings (SRTP keying, SIP status).
+	EventMetaSettingsChanged = "meta.settings_changed"
 )
 
 // EventTypes lists every event type wagate emits.
 func EventTypes() []string {
 	return []string{EventCallStarted, EventCallRinging, EventCallAnswered, EventCallEnded,
-		EventCallRefused, EventPermissionChanged, EventRecordingReady}
+		EventCallRefused, EventPermissionChanged, EventRecordingReady, EventMetaSettingsChanged}
 }
 
 // Duration is a time.Duration written in YAML as "30s", "2m", …

@@ -38,6 +38,7 @@ const (
 	MetaSIPDomain = "wa.meta.vc"
 
 	// Media encryption of an endpoint's RTP.
+	MediaEncryptionDTLS = "dtls" // ICE + DTLS-SRTP (UDP/TLS/RTP/SAVP[F])
 	MediaEncryptionSDES = "sdes" // RTP/SAVP with a=crypto (SDES-SRTP)
 	MediaEncryptionNone = "none" // plain RTP/AVP
 
@@ -51,6 +52,13 @@ const (
 	DefaultJitterMin      = Duration(20 * time.Millisecond)
 	DefaultJitterMax      = Duration(120 * time.Millisecond)
 	DefaultRelatchPackets = 10
+
+	DefaultDTLSHandshakeTimeout = Duration(10 * time.Second)
+	DefaultICEConsentTimeout    = Duration(30 * time.Second)
+
+	// Prefer values of a whatsapp endpoint.
+	PreferTranscode   = "transcode"
+	PreferPassthrough = "passthrough"
 	// MaxRelatchPackets bounds media.relatch_packets: 1000 packets are 20 s
 	// of a 20 ms stream, past which a peer that moved has lost its call.
 	MaxRelatchPackets = 1000
@@ -244,6 +252,9 @@ func applyDefaults(c *Config, t tree) {
 			e.Codecs = DefaultCodecs(e.Kind)
 		}
 		str(&e.MediaEncryption, p+".media_encryption", DefaultMediaEncryption(e.Kind))
+		if e.Kind == KindWhatsApp {
+			str(&e.Prefer, p+".prefer", PreferTranscode)
+		}
 		if tls && e.Kind == KindWhatsApp {
 			// Meta's certificate names wa.meta.vc whatever address or
 			// name the endpoint's host is written as.
@@ -314,6 +325,8 @@ func applyDefaults(c *Config, t tree) {
 		dur(&m.JitterBuffer.Max, "media.jitter_buffer.max", DefaultJitterMax)
 	}
 	num(&m.RelatchPackets, "media.relatch_packets", DefaultRelatchPackets)
+	dur(&m.DTLS.HandshakeTimeout, "media.dtls.handshake_timeout", DefaultDTLSHandshakeTimeout)
+	dur(&m.ICE.ConsentTimeout, "media.ice.consent_timeout", DefaultICEConsentTimeout)
 	num(&m.Opus.Bitrate, "media.opus.bitrate", DefaultOpusBitrate)
 	num(&m.Opus.Complexity, "media.opus.complexity", DefaultOpusComplexity)
 	if m.Opus.FEC == nil {

@@ -328,10 +328,22 @@ func (v validator) endpoints() {
 		e.Transport = v.transport(p+".transport", e.Transport)
 		v.endpointTLS(p, e)
 		switch me := strings.ToLower(e.MediaEncryption); me {
-		case MediaEncryptionSDES, MediaEncryptionNone:
+		case MediaEncryptionDTLS, MediaEncryptionSDES, MediaEncryptionNone:
 			e.MediaEncryption = me
 		default:
-			v.add(p+".media_encryption", "%q is not a media encryption; use sdes (SRTP) or none (plain RTP)", e.MediaEncryption)
+			v.add(p+".media_encryption", "%q is not a media encryption; use dtls (ICE and DTLS-SRTP), sdes (SRTP keyed in SDP) or none (plain RTP)", e.MediaEncryption)
+		}
+		switch pr := strings.ToLower(e.Prefer); {
+		case pr == "" || pr == PreferTranscode || pr == PreferPassthrough:
+			e.Prefer = pr
+			if pr != "" && e.Kind != KindWhatsApp {
+				v.add(p+".prefer", "only applies to whatsapp endpoints (it chooses between Opus and Meta's G.711); remove the key")
+			}
+		default:
+			v.add(p+".prefer", "%q is not a preference; use transcode (Opus toward Meta) or passthrough (G.711 relayed end to end)", e.Prefer)
+		}
+		if e.RefuseKeyingMismatch && e.Kind != KindWhatsApp {
+			v.add(p+".refuse_keying_mismatch", "only applies to whatsapp endpoints (it compares their keying with Meta's); remove the key")
 		}
 		if e.LatchAnyAddress && !e.BehindNAT {
 			v.add(p+".latch_any_address", "only applies with behind_nat: true (latching is what it widens); set behind_nat or remove the key")
@@ -558,6 +570,13 @@ func (v validator) numbers() {
 
 		v.secret(p+".digest", n.Digest)
 
+		switch me := strings.ToLower(n.MediaEncryption); me {
+		case "", MediaEncryptionDTLS, MediaEncryptionSDES, MediaEncryptionNone:
+			n.MediaEncryption = me
+		default:
+			v.add(p+".media_encryption", "%q is not a media encryption; use dtls, sdes or none (or remove the key to use the whatsapp endpoint's)", n.MediaEncryption)
+		}
+
 		for j, name := range n.Dialers {
 			pp := fmt.Sprintf("%s.dialers[%d]", p, j)
 			switch e := v.endpoint(name); {
@@ -625,6 +644,12 @@ func (v validator) media() {
 	}
 	if n := m.RelatchPackets; n < 0 || n > MaxRelatchPackets {
 		v.add("media.relatch_packets", "%d is outside 0–%d (0: a latched peer never moves)", n, MaxRelatchPackets)
+	}
+	if d := m.DTLS.HandshakeTimeout; d < Duration(time.Second) || d > Duration(time.Minute) {
+		v.add("media.dtls.handshake_timeout", "%s is outside 1s–1m", d)
+	}
+	if d := m.ICE.ConsentTimeout; d < Duration(3*time.Second) || d > Duration(10*time.Minute) {
+		v.add("media.ice.consent_timeout", "%s is outside 3s–10m (RFC 7675 uses 30s)", d)
 	}
 	if b := m.Opus.Bitrate; b < 6000 || b > 510000 {
 		v.add("media.opus.bitrate", "%d is outside Opus's 6000–510000 bit/s", b)

@@ -575,8 +575,28 @@ endpoints:
     kind: pbx
     host: 10.0.0.1
     source_cidrs: [10.0.0.1]
-    media_encryption: dtls # <-
-`, `endpoints[0].media_encryption: "dtls" is not a media encryption; use sdes (SRTP) or none (plain RTP)`},
+    media_encryption: zrtp # <-
+`, `endpoints[0].media_encryption: "zrtp" is not a media encryption; use dtls (ICE and DTLS-SRTP), sdes (SRTP keyed in SDP) or none (plain RTP)`},
+		{"prefer value", `
+endpoints:
+  - name: meta
+    kind: whatsapp
+    host: 10.0.0.1
+    source_cidrs: [10.0.0.1]
+    prefer: opus # <-
+`, `endpoints[0].prefer: "opus" is not a preference; use transcode (Opus toward Meta) or passthrough (G.711 relayed end to end)`},
+		{"prefer on a pbx", `
+endpoints:
+  - name: pbx
+    kind: pbx
+    host: 10.0.0.1
+    source_cidrs: [10.0.0.1]
+    prefer: passthrough # <-
+`, `endpoints[0].prefer: only applies to whatsapp endpoints`},
+		{"dtls handshake timeout", `
+media:
+  dtls: {handshake_timeout: 500ms} # <-
+`, `media.dtls.handshake_timeout: 500ms is outside 1s–1m`},
 		{"latch_any_address without behind_nat", `
 endpoints:
   - name: pbx

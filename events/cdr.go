@@ -103,6 +103,13 @@ type CDR struct {
 	CampaignID   string `json:"campaign_id"`
 	CallbackData string `json:"callback_data"`
 
+	// MetaStatus, MetaDurationS and MetaEvent are Meta's view of the call
+	// from its calls webhook (terminate: "COMPLETED", "FAILED", …; its
+	// duration in seconds), matched by WACallID when the record is read;
+	// empty when Meta sent nothing (webhook_delivery off).
+	MetaStatus    string `json:"meta_status,omitempty"`
+	MetaDurationS *int64 `json:"meta_duration_s,omitempty"`
+	MetaEvent     string `json:"meta_event,omitempty"`
 	// Hunt names the hunt list a UIC rang (empty: one extension).
 	Hunt string `json:"hunt,omitempty"`
 	// AfterHours is set when the number was outside its business hours

@@ -29,6 +29,9 @@ const (
 	PermissionChanged Type = configs.EventPermissionChanged
 	// RecordingReady: a call's recording is complete (data: Recording).
 	RecordingReady Type = configs.EventRecordingReady
+	// MetaSettingsChanged: Meta reported a number's calling settings
+	// (data: MetaSettings).
+	MetaSettingsChanged Type = configs.EventMetaSettingsChanged
 )
 
 // Types lists every event type.
@@ -113,6 +116,27 @@ type Recording struct {
 	// record action; started_at and ended_at are the message's, and the
 	// file's right channel is silent); absent for a call's recording.
 	Kind string `json:"kind,omitempty"`
+}
+
+// MetaSettings is the data of meta.settings_changed: a number's calling
+// settings as Meta's account_settings_update webhook reported them, and
+// whether they disagree with wagate's configuration.
+type MetaSettings struct {
+	PhoneNumberID string `json:"phone_number_id"`
+	// SRTPKeyExchange is Meta's srtp_key_exchange_protocol, as wagate
+	// spells media_encryption ("dtls", "sdes"; empty when not reported).
+	SRTPKeyExchange string `json:"srtp_key_exchange,omitempty"`
+	// SIPStatus is Meta's sip.status ("ENABLED", "DISABLED"; empty when
+	// not reported).
+	SIPStatus string `json:"sip_status,omitempty"`
+	// Configured is the number's media_encryption in wagate's config
+	// (empty for a number wagate does not serve).
+	Configured string `json:"configured_media_encryption,omitempty"`
+	// Mismatch is true when Meta's keying differs from Configured: calls
+	// of the number will fail to key until one side is changed.
+	Mismatch bool `json:"mismatch"`
+	// ReportedAt is Meta's time of the change.
+	ReportedAt time.Time `json:"reported_at,omitzero"`
 }
 
 // newEventID returns a UUIDv7 (RFC 9562): 48 bits of Unix milliseconds,

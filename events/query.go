@@ -156,6 +156,8 @@ func (s *Sink) CDRs(ctx context.Context, q CDRQuery) (CDRPage, error) {
 	if err := rows.Err(); err != nil {
 		return CDRPage{}, fmt.Errorf("events: query CDRs: %w", err)
 	}
+	rows.Close()
+	s.withMeta(ctx, page.CDRs)
 	return page, nil
 }
 
@@ -173,7 +175,9 @@ func (s *Sink) CDR(ctx context.Context, callID string) (CDR, error) {
 	if err := json.Unmarshal(body, &c); err != nil {
 		return CDR{}, fmt.Errorf("events: CDR %s unreadable: %w", callID, err)
 	}
-	return c, nil
+	one := []CDR{c}
+	s.withMeta(ctx, one)
+	return one[0], nil
 }
 
 // DeadLetter is an event a subscriber did not take after MaxAttempts.

@@ -44,6 +44,11 @@ func (s *Sink) sweep(ctx context.Context) (cdrs, events int64, err error) {
 		if err != nil {
 			return cdrs, 0, fmt.Errorf("sweep CDRs: %w", err)
 		}
+		// Meta's reports go with the CDRs they annotate.
+		if _, err = s.deleteChunks(ctx, `DELETE FROM meta_calls WHERE wa_call_id IN (SELECT wa_call_id FROM meta_calls WHERE updated_at < ? LIMIT ?)`,
+			now.Add(-r).UnixNano()); err != nil {
+			return cdrs, 0, fmt.Errorf("sweep Meta call reports: %w", err)
+		}
 	}
 	if r := s.opts.EventRetention; r > 0 {
 		cutoff := now.Add(-r).UnixNano()

@@ -75,6 +75,15 @@ var schema = []string{
 	`CREATE INDEX IF NOT EXISTS deliveries_call ON deliveries(subscriber, call_id, state, event_seq)`,
 	`CREATE INDEX IF NOT EXISTS deliveries_done ON deliveries(state, updated_at)`,
 	`CREATE INDEX IF NOT EXISTS deliveries_event ON deliveries(event_seq)`,
+	// Meta's reports of calls (the calls webhook), by WhatsApp call id;
+	// joined to CDRs when they are read. Added without a schema version
+	// change: an older wagate opening the file ignores the table.
+	`CREATE TABLE IF NOT EXISTS meta_calls (
+		wa_call_id TEXT PRIMARY KEY,
+		updated_at INTEGER NOT NULL,
+		body BLOB NOT NULL
+	)`,
+	`CREATE INDEX IF NOT EXISTS meta_calls_updated ON meta_calls(updated_at)`,
 }
 
 // openDB opens the database file for writing (one connection: SQLite has

@@ -380,6 +380,9 @@ func (s *Sink) CallRefused(cdr CDR) {
 // PermissionChanged emits permission.changed.
 func (s *Sink) PermissionChanged(p PermissionChange) { s.emit(PermissionChanged, "", p, nil) }
 
+// MetaSettingsChanged emits meta.settings_changed.
+func (s *Sink) MetaSettingsChanged(m MetaSettings) { s.emit(MetaSettingsChanged, "", m, nil) }
+
 // RecordingReady emits recording.ready.
 func (s *Sink) RecordingReady(r Recording) { s.emit(RecordingReady, r.CallID, r, nil) }
 

@@ -33,8 +33,16 @@ func (s Side) other() Side { return 1 - s }
 
 // Encryption values of LegConfig.
 const (
+	EncryptionDTLS = "dtls" // UDP/TLS/RTP/SAVP(F): ICE, then SRTP keyed by DTLS
 	EncryptionSDES = "sdes" // RTP/SAVP keyed with a=crypto
 	EncryptionNone = "none" // plain RTP/AVP
+)
+
+// Prefer values of LegConfig: what a WhatsApp leg takes when Meta offers
+// (or may answer) G.711 beside Opus.
+const (
+	PreferTranscode   = "transcode"   // Opus toward Meta, transcoded by wagate
+	PreferPassthrough = "passthrough" // G.711 end to end when the other side has it
 )
 
 // LegConfig is what a bridge must know about the endpoint on one leg.
@@ -43,9 +51,16 @@ type LegConfig struct {
 	// order: "opus", "PCMU", "PCMA" (case-insensitive). Empty allows all
 	// three.
 	Codecs []string
-	// Encryption is "sdes" (RTP/SAVP + a=crypto) or "none" (RTP/AVP);
-	// empty means "none".
+	// Encryption is "dtls" (ICE and DTLS-SRTP, UDP/TLS/RTP/SAVP[F]),
+	// "sdes" (RTP/SAVP + a=crypto) or "none" (RTP/AVP); empty means
+	// "none".
 	Encryption string
+	// Prefer, on a WhatsApp leg, chooses between Opus and the G.711 Meta
+	// offers beside it: PreferTranscode takes Opus (and offers it first
+	// to Meta), PreferPassthrough relays G.711 end to end when the other
+	// side has it. Empty: relay whatever both sides share, in the
+	// offerer's order.
+	Prefer string
 	// WhatsApp marks Meta's leg: wagate sends media first on it from
 	// Start (silence until the other side speaks), keeps sending while the
 	// other side is silent, and never sends it anything before Start.
@@ -73,9 +88,14 @@ func (c LegConfig) normalize(side Side) (LegConfig, error) {
 	switch c.Encryption {
 	case "":
 		c.Encryption = EncryptionNone
-	case EncryptionSDES, EncryptionNone:
+	case EncryptionDTLS, EncryptionSDES, EncryptionNone:
 	default:
-		return c, fmt.Errorf("media: side %s encryption %q: want %q or %q", side, c.Encryption, EncryptionSDES, EncryptionNone)
+		return c, fmt.Errorf("media: side %s encryption %q: want %q, %q or %q", side, c.Encryption, EncryptionDTLS, EncryptionSDES, EncryptionNone)
+	}
+	switch c.Prefer {
+	case "", PreferTranscode, PreferPassthrough:
+	default:
+		return c, fmt.Errorf("media: side %s prefer %q: want %q or %q", side, c.Prefer, PreferTranscode, PreferPassthrough)
 	}
 	if len(c.Codecs) == 0 {
 		c.Codecs = []string{"opus", "PCMU", "PCMA"}
@@ -96,12 +116,23 @@ func (c LegConfig) normalize(side Side) (LegConfig, error) {
 	return c, nil
 }
 
-// proto is the SDP transport of the leg.
+// proto is the SDP transport of the leg in our offers.
 func (c LegConfig) proto() string {
-	if c.Encryption == EncryptionSDES {
+	switch c.Encryption {
+	case EncryptionDTLS:
+		return dtlsProtoF
+	case EncryptionSDES:
 		return secureRTP
 	}
 	return plainRTP
+}
+
+// accepts reports whether a peer's transport suits the leg.
+func (c LegConfig) accepts(proto string) bool {
+	if c.Encryption == EncryptionDTLS {
+		return proto == dtlsProtoF || proto == dtlsProto
+	}
+	return proto == c.proto()
 }
 
 // PCMTap receives both sides' decoded audio, for recording. PCM is called
@@ -125,6 +156,9 @@ type legState struct {
 	// peerLoss is the fraction lost (percent) the peer last reported for
 	// our stream, -1 before any report; rxLoss what we lose of its.
 	peerLoss, rxLoss atomic.Int32
+	// sec is the ICE agent and DTLS endpoint of a dtls leg (nil
+	// otherwise), set by Offer/AnswerB before Start.
+	sec atomic.Pointer[secureLeg]
 }
 
 // Bridge relays one call's media between side A (the caller, whose INVITE
@@ -137,6 +171,7 @@ type legState struct {
 type Bridge struct {
 	m     *Manager
 	log   *slog.Logger
+	cert  *Certificate // of dtls legs
 	legs  [2]legState
 	cname string
 	epoch time.Time
@@ -146,6 +181,10 @@ type Bridge struct {
 	routeAB, routeBA atomic.Pointer[route]
 	tap              atomic.Pointer[tapHolder]
 	dtmfFn           dtmfHook // OnDTMF
+	// localReady is closed when A, answered by AnswerLocal, can hear
+	// what is sent to it: at once, or once a dtls leg is keyed
+	// (LocalReady). Guarded by mu; nil before AnswerLocal.
+	localReady chan struct{}
 
 	aToB, bToA, droppedSource, droppedInvalid   atomic.Uint64
 	droppedAuth, droppedReplay, droppedLate     atomic.Uint64
@@ -205,6 +244,10 @@ type BridgeStats struct {
 	RTCPSent, RTCPReceived uint64
 	// DTMFEvents counts telephone events relayed (each key press once).
 	DTMFEvents uint64
+	// DroppedSTUN and DroppedDTLS count datagrams on a dtls leg's port
+	// that looked like STUN or DTLS but were not the ICE peer's or not
+	// authentic (or came while the leg's queue was full).
+	DroppedSTUN, DroppedDTLS uint64
 }
 
 func newBridge(m *Manager, log *slog.Logger, legA, legB *portPair, a, b LegConfig) *Bridge {
@@ -276,6 +319,12 @@ func (b *Bridge) Start(onTimeout func(err error)) {
 		newDirection(b, SideB, &b.routeBA, &b.bToA),
 	}
 	b.dirs = dirs
+	// The legs' ICE agents start before the readers that feed them.
+	for i := range b.legs {
+		if s := b.legs[i].sec.Load(); s != nil {
+			s.start()
+		}
+	}
 	now := time.Now()
 	b.wg.Add(len(dirs))
 	for _, d := range dirs {
@@ -337,6 +386,13 @@ func (b *Bridge) Close() {
 	b.legs[SideA].pair.stopReads()
 	b.legs[SideB].pair.stopReads()
 	b.wg.Wait()
+	// ICE and DTLS write through the sockets: end them before the ports
+	// go back.
+	for i := range b.legs {
+		if s := b.legs[i].sec.Load(); s != nil {
+			s.close()
+		}
+	}
 	for _, d := range dirs {
 		if d != nil {
 			d.closeStages()
@@ -351,8 +407,72 @@ func (b *Bridge) Close() {
 		"dropped_source", s.DroppedSource, "dropped_invalid", s.DroppedInvalid,
 		"dropped_auth", s.DroppedAuth, "dropped_replay", s.DroppedReplay, "dropped_late", s.DroppedLate,
 		"silence", s.Silence, "played", s.Played, "concealed", s.Concealed, "expanded", s.Expanded, "compressed", s.Compressed,
-		"rtcp_sent", s.RTCPSent, "rtcp_received", s.RTCPReceived, "dtmf_events", s.DTMFEvents)
+		"rtcp_sent", s.RTCPSent, "rtcp_received", s.RTCPReceived, "dtmf_events", s.DTMFEvents,
+		"dropped_stun", s.DroppedSTUN, "dropped_dtls", s.DroppedDTLS)
 	close(b.released)
+}
+
+// keyed gives a dtls leg's peer its ICE address and SRTP keys: the
+// routes of both directions get them at once (the relay reads the next
+// packet, and the pacer its next tick, with them).
+func (b *Bridge) keyed(side Side, to netip.AddrPort, recv, send *sdesKey) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return
+	}
+	old := b.neg.peerA
+	if side == SideB {
+		old = b.neg.peerB
+	}
+	if old == nil {
+		return
+	}
+	b.swapRemote(old, &remote{rtp: to, rtcp: to, mux: true, secure: true, recvKey: recv, sendKey: send})
+	if side == SideA {
+		b.setLocalReadyLocked()
+	}
+}
+
+// moved follows a keyed dtls leg's peer to the pair its controlling
+// agent nominated instead.
+func (b *Bridge) moved(side Side, to netip.AddrPort) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	old := b.neg.peerA
+	if side == SideB {
+		old = b.neg.peerB
+	}
+	if b.closed || old == nil || old.recvKey == nil {
+		return
+	}
+	b.swapRemote(old, &remote{rtp: to, rtcp: to, mux: true, secure: true, recvKey: old.recvKey, sendKey: old.sendKey})
+	b.log.Info("media: ICE peer moved to another pair", "side", side, "to", to)
+}
+
+// swapRemote replaces one side's remote in the routes and the
+// negotiation. The caller holds b.mu.
+func (b *Bridge) swapRemote(old, nr *remote) {
+	for _, p := range []*atomic.Pointer[route]{&b.routeAB, &b.routeBA} {
+		rt := p.Load()
+		if rt == nil {
+			continue
+		}
+		c := *rt
+		if c.from == old {
+			c.from = nr
+		}
+		if c.to == old {
+			c.to = nr
+		}
+		p.Store(&c)
+	}
+	if b.neg.peerA == old {
+		b.neg.peerA = nr
+	}
+	if b.neg.peerB == old {
+		b.neg.peerB = nr
+	}
 }
 
 // Stats returns the bridge's packet counters.
@@ -371,7 +491,16 @@ func (b *Bridge) Stats() BridgeStats {
 		}
 		d.mu.Unlock()
 	}
+	var stunDrops, dtlsDrops uint64
+	for i := range b.legs {
+		if s := b.legs[i].sec.Load(); s != nil {
+			stunDrops += s.droppedSTUN.Load()
+			dtlsDrops += s.droppedDTLS.Load()
+		}
+	}
 	return BridgeStats{
+		DroppedSTUN:    stunDrops,
+		DroppedDTLS:    dtlsDrops,
 		Concealed:      c,
 		Expanded:       e,
 		Compressed:     k,

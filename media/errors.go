@@ -1,6 +1,10 @@
 package media
 
-import "errors"
+import (
+	"errors"
+	"strings"
+	"unicode/utf8"
+)
 
 // Errors the SIP layer maps to responses. Match them with errors.Is: most
 // are returned wrapped with detail.
@@ -19,3 +23,35 @@ var (
 
 // errClosed is returned by bridge methods called after Close.
 var errClosed = errors.New("media: bridge closed")
+
+// SDPWarning is the text of a Warning header for an offer or answer
+// refused with err (wrapping ErrBadSDP): "malformed SDP: " and what was
+// wrong, on one line, at most 160 bytes.
+func SDPWarning(err error) string {
+	const prefix = "malformed SDP"
+	msg := err.Error()
+	if i := strings.LastIndex(msg, ErrBadSDP.Error()); i >= 0 {
+		msg = msg[i+len(ErrBadSDP.Error()):]
+	} else {
+		msg = ""
+	}
+	msg = strings.TrimLeft(msg, ": ")
+	msg = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r == '"' || r == '\\' {
+			return '\''
+		}
+		return r
+	}, msg)
+	if msg == "" {
+		return prefix
+	}
+	out := prefix + ": " + msg
+	if len(out) > 160 {
+		out = out[:157]
+		for !utf8.ValidString(out) {
+			out = out[:len(out)-1]
+		}
+		out += "..."
+	}
+	return out
+}

@@ -55,6 +55,27 @@ func (b *Bridge) AnswerLocal(offer []byte) ([]byte, error) {
 	if pa.sendKey != nil {
 		active.Attributes = []Attribute{{Key: "crypto", Value: pa.sendKey.attribute()}}
 	}
+
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, errClosed
+	}
+	n := &b.neg
+	n.offerA, n.audio = pa.d, pa.idx
+	b.setPeerA(pa)
+	if b.localReady == nil {
+		b.localReady = make(chan struct{})
+	}
+	if pa.secA == nil {
+		b.setLocalReadyLocked()
+	}
+	if sa := b.legs[SideA].sec.Load(); pa.secA != nil && sa != nil {
+		// A dtls leg (DTLS-SRTP with ICE): our fingerprint and ICE
+		// credentials, as AnswerB gives them.
+		active.RTCPMux = true
+		active.Attributes = append(active.Attributes, sa.attributes(active.Port)...)
+	}
 	out := Description{Connection: b.m.advertise, Media: make([]Media, len(pa.d.Media))}
 	for i, m := range pa.d.Media {
 		if i == pa.idx {
@@ -66,7 +87,7 @@ func (b *Bridge) AnswerLocal(offer []byte) ([]byte, error) {
 
 	fmtA := codecFmt{name: nameA, rate: codecClock(nameA)}
 	// A sends at the ptime of our answer; it gets what it asked for.
-	ab := &route{from: pa.peer, pt: newPTMap(), eventOut: ptDrop,
+	ab := &route{from: n.peerA, pt: newPTMap(), eventOut: ptDrop,
 		in: withPtime(fmtA, active.Ptime), inFrame: packetTime(active.Ptime), frame: frameTicks(codecA, active.Ptime)}
 	ab.class[codecA.PT] = classAudio
 	if pa.eventA.Name != "" {
@@ -74,16 +95,8 @@ func (b *Bridge) AnswerLocal(offer []byte) ([]byte, error) {
 	}
 	// Toward A our own audio only (silence, playbacks): encoded, as when
 	// transcoding, so the stream is one encoder's from the start.
-	ba := &route{to: pa.peer, mode: modeTranscode, pt: newPTMap(), eventOut: ptDrop,
+	ba := &route{to: n.peerA, mode: modeTranscode, pt: newPTMap(), eventOut: ptDrop,
 		out: withPtime(fmtA, ma.Ptime), outPT: codecA.PT, absent: true}
-
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
-		return nil, errClosed
-	}
-	n := &b.neg
-	n.offerA, n.audio, n.peerA = pa.d, pa.idx, pa.peer
 	// Whatever B comes later must fit the codec A was answered with.
 	n.candidates, n.eventA = []Codec{codecA}, pa.eventA
 	n.sendKeyA = pa.sendKey
@@ -95,6 +108,32 @@ func (b *Bridge) AnswerLocal(offer []byte) ([]byte, error) {
 	b.log.Debug("media: A answered locally", "a_addr", mediaAddr(ma), "codec_a", codecA.Name, "pt_a", codecA.PT,
 		"telephone_event", pa.eventA.Name != "", "srtp_a", suiteName(pa.sendKey), "rtcp_mux_a", ma.RTCPMux)
 	return bytes.Clone(n.answerA), nil
+}
+
+// LocalReady is closed when A, answered by AnswerLocal, can hear what is
+// played to it: at once on a plain or SDES leg, once DTLS-SRTP is keyed
+// on a dtls leg (what is sent before that is lost). It means nothing on
+// a bridge A was not answered locally on.
+func (b *Bridge) LocalReady() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.localReady == nil {
+		b.localReady = make(chan struct{})
+	}
+	return b.localReady
+}
+
+// setLocalReadyLocked closes localReady once, if AnswerLocal made it;
+// called with b.mu held.
+func (b *Bridge) setLocalReadyLocked() {
+	if b.localReady == nil {
+		return
+	}
+	select {
+	case <-b.localReady:
+	default:
+		close(b.localReady)
+	}
 }
 
 // answerDirection is the direction an answer takes to an offer's.

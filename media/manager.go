@@ -27,11 +27,18 @@ const (
 	defaultJitterMax = 120 * time.Millisecond
 )
 
+// The DTLS and ICE timeouts when configs.Media leaves them zero.
+const (
+	defaultHandshakeTimeout = 10 * time.Second
+	defaultConsentTimeout   = 30 * time.Second
+)
+
 // Manager owns the RTP port range and creates the bridges of calls. It is
 // safe for concurrent use.
 type Manager struct {
 	log       *slog.Logger
 	ports     *portAllocator
+	bind      netip.Addr // invalid or unspecified: every interface
 	advertise netip.Addr
 	// startTimeout and timeout are RTPStartTimeout and RTPTimeout; zero
 	// disables the check.
@@ -51,6 +58,12 @@ type Manager struct {
 	// opus configures the encoders toward Opus legs.
 	opus    codec.Options
 	bridges atomic.Int64
+
+	// DTLS legs: our certificate, how long ICE and the handshake may
+	// take, and how long the peer may ignore consent checks.
+	cert                             atomic.Pointer[Certificate]
+	handshakeTimeout, consentTimeout time.Duration
+	dtls                             dtlsCounters
 
 	totalsMu   sync.Mutex
 	totals     BridgeStats
@@ -72,6 +85,8 @@ type Stats struct {
 	// TranscodedCalls counts closed bridges that transcoded in at least
 	// one direction.
 	TranscodedCalls uint64
+	// DTLS counts the handshakes of dtls legs by outcome.
+	DTLS DTLSStats
 }
 
 // NewManager checks cfg and prepares the port range. Nothing is bound
@@ -145,19 +160,31 @@ func NewManager(cfg configs.Media, log *slog.Logger) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"dtls.handshake_timeout", cfg.DTLS.HandshakeTimeout.D()}, {"ice.consent_timeout", cfg.ICE.ConsentTimeout.D()}} {
+		if d.v < 0 {
+			return nil, fmt.Errorf("media: %s %s is negative", d.name, d.v)
+		}
+	}
+	consent := cmp.Or(cfg.ICE.ConsentTimeout.D(), defaultConsentTimeout)
 	return &Manager{
-		log:          log,
-		ports:        ports,
-		advertise:    advertise,
-		startTimeout: cfg.RTPStartTimeout.D(),
-		timeout:      cfg.RTPTimeout.D(),
-		rtcpInterval: rtcpInterval,
-		jbMin:        jbMin,
-		jbMax:        jbMax,
-		pacer:        NewPacer(0),
-		opusSilence:  silence,
-		relatch:      cfg.RelatchPackets,
-		opus:         opus,
+		log:              log,
+		ports:            ports,
+		bind:             bind,
+		advertise:        advertise,
+		handshakeTimeout: cmp.Or(cfg.DTLS.HandshakeTimeout.D(), defaultHandshakeTimeout),
+		consentTimeout:   consent,
+		startTimeout:     cfg.RTPStartTimeout.D(),
+		timeout:          cfg.RTPTimeout.D(),
+		rtcpInterval:     rtcpInterval,
+		jbMin:            jbMin,
+		jbMax:            jbMax,
+		pacer:            NewPacer(0),
+		opusSilence:      silence,
+		relatch:          cfg.RelatchPackets,
+		opus:             opus,
 	}, nil
 }
 
@@ -172,7 +199,7 @@ func (m *Manager) Stats() Stats {
 	totals, transcoded := m.totals, m.transcoded
 	m.totalsMu.Unlock()
 	return Stats{PortsInUse: 2 * int(m.ports.inUse.Load()), Bridges: int(m.bridges.Load()),
-		PortsTotal: 2 * m.ports.pairs, Totals: totals, TranscodedCalls: transcoded}
+		PortsTotal: 2 * m.ports.pairs, Totals: totals, TranscodedCalls: transcoded, DTLS: m.dtls.snapshot()}
 }
 
 // account adds a closed bridge's counters to the totals.
@@ -195,6 +222,8 @@ func (m *Manager) account(s BridgeStats, transcoded bool) {
 	t.RTCPSent += s.RTCPSent
 	t.RTCPReceived += s.RTCPReceived
 	t.DTMFEvents += s.DTMFEvents
+	t.DroppedSTUN += s.DroppedSTUN
+	t.DroppedDTLS += s.DroppedDTLS
 	if transcoded {
 		m.transcoded++
 	}
@@ -218,6 +247,12 @@ func (m *Manager) NewCallBridge(callID string, log *slog.Logger, a, b LegConfig)
 	if log == nil {
 		log = m.log.With("call_id", callID)
 	}
+	var cert *Certificate
+	if a.Encryption == EncryptionDTLS || b.Encryption == EncryptionDTLS {
+		if cert, err = m.dtlsCert(); err != nil {
+			return nil, err
+		}
+	}
 	legA, err := m.ports.get()
 	if err != nil {
 		return nil, fmt.Errorf("media: allocate port pair for side A: %w", err)
@@ -231,7 +266,9 @@ func (m *Manager) NewCallBridge(callID string, log *slog.Logger, a, b LegConfig)
 	log.Debug("media: bridge allocated", "port_a", legA.port, "port_b", legB.port,
 		"encryption_a", a.Encryption, "encryption_b", b.Encryption, "whatsapp_a", a.WhatsApp, "whatsapp_b", b.WhatsApp,
 		"nat_a", a.BehindNAT, "nat_b", b.BehindNAT)
-	return newBridge(m, log, legA, legB, a, b), nil
+	br := newBridge(m, log, legA, legB, a, b)
+	br.cert = cert
+	return br, nil
 }
 
 // NewBridge is NewCallBridge for two plain RTP legs that allow every

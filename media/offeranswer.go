@@ -27,6 +27,7 @@ type negotiation struct {
 	offerA *Description // A's offer
 	audio  int          // index of the relayed stream in offerA.Media
 	peerA  *remote      // A as its offer describes it; shared by the routes
+	peerB  *remote      // B as its latest answer describes it (nil before)
 	// candidates are A's audio codecs allowed on side A, in A's order;
 	// eventA is A's telephone-event/8000 (Name "" if none).
 	candidates []Codec
@@ -124,7 +125,7 @@ func (b *Bridge) Offer(offerA []byte) ([]byte, error) {
 	}
 	n := &b.neg
 	n.offerA, n.audio = pa.d, pa.idx
-	n.peerA = pa.peer
+	b.setPeerA(pa)
 	n.candidates, n.eventA = pa.candidates, pa.eventA
 	n.sendKeyA = pa.sendKey
 	n.local, n.localMedia = false, Media{}
@@ -142,8 +143,9 @@ func (b *Bridge) Offer(offerA []byte) ([]byte, error) {
 // offerA is A's offer as parsed and checked against side A's settings.
 type offerA struct {
 	d          *Description
-	idx        int // the stream used
-	peer       *remote
+	idx        int     // the stream used
+	peer       *remote // A as the offer describes it (nil on a dtls leg)
+	secA       *secureParams
 	candidates []Codec // A's allowed audio codecs, in A's order
 	eventA     Codec   // A's telephone-event/8000 (Name "" if none)
 	sendKey    *sdesKey
@@ -164,6 +166,15 @@ func (b *Bridge) parseOfferA(offer []byte, cfgA LegConfig) (*offerA, error) {
 		return nil, fmt.Errorf("media: offer from A: %w", badSDP(0, "no c= for the audio stream"))
 	}
 	var recvKeyA, sendKeyA *sdesKey
+	var secA *secureParams
+	if cfgA.Encryption == EncryptionDTLS {
+		if !ma.RTCPMux {
+			return nil, fmt.Errorf("media: offer from A: %w", badSDP(0, "a dtls stream without a=rtcp-mux"))
+		}
+		if secA, err = parseSecure(d, ma, true); err != nil {
+			return nil, fmt.Errorf("media: offer from A: %w", err)
+		}
+	}
 	if cfgA.Encryption == EncryptionSDES {
 		if recvKeyA, err = pickCrypto(ma.Attributes); err != nil {
 			return nil, fmt.Errorf("media: offer from A: %w", badSDP(0, "%v", err))
@@ -172,13 +183,38 @@ func (b *Bridge) parseOfferA(offer []byte, cfgA LegConfig) (*offerA, error) {
 			return nil, err
 		}
 	}
+
 	candidates, eventA := selectCodecs(ma.Codecs, cfgA.Codecs)
 	if len(candidates) == 0 {
 		return nil, fmt.Errorf("%w: A offers %s, side A allows %s", ErrNoCommonCodec, codecNames(ma.Codecs), strings.Join(cfgA.Codecs, ","))
 	}
-	peer := &remote{rtp: mediaAddr(ma), rtcp: rtcpAddr(ma, ma.RTCPMux), mux: ma.RTCPMux, recvKey: recvKeyA, sendKey: sendKeyA}
-	peer.natFrom(cfgA, b.m.relatch)
-	return &offerA{d: d, idx: idx, peer: peer, candidates: candidates, eventA: eventA, sendKey: sendKeyA}, nil
+	if cfgA.WhatsApp && cfgA.Prefer == PreferTranscode {
+		// Meta's own G.711 is Opus transcoded on its side, with latency
+		// added: take the Opus and transcode here.
+		candidates = preferOpus(candidates)
+	}
+	pa := &offerA{d: d, idx: idx, secA: secA, candidates: candidates, eventA: eventA, sendKey: sendKeyA}
+	if secA == nil {
+		pa.peer = &remote{rtp: mediaAddr(ma), rtcp: rtcpAddr(ma, ma.RTCPMux), mux: ma.RTCPMux, recvKey: recvKeyA, sendKey: sendKeyA}
+		pa.peer.natFrom(cfgA, b.m.relatch)
+	}
+	return pa, nil
+}
+
+// setPeerA makes A's offer the bridge's A peer; on a dtls leg A's secure
+// leg starts keying from the offer's fingerprint and ICE credentials, and
+// A's address is the ICE pair's, known once it is keyed. Called with
+// b.mu held.
+func (b *Bridge) setPeerA(pa *offerA) {
+	n := &b.neg
+	if pa.secA == nil {
+		n.peerA = pa.peer
+		return
+	}
+	n.peerA = &remote{mux: true, secure: true}
+	sa := newSecureLeg(b, SideA)
+	sa.setPeerOffer(pa.secA)
+	b.legs[SideA].sec.Store(sa)
 }
 
 // offerToB is an offer built for B, not yet stored.
@@ -188,6 +224,7 @@ type offerToB struct {
 	common  []bool
 	event   Codec
 	keys    []*sdesKey
+	sec     *secureLeg // B's dtls leg (nil unless side B is dtls)
 }
 
 // buildOfferB builds the offer to B from A's stream d.Media[idx], whose
@@ -195,6 +232,10 @@ type offerToB struct {
 func (b *Bridge) buildOfferB(d *Description, idx int, candidates []Codec, eventA Codec, cfgB LegConfig) (*offerToB, error) {
 	ma := &d.Media[idx]
 	offered, common := offerCodecs(candidates, eventA, cfgB.Codecs, b.m.opus.OpusFEC)
+	if cfgB.WhatsApp && cfgB.Prefer == PreferTranscode {
+		// Meta answers with the first codec it can: Opus, not its G.711.
+		offered, common = opusFirst(offered, common)
+	}
 	if len(offered) == 0 {
 		return nil, fmt.Errorf("%w: A offers %s, side B allows %s", ErrNoCommonCodec, codecNames(candidates), strings.Join(cfgB.Codecs, ","))
 	}
@@ -207,7 +248,7 @@ func (b *Bridge) buildOfferB(d *Description, idx int, candidates []Codec, eventA
 		Port:      b.legs[SideB].pair.port,
 		Proto:     cfgB.proto(),
 		Codecs:    append(slices.Clone(offered), event),
-		RTCPMux:   ma.RTCPMux || cfgB.WhatsApp,
+		RTCPMux:   ma.RTCPMux || cfgB.WhatsApp || cfgB.Encryption == EncryptionDTLS,
 		Direction: d.EffectiveDirection(ma),
 	}
 	if common[0] {
@@ -227,12 +268,20 @@ func (b *Bridge) buildOfferB(d *Description, idx int, candidates []Codec, eventA
 			mediaB.Attributes = append(mediaB.Attributes, Attribute{Key: "crypto", Value: k.attribute()})
 		}
 	}
-	return &offerToB{media: mediaB, offered: offered, common: common, event: event, keys: keysB}, nil
+	var secB *secureLeg
+	if cfgB.Encryption == EncryptionDTLS {
+		secB = newSecureLeg(b, SideB)
+		secB.offered = true
+		mediaB.Attributes = append(mediaB.Attributes, secB.attributes(mediaB.Port)...)
+	}
+	return &offerToB{media: mediaB, offered: offered, common: common, event: event, keys: keysB, sec: secB}, nil
 }
 
 // storeOfferB records the offer made to B; called with b.mu held.
 func (b *Bridge) storeOfferB(o *offerToB) {
 	n := &b.neg
+	n.peerB = nil
+	b.legs[SideB].sec.Store(o.sec)
 	n.offered, n.common, n.offerPtime, n.eventOffered = o.offered, o.common, o.media.Ptime, o.event
 	n.keysB = o.keys
 	out := Description{Connection: b.m.advertise, Media: []Media{o.media}}
@@ -296,12 +345,28 @@ func (b *Bridge) AnswerB(answerB []byte) ([]byte, error) {
 		return nil, fmt.Errorf("media: answer from B: %w", badSDP(0, "first m= line is %q, offered audio", mb.Type))
 	case mb.Port == 0:
 		return nil, fmt.Errorf("%w: B rejected the audio stream (port 0)", ErrNoCommonCodec)
-	case mb.Proto != cfgB.proto():
+	case !cfgB.accepts(mb.Proto):
 		return nil, fmt.Errorf("media: answer from B: %w", badSDP(0, "transport %q, but side B is configured for %s (%s)", mb.Proto, cfgB.Encryption, cfgB.proto()))
 	case !mb.Connection.IsValid():
 		return nil, fmt.Errorf("media: answer from B: %w", badSDP(0, "no c= for the audio stream"))
 	}
 	var recvKeyB, sendKeyB *sdesKey
+	secB := b.legs[SideB].sec.Load()
+	if cfgB.Encryption == EncryptionDTLS {
+		if !mb.RTCPMux {
+			return nil, fmt.Errorf("media: answer from B: %w", badSDP(0, "a dtls stream without a=rtcp-mux"))
+		}
+		p, err := parseSecure(d, mb, false)
+		if err != nil {
+			return nil, fmt.Errorf("media: answer from B: %w", err)
+		}
+		if secB == nil {
+			return nil, errors.New("media: answer from B on a dtls leg without our offer")
+		}
+		if secB.done == nil {
+			secB.setPeerAnswer(p) // a later answer (200 after 183) once started changes nothing
+		}
+	}
 	if cfgB.Encryption == EncryptionSDES {
 		if recvKeyB, sendKeyB, err = answerCrypto(mb.Attributes, n.keysB); err != nil {
 			return nil, fmt.Errorf("media: answer from B: %w", badSDP(0, "%v", err))
@@ -349,6 +414,10 @@ func (b *Bridge) AnswerB(answerB []byte) ([]byte, error) {
 	if n.sendKeyA != nil {
 		active.Attributes = []Attribute{{Key: "crypto", Value: n.sendKeyA.attribute()}}
 	}
+	if sa := b.legs[SideA].sec.Load(); sa != nil {
+		active.RTCPMux = true
+		active.Attributes = append(active.Attributes, sa.attributes(active.Port)...)
+	}
 	out := Description{Connection: b.m.advertise, Media: make([]Media, len(n.offerA.Media))}
 	for i, m := range n.offerA.Media {
 		if i == n.audio {
@@ -361,9 +430,18 @@ func (b *Bridge) AnswerB(answerB []byte) ([]byte, error) {
 		n.answerA = n.sdpA.marshal(&out, b.m.advertise)
 	}
 
-	mux := mb.RTCPMux && (ma.RTCPMux || cfgB.WhatsApp) // we offered it
-	peerB := &remote{rtp: mediaAddr(mb), rtcp: rtcpAddr(mb, mux), mux: mux, recvKey: recvKeyB, sendKey: sendKeyB}
-	peerB.natFrom(cfgB, b.m.relatch)
+	mux := mb.RTCPMux && (ma.RTCPMux || cfgB.WhatsApp || cfgB.Encryption == EncryptionDTLS) // we offered it
+	var peerB *remote
+	switch {
+	case secB != nil && n.peerB != nil && n.peerB.secure:
+		peerB = n.peerB // keyed already, or still keying: the same peer
+	case secB != nil:
+		peerB = &remote{mux: true, secure: true}
+	default:
+		peerB = &remote{rtp: mediaAddr(mb), rtcp: rtcpAddr(mb, mux), mux: mux, recvKey: recvKeyB, sendKey: sendKeyB}
+		peerB.natFrom(cfgB, b.m.relatch)
+	}
+	n.peerB = peerB
 	fmtA := codecFmt{name: nameA, rate: codecClock(nameA)}
 	fmtB := codecFmt{name: nameB, rate: codecClock(nameB)}
 	ab := &route{from: n.peerA, to: peerB, pt: newPTMap(), eventOut: ptDrop, outPT: codecB.PT}
@@ -463,7 +541,7 @@ func pickAudio(d *Description, cfg LegConfig) (int, error) {
 			continue
 		}
 		sawEnabled = true
-		if m.Proto == cfg.proto() {
+		if cfg.accepts(m.Proto) {
 			return i, nil
 		}
 		if proto == "" {
@@ -538,6 +616,34 @@ func offerCodecs(candidates []Codec, eventA Codec, allowedB []string, fec bool) 
 		offered, common = append(offered, c), append(common, false)
 	}
 	return offered, common
+}
+
+// preferOpus keeps only the Opus candidates when there are any.
+func preferOpus(cs []Codec) []Codec {
+	var opus []Codec
+	for _, c := range cs {
+		if canonicalCodec(c.Name) == "opus" {
+			opus = append(opus, c)
+		}
+	}
+	if opus == nil {
+		return cs
+	}
+	return opus
+}
+
+// opusFirst moves Opus to the front of an offer (stable otherwise).
+func opusFirst(offered []Codec, common []bool) ([]Codec, []bool) {
+	var oc, rc []Codec
+	var ob, rb []bool
+	for i, c := range offered {
+		if canonicalCodec(c.Name) == "opus" {
+			oc, ob = append(oc, c), append(ob, common[i])
+		} else {
+			rc, rb = append(rc, c), append(rb, common[i])
+		}
+	}
+	return append(oc, rc...), append(ob, rb...)
 }
 
 // ourFmtp is the fmtp of a codec wagate encodes itself.

@@ -311,7 +311,8 @@ func TestNewCallBridgeConfig(t *testing.T) {
 		a, b LegConfig
 		want string
 	}{
-		{name: "bad encryption", a: LegConfig{Encryption: "dtls"}, want: `side A encryption "dtls"`},
+		{name: "bad encryption", a: LegConfig{Encryption: "zrtp"}, want: `side A encryption "zrtp"`},
+		{name: "bad prefer", a: LegConfig{Prefer: "opus"}, want: `side A prefer "opus"`},
 		{name: "bad codec", b: LegConfig{Codecs: []string{"PCMU", "G729"}}, want: `side B codec "G729"`},
 		{name: "fine", a: LegConfig{Encryption: "sdes", Codecs: []string{"OPUS"}, WhatsApp: true}, b: LegConfig{Codecs: []string{"pcma"}}},
 	} {

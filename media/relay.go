@@ -50,6 +50,9 @@ type remote struct {
 	// recvKey decrypts what the peer sends, sendKey encrypts what we send
 	// it; both nil on a plain RTP leg.
 	recvKey, sendKey *sdesKey
+	// secure: a dtls leg, which is never sent or accepts plain RTP, even
+	// before its keys are in.
+	secure bool
 
 	latched     atomic.Pointer[netip.AddrPort]
 	latchedRTCP atomic.Pointer[netip.AddrPort]
@@ -480,6 +483,9 @@ func (d *direction) timeoutTick(now time.Time) time.Time {
 // socket. It reports whether it kept buf (a playout buffer holds it now);
 // otherwise the caller returns it to the pool.
 func (d *direction) handle(buf *packetBuf, n int, from netip.AddrPort, now time.Duration) bool {
+	if s := d.in.sec.Load(); s != nil && n > 0 && s.demux(buf.b[:n], from) {
+		return false // ICE or DTLS: the leg's, not the relay's
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
@@ -520,7 +526,7 @@ func (d *direction) handle(buf *packetBuf, n int, from netip.AddrPort, now time.
 			d.drop(r, from, n)
 			return false
 		}
-	} else if rt.from.recvKey != nil {
+	} else if rt.from.recvKey != nil || rt.from.secure {
 		d.drop(dropAuth, from, n) // no context could be built for the key
 		return false
 	}
@@ -752,8 +758,8 @@ func (d *direction) send(pkt []byte, payloadLen int, ts uint32, now time.Duratio
 			return false
 		}
 		out = enc
-	} else if d.cur.to.sendKey != nil {
-		return false // never send plain RTP to an SDES leg
+	} else if d.cur.to.sendKey != nil || d.cur.to.secure {
+		return false // never send plain RTP to an SRTP leg
 	}
 	dst := d.cur.to.dst()
 	if _, err := d.toDst.WriteToUDPAddrPort(out, dst); err != nil {
@@ -897,7 +903,7 @@ func (d *direction) rtcpTick(wall time.Time) time.Time {
 }
 
 func (d *direction) sendReport(rt *route, now time.Duration) {
-	if rt.from.recvKey != nil && d.rtcpOut == nil {
+	if (rt.from.recvKey != nil || rt.from.secure) && d.rtcpOut == nil {
 		return
 	}
 	pkt, err := buildReport(d.in.ssrc, d.b.cname, &d.in.tx, &d.rx, now, d.interval, time.Now())
@@ -950,7 +956,7 @@ func (d *direction) inboundRTCP(pkt []byte, from netip.AddrPort, rtcpPort bool, 
 			d.drop(r, from, len(pkt))
 			return
 		}
-	} else if rt.from.recvKey != nil {
+	} else if rt.from.recvKey != nil || rt.from.secure {
 		d.drop(dropAuth, from, len(pkt))
 		return
 	}

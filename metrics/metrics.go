@@ -43,6 +43,21 @@ type Sources struct {
 	WebhookUnknownNumber func() uint64
 	// Endpoints is the health of the endpoints with an OPTIONS probe.
 	Endpoints func() []sip.EndpointHealth
+	// MetaWebhook counts Meta's settings and call reports (nil: left out).
+	MetaWebhook func() MetaWebhookStats
+}
+
+// MetaWebhookStats counts what Meta's account_settings_update and calls
+// webhooks brought and what followed.
+type MetaWebhookStats struct {
+	// SettingsUpdates of numbers' calling settings; Mismatches among them
+	// left a number's keying different from its media_encryption;
+	// Mismatched is how many numbers differ now; Refusals are business-
+	// initiated calls refused for it (refuse_keying_mismatch).
+	SettingsUpdates, Mismatches, Refusals uint64
+	Mismatched                            int
+	// CallReports are call_created/connect and terminate events.
+	CallReports uint64
 }
 
 // Metrics holds the registry.

@@ -31,7 +31,9 @@ var (
 	dPortsFree      = desc("wagate_rtp_ports_free", "RTP/RTCP ports of the configured range not held by a call (some may be in quarantine).")
 	dBridges        = desc("wagate_media_bridges", "Media bridges open.")
 	dRTPPackets     = desc("wagate_rtp_packets_total", "RTP packets sent toward each leg, of calls that have ended: relayed, transcoded and DTMF.", "direction")
-	dRTPDropped     = desc("wagate_rtp_dropped_total", "RTP packets dropped, of calls that have ended, by reason: source (not the signalled or latched address), invalid, srtp_auth, srtp_replay, late.", "reason")
+	dRTPDropped     = desc("wagate_rtp_dropped_total", "RTP packets dropped, of calls that have ended, by reason: source (not the signalled or latched address), invalid, srtp_auth, srtp_replay, late; and on dtls legs' ports stun and dtls (not the ICE peer's, or not authentic).", "reason")
+	dDTLS           = desc("wagate_dtls_handshakes_total", "Handshakes (ICE and DTLS) of dtls legs by result: keyed, timeout, fingerprint (the certificate did not match the SDP), ice_failed, failed; consent_lost counts keyed legs whose peer stopped answering ICE consent checks.", "result")
+	dDTLSSeconds    = desc("wagate_dtls_handshake_seconds_total", "Time the keyed dtls legs took from the answer to their SRTP keys, summed (divide by wagate_dtls_handshakes_total{result=\"keyed\"}).")
 	dRTPSilence     = desc("wagate_rtp_silence_packets_total", "Silence packets wagate sent toward WhatsApp while the other side was quiet, of calls that have ended.")
 	dRTCP           = desc("wagate_rtcp_packets_total", "RTCP packets sent and received, of calls that have ended.", "direction")
 	dPlayout        = desc("wagate_media_playout_frames_total", "Frames the playout buffers made up or dropped, of calls that have ended: concealed (the packet was missing at its time: FEC/PLC), expanded (added to grow the delay when jitter rose), compressed (dropped to shrink it when jitter fell).", "kind")
@@ -58,6 +60,11 @@ var (
 	dPermRestrict   = desc("wagate_permission_restricted_refusals_total", "Business-initiated calls refused while Meta paused the number (138013).")
 	dPermPending    = desc("wagate_permission_pending_outcomes", "Call outcomes made while Redis was down and not yet written back.")
 	dWebhookUnknown = desc("wagate_webhook_unknown_number_total", "Meta webhook replies for a phone_number_id no configured number has (logged, ignored).")
+	dMetaSettings   = desc("wagate_meta_settings_updates_total", "Meta account_settings_update webhooks about a number's calling settings (SRTP keying, SIP status).")
+	dMetaMismatch   = desc("wagate_meta_keying_mismatches_total", "Meta settings updates that left a number's SRTP keying different from its media_encryption (its calls will have no audio).")
+	dMetaMismatched = desc("wagate_meta_keying_mismatched_numbers", "Numbers whose SRTP keying, as Meta last reported it, differs from media_encryption now.")
+	dMetaRefusals   = desc("wagate_meta_keying_refusals_total", "Business-initiated calls refused (488) because Meta's keying differs from media_encryption (refuse_keying_mismatch).")
+	dMetaCalls      = desc("wagate_meta_call_reports_total", "Meta calls webhook events (call_created/connect, terminate) received.")
 	dInFlight       = desc("wagate_webhook_in_flight", "Webhook requests in flight per subscriber.", "subscriber")
 	dEndpointUp     = desc("wagate_endpoint_up", "1 while an endpoint with an OPTIONS probe is up, 0 once its probes marked it down (hunts skip it).", "endpoint")
 	dProbeFailures  = desc("wagate_endpoint_probe_failures_total", "OPTIONS probes of an endpoint that failed (no answer, transport error, 408, 5xx, 6xx).", "endpoint")
@@ -66,9 +73,10 @@ var (
 func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{dCallsActive, dDraining, dEdgePassed, dEdgeAnswered, dEdgeRefused, dConnections,
 		dOverload, dPanics, dTLSFailures, dSIPRequests, dSIPResponses, dPortsInUse, dPortsFree, dBridges, dRTPPackets, dRTPDropped,
-		dRTPSilence, dRTCP, dDTMF, dPlayout, dPlayed, dRecActive, dRecCompleted, dRecFailed, dRecDropped, dRecBytes, dEvQueue, dEvQueueCap,
+		dRTPSilence, dRTCP, dDTMF, dDTLS, dDTLSSeconds, dPlayout, dPlayed, dRecActive, dRecCompleted, dRecFailed, dRecDropped, dRecBytes, dEvQueue, dEvQueueCap,
 		dEvDropped, dEvWriteErrors, dCDRs, dEvWritten, dDeliveries, dInFlight, dPermUp, dPermErrors, dPermRefused,
-		dPermCached, dPermLearned, dPermStale, dPermRestrict, dPermPending, dWebhookUnknown, dEndpointUp, dProbeFailures} {
+		dPermCached, dPermLearned, dPermStale, dPermRestrict, dPermPending, dWebhookUnknown, dEndpointUp, dProbeFailures,
+		dMetaSettings, dMetaMismatch, dMetaMismatched, dMetaRefusals, dMetaCalls} {
 		ch <- d
 	}
 }
@@ -122,6 +130,16 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(dRTPDropped, t.DroppedAuth, "srtp_auth")
 		counter(dRTPDropped, t.DroppedReplay, "srtp_replay")
 		counter(dRTPDropped, t.DroppedLate, "late")
+		counter(dRTPDropped, t.DroppedSTUN, "stun")
+		counter(dRTPDropped, t.DroppedDTLS, "dtls")
+		dt := s.DTLS
+		counter(dDTLS, dt.Keyed, "keyed")
+		counter(dDTLS, dt.Timeouts, "timeout")
+		counter(dDTLS, dt.FingerprintMismatches, "fingerprint")
+		counter(dDTLS, dt.ICEFailed, "ice_failed")
+		counter(dDTLS, dt.Failed, "failed")
+		counter(dDTLS, dt.ConsentLost, "consent_lost")
+		ch <- prometheus.MustNewConstMetric(dDTLSSeconds, prometheus.CounterValue, dt.HandshakeSeconds)
 		counter(dRTPSilence, t.Silence)
 		counter(dRTCP, t.RTCPSent, "sent")
 		counter(dRTCP, t.RTCPReceived, "received")
@@ -150,6 +168,14 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(dPermStale, s.ReplayedMessages, "replayed")
 		counter(dPermRestrict, s.RestrictedRefusals)
 		gauge(dPermPending, float64(s.PendingOutcomes))
+	}
+	if c.src.MetaWebhook != nil {
+		st := c.src.MetaWebhook()
+		counter(dMetaSettings, st.SettingsUpdates)
+		counter(dMetaMismatch, st.Mismatches)
+		gauge(dMetaMismatched, float64(st.Mismatched))
+		counter(dMetaRefusals, st.Refusals)
+		counter(dMetaCalls, st.CallReports)
 	}
 	if c.src.Endpoints != nil {
 		for _, e := range c.src.Endpoints() {

@@ -2,6 +2,7 @@ package test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/wagate/wagate/test/internal/audio"
+	"github.com/wagate/wagate/test/internal/metapeer"
+	"github.com/wagate/wagate/test/internal/rtppeer"
 )
 
 // baresip as an independent Opus + SDES-SRTP client on the WhatsApp side:
@@ -62,6 +65,14 @@ type baresipRun struct {
 // dials target, and runs it for seconds.
 func startBaresip(t *testing.T, e *env, p peer, user, wav, target string, seconds int) *baresipRun {
 	t.Helper()
+	return startBaresipWith(t, e, p, user, wav, target, seconds, false)
+}
+
+// startBaresipWith is startBaresip with DTLS-SRTP and ICE (modules
+// dtls_srtp and ice, mediaenc=dtls_srtp, medianat=ice) when dtls is set.
+// With an empty target it dials nothing and answers the first call.
+func startBaresipWith(t *testing.T, e *env, p peer, user, wav, target string, seconds int, dtls bool) *baresipRun {
+	t.Helper()
 	dir := filepath.Join(e.dir, "baresip")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -87,18 +98,25 @@ module			opus.so
 module			aufile.so
 module			alsa.so
 module			sndfile.so
-module			srtp.so
+module			srtp.so%s
 module_tmp		account.so
 module_app		menu.so
 snd_path		%s
 opus_bitrate		20000
 opus_stereo		no
 opus_sprop_stereo	no
-`, t.Name(), p.Addr(), wav, baresipModules, dir)
+`, t.Name(), p.Addr(), wav, baresipModules, dtlsModules(dtls), dir)
 	if err := os.WriteFile(filepath.Join(dir, "config"), []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	account := fmt.Sprintf("<sip:%s@%s>;regint=0;mediaenc=srtp-mand;audio_codecs=opus/48000/1\n", user, p.IP)
+	enc := "mediaenc=srtp-mand"
+	if dtls {
+		enc = "mediaenc=dtls_srtp;medianat=ice"
+	}
+	if target == "" {
+		enc += ";answermode=auto"
+	}
+	account := fmt.Sprintf("<sip:%s@%s>;regint=0;%s;audio_codecs=opus/48000/1\n", user, p.IP, enc)
 	if err := os.WriteFile(filepath.Join(dir, "accounts"), []byte(account), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +125,11 @@ opus_sprop_stereo	no
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.cmd = exec.Command(baresipBin, "-f", dir, "-e", "/dial "+target, "-t", fmt.Sprint(seconds))
+	args := []string{"-f", dir, "-t", fmt.Sprint(seconds)}
+	if target != "" {
+		args = append(args, "-e", "/dial "+target)
+	}
+	r.cmd = exec.Command(baresipBin, args...)
 	r.cmd.Dir = dir
 	r.cmd.Stdout, r.cmd.Stderr = out, out
 	r.cmd.Stdin = nil
@@ -133,6 +155,13 @@ opus_sprop_stereo	no
 		}
 	})
 	return r
+}
+
+func dtlsModules(on bool) string {
+	if !on {
+		return ""
+	}
+	return "\nmodule\t\t\tdtls_srtp.so\nmodule\t\t\tice.so"
 }
 
 // stdout returns baresip's output without its per-second status line
@@ -219,4 +248,77 @@ func TestBaresipUICToneThroughEcho(t *testing.T) {
 
 	s := w.waitIdle()
 	w.expectCounts(s, 1, 1)
+}
+
+// TestBaresipDTLSUIC: baresip, as the WhatsApp user, calls with
+// DTLS-SRTP and ICE (a full agent offering actpass, so wagate is the
+// controlled agent and the DTLS client here) and plays a 1 kHz tone; the
+// PBX echoes it; baresip must decode its tone back.
+func TestBaresipDTLSUIC(t *testing.T) {
+	t.Parallel()
+	requireBaresip(t)
+	e := newEnv(t)
+	w := e.startWagate(wagateOpts{MetaEncryption: "dtls"})
+	pbx := e.startSipp(sippSpec{Name: "pbx", Scenario: "uas.xml", Peer: e.PBX, Calls: 1, Args: []string{"-rtp_echo"}})
+	wav := filepath.Join(e.dir, "tone-1k.wav")
+	if err := audio.WriteWAV(wav, 48000, audio.Tone(1000, toneAmp, 48000, 0, 48000*10)); err != nil {
+		t.Fatal(err)
+	}
+	const callSeconds = 5
+	bs := startBaresipWith(t, e, e.Meta, waUser, wav, fmt.Sprintf("sip:%s@%s", businessNumber, w.SIPAddr), callSeconds, true)
+	bs.wait(t, time.Duration(callSeconds)*time.Second+15*time.Second)
+	checkBaresipDTLS(t, bs, "server")
+	pbx.requireOK()
+	rec, rate := bs.decoded(t)
+	checkTone(t, "baresip's tone back through wagate (DTLS) and the PBX's echo", rec, rate, 1000, 2*time.Second)
+	s := w.waitIdle()
+	w.expectCounts(s, 1, 1)
+}
+
+// TestBaresipDTLSBIC: a PCMU dialer calls a WhatsApp user played by
+// baresip with DTLS-SRTP and ICE, which answers by itself: wagate offers
+// actpass and controls ICE. Each side's tone must reach the other.
+func TestBaresipDTLSBIC(t *testing.T) {
+	t.Parallel()
+	requireBaresip(t)
+	e := newEnv(t)
+	w := e.startWagate(wagateOpts{MetaEncryption: "dtls", MetaCodecs: "opus"})
+	wav := filepath.Join(e.dir, "tone-1k.wav")
+	if err := audio.WriteWAV(wav, 48000, audio.Tone(1000, toneAmp, 48000, 0, 48000*10)); err != nil {
+		t.Fatal(err)
+	}
+	const callSeconds = 8
+	bs := startBaresipWith(t, e, e.Meta, waUser, wav, "", callSeconds, true)
+	time.Sleep(time.Second) // baresip listening
+	dialer := newGoPeer(t, e.Dialer, metapeer.Config{Profile: metapeer.ProfileG711})
+	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
+	defer cancel()
+	dcall, err := dialer.Call(ctx, metapeer.CallSpec{Target: w.SIPAddr, To: waUser, From: businessNumber})
+	if err != nil {
+		t.Fatalf("BIC to baresip: %v", err)
+	}
+	dcall.Media.SetSource(rtppeer.NewTone(700, toneAmp, 8000))
+	time.Sleep(3 * time.Second)
+	dcall.Media.SetSource(nil)
+	hangup(t, dcall, "dialer")
+	bs.wait(t, time.Duration(callSeconds)*time.Second+15*time.Second)
+	checkTone(t, "baresip's tone at the dialer", dcall.Media.Recording(), 8000, 1000, 1500*time.Millisecond)
+	checkBaresipDTLS(t, bs, "client")
+	rec, rate := bs.decoded(t)
+	checkTone(t, "the dialer's tone at baresip", rec, rate, 700, 1500*time.Millisecond)
+	s := w.waitIdle()
+	w.expectCounts(s, 1, 1)
+}
+
+// checkBaresipDTLS asserts that baresip's call was keyed by DTLS-SRTP
+// over ICE with baresip in role (client or server) and wagate's
+// fingerprint verified.
+func checkBaresipDTLS(t *testing.T, bs *baresipRun, role string) {
+	t.Helper()
+	out := bs.stdout()
+	for _, want := range []string{"Call established", "mnat 'ice' connected", "start DTLS " + role, "verified sha-256 fingerprint OK", "DTLS-SRTP complete"} {
+		if !bytes.Contains(out, []byte(want)) {
+			t.Errorf("baresip's output lacks %q", want)
+		}
+	}
 }

@@ -344,6 +344,12 @@ type wagateOpts struct {
 	// Extra flow-map entries appended inside an endpoint, number or api
 	// item, e.g. `, auth: {users: [{username: u, password: p}]}`.
 	MetaExtra, PBXExtra, DialerExtra, NumberExtra, APIExtra string
+	// MediaExtra is more flow-map entries of the media section, e.g.
+	// `, dtls: {handshake_timeout: 2s}`.
+	MediaExtra string
+	// MoreNumbers are more items of the numbers list, each starting with
+	// "\n  - {".
+	MoreNumbers string
 	// MetaCIDRs and DialerCIDRs are more source_cidrs items of the meta
 	// and dialer endpoints, e.g. ", 127.0.5.5/32" (a proxy in front).
 	MetaCIDRs, DialerCIDRs string
@@ -387,8 +393,8 @@ endpoints:
   - {name: pbx, kind: pbx, host: {{.E.PBX.IP}}, port: {{.E.PBX.Port}}, transport: udp, source_cidrs: [{{.E.PBX.IP}}/32], codecs: [PCMU, PCMA]{{.O.PBXExtra}}}
   - {name: dialer, kind: dialer, host: {{.E.Dialer.IP}}, port: {{.E.Dialer.Port}}, transport: udp, source_cidrs: [{{.E.Dialer.IP}}/32{{.O.DialerCIDRs}}]{{.O.DialerExtra}}}{{.O.EndpointsExtra}}
 numbers:
-  - {number: "+15550100001", phone_number_id: "100000000000001", route: {{.O.Route}}, dialers: [dialer], callback_permission: true{{.O.NumberExtra}}}
-media: {bind_ip: {{.E.WagateIP}}, port_min: {{.O.PortMin}}, port_max: {{.O.PortMax}}, rtp_timeout: {{.O.RTPTimeout}}, rtp_start_timeout: {{.O.RTPStartTimeout}}, port_quarantine: 2s}
+  - {number: "+15550100001", phone_number_id: "100000000000001", route: {{.O.Route}}, dialers: [dialer], callback_permission: true{{.O.NumberExtra}}}{{.O.MoreNumbers}}
+media: {bind_ip: {{.E.WagateIP}}, port_min: {{.O.PortMin}}, port_max: {{.O.PortMax}}, rtp_timeout: {{.O.RTPTimeout}}, rtp_start_timeout: {{.O.RTPStartTimeout}}, port_quarantine: 2s{{.O.MediaExtra}}}
 api: {listen: "{{.E.WagateIP}}:{{.E.APIPort}}"{{.O.APIExtra}}}
 log: {level: {{.O.LogLevel}}, format: json}
 {{.O.Extra}}

@@ -19,6 +19,7 @@ import (
 	"github.com/wagate/wagate/configs"
 	"github.com/wagate/wagate/events"
 	"github.com/wagate/wagate/media"
+	"github.com/wagate/wagate/metrics"
 	"github.com/wagate/wagate/permissions"
 	"github.com/wagate/wagate/prompt"
 	"github.com/wagate/wagate/recording"
@@ -98,6 +99,15 @@ func run() int {
 		log.Error("media setup failed", "error", err)
 		return 1
 	}
+	// Made on first start and kept, so the fingerprint of dtls legs stays
+	// the same across restarts.
+	cert, err := media.LoadOrCreateCertificate(filepath.Join(cfg.DataDir, "dtls"))
+	if err != nil {
+		log.Error("media setup failed", "error", err)
+		return 1
+	}
+	mm.SetCertificate(cert)
+	log.Info("DTLS certificate", "path", cert.Path, "fingerprint", cert.Fingerprint)
 	srv, err := sip.New(cfg, log)
 	if err != nil {
 		log.Error("sip setup failed", "error", err)
@@ -193,12 +203,27 @@ func run() int {
 		wireEvents(sink, perms, rec, log)
 	}
 
+	// What Meta reports of numbers' calling settings (webhook), kept
+	// across restarts; BICs consult it (refuse_keying_mismatch).
+	metaSet, err := newMetaSettings(cfg.DataDir, rt.cfg.Load, sink, log)
+	if err != nil {
+		log.Error("meta settings failed", "error", err)
+		return 1
+	}
+	calls.SetMetaKeying(metaSet)
+
 	var apiSrv *api.Server
 	mx := newMetrics(srv, calls, mm, rec, sink, perms, func() uint64 {
 		if apiSrv == nil {
 			return 0
 		}
 		return apiSrv.Stats().WebhookUnknownNumber
+	}, func() metrics.MetaWebhookStats {
+		st := metaSet.stats()
+		if apiSrv != nil {
+			st.CallReports = apiSrv.Stats().WebhookCallReports
+		}
+		return st
 	})
 
 	if cfg.API.Listen != "" {
@@ -216,15 +241,16 @@ func run() int {
 				}
 				return d
 			},
-			NumberID:    numberIDResolver(cfg),
-			Token:       cfg.API.Token.Resolve(),
-			AppSecret:   cfg.API.Webhook.AppSecret.Resolve(),
-			VerifyToken: cfg.API.Webhook.VerifyToken.Resolve(),
-			Metrics:     mx.Handler(),
-			Ready:       readiness(srv),
-			KnownNumber: rt.knownNumber,
-			Calls:       callControl{calls},
-			Log:         log,
+			NumberID:     numberIDResolver(cfg),
+			Token:        cfg.API.Token.Resolve(),
+			AppSecret:    cfg.API.Webhook.AppSecret.Resolve(),
+			VerifyToken:  cfg.API.Webhook.VerifyToken.Resolve(),
+			Metrics:      mx.Handler(),
+			Ready:        readiness(srv),
+			KnownNumber:  rt.knownNumber,
+			Calls:        callControl{calls},
+			MetaSettings: metaSet.apply,
+			Log:          log,
 		}
 		if perms != nil {
 			opts.Permissions = perms
@@ -235,6 +261,7 @@ func run() int {
 		if sink != nil {
 			if cfg.CDR.Enabled {
 				opts.CDRs = sink
+				opts.MetaCalls = sink
 			}
 			opts.Events = sink
 		}

@@ -12,9 +12,10 @@ import (
 
 // newMetrics builds the Prometheus registry over the running rooms and
 // makes it a call observer.
-func newMetrics(srv *sip.Server, calls *b2bua.Engine, mm *media.Manager, rec *recording.Manager, sink *events.Sink, perms permissions.Store, webhookUnknown func() uint64) *metrics.Metrics {
+func newMetrics(srv *sip.Server, calls *b2bua.Engine, mm *media.Manager, rec *recording.Manager, sink *events.Sink, perms permissions.Store, webhookUnknown func() uint64,
+	metaWebhook func() metrics.MetaWebhookStats) *metrics.Metrics {
 	src := metrics.Sources{SIP: srv.Status, Calls: calls.Status, Media: mm.Stats, SIPMessages: srv.MessageCounts,
-		WebhookUnknownNumber: webhookUnknown, Endpoints: srv.Health}
+		WebhookUnknownNumber: webhookUnknown, Endpoints: srv.Health, MetaWebhook: metaWebhook}
 	if perms != nil {
 		src.Permissions = perms.Stats
 	}

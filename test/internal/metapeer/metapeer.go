@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/wagate/wagate/test/internal/dtlspeer"
 	"github.com/wagate/wagate/test/internal/rtppeer"
 	"github.com/wagate/wagate/test/internal/sipua"
 )
@@ -46,6 +47,16 @@ type Config struct {
 	Profile Profile
 	// Plain turns SRTP off on a Meta peer (RTP/AVP, for debugging).
 	Plain bool
+	// DTLS keys a Meta peer's media the way Meta does by default: ICE
+	// (lite), DTLS (server side), UDP/TLS/RTP/SAVPF (see dtls.go).
+	DTLS bool
+	// DTLSPeer tunes the DTLS endpoint (failure tests).
+	DTLSPeer dtlspeer.Config
+	// OfferG711 puts PCMU and PCMA after Opus in a Meta peer's offers (a
+	// number with Meta's additional_codecs), and AnswerG711 makes it
+	// answer G.711 whenever an offer has it; the call then uses
+	// the codec agreed (DTLS mode only).
+	OfferG711, AnswerG711 bool
 	// G711 is the codec of a G.711 peer (default PCMU).
 	G711 rtppeer.Codec
 	// EventPT overrides the telephone-event payload type (Meta 126, G.711
@@ -123,12 +134,22 @@ type Call struct {
 	RemoteSDP     *rtppeer.SDP
 	// Provisional are the 1xx (other than 100) received while calling.
 	Provisional []*sipua.Msg
+	// DTLS is the call's ICE/DTLS endpoint (DTLS mode), keyed is closed
+	// when media is keyed or keying failed (keyErr), handshake is how
+	// long that took from the INVITE or the 200.
+	DTLS      *dtlspeer.Endpoint
+	keyed     chan struct{}
+	keyErr    error
+	Handshake time.Duration
+	// Invited is when the peer sent its INVITE (calls it placed).
+	Invited time.Time
+	codec   rtppeer.Codec
 }
 
 // Hangup sends BYE (unless the remote side already did) and closes the
 // media.
 func (c *Call) Hangup(ctx context.Context) error {
-	defer c.Media.Close()
+	defer c.closeMedia()
 	select {
 	case <-c.Dialog.Done():
 		return nil
@@ -179,6 +200,9 @@ func sdpAddr(desc *rtppeer.Desc, addr string) error {
 // Call places a call and returns it answered, with media started (sending
 // nothing until Media.SetSource).
 func (p *Peer) Call(ctx context.Context, spec CallSpec) (*Call, error) {
+	if p.cfg.DTLS {
+		return p.callDTLS(ctx, spec)
+	}
 	target, err := net.ResolveUDPAddr("udp4", spec.Target)
 	if err != nil {
 		return nil, err
@@ -226,7 +250,7 @@ func (p *Peer) Call(ctx context.Context, spec CallSpec) (*Call, error) {
 	req.From = fmt.Sprintf("sip:%s@%s", spec.From, fromHost)
 	req.Headers = append(req.Headers, spec.Headers...)
 	req.SDP = desc.Marshal()
-	c := &Call{Media: sess, Local: req.SDP}
+	c := &Call{Media: sess, Local: req.SDP, Invited: time.Now()}
 	req.OnProvisional = func(m *sipua.Msg) { c.Provisional = append(c.Provisional, m) }
 	d, err := p.UA.Invite(ctx, req)
 	if err != nil {
@@ -300,6 +324,9 @@ func (p *Peer) Answer(ctx context.Context, spec AnswerSpec) (*Call, *sipua.Incom
 	if spec.Reject != 0 {
 		in.Reject(spec.Reject, "Rejected")
 		return nil, in, ErrRejected
+	}
+	if p.cfg.DTLS {
+		return p.answerDTLS(ctx, in, spec)
 	}
 	offer, err := rtppeer.ParseSDP(in.Req.Body)
 	if err != nil {

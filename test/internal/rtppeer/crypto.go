@@ -13,11 +13,15 @@ import (
 // SuiteAES128SHA1_80 is the SDES crypto suite WhatsApp uses.
 const SuiteAES128SHA1_80 = "AES_CM_128_HMAC_SHA1_80"
 
-// Crypto is one SDES a=crypto line: tag, suite and master key || salt.
+// SuiteAES128GCM is the AEAD suite a DTLS-SRTP handshake may agree on.
+const SuiteAES128GCM = "AEAD_AES_128_GCM"
+
+// Crypto is one SDES a=crypto line (or a DTLS-SRTP direction's keys):
+// tag, suite and master key || salt.
 type Crypto struct {
 	Tag   int
 	Suite string
-	Key   []byte // 16-byte master key followed by the 14-byte master salt
+	Key   []byte // 16-byte master key followed by the master salt (14 bytes, 12 for GCM)
 }
 
 // NewCrypto returns a fresh random AES_CM_128_HMAC_SHA1_80 key with tag 1.
@@ -69,8 +73,11 @@ func ParseCrypto(v string) (*Crypto, error) {
 }
 
 func (c *Crypto) profile() srtp.ProtectionProfile {
-	if c.Suite == "AES_CM_128_HMAC_SHA1_32" {
+	switch c.Suite {
+	case "AES_CM_128_HMAC_SHA1_32":
 		return srtp.ProtectionProfileAes128CmHmacSha1_32
+	case SuiteAES128GCM:
+		return srtp.ProtectionProfileAeadAes128Gcm
 	}
 	return srtp.ProtectionProfileAes128CmHmacSha1_80
 }

@@ -24,6 +24,11 @@ type Desc struct {
 	Crypto      *Crypto // nil: RTP/AVP; else RTP/SAVP with this a=crypto
 	RTCPMux     bool
 	Ptime       int // 0: none
+	// Proto overrides the transport (UDP/TLS/RTP/SAVPF for DTLS-SRTP).
+	Proto string
+	// SessionAttrs and Attrs are more a= lines (without "a=") at session
+	// level and on the audio stream (ICE and DTLS attributes).
+	SessionAttrs, Attrs []string
 }
 
 // Marshal writes the SDP body.
@@ -31,9 +36,15 @@ func (d Desc) Marshal() []byte {
 	var b bytes.Buffer
 	id := rand.Uint32() >> 1
 	fmt.Fprintf(&b, "v=0\r\no=- %d %d IN IP4 %s\r\ns=-\r\nc=IN IP4 %s\r\nt=0 0\r\n", id, id, d.IP, d.IP)
+	for _, a := range d.SessionAttrs {
+		b.WriteString("a=" + a + "\r\n")
+	}
 	proto := "RTP/AVP"
 	if d.Crypto != nil {
 		proto = "RTP/SAVP"
+	}
+	if d.Proto != "" {
+		proto = d.Proto
 	}
 	fmt.Fprintf(&b, "m=audio %d %s", d.Port, proto)
 	for _, c := range d.Codecs {
@@ -63,6 +74,9 @@ func (d Desc) Marshal() []byte {
 	}
 	if d.Crypto != nil {
 		fmt.Fprintf(&b, "a=crypto:%s\r\n", d.Crypto.Line())
+	}
+	for _, a := range d.Attrs {
+		b.WriteString("a=" + a + "\r\n")
 	}
 	b.WriteString("a=sendrecv\r\n")
 	return b.Bytes()

@@ -58,6 +58,10 @@ type Config struct {
 	// NoDecode does not decode received audio (load tools): Frames keep
 	// headers, arrival and size, with DBFS -120; no recording, no onsets.
 	NoDecode bool
+	// Conn, when set, carries the session instead of a socket of its own
+	// (a DTLS-SRTP peer's port, shared with ICE and DTLS); IP and Port
+	// are then ignored. Close closes it.
+	Conn PacketConn
 	// Logf gets diagnostics (optional).
 	Logf func(string, ...any)
 }
@@ -125,10 +129,19 @@ type Stats struct {
 	SendStalls []time.Duration
 }
 
+// PacketConn is what a session sends and receives on: a UDP socket, or
+// a DTLS-SRTP peer's demultiplexed port.
+type PacketConn interface {
+	ReadFromUDP(b []byte) (int, *net.UDPAddr, error)
+	WriteToUDP(b []byte, addr *net.UDPAddr) (int, error)
+	LocalAddr() net.Addr
+	Close() error
+}
+
 // Session is one RTP session.
 type Session struct {
 	cfg  Config
-	conn *net.UDPConn
+	conn PacketConn
 
 	enc encoder
 	dec decoder
@@ -188,9 +201,13 @@ func Listen(cfg Config) (*Session, error) {
 	if cfg.OnsetDBFS == 0 {
 		cfg.OnsetDBFS = -30
 	}
-	conn, err := bindEven(cfg.IP, cfg.Port)
-	if err != nil {
-		return nil, err
+	var conn PacketConn = cfg.Conn
+	if conn == nil {
+		c, err := bindEven(cfg.IP, cfg.Port)
+		if err != nil {
+			return nil, err
+		}
+		conn = c
 	}
 	s := &Session{
 		cfg: cfg, conn: conn,
@@ -200,6 +217,7 @@ func Listen(cfg Config) (*Session, error) {
 	}
 	s.st.PTs = map[uint8]uint64{}
 	s.st.SSRCs = map[uint32]uint64{}
+	var err error
 	if s.enc, err = newEncoder(cfg.Codec, cfg.OpusBitrate); err != nil {
 		conn.Close()
 		return nil, err
@@ -327,12 +345,29 @@ func (s *Session) Config() Config { return s.cfg }
 // SSRC is the SSRC of the stream we send.
 func (s *Session) SSRC() uint32 { return s.ssrc }
 
+// StartKeyed is Start for keys known only now (DTLS-SRTP): local
+// encrypts what we send, remoteKey decrypts what the remote sends.
+func (s *Session) StartKeyed(remote *net.UDPAddr, local, remoteKey *Crypto) error {
+	tx, err := local.context(false)
+	if err != nil {
+		return err
+	}
+	s.txMu.Lock()
+	s.tx = tx
+	s.cfg.Local = local
+	s.txMu.Unlock()
+	return s.Start(remote, remoteKey)
+}
+
 // Start sets the remote address (and its SRTP key when ours is set) and
 // starts the sender: a frame every 20 ms from the source (none until
 // SetSource), RTCP every second with rtcp-mux.
 func (s *Session) Start(remote *net.UDPAddr, remoteKey *Crypto) error {
 	var rx *srtp.Context
-	if s.cfg.Local != nil {
+	s.txMu.Lock()
+	keyed := s.cfg.Local != nil
+	s.txMu.Unlock()
+	if keyed {
 		if remoteKey == nil {
 			return errors.New("rtppeer: SRTP session needs the remote's key")
 		}
