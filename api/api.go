@@ -49,6 +49,9 @@ type Options struct {
 	// Calls serves /v1/calls: the live calls, and hanging one up; nil:
 	// 404.
 	Calls CallControl
+	// Originate serves POST /v1/calls, click-to-call (with Calls); nil:
+	// 405.
+	Originate Originator
 	// Events serves /v1/events/dead and /v1/events/{id}/replay
 	// (*events.Sink); nil: 404.
 	Events EventOutbox
@@ -215,7 +218,11 @@ func build(opts Options) (http.Handler, *webhook, []string) {
 		(&outboxHandlers{outbox: opts.Events, log: log}).register(protected)
 	}
 	if opts.Calls != nil && !isNilPointer(opts.Calls) {
-		(&callHandlers{calls: opts.Calls, log: log, now: time.Now}).register(protected)
+		ch := &callHandlers{calls: opts.Calls, log: log, now: time.Now}
+		if opts.Originate != nil && !isNilPointer(opts.Originate) {
+			ch.orig = &originateHandlers{o: opts.Originate, calls: ch, idem: newIdempotency(time.Now)}
+		}
+		ch.register(protected)
 	}
 	protected.HandleFunc("GET /v1/openapi.json", serveOpenAPI)
 	protected.HandleFunc("/v1/openapi.json", methodNotAllowed("GET"))

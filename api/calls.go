@@ -33,6 +33,9 @@ type LiveCall struct {
 	// ID is wagate's call id: the CDR's call_id, X-WABA-Session.
 	ID        string `json:"call_id"`
 	Direction string `json:"direction"`
+	// Origin is "click_to_call" for a call POST /v1/calls started (A is
+	// then the agent wagate called first); absent otherwise.
+	Origin string `json:"origin,omitempty"`
 	// State is calling, ringing, answered (A's ACK awaited), confirmed,
 	// or ending (hung up before the answer, B's final response awaited).
 	State          string    `json:"state"`
@@ -82,13 +85,20 @@ type callHandlers struct {
 	calls CallControl
 	log   *slog.Logger
 	now   func() time.Time
+	// orig serves POST /v1/calls (nil: click-to-call is off).
+	orig *originateHandlers
 }
 
 func (h *callHandlers) register(mux router) {
 	mux.HandleFunc("GET /v1/calls", h.list)
 	mux.HandleFunc("GET /v1/calls/{id}", h.get)
 	mux.HandleFunc("DELETE /v1/calls/{id}", h.hangup)
-	mux.HandleFunc("/v1/calls", methodNotAllowed("GET"))
+	allow := "GET"
+	if h.orig != nil {
+		mux.HandleFunc("POST /v1/calls", h.orig.originate)
+		allow = "GET, POST"
+	}
+	mux.HandleFunc("/v1/calls", methodNotAllowed(allow))
 	mux.HandleFunc("/v1/calls/{id}", methodNotAllowed("GET, DELETE"))
 }
 

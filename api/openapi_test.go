@@ -125,6 +125,7 @@ func everything(t *testing.T) *fixture {
 		o.CDRs, o.Events = sink, sink
 		o.Recordings = rec.Handler()
 		o.Calls = sampleCalls()
+		o.Originate = &fakeOriginator{}
 		o.Metrics = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 			io.WriteString(w, "# TYPE wagate_calls gauge\nwagate_calls 2\n")
@@ -165,7 +166,7 @@ func TestOpenAPIRoutes(t *testing.T) {
 			t.Errorf("in the OpenAPI document but not served: %s", op)
 		}
 	}
-	for _, op := range []string{"GET /metrics", "POST /webhook/meta", "GET /v1/recordings/{}", "GET /v1/cdrs/{}", "POST /v1/events/{}/replay", "DELETE /v1/calls/{}"} {
+	for _, op := range []string{"GET /metrics", "POST /webhook/meta", "GET /v1/recordings/{}", "GET /v1/cdrs/{}", "POST /v1/events/{}/replay", "DELETE /v1/calls/{}", "POST /v1/calls"} {
 		if !slices.Contains(served, op) {
 			t.Errorf("%s not served: the optional parts are not all on (%v)", op, served)
 		}
@@ -220,6 +221,13 @@ func TestOpenAPIResponses(t *testing.T) {
 		{"DELETE", "/v1/calls/" + answeredID, "", nil, false, 404},
 		{"DELETE", "/v1/calls/" + answeredID, `{"nope":1}`, nil, false, 400},
 		{"DELETE", "/v1/calls/" + answeredID, "", nil, true, 401},
+		{"POST", "/v1/calls", clickBodyOK, map[string]string{"Content-Type": "application/json", "Idempotency-Key": "k1"}, false, 202},
+		{"POST", "/v1/calls", clickBodyOK, map[string]string{"Content-Type": "application/json", "Idempotency-Key": "k1"}, false, 202},
+		{"POST", "/v1/calls", `{"business_number":"+15550100001","user":"+447700900123","agent":{"hunt":"sales"}}`, map[string]string{"Content-Type": "application/json"}, false, 202},
+		{"POST", "/v1/calls", `{"user":"+447700900123"}`, nil, false, 400},
+		{"POST", "/v1/calls", strings.Replace(clickBodyOK, "+447700900123", noPermissionUser, 1), nil, false, 403},
+		{"POST", "/v1/calls", strings.Replace(clickBodyOK, "+447700900123", "+447700900998", 1), nil, false, 503},
+		{"POST", "/v1/calls", strings.Replace(clickBodyOK, "1001", "1002", 1), map[string]string{"Idempotency-Key": "k1"}, false, 422},
 
 		{"PUT", "/v1/permissions/" + pnid + "/+16505551234", `{"status":"temporary"}`, map[string]string{"Content-Type": "application/json"}, false, 200},
 		{"PUT", "/v1/permissions/" + pnid + "/+16505551235", `{"status":"permanent"}`, map[string]string{"Content-Type": "application/json"}, false, 200},

@@ -80,9 +80,16 @@ func (s callState) String() string {
 
 // call is one call through wagate: two legs, one media bridge, one state.
 type call struct {
-	srv       *Engine
-	id        string // wagate's own call id (the recording key)
-	dir       sipedge.Direction
+	srv *Engine
+	id  string // wagate's own call id (the recording key)
+	dir sipedge.Direction
+	// origin is OriginClickToCall for a call the API started, empty for
+	// one a peer's INVITE started.
+	origin string
+	// agentUp: a click-to-call's agent answered; aAck is the ACK of its
+	// 2xx, resent for each retransmission (both guarded by mu).
+	agentUp   bool
+	aAck      *sip.Request
 	aEndpoint string
 	// bEndpoint and bUser name the B-leg's callee: the route's first
 	// until one answers (guarded by mu once the call rings).

@@ -29,6 +29,9 @@ type CallInfo struct {
 	// ID is wagate's call id (X-WABA-Session, the CDR's call_id).
 	ID        string
 	Direction events.Direction
+	// Origin is OriginClickToCall for a call POST /v1/calls started (A
+	// is then the agent), empty otherwise.
+	Origin string
 	// State is "calling" (B-leg INVITE sent), "ringing" (B rang),
 	// "answered" (200 sent to A, its ACK awaited), "confirmed", or
 	// "ending" (hung up through the API before the answer, waiting for
@@ -166,7 +169,7 @@ func (c *call) info() (CallInfo, bool) {
 		return CallInfo{}, false
 	}
 	info := CallInfo{
-		ID: c.id, Direction: ci.Direction, State: state.String(),
+		ID: c.id, Direction: ci.Direction, Origin: c.origin, State: state.String(),
 		BusinessNumber: ci.BusinessNumber, PhoneNumberID: ci.PhoneNumberID, User: ci.User, WACallID: ci.WACallID,
 		CreatedAt: c.created, RingingAt: ringingAt, AnsweredAt: answeredAt,
 		A: LegInfo{Endpoint: ci.A.Endpoint, SIPCallID: ci.A.SIPCallID},

@@ -145,13 +145,17 @@ func (s *Engine) onStrayResponse(res *sip.Response) {
 	if cseq == nil || cseq.MethodName != sip.INVITE || !res.IsSuccess() {
 		return
 	}
-	if ref, ok := s.reg.lookup(callIDOf(res)); ok && ref.leg == ref.call.b {
+	// (A click-to-call's agent leg is one wagate placed too.)
+	if ref, ok := s.reg.lookup(callIDOf(res)); ok && (ref.leg == ref.call.b || ref.call.origin != "") {
 		ref.call.mu.Lock()
 		ack := ref.call.bAck
+		if ref.leg == ref.call.a {
+			ack = ref.call.aAck
+		}
 		ref.call.mu.Unlock()
 		if ack != nil {
 			if err := s.edge.Client().WriteRequest(ack.Clone()); err != nil {
-				ref.call.log.Debug("ACK resend failed", "leg", "b", "error", err)
+				ref.call.log.Debug("ACK resend failed", "leg", ref.leg.name, "error", err)
 			}
 		}
 		return

@@ -151,7 +151,8 @@ func (s *Engine) Invite(req *sip.Request, tx sip.ServerTransaction, ep *configs.
 // that started a live call: same Call-ID, From tag and CSeq.
 func (s *Engine) isRetransmission(req *sip.Request) bool {
 	ref, ok := s.reg.lookup(callIDOf(req))
-	if !ok || ref.leg != ref.call.a {
+	if !ok || ref.leg != ref.call.a || ref.call.aInvite == nil {
+		// (A click-to-call's agent leg is wagate's own INVITE.)
 		return false
 	}
 	orig := ref.call.aInvite

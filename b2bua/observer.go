@@ -31,11 +31,8 @@ func (s *Engine) AddObserver(o CallObserver) { s.observers = append(s.observers,
 func (c *call) callInfo() events.Call {
 	d := c.route
 	c.mu.Lock()
-	bEndpoint, bUser := c.bEndpoint, c.bUser
+	aEP, bEP, bUser := c.aEndpoint, c.bEndpoint, c.bUser
 	c.mu.Unlock()
-	c.b.mu.Lock()
-	bCallID := c.b.callID
-	c.b.mu.Unlock()
 	ci := events.Call{
 		CallID:         c.id,
 		Direction:      events.Direction(d.Dir),
@@ -43,8 +40,9 @@ func (c *call) callInfo() events.Call {
 		BusinessNumber: d.Number.Number,
 		PhoneNumberID:  d.Number.PhoneNumberID,
 		User:           d.User,
-		A:              events.Leg{Endpoint: c.aEndpoint, SIPCallID: c.a.callID},
-		B:              events.Leg{Endpoint: bEndpoint, SIPCallID: bCallID, User: bUser},
+		A:              events.Leg{Endpoint: aEP, SIPCallID: c.a.id()},
+		B:              events.Leg{Endpoint: bEP, SIPCallID: c.b.id(), User: bUser},
+		Origin:         c.origin,
 	}
 	if d.BIC != nil {
 		ci.CampaignID, ci.CallbackData = d.BIC.CampaignID, d.BIC.CallbackData
@@ -117,6 +115,7 @@ func (s *Engine) notifyEnded(c *call, by, cause string, outcome Outcome, connect
 		SIPCode: c.finalCode, SIPReason: c.finalReason, WABAError: c.wabaError,
 		HangupBy: by, Cause: cause, Permission: c.permission,
 		RecordingID: c.recordingID, CampaignID: ci.CampaignID, CallbackData: ci.CallbackData,
+		Origin:     ci.Origin,
 		AfterHours: c.route.AfterHours, Attempts: append([]events.Attempt(nil), c.attempts...),
 	}
 	if c.route.Hunt != nil {
@@ -139,6 +138,11 @@ func (s *Engine) notifyEnded(c *call, by, cause string, outcome Outcome, connect
 		}
 	}
 	cdr.Outcome = cdrOutcome(answered || connected, cdr.SIPCode, cause, outcome)
+	if c.origin != "" && !answered && !connected && by == events.HangupA && c.aAnsweredOnce() {
+		// A click-to-call's agent hung up while the user's phone rang:
+		// the caller gave up, and the user's INVITE was cancelled.
+		cdr.SIPCode, cdr.SIPReason, cdr.Outcome = 487, "Request Terminated", events.Cancelled
+	}
 	if by == events.HangupAPI && cdr.Outcome != events.Answered {
 		// An operator gave up on the call before it was answered.
 		cdr.Outcome = events.Cancelled

@@ -634,6 +634,7 @@ const (
 	EventCallAnswered      = "call.answered"
 	EventCallEnded         = "call.ended"
 	EventCallRefused       = "call.refused"
+	EventCallProgress      = "call.progress"
 	EventPermissionChanged = "permission.changed"
 	EventRecordingReady    = "recording.ready"
 	// EventMetaSettingsChanged: Meta's account_settings_update webhook
@@ -644,7 +645,7 @@ const (
 // EventTypes lists every event type wagate emits.
 func EventTypes() []string {
 	return []string{EventCallStarted, EventCallRinging, EventCallAnswered, EventCallEnded,
-		EventCallRefused, EventPermissionChanged, EventRecordingReady, EventMetaSettingsChanged}
+		EventCallRefused, EventPermissionChanged, EventRecordingReady, EventMetaSettingsChanged, EventCallProgress}
 }
 
 // Duration is a time.Duration written in YAML as "30s", "2m", …

@@ -102,6 +102,10 @@ type CDR struct {
 	// X-WABA-Callback-Data of a BIC.
 	CampaignID   string `json:"campaign_id"`
 	CallbackData string `json:"callback_data"`
+	// Origin is "click_to_call" for a call started through POST
+	// /v1/calls: its A leg is the agent wagate called first, its B leg
+	// the business-initiated call to the user. Empty otherwise.
+	Origin string `json:"origin,omitempty"`
 
 	// MetaStatus, MetaDurationS and MetaEvent are Meta's view of the call
 	// from its calls webhook (terminate: "COMPLETED", "FAILED", …; its

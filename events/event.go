@@ -24,6 +24,9 @@ const (
 	CallEnded Type = configs.EventCallEnded
 	// CallRefused: wagate refused an INVITE itself (data: its CDR).
 	CallRefused Type = configs.EventCallRefused
+	// CallProgress: a step of a click-to-call before the user's leg
+	// rings: the agent rings, the agent answered (data: Call with Step).
+	CallProgress Type = configs.EventCallProgress
 	// PermissionChanged: a call permission was granted, revoked or
 	// expired (data: PermissionChange).
 	PermissionChanged Type = configs.EventPermissionChanged
@@ -75,6 +78,12 @@ type Call struct {
 	SIPCode      int    `json:"sip_code,omitempty"`
 	CampaignID   string `json:"campaign_id"`
 	CallbackData string `json:"callback_data"`
+	// Origin is "click_to_call" for a call started through POST
+	// /v1/calls (its A leg is the agent wagate called), empty otherwise.
+	Origin string `json:"origin,omitempty"`
+	// Step names the step of a call.progress event: "agent_ringing",
+	// "agent_answered".
+	Step string `json:"step,omitempty"`
 }
 
 // PermissionChange is the data of permission.changed.

@@ -360,6 +360,9 @@ func (s *Sink) CallRinging(c Call) { s.emit(CallRinging, c.CallID, c, nil) }
 // CallAnswered reports the call connected (call.answered).
 func (s *Sink) CallAnswered(c Call) { s.emit(CallAnswered, c.CallID, c, nil) }
 
+// CallProgress reports a step of a click-to-call (call.progress).
+func (s *Sink) CallProgress(c Call) { s.emit(CallProgress, c.CallID, c, nil) }
+
 // CallEnded records the CDR of a call that was routed and emits
 // call.ended carrying it. Empty NodeID, CreatedAt, EndedAt and zero
 // durations are filled in.

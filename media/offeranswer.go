@@ -52,6 +52,10 @@ type negotiation struct {
 	// answer, which A already has and which never changes.
 	local      bool
 	localMedia Media
+	// offerToA is wagate's own offer to A on a call it originates
+	// (OfferA); ring is the ringback A hears until B answers.
+	offerToA []byte
+	ring     *Playback
 }
 
 // sdpSession keeps o= stable for one side: same session id, and a version

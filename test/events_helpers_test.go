@@ -361,7 +361,7 @@ func types(evs []rxEvent) []string {
 // eventRank is a call event's place in its call (docs/events.md,
 // "Per-call order").
 var eventRank = map[string]int{
-	"call.started": 0, "call.ringing": 1, "call.answered": 2, "call.ended": 3, "call.refused": 3, "recording.ready": 4,
+	"call.started": 0, "call.progress": 1, "call.ringing": 1, "call.answered": 2, "call.ended": 3, "call.refused": 3, "recording.ready": 4,
 }
 
 // checkCallOrder fails the test when a call's event arrived before an

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/wagate/wagate/api"
 	"github.com/wagate/wagate/b2bua"
 	"github.com/wagate/wagate/media"
+	sipedge "github.com/wagate/wagate/sip"
 )
 
 // callControl gives the API the B2BUA's live calls (api.CallControl).
@@ -43,7 +45,7 @@ func (c callControl) Hangup(id, reason string) (api.LiveCall, error) {
 
 func liveCall(ci b2bua.CallInfo) api.LiveCall {
 	return api.LiveCall{
-		ID: ci.ID, Direction: string(ci.Direction), State: ci.State,
+		ID: ci.ID, Direction: string(ci.Direction), Origin: ci.Origin, State: ci.State,
 		BusinessNumber: ci.BusinessNumber, PhoneNumberID: ci.PhoneNumberID, User: ci.User, WACallID: ci.WACallID,
 		CreatedAt: ci.CreatedAt.UTC(), RingingAt: utc(ci.RingingAt), AnsweredAt: utc(ci.AnsweredAt),
 		A: liveLeg(ci.A), B: liveLeg(ci.B),
@@ -71,4 +73,22 @@ func utc(t time.Time) time.Time {
 		return t
 	}
 	return t.UTC()
+}
+
+// Originate starts a click-to-call (api.Originator).
+func (c callControl) Originate(_ context.Context, r api.ClickToCall) (api.LiveCall, *api.Refusal, error) {
+	ci, ref, err := c.e.Originate(sipedge.ClickToCall{Business: r.BusinessNumber, User: r.User,
+		AgentEndpoint: r.AgentEndpoint, AgentUser: r.AgentExtension, AgentRing: r.AgentRing, AgentHunt: r.AgentHunt,
+		CampaignID: r.CampaignID, CallbackData: r.CallbackData})
+	var fe *sipedge.FieldError
+	switch {
+	case errors.As(err, &fe):
+		return api.LiveCall{}, nil, &api.FieldError{Field: fe.Field, Msg: fe.Msg}
+	case err != nil:
+		return api.LiveCall{}, nil, err
+	case ref != nil:
+		return api.LiveCall{}, &api.Refusal{SIPCode: ref.Code, SIPReason: ref.Reason, WABAError: ref.MetaError,
+			RetryAfter: ref.RetryAfter, Permission: ref.Permission, Cause: ref.Cause}, nil
+	}
+	return liveCall(ci), nil, nil
 }

@@ -249,6 +249,7 @@ func run() int {
 			Ready:        readiness(srv),
 			KnownNumber:  rt.knownNumber,
 			Calls:        callControl{calls},
+			Originate:    callControl{calls},
 			MetaSettings: metaSet.apply,
 			Log:          log,
 		}

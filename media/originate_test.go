@@ -1,0 +1,90 @@
+package media
+
+import (
+	"testing"
+	"time"
+
+	"github.com/wagate/wagate/codec"
+)
+
+// TestOriginateRingbackThenBridge: a call wagate originates offers the
+// agent (side A) our port with its G.711 codecs; the agent's answer
+// becomes the offer to Meta (side B, Opus over SRTP); while Meta rings the
+// agent gets the ringback tone in PCMU in our stream; once Meta answers,
+// Meta's audio reaches the agent and the agent's reaches Meta.
+func TestOriginateRingbackThenBridge(t *testing.T) {
+	t.Cleanup(func() { checkNoRelayGoroutines(t) })
+	m := newTestManager(t, 2, 0, 0)
+	agent, meta := newPeer(t), newSRTPPeer(t, srtpSuites[0])
+	b, err := m.NewCallBridge("c2c", testLogger(t),
+		LegConfig{Encryption: EncryptionNone, Codecs: []string{"PCMU", "PCMA"}},
+		LegConfig{Encryption: EncryptionSDES, WhatsApp: true, Codecs: []string{"opus"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	if _, err := b.AnswerA(pcmuAnswer(agent.port())); err == nil {
+		t.Fatal("AnswerA before OfferA: no error")
+	}
+	offerA, err := b.OfferA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dA := mustParse(t, offerA)
+	if got := dA.Media[0]; got.Proto != "RTP/AVP" || len(got.Codecs) != 3 || got.Codecs[0].PT != 0 || got.Codecs[1].PT != 8 || got.Codecs[2].Name != telephoneEvent {
+		t.Fatalf("offer to A: %s", offerA)
+	}
+	offerB, err := b.AnswerA(pcmuAnswer(agent.port()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dB := mustParse(t, offerB)
+	if dB.Media[0].Proto != "RTP/SAVP" || dB.Media[0].Codecs[0].Name != "opus" {
+		t.Fatalf("offer to B: %s", offerB)
+	}
+	b.Start(nil)
+	pb, err := b.Ringback(&RingbackTone{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Ringback: PCMU toward the agent, tone in the first two seconds.
+	var loud int
+	for range 10 {
+		pkt := agent.recv(time.Second)
+		if pkt == nil {
+			t.Fatal("no ringback packet")
+		}
+		h := readHdr(pkt)
+		if h.pt != 0 {
+			t.Fatalf("ringback PT %d, want 0", h.pt)
+		}
+		if rms(codec.DecodeG711("PCMU", pkt[12:], nil)) > 1000 {
+			loud++
+		}
+	}
+	if loud < 8 {
+		t.Errorf("ringback: %d of 10 packets carried the tone", loud)
+	}
+	answerB := sdpOffer(meta.port(), "RTP/SAVP", "111 126", "rtpmap:111 opus/48000/2", "rtpmap:126 telephone-event/8000",
+		"ptime:20", "rtcp-mux", "crypto:1 "+meta.crypto(1)[2:])
+	meta.learn(t, cryptoAttr(t, dB, 1))
+	if err := b.AnswerBAfterRingback(answerB); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-pb.Done():
+	case <-time.After(time.Second):
+		t.Fatal("ringback still playing after B's answer")
+	}
+	// The agent talks: Meta gets Opus over SRTP (silence first, then ours).
+	for i := range 5 {
+		agent.send(dA.Media[0].Addr(), rtpPacket(t, 0, uint16(i), uint32(160*i), 0x77, codec.EncodeG711("PCMU", tone(440, 8000, 160, 160*i), nil)))
+		time.Sleep(20 * time.Millisecond)
+	}
+	if pkt := meta.recvSRTP(t); readHdr(pkt).pt != 111 {
+		t.Fatalf("toward Meta: PT %d", readHdr(pkt).pt)
+	}
+	if s := b.Stats(); s.Played == 0 {
+		t.Errorf("stats: %+v, want played ringback packets", s)
+	}
+}
