@@ -100,20 +100,12 @@ type Status struct {
 
 // New builds a Server for cfg. SetCalls must give it its B2BUA before Run.
 func New(cfg *configs.Config, log *slog.Logger) (*Server, error) {
-	// sipgo's transport and transaction layers log through the package
-	// default logger.
 	sl := sipgoLogger(log)
-	sip.SetDefaultLogger(sl)
-	sip.UDPMTUSize = udpMaxMessage + 200
-	// Completed transactions over UDP linger for sip.transaction_linger
-	// instead of 64·T1 (Timers J, L, M); see configs.SIP.TransactionLinger.
-	// sipgo reads these package timers when a transaction starts.
-	sip.Timer_J, sip.Timer_L, sip.Timer_M = cfg.SIP.TransactionLinger.D(), cfg.SIP.TransactionLinger.D(), cfg.SIP.TransactionLinger.D()
-	// sipgo's tracer hook sees every message on every connection; it is
-	// the one place that can count (and trace) what goes to Meta over TLS.
 	msgs := &msgStats{}
-	sip.SIPDebug = true
-	sip.SIPDebugTracer(msgs)
+	if useSipgoGlobals(log, msgs, cfg.SIP.TransactionLinger.D()) {
+		log.Warn("sip: transaction_linger differs from the first server's in this process; the first one's stays in force",
+			"linger", cfg.SIP.TransactionLinger.D(), "in_force", sipgoGlobals.linger)
+	}
 	// The transaction layer is built with the UA, before s exists.
 	var self atomic.Pointer[Server]
 	peers, err := buildTLSPeers(cfg)
