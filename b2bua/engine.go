@@ -65,6 +65,8 @@ type Engine struct {
 	flows CallFlows
 	// hunts is what the hunt strategies remember between calls.
 	hunts huntState
+	// lines are the call-flow queues, per hunt list (queue.go).
+	lines waitLines
 
 	// ctx ends every call's waits when the engine drains.
 	ctx    context.Context

@@ -302,6 +302,15 @@ func (fc *flowCall) Connect(ctx context.Context, t callflow.Target) error {
 			callees[i].RingTimeout = t.Timeout
 		}
 	}
+	stopRing := fc.player.loop(ringback.Samples)
+	defer stopRing()
+	return fc.ring(callees, list, t.Record)
+}
+
+// ring rings callees (of list, nil for one extension) through a hunt and
+// bridges the one that answers to A; record turns recording on then.
+func (fc *flowCall) ring(callees []sipedge.Callee, list *configs.HuntList, record bool) error {
+	c := fc.c
 	select {
 	case <-c.ended:
 		return callflow.ErrCallEnded
@@ -316,11 +325,9 @@ func (fc *flowCall) Connect(ctx context.Context, t callflow.Target) error {
 	if err != nil {
 		return fmt.Errorf("b2bua: connect: %w", err)
 	}
-	stopRing := fc.player.loop(ringback.Samples)
-	defer stopRing()
-	// The hunt ends with the call (c.ended), as ctx does.
+	// The hunt ends with the call (c.ended).
 	err = fc.s.connectHunt(c, offer, callees, list)
-	if err == nil && t.Record {
+	if err == nil && record {
 		c.mu.Lock()
 		recording := c.recorder != nil
 		c.mu.Unlock()

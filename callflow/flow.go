@@ -36,7 +36,7 @@ type Flow struct {
 }
 
 // Action is one step of a flow: *Say, *PlayFile, *SayAndCapture,
-// *Connect, *Record or *Hangup.
+// *Connect, *Enqueue, *Record or *Hangup.
 type Action interface {
 	// Name is the action as written in the flow ("makeCall" and "connect"
 	// are both *Connect).
@@ -189,8 +189,10 @@ func parseAction(raw json.RawMessage) (Action, error) {
 		a = &Record{}
 	case "hangup":
 		a = &Hangup{}
+	case "queue":
+		a = &Enqueue{}
 	default:
-		return nil, fmt.Errorf(": unknown action %q; use say, playFile, sayAndCapture, makeCall, connect, record or hangup", clip(name))
+		return nil, fmt.Errorf(": unknown action %q; use say, playFile, sayAndCapture, makeCall, connect, queue, record or hangup", clip(name))
 	}
 	params := []byte("{}")
 	if step.Params != nil && string(*step.Params) != "null" {
@@ -309,6 +311,8 @@ func check(a Action) error {
 		return checkConnect(a)
 	case *Record:
 		return checkRecord(a)
+	case *Enqueue:
+		return checkEnqueue(a)
 	}
 	return nil
 }

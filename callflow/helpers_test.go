@@ -247,7 +247,7 @@ func newEngine(t *testing.T, svc *service, mod func(*Options)) *Engine {
 }
 
 // run runs the engine on call with a deadline.
-func run(t *testing.T, e *Engine, call *fakeCall) *Summary {
+func run(t *testing.T, e *Engine, call Call) *Summary {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

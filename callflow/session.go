@@ -127,6 +127,12 @@ func (s *session) render(ctx context.Context, a Action, rate int) ([]prompt.Audi
 		if *a.Beep {
 			return []prompt.Audio{prompt.Tone(rate, 1000, 0.3, 400*time.Millisecond)}, nil
 		}
+	case *Enqueue:
+		if a.MusicURL == "" {
+			return []prompt.Audio{holdTune(rate)}, nil
+		}
+		x, err := p.File(ctx, a.MusicURL, rate)
+		return []prompt.Audio{x}, err
 	}
 	return nil, nil
 }
@@ -234,6 +240,29 @@ func (s *session) runAction(ctx context.Context, a Action, r *ready) (next *Flow
 		}
 		// Not reached: the flow goes on ("all agents are busy…").
 		s.log.Info("callflow: connect failed", "destination", t.Destination, "err", err)
+		return nil, false, nil
+	case *Enqueue:
+		audio, err := s.await(ctx, r)
+		if err != nil {
+			return nil, true, err
+		}
+		connected, err := s.queue(ctx, a, audio[0])
+		cl := ConnectLog{DestinationType: "queue", Destination: a.Destination, Answered: connected}
+		switch {
+		case connected:
+			s.sum.Connects = append(s.sum.Connects, cl)
+			s.sum.Outcome = OutcomeConnected
+			return nil, true, nil
+		case errors.Is(err, ErrCallEnded):
+			return nil, true, err
+		case err != nil:
+			cl.Error = err.Error()
+		default:
+			cl.Error = "no agent free within limitTime"
+		}
+		s.sum.Connects = append(s.sum.Connects, cl)
+		// Not connected: the flow goes on ("leave a message…").
+		s.log.Info("callflow: queue left without an agent", "queue", a.Destination, "err", cl.Error)
 		return nil, false, nil
 	case *Record:
 		audio, err := s.await(ctx, r)
