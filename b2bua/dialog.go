@@ -31,6 +31,14 @@ type leg struct {
 	dest string
 }
 
+// getCallID is the leg's Call-ID (a call flow's leg B gets a new one for
+// each call it places).
+func (l *leg) getCallID() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.callID
+}
+
 // fromUAS sets a leg up from an incoming dialog-creating INVITE: the caller's
 // Record-Route is used in the order received (RFC 3261 §12.1.1).
 func (l *leg) fromUAS(req *sip.Request, localTag string) {

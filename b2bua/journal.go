@@ -311,6 +311,9 @@ func (s *Engine) hangUpLeftCalls(ctx context.Context) {
 			name string
 			dlg  journalDialog
 		}{{"a", jc.A}, {"b", jc.B}} {
+			if d.dlg.RemoteTag == "" && d.name == "b" {
+				continue // never connected (a call flow that had not connected B)
+			}
 			l, ok := d.dlg.restore(d.name)
 			if !ok {
 				log.Error("journal: leg not restorable; no BYE sent", "leg", d.name)

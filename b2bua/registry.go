@@ -84,7 +84,7 @@ func (r *registry) remove(c *call) {
 		return
 	}
 	delete(r.byCallID, c.a.callID)
-	delete(r.byCallID, c.b.callID)
+	delete(r.byCallID, c.b.getCallID())
 	r.perEP[c.aEndpoint]--
 	r.perEP[c.bEndpoint]--
 	if r.perEP[c.aEndpoint] == 0 {

@@ -180,6 +180,11 @@ type Bridge struct {
 	// read per packet by the relay goroutines.
 	routeAB, routeBA atomic.Pointer[route]
 	tap              atomic.Pointer[tapHolder]
+	dtmfFn           dtmfHook // OnDTMF
+	// localReady is closed when A, answered by AnswerLocal, can hear
+	// what is sent to it: at once, or once a dtls leg is keyed
+	// (LocalReady). Guarded by mu; nil before AnswerLocal.
+	localReady chan struct{}
 
 	aToB, bToA, droppedSource, droppedInvalid   atomic.Uint64
 	droppedAuth, droppedReplay, droppedLate     atomic.Uint64
@@ -424,6 +429,9 @@ func (b *Bridge) keyed(side Side, to netip.AddrPort, recv, send *sdesKey) {
 		return
 	}
 	b.swapRemote(old, &remote{rtp: to, rtcp: to, mux: true, secure: true, recvKey: recv, sendKey: send})
+	if side == SideA {
+		b.setLocalReadyLocked()
+	}
 }
 
 // moved follows a keyed dtls leg's peer to the pair its controlling
