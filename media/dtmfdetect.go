@@ -151,17 +151,19 @@ func goertzel(x *[dtmfBlock]float32, coef float32) float32 {
 
 // blockKey returns the key a block holds, or 0.
 func blockKey(x *[dtmfBlock]float32) rune {
-	// The eight tones in one pass.
-	var s1, s2 [8]float32
 	var energy float32
 	for _, v := range x {
 		energy += v * v
+	}
+	if energy < 2*dtmfMinLevel*dtmfBlock {
+		return 0 // too quiet for two tones at the least level: most blocks
+	}
+	// The eight tones in one pass.
+	var s1, s2 [8]float32
+	for _, v := range x {
 		for j := range 8 {
 			s1[j], s2[j] = v+dtmfCoef[j]*s1[j]-s2[j], s1[j]
 		}
-	}
-	if energy < 2*dtmfMinLevel*dtmfBlock {
-		return 0 // too quiet for two tones at the least level
 	}
 	// Mean power of a tone: 2|X|²/N² (amplitude A gives A²/2).
 	const scale = 2.0 / (dtmfBlock * dtmfBlock)
