@@ -9,8 +9,9 @@ ARGS      ?=
 # systemd provides systemd-analyze, which checks deploy/wagate.service;
 # prometheus provides promtool, which checks /metrics; the SIP trace tests
 # decode wagate's HEP packets with sngrep (HEP to SIP) and tshark (the SIP);
-# the multi-node tests start redis-server and kamailio on loopback.
-RUN_PKGS  := pkg-config libopus-dev libopusfile-dev
+# the multi-node tests start redis-server and kamailio on loopback; the
+# call flows speak through the espeak-ng command (prompt/, no cgo).
+RUN_PKGS  := pkg-config libopus-dev libopusfile-dev espeak-ng
 TEST_PKGS := $(RUN_PKGS) sip-tester baresip-core systemd prometheus tshark sngrep redis-server kamailio
 # What `wagate -version` and the start-up log line report. A plain `go build`
 # falls back to the commit the Go toolchain stamps (none in a git worktree,

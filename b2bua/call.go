@@ -150,6 +150,10 @@ type call struct {
 	finalReason          string
 	permission           string
 	recordingID          string
+
+	// flow runs the call's call flow when wagate answered it itself (a
+	// call-flow route); nil otherwise. Set before the call is answered.
+	flow *flowCall
 	// attempts are the B-leg INVITEs placed, in order (the record's
 	// attempts), and release tells the hunt strategies the answering
 	// target's call is over.

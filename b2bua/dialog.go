@@ -51,6 +51,14 @@ func (l *leg) lastAck() *sip.Request {
 	return l.sentAck
 }
 
+// getCallID is the leg's Call-ID (a call flow's leg B gets a new one for
+// each call it places).
+func (l *leg) getCallID() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.callID
+}
+
 // fromUAS sets a leg up from an incoming dialog-creating INVITE: the caller's
 // Record-Route is used in the order received (RFC 3261 §12.1.1).
 func (l *leg) fromUAS(req *sip.Request, localTag string) {

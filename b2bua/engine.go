@@ -63,8 +63,12 @@ type Engine struct {
 	cps  *cpsGuard
 	// ctl is hold's and transfer's (hold.go).
 	ctl engineControl
+	// flows gives call-flow routes their engine (SetCallFlows).
+	flows CallFlows
 	// hunts is what the hunt strategies remember between calls.
 	hunts huntState
+	// lines are the call-flow queues, per hunt list (queue.go).
+	lines waitLines
 
 	// ctx ends every call's waits when the engine drains.
 	ctx    context.Context

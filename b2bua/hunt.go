@@ -25,6 +25,13 @@ type hunt struct {
 	offer []byte
 	// list is the hunt list rung (nil: one callee).
 	list *configs.HuntList
+	// local: A was answered by wagate itself (a call flow's connect):
+	// nothing is relayed to A, and the outcome goes to the flow.
+	local bool
+	// base is how many attempts the call had placed before this hunt (a
+	// call flow may connect more than once): attempt numbers, and so
+	// B-leg Call-IDs, go on from there.
+	base int
 	// queue holds the callees not rung yet, in the strategy's order.
 	queue []sipedge.Callee
 	// events carries the attempts' reports; done is closed when the hunt
@@ -220,7 +227,7 @@ func (h *hunt) next() {
 		callee := h.queue[0]
 		h.queue = h.queue[1:]
 		if !h.s.edge.Up(callee.EP.Name) {
-			at := newAttempt(h.c, len(h.attempts)+1, callee, 0)
+			at := newAttempt(h.c, h.base+len(h.attempts)+1, callee, 0)
 			h.attempts = append(h.attempts, at)
 			at.started = time.Now()
 			h.pending++
@@ -238,7 +245,7 @@ func (h *hunt) next() {
 
 // start rings callee in a new attempt.
 func (h *hunt) start(callee sipedge.Callee, redirects int) {
-	at := newAttempt(h.c, len(h.attempts)+1, callee, redirects)
+	at := newAttempt(h.c, h.base+len(h.attempts)+1, callee, redirects)
 	at.started = time.Now()
 	h.attempts = append(h.attempts, at)
 	h.live++
@@ -269,7 +276,7 @@ func (h *hunt) handle(ev attemptEvent, aFinal bool, cause *string) {
 	given := ev.afterStop || at.cancelled()
 	switch ev.kind {
 	case evRinging:
-		if aFinal || given {
+		if aFinal || given || h.local {
 			return
 		}
 		if h.list == nil {
@@ -362,6 +369,14 @@ func (h *hunt) redirect(at *attempt, res *sip.Response) bool {
 
 // win makes the attempt whose 2xx won the call's B-leg and answers A.
 func (h *hunt) win(ev attemptEvent, aGone bool, cause string, cancelled <-chan struct{}) {
+	h.adopt(ev)
+	defer ev.tx.Terminate()
+	h.s.onBAnswer(h.c, ev.req, ev.tx, ev.res, aGone, cause, cancelled)
+}
+
+// adopt makes the attempt whose 2xx won the call's B-leg and gives up on
+// the others.
+func (h *hunt) adopt(ev attemptEvent) {
 	s, c, at := h.s, h.c, ev.at
 	h.cancelAll(at)
 	h.resolve(at, events.AttemptAnswered, ev.res.StatusCode, nil)
@@ -379,8 +394,6 @@ func (h *hunt) win(ev attemptEvent, aGone bool, cause string, cancelled <-chan s
 			c.mu.Unlock()
 		}
 	}
-	defer ev.tx.Terminate()
-	s.onBAnswer(c, ev.req, ev.tx, ev.res, aGone, cause, cancelled)
 }
 
 // adoptB makes the winning attempt's dialog the call's B-leg, under the

@@ -140,6 +140,10 @@ func (s *Engine) Invite(req *sip.Request, tx sip.ServerTransaction, ep *configs.
 		s.rejectCall(c, rej)
 		return
 	}
+	if dec.CallFlow != nil {
+		s.answerFlow(c) // flowcall.go
+		return
+	}
 	s.placeBLeg(c)
 }
 
@@ -244,27 +248,7 @@ func (s *Engine) placeBLeg(c *call) {
 // onBAnswer handles B's 2xx: ACK it, answer A (unless A is gone, in which
 // case B is hung up at once), then wait for A's ACK.
 func (s *Engine) onBAnswer(c *call, bReq *sip.Request, btx sip.ClientTransaction, res *sip.Response, aGone bool, cause string, cancelled <-chan struct{}) {
-	// Meta connected the call (the user answered), whatever happens to
-	// A now: it counts toward the user's daily limit.
-	c.connected()
-	c.b.fromUACResponse(res)
-	ack := c.b.ack(bReq.CSeq().SeqNo)
-	s.edge.Prepare(ack)
-	if err := s.edge.Client().WriteRequest(ack); err != nil {
-		c.log.Warn("ACK not sent", "leg", "b", "error", err)
-	}
-	// B resends its 2xx until our ACK arrives; each one gets the ACK again.
-	// Once this transaction ends, onStrayResponse takes over. The hook must
-	// not capture the call: sipgo keeps the transaction (and so the hook)
-	// until Timer M fires, 32 s after the call may have ended.
-	btx.OnRetransmission(s.reAck(ack, c.b.callID))
-	c.mu.Lock()
-	c.bAnswered = true
-	c.bAck = ack
-	endedFirst := c.state == stateEnded
-	c.mu.Unlock()
-
-	if endedFirst {
+	if s.ackB(c, bReq, btx, res) {
 		// Ended from outside (Hangup, Drain) as B answered: terminate did
 		// not know B was up.
 		if !aGone {
@@ -295,6 +279,31 @@ func (s *Engine) onBAnswer(c *call, bReq *sip.Request, btx sip.ClientTransaction
 	}
 	c.mu.Unlock()
 	c.log.Debug("call confirmed", "setup_ms", time.Since(c.created).Milliseconds())
+}
+
+// ackB ACKs B's winning 2xx and marks B up. It reports whether the call
+// had ended from outside first (then terminate did not know B was up,
+// and B must get its BYE).
+func (s *Engine) ackB(c *call, bReq *sip.Request, btx sip.ClientTransaction, res *sip.Response) (endedFirst bool) {
+	// Meta connected the call (the user answered), whatever happens to
+	// A now: it counts toward the user's daily limit.
+	c.connected()
+	c.b.fromUACResponse(res)
+	ack := c.b.ack(bReq.CSeq().SeqNo)
+	s.edge.Prepare(ack)
+	if err := s.edge.Client().WriteRequest(ack); err != nil {
+		c.log.Warn("ACK not sent", "leg", "b", "error", err)
+	}
+	// B resends its 2xx until our ACK arrives; each one gets the ACK again.
+	// Once this transaction ends, onStrayResponse takes over. The hook must
+	// not capture the call: sipgo keeps the transaction (and so the hook)
+	// until Timer M fires, 32 s after the call may have ended.
+	btx.OnRetransmission(s.reAck(ack, c.b.callID))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.bAnswered = true
+	c.bAck = ack
+	return c.state == stateEnded
 }
 
 // reAck returns a hook that resends ack for each retransmitted 2xx.
@@ -358,6 +367,9 @@ func (s *Engine) answerA(c *call, answer []byte, cancelled <-chan struct{}) bool
 	})
 	c.log.Info("call answered", "setup_ms", time.Since(c.created).Milliseconds())
 	s.startRecording(c)
+	if c.flow != nil {
+		c.flow.start() // the engine asks the service while A's ACK comes
+	}
 	if !c.awaitAck(s.ctx, c.aTx, res, c.ackA, !isUnreliable(c.a.transport)) {
 		if c.getState() != stateEnded {
 			c.log.Warn("no ACK from A for 200", "leg", "a")

@@ -325,6 +325,9 @@ func (s *Engine) hangUpLeftCalls(ctx context.Context) {
 			if d.dlg.CallID == "" {
 				continue // the leg had left the call
 			}
+			if d.dlg.RemoteTag == "" && d.name == "b" {
+				continue // never connected (a call flow that had not connected B)
+			}
 			l, ok := d.dlg.restore(d.name)
 			if !ok {
 				log.Error("journal: leg not restorable; no BYE sent", "leg", d.name)

@@ -109,7 +109,7 @@ func (c *call) finalToA(r *sipedge.Rejection) {
 // notifyEnded builds the call's record once it is over (its media
 // closed) and hands it to the observers.
 func (s *Engine) notifyEnded(c *call, by, cause string, outcome Outcome, connected bool) {
-	if len(s.observers) == 0 {
+	if len(s.observers) == 0 && c.flow == nil {
 		return
 	}
 	ci := c.callInfo()
@@ -165,6 +165,9 @@ func (s *Engine) notifyEnded(c *call, by, cause string, outcome Outcome, connect
 	}
 	for _, o := range s.observers {
 		o.CallEnded(cdr)
+	}
+	if c.flow != nil {
+		c.flow.ended(cdr) // for the session summary
 	}
 }
 

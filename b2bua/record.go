@@ -25,10 +25,19 @@ func (s *Engine) startRecording(c *call) {
 	if s.rec == nil || !s.edge.Config().Records(c.route.Number) {
 		return
 	}
+	s.recordCall(c)
+}
+
+// recordCall starts recording c now, whatever its number's setting (a
+// call flow's connect with callRecording).
+func (s *Engine) recordCall(c *call) {
+	if s.rec == nil {
+		return
+	}
 	d := c.route
 	meta := recording.Meta{
 		ACallID:        c.a.callID,
-		BCallID:        c.b.callID,
+		BCallID:        c.b.getCallID(),
 		WhatsAppCallID: d.UIC.WACallID,
 		SessionID:      c.id,
 		Direction:      string(d.Dir),

@@ -39,6 +39,8 @@ type Config struct {
 	Recording   Recording   `yaml:"recording"`
 	CDR         CDR         `yaml:"cdr"`
 	Events      Events      `yaml:"events"`
+	// Prompts configures the speech and audio files of call flows.
+	Prompts Prompts `yaml:"prompts"`
 
 	// idx holds the lookup tables built by Parse (see lookup.go).
 	idx *index
@@ -308,13 +310,17 @@ type Secret struct {
 	Env   string `yaml:"env"`
 }
 
-// Route is the PBX target of a business number's user-initiated calls:
-// one extension (Endpoint and User) or a hunt list (Hunt).
+// Route is where a business number's user-initiated calls go: one PBX
+// extension (Endpoint and User), a hunt list (Hunt), or a call flow run
+// by wagate itself (CallFlow); exactly one of the three.
 type Route struct {
 	// Endpoint names a pbx endpoint.
 	Endpoint string `yaml:"endpoint"`
 	// User is the Request-URI user at that endpoint (an extension).
 	User string `yaml:"user"`
+	// CallFlow answers the call in wagate and runs the business's call
+	// flows (an IVR), falling back to an extension.
+	CallFlow *CallFlow `yaml:"callflow"`
 	// Hunt names a hunt list (instead of Endpoint and User).
 	Hunt string `yaml:"hunt"`
 }

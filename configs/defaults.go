@@ -298,6 +298,13 @@ func applyDefaults(c *Config, t tree) {
 		}
 	}
 
+	for i := range c.Numbers {
+		if cf := c.Numbers[i].Route.CallFlow; cf != nil {
+			callFlowDefaults(cf, fmt.Sprintf("numbers[%d].route.callflow", i), set)
+		}
+	}
+	promptDefaults(&c.Prompts, set)
+
 	m := &c.Media
 	str(&m.BindIP, "media.bind_ip", DefaultMediaBindIP)
 	if !set("media.advertise_ip") {

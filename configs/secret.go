@@ -68,6 +68,9 @@ func (c *Config) secretRefs() []secretRef {
 	}
 	for i, n := range c.Numbers {
 		sec(fmt.Sprintf("numbers[%d].digest", i), n.Digest)
+		if cf := n.Route.CallFlow; cf != nil {
+			sec(fmt.Sprintf("numbers[%d].route.callflow.secret", i), cf.Secret)
+		}
 	}
 	sec("api.token", c.API.Token)
 	sec("api.webhook.app_secret", c.API.Webhook.AppSecret)

@@ -124,6 +124,10 @@ type Recording struct {
 	EndedAt   time.Time `json:"ended_at,omitzero"`
 	// Error is set when the recording stopped early (disk full, …).
 	Error string `json:"error,omitempty"`
+	// Kind is "voicemail" for a message a caller left in a call flow (a
+	// record action; started_at and ended_at are the message's, and the
+	// file's right channel is silent); absent for a call's recording.
+	Kind string `json:"kind,omitempty"`
 }
 
 // MetaSettings is the data of meta.settings_changed: a number's calling

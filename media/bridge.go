@@ -180,11 +180,16 @@ type Bridge struct {
 	// read per packet by the relay goroutines.
 	routeAB, routeBA atomic.Pointer[route]
 	tap              atomic.Pointer[tapHolder]
+	dtmfFn           dtmfHook // OnDTMF
+	// localReady is closed when A, answered by AnswerLocal, can hear
+	// what is sent to it: at once, or once a dtls leg is keyed
+	// (LocalReady). Guarded by mu; nil before AnswerLocal.
+	localReady chan struct{}
 
 	aToB, bToA, droppedSource, droppedInvalid   atomic.Uint64
 	droppedAuth, droppedReplay, droppedLate     atomic.Uint64
 	rtcpSent, rtcpReceived, silence, dtmfEvents atomic.Uint64
-	played                                      atomic.Uint64
+	played, inbandKeys                          atomic.Uint64
 
 	mu      sync.Mutex
 	neg     negotiation
@@ -239,6 +244,9 @@ type BridgeStats struct {
 	RTCPSent, RTCPReceived uint64
 	// DTMFEvents counts telephone events relayed (each key press once).
 	DTMFEvents uint64
+	// InbandDTMF counts keys found as tones in G.711 audio (a call
+	// answered locally, inband.go).
+	InbandDTMF uint64
 	// DroppedSTUN and DroppedDTLS count datagrams on a dtls leg's port
 	// that looked like STUN or DTLS but were not the ICE peer's or not
 	// authentic (or came while the leg's queue was full).
@@ -402,7 +410,7 @@ func (b *Bridge) Close() {
 		"dropped_source", s.DroppedSource, "dropped_invalid", s.DroppedInvalid,
 		"dropped_auth", s.DroppedAuth, "dropped_replay", s.DroppedReplay, "dropped_late", s.DroppedLate,
 		"silence", s.Silence, "played", s.Played, "concealed", s.Concealed, "expanded", s.Expanded, "compressed", s.Compressed,
-		"rtcp_sent", s.RTCPSent, "rtcp_received", s.RTCPReceived, "dtmf_events", s.DTMFEvents,
+		"rtcp_sent", s.RTCPSent, "rtcp_received", s.RTCPReceived, "dtmf_events", s.DTMFEvents, "inband_dtmf", s.InbandDTMF,
 		"dropped_stun", s.DroppedSTUN, "dropped_dtls", s.DroppedDTLS)
 	close(b.released)
 }
@@ -424,6 +432,9 @@ func (b *Bridge) keyed(side Side, to netip.AddrPort, recv, send *sdesKey) {
 		return
 	}
 	b.swapRemote(old, &remote{rtp: to, rtcp: to, mux: true, secure: true, recvKey: recv, sendKey: send})
+	if side == SideA {
+		b.setLocalReadyLocked()
+	}
 }
 
 // moved follows a keyed dtls leg's peer to the pair its controlling
@@ -515,6 +526,7 @@ func (b *Bridge) Stats() BridgeStats {
 		RTCPSent:       b.rtcpSent.Load(),
 		RTCPReceived:   b.rtcpReceived.Load(),
 		DTMFEvents:     b.dtmfEvents.Load(),
+		InbandDTMF:     b.inbandKeys.Load(),
 	}
 }
 

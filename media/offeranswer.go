@@ -50,10 +50,15 @@ type negotiation struct {
 
 	// sides are what each side agreed once B answered (nil before);
 	// routes are built from them. pending is an offer out to a new peer
-	// of a side (OfferSide), local the last SDP sent to each side.
+	// of a side (OfferSide), sent the last SDP sent to each side.
 	sides   [2]*sideMedia
 	pending [2]*pendingOffer
-	local   [2][]byte
+	sent    [2][]byte
+	// local: A was answered by AnswerLocal, with localMedia as our
+	// stream; a B connected later (OfferToB, AnswerB) must fit that
+	// answer, which A already has and which never changes.
+	local      bool
+	localMedia Media
 	// offerToA is wagate's own offer to A on a call it originates
 	// (OfferA); ring is the ringback A hears until B answers.
 	offerToA []byte
@@ -93,168 +98,6 @@ func (s *sdpSession) marshal(d *Description, advertise netip.Addr) []byte {
 	}
 	s.last = body
 	return body
-}
-
-// Offer parses A's offer and returns the offer to send to B.
-//
-// Policy: when A and B can share a codec the call is relayed, and B is
-// offered the codecs both allow first, in A's order with A's payload types
-// and fmtp. After them come B's other allowed codecs that wagate can
-// transcode from one of A's (Opus ↔ PCMU/PCMA, PCMU ↔ PCMA), in B's order,
-// so a call between Opus-only WhatsApp and a G.711 PBX is transcoded
-// instead of refused. telephone-event/8000 is always offered (B may use
-// it even when A did not offer it; events then go nowhere), with A's
-// payload type when A has one. ptime, maxptime and the direction are
-// copied from A; a=rtcp-mux is offered when A offered it or B is WhatsApp.
-// On an "sdes" B leg the offer is RTP/SAVP with an a=crypto line of a fresh
-// key for each suite wagate supports.
-//
-// Only A's first enabled audio stream with the transport A's LegConfig
-// asks for is used (RTP/SAVP with a usable a=crypto for "sdes", RTP/AVP for
-// "none"); the answer to A rejects A's other streams with port 0. Errors
-// wrap ErrBadSDP (unparseable, no usable audio stream, wrong transport, no
-// usable key) or ErrNoCommonCodec (neither relay nor transcoding can join
-// the two sides).
-//
-// Offer may be called again, e.g. for the next target of a hunt list: it
-// forgets the previous B.
-func (b *Bridge) Offer(offerA []byte) ([]byte, error) {
-	b.mu.Lock()
-	cfgA, cfgB := b.legs[SideA].cfg, b.legs[SideB].cfg
-	b.mu.Unlock()
-
-	d, err := ParseSDP(offerA)
-	if err != nil {
-		return nil, fmt.Errorf("media: offer from A: %w", err)
-	}
-	idx, err := pickAudio(d, cfgA)
-	if err != nil {
-		return nil, fmt.Errorf("media: offer from A: %w", err)
-	}
-	ma := &d.Media[idx]
-	if !ma.Connection.IsValid() {
-		return nil, fmt.Errorf("media: offer from A: %w", badSDP(0, "no c= for the audio stream"))
-	}
-	var recvKeyA, sendKeyA *sdesKey
-	var secA *secureParams
-	if cfgA.Encryption == EncryptionDTLS {
-		if !ma.RTCPMux {
-			return nil, fmt.Errorf("media: offer from A: %w", badSDP(0, "a dtls stream without a=rtcp-mux"))
-		}
-		if secA, err = parseSecure(d, ma, true); err != nil {
-			return nil, fmt.Errorf("media: offer from A: %w", err)
-		}
-	}
-	if cfgA.Encryption == EncryptionSDES {
-		if recvKeyA, err = pickCrypto(ma.Attributes); err != nil {
-			return nil, fmt.Errorf("media: offer from A: %w", badSDP(0, "%v", err))
-		}
-		if sendKeyA, err = newLocalKey(recvKeyA.tag, recvKeyA.suite, recvKeyA.name); err != nil {
-			return nil, err
-		}
-	}
-
-	candidates, eventA := selectCodecs(ma.Codecs, cfgA.Codecs)
-	if len(candidates) == 0 {
-		return nil, fmt.Errorf("%w: A offers %s, side A allows %s", ErrNoCommonCodec, codecNames(ma.Codecs), strings.Join(cfgA.Codecs, ","))
-	}
-	if cfgA.WhatsApp && cfgA.Prefer == PreferTranscode {
-		// Meta's own G.711 is Opus transcoded on its side, with latency
-		// added: take the Opus and transcode here.
-		candidates = preferOpus(candidates)
-	}
-	offered, common := offerCodecs(candidates, eventA, cfgB.Codecs, b.m.opus.OpusFEC)
-	if cfgB.WhatsApp && cfgB.Prefer == PreferTranscode {
-		// Meta answers with the first codec it can: Opus, not its G.711.
-		offered, common = opusFirst(offered, common)
-	}
-	if len(offered) == 0 {
-		return nil, fmt.Errorf("%w: A offers %s, side B allows %s", ErrNoCommonCodec, codecNames(candidates), strings.Join(cfgB.Codecs, ","))
-	}
-	event := eventA
-	if event.Name == "" {
-		event = Codec{PT: freePT(append(slices.Clone(offered), candidates...), 101), Name: telephoneEvent, ClockRate: 8000, Fmtp: "0-16"}
-	}
-	mediaB := Media{
-		Type:      "audio",
-		Port:      b.legs[SideB].pair.port,
-		Proto:     cfgB.proto(),
-		Codecs:    append(slices.Clone(offered), event),
-		RTCPMux:   ma.RTCPMux || cfgB.WhatsApp || cfgB.Encryption == EncryptionDTLS,
-		Direction: d.EffectiveDirection(ma),
-	}
-	if common[0] {
-		// B will most likely relay to A as is: ask for what A sends.
-		mediaB.Ptime, mediaB.MaxPtime = ma.Ptime, ma.MaxPtime
-	} else {
-		mediaB.Ptime = 20 // we packetize for B: 20 ms is Opus's and a safe G.711 ptime
-	}
-	var keysB []*sdesKey
-	if cfgB.Encryption == EncryptionSDES {
-		for i, suite := range srtpSuites[:offeredSuites] {
-			k, err := newLocalKey(i+1, suite, "")
-			if err != nil {
-				return nil, err
-			}
-			keysB = append(keysB, k)
-			mediaB.Attributes = append(mediaB.Attributes, Attribute{Key: "crypto", Value: k.attribute()})
-		}
-	}
-	var secB *secureLeg
-	if cfgB.Encryption == EncryptionDTLS {
-		secB = newSecureLeg(b, SideB)
-		secB.offered = true
-		mediaB.Attributes = append(mediaB.Attributes, secB.attributes(mediaB.Port)...)
-	}
-
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
-		return nil, errClosed
-	}
-	out := Description{Connection: b.m.advertise, Media: []Media{mediaB}}
-	n := &b.neg
-	n.offerA, n.audio = d, idx
-	if secA != nil {
-		// The peer's address is the ICE pair's, known once it is keyed.
-		n.peerA = &remote{mux: true, secure: true}
-		sa := newSecureLeg(b, SideA)
-		sa.setPeerOffer(secA)
-		b.legs[SideA].sec.Store(sa)
-	} else {
-		n.peerA = &remote{rtp: mediaAddr(ma), rtcp: rtcpAddr(ma, ma.RTCPMux), mux: ma.RTCPMux, recvKey: recvKeyA, sendKey: sendKeyA}
-		n.peerA.natFrom(cfgA, b.m.relatch)
-	}
-	n.peerB = nil
-	b.legs[SideB].sec.Store(secB)
-	n.candidates, n.eventA = candidates, eventA
-	n.offered, n.common, n.offerPtime, n.eventOffered = offered, common, mediaB.Ptime, event
-	n.keysB, n.sendKeyA = keysB, sendKeyA
-	n.offerB = n.sdpB.marshal(&out, b.m.advertise)
-	n.answerA = nil
-	n.sides, n.pending = [2]*sideMedia{}, [2]*pendingOffer{}
-	n.local = [2][]byte{nil, n.offerB}
-	// A's packets are now recognised (they keep A alive) but go nowhere
-	// until B answers; nothing from B is accepted yet.
-	b.routeAB.Store(&route{from: n.peerA, pt: newPTMap(), eventOut: ptDrop})
-	b.routeBA.Store(&route{to: n.peerA, pt: newPTMap(), eventOut: ptDrop})
-	b.log.Debug("media: offer to B", "a_addr", mediaAddr(ma), "codecs", codecNames(mediaB.Codecs), "proto", mediaB.Proto)
-	return bytes.Clone(n.offerB), nil
-}
-
-// OfferB is Offer with side B's allowed codecs given here (unknown names
-// are ignored; none known means no common codec).
-//
-// Deprecated: kept while the SIP layer moves to NewCallBridge and Offer.
-func (b *Bridge) OfferB(offerA []byte, codecsB []string) ([]byte, error) {
-	codecs := filterCodecs(codecsB)
-	if len(codecs) == 0 {
-		return nil, fmt.Errorf("%w: side B allows no codec wagate knows (%s)", ErrNoCommonCodec, strings.Join(codecsB, ","))
-	}
-	b.mu.Lock()
-	b.legs[SideB].cfg.Codecs = codecs
-	b.mu.Unlock()
-	return b.Offer(offerA)
 }
 
 // AnswerB parses B's answer to the offer from Offer and returns the answer
@@ -380,7 +223,9 @@ func (b *Bridge) AnswerB(answerB []byte) ([]byte, error) {
 		}
 		out.Media[i] = Media{Type: m.Type, Port: 0, Proto: m.Proto, Formats: m.Formats}
 	}
-	n.answerA = n.sdpA.marshal(&out, b.m.advertise)
+	if !n.local {
+		n.answerA = n.sdpA.marshal(&out, b.m.advertise)
+	}
 
 	mux := mb.RTCPMux && (ma.RTCPMux || cfgB.WhatsApp || cfgB.Encryption == EncryptionDTLS) // we offered it
 	var peerB *remote
@@ -397,8 +242,13 @@ func (b *Bridge) AnswerB(answerB []byte) ([]byte, error) {
 	// A sends with the payload types of our answer (A's); B should send
 	// with those of our offer, but some PBXs send with their own answer's
 	// numbers, so B→A takes both, B's own number winning a clash.
+	askA := active.Ptime
+	if n.local {
+		// A has AnswerLocal's answer, not this one.
+		askA = n.localMedia.Ptime
+	}
 	sideA := &sideMedia{peer: n.peerA, codec: codecA, recvAudio: []uint8{codecA.PT},
-		ptime: ma.Ptime, askPtime: active.Ptime}
+		ptime: ma.Ptime, askPtime: askA}
 	if n.eventA.Name != "" {
 		sideA.event, sideA.recvEvent = n.eventA, []uint8{n.eventA.PT}
 	}
@@ -416,10 +266,10 @@ func (b *Bridge) AnswerB(answerB []byte) ([]byte, error) {
 		return nil, err
 	}
 	n.sides = [2]*sideMedia{sideA, sideB}
-	n.local[SideA] = n.answerA
+	n.sent[SideA] = n.answerA
 	if n.offerToA != nil {
 		// A call wagate originated: A has our offer, not this answer.
-		n.local[SideA] = n.offerToA
+		n.sent[SideA] = n.offerToA
 	}
 	b.routeAB.Store(ab)
 	b.routeBA.Store(ba)

@@ -255,6 +255,9 @@ type route struct {
 	// c=0.0.0.0), so nothing is sent to it but RTCP. quiet: the source
 	// may send nothing (it holds, or is muted), so it has no RTP timeout.
 	mute, quiet bool
+	// absent: the source side has no peer at all (B of a call answered
+	// locally, until one is connected), so it cannot time out.
+	absent bool
 }
 
 // ready reports whether packets can go to the destination.
@@ -315,6 +318,7 @@ type direction struct {
 	pl                                  *playout // the playout buffer, from the first paced packet
 	tapDec                              tapDecoder
 	tapSeen                             *tapHolder
+	inb                                 inbandState
 
 	started    time.Duration // when Start ran
 	seen       bool          // a valid packet arrived from the source side
@@ -457,6 +461,14 @@ func (d *direction) timeoutTick(now time.Time) time.Time {
 		return time.Time{}
 	}
 	t := now.Sub(d.epoch)
+	if rt := d.route.Load(); rt != nil && rt.absent {
+		// No peer on this side yet (a call answered locally, before its
+		// B): nothing to time out. Its start timeout counts from when
+		// one is there.
+		d.started, d.seen, d.confirming = t, false, false
+		d.mu.Unlock()
+		return now.Add(absentPoll)
+	}
 	limit, ref := d.startTO, d.started
 	if d.seen {
 		limit, ref = d.timeout, d.last
@@ -553,8 +565,14 @@ func (d *direction) handle(buf *packetBuf, n int, from netip.AddrPort, now time.
 		d.moveRTP(rt.from, from)
 	}
 	d.keepalive(now)
-	if !rt.ready() || rt.mute {
-		return false // the other side is not known yet, or holds
+	if !rt.ready() {
+		// The other side is not known yet, or there is none (a call
+		// answered locally): keys and the tap only.
+		d.unrouted(pkt, hl, rt, now)
+		return false
+	}
+	if rt.mute {
+		return false // the other side holds
 	}
 	pt := pkt[1] & 0x7f
 	if c := rt.class[pt]; c == classAudio || c == classEvent {
@@ -679,6 +697,7 @@ func (d *direction) event(pkt []byte, hl int, rt *route, now time.Duration) {
 	seq, ts := binary.BigEndian.Uint16(pkt[2:]), binary.BigEndian.Uint32(pkt[4:])
 	prev, prevIn, prevOut := d.dtmf.active, d.dtmf.ts, d.dtmf.outTS
 	act := d.dtmf.classify(ts, eventEnd(body))
+	d.notifyKey(body, act, now)
 	if rt.eventOut == ptDrop {
 		if !d.loggedNoEvent && (act == dtmfStart || act == dtmfStartEnd) {
 			d.loggedNoEvent = true
@@ -785,21 +804,25 @@ func (d *direction) switchRoute(rt *route) {
 		d.last, d.started, d.confirming = now, now, false
 	}
 	d.cur = rt
-	if rt == nil || rt.from == nil {
+	if rt == nil {
 		return
 	}
-	if k := rt.from.recvKey; d.srtpIn == nil || !d.srtpIn.key.equal(k) {
-		d.srtpIn = nil
-		if k != nil {
-			var err error
-			if d.srtpIn, err = newSRTPIn(k); err != nil {
-				d.b.log.Error("media: cannot key SRTP", "side", d.side, "err", err)
+	if rt.from != nil {
+		if k := rt.from.recvKey; d.srtpIn == nil || !d.srtpIn.key.equal(k) {
+			d.srtpIn = nil
+			if k != nil {
+				var err error
+				if d.srtpIn, err = newSRTPIn(k); err != nil {
+					d.b.log.Error("media: cannot key SRTP", "side", d.side, "err", err)
+				}
 			}
 		}
+		if k := rt.from.sendKey; d.rtcpOut == nil || !d.rtcpOut.key.equal(k) {
+			d.rtcpOut = d.newOut(k)
+		}
 	}
-	if k := rt.from.sendKey; d.rtcpOut == nil || !d.rtcpOut.key.equal(k) {
-		d.rtcpOut = d.newOut(k)
-	}
+	// A route without a source (toward A of a call answered locally,
+	// before its B) still sends: silence and playbacks.
 	if rt.to == nil {
 		return
 	}

@@ -49,6 +49,12 @@ func (b *Bridge) AcceptOffer(s Side, offer []byte) ([]byte, StreamState, error) 
 	n := &b.neg
 	cur := n.sides[s]
 	if cur == nil || n.sides[s.other()] == nil {
+		if n.local && s == SideA && n.sent[SideA] != nil {
+			// A call wagate answered itself, its B not connected: A's
+			// stream is the flow's (prompts, keys) and there is no one to
+			// hold for; A gets the SDP it has and nothing changes.
+			return slices.Clone(n.sent[SideA]), StreamState{Direction: SendRecv}, nil
+		}
 		return nil, StreamState{}, fmt.Errorf("media: re-offer from %s: %w", s, badSDP(0, "the call's media is not agreed yet"))
 	}
 	if b.legs[s].sec.Load() != nil {
@@ -57,7 +63,7 @@ func (b *Bridge) AcceptOffer(s Side, offer []byte) ([]byte, StreamState, error) 
 		// SDP it already has, fingerprint and candidates included, and
 		// changes nothing. Only a WhatsApp leg is dtls, and it does not
 		// hold.
-		return slices.Clone(n.local[s]), StreamState{Direction: SendRecv}, nil
+		return slices.Clone(n.sent[s]), StreamState{Direction: SendRecv}, nil
 	}
 	cfg := b.legs[s].cfg
 	idx, err := pickAudio(d, cfg)
@@ -139,7 +145,7 @@ func (b *Bridge) AcceptOffer(s Side, offer []byte) ([]byte, StreamState, error) 
 		return nil, StreamState{}, err
 	}
 	body := n.session(s).marshal(&out, b.m.advertise)
-	n.local[s] = body
+	n.sent[s] = body
 	if s == SideA {
 		n.answerA = body
 	}
@@ -293,7 +299,7 @@ func (b *Bridge) AnswerSide(s Side, answer []byte) error {
 	}
 	b.neg.pending[s] = nil
 	*b.neg.session(s) = p.sess
-	b.neg.local[s] = p.body
+	b.neg.sent[s] = p.body
 	if s == SideA {
 		b.neg.answerA = p.body
 	}

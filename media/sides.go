@@ -122,7 +122,7 @@ func (b *Bridge) Held(s Side) bool {
 func (b *Bridge) LocalSDP(s Side) []byte {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return slices.Clone(b.neg.local[s])
+	return slices.Clone(b.neg.sent[s])
 }
 
 // Remote returns where side s's media goes now (its SDP address, or the

@@ -364,6 +364,7 @@ func (m *Manager) create(meta Meta, clock Clock) (*Recorder, error) {
 			BEndpoint:      meta.BEndpoint,
 			WhatsAppSide:   meta.WhatsAppSide.String(),
 			Channels:       channelNames,
+			Kind:           meta.Kind,
 			StartTime:      meta.StartTime.UTC(),
 			AnswerTime:     meta.AnswerTime.UTC(),
 			SampleRate:     m.rate,

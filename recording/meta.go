@@ -61,7 +61,14 @@ type Meta struct {
 	StartTime time.Time
 	// AnswerTime is when the call was answered. Zero: the clock at Start.
 	AnswerTime time.Time
+	// Kind is what is recorded: "" for the call, KindVoicemail for a
+	// message the caller leaves (a call flow's record action: only the
+	// WhatsApp side speaks, the other channel is silence).
+	Kind string
 }
+
+// KindVoicemail is the Kind of a voicemail recording.
+const KindVoicemail = "voicemail"
 
 // EndInfo says how a recorded call ended.
 type EndInfo struct {
@@ -96,6 +103,9 @@ type Entry struct {
 	// WhatsAppSide is "a" or "b"; Channels says what each channel carries.
 	WhatsAppSide string   `json:"whatsapp_side,omitempty"`
 	Channels     []string `json:"channels,omitempty"`
+	// Kind is "voicemail" for a message left in a call flow; absent for
+	// a call's recording.
+	Kind string `json:"kind,omitempty"`
 
 	StartTime  time.Time `json:"start_time,omitzero"`
 	AnswerTime time.Time `json:"answer_time,omitzero"`

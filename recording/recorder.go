@@ -148,6 +148,7 @@ type Recorder struct {
 	dropped    atomic.Int64
 	finishOnce sync.Once
 	end        EndInfo // written before done is closed
+	final      Entry   // written before exited is closed
 
 	// Everything below belongs to the writer goroutine.
 	f          wavFile
@@ -241,6 +242,17 @@ func (r *Recorder) Finish(end EndInfo) {
 		r.stopped.Store(true)
 		close(r.done)
 	})
+}
+
+// Entry is the finished recording as its sidecar describes it; valid
+// once Done is closed (before, it is the entry at Start).
+func (r *Recorder) Entry() Entry {
+	select {
+	case <-r.exited:
+		return r.final
+	default:
+		return Entry{CallID: r.entry.CallID, File: r.rel, InProgress: true}
+	}
 }
 
 // Wait blocks until the recording is finalized after Finish (or Close).
@@ -548,6 +560,7 @@ func (r *Recorder) finalize() {
 		e.CutShort = true
 		e.Error = r.err.Error()
 	}
+	r.final = e
 	if err := r.m.replaceSidecar(r.jsonRel, &e); err != nil {
 		r.m.log.Warn("recording sidecar not written", "call_id", e.CallID, "file", r.jsonRel, "error", err)
 	}

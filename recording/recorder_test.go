@@ -318,3 +318,42 @@ func TestNodeIDInSidecar(t *testing.T) {
 		t.Fatalf("entries %+v, %v", es, err)
 	}
 }
+
+// TestVoicemailKindAndEntry: a voicemail (only the WhatsApp side speaks)
+// is marked in its sidecar, reported with its kind, and Entry returns the
+// finished sidecar once Done is closed.
+func TestVoicemailKindAndEntry(t *testing.T) {
+	clk := newFakeClock(t0)
+	m, _ := newTestManager(t, configs.Recording{SampleRate: 8000}, clk)
+	var reported []Entry
+	m.SetObserver(func(e Entry) { reported = append(reported, e) })
+	r, err := m.Start(Meta{CallID: "vm@test", SessionID: "s1", Kind: KindVoicemail})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := r.Entry(); !e.InProgress || e.File != r.File() {
+		t.Fatalf("Entry before Done: %+v", e)
+	}
+	a := &tone{freq: 440, amp: 10000}
+	for range 100 { // 2 s
+		clk.Advance(20 * time.Millisecond)
+		r.PCM(SideA, a.next(160))
+		waitQueue(r)
+	}
+	r.Finish(EndInfo{HangupSide: "wagate", Cause: "maxDuration"})
+	<-r.Done()
+	e := r.Entry()
+	if e.Kind != KindVoicemail || e.InProgress || math.Abs(e.DurationSeconds-2) > 0.05 || e.Bytes <= headerSize {
+		t.Fatalf("Entry after Done: %+v", e)
+	}
+	if side := readEntry(t, abs(m, strings.TrimSuffix(e.File, ".wav")+".json")); side.Kind != KindVoicemail {
+		t.Fatalf("sidecar kind %q", side.Kind)
+	}
+	if len(reported) != 1 || reported[0].Kind != KindVoicemail {
+		t.Fatalf("reported %+v", reported)
+	}
+	w := parseWAV(t, r.Path())
+	if rms(w.left) < 1000 || rms(w.right) != 0 {
+		t.Fatalf("left rms %.0f, right rms %.0f: want the caller on the left, silence on the right", rms(w.left), rms(w.right))
+	}
+}

@@ -43,6 +43,10 @@ type Decision struct {
 	BIC *BICInfo
 	UIC UICInfo
 
+	// CallFlow is the number's call-flow route when it has one: wagate
+	// answers the call and runs the business's flows. BEP, Target, BTo
+	// and Dest then name the route's fallback extension.
+	CallFlow *configs.CallFlow
 	// Callees are where the B-leg rings, in the configured order: the
 	// one extension of a route or the callee of a BIC, or a hunt list's
 	// targets. BEP, Target, BTo and Dest above are the first one's.
@@ -149,6 +153,12 @@ func routeUIC(cfg *configs.Config, ep *configs.Endpoint, req *sip.Request, now t
 		}
 		route, d.AfterHours = *h.AfterHours, true
 	}
+	if cf := route.CallFlow; cf != nil {
+		// A call-flow route is answered by wagate; its B-legs come
+		// later, and the fallback extension stands for them until then.
+		d.CallFlow = cf
+		route = configs.Route{Endpoint: cf.Fallback.Endpoint, User: cf.Fallback.User}
+	}
 	if rej := d.routeTo(cfg, route); rej != nil {
 		return d, rej
 	}
@@ -164,6 +174,20 @@ func routeUIC(cfg *configs.Config, ep *configs.Endpoint, req *sip.Request, now t
 // routeTo sets d's callees from route r: its one extension, or its hunt
 // list's targets.
 func (d *Decision) routeTo(cfg *configs.Config, r configs.Route) *Rejection {
+	callees, hunt, rej := Callees(cfg, r)
+	if rej != nil {
+		return rej
+	}
+	d.Callees, d.Hunt = callees, hunt
+	first := callees[0]
+	d.BEP, d.Target, d.BTo, d.Dest = first.EP, first.URI, first.To, first.Dest
+	return nil
+}
+
+// Callees are where route r rings, in its configured order: its one
+// extension (ringing sip.ring_timeout), or its hunt list's targets and
+// the list. A call flow's connect rings through them too.
+func Callees(cfg *configs.Config, r configs.Route) ([]Callee, *configs.HuntList, *Rejection) {
 	// Validation rejects a route to nothing; a reload race is the only
 	// way to get here with one.
 	missing := &Rejection{Code: 503, Reason: "Service Unavailable", Log: "route endpoint missing"}
@@ -171,12 +195,12 @@ func (d *Decision) routeTo(cfg *configs.Config, r configs.Route) *Rejection {
 	var hunt *configs.HuntList
 	if r.Hunt != "" {
 		if hunt = cfg.HuntList(r.Hunt); hunt == nil {
-			return missing
+			return nil, nil, missing
 		}
 		for _, t := range hunt.Targets {
 			ep := cfg.Endpoint(t.Endpoint)
 			if ep == nil {
-				return missing
+				return nil, nil, missing
 			}
 			callees = append(callees, NewCallee(ep, t.User, t.RingTimeout.D()))
 		}
@@ -184,12 +208,9 @@ func (d *Decision) routeTo(cfg *configs.Config, r configs.Route) *Rejection {
 		callees = []Callee{NewCallee(pbx, r.User, cfg.SIP.RingTimeout.D())}
 	}
 	if len(callees) == 0 {
-		return missing
+		return nil, nil, missing
 	}
-	d.Callees, d.Hunt = callees, hunt
-	first := callees[0]
-	d.BEP, d.Target, d.BTo, d.Dest = first.EP, first.URI, first.To, first.Dest
-	return nil
+	return callees, hunt, nil
 }
 
 func routeBIC(cfg *configs.Config, ep *configs.Endpoint, req *sip.Request) (*Decision, *Rejection) {

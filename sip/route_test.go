@@ -133,6 +133,30 @@ func FuzzRoute(f *testing.F) {
 	})
 }
 
+// TestRouteCallFlow: a number whose route is a call flow routes to its
+// fallback extension, the decision carries the flow, and a flow's
+// connect finds its callees as a route's (Callees).
+func TestRouteCallFlow(t *testing.T) {
+	cfg := testConfig(t)
+	num := cfg.NumberByE164("+15550100001")
+	num.Route = configs.Route{CallFlow: &configs.CallFlow{URL: "http://127.0.0.1:9/flow",
+		Fallback: configs.FallbackRoute{Endpoint: "pbx", User: "2000"}}}
+	d, rej := Route(cfg, cfg.Endpoint("meta"), parseReq(t, invite("sip:+15550100001@127.0.0.1", "sip:+447700900123@wa.meta.vc")))
+	if rej != nil {
+		t.Fatalf("refused: %+v", rej)
+	}
+	if d.CallFlow != num.Route.CallFlow || d.BEP.Name != "pbx" || d.Target.String() != "sip:2000@127.0.0.3:5060" || len(d.Callees) != 1 {
+		t.Fatalf("decision: flow %v, B %s, target %s, callees %d", d.CallFlow, d.BEP.Name, d.Target.String(), len(d.Callees))
+	}
+	callees, hunt, rej := Callees(cfg, configs.Route{Endpoint: "pbx", User: "1002"})
+	if rej != nil || hunt != nil || len(callees) != 1 || callees[0].URI.String() != "sip:1002@127.0.0.3:5060" || callees[0].To.String() != "sip:1002@127.0.0.3:5060" {
+		t.Fatalf("callees of 1002@pbx: %+v, %v, %+v", callees, hunt, rej)
+	}
+	if _, _, rej := Callees(cfg, configs.Route{Hunt: "nosuch"}); rej == nil || rej.Code != 503 {
+		t.Fatalf("an unknown hunt list: %+v, want 503", rej)
+	}
+}
+
 // TestRouteHuntHoursBlocklist: the routing decisions of issue 14 — hunt
 // lists, business hours and blocklists — at an injected time.
 func TestRouteHuntHoursBlocklist(t *testing.T) {

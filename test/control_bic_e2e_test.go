@@ -31,7 +31,7 @@ func TestTransferBIC(t *testing.T) {
 	mc.Media.SetSource(metaTone())
 	dc.Media.SetSource(rtppeer.NewTone(440, toneAmp, 8000))
 	time.Sleep(mediaFirstLimit) // the BIC's media toward Meta starts on its own
-	heard(t, "the WhatsApp user hears the dialer", mc.Media, 48000, 440, time.Second)
+	mustHear(t, "the WhatsApp user hears the dialer", mc.Media, 48000, 440, time.Second)
 
 	agent := answerAsync(ctx, c.pbx2, metapeer.AnswerSpec{Ring: 200 * time.Millisecond})
 	if code, warn := refer(t, dc.Dialog, c.target("2001")); code != 202 {
@@ -46,8 +46,8 @@ func TestTransferBIC(t *testing.T) {
 	if n := waitNotifies(t, dc.Dialog); n[len(n)-1] != "SIP/2.0 200 OK" {
 		t.Errorf("NOTIFY sipfrags %q, want the last 200 OK", n)
 	}
-	heard(t, "the new agent hears the WhatsApp user", nc.Media, 8000, 1000, 1500*time.Millisecond)
-	heard(t, "the WhatsApp user hears the new agent", mc.Media, 48000, newAgentHz, 1500*time.Millisecond)
+	mustHear(t, "the new agent hears the WhatsApp user", nc.Media, 8000, 1000, 1500*time.Millisecond)
+	mustHear(t, "the WhatsApp user hears the new agent", mc.Media, 48000, newAgentHz, 1500*time.Millisecond)
 	checkNoSIPToMetaSince(t, c.meta, since, time.Now())
 	hangup(t, nc, "the new agent")
 	waitBye(t, mc, "the WhatsApp user")
@@ -80,7 +80,7 @@ func TestHoldAndTransferBICDTLS(t *testing.T) {
 	since := time.Now()
 	mc.Media.SetSource(metaTone())
 	dc.Media.SetSource(rtppeer.NewTone(440, toneAmp, 8000))
-	heard(t, "the user hears the dialer", mc.Media, 48000, 440, time.Second)
+	mustHear(t, "the user hears the dialer", mc.Media, 48000, 440, time.Second)
 
 	if ans := reinvite(t, dc, withDirection(t, dc.Local, "sendonly", "")); direction(ans) != "recvonly" {
 		t.Errorf("hold answered a=%s, want recvonly", direction(ans))
@@ -91,8 +91,8 @@ func TestHoldAndTransferBICDTLS(t *testing.T) {
 	checkStream(t, "held, toward the DTLS user", mc.Media, from, time.Now())
 	reinvite(t, dc, dc.Local)
 	dc.Media.SetSource(rtppeer.NewTone(440, toneAmp, 8000))
-	heard(t, "after the resume: the user hears the dialer", mc.Media, 48000, 440, time.Second)
-	heard(t, "after the resume: the dialer hears the user", dc.Media, 8000, 1000, time.Second)
+	mustHear(t, "after the resume: the user hears the dialer", mc.Media, 48000, 440, time.Second)
+	mustHear(t, "after the resume: the dialer hears the user", dc.Media, 8000, 1000, time.Second)
 
 	agent := answerAsync(ctx, c.pbx2, metapeer.AnswerSpec{Ring: 200 * time.Millisecond})
 	if code, warn := refer(t, dc.Dialog, c.target("2001")); code != 202 {
@@ -101,8 +101,8 @@ func TestHoldAndTransferBICDTLS(t *testing.T) {
 	nc := waitAnswer(t, agent, "the new agent")
 	nc.Media.SetSource(newAgentTone())
 	waitBye(t, dc, "the dialer")
-	heard(t, "the user hears the new agent", mc.Media, 48000, newAgentHz, 1500*time.Millisecond)
-	heard(t, "the new agent hears the user", nc.Media, 8000, 1000, 1500*time.Millisecond)
+	mustHear(t, "the user hears the new agent", mc.Media, 48000, newAgentHz, 1500*time.Millisecond)
+	mustHear(t, "the new agent hears the user", nc.Media, 8000, 1000, 1500*time.Millisecond)
 	if st := mc.Media.Stats(); st.AuthFailures > 0 {
 		t.Errorf("%d SRTP packets toward the user failed authentication", st.AuthFailures)
 	}
@@ -137,7 +137,7 @@ func TestTransferClickToCall(t *testing.T) {
 	since := time.Now()
 	mc.Media.SetSource(metaTone())
 	ac.Media.SetSource(pbxTone())
-	heard(t, "the user hears the agent", mc.Media, 48000, 440, time.Second)
+	mustHear(t, "the user hears the agent", mc.Media, 48000, 440, time.Second)
 
 	newAns := answerAsync(ctx, pbx2, metapeer.AnswerSpec{Ring: 200 * time.Millisecond})
 	if code, warn := refer(t, ac.Dialog, fmt.Sprintf("<sip:2001@%s>", p2.Addr())); code != 202 {
@@ -146,8 +146,8 @@ func TestTransferClickToCall(t *testing.T) {
 	nc := waitAnswer(t, newAns, "the new agent")
 	nc.Media.SetSource(newAgentTone())
 	waitBye(t, ac, "the first agent")
-	heard(t, "the user hears the new agent", mc.Media, 48000, newAgentHz, 1500*time.Millisecond)
-	heard(t, "the new agent hears the user", nc.Media, 8000, 1000, 1500*time.Millisecond)
+	mustHear(t, "the user hears the new agent", mc.Media, 48000, newAgentHz, 1500*time.Millisecond)
+	mustHear(t, "the new agent hears the user", nc.Media, 8000, 1000, 1500*time.Millisecond)
 	checkNoSIPToMetaSince(t, meta, since, time.Now())
 	lc := waitLiveCall(t, e, "the call on its new agent", func(lc liveCallDoc) bool { return lc.A.Endpoint == "pbx2" })
 	if lc.CallID != doc.CallID || lc.A.SIPCallID != nc.Dialog.CallID {

@@ -113,7 +113,7 @@ func TestHoldUIC(t *testing.T) {
 	}
 	c := startCtl(t, wagateOpts{RTPTimeout: "2s", RTPStartTimeout: "2s", MediaExtra: ", music_on_hold: " + moh})
 	rc := c.call(t)
-	heard(t, "the caller hears the agent", rc.meta.Media, 48000, 440, time.Second)
+	mustHear(t, "the caller hears the agent", rc.meta.Media, 48000, 440, time.Second)
 	orig := rc.pbx.Local
 
 	for _, h := range []struct {
@@ -131,7 +131,7 @@ func TestHoldUIC(t *testing.T) {
 		rc.pbx.Media.SetSource(nil)
 		before := rc.pbx.Media.Stats().Received
 		// Longer than rtp_timeout with nothing from the PBX.
-		heard(t, h.name+" hold: the caller hears music on hold", rc.meta.Media, 48000, mohHz, 3*time.Second)
+		mustHear(t, h.name+" hold: the caller hears music on hold", rc.meta.Media, 48000, mohHz, 3*time.Second)
 		checkStream(t, h.name+" hold", rc.meta.Media, from, time.Now())
 		if got := rc.pbx.Media.Stats().Received - before; got > 3 {
 			t.Errorf("%s hold: wagate sent the holding agent %d packets", h.name, got)
@@ -142,8 +142,8 @@ func TestHoldUIC(t *testing.T) {
 			t.Errorf("resume after %s answered a=%s, want sendrecv", h.name, direction(ans))
 		}
 		rc.pbx.Media.SetSource(pbxTone())
-		heard(t, "after "+h.name+": the caller hears the agent", rc.meta.Media, 48000, 440, time.Second)
-		heard(t, "after "+h.name+": the agent hears the caller", rc.pbx.Media, 8000, 1000, time.Second)
+		mustHear(t, "after "+h.name+": the caller hears the agent", rc.meta.Media, 48000, 440, time.Second)
+		mustHear(t, "after "+h.name+": the agent hears the caller", rc.pbx.Media, 8000, 1000, time.Second)
 	}
 	checkNoSIPToMeta(t, c.meta, time.Now())
 	hangup(t, rc.meta, "the caller")
@@ -164,7 +164,7 @@ func TestPBXMovesMedia(t *testing.T) {
 	t.Parallel()
 	c := startCtl(t, wagateOpts{RTPTimeout: "2s"})
 	rc := c.call(t)
-	heard(t, "before the move: the caller hears the agent", rc.meta.Media, 48000, 440, time.Second)
+	mustHear(t, "before the move: the caller hears the agent", rc.meta.Media, 48000, 440, time.Second)
 	first := sdpAddr(t, rc.pbx.Remote)
 
 	moved, err := rtppeer.Listen(rtppeer.Config{IP: c.e.PBX.IP, Codec: rtppeer.PCMU, EventPT: 101})
@@ -188,8 +188,8 @@ func TestPBXMovesMedia(t *testing.T) {
 	moved.SetSource(pbxTone())
 	old := rc.pbx.Media.Stats().Received
 	time.Sleep(100 * time.Millisecond)
-	heard(t, "after the move: the caller hears the agent's new stream", rc.meta.Media, 48000, 440, 1500*time.Millisecond)
-	heard(t, "after the move: the new stream hears the caller", moved, 8000, 1000, 1500*time.Millisecond)
+	mustHear(t, "after the move: the caller hears the agent's new stream", rc.meta.Media, 48000, 440, 1500*time.Millisecond)
+	mustHear(t, "after the move: the new stream hears the caller", moved, 8000, 1000, 1500*time.Millisecond)
 	// Past rtp_timeout since the old stream went quiet: the call is up.
 	time.Sleep(time.Second)
 	if got := rc.pbx.Media.Stats().Received - old; got > 5 {
@@ -217,7 +217,7 @@ func TestHoldLong(t *testing.T) {
 	}
 	c := startCtl(t, wagateOpts{})
 	rc := c.call(t)
-	heard(t, "the caller hears the agent", rc.meta.Media, 48000, 440, time.Second)
+	mustHear(t, "the caller hears the agent", rc.meta.Media, 48000, 440, time.Second)
 	if ans := reinvite(t, rc.pbx, withDirection(t, rc.pbx.Local, "inactive", "")); direction(ans) != "inactive" {
 		t.Errorf("hold answered a=%s, want inactive", direction(ans))
 	}
@@ -228,8 +228,8 @@ func TestHoldLong(t *testing.T) {
 	checkStream(t, "held for "+d.String(), rc.meta.Media, from, to)
 	reinvite(t, rc.pbx, rc.pbx.Local)
 	rc.pbx.Media.SetSource(pbxTone())
-	heard(t, "after the hold: the caller hears the agent", rc.meta.Media, 48000, 440, time.Second)
-	heard(t, "after the hold: the agent hears the caller", rc.pbx.Media, 8000, 1000, time.Second)
+	mustHear(t, "after the hold: the caller hears the agent", rc.meta.Media, 48000, 440, time.Second)
+	mustHear(t, "after the hold: the agent hears the caller", rc.pbx.Media, 8000, 1000, time.Second)
 	checkNoSIPToMeta(t, c.meta, time.Now())
 	hangup(t, rc.meta, "the caller")
 	waitBye(t, rc.pbx, "the agent")

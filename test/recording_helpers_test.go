@@ -140,6 +140,7 @@ type sidecar struct {
 	BEndpoint       string    `json:"b_endpoint"`
 	WhatsAppSide    string    `json:"whatsapp_side"`
 	Channels        []string  `json:"channels"`
+	Kind            string    `json:"kind"`
 	StartTime       time.Time `json:"start_time"`
 	AnswerTime      time.Time `json:"answer_time"`
 	EndTime         time.Time `json:"end_time"`

@@ -46,8 +46,8 @@ func TestTransferAPI(t *testing.T) {
 	if n := rc.pbx.Dialog.Received("NOTIFY"); len(n) != 0 {
 		t.Errorf("the first agent got %d NOTIFYs for a transfer it did not ask for", len(n))
 	}
-	heard(t, "the new agent hears the caller", nc.Media, 8000, 1000, 1500*time.Millisecond)
-	heard(t, "the caller hears the new agent", rc.meta.Media, 48000, newAgentHz, 1500*time.Millisecond)
+	mustHear(t, "the new agent hears the caller", nc.Media, 8000, 1000, 1500*time.Millisecond)
+	mustHear(t, "the caller hears the new agent", rc.meta.Media, 48000, newAgentHz, 1500*time.Millisecond)
 	after := waitLiveCall(t, c.e, "the call on its new leg", func(lc liveCallDoc) bool { return lc.B.Endpoint == "pbx2" })
 	if after.CallID != lc.CallID || after.B.SIPCallID != nc.Dialog.CallID {
 		t.Errorf("GET /v1/calls after the transfer: %+v, want call %s with b = the new agent's leg", after, lc.CallID)

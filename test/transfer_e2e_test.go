@@ -139,9 +139,9 @@ func checkNoSIPToMetaSince(t *testing.T, mp *metapeer.Peer, since, until time.Ti
 	}
 }
 
-// heard waits d, then checks that the recording rec gets (reset first)
+// mustHear waits d, then checks that the recording rec gets (reset first)
 // holds a tone of hz.
-func heard(t *testing.T, what string, s *rtppeer.Session, rate int, hz float64, d time.Duration) {
+func mustHear(t *testing.T, what string, s *rtppeer.Session, rate int, hz float64, d time.Duration) {
 	t.Helper()
 	s.ResetRecording()
 	time.Sleep(d)
@@ -215,7 +215,7 @@ func TestTransferBlindUIC(t *testing.T) {
 	t.Parallel()
 	c := startCtl(t, wagateOpts{})
 	rc := c.call(t)
-	heard(t, "the first agent hears the caller", rc.pbx.Media, 8000, 1000, 1200*time.Millisecond)
+	mustHear(t, "the first agent hears the caller", rc.pbx.Media, 8000, 1000, 1200*time.Millisecond)
 
 	// As phones do: hold first (the caller hears music on hold), then REFER.
 	if ans := reinvite(t, rc.pbx, withDirection(t, rc.pbx.Local, "sendonly", "")); direction(ans) != "recvonly" {
@@ -240,8 +240,8 @@ func TestTransferBlindUIC(t *testing.T) {
 		t.Errorf("NOTIFY sipfrags %q, want 100 Trying, 180 Ringing, 200 OK", n)
 	}
 
-	heard(t, "the new agent hears the caller", nc.Media, 8000, 1000, 1500*time.Millisecond)
-	heard(t, "the caller hears the new agent", rc.meta.Media, 48000, newAgentHz, 1500*time.Millisecond)
+	mustHear(t, "the new agent hears the caller", nc.Media, 8000, 1000, 1500*time.Millisecond)
+	mustHear(t, "the caller hears the new agent", rc.meta.Media, 48000, newAgentHz, 1500*time.Millisecond)
 
 	first := nc.Media.Stats().FirstRecv
 	sent := nc.Media.Stats().FirstSent
@@ -293,8 +293,8 @@ func TestTransferFailedReturnsCaller(t *testing.T) {
 	if n := waitNotifies(t, rc.pbx.Dialog); len(n) == 0 || n[len(n)-1] != "SIP/2.0 486 Rejected" {
 		t.Errorf("NOTIFY sipfrags %q, want the last to be the target's 486", n)
 	}
-	heard(t, "the caller is back with the agent", rc.meta.Media, 48000, 440, 1500*time.Millisecond)
-	heard(t, "the agent hears the caller again", rc.pbx.Media, 8000, 1000, 1500*time.Millisecond)
+	mustHear(t, "the caller is back with the agent", rc.meta.Media, 48000, 440, 1500*time.Millisecond)
+	mustHear(t, "the agent hears the caller again", rc.pbx.Media, 8000, 1000, 1500*time.Millisecond)
 
 	// Second try: the agent hangs up while the target rings, then the
 	// target gives up.
@@ -313,8 +313,8 @@ func TestTransferFailedReturnsCaller(t *testing.T) {
 	if u := sipua.URIUser(fallback.Dialog.Invite.RURI); u != "2999" {
 		t.Errorf("fallback INVITE to user %q, want 2999", u)
 	}
-	heard(t, "the caller hears the fallback agent", rc.meta.Media, 48000, newAgentHz, 1500*time.Millisecond)
-	heard(t, "the fallback agent hears the caller", fallback.Media, 8000, 1000, 1500*time.Millisecond)
+	mustHear(t, "the caller hears the fallback agent", rc.meta.Media, 48000, newAgentHz, 1500*time.Millisecond)
+	mustHear(t, "the fallback agent hears the caller", fallback.Media, 8000, 1000, 1500*time.Millisecond)
 
 	checkNoSIPToMeta(t, c.meta, time.Now())
 	hangup(t, fallback, "the fallback agent")
@@ -371,8 +371,8 @@ func TestTransferRefused(t *testing.T) {
 			t.Errorf("a refused REFER dialled pbx2: %s", te.Msg.RURI)
 		}
 	}
-	heard(t, "the caller still hears the agent", rc.meta.Media, 48000, 440, time.Second)
-	heard(t, "the agent still hears the caller", rc.pbx.Media, 8000, 1000, time.Second)
+	mustHear(t, "the caller still hears the agent", rc.meta.Media, 48000, 440, time.Second)
+	mustHear(t, "the agent still hears the caller", rc.pbx.Media, 8000, 1000, time.Second)
 	hangup(t, rc.meta, "the caller")
 	waitBye(t, rc.pbx, "the agent")
 	checkNoSIPToMeta(t, c.meta, time.Now())
@@ -401,7 +401,7 @@ func TestTransferAttended(t *testing.T) {
 	}
 	p2 := waitAnswer(t, answered, "the agent (second call)")
 	m2.Media.SetSource(rtppeer.NewTone(700, toneAmp, 48000))
-	heard(t, "the agent hears the second caller", p2.Media, 8000, 700, time.Second)
+	mustHear(t, "the agent hears the second caller", p2.Media, 8000, 700, time.Second)
 
 	d2 := p2.Dialog
 	replaces := fmt.Sprintf("%s;to-tag=%s;from-tag=%s", d2.CallID, d2.RemoteTag, d2.LocalTag)
@@ -415,8 +415,8 @@ func TestTransferAttended(t *testing.T) {
 	}
 	waitBye(t, rc1.pbx, "the agent's first call")
 	waitBye(t, p2, "the agent's second call")
-	heard(t, "the first caller hears the second", rc1.meta.Media, 48000, 700, 1500*time.Millisecond)
-	heard(t, "the second caller hears the first", m2.Media, 48000, 1000, 1500*time.Millisecond)
+	mustHear(t, "the first caller hears the second", rc1.meta.Media, 48000, 700, 1500*time.Millisecond)
+	mustHear(t, "the second caller hears the first", m2.Media, 48000, 1000, 1500*time.Millisecond)
 	checkStream(t, "toward the first caller during the join", rc1.meta.Media, referAt, time.Now())
 	checkStream(t, "toward the second caller during the join", m2.Media, referAt, time.Now())
 	checkNoSIPToMeta(t, c.meta, time.Now())
@@ -474,8 +474,8 @@ func TestTransferToHuntList(t *testing.T) {
 	if n := waitNotifies(t, rc.pbx.Dialog); n[len(n)-1] != "SIP/2.0 200 OK" {
 		t.Errorf("NOTIFY sipfrags %q, want the last 200 OK", n)
 	}
-	heard(t, "the caller hears the hunt list's agent", rc.meta.Media, 48000, newAgentHz, 1500*time.Millisecond)
-	heard(t, "the hunt list's agent hears the caller", nc.Media, 8000, 1000, 1500*time.Millisecond)
+	mustHear(t, "the caller hears the hunt list's agent", rc.meta.Media, 48000, newAgentHz, 1500*time.Millisecond)
+	mustHear(t, "the hunt list's agent hears the caller", nc.Media, 8000, 1000, 1500*time.Millisecond)
 	checkNoSIPToMeta(t, c.meta, time.Now())
 	hangup(t, rc.meta, "the caller")
 	waitBye(t, nc, "the hunt list's agent")

@@ -55,6 +55,7 @@ func recordingReady(e recording.Entry) events.Recording {
 		StartedAt:   e.AnswerTime,
 		EndedAt:     e.EndTime,
 		Error:       e.Error,
+		Kind:        e.Kind,
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/wagate/wagate/media"
 	"github.com/wagate/wagate/metrics"
 	"github.com/wagate/wagate/permissions"
+	"github.com/wagate/wagate/prompt"
 	"github.com/wagate/wagate/recording"
 	"github.com/wagate/wagate/sip"
 )
@@ -165,7 +166,8 @@ func run() int {
 	}
 
 	var rec *recording.Manager
-	if cfg.RecordingUsed() {
+	// Call flows record voicemail into the recordings store.
+	if cfg.RecordingUsed() || cfg.CallFlowUsed() {
 		rcfg := cfg.Recording
 		rcfg.Directory = nodeRecordingDir(cfg)
 		rec, err = recording.New(rcfg, log, recording.WithNodeID(cfg.NodeID))
@@ -175,6 +177,22 @@ func run() int {
 		}
 		defer rec.Close()
 		calls.SetRecorder(rec)
+	}
+
+	// Call-flow routes: the prompt library and an engine per route. Without
+	// such a route a missing text-to-speech engine is no error (a reload
+	// adding one then gets 503 for its calls, logged).
+	var flows *callFlows
+	if f, err := newCallFlows(cfg, log); err == nil {
+		flows = f
+		defer flows.Close()
+		calls.SetCallFlows(flows.engine)
+		flows.warm(cfg)
+	} else if cfg.CallFlowUsed() {
+		log.Error("call flow setup failed", "error", err)
+		return 1
+	} else {
+		log.Debug("call flows not available", "error", err)
 	}
 
 	// The events store (CDRs and the webhook outbox) opens before the
@@ -222,6 +240,10 @@ func run() int {
 			Addr: cfg.API.Listen,
 			Status: func() any {
 				d := status(srv, calls, mm, rec, sink, perms)
+				if flows != nil {
+					ps := flows.Stats()
+					d.Prompts = &ps
+				}
 				if apiSrv != nil {
 					st := apiSrv.Stats()
 					d.API = &st
@@ -378,6 +400,7 @@ type statusDoc struct {
 	Events      *events.Stats      `json:"events,omitempty"`
 	API         *api.Stats         `json:"api,omitempty"`
 	Permissions *permissions.Stats `json:"permissions,omitempty"`
+	Prompts     *prompt.Stats      `json:"prompts,omitempty"`
 }
 
 func status(srv *sip.Server, calls *b2bua.Engine, mm *media.Manager, rec *recording.Manager, sink *events.Sink, perms permissions.Store) statusDoc {

@@ -69,6 +69,9 @@ type Config struct {
 	// KeepFrames keeps every received audio packet's header, arrival and
 	// level (rtppeer.Session.Frames).
 	KeepFrames bool
+	// NoDecode leaves received audio undecoded (load tools; see
+	// rtppeer.Config.NoDecode).
+	NoDecode bool
 	// User is the user part of our Contact.
 	User string
 	// Logf gets one line per SIP message (optional).
@@ -211,7 +214,7 @@ func (p *Peer) Call(ctx context.Context, spec CallSpec) (*Call, error) {
 	codec := p.codec()
 	sess, err := rtppeer.Listen(rtppeer.Config{
 		IP: p.cfg.MediaIP, Codec: codec, EventPT: p.cfg.EventPT, Local: key,
-		RTCPMux: p.cfg.Profile == ProfileMeta, Echo: p.cfg.Echo, NoRecord: p.cfg.NoRecord, KeepFrames: p.cfg.KeepFrames, Logf: p.cfg.Logf,
+		RTCPMux: p.cfg.Profile == ProfileMeta, Echo: p.cfg.Echo, NoRecord: p.cfg.NoRecord, KeepFrames: p.cfg.KeepFrames, NoDecode: p.cfg.NoDecode, Logf: p.cfg.Logf,
 	})
 	if err != nil {
 		return nil, err
@@ -359,7 +362,7 @@ func (p *Peer) Answer(ctx context.Context, spec AnswerSpec) (*Call, *sipua.Incom
 	}
 	sess, err := rtppeer.Listen(rtppeer.Config{
 		IP: p.cfg.MediaIP, Codec: codec, EventPT: evPT, Local: key,
-		RTCPMux: p.cfg.Profile == ProfileMeta && offer.RTCPMux, Echo: p.cfg.Echo, NoRecord: p.cfg.NoRecord, KeepFrames: p.cfg.KeepFrames, Logf: p.cfg.Logf,
+		RTCPMux: p.cfg.Profile == ProfileMeta && offer.RTCPMux, Echo: p.cfg.Echo, NoRecord: p.cfg.NoRecord, KeepFrames: p.cfg.KeepFrames, NoDecode: p.cfg.NoDecode, Logf: p.cfg.Logf,
 	})
 	if err != nil {
 		in.Reject(500, "Server Internal Error")

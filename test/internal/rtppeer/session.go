@@ -55,6 +55,9 @@ type Config struct {
 	// KeepFrames keeps a Frame for every audio packet received (header,
 	// arrival, level of its decoded audio).
 	KeepFrames bool
+	// NoDecode does not decode received audio (load tools): Frames keep
+	// headers, arrival and size, with DBFS -120; no recording, no onsets.
+	NoDecode bool
 	// Conn, when set, carries the session instead of a socket of its own
 	// (a DTLS-SRTP peer's port, shared with ICE and DTLS); IP and Port
 	// are then ignored. Close closes it.
@@ -150,7 +153,11 @@ type Session struct {
 	ts    uint32
 	srcMu sync.Mutex
 	src   Source
-	dtmf  []dtmfReq
+	// encLoop, when set, is sent in turn instead of encoding src
+	// (SetEncodedLoop); encPos is the next frame's index.
+	encLoop [][]byte
+	encPos  int
+	dtmf    []dtmfReq
 
 	mu         sync.Mutex
 	remote     *net.UDPAddr
@@ -405,6 +412,36 @@ func (s *Session) SetSource(src Source) {
 	s.srcMu.Unlock()
 }
 
+// SetEncodedLoop makes the session send frames, already encoded in its
+// codec, in turn and over again instead of encoding its source (load
+// tools: the generator must cost little next to what it measures).
+// nil goes back to the source.
+func (s *Session) SetEncodedLoop(frames [][]byte) {
+	s.srcMu.Lock()
+	s.encLoop, s.encPos = frames, 0
+	s.srcMu.Unlock()
+}
+
+// EncodeLoop encodes n frames of src in codec c (at its default bitrate),
+// for SetEncodedLoop.
+func EncodeLoop(c Codec, src Source, n int) ([][]byte, error) {
+	enc, err := newEncoder(c, 0)
+	if err != nil {
+		return nil, err
+	}
+	pcm := make([]int16, c.FrameSamples())
+	out := make([][]byte, 0, n)
+	for range n {
+		src.Read(pcm)
+		p, err := enc.encode(pcm)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, append([]byte(nil), p...))
+	}
+	return out, nil
+}
+
 // SendDTMF queues digits as RFC 4733 events of the given length each
 // (the last event packet is sent three times), with gap between them. No
 // audio is sent while an event is; in the gaps the source plays as usual.
@@ -522,7 +559,17 @@ func (s *Session) sendFrame(pcm []int16, marker *bool) {
 			s.dtmf = s.dtmf[1:]
 		}
 	}
+	var pre []byte
+	if len(s.encLoop) > 0 {
+		pre = s.encLoop[s.encPos%len(s.encLoop)]
+		s.encPos++
+	}
 	s.srcMu.Unlock()
+	if pre != nil {
+		s.sendRTP(s.cfg.Codec.PT, *marker, pre, uint32(frame))
+		*marker = false
+		return
+	}
 	if src == nil {
 		s.txMu.Lock()
 		s.ts += uint32(frame) // media time goes on while silent
@@ -819,7 +866,7 @@ func (s *Session) echo(p *rtp.Packet) {
 
 func (s *Session) handleAudio(p *rtp.Packet, now time.Time) {
 	var pcm []int16
-	if !s.cfg.Echo || !s.cfg.NoRecord {
+	if (!s.cfg.Echo || !s.cfg.NoRecord) && !s.cfg.NoDecode {
 		var err error
 		pcm, err = s.dec.decode(p.Payload)
 		if err != nil {

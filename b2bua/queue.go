@@ -1,0 +1,230 @@
+package b2bua
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/wagate/wagate/callflow"
+	"github.com/wagate/wagate/configs"
+	sipedge "github.com/wagate/wagate/sip"
+)
+
+// Queues (a call flow's "queue" action): calls wait in line per hunt
+// list, higher priority first, then by arrival. The call at the head
+// rings the list's agents that wagate knows to be free — not on a call
+// it connected through a hunt list (huntState) — through the same hunt
+// as any connect, and is connected to the first that answers; the
+// others move up. Agents are looked for every second (queueRetry), so
+// one that frees up is taken within a second. The engine plays the
+// music and the announcements; this side only keeps the line.
+
+// queueRetry is how often the head of a line looks for a free agent.
+const queueRetry = time.Second
+
+// queueHistory is how many of a line's latest connected waits its
+// estimate averages.
+const queueHistory = 10
+
+// waitLines are the queues of the hunt lists, by name.
+type waitLines struct {
+	mu    sync.Mutex
+	seq   uint64
+	lines map[string][]*ticket
+	// waits are each line's latest connected waits (at most
+	// queueHistory, oldest first), for the estimated wait.
+	waits map[string][]time.Duration
+}
+
+// connected records that a call of line list was connected after
+// waiting waited.
+func (w *waitLines) connected(list string, waited time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.waits == nil {
+		w.waits = map[string][]time.Duration{}
+	}
+	h := append(w.waits[list], waited)
+	if len(h) > queueHistory {
+		h = h[len(h)-queueHistory:]
+	}
+	w.waits[list] = h
+}
+
+// estimate is the wait left for a call of line list that has waited
+// waited: the mean of the line's latest connected waits less that, or 0
+// (no estimate) when none was connected yet or the call has already
+// waited longer. Calls that hung up or timed out are not counted: a wait
+// is how long it took to reach an agent. The estimate does not look at
+// the call's place: a caller fifth in a line whose callers usually
+// reach an agent in 2 minutes hears "about 2 minutes", as the ones before
+// it did at their turn.
+func (w *waitLines) estimate(list string, waited time.Duration) time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	h := w.waits[list]
+	if len(h) == 0 {
+		return 0
+	}
+	var sum time.Duration
+	for _, d := range h {
+		sum += d
+	}
+	return max(sum/time.Duration(len(h))-waited, 0)
+}
+
+// ticket is one call's place in a line (callflow.Ticket).
+type ticket struct {
+	list     string
+	priority int
+	seq      uint64
+
+	status    chan callflow.QueueStatus // the latest place (cap 1)
+	result    chan callflow.QueueResult // one result (cap 1)
+	leave     chan struct{}
+	leaveOnce sync.Once
+}
+
+func (t *ticket) Status() <-chan callflow.QueueStatus { return t.status }
+func (t *ticket) Result() <-chan callflow.QueueResult { return t.result }
+func (t *ticket) Leave()                              { t.leaveOnce.Do(func() { close(t.leave) }) }
+
+// setStatus replaces the place not read yet with the latest.
+func (t *ticket) setStatus(st callflow.QueueStatus) {
+	select {
+	case <-t.status:
+	default:
+	}
+	t.status <- st
+}
+
+func (w *waitLines) add(t *ticket) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.lines == nil {
+		w.lines = map[string][]*ticket{}
+	}
+	w.seq++
+	t.seq = w.seq
+	line := append(w.lines[t.list], t)
+	slices.SortStableFunc(line, func(a, b *ticket) int {
+		if a.priority != b.priority {
+			return b.priority - a.priority
+		}
+		return int(a.seq - b.seq)
+	})
+	w.lines[t.list] = line
+}
+
+func (w *waitLines) remove(t *ticket) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.lines[t.list] = slices.DeleteFunc(w.lines[t.list], func(x *ticket) bool { return x == t })
+	if len(w.lines[t.list]) == 0 {
+		delete(w.lines, t.list)
+	}
+}
+
+// position is t's place in its line (1: next), 0 when not in it.
+func (w *waitLines) position(t *ticket) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Index(w.lines[t.list], t) + 1
+}
+
+// busy reports whether the hunt target name ("user@endpoint") is on a
+// call wagate connected through a hunt list.
+func (hs *huntState) busy(name string) bool {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	a := hs.agents[name]
+	return a != nil && a.active > 0
+}
+
+// JoinQueue implements callflow.Queuer: the call waits in the hunt list's
+// line until an agent is free (connected), r.LimitTime passes, the
+// engine leaves or the call ends.
+func (fc *flowCall) JoinQueue(ctx context.Context, r callflow.QueueRequest) (callflow.Ticket, error) {
+	cfg := fc.s.edge.Config()
+	list := cfg.HuntList(r.Queue)
+	if list == nil {
+		return nil, fmt.Errorf("b2bua: queue: no hunt list %q under hunt_lists", r.Queue)
+	}
+	callees, _, rej := sipedge.Callees(cfg, configs.Route{Hunt: r.Queue})
+	if rej != nil {
+		return nil, fmt.Errorf("b2bua: queue: %s", rej.Log)
+	}
+	for _, c := range callees {
+		if c.EP.Kind != configs.KindPBX {
+			return nil, fmt.Errorf("b2bua: queue: endpoint %q is not a pbx", c.EP.Name)
+		}
+	}
+	t := &ticket{list: r.Queue, priority: r.Priority, status: make(chan callflow.QueueStatus, 1),
+		result: make(chan callflow.QueueResult, 1), leave: make(chan struct{})}
+	fc.s.lines.add(t)
+	fc.log.Info("call flow queued", "queue", r.Queue, "priority", r.Priority, "position", fc.s.lines.position(t))
+	fc.s.wg.Go(func() { fc.waitInLine(t, list, callees, r.LimitTime) })
+	return t, nil
+}
+
+// waitInLine keeps t's place and, at the head, rings the free agents.
+func (fc *flowCall) waitInLine(t *ticket, list *configs.HuntList, callees []sipedge.Callee, limit time.Duration) {
+	s, c := fc.s, fc.c
+	start := time.Now()
+	finish := func(outcome string, err error) {
+		s.lines.remove(t)
+		t.result <- callflow.QueueResult{Outcome: outcome, Err: err}
+		fc.log.Info("call flow left the queue", "queue", t.list, "outcome", outcome, "waited_s", time.Since(start).Round(time.Millisecond).Seconds())
+	}
+	deadline := time.NewTimer(limit)
+	defer deadline.Stop()
+	retry := time.NewTicker(queueRetry)
+	defer retry.Stop()
+	last := 0
+	for {
+		pos := s.lines.position(t)
+		if pos != last {
+			last = pos
+			t.setStatus(callflow.QueueStatus{Position: pos, ETA: s.lines.estimate(t.list, time.Since(start))})
+		}
+		if pos == 1 {
+			var free []sipedge.Callee
+			for _, cl := range callees {
+				if !s.hunts.busy(cl.Name()) && s.edge.Up(cl.EP.Name) {
+					free = append(free, cl)
+				}
+			}
+			if len(free) > 0 {
+				err := fc.ring(free, list, false)
+				switch {
+				case err == nil:
+					s.lines.connected(t.list, time.Since(start))
+					finish(callflow.QueueConnected, nil)
+					return
+				case errors.Is(err, callflow.ErrCallEnded):
+					finish(callflow.QueueLeft, callflow.ErrCallEnded)
+					return
+				}
+				fc.log.Info("call flow queue: no free agent answered", "queue", t.list, "error", err)
+			}
+		}
+		select {
+		case <-retry.C:
+		case <-deadline.C:
+			finish(callflow.QueueTimedOut, nil)
+			return
+		case <-t.leave:
+			finish(callflow.QueueLeft, nil)
+			return
+		case <-c.ended:
+			finish(callflow.QueueLeft, callflow.ErrCallEnded)
+			return
+		case <-s.ctx.Done():
+			finish(callflow.QueueLeft, callflow.ErrCallEnded)
+			return
+		}
+	}
+}

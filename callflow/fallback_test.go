@@ -1,0 +1,191 @@
+package callflow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wagate/wagate/events"
+	"github.com/wagate/wagate/prompt"
+)
+
+// Every way the service can fail ends in the fallback: the caller hears
+// the message and is connected to the fallback extension, within the
+// configured timeout of silence (1 s here) plus the time to start playing.
+func TestServiceFailuresFallBack(t *testing.T) {
+	files := filesServer(t)
+	closed, _ := net.Listen("tcp", "127.0.0.1:0")
+	downURL := "http://" + closed.Addr().String() + "/flow"
+	closed.Close()
+
+	ok := func(flow string) func(Request, int) (int, string) {
+		return func(Request, int) (int, string) { return 200, flow }
+	}
+	cases := []struct {
+		name   string
+		script func(Request, int) (int, string)
+		url    string // instead of the service
+		cause  string // in the summary's fallback
+	}{
+		{"down", nil, downURL, "connection refused"},
+		{"slow", func(Request, int) (int, string) {
+			time.Sleep(3 * time.Second)
+			return 200, `{"callflow":[{"action":"hangup"}]}`
+		}, "", "no answer within 1s"},
+		{"500", func(Request, int) (int, string) { return 500, "oops" }, "", "500 Internal Server Error"},
+		{"garbage", ok("<html>hello</html>"), "", "not JSON"},
+		{"empty", ok(""), "", "empty answer"},
+		{"unknown action", ok(`{"callflow":[{"action":"dance","params":{}}]}`), "", `unknown action "dance"`},
+		{"wrong type", ok(`{"callflow":[{"action":"say","params":{"text":"hi","repetition":"2"}}]}`), "", "params.repetition: want a whole number, got a string"},
+		{"out of range", ok(`{"callflow":[{"action":"say","params":{"text":"hi","speed":3}}]}`), "", "params.speed: 3 is outside 0.5–2"},
+		{"digits bounds", ok(`{"callflow":[{"action":"sayAndCapture","params":{"promptMessage":"x","minDigits":5,"maxDigits":3}}]}`), "", "maxDigits: 3 is outside minDigits (5)–32"},
+		{"oversized", ok(`{"callflow":[{"action":"say","params":{"text":"` + strings.Repeat("a", 70<<10) + `"}}]}`), "", "larger than 65536 bytes"},
+		{"redirect to ftp", func(Request, int) (int, string) { return 0, "" }, "redirect", "only http and https are followed"},
+		{"file not audio", ok(`{"callflow":[{"action":"playFile","params":{"fileUrl":"` + files.URL + `/page.wav"}}]}`), "", "neither WAV nor MP3"},
+		{"file too large", ok(`{"callflow":[{"action":"playFile","params":{"fileUrl":"` + files.URL + `/huge.wav"}}]}`), "", "file too large"},
+		{"file scheme", ok(`{"callflow":[{"action":"playFile","params":{"fileUrl":"file:///etc/passwd"}}]}`), "", "must be an http or https URL"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			svc := newService(t, c.script)
+			url := svc.URL + "/flow"
+			switch c.url {
+			case "":
+			case "redirect":
+				mux := http.NewServeMux()
+				mux.HandleFunc("/flow", func(w http.ResponseWriter, r *http.Request) {
+					http.Redirect(w, r, "ftp://ivr.example.com/flow", http.StatusTemporaryRedirect)
+				})
+				svc.Config.Handler = mux
+			default:
+				url = c.url
+			}
+			e := newEngine(t, svc, func(o *Options) { o.URL = url })
+			call := newFakeCall(prompt.Rate8k)
+			start := time.Now()
+			sum := run(t, e, call)
+			plays, connects, hangups := call.snapshot()
+			if len(plays) == 0 {
+				t.Fatal("the caller heard nothing")
+			}
+			msg := plays[len(plays)-1]
+			if f := speechFrames(msg.audio); f < 20 {
+				t.Fatalf("the last play is not the spoken message (%d speech frames)", f)
+			}
+			// 1 s timeout; the margin covers a loaded machine, not a
+			// second timeout.
+			if silence := msg.at.Sub(start); silence > 1800*time.Millisecond {
+				t.Fatalf("the message started %v after the call", silence)
+			}
+			want := Target{Kind: TargetExtension, Endpoint: "pbx", Destination: "1000", Timeout: 30 * time.Second}
+			if len(connects) != 1 || connects[0] != want || len(hangups) != 0 {
+				t.Fatalf("connects %+v, hangups %v", connects, hangups)
+			}
+			if sum.Outcome != OutcomeFallback || !strings.Contains(sum.Fallback, c.cause) {
+				t.Fatalf("outcome %s, fallback %q; want the cause to say %q", sum.Outcome, sum.Fallback, c.cause)
+			}
+		})
+	}
+}
+
+// A failure in the answer to the digits falls back as well, after the
+// caller heard the first flow.
+func TestDigitsAnswerFailureFallsBack(t *testing.T) {
+	svc := newService(t, flows(`{"callflow":[{"action":"sayAndCapture","params":{"promptMessage":"Press one"}}]}`, `{"callflow":`))
+	call := newFakeCall(prompt.Rate8k)
+	call.onPlay = func(n int, _ prompt.Audio) {
+		if n == 0 {
+			go func() { call.digits <- '1' }()
+		}
+	}
+	sum := run(t, newEngine(t, svc, nil), call)
+	if sum.Outcome != OutcomeFallback || !strings.Contains(sum.Fallback, "JSON cut short") || len(sum.Captures) != 1 {
+		t.Fatalf("%+v", sum)
+	}
+}
+
+// When the fallback extension cannot be reached either, wagate hangs up:
+// the call is never left open and silent.
+func TestFallbackFailureHangsUp(t *testing.T) {
+	svc := newService(t, func(Request, int) (int, string) { return 503, "" })
+	call := newFakeCall(prompt.Rate8k)
+	call.connectErr = func(Target) error { return errors.New("480 Temporarily Unavailable") }
+	sum := run(t, newEngine(t, svc, nil), call)
+	_, connects, hangups := call.snapshot()
+	if len(connects) != 1 || len(hangups) != 1 || sum.Outcome != OutcomeFailed {
+		t.Fatalf("connects %v, hangups %v, outcome %s", connects, hangups, sum.Outcome)
+	}
+}
+
+// With no fallback route and no message, a failure hangs up at once.
+func TestNoFallbackHangsUp(t *testing.T) {
+	svc := newService(t, func(Request, int) (int, string) { return 200, "{}" })
+	call := newFakeCall(prompt.Rate8k)
+	sum := run(t, newEngine(t, svc, func(o *Options) { o.Fallback = Target{}; o.Message = "" }), call)
+	plays, connects, hangups := call.snapshot()
+	if len(plays) != 0 || len(connects) != 0 || len(hangups) != 1 || sum.Outcome != OutcomeFailed {
+		t.Fatalf("plays %d, connects %v, hangups %v, outcome %s", len(plays), connects, hangups, sum.Outcome)
+	}
+}
+
+// A prompt that takes longer than the timeout to render is a failure too.
+type slowPrompts struct{ Prompts }
+
+func (s slowPrompts) Speech(ctx context.Context, sp prompt.Speech, rate int) (prompt.Audio, error) {
+	if sp.Text == "slow" {
+		select {
+		case <-time.After(5 * time.Second):
+		case <-ctx.Done():
+			return prompt.Audio{}, ctx.Err()
+		}
+	}
+	return s.Prompts.Speech(ctx, sp, rate)
+}
+
+func TestSlowPromptFallsBack(t *testing.T) {
+	svc := newService(t, flows(`{"callflow":[{"action":"say","params":{"text":"slow"}}]}`))
+	call := newFakeCall(prompt.Rate8k)
+	start := time.Now()
+	sum := run(t, newEngine(t, svc, func(o *Options) { o.Prompts = slowPrompts{library(t)} }), call)
+	if sum.Outcome != OutcomeFallback || !strings.Contains(sum.Fallback, "prompt not ready within 1s") {
+		t.Fatalf("%+v", sum)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("took %v", d)
+	}
+}
+
+// The signature a service checks is the events scheme: a receiver with
+// the wrong secret, or a changed body, fails to verify.
+func TestSignatureVerifiable(t *testing.T) {
+	var header string
+	var body []byte
+	svc := newService(t, flows(`{"callflow":[{"action":"hangup"}]}`))
+	inner := svc.Config.Handler
+	svc.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		header = r.Header.Get(SignatureHeader)
+		body = mustRead(r)
+		r.Body = readCloser(body)
+		inner.ServeHTTP(w, r)
+	})
+	run(t, newEngine(t, svc, nil), newFakeCall(prompt.Rate8k))
+	now := time.Now()
+	if err := events.VerifySignature([]byte(testSecret), header, body, now, time.Minute); err != nil {
+		t.Fatalf("right secret: %v", err)
+	}
+	if err := events.VerifySignature([]byte("wrong"), header, body, now, time.Minute); !errors.Is(err, events.ErrSignatureMismatch) {
+		t.Fatalf("wrong secret: %v", err)
+	}
+	changed := []byte(strings.Replace(string(body), "+16505551234", "+16505550000", 1))
+	if err := events.VerifySignature([]byte(testSecret), header, changed, now, time.Minute); !errors.Is(err, events.ErrSignatureMismatch) {
+		t.Fatalf("changed body: %v", err)
+	}
+	if !strings.HasPrefix(header, fmt.Sprintf("t=%d,v1=", now.Unix())) && !strings.HasPrefix(header, fmt.Sprintf("t=%d,v1=", now.Unix()-1)) {
+		t.Fatalf("header %q", header)
+	}
+}

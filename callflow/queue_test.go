@@ -1,0 +1,138 @@
+package callflow
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/wagate/wagate/prompt"
+)
+
+// queueCall is a fake call that can wait in a queue: its ticket moves
+// from place 2 to place 1, then ends with result.
+type queueCall struct {
+	*fakeCall
+	result string
+	joined []QueueRequest
+	left   chan struct{}
+}
+
+type fakeTicket struct {
+	status chan QueueStatus
+	result chan QueueResult
+	left   chan struct{}
+}
+
+func (t *fakeTicket) Status() <-chan QueueStatus { return t.status }
+func (t *fakeTicket) Result() <-chan QueueResult { return t.result }
+func (t *fakeTicket) Leave() {
+	select {
+	case <-t.left:
+	default:
+		close(t.left)
+	}
+}
+
+func (q *queueCall) JoinQueue(ctx context.Context, r QueueRequest) (Ticket, error) {
+	q.mu.Lock()
+	q.joined = append(q.joined, r)
+	q.mu.Unlock()
+	t := &fakeTicket{status: make(chan QueueStatus, 1), result: make(chan QueueResult, 1), left: q.left}
+	t.status <- QueueStatus{Position: 2}
+	go func() {
+		time.Sleep(40 * time.Millisecond)
+		t.status <- QueueStatus{Position: 1}
+		time.Sleep(60 * time.Millisecond)
+		t.result <- QueueResult{Outcome: q.result}
+		close(t.status)
+	}()
+	return t, nil
+}
+
+func TestQueue(t *testing.T) {
+	flow := `{"callflow":[
+		{"action":"queue","params":{"destination":"sales","priority":5,"limitTime":5000}},
+		{"action":"say","params":{"text":"Nobody is free."}},
+		{"action":"hangup"}]}`
+	for _, tt := range []struct {
+		result, outcome string
+		playsAfter      int // plays of the say after the queue
+	}{
+		{QueueTimedOut, OutcomeHangup, 1},
+		{QueueConnected, OutcomeConnected, 0},
+	} {
+		t.Run(tt.result, func(t *testing.T) {
+			svc := newService(t, flows(flow))
+			call := &queueCall{fakeCall: newFakeCall(prompt.Rate8k), result: tt.result, left: make(chan struct{})}
+			sum := run(t, newEngine(t, svc, nil), call)
+			if len(call.joined) != 1 || call.joined[0] != (QueueRequest{Queue: "sales", Priority: 5, LimitTime: 5 * time.Second}) {
+				t.Fatalf("joined %+v", call.joined)
+			}
+			select {
+			case <-call.left:
+			default:
+				t.Error("the engine did not leave the queue")
+			}
+			plays, _, _ := call.snapshot()
+			// Place 2 announced, music, place 1 announced at once, then
+			// the flow's own prompts (if any).
+			if len(plays) < 3+tt.playsAfter {
+				t.Fatalf("%d plays, want the two announcements, the music and %d more", len(plays), tt.playsAfter)
+			}
+			if !plays[1].interrupted {
+				t.Errorf("the music was not cut for the move to place 1")
+			}
+			want := ConnectLog{DestinationType: "queue", Destination: "sales", Answered: tt.result == QueueConnected}
+			if tt.result == QueueTimedOut {
+				want.Error = "no agent free within limitTime"
+			}
+			if sum.Outcome != tt.outcome || len(sum.Connects) != 1 || sum.Connects[0] != want {
+				t.Fatalf("outcome %s, connects %+v, want %s and %+v", sum.Outcome, sum.Connects, tt.outcome, want)
+			}
+		})
+	}
+}
+
+// A queue on a call that cannot wait in one fails like a connect: the
+// flow goes on.
+func TestQueueNotAvailable(t *testing.T) {
+	svc := newService(t, flows(`{"callflow":[
+		{"action":"queue","params":{"destination":"sales"}},
+		{"action":"hangup"}]}`))
+	sum := run(t, newEngine(t, svc, nil), newFakeCall(prompt.Rate8k))
+	if sum.Outcome != OutcomeHangup || len(sum.Connects) != 1 || sum.Connects[0].Answered || sum.Connects[0].Error == "" {
+		t.Fatalf("outcome %s, connects %+v", sum.Outcome, sum.Connects)
+	}
+}
+
+// The announcement names the place, and the estimated wait when the
+// call's side has one, rounded up to whole minutes; it counts down
+// between statuses and is left out once it has run out.
+func TestQueueAnnouncement(t *testing.T) {
+	for _, tt := range []struct {
+		pos  int
+		eta  time.Duration
+		want string
+	}{
+		{2, 0, "You are number 2 in the queue."},
+		{1, 20 * time.Second, "You are number 1 in the queue. Your estimated wait is less than a minute."},
+		{3, time.Minute, "You are number 3 in the queue. Your estimated wait is about 1 minute."},
+		{3, 61 * time.Second, "You are number 3 in the queue. Your estimated wait is about 2 minutes."},
+		{7, 9*time.Minute + 30*time.Second, "You are number 7 in the queue. Your estimated wait is about 10 minutes."},
+	} {
+		if got := announcement(tt.pos, tt.eta); got != tt.want {
+			t.Errorf("announcement(%d, %v) = %q, want %q", tt.pos, tt.eta, got, tt.want)
+		}
+	}
+	w := &queueWait{eta: 3 * time.Minute, etaAt: time.Now().Add(-time.Minute)}
+	if r := w.remaining(); r > 2*time.Minute || r < 2*time.Minute-time.Second {
+		t.Errorf("3 min estimated a minute ago: %v left, want 2 min", r)
+	}
+	w.etaAt = time.Now().Add(-4 * time.Minute)
+	if r := w.remaining(); r != 0 {
+		t.Errorf("an estimate run out: %v left, want none", r)
+	}
+	if r := (&queueWait{}).remaining(); r != 0 {
+		t.Errorf("no estimate: %v", r)
+	}
+}

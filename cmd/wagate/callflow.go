@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/wagate/wagate/b2bua"
+	"github.com/wagate/wagate/callflow"
+	"github.com/wagate/wagate/configs"
+	"github.com/wagate/wagate/prompt"
+)
+
+// callFlows gives each call-flow route its engine, built on first use
+// from the route as the running config has it (a reload's new routes get
+// new engines), all sharing one prompt library.
+type callFlows struct {
+	lib *prompt.Library
+	log *slog.Logger
+
+	mu      sync.Mutex
+	engines map[*configs.CallFlow]*callflow.Engine
+
+	// warming renders the fallback messages at start; Close ends and
+	// waits for it.
+	warmCtx    context.Context
+	warmCancel context.CancelFunc
+	warming    sync.WaitGroup
+}
+
+// maxEngines bounds the engines kept across reloads (each reload's
+// routes are new keys); past it the map starts again.
+const maxEngines = 1024
+
+// newCallFlows builds the prompt library of cfg.prompts: its text-to-
+// speech engine must be there (espeak-ng installed, or the HTTP URL well
+// formed), or wagate does not start.
+func newCallFlows(cfg *configs.Config, log *slog.Logger) (*callFlows, error) {
+	p := cfg.Prompts
+	var tts prompt.TTS
+	var err error
+	switch p.TTS {
+	case configs.TTSHTTP:
+		tts, err = prompt.NewHTTPTTS(prompt.HTTPTTSOptions{URL: p.TTSURL})
+	default:
+		tts, err = prompt.NewEspeak("", p.Voice)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("call flows: %w", err)
+	}
+	o := prompt.Options{TTS: tts, MemoryBytes: int64(p.MemoryMB) << 20, Logger: log}
+	if p.DiskMB > 0 {
+		o.DiskDir, o.DiskBytes = filepath.Join(cfg.DataDir, "prompts"), int64(p.DiskMB)<<20
+	}
+	lib, err := prompt.New(o)
+	if err != nil {
+		return nil, fmt.Errorf("call flows: %w", err)
+	}
+	f := &callFlows{lib: lib, log: log, engines: map[*configs.CallFlow]*callflow.Engine{}}
+	f.warmCtx, f.warmCancel = context.WithCancel(context.Background())
+	return f, nil
+}
+
+// Close stops the renders and downloads in flight.
+func (f *callFlows) Close() {
+	f.warmCancel()
+	f.warming.Wait()
+	f.lib.Close()
+}
+
+// engine is b2bua.CallFlows.
+func (f *callFlows) engine(num *configs.Number) b2bua.FlowEngine {
+	e, err := f.get(num)
+	if err != nil {
+		f.log.Error("call flow route not usable; its calls get 503", "number", num.Number, "error", err)
+		return nil
+	}
+	if e == nil {
+		return nil // a nil *callflow.Engine must not become a non-nil FlowEngine
+	}
+	return e
+}
+
+func (f *callFlows) get(num *configs.Number) (*callflow.Engine, error) {
+	cf := num.Route.CallFlow
+	if cf == nil {
+		return nil, nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if e := f.engines[cf]; e != nil {
+		return e, nil
+	}
+	o := callflow.FromConfig(cf)
+	o.Prompts = f.lib
+	o.Logger = f.log.With("business", num.Number)
+	e, err := callflow.New(o)
+	if err != nil {
+		return nil, err
+	}
+	if len(f.engines) >= maxEngines {
+		clear(f.engines)
+	}
+	f.engines[cf] = e
+	return e, nil
+}
+
+// warm renders every route's fallback message at the calls' rate, so that
+// a failing service costs the first caller no render time; it returns at
+// once and logs what could not be rendered. Close waits for it.
+func (f *callFlows) warm(cfg *configs.Config) {
+	for i := range cfg.Numbers {
+		num := &cfg.Numbers[i]
+		e, err := f.get(num)
+		if err != nil || e == nil {
+			if err != nil {
+				f.log.Error("call flow route not usable; its calls get 503", "number", num.Number, "error", err)
+			}
+			continue
+		}
+		f.warming.Go(func() {
+			ctx, cancel := context.WithTimeout(f.warmCtx, 30*time.Second)
+			defer cancel()
+			if err := e.Warm(ctx, prompt.Rate8k); err != nil {
+				f.log.Warn("call flow fallback message not rendered at start; it will be at the first failure", "number", num.Number, "error", err)
+			}
+		})
+	}
+}
+
+// Stats are the prompt library's counters, for /v1/status.
+func (f *callFlows) Stats() prompt.Stats { return f.lib.Stats() }

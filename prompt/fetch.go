@@ -1,0 +1,127 @@
+package prompt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Defaults for files.
+const (
+	// DefaultMaxFileBytes is the largest file fetched (5 MB).
+	DefaultMaxFileBytes = 5 << 20
+	// DefaultFileTimeout bounds one download, body included.
+	DefaultFileTimeout = 10 * time.Second
+	// DefaultFileTTL is how long a downloaded file is played from the
+	// cache before it is fetched again.
+	DefaultFileTTL = time.Hour
+	// maxRedirects bounds the redirects one fetch follows.
+	maxRedirects = 5
+)
+
+// Errors of fetching.
+var (
+	// ErrTooLarge is wrapped when a body is larger than allowed.
+	ErrTooLarge = errors.New("prompt: file too large")
+	// ErrScheme is wrapped when a URL or a redirect names a scheme other
+	// than http or https.
+	ErrScheme = errors.New("prompt: only http and https URLs are fetched")
+)
+
+// CheckURL returns an error unless raw is an absolute http or https URL
+// with a host.
+func CheckURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("prompt: %q is not a URL", raw)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, fmt.Errorf("%w: %q", ErrScheme, u.Redacted())
+	case u.Host == "":
+		return nil, fmt.Errorf("prompt: %q has no host", u.Redacted())
+	}
+	return u, nil
+}
+
+// SafeClient returns a copy of c (nil: a new client on
+// http.DefaultTransport) whose redirects stay on http and https and stop
+// after five hops. Go's client refuses unknown schemes by itself, but with a
+// message that does not say a redirect led there.
+func SafeClient(c *http.Client) *http.Client {
+	var cc http.Client
+	if c != nil {
+		cc = *c
+	}
+	cc.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if len(via) >= maxRedirects {
+			return fmt.Errorf("prompt: more than %d redirects", maxRedirects)
+		}
+		if s := req.URL.Scheme; s != "http" && s != "https" {
+			return fmt.Errorf("%w: redirected to %q", ErrScheme, req.URL.Redacted())
+		}
+		return nil
+	}
+	return &cc
+}
+
+// readBody reads at most limit bytes of resp's body: a declared length over
+// the limit is refused before reading, and a body that grows past it is cut
+// off while downloading, so a lying or endless server costs limit+1 bytes.
+func readBody(resp *http.Response, limit int64) ([]byte, error) {
+	if resp.ContentLength > limit {
+		return nil, fmt.Errorf("%w: %d bytes declared (at most %d)", ErrTooLarge, resp.ContentLength, limit)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, limit)
+	}
+	return b, nil
+}
+
+// download GETs a file with the fetch rules above.
+func download(ctx context.Context, client *http.Client, raw string, limit int64, timeout time.Duration) ([]byte, error) {
+	u, err := CheckURL(raw)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("prompt: %w", err)
+	}
+	req.Header.Set("Accept", "audio/wav, audio/x-wav, audio/mpeg, */*;q=0.1")
+	req.Header.Set("User-Agent", "wagate-prompt")
+	resp, err := client.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) && errors.Is(ue.Err, context.DeadlineExceeded) {
+			return nil, fmt.Errorf("prompt: fetch %s: no answer within %s", u.Redacted(), timeout)
+		}
+		return nil, fmt.Errorf("prompt: fetch %s: %w", u.Redacted(), err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return nil, fmt.Errorf("prompt: fetch %s: %s", u.Redacted(), resp.Status)
+	}
+	if ct := resp.Header.Get("Content-Type"); strings.HasPrefix(ct, "text/html") {
+		// An error page served with 200 is the commonest wrong "file".
+		return nil, fmt.Errorf("%w: %s is a web page (%s), not audio", ErrNotAudio, u.Redacted(), ct)
+	}
+	b, err := readBody(resp, limit)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("prompt: fetch %s: not downloaded within %s", u.Redacted(), timeout)
+		}
+		return nil, fmt.Errorf("prompt: fetch %s: %w", u.Redacted(), err)
+	}
+	return b, nil
+}
