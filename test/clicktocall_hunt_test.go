@@ -232,3 +232,41 @@ func TestClickToCallRedirect(t *testing.T) {
 		t.Errorf("CDR attempts %s; %s", c.attempts(), body)
 	}
 }
+
+// TestClickToCallHuntParallelLateAnswer: in a parallel list, the second
+// agent answers while the first, cancelled, answers anyway (its 200
+// crosses the CANCEL): that 200 is ACKed and hung up at once, and the
+// call stays with the winner.
+func TestClickToCallHuntParallelLateAnswer(t *testing.T) {
+	t.Parallel()
+	var late *agent
+	e, w, rx, meta, winner := c2cEnvWith(t, "", func(e *env, o *wagateOpts) {
+		p2 := e.newPeer("pbx2", 5)
+		late = startAgent(t, "late", p2, agentAnswers, func(a *agent) { a.delay, a.answersCancelled = 600*time.Millisecond, true })
+		o.EndpointsExtra = pbxEndpoint("pbx2", p2, "")
+		o.Extra += "\nhunt_lists: [{name: agents, strategy: parallel, targets: [{endpoint: pbx2, user: \"2001\"}, {endpoint: pbx, user: \"1001\"}]}]\n"
+	})
+	grantPermission(t, e, waUser, "temporary")
+	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
+	defer cancel()
+	agentAns := answerAsync(ctx, winner, metapeer.AnswerSpec{Ring: 100 * time.Millisecond})
+	metaAns := answerAsync(ctx, meta, metapeer.AnswerSpec{Ring: 300 * time.Millisecond})
+	doc := startC2C(t, e, `{"business_number":"`+businessNumber+`","user":"`+waUser+`","agent":{"hunt":"agents"}}`, "")
+	acall := waitAnswer(t, agentAns, "the winning agent")
+	mcall := waitAnswer(t, metaAns, "the Meta peer")
+	late.one("CANCEL")
+	late.one("SIP/2.0 200")
+	late.one("ACK")
+	late.one("BYE")
+	waitLiveCall(t, e, "the call confirmed with the winner", func(lc liveCallDoc) bool {
+		return lc.State == "confirmed" && lc.A.Endpoint == "pbx" && lc.A.SIPCallID == acall.Dialog.CallID
+	})
+	hangup(t, acall, "the winning agent")
+	waitBye(t, mcall, "the Meta peer")
+	w.waitIdle()
+	c2cEvents(t, rx, doc.CallID)
+	c, body := c2cHuntCDROf(t, e, doc.CallID)
+	if c.Outcome != "answered" || c.A.Endpoint != "pbx" || c.attempts() != "[2001@pbx2:cancelled:0 1001@pbx:answered:200]" {
+		t.Errorf("CDR attempts %s; %s", c.attempts(), body)
+	}
+}
