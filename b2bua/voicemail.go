@@ -59,8 +59,9 @@ func rmsLevel(pcm []int16) float64 {
 }
 
 // Record implements callflow.Call. The recording ends at o.MaxDuration,
-// after o.SilenceTimeout without sound, at o.FinishOnKey (not recorded:
-// keys are events, not audio), or when the caller hangs up — a message
+// after o.SilenceTimeout without sound, at o.FinishOnKey (not recorded
+// when it is an event; a key sent as a tone is audio, and its first
+// ~40 ms are), or when the caller hangs up — a message
 // the caller ends by hanging up is kept, the usual way to leave one.
 func (fc *flowCall) Record(ctx context.Context, o callflow.RecordOptions) (callflow.Recording, error) {
 	s, c := fc.s, fc.c

@@ -12,8 +12,9 @@ import (
 // A CloudIVR-style queue (ACD): the action "queue" puts the call in line
 // for a hunt list's agents (Queuer.JoinQueue). While the Ticket waits,
 // the engine plays music (musicUrl, or a built-in tune) and, every
-// announceEvery, the caller's place in line ("You are number 2 in the
-// queue."). The call's side, not the engine, decides when an agent is
+// announceEvery, the caller's place in line and, when the call's side
+// has an estimate, the wait ("You are number 2 in the queue. Your
+// estimated wait is about 3 minutes."). The call's side, not the engine, decides when an agent is
 // free and connects the call itself (QueueConnected); after limitTime it
 // gives up (QueueTimedOut) and the flow goes on with its next action, as
 // after a connect nobody answered. Higher Priority (VIP) callers are
@@ -94,7 +95,7 @@ func (s *session) queue(ctx context.Context, a *Enqueue, music prompt.Audio) (bo
 		clip := music
 		announcing := *a.AnnouncePosition && w.pos > 0 && !time.Now().Before(w.announceAt)
 		if announcing {
-			text := fmt.Sprintf("You are number %d in the queue.", w.pos)
+			text := announcement(w.pos, w.remaining())
 			sp, err := s.e.o.Prompts.Speech(ctx, speech(text, a.VoiceProfile, 0), s.info.SampleRate)
 			if err != nil {
 				s.log.Warn("callflow: queue announcement not rendered", "err", err)
@@ -135,6 +136,38 @@ type queueWait struct {
 	status     <-chan QueueStatus
 	pos        int
 	announceAt time.Time
+	// eta is the estimated wait the call's side gave at etaAt (0: none).
+	eta   time.Duration
+	etaAt time.Time
+}
+
+// remaining is the estimated wait left now, 0 when there is none.
+func (w *queueWait) remaining() time.Duration {
+	if w.eta <= 0 {
+		return 0
+	}
+	return max(w.eta-time.Since(w.etaAt), 0)
+}
+
+// announcement is what a waiting caller hears: its place in line, and
+// the estimated wait when there is one, in whole minutes rounded up
+// ("less than a minute" under one). A wait already longer than the
+// estimate says nothing of it rather than a number that is wrong.
+func announcement(pos int, eta time.Duration) string {
+	text := fmt.Sprintf("You are number %d in the queue.", pos)
+	switch {
+	case eta <= 0:
+	case eta < time.Minute:
+		text += " Your estimated wait is less than a minute."
+	default:
+		m := int((eta + time.Minute - 1) / time.Minute)
+		unit := "minutes"
+		if m == 1 {
+			unit = "minute"
+		}
+		text += fmt.Sprintf(" Your estimated wait is about %d %s.", m, unit)
+	}
+	return text
 }
 
 // wait waits for the clip playing to end (done, which it leaves for the
@@ -156,6 +189,7 @@ func (w *queueWait) wait(ctx context.Context, done chan error, next <-chan time.
 			}
 			moved := w.pos == 0 || st.Position < w.pos
 			w.pos = st.Position
+			w.eta, w.etaAt = st.ETA, time.Now()
 			if moved {
 				// First known, or moved up: say so at once.
 				w.announceAt = time.Now()
@@ -196,7 +230,10 @@ type Ticket interface {
 // QueueStatus is a waiting call's place.
 type QueueStatus struct {
 	Position int
-	ETA      time.Duration
+	// ETA is the estimated wait from now (0: no estimate, e.g. no call
+	// of the queue has been connected yet); the engine counts it down
+	// until the next status.
+	ETA time.Duration
 }
 
 // QueueResult is how a wait ended.

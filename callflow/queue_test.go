@@ -104,3 +104,35 @@ func TestQueueNotAvailable(t *testing.T) {
 		t.Fatalf("outcome %s, connects %+v", sum.Outcome, sum.Connects)
 	}
 }
+
+// The announcement names the place, and the estimated wait when the
+// call's side has one, rounded up to whole minutes; it counts down
+// between statuses and is left out once it has run out.
+func TestQueueAnnouncement(t *testing.T) {
+	for _, tt := range []struct {
+		pos  int
+		eta  time.Duration
+		want string
+	}{
+		{2, 0, "You are number 2 in the queue."},
+		{1, 20 * time.Second, "You are number 1 in the queue. Your estimated wait is less than a minute."},
+		{3, time.Minute, "You are number 3 in the queue. Your estimated wait is about 1 minute."},
+		{3, 61 * time.Second, "You are number 3 in the queue. Your estimated wait is about 2 minutes."},
+		{7, 9*time.Minute + 30*time.Second, "You are number 7 in the queue. Your estimated wait is about 10 minutes."},
+	} {
+		if got := announcement(tt.pos, tt.eta); got != tt.want {
+			t.Errorf("announcement(%d, %v) = %q, want %q", tt.pos, tt.eta, got, tt.want)
+		}
+	}
+	w := &queueWait{eta: 3 * time.Minute, etaAt: time.Now().Add(-time.Minute)}
+	if r := w.remaining(); r > 2*time.Minute || r < 2*time.Minute-time.Second {
+		t.Errorf("3 min estimated a minute ago: %v left, want 2 min", r)
+	}
+	w.etaAt = time.Now().Add(-4 * time.Minute)
+	if r := w.remaining(); r != 0 {
+		t.Errorf("an estimate run out: %v left, want none", r)
+	}
+	if r := (&queueWait{}).remaining(); r != 0 {
+		t.Errorf("no estimate: %v", r)
+	}
+}

@@ -189,7 +189,7 @@ type Bridge struct {
 	aToB, bToA, droppedSource, droppedInvalid   atomic.Uint64
 	droppedAuth, droppedReplay, droppedLate     atomic.Uint64
 	rtcpSent, rtcpReceived, silence, dtmfEvents atomic.Uint64
-	played                                      atomic.Uint64
+	played, inbandKeys                          atomic.Uint64
 
 	mu      sync.Mutex
 	neg     negotiation
@@ -244,6 +244,9 @@ type BridgeStats struct {
 	RTCPSent, RTCPReceived uint64
 	// DTMFEvents counts telephone events relayed (each key press once).
 	DTMFEvents uint64
+	// InbandDTMF counts keys found as tones in G.711 audio (a call
+	// answered locally, inband.go).
+	InbandDTMF uint64
 	// DroppedSTUN and DroppedDTLS count datagrams on a dtls leg's port
 	// that looked like STUN or DTLS but were not the ICE peer's or not
 	// authentic (or came while the leg's queue was full).
@@ -407,7 +410,7 @@ func (b *Bridge) Close() {
 		"dropped_source", s.DroppedSource, "dropped_invalid", s.DroppedInvalid,
 		"dropped_auth", s.DroppedAuth, "dropped_replay", s.DroppedReplay, "dropped_late", s.DroppedLate,
 		"silence", s.Silence, "played", s.Played, "concealed", s.Concealed, "expanded", s.Expanded, "compressed", s.Compressed,
-		"rtcp_sent", s.RTCPSent, "rtcp_received", s.RTCPReceived, "dtmf_events", s.DTMFEvents,
+		"rtcp_sent", s.RTCPSent, "rtcp_received", s.RTCPReceived, "dtmf_events", s.DTMFEvents, "inband_dtmf", s.InbandDTMF,
 		"dropped_stun", s.DroppedSTUN, "dropped_dtls", s.DroppedDTLS)
 	close(b.released)
 }
@@ -516,6 +519,7 @@ func (b *Bridge) Stats() BridgeStats {
 		RTCPSent:       b.rtcpSent.Load(),
 		RTCPReceived:   b.rtcpReceived.Load(),
 		DTMFEvents:     b.dtmfEvents.Load(),
+		InbandDTMF:     b.inbandKeys.Load(),
 	}
 }
 

@@ -194,8 +194,9 @@ func (b *Bridge) OfferToB() ([]byte, error) {
 	return bytes.Clone(n.offerB), nil
 }
 
-// OnDTMF makes fn hear each key a side presses (RFC 4733 telephone-event),
-// once per key: '0'–'9', '*', '#', 'A'–'D'. It is called on a relay
+// OnDTMF makes fn hear each key a side presses (RFC 4733 telephone-event;
+// on a call answered locally, before its B, also G.711 in-band tones:
+// inband.go), once per key: '0'–'9', '*', '#', 'A'–'D'. It is called on a relay
 // goroutine with the direction's lock held: it must not block or call
 // the bridge. Keys are reported whether or not they are relayed to the
 // other side. nil stops the reports.
@@ -211,15 +212,17 @@ func (b *Bridge) OnDTMF(fn func(side Side, key rune)) {
 type dtmfHook = atomic.Pointer[func(Side, rune)]
 
 // notifyKey reports the key of an event's first packet to OnDTMF.
-func (d *direction) notifyKey(body []byte, act dtmfAction) {
+// A key the in-band detector has just reported is not reported again
+// (inband.go).
+func (d *direction) notifyKey(body []byte, act dtmfAction, now time.Duration) {
 	if act != dtmfStart && act != dtmfStartEnd {
 		return
 	}
-	fn := d.b.dtmfFn.Load()
-	if fn == nil {
+	k := eventKey(body[0])
+	if k == 0 || !d.eventSeen(k, now) {
 		return
 	}
-	if k := eventKey(body[0]); k != 0 {
+	if fn := d.b.dtmfFn.Load(); fn != nil {
 		(*fn)(d.side, k)
 	}
 }
@@ -252,6 +255,7 @@ func (d *direction) unrouted(pkt []byte, hl int, rt *route, now time.Duration) {
 		if h := d.tapHolder(); h != nil {
 			d.tapDec.decode(rt.in, binary.BigEndian.Uint16(pkt[2:]), payload(pkt, hl), h.tap)
 		}
+		d.inband(rt.in, binary.BigEndian.Uint16(pkt[2:]), payload(pkt, hl), now)
 	case classEvent:
 		d.rxBytes += uint64(len(pkt))
 		d.rx.update(binary.BigEndian.Uint32(pkt[8:]), binary.BigEndian.Uint16(pkt[2:]), binary.BigEndian.Uint32(pkt[4:]), now, 0)
@@ -264,7 +268,7 @@ func (d *direction) unrouted(pkt []byte, hl int, rt *route, now time.Duration) {
 		if act == dtmfStart || act == dtmfStartEnd {
 			d.b.dtmfEvents.Add(1)
 		}
-		d.notifyKey(body, act)
+		d.notifyKey(body, act, now)
 	}
 }
 

@@ -222,6 +222,7 @@ func (m *Manager) account(s BridgeStats, transcoded bool) {
 	t.RTCPSent += s.RTCPSent
 	t.RTCPReceived += s.RTCPReceived
 	t.DTMFEvents += s.DTMFEvents
+	t.InbandDTMF += s.InbandDTMF
 	t.DroppedSTUN += s.DroppedSTUN
 	t.DroppedDTLS += s.DroppedDTLS
 	if transcoded {

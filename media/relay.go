@@ -314,6 +314,7 @@ type direction struct {
 	pl                                  *playout // the playout buffer, from the first paced packet
 	tapDec                              tapDecoder
 	tapSeen                             *tapHolder
+	inb                                 inbandState
 
 	started    time.Duration // when Start ran
 	seen       bool          // a valid packet arrived from the source side
@@ -679,7 +680,7 @@ func (d *direction) event(pkt []byte, hl int, rt *route, now time.Duration) {
 	seq, ts := binary.BigEndian.Uint16(pkt[2:]), binary.BigEndian.Uint32(pkt[4:])
 	prev, prevIn, prevOut := d.dtmf.active, d.dtmf.ts, d.dtmf.outTS
 	act := d.dtmf.classify(ts, eventEnd(body))
-	d.notifyKey(body, act)
+	d.notifyKey(body, act, now)
 	if rt.eventOut == ptDrop {
 		if !d.loggedNoEvent && (act == dtmfStart || act == dtmfStartEnd) {
 			d.loggedNoEvent = true
