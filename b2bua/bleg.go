@@ -29,6 +29,7 @@ type attempt struct {
 	stopOnce sync.Once
 
 	started  time.Time
+	rang     bool // it reported ringing
 	resolved bool // its result is known
 	result   string
 	code     int
@@ -91,10 +92,10 @@ func bLegCallID(id string, n int) string {
 	return id + "-" + strconv.Itoa(n) + bLegCallIDSuffix
 }
 
-// newAttempt prepares the nth attempt of c toward callee.
-func newAttempt(c *call, n int, callee sipedge.Callee, redirects int) *attempt {
-	return &attempt{n: n, callee: callee, redirects: redirects, stop: make(chan struct{}),
-		leg: &leg{name: "b", callID: bLegCallID(c.id, n)}}
+// newAttempt prepares the hunt's next attempt, toward callee.
+func (h *hunt) newAttempt(callee sipedge.Callee, redirects int) *attempt {
+	n := h.base + len(h.attempts) + 1
+	return &attempt{n: n, callee: callee, redirects: redirects, stop: make(chan struct{}), leg: h.side.newLeg(h.c, n)}
 }
 
 // bInvite builds the INVITE of attempt at, with the offer made once for
@@ -159,8 +160,8 @@ func (s *Engine) bInvite(c *call, at *attempt, offer []byte) *sip.Request {
 // goroutine the engine owns and always ends with evDone.
 func (s *Engine) runAttempt(h *hunt, at *attempt, offer []byte) {
 	c := h.c
-	log := c.log.With("leg", "b", "target", at.callee.Name(), "attempt", at.n)
-	req := s.bInvite(c, at, offer)
+	log := c.log.With("leg", at.leg.name, "target", at.callee.Name(), "attempt", at.n)
+	req := h.side.invite(s, c, at, offer)
 	tx, err := s.edge.Client().TransactionRequest(s.ctx, req)
 	if err != nil {
 		log.Warn("B-leg INVITE not sent", "error", err)

@@ -27,7 +27,7 @@ func (s *Engine) connectHunt(c *call, offer []byte, callees []sipedge.Callee, li
 	c.mu.Lock()
 	base := len(c.attempts)
 	c.mu.Unlock()
-	h := &hunt{s: s, c: c, offer: offer, list: list, local: true, base: base,
+	h := &hunt{s: s, c: c, side: bSide{}, offer: offer, list: list, local: true, base: base,
 		events: make(chan attemptEvent, 16), done: make(chan struct{})}
 	defer h.stopListening()
 	h.queue = s.hunts.order(&sipedge.Decision{Callees: callees, Hunt: list})

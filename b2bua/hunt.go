@@ -22,6 +22,7 @@ import (
 type hunt struct {
 	s     *Engine
 	c     *call
+	side  huntSide
 	offer []byte
 	// list is the hunt list rung (nil: one callee).
 	list *configs.HuntList
@@ -126,7 +127,7 @@ func (s *Engine) anyUp(dec *sipedge.Decision) bool {
 // ring places the call's B-legs with offer and drives the call until A
 // has its answer (or final error) and, after a 2xx, A's ACK.
 func (s *Engine) ring(c *call, offer []byte) {
-	h := &hunt{s: s, c: c, offer: offer, list: c.route.Hunt,
+	h := &hunt{s: s, c: c, side: bSide{}, offer: offer, list: c.route.Hunt,
 		events: make(chan attemptEvent, 16), done: make(chan struct{})}
 	defer h.stopListening()
 	h.queue = s.hunts.order(c.route)
@@ -227,7 +228,7 @@ func (h *hunt) next() {
 		callee := h.queue[0]
 		h.queue = h.queue[1:]
 		if !h.s.edge.Up(callee.EP.Name) {
-			at := newAttempt(h.c, h.base+len(h.attempts)+1, callee, 0)
+			at := h.newAttempt(callee, 0)
 			h.attempts = append(h.attempts, at)
 			at.started = time.Now()
 			h.pending++
@@ -245,7 +246,7 @@ func (h *hunt) next() {
 
 // start rings callee in a new attempt.
 func (h *hunt) start(callee sipedge.Callee, redirects int) {
-	at := newAttempt(h.c, h.base+len(h.attempts)+1, callee, redirects)
+	at := h.newAttempt(callee, redirects)
 	at.started = time.Now()
 	h.attempts = append(h.attempts, at)
 	h.live++
@@ -270,20 +271,14 @@ func (h *hunt) resolve(at *attempt, name string, code int, r *result) {
 
 // handle applies one attempt report other than a winning 2xx.
 func (h *hunt) handle(ev attemptEvent, aFinal bool, cause *string) {
-	s, c, at := h.s, h.c, ev.at
+	c, at := h.c, ev.at
 	// Reports of an attempt the hunt gave up on say nothing about what A
 	// should hear (B's 487 to our CANCEL, above all).
 	given := ev.afterStop || at.cancelled()
 	switch ev.kind {
 	case evRinging:
-		if aFinal || given || h.local {
-			return
-		}
-		if h.list == nil {
-			s.relayProvisional(c, ev.res, true)
-		} else if !h.rang {
-			h.rang = true
-			s.relayProvisional(c, ev.res, false)
+		if !aFinal && !given {
+			h.side.ringing(h, at, ev.res)
 		}
 	case evTimeout:
 		if given {
@@ -331,10 +326,9 @@ func (h *hunt) handle(ev attemptEvent, aFinal bool, cause *string) {
 	case evLate:
 		h.resolve(at, events.AttemptLate, 200, nil)
 		if aFinal {
-			// The CANCEL/200 race: B answered as A gave up. Meta
-			// connected a BIC all the same: it counts for the user.
-			c.connected()
-			*cause += "; b answered late"
+			// The CANCEL/200 race: B answered as A gave up.
+			h.side.lateAnswer(c)
+			*cause += "; " + at.leg.name + " answered late"
 		}
 	case evDone:
 		h.live--
@@ -377,7 +371,14 @@ func (h *hunt) win(ev attemptEvent, aGone bool, cause string, cancelled <-chan s
 // adopt makes the attempt whose 2xx won the call's B-leg and gives up on
 // the others.
 func (h *hunt) adopt(ev attemptEvent) {
-	s, c, at := h.s, h.c, ev.at
+	h.settle(ev)
+	h.s.adoptB(h.c, ev.at)
+	h.noteAnswered(ev.at)
+}
+
+// settle records that ev's attempt won and gives up on the others.
+func (h *hunt) settle(ev attemptEvent) {
+	at := ev.at
 	h.cancelAll(at)
 	h.resolve(at, events.AttemptAnswered, ev.res.StatusCode, nil)
 	for _, o := range h.attempts {
@@ -385,7 +386,12 @@ func (h *hunt) adopt(ev attemptEvent) {
 			h.resolve(o, events.AttemptCancelled, 0, nil)
 		}
 	}
-	s.adoptB(c, at)
+}
+
+// noteAnswered logs a hunt list's answer and starts least_recent's
+// bookkeeping of the agent who took the call.
+func (h *hunt) noteAnswered(at *attempt) {
+	s, c := h.s, h.c
 	if h.list != nil {
 		c.log.Info("hunt answered", "hunt", h.list.Name, "target", at.callee.Name(), "attempt", at.n)
 		if at.redirects == 0 {

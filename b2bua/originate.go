@@ -220,8 +220,10 @@ func (s *Engine) notifyOriginRefused(dec *sipedge.Decision, agent sipedge.Agent,
 }
 
 // agentOrder puts a hunt list's agents in its strategy's order
-// (round_robin, least_recent; parallel lists ring one agent after the
-// other, in list order).
+// (round_robin, least_recent; a parallel list's are all rung at once, in
+// list order). It is decided once, here: the first is the agent the
+// call's record names until one answers, whose endpoint's codecs the
+// offer uses.
 func (s *Engine) agentOrder(list *configs.HuntList, agents []sipedge.Agent) []sipedge.Agent {
 	d := &sipedge.Decision{Hunt: list}
 	for _, a := range agents {

@@ -1,7 +1,6 @@
 package b2bua
 
 import (
-	"errors"
 	"strings"
 	"time"
 
@@ -11,89 +10,161 @@ import (
 	sipedge "github.com/wagate/wagate/sip"
 )
 
-// agentFailure is why one agent of a click-to-call did not answer, and
-// what the call's record says if no agent does.
-type agentFailure struct {
+// A click-to-call rings its agents through a hunt (hunt.go, bleg.go),
+// as a UIC rings its callees: one extension, or a hunt list's targets in
+// its strategy's order, a parallel list forked (the first 2xx wins, the
+// others are cancelled, a 2xx after the winner's is ACKed and hung up),
+// failover, down endpoints skipped, 3xx followed where config allows.
+// What differs is the side (agentSide): each attempt is an agent's
+// dialog for leg a, and no INVITE of anyone waits for the outcome: the
+// winner's 2xx is ACKed here and starts the user's call, and when no
+// agent answers the call ends without one.
+
+// agentEnd is why a click-to-call ends before any agent answered.
+type agentEnd struct {
 	code   int
 	reason string
 	cause  string
 	by     string
-	// weight ranks failures: the last of the highest is the call's. What
-	// an agent said itself beats wagate's ring timeout, which beats no
-	// answer at all.
-	weight int
-	// decline: a 6xx, the agent's answer for everyone; nobody else rings.
-	decline bool
-	// result and sipCode are the attempt's, for the call's record.
-	result  string
-	sipCode int
 }
 
-const (
-	agentWeightUnreachable = iota
-	agentWeightTimeout
-	agentWeightResponse
-)
-
-// ringAgents calls the agents in turn until one answers, and returns its
-// 2xx (ACKed, leg a up); or nil when none did or the call was ended
-// meanwhile, and the call has then ended. No BIC is placed before an
-// agent answers.
+// ringAgents rings the agents (already in their list's order) until one
+// answers, and returns its 2xx (ACKed, leg a up); or nil when none did
+// or the call was ended meanwhile, and the call has then ended. No BIC
+// is placed before an agent answers.
 func (s *Engine) ringAgents(c *call, agents []sipedge.Agent, offer []byte) *sip.Response {
 	// Whatever ends the call now is no outcome of the user's.
 	c.setOutcome(OutcomeCancelled)
-	var best *agentFailure
-	for i, agent := range agents {
-		if i > 0 {
-			// Each agent's INVITE is a dialog of its own.
-			s.reg.rebindA(c, newCallID()+bLegCallIDSuffix, agent.EP)
+	list := c.route.Hunt
+	h := &hunt{s: s, c: c, side: newAgentSide(agents, list), offer: offer, list: list,
+		events: make(chan attemptEvent, 16), done: make(chan struct{})}
+	defer h.stopListening()
+	for _, a := range agents {
+		h.queue = append(h.queue, a.Callee)
+	}
+	var (
+		// end, once set, is how the call ends: no agent may answer any
+		// more, and it ends when every attempt has.
+		end    *agentEnd
+		suffix string
+	)
+	giveUp := func(e agentEnd) {
+		if end == nil {
+			end = &e
 		}
-		started := time.Now()
-		if !s.edge.Up(agent.EP.Name) {
-			c.log.Info("agent skipped: its endpoint is down", "agent", agent.Name())
-			c.noteAgent(agent, "", started, events.AttemptDown, 0)
-			f := &agentFailure{code: 503, reason: "Service Unavailable", cause: "agent endpoint down", by: events.HangupWagate, weight: agentWeightUnreachable}
-			if best == nil {
-				best = f
+		h.close()
+		h.cancelAll(nil)
+	}
+	apiHangup := c.hangupRequests()
+	for {
+		if end == nil && h.pending == 0 {
+			h.next()
+		}
+		if end == nil && h.pending == 0 {
+			// Nobody rings and nobody is left to ring.
+			e := h.agentFailure()
+			end = &e
+			h.close()
+			if list != nil {
+				c.log.Info("hunt failed", "hunt", list.Name, "attempts", len(h.attempts), "code", e.code)
 			}
-			continue
 		}
-		callID := c.a.id()
-		res, f := s.ringAgent(c, agent, offer)
-		if res != nil {
-			c.noteAgent(agent, callID, started, events.AttemptAnswered, res.StatusCode)
-			if c.route.Hunt != nil {
-				c.mu.Lock()
-				c.release = s.hunts.answered(agent.Callee)
-				c.mu.Unlock()
+		if end != nil && h.live == 0 {
+			if h.abandoned {
+				suffix += "; agent never ended its INVITE"
 			}
-			return res
-		}
-		if f == nil {
-			c.noteAgent(agent, callID, started, events.AttemptCancelled, 0)
+			c.finalToA(&sipedge.Rejection{Code: end.code, Reason: end.reason})
+			c.end(nil, end.by, end.cause+suffix)
 			return nil
 		}
-		c.noteAgent(agent, callID, started, f.result, f.sipCode)
-		if best == nil || f.weight >= best.weight {
-			best = f
-		}
-		if f.decline {
-			break
-		}
-		if i < len(agents)-1 {
-			c.log.Info("agent did not answer; ringing the next", "leg", "a", "agent", agent.Name(), "cause", f.cause)
+		select {
+		case ev := <-h.events:
+			if ev.kind == evAnswered {
+				h.stopListening()
+				return h.agentAnswered(ev)
+			}
+			h.handle(ev, end != nil, &suffix)
+		case <-apiHangup:
+			// Every agent ringing gets its CANCEL; the call ends with
+			// their finals.
+			apiHangup = nil
+			r := c.earlyEnd()
+			giveUp(agentEnd{code: r.Code, reason: r.Reason, cause: r.Log, by: events.HangupAPI})
+		case <-c.ended:
+			// Ended from outside (shutdown): CANCEL the agents; a late
+			// 2xx is ACKed and hung up by its attempt.
+			giveUp(agentEnd{code: 503, reason: "Service Unavailable", cause: "call ended before answer", by: events.HangupWagate})
+			return nil
+		case <-s.ctx.Done():
+			giveUp(agentEnd{code: 503, reason: "Service Unavailable", cause: "shutdown", by: events.HangupWagate})
+			c.finalToA(&sipedge.Rejection{Code: end.code, Reason: end.reason})
+			c.end(nil, end.by, end.cause)
+			return nil
 		}
 	}
-	c.finalToA(&sipedge.Rejection{Code: best.code, Reason: best.reason})
-	c.end(nil, best.by, best.cause)
-	return nil
 }
 
-// agentInvite builds the agent's INVITE and sets up leg a for it.
-func (s *Engine) agentInvite(c *call, agent sipedge.Agent, offer []byte) *sip.Request {
+// agentFailure is how a click-to-call ends when no agent answered: with
+// the most meaningful failure of all (hunt.resolve's weights), in the
+// words of docs/api.md ("agent 486", "agent no answer", …).
+func (h *hunt) agentFailure() agentEnd {
+	r := h.best
+	e := agentEnd{code: r.code, reason: r.reason, by: events.HangupWagate}
+	switch {
+	case !h.hasBest:
+		e.code, e.reason, e.cause = 503, "Service Unavailable", "agent unreachable"
+	case r.weight == weightResponse:
+		e.cause, e.by = strings.Replace(r.cause, "b-leg", "agent", 1), events.HangupA
+	case r.weight == weightTimeout:
+		e.cause = "agent no answer"
+	case r.weight == weightDown:
+		e.cause = "agent endpoint down"
+	case r.code == 408:
+		e.cause = "agent no final response"
+	default:
+		e.cause = "agent unreachable"
+	}
+	return e
+}
+
+// agentAnswered makes the attempt whose 2xx won the call's leg a, ACKs
+// it and returns it; nil when the call ended meanwhile.
+func (h *hunt) agentAnswered(ev attemptEvent) *sip.Response {
+	s, c, at := h.s, h.c, ev.at
+	h.settle(ev)
+	s.adoptA(c, at)
+	h.noteAnswered(at)
+	if !s.ackAgent(c, ev.req, ev.tx, ev.res) {
+		ev.tx.Terminate()
+		return nil
+	}
+	// The transaction is left to end by itself (Timer M): the agent's
+	// retransmitted 2xx is ACKed again through it.
+	return ev.res
+}
+
+// adoptA makes the winning agent's dialog the call's leg a, under the
+// Call-ID the registry finds it by.
+func (s *Engine) adoptA(c *call, at *attempt) {
+	w := at.leg
+	w.mu.Lock()
+	callID, localURI, localTag, remoteURI := w.callID, w.localURI, w.localTag, w.remoteURI
+	remoteTarget, transport, cseq, dest := w.remoteTarget, w.transport, w.localCSeq, w.dest
+	w.mu.Unlock()
+	s.reg.rebindA(c, callID, at.callee.EP)
 	a := c.a
 	a.mu.Lock()
-	a.localURI, a.localTag = agent.From, newTag()
+	a.localURI, a.localTag, a.remoteURI, a.remoteTag = localURI, localTag, remoteURI, ""
+	a.remoteTarget, a.routeSet, a.transport, a.localCSeq, a.dest = remoteTarget, nil, transport, cseq, dest
+	a.mu.Unlock()
+}
+
+// agentInvite builds attempt at's INVITE to an agent, From the WhatsApp
+// user at wagate's host, and sets up the attempt's leg.
+func (s *Engine) agentInvite(c *call, at *attempt, fromURI sip.Uri, offer []byte) *sip.Request {
+	agent, a := at.callee, at.leg
+	a.mu.Lock()
+	a.localURI, a.localTag = fromURI, newTag()
 	a.remoteURI, a.remoteTarget, a.remoteTag = agent.To, agent.URI, ""
 	a.routeSet = nil
 	a.transport = strings.ToUpper(agent.EP.Transport)
@@ -102,7 +173,7 @@ func (s *Engine) agentInvite(c *call, agent sipedge.Agent, offer []byte) *sip.Re
 	a.mu.Unlock()
 
 	req := sip.NewRequest(sip.INVITE, agent.URI)
-	from := &sip.FromHeader{Address: agent.From, Params: sip.NewParams()}
+	from := &sip.FromHeader{Address: fromURI, Params: sip.NewParams()}
 	from.Params.Add("tag", tag)
 	req.AppendHeader(from)
 	req.AppendHeader(&sip.ToHeader{Address: agent.To, Params: sip.NewParams()})
@@ -125,134 +196,14 @@ func (s *Engine) agentInvite(c *call, agent sipedge.Agent, offer []byte) *sip.Re
 		req.SetDestination(agent.Dest)
 	}
 	s.edge.Prepare(req)
+	c.log.Info("agent INVITE", "leg", "a", "agent", agent.Name(), "attempt", at.n, "sip_call_id_a", callID,
+		"after_ms", time.Since(c.created).Milliseconds())
 	return req
 }
 
-// ringAgent calls one agent. It returns the agent's 2xx (ACKed, leg a
-// up); or why the agent did not answer (the next may be tried); or
-// neither when the call is over (hung up through the API, shut down,
-// ended from outside), and has then ended.
-func (s *Engine) ringAgent(c *call, agent sipedge.Agent, offer []byte) (*sip.Response, *agentFailure) {
-	req := s.agentInvite(c, agent, offer)
-	tx, err := s.edge.Client().TransactionRequest(s.ctx, req)
-	if err != nil {
-		c.log.Warn("agent INVITE not sent", "leg", "a", "agent", agent.Name(), "error", err)
-		return nil, &agentFailure{code: 503, reason: "Service Unavailable", cause: "agent unreachable", by: events.HangupWagate, weight: agentWeightUnreachable,
-			result: events.AttemptUnreachable}
-	}
-	c.log.Info("agent INVITE sent", "leg", "a", "agent", agent.Name(), "sip_call_id_a", callIDOf(req), "after_ms", time.Since(c.created).Milliseconds())
-	ring := time.NewTimer(agent.RingTimeout)
-	defer ring.Stop()
-	apiHangup := c.hangupRequests()
-	var (
-		provisional, rang, stopping, cancelSent bool
-		abandon                                 <-chan time.Time
-		// fail is why wagate gave up on the agent (its ring time);
-		// over, set instead, ends the call.
-		fail, over *agentFailure
-	)
-	giveUp := func(f *agentFailure, endsCall bool) {
-		switch {
-		case endsCall && over == nil:
-			over = f
-		case fail == nil:
-			fail = f
-		}
-		if !stopping {
-			stopping = true
-			abandon = time.After(64 * sip.T1)
-		}
-		if provisional && !cancelSent {
-			cancelSent = true
-			s.sendCancel(c, req)
-		}
-	}
-	// finish reports the end of an INVITE wagate had given up on.
-	finish := func(suffix string) (*sip.Response, *agentFailure) {
-		if over != nil {
-			c.finalToA(&sipedge.Rejection{Code: over.code, Reason: over.reason})
-			c.end(nil, over.by, over.cause+suffix)
-			return nil, nil
-		}
-		f := *fail
-		f.cause += suffix
-		return nil, &f
-	}
-	handedOver := false
-	defer func() {
-		if !handedOver {
-			tx.Terminate()
-		}
-	}()
-	for {
-		select {
-		case res := <-tx.Responses():
-			switch {
-			case res.StatusCode < 200:
-				provisional = true
-				if stopping {
-					giveUp(nil, false)
-				} else if res.StatusCode > 100 && !rang {
-					rang = true
-					s.notifyProgress(c, StepAgentRinging, res.StatusCode)
-				}
-			case res.StatusCode < 300:
-				if !s.agentAnswered(c, req, tx, res) {
-					return nil, nil
-				}
-				if over != nil {
-					// Answered as the call was being given up: hang up.
-					c.log.Info("agent answered too late: BYE", "leg", "a")
-					return finish("; agent answered late")
-				}
-				// A 2xx that crossed our CANCEL for the ring time: the
-				// agent picked up, and the call goes on.
-				handedOver = true
-				return res, nil
-			default:
-				if stopping {
-					return finish("")
-				}
-				code, reason := mapFinal(res)
-				return nil, &agentFailure{code: code, reason: reason, cause: "agent " + itoa(res.StatusCode), by: events.HangupA,
-					weight: agentWeightResponse, decline: res.StatusCode >= 600, result: finalResult(res.StatusCode), sipCode: res.StatusCode}
-			}
-		case <-tx.Done():
-			if stopping {
-				return finish("")
-			}
-			f := &agentFailure{code: 408, reason: "Request Timeout", cause: "agent no final response", by: events.HangupWagate, weight: agentWeightUnreachable,
-				result: events.AttemptUnreachable}
-			if err := tx.Err(); err != nil && !errors.Is(err, sip.ErrTransactionTimeout) {
-				f.code, f.reason, f.cause = 503, "Service Unavailable", "agent unreachable"
-			}
-			return nil, f
-		case <-ring.C:
-			c.log.Info("agent did not answer within its ring time", "leg", "a", "agent", agent.Name(), "ring_timeout", agent.RingTimeout.String())
-			giveUp(&agentFailure{code: 480, reason: "Temporarily Unavailable", cause: "agent no answer", by: events.HangupWagate, weight: agentWeightTimeout,
-				result: events.AttemptNoAnswer}, false)
-		case <-apiHangup:
-			apiHangup = nil
-			r := c.earlyEnd()
-			giveUp(&agentFailure{code: r.Code, reason: r.Reason, cause: r.Log, by: events.HangupAPI}, true)
-		case <-abandon:
-			c.log.Warn("agent sent no final response within 64*T1 of being cancelled", "leg", "a", "cancel_sent", cancelSent)
-			return finish("; agent never ended its INVITE")
-		case <-c.ended:
-			// Ended from outside (shutdown): CANCEL the agent; a late 2xx
-			// is ACKed and hung up as a stray one.
-			giveUp(&agentFailure{code: 503, reason: "Service Unavailable", cause: "call ended before answer", by: events.HangupWagate}, true)
-			return nil, nil
-		case <-s.ctx.Done():
-			giveUp(&agentFailure{code: 503, reason: "Service Unavailable", cause: "shutdown", by: events.HangupWagate}, true)
-			return finish("")
-		}
-	}
-}
-
-// agentAnswered ACKs the agent's 2xx and brings leg a up. It reports
-// false when the call ended meanwhile (the agent then gets its BYE).
-func (s *Engine) agentAnswered(c *call, req *sip.Request, tx sip.ClientTransaction, res *sip.Response) bool {
+// ackAgent ACKs the agent's 2xx and brings leg a up. It reports false
+// when the call ended meanwhile (the agent then gets its BYE).
+func (s *Engine) ackAgent(c *call, req *sip.Request, tx sip.ClientTransaction, res *sip.Response) bool {
 	c.a.fromUACResponse(res)
 	ack := c.a.ack(req.CSeq().SeqNo)
 	s.edge.Prepare(ack)
@@ -317,12 +268,4 @@ func (c *call) aAnsweredOnce() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.agentUp
-}
-
-// noteAgent records one agent's attempt in the call's record.
-func (c *call) noteAgent(a sipedge.Agent, callID string, started time.Time, result string, code int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.attempts = append(c.attempts, events.Attempt{Endpoint: a.EP.Name, User: a.User, SIPCallID: callID,
-		StartedAt: started, EndedAt: time.Now(), SIPCode: code, Result: result})
 }

@@ -243,6 +243,12 @@ func TestClickToCallAnswered(t *testing.T) {
 	acall.Media.SetSource(nil)
 	mcall.Media.SetSource(nil)
 	time.Sleep(200 * time.Millisecond)
+	// wagate's first RTCP report to Meta comes 1.25–3.75 s after its
+	// answer (half a jittered 5 s interval, RFC 3550 §6.2): wait for it
+	// rather than end the call before it is due.
+	for deadline := time.Now().Add(4 * time.Second); mcall.Media.Stats().RTCPReceived == 0 && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
 	checkWhatsAppStream(t, "click-to-call, toward Meta", mcall)
 	checkTone(t, "agent's tone at the WhatsApp user", mcall.Media.Recording(), 48000, 1000, 1500*time.Millisecond)
 	checkTone(t, "WhatsApp user's tone at the agent", acall.Media.Recording(), 8000, 700, 1500*time.Millisecond)
@@ -502,68 +508,6 @@ func TestClickToCallAgentHangsUpWhileUserRings(t *testing.T) {
 	cdr, _ := c2cCDR(t, e, doc.CallID)
 	checkCDR(t, "agent hung up", cdr, cdrWant{direction: "BIC", outcome: "cancelled", code: 487, hangupBy: "a", cause: "bye",
 		permission: "allowed", routed: true, user: waUser, aEndpoint: "pbx", bEndpoint: "meta", ringing: true})
-}
-
-// TestClickToCallHuntList: the agent is a hunt list: the first agent is
-// busy (486), the second answers, and only then is the user called; the
-// CDR names the hunt, the answering agent and both attempts.
-func TestClickToCallHuntList(t *testing.T) {
-	t.Parallel()
-	var p2 peer
-	e, w, rx, meta, agent1 := c2cEnvWith(t, "", func(e *env, o *wagateOpts) {
-		p2 = e.newPeer("pbx2", 5)
-		o.EndpointsExtra = pbxEndpoint("pbx2", p2, "")
-		o.Extra += "\nhunt_lists: [{name: agents, targets: [{endpoint: pbx, user: \"1001\"}, {endpoint: pbx2, user: \"2001\"}]}]\n"
-	})
-	agent2 := newGoPeer(t, p2, metapeer.Config{Profile: metapeer.ProfileG711})
-	grantPermission(t, e, waUser, "temporary")
-	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
-	defer cancel()
-	busy := make(chan error, 1)
-	go func() {
-		_, _, err := agent1.Answer(ctx, metapeer.AnswerSpec{Reject: 486})
-		busy <- err
-	}()
-	agentAns := answerAsync(ctx, agent2, metapeer.AnswerSpec{Ring: 100 * time.Millisecond})
-	metaAns := answerAsync(ctx, meta, metapeer.AnswerSpec{Ring: 300 * time.Millisecond})
-	doc := startC2C(t, e, `{"business_number":"`+businessNumber+`","user":"`+waUser+`","agent":{"hunt":"agents"}}`, "")
-	if err := <-busy; !errors.Is(err, metapeer.ErrRejected) {
-		t.Fatalf("first agent: %v", err)
-	}
-	acall := waitAnswer(t, agentAns, "the second agent")
-	mcall := waitAnswer(t, metaAns, "the Meta peer")
-	t1, _ := firstRecv(agent1.UA, isInvite)
-	t2, _ := firstRecv(agent2.UA, isInvite)
-	tm, _ := firstRecv(meta.UA, isInvite)
-	t.Logf("first agent's INVITE → second agent's INVITE %v", t2.Sub(t1).Round(time.Microsecond))
-	if !t2.After(t1) || !tm.After(t2) {
-		t.Errorf("INVITEs at agent 1 %v, agent 2 %v, Meta %v: want in that order", t1, t2, tm)
-	}
-	hangup(t, acall, "the second agent")
-	waitBye(t, mcall, "the Meta peer")
-	w.waitIdle()
-	c2cEvents(t, rx, doc.CallID)
-	code, body := callsAPI(t, e, "GET", "/v1/cdrs/"+doc.CallID, "")
-	var c struct {
-		Outcome  string `json:"outcome"`
-		HangupBy string `json:"hangup_by"`
-		Hunt     string `json:"hunt"`
-		A        struct {
-			Endpoint  string `json:"endpoint"`
-			SIPCallID string `json:"sip_call_id"`
-		} `json:"a"`
-		Attempts []struct {
-			Endpoint, User, Result string
-			SIPCode                int `json:"sip_code"`
-		} `json:"attempts"`
-	}
-	if code != 200 || json.Unmarshal(body, &c) != nil {
-		t.Fatalf("CDR: %d %s", code, body)
-	}
-	if c.Outcome != "answered" || c.HangupBy != "a" || c.Hunt != "agents" || c.A.Endpoint != "pbx2" || c.A.SIPCallID != acall.Dialog.CallID ||
-		len(c.Attempts) != 2 || c.Attempts[0].Result != "busy" || c.Attempts[0].SIPCode != 486 || c.Attempts[1].Result != "answered" || c.Attempts[1].Endpoint != "pbx2" {
-		t.Errorf("CDR %s", body)
-	}
 }
 
 // TestClickToCallDTLS: with Meta keying by DTLS (its default), the user's

@@ -42,6 +42,9 @@ type agent struct {
 	contact string
 	// optionsCode answers OPTIONS (0: silence, a PBX that is gone).
 	optionsCode int
+	// answersCancelled: agentAnswers still sends its 200 after a CANCEL
+	// (the 2xx crosses it) instead of 487.
+	answersCancelled bool
 
 	mu     sync.Mutex
 	events []agentEvent
@@ -139,7 +142,7 @@ func (a *agent) handle(msg string, reply func(string)) {
 		a.mu.Lock()
 		inv := a.invite[callID]
 		a.mu.Unlock()
-		if inv != "" {
+		if inv != "" && !a.answersCancelled {
 			msg, method = inv, "INVITE"
 			respond("487 Request Terminated", nil, "")
 		}
