@@ -100,6 +100,7 @@ func (h *callHandlers) register(mux router) {
 	}
 	mux.HandleFunc("/v1/calls", methodNotAllowed(allow))
 	mux.HandleFunc("/v1/calls/{id}", methodNotAllowed("GET, DELETE"))
+	h.registerTransfer(mux)
 }
 
 // callDoc is a live call with its ages at the time of the response.

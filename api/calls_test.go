@@ -215,7 +215,7 @@ func TestCallsAuthAndRoutes(t *testing.T) {
 		t.Fatal("a DELETE without the token hung up")
 	}
 	for _, tt := range []struct{ m, allow string }{
-		{"POST /v1/calls", "GET"}, {"PUT /v1/calls/" + answeredID, "GET, DELETE"}, {"POST /v1/calls/" + answeredID + "/transfer", ""},
+		{"POST /v1/calls", "GET"}, {"PUT /v1/calls/" + answeredID, "GET, DELETE"}, {"GET /v1/calls/" + answeredID + "/transfer", "POST"}, {"POST /v1/calls/" + answeredID + "/park", ""},
 	} {
 		method, path, _ := strings.Cut(tt.m, " ")
 		r := f.api(t, method, path, "")

@@ -132,7 +132,7 @@ func (s *Engine) bInvite(c *call, at *attempt, offer []byte) *sip.Request {
 	req.AppendHeader(&mf)
 	req.AppendHeader(s.edge.Contact(transport))
 	req.AppendHeader(sip.NewHeader("User-Agent", s.edge.Config().SIP.UserAgent))
-	req.AppendHeader(sip.NewHeader("Allow", allowedMethods))
+	req.AppendHeader(sip.NewHeader("Allow", allowFor(callee.EP)))
 	if dec.Dir == sipedge.UIC {
 		// The PBX learns about the WhatsApp call only through these;
 		// toward Meta (BIC) nothing X-WABA is ever written.

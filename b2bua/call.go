@@ -29,6 +29,17 @@ type Bridge interface {
 	// SetTap sends both sides' decoded audio to a recording (nil: none).
 	SetTap(t media.PCMTap)
 	Close()
+
+	// After the answer (hold.go, transfer.go): a side's re-INVITE, the
+	// last SDP sent to a side, a new peer for a side, and audio wagate
+	// plays toward a side itself.
+	AcceptOffer(s media.Side, offer []byte) ([]byte, media.StreamState, error)
+	LocalSDP(s media.Side) []byte
+	Held(s media.Side) bool
+	OfferSide(s media.Side, cfg media.LegConfig) ([]byte, error)
+	AnswerSide(s media.Side, answer []byte) error
+	CancelOffer(s media.Side)
+	Play(s media.Side, src media.FrameSource, at time.Time) (*media.Playback, error)
 }
 
 // BridgeFactory allocates the media of a new call, given each leg's
@@ -153,6 +164,17 @@ type call struct {
 	// so that the hunt (ring) gives up on B.
 	apiCause  string
 	apiHangup chan struct{}
+
+	// cc is what hold and transfer keep about the call (hold.go,
+	// transfer.go), guarded by mu.
+	cc callControl
+}
+
+// legs returns the call's current legs: a transfer replaces one.
+func (c *call) legs() (a, b *leg) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.a, c.b
 }
 
 type pendingKey struct {
@@ -184,7 +206,7 @@ func (c *call) getState() callState {
 
 // ackReceived records the A-leg ACK for our 2xx, or for a re-INVITE 2xx.
 func (c *call) ackReceived(l *leg, cseq uint32) {
-	if l == c.a {
+	if a, _ := c.legs(); l == a {
 		c.ackAOnce.Do(func() { close(c.ackA) })
 	}
 	c.mu.Lock()
@@ -267,6 +289,7 @@ func (c *call) end(from *leg, by, cause string) bool {
 	}
 
 	close(c.ended)
+	c.endControl()
 	c.srv.journalDown(c)
 	if c.ticket != nil {
 		c.ticket.Finish(outcome)

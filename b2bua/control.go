@@ -190,13 +190,14 @@ func (c *call) info() (CallInfo, bool) {
 }
 
 // find returns the live call whose wagate call id is id. The registry is
-// keyed by SIP Call-ID; the API is not a hot path, so a scan does.
+// keyed by SIP Call-ID; the API is not a hot path, so a scan (of the
+// calls, not their legs) does.
 func (r *registry) find(id string) *call {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	for _, ref := range r.byCallID {
-		if ref.call.id == id {
-			return ref.call
+	for c := range r.counted {
+		if c.id == id {
+			return c
 		}
 	}
 	return nil

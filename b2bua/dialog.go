@@ -5,6 +5,8 @@ import (
 	"sync"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/wagate/wagate/configs"
+	"github.com/wagate/wagate/media"
 )
 
 // leg is one side of a call: the dialog wagate holds with one peer.
@@ -13,6 +15,14 @@ import (
 // Call-ID, tags, CSeq space, remote target and route set.
 type leg struct {
 	name string // "a" or "b", for logs
+	// ep is the peer's endpoint, side the bridge side its media is on.
+	// Both are set when the leg is made and never change once the call is
+	// answered (a hunt sets B's to the target that answered).
+	ep   *configs.Endpoint
+	side media.Side
+	// retired: the leg left its call (transferred away, or joined to
+	// another call) and no longer ends it; guarded by the call's mu.
+	retired bool
 
 	mu        sync.Mutex
 	callID    string
@@ -29,6 +39,16 @@ type leg struct {
 	// dest forces the next hop ("host:port") for the initial request; empty
 	// for in-dialog requests, which follow the route set.
 	dest string
+	// ack is the ACK wagate sent for the 2xx of a leg it placed after the
+	// call's first (a transfer's), resent for each retransmitted 2xx.
+	sentAck *sip.Request
+}
+
+// lastAck returns the ACK to resend for a retransmitted 2xx, or nil.
+func (l *leg) lastAck() *sip.Request {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.sentAck
 }
 
 // getCallID is the leg's Call-ID (a call flow's leg B gets a new one for

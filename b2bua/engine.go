@@ -61,6 +61,8 @@ type Engine struct {
 	// endpoints' call rates.
 	over overload
 	cps  *cpsGuard
+	// ctl is hold's and transfer's (hold.go).
+	ctl engineControl
 	// flows gives call-flow routes their engine (SetCallFlows).
 	flows CallFlows
 	// hunts is what the hunt strategies remember between calls.
@@ -88,6 +90,7 @@ func New(edge Edge, newBridge BridgeFactory, log *slog.Logger) *Engine {
 		wg:        newTasks(),
 	}
 	e.over.log = log
+	e.ctl.link = linkBridges
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	return e
 }
@@ -150,6 +153,8 @@ func (s *Engine) InDialog(req *sip.Request, tx sip.ServerTransaction, ep *config
 		s.onReinvite(req, tx)
 	case sip.BYE:
 		s.onBye(req, tx)
+	case sip.REFER:
+		s.onRefer(req, tx)
 	default:
 		s.onOtherInDialog(req, tx)
 	}

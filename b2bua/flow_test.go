@@ -33,6 +33,17 @@ func (fakeBridge) LocalAnswerA() []byte           { return []byte(testSDP) }
 func (fakeBridge) LocalOfferB() []byte            { return []byte(testSDP) }
 func (fakeBridge) Start(func(error))              {}
 func (fakeBridge) Close()                         {}
+func (fakeBridge) AcceptOffer(media.Side, []byte) ([]byte, media.StreamState, error) {
+	return []byte(testSDP), media.StreamState{}, nil
+}
+func (fakeBridge) LocalSDP(media.Side) []byte                            { return []byte(testSDP) }
+func (fakeBridge) Held(media.Side) bool                                  { return false }
+func (fakeBridge) OfferSide(media.Side, media.LegConfig) ([]byte, error) { return []byte(testSDP), nil }
+func (fakeBridge) AnswerSide(media.Side, []byte) error                   { return nil }
+func (fakeBridge) CancelOffer(media.Side)                                {}
+func (fakeBridge) Play(media.Side, media.FrameSource, time.Time) (*media.Playback, error) {
+	return nil, nil
+}
 
 // fakeGate records what the server asks and answers as told.
 type fakeGate struct {

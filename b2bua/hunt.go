@@ -416,6 +416,8 @@ func (s *Engine) adoptB(c *call, at *attempt) {
 		b.callID, b.localURI, b.localTag, b.remoteURI = callID, localURI, localTag, remoteURI
 		b.remoteTarget, b.transport, b.localCSeq, b.dest = remoteTarget, transport, cseq, dest
 		b.mu.Unlock()
+		// Before the answer, so before any in-dialog request of B reads it.
+		b.ep = at.callee.EP
 		c.mu.Lock()
 		c.bEndpoint, c.bUser = at.callee.EP.Name, at.callee.User
 		c.mu.Unlock()

@@ -84,7 +84,7 @@ func (agentSide) newLeg(c *call, n int) *leg {
 
 func (as agentSide) invite(s *Engine, c *call, at *attempt, offer []byte) *sip.Request {
 	if as.follow {
-		s.reg.rebindA(c, at.leg.id(), at.callee.EP.Name)
+		s.reg.rebindA(c, at.leg.id(), at.callee.EP)
 	}
 	return s.agentInvite(c, at, as.from, offer)
 }

@@ -57,6 +57,14 @@ func (s *Engine) onBye(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	c := ref.call
 	c.mu.Lock()
+	if ref.leg.retired || c.transferorGoneLocked(ref.leg) {
+		// A leg that left the call (transferred away) hangs up only
+		// itself.
+		c.mu.Unlock()
+		s.edge.Respond(tx, req, 200, "OK", nil)
+		c.log.Info("BYE from a leg that left the call", "leg", ref.leg.name, "sip_call_id", ref.leg.callID)
+		return
+	}
 	// Only a leg whose dialog is up can be hung up; a BYE racing our final
 	// error response to A is for a dialog that never existed.
 	up := (ref.leg == c.a && c.aAnswered) || (ref.leg == c.b && c.bAnswered)
@@ -95,47 +103,6 @@ func (s *Engine) onOtherInDialog(req *sip.Request, tx sip.ServerTransaction) {
 	})
 }
 
-// onReinvite answers a re-INVITE on either leg locally with the SDP that
-// leg already has: Meta refuses re-INVITEs (500), so hold, refresh and
-// transfer on the PBX side must not reach the WhatsApp leg.
-func (s *Engine) onReinvite(req *sip.Request, tx sip.ServerTransaction) {
-	ref, ok := s.dialogOr481(req, tx)
-	if !ok {
-		return
-	}
-	c := ref.call
-	if st := c.getState(); st != stateConfirmed && st != stateAnswered {
-		s.edge.Respond(tx, req, 491, "Request Pending", nil)
-		return
-	}
-	var sdp []byte
-	if ref.leg == c.a {
-		sdp = c.bridge.LocalAnswerA()
-	} else {
-		sdp = c.bridge.LocalOfferB()
-	}
-	res := sip.NewResponseFromRequest(req, 200, "OK", sdp)
-	res.AppendHeader(s.edge.Contact(ref.leg.transport))
-	ct := sip.ContentTypeHeader("application/sdp")
-	res.AppendHeader(&ct)
-	acked := make(chan struct{})
-	key := pendingKey{ref.leg, req.CSeq().SeqNo}
-	c.mu.Lock()
-	if c.pendingAcks == nil {
-		c.pendingAcks = make(map[pendingKey]chan struct{})
-	}
-	c.pendingAcks[key] = acked
-	c.mu.Unlock()
-	c.log.Info("re-INVITE answered locally", "leg", ref.leg.name)
-	if err := tx.Respond(res); err != nil {
-		c.log.Debug("re-INVITE 200 not sent", "leg", ref.leg.name, "error", err)
-	}
-	c.awaitAck(s.ctx, tx, res, acked, !isUnreliable(ref.leg.transport))
-	c.mu.Lock()
-	delete(c.pendingAcks, key)
-	c.mu.Unlock()
-}
-
 // onStrayResponse sees responses that matched no client transaction. A
 // retransmitted 2xx to our INVITE means B did not get our ACK: resend it. A
 // 2xx for a call we no longer have would leave B with a half-open dialog:
@@ -145,12 +112,17 @@ func (s *Engine) onStrayResponse(res *sip.Response) {
 	if cseq == nil || cseq.MethodName != sip.INVITE || !res.IsSuccess() {
 		return
 	}
-	// (A click-to-call's agent leg is one wagate placed too.)
-	if ref, ok := s.reg.lookup(callIDOf(res)); ok && (ref.leg == ref.call.b || ref.call.origin != "") {
+	// A transfer's new leg keeps its own ACK; a click-to-call's agent leg
+	// is one wagate placed too.
+	if ref, ok := s.reg.lookup(callIDOf(res)); ok && (ref.leg.lastAck() != nil || ref.leg == ref.call.b || ref.call.origin != "") {
+		ack := ref.leg.lastAck()
 		ref.call.mu.Lock()
-		ack := ref.call.bAck
-		if ref.leg == ref.call.a {
+		switch {
+		case ack != nil:
+		case ref.leg == ref.call.a:
 			ack = ref.call.aAck
+		default:
+			ack = ref.call.bAck
 		}
 		ref.call.mu.Unlock()
 		if ack != nil {

@@ -96,8 +96,8 @@ func (s *Engine) Invite(req *sip.Request, tx sip.ServerTransaction, ep *configs.
 		created:    time.Now(),
 		ackA:       make(chan struct{}),
 		ended:      make(chan struct{}),
-		a:          &leg{name: "a"},
-		b:          &leg{name: "b"},
+		a:          &leg{name: "a", ep: ep, side: media.SideA},
+		b:          &leg{name: "b", ep: dec.BEP, side: media.SideB},
 		ticket:     ticket,
 		permission: permission,
 	}
@@ -151,7 +151,10 @@ func (s *Engine) Invite(req *sip.Request, tx sip.ServerTransaction, ep *configs.
 // that started a live call: same Call-ID, From tag and CSeq.
 func (s *Engine) isRetransmission(req *sip.Request) bool {
 	ref, ok := s.reg.lookup(callIDOf(req))
-	if !ok || ref.leg != ref.call.a || ref.call.aInvite == nil {
+	if !ok {
+		return false
+	}
+	if a, _ := ref.call.legs(); ref.leg != a || ref.call.aInvite == nil {
 		// (A click-to-call's agent leg is wagate's own INVITE.)
 		return false
 	}
@@ -318,7 +321,7 @@ func (s *Engine) answerA(c *call, answer []byte, cancelled <-chan struct{}) bool
 	s.setLocalTag(c, res)
 	res.AppendHeader(s.edge.Contact(c.a.transport))
 	res.AppendHeader(sip.NewHeader("Server", s.edge.Config().SIP.UserAgent))
-	res.AppendHeader(sip.NewHeader("Allow", allowedMethods))
+	res.AppendHeader(sip.NewHeader("Allow", allowFor(c.route.AEP)))
 	ct := sip.ContentTypeHeader("application/sdp")
 	res.AppendHeader(&ct)
 

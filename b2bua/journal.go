@@ -235,10 +235,21 @@ func (s *Engine) journalUp(c *call) {
 		return
 	}
 	jc := journalCall{
-		ID: c.id, Direction: c.dir, AEndpoint: c.aEndpoint, BEndpoint: c.bEndpoint,
+		ID: c.id, Direction: c.dir,
 		Business: c.route.Number.Number, PNID: c.route.Number.PhoneNumberID, WACallID: c.route.UIC.WACallID,
 		User: c.route.User, Created: c.created,
-		A: c.a.snapshot(), B: c.b.snapshot(),
+	}
+	c.mu.Lock()
+	a, b := c.a, c.b
+	aGone, bGone := a.retired, b.retired
+	jc.AEndpoint, jc.BEndpoint = c.aEndpoint, c.bEndpoint
+	c.mu.Unlock()
+	// A leg that left the call (joined to another) has no dialog to end.
+	if !aGone {
+		jc.A = a.snapshot()
+	}
+	if !bGone {
+		jc.B = b.snapshot()
 	}
 	c.mu.Lock()
 	jc.Answered = c.answeredAt
@@ -311,6 +322,9 @@ func (s *Engine) hangUpLeftCalls(ctx context.Context) {
 			name string
 			dlg  journalDialog
 		}{{"a", jc.A}, {"b", jc.B}} {
+			if d.dlg.CallID == "" {
+				continue // the leg had left the call
+			}
 			if d.dlg.RemoteTag == "" && d.name == "b" {
 				continue // never connected (a call flow that had not connected B)
 			}

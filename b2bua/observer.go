@@ -1,7 +1,7 @@
 package b2bua
 
 import (
-	sipedge "github.com/wagate/wagate/sip"
+	"slices"
 	"strings"
 	"time"
 
@@ -9,6 +9,7 @@ import (
 	"github.com/wagate/wagate/configs"
 	"github.com/wagate/wagate/events"
 	"github.com/wagate/wagate/media"
+	sipedge "github.com/wagate/wagate/sip"
 )
 
 // CallObserver is told about every call wagate routes or refuses: the
@@ -30,9 +31,15 @@ func (s *Engine) AddObserver(o CallObserver) { s.observers = append(s.observers,
 // callInfo is what is known of a call so far, for its events.
 func (c *call) callInfo() events.Call {
 	d := c.route
+	// A transfer replaces a leg (under c.mu); a hunt's answer rebinds
+	// B's Call-ID (under b.mu).
 	c.mu.Lock()
-	aEP, bEP, bUser := c.aEndpoint, c.bEndpoint, c.bUser
+	a, b := c.a, c.b
+	aEndpoint, bEndpoint, bUser := c.aEndpoint, c.bEndpoint, c.bUser
 	c.mu.Unlock()
+	b.mu.Lock()
+	bCallID := b.callID
+	b.mu.Unlock()
 	ci := events.Call{
 		CallID:         c.id,
 		Direction:      events.Direction(d.Dir),
@@ -40,8 +47,8 @@ func (c *call) callInfo() events.Call {
 		BusinessNumber: d.Number.Number,
 		PhoneNumberID:  d.Number.PhoneNumberID,
 		User:           d.User,
-		A:              events.Leg{Endpoint: aEP, SIPCallID: c.a.id()},
-		B:              events.Leg{Endpoint: bEP, SIPCallID: c.b.id(), User: bUser},
+		A:              events.Leg{Endpoint: aEndpoint, SIPCallID: a.id()},
+		B:              events.Leg{Endpoint: bEndpoint, SIPCallID: bCallID, User: bUser},
 		Origin:         c.origin,
 	}
 	if d.BIC != nil {
@@ -117,6 +124,7 @@ func (s *Engine) notifyEnded(c *call, by, cause string, outcome Outcome, connect
 		RecordingID: c.recordingID, CampaignID: ci.CampaignID, CallbackData: ci.CallbackData,
 		Origin:     ci.Origin,
 		AfterHours: c.route.AfterHours, Attempts: append([]events.Attempt(nil), c.attempts...),
+		Transfers: slices.Clone(c.cc.transfers),
 	}
 	if c.route.Hunt != nil {
 		cdr.Hunt = c.route.Hunt.Name

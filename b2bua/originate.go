@@ -100,8 +100,8 @@ func (s *Engine) Originate(r sipedge.ClickToCall) (CallInfo, *Refusal, error) {
 		created:    time.Now(),
 		ackA:       make(chan struct{}),
 		ended:      make(chan struct{}),
-		a:          &leg{name: "a"},
-		b:          &leg{name: "b"},
+		a:          &leg{name: "a", ep: agent.EP, side: media.SideA},
+		b:          &leg{name: "b", ep: dec.BEP, side: media.SideB},
 		ticket:     ticket,
 		permission: permission,
 	}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/wagate/wagate/configs"
 	"github.com/wagate/wagate/events"
 	sipedge "github.com/wagate/wagate/sip"
 )
@@ -150,7 +151,7 @@ func (s *Engine) adoptA(c *call, at *attempt) {
 	callID, localURI, localTag, remoteURI := w.callID, w.localURI, w.localTag, w.remoteURI
 	remoteTarget, transport, cseq, dest := w.remoteTarget, w.transport, w.localCSeq, w.dest
 	w.mu.Unlock()
-	s.reg.rebindA(c, callID, at.callee.EP.Name)
+	s.reg.rebindA(c, callID, at.callee.EP)
 	a := c.a
 	a.mu.Lock()
 	a.localURI, a.localTag, a.remoteURI, a.remoteTag = localURI, localTag, remoteURI, ""
@@ -225,7 +226,7 @@ func (s *Engine) ackAgent(c *call, req *sip.Request, tx sip.ClientTransaction, r
 
 // rebindA moves a click-to-call's agent leg to a new Call-ID and
 // endpoint, for the next agent of its list.
-func (r *registry) rebindA(c *call, callID, endpoint string) {
+func (r *registry) rebindA(c *call, callID string, ep *configs.Endpoint) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	c.a.mu.Lock()
@@ -233,19 +234,23 @@ func (r *registry) rebindA(c *call, callID, endpoint string) {
 	c.a.callID = callID
 	c.a.mu.Unlock()
 	c.mu.Lock()
-	oldEP := c.aEndpoint
-	c.aEndpoint = endpoint
+	c.aEndpoint = ep.Name
+	// Before the agent answers, so before any in-dialog request of A
+	// reads it.
+	c.a.ep = ep
 	c.mu.Unlock()
-	if ref, ok := r.byCallID[oldID]; !ok || ref.call != c {
+	cur, ok := r.counted[c]
+	if ref, live := r.byCallID[oldID]; !ok || !live || ref.call != c {
 		return // ended
 	}
 	delete(r.byCallID, oldID)
 	r.byCallID[callID] = callRef{call: c, leg: c.a}
-	if oldEP != endpoint {
-		if r.perEP[oldEP]--; r.perEP[oldEP] <= 0 {
-			delete(r.perEP, oldEP)
-		}
-		r.perEP[endpoint]++
+	r.extra[c] = append(r.extra[c], callID)
+	if cur[0] != ep.Name {
+		r.uncountLocked(cur[0])
+		r.perEP[ep.Name]++
+		cur[0] = ep.Name
+		r.counted[c] = cur
 	}
 }
 

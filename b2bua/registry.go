@@ -19,6 +19,11 @@ type registry struct {
 	// as idle.
 	bySource map[string]int
 	live     int
+	// counted are the endpoints each call counts against (a transfer
+	// moves one), extra the Call-IDs of every leg a call had, forgotten
+	// with the call.
+	counted map[*call][2]string
+	extra   map[*call][]string
 
 	started atomic.Uint64
 	ended   atomic.Uint64
@@ -30,7 +35,8 @@ type callRef struct {
 }
 
 func newRegistry() *registry {
-	return &registry{byCallID: make(map[string]callRef), perEP: make(map[string]int), bySource: make(map[string]int)}
+	return &registry{byCallID: make(map[string]callRef), perEP: make(map[string]int), bySource: make(map[string]int),
+		counted: make(map[*call][2]string), extra: make(map[*call][]string)}
 }
 
 // admit registers c under its A-leg Call-ID unless that Call-ID is already
@@ -54,6 +60,8 @@ func (r *registry) admit(c *call, maxTotal, maxA, maxB int) admitResult {
 	r.byCallID[c.b.callID] = callRef{call: c, leg: c.b}
 	r.perEP[c.aEndpoint]++
 	r.perEP[c.bEndpoint]++
+	r.counted[c] = [2]string{c.aEndpoint, c.bEndpoint}
+	r.extra[c] = []string{c.a.callID, c.b.callID}
 	r.bySource[c.aSource]++
 	r.live++
 	r.started.Add(1)
@@ -79,20 +87,19 @@ func (r *registry) lookup(callID string) (callRef, bool) {
 func (r *registry) remove(c *call) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	ref, ok := r.byCallID[c.a.callID]
-	if !ok || ref.call != c {
+	if _, ok := r.counted[c]; !ok {
 		return
 	}
-	delete(r.byCallID, c.a.callID)
-	delete(r.byCallID, c.b.getCallID())
-	r.perEP[c.aEndpoint]--
-	r.perEP[c.bEndpoint]--
-	if r.perEP[c.aEndpoint] == 0 {
-		delete(r.perEP, c.aEndpoint)
+	for _, id := range r.extra[c] {
+		if ref, ok := r.byCallID[id]; ok && ref.call == c {
+			delete(r.byCallID, id)
+		}
 	}
-	if r.perEP[c.bEndpoint] == 0 {
-		delete(r.perEP, c.bEndpoint)
+	delete(r.extra, c)
+	for _, ep := range r.counted[c] {
+		r.uncountLocked(ep)
 	}
+	delete(r.counted, c)
 	if r.bySource[c.aSource]--; r.bySource[c.aSource] <= 0 {
 		delete(r.bySource, c.aSource)
 	}
@@ -100,26 +107,91 @@ func (r *registry) remove(c *call) {
 	r.ended.Add(1)
 }
 
-// rebindB moves c's B-leg to the Call-ID and endpoint of the attempt that
-// answered; apply changes the call's own fields while the registry is
-// locked, so that remove always finds what it registered.
+func (r *registry) uncountLocked(ep string) {
+	if ep == "" {
+		return
+	}
+	if r.perEP[ep]--; r.perEP[ep] <= 0 {
+		delete(r.perEP, ep)
+	}
+}
+
+// addLeg makes a leg c placed after its first two findable by its
+// Call-ID.
+func (r *registry) addLeg(c *call, l *leg) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.byCallID[l.callID] = callRef{call: c, leg: l}
+	r.extra[c] = append(r.extra[c], l.callID)
+}
+
+// removeLeg forgets a leg addLeg added (one whose INVITE failed): a late
+// 2xx for it is then a stray one, ACKed and hung up.
+func (r *registry) removeLeg(c *call, l *leg) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ref, ok := r.byCallID[l.callID]; ok && ref.leg == l {
+		delete(r.byCallID, l.callID)
+	}
+}
+
+// moveEndpoint makes side s of live call c count against endpoint to
+// instead of the one it counted against ("" for none). It refuses when
+// to is at its cap max (0: none).
+func (r *registry) moveEndpoint(c *call, s int, to string, max int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cur, ok := r.counted[c]
+	if !ok {
+		return false
+	}
+	if cur[s] == to {
+		return true
+	}
+	if to != "" && max > 0 && r.perEP[to] >= max {
+		return false
+	}
+	r.uncountLocked(cur[s])
+	if to != "" {
+		r.perEP[to]++
+	}
+	cur[s] = to
+	r.counted[c] = cur
+	return true
+}
+
+// hasRoom reports whether endpoint ep may take one more call under its
+// cap max (0: none).
+func (r *registry) hasRoom(ep string, max int) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return max <= 0 || r.perEP[ep] < max
+}
+
+// rebindB moves c's B-leg to the Call-ID and endpoint of the attempt
+// that answered its hunt; apply changes the call's own fields while the
+// registry is locked, so that remove always finds what it registered.
 func (r *registry) rebindB(c *call, callID, endpoint string, apply func()) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	oldID, oldEP := c.b.callID, c.bEndpoint
-	ref, ok := r.byCallID[c.a.callID]
-	registered := ok && ref.call == c
+	oldID := c.b.callID
+	cur, registered := r.counted[c]
 	apply()
-	if !registered || (oldID == callID && oldEP == endpoint) {
+	if !registered {
 		return
 	}
-	delete(r.byCallID, oldID)
-	r.byCallID[callID] = callRef{call: c, leg: c.b}
-	if oldEP != endpoint {
-		if r.perEP[oldEP]--; r.perEP[oldEP] <= 0 {
-			delete(r.perEP, oldEP)
+	if oldID != callID {
+		if ref, ok := r.byCallID[oldID]; ok && ref.call == c {
+			delete(r.byCallID, oldID)
 		}
+		r.byCallID[callID] = callRef{call: c, leg: c.b}
+		r.extra[c] = append(r.extra[c], callID)
+	}
+	if cur[1] != endpoint {
+		r.uncountLocked(cur[1])
 		r.perEP[endpoint]++
+		cur[1] = endpoint
+		r.counted[c] = cur
 	}
 }
 
@@ -141,10 +213,8 @@ func (r *registry) snapshot() []*call {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	out := make([]*call, 0, r.live)
-	for id, ref := range r.byCallID {
-		if ref.leg == ref.call.a && id == ref.call.a.callID {
-			out = append(out, ref.call)
-		}
+	for c := range r.counted {
+		out = append(out, c)
 	}
 	return out
 }

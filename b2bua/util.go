@@ -7,10 +7,20 @@ import (
 	"strconv"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/wagate/wagate/configs"
 )
 
 // allowedMethods is the Allow header of wagate's answers.
-const allowedMethods = "INVITE, ACK, BYE, CANCEL, OPTIONS"
+const allowedMethods = "INVITE, ACK, BYE, CANCEL, OPTIONS, REFER"
+
+// allowFor is the Allow header toward ep: REFER is offered to PBXs and
+// dialers, which may transfer, not to Meta, which never does.
+func allowFor(ep *configs.Endpoint) string {
+	if ep != nil && ep.Kind == configs.KindWhatsApp {
+		return "INVITE, ACK, BYE, CANCEL, OPTIONS"
+	}
+	return allowedMethods
+}
 
 func callIDOf(m interface{ CallID() *sip.CallIDHeader }) string {
 	if h := m.CallID(); h != nil {

@@ -201,6 +201,10 @@ type Endpoint struct {
 	// unrelated to their SDP and SIP. Anyone who can send to wagate's
 	// media ports can then race the peer for the latch on a plain RTP leg.
 	LatchAnyAddress bool `yaml:"latch_any_address"`
+	// Transfer, when set, lets this endpoint (pbx or dialer) transfer the
+	// calls it is a leg of with REFER, to the targets it allows; without
+	// it every REFER gets 403.
+	Transfer *Transfer `yaml:"transfer"`
 	// Auth, when set, challenges this endpoint's requests with digest
 	// authentication (407) before they are routed.
 	Auth *Auth `yaml:"auth"`
@@ -272,6 +276,10 @@ type Number struct {
 	PhoneNumberID string `yaml:"phone_number_id"`
 	// Route says where user-initiated calls to this number go.
 	Route Route `yaml:"route"`
+	// Fallback is where a caller goes when wagate must find them an agent
+	// again: a transfer whose target failed after the transferring agent
+	// hung up. Without it such a call ends.
+	Fallback *Route `yaml:"fallback"`
 	// Dialers names the endpoints allowed to originate business-initiated
 	// calls from this number.
 	Dialers []string `yaml:"dialers"`
@@ -439,6 +447,10 @@ type Media struct {
 	RelatchPackets int `yaml:"relatch_packets"`
 	// Opus encoder settings for the WhatsApp leg.
 	Opus Opus `yaml:"opus"`
+	// MusicOnHold is a WAV file played to a caller the other side holds
+	// (16-bit PCM, μ-law or A-law, 8–48 kHz, at most 10 minutes); empty:
+	// comfort noise.
+	MusicOnHold string `yaml:"music_on_hold"`
 	// DTLS configures DTLS-SRTP keying (media_encryption: dtls).
 	DTLS DTLS `yaml:"dtls"`
 	// ICE configures the ICE agent of DTLS legs.
@@ -634,6 +646,7 @@ const (
 	EventCallAnswered      = "call.answered"
 	EventCallEnded         = "call.ended"
 	EventCallRefused       = "call.refused"
+	EventCallTransferred   = "call.transferred"
 	EventCallProgress      = "call.progress"
 	EventPermissionChanged = "permission.changed"
 	EventRecordingReady    = "recording.ready"
@@ -645,7 +658,7 @@ const (
 // EventTypes lists every event type wagate emits.
 func EventTypes() []string {
 	return []string{EventCallStarted, EventCallRinging, EventCallAnswered, EventCallEnded,
-		EventCallRefused, EventPermissionChanged, EventRecordingReady, EventMetaSettingsChanged, EventCallProgress}
+		EventCallRefused, EventCallTransferred, EventPermissionChanged, EventRecordingReady, EventMetaSettingsChanged, EventCallProgress}
 }
 
 // Duration is a time.Duration written in YAML as "30s", "2m", …

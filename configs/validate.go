@@ -36,6 +36,7 @@ func validate(c *Config, t tree, ps *problems, opts parseOptions) {
 	v.endpoints()
 	v.huntLists()
 	v.numbers()
+	v.callControl()
 	if v.c.Blocklist != nil {
 		v.blocklist("blocklist", v.c.Blocklist)
 	}

@@ -124,6 +124,58 @@ type CDR struct {
 	// targets skipped because their endpoint was down. B names the one
 	// that answered. JSON only: the CSV export leaves lists out.
 	Attempts []Attempt `json:"attempts,omitempty"`
+
+	// Transfers are the call's transfers in order, connected or failed
+	// (absent when it had none). A and B are the legs at the end: after
+	// a transfer, the new agent's.
+	Transfers []Transfer `json:"transfers,omitempty"`
+}
+
+// Transfer kinds.
+const (
+	// TransferBlind: a REFER to an extension; wagate called it.
+	TransferBlind = "blind"
+	// TransferAttended: a REFER with Replaces naming another call through
+	// wagate; the two calls' other parties were joined.
+	TransferAttended = "attended"
+	// TransferAPI: the HTTP API asked (POST /v1/calls/{id}/transfer).
+	TransferAPI = "api"
+	// TransferFallback: a transfer failed after the transferring agent
+	// hung up, and wagate called the number's fallback route.
+	TransferFallback = "fallback"
+)
+
+// Transfer is one transfer of a call: the data of call.transferred and
+// an entry of a CDR's transfers.
+type Transfer struct {
+	// CallID is wagate's id of the transferred call.
+	CallID string `json:"call_id"`
+	// Kind is TransferBlind, TransferAttended, TransferAPI or
+	// TransferFallback.
+	Kind string `json:"kind"`
+	// By is the endpoint that asked (the REFER's), "api" or "wagate".
+	By string `json:"by"`
+	// From is the leg that left the call; To the leg that took its place
+	// (blind, api, fallback: the target's, when it answered).
+	From Leg `json:"from"`
+	To   Leg `json:"to"`
+	// Target is what was dialled: "user@endpoint" (blind, api,
+	// fallback; of a hunt list, the target that answered, else the last
+	// one rung). Hunt names the hunt list transferred to.
+	Target string `json:"target,omitempty"`
+	Hunt   string `json:"hunt,omitempty"`
+	// JoinedCallID is the other call of an attended transfer, whose
+	// other party this call's was joined to.
+	JoinedCallID string `json:"joined_call_id,omitempty"`
+	// Connected tells whether the transfer connected; SIPCode is the
+	// target's final response (200, 486, 408, …; 0 when none came).
+	Connected bool   `json:"connected"`
+	SIPCode   int    `json:"sip_code"`
+	Reason    string `json:"reason,omitempty"`
+	// RequestedAt is when the transfer was asked for; LatencyMS from
+	// then to the target's answer (or the failure).
+	RequestedAt time.Time `json:"requested_at"`
+	LatencyMS   int64     `json:"latency_ms"`
 }
 
 // Attempt is one B-leg INVITE of a call (or one callee skipped).

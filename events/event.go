@@ -24,6 +24,9 @@ const (
 	CallEnded Type = configs.EventCallEnded
 	// CallRefused: wagate refused an INVITE itself (data: its CDR).
 	CallRefused Type = configs.EventCallRefused
+	// CallTransferred: a transfer of an answered call ended, connected
+	// or failed (data: Transfer).
+	CallTransferred Type = configs.EventCallTransferred
 	// CallProgress: a step of a click-to-call before the user's leg
 	// rings: the agent rings, the agent answered (data: Call with Step).
 	CallProgress Type = configs.EventCallProgress

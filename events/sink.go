@@ -380,6 +380,9 @@ func (s *Sink) CallRefused(cdr CDR) {
 	s.emit(CallRefused, cdr.CallID, nil, &cdr)
 }
 
+// CallTransferred emits call.transferred.
+func (s *Sink) CallTransferred(t Transfer) { s.emit(CallTransferred, t.CallID, t, nil) }
+
 // PermissionChanged emits permission.changed.
 func (s *Sink) PermissionChanged(p PermissionChange) { s.emit(PermissionChanged, "", p, nil) }
 

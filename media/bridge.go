@@ -476,6 +476,13 @@ func (b *Bridge) swapRemote(old, nr *remote) {
 	if b.neg.peerB == old {
 		b.neg.peerB = nr
 	}
+	// Routes are rebuilt from the sides' agreed streams after a re-offer
+	// (reoffer.go): they must name the keyed peer too.
+	for _, sm := range b.neg.sides {
+		if sm != nil && sm.peer == old {
+			sm.peer = nr
+		}
+	}
 }
 
 // Stats returns the bridge's packet counters.

@@ -103,6 +103,8 @@ func (b *Bridge) AnswerLocal(offer []byte) ([]byte, error) {
 	n.local, n.localMedia = true, active
 	n.offered, n.common, n.keysB, n.offerB = nil, nil, nil, nil
 	n.answerA = n.sdpA.marshal(&out, b.m.advertise)
+	n.sides, n.pending = [2]*sideMedia{}, [2]*pendingOffer{}
+	n.sent = [2][]byte{n.answerA, nil}
 	b.routeAB.Store(ab)
 	b.routeBA.Store(ba)
 	b.log.Debug("media: A answered locally", "a_addr", mediaAddr(ma), "codec_a", codecA.Name, "pt_a", codecA.PT,
@@ -190,6 +192,7 @@ func (b *Bridge) OfferToB() ([]byte, error) {
 		return nil, errClosed
 	}
 	b.storeOfferB(ob)
+	n.sides[SideB], n.pending[SideB], n.sent[SideB] = nil, nil, n.offerB
 	b.log.Debug("media: offer to B after a local answer", "codecs", codecNames(ob.media.Codecs), "proto", ob.media.Proto)
 	return bytes.Clone(n.offerB), nil
 }

@@ -84,6 +84,12 @@ func TestLocalAnswerThenConnect(t *testing.T) {
 	}
 	toA := ma.Addr()
 
+	// A re-INVITE from Meta before any B (its ICE stack's, a refresh)
+	// gets the answer A has and changes nothing.
+	if re, st, err := b.AcceptOffer(SideA, metaLocalOffer(meta)); err != nil || !bytes.Equal(re, answer) || st.Hold {
+		t.Fatalf("re-offer from A before B: %v %+v\n%s", err, st, re)
+	}
+
 	rec := &keyRecorder{}
 	b.OnDTMF(rec.key)
 	b.SetTap(rec)
@@ -158,8 +164,11 @@ func TestLocalAnswerThenConnect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(again, answer) || !bytes.Equal(b.LocalAnswerA(), answer) {
+	if !bytes.Equal(again, answer) || !bytes.Equal(b.LocalAnswerA(), answer) || !bytes.Equal(b.LocalSDP(SideA), answer) {
 		t.Fatalf("A's answer changed when B answered:\n%s\nwas\n%s", again, answer)
+	}
+	if !bytes.Equal(b.LocalSDP(SideB), offerB) {
+		t.Fatalf("LocalSDP(B) is not the offer B answered:\n%s", b.LocalSDP(SideB))
 	}
 	toB := mb.Addr()
 
@@ -240,6 +249,17 @@ func TestLocalAnswerThenConnect(t *testing.T) {
 	}
 	if keys, _ := rec.snapshot(); keys != "42#7" {
 		t.Errorf("OnDTMF heard %q after connecting, want \"42#7\"", keys)
+	}
+
+	// The connected PBX holds, as on any call: answered recvonly from the
+	// same port, and it is held.
+	hold := sdpOffer(pbx.port(), "RTP/AVP", "0 101", "rtpmap:0 PCMU/8000", "rtpmap:101 telephone-event/8000", "ptime:20", "sendonly")
+	re, st, err := b.AcceptOffer(SideB, hold)
+	if err != nil || !st.Hold || !bytes.Contains(re, []byte("a=recvonly\r\n")) || !b.Held(SideB) {
+		t.Fatalf("hold by the PBX after a local answer: %v %+v\n%s", err, st, re)
+	}
+	if got := mustParse(t, re).Media[0].Addr(); got != toB {
+		t.Fatalf("hold answer names %v, want the same port %v", got, toB)
 	}
 	timedOut.Lock()
 	defer timedOut.Unlock()

@@ -61,6 +61,8 @@ func (b *Bridge) Offer(offerA []byte) ([]byte, error) {
 	n.local, n.localMedia = false, Media{}
 	b.storeOfferB(ob)
 	n.answerA = nil
+	n.sides, n.pending = [2]*sideMedia{}, [2]*pendingOffer{}
+	n.sent = [2][]byte{nil, n.offerB}
 	// A's packets are now recognised (they keep A alive) but go nowhere
 	// until B answers; nothing from B is accepted yet.
 	b.routeAB.Store(&route{from: n.peerA, pt: newPTMap(), eventOut: ptDrop})

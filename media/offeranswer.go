@@ -47,6 +47,13 @@ type negotiation struct {
 	answerA  []byte     // SDP sent to A
 	sdpA     sdpSession // our SDP session toward A
 	sdpB     sdpSession // toward B
+
+	// sides are what each side agreed once B answered (nil before);
+	// routes are built from them. pending is an offer out to a new peer
+	// of a side (OfferSide), sent the last SDP sent to each side.
+	sides   [2]*sideMedia
+	pending [2]*pendingOffer
+	sent    [2][]byte
 	// local: A was answered by AnswerLocal, with localMedia as our
 	// stream; a B connected later (OfferToB, AnswerB) must fit that
 	// answer, which A already has and which never changes.
@@ -56,6 +63,14 @@ type negotiation struct {
 	// (OfferA); ring is the ringback A hears until B answers.
 	offerToA []byte
 	ring     *Playback
+}
+
+// session is our SDP session toward side s.
+func (n *negotiation) session(s Side) *sdpSession {
+	if s == SideA {
+		return &n.sdpA
+	}
+	return &n.sdpB
 }
 
 // sdpSession keeps o= stable for one side: same session id, and a version
@@ -224,48 +239,37 @@ func (b *Bridge) AnswerB(answerB []byte) ([]byte, error) {
 		peerB.natFrom(cfgB, b.m.relatch)
 	}
 	n.peerB = peerB
-	fmtA := codecFmt{name: nameA, rate: codecClock(nameA)}
-	fmtB := codecFmt{name: nameB, rate: codecClock(nameB)}
-	ab := &route{from: n.peerA, to: peerB, pt: newPTMap(), eventOut: ptDrop, outPT: codecB.PT}
-	ba := &route{from: peerB, to: n.peerA, pt: newPTMap(), eventOut: ptDrop, outPT: codecA.PT}
-	if relay {
-		ab.mode, ba.mode = modeRelay, modeRelay
-		ab.in, ab.out = withPtime(fmtA, ma.Ptime), withPtime(fmtA, mb.Ptime)
-		ba.in, ba.out = withPtime(fmtB, mb.Ptime), withPtime(fmtB, ma.Ptime)
-	} else {
-		ab.mode, ba.mode = modeTranscode, modeTranscode
-		// Each side sends at the ptime it was asked for and gets the one
-		// it asked for.
-		ab.in, ab.out = withPtime(fmtA, active.Ptime), withPtime(fmtB, mb.Ptime)
-		ba.in, ba.out = withPtime(fmtB, n.offerPtime), withPtime(fmtA, ma.Ptime)
-	}
-	ab.frame = frameTicks(codecA, ma.Ptime)
-	ba.frame = frameTicks(codecB, mb.Ptime)
-	// A sends at the ptime of our answer, B at that of our offer.
-	ab.inFrame, ba.inFrame = packetTime(active.Ptime), packetTime(n.offerPtime)
-	if n.local {
-		ab.inFrame = packetTime(n.localMedia.Ptime)
-	}
 	// A sends with the payload types of our answer (A's); B should send
 	// with those of our offer, but some PBXs send with their own answer's
 	// numbers, so B→A takes both, B's own number winning a clash.
+	askA := active.Ptime
+	if n.local {
+		// A has AnswerLocal's answer, not this one.
+		askA = n.localMedia.Ptime
+	}
+	sideA := &sideMedia{peer: n.peerA, codec: codecA, recvAudio: []uint8{codecA.PT},
+		ptime: ma.Ptime, askPtime: askA}
 	if n.eventA.Name != "" {
-		ab.class[n.eventA.PT] = classEvent
-		if hasEventB {
-			ab.pt[n.eventA.PT], ab.eventOut = eventB.PT, eventB.PT
-		}
+		sideA.event, sideA.recvEvent = n.eventA, []uint8{n.eventA.PT}
 	}
+	sideB := &sideMedia{peer: peerB, codec: codecB, recvAudio: []uint8{off.PT, codecB.PT},
+		ptime: mb.Ptime, askPtime: n.offerPtime}
 	if hasEventB {
-		for _, pt := range []uint8{eventOff.PT, eventB.PT} {
-			ba.class[pt] = classEvent
-			if n.eventA.Name != "" {
-				ba.pt[pt], ba.eventOut = n.eventA.PT, n.eventA.PT
-			}
-		}
+		sideB.event, sideB.recvEvent = eventB, []uint8{eventOff.PT, eventB.PT}
 	}
-	ab.class[codecA.PT], ab.pt[codecA.PT] = classAudio, codecB.PT
-	for _, pt := range []uint8{off.PT, codecB.PT} {
-		ba.class[pt], ba.pt[pt] = classAudio, codecA.PT
+	ab, err := buildRoute(sideA, sideB)
+	if err != nil {
+		return nil, err
+	}
+	ba, err := buildRoute(sideB, sideA)
+	if err != nil {
+		return nil, err
+	}
+	n.sides = [2]*sideMedia{sideA, sideB}
+	n.sent[SideA] = n.answerA
+	if n.offerToA != nil {
+		// A call wagate originated: A has our offer, not this answer.
+		n.sent[SideA] = n.offerToA
 	}
 	b.routeAB.Store(ab)
 	b.routeBA.Store(ba)

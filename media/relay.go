@@ -251,6 +251,10 @@ type route struct {
 	// inFrame is how much audio one incoming packet carries, as the
 	// source was asked to send (its ptime), for NAT re-latching.
 	inFrame time.Duration
+	// mute: the destination holds (its SDP said sendonly, inactive or
+	// c=0.0.0.0), so nothing is sent to it but RTCP. quiet: the source
+	// may send nothing (it holds, or is muted), so it has no RTP timeout.
+	mute, quiet bool
 	// absent: the source side has no peer at all (B of a call answered
 	// locally, until one is connected), so it cannot time out.
 	absent bool
@@ -446,6 +450,16 @@ func (d *direction) timeoutTick(now time.Time) time.Time {
 		d.mu.Unlock()
 		return time.Time{}
 	}
+	if rt := d.route.Load(); rt != d.cur {
+		d.switchRoute(rt)
+	}
+	if d.cur != nil && d.cur.quiet {
+		// The source holds and may send nothing: no timeout until its
+		// next SDP says otherwise (installing routes wakes this job).
+		d.confirming = false
+		d.mu.Unlock()
+		return time.Time{}
+	}
 	t := now.Sub(d.epoch)
 	if rt := d.route.Load(); rt != nil && rt.absent {
 		// No peer on this side yet (a call answered locally, before its
@@ -556,6 +570,9 @@ func (d *direction) handle(buf *packetBuf, n int, from netip.AddrPort, now time.
 		// answered locally): keys and the tap only.
 		d.unrouted(pkt, hl, rt, now)
 		return false
+	}
+	if rt.mute {
+		return false // the other side holds
 	}
 	pt := pkt[1] & 0x7f
 	if c := rt.class[pt]; c == classAudio || c == classEvent {
@@ -762,6 +779,9 @@ func (d *direction) send(pkt []byte, payloadLen int, ts uint32, now time.Duratio
 	} else if d.cur.to.sendKey != nil || d.cur.to.secure {
 		return false // never send plain RTP to an SRTP leg
 	}
+	if d.cur.mute {
+		return false // the destination holds: RTCP only
+	}
 	dst := d.cur.to.dst()
 	if _, err := d.toDst.WriteToUDPAddrPort(out, dst); err != nil {
 		if !errors.Is(err, net.ErrClosed) {
@@ -777,6 +797,12 @@ func (d *direction) send(pkt []byte, payloadLen int, ts uint32, now time.Duratio
 // it. Crypto contexts are kept when the keys are the same (an answer
 // repeated in the 200 after a 183 must not reset SRTP state).
 func (d *direction) switchRoute(rt *route) {
+	if old := d.cur; old != nil && old.quiet && (rt == nil || !rt.quiet) {
+		// Out of hold: the source's timeout counts from now (and its
+		// start timeout, if it never sent).
+		now := d.clock()
+		d.last, d.started, d.confirming = now, now, false
+	}
 	d.cur = rt
 	if rt == nil {
 		return

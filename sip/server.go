@@ -69,7 +69,7 @@ type Server struct {
 const udpSocketBuffer = 4 << 20
 
 // allowedMethods is wagate's Allow header value.
-const allowedMethods = "INVITE, ACK, BYE, CANCEL, OPTIONS"
+const allowedMethods = "INVITE, ACK, BYE, CANCEL, OPTIONS, REFER"
 
 // udpMaxMessage is the largest SIP message wagate sends over UDP. sipgo
 // refuses anything over UDPMTUSize-200 (1,300 bytes by default) instead of

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/wagate/wagate/api"
@@ -41,6 +42,21 @@ func (c callControl) Hangup(id, reason string) (api.LiveCall, error) {
 		return api.LiveCall{}, err
 	}
 	return liveCall(ci), nil
+}
+
+func (c callControl) Transfer(id string, t api.TransferTarget) (api.LiveCall, error) {
+	ci, err := c.e.Transfer(id, b2bua.Target{Endpoint: t.Endpoint, User: t.User, Hunt: t.Hunt})
+	switch {
+	case err == nil:
+		return liveCall(ci), nil
+	case errors.Is(err, b2bua.ErrNoSuchCall):
+		return api.LiveCall{}, fmt.Errorf("%w: %s", api.ErrNoSuchCall, id)
+	case errors.Is(err, b2bua.ErrBadTarget):
+		return api.LiveCall{}, fmt.Errorf("%w: %s", api.ErrTransferTarget, strings.TrimPrefix(err.Error(), b2bua.ErrBadTarget.Error()+": "))
+	case errors.Is(err, b2bua.ErrNotAnswered), errors.Is(err, b2bua.ErrTransferring), errors.Is(err, b2bua.ErrJoined), errors.Is(err, b2bua.ErrTooManyTransfers):
+		return api.LiveCall{}, fmt.Errorf("%w: %s", api.ErrTransferConflict, strings.TrimPrefix(err.Error(), "b2bua: "))
+	}
+	return api.LiveCall{}, err
 }
 
 func liveCall(ci b2bua.CallInfo) api.LiveCall {

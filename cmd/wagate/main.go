@@ -131,6 +131,15 @@ func run() int {
 		return br, nil
 	}, log)
 	srv.SetCalls(calls)
+	if f := cfg.Media.MusicOnHold; f != "" {
+		clip, err := media.LoadWAV(f)
+		if err != nil {
+			log.Error("music on hold", "error", err)
+			return 1
+		}
+		calls.SetMusicOnHold(clip)
+		log.Info("music on hold loaded", "file", f, "seconds", clip.Duration())
+	}
 
 	journal, err := b2bua.OpenJournal(filepath.Join(cfg.DataDir, "live-calls.journal"))
 	if err != nil {

@@ -1,0 +1,190 @@
+package b2bua
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/wagate/wagate/configs"
+	"github.com/wagate/wagate/events"
+	"github.com/wagate/wagate/media"
+	sipedge "github.com/wagate/wagate/sip"
+)
+
+// Hold, resume and media that moves: a peer's re-INVITE is answered by
+// wagate from the leg's own media (Bridge.AcceptOffer) and never reaches
+// the other leg. Meta refuses re-INVITEs, so the WhatsApp leg must not see
+// the PBX's hold, its transfers or its media servers: while the PBX side
+// holds, wagate plays music on hold (or comfort noise) toward WhatsApp,
+// which also keeps Meta's no-media rule from ending the call, and does not
+// expect media from the held side.
+
+// engineControl is what the engine keeps for hold and transfer.
+type engineControl struct {
+	// moh is the music on hold (nil: comfort noise).
+	moh atomic.Pointer[media.Clip]
+	// link joins two calls' bridges (media.Link for real bridges).
+	link func(b1 Bridge, s1 media.Side, b2 Bridge, s2 media.Side) error
+}
+
+// callControl is what hold and transfer keep about a call, under its mu
+// (moh under mohMu).
+type callControl struct {
+	mohMu sync.Mutex
+	moh   *media.Playback
+	mohOn bool
+	// reinvite is set while a re-INVITE is being answered: a second one
+	// meanwhile gets 491.
+	reinvite bool
+	// xfer is the transfer under way; transfers the record of them all;
+	// count how many were tried (a loop guard).
+	xfer      *transfer
+	transfers []events.Transfer
+	count     int
+	// joined is the call this one's media is linked to after an
+	// attended transfer: each ends the other.
+	joined *call
+}
+
+// SetMusicOnHold sets the audio a held caller hears (nil: comfort noise).
+// Safe at any time; calls already on hold keep what they play.
+func (s *Engine) SetMusicOnHold(c *media.Clip) { s.ctl.moh.Store(c) }
+
+// holdSource is a new source of hold audio.
+func (s *Engine) holdSource() media.FrameSource {
+	if c := s.ctl.moh.Load(); c != nil {
+		return c.Loop()
+	}
+	return media.ComfortNoise(comfortNoiseDBFS)
+}
+
+// comfortNoiseDBFS is the level of the comfort noise a held caller hears
+// without music: a quiet room.
+const comfortNoiseDBFS = -60
+
+// waSide is the bridge side of the call's WhatsApp leg (A on a UIC);
+// pbxSide the other, the PBX's or dialer's.
+func (c *call) waSide() media.Side {
+	if c.route.AEP.Kind == configs.KindWhatsApp {
+		return media.SideA
+	}
+	return media.SideB
+}
+
+func (c *call) pbxSide() media.Side { return 1 - c.waSide() }
+
+// legOf returns the call's current leg on side s.
+func (c *call) legOf(s media.Side) *leg {
+	a, b := c.legs()
+	if s == media.SideA {
+		return a
+	}
+	return b
+}
+
+// onReinvite answers a re-INVITE on either leg from that leg's own media:
+// hold (sendonly, inactive, c=0.0.0.0) and resume, a new media address,
+// new payload types. An offer the leg cannot take (its codec dropped,
+// malformed) gets 488 and changes nothing (RFC 3261 §14.2). A re-INVITE
+// without SDP (a session refresh) is answered with the leg's current SDP
+// as an offer; the answer in its ACK is not applied.
+func (s *Engine) onReinvite(req *sip.Request, tx sip.ServerTransaction) {
+	ref, ok := s.dialogOr481(req, tx)
+	if !ok {
+		return
+	}
+	c, l := ref.call, ref.leg
+	c.mu.Lock()
+	current := (l == c.a || l == c.b) && !l.retired
+	st, busy := c.state, c.cc.reinvite
+	if current && !busy && (st == stateConfirmed || st == stateAnswered) {
+		c.cc.reinvite = true
+	}
+	c.mu.Unlock()
+	switch {
+	case !current:
+		s.edge.Respond(tx, req, 481, "Call/Transaction Does Not Exist", nil)
+		return
+	case busy || (st != stateConfirmed && st != stateAnswered):
+		s.edge.Respond(tx, req, 491, "Request Pending", nil)
+		return
+	}
+	defer func() {
+		c.mu.Lock()
+		c.cc.reinvite = false
+		c.mu.Unlock()
+	}()
+	var (
+		sdp   []byte
+		state media.StreamState
+		err   error
+	)
+	switch body := req.Body(); {
+	case len(body) == 0:
+		sdp = c.bridge.LocalSDP(l.side)
+	case req.ContentType() != nil && !isSDPType(req.ContentType().Value()):
+		s.edge.Reject(tx, req, &sipedge.Rejection{Code: 415, Reason: "Unsupported Media Type", Warning: "the offer must be application/sdp",
+			Accept: "application/sdp", Log: "re-INVITE body is " + truncate(req.ContentType().Value(), 64)}, c.log.With("leg", l.name))
+		return
+	default:
+		if sdp, state, err = c.bridge.AcceptOffer(l.side, body); err != nil {
+			r := sdpRejection(err)
+			r.Code, r.Reason = 488, "Not Acceptable Here"
+			r.Log = "re-INVITE refused: " + err.Error()
+			s.edge.Reject(tx, req, r, c.log.With("leg", l.name))
+			return
+		}
+	}
+	res := sip.NewResponseFromRequest(req, 200, "OK", sdp)
+	res.AppendHeader(s.edge.Contact(l.transport))
+	res.AppendHeader(sip.NewHeader("Allow", allowFor(l.ep)))
+	ct := sip.ContentTypeHeader("application/sdp")
+	res.AppendHeader(&ct)
+	acked := make(chan struct{})
+	key := pendingKey{l, req.CSeq().SeqNo}
+	c.mu.Lock()
+	if c.pendingAcks == nil {
+		c.pendingAcks = make(map[pendingKey]chan struct{})
+	}
+	c.pendingAcks[key] = acked
+	c.mu.Unlock()
+	c.log.Info("re-INVITE answered", "leg", l.name, "direction", string(state.Direction), "hold", state.Hold, "moved", state.Moved)
+	if err := tx.Respond(res); err != nil {
+		c.log.Debug("re-INVITE 200 not sent", "leg", l.name, "error", err)
+	}
+	c.updateMOH()
+	c.awaitAck(s.ctx, tx, res, acked, !isUnreliable(l.transport))
+	c.mu.Lock()
+	delete(c.pendingAcks, key)
+	c.mu.Unlock()
+}
+
+// updateMOH starts or stops the hold audio toward the WhatsApp side: it
+// plays while the PBX side holds and while a transfer rings a new agent,
+// not after an attended transfer joined the call to another.
+func (c *call) updateMOH() {
+	c.cc.mohMu.Lock()
+	defer c.cc.mohMu.Unlock()
+	held := c.bridge.Held(c.pbxSide())
+	c.mu.Lock()
+	x := c.cc.xfer
+	want := c.state != stateEnded && c.cc.joined == nil && (held || x != nil && !x.connected)
+	c.mu.Unlock()
+	switch {
+	case want && !c.cc.mohOn:
+		pb, err := c.bridge.Play(c.waSide(), c.srv.holdSource(), time.Time{})
+		if err != nil {
+			c.log.Warn("music on hold not played", "error", err)
+			return
+		}
+		c.cc.moh, c.cc.mohOn = pb, true
+		c.log.Info("music on hold started", "held", held, "transferring", x != nil)
+	case !want && c.cc.mohOn:
+		if c.cc.moh != nil {
+			c.cc.moh.Stop()
+		}
+		c.cc.moh, c.cc.mohOn = nil, false
+		c.log.Info("music on hold stopped")
+	}
+}

@@ -1,0 +1,161 @@
+package b2bua
+
+import (
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/wagate/wagate/configs"
+	"github.com/wagate/wagate/events"
+	sipedge "github.com/wagate/wagate/sip"
+)
+
+// Attended transfer: an agent with two calls through wagate — the
+// WhatsApp caller on hold on one, the party it consulted (another
+// WhatsApp user, or another agent's call) on the other — sends a REFER on
+// the first whose Refer-To carries Replaces naming its dialog of the
+// second. wagate is then both the transferee and the target (RFC 3891):
+// it joins the first call's WhatsApp caller to the second call's other
+// party, hangs up both of the agent's legs, and signals nothing to either
+// party. The media of the two calls is linked (media.Link); each call
+// ends the other when it ends.
+//
+// A Replaces is matched against a live leg's Call-ID and tags, its
+// to-tag as wagate's tag and from-tag as the agent's (either order is
+// taken: both tags must match one leg). The named leg must belong to the
+// same endpoint as the transferring one: an agent joins only its own
+// calls. A Replaces that names no live leg is RFC 3891's 481: the REFER
+// is accepted (202) and its NOTIFY says "SIP/2.0 481 Call/Transaction
+// Does Not Exist" — answering the REFER itself with 481 would end the
+// transferring agent's dialog (RFC 5057).
+
+// referReplaces takes a REFER with Replaces on leg l of call c.
+func (s *Engine) referReplaces(c *call, l *leg, ep *configs.Endpoint, req *sip.Request, tx sip.ServerTransaction, rp *replaces) {
+	log := c.log.With("leg", l.name)
+	refuse := func(code int, why string) {
+		s.edge.Reject(tx, req, &sipedge.Rejection{Code: code, Reason: sipedge.DefaultReason(code), Warning: why, Log: "REFER refused: " + why}, log)
+	}
+	var (
+		c2 *call
+		l2 *leg
+	)
+	if ref, ok := s.reg.lookup(rp.callID); ok {
+		ref.leg.mu.Lock()
+		lt, rt := ref.leg.localTag, ref.leg.remoteTag
+		ref.leg.mu.Unlock()
+		if rp.toTag == lt && rp.fromTag == rt || rp.toTag == rt && rp.fromTag == lt {
+			c2, l2 = ref.call, ref.leg
+		}
+	}
+	switch {
+	case c2 == c:
+		refuse(403, "Replaces names a dialog of this same call")
+		return
+	case c2 != nil && l2.ep.Name != l.ep.Name:
+		refuse(403, "Replaces names a call of another endpoint")
+		return
+	case c2 != nil && rp.earlyOnly:
+		refuse(486, "Replaces is early-only and the call it names is answered")
+		return
+	}
+	now := time.Now()
+	x := &transfer{kind: events.TransferAttended, by: ep.Name, from: l, asked: now}
+	if err := c.beginTransfer(x); err != nil {
+		refuse(491, err.Error())
+		return
+	}
+	var x2 *transfer
+	if c2 != nil {
+		// Taken now, before the 202: an agent that hangs up its second
+		// call as soon as it sent the REFER leaves the join to go on.
+		x2 = &transfer{kind: events.TransferAttended, by: ep.Name, from: l2, asked: now}
+		if err := c2.beginTransfer(x2); err != nil {
+			c.mu.Lock()
+			c.cc.xfer = nil
+			c.mu.Unlock()
+			refuse(491, "the call Replaces names: "+err.Error())
+			return
+		}
+	}
+	s.edge.Respond(tx, req, 202, "Accepted", func(res *sip.Response) { res.AppendHeader(s.edge.Contact(l.transport)) })
+	x.notify = s.newNotifier(c, l, req, c.transferorAlive(x))
+	x.notify.progress(100, "Trying")
+	if c2 == nil {
+		log.Info("attended transfer: Replaces names no live dialog", "replaces_call_id", truncate(rp.callID, 128))
+		s.joinFailed(c, x, 481, "Call/Transaction Does Not Exist")
+		return
+	}
+	log.Info("attended transfer accepted", "joined_call", c2.id)
+	s.wg.Go(func() { s.join(c, x, c2, x2) })
+}
+
+// joinFailed undoes x and tells the transferring leg.
+func (s *Engine) joinFailed(c *call, x *transfer, code int, reason string) {
+	c.mu.Lock()
+	c.cc.xfer = nil
+	rec := x.record(c, dialResult{code: code, reason: reason})
+	c.cc.transfers = append(c.cc.transfers, rec)
+	c.mu.Unlock()
+	s.notifyTransferred(rec)
+	x.notify.final(code, reason, nil)
+	c.updateMOH()
+}
+
+// join links c's and c2's media so that the other parties of x's and
+// x2's legs talk, then hangs those legs up.
+func (s *Engine) join(c *call, x *transfer, c2 *call, x2 *transfer) {
+	if err := s.ctl.link(c.bridge, x.from.side, c2.bridge, x2.from.side); err != nil {
+		c.log.Warn("attended transfer: the calls' media could not be joined", "joined_call", c2.id, "error", err)
+		c2.mu.Lock()
+		c2.cc.xfer = nil
+		c2.mu.Unlock()
+		s.joinFailed(c, x, 500, "Server Internal Error")
+		return
+	}
+	up1, rec1 := c.leaveForJoin(x, c2)
+	up2, rec2 := c2.leaveForJoin(x2, c)
+	s.reg.moveEndpoint(c, int(x.from.side), "", 0)
+	s.reg.moveEndpoint(c2, int(x2.from.side), "", 0)
+	c.updateMOH()
+	c2.updateMOH()
+	// Either may have ended while they were being joined: the other ends
+	// with it (endControl only sees a join made before the end).
+	if c.getState() == stateEnded {
+		c2.terminate(nil, "the call it was joined to ended")
+	} else if c2.getState() == stateEnded {
+		c.terminate(nil, "the call it was joined to ended")
+	}
+	s.journalUp(c)
+	s.journalUp(c2)
+	c.log.Info("call joined to another (attended transfer)", "joined_call", c2.id, "latency_ms", rec1.LatencyMS)
+	c2.log.Info("call joined to another (attended transfer)", "joined_call", c.id)
+	s.notifyTransferred(rec1)
+	s.notifyTransferred(rec2)
+	x.notify.final(200, "OK", func() {
+		if up1 {
+			s.sendBye(c, x.from)
+		}
+		if up2 {
+			s.sendBye(c2, x2.from)
+		}
+	})
+}
+
+// leaveForJoin takes x's leg out of c, now joined to other; it reports
+// whether the leg still needs a BYE, and the transfer's record.
+func (c *call) leaveForJoin(x *transfer, other *call) (bool, events.Transfer) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l := x.from
+	up := !x.fromGone && ((l == c.a && c.aAnswered) || (l == c.b && c.bAnswered))
+	if l == c.a {
+		c.aAnswered = false
+	} else if l == c.b {
+		c.bAnswered = false
+	}
+	l.retired, x.connected = true, true
+	c.cc.xfer, c.cc.joined = nil, other
+	rec := x.record(c, dialResult{code: 200, reason: "OK"})
+	rec.Connected, rec.JoinedCallID = true, other.id
+	c.cc.transfers = append(c.cc.transfers, rec)
+	return up, rec
+}

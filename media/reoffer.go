@@ -1,0 +1,316 @@
+package media
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Offers after the answer: a peer's re-INVITE (AcceptOffer), and a new
+// peer for one side when the call is transferred (OfferSide, AnswerSide).
+// In every case the other side keeps what it agreed and nothing is sent
+// to it: when it is WhatsApp, Meta refuses re-INVITEs.
+
+// StreamState is what a side's latest SDP says about its stream.
+type StreamState struct {
+	// Direction is the direction the peer offered, read as RFC 3264 says
+	// (an offer at c=0.0.0.0 that says sendrecv is sendonly).
+	Direction Direction
+	// Hold: the peer does not want media from wagate (sendonly or
+	// inactive). wagate then sends it nothing but RTCP, and does not
+	// expect media from it.
+	Hold bool
+	// Moved: the peer's media address changed.
+	Moved bool
+}
+
+// AcceptOffer takes a new offer from side s's peer (a re-INVITE) and
+// returns wagate's answer, from the same port: the peer may move its
+// media (a new c= or port: the relay sends there and accepts media from
+// there only), change its payload types, hold (sendonly, inactive, or
+// c=0.0.0.0: wagate answers recvonly or inactive, sends it nothing, and
+// stops expecting media from it) and resume. The leg's codec must stay
+// among the offered ones: the other side cannot be asked to change, and a
+// codec change would change what it hears mid-call; an offer without it
+// fails with ErrNoCommonCodec (the SIP layer answers 488) and changes
+// nothing. Errors wrap ErrBadSDP or ErrNoCommonCodec.
+func (b *Bridge) AcceptOffer(s Side, offer []byte) ([]byte, StreamState, error) {
+	d, err := ParseSDP(offer)
+	if err != nil {
+		return nil, StreamState{}, fmt.Errorf("media: re-offer from %s: %w", s, err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, StreamState{}, errClosed
+	}
+	n := &b.neg
+	cur := n.sides[s]
+	if cur == nil || n.sides[s.other()] == nil {
+		if n.local && s == SideA && n.sent[SideA] != nil {
+			// A call wagate answered itself, its B not connected: A's
+			// stream is the flow's (prompts, keys) and there is no one to
+			// hold for; A gets the SDP it has and nothing changes.
+			return slices.Clone(n.sent[SideA]), StreamState{Direction: SendRecv}, nil
+		}
+		return nil, StreamState{}, fmt.Errorf("media: re-offer from %s: %w", s, badSDP(0, "the call's media is not agreed yet"))
+	}
+	if b.legs[s].sec.Load() != nil {
+		// A dtls side: ICE moves its media, DTLS keys it; a re-offer
+		// (an ICE stack's re-INVITE with its chosen candidates) gets the
+		// SDP it already has, fingerprint and candidates included, and
+		// changes nothing. Only a WhatsApp leg is dtls, and it does not
+		// hold.
+		return slices.Clone(n.sent[s]), StreamState{Direction: SendRecv}, nil
+	}
+	cfg := b.legs[s].cfg
+	idx, err := pickAudio(d, cfg)
+	if err != nil {
+		return nil, StreamState{}, fmt.Errorf("media: re-offer from %s: %w", s, err)
+	}
+	m := &d.Media[idx]
+	if !m.Connection.IsValid() {
+		return nil, StreamState{}, fmt.Errorf("media: re-offer from %s: %w", s, badSDP(0, "no c= for the audio stream"))
+	}
+	ci := slices.IndexFunc(m.Codecs, func(c Codec) bool {
+		return canonicalCodec(c.Name) == cur.name() && c.ClockRate == cur.codec.ClockRate
+	})
+	if ci < 0 {
+		return nil, StreamState{}, fmt.Errorf("%w: the re-offer from %s (%s) drops %s, the codec of the call", ErrNoCommonCodec, s, codecNames(m.Codecs), cur.codec.Name)
+	}
+	codec := m.Codecs[ci]
+	_, event := selectCodecs(m.Codecs, nil)
+
+	peer := cur.peer
+	recvKey, sendKey := peer.recvKey, peer.sendKey
+	if cfg.Encryption == EncryptionSDES {
+		k, err := pickCrypto(m.Attributes)
+		if err != nil {
+			return nil, StreamState{}, fmt.Errorf("media: re-offer from %s: %w", s, badSDP(0, "%v", err))
+		}
+		if !k.equal(recvKey) {
+			recvKey = k
+		}
+		if sendKey == nil || sendKey.tag != k.tag || sendKey.suite != k.suite {
+			// Our key must answer the line the peer chose: same tag and
+			// suite.
+			if sendKey, err = newLocalKey(k.tag, k.suite, k.name); err != nil {
+				return nil, StreamState{}, err
+			}
+		}
+	}
+	addr := mediaAddr(m)
+	dir := holdDirection(d.EffectiveDirection(m), addr)
+	st := StreamState{Direction: dir, Hold: dir == SendOnly || dir == Inactive}
+	if addr.IsValid() && addr != peer.rtp || m.RTCPMux != peer.mux || rtcpAddr(m, m.RTCPMux) != peer.rtcp ||
+		recvKey != peer.recvKey || sendKey != peer.sendKey {
+		// A new remote: a behind-NAT peer latches afresh. A hold at
+		// 0.0.0.0 keeps the address it had, to resume to.
+		np := &remote{rtp: peer.rtp, rtcp: peer.rtcp, mux: m.RTCPMux, recvKey: recvKey, sendKey: sendKey}
+		if addr.IsValid() {
+			st.Moved = addr != peer.rtp
+			np.rtp, np.rtcp = addr, rtcpAddr(m, m.RTCPMux)
+		}
+		np.natFrom(cfg, b.m.relatch)
+		peer = np
+	}
+	ptime := orPtime(m.Ptime, cur.askPtime)
+	next := &sideMedia{peer: peer, codec: codec, recvAudio: []uint8{codec.PT}, ptime: m.Ptime, askPtime: ptime,
+		noSend: st.Hold || !addr.IsValid(), quiet: dir != SendRecv}
+	if event.Name != "" {
+		next.event, next.recvEvent = event, []uint8{event.PT}
+	}
+	ans := Media{Type: "audio", Port: b.legs[s].pair.port, Proto: m.Proto, Codecs: []Codec{codec},
+		Ptime: ptime, RTCPMux: m.RTCPMux, Direction: reverse(dir)}
+	if event.Name != "" {
+		ans.Codecs = append(ans.Codecs, event)
+	}
+	if sendKey != nil {
+		ans.Attributes = []Attribute{{Key: "crypto", Value: sendKey.attribute()}}
+	}
+	out := Description{Connection: b.m.advertise, Media: make([]Media, len(d.Media))}
+	for i, om := range d.Media {
+		if i == idx {
+			out.Media[i] = ans
+			continue
+		}
+		out.Media[i] = Media{Type: om.Type, Port: 0, Proto: om.Proto, Formats: om.Formats}
+	}
+	prev := n.sides[s]
+	n.sides[s] = next
+	if err := b.installLocked(); err != nil {
+		n.sides[s] = prev
+		return nil, StreamState{}, err
+	}
+	body := n.session(s).marshal(&out, b.m.advertise)
+	n.sent[s] = body
+	if s == SideA {
+		n.answerA = body
+	}
+	b.log.Info("media: re-offer accepted", "side", s, "addr", addr, "direction", dir, "moved", st.Moved,
+		"codec", codec.Name, "pt", codec.PT)
+	return bytes.Clone(body), st, nil
+}
+
+// orPtime returns a when it is set, else b.
+func orPtime(a, b int) int {
+	if a > 0 {
+		return a
+	}
+	return b
+}
+
+// pendingOffer is an offer out to a new peer of one side (OfferSide).
+type pendingOffer struct {
+	cfg     LegConfig
+	offered []Codec
+	event   Codec
+	ptime   int
+	keys    []*sdesKey
+	sess    sdpSession
+	body    []byte
+}
+
+// OfferSide starts replacing side s's peer (a transfer): it returns an
+// offer, from side s's port, for a peer configured as cfg. The codec of
+// the other side comes first when cfg allows it (then media is relayed as
+// before), followed by cfg's other codecs wagate converts it to. The
+// current peer keeps its media until AnswerSide; CancelOffer forgets the
+// offer. A new OfferSide replaces one that was not answered.
+func (b *Bridge) OfferSide(s Side, cfg LegConfig) ([]byte, error) {
+	cfg, err := cfg.normalize(s)
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, errClosed
+	}
+	other := b.neg.sides[s.other()]
+	if other == nil {
+		return nil, errors.New("media: offer to a new peer before the call's media was agreed")
+	}
+	p := &pendingOffer{cfg: cfg, event: Codec{PT: 101, Name: telephoneEvent, ClockRate: 8000, Fmtp: "0-16"}}
+	on := other.name()
+	if slices.Contains(cfg.Codecs, on) {
+		p.offered = append(p.offered, newPeerCodec(on, other.codec.Fmtp, b.m.opus.OpusFEC))
+		p.ptime = other.ptime
+	}
+	for _, name := range cfg.Codecs {
+		if name != on && canTranscode(on, name) {
+			p.offered = append(p.offered, newPeerCodec(name, "", b.m.opus.OpusFEC))
+		}
+	}
+	if len(p.offered) == 0 {
+		return nil, fmt.Errorf("%w: the call carries %s, side %s allows %s", ErrNoCommonCodec, on, s, strings.Join(cfg.Codecs, ","))
+	}
+	if p.ptime == 0 || p.offered[0].Name != on {
+		p.ptime = 20
+	}
+	mo := Media{Type: "audio", Port: b.legs[s].pair.port, Proto: cfg.proto(), Codecs: append(slices.Clone(p.offered), p.event),
+		Ptime: p.ptime, RTCPMux: cfg.WhatsApp, Direction: SendRecv}
+	if cfg.Encryption == EncryptionSDES {
+		for i, suite := range srtpSuites[:offeredSuites] {
+			k, err := newLocalKey(i+1, suite, "")
+			if err != nil {
+				return nil, err
+			}
+			p.keys = append(p.keys, k)
+			mo.Attributes = append(mo.Attributes, Attribute{Key: "crypto", Value: k.attribute()})
+		}
+	}
+	out := Description{Connection: b.m.advertise, Media: []Media{mo}}
+	p.body = p.sess.marshal(&out, b.m.advertise)
+	b.neg.pending[s] = p
+	return bytes.Clone(p.body), nil
+}
+
+// newPeerCodec is a codec as offered to a new peer, with a payload type
+// of wagate's choosing.
+func newPeerCodec(name, fmtp string, fec bool) Codec {
+	switch name {
+	case "PCMU":
+		return Codec{PT: 0, Name: name, ClockRate: 8000}
+	case "PCMA":
+		return Codec{PT: 8, Name: name, ClockRate: 8000}
+	}
+	if fmtp == "" {
+		fmtp = ourFmtp(name, fec)
+	}
+	return Codec{PT: 111, Name: name, ClockRate: 48000, Channels: 2, Fmtp: fmtp}
+}
+
+// AnswerSide takes the new peer's answer to OfferSide's offer: side s's
+// media moves to it at once (the old peer's packets are dropped from now
+// on) and the leg is configured as OfferSide's cfg. Errors wrap ErrBadSDP
+// or ErrNoCommonCodec and change nothing; the offer stays pending.
+func (b *Bridge) AnswerSide(s Side, answer []byte) error {
+	d, err := ParseSDP(answer)
+	if err != nil {
+		return fmt.Errorf("media: answer from the new peer of %s: %w", s, err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return errClosed
+	}
+	p := b.neg.pending[s]
+	if p == nil {
+		return errors.New("media: answer from a new peer without an offer to it")
+	}
+	if len(d.Media) == 0 || d.Media[0].Type != "audio" || d.Media[0].Port == 0 {
+		return fmt.Errorf("%w: the new peer of %s accepted no audio stream", ErrNoCommonCodec, s)
+	}
+	mb := &d.Media[0]
+	switch {
+	case mb.Proto != p.cfg.proto():
+		return fmt.Errorf("media: answer from the new peer of %s: %w", s, badSDP(0, "transport %q, but it is configured for %s", mb.Proto, p.cfg.proto()))
+	case !mb.Connection.IsValid():
+		return fmt.Errorf("media: answer from the new peer of %s: %w", s, badSDP(0, "no c= for the audio stream"))
+	}
+	var recvKey, sendKey *sdesKey
+	if p.cfg.Encryption == EncryptionSDES {
+		if recvKey, sendKey, err = answerCrypto(mb.Attributes, p.keys); err != nil {
+			return fmt.Errorf("media: answer from the new peer of %s: %w", s, badSDP(0, "%v", err))
+		}
+	}
+	codec, off, ok := matchAnswer(mb.Codecs, p.offered, false)
+	if !ok {
+		return fmt.Errorf("%w: the new peer of %s answered %s to an offer of %s", ErrNoCommonCodec, s, codecNames(mb.Codecs), codecNames(p.offered))
+	}
+	event, eventOff, hasEvent := matchAnswer(mb.Codecs, []Codec{p.event}, true)
+	mux := mb.RTCPMux && p.cfg.WhatsApp
+	peer := &remote{rtp: mediaAddr(mb), rtcp: rtcpAddr(mb, mux), mux: mux, recvKey: recvKey, sendKey: sendKey}
+	peer.natFrom(p.cfg, b.m.relatch)
+	dir := holdDirection(d.EffectiveDirection(mb), peer.rtp)
+	next := &sideMedia{peer: peer, codec: codec, recvAudio: []uint8{off.PT, codec.PT}, ptime: mb.Ptime, askPtime: p.ptime,
+		noSend: dir == SendOnly || dir == Inactive || !peer.rtp.IsValid(), quiet: dir != SendRecv}
+	if hasEvent {
+		next.event, next.recvEvent = event, []uint8{eventOff.PT, event.PT}
+	}
+	prev, prevCfg := b.neg.sides[s], b.legs[s].cfg
+	b.neg.sides[s], b.legs[s].cfg = next, p.cfg
+	if err := b.installLocked(); err != nil {
+		b.neg.sides[s], b.legs[s].cfg = prev, prevCfg
+		return err
+	}
+	b.neg.pending[s] = nil
+	*b.neg.session(s) = p.sess
+	b.neg.sent[s] = p.body
+	if s == SideA {
+		b.neg.answerA = p.body
+	}
+	b.log.Info("media: side moved to a new peer", "side", s, "addr", peer.rtp, "codec", codec.Name, "pt", codec.PT,
+		"transcode", canonicalCodec(codec.Name) != b.neg.sides[s.other()].name())
+	return nil
+}
+
+// CancelOffer forgets an offer OfferSide made that will not be answered.
+func (b *Bridge) CancelOffer(s Side) {
+	b.mu.Lock()
+	b.neg.pending[s] = nil
+	b.mu.Unlock()
+}

@@ -1,0 +1,159 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/wagate/wagate/test/internal/metapeer"
+	"github.com/wagate/wagate/test/internal/rtppeer"
+)
+
+// TestTransferBIC: a dialer's business-initiated call to a WhatsApp user,
+// answered; the dialer REFERs it to user 2001 of pbx2 (its transfer.allow
+// lists pbx2). The WhatsApp user then talks to the new agent — tones both
+// ways — the dialer gets NOTIFY 200 and BYE, and Meta, which answered the
+// call, gets no further SIP message.
+func TestTransferBIC(t *testing.T) {
+	t.Parallel()
+	c := startCtl(t, wagateOpts{MetaCodecs: bicMetaCodecs, DialerExtra: `, transfer: {allow: [{endpoint: pbx2, users: ["2*"]}]}`})
+	dialer := newGoPeer(t, c.e.Dialer, metapeer.Config{Profile: metapeer.ProfileG711})
+	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
+	defer cancel()
+	answered := answerAsync(ctx, c.meta, metapeer.AnswerSpec{})
+	dc, err := dialer.Call(ctx, metapeer.CallSpec{Target: c.w.SIPAddr, To: waUser, From: businessNumber})
+	if err != nil {
+		t.Fatalf("BIC: %v", err)
+	}
+	mc := waitAnswer(t, answered, "the WhatsApp user")
+	since := time.Now()
+	mc.Media.SetSource(metaTone())
+	dc.Media.SetSource(rtppeer.NewTone(440, toneAmp, 8000))
+	time.Sleep(mediaFirstLimit) // the BIC's media toward Meta starts on its own
+	mustHear(t, "the WhatsApp user hears the dialer", mc.Media, 48000, 440, time.Second)
+
+	agent := answerAsync(ctx, c.pbx2, metapeer.AnswerSpec{Ring: 200 * time.Millisecond})
+	if code, warn := refer(t, dc.Dialog, c.target("2001")); code != 202 {
+		t.Fatalf("REFER from the dialer: %d (%s), want 202", code, warn)
+	}
+	nc := waitAnswer(t, agent, "the new agent")
+	nc.Media.SetSource(newAgentTone())
+	if d := nc.Dialog.Invite.Get("X-WABA-Direction"); d != "BIC" || nc.Dialog.Invite.Get("X-WABA-Business-Number") != businessNumber {
+		t.Errorf("the new agent's INVITE: X-WABA-Direction %q business %q", d, nc.Dialog.Invite.Get("X-WABA-Business-Number"))
+	}
+	waitBye(t, dc, "the dialer")
+	if n := waitNotifies(t, dc.Dialog); n[len(n)-1] != "SIP/2.0 200 OK" {
+		t.Errorf("NOTIFY sipfrags %q, want the last 200 OK", n)
+	}
+	mustHear(t, "the new agent hears the WhatsApp user", nc.Media, 8000, 1000, 1500*time.Millisecond)
+	mustHear(t, "the WhatsApp user hears the new agent", mc.Media, 48000, newAgentHz, 1500*time.Millisecond)
+	checkNoSIPToMetaSince(t, c.meta, since, time.Now())
+	hangup(t, nc, "the new agent")
+	waitBye(t, mc, "the WhatsApp user")
+	c.w.waitIdle()
+	cdr := cdrOfA(t, waitCDRs(t, c.e, 1), nc.Dialog.CallID)
+	if xs := cdrTransfers(t, cdr); cdr.Direction != "BIC" || len(xs) != 1 || xs[0].By != "dialer" || xs[0].From.SIPCallID != dc.Dialog.CallID {
+		t.Errorf("CDR direction %s a %+v transfers %+v", cdr.Direction, cdr.A, xs)
+	}
+}
+
+// TestHoldAndTransferBICDTLS: a dialer's BIC to a WhatsApp user keyed with
+// DTLS-SRTP over ICE (Meta's default). The dialer holds (a=sendonly): the
+// user's stream goes on; it resumes: tones both ways on the keyed ICE
+// pair; then it REFERs the call to 2001@pbx2: the user talks with the new
+// agent. The routes wagate rebuilds after each change must keep the DTLS
+// peer it keyed, and Meta sees no SIP after its answer.
+func TestHoldAndTransferBICDTLS(t *testing.T) {
+	t.Parallel()
+	c := startCtl(t, dtlsOpts(wagateOpts{DialerExtra: `, transfer: {allow: [{endpoint: pbx2, users: ["2*"]}]}`}))
+	dialer := newGoPeer(t, c.e.Dialer, metapeer.Config{Profile: metapeer.ProfileG711})
+	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
+	defer cancel()
+	answered := answerAsync(ctx, c.meta, metapeer.AnswerSpec{})
+	dc, err := dialer.Call(ctx, metapeer.CallSpec{Target: c.w.SIPAddr, To: waUser, From: businessNumber})
+	if err != nil {
+		t.Fatalf("BIC toward a DTLS Meta: %v", err)
+	}
+	mc := waitAnswer(t, answered, "the WhatsApp user")
+	waitKeyed(t, mc, "BIC")
+	since := time.Now()
+	mc.Media.SetSource(metaTone())
+	dc.Media.SetSource(rtppeer.NewTone(440, toneAmp, 8000))
+	mustHear(t, "the user hears the dialer", mc.Media, 48000, 440, time.Second)
+
+	if ans := reinvite(t, dc, withDirection(t, dc.Local, "sendonly", "")); direction(ans) != "recvonly" {
+		t.Errorf("hold answered a=%s, want recvonly", direction(ans))
+	}
+	dc.Media.SetSource(nil)
+	from := time.Now()
+	time.Sleep(1500 * time.Millisecond)
+	checkStream(t, "held, toward the DTLS user", mc.Media, from, time.Now())
+	reinvite(t, dc, dc.Local)
+	dc.Media.SetSource(rtppeer.NewTone(440, toneAmp, 8000))
+	mustHear(t, "after the resume: the user hears the dialer", mc.Media, 48000, 440, time.Second)
+	mustHear(t, "after the resume: the dialer hears the user", dc.Media, 8000, 1000, time.Second)
+
+	agent := answerAsync(ctx, c.pbx2, metapeer.AnswerSpec{Ring: 200 * time.Millisecond})
+	if code, warn := refer(t, dc.Dialog, c.target("2001")); code != 202 {
+		t.Fatalf("REFER: %d (%s), want 202", code, warn)
+	}
+	nc := waitAnswer(t, agent, "the new agent")
+	nc.Media.SetSource(newAgentTone())
+	waitBye(t, dc, "the dialer")
+	mustHear(t, "the user hears the new agent", mc.Media, 48000, newAgentHz, 1500*time.Millisecond)
+	mustHear(t, "the new agent hears the user", nc.Media, 8000, 1000, 1500*time.Millisecond)
+	if st := mc.Media.Stats(); st.AuthFailures > 0 {
+		t.Errorf("%d SRTP packets toward the user failed authentication", st.AuthFailures)
+	}
+	checkNoSIPToMetaSince(t, c.meta, since, time.Now())
+	hangup(t, nc, "the new agent")
+	waitBye(t, mc, "the WhatsApp user")
+	c.w.waitIdle()
+}
+
+// TestTransferClickToCall: a click-to-call (POST /v1/calls: the agent,
+// then the WhatsApp user) whose agent then REFERs the user to 2001@pbx2:
+// the user talks with the new agent, the first agent gets BYE, Meta no SIP
+// after its answer.
+func TestTransferClickToCall(t *testing.T) {
+	t.Parallel()
+	var p2 peer
+	e, w, _, meta, agent := c2cEnvWith(t, "", func(e *env, o *wagateOpts) {
+		p2 = e.newPeer("pbx2", 5)
+		o.PBXExtra += `, transfer: {allow: [{endpoint: pbx2, users: ["2*"]}]}`
+		o.EndpointsExtra += fmt.Sprintf("\n  - {name: pbx2, kind: pbx, host: %s, port: %d, transport: udp, source_cidrs: [%s/32], codecs: [PCMU, PCMA]}",
+			p2.IP, p2.Port, p2.IP)
+	})
+	pbx2 := newGoPeer(t, p2, metapeer.Config{Profile: metapeer.ProfileG711})
+	grantPermission(t, e, waUser, "temporary")
+	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
+	defer cancel()
+	agentAns := answerAsync(ctx, agent, metapeer.AnswerSpec{})
+	metaAns := answerAsync(ctx, meta, metapeer.AnswerSpec{Ring: 200 * time.Millisecond})
+	doc := startC2C(t, e, c2cBody(""), "")
+	ac := waitAnswer(t, agentAns, "the agent")
+	mc := waitAnswer(t, metaAns, "the WhatsApp user")
+	since := time.Now()
+	mc.Media.SetSource(metaTone())
+	ac.Media.SetSource(pbxTone())
+	mustHear(t, "the user hears the agent", mc.Media, 48000, 440, time.Second)
+
+	newAns := answerAsync(ctx, pbx2, metapeer.AnswerSpec{Ring: 200 * time.Millisecond})
+	if code, warn := refer(t, ac.Dialog, fmt.Sprintf("<sip:2001@%s>", p2.Addr())); code != 202 {
+		t.Fatalf("REFER from the click-to-call's agent: %d (%s), want 202", code, warn)
+	}
+	nc := waitAnswer(t, newAns, "the new agent")
+	nc.Media.SetSource(newAgentTone())
+	waitBye(t, ac, "the first agent")
+	mustHear(t, "the user hears the new agent", mc.Media, 48000, newAgentHz, 1500*time.Millisecond)
+	mustHear(t, "the new agent hears the user", nc.Media, 8000, 1000, 1500*time.Millisecond)
+	checkNoSIPToMetaSince(t, meta, since, time.Now())
+	lc := waitLiveCall(t, e, "the call on its new agent", func(lc liveCallDoc) bool { return lc.A.Endpoint == "pbx2" })
+	if lc.CallID != doc.CallID || lc.A.SIPCallID != nc.Dialog.CallID {
+		t.Errorf("GET /v1/calls: %+v, want call %s with a = the new agent's leg", lc, doc.CallID)
+	}
+	hangup(t, nc, "the new agent")
+	waitBye(t, mc, "the WhatsApp user")
+	w.waitIdle()
+}
