@@ -28,7 +28,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -47,6 +46,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/wagate/wagate/test/internal/procstat"
 
 	"github.com/wagate/wagate/test/internal/metapeer"
 	"github.com/wagate/wagate/test/internal/rtppeer"
@@ -174,7 +175,7 @@ func run(ctx context.Context, o options, enc string) (result, error) {
 	}
 	defer pbx.Close()
 	time.Sleep(500 * time.Millisecond) // wagate settled after start
-	r.rss0, _ = rssKiB(w.cmd.Process.Pid)
+	r.rss0, _ = procstat.RSSKiB(w.cmd.Process.Pid)
 
 	pid := strconv.Itoa(w.cmd.Process.Pid)
 	cctx, cancel := context.WithTimeout(ctx, time.Duration(o.n)*time.Second/time.Duration(o.rate)+2*callLimit)
@@ -240,9 +241,9 @@ func run(ctx context.Context, o options, enc string) (result, error) {
 	r.calls = len(metaCalls) - r.failed
 	time.Sleep(2 * time.Second)
 
-	w0, _ := cpuTime(pid)
-	g0, _ := cpuTime("self")
-	b0, t0, _ := machineCPU()
+	w0, _ := procstat.CPUTime(pid)
+	g0, _ := procstat.CPUTime("self")
+	b0, t0, _ := procstat.MachineCPU()
 	began := time.Now()
 	select {
 	case <-time.After(o.dur):
@@ -250,10 +251,10 @@ func run(ctx context.Context, o options, enc string) (result, error) {
 		return r, ctx.Err()
 	}
 	el := time.Since(began)
-	w1, _ := cpuTime(pid)
-	g1, _ := cpuTime("self")
-	b1, t1, _ := machineCPU()
-	r.rss, _ = rssKiB(w.cmd.Process.Pid)
+	w1, _ := procstat.CPUTime(pid)
+	g1, _ := procstat.CPUTime("self")
+	b1, t1, _ := procstat.MachineCPU()
+	r.rss, _ = procstat.RSSKiB(w.cmd.Process.Pid)
 	pct := func(d time.Duration) float64 { return 100 * float64(d) / float64(el) }
 	r.cpu, r.gen = pct(w1-w0), pct(g1-g0)
 
@@ -386,84 +387,16 @@ func (w *wagateProc) stop() {
 // ---------------------------------------------------------------------------
 // /proc
 
-var clkTck = func() int {
-	out, err := exec.Command("getconf", "CLK_TCK").Output()
-	if err == nil {
-		if n, err := strconv.Atoi(strings.TrimSpace(string(out))); err == nil && n > 0 {
-			return n
-		}
-	}
-	return 100
-}()
-
-func cpuTime(pid string) (time.Duration, error) {
-	b, err := os.ReadFile("/proc/" + pid + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%s/stat: short", pid)
-	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * time.Second / time.Duration(clkTck), nil
-}
-
-func machineCPU() (busy, total time.Duration, err error) {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0, 0, err
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	if len(f) < 8 || f[0] != "cpu" {
-		return 0, 0, errors.New("/proc/stat: no cpu line")
-	}
-	var sum, idle int64
-	for i, v := range f[1:] {
-		if i >= 8 {
-			break
-		}
-		n, _ := strconv.ParseInt(v, 10, 64)
-		sum += n
-		if i == 3 || i == 4 {
-			idle += n
-		}
-	}
-	tick := time.Second / time.Duration(clkTck)
-	return time.Duration(sum-idle) * tick, time.Duration(sum) * tick, nil
-}
-
-func rssKiB(pid int) (int64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			fs := strings.Fields(v)
-			if len(fs) > 0 {
-				return strconv.ParseInt(fs[0], 10, 64)
-			}
-		}
-	}
-	return 0, sc.Err()
-}
-
 func waitIdle(ctx context.Context, limit time.Duration) {
 	deadline := time.Now().Add(limit)
 	for {
-		b0, t0, _ := machineCPU()
+		b0, t0, _ := procstat.MachineCPU()
 		select {
 		case <-time.After(2 * time.Second):
 		case <-ctx.Done():
 			return
 		}
-		b1, t1, _ := machineCPU()
+		b1, t1, _ := procstat.MachineCPU()
 		busy := 0.0
 		if t1 > t0 {
 			busy = 100 * float64(b1-b0) / float64(t1-t0) * float64(runtime.NumCPU())

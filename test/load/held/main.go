@@ -54,6 +54,8 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/wagate/wagate/test/internal/procstat"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/wagate/wagate/test/internal/rtppeer"
@@ -223,7 +225,7 @@ func runStep(ctx context.Context, o options, n int) (result, error) {
 	}()
 	pid := w.cmd.Process.Pid
 	time.Sleep(500 * time.Millisecond)
-	r.rssIdle, _ = rssKiB(pid)
+	r.rssIdle, _ = procstat.RSSKiB(pid)
 
 	ip := func(h int) string { return fmt.Sprintf("%s.%d", o.netPrefix, h) }
 	metaUA, err := sipua.Listen(sipua.Config{Addr: ip(2) + ":5060", User: "meta"})
@@ -333,11 +335,11 @@ func runStep(ctx context.Context, o options, n int) (result, error) {
 
 	// Settle (every call's first silence is out), then measure.
 	time.Sleep(2 * time.Second)
-	c0, err := cpuTime(strconv.Itoa(pid))
+	c0, err := procstat.CPUTime(strconv.Itoa(pid))
 	if err != nil {
 		return r, err
 	}
-	g0, _ := cpuTime("self")
+	g0, _ := procstat.CPUTime("self")
 	rx.startWindow()
 	t0 := time.Now()
 	sample := time.NewTicker(time.Second)
@@ -350,14 +352,14 @@ loop:
 		case <-stepCtx.Done():
 			break loop
 		case <-sample.C:
-			if rss, err := rssKiB(pid); err == nil && rss > r.rssMax {
+			if rss, err := procstat.RSSKiB(pid); err == nil && rss > r.rssMax {
 				r.rssMax = rss
 			}
 		}
 	}
 	sample.Stop()
-	c1, _ := cpuTime(strconv.Itoa(pid))
-	g1, _ := cpuTime("self")
+	c1, _ := procstat.CPUTime(strconv.Itoa(pid))
+	g1, _ := procstat.CPUTime("self")
 	r.window = time.Since(t0)
 	r.cpu, r.gen = c1-c0, g1-g0
 	r.late, r.packets, r.lost, r.streams = rx.endWindow()
@@ -715,44 +717,3 @@ func (w *wagateProc) stop() error {
 
 // ---------------------------------------------------------------------------
 // /proc
-
-var clkTck = func() int {
-	out, err := exec.Command("getconf", "CLK_TCK").Output()
-	if err == nil {
-		if n, err := strconv.Atoi(strings.TrimSpace(string(out))); err == nil && n > 0 {
-			return n
-		}
-	}
-	return 100
-}()
-
-func cpuTime(pid string) (time.Duration, error) {
-	b, err := os.ReadFile("/proc/" + pid + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%s/stat: short", pid)
-	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * time.Second / time.Duration(clkTck), nil
-}
-
-func rssKiB(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(v)
-			if len(f) > 0 {
-				return strconv.ParseInt(f[0], 10, 64)
-			}
-		}
-	}
-	return 0, errors.New("no VmRSS")
-}

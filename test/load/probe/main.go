@@ -37,6 +37,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/wagate/wagate/test/internal/procstat"
 )
 
 type options struct {
@@ -161,13 +163,13 @@ func measure(o options, probing bool, answered *atomic.Int64) (sample, error) {
 		return s, err
 	}
 	time.Sleep(o.warmup)
-	c0, err := cpuTime(pid)
+	c0, err := procstat.CPUTime(pid)
 	if err != nil {
 		return s, err
 	}
 	a0, p0 := answered.Load(), probes(api)
 	time.Sleep(o.d)
-	c1, err := cpuTime(pid)
+	c1, err := procstat.CPUTime(pid)
 	if err != nil {
 		return s, err
 	}
@@ -290,32 +292,6 @@ func probes(api string) uint64 {
 		n += e.Probes
 	}
 	return n
-}
-
-var clkTck = func() int {
-	out, err := exec.Command("getconf", "CLK_TCK").Output()
-	if err == nil {
-		if n, err := strconv.Atoi(strings.TrimSpace(string(out))); err == nil && n > 0 {
-			return n
-		}
-	}
-	return 100
-}()
-
-// cpuTime is utime+stime of pid.
-func cpuTime(pid string) (time.Duration, error) {
-	b, err := os.ReadFile("/proc/" + pid + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%s/stat: short", pid)
-	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * time.Second / time.Duration(clkTck), nil
 }
 
 func build(out string) (string, error) {

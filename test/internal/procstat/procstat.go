@@ -1,0 +1,87 @@
+// Package procstat reads a process's CPU time and resident memory, and the
+// machine's CPU, from /proc, for the load tools in test/load that report
+// cost per call beside the load the machine was under.
+package procstat
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ClockTick is the kernel's USER_HZ: /proc reports CPU in these ticks.
+var ClockTick = func() int {
+	out, err := exec.Command("getconf", "CLK_TCK").Output()
+	if err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(out))); err == nil && n > 0 {
+			return n
+		}
+	}
+	return 100
+}()
+
+// CPUTime is the user plus system time of process pid ("self" for this
+// one).
+func CPUTime(pid string) (time.Duration, error) {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	// The command name may hold spaces and parentheses; fields start after
+	// the last ')'.
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("procstat: /proc/%s/stat: short", pid)
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / time.Duration(ClockTick), nil
+}
+
+// RSSKiB is process pid's resident set (VmRSS) in KiB.
+func RSSKiB(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			if f := strings.Fields(v); len(f) > 0 {
+				return strconv.ParseInt(f[0], 10, 64)
+			}
+		}
+	}
+	return 0, fmt.Errorf("procstat: /proc/%d/status: no VmRSS", pid)
+}
+
+// MachineCPU is the time all CPUs spent busy and in total since boot
+// (first line of /proc/stat; idle and iowait count as not busy).
+func MachineCPU() (busy, total time.Duration, err error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0, 0, errors.New("procstat: /proc/stat: no cpu line")
+	}
+	var sum, idle int64
+	for i, v := range f[1:] {
+		if i >= 8 {
+			break
+		}
+		n, _ := strconv.ParseInt(v, 10, 64)
+		sum += n
+		if i == 3 || i == 4 {
+			idle += n
+		}
+	}
+	tick := time.Second / time.Duration(ClockTick)
+	return time.Duration(sum-idle) * tick, time.Duration(sum) * tick, nil
+}
