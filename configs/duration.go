@@ -8,6 +8,12 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
+// Duration is a time.Duration written in YAML as "30s", "2m", …
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
 // String returns d in Go's duration syntax ("1m30s"), the same syntax the
 // YAML accepts, so a printed config can be loaded again.
 func (d Duration) String() string { return time.Duration(d).String() }

@@ -7,10 +7,120 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
 	// A host without the system's zoneinfo still knows every IANA zone a
 	// number's business hours may name.
 	_ "time/tzdata"
 )
+
+// Route is where a business number's user-initiated calls go: one PBX
+// extension (Endpoint and User), a hunt list (Hunt), or a call flow run
+// by wagate itself (CallFlow); exactly one of the three.
+type Route struct {
+	// Endpoint names a pbx endpoint.
+	Endpoint string `yaml:"endpoint"`
+	// User is the Request-URI user at that endpoint (an extension).
+	User string `yaml:"user"`
+	// CallFlow answers the call in wagate and runs the business's call
+	// flows (an IVR), falling back to an extension.
+	CallFlow *CallFlow `yaml:"callflow"`
+	// Hunt names a hunt list (instead of Endpoint and User).
+	Hunt string `yaml:"hunt"`
+}
+
+// Hunt strategies.
+const (
+	// HuntSequential rings the targets one after the other, in order.
+	HuntSequential = "sequential"
+	// HuntParallel rings every target at once; the first answer wins.
+	HuntParallel = "parallel"
+	// HuntRoundRobin rings them one after the other, each call starting
+	// one target further down the list than the last.
+	HuntRoundRobin = "round_robin"
+	// HuntLeastRecent rings them one after the other, the agent whose
+	// last call ended longest ago first.
+	HuntLeastRecent = "least_recent"
+)
+
+// What a hunt does when a target declines (6xx).
+const (
+	DeclineStop = "stop" // the hunt ends; A gets the 6xx
+	DeclineNext = "next" // the hunt goes on to the next target
+)
+
+// HuntList is a named list of targets to ring for one call.
+type HuntList struct {
+	// Name is what routes refer to it by.
+	Name string `yaml:"name"`
+	// Strategy is sequential (default), parallel, round_robin or
+	// least_recent.
+	Strategy string `yaml:"strategy"`
+	// RingTimeout is each target's default ring time (default
+	// sip.ring_timeout).
+	RingTimeout Duration `yaml:"ring_timeout"`
+	// OnDecline is stop (default) or next: whether a target's 6xx ends
+	// the hunt.
+	OnDecline string `yaml:"on_decline"`
+	// Targets are rung in this order (sequential, parallel) or in the
+	// strategy's order.
+	Targets []HuntTarget `yaml:"targets"`
+}
+
+// HuntTarget is one extension of a hunt list.
+type HuntTarget struct {
+	// Endpoint names a pbx endpoint.
+	Endpoint string `yaml:"endpoint"`
+	// User is the Request-URI user at that endpoint.
+	User string `yaml:"user"`
+	// RingTimeout is how long this target rings before the hunt moves
+	// on (default: the list's ring_timeout).
+	RingTimeout Duration `yaml:"ring_timeout"`
+}
+
+// Hours are a number's business hours.
+type Hours struct {
+	// Timezone is an IANA time zone name, e.g. "Europe/London".
+	Timezone string `yaml:"timezone"`
+	// Weekly lists the opening ranges of the week.
+	Weekly []WeeklyHours `yaml:"weekly"`
+	// Holidays are dates (YYYY-MM-DD, in Timezone) closed all day.
+	Holidays []string `yaml:"holidays"`
+	// AfterHours is the route of calls outside the hours; without it
+	// they get 480 Temporarily Unavailable.
+	AfterHours *Route `yaml:"after_hours"`
+
+	// Location, Open and Closed are derived by Load: the zone, the
+	// opening ranges as minutes of the week from Monday 00:00, and the
+	// holidays.
+	Location *time.Location  `yaml:"-"`
+	Open     []MinuteRange   `yaml:"-"`
+	Closed   map[string]bool `yaml:"-"`
+}
+
+// MinuteRange is [From, To) in minutes from Monday 00:00 (0–10080).
+type MinuteRange struct{ From, To int }
+
+// WeeklyHours is one opening range on some days of the week.
+type WeeklyHours struct {
+	// Days are mon, tue, wed, thu, fri, sat, sun (or mon-fri style
+	// ranges).
+	Days []string `yaml:"days"`
+	// From and To are "HH:MM" local times; To may be "24:00" and must be
+	// after From (split a range across midnight in two).
+	From string `yaml:"from"`
+	To   string `yaml:"to"`
+}
+
+// Blocklist refuses user-initiated calls from some callers.
+type Blocklist struct {
+	// Callers are +E.164 numbers or business-scoped user ids (BSUIDs).
+	Callers []string `yaml:"callers"`
+	// Code is the final response they get (default 603 Decline).
+	Code int `yaml:"code"`
+
+	// Set is derived by Load: the callers, numbers written with '+'.
+	Set map[string]bool `yaml:"-"`
+}
 
 // This file checks what decides where a user-initiated call goes besides
 // the plain route: hunt lists, business hours, blocklists, and the

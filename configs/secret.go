@@ -5,6 +5,12 @@ import (
 	"os"
 )
 
+// Secret is a value given inline or through an environment variable.
+type Secret struct {
+	Value string `yaml:"value"`
+	Env   string `yaml:"env"`
+}
+
 // Resolve returns the secret: the value of the environment variable Env
 // when Env is named and the variable is set and non-empty, else Value.
 // It reads the environment on every call, so a value rotated in the

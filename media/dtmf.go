@@ -1,6 +1,10 @@
 package media
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"net/netip"
+	"time"
+)
 
 // DTMF (RFC 4733 telephone-event) is relayed event by event, whether the
 // audio is relayed or transcoded (a transcoder never sees these packets).
@@ -90,4 +94,80 @@ func scaleEventDuration(block []byte, inClock, outClock int) {
 	}
 	d := int(binary.BigEndian.Uint16(block[2:])) * outClock / inClock
 	binary.BigEndian.PutUint16(block[2:], uint16(min(d, 0xffff)))
+}
+
+// event relays one telephone-event packet (RFC 4733).
+func (d *direction) event(pkt []byte, hl int, rt *route, now time.Duration) {
+	body := payload(pkt, hl)
+	if len(body) < eventPayloadLen {
+		d.dropInvalid(netip.AddrPort{}, len(pkt))
+		return
+	}
+	seq, ts := binary.BigEndian.Uint16(pkt[2:]), binary.BigEndian.Uint32(pkt[4:])
+	prev, prevIn, prevOut := d.dtmf.active, d.dtmf.ts, d.dtmf.outTS
+	act := d.dtmf.classify(ts, eventEnd(body))
+	d.notifyKey(body, act, now)
+	if rt.eventOut == ptDrop {
+		if !d.loggedNoEvent && (act == dtmfStart || act == dtmfStartEnd) {
+			d.loggedNoEvent = true
+			d.b.log.Info("media: DTMF event dropped: the other side did not negotiate telephone-event", "from_side", d.side)
+		}
+		return
+	}
+	if act == dtmfStart || act == dtmfStartEnd {
+		d.b.dtmfEvents.Add(1)
+	}
+	copies := 1
+	if act == dtmfEnd || act == dtmfStartEnd {
+		copies = dtmfEndCopies
+	}
+	if rt.mode == modeRelay {
+		switch act {
+		case dtmfDrop:
+			d.stream.skip(seq)
+			return
+		case dtmfStart, dtmfStartEnd:
+			pkt[1] |= 0x80
+		}
+		ts := d.stream.relay(pkt, rt.eventOut, 0)
+		for i := range copies {
+			if i > 0 {
+				d.stream.inject(pkt)
+				pkt[1] &^= 0x80 // the marker is for the event's first packet only
+			}
+			if d.send(pkt, len(pkt)-hl, ts, now) {
+				d.forwarded.Add(1)
+			}
+		}
+		return
+	}
+	if act == dtmfDrop {
+		return
+	}
+	if act == dtmfStart || act == dtmfStartEnd {
+		// The event starts where our outgoing audio stands, or, when no
+		// audio went out since the previous event, as far after that
+		// event as the sender's timestamps say: two events must never
+		// share a timestamp, or the far end hears one.
+		d.dtmf.outTS = d.stream.ts
+		if prev {
+			if delta := int64(int32(ts - prevIn)); delta > 0 {
+				at := prevOut + uint32(delta*int64(rt.out.rate)/int64(rt.in.rate))
+				if int32(at-d.dtmf.outTS) > 0 {
+					d.dtmf.outTS = at
+				}
+			}
+		}
+	}
+	pb := getBuf()
+	defer putBuf(pb)
+	for i := range copies {
+		d.stream.own(pb.b[:], rt.eventOut, d.dtmf.outTS, i == 0 && act != dtmfForward && act != dtmfEnd, false)
+		block := pb.b[rtpHeaderMin : rtpHeaderMin+eventPayloadLen]
+		copy(block, body[:eventPayloadLen])
+		scaleEventDuration(block, rt.in.rate, rt.out.rate)
+		if d.send(pb.b[:rtpHeaderMin+eventPayloadLen], eventPayloadLen, d.dtmf.outTS, now) {
+			d.forwarded.Add(1)
+		}
+	}
 }

@@ -1,0 +1,103 @@
+// The Redis store while Redis is down: the outcomes and slot counts a node
+// keeps, and the flush that writes them back when Redis returns.
+
+package permissions
+
+import (
+	"context"
+	"strconv"
+	"strings"
+)
+
+// queue keeps an outcome for when Redis returns.
+func (r *Redis) queue(op pendingOp) {
+	r.local.mu.Lock()
+	defer r.local.mu.Unlock()
+	if len(r.local.pending) >= maxPending {
+		r.local.pending = r.local.pending[1:]
+		r.log.Error("redis down too long: an old call outcome was dropped", "limit", maxPending)
+	}
+	r.local.pending = append(r.local.pending, op)
+}
+
+func (r *Redis) markDirty(keys ...string) {
+	r.local.mu.Lock()
+	for _, k := range keys {
+		r.local.dirty[k] = true
+	}
+	r.local.mu.Unlock()
+}
+
+// markAllDirty: the instance key had lapsed, so Redis may have dropped
+// every slot this node holds.
+func (r *Redis) markAllDirty() {
+	r.local.mu.Lock()
+	for k := range r.local.busy {
+		r.local.dirty[k] = true
+	}
+	for k := range r.local.active {
+		r.local.dirty[k] = true
+	}
+	r.local.mu.Unlock()
+}
+
+// flush rewrites this node's slots that may be wrong in Redis from its
+// own count, then writes the outcomes kept during an outage. It stops at
+// the first failure; what is left stays for the next try.
+func (r *Redis) flush(ctx context.Context) {
+	r.local.mu.Lock()
+	type slot struct {
+		key string
+		n   int
+	}
+	var slots []slot
+	for k := range r.local.dirty {
+		n := r.local.busy[k]
+		if strings.HasPrefix(k, r.prefix+"a:") {
+			n = r.local.active[k]
+		}
+		slots = append(slots, slot{k, n})
+	}
+	ops := append([]pendingOp(nil), r.local.pending...)
+	r.local.mu.Unlock()
+	if len(slots) == 0 && len(ops) == 0 {
+		return
+	}
+	for _, s := range slots {
+		cctx, cancel := context.WithTimeout(ctx, r.timeout)
+		var err error
+		if s.n > 0 {
+			err = r.rdb.HSet(cctx, s.key, r.instance, s.n).Err()
+		} else {
+			err = r.rdb.HDel(cctx, s.key, r.instance).Err()
+		}
+		cancel()
+		if err != nil {
+			r.failed("resync", err)
+			return
+		}
+		r.local.mu.Lock()
+		delete(r.local.dirty, s.key)
+		r.local.mu.Unlock()
+	}
+	done := 0
+	for _, op := range ops {
+		var err error
+		if op.connect {
+			err = r.runConnected(r.keys(op.k), op.resid, strconv.FormatInt(op.at, 10))
+		} else {
+			err = r.runFinish(op.k, r.keys(op.k), op.outcome, false)
+		}
+		if err != nil {
+			r.failed("write back", err)
+			break
+		}
+		done++
+	}
+	r.local.mu.Lock()
+	r.local.pending = r.local.pending[min(done, len(r.local.pending)):]
+	r.local.mu.Unlock()
+	if done > 0 {
+		r.log.Info("call outcomes made while redis was down written back", "outcomes", done)
+	}
+}
