@@ -1,5 +1,5 @@
 // wagate under test: start it with the step's config, count its calls
-// over the API, stop it, and read its CPU time and memory from /proc.
+// over the API and stop it (its CPU time and memory come from procstat).
 
 package main
 
@@ -140,6 +140,3 @@ func (w *wagateProc) stop() error {
 		return errors.New("wagate did not exit within 40 s of SIGTERM; killed")
 	}
 }
-
-// ---------------------------------------------------------------------------
-// /proc
