@@ -27,7 +27,12 @@ type Originator interface {
 // ClickToCall is a checked POST /v1/calls body.
 type ClickToCall struct {
 	BusinessNumber string
-	User           string
+	// User is the WhatsApp user to call; empty when Callflow is set.
+	User string
+	// Callflow runs the business number's call-flow route on the agent's
+	// leg once the agent answers, instead of calling User: the flow's
+	// connect to a WhatsApp user places the BIC (docs/api.md).
+	Callflow       bool
 	AgentEndpoint  string
 	AgentExtension string
 	// AgentHunt names a hunt list of agents instead.
@@ -61,6 +66,7 @@ func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
 type clickBody struct {
 	BusinessNumber *string    `json:"business_number"`
 	User           *string    `json:"user"`
+	Callflow       *bool      `json:"callflow"`
 	Agent          *agentBody `json:"agent"`
 	CampaignID     string     `json:"campaign_id"`
 	CallbackData   string     `json:"callback_data"`
@@ -100,8 +106,12 @@ func (b *clickBody) check() (ClickToCall, error) {
 	switch {
 	case b.BusinessNumber == nil || *b.BusinessNumber == "":
 		return r, &FieldError{"business_number", "required: the business number calling, in E.164"}
-	case b.User == nil || *b.User == "":
-		return r, &FieldError{"user", "required: the WhatsApp user to call, in E.164"}
+	case b.Callflow != nil && !*b.Callflow:
+		return r, &FieldError{"callflow", "must be true (run the business number's call-flow route) or absent"}
+	case b.Callflow != nil && b.User != nil:
+		return r, &FieldError{"callflow", "give either user or callflow, not both: the call flow names the WhatsApp user"}
+	case b.Callflow == nil && (b.User == nil || *b.User == ""):
+		return r, &FieldError{"user", "required: the WhatsApp user to call, in E.164 (or callflow: true)"}
 	case b.Agent == nil:
 		return r, &FieldError{"agent", "required: {\"endpoint\": <pbx endpoint>, \"extension\": <agent>} or {\"hunt\": <hunt list>}"}
 	case b.Agent.Hunt != nil:
@@ -111,13 +121,14 @@ func (b *clickBody) check() (ClickToCall, error) {
 		if b.Agent.Endpoint != nil || b.Agent.Extension != nil || b.Agent.RingTimeout != nil {
 			return r, &FieldError{"agent.hunt", "give either a hunt list or an endpoint and extension (with ring_timeout), not both"}
 		}
-		return ClickToCall{BusinessNumber: *b.BusinessNumber, User: *b.User, AgentHunt: *b.Agent.Hunt, CampaignID: b.CampaignID, CallbackData: b.CallbackData}, nil
+		return ClickToCall{BusinessNumber: *b.BusinessNumber, User: deref(b.User), Callflow: b.Callflow != nil, AgentHunt: *b.Agent.Hunt,
+			CampaignID: b.CampaignID, CallbackData: b.CallbackData}, nil
 	case b.Agent.Endpoint == nil || *b.Agent.Endpoint == "":
 		return r, &FieldError{"agent.endpoint", "required: a configured pbx endpoint"}
 	case b.Agent.Extension == nil || *b.Agent.Extension == "":
 		return r, &FieldError{"agent.extension", "required: the agent's extension on that endpoint"}
 	}
-	r = ClickToCall{BusinessNumber: *b.BusinessNumber, User: *b.User, AgentEndpoint: *b.Agent.Endpoint, AgentExtension: *b.Agent.Extension,
+	r = ClickToCall{BusinessNumber: *b.BusinessNumber, User: deref(b.User), Callflow: b.Callflow != nil, AgentEndpoint: *b.Agent.Endpoint, AgentExtension: *b.Agent.Extension,
 		CampaignID: b.CampaignID, CallbackData: b.CallbackData}
 	if rt := b.Agent.RingTimeout; rt != nil {
 		if *rt < 1 || *rt > maxAgentRing {
@@ -349,4 +360,12 @@ func isDone(e *idemEntry) bool {
 	default:
 		return false
 	}
+}
+
+// deref is *p, or "" for nil.
+func deref(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
 }

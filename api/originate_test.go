@@ -72,6 +72,10 @@ func TestClickToCallStarts(t *testing.T) {
 	if r := f.api(t, "POST", "/v1/calls", `{"business_number":"+15550100001","user":"+447700900123","agent":{"hunt":"sales"}}`); r.code != 202 || o.calls[1].AgentHunt != "sales" {
 		t.Errorf("hunt: %d %s", r.code, r.body)
 	}
+	flow := `{"business_number":"+15550100001","callflow":true,"agent":{"endpoint":"pbx","extension":"1001"}}`
+	if r := f.api(t, "POST", "/v1/calls", flow); r.code != 202 || !o.calls[2].Callflow || o.calls[2].User != "" {
+		t.Errorf("callflow: %d %s, asked for %+v", r.code, r.body, o.calls[2])
+	}
 	if r := f.api(t, "PUT", "/v1/calls", ""); r.code != 405 || r.header.Get("Allow") != "GET, POST" {
 		t.Errorf("PUT /v1/calls: %d Allow %q", r.code, r.header.Get("Allow"))
 	}
@@ -88,6 +92,9 @@ func TestClickToCallBadBodies(t *testing.T) {
 		{`{"user":"+447700900123","agent":{"endpoint":"pbx","extension":"1001"}}`, "business_number: required"},
 		{`{"business_number":"+15550100001","agent":{"endpoint":"pbx","extension":"1001"}}`, "user: required"},
 		{`{"business_number":"+15550100001","user":"+447700900123"}`, "agent: required"},
+		{`{"business_number":"+15550100001","user":"+447700900123","callflow":true,"agent":{"endpoint":"pbx","extension":"1001"}}`, "callflow: give either user or callflow"},
+		{`{"business_number":"+15550100001","callflow":false,"agent":{"endpoint":"pbx","extension":"1001"}}`, "callflow: must be true"},
+		{`{"business_number":"+15550100001","callflow":"https://evil.example/flow","agent":{"endpoint":"pbx","extension":"1001"}}`, "callflow: must be a JSON bool"},
 		{`{"business_number":"+15550100001","user":"+447700900123","agent":{"extension":"1001"}}`, "agent.endpoint: required"},
 		{`{"business_number":"+15550100001","user":"+447700900123","agent":{"endpoint":"pbx"}}`, "agent.extension: required"},
 		{`{"business_number":"+15550100001","user":"+447700900123","agent":{"endpoint":"pbx","extension":"1001","ring_timeout":0}}`, "agent.ring_timeout: must be 1 to 300"},

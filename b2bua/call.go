@@ -236,9 +236,12 @@ func (c *call) connected() {
 	c.mu.Lock()
 	first := !c.wasConnected
 	c.wasConnected = true
+	// A flow's click-to-call gets its ticket when its flow connects
+	// (under c.mu).
+	ticket := c.ticket
 	c.mu.Unlock()
-	if first && c.ticket != nil {
-		c.ticket.Connected()
+	if first && ticket != nil {
+		ticket.Connected()
 	}
 }
 
@@ -282,7 +285,7 @@ func (c *call) end(from *leg, by, cause string) bool {
 	case !c.outcomeSet:
 		outcome = OutcomeFailed
 	}
-	release := c.release
+	release, ticket := c.release, c.ticket
 	c.mu.Unlock()
 	if release != nil {
 		release()
@@ -291,8 +294,8 @@ func (c *call) end(from *leg, by, cause string) bool {
 	close(c.ended)
 	c.endControl()
 	c.srv.journalDown(c)
-	if c.ticket != nil {
-		c.ticket.Finish(outcome)
+	if ticket != nil {
+		ticket.Finish(outcome)
 	}
 	if c.bridge != nil {
 		c.bridge.Close()
@@ -304,7 +307,7 @@ func (c *call) end(from *leg, by, cause string) bool {
 	c.srv.notifyEnded(c, by, cause, outcome, c.wasConnectedNow())
 	c.finishRecording(by, cause)
 	attrs := []any{"hangup_by", by, "cause", cause, "state", prev.String()}
-	if c.ticket != nil {
+	if ticket != nil {
 		attrs = append(attrs, "outcome", outcome.String())
 	}
 	if !answeredAt.IsZero() {

@@ -52,7 +52,7 @@ type LocalMedia interface {
 
 // errNoWhatsApp: a flow's connect to a WhatsApp user, which needs a flow
 // started by the click-to-call API.
-var errNoWhatsApp = errors.New("b2bua: a connect to a WhatsApp user needs a flow started by the click-to-call API, which this version does not have")
+var errNoWhatsApp = errors.New("b2bua: a connect to a WhatsApp user needs a flow started by the click-to-call API (POST /v1/calls with callflow)")
 
 // keyBuffer is how many keys a flow call holds for the engine.
 const keyBuffer = 64
@@ -76,6 +76,11 @@ type flowCall struct {
 	ready <-chan struct{}
 	// attempts counts the B-legs placed (the engine's goroutine only).
 	attempts int
+	// ob and offerB are set on a click-to-call's flow (runForAgent):
+	// its connect calls the WhatsApp user with offerB (originate_flow.go).
+	ob         originBridge
+	offerB     []byte
+	userCalled bool
 
 	cdrOnce  sync.Once
 	cdr      events.CDR
@@ -138,10 +143,16 @@ func newFlowCall(s *Engine, c *call, eng FlowEngine, lm LocalMedia) *flowCall {
 	if fc.info.User == "" && fc.info.UserID == "" {
 		fc.info.User = d.User
 	}
-	fc.player = &player{start: func(src media.FrameSource) (*media.Playback, error) {
-		return lm.Play(media.SideA, src, time.Time{})
-	}}
+	fc.player = newFlowPlayer(fc)
 	return fc
+}
+
+// newFlowPlayer plays toward A through fc's media (fc.lm, which a
+// click-to-call's flow gets after its call was made).
+func newFlowPlayer(fc *flowCall) *player {
+	return &player{start: func(src media.FrameSource) (*media.Playback, error) {
+		return fc.lm.Play(media.SideA, src, time.Time{})
+	}}
 }
 
 // start runs the engine, once, on a goroutine the B2BUA owns; it ends
@@ -267,6 +278,9 @@ var ringback = prompt.Concat(prompt.Rate8k,
 // ringback meanwhile.
 func (fc *flowCall) Connect(ctx context.Context, t callflow.Target) error {
 	c := fc.c
+	if fc.ob != nil {
+		return fc.connectUser(t)
+	}
 	cfg := fc.s.edge.Config()
 	var route configs.Route
 	switch t.Kind {

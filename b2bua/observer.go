@@ -30,10 +30,11 @@ func (s *Engine) AddObserver(o CallObserver) { s.observers = append(s.observers,
 
 // callInfo is what is known of a call so far, for its events.
 func (c *call) callInfo() events.Call {
-	d := c.route
 	// A transfer replaces a leg (under c.mu); a hunt's answer rebinds
-	// B's Call-ID (under b.mu).
+	// B's Call-ID (under b.mu); a flow's click-to-call gets its user's
+	// route when its flow connects (under c.mu).
 	c.mu.Lock()
+	d := c.route
 	a, b := c.a, c.b
 	aEndpoint, bEndpoint, bUser := c.aEndpoint, c.bEndpoint, c.bUser
 	c.mu.Unlock()

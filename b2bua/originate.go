@@ -82,12 +82,25 @@ func (s *Engine) Originate(r sipedge.ClickToCall) (CallInfo, *Refusal, error) {
 		s.over.note(overDraining, "")
 		return refuse(&sipedge.Rejection{Code: 503, Reason: "Service Unavailable", Log: "draining"})
 	}
+	var eng FlowEngine
+	if r.Flow {
+		if s.flows != nil {
+			eng = s.flows(dec.Number)
+		}
+		if eng == nil {
+			return CallInfo{}, nil, &sipedge.FieldError{Field: "callflow", Msg: "the business number has no callflow route to run"}
+		}
+	}
 	if rej := s.checkKeying(dec); rej != nil {
 		return refuse(rej)
 	}
-	ticket, permission, rej := s.admitBIC(dec)
-	if rej != nil {
-		return refuse(rej)
+	var ticket CallTicket
+	if !r.Flow {
+		// A flow's user is asked about when its flow connects.
+		var rej *sipedge.Rejection
+		if ticket, permission, rej = s.admitBIC(dec); rej != nil {
+			return refuse(rej)
+		}
 	}
 	c := &call{
 		srv:        s,
@@ -111,6 +124,10 @@ func (s *Engine) Originate(r sipedge.ClickToCall) (CallInfo, *Refusal, error) {
 	c.b.callID = c.id + bLegCallIDSuffix
 	c.log = s.log.With("call", c.id, "dir", string(dec.Dir), "origin", OriginClickToCall, "a_endpoint", agent.EP.Name,
 		"b_endpoint", dec.BEP.Name, "sip_call_id", c.a.callID)
+	if eng != nil {
+		// Before the call is visible: its end reads c.flow.
+		c.flow = newAgentFlowCall(s, c, eng)
+	}
 	if s.reg.admit(c, cfg.SIP.MaxCalls, agent.EP.MaxCalls, dec.BEP.MaxCalls) != admitOK {
 		if ticket != nil {
 			ticket.Finish(OutcomeFailed)
@@ -144,6 +161,14 @@ func (s *Engine) Originate(r sipedge.ClickToCall) (CallInfo, *Refusal, error) {
 	if ended {
 		br.Close()
 		return CallInfo{}, &Refusal{Code: 503, Reason: "Service Unavailable", Permission: permission, Cause: "call ended before it started"}, nil
+	}
+	if c.flow != nil {
+		lm, ok := br.(LocalMedia)
+		if !ok {
+			c.terminate(nil, "media bridge cannot play a call flow")
+			return CallInfo{}, &Refusal{Code: 500, Reason: "Server Internal Error", Cause: "media bridge cannot play a call flow"}, nil
+		}
+		c.flow.lm = lm
 	}
 	info, _ := c.info()
 	s.wg.Go(func() { s.clickToCall(c, agents) })
@@ -182,6 +207,10 @@ func (s *Engine) clickToCall(c *call, agents []sipedge.Agent) {
 		c.log.Warn("media timeout", "error", err)
 		c.terminate(nil, "rtp timeout")
 	})
+	if c.flow != nil {
+		c.flow.runForAgent(ob, offerB)
+		return
+	}
 	if _, err := ob.Ringback(&media.RingbackTone{}); err != nil {
 		c.log.Warn("no ringback for the agent", "error", err)
 	}

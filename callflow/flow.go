@@ -288,6 +288,8 @@ var (
 	extension = regexp.MustCompile(`^[A-Za-z0-9_.*#+-]{1,32}$`)
 	huntList  = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 	e164      = regexp.MustCompile(`^\+[0-9]{8,15}$`)
+	// bsuid is a business-scoped user id (CC.xxx), as Meta gives it.
+	bsuid = regexp.MustCompile(`^[A-Za-z]{2}\.[A-Za-z0-9_-]{1,253}$`)
 )
 
 // check fills defaults and checks ranges; errors name the field without
@@ -422,7 +424,7 @@ func checkConnect(a *Connect) error {
 	case TargetHuntList:
 		ok = huntList.MatchString(a.Destination)
 	case TargetWhatsApp:
-		ok = e164.MatchString(a.Destination)
+		ok = e164.MatchString(a.Destination) || bsuid.MatchString(a.Destination)
 	default:
 		return fmt.Errorf("destinationType: %q is not extension, huntList or whatsapp", clip(a.DestinationType))
 	}

@@ -31,6 +31,10 @@ func TestParseFlowDefaults(t *testing.T) {
 	if r := f.Actions[3].(*Record); r.options() != (RecordOptions{MaxDuration: time.Minute, SilenceTimeout: 5 * time.Second, FinishOnKey: '#'}) || !*r.Beep {
 		t.Fatalf("record %+v", r.options())
 	}
+	bs, err := ParseFlow([]byte(`{"callflow":[{"action":"connect","params":{"destination":"US.13491208655302741918","destinationType":"whatsapp"}}]}`))
+	if err != nil || bs.Actions[0].(*Connect).Target().Destination != "US.13491208655302741918" {
+		t.Fatalf("a connect to a business-scoped user id: %v", err)
+	}
 	c := f.Actions[5].(*SayAndCapture)
 	if c.MinDigits != 1 || c.MaxDigits != 1 || c.DigitTimeout != 5000 || c.OverallTimeout != 15000 || c.NoOfTries != 1 || c.Repetition != 1 {
 		t.Fatalf("sayAndCapture defaults %+v", c)
@@ -69,6 +73,7 @@ func TestParseFlowRefuses(t *testing.T) {
 		"after capture":     {`{"callflow":[{"action":"sayAndCapture","params":{"promptMessage":"p"}},{"action":"hangup"}]}`, "callflow[1] (hangup): nothing may follow a sayAndCapture"},
 		"extension":         {`{"callflow":[{"action":"makeCall","params":{"destination":"sip:1001@pbx"}}]}`, `destination: "sip:1001@pbx" is not a valid extension`},
 		"whatsapp":          {`{"callflow":[{"action":"connect","params":{"destination":"1001","destinationType":"whatsapp"}}]}`, "is not a valid whatsapp"},
+		"whatsapp bsuid":    {`{"callflow":[{"action":"connect","params":{"destination":"US.12/../x","destinationType":"whatsapp"}}]}`, "is not a valid whatsapp"},
 		"dest type":         {`{"callflow":[{"action":"connect","params":{"destination":"1001","destinationType":"pstn"}}]}`, `destinationType: "pstn" is not extension, huntList or whatsapp`},
 		"finish key":        {`{"callflow":[{"action":"record","params":{"finishOnKey":"12"}}]}`, `finishOnKey: "12" is not one key`},
 		"silence":           {`{"callflow":[{"action":"record","params":{"silenceTimeout":100}}]}`, "silenceTimeout: 100 is outside"},

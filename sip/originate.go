@@ -28,6 +28,10 @@ type ClickToCall struct {
 	// X-WABA-Campaign-ID and X-WABA-Callback-Data: kept in the call's
 	// events and record.
 	CampaignID, CallbackData string
+	// Flow runs the number's call-flow route on the agent's leg instead
+	// of calling User (who must then be empty): the flow names the user
+	// (RouteFlowUser). The agent sees the business number as caller.
+	Flow bool
 }
 
 // Agent is one agent of a click-to-call: the callee its INVITE goes to,
@@ -55,11 +59,16 @@ func RouteClickToCall(cfg *configs.Config, r ClickToCall) (*Decision, []Agent, *
 	if num == nil {
 		return nil, nil, &FieldError{"business_number", "is not a configured business number"}
 	}
-	user, ok := normalizeE164(r.User)
-	if !ok {
-		if user, ok = normalizeBSUID(r.User); !ok {
-			return nil, nil, &FieldError{"user", "must be the WhatsApp user's number in E.164 or a business-scoped user id"}
-		}
+	user, ferr := routeUser(r.User)
+	switch {
+	case r.Flow && r.User != "":
+		return nil, nil, &FieldError{"callflow", "give either user or callflow, not both"}
+	case r.Flow:
+		// Until the flow names the user, the agent is called on behalf of
+		// the business number.
+		user = num.Number
+	case ferr != nil:
+		return nil, nil, ferr
 	}
 	if r.CallbackData != "" && !isCallbackData(r.CallbackData) {
 		return nil, nil, &FieldError{"callback_data", "must be at most 512 characters of printable text"}
@@ -113,13 +122,52 @@ func RouteClickToCall(cfg *configs.Config, r ClickToCall) (*Decision, []Agent, *
 		BFrom:  sip.Uri{Scheme: "sip", User: num.Number, Host: cfg.SIP.Host},
 		BIC:    &BICInfo{Number: num, Callee: user, CampaignID: r.CampaignID, CallbackData: r.CallbackData},
 	}
-	d.Target, d.Dest = endpointURI(wa, user)
-	d.BTo = d.Target
-	d.BTo.UriParams = nil
-	d.Callees = []Callee{NewCallee(wa, user, cfg.SIP.RingTimeout.D())}
 	// The agents' hunt list, for the call's record and its strategy.
 	d.Hunt = hunt
+	if r.Flow {
+		d.User, d.BIC.Callee = "", ""
+		return d, agents, nil
+	}
+	setUser(cfg, d, user)
 	return d, agents, nil
+}
+
+// routeUser checks and normalises a WhatsApp user: +E.164 (the '+'
+// optional) or a business-scoped user id.
+func routeUser(u string) (string, *FieldError) {
+	user, ok := normalizeE164(u)
+	if !ok {
+		if user, ok = normalizeBSUID(u); !ok {
+			return "", &FieldError{"user", "must be the WhatsApp user's number in E.164 or a business-scoped user id"}
+		}
+	}
+	return user, nil
+}
+
+// setUser makes user the callee of d's business-initiated leg.
+func setUser(cfg *configs.Config, d *Decision, user string) {
+	d.User = user
+	d.BIC.Callee = user
+	d.Target, d.Dest = endpointURI(d.BEP, user)
+	d.BTo = d.Target
+	d.BTo.UriParams = nil
+	d.Callees = []Callee{NewCallee(d.BEP, user, cfg.SIP.RingTimeout.D())}
+}
+
+// RouteFlowUser is the decision of a click-to-call started with Flow
+// once its call flow names the WhatsApp user to connect the agent to: a
+// copy of d with user (checked as RouteClickToCall checks a request's)
+// as the callee of the business-initiated leg.
+func RouteFlowUser(cfg *configs.Config, d *Decision, user string) (*Decision, *FieldError) {
+	u, ferr := routeUser(user)
+	if ferr != nil {
+		return nil, ferr
+	}
+	nd := *d
+	bic := *d.BIC
+	nd.BIC = &bic
+	setUser(cfg, &nd, u)
+	return &nd, nil
 }
 
 // agentEndpoint checks that ep can take a click-to-call's agent leg.
@@ -144,14 +192,17 @@ func newAgent(cfg *configs.Config, ep *configs.Endpoint, ext, user string, ring 
 // a UIC's agent learns about its caller, with X-WABA-Direction BIC and
 // X-WABA-Origin click-to-call.
 func ClickToCallHeaders(d *Decision, session string) []sip.Header {
-	return []sip.Header{
+	hs := []sip.Header{
 		sip.NewHeader(hdrWABADirection, string(BIC)),
 		sip.NewHeader(hdrWABAOrigin, "click-to-call"),
 		sip.NewHeader(hdrWABAPhoneNumberID, d.Number.PhoneNumberID),
 		sip.NewHeader(hdrWABABusinessNumber, d.Number.Number),
-		sip.NewHeader(hdrWABAUser, d.User),
-		sip.NewHeader(hdrWABASession, session),
 	}
+	if d.User != "" {
+		// A flow's click-to-call learns its user only from the flow.
+		hs = append(hs, sip.NewHeader(hdrWABAUser, d.User))
+	}
+	return append(hs, sip.NewHeader(hdrWABASession, session))
 }
 
 // hdrWABAOrigin marks an agent leg wagate placed for the control API.

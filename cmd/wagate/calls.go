@@ -94,7 +94,7 @@ func utc(t time.Time) time.Time {
 // Originate starts a click-to-call (api.Originator).
 func (c callControl) Originate(_ context.Context, r api.ClickToCall) (api.LiveCall, *api.Refusal, error) {
 	ci, ref, err := c.e.Originate(sipedge.ClickToCall{Business: r.BusinessNumber, User: r.User,
-		AgentEndpoint: r.AgentEndpoint, AgentUser: r.AgentExtension, AgentRing: r.AgentRing, AgentHunt: r.AgentHunt,
+		Flow: r.Callflow, AgentEndpoint: r.AgentEndpoint, AgentUser: r.AgentExtension, AgentRing: r.AgentRing, AgentHunt: r.AgentHunt,
 		CampaignID: r.CampaignID, CallbackData: r.CallbackData})
 	var fe *sipedge.FieldError
 	switch {
