@@ -32,9 +32,10 @@ type FlowEngine interface {
 	PostSummary(ctx context.Context, s *callflow.Summary) error
 }
 
-// CallFlows returns the engine of a number's call-flow route, or nil
-// when there is none (then its calls get 503).
-type CallFlows func(num *configs.Number) FlowEngine
+// CallFlows returns the engine of route r of number num (its route or
+// its after-hours route) when r is a callflow or a queue, or nil (then
+// its calls get 503).
+type CallFlows func(num *configs.Number, r configs.Route) FlowEngine
 
 // SetCallFlows makes call-flow routes work. Call it before Run.
 func (s *Engine) SetCallFlows(f CallFlows) { s.flows = f }
@@ -94,7 +95,7 @@ type flowCall struct {
 func (s *Engine) answerFlow(c *call) {
 	var eng FlowEngine
 	if s.flows != nil {
-		eng = s.flows(c.route.Number)
+		eng = s.flows(c.route.Number, configs.Route{CallFlow: c.route.CallFlow, Queue: c.route.Queue})
 	}
 	lm, ok := c.bridge.(LocalMedia)
 	if eng == nil || !ok {
@@ -290,7 +291,10 @@ func (fc *flowCall) Connect(ctx context.Context, t callflow.Target) error {
 		if ep == "" {
 			ep = c.route.BEP.Name
 		}
-		if ep != c.route.BEP.Name {
+		// A queue route's configured fallback may be at another pbx.
+		q := c.route.Queue
+		queueFallback := q != nil && q.Fallback != nil && ep == q.Fallback.Endpoint
+		if ep != c.route.BEP.Name && !queueFallback {
 			return fmt.Errorf("b2bua: connect: endpoint %q is not the route's %q", ep, c.route.BEP.Name)
 		}
 		route = configs.Route{Endpoint: ep, User: t.Destination}

@@ -140,7 +140,7 @@ func (s *Engine) Invite(req *sip.Request, tx sip.ServerTransaction, ep *configs.
 		s.rejectCall(c, rej)
 		return
 	}
-	if dec.CallFlow != nil {
+	if dec.CallFlow != nil || dec.Queue != nil {
 		s.answerFlow(c) // flowcall.go
 		return
 	}

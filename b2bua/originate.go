@@ -85,7 +85,9 @@ func (s *Engine) Originate(r sipedge.ClickToCall) (CallInfo, *Refusal, error) {
 	var eng FlowEngine
 	if r.Flow {
 		if s.flows != nil {
-			eng = s.flows(dec.Number)
+			// The number's own callflow (a queue route has no flow for
+			// an agent's leg).
+			eng = s.flows(dec.Number, configs.Route{CallFlow: dec.Number.Route.CallFlow})
 		}
 		if eng == nil {
 			return CallInfo{}, nil, &sipedge.FieldError{Field: "callflow", Msg: "the business number has no callflow route to run"}

@@ -53,6 +53,11 @@ type Options struct {
 	MaxResponseBytes int64
 	// Logger gets one line per fallback and per failed action.
 	Logger *slog.Logger
+	// Flow, when set, is the call's flow instead of the service's: no
+	// request is sent (URL, Body and Secret are unused, nor is a summary
+	// posted), and when the flow's actions are over without the call
+	// connected or hung up, the fallback is taken. A queue route runs so.
+	Flow func(Info) *Flow
 }
 
 // FromConfig returns the Options of a number's callflow route; Prompts,
@@ -83,13 +88,15 @@ func New(o Options) (*Engine, error) {
 	if o.Prompts == nil {
 		return nil, errors.New("callflow: no prompts")
 	}
-	u, err := ParseURLTemplate(o.URL)
-	if err != nil {
-		return nil, err
-	}
-	b, err := ParseTemplate(o.Body)
-	if err != nil {
-		return nil, err
+	var u, b Template
+	if o.Flow == nil {
+		var err error
+		if u, err = ParseURLTemplate(o.URL); err != nil {
+			return nil, err
+		}
+		if b, err = ParseTemplate(o.Body); err != nil {
+			return nil, err
+		}
 	}
 	switch o.Method {
 	case "":
@@ -130,7 +137,15 @@ func (e *Engine) Warm(ctx context.Context, rate int) error {
 // hung up, and returns the session summary for PostSummary.
 func (e *Engine) Run(ctx context.Context, c Call) *Summary {
 	s := newSession(e, c)
-	flow, err := s.exchange(ctx, EventStart, nil)
+	var flow *Flow
+	var err error
+	if e.o.Flow != nil {
+		if flow = e.o.Flow(s.info); flow == nil {
+			err = errFlowOver
+		}
+	} else {
+		flow, err = s.exchange(ctx, EventStart, nil)
+	}
 	for err == nil && flow != nil {
 		flow, err = s.runFlow(ctx, flow)
 	}
@@ -150,6 +165,9 @@ func (e *Engine) Run(ctx context.Context, c Call) *Summary {
 // PostSummary sends s to the service (event summary), once, signed. The
 // caller may set s.CDR first.
 func (e *Engine) PostSummary(ctx context.Context, s *Summary) error {
+	if e.o.Flow != nil {
+		return nil // a built-in flow has no service to tell
+	}
 	s.Event = EventSummary
 	s.Timestamp = e.now()
 	s.Capture = nil

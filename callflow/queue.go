@@ -248,3 +248,12 @@ const (
 	QueueTimedOut  = "timedOut"
 	QueueLeft      = "left"
 )
+
+// QueueFlow is the built-in flow of a queue route (Options.Flow): the one
+// queue action a, checked and with its defaults filled in.
+func QueueFlow(a Enqueue) (*Flow, error) {
+	if err := checkEnqueue(&a); err != nil {
+		return nil, fmt.Errorf("callflow: queue route: %w", err)
+	}
+	return &Flow{ClientActionID: "queue", Actions: []Action{&a}}, nil
+}

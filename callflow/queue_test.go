@@ -136,3 +136,52 @@ func TestQueueAnnouncement(t *testing.T) {
 		t.Errorf("no estimate: %v", r)
 	}
 }
+
+// TestBuiltInQueueFlow: an engine with Options.Flow (a queue route) sends
+// no request; a wait that times out takes the fallback, one that connects
+// does not; the flow sees the call's Info (VIP priority).
+func TestBuiltInQueueFlow(t *testing.T) {
+	for _, tt := range []struct {
+		result, outcome string
+		fallback        bool
+	}{
+		{QueueTimedOut, OutcomeFallback, true},
+		{QueueConnected, OutcomeConnected, false},
+	} {
+		t.Run(tt.result, func(t *testing.T) {
+			svc := newService(t, flows(`{"callflow":[{"action":"hangup"}]}`))
+			e := newEngine(t, svc, func(o *Options) {
+				o.URL, o.Secret, o.Message = "", nil, ""
+				o.Flow = func(info Info) *Flow {
+					a := Enqueue{Destination: "sales", LimitTime: 5000}
+					if info.User == "+16505551234" {
+						a.Priority = 9
+					}
+					f, err := QueueFlow(a)
+					if err != nil {
+						t.Error(err)
+					}
+					return f
+				}
+			})
+			call := &queueCall{fakeCall: newFakeCall(prompt.Rate8k), result: tt.result, left: make(chan struct{})}
+			sum := run(t, e, call)
+			if len(call.joined) != 1 || call.joined[0] != (QueueRequest{Queue: "sales", Priority: 9, LimitTime: 5 * time.Second}) {
+				t.Fatalf("joined %+v", call.joined)
+			}
+			if sum.Outcome != tt.outcome {
+				t.Errorf("outcome %q, want %q", sum.Outcome, tt.outcome)
+			}
+			_, connects, _ := call.snapshot()
+			if got := len(connects) == 1 && connects[0].Destination == "1000"; got != tt.fallback {
+				t.Errorf("connects %+v; fallback taken %v, want %v", connects, got, tt.fallback)
+			}
+			if n := len(svc.got()); n != 0 {
+				t.Errorf("the service got %d requests for a built-in flow, want 0", n)
+			}
+			if err := e.PostSummary(context.Background(), sum); err != nil || len(svc.got()) != 0 {
+				t.Errorf("PostSummary of a built-in flow: %v, %d requests", err, len(svc.got()))
+			}
+		})
+	}
+}

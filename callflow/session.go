@@ -189,6 +189,11 @@ func (s *session) runFlow(ctx context.Context, flow *Flow) (*Flow, error) {
 			return next, err
 		}
 	}
+	if s.e.o.Flow != nil {
+		// A built-in flow (a queue route) that did not connect the call
+		// goes on to its fallback.
+		return nil, errFlowOver
+	}
 	s.call.Hangup("callflow: the call flow ended")
 	s.sum.Outcome = OutcomeFlowEnded
 	return nil, nil
@@ -295,6 +300,10 @@ func (s *session) runAction(ctx context.Context, a Action, r *ready) (next *Flow
 	}
 	return nil, true, fmt.Errorf("callflow: action %s not implemented", a.Name())
 }
+
+// errFlowOver: a built-in flow's actions are over and the call is not
+// connected.
+var errFlowOver = errors.New("callflow: the call was not connected (no agent free within the queue's limit time)")
 
 // errSoft marks an action error after which the flow goes on.
 type errSoft struct{ error }

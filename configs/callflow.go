@@ -221,10 +221,14 @@ func (v validator) prompts() {
 	}
 }
 
-// CallFlowUsed reports whether some number's route is a call flow.
+// CallFlowUsed reports whether some number's route or after-hours route
+// is a call flow or a queue (which runs on the call-flow engine).
 func (c *Config) CallFlowUsed() bool {
 	for _, n := range c.Numbers {
-		if n.Route.CallFlow != nil {
+		if n.Route.CallFlow != nil || n.Route.Queue != nil {
+			return true
+		}
+		if h := n.Hours; h != nil && h.AfterHours != nil && (h.AfterHours.CallFlow != nil || h.AfterHours.Queue != nil) {
 			return true
 		}
 	}

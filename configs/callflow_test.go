@@ -113,7 +113,7 @@ numbers:
         url: https://ivr.example.com/
         secret: {value: s}
         fallback: {endpoint: pbx, user: "1000"}
-`, "give either endpoint and user (ring an extension), hunt (a hunt list) or callflow")
+`, "give either endpoint and user (ring an extension), hunt (a hunt list), callflow")
 }
 
 func TestCallFlowSecretEnvMustBeSet(t *testing.T) {

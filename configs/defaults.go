@@ -302,6 +302,18 @@ func applyDefaults(c *Config, t tree) {
 		if cf := c.Numbers[i].Route.CallFlow; cf != nil {
 			callFlowDefaults(cf, fmt.Sprintf("numbers[%d].route.callflow", i), set)
 		}
+		if q := c.Numbers[i].Route.Queue; q != nil {
+			queueDefaults(q, fmt.Sprintf("numbers[%d].route.queue", i), set)
+		}
+		if h := c.Numbers[i].Hours; h != nil && h.AfterHours != nil {
+			p := fmt.Sprintf("numbers[%d].hours.after_hours", i)
+			if cf := h.AfterHours.CallFlow; cf != nil {
+				callFlowDefaults(cf, p+".callflow", set)
+			}
+			if q := h.AfterHours.Queue; q != nil {
+				queueDefaults(q, p+".queue", set)
+			}
+		}
 	}
 	promptDefaults(&c.Prompts, set)
 

@@ -15,7 +15,8 @@ import (
 
 // Route is where a business number's user-initiated calls go: one PBX
 // extension (Endpoint and User), a hunt list (Hunt), or a call flow run
-// by wagate itself (CallFlow); exactly one of the three.
+// by wagate itself (CallFlow), or a queue for a hunt list's agents
+// (Queue); exactly one of the four.
 type Route struct {
 	// Endpoint names a pbx endpoint.
 	Endpoint string `yaml:"endpoint"`
@@ -26,6 +27,9 @@ type Route struct {
 	CallFlow *CallFlow `yaml:"callflow"`
 	// Hunt names a hunt list (instead of Endpoint and User).
 	Hunt string `yaml:"hunt"`
+	// Queue answers the call in wagate and keeps it waiting, with music,
+	// for a free agent of a hunt list.
+	Queue *QueueRoute `yaml:"queue"`
 }
 
 // Hunt strategies.
@@ -85,7 +89,8 @@ type Hours struct {
 	Weekly []WeeklyHours `yaml:"weekly"`
 	// Holidays are dates (YYYY-MM-DD, in Timezone) closed all day.
 	Holidays []string `yaml:"holidays"`
-	// AfterHours is the route of calls outside the hours; without it
+	// AfterHours is the route of calls outside the hours (an extension,
+	// a hunt list, a callflow or a queue); without it
 	// they get 480 Temporarily Unavailable.
 	AfterHours *Route `yaml:"after_hours"`
 
@@ -354,7 +359,7 @@ func (v validator) hours(p string, h *Hours) {
 		h.Closed[t.Format(time.DateOnly)] = true
 	}
 	if h.AfterHours != nil {
-		v.routeTo(p+".after_hours", *h.AfterHours, "the after-hours route")
+		v.anyRoute(p+".after_hours", *h.AfterHours, "the after-hours route")
 	}
 }
 

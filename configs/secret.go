@@ -77,6 +77,9 @@ func (c *Config) secretRefs() []secretRef {
 		if cf := n.Route.CallFlow; cf != nil {
 			sec(fmt.Sprintf("numbers[%d].route.callflow.secret", i), cf.Secret)
 		}
+		if h := n.Hours; h != nil && h.AfterHours != nil && h.AfterHours.CallFlow != nil {
+			sec(fmt.Sprintf("numbers[%d].hours.after_hours.callflow.secret", i), h.AfterHours.CallFlow.Secret)
+		}
 	}
 	sec("api.token", c.API.Token)
 	sec("api.webhook.app_secret", c.API.Webhook.AppSecret)

@@ -53,19 +53,8 @@ func (v validator) numbers() {
 		switch {
 		case !v.t.has(p + ".route"):
 			v.add(p+".route", "every business number needs a route: the pbx endpoint and user (or the hunt list) that take its user-initiated calls, or a callflow")
-		case n.Route.CallFlow == nil:
-			v.routeTo(p+".route", n.Route, "the route")
-		case n.Route.Endpoint != "" || n.Route.User != "" || n.Route.Hunt != "":
-			at := p + ".route.endpoint"
-			switch {
-			case n.Route.Hunt != "":
-				at = p + ".route.hunt"
-			case n.Route.Endpoint == "":
-				at = p + ".route.user"
-			}
-			v.addAt(at, p+".route", "give either endpoint and user (ring an extension), hunt (a hunt list) or callflow (run the business's call flows), not two; a callflow's own fallback names the extension")
 		default:
-			v.callFlow(p+".route.callflow", n.Route.CallFlow)
+			v.anyRoute(p+".route", n.Route, "the route")
 		}
 		if n.Hours != nil {
 			v.hours(p+".hours", n.Hours)

@@ -47,6 +47,10 @@ type Decision struct {
 	// answers the call and runs the business's flows. BEP, Target, BTo
 	// and Dest then name the route's fallback extension.
 	CallFlow *configs.CallFlow
+	// Queue is the number's queue route when it has one: wagate answers
+	// the call and runs the call-flow engine's queue action. BEP, Target,
+	// BTo and Dest then name the queue's hunt list's first target.
+	Queue *configs.QueueRoute
 	// Callees are where the B-leg rings, in the configured order: the
 	// one extension of a route or the callee of a BIC, or a hunt list's
 	// targets. BEP, Target, BTo and Dest above are the first one's.
@@ -158,6 +162,12 @@ func routeUIC(cfg *configs.Config, ep *configs.Endpoint, req *sip.Request, now t
 		// later, and the fallback extension stands for them until then.
 		d.CallFlow = cf
 		route = configs.Route{Endpoint: cf.Fallback.Endpoint, User: cf.Fallback.User}
+	}
+	if q := route.Queue; q != nil {
+		// A queue route is answered by wagate too; the hunt list's
+		// targets stand for its B-legs until an agent is free.
+		d.Queue = q
+		route = configs.Route{Hunt: q.Hunt}
 	}
 	if rej := d.routeTo(cfg, route); rej != nil {
 		return d, rej

@@ -14,7 +14,7 @@ import (
 	"github.com/wagate/wagate/prompt"
 )
 
-// callFlows gives each call-flow route its engine, built on first use
+// callFlows gives each call-flow and queue route its engine, built on first use
 // from the route as the running config has it (a reload's new routes get
 // new engines), all sharing one prompt library.
 type callFlows struct {
@@ -22,7 +22,7 @@ type callFlows struct {
 	log *slog.Logger
 
 	mu      sync.Mutex
-	engines map[*configs.CallFlow]*callflow.Engine
+	engines map[any]*callflow.Engine
 
 	// warming renders the fallback messages at start; Close ends and
 	// waits for it.
@@ -59,7 +59,7 @@ func newCallFlows(cfg *configs.Config, log *slog.Logger) (*callFlows, error) {
 	if err != nil {
 		return nil, fmt.Errorf("call flows: %w", err)
 	}
-	f := &callFlows{lib: lib, log: log, engines: map[*configs.CallFlow]*callflow.Engine{}}
+	f := &callFlows{lib: lib, log: log, engines: map[any]*callflow.Engine{}}
 	f.warmCtx, f.warmCancel = context.WithCancel(context.Background())
 	return f, nil
 }
@@ -72,8 +72,8 @@ func (f *callFlows) Close() {
 }
 
 // engine is b2bua.CallFlows.
-func (f *callFlows) engine(num *configs.Number) b2bua.FlowEngine {
-	e, err := f.get(num)
+func (f *callFlows) engine(num *configs.Number, r configs.Route) b2bua.FlowEngine {
+	e, err := f.get(num, r)
 	if err != nil {
 		f.log.Error("call flow route not usable; its calls get 503", "number", num.Number, "error", err)
 		return nil
@@ -84,17 +84,31 @@ func (f *callFlows) engine(num *configs.Number) b2bua.FlowEngine {
 	return e
 }
 
-func (f *callFlows) get(num *configs.Number) (*callflow.Engine, error) {
-	cf := num.Route.CallFlow
-	if cf == nil {
+// get returns the engine of route r (num's route or after-hours route).
+func (f *callFlows) get(num *configs.Number, r configs.Route) (*callflow.Engine, error) {
+	var key any
+	switch {
+	case r.CallFlow != nil:
+		key = r.CallFlow
+	case r.Queue != nil:
+		key = r.Queue
+	default:
 		return nil, nil
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if e := f.engines[cf]; e != nil {
+	if e := f.engines[key]; e != nil {
 		return e, nil
 	}
-	o := callflow.FromConfig(cf)
+	var o callflow.Options
+	if cf := r.CallFlow; cf != nil {
+		o = callflow.FromConfig(cf)
+	} else {
+		var err error
+		if o, err = queueOptions(r.Queue); err != nil {
+			return nil, err
+		}
+	}
 	o.Prompts = f.lib
 	o.Logger = f.log.With("business", num.Number)
 	e, err := callflow.New(o)
@@ -104,8 +118,32 @@ func (f *callFlows) get(num *configs.Number) (*callflow.Engine, error) {
 	if len(f.engines) >= maxEngines {
 		clear(f.engines)
 	}
-	f.engines[cf] = e
+	f.engines[key] = e
 	return e, nil
+}
+
+// queueOptions runs a queue route on the call-flow engine: a built-in
+// flow of one queue action, each caller at its priority (VIPs first),
+// then the route's fallback extension (or hang-up) after limit_time.
+func queueOptions(q *configs.QueueRoute) (callflow.Options, error) {
+	announce := *q.AnnouncePosition
+	base := callflow.Enqueue{Destination: q.Hunt, LimitTime: int(q.LimitTime.D().Milliseconds()),
+		MusicURL: q.Music, AnnouncePosition: &announce, AnnounceEvery: int(q.AnnounceEvery.D().Milliseconds()),
+		VoiceProfile: q.Voice}
+	if _, err := callflow.QueueFlow(base); err != nil {
+		return callflow.Options{}, err
+	}
+	o := callflow.Options{Flow: func(info callflow.Info) *callflow.Flow {
+		a := base
+		a.Priority = q.PriorityOf(info.User, info.UserID)
+		flow, _ := callflow.QueueFlow(a) // checked above; the priority is 0–9
+		return flow
+	}}
+	if fb := q.Fallback; fb != nil {
+		o.Fallback = callflow.Target{Kind: callflow.TargetExtension, Endpoint: fb.Endpoint, Destination: fb.User,
+			Timeout: 30 * time.Second}
+	}
+	return o, nil
 }
 
 // warm renders every route's fallback message at the calls' rate, so that
@@ -114,20 +152,26 @@ func (f *callFlows) get(num *configs.Number) (*callflow.Engine, error) {
 func (f *callFlows) warm(cfg *configs.Config) {
 	for i := range cfg.Numbers {
 		num := &cfg.Numbers[i]
-		e, err := f.get(num)
-		if err != nil || e == nil {
-			if err != nil {
-				f.log.Error("call flow route not usable; its calls get 503", "number", num.Number, "error", err)
-			}
-			continue
+		routes := []configs.Route{num.Route}
+		if h := num.Hours; h != nil && h.AfterHours != nil {
+			routes = append(routes, *h.AfterHours)
 		}
-		f.warming.Go(func() {
-			ctx, cancel := context.WithTimeout(f.warmCtx, 30*time.Second)
-			defer cancel()
-			if err := e.Warm(ctx, prompt.Rate8k); err != nil {
-				f.log.Warn("call flow fallback message not rendered at start; it will be at the first failure", "number", num.Number, "error", err)
+		for _, r := range routes {
+			e, err := f.get(num, r)
+			if err != nil || e == nil {
+				if err != nil {
+					f.log.Error("call flow route not usable; its calls get 503", "number", num.Number, "error", err)
+				}
+				continue
 			}
-		})
+			f.warming.Go(func() {
+				ctx, cancel := context.WithTimeout(f.warmCtx, 30*time.Second)
+				defer cancel()
+				if err := e.Warm(ctx, prompt.Rate8k); err != nil {
+					f.log.Warn("call flow fallback message not rendered at start; it will be at the first failure", "number", num.Number, "error", err)
+				}
+			})
+		}
 	}
 }
 
