@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,8 +28,11 @@ type Options struct {
 	// 256 MiB). Files are not kept on disk: they expire within FileTTL.
 	DiskDir   string
 	DiskBytes int64
-	// RenderTimeout bounds one text-to-speech render (default 30s).
+	// RenderTimeout bounds one text-to-speech render, its wait for a
+	// free engine included (default 30s).
 	RenderTimeout time.Duration
+	// MaxRenders bounds the renders running at once (default 2 per CPU).
+	MaxRenders int
 	// Files sets the fetch rules for audio files.
 	Files FileOptions
 	// Logger gets one line per failed render or fetch.
@@ -69,6 +73,10 @@ type Library struct {
 	wg      sync.WaitGroup
 	mu      sync.Mutex
 	flights map[string]*flight
+	// renderSlots bounds the speech engines running at once: each distinct
+	// text is a process (espeak-ng), and a burst of callers with their own
+	// texts would otherwise take the CPU the media pacer needs.
+	renderSlots chan struct{}
 
 	hits, diskHits, misses, renders, renderErrors, downloads, downloadErrors atomic.Uint64
 }
@@ -139,8 +147,12 @@ func New(o Options) (*Library, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.MaxRenders <= 0 {
+		o.MaxRenders = 2 * runtime.NumCPU()
+	}
 	l := &Library{o: o, mem: newMemCache(o.MemoryBytes), client: SafeClient(f.Client),
-		log: o.Logger, now: time.Now, flights: map[string]*flight{}}
+		log: o.Logger, now: time.Now, flights: map[string]*flight{},
+		renderSlots: make(chan struct{}, o.MaxRenders)}
 	if o.DiskDir != "" {
 		d, err := openDiskCache(o.DiskDir, o.DiskBytes)
 		if err != nil {
@@ -186,6 +198,12 @@ func (l *Library) Speech(ctx context.Context, s Speech, rate int) (Audio, error)
 	return l.share(ctx, key, func(ctx context.Context) (Audio, error) {
 		ctx, cancel := context.WithTimeout(ctx, l.o.RenderTimeout)
 		defer cancel()
+		select {
+		case l.renderSlots <- struct{}{}:
+			defer func() { <-l.renderSlots }()
+		case <-ctx.Done():
+			return Audio{}, fmt.Errorf("prompt: waiting for a free speech engine: %w", ctx.Err())
+		}
 		start := time.Now()
 		l.renders.Add(1)
 		a, err := l.o.TTS.Render(ctx, s, rate)

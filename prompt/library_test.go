@@ -414,3 +414,62 @@ func BenchmarkSpeechCacheHit(b *testing.B) {
 		}
 	})
 }
+
+// TestRendersBounded: a burst of distinct texts (each caller's own name or
+// balance) runs at most MaxRenders engines at once; the rest wait, and
+// every one is rendered.
+func TestRendersBounded(t *testing.T) {
+	tts := &peakTTS{hold: make(chan struct{})}
+	l := newLib(t, Options{TTS: tts, MaxRenders: 2})
+	const n = 6
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, err := l.Speech(context.Background(), Speech{Text: strings.Repeat("x", i+1), Speed: 1}, 8000)
+			errs <- err
+		}()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for tts.running.Load() < 2 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // room for a third to start, were it allowed
+	close(tts.hold)
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p := tts.peak.Load(); p != 2 {
+		t.Errorf("%d renders ran at once, want 2 (MaxRenders)", p)
+	}
+	if r := tts.renders.Load(); r != n {
+		t.Errorf("%d renders, want %d", r, n)
+	}
+}
+
+// peakTTS records how many renders run at once.
+type peakTTS struct {
+	hold                   chan struct{}
+	running, peak, renders atomic.Int64
+}
+
+func (p *peakTTS) Name() string { return "peak" }
+
+func (p *peakTTS) Render(ctx context.Context, s Speech, rate int) (Audio, error) {
+	p.renders.Add(1)
+	r := p.running.Add(1)
+	defer p.running.Add(-1)
+	for {
+		m := p.peak.Load()
+		if r <= m || p.peak.CompareAndSwap(m, r) {
+			break
+		}
+	}
+	select {
+	case <-p.hold:
+	case <-ctx.Done():
+		return Audio{}, ctx.Err()
+	}
+	return Tone(rate, 500, 0.5, 100*time.Millisecond), nil
+}
