@@ -79,6 +79,14 @@ func (m *metaSettings) apply(u api.MetaSettingsUpdate) error {
 	m.updates.Add(1)
 	m.mu.Lock()
 	s := m.reported[u.PhoneNumberID]
+	if !u.At.IsZero() && u.At.Before(s.ReportedAt) {
+		// A redelivered batch (Meta retries after our non-2xx) must not
+		// put an older keying back over a newer one.
+		m.mu.Unlock()
+		m.log.Info("Meta settings update older than the one in force; ignored",
+			"phone_number_id", u.PhoneNumberID, "at", u.At, "in_force", s.ReportedAt)
+		return nil
+	}
 	s.PhoneNumberID = u.PhoneNumberID
 	if u.SRTPKeyExchange != "" {
 		s.SRTPKeyExchange = u.SRTPKeyExchange

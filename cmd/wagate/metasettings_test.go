@@ -78,3 +78,26 @@ func TestMetaSettingsMismatchSurvivesRestart(t *testing.T) {
 		t.Error("mismatch read from a damaged file")
 	}
 }
+
+// TestMetaSettingsOlderUpdateIgnored: Meta redelivers a whole batch after a
+// non-2xx, so an older keying report can arrive after a newer one; it must
+// not bring back a mismatch that would refuse the number's BICs.
+func TestMetaSettingsOlderUpdateIgnored(t *testing.T) {
+	cfg := metaTestConfig("")
+	m, err := newMetaSettings(t.TempDir(), func() *configs.Config { return cfg }, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Unix(1760000000, 0).UTC()
+	for _, u := range []api.MetaSettingsUpdate{
+		{PhoneNumberID: "1001", SRTPKeyExchange: "sdes", At: at},
+		{PhoneNumberID: "1001", SRTPKeyExchange: "dtls", At: at.Add(-time.Hour)}, // redelivered, older
+	} {
+		if err := m.apply(u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, bad := m.Mismatch("1001", "sdes"); got != "sdes" || bad {
+		t.Errorf("after an older dtls report: %q mismatch=%v, want sdes and no mismatch", got, bad)
+	}
+}
