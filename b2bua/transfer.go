@@ -288,6 +288,9 @@ func (s *Engine) completeTransfer(c *call, x *transfer, r dialResult) {
 	if c.state == stateEnded {
 		c.mu.Unlock()
 		s.sendBye(c, nl)
+		// The final NOTIFY also ends the notifier's goroutine, which
+		// would otherwise wait for it until shutdown.
+		x.notify.final(487, "Request Terminated", nil)
 		return
 	}
 	old := x.from
