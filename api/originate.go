@@ -186,8 +186,13 @@ func (h *originateHandlers) originate(w http.ResponseWriter, r *http.Request) {
 	}
 	// The call must not depend on this request: a client that goes away
 	// and retries finds it under its key.
-	e.res = h.run(context.WithoutCancel(r.Context()), body)
-	close(e.done)
+	func() {
+		// Retries wait on done and eviction skips entries not done, so
+		// it is closed even if run panics (the retries then get a 500).
+		defer close(e.done)
+		e.res = jsonResponse(http.StatusInternalServerError, errorDoc{Error: "click-to-call failed inside wagate; see its log"})
+		e.res = h.run(context.WithoutCancel(r.Context()), body)
+	}()
 	e.res.write(w)
 }
 
