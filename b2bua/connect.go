@@ -69,9 +69,11 @@ func (s *Engine) connectHunt(c *call, offer []byte, callees []sipedge.Callee, li
 			h.handle(ev, false, &cause)
 		case <-c.ended:
 			giveUp()
+			h.dropWinner()
 			return callflow.ErrCallEnded
 		case <-s.ctx.Done():
 			giveUp()
+			h.dropWinner()
 			return callflow.ErrCallEnded
 		}
 	}

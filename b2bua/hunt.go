@@ -44,6 +44,8 @@ type hunt struct {
 	mu sync.Mutex
 	// closed: no 2xx may win any more (one did, or A is gone).
 	closed bool
+	// won: a 2xx claimed the call; its evAnswered is on its way.
+	won bool
 
 	// The rest belongs to the hunt goroutine.
 	attempts  []*attempt
@@ -92,8 +94,37 @@ func (h *hunt) claim(at *attempt) bool {
 	if h.closed || at.cancelled() {
 		return false
 	}
-	h.closed = true
+	h.closed, h.won = true, true
 	return true
+}
+
+// dropWinner is for a hunt that stops listening without reading its
+// events (the call ended): a 2xx that won just before is in events or
+// about to be, and its callee must get ACK and BYE, not a dialog nobody
+// answers until its transaction gives up.
+func (h *hunt) dropWinner() {
+	h.mu.Lock()
+	won := h.won
+	h.mu.Unlock()
+	if !won {
+		return
+	}
+	// The winner sends at once after its claim; the wait only bounds a
+	// report that never comes.
+	limit := time.NewTimer(2 * time.Second)
+	defer limit.Stop()
+	for {
+		select {
+		case ev := <-h.events:
+			if ev.kind == evAnswered {
+				h.s.hangUpLate(h.c, ev.at, ev.req, ev.tx, ev.res, h.c.log)
+				ev.tx.Terminate()
+				return
+			}
+		case <-limit.C:
+			return
+		}
+	}
 }
 
 func (h *hunt) close() {
@@ -211,9 +242,11 @@ func (s *Engine) ring(c *call, offer []byte) {
 			// response, B a CANCEL. A late 2xx from B is then ACKed and
 			// hung up by its attempt.
 			giveUp(503, "Service Unavailable", "call ended before answer")
+			h.dropWinner()
 			return
 		case <-s.ctx.Done():
 			giveUp(503, "Service Unavailable", "shutdown")
+			h.dropWinner()
 			c.terminate(nil, cause)
 			return
 		}

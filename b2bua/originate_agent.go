@@ -94,9 +94,11 @@ func (s *Engine) ringAgents(c *call, agents []sipedge.Agent, offer []byte) *sip.
 			// Ended from outside (shutdown): CANCEL the agents; a late
 			// 2xx is ACKed and hung up by its attempt.
 			giveUp(agentEnd{code: 503, reason: "Service Unavailable", cause: "call ended before answer", by: events.HangupWagate})
+			h.dropWinner()
 			return nil
 		case <-s.ctx.Done():
 			giveUp(agentEnd{code: 503, reason: "Service Unavailable", cause: "shutdown", by: events.HangupWagate})
+			h.dropWinner()
 			c.finalToA(&sipedge.Rejection{Code: end.code, Reason: end.reason})
 			c.end(nil, end.by, end.cause)
 			return nil
