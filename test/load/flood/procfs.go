@@ -9,41 +9,13 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/wagate/wagate/test/internal/procstat"
 )
-
-var clkTck = func() int {
-	out, err := exec.Command("getconf", "CLK_TCK").Output()
-	if err == nil {
-		if n, err := strconv.Atoi(strings.TrimSpace(string(out))); err == nil && n > 0 {
-			return n
-		}
-	}
-	return 100
-}()
-
-// cpuTime is utime+stime of pid ("self" for this process).
-func cpuTime(pid string) (time.Duration, error) {
-	b, err := os.ReadFile("/proc/" + pid + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	// utime and stime are fields 14 and 15 of the line, counted from the
-	// start; the command name in parentheses may hold spaces.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%s/stat: short", pid)
-	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * time.Second / time.Duration(clkTck), nil
-}
 
 // memKiB is VmRSS and VmHWM of pid, and its thread count.
 func memKiB(pid int) (rss, hwm, threads int64, err error) {
@@ -145,7 +117,7 @@ func machineCPU() (busy, total time.Duration, err error) {
 			idle += n
 		}
 	}
-	tick := time.Second / time.Duration(clkTck)
+	tick := time.Second / time.Duration(procstat.ClockTick)
 	return time.Duration(sum-idle) * tick, time.Duration(sum) * tick, nil
 }
 

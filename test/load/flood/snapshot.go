@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/wagate/wagate/test/internal/procstat"
 )
 
 type snapshot struct {
@@ -28,8 +30,8 @@ type snapshot struct {
 func snap(w *wagateProc) snapshot {
 	s := snapshot{at: time.Now(), fds: -1}
 	pid := strconv.Itoa(w.pid)
-	s.cpu, _ = cpuTime(pid)
-	s.self, _ = cpuTime("self")
+	s.cpu, _ = procstat.CPUTime(pid)
+	s.self, _ = procstat.CPUTime("self")
 	s.rss, s.hwm, s.threads, _ = memKiB(w.pid)
 	if n, err := fdCount(w.pid); err == nil {
 		s.fds = n
