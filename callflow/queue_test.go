@@ -42,7 +42,13 @@ func (q *queueCall) JoinQueue(ctx context.Context, r QueueRequest) (Ticket, erro
 	go func() {
 		time.Sleep(40 * time.Millisecond)
 		t.status <- QueueStatus{Position: 1}
-		time.Sleep(60 * time.Millisecond)
+		// The result comes once place 1 has been announced (the third
+		// play), not after a fixed sleep a loaded machine can outrun.
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			if plays, _, _ := q.snapshot(); len(plays) >= 3 {
+				break
+			}
+		}
 		t.result <- QueueResult{Outcome: q.result}
 		close(t.status)
 	}()
