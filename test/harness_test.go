@@ -211,26 +211,53 @@ func artifactDir(t *testing.T) string {
 	return dir
 }
 
+// handedOut remembers every ip:port the free*Port helpers gave out in this
+// test binary. The kernel hands the same ephemeral port out again as soon as
+// the probing socket closes, so two ports asked for in a row (a SIP port and
+// an API port) could be one port, and the second listener would fail to bind
+// (CI saw "bind: address already in use" for exactly that).
+var handedOut sync.Map
+
+// claim reports whether ip:port had not been handed out before, and marks it.
+func claim(ip string, port int) bool {
+	_, taken := handedOut.LoadOrStore(net.JoinHostPort(ip, strconv.Itoa(port)), true)
+	return !taken
+}
+
 // freeUDPPort returns a port that is free for UDP on ip.
 func freeUDPPort(t testing.TB, ip string) int {
 	t.Helper()
-	c, err := net.ListenPacket("udp4", net.JoinHostPort(ip, "0"))
-	if err != nil {
-		t.Fatalf("no free UDP port on %s: %v", ip, err)
+	for range 50 {
+		c, err := net.ListenPacket("udp4", net.JoinHostPort(ip, "0"))
+		if err != nil {
+			t.Fatalf("no free UDP port on %s: %v", ip, err)
+		}
+		p := c.LocalAddr().(*net.UDPAddr).Port
+		c.Close()
+		if claim(ip, p) {
+			return p
+		}
 	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
+	t.Fatalf("no free UDP port on %s that was not handed out already", ip)
+	return 0
 }
 
 // freeTCPPort returns a port that is free for TCP on ip.
 func freeTCPPort(t testing.TB, ip string) int {
 	t.Helper()
-	l, err := net.Listen("tcp4", net.JoinHostPort(ip, "0"))
-	if err != nil {
-		t.Fatalf("no free TCP port on %s: %v", ip, err)
+	for range 50 {
+		l, err := net.Listen("tcp4", net.JoinHostPort(ip, "0"))
+		if err != nil {
+			t.Fatalf("no free TCP port on %s: %v", ip, err)
+		}
+		p := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if claim(ip, p) {
+			return p
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatalf("no free TCP port on %s that was not handed out already", ip)
+	return 0
 }
 
 // freeTCPUDPPort returns a port free for both TCP and UDP on ip.
@@ -253,7 +280,7 @@ func freeMediaPort(t testing.TB, ip string) int {
 	t.Helper()
 	for range 100 {
 		p := 20000 + 2*rand.IntN(4999) // 20000..29996
-		if udpFree(ip, p) && udpFree(ip, p+2) {
+		if udpFree(ip, p) && udpFree(ip, p+2) && claim(ip, p) && claim(ip, p+2) {
 			return p
 		}
 	}
