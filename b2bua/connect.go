@@ -25,7 +25,7 @@ import (
 // meanwhile).
 func (s *Engine) connectHunt(c *call, offer []byte, callees []sipedge.Callee, list *configs.HuntList) error {
 	c.mu.Lock()
-	base := len(c.attempts)
+	base := c.attempts.placed
 	c.mu.Unlock()
 	h := &hunt{s: s, c: c, side: bSide{}, offer: offer, list: list, local: true, base: base,
 		events: make(chan attemptEvent, 16), done: make(chan struct{})}
