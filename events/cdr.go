@@ -207,7 +207,7 @@ const (
 	AttemptUnreachable = "unreachable" // no response: transport error or timeout
 	AttemptDown        = "down"        // not rung: its endpoint's probes say down
 	AttemptRedirected  = "redirected"  // a 3xx that was followed (the next attempt)
-	AttemptCancelled   = "cancelled"   // given up on: another answered, or A left
+	AttemptCancelled   = "cancelled"   // given up on: another answered, A left, or a queue's wait ended
 	AttemptLate        = "late"        // answered after it was given up on: hung up
 	AttemptRinging     = "ringing"     // no result yet (the call ended first)
 )
