@@ -81,7 +81,8 @@ func TestQueueRejectBackoff(t *testing.T) {
 
 // TestQueueAttemptsCapped: a queue over a parallel list of 50 agents who
 // all answer 486 and never rest (reject_backoff 0s) rings them all about
-// every second for limit_time (5 s): hundreds of INVITEs. The call's
+// every second for limit_time (5.5 s, so that the limit never falls on
+// a round's second): hundreds of INVITEs. The call's
 // record lists 60 attempts (the first 10, the latest 50) and counts the
 // rest; the latest is numbered as the agents saw it, so the numbering
 // and the Call-IDs went on past what the record shows.
@@ -94,7 +95,7 @@ func TestQueueAttemptsCapped(t *testing.T) {
 		targets = append(targets, fmt.Sprintf(`{endpoint: pbx, user: "%d"}`, 1001+i))
 	}
 	w := e.startWagate(wagateOpts{MetaEncryption: "sdes", APIExtra: tokenAPI,
-		Route: `{queue: {hunt: all, limit_time: 5s, announce_every: 5s}}`,
+		Route: `{queue: {hunt: all, limit_time: 5500ms, announce_every: 5s}}`,
 		Extra: `hunt_lists: [{name: all, strategy: parallel, reject_backoff: 0s, targets: [` + strings.Join(targets, ", ") + `]}]`})
 	meta := newGoPeer(t, e.Meta, metapeer.Config{})
 	c := flowCall(t, w, meta)
@@ -102,9 +103,9 @@ func TestQueueAttemptsCapped(t *testing.T) {
 	w.expectCounts(w.waitIdle(), 1, 1)
 	cdr := oneQueueCDR(t, e)
 	invs := a.got("INVITE")
-	t.Logf("%d INVITEs in 5 s; record: %d attempts, %d omitted", len(invs), len(cdr.Attempts), cdr.AttemptsOmitted)
+	t.Logf("%d INVITEs in 5.5 s; record: %d attempts, %d omitted", len(invs), len(cdr.Attempts), cdr.AttemptsOmitted)
 	if len(invs) < 100 {
-		t.Fatalf("the agents got %d INVITEs, want 50 a second for 5 s", len(invs))
+		t.Fatalf("the agents got %d INVITEs, want 50 a second for 5.5 s", len(invs))
 	}
 	if len(cdr.Attempts) != 60 || cdr.AttemptsOmitted != len(invs)-60 {
 		t.Fatalf("record: %d attempts and %d omitted, want 60 and %d", len(cdr.Attempts), cdr.AttemptsOmitted, len(invs)-60)
