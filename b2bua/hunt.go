@@ -406,7 +406,7 @@ func (h *hunt) win(ev attemptEvent, aGone bool, cause string, cancelled <-chan s
 func (h *hunt) adopt(ev attemptEvent) {
 	h.settle(ev)
 	h.s.adoptB(h.c, ev.at)
-	h.noteAnswered(ev.at)
+	h.noteAnswered(h.c.b, ev.at)
 }
 
 // settle records that ev's attempt won and gives up on the others.
@@ -421,17 +421,16 @@ func (h *hunt) settle(ev attemptEvent) {
 	}
 }
 
-// noteAnswered logs a hunt list's answer and starts least_recent's
-// bookkeeping of the agent who took the call.
-func (h *hunt) noteAnswered(at *attempt) {
-	s, c := h.s, h.c
+// noteAnswered logs a hunt list's answer and marks the agent who took
+// the call on l (the leg the attempt became) busy.
+func (h *hunt) noteAnswered(l *leg, at *attempt) {
 	if h.list != nil {
-		c.log.Info("hunt answered", "hunt", h.list.Name, "target", at.callee.Name(), "attempt", at.n)
-		if at.redirects == 0 {
-			c.mu.Lock()
-			c.release = s.hunts.answered(at.callee)
-			c.mu.Unlock()
-		}
+		h.c.log.Info("hunt answered", "hunt", h.list.Name, "target", at.callee.Name(), "attempt", at.n)
+	}
+	// A redirect's target is whatever the Contact said, not an agent of
+	// the configuration.
+	if at.redirects == 0 {
+		h.c.seatAgent(l, at.callee)
 	}
 }
 
@@ -496,14 +495,9 @@ type huntState struct {
 	mu sync.Mutex
 	// turns counts the calls each hunt list started (round_robin).
 	turns map[string]uint64
-	// agents tracks each hunt target's answered calls (least_recent), by
-	// "user@endpoint", across lists.
+	// agents tracks each agent's calls (least_recent, queues), by
+	// "user@endpoint", across lists (agents.go).
 	agents map[string]*agentState
-}
-
-type agentState struct {
-	active  int       // answered calls up now
-	lastEnd time.Time // when the last one ended
 }
 
 // order returns d's callees in the order its strategy rings them.
@@ -545,30 +539,4 @@ func (hs *huntState) order(d *sipedge.Decision) []sipedge.Callee {
 		})
 	}
 	return callees
-}
-
-// answered notes that callee answered a call, and returns what to call
-// when that call ends.
-func (hs *huntState) answered(callee sipedge.Callee) func() {
-	name := callee.Name()
-	hs.mu.Lock()
-	if hs.agents == nil {
-		hs.agents = make(map[string]*agentState)
-	}
-	a := hs.agents[name]
-	if a == nil {
-		a = &agentState{}
-		hs.agents[name] = a
-	}
-	a.active++
-	hs.mu.Unlock()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			hs.mu.Lock()
-			a.active--
-			a.lastEnd = time.Now()
-			hs.mu.Unlock()
-		})
-	}
 }

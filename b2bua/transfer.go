@@ -123,6 +123,8 @@ func (c *call) transferorGoneLocked(l *leg) bool {
 		return false
 	}
 	x.fromGone, l.retired = true, true
+	// The agent hung up: it is free, whatever becomes of the transfer.
+	c.freeAgentLocked(l)
 	if l == c.a {
 		c.aAnswered = false
 	} else if l == c.b {
@@ -302,6 +304,10 @@ func (s *Engine) completeTransfer(c *call, x *transfer, r dialResult) {
 	}
 	old.retired = true
 	x.connected = true
+	// The transferring agent is free from now (its BYE follows the final
+	// NOTIFY); the one that answered is busy while its leg is the call's.
+	c.freeAgentLocked(old)
+	c.seatAgentLocked(nl, sipedge.Callee{EP: x.ep, User: x.user})
 	c.cc.xfer = nil
 	rec := x.record(c, r)
 	c.cc.transfers = append(c.cc.transfers, rec)
