@@ -29,6 +29,9 @@ type hunt struct {
 	// local: A was answered by wagate itself (a call flow's connect):
 	// nothing is relayed to A, and the outcome goes to the flow.
 	local bool
+	// xfer is the transfer whose target the hunt rings (transferdial.go);
+	// nil for the call's own B-leg.
+	xfer *transfer
 	// base is how many attempts the call had placed before this hunt (a
 	// call flow may connect more than once): attempt numbers, and so
 	// B-leg Call-IDs, go on from there.
@@ -270,6 +273,9 @@ func (h *hunt) next() {
 				cause: "b-leg endpoint down", outcome: OutcomeFailed})
 			continue
 		}
+		if h.skipFull(callee) {
+			continue
+		}
 		h.start(callee, 0)
 		if !parallel {
 			return
@@ -284,7 +290,7 @@ func (h *hunt) start(callee sipedge.Callee, redirects int) {
 	h.attempts = append(h.attempts, at)
 	h.live++
 	h.pending++
-	h.c.noteAttempt(at)
+	h.note(at)
 	h.s.wg.Go(func() { h.s.runAttempt(h, at, h.offer) })
 }
 
@@ -296,7 +302,7 @@ func (h *hunt) resolve(at *attempt, name string, code int, r *result) {
 	}
 	at.resolved, at.result, at.code, at.endedAt = true, name, code, time.Now()
 	h.pending--
-	h.c.noteAttempt(at)
+	h.note(at)
 	if r != nil && (!h.hasBest || r.weight >= h.best.weight) {
 		h.best, h.hasBest = *r, true
 	}
@@ -454,6 +460,14 @@ func (s *Engine) adoptB(c *call, at *attempt) {
 		c.bEndpoint, c.bUser = at.callee.EP.Name, at.callee.User
 		c.mu.Unlock()
 	})
+}
+
+// note records at in the call's record: the attempts of the call's own
+// B-leg, not a transfer's.
+func (h *hunt) note(at *attempt) {
+	if h.xfer == nil {
+		h.c.noteAttempt(at)
+	}
 }
 
 // noteAttempt records at in the call's record.

@@ -1,0 +1,51 @@
+package b2bua
+
+import (
+	"testing"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// TestTransferParallelList: a transfer to a parallel hunt list rings its
+// targets at once, as a parallel hunt does: the first 2xx wins, the
+// other target gets CANCEL, the transferring agent its BYE; the record
+// names the winner, and the transfer's INVITEs are not the call's
+// attempts.
+func TestTransferParallelList(t *testing.T) {
+	h := startHuntFlow(t, `{endpoint: pbx, user: "1"}`,
+		`  - {name: all, strategy: parallel, targets: [{endpoint: pbx2, user: "2", ring_timeout: 10s}, {endpoint: pbx3, user: "3", ring_timeout: 10s}]}`)
+	inv, ok, b := h.answeredBy(h.pbx, "a")
+	if _, err := h.srv.Transfer(h.callWithB(callIDOf(b)), Target{Hunt: "all"}); err != nil {
+		t.Fatal(err)
+	}
+	// Both ring before either answers (one at a time, pbx3 would ring
+	// only after pbx2's 10 s).
+	x2 := h.pbx2.request(sip.INVITE)
+	x3 := h.pbx3.request(sip.INVITE)
+	if callIDOf(x2) == callIDOf(x3) || header(x2, "X-WABA-Session") == "" || header(x2, "X-WABA-Session") != header(x3, "X-WABA-Session") {
+		t.Errorf("targets' INVITEs: Call-IDs %s and %s, X-WABA-Session %q and %q; want their own Call-IDs and the call's session",
+			callIDOf(x2), callIDOf(x3), header(x2, "X-WABA-Session"), header(x3, "X-WABA-Session"))
+	}
+	h.pbx2.reply(x2, 180, "Ringing", "r2", nil)
+	h.pbx3.reply(x3, 180, "Ringing", "r3", nil)
+	h.answer(h.pbx3, x3, "r3")
+	cancel := h.pbx2.request(sip.CANCEL)
+	if callIDOf(cancel) != callIDOf(x2) {
+		t.Fatalf("CANCEL for %s, want the losing target's %s", callIDOf(cancel), callIDOf(x2))
+	}
+	h.pbx2.reply(cancel, 200, "OK", "r2", nil)
+	h.pbx2.reply(x2, 487, "Request Terminated", "r2", nil)
+	h.pbx2.request(sip.ACK)
+	bye := h.pbx.request(sip.BYE)
+	h.pbx.reply(bye, 200, "OK", "", nil)
+	h.wantBusy("3@pbx3", true)
+	h.wantBusy("2@pbx2", false)
+	h.hangUp(inv, ok, h.pbx3)
+	c := h.cdrs.next(t)
+	if len(c.Transfers) != 1 || !c.Transfers[0].Connected || c.Transfers[0].To.Endpoint != "pbx3" || c.Transfers[0].To.SIPCallID != callIDOf(x3) || c.Transfers[0].Hunt != "all" {
+		t.Errorf("CDR transfers %+v, want one to the list all, answered by pbx3 on %s", c.Transfers, callIDOf(x3))
+	}
+	if got, want := attemptsOf(c), "1@pbx:answered:200"; got != want {
+		t.Errorf("attempts %s, want %s (the call's own B-leg only)", got, want)
+	}
+}
