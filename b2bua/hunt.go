@@ -462,11 +462,34 @@ func (s *Engine) adoptB(c *call, at *attempt) {
 	})
 }
 
-// note records at in the call's record: the attempts of the call's own
-// B-leg, not a transfer's.
+// note records at in the call's live view and, for the call's own
+// B-leg (not a transfer's), in its record.
 func (h *hunt) note(at *attempt) {
+	h.c.noteRinging(h.side.kind(), at)
 	if h.xfer == nil {
 		h.c.noteAttempt(at)
+	}
+}
+
+// ringingAttempt is an attempt whose INVITE waits for its final
+// response, as the call's live view shows it.
+type ringingAttempt struct {
+	at *attempt
+	RingingLeg
+}
+
+// noteRinging adds at to the call's ringing INVITEs while it is not
+// resolved, and takes it out once it is.
+func (c *call) noteRinging(kind string, at *attempt) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	i := slices.IndexFunc(c.ringing, func(r ringingAttempt) bool { return r.at == at })
+	switch {
+	case at.resolved && i >= 0:
+		c.ringing = slices.Delete(c.ringing, i, i+1)
+	case !at.resolved && i < 0:
+		c.ringing = append(c.ringing, ringingAttempt{at: at, RingingLeg: RingingLeg{Leg: kind,
+			Endpoint: at.callee.EP.Name, User: at.callee.User, SIPCallID: at.leg.callID, StartedAt: at.started}})
 	}
 }
 

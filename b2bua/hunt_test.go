@@ -362,6 +362,14 @@ func TestHuntHangupRinging(t *testing.T) {
 	if len(calls) != 1 || calls[0].State != "ringing" {
 		t.Fatalf("live calls %+v, want one ringing", calls)
 	}
+	// The live view shows every target ringing, not only the first.
+	var ringing []string
+	for _, r := range calls[0].Ringing {
+		ringing = append(ringing, r.Leg+":"+r.User+"@"+r.Endpoint+":"+r.SIPCallID)
+	}
+	if got, want := strings.Join(ringing, " "), "b:1001@pbx:"+callIDOf(b1)+" b:2001@pbx2:"+callIDOf(b2); got != want {
+		t.Errorf("ringing %s, want %s", got, want)
+	}
 	if _, err := h.srv.Hangup(calls[0].ID, "supervisor"); err != nil {
 		t.Fatal(err)
 	}

@@ -59,6 +59,8 @@ func (ts transferSide) ringing(*hunt, *attempt, *sip.Response) {
 // was ACKed and hung up; the call is not told.
 func (transferSide) lateAnswer(*call) {}
 
+func (transferSide) kind() string { return "transfer" }
+
 // dialTransfer rings x's callees (in their order already) and returns
 // the leg that answered, its 2xx ACKed and its answer applied to the
 // bridge; else how the target failed: the most meaningful failure of the

@@ -1,6 +1,7 @@
 package b2bua
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/emiago/sipgo/sip"
@@ -26,6 +27,15 @@ func TestTransferParallelList(t *testing.T) {
 		t.Errorf("targets' INVITEs: Call-IDs %s and %s, X-WABA-Session %q and %q; want their own Call-IDs and the call's session",
 			callIDOf(x2), callIDOf(x3), header(x2, "X-WABA-Session"), header(x3, "X-WABA-Session"))
 	}
+	// The live view shows both targets ringing, beside the agent's leg.
+	calls := h.srv.Calls()
+	var ringing []string
+	for _, r := range calls[0].Ringing {
+		ringing = append(ringing, r.Leg+":"+r.User+"@"+r.Endpoint+":"+r.SIPCallID)
+	}
+	if got, want := strings.Join(ringing, " "), "transfer:2@pbx2:"+callIDOf(x2)+" transfer:3@pbx3:"+callIDOf(x3); got != want || calls[0].B.SIPCallID != callIDOf(b) {
+		t.Errorf("live view: ringing %s, b %s; want %s and the agent's %s", got, calls[0].B.SIPCallID, want, callIDOf(b))
+	}
 	h.pbx2.reply(x2, 180, "Ringing", "r2", nil)
 	h.pbx3.reply(x3, 180, "Ringing", "r3", nil)
 	h.answer(h.pbx3, x3, "r3")
@@ -40,6 +50,9 @@ func TestTransferParallelList(t *testing.T) {
 	h.pbx.reply(bye, 200, "OK", "", nil)
 	h.wantBusy("3@pbx3", true)
 	h.wantBusy("2@pbx2", false)
+	if calls := h.srv.Calls(); len(calls) != 1 || len(calls[0].Ringing) != 0 || calls[0].B.SIPCallID != callIDOf(x3) {
+		t.Errorf("live view after the transfer %+v, want b on %s and nothing ringing", calls, callIDOf(x3))
+	}
 	h.hangUp(inv, ok, h.pbx3)
 	c := h.cdrs.next(t)
 	if len(c.Transfers) != 1 || !c.Transfers[0].Connected || c.Transfers[0].To.Endpoint != "pbx3" || c.Transfers[0].To.SIPCallID != callIDOf(x3) || c.Transfers[0].Hunt != "all" {
