@@ -257,7 +257,8 @@ func (s *Engine) ring(c *call, offer []byte) {
 }
 
 // next rings the next callee (sequential strategies) or all of them
-// (parallel), skipping those at endpoints marked down.
+// (parallel), skipping those at endpoints marked down (and, for a
+// transfer, at max_calls).
 func (h *hunt) next() {
 	parallel := h.list != nil && h.list.Strategy == configs.HuntParallel
 	for len(h.queue) > 0 && !h.stopped {

@@ -190,7 +190,11 @@ func (s *Engine) transferInvite(c *call, x *transfer, at *attempt, offer []byte)
 	localURI, tag, callID, transport := l.localURI, l.localTag, l.callID, l.transport
 	l.mu.Unlock()
 	c.mu.Lock()
-	x.ep, x.user = callee.EP, callee.User // the callee rung last
+	if x.leg == nil {
+		// The callee rung last, until one answered (a parallel list's
+		// loser may get here after the winner's 2xx).
+		x.ep, x.user = callee.EP, callee.User
+	}
 	c.mu.Unlock()
 
 	req := sip.NewRequest(sip.INVITE, callee.URI)
