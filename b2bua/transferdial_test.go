@@ -16,6 +16,7 @@ func TestTransferParallelList(t *testing.T) {
 	h := startHuntFlow(t, `{endpoint: pbx, user: "1"}`,
 		`  - {name: all, strategy: parallel, targets: [{endpoint: pbx2, user: "2", ring_timeout: 10s}, {endpoint: pbx3, user: "3", ring_timeout: 10s}]}`)
 	inv, ok, b := h.answeredBy(h.pbx, "a")
+	h.wantBusy("1@pbx", true) // a route to one extension has an agent too
 	if _, err := h.srv.Transfer(h.callWithB(callIDOf(b)), Target{Hunt: "all"}); err != nil {
 		t.Fatal(err)
 	}
@@ -50,6 +51,7 @@ func TestTransferParallelList(t *testing.T) {
 	h.pbx.reply(bye, 200, "OK", "", nil)
 	h.wantBusy("3@pbx3", true)
 	h.wantBusy("2@pbx2", false)
+	h.wantBusy("1@pbx", false)
 	if calls := h.srv.Calls(); len(calls) != 1 || len(calls[0].Ringing) != 0 || calls[0].B.SIPCallID != callIDOf(x3) {
 		t.Errorf("live view after the transfer %+v, want b on %s and nothing ringing", calls, callIDOf(x3))
 	}
