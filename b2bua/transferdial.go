@@ -77,7 +77,7 @@ func (s *Engine) dialTransfer(c *call, x *transfer) dialResult {
 		c.log.Warn("transfer target cannot take the call's media", "target", x.target.String(), "error", err)
 		return dialResult{code: 488, reason: "Not Acceptable Here"}
 	}
-	h := &hunt{s: s, c: c, side: transferSide{x: x}, offer: offer, list: x.list, local: true, xfer: x,
+	h := &hunt{s: s, c: c, side: transferSide{x: x}, offer: offer, list: x.list, xfer: x,
 		events: make(chan attemptEvent, 16), done: make(chan struct{})}
 	defer h.stopListening()
 	h.queue = slices.Clone(x.callees)
