@@ -49,9 +49,10 @@ type FileOptions struct {
 	TTL time.Duration
 	// MaxDuration bounds the audio one file decodes to (default 10m).
 	MaxDuration time.Duration
-	// Client carries the downloads; its redirect policy is replaced by
-	// SafeClient's.
-	Client *http.Client
+	// Allow lists the private networks and host names files may come
+	// from; every other address that is not public unicast (AddrClass) is
+	// refused, whatever name or redirect leads there.
+	Allow Allow
 }
 
 // Library renders speech and fetches files, each once, and keeps the PCM
@@ -150,7 +151,7 @@ func New(o Options) (*Library, error) {
 	if o.MaxRenders <= 0 {
 		o.MaxRenders = 2 * runtime.NumCPU()
 	}
-	l := &Library{o: o, mem: newMemCache(o.MemoryBytes), client: SafeClient(f.Client),
+	l := &Library{o: o, mem: newMemCache(o.MemoryBytes), client: fetchClient(f.Allow),
 		log: o.Logger, now: time.Now, flights: map[string]*flight{},
 		renderSlots: make(chan struct{}, o.MaxRenders)}
 	if o.DiskDir != "" {
@@ -241,7 +242,7 @@ func (l *Library) File(ctx context.Context, rawURL string, rate int) (Audio, err
 	l.misses.Add(1)
 	return l.share(ctx, key, func(ctx context.Context) (Audio, error) {
 		l.downloads.Add(1)
-		data, err := download(ctx, l.client, rawURL, l.o.Files.MaxBytes, l.o.Files.Timeout)
+		data, err := download(ctx, l.client, l.o.Files.Allow, rawURL, l.o.Files.MaxBytes, l.o.Files.Timeout)
 		var a Audio
 		if err == nil {
 			a, err = Decode(data, rate, l.o.Files.MaxDuration)
@@ -251,7 +252,8 @@ func (l *Library) File(ctx context.Context, rawURL string, rate int) (Audio, err
 		}
 		if err != nil {
 			l.downloadErrors.Add(1)
-			l.log.Warn("prompt: file not played", "err", err)
+			// Debug: the call flow that asked logs it once, with its call.
+			l.log.Debug("prompt: file not fetched", "reason", FileReason(err), "err", err)
 			return Audio{}, err
 		}
 		l.mem.put(key, a, l.now().Add(l.o.Files.TTL))

@@ -52,6 +52,7 @@ func newCallFlows(cfg *configs.Config, log *slog.Logger) (*callFlows, error) {
 		return nil, fmt.Errorf("call flows: %w", err)
 	}
 	o := prompt.Options{TTS: tts, MemoryBytes: int64(p.MemoryMB) << 20, Logger: log}
+	o.Files.Allow.Prefixes, o.Files.Allow.Hosts = p.FetchAllowList()
 	if p.DiskMB > 0 {
 		o.DiskDir, o.DiskBytes = filepath.Join(cfg.DataDir, "prompts"), int64(p.DiskMB)<<20
 	}
