@@ -165,9 +165,9 @@ type Prompts struct {
 	// DiskMB bounds the rendered speech kept in <data_dir>/prompts so that
 	// a restart renders nothing again (default 256; 0: no disk cache).
 	DiskMB int `yaml:"disk_mb"`
-	// FetchAllow lists where audio files (a call flow's fileUrl and
-	// musicUrl, a queue's music) may come from although their address is
-	// not public: CIDRs or single addresses ("10.20.0.0/16", "fd00::5"),
+	// FetchAllow lists where a call flow's audio files (fileUrl,
+	// musicUrl; a queue route's own music is not checked) may come from
+	// although their address is not public: CIDRs or single addresses ("10.20.0.0/16", "fd00::5"),
 	// and host names fetched from whatever they resolve to
 	// ("media.corp.example", or "*.corp.example" for the names under it).
 	// Default empty: loopback, private, link-local, CGNAT and other

@@ -124,13 +124,14 @@ func readBody(resp *http.Response, limit int64) ([]byte, error) {
 }
 
 // download GETs a file with the fetch rules above; client must be
-// fetchClient(allow)'s.
-func download(ctx context.Context, client *http.Client, allow Allow, raw string, limit int64, timeout time.Duration) ([]byte, error) {
+// fetchClient(*allow)'s, or any SafeClient when allow is nil (a URL the
+// operator configured).
+func download(ctx context.Context, client *http.Client, allow *Allow, raw string, limit int64, timeout time.Duration) ([]byte, error) {
 	u, err := CheckURL(raw)
 	if err != nil {
 		return nil, err
 	}
-	if !allow.allowsHost(u.Hostname()) {
+	if allow != nil && !allow.allowsHost(u.Hostname()) {
 		if err := allow.checkURL(u); err != nil {
 			return nil, fmt.Errorf("prompt: fetch %s: %w", u.Redacted(), err)
 		}

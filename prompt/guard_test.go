@@ -159,6 +159,28 @@ func TestLoopbackFileNeedsAllow(t *testing.T) {
 	}
 }
 
+// TestTrustedFileSkipsTheCheck: the operator's own URL (TrustedFile) is
+// fetched from loopback without an allowlist, while File of the same URL
+// stays refused and is not answered from the operator's download in flight.
+func TestTrustedFileSkipsTheCheck(t *testing.T) {
+	wav := testWAV(t)
+	srv, hits := countingServer(t, "127.0.0.1", func(w http.ResponseWriter, r *http.Request) { w.Write(wav) })
+	l := newLib(t, Options{})
+	ctx := context.Background()
+	if _, err := l.File(ctx, srv.URL+"/hold.wav", Rate8k); !errors.Is(err, ErrDenied) {
+		t.Fatalf("File: error %v, want it denied", err)
+	}
+	if a, err := l.TrustedFile(ctx, srv.URL+"/hold.wav", Rate8k); err != nil || len(a.Samples) == 0 {
+		t.Fatalf("TrustedFile: %d samples, error %v", len(a.Samples), err)
+	}
+	if _, err := l.File(ctx, srv.URL+"/other.wav", Rate8k); !errors.Is(err, ErrDenied) {
+		t.Fatalf("File of another URL on the trusted server: error %v, want it denied", err)
+	}
+	if n := hits.Load(); n != 1 {
+		t.Fatalf("the server got %d requests, want 1 (the trusted one)", n)
+	}
+}
+
 // TestRedirectToDeniedAddress: an allowed server that redirects to an
 // address nobody allowed (another loopback address, by IP or by a name
 // resolving to it) does not get the second server fetched.
