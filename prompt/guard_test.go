@@ -226,3 +226,38 @@ func testWAV(t *testing.T) []byte {
 	t.Helper()
 	return makeWAV(t, wavSpec{code: wavPCM, channels: 1, rate: 8000, bits: 16}, []float64{600}, 4000)
 }
+
+// FuzzAddrClass: an IPv4 address is judged the same written in any of the
+// IPv6 forms that reach it (mapped; NAT64 and 6to4 when it is not public),
+// and the dialer's check agrees with the class.
+func FuzzAddrClass(f *testing.F) {
+	for _, s := range []string{"127.0.0.1", "169.254.169.254", "10.1.2.3", "8.8.8.8", "0.0.0.0", "100.64.1.1", "224.1.1.1"} {
+		f.Add(netip.MustParseAddr(s).AsSlice())
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) != 4 {
+			return
+		}
+		v4 := netip.AddrFrom4([4]byte(b))
+		class := AddrClass(v4)
+		mapped := netip.AddrFrom16(v4.As16())
+		if c := AddrClass(mapped); c != class {
+			t.Fatalf("%s is %q but %s is %q", v4, class, mapped, c)
+		}
+		if class != "" {
+			var n64, s2 [16]byte
+			copy(n64[:], netip.MustParseAddr("64:ff9b::").AsSlice())
+			copy(n64[12:], b)
+			s2[0], s2[1] = 0x20, 0x02
+			copy(s2[2:6], b)
+			for _, ip := range []netip.Addr{netip.AddrFrom16(n64), netip.AddrFrom16(s2)} {
+				if AddrClass(ip) == "" {
+					t.Fatalf("%s (%s, %s) is public", ip, v4, class)
+				}
+			}
+		}
+		if err := (Allow{}).checkIP(mapped); (err != nil) != (class != "") {
+			t.Fatalf("checkIP(%s) = %v for class %q", mapped, err, class)
+		}
+	})
+}
