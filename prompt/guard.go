@@ -186,7 +186,6 @@ func fetchClient(allow Allow) *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.Proxy = nil
 	t.MaxResponseHeaderBytes = 64 << 10
-	t.ResponseHeaderTimeout = 0 // the download's own timeout bounds it
 	checked := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second, Control: allow.control}
 	trusted := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
