@@ -73,9 +73,11 @@ type result struct {
 
 // Which failure A hears when nobody answers: the last of the highest
 // weight. What a target said itself beats wagate's ring timeout, which
-// beats no answer at all, which beats an endpoint skipped as down.
+// beats no answer at all, which beats agents skipped in wrap-up, which
+// beats an endpoint skipped as down.
 const (
 	weightDown = iota
+	weightWrapUp
 	weightNoAnswer
 	weightTimeout
 	weightResponse
@@ -257,8 +259,8 @@ func (s *Engine) ring(c *call, offer []byte) {
 }
 
 // next rings the next callee (sequential strategies) or all of them
-// (parallel), skipping those at endpoints marked down (and, for a
-// transfer, at max_calls).
+// (parallel), skipping those at endpoints marked down, a list's agents
+// in wrap-up (and, for a transfer, those at max_calls).
 func (h *hunt) next() {
 	parallel := h.list != nil && h.list.Strategy == configs.HuntParallel
 	for len(h.queue) > 0 && !h.stopped {
@@ -274,7 +276,7 @@ func (h *hunt) next() {
 				cause: "b-leg endpoint down", outcome: OutcomeFailed})
 			continue
 		}
-		if h.skipFull(callee) {
+		if h.skipFull(callee) || h.skipWrapUp(callee) {
 			continue
 		}
 		h.start(callee, 0)
@@ -437,7 +439,7 @@ func (h *hunt) noteAnswered(l *leg, at *attempt) {
 	// A redirect's target is whatever the Contact said, not an agent of
 	// the configuration.
 	if at.redirects == 0 {
-		h.c.seatAgent(l, at.callee)
+		h.c.seatAgent(l, at.callee, h.list)
 	}
 }
 
