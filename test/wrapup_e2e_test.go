@@ -3,6 +3,8 @@ package test
 import (
 	"testing"
 	"time"
+
+	"github.com/wagate/wagate/test/internal/metapeer"
 )
 
 // TestHuntWrapUp: a sequential list of two agents with wrap_up 2s,
@@ -68,4 +70,53 @@ func TestHuntWrapUp(t *testing.T) {
 			t.Errorf("call %s: attempts %s, want %s", id, got, want)
 		}
 	}
+}
+
+// TestCallFlowQueueWrapUp: a queue over a list of one agent with wrap_up
+// 2s. The agent takes the first call; a second caller waits; when the
+// first caller hangs up, the waiting call rings the agent once its
+// wrap-up is over — not at the queue's next look a second later, and not
+// before.
+func TestCallFlowQueueWrapUp(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a1 := startAgent(t, "a1", e.PBX, agentAnswers, func(a *agent) { a.delay = 50 * time.Millisecond })
+	fs := newFlowService(t, e, func(r flowReq) flowReply {
+		return flowReply{Body: flowJSON("queue",
+			action("queue", map[string]any{"destination": "team", "limitTime": 60000}),
+			action("hangup", nil))}
+	})
+	w := e.startWagate(wagateOpts{MetaEncryption: "sdes", Route: fs.route("3s", "Sorry."),
+		Extra: `hunt_lists: [{name: team, wrap_up: 2s, targets: [{endpoint: pbx, user: "1001"}]}]`})
+	meta := newGoPeer(t, e.Meta, metapeer.Config{})
+
+	c1 := flowCall(t, w, meta)
+	a1.one("ACK")
+	c2 := flowCall(t, w, meta)
+	time.Sleep(300 * time.Millisecond) // the second call is in line
+	hangup(t, c1, "the first caller")
+	freed := a1.one("BYE").at
+	deadline := time.Now().Add(6 * time.Second)
+	for len(a1.got("INVITE")) < 2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	invs := a1.got("INVITE")
+	if len(invs) != 2 {
+		t.Fatalf("the agent got %d INVITEs, want a second one for the waiting call after its wrap-up", len(invs))
+	}
+	d := invs[1].at.Sub(freed)
+	t.Logf("agent's call ended → the waiting call rang it after %v (wrap_up 2s)", d.Round(time.Millisecond))
+	if d < 2*time.Second {
+		t.Errorf("the waiting call rang the agent %v after its call ended, within its 2s wrap-up", d)
+	}
+	if d > 2700*time.Millisecond {
+		t.Errorf("the waiting call rang the agent %v after its call ended, want as soon as its 2s wrap-up ended", d)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for len(a1.got("ACK")) < 2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	hangup(t, c2, "the second caller")
+	s := w.waitIdle()
+	w.expectCounts(s, 2, 2)
 }
