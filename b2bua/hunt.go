@@ -29,6 +29,10 @@ type hunt struct {
 	// local: A was answered by wagate itself (a call flow's connect):
 	// nothing is relayed to A, and the outcome goes to the flow.
 	local bool
+	// queued: the hunt is a queue's ring round. An agent's 6xx is then
+	// that agent's answer, not the caller's: the agent rests
+	// (reject_backoff) and the others ring on, whatever on_decline says.
+	queued bool
 	// xfer is the transfer whose target the hunt rings (transferdial.go);
 	// nil for the call's own B-leg.
 	xfer *transfer
@@ -355,7 +359,7 @@ func (h *hunt) handle(ev attemptEvent, aFinal bool, cause *string) {
 		code, reason := mapFinal(res)
 		h.resolve(at, finalResult(res.StatusCode), res.StatusCode, &result{code: code, reason: reason, relayed: code == res.StatusCode,
 			weight: weightResponse, cause: "b-leg " + itoa(res.StatusCode), outcome: outcomeFor(res.StatusCode, res.Reason)})
-		if res.StatusCode >= 600 && (h.list == nil || h.list.OnDecline == configs.DeclineStop) && !h.stopped {
+		if res.StatusCode >= 600 && !h.queued && (h.list == nil || h.list.OnDecline == configs.DeclineStop) && !h.stopped {
 			// A 6xx is the callee's answer for everyone (RFC 3261
 			// §16.7): the hunt ends with it.
 			h.stopped = true
