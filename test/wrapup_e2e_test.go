@@ -109,7 +109,10 @@ func TestCallFlowQueueWrapUp(t *testing.T) {
 	if d < 2*time.Second {
 		t.Errorf("the waiting call rang the agent %v after its call ended, within its 2s wrap-up", d)
 	}
-	if d > 2700*time.Millisecond {
+	// A queue that only looked again at its next one-second turn would
+	// ring at 2–3 s; as soon as wrap-up ends is just past 2 s. The margin
+	// is for a loaded machine (make test runs every package at once).
+	if d > 2900*time.Millisecond {
 		t.Errorf("the waiting call rang the agent %v after its call ended, want as soon as its 2s wrap-up ended", d)
 	}
 	deadline = time.Now().Add(5 * time.Second)
