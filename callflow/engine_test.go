@@ -135,13 +135,17 @@ func TestPlayFileArrivesAtItsFrequency(t *testing.T) {
 
 // runCapture runs a flow with one sayAndCapture, the caller pressing keys
 // as press says when the n-th prompt starts, and a next flow that says
-// "thank you" and hangs up.
+// "thank you" and hangs up. The prompts play in real time: at 10 times
+// real time the first key, 30 ms in, raced the end of a 250 ms prompt,
+// and a machine that stalled the test process that long made a barge-in
+// look like a prompt played to its end.
 func runCapture(t *testing.T, capture string, press map[int]string) (*service, *fakeCall, *Summary) {
 	t.Helper()
 	svc := newService(t, flows(
 		`{"clientActionId":"menu","callflow":[{"action":"sayAndCapture","params":`+capture+`}]}`,
 		`{"clientActionId":"after","callflow":[{"action":"say","params":{"text":"Thank you"}},{"action":"hangup"}]}`))
 	call := newFakeCall(prompt.Rate8k)
+	call.pace = 1
 	call.onPlay = func(n int, a prompt.Audio) {
 		if keys, ok := press[n]; ok {
 			go func() {
