@@ -35,10 +35,10 @@ import "time"
 // talk spurt ends; the next packet starts a new one, anchored afresh at
 // its own D, and catching up or waiting happens there, in the silence.
 //
-// Slots hold payloads in pooled buffers: a copy in a 256-byte one when it
-// fits (G.711 up to 30 ms, Opus at the usual bitrates), else the reader's
-// own 1.5 KB buffer, handed over; an idle direction holds none. Not safe for concurrent use: the
-// direction's lock guards it.
+// Slots hold payloads in pooled buffers: a copy in a 160- or 256-byte one
+// when it fits (G.711 up to 30 ms, Opus at the usual bitrates), else the
+// reader's own 1.5 KB buffer, handed over; an idle direction holds none.
+// Not safe for concurrent use: the direction's lock guards it.
 type playout struct {
 	minDepth, maxDepth time.Duration
 	rate               int64 // input RTP clock
@@ -80,22 +80,18 @@ type playout struct {
 }
 
 type playSlot struct {
-	used   bool
-	seq    uint16
-	ts     int64         // extended timestamp
-	dur    int64         // duration, input clock units
-	at     time.Duration // arrival
-	small  *smallBuf     // the payload, when it fits
-	buf    *packetBuf    // else the packet as read
-	off, n int           // the payload within buf (or small, off 0)
+	used bool
+	seq  uint16
+	ts   int64         // extended timestamp
+	dur  int64         // duration, input clock units
+	at   time.Duration // arrival
+	// data is the payload: a pooled copy (payloadCopy) when buf is nil,
+	// else within buf, the packet as read.
+	data []byte
+	buf  *packetBuf
 }
 
-func (s *playSlot) payload() []byte {
-	if s.small != nil {
-		return s.small.b[:s.n]
-	}
-	return s.buf.b[s.off : s.off+s.n]
-}
+func (s *playSlot) payload() []byte { return s.data }
 
 type jbBucket struct {
 	start  time.Duration
@@ -213,16 +209,14 @@ func (p *playout) push(ssrc uint32, seq uint16, ts uint32, dur int64, buf *packe
 		// newer one wins.
 		p.drop(s)
 	}
-	*s = playSlot{used: true, seq: seq, ts: ext, dur: dur, at: now, off: off, n: n}
+	*s = playSlot{used: true, seq: seq, ts: ext, dur: dur, at: now}
 	p.held++
 	p.lateRun = 0
 	if n <= smallBufSize {
-		s.small = smallPool.get()
-		s.off = 0
-		copy(s.small.b[:], buf.b[off:off+n])
+		s.data = payloadCopy(buf.b[off : off+n])
 		return pushCopied
 	}
-	s.buf = buf
+	s.buf, s.data = buf, buf.b[off:off+n]
 	return pushHeld
 }
 
@@ -476,9 +470,10 @@ func (p *playout) advance(dur int64) {
 }
 
 func (p *playout) drop(s *playSlot) {
-	putBuf(s.buf)
-	if s.small != nil {
-		smallPool.put(s.small)
+	if s.buf != nil {
+		putBuf(s.buf)
+	} else if s.data != nil {
+		putPayloadCopy(s.data)
 	}
 	*s = playSlot{}
 	p.held--
