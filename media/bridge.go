@@ -195,15 +195,16 @@ type Bridge struct {
 	neg     negotiation
 	started bool
 	closed  bool
-	// onTimeout is set by Start before the readers start and not
+	// onTimeout is set by Start before the goroutines start and not
 	// changed afterwards.
 	onTimeout func(err error)
 
 	// dirs are the relay directions once started, for Report.
 	dirs     [2]*direction
-	closing  atomic.Bool   // Close has begun: no more onTimeout
-	fired    atomic.Bool   // onTimeout was called
-	released chan struct{} // closed when Close has released everything
+	wg       sync.WaitGroup // the reader goroutines
+	closing  atomic.Bool    // Close has begun: no more onTimeout
+	fired    atomic.Bool    // onTimeout was called
+	released chan struct{}  // closed when Close has released everything
 }
 
 // BridgeStats counts a bridge's packets.
@@ -328,16 +329,24 @@ func (b *Bridge) Start(onTimeout func(err error)) {
 		}
 	}
 	now := time.Now()
+	b.wg.Add(len(dirs))
 	for _, d := range dirs {
 		d.start(b.m.pacer, now)
-		d.rd.start()
+		go b.runDirection(d)
 	}
 	b.log.Debug("media: relay started")
 }
 
-// relayReaders counts the directions reading their socket (started and
-// not yet stopped), for tests that check Close ends them.
-var relayReaders atomic.Int64
+// runDirection is the body of a reader goroutine.
+func (b *Bridge) runDirection(d *direction) {
+	err := d.run()
+	// Done before the callback: onTimeout may call Close, which waits for
+	// the reader goroutines and must not wait for this one.
+	b.wg.Done()
+	if err != nil {
+		b.fail(err)
+	}
+}
 
 // fail reports the end of the call's media to onTimeout, once, unless
 // Close has begun. The callback runs on a goroutine of its own: it may
@@ -352,7 +361,7 @@ func (b *Bridge) fail(err error) {
 	}
 }
 
-// Close stops relaying, ends the readers and the pacer jobs and
+// Close stops relaying, ends the reader goroutines and the pacer jobs and
 // returns the ports to the allocator (quarantined; their sockets stay
 // bound for reuse). It is idempotent, safe from any goroutine (onTimeout
 // included) and before Start; every call returns only once the bridge is
@@ -376,13 +385,10 @@ func (b *Bridge) Close() {
 			d.stop()
 		}
 	}
-	// The readers stop (the sockets stay open); a packet being handled
-	// is finished first.
-	for _, d := range dirs {
-		if d != nil {
-			d.rd.stop()
-		}
-	}
+	// A read deadline in the past ends the readers (the sockets stay open).
+	b.legs[SideA].pair.stopReads()
+	b.legs[SideB].pair.stopReads()
+	b.wg.Wait()
 	// ICE and DTLS write through the sockets: end them before the ports
 	// go back.
 	for i := range b.legs {

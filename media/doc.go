@@ -32,12 +32,10 @@
 //   - Media is accepted only from the address the peer's SDP signalled, or
 //     on a leg configured behind NAT from the first source that sends a
 //     valid (authenticated, on SDES) packet, latched once.
-//   - A bridge has two readers, one per leg's RTP socket, each waiting
-//     for its socket without holding a buffer and reading into pooled
-//     buffers (reader_unix.go, bufpool.go). On Linux the readers of all
-//     calls share one epoll poller goroutine per CPU (reader_wait_linux.go):
-//     a call owns no goroutine, whose stack was most of a relayed call's
-//     media memory; elsewhere each reader is a goroutine. Everything timed (silence and playout toward a leg,
+//   - A bridge runs two reader goroutines, one per leg's RTP socket, each
+//     waiting for its socket through the runtime's poller without holding
+//     a buffer (reader_unix.go) and reading into pooled buffers
+//     (bufpool.go). Everything timed (silence and playout toward a leg,
 //     RTCP, RTP timeouts) is a job on the manager's shared Pacer
 //     (pacer.go): a few goroutines and timer wheels for every call, not a
 //     timer per direction. A direction's lock serialises its reader and

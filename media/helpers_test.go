@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -80,9 +81,12 @@ func newTestManager(t testing.TB, pairs int, startTimeout, timeout time.Duration
 	return m
 }
 
-// relayGoroutines counts the directions reading their socket (a
-// goroutine each where there is no epoll poller).
-func relayGoroutines() int { return int(relayReaders.Load()) }
+// relayGoroutines counts goroutines running a bridge's relay loop.
+func relayGoroutines() int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	return strings.Count(string(buf), "media.(*Bridge).runDirection")
+}
 
 // checkNoRelayGoroutines fails t if relay goroutines outlive their
 // bridges. Close waits for them, so this only allows for a goroutine that

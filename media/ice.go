@@ -18,7 +18,7 @@ import (
 
 // ICE on a dtls leg. pion/ice runs the agent (checks, nomination, consent
 // freshness); it does not own a socket. The leg's RTP socket stays the
-// relay's: its reader hands STUN (and DTLS) datagrams to the
+// relay's: its reader goroutine hands STUN (and DTLS) datagrams to the
 // leg (demux.go), which queues them on a packetQueue that pion reads as
 // its candidate's connection; pion's writes go straight out of the
 // socket. So one port carries ICE, DTLS, SRTP and SRTCP (RFC 7983), and

@@ -3,40 +3,64 @@
 package media
 
 import (
+	"errors"
+	"fmt"
+	"net"
 	"net/netip"
+	"os"
 	"syscall"
 	"unsafe"
 )
 
-// readBatch bounds the datagrams one wake-up reads before the reader lets
-// others run and looks at the bridge again (Close must end a reader; a
-// flood on one socket must not keep it, or the other sockets a poller
-// serves, waiting).
+// readBatch bounds the datagrams one wake-up reads before the reader looks
+// at its deadline again (Close ends a reader with a deadline in the past;
+// a flood must not keep it from seeing that).
 const readBatch = 64
 
 // reader is a direction's read side. It waits for the RTP socket to be
-// readable without holding a buffer (reader_wait_*.go: how it waits),
-// then reads every datagram waiting, each into a pooled buffer, with a
+// readable through the runtime's poller without holding a buffer, then
+// reads every datagram waiting, each into a pooled buffer, with a
 // non-blocking recvfrom that allocates nothing (net's ReadFrom needs a
 // buffer held across the wait; syscall.Recvfrom allocates a Sockaddr).
 type reader struct {
 	d    *direction
+	fn   func(fd uintptr) bool
 	rsa  syscall.RawSockaddrAny
 	alen uint32
 	errs int
 	err  error
-	wait readerWait
 }
 
 func (r *reader) init(d *direction) {
 	r.d = d
-	r.wait.init(r)
+	r.fn = r.read
 }
 
-// read is called when the socket fd may be readable. It returns false
-// once the socket has nothing more (wait for the next readiness), true
-// when it stopped early: the bridge is closing, a batch was read, or the
-// socket keeps failing (r.errs reached maxReadErrors).
+// run reads until the bridge closes (nil) or the socket keeps failing.
+func (r *reader) run() error {
+	d := r.d
+	raw, err := d.in.pair.rtp.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("media: side %s socket: %w", d.side, err)
+	}
+	for {
+		err := raw.Read(r.fn)
+		switch {
+		case d.b.closing.Load():
+			return nil
+		case r.errs >= maxReadErrors:
+			return fmt.Errorf("media: read RTP from side %s: %w", d.side, r.err)
+		case err == nil, errors.Is(err, os.ErrDeadlineExceeded):
+			continue
+		case errors.Is(err, net.ErrClosed):
+			return nil
+		}
+		return fmt.Errorf("media: side %s socket: %w", d.side, err)
+	}
+}
+
+// read is called by the poller when the socket may be readable. It
+// returns false to wait for more, true to let run look around.
 func (r *reader) read(fd uintptr) bool {
 	for range readBatch {
 		if r.d.b.closing.Load() {
@@ -45,7 +69,7 @@ func (r *reader) read(fd uintptr) bool {
 		buf := getBuf()
 		r.alen = syscall.SizeofSockaddrAny
 		n, _, e := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&buf.b[0])), packetBufSize,
-			syscall.MSG_DONTWAIT, uintptr(unsafe.Pointer(&r.rsa)), uintptr(unsafe.Pointer(&r.alen)))
+			0, uintptr(unsafe.Pointer(&r.rsa)), uintptr(unsafe.Pointer(&r.alen)))
 		switch e {
 		case 0:
 		case syscall.EAGAIN:

@@ -31,9 +31,10 @@ const (
 // direction moves the packets one side sends to the other side, and runs
 // RTCP for the side it reads.
 //
-// Two kinds of work share it. Its reader (started and stopped by its
-// Bridge) waits for the source side's RTP socket to be readable, without
-// a buffer, then reads each datagram into a pooled buffer and handles it. Its pacer jobs (Manager's
+// Two kinds of work share it. Its reader goroutine (owned by its Bridge,
+// which ends it with a read deadline in the past) waits for the source
+// side's RTP socket to be readable, without a buffer, then reads each
+// datagram into a pooled buffer and handles it. Its pacer jobs (Manager's
 // shared Pacer) do everything timed: playout and silence toward the
 // destination, RTCP to the source side, and the RTP timeouts. mu
 // serialises the two; it is held for one packet or one tick, never while
@@ -190,6 +191,12 @@ func (d *direction) stop() {
 			j.Cancel()
 		}
 	}
+}
+
+// run reads the source side's RTP socket until the bridge closes (nil) or
+// the socket keeps failing (the error for onTimeout).
+func (d *direction) run() error {
+	return d.rd.run()
 }
 
 // handle processes one datagram (buf.b[:n]) from the source side's RTP

@@ -9,9 +9,10 @@ import (
 )
 
 // rtcpSocket reads a separate (non-multiplexed) RTCP socket without
-// blocking. A bridge waits only on its legs' RTP sockets; the RTCP sockets
-// carry about one packet every few seconds, so instead of being waited on
-// they are drained at every reporting interval.
+// blocking. A bridge runs at most two goroutines of its own, each blocked
+// on its leg's RTP socket; the RTCP sockets carry about one packet every
+// few seconds, so instead of a goroutine each they are drained from the RTP
+// goroutine at every reporting interval.
 type rtcpSocket struct {
 	raw syscall.RawConn
 }
