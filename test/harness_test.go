@@ -45,6 +45,13 @@ const (
 	readyLimit        = 15 * time.Second // wagate/sipp sockets up
 	idleLimit         = 15 * time.Second // calls and ports released
 	stopLimit         = 15 * time.Second // wagate exits after SIGTERM
+	// buildLimit bounds TestMain's build of ./cmd/wagate, which runs
+	// before the test's own -timeout alarm starts (go test still kills
+	// the binary at -timeout + 1 min). A cold -race build on two busy
+	// cores, while `go test ./...` compiles the other packages, took
+	// more than 5 minutes (the old limit) and failed every test in this
+	// package with "signal: killed".
+	buildLimit = 10 * time.Minute
 )
 
 var (
@@ -97,12 +104,16 @@ func buildWagate(dir string) (string, error) {
 		wagateRace = true
 	}
 	args = append(args, "./cmd/wagate")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), buildLimit)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = repoRoot
+	began := time.Now()
 	out, err := cmd.CombinedOutput()
 	if err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w: still building after %v (the limit)", err, time.Since(began).Round(time.Second))
+		}
 		return "", fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return bin, nil
