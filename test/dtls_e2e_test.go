@@ -115,12 +115,7 @@ func toneBothWays(t *testing.T, mcall, gcall *metapeer.Call, other string) {
 	t.Helper()
 	mcall.Media.ResetRecording()
 	gcall.Media.ResetRecording()
-	mcall.Media.SetSource(rtppeer.NewTone(1000, toneAmp, mcall.Codec().Rate))
-	gcall.Media.SetSource(rtppeer.NewTone(700, toneAmp, 8000))
-	time.Sleep(2500 * time.Millisecond)
-	mcall.Media.SetSource(nil)
-	gcall.Media.SetSource(nil)
-	time.Sleep(300 * time.Millisecond)
+	playFor(t, 2500*time.Millisecond, play{mcall.Media, rtppeer.NewTone(1000, toneAmp, mcall.Codec().Rate)}, play{gcall.Media, rtppeer.NewTone(700, toneAmp, 8000)})
 	checkTone(t, "WhatsApp user's tone at the "+other, gcall.Media.Recording(), 8000, 1000, 1500*time.Millisecond)
 	checkTone(t, other+"'s tone at the WhatsApp user", mcall.Media.Recording(), mcall.Codec().Rate, 700, 1500*time.Millisecond)
 }
