@@ -55,15 +55,14 @@ const silentDBFS = -55.0
 // from the encoder right after speech decodes at nearly speech level.
 type markedSpeech struct {
 	speech speechLike
-	frames int // 20 ms frames of speech between the marks
-	n      int // frames read
+	frames int          // 20 ms frames of speech between the marks
+	n      atomic.Int64 // frames read
 }
 
 const markFrames = 10
 
 func (m *markedSpeech) Read(pcm []int16) {
-	i := m.n
-	m.n++
+	i := int(m.n.Add(1)) - 1
 	if i < markFrames || (i >= markFrames+m.frames && i < 2*markFrames+m.frames) {
 		for k := range pcm {
 			pcm[k] = int16(0.5 * 32767 * math.Sin(2*math.Pi*1000*float64(i*len(pcm)+k)/8000))
@@ -105,10 +104,20 @@ func TestMediaJitterNoInsertedSilence(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // silence first, as answered
 	const speechFrames = 280
 	c.pbx.Media.SetSendJitter(30 * time.Millisecond)
-	c.pbx.Media.SetSource(&markedSpeech{speech: speechLike{rate: 8000}, frames: speechFrames})
-	time.Sleep((2*markFrames + speechFrames + 10) * 20 * time.Millisecond)
+	src := &markedSpeech{speech: speechLike{rate: 8000}, frames: speechFrames}
+	c.pbx.Media.SetSource(src)
+	// Until the PBX has read both marks and 10 frames of silence after
+	// them (a loaded machine may have it send late, or skip frames it
+	// owed for over a second: counted, not timed), then until they have
+	// reached the WhatsApp side.
+	const total = 2*markFrames + speechFrames + 10
+	for limit := time.Now().Add(4*total*20*time.Millisecond + 10*time.Second); src.n.Load() < total; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(limit) {
+			t.Fatalf("the PBX sent %d of the %d frames in %v", src.n.Load(), total, 4*total*20*time.Millisecond+10*time.Second)
+		}
+	}
 	c.pbx.Media.SetSource(nil)
-	time.Sleep(300 * time.Millisecond)
+	tailOf(c.meta.Media)
 	hangup(t, c.meta, "meta")
 	waitBye(t, c.pbx, "the PBX")
 	w.waitIdle()
