@@ -303,12 +303,7 @@ func TestDTLSAndSDESNumbersMixed(t *testing.T) {
 		t.Fatalf("answers: dtls number\n%s\nsdes number\n%s", dcall.Remote, scall.Remote)
 	}
 	waitKeyed(t, dcall, "dtls call")
-	dcall.Media.SetSource(rtppeer.NewTone(1000, toneAmp, 48000))
-	scall.Media.SetSource(rtppeer.NewTone(600, toneAmp, 48000))
-	time.Sleep(2500 * time.Millisecond)
-	dcall.Media.SetSource(nil)
-	scall.Media.SetSource(nil)
-	time.Sleep(300 * time.Millisecond)
+	playFor(t, 2500*time.Millisecond, play{dcall.Media, rtppeer.NewTone(1000, toneAmp, 48000)}, play{scall.Media, rtppeer.NewTone(600, toneAmp, 48000)})
 	checkTone(t, "dtls call's tone at the PBX", pd.Media.Recording(), 8000, 1000, 1500*time.Millisecond)
 	checkTone(t, "sdes call's tone at the PBX", ps.Media.Recording(), 8000, 600, 1500*time.Millisecond)
 	hangup(t, dcall, "meta (dtls)")
