@@ -154,10 +154,10 @@ type call struct {
 	// flow runs the call's call flow when wagate answered it itself (a
 	// call-flow route); nil otherwise. Set before the call is answered.
 	flow *flowCall
-	// attempts are the B-leg INVITEs placed, in order (the record's
-	// attempts), and release tells the hunt strategies the answering
-	// target's call is over.
-	attempts []events.Attempt
+	// attempts are the B-leg INVITEs placed (the record's attempts),
+	// and release tells the hunt strategies the answering target's call
+	// is over.
+	attempts attemptLog
 	release  func()
 	// apiCause is the cause of a hangup the API asked for before the
 	// answer (Hangup); apiHangup, made by hangupRequests, is closed then

@@ -469,11 +469,7 @@ func (c *call) noteAttempt(at *attempt) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if at.n <= len(c.attempts) {
-		c.attempts[at.n-1] = a
-		return
-	}
-	c.attempts = append(c.attempts, a)
+	c.attempts.note(at.n, a)
 }
 
 // finalResult names a target's final error for the call's record.

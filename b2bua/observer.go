@@ -124,7 +124,7 @@ func (s *Engine) notifyEnded(c *call, by, cause string, outcome Outcome, connect
 		HangupBy: by, Cause: cause, Permission: c.permission,
 		RecordingID: c.recordingID, CampaignID: ci.CampaignID, CallbackData: ci.CallbackData,
 		Origin:     ci.Origin,
-		AfterHours: c.route.AfterHours, Attempts: append([]events.Attempt(nil), c.attempts...),
+		AfterHours: c.route.AfterHours, Attempts: c.attempts.records(), AttemptsOmitted: c.attempts.omitted,
 		Transfers: slices.Clone(c.cc.transfers),
 	}
 	if c.route.Hunt != nil {
