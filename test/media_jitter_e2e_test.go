@@ -207,14 +207,47 @@ func TestMediaJitterNoInsertedSilence(t *testing.T) {
 // burst after the jitter, a stall only those within the buffer's window
 // of it: so the burst after with the least delay is held to the median
 // before, within 20 ms widened by how much more jitter the machine made
-// around it than around the bursts before (machineJitter, measured from
-// the packets' own timestamps and times); and the median after may be
-// lower than before by 20 ms widened the other way. On a quiet machine
-// the widening is a few milliseconds; a ratchet of the 60 ms jitter is
-// caught unless the machine itself was 40 ms more jittery around every
-// burst after.
+// around it than around the bursts before (the median of machineJitter
+// there, measured from the packets' own timestamps and times); and the
+// median after may be lower than before by 20 ms widened the other way.
+// On a quiet machine the widening is a few milliseconds; a ratchet of the
+// 60 ms jitter is caught unless the machine itself was 40 ms more jittery
+// around every burst after.
+//
+// When the machine's own jitter around the bursts compared is beyond
+// machineJitterLimit, it is of the size of what is measured, and a run
+// that finds fault then proves nothing: it is run again, up to three
+// times in all, and skipped (with the figures) if every run was so.
 func TestMediaJitterBurstDelayDrains(t *testing.T) {
 	t.Parallel()
+	const attempts = 3
+	var voids []string
+	for range attempts {
+		fails, void := burstDelayAttempt(t)
+		if t.Failed() {
+			return // the call itself went wrong
+		}
+		if void == "" || len(fails) == 0 {
+			for _, f := range fails {
+				t.Error(f)
+			}
+			return
+		}
+		t.Logf("this run cannot tell (%s); what it would have reported: %q", void, fails)
+		voids = append(voids, void)
+	}
+	t.Skipf("the machine's own jitter was too large to measure a 20 ms change in %d runs: %s", attempts, strings.Join(voids, "; "))
+}
+
+// machineJitterLimit: beyond this median jitter of the machine around the
+// bursts compared, a run of TestMediaJitterBurstDelayDrains is void (two
+// thirds of the 60 ms it injects).
+const machineJitterLimit = 40 * time.Millisecond
+
+// burstDelayAttempt runs TestMediaJitterBurstDelayDrains's call once and
+// returns what it found wrong, or why the run cannot tell.
+func burstDelayAttempt(t *testing.T) (fails []string, void string) {
+	t.Helper()
 	e := newEnv(t)
 	w := e.startWagate(wagateOpts{MetaEncryption: "sdes"})
 	meta := newGoPeer(t, e.Meta, metapeer.Config{KeepFrames: true})
@@ -309,17 +342,21 @@ func TestMediaJitterBurstDelayDrains(t *testing.T) {
 		}
 		return out
 	}
+	// median is the median delay of s and the median of the machine's
+	// jitter around its bursts.
 	median := func(s []timed) (med, jitter time.Duration) {
+		if len(s) == 0 {
+			return 0, 0
+		}
 		d := make([]time.Duration, 0, len(s))
+		j := make([]time.Duration, 0, len(s))
 		for _, x := range s {
 			d = append(d, x.delay)
-			jitter = max(jitter, x.jitter)
-		}
-		if len(d) == 0 {
-			return 0, jitter
+			j = append(j, x.jitter)
 		}
 		sort.Slice(d, func(a, b int) bool { return d[a] < d[b] })
-		return d[len(d)/2], jitter
+		sort.Slice(j, func(a, b int) bool { return j[a] < j[b] })
+		return d[len(d)/2], j[len(j)/2]
 	}
 	list := func(s []sample) string {
 		var out []string
@@ -338,10 +375,13 @@ func TestMediaJitterBurstDelayDrains(t *testing.T) {
 		before, jb := median(bs)
 		during, _ := median(ds)
 		after, ja := median(as)
-		t.Logf("one-way delay PBX → WhatsApp %s (median of burst onsets): %v before the jitter (%d bursts, the machine's own jitter up to %v), %v during (%d), %v after (%d, the machine's own jitter up to %v); all, ms: %s",
+		t.Logf("one-way delay PBX → WhatsApp %s (median of burst onsets): %v before the jitter (%d bursts, the machine's own jitter around them %v), %v during (%d), %v after (%d, the machine's own jitter around them %v); all, ms: %s",
 			m.name, ms(before), len(bs), ms(jb), ms(during), len(ds), ms(after), len(as), ms(ja), list(m.s))
+		if jb > machineJitterLimit || ja > machineJitterLimit {
+			void = fmt.Sprintf("%s: the machine's own jitter %v around the bursts before, %v after, beyond %v", m.name, ms(jb), ms(ja), machineJitterLimit)
+		}
 		if len(bs) < 3 || len(ds) < 5 || len(as) < 5 {
-			t.Errorf("%s: too few bursts timed (%d before, %d during, %d after)", m.name, len(bs), len(ds), len(as))
+			fails = append(fails, fmt.Sprintf("%s: too few bursts timed (%d before, %d during, %d after)", m.name, len(bs), len(ds), len(as)))
 			continue
 		}
 		// A ratchet raises every burst after the jitter; a stall of the
@@ -356,21 +396,22 @@ func TestMediaJitterBurstDelayDrains(t *testing.T) {
 			}
 		}
 		if up := 20*time.Millisecond + max(0, low.jitter-jb); low.delay-before > up {
-			t.Errorf("%s: delay %v before the jitter, at least %v after it (median %v): want within %v (20 ms, widened by the machine's own jitter: up to %v around the bursts before, %v around that one); the delay must not ratchet up",
-				m.name, ms(before), ms(low.delay), ms(after), ms(up), ms(jb), ms(low.jitter))
+			fails = append(fails, fmt.Sprintf("%s: delay %v before the jitter, at least %v after it (median %v): want within %v (20 ms, widened by the machine's own jitter: %v around the bursts before, %v around that one); the delay must not ratchet up",
+				m.name, ms(before), ms(low.delay), ms(after), ms(up), ms(jb), ms(low.jitter)))
 		}
 		if down := 20*time.Millisecond + max(0, jb-ja); before-after > down {
-			t.Errorf("%s: delay %v after the jitter, %v before: want no more than %v lower (20 ms, widened by the machine's own jitter: up to %v around the bursts before, %v after)",
-				m.name, ms(after), ms(before), ms(down), ms(jb), ms(ja))
+			fails = append(fails, fmt.Sprintf("%s: delay %v after the jitter, %v before: want no more than %v lower (20 ms, widened by the machine's own jitter: %v around the bursts before, %v after)",
+				m.name, ms(after), ms(before), ms(down), ms(jb), ms(ja)))
 		}
 		// The buffer held up to jb of the machine's jitter already: beyond
 		// 20 ms of it, that much less room to grow.
 		need := max(0, 15*time.Millisecond-max(0, jb-20*time.Millisecond))
 		if m.name == "by arrival" && during-before < need {
-			t.Errorf("%s: delay %v during 0..60 ms of jitter, %v before (the machine's own jitter up to %v): the playout buffer did not grow by %v to hold it",
-				m.name, ms(during), ms(before), ms(jb), need)
+			fails = append(fails, fmt.Sprintf("%s: delay %v during 0..60 ms of jitter, %v before (the machine's own jitter around them %v): the playout buffer did not grow by %v to hold it",
+				m.name, ms(during), ms(before), ms(jb), need))
 		}
 	}
+	return fails, void
 }
 
 // stamp is a packet's RTP timestamp, unwrapped to media time, and when it
