@@ -1,6 +1,10 @@
 package b2bua
 
-import "github.com/wagate/wagate/events"
+import (
+	"time"
+
+	"github.com/wagate/wagate/events"
+)
 
 // A call's record lists its B-leg attempts, but a queue that rings its
 // agents for an hour would list thousands: the record keeps the first
@@ -55,7 +59,20 @@ func (l *attemptLog) note(n int, a events.Attempt) {
 	l.nums = append(l.nums, n)
 }
 
-// records is a copy of the listed attempts, in order.
-func (l *attemptLog) records() []events.Attempt {
-	return append([]events.Attempt(nil), l.list...)
+// final is a copy of the listed attempts, in order, for the record of a
+// call that ended at end: an attempt still ringing then was given up on
+// with the call (its CANCEL sent), whether or not the hunt that placed it
+// has marked it so yet — that hunt runs on its own goroutine and may come
+// to it only after the record is built.
+func (l *attemptLog) final(end time.Time) []events.Attempt {
+	out := append([]events.Attempt(nil), l.list...)
+	for i := range out {
+		if out[i].Result == events.AttemptRinging {
+			out[i].Result = events.AttemptCancelled
+			if out[i].EndedAt.IsZero() {
+				out[i].EndedAt = end
+			}
+		}
+	}
+	return out
 }

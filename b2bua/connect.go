@@ -154,6 +154,8 @@ func (h *hunt) connected(ev attemptEvent) error {
 		c.mu.Lock()
 		up := c.bAnswered
 		c.bAnswered = false
+		// The agent is hung up and the flow goes on without it.
+		c.freeAgentLocked(c.b)
 		c.mu.Unlock()
 		if up {
 			s.sendBye(c, c.b)

@@ -28,7 +28,8 @@ func newAgentTone() rtppeer.Source { return rtppeer.NewTone(newAgentHz, toneAmp,
 
 // ctl is a wagate whose pbx endpoint may transfer to users 2* of pbx2,
 // 1* of itself and the hunt list team (2101@pbx2, then 2102@pbx2), with
-// the three Go peers.
+// the three Go peers; the hunt list all rings 2201@pbx2 and 2202@pbx2 at
+// once.
 type ctl struct {
 	e               *env
 	w               *wagate
@@ -50,7 +51,8 @@ func startCtlIn(t *testing.T, e *env, o wagateOpts) *ctl {
 	}
 	o.APIExtra += tokenAPI
 	o.PBXExtra += `, transfer: {allow: [{endpoint: pbx2, users: ["2*"]}, {endpoint: pbx, users: ["1*"]}, {hunt: team}]}`
-	o.Extra += "hunt_lists:\n  - {name: team, strategy: sequential, targets: [{endpoint: pbx2, user: \"2101\"}, {endpoint: pbx2, user: \"2102\"}]}\n"
+	o.Extra += "hunt_lists:\n  - {name: team, strategy: sequential, targets: [{endpoint: pbx2, user: \"2101\"}, {endpoint: pbx2, user: \"2102\"}]}\n" +
+		"  - {name: all, strategy: parallel, targets: [{endpoint: pbx2, user: \"2201\"}, {endpoint: pbx2, user: \"2202\"}]}\n"
 	o.EndpointsExtra += fmt.Sprintf("\n  - {name: pbx2, kind: pbx, host: %s, port: %d, transport: udp, source_cidrs: [%s/32], codecs: [PCMU, PCMA]}",
 		p2.IP, p2.Port, p2.IP)
 	c := &ctl{e: e, pbx2Addr: p2}
