@@ -27,7 +27,8 @@ import (
 // meanwhile, ctx's cause when ctx ended first: a queue's limit_time or
 // the caller leaving it). failed, when given, is told each callee whose
 // attempt failed of itself (busy, declined, no answer, unreachable), not
-// one given up on.
+// one given up on; it is given for a queue's rings only, whose hunt a 6xx
+// does not end (hunt.queued).
 func (s *Engine) connectHunt(ctx context.Context, c *call, offer []byte, callees []sipedge.Callee, list *configs.HuntList, failed func(sipedge.Callee)) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("b2bua: connect: %w", context.Cause(ctx))
@@ -35,7 +36,9 @@ func (s *Engine) connectHunt(ctx context.Context, c *call, offer []byte, callees
 	c.mu.Lock()
 	base := c.attempts.placed
 	c.mu.Unlock()
-	h := &hunt{s: s, c: c, side: bSide{}, offer: offer, list: list, local: true, base: base,
+	// Only a queue's rings report failures (waitInLine): they are the
+	// ones a decline does not end.
+	h := &hunt{s: s, c: c, side: bSide{}, offer: offer, list: list, local: true, base: base, queued: failed != nil,
 		events: make(chan attemptEvent, 16), done: make(chan struct{})}
 	defer h.stopListening()
 	if failed != nil {

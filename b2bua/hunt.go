@@ -29,6 +29,10 @@ type hunt struct {
 	// local: A was answered by wagate itself (a call flow's connect):
 	// nothing is relayed to A, and the outcome goes to the flow.
 	local bool
+	// queued: the hunt is a queue's ring round. An agent's 6xx is then
+	// that agent's answer, not the caller's: the agent rests
+	// (reject_backoff) and the others ring on, whatever on_decline says.
+	queued bool
 	// xfer is the transfer whose target the hunt rings (transferdial.go);
 	// nil for the call's own B-leg.
 	xfer *transfer
@@ -73,9 +77,11 @@ type result struct {
 
 // Which failure A hears when nobody answers: the last of the highest
 // weight. What a target said itself beats wagate's ring timeout, which
-// beats no answer at all, which beats an endpoint skipped as down.
+// beats no answer at all, which beats agents skipped in wrap-up, which
+// beats an endpoint skipped as down.
 const (
 	weightDown = iota
+	weightWrapUp
 	weightNoAnswer
 	weightTimeout
 	weightResponse
@@ -257,8 +263,8 @@ func (s *Engine) ring(c *call, offer []byte) {
 }
 
 // next rings the next callee (sequential strategies) or all of them
-// (parallel), skipping those at endpoints marked down (and, for a
-// transfer, at max_calls).
+// (parallel), skipping those at endpoints marked down, a list's agents
+// in wrap-up (and, for a transfer, those at max_calls).
 func (h *hunt) next() {
 	parallel := h.list != nil && h.list.Strategy == configs.HuntParallel
 	for len(h.queue) > 0 && !h.stopped {
@@ -274,7 +280,7 @@ func (h *hunt) next() {
 				cause: "b-leg endpoint down", outcome: OutcomeFailed})
 			continue
 		}
-		if h.skipFull(callee) {
+		if h.skipFull(callee) || h.skipWrapUp(callee) {
 			continue
 		}
 		h.start(callee, 0)
@@ -353,7 +359,7 @@ func (h *hunt) handle(ev attemptEvent, aFinal bool, cause *string) {
 		code, reason := mapFinal(res)
 		h.resolve(at, finalResult(res.StatusCode), res.StatusCode, &result{code: code, reason: reason, relayed: code == res.StatusCode,
 			weight: weightResponse, cause: "b-leg " + itoa(res.StatusCode), outcome: outcomeFor(res.StatusCode, res.Reason)})
-		if res.StatusCode >= 600 && (h.list == nil || h.list.OnDecline == configs.DeclineStop) && !h.stopped {
+		if res.StatusCode >= 600 && !h.queued && (h.list == nil || h.list.OnDecline == configs.DeclineStop) && !h.stopped {
 			// A 6xx is the callee's answer for everyone (RFC 3261
 			// §16.7): the hunt ends with it.
 			h.stopped = true
@@ -437,7 +443,7 @@ func (h *hunt) noteAnswered(l *leg, at *attempt) {
 	// A redirect's target is whatever the Contact said, not an agent of
 	// the configuration.
 	if at.redirects == 0 {
-		h.c.seatAgent(l, at.callee)
+		h.c.seatAgent(l, at.callee, h.list)
 	}
 }
 

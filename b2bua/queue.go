@@ -16,8 +16,9 @@ import (
 // Queues (a call flow's "queue" action): calls wait in line per hunt
 // list, higher priority first, then by arrival. The call at the head
 // rings the list's agents that wagate knows to be free — not on a call
-// it connected through a hunt list (huntState), and not resting after a
-// ring of theirs failed (the list's reject_backoff) — through the same
+// it connected (huntState), not in after-call work (any list's
+// wrap_up, agents.go), and not resting after a ring of theirs failed
+// (the list's reject_backoff) — through the same
 // hunt as any connect, and is connected to the first that answers; the
 // others move up. Agents are looked for every second (queueRetry), so
 // one that frees up is taken within a second. The ring ends with the
@@ -183,12 +184,12 @@ func (w *waitLines) position(t *ticket) int {
 }
 
 // busy reports whether the hunt target name ("user@endpoint") is on a
-// call wagate connected through a hunt list.
+// call wagate connected (agents.go) or in its after-call work.
 func (hs *huntState) busy(name string) bool {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	a := hs.agents[name]
-	return a != nil && a.active > 0
+	return a != nil && (a.active > 0 || time.Now().Before(a.wrapUntil))
 }
 
 // JoinQueue implements callflow.Queuer: the call waits in the hunt list's
@@ -261,6 +262,11 @@ func (fc *flowCall) waitInLine(t *ticket, list *configs.HuntList, callees []sipe
 			now := time.Now()
 			for _, cl := range callees {
 				if s.hunts.busy(cl.Name()) || !s.edge.Up(cl.EP.Name) {
+					// An agent whose wrap-up ends between two looks is
+					// rung then, as a rest's.
+					if until := s.hunts.wrapsUntil(cl.Name(), now); !until.IsZero() && (wake.IsZero() || until.Before(wake)) {
+						wake = until
+					}
 					continue
 				}
 				if until := s.lines.restsUntil(t.list, cl.Name(), now); !until.IsZero() {

@@ -310,7 +310,7 @@ func (s *Engine) completeTransfer(c *call, x *transfer, r dialResult) {
 	// NOTIFY); the one that answered is busy while its leg is the call's.
 	c.freeAgentLocked(old)
 	if !x.redirected {
-		c.seatAgentLocked(nl, sipedge.Callee{EP: x.ep, User: x.user})
+		c.seatAgentLocked(nl, sipedge.Callee{EP: x.ep, User: x.user}, x.list)
 	}
 	c.cc.xfer = nil
 	rec := x.record(c, r)

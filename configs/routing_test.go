@@ -341,3 +341,36 @@ func TestBlocklistKey(t *testing.T) {
 		}
 	}
 }
+
+// TestHuntWrapUp: wrap_up is off unless set, a reload applies it, and
+// it is bounded like reject_backoff.
+func TestHuntWrapUp(t *testing.T) {
+	c := mustParse(t, huntBlock+`
+hunt_lists:
+  - name: support
+    wrap_up: 30s
+    targets: [{endpoint: pbx, user: "1001"}]
+  - name: night
+    targets: [{endpoint: pbx, user: "9000"}]
+`)
+	if got := c.HuntList("support").WrapUp.D(); got != 30*time.Second {
+		t.Errorf("support wrap_up %v, want 30s", got)
+	}
+	if got := c.HuntList("night").WrapUp; got != 0 {
+		t.Errorf("night wrap_up %v, want 0s (off) when not set", got)
+	}
+	if !IsLiveKey("hunt_lists[0].wrap_up") {
+		t.Error("hunt_lists[0].wrap_up needs a restart; want it applied by a reload")
+	}
+	for in, want := range map[string]string{
+		"11m": `hunt_lists[0].wrap_up: 11m0s must be between 0s (no wrap-up) and 10m0s`,
+		"-1s": `hunt_lists[0].wrap_up: -1s must be between 0s (no wrap-up) and 10m0s`,
+	} {
+		wantOneProblem(t, huntBlock+`
+hunt_lists:
+  - name: support
+    wrap_up: `+in+` # <-
+    targets: [{endpoint: pbx, user: "1001"}]
+`, want)
+	}
+}
