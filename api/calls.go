@@ -49,6 +49,21 @@ type LiveCall struct {
 	// A sent the INVITE; B is the leg wagate placed.
 	A LiveLeg `json:"a"`
 	B LiveLeg `json:"b"`
+	// Ringing are the INVITEs wagate placed for the call that have no
+	// final response yet (every target of a parallel hunt); absent when
+	// none.
+	Ringing []RingingLeg `json:"ringing,omitempty"`
+}
+
+// RingingLeg is one INVITE of a live call waiting for its answer.
+type RingingLeg struct {
+	// Leg is "b" (the call's B-leg hunt), "a" (a click-to-call's agent)
+	// or "transfer" (a transfer's target).
+	Leg       string    `json:"leg"`
+	Endpoint  string    `json:"endpoint"`
+	User      string    `json:"user"`
+	SIPCallID string    `json:"sip_call_id"`
+	StartedAt time.Time `json:"started_at"`
 }
 
 // LiveLeg is one leg of a live call.

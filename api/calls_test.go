@@ -81,6 +81,8 @@ func sampleCalls() *fakeCalls {
 			User: "+447700900123", CreatedAt: created.Add(80 * time.Second), RingingAt: created.Add(81 * time.Second),
 			A: LiveLeg{Endpoint: "dialer", SIPCallID: "dialer-1", RemoteMedia: "10.0.0.9:4000"},
 			B: LiveLeg{Endpoint: "meta", SIPCallID: ringingID + "@wagate"},
+			Ringing: []RingingLeg{{Leg: "b", Endpoint: "meta", User: "+447700900123", SIPCallID: ringingID + "@wagate",
+				StartedAt: created.Add(80 * time.Second)}},
 		},
 	}}
 }
@@ -111,6 +113,11 @@ func TestCallsList(t *testing.T) {
 	}
 	if rc := doc.Calls[1]; rc.TalkMS != 0 || rc.State != "ringing" || !strings.Contains(r.body, `"ringing_at"`) {
 		t.Errorf("ringing call: %+v", rc)
+	}
+	// The INVITEs waiting for an answer: only the ringing call has any.
+	if rc := doc.Calls[1]; len(rc.Ringing) != 1 || rc.Ringing[0].SIPCallID != ringingID+"@wagate" || rc.Ringing[0].Leg != "b" ||
+		strings.Count(r.body, `"ringing":[`) != 1 {
+		t.Errorf("ringing INVITEs %+v in %s; want the BIC's one, and none for the answered call", rc.Ringing, r.body)
 	}
 	// Unanswered: no answered_at at all rather than year 1.
 	if strings.Count(r.body, `"answered_at"`) != 1 {

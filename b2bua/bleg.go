@@ -82,6 +82,12 @@ const (
 // after it was cancelled.
 var errAbandoned = errors.New("b-leg never ended its INVITE")
 
+// maxAttemptDigits bounds the attempt number in a B-leg Call-ID that
+// isOurCallID accepts: 9 digits are room for a queue's parallel ring of
+// 50 agents every second for far longer than its 1 h limit_time (180,000
+// attempts), yet keep a stray response's Call-ID short to check.
+const maxAttemptDigits = 9
+
 // bLegCallID is the Call-ID of the nth B-leg INVITE of call id: the first
 // keeps the form every call had before hunts (its id and @wagate), so a
 // call to one extension looks the same as ever.

@@ -154,11 +154,11 @@ type call struct {
 	// flow runs the call's call flow when wagate answered it itself (a
 	// call-flow route); nil otherwise. Set before the call is answered.
 	flow *flowCall
-	// attempts are the B-leg INVITEs placed, in order (the record's
-	// attempts), and release tells the hunt strategies the answering
-	// target's call is over.
-	attempts []events.Attempt
-	release  func()
+	// attempts are the B-leg INVITEs placed (the record's attempts);
+	// ringing, the INVITEs of any hunt (the call's own, a transfer's) with
+	// no final response yet (GET /v1/calls).
+	attempts attemptLog
+	ringing  []ringingAttempt
 	// apiCause is the cause of a hangup the API asked for before the
 	// answer (Hangup); apiHangup, made by hangupRequests, is closed then
 	// so that the hunt (ring) gives up on B.
@@ -285,11 +285,12 @@ func (c *call) end(from *leg, by, cause string) bool {
 	case !c.outcomeSet:
 		outcome = OutcomeFailed
 	}
-	release, ticket := c.release, c.ticket
+	ticket := c.ticket
+	// The agents still in the call are free now (those who left it were
+	// freed as they left).
+	c.freeAgentLocked(c.a)
+	c.freeAgentLocked(c.b)
 	c.mu.Unlock()
-	if release != nil {
-		release()
-	}
 
 	close(c.ended)
 	c.endControl()

@@ -1,11 +1,13 @@
 package b2bua
 
 import (
+	"context"
 	"fmt"
 	"time"
 
 	"github.com/wagate/wagate/callflow"
 	"github.com/wagate/wagate/configs"
+	"github.com/wagate/wagate/events"
 	sipedge "github.com/wagate/wagate/sip"
 )
 
@@ -22,20 +24,33 @@ import (
 // connectHunt rings callees (of list, nil for one extension) with offer
 // for c, answered on already, and returns nil once one answered and is
 // bridged to A; else why not (callflow.ErrCallEnded when the call ended
-// meanwhile).
-func (s *Engine) connectHunt(c *call, offer []byte, callees []sipedge.Callee, list *configs.HuntList) error {
+// meanwhile, ctx's cause when ctx ended first: a queue's limit_time or
+// the caller leaving it). failed, when given, is told each callee whose
+// attempt failed of itself (busy, declined, no answer, unreachable), not
+// one given up on; it is given for a queue's rings only, whose hunt a 6xx
+// does not end (hunt.queued).
+func (s *Engine) connectHunt(ctx context.Context, c *call, offer []byte, callees []sipedge.Callee, list *configs.HuntList, failed func(sipedge.Callee)) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("b2bua: connect: %w", context.Cause(ctx))
+	}
 	c.mu.Lock()
-	base := len(c.attempts)
+	base := c.attempts.placed
 	c.mu.Unlock()
-	h := &hunt{s: s, c: c, side: bSide{}, offer: offer, list: list, local: true, base: base,
+	// Only a queue's rings report failures (waitInLine): they are the
+	// ones a decline does not end.
+	h := &hunt{s: s, c: c, side: bSide{}, offer: offer, list: list, local: true, base: base, queued: failed != nil,
 		events: make(chan attemptEvent, 16), done: make(chan struct{})}
 	defer h.stopListening()
+	if failed != nil {
+		defer h.reportFailed(failed)
+	}
 	h.queue = s.hunts.order(&sipedge.Decision{Callees: callees, Hunt: list})
 	cause := ""
 	giveUp := func() {
 		h.close()
 		h.cancelAll(nil)
 	}
+	stop := ctx.Done()
 	for {
 		if h.pending == 0 {
 			h.next()
@@ -67,14 +82,61 @@ func (s *Engine) connectHunt(c *call, offer []byte, callees []sipedge.Callee, li
 				return h.connected(ev)
 			}
 			h.handle(ev, false, &cause)
+		case <-stop:
+			// The wait is over while agents ring: they get CANCEL. A 2xx
+			// that won just before still connects (its evAnswered is on
+			// its way): the caller is there and so is the agent.
+			h.close()
+			h.queue = nil
+			if h.hasWinner() {
+				stop = nil
+				continue
+			}
+			giveUp()
+			h.givenUp()
+			c.log.Info("call flow connect: ringing given up", "why", context.Cause(ctx).Error(), "attempts", len(h.attempts))
+			return fmt.Errorf("b2bua: connect: %w", context.Cause(ctx))
 		case <-c.ended:
 			giveUp()
 			h.dropWinner()
+			h.givenUp()
 			return callflow.ErrCallEnded
 		case <-s.ctx.Done():
 			giveUp()
 			h.dropWinner()
+			h.givenUp()
 			return callflow.ErrCallEnded
+		}
+	}
+}
+
+// hasWinner reports whether a 2xx claimed the call.
+func (h *hunt) hasWinner() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.won
+}
+
+// givenUp records the attempts the hunt gave up on as cancelled: their
+// CANCEL is sent and nobody listens to their end any more.
+func (h *hunt) givenUp() {
+	for _, at := range h.attempts {
+		if !at.resolved {
+			h.resolve(at, events.AttemptCancelled, 0, nil)
+		}
+	}
+}
+
+// reportFailed tells failed each callee the hunt rang (not after a
+// redirect) whose attempt failed of itself.
+func (h *hunt) reportFailed(failed func(sipedge.Callee)) {
+	for _, at := range h.attempts {
+		if at.redirects > 0 || !at.resolved {
+			continue
+		}
+		switch at.result {
+		case events.AttemptBusy, events.AttemptDeclined, events.AttemptFailed, events.AttemptNoAnswer, events.AttemptUnreachable:
+			failed(at.callee)
 		}
 	}
 }
@@ -95,6 +157,8 @@ func (h *hunt) connected(ev attemptEvent) error {
 		c.mu.Lock()
 		up := c.bAnswered
 		c.bAnswered = false
+		// The agent is hung up and the flow goes on without it.
+		c.freeAgentLocked(c.b)
 		c.mu.Unlock()
 		if up {
 			s.sendBye(c, c.b)

@@ -46,6 +46,23 @@ type CallInfo struct {
 	CreatedAt, RingingAt, AnsweredAt time.Time
 	// A sent the INVITE; B is the leg wagate placed.
 	A, B LegInfo
+	// Ringing are the INVITEs wagate placed that have no final response
+	// yet, in the order sent: every target a hunt rings (a parallel
+	// list's all at once), a click-to-call's agents, a transfer's
+	// targets. B (or A, for a click-to-call's agent) names one of them
+	// until one answers.
+	Ringing []RingingLeg
+}
+
+// RingingLeg is one INVITE of a live call waiting for its answer.
+type RingingLeg struct {
+	// Leg is "b" (the call's B-leg), "a" (a click-to-call's agent leg) or
+	// "transfer" (a transfer's target).
+	Leg       string
+	Endpoint  string
+	User      string
+	SIPCallID string
+	StartedAt time.Time
 }
 
 // LegInfo is one leg of a live call.
@@ -164,6 +181,10 @@ func (c *call) info() (CallInfo, bool) {
 	ci := c.callInfo()
 	c.mu.Lock()
 	state, ringingAt, answeredAt, br, ending := c.state, c.ringingAt, c.answeredAt, c.bridge, c.apiCause != ""
+	ringing := make([]RingingLeg, 0, len(c.ringing))
+	for _, r := range c.ringing {
+		ringing = append(ringing, r.RingingLeg)
+	}
 	c.mu.Unlock()
 	if state == stateEnded {
 		return CallInfo{}, false
@@ -172,8 +193,9 @@ func (c *call) info() (CallInfo, bool) {
 		ID: c.id, Direction: ci.Direction, Origin: c.origin, State: state.String(),
 		BusinessNumber: ci.BusinessNumber, PhoneNumberID: ci.PhoneNumberID, User: ci.User, WACallID: ci.WACallID,
 		CreatedAt: c.created, RingingAt: ringingAt, AnsweredAt: answeredAt,
-		A: LegInfo{Endpoint: ci.A.Endpoint, SIPCallID: ci.A.SIPCallID},
-		B: LegInfo{Endpoint: ci.B.Endpoint, SIPCallID: ci.B.SIPCallID},
+		A:       LegInfo{Endpoint: ci.A.Endpoint, SIPCallID: ci.A.SIPCallID},
+		B:       LegInfo{Endpoint: ci.B.Endpoint, SIPCallID: ci.B.SIPCallID},
+		Ringing: ringing,
 	}
 	switch {
 	case ending:

@@ -23,6 +23,9 @@ type leg struct {
 	// retired: the leg left its call (transferred away, or joined to
 	// another call) and no longer ends it; guarded by the call's mu.
 	retired bool
+	// agent frees the agent on this leg (agents.go) when the leg leaves
+	// the call; guarded by the call's mu.
+	agent func()
 
 	mu        sync.Mutex
 	callID    string

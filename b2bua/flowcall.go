@@ -322,12 +322,14 @@ func (fc *flowCall) Connect(ctx context.Context, t callflow.Target) error {
 	}
 	stopRing := fc.player.loop(ringback.Samples)
 	defer stopRing()
-	return fc.ring(callees, list, t.Record)
+	return fc.ring(context.Background(), callees, list, t.Record, nil)
 }
 
-// ring rings callees (of list, nil for one extension) through a hunt and
-// bridges the one that answers to A; record turns recording on then.
-func (fc *flowCall) ring(callees []sipedge.Callee, list *configs.HuntList, record bool) error {
+// ring rings callees (of list, nil for one extension) through a hunt
+// until one answers or ctx ends, and bridges the one that answers to A;
+// record turns recording on then; failed, when given, is told each
+// callee that failed of itself (connectHunt).
+func (fc *flowCall) ring(ctx context.Context, callees []sipedge.Callee, list *configs.HuntList, record bool, failed func(sipedge.Callee)) error {
 	c := fc.c
 	select {
 	case <-c.ended:
@@ -344,7 +346,7 @@ func (fc *flowCall) ring(callees []sipedge.Callee, list *configs.HuntList, recor
 		return fmt.Errorf("b2bua: connect: %w", err)
 	}
 	// The hunt ends with the call (c.ended).
-	err = fc.s.connectHunt(c, offer, callees, list)
+	err = fc.s.connectHunt(ctx, c, offer, callees, list, failed)
 	if err == nil && record {
 		c.mu.Lock()
 		recording := c.recorder != nil

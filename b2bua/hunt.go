@@ -29,6 +29,13 @@ type hunt struct {
 	// local: A was answered by wagate itself (a call flow's connect):
 	// nothing is relayed to A, and the outcome goes to the flow.
 	local bool
+	// queued: the hunt is a queue's ring round. An agent's 6xx is then
+	// that agent's answer, not the caller's: the agent rests
+	// (reject_backoff) and the others ring on, whatever on_decline says.
+	queued bool
+	// xfer is the transfer whose target the hunt rings (transferdial.go);
+	// nil for the call's own B-leg.
+	xfer *transfer
 	// base is how many attempts the call had placed before this hunt (a
 	// call flow may connect more than once): attempt numbers, and so
 	// B-leg Call-IDs, go on from there.
@@ -70,9 +77,11 @@ type result struct {
 
 // Which failure A hears when nobody answers: the last of the highest
 // weight. What a target said itself beats wagate's ring timeout, which
-// beats no answer at all, which beats an endpoint skipped as down.
+// beats no answer at all, which beats agents skipped in wrap-up, which
+// beats an endpoint skipped as down.
 const (
 	weightDown = iota
+	weightWrapUp
 	weightNoAnswer
 	weightTimeout
 	weightResponse
@@ -254,7 +263,8 @@ func (s *Engine) ring(c *call, offer []byte) {
 }
 
 // next rings the next callee (sequential strategies) or all of them
-// (parallel), skipping those at endpoints marked down.
+// (parallel), skipping those at endpoints marked down, a list's agents
+// in wrap-up (and, for a transfer, those at max_calls).
 func (h *hunt) next() {
 	parallel := h.list != nil && h.list.Strategy == configs.HuntParallel
 	for len(h.queue) > 0 && !h.stopped {
@@ -268,6 +278,9 @@ func (h *hunt) next() {
 			h.c.log.Info("target skipped: its endpoint is down", "target", callee.Name())
 			h.resolve(at, events.AttemptDown, 0, &result{code: 503, reason: "Service Unavailable", weight: weightDown,
 				cause: "b-leg endpoint down", outcome: OutcomeFailed})
+			continue
+		}
+		if h.skipFull(callee) || h.skipWrapUp(callee) {
 			continue
 		}
 		h.start(callee, 0)
@@ -284,7 +297,7 @@ func (h *hunt) start(callee sipedge.Callee, redirects int) {
 	h.attempts = append(h.attempts, at)
 	h.live++
 	h.pending++
-	h.c.noteAttempt(at)
+	h.note(at)
 	h.s.wg.Go(func() { h.s.runAttempt(h, at, h.offer) })
 }
 
@@ -296,7 +309,7 @@ func (h *hunt) resolve(at *attempt, name string, code int, r *result) {
 	}
 	at.resolved, at.result, at.code, at.endedAt = true, name, code, time.Now()
 	h.pending--
-	h.c.noteAttempt(at)
+	h.note(at)
 	if r != nil && (!h.hasBest || r.weight >= h.best.weight) {
 		h.best, h.hasBest = *r, true
 	}
@@ -346,7 +359,7 @@ func (h *hunt) handle(ev attemptEvent, aFinal bool, cause *string) {
 		code, reason := mapFinal(res)
 		h.resolve(at, finalResult(res.StatusCode), res.StatusCode, &result{code: code, reason: reason, relayed: code == res.StatusCode,
 			weight: weightResponse, cause: "b-leg " + itoa(res.StatusCode), outcome: outcomeFor(res.StatusCode, res.Reason)})
-		if res.StatusCode >= 600 && (h.list == nil || h.list.OnDecline == configs.DeclineStop) && !h.stopped {
+		if res.StatusCode >= 600 && !h.queued && (h.list == nil || h.list.OnDecline == configs.DeclineStop) && !h.stopped {
 			// A 6xx is the callee's answer for everyone (RFC 3261
 			// §16.7): the hunt ends with it.
 			h.stopped = true
@@ -406,7 +419,7 @@ func (h *hunt) win(ev attemptEvent, aGone bool, cause string, cancelled <-chan s
 func (h *hunt) adopt(ev attemptEvent) {
 	h.settle(ev)
 	h.s.adoptB(h.c, ev.at)
-	h.noteAnswered(ev.at)
+	h.noteAnswered(h.c.b, ev.at)
 }
 
 // settle records that ev's attempt won and gives up on the others.
@@ -421,17 +434,16 @@ func (h *hunt) settle(ev attemptEvent) {
 	}
 }
 
-// noteAnswered logs a hunt list's answer and starts least_recent's
-// bookkeeping of the agent who took the call.
-func (h *hunt) noteAnswered(at *attempt) {
-	s, c := h.s, h.c
+// noteAnswered logs a hunt list's answer and marks the agent who took
+// the call on l (the leg the attempt became) busy.
+func (h *hunt) noteAnswered(l *leg, at *attempt) {
 	if h.list != nil {
-		c.log.Info("hunt answered", "hunt", h.list.Name, "target", at.callee.Name(), "attempt", at.n)
-		if at.redirects == 0 {
-			c.mu.Lock()
-			c.release = s.hunts.answered(at.callee)
-			c.mu.Unlock()
-		}
+		h.c.log.Info("hunt answered", "hunt", h.list.Name, "target", at.callee.Name(), "attempt", at.n)
+	}
+	// A redirect's target is whatever the Contact said, not an agent of
+	// the configuration.
+	if at.redirects == 0 {
+		h.c.seatAgent(l, at.callee, h.list)
 	}
 }
 
@@ -457,6 +469,37 @@ func (s *Engine) adoptB(c *call, at *attempt) {
 	})
 }
 
+// note records at in the call's live view and, for the call's own
+// B-leg (not a transfer's), in its record.
+func (h *hunt) note(at *attempt) {
+	h.c.noteRinging(h.side.kind(), at)
+	if h.xfer == nil {
+		h.c.noteAttempt(at)
+	}
+}
+
+// ringingAttempt is an attempt whose INVITE waits for its final
+// response, as the call's live view shows it.
+type ringingAttempt struct {
+	at *attempt
+	RingingLeg
+}
+
+// noteRinging adds at to the call's ringing INVITEs while it is not
+// resolved, and takes it out once it is.
+func (c *call) noteRinging(kind string, at *attempt) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	i := slices.IndexFunc(c.ringing, func(r ringingAttempt) bool { return r.at == at })
+	switch {
+	case at.resolved && i >= 0:
+		c.ringing = slices.Delete(c.ringing, i, i+1)
+	case !at.resolved && i < 0:
+		c.ringing = append(c.ringing, ringingAttempt{at: at, RingingLeg: RingingLeg{Leg: kind,
+			Endpoint: at.callee.EP.Name, User: at.callee.User, SIPCallID: at.leg.callID, StartedAt: at.started}})
+	}
+}
+
 // noteAttempt records at in the call's record.
 func (c *call) noteAttempt(at *attempt) {
 	a := events.Attempt{Endpoint: at.callee.EP.Name, User: at.callee.User, SIPCallID: at.leg.callID,
@@ -469,11 +512,7 @@ func (c *call) noteAttempt(at *attempt) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if at.n <= len(c.attempts) {
-		c.attempts[at.n-1] = a
-		return
-	}
-	c.attempts = append(c.attempts, a)
+	c.attempts.note(at.n, a)
 }
 
 // finalResult names a target's final error for the call's record.
@@ -496,14 +535,9 @@ type huntState struct {
 	mu sync.Mutex
 	// turns counts the calls each hunt list started (round_robin).
 	turns map[string]uint64
-	// agents tracks each hunt target's answered calls (least_recent), by
-	// "user@endpoint", across lists.
+	// agents tracks each agent's calls (least_recent, queues), by
+	// "user@endpoint", across lists (agents.go).
 	agents map[string]*agentState
-}
-
-type agentState struct {
-	active  int       // answered calls up now
-	lastEnd time.Time // when the last one ended
 }
 
 // order returns d's callees in the order its strategy rings them.
@@ -545,30 +579,4 @@ func (hs *huntState) order(d *sipedge.Decision) []sipedge.Callee {
 		})
 	}
 	return callees
-}
-
-// answered notes that callee answered a call, and returns what to call
-// when that call ends.
-func (hs *huntState) answered(callee sipedge.Callee) func() {
-	name := callee.Name()
-	hs.mu.Lock()
-	if hs.agents == nil {
-		hs.agents = make(map[string]*agentState)
-	}
-	a := hs.agents[name]
-	if a == nil {
-		a = &agentState{}
-		hs.agents[name] = a
-	}
-	a.active++
-	hs.mu.Unlock()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			hs.mu.Lock()
-			a.active--
-			a.lastEnd = time.Now()
-			hs.mu.Unlock()
-		})
-	}
 }

@@ -50,6 +50,13 @@ type huntFlow struct {
 // hunt lists in lists (YAML list items under hunt_lists).
 func startHuntFlow(t *testing.T, route, lists string) *huntFlow {
 	t.Helper()
+	return startHuntFlowWith(t, route, lists, "")
+}
+
+// startHuntFlowWith is startHuntFlow with pbxExtra added to the pbx
+// endpoint's entry (", transfer: {...}").
+func startHuntFlowWith(t *testing.T, route, lists, pbxExtra string) *huntFlow {
+	t.Helper()
 	f := &flow{t: t, meta: newPeer(t, "127.0.0.2"), pbx: newPeer(t, "127.0.0.3"), dialer: newPeer(t, "127.0.0.4"), gate: &fakeGate{}}
 	h := &huntFlow{flow: f, pbx2: newPeer(t, "127.0.0.5"), pbx3: newPeer(t, "127.0.0.6"), cdrs: cdrSink{make(chan events.CDR, 16)}}
 	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
@@ -65,14 +72,14 @@ sip:
   ring_timeout: 3s
 endpoints:
   - {name: meta, kind: whatsapp, host: 127.0.0.2, port: %d, transport: udp, media_encryption: none, source_cidrs: [127.0.0.2/32]}
-  - {name: pbx, kind: pbx, host: 127.0.0.3, port: %d, source_cidrs: [127.0.0.3/32]}
+  - {name: pbx, kind: pbx, host: 127.0.0.3, port: %d, source_cidrs: [127.0.0.3/32]%s}
   - {name: pbx2, kind: pbx, host: 127.0.0.5, port: %d, source_cidrs: [127.0.0.5/32]}
   - {name: pbx3, kind: pbx, host: 127.0.0.6, port: %d, source_cidrs: [127.0.0.6/32]}
 hunt_lists:
 %s
 numbers:
   - {number: "+15550100001", phone_number_id: "100000000000001", route: %s}
-`, f.addr, f.meta.port(), f.pbx.port(), h.pbx2.port(), h.pbx3.port(), lists, route))
+`, f.addr, f.meta.port(), f.pbx.port(), pbxExtra, h.pbx2.port(), h.pbx3.port(), lists, route))
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -83,6 +90,9 @@ numbers:
 	}
 	f.srv = New(f.edge, func(string, *slog.Logger, media.LegConfig, media.LegConfig) (Bridge, error) { return fakeBridge{}, nil }, log)
 	f.srv.AddObserver(h.cdrs)
+	// Fake bridges carry no media: an attended transfer's join has
+	// nothing to link.
+	f.srv.ctl.link = func(Bridge, media.Side, Bridge, media.Side) error { return nil }
 	f.edge.SetCalls(f.srv)
 	ctx, cancel := context.WithCancel(context.Background())
 	f.cancel, f.done = cancel, make(chan struct{})
@@ -351,6 +361,14 @@ func TestHuntHangupRinging(t *testing.T) {
 	calls := h.srv.Calls()
 	if len(calls) != 1 || calls[0].State != "ringing" {
 		t.Fatalf("live calls %+v, want one ringing", calls)
+	}
+	// The live view shows every target ringing, not only the first.
+	var ringing []string
+	for _, r := range calls[0].Ringing {
+		ringing = append(ringing, r.Leg+":"+r.User+"@"+r.Endpoint+":"+r.SIPCallID)
+	}
+	if got, want := strings.Join(ringing, " "), "b:1001@pbx:"+callIDOf(b1)+" b:2001@pbx2:"+callIDOf(b2); got != want {
+		t.Errorf("ringing %s, want %s", got, want)
 	}
 	if _, err := h.srv.Hangup(calls[0].ID, "supervisor"); err != nil {
 		t.Fatal(err)

@@ -25,6 +25,9 @@ type huntSide interface {
 	// lateAnswer is told of a 2xx that crossed the caller's giving up
 	// (ACKed and hung up already by its attempt).
 	lateAnswer(c *call)
+	// kind names the leg its attempts ring in the live view
+	// (RingingLeg.Leg).
+	kind() string
 }
 
 // bSide rings the call's B-leg.
@@ -55,6 +58,8 @@ func (bSide) ringing(h *hunt, _ *attempt, res *sip.Response) {
 // lateAnswer: B answered as A gave up. Meta connected a BIC all the
 // same: it counts for the user.
 func (bSide) lateAnswer(c *call) { c.connected() }
+
+func (bSide) kind() string { return "b" }
 
 // agentSide rings a click-to-call's agents, as From the WhatsApp user
 // at wagate's host.
@@ -100,3 +105,5 @@ func (agentSide) ringing(h *hunt, at *attempt, res *sip.Response) {
 // lateAnswer: an agent's 2xx after the call was given up is no call of
 // the user's.
 func (agentSide) lateAnswer(*call) {}
+
+func (agentSide) kind() string { return "a" }

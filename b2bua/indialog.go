@@ -164,14 +164,17 @@ func (s *Engine) onStrayResponse(res *sip.Response) {
 }
 
 // isOurCallID reports a Call-ID of the form wagate gives its B-legs: the
-// call's id, then for the second and later attempts of a hunt "-n".
+// call's id, then for the second and later attempts of a hunt "-n"
+// (bLegCallID; n has no leading zero and at most maxAttemptDigits
+// digits: a queue ringing its agents for an hour numbers in the
+// thousands).
 func isOurCallID(id string) bool {
 	hexID, ok := strings.CutSuffix(id, bLegCallIDSuffix)
 	if !ok {
 		return false
 	}
 	if base, n, found := strings.Cut(hexID, "-"); found {
-		if len(n) == 0 || len(n) > 3 || strings.Trim(n, "0123456789") != "" {
+		if len(n) == 0 || len(n) > maxAttemptDigits || n[0] == '0' || strings.Trim(n, "0123456789") != "" {
 			return false
 		}
 		hexID = base

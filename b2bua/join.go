@@ -153,6 +153,8 @@ func (c *call) leaveForJoin(x *transfer, other *call) (bool, events.Transfer) {
 		c.bAnswered = false
 	}
 	l.retired, x.connected = true, true
+	// The agent leaves this call (its BYE follows the final NOTIFY): free.
+	c.freeAgentLocked(l)
 	c.cc.xfer, c.cc.joined = nil, other
 	rec := x.record(c, dialResult{code: 200, reason: "OK"})
 	rec.Connected, rec.JoinedCallID = true, other.id

@@ -114,17 +114,18 @@ func (s *Engine) notifyEnded(c *call, by, cause string, outcome Outcome, connect
 		return
 	}
 	ci := c.callInfo()
+	end := time.Now()
 	c.mu.Lock()
 	cdr := events.CDR{
 		CallID: c.id, Direction: ci.Direction, WACallID: ci.WACallID,
 		BusinessNumber: ci.BusinessNumber, PhoneNumberID: ci.PhoneNumberID, User: ci.User,
 		A: ci.A, B: ci.B,
-		CreatedAt: c.created, RingingAt: c.ringingAt, AnsweredAt: c.answeredAt, EndedAt: time.Now(),
+		CreatedAt: c.created, RingingAt: c.ringingAt, AnsweredAt: c.answeredAt, EndedAt: end,
 		SIPCode: c.finalCode, SIPReason: c.finalReason, WABAError: c.wabaError,
 		HangupBy: by, Cause: cause, Permission: c.permission,
 		RecordingID: c.recordingID, CampaignID: ci.CampaignID, CallbackData: ci.CallbackData,
 		Origin:     ci.Origin,
-		AfterHours: c.route.AfterHours, Attempts: append([]events.Attempt(nil), c.attempts...),
+		AfterHours: c.route.AfterHours, Attempts: c.attempts.final(end), AttemptsOmitted: c.attempts.omitted,
 		Transfers: slices.Clone(c.cc.transfers),
 	}
 	if c.route.Hunt != nil {

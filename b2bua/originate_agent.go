@@ -135,7 +135,7 @@ func (h *hunt) agentAnswered(ev attemptEvent) *sip.Response {
 	s, c, at := h.s, h.c, ev.at
 	h.settle(ev)
 	s.adoptA(c, at)
-	h.noteAnswered(at)
+	h.noteAnswered(c.a, at)
 	if !s.ackAgent(c, ev.req, ev.tx, ev.res) {
 		ev.tx.Terminate()
 		return nil

@@ -16,14 +16,24 @@ import (
 // Queues (a call flow's "queue" action): calls wait in line per hunt
 // list, higher priority first, then by arrival. The call at the head
 // rings the list's agents that wagate knows to be free — not on a call
-// it connected through a hunt list (huntState) — through the same hunt
-// as any connect, and is connected to the first that answers; the
+// it connected (huntState), not in after-call work (any list's
+// wrap_up, agents.go), and not resting after a ring of theirs failed
+// (the list's reject_backoff) — through the same
+// hunt as any connect, and is connected to the first that answers; the
 // others move up. Agents are looked for every second (queueRetry), so
-// one that frees up is taken within a second. The engine plays the
-// music and the announcements; this side only keeps the line.
+// one that frees up is taken within a second. The ring ends with the
+// wait: at limit_time, when the engine leaves or the call ends, the
+// agents ringing get CANCEL. The engine plays the music and the
+// announcements; this side only keeps the line.
 
 // queueRetry is how often the head of a line looks for a free agent.
 const queueRetry = time.Second
+
+// Why a wait ended while its agents rang (connectHunt's error).
+var (
+	errQueueLimit = errors.New("queue limit_time passed")
+	errQueueLeft  = errors.New("the call left the queue")
+)
 
 // queueHistory is how many of a line's latest connected waits its
 // estimate averages.
@@ -37,6 +47,44 @@ type waitLines struct {
 	// waits are each line's latest connected waits (at most
 	// queueHistory, oldest first), for the estimated wait.
 	waits map[string][]time.Duration
+	// resting are the agents a line leaves alone until the time given,
+	// after a ring of theirs failed, by line and "user@endpoint".
+	resting map[restKey]time.Time
+}
+
+type restKey struct{ list, agent string }
+
+// failed notes that ringing agent for line list failed: the line leaves
+// it alone for backoff (0: not at all).
+func (w *waitLines) failed(list, agent string, backoff time.Duration, now time.Time) {
+	if backoff <= 0 {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.resting == nil {
+		w.resting = map[restKey]time.Time{}
+	}
+	// Rests over are dropped here, so the map holds only agents that
+	// failed within the longest back-off.
+	for k, until := range w.resting {
+		if !now.Before(until) {
+			delete(w.resting, k)
+		}
+	}
+	w.resting[restKey{list, agent}] = now.Add(backoff)
+}
+
+// restsUntil is when line list rings agent again, the zero time when it
+// is not resting at now.
+func (w *waitLines) restsUntil(list, agent string, now time.Time) time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	until, ok := w.resting[restKey{list, agent}]
+	if !ok || !now.Before(until) {
+		return time.Time{}
+	}
+	return until
 }
 
 // connected records that a call of line list was connected after
@@ -136,12 +184,12 @@ func (w *waitLines) position(t *ticket) int {
 }
 
 // busy reports whether the hunt target name ("user@endpoint") is on a
-// call wagate connected through a hunt list.
+// call wagate connected (agents.go) or in its after-call work.
 func (hs *huntState) busy(name string) bool {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	a := hs.agents[name]
-	return a != nil && a.active > 0
+	return a != nil && (a.active > 0 || time.Now().Before(a.wrapUntil))
 }
 
 // JoinQueue implements callflow.Queuer: the call waits in the hunt list's
@@ -179,10 +227,27 @@ func (fc *flowCall) waitInLine(t *ticket, list *configs.HuntList, callees []sipe
 		t.result <- callflow.QueueResult{Outcome: outcome, Err: err}
 		fc.log.Info("call flow left the queue", "queue", t.list, "outcome", outcome, "waited_s", time.Since(start).Round(time.Millisecond).Seconds())
 	}
-	deadline := time.NewTimer(limit)
+	// wait ends with the wait, also while agents ring: at limit_time or
+	// when the engine leaves (its cause says which).
+	wait, end := context.WithCancelCause(context.Background())
+	defer end(nil)
+	deadline := time.AfterFunc(limit, func() { end(errQueueLimit) })
 	defer deadline.Stop()
+	s.wg.Go(func() {
+		select {
+		case <-t.leave:
+			end(errQueueLeft)
+		case <-wait.Done():
+		}
+	})
+	failed := func(cl sipedge.Callee) {
+		s.lines.failed(t.list, cl.Name(), list.RejectBackoff.D(), time.Now())
+	}
 	retry := time.NewTicker(queueRetry)
 	defer retry.Stop()
+	rest := time.NewTimer(time.Hour)
+	rest.Stop()
+	defer rest.Stop()
 	last := 0
 	for {
 		pos := s.lines.position(t)
@@ -190,15 +255,36 @@ func (fc *flowCall) waitInLine(t *ticket, list *configs.HuntList, callees []sipe
 			last = pos
 			t.setStatus(callflow.QueueStatus{Position: pos, ETA: s.lines.estimate(t.list, time.Since(start))})
 		}
-		if pos == 1 {
+		var rested <-chan time.Time
+		if pos == 1 && wait.Err() == nil {
 			var free []sipedge.Callee
+			var wake time.Time
+			now := time.Now()
 			for _, cl := range callees {
-				if !s.hunts.busy(cl.Name()) && s.edge.Up(cl.EP.Name) {
-					free = append(free, cl)
+				if s.hunts.busy(cl.Name()) || !s.edge.Up(cl.EP.Name) {
+					// An agent whose wrap-up ends between two looks is
+					// rung then, as a rest's.
+					if until := s.hunts.wrapsUntil(cl.Name(), now); !until.IsZero() && (wake.IsZero() || until.Before(wake)) {
+						wake = until
+					}
+					continue
 				}
+				if until := s.lines.restsUntil(t.list, cl.Name(), now); !until.IsZero() {
+					if wake.IsZero() || until.Before(wake) {
+						wake = until
+					}
+					continue
+				}
+				free = append(free, cl)
+			}
+			if !wake.IsZero() {
+				// An agent's rest ends between two looks: ring it then,
+				// not up to a second later.
+				rest.Reset(time.Until(wake))
+				rested = rest.C
 			}
 			if len(free) > 0 {
-				err := fc.ring(free, list, false)
+				err := fc.ring(wait, free, list, false, failed)
 				switch {
 				case err == nil:
 					s.lines.connected(t.list, time.Since(start))
@@ -207,17 +293,20 @@ func (fc *flowCall) waitInLine(t *ticket, list *configs.HuntList, callees []sipe
 				case errors.Is(err, callflow.ErrCallEnded):
 					finish(callflow.QueueLeft, callflow.ErrCallEnded)
 					return
+				case wait.Err() == nil:
+					fc.log.Info("call flow queue: no free agent answered", "queue", t.list, "error", err)
 				}
-				fc.log.Info("call flow queue: no free agent answered", "queue", t.list, "error", err)
 			}
 		}
 		select {
 		case <-retry.C:
-		case <-deadline.C:
-			finish(callflow.QueueTimedOut, nil)
-			return
-		case <-t.leave:
-			finish(callflow.QueueLeft, nil)
+		case <-rested:
+		case <-wait.Done():
+			if errors.Is(context.Cause(wait), errQueueLimit) {
+				finish(callflow.QueueTimedOut, nil)
+			} else {
+				finish(callflow.QueueLeft, nil)
+			}
 			return
 		case <-c.ended:
 			finish(callflow.QueueLeft, callflow.ErrCallEnded)

@@ -36,3 +36,29 @@ func TestQueueEstimate(t *testing.T) {
 		t.Errorf("lines mixed up: support's estimate %v", e)
 	}
 }
+
+// TestQueueRejectBackoff: an agent whose ring failed rests for its list's
+// back-off, for that line only, and is free again after it; a back-off
+// of 0 never rests anyone; rests that are over are dropped.
+func TestQueueRejectBackoff(t *testing.T) {
+	var w waitLines
+	now := time.Now()
+	w.failed("sales", "1001@pbx", 10*time.Second, now)
+	w.failed("sales", "1002@pbx", 0, now)
+	if u := w.restsUntil("sales", "1001@pbx", now.Add(9*time.Second)); !u.Equal(now.Add(10 * time.Second)) {
+		t.Errorf("an agent that failed 9 s ago, back-off 10 s: rests until %v, want 1 s from then", u)
+	}
+	if u := w.restsUntil("sales", "1001@pbx", now.Add(10*time.Second)); !u.IsZero() {
+		t.Error("an agent still resting once its 10 s back-off is over")
+	}
+	if u := w.restsUntil("support", "1001@pbx", now); !u.IsZero() {
+		t.Error("an agent resting for another line")
+	}
+	if u := w.restsUntil("sales", "1002@pbx", now); !u.IsZero() {
+		t.Error("an agent resting with a back-off of 0")
+	}
+	w.failed("sales", "1003@pbx", 5*time.Second, now.Add(11*time.Second))
+	if len(w.resting) != 1 {
+		t.Errorf("%d rests kept, want only the one not over", len(w.resting))
+	}
+}

@@ -54,10 +54,12 @@ type transfer struct {
 	user   string
 	notify *notifier
 	asked  time.Time
-	// leg is the new leg once placed; connected once it answered and
-	// took over (under the call's mu).
-	leg       *leg
-	connected bool
+	// leg is the new leg once answered; connected once it took over
+	// (under the call's mu). redirected: it answered through a 3xx, so
+	// ep and user name no configured agent.
+	leg        *leg
+	connected  bool
+	redirected bool
 }
 
 // Transfer blind-transfers answered call callID (wagate's id) to target:
@@ -123,6 +125,8 @@ func (c *call) transferorGoneLocked(l *leg) bool {
 		return false
 	}
 	x.fromGone, l.retired = true, true
+	// The agent hung up: it is free, whatever becomes of the transfer.
+	c.freeAgentLocked(l)
 	if l == c.a {
 		c.aAnswered = false
 	} else if l == c.b {
@@ -224,7 +228,7 @@ func (c *call) transferorAlive(x *transfer) func() bool {
 // runTransfer places the transfer's call and completes or undoes it.
 func (s *Engine) runTransfer(c *call, x *transfer) {
 	c.updateMOH()
-	r := s.tryTarget(c, x)
+	r := s.dialTransfer(c, x)
 	if r.ok() {
 		s.completeTransfer(c, x, r)
 		return
@@ -268,7 +272,7 @@ func (s *Engine) runTransfer(c *call, x *transfer) {
 	c.cc.xfer = fx
 	c.mu.Unlock()
 	c.log.Info("transfer failed after the transferring agent hung up; calling the fallback route", "target", fx.target.String())
-	if r := s.tryTarget(c, fx); r.ok() {
+	if r := s.dialTransfer(c, fx); r.ok() {
 		s.completeTransfer(c, fx, r)
 		return
 	} else {
@@ -302,6 +306,12 @@ func (s *Engine) completeTransfer(c *call, x *transfer, r dialResult) {
 	}
 	old.retired = true
 	x.connected = true
+	// The transferring agent is free from now (its BYE follows the final
+	// NOTIFY); the one that answered is busy while its leg is the call's.
+	c.freeAgentLocked(old)
+	if !x.redirected {
+		c.seatAgentLocked(nl, sipedge.Callee{EP: x.ep, User: x.user}, x.list)
+	}
 	c.cc.xfer = nil
 	rec := x.record(c, r)
 	c.cc.transfers = append(c.cc.transfers, rec)

@@ -1,14 +1,29 @@
 package b2bua
 
 import (
-	"errors"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/wagate/wagate/configs"
+	"github.com/wagate/wagate/events"
 	sipedge "github.com/wagate/wagate/sip"
 )
+
+// A transfer rings its target through a hunt (hunt.go, bleg.go), the
+// machinery of every B-leg: one extension, or a hunt list's targets in
+// the strategy's order — one at a time, or all at once for a parallel
+// list (the first 2xx wins, the others get CANCEL, a 2xx that crosses it
+// is ACKed and hung up) — each for its own ring time, down endpoints
+// skipped, 6xx and 3xx as for any hunt. What differs is the side
+// (transferSide): each attempt is a new leg for the side of the call the
+// transfer replaces, offered the call's media (Bridge.OfferSide), with
+// the transfer's X-WABA headers; its ringing goes to the transferring
+// agent as NOTIFY; and targets whose endpoint is at max_calls are
+// skipped too (a transfer adds a call to the target's endpoint, a hunt's
+// first INVITE was admitted against its cap). A transfer's attempts are
+// not the call's B-leg attempts: they stay out of the CDR's attempts.
 
 // dialResult is how placing a new leg ended: answered (leg and its ACKed
 // 2xx), or the final code and reason it failed with.
@@ -21,152 +36,193 @@ type dialResult struct {
 
 func (r dialResult) ok() bool { return r.answer != nil }
 
-// dialLeg places a new leg of answered call c to callee,
-// with offer (from Bridge.OfferSide) as its SDP, for the side the leg
-// replaced by x is on. It returns when the leg answered (its 2xx ACKed),
-// failed, rang past its ring time (480), or the call ended (487):
-// then the INVITE is cancelled, and a 2xx that crosses the CANCEL gets
-// its ACK and a BYE. The leg is findable by its Call-ID from the INVITE
-// on; on failure it is forgotten again.
-//
-// It is the transfer's dialler. The hunt list's B-leg dialler is meant to
-// take its place, so it knows nothing of transfers but x's leg and side.
-func (s *Engine) dialLeg(c *call, x *transfer, callee sipedge.Callee, offer []byte, ringing func()) dialResult {
-	cfg := s.edge.Config()
-	ep := callee.EP
-	l := &leg{name: x.from.name, ep: ep, side: x.from.side, callID: newCallID() + bLegCallIDSuffix, localTag: newTag(), localCSeq: 1}
-	target, dest := callee.URI, callee.Dest
-	l.localURI = c.newLegFrom(cfg)
-	l.remoteURI, l.remoteTarget = callee.To, target
-	l.transport = strings.ToUpper(ep.Transport)
-	l.dest = dest
+// transferSide rings a transfer's target.
+type transferSide struct{ x *transfer }
 
-	req := sip.NewRequest(sip.INVITE, target)
-	from := &sip.FromHeader{Address: l.localURI, Params: sip.NewParams()}
-	from.Params.Add("tag", l.localTag)
+// newLeg is a dialog of its own (a fresh Call-ID in the form of every
+// leg wagate places, so that a stray 2xx is ACKed and hung up) for the
+// side the transfer replaces.
+func (ts transferSide) newLeg(*call, int) *leg {
+	return &leg{name: ts.x.from.name, side: ts.x.from.side, callID: newCallID() + bLegCallIDSuffix}
+}
+
+func (ts transferSide) invite(s *Engine, c *call, at *attempt, offer []byte) *sip.Request {
+	return s.transferInvite(c, ts.x, at, offer)
+}
+
+// ringing tells the transferring agent, once, that the target rings.
+func (ts transferSide) ringing(*hunt, *attempt, *sip.Response) {
+	ts.x.notify.progress(180, "Ringing")
+}
+
+// lateAnswer: a target that answered after the transfer gave up on it
+// was ACKed and hung up; the call is not told.
+func (transferSide) lateAnswer(*call) {}
+
+func (transferSide) kind() string { return "transfer" }
+
+// dialTransfer rings x's callees (in their order already) and returns
+// the leg that answered, its 2xx ACKed and its answer applied to the
+// bridge; else how the target failed: the most meaningful failure of the
+// hunt (hunt.resolve's weights), 480 when nothing was rung, 487 when the
+// call ended, 503 at shutdown.
+func (s *Engine) dialTransfer(c *call, x *transfer) dialResult {
+	if c.getState() == stateEnded {
+		return dialResult{code: 487, reason: "Request Terminated"}
+	}
+	// One offer for every target, as for any hunt: a list's endpoints
+	// share their media settings (checked at load).
+	offer, err := c.bridge.OfferSide(x.from.side, legConfig(x.callees[0].EP, c.route.Number))
+	if err != nil {
+		c.log.Warn("transfer target cannot take the call's media", "target", x.target.String(), "error", err)
+		return dialResult{code: 488, reason: "Not Acceptable Here"}
+	}
+	h := &hunt{s: s, c: c, side: transferSide{x: x}, offer: offer, list: x.list, xfer: x,
+		events: make(chan attemptEvent, 16), done: make(chan struct{})}
+	defer h.stopListening()
+	h.queue = slices.Clone(x.callees)
+	var cause string
+	gone := func(code int, reason string) dialResult {
+		h.close()
+		h.cancelAll(nil)
+		h.dropWinner()
+		c.bridge.CancelOffer(x.from.side)
+		return dialResult{code: code, reason: reason}
+	}
+	for {
+		if h.pending == 0 {
+			h.next()
+		}
+		if h.pending == 0 {
+			// Nothing rings and nothing is left to ring. Attempts still
+			// ending (a CANCEL's 487) report to nobody.
+			h.close()
+			c.bridge.CancelOffer(x.from.side)
+			r := dialResult{code: 480, reason: "Temporarily Unavailable"}
+			if h.hasBest {
+				r.code, r.reason = h.best.code, h.best.reason
+			}
+			if x.list != nil {
+				c.log.Info("transfer hunt failed", "hunt", x.list.Name, "attempts", len(h.attempts), "code", r.code)
+			}
+			return r
+		}
+		select {
+		case ev := <-h.events:
+			if ev.kind == evAnswered {
+				h.stopListening()
+				return h.transferAnswered(ev)
+			}
+			h.handle(ev, false, &cause)
+		case <-c.ended:
+			return gone(487, "Request Terminated")
+		case <-s.ctx.Done():
+			return gone(503, "Service Unavailable")
+		}
+	}
+}
+
+// transferAnswered gives up on the other targets, makes the winner's
+// dialog findable, ACKs its 2xx and applies its answer to the bridge.
+func (h *hunt) transferAnswered(ev attemptEvent) dialResult {
+	s, c, x, at := h.s, h.c, h.xfer, ev.at
+	defer ev.tx.Terminate()
+	h.settle(ev)
+	l := at.leg
+	l.fromUACResponse(ev.res)
+	// Findable before the ACK: the target may hang up at once.
+	s.reg.addLeg(c, l)
+	ack := l.ack(ev.req.CSeq().SeqNo)
+	s.edge.Prepare(ack)
+	if err := s.edge.Client().WriteRequest(ack); err != nil {
+		c.log.Warn("ACK not sent", "leg", l.name, "sip_call_id", l.callID, "error", err)
+	}
+	l.mu.Lock()
+	l.sentAck = ack
+	l.mu.Unlock()
+	// Retransmitted 2xx are ACKed again (onStrayResponse, once the
+	// transaction is gone).
+	ev.tx.OnRetransmission(s.reAck(ack, l.callID))
+	c.mu.Lock()
+	x.ep, x.user, x.leg, x.redirected = at.callee.EP, at.callee.User, l, at.redirects > 0
+	c.mu.Unlock()
+	if x.list != nil {
+		c.log.Info("transfer hunt answered", "hunt", x.list.Name, "target", at.callee.Name())
+	}
+	if err := c.bridge.AnswerSide(x.from.side, ev.res.Body()); err != nil {
+		c.log.Warn("transfer target's answer refused", "target", at.callee.Name(), "error", err)
+		s.sendBye(c, l)
+		s.reg.removeLeg(c, l)
+		return dialResult{code: 488, reason: "Not Acceptable Here"}
+	}
+	return dialResult{leg: l, answer: ev.res, code: ev.res.StatusCode, reason: ev.res.Reason}
+}
+
+// skipFull resolves callee's turn without an INVITE when the hunt is a
+// transfer's and callee's endpoint is at max_calls; it reports whether
+// it did.
+func (h *hunt) skipFull(callee sipedge.Callee) bool {
+	if h.xfer == nil || h.s.reg.hasRoom(callee.EP.Name, callee.EP.MaxCalls) {
+		return false
+	}
+	at := h.newAttempt(callee, 0)
+	h.attempts = append(h.attempts, at)
+	at.started = time.Now()
+	h.pending++
+	h.c.log.Info("transfer target skipped: its endpoint is at max_calls", "target", callee.Name())
+	h.resolve(at, events.AttemptDown, 0, &result{code: 503, reason: "Service Unavailable", weight: weightDown,
+		cause: "endpoint at max_calls", outcome: OutcomeFailed})
+	return true
+}
+
+// transferInvite builds attempt at's INVITE of transfer x, with offer
+// (from Bridge.OfferSide), and sets up the attempt's leg.
+func (s *Engine) transferInvite(c *call, x *transfer, at *attempt, offer []byte) *sip.Request {
+	cfg := s.edge.Config()
+	callee, l := at.callee, at.leg
+	// Before anything reads it: the leg is findable only once it won.
+	l.ep = callee.EP
+	l.mu.Lock()
+	l.localURI, l.localTag, l.localCSeq = c.newLegFrom(cfg), newTag(), 1
+	l.remoteURI, l.remoteTarget = callee.To, callee.URI
+	l.transport = strings.ToUpper(callee.EP.Transport)
+	l.dest = callee.Dest
+	localURI, tag, callID, transport := l.localURI, l.localTag, l.callID, l.transport
+	l.mu.Unlock()
+	c.mu.Lock()
+	if x.leg == nil {
+		// The callee rung last, until one answered (a parallel list's
+		// loser may get here after the winner's 2xx).
+		x.ep, x.user = callee.EP, callee.User
+	}
+	c.mu.Unlock()
+
+	req := sip.NewRequest(sip.INVITE, callee.URI)
+	from := &sip.FromHeader{Address: localURI, Params: sip.NewParams()}
+	from.Params.Add("tag", tag)
 	req.AppendHeader(from)
-	req.AppendHeader(&sip.ToHeader{Address: l.remoteURI, Params: sip.NewParams()})
-	cid := sip.CallIDHeader(l.callID)
+	req.AppendHeader(&sip.ToHeader{Address: callee.To, Params: sip.NewParams()})
+	cid := sip.CallIDHeader(callID)
 	req.AppendHeader(&cid)
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.INVITE})
 	mf := sip.MaxForwardsHeader(70)
 	req.AppendHeader(&mf)
-	req.AppendHeader(s.edge.Contact(l.transport))
+	req.AppendHeader(s.edge.Contact(transport))
 	req.AppendHeader(sip.NewHeader("User-Agent", cfg.SIP.UserAgent))
-	req.AppendHeader(sip.NewHeader("Allow", allowFor(ep)))
+	req.AppendHeader(sip.NewHeader("Allow", allowFor(callee.EP)))
 	for _, h := range c.route.TransferHeaders(c.id) {
 		req.AppendHeader(h)
 	}
 	ct := sip.ContentTypeHeader("application/sdp")
 	req.AppendHeader(&ct)
 	req.SetBody(offer)
-	req.SetTransport(l.transport)
-	if dest != "" {
-		req.SetDestination(dest)
+	req.SetTransport(transport)
+	if callee.Dest != "" {
+		req.SetDestination(callee.Dest)
 	}
 	s.edge.Prepare(req)
-
-	c.mu.Lock()
-	x.leg = l
-	c.mu.Unlock()
-	s.reg.addLeg(c, l)
-	fail := func(code int, reason string) dialResult {
-		s.reg.removeLeg(c, l)
-		return dialResult{code: code, reason: reason}
-	}
-	btx, err := s.edge.Client().TransactionRequest(s.ctx, req)
-	if err != nil {
-		c.log.Warn("transfer INVITE not sent", "target", target.String(), "error", err)
-		return fail(503, "Service Unavailable")
-	}
-	defer btx.Terminate()
-	c.log.Info("transfer target called", "target", target.String(), "endpoint", ep.Name, "sip_call_id_new", l.callID)
-
-	ringFor := callee.RingTimeout
-	if ringFor <= 0 {
-		ringFor = cfg.SIP.RingTimeout.D()
-	}
-	ring := time.NewTimer(ringFor)
-	defer ring.Stop()
-	var (
-		provisional, cancelSent bool
-		gaveUp                  string // why wagate stopped waiting; "" while it waits
-		giveUpCode              int
-		abandon                 <-chan time.Time
-	)
-	giveUp := func(code int, why string) {
-		if gaveUp != "" {
-			return
-		}
-		gaveUp, giveUpCode = why, code
-		abandon = time.After(64 * sip.T1)
-		if provisional && !cancelSent {
-			cancelSent = true
-			s.sendCancel(c, req)
-		}
-	}
-	ended := c.ended
-	for {
-		select {
-		case res := <-btx.Responses():
-			switch {
-			case res.StatusCode < 200:
-				provisional = true
-				if gaveUp != "" && !cancelSent {
-					cancelSent = true
-					s.sendCancel(c, req)
-				}
-				if res.StatusCode > 100 && gaveUp == "" && ringing != nil {
-					ringing()
-				}
-			case res.StatusCode < 300:
-				l.fromUACResponse(res)
-				ack := l.ack(req.CSeq().SeqNo)
-				s.edge.Prepare(ack)
-				if err := s.edge.Client().WriteRequest(ack); err != nil {
-					c.log.Warn("ACK not sent", "leg", l.name, "sip_call_id", l.callID, "error", err)
-				}
-				l.mu.Lock()
-				l.sentAck = ack
-				l.mu.Unlock()
-				btx.OnRetransmission(s.reAck(ack, l.callID))
-				if gaveUp != "" {
-					// Answered as wagate gave up on it: hang it up.
-					s.sendBye(c, l)
-					return fail(giveUpCode, gaveUp)
-				}
-				return dialResult{leg: l, answer: res, code: res.StatusCode, reason: res.Reason}
-			default:
-				if gaveUp != "" {
-					return fail(giveUpCode, gaveUp)
-				}
-				reason := res.Reason
-				if reason == "" || !sipedge.ValidHeaderValue(reason) {
-					reason = sipedge.DefaultReason(res.StatusCode)
-				}
-				return fail(res.StatusCode, reason)
-			}
-		case <-btx.Done():
-			if gaveUp != "" {
-				return fail(giveUpCode, gaveUp)
-			}
-			if err := btx.Err(); err != nil && !errors.Is(err, sip.ErrTransactionTimeout) {
-				return fail(503, "Service Unavailable")
-			}
-			return fail(408, "Request Timeout")
-		case <-ring.C:
-			giveUp(480, "Temporarily Unavailable")
-		case <-ended:
-			ended = nil
-			giveUp(487, "Request Terminated")
-		case <-s.ctx.Done():
-			giveUp(503, "Service Unavailable")
-			return fail(giveUpCode, gaveUp)
-		case <-abandon:
-			c.log.Warn("transfer target sent no final response within 64*T1 of being cancelled", "sip_call_id_new", l.callID)
-			return fail(giveUpCode, gaveUp)
-		}
-	}
+	c.log.Info("transfer target called", "target", callee.Name(), "attempt", at.n, "sip_call_id_new", callID)
+	return req
 }
 
 // newLegFrom is the From of a new agent leg: the WhatsApp user, as the

@@ -11,11 +11,9 @@ import (
 )
 
 // Where a transfer goes: one extension of a pbx endpoint, or a hunt list
-// whose targets are rung one at a time in the list's strategy order
-// (round_robin and least_recent share the routes' memory; parallel lists
-// ring one target at a time too), skipping endpoints their probes mark
-// down, until one answers. A 6xx ends the list unless its on_decline is
-// next.
+// rung as any hunt rings it (transferdial.go): in the list's strategy
+// order (round_robin and least_recent share the routes' memory), a
+// parallel list all at once.
 
 // Target is where a transfer goes: a user (extension) at a pbx endpoint,
 // or a hunt list (Hunt, instead of Endpoint and User).
@@ -57,7 +55,11 @@ func (s *Engine) transferCallees(cfg *configs.Config, t Target) ([]sipedge.Calle
 			if ep == nil {
 				return nil, nil, fmt.Errorf("%w: hunt list %q names no endpoint %q", ErrBadTarget, t.Hunt, tg.Endpoint)
 			}
-			callees = append(callees, sipedge.NewCallee(ep, tg.User, tg.RingTimeout.D()))
+			ring := tg.RingTimeout.D()
+			if ring <= 0 {
+				ring = cfg.SIP.RingTimeout.D()
+			}
+			callees = append(callees, sipedge.NewCallee(ep, tg.User, ring))
 		}
 		if len(callees) == 0 {
 			return nil, nil, fmt.Errorf("%w: hunt list %q has no targets", ErrBadTarget, t.Hunt)
@@ -74,61 +76,6 @@ func (s *Engine) transferCallees(cfg *configs.Config, t Target) ([]sipedge.Calle
 		return nil, nil, fmt.Errorf("%w: user %q is not an extension", ErrBadTarget, t.User)
 	}
 	return []sipedge.Callee{sipedge.NewCallee(ep, t.User, cfg.SIP.RingTimeout.D())}, nil, nil
-}
-
-// tryTarget rings x's callees in order until one answers, and returns
-// how the last one ended.
-func (s *Engine) tryTarget(c *call, x *transfer) dialResult {
-	r := dialResult{code: 480, reason: "Temporarily Unavailable"}
-	for i, callee := range x.callees {
-		if c.getState() == stateEnded {
-			return dialResult{code: 487, reason: "Request Terminated"}
-		}
-		c.mu.Lock()
-		x.ep, x.user = callee.EP, callee.User
-		c.mu.Unlock()
-		switch {
-		case !s.edge.Up(callee.EP.Name):
-			c.log.Info("transfer target skipped: its endpoint is down", "target", callee.Name())
-			r = dialResult{code: 503, reason: "Service Unavailable"}
-			continue
-		case !s.reg.hasRoom(callee.EP.Name, callee.EP.MaxCalls):
-			c.log.Info("transfer target skipped: its endpoint is at max_calls", "target", callee.Name())
-			r = dialResult{code: 503, reason: "Service Unavailable"}
-			continue
-		}
-		if r = s.tryCallee(c, x, callee); r.ok() {
-			return r
-		}
-		if r.code >= 600 && (x.list == nil || x.list.OnDecline != configs.DeclineNext) {
-			return r
-		}
-		if x.list != nil && i+1 < len(x.callees) {
-			c.log.Info("transfer hunt: target failed, ringing the next", "hunt", x.list.Name, "target", callee.Name(), "code", r.code)
-		}
-	}
-	return r
-}
-
-// tryCallee offers the call's media to callee and calls it.
-func (s *Engine) tryCallee(c *call, x *transfer, callee sipedge.Callee) dialResult {
-	offer, err := c.bridge.OfferSide(x.from.side, legConfig(callee.EP, c.route.Number))
-	if err != nil {
-		c.log.Warn("transfer target cannot take the call's media", "target", callee.Name(), "error", err)
-		return dialResult{code: 488, reason: "Not Acceptable Here"}
-	}
-	r := s.dialLeg(c, x, callee, offer, func() { x.notify.progress(180, "Ringing") })
-	if r.ok() {
-		if err := c.bridge.AnswerSide(x.from.side, r.answer.Body()); err != nil {
-			c.log.Warn("transfer target's answer refused", "target", callee.Name(), "error", err)
-			s.sendBye(c, r.leg)
-			s.reg.removeLeg(c, r.leg)
-			return dialResult{code: 488, reason: "Not Acceptable Here"}
-		}
-		return r
-	}
-	c.bridge.CancelOffer(x.from.side)
-	return r
 }
 
 // resolveTarget finds what a Refer-To URI names, and checks that from's

@@ -46,8 +46,8 @@ func TestServiceFailuresFallBack(t *testing.T) {
 		{"digits bounds", ok(`{"callflow":[{"action":"sayAndCapture","params":{"promptMessage":"x","minDigits":5,"maxDigits":3}}]}`), "", "maxDigits: 3 is outside minDigits (5)–32"},
 		{"oversized", ok(`{"callflow":[{"action":"say","params":{"text":"` + strings.Repeat("a", 70<<10) + `"}}]}`), "", "larger than 65536 bytes"},
 		{"redirect to ftp", func(Request, int) (int, string) { return 0, "" }, "redirect", "only http and https are followed"},
-		{"file not audio", ok(`{"callflow":[{"action":"playFile","params":{"fileUrl":"` + files.URL + `/page.wav"}}]}`), "", "neither WAV nor MP3"},
-		{"file too large", ok(`{"callflow":[{"action":"playFile","params":{"fileUrl":"` + files.URL + `/huge.wav"}}]}`), "", "file too large"},
+		{"file not audio", ok(`{"callflow":[{"action":"playFile","params":{"fileUrl":"` + files.URL + `/page.wav"}}]}`), "", "unsupported_media"},
+		{"file too large", ok(`{"callflow":[{"action":"playFile","params":{"fileUrl":"` + files.URL + `/huge.wav"}}]}`), "", "file_too_large"},
 		{"file scheme", ok(`{"callflow":[{"action":"playFile","params":{"fileUrl":"file:///etc/passwd"}}]}`), "", "must be an http or https URL"},
 	}
 	for _, c := range cases {

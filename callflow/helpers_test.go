@@ -9,6 +9,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os/exec"
 	"sync"
 	"testing"
@@ -207,6 +208,9 @@ var (
 
 // library is one espeak-ng-backed prompt library shared by the tests, as
 // wagate shares one across calls.
+// testAllow lets files come from 127.0.0.1, and only there on loopback.
+var testAllow = prompt.Allow{Prefixes: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}
+
 func library(t testing.TB) *prompt.Library {
 	t.Helper()
 	if _, err := exec.LookPath("espeak-ng"); err != nil {
@@ -215,7 +219,8 @@ func library(t testing.TB) *prompt.Library {
 	libOnce.Do(func() {
 		var tts *prompt.Espeak
 		if tts, libErr = prompt.NewEspeak("", "en"); libErr == nil {
-			lib, libErr = prompt.New(prompt.Options{TTS: tts})
+			// The tests' file servers are httptest servers on 127.0.0.1.
+			lib, libErr = prompt.New(prompt.Options{TTS: tts, Files: prompt.FileOptions{Allow: testAllow}})
 		}
 	})
 	if libErr != nil {

@@ -105,7 +105,8 @@ func (s *session) render(ctx context.Context, a Action, rate int) ([]prompt.Audi
 		if text == "" {
 			return prompt.Audio{}, nil
 		}
-		return p.Speech(ctx, speech(text, voice, speed), rate)
+		x, err := p.Speech(ctx, speech(text, voice, speed), rate)
+		return x, s.promptFailed(ctx, a.Name(), ReasonSpeechFailed, err)
 	}
 	switch a := a.(type) {
 	case *Say:
@@ -113,7 +114,7 @@ func (s *session) render(ctx context.Context, a Action, rate int) ([]prompt.Audi
 		return []prompt.Audio{x}, err
 	case *PlayFile:
 		x, err := p.File(ctx, a.FileURL, rate)
-		return []prompt.Audio{x}, err
+		return []prompt.Audio{x}, s.fileFailed(ctx, a.Name(), err)
 	case *SayAndCapture:
 		out := make([]prompt.Audio, 3)
 		for i, text := range []string{a.PromptMessage, a.SuccessMessage, a.FailureMessage} {
@@ -132,7 +133,7 @@ func (s *session) render(ctx context.Context, a Action, rate int) ([]prompt.Audi
 			return []prompt.Audio{holdTune(rate)}, nil
 		}
 		x, err := p.File(ctx, a.MusicURL, rate)
-		return []prompt.Audio{x}, err
+		return []prompt.Audio{x}, s.fileFailed(ctx, a.Name(), err)
 	}
 	return nil, nil
 }

@@ -2,6 +2,7 @@ package configs
 
 import (
 	"fmt"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"strings"
@@ -164,6 +165,67 @@ type Prompts struct {
 	// DiskMB bounds the rendered speech kept in <data_dir>/prompts so that
 	// a restart renders nothing again (default 256; 0: no disk cache).
 	DiskMB int `yaml:"disk_mb"`
+	// FetchAllow lists where a call flow's audio files (fileUrl,
+	// musicUrl; a queue route's own music is not checked) may come from
+	// although their address is not public: CIDRs or single addresses ("10.20.0.0/16", "fd00::5"),
+	// and host names fetched from whatever they resolve to
+	// ("media.corp.example", or "*.corp.example" for the names under it).
+	// Default empty: loopback, private, link-local, CGNAT and other
+	// non-public addresses are refused (docs/security.md).
+	FetchAllow []string `yaml:"fetch_allow"`
+}
+
+// FetchAllowList is FetchAllow read: the networks, and the host names in
+// lower case. Entries that do not validate are left out.
+func (p Prompts) FetchAllowList() (prefixes []netip.Prefix, hosts []string) {
+	for _, e := range p.FetchAllow {
+		pfx, host, msg := parseFetchAllow(e)
+		switch {
+		case msg != "":
+		case host != "":
+			hosts = append(hosts, host)
+		default:
+			prefixes = append(prefixes, pfx)
+		}
+	}
+	return prefixes, hosts
+}
+
+// parseFetchAllow reads one prompts.fetch_allow entry: a network (or one
+// address), or a host name, possibly "*." and a domain; msg says what is
+// wrong with it.
+func parseFetchAllow(raw string) (p netip.Prefix, host, msg string) {
+	s := strings.TrimSpace(raw)
+	switch {
+	case s == "":
+		return p, "", "is empty; give a CIDR like 10.20.0.0/16 or a host name"
+	case strings.Contains(s, "://"):
+		return p, "", fmt.Sprintf("%q is a URL; give only its host name or address", raw)
+	case strings.Contains(s, "/"):
+		if p, ok := parsePrefix(s); ok {
+			return p, "", ""
+		}
+		return p, "", fmt.Sprintf("%q is not a CIDR like 10.20.0.0/16 or fd00::/8", raw)
+	}
+	if ip, err := netip.ParseAddr(s); err == nil {
+		if ip.Zone() != "" {
+			return p, "", fmt.Sprintf("%q names an interface zone; give the address alone", raw)
+		}
+		ip = ip.Unmap()
+		return netip.PrefixFrom(ip, ip.BitLen()), "", ""
+	}
+	name := strings.TrimSuffix(strings.ToLower(s), ".")
+	if strings.ContainsAny(s, ":[]") {
+		return p, "", fmt.Sprintf("%q is neither an address nor a host name; leave out the port", raw)
+	}
+	domain, wild := strings.CutPrefix(name, "*.")
+	if !validHostName(domain) || strings.Contains(domain, "*") {
+		return p, "", fmt.Sprintf("%q is not a CIDR, an address or a host name (\"*.example.com\" for the names under a domain)", raw)
+	}
+	if wild {
+		return p, "*." + domain, ""
+	}
+	return p, domain, ""
 }
 
 // Text-to-speech engines of Prompts.TTS.
@@ -218,6 +280,11 @@ func (v validator) prompts() {
 	}
 	if p.DiskMB < 0 || p.DiskMB > 65536 {
 		v.add("prompts.disk_mb", "%d must be between 0 (no disk cache) and 65536", p.DiskMB)
+	}
+	for i, e := range p.FetchAllow {
+		if _, _, msg := parseFetchAllow(e); msg != "" {
+			v.add(fmt.Sprintf("prompts.fetch_allow[%d]", i), "%s", msg)
+		}
 	}
 }
 

@@ -141,7 +141,65 @@ func TestPromptsDefaultsAndProblems(t *testing.T) {
 		{"prompts:\n  voice: \"en US\" # <-\n", "is not a voice name"},
 		{"prompts:\n  memory_mb: 0 # <-\n", "between 1 and 4096"},
 		{"prompts:\n  disk_mb: -1 # <-\n", "between 0 (no disk cache)"},
+		{"prompts:\n  fetch_allow: [10.0.0.0/33] # <-\n", `"10.0.0.0/33" is not a CIDR`},
+		{"prompts:\n  fetch_allow: [\"http://media.example.com/\"] # <-\n", "is a URL; give only its host name"},
+		{"prompts:\n  fetch_allow: [\"media.example.com:8080\"] # <-\n", "leave out the port"},
+		{"prompts:\n  fetch_allow: [\"bad_name.example\"] # <-\n", "is not a CIDR, an address or a host name"},
+		{"prompts:\n  fetch_allow: [\"a.*.example\"] # <-\n", "is not a CIDR, an address or a host name"},
+		{"prompts:\n  fetch_allow: [\"\"] # <-\n", "is empty"},
+		{"prompts:\n  fetch_allow: [\"fe80::1%eth0\"] # <-\n", "interface zone"},
 	} {
 		wantOneProblem(t, endpointsBlock+tt.yaml, tt.want)
 	}
+}
+
+func TestPromptsFetchAllow(t *testing.T) {
+	c := mustParse(t, endpointsBlock+`prompts:
+  fetch_allow: ["10.20.0.0/16", "192.168.7.9", "::ffff:172.16.0.5", "FD00::/8", "Media.Corp.Example.", "*.cdn.internal"]
+`)
+	prefixes, hosts := c.Prompts.FetchAllowList()
+	want := []string{"10.20.0.0/16", "192.168.7.9/32", "172.16.0.5/32", "fd00::/8"}
+	if len(prefixes) != len(want) {
+		t.Fatalf("prefixes %v, want %v", prefixes, want)
+	}
+	for i, p := range prefixes {
+		if p.String() != want[i] {
+			t.Errorf("prefix %d is %s, want %s", i, p, want[i])
+		}
+	}
+	if len(hosts) != 2 || hosts[0] != "media.corp.example" || hosts[1] != "*.cdn.internal" {
+		t.Errorf("hosts %q", hosts)
+	}
+	if p, h := mustParse(t, endpointsBlock).Prompts.FetchAllowList(); len(p)+len(h) != 0 {
+		t.Errorf("default allows %v %v; want nothing", p, h)
+	}
+}
+
+// FuzzParseFetchAllow: any entry is a valid network, a lower-case host
+// name (wildcard or not) that validates again the same, or a message;
+// never a panic.
+func FuzzParseFetchAllow(f *testing.F) {
+	for _, s := range []string{"10.0.0.0/8", "fd00::1", "::ffff:1.2.3.4/120", "media.example.com", "*.x.example", "a:b", "http://x/", "", "*.", "1.2.3.4%eth0"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p, host, msg := parseFetchAllow(s)
+		switch {
+		case msg != "":
+			if host != "" || p.IsValid() {
+				t.Fatalf("%q: message %q with a result %v %q", s, msg, p, host)
+			}
+		case host != "":
+			if host != strings.ToLower(host) || p.IsValid() {
+				t.Fatalf("%q: host %q, prefix %v", s, host, p)
+			}
+			if p2, h2, m2 := parseFetchAllow(host); m2 != "" || h2 != host || p2.IsValid() {
+				t.Fatalf("%q: host %q does not read back (%v %q %q)", s, host, p2, h2, m2)
+			}
+		default:
+			if !p.IsValid() || p != p.Masked() || p.Addr().Is4In6() {
+				t.Fatalf("%q: prefix %v", s, p)
+			}
+		}
+	})
 }

@@ -94,12 +94,15 @@ const (
 	DefaultHEPAgentID = 1
 
 	// Hunt lists, probes and blocklists (docs/sip.md "Hunt lists").
-	DefaultHuntStrategy   = HuntSequential
-	DefaultHuntOnDecline  = DeclineStop
-	DefaultProbeInterval  = Duration(10 * time.Second)
-	DefaultProbeTimeout   = Duration(5 * time.Second)
-	DefaultProbeDownAfter = 3
-	DefaultProbeUpAfter   = 2
+	DefaultHuntStrategy  = HuntSequential
+	DefaultHuntOnDecline = DeclineStop
+	// DefaultHuntRejectBackoff: an agent who rejected or missed a queued
+	// call is left alone this long (docs/callflow.md "Queues").
+	DefaultHuntRejectBackoff = Duration(10 * time.Second)
+	DefaultProbeInterval     = Duration(10 * time.Second)
+	DefaultProbeTimeout      = Duration(5 * time.Second)
+	DefaultProbeDownAfter    = 3
+	DefaultProbeUpAfter      = 2
 	// DefaultBlocklistCode is 603 Decline: the business declines the
 	// call, and a caller's client shows it as declined, not as a fault.
 	DefaultBlocklistCode = 603
@@ -284,6 +287,7 @@ func applyDefaults(c *Config, t tree) {
 		p := fmt.Sprintf("hunt_lists[%d]", i)
 		str(&h.Strategy, p+".strategy", DefaultHuntStrategy)
 		str(&h.OnDecline, p+".on_decline", DefaultHuntOnDecline)
+		dur(&h.RejectBackoff, p+".reject_backoff", DefaultHuntRejectBackoff)
 		dur(&h.RingTimeout, p+".ring_timeout", c.SIP.RingTimeout)
 		for j := range h.Targets {
 			dur(&h.Targets[j].RingTimeout, fmt.Sprintf("%s.targets[%d].ring_timeout", p, j), h.RingTimeout)

@@ -65,6 +65,15 @@ type HuntList struct {
 	// OnDecline is stop (default) or next: whether a target's 6xx ends
 	// the hunt.
 	OnDecline string `yaml:"on_decline"`
+	// RejectBackoff is how long a queue waiting for this list leaves an
+	// agent alone after ringing it failed (busy, declined, no answer,
+	// unreachable), 0–10m (default 10s; 0: ring it again at the next
+	// look, every second).
+	RejectBackoff Duration `yaml:"reject_backoff"`
+	// WrapUp is the after-call work time: after an agent's leg reached
+	// through this list leaves its call, no hunt list or queue rings
+	// that agent for this long, 0–10m (default 0s: off).
+	WrapUp Duration `yaml:"wrap_up"`
 	// Targets are rung in this order (sequential, parallel) or in the
 	// strategy's order.
 	Targets []HuntTarget `yaml:"targets"`
@@ -135,6 +144,15 @@ type Blocklist struct {
 // target at once, and a sequential one of 50 agents ringing 15 s each
 // already outlasts any caller.
 const maxHuntTargets = 50
+
+// maxRejectBackoff bounds a hunt list's reject_backoff: longer, and an
+// agent who missed one call would sit idle while callers wait.
+const maxRejectBackoff = Duration(10 * time.Minute)
+
+// maxWrapUp bounds a hunt list's wrap_up, for the same reason: after-call
+// work of more than 10 minutes is an agent logged out, which the PBX
+// knows better.
+const maxWrapUp = Duration(10 * time.Minute)
 
 // HuntList returns the hunt list called name, or nil.
 func (c *Config) HuntList(name string) *HuntList {
@@ -213,6 +231,12 @@ func (v validator) huntLists() {
 			v.add(p+".on_decline", "%q is not stop (a 6xx ends the hunt) or next (the hunt goes on)", h.OnDecline)
 		}
 		v.positive(p+".ring_timeout", h.RingTimeout)
+		if d := h.RejectBackoff.D(); d < 0 || d > maxRejectBackoff.D() {
+			v.add(p+".reject_backoff", "%s must be between 0s (no back-off) and %s", d, maxRejectBackoff.D())
+		}
+		if d := h.WrapUp.D(); d < 0 || d > maxWrapUp.D() {
+			v.add(p+".wrap_up", "%s must be between 0s (no wrap-up) and %s", d, maxWrapUp.D())
+		}
 		switch n := len(h.Targets); {
 		case n == 0:
 			v.add(p+".targets", "a hunt list needs at least one target (endpoint and user)")

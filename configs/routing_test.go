@@ -51,6 +51,18 @@ hunt_lists:
     on_decline: ignore # <-
     targets: [{endpoint: pbx, user: "1001"}]
 `, `hunt_lists[0].on_decline: "ignore" is not stop`},
+		{"reject_backoff too long", huntBlock + `
+hunt_lists:
+  - name: support
+    reject_backoff: 11m # <-
+    targets: [{endpoint: pbx, user: "1001"}]
+`, `hunt_lists[0].reject_backoff: 11m0s must be between 0s (no back-off) and 10m0s`},
+		{"reject_backoff negative", huntBlock + `
+hunt_lists:
+  - name: support
+    reject_backoff: -5s # <-
+    targets: [{endpoint: pbx, user: "1001"}]
+`, `hunt_lists[0].reject_backoff: -5s must be between 0s`},
 		{"empty hunt list", huntBlock + `
 hunt_lists:
   - name: support
@@ -250,6 +262,7 @@ hunt_lists:
     strategy: parallel
     ring_timeout: 9s
     on_decline: next
+    reject_backoff: 0s
     targets: [{endpoint: pbx, user: "9000"}]
 blocklist: {callers: ["447700900999", "US.13491208655302741918"]}
 numbers:
@@ -274,6 +287,9 @@ numbers:
 	}
 	if n := c.HuntList("night"); n == nil || n.Strategy != HuntParallel || n.Targets[0].RingTimeout.D() != 9*time.Second || n.OnDecline != DeclineNext {
 		t.Errorf("night: %+v", n)
+	}
+	if h.RejectBackoff.D() != 10*time.Second || c.HuntList("night").RejectBackoff != 0 {
+		t.Errorf("reject_backoff %v and %v; want the default 10s and the night list's own 0s (off)", h.RejectBackoff, c.HuntList("night").RejectBackoff)
 	}
 	if c.HuntList("nope") != nil {
 		t.Error("an unknown hunt list was found")
@@ -323,5 +339,38 @@ func TestBlocklistKey(t *testing.T) {
 		if ok != (want != "") || got != want {
 			t.Errorf("BlocklistKey(%q) = %q, %v; want %q", in, got, ok, want)
 		}
+	}
+}
+
+// TestHuntWrapUp: wrap_up is off unless set, a reload applies it, and
+// it is bounded like reject_backoff.
+func TestHuntWrapUp(t *testing.T) {
+	c := mustParse(t, huntBlock+`
+hunt_lists:
+  - name: support
+    wrap_up: 30s
+    targets: [{endpoint: pbx, user: "1001"}]
+  - name: night
+    targets: [{endpoint: pbx, user: "9000"}]
+`)
+	if got := c.HuntList("support").WrapUp.D(); got != 30*time.Second {
+		t.Errorf("support wrap_up %v, want 30s", got)
+	}
+	if got := c.HuntList("night").WrapUp; got != 0 {
+		t.Errorf("night wrap_up %v, want 0s (off) when not set", got)
+	}
+	if !IsLiveKey("hunt_lists[0].wrap_up") {
+		t.Error("hunt_lists[0].wrap_up needs a restart; want it applied by a reload")
+	}
+	for in, want := range map[string]string{
+		"11m": `hunt_lists[0].wrap_up: 11m0s must be between 0s (no wrap-up) and 10m0s`,
+		"-1s": `hunt_lists[0].wrap_up: -1s must be between 0s (no wrap-up) and 10m0s`,
+	} {
+		wantOneProblem(t, huntBlock+`
+hunt_lists:
+  - name: support
+    wrap_up: `+in+` # <-
+    targets: [{endpoint: pbx, user: "1001"}]
+`, want)
 	}
 }

@@ -137,3 +137,32 @@ func BenchmarkScanBacklog(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkListCDRs measures a page of GET /v1/cdrs (100 CDRs, each with
+// Meta's report of its call) from a store of 2,000.
+//
+//	go test -run '^$' -bench ListCDRs ./events/
+func BenchmarkListCDRs(b *testing.B) {
+	s := openSink(b, nil)
+	ctx := context.Background()
+	const n = 2000
+	for i := range n {
+		c := testCDR("list-"+itoa(i), t0.Add(time.Duration(i)*time.Second))
+		c.WACallID = "wacid.list-" + itoa(i)
+		s.CallEnded(c)
+		if err := s.RecordMetaCall(ctx, MetaCall{WACallID: c.WACallID, Event: "terminate", Status: "COMPLETED"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for s.Stats().CDRsWritten < n {
+		time.Sleep(time.Millisecond)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		page, err := s.CDRs(ctx, CDRQuery{Limit: 100})
+		if err != nil || len(page.CDRs) != 100 || page.CDRs[99].MetaStatus != "COMPLETED" {
+			b.Fatalf("page of %d, %v", len(page.CDRs), err)
+		}
+	}
+}

@@ -122,8 +122,11 @@ type CDR struct {
 	// Attempts are the B-leg INVITEs wagate placed, in order: one per
 	// callee rung (a hunt's targets, a redirect's new target), including
 	// targets skipped because their endpoint was down. B names the one
-	// that answered. JSON only: the CSV export leaves lists out.
-	Attempts []Attempt `json:"attempts,omitempty"`
+	// that answered. JSON only: the CSV export leaves lists out. A call
+	// that placed more than 60 (a queue ringing its agents) lists the
+	// first 10 and the latest 50; AttemptsOmitted counts those between.
+	Attempts        []Attempt `json:"attempts,omitempty"`
+	AttemptsOmitted int       `json:"attempts_omitted,omitempty"`
 
 	// Transfers are the call's transfers in order, connected or failed
 	// (absent when it had none). A and B are the legs at the end: after
@@ -204,7 +207,7 @@ const (
 	AttemptUnreachable = "unreachable" // no response: transport error or timeout
 	AttemptDown        = "down"        // not rung: its endpoint's probes say down
 	AttemptRedirected  = "redirected"  // a 3xx that was followed (the next attempt)
-	AttemptCancelled   = "cancelled"   // given up on: another answered, or A left
+	AttemptCancelled   = "cancelled"   // given up on: another answered, A left, or a queue's wait ended
 	AttemptLate        = "late"        // answered after it was given up on: hung up
 	AttemptRinging     = "ringing"     // no result yet (the call ended first)
 )

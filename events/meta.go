@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"time"
 )
 
@@ -109,41 +108,4 @@ func (s *Sink) RecordMetaCall(ctx context.Context, m MetaCall) error {
 		return fmt.Errorf("events: record Meta call: %w", err)
 	}
 	return nil
-}
-
-// MetaCallReport returns Meta's stored report of a WhatsApp call id, or
-// ErrNotFound.
-func (s *Sink) MetaCallReport(ctx context.Context, waCallID string) (MetaCall, error) {
-	var m MetaCall
-	var body []byte
-	err := s.rdb.QueryRowContext(ctx, `SELECT body FROM meta_calls WHERE wa_call_id = ?`, waCallID).Scan(&body)
-	if errors.Is(err, sql.ErrNoRows) {
-		return m, ErrNotFound
-	}
-	if err != nil {
-		return m, fmt.Errorf("events: read Meta call: %w", err)
-	}
-	if err := json.Unmarshal(body, &m); err != nil {
-		return m, fmt.Errorf("events: Meta call %s unreadable: %w", waCallID, err)
-	}
-	return m, nil
-}
-
-// withMeta fills the CDRs' Meta fields from the stored reports of their
-// WhatsApp call ids. A report that cannot be read leaves its CDR as it is.
-func (s *Sink) withMeta(ctx context.Context, cdrs []CDR) {
-	for i := range cdrs {
-		c := &cdrs[i]
-		if c.WACallID == "" {
-			continue
-		}
-		m, err := s.MetaCallReport(ctx, c.WACallID)
-		if err != nil {
-			if !errors.Is(err, ErrNotFound) {
-				s.errs.log(s.log, slog.LevelWarn, "meta report", "Meta call report not read", "wa_call_id", c.WACallID, "error", err)
-			}
-			continue
-		}
-		c.MetaStatus, c.MetaDurationS, c.MetaEvent = m.Status, m.DurationS, m.Event
-	}
 }

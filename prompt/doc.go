@@ -16,5 +16,10 @@
 //   - Files are refused rather than guessed at: anything that is not a
 //     RIFF/WAVE or MPEG audio stream, is larger than the limit, or comes
 //     from a scheme other than http or https (redirects included) is an
-//     error naming the cause.
+//     error naming the cause; FileReason turns it into a stable word a
+//     business may be told.
+//   - File URLs come from businesses, so a download connects only to
+//     public addresses unless Allow lists more (guard.go): the check runs
+//     in the dialer on each resolved address, which covers redirects and
+//     DNS answers that change between a check and the connection.
 package prompt

@@ -31,7 +31,44 @@ var (
 	// ErrScheme is wrapped when a URL or a redirect names a scheme other
 	// than http or https.
 	ErrScheme = errors.New("prompt: only http and https URLs are fetched")
+	// ErrTimeout is wrapped when a server did not answer, or send the
+	// whole file, within the download's timeout.
+	ErrTimeout = errors.New("prompt: file not fetched in time")
 )
+
+// Reasons a file was not played, as a business's web service is told
+// them: stable words that say what to fix without repeating wagate's own
+// error, which may name addresses of wagate's network. The full error is
+// logged.
+const (
+	// ReasonDenied: the scheme is not http or https, or the URL (or a
+	// redirect) leads to an address that is not fetched from.
+	ReasonDenied = "fetch_denied"
+	// ReasonTimeout: no answer, or not the whole file, in time.
+	ReasonTimeout = "fetch_timeout"
+	// ReasonTooLarge: more bytes, or a longer sound, than allowed.
+	ReasonTooLarge = "file_too_large"
+	// ReasonUnsupported: not a WAV or MP3 file wagate plays.
+	ReasonUnsupported = "unsupported_media"
+	// ReasonFailed: anything else (refused connection, an HTTP status
+	// other than 2xx, a TLS failure, …).
+	ReasonFailed = "fetch_failed"
+)
+
+// FileReason is the Reason constant for an error of Library.File.
+func FileReason(err error) string {
+	switch {
+	case errors.Is(err, ErrDenied), errors.Is(err, ErrScheme):
+		return ReasonDenied
+	case errors.Is(err, ErrTooLarge), errors.Is(err, ErrTooLong):
+		return ReasonTooLarge
+	case errors.Is(err, ErrNotAudio):
+		return ReasonUnsupported
+	case errors.Is(err, ErrTimeout):
+		return ReasonTimeout
+	}
+	return ReasonFailed
+}
 
 // CheckURL returns an error unless raw is an absolute http or https URL
 // with a host.
@@ -86,11 +123,18 @@ func readBody(resp *http.Response, limit int64) ([]byte, error) {
 	return b, nil
 }
 
-// download GETs a file with the fetch rules above.
-func download(ctx context.Context, client *http.Client, raw string, limit int64, timeout time.Duration) ([]byte, error) {
+// download GETs a file with the fetch rules above; client must be
+// fetchClient(*allow)'s, or any SafeClient when allow is nil (a URL the
+// operator configured).
+func download(ctx context.Context, client *http.Client, allow *Allow, raw string, limit int64, timeout time.Duration) ([]byte, error) {
 	u, err := CheckURL(raw)
 	if err != nil {
 		return nil, err
+	}
+	if allow != nil && !allow.allowsHost(u.Hostname()) {
+		if err := allow.checkURL(u); err != nil {
+			return nil, fmt.Errorf("prompt: fetch %s: %w", u.Redacted(), err)
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -104,7 +148,7 @@ func download(ctx context.Context, client *http.Client, raw string, limit int64,
 	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) && errors.Is(ue.Err, context.DeadlineExceeded) {
-			return nil, fmt.Errorf("prompt: fetch %s: no answer within %s", u.Redacted(), timeout)
+			return nil, fmt.Errorf("%w: fetch %s: no answer within %s", ErrTimeout, u.Redacted(), timeout)
 		}
 		return nil, fmt.Errorf("prompt: fetch %s: %w", u.Redacted(), err)
 	}
@@ -119,7 +163,7 @@ func download(ctx context.Context, client *http.Client, raw string, limit int64,
 	b, err := readBody(resp, limit)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("prompt: fetch %s: not downloaded within %s", u.Redacted(), timeout)
+			return nil, fmt.Errorf("%w: fetch %s: not downloaded within %s", ErrTimeout, u.Redacted(), timeout)
 		}
 		return nil, fmt.Errorf("prompt: fetch %s: %w", u.Redacted(), err)
 	}

@@ -289,6 +289,9 @@ func newFileServer(t *testing.T) *fileServer {
 	mux.HandleFunc("/to-file", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "file:///etc/passwd", http.StatusFound)
 	})
+	mux.HandleFunc("/to-metadata", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "http://169.254.169.254/latest/meta-data/", http.StatusFound)
+	})
 	mux.HandleFunc("/to-wav", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/tone.wav", http.StatusFound)
 	})
@@ -310,7 +313,7 @@ func (fs *fileServer) count(path string) int {
 
 func TestFilesDownloadedOnceDecodedAndExpire(t *testing.T) {
 	fs := newFileServer(t)
-	l := newLib(t, Options{})
+	l := newLib(t, Options{Files: FileOptions{Allow: loopbackAllowed}})
 	now := time.Now()
 	l.now = func() time.Time { return now }
 	ctx := context.Background()
@@ -343,22 +346,26 @@ func TestFilesDownloadedOnceDecodedAndExpire(t *testing.T) {
 
 func TestFilesRefused(t *testing.T) {
 	fs := newFileServer(t)
-	l := newLib(t, Options{Files: FileOptions{Timeout: 500 * time.Millisecond}})
+	l := newLib(t, Options{Files: FileOptions{Timeout: 500 * time.Millisecond, Allow: loopbackAllowed}})
 	cases := map[string]struct {
-		url  string
-		want error
-		says string
+		url    string
+		want   error
+		says   string
+		reason string
 	}{
-		"declared too large": {fs.URL + "/big.wav", ErrTooLarge, "declared"},
-		"grows too large":    {fs.URL + "/endless.wav", ErrTooLarge, "more than"},
-		"web page":           {fs.URL + "/page", ErrNotAudio, "web page"},
-		"text":               {fs.URL + "/text", ErrNotAudio, "neither WAV nor MP3"},
-		"not found":          {fs.URL + "/missing.wav", nil, "404"},
-		"slow":               {fs.URL + "/slow.wav", nil, "within 500ms"},
-		"redirect to ftp":    {fs.URL + "/to-ftp", ErrScheme, "redirected to"},
-		"redirect to file":   {fs.URL + "/to-file", ErrScheme, "redirected to"},
-		"file scheme":        {"file:///etc/passwd", ErrScheme, "only http"},
-		"data scheme":        {"data:audio/wav;base64,UklGRg==", ErrScheme, "only http"},
+		"declared too large":   {fs.URL + "/big.wav", ErrTooLarge, "declared", ReasonTooLarge},
+		"grows too large":      {fs.URL + "/endless.wav", ErrTooLarge, "more than", ReasonTooLarge},
+		"web page":             {fs.URL + "/page", ErrNotAudio, "web page", ReasonUnsupported},
+		"text":                 {fs.URL + "/text", ErrNotAudio, "neither WAV nor MP3", ReasonUnsupported},
+		"not found":            {fs.URL + "/missing.wav", nil, "404", ReasonFailed},
+		"slow":                 {fs.URL + "/slow.wav", ErrTimeout, "within 500ms", ReasonTimeout},
+		"redirect to ftp":      {fs.URL + "/to-ftp", ErrScheme, "redirected to", ReasonDenied},
+		"redirect to file":     {fs.URL + "/to-file", ErrScheme, "redirected to", ReasonDenied},
+		"redirect to metadata": {fs.URL + "/to-metadata", ErrDenied, "redirected to http://169.254.169.254/", ReasonDenied},
+		"file scheme":          {"file:///etc/passwd", ErrScheme, "only http", ReasonDenied},
+		"data scheme":          {"data:audio/wav;base64,UklGRg==", ErrScheme, "only http", ReasonDenied},
+		"metadata service":     {"http://169.254.169.254/latest/meta-data/", ErrDenied, "link-local", ReasonDenied},
+		"redis":                {"http://127.0.0.2:6379/", ErrDenied, "loopback", ReasonDenied},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -366,6 +373,9 @@ func TestFilesRefused(t *testing.T) {
 			_, err := l.File(context.Background(), c.url, Rate8k)
 			if err == nil || (c.want != nil && !errors.Is(err, c.want)) || !strings.Contains(err.Error(), c.says) {
 				t.Fatalf("error %v; want %v saying %q", err, c.want, c.says)
+			}
+			if r := FileReason(err); r != c.reason {
+				t.Fatalf("reason %q, want %q (error %v)", r, c.reason, err)
 			}
 			if d := time.Since(start); d > 3*time.Second {
 				t.Fatalf("took %v", d)

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -282,16 +284,20 @@ func TestCallFlowFallback(t *testing.T) {
 			return flowReply{Body: "<html>this is not a call flow</html>"}
 		case "notaudio":
 			return flowReply{Body: flowJSON("page", action("playFile", map[string]any{"fileUrl": fs.fileURL("page.wav", []byte("<html>not a sound</html>"))}))}
+		case "denied":
+			// wagate's own admin API: loopback, and not in fetch_allow.
+			api := "http://" + net.JoinHostPort(e.WagateIP, strconv.Itoa(e.APIPort)) + "/v1/status"
+			return flowReply{Body: flowJSON("ssrf", action("playFile", map[string]any{"fileUrl": api}))}
 		case "slow":
 			return flowReply{Body: flowJSON("late", action("hangup", nil)), Delay: 3 * time.Second}
 		}
 		return flowReply{Status: 500}
 	})
 	w := e.startWagate(wagateOpts{MetaEncryption: "sdes", Route: fs.route("1s", "Please hold.")})
-	agent := e.startSipp(sippSpec{Name: "agent", Scenario: "uas.xml", Peer: e.PBX, Calls: 4})
+	agent := e.startSipp(sippSpec{Name: "agent", Scenario: "uas.xml", Peer: e.PBX, Calls: 5})
 	meta := newGoPeer(t, e.Meta, metapeer.Config{KeepFrames: true})
 
-	for i, m := range []string{"garbage", "notaudio", "slow", "down"} {
+	for i, m := range []string{"garbage", "notaudio", "denied", "slow", "down"} {
 		mode.Store(m)
 		if m == "down" {
 			fs.down()
@@ -313,14 +319,28 @@ func TestCallFlowFallback(t *testing.T) {
 			continue
 		}
 		sum := fs.wait(t, "summary", "", i+1)
-		want := map[string]string{"garbage": "invalid call flow", "notaudio": "neither WAV nor MP3", "slow": "no answer within 1s"}[m]
+		// A file that is not played is told as a stable reason, not
+		// wagate's error (which would name the address it refused).
+		want := map[string]string{"garbage": "invalid call flow", "notaudio": "unsupported_media", "denied": "fetch_denied", "slow": "no answer within 1s"}[m]
 		if sum.Outcome != "fallback" || !strings.Contains(sum.Fallback, want) || len(sum.Connects) != 1 || !sum.Connects[0].Fallback || !sum.Connects[0].Answered {
 			t.Errorf("%s summary: outcome %q, fallback %q (want it to say %q), connects %+v", m, sum.Outcome, sum.Fallback, want, sum.Connects)
 		}
+		if m == "denied" {
+			// The operator sees the whole story once, with the call.
+			var full []logLine
+			for _, l := range w.logLines() {
+				if strings.Contains(l.str("err"), "is a loopback address") {
+					full = append(full, l)
+				}
+			}
+			if len(full) != 1 || full[0].str("call_id") != sum.CallID || full[0].str("reason") != "fetch_denied" {
+				t.Errorf("denied: want one log line with the refused address, the call id %s and the reason; got %v", sum.CallID, full)
+			}
+		}
 	}
-	agent.requireOK() // four calls answered by the fallback extension
+	agent.requireOK() // five calls answered by the fallback extension
 	s := w.waitIdle()
-	w.expectCounts(s, 4, 4)
+	w.expectCounts(s, 5, 5)
 }
 
 // TestCallFlowConnectBusyThenHuntList: a flow's connect rings through

@@ -121,11 +121,15 @@ type flowService struct {
 	poke     chan struct{}
 }
 
+// flowServiceHost is the flow service's host number: 127.0.N.10, the one
+// loopback address the generated config lets wagate fetch files from.
+const flowServiceHost = 10
+
 // newFlowService starts the service on 127.0.N.10 (closed on cleanup);
 // script answers each POST to /flow.
 func newFlowService(t *testing.T, e *env, script func(flowReq) flowReply) *flowService {
 	t.Helper()
-	ln, err := net.Listen("tcp4", net.JoinHostPort(e.ip(10), "0"))
+	ln, err := net.Listen("tcp4", net.JoinHostPort(e.ip(flowServiceHost), "0"))
 	if err != nil {
 		t.Fatalf("flow service: %v", err)
 	}

@@ -46,6 +46,12 @@ type liveCallDoc struct {
 	TalkMS     int64      `json:"talk_ms"`
 	A          liveLegDoc `json:"a"`
 	B          liveLegDoc `json:"b"`
+	Ringing    []struct {
+		Leg       string `json:"leg"`
+		Endpoint  string `json:"endpoint"`
+		User      string `json:"user"`
+		SIPCallID string `json:"sip_call_id"`
+	} `json:"ringing"`
 }
 
 // callsAPI sends one request to wagate's API with the test token and
@@ -220,4 +226,37 @@ func TestCallsAPIHangupRinging(t *testing.T) {
 	cdr := cdrOfA(t, waitCDRs(t, e, 1), sippCallID(t, meta))
 	checkCDR(t, "api hangup while ringing", cdr, cdrWant{direction: "UIC", outcome: "cancelled", code: 487, hangupBy: "api",
 		cause: "api hangup: wrong queue", routed: true, user: waUser, aEndpoint: "meta", bEndpoint: "pbx", ringing: true})
+}
+
+// TestCallsAPIParallelHunt: while a parallel hunt rings, GET /v1/calls
+// lists every target's INVITE with its own Call-ID; once one answered,
+// b is that target and nothing rings.
+func TestCallsAPIParallelHunt(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	p2 := e.newPeer("pbx2", 5)
+	a1 := startAgent(t, "a1", e.PBX, agentRings)
+	// a2 answers late enough for the poll to see both ring.
+	a2 := startAgent(t, "a2", p2, agentAnswers, func(a *agent) { a.delay = 2500 * time.Millisecond })
+	w := e.startWagate(wagateOpts{APIExtra: tokenAPI, Route: "{hunt: all}", EndpointsExtra: pbxEndpoint("pbx2", p2, ""),
+		Extra: `hunt_lists: [{name: all, strategy: parallel, targets: [{endpoint: pbx, user: "1001"}, {endpoint: pbx2, user: "2001"}]}]`})
+	meta := e.startSipp(sippSpec{Name: "meta", Scenario: "uac.xml", Peer: e.Meta, Remote: w.SIPAddr, Calls: 1, Args: holdArgs(1500)})
+	i1, i2 := a1.one("INVITE"), a2.one("INVITE")
+	ringing := waitLiveCall(t, e, "both targets ringing", func(lc liveCallDoc) bool { return len(lc.Ringing) == 2 })
+	got := map[string]string{}
+	for _, r := range ringing.Ringing {
+		if r.Leg != "b" {
+			t.Errorf("ringing %+v, want leg b", r)
+		}
+		got[r.User+"@"+r.Endpoint] = r.SIPCallID
+	}
+	if got["1001@pbx"] != i1.callID || got["2001@pbx2"] != i2.callID {
+		t.Errorf("ringing %v, want 1001@pbx on %s and 2001@pbx2 on %s", got, i1.callID, i2.callID)
+	}
+	answered := waitLiveCall(t, e, "the call answered by pbx2", func(lc liveCallDoc) bool { return lc.State == "confirmed" })
+	if len(answered.Ringing) != 0 || answered.B.SIPCallID != i2.callID || answered.B.Endpoint != "pbx2" {
+		t.Errorf("answered call: b %+v, ringing %+v; want pbx2's leg and nothing ringing", answered.B, answered.Ringing)
+	}
+	meta.requireOK()
+	w.waitIdle()
 }

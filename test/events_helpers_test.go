@@ -412,6 +412,9 @@ type cdrMediaDir struct {
 	JitterMS           float64 `json:"jitter_ms"`
 	SRTPAuthFailures   uint64  `json:"srtp_auth_failures"`
 	SRTPReplayFailures uint64  `json:"srtp_replay_failures"`
+	ConcealedFrames    uint64  `json:"concealed_frames"`
+	LateFrames         uint64  `json:"late_frames"`
+	JitterBufferMS     float64 `json:"jitter_buffer_ms"`
 }
 
 type cdrDoc struct {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/wagate/wagate/test/internal/metapeer"
+	"github.com/wagate/wagate/test/internal/sipua"
 )
 
 // TestTransferAPI: POST /v1/calls/{id}/transfer moves an answered UIC
@@ -77,4 +78,48 @@ func TestTransferAPI(t *testing.T) {
 		t.Errorf("call.transferred %+v (%v), want the api transfer from the first agent's leg to the new one", ev, err)
 	}
 	rx.checkSigned(t)
+}
+
+// TestTransferAPIParallelList: a transfer to a parallel hunt list rings
+// both its targets at once; the first to answer takes the caller (media
+// both ways), the other gets CANCEL, and the first agent its BYE.
+func TestTransferAPIParallelList(t *testing.T) {
+	t.Parallel()
+	c := startCtl(t, wagateOpts{})
+	rc := c.call(t)
+	lc := waitLiveCall(t, c.e, "the call confirmed", func(lc liveCallDoc) bool { return lc.State == "confirmed" })
+	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
+	defer cancel()
+	// One target answers after ringing 1 s; the other only rings. One at
+	// a time, the second would not ring before the first answered.
+	answered := answerAsync(ctx, c.pbx2, metapeer.AnswerSpec{Ring: time.Second})
+	if code, body := callsAPI(t, c.e, "POST", "/v1/calls/"+lc.CallID+"/transfer", `{"hunt":"all"}`); code != 202 {
+		t.Fatalf("transfer to the parallel list: %d %s", code, body)
+	}
+	other, err := c.pbx2.UA.Accept(ctx)
+	if err != nil {
+		t.Fatalf("the list's second target got no INVITE: %v", err)
+	}
+	other.Ring()
+	nc := waitAnswer(t, answered, "the agent that answers")
+	nc.Media.SetSource(newAgentTone())
+	select {
+	case <-other.Cancelled():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the target that did not answer got no CANCEL")
+	}
+	users := sipua.URIUser(nc.Dialog.Invite.RURI) + " " + sipua.URIUser(other.Req.RURI)
+	if users != "2201 2202" && users != "2202 2201" {
+		t.Errorf("targets rung %q, want 2201 and 2202", users)
+	}
+	waitBye(t, rc.pbx, "the first agent")
+	mustHear(t, "the caller hears the agent that answered", rc.meta.Media, 48000, newAgentHz, 1500*time.Millisecond)
+	mustHear(t, "the agent that answered hears the caller", nc.Media, 8000, 1000, 1500*time.Millisecond)
+	hangup(t, rc.meta, "the caller")
+	waitBye(t, nc, "the agent that answered")
+	c.w.waitIdle()
+	xs := cdrTransfers(t, cdrOfA(t, waitCDRs(t, c.e, 1), rc.meta.Dialog.CallID))
+	if len(xs) != 1 || !xs[0].Connected || xs[0].To.SIPCallID != nc.Dialog.CallID {
+		t.Errorf("CDR transfers %+v, want one connected to %s", xs, nc.Dialog.CallID)
+	}
 }

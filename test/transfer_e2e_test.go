@@ -28,7 +28,8 @@ func newAgentTone() rtppeer.Source { return rtppeer.NewTone(newAgentHz, toneAmp,
 
 // ctl is a wagate whose pbx endpoint may transfer to users 2* of pbx2,
 // 1* of itself and the hunt list team (2101@pbx2, then 2102@pbx2), with
-// the three Go peers.
+// the three Go peers; the hunt list all rings 2201@pbx2 and 2202@pbx2 at
+// once.
 type ctl struct {
 	e               *env
 	w               *wagate
@@ -50,7 +51,8 @@ func startCtlIn(t *testing.T, e *env, o wagateOpts) *ctl {
 	}
 	o.APIExtra += tokenAPI
 	o.PBXExtra += `, transfer: {allow: [{endpoint: pbx2, users: ["2*"]}, {endpoint: pbx, users: ["1*"]}, {hunt: team}]}`
-	o.Extra += "hunt_lists:\n  - {name: team, strategy: sequential, targets: [{endpoint: pbx2, user: \"2101\"}, {endpoint: pbx2, user: \"2102\"}]}\n"
+	o.Extra += "hunt_lists:\n  - {name: team, strategy: sequential, targets: [{endpoint: pbx2, user: \"2101\"}, {endpoint: pbx2, user: \"2102\"}]}\n" +
+		"  - {name: all, strategy: parallel, targets: [{endpoint: pbx2, user: \"2201\"}, {endpoint: pbx2, user: \"2202\"}]}\n"
 	o.EndpointsExtra += fmt.Sprintf("\n  - {name: pbx2, kind: pbx, host: %s, port: %d, transport: udp, source_cidrs: [%s/32], codecs: [PCMU, PCMA]}",
 		p2.IP, p2.Port, p2.IP)
 	c := &ctl{e: e, pbx2Addr: p2}
@@ -139,12 +141,20 @@ func checkNoSIPToMetaSince(t *testing.T, mp *metapeer.Peer, since, until time.Ti
 	}
 }
 
-// mustHear waits d, then checks that the recording rec gets (reset first)
-// holds a tone of hz.
+// mustHear waits until s has received d of audio (d at least, 10 s more
+// at most), then checks that the recording (reset first) holds a tone of
+// hz for half of it.
 func mustHear(t *testing.T, what string, s *rtppeer.Session, rate int, hz float64, d time.Duration) {
 	t.Helper()
 	s.ResetRecording()
 	time.Sleep(d)
+	// d of audio received, not d of wall time: a machine that stalled
+	// the path delivers it late (gaps are checked where they matter, by
+	// arrival times).
+	want := int(int64(rate) * int64(d) / int64(time.Second))
+	for deadline := time.Now().Add(10 * time.Second); len(s.Recording()) < want && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
 	checkTone(t, what, s.Recording(), rate, hz, d/2)
 }
 

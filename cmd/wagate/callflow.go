@@ -52,6 +52,7 @@ func newCallFlows(cfg *configs.Config, log *slog.Logger) (*callFlows, error) {
 		return nil, fmt.Errorf("call flows: %w", err)
 	}
 	o := prompt.Options{TTS: tts, MemoryBytes: int64(p.MemoryMB) << 20, Logger: log}
+	o.Files.Allow.Prefixes, o.Files.Allow.Hosts = p.FetchAllowList()
 	if p.DiskMB > 0 {
 		o.DiskDir, o.DiskBytes = filepath.Join(cfg.DataDir, "prompts"), int64(p.DiskMB)<<20
 	}
@@ -110,6 +111,9 @@ func (f *callFlows) get(num *configs.Number, r configs.Route) (*callflow.Engine,
 		}
 	}
 	o.Prompts = f.lib
+	if q := r.Queue; q != nil && q.Music != "" {
+		o.Prompts = operatorMusic{Library: f.lib, url: q.Music}
+	}
 	o.Logger = f.log.With("business", num.Number)
 	e, err := callflow.New(o)
 	if err != nil {
@@ -120,6 +124,22 @@ func (f *callFlows) get(num *configs.Number, r configs.Route) (*callflow.Engine,
 	}
 	f.engines[key] = e
 	return e, nil
+}
+
+// operatorMusic is the prompts of a queue route: its music URL comes from
+// the operator's config, not from a business, and is fetched wherever it
+// points (prompts.fetch_allow is for businesses' URLs).
+type operatorMusic struct {
+	*prompt.Library
+	url string
+}
+
+// File implements callflow.Prompts.
+func (m operatorMusic) File(ctx context.Context, url string, rate int) (prompt.Audio, error) {
+	if url == m.url {
+		return m.Library.TrustedFile(ctx, url, rate)
+	}
+	return m.Library.File(ctx, url, rate)
 }
 
 // queueOptions runs a queue route on the call-flow engine: a built-in

@@ -60,12 +60,17 @@ func (c callControl) Transfer(id string, t api.TransferTarget) (api.LiveCall, er
 }
 
 func liveCall(ci b2bua.CallInfo) api.LiveCall {
-	return api.LiveCall{
+	lc := api.LiveCall{
 		ID: ci.ID, Direction: string(ci.Direction), Origin: ci.Origin, State: ci.State,
 		BusinessNumber: ci.BusinessNumber, PhoneNumberID: ci.PhoneNumberID, User: ci.User, WACallID: ci.WACallID,
 		CreatedAt: ci.CreatedAt.UTC(), RingingAt: utc(ci.RingingAt), AnsweredAt: utc(ci.AnsweredAt),
 		A: liveLeg(ci.A), B: liveLeg(ci.B),
 	}
+	for _, r := range ci.Ringing {
+		lc.Ringing = append(lc.Ringing, api.RingingLeg{Leg: r.Leg, Endpoint: r.Endpoint, User: r.User,
+			SIPCallID: r.SIPCallID, StartedAt: r.StartedAt.UTC()})
+	}
+	return lc
 }
 
 func liveLeg(l b2bua.LegInfo) api.LiveLeg {

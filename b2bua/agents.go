@@ -1,0 +1,155 @@
+package b2bua
+
+import (
+	"sync"
+	"time"
+
+	"github.com/wagate/wagate/configs"
+	sipedge "github.com/wagate/wagate/sip"
+)
+
+// Agent state: an agent ("user@endpoint" at a pbx endpoint) is busy for
+// as long as a leg wagate connected to it is in a call — the leg a hunt
+// (a list, one extension, a call flow's connect, a click-to-call's agent
+// leg) or a transfer connected — and free again from the moment that leg
+// leaves the call: the call ends, the agent transfers the call on (blind,
+// attended, through the API), or hangs up while its transfer rings. The
+// hunt strategies (least_recent) and queues read it (huntState.busy);
+// least_recent ranks free agents by when their last call ended.
+//
+// Wrap-up (hunt_lists[].wrap_up): an agent whose leg, reached through a
+// hunt list, left its call is in after-call work for that list's
+// wrap_up, and every hunt list and queue skips it meanwhile — the state
+// is the agent's, not the list's: the person is busy whichever list
+// rings. Direct dials (a route's one extension, a transfer to an
+// extension) still ring it. The rules are in docs/sip.md "Wrap-up".
+//
+// The bookkeeping hangs on the leg (leg.agent, under the call's mu), not
+// on the call: one call passes through several agents.
+
+type agentState struct {
+	active  int       // calls the agent is on now
+	lastEnd time.Time // when it last left one
+	// wrapUntil ends the after-call work (wrap_up) of the last call it
+	// left through a hunt list: hunt lists and queues skip it until then.
+	wrapUntil time.Time
+}
+
+// answered notes that the agent name ("user@endpoint") took a call, and
+// returns what to call, once, when it leaves that call; wrapUp, when
+// given, is then asked for the agent's after-call work (0: none). hs.mu
+// is a leaf lock: it may be taken under a call's mu.
+func (hs *huntState) answered(name string, wrapUp func() time.Duration) func() {
+	hs.mu.Lock()
+	if hs.agents == nil {
+		hs.agents = make(map[string]*agentState)
+	}
+	a := hs.agents[name]
+	if a == nil {
+		a = &agentState{}
+		hs.agents[name] = a
+	}
+	a.active++
+	hs.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			var wrap time.Duration
+			if wrapUp != nil {
+				wrap = wrapUp()
+			}
+			now := time.Now()
+			hs.mu.Lock()
+			a.active--
+			a.lastEnd = now
+			// An agent on two calls wraps up until the later of them
+			// allows.
+			if until := now.Add(wrap); wrap > 0 && until.After(a.wrapUntil) {
+				a.wrapUntil = until
+			}
+			hs.mu.Unlock()
+		})
+	}
+}
+
+// wrapsUntil is when the agent name ends its after-call work, the zero
+// time when it is not in wrap-up at now.
+func (hs *huntState) wrapsUntil(name string, now time.Time) time.Time {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	a := hs.agents[name]
+	if a == nil || !now.Before(a.wrapUntil) {
+		return time.Time{}
+	}
+	return a.wrapUntil
+}
+
+// wrapUpOf is the after-call work an agent reached through list gets
+// when its leg leaves the call: the list's wrap_up in the configuration
+// running then (a reload applies to calls that end after it), or, for a
+// list a reload removed meanwhile, the one it had when the agent
+// answered. nil without a list: an extension dialled directly is no
+// list's agent.
+func (s *Engine) wrapUpOf(list *configs.HuntList) func() time.Duration {
+	if list == nil {
+		return nil
+	}
+	name, then := list.Name, list.WrapUp.D()
+	return func() time.Duration {
+		if l := s.edge.Config().HuntList(name); l != nil {
+			return l.WrapUp.D()
+		}
+		return then
+	}
+}
+
+// seatAgent marks callee, now on leg l of c reached through list (nil:
+// dialled directly), busy until l leaves the call and, after that, for
+// the list's wrap_up. Only pbx endpoints have agents (a BIC's callee is a WhatsApp
+// user). A call that ended meanwhile seats nobody: its legs were freed
+// already.
+func (c *call) seatAgent(l *leg, callee sipedge.Callee, list *configs.HuntList) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.seatAgentLocked(l, callee, list)
+}
+
+// seatAgentLocked is seatAgent with c.mu held.
+func (c *call) seatAgentLocked(l *leg, callee sipedge.Callee, list *configs.HuntList) {
+	if callee.EP == nil || callee.EP.Kind != configs.KindPBX || c.state == stateEnded {
+		return
+	}
+	c.freeAgentLocked(l)
+	l.agent = c.srv.hunts.answered(callee.Name(), c.srv.wrapUpOf(list))
+}
+
+// freeAgentLocked marks the agent on l, if any, free: l left the call.
+// Called with c.mu held.
+func (c *call) freeAgentLocked(l *leg) {
+	if l != nil && l.agent != nil {
+		l.agent()
+		l.agent = nil
+	}
+}
+
+// skipWrapUp passes over callee, without an INVITE, when the hunt rings a
+// hunt list and callee is in after-call work; it reports whether it did.
+// No attempt is recorded (nothing was sent); if nobody else answers or
+// fails of itself, A hears 486 Busy Here: every agent of the list is
+// busy.
+func (h *hunt) skipWrapUp(callee sipedge.Callee) bool {
+	if h.list == nil {
+		return false
+	}
+	until := h.s.hunts.wrapsUntil(callee.Name(), time.Now())
+	if until.IsZero() {
+		return false
+	}
+	h.c.log.Info("target skipped: in wrap-up", "hunt", h.list.Name, "target", callee.Name(),
+		"wrap_up_left_s", time.Until(until).Round(time.Millisecond).Seconds())
+	if !h.hasBest || weightWrapUp >= h.best.weight {
+		h.best, h.hasBest = result{code: 486, reason: "Busy Here", weight: weightWrapUp,
+			cause: "agents in wrap-up", outcome: OutcomeFailed}, true
+	}
+	return true
+}
