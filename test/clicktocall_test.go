@@ -536,12 +536,7 @@ func TestClickToCallDTLS(t *testing.T) {
 	}
 	waitKeyed(t, mcall, "click-to-call")
 	acall.Media.ResetRecording()
-	acall.Media.SetSource(rtppeer.NewTone(1000, toneAmp, 8000))
-	mcall.Media.SetSource(rtppeer.NewTone(700, toneAmp, 48000))
-	time.Sleep(2 * time.Second)
-	acall.Media.SetSource(nil)
-	mcall.Media.SetSource(nil)
-	time.Sleep(200 * time.Millisecond)
+	playFor(t, 2*time.Second, play{acall.Media, rtppeer.NewTone(1000, toneAmp, 8000)}, play{mcall.Media, rtppeer.NewTone(700, toneAmp, 48000)})
 	checkTone(t, "agent's tone at the WhatsApp user (DTLS)", mcall.Media.Recording(), 48000, 1000, 1500*time.Millisecond)
 	checkTone(t, "WhatsApp user's tone at the agent (DTLS)", acall.Media.Recording(), 8000, 700, 1500*time.Millisecond)
 	hangup(t, acall, "the agent")

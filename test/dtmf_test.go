@@ -28,8 +28,12 @@ func sendDigits(t *testing.T, c *metapeer.Call, digits string) {
 	if err := c.Media.SendDTMF(digits, dtmfLength, dtmfGap); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for c.Media.DTMFPending() && time.Now().Before(deadline) {
+	deadline := time.Now().Add(peerCallLimit)
+	for c.Media.DTMFPending() {
+		if time.Now().After(deadline) {
+			t.Errorf("the peer had not sent all of %q %v after queueing them (a stalled machine; the receiver's check follows)", digits, peerCallLimit)
+			return
+		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
@@ -38,7 +42,8 @@ func sendDigits(t *testing.T, c *metapeer.Call, digits string) {
 // ended and on the payload type c's own SDP negotiated.
 func checkDigits(t *testing.T, who string, c *metapeer.Call, digits string) {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
+	// A wait for the digits, not a timing: the sender has sent them all.
+	deadline := time.Now().Add(10 * time.Second)
 	for len(c.Media.Events()) < len(digits) && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}

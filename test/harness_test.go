@@ -42,9 +42,19 @@ import (
 const (
 	sippGlobalTimeout = 30 * time.Second // sipp -timeout
 	sippWaitLimit     = 40 * time.Second // sipp must have exited by then
-	readyLimit        = 15 * time.Second // wagate/sipp sockets up
-	idleLimit         = 15 * time.Second // calls and ports released
-	stopLimit         = 15 * time.Second // wagate exits after SIGTERM
+	// readyLimit and idleLimit are waits for a condition, not timings
+	// asserted: a -race wagate starting on two cores that `make test`
+	// keeps busy took more than 15 s to answer its status API.
+	readyLimit = 45 * time.Second // wagate/sipp sockets up
+	idleLimit  = 30 * time.Second // calls and ports released
+	stopLimit  = 15 * time.Second // wagate exits after SIGTERM
+	// buildLimit bounds TestMain's build of ./cmd/wagate, which runs
+	// before the test's own -timeout alarm starts (go test still kills
+	// the binary at -timeout + 1 min). A cold -race build on two busy
+	// cores, while `go test ./...` compiles the other packages, took
+	// more than 5 minutes (the old limit) and failed every test in this
+	// package with "signal: killed".
+	buildLimit = 10 * time.Minute
 )
 
 var (
@@ -97,12 +107,16 @@ func buildWagate(dir string) (string, error) {
 		wagateRace = true
 	}
 	args = append(args, "./cmd/wagate")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), buildLimit)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = repoRoot
+	began := time.Now()
 	out, err := cmd.CombinedOutput()
 	if err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w: still building after %v (the limit)", err, time.Since(began).Round(time.Second))
+		}
 		return "", fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return bin, nil
@@ -726,14 +740,28 @@ func (w *wagate) tryStatus() (status, error) {
 	return s, nil
 }
 
+// status returns wagate's status; a request that fails (its 2 s client
+// timeout on a loaded machine) is tried again for up to statusLimit.
 func (w *wagate) status() status {
 	w.t.Helper()
-	s, err := w.tryStatus()
-	if err != nil {
-		w.t.Fatalf("status: %v", err)
+	deadline := time.Now().Add(statusLimit)
+	for {
+		s, err := w.tryStatus()
+		if err == nil {
+			return s
+		}
+		if time.Now().After(deadline) {
+			w.t.Fatalf("status: no answer for %v: %v", statusLimit, err)
+		}
+		select {
+		case <-w.exited:
+			w.t.Fatalf("status: %v (wagate exited: %v)", err, w.waitErr)
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
-	return s
 }
+
+const statusLimit = 10 * time.Second
 
 // waitIdle waits until wagate holds no call and no RTP port, and returns
 // the last status; it fails the test with the last values otherwise.

@@ -40,7 +40,11 @@ func checkStream(t *testing.T, what string, s *rtppeer.Session, from, to time.Ti
 	want := int(to.Sub(from) / (20 * time.Millisecond))
 	gap, at := arrivalGap(s, from, to)
 	t.Logf("%s: %d packets toward WhatsApp in %v (%d expected), longest gap %v at +%v", what, n, to.Sub(from).Round(time.Millisecond), want, gap.Round(time.Millisecond), at.Round(time.Millisecond))
-	if gap > streamGapLimit || n < want*9/10 {
+	// Three quarters: a stream at half rate fails, while a stall of the
+	// machine of up to the gap limit, whose turns the pacer skips rather
+	// than sends late, is allowed for (a 965 ms stall at load average
+	// ~200, with others, once left 157 of 252: no margin covers that).
+	if gap > streamGapLimit || n < want*3/4 {
 		t.Errorf("%s: the WhatsApp side got %d packets of %d, longest gap %v (limit %v)", what, n, want, gap.Round(time.Millisecond), streamGapLimit)
 	}
 }

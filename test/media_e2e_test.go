@@ -218,6 +218,72 @@ func checkWhatsAppStream(t *testing.T, what string, c *metapeer.Call) {
 	}
 }
 
+// play is a source a session sends, for playFor.
+type play struct {
+	s   *rtppeer.Session
+	src rtppeer.Source
+}
+
+// playFor has each session send its source until it has sent d of audio,
+// counted in the packets it wrote (a sender the loaded machine stalls
+// sends what it owes late, or skips it beyond a second: the wall clock
+// says nothing about what went out), then go quiet; then it waits until
+// what is on the way has arrived at each session (tailOf). A sender that
+// cannot send d within 4·d + 10 s fails the test.
+func playFor(t *testing.T, d time.Duration, ps ...play) {
+	t.Helper()
+	frames := uint64(d / (20 * time.Millisecond))
+	from := make([]uint64, len(ps))
+	for i, p := range ps {
+		from[i] = p.s.Stats().Sent
+		p.s.SetSource(p.src)
+	}
+	began := time.Now()
+	limit := 4*d + 10*time.Second
+	left := len(ps)
+	done := make([]bool, len(ps))
+	for left > 0 {
+		for i, p := range ps {
+			if sent := p.s.Stats().Sent - from[i]; !done[i] && sent >= frames {
+				p.s.SetSource(nil)
+				done[i] = true
+				left--
+			}
+		}
+		if left > 0 && time.Since(began) > limit {
+			for i, p := range ps {
+				if !done[i] {
+					p.s.SetSource(nil)
+					t.Errorf("a sender wrote %d of its %d frames of audio in %v", p.s.Stats().Sent-from[i], frames, limit)
+				}
+			}
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, p := range ps {
+		tailOf(p.s)
+	}
+}
+
+// tailOf waits (up to 5 s) until s has received nothing loud for 200 ms:
+// the end of what the far side sent has arrived, however late the
+// machine let it through.
+func tailOf(s *rtppeer.Session) {
+	const quiet = 200 * time.Millisecond
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		last := s.Stats().LastRecv
+		rate := s.Config().Codec.Rate
+		rec := s.Recording()
+		n := min(len(rec), rate*int(quiet/time.Millisecond)/1000)
+		if (last.IsZero() || time.Since(last) > quiet) || (n > 0 && audio.DBFS(rec[len(rec)-n:]) < activeDBFS) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func hangup(t *testing.T, c *metapeer.Call, who string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
@@ -268,10 +334,7 @@ func TestMediaUICToneThroughEcho(t *testing.T) {
 	checkMediaFirst(t, "UIC", call)
 
 	call.Media.ResetRecording()
-	call.Media.SetSource(rtppeer.NewTone(1000, toneAmp, 48000))
-	time.Sleep(2500 * time.Millisecond)
-	call.Media.SetSource(nil)
-	time.Sleep(400 * time.Millisecond) // the echo's tail
+	playFor(t, 2500*time.Millisecond, play{call.Media, rtppeer.NewTone(1000, toneAmp, 48000)})
 	checkWhatsAppStream(t, "UIC", call)
 	hangup(t, call, "meta")
 	pbx.requireOK()
@@ -310,12 +373,7 @@ func TestMediaBICToneBothWays(t *testing.T) {
 
 	mcall.Media.ResetRecording()
 	dcall.Media.ResetRecording()
-	dcall.Media.SetSource(rtppeer.NewTone(1000, toneAmp, 8000))
-	mcall.Media.SetSource(rtppeer.NewTone(700, toneAmp, 48000))
-	time.Sleep(2500 * time.Millisecond)
-	dcall.Media.SetSource(nil)
-	mcall.Media.SetSource(nil)
-	time.Sleep(300 * time.Millisecond)
+	playFor(t, 2500*time.Millisecond, play{dcall.Media, rtppeer.NewTone(1000, toneAmp, 8000)}, play{mcall.Media, rtppeer.NewTone(700, toneAmp, 48000)})
 	checkWhatsAppStream(t, "BIC", mcall)
 
 	hangup(t, dcall, "dialer")
@@ -347,10 +405,7 @@ func TestMediaUICPlainRTPDebugMode(t *testing.T) {
 		pbx.dump()
 		t.Fatalf("UIC with a plain Opus offer: %v", err)
 	}
-	call.Media.SetSource(rtppeer.NewTone(1000, toneAmp, 48000))
-	time.Sleep(2 * time.Second)
-	call.Media.SetSource(nil)
-	time.Sleep(300 * time.Millisecond)
+	playFor(t, 2*time.Second, play{call.Media, rtppeer.NewTone(1000, toneAmp, 48000)})
 	hangup(t, call, "meta")
 	pbx.requireOK()
 	checkTone(t, "plain-RTP tone back through the echo", call.Media.Recording(), 48000, 1000, time.Second)

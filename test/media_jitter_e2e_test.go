@@ -55,15 +55,14 @@ const silentDBFS = -55.0
 // from the encoder right after speech decodes at nearly speech level.
 type markedSpeech struct {
 	speech speechLike
-	frames int // 20 ms frames of speech between the marks
-	n      int // frames read
+	frames int          // 20 ms frames of speech between the marks
+	n      atomic.Int64 // frames read
 }
 
 const markFrames = 10
 
 func (m *markedSpeech) Read(pcm []int16) {
-	i := m.n
-	m.n++
+	i := int(m.n.Add(1)) - 1
 	if i < markFrames || (i >= markFrames+m.frames && i < 2*markFrames+m.frames) {
 		for k := range pcm {
 			pcm[k] = int16(0.5 * 32767 * math.Sin(2*math.Pi*1000*float64(i*len(pcm)+k)/8000))
@@ -105,10 +104,20 @@ func TestMediaJitterNoInsertedSilence(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // silence first, as answered
 	const speechFrames = 280
 	c.pbx.Media.SetSendJitter(30 * time.Millisecond)
-	c.pbx.Media.SetSource(&markedSpeech{speech: speechLike{rate: 8000}, frames: speechFrames})
-	time.Sleep((2*markFrames + speechFrames + 10) * 20 * time.Millisecond)
+	src := &markedSpeech{speech: speechLike{rate: 8000}, frames: speechFrames}
+	c.pbx.Media.SetSource(src)
+	// Until the PBX has read both marks and 10 frames of silence after
+	// them (a loaded machine may have it send late, or skip frames it
+	// owed for over a second: counted, not timed), then until they have
+	// reached the WhatsApp side.
+	const total = 2*markFrames + speechFrames + 10
+	for limit := time.Now().Add(4*total*20*time.Millisecond + 10*time.Second); src.n.Load() < total; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(limit) {
+			t.Fatalf("the PBX sent %d of the %d frames in %v", src.n.Load(), total, 4*total*20*time.Millisecond+10*time.Second)
+		}
+	}
 	c.pbx.Media.SetSource(nil)
-	time.Sleep(300 * time.Millisecond)
+	tailOf(c.meta.Media)
 	hangup(t, c.meta, "meta")
 	waitBye(t, c.pbx, "the PBX")
 	w.waitIdle()
@@ -191,11 +200,68 @@ func TestMediaJitterNoInsertedSilence(t *testing.T) {
 // timeline (the onset's place in the RTP timestamps toward WhatsApp, which
 // a receiver plays by, against its place in the PBX's audio: every frame
 // the relay inserted shifted everything after it 20 ms later, for good).
+//
+// The test's peers and wagate share a machine that may be busy: a stall
+// of the PBX's sender, of wagate or of delivery is jitter too, and the
+// buffer rightly grows for it whenever it comes. A ratchet raises every
+// burst after the jitter, a stall only those within the buffer's window
+// of it: so the burst after with the least delay is held to the median
+// before, within 20 ms widened by how much more jitter the machine made
+// around it than around the bursts before (the median of machineJitter
+// there, measured from the packets' own timestamps and times); and the
+// median after may be lower than before by 20 ms widened the other way.
+// On a quiet machine the widening is a few milliseconds; a ratchet of the
+// 60 ms jitter is caught unless the machine itself was 40 ms more jittery
+// around every burst after.
+//
+// When the machine's own jitter around the bursts compared is beyond
+// machineJitterLimit, it is of the size of what is measured, and a run
+// that finds fault then proves nothing: it is run again, up to three
+// times in all, and skipped (with the figures) if every run was so.
 func TestMediaJitterBurstDelayDrains(t *testing.T) {
 	t.Parallel()
-	w, c := jitterCall(t)
+	const attempts = 3
+	var voids []string
+	for range attempts {
+		fails, void := burstDelayAttempt(t)
+		if t.Failed() {
+			return // the call itself went wrong
+		}
+		if void == "" || len(fails) == 0 {
+			for _, f := range fails {
+				t.Error(f)
+			}
+			return
+		}
+		t.Logf("this run cannot tell (%s); what it would have reported: %q", void, fails)
+		voids = append(voids, void)
+	}
+	t.Skipf("the machine's own jitter was too large to measure a 20 ms change in %d runs: %s", attempts, strings.Join(voids, "; "))
+}
+
+// machineJitterLimit: beyond this median jitter of the machine around the
+// bursts compared, a run of TestMediaJitterBurstDelayDrains is void (two
+// thirds of the 60 ms it injects).
+const machineJitterLimit = 40 * time.Millisecond
+
+// burstDelayAttempt runs TestMediaJitterBurstDelayDrains's call once and
+// returns what it found wrong, or why the run cannot tell.
+func burstDelayAttempt(t *testing.T) (fails []string, void string) {
+	t.Helper()
+	e := newEnv(t)
+	w := e.startWagate(wagateOpts{MetaEncryption: "sdes"})
+	meta := newGoPeer(t, e.Meta, metapeer.Config{KeepFrames: true})
+	pbx := newGoPeer(t, e.PBX, metapeer.Config{Profile: metapeer.ProfileG711, KeepFrames: true})
+	c := placeUIC(t, w, meta, pbx)
 	start := time.Now()
-	const period = 500 * time.Millisecond
+	const (
+		period = 500 * time.Millisecond
+		// afterFor is how long the bursts go on after the jitter; the
+		// delay is compared over its last afterFor-afterFrom (8 bursts,
+		// so one stall of the machine cannot carry the median).
+		afterFrom = 4 * time.Second
+		afterFor  = 8 * time.Second
+	)
 	c.pbx.Media.SetSource(&rtppeer.Bursts{Freq: 440, Amp: toneAmp, Rate: 8000, On: 200 * time.Millisecond, Period: period})
 	time.Sleep(4 * time.Second)
 	burstFrom := time.Now()
@@ -203,7 +269,7 @@ func TestMediaJitterBurstDelayDrains(t *testing.T) {
 	time.Sleep(10 * time.Second)
 	c.pbx.Media.SetSendJitter(0)
 	burstTo := time.Now()
-	time.Sleep(6 * time.Second)
+	time.Sleep(afterFor)
 	c.pbx.Media.SetSource(nil)
 	time.Sleep(300 * time.Millisecond)
 	hangup(t, c.meta, "meta")
@@ -230,13 +296,21 @@ func TestMediaJitterBurstDelayDrains(t *testing.T) {
 	}
 	// On the timeline: each onset's media time toward WhatsApp, less its
 	// burst's place in the PBX's audio (a multiple of the period), both
-	// counted from the first onset.
+	// counted from the first onset. wagate's timestamps jump over a stall
+	// of its own (the buffer then drops what piled up during it), so the
+	// timeline keeps those jumps; they are logged.
 	frames := c.meta.Media.Frames()
 	var timeline []sample
 	var first time.Duration
+	var skips []string
 	have := false
 	quiet := 0
 	for i, f := range frames {
+		if i > 0 {
+			if skip := stallSkip(frames[i-1], f, 960, 48000); skip > 0 {
+				skips = append(skips, fmt.Sprintf("%v at +%.1fs", skip, f.At.Sub(start).Seconds()))
+			}
+		}
 		if f.Onset >= 0 && quiet >= 5 {
 			mt := time.Duration(int64(int32(f.TS-frames[0].TS))+int64(f.Onset)) * time.Second / 48000
 			if !have {
@@ -251,18 +325,38 @@ func TestMediaJitterBurstDelayDrains(t *testing.T) {
 			quiet = 0
 		}
 	}
-	median := func(s []sample, from, to time.Time) (time.Duration, int) {
-		var d []time.Duration
+	sent := sentStamps(c.pbx.Media.SentFrames(), 160)
+	recv := recvStamps(frames, 48000)
+	// in returns the samples in [from, to), with the machine's own jitter
+	// around each.
+	type timed struct {
+		sample
+		jitter time.Duration
+	}
+	in := func(s []sample, from, to time.Time) []timed {
+		var out []timed
 		for _, x := range s {
 			if !x.at.Before(from) && x.at.Before(to) {
-				d = append(d, x.delay)
+				out = append(out, timed{x, machineJitter(sent, recv, x.at)})
 			}
 		}
-		if len(d) == 0 {
+		return out
+	}
+	// median is the median delay of s and the median of the machine's
+	// jitter around its bursts.
+	median := func(s []timed) (med, jitter time.Duration) {
+		if len(s) == 0 {
 			return 0, 0
 		}
+		d := make([]time.Duration, 0, len(s))
+		j := make([]time.Duration, 0, len(s))
+		for _, x := range s {
+			d = append(d, x.delay)
+			j = append(j, x.jitter)
+		}
 		sort.Slice(d, func(a, b int) bool { return d[a] < d[b] })
-		return d[len(d)/2], len(d)
+		sort.Slice(j, func(a, b int) bool { return j[a] < j[b] })
+		return d[len(d)/2], j[len(j)/2]
 	}
 	list := func(s []sample) string {
 		var out []string
@@ -271,24 +365,124 @@ func TestMediaJitterBurstDelayDrains(t *testing.T) {
 		}
 		return strings.Join(out, " ")
 	}
+	ms := func(d time.Duration) time.Duration { return d.Round(100 * time.Microsecond) }
+	t.Logf("the PBX's send stalls beyond 50 ms %v; wagate's timestamp jumps over its own stalls toward WhatsApp: %v", c.pbx.Media.Stats().SendStalls, skips)
 	for _, m := range []struct {
 		name string
 		s    []sample
 	}{{"by arrival", arrival}, {"on the stream's timeline", timeline}} {
-		before, nb := median(m.s, start.Add(1500*time.Millisecond), burstFrom)
-		during, nd := median(m.s, burstFrom.Add(4*time.Second), burstTo)
-		after, na := median(m.s, burstTo.Add(4*time.Second), burstTo.Add(6*time.Second))
-		t.Logf("one-way delay PBX → WhatsApp %s (median of burst onsets): %v before the jitter (%d bursts), %v during (%d), %v after (%d); all, ms: %s",
-			m.name, before.Round(100*time.Microsecond), nb, during.Round(100*time.Microsecond), nd, after.Round(100*time.Microsecond), na, list(m.s))
-		if nb < 3 || nd < 5 || na < 3 {
-			t.Errorf("%s: too few bursts timed (%d before, %d during, %d after)", m.name, nb, nd, na)
+		bs, ds, as := in(m.s, start.Add(1500*time.Millisecond), burstFrom), in(m.s, burstFrom.Add(4*time.Second), burstTo), in(m.s, burstTo.Add(afterFrom), burstTo.Add(afterFor))
+		before, jb := median(bs)
+		during, _ := median(ds)
+		after, ja := median(as)
+		t.Logf("one-way delay PBX → WhatsApp %s (median of burst onsets): %v before the jitter (%d bursts, the machine's own jitter around them %v), %v during (%d), %v after (%d, the machine's own jitter around them %v); all, ms: %s",
+			m.name, ms(before), len(bs), ms(jb), ms(during), len(ds), ms(after), len(as), ms(ja), list(m.s))
+		if jb > machineJitterLimit || ja > machineJitterLimit {
+			void = fmt.Sprintf("%s: the machine's own jitter %v around the bursts before, %v after, beyond %v", m.name, ms(jb), ms(ja), machineJitterLimit)
+		}
+		if len(bs) < 3 || len(ds) < 5 || len(as) < 5 {
+			fails = append(fails, fmt.Sprintf("%s: too few bursts timed (%d before, %d during, %d after)", m.name, len(bs), len(ds), len(as)))
 			continue
 		}
-		if d := after - before; d > 20*time.Millisecond || d < -20*time.Millisecond {
-			t.Errorf("%s: delay %v after the jitter, %v before: want within 20 ms (the delay must not ratchet up)", m.name, after, before)
+		// A ratchet raises every burst after the jitter; a stall of the
+		// machine raises the bursts within the buffer's window of it. So
+		// the burst after with the least delay is held to the delay
+		// before, widened by how much more jitter the machine had made
+		// around it than around the bursts before.
+		low := as[0]
+		for _, x := range as {
+			if x.delay < low.delay {
+				low = x
+			}
 		}
-		if m.name == "by arrival" && during-before < 15*time.Millisecond {
-			t.Errorf("%s: delay %v during 0..60 ms of jitter, %v before: the playout buffer did not grow to hold it", m.name, during, before)
+		if up := 20*time.Millisecond + max(0, low.jitter-jb); low.delay-before > up {
+			fails = append(fails, fmt.Sprintf("%s: delay %v before the jitter, at least %v after it (median %v): want within %v (20 ms, widened by the machine's own jitter: %v around the bursts before, %v around that one); the delay must not ratchet up",
+				m.name, ms(before), ms(low.delay), ms(after), ms(up), ms(jb), ms(low.jitter)))
+		}
+		if down := 20*time.Millisecond + max(0, jb-ja); before-after > down {
+			fails = append(fails, fmt.Sprintf("%s: delay %v after the jitter, %v before: want no more than %v lower (20 ms, widened by the machine's own jitter: %v around the bursts before, %v after)",
+				m.name, ms(after), ms(before), ms(down), ms(jb), ms(ja)))
+		}
+		// The buffer held up to jb of the machine's jitter already: beyond
+		// 20 ms of it, that much less room to grow.
+		need := max(0, 15*time.Millisecond-max(0, jb-20*time.Millisecond))
+		if m.name == "by arrival" && during-before < need {
+			fails = append(fails, fmt.Sprintf("%s: delay %v during 0..60 ms of jitter, %v before (the machine's own jitter around them %v): the playout buffer did not grow by %v to hold it",
+				m.name, ms(during), ms(before), ms(jb), need))
 		}
 	}
+	return fails, void
+}
+
+// stamp is a packet's RTP timestamp, unwrapped to media time, and when it
+// left or arrived.
+type stamp struct {
+	at    time.Time
+	media time.Duration
+}
+
+func sentStamps(fs []rtppeer.SentFrame, rate int64) []stamp {
+	out := make([]stamp, 0, len(fs))
+	for _, f := range fs {
+		out = append(out, stamp{f.At, time.Duration(int64(int32(f.TS-fs[0].TS))) * time.Second / time.Duration(rate)})
+	}
+	return out
+}
+
+func recvStamps(fs []rtppeer.Frame, rate int64) []stamp {
+	out := make([]stamp, 0, len(fs))
+	for _, f := range fs {
+		out = append(out, stamp{f.At, time.Duration(int64(int32(f.TS-fs[0].TS))) * time.Second / time.Duration(rate)})
+	}
+	return out
+}
+
+// stallSkip is how far wagate's timestamps jumped from prev to f beyond
+// the frames in between (sent, or made up and numbered) over a stall of
+// its own: a pacer more than maxPacerSlip (100 ms, media/paced.go) late
+// starts again from now and marks the jump. Shorter marked jumps are the
+// playout buffer anchoring a talk spurt.
+func stallSkip(prev, f rtppeer.Frame, step, rate int64) time.Duration {
+	extra := time.Duration(int64(int32(f.TS-prev.TS))-step*int64(f.Seq-prev.Seq)) * time.Second / time.Duration(rate)
+	if !f.Marker || extra < 100*time.Millisecond {
+		return 0
+	}
+	return extra
+}
+
+// machineJitter is the jitter of the machine itself in the 2.5 s up to at
+// (wagate's playout buffer looks back 2 s): the spread, largest minus
+// smallest, of how much later than their media time the PBX's packets
+// left (its sender stalled, or the send jitter set) or wagate's reached
+// the WhatsApp side (wagate or delivery stalled), whichever is larger.
+func machineJitter(sent, recv []stamp, at time.Time) time.Duration {
+	return max(offsetSpread(sent, at.Add(-2500*time.Millisecond), at), offsetSpread(recv, at.Add(-2500*time.Millisecond), at))
+}
+
+// offsetSpread is the spread of at − media over the stamps in [from, to).
+// A step of more than half a second between two packets is a timeline
+// started afresh (a sender a second behind resynchronises), not jitter:
+// the spread is then the larger of the two runs'.
+func offsetSpread(st []stamp, from, to time.Time) time.Duration {
+	var spread, lo, hi, prev time.Duration
+	n := 0
+	for _, s := range st {
+		if s.at.Before(from) || !s.at.Before(to) {
+			continue
+		}
+		off := s.at.Sub(from) - s.media
+		if n > 0 && (off-prev > 500*time.Millisecond || prev-off > 500*time.Millisecond) {
+			spread = max(spread, hi-lo)
+			n = 0
+		}
+		if n == 0 {
+			lo, hi = off, off
+		}
+		lo, hi, prev = min(lo, off), max(hi, off), off
+		n++
+	}
+	if n > 0 {
+		spread = max(spread, hi-lo)
+	}
+	return spread
 }

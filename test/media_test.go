@@ -76,6 +76,11 @@ func TestRTPRelayBothWays(t *testing.T) {
 	echoes := make(map[uint32]echo)
 	rogueEchoes := 0
 	recvDone := make(chan struct{})
+	// sendDone is closed when the last packet is out: the echoes are over
+	// once none came for quietPeriod after that (a loaded machine may hold
+	// the stream up for longer while it is still being sent).
+	sendDone := make(chan struct{})
+	var lastEchoDue time.Time // when the last packet left (set before sendDone closes)
 	go func() {
 		defer close(recvDone)
 		buf := make([]byte, 1500)
@@ -83,11 +88,22 @@ func TestRTPRelayBothWays(t *testing.T) {
 		// wagate sends silence toward the WhatsApp leg whenever the other
 		// side is quiet, so "quiet" means no echo for quietPeriod.
 		lastEcho := time.Now()
-		for time.Now().Before(stop) && time.Since(lastEcho) < quietPeriod {
-			_ = rtpConn.SetReadDeadline(time.Now().Add(quietPeriod))
+		quiet := func() bool {
+			select {
+			case <-sendDone:
+				return time.Since(lastEcho) >= quietPeriod && time.Since(lastEchoDue) >= quietPeriod
+			default:
+				return false
+			}
+		}
+		for time.Now().Before(stop) && !quiet() {
+			_ = rtpConn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 			n, from, err := rtpConn.ReadFromUDP(buf)
 			if err != nil {
-				return // quiet for quietPeriod: the stream is over
+				if ne, ok := err.(net.Error); ok && ne.Timeout() {
+					continue
+				}
+				return
 			}
 			if n < 12+4 || buf[0]>>6 != 2 {
 				continue
@@ -108,8 +124,12 @@ func TestRTPRelayBothWays(t *testing.T) {
 		}
 	}()
 
-	tick := time.NewTicker(20 * time.Millisecond)
+	// Packet i leaves at 20·i ms; a sender the machine held up sends what
+	// it owes back to back (a ticker would drop the missed ticks and
+	// stretch the stream past the caller's hold time).
+	began := time.Now()
 	for i := 0; i < packets; i++ {
+		time.Sleep(time.Until(began.Add(time.Duration(i) * 20 * time.Millisecond)))
 		payload := pcmu.Tone(1000, 0.25, i*160, 160)
 		binary.BigEndian.PutUint32(payload[0:4], uint32(i)) // the index rides in the audio
 		pkt := pcmu.Packet(0, uint16(5000+i), uint32(i*160), ssrc, i == 0, payload)
@@ -123,10 +143,11 @@ func TestRTPRelayBothWays(t *testing.T) {
 				t.Fatalf("send rogue RTP: %v", err)
 			}
 		}
-		<-tick.C
 	}
-	tick.Stop()
-	<-recvDone // quiet for quietPeriod (or recvLimit reached)
+	lastEchoDue = time.Now()
+	close(sendDone)
+	<-recvDone // quiet for quietPeriod after the last packet (or recvLimit reached)
+	waited := time.Since(lastEchoDue)
 
 	_ = rogue.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 	if n, _, err := rogue.ReadFromUDP(make([]byte, 1500)); err == nil {
@@ -140,7 +161,8 @@ func TestRTPRelayBothWays(t *testing.T) {
 	pbx.requireOK()
 
 	if len(echoes) < packets*9/10 {
-		t.Errorf("%d of %d RTP packets came back through wagate, want at least %d", len(echoes), packets, packets*9/10)
+		t.Errorf("%d of %d RTP packets came back through wagate, want at least %d (sent over %v; waited %v after the last)",
+			len(echoes), packets, packets*9/10, lastEchoDue.Sub(began).Round(time.Millisecond), waited.Round(time.Millisecond))
 	}
 	var sameSSRC, wrongPT, wrongSource int
 	for _, ec := range echoes {

@@ -65,8 +65,11 @@ func startSpray(t *testing.T, from, ip string, min, max int) *sprayer {
 	}()
 	go func() {
 		defer s.wg.Done()
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
+		// Round i leaves at 20·i ms: rounds a stalled sprayer owes go at
+		// once (a ticker would drop them, and the count below with them).
+		began := time.Now()
+		wait := time.NewTimer(0)
+		defer wait.Stop()
 		limit := time.After(sprayLimit)
 		ssrc, seq, ts := rand.Uint32(), uint16(rand.Uint32()), rand.Uint32()
 		pkt := make([]byte, 12+160)
@@ -83,12 +86,13 @@ func startSpray(t *testing.T, from, ip string, min, max int) *sprayer {
 			}
 			seq++
 			ts += 160
+			wait.Reset(time.Until(began.Add(time.Duration(i+1) * 20 * time.Millisecond)))
 			select {
 			case <-s.stop:
 				return
 			case <-limit:
 				return
-			case <-tick.C:
+			case <-wait.C:
 			}
 		}
 	}()
@@ -193,12 +197,7 @@ func runNATSpray(t *testing.T, bic bool) {
 
 	wcall.Media.ResetRecording()
 	gcall.Media.ResetRecording()
-	gcall.Media.SetSource(rtppeer.NewTone(1000, toneAmp, 8000))
-	wcall.Media.SetSource(rtppeer.NewTone(700, toneAmp, 48000))
-	time.Sleep(2500 * time.Millisecond)
-	gcall.Media.SetSource(nil)
-	wcall.Media.SetSource(nil)
-	time.Sleep(300 * time.Millisecond)
+	playFor(t, 2500*time.Millisecond, play{gcall.Media, rtppeer.NewTone(1000, toneAmp, 8000)}, play{wcall.Media, rtppeer.NewTone(700, toneAmp, 48000)})
 	if bic {
 		hangup(t, gcall, "the dialer")
 		waitBye(t, wcall, "the Meta peer")

@@ -141,12 +141,20 @@ func checkNoSIPToMetaSince(t *testing.T, mp *metapeer.Peer, since, until time.Ti
 	}
 }
 
-// mustHear waits d, then checks that the recording rec gets (reset first)
-// holds a tone of hz.
+// mustHear waits until s has received d of audio (d at least, 10 s more
+// at most), then checks that the recording (reset first) holds a tone of
+// hz for half of it.
 func mustHear(t *testing.T, what string, s *rtppeer.Session, rate int, hz float64, d time.Duration) {
 	t.Helper()
 	s.ResetRecording()
 	time.Sleep(d)
+	// d of audio received, not d of wall time: a machine that stalled
+	// the path delivers it late (gaps are checked where they matter, by
+	// arrival times).
+	want := int(int64(rate) * int64(d) / int64(time.Second))
+	for deadline := time.Now().Add(10 * time.Second); len(s.Recording()) < want && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
 	checkTone(t, what, s.Recording(), rate, hz, d/2)
 }
 

@@ -85,6 +85,9 @@ func (s *Session) writeAudio(pkt []byte, ts uint32) {
 		}
 	}
 	s.lastWrite = now
+	if s.cfg.KeepFrames {
+		s.sentFrames = append(s.sentFrames, SentFrame{TS: ts, At: now})
+	}
 	transit := float64(now.Sub(s.startTime))/float64(time.Second)*float64(s.cfg.Codec.Rate) - float64(ts)
 	if s.sendHaveTransit {
 		d := math.Abs(transit - s.sendLastTransit)

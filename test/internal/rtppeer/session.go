@@ -48,7 +48,8 @@ type Config struct {
 	// Record keeps decoded audio (default true; the load tool turns it off).
 	NoRecord bool
 	// KeepFrames keeps a Frame for every audio packet received (header,
-	// arrival, level of its decoded audio).
+	// arrival, level of its decoded audio), and a SentFrame for every
+	// audio packet written.
 	KeepFrames bool
 	// NoDecode does not decode received audio (load tools): Frames keep
 	// headers, arrival and size, with DBFS -120; no recording, no onsets.
@@ -89,6 +90,13 @@ type Frame struct {
 	// Onset is the sample at which sound starts in this frame after a
 	// quiet one (as for Onsets), -1 if it does not.
 	Onset int
+}
+
+// SentFrame is one audio packet we wrote (KeepFrames): its RTP timestamp
+// and when it left, send jitter and stalls of our sender included.
+type SentFrame struct {
+	TS uint32
+	At time.Time
 }
 
 // Stats are a session's counters.
@@ -178,6 +186,7 @@ type Session struct {
 	started         bool
 	handleMu        sync.Mutex // one packet at a time through the decoder
 	frames          []Frame
+	sentFrames      []SentFrame
 	// Send jitter: audio packets leave through delayed, each up to
 	// jitterMax late, in order.
 	jitterMax             atomic.Int64
@@ -355,6 +364,13 @@ func (s *Session) Frames() []Frame {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]Frame(nil), s.frames...)
+}
+
+// SentFrames returns the audio packets written so far (KeepFrames).
+func (s *Session) SentFrames() []SentFrame {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]SentFrame(nil), s.sentFrames...)
 }
 
 // ResetRecording drops the audio recorded so far.
