@@ -238,7 +238,10 @@ func (p *peer) response(code int) *sip.Response {
 	return res
 }
 
-// silent fails if anything but a 100 arrives within d.
+// silent fails if anything but a 100 or a retransmission arrives within
+// d. A retransmission (a message next already returned, byte for byte) is
+// no new message: UDP transactions resend when an answer is late, as it
+// can be on a loaded machine.
 func (p *peer) silent(d time.Duration) {
 	p.t.Helper()
 	deadline := time.After(d)
@@ -246,6 +249,9 @@ func (p *peer) silent(d time.Duration) {
 		select {
 		case m := <-p.in:
 			if r, ok := m.(*sip.Response); ok && r.StatusCode == 100 {
+				continue
+			}
+			if p.seen[m.String()] {
 				continue
 			}
 			p.t.Fatalf("unexpected message:\n%s", m)

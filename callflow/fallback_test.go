@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -15,9 +16,11 @@ import (
 )
 
 // Every way the service can fail ends in the fallback: the caller hears
-// the message and is connected to the fallback extension, within the
-// configured timeout of silence (1 s here) plus the time to start playing.
+// the message and is connected to the fallback extension. A service that
+// does not answer is waited for exactly one timeout (slowTimeout), every
+// other failure is heard before any timeout (testTimeout) could pass.
 func TestServiceFailuresFallBack(t *testing.T) {
+	const slowTimeout = 3 * time.Second
 	files := filesServer(t)
 	closed, _ := net.Listen("tcp", "127.0.0.1:0")
 	downURL := "http://" + closed.Addr().String() + "/flow"
@@ -33,10 +36,7 @@ func TestServiceFailuresFallBack(t *testing.T) {
 		cause  string // in the summary's fallback
 	}{
 		{"down", nil, downURL, "connection refused"},
-		{"slow", func(Request, int) (int, string) {
-			time.Sleep(3 * time.Second)
-			return 200, `{"callflow":[{"action":"hangup"}]}`
-		}, "", "no answer within 1s"},
+		{"slow", nil, "slow", "no answer within 3s"},
 		{"500", func(Request, int) (int, string) { return 500, "oops" }, "", "500 Internal Server Error"},
 		{"garbage", ok("<html>hello</html>"), "", "not JSON"},
 		{"empty", ok(""), "", "empty answer"},
@@ -54,8 +54,23 @@ func TestServiceFailuresFallBack(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			svc := newService(t, c.script)
 			url := svc.URL + "/flow"
+			timeout := testTimeout
 			switch c.url {
 			case "":
+			case "slow":
+				// It answers once the engine has given up, so that the
+				// test does not wait for it.
+				timeout = slowTimeout
+				svc.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					// Reading the body lets the server notice the engine
+					// hanging up, which ends r's context.
+					io.Copy(io.Discard, r.Body)
+					select {
+					case <-r.Context().Done():
+					case <-time.After(30 * time.Second):
+					}
+					io.WriteString(w, `{"callflow":[{"action":"hangup"}]}`)
+				})
 			case "redirect":
 				mux := http.NewServeMux()
 				mux.HandleFunc("/flow", func(w http.ResponseWriter, r *http.Request) {
@@ -65,7 +80,7 @@ func TestServiceFailuresFallBack(t *testing.T) {
 			default:
 				url = c.url
 			}
-			e := newEngine(t, svc, func(o *Options) { o.URL = url })
+			e := newEngine(t, svc, func(o *Options) { o.URL = url; o.Timeout = timeout })
 			call := newFakeCall(prompt.Rate8k)
 			start := time.Now()
 			sum := run(t, e, call)
@@ -77,10 +92,17 @@ func TestServiceFailuresFallBack(t *testing.T) {
 			if f := speechFrames(msg.audio); f < 20 {
 				t.Fatalf("the last play is not the spoken message (%d speech frames)", f)
 			}
-			// 1 s timeout; the margin covers a loaded machine, not a
-			// second timeout.
-			if silence := msg.at.Sub(start); silence > 1800*time.Millisecond {
-				t.Fatalf("the message started %v after the call", silence)
+			// A failure the engine can see is heard at once; a silent
+			// service costs the caller one timeout, never two. The bounds
+			// are the timeouts, not margins a loaded machine can outrun.
+			silence := msg.at.Sub(start)
+			switch {
+			case c.url == "slow" && silence < timeout:
+				t.Fatalf("the message started %v after the call, before the %v timeout", silence, timeout)
+			case c.url == "slow" && silence >= 2*timeout:
+				t.Fatalf("the message started %v after the call, after two %v timeouts", silence, timeout)
+			case c.url != "slow" && silence >= timeout:
+				t.Fatalf("the message started %v after the call, as if the %v timeout had passed", silence, timeout)
 			}
 			want := Target{Kind: TargetExtension, Endpoint: "pbx", Destination: "1000", Timeout: 30 * time.Second}
 			if len(connects) != 1 || connects[0] != want || len(hangups) != 0 {
@@ -134,29 +156,29 @@ func TestNoFallbackHangsUp(t *testing.T) {
 }
 
 // A prompt that takes longer than the timeout to render is a failure too.
+// The slow prompt is never ready, so only the timeout can end its wait.
 type slowPrompts struct{ Prompts }
 
 func (s slowPrompts) Speech(ctx context.Context, sp prompt.Speech, rate int) (prompt.Audio, error) {
 	if sp.Text == "slow" {
-		select {
-		case <-time.After(5 * time.Second):
-		case <-ctx.Done():
-			return prompt.Audio{}, ctx.Err()
-		}
+		<-ctx.Done()
+		return prompt.Audio{}, ctx.Err()
 	}
 	return s.Prompts.Speech(ctx, sp, rate)
 }
 
 func TestSlowPromptFallsBack(t *testing.T) {
+	const timeout = time.Second
 	svc := newService(t, flows(`{"callflow":[{"action":"say","params":{"text":"slow"}}]}`))
 	call := newFakeCall(prompt.Rate8k)
-	start := time.Now()
-	sum := run(t, newEngine(t, svc, func(o *Options) { o.Prompts = slowPrompts{library(t)} }), call)
-	if sum.Outcome != OutcomeFallback || !strings.Contains(sum.Fallback, "prompt not ready within 1s") {
+	e := newEngine(t, svc, func(o *Options) { o.Prompts = slowPrompts{library(t)}; o.Timeout = timeout })
+	sum := run(t, e, call)
+	if sum.Outcome != OutcomeFallback || !strings.Contains(sum.Fallback, "prompt not ready within 1s") || len(sum.Actions) != 1 {
 		t.Fatalf("%+v", sum)
 	}
-	if d := time.Since(start); d > 3*time.Second {
-		t.Fatalf("took %v", d)
+	// The say waited one timeout for its prompt: not less, not two.
+	if d := time.Duration(sum.Actions[0].DurationMs) * time.Millisecond; d < timeout || d >= 2*timeout {
+		t.Fatalf("the say waited %v for its prompt; the timeout is %v", d, timeout)
 	}
 }
 

@@ -229,11 +229,19 @@ func library(t testing.TB) *prompt.Library {
 	return lib
 }
 
-// newEngine returns an engine for svc with a 1 s timeout and a fallback
-// to extension 1000, the message pre-rendered.
+// testTimeout is the engine's timeout in the tests that do not test the
+// timeout itself. It is generous: under -race on a loaded 2-core machine
+// espeak-ng and the pure-Go MP3 decoder take over a second to render a
+// prompt (the MP3 of filesServer took up to 0.96 s to decode), and a prompt
+// not ready within the timeout falls back, which is not what those tests
+// are about. The tests of the timeout set a short one and wait it out.
+const testTimeout = 10 * time.Second
+
+// newEngine returns an engine for svc with testTimeout and a fallback to
+// extension 1000, the message pre-rendered.
 func newEngine(t *testing.T, svc *service, mod func(*Options)) *Engine {
 	t.Helper()
-	o := Options{URL: svc.URL + "/flow", Secret: []byte(testSecret), Timeout: time.Second,
+	o := Options{URL: svc.URL + "/flow", Secret: []byte(testSecret), Timeout: testTimeout,
 		Message: "Sorry, connecting you to an agent.", Prompts: library(t),
 		Fallback: Target{Kind: TargetExtension, Endpoint: "pbx", Destination: "1000", Timeout: 30 * time.Second}}
 	if mod != nil {

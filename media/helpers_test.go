@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -106,6 +107,7 @@ func checkNoRelayGoroutines(t testing.TB) {
 type peer struct {
 	t    testing.TB
 	conn *net.UDPConn
+	seq  atomic.Uint32 // the last RTP sequence number flow sent
 }
 
 func newPeer(t testing.TB) *peer {

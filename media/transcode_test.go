@@ -198,10 +198,19 @@ func TestTranscodeTone(t *testing.T) {
 		t.Fatalf("Meta hears %.1f Hz, want 1000", f)
 	}
 	// Every input frame became an output frame, played or (on a loaded
-	// machine, where this test's own sender is late) concealed.
-	s := c.b.Stats()
-	if s.AtoB < frames-5 || s.BtoA < 40 || s.DroppedAuth+s.DroppedInvalid != 0 {
-		t.Fatalf("stats %+v", s)
+	// machine, where this test's own sender is late) concealed, unless the
+	// playout dropped it to shrink its delay once the jitter fell
+	// (Compressed: under load average 300 a run had 39 of 45 frames out
+	// and 25 compressed). The playout may still be catching up when the
+	// reading above is done: wait for it, then judge each direction.
+	waitStats(t, c.b, "every input frame out", func(s BridgeStats) bool {
+		return s.AtoB+s.Compressed >= frames-5 && s.BtoA+s.Compressed >= 40
+	})
+	c.b.Close()
+	r := c.b.Report()
+	if s := c.b.Stats(); s.DroppedAuth+s.DroppedInvalid != 0 ||
+		r.AtoB.Forwarded+r.AtoB.Compressed < frames-5 || r.BtoA.Forwarded+r.BtoA.Compressed < 40 {
+		t.Fatalf("stats %+v\nA→B %+v\nB→A %+v", s, r.AtoB, r.BtoA)
 	}
 }
 

@@ -111,7 +111,11 @@ func tailBytes(b []byte, n int) string {
 // openRedis opens a Redis store for node on s.
 func openRedis(t testing.TB, s *redisServer, node string, lim Limits, mod ...func(*RedisOptions)) *Redis {
 	t.Helper()
-	o := RedisOptions{Addr: s.addr, NodeID: node, Limits: lim, SlotTTL: time.Second, Timeout: 200 * time.Millisecond,
+	// A generous operation timeout: every write is fsynced, and on a
+	// machine running every package's tests at once an fsync can take
+	// longer than the 200 ms these tests had, which turned an admission
+	// into Unavailable. TestRedisSlow sets a short one: it is its subject.
+	o := RedisOptions{Addr: s.addr, NodeID: node, Limits: lim, SlotTTL: time.Second, Timeout: 5 * time.Second,
 		Log: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	for _, m := range mod {
 		m(&o)

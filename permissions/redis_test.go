@@ -422,7 +422,7 @@ func TestRedisRefusesNonDurable(t *testing.T) {
 // about that time, not held; when it answers again, so does the store.
 func TestRedisSlow(t *testing.T) {
 	srv := startRedis(t)
-	r := openRedis(t, srv, "n1", DefaultLimits())
+	r := openRedis(t, srv, "n1", DefaultLimits(), func(o *RedisOptions) { o.Timeout = 200 * time.Millisecond })
 	k := key("+16505550001")
 	if err := r.Grant(k, true, time.Time{}, "api"); err != nil {
 		t.Fatal(err)
