@@ -151,7 +151,7 @@ func (d *direction) paceRelay(rt *route, sched, now time.Duration) time.Duration
 	d.startSpurt()
 	d.stamp(sched, rt)
 	d.emitOwn(rt.outPT, s.payload(), int(s.dur), emitAudio, now)
-	dur := pl.media(s.dur)
+	dur := pl.media(int64(s.dur))
 	d.sent(sched, dur)
 	pl.release(s)
 	return sched + dur + pl.lag(sched+dur, 0)
@@ -324,7 +324,7 @@ var g711Mag = func() (m [2][256]uint16) {
 // duration of the packet at the playout point, else of the last one.
 func (p *playout) frameDur() time.Duration {
 	if s := p.at(p.nextSeq); s != nil && p.talking {
-		return p.media(s.dur)
+		return p.media(int64(s.dur))
 	}
 	if p.lastDur > 0 {
 		return p.media(p.lastDur)

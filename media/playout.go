@@ -35,10 +35,10 @@ import "time"
 // talk spurt ends; the next packet starts a new one, anchored afresh at
 // its own D, and catching up or waiting happens there, in the silence.
 //
-// Slots hold payloads in pooled buffers: a copy in a 256-byte one when it
-// fits (G.711 up to 30 ms, Opus at the usual bitrates), else the reader's
-// own 1.5 KB buffer, handed over; an idle direction holds none. Not safe for concurrent use: the
-// direction's lock guards it.
+// Slots hold payloads in pooled buffers: a copy in a 160- or 256-byte one
+// when it fits (G.711 up to 30 ms, Opus at the usual bitrates), else the
+// reader's own 1.5 KB buffer, handed over; an idle direction holds none.
+// Not safe for concurrent use: the direction's lock guards it.
 type playout struct {
 	minDepth, maxDepth time.Duration
 	rate               int64 // input RTP clock
@@ -79,23 +79,21 @@ type playout struct {
 	depthMax                              time.Duration
 }
 
+// playSlot's fields are ordered largest first, so that 32 of them take
+// 56 bytes each, not 64.
 type playSlot struct {
-	used   bool
-	seq    uint16
-	ts     int64         // extended timestamp
-	dur    int64         // duration, input clock units
-	at     time.Duration // arrival
-	small  *smallBuf     // the payload, when it fits
-	buf    *packetBuf    // else the packet as read
-	off, n int           // the payload within buf (or small, off 0)
+	ts int64         // extended timestamp
+	at time.Duration // arrival
+	// data is the payload: a pooled copy (payloadCopy) when buf is nil,
+	// else within buf, the packet as read.
+	data []byte
+	buf  *packetBuf
+	dur  int32 // duration, input clock units (at most a second)
+	seq  uint16
+	used bool
 }
 
-func (s *playSlot) payload() []byte {
-	if s.small != nil {
-		return s.small.b[:s.n]
-	}
-	return s.buf.b[s.off : s.off+s.n]
-}
+func (s *playSlot) payload() []byte { return s.data }
 
 type jbBucket struct {
 	start  time.Duration
@@ -213,16 +211,14 @@ func (p *playout) push(ssrc uint32, seq uint16, ts uint32, dur int64, buf *packe
 		// newer one wins.
 		p.drop(s)
 	}
-	*s = playSlot{used: true, seq: seq, ts: ext, dur: dur, at: now, off: off, n: n}
+	*s = playSlot{used: true, seq: seq, ts: ext, dur: int32(dur), at: now}
 	p.held++
 	p.lateRun = 0
 	if n <= smallBufSize {
-		s.small = smallPool.get()
-		s.off = 0
-		copy(s.small.b[:], buf.b[off:off+n])
+		s.data = payloadCopy(buf.b[off : off+n])
 		return pushCopied
 	}
-	s.buf = buf
+	s.buf, s.data = buf, buf.b[off:off+n]
 	return pushHeld
 }
 
@@ -306,7 +302,7 @@ func (p *playout) next(sched, ahead, frame time.Duration) (playAction, *playSlot
 		}
 		// A new talk spurt, from the earliest packet held.
 		s := p.earliest()
-		p.talking, p.nextSeq, p.pos, p.lastDur, p.waitQuiet = true, s.seq, s.ts, s.dur, 0
+		p.talking, p.nextSeq, p.pos, p.lastDur, p.waitQuiet = true, s.seq, s.ts, int64(s.dur), 0
 		p.newSpurt, p.trailing = true, 0
 		err := p.due(p.pos) - (sched + ahead)
 		if err < -frame/2 {
@@ -365,7 +361,7 @@ func (p *playout) next(sched, ahead, frame time.Duration) (playAction, *playSlot
 	}
 	p.note()
 	if s := p.at(p.nextSeq); s != nil {
-		if s.ts > p.pos+s.dur/2 && s.ts-p.pos > p.ticks(frame) {
+		if s.ts > p.pos+int64(s.dur)/2 && s.ts-p.pos > p.ticks(frame) {
 			// The sender's clock moved on without packets (silence
 			// suppression, DTX): a pause, and a new spurt at s.
 			p.endSpurt()
@@ -453,8 +449,8 @@ func (p *playout) earliest() *playSlot {
 // release is called after the slot returned with playFrame was played:
 // its buffer goes back to the pool and the position moves past it.
 func (p *playout) release(s *playSlot) {
-	p.played, p.lastDur, p.trailing = true, s.dur, 0
-	p.nextSeq, p.pos = s.seq+1, s.ts+s.dur
+	p.played, p.lastDur, p.trailing = true, int64(s.dur), 0
+	p.nextSeq, p.pos = s.seq+1, s.ts+int64(s.dur)
 	p.drop(s)
 }
 
@@ -476,9 +472,10 @@ func (p *playout) advance(dur int64) {
 }
 
 func (p *playout) drop(s *playSlot) {
-	putBuf(s.buf)
-	if s.small != nil {
-		smallPool.put(s.small)
+	if s.buf != nil {
+		putBuf(s.buf)
+	} else if s.data != nil {
+		putPayloadCopy(s.data)
 	}
 	*s = playSlot{}
 	p.held--

@@ -479,7 +479,10 @@ func (d *Description) Marshal() []byte {
 	for i := range d.Media {
 		writeMedia(&b, &d.Media[i], d.Connection)
 	}
-	return b.Bytes()
+	// A body lives as long as the call (the bridge keeps it for
+	// re-offers, the SIP layer in its messages): an exact copy instead
+	// of the builder's doubled buffer.
+	return bytes.Clone(b.Bytes())
 }
 
 func writeMedia(b *bytes.Buffer, m *Media, session netip.Addr) {
