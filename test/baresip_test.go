@@ -297,8 +297,15 @@ func TestBaresipDTLSBIC(t *testing.T) {
 	if err != nil {
 		t.Fatalf("BIC to baresip: %v", err)
 	}
+	// 3 s of tone counted in packets, not in wall time (a loaded machine
+	// stalls the sender); not playFor: baresip's tone toward the dialer
+	// goes on until it hangs up, so there is no tail to wait for.
+	from := dcall.Media.Stats().Sent
 	dcall.Media.SetSource(rtppeer.NewTone(700, toneAmp, 8000))
 	time.Sleep(3 * time.Second)
+	for deadline := time.Now().Add(10 * time.Second); dcall.Media.Stats().Sent-from < 150 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	dcall.Media.SetSource(nil)
 	hangup(t, dcall, "dialer")
 	bs.wait(t, time.Duration(callSeconds)*time.Second+15*time.Second)

@@ -213,8 +213,9 @@ func TestCallFlowVoicemailAndConnect(t *testing.T) {
 		_, end := h.toneFrames(0, 1000, 15)
 		return end > 0
 	})
-	vcall.Media.SetSource(rtppeer.NewTone(500, toneAmp, 48000))
-	time.Sleep(1500 * time.Millisecond)
+	// 1.5 s of message counted in packets (a loaded machine stalls the
+	// sender: wall time says nothing), then silence, as a phone sends.
+	playFor(t, 1500*time.Millisecond, play{vcall.Media, rtppeer.NewTone(500, toneAmp, 48000)})
 	vcall.Media.SetSource(rtppeer.Silence{})
 	sendDigits(t, vcall, "#")
 	waitBye(t, vcall, "the voicemail caller")
@@ -249,8 +250,7 @@ func TestCallFlowVoicemailAndConnect(t *testing.T) {
 		return end > 0
 	})
 	s1, _ := h.toneFrames(h.afterTime(cstart.at), 1000, 50)
-	time.Sleep(time.Second)
-	h = hear(ccall)
+	h = hearMore(ccall, h, time.Second)
 	checkTone(t, "the agent's echo of the caller", h.pcmOf(s1, len(h.frames)), 48000, 1000, time.Second)
 	hangup(t, ccall, "the connected caller")
 	agent.requireOK()
@@ -376,8 +376,7 @@ func TestCallFlowConnectBusyThenHuntList(t *testing.T) {
 		return end > 0
 	})
 	s1, _ := h.toneFrames(0, 1000, 50)
-	time.Sleep(time.Second)
-	h = hear(c)
+	h = hearMore(c, h, time.Second)
 	checkTone(t, "the agent's echo of the caller", h.pcmOf(s1, len(h.frames)), 48000, 1000, time.Second)
 	hangup(t, c, "the connected caller")
 	busy.requireOK()
@@ -459,4 +458,16 @@ func TestBaresipCallFlowPrompt(t *testing.T) {
 	fs.checkSigned(t)
 	s := w.waitIdle()
 	w.expectCounts(s, 1, 1)
+}
+
+// hearMore waits until c has received d more of audio than h holds (d of
+// wall time at least, 10 s more at most: a loaded machine delivers late
+// what it stalled), then returns what c heard; the caller checks it.
+func hearMore(c *metapeer.Call, h heard, d time.Duration) heard {
+	want := len(h.frames) + int(d/(20*time.Millisecond))
+	time.Sleep(d)
+	for deadline := time.Now().Add(10 * time.Second); len(c.Media.Frames()) < want && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	return hear(c)
 }

@@ -146,7 +146,15 @@ func TestCallsAPIHangupAnswered(t *testing.T) {
 		}
 	}
 
+	// 700 ms and 35 packets sent by each side since first, whichever
+	// comes later (a loaded machine stalls the senders: wall time says
+	// nothing of what went out), and 100 ms for them to arrive.
+	sentA, sentB := c.meta.Media.Stats().Sent, c.pbx.Media.Stats().Sent
 	time.Sleep(700 * time.Millisecond)
+	for deadline := time.Now().Add(10 * time.Second); (c.meta.Media.Stats().Sent < sentA+35 || c.pbx.Media.Stats().Sent < sentB+35) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
 	code, body := callsAPI(t, e, "GET", "/v1/calls/"+first.CallID, "")
 	var later liveCallDoc
 	if code != 200 || json.Unmarshal(body, &later) != nil {

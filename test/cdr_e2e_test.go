@@ -315,9 +315,10 @@ func TestCDRMediaAndRecording(t *testing.T) {
 		t.Fatalf("UIC: %v", err)
 	}
 	pc := waitAnswer(t, answered, "the PBX")
-	mc.Media.SetSource(metaTone())
-	pc.Media.SetSource(pbxTone())
-	time.Sleep(1500 * time.Millisecond)
+	// 1.5 s each way counted in packets, and its tail waited for: the
+	// packet counts below are of what was sent, not of what a loaded
+	// machine let the senders send in 1.5 s of wall time.
+	playFor(t, 1500*time.Millisecond, play{mc.Media, metaTone()}, play{pc.Media, pbxTone()})
 	hangup(t, mc, "meta")
 	waitBye(t, pc, "the PBX")
 	w.waitIdle()

@@ -163,10 +163,9 @@ func TestClickToCallHuntParallel(t *testing.T) {
 	})
 	acall.Media.ResetRecording()
 	mcall.Media.ResetRecording()
-	time.Sleep(1500 * time.Millisecond)
-	acall.Media.SetSource(nil)
-	mcall.Media.SetSource(nil)
-	time.Sleep(200 * time.Millisecond)
+	// 1.5 s of tone each way counted in packets, and its tail waited for
+	// (a loaded machine stalls the senders: wall time says nothing).
+	playFor(t, 1500*time.Millisecond, play{acall.Media, rtppeer.NewTone(1000, toneAmp, 8000)}, play{mcall.Media, rtppeer.NewTone(700, toneAmp, 48000)})
 	checkTone(t, "second agent's tone at the WhatsApp user", mcall.Media.Recording(), 48000, 1000, time.Second)
 	checkTone(t, "WhatsApp user's tone at the second agent", acall.Media.Recording(), 8000, 700, time.Second)
 

@@ -239,10 +239,9 @@ func TestClickToCallAnswered(t *testing.T) {
 	if live.CallID != doc.CallID || live.A.SIPCallID != acall.Dialog.CallID || live.B.SIPCallID != mcall.Dialog.CallID || live.B.Codec != "opus" || live.A.Codec != "PCMU" {
 		t.Errorf("live call %+v", live)
 	}
-	time.Sleep(2 * time.Second)
-	acall.Media.SetSource(nil)
-	mcall.Media.SetSource(nil)
-	time.Sleep(200 * time.Millisecond)
+	// 2 s of tone each way counted in packets, and its tail waited for
+	// (a loaded machine stalls the senders: wall time says nothing).
+	playFor(t, 2*time.Second, play{acall.Media, rtppeer.NewTone(1000, toneAmp, 8000)}, play{mcall.Media, rtppeer.NewTone(700, toneAmp, 48000)})
 	// wagate's first RTCP report to Meta comes 1.25–3.75 s after its
 	// answer (half a jittered 5 s interval, RFC 3550 §6.2): wait for it
 	// rather than end the call before it is due.

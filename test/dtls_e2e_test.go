@@ -246,8 +246,14 @@ func TestDTLSConsentLost(t *testing.T) {
 	}
 	pcall := waitAnswer(t, answered, "the PBX")
 	waitKeyed(t, mcall, "UIC")
+	// A second of tone counted in packets, and the PBX hearing it (10 s
+	// more at most: a loaded machine stalls the sender and the path).
+	from := mcall.Media.Stats().Sent
 	mcall.Media.SetSource(rtppeer.NewTone(1000, toneAmp, 48000))
 	time.Sleep(time.Second)
+	for deadline := time.Now().Add(10 * time.Second); (mcall.Media.Stats().Sent-from < 50 || pcall.Media.Stats().ReceivedAudio == 0) && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
 	if pcall.Media.Stats().ReceivedAudio == 0 {
 		t.Fatal("no audio before consent was withdrawn")
 	}

@@ -763,12 +763,10 @@ func TestRecordingDiskFullCallGoesOn(t *testing.T) {
 	meta, pbx := newMetaPBX(t, e)
 
 	c := placeUIC(t, w, meta, pbx)
-	c.pbx.Media.SetSource(pbxTone())
-	c.meta.Media.SetSource(metaTone())
-	time.Sleep(time.Until(c.answered.Add(4500 * time.Millisecond)))
-	c.meta.Media.SetSource(nil)
-	c.pbx.Media.SetSource(nil)
-	time.Sleep(200 * time.Millisecond)
+	// 4.5 s of tone each way counted in packets (a loaded machine stalls
+	// the senders: wall time says nothing), well past the failure, and
+	// its tail waited for.
+	playFor(t, 4500*time.Millisecond, play{c.pbx.Media, pbxTone()}, play{c.meta.Media, metaTone()})
 	mrec, prec := c.meta.Media.Recording(), c.pbx.Media.Recording()
 	hangup(t, c.meta, "meta")
 	waitBye(t, c.pbx, "the PBX")
