@@ -61,6 +61,10 @@
 #   NET=127.0.50       the loopback /24 used: wagate .1, Meta .2, PBX .3, dialer .4
 #   SIP_PORT=15072 API_PORT=18080   wagate's SIP and status ports
 #   PORT_MIN=10000 PORT_MAX=60000   wagate's RTP port range
+#   PORT_QUARANTINE=2s              media.port_quarantine (each pair two
+#                      descriptors, kept bound: at N calls/s with H-second calls
+#                      about 2·N·(H + quarantine) pairs are out, and the
+#                      descriptor limit caps them too)
 #
 # Per run it prints the calls attempted, successful and failed (from SIPp's
 # -trace_stat file; calls still unfinished at the end count as failed), the
@@ -101,6 +105,7 @@ SIP_PORT=${SIP_PORT:-15072}
 API_PORT=${API_PORT:-18080}
 PORT_MIN=${PORT_MIN:-10000}
 PORT_MAX=${PORT_MAX:-60000}
+PORT_QUARANTINE=${PORT_QUARANTINE:-2s}
 WAGATE_IP=$NET.1
 META_IP=$NET.2
 PBX_IP=$NET.3
@@ -149,7 +154,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+# wagate keeps every port pair it has used bound (two descriptors each), so
+# the descriptor limit caps the port range as much as PORT_MIN/PORT_MAX do:
+# root raises the hard limit too (it may be as low as 20000 in a container).
+ulimit -Hn 262144 2>/dev/null || true
+ulimit -n 262144 2>/dev/null || ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 # --- helpers -----------------------------------------------------------------
 
@@ -287,7 +296,7 @@ endpoints:
   - {name: dialer, kind: dialer, host: $DIALER_IP, port: $PEER_PORT, transport: udp, source_cidrs: [$DIALER_IP/32], codecs: [PCMU, PCMA]}
 numbers:
   - {number: "$BUSINESS", phone_number_id: "$PNID", route: {endpoint: pbx, user: "1001"}, dialers: [dialer], callback_permission: true}
-media: {bind_ip: $WAGATE_IP, port_min: $PORT_MIN, port_max: $PORT_MAX, rtp_timeout: 30s, rtp_start_timeout: 120s, port_quarantine: 2s}
+media: {bind_ip: $WAGATE_IP, port_min: $PORT_MIN, port_max: $PORT_MAX, rtp_timeout: 30s, rtp_start_timeout: 120s, port_quarantine: $PORT_QUARANTINE}
 api: {listen: "$WAGATE_IP:$API_PORT", token: {value: "$API_TOKEN"}}
 $perms
 $([[ $CDR == off ]] && echo "cdr: {enabled: false}")
