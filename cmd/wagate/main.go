@@ -94,6 +94,7 @@ func run() int {
 	}
 	defer lock.Close()
 
+	checkDescriptorLimit(cfg.Media, openFilesLimit(), log)
 	mm, err := media.NewManager(cfg.Media, log)
 	if err != nil {
 		log.Error("media setup failed", "error", err)
