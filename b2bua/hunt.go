@@ -271,13 +271,7 @@ func (h *hunt) next() {
 		callee := h.queue[0]
 		h.queue = h.queue[1:]
 		if !h.s.edge.Up(callee.EP.Name) {
-			at := h.newAttempt(callee, 0)
-			h.attempts = append(h.attempts, at)
-			at.started = time.Now()
-			h.pending++
-			h.c.log.Info("target skipped: its endpoint is down", "target", callee.Name())
-			h.resolve(at, events.AttemptDown, 0, &result{code: 503, reason: "Service Unavailable", weight: weightDown,
-				cause: "b-leg endpoint down", outcome: OutcomeFailed})
+			h.skipUnavailable(callee, "target skipped: its endpoint is down", "b-leg endpoint down")
 			continue
 		}
 		if h.skipFull(callee) || h.skipWrapUp(callee) {
@@ -579,4 +573,17 @@ func (hs *huntState) order(d *sipedge.Decision) []sipedge.Callee {
 		})
 	}
 	return callees
+}
+
+// skipUnavailable resolves callee's turn without an INVITE, recorded as
+// down (503 to A if nothing better comes): its endpoint cannot take the
+// call now. msg is the log line, cause the record's.
+func (h *hunt) skipUnavailable(callee sipedge.Callee, msg, cause string) {
+	at := h.newAttempt(callee, 0)
+	h.attempts = append(h.attempts, at)
+	at.started = time.Now()
+	h.pending++
+	h.c.log.Info(msg, "target", callee.Name())
+	h.resolve(at, events.AttemptDown, 0, &result{code: 503, reason: "Service Unavailable", weight: weightDown,
+		cause: cause, outcome: OutcomeFailed})
 }

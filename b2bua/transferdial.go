@@ -3,11 +3,9 @@ package b2bua
 import (
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/wagate/wagate/configs"
-	"github.com/wagate/wagate/events"
 	sipedge "github.com/wagate/wagate/sip"
 )
 
@@ -165,13 +163,7 @@ func (h *hunt) skipFull(callee sipedge.Callee) bool {
 	if h.xfer == nil || h.s.reg.hasRoom(callee.EP.Name, callee.EP.MaxCalls) {
 		return false
 	}
-	at := h.newAttempt(callee, 0)
-	h.attempts = append(h.attempts, at)
-	at.started = time.Now()
-	h.pending++
-	h.c.log.Info("transfer target skipped: its endpoint is at max_calls", "target", callee.Name())
-	h.resolve(at, events.AttemptDown, 0, &result{code: 503, reason: "Service Unavailable", weight: weightDown,
-		cause: "endpoint at max_calls", outcome: OutcomeFailed})
+	h.skipUnavailable(callee, "transfer target skipped: its endpoint is at max_calls", "endpoint at max_calls")
 	return true
 }
 
