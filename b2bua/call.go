@@ -123,11 +123,14 @@ type call struct {
 	// ended is closed when the call is over; every wait selects on it.
 	ended chan struct{}
 
-	mu         sync.Mutex
-	state      callState
-	bAnswered  bool         // B sent 2xx and we ACKed it: B needs a BYE
-	aAnswered  bool         // we sent 2xx to A: A needs a BYE
-	bAck       *sip.Request // resent on each retransmitted 2xx from B
+	mu        sync.Mutex
+	state     callState
+	bAnswered bool         // B sent 2xx and we ACKed it: B needs a BYE
+	aAnswered bool         // we sent 2xx to A: A needs a BYE
+	bAck      *sip.Request // resent on each retransmitted 2xx from B
+	// bReAck resends bAck from B's INVITE transaction until it ends
+	// (finishAnswered); nil after.
+	bReAck     *reAcker
 	answeredAt time.Time
 	// pending re-INVITE 2xx waiting for ACK, by leg and CSeq.
 	pendingAcks map[pendingKey]chan struct{}

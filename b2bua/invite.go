@@ -297,12 +297,17 @@ func (s *Engine) ackB(c *call, bReq *sip.Request, btx sip.ClientTransaction, res
 	// B resends its 2xx until our ACK arrives; each one gets the ACK again.
 	// Once this transaction ends, onStrayResponse takes over. The hook must
 	// not capture the call: sipgo keeps the transaction (and so the hook)
-	// until Timer M fires, 32 s after the call may have ended.
-	btx.OnRetransmission(s.reAck(ack, c.b.callID))
+	// until Timer M fires, sip.transaction_linger after the 2xx, whether
+	// or not the transaction was terminated (finishAnswered drops the ACK
+	// from the hook then).
+	r := &reAcker{s: s, callID: c.b.callID}
+	r.ack.Store(ack)
+	btx.OnRetransmission(r.resend)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.bAnswered = true
 	c.bAck = ack
+	c.bReAck = r
 	return c.state == stateEnded
 }
 
@@ -370,7 +375,11 @@ func (s *Engine) answerA(c *call, answer []byte, cancelled <-chan struct{}) bool
 	if c.flow != nil {
 		c.flow.start() // the engine asks the service while A's ACK comes
 	}
-	if !c.awaitAck(s.ctx, c.aTx, res, c.ackA, !isUnreliable(c.a.transport)) {
+	acked := c.awaitAck(s.ctx, c.aTx, res, c.ackA, !isUnreliable(c.a.transport))
+	// The 2xx is not resent from here on; A's transaction keeps it until
+	// Timer L without sending it again (it absorbs INVITE retransmissions).
+	sipedge.Release(res)
+	if !acked {
 		if c.getState() != stateEnded {
 			c.log.Warn("no ACK from A for 200", "leg", "a")
 			c.terminate(nil, errNoAck.Error())
