@@ -112,7 +112,12 @@ type call struct {
 	a, b    *leg
 	route   *sipedge.Decision
 
+	// aInvite is A's INVITE, read only by the INVITE's handler (Invite),
+	// which empties it as it returns (release.go); aFacts is what the
+	// call needs of it afterwards. Both are unset for a call wagate
+	// originated.
 	aInvite *sip.Request
+	aFacts  aInviteFacts
 	aTx     sip.ServerTransaction
 	bridge  Bridge
 	created time.Time

@@ -16,6 +16,16 @@ import (
 // INVITE and stays until A has a final response and, for 2xx, until A's
 // ACK: the server transaction ends when it returns.
 func (s *Engine) Invite(req *sip.Request, tx sip.ServerTransaction, ep *configs.Endpoint) {
+	s.invite(req, tx, ep)
+	// A has its final response (and, after a 2xx, wagate has A's ACK or
+	// gave up on it): nothing reads the INVITE again (what the call needs
+	// later was copied into it, aInviteFacts), and its transaction keeps
+	// it only to match retransmissions by key (release.go). Not deferred:
+	// after a panic the guard answers 500 from req.
+	sipedge.Release(req)
+}
+
+func (s *Engine) invite(req *sip.Request, tx sip.ServerTransaction, ep *configs.Endpoint) {
 	log := s.log.With("sip_call_id", callIDOf(req), "leg", "a", "endpoint", ep.Name)
 	// refuse answers an INVITE refused before any call exists, and
 	// records it (a CDR with outcome refused).
@@ -102,6 +112,7 @@ func (s *Engine) Invite(req *sip.Request, tx sip.ServerTransaction, ep *configs.
 		permission: permission,
 	}
 	c.a.fromUAS(req, newTag())
+	c.aFacts = aInviteFactsOf(req)
 	c.b.callID = c.id + bLegCallIDSuffix
 	c.log = s.log.With("call", c.id, "dir", string(dec.Dir), "a_endpoint", ep.Name, "b_endpoint", dec.BEP.Name, "sip_call_id", c.a.callID)
 
@@ -154,14 +165,13 @@ func (s *Engine) isRetransmission(req *sip.Request) bool {
 	if !ok {
 		return false
 	}
-	if a, _ := ref.call.legs(); ref.leg != a || ref.call.aInvite == nil {
+	orig := ref.call.aFacts
+	if a, _ := ref.call.legs(); ref.leg != a || !orig.set {
 		// (A click-to-call's agent leg is wagate's own INVITE.)
 		return false
 	}
-	orig := ref.call.aInvite
 	tag, _ := req.From().Params.Get("tag")
-	otag, _ := orig.From().Params.Get("tag")
-	return tag == otag && req.CSeq().SeqNo == orig.CSeq().SeqNo
+	return tag == orig.fromTag && req.CSeq().SeqNo == orig.cseq
 }
 
 // admitBIC asks the permission gate about a business-initiated call, and

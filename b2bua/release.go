@@ -55,3 +55,30 @@ func (c *call) finishAnswered(ev attemptEvent) {
 	sipedge.Release(ev.req)
 	sipedge.Release(ev.res)
 }
+
+// aInviteFacts is what a call reads of A's INVITE after its handler
+// returned and emptied it: a transfer's INVITE is built from the display
+// name and Max-Forwards, and a retransmission is told by From tag and
+// CSeq.
+type aInviteFacts struct {
+	set         bool // the call has an A INVITE (not one wagate originated)
+	fromTag     string
+	cseq        uint32
+	display     string
+	maxForwards int // 0: none
+}
+
+func aInviteFactsOf(req *sip.Request) aInviteFacts {
+	f := aInviteFacts{set: true}
+	if from := req.From(); from != nil {
+		f.fromTag, _ = from.Params.Get("tag")
+		f.display = from.DisplayName
+	}
+	if cs := req.CSeq(); cs != nil {
+		f.cseq = cs.SeqNo
+	}
+	if mf := req.MaxForwards(); mf != nil {
+		f.maxForwards = int(mf.Val())
+	}
+	return f
+}
