@@ -112,10 +112,10 @@ type call struct {
 	a, b    *leg
 	route   *sipedge.Decision
 
-	// aInvite is A's INVITE, read only by the INVITE's handler (Invite),
-	// which empties it as it returns (release.go); aFacts is what the
-	// call needs of it afterwards. Both are unset for a call wagate
-	// originated.
+	// aInvite and aTx are A's INVITE and its transaction, read only by
+	// the INVITE's handler (Invite), which drops them as it returns and
+	// empties the INVITE (release.go); aFacts is what the call needs of
+	// the INVITE afterwards. All are unset for a call wagate originated.
 	aInvite *sip.Request
 	aFacts  aInviteFacts
 	aTx     sip.ServerTransaction

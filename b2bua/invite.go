@@ -113,6 +113,7 @@ func (s *Engine) invite(req *sip.Request, tx sip.ServerTransaction, ep *configs.
 	}
 	c.a.fromUAS(req, newTag())
 	c.aFacts = aInviteFactsOf(req)
+	defer c.forgetAInvite()
 	c.b.callID = c.id + bLegCallIDSuffix
 	c.log = s.log.With("call", c.id, "dir", string(dec.Dir), "a_endpoint", ep.Name, "b_endpoint", dec.BEP.Name, "sip_call_id", c.a.callID)
 

@@ -82,3 +82,10 @@ func aInviteFactsOf(req *sip.Request) aInviteFacts {
 	}
 	return f
 }
+
+// forgetAInvite drops the call's references to A's INVITE and its
+// transaction as the INVITE's handler returns: nothing else reads them,
+// and a call that lasts past sip.transaction_linger then lets sipgo's
+// finished transaction go, with the messages it holds. It runs on the
+// handler's goroutine, the only one that reads the two fields.
+func (c *call) forgetAInvite() { c.aInvite, c.aTx = nil, nil }
