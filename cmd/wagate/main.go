@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"syscall"
 	"time"
@@ -365,6 +366,9 @@ func writeHeapProfile(path string, log *slog.Logger) {
 		return
 	}
 	defer f.Close()
+	// The profile is of the heap at the last collection, which in a
+	// steady state (held calls) may be long past: collect now.
+	runtime.GC()
 	if err := pprof.WriteHeapProfile(f); err != nil {
 		log.Error("heap profile", "error", err)
 	}
