@@ -123,7 +123,7 @@ func (s *Engine) bInvite(c *call, at *attempt, offer []byte) *sip.Request {
 	req := sip.NewRequest(sip.INVITE, callee.URI)
 	from := &sip.FromHeader{Address: dec.BFrom, Params: sip.NewParams()}
 	from.Params.Add("tag", tag)
-	if dn := c.aInvite.From().DisplayName; dn != "" && dec.Dir == sipedge.UIC {
+	if dn := c.aFacts.display; dn != "" && dec.Dir == sipedge.UIC {
 		from.DisplayName = sanitizeDisplay(dn)
 	}
 	req.AppendHeader(from)
@@ -132,8 +132,8 @@ func (s *Engine) bInvite(c *call, at *attempt, offer []byte) *sip.Request {
 	req.AppendHeader(&cid)
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.INVITE})
 	mf := sip.MaxForwardsHeader(70)
-	if amf := c.aInvite.MaxForwards(); amf != nil {
-		mf = sip.MaxForwardsHeader(amf.Val() - 1)
+	if c.aFacts.maxForwards > 0 {
+		mf = sip.MaxForwardsHeader(c.aFacts.maxForwards - 1)
 	}
 	req.AppendHeader(&mf)
 	req.AppendHeader(s.edge.Contact(transport))

@@ -112,7 +112,12 @@ type call struct {
 	a, b    *leg
 	route   *sipedge.Decision
 
+	// aInvite and aTx are A's INVITE and its transaction, read only by
+	// the INVITE's handler (Invite), which drops them as it returns and
+	// empties the INVITE (release.go); aFacts is what the call needs of
+	// the INVITE afterwards. All are unset for a call wagate originated.
 	aInvite *sip.Request
+	aFacts  aInviteFacts
 	aTx     sip.ServerTransaction
 	bridge  Bridge
 	created time.Time
@@ -123,11 +128,14 @@ type call struct {
 	// ended is closed when the call is over; every wait selects on it.
 	ended chan struct{}
 
-	mu         sync.Mutex
-	state      callState
-	bAnswered  bool         // B sent 2xx and we ACKed it: B needs a BYE
-	aAnswered  bool         // we sent 2xx to A: A needs a BYE
-	bAck       *sip.Request // resent on each retransmitted 2xx from B
+	mu        sync.Mutex
+	state     callState
+	bAnswered bool         // B sent 2xx and we ACKed it: B needs a BYE
+	aAnswered bool         // we sent 2xx to A: A needs a BYE
+	bAck      *sip.Request // resent on each retransmitted 2xx from B
+	// bReAck resends bAck from B's INVITE transaction until it ends
+	// (finishAnswered); nil after.
+	bReAck     *reAcker
 	answeredAt time.Time
 	// pending re-INVITE 2xx waiting for ACK, by leg and CSeq.
 	pendingAcks map[pendingKey]chan struct{}

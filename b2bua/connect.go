@@ -146,7 +146,7 @@ func (h *hunt) reportFailed(failed func(sipedge.Callee)) {
 func (h *hunt) connected(ev attemptEvent) error {
 	s, c := h.s, h.c
 	h.adopt(ev)
-	defer ev.tx.Terminate()
+	defer c.finishAnswered(ev)
 	if s.ackB(c, ev.req, ev.tx, ev.res) {
 		// The call ended as B answered: terminate did not know B was up.
 		s.sendBye(c, c.b)

@@ -137,7 +137,7 @@ func newFlowCall(s *Engine, c *call, eng FlowEngine, lm LocalMedia) *flowCall {
 		CallID: c.id, WACallID: d.UIC.WACallID, Direction: string(d.Dir),
 		BusinessNumber: d.Number.Number, PhoneNumberID: d.Number.PhoneNumberID,
 		User: d.UIC.User, UserID: d.UIC.UserID,
-		CallerName: sanitizeDisplay(c.aInvite.From().DisplayName),
+		CallerName: sanitizeDisplay(c.aFacts.display),
 		Payload:    d.UIC.Payload, PayloadSource: d.UIC.PayloadSource,
 		SampleRate: prompt.Rate8k,
 	}

@@ -404,7 +404,7 @@ func (h *hunt) redirect(at *attempt, res *sip.Response) bool {
 // win makes the attempt whose 2xx won the call's B-leg and answers A.
 func (h *hunt) win(ev attemptEvent, aGone bool, cause string, cancelled <-chan struct{}) {
 	h.adopt(ev)
-	defer ev.tx.Terminate()
+	defer h.c.finishAnswered(ev)
 	h.s.onBAnswer(h.c, ev.req, ev.tx, ev.res, aGone, cause, cancelled)
 }
 

@@ -84,6 +84,10 @@ func (s *Engine) onBye(req *sip.Request, tx sip.ServerTransaction) {
 	if h := req.GetHeader("Reason"); h != nil && sipedge.ValidHeaderValue(h.Value()) {
 		cause = "bye: " + truncate(h.Value(), 128)
 	}
+	// The BYE's transaction keeps it until Timer J to answer a
+	// retransmission with the 200 it has; the BYE itself is not read
+	// again (release.go).
+	sipedge.Release(req)
 	c.terminate(ref.leg, cause)
 }
 

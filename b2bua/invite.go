@@ -16,6 +16,16 @@ import (
 // INVITE and stays until A has a final response and, for 2xx, until A's
 // ACK: the server transaction ends when it returns.
 func (s *Engine) Invite(req *sip.Request, tx sip.ServerTransaction, ep *configs.Endpoint) {
+	s.invite(req, tx, ep)
+	// A has its final response (and, after a 2xx, wagate has A's ACK or
+	// gave up on it): nothing reads the INVITE again (what the call needs
+	// later was copied into it, aInviteFacts), and its transaction keeps
+	// it only to match retransmissions by key (release.go). Not deferred:
+	// after a panic the guard answers 500 from req.
+	sipedge.Release(req)
+}
+
+func (s *Engine) invite(req *sip.Request, tx sip.ServerTransaction, ep *configs.Endpoint) {
 	log := s.log.With("sip_call_id", callIDOf(req), "leg", "a", "endpoint", ep.Name)
 	// refuse answers an INVITE refused before any call exists, and
 	// records it (a CDR with outcome refused).
@@ -102,6 +112,8 @@ func (s *Engine) Invite(req *sip.Request, tx sip.ServerTransaction, ep *configs.
 		permission: permission,
 	}
 	c.a.fromUAS(req, newTag())
+	c.aFacts = aInviteFactsOf(req)
+	defer c.forgetAInvite()
 	c.b.callID = c.id + bLegCallIDSuffix
 	c.log = s.log.With("call", c.id, "dir", string(dec.Dir), "a_endpoint", ep.Name, "b_endpoint", dec.BEP.Name, "sip_call_id", c.a.callID)
 
@@ -154,14 +166,13 @@ func (s *Engine) isRetransmission(req *sip.Request) bool {
 	if !ok {
 		return false
 	}
-	if a, _ := ref.call.legs(); ref.leg != a || ref.call.aInvite == nil {
+	orig := ref.call.aFacts
+	if a, _ := ref.call.legs(); ref.leg != a || !orig.set {
 		// (A click-to-call's agent leg is wagate's own INVITE.)
 		return false
 	}
-	orig := ref.call.aInvite
 	tag, _ := req.From().Params.Get("tag")
-	otag, _ := orig.From().Params.Get("tag")
-	return tag == otag && req.CSeq().SeqNo == orig.CSeq().SeqNo
+	return tag == orig.fromTag && req.CSeq().SeqNo == orig.cseq
 }
 
 // admitBIC asks the permission gate about a business-initiated call, and
@@ -297,12 +308,17 @@ func (s *Engine) ackB(c *call, bReq *sip.Request, btx sip.ClientTransaction, res
 	// B resends its 2xx until our ACK arrives; each one gets the ACK again.
 	// Once this transaction ends, onStrayResponse takes over. The hook must
 	// not capture the call: sipgo keeps the transaction (and so the hook)
-	// until Timer M fires, 32 s after the call may have ended.
-	btx.OnRetransmission(s.reAck(ack, c.b.callID))
+	// until Timer M fires, sip.transaction_linger after the 2xx, whether
+	// or not the transaction was terminated (finishAnswered drops the ACK
+	// from the hook then).
+	r := &reAcker{s: s, callID: c.b.callID}
+	r.ack.Store(ack)
+	btx.OnRetransmission(r.resend)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.bAnswered = true
 	c.bAck = ack
+	c.bReAck = r
 	return c.state == stateEnded
 }
 
@@ -370,7 +386,11 @@ func (s *Engine) answerA(c *call, answer []byte, cancelled <-chan struct{}) bool
 	if c.flow != nil {
 		c.flow.start() // the engine asks the service while A's ACK comes
 	}
-	if !c.awaitAck(s.ctx, c.aTx, res, c.ackA, !isUnreliable(c.a.transport)) {
+	acked := c.awaitAck(s.ctx, c.aTx, res, c.ackA, !isUnreliable(c.a.transport))
+	// The 2xx is not resent from here on; A's transaction keeps it until
+	// Timer L without sending it again (it absorbs INVITE retransmissions).
+	sipedge.Release(res)
+	if !acked {
 		if c.getState() != stateEnded {
 			c.log.Warn("no ACK from A for 200", "leg", "a")
 			c.terminate(nil, errNoAck.Error())

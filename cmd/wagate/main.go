@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"syscall"
 	"time"
@@ -38,6 +39,7 @@ func run() int {
 		printDef = flag.Bool("print-default-config", false, "print the embedded default config and exit")
 		cpuProf  = flag.String("cpuprofile", "", "write a CPU profile to `file` until exit (for load tests)")
 		memProf  = flag.String("memprofile", "", "write a heap profile to `file` when a stop signal arrives (for load tests)")
+		memAfter = flag.Duration("memprofile-after", 0, "with -memprofile, write the heap profile this long after start instead (a load test's peak, while calls are up)")
 		showVer  = flag.Bool("version", false, "print the version, commit, Go and libopus versions and exit")
 	)
 	flag.Parse()
@@ -294,6 +296,12 @@ func run() int {
 	go func() { errc <- srv.Run(ctx) }()
 
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	var memAt <-chan time.Time
+	if *memProf != "" && *memAfter > 0 {
+		t := time.NewTimer(*memAfter)
+		defer t.Stop()
+		memAt = t.C
+	}
 	code := 0
 loop:
 	for {
@@ -304,12 +312,18 @@ loop:
 				code = 1
 			}
 			break loop
+		case <-memAt:
+			// At a set time, not at the stop signal: a load run's calls
+			// have ended by then, and what they held with them.
+			writeHeapProfile(*memProf, log)
+			log.Info("heap profile written", "file", *memProf)
+			memAt = nil
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
 				rt.reload(srv, perms, *cfgPath, log)
 				continue
 			}
-			if *memProf != "" {
+			if *memProf != "" && *memAfter == 0 {
 				writeHeapProfile(*memProf, log)
 			}
 			log.Info("draining", "signal", sig.String(), "timeout", drain.String())
@@ -352,6 +366,9 @@ func writeHeapProfile(path string, log *slog.Logger) {
 		return
 	}
 	defer f.Close()
+	// The profile is of the heap at the last collection, which in a
+	// steady state (held calls) may be long past: collect now.
+	runtime.GC()
 	if err := pprof.WriteHeapProfile(f); err != nil {
 		log.Error("heap profile", "error", err)
 	}
