@@ -61,10 +61,11 @@
 #   NET=127.0.50       the loopback /24 used: wagate .1, Meta .2, PBX .3, dialer .4
 #   SIP_PORT=15072 API_PORT=18080   wagate's SIP and status ports
 #   PORT_MIN=10000 PORT_MAX=60000   wagate's RTP port range
-#   PORT_QUARANTINE=2s              media.port_quarantine (each pair two
-#                      descriptors, kept bound: at N calls/s with H-second calls
-#                      about 2·N·(H + quarantine) pairs are out, and the
-#                      descriptor limit caps them too)
+#   PORT_QUARANTINE=2s              media.port_quarantine (at N calls/s with
+#                      H-second calls about 2·N·(H + quarantine) pairs are out,
+#                      two descriptors each while bound; past media.max_bound_pairs,
+#                      derived from the open-files limit, freed pairs are closed
+#                      and bound again at their next use)
 #
 # Per run it prints the calls attempted, successful and failed (from SIPp's
 # -trace_stat file; calls still unfinished at the end count as failed), the
@@ -533,7 +534,10 @@ report_status() {
         [[ $calls == 0 && $ports == 0 ]] && break
         sleep 0.1
     done
-    echo "  after drain: calls=${calls:-?} ports_in_use=${ports:-?}"
+    # ports_bound: sockets still open, free pairs kept bound within
+    # media.max_bound_pairs.
+    local bound; bound=$(json_field ports_bound <<<"$st")
+    echo "  after drain: calls=${calls:-?} ports_in_use=${ports:-?} ports_bound=${bound:-?}"
 }
 
 # --- modes ---------------------------------------------------------------------
