@@ -328,6 +328,11 @@ type Media struct {
 	// (toward WhatsApp, and transcoded either way): its depth follows the
 	// measured jitter between Min and Max (defaults 20ms and 120ms).
 	JitterBuffer JitterBuffer `yaml:"jitter_buffer"`
+	// Silence is what a WhatsApp leg gets while the other side sends
+	// nothing: "dtx" (default) one frame of silence every 400 ms after
+	// 200 ms of frames (Opus's discontinuous transmission), or
+	// "continuous" a frame every 20 ms.
+	Silence string `yaml:"silence"`
 	// RelatchPackets is how many consecutive valid packets a new source of
 	// a latched behind_nat peer must send, with none from the latched
 	// source in between, before the relay moves to it (default 10; 0

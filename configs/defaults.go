@@ -52,6 +52,9 @@ const (
 	DefaultJitterMin      = Duration(20 * time.Millisecond)
 	DefaultJitterMax      = Duration(120 * time.Millisecond)
 	DefaultRelatchPackets = 10
+	// DefaultSilence is media.silence: discontinuous silence toward
+	// WhatsApp (docs/media.md "Toward WhatsApp").
+	DefaultSilence = "dtx"
 
 	DefaultDTLSHandshakeTimeout = Duration(10 * time.Second)
 	DefaultICEConsentTimeout    = Duration(30 * time.Second)
@@ -341,6 +344,7 @@ func applyDefaults(c *Config, t tree) {
 		dur(&m.JitterBuffer.Max, "media.jitter_buffer.max", DefaultJitterMax)
 	}
 	num(&m.RelatchPackets, "media.relatch_packets", DefaultRelatchPackets)
+	str(&m.Silence, "media.silence", DefaultSilence)
 	dur(&m.DTLS.HandshakeTimeout, "media.dtls.handshake_timeout", DefaultDTLSHandshakeTimeout)
 	dur(&m.ICE.ConsentTimeout, "media.ice.consent_timeout", DefaultICEConsentTimeout)
 	num(&m.Opus.Bitrate, "media.opus.bitrate", DefaultOpusBitrate)

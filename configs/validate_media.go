@@ -64,6 +64,9 @@ func (v validator) media() {
 	case jb.Min > jb.Max:
 		v.add("media.jitter_buffer.min", "%s is above max %s; the buffer's depth stays between min and max", jb.Min, jb.Max)
 	}
+	if m.Silence != "dtx" && m.Silence != "continuous" {
+		v.add("media.silence", "%q is neither dtx (a silence frame every 400 ms while nothing is said) nor continuous (every 20 ms)", m.Silence)
+	}
 	if n := m.RelatchPackets; n < 0 || n > MaxRelatchPackets {
 		v.add("media.relatch_packets", "%d is outside 0–%d (0: a latched peer never moves)", n, MaxRelatchPackets)
 	}

@@ -47,6 +47,8 @@ type Manager struct {
 	rtcpInterval time.Duration
 	// jbMin and jbMax bound the playout buffers' depth.
 	jbMin, jbMax time.Duration
+	// dtx: toward WhatsApp, silence is discontinuous (media.silence).
+	dtx bool
 	// pacer runs every call's timed work.
 	pacer *Pacer
 	// opusSilence is 20 ms of silence from an encoder at the opus
@@ -143,6 +145,14 @@ func NewManager(cfg configs.Media, log *slog.Logger) (*Manager, error) {
 	if cfg.RelatchPackets < 0 {
 		return nil, fmt.Errorf("media: relatch_packets %d is negative", cfg.RelatchPackets)
 	}
+	var dtx bool
+	switch cfg.Silence {
+	case "", "dtx":
+		dtx = true
+	case "continuous":
+	default:
+		return nil, fmt.Errorf("media: silence %q: want dtx or continuous", cfg.Silence)
+	}
 	opus := codec.DefaultOptions()
 	if cfg.Opus.Bitrate != 0 {
 		opus.OpusBitrate = cfg.Opus.Bitrate
@@ -188,6 +198,7 @@ func NewManager(cfg configs.Media, log *slog.Logger) (*Manager, error) {
 		rtcpInterval:     rtcpInterval,
 		jbMin:            jbMin,
 		jbMax:            jbMax,
+		dtx:              dtx,
 		pacer:            NewPacer(0),
 		opusSilence:      silence,
 		relatch:          cfg.RelatchPackets,

@@ -56,10 +56,12 @@ func (d *direction) hold(buf *packetBuf, pkt []byte, hl int, rt *route, now time
 }
 
 // wakePlay makes sure a play tick is coming: toward a leg other than
-// WhatsApp the job sleeps while the source is silent.
+// WhatsApp the job sleeps while the source is silent, and toward
+// WhatsApp with DTX it may sleep up to dtxInterval before the next
+// silence frame: new audio must not wait for that.
 func (d *direction) wakePlay() {
 	switch {
-	case d.playAt > 0:
+	case d.playAt > 0 && !d.inDTXGap():
 	case d.playJob == nil:
 		d.playJob = d.b.m.pacer.Schedule(time.Now(), d.playTick)
 	default:
@@ -77,6 +79,9 @@ func (d *direction) playTick(wall time.Time) time.Time {
 	}
 	now := wall.Sub(d.epoch)
 	sched := d.playAt
+	if d.inDTXGap() && sched > now {
+		sched = now // woken early by audio: it plays from now
+	}
 	if sched <= 0 || now-sched > maxPacerSlip || sched-now > maxPacerSlip {
 		if sched > 0 {
 			// The machine stalled: our stream jumps over the gap, a
@@ -126,18 +131,15 @@ func (d *direction) pace(sched, now time.Duration) time.Duration {
 func (d *direction) paceRelay(rt *route, sched, now time.Duration) time.Duration {
 	pl := d.pl
 	if pl == nil {
-		return d.sendSilence(rt, sched, now)
+		return d.idle(rt, sched, now, 0)
 	}
 	frame := pl.frameDur()
 	act, s, at := pl.next(sched, 0, frame)
 	switch act {
 	case playWait:
-		if at-sched < silenceFrame {
-			return at
-		}
-		fallthrough
+		return d.idle(rt, sched, now, at)
 	case playNothing:
-		return d.sendSilence(rt, sched, now)
+		return d.idle(rt, sched, now, 0)
 	case playExpand, playConceal:
 		// Made up by the far end: a gap in our numbering, and the
 		// timestamp moves on as if the frame had been sent.
@@ -162,10 +164,7 @@ func (d *direction) paceRelay(rt *route, sched, now time.Duration) time.Duration
 func (d *direction) paceTranscode(rt *route, sched, now time.Duration) time.Duration {
 	xc := d.xc
 	if xc == nil {
-		if d.silenceOn {
-			return d.sendSilence(rt, sched, now)
-		}
-		return 0
+		return d.idle(rt, sched, now, 0)
 	}
 	frame := xc.outDur
 	var waitAt time.Duration
@@ -205,13 +204,7 @@ feed:
 		}
 		return next
 	}
-	if waitAt > 0 && (!d.silenceOn || waitAt-sched < silenceFrame) {
-		return waitAt
-	}
-	if d.silenceOn {
-		return d.sendSilence(rt, sched, now)
-	}
-	return 0
+	return d.idle(rt, sched, now, waitAt)
 }
 
 // maxFeed bounds the input packets one tick decodes (10 ms G.711 needs
@@ -221,6 +214,7 @@ const maxFeed = 8
 // startSpurt marks the first audio of a talk spurt (after silence, after
 // a pause of the source, or at the start) with the marker bit.
 func (d *direction) startSpurt() {
+	d.silenceRun, d.silenceDue = 0, 0
 	if d.inSilence || d.pl != nil && d.pl.newSpurt {
 		d.stream.marker, d.inSilence = true, false
 		if d.pl != nil {
@@ -245,19 +239,49 @@ func (d *direction) sent(sched, dur time.Duration) {
 	d.outBased, d.outEnd = true, sched+dur
 }
 
+// idle is a tick at sched with nothing to play: it sends silence toward
+// a WhatsApp leg when a frame is due, and returns when the next tick is
+// (waitAt, when not 0, is when the playout buffer's next audio is due;
+// 0 and no silence: none until a packet arrives).
+func (d *direction) idle(rt *route, sched, now, waitAt time.Duration) time.Duration {
+	if !d.silenceOn || waitAt > 0 && waitAt-sched < silenceFrame {
+		return waitAt // audio comes before a frame of silence would end
+	}
+	if sched >= d.silenceDue {
+		d.sendSilence(rt, sched, now)
+	}
+	if waitAt > 0 && waitAt < d.silenceDue {
+		return waitAt
+	}
+	return d.silenceDue
+}
+
+// inDTXGap reports whether the play job is sleeping between two
+// silence frames of DTX (it then runs at silenceDue unless woken).
+func (d *direction) inDTXGap() bool {
+	return d.inSilence && d.play == nil && d.silenceRun > dtxHangover-1 && d.b.m.dtx
+}
+
 // sendSilence sends one frame of silence toward a WhatsApp leg: Meta
 // wants media from the business from the moment the call is answered (it
-// hangs up after 20 s without), and while the other side is silent.
-func (d *direction) sendSilence(rt *route, sched, now time.Duration) time.Duration {
-	if !d.silenceOn {
-		return 0
-	}
+// hangs up after 20 s without), and while the other side is silent. With
+// DTX, after the hangover the frames are dtxInterval apart, each
+// timestamped at its own time (no marker: the talk spurt has not begun).
+func (d *direction) sendSilence(rt *route, sched, now time.Duration) {
 	frame, samples := d.silencePayload(rt)
 	d.inSilence = true
+	if d.outBased && !d.stream.marker && sched-d.outEnd >= silenceFrame {
+		d.stream.ts += uint32(int64(sched-d.outEnd) * int64(rt.out.rate) / int64(time.Second))
+	}
 	d.stamp(sched, rt)
 	d.emitOwn(rt.outPT, frame, samples, emitSilence, now)
 	d.sent(sched, silenceFrame)
-	return sched + silenceFrame
+	d.silenceRun++
+	gap := silenceFrame
+	if d.b.m.dtx && d.silenceRun >= dtxHangover {
+		gap = dtxInterval
+	}
+	d.silenceDue = sched + gap
 }
 
 // silencePayload is 20 ms of silence in the destination's codec,

@@ -130,6 +130,7 @@ func (d *direction) endPlayback() {
 		p.enc = nil
 	}
 	d.inSilence = true // the leg's own audio starts a new talk spurt
+	d.silenceRun, d.silenceDue = 0, 0
 	p.finish()
 }
 

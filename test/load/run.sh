@@ -61,6 +61,9 @@
 #   NET=127.0.50       the loopback /24 used: wagate .1, Meta .2, PBX .3, dialer .4
 #   SIP_PORT=15072 API_PORT=18080   wagate's SIP and status ports
 #   PORT_MIN=10000 PORT_MAX=60000   wagate's RTP port range
+#   SILENCE=dtx|continuous          media.silence toward the WhatsApp leg while
+#                      the callee sends nothing: dtx (default) a frame every
+#                      400 ms, continuous every 20 ms (the build before DTX)
 #   PORT_QUARANTINE=2s              media.port_quarantine (at N calls/s with
 #                      H-second calls about 2·N·(H + quarantine) pairs are out,
 #                      two descriptors each while bound; past media.max_bound_pairs,
@@ -107,6 +110,7 @@ API_PORT=${API_PORT:-18080}
 PORT_MIN=${PORT_MIN:-10000}
 PORT_MAX=${PORT_MAX:-60000}
 PORT_QUARANTINE=${PORT_QUARANTINE:-2s}
+SILENCE=${SILENCE:-dtx}
 WAGATE_IP=$NET.1
 META_IP=$NET.2
 PBX_IP=$NET.3
@@ -297,7 +301,7 @@ endpoints:
   - {name: dialer, kind: dialer, host: $DIALER_IP, port: $PEER_PORT, transport: udp, source_cidrs: [$DIALER_IP/32], codecs: [PCMU, PCMA]}
 numbers:
   - {number: "$BUSINESS", phone_number_id: "$PNID", route: {endpoint: pbx, user: "1001"}, dialers: [dialer], callback_permission: true}
-media: {bind_ip: $WAGATE_IP, port_min: $PORT_MIN, port_max: $PORT_MAX, rtp_timeout: 30s, rtp_start_timeout: 120s, port_quarantine: $PORT_QUARANTINE}
+media: {bind_ip: $WAGATE_IP, port_min: $PORT_MIN, port_max: $PORT_MAX, rtp_timeout: 30s, rtp_start_timeout: 120s, port_quarantine: $PORT_QUARANTINE, silence: $SILENCE}
 api: {listen: "$WAGATE_IP:$API_PORT", token: {value: "$API_TOKEN"}}
 $perms
 $([[ $CDR == off ]] && echo "cdr: {enabled: false}")

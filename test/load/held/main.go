@@ -1,7 +1,8 @@
 // Command held measures what held calls cost wagate when no audio flows:
 // N user-initiated calls through the real binary, neither side sending
 // any media, so all wagate does is send silence toward the WhatsApp leg
-// every 20 ms (and RTCP every 5 s to both legs). It reports wagate's CPU
+// (-silence dtx, the default: a frame every 400 ms; continuous: every
+// 20 ms) and RTCP every 5 s to both legs. It reports wagate's CPU
 // per held call-second, its RSS per call, and how close to its 20 ms grid
 // each silence packet arrives (the pacing error).
 //
@@ -18,7 +19,8 @@
 // Pacing error: for each stream, every packet's (arrival − media time of
 // its timestamp) less the smallest such value of the stream over the
 // window: 0 for a packet as early as the earliest, and how late it was
-// against the stream's own 20 ms grid otherwise.
+// against the stream's own timeline otherwise (with DTX each frame is
+// timestamped at its own time, so the same measure holds).
 //
 // Usage (from the repository root):
 //
@@ -75,6 +77,7 @@ type options struct {
 	apiPort    int
 	portMin    int
 	portMax    int
+	silence    string
 }
 
 func main() {
@@ -92,6 +95,7 @@ func main() {
 	flag.IntVar(&o.apiPort, "api-port", 18082, "wagate's status API port")
 	flag.IntVar(&o.portMin, "port-min", 30000, "wagate's RTP port range start")
 	flag.IntVar(&o.portMax, "port-max", 40000, "wagate's RTP port range end")
+	flag.StringVar(&o.silence, "silence", "dtx", "wagate's media.silence: dtx (a silence frame every 400 ms) or continuous (every 20 ms)")
 	flag.Parse()
 	for _, f := range strings.Split(ns, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))

@@ -48,12 +48,12 @@ endpoints:
   - {name: pbx, kind: pbx, host: %s, port: 5060, transport: udp, source_cidrs: [%s/32], codecs: [PCMU]}
 numbers:
   - {number: %q, phone_number_id: "100000000000001", route: {endpoint: pbx, user: "1001"}}
-media: {bind_ip: %s, port_min: %d, port_max: %d, rtp_timeout: 1h, rtp_start_timeout: 1h, port_quarantine: 2s}
+media: {bind_ip: %s, port_min: %d, port_max: %d, rtp_timeout: 1h, rtp_start_timeout: 1h, port_quarantine: 2s, silence: %s}
 api: {listen: "%s:%d", token: {value: "held-load-token"}}
 cdr: {enabled: false}
 log: {level: warn, format: json}
 `, n, filepath.Join(o.out, "data"), ip(1), o.sipPort, ip(1), ip(2), ip(2), codecs, enc, ip(3), ip(3), businessNumber,
-		ip(1), o.portMin, o.portMax, ip(1), o.apiPort)
+		ip(1), o.portMin, o.portMax, o.silence, ip(1), o.apiPort)
 	path := filepath.Join(o.out, fmt.Sprintf("wagate-%d.yaml", n))
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return nil, err
