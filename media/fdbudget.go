@@ -9,9 +9,25 @@ import "math"
 // quarter of the limit, at least 1,024: with the usual 65,536 that leaves
 // 16,384, four times sip.tcp.max_connections' default.
 const (
-	descriptorReserveMin   = 1024
+	descriptorReserveMin   = DescriptorsBeside
 	descriptorReserveShare = 4 // 1/4 of the limit
 )
+
+// DescriptorsBeside is what wagate keeps for everything but RTP sockets
+// whatever the load: pairs in use are bound only while the open-files
+// limit leaves this many (MaxBoundPairsInUse).
+const DescriptorsBeside = 1024
+
+// MaxBoundPairsInUse is how many pairs may be bound at once, in use or
+// kept, with limit open files (0 when unknown: no cap): past it a new call
+// is refused (ErrNoPorts) rather than let RTP sockets take the descriptors
+// SIP connections, the API, the events store and recordings need.
+func MaxBoundPairsInUse(limit uint64) int {
+	if limit == 0 || limit >= math.MaxInt/2 {
+		return math.MaxInt
+	}
+	return int((limit - min(limit, DescriptorsBeside)) / 2)
+}
 
 // DescriptorReserve is how many of limit open files the derived budget
 // leaves for descriptors other than RTP sockets.

@@ -176,7 +176,9 @@ func NewManager(cfg configs.Media, log *slog.Logger) (*Manager, error) {
 	if cfg.MaxBoundPairs < 0 {
 		return nil, fmt.Errorf("media: max_bound_pairs %d is negative", cfg.MaxBoundPairs)
 	}
-	ports.budget = int64(BoundPairBudget(cfg.MaxBoundPairs, OpenFilesLimit()))
+	limit := OpenFilesLimit()
+	ports.budget = int64(BoundPairBudget(cfg.MaxBoundPairs, limit))
+	ports.maxBound = int64(MaxBoundPairsInUse(limit))
 	for _, d := range []struct {
 		name string
 		v    time.Duration

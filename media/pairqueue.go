@@ -35,6 +35,14 @@ func (l *pairQueue) pop() freeEntry {
 	return e
 }
 
+// popTail takes the entry pushed last; the list must not be empty. The
+// tail's readyAt stays the bound for later pushes, which only delays them
+// (never shortens a quarantine).
+func (l *pairQueue) popTail() freeEntry {
+	l.n--
+	return l.ring[(l.head+l.n)%len(l.ring)]
+}
+
 // push appends e, ready at readyAt or when the current tail is, whichever
 // is later, so the list stays ordered.
 func (l *pairQueue) push(e freeEntry, readyAt int64) {

@@ -111,12 +111,15 @@ type portAllocator struct {
 	listen     func(network string, addr *net.UDPAddr) (*net.UDPConn, error)
 
 	inUse atomic.Int64 // pairs handed out and not yet released
-	// boundN counts pairs whose sockets are open, in use or free; budget
-	// is how many may stay bound once released (maxInt64: no budget).
-	// Pairs in use are bound whatever the budget.
-	boundN atomic.Int64
-	budget int64
-	binds  atomic.Uint64 // pairs bound, first use and rebinds alike
+	// boundN counts pairs whose sockets are open (or being bound), in use
+	// or free; budget is how many may stay bound once released (maxInt64:
+	// no budget). Pairs in use are bound whatever the budget, up to
+	// maxBound, which keeps the rest of the open-files limit for SIP, the
+	// API, the events store and recordings (maxInt64: no cap).
+	boundN   atomic.Int64
+	budget   int64
+	maxBound int64
+	binds    atomic.Uint64 // pairs bound, first use and rebinds alike
 
 	mu           sync.Mutex
 	kept, closed pairQueue
@@ -160,6 +163,7 @@ func newPortAllocator(bind netip.Addr, min, max int, quarantine time.Duration, n
 		bound:      make([]*portPair, pairs),
 		nextRetry:  maxInt64,
 		budget:     maxInt64,
+		maxBound:   maxInt64,
 	}
 	if bind.IsValid() {
 		bind = bind.Unmap()
@@ -193,14 +197,19 @@ func (a *portAllocator) get() (*portPair, error) {
 			a.inUse.Add(1)
 			return p, nil
 		}
+		if !a.reserveBound() && !(a.shedKept() && a.reserveBound()) {
+			a.unpop(e)
+			return nil, fmt.Errorf("%w: %d port pairs bound (%d in use), the most the open-files limit allows while keeping %d descriptors for SIP, the API, the events store and recordings",
+				ErrNoPorts, a.boundN.Load(), a.inUse.Load(), DescriptorsBeside)
+		}
 		p, err := a.bind(e.idx)
 		if err == nil {
 			a.bound[e.idx] = p
-			a.boundN.Add(1)
 			a.binds.Add(1)
 			a.inUse.Add(1)
 			return p, nil
 		}
+		a.boundN.Add(-1)
 		if outOfDescriptors(err) {
 			// Not this port's fault, and every other pair would fail the
 			// same way: give the pair back as it was and say why.
@@ -228,9 +237,9 @@ func (a *portAllocator) pop() (e freeEntry, kept bool, err error) {
 		return freeEntry{}, false, fmt.Errorf("%w: all %d port pairs in use", ErrNoPorts, a.pairs-len(a.parked))
 	}
 	switch {
-	case a.budget < int64(a.pairs) && k.ready(now):
-		// Past the budget a kept pair is worth more than an older closed
-		// one: it costs no bind.
+	case (a.budget < int64(a.pairs) || a.boundN.Load() >= a.maxBound) && k.ready(now):
+		// Past the budget, or with no descriptor to spare, a kept pair is
+		// worth more than an older closed one: it costs no bind.
 		kept = true
 	case k.n > 0 && (c.n == 0 || k.headReadyAt() < c.headReadyAt()):
 		kept = k.ready(now)
@@ -244,6 +253,44 @@ func (a *portAllocator) pop() (e freeEntry, kept bool, err error) {
 		return k.pop(), true, nil
 	}
 	return c.pop(), false, nil
+}
+
+// reserveBound counts one more pair bound, about to be, unless maxBound
+// pairs are already: a compare-and-swap, so concurrent allocations cannot
+// pass the cap together.
+func (a *portAllocator) reserveBound() bool {
+	for {
+		n := a.boundN.Load()
+		if n >= a.maxBound {
+			return false
+		}
+		if a.boundN.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// shedKept closes the free kept pair released last (of those kept, the
+// one due furthest in the future), so that a call can have its
+// descriptors: at the cap, pairs in use come before pairs kept for reuse.
+// It keeps its quarantine, now in the closed list. It reports whether
+// there was one.
+func (a *portAllocator) shedKept() bool {
+	a.mu.Lock()
+	if a.kept.n == 0 {
+		a.mu.Unlock()
+		return false
+	}
+	e := a.kept.popTail()
+	p := a.bound[e.idx]
+	a.bound[e.idx] = nil
+	a.mu.Unlock()
+	p.closeSockets()
+	a.boundN.Add(-1)
+	a.mu.Lock()
+	a.closed.push(e, e.readyAt)
+	a.mu.Unlock()
+	return true
 }
 
 // unpop puts a closed pair that could not be bound for want of

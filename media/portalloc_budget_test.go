@@ -249,19 +249,115 @@ func TestPortAllocatorOutOfDescriptors(t *testing.T) {
 	}
 }
 
+// TestPortAllocatorCapKeepsDescriptorsBeside: past the pairs the
+// open-files limit holds while keeping DescriptorsBeside for the rest, a
+// new pair is refused with the reason and without a bind; the pair it
+// would have used is not parked, and a pair released is reused.
+func TestPortAllocatorCapKeepsDescriptorsBeside(t *testing.T) {
+	a, _ := newTestAllocator(t, 8, 0, nil)
+	t.Cleanup(a.close)
+	a.maxBound = 3
+	binds := 0
+	a.listen = func(network string, addr *net.UDPAddr) (*net.UDPConn, error) {
+		binds++
+		return net.ListenUDP(network, addr)
+	}
+	var held []*portPair
+	for range 3 {
+		p, err := a.get()
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, p)
+	}
+	_, err := a.get()
+	if !errors.Is(err, ErrNoPorts) || !strings.Contains(err.Error(), "the most the open-files limit allows") {
+		t.Fatalf("4th pair over a cap of 3: %v, want ErrNoPorts naming the limit", err)
+	}
+	if binds != 6 || a.boundN.Load() != 3 {
+		t.Fatalf("%d binds, %d pairs bound; want 6 and 3 (none tried past the cap)", binds, a.boundN.Load())
+	}
+	a.release(held[0])
+	p, err := a.get()
+	if err != nil || p.port != held[0].port {
+		t.Fatalf("after a release got %v, %v; want the kept pair %d", p, err, held[0].port)
+	}
+	a.maxBound = 4
+	q, err := a.get()
+	if err != nil || q.port != held[2].port+2 {
+		t.Fatalf("with room again got %v, %v; want the pair the refusal left, %d", q, err, held[2].port+2)
+	}
+	for _, x := range []*portPair{p, q, held[1], held[2]} {
+		a.release(x)
+	}
+}
+
+// TestPortAllocatorCapShedsKeptPairs: at the cap, a pair kept free in
+// quarantine is closed so that a call can have a pair; the pair shed still
+// waits out its quarantine.
+func TestPortAllocatorCapShedsKeptPairs(t *testing.T) {
+	clock := newFakeClock()
+	a, _ := newTestAllocator(t, 4, 10*time.Second, clock)
+	t.Cleanup(a.close)
+	a.maxBound = 2
+	p1, err := a.get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2, err := a.get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rtp1 := p1.rtp
+	a.release(p1) // kept, in quarantine, holding 2 of the cap's descriptors
+	p3, err := a.get()
+	if err != nil {
+		t.Fatalf("at the cap with a kept pair in quarantine: %v, want it shed for the call", err)
+	}
+	if p3.port == p1.port {
+		t.Fatal("the quarantined pair was handed out")
+	}
+	if _, _, err := rtp1.ReadFromUDPAddrPort(make([]byte, 1)); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("the kept pair was not closed: read %v", err)
+	}
+	if n := a.boundN.Load(); n != 2 {
+		t.Fatalf("%d pairs bound, want 2", n)
+	}
+	a.release(p2)
+	clock.advance(9 * time.Second)
+	p4, err := a.get() // p2 shed for it: p1 and p2 still in quarantine
+	if err != nil || p4.port == p1.port || p4.port == p2.port {
+		t.Fatalf("got %v, %v; want the 4th pair, not a quarantined one", p4, err)
+	}
+	a.release(p3)
+	a.release(p4)
+	clock.advance(time.Second)
+	q, err := a.get()
+	if err != nil || q.port != p1.port {
+		t.Fatalf("after the quarantine got %v, %v; want %d, released first", q, err, p1.port)
+	}
+	a.release(q)
+}
+
 // TestPortAllocatorBudgetConcurrent: under concurrent gets and releases
-// the bound count matches the pairs actually bound, and once all are
-// released no more than the budget stay bound.
+// the bound count matches the pairs actually bound, never passes the cap
+// that keeps descriptors for the rest of wagate (8 allocations at once
+// against a cap of 5), and once all are released no more than the budget
+// stay bound.
 func TestPortAllocatorBudgetConcurrent(t *testing.T) {
-	const pairs, budget = 16, 3
+	const pairs, budget, maxBound = 16, 3, 5
 	a, _ := newTestAllocator(t, pairs, 0, nil)
 	t.Cleanup(a.close)
-	a.budget = budget
+	a.budget, a.maxBound = budget, maxBound
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
 			for range 300 {
 				p, err := a.get()
+				if n := a.boundN.Load(); n > maxBound {
+					t.Errorf("%d pairs bound, cap %d", n, maxBound)
+					return
+				}
 				if err != nil {
 					if !errors.Is(err, ErrNoPorts) {
 						t.Error(err)
@@ -351,6 +447,12 @@ func TestBoundPairBudget(t *testing.T) {
 	} {
 		if got := BoundPairBudget(tc.configured, tc.limit); got != tc.want {
 			t.Errorf("BoundPairBudget(%d, %d) = %d, want %d", tc.configured, tc.limit, got, tc.want)
+		}
+	}
+	// The cap on pairs bound at all leaves DescriptorsBeside.
+	for limit, want := range map[uint64]int{20000: 9488, 65536: 32256, 1024: 0, 0: math.MaxInt} {
+		if got := MaxBoundPairsInUse(limit); got != want {
+			t.Errorf("MaxBoundPairsInUse(%d) = %d, want %d", limit, got, want)
 		}
 	}
 }

@@ -7,11 +7,6 @@ import (
 	"github.com/wagate/wagate/media"
 )
 
-// descriptorsBeside is the least wagate opens besides its RTP sockets: SIP
-// listeners and connections, the API's connections, the events database,
-// recordings being written, Redis. A guess with room to spare.
-const descriptorsBeside = 1024
-
 // checkDescriptorLimit says at start what the open-files limit means for
 // the media port range. Pairs are kept bound between calls (two
 // descriptors each; see media/portalloc.go) up to a budget derived from
@@ -19,7 +14,8 @@ const descriptorsBeside = 1024
 // closed and bound again at its next use. A range wider than the budget
 // therefore costs a bind per call beyond it (CPU, not refusals), which an
 // operator may want to fix by raising the limit; a max_bound_pairs the
-// limit cannot hold means binds failing with "too many open files" (503).
+// limit cannot hold lets free pairs take the descriptors new calls need
+// (503).
 // limit is the soft limit in force (Go raises it to the hard limit at
 // start), 0 when unknown.
 func checkDescriptorLimit(m configs.Media, limit uint64, log *slog.Logger) {
@@ -29,11 +25,13 @@ func checkDescriptorLimit(m configs.Media, limit uint64, log *slog.Logger) {
 	pairs := max((m.PortMax-m.PortMin+1)/2, 0)
 	budget := media.BoundPairBudget(m.MaxBoundPairs, limit)
 	// Concurrent calls the limit holds at all: pairs in use are bound
-	// whatever the budget, two per call.
-	callsAtMost := (limit - min(limit, descriptorsBeside)) / 4
-	if m.MaxBoundPairs > 0 && uint64(2*min(budget, pairs))+descriptorsBeside > limit {
-		log.Warn("media.max_bound_pairs keeps more sockets bound than the open-files limit allows: new calls may get 503 (too many open files)",
-			"limit", limit, "max_bound_pairs", m.MaxBoundPairs, "descriptors_wanted", 2*min(budget, pairs)+descriptorsBeside,
+	// whatever the budget, two per call, up to what leaves
+	// media.DescriptorsBeside.
+	maxBound := media.MaxBoundPairsInUse(limit)
+	callsAtMost := maxBound / 2
+	if m.MaxBoundPairs > 0 && min(budget, pairs) > maxBound {
+		log.Warn("media.max_bound_pairs keeps more sockets bound than the open-files limit allows: free pairs may hold the descriptors new calls need, which then get 503",
+			"limit", limit, "max_bound_pairs", m.MaxBoundPairs, "descriptors_wanted", 2*min(budget, pairs)+media.DescriptorsBeside,
 			"fix", "lower media.max_bound_pairs or set it to 0 (derived from the limit), or raise LimitNOFILE (deploy/wagate.service)")
 		return
 	}
