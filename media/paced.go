@@ -277,11 +277,11 @@ func (d *direction) sendSilence(rt *route, sched, now time.Duration) {
 	d.emitOwn(rt.outPT, frame, samples, emitSilence, now)
 	d.sent(sched, silenceFrame)
 	d.silenceRun++
-	gap := silenceFrame
+	d.silenceDue = sched + silenceFrame
 	if d.b.m.dtx && d.silenceRun >= dtxHangover {
-		gap = dtxInterval
+		// On the coarse grid: the gaps of many calls end in one wake-up.
+		d.silenceDue = d.b.m.pacer.Coarse(d.epoch.Add(sched + dtxInterval)).Sub(d.epoch)
 	}
-	d.silenceDue = sched + gap
 }
 
 // silencePayload is 20 ms of silence in the destination's codec,

@@ -45,6 +45,26 @@ const (
 	wheelWords = wheelSlots / 64
 )
 
+// coarseGrid is the grid of jobs that need no millisecond (RTCP reports,
+// silence with DTX, timeouts): rounded up to it, the jobs of many
+// streams fall due in the same tick and share the shard's wake-up, which
+// costs more than the job itself.
+const coarseGrid = 10 * time.Millisecond
+
+// Coarse returns at rounded up to the pacer's coarse grid: a due time for
+// a job that may run up to 10 ms late in exchange for sharing a wake-up.
+func (p *Pacer) Coarse(at time.Time) time.Time {
+	d := at.Sub(p.epoch)
+	if r := d % coarseGrid; r > 0 {
+		d += coarseGrid - r
+	}
+	return p.epoch.Add(d)
+}
+
+// pacerTimersOnly makes shards sleep on runtime timers as where no
+// timerfd exists (tests of that path).
+var pacerTimersOnly atomic.Bool
+
 // NewPacer returns a pacer with n shards (n <= 0: one per GOMAXPROCS).
 func NewPacer(n int) *Pacer {
 	if n <= 0 {
@@ -140,7 +160,10 @@ type pacerShard struct {
 	queued  int                   // jobs in the wheel
 	alive   bool                  // the goroutine is running
 	sleepTo int64                 // the tick the goroutine sleeps until
-	batch   []*PacerJob
+	// clock wakes the goroutine while it is alive (nil: runtime timers
+	// and wake).
+	clock *pacerClock
+	batch []*PacerJob
 }
 
 // tickOf converts a time to the nearest tick; past times (and the zero
@@ -171,9 +194,16 @@ func (s *pacerShard) insertLocked(j *PacerJob, t int64) {
 	case !s.alive:
 		s.alive = true
 		s.sleepTo = t
+		if !pacerTimersOnly.Load() {
+			s.clock = newPacerClock()
+		}
 		go s.loop()
 	case t < s.sleepTo:
 		s.sleepTo = t
+		if s.clock != nil {
+			s.clock.arm(s.timeOf(t))
+			return
+		}
 		select {
 		case s.wake <- struct{}{}:
 		default:
@@ -231,13 +261,26 @@ func (s *pacerShard) loop() {
 			// Jobs only run inside runDue, on this goroutine: none is
 			// running now, and none is queued.
 			s.alive = false
+			if s.clock != nil {
+				s.clock.close()
+				s.clock = nil
+			}
 			s.mu.Unlock()
 			return
 		}
 		s.sleepTo = next
+		target := s.timeOf(next)
+		if c := s.clock; c != nil {
+			// Armed under mu, so an earlier job's insert, which re-arms
+			// it, cannot be overwritten by this later time.
+			c.arm(target)
+			s.mu.Unlock()
+			c.wait()
+			s.runDue(time.Now())
+			continue
+		}
 		s.mu.Unlock()
 
-		target := s.p.epoch.Add(time.Duration(next) * pacerTick)
 		if d := time.Until(target); d > fineSleep {
 			// The runtime's timers wake in whole milliseconds (epoll's
 			// timeout), up to a millisecond late: wake a little early
@@ -256,6 +299,11 @@ func (s *pacerShard) loop() {
 		}
 		s.runDue(time.Now())
 	}
+}
+
+// timeOf is when tick t begins.
+func (s *pacerShard) timeOf(t int64) time.Time {
+	return s.p.epoch.Add(time.Duration(t) * pacerTick)
 }
 
 // runDue runs every job due up to now.

@@ -151,6 +151,16 @@ func TestPacerWake(t *testing.T) {
 	waitIdle(t, p)
 }
 
+// TestPacerRuntimeTimers: the pacer keeps its promises where shards
+// sleep on runtime timers and a nanosleep (no timerfd).
+func TestPacerRuntimeTimers(t *testing.T) {
+	pacerTimersOnly.Store(true)
+	defer pacerTimersOnly.Store(false)
+	t.Run("order", TestPacerOrder)
+	t.Run("cancel", TestPacerCancel)
+	t.Run("wake", TestPacerWake)
+}
+
 // TestPacerManyStreams: 2,000 streams of 20 ms frames, each with its own
 // phase, for 300 ms: every stream gets every frame, in order, never
 // before it is due, and the pacer runs them on a few goroutines (its
@@ -242,6 +252,8 @@ func waitIdle(t *testing.T, p *Pacer) {
 			s.mu.Lock()
 			if s.alive {
 				alive++
+			} else if s.clock != nil {
+				t.Error("an idle shard kept its timerfd open")
 			}
 			s.mu.Unlock()
 		}

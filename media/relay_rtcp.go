@@ -47,7 +47,7 @@ func (d *direction) rtcpTick(wall time.Time) time.Time {
 		}
 		d.xc.tc.SetPacketLoss(int(loss))
 	}
-	return wall.Add(d.jittered())
+	return d.b.m.pacer.Coarse(wall.Add(d.jittered()))
 }
 
 func (d *direction) sendReport(rt *route, now time.Duration) {

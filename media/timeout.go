@@ -33,7 +33,7 @@ func (d *direction) timeoutTick(now time.Time) time.Time {
 		// one is there.
 		d.started, d.seen, d.confirming = t, false, false
 		d.mu.Unlock()
-		return now.Add(absentPoll)
+		return d.b.m.pacer.Coarse(now.Add(absentPoll))
 	}
 	limit, ref := d.startTO, d.started
 	if d.seen {
@@ -46,7 +46,7 @@ func (d *direction) timeoutTick(now time.Time) time.Time {
 	if t-ref < limit {
 		d.confirming = false
 		d.mu.Unlock()
-		return d.epoch.Add(ref + limit)
+		return d.b.m.pacer.Coarse(d.epoch.Add(ref + limit))
 	}
 	if !d.confirming {
 		// A reader that was not scheduled for a while may have packets
