@@ -119,7 +119,7 @@ func everything(t *testing.T) *fixture {
 
 	return newFixture(t, func(o *Options) {
 		o.Status = func() any {
-			return map[string]any{"calls": 2, "calls_started": 9, "calls_ended": 7, "ports_in_use": 8, "bridges": 2, "draining": false,
+			return map[string]any{"calls": 2, "calls_started": 9, "calls_ended": 7, "ports_in_use": 8, "ports_bound": 12, "bridges": 2, "draining": false,
 				"sip_edge": map[string]any{}, "api": Stats{WebhookUnknownNumber: 1}}
 		}
 		o.CDRs, o.Events = sink, sink

@@ -314,6 +314,10 @@ type Media struct {
 	// PortQuarantine keeps a released port out of use so that late packets
 	// of an old call cannot land in a new one.
 	PortQuarantine Duration `yaml:"port_quarantine"`
+	// MaxBoundPairs caps the port pairs kept bound between calls (two
+	// descriptors each); a released pair past it is closed and bound anew
+	// at its next use. 0 derives it from the open-files limit.
+	MaxBoundPairs int `yaml:"max_bound_pairs"`
 	// RTPTimeout ends a call whose media stopped for this long.
 	RTPTimeout Duration `yaml:"rtp_timeout"`
 	// RTPStartTimeout ends a call that never received media for this long.

@@ -44,6 +44,9 @@ func (v validator) media() {
 		}
 	}
 	v.positive("media.port_quarantine", m.PortQuarantine)
+	if m.MaxBoundPairs < 0 {
+		v.add("media.max_bound_pairs", "%d is negative; use 0 to derive it from the open-files limit", m.MaxBoundPairs)
+	}
 	v.positive("media.rtp_timeout", m.RTPTimeout)
 	v.positive("media.rtp_start_timeout", m.RTPStartTimeout)
 

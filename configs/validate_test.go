@@ -509,6 +509,10 @@ media:
 media:
   port_quarantine: 0s # <-
 `, `media.port_quarantine: 0s must be greater than 0`},
+		{"negative max_bound_pairs", `
+media:
+  max_bound_pairs: -1 # <-
+`, `media.max_bound_pairs: -1 is negative; use 0 to derive it`},
 		{"zero rtp_timeout", `
 media:
   rtp_timeout: 0s # <-

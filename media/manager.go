@@ -82,6 +82,9 @@ type Stats struct {
 	// PortsTotal is every port of the configured range that wagate uses
 	// (two per pair), in use or free.
 	PortsTotal int
+	// PortsBound counts ports with an open socket (a descriptor each): those
+	// in use and those kept bound while free, within media.max_bound_pairs.
+	PortsBound int
 	// Totals are the packet counters of every bridge closed so far.
 	Totals BridgeStats
 	// TranscodedCalls counts closed bridges that transcoded in at least
@@ -170,6 +173,12 @@ func NewManager(cfg configs.Media, log *slog.Logger) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.MaxBoundPairs < 0 {
+		return nil, fmt.Errorf("media: max_bound_pairs %d is negative", cfg.MaxBoundPairs)
+	}
+	limit := OpenFilesLimit()
+	ports.budget = int64(BoundPairBudget(cfg.MaxBoundPairs, limit))
+	ports.maxBound = int64(MaxBoundPairsInUse(limit))
 	for _, d := range []struct {
 		name string
 		v    time.Duration
@@ -210,7 +219,7 @@ func (m *Manager) Stats() Stats {
 	totals, transcoded := m.totals, m.transcoded
 	m.totalsMu.Unlock()
 	return Stats{PortsInUse: 2 * int(m.ports.inUse.Load()), Bridges: int(m.bridges.Load()),
-		PortsTotal: 2 * m.ports.pairs, Totals: totals, TranscodedCalls: transcoded, DTLS: m.dtls.snapshot()}
+		PortsTotal: 2 * m.ports.pairs, PortsBound: 2 * int(m.ports.boundN.Load()), Totals: totals, TranscodedCalls: transcoded, DTLS: m.dtls.snapshot()}
 }
 
 // account adds a closed bridge's counters to the totals.

@@ -27,9 +27,11 @@ const (
 
 // portPair is an RTP socket on an even port and its RTCP socket on port+1,
 // owned by one bridge leg from allocation until release. The sockets are
-// bound once, the first time the pair is handed out, and then kept: a
-// released pair waits in quarantine and in the free list still bound, but
-// deaf: the kernel delivers nothing to it (see release).
+// bound the first time the pair is handed out and then kept while the
+// descriptor budget allows: a released pair waits in quarantine and in the
+// free list still bound, but deaf: the kernel delivers nothing to it (see
+// release). Past the budget a released pair is closed instead, and bound
+// anew when it is next handed out.
 type portPair struct {
 	idx  int32
 	port int // RTP port; RTCP is port+1
@@ -82,21 +84,19 @@ func (p *portPair) activate() {
 	_ = p.rtp.SetReadDeadline(time.Time{})
 }
 
-// freeEntry is a pair waiting in the free list; readyAt is when its
-// quarantine ends (nanoseconds since the allocator's epoch).
-type freeEntry struct {
-	idx     int32
-	fails   uint8 // consecutive bind failures, for the backoff
-	readyAt int64
-}
-
 // portAllocator hands out RTP/RTCP port pairs from [min, max].
 //
-// Free pairs wait in a FIFO ring ordered by readyAt, so a released pair is
-// reused last and the head is always the first to leave quarantine: if the
-// head is still quarantined, every pair is. Binding happens outside the lock;
-// the lock only guards ring and parking-lot bookkeeping (tens of ns), so
-// thousands of allocations per second do not contend.
+// Free pairs wait in two FIFO lists ordered by readyAt (pairQueue): kept,
+// the pairs still bound, and closed, those never bound or closed on
+// release because the budget was full. When the budget covers the range,
+// nothing is ever closed and a pair is taken from whichever head is older,
+// as from one list: a released pair is reused last, every pair of the
+// range in turn. When it does not, a ready kept pair is taken first, so
+// binds happen only for the load the budget cannot keep bound (with one
+// FIFO most heads would be closed pairs, whatever the load). Binding and
+// closing happen outside the lock; the lock only guards list and
+// parking-lot bookkeeping (tens of ns), so thousands of allocations per
+// second do not contend.
 type portAllocator struct {
 	network string // udp4 for an IPv4 bind address, otherwise udp
 	// bound holds each pair's sockets once bound (nil before); only the
@@ -111,11 +111,18 @@ type portAllocator struct {
 	listen     func(network string, addr *net.UDPAddr) (*net.UDPConn, error)
 
 	inUse atomic.Int64 // pairs handed out and not yet released
+	// boundN counts pairs whose sockets are open (or being bound), in use
+	// or free; budget is how many may stay bound once released (maxInt64:
+	// no budget). Pairs in use are bound whatever the budget, up to
+	// maxBound, which keeps the rest of the open-files limit for SIP, the
+	// API, the events store and recordings (maxInt64: no cap).
+	boundN   atomic.Int64
+	budget   int64
+	maxBound int64
+	binds    atomic.Uint64 // pairs bound, first use and rebinds alike
 
-	mu        sync.Mutex
-	ring      []freeEntry
-	head, n   int
-	lastReady int64 // readyAt of the ring's tail, keeps the ring ordered
+	mu           sync.Mutex
+	kept, closed pairQueue
 	// parked holds pairs whose bind failed, until retryAt.
 	parked    []freeEntry // readyAt is the retry time here
 	nextRetry int64       // earliest retry in parked; maxInt64 when empty
@@ -151,11 +158,12 @@ func newPortAllocator(bind netip.Addr, min, max int, quarantine time.Duration, n
 		now:        now,
 		epoch:      now(),
 		listen:     net.ListenUDP,
-		ring:       make([]freeEntry, pairs),
+		kept:       newPairQueue(pairs),
+		closed:     newPairQueue(pairs),
 		bound:      make([]*portPair, pairs),
-		n:          pairs,
-		lastReady:  -maxInt64,
 		nextRetry:  maxInt64,
+		budget:     maxInt64,
+		maxBound:   maxInt64,
 	}
 	if bind.IsValid() {
 		bind = bind.Unmap()
@@ -164,8 +172,8 @@ func newPortAllocator(bind netip.Addr, min, max int, quarantine time.Duration, n
 			a.network = "udp4"
 		}
 	}
-	for i := range a.ring {
-		a.ring[i] = freeEntry{idx: int32(i), readyAt: -maxInt64}
+	for i := range pairs {
+		a.closed.push(freeEntry{idx: int32(i)}, -maxInt64)
 	}
 	return a, nil
 }
@@ -176,23 +184,38 @@ func (a *portAllocator) clock() int64 { return int64(a.now().Sub(a.epoch)) }
 func (a *portAllocator) get() (*portPair, error) {
 	var lastErr error
 	for range maxBindAttempts {
-		e, err := a.pop()
+		e, kept, err := a.pop()
 		if err != nil {
 			if lastErr != nil {
 				return nil, fmt.Errorf("%w (last bind error: %v)", err, lastErr)
 			}
 			return nil, err
 		}
-		if p := a.bound[e.idx]; p != nil {
+		if kept {
+			p := a.bound[e.idx]
 			p.activate()
 			a.inUse.Add(1)
 			return p, nil
 		}
+		if !a.reserveBound() && !(a.shedKept() && a.reserveBound()) {
+			a.unpop(e)
+			return nil, fmt.Errorf("%w: %d port pairs bound (%d in use), the most the open-files limit allows while keeping %d descriptors for SIP, the API, the events store and recordings",
+				ErrNoPorts, a.boundN.Load(), a.inUse.Load(), DescriptorsBeside)
+		}
 		p, err := a.bind(e.idx)
 		if err == nil {
 			a.bound[e.idx] = p
+			a.binds.Add(1)
 			a.inUse.Add(1)
 			return p, nil
+		}
+		a.boundN.Add(-1)
+		if outOfDescriptors(err) {
+			// Not this port's fault, and every other pair would fail the
+			// same way: give the pair back as it was and say why.
+			a.unpop(e)
+			return nil, fmt.Errorf("%w: out of file descriptors (open-files limit) with %d port pairs bound, %d of them in use: %v",
+				ErrNoPorts, a.boundN.Load(), a.inUse.Load(), err)
 		}
 		lastErr = err
 		a.park(e)
@@ -200,33 +223,88 @@ func (a *portAllocator) get() (*portPair, error) {
 	return nil, fmt.Errorf("%w: %d port pairs failed to bind, last: %v", ErrNoPorts, maxBindAttempts, lastErr)
 }
 
-// pop takes the head of the free list if its quarantine is over.
-func (a *portAllocator) pop() (freeEntry, error) {
+// pop takes a free pair whose quarantine is over, and tells whether it
+// is still bound.
+func (a *portAllocator) pop() (e freeEntry, kept bool, err error) {
 	now := a.clock()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if now >= a.nextRetry {
 		a.unparkLocked(now)
 	}
-	if a.n == 0 {
-		return freeEntry{}, fmt.Errorf("%w: all %d port pairs in use", ErrNoPorts, a.pairs-len(a.parked))
+	k, c := &a.kept, &a.closed
+	if k.n+c.n == 0 {
+		return freeEntry{}, false, fmt.Errorf("%w: all %d port pairs in use", ErrNoPorts, a.pairs-len(a.parked))
 	}
-	e := a.ring[a.head]
-	if e.readyAt > now {
-		return freeEntry{}, fmt.Errorf("%w: %d free port pairs still in quarantine", ErrNoPorts, a.n)
+	switch {
+	case (a.budget < int64(a.pairs) || a.boundN.Load() >= a.maxBound) && k.ready(now):
+		// Past the budget, or with no descriptor to spare, a kept pair is
+		// worth more than an older closed one: it costs no bind.
+		kept = true
+	case k.n > 0 && (c.n == 0 || k.headReadyAt() < c.headReadyAt()):
+		kept = k.ready(now)
+		if !kept {
+			return freeEntry{}, false, fmt.Errorf("%w: %d free port pairs still in quarantine", ErrNoPorts, k.n+c.n)
+		}
+	case !c.ready(now):
+		return freeEntry{}, false, fmt.Errorf("%w: %d free port pairs still in quarantine", ErrNoPorts, k.n+c.n)
 	}
-	a.head = (a.head + 1) % len(a.ring)
-	a.n--
-	return e, nil
+	if kept {
+		return k.pop(), true, nil
+	}
+	return c.pop(), false, nil
 }
 
-// pushLocked appends e to the free list, ready at readyAt or when the
-// current tail is, whichever is later, so the list stays ordered.
-func (a *portAllocator) pushLocked(e freeEntry, readyAt int64) {
-	e.readyAt = max(readyAt, a.lastReady)
-	a.lastReady = e.readyAt
-	a.ring[(a.head+a.n)%len(a.ring)] = e
-	a.n++
+// reserveBound counts one more pair bound, about to be, unless maxBound
+// pairs are already: a compare-and-swap, so concurrent allocations cannot
+// pass the cap together.
+func (a *portAllocator) reserveBound() bool {
+	for {
+		n := a.boundN.Load()
+		if n >= a.maxBound {
+			return false
+		}
+		if a.boundN.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// shedKept closes the free kept pair released last (of those kept, the
+// one due furthest in the future), so that a call can have its
+// descriptors: at the cap, pairs in use come before pairs kept for reuse.
+// It keeps its quarantine, now in the closed list. It reports whether
+// there was one.
+func (a *portAllocator) shedKept() bool {
+	a.mu.Lock()
+	if a.kept.n == 0 {
+		a.mu.Unlock()
+		return false
+	}
+	e := a.kept.popTail()
+	p := a.bound[e.idx]
+	a.bound[e.idx] = nil
+	a.mu.Unlock()
+	p.closeSockets()
+	a.boundN.Add(-1)
+	a.mu.Lock()
+	a.closed.push(e, e.readyAt)
+	a.mu.Unlock()
+	return true
+}
+
+// unpop puts a closed pair that could not be bound for want of
+// descriptors back where pop took it from.
+func (a *portAllocator) unpop(e freeEntry) {
+	a.mu.Lock()
+	a.closed.unpop(e)
+	a.mu.Unlock()
+}
+
+// outOfDescriptors tells a bind that failed for want of file descriptors
+// (the process's or the system's) from one whose port is taken.
+func outOfDescriptors(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
 }
 
 // park keeps a pair that failed to bind out of rotation for a while.
@@ -254,7 +332,7 @@ func (a *portAllocator) unparkLocked(now int64) {
 	kept := a.parked[:0]
 	for _, e := range a.parked {
 		if e.readyAt <= now {
-			a.pushLocked(e, now)
+			a.closed.push(e, now)
 			continue
 		}
 		kept = append(kept, e)
@@ -270,18 +348,46 @@ func (a *portAllocator) unparkLocked(now int64) {
 // 7.5 % of wagate's CPU at 500 calls/s) but deaf: each is connected to
 // itself, so the kernel delivers it nothing from anyone else (and answers
 // the sender ICMP port unreachable, as for a closed port) until the pair
-// is handed out again, when whatever was queued before is drained first. So a late packet of this call
-// never reaches the next one (nor does anything else sent meanwhile),
-// and the quarantine still keeps the pair out of use for port_quarantine,
-// long enough for the old peers' packets in flight to stop. p must not be
-// used afterwards.
+// is handed out again, when whatever was queued before is drained first.
+// So a late packet of this call never reaches the next one (nor does
+// anything else sent meanwhile), and the quarantine still keeps the pair
+// out of use for port_quarantine, long enough for the old peers' packets
+// in flight to stop.
+//
+// When more pairs are bound than the budget, the pair is closed instead
+// (the open-files limit cannot hold every pair of a wide range bound) and
+// bound again when next handed out; its place in the free list and its
+// quarantine are the same either way. p must not be used afterwards.
 func (a *portAllocator) release(p *portPair) {
-	p.quiesce()
+	list := &a.kept
+	if a.overBudget() {
+		p.closeSockets()
+		a.bound[p.idx] = nil
+		list = &a.closed
+	} else {
+		p.quiesce()
+	}
 	readyAt := a.clock() + int64(a.quarantine)
 	a.mu.Lock()
-	a.pushLocked(freeEntry{idx: p.idx}, readyAt)
+	list.push(freeEntry{idx: p.idx}, readyAt)
 	a.mu.Unlock()
 	a.inUse.Add(-1)
+}
+
+// overBudget takes one pair off the bound count if keeping it would leave
+// more pairs bound than the budget: the caller then closes it. A
+// compare-and-swap, so concurrent releases close exactly as many pairs as
+// are over, without a lock.
+func (a *portAllocator) overBudget() bool {
+	for {
+		n := a.boundN.Load()
+		if n <= a.budget {
+			return false
+		}
+		if a.boundN.CompareAndSwap(n, n-1) {
+			return true
+		}
+	}
 }
 
 // bind opens both sockets of pair idx.
@@ -314,18 +420,16 @@ func (a *portAllocator) bind(idx int32) (*portPair, error) {
 }
 
 // close closes the sockets of every pair that is bound and free; pairs in
-// use are left alone (their bridges still own them).
+// use are left alone (their bridges still own them). The pairs closed
+// stay free, in quarantine as they were, and are bound anew if handed out.
 func (a *portAllocator) close() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	free := map[int32]bool{}
-	for i := range a.n {
-		free[a.ring[(a.head+i)%len(a.ring)].idx] = true
-	}
-	for idx, p := range a.bound {
-		if p != nil && free[int32(idx)] {
-			p.closeSockets()
-			a.bound[idx] = nil
-		}
+	for a.kept.n > 0 {
+		e := a.kept.pop()
+		a.bound[e.idx].closeSockets()
+		a.bound[e.idx] = nil
+		a.boundN.Add(-1)
+		a.closed.push(e, e.readyAt)
 	}
 }

@@ -55,7 +55,7 @@ func TestMetricsFromCalls(t *testing.T) {
 		SIP:   func() sip.Status { return st },
 		Calls: func() b2bua.Status { return b2bua.Status{Calls: 3} },
 		Media: func() media.Stats {
-			return media.Stats{PortsInUse: 12, PortsTotal: 100, Totals: media.BridgeStats{Concealed: 4, Compressed: 2, Played: 50}}
+			return media.Stats{PortsInUse: 12, PortsTotal: 100, PortsBound: 40, Totals: media.BridgeStats{Concealed: 4, Compressed: 2, Played: 50}}
 		},
 		SIPMessages: func() []sip.MessageCount {
 			return []sip.MessageCount{{Direction: "in", Method: "INVITE", Count: 2}, {Direction: "out", Class: "2xx", Count: 5}}
@@ -88,6 +88,7 @@ func TestMetricsFromCalls(t *testing.T) {
 		{"wagate_sip_edge_refused_total", "reason=stranger", 7},
 		{"wagate_sip_edge_refused_total", "reason=too_large", 0},
 		{"wagate_rtp_ports_free", "", 88},
+		{"wagate_rtp_ports_bound", "", 40},
 		{"wagate_media_playout_frames_total", "kind=concealed", 4},
 		{"wagate_media_playout_frames_total", "kind=compressed", 2},
 		{"wagate_media_prompt_packets_total", "", 50},

@@ -29,6 +29,7 @@ var (
 	dSIPResponses   = desc("wagate_sip_responses_total", "SIP responses read (in) and sent (out) by class.", "direction", "class")
 	dPortsInUse     = desc("wagate_rtp_ports_in_use", "RTP/RTCP ports held by live calls (four per call).")
 	dPortsFree      = desc("wagate_rtp_ports_free", "RTP/RTCP ports of the configured range not held by a call (some may be in quarantine).")
+	dPortsBound     = desc("wagate_rtp_ports_bound", "RTP/RTCP ports with an open socket, held by calls or kept bound while free (one descriptor each).")
 	dBridges        = desc("wagate_media_bridges", "Media bridges open.")
 	dRTPPackets     = desc("wagate_rtp_packets_total", "RTP packets sent toward each leg, of calls that have ended: relayed, transcoded and DTMF.", "direction")
 	dRTPDropped     = desc("wagate_rtp_dropped_total", "RTP packets dropped, of calls that have ended, by reason: source (not the signalled or latched address), invalid, srtp_auth, srtp_replay, late; and on dtls legs' ports stun and dtls (not the ICE peer's, or not authentic).", "reason")
@@ -72,7 +73,7 @@ var (
 
 func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{dCallsActive, dDraining, dEdgePassed, dEdgeAnswered, dEdgeRefused, dConnections,
-		dOverload, dPanics, dTLSFailures, dSIPRequests, dSIPResponses, dPortsInUse, dPortsFree, dBridges, dRTPPackets, dRTPDropped,
+		dOverload, dPanics, dTLSFailures, dSIPRequests, dSIPResponses, dPortsInUse, dPortsFree, dPortsBound, dBridges, dRTPPackets, dRTPDropped,
 		dRTPSilence, dRTCP, dDTMF, dDTLS, dDTLSSeconds, dPlayout, dPlayed, dRecActive, dRecCompleted, dRecFailed, dRecDropped, dRecBytes, dEvQueue, dEvQueueCap,
 		dEvDropped, dEvWriteErrors, dCDRs, dEvWritten, dDeliveries, dInFlight, dPermUp, dPermErrors, dPermRefused,
 		dPermCached, dPermLearned, dPermStale, dPermRestrict, dPermPending, dWebhookUnknown, dEndpointUp, dProbeFailures,
@@ -121,6 +122,7 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		s := c.src.Media()
 		gauge(dPortsInUse, float64(s.PortsInUse))
 		gauge(dPortsFree, float64(max(0, s.PortsTotal-s.PortsInUse)))
+		gauge(dPortsBound, float64(s.PortsBound))
 		gauge(dBridges, float64(s.Bridges))
 		t := s.Totals
 		counter(dRTPPackets, t.AtoB, "a_to_b")

@@ -680,6 +680,7 @@ func crashEvidence(log []byte) string {
 type status struct {
 	Calls        int    `json:"calls"`
 	PortsInUse   int    `json:"ports_in_use"`
+	PortsBound   int    `json:"ports_bound"`
 	CallsStarted uint64 `json:"calls_started"`
 	CallsEnded   uint64 `json:"calls_ended"`
 	Edge         struct {

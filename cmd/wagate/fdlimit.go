@@ -2,46 +2,44 @@ package main
 
 import (
 	"log/slog"
-	"syscall"
 
 	"github.com/wagate/wagate/configs"
+	"github.com/wagate/wagate/media"
 )
 
-// descriptorsBeside is what wagate opens besides its RTP sockets: SIP
-// listeners and connections, the API's connections, the events database,
-// recordings being written, Redis. A guess with room to spare.
-const descriptorsBeside = 1024
-
-// descriptorsWanted is how many descriptors wagate can come to hold with
-// media m: every port pair of the range is kept bound once used (RTP and
-// RTCP, two sockets; see media/portalloc.go), plus what it opens besides.
-func descriptorsWanted(m configs.Media) uint64 {
-	pairs := (m.PortMax - m.PortMin + 1) / 2
-	return uint64(2*max(pairs, 0)) + descriptorsBeside
-}
-
-// checkDescriptorLimit warns at start when the open-files limit cannot
-// hold the whole port range bound: under load new calls would then be
-// refused with 503 ("too many open files") long before the range runs
-// out, which an operator otherwise learns only from a busy day's logs.
+// checkDescriptorLimit says at start what the open-files limit means for
+// the media port range. Pairs are kept bound between calls (two
+// descriptors each; see media/portalloc.go) up to a budget derived from
+// the limit or set in media.max_bound_pairs; past it a released pair is
+// closed and bound again at its next use. A range wider than the budget
+// therefore costs a bind per call beyond it (CPU, not refusals), which an
+// operator may want to fix by raising the limit; a max_bound_pairs the
+// limit cannot hold lets free pairs take the descriptors new calls need
+// (503).
 // limit is the soft limit in force (Go raises it to the hard limit at
-// start).
+// start), 0 when unknown.
 func checkDescriptorLimit(m configs.Media, limit uint64, log *slog.Logger) {
-	want := descriptorsWanted(m)
-	if limit >= want {
+	if limit == 0 {
 		return
 	}
-	log.Warn("the open-files limit is below what the media port range can use: calls past it get 503 (too many open files)",
-		"limit", limit, "wanted", want, "port_min", m.PortMin, "port_max", m.PortMax,
-		"calls_at_most", (limit-min(limit, descriptorsBeside))/4,
-		"fix", "raise LimitNOFILE (deploy/wagate.service) or narrow media.port_min..port_max")
-}
-
-// openFilesLimit is the soft RLIMIT_NOFILE, 0 when unknown.
-func openFilesLimit() uint64 {
-	var r syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil {
-		return 0
+	pairs := max((m.PortMax-m.PortMin+1)/2, 0)
+	budget := media.BoundPairBudget(m.MaxBoundPairs, limit)
+	// Concurrent calls the limit holds at all: pairs in use are bound
+	// whatever the budget, two per call, up to what leaves
+	// media.DescriptorsBeside.
+	maxBound := media.MaxBoundPairsInUse(limit)
+	callsAtMost := maxBound / 2
+	if m.MaxBoundPairs > 0 && min(budget, pairs) > maxBound {
+		log.Warn("media.max_bound_pairs keeps more sockets bound than the open-files limit allows: free pairs may hold the descriptors new calls need, which then get 503",
+			"limit", limit, "max_bound_pairs", m.MaxBoundPairs, "descriptors_wanted", 2*min(budget, pairs)+media.DescriptorsBeside,
+			"fix", "lower media.max_bound_pairs or set it to 0 (derived from the limit), or raise LimitNOFILE (deploy/wagate.service)")
+		return
 	}
-	return r.Cur
+	if budget >= pairs {
+		return
+	}
+	log.Warn("the open-files limit cannot keep the whole media port range bound: past max_bound_pairs a released port pair is closed and bound again at its next use, a bind per call beyond it",
+		"limit", limit, "port_pairs", pairs, "max_bound_pairs", budget, "port_min", m.PortMin, "port_max", m.PortMax,
+		"concurrent_calls_at_most", callsAtMost,
+		"fix", "raise LimitNOFILE (deploy/wagate.service) or narrow media.port_min..port_max")
 }

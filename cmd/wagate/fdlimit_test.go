@@ -9,28 +9,53 @@ import (
 	"github.com/wagate/wagate/configs"
 )
 
-// TestDescriptorLimitWarning: a port range whose kept-bound pairs need
-// more descriptors than the limit allows is named at start, with how many
-// calls fit; one that fits says nothing.
+// TestDescriptorLimitWarning: a port range wider than the bound-pair
+// budget the open-files limit allows is named at start, saying that pairs
+// past it are closed and rebound (not that calls will be refused), with
+// the budget and how many concurrent calls fit; a max_bound_pairs the
+// limit cannot hold is named as a cause of 503s; one that fits says
+// nothing.
 func TestDescriptorLimitWarning(t *testing.T) {
-	m := configs.Media{PortMin: 30000, PortMax: 40000} // 5,000 pairs: 10,000 sockets
+	const rangeMsg = "cannot keep the whole media port range bound"
+	const overMsg = "max_bound_pairs keeps more sockets bound than the open-files limit allows"
 	for _, tc := range []struct {
-		limit uint64
-		warn  bool
+		name    string
+		limit   uint64
+		max     int
+		want    string // "" : no warning
+		details []string
 	}{
-		{limit: 65536, warn: false},
-		{limit: 11024, warn: false},
-		{limit: 11023, warn: true},
-		{limit: 4096, warn: true},
+		// 5,000 pairs need 10,000 descriptors; the derived budget leaves a
+		// quarter of the limit (at least 1,024) to the rest.
+		{name: "roomy", limit: 65536},
+		{name: "just fits", limit: 13333},
+		{name: "one short", limit: 13332, want: rangeMsg, details: []string{`"max_bound_pairs":4999`}},
+		{name: "small", limit: 4096, want: rangeMsg, details: []string{`"max_bound_pairs":1536`, `"concurrent_calls_at_most":768`, "closed and bound again"}},
+		{name: "unknown limit", limit: 0},
+		{name: "configured fits", limit: 11024, max: 5000},
+		{name: "configured below range", limit: 11024, max: 100, want: rangeMsg, details: []string{`"max_bound_pairs":100`}},
+		{name: "configured over limit", limit: 11023, max: 5000, want: overMsg, details: []string{"503", `"descriptors_wanted":11024`}},
 	} {
+		m := configs.Media{PortMin: 30000, PortMax: 40000, MaxBoundPairs: tc.max}
 		var buf bytes.Buffer
 		checkDescriptorLimit(m, tc.limit, slog.New(slog.NewJSONHandler(&buf, nil)))
 		got := buf.String()
-		if warned := strings.Contains(got, "open-files limit"); warned != tc.warn {
-			t.Errorf("limit %d: warned %v, want %v: %s", tc.limit, warned, tc.warn, got)
+		if tc.want == "" {
+			if got != "" {
+				t.Errorf("%s: warned: %s", tc.name, got)
+			}
+			continue
 		}
-		if tc.limit == 4096 && !strings.Contains(got, `"calls_at_most":768`) {
-			t.Errorf("limit 4096: the warning should say 768 calls fit ((4096-1024)/4): %s", got)
+		if !strings.Contains(got, tc.want) {
+			t.Errorf("%s: want a warning with %q, got %s", tc.name, tc.want, got)
+		}
+		for _, d := range tc.details {
+			if !strings.Contains(got, d) {
+				t.Errorf("%s: the warning should carry %s: %s", tc.name, d, got)
+			}
+		}
+		if tc.want == rangeMsg && strings.Contains(got, "503") {
+			t.Errorf("%s: a range wider than the budget is no longer refused with 503: %s", tc.name, got)
 		}
 	}
 }

@@ -96,7 +96,7 @@ func run() int {
 	}
 	defer lock.Close()
 
-	checkDescriptorLimit(cfg.Media, openFilesLimit(), log)
+	checkDescriptorLimit(cfg.Media, media.OpenFilesLimit(), log)
 	mm, err := media.NewManager(cfg.Media, log)
 	if err != nil {
 		log.Error("media setup failed", "error", err)
@@ -413,6 +413,7 @@ type statusDoc struct {
 	edgeStatus
 	callsStatus
 	PortsInUse  int                `json:"ports_in_use"`
+	PortsBound  int                `json:"ports_bound"`
 	Bridges     int                `json:"bridges"`
 	Recordings  *recording.Stats   `json:"recordings,omitempty"`
 	Events      *events.Stats      `json:"events,omitempty"`
@@ -423,7 +424,7 @@ type statusDoc struct {
 
 func status(srv *sip.Server, calls *b2bua.Engine, mm *media.Manager, rec *recording.Manager, sink *events.Sink, perms permissions.Store) statusDoc {
 	ms := mm.Stats()
-	d := statusDoc{edgeStatus: srv.Status(), callsStatus: calls.Status(), PortsInUse: ms.PortsInUse, Bridges: ms.Bridges}
+	d := statusDoc{edgeStatus: srv.Status(), callsStatus: calls.Status(), PortsInUse: ms.PortsInUse, PortsBound: ms.PortsBound, Bridges: ms.Bridges}
 	if perms != nil {
 		ps := perms.Stats()
 		d.Permissions = &ps

@@ -64,10 +64,11 @@
 #   SILENCE=dtx|continuous          media.silence toward the WhatsApp leg while
 #                      the callee sends nothing: dtx (default) a frame every
 #                      400 ms, continuous every 20 ms (the build before DTX)
-#   PORT_QUARANTINE=2s              media.port_quarantine (each pair two
-#                      descriptors, kept bound: at N calls/s with H-second calls
-#                      about 2·N·(H + quarantine) pairs are out, and the
-#                      descriptor limit caps them too)
+#   PORT_QUARANTINE=2s              media.port_quarantine (at N calls/s with
+#                      H-second calls about 2·N·(H + quarantine) pairs are out,
+#                      two descriptors each while bound; past media.max_bound_pairs,
+#                      derived from the open-files limit, freed pairs are closed
+#                      and bound again at their next use)
 #
 # Per run it prints the calls attempted, successful and failed (from SIPp's
 # -trace_stat file; calls still unfinished at the end count as failed), the
@@ -537,7 +538,10 @@ report_status() {
         [[ $calls == 0 && $ports == 0 ]] && break
         sleep 0.1
     done
-    echo "  after drain: calls=${calls:-?} ports_in_use=${ports:-?}"
+    # ports_bound: sockets still open, free pairs kept bound within
+    # media.max_bound_pairs.
+    local bound; bound=$(json_field ports_bound <<<"$st")
+    echo "  after drain: calls=${calls:-?} ports_in_use=${ports:-?} ports_bound=${bound:-?}"
 }
 
 # --- modes ---------------------------------------------------------------------
