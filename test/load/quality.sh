@@ -7,6 +7,11 @@
 #
 #   PESQ_SRC=/path/to/PESQ/pesq test/load/quality.sh            # 0, 20, 30, 40 ms of jitter
 #   PESQ_SRC=… JITTER=0,40 RUNS=3 test/load/quality.sh
+#   PESQ_SRC=… SPEECH=/path/to/recorded-speech.wav test/load/quality.sh
+#
+# The speech is espeak-ng's unless SPEECH names a 16-bit PCM WAV of
+# recorded speech (any rate; for example audio/speech.wav of the same
+# ludlows/PESQ repository). P.862 was calibrated on recorded speech.
 #
 # Prints a table of scores per direction and jitter, beside what the codecs
 # alone score; fails when PBX → WhatsApp falls more than 0.27 under the
@@ -24,5 +29,5 @@ trap 'rm -rf "$build"' EXIT
 cc -O2 -w -I"$PESQ_SRC" -o "$build/pesq-cli" "$here/quality/pesq-cli.c" \
   "$PESQ_SRC/pesqmod.c" "$PESQ_SRC/pesqdsp.c" "$PESQ_SRC/dsp.c" -lm
 cd "$top"
-WAGATE_PESQ="$build/pesq-cli" WAGATE_PESQ_JITTER="${JITTER:-0,20,30,40}" WAGATE_PESQ_RUNS="${RUNS:-1}" \
+WAGATE_PESQ="$build/pesq-cli" WAGATE_PESQ_SPEECH="${SPEECH:-}" WAGATE_PESQ_JITTER="${JITTER:-0,20,30,40}" WAGATE_PESQ_RUNS="${RUNS:-1}" \
   go test -count=1 -timeout 30m -run '^TestQualityPESQ$' -v ./test/
