@@ -149,7 +149,7 @@ func (d *direction) event(pkt []byte, hl int, rt *route, now time.Duration) {
 		// audio went out since the previous event, as far after that
 		// event as the sender's timestamps say: two events must never
 		// share a timestamp, or the far end hears one.
-		d.dtmf.outTS = d.stream.ts
+		d.dtmf.outTS = d.gapTS(now, rt.out.rate)
 		if prev {
 			if delta := int64(int32(ts - prevIn)); delta > 0 {
 				at := prevOut + uint32(delta*int64(rt.out.rate)/int64(rt.in.rate))

@@ -131,3 +131,161 @@ func TestWhatsAppSilenceDTX(t *testing.T) {
 	}
 	t.Logf("audio after a DTX frame reached Meta %v after the PBX sent it (best of three)", fastest.Round(time.Millisecond))
 }
+
+// TestWhatsAppDTXRelayTimestamp: relaying Opus with a deep playout
+// buffer (jitter_buffer.min 60 ms, so the first packets of a talk spurt
+// wait and the buffer may stretch before the first frame goes), audio
+// that starts in a DTX gap goes out with the marker, the next sequence
+// number, and a timestamp moved on over the whole pause: the WhatsApp
+// side's jitter buffer must see the spurt on time, not 300 ms late.
+func TestWhatsAppDTXRelayTimestamp(t *testing.T) {
+	m := newTestManager(t, 2, 0, 0)
+	m.jbMin = 60 * time.Millisecond
+	c := newWhatsAppCall(t, m, func(port int) []byte {
+		return sdpOffer(port, "RTP/AVP", "111", "rtpmap:111 opus/48000/2", "ptime:20")
+	}, "opus")
+	if rt := c.b.routeBA.Load(); rt.mode != modeRelay {
+		t.Fatalf("mode %d, want relay", rt.mode)
+	}
+	c.b.Start(nil)
+	var prev hdr
+	var prevAt time.Time
+	for range 2 { // the first frame and the first DTX frame after it
+		pkt := c.meta.recvSRTP(t)
+		if pkt == nil || !bytes.Equal(pkt[12:], opusSilence) {
+			t.Fatal("no silence toward Meta")
+		}
+		prev, prevAt = readHdr(pkt), time.Now()
+	}
+	// One 20 ms CELT frame by its TOC byte (config 31, one frame), the
+	// rest whatever: relayed, never decoded.
+	pbxOpus := []byte("\xf8 opus from the PBX")
+	time.Sleep(250 * time.Millisecond)
+	pkts := make([][]byte, 15)
+	for i := range pkts {
+		pkts[i] = rtpPacket(t, 111, uint16(500+i), uint32(7000+960*i), 0x55, pbxOpus)
+	}
+	pkts[0][1] |= 0x80
+	sent := make(chan struct{})
+	go func() { // arrivals are read meanwhile, at their time
+		defer close(sent)
+		for _, p := range pkts {
+			_, _ = c.pbx.conn.WriteToUDPAddrPort(p, c.toB)
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	defer func() { <-sent }()
+	for {
+		pkt := c.meta.recvSRTP(t)
+		if pkt == nil {
+			t.Fatal("the PBX's audio never reached Meta")
+		}
+		h := readHdr(pkt)
+		if !bytes.Equal(pkt[12:], pbxOpus) {
+			prev, prevAt = h, time.Now()
+			continue // a silence frame due before the audio
+		}
+		gap := time.Since(prevAt)
+		moved := time.Duration(h.ts-prev.ts) * time.Second / 48000
+		if !h.marker || h.seq != prev.seq+1 {
+			t.Fatalf("first audio %+v after %+v: want the marker and the next sequence number", h, prev)
+		}
+		// The timestamp follows the time between the two packets; the
+		// reading of arrival times adds a few ms either way.
+		if moved < gap-40*time.Millisecond || moved > gap+40*time.Millisecond {
+			t.Fatalf("first audio's timestamp moved %v over a pause of %v", moved, gap.Round(time.Millisecond))
+		}
+		t.Logf("timestamp moved %v over %v", moved, gap.Round(time.Millisecond))
+		return
+	}
+}
+
+// TestWhatsAppDTXPlayback: a prompt started in a DTX gap, 80 ms before the
+// next silence frame would be due, starts now and on time: its first frame
+// is timestamped at its own time (not at the silence frame's), and the
+// frames after it follow 20 ms apart.
+func TestWhatsAppDTXPlayback(t *testing.T) {
+	c := newWhatsAppCall(t, newTestManager(t, 2, 0, 0), pcmuAnswer)
+	c.b.Start(nil)
+	var prev hdr
+	var prevAt time.Time
+	for range 2 { // the first frame and the first DTX frame after it
+		pkt := c.meta.recvSRTP(t)
+		if pkt == nil || !bytes.Equal(pkt[12:], c.b.m.opusSilence) {
+			t.Fatal("no silence toward Meta")
+		}
+		prev, prevAt = readHdr(pkt), time.Now()
+	}
+	time.Sleep(320 * time.Millisecond)
+	asked := time.Now()
+	if _, err := c.b.Play(SideA, &toneSource{freq: 1000, frames: 20}, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	var first hdr
+	var firstAt time.Time
+	for i := 0; i < 3; i++ {
+		pkt := c.meta.recvSRTP(t)
+		if pkt == nil {
+			t.Fatal("the prompt never reached Meta")
+		}
+		h, at := readHdr(pkt), time.Now()
+		if bytes.Equal(pkt[12:], c.b.m.opusSilence) {
+			t.Fatalf("silence %+v while a prompt plays", h)
+		}
+		switch i {
+		case 0:
+			moved := time.Duration(h.ts-prev.ts) * time.Second / 48000
+			gap := at.Sub(prevAt)
+			if !h.marker || moved < gap-40*time.Millisecond || moved > gap+40*time.Millisecond {
+				t.Fatalf("the prompt's first frame %+v: marker %v, timestamp moved %v over %v", h, h.marker, moved, gap.Round(time.Millisecond))
+			}
+			if d := at.Sub(asked); d > 60*time.Millisecond {
+				t.Logf("first frame %v after Play (a loaded machine?)", d)
+			}
+			first, firstAt = h, at
+		default:
+			// Media time and arrival agree: no hole after the first frame.
+			media := time.Duration(h.ts-first.ts) * time.Second / 48000
+			if late := at.Sub(firstAt) - media; late > 50*time.Millisecond {
+				t.Fatalf("frame %d of the prompt came %v after its media time", i+1, late.Round(time.Millisecond))
+			}
+		}
+	}
+}
+
+// TestWhatsAppDTXEvent: a key pressed on the PBX side in a DTX gap goes
+// to WhatsApp timestamped where the stream stands now, not where the last
+// silence frame ended up to 400 ms before (a receiver may cut short or
+// drop an event that seems to start in the past).
+func TestWhatsAppDTXEvent(t *testing.T) {
+	c := newWhatsAppCall(t, newTestManager(t, 2, 0, 0), pcmuAnswer)
+	c.b.Start(nil)
+	var prev hdr
+	var prevAt time.Time
+	for range 2 { // the first frame and the first DTX frame after it
+		pkt := c.meta.recvSRTP(t)
+		if pkt == nil || !bytes.Equal(pkt[12:], c.b.m.opusSilence) {
+			t.Fatal("no silence toward Meta")
+		}
+		prev, prevAt = readHdr(pkt), time.Now()
+	}
+	time.Sleep(250 * time.Millisecond)
+	c.pbx.send(c.toB, rtpPacket(t, 101, 300, 8000, 0x9b, event(5, false, 160)))
+	for {
+		pkt := c.meta.recvSRTP(t)
+		if pkt == nil {
+			t.Fatal("the event never reached Meta")
+		}
+		h, at := readHdr(pkt), time.Now()
+		if h.pt != 126 {
+			prev, prevAt = h, at
+			continue
+		}
+		moved := time.Duration(h.ts-prev.ts) * time.Second / 48000
+		gap := at.Sub(prevAt)
+		if !h.marker || h.seq != prev.seq+1 || moved < gap-40*time.Millisecond || moved > gap+40*time.Millisecond {
+			t.Fatalf("event %+v after %+v: marker %v, timestamp moved %v over %v", h, prev, h.marker, moved, gap.Round(time.Millisecond))
+		}
+		return
+	}
+}

@@ -79,8 +79,11 @@ func (d *direction) playTick(wall time.Time) time.Time {
 	}
 	now := wall.Sub(d.epoch)
 	sched := d.playAt
-	if d.inDTXGap() && sched > now {
-		sched = now // woken early by audio: it plays from now
+	if sched > now && (d.inDTXGap() || d.play != nil && !d.play.begun) {
+		// Woken early in a DTX gap, by audio or by a prompt or music
+		// that starts: it plays from now, not from the next silence
+		// frame's time.
+		sched = now
 	}
 	if sched <= 0 || now-sched > maxPacerSlip || sched-now > maxPacerSlip {
 		if sched > 0 {
@@ -141,12 +144,19 @@ func (d *direction) paceRelay(rt *route, sched, now time.Duration) time.Duration
 	case playNothing:
 		return d.idle(rt, sched, now, 0)
 	case playExpand, playConceal:
+		dur := pl.media(pl.lastDur)
+		if d.inSilence {
+			// Nothing of this talk spurt has gone out yet: nothing to
+			// conceal. Its first frame takes the marker and a timestamp
+			// moved on over the whole pause (stamp), and the far end
+			// sees no gap in our numbering.
+			return sched + dur + pl.lag(sched+dur, 0)
+		}
 		// Made up by the far end: a gap in our numbering, and the
 		// timestamp moves on as if the frame had been sent.
 		d.stamp(sched, rt)
 		d.stream.seq++
 		d.stream.ts += uint32(pl.lastDur)
-		dur := pl.media(pl.lastDur)
 		d.sent(sched, dur)
 		return sched + dur + pl.lag(sched+dur, 0)
 	}
@@ -256,10 +266,22 @@ func (d *direction) idle(rt *route, sched, now, waitAt time.Duration) time.Durat
 	return d.silenceDue
 }
 
+// gapTS is our outgoing timestamp for something that starts now (a DTMF
+// event): moved on over the pause when the stream is between silence
+// frames of DTX, where the last frame's end may be 400 ms ago.
+func (d *direction) gapTS(now time.Duration, rate int) uint32 {
+	if d.outBased && d.inSilence && now-d.outEnd >= silenceFrame {
+		return d.stream.ts + uint32(int64(now-d.outEnd)*int64(rate)/int64(time.Second))
+	}
+	return d.stream.ts
+}
+
 // inDTXGap reports whether the play job is sleeping between two
-// silence frames of DTX (it then runs at silenceDue unless woken).
+// silence frames of DTX: until silenceDue, not until audio the playout
+// buffer holds is due (then a packet arriving must not wake it early:
+// the buffer would be asked for a frame before its time).
 func (d *direction) inDTXGap() bool {
-	return d.inSilence && d.play == nil && d.silenceRun > dtxHangover-1 && d.b.m.dtx
+	return d.inSilence && d.play == nil && d.b.m.dtx && d.silenceRun >= dtxHangover && d.playAt == d.silenceDue
 }
 
 // sendSilence sends one frame of silence toward a WhatsApp leg: Meta

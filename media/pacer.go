@@ -275,7 +275,14 @@ func (s *pacerShard) loop() {
 			// it, cannot be overwritten by this later time.
 			c.arm(target)
 			s.mu.Unlock()
-			c.wait()
+			if err := c.wait(); err != nil {
+				s.mu.Lock()
+				if s.clock == c {
+					c.close()
+					s.clock = nil
+				}
+				s.mu.Unlock()
+			}
 			s.runDue(time.Now())
 			continue
 		}

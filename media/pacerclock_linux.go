@@ -48,9 +48,12 @@ func (c *pacerClock) arm(at time.Time) {
 	_ = unix.TimerfdSettime(c.fd, 0, &spec, nil)
 }
 
-// wait blocks until the armed time has passed.
-func (c *pacerClock) wait() {
-	_, _ = c.f.Read(c.buf[:])
+// wait blocks until the armed time has passed. An error means the
+// descriptor cannot be waited on (not pollable: a read would return at
+// once, and the shard spin); the shard then goes back to runtime timers.
+func (c *pacerClock) wait() error {
+	_, err := c.f.Read(c.buf[:])
+	return err
 }
 
 func (c *pacerClock) close() { _ = c.f.Close() }

@@ -9,5 +9,5 @@ type pacerClock struct{}
 
 func newPacerClock() *pacerClock    { return nil }
 func (c *pacerClock) arm(time.Time) {}
-func (c *pacerClock) wait()         {}
+func (c *pacerClock) wait() error   { return nil }
 func (c *pacerClock) close()        {}
