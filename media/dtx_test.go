@@ -148,15 +148,7 @@ func TestWhatsAppDTXRelayTimestamp(t *testing.T) {
 		t.Fatalf("mode %d, want relay", rt.mode)
 	}
 	c.b.Start(nil)
-	var prev hdr
-	var prevAt time.Time
-	for range 2 { // the first frame and the first DTX frame after it
-		pkt := c.meta.recvSRTP(t)
-		if pkt == nil || !bytes.Equal(pkt[12:], opusSilence) {
-			t.Fatal("no silence toward Meta")
-		}
-		prev, prevAt = readHdr(pkt), time.Now()
-	}
+	prev, prevAt := intoDTXGap(t, c, opusSilence)
 	// One 20 ms CELT frame by its TOC byte (config 31, one frame), the
 	// rest whatever: relayed, never decoded.
 	pbxOpus := []byte("\xf8 opus from the PBX")
@@ -207,15 +199,7 @@ func TestWhatsAppDTXRelayTimestamp(t *testing.T) {
 func TestWhatsAppDTXPlayback(t *testing.T) {
 	c := newWhatsAppCall(t, newTestManager(t, 2, 0, 0), pcmuAnswer)
 	c.b.Start(nil)
-	var prev hdr
-	var prevAt time.Time
-	for range 2 { // the first frame and the first DTX frame after it
-		pkt := c.meta.recvSRTP(t)
-		if pkt == nil || !bytes.Equal(pkt[12:], c.b.m.opusSilence) {
-			t.Fatal("no silence toward Meta")
-		}
-		prev, prevAt = readHdr(pkt), time.Now()
-	}
+	prev, prevAt := intoDTXGap(t, c, c.b.m.opusSilence)
 	time.Sleep(320 * time.Millisecond)
 	asked := time.Now()
 	if _, err := c.b.Play(SideA, &toneSource{freq: 1000, frames: 20}, time.Time{}); err != nil {
@@ -260,15 +244,7 @@ func TestWhatsAppDTXPlayback(t *testing.T) {
 func TestWhatsAppDTXEvent(t *testing.T) {
 	c := newWhatsAppCall(t, newTestManager(t, 2, 0, 0), pcmuAnswer)
 	c.b.Start(nil)
-	var prev hdr
-	var prevAt time.Time
-	for range 2 { // the first frame and the first DTX frame after it
-		pkt := c.meta.recvSRTP(t)
-		if pkt == nil || !bytes.Equal(pkt[12:], c.b.m.opusSilence) {
-			t.Fatal("no silence toward Meta")
-		}
-		prev, prevAt = readHdr(pkt), time.Now()
-	}
+	prev, prevAt := intoDTXGap(t, c, c.b.m.opusSilence)
 	time.Sleep(250 * time.Millisecond)
 	c.pbx.send(c.toB, rtpPacket(t, 101, 300, 8000, 0x9b, event(5, false, 160)))
 	for {
@@ -288,4 +264,21 @@ func TestWhatsAppDTXEvent(t *testing.T) {
 		}
 		return
 	}
+}
+
+// intoDTXGap waits for the first silence frame toward Meta and the first
+// DTX frame after it, and returns the latter's header and arrival: the
+// call is then at the start of a 400 ms gap.
+func intoDTXGap(t *testing.T, c *whatsAppCall, silence []byte) (hdr, time.Time) {
+	t.Helper()
+	var h hdr
+	var at time.Time
+	for range 2 {
+		pkt := c.meta.recvSRTP(t)
+		if pkt == nil || !bytes.Equal(pkt[12:], silence) {
+			t.Fatal("no silence toward Meta")
+		}
+		h, at = readHdr(pkt), time.Now()
+	}
+	return h, at
 }
