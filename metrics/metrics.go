@@ -21,6 +21,7 @@ import (
 	"github.com/wagate/wagate/events"
 	"github.com/wagate/wagate/media"
 	"github.com/wagate/wagate/permissions"
+	"github.com/wagate/wagate/prompt"
 	"github.com/wagate/wagate/recording"
 	"github.com/wagate/wagate/sip"
 )
@@ -45,6 +46,8 @@ type Sources struct {
 	Endpoints func() []sip.EndpointHealth
 	// MetaWebhook counts Meta's settings and call reports (nil: left out).
 	MetaWebhook func() MetaWebhookStats
+	// Prompts is the call flows' prompt library (nil: call flows off).
+	Prompts func() prompt.Stats
 }
 
 // MetaWebhookStats counts what Meta's account_settings_update and calls

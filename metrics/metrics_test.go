@@ -12,6 +12,7 @@ import (
 	"github.com/wagate/wagate/b2bua"
 	"github.com/wagate/wagate/events"
 	"github.com/wagate/wagate/media"
+	"github.com/wagate/wagate/prompt"
 	"github.com/wagate/wagate/sip"
 )
 
@@ -60,6 +61,9 @@ func TestMetricsFromCalls(t *testing.T) {
 		SIPMessages: func() []sip.MessageCount {
 			return []sip.MessageCount{{Direction: "in", Method: "INVITE", Count: 2}, {Direction: "out", Class: "2xx", Count: 5}}
 		},
+		Prompts: func() prompt.Stats {
+			return prompt.Stats{Hits: 9, DiskHits: 2, Misses: 4, Renders: 3, RenderErrors: 1, Downloads: 6, DownloadErrors: 3, DownloadsRefused: 2}
+		},
 	})
 	now := time.Now()
 	call := events.Call{CallID: "c1", Direction: events.UIC, BusinessNumber: "+15550100001"}
@@ -94,6 +98,12 @@ func TestMetricsFromCalls(t *testing.T) {
 		{"wagate_media_prompt_packets_total", "", 50},
 		{"wagate_sip_requests_total", "direction=in,method=INVITE", 2},
 		{"wagate_sip_responses_total", "class=2xx,direction=out", 5},
+		{"wagate_prompt_requests_total", "result=memory", 9},
+		{"wagate_prompt_requests_total", "result=miss", 4},
+		{"wagate_prompt_renders_total", "result=ok", 2},
+		{"wagate_prompt_downloads_total", "result=ok", 3},
+		{"wagate_prompt_downloads_total", "result=refused", 2},
+		{"wagate_prompt_downloads_total", "result=failed", 1},
 	} {
 		v, ok := got[c.name][c.labels]
 		if !ok || v != c.want {

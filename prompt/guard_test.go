@@ -179,6 +179,9 @@ func TestTrustedFileSkipsTheCheck(t *testing.T) {
 	if n := hits.Load(); n != 1 {
 		t.Fatalf("the server got %d requests, want 1 (the trusted one)", n)
 	}
+	if s := l.Stats(); s.DownloadsRefused != 2 || s.DownloadErrors != 2 {
+		t.Fatalf("stats %+v: want the two refused fetches counted as refused download errors", s)
+	}
 }
 
 // TestRedirectToDeniedAddress: an allowed server that redirects to an

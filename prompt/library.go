@@ -82,7 +82,7 @@ type Library struct {
 	// texts would otherwise take the CPU the media pacer needs.
 	renderSlots chan struct{}
 
-	hits, diskHits, misses, renders, renderErrors, downloads, downloadErrors atomic.Uint64
+	hits, diskHits, misses, renders, renderErrors, downloads, downloadErrors, downloadsRefused atomic.Uint64
 }
 
 type flight struct {
@@ -104,6 +104,11 @@ type Stats struct {
 	RenderErrors   uint64 `json:"render_errors"`
 	Downloads      uint64 `json:"downloads"`
 	DownloadErrors uint64 `json:"download_errors"`
+	// DownloadsRefused are the DownloadErrors whose URL (or a redirect)
+	// led to an address prompts.fetch_allow does not allow, or not over
+	// http(s): a business's web service pointing wagate at its own
+	// network, or a fetch_allow too narrow for a legitimate one.
+	DownloadsRefused uint64 `json:"downloads_refused"`
 	// Evictions from memory to stay within MemoryBytes.
 	Evictions uint64 `json:"evictions"`
 	// MemoryBytes and Entries held in memory; DiskBytes and DiskFiles on
@@ -274,6 +279,9 @@ func (l *Library) file(ctx context.Context, rawURL string, rate int, trusted boo
 		}
 		if err != nil {
 			l.downloadErrors.Add(1)
+			if FileReason(err) == ReasonDenied {
+				l.downloadsRefused.Add(1)
+			}
 			// Debug: the call flow that asked logs it once, with its call.
 			l.log.Debug("prompt: file not fetched", "reason", FileReason(err), "err", err)
 			return Audio{}, err
@@ -321,7 +329,7 @@ func (l *Library) Stats() Stats {
 	s := Stats{
 		Hits: l.hits.Load(), DiskHits: l.diskHits.Load(), Misses: l.misses.Load(),
 		Renders: l.renders.Load(), RenderErrors: l.renderErrors.Load(),
-		Downloads: l.downloads.Load(), DownloadErrors: l.downloadErrors.Load(),
+		Downloads: l.downloads.Load(), DownloadErrors: l.downloadErrors.Load(), DownloadsRefused: l.downloadsRefused.Load(),
 	}
 	s.MemoryBytes, s.Entries, s.Evictions = l.mem.stats()
 	if l.disk != nil {

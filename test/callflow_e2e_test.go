@@ -336,6 +336,11 @@ func TestCallFlowFallback(t *testing.T) {
 			if len(full) != 1 || full[0].str("call_id") != sum.CallID || full[0].str("reason") != "fetch_denied" {
 				t.Errorf("denied: want one log line with the refused address, the call id %s and the reason; got %v", sum.CallID, full)
 			}
+			// And counts it, so a dashboard shows a service pointing
+			// wagate at its own network.
+			if m := scrapeMetrics(t, e); !strings.Contains(m, `wagate_prompt_downloads_total{result="refused"} 1`) {
+				t.Errorf("denied: /metrics does not count the refused download:\n%s", grepLines(m, "wagate_prompt_"))
+			}
 		}
 	}
 	agent.requireOK() // five calls answered by the fallback extension

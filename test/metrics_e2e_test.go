@@ -190,3 +190,14 @@ func TestDrainTakesNodeOut(t *testing.T) {
 		t.Error("wagate still running 10 s after its last call ended")
 	}
 }
+
+// grepLines is the lines of text that contain s, for a failure message.
+func grepLines(text, s string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

@@ -197,3 +197,12 @@ func (f *callFlows) warm(cfg *configs.Config) {
 
 // Stats are the prompt library's counters, for /v1/status.
 func (f *callFlows) Stats() prompt.Stats { return f.lib.Stats() }
+
+// promptStats is the metrics' source of prompt counters: nil without call
+// flows (the metrics are then left out).
+func promptStats(f *callFlows) func() prompt.Stats {
+	if f == nil {
+		return nil
+	}
+	return f.Stats
+}

@@ -236,7 +236,7 @@ func run() int {
 			st.CallReports = apiSrv.Stats().WebhookCallReports
 		}
 		return st
-	})
+	}, promptStats(flows))
 
 	if cfg.API.Listen != "" {
 		opts := api.Options{

@@ -6,6 +6,7 @@ import (
 	"github.com/wagate/wagate/media"
 	"github.com/wagate/wagate/metrics"
 	"github.com/wagate/wagate/permissions"
+	"github.com/wagate/wagate/prompt"
 	"github.com/wagate/wagate/recording"
 	"github.com/wagate/wagate/sip"
 )
@@ -13,7 +14,7 @@ import (
 // newMetrics builds the Prometheus registry over the running rooms and
 // makes it a call observer.
 func newMetrics(srv *sip.Server, calls *b2bua.Engine, mm *media.Manager, rec *recording.Manager, sink *events.Sink, perms permissions.Store, webhookUnknown func() uint64,
-	metaWebhook func() metrics.MetaWebhookStats) *metrics.Metrics {
+	metaWebhook func() metrics.MetaWebhookStats, prompts func() prompt.Stats) *metrics.Metrics {
 	src := metrics.Sources{SIP: srv.Status, Calls: calls.Status, Media: mm.Stats, SIPMessages: srv.MessageCounts,
 		WebhookUnknownNumber: webhookUnknown, Endpoints: srv.Health, MetaWebhook: metaWebhook}
 	if perms != nil {
@@ -22,6 +23,7 @@ func newMetrics(srv *sip.Server, calls *b2bua.Engine, mm *media.Manager, rec *re
 	if rec != nil {
 		src.Recording = rec.Stats
 	}
+	src.Prompts = prompts
 	if sink != nil {
 		src.Events = sink.Stats
 	}
