@@ -189,27 +189,17 @@ func (p *peer) send(to string, m sip.Message) {
 // retransmission (UDP timers fire when the machine is slow), or fails.
 func (p *peer) next(what string) sip.Message {
 	p.t.Helper()
+	if p.seen == nil {
+		p.seen = map[string]bool{}
+	}
 	for {
-		select {
-		case m, ok := <-p.in:
-			if !ok {
-				p.t.Fatalf("%s: socket closed", what)
-			}
-			if r, isRes := m.(*sip.Response); isRes && r.StatusCode == 100 {
-				continue
-			}
-			if p.seen == nil {
-				p.seen = map[string]bool{}
-			}
-			key := m.String()
-			if p.seen[key] {
-				continue
-			}
-			p.seen[key] = true
-			return m
-		case <-time.After(5 * time.Second):
-			p.t.Fatalf("waiting for %s: nothing arrived", what)
+		m := p.nextAgain(what)
+		key := m.String()
+		if p.seen[key] {
+			continue
 		}
+		p.seen[key] = true
+		return m
 	}
 }
 

@@ -240,8 +240,14 @@ func (d *direction) startSpurt() {
 // and nothing else: the ticks' small nudges are not gaps.
 func (d *direction) stamp(sched time.Duration, rt *route) {
 	if d.outBased && d.stream.marker && sched > d.outEnd {
-		d.stream.ts += uint32(int64(sched-d.outEnd) * int64(rt.out.rate) / int64(time.Second))
+		d.stream.ts += d.samplesSinceOut(sched, rt.out.rate)
 	}
+}
+
+// samplesSinceOut is the time from the end of the last paced packet's
+// audio to t, in samples at rate.
+func (d *direction) samplesSinceOut(t time.Duration, rate int) uint32 {
+	return uint32(int64(t-d.outEnd) * int64(rate) / int64(time.Second))
 }
 
 // sent records that the packet of the tick at sched carried dur of audio.
@@ -271,7 +277,7 @@ func (d *direction) idle(rt *route, sched, now, waitAt time.Duration) time.Durat
 // frames of DTX, where the last frame's end may be 400 ms ago.
 func (d *direction) gapTS(now time.Duration, rate int) uint32 {
 	if d.outBased && d.inSilence && now-d.outEnd >= silenceFrame {
-		return d.stream.ts + uint32(int64(now-d.outEnd)*int64(rate)/int64(time.Second))
+		return d.stream.ts + d.samplesSinceOut(now, rate)
 	}
 	return d.stream.ts
 }
@@ -292,8 +298,8 @@ func (d *direction) inDTXGap() bool {
 func (d *direction) sendSilence(rt *route, sched, now time.Duration) {
 	frame, samples := d.silencePayload(rt)
 	d.inSilence = true
-	if d.outBased && !d.stream.marker && sched-d.outEnd >= silenceFrame {
-		d.stream.ts += uint32(int64(sched-d.outEnd) * int64(rt.out.rate) / int64(time.Second))
+	if !d.stream.marker { // with the marker, stamp moves it on
+		d.stream.ts = d.gapTS(sched, rt.out.rate)
 	}
 	d.stamp(sched, rt)
 	d.emitOwn(rt.outPT, frame, samples, emitSilence, now)

@@ -377,26 +377,7 @@ func TestPortAllocatorBudgetConcurrent(t *testing.T) {
 
 // BenchmarkPortAllocatorOverBudget measures one get+release of a pair past
 // the bound-pair budget: bound and closed each time (two sockets).
-func BenchmarkPortAllocatorOverBudget(b *testing.B) {
-	base := freePortRange(b, 200)
-	a, err := newPortAllocator(loopback, base, base+199, 0, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	a.budget = 0
-	b.Cleanup(a.close)
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			p, err := a.get()
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			a.release(p)
-		}
-	})
-}
+func BenchmarkPortAllocatorOverBudget(b *testing.B) { benchPortAllocator(b, 0) }
 
 // TestManagerMaxBoundPairs: media.max_bound_pairs reaches the allocator,
 // and Stats reports the sockets left open: after two calls on a 4-pair

@@ -192,6 +192,12 @@ func pesqSpeech(t *testing.T) []int16 {
 		s = prompt.Resample(s, rate, 8000)
 	}
 	t.Logf("speech from %s: %.1f s", path, float64(len(s))/8000)
+	return padSpeech(s)
+}
+
+// padSpeech puts 300 ms of silence each side of s (P.862 wants some
+// before and after the utterances).
+func padSpeech(s []int16) []int16 {
 	pad := make([]int16, 2400)
 	return append(append(append([]int16(nil), pad...), s...), pad...)
 }
@@ -210,8 +216,7 @@ func renderPESQSpeech(t *testing.T) []int16 {
 	if err != nil {
 		t.Fatalf("espeak-ng: %v", err)
 	}
-	pad := make([]int16, 2400)
-	return append(append(append([]int16(nil), pad...), a.Samples...), pad...)
+	return padSpeech(a.Samples)
 }
 
 func writeS16(t *testing.T, path string, s []int16) {
