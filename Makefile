@@ -12,7 +12,7 @@ ARGS      ?=
 # the multi-node tests start redis-server and kamailio on loopback; the
 # call flows speak through the espeak-ng command (prompt/, no cgo).
 RUN_PKGS  := pkg-config libopus-dev libopusfile-dev espeak-ng
-TEST_PKGS := $(RUN_PKGS) sip-tester baresip-core systemd prometheus tshark sngrep redis-server kamailio
+TEST_PKGS := $(RUN_PKGS) sip-tester baresip-core systemd prometheus tshark sngrep redis-server kamailio sox openssl
 # What `wagate -version` and the start-up log line report. A plain `go build`
 # falls back to the commit the Go toolchain stamps (none in a git worktree,
 # or with -buildvcs=false): then it says "devel" and "commit unknown".
