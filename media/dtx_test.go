@@ -214,6 +214,15 @@ func TestWhatsAppDTXPlayback(t *testing.T) {
 		}
 		h, at := readHdr(pkt), time.Now()
 		if bytes.Equal(pkt[12:], c.b.m.opusSilence) {
+			// A loaded machine may oversleep past the next silence
+			// frame's due time (400 ms after prev): that frame was due
+			// before Play and is no fault. One due after Play is.
+			due := time.Duration(h.ts-prev.ts) * time.Second / 48000
+			if i == 0 && prevAt.Add(due).Before(asked.Add(10*time.Millisecond)) {
+				prev, prevAt = h, at
+				i--
+				continue
+			}
 			t.Fatalf("silence %+v while a prompt plays", h)
 		}
 		switch i {

@@ -48,8 +48,20 @@ func TestCallFlowInbandDTMF(t *testing.T) {
 			}
 			waitKeyed(t, c, tc.name)
 			start := fs.wait(t, "start", "", 1)
-			// Keys as the question plays: they barge in.
-			time.Sleep(500 * time.Millisecond)
+			// Keys as the question plays: they barge in. The capture is
+			// armed when the question starts; a loaded machine may take
+			// longer than usual to render it, and a key pressed before
+			// then is not a barge-in.
+			c.Media.ResetRecording()
+			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+				if loudest(c.Media.Recording(), 8000) > -40 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the question was never heard")
+				}
+			}
+			time.Sleep(200 * time.Millisecond)
 			keys := &rtppeer.DTMFTones{Digits: "2580#", On: 560, Off: 640, Amp: 32767 * 0.158, Rate: 8000}
 			c.Media.SetSource(keys)
 			for deadline := time.Now().Add(5 * time.Second); !keys.Done() && time.Now().Before(deadline); {
