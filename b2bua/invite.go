@@ -132,6 +132,19 @@ func (s *Engine) invite(req *sip.Request, tx sip.ServerTransaction, ep *configs.
 		refuse(&sipedge.Rejection{Code: 503, Reason: "Service Unavailable", Log: "concurrent call limit"})
 		return
 	}
+	if s.edge.Draining() {
+		// The stop signal came while the permission gate waited on its
+		// store: the INVITE is refused like any after it, and the proxy
+		// retries another node, instead of a call starting on a node
+		// that is going away.
+		s.reg.withdraw(c)
+		if ticket != nil {
+			ticket.Finish(OutcomeFailed)
+		}
+		s.over.note(overDraining, "")
+		refuse(&sipedge.Rejection{Code: 503, Reason: "Service Unavailable", Log: "draining"})
+		return
+	}
 	attrs := []any{"user", dec.User, "business", dec.Number.Number}
 	if dec.BIC != nil && dec.BIC.CampaignID != "" {
 		attrs = append(attrs, "campaign", dec.BIC.CampaignID)

@@ -87,8 +87,24 @@ func (r *registry) lookup(callID string) (callRef, bool) {
 func (r *registry) remove(c *call) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.forgetLocked(c) {
+		r.ended.Add(1)
+	}
+}
+
+// withdraw undoes the admission of a call refused before it started: it
+// counts neither as started nor as ended.
+func (r *registry) withdraw(c *call) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.forgetLocked(c) {
+		r.started.Add(^uint64(0))
+	}
+}
+
+func (r *registry) forgetLocked(c *call) bool {
 	if _, ok := r.counted[c]; !ok {
-		return
+		return false
 	}
 	for _, id := range r.extra[c] {
 		if ref, ok := r.byCallID[id]; ok && ref.call == c {
@@ -104,7 +120,7 @@ func (r *registry) remove(c *call) {
 		delete(r.bySource, c.aSource)
 	}
 	r.live--
-	r.ended.Add(1)
+	return true
 }
 
 func (r *registry) uncountLocked(ep string) {

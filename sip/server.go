@@ -240,6 +240,12 @@ func (s *Server) Client() *sipgo.Client { return s.client }
 // Draining reports whether wagate is draining: no new calls.
 func (s *Server) Draining() bool { return s.draining.Load() }
 
+// StopAdmitting refuses every new call from now on (503 to INVITEs and
+// to Kamailio's OPTIONS probes); Shutdown does it too. wagate calls it
+// before it logs "draining", so no call is logged as started after that
+// line.
+func (s *Server) StopAdmitting() { s.draining.Store(true) }
+
 // Ready is closed once every listener is bound.
 func (s *Server) Ready() <-chan struct{} { return s.ready }
 
@@ -374,7 +380,7 @@ func (s *Server) Run(ctx context.Context) error {
 // Shutdown stops taking new calls, waits for live calls to end until ctx
 // is done, then hangs up the rest and waits for the BYEs to finish.
 func (s *Server) Shutdown(ctx context.Context) {
-	s.draining.Store(true)
+	s.StopAdmitting()
 	s.calls.Drain(ctx)
 	s.ua.Close()
 }

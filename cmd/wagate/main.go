@@ -326,6 +326,7 @@ loop:
 			if *memProf != "" && *memAfter == 0 {
 				writeHeapProfile(*memProf, log)
 			}
+			srv.StopAdmitting()
 			log.Info("draining", "signal", sig.String(), "timeout", drain.String())
 			dctx, cancel := context.WithTimeout(context.Background(), *drain)
 			go func() {
