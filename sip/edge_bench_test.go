@@ -121,6 +121,9 @@ type replayConn struct {
 
 func (c *replayConn) ReadFrom(p []byte) (int, net.Addr, error) { return copy(p, c.msg), c.from, nil }
 
+// WriteTo takes the edge's stateless answers and drops them.
+func (c *replayConn) WriteTo(p []byte, _ net.Addr) (int, error) { return len(p), nil }
+
 // BenchmarkEdgeStranger is the cost of a stranger's INVITE under the
 // default unknown_sources: drop.
 func BenchmarkEdgeStranger(b *testing.B) {
