@@ -148,6 +148,13 @@ func newEdge(cfg *atomic.Pointer[configs.Config], log *slog.Logger) *edge {
 // inbound decides one message read from src on transport tr ("UDP",
 // "TCP" or "TLS").
 func (e *edge) inbound(b []byte, src netip.AddrPort, tr string) verdict {
+	return e.inboundTo(nil, b, src, tr)
+}
+
+// inboundTo is inbound writing a passed message into dst's memory when it
+// fits (the reader's buffer), so that the canonical form costs no
+// allocation. dst must not overlap b.
+func (e *edge) inboundTo(dst, b []byte, src netip.AddrPort, tr string) verdict {
 	if isKeepalive(b) {
 		return verdict{}
 	}
@@ -169,28 +176,29 @@ func (e *edge) inbound(b []byte, src netip.AddrPort, tr string) verdict {
 		}
 	}
 	lim := cfg.SIP.Limits
-	m, err := splitMessage(b)
+	m, err := getRawMessage(b)
+	defer putRaw(m)
 	if err != nil {
 		if response {
 			return e.refuse(reasonBadResponse, src, err.Error(), verdict{close: stream})
 		}
-		return e.answer(reasonMalformed, src, err.Error(), &m, 400, "Bad Request", stream)
+		return e.answer(reasonMalformed, src, err.Error(), m, 400, "Bad Request", stream)
 	}
 	if len(b) > lim.MaxMessageSize || len(m.headers) > lim.MaxHeaders || len(m.body) > lim.MaxBodySize {
 		if response {
 			return e.refuse(reasonTooLarge, src, "response", verdict{close: stream})
 		}
 		return e.answer(reasonTooLarge, src, strconv.Itoa(len(b))+" bytes, "+strconv.Itoa(len(m.headers))+" headers",
-			&m, 513, "Message Too Large", stream)
+			m, 513, "Message Too Large", stream)
 	}
 	if !m.isRequest() {
-		return e.response(&m, src, stream)
+		return e.response(dst, m, src, stream)
 	}
-	return e.request(&m, src, tr)
+	return e.request(dst, m, src, tr)
 }
 
 // request checks a request from an endpoint.
-func (e *edge) request(m *rawMessage, src netip.AddrPort, tr string) verdict {
+func (e *edge) request(dst []byte, m *rawMessage, src netip.AddrPort, tr string) verdict {
 	stream := tr != "UDP"
 	method, uri, version, ok := m.requestLine()
 	if !ok || !isToken(method) {
@@ -231,7 +239,7 @@ func (e *edge) request(m *rawMessage, src netip.AddrPort, tr string) verdict {
 		return e.answerUnlessACK(ack, reasonMalformed, src, "malformed Via header", m, 400, "Bad Request")
 	}
 	m.ensureContentLength()
-	in := m.canonical()
+	in := m.appendCanonical(dst)
 	parsed, err := e.parser.ParseSIP(in)
 	if err != nil {
 		return e.answerUnlessACK(ack, reasonMalformed, src, "unparseable: "+err.Error(), m, 400, "Bad Request")
@@ -260,11 +268,11 @@ func (e *edge) request(m *rawMessage, src netip.AddrPort, tr string) verdict {
 
 // response checks a response from an endpoint: sipgo must be able to
 // match it to a transaction, or it goes no further.
-func (e *edge) response(m *rawMessage, src netip.AddrPort, stream bool) verdict {
+func (e *edge) response(dst []byte, m *rawMessage, src netip.AddrPort, stream bool) verdict {
 	m.normalizeVias()
 	m.normalizeNameAddrs()
 	m.ensureContentLength()
-	in := m.canonical()
+	in := m.appendCanonical(dst)
 	parsed, err := e.parser.ParseSIP(in)
 	if err != nil {
 		return e.refuse(reasonBadResponse, src, err.Error(), verdict{close: stream})
@@ -291,11 +299,12 @@ func (e *edge) stranger(cfg *configs.Config, b []byte, ip netip.Addr, src netip.
 	if e.flood.allow(ip, cfg.SIP.Flood.StrangerRate, cfg.SIP.Flood.BlockTime.D()) != floodAllow {
 		return e.refuse(reasonBlocked, src, "", verdict{close: true})
 	}
-	m, err := splitMessage(b)
+	m, err := getRawMessage(b)
+	defer putRaw(m)
 	if err != nil || !m.isRequest() || strings.HasPrefix(m.start, "ACK ") {
 		return e.refuse(reasonStranger, src, "", verdict{close: true})
 	}
-	reply := statelessResponse(&m, 403, "Forbidden", cfg.SIP.UserAgent)
+	reply := statelessResponse(m, 403, "Forbidden", cfg.SIP.UserAgent)
 	if reply == nil {
 		return e.refuse(reasonStranger, src, "", verdict{close: true})
 	}
@@ -329,6 +338,9 @@ func (e *edge) answerUnlessACK(ack bool, r edgeReason, src netip.AddrPort, detai
 
 // refuse counts a message not passed on and returns v.
 func (e *edge) refuse(r edgeReason, src netip.AddrPort, detail string, v verdict) verdict {
+	// The detail may quote the message, whose memory is the reader's
+	// buffer: what is logged and kept is a copy.
+	detail = strings.Clone(detail)
 	e.stats.reasons[r].Add(1)
 	e.summary.note(r, src, detail)
 	return v
@@ -369,13 +381,13 @@ func checkRequestURI(uri string) (int, string) {
 	if !ok || !isScheme(scheme) {
 		return 400, "malformed Request-URI"
 	}
-	switch strings.ToLower(scheme) {
-	case "sip", "sips":
+	switch {
+	case strings.EqualFold(scheme, "sip"), strings.EqualFold(scheme, "sips"):
 		hostPart := rest[strings.LastIndexByte(rest, '@')+1:]
 		if strings.Contains(hostPart, "?") {
 			return 400, "headers in the Request-URI"
 		}
-	case "tel":
+	case strings.EqualFold(scheme, "tel"):
 	default:
 		return 416, "Request-URI scheme " + scheme
 	}
@@ -413,7 +425,7 @@ func badNameAddr(m *rawMessage) string {
 		if dn == "" || isQuoted(dn) {
 			continue
 		}
-		for _, w := range strings.Fields(dn) {
+		for w := range strings.FieldsSeq(dn) {
 			if !isToken(w) {
 				return "display name of " + h.name + " is neither quoted nor tokens"
 			}
@@ -461,7 +473,7 @@ func isKeepalive(b []byte) bool {
 
 func isResponseBytes(b []byte) bool {
 	b = bytes.TrimLeft(b, "\r\n")
-	return len(b) >= 4 && (bytes.HasPrefix(b, []byte("SIP/")) || bytes.HasPrefix(bytes.ToUpper(b[:4]), []byte("SIP/")))
+	return len(b) >= 4 && bytes.EqualFold(b[:4], []byte("SIP/"))
 }
 
 // Stats returns the edge's counters.

@@ -1,6 +1,8 @@
 package sip
 
 import (
+	"net"
+	"strings"
 	"testing"
 
 	"github.com/emiago/sipgo/sip"
@@ -32,6 +34,35 @@ const benchSDP = "v=0\r\no=- 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r
 
 var benchInvite = []byte(benchHeader + itoa(len(benchSDP)) + "\r\n\r\n" + benchSDP)
 
+// benchResponse is a PBX's 200 to wagate's INVITE (its top Via is
+// wagate's: the test config's sip.host), with an SDP answer.
+var benchResponse = "SIP/2.0 200 OK\r\n" +
+	"Via: SIP/2.0/UDP 127.0.0.1:5072;branch=z9hG4bK-wagate-1;rport=5072;received=127.0.0.1\r\n" +
+	"Record-Route: <sip:127.0.0.3:5060;lr>\r\n" +
+	"From: <sip:+447700900123@127.0.0.1>;tag=wagate-1\r\n" +
+	"To: \"Agent 7\" <sip:7001@127.0.0.3>;tag=pbx-77\r\n" +
+	"Call-ID: b2bua-leg-2-4f1c\r\n" +
+	"CSeq: 1 INVITE\r\n" +
+	"Contact: <sip:7001@127.0.0.3:5060>\r\n" +
+	"Allow: INVITE, ACK, CANCEL, BYE, OPTIONS\r\n" +
+	"Supported: replaces, timer\r\n" +
+	"Content-Type: application/sdp\r\n" +
+	"Content-Length: " + itoa(len(benchSDP)) + "\r\n\r\n" + benchSDP
+
+// benchACK and benchBYE are SIPp's ACK and BYE in the INVITE's dialog.
+var benchACK = "ACK sip:+15550100001@127.0.0.1:5072 SIP/2.0\r\n" +
+	"Via: SIP/2.0/UDP 127.0.0.2:5060;branch=z9hG4bK-2\r\n" +
+	"From: sipp <sip:sipp@127.0.0.2:5060>;tag=1\r\n" +
+	"To: <sip:+15550100001@127.0.0.1:5072>;tag=wagate-9\r\n" +
+	"Call-ID: 1-4242@127.0.0.2\r\n" +
+	"CSeq: 1 ACK\r\n" +
+	"Contact: sip:sipp@127.0.0.2:5060\r\n" +
+	"Max-Forwards: 70\r\n" +
+	"Subject: Performance Test\r\n" +
+	"Content-Length: 0\r\n\r\n"
+
+var benchBYE = strings.NewReplacer("ACK sip:", "BYE sip:", "CSeq: 1 ACK", "CSeq: 2 BYE", "z9hG4bK-2", "z9hG4bK-3").Replace(benchACK)
+
 // BenchmarkEdgeInbound is what the edge costs per message from an
 // endpoint (split, Via rewrite, canonical form, sipgo parse, checks), to
 // compare with BenchmarkSipgoParse, the parse sipgo does anyway.
@@ -46,6 +77,52 @@ func BenchmarkEdgeInbound(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkEdgeMessages is the edge's cost for the other messages of a
+// call: a PBX's 200 with SDP (a response), an ACK and a BYE.
+func BenchmarkEdgeMessages(b *testing.B) {
+	for _, c := range []struct{ name, msg string }{{"200", benchResponse}, {"ACK", benchACK}, {"BYE", benchBYE}} {
+		b.Run(c.name, func(b *testing.B) {
+			e := testEdge(b, nil)
+			msg := []byte(c.msg)
+			b.ReportAllocs()
+			b.SetBytes(int64(len(msg)))
+			for b.Loop() {
+				if v := e.inbound(msg, fromMeta, "UDP"); v.act != actPass {
+					b.Fatalf("action %d: %s", v.act, v.reply)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkEdgeReadFrom is the UDP read path as sipgo calls it: the edge
+// writes the canonical INVITE into sipgo's read buffer.
+func BenchmarkEdgeReadFrom(b *testing.B) {
+	e := testEdge(b, nil)
+	pc := &replayConn{msg: benchInvite, from: &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2), Port: 5060}}
+	c := newEdgePacketConn(pc, e)
+	p := make([]byte, 65535)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(benchInvite)))
+	for b.Loop() {
+		if n, _, err := c.ReadFrom(p); err != nil || n == 0 {
+			b.Fatal(n, err)
+		}
+	}
+}
+
+// replayConn is a PacketConn whose every read is msg from from.
+type replayConn struct {
+	net.PacketConn
+	msg  []byte
+	from net.Addr
+}
+
+func (c *replayConn) ReadFrom(p []byte) (int, net.Addr, error) { return copy(p, c.msg), c.from, nil }
+
+// WriteTo takes the edge's stateless answers and drops them.
+func (c *replayConn) WriteTo(p []byte, _ net.Addr) (int, error) { return len(p), nil }
 
 // BenchmarkEdgeStranger is the cost of a stranger's INVITE under the
 // default unknown_sources: drop.
@@ -68,5 +145,21 @@ func BenchmarkSipgoParse(b *testing.B) {
 		if _, err := p.ParseSIP(msg); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkRelease is what emptying a parsed INVITE costs when a B2BUA
+// handler is done with it (the parse is not timed).
+func BenchmarkRelease(b *testing.B) {
+	p := sip.NewParser()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		m, err := p.ParseSIP(benchInvite)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		Release(m.(*sip.Request))
 	}
 }

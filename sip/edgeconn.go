@@ -48,7 +48,8 @@ func (c *edgePacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		if !ok {
 			continue
 		}
-		v := c.edge.inbound(c.buf[:n], ua.AddrPort(), "UDP")
+		// The canonical form is written straight into sipgo's buffer.
+		v := c.edge.inboundTo(p[:0:len(p)], c.buf[:n], ua.AddrPort(), "UDP")
 		switch v.act {
 		case actPass:
 			if len(v.msg) > len(p) {
@@ -162,7 +163,9 @@ type edgeConn struct {
 
 	in  []byte // read, not yet framed
 	out []byte // passed, not yet read by sipgo
-	buf []byte
+	// outBuf is out's memory, reused once sipgo has read all of out.
+	outBuf []byte
+	buf    []byte
 	// partialSince is when the first byte of an unfinished message came.
 	partialSince time.Time
 	done         error
@@ -191,7 +194,7 @@ func (c *edgeConn) next() error {
 		msg, n, st := frameMessage(c.in, cfg.SIP.Limits.MaxMessageSize)
 		switch st {
 		case frameOK:
-			v := c.edge.inbound(msg, c.src, c.transport)
+			v := c.edge.inboundTo(c.outBuf, msg, c.src, c.transport)
 			c.in = c.in[n:]
 			c.partialSince = time.Time{}
 			if v.act == actReply {
@@ -204,6 +207,10 @@ func (c *edgeConn) next() error {
 			}
 			if v.act == actPass {
 				c.out = v.msg
+				c.outBuf = nil
+				if cap(v.msg) <= maxKeptOut {
+					c.outBuf = v.msg[:0]
+				}
 				if len(c.in) == 0 {
 					c.in = nil // let a large buffer go
 				}
@@ -296,6 +303,10 @@ func (c *edgeConn) end(err error) error {
 	return err
 }
 
+// maxKeptOut bounds the passed-message buffer a connection keeps between
+// messages: a rare large message does not pin its size to a connection.
+const maxKeptOut = 8 << 10
+
 type frameStatus uint8
 
 const (
@@ -316,19 +327,21 @@ func frameMessage(b []byte, max int) (msg []byte, n int, st frameStatus) {
 		}
 		return nil, 0, frameNeedMore
 	}
-	m, err := splitMessage(b[:end+sep])
+	m, err := getRawMessage(b[:end+sep])
+	defer putRaw(m)
 	if err != nil {
 		return nil, 0, frameBad
 	}
-	cl := 0
-	if vals := m.values(hdrContentLength); len(vals) > 0 {
-		for i, v := range vals {
-			x, err := strconv.Atoi(strings.TrimSpace(v))
-			if err != nil || x < 0 || (i > 0 && x != cl) {
-				return nil, 0, frameBad
-			}
-			cl = x
+	cl, seen := 0, false
+	for _, h := range m.headers {
+		if h.key != hdrContentLength {
+			continue
 		}
+		x, err := strconv.Atoi(strings.TrimSpace(h.value))
+		if err != nil || x < 0 || (seen && x != cl) {
+			return nil, 0, frameBad
+		}
+		cl, seen = x, true
 	}
 	total := end + sep + cl
 	if total > max {

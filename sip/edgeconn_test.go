@@ -2,8 +2,10 @@ package sip
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
@@ -201,4 +203,71 @@ func TestEdgeListener(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Errorf("a slot freed by Close was not given back")
 	}
+}
+
+// TestEdgeConnOutputBuffer: a connection writes each passed message into
+// the buffer of the one before (read by sipgo by then); a large message
+// then a smaller one, read in small pieces, come out exactly as the edge
+// passes them on their own.
+func TestEdgeConnOutputBuffer(t *testing.T) {
+	e := testEdge(t, nil)
+	c, peer := pipeConn(t, e, "127.0.0.2:40000")
+	msgs := []string{string(benchInvite), benchACK, benchBYE, string(benchInvite)}
+	go func() {
+		for _, m := range msgs {
+			_, _ = peer.Write([]byte(m))
+		}
+	}()
+	for i, m := range msgs {
+		want := e.inbound([]byte(m), c.src, "TCP")
+		if want.act != actPass {
+			t.Fatalf("message %d not passed on its own: %q", i, want.reply)
+		}
+		got := make([]byte, 0, len(want.msg))
+		p := make([]byte, 100)
+		for len(got) < len(want.msg) {
+			n, err := c.Read(p[:min(len(p), len(want.msg)-len(got))])
+			if err != nil {
+				t.Fatalf("message %d: read: %v", i, err)
+			}
+			got = append(got, p[:n]...)
+		}
+		if !bytes.Equal(got, want.msg) {
+			t.Fatalf("message %d through the connection:\n%q\nwant\n%q", i, got, want.msg)
+		}
+	}
+}
+
+// TestEdgePacketConnKeepsNoAlias: the edge reads a datagram in place, in a
+// buffer the next datagram overwrites; what it keeps of a refused one (the
+// sample the summary logs) must be its own copy.
+func TestEdgePacketConnKeepsNoAlias(t *testing.T) {
+	var logged strings.Builder
+	e := testEdge(t, nil)
+	e.summary.log = slog.New(slog.NewTextHandler(&logged, nil))
+	bad := replaceLine(options(), "OPTIONS ", "OPTIONS sip:+15550100001@127.0.0.1:5072 SIP/7.7")
+	pc := &replayConn{msg: []byte(bad), from: &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2), Port: 5060}}
+	c := newEdgePacketConn(&oneThenGood{replayConn: pc, good: []byte(options())}, e)
+	if _, _, err := c.ReadFrom(make([]byte, 65535)); err != nil {
+		t.Fatal(err)
+	}
+	e.summary.flush(time.Second)
+	if !strings.Contains(logged.String(), "SIP/7.7") {
+		t.Errorf("the refusal's sample changed with the buffer:\n%s", logged.String())
+	}
+}
+
+// oneThenGood reads its replayConn's message once, then good.
+type oneThenGood struct {
+	*replayConn
+	good []byte
+	n    int
+}
+
+func (c *oneThenGood) ReadFrom(p []byte) (int, net.Addr, error) {
+	c.n++
+	if c.n == 1 {
+		return c.replayConn.ReadFrom(p)
+	}
+	return copy(p, c.good), c.from, nil
 }

@@ -35,7 +35,9 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		s.log.Debug("retransmitted INVITE of a live call ignored", "sip_call_id", callIDOf(req))
 		return
 	}
-	log := s.log.With("sip_call_id", callIDOf(req), "leg", "a", "endpoint", ep.Name)
+	log := func() *slog.Logger {
+		return s.log.With("sip_call_id", callIDOf(req), "leg", "a", "endpoint", ep.Name)
+	}
 	if ok, refused := s.authenticate(tx, req, ep, log); !ok {
 		if refused != nil {
 			s.calls.Refused(req, ep, refused)
@@ -72,7 +74,7 @@ func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
 	if ep == nil {
 		return
 	}
-	if ok, _ := s.authenticate(tx, req, ep, s.log.With("endpoint", ep.Name)); !ok {
+	if ok, _ := s.authenticate(tx, req, ep, s.endpointLog(ep)); !ok {
 		return
 	}
 	if s.draining.Load() {
@@ -105,12 +107,17 @@ func (s *Server) onOther(req *sip.Request, tx sip.ServerTransaction) {
 		s.calls.InDialog(req, tx, ep)
 		return
 	}
-	if ok, _ := s.authenticate(tx, req, ep, s.log.With("endpoint", ep.Name)); !ok {
+	if ok, _ := s.authenticate(tx, req, ep, s.endpointLog(ep)); !ok {
 		return
 	}
 	s.Respond(tx, req, 501, "Not Implemented", func(res *sip.Response) {
 		res.AppendHeader(sip.NewHeader("Allow", allowedMethods))
 	})
+}
+
+// endpointLog returns the logger authenticate builds for ep's requests.
+func (s *Server) endpointLog(ep *configs.Endpoint) func() *slog.Logger {
+	return func() *slog.Logger { return s.log.With("endpoint", ep.Name) }
 }
 
 // authenticate runs digest authentication on an out-of-dialog request from
@@ -119,11 +126,14 @@ func (s *Server) onOther(req *sip.Request, tx sip.ServerTransaction) {
 // returns false.
 //
 // refused is the 403 it sent to a locked-out source (nil for a challenge):
-// a refusal worth a call record, where a challenge is not.
-func (s *Server) authenticate(tx sip.ServerTransaction, req *sip.Request, ep *configs.Endpoint, log *slog.Logger) (ok bool, refused *Rejection) {
+// a refusal worth a call record, where a challenge is not. The logger is
+// built only for an endpoint with auth: most have none, and a logger with
+// attributes costs allocations on every request.
+func (s *Server) authenticate(tx sip.ServerTransaction, req *sip.Request, ep *configs.Endpoint, logger func() *slog.Logger) (ok bool, refused *Rejection) {
 	if ep.Auth == nil {
 		return true, nil
 	}
+	log := logger()
 	src := sourceIP(req)
 	r := s.auth.check(ep, req, src)
 	switch r.verdict {

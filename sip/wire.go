@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
+	"unsafe"
 )
 
 // The SIP edge reads every message twice: first this splitter, which only
@@ -16,7 +18,10 @@ import (
 // fields a message has.
 
 // rawMessage is a SIP message split into its start line, header fields and
-// body, with no value interpreted.
+// body, with no value interpreted. Its strings and body share the memory of
+// the bytes it was split from (a socket's read buffer, reused for the next
+// message): anything kept after the message is decided must be copied
+// (edge.refuse copies the detail it logs and keeps).
 type rawMessage struct {
 	start   string
 	headers []rawHeader
@@ -90,19 +95,51 @@ var (
 
 // splitMessage splits b. Leading CRLFs (keep-alives before a message) are
 // skipped. The body is whatever follows the empty line; the caller applies
-// Content-Length. Names and values are substrings of one copy of b.
+// Content-Length. Names and values are substrings of b, not copies.
 func splitMessage(b []byte) (rawMessage, error) {
 	var m rawMessage
+	err := m.split(b)
+	return m, err
+}
+
+// rawPool keeps split messages and their header arrays between messages,
+// so that the edge's split allocates nothing per message.
+var rawPool = sync.Pool{New: func() any { return &rawMessage{headers: make([]rawHeader, 0, 32)} }}
+
+// getRawMessage splits b into a pooled message; the caller must putRaw it
+// when done with it and everything taken from it.
+func getRawMessage(b []byte) (*rawMessage, error) {
+	m := rawPool.Get().(*rawMessage)
+	return m, m.split(b)
+}
+
+// putRaw returns m to the pool, dropping its references to the message
+// bytes. A message with unusually many headers is left to the collector.
+func putRaw(m *rawMessage) {
+	if cap(m.headers) > 128 {
+		return
+	}
+	clear(m.headers)
+	*m = rawMessage{headers: m.headers[:0]}
+	rawPool.Put(m)
+}
+
+// split fills m from b, reusing m's header array.
+func (m *rawMessage) split(b []byte) error {
+	m.start, m.body, m.folded = "", nil, false
+	m.headers = m.headers[:0]
 	for len(b) > 0 && (b[0] == '\r' || b[0] == '\n') {
 		b = b[1:]
 	}
-	text := string(b)
+	// The message is read in place: no string copy of the datagram (see
+	// rawMessage on what that asks of the caller).
+	text := unsafe.String(unsafe.SliceData(b), len(b))
 	pos := 0
 	first := true
 	for {
 		line, next, lf, err := nextRawLine(text, pos)
 		if err != nil {
-			return m, err
+			return err
 		}
 		pos = next
 		if lf {
@@ -110,7 +147,7 @@ func splitMessage(b []byte) (rawMessage, error) {
 		}
 		if first {
 			if line == "" {
-				return m, errEmptyStart
+				return errEmptyStart
 			}
 			m.start = line
 			first = false
@@ -118,11 +155,11 @@ func splitMessage(b []byte) (rawMessage, error) {
 		}
 		if line == "" {
 			m.body = b[pos:]
-			return m, nil
+			return nil
 		}
 		if line[0] == ' ' || line[0] == '\t' {
 			if len(m.headers) == 0 {
-				return m, errLeadingSpace
+				return errLeadingSpace
 			}
 			h := &m.headers[len(m.headers)-1]
 			if cont := strings.TrimSpace(line); cont != "" {
@@ -137,11 +174,11 @@ func splitMessage(b []byte) (rawMessage, error) {
 		}
 		i := strings.IndexByte(line, ':')
 		if i < 0 {
-			return m, errNoColon
+			return errNoColon
 		}
 		name := strings.TrimRight(line[:i], " \t")
 		if !isToken(name) {
-			return m, errBadName
+			return errBadName
 		}
 		if m.headers == nil {
 			m.headers = make([]rawHeader, 0, 24)
@@ -208,17 +245,22 @@ func (m *rawMessage) count(k hdrKey) int {
 
 // isRequest reports whether the start line is a request line.
 func (m *rawMessage) isRequest() bool {
+	if len(m.start) >= 4 && m.start[0]|m.start[1]|m.start[2]|m.start[3] < 0x80 {
+		return !strings.EqualFold(m.start[:4], "SIP/")
+	}
+	// Upper-casing a non-ASCII start can still make "SIP/" ("ſ" is an s).
 	return !strings.HasPrefix(strings.ToUpper(m.start), "SIP/")
 }
 
 // requestLine splits a request line into its three parts; ok is false
 // unless there are exactly three separated by single spaces.
 func (m *rawMessage) requestLine() (method, uri, version string, ok bool) {
-	parts := strings.Split(m.start, " ")
-	if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
+	method, rest, ok1 := strings.Cut(m.start, " ")
+	uri, version, ok2 := strings.Cut(rest, " ")
+	if !ok1 || !ok2 || method == "" || uri == "" || version == "" || strings.IndexByte(version, ' ') >= 0 {
 		return "", "", "", false
 	}
-	return parts[0], parts[1], parts[2], true
+	return method, uri, version, true
 }
 
 // normalizeVias removes the whitespace RFC 3261 allows inside Via values
@@ -228,7 +270,7 @@ func (m *rawMessage) requestLine() (method, uri, version string, ok bool) {
 func (m *rawMessage) normalizeVias() {
 	for i := range m.headers {
 		h := &m.headers[i]
-		if h.key != hdrVia {
+		if h.key != hdrVia || viaIsNormal(h.value) {
 			continue
 		}
 		parts := splitOutsideQuotes(h.value, ',')
@@ -248,6 +290,51 @@ func (m *rawMessage) normalizeVias() {
 	}
 }
 
+// viaIsNormal reports a Via value that normalizeVias would leave as it is
+// (nearly every Via a real peer sends), so that it is not rebuilt: printable
+// ASCII, where every space is between two characters that are neither
+// whitespace nor "/", ";", "=" or ",". FuzzNormalizeFastPath holds it to
+// that.
+func viaIsNormal(v string) bool {
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c == ' ' {
+			if i == 0 || i == len(v)-1 || isViaSep(v[i-1]) || isViaSep(v[i+1]) {
+				return false
+			}
+			continue
+		}
+		if c < 0x21 || c > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+func isViaSep(c byte) bool {
+	return c == ' ' || c == '/' || c == ';' || c == '=' || c == ','
+}
+
+// paramsAreNormal reports header parameters (";a=b;c") that the
+// normalisation would leave as they are: printable ASCII, no space next to
+// ";" or "=" or at the end.
+func paramsAreNormal(p string) bool {
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if c == ' ' {
+			if i == len(p)-1 || p[i+1] == ';' || p[i+1] == '=' || p[i+1] == ' ' ||
+				(i > 0 && (p[i-1] == ';' || p[i-1] == '=')) {
+				return false
+			}
+			continue
+		}
+		if c < 0x21 || c > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
 // normalizeNameAddrs removes the whitespace RFC 3261 allows around ";"
 // and "=" in the header parameters of From and To ("<sip:a@b> ; tag =
 // 1"), where sipgo would not find the tag.
@@ -265,6 +352,9 @@ func (m *rawMessage) normalizeNameAddrs() {
 			if cut < 0 {
 				continue
 			}
+		}
+		if (cut == 0 || (h.value[cut-1] != ' ' && h.value[cut-1] != '\t')) && paramsAreNormal(h.value[cut:]) {
+			continue // nothing to change (the common case)
 		}
 		params := splitOutsideQuotes(h.value[cut:], ';')
 		for k := 1; k < len(params); k++ {
@@ -302,28 +392,45 @@ func (m *rawMessage) forceSource(src netip.AddrPort, stream bool) bool {
 		if h.key != hdrVia {
 			continue
 		}
-		vias := splitOutsideQuotes(h.value, ',')
-		params := splitOutsideQuotes(vias[0], ';')
-		first := strings.TrimSpace(params[0])
+		// The value is rebuilt in one buffer: the first Via value's
+		// sent-by, its parameters but rport and received (each trimmed),
+		// the forced ones, then the other Via values as they were.
+		top, others, more := cutOutsideQuotes(h.value, ',')
+		first, params, hasParams := cutOutsideQuotes(top, ';')
+		first = strings.TrimSpace(first)
 		if first == "" {
 			return false
 		}
-		kept := []string{first}
-		for _, p := range params[1:] {
+		buf := make([]byte, 0, len(h.value)+64)
+		buf = append(buf, first...)
+		for hasParams {
+			var p string
+			p, params, hasParams = cutOutsideQuotes(params, ';')
 			k, _, _ := strings.Cut(p, "=")
 			k = strings.TrimSpace(k)
 			if strings.EqualFold(k, "rport") || strings.EqualFold(k, "received") {
 				continue
 			}
-			kept = append(kept, strings.TrimSpace(p))
+			buf = append(buf, ';')
+			buf = append(buf, strings.TrimSpace(p)...)
 		}
 		if stream {
-			kept = append(kept, "received="+src.Addr().Unmap().String(), "rport="+strconv.Itoa(int(src.Port())))
+			buf = append(buf, ";received="...)
+			if a := src.Addr().Unmap(); a.IsValid() {
+				buf = a.AppendTo(buf)
+			} else {
+				buf = append(buf, a.String()...) // "invalid IP", as before
+			}
+			buf = append(buf, ";rport="...)
+			buf = strconv.AppendUint(buf, uint64(src.Port()), 10)
 		} else {
-			kept = append(kept, "rport")
+			buf = append(buf, ";rport"...)
 		}
-		vias[0] = strings.Join(kept, ";")
-		h.value = strings.Join(vias, ",")
+		if more {
+			buf = append(buf, ',')
+			buf = append(buf, others...)
+		}
+		h.value = unsafe.String(unsafe.SliceData(buf), len(buf)) // buf is not written again
 		return true
 	}
 	return false
@@ -337,6 +444,26 @@ func (m *rawMessage) ensureContentLength() bool {
 	}
 	m.headers = append(m.headers, rawHeader{name: "Content-Length", value: strconv.Itoa(len(m.body)), key: hdrContentLength})
 	return true
+}
+
+// cutOutsideQuotes cuts s around the first sep that is not inside a quoted
+// string; splitting the rest again gives what splitOutsideQuotes would.
+func cutOutsideQuotes(s string, sep byte) (before, after string, found bool) {
+	quoted, escaped := false, false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case escaped:
+			escaped = false
+		case quoted && c == '\\':
+			escaped = true
+		case c == '"':
+			quoted = !quoted
+		case c == sep && !quoted:
+			return s[:i], s[i+1:], true
+		}
+	}
+	return s, "", false
 }
 
 // splitOutsideQuotes splits s at sep where sep is not inside a quoted
@@ -363,12 +490,19 @@ func splitOutsideQuotes(s string, sep byte) []string {
 
 // canonical returns the message with CRLF line ends and one line per
 // header field, the only form handed to sipgo.
-func (m *rawMessage) canonical() []byte {
+func (m *rawMessage) canonical() []byte { return m.appendCanonical(nil) }
+
+// appendCanonical writes the canonical form to dst[:0], in place when it
+// has room (a reader's buffer), else to one new buffer of the exact size.
+func (m *rawMessage) appendCanonical(dst []byte) []byte {
 	n := len(m.start) + 4 + len(m.body)
 	for _, h := range m.headers {
 		n += len(h.name) + len(h.value) + 4
 	}
-	out := make([]byte, 0, n)
+	out := dst[:0]
+	if cap(out) < n {
+		out = make([]byte, 0, n)
+	}
 	out = append(out, m.start...)
 	out = append(out, "\r\n"...)
 	for _, h := range m.headers {
