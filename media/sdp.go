@@ -466,14 +466,14 @@ func (d *Description) Marshal() []byte {
 	b.Grow(512)
 	o := d.Origin
 	b.WriteString("v=0\r\n")
-	fmt.Fprintf(&b, "o=%s %s %s IN %s %s\r\n", orDash(o.Username), orZero(o.SessionID), orZero(o.SessionVersion), originAddrType(o.Address), orZero(o.Address))
-	fmt.Fprintf(&b, "s=%s\r\n", orDash(d.SessionName))
+	writeStrings(&b, "o=", orDash(o.Username), " ", orZero(o.SessionID), " ", orZero(o.SessionVersion), " IN ", originAddrType(o.Address), " ", orZero(o.Address), "\r\n")
+	writeStrings(&b, "s=", orDash(d.SessionName), "\r\n")
 	if d.Connection.IsValid() {
 		writeConnection(&b, d.Connection)
 	}
 	b.WriteString("t=0 0\r\n")
 	if d.Direction != "" {
-		fmt.Fprintf(&b, "a=%s\r\n", d.Direction)
+		writeStrings(&b, "a=", string(d.Direction), "\r\n")
 	}
 	writeAttributes(&b, d.Attributes)
 	for i := range d.Media {
@@ -486,10 +486,13 @@ func (d *Description) Marshal() []byte {
 }
 
 func writeMedia(b *bytes.Buffer, m *Media, session netip.Addr) {
-	fmt.Fprintf(b, "m=%s %d %s", m.Type, m.Port, m.Proto)
+	writeStrings(b, "m=", m.Type, " ")
+	writeInt(b, m.Port)
+	writeStrings(b, " ", m.Proto)
 	if m.Codecs != nil {
 		for _, c := range m.Codecs {
-			fmt.Fprintf(b, " %d", c.PT)
+			b.WriteByte(' ')
+			writeInt(b, int(c.PT))
 		}
 	} else {
 		for _, f := range m.Formats {
@@ -503,27 +506,37 @@ func writeMedia(b *bytes.Buffer, m *Media, session netip.Addr) {
 	}
 	for _, c := range m.Codecs {
 		if c.Name != "" {
-			fmt.Fprintf(b, "a=rtpmap:%d %s/%d", c.PT, c.Name, c.ClockRate)
+			b.WriteString("a=rtpmap:")
+			writeInt(b, int(c.PT))
+			writeStrings(b, " ", c.Name, "/")
+			writeInt(b, c.ClockRate)
 			if c.Channels > 0 {
-				fmt.Fprintf(b, "/%d", c.Channels)
+				b.WriteByte('/')
+				writeInt(b, c.Channels)
 			}
 			b.WriteString("\r\n")
 		}
 		if c.Fmtp != "" {
-			fmt.Fprintf(b, "a=fmtp:%d %s\r\n", c.PT, c.Fmtp)
+			b.WriteString("a=fmtp:")
+			writeInt(b, int(c.PT))
+			writeStrings(b, " ", c.Fmtp, "\r\n")
 		}
 	}
 	if m.Ptime > 0 {
-		fmt.Fprintf(b, "a=ptime:%d\r\n", m.Ptime)
+		b.WriteString("a=ptime:")
+		writeInt(b, m.Ptime)
+		b.WriteString("\r\n")
 	}
 	if m.MaxPtime > 0 {
-		fmt.Fprintf(b, "a=maxptime:%d\r\n", m.MaxPtime)
+		b.WriteString("a=maxptime:")
+		writeInt(b, m.MaxPtime)
+		b.WriteString("\r\n")
 	}
 	if m.RTCPMux {
 		b.WriteString("a=rtcp-mux\r\n")
 	}
 	if m.Direction != "" {
-		fmt.Fprintf(b, "a=%s\r\n", m.Direction)
+		writeStrings(b, "a=", string(m.Direction), "\r\n")
 	}
 	writeAttributes(b, m.Attributes)
 }
@@ -531,15 +544,29 @@ func writeMedia(b *bytes.Buffer, m *Media, session netip.Addr) {
 func writeAttributes(b *bytes.Buffer, attrs []Attribute) {
 	for _, a := range attrs {
 		if a.Value != "" {
-			fmt.Fprintf(b, "a=%s:%s\r\n", a.Key, a.Value)
+			writeStrings(b, "a=", a.Key, ":", a.Value, "\r\n")
 		} else {
-			fmt.Fprintf(b, "a=%s\r\n", a.Key)
+			writeStrings(b, "a=", a.Key, "\r\n")
 		}
 	}
 }
 
 func writeConnection(b *bytes.Buffer, addr netip.Addr) {
-	fmt.Fprintf(b, "c=IN %s %s\r\n", addrType(addr), addr)
+	writeStrings(b, "c=IN ", addrType(addr), " ")
+	b.Write(addr.AppendTo(b.AvailableBuffer()))
+	b.WriteString("\r\n")
+}
+
+// writeStrings and writeInt are what Marshal writes with: fmt.Fprintf
+// was most of its time, for text this plain.
+func writeStrings(b *bytes.Buffer, ss ...string) {
+	for _, s := range ss {
+		b.WriteString(s)
+	}
+}
+
+func writeInt(b *bytes.Buffer, n int) {
+	b.Write(strconv.AppendInt(b.AvailableBuffer(), int64(n), 10))
 }
 
 func addrType(a netip.Addr) string {
