@@ -2,6 +2,8 @@ package media
 
 import (
 	"net/netip"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -65,5 +67,15 @@ func BenchmarkMarshalSDP(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = d.Marshal()
+	}
+}
+
+// TestFieldsInto: the parser's field splitter is strings.Fields.
+func TestFieldsInto(t *testing.T) {
+	for _, s := range []string{"", " ", "IN IP4 192.0.2.1", "  IN\tIP4  192.0.2.1 \r", "a\vb\fc", "x\u00a0y z", "\u0085a b", "one"} {
+		var buf [3]string
+		if got, want := fieldsInto(buf[:0], s), strings.Fields(s); !slices.Equal(got, want) && !(len(got) == 0 && len(want) == 0) {
+			t.Errorf("fieldsInto(%q) = %q, want %q", s, got, want)
+		}
 	}
 }
