@@ -202,6 +202,11 @@ func (p *benchPeerConn) sendRaw(to string, b []byte) {
 // benchServer starts an edge and its engine routing Meta's calls to the
 // PBX, with a fake media bridge, and returns its address.
 func benchServer(b *testing.B, meta, pbx *benchPeerConn) string {
+	return benchServerLog(b, meta, pbx, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+// benchServerLog is benchServer logging to log.
+func benchServerLog(b *testing.B, meta, pbx *benchPeerConn, log *slog.Logger) string {
 	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -220,7 +225,6 @@ endpoints:
 numbers:
   - {number: "+15550100001", phone_number_id: "100000000000001", route: {endpoint: pbx, user: "1001"}}
 `, addr, benchLinger, port(meta), port(pbx)))
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	edge, err := sipedge.New(cfg, log)
 	if err != nil {
 		b.Fatal(err)

@@ -81,6 +81,7 @@ type Engine struct {
 // New builds the B2BUA behind edge; newBridge allocates each call's media.
 // Give it to the edge with sip.Server.SetCalls.
 func New(edge Edge, newBridge BridgeFactory, log *slog.Logger) *Engine {
+	log = lazyLog(log)
 	e := &Engine{
 		edge:      edge,
 		log:       log,

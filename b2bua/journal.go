@@ -176,7 +176,7 @@ func (j *Journal) left() []journalCall {
 }
 
 func (j *Journal) up(c journalCall) error {
-	b, err := json.Marshal(journalLine{Op: "up", Call: &c})
+	b, err := appendUpLine(make([]byte, 0, 1024), &c)
 	if err != nil {
 		return err
 	}
@@ -187,7 +187,7 @@ func (j *Journal) up(c journalCall) error {
 }
 
 func (j *Journal) down(id string) error {
-	b, _ := json.Marshal(journalLine{Op: "down", ID: id})
+	b := appendDownLine(make([]byte, 0, 64), id)
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if _, ok := j.live[id]; !ok {

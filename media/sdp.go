@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Limits that keep a hostile body from costing much: real offers are a few
@@ -160,15 +161,18 @@ func ParseSDP(body []byte) (*Description, error) {
 	}
 	p := sdpParser{d: &Description{}}
 	lineNo := 0
-	for len(body) > 0 {
-		var line []byte
-		if i := bytes.IndexByte(body, '\n'); i >= 0 {
-			line, body = body[:i], body[i+1:]
+	// One copy of the body, the values kept being substrings of it: a
+	// string per line was most of what parsing allocated.
+	text := string(body)
+	for len(text) > 0 {
+		var line string
+		if i := strings.IndexByte(text, '\n'); i >= 0 {
+			line, text = text[:i], text[i+1:]
 		} else {
-			line, body = body, nil
+			line, text = text, ""
 		}
 		lineNo++
-		line = bytes.TrimRight(line, "\r \t")
+		line = strings.TrimRight(line, "\r \t")
 		if len(line) == 0 {
 			continue
 		}
@@ -198,16 +202,16 @@ type sdpParser struct {
 	conns   []netip.Addr
 }
 
-func (p *sdpParser) line(n int, line []byte) error {
-	for _, c := range line {
-		if (c < 0x20 && c != '\t') || c == 0x7f {
+func (p *sdpParser) line(n int, line string) error {
+	for i := 0; i < len(line); i++ {
+		if c := line[i]; (c < 0x20 && c != '\t') || c == 0x7f {
 			return badSDP(n, "control character 0x%02x", c)
 		}
 	}
 	if len(line) < 2 || line[1] != '=' || line[0] < 'a' || line[0] > 'z' {
 		return badSDP(n, "not a <type>=<value> line")
 	}
-	typ, val := line[0], string(line[2:])
+	typ, val := line[0], line[2:]
 	if !p.sawVersion {
 		if typ != 'v' || strings.TrimSpace(val) != "0" {
 			return badSDP(n, "first line must be v=0")
@@ -220,7 +224,8 @@ func (p *sdpParser) line(n int, line []byte) error {
 	case 'v':
 		return badSDP(n, "repeated v= line")
 	case 'o':
-		f := strings.Fields(val)
+		var buf [6]string
+		f := fieldsInto(buf[:0], val)
 		if len(f) != 6 {
 			return badSDP(n, "o= wants 6 fields, has %d", len(f))
 		}
@@ -249,7 +254,8 @@ func (p *sdpParser) line(n int, line []byte) error {
 }
 
 func parseConnection(val string) (netip.Addr, error) {
-	f := strings.Fields(val)
+	var buf [3]string
+	f := fieldsInto(buf[:0], val)
 	if len(f) != 3 {
 		return netip.Addr{}, fmt.Errorf("want \"IN IP4|IP6 <address>\", got %q", val)
 	}
@@ -273,6 +279,35 @@ func parseConnection(val string) (netip.Addr, error) {
 		return netip.Addr{}, fmt.Errorf("multicast address %s", addr)
 	}
 	return addr.Unmap(), nil
+}
+
+// fieldsInto is strings.Fields appending to dst, so that a caller with a
+// few fields keeps them on its stack. Text that is not ASCII goes to
+// strings.Fields, whose idea of a space is Unicode's.
+func fieldsInto(dst []string, s string) []string {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return append(dst, strings.Fields(s)...)
+		}
+	}
+	start := -1
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case ' ', '\t', '\n', '\v', '\f', '\r':
+			if start >= 0 {
+				dst = append(dst, s[start:i])
+				start = -1
+			}
+		default:
+			if start < 0 {
+				start = i
+			}
+		}
+	}
+	if start >= 0 {
+		dst = append(dst, s[start:])
+	}
+	return dst
 }
 
 func (p *sdpParser) media(n int, val string) error {
@@ -466,14 +501,14 @@ func (d *Description) Marshal() []byte {
 	b.Grow(512)
 	o := d.Origin
 	b.WriteString("v=0\r\n")
-	fmt.Fprintf(&b, "o=%s %s %s IN %s %s\r\n", orDash(o.Username), orZero(o.SessionID), orZero(o.SessionVersion), originAddrType(o.Address), orZero(o.Address))
-	fmt.Fprintf(&b, "s=%s\r\n", orDash(d.SessionName))
+	writeStrings(&b, "o=", orDash(o.Username), " ", orZero(o.SessionID), " ", orZero(o.SessionVersion), " IN ", originAddrType(o.Address), " ", orZero(o.Address), "\r\n")
+	writeStrings(&b, "s=", orDash(d.SessionName), "\r\n")
 	if d.Connection.IsValid() {
 		writeConnection(&b, d.Connection)
 	}
 	b.WriteString("t=0 0\r\n")
 	if d.Direction != "" {
-		fmt.Fprintf(&b, "a=%s\r\n", d.Direction)
+		writeStrings(&b, "a=", string(d.Direction), "\r\n")
 	}
 	writeAttributes(&b, d.Attributes)
 	for i := range d.Media {
@@ -486,10 +521,13 @@ func (d *Description) Marshal() []byte {
 }
 
 func writeMedia(b *bytes.Buffer, m *Media, session netip.Addr) {
-	fmt.Fprintf(b, "m=%s %d %s", m.Type, m.Port, m.Proto)
+	writeStrings(b, "m=", m.Type, " ")
+	writeInt(b, m.Port)
+	writeStrings(b, " ", m.Proto)
 	if m.Codecs != nil {
 		for _, c := range m.Codecs {
-			fmt.Fprintf(b, " %d", c.PT)
+			b.WriteByte(' ')
+			writeInt(b, int(c.PT))
 		}
 	} else {
 		for _, f := range m.Formats {
@@ -503,27 +541,37 @@ func writeMedia(b *bytes.Buffer, m *Media, session netip.Addr) {
 	}
 	for _, c := range m.Codecs {
 		if c.Name != "" {
-			fmt.Fprintf(b, "a=rtpmap:%d %s/%d", c.PT, c.Name, c.ClockRate)
+			b.WriteString("a=rtpmap:")
+			writeInt(b, int(c.PT))
+			writeStrings(b, " ", c.Name, "/")
+			writeInt(b, c.ClockRate)
 			if c.Channels > 0 {
-				fmt.Fprintf(b, "/%d", c.Channels)
+				b.WriteByte('/')
+				writeInt(b, c.Channels)
 			}
 			b.WriteString("\r\n")
 		}
 		if c.Fmtp != "" {
-			fmt.Fprintf(b, "a=fmtp:%d %s\r\n", c.PT, c.Fmtp)
+			b.WriteString("a=fmtp:")
+			writeInt(b, int(c.PT))
+			writeStrings(b, " ", c.Fmtp, "\r\n")
 		}
 	}
 	if m.Ptime > 0 {
-		fmt.Fprintf(b, "a=ptime:%d\r\n", m.Ptime)
+		b.WriteString("a=ptime:")
+		writeInt(b, m.Ptime)
+		b.WriteString("\r\n")
 	}
 	if m.MaxPtime > 0 {
-		fmt.Fprintf(b, "a=maxptime:%d\r\n", m.MaxPtime)
+		b.WriteString("a=maxptime:")
+		writeInt(b, m.MaxPtime)
+		b.WriteString("\r\n")
 	}
 	if m.RTCPMux {
 		b.WriteString("a=rtcp-mux\r\n")
 	}
 	if m.Direction != "" {
-		fmt.Fprintf(b, "a=%s\r\n", m.Direction)
+		writeStrings(b, "a=", string(m.Direction), "\r\n")
 	}
 	writeAttributes(b, m.Attributes)
 }
@@ -531,15 +579,29 @@ func writeMedia(b *bytes.Buffer, m *Media, session netip.Addr) {
 func writeAttributes(b *bytes.Buffer, attrs []Attribute) {
 	for _, a := range attrs {
 		if a.Value != "" {
-			fmt.Fprintf(b, "a=%s:%s\r\n", a.Key, a.Value)
+			writeStrings(b, "a=", a.Key, ":", a.Value, "\r\n")
 		} else {
-			fmt.Fprintf(b, "a=%s\r\n", a.Key)
+			writeStrings(b, "a=", a.Key, "\r\n")
 		}
 	}
 }
 
 func writeConnection(b *bytes.Buffer, addr netip.Addr) {
-	fmt.Fprintf(b, "c=IN %s %s\r\n", addrType(addr), addr)
+	writeStrings(b, "c=IN ", addrType(addr), " ")
+	b.Write(addr.AppendTo(b.AvailableBuffer()))
+	b.WriteString("\r\n")
+}
+
+// writeStrings and writeInt are what Marshal writes with: fmt.Fprintf
+// was most of its time, for text this plain.
+func writeStrings(b *bytes.Buffer, ss ...string) {
+	for _, s := range ss {
+		b.WriteString(s)
+	}
+}
+
+func writeInt(b *bytes.Buffer, n int) {
+	b.Write(strconv.AppendInt(b.AvailableBuffer(), int64(n), 10))
 }
 
 func addrType(a netip.Addr) string {

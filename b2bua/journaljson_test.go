@@ -1,0 +1,92 @@
+package b2bua
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+	"time"
+)
+
+// TestJournalLineEncoding: the hand-written journal lines are the bytes
+// encoding/json writes, so journals written before and after read alike.
+func TestJournalLineEncoding(t *testing.T) {
+	created := time.Date(2026, 12, 2, 21, 30, 1, 123456789, time.UTC)
+	dlg := journalDialog{CallID: "abc@10.0.0.1", LocalURI: "<sip:+15550100001@wagate>", LocalTag: "t1",
+		RemoteURI: "<sip:+447700900123@meta>", RemoteTag: "r1", RemoteTarget: "sip:a@1.2.3.4:5060;transport=tls",
+		RouteSet: []string{"<sip:p1;lr>", "<sip:p2;lr>"}, CSeq: 4294967295, Transport: "TLS"}
+	cases := []journalCall{
+		{},
+		{ID: "c1", Direction: "inbound", AEndpoint: "meta", BEndpoint: "pbx", Created: created, Answered: created.Add(time.Second), A: dlg},
+		{ID: "c2", Direction: "outbound", AEndpoint: "pbx", BEndpoint: "meta", Business: "+15550100001", PNID: "1000",
+			WACallID: "wacid.HBgL", User: "1001", Created: created.In(time.FixedZone("x", -5*3600-30*60)), B: dlg},
+		{ID: "quote\" back\\ <tag> & \u2028 é \x01 \xff", AEndpoint: "ünï", B: journalDialog{RouteSet: []string{}}},
+	}
+	for _, c := range cases {
+		want, err := json.Marshal(journalLine{Op: "up", Call: &c})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := appendUpLine(nil, &c)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("up line (err %v)\n got %s\nwant %s", err, got, want)
+		}
+		want, _ = json.Marshal(journalLine{Op: "down", ID: c.ID})
+		if got := appendDownLine(nil, c.ID); !bytes.Equal(got, want) {
+			t.Errorf("down line\n got %s\nwant %s", got, want)
+		}
+	}
+	bad := journalCall{ID: "y", Created: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}
+	if _, err := appendUpLine(nil, &bad); err == nil {
+		t.Error("a year past 9999 encoded, not refused as encoding/json does")
+	}
+}
+
+// FuzzJournalLineEncoding holds the hand-written encoding to
+// encoding/json's for any strings.
+func FuzzJournalLineEncoding(f *testing.F) {
+	f.Add("c1", "meta", "<sip:a@b>", "tag", uint32(7), int64(1764710000123456789))
+	f.Add("\"<&>\u2028", "\xff\xfe", "", "é", uint32(0), int64(0))
+	f.Fuzz(func(t *testing.T, id, ep, uri, tag string, cseq uint32, ns int64) {
+		c := journalCall{ID: id, AEndpoint: ep, User: tag, Created: time.Unix(0, ns).UTC(),
+			A: journalDialog{CallID: id, LocalURI: uri, LocalTag: tag, RouteSet: []string{uri, tag}, CSeq: cseq}}
+		want, werr := json.Marshal(journalLine{Op: "up", Call: &c})
+		got, gerr := appendUpLine(nil, &c)
+		if (werr != nil) != (gerr != nil) || (werr == nil && !bytes.Equal(got, want)) {
+			t.Fatalf("up line (err %v, json's %v)\n got %s\nwant %s", gerr, werr, got, want)
+		}
+		want, _ = json.Marshal(journalLine{Op: "down", ID: id})
+		if got := appendDownLine(nil, id); !bytes.Equal(got, want) {
+			t.Fatalf("down line\n got %s\nwant %s", got, want)
+		}
+	})
+}
+
+// BenchmarkJournalUpDown is what the journal costs an answered call: its
+// "up" line when answered, its "down" line when ended.
+//
+//	go test -run '^$' -bench JournalUpDown -benchmem ./b2bua/
+func BenchmarkJournalUpDown(b *testing.B) {
+	j, err := OpenJournal(b.TempDir() + "/calls.journal")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer j.Close()
+	now := time.Now()
+	dlg := func(id string) journalDialog {
+		return journalDialog{CallID: id, LocalURI: "<sip:+15550100001@127.0.0.1>", LocalTag: "9f8e7d6c",
+			RemoteURI: "<sip:+447700900123@127.0.0.2:5060>", RemoteTag: "1SIPpTag00", RemoteTarget: "sip:+447700900123@127.0.0.2:5060;transport=UDP",
+			CSeq: 1, Transport: "UDP"}
+	}
+	c := journalCall{ID: "0123456789abcdef", Direction: "inbound", AEndpoint: "meta", BEndpoint: "pbx",
+		Business: "+15550100001", PNID: "100000000000001", User: "+447700900123", Created: now, Answered: now,
+		A: dlg("1-1234@127.0.0.2"), B: dlg("0123456789abcdef-b")}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := j.up(c); err != nil {
+			b.Fatal(err)
+		}
+		if err := j.down(c.ID); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
