@@ -25,28 +25,6 @@ const (
 	smallBufSize = 256
 )
 
-// payloadCopy returns a pooled copy of p (len(p) <= smallBufSize), to be
-// given back with putPayloadCopy.
-func payloadCopy(p []byte) []byte {
-	if len(p) <= tinyBufSize {
-		b := tinyPool.get()
-		return b[:copy(b[:], p)]
-	}
-	b := smallPool.get()
-	return b[:copy(b[:], p)]
-}
-
-// putPayloadCopy returns a copy made by payloadCopy to its pool; its
-// capacity tells which. b must not be used afterwards.
-func putPayloadCopy(b []byte) {
-	switch cap(b) {
-	case tinyBufSize:
-		tinyPool.put((*[tinyBufSize]byte)(b[:tinyBufSize]))
-	case smallBufSize:
-		smallPool.put((*[smallBufSize]byte)(b[:smallBufSize]))
-	}
-}
-
 // freeList is a bounded LIFO of buffers. Not sync.Pool: that one drops
 // items at random under the race detector, so a test of the per-packet
 // path's allocations could not be run with -race, and it empties at every

@@ -40,9 +40,9 @@ func TestPlayoutPayloadStorage(t *testing.T) {
 				t.Fatal("held payload differs from the packet's")
 			}
 			switch {
-			case c.wantCopy != 0 && (res != pushCopied || s.buf != nil || cap(s.data) != c.wantCopy):
-				t.Fatalf("push = %v, copy capacity %d, reader's buffer kept %v; want a %d-byte copy", res, cap(s.data), s.buf != nil, c.wantCopy)
-			case c.wantCopy == 0 && (res != pushHeld || s.buf != buf):
+			case c.wantCopy != 0 && (res != pushCopied || s.kind == memPacket || cap(s.payload()) != c.wantCopy):
+				t.Fatalf("push = %v, copy capacity %d, reader's buffer kept %v; want a %d-byte copy", res, cap(s.payload()), s.kind == memPacket, c.wantCopy)
+			case c.wantCopy == 0 && (res != pushHeld || s.kind != memPacket || (*packetBuf)(s.mem) != buf):
 				t.Fatalf("push = %v; want the reader's buffer held", res)
 			}
 			if res == pushCopied {

@@ -60,13 +60,21 @@ func (r *reader) run() error {
 }
 
 // read is called by the poller when the socket may be readable. It
-// returns false to wait for more, true to let run look around.
+// returns false to wait for more, true to let run look around. One
+// buffer serves the datagrams of a wake-up until a playout buffer keeps
+// one: a get and a put per wake-up rather than per datagram and again
+// for the read that finds the socket empty, on a pool every reader
+// shares.
 func (r *reader) read(fd uintptr) bool {
+	var buf *packetBuf
 	for range readBatch {
 		if r.d.b.closing.Load() {
+			putBuf(buf)
 			return true
 		}
-		buf := getBuf()
+		if buf == nil {
+			buf = getBuf()
+		}
 		r.alen = syscall.SizeofSockaddrAny
 		n, _, e := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&buf.b[0])), packetBufSize,
 			0, uintptr(unsafe.Pointer(&r.rsa)), uintptr(unsafe.Pointer(&r.alen)))
@@ -76,21 +84,21 @@ func (r *reader) read(fd uintptr) bool {
 			putBuf(buf)
 			return false
 		case syscall.EINTR:
-			putBuf(buf)
 			continue
 		default:
-			putBuf(buf)
 			r.err = e
 			if r.errs++; r.errs >= maxReadErrors {
+				putBuf(buf)
 				return true
 			}
 			continue
 		}
 		r.errs = 0
-		if !r.d.handle(buf, int(n), sockaddrPort(&r.rsa), r.d.clock()) {
-			putBuf(buf)
+		if r.d.handle(buf, int(n), sockaddrPort(&r.rsa), r.d.clock()) {
+			buf = nil // a playout buffer holds it now
 		}
 	}
+	putBuf(buf)
 	return true
 }
 
