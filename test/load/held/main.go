@@ -2,7 +2,9 @@
 // N user-initiated calls through the real binary, neither side sending
 // any media, so all wagate does is send silence toward the WhatsApp leg
 // (-silence dtx, the default: a frame every 400 ms; continuous: every
-// 20 ms) and RTCP every 5 s to both legs. It reports wagate's CPU
+// 20 ms) and RTCP every 5 s to both legs. With -audio (and -meta pcmu)
+// both sides send PCMU every 20 ms instead (audio.go), for relayed calls
+// with audio. It reports wagate's CPU
 // per held call-second, its RSS per call, and how close to its 20 ms grid
 // each silence packet arrives (the pacing error).
 //
@@ -78,6 +80,7 @@ type options struct {
 	portMin    int
 	portMax    int
 	silence    string
+	audio      bool
 }
 
 func main() {
@@ -95,6 +98,7 @@ func main() {
 	flag.IntVar(&o.apiPort, "api-port", 18082, "wagate's status API port")
 	flag.IntVar(&o.portMin, "port-min", 30000, "wagate's RTP port range start")
 	flag.IntVar(&o.portMax, "port-max", 40000, "wagate's RTP port range end")
+	flag.BoolVar(&o.audio, "audio", false, "both sides send PCMU every 20 ms on every call (with -meta pcmu): RSS and CPU of relayed calls with audio, and the pacing of the relayed audio toward Meta")
 	flag.StringVar(&o.silence, "silence", "dtx", "wagate's media.silence: dtx (a silence frame every 400 ms) or continuous (every 20 ms)")
 	flag.Parse()
 	for _, f := range strings.Split(ns, ",") {
@@ -109,6 +113,9 @@ func main() {
 	}
 	if o.meta != "opus" && o.meta != "pcmu" {
 		fatalf("-meta must be opus or pcmu")
+	}
+	if o.audio && o.meta != "pcmu" {
+		fatalf("-audio needs -meta pcmu (the tool does not encrypt SRTP)")
 	}
 	if o.rate < 1 || o.rate > 1000 {
 		fatalf("-rate must be in 1..1000")
@@ -326,6 +333,17 @@ func runStep(ctx context.Context, o options, n int) (result, error) {
 	r.up = len(metaDialogs)
 	if r.up == 0 {
 		return r, fmt.Errorf("no call was set up (%v); see %s", r.failReasons, w.log)
+	}
+
+	if o.audio {
+		streams, err := audioStreams(metaDialogs, rx.conn, pbxDialogs, &pmu, pbxMedia)
+		if err != nil {
+			return r, err
+		}
+		actx, acancel := context.WithCancel(stepCtx)
+		waitAudio := sendAudio(actx, streams)
+		defer waitAudio()
+		defer acancel()
 	}
 
 	// Settle (every call's first silence is out), then measure.
