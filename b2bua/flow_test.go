@@ -52,6 +52,8 @@ type fakeGate struct {
 	admits  []string // "pnid user"
 	grants  []string
 	tickets []*fakeTicket
+	// during runs inside AdmitBIC, as a store's round trip would.
+	during func()
 }
 
 type fakeTicket struct {
@@ -65,6 +67,9 @@ func (g *fakeGate) AdmitBIC(pnid, user string) (Admission, CallTicket) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.admits = append(g.admits, pnid+" "+user)
+	if g.during != nil {
+		g.during()
+	}
 	if g.answer.Code != 0 {
 		return g.answer, nil
 	}
@@ -475,6 +480,25 @@ func TestFlowBICRefusedByGate(t *testing.T) {
 				t.Errorf("status %+v: a refused call was counted", st)
 			}
 		})
+	}
+}
+
+// TestFlowBICDrainingDuringGate: a stop signal that comes while the
+// permission gate is consulted (a Redis round trip in a cluster) refuses
+// the INVITE with 503, as every INVITE after it, so that the proxy retries
+// another node: nothing is sent toward Meta, the reservation is released,
+// and the call counts neither as started nor as live.
+func TestFlowBICDrainingDuringGate(t *testing.T) {
+	f := startFlow(t, "", "", "")
+	f.gate.during = f.edge.StopAdmitting
+	inv := f.dialerInvite(waUser, hdrPNID)
+	f.dialer.send(f.addr, inv)
+	res := f.dialer.response(503)
+	f.dialer.send(f.addr, ackFor(inv, res))
+	f.meta.silent(300 * time.Millisecond)
+	f.gate.ticket(t).wait(t, OutcomeFailed, false)
+	if st := f.srv.Status(); st.CallsStarted != 0 || st.CallsEnded != 0 || st.Calls != 0 || st.Overload["draining"] != 1 {
+		t.Errorf("status %+v: want no call counted and one draining refusal", st)
 	}
 }
 
