@@ -490,7 +490,9 @@ func TestFlowBICRefusedByGate(t *testing.T) {
 // and the call counts neither as started nor as live.
 func TestFlowBICDrainingDuringGate(t *testing.T) {
 	f := startFlow(t, "", "", "")
+	f.gate.mu.Lock()
 	f.gate.during = f.edge.StopAdmitting
+	f.gate.mu.Unlock()
 	inv := f.dialerInvite(waUser, hdrPNID)
 	f.dialer.send(f.addr, inv)
 	res := f.dialer.response(503)
