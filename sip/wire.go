@@ -467,25 +467,18 @@ func cutOutsideQuotes(s string, sep byte) (before, after string, found bool) {
 }
 
 // splitOutsideQuotes splits s at sep where sep is not inside a quoted
-// string.
+// string. A split point is never inside quotes, so each piece can be cut
+// afresh.
 func splitOutsideQuotes(s string, sep byte) []string {
 	var out []string
-	quoted, escaped, start := false, false, 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case escaped:
-			escaped = false
-		case quoted && c == '\\':
-			escaped = true
-		case c == '"':
-			quoted = !quoted
-		case c == sep && !quoted:
-			out = append(out, s[start:i])
-			start = i + 1
+	for {
+		before, after, found := cutOutsideQuotes(s, sep)
+		out = append(out, before)
+		if !found {
+			return out
 		}
+		s = after
 	}
-	return append(out, s[start:])
 }
 
 // canonical returns the message with CRLF line ends and one line per

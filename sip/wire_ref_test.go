@@ -97,9 +97,9 @@ func refNormalizeVias(m *rawMessage) {
 		if h.key != hdrVia {
 			continue
 		}
-		parts := splitOutsideQuotes(h.value, ',')
+		parts := refSplitOutsideQuotes(h.value, ',')
 		for j, part := range parts {
-			params := splitOutsideQuotes(part, ';')
+			params := refSplitOutsideQuotes(part, ';')
 			params[0] = normalizeSentBy(params[0])
 			for k := 1; k < len(params); k++ {
 				name, value, hasValue := strings.Cut(params[k], "=")
@@ -127,7 +127,7 @@ func refNormalizeNameAddrs(m *rawMessage) {
 				continue
 			}
 		}
-		params := splitOutsideQuotes(h.value[cut:], ';')
+		params := refSplitOutsideQuotes(h.value[cut:], ';')
 		for k := 1; k < len(params); k++ {
 			name, value, hasValue := strings.Cut(params[k], "=")
 			params[k] = strings.TrimSpace(name)
@@ -145,8 +145,8 @@ func refForceSource(m *rawMessage, src netip.AddrPort, stream bool) bool {
 		if h.key != hdrVia {
 			continue
 		}
-		vias := splitOutsideQuotes(h.value, ',')
-		params := splitOutsideQuotes(vias[0], ';')
+		vias := refSplitOutsideQuotes(h.value, ',')
+		params := refSplitOutsideQuotes(vias[0], ';')
 		first := strings.TrimSpace(params[0])
 		if first == "" {
 			return false
@@ -287,5 +287,40 @@ func FuzzWireMatchesReference(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, stream bool, prev []byte) {
 		checkAgainstReference(t, prev, data, netip.MustParseAddrPort("[2001:db8::7]:5062"), stream)
 		checkAgainstReference(t, prev, data, fromMeta, stream)
+	})
+}
+
+// refSplitOutsideQuotes is splitOutsideQuotes as it was, one pass keeping
+// the quote state across pieces.
+func refSplitOutsideQuotes(s string, sep byte) []string {
+	var out []string
+	quoted, escaped, start := false, false, 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case escaped:
+			escaped = false
+		case quoted && c == '\\':
+			escaped = true
+		case c == '"':
+			quoted = !quoted
+		case c == sep && !quoted:
+			out = append(out, s[start:i])
+			start = i + 1
+		}
+	}
+	return append(out, s[start:])
+}
+
+func FuzzSplitOutsideQuotes(f *testing.F) {
+	for _, s := range []string{``, `a,b`, `"a,b",c`, `"a\",b",c`, `<sip:x>;tag=1,"q;x";p`, `"unterminated,x`, `\",x`, `,,`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, sep := range []byte{',', ';'} {
+			if got, want := splitOutsideQuotes(s, sep), refSplitOutsideQuotes(s, sep); !reflect.DeepEqual(got, want) {
+				t.Fatalf("splitOutsideQuotes(%q, %q) = %q, want %q", s, sep, got, want)
+			}
+		}
 	})
 }
