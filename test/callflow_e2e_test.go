@@ -100,10 +100,24 @@ func TestCallFlowPromptsAndDigits(t *testing.T) {
 		t.Errorf("first capture: %+v, want 1234 success in 1 try", d1.Capture)
 	}
 
-	// Too few, then a second try ended by #.
-	time.Sleep(500 * time.Millisecond)
+	// Too few, then a second try ended by #. The question is asked once
+	// the service has answered the first capture, a round trip a loaded
+	// machine may take seconds for: keys go in once it is heard.
+	asked := time.Now()
+	waitHeard(t, mcall, "the account question", flowLimit, func(h heard) bool {
+		return h.loudFrom(h.afterTime(asked)) >= 0
+	})
+	time.Sleep(300 * time.Millisecond)
 	sendDigits(t, mcall, "5#")
-	time.Sleep(failDur + 700*time.Millisecond)
+	// The failure message, then the question again: the second try's
+	// keys go in once the failure message has played. Frames of the
+	// question still on their way when # went are not taken for it.
+	sent := time.Now()
+	h = waitHeard(t, mcall, "the failure message", flowLimit, func(h heard) bool {
+		return h.loudFrom(h.afterTime(sent.Add(150*time.Millisecond))) >= 0
+	})
+	failStart := h.frames[h.loudFrom(h.afterTime(sent.Add(150*time.Millisecond)))].At
+	time.Sleep(time.Until(failStart.Add(failDur + 700*time.Millisecond)))
 	sendDigits(t, mcall, "567#")
 	d2 := fs.wait(t, "digits", start.CallID, 2)
 	if d2.Capture == nil || *d2.Capture != (flowCapture{Digits: "567", Status: "success", Tries: 2}) {
