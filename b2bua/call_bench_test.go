@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -30,40 +29,7 @@ func BenchmarkCall(b *testing.B) {
 	meta, pbx := benchPeer(b, "127.0.0.2"), benchPeer(b, "127.0.0.3")
 	log := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	addr := benchServerLog(b, meta, pbx, log)
-	var pbxByes atomic.Int64
-	go pbx.serve(func(m sip.Message) {
-		req, ok := m.(*sip.Request)
-		if !ok {
-			return
-		}
-		switch req.Method {
-		case sip.INVITE:
-			res := sip.NewResponseFromRequest(req, 200, "OK", []byte(testSDP))
-			res.To().Params.Add("tag", "pbx"+callIDOf(req)[:8])
-			answerWithSDP(pbx.conn.LocalAddr().String())(res)
-			pbx.sendTo(req.Source(), res)
-		case sip.BYE:
-			pbx.sendTo(req.Source(), sip.NewResponseFromRequest(req, 200, "OK", nil))
-			pbxByes.Add(1)
-		}
-	})
-	answered := make(chan *sip.Response, batch)
-	var metaByeOKs atomic.Int64
-	go meta.serve(func(m sip.Message) {
-		res, ok := m.(*sip.Response)
-		if !ok || res.StatusCode != 200 {
-			return
-		}
-		switch res.CSeq().MethodName {
-		case sip.INVITE:
-			select {
-			case answered <- res:
-			default: // a retransmission
-			}
-		case sip.BYE:
-			metaByeOKs.Add(1)
-		}
-	})
+	answered, pbxByes, metaByeOKs := serveBenchPeers(meta, pbx, batch)
 	run := strconv.FormatInt(time.Now().UnixNano(), 36)
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -38,42 +38,7 @@ func BenchmarkCallSIPMemory(b *testing.B) {
 	if sip.Timer_L != benchLinger {
 		b.Fatalf("sipgo's Timer L is %s, not the benchmark's %s: run the benchmark alone (-run '^$')", sip.Timer_L, benchLinger)
 	}
-	// The PBX answers every INVITE and BYE with 200.
-	var pbxByes atomic.Int64
-	go pbx.serve(func(m sip.Message) {
-		req, ok := m.(*sip.Request)
-		if !ok {
-			return
-		}
-		switch req.Method {
-		case sip.INVITE:
-			res := sip.NewResponseFromRequest(req, 200, "OK", []byte(testSDP))
-			res.To().Params.Add("tag", "pbx"+callIDOf(req)[:8])
-			answerWithSDP(pbx.conn.LocalAddr().String())(res)
-			pbx.sendTo(req.Source(), res)
-		case sip.BYE:
-			pbx.sendTo(req.Source(), sip.NewResponseFromRequest(req, 200, "OK", nil))
-			pbxByes.Add(1)
-		}
-	})
-	// Meta ACKs every 2xx to an INVITE and counts the 2xx to its BYEs.
-	answered := make(chan *sip.Response, n)
-	var metaByeOKs atomic.Int64
-	go meta.serve(func(m sip.Message) {
-		res, ok := m.(*sip.Response)
-		if !ok || res.StatusCode != 200 {
-			return
-		}
-		switch res.CSeq().MethodName {
-		case sip.INVITE:
-			select {
-			case answered <- res:
-			default: // a retransmission
-			}
-		case sip.BYE:
-			metaByeOKs.Add(1)
-		}
-	})
+	answered, pbxByes, metaByeOKs := serveBenchPeers(meta, pbx, n)
 
 	for b.Loop() {
 		// What the benchmark itself keeps while the calls are up is text
@@ -250,4 +215,45 @@ numbers:
 		<-done
 	})
 	return addr
+}
+
+// serveBenchPeers has the PBX answer every INVITE and BYE with 200, and
+// hands over Meta's 2xx to its INVITEs (up to capacity waiting; a
+// retransmission is dropped) to be ACKed. It counts the BYEs the PBX got
+// and the 2xx Meta got to its BYEs.
+func serveBenchPeers(meta, pbx *benchPeerConn, capacity int) (answered chan *sip.Response, pbxByes, metaByeOKs *atomic.Int64) {
+	pbxByes, metaByeOKs = new(atomic.Int64), new(atomic.Int64)
+	go pbx.serve(func(m sip.Message) {
+		req, ok := m.(*sip.Request)
+		if !ok {
+			return
+		}
+		switch req.Method {
+		case sip.INVITE:
+			res := sip.NewResponseFromRequest(req, 200, "OK", []byte(testSDP))
+			res.To().Params.Add("tag", "pbx"+callIDOf(req)[:8])
+			answerWithSDP(pbx.conn.LocalAddr().String())(res)
+			pbx.sendTo(req.Source(), res)
+		case sip.BYE:
+			pbx.sendTo(req.Source(), sip.NewResponseFromRequest(req, 200, "OK", nil))
+			pbxByes.Add(1)
+		}
+	})
+	answered = make(chan *sip.Response, capacity)
+	go meta.serve(func(m sip.Message) {
+		res, ok := m.(*sip.Response)
+		if !ok || res.StatusCode != 200 {
+			return
+		}
+		switch res.CSeq().MethodName {
+		case sip.INVITE:
+			select {
+			case answered <- res:
+			default: // a retransmission
+			}
+		case sip.BYE:
+			metaByeOKs.Add(1)
+		}
+	})
+	return answered, pbxByes, metaByeOKs
 }
