@@ -485,13 +485,19 @@ func splitOutsideQuotes(s string, sep byte) []string {
 // header field, the only form handed to sipgo.
 func (m *rawMessage) canonical() []byte { return m.appendCanonical(nil) }
 
-// appendCanonical writes the canonical form to dst[:0], in place when it
-// has room (a reader's buffer), else to one new buffer of the exact size.
-func (m *rawMessage) appendCanonical(dst []byte) []byte {
+// canonicalLen is the length of the canonical form.
+func (m *rawMessage) canonicalLen() int {
 	n := len(m.start) + 4 + len(m.body)
 	for _, h := range m.headers {
 		n += len(h.name) + len(h.value) + 4
 	}
+	return n
+}
+
+// appendCanonical writes the canonical form to dst[:0], in place when it
+// has room (a reader's buffer), else to one new buffer of the exact size.
+func (m *rawMessage) appendCanonical(dst []byte) []byte {
+	n := m.canonicalLen()
 	out := dst[:0]
 	if cap(out) < n {
 		out = make([]byte, 0, n)
