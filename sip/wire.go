@@ -293,8 +293,8 @@ func (m *rawMessage) normalizeVias() {
 // viaIsNormal reports a Via value that normalizeVias would leave as it is
 // (nearly every Via a real peer sends), so that it is not rebuilt: printable
 // ASCII, where every space is between two characters that are neither
-// whitespace nor "/", ";", "=" or ",". FuzzNormalizeFastPath holds it to
-// that.
+// whitespace nor "/", ";", "=" or ",". FuzzWireMatchesReference holds it
+// to that (the normalised form against the code as it was).
 func viaIsNormal(v string) bool {
 	for i := 0; i < len(v); i++ {
 		c := v[i]
