@@ -153,7 +153,10 @@ func (e *edge) inbound(b []byte, src netip.AddrPort, tr string) verdict {
 
 // inboundTo is inbound writing a passed message into dst's memory when it
 // fits (the reader's buffer), so that the canonical form costs no
-// allocation. dst must not overlap b.
+// allocation. dst must not overlap b. On UDP a non-nil dst is sipgo's
+// read buffer, which the whole datagram must fit: a message whose
+// canonical form (longer than what was read: ";rport", ": " after each
+// name, a Content-Length) would not is refused as too large.
 func (e *edge) inboundTo(dst, b []byte, src netip.AddrPort, tr string) verdict {
 	if isKeepalive(b) {
 		return verdict{}
@@ -239,6 +242,10 @@ func (e *edge) request(dst []byte, m *rawMessage, src netip.AddrPort, tr string)
 		return e.answerUnlessACK(ack, reasonMalformed, src, "malformed Via header", m, 400, "Bad Request")
 	}
 	m.ensureContentLength()
+	if n := m.canonicalLen(); !stream && dst != nil && n > cap(dst) {
+		return e.answerUnlessACK(ack, reasonTooLarge, src, strconv.Itoa(n)+" bytes once canonical, over the "+strconv.Itoa(cap(dst))+"-byte read buffer",
+			m, 513, "Message Too Large")
+	}
 	in := m.appendCanonical(dst)
 	parsed, err := e.parser.ParseSIP(in)
 	if err != nil {
@@ -272,6 +279,9 @@ func (e *edge) response(dst []byte, m *rawMessage, src netip.AddrPort, stream bo
 	m.normalizeVias()
 	m.normalizeNameAddrs()
 	m.ensureContentLength()
+	if !stream && dst != nil && m.canonicalLen() > cap(dst) {
+		return e.refuse(reasonTooLarge, src, "response", verdict{})
+	}
 	in := m.appendCanonical(dst)
 	parsed, err := e.parser.ParseSIP(in)
 	if err != nil {

@@ -53,8 +53,10 @@ func (c *edgePacketConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		switch v.act {
 		case actPass:
 			if len(v.msg) > len(p) {
-				// sipgo reads with a 64 KiB buffer and the edge caps
-				// messages at 64 KiB, so this is a bug if it happens.
+				// The edge refuses a datagram whose canonical form would
+				// not fit sipgo's read buffer (32 KiB in sipgo v1.7.2,
+				// while max_message_size may be up to 64 KiB), so this is
+				// a bug if it happens.
 				c.edge.log.Error("sip edge: message larger than sipgo's read buffer", "bytes", len(v.msg))
 				continue
 			}

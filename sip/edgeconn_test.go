@@ -271,3 +271,73 @@ func (c *oneThenGood) ReadFrom(p []byte) (int, net.Addr, error) {
 	}
 	return copy(p, c.good), c.from, nil
 }
+
+// TestEdgePacketConnCanonicalOverReadBuffer: a datagram within
+// sip.limits.max_message_size whose canonical form (";rport" added to its
+// Via, ": " after each name, a Content-Length) no longer fits sipgo's
+// read buffer is refused as too large, as an over-limit one is: a request
+// gets its 513, and nothing is counted as passed. It used to be counted
+// passed, then dropped by the reader with no answer at all, the sender
+// retransmitting into silence.
+func TestEdgePacketConnCanonicalOverReadBuffer(t *testing.T) {
+	padTo := func(msg string, size int) string {
+		head, body, _ := strings.Cut(msg, "\r\n\r\n")
+		// No space after the colon: the canonical form adds one.
+		pad := size - len(msg) - len("X-Pad:\r\n")
+		return head + "\r\nX-Pad:" + strings.Repeat("a", pad) + "\r\n\r\n" + body
+	}
+	for _, tc := range []struct {
+		name string
+		msg  string
+		code string // the answer's status line, "" for none
+	}{
+		{"request", options(), "SIP/2.0 513 Message Too Large"},
+		{"response", benchResponse, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := testEdge(t, nil)
+			readBuf := int(sip.TransportBufferReadSize)
+			big := padTo(tc.msg, e.cfg.Load().SIP.Limits.MaxMessageSize)
+			if len(big) > e.cfg.Load().SIP.Limits.MaxMessageSize || len(big) > readBuf {
+				t.Fatalf("test message of %d bytes is over the limit", len(big))
+			}
+			pc := &writeCapture{oneThenGood: oneThenGood{
+				replayConn: &replayConn{msg: []byte(big), from: &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2), Port: 5060}},
+				good:       []byte(options()),
+			}}
+			c := newEdgePacketConn(pc, e)
+			p := make([]byte, readBuf)
+			n, _, err := c.ReadFrom(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.HasPrefix(p[:n], []byte("OPTIONS ")) || !bytes.Contains(p[:n], []byte("Call-ID: edge-1\r\n")) || n > 1000 {
+				t.Fatalf("read %d bytes, not the small OPTIONS after the large message", n)
+			}
+			if got := e.stats.passed.Load(); got != 1 {
+				t.Errorf("%d messages counted as passed, want 1 (the small OPTIONS)", got)
+			}
+			if got := e.stats.reasons[reasonTooLarge].Load(); got != 1 {
+				t.Errorf("%d refused as too large, want 1", got)
+			}
+			var first string
+			if len(pc.written) > 0 {
+				first, _, _ = strings.Cut(string(pc.written[0]), "\r\n")
+			}
+			if first != tc.code {
+				t.Errorf("answer %q, want %q", first, tc.code)
+			}
+		})
+	}
+}
+
+// writeCapture keeps what the edge writes back.
+type writeCapture struct {
+	oneThenGood
+	written [][]byte
+}
+
+func (c *writeCapture) WriteTo(p []byte, _ net.Addr) (int, error) {
+	c.written = append(c.written, bytes.Clone(p))
+	return len(p), nil
+}

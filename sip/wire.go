@@ -293,8 +293,8 @@ func (m *rawMessage) normalizeVias() {
 // viaIsNormal reports a Via value that normalizeVias would leave as it is
 // (nearly every Via a real peer sends), so that it is not rebuilt: printable
 // ASCII, where every space is between two characters that are neither
-// whitespace nor "/", ";", "=" or ",". FuzzNormalizeFastPath holds it to
-// that.
+// whitespace nor "/", ";", "=" or ",". FuzzWireMatchesReference holds it
+// to that (the normalised form against the code as it was).
 func viaIsNormal(v string) bool {
 	for i := 0; i < len(v); i++ {
 		c := v[i]
@@ -485,13 +485,19 @@ func splitOutsideQuotes(s string, sep byte) []string {
 // header field, the only form handed to sipgo.
 func (m *rawMessage) canonical() []byte { return m.appendCanonical(nil) }
 
-// appendCanonical writes the canonical form to dst[:0], in place when it
-// has room (a reader's buffer), else to one new buffer of the exact size.
-func (m *rawMessage) appendCanonical(dst []byte) []byte {
+// canonicalLen is the length of the canonical form.
+func (m *rawMessage) canonicalLen() int {
 	n := len(m.start) + 4 + len(m.body)
 	for _, h := range m.headers {
 		n += len(h.name) + len(h.value) + 4
 	}
+	return n
+}
+
+// appendCanonical writes the canonical form to dst[:0], in place when it
+// has room (a reader's buffer), else to one new buffer of the exact size.
+func (m *rawMessage) appendCanonical(dst []byte) []byte {
+	n := m.canonicalLen()
 	out := dst[:0]
 	if cap(out) < n {
 		out = make([]byte, 0, n)
