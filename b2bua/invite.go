@@ -117,19 +117,21 @@ func (s *Engine) invite(req *sip.Request, tx sip.ServerTransaction, ep *configs.
 	c.b.callID = c.id + bLegCallIDSuffix
 	c.log = s.log.With("call", c.id, "dir", string(dec.Dir), "a_endpoint", ep.Name, "b_endpoint", dec.BEP.Name, "sip_call_id", c.a.callID)
 
+	// refuseGated refuses a call the permission gate admitted, releasing
+	// its reservation.
+	refuseGated := func(r *sipedge.Rejection) {
+		if ticket != nil {
+			ticket.Finish(OutcomeFailed)
+		}
+		refuse(r)
+	}
 	switch s.reg.admit(c, cfg.SIP.MaxCalls, ep.MaxCalls, dec.BEP.MaxCalls) {
 	case admitDuplicate:
-		if ticket != nil {
-			ticket.Finish(OutcomeFailed)
-		}
-		refuse(&sipedge.Rejection{Code: 482, Reason: "Loop Detected", Log: "Call-ID already in a live call"})
+		refuseGated(&sipedge.Rejection{Code: 482, Reason: "Loop Detected", Log: "Call-ID already in a live call"})
 		return
 	case admitFull:
-		if ticket != nil {
-			ticket.Finish(OutcomeFailed)
-		}
 		s.over.note(overConcurrency, "")
-		refuse(&sipedge.Rejection{Code: 503, Reason: "Service Unavailable", Log: "concurrent call limit"})
+		refuseGated(&sipedge.Rejection{Code: 503, Reason: "Service Unavailable", Log: "concurrent call limit"})
 		return
 	}
 	if s.edge.Draining() {
@@ -138,11 +140,8 @@ func (s *Engine) invite(req *sip.Request, tx sip.ServerTransaction, ep *configs.
 		// retries another node, instead of a call starting on a node
 		// that is going away.
 		s.reg.withdraw(c)
-		if ticket != nil {
-			ticket.Finish(OutcomeFailed)
-		}
 		s.over.note(overDraining, "")
-		refuse(&sipedge.Rejection{Code: 503, Reason: "Service Unavailable", Log: "draining"})
+		refuseGated(&sipedge.Rejection{Code: 503, Reason: "Service Unavailable", Log: "draining"})
 		return
 	}
 	attrs := []any{"user", dec.User, "business", dec.Number.Number}
