@@ -92,6 +92,9 @@ type Stats struct {
 	TranscodedCalls uint64
 	// DTLS counts the handshakes of dtls legs by outcome.
 	DTLS DTLSStats
+	// Pacer is how late the timed media work (silence, playout, prompts,
+	// RTCP) ran, since start.
+	Pacer PacerStats
 }
 
 // NewManager checks cfg and prepares the port range. Nothing is bound
@@ -219,7 +222,8 @@ func (m *Manager) Stats() Stats {
 	totals, transcoded := m.totals, m.transcoded
 	m.totalsMu.Unlock()
 	return Stats{PortsInUse: 2 * int(m.ports.inUse.Load()), Bridges: int(m.bridges.Load()),
-		PortsTotal: 2 * m.ports.pairs, PortsBound: 2 * int(m.ports.boundN.Load()), Totals: totals, TranscodedCalls: transcoded, DTLS: m.dtls.snapshot()}
+		PortsTotal: 2 * m.ports.pairs, PortsBound: 2 * int(m.ports.boundN.Load()), Totals: totals, TranscodedCalls: transcoded, DTLS: m.dtls.snapshot(),
+		Pacer: m.pacer.Stats()}
 }
 
 // account adds a closed bridge's counters to the totals.

@@ -164,6 +164,7 @@ type pacerShard struct {
 	// and wake).
 	clock *pacerClock
 	batch []*PacerJob
+	late  pacerLateness
 }
 
 // tickOf converts a time to the nearest tick; past times (and the zero
@@ -338,7 +339,11 @@ func (s *pacerShard) runDue(now time.Time) {
 	s.mu.Unlock()
 
 	for k, j := range batch {
-		next := j.fn(time.Now())
+		// j.at is not written while the job runs (Wake only notes
+		// wakeAt then).
+		start := time.Now()
+		s.late.observe(start.Sub(s.timeOf(j.at)))
+		next := j.fn(start)
 		s.mu.Lock()
 		j.running = false
 		t := noWake

@@ -117,3 +117,38 @@ func TestMetricsFromCalls(t *testing.T) {
 		t.Errorf("%d calls' start times kept after they ended", n)
 	}
 }
+
+// TestPacerLatenessHistogram: the pacer's per-bucket counts become a
+// Prometheus histogram with cumulative buckets, so that
+// histogram_quantile and "share within 1 ms" queries read them right.
+func TestPacerLatenessHistogram(t *testing.T) {
+	var ps media.PacerStats
+	ps.Counts = [9]uint64{70, 20, 5, 3, 0, 0, 0, 0, 2}
+	ps.Late = 1500 * time.Millisecond
+	m := New(Sources{Media: func() media.Stats { return media.Stats{Pacer: ps} }})
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(rec.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := fams["wagate_media_pacer_lateness_seconds"]
+	if f == nil || len(f.Metric) != 1 || f.Metric[0].Histogram == nil {
+		t.Fatalf("wagate_media_pacer_lateness_seconds: %v, want one histogram", f)
+	}
+	h := f.Metric[0].Histogram
+	if h.GetSampleCount() != 100 || h.GetSampleSum() != 1.5 {
+		t.Errorf("count %d sum %v, want 100 and 1.5", h.GetSampleCount(), h.GetSampleSum())
+	}
+	want := map[float64]uint64{0.0005: 70, 0.001: 90, 0.002: 95, 0.005: 98, 0.01: 98, 0.1: 98}
+	for _, b := range h.Bucket {
+		if w, ok := want[b.GetUpperBound()]; ok && b.GetCumulativeCount() != w {
+			t.Errorf("bucket le=%v: %d, want %d", b.GetUpperBound(), b.GetCumulativeCount(), w)
+		}
+		delete(want, b.GetUpperBound())
+	}
+	if len(want) != 0 {
+		t.Errorf("buckets missing: %v", want)
+	}
+}

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/wagate/wagate/media"
 	"github.com/wagate/wagate/sip"
 )
 
@@ -38,6 +39,7 @@ var (
 	dRTPSilence      = desc("wagate_rtp_silence_packets_total", "Silence packets wagate sent toward WhatsApp while the other side was quiet, of calls that have ended.")
 	dRTCP            = desc("wagate_rtcp_packets_total", "RTCP packets sent and received, of calls that have ended.", "direction")
 	dPlayout         = desc("wagate_media_playout_frames_total", "Frames the playout buffers made up or dropped, of calls that have ended: concealed (the packet was missing at its time: FEC/PLC), expanded (added to grow the delay when jitter rose), compressed (dropped to shrink it when jitter fell).", "kind")
+	dPacerLate       = desc("wagate_media_pacer_lateness_seconds", "How late the media pacer ran its jobs (packets wagate sends on a clock: silence, playout toward a leg, prompts, music, RTCP), from the start of the millisecond each was due in. Late jobs mean the node is short of CPU and paced audio leaves late.")
 	dPlayed          = desc("wagate_media_prompt_packets_total", "Packets of prompts and music wagate played into calls (Bridge.Play), of calls that have ended.")
 	dDTMF            = desc("wagate_dtmf_events_total", "RFC 4733 DTMF events relayed, of calls that have ended.")
 	dRecActive       = desc("wagate_recordings_active", "Recordings in progress.")
@@ -77,7 +79,7 @@ var (
 func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{dCallsActive, dDraining, dEdgePassed, dEdgeAnswered, dEdgeRefused, dConnections,
 		dOverload, dPanics, dTLSFailures, dSIPRequests, dSIPResponses, dPortsInUse, dPortsFree, dPortsBound, dBridges, dRTPPackets, dRTPDropped,
-		dRTPSilence, dRTCP, dDTMF, dDTLS, dDTLSSeconds, dPlayout, dPlayed, dRecActive, dRecCompleted, dRecFailed, dRecDropped, dRecBytes, dEvQueue, dEvQueueCap,
+		dRTPSilence, dRTCP, dDTMF, dDTLS, dDTLSSeconds, dPlayout, dPacerLate, dPlayed, dRecActive, dRecCompleted, dRecFailed, dRecDropped, dRecBytes, dEvQueue, dEvQueueCap,
 		dEvDropped, dEvWriteErrors, dCDRs, dEvWritten, dDeliveries, dInFlight, dPermUp, dPermErrors, dPermRefused,
 		dPermCached, dPermLearned, dPermStale, dPermRestrict, dPermPending, dWebhookUnknown, dEndpointUp, dProbeFailures,
 		dMetaSettings, dMetaMismatch, dMetaMismatched, dMetaRefusals, dMetaCalls, dPromptCache, dPromptRenders, dPromptDownloads} {
@@ -153,6 +155,7 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(dPlayout, t.Expanded, "expanded")
 		counter(dPlayout, t.Compressed, "compressed")
 		counter(dPlayed, t.Played)
+		ch <- pacerHistogram(s.Pacer)
 	}
 	if c.src.Recording != nil {
 		s := c.src.Recording()
@@ -220,6 +223,18 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(dInFlight, float64(sub.InFlight), sub.Name)
 		}
 	}
+}
+
+// pacerHistogram turns the pacer's per-bucket counts into Prometheus'
+// cumulative ones.
+func pacerHistogram(s media.PacerStats) prometheus.Metric {
+	buckets := make(map[float64]uint64, len(media.PacerLatenessBuckets))
+	var cum uint64
+	for i, le := range media.PacerLatenessBuckets {
+		cum += s.Counts[i]
+		buckets[le] = cum
+	}
+	return prometheus.MustNewConstHistogram(dPacerLate, s.Runs(), s.Late.Seconds(), buckets)
 }
 
 func b2f(b bool) float64 {

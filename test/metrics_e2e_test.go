@@ -101,6 +101,8 @@ func TestMetricsEndToEnd(t *testing.T) {
 		{"wagate_sip_responses_total", `class="2xx",direction="out"`, 2},
 		{"wagate_sip_responses_total", `class="2xx",direction="in"`, 1},
 		{"wagate_sip_edge_passed_total", "", 5},
+		// The call's silence and RTCP toward Meta ran on the pacer.
+		{"wagate_media_pacer_lateness_seconds_count", "", 1},
 	} {
 		v, ok := metricValue(after, c.name, c.labels)
 		if !ok || v < c.min {

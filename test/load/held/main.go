@@ -22,7 +22,11 @@
 // its timestamp) less the smallest such value of the stream over the
 // window: 0 for a packet as early as the earliest, and how late it was
 // against the stream's own timeline otherwise (with DTX each frame is
-// timestamped at its own time, so the same measure holds).
+// timestamped at its own time, so the same measure holds). Beside it the
+// tool prints wagate's own view, read from its /metrics before and after
+// the window: how late its media pacer began each job
+// (wagate_media_pacer_lateness_seconds), which leaves out the kernel's
+// and the receiver's share.
 //
 // Usage (from the repository root):
 //
@@ -39,6 +43,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -182,6 +187,10 @@ type result struct {
 	late            []time.Duration // sorted
 	failReasons     map[string]int
 	stopErr         error
+	// pacer is wagate's own count of how late its pacer ran jobs in the
+	// window (nil: not read).
+	pacer    pacerHist
+	pacerErr error
 }
 
 func (r result) print() {
@@ -210,6 +219,12 @@ func (r result) print() {
 	}
 	if r.stopErr != nil {
 		fmt.Printf("      ! wagate stop: %v\n", r.stopErr)
+	}
+	if r.pacer != nil {
+		fmt.Printf("      wagate's pacer (its own /metrics): %d jobs, %.1f %% within 1 ms, %.1f %% within 5 ms, p99 ≤ %g ms\n",
+			r.pacer[math.Inf(1)], 100*r.pacer.share(0.001), 100*r.pacer.share(0.005), 1000*r.pacer.quantile(0.99))
+	} else if r.pacerErr != nil {
+		fmt.Printf("      ! wagate's pacer histogram: %v\n", r.pacerErr)
 	}
 	fmt.Printf("      %d streams toward Meta seen in the window; RSS %.1f MiB idle, %.1f MiB held\n", r.streams, float64(r.rssIdle)/1024, float64(r.rssMax)/1024)
 }
@@ -353,6 +368,7 @@ func runStep(ctx context.Context, o options, n int) (result, error) {
 		return r, err
 	}
 	g0, _ := procstat.CPUTime("self")
+	p0, p0err := w.pacerLateness()
 	rx.startWindow()
 	t0 := time.Now()
 	sample := time.NewTicker(time.Second)
@@ -376,6 +392,11 @@ loop:
 	r.window = time.Since(t0)
 	r.cpu, r.gen = c1-c0, g1-g0
 	r.late, r.packets, r.lost, r.streams = rx.endWindow()
+	if p1, err := w.pacerLateness(); err != nil || p0err != nil {
+		r.pacerErr = errors.Join(p0err, err)
+	} else {
+		r.pacer = p1.since(p0)
+	}
 
 	// Hang up, 100 at a time.
 	sem := make(chan struct{}, 100)

@@ -4,15 +4,18 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -20,11 +23,12 @@ import (
 )
 
 type wagateProc struct {
-	cmd    *exec.Cmd
-	api    string
-	log    string
-	exited chan struct{}
-	err    error
+	cmd     *exec.Cmd
+	api     string
+	metrics string
+	log     string
+	exited  chan struct{}
+	err     error
 }
 
 func startWagate(ctx context.Context, o options, n int) (*wagateProc, error) {
@@ -33,7 +37,8 @@ func startWagate(ctx context.Context, o options, n int) (*wagateProc, error) {
 	if o.meta == "pcmu" {
 		codecs, enc = "[PCMU]", "none"
 	}
-	w := &wagateProc{api: fmt.Sprintf("http://%s:%d/v1/status", ip(1), o.apiPort), exited: make(chan struct{}),
+	w := &wagateProc{api: fmt.Sprintf("http://%s:%d/v1/status", ip(1), o.apiPort),
+		metrics: fmt.Sprintf("http://%s:%d/metrics", ip(1), o.apiPort), exited: make(chan struct{}),
 		log: filepath.Join(o.out, fmt.Sprintf("wagate-%d.log", n))}
 	// Neither side sends RTP: the timeouts are an hour so that wagate
 	// holds the calls for the whole window.
@@ -122,6 +127,83 @@ func (w *wagateProc) calls() (int, error) {
 	}
 	err = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st)
 	return st.Calls, err
+}
+
+// pacerHist is wagate's own media pacer lateness histogram: cumulative
+// counts by upper bound in seconds (+Inf included).
+type pacerHist map[float64]uint64
+
+// pacerLateness scrapes wagate_media_pacer_lateness_seconds from /metrics.
+func (w *wagateProc) pacerLateness() (pacerHist, error) {
+	resp, err := httpClient.Get(w.metrics)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return nil, fmt.Errorf("%s: %s", w.metrics, resp.Status)
+	}
+	const prefix = `wagate_media_pacer_lateness_seconds_bucket{le="`
+	h := pacerHist{}
+	sc := bufio.NewScanner(io.LimitReader(resp.Body, 16<<20))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		rest, ok := strings.CutPrefix(sc.Text(), prefix)
+		if !ok {
+			continue
+		}
+		le, val, ok := strings.Cut(rest, `"} `)
+		if !ok {
+			continue
+		}
+		bound, err1 := strconv.ParseFloat(le, 64) // "+Inf" parses as +Inf
+		n, err2 := strconv.ParseFloat(val, 64)
+		if err1 != nil || err2 != nil {
+			return nil, fmt.Errorf("%s: bad line %q", w.metrics, sc.Text())
+		}
+		h[bound] = uint64(n)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if len(h) == 0 {
+		return nil, fmt.Errorf("%s: no wagate_media_pacer_lateness_seconds (a wagate older than the metric?)", w.metrics)
+	}
+	return h, nil
+}
+
+// since is the histogram of what happened after before.
+func (h pacerHist) since(before pacerHist) pacerHist {
+	d := pacerHist{}
+	for le, n := range h {
+		d[le] = n - min(n, before[le])
+	}
+	return d
+}
+
+// share is the fraction of jobs at most le seconds late.
+func (h pacerHist) share(le float64) float64 {
+	total := h[math.Inf(1)]
+	if total == 0 {
+		return 0
+	}
+	return float64(h[le]) / float64(total)
+}
+
+// quantile is the smallest bucket bound holding the fraction q of jobs
+// (+Inf when the bound is past the largest).
+func (h pacerHist) quantile(q float64) float64 {
+	bounds := make([]float64, 0, len(h))
+	for le := range h {
+		bounds = append(bounds, le)
+	}
+	sort.Float64s(bounds)
+	for _, le := range bounds {
+		if h.share(le) >= q {
+			return le
+		}
+	}
+	return math.Inf(1)
 }
 
 func (w *wagateProc) stop() error {
