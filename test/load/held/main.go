@@ -86,6 +86,7 @@ type options struct {
 	portMax    int
 	silence    string
 	audio      bool
+	wagateCPU  int
 }
 
 func main() {
@@ -105,6 +106,7 @@ func main() {
 	flag.IntVar(&o.portMax, "port-max", 40000, "wagate's RTP port range end")
 	flag.BoolVar(&o.audio, "audio", false, "both sides send PCMU every 20 ms on every call (with -meta pcmu): RSS and CPU of relayed calls with audio, and the pacing of the relayed audio toward Meta")
 	flag.StringVar(&o.silence, "silence", "dtx", "wagate's media.silence: dtx (a silence frame every 400 ms) or continuous (every 20 ms)")
+	flag.IntVar(&o.wagateCPU, "wagate-cpu", -1, "run wagate on this CPU alone (taskset, GOMAXPROCS=1) and the tool on the others: the pacing of one core's worth of calls without the generator taking turns on it (-1: no pinning)")
 	flag.Parse()
 	for _, f := range strings.Split(ns, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -128,6 +130,14 @@ func main() {
 	if ip := net.ParseIP(o.netPrefix + ".1"); ip == nil || !ip.IsLoopback() {
 		fatalf("-net %q: must be a loopback /24 such as 127.0.61", o.netPrefix)
 	}
+	if o.wagateCPU >= 0 {
+		if o.wagateCPU >= runtime.NumCPU() {
+			fatalf("-wagate-cpu %d: this machine has CPUs 0..%d", o.wagateCPU, runtime.NumCPU()-1)
+		}
+		if err := pinSelfAway(o.wagateCPU); err != nil {
+			fatalf("%v", err)
+		}
+	}
 	if o.out == "" {
 		d, err := os.MkdirTemp("", "wagate-held.")
 		if err != nil {
@@ -145,7 +155,11 @@ func main() {
 			fatalf("build wagate: %v\n%s", err, b)
 		}
 	}
-	fmt.Printf("# meta=%s window=%v set-up %d calls/s, %d CPU(s)\n", o.meta, o.dur, o.rate, runtime.NumCPU())
+	pin := ""
+	if o.wagateCPU >= 0 {
+		pin = fmt.Sprintf(", wagate alone on CPU %d (GOMAXPROCS=1)", o.wagateCPU)
+	}
+	fmt.Printf("# meta=%s window=%v set-up %d calls/s, %d CPU(s)%s\n", o.meta, o.dur, o.rate, runtime.NumCPU(), pin)
 	fmt.Printf("%5s %5s %8s %12s %9s %9s %8s %8s %8s %8s %8s %9s %6s\n",
 		"N", "up", "cpu%", "ms/call-s", "KiB/call", "pkts/c/s", "p50 ms", "p99 ms", "p99.9", "max ms", "≤1ms %", "gen cpu%", "lost")
 	failed := false

@@ -75,6 +75,11 @@ log: {level: warn, format: json}
 		args = append(args, strings.ReplaceAll(a, "{n}", strconv.Itoa(n)))
 	}
 	w.cmd = exec.Command(o.wagate, args...)
+	if o.wagateCPU >= 0 {
+		// taskset execs wagate: the pid stays wagate's for procstat.
+		w.cmd = exec.Command("taskset", append([]string{"-c", strconv.Itoa(o.wagateCPU), o.wagate}, args...)...)
+		w.cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
+	}
 	w.cmd.Stdout, w.cmd.Stderr = logf, logf
 	if err := w.cmd.Start(); err != nil {
 		logf.Close()
