@@ -8,7 +8,7 @@ import (
 // PacerLatenessBuckets are the upper bounds of PacerStats.Counts, in
 // seconds. Up to 1 ms late is what the pacer promises a busy node; past
 // 20 ms a listener hears it (a frame later than the next one's time).
-var PacerLatenessBuckets = []float64{0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1}
+var PacerLatenessBuckets = [...]float64{0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1}
 
 // PacerStats says how late the pacer ran its jobs: each job is a packet
 // (or a few) that wagate originates on a clock, so this is how late
@@ -29,7 +29,7 @@ type PacerStats struct {
 	Late time.Duration
 }
 
-const pacerBuckets = 9 // len(PacerLatenessBuckets) + 1
+const pacerBuckets = len(PacerLatenessBuckets) + 1
 
 // Runs is how many jobs the pacer has run.
 func (s PacerStats) Runs() uint64 {
@@ -50,7 +50,7 @@ type pacerLateness struct {
 
 // pacerBucketBounds are PacerLatenessBuckets as durations, compared on
 // every job.
-var pacerBucketBounds = func() (b [pacerBuckets - 1]time.Duration) {
+var pacerBucketBounds = func() (b [len(PacerLatenessBuckets)]time.Duration) {
 	for i, s := range PacerLatenessBuckets {
 		b[i] = time.Duration(s * float64(time.Second))
 	}

@@ -39,7 +39,7 @@ var (
 	dRTPSilence      = desc("wagate_rtp_silence_packets_total", "Silence packets wagate sent toward WhatsApp while the other side was quiet, of calls that have ended.")
 	dRTCP            = desc("wagate_rtcp_packets_total", "RTCP packets sent and received, of calls that have ended.", "direction")
 	dPlayout         = desc("wagate_media_playout_frames_total", "Frames the playout buffers made up or dropped, of calls that have ended: concealed (the packet was missing at its time: FEC/PLC), expanded (added to grow the delay when jitter rose), compressed (dropped to shrink it when jitter fell).", "kind")
-	dPacerLate       = desc("wagate_media_pacer_lateness_seconds", "How late the media pacer ran its jobs (packets wagate sends on a clock: silence, playout toward a leg, prompts, music, RTCP), from the start of the millisecond each was due in. Late jobs mean the node is short of CPU and paced audio leaves late.")
+	dPacerLate       = desc("wagate_media_pacer_lateness_seconds", "How late the media pacer ran its jobs (packets wagate sends on a clock: silence, playout toward a leg, prompts, music, RTCP), from the start of the millisecond each was due in. Late jobs mean paced audio leaves late: the node is short of CPU, or its host wakes it late.")
 	dPlayed          = desc("wagate_media_prompt_packets_total", "Packets of prompts and music wagate played into calls (Bridge.Play), of calls that have ended.")
 	dDTMF            = desc("wagate_dtmf_events_total", "RFC 4733 DTMF events relayed, of calls that have ended.")
 	dRecActive       = desc("wagate_recordings_active", "Recordings in progress.")
