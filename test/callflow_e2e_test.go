@@ -327,7 +327,10 @@ func TestCallFlowFallback(t *testing.T) {
 		if m == "slow" && dead < timeout-100*time.Millisecond {
 			t.Errorf("slow: the message came after %v, before the %v timeout", dead, timeout)
 		}
-		time.Sleep(2500 * time.Millisecond) // the message, then the agent answers
+		// The message, then the fallback extension answers: the caller
+		// hangs up once wagate logs the connect (the summary must say it
+		// was answered), not after a fixed wait a loaded machine outruns.
+		waitFlowConnected(t, w, i+1)
 		hangup(t, c, "the caller ("+m+")")
 		if m == "down" {
 			continue
@@ -477,6 +480,28 @@ func TestBaresipCallFlowPrompt(t *testing.T) {
 	fs.checkSigned(t)
 	s := w.waitIdle()
 	w.expectCounts(s, 1, 1)
+}
+
+// waitFlowConnected waits until wagate has logged n call flow connects
+// (a B-leg answered and bridged).
+func waitFlowConnected(t *testing.T, w *wagate, n int) {
+	t.Helper()
+	deadline := time.Now().Add(flowLimit)
+	for {
+		got := 0
+		for _, l := range w.logLines() {
+			if l.str("msg") == "call flow connected" {
+				got++
+			}
+		}
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("wagate logged %d call flow connects within %v, want %d", got, flowLimit, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // hearMore waits until c has received d more of audio than h holds (d of
