@@ -168,7 +168,10 @@ func TestDrainTakesNodeOut(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond)
 	w.drain()
-	time.Sleep(300 * time.Millisecond)
+	// Checked once wagate has taken the signal (it stops admitting,
+	// then logs "draining"): a loaded machine may take longer to deliver
+	// and handle it than any fixed wait.
+	w.waitLogMsg("draining", 0)
 	if code, body := getReady(); code != 503 || !strings.Contains(body, "draining") {
 		t.Errorf("/readyz while draining: %d %s, want 503 naming the drain", code, body)
 	}
