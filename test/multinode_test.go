@@ -273,10 +273,15 @@ func TestMultiNodeDrain(t *testing.T) {
 	c.e.startSipp(sippSpec{Name: "meta", Scenario: "uas.xml", Peer: c.e.Meta, Calls: 1000, NoTrace: true})
 	const calls = 60
 	load := c.e.startSipp(withNoTrace(c.dialSpec("dialer", c.usersFile("users.csv", users), calls, "-r", "20", "-l", "20", "-d", "400")))
+	// A second into the load, and once the node has taken a call (a
+	// loaded machine may take longer to get one there), so that it is
+	// drained with calls up and more coming.
 	time.Sleep(time.Second)
 	drained := c.nodes[1]
-	if drained.started(t) == 0 {
-		t.Fatal("the node to drain took no call in the first second")
+	for deadline := time.Now().Add(10 * time.Second); drained.started(t) == 0; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the node to drain took no call in 11 s of load")
+		}
 	}
 	drained.w.drain()
 	load.requireOK()
