@@ -147,7 +147,7 @@ func TestDrainTakesNodeOut(t *testing.T) {
 	options := func(callID string) string {
 		p := newRawPeer(t, e.PBX.IP, w)
 		return p.exchange(fmt.Sprintf("OPTIONS sip:%s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bK-%s\r\nFrom: <sip:probe@%s>;tag=d\r\nTo: <sip:%s>\r\nCall-ID: %s\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
-			p.to, p.local(), callID, p.local(), p.to, callID), 2*time.Second)
+			p.to, p.local(), callID, p.local(), p.to, callID), replyLimit)
 	}
 	if code, body := getReady(); code != 200 {
 		t.Fatalf("/readyz before the drain: %d %s", code, body)
