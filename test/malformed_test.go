@@ -40,6 +40,32 @@ func (p *rawPeer) local() string { return p.conn.LocalAddr().String() }
 // for a response that must not come stay short.
 const replyLimit = 10 * time.Second
 
+// finals reads p's responses until each of ids (Call-IDs) has a final
+// (non-1xx) one or wait has passed, and returns the first final of each.
+func (p *rawPeer) finals(ids []string, wait time.Duration) map[string]string {
+	p.t.Helper()
+	out := map[string]string{}
+	want := map[string]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	buf := make([]byte, 65535)
+	_ = p.conn.SetReadDeadline(time.Now().Add(wait))
+	for len(out) < len(ids) {
+		n, _, err := p.conn.ReadFromUDP(buf)
+		if err != nil {
+			break
+		}
+		res := string(buf[:n])
+		id := headerOf(res, "Call-ID")
+		if strings.HasPrefix(res, "SIP/2.0 1") || !want[id] || out[id] != "" {
+			continue
+		}
+		out[id] = res
+	}
+	return out
+}
+
 // exchange sends msg and returns the status line of the first final
 // (non-1xx) response with msg's Call-ID (any response when msg has none),
 // or "" when none arrives within wait.
