@@ -330,7 +330,7 @@ func TestCallFlowFallback(t *testing.T) {
 		// The message, then the fallback extension answers: the caller
 		// hangs up once wagate logs the connect (the summary must say it
 		// was answered), not after a fixed wait a loaded machine outruns.
-		waitFlowConnected(t, w, i+1)
+		waitLogged(t, w, "call flow connected", i+1)
 		hangup(t, c, "the caller ("+m+")")
 		if m == "down" {
 			continue
@@ -482,15 +482,15 @@ func TestBaresipCallFlowPrompt(t *testing.T) {
 	w.expectCounts(s, 1, 1)
 }
 
-// waitFlowConnected waits until wagate has logged n call flow connects
-// (a B-leg answered and bridged).
-func waitFlowConnected(t *testing.T, w *wagate, n int) {
+// waitLogged waits until wagate has logged n lines whose msg is msg
+// (flowLimit at most).
+func waitLogged(t *testing.T, w *wagate, msg string, n int) {
 	t.Helper()
 	deadline := time.Now().Add(flowLimit)
 	for {
 		got := 0
 		for _, l := range w.logLines() {
-			if l.str("msg") == "call flow connected" {
+			if l.str("msg") == msg {
 				got++
 			}
 		}
@@ -498,7 +498,7 @@ func waitFlowConnected(t *testing.T, w *wagate, n int) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("wagate logged %d call flow connects within %v, want %d", got, flowLimit, n)
+			t.Fatalf("wagate logged %d %q lines within %v, want %d", got, msg, flowLimit, n)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -93,7 +93,10 @@ func TestCallFlowQueueWrapUp(t *testing.T) {
 	c1 := flowCall(t, w, meta)
 	a1.one("ACK")
 	c2 := flowCall(t, w, meta)
-	time.Sleep(300 * time.Millisecond) // the second call is in line
+	// The first caller hangs up once the second is in line (its flow's
+	// queue action has run), not after a fixed wait a loaded machine may
+	// outrun: a call queued after the wrap-up ended would ring at once.
+	waitLogged(t, w, "call flow queued", 2)
 	hangup(t, c1, "the first caller")
 	freed := a1.one("BYE").at
 	deadline := time.Now().Add(6 * time.Second)
