@@ -228,6 +228,11 @@ func TestBridgeTimeouts(t *testing.T) {
 		{name: "B stops mid-call", sendA: -1, sendB: 3, side: "B"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
+			// Before newCall, which starts the bridge and with it the
+			// timeouts: taken after, a test goroutine held up on a busy
+			// machine for more than 20 ms in between would count the
+			// timeout short and fail the check below.
+			started := time.Now()
 			c := newCall(t, d, d)
 			stop := make(chan struct{})
 			var wg sync.WaitGroup
@@ -244,7 +249,6 @@ func TestBridgeTimeouts(t *testing.T) {
 					p.send(to, rtpPacket(t, 111, uint16(i), uint32(i*960), 1, nil))
 				}
 			}
-			started := time.Now()
 			wg.Add(2)
 			go send(c.a, c.toA, tt.sendA)
 			go send(c.bp, c.toB, tt.sendB)

@@ -26,11 +26,11 @@ func TestWhatsAppSilenceDTX(t *testing.T) {
 	}
 	next := func() got {
 		t.Helper()
-		pkt := c.meta.recvSRTP(t)
+		pkt, at := c.meta.recvSRTPAt(t)
 		if pkt == nil {
 			t.Fatal("no packet toward Meta within 2 s")
 		}
-		return got{readHdr(pkt), bytes.Equal(pkt[12:], silence), time.Now()}
+		return got{readHdr(pkt), bytes.Equal(pkt[12:], silence), at}
 	}
 	step := func(prev, cur got, ts uint32, what string) {
 		t.Helper()
@@ -168,22 +168,23 @@ func TestWhatsAppDTXRelayTimestamp(t *testing.T) {
 	}()
 	defer func() { <-sent }()
 	for {
-		pkt := c.meta.recvSRTP(t)
+		pkt, at := c.meta.recvSRTPAt(t)
 		if pkt == nil {
 			t.Fatal("the PBX's audio never reached Meta")
 		}
 		h := readHdr(pkt)
 		if !bytes.Equal(pkt[12:], pbxOpus) {
-			prev, prevAt = h, time.Now()
+			prev, prevAt = h, at
 			continue // a silence frame due before the audio
 		}
-		gap := time.Since(prevAt)
+		gap := at.Sub(prevAt)
 		moved := time.Duration(h.ts-prev.ts) * time.Second / 48000
 		if !h.marker || h.seq != prev.seq+1 {
 			t.Fatalf("first audio %+v after %+v: want the marker and the next sequence number", h, prev)
 		}
 		// The timestamp follows the time between the two packets; the
-		// reading of arrival times adds a few ms either way.
+		// arrival stamps (the kernel's) differ from wagate's clock by a
+		// few ms either way.
 		if moved < gap-40*time.Millisecond || moved > gap+40*time.Millisecond {
 			t.Fatalf("first audio's timestamp moved %v over a pause of %v", moved, gap.Round(time.Millisecond))
 		}
@@ -200,7 +201,7 @@ func TestWhatsAppDTXPlayback(t *testing.T) {
 	c := newWhatsAppCall(t, newTestManager(t, 2, 0, 0), pcmuAnswer)
 	c.b.Start(nil)
 	prev, prevAt := intoDTXGap(t, c, c.b.m.opusSilence)
-	time.Sleep(320 * time.Millisecond)
+	time.Sleep(time.Until(prevAt.Add(320 * time.Millisecond)))
 	asked := time.Now()
 	if _, err := c.b.Play(SideA, &toneSource{freq: 1000, frames: 20}, time.Time{}); err != nil {
 		t.Fatal(err)
@@ -208,11 +209,11 @@ func TestWhatsAppDTXPlayback(t *testing.T) {
 	var first hdr
 	var firstAt time.Time
 	for i := 0; i < 3; i++ {
-		pkt := c.meta.recvSRTP(t)
+		pkt, at := c.meta.recvSRTPAt(t)
 		if pkt == nil {
 			t.Fatal("the prompt never reached Meta")
 		}
-		h, at := readHdr(pkt), time.Now()
+		h := readHdr(pkt)
 		if bytes.Equal(pkt[12:], c.b.m.opusSilence) {
 			// A loaded machine may oversleep past the next silence
 			// frame's due time (400 ms after prev): that frame was due
@@ -254,14 +255,14 @@ func TestWhatsAppDTXEvent(t *testing.T) {
 	c := newWhatsAppCall(t, newTestManager(t, 2, 0, 0), pcmuAnswer)
 	c.b.Start(nil)
 	prev, prevAt := intoDTXGap(t, c, c.b.m.opusSilence)
-	time.Sleep(250 * time.Millisecond)
+	time.Sleep(time.Until(prevAt.Add(250 * time.Millisecond)))
 	c.pbx.send(c.toB, rtpPacket(t, 101, 300, 8000, 0x9b, event(5, false, 160)))
 	for {
-		pkt := c.meta.recvSRTP(t)
+		pkt, at := c.meta.recvSRTPAt(t)
 		if pkt == nil {
 			t.Fatal("the event never reached Meta")
 		}
-		h, at := readHdr(pkt), time.Now()
+		h := readHdr(pkt)
 		if h.pt != 126 {
 			prev, prevAt = h, at
 			continue
@@ -283,11 +284,11 @@ func intoDTXGap(t *testing.T, c *whatsAppCall, silence []byte) (hdr, time.Time) 
 	var h hdr
 	var at time.Time
 	for range 2 {
-		pkt := c.meta.recvSRTP(t)
+		pkt, arrived := c.meta.recvSRTPAt(t)
 		if pkt == nil || !bytes.Equal(pkt[12:], silence) {
 			t.Fatal("no silence toward Meta")
 		}
-		h, at = readHdr(pkt), time.Now()
+		h, at = readHdr(pkt), arrived
 	}
 	return h, at
 }

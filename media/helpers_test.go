@@ -117,6 +117,7 @@ func newPeer(t testing.TB) *peer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
+	stampArrivals(c)
 	return &peer{t: t, conn: c}
 }
 
@@ -134,13 +135,26 @@ func (p *peer) send(to netip.AddrPort, pkt []byte) {
 // recv returns the next packet, or nil if none arrives within d.
 func (p *peer) recv(d time.Duration) []byte {
 	p.t.Helper()
+	pkt, _ := p.recvAt(d)
+	return pkt
+}
+
+// recvAt is recv that also returns when the packet arrived: the kernel's
+// stamp where there is one (Linux), else when it was read.
+func (p *peer) recvAt(d time.Duration) ([]byte, time.Time) {
+	p.t.Helper()
 	buf := make([]byte, 2048)
+	oob := make([]byte, 128)
 	_ = p.conn.SetReadDeadline(time.Now().Add(d))
-	n, _, err := p.conn.ReadFromUDPAddrPort(buf)
+	n, oobn, _, _, err := p.conn.ReadMsgUDPAddrPort(buf, oob)
 	if err != nil {
-		return nil
+		return nil, time.Time{}
 	}
-	return buf[:n]
+	at, ok := arrivalOf(oob[:oobn])
+	if !ok {
+		at = time.Now()
+	}
+	return buf[:n], at
 }
 
 // sdpOffer is an offer from a SIPp/PBX-like or Meta-like endpoint at port.

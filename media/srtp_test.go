@@ -72,8 +72,16 @@ func (p *srtpPeer) encrypt(t testing.TB, pkt []byte) []byte {
 // does not authenticate.
 func (p *srtpPeer) recvSRTP(t testing.TB) []byte {
 	t.Helper()
+	pkt, _ := p.recvSRTPAt(t)
+	return pkt
+}
+
+// recvSRTPAt is recvSRTP that also returns when the packet arrived (see
+// peer.recvAt).
+func (p *srtpPeer) recvSRTPAt(t testing.TB) ([]byte, time.Time) {
+	t.Helper()
 	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
-		pkt := p.recv(time.Until(deadline))
+		pkt, at := p.recvAt(time.Until(deadline))
 		if pkt == nil {
 			break
 		}
@@ -84,10 +92,10 @@ func (p *srtpPeer) recvSRTP(t testing.TB) []byte {
 		if err != nil {
 			t.Fatalf("packet from wagate does not decrypt: %v", err)
 		}
-		return out
+		return out, at
 	}
 	t.Fatal("no packet")
-	return nil
+	return nil, time.Time{}
 }
 
 // cryptoAttr returns the first a=crypto value of the first stream whose

@@ -154,6 +154,12 @@ opus_sprop_stereo	no
 			t.Logf("baresip output (%s):\n%s", r.out, tail(r.stdout(), 80))
 		}
 	})
+	if target == "" {
+		// It is called: the caller's INVITE must find its SIP socket
+		// bound, which on a loaded machine may take longer than any
+		// fixed wait.
+		waitBound(t, "baresip", "udp", p.IP, p.Port, r.exited)
+	}
 	return r
 }
 
@@ -289,7 +295,6 @@ func TestBaresipDTLSBIC(t *testing.T) {
 	}
 	const callSeconds = 8
 	bs := startBaresipWith(t, e, e.Meta, waUser, wav, "", callSeconds, true)
-	time.Sleep(time.Second) // baresip listening
 	dialer := newGoPeer(t, e.Dialer, metapeer.Config{Profile: metapeer.ProfileG711})
 	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
 	defer cancel()

@@ -77,7 +77,7 @@ func TestBlackBoxMutations(t *testing.T) {
 		t.Helper()
 		opt := fmt.Sprintf("OPTIONS sip:%s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bK-h%d\r\nFrom: <sip:meta@%s>;tag=h\r\nTo: <sip:%s>\r\nCall-ID: bb-health-%d\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
 			health.to, health.local(), i, health.local(), health.to, i)
-		if got := health.exchange(opt, 3*time.Second); !strings.HasPrefix(got, "SIP/2.0 200") {
+		if got := health.exchange(opt, replyLimit); !strings.HasPrefix(got, "SIP/2.0 200") {
 			t.Fatalf("after %d mutated messages (seed %d) wagate no longer answers OPTIONS: %q", i, seed, got)
 		}
 	}

@@ -141,9 +141,10 @@ func TestCallFlowPromptsAndDigits(t *testing.T) {
 	if first < 0 {
 		t.Fatal("the caller heard nothing")
 	}
-	t.Logf("prompt start latency (200 OK to first audio packet, webhook round trip included): %v", h.frames[first].At.Sub(answered).Round(time.Millisecond))
-	if d := h.frames[first].At.Sub(answered); d > 2*time.Second {
-		t.Errorf("the greeting started %v after the 200 OK", d)
+	t.Logf("prompt start latency (200 OK to first audio packet, webhook round trip included): %v (200 OK → the service's start request %v, → the greeting heard %v)",
+		h.frames[first].At.Sub(answered).Round(time.Millisecond), start.at.Sub(answered).Round(time.Millisecond), h.frames[first].At.Sub(start.at).Round(time.Millisecond))
+	if d := h.frames[first].At.Sub(answered); d > greetingStartLimit {
+		t.Errorf("the greeting started %v after the 200 OK, want within %v", d, greetingStartLimit)
 	}
 	toneStart, toneEnd := h.toneFrames(first, 1000, 25)
 	if toneStart < 0 {
@@ -327,7 +328,10 @@ func TestCallFlowFallback(t *testing.T) {
 		if m == "slow" && dead < timeout-100*time.Millisecond {
 			t.Errorf("slow: the message came after %v, before the %v timeout", dead, timeout)
 		}
-		time.Sleep(2500 * time.Millisecond) // the message, then the agent answers
+		// The message, then the fallback extension answers: the caller
+		// hangs up once wagate logs the connect (the summary must say it
+		// was answered), not after a fixed wait a loaded machine outruns.
+		waitLogged(t, w, "call flow connected", i+1)
 		hangup(t, c, "the caller ("+m+")")
 		if m == "down" {
 			continue
@@ -478,6 +482,38 @@ func TestBaresipCallFlowPrompt(t *testing.T) {
 	s := w.waitIdle()
 	w.expectCounts(s, 1, 1)
 }
+
+// waitLogged waits until wagate has logged n lines whose msg is msg
+// (flowLimit at most).
+func waitLogged(t *testing.T, w *wagate, msg string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(flowLimit)
+	for {
+		got := 0
+		for _, l := range w.logLines() {
+			if l.str("msg") == msg {
+				got++
+			}
+		}
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("wagate logged %d %q lines within %v, want %d", got, msg, flowLimit, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// greetingStartLimit bounds the silence after the 200 OK before the
+// first call flow's greeting, which espeak-ng renders then (nothing is
+// cached yet): 0.3–0.6 s in -race runs beside two CPU hogs, 1.35 s once
+// beside other packages' -race tests too, where the old 2 s bound was
+// close; make test's machine has been busier still. A greeting held up
+// by a SIP timer (the ACK's 32 s) or a render that hangs still fails;
+// one a second or two late on an idle machine no longer does here (the
+// latency is logged; cached, it starts in milliseconds: docs/callflow.md).
+const greetingStartLimit = 4 * time.Second
 
 // hearMore waits until c has received d more of audio than h holds (d of
 // wall time at least, 10 s more at most: a loaded machine delivers late

@@ -73,11 +73,9 @@ func TestCallFlowQueue(t *testing.T) {
 	if d := invs[1].at.Sub(freed); d > 2500*time.Millisecond {
 		t.Errorf("the waiting call rang the freed agent %v after it was free, want within about a second", d)
 	}
-	deadline = time.Now().Add(5 * time.Second)
-	for len(a1.got("ACK")) < 2 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	time.Sleep(300 * time.Millisecond)
+	// The callers hang up once wagate has logged the third connect (the
+	// summaries must say connected), not after a fixed wait.
+	waitLogged(t, w, "call flow connected", 3)
 	hangup(t, c3, "the third caller")
 	hangup(t, c2, "the second caller")
 	var sum3 flowReq

@@ -264,9 +264,11 @@ func TestCDRDrain(t *testing.T) {
 		defer close(stopped)
 		w.terminate()
 	}()
-	// While draining: a new call is refused.
+	// While draining: a new call is refused. It is placed once wagate
+	// has taken the signal (it stops admitting, then logs "draining"),
+	// not after a fixed wait a loaded machine may outrun.
 	meta2 := e.newPeer("meta2", 2)
-	time.Sleep(200 * time.Millisecond)
+	w.waitLogMsg("draining", 0)
 	late := e.runSipp(sippSpec{Name: "meta_late", Scenario: "uac_expect.xml", Peer: meta2, Remote: w.SIPAddr, Calls: 1,
 		Args: expectArgs(businessNumber, waUser, "503")})
 	meta.requireOK() // BYE from wagate when the drain ended

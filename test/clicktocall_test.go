@@ -116,6 +116,15 @@ func firstSent(ua *sipua.UA, ok func(*sipua.Msg) bool) time.Time {
 
 func isInvite(m *sipua.Msg) bool { return m.Request && m.Method == "INVITE" }
 
+// waitRinging waits until rx got call.ringing for callID: wagate has
+// taken the user's 180, so what the test does next comes after it.
+func waitRinging(t *testing.T, rx *receiver, callID string) {
+	t.Helper()
+	rx.waitUntil(t, "call.ringing of "+callID, func(evs []rxEvent) bool {
+		return slices.ContainsFunc(ofCall(evs, callID), func(ev rxEvent) bool { return ev.Type == "call.ringing" })
+	})
+}
+
 // invites counts the INVITEs (not retransmissions) ua received.
 func invites(ua *sipua.UA) int {
 	branches := map[string]bool{}
@@ -387,7 +396,7 @@ func TestClickToCallUserNoAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 	in.Ring()
-	time.Sleep(300 * time.Millisecond)
+	waitRinging(t, rx, doc.CallID)
 	in.Reject(480, "Temporarily Unavailable")
 	waitBye(t, acall, "the agent")
 	w.waitIdle()
@@ -492,7 +501,10 @@ func TestClickToCallAgentHangsUpWhileUserRings(t *testing.T) {
 		t.Fatal(err)
 	}
 	in.Ring()
-	time.Sleep(200 * time.Millisecond)
+	// The agent hangs up once wagate has taken the user's 180 (its
+	// call.ringing): the 180 and the agent's BYE reach wagate on two
+	// sockets, and a loaded machine may take the BYE first.
+	waitRinging(t, rx, doc.CallID)
 	hangup(t, acall, "the agent")
 	select {
 	case <-in.Cancelled():

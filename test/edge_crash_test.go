@@ -89,7 +89,7 @@ func TestEdgeCrashRegressions(t *testing.T) {
 			}
 			opt := newRawPeer(t, e.Meta.IP, w)
 			if got := opt.exchange(fmt.Sprintf("OPTIONS sip:%s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bK-cr%s%d\r\nFrom: <sip:meta@%s>;tag=o\r\nTo: <sip:%s>\r\nCall-ID: cr-opt-%s-%d\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
-				opt.to, opt.local(), tr, i, opt.local(), opt.to, tr, i), 2*time.Second); !strings.HasPrefix(got, "SIP/2.0 200") {
+				opt.to, opt.local(), tr, i, opt.local(), opt.to, tr, i), replyLimit); !strings.HasPrefix(got, "SIP/2.0 200") {
 				t.Fatalf("after %s over %s: OPTIONS got %q", c.name, tr, got)
 			}
 		}

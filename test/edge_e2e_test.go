@@ -88,7 +88,11 @@ func TestViaNeverDialled(t *testing.T) {
 			// UDP: the endpoint's OPTIONS is answered to where it came
 			// from; the stranger's gets nothing.
 			p := newRawPeer(t, from, w)
-			got := p.exchange(viaOptions("UDP", via, fmt.Sprintf("via-u-%s-%d", from, i), w.SIPAddr), time.Second)
+			wait := time.Second // the stranger's: for no answer
+			if from == e.Meta.IP {
+				wait = replyLimit
+			}
+			got := p.exchange(viaOptions("UDP", via, fmt.Sprintf("via-u-%s-%d", from, i), w.SIPAddr), wait)
 			switch {
 			case from == e.Meta.IP && !strings.HasPrefix(got, "SIP/2.0 200"):
 				t.Errorf("endpoint's OPTIONS with Via %s: got %q at its source port, want 200", via, got)
@@ -117,10 +121,20 @@ func TestViaNeverDialled(t *testing.T) {
 	}
 }
 
+// floodSetupLimit bounds the setup of TestStrangerFlood's legitimate
+// call. It takes a few milliseconds, but this test's own flood sender,
+// a -race wagate and make test's other packages share two cores, where
+// any of the goroutines on the call's path can wait tens of milliseconds
+// for a core. The limit stays under SIP's T1 (500 ms): an INVITE, the
+// PBX's INVITE or a 200 that the flood crowded out of a socket buffer is
+// sent again only after T1, and then the call fails the test.
+const floodSetupLimit = 400 * time.Millisecond
+
 // TestStrangerFlood: 9,000 INVITEs from a stranger in 3 s (default
 // unknown_sources: drop) cost wagate next to nothing: its RSS stays within
 // 20 MB, the stranger gets nothing back (no 403, no retransmission), and a
-// legitimate call placed during the flood is answered in under 100 ms.
+// legitimate call placed during the flood is answered without a
+// retransmission (under floodSetupLimit; a few milliseconds unloaded).
 func TestStrangerFlood(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -181,8 +195,8 @@ func TestStrangerFlood(t *testing.T) {
 		t.Fatalf("call during the flood: %v", err)
 	}
 	t.Logf("call answered %v after its INVITE, during the flood", setup.Round(time.Microsecond))
-	if setup > 100*time.Millisecond {
-		t.Errorf("call during the flood answered after %v, want under 100 ms", setup.Round(time.Millisecond))
+	if setup > floodSetupLimit {
+		t.Errorf("call during the flood answered after %v, want under %v (no datagram of it lost)", setup.Round(time.Millisecond), floodSetupLimit)
 	}
 	<-flooded
 	if _, err := dlg.Bye(ctx); err != nil {

@@ -27,25 +27,41 @@ import (
 const streamGapLimit = time.Second
 
 // checkStream checks that s received a 20 ms stream between from and to:
-// at least 90 % of the packets, no gap over streamGapLimit. The longest
-// gap is logged.
+// no gap over streamGapLimit, and at least three quarters of the packets
+// the window holds beyond those one stall of the machine (the longest
+// silence, edges of the window included, up to the gap limit) accounts
+// for. The longest gap is logged.
 func checkStream(t *testing.T, what string, s *rtppeer.Session, from, to time.Time) {
 	t.Helper()
 	n := 0
+	var first, last time.Time
 	for _, f := range s.Frames() {
 		if !f.At.Before(from) && !f.At.After(to) {
 			n++
+			if first.IsZero() {
+				first = f.At
+			}
+			last = f.At
 		}
 	}
 	want := int(to.Sub(from) / (20 * time.Millisecond))
 	gap, at := arrivalGap(s, from, to)
 	t.Logf("%s: %d packets toward WhatsApp in %v (%d expected), longest gap %v at +%v", what, n, to.Sub(from).Round(time.Millisecond), want, gap.Round(time.Millisecond), at.Round(time.Millisecond))
-	// Three quarters: a stream at half rate fails, while a stall of the
-	// machine of up to the gap limit, whose turns the pacer skips rather
-	// than sends late, is allowed for (a 965 ms stall at load average
-	// ~200, with others, once left 157 of 252: no margin covers that).
-	if gap > streamGapLimit || n < want*3/4 {
-		t.Errorf("%s: the WhatsApp side got %d packets of %d, longest gap %v (limit %v)", what, n, want, gap.Round(time.Millisecond), streamGapLimit)
+	// Three quarters: a stream at half rate fails (its gaps are 40 ms),
+	// while a stall of the machine of up to the gap limit, whose turns the
+	// pacer skips rather than sends late, is allowed for. Its packets are
+	// left out of what is wanted, else a stall the limit allows fails a
+	// short window on the count alone (a 250 ms stall costs a 400 ms
+	// window 12 of its 20 packets; a 965 ms stall at load average ~200
+	// once left 157 of 252).
+	stall := gap
+	if !first.IsZero() {
+		stall = max(stall, first.Sub(from), to.Sub(last))
+	}
+	stall = min(stall, streamGapLimit)
+	excused := max(0, int(stall/(20*time.Millisecond))-1)
+	if gap > streamGapLimit || n < (want-excused)*3/4 {
+		t.Errorf("%s: the WhatsApp side got %d packets of %d (%d excused for its longest stall, %v), longest gap %v (limit %v)", what, n, want, excused, stall.Round(time.Millisecond), gap.Round(time.Millisecond), streamGapLimit)
 	}
 }
 

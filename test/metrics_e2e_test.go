@@ -149,7 +149,7 @@ func TestDrainTakesNodeOut(t *testing.T) {
 	options := func(callID string) string {
 		p := newRawPeer(t, e.PBX.IP, w)
 		return p.exchange(fmt.Sprintf("OPTIONS sip:%s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bK-%s\r\nFrom: <sip:probe@%s>;tag=d\r\nTo: <sip:%s>\r\nCall-ID: %s\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
-			p.to, p.local(), callID, p.local(), p.to, callID), 2*time.Second)
+			p.to, p.local(), callID, p.local(), p.to, callID), replyLimit)
 	}
 	if code, body := getReady(); code != 200 {
 		t.Fatalf("/readyz before the drain: %d %s", code, body)
@@ -170,7 +170,10 @@ func TestDrainTakesNodeOut(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond)
 	w.drain()
-	time.Sleep(300 * time.Millisecond)
+	// Checked once wagate has taken the signal (it stops admitting,
+	// then logs "draining"): a loaded machine may take longer to deliver
+	// and handle it than any fixed wait.
+	w.waitLogMsg("draining", 0)
 	if code, body := getReady(); code != 503 || !strings.Contains(body, "draining") {
 		t.Errorf("/readyz while draining: %d %s, want 503 naming the drain", code, body)
 	}

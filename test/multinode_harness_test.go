@@ -35,6 +35,15 @@ import (
 const (
 	probeInterval = 1 // s, Kamailio's OPTIONS probes
 	slotTTL       = "2s"
+	// redisTimeout is the nodes' permissions.redis.timeout, above the
+	// default 300 ms: redis-server fsyncs every write here, and on a
+	// machine as busy as make test's an operation took longer (i/o
+	// timeout), so the nodes marked Redis down and refused calls
+	// (TestMultiNodeDrain: 19 of 60 refused; a restarted node failed to
+	// claim its id and exited). No test asserts the timeout;
+	// TestMultiNodeRedisDown kills Redis, whose refused connections fail
+	// at once.
+	redisTimeout = "2s"
 )
 
 // redisProc is a redis-server started by a test.
@@ -183,8 +192,8 @@ func (c *cluster) nodeOpts(id string) wagateOpts {
 		APIExtra:    fmt.Sprintf(", token: {value: %q}, webhook: {app_secret: {value: %q}, verify_token: {value: verify}}", apiToken, webhookSecret),
 		MetaCIDRs:   ", " + e.ip(5) + "/32",
 		DialerCIDRs: ", " + e.ip(6) + "/32, " + e.ip(7) + "/32",
-		Extra: fmt.Sprintf("node_id: %s\npermissions: {enabled: true, backend: redis, redis: {address: %q, slot_ttl: %s, timeout: 300ms%s}, limits: {%s}}",
-			id, c.redis.addr, slotTTL, onDown, c.limits),
+		Extra: fmt.Sprintf("node_id: %s\npermissions: {enabled: true, backend: redis, redis: {address: %q, slot_ttl: %s, timeout: %s%s}, limits: {%s}}",
+			id, c.redis.addr, slotTTL, redisTimeout, onDown, c.limits),
 	}
 }
 

@@ -550,7 +550,7 @@ func TestRecordingLongCallIDOverUDP(t *testing.T) {
 			_, _ = p.conn.WriteToUDP([]byte(req), p.to)
 			continue
 		}
-		if got := p.exchange(req, 2*time.Second); !strings.HasPrefix(got, "SIP/2.0 200") {
+		if got := p.exchange(req, replyLimit); !strings.HasPrefix(got, "SIP/2.0 200") {
 			t.Errorf("BYE after the 8 KB INVITE: got %q, want 200", got)
 		}
 	}

@@ -26,6 +26,18 @@ const newAgentHz = 1500
 
 func newAgentTone() rtppeer.Source { return rtppeer.NewTone(newAgentHz, toneAmp, 8000) }
 
+// transferHearLimit bounds the silence the caller hears after the new
+// agent's first packet. The target is 100 ms (a packet time plus the
+// playout buffer's 20 ms: 20–40 ms unloaded), but the two ends are
+// stamped by two goroutines of this process (the new agent's sender,
+// the caller's reader) with a -race wagate between them, on two cores
+// make test keeps busy: -race runs at load 15 measured up to 77 ms
+// (docs/performance.md). 150 ms of slack on top keeps the check on what
+// the caller notices, a stream that does not switch to the new agent at
+// once (music on hold played on, media waiting for the NOTIFY or a
+// re-INVITE), without failing on a core that was busy for a moment.
+const transferHearLimit = 100*time.Millisecond + 150*time.Millisecond
+
 // ctl is a wagate whose pbx endpoint may transfer to users 2* of pbx2,
 // 1* of itself and the hunt list team (2101@pbx2, then 2102@pbx2), with
 // the three Go peers; the hunt list all rings 2201@pbx2 and 2202@pbx2 at
@@ -259,8 +271,8 @@ func TestTransferBlindUIC(t *testing.T) {
 	gap := maxArrivalGap(rc.meta.Media, referAt, time.Now())
 	t.Logf("transfer latency: REFER → new agent's first packet from wagate %v (its ring 300 ms included); new agent's first packet → the caller hears it %v; longest gap between packets toward WhatsApp during the transfer %v",
 		first.Sub(referAt).Round(time.Millisecond), loud.Sub(sent).Round(time.Millisecond), gap.Round(time.Millisecond))
-	if loud.IsZero() || loud.Sub(sent) > 100*time.Millisecond {
-		t.Errorf("the caller heard the new agent %v after its first packet, want under 100 ms", loud.Sub(sent))
+	if loud.IsZero() || loud.Sub(sent) > transferHearLimit {
+		t.Errorf("the caller heard the new agent %v after its first packet, want under %v (target 100 ms)", loud.Sub(sent), transferHearLimit)
 	}
 	if !loud.IsZero() {
 		checkStream(t, "during the transfer", rc.meta.Media, referAt, loud)
