@@ -250,14 +250,30 @@ func (r *Redis) checkDurable(ctx context.Context, allow bool) error {
 }
 
 // claimAtStart takes the node id. A holder that does not let go within
-// SlotTTL (plus a second) is another running node.
+// SlotTTL (plus a second) is another running node. A claim that fails (a
+// Redis slow to answer, an fsync that outlasts the timeout) is tried
+// again until then too: the claim is idempotent for this instance, and a
+// node that exits at its first slow answer turns a busy Redis into a node
+// out of service.
 func (r *Redis) claimAtStart(ctx context.Context) error {
 	deadline := time.Now().Add(r.slotTTL + time.Second)
-	warned := false
+	warned, failed := false, false
 	for {
 		ok, holder, ttl, _, err := r.claim(ctx)
 		if err != nil {
-			return fmt.Errorf("permissions: redis: claim node id %q: %w", r.nodeID, err)
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				return fmt.Errorf("permissions: redis: claim node id %q: %w", r.nodeID, err)
+			}
+			if !failed {
+				r.log.Warn("claiming node_id failed; trying again until slot_ttl has passed", "node_id", r.nodeID, "error", err)
+				failed = true
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
 		}
 		if ok {
 			return nil

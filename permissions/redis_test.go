@@ -455,3 +455,31 @@ func TestRedisSlow(t *testing.T) {
 	_, res := reserve(t, r, k, Allow)
 	res.Finish(Failed)
 }
+
+// TestRedisClaimRetriesSlowAnswer: a node starting while Redis is slow to
+// answer its writes (here CLIENT PAUSE WRITE, as a long fsync would) keeps
+// trying to claim its node id until slot_ttl has passed, instead of
+// exiting at the first timed-out claim; once Redis answers it is up.
+func TestRedisClaimRetriesSlowAnswer(t *testing.T) {
+	srv := startRedis(t)
+	cli := redis.NewClient(&redis.Options{Addr: srv.addr, DisableIdentity: true, Protocol: 2})
+	defer cli.Close()
+	// Reads (PING, CONFIG GET) still answer; every script waits 1.2 s.
+	if err := cli.Do(context.Background(), "CLIENT", "PAUSE", "1200", "WRITE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	r := openRedis(t, srv, "n1", DefaultLimits(), func(o *RedisOptions) {
+		o.Timeout = 300 * time.Millisecond
+		o.SlotTTL = 2 * time.Second
+	})
+	if took := time.Since(start); took < time.Second {
+		t.Errorf("the store opened %v after the pause began: the claim did not wait for Redis", took)
+	}
+	k := key("+16505550001")
+	if err := r.Grant(k, true, time.Time{}, "api"); err != nil {
+		t.Fatalf("grant after the slow start: %v", err)
+	}
+	_, res := reserve(t, r, k, Allow)
+	res.Finish(Failed)
+}
