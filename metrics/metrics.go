@@ -74,6 +74,7 @@ type Metrics struct {
 	talk       *prometheus.HistogramVec // direction
 	jitter     *prometheus.HistogramVec // leg
 	lossRatio  *prometheus.HistogramVec // leg
+	playout    *prometheus.HistogramVec // leg
 	transcoded prometheus.Counter
 
 	mu      sync.Mutex
@@ -94,6 +95,7 @@ func New(src Sources) *Metrics {
 	m.talk = f.histogramVec("wagate_call_talk_seconds", "Talk time of answered calls.", prometheus.ExponentialBuckets(5, 2, 12), "direction")
 	m.jitter = f.histogramVec("wagate_call_jitter_seconds", "Interarrival jitter (RFC 3550) at the end of each answered call, of what each leg sent.", []float64{0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.2}, "leg")
 	m.lossRatio = f.histogramVec("wagate_call_packet_loss_ratio", "Fraction of RTP packets each leg sent that were lost, per answered call.", []float64{0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2}, "leg")
+	m.playout = f.histogramVec("wagate_call_playout_delay_seconds", "Mean depth of the playout (jitter) buffer wagate ran for what each leg sent, per answered call, where wagate paces it (toward WhatsApp, and transcoded directions): the delay it added to follow that leg's jitter.", []float64{0.02, 0.04, 0.06, 0.08, 0.1, 0.12, 0.16, 0.2, 0.3}, "leg")
 	m.transcoded = f.counter("wagate_calls_transcoded_total", "Answered calls whose media was transcoded (the legs' codecs differ).")
 
 	// Series that exist from the start, so dashboards and alerts see them
@@ -108,6 +110,7 @@ func New(src Sources) *Metrics {
 	for _, leg := range []string{"a", "b"} {
 		m.jitter.WithLabelValues(leg)
 		m.lossRatio.WithLabelValues(leg)
+		m.playout.WithLabelValues(leg)
 	}
 
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -168,6 +171,9 @@ func (m *Metrics) CallEnded(cdr events.CDR) {
 		}
 		m.jitter.WithLabelValues(d.leg).Observe(d.s.JitterMS / 1000)
 		m.lossRatio.WithLabelValues(d.leg).Observe(float64(d.s.Lost) / float64(d.s.Lost+d.s.Packets))
+		if d.s.JitterBufferMS > 0 { // 0: relayed as it came, no playout buffer
+			m.playout.WithLabelValues(d.leg).Observe(d.s.JitterBufferMS / 1000)
+		}
 	}
 }
 

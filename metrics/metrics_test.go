@@ -72,7 +72,8 @@ func TestMetricsFromCalls(t *testing.T) {
 	m.CallEnded(events.CDR{CallID: "c1", Direction: events.UIC, BusinessNumber: "+15550100001", Outcome: events.Answered,
 		AnsweredAt: now.Add(-30 * time.Second), EndedAt: now,
 		A: events.Leg{Codec: "opus"}, B: events.Leg{Codec: "PCMU"},
-		Media: events.Media{AtoB: events.MediaStats{Packets: 95, Lost: 5, JitterMS: 3}}})
+		Media: events.Media{AtoB: events.MediaStats{Packets: 95, Lost: 5, JitterMS: 3, JitterBufferMS: 60},
+			BtoA: events.MediaStats{Packets: 100}}})
 	m.CallRefused(events.CDR{Direction: events.BIC, SIPCode: 403, WABAError: 138006})
 
 	got := scrape(t, m)
@@ -87,6 +88,9 @@ func TestMetricsFromCalls(t *testing.T) {
 		{"wagate_call_talk_seconds", "direction=UIC", 1},
 		{"wagate_call_packet_loss_ratio", "leg=a", 1},
 		{"wagate_calls_transcoded_total", "", 1},
+		// A's audio went through a playout buffer; B's was relayed as it came.
+		{"wagate_call_playout_delay_seconds", "leg=a", 1},
+		{"wagate_call_playout_delay_seconds", "leg=b", 0},
 		{"wagate_calls_active", "", 3},
 		{"wagate_draining", "", 1},
 		{"wagate_sip_edge_refused_total", "reason=stranger", 7},
