@@ -122,6 +122,17 @@ func TestMediaJitterNoInsertedSilence(t *testing.T) {
 	waitBye(t, c.pbx, "the PBX")
 	w.waitIdle()
 
+	// An operator sees the playout delay wagate ran toward WhatsApp: one
+	// answered call, its PBX audio (leg b) through a buffer whose mean
+	// depth lies within media.jitter_buffer's defaults (20–120 ms).
+	metrics := scrapeMetrics(t, w.e)
+	n, _ := metricValue(metrics, "wagate_call_playout_delay_seconds_count", `leg="b"`)
+	sum, _ := metricValue(metrics, "wagate_call_playout_delay_seconds_sum", `leg="b"`)
+	t.Logf("playout delay toward WhatsApp in the metrics: %v call(s), mean depth %.0f ms", n, 1000*sum/max(n, 1))
+	if n != 1 || sum < 0.0199 || sum > 0.1201 {
+		t.Errorf("wagate_call_playout_delay_seconds{leg=\"b\"}: count %v, sum %v s; want one call of 0.02–0.12 s", n, sum)
+	}
+
 	sent := c.pbx.Media.Stats()
 	frames := c.meta.Media.Frames()
 	// The first frame of each mark.
