@@ -204,11 +204,19 @@ func NewManager(cfg configs.Media, log *slog.Logger) (*Manager, error) {
 		jbMin:            jbMin,
 		jbMax:            jbMax,
 		dtx:              dtx,
-		pacer:            NewPacer(0),
+		pacer:            newWatchedPacer(log),
 		opusSilence:      silence,
 		relatch:          cfg.RelatchPackets,
 		opus:             opus,
 	}, nil
+}
+
+// newWatchedPacer is the manager's pacer, which warns in log when it runs
+// late.
+func newWatchedPacer(log *slog.Logger) *Pacer {
+	p := NewPacer(0)
+	p.WarnWhenLate(log)
+	return p
 }
 
 // Close closes the sockets of the port pairs that are free (kept bound

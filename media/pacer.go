@@ -33,6 +33,7 @@ type Pacer struct {
 	epoch  time.Time
 	shards []*pacerShard
 	next   atomic.Uint32
+	watch  pacerWatch
 }
 
 const (
@@ -359,4 +360,5 @@ func (s *pacerShard) runDue(now time.Time) {
 		batch[k] = nil
 	}
 	s.batch = batch[:0]
+	s.p.checkLate(now)
 }

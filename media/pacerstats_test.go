@@ -1,6 +1,8 @@
 package media
 
 import (
+	"encoding/json"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -66,4 +68,64 @@ func TestPacerLateness(t *testing.T) {
 	if s.Late < held*(block-time.Millisecond-time.Millisecond) {
 		t.Errorf("summed lateness %v, want at least %v", s.Late, held*(block-2*time.Millisecond))
 	}
+}
+
+// TestPacerWarnsWhenLate: a pacer whose jobs keep beginning more than
+// 5 ms late says so in the log, once per window at most, with the
+// window's figures.
+func TestPacerWarnsWhenLate(t *testing.T) {
+	defer func(every time.Duration, min uint64) { pacerWarnEvery, pacerWarnMinJobs = every, min }(pacerWarnEvery, pacerWarnMinJobs)
+	pacerWarnEvery, pacerWarnMinJobs = 100*time.Millisecond, 5
+
+	var mu sync.Mutex
+	var lines []map[string]any
+	log := slog.New(slog.NewJSONHandler(writerFunc(func(b []byte) {
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err == nil {
+			mu.Lock()
+			lines = append(lines, m)
+			mu.Unlock()
+		}
+	}), nil))
+
+	p := NewPacer(1)
+	p.WarnWhenLate(log)
+	// A job that overruns its turn: each run takes 7 ms and asks to run
+	// again 1 ms after it began, so every run begins about 6 ms late.
+	overrun := func(runs *int, done chan<- struct{}) func(time.Time) time.Time {
+		return func(now time.Time) time.Time {
+			time.Sleep(7 * time.Millisecond)
+			if *runs++; *runs == 100 {
+				close(done)
+				return time.Time{}
+			}
+			return now.Add(time.Millisecond)
+		}
+	}
+	var runs int
+	done := make(chan struct{})
+	start := time.Now()
+	p.Schedule(start, overrun(&runs, done))
+	<-done
+	took := time.Since(start)
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(lines) == 0 {
+		t.Fatalf("no warning in %v of jobs beginning 6 ms late", took)
+	}
+	if most := int(took/pacerWarnEvery) + 1; len(lines) > most {
+		t.Errorf("%d warnings in %v, want at most one per %v window", len(lines), took, pacerWarnEvery)
+	}
+	w := lines[0]
+	if w["level"] != "WARN" || w["over_5ms"] == nil || w["jobs"] == nil || w["over_5ms"].(float64) < pacerWarnShare*w["jobs"].(float64) {
+		t.Errorf("warning %v: want WARN with the window's jobs and those over 5 ms late", w)
+	}
+}
+
+type writerFunc func([]byte)
+
+func (f writerFunc) Write(b []byte) (int, error) {
+	f(b)
+	return len(b), nil
 }
