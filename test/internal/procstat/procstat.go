@@ -85,3 +85,27 @@ func MachineCPU() (busy, total time.Duration, err error) {
 	tick := time.Second / time.Duration(ClockTick)
 	return time.Duration(sum-idle) * tick, time.Duration(sum) * tick, nil
 }
+
+// StealCPU is the time the hypervisor gave this machine's CPUs to others
+// while they had work (the steal column of /proc/stat), and the total, since
+// boot. On a virtual machine a load figure taken while steal was high says
+// more about the host's other tenants than about the code measured.
+func StealCPU() (steal, total time.Duration, err error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, 0, errors.New("procstat: /proc/stat: no steal column")
+	}
+	var sum int64
+	for _, v := range f[1:9] {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		sum += n
+	}
+	st, _ := strconv.ParseInt(f[8], 10, 64)
+	tick := time.Second / time.Duration(ClockTick)
+	return time.Duration(st) * tick, time.Duration(sum) * tick, nil
+}

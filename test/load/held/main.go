@@ -205,6 +205,9 @@ type result struct {
 	// window (nil: not read).
 	pacer    pacerHist
 	pacerErr error
+	// steal is the share of the machine's CPU time the hypervisor gave to
+	// others in the window (-1: not known).
+	steal float64
 }
 
 func (r result) print() {
@@ -239,6 +242,13 @@ func (r result) print() {
 			r.pacer[math.Inf(1)], 100*r.pacer.share(0.001), 100*r.pacer.share(0.005), 1000*r.pacer.quantile(0.99))
 	} else if r.pacerErr != nil {
 		fmt.Printf("      ! wagate's pacer histogram: %v\n", r.pacerErr)
+	}
+	if r.steal >= 0 {
+		warn := ""
+		if r.steal > 0.05 {
+			warn = " (!: the host's other tenants took CPU; compare with care)"
+		}
+		fmt.Printf("      host: %.1f %% of CPU time stolen by the hypervisor in the window%s\n", 100*r.steal, warn)
 	}
 	fmt.Printf("      %d streams toward Meta seen in the window; RSS %.1f MiB idle, %.1f MiB held\n", r.streams, float64(r.rssIdle)/1024, float64(r.rssMax)/1024)
 }
@@ -383,6 +393,7 @@ func runStep(ctx context.Context, o options, n int) (result, error) {
 	}
 	g0, _ := procstat.CPUTime("self")
 	p0, p0err := w.pacerLateness()
+	s0, t0cpu, s0err := procstat.StealCPU()
 	rx.startWindow()
 	t0 := time.Now()
 	sample := time.NewTicker(time.Second)
@@ -406,6 +417,10 @@ loop:
 	r.window = time.Since(t0)
 	r.cpu, r.gen = c1-c0, g1-g0
 	r.late, r.packets, r.lost, r.streams = rx.endWindow()
+	r.steal = -1
+	if s1, t1cpu, err := procstat.StealCPU(); err == nil && s0err == nil && t1cpu > t0cpu {
+		r.steal = float64(s1-s0) / float64(t1cpu-t0cpu)
+	}
 	if p1, err := w.pacerLateness(); err != nil || p0err != nil {
 		r.pacerErr = errors.Join(p0err, err)
 	} else {
