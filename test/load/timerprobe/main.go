@@ -7,7 +7,8 @@
 //
 // It sleeps -n times until the next multiple of -period, three ways, one
 // after another, and prints each way's lateness (wake-up time less due
-// time): p50, p90, p99, p99.9, max and the share within 1 ms.
+// time): p50, p90, p99, p99.9, max and the share within 1 ms, and how
+// much CPU time the hypervisor stole meanwhile.
 //
 //	poller    a timerfd read through Go's poller (wagate's pacer on Linux)
 //	blocking  a blocking read of a timerfd (one thread, no poller)
@@ -24,6 +25,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/wagate/wagate/test/internal/procstat"
 	"golang.org/x/sys/unix"
 )
 
@@ -37,6 +39,7 @@ func main() {
 	}
 	fmt.Printf("# %d wake-ups every %v per way\n", *n, *period)
 	fmt.Printf("%-9s %9s %9s %9s %9s %9s %8s\n", "way", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "≤1ms %")
+	s0, t0, err0 := procstat.StealCPU()
 	for _, way := range []string{"poller", "blocking", "sleep"} {
 		late, err := probe(way, *n, *period)
 		if err != nil {
@@ -44,6 +47,9 @@ func main() {
 			os.Exit(1)
 		}
 		report(way, late)
+	}
+	if s1, t1, err := procstat.StealCPU(); err == nil && err0 == nil && t1 > t0 {
+		fmt.Printf("# the hypervisor stole %.1f %% of this machine's CPU time meanwhile\n", 100*float64(s1-s0)/float64(t1-t0))
 	}
 }
 
