@@ -62,21 +62,12 @@ func RSSKiB(pid int) (int64, error) {
 // MachineCPU is the time all CPUs spent busy and in total since boot
 // (first line of /proc/stat; idle and iowait count as not busy).
 func MachineCPU() (busy, total time.Duration, err error) {
-	b, err := os.ReadFile("/proc/stat")
+	f, err := cpuLine()
 	if err != nil {
 		return 0, 0, err
 	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	if len(f) < 8 || f[0] != "cpu" {
-		return 0, 0, errors.New("procstat: /proc/stat: no cpu line")
-	}
 	var sum, idle int64
-	for i, v := range f[1:] {
-		if i >= 8 {
-			break
-		}
-		n, _ := strconv.ParseInt(v, 10, 64)
+	for i, n := range f {
 		sum += n
 		if i == 3 || i == 4 {
 			idle += n
@@ -91,21 +82,34 @@ func MachineCPU() (busy, total time.Duration, err error) {
 // boot. On a virtual machine a load figure taken while steal was high says
 // more about the host's other tenants than about the code measured.
 func StealCPU() (steal, total time.Duration, err error) {
-	b, err := os.ReadFile("/proc/stat")
+	f, err := cpuLine()
 	if err != nil {
 		return 0, 0, err
 	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	if len(f) < 9 || f[0] != "cpu" {
-		return 0, 0, errors.New("procstat: /proc/stat: no steal column")
-	}
 	var sum int64
-	for _, v := range f[1:9] {
-		n, _ := strconv.ParseInt(v, 10, 64)
+	for _, n := range f {
 		sum += n
 	}
-	st, _ := strconv.ParseInt(f[8], 10, 64)
 	tick := time.Second / time.Duration(ClockTick)
-	return time.Duration(st) * tick, time.Duration(sum) * tick, nil
+	return time.Duration(f[7]) * tick, time.Duration(sum) * tick, nil
+}
+
+// cpuLine is the first eight columns of /proc/stat's cpu line, in ticks:
+// user, nice, system, idle, iowait, irq, softirq, steal (guest time is
+// already inside user).
+func cpuLine() ([8]int64, error) {
+	var f [8]int64
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return f, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	cols := strings.Fields(line)
+	if len(cols) < 9 || cols[0] != "cpu" {
+		return f, errors.New("procstat: /proc/stat: no cpu line with a steal column")
+	}
+	for i := range f {
+		f[i], _ = strconv.ParseInt(cols[1+i], 10, 64)
+	}
+	return f, nil
 }
