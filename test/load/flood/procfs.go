@@ -12,9 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
-
-	"github.com/wagate/wagate/test/internal/procstat"
 )
 
 // memKiB is VmRSS and VmHWM of pid, and its thread count.
@@ -92,33 +89,6 @@ func checkFDLimit(need int) error {
 		return fmt.Errorf("open-file limit too low: this run needs about %d descriptors in this tool and as many in wagate, the limit is %d (hard %d); raise it first, e.g. `ulimit -n %d` in the shell that runs the tool", need, lim.Cur, lim.Max, need+1024)
 	}
 	return nil
-}
-
-// machineCPU is the busy and total time of all CPUs (/proc/stat), busy
-// being everything but idle and iowait.
-func machineCPU() (busy, total time.Duration, err error) {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0, 0, err
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	if len(f) < 8 || f[0] != "cpu" {
-		return 0, 0, fmt.Errorf("/proc/stat: no cpu line")
-	}
-	var sum, idle int64
-	for i, v := range f[1:] {
-		if i >= 8 { // guest and guest_nice are already in user and nice
-			break
-		}
-		n, _ := strconv.ParseInt(v, 10, 64)
-		sum += n
-		if i == 3 || i == 4 {
-			idle += n
-		}
-	}
-	tick := time.Second / time.Duration(procstat.ClockTick)
-	return time.Duration(sum-idle) * tick, time.Duration(sum) * tick, nil
 }
 
 // listenOverflows is the kernel's count of connections dropped because a

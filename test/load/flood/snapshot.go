@@ -37,7 +37,7 @@ func snap(w *wagateProc) snapshot {
 		s.fds = n
 	}
 	s.logBytes = w.logSize()
-	s.busy, s.total, _ = machineCPU()
+	s.busy, s.total, _ = procstat.MachineCPU()
 	s.listenOverflows, _ = listenOverflows()
 	return s
 }
@@ -81,12 +81,12 @@ func others(a, b snapshot) float64 {
 func waitIdle(ctx context.Context, limit time.Duration) {
 	deadline := time.Now().Add(limit)
 	for {
-		b0, _, _ := machineCPU()
+		b0, _, _ := procstat.MachineCPU()
 		t0 := time.Now()
 		if !wait(ctx, 2*time.Second) {
 			return
 		}
-		b1, _, _ := machineCPU()
+		b1, _, _ := procstat.MachineCPU()
 		busy := 100 * float64(b1-b0) / float64(time.Since(t0))
 		if busy < 10 {
 			return
