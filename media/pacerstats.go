@@ -18,8 +18,9 @@ var PacerLatenessBuckets = [...]float64{0.0005, 0.001, 0.002, 0.005, 0.01, 0.02,
 // before it in the same wake-up.
 //
 // Operators watch it because it moves before the audio does: jobs
-// running late mean the node is short of CPU (or the runtime could not
-// schedule the pacer), and paced audio then leaves late or in bursts.
+// running late mean the node is short of CPU, or its host (a virtual
+// machine's hypervisor) wakes it late, and paced audio then leaves late or
+// in bursts.
 type PacerStats struct {
 	// Counts[i] is the jobs that ran at most PacerLatenessBuckets[i]
 	// late and more than the bound before it; the last element counts
