@@ -74,7 +74,8 @@
 # -trace_stat file; calls still unfinished at the end count as failed), the
 # caller's retransmissions, wagate's CPU time (utime+stime from /proc/PID/stat)
 # in total and per call, its peak RSS (VmHWM), roughly how busy the machine
-# was (/proc/stat), how many datagrams wagate's SIP socket dropped because its
+# was and how much CPU time the hypervisor stole (/proc/stat; over 5 % it is
+# flagged), how many datagrams wagate's SIP socket dropped because its
 # receive queue was full (/proc/net/udp), and what /v1/status says once the
 # calls are over. Every wait is bounded; every process started is stopped by
 # its pid on exit.
@@ -212,11 +213,12 @@ udp_drops() {
     awk -v k="$key" '$2 == k { print $NF; found = 1 } END { if (!found) print 0 }' /proc/net/udp
 }
 
-# machine_ticks: busy and total clock ticks of all CPUs (/proc/stat; busy is
+# machine_ticks: busy, total and stolen clock ticks of all CPUs (/proc/stat;
+# stolen: the hypervisor gave them to other tenants; busy is
 # all but idle and iowait), to tell whether a run saturated the machine
 # (wagate and both SIPps share it).
 machine_ticks() {
-    awk '$1 == "cpu" { t = 0; for (i = 2; i <= 9; i++) t += $i; print t - $5 - $6, t; exit }' /proc/stat
+    awk '$1 == "cpu" { t = 0; for (i = 2; i <= 9; i++) t += $i; print t - $5 - $6, t, $9; exit }' /proc/stat
 }
 
 # stat_col FILE NAME: column NAME of the last row of a SIPp -trace_stat CSV.
@@ -571,7 +573,9 @@ one_run() {
     awk -v a="$m0" -v b="$m1" -v w=$(( t1 - t0 )) -v n="$(getconf _NPROCESSORS_ONLN)" 'BEGIN {
         split(a, x, " "); split(b, y, " ")
         if (y[2] > x[2]) printf "  machine: about %.0f%% of %d00%% busy during the run (tick-sampled /proc/stat; the system under test %.0f%%, the rest mostly the two SIPps)\n",
-            100 * n * (y[1] - x[1]) / (y[2] - x[2]), n, 100 * n * w / (y[2] - x[2]) }'
+            100 * n * (y[1] - x[1]) / (y[2] - x[2]), n, 100 * n * w / (y[2] - x[2])
+        if (y[2] > x[2]) printf "  host: the hypervisor stole %.1f%% of the CPU time%s\n", 100 * (y[3] - x[3]) / (y[2] - x[2]),
+            ((y[3] - x[3]) > 0.05 * (y[2] - x[2]) ? " (!: other tenants took CPU; compare runs with care)" : "") }'
     echo "  $PROXY's SIP socket: $(( d1 - d0 )) datagrams dropped (receive queue full)"
     if [[ $PROXY == wagate ]]; then report_status; fi
     stop_wagate
