@@ -242,11 +242,12 @@ func (e *edge) request(dst []byte, m *rawMessage, src netip.AddrPort, tr string)
 		return e.answerUnlessACK(ack, reasonMalformed, src, "malformed Via header", m, 400, "Bad Request")
 	}
 	m.ensureContentLength()
-	if n := m.canonicalLen(); !stream && dst != nil && n > cap(dst) {
+	n := m.canonicalLen()
+	if !stream && dst != nil && n > cap(dst) {
 		return e.answerUnlessACK(ack, reasonTooLarge, src, strconv.Itoa(n)+" bytes once canonical, over the "+strconv.Itoa(cap(dst))+"-byte read buffer",
 			m, 513, "Message Too Large")
 	}
-	in := m.appendCanonical(dst)
+	in := m.appendCanonical(dst, n)
 	parsed, err := e.parser.ParseSIP(in)
 	if err != nil {
 		return e.answerUnlessACK(ack, reasonMalformed, src, "unparseable: "+err.Error(), m, 400, "Bad Request")
@@ -279,10 +280,11 @@ func (e *edge) response(dst []byte, m *rawMessage, src netip.AddrPort, stream bo
 	m.normalizeVias()
 	m.normalizeNameAddrs()
 	m.ensureContentLength()
-	if !stream && dst != nil && m.canonicalLen() > cap(dst) {
+	n := m.canonicalLen()
+	if !stream && dst != nil && n > cap(dst) {
 		return e.refuse(reasonTooLarge, src, "response", verdict{})
 	}
-	in := m.appendCanonical(dst)
+	in := m.appendCanonical(dst, n)
 	parsed, err := e.parser.ParseSIP(in)
 	if err != nil {
 		return e.refuse(reasonBadResponse, src, err.Error(), verdict{close: stream})

@@ -483,7 +483,7 @@ func splitOutsideQuotes(s string, sep byte) []string {
 
 // canonical returns the message with CRLF line ends and one line per
 // header field, the only form handed to sipgo.
-func (m *rawMessage) canonical() []byte { return m.appendCanonical(nil) }
+func (m *rawMessage) canonical() []byte { return m.appendCanonical(nil, m.canonicalLen()) }
 
 // canonicalLen is the length of the canonical form.
 func (m *rawMessage) canonicalLen() int {
@@ -494,10 +494,11 @@ func (m *rawMessage) canonicalLen() int {
 	return n
 }
 
-// appendCanonical writes the canonical form to dst[:0], in place when it
-// has room (a reader's buffer), else to one new buffer of the exact size.
-func (m *rawMessage) appendCanonical(dst []byte) []byte {
-	n := m.canonicalLen()
+// appendCanonical writes the canonical form, n bytes (canonicalLen, which
+// the edge has already measured against the read buffer), to dst[:0], in
+// place when it has room (a reader's buffer), else to one new buffer of
+// the exact size.
+func (m *rawMessage) appendCanonical(dst []byte, n int) []byte {
 	out := dst[:0]
 	if cap(out) < n {
 		out = make([]byte, 0, n)

@@ -224,7 +224,7 @@ func checkAgainstReference(t *testing.T, prev, data []byte, src netip.AddrPort, 
 			continue
 		}
 		dst := bytes.Repeat([]byte{'#'}, size)
-		if got := m.appendCanonical(dst); !bytes.Equal(got, ref) {
+		if got := m.appendCanonical(dst, m.canonicalLen()); !bytes.Equal(got, ref) {
 			t.Fatalf("canonical form in a %d-byte buffer differs on %q:\n got %q\nwant %q", size, data, got, ref)
 		}
 	}
