@@ -331,7 +331,7 @@ func TestCallFlowFallback(t *testing.T) {
 		// The message, then the fallback extension answers: the caller
 		// hangs up once wagate logs the connect (the summary must say it
 		// was answered), not after a fixed wait a loaded machine outruns.
-		waitLogged(t, w, "call flow connected", i+1)
+		w.waitLogCount("call flow connected", i+1, flowLimit)
 		hangup(t, c, "the caller ("+m+")")
 		if m == "down" {
 			continue
@@ -481,28 +481,6 @@ func TestBaresipCallFlowPrompt(t *testing.T) {
 	fs.checkSigned(t)
 	s := w.waitIdle()
 	w.expectCounts(s, 1, 1)
-}
-
-// waitLogged waits until wagate has logged n lines whose msg is msg
-// (flowLimit at most).
-func waitLogged(t *testing.T, w *wagate, msg string, n int) {
-	t.Helper()
-	deadline := time.Now().Add(flowLimit)
-	for {
-		got := 0
-		for _, l := range w.logLines() {
-			if l.str("msg") == msg {
-				got++
-			}
-		}
-		if got >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("wagate logged %d %q lines within %v, want %d", got, msg, flowLimit, n)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // greetingStartLimit bounds the silence after the 200 OK before the

@@ -75,7 +75,7 @@ func TestCallFlowQueue(t *testing.T) {
 	}
 	// The callers hang up once wagate has logged the third connect (the
 	// summaries must say connected), not after a fixed wait.
-	waitLogged(t, w, "call flow connected", 3)
+	w.waitLogCount("call flow connected", 3, flowLimit)
 	hangup(t, c3, "the third caller")
 	hangup(t, c2, "the second caller")
 	var sum3 flowReq

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -41,16 +42,42 @@ func (w *wagate) logLines() []logLine {
 // skip lines, and returns it.
 func (w *wagate) waitLogMsg(msg string, skip int) logLine {
 	w.t.Helper()
-	deadline := time.Now().Add(reloadLimit)
-	for {
-		lines := w.logLines()
+	var found logLine
+	w.pollLog(fmt.Sprintf("no %q", msg), reloadLimit, func(lines []logLine) bool {
 		for _, l := range lines[min(skip, len(lines)):] {
 			if l.str("msg") == msg {
-				return l
+				found = l
+				return true
 			}
 		}
+		return false
+	})
+	return found
+}
+
+// waitLogCount waits until wagate has logged n lines whose msg is msg
+// (limit at most).
+func (w *wagate) waitLogCount(msg string, n int, limit time.Duration) {
+	w.t.Helper()
+	w.pollLog(fmt.Sprintf("fewer than %d %q lines", n, msg), limit, func(lines []logLine) bool {
+		got := 0
+		for _, l := range lines {
+			if l.str("msg") == msg {
+				got++
+			}
+		}
+		return got >= n
+	})
+}
+
+// pollLog reads wagate's log every 50 ms until done says it holds what
+// is awaited, failing with want after limit.
+func (w *wagate) pollLog(want string, limit time.Duration, done func([]logLine) bool) {
+	w.t.Helper()
+	deadline := time.Now().Add(limit)
+	for !done(w.logLines()) {
 		if time.Now().After(deadline) {
-			w.t.Fatalf("wagate logged no %q within %v", msg, reloadLimit)
+			w.t.Fatalf("wagate logged %s within %v", want, limit)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

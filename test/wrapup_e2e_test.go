@@ -96,7 +96,7 @@ func TestCallFlowQueueWrapUp(t *testing.T) {
 	// The first caller hangs up once the second is in line (its flow's
 	// queue action has run), not after a fixed wait a loaded machine may
 	// outrun: a call queued after the wrap-up ended would ring at once.
-	waitLogged(t, w, "call flow queued", 2)
+	w.waitLogCount("call flow queued", 2, flowLimit)
 	gone := time.Now() // before the caller's BYE, which ends the agent's leg
 	hangup(t, c1, "the first caller")
 	freed := a1.one("BYE").at
