@@ -49,19 +49,13 @@ func (p *rawPeer) finals(ids []string, wait time.Duration) map[string]string {
 	for _, id := range ids {
 		want[id] = true
 	}
-	buf := make([]byte, 65535)
-	_ = p.conn.SetReadDeadline(time.Now().Add(wait))
-	for len(out) < len(ids) {
-		n, _, err := p.conn.ReadFromUDP(buf)
-		if err != nil {
-			break
-		}
-		res := string(buf[:n])
-		id := headerOf(res, "Call-ID")
-		if strings.HasPrefix(res, "SIP/2.0 1") || !want[id] || out[id] != "" {
-			continue
-		}
-		out[id] = res
+	if len(ids) > 0 {
+		p.readFinals(wait, func(id, res string) bool {
+			if want[id] && out[id] == "" {
+				out[id] = res
+			}
+			return len(out) == len(ids)
+		})
 	}
 	return out
 }
@@ -81,23 +75,36 @@ func (p *rawPeer) exchangeMsg(msg string, wait time.Duration) string {
 	if _, err := p.conn.WriteToUDP([]byte(msg), p.to); err != nil {
 		p.t.Fatalf("send: %v", err)
 	}
+	id := headerOf(msg, "Call-ID")
+	got := ""
+	p.readFinals(wait, func(rid, res string) bool {
+		if id != "" && rid != id {
+			return false // a late answer to an earlier message
+		}
+		got = res
+		return true
+	})
+	return got
+}
+
+// readFinals hands each final (non-1xx) response p reads, with its
+// Call-ID, to take until take says it has what it waits for or wait has
+// passed.
+func (p *rawPeer) readFinals(wait time.Duration, take func(callID, res string) bool) {
 	buf := make([]byte, 65535)
-	deadline := time.Now().Add(wait)
+	_ = p.conn.SetReadDeadline(time.Now().Add(wait))
 	for {
-		_ = p.conn.SetReadDeadline(deadline)
 		n, _, err := p.conn.ReadFromUDP(buf)
 		if err != nil {
-			return ""
+			return
 		}
 		res := string(buf[:n])
-		line, _, _ := strings.Cut(res, "\r\n")
-		if strings.HasPrefix(line, "SIP/2.0 1") {
+		if strings.HasPrefix(res, "SIP/2.0 1") {
 			continue
 		}
-		if id := headerOf(msg, "Call-ID"); id != "" && headerOf(res, "Call-ID") != id {
-			continue // a late answer to an earlier message
+		if take(headerOf(res, "Call-ID"), res) {
+			return
 		}
-		return res
 	}
 }
 
