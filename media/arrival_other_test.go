@@ -11,4 +11,4 @@ import (
 // reads it.
 func stampArrivals(*net.UDPConn) {}
 
-func arrivalOf([]byte) (time.Time, bool) { return time.Time{}, false }
+func arrivalOf([]byte, time.Time) (time.Time, bool) { return time.Time{}, false }

@@ -150,9 +150,10 @@ func (p *peer) recvAt(d time.Duration) ([]byte, time.Time) {
 	if err != nil {
 		return nil, time.Time{}
 	}
-	at, ok := arrivalOf(oob[:oobn])
+	now := time.Now()
+	at, ok := arrivalOf(oob[:oobn], now)
 	if !ok {
-		at = time.Now()
+		at = now
 	}
 	return buf[:n], at
 }

@@ -17,6 +17,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/wagate/wagate/test/internal/kstamp"
 )
 
 type receiver struct {
@@ -24,6 +26,7 @@ type receiver struct {
 	rc   syscall.RawConn
 	port int
 	done chan struct{}
+	t0   time.Time // arrivals count from here, on the monotonic clock
 
 	msgs  [batch]mmsghdr
 	iov   [batch]unix.Iovec
@@ -45,7 +48,7 @@ type mmsghdr struct {
 // stream is one call's packets toward Meta in the window: arrival and
 // extended timestamp of each.
 type stream struct {
-	arr  []int64 // arrival, ns
+	arr  []int64 // arrival, ns after receiver.t0
 	ts   []int64 // extended RTP timestamp
 	last uint32
 	ext  int64
@@ -67,12 +70,12 @@ func listenReceiver(ip string) (*receiver, error) {
 	}
 	var serr error
 	if err := rc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
+		serr = kstamp.Enable(fd)
 	}); err != nil || serr != nil {
 		c.Close()
 		return nil, fmt.Errorf("SO_TIMESTAMPNS: %v %v", err, serr)
 	}
-	r := &receiver{conn: c, rc: rc, port: c.LocalAddr().(*net.UDPAddr).Port, done: make(chan struct{}),
+	r := &receiver{conn: c, rc: rc, port: c.LocalAddr().(*net.UDPAddr).Port, done: make(chan struct{}), t0: time.Now(),
 		bufs: make([]byte, batch*pktSize), oobs: make([]byte, batch*oobSize), streams: map[netip.AddrPort]*stream{}}
 	for i := range r.msgs {
 		r.iov[i] = unix.Iovec{Base: &r.bufs[i*pktSize]}
@@ -110,24 +113,26 @@ func (r *receiver) loop() {
 		if errno != 0 {
 			continue
 		}
+		now := time.Now()
 		r.mu.Lock()
 		if r.on {
 			for i := 0; i < int(got); i++ {
-				r.take(i)
+				r.take(i, now)
 			}
 		}
 		r.mu.Unlock()
 	}
 }
 
-// take records packet i of the last batch (RTP only; RTCP is skipped).
-func (r *receiver) take(i int) {
+// take records packet i of the last batch (RTP only; RTCP is skipped),
+// read at now.
+func (r *receiver) take(i int, now time.Time) {
 	pkt := r.bufs[i*pktSize : i*pktSize+int(r.msgs[i].n)]
 	if len(pkt) < 12 || pkt[0]>>6 != 2 || (pkt[1] >= 192 && pkt[1] <= 223) {
 		return
 	}
 	from := netip.AddrPortFrom(netip.AddrFrom4(r.names[i].Addr), binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&r.names[i].Port))[:]))
-	at := rxTime(r.oobs[i*oobSize : i*oobSize+int(r.msgs[i].hdr.Controllen)])
+	at := kstamp.Arrival(r.oobs[i*oobSize:i*oobSize+int(r.msgs[i].hdr.Controllen)], now)
 	s := r.streams[from]
 	seq, ts := binary.BigEndian.Uint16(pkt[2:]), binary.BigEndian.Uint32(pkt[4:])
 	if s == nil {
@@ -136,7 +141,7 @@ func (r *receiver) take(i int) {
 	}
 	s.ext += int64(int32(ts - s.last))
 	s.last = ts
-	s.arr = append(s.arr, at.UnixNano())
+	s.arr = append(s.arr, int64(at.Sub(r.t0)))
 	s.ts = append(s.ts, s.ext)
 	if d := int64(int16(seq - s.seq0)); d > s.high {
 		s.high = d
@@ -191,25 +196,4 @@ func rate(s *stream) int {
 		}
 	}
 	return 48000
-}
-
-// rxTime reads the SO_TIMESTAMPNS control message, else now.
-func rxTime(oob []byte) time.Time {
-	const hdr = int(unsafe.Sizeof(syscall.Cmsghdr{}))
-	for len(oob) >= hdr {
-		h := (*syscall.Cmsghdr)(unsafe.Pointer(&oob[0]))
-		l := int(h.Len)
-		if l < hdr || l > len(oob) {
-			break
-		}
-		if h.Level == syscall.SOL_SOCKET && h.Type == syscall.SCM_TIMESTAMPNS && l >= hdr+16 {
-			return time.Unix(int64(binary.NativeEndian.Uint64(oob[hdr:])), int64(binary.NativeEndian.Uint64(oob[hdr+8:])))
-		}
-		l = (l + 7) &^ 7
-		if l > len(oob) {
-			break
-		}
-		oob = oob[l:]
-	}
-	return time.Now()
 }

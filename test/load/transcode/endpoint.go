@@ -20,6 +20,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/wagate/wagate/test/internal/kstamp"
 )
 
 // mmsghdr is struct mmsghdr of sendmmsg(2)/recvmmsg(2).
@@ -73,7 +75,7 @@ func listenEndpoint(ip string, polled bool) (*endpoint, error) {
 			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4<<20)
 		}
 		_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 4<<20)
-		_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_TIMESTAMPNS, 1)
+		_ = kstamp.Enable(fd)
 	})
 	e := &endpoint{conn: conn, rc: rc, addr: conn.LocalAddr().(*net.UDPAddr).AddrPort(), polled: polled,
 		streams: map[netip.AddrPort]*stream{}, done: make(chan struct{}), outBuf: make([]byte, batch*pktSize),
@@ -205,6 +207,7 @@ func (e *endpoint) recv(wait bool) (n int, closed bool) {
 // dispatch hands the n packets of the last recv to their streams.
 func (e *endpoint) dispatch(n int) {
 	b := e.in
+	now := time.Now()
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	for i := 0; i < n; i++ {
@@ -214,7 +217,7 @@ func (e *endpoint) dispatch(n int) {
 			e.unmatched.Add(1)
 			continue
 		}
-		at := rxTime(b.oobs[i*oobSize : i*oobSize+int(b.msgs[i].hdr.Controllen)])
+		at := kstamp.Arrival(b.oobs[i*oobSize:i*oobSize+int(b.msgs[i].hdr.Controllen)], now)
 		s.handle(b.bufs[i*pktSize:i*pktSize+int(b.msgs[i].n)], b.dbuf, at)
 	}
 }
@@ -243,29 +246,6 @@ func (e *endpoint) readLoop() {
 		}
 		e.dispatch(n)
 	}
-}
-
-// rxTime reads the SO_TIMESTAMPNS control message, else now.
-func rxTime(oob []byte) time.Time {
-	const hdr = int(unsafe.Sizeof(syscall.Cmsghdr{}))
-	for len(oob) >= hdr {
-		h := (*syscall.Cmsghdr)(unsafe.Pointer(&oob[0]))
-		l := int(h.Len)
-		if l < hdr || l > len(oob) {
-			break
-		}
-		if h.Level == syscall.SOL_SOCKET && h.Type == syscall.SCM_TIMESTAMPNS && l >= hdr+16 {
-			sec := int64(binary.NativeEndian.Uint64(oob[hdr:]))
-			nsec := int64(binary.NativeEndian.Uint64(oob[hdr+8:]))
-			return time.Unix(sec, nsec)
-		}
-		l = (l + 7) &^ 7
-		if l > len(oob) {
-			break
-		}
-		oob = oob[l:]
-	}
-	return time.Now()
 }
 
 // udpDrops reads /proc/net/udp: the receive-queue drops of every UDP
