@@ -30,8 +30,18 @@ const vmFinishWait = 10 * time.Second
 type voicemailTap struct {
 	vm   *recording.Recorder
 	call media.PCMTap
-	// sound is when A last made a sound (UnixNano).
+	// start and sound: A last made a sound at start+sound, on the
+	// monotonic clock (a wall-clock step must not end a message early).
+	start time.Time
 	sound atomic.Int64
+}
+
+// heard notes that A makes a sound now.
+func (t *voicemailTap) heard() { t.sound.Store(int64(time.Since(t.start))) }
+
+// quietFor is how long A has made no sound.
+func (t *voicemailTap) quietFor() time.Duration {
+	return time.Since(t.start) - time.Duration(t.sound.Load())
 }
 
 func (t *voicemailTap) PCM(side media.Side, pcm []int16) {
@@ -43,7 +53,7 @@ func (t *voicemailTap) PCM(side media.Side, pcm []int16) {
 	}
 	t.vm.PCM(recording.SideA, pcm)
 	if rmsLevel(pcm) > voiceLevel {
-		t.sound.Store(time.Now().UnixNano())
+		t.heard()
 	}
 }
 
@@ -85,8 +95,7 @@ func (fc *flowCall) Record(ctx context.Context, o callflow.RecordOptions) (callf
 		callTap = recTap{c.recorder}
 	}
 	c.mu.Unlock()
-	tap := &voicemailTap{vm: r, call: callTap}
-	tap.sound.Store(now.UnixNano())
+	tap := &voicemailTap{vm: r, call: callTap, start: time.Now()}
 	c.bridge.SetTap(tap)
 	c.log.Info("voicemail recording", "file", r.File())
 
@@ -124,7 +133,7 @@ func (fc *flowCall) recordUntil(ctx context.Context, o callflow.RecordOptions, t
 		case <-maxT.C:
 			return "maxDuration"
 		case <-tick.C:
-			if o.SilenceTimeout > 0 && time.Since(time.Unix(0, tap.sound.Load())) >= o.SilenceTimeout {
+			if o.SilenceTimeout > 0 && tap.quietFor() >= o.SilenceTimeout {
 				return "silence"
 			}
 		case k, ok := <-fc.keys:

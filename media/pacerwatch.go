@@ -27,7 +27,7 @@ const pacerWarnShare = 0.01
 // pacerWatch is the pacer's check of its own lateness.
 type pacerWatch struct {
 	log  atomic.Pointer[slog.Logger] // nil: no warnings
-	next atomic.Int64                // unix ns of the next check
+	next atomic.Int64                // the next check, ns after Pacer.epoch
 
 	mu      sync.Mutex
 	last    PacerStats // at the last check
@@ -50,7 +50,7 @@ func (p *Pacer) WarnWhenLate(log *slog.Logger) {
 // unless a window has passed.
 func (p *Pacer) checkLate(now time.Time) {
 	w := &p.watch
-	ns := now.UnixNano()
+	ns := int64(now.Sub(p.epoch)) // monotonic: a wall-clock step moves no window
 	if ns < w.next.Load() {
 		return
 	}

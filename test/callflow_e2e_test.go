@@ -199,19 +199,26 @@ func TestCallFlowPromptsAndDigits(t *testing.T) {
 
 // TestCallFlowVoicemailAndConnect: a record action takes a voicemail
 // (beep, the caller's 500 Hz, ended by #) into a playable WAV of the
-// recordings store; then a connect bridges a second call to a SIPp agent
-// that echoes, and the caller hears its own 1 kHz back through the agent.
+// recordings store; a second voicemail ends when the caller has been
+// silent for its silenceTimeout; then a connect bridges a third call to a
+// SIPp agent that echoes, and the caller hears its own 1 kHz back through
+// the agent.
 func TestCallFlowVoicemailAndConnect(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	const leave = "Please leave a message after the tone."
 	var calls atomic.Int32
 	fs := newFlowService(t, e, func(r flowReq) flowReply {
-		if calls.Add(1) == 1 {
+		switch calls.Add(1) {
+		case 1:
 			return flowReply{Body: flowJSON("voicemail",
 				action("say", map[string]any{"text": leave}),
 				action("record", map[string]any{"maxDuration": 8000, "silenceTimeout": 0, "finishOnKey": "#"}),
 				action("say", map[string]any{"text": "Thank you."}),
+				action("hangup", nil))}
+		case 2:
+			return flowReply{Body: flowJSON("voicemail-silence",
+				action("record", map[string]any{"maxDuration": 8000, "silenceTimeout": 1000, "finishOnKey": "#"}),
 				action("hangup", nil))}
 		}
 		return flowReply{Body: flowJSON("agent",
@@ -256,10 +263,28 @@ func TestCallFlowVoicemailAndConnect(t *testing.T) {
 		t.Errorf("voicemail sidecar: kind %q, %v", side.Kind, err)
 	}
 
+	// A voicemail the caller ends by falling silent: 1 s of message,
+	// then wagate stops after 1 s of silence, well before maxDuration.
+	scall := flowCall(t, w, meta)
+	waitHeard(t, scall, "the beep", flowLimit, func(h heard) bool {
+		_, end := h.toneFrames(0, 1000, 15)
+		return end > 0
+	})
+	playFor(t, time.Second, play{scall.Media, rtppeer.NewTone(500, toneAmp, 48000)})
+	scall.Media.SetSource(rtppeer.Silence{})
+	waitBye(t, scall, "the caller who fell silent")
+	ssum := fs.wait(t, "summary", "", 2)
+	if len(ssum.Recordings) != 1 {
+		t.Fatalf("silent voicemail summary: recordings %+v, actions %+v", ssum.Recordings, ssum.Actions)
+	}
+	if vm := ssum.Recordings[0]; vm.StoppedBy != "silence" || vm.DurationMs < 1500 || vm.DurationMs > 5000 {
+		t.Errorf("voicemail %+v: want stopped by silence about 1 s after 1 s of message", vm)
+	}
+
 	// Connect to the agent.
 	ccall := flowCall(t, w, meta)
 	ccall.Media.SetSource(rtppeer.NewTone(1000, toneAmp, 48000))
-	cstart := fs.wait(t, "start", "", 2)
+	cstart := fs.wait(t, "start", "", 3)
 	h := waitHeard(t, ccall, "its own 1 kHz back through the agent", flowLimit, func(h heard) bool {
 		_, end := h.toneFrames(h.afterTime(cstart.at), 1000, 50)
 		return end > 0
@@ -278,7 +303,7 @@ func TestCallFlowVoicemailAndConnect(t *testing.T) {
 	}
 	fs.checkSigned(t)
 	s := w.waitIdle()
-	w.expectCounts(s, 2, 2)
+	w.expectCounts(s, 3, 3)
 }
 
 // TestCallFlowFallback: the service answers garbage, answers a flow
