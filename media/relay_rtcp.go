@@ -54,12 +54,11 @@ func (d *direction) sendReport(rt *route, now time.Duration) {
 	if (rt.from.recvKey != nil || rt.from.secure) && d.rtcpOut == nil {
 		return
 	}
-	pkt, err := buildReport(d.in.ssrc, d.b.cname, &d.in.tx, &d.rx, now, d.interval, time.Now())
-	if err != nil {
-		d.logOnce(&d.loggedWrite, "media: building RTCP failed", "side", d.side, "err", err)
-		return
-	}
+	rb := getBuf()
+	defer putBuf(rb)
+	pkt := appendReport(rb.b[:0], d.in.ssrc, d.b.cname, &d.in.tx, &d.rx, now, d.interval, time.Now())
 	if d.rtcpOut != nil {
+		var err error
 		eb := getBuf()
 		defer putBuf(eb)
 		if pkt, err = d.rtcpOut.rtcp(eb.b[:], pkt); err != nil {

@@ -1,6 +1,7 @@
 package media
 
 import (
+	"encoding/binary"
 	"sync/atomic"
 	"time"
 
@@ -171,33 +172,83 @@ func ntpTime(t time.Time) uint64 {
 	return sec<<32 | frac
 }
 
-// buildReport returns our compound RTCP packet for a leg: an SR when we
-// sent media on it within the last two intervals (RFC 3550 §6.4), else an
-// RR, plus SDES CNAME.
-func buildReport(ssrc uint32, cname string, tx *txStats, rx *rxStats, since, interval time.Duration, wall time.Time) ([]byte, error) {
-	var blocks []rtcp.ReceptionReport
+// RTCP packet types and the SDES item we send (RFC 3550 §12.1, §12.2).
+const (
+	rtcpSR     = 200
+	rtcpRR     = 201
+	rtcpSDES   = 202
+	sdesCNAME  = 1
+	maxSDESLen = 255 // an SDES item's length is one octet
+)
+
+// appendReport appends our compound RTCP packet for a leg to dst: an SR
+// when we sent media on it within the last two intervals (RFC 3550 §6.4),
+// else an RR, plus SDES CNAME. It is written by hand rather than through
+// pion/rtcp's Marshal, which allocates the packets, their slices and the
+// result: every call sends a report per leg per interval, and that was
+// most of what a held call with audio allocated.
+func appendReport(dst []byte, ssrc uint32, cname string, tx *txStats, rx *rxStats, since, interval time.Duration, wall time.Time) []byte {
+	var block rtcp.ReceptionReport
+	blocks := 0
 	if rx.started {
-		blocks = []rtcp.ReceptionReport{rx.report(wall)}
+		block, blocks = rx.report(wall), 1
 	}
-	var first rtcp.Packet
 	lastAt := time.Duration(tx.lastAt.Load())
 	if n := tx.packets.Load(); n > 0 && since-lastAt < 2*interval {
 		// The RTP timestamp that corresponds to the NTP time: the last
 		// one sent, moved on by the time since.
 		clock := int64(tx.clock.Load())
 		ts := tx.lastTS.Load() + uint32(int64(since-lastAt)*clock/int64(time.Second))
-		first = &rtcp.SenderReport{
-			SSRC: ssrc, NTPTime: ntpTime(wall), RTPTime: ts,
-			PacketCount: n, OctetCount: tx.octets.Load(), Reports: blocks,
-		}
+		dst = appendRTCPHeader(dst, blocks, rtcpSR, 28+24*blocks)
+		dst = binary.BigEndian.AppendUint32(dst, ssrc)
+		dst = binary.BigEndian.AppendUint64(dst, ntpTime(wall))
+		dst = binary.BigEndian.AppendUint32(dst, ts)
+		dst = binary.BigEndian.AppendUint32(dst, n)
+		dst = binary.BigEndian.AppendUint32(dst, tx.octets.Load())
 	} else {
-		first = &rtcp.ReceiverReport{SSRC: ssrc, Reports: blocks}
+		dst = appendRTCPHeader(dst, blocks, rtcpRR, 8+24*blocks)
+		dst = binary.BigEndian.AppendUint32(dst, ssrc)
 	}
-	sdes := &rtcp.SourceDescription{Chunks: []rtcp.SourceDescriptionChunk{{
-		Source: ssrc,
-		Items:  []rtcp.SourceDescriptionItem{{Type: rtcp.SDESCNAME, Text: cname}},
-	}}}
-	return rtcp.Marshal([]rtcp.Packet{first, sdes})
+	if blocks > 0 {
+		dst = appendReportBlock(dst, &block)
+	}
+	return appendSDES(dst, ssrc, cname)
+}
+
+// appendRTCPHeader appends the common header of a packet of size bytes (a
+// multiple of 4) with count in its count field.
+func appendRTCPHeader(dst []byte, count int, pt byte, size int) []byte {
+	dst = append(dst, 2<<6|byte(count), pt)
+	return binary.BigEndian.AppendUint16(dst, uint16(size/4-1))
+}
+
+// appendReportBlock appends a reception report block (RFC 3550 §6.4.1).
+func appendReportBlock(dst []byte, r *rtcp.ReceptionReport) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, r.SSRC)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(r.FractionLost)<<24|r.TotalLost&0xffffff)
+	dst = binary.BigEndian.AppendUint32(dst, r.LastSequenceNumber)
+	dst = binary.BigEndian.AppendUint32(dst, r.Jitter)
+	dst = binary.BigEndian.AppendUint32(dst, r.LastSenderReport)
+	return binary.BigEndian.AppendUint32(dst, r.Delay)
+}
+
+// appendSDES appends an SDES packet of one chunk with our CNAME, cut to
+// the 255 octets an item can carry. The chunk ends with at least one
+// null octet and is padded to a 32-bit boundary (RFC 3550 §6.5).
+func appendSDES(dst []byte, ssrc uint32, cname string) []byte {
+	if len(cname) > maxSDESLen {
+		cname = cname[:maxSDESLen]
+	}
+	item := 2 + len(cname)
+	chunk := (4 + item + 1 + 3) &^ 3
+	dst = appendRTCPHeader(dst, 1, rtcpSDES, 4+chunk)
+	dst = binary.BigEndian.AppendUint32(dst, ssrc)
+	dst = append(dst, sdesCNAME, byte(len(cname)))
+	dst = append(dst, cname...)
+	for range chunk - 4 - item {
+		dst = append(dst, 0)
+	}
+	return dst
 }
 
 // rtcpInfo is what an incoming compound packet tells us.

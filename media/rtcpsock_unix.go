@@ -5,7 +5,9 @@ package media
 import (
 	"net"
 	"net/netip"
+	"sync"
 	"syscall"
+	"unsafe"
 )
 
 // rtcpSocket reads a separate (non-multiplexed) RTCP socket without
@@ -34,30 +36,49 @@ func (s rtcpSocket) drain(buf []byte, fn func(pkt []byte, from netip.AddrPort)) 
 	if s.raw == nil {
 		return
 	}
+	r := rtcpReaders.Get().(*rtcpReader)
+	r.buf = buf
+	defer func() {
+		r.buf = nil
+		rtcpReaders.Put(r)
+	}()
 	for range maxRTCPDrain {
-		var (
-			n    int
-			sa   syscall.Sockaddr
-			rerr error
-		)
+		r.n, r.errno = 0, 0
 		// Returning true ends RawConn.Read at once: this is one
 		// non-blocking recvfrom, not a wait for readiness.
-		err := s.raw.Read(func(fd uintptr) bool {
-			n, sa, rerr = syscall.Recvfrom(int(fd), buf, syscall.MSG_DONTWAIT)
-			return true
-		})
-		if err != nil || rerr != nil || n <= 0 {
+		if err := s.raw.Read(r.fn); err != nil || r.errno != 0 || r.n <= 0 {
 			return
 		}
-		var from netip.AddrPort
-		switch sa := sa.(type) {
-		case *syscall.SockaddrInet4:
-			from = netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
-		case *syscall.SockaddrInet6:
-			from = netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), uint16(sa.Port))
-		default:
+		from := sockaddrPort(&r.rsa)
+		if !from.IsValid() {
 			continue
 		}
-		fn(buf[:n], from)
+		fn(buf[:r.n], from)
 	}
+}
+
+// rtcpReader is the state of one non-blocking recvfrom, pooled with its
+// bound method value: a closure over locals and syscall.Recvfrom's
+// Sockaddr would be garbage at every drain of every call's RTCP sockets.
+type rtcpReader struct {
+	buf   []byte
+	rsa   syscall.RawSockaddrAny
+	alen  uint32
+	n     int
+	errno syscall.Errno
+	fn    func(fd uintptr) bool
+}
+
+var rtcpReaders = sync.Pool{New: func() any {
+	r := &rtcpReader{}
+	r.fn = r.recv
+	return r
+}}
+
+func (r *rtcpReader) recv(fd uintptr) bool {
+	r.alen = syscall.SizeofSockaddrAny
+	n, _, e := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&r.buf[0])), uintptr(len(r.buf)),
+		syscall.MSG_DONTWAIT, uintptr(unsafe.Pointer(&r.rsa)), uintptr(unsafe.Pointer(&r.alen)))
+	r.n, r.errno = int(n), e
+	return true
 }
