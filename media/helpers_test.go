@@ -16,6 +16,7 @@ import (
 
 	"github.com/wagate/wagate/codec"
 	"github.com/wagate/wagate/configs"
+	"github.com/wagate/wagate/internal/kstamp"
 )
 
 var loopback = netip.MustParseAddr("127.0.0.1")
@@ -117,7 +118,12 @@ func newPeer(t testing.TB) *peer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	stampArrivals(c)
+	// The kernel's arrival stamps, which recvAt reads: a test goroutine
+	// that waits for a core on a busy machine reads a packet late, and
+	// time.Now() then says the packet came late.
+	if raw, err := c.SyscallConn(); err == nil {
+		_ = raw.Control(func(fd uintptr) { _ = kstamp.Enable(fd) })
+	}
 	return &peer{t: t, conn: c}
 }
 
@@ -150,12 +156,7 @@ func (p *peer) recvAt(d time.Duration) ([]byte, time.Time) {
 	if err != nil {
 		return nil, time.Time{}
 	}
-	now := time.Now()
-	at, ok := arrivalOf(oob[:oobn], now)
-	if !ok {
-		at = now
-	}
-	return buf[:n], at
+	return buf[:n], kstamp.Arrival(oob[:oobn], time.Now())
 }
 
 // sdpOffer is an offer from a SIPp/PBX-like or Meta-like endpoint at port.

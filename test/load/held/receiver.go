@@ -18,7 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/wagate/wagate/test/internal/kstamp"
+	"github.com/wagate/wagate/internal/kstamp"
 )
 
 type receiver struct {

@@ -21,7 +21,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/wagate/wagate/test/internal/kstamp"
+	"github.com/wagate/wagate/internal/kstamp"
 )
 
 // mmsghdr is struct mmsghdr of sendmmsg(2)/recvmmsg(2).

@@ -1,7 +1,8 @@
 // Package kstamp reads the arrival stamps the kernel puts on received
-// datagrams (SO_TIMESTAMPNS), for the load tools in test/load: a tool
-// that reads a packet late on a busy machine would otherwise charge
-// wagate with its own lateness.
+// datagrams (SO_TIMESTAMPNS), for the media tests and the load tools in
+// test/load: a test or tool that reads a packet late on a busy machine
+// would otherwise charge wagate with its own lateness. Only tests and
+// tools import it.
 package kstamp
 
 import (
