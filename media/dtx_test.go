@@ -2,6 +2,8 @@ package media
 
 import (
 	"bytes"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,11 +16,63 @@ import (
 // time in one stream (sequence numbers without gaps, no marker). Audio
 // from the PBX does not wait for the next silence frame; when it stops,
 // ten frames of silence 20 ms apart follow before the gaps begin again.
+//
+// The test's PBX is a goroutine that sleeps between packets; on a busy
+// machine it can oversleep by a lot, and then it is no longer the steady
+// talker the checks assume (a mid-spurt pause of 100 ms rightly starts
+// the hangover early). wagate's pacer, starved as much, rightly marks a
+// frame sent over 100 ms late and moves its timestamp over the stall. A
+// run that finds fault after the PBX or the frames toward Meta ran more
+// than stallLimit late is void; up to three runs, then a skip.
 func TestWhatsAppSilenceDTX(t *testing.T) {
+	const attempts = 3
+	var voids []string
+	for range attempts {
+		fault, stall := silenceDTXAttempt(t)
+		if fault == "" {
+			return
+		}
+		if stall <= stallLimit {
+			t.Fatal(fault)
+		}
+		t.Logf("void run: the test's PBX or wagate's pacer ran %v late; it would have reported: %s", stall.Round(time.Millisecond), fault)
+		voids = append(voids, stall.Round(time.Millisecond).String())
+	}
+	t.Skipf("the test's PBX or wagate's pacer ran late in %d runs (%s): this machine cannot drive the check", attempts, strings.Join(voids, ", "))
+}
+
+// stallLimit is how late the test's PBX may send (against its own 20 ms
+// schedule, or its sleep before a spurt), and a frame toward Meta come
+// (against the one before it), for a run to count: a playout buffer
+// rides out that much without ending a talk spurt.
+const stallLimit = 15 * time.Millisecond
+
+// dtxFault carries a failed check out of a silenceDTXAttempt.
+type dtxFault string
+
+// silenceDTXAttempt is one run of TestWhatsAppSilenceDTX on a call of
+// its own. fault is the first check that failed ("" if none); stall the
+// most the test's PBX, or a frame toward Meta, ran late.
+func silenceDTXAttempt(t *testing.T) (fault string, stall time.Duration) {
 	c := newWhatsAppCall(t, newTestManager(t, 2, 0, 0), pcmuAnswer)
+	defer c.b.Close()
 	silence := c.b.m.opusSilence
 	c.b.Start(nil)
-
+	fatalf := func(format string, args ...any) { panic(dtxFault(fmt.Sprintf(format, args...))) }
+	defer func() {
+		if r := recover(); r != nil {
+			f, ok := r.(dtxFault)
+			if !ok {
+				panic(r)
+			}
+			fault = string(f)
+		}
+	}()
+	// sleepUntil sleeps to due and notes how late it woke.
+	sleepUntil := func(due time.Time) {
+		time.Sleep(time.Until(due))
+		stall = max(stall, time.Since(due))
+	}
 	type got struct {
 		h      hdr
 		silent bool
@@ -28,35 +82,42 @@ func TestWhatsAppSilenceDTX(t *testing.T) {
 		t.Helper()
 		pkt, at := c.meta.recvSRTPAt(t)
 		if pkt == nil {
-			t.Fatal("no packet toward Meta within 2 s")
+			fatalf("no packet toward Meta within 2 s")
 		}
 		return got{readHdr(pkt), bytes.Equal(pkt[12:], silence), at}
 	}
+	// came notes how much later than want after prev a frame came.
+	came := func(prev, cur got, want time.Duration) {
+		stall = max(stall, cur.at.Sub(prev.at)-want)
+	}
 	step := func(prev, cur got, ts uint32, what string) {
-		t.Helper()
+		if ts != 0 {
+			came(prev, cur, time.Duration(ts)*time.Second/48000)
+		}
 		if cur.h.seq != prev.h.seq+1 || cur.h.ssrc != prev.h.ssrc || cur.h.pt != 111 {
-			t.Fatalf("%s: %+v after %+v: not the next packet of the stream", what, cur.h, prev.h)
+			fatalf("%s: %+v after %+v: not the next packet of the stream", what, cur.h, prev.h)
 		}
 		// A DTX frame's time is rounded up to the pacer's 10 ms grid.
 		if d := cur.h.ts - prev.h.ts; ts != 0 && (d < ts || ts == 400*48 && d > ts+10*48 || ts != 400*48 && d != ts) {
-			t.Fatalf("%s: timestamp moved %d, want %d", what, d, ts)
+			fatalf("%s: timestamp moved %d, want %d", what, d, ts)
 		}
 	}
 
 	first := next()
 	if !first.silent {
-		t.Fatal("the first packet toward Meta is not silence")
+		fatalf("the first packet toward Meta is not silence")
 	}
 	prev := first
 	for i := range 2 {
 		p := next()
+		came(prev, p, 400*time.Millisecond)
 		if !p.silent || p.h.marker {
-			t.Fatalf("DTX frame %d: silent %v, marker %v", i, p.silent, p.h.marker)
+			fatalf("DTX frame %d: silent %v, marker %v", i, p.silent, p.h.marker)
 		}
 		// Due 400 ms after the one before; the pacer never sends early
 		// (the upper bound only catches a stall).
 		if gap := p.at.Sub(prev.at); gap < 300*time.Millisecond {
-			t.Fatalf("DTX frame %d came %v after the one before, want about 400 ms", i, gap)
+			fatalf("DTX frame %d came %v after the one before, want about 400 ms", i, gap)
 		}
 		step(prev, p, 400*48, "DTX frame")
 		prev = p
@@ -71,7 +132,7 @@ func TestWhatsAppSilenceDTX(t *testing.T) {
 	pbxEpoch := time.Now()
 	var spurtTS uint32
 	for spurt := range 3 {
-		time.Sleep(50 * time.Millisecond)
+		sleepUntil(prev.at.Add(50 * time.Millisecond))
 		sentAt := time.Now()
 		for i := range 10 {
 			// A PBX's own DTX: the timestamp follows its clock over the
@@ -86,14 +147,14 @@ func TestWhatsAppSilenceDTX(t *testing.T) {
 				pkt[1] |= 0x80
 			}
 			c.pbx.send(c.toB, pkt)
-			time.Sleep(20 * time.Millisecond)
+			sleepUntil(sentAt.Add(time.Duration(i+1) * 20 * time.Millisecond))
 			if i == 0 {
 				p := next()
 				if p.silent {
-					t.Fatalf("spurt %d: silence before the audio: %+v after %+v, %v after the PBX sent", spurt, p.h, prev.h, p.at.Sub(sentAt))
+					fatalf("spurt %d: silence before the audio: %+v after %+v, %v after the PBX sent", spurt, p.h, prev.h, p.at.Sub(sentAt))
 				}
 				if !p.h.marker || int32(p.h.ts-prev.h.ts) <= 960 {
-					t.Fatalf("spurt %d: first audio %+v after %+v: want the marker and the timestamp moved on over the gap", spurt, p.h, prev.h)
+					fatalf("spurt %d: first audio %+v after %+v: want the marker and the timestamp moved on over the gap", spurt, p.h, prev.h)
 				}
 				step(prev, p, 0, "first audio")
 				fastest = min(fastest, p.at.Sub(sentAt))
@@ -114,22 +175,23 @@ func TestWhatsAppSilenceDTX(t *testing.T) {
 			case p.silent:
 				step(prev, p, 400*48, "first DTX frame after the hangover")
 				if gap := p.at.Sub(prev.at); gap < 300*time.Millisecond {
-					t.Fatalf("spurt %d: DTX resumed %v after the hangover's last frame", spurt, gap)
+					fatalf("spurt %d: DTX resumed %v after the hangover's last frame", spurt, gap)
 				}
 				resumed = true
 			default:
-				t.Fatalf("spurt %d: audio after %d frames of hangover", spurt, hang)
+				fatalf("spurt %d: audio after %d frames of hangover", spurt, hang)
 			}
 			prev = p
 		}
 		if audio < 8 {
-			t.Fatalf("spurt %d: %d of 10 audio frames reached Meta", spurt, audio)
+			fatalf("spurt %d: %d of 10 audio frames reached Meta", spurt, audio)
 		}
 	}
 	if fastest > 250*time.Millisecond {
-		t.Fatalf("audio after a DTX frame reached Meta %v after the PBX sent it at best of three spurts: it waited for the next silence frame", fastest)
+		fatalf("audio after a DTX frame reached Meta %v after the PBX sent it at best of three spurts: it waited for the next silence frame", fastest)
 	}
 	t.Logf("audio after a DTX frame reached Meta %v after the PBX sent it (best of three)", fastest.Round(time.Millisecond))
+	return "", stall
 }
 
 // TestWhatsAppDTXRelayTimestamp: relaying Opus with a deep playout
