@@ -621,7 +621,7 @@ mode_concurrent() {
     make_pcap $(( hold + 5 ))
     echo "== $tag: $n concurrent calls (ramp $rate calls/s, hold ${hold} s, media $MEDIA)"
     start_wagate "$tag"
-    local rss0; rss0=$(vm_kb "$WAGATE_PID" VmRSS)
+    local rss0 anon0; rss0=$(vm_kb "$WAGATE_PID" VmRSS); anon0=$(vm_kb "$WAGATE_PID" RssAnon)
     start_uas "$tag" "$n" "$timeout"
     run_uac "$tag" "$rate" "$n" "$n" $(( hold * 1000 )) "$timeout"
     # Wait (bounded) for all calls to be up.
@@ -637,11 +637,14 @@ mode_concurrent() {
     sleep 2
     local t0 t1 window=10
     t0=$(cpu_ticks "$WAGATE_PID"); sleep "$window"; t1=$(cpu_ticks "$WAGATE_PID")
-    local rss; rss=$(vm_kb "$WAGATE_PID" VmRSS)
-    awk -v t=$(( t1 - t0 )) -v hz="$CLK_TCK" -v w="$window" -v n="$n" -v rss="$rss" -v rss0="$rss0" 'BEGIN {
+    local rss anon; rss=$(vm_kb "$WAGATE_PID" VmRSS); anon=$(vm_kb "$WAGATE_PID" RssAnon)
+    # Per call over idle on the anonymous part (RssAnon: heap, stacks);
+    # VmRSS also counts the binary's pages from the page cache, which
+    # move by megabytes with what code ran and the kernel's read-ahead.
+    awk -v t=$(( t1 - t0 )) -v hz="$CLK_TCK" -v w="$window" -v n="$n" -v rss="$rss" -v rss0="$rss0" -v anon="$anon" -v anon0="$anon0" 'BEGIN {
         c = t / hz / w
-        printf "  while held: %.1f%% of one CPU (%.3f ms CPU/s per call); RSS %.1f MiB (%.1f KiB per call over idle %.1f MiB)\n",
-            100 * c, (n > 0 ? 1000 * c / n : 0), rss / 1024, (n > 0 ? (rss - rss0) / n : 0), rss0 / 1024 }'
+        printf "  while held: %.1f%% of one CPU (%.3f ms CPU/s per call); RSS %.1f MiB (idle %.1f), anonymous %.1f MiB: %.1f KiB per call over idle %.1f MiB\n",
+            100 * c, (n > 0 ? 1000 * c / n : 0), rss / 1024, rss0 / 1024, anon / 1024, (n > 0 ? (anon - anon0) / n : 0), anon0 / 1024 }'
     wait_pid "$UAC_PID" $(( timeout + 10 )) || true
     wait_pid "$UAS_PID" 15 || true
     report_calls "$tag" "$n"

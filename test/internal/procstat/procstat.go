@@ -45,18 +45,55 @@ func CPUTime(pid string) (time.Duration, error) {
 
 // RSSKiB is process pid's resident set (VmRSS) in KiB.
 func RSSKiB(pid int) (int64, error) {
+	m, err := MemKiB(pid)
+	return m.RSS, err
+}
+
+// Mem is a process's resident memory in KiB.
+type Mem struct {
+	// RSS is all of it (VmRSS).
+	RSS int64
+	// Anon is its anonymous part (RssAnon: heap, stacks, the runtime's
+	// own), which is what calls cost. The rest is mostly the binary's
+	// pages mapped from the page cache: shared, reclaimable, and moving
+	// with what code has run and what the kernel read ahead (two builds
+	// of the same code idled at 21.6 and 28.6 MiB of VmRSS with the same
+	// 4.2 MiB of RssAnon), so a figure per call over idle takes Anon.
+	Anon int64
+}
+
+// MemKiB reads process pid's resident memory from /proc/pid/status.
+func MemKiB(pid int) (Mem, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, err
+		return Mem{}, err
 	}
+	var m Mem
+	var seen int
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			if f := strings.Fields(v); len(f) > 0 {
-				return strconv.ParseInt(f[0], 10, 64)
-			}
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || (k != "VmRSS" && k != "RssAnon") {
+			continue
 		}
+		f := strings.Fields(v)
+		if len(f) == 0 {
+			continue
+		}
+		n, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return Mem{}, fmt.Errorf("procstat: /proc/%d/status: %s: %w", pid, k, err)
+		}
+		if k == "VmRSS" {
+			m.RSS = n
+		} else {
+			m.Anon = n
+		}
+		seen++
 	}
-	return 0, fmt.Errorf("procstat: /proc/%d/status: no VmRSS", pid)
+	if seen < 2 {
+		return m, fmt.Errorf("procstat: /proc/%d/status: no VmRSS or RssAnon", pid)
+	}
+	return m, nil
 }
 
 // MachineCPU is the time all CPUs spent busy and in total since boot
