@@ -173,10 +173,12 @@ func (a *agent) got(what string) []agentEvent {
 	return out
 }
 
-// one returns the agent's only event of kind what, waiting for it a little.
+// one returns the agent's only event of kind what, waiting up to
+// replyLimit for it: it must come, and returns as soon as it does (the
+// event's time is the agent's stamp, not this wait's end).
 func (a *agent) one(what string) agentEvent {
 	a.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(replyLimit)
 	for {
 		evs := a.got(what)
 		if len(evs) == 1 {
