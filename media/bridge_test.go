@@ -198,10 +198,14 @@ func TestBridgeBeforeAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A is known but B is not: A's packets go nowhere and are not errors;
-	// B's are dropped as unknown.
+	// B's are dropped as unknown. A's packet leaves no trace, so an
+	// intruder's packet behind it on A's socket, dropped and counted, shows
+	// it was read: still queued when B answered, it would be relayed to B
+	// (a loaded machine did that, and B got it instead of "now").
 	a.send(toA, rtpPacket(t, 0, 2, 2, 1, nil))
+	newPeer(t).send(toA, rtpPacket(t, 0, 1, 1, 9, nil))
 	bp.send(toB, rtpPacket(t, 0, 1, 1, 2, nil))
-	waitStats(t, b, "B unknown", func(s BridgeStats) bool { return s.DroppedSource == 2 })
+	waitStats(t, b, "B unknown, A's packet read", func(s BridgeStats) bool { return s.DroppedSource == 3 })
 	if _, err := b.AnswerB(sdpOffer(bp.port(), "RTP/AVP", "0")); err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +213,7 @@ func TestBridgeBeforeAnswer(t *testing.T) {
 	if got := expect(t, bp); string(got[12:]) != "now" {
 		t.Fatalf("got %q", got[12:])
 	}
-	waitStats(t, b, "after answer", func(s BridgeStats) bool { return s == BridgeStats{AtoB: 1, DroppedSource: 2} })
+	waitStats(t, b, "after answer", func(s BridgeStats) bool { return s == BridgeStats{AtoB: 1, DroppedSource: 3} })
 }
 
 func TestBridgeTimeouts(t *testing.T) {

@@ -73,7 +73,7 @@ func TestOriginateRingbackThenBridge(t *testing.T) {
 	}
 	select {
 	case <-pb.Done():
-	case <-time.After(time.Second):
+	case <-time.After(5 * time.Second): // a wait for what must come
 		t.Fatal("ringback still playing after B's answer")
 	}
 	// The agent talks: Meta gets Opus over SRTP (silence first, then ours).

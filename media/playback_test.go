@@ -92,7 +92,7 @@ func TestPlaybackTowardWhatsApp(t *testing.T) {
 	<-pbxDone
 	select {
 	case <-pb.Done():
-	case <-time.After(time.Second):
+	case <-time.After(5 * time.Second): // a wait for what must come
 		t.Fatal("Done not closed after the source ended")
 	}
 	if len(heard) < 45*960 {

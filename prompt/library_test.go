@@ -344,9 +344,15 @@ func TestFilesDownloadedOnceDecodedAndExpire(t *testing.T) {
 	}
 }
 
+// refusedMaxBytes bounds a file in TestFilesRefused. The endless file must
+// pass it well within the 500 ms the slow one is given: at the default 5 MB
+// a -race test on a busy CI machine took over 500 ms to read that much and
+// failed with a timeout instead of "too large".
+const refusedMaxBytes = 256 << 10
+
 func TestFilesRefused(t *testing.T) {
 	fs := newFileServer(t)
-	l := newLib(t, Options{Files: FileOptions{Timeout: 500 * time.Millisecond, Allow: loopbackAllowed}})
+	l := newLib(t, Options{Files: FileOptions{Timeout: 500 * time.Millisecond, MaxBytes: refusedMaxBytes, Allow: loopbackAllowed}})
 	cases := map[string]struct {
 		url    string
 		want   error

@@ -277,15 +277,18 @@ func kamLogSince(t *testing.T, p string, offset int64) string {
 func TestMultiNodeDrain(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, 3, "")
+	const calls = 60
+	// A user per call: a WhatsApp user on a call is busy (486/138003) for
+	// the next. With 20 users reused every second, a machine stalled for a
+	// second kept three 400 ms calls up past their user's next call.
 	var users []string
-	for i := range 20 {
+	for i := range calls {
 		u := fmt.Sprintf("+4477009005%02d", i)
 		users = append(users, u)
 		c.nodes[0].grant(t, u, "permanent")
 	}
 	c.startKamailio()
 	c.e.startSipp(sippSpec{Name: "meta", Scenario: "uas.xml", Peer: c.e.Meta, Calls: 1000, NoTrace: true})
-	const calls = 60
 	load := c.e.startSipp(withNoTrace(c.dialSpec("dialer", c.usersFile("users.csv", users), calls, "-r", "20", "-l", "20", "-d", "400")))
 	// A second into the load, and once the node has taken a call (a
 	// loaded machine may take longer to get one there), so that it is

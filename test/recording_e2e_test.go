@@ -108,7 +108,9 @@ func TestRecordingUICStereoChannels(t *testing.T) {
 	if d := sc.DurationSeconds - rec.Duration().Seconds(); d < -0.01 || d > 0.01 {
 		t.Errorf("sidecar duration_seconds %.3f, the file holds %.3f s", sc.DurationSeconds, rec.Duration().Seconds())
 	}
-	if sc.StartTime.IsZero() || sc.AnswerTime.Before(sc.StartTime) || !sc.EndTime.After(sc.AnswerTime) {
+	// Wall-clock stamps seconds apart: a step of the clock between them
+	// moves them by as much (wallClockStep).
+	if step := wallClockStep(); sc.StartTime.IsZero() || sc.AnswerTime.Before(sc.StartTime.Add(-step)) || !sc.EndTime.After(sc.AnswerTime.Add(-step)) {
 		t.Errorf("sidecar times start %v answer %v end %v: want start ≤ answer < end", sc.StartTime, sc.AnswerTime, sc.EndTime)
 	}
 	if d := sc.AnswerTime.Sub(c.answered); d < -time.Second || d > time.Second {
@@ -245,8 +247,17 @@ func TestRecordingSilentGapKeepsAlignment(t *testing.T) {
 	if l := loudestIn(rec.Left, off(metaStop)+margin, off(metaResume)-margin); l > activeDBFS {
 		t.Errorf("left channel during the WhatsApp side's 1 s of silence: loudest 20 ms at %.1f dBFS, want below %.0f dBFS", l, activeDBFS)
 	}
-	if a := checkTone(t, "left channel across the PBX's silence", rec.Left[off(metaResume)+margin:off(pbxResume)], recRate, 1000, 1500*time.Millisecond); a.Breaks > 2 {
-		t.Errorf("left channel: %d quiet frames inside the tone while only the PBX was silent", a.Breaks)
+	// The recorder places audio by wall-clock arrival: audio held up more
+	// than 100 ms (its tolLate) before wagate decoded it is re-anchored
+	// after silence as long as the hold-up. On a busy machine one such
+	// hole, as long as the stall, is the host's (beside CPU hogs: 20
+	// frames in one run, 5 in another whose WhatsApp-side sender never
+	// stalled over 50 ms); the PBX's silence leaking into this
+	// channel would blank it throughout or every tick, not in one place.
+	// checkTone's 1.5 s of tone bounds that hole's length.
+	if a := checkTone(t, "left channel across the PBX's silence", rec.Left[off(metaResume)+margin:off(pbxResume)], recRate, 1000, 1500*time.Millisecond); a.Breaks-a.LongestBreak > 2 {
+		t.Errorf("left channel: %d quiet frames inside the tone while only the PBX was silent (%d beside the longest run of %d): %s",
+			a.Breaks, a.Breaks-a.LongestBreak, a.LongestBreak, levelProfile(rec.Left, recRate))
 	}
 	checkTone(t, "right channel across the WhatsApp side's silence", rec.Right[:off(pbxStop)], recRate, 440, 700*time.Millisecond)
 

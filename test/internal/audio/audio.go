@@ -195,11 +195,12 @@ type Analysis struct {
 	Active  Segment // longest stretch above the threshold
 	// Total is the number of samples in all 20 ms frames above the
 	// threshold; Breaks counts the quiet frames between the first and the
-	// last of them (dropouts inside the tone).
-	Total, Breaks int
-	Frequency     float64 // Hz, over the active stretch
-	DBFS          float64 // level over the active stretch
-	Purity        float64 // Goertzel power at the expected frequency / total
+	// last of them (dropouts inside the tone), LongestBreak the longest
+	// run of such frames.
+	Total, Breaks, LongestBreak int
+	Frequency                   float64 // Hz, over the active stretch
+	DBFS                        float64 // level over the active stretch
+	Purity                      float64 // Goertzel power at the expected frequency / total
 }
 
 // Analyze measures the tone in s: how much of it is at or above minDBFS,
@@ -222,10 +223,15 @@ func Analyze(s []int16, rate int, want, minDBFS float64) Analysis {
 			last = len(loud) - 1
 		}
 	}
+	run := 0
 	for i := first; i >= 0 && i <= last; i++ {
-		if !loud[i] {
-			a.Breaks++
+		if loud[i] {
+			run = 0
+			continue
 		}
+		a.Breaks++
+		run++
+		a.LongestBreak = max(a.LongestBreak, run)
 	}
 	seg := a.Active
 	trim := rate * 60 / 1000

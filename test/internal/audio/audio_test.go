@@ -45,6 +45,16 @@ func TestAnalyzeFindsToneAfterSilence(t *testing.T) {
 	}
 }
 
+func TestAnalyzeCountsBreaks(t *testing.T) {
+	s := Tone(1000, 0.25, 8000, 0, 8000) // 1 s, 50 frames of 20 ms
+	for _, f := range []int{10, 20, 21, 22, 40} {
+		clear(s[f*160 : (f+1)*160])
+	}
+	if a := Analyze(s, 8000, 1000, -40); a.Breaks != 5 || a.LongestBreak != 3 {
+		t.Errorf("breaks %d, longest %d; want 5 and 3", a.Breaks, a.LongestBreak)
+	}
+}
+
 func TestWAVRoundTrip(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "t.wav")
 	in := Tone(700, 0.5, 8000, 0, 4000)
