@@ -224,11 +224,8 @@ func TestWhatsAppDTXRelayTimestamp(t *testing.T) {
 // frames after it follow 20 ms apart.
 func TestWhatsAppDTXPlayback(t *testing.T) {
 	dtxAttempts(t, func(r *dtxRun) {
-		c := newWhatsAppCall(t, newTestManager(t, 2, 0, 0), pcmuAnswer)
+		c, prev, prevAt := r.pcmuCallInDTXGap(t, 320*time.Millisecond)
 		defer c.b.Close()
-		c.b.Start(nil)
-		prev, prevAt := intoDTXGap(t, c, c.b.m.opusSilence)
-		r.sleepUntil(prevAt.Add(320 * time.Millisecond))
 		asked := time.Now()
 		if _, err := c.b.Play(SideA, &toneSource{freq: 1000, frames: 20}, time.Time{}); err != nil {
 			t.Fatal(err)
@@ -281,11 +278,8 @@ func TestWhatsAppDTXPlayback(t *testing.T) {
 // drop an event that seems to start in the past).
 func TestWhatsAppDTXEvent(t *testing.T) {
 	dtxAttempts(t, func(r *dtxRun) {
-		c := newWhatsAppCall(t, newTestManager(t, 2, 0, 0), pcmuAnswer)
+		c, prev, prevAt := r.pcmuCallInDTXGap(t, 250*time.Millisecond)
 		defer c.b.Close()
-		c.b.Start(nil)
-		prev, prevAt := intoDTXGap(t, c, c.b.m.opusSilence)
-		r.sleepUntil(prevAt.Add(250 * time.Millisecond))
 		c.pbx.send(c.toB, rtpPacket(t, 101, 300, 8000, 0x9b, event(5, false, 160)))
 		for {
 			pkt, at := c.meta.recvSRTPAt(t)
@@ -305,6 +299,19 @@ func TestWhatsAppDTXEvent(t *testing.T) {
 			return
 		}
 	})
+}
+
+// pcmuCallInDTXGap starts a call from Meta to a PCMU PBX, waits for the
+// first DTX frame toward Meta (the header and arrival it returns), and
+// sleeps until after it: the call is then that far into a 400 ms gap.
+// The caller closes the call's bridge.
+func (r *dtxRun) pcmuCallInDTXGap(t *testing.T, after time.Duration) (*whatsAppCall, hdr, time.Time) {
+	t.Helper()
+	c := newWhatsAppCall(t, newTestManager(t, 2, 0, 0), pcmuAnswer)
+	c.b.Start(nil)
+	prev, prevAt := intoDTXGap(t, c, c.b.m.opusSilence)
+	r.sleepUntil(prevAt.Add(after))
+	return c, prev, prevAt
 }
 
 // intoDTXGap waits for the first silence frame toward Meta and the first

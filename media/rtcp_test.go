@@ -160,31 +160,32 @@ func pionReport(t testing.TB, ssrc uint32, cname string, tx *txStats, rx *rxStat
 // BenchmarkAppendReport: a leg's report every interval allocates nothing
 // (pion's Marshal allocated about 0.5 KB each).
 func BenchmarkAppendReport(b *testing.B) {
-	var tx txStats
-	var rx rxStats
-	tx.clock.Store(48000)
-	tx.sent(60, 96000, 900*time.Millisecond)
-	rx.update(0xbeef, 1, 0, 0, 8000)
+	tx, rx := benchReportStats()
 	buf := make([]byte, 0, packetBufSize)
 	wall := time.Now()
 	b.ReportAllocs()
 	for b.Loop() {
-		buf = appendReport(buf[:0], 0xcafe, "wagate-0123456789abcdef01234567", &tx, &rx, time.Second, 5*time.Second, wall)
+		buf = appendReport(buf[:0], 0xcafe, "wagate-0123456789abcdef01234567", tx, rx, time.Second, 5*time.Second, wall)
 	}
 }
 
 // BenchmarkPionReport is the same report through pion/rtcp, for comparison.
 func BenchmarkPionReport(b *testing.B) {
-	var tx txStats
-	var rx rxStats
-	tx.clock.Store(48000)
-	tx.sent(60, 96000, 900*time.Millisecond)
-	rx.update(0xbeef, 1, 0, 0, 8000)
+	tx, rx := benchReportStats()
 	wall := time.Now()
 	b.ReportAllocs()
 	for b.Loop() {
-		pionReport(b, 0xcafe, "wagate-0123456789abcdef01234567", &tx, &rx, time.Second, 5*time.Second, wall)
+		pionReport(b, 0xcafe, "wagate-0123456789abcdef01234567", tx, rx, time.Second, 5*time.Second, wall)
 	}
+}
+
+// benchReportStats is a leg that has sent and received a packet.
+func benchReportStats() (*txStats, *rxStats) {
+	tx, rx := &txStats{}, &rxStats{}
+	tx.clock.Store(48000)
+	tx.sent(60, 96000, 900*time.Millisecond)
+	rx.update(0xbeef, 1, 0, 0, 8000)
+	return tx, rx
 }
 
 // newTestManagerWith is newTestManager with media settings changed by fn.
