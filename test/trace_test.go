@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -507,8 +508,19 @@ func TestTraceTLS(t *testing.T) {
 		"Content-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s",
 		businessNumber, e.WagateIP, tlsPort, e.Meta.IP, e.Meta.Port, e.Meta.IP, e.Meta.Port,
 		waUser, businessNumber, e.WagateIP, callID, waUser, e.Meta.IP, e.Meta.Port, len(sdp), sdp))
-	ok200 := meta.expect("180", "SIP/2.0 180")
-	ok200 = meta.expect("200", "SIP/2.0 200")
+	// SIPp's 180 and 200 leave back to back, and sipgo hands each UDP
+	// response to a goroutine of its own: on a busy machine the 200 can
+	// reach B's transaction first, the 180 is then dropped (RFC 3261
+	// allows no provisional after the final), and Meta hears no ringing.
+	// This test is about the trace, so it takes the 180 if it comes.
+	ok200 := meta.next("180 or 200")
+	rang := strings.HasPrefix(ok200.StartLine(), "SIP/2.0 180")
+	if rang {
+		ok200 = meta.next("200")
+	}
+	if !strings.HasPrefix(ok200.StartLine(), "SIP/2.0 200") {
+		t.Fatalf("Meta peer: got %q, want 180 or 200\n%s", ok200.StartLine(), ok200.Text)
+	}
 	conn.write(t, fmt.Sprintf("ACK sip:wagate@%s:%d;transport=tls SIP/2.0\r\nVia: SIP/2.0/TLS %s:%d;branch=z9hG4bK-trace2\r\n"+
 		"From: <sip:%s@wa.meta.vc>;tag=meta1\r\nTo: %s\r\nCall-ID: %s\r\nCSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
 		e.WagateIP, tlsPort, e.Meta.IP, e.Meta.Port, waUser, ok200.Header("To"), callID))
@@ -553,6 +565,10 @@ func TestTraceTLS(t *testing.T) {
 		"ACK " + metaConn + " > " + wagateTLS,
 		"BYE " + byeFrom + " > " + e.Meta.Addr(),
 		"200 " + e.Meta.Addr() + " > " + byeFrom,
+	}
+	if !rang {
+		want = slices.DeleteFunc(want, func(m string) bool { return strings.HasPrefix(m, "180 ") })
+		t.Logf("Meta got no 180: the PBX's 200 overtook it")
 	}
 	checkFlow(t, "TLS leg", got, want, func(m string) string { _, d, _ := strings.Cut(m, " "); return d })
 	for _, l := range traceLogLines(t, w) {

@@ -81,7 +81,10 @@ func TestUICBasicCall(t *testing.T) {
 	e := newEnv(t)
 	w := e.startWagate(wagateOpts{})
 
-	pbx := e.startSipp(sippSpec{Name: "pbx", Scenario: "uas.xml", Peer: e.PBX, Calls: 1})
+	// The PBX rings 200 ms before answering: sipgo hands each UDP
+	// response to a goroutine of its own, and a 200 right behind the 180
+	// may overtake it (the 180 is then dropped, as RFC 3261 wants).
+	pbx := e.startSipp(sippSpec{Name: "pbx", Scenario: "uas.xml", Peer: e.PBX, Calls: 1, Args: []string{"-d", "200"}})
 	meta := e.runSipp(sippSpec{Name: "meta", Scenario: "uac.xml", Peer: e.Meta, Remote: w.SIPAddr, Calls: 1,
 		Args: callArgs(businessNumber, waUser, "-d", "1000")})
 	pbx.requireOK()
