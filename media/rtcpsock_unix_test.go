@@ -12,16 +12,7 @@ import (
 // sender, at most maxRTCPDrain, never waits on an empty socket, and
 // allocates nothing (it runs per call leg at every reporting interval).
 func TestRTCPDrain(t *testing.T) {
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
+	c, peer := newPeer(t).conn, newPeer(t).conn
 	s := newRTCPSocket(c)
 	to := c.LocalAddr().(*net.UDPAddr)
 	var got []string
