@@ -3,6 +3,7 @@ package media
 import (
 	"bytes"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -202,6 +203,7 @@ type Bridge struct {
 	// dirs are the relay directions once started, for Report.
 	dirs     [2]*direction
 	wg       sync.WaitGroup // the reader goroutines
+	cr       *callReader    // the call's reader, if not one a direction
 	closing  atomic.Bool    // Close has begun: no more onTimeout
 	fired    atomic.Bool    // onTimeout was called
 	released chan struct{}  // closed when Close has released everything
@@ -329,12 +331,38 @@ func (b *Bridge) Start(onTimeout func(err error)) {
 		}
 	}
 	now := time.Now()
-	b.wg.Add(len(dirs))
 	for _, d := range dirs {
 		d.start(b.m.pacer, now)
-		go b.runDirection(d)
+	}
+	// One reader goroutine for the call on Linux (callreader_linux.go),
+	// else one a direction.
+	cr, err := newCallReader(b, dirs)
+	switch {
+	case err == nil:
+		b.cr = cr
+		b.wg.Add(1)
+		go b.runCall(cr)
+	case errors.Is(err, errCallReaderOff):
+		b.wg.Add(len(dirs))
+		for _, d := range dirs {
+			go b.runDirection(d)
+		}
+	default:
+		// No descriptor for the set (the port allocator counts one a
+		// call, so only past the open-files limit): the call cannot
+		// hear either side, and ends as if its media stopped.
+		b.fail(err)
 	}
 	b.log.Debug("media: relay started")
+}
+
+// runCall is the body of a call reader's goroutine.
+func (b *Bridge) runCall(cr *callReader) {
+	err := cr.run()
+	b.wg.Done() // before fail, as in runDirection
+	if err != nil {
+		b.fail(err)
+	}
 }
 
 // runDirection is the body of a reader goroutine.
@@ -375,7 +403,7 @@ func (b *Bridge) Close() {
 	}
 	b.closed = true
 	b.closing.Store(true)
-	dirs := b.dirs
+	dirs, cr := b.dirs, b.cr
 	b.mu.Unlock()
 
 	// After stop no pacer job touches the sockets or the stages: each job
@@ -388,7 +416,13 @@ func (b *Bridge) Close() {
 	// A read deadline in the past ends the readers (the sockets stay open).
 	b.legs[SideA].pair.stopReads()
 	b.legs[SideB].pair.stopReads()
+	if cr != nil {
+		cr.stop()
+	}
 	b.wg.Wait()
+	if cr != nil {
+		cr.close() // before the ports go back: the set holds their sockets
+	}
 	// ICE and DTLS write through the sockets: end them before the ports
 	// go back.
 	for i := range b.legs {

@@ -330,9 +330,9 @@ func TestBridgeCloseReleases(t *testing.T) {
 	}
 	b1.Start(nil)
 	b1.Start(nil) // idempotent
-	for deadline := time.Now().Add(2 * time.Second); relayGoroutines() != 2; time.Sleep(time.Millisecond) {
+	for deadline := time.Now().Add(2 * time.Second); relayGoroutines() != readersPerCall(); time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d relay goroutines, want 2", relayGoroutines())
+			t.Fatalf("%d relay goroutines, want %d", relayGoroutines(), readersPerCall())
 		}
 	}
 

@@ -21,12 +21,15 @@ const DescriptorsBeside = 1024
 // MaxBoundPairsInUse is how many pairs may be bound at once, in use or
 // kept, with limit open files (0 when unknown: no cap): past it a new call
 // is refused (ErrNoPorts) rather than let RTP sockets take the descriptors
-// SIP connections, the API, the events store and recordings need.
+// SIP connections, the API, the events store and recordings need. It
+// counts five descriptors for two pairs, as if every pair were in use: a
+// pair's two sockets, and half of the epoll set a call's reader holds for
+// its two pairs (callreader_linux.go).
 func MaxBoundPairsInUse(limit uint64) int {
 	if limit == 0 || limit >= math.MaxInt/2 {
 		return math.MaxInt
 	}
-	return int((limit - min(limit, DescriptorsBeside)) / 2)
+	return int((limit - min(limit, DescriptorsBeside)) * 2 / 5)
 }
 
 // DescriptorReserve is how many of limit open files the derived budget

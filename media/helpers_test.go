@@ -8,9 +8,11 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -87,7 +89,16 @@ func newTestManager(t testing.TB, pairs int, startTimeout, timeout time.Duration
 func relayGoroutines() int {
 	buf := make([]byte, 1<<20)
 	buf = buf[:runtime.Stack(buf, true)]
-	return strings.Count(string(buf), "media.(*Bridge).runDirection")
+	return strings.Count(string(buf), "media.(*Bridge).runDirection") + strings.Count(string(buf), "media.(*Bridge).runCall")
+}
+
+// readersPerCall is how many reader goroutines a started bridge runs:
+// one for the call on Linux (callreader_linux.go), else one a direction.
+func readersPerCall() int {
+	if runtime.GOOS != "linux" {
+		return 2
+	}
+	return 1
 }
 
 // checkNoRelayGoroutines fails t if relay goroutines outlive their
@@ -272,4 +283,38 @@ func tickAt(d *direction, now time.Duration) time.Duration {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.playAt
+}
+
+// pairSocket is either socket of a port pair, for the tests that read
+// them.
+type pairSocket interface {
+	SyscallConn() (syscall.RawConn, error)
+	LocalAddr() net.Addr
+}
+
+// readSocket reads one datagram from a pair's socket through its raw
+// handle, waiting up to d: on Linux an RTP socket has no waiting read of
+// its own (rtpconn_linux.go).
+func readSocket(c pairSocket, buf []byte, d time.Duration) (int, error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	for deadline := time.Now().Add(d); ; time.Sleep(time.Millisecond) {
+		var n int
+		var rerr error
+		if err := raw.Control(func(fd uintptr) {
+			n, _, rerr = syscall.Recvfrom(int(fd), buf, syscall.MSG_DONTWAIT)
+		}); err != nil {
+			return 0, err
+		}
+		switch {
+		case rerr == nil:
+			return n, nil
+		case rerr != syscall.EAGAIN:
+			return 0, rerr
+		case time.Now().After(deadline):
+			return 0, os.ErrDeadlineExceeded
+		}
+	}
 }

@@ -34,8 +34,8 @@ const (
 // anew when it is next handed out.
 type portPair struct {
 	idx  int32
-	port int // RTP port; RTCP is port+1
-	rtp  *net.UDPConn
+	port int      // RTP port; RTCP is port+1
+	rtp  *rtpConn // rtpconn_linux.go: out of the runtime's poller on Linux
 	rtcp *net.UDPConn
 	// The sockets' raw handles, to make them deaf and to drain them, and
 	// the addresses they connect to to go deaf.
@@ -393,9 +393,13 @@ func (a *portAllocator) overBudget() bool {
 // bind opens both sockets of pair idx.
 func (a *portAllocator) bind(idx int32) (*portPair, error) {
 	port := a.base + 2*int(idx)
-	rtp, err := a.listen(a.network, &net.UDPAddr{IP: a.ip, Port: port})
+	c, err := a.listen(a.network, &net.UDPAddr{IP: a.ip, Port: port})
 	if err != nil {
 		return nil, fmt.Errorf("media: bind RTP port %d: %w", port, err)
+	}
+	rtp, err := newRTPConn(c)
+	if err != nil {
+		return nil, fmt.Errorf("media: RTP port %d: %w", port, err)
 	}
 	rtcp, err := a.listen(a.network, &net.UDPAddr{IP: a.ip, Port: port + 1})
 	if err != nil {

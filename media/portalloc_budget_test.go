@@ -178,7 +178,7 @@ func TestPortAllocatorClosedPairQuarantineAndRebind(t *testing.T) {
 	if a.bound[p1.idx] != nil || a.boundN.Load() != 1 {
 		t.Fatalf("released pair over the budget still bound (%d bound)", a.boundN.Load())
 	}
-	if _, _, err := oldRTP.ReadFromUDPAddrPort(make([]byte, 1)); !errors.Is(err, net.ErrClosed) {
+	if _, err := readSocket(oldRTP, make([]byte, 1), 0); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("the closed pair's socket reads %v, want net.ErrClosed", err)
 	}
 	for _, adv := range []time.Duration{0, 9*time.Second + 999*time.Millisecond} {
@@ -202,12 +202,11 @@ func TestPortAllocatorClosedPairQuarantineAndRebind(t *testing.T) {
 	}
 	defer sender.Close()
 	buf := make([]byte, 16)
-	for _, c := range []*net.UDPConn{q.rtp, q.rtcp} {
+	for _, c := range []pairSocket{q.rtp, q.rtcp} {
 		if _, err := sender.WriteToUDP([]byte("after rebind"), c.LocalAddr().(*net.UDPAddr)); err != nil {
 			t.Fatal(err)
 		}
-		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
-		n, _, err := c.ReadFromUDPAddrPort(buf)
+		n, err := readSocket(c, buf, 2*time.Second)
 		if err != nil || string(buf[:n]) != "after rebind" {
 			t.Fatalf("rebound port %v read %q, %v", c.LocalAddr(), buf[:n], err)
 		}
@@ -317,7 +316,7 @@ func TestPortAllocatorCapShedsKeptPairs(t *testing.T) {
 	if p3.port == p1.port {
 		t.Fatal("the quarantined pair was handed out")
 	}
-	if _, _, err := rtp1.ReadFromUDPAddrPort(make([]byte, 1)); !errors.Is(err, net.ErrClosed) {
+	if _, err := readSocket(rtp1, make([]byte, 1), 0); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("the kept pair was not closed: read %v", err)
 	}
 	if n := a.boundN.Load(); n != 2 {
@@ -430,8 +429,9 @@ func TestBoundPairBudget(t *testing.T) {
 			t.Errorf("BoundPairBudget(%d, %d) = %d, want %d", tc.configured, tc.limit, got, tc.want)
 		}
 	}
-	// The cap on pairs bound at all leaves DescriptorsBeside.
-	for limit, want := range map[uint64]int{20000: 9488, 65536: 32256, 1024: 0, 0: math.MaxInt} {
+	// The cap on pairs bound at all leaves DescriptorsBeside, at two and
+	// a half descriptors a pair (the call reader's epoll set).
+	for limit, want := range map[uint64]int{20000: 7590, 65536: 25804, 1024: 0, 0: math.MaxInt} {
 		if got := MaxBoundPairsInUse(limit); got != want {
 			t.Errorf("MaxBoundPairsInUse(%d) = %d, want %d", limit, got, want)
 		}

@@ -187,8 +187,8 @@ func TestPortAllocatorReleaseKeepsSocketsDeaf(t *testing.T) {
 	}
 	defer sender.Close()
 	send := func(what string) {
-		for _, c := range []*net.UDPConn{rtp, rtcp} {
-			if _, err := sender.WriteToUDP([]byte(what), c.LocalAddr().(*net.UDPAddr)); err != nil {
+		for _, c := range []net.Addr{rtp.LocalAddr(), rtcp.LocalAddr()} {
+			if _, err := sender.WriteToUDP([]byte(what), c.(*net.UDPAddr)); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -207,9 +207,8 @@ func TestPortAllocatorReleaseKeepsSocketsDeaf(t *testing.T) {
 	}
 	send("new call")
 	buf := make([]byte, 100)
-	for _, c := range []*net.UDPConn{q.rtp, q.rtcp} {
-		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
-		n, _, err := c.ReadFromUDPAddrPort(buf)
+	for _, c := range []pairSocket{q.rtp, q.rtcp} {
+		n, err := readSocket(c, buf, 2*time.Second)
 		if err != nil {
 			t.Fatalf("read on the reused pair: %v", err)
 		}

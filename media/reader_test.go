@@ -81,9 +81,9 @@ func TestReadersManyCalls(t *testing.T) {
 		br.Start(nil)
 		bridges[i] = br
 	}
-	for deadline := time.Now().Add(2 * time.Second); relayGoroutines() != 2*calls; time.Sleep(time.Millisecond) {
+	for deadline := time.Now().Add(2 * time.Second); relayGoroutines() != readersPerCall()*calls; time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d readers running, want %d", relayGoroutines(), 2*calls)
+			t.Fatalf("%d readers running, want %d", relayGoroutines(), readersPerCall()*calls)
 		}
 	}
 	payload := make([]byte, 160)

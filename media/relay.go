@@ -41,7 +41,8 @@ const (
 // direction moves the packets one side sends to the other side, and runs
 // RTCP for the side it reads.
 //
-// Two kinds of work share it. Its reader goroutine (owned by its Bridge,
+// Two kinds of work share it. Its reader (the call's reader goroutine on
+// Linux, callreader_linux.go, else one of its own; owned by its Bridge,
 // which ends it with a read deadline in the past) waits for the source
 // side's RTP socket to be readable, without a buffer, then reads each
 // datagram into a pooled buffer and handles it. Its pacer jobs (Manager's

@@ -25,13 +25,13 @@ func checkDescriptorLimit(m configs.Media, limit uint64, log *slog.Logger) {
 	pairs := max((m.PortMax-m.PortMin+1)/2, 0)
 	budget := media.BoundPairBudget(m.MaxBoundPairs, limit)
 	// Concurrent calls the limit holds at all: pairs in use are bound
-	// whatever the budget, two per call, up to what leaves
-	// media.DescriptorsBeside.
+	// whatever the budget, two per call, and a call's reader holds an
+	// epoll set, up to what leaves media.DescriptorsBeside.
 	maxBound := media.MaxBoundPairsInUse(limit)
 	callsAtMost := maxBound / 2
 	if m.MaxBoundPairs > 0 && min(budget, pairs) > maxBound {
 		log.Warn("media.max_bound_pairs keeps more sockets bound than the open-files limit allows: free pairs may hold the descriptors new calls need, which then get 503",
-			"limit", limit, "max_bound_pairs", m.MaxBoundPairs, "descriptors_wanted", 2*min(budget, pairs)+media.DescriptorsBeside,
+			"limit", limit, "max_bound_pairs", m.MaxBoundPairs, "descriptors_wanted", min(budget, pairs)*5/2+media.DescriptorsBeside,
 			"fix", "lower media.max_bound_pairs or set it to 0 (derived from the limit), or raise LimitNOFILE (deploy/wagate.service)")
 		return
 	}

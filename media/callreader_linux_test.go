@@ -1,0 +1,136 @@
+package media
+
+import (
+	"encoding/binary"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestCallReaderBurstPastBatch: both sides' sockets hold a burst several
+// times readBatch long when the call reader starts, and nothing more
+// comes. Every packet comes out on the other side: the call reader's set
+// is edge-triggered, so datagrams a wake-up left on a socket must be read
+// without waiting for another to arrive, and neither side's burst may
+// hold up the other's.
+func TestCallReaderBurstPastBatch(t *testing.T) {
+	const burst = 3*readBatch + 5
+	t.Cleanup(func() { checkNoRelayGoroutines(t) })
+	m := newTestManager(t, 2, time.Hour, time.Hour)
+	aConn, bConn := listenBig(t), listenBig(t)
+	aPort := aConn.LocalAddr().(*net.UDPAddr).Port
+	bPort := bConn.LocalAddr().(*net.UDPAddr).Port
+	// Neither leg is WhatsApp's: both directions relay as packets arrive.
+	br, err := m.NewCallBridge("burst", nil, LegConfig{Codecs: []string{"PCMU"}}, LegConfig{Codecs: []string{"PCMU"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(br.Close)
+	offerB, err := br.Offer(sdpOffer(aPort, "RTP/AVP", "0", "rtpmap:0 PCMU/8000", "ptime:20"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	answerA, err := br.AnswerB(sdpOffer(bPort, "RTP/AVP", "0", "rtpmap:0 PCMU/8000", "ptime:20"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	toB, toA := mustAddr(t, offerB), mustAddr(t, answerA)
+
+	// Each side counts what reaches it, by the sequence number it was
+	// sent with, until it has the whole burst or the wait ends.
+	count := func(c *net.UDPConn, got chan<- int) {
+		seen := map[uint16]bool{}
+		buf := make([]byte, 2048)
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for len(seen) < burst {
+			n, _, err := c.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				break
+			}
+			if n >= 12 {
+				seen[binary.BigEndian.Uint16(buf[2:])] = true
+			}
+		}
+		got <- len(seen)
+	}
+	gotA, gotB := make(chan int, 1), make(chan int, 1)
+	go count(aConn, gotA)
+	go count(bConn, gotB)
+	payload := make([]byte, 160)
+	for k := range burst {
+		seq, ts := uint16(k+1), uint32(160*(k+1))
+		if _, err := aConn.WriteToUDPAddrPort(rtpPacket(t, 0, seq, ts, 0xa, payload), toA); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := bConn.WriteToUDPAddrPort(rtpPacket(t, 0, seq, ts, 0xb, payload), toB); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Queued before the reader starts: its first wake-up finds the
+	// whole burst on both sockets.
+	time.Sleep(20 * time.Millisecond)
+	br.Start(nil)
+	if br.cr == nil {
+		t.Fatal("the bridge started without a call reader")
+	}
+	if n := <-gotB; n != burst {
+		t.Errorf("B received %d of A's %d packets", n, burst)
+	}
+	if n := <-gotA; n != burst {
+		t.Errorf("A received %d of B's %d packets", n, burst)
+	}
+}
+
+// TestCallReaderReleasesItsDescriptor: a started call holds one
+// descriptor beside its sockets, its epoll set, and gives it back on
+// Close; many calls leave none behind.
+func TestCallReaderReleasesItsDescriptor(t *testing.T) {
+	t.Cleanup(func() { checkNoRelayGoroutines(t) })
+	m := newTestManager(t, 2, time.Hour, time.Hour)
+	peerA, peerB := newPeer(t), newPeer(t)
+	start := func() *Bridge {
+		br, err := m.NewCallBridge("fd", nil, LegConfig{Codecs: []string{"PCMU"}}, LegConfig{Codecs: []string{"PCMU"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := br.Offer(sdpOffer(peerA.port(), "RTP/AVP", "0", "rtpmap:0 PCMU/8000")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := br.AnswerB(sdpOffer(peerB.port(), "RTP/AVP", "0", "rtpmap:0 PCMU/8000")); err != nil {
+			t.Fatal(err)
+		}
+		br.Start(nil)
+		return br
+	}
+	before := epollDescriptors(t)
+	br := start()
+	if n := epollDescriptors(t); n != before+1 {
+		t.Fatalf("%d epoll descriptors with a call up, %d before; want one more", n, before)
+	}
+	br.Close()
+	for range 50 {
+		start().Close()
+	}
+	if n := epollDescriptors(t); n != before {
+		t.Fatalf("%d epoll descriptors after the calls closed, %d before", n, before)
+	}
+}
+
+// epollDescriptors counts the process's open epoll descriptors (the
+// runtime's own poller among them).
+func epollDescriptors(t *testing.T) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd: %v", err)
+	}
+	n := 0
+	for _, fd := range fds {
+		if link, err := os.Readlink("/proc/self/fd/" + fd.Name()); err == nil && strings.Contains(link, "eventpoll") {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,13 @@
+//go:build !linux
+
+package media
+
+// callReader is Linux's (callreader_linux.go); elsewhere every direction
+// has a reader of its own.
+type callReader struct{}
+
+func newCallReader(*Bridge, [2]*direction) (*callReader, error) { return nil, errCallReaderOff }
+
+func (*callReader) run() error { return nil }
+func (*callReader) stop()      {}
+func (*callReader) close()     {}
