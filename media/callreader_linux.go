@@ -22,14 +22,17 @@ import (
 // wake-up asks the set which socket has datagrams (epoll_wait without
 // waiting) and reads that one as a direction's reader does.
 //
-// One goroutine a call keeps what sharing pollers among many calls lost
-// (docs/performance.md, 2 December): the scheduler gives each call its
-// own turn under contention, as before.
+// The sockets themselves are out of the runtime's poller (rtpconn_linux.go
+// says why). One goroutine a call keeps what sharing pollers among many
+// calls lost (docs/performance.md, 2 December): the scheduler gives each
+// call its own turn under contention, as before.
 type callReader struct {
 	b    *Bridge
 	dirs [2]*direction
-	fds  [2]uintptr // the RTP sockets, by direction
-	ep   *os.File   // the epoll set, registered with the runtime's poller
+	// fds are the RTP sockets, by direction: the pairs are the bridge's
+	// until Close has ended run, and the allocator closes no pair in use.
+	fds  [2]uintptr
+	ep   *os.File // the epoll set, registered with the runtime's poller
 	raw  syscall.RawConn
 	evs  [2]syscall.EpollEvent
 	more [2]bool // a socket's reader stopped before its socket was empty
@@ -68,8 +71,8 @@ func newCallReader(b *Bridge, dirs [2]*direction) (*callReader, error) {
 		return nil, fmt.Errorf("media: call reader: epoll set non-blocking: %w", err)
 	}
 	c.ep = os.NewFile(uintptr(epfd), "rtp-epoll")
-	// A deadline is refused by a file the poller did not take: reads on
-	// it would block a thread, so no call reader then.
+	// A deadline is refused by a file the poller did not take: a read on
+	// it would hold a thread, and Close could not end it.
 	if err := c.ep.SetReadDeadline(time.Time{}); err != nil {
 		_ = c.ep.Close()
 		return nil, fmt.Errorf("media: call reader: epoll set not pollable: %w", err)

@@ -2,9 +2,12 @@ package media
 
 import (
 	"encoding/binary"
+	"errors"
 	"net"
 	"os"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -133,4 +136,72 @@ func epollDescriptors(t *testing.T) int {
 		}
 	}
 	return n
+}
+
+// TestCallReaderNoDescriptor: with no descriptor left for the call's
+// epoll set, Start does not leave the call deaf and silent for good: the
+// call ends as if its media had stopped (onTimeout, saying why), and
+// Close releases everything.
+func TestCallReaderNoDescriptor(t *testing.T) {
+	t.Cleanup(func() { checkNoRelayGoroutines(t) })
+	m := newTestManager(t, 2, time.Hour, time.Hour)
+	peerA, peerB := newPeer(t), newPeer(t)
+	br, err := m.NewCallBridge("nofd", nil, LegConfig{Codecs: []string{"PCMU"}}, LegConfig{Codecs: []string{"PCMU"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := br.Offer(sdpOffer(peerA.port(), "RTP/AVP", "0", "rtpmap:0 PCMU/8000")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := br.AnswerB(sdpOffer(peerB.port(), "RTP/AVP", "0", "rtpmap:0 PCMU/8000")); err != nil {
+		t.Fatal(err)
+	}
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Skip(err)
+	}
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip(err)
+	}
+	highest := 0
+	for _, fd := range fds {
+		if n, err := strconv.Atoi(fd.Name()); err == nil && n > highest {
+			highest = n
+		}
+	}
+	ended := make(chan error, 1)
+	tight := lim
+	tight.Cur = uint64(highest) // the lowest free number may still be below it
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &tight); err != nil {
+		t.Skip(err)
+	}
+	// Fill every free number below the limit, so that none is left.
+	var fill []int
+	for {
+		fd, err := syscall.Dup(0)
+		if err != nil {
+			break
+		}
+		fill = append(fill, fd)
+	}
+	br.Start(func(err error) { ended <- err })
+	for _, fd := range fill {
+		syscall.Close(fd)
+	}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-ended:
+		if !strings.Contains(err.Error(), "epoll_create1") || !errors.Is(err, syscall.EMFILE) {
+			t.Fatalf("onTimeout: %v, want the epoll set's EMFILE", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Start without a descriptor for the call's set: onTimeout was not called")
+	}
+	br.Close()
+	if s := m.Stats(); s.PortsInUse != 0 || s.Bridges != 0 {
+		t.Fatalf("manager stats %+v after Close", s)
+	}
 }
