@@ -94,16 +94,7 @@ func TestCallReaderReleasesItsDescriptor(t *testing.T) {
 	m := newTestManager(t, 2, time.Hour, time.Hour)
 	peerA, peerB := newPeer(t), newPeer(t)
 	start := func() *Bridge {
-		br, err := m.NewCallBridge("fd", nil, LegConfig{Codecs: []string{"PCMU"}}, LegConfig{Codecs: []string{"PCMU"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := br.Offer(sdpOffer(peerA.port(), "RTP/AVP", "0", "rtpmap:0 PCMU/8000")); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := br.AnswerB(sdpOffer(peerB.port(), "RTP/AVP", "0", "rtpmap:0 PCMU/8000")); err != nil {
-			t.Fatal(err)
-		}
+		br := plainCall(t, m, "fd", peerA, peerB)
 		br.Start(nil)
 		return br
 	}
@@ -146,16 +137,7 @@ func TestCallReaderNoDescriptor(t *testing.T) {
 	t.Cleanup(func() { checkNoRelayGoroutines(t) })
 	m := newTestManager(t, 2, time.Hour, time.Hour)
 	peerA, peerB := newPeer(t), newPeer(t)
-	br, err := m.NewCallBridge("nofd", nil, LegConfig{Codecs: []string{"PCMU"}}, LegConfig{Codecs: []string{"PCMU"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := br.Offer(sdpOffer(peerA.port(), "RTP/AVP", "0", "rtpmap:0 PCMU/8000")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := br.AnswerB(sdpOffer(peerB.port(), "RTP/AVP", "0", "rtpmap:0 PCMU/8000")); err != nil {
-		t.Fatal(err)
-	}
+	br := plainCall(t, m, "nofd", peerA, peerB)
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		t.Skip(err)
@@ -204,4 +186,21 @@ func TestCallReaderNoDescriptor(t *testing.T) {
 	if s := m.Stats(); s.PortsInUse != 0 || s.Bridges != 0 {
 		t.Fatalf("manager stats %+v after Close", s)
 	}
+}
+
+// plainCall is a bridge between two plain PCMU legs, a and b, offered and
+// answered but not started.
+func plainCall(t *testing.T, m *Manager, id string, a, b *peer) *Bridge {
+	t.Helper()
+	br, err := m.NewCallBridge(id, nil, LegConfig{Codecs: []string{"PCMU"}}, LegConfig{Codecs: []string{"PCMU"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := br.Offer(sdpOffer(a.port(), "RTP/AVP", "0", "rtpmap:0 PCMU/8000")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := br.AnswerB(sdpOffer(b.port(), "RTP/AVP", "0", "rtpmap:0 PCMU/8000")); err != nil {
+		t.Fatal(err)
+	}
+	return br
 }

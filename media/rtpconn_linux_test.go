@@ -71,17 +71,8 @@ func TestRTPSocketsOnlyInTheCallsSet(t *testing.T) {
 	t.Cleanup(func() { checkNoRelayGoroutines(t) })
 	m := newTestManager(t, 2, time.Hour, time.Hour)
 	peerA, peerB := newPeer(t), newPeer(t)
-	br, err := m.NewCallBridge("sets", nil, LegConfig{Codecs: []string{"PCMU"}}, LegConfig{Codecs: []string{"PCMU"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	br := plainCall(t, m, "sets", peerA, peerB)
 	t.Cleanup(br.Close)
-	if _, err := br.Offer(sdpOffer(peerA.port(), "RTP/AVP", "0", "rtpmap:0 PCMU/8000")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := br.AnswerB(sdpOffer(peerB.port(), "RTP/AVP", "0", "rtpmap:0 PCMU/8000")); err != nil {
-		t.Fatal(err)
-	}
 	br.Start(nil)
 	if br.cr == nil {
 		t.Fatal("the bridge started without a call reader")
