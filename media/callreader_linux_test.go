@@ -98,35 +98,18 @@ func TestCallReaderReleasesItsDescriptor(t *testing.T) {
 		br.Start(nil)
 		return br
 	}
-	before := epollDescriptors(t)
+	before := len(epollWatches(t))
 	br := start()
-	if n := epollDescriptors(t); n != before+1 {
+	if n := len(epollWatches(t)); n != before+1 {
 		t.Fatalf("%d epoll descriptors with a call up, %d before; want one more", n, before)
 	}
 	br.Close()
 	for range 50 {
 		start().Close()
 	}
-	if n := epollDescriptors(t); n != before {
+	if n := len(epollWatches(t)); n != before {
 		t.Fatalf("%d epoll descriptors after the calls closed, %d before", n, before)
 	}
-}
-
-// epollDescriptors counts the process's open epoll descriptors (the
-// runtime's own poller among them).
-func epollDescriptors(t *testing.T) int {
-	t.Helper()
-	fds, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Skipf("no /proc/self/fd: %v", err)
-	}
-	n := 0
-	for _, fd := range fds {
-		if link, err := os.Readlink("/proc/self/fd/" + fd.Name()); err == nil && strings.Contains(link, "eventpoll") {
-			n++
-		}
-	}
-	return n
 }
 
 // TestCallReaderNoDescriptor: with no descriptor left for the call's

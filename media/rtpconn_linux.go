@@ -1,6 +1,7 @@
 package media
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -139,6 +140,10 @@ func (s *rtpConn) Close() error {
 	s.fd = -1
 	return err
 }
+
+// errWaitUnsupported: a wait on a socket the runtime's poller does not
+// watch.
+var errWaitUnsupported = errors.New("waiting on the socket is not supported")
 
 // rtpRaw is an rtpConn's syscall.RawConn.
 type rtpRaw struct{ s *rtpConn }
