@@ -124,6 +124,11 @@ func NewManager(cfg configs.Media, log *slog.Logger) (*Manager, error) {
 	if !advertise.IsValid() || advertise.IsUnspecified() || advertise.IsMulticast() {
 		return nil, fmt.Errorf("media: advertise_ip must be a unicast address when bind_ip is %q", cfg.BindIP)
 	}
+	if b := effectiveBind(bind, advertise, nil); b != bind {
+		log.Info("media: RTP binds the advertised address, this host's own, so that it leaves from the address peers were told",
+			"bind_ip", cfg.BindIP, "advertise_ip", advertise.String())
+		bind = b
+	}
 	for _, d := range []struct {
 		name string
 		v    time.Duration

@@ -1,0 +1,63 @@
+package test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/wagate/wagate/test/internal/metapeer"
+	"github.com/wagate/wagate/test/internal/rtppeer"
+)
+
+// TestMediaWildcardBind: operators bind RTP to a wildcard (0.0.0.0, or
+// :: for both families) and advertise the address peers reach. Here, as
+// on a host with several addresses, the advertised address (the env's
+// 127.0.N.1) is not the one the routing table picks as the source toward
+// the peers (127.0.0.1), and the Go Meta peer, like a peer doing
+// symmetric RTP, drops packets from any address but the one SDP named.
+// Through the real binary the Meta peer's 1 kHz tone must go Opus →
+// wagate → PCMU → the PBX's echo → wagate → Opus and come back: RTP must
+// leave from the advertised address. The answer must name that address,
+// never the wildcard, and the log must say why the wildcard was not used.
+func TestMediaWildcardBind(t *testing.T) {
+	t.Parallel()
+	for i, bind := range []string{"0.0.0.0", "::"} {
+		t.Run(bind, func(t *testing.T) {
+			e := newEnv(t)
+			// A range of its own: a wildcard bind takes the port on every
+			// address, which other tests' ranges must not share.
+			lo := 40100 + 100*i
+			w := e.startWagate(wagateOpts{MetaEncryption: "sdes", MediaBind: bind, PortMin: lo, PortMax: lo + 99})
+			pbx := e.startSipp(sippSpec{Name: "pbx", Scenario: "uas.xml", Peer: e.PBX, Calls: 1, Args: []string{"-rtp_echo"}})
+			meta := newGoPeer(t, e.Meta, metapeer.Config{})
+
+			ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
+			defer cancel()
+			call, err := meta.Call(ctx, metapeer.CallSpec{Target: w.SIPAddr, To: businessNumber, From: waUser})
+			if err != nil {
+				pbx.dump()
+				t.Fatalf("UIC with RTP bound to %s: %v", bind, err)
+			}
+			if ip := call.RemoteSDP.IP; ip != e.WagateIP {
+				t.Errorf("wagate's answer names media address %s, want the advertised %s", ip, e.WagateIP)
+			}
+			if p := call.RemoteSDP.Port; p < lo || p > lo+99 {
+				t.Errorf("wagate's answer names media port %d, outside its range %d-%d", p, lo, lo+99)
+			}
+
+			call.Media.ResetRecording()
+			playFor(t, 2*time.Second, play{call.Media, rtppeer.NewTone(1000, toneAmp, 48000)})
+			hangup(t, call, "meta")
+			pbx.requireOK()
+
+			checkTone(t, "tone back through wagate and the PBX's echo", call.Media.Recording(), 48000, 1000, 1200*time.Millisecond)
+			s := w.waitIdle()
+			w.expectCounts(s, 1, 1)
+			if log, _ := os.ReadFile(w.logPath); !bytes.Contains(log, []byte("media: RTP binds the advertised address")) {
+				t.Errorf("wagate's log does not say RTP binds the advertised address instead of %s", bind)
+			}
+		})
+	}
+}
