@@ -385,10 +385,9 @@ type wagateOpts struct {
 	// Extra flow-map entries appended inside an endpoint, number or api
 	// item, e.g. `, auth: {users: [{username: u, password: p}]}`.
 	MetaExtra, PBXExtra, DialerExtra, NumberExtra, APIExtra string
-	// MediaBind, when set, is media.bind_ip (a wildcard such as "0.0.0.0"
-	// or "::"), with the env's address as advertise_ip; by default RTP
-	// binds the env's address.
-	MediaBind string
+	// MediaBind is media.bind_ip (default the env's address) and
+	// MediaAdvertise media.advertise_ip (default: none, bind_ip).
+	MediaBind, MediaAdvertise string
 	// MediaExtra is more flow-map entries of the media section, e.g.
 	// `, dtls: {handshake_timeout: 2s}`.
 	MediaExtra string
@@ -443,7 +442,7 @@ endpoints:
   - {name: dialer, kind: dialer, host: {{.E.Dialer.IP}}, port: {{.E.Dialer.Port}}, transport: udp, source_cidrs: [{{.E.Dialer.IP}}/32{{.O.DialerCIDRs}}]{{.O.DialerExtra}}}{{.O.EndpointsExtra}}
 numbers:
   - {number: "+15550100001", phone_number_id: "100000000000001", route: {{.O.Route}}, dialers: [dialer], callback_permission: true{{.O.NumberExtra}}}{{.O.MoreNumbers}}
-media: {bind_ip: {{if .O.MediaBind}}"{{.O.MediaBind}}", advertise_ip: {{end}}{{.E.WagateIP}}, port_min: {{.O.PortMin}}, port_max: {{.O.PortMax}}, rtp_timeout: {{.O.RTPTimeout}}, rtp_start_timeout: {{.O.RTPStartTimeout}}, port_quarantine: 2s{{.O.MediaExtra}}}
+media: {bind_ip: "{{or .O.MediaBind .E.WagateIP}}"{{with .O.MediaAdvertise}}, advertise_ip: "{{.}}"{{end}}, port_min: {{.O.PortMin}}, port_max: {{.O.PortMax}}, rtp_timeout: {{.O.RTPTimeout}}, rtp_start_timeout: {{.O.RTPStartTimeout}}, port_quarantine: 2s{{.O.MediaExtra}}}
 api: {listen: "{{.E.WagateIP}}:{{.E.APIPort}}"{{.O.APIExtra}}}
 log: {level: {{.O.LogLevel}}, format: json}
 prompts: {fetch_allow: ["{{.FilesIP}}/32"]}

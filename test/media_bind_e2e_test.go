@@ -3,6 +3,7 @@ package test
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"testing"
 	"time"
@@ -29,7 +30,7 @@ func TestMediaWildcardBind(t *testing.T) {
 			// A range of its own: a wildcard bind takes the port on every
 			// address, which other tests' ranges must not share.
 			lo := 40100 + 100*i
-			w := e.startWagate(wagateOpts{MetaEncryption: "sdes", MediaBind: bind, PortMin: lo, PortMax: lo + 99})
+			w := e.startWagate(wagateOpts{MetaEncryption: "sdes", MediaBind: bind, MediaAdvertise: e.WagateIP, PortMin: lo, PortMax: lo + 99})
 			pbx := e.startSipp(sippSpec{Name: "pbx", Scenario: "uas.xml", Peer: e.PBX, Calls: 1, Args: []string{"-rtp_echo"}})
 			meta := newGoPeer(t, e.Meta, metapeer.Config{})
 
@@ -60,4 +61,56 @@ func TestMediaWildcardBind(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestMediaIPv6: RTP over IPv6 end to end. wagate binds ::1; the Go
+// dialer (PCMU) and the Go Meta peer (Opus, SDES) offer and answer
+// c=IN IP6 ::1 (SIP stays on IPv4, so that each endpoint keeps an address
+// of its own). The dialer's 1 kHz tone must reach the WhatsApp user and
+// the user's 700 Hz tone the dialer, through wagate's IPv6 sockets, and
+// wagate's SDP must name its IPv6 address as IP6.
+func TestMediaIPv6(t *testing.T) {
+	t.Parallel()
+	if c, err := net.ListenPacket("udp6", "[::1]:0"); err != nil {
+		t.Skipf("no IPv6 loopback on this machine: %v", err)
+	} else {
+		c.Close()
+	}
+	e := newEnv(t)
+	// Its own range: ::1 is one address, shared by every IPv6 test.
+	w := e.startWagate(wagateOpts{MetaEncryption: "sdes", MetaCodecs: bicMetaCodecs, MediaBind: "::1", PortMin: 40300, PortMax: 40399,
+		// The first report comes at a quarter to three quarters of the
+		// interval: with the default 5 s, after a 2 s call or not.
+		MediaExtra: ", rtcp_interval: 1s"})
+	meta := newGoPeer(t, e.Meta, metapeer.Config{MediaIP: "::1"})
+	dialer := newGoPeer(t, e.Dialer, metapeer.Config{Profile: metapeer.ProfileG711, MediaIP: "::1"})
+
+	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
+	defer cancel()
+	answered := answerAsync(ctx, meta, metapeer.AnswerSpec{Ring: 100 * time.Millisecond})
+	dcall, err := dialer.Call(ctx, metapeer.CallSpec{Target: w.SIPAddr, To: waUser, From: businessNumber})
+	if err != nil {
+		t.Fatalf("BIC with IPv6 media: %v", err)
+	}
+	mcall := waitAnswer(t, answered, "the Meta peer")
+	for _, c := range []struct {
+		who string
+		sdp []byte
+	}{{"the dialer", dcall.Remote}, {"the Meta peer", mcall.Remote}} {
+		if !bytes.Contains(c.sdp, []byte("c=IN IP6 ::1\r\n")) {
+			t.Errorf("wagate's SDP to %s has no c=IN IP6 ::1:\n%s", c.who, c.sdp)
+		}
+	}
+
+	mcall.Media.ResetRecording()
+	dcall.Media.ResetRecording()
+	playFor(t, 2*time.Second, play{dcall.Media, rtppeer.NewTone(1000, toneAmp, 8000)}, play{mcall.Media, rtppeer.NewTone(700, toneAmp, 48000)})
+	checkWhatsAppStream(t, "BIC over IPv6", mcall)
+	hangup(t, dcall, "dialer")
+	waitBye(t, mcall, "the Meta peer")
+
+	checkTone(t, "dialer's tone at the WhatsApp user", mcall.Media.Recording(), 48000, 1000, 1200*time.Millisecond)
+	checkTone(t, "WhatsApp user's tone at the dialer", dcall.Media.Recording(), 8000, 700, 1200*time.Millisecond)
+	s := w.waitIdle()
+	w.expectCounts(s, 1, 1)
 }

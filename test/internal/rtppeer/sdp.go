@@ -35,7 +35,11 @@ type Desc struct {
 func (d Desc) Marshal() []byte {
 	var b bytes.Buffer
 	id := rand.Uint32() >> 1
-	fmt.Fprintf(&b, "v=0\r\no=- %d %d IN IP4 %s\r\ns=-\r\nc=IN IP4 %s\r\nt=0 0\r\n", id, id, d.IP, d.IP)
+	af := "IP4"
+	if ip := net.ParseIP(d.IP); ip != nil && ip.To4() == nil {
+		af = "IP6"
+	}
+	fmt.Fprintf(&b, "v=0\r\no=- %d %d IN %s %s\r\ns=-\r\nc=IN %s %s\r\nt=0 0\r\n", id, id, af, d.IP, af, d.IP)
 	for _, a := range d.SessionAttrs {
 		b.WriteString("a=" + a + "\r\n")
 	}

@@ -243,14 +243,15 @@ func Listen(cfg Config) (*Session, error) {
 	return s, nil
 }
 
-// bindEven binds ip:port, or a free even port when port is 0.
+// bindEven binds ip:port, or a free even port when port is 0. ip's
+// family picks the socket's: an IPv6 peer gets an IPv6-only one.
 func bindEven(ip string, port int) (*net.UDPConn, error) {
 	if port != 0 {
-		return net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(ip), Port: port})
+		return net.ListenUDP(udpNet(ip), &net.UDPAddr{IP: net.ParseIP(ip), Port: port})
 	}
 	for range 100 {
 		p := 20000 + 2*rand.IntN(5000)
-		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(ip), Port: p})
+		c, err := net.ListenUDP(udpNet(ip), &net.UDPAddr{IP: net.ParseIP(ip), Port: p})
 		if err == nil {
 			return c, nil
 		}
@@ -396,4 +397,13 @@ func (s *Session) Remote() *net.UDPAddr {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.remote
+}
+
+// udpNet is the network for binding ip: udp6 for an IPv6 address, udp4
+// otherwise.
+func udpNet(ip string) string {
+	if a := net.ParseIP(ip); a != nil && a.To4() == nil {
+		return "udp6"
+	}
+	return "udp4"
 }
