@@ -16,6 +16,7 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/wagate/wagate/configs"
+	"github.com/wagate/wagate/media"
 	"github.com/wagate/wagate/recording"
 	sipedge "github.com/wagate/wagate/sip"
 )
@@ -114,11 +115,16 @@ func (s *Engine) Status() Status {
 func (s *Engine) Busy(src string) bool { return s.reg.hasSource(src) }
 
 // Started hangs up the calls a crash left (from the journal) and samples
-// the CPU for sip.max_cpu_percent until ctx ends.
+// the CPU and the media pacer for sip.max_cpu_percent and
+// sip.max_late_media_percent until ctx ends.
 func (s *Engine) Started(ctx context.Context) {
 	s.hangUpLeftCalls(ctx)
-	s.over.sampleCPU(ctx, time.Second)
+	s.over.sample(ctx, time.Second)
 }
+
+// SetPacerStats gives the engine the media pacer's lateness, for
+// sip.max_late_media_percent. Call it before Started.
+func (s *Engine) SetPacerStats(f func() media.PacerStats) { s.over.pacer = f }
 
 // Drain waits for live calls to end until ctx is done, then hangs up the
 // rest and waits for the BYEs (5 s at most: a peer that never answers

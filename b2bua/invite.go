@@ -40,12 +40,9 @@ func (s *Engine) invite(req *sip.Request, tx sip.ServerTransaction, ep *configs.
 		refuse(&sipedge.Rejection{Code: 503, Reason: "Service Unavailable", Log: "draining"})
 		return
 	}
-	if limit := s.edge.Config().SIP.MaxCPUPercent; limit > 0 {
-		if cpu := s.over.cpu.Load(); cpu >= int64(limit) {
-			s.over.note(overCPU, itoa(int(cpu))+"% of all cores")
-			refuse(&sipedge.Rejection{Code: 503, Reason: "Service Unavailable", Log: "overload: cpu", RetryAfter: 5 * time.Second})
-			return
-		}
+	if rej := s.over.loadRefusal(s.edge.Config().SIP); rej != nil {
+		refuse(rej)
+		return
 	}
 	if !s.cps.allow(ep.Name, ep.MaxCPS) {
 		s.over.note(overCPS, "endpoint "+ep.Name+" over "+itoa(ep.MaxCPS)+" calls/s")

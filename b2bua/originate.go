@@ -82,6 +82,9 @@ func (s *Engine) Originate(r sipedge.ClickToCall) (CallInfo, *Refusal, error) {
 		s.over.note(overDraining, "")
 		return refuse(&sipedge.Rejection{Code: 503, Reason: "Service Unavailable", Log: "draining"})
 	}
+	if rej := s.over.loadRefusal(s.edge.Config().SIP); rej != nil {
+		return refuse(rej)
+	}
 	var eng FlowEngine
 	if r.Flow {
 		if s.flows != nil {

@@ -8,6 +8,10 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/wagate/wagate/configs"
+	"github.com/wagate/wagate/media"
+	sipedge "github.com/wagate/wagate/sip"
 )
 
 // Overload is why wagate refuses a new call with 503: the operator must be
@@ -22,10 +26,11 @@ const (
 	overDraining                          // SIGTERM: no new calls
 	overCPU                               // sip.max_cpu_percent
 	overCPS                               // an endpoint's max_cps
+	overMediaLate                         // sip.max_late_media_percent
 	numOverload
 )
 
-var overloadNames = [numOverload]string{"ports", "concurrency", "draining", "cpu", "cps"}
+var overloadNames = [numOverload]string{"ports", "concurrency", "draining", "cpu", "cps", "media_late"}
 
 // overloadWarnEvery bounds the warn lines: one per reason per interval,
 // with the count since the last one.
@@ -42,7 +47,18 @@ type overload struct {
 	// cpu is the process's CPU use over the last sample, in percent of
 	// all cores (0 until sampled).
 	cpu atomic.Int64
+	// pacer reads the media pacer's lateness (SetPacerStats; nil: none).
+	pacer func() media.PacerStats
+	// lateBP is the share of the pacer's jobs that began over 5 ms late
+	// in the last sample, in hundredths of a percent; 0 until sampled and
+	// when the sample ran too few jobs to tell.
+	lateBP atomic.Int64
 }
+
+// minLateJobs: a sample with fewer paced jobs says nothing about the
+// audio (a few late RTCP reports on a quiet node must not refuse calls).
+// One call with audio toward WhatsApp runs 50 a second.
+const minLateJobs = 100
 
 // note counts one refusal and warns if this reason has not warned lately.
 func (o *overload) note(r overloadReason, detail string) {
@@ -72,12 +88,17 @@ func (o *overload) snapshot() OverloadStats {
 	return s
 }
 
-// sampleCPU measures the process's CPU use every interval until ctx ends,
-// for sip.max_cpu_percent.
-func (o *overload) sampleCPU(ctx context.Context, interval time.Duration) {
+// sample measures the process's CPU use and the media pacer's lateness
+// every interval until ctx ends, for sip.max_cpu_percent and
+// sip.max_late_media_percent.
+func (o *overload) sample(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	last, lastAt := cpuTime(), time.Now()
+	var lastPacer media.PacerStats
+	if o.pacer != nil {
+		lastPacer = o.pacer()
+	}
 	cores := float64(runtime.NumCPU())
 	for {
 		select {
@@ -89,8 +110,44 @@ func (o *overload) sampleCPU(ctx context.Context, interval time.Duration) {
 				o.cpu.Store(int64(100 * float64(cur-last) / float64(wall) / cores))
 			}
 			last, lastAt = cur, now
+			if o.pacer != nil {
+				p := o.pacer()
+				o.lateBP.Store(lateShareBP(lastPacer, p))
+				lastPacer = p
+			}
 		}
 	}
+}
+
+// lateShareBP is the share of the jobs run between two pacer snapshots
+// that began over 5 ms late, in hundredths of a percent (0 for fewer than
+// minLateJobs).
+func lateShareBP(prev, cur media.PacerStats) int64 {
+	jobs := cur.Runs() - prev.Runs()
+	if jobs < minLateJobs {
+		return 0
+	}
+	return int64((cur.Over5ms() - prev.Over5ms()) * 10000 / jobs)
+}
+
+// loadRefusal is the 503 a new call gets while the node is too loaded to
+// carry it well (sip.max_cpu_percent, sip.max_late_media_percent), or nil.
+// The calls already up go on: refusing new ones is what keeps their
+// audio whole.
+func (o *overload) loadRefusal(sip configs.SIP) *sipedge.Rejection {
+	if limit := sip.MaxCPUPercent; limit > 0 {
+		if cpu := o.cpu.Load(); cpu >= int64(limit) {
+			o.note(overCPU, itoa(int(cpu))+"% of all cores")
+			return &sipedge.Rejection{Code: 503, Reason: "Service Unavailable", Log: "overload: cpu", RetryAfter: 5 * time.Second}
+		}
+	}
+	if limit := sip.MaxLateMediaPercent; limit > 0 {
+		if bp := o.lateBP.Load(); bp > int64(limit)*100 {
+			o.note(overMediaLate, itoa(int(bp/100))+"% of paced media over 5 ms late in the last second")
+			return &sipedge.Rejection{Code: 503, Reason: "Service Unavailable", Log: "overload: media late", RetryAfter: 5 * time.Second}
+		}
+	}
+	return nil
 }
 
 // cpuTime is the process's user and system CPU time so far.

@@ -83,6 +83,13 @@ type SIP struct {
 	// in percent of all cores over the last second, is at or above it
 	// (0: never). Calls already up are not affected.
 	MaxCPUPercent int `yaml:"max_cpu_percent"`
+	// MaxLateMediaPercent refuses new calls with 503 while more than this
+	// percent of the media wagate sends on its clock (silence and playout
+	// toward WhatsApp, transcoded audio, prompts, RTCP) left over 5 ms late
+	// in the last second (0: never). That is the audio of the calls
+	// already up breaking: short of CPU, or a host that wakes the process
+	// late; one more call would make every call worse.
+	MaxLateMediaPercent int `yaml:"max_late_media_percent"`
 	// Trace logs every SIP message and exports it to a HEP collector.
 	Trace SIPTrace `yaml:"trace"`
 }

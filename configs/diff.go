@@ -85,6 +85,7 @@ var liveKeys = []string{
 	"sip.tcp.max_connections_per_source",
 	"sip.tcp.idle_timeout",
 	"sip.max_cpu_percent",
+	"sip.max_late_media_percent",
 	// A TLS listener whose address stays re-reads its certificate and key.
 	"sip.listen[].cert_file",
 	"sip.listen[].key_file",

@@ -64,6 +64,14 @@ func TestValidationProblems(t *testing.T) {
 		want string
 	}{
 		// sip
+		{"cpu admission above 100", `
+sip:
+  max_cpu_percent: 150 # <-
+`, `sip.max_cpu_percent: 150 must be between 0 (off) and 100`},
+		{"late-media admission negative", `
+sip:
+  max_late_media_percent: -5 # <-
+`, `sip.max_late_media_percent: -5 must be between 0 (off) and 100`},
 		{"listener transport", `
 sip:
   listen:

@@ -239,6 +239,10 @@ func (m *Manager) Stats() Stats {
 		Pacer: m.pacer.Stats()}
 }
 
+// PacerStats is how late the pacer ran its jobs, since start: Stats's
+// Pacer without the rest.
+func (m *Manager) PacerStats() PacerStats { return m.pacer.Stats() }
+
 // account adds a closed bridge's counters to the totals.
 func (m *Manager) account(s BridgeStats, transcoded bool) {
 	m.totalsMu.Lock()

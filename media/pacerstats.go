@@ -41,6 +41,27 @@ func (s PacerStats) Runs() uint64 {
 	return n
 }
 
+// Over5ms is how many jobs began more than 5 ms late: past that a
+// listener starts to hear it (the pacer's warning and the b2bua's
+// sip.max_late_media_percent count these).
+func (s PacerStats) Over5ms() uint64 {
+	var n uint64
+	for _, c := range s.Counts[pacerOver5ms:] {
+		n += c
+	}
+	return n
+}
+
+// pacerOver5ms is the first bucket of jobs begun more than 5 ms late.
+var pacerOver5ms = func() int {
+	for i, le := range PacerLatenessBuckets {
+		if le > 0.005 {
+			return i
+		}
+	}
+	return len(PacerLatenessBuckets)
+}()
+
 // pacerLateness is a shard's histogram. Only the shard's goroutine
 // writes it (jobs run nowhere else), so an increment is a load and a
 // store rather than a locked add; scrapes read it with atomic loads.

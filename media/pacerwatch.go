@@ -72,14 +72,7 @@ func (p *Pacer) checkLate(now time.Time) {
 	if first {
 		return // the window starts now
 	}
-	var jobs, late uint64
-	for i := range cur.Counts {
-		d := cur.Counts[i] - prev.Counts[i]
-		jobs += d
-		if i >= pacerOver5ms {
-			late += d
-		}
-	}
+	jobs, late := cur.Runs()-prev.Runs(), cur.Over5ms()-prev.Over5ms()
 	if jobs < minJobs || float64(late) <= pacerWarnShare*float64(jobs) {
 		return
 	}
@@ -87,13 +80,3 @@ func (p *Pacer) checkLate(now time.Time) {
 		"jobs", jobs, "over_5ms", late, "over_5ms_percent", 100*float64(late)/float64(jobs),
 		"mean_late_ms", float64((cur.Late-prev.Late)/time.Microsecond)/1000/float64(jobs), "window", every.String())
 }
-
-// pacerOver5ms is the first bucket of jobs begun more than 5 ms late.
-var pacerOver5ms = func() int {
-	for i, le := range PacerLatenessBuckets {
-		if le > 0.005 {
-			return i
-		}
-	}
-	return len(PacerLatenessBuckets)
-}()

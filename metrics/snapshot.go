@@ -23,7 +23,7 @@ var (
 	dEdgeAnswered    = desc("wagate_sip_edge_answered_total", "Stateless answers the SIP edge sent itself (400, 403, 416, 420, 483, 501, 505, 513).")
 	dEdgeRefused     = desc("wagate_sip_edge_refused_total", "SIP messages and connections the edge did not pass on, by reason.", "reason")
 	dConnections     = desc("wagate_sip_tcp_connections", "Open inbound TCP and TLS connections.")
-	dOverload        = desc("wagate_overload_refusals_total", "New calls refused with 503 by reason: ports (no free RTP port pair), concurrency (max_calls), draining, cpu (sip.max_cpu_percent), cps (an endpoint's max_cps).", "reason")
+	dOverload        = desc("wagate_overload_refusals_total", "New calls refused with 503 by reason: ports (no free RTP port pair), concurrency (max_calls), draining, cpu (sip.max_cpu_percent), cps (an endpoint's max_cps), media_late (sip.max_late_media_percent).", "reason")
 	dPanics          = desc("wagate_panics_recovered_total", "Handler panics recovered (each one is a bug).")
 	dTLSFailures     = desc("wagate_tls_handshake_failures_total", "Failed TLS handshakes: inbound (client never finished, protocol error) and outbound (certificate did not verify).", "direction")
 	dSIPRequests     = desc("wagate_sip_requests_total", "SIP requests read (in) and sent (out) by method.", "direction", "method")

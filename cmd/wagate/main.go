@@ -134,6 +134,7 @@ func run() int {
 		return br, nil
 	}, log)
 	srv.SetCalls(calls)
+	calls.SetPacerStats(mm.PacerStats)
 	if f := cfg.Media.MusicOnHold; f != "" {
 		clip, err := media.LoadWAV(f)
 		if err != nil {

@@ -84,6 +84,7 @@ type options struct {
 	record     bool
 	wagate     string
 	wagateArgs string
+	sipExtra   string
 	out        string
 	netPrefix  string
 	sipPort    int
@@ -110,6 +111,7 @@ func main() {
 	flag.IntVar(&o.setupRate, "rate", 50, "call set-up rate, calls/s")
 	flag.BoolVar(&o.record, "record", false, "turn recording on (files under -out/rec-N, counted after each step)")
 	flag.StringVar(&o.wagate, "wagate", "", "wagate binary (default: go build ./cmd/wagate into the output dir)")
+	flag.StringVar(&o.sipExtra, "sip", "", "more keys of wagate's sip section, one YAML line each, separated by ';' (e.g. 'max_late_media_percent: 20')")
 	flag.StringVar(&o.wagateArgs, "wagate-args", "", "extra wagate flags, split on spaces; {n} becomes the step's N (e.g. '-cpuprofile /tmp/cpu-{n}.prof')")
 	flag.StringVar(&o.out, "out", "", "directory for configs, logs and recordings (default: a new temp dir, kept)")
 	flag.StringVar(&o.netPrefix, "net", "127.0.60", "loopback /24 to use: wagate .1, Meta peers .2, PBX .3")

@@ -95,7 +95,7 @@ sip:
     - {transport: udp, address: "%s:%d"}
   host: %s
   ring_timeout: 60s
-endpoints:
+%sendpoints:
   - {name: meta, kind: whatsapp, host: %s, port: 5060, transport: udp, source_cidrs: [%s/32], codecs: [opus], media_encryption: %s}
   - {name: pbx, kind: pbx, host: %s, port: 5060, transport: udp, source_cidrs: [%s/32], codecs: [PCMU, PCMA]}
 numbers:
@@ -103,7 +103,7 @@ numbers:
 media: {bind_ip: %s, port_min: %d, port_max: %d, rtp_timeout: 30s, rtp_start_timeout: 60s, port_quarantine: 2s}
 api: {listen: "%s:%d", token: {value: %q}}
 log: {level: debug, format: json}
-%s`, n, filepath.Join(o.out, "data"), ip(1), o.sipPort, ip(1), ip(2), ip(2), enc, ip(3), ip(3), ip(1), o.portMin, o.portMax,
+%s`, n, filepath.Join(o.out, "data"), ip(1), o.sipPort, ip(1), sipExtra(o.sipExtra), ip(2), ip(2), enc, ip(3), ip(3), ip(1), o.portMin, o.portMax,
 		ip(1), o.apiPort, apiToken, extra)
 	path := filepath.Join(o.out, fmt.Sprintf("wagate-%d.yaml", n))
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
@@ -392,4 +392,15 @@ func rssKiB(pid int) (rss, hwm int64, err error) {
 		}
 	}
 	return rss, hwm, sc.Err()
+}
+
+// sipExtra turns -sip's ';'-separated keys into lines of the sip section.
+func sipExtra(keys string) string {
+	var b strings.Builder
+	for _, k := range strings.Split(keys, ";") {
+		if k = strings.TrimSpace(k); k != "" {
+			b.WriteString("  " + k + "\n")
+		}
+	}
+	return b.String()
 }
