@@ -19,8 +19,8 @@ import (
 // millisecond at most, whatever the number of streams, and runs every job
 // due in that millisecond in one go.
 //
-// It has one shard per CPU (GOMAXPROCS), each a goroutine and a timer
-// wheel of 1 ms slots; jobs are spread over the shards. A shard's
+// It has shardsPerProc shards per CPU (GOMAXPROCS), each a goroutine and
+// a timer wheel of 1 ms slots; jobs are spread over the shards. A shard's
 // goroutine exists only while it has jobs: an idle pacer has no goroutine
 // and costs nothing, and nothing needs closing.
 //
@@ -62,14 +62,28 @@ func (p *Pacer) Coarse(at time.Time) time.Time {
 	return p.epoch.Add(d)
 }
 
+// shardsPerProc is how many shards a pacer has per GOMAXPROCS. A shard
+// runs its due jobs one after another, and a transcoded call's play job
+// is an Opus encode in libopus (about 150 µs on a slow host): with one
+// shard per CPU, 45 transcoded calls per shard, the shard's goroutine,
+// sharing its CPU with the readers and descheduled in every cgo call,
+// fell 15 ms behind on average, and the playout toward WhatsApp dropped a
+// fifth to a third of the frames to catch up, with a third of the
+// machine idle. Four per CPU let the runtime run another shard's jobs
+// meanwhile: at 90 transcoded calls on 2 CPUs, 99.9 % of the frames
+// toward WhatsApp delivered instead of 74–92 %; held calls, whose jobs
+// are tiny, cost the same (docs/performance.md, "More pacer shards").
+const shardsPerProc = 4
+
 // pacerTimersOnly makes shards sleep on runtime timers as where no
 // timerfd exists (tests of that path).
 var pacerTimersOnly atomic.Bool
 
-// NewPacer returns a pacer with n shards (n <= 0: one per GOMAXPROCS).
+// NewPacer returns a pacer with n shards (n <= 0: shardsPerProc per
+// GOMAXPROCS).
 func NewPacer(n int) *Pacer {
 	if n <= 0 {
-		n = runtime.GOMAXPROCS(0)
+		n = shardsPerProc * runtime.GOMAXPROCS(0)
 	}
 	p := &Pacer{epoch: time.Now()}
 	p.shards = make([]*pacerShard, n)
