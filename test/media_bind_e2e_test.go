@@ -82,17 +82,7 @@ func TestMediaIPv6(t *testing.T) {
 		// The first report comes at a quarter to three quarters of the
 		// interval: with the default 5 s, after a 2 s call or not.
 		MediaExtra: ", rtcp_interval: 1s"})
-	meta := newGoPeer(t, e.Meta, metapeer.Config{MediaIP: "::1"})
-	dialer := newGoPeer(t, e.Dialer, metapeer.Config{Profile: metapeer.ProfileG711, MediaIP: "::1"})
-
-	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
-	defer cancel()
-	answered := answerAsync(ctx, meta, metapeer.AnswerSpec{Ring: 100 * time.Millisecond})
-	dcall, err := dialer.Call(ctx, metapeer.CallSpec{Target: w.SIPAddr, To: waUser, From: businessNumber})
-	if err != nil {
-		t.Fatalf("BIC with IPv6 media: %v", err)
-	}
-	mcall := waitAnswer(t, answered, "the Meta peer")
+	dcall, mcall := placeBIC(t, e, w, metapeer.Config{MediaIP: "::1"}, metapeer.Config{Profile: metapeer.ProfileG711, MediaIP: "::1"})
 	for _, c := range []struct {
 		who string
 		sdp []byte
@@ -102,15 +92,7 @@ func TestMediaIPv6(t *testing.T) {
 		}
 	}
 
-	mcall.Media.ResetRecording()
-	dcall.Media.ResetRecording()
-	playFor(t, 2*time.Second, play{dcall.Media, rtppeer.NewTone(1000, toneAmp, 8000)}, play{mcall.Media, rtppeer.NewTone(700, toneAmp, 48000)})
-	checkWhatsAppStream(t, "BIC over IPv6", mcall)
-	hangup(t, dcall, "dialer")
-	waitBye(t, mcall, "the Meta peer")
-
-	checkTone(t, "dialer's tone at the WhatsApp user", mcall.Media.Recording(), 48000, 1000, 1200*time.Millisecond)
-	checkTone(t, "WhatsApp user's tone at the dialer", dcall.Media.Recording(), 8000, 700, 1200*time.Millisecond)
+	crossTones(t, "BIC over IPv6", dcall, mcall, 2*time.Second, 1200*time.Millisecond)
 	s := w.waitIdle()
 	w.expectCounts(s, 1, 1)
 }

@@ -353,17 +353,7 @@ func TestMediaBICToneBothWays(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	w := e.startWagate(wagateOpts{MetaEncryption: "sdes", MetaCodecs: bicMetaCodecs})
-	meta := newGoPeer(t, e.Meta, metapeer.Config{})
-	dialer := newGoPeer(t, e.Dialer, metapeer.Config{Profile: metapeer.ProfileG711})
-
-	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
-	defer cancel()
-	answered := answerAsync(ctx, meta, metapeer.AnswerSpec{Ring: 100 * time.Millisecond})
-	dcall, err := dialer.Call(ctx, metapeer.CallSpec{Target: w.SIPAddr, To: waUser, From: businessNumber})
-	if err != nil {
-		t.Fatalf("BIC from a PCMU dialer: %v", err)
-	}
-	mcall := waitAnswer(t, answered, "the Meta peer")
+	dcall, mcall := placeBIC(t, e, w, metapeer.Config{}, metapeer.Config{Profile: metapeer.ProfileG711})
 	if mcall.RemoteSDP.Proto != "RTP/SAVP" || len(mcall.RemoteSDP.Cryptos) == 0 {
 		t.Errorf("wagate's offer to Meta is not SDES (RTP/SAVP with a=crypto):\n%s", mcall.Remote)
 	}
@@ -371,21 +361,45 @@ func TestMediaBICToneBothWays(t *testing.T) {
 	time.Sleep(mediaFirstLimit + 200*time.Millisecond)
 	checkMediaFirst(t, "BIC, toward Meta", mcall)
 
-	mcall.Media.ResetRecording()
-	dcall.Media.ResetRecording()
-	playFor(t, 2500*time.Millisecond, play{dcall.Media, rtppeer.NewTone(1000, toneAmp, 8000)}, play{mcall.Media, rtppeer.NewTone(700, toneAmp, 48000)})
-	checkWhatsAppStream(t, "BIC", mcall)
-
-	hangup(t, dcall, "dialer")
-	waitBye(t, mcall, "the Meta peer")
-
-	checkTone(t, "dialer's tone at the WhatsApp user", mcall.Media.Recording(), 48000, 1000, 1500*time.Millisecond)
-	checkTone(t, "WhatsApp user's tone at the dialer", dcall.Media.Recording(), 8000, 700, 1500*time.Millisecond)
+	crossTones(t, "BIC", dcall, mcall, 2500*time.Millisecond, 1500*time.Millisecond)
 	if st := dcall.Media.Stats(); st.PTs[0] == 0 || len(st.PTs) > 2 {
 		t.Errorf("the dialer got payload types %v, want PCMU (0)", st.PTs)
 	}
 	s := w.waitIdle()
 	w.expectCounts(s, 1, 1)
+}
+
+// placeBIC has the Go dialer (dialerCfg) call a WhatsApp user through w
+// and the Go Meta peer (metaCfg) answer; it returns both calls.
+func placeBIC(t *testing.T, e *env, w *wagate, metaCfg, dialerCfg metapeer.Config) (dcall, mcall *metapeer.Call) {
+	t.Helper()
+	meta := newGoPeer(t, e.Meta, metaCfg)
+	dialer := newGoPeer(t, e.Dialer, dialerCfg)
+	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
+	defer cancel()
+	answered := answerAsync(ctx, meta, metapeer.AnswerSpec{Ring: 100 * time.Millisecond})
+	dcall, err := dialer.Call(ctx, metapeer.CallSpec{Target: w.SIPAddr, To: waUser, From: businessNumber})
+	if err != nil {
+		t.Fatalf("BIC from the Go dialer: %v", err)
+	}
+	return dcall, waitAnswer(t, answered, "the Meta peer")
+}
+
+// crossTones plays the dialer's 1 kHz and the WhatsApp user's 700 Hz for
+// d, checks what the Meta peer got from wagate, hangs up from the dialer
+// and checks that each tone reached the other side for at least minTone.
+func crossTones(t *testing.T, what string, dcall, mcall *metapeer.Call, d, minTone time.Duration) {
+	t.Helper()
+	mcall.Media.ResetRecording()
+	dcall.Media.ResetRecording()
+	playFor(t, d, play{dcall.Media, rtppeer.NewTone(1000, toneAmp, 8000)}, play{mcall.Media, rtppeer.NewTone(700, toneAmp, 48000)})
+	checkWhatsAppStream(t, what, mcall)
+
+	hangup(t, dcall, "dialer")
+	waitBye(t, mcall, "the Meta peer")
+
+	checkTone(t, "dialer's tone at the WhatsApp user", mcall.Media.Recording(), 48000, 1000, minTone)
+	checkTone(t, "WhatsApp user's tone at the dialer", dcall.Media.Recording(), 8000, 700, minTone)
 }
 
 // TestMediaUICPlainRTPDebugMode: with the meta endpoint on plain RTP
