@@ -3,7 +3,6 @@ package media
 import (
 	"bytes"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -334,24 +333,17 @@ func (b *Bridge) Start(onTimeout func(err error)) {
 	for _, d := range dirs {
 		d.start(b.m.pacer, now)
 	}
-	// One reader goroutine for the call on Linux (callreader_linux.go),
-	// else one a direction.
-	cr, err := newCallReader(b, dirs)
-	switch {
-	case err == nil:
-		b.cr = cr
+	// One reader goroutine for the call on Linux (callreader_linux.go,
+	// made with the bridge), else one a direction.
+	if b.cr != nil {
+		b.cr.attach(dirs)
 		b.wg.Add(1)
-		go b.runCall(cr)
-	case errors.Is(err, errCallReaderOff):
+		go b.runCall(b.cr)
+	} else {
 		b.wg.Add(len(dirs))
 		for _, d := range dirs {
 			go b.runDirection(d)
 		}
-	default:
-		// No descriptor for the set (the port allocator counts one a
-		// call, so only past the open-files limit): the call cannot
-		// hear either side, and ends as if its media stopped.
-		b.fail(err)
 	}
 	b.log.Debug("media: relay started")
 }

@@ -40,16 +40,18 @@ type callReader struct {
 	werr error // epoll_wait's error that ended the reader
 }
 
-// newCallReader makes the reader of dirs' sockets. An error (no
-// descriptor left for the set) means the call cannot read its media.
-func newCallReader(b *Bridge, dirs [2]*direction) (*callReader, error) {
-	c := &callReader{b: b, dirs: dirs}
-	for i, d := range dirs {
-		if d.in.pair == nil || d.in.pair.rawRTP == nil {
+// newCallReader makes the reader of a call's two RTP sockets, pairs[SideA]
+// and pairs[SideB], when the bridge is allocated: a call that cannot have
+// its set (no descriptor left) is refused before it is answered, rather
+// than answered and ended. Its directions come at Start (attach).
+func newCallReader(b *Bridge, pairs [2]*portPair) (*callReader, error) {
+	c := &callReader{b: b}
+	for i, p := range pairs {
+		if p == nil || p.rawRTP == nil {
 			return nil, errors.New("media: call reader: a leg without an RTP socket")
 		}
-		if err := d.in.pair.rawRTP.Control(func(fd uintptr) { c.fds[i] = fd }); err != nil {
-			return nil, fmt.Errorf("media: call reader: side %s socket: %w", d.side, err)
+		if err := p.rawRTP.Control(func(fd uintptr) { c.fds[i] = fd }); err != nil {
+			return nil, fmt.Errorf("media: call reader: side %s socket: %w", Side(i), err)
 		}
 	}
 	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
@@ -62,7 +64,7 @@ func newCallReader(b *Bridge, dirs [2]*direction) (*callReader, error) {
 		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | epollET, Fd: int32(i)}
 		if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev); err != nil {
 			_ = syscall.Close(epfd)
-			return nil, fmt.Errorf("media: call reader: epoll_ctl side %s: %w", dirs[i].side, err)
+			return nil, fmt.Errorf("media: call reader: epoll_ctl side %s: %w", Side(i), err)
 		}
 	}
 	// Non-blocking, so that os.NewFile hands it to the runtime's poller.
@@ -84,6 +86,10 @@ func newCallReader(b *Bridge, dirs [2]*direction) (*callReader, error) {
 	c.fn = c.read
 	return c, nil
 }
+
+// attach gives the reader the call's directions, dirs[i] reading
+// pairs[i] of newCallReader; before run.
+func (c *callReader) attach(dirs [2]*direction) { c.dirs = dirs }
 
 // epollET is EPOLLET as the uint32 of an event's mask (syscall declares it
 // a negative int).
@@ -150,5 +156,6 @@ func (c *callReader) read(ep uintptr) bool {
 // stop ends run's wait, as a read deadline in the past ends a reader's.
 func (c *callReader) stop() { _ = c.ep.SetReadDeadline(pastDeadline) }
 
-// close releases the epoll set; called once run has returned.
+// close releases the epoll set; called once run has returned, or when the
+// call never started.
 func (c *callReader) close() { _ = c.ep.Close() }

@@ -86,9 +86,9 @@ func TestCallReaderBurstPastBatch(t *testing.T) {
 	}
 }
 
-// TestCallReaderReleasesItsDescriptor: a started call holds one
-// descriptor beside its sockets, its epoll set, and gives it back on
-// Close; many calls leave none behind.
+// TestCallReaderReleasesItsDescriptor: a call holds one descriptor
+// beside its sockets, its epoll set, and gives it back on Close, answered
+// or not; many calls leave none behind.
 func TestCallReaderReleasesItsDescriptor(t *testing.T) {
 	t.Cleanup(func() { checkNoRelayGoroutines(t) })
 	m := newTestManager(t, 2, time.Hour, time.Hour)
@@ -104,23 +104,28 @@ func TestCallReaderReleasesItsDescriptor(t *testing.T) {
 		t.Fatalf("%d epoll descriptors with a call up, %d before; want one more", n, before)
 	}
 	br.Close()
-	for range 50 {
-		start().Close()
+	for i := range 50 {
+		if i%2 == 0 {
+			start().Close()
+		} else {
+			plainCall(t, m, "fd", peerA, peerB).Close() // never answered
+		}
 	}
 	if n := len(epollWatches(t)); n != before {
 		t.Fatalf("%d epoll descriptors after the calls closed, %d before", n, before)
 	}
 }
 
-// TestCallReaderNoDescriptor: with no descriptor left for the call's
-// epoll set, Start does not leave the call deaf and silent for good: the
-// call ends as if its media had stopped (onTimeout, saying why), and
-// Close releases everything.
+// TestCallReaderNoDescriptor: with no descriptor left for a call's epoll
+// set, the call is refused when its bridge is allocated (ErrNoPorts, the
+// SIP layer's 503, saying why), before anyone answers it, and its port
+// pairs go back; once descriptors are free again calls go through.
 func TestCallReaderNoDescriptor(t *testing.T) {
 	t.Cleanup(func() { checkNoRelayGoroutines(t) })
 	m := newTestManager(t, 2, time.Hour, time.Hour)
 	peerA, peerB := newPeer(t), newPeer(t)
-	br := plainCall(t, m, "nofd", peerA, peerB)
+	// Both pairs bound and kept, so that only the set needs a descriptor.
+	plainCall(t, m, "warm", peerA, peerB).Close()
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		t.Skip(err)
@@ -135,7 +140,6 @@ func TestCallReaderNoDescriptor(t *testing.T) {
 			highest = n
 		}
 	}
-	ended := make(chan error, 1)
 	tight := lim
 	tight.Cur = uint64(highest) // the lowest free number may still be below it
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &tight); err != nil {
@@ -150,25 +154,26 @@ func TestCallReaderNoDescriptor(t *testing.T) {
 		}
 		fill = append(fill, fd)
 	}
-	br.Start(func(err error) { ended <- err })
+	br, err := m.NewCallBridge("nofd", nil, LegConfig{Codecs: []string{"PCMU"}}, LegConfig{Codecs: []string{"PCMU"}})
 	for _, fd := range fill {
 		syscall.Close(fd)
 	}
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-ended:
-		if !strings.Contains(err.Error(), "epoll_create1") || !errors.Is(err, syscall.EMFILE) {
-			t.Fatalf("onTimeout: %v, want the epoll set's EMFILE", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Start without a descriptor for the call's set: onTimeout was not called")
+	if err == nil {
+		br.Close()
+		t.Fatal("a bridge was allocated with no descriptor left for its reader's epoll set")
 	}
-	br.Close()
+	if !errors.Is(err, ErrNoPorts) || !errors.Is(err, syscall.EMFILE) || !strings.Contains(err.Error(), "epoll_create1") {
+		t.Fatalf("NewCallBridge: %v, want ErrNoPorts naming the epoll set's EMFILE", err)
+	}
 	if s := m.Stats(); s.PortsInUse != 0 || s.Bridges != 0 {
-		t.Fatalf("manager stats %+v after Close", s)
+		t.Fatalf("manager stats %+v after the refusal: the pairs were not given back", s)
 	}
+	br = plainCall(t, m, "after", peerA, peerB)
+	br.Start(nil)
+	br.Close()
 }
 
 // plainCall is a bridge between two plain PCMU legs, a and b, offered and

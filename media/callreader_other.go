@@ -6,8 +6,9 @@ package media
 // has a reader of its own.
 type callReader struct{}
 
-func newCallReader(*Bridge, [2]*direction) (*callReader, error) { return nil, errCallReaderOff }
+func newCallReader(*Bridge, [2]*portPair) (*callReader, error) { return nil, errCallReaderOff }
 
-func (*callReader) run() error { return nil }
-func (*callReader) stop()      {}
-func (*callReader) close()     {}
+func (*callReader) attach([2]*direction) {}
+func (*callReader) run() error           { return nil }
+func (*callReader) stop()                {}
+func (*callReader) close()               {}

@@ -2,6 +2,7 @@ package media
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -310,6 +311,19 @@ func (m *Manager) NewCallBridge(callID string, log *slog.Logger, a, b LegConfig)
 		"nat_a", a.BehindNAT, "nat_b", b.BehindNAT)
 	br := newBridge(m, log, legA, legB, a, b)
 	br.cert = cert
+	// The call's reader set now, not at answer: a call that cannot have
+	// one (no descriptor left; the allocator counts one a call, so only
+	// past the open-files limit) gets 503 rather than an answer and a
+	// hang-up.
+	switch cr, err := newCallReader(br, [2]*portPair{legA, legB}); {
+	case err == nil:
+		br.cr = cr
+	case !errors.Is(err, errCallReaderOff):
+		m.ports.release(legA)
+		m.ports.release(legB)
+		m.bridges.Add(-1)
+		return nil, fmt.Errorf("%w: %w", ErrNoPorts, err)
+	}
 	return br, nil
 }
 
