@@ -2,7 +2,6 @@ package test
 
 import (
 	"bytes"
-	"context"
 	"net"
 	"os"
 	"testing"
@@ -31,19 +30,7 @@ func TestMediaWildcardBind(t *testing.T) {
 			// address, which other tests' ranges must not share.
 			lo := 40100 + 100*i
 			w := e.startWagate(wagateOpts{MetaEncryption: "sdes", MediaBind: bind, MediaAdvertise: e.WagateIP, PortMin: lo, PortMax: lo + 99})
-			pbx := e.startSipp(sippSpec{Name: "pbx", Scenario: "uas.xml", Peer: e.PBX, Calls: 1, Args: []string{"-rtp_echo"}})
-			meta := newGoPeer(t, e.Meta, metapeer.Config{})
-
-			ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
-			defer cancel()
-			call, err := meta.Call(ctx, metapeer.CallSpec{Target: w.SIPAddr, To: businessNumber, From: waUser})
-			if err != nil {
-				pbx.dump()
-				t.Fatalf("UIC with RTP bound to %s: %v", bind, err)
-			}
-			if ip := call.RemoteSDP.IP; ip != e.WagateIP {
-				t.Errorf("wagate's answer names media address %s, want the advertised %s", ip, e.WagateIP)
-			}
+			call, pbx := placeUICThroughEcho(t, e, w)
 			if p := call.RemoteSDP.Port; p < lo || p > lo+99 {
 				t.Errorf("wagate's answer names media port %d, outside its range %d-%d", p, lo, lo+99)
 			}

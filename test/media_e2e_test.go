@@ -312,19 +312,7 @@ func TestMediaUICToneThroughEcho(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	w := e.startWagate(wagateOpts{MetaEncryption: "sdes"})
-	pbx := e.startSipp(sippSpec{Name: "pbx", Scenario: "uas.xml", Peer: e.PBX, Calls: 1, Args: []string{"-rtp_echo"}})
-	meta := newGoPeer(t, e.Meta, metapeer.Config{})
-
-	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
-	defer cancel()
-	call, err := meta.Call(ctx, metapeer.CallSpec{Target: w.SIPAddr, To: businessNumber, From: waUser})
-	if err != nil {
-		pbx.dump()
-		t.Fatalf("UIC with an Opus/SDES offer: %v", err)
-	}
-	if ip := call.RemoteSDP.IP; ip != e.WagateIP {
-		t.Errorf("wagate's answer names media address %s, want %s", ip, e.WagateIP)
-	}
+	call, pbx := placeUICThroughEcho(t, e, w)
 	if !call.RemoteSDP.RTCPMux {
 		t.Errorf("wagate's answer to an rtcp-mux offer has no a=rtcp-mux:\n%s", call.Remote)
 	}
@@ -367,6 +355,26 @@ func TestMediaBICToneBothWays(t *testing.T) {
 	}
 	s := w.waitIdle()
 	w.expectCounts(s, 1, 1)
+}
+
+// placeUICThroughEcho starts SIPp as the PBX, echoing RTP, and has the Go
+// Meta peer call the business number through w with Meta's SDES offer. It
+// checks that wagate's answer names the env's address for media.
+func placeUICThroughEcho(t *testing.T, e *env, w *wagate) (*metapeer.Call, *sippProc) {
+	t.Helper()
+	pbx := e.startSipp(sippSpec{Name: "pbx", Scenario: "uas.xml", Peer: e.PBX, Calls: 1, Args: []string{"-rtp_echo"}})
+	meta := newGoPeer(t, e.Meta, metapeer.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
+	defer cancel()
+	call, err := meta.Call(ctx, metapeer.CallSpec{Target: w.SIPAddr, To: businessNumber, From: waUser})
+	if err != nil {
+		pbx.dump()
+		t.Fatalf("UIC with an Opus/SDES offer: %v", err)
+	}
+	if ip := call.RemoteSDP.IP; ip != e.WagateIP {
+		t.Errorf("wagate's answer names media address %s, want %s", ip, e.WagateIP)
+	}
+	return call, pbx
 }
 
 // placeBIC has the Go dialer (dialerCfg) call a WhatsApp user through w
