@@ -182,11 +182,17 @@ type pacerShard struct {
 	late  pacerLateness
 }
 
-// tickOf converts a time to the nearest tick; past times (and the zero
-// Time) become the next tick to process.
+// tickOf converts a time to the nearest tick; past times become the next
+// tick to process, and the zero Time (at once) now's tick.
+//
+// Why now's tick for the zero Time and not s.cur: s.cur is the tick after
+// the shard's last pass, as old as the shard's sleep (up to 400 ms in a
+// DTX gap). A job woken to run at once and run at once was counted as
+// late as that, and sip.max_late_media_percent refused calls on a node
+// keeping time.
 func (s *pacerShard) tickOf(at time.Time) int64 {
 	if at.IsZero() {
-		return s.cur
+		return max(s.cur, int64(time.Since(s.p.epoch)/pacerTick))
 	}
 	d := at.Sub(s.p.epoch)
 	return max(s.cur, int64((d+pacerTick/2)/pacerTick))

@@ -129,3 +129,44 @@ func (f writerFunc) Write(b []byte) (int, error) {
 	f(b)
 	return len(b), nil
 }
+
+// TestPacerWakeNowIsNotLate: a job woken to run at once (Wake with the
+// zero Time: new audio after a DTX gap, a re-INVITE's new route) and run
+// at once is not counted late, however long its shard slept before. The
+// count feeds sip.max_late_media_percent: a quiet shard's wake-ups
+// counted as late as its sleep refused calls on a node keeping time.
+func TestPacerWakeNowIsNotLate(t *testing.T) {
+	defer pacerTimersOnly.Store(false)
+	for _, timersOnly := range []bool{false, true} {
+		pacerTimersOnly.Store(timersOnly)
+		p := NewPacer(1)
+		// Keeps the shard's goroutine alive and asleep meanwhile (due
+		// within one turn of the wheel, so nothing wakes it before).
+		keeper := p.Schedule(time.Now().Add(900*time.Millisecond), func(time.Time) time.Time { return time.Time{} })
+		runs := make(chan struct{}, 2)
+		j := p.Schedule(time.Now(), func(time.Time) time.Time {
+			runs <- struct{}{}
+			return time.Time{} // idle until woken
+		})
+		wait := func(what string) {
+			select {
+			case <-runs:
+			case <-time.After(5 * time.Second):
+				t.Fatalf("timers only %v: %s did not run within 5 s", timersOnly, what)
+			}
+		}
+		wait("the job")
+		time.Sleep(150 * time.Millisecond) // the shard sleeps: nothing is due
+		j.Wake(time.Time{})
+		wait("the woken job")
+		keeper.Cancel()
+		pacerTimersOnly.Store(false)
+		// Woken after 150 ms of sleep and run at once: nowhere near
+		// 100 ms late (a loaded test machine may still make it a few ms).
+		if s := p.Stats(); s.Runs() != 2 || s.Counts[len(s.Counts)-1] != 0 {
+			t.Errorf("timers only %v: lateness counts %v after one run at its time and one woken run at once; want 2 runs, none over 100 ms late",
+				timersOnly, s.Counts)
+		}
+		waitIdle(t, p)
+	}
+}

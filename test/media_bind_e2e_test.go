@@ -27,8 +27,9 @@ func TestMediaWildcardBind(t *testing.T) {
 		t.Run(bind, func(t *testing.T) {
 			e := newEnv(t)
 			// A range of its own: a wildcard bind takes the port on every
-			// address, which other tests' ranges must not share.
-			lo := 40100 + 100*i
+			// address, which other tests' ranges must not share, nor
+			// baresip's RTP ports (40100-40999, bound to 0.0.0.0).
+			lo := 41000 + 100*i
 			w := e.startWagate(wagateOpts{MetaEncryption: "sdes", MediaBind: bind, MediaAdvertise: e.WagateIP, PortMin: lo, PortMax: lo + 99})
 			call, pbx := placeUICThroughEcho(t, e, w)
 			if p := call.RemoteSDP.Port; p < lo || p > lo+99 {
@@ -64,8 +65,9 @@ func TestMediaIPv6(t *testing.T) {
 		c.Close()
 	}
 	e := newEnv(t)
-	// Its own range: ::1 is one address, shared by every IPv6 test.
-	w := e.startWagate(wagateOpts{MetaEncryption: "sdes", MetaCodecs: bicMetaCodecs, MediaBind: "::1", PortMin: 40300, PortMax: 40399,
+	// Its own range: ::1 is one address, shared by every IPv6 test (and
+	// outside baresip's 40100-40999).
+	w := e.startWagate(wagateOpts{MetaEncryption: "sdes", MetaCodecs: bicMetaCodecs, MediaBind: "::1", PortMin: 41200, PortMax: 41299,
 		// The first report comes at a quarter to three quarters of the
 		// interval: with the default 5 s, after a 2 s call or not.
 		MediaExtra: ", rtcp_interval: 1s"})
