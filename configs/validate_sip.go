@@ -99,8 +99,9 @@ func (v validator) edge(s *SIP) {
 	if s.MaxCPUPercent < 0 || s.MaxCPUPercent > 100 {
 		v.add("sip.max_cpu_percent", "%d must be between 0 (off) and 100", s.MaxCPUPercent)
 	}
-	if s.MaxLateMediaPercent < 0 || s.MaxLateMediaPercent > 100 {
-		v.add("sip.max_late_media_percent", "%d must be between 0 (off) and 100", s.MaxLateMediaPercent)
+	// 100 would never refuse: no more than all of the media can be late.
+	if s.MaxLateMediaPercent < 0 || s.MaxLateMediaPercent > 99 {
+		v.add("sip.max_late_media_percent", "%d must be between 0 (off) and 99", s.MaxLateMediaPercent)
 	}
 	v.positive("sip.tcp.tls_handshake_timeout", s.TCP.TLSHandshakeTimeout)
 }

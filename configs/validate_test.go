@@ -71,7 +71,11 @@ sip:
 		{"late-media admission negative", `
 sip:
   max_late_media_percent: -5 # <-
-`, `sip.max_late_media_percent: -5 must be between 0 (off) and 100`},
+`, `sip.max_late_media_percent: -5 must be between 0 (off) and 99`},
+		{"late-media admission that could never refuse", `
+sip:
+  max_late_media_percent: 100 # <-
+`, `sip.max_late_media_percent: 100 must be between 0 (off) and 99`},
 		{"listener transport", `
 sip:
   listen:
