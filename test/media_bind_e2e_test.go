@@ -31,7 +31,8 @@ func TestMediaWildcardBind(t *testing.T) {
 			// baresip's RTP ports (40100-40999, bound to 0.0.0.0).
 			lo := 41000 + 100*i
 			w := e.startWagate(wagateOpts{MetaEncryption: "sdes", MediaBind: bind, MediaAdvertise: e.WagateIP, PortMin: lo, PortMax: lo + 99})
-			call, pbx := placeUICThroughEcho(t, e, w)
+			call, pbx := placeUICThroughEcho(t, e, w, metapeer.Config{})
+			checkMediaAddr(t, e, call)
 			if p := call.RemoteSDP.Port; p < lo || p > lo+99 {
 				t.Errorf("wagate's answer names media port %d, outside its range %d-%d", p, lo, lo+99)
 			}

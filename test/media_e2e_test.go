@@ -312,7 +312,8 @@ func TestMediaUICToneThroughEcho(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	w := e.startWagate(wagateOpts{MetaEncryption: "sdes"})
-	call, pbx := placeUICThroughEcho(t, e, w)
+	call, pbx := placeUICThroughEcho(t, e, w, metapeer.Config{})
+	checkMediaAddr(t, e, call)
 	if !call.RemoteSDP.RTCPMux {
 		t.Errorf("wagate's answer to an rtcp-mux offer has no a=rtcp-mux:\n%s", call.Remote)
 	}
@@ -358,23 +359,28 @@ func TestMediaBICToneBothWays(t *testing.T) {
 }
 
 // placeUICThroughEcho starts SIPp as the PBX, echoing RTP, and has the Go
-// Meta peer call the business number through w with Meta's SDES offer. It
-// checks that wagate's answer names the env's address for media.
-func placeUICThroughEcho(t *testing.T, e *env, w *wagate) (*metapeer.Call, *sippProc) {
+// Meta peer (metaCfg) call the business number through w.
+func placeUICThroughEcho(t *testing.T, e *env, w *wagate, metaCfg metapeer.Config) (*metapeer.Call, *sippProc) {
 	t.Helper()
 	pbx := e.startSipp(sippSpec{Name: "pbx", Scenario: "uas.xml", Peer: e.PBX, Calls: 1, Args: []string{"-rtp_echo"}})
-	meta := newGoPeer(t, e.Meta, metapeer.Config{})
+	meta := newGoPeer(t, e.Meta, metaCfg)
 	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
 	defer cancel()
 	call, err := meta.Call(ctx, metapeer.CallSpec{Target: w.SIPAddr, To: businessNumber, From: waUser})
 	if err != nil {
 		pbx.dump()
-		t.Fatalf("UIC with an Opus/SDES offer: %v", err)
+		t.Fatalf("UIC through the PBX's echo: %v", err)
 	}
+	return call, pbx
+}
+
+// checkMediaAddr checks that wagate's answer names the env's address for
+// media.
+func checkMediaAddr(t *testing.T, e *env, call *metapeer.Call) {
+	t.Helper()
 	if ip := call.RemoteSDP.IP; ip != e.WagateIP {
 		t.Errorf("wagate's answer names media address %s, want %s", ip, e.WagateIP)
 	}
-	return call, pbx
 }
 
 // placeBIC has the Go dialer (dialerCfg) call a WhatsApp user through w
@@ -417,16 +423,7 @@ func TestMediaUICPlainRTPDebugMode(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	w := e.startWagate(wagateOpts{MetaEncryption: "none", MetaCodecs: "opus"})
-	pbx := e.startSipp(sippSpec{Name: "pbx", Scenario: "uas.xml", Peer: e.PBX, Calls: 1, Args: []string{"-rtp_echo"}})
-	meta := newGoPeer(t, e.Meta, metapeer.Config{Plain: true})
-
-	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
-	defer cancel()
-	call, err := meta.Call(ctx, metapeer.CallSpec{Target: w.SIPAddr, To: businessNumber, From: waUser})
-	if err != nil {
-		pbx.dump()
-		t.Fatalf("UIC with a plain Opus offer: %v", err)
-	}
+	call, pbx := placeUICThroughEcho(t, e, w, metapeer.Config{Plain: true})
 	playFor(t, 2*time.Second, play{call.Media, rtppeer.NewTone(1000, toneAmp, 48000)})
 	hangup(t, call, "meta")
 	pbx.requireOK()

@@ -36,7 +36,7 @@ func (d Desc) Marshal() []byte {
 	var b bytes.Buffer
 	id := rand.Uint32() >> 1
 	af := "IP4"
-	if ip := net.ParseIP(d.IP); ip != nil && ip.To4() == nil {
+	if udpNet(d.IP) == "udp6" {
 		af = "IP6"
 	}
 	fmt.Fprintf(&b, "v=0\r\no=- %d %d IN %s %s\r\ns=-\r\nc=IN %s %s\r\nt=0 0\r\n", id, id, af, d.IP, af, d.IP)
