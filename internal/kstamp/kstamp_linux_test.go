@@ -1,6 +1,7 @@
 package kstamp
 
 import (
+	"fmt"
 	"net"
 	"syscall"
 	"testing"
@@ -10,6 +11,14 @@ import (
 
 // TestArrivalOfLoopbackDatagram: a datagram read 30 ms after it came is
 // stamped when it came, not when it was read.
+//
+// Up to five tries, because two things outside the code can void one:
+// the kernel turns stamping on for the whole stack through a deferred
+// work item (net_enable_timestamp), so on a busy machine the first
+// datagrams after Enable may reach the socket unstamped and be stamped at
+// the read instead (seen once in a full make test: 16 µs before the
+// read); and a VM's clock sync may step the wall clock the stamps use.
+// A broken Arrival fails every try.
 func TestArrivalOfLoopbackDatagram(t *testing.T) {
 	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -24,21 +33,27 @@ func TestArrivalOfLoopbackDatagram(t *testing.T) {
 	if err := rc.Control(func(fd uintptr) { serr = Enable(fd) }); err != nil || serr != nil {
 		t.Fatal(err, serr)
 	}
-	sent := time.Now()
-	if _, err := c.WriteToUDP([]byte("x"), c.LocalAddr().(*net.UDPAddr)); err != nil {
-		t.Fatal(err)
+	var last string
+	for range 5 {
+		sent := time.Now()
+		if _, err := c.WriteToUDP([]byte("x"), c.LocalAddr().(*net.UDPAddr)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(30 * time.Millisecond)
+		buf, oob := make([]byte, 16), make([]byte, 64)
+		_, oobn, _, _, err := c.ReadMsgUDP(buf, oob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now()
+		at := Arrival(oob[:oobn], now)
+		if !at.Before(sent) && now.Sub(at) >= 30*time.Millisecond {
+			return
+		}
+		last = fmt.Sprintf("arrival %v after the send and %v before the read", at.Sub(sent), now.Sub(at))
+		t.Logf("try: %s", last)
 	}
-	time.Sleep(30 * time.Millisecond)
-	buf, oob := make([]byte, 16), make([]byte, 64)
-	_, oobn, _, _, err := c.ReadMsgUDP(buf, oob)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	at := Arrival(oob[:oobn], now)
-	if at.Before(sent) || now.Sub(at) < 30*time.Millisecond {
-		t.Fatalf("arrival %v after the send and %v before the read; want it at the send, 30 ms or more before the read", at.Sub(sent), now.Sub(at))
-	}
+	t.Fatalf("%s; want it at the send, 30 ms or more before the read (five tries)", last)
 }
 
 // TestArrivalSurvivesClockStep: a wall-clock step (a VM's clock sync)
