@@ -1,6 +1,9 @@
 package media
 
-import "math"
+import (
+	"math"
+	"runtime"
+)
 
 // descriptorReserveMin and descriptorReserveShare size what the derived
 // bound-pair budget leaves to everything else wagate opens: SIP listeners
@@ -18,18 +21,28 @@ const (
 // limit leaves this many (MaxBoundPairsInUse).
 const DescriptorsBeside = 1024
 
+// PacerDescriptors is how many descriptors the media pacer may hold: a
+// timerfd for each live shard (pacerclock_linux.go), shardsPerProc per
+// GOMAXPROCS. They are kept on top of DescriptorsBeside, so that a host
+// with many cores does not take them from SIP and the API. A shard that
+// cannot make one sleeps on runtime timers instead, less precisely, and
+// never fails a call.
+func PacerDescriptors() int { return shardsPerProc * runtime.GOMAXPROCS(0) }
+
 // MaxBoundPairsInUse is how many pairs may be bound at once, in use or
 // kept, with limit open files (0 when unknown: no cap): past it a new call
 // is refused (ErrNoPorts) rather than let RTP sockets take the descriptors
-// SIP connections, the API, the events store and recordings need. It
-// counts five descriptors for two pairs, as if every pair were in use: a
-// pair's two sockets, and half of the epoll set a call's reader holds for
-// its two pairs (callreader_linux.go).
+// SIP connections, the API, the events store and recordings need
+// (DescriptorsBeside), and the pacer's (PacerDescriptors). It counts five
+// descriptors for two pairs, as if every pair were in use: a pair's two
+// sockets, and half of the epoll set a call's reader holds for its two
+// pairs (callreader_linux.go).
 func MaxBoundPairsInUse(limit uint64) int {
 	if limit == 0 || limit >= math.MaxInt/2 {
 		return math.MaxInt
 	}
-	return int((limit - min(limit, DescriptorsBeside)) * 2 / 5)
+	beside := uint64(DescriptorsBeside + PacerDescriptors())
+	return int((limit - min(limit, beside)) * 2 / 5)
 }
 
 // DescriptorReserve is how many of limit open files the derived budget

@@ -199,8 +199,8 @@ func (a *portAllocator) get() (*portPair, error) {
 		}
 		if !a.reserveBound() && !(a.shedKept() && a.reserveBound()) {
 			a.unpop(e)
-			return nil, fmt.Errorf("%w: %d port pairs bound (%d in use), the most the open-files limit allows while keeping %d descriptors for SIP, the API, the events store and recordings",
-				ErrNoPorts, a.boundN.Load(), a.inUse.Load(), DescriptorsBeside)
+			return nil, fmt.Errorf("%w: %d port pairs bound (%d in use), the most the open-files limit allows while keeping %d descriptors for SIP, the API, the events store and recordings, and %d for the media pacer",
+				ErrNoPorts, a.boundN.Load(), a.inUse.Load(), DescriptorsBeside, PacerDescriptors())
 		}
 		p, err := a.bind(e.idx)
 		if err == nil {

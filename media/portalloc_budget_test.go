@@ -5,6 +5,7 @@ import (
 	"math"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -429,11 +430,19 @@ func TestBoundPairBudget(t *testing.T) {
 			t.Errorf("BoundPairBudget(%d, %d) = %d, want %d", tc.configured, tc.limit, got, tc.want)
 		}
 	}
-	// The cap on pairs bound at all leaves DescriptorsBeside, at two and
-	// a half descriptors a pair (the call reader's epoll set).
-	for limit, want := range map[uint64]int{20000: 7590, 65536: 25804, 1024: 0, 0: math.MaxInt} {
+	// The cap on pairs bound at all leaves DescriptorsBeside and the
+	// pacer's timerfds, at two and a half descriptors a pair (the call
+	// reader's epoll set).
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	for limit, want := range map[uint64]int{20000: 7587, 65536: 25801, 1024: 0, 1032: 0, 1037: 2, 0: math.MaxInt} {
 		if got := MaxBoundPairsInUse(limit); got != want {
-			t.Errorf("MaxBoundPairsInUse(%d) = %d, want %d", limit, got, want)
+			t.Errorf("MaxBoundPairsInUse(%d) at 2 CPUs = %d, want %d", limit, got, want)
 		}
+	}
+	// On a 64-core host the pacer holds up to 256 timerfds: they come on
+	// top of DescriptorsBeside, not out of it.
+	runtime.GOMAXPROCS(64)
+	if got, want := MaxBoundPairsInUse(65536), (65536-1024-256)*2/5; got != want {
+		t.Errorf("MaxBoundPairsInUse(65536) at 64 CPUs = %d, want %d", got, want)
 	}
 }

@@ -26,12 +26,13 @@ func checkDescriptorLimit(m configs.Media, limit uint64, log *slog.Logger) {
 	budget := media.BoundPairBudget(m.MaxBoundPairs, limit)
 	// Concurrent calls the limit holds at all: pairs in use are bound
 	// whatever the budget, two per call, and a call's reader holds an
-	// epoll set, up to what leaves media.DescriptorsBeside.
+	// epoll set, up to what leaves media.DescriptorsBeside and the
+	// pacer's timerfds.
 	maxBound := media.MaxBoundPairsInUse(limit)
 	callsAtMost := maxBound / 2
 	if m.MaxBoundPairs > 0 && min(budget, pairs) > maxBound {
 		log.Warn("media.max_bound_pairs keeps more sockets bound than the open-files limit allows: free pairs may hold the descriptors new calls need, which then get 503",
-			"limit", limit, "max_bound_pairs", m.MaxBoundPairs, "descriptors_wanted", min(budget, pairs)*5/2+media.DescriptorsBeside,
+			"limit", limit, "max_bound_pairs", m.MaxBoundPairs, "descriptors_wanted", min(budget, pairs)*5/2+media.DescriptorsBeside+media.PacerDescriptors(),
 			"fix", "lower media.max_bound_pairs or set it to 0 (derived from the limit), or raise LimitNOFILE (deploy/wagate.service)")
 		return
 	}
