@@ -59,8 +59,20 @@ type journalCall struct {
 	User      string            `json:"user,omitempty"`
 	Created   time.Time         `json:"created"`
 	Answered  time.Time         `json:"answered"`
-	A         journalDialog     `json:"a"`
-	B         journalDialog     `json:"b"`
+	// What the call's record carries beyond the legs, so that the record
+	// written after a crash still names what a dialer or CRM matches it
+	// by (its campaign and callback data, its recording).
+	Ringing      time.Time     `json:"ringing,omitzero"`
+	BUser        string        `json:"b_user,omitempty"`
+	Hunt         string        `json:"hunt,omitempty"`
+	Origin       string        `json:"origin,omitempty"`
+	Permission   string        `json:"permission,omitempty"`
+	AfterHours   bool          `json:"after_hours,omitempty"`
+	CampaignID   string        `json:"campaign_id,omitempty"`
+	CallbackData string        `json:"callback_data,omitempty"`
+	RecordingID  string        `json:"recording_id,omitempty"`
+	A            journalDialog `json:"a"`
+	B            journalDialog `json:"b"`
 }
 
 // journalDialog is one leg's dialog, as newRequest needs it.
@@ -175,13 +187,23 @@ func (j *Journal) left() []journalCall {
 	return out
 }
 
-func (j *Journal) up(c journalCall) error {
+// up records c as up, unless ended (nil: never) says it has ended. ended
+// is asked under the journal's lock: a call's end marks it ended before
+// its "down" takes that lock, so an "up" racing the end (a transfer or a
+// join completing as the call is hung up, a BYE right behind the 200)
+// either comes before the "down" or is not written. Written after it, it
+// would leave a dead call in the journal, replayed at the next start as
+// a BYE to nobody and a second call.ended.
+func (j *Journal) up(c journalCall, ended func() bool) error {
 	b, err := appendUpLine(make([]byte, 0, 1024), &c)
 	if err != nil {
 		return err
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if ended != nil && ended() {
+		return nil
+	}
 	j.live[c.ID] = c
 	return j.appendLocked(b)
 }
@@ -252,9 +274,19 @@ func (s *Engine) journalUp(c *call) {
 		jc.B = b.snapshot()
 	}
 	c.mu.Lock()
-	jc.Answered = c.answeredAt
+	jc.Answered, jc.Ringing = c.answeredAt, c.ringingAt
+	jc.BUser, jc.Permission, jc.RecordingID, jc.Origin = c.bUser, c.permission, c.recordingID, c.origin
 	c.mu.Unlock()
-	if err := s.journal.up(jc); err != nil {
+	if d := c.route; d != nil {
+		jc.AfterHours = d.AfterHours
+		if d.Hunt != nil {
+			jc.Hunt = d.Hunt.Name
+		}
+		if d.BIC != nil {
+			jc.CampaignID, jc.CallbackData = d.BIC.CampaignID, d.BIC.CallbackData
+		}
+	}
+	if err := s.journal.up(jc, func() bool { return c.getState() == stateEnded }); err != nil {
 		c.log.Error("journal: call not recorded as up; a crash now would leave its legs unreleased", "error", err)
 	}
 }
@@ -344,9 +376,11 @@ func (s *Engine) hangUpLeftCalls(ctx context.Context) {
 			CallID: jc.ID, Direction: events.Direction(jc.Direction), WACallID: jc.WACallID,
 			BusinessNumber: jc.Business, PhoneNumberID: jc.PNID, User: jc.User,
 			A:         events.Leg{Endpoint: jc.AEndpoint, SIPCallID: jc.A.CallID},
-			B:         events.Leg{Endpoint: jc.BEndpoint, SIPCallID: jc.B.CallID},
-			CreatedAt: jc.Created, AnsweredAt: jc.Answered, EndedAt: time.Now(),
+			B:         events.Leg{Endpoint: jc.BEndpoint, SIPCallID: jc.B.CallID, User: jc.BUser},
+			CreatedAt: jc.Created, RingingAt: jc.Ringing, AnsweredAt: jc.Answered, EndedAt: time.Now(),
 			SIPCode: 200, SIPReason: "OK", HangupBy: events.HangupWagate, Cause: cause, Outcome: events.Answered,
+			Permission: jc.Permission, RecordingID: jc.RecordingID, CampaignID: jc.CampaignID, CallbackData: jc.CallbackData,
+			Origin: jc.Origin, Hunt: jc.Hunt, AfterHours: jc.AfterHours,
 		}
 		for _, o := range s.observers {
 			o.CallEnded(cdr)

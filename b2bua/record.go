@@ -74,6 +74,9 @@ func (s *Engine) recordCall(c *call) {
 	}
 	c.bridge.SetTap(recTap{r})
 	c.log.Info("recording", "file", r.File())
+	// Again, now with the recording: a crash from here on leaves a call
+	// record that names it.
+	s.journalUp(c)
 }
 
 // finishRecording closes the call's recording after its media stopped.

@@ -3,12 +3,14 @@ package test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/wagate/wagate/test/internal/metapeer"
+	"github.com/wagate/wagate/test/internal/sipua"
 )
 
 // Call detail records end to end: every way a call can end leaves exactly
@@ -383,5 +385,73 @@ func TestCDRMediaAndRecording(t *testing.T) {
 		t.Errorf("recording times %v–%v, call answered %v ended %v", rec.StartedAt, rec.EndedAt, c.AnsweredAt, c.EndedAt)
 	}
 	checkCallOrder(t, rx.all())
+	rx.checkSigned(t)
+}
+
+// TestCDRAfterKill9: a recorded business-initiated call (campaign and
+// callback data from the dialer) is up when wagate is killed with SIGKILL.
+// After the restart its one CDR — written from the journal of live
+// dialogs, ended by the restart — still carries what a dialer or CRM
+// matches it by: the campaign and callback data, the callee, when it rang,
+// and the recording, the same one the repaired recording's
+// recording.ready names.
+func TestCDRAfterKill9(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rx := newReceiver(t, e)
+	dir := t.TempDir()
+	o := wagateOpts{MetaEncryption: "sdes", APIExtra: tokenAPI,
+		Extra: fmt.Sprintf("recording: {enabled: true, directory: %q}\n", dir) + eventsYAML(rx)}
+	w := e.startWagate(o)
+
+	meta := newGoPeer(t, e.Meta, metapeer.Config{})
+	dialer := newGoPeer(t, e.Dialer, metapeer.Config{Profile: metapeer.ProfileG711})
+	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
+	defer cancel()
+	answered := answerAsync(ctx, meta, metapeer.AnswerSpec{Ring: 300 * time.Millisecond})
+	dc, err := dialer.Call(ctx, metapeer.CallSpec{Target: w.SIPAddr, To: waUser, From: businessNumber,
+		Headers: []sipua.Header{{Name: "X-WABA-Campaign-ID", Value: "spring-2026"}, {Name: "X-WABA-Callback-Data", Value: "crm:4711"}}})
+	if err != nil {
+		t.Fatalf("BIC: %v", err)
+	}
+	mc := waitAnswer(t, answered, "the Meta peer")
+	w.waitLogMsg("recording", 0)
+	rx.waitUntil(t, "call.answered", func(evs []rxEvent) bool { return len(ofType(evs, "call.answered")) == 1 })
+	time.Sleep(1500 * time.Millisecond) // a second of audio in the file
+	w.kill()
+
+	e.startWagate(o)
+	// Both peers get the restarted wagate's BYE.
+	waitBye(t, dc, "the dialer")
+	waitBye(t, mc, "the Meta peer")
+	cdrs := waitCDRs(t, e, 1)
+	c := cdrOfA(t, cdrs, dc.Dialog.CallID)
+	want := cdrWant{direction: "BIC", outcome: "answered", code: 200, hangupBy: "wagate", cause: "wagate restarted while the call was up",
+		routed: true, user: waUser, aEndpoint: "dialer", bEndpoint: "meta", campaign: "spring-2026", callback: "crm:4711",
+		ringing: true, answered: true}
+	checkCDR(t, "call up at the kill", c, want)
+	var b struct {
+		B struct {
+			User string `json:"user"`
+		} `json:"b"`
+	}
+	if json.Unmarshal(c.raw, &b); b.B.User != waUser {
+		t.Errorf("b.user %q, want the WhatsApp user %s\nCDR: %s", b.B.User, waUser, c.raw)
+	}
+	if c.RecordingID == "" {
+		t.Errorf("no recording_id in the CDR of a recorded call that a crash ended: %s", c.raw)
+	}
+	evs := rx.waitUntil(t, "call.ended and recording.ready", func(evs []rxEvent) bool {
+		return len(ofType(evs, "call.ended")) >= 1 && len(ofType(evs, "recording.ready")) >= 1
+	})
+	checkEndEvent(t, "call up at the kill", evs, c, "call.ended")
+	var rec struct {
+		RecordingID string `json:"recording_id"`
+		Error       string `json:"error"`
+	}
+	if ready := ofType(evs, "recording.ready"); len(ready) != 1 || json.Unmarshal(ready[0].Data, &rec) != nil ||
+		rec.RecordingID != c.RecordingID || rec.Error == "" {
+		t.Errorf("recording.ready %s: want one, naming the CDR's recording %q, with the repair's error", ready[0].Data, c.RecordingID)
+	}
 	rx.checkSigned(t)
 }
