@@ -3,6 +3,7 @@ package b2bua
 import (
 	"time"
 
+	"github.com/wagate/wagate/configs"
 	"github.com/wagate/wagate/media"
 	"github.com/wagate/wagate/recording"
 	sipedge "github.com/wagate/wagate/sip"
@@ -28,8 +29,15 @@ func (s *Engine) startRecording(c *call) {
 	s.recordCall(c)
 }
 
-// recordCall starts recording c now, whatever its number's setting (a
-// call flow's connect with callRecording).
+// flowMayRecord reports whether a call flow's callRecording may record a
+// call of number n: unless n says `recording: false`, which is the
+// operator's and no flow service overrides it.
+func flowMayRecord(n *configs.Number) bool {
+	return n == nil || n.Recording == nil || *n.Recording
+}
+
+// recordCall starts recording c now, whatever recording.enabled says (a
+// call flow's connect with callRecording, which flowMayRecord checks).
 func (s *Engine) recordCall(c *call) {
 	if s.rec == nil {
 		return
