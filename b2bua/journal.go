@@ -251,7 +251,8 @@ func (j *Journal) Close() error {
 // before Run.
 func (s *Engine) SetJournal(j *Journal) { s.journal = j }
 
-// journalUp records an answered call.
+// journalUp records a call as it starts, and again when it is answered
+// (with the dialogs to hang up) and when what its record names changes.
 func (s *Engine) journalUp(c *call) {
 	if s.journal == nil {
 		return
@@ -350,12 +351,13 @@ func (s *Engine) hangUpLeftCalls(ctx context.Context) {
 	s.log.Warn("hanging up calls left up by a previous run", "calls", len(calls))
 	for _, jc := range calls {
 		log := s.log.With("call", jc.ID, "dir", string(jc.Direction), "a_endpoint", jc.AEndpoint, "b_endpoint", jc.BEndpoint)
+		answered := !jc.Answered.IsZero()
 		for _, d := range []struct {
 			name string
 			dlg  journalDialog
 		}{{"a", jc.A}, {"b", jc.B}} {
-			if d.dlg.CallID == "" {
-				continue // the leg had left the call
+			if d.dlg.CallID == "" || !answered {
+				continue // the leg had left the call, or nothing was answered
 			}
 			if d.dlg.RemoteTag == "" && d.name == "b" {
 				continue // never connected (a call flow that had not connected B)
@@ -367,18 +369,23 @@ func (s *Engine) hangUpLeftCalls(ctx context.Context) {
 			}
 			s.byeRestored(ctx, l, log)
 		}
-		const cause = "wagate restarted while the call was up"
-		log.Info("call ended", "hangup_by", "wagate", "cause", cause,
-			"talk_s", time.Since(jc.Answered).Round(time.Second).Seconds())
 		// Its record: when the call really ended is not known (wagate was
-		// down); it ends now, and the cause says so.
+		// down); it ends now, and the cause says so. A call not answered
+		// yet failed: its caller got no final response from wagate.
+		cause, code, reason, outcome := causeRestartedUp, 200, "OK", events.Answered
+		attrs := []any{"hangup_by", "wagate", "cause", cause, "talk_s", time.Since(jc.Answered).Round(time.Second).Seconds()}
+		if !answered {
+			cause, code, reason, outcome = causeRestartedRinging, 0, "", events.Failed
+			attrs = []any{"hangup_by", "wagate", "cause", cause}
+		}
+		log.Info("call ended", attrs...)
 		cdr := events.CDR{
 			CallID: jc.ID, Direction: events.Direction(jc.Direction), WACallID: jc.WACallID,
 			BusinessNumber: jc.Business, PhoneNumberID: jc.PNID, User: jc.User,
 			A:         events.Leg{Endpoint: jc.AEndpoint, SIPCallID: jc.A.CallID},
 			B:         events.Leg{Endpoint: jc.BEndpoint, SIPCallID: jc.B.CallID, User: jc.BUser},
 			CreatedAt: jc.Created, RingingAt: jc.Ringing, AnsweredAt: jc.Answered, EndedAt: time.Now(),
-			SIPCode: 200, SIPReason: "OK", HangupBy: events.HangupWagate, Cause: cause, Outcome: events.Answered,
+			SIPCode: code, SIPReason: reason, HangupBy: events.HangupWagate, Cause: cause, Outcome: outcome,
 			Permission: jc.Permission, RecordingID: jc.RecordingID, CampaignID: jc.CampaignID, CallbackData: jc.CallbackData,
 			Origin: jc.Origin, Hunt: jc.Hunt, AfterHours: jc.AfterHours,
 		}
@@ -387,6 +394,12 @@ func (s *Engine) hangUpLeftCalls(ctx context.Context) {
 		}
 	}
 }
+
+// The causes of the records of calls a previous run left.
+const (
+	causeRestartedUp      = "wagate restarted while the call was up"
+	causeRestartedRinging = "wagate restarted while the call was ringing"
+)
 
 // byeRestored sends BYE on a leg restored from the journal.
 func (s *Engine) byeRestored(ctx context.Context, l *leg, log *slog.Logger) {

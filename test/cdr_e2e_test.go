@@ -455,3 +455,47 @@ func TestCDRAfterKill9(t *testing.T) {
 	}
 	rx.checkSigned(t)
 }
+
+// TestCDRAfterKill9WhileRinging: wagate is killed with SIGKILL while a
+// UIC rings at the PBX. Its subscriber had call.started and call.ringing:
+// after the restart the call gets its CDR and call.ended (outcome failed,
+// ended by the restart), so no CRM is left with a call that never ends.
+func TestCDRAfterKill9WhileRinging(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rx := newReceiver(t, e)
+	o := wagateOpts{MetaEncryption: "sdes", APIExtra: tokenAPI, Extra: eventsYAML(rx)}
+	w := e.startWagate(o)
+	meta, pbx := newMetaPBX(t, e)
+	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
+	defer cancel()
+	// The PBX rings far longer than the test; the caller's call is left
+	// to its context when wagate dies.
+	answerAsync(ctx, pbx, metapeer.AnswerSpec{Ring: time.Minute})
+	callerDone := make(chan struct{})
+	go func() {
+		defer close(callerDone)
+		c, err := meta.Call(ctx, metapeer.CallSpec{Target: w.SIPAddr, To: businessNumber, From: waUser})
+		if err == nil {
+			c.Media.Close()
+		}
+	}()
+	evs := rx.waitUntil(t, "call.ringing", func(evs []rxEvent) bool { return len(ofType(evs, "call.ringing")) == 1 })
+	callID := ofType(evs, "call.ringing")[0].CallID
+	w.kill()
+
+	e.startWagate(o)
+	cdrs := waitCDRs(t, e, 1)
+	c := cdrs[0]
+	if c.CallID != callID || c.Outcome != "failed" || c.HangupBy != "wagate" || c.Cause != "wagate restarted while the call was ringing" ||
+		!c.AnsweredAt.IsZero() || c.RingingAt.IsZero() || c.BusinessNumber != businessNumber || c.User != waUser ||
+		c.A.Endpoint != "meta" || c.B.Endpoint != "pbx" {
+		t.Errorf("CDR of the call ringing at the kill: want call %s, outcome failed, hangup_by wagate, the restart's cause, rung and not answered, its numbers and endpoints:\n%s", callID, c.raw)
+	}
+	evs = rx.waitUntil(t, "call.ended", func(evs []rxEvent) bool { return len(ofType(evs, "call.ended")) == 1 })
+	checkEndEvent(t, "call ringing at the kill", evs, c, "call.ended")
+	checkCallOrder(t, rx.all())
+	rx.checkSigned(t)
+	cancel()
+	<-callerDone
+}
