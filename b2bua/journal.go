@@ -44,6 +44,10 @@ type Journal struct {
 	f    *os.File
 	size int64
 	live map[string]journalCall
+	// prev is what the previous run left up, until left hands it over:
+	// calls of this run may be journaled before then (the listeners serve
+	// first), and are not the previous run's to end.
+	prev []journalCall
 }
 
 // journalCall is what the journal keeps of a call: enough to hang up both
@@ -110,6 +114,9 @@ func OpenJournal(path string) (*Journal, error) {
 		j.read(f)
 		f.Close()
 	}
+	for _, c := range j.live {
+		j.prev = append(j.prev, c)
+	}
 	if err := j.rewriteLocked(); err != nil {
 		return nil, err
 	}
@@ -172,15 +179,16 @@ func (j *Journal) rewriteLocked() error {
 	return nil
 }
 
-// left returns the calls a previous run left up and forgets them.
+// left returns the calls a previous run left up and forgets them; the
+// calls of this run already journaled stay.
 func (j *Journal) left() []journalCall {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	out := make([]journalCall, 0, len(j.live))
-	for _, c := range j.live {
-		out = append(out, c)
+	out := j.prev
+	j.prev = nil
+	for _, c := range out {
+		delete(j.live, c.ID)
 	}
-	clear(j.live)
 	if err := j.rewriteLocked(); err != nil {
 		slog.Default().Error("journal not rewritten", "error", err)
 	}

@@ -162,3 +162,44 @@ func TestJournalKeepsRecordFields(t *testing.T) {
 		t.Errorf("journaled %+v, want the call's ringing time, callee, permission, recording, origin, hunt, campaign and callback data", got)
 	}
 }
+
+// TestJournalLeftOnlyThePreviousRun: the calls handed over at start-up
+// are those the previous run left, not calls of this run that started
+// between the listeners binding and the hand-over (INVITEs retransmitted
+// to a restarted wagate come at once): those are live, must stay in the
+// journal, and must not be hung up or recorded as ended by the restart.
+func TestJournalLeftOnlyThePreviousRun(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "live-calls.journal")
+	j, err := OpenJournal(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.up(testJournalCall("old"), nil); err != nil {
+		t.Fatal(err)
+	}
+	// The crash: no Close.
+	j2, err := OpenJournal(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j2.up(testJournalCall("new"), nil); err != nil { // this run's call, before the hand-over
+		t.Fatal(err)
+	}
+	left := j2.left()
+	if len(left) != 1 || left[0].ID != "old" {
+		ids := []string{}
+		for _, c := range left {
+			ids = append(ids, c.ID)
+		}
+		t.Fatalf("handed over %v, want only the previous run's call \"old\"", ids)
+	}
+	// Killed again now: the new call is still in the journal.
+	j3, err := OpenJournal(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j3.Close()
+	if left := j3.left(); len(left) != 1 || left[0].ID != "new" {
+		t.Errorf("after a second crash: %d calls left, want this run's live call \"new\"", len(left))
+	}
+}
