@@ -23,10 +23,28 @@ func (t recTap) PCM(side media.Side, pcm []int16) { t.r.PCM(recording.Side(side)
 // startRecording begins recording an answered call, if its number records.
 // A recording that cannot start is logged and the call goes on.
 func (s *Engine) startRecording(c *call) {
-	if s.rec == nil || !s.edge.Config().Records(c.route.Number) {
+	if s.rec == nil {
+		return
+	}
+	cfg := s.edge.Config()
+	if !cfg.Records(numberIn(cfg, c.route.Number)) {
 		return
 	}
 	s.recordCall(c)
+}
+
+// numberIn returns n as cfg (the running config) has it: a reload since
+// the call was routed — recording turned off for its number while it rang
+// or waited in a queue — applies at its answer. n itself when cfg no
+// longer has the number.
+func numberIn(cfg *configs.Config, n *configs.Number) *configs.Number {
+	if n == nil {
+		return nil
+	}
+	if cur := cfg.NumberByE164(n.Number); cur != nil {
+		return cur
+	}
+	return n
 }
 
 // flowMayRecord reports whether a call flow's callRecording may record a

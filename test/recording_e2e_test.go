@@ -896,3 +896,59 @@ func TestRecordingRetentionAfterRecordingTurnedOff(t *testing.T) {
 	}
 	w.waitIdle()
 }
+
+// TestRecordingOffByReloadWhileRinging: recording is on; a call rings
+// at the PBX while the operator turns recording off for its number
+// (`recording: false`, SIGHUP). When it is answered after the reload, it
+// is not recorded: the running configuration decides at the answer, not
+// the one the call started under.
+func TestRecordingOffByReloadWhileRinging(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	dir := filepath.Join(e.dir, "recordings")
+	o := recOpts(dir)
+	w := e.startWagate(o)
+	meta, pbx := newMetaPBX(t, e)
+	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
+	defer cancel()
+	answered := answerAsync(ctx, pbx, metapeer.AnswerSpec{Ring: 5 * time.Second})
+	type result struct {
+		c   *metapeer.Call
+		err error
+	}
+	caller := make(chan result, 1)
+	go func() {
+		c, err := meta.Call(ctx, metapeer.CallSpec{Target: w.SIPAddr, To: businessNumber, From: waUser})
+		caller <- result{c, err}
+	}()
+	w.waitLogMsg("call started", 0)
+	skip := len(w.logLines())
+	o.NumberExtra = ", recording: false"
+	e.writeConfig(o)
+	w.hup()
+	w.waitLogMsg("config reloaded", skip)
+	pc := waitAnswer(t, answered, "the PBX")
+	r := <-caller
+	if r.err != nil {
+		t.Fatalf("UIC: %v", r.err)
+	}
+	time.Sleep(time.Second) // a second the recording would hold
+	hangup(t, r.c, "meta")
+	waitBye(t, pc, "the PBX")
+	w.waitIdle()
+	reloaded, answeredAt := -1, -1
+	for i, l := range w.logLines() {
+		switch l.str("msg") {
+		case "config reloaded":
+			reloaded = i
+		case "call answered":
+			answeredAt = i
+		}
+	}
+	if reloaded < 0 || answeredAt < reloaded {
+		t.Fatalf("the call was answered (log line %d) before the reload was applied (line %d): the PBX's ring was too short for this machine", answeredAt, reloaded)
+	}
+	if wavs, _ := filepath.Glob(filepath.Join(dir, "*", "*", "*", "*.wav")); len(wavs) > 0 {
+		t.Errorf("a call answered after its number's recording was turned off was recorded: %v\n%s", wavs, listTree(dir))
+	}
+}
