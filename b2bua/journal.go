@@ -66,17 +66,20 @@ type journalCall struct {
 	// What the call's record carries beyond the legs, so that the record
 	// written after a crash still names what a dialer or CRM matches it
 	// by (its campaign and callback data, its recording).
-	Ringing      time.Time     `json:"ringing,omitzero"`
-	BUser        string        `json:"b_user,omitempty"`
-	Hunt         string        `json:"hunt,omitempty"`
-	Origin       string        `json:"origin,omitempty"`
-	Permission   string        `json:"permission,omitempty"`
-	AfterHours   bool          `json:"after_hours,omitempty"`
-	CampaignID   string        `json:"campaign_id,omitempty"`
-	CallbackData string        `json:"callback_data,omitempty"`
-	RecordingID  string        `json:"recording_id,omitempty"`
-	A            journalDialog `json:"a"`
-	B            journalDialog `json:"b"`
+	Ringing      time.Time `json:"ringing,omitzero"`
+	BUser        string    `json:"b_user,omitempty"`
+	Hunt         string    `json:"hunt,omitempty"`
+	Origin       string    `json:"origin,omitempty"`
+	Permission   string    `json:"permission,omitempty"`
+	AfterHours   bool      `json:"after_hours,omitempty"`
+	CampaignID   string    `json:"campaign_id,omitempty"`
+	CallbackData string    `json:"callback_data,omitempty"`
+	RecordingID  string    `json:"recording_id,omitempty"`
+	// AUp: leg a answered before the call was (a click-to-call's agent,
+	// while the user's phone rings); it gets a BYE at the restart.
+	AUp bool          `json:"a_up,omitempty"`
+	A   journalDialog `json:"a"`
+	B   journalDialog `json:"b"`
 }
 
 // journalDialog is one leg's dialog, as newRequest needs it.
@@ -285,6 +288,7 @@ func (s *Engine) journalUp(c *call) {
 	c.mu.Lock()
 	jc.Answered, jc.Ringing = c.answeredAt, c.ringingAt
 	jc.BUser, jc.Permission, jc.RecordingID, jc.Origin = c.bUser, c.permission, c.recordingID, c.origin
+	jc.AUp = c.aAnswered
 	c.mu.Unlock()
 	if d := c.route; d != nil {
 		jc.AfterHours = d.AfterHours
@@ -364,8 +368,8 @@ func (s *Engine) hangUpLeftCalls(ctx context.Context) {
 			name string
 			dlg  journalDialog
 		}{{"a", jc.A}, {"b", jc.B}} {
-			if d.dlg.CallID == "" || !answered {
-				continue // the leg had left the call, or nothing was answered
+			if d.dlg.CallID == "" || !(answered || d.name == "a" && jc.AUp) {
+				continue // the leg had left the call, or was not answered
 			}
 			if d.dlg.RemoteTag == "" && d.name == "b" {
 				continue // never connected (a call flow that had not connected B)

@@ -48,6 +48,9 @@ func appendUpLine(b []byte, c *journalCall) ([]byte, error) {
 	b = appendOmitEmpty(b, `,"campaign_id":`, c.CampaignID)
 	b = appendOmitEmpty(b, `,"callback_data":`, c.CallbackData)
 	b = appendOmitEmpty(b, `,"recording_id":`, c.RecordingID)
+	if c.AUp {
+		b = append(b, `,"a_up":true`...)
+	}
 	b = append(b, `,"a":`...)
 	b = appendJournalDialog(b, &c.A)
 	b = append(b, `,"b":`...)

@@ -22,7 +22,7 @@ func TestJournalLineEncoding(t *testing.T) {
 		{ID: "quote\" back\\ <tag> & \u2028 é \x01 \xff", AEndpoint: "ünï", B: journalDialog{RouteSet: []string{}}},
 		{ID: "c3", Created: created, Answered: created.Add(2 * time.Second), Ringing: created.Add(time.Second), BUser: "1001",
 			Hunt: "sales", Origin: "click_to_call", Permission: "allowed", AfterHours: true, CampaignID: "spring <2026>",
-			CallbackData: "crm:\"4711\"", RecordingID: "2026/12/02/a%2Fb.wav", A: dlg},
+			CallbackData: "crm:\"4711\"", RecordingID: "2026/12/02/a%2Fb.wav", AUp: true, A: dlg},
 	}
 	for _, c := range cases {
 		want, err := json.Marshal(journalLine{Op: "up", Call: &c})
@@ -51,7 +51,7 @@ func FuzzJournalLineEncoding(f *testing.F) {
 	f.Add("\"<&>\u2028", "\xff\xfe", "", "é", uint32(0), int64(0))
 	f.Fuzz(func(t *testing.T, id, ep, uri, tag string, cseq uint32, ns int64) {
 		c := journalCall{ID: id, AEndpoint: ep, User: tag, Created: time.Unix(0, ns).UTC(), Ringing: time.Unix(0, ns/2).UTC(),
-			CallbackData: uri, RecordingID: tag, AfterHours: cseq%2 == 1,
+			CallbackData: uri, RecordingID: tag, AfterHours: cseq%2 == 1, AUp: cseq%3 == 1,
 			A: journalDialog{CallID: id, LocalURI: uri, LocalTag: tag, RouteSet: []string{uri, tag}, CSeq: cseq}}
 		want, werr := json.Marshal(journalLine{Op: "up", Call: &c})
 		got, gerr := appendUpLine(nil, &c)
