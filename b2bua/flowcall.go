@@ -347,7 +347,9 @@ func (fc *flowCall) ring(ctx context.Context, callees []sipedge.Callee, list *co
 	}
 	// The hunt ends with the call (c.ended).
 	err = fc.s.connectHunt(ctx, c, offer, callees, list, failed)
-	if err == nil && record {
+	if err == nil && record && !flowMayRecord(numberIn(fc.s.edge.Config(), c.route.Number)) {
+		c.log.Info("callRecording not applied: the number is configured with recording: false")
+	} else if err == nil && record {
 		c.mu.Lock()
 		recording := c.recorder != nil
 		c.mu.Unlock()

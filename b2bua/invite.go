@@ -147,6 +147,9 @@ func (s *Engine) invite(req *sip.Request, tx sip.ServerTransaction, ep *configs.
 	}
 	c.log.Info("call started", attrs...)
 	s.notifyStarted(c)
+	// Journaled from its start, so that a crash before the answer still
+	// leaves the call a record (no BYE: nothing was answered).
+	s.journalUp(c)
 	s.edge.Respond(tx, req, 100, "Trying", nil)
 	if len(dec.UIC.Dropped) > 0 {
 		c.log.Warn("x-wa-meta headers not used", "headers", strings.Join(dec.UIC.Dropped, ", "))

@@ -44,6 +44,10 @@ type Journal struct {
 	f    *os.File
 	size int64
 	live map[string]journalCall
+	// prev is what the previous run left up, until left hands it over:
+	// calls of this run may be journaled before then (the listeners serve
+	// first), and are not the previous run's to end.
+	prev []journalCall
 }
 
 // journalCall is what the journal keeps of a call: enough to hang up both
@@ -59,8 +63,23 @@ type journalCall struct {
 	User      string            `json:"user,omitempty"`
 	Created   time.Time         `json:"created"`
 	Answered  time.Time         `json:"answered"`
-	A         journalDialog     `json:"a"`
-	B         journalDialog     `json:"b"`
+	// What the call's record carries beyond the legs, so that the record
+	// written after a crash still names what a dialer or CRM matches it
+	// by (its campaign and callback data, its recording).
+	Ringing      time.Time `json:"ringing,omitzero"`
+	BUser        string    `json:"b_user,omitempty"`
+	Hunt         string    `json:"hunt,omitempty"`
+	Origin       string    `json:"origin,omitempty"`
+	Permission   string    `json:"permission,omitempty"`
+	AfterHours   bool      `json:"after_hours,omitempty"`
+	CampaignID   string    `json:"campaign_id,omitempty"`
+	CallbackData string    `json:"callback_data,omitempty"`
+	RecordingID  string    `json:"recording_id,omitempty"`
+	// AUp: leg a answered before the call was (a click-to-call's agent,
+	// while the user's phone rings); it gets a BYE at the restart.
+	AUp bool          `json:"a_up,omitempty"`
+	A   journalDialog `json:"a"`
+	B   journalDialog `json:"b"`
 }
 
 // journalDialog is one leg's dialog, as newRequest needs it.
@@ -97,6 +116,9 @@ func OpenJournal(path string) (*Journal, error) {
 	default:
 		j.read(f)
 		f.Close()
+	}
+	for _, c := range j.live {
+		j.prev = append(j.prev, c)
 	}
 	if err := j.rewriteLocked(); err != nil {
 		return nil, err
@@ -160,28 +182,39 @@ func (j *Journal) rewriteLocked() error {
 	return nil
 }
 
-// left returns the calls a previous run left up and forgets them.
+// left returns the calls a previous run left up and forgets them; the
+// calls of this run already journaled stay.
 func (j *Journal) left() []journalCall {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	out := make([]journalCall, 0, len(j.live))
-	for _, c := range j.live {
-		out = append(out, c)
+	out := j.prev
+	j.prev = nil
+	for _, c := range out {
+		delete(j.live, c.ID)
 	}
-	clear(j.live)
 	if err := j.rewriteLocked(); err != nil {
 		slog.Default().Error("journal not rewritten", "error", err)
 	}
 	return out
 }
 
-func (j *Journal) up(c journalCall) error {
+// up records c as up, unless ended (nil: never) says it has ended. ended
+// is asked under the journal's lock: a call's end marks it ended before
+// its "down" takes that lock, so an "up" racing the end (a transfer or a
+// join completing as the call is hung up, a BYE right behind the 200)
+// either comes before the "down" or is not written. Written after it, it
+// would leave a dead call in the journal, replayed at the next start as
+// a BYE to nobody and a second call.ended.
+func (j *Journal) up(c journalCall, ended func() bool) error {
 	b, err := appendUpLine(make([]byte, 0, 1024), &c)
 	if err != nil {
 		return err
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if ended != nil && ended() {
+		return nil
+	}
 	j.live[c.ID] = c
 	return j.appendLocked(b)
 }
@@ -229,7 +262,8 @@ func (j *Journal) Close() error {
 // before Run.
 func (s *Engine) SetJournal(j *Journal) { s.journal = j }
 
-// journalUp records an answered call.
+// journalUp records a call as it starts, and again when it is answered
+// (with the dialogs to hang up) and when what its record names changes.
 func (s *Engine) journalUp(c *call) {
 	if s.journal == nil {
 		return
@@ -252,9 +286,20 @@ func (s *Engine) journalUp(c *call) {
 		jc.B = b.snapshot()
 	}
 	c.mu.Lock()
-	jc.Answered = c.answeredAt
+	jc.Answered, jc.Ringing = c.answeredAt, c.ringingAt
+	jc.BUser, jc.Permission, jc.RecordingID, jc.Origin = c.bUser, c.permission, c.recordingID, c.origin
+	jc.AUp = c.aAnswered
 	c.mu.Unlock()
-	if err := s.journal.up(jc); err != nil {
+	if d := c.route; d != nil {
+		jc.AfterHours = d.AfterHours
+		if d.Hunt != nil {
+			jc.Hunt = d.Hunt.Name
+		}
+		if d.BIC != nil {
+			jc.CampaignID, jc.CallbackData = d.BIC.CampaignID, d.BIC.CallbackData
+		}
+	}
+	if err := s.journal.up(jc, func() bool { return c.getState() == stateEnded }); err != nil {
 		c.log.Error("journal: call not recorded as up; a crash now would leave its legs unreleased", "error", err)
 	}
 }
@@ -318,12 +363,13 @@ func (s *Engine) hangUpLeftCalls(ctx context.Context) {
 	s.log.Warn("hanging up calls left up by a previous run", "calls", len(calls))
 	for _, jc := range calls {
 		log := s.log.With("call", jc.ID, "dir", string(jc.Direction), "a_endpoint", jc.AEndpoint, "b_endpoint", jc.BEndpoint)
+		answered := !jc.Answered.IsZero()
 		for _, d := range []struct {
 			name string
 			dlg  journalDialog
 		}{{"a", jc.A}, {"b", jc.B}} {
-			if d.dlg.CallID == "" {
-				continue // the leg had left the call
+			if d.dlg.CallID == "" || !(answered || d.name == "a" && jc.AUp) {
+				continue // the leg had left the call, or was not answered
 			}
 			if d.dlg.RemoteTag == "" && d.name == "b" {
 				continue // never connected (a call flow that had not connected B)
@@ -335,24 +381,37 @@ func (s *Engine) hangUpLeftCalls(ctx context.Context) {
 			}
 			s.byeRestored(ctx, l, log)
 		}
-		const cause = "wagate restarted while the call was up"
-		log.Info("call ended", "hangup_by", "wagate", "cause", cause,
-			"talk_s", time.Since(jc.Answered).Round(time.Second).Seconds())
 		// Its record: when the call really ended is not known (wagate was
-		// down); it ends now, and the cause says so.
+		// down); it ends now, and the cause says so. A call not answered
+		// yet failed: its caller got no final response from wagate.
+		cause, code, reason, outcome := causeRestartedUp, 200, "OK", events.Answered
+		attrs := []any{"hangup_by", "wagate", "cause", cause, "talk_s", time.Since(jc.Answered).Round(time.Second).Seconds()}
+		if !answered {
+			cause, code, reason, outcome = causeRestartedRinging, 0, "", events.Failed
+			attrs = []any{"hangup_by", "wagate", "cause", cause}
+		}
+		log.Info("call ended", attrs...)
 		cdr := events.CDR{
 			CallID: jc.ID, Direction: events.Direction(jc.Direction), WACallID: jc.WACallID,
 			BusinessNumber: jc.Business, PhoneNumberID: jc.PNID, User: jc.User,
 			A:         events.Leg{Endpoint: jc.AEndpoint, SIPCallID: jc.A.CallID},
-			B:         events.Leg{Endpoint: jc.BEndpoint, SIPCallID: jc.B.CallID},
-			CreatedAt: jc.Created, AnsweredAt: jc.Answered, EndedAt: time.Now(),
-			SIPCode: 200, SIPReason: "OK", HangupBy: events.HangupWagate, Cause: cause, Outcome: events.Answered,
+			B:         events.Leg{Endpoint: jc.BEndpoint, SIPCallID: jc.B.CallID, User: jc.BUser},
+			CreatedAt: jc.Created, RingingAt: jc.Ringing, AnsweredAt: jc.Answered, EndedAt: time.Now(),
+			SIPCode: code, SIPReason: reason, HangupBy: events.HangupWagate, Cause: cause, Outcome: outcome,
+			Permission: jc.Permission, RecordingID: jc.RecordingID, CampaignID: jc.CampaignID, CallbackData: jc.CallbackData,
+			Origin: jc.Origin, Hunt: jc.Hunt, AfterHours: jc.AfterHours,
 		}
 		for _, o := range s.observers {
 			o.CallEnded(cdr)
 		}
 	}
 }
+
+// The causes of the records of calls a previous run left.
+const (
+	causeRestartedUp      = "wagate restarted while the call was up"
+	causeRestartedRinging = "wagate restarted while the call was ringing"
+)
 
 // byeRestored sends BYE on a leg restored from the journal.
 func (s *Engine) byeRestored(ctx context.Context, l *leg, log *slog.Logger) {

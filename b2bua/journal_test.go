@@ -1,10 +1,14 @@
 package b2bua
 
 import (
-	sipedge "github.com/wagate/wagate/sip"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
+
+	"github.com/wagate/wagate/configs"
+	sipedge "github.com/wagate/wagate/sip"
 )
 
 func testJournalCall(id string) journalCall {
@@ -25,7 +29,7 @@ func TestJournalReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, id := range []string{"c1", "c2", "c3"} {
-		if err := j.up(testJournalCall(id)); err != nil {
+		if err := j.up(testJournalCall(id), nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -81,11 +85,121 @@ func TestJournalCompacts(t *testing.T) {
 	c := testJournalCall("x")
 	for i := range 20000 {
 		c.ID = "call-" + itoa(i)
-		j.up(c)
+		j.up(c, nil)
 		j.down(c.ID)
 	}
 	st, _ := os.Stat(path)
 	if st.Size() > journalCompactAt+4096 {
 		t.Errorf("journal is %d bytes after 20000 short calls, want it compacted", st.Size())
+	}
+}
+
+// TestJournalUpAfterEndNotWritten: an "up" that comes after the call's
+// end (a transfer or a join completing as the call is hung up: join
+// journals both calls after ending one when the other ended meanwhile)
+// must not bring the call back into the journal, where the next start
+// would hang it up again and write it a second record.
+func TestJournalUpAfterEndNotWritten(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "live-calls.journal")
+	j, err := OpenJournal(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Engine{journal: j}
+	c := &call{srv: s, id: "c1", dir: sipedge.BIC, log: slog.New(slog.DiscardHandler),
+		route: &sipedge.Decision{Number: &configs.Number{Number: "+15550100001"},
+			BIC: &sipedge.BICInfo{CampaignID: "spring", CallbackData: "crm:1"}},
+		a: &leg{name: "a", callID: "c1-a"}, b: &leg{name: "b", callID: "c1-b"}}
+	c.answeredAt = time.Now()
+	s.journalUp(c)
+	c.mu.Lock()
+	c.state = stateEnded
+	c.mu.Unlock()
+	s.journalDown(c)
+	s.journalUp(c) // the late "up"
+	j.Close()
+
+	j2, err := OpenJournal(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j2.Close()
+	if left := j2.left(); len(left) != 0 {
+		t.Errorf("an ended call is left up in the journal: %+v", left)
+	}
+}
+
+// TestJournalKeepsRecordFields: what the record after a crash needs
+// beyond the dialogs goes into the journal and comes back.
+func TestJournalKeepsRecordFields(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "live-calls.journal")
+	j, err := OpenJournal(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Engine{journal: j}
+	c := &call{srv: s, id: "c1", dir: sipedge.BIC, log: slog.New(slog.DiscardHandler), bUser: "+447700900123",
+		permission: "allowed", recordingID: "2026/12/03/x.wav", origin: "click_to_call",
+		route: &sipedge.Decision{Number: &configs.Number{Number: "+15550100001"}, AfterHours: true,
+			Hunt: &configs.HuntList{Name: "sales"}, BIC: &sipedge.BICInfo{CampaignID: "spring", CallbackData: "crm:1"}},
+		a: &leg{name: "a", callID: "c1-a"}, b: &leg{name: "b", callID: "c1-b"}}
+	c.ringingAt = time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	c.answeredAt = c.ringingAt.Add(time.Second)
+	s.journalUp(c)
+	j.Close()
+	j2, err := OpenJournal(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j2.Close()
+	left := j2.left()
+	if len(left) != 1 {
+		t.Fatalf("%d calls left, want 1", len(left))
+	}
+	got := left[0]
+	if !got.Ringing.Equal(c.ringingAt) || got.BUser != c.bUser || got.Permission != "allowed" || got.RecordingID != c.recordingID ||
+		got.Origin != "click_to_call" || !got.AfterHours || got.Hunt != "sales" || got.CampaignID != "spring" || got.CallbackData != "crm:1" {
+		t.Errorf("journaled %+v, want the call's ringing time, callee, permission, recording, origin, hunt, campaign and callback data", got)
+	}
+}
+
+// TestJournalLeftOnlyThePreviousRun: the calls handed over at start-up
+// are those the previous run left, not calls of this run that started
+// between the listeners binding and the hand-over (INVITEs retransmitted
+// to a restarted wagate come at once): those are live, must stay in the
+// journal, and must not be hung up or recorded as ended by the restart.
+func TestJournalLeftOnlyThePreviousRun(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "live-calls.journal")
+	j, err := OpenJournal(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.up(testJournalCall("old"), nil); err != nil {
+		t.Fatal(err)
+	}
+	// The crash: no Close.
+	j2, err := OpenJournal(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j2.up(testJournalCall("new"), nil); err != nil { // this run's call, before the hand-over
+		t.Fatal(err)
+	}
+	left := j2.left()
+	if len(left) != 1 || left[0].ID != "old" {
+		ids := []string{}
+		for _, c := range left {
+			ids = append(ids, c.ID)
+		}
+		t.Fatalf("handed over %v, want only the previous run's call \"old\"", ids)
+	}
+	// Killed again now: the new call is still in the journal.
+	j3, err := OpenJournal(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j3.Close()
+	if left := j3.left(); len(left) != 1 || left[0].ID != "new" {
+		t.Errorf("after a second crash: %d calls left, want this run's live call \"new\"", len(left))
 	}
 }

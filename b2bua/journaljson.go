@@ -33,6 +33,24 @@ func appendUpLine(b []byte, c *journalCall) ([]byte, error) {
 	if b, err = appendJSONTime(append(b, `,"answered":`...), c.Answered); err != nil {
 		return nil, err
 	}
+	if !c.Ringing.IsZero() {
+		if b, err = appendJSONTime(append(b, `,"ringing":`...), c.Ringing); err != nil {
+			return nil, err
+		}
+	}
+	b = appendOmitEmpty(b, `,"b_user":`, c.BUser)
+	b = appendOmitEmpty(b, `,"hunt":`, c.Hunt)
+	b = appendOmitEmpty(b, `,"origin":`, c.Origin)
+	b = appendOmitEmpty(b, `,"permission":`, c.Permission)
+	if c.AfterHours {
+		b = append(b, `,"after_hours":true`...)
+	}
+	b = appendOmitEmpty(b, `,"campaign_id":`, c.CampaignID)
+	b = appendOmitEmpty(b, `,"callback_data":`, c.CallbackData)
+	b = appendOmitEmpty(b, `,"recording_id":`, c.RecordingID)
+	if c.AUp {
+		b = append(b, `,"a_up":true`...)
+	}
 	b = append(b, `,"a":`...)
 	b = appendJournalDialog(b, &c.A)
 	b = append(b, `,"b":`...)

@@ -20,6 +20,9 @@ func TestJournalLineEncoding(t *testing.T) {
 		{ID: "c2", Direction: "outbound", AEndpoint: "pbx", BEndpoint: "meta", Business: "+15550100001", PNID: "1000",
 			WACallID: "wacid.HBgL", User: "1001", Created: created.In(time.FixedZone("x", -5*3600-30*60)), B: dlg},
 		{ID: "quote\" back\\ <tag> & \u2028 é \x01 \xff", AEndpoint: "ünï", B: journalDialog{RouteSet: []string{}}},
+		{ID: "c3", Created: created, Answered: created.Add(2 * time.Second), Ringing: created.Add(time.Second), BUser: "1001",
+			Hunt: "sales", Origin: "click_to_call", Permission: "allowed", AfterHours: true, CampaignID: "spring <2026>",
+			CallbackData: "crm:\"4711\"", RecordingID: "2026/12/02/a%2Fb.wav", AUp: true, A: dlg},
 	}
 	for _, c := range cases {
 		want, err := json.Marshal(journalLine{Op: "up", Call: &c})
@@ -47,7 +50,8 @@ func FuzzJournalLineEncoding(f *testing.F) {
 	f.Add("c1", "meta", "<sip:a@b>", "tag", uint32(7), int64(1764710000123456789))
 	f.Add("\"<&>\u2028", "\xff\xfe", "", "é", uint32(0), int64(0))
 	f.Fuzz(func(t *testing.T, id, ep, uri, tag string, cseq uint32, ns int64) {
-		c := journalCall{ID: id, AEndpoint: ep, User: tag, Created: time.Unix(0, ns).UTC(),
+		c := journalCall{ID: id, AEndpoint: ep, User: tag, Created: time.Unix(0, ns).UTC(), Ringing: time.Unix(0, ns/2).UTC(),
+			CallbackData: uri, RecordingID: tag, AfterHours: cseq%2 == 1, AUp: cseq%3 == 1,
 			A: journalDialog{CallID: id, LocalURI: uri, LocalTag: tag, RouteSet: []string{uri, tag}, CSeq: cseq}}
 		want, werr := json.Marshal(journalLine{Op: "up", Call: &c})
 		got, gerr := appendUpLine(nil, &c)
@@ -82,7 +86,7 @@ func BenchmarkJournalUpDown(b *testing.B) {
 		A: dlg("1-1234@127.0.0.2"), B: dlg("0123456789abcdef-b")}
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := j.up(c); err != nil {
+		if err := j.up(c, nil); err != nil {
 			b.Fatal(err)
 		}
 		if err := j.down(c.ID); err != nil {

@@ -76,7 +76,11 @@ func (s *Engine) notifyRinging(c *call, code int) {
 		c.ringingAt = time.Now()
 	}
 	c.mu.Unlock()
-	if !first || len(s.observers) == 0 {
+	if !first {
+		return
+	}
+	s.journalUp(c) // the record after a crash says it rang
+	if len(s.observers) == 0 {
 		return
 	}
 	ci := c.callInfo()

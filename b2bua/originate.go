@@ -142,6 +142,7 @@ func (s *Engine) Originate(r sipedge.ClickToCall) (CallInfo, *Refusal, error) {
 	}
 	c.log.Info("click-to-call started", "agent", agent.Name(), "user", dec.User, "business", dec.Number.Number)
 	s.notifyStarted(c)
+	s.journalUp(c) // a record after a crash before the answer (invite.go)
 
 	a := legConfig(agent.EP, dec.Number)
 	br, err := s.newBridge(c.id, c.log, a, legConfig(dec.BEP, dec.Number))

@@ -223,6 +223,7 @@ func (s *Engine) ackAgent(c *call, req *sip.Request, tx sip.ClientTransaction, r
 		s.sendBye(c, c.a)
 		return false
 	}
+	s.journalUp(c) // a crash from here on hangs the agent up at the restart
 	return true
 }
 

@@ -3,6 +3,7 @@ package b2bua
 import (
 	"time"
 
+	"github.com/wagate/wagate/configs"
 	"github.com/wagate/wagate/media"
 	"github.com/wagate/wagate/recording"
 	sipedge "github.com/wagate/wagate/sip"
@@ -22,14 +23,39 @@ func (t recTap) PCM(side media.Side, pcm []int16) { t.r.PCM(recording.Side(side)
 // startRecording begins recording an answered call, if its number records.
 // A recording that cannot start is logged and the call goes on.
 func (s *Engine) startRecording(c *call) {
-	if s.rec == nil || !s.edge.Config().Records(c.route.Number) {
+	if s.rec == nil {
+		return
+	}
+	cfg := s.edge.Config()
+	if !cfg.Records(numberIn(cfg, c.route.Number)) {
 		return
 	}
 	s.recordCall(c)
 }
 
-// recordCall starts recording c now, whatever its number's setting (a
-// call flow's connect with callRecording).
+// numberIn returns n as cfg (the running config) has it: a reload since
+// the call was routed — recording turned off for its number while it rang
+// or waited in a queue — applies at its answer. n itself when cfg no
+// longer has the number.
+func numberIn(cfg *configs.Config, n *configs.Number) *configs.Number {
+	if n == nil {
+		return nil
+	}
+	if cur := cfg.NumberByE164(n.Number); cur != nil {
+		return cur
+	}
+	return n
+}
+
+// flowMayRecord reports whether a call flow's callRecording may record a
+// call of number n: unless n says `recording: false`, which is the
+// operator's and no flow service overrides it.
+func flowMayRecord(n *configs.Number) bool {
+	return n == nil || n.Recording == nil || *n.Recording
+}
+
+// recordCall starts recording c now, whatever recording.enabled says (a
+// call flow's connect with callRecording, which flowMayRecord checks).
 func (s *Engine) recordCall(c *call) {
 	if s.rec == nil {
 		return
@@ -74,6 +100,9 @@ func (s *Engine) recordCall(c *call) {
 	}
 	c.bridge.SetTap(recTap{r})
 	c.log.Info("recording", "file", r.File())
+	// Again, now with the recording: a crash from here on leaves a call
+	// record that names it.
+	s.journalUp(c)
 }
 
 // finishRecording closes the call's recording after its media stopped.

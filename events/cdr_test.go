@@ -216,3 +216,47 @@ func TestCursorParse(t *testing.T) {
 		t.Errorf("empty cursor: %v %v", got, err)
 	}
 }
+
+// TestDuplicateCDRSendsNoEvent: a CDR whose call id is already stored is
+// refused, and so is its call.ended: a CDR and its event are one, so a
+// subscriber must not get a second, different call.ended of a call whose
+// record says otherwise (a restart that replays a call already ended).
+func TestDuplicateCDRSendsNoEvent(t *testing.T) {
+	r := newReceiver(t)
+	r.noOrder = true
+	s := openSink(t, func(o *Options) {
+		o.Subscribers = []Subscriber{{Name: "crm", URL: r.url(), Secret: testSecret}}
+	})
+	first := testCDR("c1", t0)
+	first.Cause = "bye"
+	s.CallEnded(first)
+	waitFor(t, "the first call.ended", func() bool { return r.distinct() == 1 })
+	again := testCDR("c1", t0)
+	again.Cause = "wagate restarted while the call was up"
+	s.CallEnded(again)
+	s.CallEnded(testCDR("c2", t0)) // after the duplicate in the queue
+	waitFor(t, "c2's call.ended", func() bool {
+		for _, d := range r.requests() {
+			if d.env.CallID == "c2" {
+				return true
+			}
+		}
+		return false
+	})
+	waitFor(t, "the duplicate counted", func() bool { return s.Stats().DuplicateCDRs == 1 })
+	n := 0
+	for _, d := range r.requests() {
+		if d.env.CallID == "c1" {
+			n++
+			if !strings.Contains(string(d.raw), `"cause":"bye"`) {
+				t.Errorf("c1's call.ended is not the stored record's: %s", d.raw)
+			}
+		}
+	}
+	if n != 1 {
+		t.Errorf("c1 got %d call.ended deliveries, want 1 (the duplicate CDR was refused)", n)
+	}
+	if c, err := s.CDR(context.Background(), "c1"); err != nil || c.Cause != "bye" {
+		t.Errorf("stored CDR of c1: %+v, %v; want the first one", c, err)
+	}
+}

@@ -436,8 +436,8 @@ type Stats struct {
 	// events) lost with them.
 	WriteErrors uint64 `json:"write_errors"`
 	Lost        uint64 `json:"lost"`
-	// DuplicateCDRs were refused because a CDR with the same call id was
-	// already stored.
+	// DuplicateCDRs were refused, with their events, because a CDR with
+	// the same call id was already stored.
 	DuplicateCDRs uint64            `json:"duplicate_cdrs"`
 	CDRsSwept     uint64            `json:"cdrs_swept"`
 	EventsPruned  uint64            `json:"events_pruned"`

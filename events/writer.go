@@ -201,7 +201,7 @@ func (s *Sink) commit(items []item, res []result) {
 	s.eventsWritten.Add(nEv)
 	if nDup > 0 {
 		s.duplicates.Add(nDup)
-		s.errs.log(s.log, slog.LevelWarn, "duplicate", "CDR with a call id already stored was not written", "count", nDup)
+		s.errs.log(s.log, slog.LevelWarn, "duplicate", "CDR with a call id already stored was not written, nor its event", "count", nDup)
 	}
 	for i := range res {
 		res[i].sub.finished(&res[i], true)
@@ -242,7 +242,10 @@ func (s *Sink) insert(ctx context.Context, st *writeStmts, it *item, now int64, 
 			if n, _ := r.RowsAffected(); n == 1 {
 				cdrs = 1
 			} else {
-				dups = 1
+				// A CDR and its event are one: the call's record is
+				// the one stored, so this event (a second call.ended
+				// saying otherwise) is not sent either.
+				return 0, 0, 1, nil
 			}
 		}
 		data = json.RawMessage(body)

@@ -529,3 +529,40 @@ func hearMore(c *metapeer.Call, h heard, d time.Duration) heard {
 	}
 	return hear(c)
 }
+
+// TestCallFlowConnectHonoursNumberNotRecorded: the number says
+// `recording: false` (its calls are not recorded, whatever
+// recording.enabled says: docs/configuration.md), and the business's
+// flow service asks for a connect with callRecording: the call is
+// connected and not recorded. A remote flow must not record what the
+// operator's configuration forbids.
+func TestCallFlowConnectHonoursNumberNotRecorded(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	fs := newFlowService(t, e, func(r flowReq) flowReply {
+		return flowReply{Body: flowJSON("agent",
+			action("connect", map[string]any{"destination": "1001", "timeout": 10000, "callRecording": true}))}
+	})
+	w := e.startWagate(wagateOpts{MetaEncryption: "sdes", Route: fs.route("3s", "Sorry."), NumberExtra: ", recording: false"})
+	agent := e.startSipp(sippSpec{Name: "agent", Scenario: "uas.xml", Peer: e.PBX, Calls: 1, Args: []string{"-rtp_echo"}})
+	meta := newGoPeer(t, e.Meta, metapeer.Config{KeepFrames: true})
+
+	c := flowCall(t, w, meta)
+	c.Media.SetSource(rtppeer.NewTone(1000, toneAmp, 48000))
+	start := fs.wait(t, "start", "", 1)
+	waitHeard(t, c, "its own 1 kHz back through the agent", flowLimit, func(h heard) bool {
+		_, end := h.toneFrames(h.afterTime(start.at), 1000, 25)
+		return end > 0
+	})
+	hangup(t, c, "the connected caller")
+	agent.requireOK()
+	sum := fs.wait(t, "summary", start.CallID, 1)
+	if sum.Outcome != "connected" {
+		t.Fatalf("summary: outcome %q, connects %+v; want the call connected", sum.Outcome, sum.Connects)
+	}
+	w.waitIdle()
+	dir := filepath.Join(e.dir, "recordings")
+	if wavs, _ := filepath.Glob(filepath.Join(dir, "*", "*", "*", "*.wav")); len(wavs) > 0 {
+		t.Errorf("a call of a number with recording: false was recorded: %v\n%s", wavs, listTree(dir))
+	}
+}

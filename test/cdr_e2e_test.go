@@ -3,12 +3,14 @@ package test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/wagate/wagate/test/internal/metapeer"
+	"github.com/wagate/wagate/test/internal/sipua"
 )
 
 // Call detail records end to end: every way a call can end leaves exactly
@@ -384,4 +386,116 @@ func TestCDRMediaAndRecording(t *testing.T) {
 	}
 	checkCallOrder(t, rx.all())
 	rx.checkSigned(t)
+}
+
+// TestCDRAfterKill9: a recorded business-initiated call (campaign and
+// callback data from the dialer) is up when wagate is killed with SIGKILL.
+// After the restart its one CDR — written from the journal of live
+// dialogs, ended by the restart — still carries what a dialer or CRM
+// matches it by: the campaign and callback data, the callee, when it rang,
+// and the recording, the same one the repaired recording's
+// recording.ready names.
+func TestCDRAfterKill9(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rx := newReceiver(t, e)
+	dir := t.TempDir()
+	o := wagateOpts{MetaEncryption: "sdes", APIExtra: tokenAPI,
+		Extra: fmt.Sprintf("recording: {enabled: true, directory: %q}\n", dir) + eventsYAML(rx)}
+	w := e.startWagate(o)
+
+	meta := newGoPeer(t, e.Meta, metapeer.Config{})
+	dialer := newGoPeer(t, e.Dialer, metapeer.Config{Profile: metapeer.ProfileG711})
+	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
+	defer cancel()
+	answered := answerAsync(ctx, meta, metapeer.AnswerSpec{Ring: 300 * time.Millisecond})
+	dc, err := dialer.Call(ctx, metapeer.CallSpec{Target: w.SIPAddr, To: waUser, From: businessNumber,
+		Headers: []sipua.Header{{Name: "X-WABA-Campaign-ID", Value: "spring-2026"}, {Name: "X-WABA-Callback-Data", Value: "crm:4711"}}})
+	if err != nil {
+		t.Fatalf("BIC: %v", err)
+	}
+	mc := waitAnswer(t, answered, "the Meta peer")
+	w.waitLogMsg("recording", 0)
+	rx.waitUntil(t, "call.answered", func(evs []rxEvent) bool { return len(ofType(evs, "call.answered")) == 1 })
+	time.Sleep(1500 * time.Millisecond) // a second of audio in the file
+	w.kill()
+
+	e.startWagate(o)
+	// Both peers get the restarted wagate's BYE.
+	waitBye(t, dc, "the dialer")
+	waitBye(t, mc, "the Meta peer")
+	cdrs := waitCDRs(t, e, 1)
+	c := cdrOfA(t, cdrs, dc.Dialog.CallID)
+	want := cdrWant{direction: "BIC", outcome: "answered", code: 200, hangupBy: "wagate", cause: "wagate restarted while the call was up",
+		routed: true, user: waUser, aEndpoint: "dialer", bEndpoint: "meta", campaign: "spring-2026", callback: "crm:4711",
+		ringing: true, answered: true}
+	checkCDR(t, "call up at the kill", c, want)
+	var b struct {
+		B struct {
+			User string `json:"user"`
+		} `json:"b"`
+	}
+	if json.Unmarshal(c.raw, &b); b.B.User != waUser {
+		t.Errorf("b.user %q, want the WhatsApp user %s\nCDR: %s", b.B.User, waUser, c.raw)
+	}
+	if c.RecordingID == "" {
+		t.Errorf("no recording_id in the CDR of a recorded call that a crash ended: %s", c.raw)
+	}
+	evs := rx.waitUntil(t, "call.ended and recording.ready", func(evs []rxEvent) bool {
+		return len(ofType(evs, "call.ended")) >= 1 && len(ofType(evs, "recording.ready")) >= 1
+	})
+	checkEndEvent(t, "call up at the kill", evs, c, "call.ended")
+	var rec struct {
+		RecordingID string `json:"recording_id"`
+		Error       string `json:"error"`
+	}
+	if ready := ofType(evs, "recording.ready"); len(ready) != 1 || json.Unmarshal(ready[0].Data, &rec) != nil ||
+		rec.RecordingID != c.RecordingID || rec.Error == "" {
+		t.Errorf("recording.ready %s: want one, naming the CDR's recording %q, with the repair's error", ready[0].Data, c.RecordingID)
+	}
+	rx.checkSigned(t)
+}
+
+// TestCDRAfterKill9WhileRinging: wagate is killed with SIGKILL while a
+// UIC rings at the PBX. Its subscriber had call.started and call.ringing:
+// after the restart the call gets its CDR and call.ended (outcome failed,
+// ended by the restart), so no CRM is left with a call that never ends.
+func TestCDRAfterKill9WhileRinging(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rx := newReceiver(t, e)
+	o := wagateOpts{MetaEncryption: "sdes", APIExtra: tokenAPI, Extra: eventsYAML(rx)}
+	w := e.startWagate(o)
+	meta, pbx := newMetaPBX(t, e)
+	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
+	defer cancel()
+	// The PBX rings far longer than the test; the caller's call is left
+	// to its context when wagate dies.
+	answerAsync(ctx, pbx, metapeer.AnswerSpec{Ring: time.Minute})
+	callerDone := make(chan struct{})
+	go func() {
+		defer close(callerDone)
+		c, err := meta.Call(ctx, metapeer.CallSpec{Target: w.SIPAddr, To: businessNumber, From: waUser})
+		if err == nil {
+			c.Media.Close()
+		}
+	}()
+	evs := rx.waitUntil(t, "call.ringing", func(evs []rxEvent) bool { return len(ofType(evs, "call.ringing")) == 1 })
+	callID := ofType(evs, "call.ringing")[0].CallID
+	w.kill()
+
+	e.startWagate(o)
+	cdrs := waitCDRs(t, e, 1)
+	c := cdrs[0]
+	if c.CallID != callID || c.Outcome != "failed" || c.HangupBy != "wagate" || c.Cause != "wagate restarted while the call was ringing" ||
+		!c.AnsweredAt.IsZero() || c.RingingAt.IsZero() || c.BusinessNumber != businessNumber || c.User != waUser ||
+		c.A.Endpoint != "meta" || c.B.Endpoint != "pbx" {
+		t.Errorf("CDR of the call ringing at the kill: want call %s, outcome failed, hangup_by wagate, the restart's cause, rung and not answered, its numbers and endpoints:\n%s", callID, c.raw)
+	}
+	evs = rx.waitUntil(t, "call.ended", func(evs []rxEvent) bool { return len(ofType(evs, "call.ended")) == 1 })
+	checkEndEvent(t, "call ringing at the kill", evs, c, "call.ended")
+	checkCallOrder(t, rx.all())
+	rx.checkSigned(t)
+	cancel()
+	<-callerDone
 }

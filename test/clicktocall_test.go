@@ -556,3 +556,33 @@ func TestClickToCallDTLS(t *testing.T) {
 		t.Errorf("events %v", got)
 	}
 }
+
+// TestClickToCallKill9WhileUserRings: wagate is killed with SIGKILL while
+// a click-to-call's agent is up and the user's phone rings. After the
+// restart the agent, whose call wagate had answered, gets its BYE (not
+// left in a dead call) and the call its record.
+func TestClickToCallKill9WhileUserRings(t *testing.T) {
+	t.Parallel()
+	var o wagateOpts
+	e, w, rx, meta, agent := c2cEnvWith(t, "", func(_ *env, opts *wagateOpts) { o = *opts })
+	grantPermission(t, e, waUser, "temporary")
+	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
+	defer cancel()
+	agentAns := answerAsync(ctx, agent, metapeer.AnswerSpec{})
+	doc := startC2C(t, e, c2cBody(""), "")
+	acall := waitAnswer(t, agentAns, "the agent")
+	in, err := meta.UA.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.Ring()
+	waitRinging(t, rx, doc.CallID)
+	w.kill()
+
+	e.startWagate(o)
+	waitBye(t, acall, "the agent")
+	cdrs := waitCDRs(t, e, 1)
+	if c := cdrs[0]; c.CallID != doc.CallID || c.Outcome != "failed" || c.Cause != "wagate restarted while the call was ringing" || c.A.Endpoint != "pbx" {
+		t.Errorf("CDR after the restart: want call %s failed, ended by the restart, agent at pbx:\n%s", doc.CallID, c.raw)
+	}
+}

@@ -844,3 +844,111 @@ func TestRecordingDiskFullCallGoesOn(t *testing.T) {
 		}
 	})
 }
+
+// TestRecordingRetentionAfterRecordingTurnedOff: recording was turned off
+// (recording.enabled false, no number records) but retention_days is
+// set: the recordings made before must still be deleted when they are
+// older than the retention, as they were while recording was on — a
+// business that stops recording still owes its callers the deletion.
+// Files wagate did not write stay.
+func TestRecordingRetentionAfterRecordingTurnedOff(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	dir := filepath.Join(e.dir, "recordings")
+	day := filepath.Join(dir, "2020", "01", "31")
+	if err := os.MkdirAll(day, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	hdr := []byte("RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x02\x00\x40\x1f\x00\x00\x00\x7d\x00\x00\x04\x00\x10\x00data\x00\x00\x00\x00")
+	old := map[string][]byte{
+		"old@pbx.example.wav":  hdr,
+		"old@pbx.example.json": []byte(`{"call_id":"old@pbx.example","file":"2020/01/31/old@pbx.example.wav","sample_rate":8000,"bytes":44}`),
+	}
+	for name, b := range old {
+		if err := os.WriteFile(filepath.Join(day, name), b, 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	foreign := filepath.Join(day, "notes.txt")
+	if err := os.WriteFile(foreign, []byte("not a recording"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	w := e.startWagate(wagateOpts{Extra: fmt.Sprintf("recording: {enabled: false, directory: %q, retention_days: 30}\n", dir)})
+
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		left := 0
+		for name := range old {
+			if _, err := os.Stat(filepath.Join(day, name)); err == nil {
+				left++
+			}
+		}
+		if left == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d files of a recording from 2020 still there 10 s after the start, with retention_days 30:\n%s", left, listTree(dir))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := os.Stat(foreign); err != nil {
+		t.Errorf("a file wagate did not write was removed: %v", err)
+	}
+	w.waitIdle()
+}
+
+// TestRecordingOffByReloadWhileRinging: recording is on; a call rings
+// at the PBX while the operator turns recording off for its number
+// (`recording: false`, SIGHUP). When it is answered after the reload, it
+// is not recorded: the running configuration decides at the answer, not
+// the one the call started under.
+func TestRecordingOffByReloadWhileRinging(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	dir := filepath.Join(e.dir, "recordings")
+	o := recOpts(dir)
+	w := e.startWagate(o)
+	meta, pbx := newMetaPBX(t, e)
+	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
+	defer cancel()
+	answered := answerAsync(ctx, pbx, metapeer.AnswerSpec{Ring: 5 * time.Second})
+	type result struct {
+		c   *metapeer.Call
+		err error
+	}
+	caller := make(chan result, 1)
+	go func() {
+		c, err := meta.Call(ctx, metapeer.CallSpec{Target: w.SIPAddr, To: businessNumber, From: waUser})
+		caller <- result{c, err}
+	}()
+	w.waitLogMsg("call started", 0)
+	skip := len(w.logLines())
+	o.NumberExtra = ", recording: false"
+	e.writeConfig(o)
+	w.hup()
+	w.waitLogMsg("config reloaded", skip)
+	pc := waitAnswer(t, answered, "the PBX")
+	r := <-caller
+	if r.err != nil {
+		t.Fatalf("UIC: %v", r.err)
+	}
+	time.Sleep(time.Second) // a second the recording would hold
+	hangup(t, r.c, "meta")
+	waitBye(t, pc, "the PBX")
+	w.waitIdle()
+	reloaded, answeredAt := -1, -1
+	for i, l := range w.logLines() {
+		switch l.str("msg") {
+		case "config reloaded":
+			reloaded = i
+		case "call answered":
+			answeredAt = i
+		}
+	}
+	if reloaded < 0 || answeredAt < reloaded {
+		t.Fatalf("the call was answered (log line %d) before the reload was applied (line %d): the PBX's ring was too short for this machine", answeredAt, reloaded)
+	}
+	if wavs, _ := filepath.Glob(filepath.Join(dir, "*", "*", "*", "*.wav")); len(wavs) > 0 {
+		t.Errorf("a call answered after its number's recording was turned off was recorded: %v\n%s", wavs, listTree(dir))
+	}
+}

@@ -170,10 +170,13 @@ func run() int {
 	}
 
 	var rec *recording.Manager
-	// Call flows record voicemail into the recordings store.
-	if cfg.RecordingUsed() || cfg.CallFlowUsed() {
-		rcfg := cfg.Recording
-		rcfg.Directory = nodeRecordingDir(cfg)
+	// Call flows record voicemail into the recordings store. With
+	// recording turned off, the recordings made before still owe their
+	// retention: the store runs its sweep (and records nothing) when the
+	// directory is there.
+	rcfg := cfg.Recording
+	rcfg.Directory = nodeRecordingDir(cfg)
+	if cfg.RecordingUsed() || cfg.CallFlowUsed() || retentionOwed(rcfg) {
 		rec, err = recording.New(rcfg, log, recording.WithNodeID(cfg.NodeID))
 		if err != nil {
 			log.Error("recording setup failed", "error", err)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -114,4 +115,14 @@ func nodeRecordingDir(cfg *configs.Config) string {
 		return cfg.Recording.Directory
 	}
 	return filepath.Join(cfg.Recording.Directory, cfg.NodeID)
+}
+
+// retentionOwed reports whether recordings left from when recording was on
+// must still be swept: a retention is set and the directory exists.
+func retentionOwed(r configs.Recording) bool {
+	if r.RetentionDays <= 0 {
+		return false
+	}
+	st, err := os.Stat(r.Directory)
+	return err == nil && st.IsDir()
 }
