@@ -184,8 +184,9 @@ type edgeConn struct {
 	partialSince time.Time
 	done         error
 	// pending counts writes under way; written is signalled as each ends.
-	pending atomic.Int32
-	written chan struct{}
+	pending  atomic.Int32
+	written  chan struct{}
+	timedOut atomic.Bool
 }
 
 // maxPendingWrites is how many writes may wait on a connection's peer
@@ -285,7 +286,8 @@ func (c *edgeConn) Write(b []byte) (int, error) {
 	n, err := c.Conn.Write(b)
 	if err != nil {
 		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
+		if errors.As(err, &ne) && ne.Timeout() && c.timedOut.CompareAndSwap(false, true) {
+			// Every write waiting times out with it: one refusal.
 			c.edge.refuse(reasonWriteTimeout, c.src, "", verdict{})
 		}
 		c.Conn.Close()
