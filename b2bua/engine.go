@@ -77,6 +77,8 @@ type Engine struct {
 	// wg owns the goroutines started outside request handlers (BYEs,
 	// CANCELs, stray-2xx clean-up, the BYEs after a restart).
 	wg *tasks
+	// strays bounds the BYEs for stray 2xx responses (stray.go).
+	strays strayByes
 }
 
 // New builds the B2BUA behind edge; newBridge allocates each call's media.

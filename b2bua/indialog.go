@@ -110,7 +110,8 @@ func (s *Engine) onOtherInDialog(req *sip.Request, tx sip.ServerTransaction) {
 // onStrayResponse sees responses that matched no client transaction. A
 // retransmitted 2xx to our INVITE means B did not get our ACK: resend it. A
 // 2xx for a call we no longer have would leave B with a half-open dialog:
-// ACK it and hang up.
+// ACK it and hang up (every copy is ACKed; one BYE per dialog, at most
+// maxStrayByes under way).
 func (s *Engine) onStrayResponse(res *sip.Response) {
 	cseq := res.CSeq()
 	if cseq == nil || cseq.MethodName != sip.INVITE || !res.IsSuccess() {
@@ -157,10 +158,16 @@ func (s *Engine) onStrayResponse(res *sip.Response) {
 	if err := s.edge.Client().WriteRequest(ack); err != nil {
 		s.log.Debug("ACK for stray 2xx failed", "sip_call_id", l.callID, "error", err)
 	}
+	// One BYE per stray dialog, and a bounded number at once: a flood of
+	// 2xx must not become twelve requests and a 32 s goroutine each.
+	if !s.strays.start(l.callID, s.log) {
+		return
+	}
 	bye := l.newRequest(sip.BYE, nil)
 	s.edge.Prepare(bye)
 	s.log.Info("stray 2xx to INVITE: ACK and BYE", "sip_call_id", l.callID)
 	s.wg.Go(func() {
+		defer s.strays.done(l.callID)
 		ctx, cancel := contextWithTimeout(64 * sip.T1)
 		defer cancel()
 		_, _ = s.edge.Client().Do(ctx, bye)

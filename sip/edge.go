@@ -66,12 +66,14 @@ const (
 	reasonBadResponse
 	reasonConnRefused
 	reasonIdle
+	reasonWriteTimeout
 	numReasons
 )
 
 var reasonNames = [numReasons]string{
 	"stranger", "blocked", "too_large", "malformed", "version", "uri_scheme",
 	"bad_extension", "too_many_hops", "bad_response", "connection_refused", "idle_timeout",
+	"write_timeout",
 }
 
 func (r edgeReason) String() string { return reasonNames[r] }
@@ -85,7 +87,7 @@ func EdgeReasons() []string { return reasonNames[:] }
 // noise of scanners.
 func (r edgeReason) fromEndpoint() bool {
 	switch r {
-	case reasonStranger, reasonBlocked, reasonConnRefused, reasonIdle:
+	case reasonStranger, reasonBlocked, reasonConnRefused, reasonIdle, reasonWriteTimeout:
 		return false
 	}
 	return true

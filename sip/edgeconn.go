@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wagate/wagate/configs"
@@ -142,13 +143,18 @@ func (l framingListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	return newEdgeConn(c, l.edge, l.transport), nil
+}
+
+func newEdgeConn(c net.Conn, e *edge, transport string) *edgeConn {
 	return &edgeConn{
 		Conn:      c,
-		edge:      l.edge,
+		edge:      e,
 		src:       addrPortOf(c.RemoteAddr()),
-		transport: l.transport,
+		transport: transport,
 		buf:       make([]byte, 16<<10),
-	}, nil
+		written:   make(chan struct{}, 1),
+	}
 }
 
 // edgeConn is a stream connection as sipgo sees it: its Read returns the
@@ -156,7 +162,13 @@ func (l framingListener) Accept() (net.Conn, error) {
 // It frames the stream itself (header end, then Content-Length), answers
 // CRLF keep-alive pings, and closes a connection that stays silent for
 // sip.tcp.idle_timeout while no call uses it, or that takes longer than
-// that to deliver one message (a slow sender holding a goroutine).
+// that to deliver one message (a slow sender holding a goroutine). A peer
+// that does not read what wagate writes is not read from either once
+// maxPendingWrites writes wait on it, and is closed when a write has not
+// gone out within the idle timeout: sipgo answers each request in a
+// goroutine of its own, and without both a peer that sends requests and
+// never reads held a goroutine and its request per message (one
+// connection: 49,000 goroutines and 770 MB), for as long as it sent.
 type edgeConn struct {
 	net.Conn
 	edge      *edge
@@ -171,12 +183,26 @@ type edgeConn struct {
 	// partialSince is when the first byte of an unfinished message came.
 	partialSince time.Time
 	done         error
+	// pending counts writes under way; written is signalled as each ends.
+	pending  atomic.Int32
+	written  chan struct{}
+	timedOut atomic.Bool
 }
+
+// maxPendingWrites is how many writes may wait on a connection's peer
+// before the next message is read from it. A peer that reads what it is
+// sent never has more than a few writes under way at once.
+const maxPendingWrites = 32
 
 func (c *edgeConn) Read(p []byte) (int, error) {
 	for len(c.out) == 0 {
 		if c.done != nil {
 			return 0, c.done
+		}
+		// Each write ends within the idle timeout (Write), so this wait
+		// does too.
+		for c.pending.Load() >= maxPendingWrites {
+			<-c.written
 		}
 		c.done = c.next()
 	}
@@ -200,7 +226,7 @@ func (c *edgeConn) next() error {
 			c.in = c.in[n:]
 			c.partialSince = time.Time{}
 			if v.act == actReply {
-				if _, err := c.Conn.Write(v.reply); err != nil {
+				if _, err := c.Write(v.reply); err != nil {
 					return c.end(io.EOF)
 				}
 			}
@@ -231,7 +257,7 @@ func (c *edgeConn) next() error {
 			m, _ := splitMessage(headerPart(c.in))
 			if c.edge.cfg.Load().EndpointForSource(c.src.Addr().Unmap()) != nil {
 				if v := c.edge.answer(reason, c.src, detail, &m, code, phrase, true); v.act == actReply {
-					_, _ = c.Conn.Write(v.reply)
+					_, _ = c.Write(v.reply)
 				}
 			} else {
 				c.edge.refuse(reasonStranger, c.src, detail, verdict{})
@@ -244,6 +270,31 @@ func (c *edgeConn) next() error {
 	}
 }
 
+// Write writes b to the peer within the idle timeout, or closes the
+// connection: a write cut short leaves the stream unframed, and every other
+// write waiting on it fails at once.
+func (c *edgeConn) Write(b []byte) (int, error) {
+	c.pending.Add(1)
+	defer func() {
+		c.pending.Add(-1)
+		select {
+		case c.written <- struct{}{}:
+		default:
+		}
+	}()
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(c.edge.cfg.Load().SIP.TCP.IdleTimeout.D()))
+	n, err := c.Conn.Write(b)
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() && c.timedOut.CompareAndSwap(false, true) {
+			// Every write waiting times out with it: one refusal.
+			c.edge.refuse(reasonWriteTimeout, c.src, "", verdict{})
+		}
+		c.Conn.Close()
+	}
+	return n, err
+}
+
 // keepalives consumes CRLFs between messages, answering each double-CRLF
 // ping with a CRLF pong (RFC 5626 §3.5.1).
 func (c *edgeConn) keepalives() error {
@@ -252,7 +303,7 @@ func (c *edgeConn) keepalives() error {
 			return nil // the rest of a ping may follow
 		}
 		if c.in[2] == '\r' && c.in[3] == '\n' {
-			if _, err := c.Conn.Write([]byte("\r\n")); err != nil {
+			if _, err := c.Write([]byte("\r\n")); err != nil {
 				return c.end(io.EOF)
 			}
 			c.in = c.in[4:]

@@ -50,7 +50,8 @@ func pipeConn(t *testing.T, e *edge, src string) (*edgeConn, net.Conn) {
 	t.Helper()
 	ours, peer := net.Pipe()
 	t.Cleanup(func() { ours.Close(); peer.Close() })
-	c := &edgeConn{Conn: ours, edge: e, src: netip.MustParseAddrPort(src), transport: "TCP", buf: make([]byte, 4096)}
+	c := newEdgeConn(ours, e, "TCP")
+	c.src = netip.MustParseAddrPort(src)
 	return c, peer
 }
 
@@ -343,4 +344,55 @@ type writeCapture struct {
 func (c *writeCapture) WriteTo(p []byte, _ net.Addr) (int, error) {
 	c.written = append(c.written, bytes.Clone(p))
 	return len(p), nil
+}
+
+// TestEdgeConnPeerNotReading: a peer that sends requests and never reads
+// the answers is read from only while fewer than maxPendingWrites answers
+// wait on it, and every write waiting on it fails once one has waited the
+// idle timeout, closing the connection. Before, sipgo's goroutine per
+// answer piled up for as long as the peer sent.
+func TestEdgeConnPeerNotReading(t *testing.T) {
+	e := testEdge(t, func(c *configs.Config) { c.SIP.TCP.IdleTimeout = configs.Duration(200 * time.Millisecond) })
+	c, peer := pipeConn(t, e, "127.0.0.2:40003")
+	const sent = 4 * maxPendingWrites
+	go func() {
+		for range sent {
+			if _, err := peer.Write([]byte(options())); err != nil {
+				return
+			}
+		}
+	}()
+	// As sipgo does: each message read is answered from a goroutine of
+	// its own.
+	writes := make(chan error, sent)
+	read := 0
+	buf := make([]byte, 65535)
+	for {
+		if _, err := c.Read(buf); err != nil {
+			break
+		}
+		read++
+		go func() {
+			_, err := c.Write([]byte("SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n"))
+			writes <- err
+		}()
+	}
+	// A message read just before its answer's goroutine started writing
+	// is not counted yet: the bound is loose, but a bound.
+	if read > 2*maxPendingWrites {
+		t.Errorf("%d of %d messages read from a peer that reads nothing, want at most %d", read, sent, 2*maxPendingWrites)
+	}
+	for i := range read {
+		select {
+		case err := <-writes:
+			if err == nil {
+				t.Fatalf("write %d to a peer that reads nothing succeeded", i)
+			}
+		case <-time.After(10 * time.Second): // a wait, not a bound: the timeout is 200 ms
+			t.Fatalf("%d of %d writes to a peer that reads nothing still blocked", read-i, read)
+		}
+	}
+	if n := e.snapshot().Refused["write_timeout"]; n != 1 {
+		t.Errorf("refused.write_timeout = %d, want the connection counted once", n)
+	}
 }
