@@ -84,7 +84,7 @@ func TestQueueRejectBackoff(t *testing.T) {
 // every second for limit_time (5.5 s, so that the limit never falls on
 // a round's second): hundreds of INVITEs. The call's
 // record lists 60 attempts (the first 10, the latest 50) and counts the
-// rest; the latest is numbered as the agents saw it, so the numbering
+// rest, each busy (but a last round the limit cancelled); the latest is numbered as the agents saw it, so the numbering
 // and the Call-IDs went on past what the record shows.
 func TestQueueAttemptsCapped(t *testing.T) {
 	t.Parallel()
@@ -110,7 +110,14 @@ func TestQueueAttemptsCapped(t *testing.T) {
 	if len(cdr.Attempts) != 60 || cdr.AttemptsOmitted != len(invs)-60 {
 		t.Fatalf("record: %d attempts and %d omitted, want 60 and %d", len(cdr.Attempts), cdr.AttemptsOmitted, len(invs)-60)
 	}
+	// Every attempt was refused busy, but for those of the round the
+	// limit fell on: the limit is timed, rounds are not, and on a busy host
+	// a round drifts onto it. Those are cancelled: only in the last round
+	// (the latest 50), never among the first 10.
 	for i, at := range cdr.Attempts {
+		if at.Result == "cancelled" && i >= 10 {
+			continue
+		}
 		if at.Result != "busy" || at.SIPCode != 486 {
 			t.Errorf("attempt %d: %s %d, want busy 486", i, at.Result, at.SIPCode)
 		}
