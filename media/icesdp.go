@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -204,11 +205,23 @@ func parseFingerprints(d *Description, m *Media) ([]fingerprint, error) {
 	}
 	switch {
 	case out != nil:
-		return out, nil
+		return strongest(out), nil
 	case skipped != nil:
 		return nil, badSDP(0, "a=fingerprint only with hash %s (want sha-1, sha-224, sha-256, sha-384 or sha-512)", clip(strings.Join(skipped, ",")))
 	}
 	return nil, badSDP(0, "no a=fingerprint (a dtls leg needs the peer's certificate fingerprint)")
+}
+
+// strongest keeps the fingerprints of the strongest hash function among
+// fps (RFC 8122 §5: the certificate must match one of those; a match under
+// a weaker hash the SDP also lists does not do). Digest size orders the
+// functions wagate checks.
+func strongest(fps []fingerprint) []fingerprint {
+	best := 0
+	for _, f := range fps {
+		best = max(best, fingerprintHashes[f.hash].size)
+	}
+	return slices.DeleteFunc(fps, func(f fingerprint) bool { return fingerprintHashes[f.hash].size != best })
 }
 
 // parseFingerprint parses "<hash> <hex pairs joined by colons>".
