@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -204,11 +205,23 @@ func parseFingerprints(d *Description, m *Media) ([]fingerprint, error) {
 	}
 	switch {
 	case out != nil:
-		return out, nil
+		return strongest(out), nil
 	case skipped != nil:
 		return nil, badSDP(0, "a=fingerprint only with hash %s (want sha-1, sha-224, sha-256, sha-384 or sha-512)", clip(strings.Join(skipped, ",")))
 	}
 	return nil, badSDP(0, "no a=fingerprint (a dtls leg needs the peer's certificate fingerprint)")
+}
+
+// strongest keeps the fingerprints of the strongest hash function among
+// fps (RFC 8122 §5: the certificate must match one of those; a match under
+// a weaker hash the SDP also lists does not do). Digest size orders the
+// functions wagate checks.
+func strongest(fps []fingerprint) []fingerprint {
+	best := 0
+	for _, f := range fps {
+		best = max(best, fingerprintHashes[f.hash].size)
+	}
+	return slices.DeleteFunc(fps, func(f fingerprint) bool { return fingerprintHashes[f.hash].size != best })
 }
 
 // parseFingerprint parses "<hash> <hex pairs joined by colons>".
@@ -320,4 +333,37 @@ func secureAttributes(ufrag, pwd, fp, setup string, cands []string) []Attribute 
 		attrs = append(attrs, Attribute{Key: "candidate", Value: c})
 	}
 	return append(attrs, Attribute{Key: "end-of-candidates"})
+}
+
+// sameAssociation checks that a peer's re-offer on a keyed (or keying)
+// leg keeps its ICE credentials, its certificate and the DTLS roles
+// (RFC 8842 §5.5: actpass, or the peer's current role). Anything else
+// is an ICE restart or a new DTLS association, which wagate does not
+// run mid-call; the error wraps ErrBadSDP.
+func (s *secureLeg) sameAssociation(d *Description, m *Media) error {
+	p, err := parseSecure(d, m, true)
+	if err != nil {
+		return err
+	}
+	if s.peer == nil {
+		return badSDP(0, "the dtls leg has no agreed ICE and DTLS parameters yet")
+	}
+	if p.ufrag != s.peer.ufrag || p.pwd != s.peer.pwd {
+		return badSDP(0, "new a=ice-ufrag/a=ice-pwd (an ICE restart) is not supported mid-call")
+	}
+	same := false
+	for _, f := range p.fingerprints {
+		for _, g := range s.peer.fingerprints {
+			if f.hash == g.hash && subtle.ConstantTimeCompare(f.sum, g.sum) == 1 {
+				same = true
+			}
+		}
+	}
+	if !same {
+		return badSDP(0, "new a=fingerprint (a new DTLS association) is not supported mid-call")
+	}
+	if p.setup == setupActive && s.client || p.setup == setupPassive && !s.client {
+		return badSDP(0, "a=setup:%s swaps the DTLS roles (a new DTLS association) mid-call", p.setup)
+	}
+	return nil
 }

@@ -236,6 +236,17 @@ func FuzzSecureSDP(f *testing.F) {
 		if len(p.candidates) == 0 || len(p.fingerprints) == 0 || len(p.candidates) > maxCandidates {
 			t.Fatalf("accepted %+v", p)
 		}
+		for _, f := range p.fingerprints {
+			if f.hash != p.fingerprints[0].hash {
+				t.Fatalf("fingerprints of %s and %s kept: only the strongest hash's count", f.hash, p.fingerprints[0].hash)
+			}
+		}
+		// The same body as a re-offer on a leg keyed with it: it keeps
+		// the association unless its setup swaps the roles.
+		leg := &secureLeg{peer: p, client: p.setup != setupActive}
+		if err := leg.sameAssociation(d, &d.Media[0]); err != nil && (offer || !errors.Is(err, ErrBadSDP)) {
+			t.Fatalf("re-offer of the same parameters refused: %v", err)
+		}
 	})
 }
 

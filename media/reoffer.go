@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 )
@@ -57,13 +58,23 @@ func (b *Bridge) AcceptOffer(s Side, offer []byte) ([]byte, StreamState, error) 
 		}
 		return nil, StreamState{}, fmt.Errorf("media: re-offer from %s: %w", s, badSDP(0, "the call's media is not agreed yet"))
 	}
-	if b.legs[s].sec.Load() != nil {
+	if sec := b.legs[s].sec.Load(); sec != nil {
 		// A dtls side: ICE moves its media, DTLS keys it; a re-offer
 		// (an ICE stack's re-INVITE with its chosen candidates) gets the
 		// SDP it already has, fingerprint and candidates included, and
 		// changes nothing. Only a WhatsApp leg is dtls, and it does not
-		// hold.
-		return slices.Clone(n.sent[s]), StreamState{Direction: SendRecv}, nil
+		// hold. A re-offer that would need a new ICE run or DTLS
+		// association is refused: answering it as if accepted leaves the
+		// peer checking and handshaking with credentials wagate does not
+		// use, and the call loses its audio.
+		idx, err := pickAudio(d, b.legs[s].cfg)
+		if err != nil {
+			return nil, StreamState{}, fmt.Errorf("media: re-offer from %s: %w", s, err)
+		}
+		if err := sec.sameAssociation(d, &d.Media[idx]); err != nil {
+			return nil, StreamState{}, fmt.Errorf("media: re-offer from %s: %w", s, err)
+		}
+		return n.answerAgain(s, sec, b.m.advertise), StreamState{Direction: SendRecv}, nil
 	}
 	cfg := b.legs[s].cfg
 	idx, err := pickAudio(d, cfg)
@@ -313,4 +324,33 @@ func (b *Bridge) CancelOffer(s Side) {
 	b.mu.Lock()
 	b.neg.pending[s] = nil
 	b.mu.Unlock()
+}
+
+// answerAgain is side s's answer to a dtls peer's re-offer that keeps the
+// association: the SDP the side has, with wagate's DTLS role where that
+// SDP was wagate's offer (a=setup:actpass may not be in an answer, RFC
+// 5763 §5; the peer's answer fixed the roles). Called with b.mu held.
+func (n *negotiation) answerAgain(s Side, sec *secureLeg, advertise netip.Addr) []byte {
+	body := n.sent[s]
+	if !sec.offered {
+		return slices.Clone(body)
+	}
+	d, err := ParseSDP(body)
+	if err != nil {
+		return slices.Clone(body) // our own SDP: not reached
+	}
+	role := setupPassive
+	if sec.client {
+		role = setupActive
+	}
+	for i := range d.Media {
+		for j, a := range d.Media[i].Attributes {
+			if a.Key == "setup" {
+				d.Media[i].Attributes[j].Value = role
+			}
+		}
+	}
+	body = n.session(s).marshal(d, advertise)
+	n.sent[s] = body
+	return slices.Clone(body)
 }

@@ -221,6 +221,14 @@ func TestDTLSFingerprintMismatch(t *testing.T) {
 	dtlsFailure(t, dtlspeer.Config{WrongFingerprint: true}, "", "dtls fingerprint mismatch", "fingerprint", 3*time.Second)
 }
 
+// TestDTLSWeakFingerprintOnly: Meta's SDP fingerprints another
+// certificate under sha-256 and its own only under sha-1; wagate checks
+// the strongest hash's fingerprint (RFC 8122 §5) and ends the call.
+func TestDTLSWeakFingerprintOnly(t *testing.T) {
+	t.Parallel()
+	dtlsFailure(t, dtlspeer.Config{WeakFingerprintOnly: true}, "", "dtls fingerprint mismatch", "fingerprint", 3*time.Second)
+}
+
 // TestDTLSHandshakeTimeout: Meta answers ICE but never DTLS; the call
 // ends at media.dtls.handshake_timeout.
 func TestDTLSHandshakeTimeout(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -43,6 +44,10 @@ type Config struct {
 	// WrongFingerprint advertises the fingerprint of another certificate
 	// than the one it uses.
 	WrongFingerprint bool
+	// WeakFingerprintOnly advertises the fingerprint of another
+	// certificate under sha-256 and its own certificate's under sha-1
+	// only (RFC 8122 §5: the strongest hash's lines must match).
+	WeakFingerprintOnly bool
 	// NoDTLS answers ICE but drops every DTLS record: a handshake that
 	// never completes.
 	NoDTLS bool
@@ -55,12 +60,14 @@ type Config struct {
 
 // Endpoint is one media port.
 type Endpoint struct {
-	cfg   Config
-	conn  *net.UDPConn
-	cert  tls.Certificate
-	fp    string // advertised, "sha-256 AB:…"
-	ufrag string
-	pwd   string
+	cfg  Config
+	conn *net.UDPConn
+	cert tls.Certificate
+	fp   string // advertised, "sha-256 AB:…"
+	// weakFP: a sha-1 fingerprint advertised too (WeakFingerprintOnly).
+	weakFP string
+	ufrag  string
+	pwd    string
 
 	stunQ, dtlsQ, rtpQ *queue
 	stopICE            atomic.Bool
@@ -85,13 +92,17 @@ func Listen(cfg Config) (*Endpoint, error) {
 		return nil, err
 	}
 	fpCert := cert
-	if cfg.WrongFingerprint {
+	if cfg.WrongFingerprint || cfg.WeakFingerprintOnly {
 		if fpCert, err = newCert(); err != nil {
 			conn.Close()
 			return nil, err
 		}
 	}
 	e := &Endpoint{cfg: cfg, conn: conn, cert: cert, fp: fingerprint(fpCert.Certificate[0])}
+	if cfg.WeakFingerprintOnly {
+		sum := sha1.Sum(cert.Certificate[0])
+		e.weakFP = "sha-1 " + colonHex(sum[:])
+	}
 	e.ufrag, e.pwd = randICE(8), randICE(24)
 	local := conn.LocalAddr()
 	e.stunQ, e.dtlsQ, e.rtpQ = newQueue(conn, local, nil), newQueue(conn, local, e.peer), newQueue(conn, local, e.peer)
@@ -127,7 +138,11 @@ func (e *Endpoint) SessionAttrs() []string {
 func (e *Endpoint) MediaAttrs(setup string) []string {
 	a := e.conn.LocalAddr().(*net.UDPAddr)
 	cand := fmt.Sprintf("1 1 udp 2130706431 %s %d typ host", a.IP, a.Port)
-	return []string{"ice-ufrag:" + e.ufrag, "ice-pwd:" + e.pwd, "fingerprint:" + e.fp, "setup:" + setup, "candidate:" + cand, "end-of-candidates"}
+	out := []string{"ice-ufrag:" + e.ufrag, "ice-pwd:" + e.pwd, "fingerprint:" + e.fp}
+	if e.weakFP != "" {
+		out = append(out, "fingerprint:"+e.weakFP)
+	}
+	return append(out, "setup:"+setup, "candidate:"+cand, "end-of-candidates")
 }
 
 // AnswerSetup is the a=setup it answers an offer's with.
@@ -493,11 +508,15 @@ func newCert() (tls.Certificate, error) {
 
 func fingerprint(der []byte) string {
 	sum := sha256.Sum256(der)
+	return "sha-256 " + colonHex(sum[:])
+}
+
+func colonHex(sum []byte) string {
 	parts := make([]string, len(sum))
 	for i, b := range sum {
 		parts[i] = fmt.Sprintf("%02X", b)
 	}
-	return "sha-256 " + strings.Join(parts, ":")
+	return strings.Join(parts, ":")
 }
 
 func randICE(n int) string {
