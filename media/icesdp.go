@@ -94,9 +94,15 @@ type secureParams struct {
 // none. Errors wrap ErrBadSDP and say what was wrong.
 func parseSecure(d *Description, m *Media, offer bool) (*secureParams, error) {
 	p := &secureParams{}
-	for _, a := range d.Attributes {
-		if a.Key == "ice-lite" {
-			p.lite = true
+	// RFC 8839 puts a=ice-lite at session level; it is taken on the
+	// stream too, as some agents write it there. Missed, wagate would be
+	// the controlled agent waiting for a nomination a lite peer never
+	// sends, and the call would end at the handshake timeout.
+	for _, attrs := range [][]Attribute{d.Attributes, m.Attributes} {
+		for _, a := range attrs {
+			if a.Key == "ice-lite" {
+				p.lite = true
+			}
 		}
 	}
 	var err error

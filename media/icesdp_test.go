@@ -24,6 +24,7 @@ func TestParseSecure(t *testing.T) {
 		want      string // error text; "" parses
 	}{
 		{"Meta's offer", metaDTLSOffer, true, ""},
+		{"ice-lite on the stream", swap("a=ice-lite\r\n", "") + "a=ice-lite\r\n", true, ""},
 		{"no setup in an offer is actpass", swap("a=setup:actpass\r\n", ""), true, ""},
 		{"session-level fingerprint", swap("t=0 0\r\n", "t=0 0\r\na=fingerprint:sha-1 "+strings.Repeat("AB:", 19)+"AB\r\n"), true, ""},
 		{"candidates fall back to m= address", swap("a=candidate:1 1 udp 2130706431 157.240.1.1 3480 typ host\r\n", ""), true, ""},
@@ -59,6 +60,19 @@ func TestParseSecure(t *testing.T) {
 				t.Fatalf("parsed %+v", p)
 			}
 		})
+	}
+}
+
+// TestParseSecureFullAgent: without a=ice-lite, at either level, the
+// peer is a full agent (wagate is then controlled, RFC 8445 §6.1.1).
+func TestParseSecureFullAgent(t *testing.T) {
+	d, err := ParseSDP([]byte(strings.Replace(metaDTLSOffer, "a=ice-lite\r\n", "", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := parseSecure(d, &d.Media[0], true)
+	if err != nil || p.lite {
+		t.Fatalf("got %+v, %v; want a full agent", p, err)
 	}
 }
 
