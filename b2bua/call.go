@@ -35,6 +35,10 @@ type Bridge interface {
 	// plays toward a side itself.
 	AcceptOffer(s media.Side, offer []byte) ([]byte, media.StreamState, error)
 	LocalSDP(s media.Side) []byte
+	// ReOffer is the offer for a re-INVITE without SDP, AcceptAnswer
+	// the peer's answer to it in the ACK.
+	ReOffer(s media.Side) []byte
+	AcceptAnswer(s media.Side, answer []byte) (media.StreamState, error)
 	Held(s media.Side) bool
 	OfferSide(s media.Side, cfg media.LegConfig) ([]byte, error)
 	AnswerSide(s media.Side, answer []byte) error
@@ -138,7 +142,7 @@ type call struct {
 	bReAck     *reAcker
 	answeredAt time.Time
 	// pending re-INVITE 2xx waiting for ACK, by leg and CSeq.
-	pendingAcks map[pendingKey]chan struct{}
+	pendingAcks map[pendingKey]*pendingAck
 
 	// ticket is the permission gate's reservation of a BIC (nil for UICs
 	// and without a gate); it is finished with outcome when the call
@@ -190,6 +194,13 @@ type pendingKey struct {
 	cseq uint32
 }
 
+// pendingAck is a re-INVITE 2xx waiting for its ACK: done is closed when
+// the ACK arrives, body is then the ACK's (the answer to a delayed offer).
+type pendingAck struct {
+	done chan struct{}
+	body []byte
+}
+
 // bLegCallIDSuffix ends the Call-ID of every B-leg wagate places (after
 // the call's id, 24 hex digits).
 const bLegCallIDSuffix = "@wagate"
@@ -212,19 +223,21 @@ func (c *call) getState() callState {
 	return c.state
 }
 
-// ackReceived records the A-leg ACK for our 2xx, or for a re-INVITE 2xx.
-func (c *call) ackReceived(l *leg, cseq uint32) {
+// ackReceived records the A-leg ACK for our 2xx, or for a re-INVITE 2xx
+// (with the ACK's body).
+func (c *call) ackReceived(l *leg, cseq uint32, body []byte) {
 	if a, _ := c.legs(); l == a {
 		c.ackAOnce.Do(func() { close(c.ackA) })
 	}
 	c.mu.Lock()
-	ch, ok := c.pendingAcks[pendingKey{l, cseq}]
+	p, ok := c.pendingAcks[pendingKey{l, cseq}]
 	if ok {
 		delete(c.pendingAcks, pendingKey{l, cseq})
+		p.body = body
 	}
 	c.mu.Unlock()
 	if ok {
-		close(ch)
+		close(p.done)
 	}
 }
 

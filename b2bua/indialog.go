@@ -1,6 +1,7 @@
 package b2bua
 
 import (
+	"bytes"
 	"context"
 	"strings"
 	"time"
@@ -47,7 +48,7 @@ func (s *Engine) onAck(req *sip.Request) {
 		// A stray ACK has no response; there is nothing to do.
 		return
 	}
-	ref.call.ackReceived(ref.leg, req.CSeq().SeqNo)
+	ref.call.ackReceived(ref.leg, req.CSeq().SeqNo, bytes.Clone(req.Body()))
 }
 
 func (s *Engine) onBye(req *sip.Request, tx sip.ServerTransaction) {
