@@ -94,13 +94,23 @@ func (s *Engine) onBye(req *sip.Request, tx sip.ServerTransaction) {
 
 // onOtherInDialog answers the other in-dialog requests: INFO is accepted
 // (DTMF over INFO is not relayed, but refusing it tears down dialogs with
-// peers that send it anyway); the rest are not implemented.
+// peers that send it anyway), OPTIONS (a peer asking whether the dialog
+// is still there) gets 200, a dialog that is gone 481; the rest are not
+// implemented.
 func (s *Engine) onOtherInDialog(req *sip.Request, tx sip.ServerTransaction) {
-	if _, ok := s.dialogOr481(req, tx); !ok {
+	ref, ok := s.dialogOr481(req, tx)
+	if !ok {
 		return
 	}
-	if req.Method == sip.INFO {
+	switch req.Method {
+	case sip.INFO:
 		s.edge.Respond(tx, req, 200, "OK", nil)
+		return
+	case sip.OPTIONS:
+		s.edge.Respond(tx, req, 200, "OK", func(res *sip.Response) {
+			res.AppendHeader(sip.NewHeader("Allow", allowFor(ref.leg.ep)))
+			res.AppendHeader(sip.NewHeader("Accept", "application/sdp"))
+		})
 		return
 	}
 	s.edge.Respond(tx, req, 501, "Not Implemented", func(res *sip.Response) {
