@@ -374,12 +374,31 @@ func (c *call) awaitAck(ctx context.Context, tx sip.ServerTransaction, res *sip.
 			return false
 		case <-resend.C:
 			if !reliable {
-				if err := tx.Respond(res); err != nil {
-					c.log.Debug("2xx retransmission failed", "leg", "a", "error", err)
+				if err := resend2xx(tx, res); err != nil {
+					c.log.Debug("2xx retransmission failed", "error", err)
 				}
 			}
 			interval = min(2*interval, sip.T2)
 			resend.Reset(interval)
 		}
 	}
+}
+
+// resend2xx sends a 2xx to an INVITE again. While the INVITE's
+// transaction lives that goes through it (RFC 6026's Accepted state); it
+// ends sip.transaction_linger after the 2xx (5 s by default), long before
+// the 64·T1 a 2xx is resent for, and a transaction that ended sends
+// nothing: from then on the 2xx is written on the connection the INVITE
+// came in on (the UDP listener), as the transaction itself wrote it.
+func resend2xx(tx sip.ServerTransaction, res *sip.Response) error {
+	select {
+	case <-tx.Done():
+		if cx, ok := tx.(interface{ Connection() sip.Connection }); ok {
+			if conn := cx.Connection(); conn != nil {
+				return conn.WriteMsg(res)
+			}
+		}
+	default:
+	}
+	return tx.Respond(res)
 }

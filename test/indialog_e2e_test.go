@@ -2,7 +2,12 @@ package test
 
 import (
 	"context"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/wagate/wagate/test/internal/metapeer"
+	"github.com/wagate/wagate/test/internal/sipua"
 )
 
 // TestInDialogOptions: an OPTIONS inside a dialog is how some PBXs and
@@ -31,5 +36,47 @@ func TestInDialogOptions(t *testing.T) {
 	c.w.waitIdle()
 	if got := options(); got != 481 {
 		t.Errorf("in-dialog OPTIONS after the call ended answered %d, want 481", got)
+	}
+}
+
+// TestLateAckUDP: the caller's first four 200s are lost on the way (a
+// caller on a lossy link), so it ACKs only the fifth. RFC 3261 §13.3.1.4:
+// wagate resends its 2xx at T1, 2·T1, … up to T2 until the ACK, for 64·T1
+// (32 s), past the 5 s its INVITE transaction lingers
+// (sip.transaction_linger); the call must then be up and end normally.
+func TestLateAckUDP(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := e.startWagate(wagateOpts{MetaEncryption: "sdes", APIExtra: tokenAPI})
+	pbx := e.startSipp(sippSpec{Name: "pbx", Scenario: "uas.xml", Peer: e.PBX, Calls: 1})
+	meta := newGoPeer(t, e.Meta, metapeer.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
+	defer cancel()
+	var (
+		mu      sync.Mutex
+		answers []time.Time
+	)
+	const lost = 4
+	call, err := meta.Call(ctx, metapeer.CallSpec{Target: w.SIPAddr, To: businessNumber, From: waUser, LoseAnswers: lost,
+		OnAnswer: func(*sipua.Msg) {
+			mu.Lock()
+			answers = append(answers, time.Now())
+			mu.Unlock()
+		}})
+	mu.Lock()
+	for i, at := range answers {
+		t.Logf("200 #%d at +%v", i+1, at.Sub(answers[0]).Round(time.Millisecond))
+	}
+	mu.Unlock()
+	if err != nil {
+		t.Fatalf("call whose first %d 200s were lost: %v", lost, err)
+	}
+	hangup(t, call, "the caller")
+	pbx.requireOK()
+	s := w.waitIdle()
+	w.expectCounts(s, 1, 1)
+	cdr := cdrOfA(t, waitCDRs(t, e, 1), call.Dialog.CallID)
+	if cdr.HangupBy != "a" || cdr.Cause != "bye" {
+		t.Errorf("CDR hangup_by %q cause %q, want a / bye", cdr.HangupBy, cdr.Cause)
 	}
 }
