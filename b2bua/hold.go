@@ -110,7 +110,9 @@ func (s *Engine) onReinvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	c.mu.Unlock()
 	switch {
-	case !current:
+	case !current || st == stateEnded:
+		// A re-INVITE that crossed the call's end is for a dialog that
+		// is gone (or going: its BYE is on the way), not one to retry.
 		s.edge.Respond(tx, req, 481, "Call/Transaction Does Not Exist", nil)
 		return
 	case busy || (st != stateConfirmed && st != stateAnswered):
@@ -142,6 +144,12 @@ func (s *Engine) onReinvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	default:
 		if sdp, state, err = c.bridge.AcceptOffer(l.side, body); err != nil {
+			if c.getState() == stateEnded {
+				// The call ended as the offer was read (its media is
+				// closed): the dialog is gone, the offer was fine.
+				s.edge.Respond(tx, req, 481, "Call/Transaction Does Not Exist", nil)
+				return
+			}
 			r := sdpRejection(err)
 			r.Code, r.Reason = 488, "Not Acceptable Here"
 			r.Log = "re-INVITE refused: " + err.Error()

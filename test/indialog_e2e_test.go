@@ -80,3 +80,50 @@ func TestLateAckUDP(t *testing.T) {
 		t.Errorf("CDR hangup_by %q cause %q, want a / bye", cdr.HangupBy, cdr.Cause)
 	}
 }
+
+// TestCrossingHangups: requests that cross a hangup inside wagate. Both
+// parties hang up at once (BYE crossing BYE); the agent re-INVITEs as the
+// caller hangs up (re-INVITE crossing BYE). Each request gets a final
+// answer a UA takes as the end of the call or a refused request (never
+// a timeout), the agent is hung up, and nothing is left: no call, no
+// port.
+func TestCrossingHangups(t *testing.T) {
+	t.Parallel()
+	c := startCtl(t, wagateOpts{})
+	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
+	defer cancel()
+
+	rc := c.call(t)
+	var wg sync.WaitGroup
+	codes := make([]int, 2)
+	errs := make([]error, 2)
+	for i, d := range []*sipua.Dialog{rc.meta.Dialog, rc.pbx.Dialog} {
+		wg.Go(func() { codes[i], errs[i] = d.Bye(ctx) })
+	}
+	wg.Wait()
+	for i, who := range []string{"the caller", "the agent"} {
+		if errs[i] != nil || (codes[i] != 200 && codes[i] != 481) {
+			t.Errorf("BYE crossing BYE: %s's BYE got %d (%v), want 200 or 481", who, codes[i], errs[i])
+		}
+	}
+	rc.meta.Media.Close()
+	rc.pbx.Media.Close()
+	c.w.waitIdle()
+
+	rc = c.call(t)
+	var res *sipua.Msg
+	var rerr error
+	wg.Go(func() { res, rerr = rc.pbx.Dialog.Reinvite(ctx, withDirection(t, rc.pbx.Local, "sendonly", "")) })
+	hangup(t, rc.meta, "the caller")
+	wg.Wait()
+	// 200 when it came first, 481 when the call was over (RFC 3261
+	// §12.2.2); a 491 would have the agent try again on a dialog that is
+	// gone.
+	if rerr != nil || (res.Status != 200 && res.Status != 481) {
+		t.Errorf("re-INVITE crossing BYE: %v %v, want 200 or 481", rerr, res)
+	} else {
+		t.Logf("re-INVITE crossing BYE answered %d %s", res.Status, res.Reason)
+	}
+	waitBye(t, rc.pbx, "the agent")
+	c.w.waitIdle()
+}
