@@ -104,12 +104,20 @@ func (s *Engine) onReinvite(req *sip.Request, tx sip.ServerTransaction) {
 	c, l := ref.call, ref.leg
 	c.mu.Lock()
 	current := (l == c.a || l == c.b) && !l.retired
+	// A transfer target that answered and was ACKed may re-INVITE at
+	// once (a PBX moving media to the phone) before its leg takes the
+	// place of the old one: 491, to retry, not 481, which ends its dialog.
+	x := c.cc.xfer
+	joining := !current && x != nil && x.leg == l && !x.connected
 	st, busy := c.state, c.cc.reinvite
 	if current && !busy && (st == stateConfirmed || st == stateAnswered) {
 		c.cc.reinvite = true
 	}
 	c.mu.Unlock()
 	switch {
+	case joining && st != stateEnded:
+		s.edge.Respond(tx, req, 491, "Request Pending", nil)
+		return
 	case !current || st == stateEnded:
 		// A re-INVITE that crossed the call's end is for a dialog that
 		// is gone (or going: its BYE is on the way), not one to retry.

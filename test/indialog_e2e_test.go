@@ -2,6 +2,7 @@ package test
 
 import (
 	"context"
+	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
@@ -125,5 +126,42 @@ func TestCrossingHangups(t *testing.T) {
 		t.Logf("re-INVITE crossing BYE answered %d %s", res.Status, res.Reason)
 	}
 	waitBye(t, rc.pbx, "the agent")
+	c.w.waitIdle()
+}
+
+// TestTransferTargetReinvitesAtOnce: the agent a blind transfer reached
+// re-INVITEs as soon as it has wagate's ACK (a PBX moving the media to
+// the phone, as Asterisk's direct media does), which can reach wagate
+// before the new leg has taken the old one's place. It must get 200, or
+// 491 and then 200 when it tries again as RFC 3261 §14.1 says, never 481,
+// which ends its dialog (RFC 5057); then the caller and the new agent
+// hear each other. Racy by nature: run it with -count.
+func TestTransferTargetReinvitesAtOnce(t *testing.T) {
+	t.Parallel()
+	c := startCtl(t, wagateOpts{})
+	rc := c.call(t)
+	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
+	defer cancel()
+	answered := answerAsync(ctx, c.pbx2, metapeer.AnswerSpec{})
+	if code, warn := refer(t, rc.pbx.Dialog, c.target("2001")); code != 202 {
+		t.Fatalf("REFER: %d (%s), want 202", code, warn)
+	}
+	nc := waitAnswer(t, answered, "the new agent (pbx2)")
+	<-nc.Dialog.Acked()
+	res, err := nc.Dialog.Reinvite(ctx, nc.Local)
+	if err == nil && res.Status == 491 {
+		t.Logf("re-INVITE at once after the ACK: 491, trying again")
+		// Not the Call-ID's owner: 0–2 s.
+		time.Sleep(time.Duration(rand.Int64N(int64(2 * time.Second))))
+		res, err = nc.Dialog.Reinvite(ctx, nc.Local)
+	}
+	if err != nil || res.Status != 200 {
+		t.Fatalf("re-INVITE at once after the ACK: %v %v, want 200", err, res)
+	}
+	nc.Media.SetSource(newAgentTone())
+	mustHear(t, "the caller hears the new agent", rc.meta.Media, 48000, newAgentHz, 1500*time.Millisecond)
+	mustHear(t, "the new agent hears the caller", nc.Media, 8000, 1000, 1500*time.Millisecond)
+	hangup(t, rc.meta, "the caller")
+	waitBye(t, nc, "the new agent")
 	c.w.waitIdle()
 }
