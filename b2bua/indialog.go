@@ -66,6 +66,18 @@ func (s *Engine) onBye(req *sip.Request, tx sip.ServerTransaction) {
 		c.log.Info("BYE from a leg that left the call", "leg", ref.leg.name, "sip_call_id", ref.leg.callID)
 		return
 	}
+	if x := c.cc.xfer; x != nil && x.leg == ref.leg && !x.connected && c.state != stateEnded {
+		// A transfer target that hangs up as soon as it answered, before
+		// its leg took the call's place: the transfer completes and the
+		// call ends then (completeTransfer), as if it had hung up a
+		// moment later. A 481 here left the caller on a leg that was gone.
+		x.legGone = true
+		c.mu.Unlock()
+		s.edge.Respond(tx, req, 200, "OK", nil)
+		c.log.Info("BYE from the transfer target before it took the call", "sip_call_id", ref.leg.callID)
+		sipedge.Release(req)
+		return
+	}
 	// Only a leg whose dialog is up can be hung up; a BYE racing our final
 	// error response to A is for a dialog that never existed.
 	up := (ref.leg == c.a && c.aAnswered) || (ref.leg == c.b && c.bAnswered)

@@ -3,6 +3,8 @@ package test
 import (
 	"context"
 	"math/rand/v2"
+	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -164,4 +166,34 @@ func TestTransferTargetReinvitesAtOnce(t *testing.T) {
 	hangup(t, rc.meta, "the caller")
 	waitBye(t, nc, "the new agent")
 	c.w.waitIdle()
+}
+
+// TestTransferTargetByeAtOnce: the agent a blind transfer reached hangs
+// up as soon as it has wagate's ACK, which can reach wagate before the
+// new leg has taken the old one's place. Its BYE must get 200 and end
+// the call: the caller gets BYE and nothing is left (before: 481, and the
+// caller stayed on a leg that was gone, its ports held until the media
+// timeout). Racy by nature: run it with -count.
+func TestTransferTargetByeAtOnce(t *testing.T) {
+	t.Parallel()
+	c := startCtl(t, wagateOpts{})
+	rc := c.call(t)
+	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
+	defer cancel()
+	answered := answerAsync(ctx, c.pbx2, metapeer.AnswerSpec{})
+	if code, warn := refer(t, rc.pbx.Dialog, c.target("2001")); code != 202 {
+		t.Fatalf("REFER: %d (%s), want 202", code, warn)
+	}
+	nc := waitAnswer(t, answered, "the new agent (pbx2)")
+	<-nc.Dialog.Acked()
+	if code, err := nc.Dialog.Bye(ctx); err != nil || code != 200 {
+		t.Errorf("the new agent's BYE at once after the ACK: %d %v, want 200", code, err)
+	}
+	nc.Media.Close()
+	waitBye(t, rc.meta, "the caller")
+	waitBye(t, rc.pbx, "the transferring agent")
+	c.w.waitIdle()
+	if log, _ := os.ReadFile(c.w.logPath); strings.Contains(string(log), "BYE from the transfer target before it took the call") {
+		t.Logf("the BYE came before the new leg took the call's place")
+	}
 }
