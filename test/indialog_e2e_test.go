@@ -197,3 +197,41 @@ func TestTransferTargetByeAtOnce(t *testing.T) {
 		t.Logf("the BYE came before the new leg took the call's place")
 	}
 }
+
+// TestAgentByeAtOnce: the agent hangs up as soon as it has wagate's ACK
+// (an IVR or an agent's phone that drops the call at once). Its BYE,
+// handled on its own goroutine, can reach wagate before the goroutine that
+// sent the ACK marked the agent's leg up. It must get 200 and end the
+// call: the caller gets BYE (or, when the BYE came before the caller was
+// answered, a final error), and nothing is left (before: 481, and the
+// caller stayed up without an agent, its ports held until the media
+// timeout). Racy by nature: run it with -count.
+func TestAgentByeAtOnce(t *testing.T) {
+	t.Parallel()
+	c := startCtl(t, wagateOpts{})
+	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
+	defer cancel()
+	answered := answerAsync(ctx, c.pbx, metapeer.AnswerSpec{})
+	type result struct {
+		mc  *metapeer.Call
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		mc, err := c.meta.Call(ctx, metapeer.CallSpec{Target: c.w.SIPAddr, To: businessNumber, From: waUser})
+		ch <- result{mc, err}
+	}()
+	pc := waitAnswer(t, answered, "the PBX")
+	<-pc.Dialog.Acked()
+	if code, err := pc.Dialog.Bye(ctx); err != nil || code != 200 {
+		t.Errorf("the agent's BYE at once after the ACK: %d %v, want 200", code, err)
+	}
+	pc.Media.Close()
+	r := <-ch
+	if r.err == nil {
+		waitBye(t, r.mc, "the caller")
+	} else {
+		t.Logf("the caller's call: %v", r.err)
+	}
+	c.w.waitIdle()
+}
