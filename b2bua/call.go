@@ -35,6 +35,10 @@ type Bridge interface {
 	// plays toward a side itself.
 	AcceptOffer(s media.Side, offer []byte) ([]byte, media.StreamState, error)
 	LocalSDP(s media.Side) []byte
+	// ReOffer is the offer for a re-INVITE without SDP, AcceptAnswer
+	// the peer's answer to it in the ACK.
+	ReOffer(s media.Side) []byte
+	AcceptAnswer(s media.Side, answer []byte) (media.StreamState, error)
 	Held(s media.Side) bool
 	OfferSide(s media.Side, cfg media.LegConfig) ([]byte, error)
 	AnswerSide(s media.Side, answer []byte) error
@@ -138,7 +142,7 @@ type call struct {
 	bReAck     *reAcker
 	answeredAt time.Time
 	// pending re-INVITE 2xx waiting for ACK, by leg and CSeq.
-	pendingAcks map[pendingKey]chan struct{}
+	pendingAcks map[pendingKey]*pendingAck
 
 	// ticket is the permission gate's reservation of a BIC (nil for UICs
 	// and without a gate); it is finished with outcome when the call
@@ -190,6 +194,13 @@ type pendingKey struct {
 	cseq uint32
 }
 
+// pendingAck is a re-INVITE 2xx waiting for its ACK: done is closed when
+// the ACK arrives, body is then the ACK's (the answer to a delayed offer).
+type pendingAck struct {
+	done chan struct{}
+	body []byte
+}
+
 // bLegCallIDSuffix ends the Call-ID of every B-leg wagate places (after
 // the call's id, 24 hex digits).
 const bLegCallIDSuffix = "@wagate"
@@ -212,19 +223,21 @@ func (c *call) getState() callState {
 	return c.state
 }
 
-// ackReceived records the A-leg ACK for our 2xx, or for a re-INVITE 2xx.
-func (c *call) ackReceived(l *leg, cseq uint32) {
+// ackReceived records the A-leg ACK for our 2xx, or for a re-INVITE 2xx
+// (with the ACK's body).
+func (c *call) ackReceived(l *leg, cseq uint32, body []byte) {
 	if a, _ := c.legs(); l == a {
 		c.ackAOnce.Do(func() { close(c.ackA) })
 	}
 	c.mu.Lock()
-	ch, ok := c.pendingAcks[pendingKey{l, cseq}]
+	p, ok := c.pendingAcks[pendingKey{l, cseq}]
 	if ok {
 		delete(c.pendingAcks, pendingKey{l, cseq})
+		p.body = body
 	}
 	c.mu.Unlock()
 	if ok {
-		close(ch)
+		close(p.done)
 	}
 }
 
@@ -361,12 +374,31 @@ func (c *call) awaitAck(ctx context.Context, tx sip.ServerTransaction, res *sip.
 			return false
 		case <-resend.C:
 			if !reliable {
-				if err := tx.Respond(res); err != nil {
-					c.log.Debug("2xx retransmission failed", "leg", "a", "error", err)
+				if err := resend2xx(tx, res); err != nil {
+					c.log.Debug("2xx retransmission failed", "error", err)
 				}
 			}
 			interval = min(2*interval, sip.T2)
 			resend.Reset(interval)
 		}
 	}
+}
+
+// resend2xx sends a 2xx to an INVITE again. While the INVITE's
+// transaction lives that goes through it (RFC 6026's Accepted state); it
+// ends sip.transaction_linger after the 2xx (5 s by default), long before
+// the 64·T1 a 2xx is resent for, and a transaction that ended sends
+// nothing: from then on the 2xx is written on the connection the INVITE
+// came in on (the UDP listener), as the transaction itself wrote it.
+func resend2xx(tx sip.ServerTransaction, res *sip.Response) error {
+	select {
+	case <-tx.Done():
+		if cx, ok := tx.(interface{ Connection() sip.Connection }); ok {
+			if conn := cx.Connection(); conn != nil {
+				return conn.WriteMsg(res)
+			}
+		}
+	default:
+	}
+	return tx.Respond(res)
 }

@@ -36,7 +36,11 @@ func (fakeBridge) Close()                         {}
 func (fakeBridge) AcceptOffer(media.Side, []byte) ([]byte, media.StreamState, error) {
 	return []byte(testSDP), media.StreamState{}, nil
 }
-func (fakeBridge) LocalSDP(media.Side) []byte                            { return []byte(testSDP) }
+func (fakeBridge) LocalSDP(media.Side) []byte { return []byte(testSDP) }
+func (fakeBridge) ReOffer(media.Side) []byte  { return []byte(testSDP) }
+func (fakeBridge) AcceptAnswer(media.Side, []byte) (media.StreamState, error) {
+	return media.StreamState{}, nil
+}
 func (fakeBridge) Held(media.Side) bool                                  { return false }
 func (fakeBridge) OfferSide(media.Side, media.LegConfig) ([]byte, error) { return []byte(testSDP), nil }
 func (fakeBridge) AnswerSide(media.Side, []byte) error                   { return nil }

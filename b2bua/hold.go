@@ -87,8 +87,15 @@ func (c *call) legOf(s media.Side) *leg {
 // hold (sendonly, inactive, c=0.0.0.0) and resume, a new media address,
 // new payload types. An offer the leg cannot take (its codec dropped,
 // malformed) gets 488 and changes nothing (RFC 3261 §14.2). A re-INVITE
-// without SDP (a session refresh) is answered with the leg's current SDP
-// as an offer; the answer in its ACK is not applied.
+// without SDP (a session refresh, or a delayed offer: Cisco CUCM resumes
+// and transfers so) is answered with an offer of the leg's current stream
+// at sendrecv, and the answer in its ACK is applied like an offer.
+//
+// A second re-INVITE gets 491 while one is answered, and while an offer
+// wagate made in a 200 waits for its answer in the ACK; not while only
+// the ACK of an answered offer is on its way: the peer may send its next
+// re-INVITE as soon as it sent that ACK, and the two can arrive in either
+// order.
 func (s *Engine) onReinvite(req *sip.Request, tx sip.ServerTransaction) {
 	ref, ok := s.dialogOr481(req, tx)
 	if !ok {
@@ -97,38 +104,60 @@ func (s *Engine) onReinvite(req *sip.Request, tx sip.ServerTransaction) {
 	c, l := ref.call, ref.leg
 	c.mu.Lock()
 	current := (l == c.a || l == c.b) && !l.retired
+	// A transfer target that answered and was ACKed may re-INVITE at
+	// once (a PBX moving media to the phone) before its leg takes the
+	// place of the old one: 491, to retry, not 481, which ends its dialog.
+	x := c.cc.xfer
+	joining := !current && x != nil && x.leg == l && !x.connected
 	st, busy := c.state, c.cc.reinvite
 	if current && !busy && (st == stateConfirmed || st == stateAnswered) {
 		c.cc.reinvite = true
 	}
 	c.mu.Unlock()
 	switch {
-	case !current:
+	case joining && st != stateEnded:
+		s.edge.Respond(tx, req, 491, "Request Pending", nil)
+		return
+	case !current || st == stateEnded:
+		// A re-INVITE that crossed the call's end is for a dialog that
+		// is gone (or going: its BYE is on the way), not one to retry.
 		s.edge.Respond(tx, req, 481, "Call/Transaction Does Not Exist", nil)
 		return
 	case busy || (st != stateConfirmed && st != stateAnswered):
 		s.edge.Respond(tx, req, 491, "Request Pending", nil)
 		return
 	}
-	defer func() {
-		c.mu.Lock()
-		c.cc.reinvite = false
-		c.mu.Unlock()
-	}()
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			c.mu.Lock()
+			c.cc.reinvite = false
+			c.mu.Unlock()
+		}
+	}
+	defer release()
 	var (
 		sdp   []byte
 		state media.StreamState
 		err   error
 	)
+	delayed := len(req.Body()) == 0
 	switch body := req.Body(); {
-	case len(body) == 0:
-		sdp = c.bridge.LocalSDP(l.side)
+	case delayed:
+		sdp = c.bridge.ReOffer(l.side)
 	case req.ContentType() != nil && !isSDPType(req.ContentType().Value()):
 		s.edge.Reject(tx, req, &sipedge.Rejection{Code: 415, Reason: "Unsupported Media Type", Warning: "the offer must be application/sdp",
 			Accept: "application/sdp", Log: "re-INVITE body is " + truncate(req.ContentType().Value(), 64)}, c.log.With("leg", l.name))
 		return
 	default:
 		if sdp, state, err = c.bridge.AcceptOffer(l.side, body); err != nil {
+			if c.getState() == stateEnded {
+				// The call ended as the offer was read (its media is
+				// closed): the dialog is gone, the offer was fine.
+				s.edge.Respond(tx, req, 481, "Call/Transaction Does Not Exist", nil)
+				return
+			}
 			r := sdpRejection(err)
 			r.Code, r.Reason = 488, "Not Acceptable Here"
 			r.Log = "re-INVITE refused: " + err.Error()
@@ -141,23 +170,48 @@ func (s *Engine) onReinvite(req *sip.Request, tx sip.ServerTransaction) {
 	res.AppendHeader(sip.NewHeader("Allow", allowFor(l.ep)))
 	ct := sip.ContentTypeHeader("application/sdp")
 	res.AppendHeader(&ct)
-	acked := make(chan struct{})
+	pa := &pendingAck{done: make(chan struct{})}
 	key := pendingKey{l, req.CSeq().SeqNo}
 	c.mu.Lock()
 	if c.pendingAcks == nil {
-		c.pendingAcks = make(map[pendingKey]chan struct{})
+		c.pendingAcks = make(map[pendingKey]*pendingAck)
 	}
-	c.pendingAcks[key] = acked
+	c.pendingAcks[key] = pa
 	c.mu.Unlock()
-	c.log.Info("re-INVITE answered", "leg", l.name, "direction", string(state.Direction), "hold", state.Hold, "moved", state.Moved)
+	if delayed {
+		c.log.Info("re-INVITE without SDP answered with an offer", "leg", l.name)
+	} else {
+		c.log.Info("re-INVITE answered", "leg", l.name, "direction", string(state.Direction), "hold", state.Hold, "moved", state.Moved)
+	}
 	if err := tx.Respond(res); err != nil {
 		c.log.Debug("re-INVITE 200 not sent", "leg", l.name, "error", err)
 	}
+	if !delayed {
+		// The offer is answered: the next re-INVITE may come before
+		// this one's ACK.
+		release()
+	}
 	c.updateMOH()
-	c.awaitAck(s.ctx, tx, res, acked, !isUnreliable(l.transport))
+	acked := c.awaitAck(s.ctx, tx, res, pa.done, !isUnreliable(l.transport))
 	c.mu.Lock()
 	delete(c.pendingAcks, key)
+	body := pa.body
 	c.mu.Unlock()
+	if !delayed || !acked {
+		return
+	}
+	if len(body) == 0 {
+		c.log.Warn("ACK to a re-INVITE without SDP carried no answer; media unchanged", "leg", l.name)
+		return
+	}
+	if state, err = c.bridge.AcceptAnswer(l.side, body); err != nil {
+		// The peer's answer is refused after the fact: the leg keeps
+		// the media it had rather than the call being dropped.
+		c.log.Warn("answer in the ACK not applied; media unchanged", "leg", l.name, "error", err)
+		return
+	}
+	c.log.Info("answer in the ACK applied", "leg", l.name, "direction", string(state.Direction), "hold", state.Hold, "moved", state.Moved)
+	c.updateMOH()
 }
 
 // updateMOH starts or stops the hold audio toward the WhatsApp side: it

@@ -1,6 +1,7 @@
 package b2bua
 
 import (
+	"bytes"
 	"context"
 	"strings"
 	"time"
@@ -47,7 +48,7 @@ func (s *Engine) onAck(req *sip.Request) {
 		// A stray ACK has no response; there is nothing to do.
 		return
 	}
-	ref.call.ackReceived(ref.leg, req.CSeq().SeqNo)
+	ref.call.ackReceived(ref.leg, req.CSeq().SeqNo, bytes.Clone(req.Body()))
 }
 
 func (s *Engine) onBye(req *sip.Request, tx sip.ServerTransaction) {
@@ -63,6 +64,18 @@ func (s *Engine) onBye(req *sip.Request, tx sip.ServerTransaction) {
 		c.mu.Unlock()
 		s.edge.Respond(tx, req, 200, "OK", nil)
 		c.log.Info("BYE from a leg that left the call", "leg", ref.leg.name, "sip_call_id", ref.leg.callID)
+		return
+	}
+	if x := c.cc.xfer; x != nil && x.leg == ref.leg && !x.connected && c.state != stateEnded {
+		// A transfer target that hangs up as soon as it answered, before
+		// its leg took the call's place: the transfer completes and the
+		// call ends then (completeTransfer), as if it had hung up a
+		// moment later. A 481 here left the caller on a leg that was gone.
+		x.legGone = true
+		c.mu.Unlock()
+		s.edge.Respond(tx, req, 200, "OK", nil)
+		c.log.Info("BYE from the transfer target before it took the call", "sip_call_id", ref.leg.callID)
+		sipedge.Release(req)
 		return
 	}
 	// Only a leg whose dialog is up can be hung up; a BYE racing our final
@@ -93,13 +106,23 @@ func (s *Engine) onBye(req *sip.Request, tx sip.ServerTransaction) {
 
 // onOtherInDialog answers the other in-dialog requests: INFO is accepted
 // (DTMF over INFO is not relayed, but refusing it tears down dialogs with
-// peers that send it anyway); the rest are not implemented.
+// peers that send it anyway), OPTIONS (a peer asking whether the dialog
+// is still there) gets 200, a dialog that is gone 481; the rest are not
+// implemented.
 func (s *Engine) onOtherInDialog(req *sip.Request, tx sip.ServerTransaction) {
-	if _, ok := s.dialogOr481(req, tx); !ok {
+	ref, ok := s.dialogOr481(req, tx)
+	if !ok {
 		return
 	}
-	if req.Method == sip.INFO {
+	switch req.Method {
+	case sip.INFO:
 		s.edge.Respond(tx, req, 200, "OK", nil)
+		return
+	case sip.OPTIONS:
+		s.edge.Respond(tx, req, 200, "OK", func(res *sip.Response) {
+			res.AppendHeader(sip.NewHeader("Allow", allowFor(ref.leg.ep)))
+			res.AppendHeader(sip.NewHeader("Accept", "application/sdp"))
+		})
 		return
 	}
 	s.edge.Respond(tx, req, 501, "Not Implemented", func(res *sip.Response) {

@@ -288,6 +288,11 @@ func (s *Engine) onBAnswer(c *call, bReq *sip.Request, btx sip.ClientTransaction
 	answer, err := c.bridge.AnswerB(res.Body())
 	if err != nil {
 		r := sdpRejection(err)
+		if c.getState() == stateEnded {
+			// B hung up as soon as it had the ACK (its media is
+			// closed): A hears the call ended, not a media error.
+			r = c.earlyEnd()
+		}
 		s.rejectA(c, r)
 		c.terminate(nil, "B-leg answer: "+err.Error())
 		return
@@ -314,9 +319,6 @@ func (s *Engine) ackB(c *call, bReq *sip.Request, btx sip.ClientTransaction, res
 	c.b.fromUACResponse(res)
 	ack := c.b.ack(bReq.CSeq().SeqNo)
 	s.edge.Prepare(ack)
-	if err := s.edge.Client().WriteRequest(ack); err != nil {
-		c.log.Warn("ACK not sent", "leg", "b", "error", err)
-	}
 	// B resends its 2xx until our ACK arrives; each one gets the ACK again.
 	// Once this transaction ends, onStrayResponse takes over. The hook must
 	// not capture the call: sipgo keeps the transaction (and so the hook)
@@ -325,13 +327,20 @@ func (s *Engine) ackB(c *call, bReq *sip.Request, btx sip.ClientTransaction, res
 	// from the hook then).
 	r := &reAcker{s: s, callID: c.b.callID}
 	r.ack.Store(ack)
-	btx.OnRetransmission(r.resend)
+	// B is up before the ACK leaves: a peer may hang up as soon as it has
+	// the ACK, and its BYE, handled on its own goroutine, must find B up
+	// (else it got 481 and the call stayed up without B).
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.bAnswered = true
 	c.bAck = ack
 	c.bReAck = r
-	return c.state == stateEnded
+	endedFirst = c.state == stateEnded
+	c.mu.Unlock()
+	if err := s.edge.Client().WriteRequest(ack); err != nil {
+		c.log.Warn("ACK not sent", "leg", "b", "error", err)
+	}
+	btx.OnRetransmission(r.resend)
+	return endedFirst
 }
 
 // reAck returns a hook that resends ack for each retransmitted 2xx.

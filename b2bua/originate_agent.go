@@ -209,16 +209,18 @@ func (s *Engine) ackAgent(c *call, req *sip.Request, tx sip.ClientTransaction, r
 	c.a.fromUACResponse(res)
 	ack := c.a.ack(req.CSeq().SeqNo)
 	s.edge.Prepare(ack)
+	// Up before the ACK leaves: a BYE the agent sends as soon as it has
+	// the ACK must find the leg up (ackB).
+	c.mu.Lock()
+	c.aAnswered, c.agentUp, c.aAck = true, true, ack
+	ended := c.state == stateEnded
+	c.mu.Unlock()
 	if err := s.edge.Client().WriteRequest(ack); err != nil {
 		c.log.Warn("ACK not sent", "leg", "a", "error", err)
 	}
 	// The agent resends its 2xx until our ACK arrives; the hook must not
 	// capture the call (sipgo keeps it until Timer M).
 	tx.OnRetransmission(s.reAck(ack, callIDOf(req)))
-	c.mu.Lock()
-	c.aAnswered, c.agentUp, c.aAck = true, true, ack
-	ended := c.state == stateEnded
-	c.mu.Unlock()
 	if ended {
 		s.sendBye(c, c.a)
 		return false

@@ -52,6 +52,14 @@ func (s *Engine) userInvite(c *call, offer []byte) *sip.Request {
 // ends with, the agent gets a BYE (terminate), and the call's record says
 // why ("b-leg 480", "ring timeout", …).
 func (s *Engine) callUser(c *call, ob originBridge, offer []byte, agentAnsweredAt time.Time) {
+	select {
+	case <-c.ended:
+		// The agent hung up as soon as it answered: the user's phone
+		// must not ring for a call that is over.
+		c.log.Info("user not called: the call ended first", "leg", "b")
+		return
+	default:
+	}
 	req := s.userInvite(c, offer)
 	tx, err := s.edge.Client().TransactionRequest(s.ctx, req)
 	if err != nil {
@@ -83,6 +91,7 @@ func (s *Engine) callUser(c *call, ob originBridge, offer []byte, agentAnsweredA
 		}
 	}
 	defer func() { tx.Terminate() }()
+	ended := c.ended
 	for {
 		select {
 		case res := <-tx.Responses():
@@ -145,11 +154,14 @@ func (s *Engine) callUser(c *call, ob originBridge, offer []byte, agentAnsweredA
 			c.log.Warn("B-leg sent no final response within 64*T1 of being cancelled; call ended", "leg", "b", "cancel_sent", cancelSent)
 			c.terminate(nil, cause+"; b-leg never ended its INVITE")
 			return
-		case <-c.ended:
+		case <-ended:
 			// The agent hung up (or shutdown): Meta's INVITE is
-			// cancelled; a late 2xx is ACKed and hung up as a stray one.
+			// cancelled, once Meta has sent a provisional response (RFC
+			// 3261 §9.1: until then the INVITE is waited on, else it
+			// rang on with nobody to cancel it), and a 2xx is ACKed and
+			// hung up (userAnswered).
+			ended = nil
 			giveUp(487, "Request Terminated", "agent hung up before the user answered")
-			return
 		case <-s.ctx.Done():
 			giveUp(503, "Service Unavailable", "shutdown")
 			c.terminate(nil, cause)
@@ -168,14 +180,16 @@ func (s *Engine) userAnswered(c *call, ob originBridge, req *sip.Request, tx sip
 	c.b.fromUACResponse(res)
 	ack := c.b.ack(req.CSeq().SeqNo)
 	s.edge.Prepare(ack)
-	if err := s.edge.Client().WriteRequest(ack); err != nil {
-		c.log.Warn("ACK not sent", "leg", "b", "error", err)
-	}
-	tx.OnRetransmission(s.reAck(ack, c.b.callID))
+	// Up before the ACK leaves: a BYE the user sends as soon as it has
+	// the ACK must find the leg up (ackB).
 	c.mu.Lock()
 	c.bAnswered, c.bAck = true, ack
 	ended := c.state == stateEnded
 	c.mu.Unlock()
+	if err := s.edge.Client().WriteRequest(ack); err != nil {
+		c.log.Warn("ACK not sent", "leg", "b", "error", err)
+	}
+	tx.OnRetransmission(s.reAck(ack, c.b.callID))
 	switch {
 	case ended:
 		s.sendBye(c, c.b)
@@ -185,6 +199,10 @@ func (s *Engine) userAnswered(c *call, ob originBridge, req *sip.Request, tx sip
 		return
 	}
 	if err := ob.AnswerBAfterRingback(res.Body()); err != nil {
+		if c.getState() == stateEnded {
+			// The user hung up as soon as it had the ACK.
+			return
+		}
 		c.finalToA(sdpRejection(err))
 		c.terminate(nil, "B-leg answer: "+err.Error())
 		return

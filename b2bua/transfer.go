@@ -60,6 +60,9 @@ type transfer struct {
 	leg        *leg
 	connected  bool
 	redirected bool
+	// legGone: leg sent BYE before it took the call's place (under the
+	// call's mu); the call ends as soon as it does.
+	legGone bool
 }
 
 // Transfer blind-transfers answered call callID (wagate's id) to target:
@@ -315,6 +318,15 @@ func (s *Engine) completeTransfer(c *call, x *transfer, r dialResult) {
 	c.cc.xfer = nil
 	rec := x.record(c, r)
 	c.cc.transfers = append(c.cc.transfers, rec)
+	gone := x.legGone
+	if gone {
+		// It hung up already: it needs no BYE.
+		if nl == c.a {
+			c.aAnswered = false
+		} else {
+			c.bAnswered = false
+		}
+	}
 	c.mu.Unlock()
 	s.reg.moveEndpoint(c, int(old.side), x.ep.Name, 0)
 	c.updateMOH()
@@ -327,6 +339,9 @@ func (s *Engine) completeTransfer(c *call, x *transfer, r dialResult) {
 			s.sendBye(c, old)
 		}
 	})
+	if gone {
+		c.terminate(nl, "bye")
+	}
 }
 
 // transferFailed records a failed transfer and tells the transferring leg.

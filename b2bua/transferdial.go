@@ -128,8 +128,12 @@ func (h *hunt) transferAnswered(ev attemptEvent) dialResult {
 	h.settle(ev)
 	l := at.leg
 	l.fromUACResponse(ev.res)
-	// Findable before the ACK: the target may hang up at once.
+	// Findable before the ACK: the target may hang up at once, or
+	// re-INVITE (onReinvite answers 491 until the leg is the call's).
 	s.reg.addLeg(c, l)
+	c.mu.Lock()
+	x.ep, x.user, x.leg, x.redirected = at.callee.EP, at.callee.User, l, at.redirects > 0
+	c.mu.Unlock()
 	ack := l.ack(ev.req.CSeq().SeqNo)
 	s.edge.Prepare(ack)
 	if err := s.edge.Client().WriteRequest(ack); err != nil {
@@ -141,9 +145,6 @@ func (h *hunt) transferAnswered(ev attemptEvent) dialResult {
 	// Retransmitted 2xx are ACKed again (onStrayResponse, once the
 	// transaction is gone).
 	ev.tx.OnRetransmission(s.reAck(ack, l.callID))
-	c.mu.Lock()
-	x.ep, x.user, x.leg, x.redirected = at.callee.EP, at.callee.User, l, at.redirects > 0
-	c.mu.Unlock()
 	if x.list != nil {
 		c.log.Info("transfer hunt answered", "hunt", x.list.Name, "target", at.callee.Name())
 	}

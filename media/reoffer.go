@@ -38,9 +38,68 @@ type StreamState struct {
 // fails with ErrNoCommonCodec (the SIP layer answers 488) and changes
 // nothing. Errors wrap ErrBadSDP or ErrNoCommonCodec.
 func (b *Bridge) AcceptOffer(s Side, offer []byte) ([]byte, StreamState, error) {
-	d, err := ParseSDP(offer)
+	return b.accept(s, offer, true)
+}
+
+// AcceptAnswer takes side s's answer to ReOffer's offer (the SDP in the
+// ACK of a re-INVITE without SDP) and applies it as AcceptOffer applies
+// an offer: the peer may move its media, change its SRTP key, hold or
+// resume; the leg's codec must be in it. Errors change nothing.
+func (b *Bridge) AcceptAnswer(s Side, answer []byte) (StreamState, error) {
+	_, st, err := b.accept(s, answer, false)
+	return st, err
+}
+
+// ReOffer returns wagate's offer to side s's peer for a re-INVITE without
+// SDP (a delayed offer, answered in the ACK: AcceptAnswer): the side's
+// current stream (its port, codec, telephone-event and SRTP key) at
+// a=sendrecv whatever the last exchange said. wagate never holds a side
+// itself, and an offer repeating its answer to a hold (recvonly) could
+// only be answered with a hold: the peer could never resume. A dtls side,
+// and a side whose media is not agreed yet, get the SDP they have.
+func (b *Bridge) ReOffer(s Side) []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := &b.neg
+	cur := n.sides[s]
+	if b.closed || cur == nil || n.sides[s.other()] == nil || b.legs[s].sec.Load() != nil {
+		return slices.Clone(n.sent[s])
+	}
+	mo := Media{Type: "audio", Port: b.legs[s].pair.port, Proto: b.legs[s].cfg.proto(), Codecs: []Codec{cur.codec},
+		Ptime: cur.askPtime, RTCPMux: cur.peer.mux, Direction: SendRecv}
+	if cur.event.Name != "" {
+		mo.Codecs = append(mo.Codecs, cur.event)
+	}
+	if k := cur.peer.sendKey; k != nil {
+		mo.Attributes = []Attribute{{Key: "crypto", Value: k.attribute()}}
+	}
+	// The new offer keeps the m= lines of the last SDP (RFC 3264 §8): the
+	// streams wagate refused stay refused, at port 0.
+	out := Description{Connection: b.m.advertise, Media: []Media{mo}}
+	if last, err := ParseSDP(n.sent[s]); err == nil {
+		if i := slices.IndexFunc(last.Media, func(m Media) bool { return m.Type == "audio" && m.Port != 0 }); i >= 0 {
+			out.Media = last.Media
+			out.Media[i] = mo
+		}
+	}
+	body := n.session(s).marshal(&out, b.m.advertise)
+	n.sent[s] = body
+	if s == SideA {
+		n.answerA = body
+	}
+	return bytes.Clone(body)
+}
+
+// accept applies side s's SDP: an offer (answered from the same port,
+// the answer returned) or an answer to ReOffer.
+func (b *Bridge) accept(s Side, sdp []byte, isOffer bool) ([]byte, StreamState, error) {
+	what := "re-offer"
+	if !isOffer {
+		what = "answer to the re-offer"
+	}
+	d, err := ParseSDP(sdp)
 	if err != nil {
-		return nil, StreamState{}, fmt.Errorf("media: re-offer from %s: %w", s, err)
+		return nil, StreamState{}, fmt.Errorf("media: %s from %s: %w", what, s, err)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -56,7 +115,7 @@ func (b *Bridge) AcceptOffer(s Side, offer []byte) ([]byte, StreamState, error) 
 			// hold for; A gets the SDP it has and nothing changes.
 			return slices.Clone(n.sent[SideA]), StreamState{Direction: SendRecv}, nil
 		}
-		return nil, StreamState{}, fmt.Errorf("media: re-offer from %s: %w", s, badSDP(0, "the call's media is not agreed yet"))
+		return nil, StreamState{}, fmt.Errorf("media: %s from %s: %w", what, s, badSDP(0, "the call's media is not agreed yet"))
 	}
 	if sec := b.legs[s].sec.Load(); sec != nil {
 		// A dtls side: ICE moves its media, DTLS keys it; a re-offer
@@ -79,17 +138,17 @@ func (b *Bridge) AcceptOffer(s Side, offer []byte) ([]byte, StreamState, error) 
 	cfg := b.legs[s].cfg
 	idx, err := pickAudio(d, cfg)
 	if err != nil {
-		return nil, StreamState{}, fmt.Errorf("media: re-offer from %s: %w", s, err)
+		return nil, StreamState{}, fmt.Errorf("media: %s from %s: %w", what, s, err)
 	}
 	m := &d.Media[idx]
 	if !m.Connection.IsValid() {
-		return nil, StreamState{}, fmt.Errorf("media: re-offer from %s: %w", s, badSDP(0, "no c= for the audio stream"))
+		return nil, StreamState{}, fmt.Errorf("media: %s from %s: %w", what, s, badSDP(0, "no c= for the audio stream"))
 	}
 	ci := slices.IndexFunc(m.Codecs, func(c Codec) bool {
 		return canonicalCodec(c.Name) == cur.name() && c.ClockRate == cur.codec.ClockRate
 	})
 	if ci < 0 {
-		return nil, StreamState{}, fmt.Errorf("%w: the re-offer from %s (%s) drops %s, the codec of the call", ErrNoCommonCodec, s, codecNames(m.Codecs), cur.codec.Name)
+		return nil, StreamState{}, fmt.Errorf("%w: the %s from %s (%s) drops %s, the codec of the call", ErrNoCommonCodec, what, s, codecNames(m.Codecs), cur.codec.Name)
 	}
 	codec := m.Codecs[ci]
 	_, event := selectCodecs(m.Codecs, nil)
@@ -99,7 +158,7 @@ func (b *Bridge) AcceptOffer(s Side, offer []byte) ([]byte, StreamState, error) 
 	if cfg.Encryption == EncryptionSDES {
 		k, err := pickCrypto(m.Attributes)
 		if err != nil {
-			return nil, StreamState{}, fmt.Errorf("media: re-offer from %s: %w", s, badSDP(0, "%v", err))
+			return nil, StreamState{}, fmt.Errorf("media: %s from %s: %w", what, s, badSDP(0, "%v", err))
 		}
 		if !k.equal(recvKey) {
 			recvKey = k
@@ -154,6 +213,12 @@ func (b *Bridge) AcceptOffer(s Side, offer []byte) ([]byte, StreamState, error) 
 	if err := b.installLocked(); err != nil {
 		n.sides[s] = prev
 		return nil, StreamState{}, err
+	}
+	if !isOffer {
+		// The SDP sent stays ReOffer's offer.
+		b.log.Info("media: answer to the re-offer accepted", "side", s, "addr", addr, "direction", dir, "moved", st.Moved,
+			"codec", codec.Name, "pt", codec.PT)
+		return nil, st, nil
 	}
 	body := n.session(s).marshal(&out, b.m.advertise)
 	n.sent[s] = body

@@ -148,6 +148,48 @@ func TestAcceptOfferMovesMedia(t *testing.T) {
 	waitStats(t, c.b, "old source dropped", func(s BridgeStats) bool { return s.DroppedSource == 1 && s.BtoA == 1 })
 }
 
+// TestReOfferDelayed: B holds (sendonly), then sends a re-INVITE without
+// SDP and moves its media in the answer (a delayed offer, as CUCM resumes
+// and transfers): wagate's offer is sendrecv from the same port with the
+// call's codec, and the answer moves the relay to the new address; an
+// answer without the codec changes nothing.
+func TestReOfferDelayed(t *testing.T) {
+	c := newCall(t, 0, 0)
+	if _, st, err := c.b.AcceptOffer(SideB, reoffer(c.bp.port(), "107", "sendonly")); err != nil || !st.Hold {
+		t.Fatalf("hold: %v %+v", err, st)
+	}
+	offer := c.b.ReOffer(SideB)
+	d := mustParse(t, offer)
+	if len(d.Media) != 1 || d.EffectiveDirection(&d.Media[0]) != SendRecv || d.Media[0].Addr() != c.toB {
+		t.Fatalf("re-offer %q: want one sendrecv stream from %v", offer, c.toB)
+	}
+	if cs := d.Media[0].Codecs; len(cs) != 2 || cs[0].Name != "opus" || cs[0].PT != 107 || cs[1].Name != "telephone-event" {
+		t.Fatalf("re-offer codecs %v, want opus at 107 and telephone-event", cs)
+	}
+	if string(c.b.LocalSDP(SideB)) != string(offer) {
+		t.Fatal("LocalSDP is not the re-offer")
+	}
+	if _, err := c.b.AcceptAnswer(SideB, sdpOffer(c.bp.port(), "RTP/AVP", "0", "rtpmap:0 PCMU/8000")); !errors.Is(err, ErrNoCommonCodec) {
+		t.Fatalf("answer without opus: %v, want ErrNoCommonCodec", err)
+	}
+	moved := newPeer(t)
+	st, err := c.b.AcceptAnswer(SideB, reoffer(moved.port(), "107"))
+	if err != nil || !st.Moved || st.Hold {
+		t.Fatalf("answer: %v %+v", err, st)
+	}
+	if string(c.b.LocalSDP(SideB)) != string(offer) {
+		t.Fatal("an answer changed the SDP wagate sent")
+	}
+	c.a.send(c.toA, rtpPacket(t, 111, 1, 960, 0xA1, []byte("resumed")))
+	if got := expect(t, moved); string(got[12:]) != "resumed" {
+		t.Fatalf("moved peer got %q", got[12:])
+	}
+	moved.send(c.toB, rtpPacket(t, 107, 1, 960, 0xB2, []byte("back")))
+	if got := expect(t, c.a); string(got[12:]) != "back" {
+		t.Fatalf("A got %q, want the resumed stream", got[12:])
+	}
+}
+
 // TestAcceptOfferCodec: the leg's codec may change payload type but not
 // go away; an offer without it changes nothing.
 func TestAcceptOfferCodec(t *testing.T) {

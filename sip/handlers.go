@@ -69,9 +69,17 @@ func (s *Server) onCancel(req *sip.Request, tx sip.ServerTransaction) {
 	s.Respond(tx, req, 481, "Call/Transaction Does Not Exist", nil)
 }
 
+// onOptions answers an out-of-dialog OPTIONS (a probe: 200, or 503 while
+// draining) and hands one with a To tag to the B2BUA: a peer asking
+// whether its call still exists must hear 481 once it does not, and 200
+// while it does, draining or not.
 func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
 	ep := s.peerOr403(req, tx)
 	if ep == nil {
+		return
+	}
+	if tag, _ := req.To().Params.Get("tag"); tag != "" {
+		s.calls.InDialog(req, tx, ep)
 		return
 	}
 	if ok, _ := s.authenticate(tx, req, ep, s.endpointLog(ep)); !ok {

@@ -586,3 +586,62 @@ func TestClickToCallKill9WhileUserRings(t *testing.T) {
 		t.Errorf("CDR after the restart: want call %s failed, ended by the restart, agent at pbx:\n%s", doc.CallID, c.raw)
 	}
 }
+
+// TestClickToCallUserByeAtOnce: the user hangs up as soon as it has
+// wagate's ACK. Its BYE must get 200 and end the call: the agent gets
+// BYE and nothing is left (before: 481, and the agent stayed up without
+// the user, its ports held until the media timeout). Racy by nature:
+// run it with -count.
+func TestClickToCallUserByeAtOnce(t *testing.T) {
+	t.Parallel()
+	e, w, _, meta, agent := c2cEnv(t, "")
+	grantPermission(t, e, waUser, "temporary")
+	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
+	defer cancel()
+	agentAns := answerAsync(ctx, agent, metapeer.AnswerSpec{})
+	metaAns := answerAsync(ctx, meta, metapeer.AnswerSpec{})
+	startC2C(t, e, c2cBody(""), "")
+	acall := waitAnswer(t, agentAns, "the agent")
+	mcall := waitAnswer(t, metaAns, "the Meta peer")
+	<-mcall.Dialog.Acked()
+	if code, err := mcall.Dialog.Bye(ctx); err != nil || code != 200 {
+		t.Errorf("the user's BYE at once after the ACK: %d %v, want 200", code, err)
+	}
+	mcall.Media.Close()
+	waitBye(t, acall, "the agent")
+	w.waitIdle()
+}
+
+// TestClickToCallAgentByeAtOnce: the agent hangs up as soon as it has
+// wagate's ACK, before the user is called or before Meta's first
+// provisional response. Its BYE must get 200 and end the call: the user
+// is not called, or is cancelled, never connected; nothing is left.
+// Before: the BYE could get 481 and the call went on without the agent;
+// and a call that ended before the user's INVITE, or before Meta's 180,
+// left the user's phone ringing with nobody to cancel it. Racy by
+// nature: run it with -count.
+func TestClickToCallAgentByeAtOnce(t *testing.T) {
+	t.Parallel()
+	e, w, _, meta, agent := c2cEnv(t, "")
+	grantPermission(t, e, waUser, "temporary")
+	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
+	defer cancel()
+	agentAns := answerAsync(ctx, agent, metapeer.AnswerSpec{})
+	metaAns := answerAsync(ctx, meta, metapeer.AnswerSpec{Ring: 3 * time.Second})
+	startC2C(t, e, c2cBody(""), "")
+	acall := waitAnswer(t, agentAns, "the agent")
+	<-acall.Dialog.Acked()
+	if code, err := acall.Dialog.Bye(ctx); err != nil || code != 200 {
+		t.Errorf("the agent's BYE at once after the ACK: %d %v, want 200", code, err)
+	}
+	acall.Media.Close()
+	select {
+	case r := <-metaAns:
+		if r.err == nil {
+			t.Errorf("the user was connected to a call whose agent had hung up")
+			r.call.Hangup(ctx)
+		}
+	case <-time.After(5 * time.Second):
+	}
+	w.waitIdle()
+}

@@ -221,6 +221,98 @@ func TestPBXMovesMedia(t *testing.T) {
 	c.w.waitIdle()
 }
 
+// TestPBXDelayedOffer: the agent holds with an SDP offer (a=sendonly),
+// then resumes and moves its media to a new port with a re-INVITE without
+// SDP, answering wagate's offer in the ACK, as Cisco CUCM does for resume
+// and transfer (RFC 3261 §14.1, §13.2.1). wagate's offer in the 200 must
+// be a=sendrecv from its same address (an offer of a=recvonly, its last
+// answer to the hold, could only be answered with a hold), and the answer
+// in the ACK must move the media: the two hear each other through the new
+// stream, and the old port gets nothing.
+func TestPBXDelayedOffer(t *testing.T) {
+	t.Parallel()
+	c := startCtl(t, wagateOpts{RTPTimeout: "2s"})
+	rc := c.call(t)
+	mustHear(t, "before the hold: the caller hears the agent", rc.meta.Media, 48000, 440, time.Second)
+	first := sdpAddr(t, rc.pbx.Remote)
+	if ans := reinvite(t, rc.pbx, withDirection(t, rc.pbx.Local, "sendonly", "")); direction(ans) != "recvonly" {
+		t.Errorf("hold answered a=%s, want recvonly", direction(ans))
+	}
+	rc.pbx.Media.SetSource(nil)
+
+	moved, err := rtppeer.Listen(rtppeer.Config{IP: c.e.PBX.IP, Codec: rtppeer.PCMU, EventPT: 101})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer moved.Close()
+	var offer []byte
+	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
+	defer cancel()
+	res, err := rc.pbx.Dialog.ReinviteLate(ctx, func(o []byte) []byte {
+		offer = o
+		return rtppeer.Desc{IP: c.e.PBX.IP, Port: moved.Port(), Codecs: []rtppeer.Codec{rtppeer.PCMU}, EventPT: 101, Ptime: 20}.Marshal()
+	})
+	if err != nil {
+		t.Fatalf("re-INVITE without SDP: %v", err)
+	}
+	if res.Status != 200 {
+		t.Fatalf("re-INVITE without SDP answered %d %s, want 200", res.Status, res.Reason)
+	}
+	if direction(string(offer)) != "sendrecv" {
+		t.Errorf("wagate's offer in the 200 says a=%s, want sendrecv (the agent could never resume):\n%s", direction(string(offer)), offer)
+	}
+	if got := sdpAddr(t, offer); got != first {
+		t.Errorf("wagate offered from %s, want its same address %s", got, first)
+	}
+	sdp, err := rtppeer.ParseSDP(offer)
+	if err != nil {
+		t.Fatalf("offer in the 200: %v\n%s", err, offer)
+	}
+	if err := moved.Start(sdp.Addr(), nil); err != nil {
+		t.Fatal(err)
+	}
+	moved.SetSource(pbxTone())
+	old := rc.pbx.Media.Stats().Received
+	mustHear(t, "after the resume: the caller hears the agent's new stream", rc.meta.Media, 48000, 440, 1500*time.Millisecond)
+	mustHear(t, "after the resume: the new stream hears the caller", moved, 8000, 1000, 1500*time.Millisecond)
+	if got := rc.pbx.Media.Stats().Received - old; got > 5 {
+		t.Errorf("the old port got %d packets after the move", got)
+	}
+	checkNoSIPToMeta(t, c.meta, time.Now())
+	hangup(t, rc.pbx, "the agent")
+	waitBye(t, rc.meta, "the caller")
+	c.w.waitIdle()
+}
+
+// TestReinviteBeforeAck: the agent holds with a re-INVITE whose ACK is
+// lost, and resumes with its next re-INVITE at once (RFC 3261 §14.1: its
+// INVITE transaction ended with the 200, so it may). The resume must be
+// answered 200, not 491 for the whole 32 s wagate waits for the lost ACK,
+// and the two must hear each other again.
+func TestReinviteBeforeAck(t *testing.T) {
+	t.Parallel()
+	c := startCtl(t, wagateOpts{})
+	rc := c.call(t)
+	mustHear(t, "before the hold: the caller hears the agent", rc.meta.Media, 48000, 440, time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
+	defer cancel()
+	// Request runs the transaction without an ACK: the 200's ACK is lost.
+	res, err := rc.pbx.Dialog.Request(ctx, "INVITE", nil, "application/sdp", withDirection(t, rc.pbx.Local, "sendonly", ""))
+	if err != nil || res.Status != 200 {
+		t.Fatalf("hold re-INVITE: %v %v", err, res)
+	}
+	rc.pbx.Media.SetSource(nil)
+	if ans := reinvite(t, rc.pbx, rc.pbx.Local); direction(ans) != "sendrecv" {
+		t.Errorf("resume answered a=%s, want sendrecv", direction(ans))
+	}
+	rc.pbx.Media.SetSource(pbxTone())
+	mustHear(t, "after the resume: the caller hears the agent", rc.meta.Media, 48000, 440, time.Second)
+	mustHear(t, "after the resume: the agent hears the caller", rc.pbx.Media, 8000, 1000, time.Second)
+	hangup(t, rc.meta, "the caller")
+	waitBye(t, rc.pbx, "the agent")
+	c.w.waitIdle()
+}
+
 // TestHoldLong: a hold of WAGATE_HOLD_LONG (e.g. 10m) with the default
 // media timeouts and comfort noise: the call survives, the caller gets its
 // 20 ms stream all along, and after the resume the two hear each other. A

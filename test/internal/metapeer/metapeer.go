@@ -181,6 +181,10 @@ type CallSpec struct {
 	// SDPAddr, when set ("ip:port"), is written in the offer instead of
 	// the media socket's address, as AnswerSpec.SDPAddr.
 	SDPAddr string
+	// LoseAnswers and OnAnswer are sipua.InviteRequest's: the first
+	// LoseAnswers 2xx are taken as lost (not ACKed).
+	LoseAnswers int
+	OnAnswer    func(*sipua.Msg)
 }
 
 // sdpAddr applies an SDPAddr override to desc.
@@ -228,6 +232,9 @@ func (p *Peer) Call(ctx context.Context, spec CallSpec) (*Call, error) {
 		Target: target,
 		RURI:   fmt.Sprintf("sip:%s@%s;transport=udp", spec.To, spec.Target),
 		To:     fmt.Sprintf("sip:%s@%s", spec.To, spec.Target),
+
+		LoseAnswers: spec.LoseAnswers,
+		OnAnswer:    spec.OnAnswer,
 	}
 	fromHost := spec.FromHost
 	if p.cfg.Profile == ProfileMeta {

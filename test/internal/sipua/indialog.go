@@ -42,6 +42,19 @@ func (d *Dialog) nextRequest(method string, headers []Header, contentType string
 // becomes the dialog's RemoteSDP, sdp its LocalSDP. An error response is
 // ACKed hop by hop and returned with a nil error.
 func (d *Dialog) Reinvite(ctx context.Context, sdp []byte) (*Msg, error) {
+	return d.reinvite(ctx, sdp, nil)
+}
+
+// ReinviteLate sends a re-INVITE without SDP (a delayed offer, as Cisco
+// CUCM sends for hold, resume and transfer): the 2xx carries the other
+// side's offer, and answer(offer) is the SDP the ACK carries, which
+// becomes the dialog's LocalSDP. It returns the final response as
+// Reinvite does.
+func (d *Dialog) ReinviteLate(ctx context.Context, answer func(offer []byte) []byte) (*Msg, error) {
+	return d.reinvite(ctx, nil, answer)
+}
+
+func (d *Dialog) reinvite(ctx context.Context, sdp []byte, answer func(offer []byte) []byte) (*Msg, error) {
 	inv := d.nextRequest("INVITE", nil, "application/sdp", sdp)
 	cseq, _ := inv.CSeq()
 	dst, err := d.nextHop()
@@ -80,6 +93,11 @@ func (d *Dialog) Reinvite(ctx context.Context, sdp []byte) (*Msg, error) {
 				provisional = true
 			case res.Status < 300:
 				ack := d.newRequest("ACK", cseq)
+				if answer != nil {
+					sdp = answer(res.Body)
+					ack.Add("Content-Type", "application/sdp")
+					ack.Body = sdp
+				}
 				d.mu.Lock()
 				d.RemoteSDP, d.LocalSDP = res.Body, sdp
 				d.ackMsg, d.ackDst = ack, dst

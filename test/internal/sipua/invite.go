@@ -31,6 +31,11 @@ type InviteRequest struct {
 	SDP     []byte
 	// OnProvisional is called for each 1xx (except 100).
 	OnProvisional func(*Msg)
+	// LoseAnswers is how many 2xx to take as lost on the way (not
+	// ACKed): the call is ACKed at the next retransmission. OnAnswer is
+	// called for each 2xx received, lost or not.
+	LoseAnswers int
+	OnAnswer    func(*Msg)
 }
 
 // Invite places a call and returns its dialog once a 2xx arrived and was
@@ -112,6 +117,13 @@ func (ua *UA) Invite(ctx context.Context, r InviteRequest) (*Dialog, error) {
 					r.OnProvisional(res)
 				}
 			case res.Status < 300:
+				if r.OnAnswer != nil {
+					r.OnAnswer(res)
+				}
+				if r.LoseAnswers > 0 {
+					r.LoseAnswers--
+					continue
+				}
 				d.mu.Lock()
 				d.AnsweredAt = time.Now()
 				d.Answer = res
