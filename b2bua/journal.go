@@ -33,7 +33,11 @@ import (
 // afresh; while running it is rewritten with only the live calls whenever
 // it has grown past journalCompactAt.
 
-// journalCompactAt is the file size that triggers a rewrite.
+// journalCompactAt is the file size that triggers a rewrite, or twice
+// what the live calls took at the last rewrite if that is more: with
+// more live calls than fit in it (about 4,000 of a kilobyte), a fixed
+// threshold would rewrite the whole file, and fsync it, at every call's
+// end, under the lock every call start waits on.
 const journalCompactAt = 4 << 20
 
 // Journal is the file of live dialogs.
@@ -43,7 +47,11 @@ type Journal struct {
 	mu   sync.Mutex
 	f    *os.File
 	size int64
-	live map[string]journalCall
+	// compactAt is the size past which the file is rewritten.
+	compactAt int64
+	// rewrites counts rewrites (tests).
+	rewrites int
+	live     map[string]journalCall
 	// prev is what the previous run left up, until left hands it over:
 	// calls of this run may be journaled before then (the listeners serve
 	// first), and are not the previous run's to end.
@@ -179,6 +187,8 @@ func (j *Journal) rewriteLocked() error {
 	if st != nil {
 		j.size = st.Size()
 	}
+	j.compactAt = max(journalCompactAt, 2*j.size)
+	j.rewrites++
 	return nil
 }
 
@@ -230,7 +240,7 @@ func (j *Journal) down(id string) error {
 	if err := j.appendLocked(b); err != nil {
 		return err
 	}
-	if j.size > journalCompactAt {
+	if j.size > j.compactAt {
 		return j.rewriteLocked()
 	}
 	return nil
