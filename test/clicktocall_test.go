@@ -379,15 +379,12 @@ func TestClickToCallAgentNoAnswer(t *testing.T) {
 	}
 }
 
-// TestClickToCallUserNoAnswer: the agent answers, the user does not
-// (Meta's 480): the agent gets a BYE, and the call's record and
-// call.ended say the user did not answer.
-func TestClickToCallUserNoAnswer(t *testing.T) {
-	t.Parallel()
-	e, w, rx, meta, agent := c2cEnv(t, "")
-	grantPermission(t, e, waUser, "temporary")
-	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
-	defer cancel()
+// c2cUserRinging places a click-to-call whose agent answers, and returns
+// once the user's phone rings and wagate has taken its 180 (the call's
+// call.ringing): the 180 and what the test does next reach wagate on two
+// sockets, and a loaded machine may take the second first.
+func c2cUserRinging(ctx context.Context, t *testing.T, e *env, rx *receiver, meta, agent *metapeer.Peer) (c2cDoc, *metapeer.Call, *sipua.Incoming) {
+	t.Helper()
 	agentAns := answerAsync(ctx, agent, metapeer.AnswerSpec{})
 	doc := startC2C(t, e, c2cBody(""), "")
 	acall := waitAnswer(t, agentAns, "the agent")
@@ -397,6 +394,19 @@ func TestClickToCallUserNoAnswer(t *testing.T) {
 	}
 	in.Ring()
 	waitRinging(t, rx, doc.CallID)
+	return doc, acall, in
+}
+
+// TestClickToCallUserNoAnswer: the agent answers, the user does not
+// (Meta's 480): the agent gets a BYE, and the call's record and
+// call.ended say the user did not answer.
+func TestClickToCallUserNoAnswer(t *testing.T) {
+	t.Parallel()
+	e, w, rx, meta, agent := c2cEnv(t, "")
+	grantPermission(t, e, waUser, "temporary")
+	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
+	defer cancel()
+	doc, acall, in := c2cUserRinging(ctx, t, e, rx, meta, agent)
 	in.Reject(480, "Temporarily Unavailable")
 	waitBye(t, acall, "the agent")
 	w.waitIdle()
@@ -493,18 +503,7 @@ func TestClickToCallAgentHangsUpWhileUserRings(t *testing.T) {
 	grantPermission(t, e, waUser, "temporary")
 	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
 	defer cancel()
-	agentAns := answerAsync(ctx, agent, metapeer.AnswerSpec{})
-	doc := startC2C(t, e, c2cBody(""), "")
-	acall := waitAnswer(t, agentAns, "the agent")
-	in, err := meta.UA.Accept(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	in.Ring()
-	// The agent hangs up once wagate has taken the user's 180 (its
-	// call.ringing): the 180 and the agent's BYE reach wagate on two
-	// sockets, and a loaded machine may take the BYE first.
-	waitRinging(t, rx, doc.CallID)
+	doc, acall, in := c2cUserRinging(ctx, t, e, rx, meta, agent)
 	hangup(t, acall, "the agent")
 	select {
 	case <-in.Cancelled():
@@ -568,15 +567,7 @@ func TestClickToCallKill9WhileUserRings(t *testing.T) {
 	grantPermission(t, e, waUser, "temporary")
 	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
 	defer cancel()
-	agentAns := answerAsync(ctx, agent, metapeer.AnswerSpec{})
-	doc := startC2C(t, e, c2cBody(""), "")
-	acall := waitAnswer(t, agentAns, "the agent")
-	in, err := meta.UA.Accept(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	in.Ring()
-	waitRinging(t, rx, doc.CallID)
+	doc, acall, _ := c2cUserRinging(ctx, t, e, rx, meta, agent)
 	w.kill()
 
 	e.startWagate(o)
