@@ -131,6 +131,21 @@ func TestCrossingHangups(t *testing.T) {
 	c.w.waitIdle()
 }
 
+// transferAcked has the agent of rc blind-transfer the call to 2001 at
+// pbx2, and returns the new agent's call as soon as it has wagate's ACK:
+// what it does next may reach wagate before its leg has taken the old
+// one's place.
+func transferAcked(ctx context.Context, t *testing.T, c *ctl, rc recCall) *metapeer.Call {
+	t.Helper()
+	answered := answerAsync(ctx, c.pbx2, metapeer.AnswerSpec{})
+	if code, warn := refer(t, rc.pbx.Dialog, c.target("2001")); code != 202 {
+		t.Fatalf("REFER: %d (%s), want 202", code, warn)
+	}
+	nc := waitAnswer(t, answered, "the new agent (pbx2)")
+	<-nc.Dialog.Acked()
+	return nc
+}
+
 // TestTransferTargetReinvitesAtOnce: the agent a blind transfer reached
 // re-INVITEs as soon as it has wagate's ACK (a PBX moving the media to
 // the phone, as Asterisk's direct media does), which can reach wagate
@@ -144,12 +159,7 @@ func TestTransferTargetReinvitesAtOnce(t *testing.T) {
 	rc := c.call(t)
 	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
 	defer cancel()
-	answered := answerAsync(ctx, c.pbx2, metapeer.AnswerSpec{})
-	if code, warn := refer(t, rc.pbx.Dialog, c.target("2001")); code != 202 {
-		t.Fatalf("REFER: %d (%s), want 202", code, warn)
-	}
-	nc := waitAnswer(t, answered, "the new agent (pbx2)")
-	<-nc.Dialog.Acked()
+	nc := transferAcked(ctx, t, c, rc)
 	res, err := nc.Dialog.Reinvite(ctx, nc.Local)
 	// Not the Call-ID's owner: again after 0–2 s (RFC 3261 §14.1), as
 	// often as it takes the transfer to complete on a busy host (a few
@@ -182,12 +192,7 @@ func TestTransferTargetByeAtOnce(t *testing.T) {
 	rc := c.call(t)
 	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
 	defer cancel()
-	answered := answerAsync(ctx, c.pbx2, metapeer.AnswerSpec{})
-	if code, warn := refer(t, rc.pbx.Dialog, c.target("2001")); code != 202 {
-		t.Fatalf("REFER: %d (%s), want 202", code, warn)
-	}
-	nc := waitAnswer(t, answered, "the new agent (pbx2)")
-	<-nc.Dialog.Acked()
+	nc := transferAcked(ctx, t, c, rc)
 	if code, err := nc.Dialog.Bye(ctx); err != nil || code != 200 {
 		t.Errorf("the new agent's BYE at once after the ACK: %d %v, want 200", code, err)
 	}
