@@ -111,28 +111,24 @@ func TestDTLSHandshakeLossyPath(t *testing.T) {
 			m := newDTLSManager(t, 8, 12*time.Second, 30*time.Second)
 			l := newLossyPath(t, verdict)
 			var mu sync.Mutex
-			offer := func(b []byte) []byte { // X's offer as Y sees it
-				return candRe.ReplaceAllFunc(b, func(c []byte) []byte {
-					sm := candRe.FindSubmatch(c)
-					var p int
-					fmt.Sscan(string(sm[2]), &p)
-					mu.Lock()
-					l.realX = netip.AddrPortFrom(loopback, uint16(p))
-					mu.Unlock()
-					return []byte(fmt.Sprintf("%s%d%s", sm[1], l.port(l.toY), sm[3]))
-				})
+			// via rewrites the candidates of an SDP so that its reader
+			// sends through the path (to face), noting the writer's real
+			// address in real.
+			via := func(real *netip.AddrPort, face *net.UDPConn) func([]byte) []byte {
+				return func(b []byte) []byte {
+					return candRe.ReplaceAllFunc(b, func(c []byte) []byte {
+						sm := candRe.FindSubmatch(c)
+						var p int
+						fmt.Sscan(string(sm[2]), &p)
+						mu.Lock()
+						*real = netip.AddrPortFrom(loopback, uint16(p))
+						mu.Unlock()
+						return []byte(fmt.Sprintf("%s%d%s", sm[1], l.port(face), sm[3]))
+					})
+				}
 			}
-			answer := func(b []byte) []byte { // Y's answer as X sees it
-				return candRe.ReplaceAllFunc(b, func(c []byte) []byte {
-					sm := candRe.FindSubmatch(c)
-					var p int
-					fmt.Sscan(string(sm[2]), &p)
-					mu.Lock()
-					l.realY = netip.AddrPortFrom(loopback, uint16(p))
-					mu.Unlock()
-					return []byte(fmt.Sprintf("%s%d%s", sm[1], l.port(l.toX), sm[3]))
-				})
-			}
+			offer := via(&l.realX, l.toY)  // X's offer as Y sees it
+			answer := via(&l.realY, l.toX) // Y's answer as X sees it
 			get := func(a *netip.AddrPort) func() netip.AddrPort {
 				return func() netip.AddrPort { mu.Lock(); defer mu.Unlock(); return *a }
 			}
