@@ -3,6 +3,7 @@ package media
 import (
 	"math/bits"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -342,6 +343,7 @@ func (s *pacerShard) runDue(now time.Time) {
 	batch := s.batch[:0]
 	for s.cur <= nowTick {
 		i := s.cur & wheelMask
+		from := len(batch)
 		for j := s.slots[i]; j != nil; {
 			nx := j.next
 			if j.at <= nowTick {
@@ -351,6 +353,13 @@ func (s *pacerShard) runDue(now time.Time) {
 			}
 			j = nx
 		}
+		// A slot's list is newest first (jobs go in at its head): run
+		// it oldest first, so that jobs run and put back in this order
+		// come out in it again next pass. A tick's jobs are sent one
+		// after another; a stable order keeps each stream's offset into
+		// that burst the same, where a list reversed every pass moved
+		// half the streams by the whole burst every other packet.
+		slices.Reverse(batch[from:])
 		if s.queued == 0 {
 			s.cur = nowTick + 1
 			break
