@@ -31,8 +31,8 @@ import (
 // Errors that end a call on a dtls leg (Bridge.Start's onTimeout gets
 // them wrapped; HangupCause names them for the call's record).
 var (
-	// ErrDTLSTimeout: ICE and the DTLS handshake did not finish within
-	// media.dtls.handshake_timeout.
+	// ErrDTLSTimeout: ICE found a pair but the DTLS handshake did not
+	// finish within media.dtls.handshake_timeout.
 	ErrDTLSTimeout = errors.New("media: DTLS handshake timed out")
 	// ErrDTLSFingerprint: the peer's certificate does not match the
 	// a=fingerprint of its SDP.
@@ -40,7 +40,8 @@ var (
 	// ErrDTLSFailed: the handshake failed otherwise (an alert, no common
 	// SRTP profile).
 	ErrDTLSFailed = errors.New("media: DTLS handshake failed")
-	// ErrICEFailed: no candidate pair answered our connectivity checks.
+	// ErrICEFailed: no candidate pair answered our connectivity checks,
+	// before ICE gave up or before media.dtls.handshake_timeout.
 	ErrICEFailed = errors.New("media: ICE connectivity checks failed")
 	// ErrICEConsent: the peer stopped answering consent checks mid-call
 	// (RFC 7675) for media.ice.consent_timeout.
@@ -265,6 +266,12 @@ func (s *secureLeg) connect(ctx context.Context, host netip.AddrPort) (recv, sen
 	default:
 	}
 	if err != nil {
+		if errors.Is(context.Cause(ctx), ErrDTLSTimeout) {
+			// No pair within the handshake's time: the path, not DTLS,
+			// failed (a firewall, a wrong address), and the cause says
+			// so, so that the operator looks there.
+			return nil, nil, fmt.Errorf("%w: no candidate pair answered within %s", ErrICEFailed, s.b.m.handshakeTimeout)
+		}
 		return nil, nil, fmt.Errorf("media: ICE: %w", err)
 	}
 	// The pair-change callback runs on a goroutine of pion's and may not

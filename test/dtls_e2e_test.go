@@ -236,6 +236,15 @@ func TestDTLSHandshakeTimeout(t *testing.T) {
 	dtlsFailure(t, dtlspeer.Config{NoDTLS: true}, ", dtls: {handshake_timeout: 2s}", "dtls handshake timeout", "timeout", 3*time.Second)
 }
 
+// TestDTLSNoICE: Meta's media address answers no connectivity check (a
+// firewall drops the path); the call ends at media.dtls.handshake_timeout
+// named "ice failed", not a DTLS fault: the operator looks at the path,
+// not at certificates.
+func TestDTLSNoICE(t *testing.T) {
+	t.Parallel()
+	dtlsFailure(t, dtlspeer.Config{NoICE: true}, ", dtls: {handshake_timeout: 2s}", "ice failed", "ice_failed", 3*time.Second)
+}
+
 // TestDTLSConsentLost: mid-call Meta stops answering ICE consent checks
 // (its media goes on); wagate ends the call at media.ice.consent_timeout.
 func TestDTLSConsentLost(t *testing.T) {

@@ -51,6 +51,9 @@ type Config struct {
 	// NoDTLS answers ICE but drops every DTLS record: a handshake that
 	// never completes.
 	NoDTLS bool
+	// NoICE drops every STUN message: no connectivity check is answered
+	// (a firewall dropping the media path).
+	NoICE bool
 	// Client makes it the DTLS client when its answer or offer lets it
 	// choose (Meta is the server).
 	Client bool
@@ -333,7 +336,7 @@ func (e *Endpoint) readLoop() {
 		}
 		switch b := buf[0]; {
 		case b <= 3:
-			if !e.stopICE.Load() {
+			if !e.stopICE.Load() && !e.cfg.NoICE {
 				e.stunQ.put(buf[:n], from)
 			}
 		case b >= 20 && b <= 63:
