@@ -32,11 +32,11 @@ type StreamState struct {
 // media (a new c= or port: the relay sends there and accepts media from
 // there only), change its payload types, hold (sendonly, inactive, or
 // c=0.0.0.0: wagate answers recvonly or inactive, sends it nothing, and
-// stops expecting media from it) and resume. The leg's codec must stay
-// among the offered ones: the other side cannot be asked to change, and a
-// codec change would change what it hears mid-call; an offer without it
-// fails with ErrNoCommonCodec (the SIP layer answers 488) and changes
-// nothing. Errors wrap ErrBadSDP or ErrNoCommonCodec.
+// stops expecting media from it) and resume. The leg keeps its codec
+// while the offer has it; an offer without it moves the leg to one the
+// leg allows and wagate converts the other side's to (reofferCodec), and
+// fails with ErrNoCommonCodec (the SIP layer answers 488), changing
+// nothing, when there is none. Errors wrap ErrBadSDP or ErrNoCommonCodec.
 func (b *Bridge) AcceptOffer(s Side, offer []byte) ([]byte, StreamState, error) {
 	return b.accept(s, offer, true)
 }
@@ -144,13 +144,11 @@ func (b *Bridge) accept(s Side, sdp []byte, isOffer bool) ([]byte, StreamState, 
 	if !m.Connection.IsValid() {
 		return nil, StreamState{}, fmt.Errorf("media: %s from %s: %w", what, s, badSDP(0, "no c= for the audio stream"))
 	}
-	ci := slices.IndexFunc(m.Codecs, func(c Codec) bool {
-		return canonicalCodec(c.Name) == cur.name() && c.ClockRate == cur.codec.ClockRate
-	})
-	if ci < 0 {
-		return nil, StreamState{}, fmt.Errorf("%w: the %s from %s (%s) drops %s, the codec of the call", ErrNoCommonCodec, what, s, codecNames(m.Codecs), cur.codec.Name)
+	codec, ok := reofferCodec(m.Codecs, cur, n.sides[s.other()], cfg.Codecs, isOffer)
+	if !ok {
+		return nil, StreamState{}, fmt.Errorf("%w: the %s from %s (%s) drops %s, the codec of the call, and offers none %s allows that wagate converts %s to",
+			ErrNoCommonCodec, what, s, codecNames(m.Codecs), cur.codec.Name, s, n.sides[s.other()].codec.Name)
 	}
-	codec := m.Codecs[ci]
 	_, event := selectCodecs(m.Codecs, nil)
 
 	peer := cur.peer
@@ -228,6 +226,36 @@ func (b *Bridge) accept(s Side, sdp []byte, isOffer bool) ([]byte, StreamState, 
 	b.log.Info("media: re-offer accepted", "side", s, "addr", addr, "direction", dir, "moved", st.Moved,
 		"codec", codec.Name, "pt", codec.PT)
 	return bytes.Clone(body), st, nil
+}
+
+// reofferCodec picks the codec of a re-offer (or of the answer to
+// ReOffer's offer) from side s, whose stream is cur, the other side's
+// other: the call's codec when it is still there, so nothing changes
+// (relayed stays relayed). An offer without it may move the leg to
+// another codec the leg allows (allowed, canonical names) and wagate
+// converts the other side's to, in the offer's order: a PBX re-INVITEs
+// so after its own transfer or conference moved the call to a phone
+// with other codecs, and a 488 there failed its transfer and left the
+// caller on a dead stream. The other side is not asked to change: its
+// codec is converted from then on. An answer to ReOffer's offer, which
+// named the call's codec only, must keep it.
+func reofferCodec(offered []Codec, cur, other *sideMedia, allowed []string, isOffer bool) (Codec, bool) {
+	if ci := slices.IndexFunc(offered, func(c Codec) bool {
+		return canonicalCodec(c.Name) == cur.name() && c.ClockRate == cur.codec.ClockRate
+	}); ci >= 0 {
+		return offered[ci], true
+	}
+	if !isOffer {
+		return Codec{}, false
+	}
+	audio, _ := selectCodecs(offered, allowed)
+	on := other.name()
+	for _, c := range audio {
+		if name := canonicalCodec(c.Name); name == on || canTranscode(on, name) {
+			return c, true
+		}
+	}
+	return Codec{}, false
 }
 
 // orPtime returns a when it is set, else b.

@@ -286,3 +286,101 @@ func TestLink(t *testing.T) {
 		t.Fatal("a bridge linked to itself")
 	}
 }
+
+// TestAcceptOfferCodecChange: a relayed PCMU call whose PBX re-INVITEs
+// with PCMA only (its own transfer moved the call to a PCMA phone):
+// wagate answers PCMA on the same port and converts both ways from then
+// on; the caller's side is not asked to change. An offer of a codec the
+// leg does not allow still gets ErrNoCommonCodec and changes nothing.
+func TestAcceptOfferCodecChange(t *testing.T) {
+	m := newTestManager(t, 2, 0, 0)
+	t.Cleanup(func() { checkNoRelayGoroutines(t) })
+	b, err := m.NewCallBridge("codec-change", testLogger(t), LegConfig{Codecs: []string{"PCMU"}}, LegConfig{Codecs: []string{"PCMU", "PCMA"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	a, bp := newPeer(t), newPeer(t)
+	offerB, err := b.Offer(sdpOffer(a.port(), "RTP/AVP", "0 101", "rtpmap:0 PCMU/8000", "rtpmap:101 telephone-event/8000", "ptime:20"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	answerA, err := b.AnswerB(sdpOffer(bp.port(), "RTP/AVP", "0 101", "rtpmap:0 PCMU/8000", "rtpmap:101 telephone-event/8000", "ptime:20"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	toB, toA := mustParse(t, offerB).Media[0].Addr(), mustParse(t, answerA).Media[0].Addr()
+	b.Start(func(error) {})
+
+	before := b.LocalSDP(SideB)
+	if _, _, err := b.AcceptOffer(SideB, sdpOffer(bp.port(), "RTP/AVP", "111", "rtpmap:111 opus/48000/2")); !errors.Is(err, ErrNoCommonCodec) {
+		t.Fatalf("offer of opus, which the leg does not allow: %v, want ErrNoCommonCodec", err)
+	}
+	if string(b.LocalSDP(SideB)) != string(before) {
+		t.Fatal("a refused offer changed our SDP")
+	}
+
+	moved := newPeer(t)
+	ans, st, err := b.AcceptOffer(SideB, sdpOffer(moved.port(), "RTP/AVP", "8 101", "rtpmap:8 PCMA/8000", "rtpmap:101 telephone-event/8000", "ptime:20"))
+	if err != nil {
+		t.Fatalf("offer of PCMA only: %v", err)
+	}
+	if !st.Moved {
+		t.Errorf("stream state %+v, want moved", st)
+	}
+	ma := mustParse(t, ans).Media[0]
+	if ma.Addr() != toB || ma.Codecs[0].Name != "PCMA" || ma.Codecs[0].PT != 8 {
+		t.Fatalf("answer from %v with codecs %v, want PCMA at 8 from %v", ma.Addr(), ma.Codecs, toB)
+	}
+	// µ-law 0xFF and A-law 0xD5 are both (near) silence: the conversion
+	// keeps the audio, not the bytes (A-law's smallest step, ±8, is µ-law
+	// 0xFE or 0x7E).
+	ulaw, alaw := make([]byte, 160), make([]byte, 160)
+	for i := range ulaw {
+		ulaw[i], alaw[i] = 0xFF, 0xD5
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	defer func() { close(stop); wg.Wait() }()
+	sendPayloadEvery(&wg, stop, a, toA, 0, 0xA1, ulaw)
+	sendPayloadEvery(&wg, stop, moved, toB, 8, 0xB2, alaw)
+	got := expect(t, moved)
+	if h := readHdr(got); h.pt != 8 || len(got)-12 != 160 || got[12]&0x7F != 0x55 {
+		t.Fatalf("the PBX's new phone got PT %d, %d bytes (first %#x); want PCMA silence, 20 ms", h.pt, len(got)-12, got[12])
+	}
+	for {
+		got = expect(t, a)
+		if h := readHdr(got); h.pt == 0 {
+			break // silence wagate sent before the new phone spoke may come first
+		}
+	}
+	if len(got)-12 != 160 || got[12]&0x7E != 0x7E {
+		t.Fatalf("the caller got %d bytes (first %#x); want PCMU silence, 20 ms", len(got)-12, got[12])
+	}
+	if r := b.Live(); r.B.Codec != "PCMA" || r.A.Codec != "PCMU" {
+		t.Fatalf("live report: codecs A %q, B %q; want PCMU, PCMA", r.A.Codec, r.B.Codec)
+	}
+}
+
+// sendPayloadEvery sends payload from p to to every 20 ms (8 kHz) until
+// stop.
+func sendPayloadEvery(wg *sync.WaitGroup, stop <-chan struct{}, p *peer, to netip.AddrPort, pt uint8, ssrc uint32, payload []byte) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			pkt := append([]byte{0x80, pt, byte(i >> 8), byte(i), byte(i * 160 >> 24), byte(i * 160 >> 16), byte(i * 160 >> 8), byte(i * 160),
+				byte(ssrc >> 24), byte(ssrc >> 16), byte(ssrc >> 8), byte(ssrc)}, payload...)
+			if _, err := p.conn.WriteToUDPAddrPort(pkt, to); err != nil {
+				return
+			}
+		}
+	}()
+}

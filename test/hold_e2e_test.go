@@ -221,6 +221,48 @@ func TestPBXMovesMedia(t *testing.T) {
 	c.w.waitIdle()
 }
 
+// TestPBXChangesCodec: the PBX re-INVITEs with PCMA only, as a PBX does
+// after its own transfer moved the call to a phone without PCMU: wagate
+// answers PCMA from its same address (a 488 failed the PBX's transfer),
+// and the caller and the new stream hear each other, WhatsApp's leg
+// untouched.
+func TestPBXChangesCodec(t *testing.T) {
+	t.Parallel()
+	c := startCtl(t, wagateOpts{RTPTimeout: "2s"})
+	rc := c.call(t)
+	mustHear(t, "before the change: the caller hears the agent", rc.meta.Media, 48000, 440, time.Second)
+	first := sdpAddr(t, rc.pbx.Remote)
+
+	phone, err := rtppeer.Listen(rtppeer.Config{IP: c.e.PBX.IP, Codec: rtppeer.PCMA, EventPT: 101})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer phone.Close()
+	offer := rtppeer.Desc{IP: c.e.PBX.IP, Port: phone.Port(), Codecs: []rtppeer.Codec{rtppeer.PCMA}, EventPT: 101, Ptime: 20}.Marshal()
+	ans := reinvite(t, rc.pbx, offer)
+	sdp, err := rtppeer.ParseSDP([]byte(ans))
+	if err != nil {
+		t.Fatalf("answer to the change: %v\n%s", err, ans)
+	}
+	if got := fmt.Sprintf("%s:%d", sdp.IP, sdp.Port); got != first {
+		t.Errorf("wagate answered from %s, want its same address %s", got, first)
+	}
+	if len(sdp.PTs) == 0 || sdp.PTs[0] != 8 {
+		t.Fatalf("wagate answered payload types %v, want PCMA (8) first\n%s", sdp.PTs, ans)
+	}
+	rc.pbx.Media.SetSource(nil)
+	if err := phone.Start(sdp.Addr(), nil); err != nil {
+		t.Fatal(err)
+	}
+	phone.SetSource(pbxTone())
+	mustHear(t, "after the change: the caller hears the PCMA phone", rc.meta.Media, 48000, 440, 1500*time.Millisecond)
+	mustHear(t, "after the change: the PCMA phone hears the caller", phone, 8000, 1000, 1500*time.Millisecond)
+	checkNoSIPToMeta(t, c.meta, time.Now())
+	hangup(t, rc.pbx, "the agent")
+	waitBye(t, rc.meta, "the caller")
+	c.w.waitIdle()
+}
+
 // TestPBXDelayedOffer: the agent holds with an SDP offer (a=sendonly),
 // then resumes and moves its media to a new port with a re-INVITE without
 // SDP, answering wagate's offer in the ACK, as Cisco CUCM does for resume
