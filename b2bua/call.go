@@ -134,9 +134,13 @@ type call struct {
 
 	mu        sync.Mutex
 	state     callState
-	bAnswered bool         // B sent 2xx and we ACKed it: B needs a BYE
-	aAnswered bool         // we sent 2xx to A: A needs a BYE
-	bAck      *sip.Request // resent on each retransmitted 2xx from B
+	bAnswered bool // B sent 2xx and we ACKed it: B needs a BYE
+	aAnswered bool // we sent 2xx to A: A needs a BYE
+	// aAwaitingAck: answerA waits for A's ACK of our 2xx (resending it);
+	// byeAOnAck: the call ended meanwhile, and answerA sends A's BYE
+	// once the ACK is in (RFC 3261 §15: not before it, or 64·T1).
+	aAwaitingAck, byeAOnAck bool
+	bAck                    *sip.Request // resent on each retransmitted 2xx from B
 	// bReAck resends bAck from B's INVITE transaction until it ends
 	// (finishAnswered); nil after.
 	bReAck     *reAcker
@@ -296,6 +300,14 @@ func (c *call) end(from *leg, by, cause string) bool {
 	prev := c.state
 	c.state = stateEnded
 	byeA := c.aAnswered && from != c.a
+	if byeA && c.aAwaitingAck {
+		// A may not have our 2xx yet (lost on UDP): a BYE now is for a
+		// dialog it does not have, and stopping the 2xx leaves its phone
+		// ringing until its INVITE times out. answerA goes on resending
+		// the 2xx and sends the BYE after the ACK.
+		byeA, c.byeAOnAck = false, true
+		c.srv.ackWait.Store(c.a.callID, c)
+	}
 	byeB := c.bAnswered && from != c.b
 	answeredAt := c.answeredAt
 	outcome := c.outcome
@@ -352,22 +364,48 @@ func (c *call) wasConnectedNow() bool {
 	return c.wasConnected
 }
 
+// stopAwaitingAck ends answerA's wait for A's ACK and reports whether
+// A's BYE was held for it (the caller sends it, if A has our 2xx).
+func (c *call) stopAwaitingAck() bool {
+	c.mu.Lock()
+	held := c.byeAOnAck
+	c.aAwaitingAck, c.byeAOnAck = false, false
+	c.mu.Unlock()
+	if held {
+		c.srv.ackWait.Delete(c.a.callID)
+	}
+	return held
+}
+
+// byeWaitsAck reports whether the call ended while A's ACK of our 2xx
+// was awaited, its BYE held until then.
+func (c *call) byeWaitsAck() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.byeAOnAck
+}
+
 // awaitAck resends a 2xx on unreliable transports (RFC 3261 §13.3.1.4:
-// T1 doubling to T2) until the ACK arrives, the call ends or 64·T1 pass.
+// T1 doubling to T2) until the ACK arrives, the call ends (unless A's BYE
+// waits for the ACK: byeWaitsAck) or 64·T1 pass.
 func (c *call) awaitAck(ctx context.Context, tx sip.ServerTransaction, res *sip.Response, acked <-chan struct{}, reliable bool) bool {
 	interval := sip.T1
 	resend := time.NewTimer(interval)
 	defer resend.Stop()
 	giveUp := time.NewTimer(64 * sip.T1)
 	defer giveUp.Stop()
+	ended := c.ended
 	for {
 		select {
 		case <-acked:
 			return true
 		case <-tx.Acks():
 			return true
-		case <-c.ended:
-			return false
+		case <-ended:
+			if acked != c.ackA || !c.byeWaitsAck() {
+				return false
+			}
+			ended = nil // resend until the ACK, then A's BYE
 		case <-ctx.Done():
 			return false
 		case <-giveUp.C:

@@ -10,6 +10,7 @@ package b2bua
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -51,9 +52,13 @@ type Engine struct {
 	log       *slog.Logger
 	newBridge BridgeFactory
 	reg       *registry
-	gate      atomic.Pointer[gateBox]
-	keying    atomic.Pointer[keyingBox]
-	rec       *recording.Manager
+	// ackWait finds, by A's Call-ID, a call that ended while its A-leg
+	// ACK was awaited (its BYE held until then: call.byeAOnAck); the
+	// registry has forgotten it.
+	ackWait sync.Map
+	gate    atomic.Pointer[gateBox]
+	keying  atomic.Pointer[keyingBox]
+	rec     *recording.Manager
 	// journal keeps the live dialogs for a restart after a crash (nil: off).
 	journal *Journal
 	// observers are told about every call (AddObserver, before Run).

@@ -45,6 +45,19 @@ func (s *Engine) dialogOr481(req *sip.Request, tx sip.ServerTransaction) (callRe
 func (s *Engine) onAck(req *sip.Request) {
 	ref, ok := s.findDialog(req)
 	if !ok {
+		if v, ok := s.ackWait.Load(callIDOf(req)); ok {
+			// The ACK a hung-up call's BYE waits for.
+			c := v.(*call)
+			if from := req.From(); from != nil {
+				tag, _ := from.Params.Get("tag")
+				c.a.mu.Lock()
+				remoteTag := c.a.remoteTag
+				c.a.mu.Unlock()
+				if tag != "" && tag == remoteTag {
+					c.ackReceived(c.a, req.CSeq().SeqNo, nil)
+				}
+			}
+		}
 		// A stray ACK has no response; there is nothing to do.
 		return
 	}

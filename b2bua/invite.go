@@ -374,7 +374,7 @@ func (s *Engine) answerA(c *call, answer []byte, cancelled <-chan struct{}) bool
 		return false
 	}
 	c.state = stateAnswered
-	c.aAnswered = true
+	c.aAnswered, c.aAwaitingAck = true, true
 	c.answeredAt = time.Now()
 	c.mu.Unlock()
 	// Before the 200 leaves: A may hang up as soon as it has it, and
@@ -383,6 +383,7 @@ func (s *Engine) answerA(c *call, answer []byte, cancelled <-chan struct{}) bool
 
 	if err := c.aTx.Respond(res); err != nil {
 		c.log.Warn("200 to A not sent", "leg", "a", "error", err)
+		c.stopAwaitingAck() // no 2xx: no ACK to wait for, no BYE
 		c.terminate(nil, "A-leg transport error")
 		return false
 	}
@@ -394,6 +395,7 @@ func (s *Engine) answerA(c *call, answer []byte, cancelled <-chan struct{}) bool
 		c.mu.Lock()
 		c.aAnswered = false
 		c.mu.Unlock()
+		c.stopAwaitingAck() // A has no dialog: no BYE
 		c.terminate(nil, "cancelled by a; b answered late")
 		return false
 	default:
@@ -408,6 +410,12 @@ func (s *Engine) answerA(c *call, answer []byte, cancelled <-chan struct{}) bool
 		c.flow.start() // the engine asks the service while A's ACK comes
 	}
 	acked := c.awaitAck(s.ctx, c.aTx, res, c.ackA, !isUnreliable(c.a.transport))
+	if c.stopAwaitingAck() {
+		// The call ended before A's ACK: its BYE waited for it (or for
+		// 64·T1, or the shutdown).
+		s.sendBye(c, c.a)
+		acked = false
+	}
 	// The 2xx is not resent from here on; A's transaction keeps it until
 	// Timer L without sending it again (it absorbs INVITE retransmissions).
 	sipedge.Release(res)

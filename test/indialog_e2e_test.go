@@ -205,6 +205,48 @@ func TestTransferTargetByeAtOnce(t *testing.T) {
 	}
 }
 
+// TestAgentByeBeforeCallerAck: the caller's first two 200s are lost (a
+// lossy link) and the agent hangs up as soon as it is ACKed, before the
+// caller has any 200. RFC 3261 §15: wagate must not send the caller its
+// BYE before the caller's ACK, and must go on resending the 200 until
+// then. Before, the agent's BYE stopped the 200's retransmissions and
+// sent a BYE for a dialog the caller never had: the WhatsApp user's
+// phone went on ringing until its INVITE timed out, and no call was
+// ever connected for it to end.
+func TestAgentByeBeforeCallerAck(t *testing.T) {
+	t.Parallel()
+	c := startCtl(t, wagateOpts{})
+	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
+	defer cancel()
+	answered := answerAsync(ctx, c.pbx, metapeer.AnswerSpec{})
+	type result struct {
+		mc  *metapeer.Call
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		mc, err := c.meta.Call(ctx, metapeer.CallSpec{Target: c.w.SIPAddr, To: businessNumber, From: waUser, LoseAnswers: 2})
+		ch <- result{mc, err}
+	}()
+	pc := waitAnswer(t, answered, "the PBX")
+	<-pc.Dialog.Acked()
+	if code, err := pc.Dialog.Bye(ctx); err != nil || code != 200 {
+		t.Errorf("the agent's BYE at once after the ACK: %d %v, want 200", code, err)
+	}
+	pc.Media.Close()
+	r := <-ch
+	if r.err != nil {
+		t.Fatalf("the caller, whose first two 200s were lost, got no call to end: %v", r.err)
+	}
+	waitBye(t, r.mc, "the caller")
+	s := c.w.waitIdle()
+	c.w.expectCounts(s, 1, 1)
+	cdr := cdrOfA(t, waitCDRs(t, c.e, 1), r.mc.Dialog.CallID)
+	if cdr.HangupBy != "b" || cdr.Outcome != "answered" {
+		t.Errorf("CDR hangup_by %q outcome %q, want b / answered", cdr.HangupBy, cdr.Outcome)
+	}
+}
+
 // TestAgentByeAtOnce: the agent hangs up as soon as it has wagate's ACK
 // (an IVR or an agent's phone that drops the call at once). Its BYE,
 // handled on its own goroutine, can reach wagate before the goroutine that
