@@ -302,6 +302,32 @@ func TestRecordVoicemail(t *testing.T) {
 	}
 }
 
+// Keys pressed before a recording starts — a "#" typed after the digits
+// of an earlier capture, a key during the beep — are not the key that
+// ends it: Record finds none waiting.
+func TestRecordIgnoresKeysPressedBefore(t *testing.T) {
+	svc := newService(t, flows(`{"callflow":[
+		{"action":"record","params":{"maxDuration":30000}},
+		{"action":"hangup"}]}`))
+	call := newFakeCall(prompt.Rate8k)
+	call.onPlay = func(n int, _ prompt.Audio) {
+		if n == 0 { // the beep
+			call.digits <- '#'
+		}
+	}
+	waiting := -1
+	call.record = func(RecordOptions) (Recording, error) {
+		waiting = len(call.digits)
+		return Recording{ID: "x", File: "x.wav", StoppedBy: "maxDuration"}, nil
+	}
+	call.digits <- '4'
+	call.digits <- '#'
+	run(t, newEngine(t, svc, nil), call)
+	if waiting != 0 {
+		t.Fatalf("%d keys pressed before the recording were waiting for it; a # among them ends the message at once", waiting)
+	}
+}
+
 // A recording that fails is reported and the flow goes on.
 func TestRecordFailureFlowGoesOn(t *testing.T) {
 	svc := newService(t, flows(`{"callflow":[

@@ -280,6 +280,10 @@ func (s *session) runAction(ctx context.Context, a Action, r *ready) (next *Flow
 				return nil, true, err
 			}
 		}
+		// Keys pressed before the recording starts (a "#" typed after the
+		// digits of an earlier capture, a key during the beep) are not
+		// the key that ends it: the message would end before it began.
+		drain(s.call.Digits())
 		rec, err := s.call.Record(ctx, a.options())
 		if err != nil {
 			if errors.Is(err, ErrCallEnded) {
