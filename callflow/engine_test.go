@@ -223,6 +223,45 @@ func TestSayAndCapture(t *testing.T) {
 	})
 }
 
+// A caller asked for four digits types "1234#"; the '#' comes as the
+// service's next question (a PIN ended by '#') starts, and is the end of
+// the number, not the PIN's empty answer: the PIN typed after it is.
+func TestHashAfterFullNumberIsNotTheNextAnswer(t *testing.T) {
+	svc := newService(t, flows(
+		`{"clientActionId":"account","callflow":[{"action":"sayAndCapture","params":{"promptMessage":"Enter your account number","minDigits":4,"maxDigits":4}}]}`,
+		`{"clientActionId":"pin","callflow":[{"action":"sayAndCapture","params":{"promptMessage":"Enter your PIN then hash","minDigits":4,"maxDigits":8,"completeOnHash":true,"digitTimeout":3000}}]}`,
+		`{"callflow":[{"action":"hangup"}]}`))
+	call := newFakeCall(prompt.Rate8k)
+	call.pace = 1
+	call.onPlay = func(n int, _ prompt.Audio) {
+		switch n {
+		case 0:
+			for _, k := range "1234" {
+				call.digits <- k
+			}
+		case 1: // the PIN question starts as the '#' after 1234 arrives
+			call.digits <- '#'
+			go func() {
+				time.Sleep(300 * time.Millisecond)
+				for _, k := range "9876#" {
+					call.digits <- k
+				}
+			}()
+		}
+	}
+	run(t, newEngine(t, svc, nil), call)
+	reqs := svc.got()
+	if len(reqs) < 3 || reqs[2].Capture == nil || *reqs[2].Capture != (CaptureResult{Digits: "9876", Status: CaptureSuccess, Tries: 1}) {
+		var got []CaptureResult
+		for _, r := range reqs {
+			if r.Capture != nil {
+				got = append(got, *r.Capture)
+			}
+		}
+		t.Fatalf("captures %+v; want the PIN 9876, not the # typed after the account number", got)
+	}
+}
+
 // '#' ends the input at once: the digits request comes long before the
 // 10 s digit timeout would have ended it.
 func TestHashDoesNotWaitForTimeout(t *testing.T) {

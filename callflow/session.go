@@ -19,6 +19,10 @@ type session struct {
 	log  *slog.Logger
 	sum  *Summary
 	vars map[string]string
+	// hashTail: until then a '#' that comes first to a capture is the
+	// caller finishing the previous input, which ended at its maxDigits
+	// (capture.go), not an answer to the new question.
+	hashTail time.Time
 }
 
 func newSession(e *Engine, c Call) *session {

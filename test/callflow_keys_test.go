@@ -66,3 +66,47 @@ func TestCallFlowVoicemailAfterTypedHash(t *testing.T) {
 	s := w.waitIdle()
 	w.expectCounts(s, 1, 1)
 }
+
+// TestCallFlowHashAfterFullNumber: a caller types "1234#" for a four
+// digit number; the service answers at once with the next question (a
+// PIN ended by #), whose prompt is cached. The # typed after the number
+// reaches wagate while the next question starts, and must not be taken
+// as its (empty) answer: the caller hears the question, types 9876#, and
+// the service gets 9876.
+func TestCallFlowHashAfterFullNumber(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const ask = "Please enter the number."
+	fs := newFlowService(t, e, func(r flowReq) flowReply {
+		switch r.ClientActionID {
+		case "":
+			return flowReply{Body: flowJSON("account",
+				action("sayAndCapture", map[string]any{"promptMessage": ask, "minDigits": 4, "maxDigits": 4, "digitTimeout": 4000}))}
+		case "account":
+			return flowReply{Body: flowJSON("pin",
+				action("sayAndCapture", map[string]any{"promptMessage": ask, "minDigits": 4, "maxDigits": 8,
+					"completeOnHash": true, "digitTimeout": 4000}))}
+		}
+		return flowReply{Body: flowJSON("bye", action("hangup", nil))}
+	})
+	w := e.startWagate(wagateOpts{MetaEncryption: "sdes", Route: fs.route("3s", "Sorry.")})
+	meta := newGoPeer(t, e.Meta, metapeer.Config{KeepFrames: true})
+
+	c := flowCall(t, w, meta)
+	waitHeard(t, c, "the first question", flowLimit, func(h heard) bool { return h.loudFrom(0) >= 0 })
+	sendDigits(t, c, "1234#")
+	d1 := fs.wait(t, "digits", "", 1)
+	if d1.Capture == nil || d1.Capture.Digits != "1234" || d1.Capture.Status != "success" {
+		t.Errorf("first capture %+v, want 1234 success", d1.Capture)
+	}
+	time.Sleep(time.Second)
+	sendDigits(t, c, "9876#")
+	d2 := fs.wait(t, "digits", "", 2)
+	if d2.Capture == nil || d2.Capture.Digits != "9876" || d2.Capture.Status != "success" {
+		t.Errorf("second capture %+v, want 9876 success (the # typed after 1234 answered it?)", d2.Capture)
+	}
+	waitBye(t, c, "the caller")
+	fs.wait(t, "summary", "", 1)
+	s := w.waitIdle()
+	w.expectCounts(s, 1, 1)
+}
