@@ -28,6 +28,14 @@ const (
 	EventHeader = "X-Wagate-Callflow-Event"
 	// CallIDHeader carries wagate's call id.
 	CallIDHeader = "X-Wagate-Call-Id"
+	// IdempotencyKeyHeader names one request ("<callId>-<event>-<n>"):
+	// a request sent again carries the same key. It also lets the HTTP
+	// client send a POST again on a new connection when the service
+	// closed a kept-alive one as the request came, before answering
+	// anything (an idle timeout racing the request): without it the
+	// caller was taken to the fallback for a request the service never
+	// read.
+	IdempotencyKeyHeader = "Idempotency-Key"
 )
 
 const maxRedirects = 3
@@ -53,7 +61,7 @@ func newClient(c *http.Client) *http.Client {
 
 // post sends one signed request and returns the answer's body (at most
 // limit bytes). The whole exchange, body included, is bounded by timeout.
-func (e *Engine) post(ctx context.Context, event, target string, body []byte, contentType string) ([]byte, error) {
+func (e *Engine) post(ctx context.Context, event, key, target string, body []byte, contentType string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, e.o.Timeout)
 	defer cancel()
 	method := e.o.Method
@@ -73,6 +81,7 @@ func (e *Engine) post(ctx context.Context, event, target string, body []byte, co
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "wagate-callflow")
 	req.Header.Set(EventHeader, event)
+	req.Header.Set(IdempotencyKeyHeader, key)
 	req.Header.Set(SignatureHeader, events.Sign(e.o.Secret, e.now(), body))
 	resp, err := e.client.Do(req)
 	if err != nil {

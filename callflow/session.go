@@ -61,7 +61,8 @@ func (s *session) exchange(ctx context.Context, event string, capture *CaptureRe
 	}
 	s.sum.Requests++
 	start := time.Now()
-	data, err := s.e.post(ctx, event, s.e.url.Expand(s.vars), body, ct)
+	key := fmt.Sprintf("%s-%s-%d", s.info.CallID, event, s.sum.Requests)
+	data, err := s.e.post(ctx, event, key, s.e.url.Expand(s.vars), body, ct)
 	if err != nil {
 		return nil, err
 	}
