@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -288,5 +289,40 @@ func TestIdleConnectionClosedByServiceIsRetried(t *testing.T) {
 	want := []string{call.info.CallID + "-start-1", call.info.CallID + "-digits-2", call.info.CallID + "-digits-2"}
 	if len(keys) < 3 || !slices.Equal(keys[:3], want) {
 		t.Fatalf("Idempotency-Key of the requests %q, want %q first: a request sent again keeps its key", keys, want)
+	}
+}
+
+// A service whose server moves the URL with 301 or 302 (http to https, a
+// missing trailing slash) gets the request again as it was — a signed
+// POST with its body — at the new place, as after 307 and 308: not a GET
+// without the request (what Go's client, like browsers, does by
+// default), which the service cannot answer and whose signature does
+// not match.
+func TestMovedServiceGetsThePOST(t *testing.T) {
+	for _, code := range []int{http.StatusMovedPermanently, http.StatusFound} {
+		t.Run(strconv.Itoa(code), func(t *testing.T) {
+			svc := newService(t, flows(`{"callflow":[{"action":"hangup"}]}`))
+			inner := svc.Config.Handler
+			var methods []string
+			svc.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				methods = append(methods, r.Method+" "+r.URL.Path)
+				switch {
+				case r.URL.Path == "/old":
+					http.Redirect(w, r, "/flow", code)
+				case r.Method != http.MethodPost:
+					http.Error(w, "POST only", http.StatusMethodNotAllowed)
+				default:
+					inner.ServeHTTP(w, r)
+				}
+			})
+			e := newEngine(t, svc, func(o *Options) { o.URL = svc.URL + "/old" })
+			sum := run(t, e, newFakeCall(prompt.Rate8k))
+			if sum.Outcome != OutcomeHangup || sum.Fallback != "" {
+				t.Fatalf("outcome %s, fallback %q, requests %v; want the flow of the service at its new place", sum.Outcome, sum.Fallback, methods)
+			}
+			if reqs := svc.got(); len(reqs) != 1 || reqs[0].Event != EventStart {
+				t.Fatalf("the service got %+v at its new place, want the start request", reqs)
+			}
+		})
 	}
 }
