@@ -336,6 +336,21 @@ func (fc *flowCall) ring(ctx context.Context, callees []sipedge.Callee, list *co
 		return callflow.ErrCallEnded
 	default:
 	}
+	// The call counts against no pbx until it is connected (invite.go):
+	// a callee whose endpoint has its max_calls up already is not rung.
+	// Checked as the ring starts; the call counts against the endpoint
+	// that answers (registry.rebindB).
+	var room []sipedge.Callee
+	for _, ce := range callees {
+		if fc.s.reg.hasRoom(ce.EP.Name, ce.EP.MaxCalls) {
+			room = append(room, ce)
+		}
+	}
+	if len(room) == 0 {
+		ep := callees[0].EP
+		return fmt.Errorf("b2bua: connect: endpoint %q is at its max_calls (%d)", ep.Name, ep.MaxCalls)
+	}
+	callees = room
 	// One offer for every attempt, made for the first callee's endpoint,
 	// as a call's own hunt does.
 	if err := fc.lm.SetLegB(legConfig(callees[0].EP, c.route.Number)); err != nil {

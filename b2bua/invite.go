@@ -89,13 +89,22 @@ func (s *Engine) invite(req *sip.Request, tx sip.ServerTransaction, ep *configs.
 		}
 	}
 
+	// A call wagate answers itself (a call flow or queue route) uses no
+	// PBX until a connect answers: its B endpoint is nobody's yet, so the
+	// callers in the menu or the line count against no pbx's max_calls
+	// (a connect checks it: flowCall.ring), and its record names no
+	// extension it never reached.
+	bEndpoint, bUser, maxB := dec.BEP.Name, dec.Callees[0].User, dec.BEP.MaxCalls
+	if dec.CallFlow != nil || dec.Queue != nil {
+		bEndpoint, bUser, maxB = "", "", 0
+	}
 	c := &call{
 		srv:        s,
 		id:         newCallID(),
 		dir:        dec.Dir,
 		aEndpoint:  ep.Name,
-		bEndpoint:  dec.BEP.Name,
-		bUser:      dec.Callees[0].User,
+		bEndpoint:  bEndpoint,
+		bUser:      bUser,
 		aSource:    req.Source(),
 		route:      dec,
 		aInvite:    req,
@@ -122,7 +131,7 @@ func (s *Engine) invite(req *sip.Request, tx sip.ServerTransaction, ep *configs.
 		}
 		refuse(r)
 	}
-	switch s.reg.admit(c, cfg.SIP.MaxCalls, ep.MaxCalls, dec.BEP.MaxCalls) {
+	switch s.reg.admit(c, cfg.SIP.MaxCalls, ep.MaxCalls, maxB) {
 	case admitDuplicate:
 		refuseGated(&sipedge.Rejection{Code: 482, Reason: "Loop Detected", Log: "Call-ID already in a live call"})
 		return

@@ -41,6 +41,12 @@ func (c *call) callInfo() events.Call {
 	b.mu.Lock()
 	bCallID := b.callID
 	b.mu.Unlock()
+	if bEndpoint == "" {
+		// A call wagate answered itself that no connect has reached yet:
+		// its B is nobody (the Call-ID is the one the first attempt, if
+		// any, used; attempts list it).
+		bCallID = ""
+	}
 	ci := events.Call{
 		CallID:         c.id,
 		Direction:      events.Direction(d.Dir),

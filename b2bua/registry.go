@@ -58,8 +58,8 @@ func (r *registry) admit(c *call, maxTotal, maxA, maxB int) admitResult {
 	}
 	r.byCallID[c.a.callID] = callRef{call: c, leg: c.a}
 	r.byCallID[c.b.callID] = callRef{call: c, leg: c.b}
-	r.perEP[c.aEndpoint]++
-	r.perEP[c.bEndpoint]++
+	r.countLocked(c.aEndpoint)
+	r.countLocked(c.bEndpoint) // none yet for a call wagate answers itself
 	r.counted[c] = [2]string{c.aEndpoint, c.bEndpoint}
 	r.extra[c] = []string{c.a.callID, c.b.callID}
 	r.bySource[c.aSource]++
@@ -121,6 +121,12 @@ func (r *registry) forgetLocked(c *call) bool {
 	}
 	r.live--
 	return true
+}
+
+func (r *registry) countLocked(ep string) {
+	if ep != "" {
+		r.perEP[ep]++
+	}
 }
 
 func (r *registry) uncountLocked(ep string) {
@@ -205,7 +211,7 @@ func (r *registry) rebindB(c *call, callID, endpoint string, apply func()) {
 	}
 	if cur[1] != endpoint {
 		r.uncountLocked(cur[1])
-		r.perEP[endpoint]++
+		r.countLocked(endpoint)
 		cur[1] = endpoint
 		r.counted[c] = cur
 	}

@@ -102,6 +102,11 @@ func (s *session) collect(ctx context.Context, a *SayAndCapture, ask prompt.Audi
 			if !ok {
 				return "", "", ErrCallEnded
 			}
+			if k == '#' && len(got) == 0 && time.Now().Before(s.hashTail) {
+				s.hashTail = time.Time{}
+				s.log.Debug("callflow: a # finishing the previous input dropped")
+				continue
+			}
 			stopPlay()
 			startTimers()
 			if k == '#' && a.CompleteOnHash {
@@ -112,6 +117,7 @@ func (s *session) collect(ctx context.Context, a *SayAndCapture, ask prompt.Audi
 			}
 			got = append(got, k)
 			if len(got) >= a.MaxDigits {
+				s.hashTail = time.Now().Add(hashTailWindow)
 				return string(got), CaptureSuccess, nil
 			}
 			digitT.Reset(digitWait)
@@ -124,6 +130,15 @@ func (s *session) collect(ctx context.Context, a *SayAndCapture, ask prompt.Audi
 		}
 	}
 }
+
+// hashTailWindow is how long after an input ended at its maxDigits a
+// '#' is taken as the caller finishing that input ("1234#" for four
+// digits, typed out of habit) rather than as the first key of the next
+// question. The '#' comes a few hundred milliseconds after the last
+// digit, and a service that answers at once with a cached prompt has the
+// next question playing by then; no caller answers a question with '#'
+// within a second of finishing the one before: it has not been heard.
+const hashTailWindow = time.Second
 
 // drain discards the keys waiting in ch.
 func drain(ch <-chan rune) {

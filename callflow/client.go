@@ -28,12 +28,24 @@ const (
 	EventHeader = "X-Wagate-Callflow-Event"
 	// CallIDHeader carries wagate's call id.
 	CallIDHeader = "X-Wagate-Call-Id"
+	// IdempotencyKeyHeader names one request ("<callId>-<event>-<n>"):
+	// a request sent again carries the same key. It also lets the HTTP
+	// client send a POST again on a new connection when the service
+	// closed a kept-alive one as the request came, before answering
+	// anything (an idle timeout racing the request): without it the
+	// caller was taken to the fallback for a request the service never
+	// read.
+	IdempotencyKeyHeader = "Idempotency-Key"
 )
 
 const maxRedirects = 3
 
 // newClient returns a copy of c whose redirects stay on http and https and
-// stop after three hops.
+// stop after three hops. A POST moved by 301 or 302 is sent again as it
+// was, a POST with its body and headers, as after 307 and 308: Go's client
+// (like a browser) would send a GET without the request, which a service
+// moved from http to https, or to a URL with a trailing slash, cannot
+// answer (and whose signature, of the POST's body, does not match).
 func newClient(c *http.Client) *http.Client {
 	var cc http.Client
 	if c != nil {
@@ -46,6 +58,18 @@ func newClient(c *http.Client) *http.Client {
 		if s := req.URL.Scheme; s != "http" && s != "https" {
 			return fmt.Errorf("redirected to %q: only http and https are followed", req.URL.Redacted())
 		}
+		orig := via[0]
+		if moved := req.Response; orig.Method == http.MethodPost && req.Method == http.MethodGet && moved != nil &&
+			(moved.StatusCode == http.StatusMovedPermanently || moved.StatusCode == http.StatusFound) && orig.GetBody != nil {
+			body, err := orig.GetBody()
+			if err != nil {
+				return fmt.Errorf("redirected to %q: %w", req.URL.Redacted(), err)
+			}
+			req.Method, req.Body, req.GetBody, req.ContentLength = http.MethodPost, body, orig.GetBody, orig.ContentLength
+			if ct := orig.Header.Get("Content-Type"); ct != "" {
+				req.Header.Set("Content-Type", ct)
+			}
+		}
 		return nil
 	}
 	return &cc
@@ -53,7 +77,7 @@ func newClient(c *http.Client) *http.Client {
 
 // post sends one signed request and returns the answer's body (at most
 // limit bytes). The whole exchange, body included, is bounded by timeout.
-func (e *Engine) post(ctx context.Context, event, target string, body []byte, contentType string) ([]byte, error) {
+func (e *Engine) post(ctx context.Context, event, key, target string, body []byte, contentType string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, e.o.Timeout)
 	defer cancel()
 	method := e.o.Method
@@ -73,6 +97,7 @@ func (e *Engine) post(ctx context.Context, event, target string, body []byte, co
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "wagate-callflow")
 	req.Header.Set(EventHeader, event)
+	req.Header.Set(IdempotencyKeyHeader, key)
 	req.Header.Set(SignatureHeader, events.Sign(e.o.Secret, e.now(), body))
 	resp, err := e.client.Do(req)
 	if err != nil {

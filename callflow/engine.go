@@ -179,7 +179,7 @@ func (e *Engine) PostSummary(ctx context.Context, s *Summary) error {
 	if err != nil {
 		return err
 	}
-	_, err = e.post(ctx, EventSummary, e.url.Expand(vars), body, ct)
+	_, err = e.post(ctx, EventSummary, s.CallID+"-"+EventSummary, e.url.Expand(vars), body, ct)
 	return err
 }
 

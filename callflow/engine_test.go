@@ -223,6 +223,45 @@ func TestSayAndCapture(t *testing.T) {
 	})
 }
 
+// A caller asked for four digits types "1234#"; the '#' comes as the
+// service's next question (a PIN ended by '#') starts, and is the end of
+// the number, not the PIN's empty answer: the PIN typed after it is.
+func TestHashAfterFullNumberIsNotTheNextAnswer(t *testing.T) {
+	svc := newService(t, flows(
+		`{"clientActionId":"account","callflow":[{"action":"sayAndCapture","params":{"promptMessage":"Enter your account number","minDigits":4,"maxDigits":4}}]}`,
+		`{"clientActionId":"pin","callflow":[{"action":"sayAndCapture","params":{"promptMessage":"Enter your PIN then hash","minDigits":4,"maxDigits":8,"completeOnHash":true,"digitTimeout":3000}}]}`,
+		`{"callflow":[{"action":"hangup"}]}`))
+	call := newFakeCall(prompt.Rate8k)
+	call.pace = 1
+	call.onPlay = func(n int, _ prompt.Audio) {
+		switch n {
+		case 0:
+			for _, k := range "1234" {
+				call.digits <- k
+			}
+		case 1: // the PIN question starts as the '#' after 1234 arrives
+			call.digits <- '#'
+			go func() {
+				time.Sleep(300 * time.Millisecond)
+				for _, k := range "9876#" {
+					call.digits <- k
+				}
+			}()
+		}
+	}
+	run(t, newEngine(t, svc, nil), call)
+	reqs := svc.got()
+	if len(reqs) < 3 || reqs[2].Capture == nil || *reqs[2].Capture != (CaptureResult{Digits: "9876", Status: CaptureSuccess, Tries: 1}) {
+		var got []CaptureResult
+		for _, r := range reqs {
+			if r.Capture != nil {
+				got = append(got, *r.Capture)
+			}
+		}
+		t.Fatalf("captures %+v; want the PIN 9876, not the # typed after the account number", got)
+	}
+}
+
 // '#' ends the input at once: the digits request comes long before the
 // 10 s digit timeout would have ended it.
 func TestHashDoesNotWaitForTimeout(t *testing.T) {
@@ -299,6 +338,32 @@ func TestRecordVoicemail(t *testing.T) {
 	}
 	if len(ev.got) != 1 || ev.got[0].ID != "2026/12/02/x" || len(sum.Recordings) != 1 || sum.Recordings[0].DurationMs != 4000 {
 		t.Fatalf("events %+v, summary %+v", ev.got, sum.Recordings)
+	}
+}
+
+// Keys pressed before a recording starts — a "#" typed after the digits
+// of an earlier capture, a key during the beep — are not the key that
+// ends it: Record finds none waiting.
+func TestRecordIgnoresKeysPressedBefore(t *testing.T) {
+	svc := newService(t, flows(`{"callflow":[
+		{"action":"record","params":{"maxDuration":30000}},
+		{"action":"hangup"}]}`))
+	call := newFakeCall(prompt.Rate8k)
+	call.onPlay = func(n int, _ prompt.Audio) {
+		if n == 0 { // the beep
+			call.digits <- '#'
+		}
+	}
+	waiting := -1
+	call.record = func(RecordOptions) (Recording, error) {
+		waiting = len(call.digits)
+		return Recording{ID: "x", File: "x.wav", StoppedBy: "maxDuration"}, nil
+	}
+	call.digits <- '4'
+	call.digits <- '#'
+	run(t, newEngine(t, svc, nil), call)
+	if waiting != 0 {
+		t.Fatalf("%d keys pressed before the recording were waiting for it; a # among them ends the message at once", waiting)
 	}
 }
 

@@ -1,13 +1,17 @@
 package callflow
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -209,5 +213,116 @@ func TestSignatureVerifiable(t *testing.T) {
 	}
 	if !strings.HasPrefix(header, fmt.Sprintf("t=%d,v1=", now.Unix())) && !strings.HasPrefix(header, fmt.Sprintf("t=%d,v1=", now.Unix()-1)) {
 		t.Fatalf("header %q", header)
+	}
+}
+
+// A service that closes a kept-alive connection just as wagate sends the
+// next request on it (a Node.js service closes idle connections after
+// 5 s, a load balancer after its idle timeout) has not read it: the
+// request is sent again on a new connection rather than taken as the
+// service failing, and the caller stays in the flow.
+func TestIdleConnectionClosedByServiceIsRetried(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	answers := []string{
+		`{"clientActionId":"menu","callflow":[{"action":"sayAndCapture","params":{"promptMessage":"Press one"}}]}`,
+		`{"clientActionId":"after","callflow":[{"action":"hangup"}]}`,
+	}
+	var mu sync.Mutex
+	served, dropped := 0, 0
+	var keys []string // of every request read
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				br := bufio.NewReader(conn)
+				for n := 0; ; n++ {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					io.Copy(io.Discard, req.Body)
+					mu.Lock()
+					keys = append(keys, req.Header.Get(IdempotencyKeyHeader))
+					if n > 0 {
+						// Its idle timeout passed as the request came.
+						dropped++
+						mu.Unlock()
+						return
+					}
+					body := "{}"
+					if served < len(answers) {
+						body = answers[served]
+					}
+					served++
+					mu.Unlock()
+					fmt.Fprintf(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+				}
+			}()
+		}
+	}()
+	call := newFakeCall(prompt.Rate8k)
+	call.onPlay = func(n int, _ prompt.Audio) {
+		if n == 0 {
+			go func() { call.digits <- '1' }()
+		}
+	}
+	e := newEngine(t, newService(t, nil), func(o *Options) { o.URL = "http://" + ln.Addr().String() + "/flow" })
+	sum := run(t, e, call)
+	mu.Lock()
+	defer mu.Unlock()
+	if sum.Outcome != OutcomeHangup || sum.Fallback != "" || sum.Requests != 2 {
+		t.Fatalf("outcome %s, fallback %q, %d requests (%d served, %d dropped on a reused connection); want the digits request sent again and the next flow run",
+			sum.Outcome, sum.Fallback, sum.Requests, served, dropped)
+	}
+	if dropped == 0 {
+		t.Fatal("no request came on a kept-alive connection: the test tested nothing")
+	}
+	// start, digits (dropped), digits again, summary (dropped), summary.
+	want := []string{call.info.CallID + "-start-1", call.info.CallID + "-digits-2", call.info.CallID + "-digits-2"}
+	if len(keys) < 3 || !slices.Equal(keys[:3], want) {
+		t.Fatalf("Idempotency-Key of the requests %q, want %q first: a request sent again keeps its key", keys, want)
+	}
+}
+
+// A service whose server moves the URL with 301 or 302 (http to https, a
+// missing trailing slash) gets the request again as it was — a signed
+// POST with its body — at the new place, as after 307 and 308: not a GET
+// without the request (what Go's client, like browsers, does by
+// default), which the service cannot answer and whose signature does
+// not match.
+func TestMovedServiceGetsThePOST(t *testing.T) {
+	for _, code := range []int{http.StatusMovedPermanently, http.StatusFound} {
+		t.Run(strconv.Itoa(code), func(t *testing.T) {
+			svc := newService(t, flows(`{"callflow":[{"action":"hangup"}]}`))
+			inner := svc.Config.Handler
+			var methods []string
+			svc.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				methods = append(methods, r.Method+" "+r.URL.Path)
+				switch {
+				case r.URL.Path == "/old":
+					http.Redirect(w, r, "/flow", code)
+				case r.Method != http.MethodPost:
+					http.Error(w, "POST only", http.StatusMethodNotAllowed)
+				default:
+					inner.ServeHTTP(w, r)
+				}
+			})
+			e := newEngine(t, svc, func(o *Options) { o.URL = svc.URL + "/old" })
+			sum := run(t, e, newFakeCall(prompt.Rate8k))
+			if sum.Outcome != OutcomeHangup || sum.Fallback != "" {
+				t.Fatalf("outcome %s, fallback %q, requests %v; want the flow of the service at its new place", sum.Outcome, sum.Fallback, methods)
+			}
+			if reqs := svc.got(); len(reqs) != 1 || reqs[0].Event != EventStart {
+				t.Fatalf("the service got %+v at its new place, want the start request", reqs)
+			}
+		})
 	}
 }

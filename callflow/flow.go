@@ -123,6 +123,10 @@ func speech(text, voice string, speed float64) prompt.Speech {
 // actions after a sayAndCapture are errors (wrapping ErrBadFlow) naming
 // the place, e.g. `callflow[1] (say): params.repetition: 5 is outside 1–3`.
 func ParseFlow(data []byte) (*Flow, error) {
+	// A byte order mark before the JSON (a PHP file saved with one, a
+	// .NET writer) is not JSON, but RFC 8259 lets a parser ignore it, and
+	// refusing it would send every caller to the fallback.
+	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
 	var doc struct {
 		ClientActionID *string           `json:"clientActionId"`
 		Callflow       []json.RawMessage `json:"callflow"`

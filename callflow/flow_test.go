@@ -41,6 +41,18 @@ func TestParseFlowDefaults(t *testing.T) {
 	}
 }
 
+// An answer that starts with a UTF-8 byte order mark (a PHP file saved
+// with one) is the flow after it; a mark anywhere else is still not JSON.
+func TestParseFlowSkipsByteOrderMark(t *testing.T) {
+	f, err := ParseFlow([]byte("\xef\xbb\xbf" + `{"clientActionId":"bom","callflow":[{"action":"hangup"}]}`))
+	if err != nil || f.ClientActionID != "bom" || len(f.Actions) != 1 {
+		t.Fatalf("flow %+v, error %v; want the flow after the mark", f, err)
+	}
+	if _, err := ParseFlow([]byte(`{"callflow":` + "\xef\xbb\xbf" + `[{"action":"hangup"}]}`)); !errors.Is(err, ErrBadFlow) {
+		t.Fatalf("a mark inside the JSON: error %v, want ErrBadFlow", err)
+	}
+}
+
 func TestParseFlowRefuses(t *testing.T) {
 	cases := map[string]struct{ doc, want string }{
 		"not json":          {`hello`, "not JSON"},

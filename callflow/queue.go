@@ -91,27 +91,54 @@ func (s *session) queue(ctx context.Context, a *Enqueue, music prompt.Audio) (bo
 	defer t.Leave()
 	w := &queueWait{t: t, status: t.Status(), announceAt: time.Now()}
 	every := time.Duration(a.AnnounceEvery) * time.Millisecond
+	// The announcement comes first when it is ready within the engine's
+	// timeout (it usually is: cached, or one render); else the music
+	// plays while it is rendered — a render that waits for a free speech
+	// engine, or a slow HTTP text-to-speech service, must not leave the
+	// caller in silence — and it follows once ready.
+	var pending *rendering
 	for {
-		clip := music
-		announcing := *a.AnnouncePosition && w.pos > 0 && !time.Now().Before(w.announceAt)
-		if announcing {
-			text := announcement(w.pos, w.remaining())
-			sp, err := s.e.o.Prompts.Speech(ctx, speech(text, a.VoiceProfile, 0), s.info.SampleRate)
-			if err != nil {
-				s.log.Warn("callflow: queue announcement not rendered", "err", err)
-			} else {
-				clip = sp
-			}
+		if pending != nil && pending.pos != w.pos {
+			// Moved while its place was rendered: say the new one (the
+			// old render goes on into the cache).
+			pending, w.announceAt = nil, time.Now()
+		}
+		if *a.AnnouncePosition && w.pos > 0 && pending == nil && !time.Now().Before(w.announceAt) {
+			pending = s.renderAsync(ctx, w.pos, speech(announcement(w.pos, w.remaining()), a.VoiceProfile, 0))
 			w.announceAt = time.Now().Add(every)
 		}
+		clip, announcing := music, false
+		var ready <-chan struct{}
+		if pending != nil {
+			if grace := s.e.o.Timeout - time.Since(pending.started); grace > 0 {
+				t := time.NewTimer(grace)
+				select {
+				case <-pending.done:
+				case <-t.C:
+				case <-ctx.Done():
+				}
+				t.Stop()
+			}
+			select {
+			case <-pending.done:
+				if pending.err != nil {
+					s.log.Warn("callflow: queue announcement not rendered", "err", pending.err)
+				} else {
+					clip, announcing = pending.audio, true
+				}
+				pending = nil
+			default:
+				ready = pending.done
+			}
+		}
 		var next <-chan time.Time
-		if !announcing && *a.AnnouncePosition {
+		if !announcing && pending == nil && *a.AnnouncePosition && w.pos > 0 {
 			next = time.After(max(time.Until(w.announceAt), 0))
 		}
 		pctx, stop := context.WithCancel(ctx)
 		done := make(chan error, 1)
 		go func() { done <- s.call.Play(pctx, clip) }()
-		r, over, err := w.wait(ctx, done, next)
+		r, over, err := w.wait(ctx, done, next, ready)
 		stop()
 		<-done
 		switch {
@@ -128,6 +155,27 @@ func (s *session) queue(ctx context.Context, a *Enqueue, music prompt.Audio) (bo
 			return false, ErrCallEnded
 		}
 	}
+}
+
+// rendering is speech being rendered on its own goroutine: audio and err
+// are set when done is closed.
+type rendering struct {
+	pos     int // the place in line it says
+	started time.Time
+	done    chan struct{}
+	audio   prompt.Audio
+	err     error
+}
+
+// renderAsync renders sp (saying place pos) for the call; the render ends
+// with ctx (the call) at the latest.
+func (s *session) renderAsync(ctx context.Context, pos int, sp prompt.Speech) *rendering {
+	r := &rendering{pos: pos, started: time.Now(), done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		r.audio, r.err = s.e.o.Prompts.Speech(ctx, sp, s.info.SampleRate)
+	}()
+	return r
 }
 
 // queueWait is what a waiting call knows of its place in line.
@@ -171,9 +219,9 @@ func announcement(pos int, eta time.Duration) string {
 }
 
 // wait waits for the clip playing to end (done, which it leaves for the
-// caller to read), the next announcement (next), a better place in line,
-// or the end of the wait (over).
-func (w *queueWait) wait(ctx context.Context, done chan error, next <-chan time.Time) (QueueResult, bool, error) {
+// caller to read), the next announcement to be due (next) or rendered
+// (ready), a better place in line, or the end of the wait (over).
+func (w *queueWait) wait(ctx context.Context, done chan error, next <-chan time.Time, ready <-chan struct{}) (QueueResult, bool, error) {
 	for {
 		select {
 		case err := <-done:
@@ -196,6 +244,8 @@ func (w *queueWait) wait(ctx context.Context, done chan error, next <-chan time.
 				return QueueResult{}, false, nil
 			}
 		case <-next:
+			return QueueResult{}, false, nil
+		case <-ready:
 			return QueueResult{}, false, nil
 		case r := <-w.t.Result():
 			return r, true, nil

@@ -2,6 +2,8 @@ package callflow
 
 import (
 	"context"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +17,9 @@ type queueCall struct {
 	result string
 	joined []QueueRequest
 	left   chan struct{}
+	// until, when set, holds the result back until it is true of the
+	// plays (else: until place 1 was announced, the third play).
+	until func([]played) bool
 }
 
 type fakeTicket struct {
@@ -33,6 +38,12 @@ func (t *fakeTicket) Leave() {
 	}
 }
 
+// plays0 is the plays so far.
+func (q *queueCall) plays0() []played {
+	p, _, _ := q.snapshot()
+	return p
+}
+
 func (q *queueCall) JoinQueue(ctx context.Context, r QueueRequest) (Ticket, error) {
 	q.mu.Lock()
 	q.joined = append(q.joined, r)
@@ -44,8 +55,12 @@ func (q *queueCall) JoinQueue(ctx context.Context, r QueueRequest) (Ticket, erro
 		t.status <- QueueStatus{Position: 1}
 		// The result comes once place 1 has been announced (the third
 		// play), not after a fixed sleep a loaded machine can outrun.
+		until := q.until
+		if until == nil {
+			until = func(p []played) bool { return len(p) >= 3 }
+		}
 		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-			if plays, _, _ := q.snapshot(); len(plays) >= 3 {
+			if plays, _, _ := q.snapshot(); until(plays) {
 				break
 			}
 		}
@@ -189,5 +204,64 @@ func TestBuiltInQueueFlow(t *testing.T) {
 				t.Errorf("PostSummary of a built-in flow: %v, %d requests", err, len(svc.got()))
 			}
 		})
+	}
+}
+
+// blockedAnnouncements renders the queue's announcements only once
+// released (a speech engine busy with other calls, a slow HTTP TTS).
+type blockedAnnouncements struct {
+	Prompts
+	asked   chan struct{} // closed when an announcement is asked for
+	release chan struct{}
+	once    sync.Once
+}
+
+func (b *blockedAnnouncements) Speech(ctx context.Context, sp prompt.Speech, rate int) (prompt.Audio, error) {
+	if strings.HasPrefix(sp.Text, "You are number") {
+		b.once.Do(func() { close(b.asked) })
+		select {
+		case <-b.release:
+		case <-ctx.Done():
+			return prompt.Audio{}, ctx.Err()
+		}
+	}
+	return b.Prompts.Speech(ctx, sp, rate)
+}
+
+// While the announcement of its place is rendered past the engine's
+// timeout, a waiting caller hears the music, not silence; the
+// announcement plays once ready.
+func TestQueueMusicWhileAnnouncementRenders(t *testing.T) {
+	svc := newService(t, flows(`{"callflow":[
+		{"action":"queue","params":{"destination":"sales","limitTime":5000}},
+		{"action":"hangup"}]}`))
+	isSpeech := func(p played) bool {
+		return speechFrames(p.audio) > 20 && goertzel(p.audio.Samples, prompt.Rate8k, 523.25) < 0.3
+	}
+	call := &queueCall{fakeCall: newFakeCall(prompt.Rate8k), result: QueueTimedOut, left: make(chan struct{}),
+		until: func(plays []played) bool { return len(plays) > 0 && isSpeech(plays[len(plays)-1]) }}
+	slow := &blockedAnnouncements{Prompts: library(t), asked: make(chan struct{}), release: make(chan struct{})}
+	// The announcement is waited for one timeout before the music.
+	e := newEngine(t, svc, func(o *Options) { o.Prompts = slow; o.Timeout = 500 * time.Millisecond })
+	during := make(chan int, 1) // plays started while the announcement was blocked
+	go func() {
+		<-slow.asked
+		// Wait for the music to start (a Play is a call on the fake: no
+		// timing is asserted), at most 5 s, then let the render finish.
+		deadline := time.Now().Add(5 * time.Second)
+		base := len(call.plays0())
+		for time.Now().Before(deadline) && len(call.plays0()) == base {
+			time.Sleep(5 * time.Millisecond)
+		}
+		during <- len(call.plays0()) - base
+		close(slow.release)
+	}()
+	run(t, e, call)
+	plays, _, _ := call.snapshot()
+	if n := <-during; n == 0 {
+		t.Fatalf("nothing played while the announcement rendered (%d plays in all): the caller heard silence", len(plays))
+	}
+	if len(plays) == 0 || !isSpeech(plays[len(plays)-1]) {
+		t.Fatalf("the announcement did not play once rendered (%d plays)", len(plays))
 	}
 }

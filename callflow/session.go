@@ -19,6 +19,10 @@ type session struct {
 	log  *slog.Logger
 	sum  *Summary
 	vars map[string]string
+	// hashTail: until then a '#' that comes first to a capture is the
+	// caller finishing the previous input, which ended at its maxDigits
+	// (capture.go), not an answer to the new question.
+	hashTail time.Time
 }
 
 func newSession(e *Engine, c Call) *session {
@@ -57,7 +61,8 @@ func (s *session) exchange(ctx context.Context, event string, capture *CaptureRe
 	}
 	s.sum.Requests++
 	start := time.Now()
-	data, err := s.e.post(ctx, event, s.e.url.Expand(s.vars), body, ct)
+	key := fmt.Sprintf("%s-%s-%d", s.info.CallID, event, s.sum.Requests)
+	data, err := s.e.post(ctx, event, key, s.e.url.Expand(s.vars), body, ct)
 	if err != nil {
 		return nil, err
 	}
@@ -280,6 +285,10 @@ func (s *session) runAction(ctx context.Context, a Action, r *ready) (next *Flow
 				return nil, true, err
 			}
 		}
+		// Keys pressed before the recording starts (a "#" typed after the
+		// digits of an earlier capture, a key during the beep) are not
+		// the key that ends it: the message would end before it began.
+		drain(s.call.Digits())
 		rec, err := s.call.Record(ctx, a.options())
 		if err != nil {
 			if errors.Is(err, ErrCallEnded) {

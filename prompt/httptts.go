@@ -3,6 +3,8 @@ package prompt
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -85,6 +87,12 @@ func (h *HTTPTTS) Render(ctx context.Context, s Speech, rate int) (Audio, error)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "audio/wav")
 	req.Header.Set("User-Agent", "wagate-prompt")
+	// A render is idempotent, and saying so lets the client send it again
+	// on a new connection when the service closes a kept-alive one as the
+	// request comes (an idle timeout racing it), instead of failing the
+	// render and sending the caller to the call flow's fallback.
+	sum := sha256.Sum256(body)
+	req.Header.Set("Idempotency-Key", hex.EncodeToString(sum[:16]))
 	resp, err := h.client.Do(req)
 	if err != nil {
 		return Audio{}, fmt.Errorf("prompt: tts %s: %w", h.url, err)
