@@ -40,9 +40,18 @@ const (
 	dtmfStartEnd                   // both (the only packet we saw of it)
 )
 
+// dtmfStragglerSpan is how far behind the current event, in clock
+// ticks, a packet is still taken for a late one of an earlier event
+// (2^20: 22 s at 48 kHz, 131 s at 8 kHz). Further back, the sender
+// restarted its timestamps (a random new start, RFC 3550 §5.1) and the
+// packet is a new event: taken for a straggler, every key after such a
+// restart was dropped, half the time.
+const dtmfStragglerSpan = 1 << 20
+
 // dtmfState follows the events of one direction.
 type dtmfState struct {
 	active bool
+	ssrc   uint32 // the stream of the current event
 	ts     uint32 // input timestamp of the current event
 	ended  bool
 	// outTS is the current event's outgoing timestamp (transcoding).
@@ -50,9 +59,15 @@ type dtmfState struct {
 	events uint64
 }
 
-// classify decides the fate of a telephone-event packet with input
-// timestamp ts whose E bit is end.
-func (s *dtmfState) classify(ts uint32, end bool) dtmfAction {
+// classify decides the fate of a telephone-event packet of stream ssrc
+// with input timestamp ts whose E bit is end. Another stream (a new
+// phone behind the PBX, a transfer's new party) numbers its events
+// afresh: its first packet starts an event whatever its timestamp.
+func (s *dtmfState) classify(ssrc, ts uint32, end bool) dtmfAction {
+	if s.active && ssrc != s.ssrc {
+		s.reset()
+	}
+	s.ssrc = ssrc
 	if s.active && ts == s.ts {
 		if s.ended {
 			return dtmfDrop
@@ -63,7 +78,7 @@ func (s *dtmfState) classify(ts uint32, end bool) dtmfAction {
 		}
 		return dtmfForward
 	}
-	if s.active && int32(ts-s.ts) < 0 {
+	if s.active && int32(ts-s.ts) < 0 && s.ts-ts < dtmfStragglerSpan {
 		return dtmfDrop // a straggler of an earlier event
 	}
 	s.active, s.ts, s.ended = true, ts, end
@@ -105,7 +120,7 @@ func (d *direction) event(pkt []byte, hl int, rt *route, now time.Duration) {
 	}
 	seq, ts := binary.BigEndian.Uint16(pkt[2:]), binary.BigEndian.Uint32(pkt[4:])
 	prev, prevIn, prevOut := d.dtmf.active, d.dtmf.ts, d.dtmf.outTS
-	act := d.dtmf.classify(ts, eventEnd(body))
+	act := d.dtmf.classify(binary.BigEndian.Uint32(pkt[8:]), ts, eventEnd(body))
 	d.notifyKey(body, act, now)
 	if rt.eventOut == ptDrop {
 		if !d.loggedNoEvent && (act == dtmfStart || act == dtmfStartEnd) {

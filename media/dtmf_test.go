@@ -22,27 +22,35 @@ func eventDuration(pkt []byte) uint16 { return binary.BigEndian.Uint16(pkt[14:])
 func TestDTMFClassify(t *testing.T) {
 	var s dtmfState
 	for i, tt := range []struct {
-		ts   uint32
-		end  bool
-		want dtmfAction
+		ssrc, ts uint32
+		end      bool
+		want     dtmfAction
 	}{
-		{1000, false, dtmfStart},   // no marker needed: a new timestamp is a new event
-		{1000, false, dtmfForward}, // continuation
-		{1000, true, dtmfEnd},      // end: sent three times
-		{1000, true, dtmfDrop},     // the sender's own end copies
-		{1000, false, dtmfDrop},    // a late continuation of an ended event
-		{800, false, dtmfDrop},     // a straggler of an older event
-		{2000, true, dtmfStartEnd}, // a new event seen only by its end
-		{2000, true, dtmfDrop},
-		{3000, false, dtmfStart},
-		{4000, false, dtmfStart}, // the previous one never ended: a new one anyway
+		{1, 1000, false, dtmfStart},   // no marker needed: a new timestamp is a new event
+		{1, 1000, false, dtmfForward}, // continuation
+		{1, 1000, true, dtmfEnd},      // end: sent three times
+		{1, 1000, true, dtmfDrop},     // the sender's own end copies
+		{1, 1000, false, dtmfDrop},    // a late continuation of an ended event
+		{1, 800, false, dtmfDrop},     // a straggler of an older event
+		{1, 2000, true, dtmfStartEnd}, // a new event seen only by its end
+		{1, 2000, true, dtmfDrop},
+		{1, 3000, false, dtmfStart},
+		{1, 4000, false, dtmfStart}, // the previous one never ended: a new one anyway
+		// A new stream (the PBX's new phone) whose random timestamps are
+		// behind the old one's: its keys are new events, not stragglers.
+		{2, 500, false, dtmfStart},
+		{2, 500, true, dtmfEnd},
+		{2, 900, true, dtmfStartEnd},
+		// The same stream restarting its timestamps far behind: a new
+		// event too.
+		{2, 1<<32 - 2*dtmfStragglerSpan, false, dtmfStart},
 	} {
-		if got := s.classify(tt.ts, tt.end); got != tt.want {
-			t.Fatalf("packet %d (ts %d, end %v): %d, want %d", i, tt.ts, tt.end, got, tt.want)
+		if got := s.classify(tt.ssrc, tt.ts, tt.end); got != tt.want {
+			t.Fatalf("packet %d (ssrc %d, ts %d, end %v): %d, want %d", i, tt.ssrc, tt.ts, tt.end, got, tt.want)
 		}
 	}
-	if s.events != 4 {
-		t.Fatalf("%d events, want 4", s.events)
+	if s.events != 7 {
+		t.Fatalf("%d events, want 7", s.events)
 	}
 }
 

@@ -267,7 +267,7 @@ func (d *direction) unrouted(pkt []byte, hl int, rt *route, now time.Duration) {
 			d.dropInvalid(d.cur.from.rtp, len(pkt))
 			return
 		}
-		act := d.dtmf.classify(binary.BigEndian.Uint32(pkt[4:]), eventEnd(body))
+		act := d.dtmf.classify(binary.BigEndian.Uint32(pkt[8:]), binary.BigEndian.Uint32(pkt[4:]), eventEnd(body))
 		if act == dtmfStart || act == dtmfStartEnd {
 			d.b.dtmfEvents.Add(1)
 		}
