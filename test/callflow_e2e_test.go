@@ -225,7 +225,8 @@ func TestCallFlowVoicemailAndConnect(t *testing.T) {
 			action("say", map[string]any{"text": "Connecting you."}),
 			action("connect", map[string]any{"destination": "1001", "timeout": 10000}))}
 	})
-	w := e.startWagate(wagateOpts{MetaEncryption: "sdes", Route: fs.route("3s", "Sorry.")})
+	rx := newReceiver(t, e)
+	w := e.startWagate(wagateOpts{MetaEncryption: "sdes", Route: fs.route("3s", "Sorry."), Extra: eventsYAML(rx)})
 	agent := e.startSipp(sippSpec{Name: "agent", Scenario: "uas.xml", Peer: e.PBX, Calls: 1, Args: []string{"-rtp_echo"}})
 	meta := newGoPeer(t, e.Meta, metapeer.Config{KeepFrames: true})
 
@@ -304,6 +305,13 @@ func TestCallFlowVoicemailAndConnect(t *testing.T) {
 	fs.checkSigned(t)
 	s := w.waitIdle()
 	w.expectCounts(s, 3, 3)
+	// The voicemails' recording.ready after their calls' call.ended
+	// (docs/events.md, per-call order), though each recording ended
+	// while its call went on: a CRM files it onto the call's record.
+	evs := rx.waitUntil(t, "three call.ended and two recording.ready", func(evs []rxEvent) bool {
+		return len(ofType(unique(evs), "call.ended")) == 3 && len(ofType(unique(evs), "recording.ready")) == 2
+	})
+	checkCallOrder(t, evs)
 }
 
 // TestCallFlowFallback: the service answers garbage, answers a flow

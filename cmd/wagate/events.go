@@ -12,11 +12,12 @@ import (
 
 // wireEvents tells the events sink what the permission cache and the
 // recordings do: neither package knows about events, each has a hook.
-// Either may be nil (turned off).
+// Either may be nil (turned off). A finished recording goes to ready
+// (readyAfterEnd.ready: after its call's call.ended).
 //
 // The Redis store has no such hook yet: with permissions.backend redis,
 // no permission.changed event is sent (docs/events.md says so).
-func wireEvents(sink *events.Sink, perms permissions.Store, rec *recording.Manager, log *slog.Logger) {
+func wireEvents(sink *events.Sink, perms permissions.Store, rec *recording.Manager, ready func(events.Recording), log *slog.Logger) {
 	if perms != nil {
 		if o, ok := perms.(interface {
 			SetObserver(func(permissions.Change))
@@ -27,7 +28,7 @@ func wireEvents(sink *events.Sink, perms permissions.Store, rec *recording.Manag
 		}
 	}
 	if rec != nil {
-		rec.SetObserver(func(e recording.Entry) { sink.RecordingReady(recordingReady(e)) })
+		rec.SetObserver(func(e recording.Entry) { ready(recordingReady(e)) })
 	}
 }
 

@@ -216,7 +216,9 @@ func run() int {
 		}
 		defer closeEvents(sink, perms, rec, log)
 		calls.AddObserver(sink)
-		wireEvents(sink, perms, rec, log)
+		order := newReadyAfterEnd(sink.RecordingReady)
+		calls.AddObserver(order) // after the sink: call.ended first
+		wireEvents(sink, perms, rec, order.ready, log)
 	}
 
 	// What Meta reports of numbers' calling settings (webhook), kept
