@@ -30,6 +30,11 @@ import (
 type agentState struct {
 	active  int       // calls the agent is on now
 	lastEnd time.Time // when it last left one
+	// ringing counts the INVITEs to the agent under way now (a hunt's
+	// attempts, until their goroutine ends): least_recent rings an agent
+	// that rings for another call after the free ones, so that calls
+	// arriving together do not all ring the same idle agent.
+	ringing int
 	// wrapUntil ends the after-call work (wrap_up) of the last call it
 	// left through a hunt list: hunt lists and queues skip it until then.
 	wrapUntil time.Time
@@ -68,6 +73,34 @@ func (hs *huntState) answered(name string, wrapUp func() time.Duration) func() {
 				a.wrapUntil = until
 			}
 			hs.mu.Unlock()
+		})
+	}
+}
+
+// rings notes that an INVITE to the agent name ("user@endpoint") is
+// under way, and returns what to call, once, when it has ended. An
+// agent that never took a call is forgotten when its last ring ends.
+func (hs *huntState) rings(name string) func() {
+	hs.mu.Lock()
+	if hs.agents == nil {
+		hs.agents = make(map[string]*agentState)
+	}
+	a := hs.agents[name]
+	if a == nil {
+		a = &agentState{}
+		hs.agents[name] = a
+	}
+	a.ringing++
+	hs.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			hs.mu.Lock()
+			defer hs.mu.Unlock()
+			a.ringing--
+			if *a == (agentState{}) && hs.agents[name] == a {
+				delete(hs.agents, name)
+			}
 		})
 	}
 }

@@ -292,7 +292,21 @@ func (h *hunt) start(callee sipedge.Callee, redirects int) {
 	h.live++
 	h.pending++
 	h.note(at)
-	h.s.wg.Go(func() { h.s.runAttempt(h, at, h.offer) })
+	rang := h.ringsAgent(at)
+	h.s.wg.Go(func() {
+		defer rang()
+		h.s.runAttempt(h, at, h.offer)
+	})
+}
+
+// ringsAgent marks at's callee, an agent at a pbx endpoint, as ringing
+// until the returned func is called (when the attempt's goroutine ends),
+// for least_recent's order. A redirect's target is no configured agent.
+func (h *hunt) ringsAgent(at *attempt) func() {
+	if at.redirects > 0 || at.callee.EP == nil || at.callee.EP.Kind != configs.KindPBX {
+		return func() {}
+	}
+	return h.s.hunts.rings(at.callee.Name())
 }
 
 // resolve records at's result; r, when given, is what A hears if nobody
@@ -552,22 +566,27 @@ func (hs *huntState) order(d *sipedge.Decision) []sipedge.Callee {
 		return append(callees[k:], callees[:k]...)
 	case configs.HuntLeastRecent:
 		// Free agents first, the longest idle (never answered: idle
-		// forever) first; agents on a call last. Ties keep list order.
-		key := func(c sipedge.Callee) (bool, time.Time) {
+		// forever) first; then agents ringing for another call (calls
+		// that arrive together spread over the free agents instead of
+		// all ringing the idlest); agents on a call last. Ties keep list
+		// order.
+		key := func(c sipedge.Callee) (int, time.Time) {
 			a := hs.agents[c.Name()]
-			if a == nil {
-				return false, time.Time{}
+			switch {
+			case a == nil:
+				return 0, time.Time{}
+			case a.active > 0:
+				return 2, a.lastEnd
+			case a.ringing > 0:
+				return 1, a.lastEnd
 			}
-			return a.active > 0, a.lastEnd
+			return 0, a.lastEnd
 		}
 		slices.SortStableFunc(callees, func(x, y sipedge.Callee) int {
 			bx, tx := key(x)
 			by, ty := key(y)
 			if bx != by {
-				if bx {
-					return 1
-				}
-				return -1
+				return cmp.Compare(bx, by)
 			}
 			return cmp.Compare(tx.UnixNano(), ty.UnixNano())
 		})

@@ -399,3 +399,51 @@ func TestHuntHangupRinging(t *testing.T) {
 		t.Errorf("%d calls left", n)
 	}
 }
+
+// TestHuntLeastRecentConcurrent: calls that arrive together do not all
+// ring the same idle agent. The first call rings the agent idle longest;
+// a second call, while that agent still rings, starts with the next free
+// agent rather than piling onto the one already ringing (whose phone
+// would ring twice while the others sit idle). Once the first agent's
+// ring ended, it is first again.
+func TestHuntLeastRecentConcurrent(t *testing.T) {
+	h := startHuntFlow(t, "{hunt: lr}", `  - {name: lr, strategy: least_recent, targets: [{endpoint: pbx, user: "1"}, {endpoint: pbx2, user: "2"}, {endpoint: pbx3, user: "3"}]}`)
+	inv1 := h.metaCall()
+	b1 := h.pbx.request(sip.INVITE)
+	h.pbx.reply(b1, 180, "Ringing", "p1", nil)
+	h.meta.response(180)
+
+	inv2 := h.metaCall()
+	select {
+	case m := <-h.pbx2.in:
+		b2, ok := m.(*sip.Request)
+		if !ok || b2.Method != sip.INVITE {
+			t.Fatalf("pbx2 got %s, want the second call's INVITE", startLine(m))
+		}
+		h.pbx2.reply(b2, 486, "Busy Here", "p2", nil)
+		h.pbx2.request(sip.ACK)
+	case m := <-h.pbx.in:
+		t.Fatalf("the second call rang the agent already ringing for the first: pbx got %s", startLine(m))
+	case <-time.After(5 * time.Second):
+		t.Fatal("the second call rang nobody")
+	}
+	// The second call moves on to pbx3 (free), not back to pbx.
+	b3 := h.pbx3.request(sip.INVITE)
+	h.pbx3.reply(b3, 603, "Decline", "p3", nil)
+	h.pbx3.request(sip.ACK)
+	res2 := h.meta.response(603)
+	h.meta.send(h.addr, ackFor(inv2, res2))
+	h.cdrs.next(t)
+
+	// The first call's agent declines: its ring is over, and it is the
+	// first to ring for the next call again (never answered: idle
+	// longest, list order).
+	h.pbx.reply(b1, 603, "Decline", "p1", nil)
+	h.pbx.request(sip.ACK)
+	res1 := h.meta.response(603)
+	h.meta.send(h.addr, ackFor(inv1, res1))
+	h.cdrs.next(t)
+	if got := h.firstRung(); got != "pbx" {
+		t.Errorf("first target %s, want pbx once its ring for another call is over", got)
+	}
+}
