@@ -197,29 +197,44 @@ func (hs *huntState) busy(name string) bool {
 // engine leaves or the call ends.
 func (fc *flowCall) JoinQueue(ctx context.Context, r callflow.QueueRequest) (callflow.Ticket, error) {
 	cfg := fc.s.edge.Config()
-	list := cfg.HuntList(r.Queue)
-	if list == nil {
-		return nil, fmt.Errorf("b2bua: queue: no hunt list %q under hunt_lists", r.Queue)
-	}
-	callees, _, rej := sipedge.Callees(cfg, configs.Route{Hunt: r.Queue})
-	if rej != nil {
-		return nil, fmt.Errorf("b2bua: queue: %s", rej.Log)
-	}
-	for _, c := range callees {
-		if c.EP.Kind != configs.KindPBX {
-			return nil, fmt.Errorf("b2bua: queue: endpoint %q is not a pbx", c.EP.Name)
-		}
+	list, callees, err := queueAgents(cfg, r.Queue)
+	if err != nil {
+		return nil, err
 	}
 	t := &ticket{list: r.Queue, priority: r.Priority, status: make(chan callflow.QueueStatus, 1),
 		result: make(chan callflow.QueueResult, 1), leave: make(chan struct{})}
 	fc.s.lines.add(t)
 	fc.log.Info("call flow queued", "queue", r.Queue, "priority", r.Priority, "position", fc.s.lines.position(t))
-	fc.s.wg.Go(func() { fc.waitInLine(t, list, callees, r.LimitTime) })
+	fc.s.wg.Go(func() { fc.waitInLine(t, cfg, list, callees, r.LimitTime) })
 	return t, nil
 }
 
-// waitInLine keeps t's place and, at the head, rings the free agents.
-func (fc *flowCall) waitInLine(t *ticket, list *configs.HuntList, callees []sipedge.Callee, limit time.Duration) {
+// queueAgents is the hunt list name of cfg, whose agents a queue rings,
+// and its targets.
+func queueAgents(cfg *configs.Config, name string) (*configs.HuntList, []sipedge.Callee, error) {
+	list := cfg.HuntList(name)
+	if list == nil {
+		return nil, nil, fmt.Errorf("b2bua: queue: no hunt list %q under hunt_lists", name)
+	}
+	callees, _, rej := sipedge.Callees(cfg, configs.Route{Hunt: name})
+	if rej != nil {
+		return nil, nil, fmt.Errorf("b2bua: queue: %s", rej.Log)
+	}
+	for _, c := range callees {
+		if c.EP.Kind != configs.KindPBX {
+			return nil, nil, fmt.Errorf("b2bua: queue: endpoint %q is not a pbx", c.EP.Name)
+		}
+	}
+	return list, callees, nil
+}
+
+// waitInLine keeps t's place and, at the head, rings the free agents:
+// those of the hunt list in the configuration running at each look
+// (list and callees as of cfg, when the call joined), so that a reload
+// that changes the list's agents, strategy or times applies to the calls
+// already waiting. A reload that removes the list, or leaves it unusable
+// for a queue, keeps the agents the call had.
+func (fc *flowCall) waitInLine(t *ticket, cfg *configs.Config, list *configs.HuntList, callees []sipedge.Callee, limit time.Duration) {
 	s, c := fc.s, fc.c
 	start := time.Now()
 	finish := func(outcome string, err error) {
@@ -257,6 +272,14 @@ func (fc *flowCall) waitInLine(t *ticket, list *configs.HuntList, callees []sipe
 		}
 		var rested <-chan time.Time
 		if pos == 1 && wait.Err() == nil {
+			if now := s.edge.Config(); now != cfg {
+				cfg = now
+				if l, cl, err := queueAgents(cfg, t.list); err == nil {
+					list, callees = l, cl
+				} else {
+					fc.log.Warn("call flow queue: the reloaded configuration has no usable hunt list for the queue; ringing the agents it had", "queue", t.list, "error", err)
+				}
+			}
 			var free []sipedge.Callee
 			var wake time.Time
 			now := time.Now()
