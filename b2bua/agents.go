@@ -81,17 +81,32 @@ func (hs *huntState) answered(name string, wrapUp func() time.Duration) func() {
 // under way, and returns what to call, once, when it has ended. An
 // agent that never took a call is forgotten when its last ring ends.
 func (hs *huntState) rings(name string) func() {
+	release, _ := hs.ring(name, false)
+	return release
+}
+
+// reserve is rings for a queue's ring: it notes the INVITE only when the
+// agent name is neither ringing for another call nor on one, and reports
+// whether it did, so that two waiting calls never ring the same agent.
+func (hs *huntState) reserve(name string) (func(), bool) {
+	return hs.ring(name, true)
+}
+
+func (hs *huntState) ring(name string, onlyFree bool) (func(), bool) {
 	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	a := hs.agents[name]
+	if onlyFree && a != nil && (a.ringing > 0 || a.active > 0) {
+		return nil, false
+	}
 	if hs.agents == nil {
 		hs.agents = make(map[string]*agentState)
 	}
-	a := hs.agents[name]
 	if a == nil {
 		a = &agentState{}
 		hs.agents[name] = a
 	}
 	a.ringing++
-	hs.mu.Unlock()
 	var once sync.Once
 	return func() {
 		once.Do(func() {
@@ -102,7 +117,15 @@ func (hs *huntState) rings(name string) func() {
 				delete(hs.agents, name)
 			}
 		})
-	}
+	}, true
+}
+
+// ringingNow reports whether an INVITE to the agent name is under way.
+func (hs *huntState) ringingNow(name string) bool {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	a := hs.agents[name]
+	return a != nil && a.ringing > 0
 }
 
 // wrapsUntil is when the agent name ends its after-call work, the zero

@@ -277,22 +277,35 @@ func (h *hunt) next() {
 		if h.skipFull(callee) || h.skipWrapUp(callee) {
 			continue
 		}
-		h.start(callee, 0)
+		var rang func()
+		if h.queued {
+			// A queue's ring takes only an agent no other call rings or
+			// holds: the waiting calls share out the free agents.
+			var ok bool
+			if rang, ok = h.s.hunts.reserve(callee.Name()); !ok {
+				h.c.log.Info("target skipped: ringing for another call or on one", "target", callee.Name())
+				continue
+			}
+		}
+		h.start(callee, 0, rang)
 		if !parallel {
 			return
 		}
 	}
 }
 
-// start rings callee in a new attempt.
-func (h *hunt) start(callee sipedge.Callee, redirects int) {
+// start rings callee in a new attempt; rang, when given, is what
+// reserved the agent (hunt.next), else it is marked ringing here.
+func (h *hunt) start(callee sipedge.Callee, redirects int, rang func()) {
 	at := h.newAttempt(callee, redirects)
 	at.started = time.Now()
 	h.attempts = append(h.attempts, at)
 	h.live++
 	h.pending++
 	h.note(at)
-	rang := h.ringsAgent(at)
+	if rang == nil {
+		rang = h.ringsAgent(at)
+	}
 	h.s.wg.Go(func() {
 		defer rang()
 		h.s.runAttempt(h, at, h.offer)
@@ -410,7 +423,7 @@ func (h *hunt) redirect(at *attempt, res *sip.Response) bool {
 		return false
 	}
 	c.log.Info("redirect followed", "target", at.callee.Name(), "code", res.StatusCode, "to", to.Name())
-	h.start(to, at.redirects+1)
+	h.start(to, at.redirects+1, nil)
 	h.resolve(at, events.AttemptRedirected, res.StatusCode, nil)
 	return true
 }

@@ -16,11 +16,14 @@ import (
 // Queues (a call flow's "queue" action): calls wait in line per hunt
 // list, higher priority first, then by arrival. The call at the head
 // rings the list's agents that wagate knows to be free — not on a call
-// it connected (huntState), not in after-call work (any list's
-// wrap_up, agents.go), and not resting after a ring of theirs failed
-// (the list's reject_backoff) — through the same
+// it connected (huntState), not ringing for another call, not in
+// after-call work (any list's wrap_up, agents.go), and not resting after
+// a ring of theirs failed (the list's reject_backoff) — through the same
 // hunt as any connect, and is connected to the first that answers; the
-// others move up. Agents are looked for every second (queueRetry), so
+// others move up. While it rings, the calls behind it ring the free
+// agents left over, in line order: a call rings when the free agents
+// outnumber the calls ahead of it that ring nobody, and an agent rings
+// for one waiting call at a time (huntState.reserve). Agents are looked for every second (queueRetry), so
 // one that frees up is taken within a second. The ring ends with the
 // wait: at limit_time, when the engine leaves or the call ends, the
 // agents ringing get CANCEL. The engine plays the music and the
@@ -130,6 +133,9 @@ type ticket struct {
 	priority int
 	seq      uint64
 
+	// ringing: the call rings agents now (under waitLines.mu).
+	ringing bool
+
 	status    chan callflow.QueueStatus // the latest place (cap 1)
 	result    chan callflow.QueueResult // one result (cap 1)
 	leave     chan struct{}
@@ -181,6 +187,30 @@ func (w *waitLines) position(t *ticket) int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return slices.Index(w.lines[t.list], t) + 1
+}
+
+// waitingAhead is how many calls ahead of t in its line ring nobody
+// now: each of them is owed one of the free agents before t.
+func (w *waitLines) waitingAhead(t *ticket) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, x := range w.lines[t.list] {
+		if x == t {
+			break
+		}
+		if !x.ringing {
+			n++
+		}
+	}
+	return n
+}
+
+// setRinging marks whether t rings agents now.
+func (w *waitLines) setRinging(t *ticket, on bool) {
+	w.mu.Lock()
+	t.ringing = on
+	w.mu.Unlock()
 }
 
 // busy reports whether the hunt target name ("user@endpoint") is on a
@@ -271,7 +301,11 @@ func (fc *flowCall) waitInLine(t *ticket, cfg *configs.Config, list *configs.Hun
 			t.setStatus(callflow.QueueStatus{Position: pos, ETA: s.lines.estimate(t.list, time.Since(start))})
 		}
 		var rested <-chan time.Time
-		if pos == 1 && wait.Err() == nil {
+		// A call rings when the free agents outnumber the calls ahead of
+		// it that ring nobody: the head of the line first, and the ones
+		// behind it while agents the calls ahead do not ring sit idle.
+		ahead := s.lines.waitingAhead(t)
+		if ahead < len(callees) && wait.Err() == nil {
 			if now := s.edge.Config(); now != cfg {
 				cfg = now
 				if l, cl, err := queueAgents(cfg, t.list); err == nil {
@@ -284,6 +318,11 @@ func (fc *flowCall) waitInLine(t *ticket, cfg *configs.Config, list *configs.Hun
 			var wake time.Time
 			now := time.Now()
 			for _, cl := range callees {
+				if s.hunts.ringingNow(cl.Name()) {
+					// Rung for another call: free again, if it does
+					// not answer, at a later look.
+					continue
+				}
 				if s.hunts.busy(cl.Name()) || !s.edge.Up(cl.EP.Name) {
 					// An agent whose wrap-up ends between two looks is
 					// rung then, as a rest's.
@@ -306,8 +345,10 @@ func (fc *flowCall) waitInLine(t *ticket, cfg *configs.Config, list *configs.Hun
 				rest.Reset(time.Until(wake))
 				rested = rest.C
 			}
-			if len(free) > 0 {
+			if len(free) > ahead {
+				s.lines.setRinging(t, true)
 				err := fc.ring(wait, free, list, false, failed)
+				s.lines.setRinging(t, false)
 				switch {
 				case err == nil:
 					s.lines.connected(t.list, time.Since(start))
