@@ -45,6 +45,14 @@ type agentState struct {
 // given, is then asked for the agent's after-call work (0: none). hs.mu
 // is a leaf lock: it may be taken under a call's mu.
 func (hs *huntState) answered(name string, wrapUp func() time.Duration) func() {
+	leave := hs.seat(name, wrapUp)
+	return func() { leave(true) }
+}
+
+// seat is answered whose func is told whether the agent's after-call
+// work applies: not when the leg was hung up before it ever was in a
+// call (its caller had gone as it answered).
+func (hs *huntState) seat(name string, wrapUp func() time.Duration) func(wrap bool) {
 	hs.mu.Lock()
 	if hs.agents == nil {
 		hs.agents = make(map[string]*agentState)
@@ -57,10 +65,10 @@ func (hs *huntState) answered(name string, wrapUp func() time.Duration) func() {
 	a.active++
 	hs.mu.Unlock()
 	var once sync.Once
-	return func() {
+	return func(after bool) {
 		once.Do(func() {
 			var wrap time.Duration
-			if wrapUp != nil {
+			if wrapUp != nil && after {
 				wrap = wrapUp()
 			}
 			now := time.Now()
@@ -176,14 +184,24 @@ func (c *call) seatAgentLocked(l *leg, callee sipedge.Callee, list *configs.Hunt
 		return
 	}
 	c.freeAgentLocked(l)
-	l.agent = c.srv.hunts.answered(callee.Name(), c.srv.wrapUpOf(list))
+	l.agent = c.srv.hunts.seat(callee.Name(), c.srv.wrapUpOf(list))
 }
 
 // freeAgentLocked marks the agent on l, if any, free: l left the call.
 // Called with c.mu held.
 func (c *call) freeAgentLocked(l *leg) {
 	if l != nil && l.agent != nil {
-		l.agent()
+		l.agent(true)
+		l.agent = nil
+	}
+}
+
+// dropAgentLocked marks the agent on l, if any, free without after-call
+// work: its answer crossed the caller's CANCEL, so it was hung up before
+// it ever was in a call. Called with c.mu held.
+func (c *call) dropAgentLocked(l *leg) {
+	if l != nil && l.agent != nil {
+		l.agent(false)
 		l.agent = nil
 	}
 }

@@ -193,6 +193,16 @@ func (s *Engine) ring(c *call, offer []byte) {
 		h.cancelAll(nil)
 		c.setOutcome(OutcomeCancelled)
 	}
+	// aCancelled: sipgo has already answered A's CANCEL with 200 and its
+	// INVITE with 487.
+	aCancelled := func() {
+		aFinal = true
+		cause = causeCancelledByA
+		c.finalToA(&sipedge.Rejection{Code: 487, Reason: "Request Terminated"})
+		h.close()
+		h.cancelAll(nil)
+		c.setOutcome(OutcomeCancelled)
+	}
 	apiHangup := c.hangupRequests()
 
 	for {
@@ -225,6 +235,22 @@ func (s *Engine) ring(c *call, offer []byte) {
 		}
 		select {
 		case ev := <-h.events:
+			if ev.kind == evAnswered && !aFinal {
+				// A's CANCEL told together with the 2xx came first: the
+				// 2xx crossed it.
+				select {
+				case <-cancelled:
+					aCancelled()
+				default:
+				}
+			}
+			if ev.kind == evAnswered && aFinal {
+				// A has its final response already: the 2xx is as late
+				// as one that came after the hunt closed (evLate), and
+				// is recorded so.
+				h.lateWinner(ev, &cause)
+				continue
+			}
 			if ev.kind == evAnswered {
 				h.stopListening()
 				h.win(ev, aFinal, cause, cancelled)
@@ -232,14 +258,7 @@ func (s *Engine) ring(c *call, offer []byte) {
 			}
 			h.handle(ev, aFinal, &cause)
 		case <-cancelled:
-			// sipgo has already answered the CANCEL with 200 and A's
-			// INVITE with 487.
-			aFinal = true
-			cause = causeCancelledByA
-			c.finalToA(&sipedge.Rejection{Code: 487, Reason: "Request Terminated"})
-			h.close()
-			h.cancelAll(nil)
-			c.setOutcome(OutcomeCancelled)
+			aCancelled()
 		case <-apiHangup:
 			// Hung up through the API before the answer: A gets 487, every
 			// attempt its CANCEL, and the call ends with their finals.
@@ -426,6 +445,15 @@ func (h *hunt) redirect(at *attempt, res *sip.Response) bool {
 	h.start(to, at.redirects+1, nil)
 	h.resolve(at, events.AttemptRedirected, res.StatusCode, nil)
 	return true
+}
+
+// lateWinner ACKs and hangs up a 2xx that won the hunt when A had its
+// final response already (its CANCEL crossed the 2xx, or the API hung it
+// up), and records it as any 2xx that came after A gave up (evLate).
+func (h *hunt) lateWinner(ev attemptEvent, cause *string) {
+	h.s.hangUpLate(h.c, ev.at, ev.req, ev.tx, ev.res, h.c.log)
+	ev.tx.Terminate()
+	h.handle(attemptEvent{at: ev.at, kind: evLate, res: ev.res}, true, cause)
 }
 
 // win makes the attempt whose 2xx won the call's B-leg and answers A.

@@ -447,3 +447,103 @@ func TestHuntLeastRecentConcurrent(t *testing.T) {
 		t.Errorf("first target %s, want pbx once its ring for another call is over", got)
 	}
 }
+
+// cancelOf builds the caller's CANCEL of inv.
+func cancelOf(inv *sip.Request) *sip.Request {
+	cancel := sip.NewRequest(sip.CANCEL, inv.Recipient)
+	cancel.AppendHeader(inv.Via().Clone())
+	cancel.AppendHeader(sip.HeaderClone(inv.From()))
+	cancel.AppendHeader(sip.HeaderClone(inv.To()))
+	cancel.AppendHeader(sip.HeaderClone(inv.CallID()))
+	cancel.AppendHeader(&sip.CSeqHeader{SeqNo: inv.CSeq().SeqNo, MethodName: sip.CANCEL})
+	mf := sip.MaxForwardsHeader(70)
+	cancel.AppendHeader(&mf)
+	cancel.SetBody(nil)
+	return cancel
+}
+
+// TestHuntCancelCrossesAnswer: the caller hangs up (CANCEL) as the agent
+// of a wrap_up list picks up: the agent's 200 crosses the CANCEL. Which
+// one wagate sees first varies, so the race is run a number of times.
+// Whenever the caller got its 487 (the CANCEL won), the agent gets ACK
+// and BYE, the record says its attempt was late and the caller
+// cancelled, and the agent, who never was in a call, is not kept out of
+// the next calls by wrap-up. (When wagate's 200 reached the caller
+// first, the call was answered and the caller's BYE ends it.)
+func TestHuntCancelCrossesAnswer(t *testing.T) {
+	h := startHuntFlow(t, "{hunt: seq}", `  - {name: seq, wrap_up: 30s, targets: [{endpoint: pbx, user: "1001"}]}`)
+	crossed := 0
+	for i := range 16 {
+		inv := h.metaCall()
+		b1 := h.pbx.request(sip.INVITE)
+		h.pbx.reply(b1, 180, "Ringing", "p1", nil)
+		h.meta.response(180)
+		h.meta.send(h.addr, cancelOf(inv))
+		if i%2 == 1 {
+			time.Sleep(time.Duration(i%5) * 200 * time.Microsecond)
+		}
+		h.pbx.reply(b1, 200, "OK", "p1", answerWithSDP(h.pbx.addr()))
+		// The agent: wagate's CANCEL may still come (it crossed the 200)
+		// before the ACK.
+		agentGets := func(method sip.RequestMethod) {
+			t.Helper()
+			for {
+				m := h.pbx.next(string(method))
+				r, ok := m.(*sip.Request)
+				if ok && r.Method == sip.CANCEL {
+					h.pbx.reply(r, 200, "OK", "p1", nil)
+					continue
+				}
+				if !ok || r.Method != method || callIDOf(r) != callIDOf(b1) {
+					t.Fatalf("agent got %s, want a %s for its INVITE", startLine(m), method)
+				}
+				if method == sip.BYE {
+					h.pbx.reply(r, 200, "OK", "", nil)
+				}
+				return
+			}
+		}
+		agentGets(sip.ACK)
+		// The caller: 200 for its CANCEL and the INVITE's final.
+		final := 0
+		for final == 0 {
+			m := h.meta.next("the INVITE's final response")
+			r, ok := m.(*sip.Response)
+			if !ok {
+				t.Fatalf("caller got %s", startLine(m))
+			}
+			if r.CSeq().MethodName == sip.INVITE && r.StatusCode >= 200 {
+				final = r.StatusCode
+				h.meta.send(h.addr, ackFor(inv, r))
+				if final == 200 {
+					h.meta.send(h.addr, byeFor(inv, r, 2))
+				}
+			}
+		}
+		agentGets(sip.BYE)
+		c := h.cdrs.next(t)
+		wrap := !h.srv.hunts.wrapsUntil("1001@pbx", time.Now()).IsZero()
+		if final == 487 {
+			crossed++
+			if got := attemptsOf(c); got != "1001@pbx:late:200" || c.Cause != causeCancelledByA+"; b answered late" || wrap {
+				t.Errorf("run %d, caller got 487: attempts %s, cause %q, agent in wrap-up %v; want the attempt late, the caller's cancel, no wrap-up",
+					i, got, c.Cause, wrap)
+			}
+		}
+		// Each run starts with the agent free, and without the answers
+		// still on their way (the 200 for the CANCEL or for the BYE).
+		h.srv.hunts.mu.Lock()
+		delete(h.srv.hunts.agents, "1001@pbx")
+		h.srv.hunts.mu.Unlock()
+		time.Sleep(50 * time.Millisecond)
+		for _, p := range []*peer{h.meta, h.pbx} {
+			for len(p.in) > 0 {
+				<-p.in
+			}
+		}
+	}
+	t.Logf("%d of 16 runs: the CANCEL won", crossed)
+	if crossed == 0 {
+		t.Error("the CANCEL never won the race: the test tested nothing")
+	}
+}

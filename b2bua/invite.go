@@ -382,6 +382,15 @@ func (s *Engine) answerA(c *call, answer []byte, cancelled <-chan struct{}) bool
 	s.notifyAnswered(c)
 
 	if err := c.aTx.Respond(res); err != nil {
+		// sipgo tells of A's CANCEL (OnCancel) before it ends the
+		// transaction with 487, so a CANCEL that made the 200 fail has
+		// been told by now: that is the CANCEL/200 race, not a fault.
+		select {
+		case <-cancelled:
+			c.answerCrossedCancel()
+			return false
+		default:
+		}
 		c.log.Warn("200 to A not sent", "leg", "a", "error", err)
 		c.terminate(nil, "A-leg transport error")
 		return false
@@ -391,10 +400,7 @@ func (s *Engine) answerA(c *call, answer []byte, cancelled <-chan struct{}) bool
 	// dropped the 200: A is gone, so B must go too.
 	select {
 	case <-cancelled:
-		c.mu.Lock()
-		c.aAnswered = false
-		c.mu.Unlock()
-		c.terminate(nil, "cancelled by a; b answered late")
+		c.answerCrossedCancel()
 		return false
 	default:
 	}
@@ -419,6 +425,19 @@ func (s *Engine) answerA(c *call, answer []byte, cancelled <-chan struct{}) bool
 		return false
 	}
 	return true
+}
+
+// answerCrossedCancel ends a call whose B answered as A's CANCEL came
+// (sipgo answered A's INVITE with 487): B, up, gets its BYE, as any 2xx
+// that comes after A gave up; its attempt is recorded late, and its
+// agent, who was never in a call, is free without after-call work.
+func (c *call) answerCrossedCancel() {
+	c.mu.Lock()
+	c.aAnswered = false
+	c.dropAgentLocked(c.b)
+	c.attempts.late(c.b.id())
+	c.mu.Unlock()
+	c.terminate(nil, causeCancelledByA+"; b answered late")
 }
 
 func (s *Engine) setLocalTag(c *call, res *sip.Response) {
