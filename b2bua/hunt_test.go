@@ -57,6 +57,16 @@ func startHuntFlow(t *testing.T, route, lists string) *huntFlow {
 // endpoint's entry (", transfer: {...}").
 func startHuntFlowWith(t *testing.T, route, lists, pbxExtra string) *huntFlow {
 	t.Helper()
+	return startHuntFlowBridges(t, route, lists, pbxExtra, nil)
+}
+
+// startHuntFlowBridges is startHuntFlowWith whose calls get their media
+// from newBridge (nil: fakeBridge).
+func startHuntFlowBridges(t *testing.T, route, lists, pbxExtra string, newBridge BridgeFactory) *huntFlow {
+	t.Helper()
+	if newBridge == nil {
+		newBridge = func(string, *slog.Logger, media.LegConfig, media.LegConfig) (Bridge, error) { return fakeBridge{}, nil }
+	}
 	f := &flow{t: t, meta: newPeer(t, "127.0.0.2"), pbx: newPeer(t, "127.0.0.3"), dialer: newPeer(t, "127.0.0.4"), gate: &fakeGate{}}
 	h := &huntFlow{flow: f, pbx2: newPeer(t, "127.0.0.5"), pbx3: newPeer(t, "127.0.0.6"), cdrs: cdrSink{make(chan events.CDR, 16)}}
 	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
@@ -88,7 +98,7 @@ numbers:
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.srv = New(f.edge, func(string, *slog.Logger, media.LegConfig, media.LegConfig) (Bridge, error) { return fakeBridge{}, nil }, log)
+	f.srv = New(f.edge, newBridge, log)
 	f.srv.AddObserver(h.cdrs)
 	// Fake bridges carry no media: an attended transfer's join has
 	// nothing to link.
