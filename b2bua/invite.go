@@ -427,17 +427,22 @@ func (s *Engine) answerA(c *call, answer []byte, cancelled <-chan struct{}) bool
 	return true
 }
 
-// answerCrossedCancel ends a call whose B answered as A's CANCEL came
-// (sipgo answered A's INVITE with 487): B, up, gets its BYE, as any 2xx
-// that comes after A gave up; its attempt is recorded late, and its
-// agent, who was never in a call, is free without after-call work.
+// answerCrossedCancel ends a call whose answer to A crossed A's CANCEL
+// (sipgo answered A's INVITE with 487). When it was B's answer, B, up,
+// gets its BYE, as any 2xx that comes after A gave up; its attempt is
+// recorded late, and its agent, who was never in a call, is free without
+// after-call work. (A call flow's answer is wagate's own.)
 func (c *call) answerCrossedCancel() {
+	cause := causeCancelledByA
 	c.mu.Lock()
 	c.aAnswered = false
-	c.dropAgentLocked(c.b)
-	c.attempts.late(c.b.id())
+	if c.bAnswered {
+		cause += "; b answered late"
+		c.dropAgentLocked(c.b)
+		c.attempts.late(c.b.id())
+	}
 	c.mu.Unlock()
-	c.terminate(nil, causeCancelledByA+"; b answered late")
+	c.terminate(nil, cause)
 }
 
 func (s *Engine) setLocalTag(c *call, res *sip.Response) {

@@ -258,8 +258,8 @@ func queueAgents(cfg *configs.Config, name string) (*configs.HuntList, []sipedge
 	return list, callees, nil
 }
 
-// waitInLine keeps t's place and, at the head, rings the free agents:
-// those of the hunt list in the configuration running at each look
+// waitInLine keeps t's place and rings the free agents when its turn
+// comes: those of the hunt list in the configuration running at each look
 // (list and callees as of cfg, when the call joined), so that a reload
 // that changes the list's agents, strategy or times applies to the calls
 // already waiting. A reload that removes the list, or leaves it unusable
@@ -304,16 +304,16 @@ func (fc *flowCall) waitInLine(t *ticket, cfg *configs.Config, list *configs.Hun
 		// A call rings when the free agents outnumber the calls ahead of
 		// it that ring nobody: the head of the line first, and the ones
 		// behind it while agents the calls ahead do not ring sit idle.
+		if now := s.edge.Config(); now != cfg {
+			cfg = now
+			if l, cl, err := queueAgents(cfg, t.list); err == nil {
+				list, callees = l, cl
+			} else {
+				fc.log.Warn("call flow queue: the reloaded configuration has no usable hunt list for the queue; ringing the agents it had", "queue", t.list, "error", err)
+			}
+		}
 		ahead := s.lines.waitingAhead(t)
 		if ahead < len(callees) && wait.Err() == nil {
-			if now := s.edge.Config(); now != cfg {
-				cfg = now
-				if l, cl, err := queueAgents(cfg, t.list); err == nil {
-					list, callees = l, cl
-				} else {
-					fc.log.Warn("call flow queue: the reloaded configuration has no usable hunt list for the queue; ringing the agents it had", "queue", t.list, "error", err)
-				}
-			}
 			var free []sipedge.Callee
 			var wake time.Time
 			now := time.Now()
