@@ -23,13 +23,13 @@ import (
 // others move up. While it rings, the calls behind it ring the free
 // agents left over, in line order: a call rings when the free agents
 // outnumber the calls ahead of it that ring nobody, and an agent rings
-// for one waiting call at a time (huntState.reserve). Agents are looked for every second (queueRetry), so
-// one that frees up is taken within a second. The ring ends with the
-// wait: at limit_time, when the engine leaves or the call ends, the
-// agents ringing get CANCEL. The engine plays the music and the
-// announcements; this side only keeps the line.
+// for one waiting call at a time (huntState.reserve). Agents are looked
+// for every second (queueRetry), so one that frees up is taken within a
+// second. The ring ends with the wait: at limit_time, when the engine
+// leaves or the call ends, the agents ringing get CANCEL. The engine
+// plays the music and the announcements; this side only keeps the line.
 
-// queueRetry is how often the head of a line looks for a free agent.
+// queueRetry is how often a waiting call looks for a free agent.
 const queueRetry = time.Second
 
 // Why a wait ended while its agents rang (connectHunt's error).
@@ -239,8 +239,8 @@ func (fc *flowCall) JoinQueue(ctx context.Context, r callflow.QueueRequest) (cal
 	return t, nil
 }
 
-// queueAgents is the hunt list name of cfg, whose agents a queue rings,
-// and its targets.
+// queueAgents returns the hunt list name of cfg, whose agents a queue
+// rings, and its targets.
 func queueAgents(cfg *configs.Config, name string) (*configs.HuntList, []sipedge.Callee, error) {
 	list := cfg.HuntList(name)
 	if list == nil {
@@ -301,9 +301,6 @@ func (fc *flowCall) waitInLine(t *ticket, cfg *configs.Config, list *configs.Hun
 			t.setStatus(callflow.QueueStatus{Position: pos, ETA: s.lines.estimate(t.list, time.Since(start))})
 		}
 		var rested <-chan time.Time
-		// A call rings when the free agents outnumber the calls ahead of
-		// it that ring nobody: the head of the line first, and the ones
-		// behind it while agents the calls ahead do not ring sit idle.
 		if now := s.edge.Config(); now != cfg {
 			cfg = now
 			if l, cl, err := queueAgents(cfg, t.list); err == nil {
@@ -312,6 +309,9 @@ func (fc *flowCall) waitInLine(t *ticket, cfg *configs.Config, list *configs.Hun
 				fc.log.Warn("call flow queue: the reloaded configuration has no usable hunt list for the queue; ringing the agents it had", "queue", t.list, "error", err)
 			}
 		}
+		// A call rings when the free agents outnumber the calls ahead of
+		// it that ring nobody: the head of the line first, and the ones
+		// behind it while agents the calls ahead do not ring sit idle.
 		ahead := s.lines.waitingAhead(t)
 		if ahead < len(callees) && wait.Err() == nil {
 			var free []sipedge.Callee
