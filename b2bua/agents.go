@@ -30,6 +30,11 @@ import (
 type agentState struct {
 	active  int       // calls the agent is on now
 	lastEnd time.Time // when it last left one
+	// ringing counts the INVITEs to the agent under way now (a hunt's
+	// attempts, until their goroutine ends): least_recent rings an agent
+	// that rings for another call after the free ones, so that calls
+	// arriving together do not all ring the same idle agent.
+	ringing int
 	// wrapUntil ends the after-call work (wrap_up) of the last call it
 	// left through a hunt list: hunt lists and queues skip it until then.
 	wrapUntil time.Time
@@ -40,6 +45,14 @@ type agentState struct {
 // given, is then asked for the agent's after-call work (0: none). hs.mu
 // is a leaf lock: it may be taken under a call's mu.
 func (hs *huntState) answered(name string, wrapUp func() time.Duration) func() {
+	leave := hs.seat(name, wrapUp)
+	return func() { leave(true) }
+}
+
+// seat is answered whose func is told whether the agent's after-call
+// work applies: not when the leg was hung up before it ever was in a
+// call (its caller had gone as it answered).
+func (hs *huntState) seat(name string, wrapUp func() time.Duration) func(wrap bool) {
 	hs.mu.Lock()
 	if hs.agents == nil {
 		hs.agents = make(map[string]*agentState)
@@ -52,10 +65,10 @@ func (hs *huntState) answered(name string, wrapUp func() time.Duration) func() {
 	a.active++
 	hs.mu.Unlock()
 	var once sync.Once
-	return func() {
+	return func(after bool) {
 		once.Do(func() {
 			var wrap time.Duration
-			if wrapUp != nil {
+			if wrapUp != nil && after {
 				wrap = wrapUp()
 			}
 			now := time.Now()
@@ -70,6 +83,57 @@ func (hs *huntState) answered(name string, wrapUp func() time.Duration) func() {
 			hs.mu.Unlock()
 		})
 	}
+}
+
+// rings notes that an INVITE to the agent name ("user@endpoint") is
+// under way, and returns what to call, once, when it has ended. An
+// agent that never took a call is forgotten when its last ring ends.
+func (hs *huntState) rings(name string) func() {
+	release, _ := hs.ring(name, false)
+	return release
+}
+
+// reserve is rings for a queue's ring: it notes the INVITE only when the
+// agent name is neither ringing for another call nor on one, and reports
+// whether it did, so that two waiting calls never ring the same agent.
+func (hs *huntState) reserve(name string) (func(), bool) {
+	return hs.ring(name, true)
+}
+
+func (hs *huntState) ring(name string, onlyFree bool) (func(), bool) {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	a := hs.agents[name]
+	if onlyFree && a != nil && (a.ringing > 0 || a.active > 0) {
+		return nil, false
+	}
+	if hs.agents == nil {
+		hs.agents = make(map[string]*agentState)
+	}
+	if a == nil {
+		a = &agentState{}
+		hs.agents[name] = a
+	}
+	a.ringing++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			hs.mu.Lock()
+			defer hs.mu.Unlock()
+			a.ringing--
+			if *a == (agentState{}) && hs.agents[name] == a {
+				delete(hs.agents, name)
+			}
+		})
+	}, true
+}
+
+// ringingNow reports whether an INVITE to the agent name is under way.
+func (hs *huntState) ringingNow(name string) bool {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	a := hs.agents[name]
+	return a != nil && a.ringing > 0
 }
 
 // wrapsUntil is when the agent name ends its after-call work, the zero
@@ -120,14 +184,24 @@ func (c *call) seatAgentLocked(l *leg, callee sipedge.Callee, list *configs.Hunt
 		return
 	}
 	c.freeAgentLocked(l)
-	l.agent = c.srv.hunts.answered(callee.Name(), c.srv.wrapUpOf(list))
+	l.agent = c.srv.hunts.seat(callee.Name(), c.srv.wrapUpOf(list))
 }
 
 // freeAgentLocked marks the agent on l, if any, free: l left the call.
 // Called with c.mu held.
 func (c *call) freeAgentLocked(l *leg) {
 	if l != nil && l.agent != nil {
-		l.agent()
+		l.agent(true)
+		l.agent = nil
+	}
+}
+
+// dropAgentLocked marks the agent on l, if any, free without after-call
+// work: its answer crossed the caller's CANCEL, so it was hung up before
+// it ever was in a call. Called with c.mu held.
+func (c *call) dropAgentLocked(l *leg) {
+	if l != nil && l.agent != nil {
+		l.agent(false)
 		l.agent = nil
 	}
 }

@@ -76,3 +76,15 @@ func (l *attemptLog) final(end time.Time) []events.Attempt {
 	}
 	return out
 }
+
+// late records the answered attempt whose B-leg Call-ID is callID as
+// late: its 2xx won, but A had gone as it came (the CANCEL/200 race), so
+// it was hung up without a call.
+func (l *attemptLog) late(callID string) {
+	for i := len(l.list) - 1; i >= 0; i-- {
+		if l.list[i].SIPCallID == callID && l.list[i].Result == events.AttemptAnswered {
+			l.list[i].Result = events.AttemptLate
+			return
+		}
+	}
+}

@@ -3,6 +3,7 @@ package b2bua
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/wagate/wagate/callflow"
@@ -26,9 +27,9 @@ import (
 // bridged to A; else why not (callflow.ErrCallEnded when the call ended
 // meanwhile, ctx's cause when ctx ended first: a queue's limit_time or
 // the caller leaving it). failed, when given, is told each callee whose
-// attempt failed of itself (busy, declined, no answer, unreachable), not
-// one given up on; it is given for a queue's rings only, whose hunt a 6xx
-// does not end (hunt.queued).
+// attempt failed of itself (busy, declined, no answer, unreachable,
+// redirected without an answer), not one given up on; it is given for a
+// queue's rings only, whose hunt a 6xx does not end (hunt.queued).
 func (s *Engine) connectHunt(ctx context.Context, c *call, offer []byte, callees []sipedge.Callee, list *configs.HuntList, failed func(sipedge.Callee)) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("b2bua: connect: %w", context.Cause(ctx))
@@ -128,8 +129,12 @@ func (h *hunt) givenUp() {
 }
 
 // reportFailed tells failed each callee the hunt rang (not after a
-// redirect) whose attempt failed of itself.
+// redirect) whose attempt failed of itself. A callee that redirected
+// (call forwarding on its phone) failed too unless the hunt connected
+// the call: the agent did not take it, and a queue must not ring it
+// again every second.
 func (h *hunt) reportFailed(failed func(sipedge.Callee)) {
+	connected := slices.ContainsFunc(h.attempts, func(at *attempt) bool { return at.result == events.AttemptAnswered })
 	for _, at := range h.attempts {
 		if at.redirects > 0 || !at.resolved {
 			continue
@@ -137,6 +142,10 @@ func (h *hunt) reportFailed(failed func(sipedge.Callee)) {
 		switch at.result {
 		case events.AttemptBusy, events.AttemptDeclined, events.AttemptFailed, events.AttemptNoAnswer, events.AttemptUnreachable:
 			failed(at.callee)
+		case events.AttemptRedirected:
+			if !connected {
+				failed(at.callee)
+			}
 		}
 	}
 }

@@ -24,8 +24,9 @@ type leg struct {
 	// another call) and no longer ends it; guarded by the call's mu.
 	retired bool
 	// agent frees the agent on this leg (agents.go) when the leg leaves
-	// the call; guarded by the call's mu.
-	agent func()
+	// the call, with its after-call work when told so; guarded by the
+	// call's mu.
+	agent func(wrap bool)
 
 	mu        sync.Mutex
 	callID    string

@@ -193,6 +193,16 @@ func (s *Engine) ring(c *call, offer []byte) {
 		h.cancelAll(nil)
 		c.setOutcome(OutcomeCancelled)
 	}
+	// aCancelled: sipgo has already answered A's CANCEL with 200 and its
+	// INVITE with 487.
+	aCancelled := func() {
+		aFinal = true
+		cause = causeCancelledByA
+		c.finalToA(&sipedge.Rejection{Code: 487, Reason: "Request Terminated"})
+		h.close()
+		h.cancelAll(nil)
+		c.setOutcome(OutcomeCancelled)
+	}
 	apiHangup := c.hangupRequests()
 
 	for {
@@ -225,6 +235,22 @@ func (s *Engine) ring(c *call, offer []byte) {
 		}
 		select {
 		case ev := <-h.events:
+			if ev.kind == evAnswered && !aFinal {
+				// A's CANCEL told together with the 2xx came first: the
+				// 2xx crossed it.
+				select {
+				case <-cancelled:
+					aCancelled()
+				default:
+				}
+			}
+			if ev.kind == evAnswered && aFinal {
+				// A has its final response already: the 2xx is as late
+				// as one that came after the hunt closed (evLate), and
+				// is recorded so.
+				h.lateWinner(ev, &cause)
+				continue
+			}
 			if ev.kind == evAnswered {
 				h.stopListening()
 				h.win(ev, aFinal, cause, cancelled)
@@ -232,14 +258,7 @@ func (s *Engine) ring(c *call, offer []byte) {
 			}
 			h.handle(ev, aFinal, &cause)
 		case <-cancelled:
-			// sipgo has already answered the CANCEL with 200 and A's
-			// INVITE with 487.
-			aFinal = true
-			cause = causeCancelledByA
-			c.finalToA(&sipedge.Rejection{Code: 487, Reason: "Request Terminated"})
-			h.close()
-			h.cancelAll(nil)
-			c.setOutcome(OutcomeCancelled)
+			aCancelled()
 		case <-apiHangup:
 			// Hung up through the API before the answer: A gets 487, every
 			// attempt its CANCEL, and the call ends with their finals.
@@ -277,22 +296,49 @@ func (h *hunt) next() {
 		if h.skipFull(callee) || h.skipWrapUp(callee) {
 			continue
 		}
-		h.start(callee, 0)
+		var rang func()
+		if h.queued {
+			// A queue's ring takes only an agent no other call rings or
+			// holds: the waiting calls share out the free agents.
+			var ok bool
+			if rang, ok = h.s.hunts.reserve(callee.Name()); !ok {
+				h.c.log.Info("target skipped: ringing for another call or on one", "target", callee.Name())
+				continue
+			}
+		}
+		h.start(callee, 0, rang)
 		if !parallel {
 			return
 		}
 	}
 }
 
-// start rings callee in a new attempt.
-func (h *hunt) start(callee sipedge.Callee, redirects int) {
+// start rings callee in a new attempt; rang, when given, is what
+// reserved the agent (hunt.next), else it is marked ringing here.
+func (h *hunt) start(callee sipedge.Callee, redirects int, rang func()) {
 	at := h.newAttempt(callee, redirects)
 	at.started = time.Now()
 	h.attempts = append(h.attempts, at)
 	h.live++
 	h.pending++
 	h.note(at)
-	h.s.wg.Go(func() { h.s.runAttempt(h, at, h.offer) })
+	if rang == nil {
+		rang = h.ringsAgent(at)
+	}
+	h.s.wg.Go(func() {
+		defer rang()
+		h.s.runAttempt(h, at, h.offer)
+	})
+}
+
+// ringsAgent marks at's callee, an agent at a pbx endpoint, as ringing
+// until the returned func is called (when the attempt's goroutine ends),
+// for least_recent's order. A redirect's target is no configured agent.
+func (h *hunt) ringsAgent(at *attempt) func() {
+	if at.redirects > 0 || at.callee.EP == nil || at.callee.EP.Kind != configs.KindPBX {
+		return func() {}
+	}
+	return h.s.hunts.rings(at.callee.Name())
 }
 
 // resolve records at's result; r, when given, is what A hears if nobody
@@ -396,9 +442,18 @@ func (h *hunt) redirect(at *attempt, res *sip.Response) bool {
 		return false
 	}
 	c.log.Info("redirect followed", "target", at.callee.Name(), "code", res.StatusCode, "to", to.Name())
-	h.start(to, at.redirects+1)
+	h.start(to, at.redirects+1, nil)
 	h.resolve(at, events.AttemptRedirected, res.StatusCode, nil)
 	return true
+}
+
+// lateWinner ACKs and hangs up a 2xx that won the hunt when A had its
+// final response already (its CANCEL crossed the 2xx, or the API hung it
+// up), and records it as any 2xx that came after A gave up (evLate).
+func (h *hunt) lateWinner(ev attemptEvent, cause *string) {
+	h.s.hangUpLate(h.c, ev.at, ev.req, ev.tx, ev.res, h.c.log)
+	ev.tx.Terminate()
+	h.handle(attemptEvent{at: ev.at, kind: evLate, res: ev.res}, true, cause)
 }
 
 // win makes the attempt whose 2xx won the call's B-leg and answers A.
@@ -552,22 +607,27 @@ func (hs *huntState) order(d *sipedge.Decision) []sipedge.Callee {
 		return append(callees[k:], callees[:k]...)
 	case configs.HuntLeastRecent:
 		// Free agents first, the longest idle (never answered: idle
-		// forever) first; agents on a call last. Ties keep list order.
-		key := func(c sipedge.Callee) (bool, time.Time) {
+		// forever) first; then agents ringing for another call (calls
+		// that arrive together spread over the free agents instead of
+		// all ringing the idlest); agents on a call last. Ties keep list
+		// order.
+		key := func(c sipedge.Callee) (int, time.Time) {
 			a := hs.agents[c.Name()]
-			if a == nil {
-				return false, time.Time{}
+			switch {
+			case a == nil:
+				return 0, time.Time{}
+			case a.active > 0:
+				return 2, a.lastEnd
+			case a.ringing > 0:
+				return 1, a.lastEnd
 			}
-			return a.active > 0, a.lastEnd
+			return 0, a.lastEnd
 		}
 		slices.SortStableFunc(callees, func(x, y sipedge.Callee) int {
 			bx, tx := key(x)
 			by, ty := key(y)
 			if bx != by {
-				if bx {
-					return 1
-				}
-				return -1
+				return cmp.Compare(bx, by)
 			}
 			return cmp.Compare(tx.UnixNano(), ty.UnixNano())
 		})

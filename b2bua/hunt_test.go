@@ -57,6 +57,16 @@ func startHuntFlow(t *testing.T, route, lists string) *huntFlow {
 // endpoint's entry (", transfer: {...}").
 func startHuntFlowWith(t *testing.T, route, lists, pbxExtra string) *huntFlow {
 	t.Helper()
+	return startHuntFlowBridges(t, route, lists, pbxExtra, nil)
+}
+
+// startHuntFlowBridges is startHuntFlowWith whose calls get their media
+// from newBridge (nil: fakeBridge).
+func startHuntFlowBridges(t *testing.T, route, lists, pbxExtra string, newBridge BridgeFactory) *huntFlow {
+	t.Helper()
+	if newBridge == nil {
+		newBridge = func(string, *slog.Logger, media.LegConfig, media.LegConfig) (Bridge, error) { return fakeBridge{}, nil }
+	}
 	f := &flow{t: t, meta: newPeer(t, "127.0.0.2"), pbx: newPeer(t, "127.0.0.3"), dialer: newPeer(t, "127.0.0.4"), gate: &fakeGate{}}
 	h := &huntFlow{flow: f, pbx2: newPeer(t, "127.0.0.5"), pbx3: newPeer(t, "127.0.0.6"), cdrs: cdrSink{make(chan events.CDR, 16)}}
 	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
@@ -88,7 +98,7 @@ numbers:
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.srv = New(f.edge, func(string, *slog.Logger, media.LegConfig, media.LegConfig) (Bridge, error) { return fakeBridge{}, nil }, log)
+	f.srv = New(f.edge, newBridge, log)
 	f.srv.AddObserver(h.cdrs)
 	// Fake bridges carry no media: an attended transfer's join has
 	// nothing to link.
@@ -397,5 +407,153 @@ func TestHuntHangupRinging(t *testing.T) {
 	}
 	if n := len(h.srv.Calls()); n != 0 {
 		t.Errorf("%d calls left", n)
+	}
+}
+
+// TestHuntLeastRecentConcurrent: calls that arrive together do not all
+// ring the same idle agent. The first call rings the agent idle longest;
+// a second call, while that agent still rings, starts with the next free
+// agent rather than piling onto the one already ringing (whose phone
+// would ring twice while the others sit idle). Once the first agent's
+// ring ended, it is first again.
+func TestHuntLeastRecentConcurrent(t *testing.T) {
+	h := startHuntFlow(t, "{hunt: lr}", `  - {name: lr, strategy: least_recent, targets: [{endpoint: pbx, user: "1"}, {endpoint: pbx2, user: "2"}, {endpoint: pbx3, user: "3"}]}`)
+	inv1 := h.metaCall()
+	b1 := h.pbx.request(sip.INVITE)
+	h.pbx.reply(b1, 180, "Ringing", "p1", nil)
+	h.meta.response(180)
+
+	inv2 := h.metaCall()
+	select {
+	case m := <-h.pbx2.in:
+		b2, ok := m.(*sip.Request)
+		if !ok || b2.Method != sip.INVITE {
+			t.Fatalf("pbx2 got %s, want the second call's INVITE", startLine(m))
+		}
+		h.pbx2.reply(b2, 486, "Busy Here", "p2", nil)
+		h.pbx2.request(sip.ACK)
+	case m := <-h.pbx.in:
+		t.Fatalf("the second call rang the agent already ringing for the first: pbx got %s", startLine(m))
+	case <-time.After(5 * time.Second):
+		t.Fatal("the second call rang nobody")
+	}
+	// The second call moves on to pbx3 (free), not back to pbx.
+	b3 := h.pbx3.request(sip.INVITE)
+	h.pbx3.reply(b3, 603, "Decline", "p3", nil)
+	h.pbx3.request(sip.ACK)
+	res2 := h.meta.response(603)
+	h.meta.send(h.addr, ackFor(inv2, res2))
+	h.cdrs.next(t)
+
+	// The first call's agent declines: its ring is over, and it is the
+	// first to ring for the next call again (never answered: idle
+	// longest, list order).
+	h.pbx.reply(b1, 603, "Decline", "p1", nil)
+	h.pbx.request(sip.ACK)
+	res1 := h.meta.response(603)
+	h.meta.send(h.addr, ackFor(inv1, res1))
+	h.cdrs.next(t)
+	if got := h.firstRung(); got != "pbx" {
+		t.Errorf("first target %s, want pbx once its ring for another call is over", got)
+	}
+}
+
+// cancelOf builds the caller's CANCEL of inv.
+func cancelOf(inv *sip.Request) *sip.Request {
+	cancel := sip.NewRequest(sip.CANCEL, inv.Recipient)
+	cancel.AppendHeader(inv.Via().Clone())
+	cancel.AppendHeader(sip.HeaderClone(inv.From()))
+	cancel.AppendHeader(sip.HeaderClone(inv.To()))
+	cancel.AppendHeader(sip.HeaderClone(inv.CallID()))
+	cancel.AppendHeader(&sip.CSeqHeader{SeqNo: inv.CSeq().SeqNo, MethodName: sip.CANCEL})
+	mf := sip.MaxForwardsHeader(70)
+	cancel.AppendHeader(&mf)
+	cancel.SetBody(nil)
+	return cancel
+}
+
+// TestHuntCancelCrossesAnswer: the caller hangs up (CANCEL) as the agent
+// of a wrap_up list picks up: the agent's 200 crosses the CANCEL. Which
+// one wagate sees first varies, so the race is run a number of times.
+// Whenever the caller got its 487 (the CANCEL won), the agent gets ACK
+// and BYE, the record says its attempt was late and the caller
+// cancelled, and the agent, who never was in a call, is not kept out of
+// the next calls by wrap-up. (When wagate's 200 reached the caller
+// first, the call was answered and the caller's BYE ends it.)
+func TestHuntCancelCrossesAnswer(t *testing.T) {
+	h := startHuntFlow(t, "{hunt: seq}", `  - {name: seq, wrap_up: 30s, targets: [{endpoint: pbx, user: "1001"}]}`)
+	crossed := 0
+	for i := range 16 {
+		inv := h.metaCall()
+		b1 := h.pbx.request(sip.INVITE)
+		h.pbx.reply(b1, 180, "Ringing", "p1", nil)
+		h.meta.response(180)
+		h.meta.send(h.addr, cancelOf(inv))
+		if i%2 == 1 {
+			time.Sleep(time.Duration(i%5) * 200 * time.Microsecond)
+		}
+		h.pbx.reply(b1, 200, "OK", "p1", answerWithSDP(h.pbx.addr()))
+		// The agent: wagate's CANCEL may still come (it crossed the 200)
+		// before the ACK.
+		agentGets := func(method sip.RequestMethod) {
+			t.Helper()
+			for {
+				m := h.pbx.next(string(method))
+				r, ok := m.(*sip.Request)
+				if ok && r.Method == sip.CANCEL {
+					h.pbx.reply(r, 200, "OK", "p1", nil)
+					continue
+				}
+				if !ok || r.Method != method || callIDOf(r) != callIDOf(b1) {
+					t.Fatalf("agent got %s, want a %s for its INVITE", startLine(m), method)
+				}
+				if method == sip.BYE {
+					h.pbx.reply(r, 200, "OK", "", nil)
+				}
+				return
+			}
+		}
+		agentGets(sip.ACK)
+		// The caller: 200 for its CANCEL and the INVITE's final.
+		final := 0
+		for final == 0 {
+			m := h.meta.next("the INVITE's final response")
+			r, ok := m.(*sip.Response)
+			if !ok {
+				t.Fatalf("caller got %s", startLine(m))
+			}
+			if r.CSeq().MethodName == sip.INVITE && r.StatusCode >= 200 {
+				final = r.StatusCode
+				h.meta.send(h.addr, ackFor(inv, r))
+				if final == 200 {
+					h.meta.send(h.addr, byeFor(inv, r, 2))
+				}
+			}
+		}
+		agentGets(sip.BYE)
+		c := h.cdrs.next(t)
+		wrap := !h.srv.hunts.wrapsUntil("1001@pbx", time.Now()).IsZero()
+		if final == 487 {
+			crossed++
+			if got := attemptsOf(c); got != "1001@pbx:late:200" || c.Cause != causeCancelledByA+"; b answered late" || wrap {
+				t.Errorf("run %d, caller got 487: attempts %s, cause %q, agent in wrap-up %v; want the attempt late, the caller's cancel, no wrap-up",
+					i, got, c.Cause, wrap)
+			}
+		}
+		// Each run starts with the agent free, and without the answers
+		// still on their way (the 200 for the CANCEL or for the BYE).
+		h.srv.hunts.mu.Lock()
+		delete(h.srv.hunts.agents, "1001@pbx")
+		h.srv.hunts.mu.Unlock()
+		time.Sleep(50 * time.Millisecond)
+		for _, p := range []*peer{h.meta, h.pbx} {
+			for len(p.in) > 0 {
+				<-p.in
+			}
+		}
+	}
+	t.Logf("%d of 16 runs: the CANCEL won", crossed)
+	if crossed == 0 {
+		t.Error("the CANCEL never won the race: the test tested nothing")
 	}
 }

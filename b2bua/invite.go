@@ -391,6 +391,15 @@ func (s *Engine) answerA(c *call, answer []byte, cancelled <-chan struct{}) bool
 	s.notifyAnswered(c)
 
 	if err := c.aTx.Respond(res); err != nil {
+		// sipgo tells of A's CANCEL (OnCancel) before it ends the
+		// transaction with 487, so a CANCEL that made the 200 fail has
+		// been told by now: that is the CANCEL/200 race, not a fault.
+		select {
+		case <-cancelled:
+			c.answerCrossedCancel()
+			return false
+		default:
+		}
 		c.log.Warn("200 to A not sent", "leg", "a", "error", err)
 		c.stopAwaitingAck() // no 2xx: no ACK to wait for, no BYE
 		c.terminate(nil, "A-leg transport error")
@@ -401,11 +410,7 @@ func (s *Engine) answerA(c *call, answer []byte, cancelled <-chan struct{}) bool
 	// dropped the 200: A is gone, so B must go too.
 	select {
 	case <-cancelled:
-		c.mu.Lock()
-		c.aAnswered = false
-		c.mu.Unlock()
-		c.stopAwaitingAck() // A has no dialog: no BYE
-		c.terminate(nil, "cancelled by a; b answered late")
+		c.answerCrossedCancel()
 		return false
 	default:
 	}
@@ -436,6 +441,25 @@ func (s *Engine) answerA(c *call, answer []byte, cancelled <-chan struct{}) bool
 		return false
 	}
 	return true
+}
+
+// answerCrossedCancel ends a call whose answer to A crossed A's CANCEL
+// (sipgo answered A's INVITE with 487). When it was B's answer, B, up,
+// gets its BYE, as any 2xx that comes after A gave up; its attempt is
+// recorded late, and its agent, who was never in a call, is free without
+// after-call work. (A call flow's answer is wagate's own.)
+func (c *call) answerCrossedCancel() {
+	cause := causeCancelledByA
+	c.mu.Lock()
+	c.aAnswered = false
+	if c.bAnswered {
+		cause += "; b answered late"
+		c.dropAgentLocked(c.b)
+		c.attempts.late(c.b.id())
+	}
+	c.mu.Unlock()
+	c.stopAwaitingAck() // A has no dialog: no BYE to hold for its ACK
+	c.terminate(nil, cause)
 }
 
 func (s *Engine) setLocalTag(c *call, res *sip.Response) {

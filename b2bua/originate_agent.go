@@ -79,6 +79,12 @@ func (s *Engine) ringAgents(c *call, agents []sipedge.Agent, offer []byte) *sip.
 		}
 		select {
 		case ev := <-h.events:
+			if ev.kind == evAnswered && end != nil {
+				// The 2xx won just before the call was given up (the
+				// API's hangup crossed it): as late as one after.
+				h.lateWinner(ev, &suffix)
+				continue
+			}
 			if ev.kind == evAnswered {
 				h.stopListening()
 				return h.agentAnswered(ev)

@@ -60,6 +60,20 @@ func (s *Engine) callUser(c *call, ob originBridge, offer []byte, agentAnsweredA
 		return
 	default:
 	}
+	c.mu.Lock()
+	hungUp := c.apiCause != ""
+	c.mu.Unlock()
+	if hungUp {
+		// Hung up through the API as the agent answered: the user's
+		// phone must not ring for a call the business ended; the agent
+		// gets its BYE.
+		r := c.earlyEnd()
+		c.log.Info("user not called: the call was hung up through the API", "leg", "b")
+		c.finalToA(r)
+		c.resetOutcome(OutcomeCancelled)
+		c.terminate(nil, r.Log)
+		return
+	}
 	req := s.userInvite(c, offer)
 	tx, err := s.edge.Client().TransactionRequest(s.ctx, req)
 	if err != nil {

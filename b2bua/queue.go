@@ -16,17 +16,20 @@ import (
 // Queues (a call flow's "queue" action): calls wait in line per hunt
 // list, higher priority first, then by arrival. The call at the head
 // rings the list's agents that wagate knows to be free — not on a call
-// it connected (huntState), not in after-call work (any list's
-// wrap_up, agents.go), and not resting after a ring of theirs failed
-// (the list's reject_backoff) — through the same
+// it connected (huntState), not ringing for another call, not in
+// after-call work (any list's wrap_up, agents.go), and not resting after
+// a ring of theirs failed (the list's reject_backoff) — through the same
 // hunt as any connect, and is connected to the first that answers; the
-// others move up. Agents are looked for every second (queueRetry), so
-// one that frees up is taken within a second. The ring ends with the
-// wait: at limit_time, when the engine leaves or the call ends, the
-// agents ringing get CANCEL. The engine plays the music and the
-// announcements; this side only keeps the line.
+// others move up. While it rings, the calls behind it ring the free
+// agents left over, in line order: a call rings when the free agents
+// outnumber the calls ahead of it that ring nobody, and an agent rings
+// for one waiting call at a time (huntState.reserve). Agents are looked
+// for every second (queueRetry), so one that frees up is taken within a
+// second. The ring ends with the wait: at limit_time, when the engine
+// leaves or the call ends, the agents ringing get CANCEL. The engine
+// plays the music and the announcements; this side only keeps the line.
 
-// queueRetry is how often the head of a line looks for a free agent.
+// queueRetry is how often a waiting call looks for a free agent.
 const queueRetry = time.Second
 
 // Why a wait ended while its agents rang (connectHunt's error).
@@ -130,6 +133,9 @@ type ticket struct {
 	priority int
 	seq      uint64
 
+	// ringing: the call rings agents now (under waitLines.mu).
+	ringing bool
+
 	status    chan callflow.QueueStatus // the latest place (cap 1)
 	result    chan callflow.QueueResult // one result (cap 1)
 	leave     chan struct{}
@@ -183,6 +189,30 @@ func (w *waitLines) position(t *ticket) int {
 	return slices.Index(w.lines[t.list], t) + 1
 }
 
+// waitingAhead is how many calls ahead of t in its line ring nobody
+// now: each of them is owed one of the free agents before t.
+func (w *waitLines) waitingAhead(t *ticket) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, x := range w.lines[t.list] {
+		if x == t {
+			break
+		}
+		if !x.ringing {
+			n++
+		}
+	}
+	return n
+}
+
+// setRinging marks whether t rings agents now.
+func (w *waitLines) setRinging(t *ticket, on bool) {
+	w.mu.Lock()
+	t.ringing = on
+	w.mu.Unlock()
+}
+
 // busy reports whether the hunt target name ("user@endpoint") is on a
 // call wagate connected (agents.go) or in its after-call work.
 func (hs *huntState) busy(name string) bool {
@@ -197,29 +227,44 @@ func (hs *huntState) busy(name string) bool {
 // engine leaves or the call ends.
 func (fc *flowCall) JoinQueue(ctx context.Context, r callflow.QueueRequest) (callflow.Ticket, error) {
 	cfg := fc.s.edge.Config()
-	list := cfg.HuntList(r.Queue)
-	if list == nil {
-		return nil, fmt.Errorf("b2bua: queue: no hunt list %q under hunt_lists", r.Queue)
-	}
-	callees, _, rej := sipedge.Callees(cfg, configs.Route{Hunt: r.Queue})
-	if rej != nil {
-		return nil, fmt.Errorf("b2bua: queue: %s", rej.Log)
-	}
-	for _, c := range callees {
-		if c.EP.Kind != configs.KindPBX {
-			return nil, fmt.Errorf("b2bua: queue: endpoint %q is not a pbx", c.EP.Name)
-		}
+	list, callees, err := queueAgents(cfg, r.Queue)
+	if err != nil {
+		return nil, err
 	}
 	t := &ticket{list: r.Queue, priority: r.Priority, status: make(chan callflow.QueueStatus, 1),
 		result: make(chan callflow.QueueResult, 1), leave: make(chan struct{})}
 	fc.s.lines.add(t)
 	fc.log.Info("call flow queued", "queue", r.Queue, "priority", r.Priority, "position", fc.s.lines.position(t))
-	fc.s.wg.Go(func() { fc.waitInLine(t, list, callees, r.LimitTime) })
+	fc.s.wg.Go(func() { fc.waitInLine(t, cfg, list, callees, r.LimitTime) })
 	return t, nil
 }
 
-// waitInLine keeps t's place and, at the head, rings the free agents.
-func (fc *flowCall) waitInLine(t *ticket, list *configs.HuntList, callees []sipedge.Callee, limit time.Duration) {
+// queueAgents returns the hunt list name of cfg, whose agents a queue
+// rings, and its targets.
+func queueAgents(cfg *configs.Config, name string) (*configs.HuntList, []sipedge.Callee, error) {
+	list := cfg.HuntList(name)
+	if list == nil {
+		return nil, nil, fmt.Errorf("b2bua: queue: no hunt list %q under hunt_lists", name)
+	}
+	callees, _, rej := sipedge.Callees(cfg, configs.Route{Hunt: name})
+	if rej != nil {
+		return nil, nil, fmt.Errorf("b2bua: queue: %s", rej.Log)
+	}
+	for _, c := range callees {
+		if c.EP.Kind != configs.KindPBX {
+			return nil, nil, fmt.Errorf("b2bua: queue: endpoint %q is not a pbx", c.EP.Name)
+		}
+	}
+	return list, callees, nil
+}
+
+// waitInLine keeps t's place and rings the free agents when its turn
+// comes: those of the hunt list in the configuration running at each look
+// (list and callees as of cfg, when the call joined), so that a reload
+// that changes the list's agents, strategy or times applies to the calls
+// already waiting. A reload that removes the list, or leaves it unusable
+// for a queue, keeps the agents the call had.
+func (fc *flowCall) waitInLine(t *ticket, cfg *configs.Config, list *configs.HuntList, callees []sipedge.Callee, limit time.Duration) {
 	s, c := fc.s, fc.c
 	start := time.Now()
 	finish := func(outcome string, err error) {
@@ -256,11 +301,28 @@ func (fc *flowCall) waitInLine(t *ticket, list *configs.HuntList, callees []sipe
 			t.setStatus(callflow.QueueStatus{Position: pos, ETA: s.lines.estimate(t.list, time.Since(start))})
 		}
 		var rested <-chan time.Time
-		if pos == 1 && wait.Err() == nil {
+		if now := s.edge.Config(); now != cfg {
+			cfg = now
+			if l, cl, err := queueAgents(cfg, t.list); err == nil {
+				list, callees = l, cl
+			} else {
+				fc.log.Warn("call flow queue: the reloaded configuration has no usable hunt list for the queue; ringing the agents it had", "queue", t.list, "error", err)
+			}
+		}
+		// A call rings when the free agents outnumber the calls ahead of
+		// it that ring nobody: the head of the line first, and the ones
+		// behind it while agents the calls ahead do not ring sit idle.
+		ahead := s.lines.waitingAhead(t)
+		if ahead < len(callees) && wait.Err() == nil {
 			var free []sipedge.Callee
 			var wake time.Time
 			now := time.Now()
 			for _, cl := range callees {
+				if s.hunts.ringingNow(cl.Name()) {
+					// Rung for another call: free again, if it does
+					// not answer, at a later look.
+					continue
+				}
 				if s.hunts.busy(cl.Name()) || !s.edge.Up(cl.EP.Name) {
 					// An agent whose wrap-up ends between two looks is
 					// rung then, as a rest's.
@@ -283,8 +345,10 @@ func (fc *flowCall) waitInLine(t *ticket, list *configs.HuntList, callees []sipe
 				rest.Reset(time.Until(wake))
 				rested = rest.C
 			}
-			if len(free) > 0 {
+			if len(free) > ahead {
+				s.lines.setRinging(t, true)
 				err := fc.ring(wait, free, list, false, failed)
+				s.lines.setRinging(t, false)
 				switch {
 				case err == nil:
 					s.lines.connected(t.list, time.Since(start))
