@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/wagate/wagate/events"
+	"github.com/wagate/wagate/prompt"
 )
 
 // ErrService is wrapped by every failed exchange with the business's
@@ -40,7 +41,8 @@ const (
 
 const maxRedirects = 3
 
-// newClient returns a copy of c whose redirects stay on http and https and
+// newClient returns a copy of c (on prompt.KeptTransport when it has
+// none) whose redirects stay on http and https and
 // stop after three hops. A POST moved by 301 or 302 is sent again as it
 // was, a POST with its body and headers, as after 307 and 308: Go's client
 // (like a browser) would send a GET without the request, which a service
@@ -50,6 +52,10 @@ func newClient(c *http.Client) *http.Client {
 	var cc http.Client
 	if c != nil {
 		cc = *c
+	}
+	if cc.Transport == nil {
+		// Many calls ask the service at once: keep their connections.
+		cc.Transport = prompt.KeptTransport()
 	}
 	cc.CheckRedirect = func(req *http.Request, via []*http.Request) error {
 		if len(via) >= maxRedirects {

@@ -85,14 +85,17 @@ func CheckURL(raw string) (*url.URL, error) {
 	return u, nil
 }
 
-// SafeClient returns a copy of c (nil: a new client on
-// http.DefaultTransport) whose redirects stay on http and https and stop
-// after five hops. Go's client refuses unknown schemes by itself, but with a
-// message that does not say a redirect led there.
+// SafeClient returns a copy of c (nil, or no Transport: on KeptTransport)
+// whose redirects stay on http and https and stop after five hops. Go's
+// client refuses unknown schemes by itself, but with a message that does
+// not say a redirect led there.
 func SafeClient(c *http.Client) *http.Client {
 	var cc http.Client
 	if c != nil {
 		cc = *c
+	}
+	if cc.Transport == nil {
+		cc.Transport = KeptTransport()
 	}
 	cc.CheckRedirect = func(req *http.Request, via []*http.Request) error {
 		if len(via) >= maxRedirects {

@@ -183,7 +183,7 @@ func (a Allow) control(_, address string, _ syscall.RawConn) error {
 // on http and https, at most maxRedirects of them, and no proxy from the
 // environment is used (it would do the dialing, past the check).
 func fetchClient(allow Allow) *http.Client {
-	t := http.DefaultTransport.(*http.Transport).Clone()
+	t := KeptTransport()
 	t.Proxy = nil
 	t.MaxResponseHeaderBytes = 64 << 10
 	checked := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second, Control: allow.control}
