@@ -40,6 +40,7 @@ func TestServiceConnectionsKept(t *testing.T) {
 		}
 		wg.Wait()
 	}
+	t.Logf("%d connections opened for %d rounds of %d requests at once", opened.Load(), rounds, concurrent)
 	if n := opened.Load(); n > concurrent+concurrent/4 {
 		t.Errorf("%d connections opened for %d rounds of %d requests at once; want about %d (kept and used again)", n, rounds, concurrent, concurrent)
 	}
