@@ -17,6 +17,12 @@ func reoffer(port int, pt string, attrs ...string) []byte {
 
 // sendEvery sends one packet every 20 ms from p to to until stop.
 func sendEvery(t *testing.T, wg *sync.WaitGroup, stop <-chan struct{}, p *peer, to netip.AddrPort, pt uint8, ssrc uint32) {
+	sendPayloadEvery(t, wg, stop, p, to, pt, ssrc, 960, []byte("x"))
+}
+
+// sendPayloadEvery sends payload from p to to every 20 ms (step
+// timestamp units a packet) until stop.
+func sendPayloadEvery(t *testing.T, wg *sync.WaitGroup, stop <-chan struct{}, p *peer, to netip.AddrPort, pt uint8, ssrc uint32, step int, payload []byte) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -28,7 +34,7 @@ func sendEvery(t *testing.T, wg *sync.WaitGroup, stop <-chan struct{}, p *peer, 
 				return
 			case <-tick.C:
 			}
-			if _, err := p.conn.WriteToUDPAddrPort(rtpPacket(t, pt, uint16(i), uint32(i*960), ssrc, []byte("x")), to); err != nil {
+			if _, err := p.conn.WriteToUDPAddrPort(rtpPacket(t, pt, uint16(i), uint32(i*step), ssrc, payload), to); err != nil {
 				return
 			}
 		}
@@ -342,8 +348,8 @@ func TestAcceptOfferCodecChange(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	defer func() { close(stop); wg.Wait() }()
-	sendPayloadEvery(&wg, stop, a, toA, 0, 0xA1, ulaw)
-	sendPayloadEvery(&wg, stop, moved, toB, 8, 0xB2, alaw)
+	sendPayloadEvery(t, &wg, stop, a, toA, 0, 0xA1, 160, ulaw)
+	sendPayloadEvery(t, &wg, stop, moved, toB, 8, 0xB2, 160, alaw)
 	got := expect(t, moved)
 	if h := readHdr(got); h.pt != 8 || len(got)-12 != 160 || got[12]&0x7F != 0x55 {
 		t.Fatalf("the PBX's new phone got PT %d, %d bytes (first %#x); want PCMA silence, 20 ms", h.pt, len(got)-12, got[12])
@@ -360,27 +366,4 @@ func TestAcceptOfferCodecChange(t *testing.T) {
 	if r := b.Live(); r.B.Codec != "PCMA" || r.A.Codec != "PCMU" {
 		t.Fatalf("live report: codecs A %q, B %q; want PCMU, PCMA", r.A.Codec, r.B.Codec)
 	}
-}
-
-// sendPayloadEvery sends payload from p to to every 20 ms (8 kHz) until
-// stop.
-func sendPayloadEvery(wg *sync.WaitGroup, stop <-chan struct{}, p *peer, to netip.AddrPort, pt uint8, ssrc uint32, payload []byte) {
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-			pkt := append([]byte{0x80, pt, byte(i >> 8), byte(i), byte(i * 160 >> 24), byte(i * 160 >> 16), byte(i * 160 >> 8), byte(i * 160),
-				byte(ssrc >> 24), byte(ssrc >> 16), byte(ssrc >> 8), byte(ssrc)}, payload...)
-			if _, err := p.conn.WriteToUDPAddrPort(pkt, to); err != nil {
-				return
-			}
-		}
-	}()
 }

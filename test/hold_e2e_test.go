@@ -185,27 +185,7 @@ func TestPBXMovesMedia(t *testing.T) {
 	c := startCtl(t, wagateOpts{RTPTimeout: "2s"})
 	rc := c.call(t)
 	mustHear(t, "before the move: the caller hears the agent", rc.meta.Media, 48000, 440, time.Second)
-	first := sdpAddr(t, rc.pbx.Remote)
-
-	moved, err := rtppeer.Listen(rtppeer.Config{IP: c.e.PBX.IP, Codec: rtppeer.PCMU, EventPT: 101})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer moved.Close()
-	offer := rtppeer.Desc{IP: c.e.PBX.IP, Port: moved.Port(), Codecs: []rtppeer.Codec{rtppeer.PCMU}, EventPT: 101, Ptime: 20}.Marshal()
-	ans := reinvite(t, rc.pbx, offer)
-	sdp, err := rtppeer.ParseSDP([]byte(ans))
-	if err != nil {
-		t.Fatalf("answer to the move: %v\n%s", err, ans)
-	}
-	if got := fmt.Sprintf("%s:%d", sdp.IP, sdp.Port); got != first {
-		t.Errorf("wagate answered the move from %s, want its same address %s", got, first)
-	}
-	rc.pbx.Media.SetSource(nil)
-	if err := moved.Start(sdp.Addr(), nil); err != nil {
-		t.Fatal(err)
-	}
-	moved.SetSource(pbxTone())
+	moved, _ := pbxNewStream(t, c, rc, rtppeer.PCMU, "the move")
 	old := rc.pbx.Media.Stats().Received
 	time.Sleep(100 * time.Millisecond)
 	mustHear(t, "after the move: the caller hears the agent's new stream", rc.meta.Media, 48000, 440, 1500*time.Millisecond)
@@ -221,6 +201,35 @@ func TestPBXMovesMedia(t *testing.T) {
 	c.w.waitIdle()
 }
 
+// pbxNewStream re-INVITEs from the agent's PBX with a new stream (a new
+// port, codec only) and moves the agent's tone to it: wagate must answer
+// from its same address. It returns the new stream (closed with the
+// test) and wagate's answer.
+func pbxNewStream(t *testing.T, c *ctl, rc recCall, codec rtppeer.Codec, what string) (*rtppeer.Session, *rtppeer.SDP) {
+	t.Helper()
+	first := sdpAddr(t, rc.pbx.Remote)
+	s, err := rtppeer.Listen(rtppeer.Config{IP: c.e.PBX.IP, Codec: codec, EventPT: 101})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	offer := rtppeer.Desc{IP: c.e.PBX.IP, Port: s.Port(), Codecs: []rtppeer.Codec{codec}, EventPT: 101, Ptime: 20}.Marshal()
+	ans := reinvite(t, rc.pbx, offer)
+	sdp, err := rtppeer.ParseSDP([]byte(ans))
+	if err != nil {
+		t.Fatalf("answer to %s: %v\n%s", what, err, ans)
+	}
+	if got := fmt.Sprintf("%s:%d", sdp.IP, sdp.Port); got != first {
+		t.Errorf("wagate answered %s from %s, want its same address %s", what, got, first)
+	}
+	rc.pbx.Media.SetSource(nil)
+	if err := s.Start(sdp.Addr(), nil); err != nil {
+		t.Fatal(err)
+	}
+	s.SetSource(pbxTone())
+	return s, sdp
+}
+
 // TestPBXChangesCodec: the PBX re-INVITEs with PCMA only, as a PBX does
 // after its own transfer moved the call to a phone without PCMU: wagate
 // answers PCMA from its same address (a 488 failed the PBX's transfer),
@@ -231,30 +240,10 @@ func TestPBXChangesCodec(t *testing.T) {
 	c := startCtl(t, wagateOpts{RTPTimeout: "2s"})
 	rc := c.call(t)
 	mustHear(t, "before the change: the caller hears the agent", rc.meta.Media, 48000, 440, time.Second)
-	first := sdpAddr(t, rc.pbx.Remote)
-
-	phone, err := rtppeer.Listen(rtppeer.Config{IP: c.e.PBX.IP, Codec: rtppeer.PCMA, EventPT: 101})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer phone.Close()
-	offer := rtppeer.Desc{IP: c.e.PBX.IP, Port: phone.Port(), Codecs: []rtppeer.Codec{rtppeer.PCMA}, EventPT: 101, Ptime: 20}.Marshal()
-	ans := reinvite(t, rc.pbx, offer)
-	sdp, err := rtppeer.ParseSDP([]byte(ans))
-	if err != nil {
-		t.Fatalf("answer to the change: %v\n%s", err, ans)
-	}
-	if got := fmt.Sprintf("%s:%d", sdp.IP, sdp.Port); got != first {
-		t.Errorf("wagate answered from %s, want its same address %s", got, first)
-	}
+	phone, sdp := pbxNewStream(t, c, rc, rtppeer.PCMA, "the change to PCMA")
 	if len(sdp.PTs) == 0 || sdp.PTs[0] != 8 {
-		t.Fatalf("wagate answered payload types %v, want PCMA (8) first\n%s", sdp.PTs, ans)
+		t.Fatalf("wagate answered payload types %v, want PCMA (8) first\n%s", sdp.PTs, sdp.Raw)
 	}
-	rc.pbx.Media.SetSource(nil)
-	if err := phone.Start(sdp.Addr(), nil); err != nil {
-		t.Fatal(err)
-	}
-	phone.SetSource(pbxTone())
 	mustHear(t, "after the change: the caller hears the PCMA phone", rc.meta.Media, 48000, 440, 1500*time.Millisecond)
 	mustHear(t, "after the change: the PCMA phone hears the caller", phone, 8000, 1000, 1500*time.Millisecond)
 	checkNoSIPToMeta(t, c.meta, time.Now())

@@ -216,6 +216,24 @@ func TestTransferTargetByeAtOnce(t *testing.T) {
 func TestAgentByeBeforeCallerAck(t *testing.T) {
 	t.Parallel()
 	c := startCtl(t, wagateOpts{})
+	mc, err := agentByeAtOnce(t, c, metapeer.CallSpec{Target: c.w.SIPAddr, To: businessNumber, From: waUser, LoseAnswers: 2})
+	if err != nil {
+		t.Fatalf("the caller, whose first two 200s were lost, got no call to end: %v", err)
+	}
+	waitBye(t, mc, "the caller")
+	s := c.w.waitIdle()
+	c.w.expectCounts(s, 1, 1)
+	cdr := cdrOfA(t, waitCDRs(t, c.e, 1), mc.Dialog.CallID)
+	if cdr.HangupBy != "b" || cdr.Outcome != "answered" {
+		t.Errorf("CDR hangup_by %q outcome %q, want b / answered", cdr.HangupBy, cdr.Outcome)
+	}
+}
+
+// agentByeAtOnce places the caller's call (spec) and has the agent hang
+// up as soon as wagate ACKs its 200; it returns the caller's call as
+// its INVITE ended.
+func agentByeAtOnce(t *testing.T, c *ctl, spec metapeer.CallSpec) (*metapeer.Call, error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
 	defer cancel()
 	answered := answerAsync(ctx, c.pbx, metapeer.AnswerSpec{})
@@ -225,7 +243,7 @@ func TestAgentByeBeforeCallerAck(t *testing.T) {
 	}
 	ch := make(chan result, 1)
 	go func() {
-		mc, err := c.meta.Call(ctx, metapeer.CallSpec{Target: c.w.SIPAddr, To: businessNumber, From: waUser, LoseAnswers: 2})
+		mc, err := c.meta.Call(ctx, spec)
 		ch <- result{mc, err}
 	}()
 	pc := waitAnswer(t, answered, "the PBX")
@@ -235,16 +253,7 @@ func TestAgentByeBeforeCallerAck(t *testing.T) {
 	}
 	pc.Media.Close()
 	r := <-ch
-	if r.err != nil {
-		t.Fatalf("the caller, whose first two 200s were lost, got no call to end: %v", r.err)
-	}
-	waitBye(t, r.mc, "the caller")
-	s := c.w.waitIdle()
-	c.w.expectCounts(s, 1, 1)
-	cdr := cdrOfA(t, waitCDRs(t, c.e, 1), r.mc.Dialog.CallID)
-	if cdr.HangupBy != "b" || cdr.Outcome != "answered" {
-		t.Errorf("CDR hangup_by %q outcome %q, want b / answered", cdr.HangupBy, cdr.Outcome)
-	}
+	return r.mc, r.err
 }
 
 // TestAgentByeAtOnce: the agent hangs up as soon as it has wagate's ACK
@@ -258,29 +267,11 @@ func TestAgentByeBeforeCallerAck(t *testing.T) {
 func TestAgentByeAtOnce(t *testing.T) {
 	t.Parallel()
 	c := startCtl(t, wagateOpts{})
-	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
-	defer cancel()
-	answered := answerAsync(ctx, c.pbx, metapeer.AnswerSpec{})
-	type result struct {
-		mc  *metapeer.Call
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		mc, err := c.meta.Call(ctx, metapeer.CallSpec{Target: c.w.SIPAddr, To: businessNumber, From: waUser})
-		ch <- result{mc, err}
-	}()
-	pc := waitAnswer(t, answered, "the PBX")
-	<-pc.Dialog.Acked()
-	if code, err := pc.Dialog.Bye(ctx); err != nil || code != 200 {
-		t.Errorf("the agent's BYE at once after the ACK: %d %v, want 200", code, err)
-	}
-	pc.Media.Close()
-	r := <-ch
-	if r.err == nil {
-		waitBye(t, r.mc, "the caller")
+	mc, err := agentByeAtOnce(t, c, metapeer.CallSpec{Target: c.w.SIPAddr, To: businessNumber, From: waUser})
+	if err == nil {
+		waitBye(t, mc, "the caller")
 	} else {
-		t.Logf("the caller's call: %v", r.err)
+		t.Logf("the caller's call: %v", err)
 	}
 	c.w.waitIdle()
 }
