@@ -106,6 +106,13 @@ func TestCDRWriteAndQuery(t *testing.T) {
 		{"to", CDRQuery{To: t0.Add(10 * time.Minute)}, 10},     // minutes 0…9
 		{"window", CDRQuery{From: t0.Add(10 * time.Minute), To: t0.Add(20 * time.Minute)}, 10},
 		{"nothing", CDRQuery{From: t0.Add(time.Hour)}, 0},
+		// Beyond 2262 a time has no int64 of Unix nanoseconds; an
+		// open-ended window ("to=3000-01-01") must still mean "until
+		// the end".
+		{"to far future", CDRQuery{To: time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)}, n},
+		{"window to 9999", CDRQuery{From: t0.Add(50 * time.Minute), To: time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)}, 10},
+		{"from far future", CDRQuery{From: time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC)}, 0},
+		{"to far past", CDRQuery{To: time.Date(1600, 1, 1, 0, 0, 0, 0, time.UTC)}, 0},
 	}
 	// Expected counts from the same rules the loop used.
 	exp := map[string]int{}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -109,10 +110,10 @@ func (s *Sink) CDRs(ctx context.Context, q CDRQuery) (CDRPage, error) {
 		add("c.seq > ?", q.After.after)
 	}
 	if !q.From.IsZero() {
-		add("c.created_at >= ?", q.From.UnixNano())
+		add("c.created_at >= ?", clampUnixNano(q.From))
 	}
 	if !q.To.IsZero() {
-		add("c.created_at < ?", q.To.UnixNano())
+		add("c.created_at < ?", clampUnixNano(q.To))
 	}
 	if q.Number != "" {
 		add("business_number = ?", q.Number)
@@ -154,6 +155,20 @@ func (s *Sink) CDRs(ctx context.Context, q CDRQuery) (CDRPage, error) {
 		return CDRPage{}, fmt.Errorf("events: query CDRs: %w", err)
 	}
 	return page, nil
+}
+
+// clampUnixNano is t in Unix nanoseconds, saturated at the int64 range:
+// time.UnixNano wraps around outside 1678–2262, so that an open-ended
+// "to=3000-01-01T00:00:00Z" compared as a large negative number and
+// matched nothing.
+func clampUnixNano(t time.Time) int64 {
+	switch {
+	case t.Before(time.Unix(0, math.MinInt64)):
+		return math.MinInt64
+	case t.After(time.Unix(0, math.MaxInt64)):
+		return math.MaxInt64
+	}
+	return t.UnixNano()
 }
 
 // cdrSelect reads CDRs with Meta's report of the same WhatsApp call id
