@@ -213,7 +213,7 @@ func Open(ctx context.Context, opts Options) (*Sink, error) {
 	if err := opts.fill(); err != nil {
 		return nil, err
 	}
-	wdb, rdb, err := openDB(ctx, opts.Path)
+	wdb, rdb, err := openOrRecover(ctx, opts.Path, opts.now(), opts.Log.With("component", "events"))
 	if err != nil {
 		return nil, err
 	}

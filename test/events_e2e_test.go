@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -295,4 +297,35 @@ func TestEventsPermissionChanged(t *testing.T) {
 	}
 	rx.checkSigned(t)
 	w.waitIdle()
+}
+
+// TestEventsDamagedDatabase: wagate is stopped and its events database is
+// found damaged at the next start (here: overwritten, not a database any
+// more). wagate used to refuse to start ("events store failed"): no calls
+// at all because of the call records. Now it starts, keeps the damaged
+// file beside the new one and says so in its log, and the next call gets
+// its CDR and its events.
+func TestEventsDamagedDatabase(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rx := newReceiver(t, e)
+	o := wagateOpts{APIExtra: tokenAPI, Extra: eventsYAML(rx)}
+	w := e.startWagate(o)
+	checkAllDelivered(t, rx, placeUICs(t, e, w, "before", 1))
+	w.terminate()
+
+	db := filepath.Join(e.dir, "data", "events.db")
+	if err := os.WriteFile(db, bytes.Repeat([]byte("not sqlite "), 1000), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	w = e.startWagate(o)
+	w.waitLogMsg("events database damaged: moved aside and replaced by a new one holding what could be read; sqlite3 <damaged_file> .recover may find more", 0)
+	if kept, _ := filepath.Glob(db + ".corrupt-*"); len(kept) != 1 {
+		t.Errorf("damaged file kept as %v, want one events.db.corrupt-…", kept)
+	}
+	before := len(rx.all())
+	cdrs := placeUICs(t, e, w, "after", 1)
+	evs := rx.waitUntil(t, "the new call's events", func(evs []rxEvent) bool { return len(evs) >= before+4 })
+	checkEndEvent(t, "call after the damage", evs, cdrs[0], "call.ended")
+	rx.checkSigned(t)
 }
