@@ -295,10 +295,25 @@ func (sub *subscriber) attempt(ctx context.Context, c candidate) {
 	sub.mu.Lock()
 	sub.active--
 	opened := time.Duration(0)
+	held := time.Duration(0)
 	if ctx.Err() == nil {
 		opened = sub.breakerLocked(c.seq, errText == "")
+		// A 429 or 503 with Retry-After speaks for the receiver, not for
+		// one event: nothing is posted to it until then. Holding back
+		// only the refused event sent the next ones straight into its
+		// rate limit.
+		if retryAfter > 0 && (status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable) {
+			held = min(retryAfter, sub.s.opts.BackoffMax)
+			if until := sub.s.now().Add(held); until.After(sub.pauseUntil) {
+				sub.pauseUntil = until
+			}
+		}
 	}
 	sub.mu.Unlock()
+	if held > 0 {
+		sub.s.errs.log(sub.s.log, slog.LevelWarn, "retry-after "+sub.cfg.Name, "event subscriber asked to wait (Retry-After): pausing its deliveries",
+			"subscriber", sub.cfg.Name, "status", status, "pause", held.String())
+	}
 	if opened > 0 {
 		sub.s.errs.log(sub.s.log, slog.LevelWarn, "breaker "+sub.cfg.Name, "event subscriber failing: pausing its deliveries, then trying one event at a time",
 			"subscriber", sub.cfg.Name, "consecutive_failures", breakerFailures, "pause", opened.String(), "error", errText)
@@ -385,10 +400,36 @@ func (sub *subscriber) post(ctx context.Context, c candidate) (status int, errTe
 	if snippet := printable(buf.Bytes(), maxErrorText); snippet != "" {
 		msg += ": " + snippet
 	}
-	if s, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get("Retry-After"))); err == nil && s > 0 {
-		retryAfter = time.Duration(s) * time.Second
+	return resp.StatusCode, msg, parseRetryAfter(resp.Header.Get("Retry-After"), sub.s.now())
+}
+
+// maxRetryAfter bounds what is read of a Retry-After (BackoffMax bounds
+// it again); it keeps the arithmetic far from overflowing.
+const maxRetryAfter = 7 * 24 * time.Hour
+
+// parseRetryAfter reads a Retry-After header: delay-seconds or an HTTP
+// date (RFC 9110 §10.2.3). It returns 0 for none, a bad value or a time
+// already past, and at most maxRetryAfter.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
 	}
-	return resp.StatusCode, msg, retryAfter
+	if v[0] >= '0' && v[0] <= '9' {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			if errors.Is(err, strconv.ErrRange) {
+				return maxRetryAfter
+			}
+			return 0
+		}
+		return min(time.Duration(min(n, uint64(maxRetryAfter/time.Second)))*time.Second, maxRetryAfter)
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0
+	}
+	return min(max(t.Sub(now), 0), maxRetryAfter)
 }
 
 // cleanError shortens a client error: *url.Error repeats the method and
@@ -457,7 +498,10 @@ func (sub *subscriber) finished(r *result, written bool) {
 		}
 	}
 	if r.sub != nil && !written {
-		sub.pauseUntil = sub.s.now().Add(writeTrouble)
+		// max: a receiver's longer Retry-After still stands.
+		if until := sub.s.now().Add(writeTrouble); until.After(sub.pauseUntil) {
+			sub.pauseUntil = until
+		}
 	}
 	sub.mu.Unlock()
 	if r.sub != nil && written {

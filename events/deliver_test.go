@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -382,4 +383,67 @@ func TestBreakerBoundsAttemptsWhileDown(t *testing.T) {
 	t.Cleanup(func() { srv.Close() })
 	waitFor(t, "every event after the receiver came back", func() bool { return r.distinct() == calls*4 })
 	r.checkClean(t)
+}
+
+// TestRetryAfterHoldsTheSubscriber: a receiver answering 429 or 503 with
+// Retry-After gets no request at all, of any event, until that time has
+// passed, in either form of the header (seconds, HTTP date). Before, only
+// the refused event waited: the next pending events were posted at once,
+// into the receiver's rate limit, and an HTTP date was ignored.
+func TestRetryAfterHoldsTheSubscriber(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		status int
+		header func(now time.Time) string
+		// least is the least gap to the next request the header asks
+		// for (an HTTP date has whole seconds).
+		least time.Duration
+	}{
+		{"429 seconds", http.StatusTooManyRequests, func(time.Time) string { return "1" }, time.Second},
+		{"503 http date", http.StatusServiceUnavailable, func(now time.Time) string {
+			return now.Add(2 * time.Second).UTC().Format(http.TimeFormat)
+		}, time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var (
+				mu       sync.Mutex
+				refused  time.Time // when the refusal was written
+				arrivals []time.Time
+			)
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				io.Copy(io.Discard, r.Body)
+				mu.Lock()
+				defer mu.Unlock()
+				arrivals = append(arrivals, time.Now())
+				if len(arrivals) == 1 {
+					w.Header().Set("Retry-After", tc.header(time.Now()))
+					w.WriteHeader(tc.status)
+					refused = time.Now()
+					return
+				}
+				w.WriteHeader(http.StatusNoContent)
+			}))
+			t.Cleanup(srv.Close)
+			s := openSink(t, func(o *Options) {
+				o.Subscribers = []Subscriber{{Name: "crm", URL: srv.URL, Secret: testSecret, Concurrency: 1}}
+				o.BackoffBase = 5 * time.Millisecond
+				o.BackoffMax = 10 * time.Second
+			})
+			// Events without a call: no order holds them back.
+			for i := range 5 {
+				s.PermissionChanged(PermissionChange{PhoneNumberID: "100000000000001", User: fmt.Sprintf("+1650555%04d", i), Status: "permanent", Source: "api"})
+			}
+			waitFor(t, "every event delivered", func() bool { return s.Stats().Subscribers[0].Delivered == 5 })
+			mu.Lock()
+			defer mu.Unlock()
+			if len(arrivals) != 6 {
+				t.Fatalf("%d requests, want 6 (one refused)", len(arrivals))
+			}
+			// A lower bound only: a slow machine can make it longer, never
+			// shorter.
+			if gap := arrivals[1].Sub(refused); gap < tc.least-50*time.Millisecond {
+				t.Errorf("next request %v after the %d with Retry-After %q, want none for %v", gap, tc.status, tc.header(refused), tc.least)
+			}
+		})
+	}
 }
