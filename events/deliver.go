@@ -377,6 +377,12 @@ func (sub *subscriber) post(ctx context.Context, c candidate) (status int, errTe
 	h.Set("Content-Type", "application/json")
 	h.Set("User-Agent", "wagate-events")
 	h.Set("X-Wagate-Event-Id", c.id)
+	// Idempotency-Key (the event id): the receiver may dedupe on a
+	// standard header, and Go's transport then sends the request again
+	// on a new connection when a reused keep-alive one was closed under
+	// it without an answer — a race with the receiver's idle timeout that
+	// was otherwise a failed attempt and a backoff.
+	h.Set("Idempotency-Key", c.id)
 	h.Set("X-Wagate-Event-Type", c.typ)
 	h.Set("X-Wagate-Delivery-Attempt", strconv.Itoa(c.attempts+1))
 	h.Set(SignatureHeader, Sign(sub.secret, sub.s.now(), c.body))

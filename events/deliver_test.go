@@ -1,6 +1,7 @@
 package events
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -445,5 +446,61 @@ func TestRetryAfterHoldsTheSubscriber(t *testing.T) {
 				t.Errorf("next request %v after the %d with Retry-After %q, want none for %v", gap, tc.status, tc.header(refused), tc.least)
 			}
 		})
+	}
+}
+
+// TestStaleKeepAliveIsNotAFailure: a receiver closes an idle keep-alive
+// connection just as wagate sends the next event on it (Node.js closes
+// them after 5 s by default, so this race is common). The request never
+// got an answer; it is sent again at once on a new connection, not
+// counted as a failed attempt and put back for a backoff. Before, every
+// such race was a failed attempt, logged, and five in a row opened the
+// circuit breaker.
+func TestStaleKeepAliveIsNotAFailure(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var answered atomic.Int32
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				// Each connection answers its first request and closes
+				// under the second, unanswered.
+				for i := 0; ; i++ {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					io.Copy(io.Discard, req.Body)
+					if i == 1 {
+						return
+					}
+					answered.Add(1)
+					io.WriteString(c, "HTTP/1.1 204 No Content\r\n\r\n")
+				}
+			}()
+		}
+	}()
+	s := openSink(t, func(o *Options) {
+		o.Subscribers = []Subscriber{{Name: "crm", URL: "http://" + ln.Addr().String() + "/hook", Secret: testSecret, Concurrency: 1}}
+		o.BackoffBase = time.Second // a failed attempt would show as a delay too
+		o.BackoffMax = time.Second
+	})
+	const n = 6
+	for i := range n {
+		s.PermissionChanged(PermissionChange{PhoneNumberID: "100000000000001", User: fmt.Sprintf("+1650555%04d", i), Status: "permanent", Source: "api"})
+		want := uint64(i + 1)
+		waitFor(t, "the event delivered", func() bool { return s.Stats().Subscribers[0].Delivered == want })
+	}
+	if st := s.Stats().Subscribers[0]; st.Failed != 0 {
+		t.Errorf("%d failed attempts for %d events, each of which the receiver took on the next connection", st.Failed, n)
 	}
 }
