@@ -76,6 +76,10 @@ type subscriber struct {
 	delivered atomic.Uint64
 	failed    atomic.Uint64
 	dead      atomic.Uint64
+	// pending counts its pending deliveries in the outbox (as committed);
+	// backlogFull the events not queued because of Options.MaxPending.
+	pending     atomic.Int64
+	backlogFull atomic.Uint64
 }
 
 func newSubscriber(s *Sink, cfg Subscriber) *subscriber {
@@ -116,7 +120,8 @@ func (sub *subscriber) stats() SubscriberStats {
 	sub.mu.Lock()
 	n := sub.active
 	sub.mu.Unlock()
-	return SubscriberStats{Name: sub.cfg.Name, InFlight: n, Delivered: sub.delivered.Load(), Failed: sub.failed.Load(), DeadLettered: sub.dead.Load()}
+	return SubscriberStats{Name: sub.cfg.Name, InFlight: n, Delivered: sub.delivered.Load(), Failed: sub.failed.Load(), DeadLettered: sub.dead.Load(),
+		Pending: sub.pending.Load(), BacklogFull: sub.backlogFull.Load()}
 }
 
 // scanStmts are the schedulers' queries, prepared once.

@@ -504,3 +504,66 @@ func TestStaleKeepAliveIsNotAFailure(t *testing.T) {
 		t.Errorf("%d failed attempts for %d events, each of which the receiver took on the next connection", st.Failed, n)
 	}
 }
+
+// TestBacklogIsBounded: while a receiver is down, its undelivered events
+// stop growing at MaxPending: the next are not queued for it (counted,
+// logged once per 10 s), the CDRs are still stored, and another
+// subscriber still gets every event. When the receiver is back it gets
+// what was kept, and room is made for new events. Before, the outbox grew
+// without bound (6.6 kB a call, 2.4 GB an hour at 100 calls/s) until the
+// disk was full and every CDR was lost with it.
+func TestBacklogIsBounded(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // down: connections refused
+	other := newReceiver(t)
+	var logs logBuf
+	s := openSink(t, func(o *Options) {
+		o.MaxPending = 10
+		o.Log = logs.logger()
+		o.Subscribers = []Subscriber{
+			{Name: "crm", URL: "http://" + addr + "/hook", Secret: testSecret},
+			{Name: "bi", URL: other.url(), Secret: testSecret},
+		}
+	})
+	const calls = 6 // 24 events
+	for i := range calls {
+		// One call at a time: "bi" takes each before the next, and
+		// never holds 10.
+		emitCall(s, fmt.Sprintf("c-%d", i), t0)
+		waitFor(t, "the other subscriber served", func() bool { return other.distinct() == (i+1)*4 })
+	}
+	if n := s.Stats().CDRsWritten; n != calls {
+		t.Errorf("%d CDRs stored, want %d", n, calls)
+	}
+	st := s.Stats().Subscribers[0]
+	if st.Pending != 10 || st.BacklogFull != calls*4-10 {
+		t.Errorf("crm: %d pending and %d not queued, want 10 and %d", st.Pending, st.BacklogFull, calls*4-10)
+	}
+	waitFor(t, "bi's results written", func() bool { return s.Stats().Subscribers[1].Delivered == calls*4 })
+	if st := s.Stats().Subscribers[1]; st.BacklogFull != 0 {
+		t.Errorf("bi: %d events not queued, want 0", st.BacklogFull)
+	}
+	if n := strings.Count(logs.String(), "backlog is full"); n != 1 {
+		t.Errorf("%d log lines about the full backlog, want 1:\n%s", n, logs.String())
+	}
+
+	r := newReceiver(t)
+	r.noOrder = true // the calls past the bound lost their later events
+	ln, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("listen again on %s: %v", addr, err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(r.serve)}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	waitFor(t, "the kept events delivered", func() bool { return s.Stats().Subscribers[0].Pending == 0 })
+	if r.distinct() != 10 {
+		t.Errorf("%d events delivered, want the 10 kept", r.distinct())
+	}
+	emitCall(s, "after", t0)
+	waitFor(t, "a new call's events", func() bool { return r.distinct() == 14 })
+}

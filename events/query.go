@@ -297,6 +297,7 @@ func (s *Sink) Replay(ctx context.Context, eventID, subscriberName string) (int,
 	}
 	now := s.now().UnixNano()
 	var res sql.Result
+	var requeued map[string]int64
 	var err error
 	if sub != nil {
 		res, err = s.wdb.ExecContext(ctx, `
@@ -313,15 +314,26 @@ func (s *Sink) Replay(ctx context.Context, eventID, subscriberName string) (int,
 			args = append(args, x.cfg.Name)
 			marks = append(marks, "?"+strconv.Itoa(len(args)))
 		}
-		res, err = s.wdb.ExecContext(ctx, `
+		requeued, err = s.replayDead(ctx, `
 			UPDATE deliveries SET state = ?1, attempts = 0, next_at = ?2, updated_at = ?2, last_status = 0, last_error = ''
-			WHERE event_seq = (SELECT seq FROM events WHERE id = ?3) AND state = ?4 AND subscriber IN (`+strings.Join(marks, ", ")+`)`,
+			WHERE event_seq = (SELECT seq FROM events WHERE id = ?3) AND state = ?4 AND subscriber IN (`+strings.Join(marks, ", ")+`)
+			RETURNING subscriber`,
 			args...)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("events: replay %s: %w", eventID, err)
 	}
-	n, _ := res.RowsAffected()
+	var n int64
+	if res != nil {
+		if n, _ = res.RowsAffected(); n > 0 {
+			sub.pending.Add(n)
+		}
+	} else {
+		for name, k := range requeued {
+			s.subByName[name].pending.Add(k)
+			n += k
+		}
+	}
 	if n == 0 {
 		var one int
 		err := s.rdb.QueryRowContext(ctx, `SELECT 1 FROM events WHERE id = ?`, eventID).Scan(&one)
@@ -342,4 +354,23 @@ func (s *Sink) Replay(ctx context.Context, eventID, subscriberName string) (int,
 		}
 	}
 	return int(n), nil
+}
+
+// replayDead runs the UPDATE … RETURNING subscriber of a replay and counts
+// the deliveries re-queued per subscriber, for their pending counts.
+func (s *Sink) replayDead(ctx context.Context, query string, args ...any) (map[string]int64, error) {
+	rows, err := s.wdb.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, err
+		}
+		out[name]++
+	}
+	return out, rows.Err()
 }

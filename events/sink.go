@@ -30,6 +30,11 @@ type Options struct {
 	EventRetention time.Duration
 	// QueueSize bounds the records waiting to be written.
 	QueueSize int
+	// MaxPending bounds each subscriber's undelivered events in the
+	// outbox (0: configs' default; negative: no bound). Beyond it, new
+	// events are not queued for that subscriber (counted, logged), so
+	// that a receiver down for long cannot fill the disk the CDRs need.
+	MaxPending int
 	// Subscribers receive the events.
 	Subscribers []Subscriber
 	// MaxAttempts per event and subscriber before a dead letter.
@@ -76,10 +81,14 @@ func OptionsFrom(c *configs.Config, log *slog.Logger) Options {
 		CDRRetention:   days(c.CDR.RetentionDays),
 		EventRetention: days(c.Events.RetentionDays),
 		QueueSize:      c.Events.QueueSize,
+		MaxPending:     c.Events.MaxPending,
 		MaxAttempts:    c.Events.MaxAttempts,
 		BackoffBase:    c.Events.BackoffBase.D(),
 		BackoffMax:     c.Events.BackoffMax.D(),
 		Log:            log,
+	}
+	if o.MaxPending == 0 {
+		o.MaxPending = -1 // max_pending: 0 is no bound
 	}
 	for _, s := range c.Events.Subscribers {
 		sub := Subscriber{Name: s.Name, URL: s.URL, Secret: s.Secret.Resolve(), Timeout: s.Timeout.D(), Concurrency: s.Concurrency}
@@ -97,6 +106,9 @@ func (o *Options) fill() error {
 	}
 	if o.QueueSize <= 0 {
 		o.QueueSize = configs.DefaultEventsQueueSize
+	}
+	if o.MaxPending == 0 {
+		o.MaxPending = configs.DefaultEventsMaxPending
 	}
 	if o.MaxAttempts <= 0 {
 		o.MaxAttempts = configs.DefaultEventsMaxAttempts
@@ -280,9 +292,9 @@ func Open(ctx context.Context, opts Options) (*Sink, error) {
 	return s, nil
 }
 
-// warnOrphans logs pending deliveries for subscribers no longer configured:
-// they wait for the subscriber to come back, and are pruned after the
-// event retention.
+// warnOrphans counts each subscriber's pending deliveries and logs those
+// of subscribers no longer configured: they wait for the subscriber to
+// come back, and are pruned after the event retention.
 func (s *Sink) warnOrphans(ctx context.Context) {
 	rows, err := s.rdb.QueryContext(ctx, `SELECT subscriber, COUNT(*) FROM deliveries WHERE state = ? GROUP BY subscriber`, statePending)
 	if err != nil {
@@ -293,7 +305,16 @@ func (s *Sink) warnOrphans(ctx context.Context) {
 	for rows.Next() {
 		var name string
 		var n int
-		if rows.Scan(&name, &n) == nil && s.subByName[name] == nil {
+		if rows.Scan(&name, &n) != nil {
+			continue
+		}
+		if sub := s.subByName[name]; sub != nil {
+			sub.pending.Store(int64(n))
+			if max := s.opts.MaxPending; max > 0 && n >= max {
+				s.log.Error("event subscriber's backlog is full: its new events are not queued until it takes some",
+					"subscriber", name, "pending", n, "max_pending", max)
+			}
+		} else {
 			s.log.Warn("undelivered events for a subscriber that is no longer configured; they are kept until the event retention passes",
 				"subscriber", name, "events", n)
 		}
@@ -453,6 +474,10 @@ type SubscriberStats struct {
 	Delivered    uint64 `json:"delivered"`
 	Failed       uint64 `json:"failed_attempts"`
 	DeadLettered uint64 `json:"dead_lettered"`
+	// Pending events wait in the outbox; BacklogFull counts the events
+	// not queued for it because MaxPending were waiting.
+	Pending     int64  `json:"pending"`
+	BacklogFull uint64 `json:"backlog_full"`
 }
 
 // Stats returns the counters (zero for a nil Sink).
