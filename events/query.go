@@ -140,19 +140,36 @@ func (s *Sink) CDRs(ctx context.Context, q CDRQuery) (CDRPage, error) {
 	defer rows.Close()
 	page := CDRPage{CDRs: make([]CDR, 0, min(limit, 64))}
 	var last int64
+	fetched := 0
 	for rows.Next() {
 		if len(page.CDRs) == limit {
 			page.NextCursor = Cursor{after: last}.encode(cdrCursor)
 			break
 		}
-		var c CDR
-		if last, c, err = s.scanCDR(rows); err != nil {
+		fetched++
+		seq, c, err := s.scanCDR(rows)
+		if errors.Is(err, errUnreadableCDR) {
+			// One record that cannot be read (a damaged row, one from a
+			// newer wagate) must not make every page that holds it fail:
+			// a listing could never get past it. Skipped, counted, logged.
+			s.unreadableCDRs.Add(1)
+			s.errs.log(s.log, slog.LevelError, "unreadable CDR", "CDR unreadable: left out of the listing", "seq", seq, "error", err)
+			last = seq
+			continue
+		}
+		if err != nil {
 			return CDRPage{}, err
 		}
+		last = seq
 		page.CDRs = append(page.CDRs, c)
 	}
 	if err := rows.Err(); err != nil {
 		return CDRPage{}, fmt.Errorf("events: query CDRs: %w", err)
+	}
+	if page.NextCursor == "" && fetched > limit {
+		// Rows were skipped: the extra row read to know whether more
+		// match was taken into the page, so more may follow.
+		page.NextCursor = Cursor{after: last}.encode(cdrCursor)
 	}
 	return page, nil
 }
@@ -171,12 +188,18 @@ func clampUnixNano(t time.Time) int64 {
 	return t.UnixNano()
 }
 
+// errUnreadableCDR wraps a stored CDR whose body does not decode.
+var errUnreadableCDR = errors.New("events: CDR unreadable")
+
 // cdrSelect reads CDRs with Meta's report of the same WhatsApp call id
 // beside each, in one query (the report arrives by webhook, before or
 // after the CDR, so it is joined on reading, not copied on writing).
 // CAST: a BLOB handed to json_extract would be taken for JSONB.
+// CASE json_valid: json_extract of one malformed body failed the whole
+// query (CASE, unlike AND, is evaluated in order).
 const cdrSelect = `SELECT c.seq, c.body, m.body FROM cdrs c
-	LEFT JOIN meta_calls m ON m.wa_call_id = json_extract(CAST(c.body AS TEXT), '$.wa_call_id')`
+	LEFT JOIN meta_calls m ON m.wa_call_id = CASE WHEN json_valid(CAST(c.body AS TEXT))
+		THEN json_extract(CAST(c.body AS TEXT), '$.wa_call_id') END`
 
 // scanCDR reads one row of cdrSelect. A Meta report that cannot be read
 // leaves the CDR as it is (warned about, rate-limited).
@@ -188,7 +211,7 @@ func (s *Sink) scanCDR(rows interface{ Scan(...any) error }) (int64, CDR, error)
 	}
 	var c CDR
 	if err := json.Unmarshal(body, &c); err != nil {
-		return 0, CDR{}, fmt.Errorf("events: CDR %d unreadable: %w", seq, err)
+		return seq, CDR{}, fmt.Errorf("%w: CDR %d: %w", errUnreadableCDR, seq, err)
 	}
 	if meta != nil {
 		var m MetaCall

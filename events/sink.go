@@ -216,6 +216,8 @@ type Sink struct {
 	duplicates    atomic.Uint64
 	cdrsSwept     atomic.Uint64
 	eventsPruned  atomic.Uint64
+	// unreadableCDRs counts stored CDRs a listing skipped.
+	unreadableCDRs atomic.Uint64
 }
 
 // Open opens (creating it) the database at opts.Path and starts the writer,
@@ -459,10 +461,13 @@ type Stats struct {
 	Lost        uint64 `json:"lost"`
 	// DuplicateCDRs were refused, with their events, because a CDR with
 	// the same call id was already stored.
-	DuplicateCDRs uint64            `json:"duplicate_cdrs"`
-	CDRsSwept     uint64            `json:"cdrs_swept"`
-	EventsPruned  uint64            `json:"events_pruned"`
-	Subscribers   []SubscriberStats `json:"subscribers"`
+	DuplicateCDRs uint64 `json:"duplicate_cdrs"`
+	CDRsSwept     uint64 `json:"cdrs_swept"`
+	EventsPruned  uint64 `json:"events_pruned"`
+	// UnreadableCDRs counts stored CDRs listings left out because they
+	// did not decode (each time one was met).
+	UnreadableCDRs uint64            `json:"unreadable_cdrs"`
+	Subscribers    []SubscriberStats `json:"subscribers"`
 }
 
 // SubscriberStats counts one subscriber's deliveries.
@@ -486,17 +491,18 @@ func (s *Sink) Stats() Stats {
 		return Stats{}
 	}
 	st := Stats{
-		QueueLength:   len(s.queue),
-		QueueCapacity: cap(s.queue),
-		Dropped:       s.dropped.Load(),
-		CDRsWritten:   s.cdrsWritten.Load(),
-		EventsWritten: s.eventsWritten.Load(),
-		WriteErrors:   s.writeErrors.Load(),
-		Lost:          s.lost.Load(),
-		DuplicateCDRs: s.duplicates.Load(),
-		CDRsSwept:     s.cdrsSwept.Load(),
-		EventsPruned:  s.eventsPruned.Load(),
-		Subscribers:   make([]SubscriberStats, 0, len(s.subs)),
+		QueueLength:    len(s.queue),
+		QueueCapacity:  cap(s.queue),
+		Dropped:        s.dropped.Load(),
+		CDRsWritten:    s.cdrsWritten.Load(),
+		EventsWritten:  s.eventsWritten.Load(),
+		WriteErrors:    s.writeErrors.Load(),
+		Lost:           s.lost.Load(),
+		DuplicateCDRs:  s.duplicates.Load(),
+		CDRsSwept:      s.cdrsSwept.Load(),
+		EventsPruned:   s.eventsPruned.Load(),
+		UnreadableCDRs: s.unreadableCDRs.Load(),
+		Subscribers:    make([]SubscriberStats, 0, len(s.subs)),
 	}
 	for _, sub := range s.subs {
 		st.Subscribers = append(st.Subscribers, sub.stats())
