@@ -323,10 +323,15 @@ func (s *Sink) warnOrphans(ctx context.Context) {
 	}
 }
 
+// writerGrace is the least time Close gives the writer to write what is
+// queued, whatever is left of its context.
+const writerGrace = 5 * time.Second
+
 // Close stops taking records, stops starting attempts, waits until ctx ends
 // for attempts in flight (those still running are abandoned and retried
-// after the next Open), writes every record already queued and closes the
-// database. It is safe to call more than once.
+// after the next Open), writes every record already queued (given at
+// least writerGrace for it) and closes the database. It is safe to call
+// more than once.
 func (s *Sink) Close(ctx context.Context) error {
 	if s == nil {
 		return nil
@@ -353,12 +358,21 @@ func (s *Sink) close(ctx context.Context) error {
 	s.attemptCancel()
 
 	close(s.stopWriter)
+	// The writer gets what is left of ctx, and at least writerGrace:
+	// waiting for a hanging receiver's attempts may have used all of
+	// ctx, and the records still queued (the last calls' CDRs) are worth
+	// a moment more. Before, they were given up on at once.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writerGrace)
+	defer cancel()
+	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > writerGrace {
+		wctx = ctx
+	}
 	select {
 	case <-s.writerDone:
-	case <-ctx.Done():
+	case <-wctx.Done():
 		// The disk is stuck; the writer still holds the database, so it
 		// cannot be closed under it.
-		return fmt.Errorf("events: close: writer still busy: %w", ctx.Err())
+		return fmt.Errorf("events: close: writer still busy: %w", wctx.Err())
 	}
 	for _, sub := range s.subs {
 		sub.client.CloseIdleConnections()

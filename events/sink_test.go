@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -199,4 +201,36 @@ func newerSchema(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// TestCloseWritesQueueAfterHangingAttempts: at shutdown a receiver hangs,
+// so waiting for the attempts in flight takes all of Close's time; the
+// records queued meanwhile (the last calls' CDRs, the disk slow for a
+// moment) are still written before Close returns. Before, Close gave up
+// on the writer as soon as its context had ended ("writer still busy"),
+// and wagate exited with those CDRs unwritten.
+func TestCloseWritesQueueAfterHangingAttempts(t *testing.T) {
+	hold := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-hold }))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(hold) })
+	s := openSink(t, func(o *Options) {
+		o.Subscribers = []Subscriber{{Name: "crm", URL: srv.URL, Secret: testSecret, Timeout: time.Minute}}
+	})
+	s.CallStarted(testCall("c0"))
+	waitFor(t, "an attempt in flight", func() bool { return s.Stats().Subscribers[0].InFlight == 1 })
+	release := lockDB(t, s.opts.Path)
+	s.CallEnded(CDR{CallID: "last"})
+	go func() {
+		time.Sleep(400 * time.Millisecond) // after Close's context ended
+		release()
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := s.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if st := s.Stats(); st.CDRsWritten != 1 {
+		t.Errorf("%d CDRs written by Close, want the one queued", st.CDRsWritten)
+	}
 }
