@@ -329,3 +329,45 @@ func TestEventsDamagedDatabase(t *testing.T) {
 	checkEndEvent(t, "call after the damage", evs, cdrs[0], "call.ended")
 	rx.checkSigned(t)
 }
+
+// TestEventsBacklogBound: with the receiver down, events.max_pending (4
+// here) bounds what wagate keeps for it: three calls' twelve events leave
+// four kept and eight counted as backlog_full in /v1/status; every CDR is
+// stored. When the receiver is back it gets the four kept.
+func TestEventsBacklogBound(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rx := newReceiver(t, e)
+	rx.down()
+	w := e.startWagate(wagateOpts{APIExtra: tokenAPI, Extra: eventsYAML(rx) + "  max_pending: 4\n"})
+	placeUICs(t, e, w, "bounded", 3) // fails unless all 3 CDRs are stored
+
+	read := func() (pending int64, full uint64) {
+		res, body := apiGet(t, e, "/v1/status", "")
+		var doc struct {
+			Events *struct {
+				Subscribers []struct {
+					Pending     int64  `json:"pending"`
+					BacklogFull uint64 `json:"backlog_full"`
+				} `json:"subscribers"`
+			} `json:"events"`
+		}
+		if res.StatusCode != http.StatusOK || json.Unmarshal(body, &doc) != nil || doc.Events == nil || len(doc.Events.Subscribers) != 1 {
+			t.Fatalf("/v1/status: %s %s", res.Status, body)
+		}
+		return doc.Events.Subscribers[0].Pending, doc.Events.Subscribers[0].BacklogFull
+	}
+	if pending, full := read(); pending != 4 || full != 8 {
+		t.Errorf("pending %d, backlog_full %d; want 4 and 8", pending, full)
+	}
+	rx.up()
+	evs := rx.waitUntil(t, "the four kept events", func(evs []rxEvent) bool { return len(evs) >= 4 })
+	deadline := time.Now().Add(deliveryLimit)
+	for pending, _ := read(); pending != 0 && time.Now().Before(deadline); pending, _ = read() {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if pending, _ := read(); pending != 0 || len(rx.all()) != 4 {
+		t.Errorf("after the receiver came back: %d still pending, %d delivered (%s); want 0 and the 4 kept", pending, len(rx.all()), strings.Join(types(evs), " "))
+	}
+	rx.checkSigned(t)
+}
