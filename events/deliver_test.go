@@ -567,3 +567,44 @@ func TestBacklogIsBounded(t *testing.T) {
 	emitCall(s, "after", t0)
 	waitFor(t, "a new call's events", func() bool { return r.distinct() == 14 })
 }
+
+// TestLateCallEventAfterEndIsDropped: the call path reports a call's
+// steps from more than one goroutine (the B-leg's 180 is handled while the
+// caller's CANCEL ends the call), so a call.ringing can be reported after
+// the call.ended. It went out after call.ended, and a CRM following the
+// events left the call ringing for ever. A call.started, call.ringing,
+// call.answered or call.progress reported after the call's end is now
+// dropped, counted and logged; what belongs after the end
+// (recording.ready) still goes.
+func TestLateCallEventAfterEndIsDropped(t *testing.T) {
+	r := newReceiver(t)
+	var logs logBuf
+	s := openSink(t, func(o *Options) {
+		o.Log = logs.logger()
+		o.Subscribers = []Subscriber{{Name: "crm", URL: r.url(), Secret: testSecret}}
+	})
+	c := testCall("c1")
+	s.CallStarted(c)
+	s.CallEnded(testCDR("c1", t0))
+	s.CallRinging(c) // late
+	s.CallAnswered(c)
+	s.RecordingReady(Recording{CallID: "c1", RecordingID: "r1"})
+	emitCall(s, "c2", t0) // another call, whole
+	waitFor(t, "the events", func() bool { return r.distinct() >= 7 })
+	time.Sleep(100 * time.Millisecond) // anything late would have come by now
+	var got []string
+	for _, d := range r.requests() {
+		if d.env.CallID == "c1" {
+			got = append(got, string(d.env.Type))
+		}
+	}
+	if strings.Join(got, " ") != "call.started call.ended recording.ready" || r.distinct() != 7 {
+		t.Errorf("call c1 got %v (%d events in all), want call.started call.ended recording.ready (7)", got, r.distinct())
+	}
+	if n := s.Stats().LateEvents; n != 2 {
+		t.Errorf("%d late events counted, want 2", n)
+	}
+	if !strings.Contains(logs.String(), "after the call ended") {
+		t.Errorf("not logged:\n%s", logs.String())
+	}
+}

@@ -218,6 +218,47 @@ type Sink struct {
 	eventsPruned  atomic.Uint64
 	// unreadableCDRs counts stored CDRs a listing skipped.
 	unreadableCDRs atomic.Uint64
+	// ended remembers the calls whose end was reported last, so that a
+	// step of theirs reported after it is dropped (lateEvents).
+	ended      endedCalls
+	lateEvents atomic.Uint64
+}
+
+// endedCallsKept bounds the calls remembered as ended: a late step comes
+// within milliseconds of its call's end, and a few thousand calls are
+// tens of seconds of a busy centre.
+const endedCallsKept = 4096
+
+// endedCalls is a bounded set of call ids, the oldest forgotten first.
+type endedCalls struct {
+	mu   sync.Mutex
+	set  map[string]struct{}
+	ring [endedCallsKept]string
+	next int
+}
+
+func (e *endedCalls) add(id string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.set == nil {
+		e.set = make(map[string]struct{}, endedCallsKept)
+	}
+	if _, ok := e.set[id]; ok {
+		return
+	}
+	if old := e.ring[e.next]; old != "" {
+		delete(e.set, old)
+	}
+	e.ring[e.next] = id
+	e.next = (e.next + 1) % endedCallsKept
+	e.set[id] = struct{}{}
+}
+
+func (e *endedCalls) has(id string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	_, ok := e.set[id]
+	return ok
 }
 
 // Open opens (creating it) the database at opts.Path and starts the writer,
@@ -438,6 +479,22 @@ func (s *Sink) emit(typ Type, callID string, data any, cdr *CDR) {
 	if !wantEvent && (cdr == nil || !s.opts.StoreCDRs) {
 		return
 	}
+	if callID != "" {
+		switch typ {
+		case CallEnded, CallRefused:
+			s.ended.add(callID)
+		case CallStarted, CallRinging, CallAnswered, CallProgress:
+			// Reported by a goroutine that lost a race with the call's
+			// end: after call.ended it would tell a receiver the call
+			// is still ringing or up.
+			if s.ended.has(callID) {
+				s.lateEvents.Add(1)
+				s.errs.log(s.log, slog.LevelWarn, "late", "call event reported after the call ended: dropped",
+					"type", typ, "call_id", callID)
+				return
+			}
+		}
+	}
 	now := s.now()
 	it := item{typ: typ, at: now, callID: callID, data: data, cdr: cdr}
 	if wantEvent {
@@ -480,8 +537,11 @@ type Stats struct {
 	EventsPruned  uint64 `json:"events_pruned"`
 	// UnreadableCDRs counts stored CDRs listings left out because they
 	// did not decode (each time one was met).
-	UnreadableCDRs uint64            `json:"unreadable_cdrs"`
-	Subscribers    []SubscriberStats `json:"subscribers"`
+	UnreadableCDRs uint64 `json:"unreadable_cdrs"`
+	// LateEvents counts call.started, call.ringing, call.answered and
+	// call.progress events dropped because their call had ended.
+	LateEvents  uint64            `json:"late_events"`
+	Subscribers []SubscriberStats `json:"subscribers"`
 }
 
 // SubscriberStats counts one subscriber's deliveries.
@@ -516,6 +576,7 @@ func (s *Sink) Stats() Stats {
 		CDRsSwept:      s.cdrsSwept.Load(),
 		EventsPruned:   s.eventsPruned.Load(),
 		UnreadableCDRs: s.unreadableCDRs.Load(),
+		LateEvents:     s.lateEvents.Load(),
 		Subscribers:    make([]SubscriberStats, 0, len(s.subs)),
 	}
 	for _, sub := range s.subs {
