@@ -371,3 +371,38 @@ func TestEventsBacklogBound(t *testing.T) {
 	}
 	rx.checkSigned(t)
 }
+
+// TestEventsSIGTERMWithHangingReceiver: the receiver holds every delivery
+// (never answers, within a 60 s attempt timeout) when wagate is stopped
+// with SIGTERM after calls ended: wagate exits cleanly, with no "events
+// store close" error, the CDRs are on disk, and after the next start
+// every event arrives (the held ones again, same id).
+func TestEventsSIGTERMWithHangingReceiver(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rx := newReceiver(t, e)
+	rx.setMode(rxHold)
+	// An attempt timeout longer than wagate waits for attempts at a stop
+	// (10 s): the wait uses all of it.
+	o := wagateOpts{APIExtra: tokenAPI, Extra: strings.Replace(eventsYAML(rx), "timeout: 5s", "timeout: 60s", 1)}
+	w := e.startWagate(o)
+	cdrs := placeUICs(t, e, w, "before_stop", 2)
+	deadline := time.Now().Add(deliveryLimit)
+	for rx.holdingCount() == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if rx.holdingCount() == 0 {
+		t.Fatal("no delivery in flight at the stop")
+	}
+	w.terminate() // fails the test unless wagate exits 0 within stopLimit
+	log, _ := os.ReadFile(w.logPath)
+	if strings.Contains(string(log), "events store close") {
+		t.Errorf("closing the events store failed:\n%s", log)
+	}
+	rx.setMode(rxTake)
+	w = e.startWagate(o)
+	if got := waitCDRs(t, e, 2); len(got) != 2 {
+		t.Fatalf("%d CDRs after the restart, want 2", len(got))
+	}
+	checkAllDelivered(t, rx, cdrs)
+}
