@@ -109,11 +109,32 @@ func (s *Sink) CDRs(ctx context.Context, q CDRQuery) (CDRPage, error) {
 	if !q.After.IsZero() {
 		add("c.seq > ?", q.After.after)
 	}
-	if !q.From.IsZero() {
-		add("c.created_at >= ?", clampUnixNano(q.From))
-	}
-	if !q.To.IsZero() {
-		add("c.created_at < ?", clampUnixNano(q.To))
+	if !q.From.IsZero() || !q.To.IsZero() {
+		// A bound that excludes nothing stored ("from=2020-01-01",
+		// "to=3000-01-01": a window left open) is still applied, but
+		// written +created_at so that SQLite does not pick the
+		// created_at index for it: that plan read and sorted every
+		// record in the window for each page (1.4 s a page at 200,000
+		// CDRs, growing with the table), where walking the records in
+		// their order finds a page at once.
+		var lo, hi sql.NullInt64
+		if err := s.rdb.QueryRowContext(ctx, `SELECT (SELECT MIN(created_at) FROM cdrs), (SELECT MAX(created_at) FROM cdrs)`).Scan(&lo, &hi); err != nil {
+			return CDRPage{}, fmt.Errorf("events: query CDRs: %w", err)
+		}
+		col := func(open bool) string {
+			if open {
+				return "+c.created_at"
+			}
+			return "c.created_at"
+		}
+		if !q.From.IsZero() {
+			from := clampUnixNano(q.From)
+			add(col(!lo.Valid || from <= lo.Int64)+" >= ?", from)
+		}
+		if !q.To.IsZero() {
+			to := clampUnixNano(q.To)
+			add(col(!hi.Valid || to > hi.Int64)+" < ?", to)
+		}
 	}
 	if q.Number != "" {
 		add("business_number = ?", q.Number)
