@@ -353,9 +353,9 @@ func (s *Sink) warnOrphans(ctx context.Context) {
 		}
 		if sub := s.subByName[name]; sub != nil {
 			sub.pending.Store(int64(n))
-			if max := s.opts.MaxPending; max > 0 && n >= max {
+			if bound := s.opts.MaxPending; bound > 0 && n >= bound {
 				s.log.Error("event subscriber's backlog is full: its new events are not queued until it takes some",
-					"subscriber", name, "pending", n, "max_pending", max)
+					"subscriber", name, "pending", n, "max_pending", bound)
 			}
 		} else {
 			s.log.Warn("undelivered events for a subscriber that is no longer configured; they are kept until the event retention passes",

@@ -277,10 +277,10 @@ func (s *Sink) insert(ctx context.Context, st *writeStmts, it *item, now int64, 
 	if it.id == "" || len(subs) == 0 {
 		return cdrs, 0, dups, nil
 	}
-	if max := int64(s.opts.MaxPending); max > 0 {
+	if bound := int64(s.opts.MaxPending); bound > 0 {
 		room := make([]*subscriber, 0, len(subs))
 		for _, sub := range subs {
-			if sub.pending.Load()+delta[sub.index] >= max {
+			if sub.pending.Load()+delta[sub.index] >= bound {
 				full[sub.index]++
 				continue
 			}
