@@ -174,7 +174,7 @@ func salvageScan(ctx context.Context, old, w *sql.DB, t salvageTable, ins, query
 			tx.Rollback()
 		}
 	}()
-	pending := 0
+	pending, read := 0, 0
 	for rows.Next() {
 		if err := rows.Scan(ptrs...); err != nil {
 			return last, copied, err
@@ -188,19 +188,24 @@ func salvageScan(ctx context.Context, old, w *sql.DB, t salvageTable, ins, query
 		if t.key == "rowid" {
 			args = vals[1:]
 		}
-		if _, err := tx.ExecContext(ctx, ins, args...); err != nil {
+		res, err := tx.ExecContext(ctx, ins, args...)
+		if err != nil {
 			return last, copied, err
 		}
 		if k, ok := vals[0].(int64); ok {
 			last = k
 		}
-		pending++
-		if pending == salvageBatch {
+		// Not counted: a row already copied, or a delivery whose event
+		// was lost.
+		if n, _ := res.RowsAffected(); n == 1 {
+			pending++
+		}
+		if read++; read == salvageBatch {
 			if err := commit(); err != nil {
 				return last, copied, err
 			}
 			copied += pending
-			pending = 0
+			pending, read = 0, 0
 		}
 	}
 	if err := commit(); err != nil {
