@@ -95,6 +95,9 @@ type Stats struct {
 	// call_created/connect and terminate events.
 	WebhookSettingsUpdates uint64 `json:"webhook_settings_updates"`
 	WebhookCallReports     uint64 `json:"webhook_call_reports"`
+	// WebhookBadSignature counts deliveries refused (401) for a missing
+	// or wrong X-Hub-Signature-256.
+	WebhookBadSignature uint64 `json:"webhook_bad_signature"`
 }
 
 // Server serves the HTTP API.
@@ -139,6 +142,7 @@ func (s *Server) Stats() Stats {
 		st.WebhookUnknownNumber = s.wh.unknownNumber.Load()
 		st.WebhookSettingsUpdates = s.wh.settingsUpdates.Load()
 		st.WebhookCallReports = s.wh.callReports.Load()
+		st.WebhookBadSignature = s.wh.badSignature.Load()
 	}
 	return st
 }

@@ -143,7 +143,8 @@ func parseCDRQuery(v url.Values, accept string) (events.CDRQuery, string, error)
 	if !q.From.IsZero() && !q.To.IsZero() && !q.To.After(q.From) {
 		return q, "", errors.New("to: must be after from")
 	}
-	if s := v.Get("number"); s != "" {
+	// TrimSpace: an unencoded "+" in a query string reads as a space.
+	if s := strings.TrimSpace(v.Get("number")); s != "" {
 		if s[0] != '+' && (s[0] < '0' || s[0] > '9') {
 			return q, "", fmt.Errorf("number: %q is not a business number in +E.164", s)
 		}

@@ -111,6 +111,10 @@ func TestCDRList(t *testing.T) {
 		{"outcome=answered&direction=BIC", 0},
 		{"number=%2B15550100002", 12},
 		{"number=15550100001", 13}, // + optional
+		// An unencoded + arrives as a space (form encoding): still the
+		// number, like user= takes it.
+		{"number=+15550100002", 12},
+		{"user=+16505551234", 13},
 		{"user=US.77", 12},
 		{"user=us.77", 12}, // BSUIDs are normalised like the permission API's
 		{"user=%2B1%20650-555-1234", 13},
@@ -209,6 +213,33 @@ func TestCDRCSV(t *testing.T) {
 		if r.header.Get("Content-Type") != "application/json" {
 			t.Errorf("%s with Accept %q: %s", tc.path, tc.accept, r.header.Get("Content-Type"))
 		}
+	}
+}
+
+// TestCDRCSVMetaColumns: Meta's report of a call is in the CSV as it is in
+// the JSON. meta_duration_s (a pointer: absent when Meta gave none) was
+// always an empty cell.
+func TestCDRCSVMetaColumns(t *testing.T) {
+	s := openEvents(t)
+	s.CallEnded(events.CDR{CallID: "call-m", Direction: events.UIC, WACallID: "wacid.M1", CreatedAt: cdrEpoch, Outcome: events.Answered})
+	waitUntil(t, "CDR written", func() bool { return s.Stats().CDRsWritten == 1 })
+	d := int64(42)
+	if err := s.RecordMetaCall(context.Background(), events.MetaCall{WACallID: "wacid.M1", Event: "terminate", Status: "COMPLETED", DurationS: &d}); err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, func(o *Options) { o.CDRs = s })
+	r := f.do(t, "GET", "/v1/cdrs?format=csv", testToken, nil, nil)
+	rows, err := csv.NewReader(strings.NewReader(r.body)).ReadAll()
+	if r.code != 200 || err != nil || len(rows) != 2 {
+		t.Fatalf("%d %v:\n%s", r.code, err, r.body)
+	}
+	got := map[string]string{}
+	for i, name := range rows[0] {
+		got[name] = rows[1][i]
+	}
+	if got["meta_status"] != "COMPLETED" || got["meta_event"] != "terminate" || got["meta_duration_s"] != "42" {
+		t.Errorf("meta_status %q, meta_event %q, meta_duration_s %q; want COMPLETED, terminate, 42",
+			got["meta_status"], got["meta_event"], got["meta_duration_s"])
 	}
 }
 

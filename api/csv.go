@@ -81,6 +81,14 @@ func writeCDRsCSV(w io.Writer, cdrs []events.CDR) error {
 }
 
 func csvCell(v reflect.Value) string {
+	if v.Kind() == reflect.Pointer {
+		// An optional value (meta_duration_s): empty when absent, as
+		// JSON leaves it out.
+		if v.IsNil() {
+			return ""
+		}
+		v = v.Elem()
+	}
 	switch v.Kind() {
 	case reflect.String:
 		return defuse(v.String())

@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/wagate/wagate/permissions"
 )
@@ -47,6 +49,34 @@ type webhook struct {
 	metaCalls MetaCallStore
 	// settingsUpdates and callReports count what Meta sent of each.
 	settingsUpdates, callReports atomic.Uint64
+	// badSignature counts deliveries refused for their signature;
+	// badSigLog logs them at most every badSigLogEvery.
+	badSignature atomic.Uint64
+	badSigLog    everyLog
+}
+
+// badSigLogEvery spaces the warnings about forged deliveries: the route is
+// open to anyone, and one line per request would let anyone flood the log.
+const badSigLogEvery = 10 * time.Second
+
+// everyLog lets one line through per interval and counts the others.
+type everyLog struct {
+	mu         sync.Mutex
+	last       time.Time
+	suppressed uint64
+}
+
+// allow reports whether to log now and how many were held back since.
+func (e *everyLog) allow(now time.Time, every time.Duration) (bool, uint64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.last.IsZero() && now.Sub(e.last) < every {
+		e.suppressed++
+		return false, 0
+	}
+	n := e.suppressed
+	e.last, e.suppressed = now, 0
+	return true, n
 }
 
 func newWebhook(appSecret, verifyToken string, store PermissionStore, known func(string) bool, numberID func(string) (string, bool), log *slog.Logger) *webhook {
@@ -86,7 +116,10 @@ func (h *webhook) receive(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !validSignature(h.appSecret, body, r.Header.Get("X-Hub-Signature-256")) {
-		h.log.Warn("webhook: bad or missing X-Hub-Signature-256", "remote", r.RemoteAddr)
+		h.badSignature.Add(1)
+		if ok, n := h.badSigLog.allow(time.Now(), badSigLogEvery); ok {
+			h.log.Warn("webhook: bad or missing X-Hub-Signature-256", "remote", r.RemoteAddr, "suppressed_since_last", n)
+		}
 		writeError(w, http.StatusUnauthorized, "bad or missing X-Hub-Signature-256")
 		return
 	}

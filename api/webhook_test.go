@@ -1,8 +1,11 @@
 package api
 
 import (
+	"bytes"
+	"log/slog"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -442,4 +445,42 @@ func FuzzParseAccountUpdates(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestWebhookBadSignatureLoggedOnce: anyone can POST to /webhook/meta;
+// each bad signature wrote a warning, so a flood of forged requests was a
+// flood of log lines. Now one line per 10 s says how many were refused
+// since, and /v1/status counts them all.
+func TestWebhookBadSignatureLoggedOnce(t *testing.T) {
+	var logs lockedBuf
+	f := newFixture(t, func(o *Options) { o.Log = slog.New(slog.NewTextHandler(&logs, nil)) })
+	body := replyPayload("wamid.1", "16505551234", "accept", true, 0)
+	for range 50 {
+		if r := f.do(t, "POST", "/webhook/meta", "", body, map[string]string{"X-Hub-Signature-256": "sha256=00"}); r.code != 401 {
+			t.Fatalf("code %d", r.code)
+		}
+	}
+	if n := strings.Count(logs.String(), "bad or missing X-Hub-Signature-256"); n != 1 {
+		t.Errorf("%d log lines for 50 forged requests, want 1", n)
+	}
+	if n := f.wh.badSignature.Load(); n != 50 {
+		t.Errorf("%d bad signatures counted, want 50", n)
+	}
+}
+
+type lockedBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -115,12 +115,15 @@ const (
 
 	// EventsDBName is the file, under data_dir, of the CDRs and the event
 	// outbox.
-	EventsDBName                 = "events.db"
-	DefaultCDRRetentionDays      = 90
-	DefaultEventsMaxAttempts     = 30
-	DefaultEventsBackoffBase     = Duration(time.Second)
-	DefaultEventsBackoffMax      = Duration(10 * time.Minute)
-	DefaultEventsQueueSize       = 10000
+	EventsDBName             = "events.db"
+	DefaultCDRRetentionDays  = 90
+	DefaultEventsMaxAttempts = 30
+	DefaultEventsBackoffBase = Duration(time.Second)
+	DefaultEventsBackoffMax  = Duration(10 * time.Minute)
+	DefaultEventsQueueSize   = 10000
+	// DefaultEventsMaxPending: about 1.5 GB of outbox per subscriber,
+	// some 40 minutes of a 100 calls/s centre with every event taken.
+	DefaultEventsMaxPending      = 1000000
 	DefaultEventsRetentionDays   = 7
 	DefaultSubscriberTimeout     = Duration(10 * time.Second)
 	DefaultSubscriberConcurrency = 4
@@ -395,6 +398,7 @@ func applyDefaults(c *Config, t tree) {
 	dur(&ev.BackoffBase, "events.backoff_base", DefaultEventsBackoffBase)
 	dur(&ev.BackoffMax, "events.backoff_max", DefaultEventsBackoffMax)
 	num(&ev.QueueSize, "events.queue_size", DefaultEventsQueueSize)
+	num(&ev.MaxPending, "events.max_pending", DefaultEventsMaxPending)
 	num(&ev.RetentionDays, "events.retention_days", DefaultEventsRetentionDays)
 	for i := range ev.Subscribers {
 		s := &ev.Subscribers[i]

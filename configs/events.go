@@ -26,6 +26,11 @@ type Events struct {
 	// QueueSize bounds the records (CDRs and events) waiting in memory to
 	// be written; more are dropped and counted (default 10000).
 	QueueSize int `yaml:"queue_size"`
+	// MaxPending bounds each subscriber's undelivered events kept in the
+	// outbox; beyond it new events are not queued for that subscriber
+	// (counted, logged), so that a receiver down for long does not fill
+	// the disk (default 1000000; 0: no bound).
+	MaxPending int `yaml:"max_pending"`
 	// RetentionDays keeps delivered events and dead letters this long
 	// (default 7; 0: keep forever).
 	RetentionDays int `yaml:"retention_days"`

@@ -22,7 +22,7 @@ events:
 	}
 	e := c.Events
 	if e.MaxAttempts != 30 || e.BackoffBase.D() != time.Second || e.BackoffMax.D() != 10*time.Minute ||
-		e.QueueSize != 10000 || e.RetentionDays != 7 {
+		e.QueueSize != 10000 || e.RetentionDays != 7 || e.MaxPending != 1000000 {
 		t.Errorf("events = %+v", e)
 	}
 	s := e.Subscribers[0]
@@ -137,6 +137,10 @@ events:
 events:
   queue_size: 0 # <-
 `, `events.queue_size: 0 must be at least 1`},
+		{"negative backlog bound", `
+events:
+  max_pending: -1 # <-
+`, `events.max_pending: -1 is negative; use 0 for no bound`},
 		{"unknown key", `
 events:
   subscribers:

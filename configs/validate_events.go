@@ -39,6 +39,9 @@ func (v validator) events() {
 	e := &v.c.Events
 	v.atLeastOne("events.max_attempts", e.MaxAttempts)
 	v.atLeastOne("events.queue_size", e.QueueSize)
+	if e.MaxPending < 0 {
+		v.add("events.max_pending", "%d is negative; use 0 for no bound", e.MaxPending)
+	}
 	if e.RetentionDays < 0 {
 		v.add("events.retention_days", "%d is negative; use 0 to keep delivered events forever", e.RetentionDays)
 	}

@@ -166,3 +166,32 @@ func BenchmarkListCDRs(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkListCDRsOpenWindow lists the first page of 1000 out of 50,000
+// CDRs with a window that excludes none of them (from before the first,
+// to=3000-01-01), as a CRM leaving the window open does.
+func BenchmarkListCDRsOpenWindow(b *testing.B) {
+	s := openSink(b, nil)
+	ctx := context.Background()
+	const n = 50000
+	for i := range n {
+		s.CallEnded(testCDR("open-"+itoa(i), t0.Add(time.Duration(i)*time.Second)))
+		if i%1000 == 999 {
+			for s.Stats().QueueLength > 3000 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}
+	for s.Stats().CDRsWritten < n {
+		time.Sleep(time.Millisecond)
+	}
+	q := CDRQuery{Limit: MaxLimit, From: t0.Add(-time.Hour), To: time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		page, err := s.CDRs(ctx, q)
+		if err != nil || len(page.CDRs) != MaxLimit {
+			b.Fatalf("page of %d, %v", len(page.CDRs), err)
+		}
+	}
+}

@@ -76,6 +76,10 @@ type subscriber struct {
 	delivered atomic.Uint64
 	failed    atomic.Uint64
 	dead      atomic.Uint64
+	// pending counts its pending deliveries in the outbox (as committed);
+	// backlogFull the events not queued because of Options.MaxPending.
+	pending     atomic.Int64
+	backlogFull atomic.Uint64
 }
 
 func newSubscriber(s *Sink, cfg Subscriber) *subscriber {
@@ -116,7 +120,8 @@ func (sub *subscriber) stats() SubscriberStats {
 	sub.mu.Lock()
 	n := sub.active
 	sub.mu.Unlock()
-	return SubscriberStats{Name: sub.cfg.Name, InFlight: n, Delivered: sub.delivered.Load(), Failed: sub.failed.Load(), DeadLettered: sub.dead.Load()}
+	return SubscriberStats{Name: sub.cfg.Name, InFlight: n, Delivered: sub.delivered.Load(), Failed: sub.failed.Load(), DeadLettered: sub.dead.Load(),
+		Pending: sub.pending.Load(), BacklogFull: sub.backlogFull.Load()}
 }
 
 // scanStmts are the schedulers' queries, prepared once.
@@ -295,10 +300,25 @@ func (sub *subscriber) attempt(ctx context.Context, c candidate) {
 	sub.mu.Lock()
 	sub.active--
 	opened := time.Duration(0)
+	held := time.Duration(0)
 	if ctx.Err() == nil {
 		opened = sub.breakerLocked(c.seq, errText == "")
+		// A 429 or 503 with Retry-After speaks for the receiver, not for
+		// one event: nothing is posted to it until then. Holding back
+		// only the refused event sent the next ones straight into its
+		// rate limit.
+		if retryAfter > 0 && (status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable) {
+			held = min(retryAfter, sub.s.opts.BackoffMax)
+			if until := sub.s.now().Add(held); until.After(sub.pauseUntil) {
+				sub.pauseUntil = until
+			}
+		}
 	}
 	sub.mu.Unlock()
+	if held > 0 {
+		sub.s.errs.log(sub.s.log, slog.LevelWarn, "retry-after "+sub.cfg.Name, "event subscriber asked to wait (Retry-After): pausing its deliveries",
+			"subscriber", sub.cfg.Name, "status", status, "pause", held.String())
+	}
 	if opened > 0 {
 		sub.s.errs.log(sub.s.log, slog.LevelWarn, "breaker "+sub.cfg.Name, "event subscriber failing: pausing its deliveries, then trying one event at a time",
 			"subscriber", sub.cfg.Name, "consecutive_failures", breakerFailures, "pause", opened.String(), "error", errText)
@@ -362,6 +382,12 @@ func (sub *subscriber) post(ctx context.Context, c candidate) (status int, errTe
 	h.Set("Content-Type", "application/json")
 	h.Set("User-Agent", "wagate-events")
 	h.Set("X-Wagate-Event-Id", c.id)
+	// Idempotency-Key (the event id): the receiver may dedupe on a
+	// standard header, and Go's transport then sends the request again
+	// on a new connection when a reused keep-alive one was closed under
+	// it without an answer — a race with the receiver's idle timeout that
+	// was otherwise a failed attempt and a backoff.
+	h.Set("Idempotency-Key", c.id)
 	h.Set("X-Wagate-Event-Type", c.typ)
 	h.Set("X-Wagate-Delivery-Attempt", strconv.Itoa(c.attempts+1))
 	h.Set(SignatureHeader, Sign(sub.secret, sub.s.now(), c.body))
@@ -385,10 +411,36 @@ func (sub *subscriber) post(ctx context.Context, c candidate) (status int, errTe
 	if snippet := printable(buf.Bytes(), maxErrorText); snippet != "" {
 		msg += ": " + snippet
 	}
-	if s, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get("Retry-After"))); err == nil && s > 0 {
-		retryAfter = time.Duration(s) * time.Second
+	return resp.StatusCode, msg, parseRetryAfter(resp.Header.Get("Retry-After"), sub.s.now())
+}
+
+// maxRetryAfter bounds what is read of a Retry-After (BackoffMax bounds
+// it again); it keeps the arithmetic far from overflowing.
+const maxRetryAfter = 7 * 24 * time.Hour
+
+// parseRetryAfter reads a Retry-After header: delay-seconds or an HTTP
+// date (RFC 9110 §10.2.3). It returns 0 for none, a bad value or a time
+// already past, and at most maxRetryAfter.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
 	}
-	return resp.StatusCode, msg, retryAfter
+	if v[0] >= '0' && v[0] <= '9' {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			if errors.Is(err, strconv.ErrRange) {
+				return maxRetryAfter
+			}
+			return 0
+		}
+		return min(time.Duration(min(n, uint64(maxRetryAfter/time.Second)))*time.Second, maxRetryAfter)
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0
+	}
+	return min(max(t.Sub(now), 0), maxRetryAfter)
 }
 
 // cleanError shortens a client error: *url.Error repeats the method and
@@ -457,7 +509,10 @@ func (sub *subscriber) finished(r *result, written bool) {
 		}
 	}
 	if r.sub != nil && !written {
-		sub.pauseUntil = sub.s.now().Add(writeTrouble)
+		// max: a receiver's longer Retry-After still stands.
+		if until := sub.s.now().Add(writeTrouble); until.After(sub.pauseUntil) {
+			sub.pauseUntil = until
+		}
 	}
 	sub.mu.Unlock()
 	if r.sub != nil && written {

@@ -1,6 +1,7 @@
 package events
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -382,4 +384,227 @@ func TestBreakerBoundsAttemptsWhileDown(t *testing.T) {
 	t.Cleanup(func() { srv.Close() })
 	waitFor(t, "every event after the receiver came back", func() bool { return r.distinct() == calls*4 })
 	r.checkClean(t)
+}
+
+// TestRetryAfterHoldsTheSubscriber: a receiver answering 429 or 503 with
+// Retry-After gets no request at all, of any event, until that time has
+// passed, in either form of the header (seconds, HTTP date). Before, only
+// the refused event waited: the next pending events were posted at once,
+// into the receiver's rate limit, and an HTTP date was ignored.
+func TestRetryAfterHoldsTheSubscriber(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		status int
+		header func(now time.Time) string
+		// least is the least gap to the next request the header asks
+		// for (an HTTP date has whole seconds).
+		least time.Duration
+	}{
+		{"429 seconds", http.StatusTooManyRequests, func(time.Time) string { return "1" }, time.Second},
+		{"503 http date", http.StatusServiceUnavailable, func(now time.Time) string {
+			return now.Add(2 * time.Second).UTC().Format(http.TimeFormat)
+		}, time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var (
+				mu       sync.Mutex
+				refused  time.Time // when the refusal was written
+				arrivals []time.Time
+			)
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				io.Copy(io.Discard, r.Body)
+				mu.Lock()
+				defer mu.Unlock()
+				arrivals = append(arrivals, time.Now())
+				if len(arrivals) == 1 {
+					w.Header().Set("Retry-After", tc.header(time.Now()))
+					w.WriteHeader(tc.status)
+					refused = time.Now()
+					return
+				}
+				w.WriteHeader(http.StatusNoContent)
+			}))
+			t.Cleanup(srv.Close)
+			s := openSink(t, func(o *Options) {
+				o.Subscribers = []Subscriber{{Name: "crm", URL: srv.URL, Secret: testSecret, Concurrency: 1}}
+				o.BackoffBase = 5 * time.Millisecond
+				o.BackoffMax = 10 * time.Second
+			})
+			// Events without a call: no order holds them back.
+			for i := range 5 {
+				s.PermissionChanged(PermissionChange{PhoneNumberID: "100000000000001", User: fmt.Sprintf("+1650555%04d", i), Status: "permanent", Source: "api"})
+			}
+			waitFor(t, "every event delivered", func() bool { return s.Stats().Subscribers[0].Delivered == 5 })
+			mu.Lock()
+			defer mu.Unlock()
+			if len(arrivals) != 6 {
+				t.Fatalf("%d requests, want 6 (one refused)", len(arrivals))
+			}
+			// A lower bound only: a slow machine can make it longer, never
+			// shorter.
+			if gap := arrivals[1].Sub(refused); gap < tc.least-50*time.Millisecond {
+				t.Errorf("next request %v after the %d with Retry-After %q, want none for %v", gap, tc.status, tc.header(refused), tc.least)
+			}
+		})
+	}
+}
+
+// TestStaleKeepAliveIsNotAFailure: a receiver closes an idle keep-alive
+// connection just as wagate sends the next event on it (Node.js closes
+// them after 5 s by default, so this race is common). The request never
+// got an answer; it is sent again at once on a new connection, not
+// counted as a failed attempt and put back for a backoff. Before, every
+// such race was a failed attempt, logged, and five in a row opened the
+// circuit breaker.
+func TestStaleKeepAliveIsNotAFailure(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var answered atomic.Int32
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				// Each connection answers its first request and closes
+				// under the second, unanswered.
+				for i := 0; ; i++ {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					io.Copy(io.Discard, req.Body)
+					if i == 1 {
+						return
+					}
+					answered.Add(1)
+					io.WriteString(c, "HTTP/1.1 204 No Content\r\n\r\n")
+				}
+			}()
+		}
+	}()
+	s := openSink(t, func(o *Options) {
+		o.Subscribers = []Subscriber{{Name: "crm", URL: "http://" + ln.Addr().String() + "/hook", Secret: testSecret, Concurrency: 1}}
+		o.BackoffBase = time.Second // a failed attempt would show as a delay too
+		o.BackoffMax = time.Second
+	})
+	const n = 6
+	for i := range n {
+		s.PermissionChanged(PermissionChange{PhoneNumberID: "100000000000001", User: fmt.Sprintf("+1650555%04d", i), Status: "permanent", Source: "api"})
+		want := uint64(i + 1)
+		waitFor(t, "the event delivered", func() bool { return s.Stats().Subscribers[0].Delivered == want })
+	}
+	if st := s.Stats().Subscribers[0]; st.Failed != 0 {
+		t.Errorf("%d failed attempts for %d events, each of which the receiver took on the next connection", st.Failed, n)
+	}
+}
+
+// TestBacklogIsBounded: while a receiver is down, its undelivered events
+// stop growing at MaxPending: the next are not queued for it (counted,
+// logged once per 10 s), the CDRs are still stored, and another
+// subscriber still gets every event. When the receiver is back it gets
+// what was kept, and room is made for new events. Before, the outbox grew
+// without bound (6.6 kB a call, 2.4 GB an hour at 100 calls/s) until the
+// disk was full and every CDR was lost with it.
+func TestBacklogIsBounded(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // down: connections refused
+	other := newReceiver(t)
+	var logs logBuf
+	s := openSink(t, func(o *Options) {
+		o.MaxPending = 10
+		o.Log = logs.logger()
+		o.Subscribers = []Subscriber{
+			{Name: "crm", URL: "http://" + addr + "/hook", Secret: testSecret},
+			{Name: "bi", URL: other.url(), Secret: testSecret},
+		}
+	})
+	const calls = 6 // 24 events
+	for i := range calls {
+		// One call at a time: "bi" takes each before the next, and
+		// never holds 10.
+		emitCall(s, fmt.Sprintf("c-%d", i), t0)
+		waitFor(t, "the other subscriber served", func() bool { return other.distinct() == (i+1)*4 })
+	}
+	if n := s.Stats().CDRsWritten; n != calls {
+		t.Errorf("%d CDRs stored, want %d", n, calls)
+	}
+	st := s.Stats().Subscribers[0]
+	if st.Pending != 10 || st.BacklogFull != calls*4-10 {
+		t.Errorf("crm: %d pending and %d not queued, want 10 and %d", st.Pending, st.BacklogFull, calls*4-10)
+	}
+	waitFor(t, "bi's results written", func() bool { return s.Stats().Subscribers[1].Delivered == calls*4 })
+	if st := s.Stats().Subscribers[1]; st.BacklogFull != 0 {
+		t.Errorf("bi: %d events not queued, want 0", st.BacklogFull)
+	}
+	if n := strings.Count(logs.String(), "backlog is full"); n != 1 {
+		t.Errorf("%d log lines about the full backlog, want 1:\n%s", n, logs.String())
+	}
+
+	r := newReceiver(t)
+	r.noOrder = true // the calls past the bound lost their later events
+	ln, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("listen again on %s: %v", addr, err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(r.serve)}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	waitFor(t, "the kept events delivered", func() bool { return s.Stats().Subscribers[0].Pending == 0 })
+	if r.distinct() != 10 {
+		t.Errorf("%d events delivered, want the 10 kept", r.distinct())
+	}
+	emitCall(s, "after", t0)
+	waitFor(t, "a new call's events", func() bool { return r.distinct() == 14 })
+}
+
+// TestLateCallEventAfterEndIsDropped: the call path reports a call's
+// steps from more than one goroutine (the B-leg's 180 is handled while the
+// caller's CANCEL ends the call), so a call.ringing can be reported after
+// the call.ended. It went out after call.ended, and a CRM following the
+// events left the call ringing for ever. A call.started, call.ringing,
+// call.answered or call.progress reported after the call's end is now
+// dropped, counted and logged; what belongs after the end
+// (recording.ready) still goes.
+func TestLateCallEventAfterEndIsDropped(t *testing.T) {
+	r := newReceiver(t)
+	var logs logBuf
+	s := openSink(t, func(o *Options) {
+		o.Log = logs.logger()
+		o.Subscribers = []Subscriber{{Name: "crm", URL: r.url(), Secret: testSecret}}
+	})
+	c := testCall("c1")
+	s.CallStarted(c)
+	s.CallEnded(testCDR("c1", t0))
+	s.CallRinging(c) // late
+	s.CallAnswered(c)
+	s.RecordingReady(Recording{CallID: "c1", RecordingID: "r1"})
+	emitCall(s, "c2", t0) // another call, whole
+	waitFor(t, "the events", func() bool { return r.distinct() >= 7 })
+	time.Sleep(100 * time.Millisecond) // anything late would have come by now
+	var got []string
+	for _, d := range r.requests() {
+		if d.env.CallID == "c1" {
+			got = append(got, string(d.env.Type))
+		}
+	}
+	if strings.Join(got, " ") != "call.started call.ended recording.ready" || r.distinct() != 7 {
+		t.Errorf("call c1 got %v (%d events in all), want call.started call.ended recording.ready (7)", got, r.distinct())
+	}
+	if n := s.Stats().LateEvents; n != 2 {
+		t.Errorf("%d late events counted, want 2", n)
+	}
+	if !strings.Contains(logs.String(), "after the call ended") {
+		t.Errorf("not logged:\n%s", logs.String())
+	}
 }

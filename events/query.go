@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -108,11 +109,32 @@ func (s *Sink) CDRs(ctx context.Context, q CDRQuery) (CDRPage, error) {
 	if !q.After.IsZero() {
 		add("c.seq > ?", q.After.after)
 	}
-	if !q.From.IsZero() {
-		add("c.created_at >= ?", q.From.UnixNano())
-	}
-	if !q.To.IsZero() {
-		add("c.created_at < ?", q.To.UnixNano())
+	if !q.From.IsZero() || !q.To.IsZero() {
+		// A bound that excludes nothing stored ("from=2020-01-01",
+		// "to=3000-01-01": a window left open) is still applied, but
+		// written +created_at so that SQLite does not pick the
+		// created_at index for it: that plan read and sorted every
+		// record in the window for each page (1.4 s a page at 200,000
+		// CDRs, growing with the table), where walking the records in
+		// their order finds a page at once.
+		var lo, hi sql.NullInt64
+		if err := s.rdb.QueryRowContext(ctx, `SELECT (SELECT MIN(created_at) FROM cdrs), (SELECT MAX(created_at) FROM cdrs)`).Scan(&lo, &hi); err != nil {
+			return CDRPage{}, fmt.Errorf("events: query CDRs: %w", err)
+		}
+		col := func(open bool) string {
+			if open {
+				return "+c.created_at"
+			}
+			return "c.created_at"
+		}
+		if !q.From.IsZero() {
+			from := clampUnixNano(q.From)
+			add(col(!lo.Valid || from <= lo.Int64)+" >= ?", from)
+		}
+		if !q.To.IsZero() {
+			to := clampUnixNano(q.To)
+			add(col(!hi.Valid || to > hi.Int64)+" < ?", to)
+		}
 	}
 	if q.Number != "" {
 		add("business_number = ?", q.Number)
@@ -139,29 +161,66 @@ func (s *Sink) CDRs(ctx context.Context, q CDRQuery) (CDRPage, error) {
 	defer rows.Close()
 	page := CDRPage{CDRs: make([]CDR, 0, min(limit, 64))}
 	var last int64
+	fetched := 0
 	for rows.Next() {
 		if len(page.CDRs) == limit {
 			page.NextCursor = Cursor{after: last}.encode(cdrCursor)
 			break
 		}
-		var c CDR
-		if last, c, err = s.scanCDR(rows); err != nil {
+		fetched++
+		seq, c, err := s.scanCDR(rows)
+		if errors.Is(err, errUnreadableCDR) {
+			// One record that cannot be read (a damaged row, one from a
+			// newer wagate) must not make every page that holds it fail:
+			// a listing could never get past it. Skipped, counted, logged.
+			s.unreadableCDRs.Add(1)
+			s.errs.log(s.log, slog.LevelError, "unreadable CDR", "CDR unreadable: left out of the listing", "seq", seq, "error", err)
+			last = seq
+			continue
+		}
+		if err != nil {
 			return CDRPage{}, err
 		}
+		last = seq
 		page.CDRs = append(page.CDRs, c)
 	}
 	if err := rows.Err(); err != nil {
 		return CDRPage{}, fmt.Errorf("events: query CDRs: %w", err)
 	}
+	if page.NextCursor == "" && fetched > limit {
+		// Rows were skipped: the extra row read to know whether more
+		// match was taken into the page, so more may follow.
+		page.NextCursor = Cursor{after: last}.encode(cdrCursor)
+	}
 	return page, nil
 }
+
+// clampUnixNano is t in Unix nanoseconds, saturated at the int64 range:
+// time.UnixNano wraps around outside 1678–2262, so that an open-ended
+// "to=3000-01-01T00:00:00Z" compared as a large negative number and
+// matched nothing.
+func clampUnixNano(t time.Time) int64 {
+	switch {
+	case t.Before(time.Unix(0, math.MinInt64)):
+		return math.MinInt64
+	case t.After(time.Unix(0, math.MaxInt64)):
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}
+
+// errUnreadableCDR wraps a stored CDR whose body does not decode.
+var errUnreadableCDR = errors.New("events: CDR unreadable")
 
 // cdrSelect reads CDRs with Meta's report of the same WhatsApp call id
 // beside each, in one query (the report arrives by webhook, before or
 // after the CDR, so it is joined on reading, not copied on writing).
 // CAST: a BLOB handed to json_extract would be taken for JSONB.
+// CASE json_valid: json_extract of one malformed body failed the whole
+// query (CASE, unlike AND, is evaluated in order).
 const cdrSelect = `SELECT c.seq, c.body, m.body FROM cdrs c
-	LEFT JOIN meta_calls m ON m.wa_call_id = json_extract(CAST(c.body AS TEXT), '$.wa_call_id')`
+	LEFT JOIN meta_calls m ON m.wa_call_id = CASE WHEN json_valid(CAST(c.body AS TEXT))
+		THEN json_extract(CAST(c.body AS TEXT), '$.wa_call_id') END`
 
 // scanCDR reads one row of cdrSelect. A Meta report that cannot be read
 // leaves the CDR as it is (warned about, rate-limited).
@@ -173,7 +232,7 @@ func (s *Sink) scanCDR(rows interface{ Scan(...any) error }) (int64, CDR, error)
 	}
 	var c CDR
 	if err := json.Unmarshal(body, &c); err != nil {
-		return 0, CDR{}, fmt.Errorf("events: CDR %d unreadable: %w", seq, err)
+		return seq, CDR{}, fmt.Errorf("%w: CDR %d: %w", errUnreadableCDR, seq, err)
 	}
 	if meta != nil {
 		var m MetaCall
@@ -282,6 +341,7 @@ func (s *Sink) Replay(ctx context.Context, eventID, subscriberName string) (int,
 	}
 	now := s.now().UnixNano()
 	var res sql.Result
+	var requeued map[string]int64
 	var err error
 	if sub != nil {
 		res, err = s.wdb.ExecContext(ctx, `
@@ -298,15 +358,26 @@ func (s *Sink) Replay(ctx context.Context, eventID, subscriberName string) (int,
 			args = append(args, x.cfg.Name)
 			marks = append(marks, "?"+strconv.Itoa(len(args)))
 		}
-		res, err = s.wdb.ExecContext(ctx, `
+		requeued, err = s.replayDead(ctx, `
 			UPDATE deliveries SET state = ?1, attempts = 0, next_at = ?2, updated_at = ?2, last_status = 0, last_error = ''
-			WHERE event_seq = (SELECT seq FROM events WHERE id = ?3) AND state = ?4 AND subscriber IN (`+strings.Join(marks, ", ")+`)`,
+			WHERE event_seq = (SELECT seq FROM events WHERE id = ?3) AND state = ?4 AND subscriber IN (`+strings.Join(marks, ", ")+`)
+			RETURNING subscriber`,
 			args...)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("events: replay %s: %w", eventID, err)
 	}
-	n, _ := res.RowsAffected()
+	var n int64
+	if res != nil {
+		if n, _ = res.RowsAffected(); n > 0 {
+			sub.pending.Add(n)
+		}
+	} else {
+		for name, k := range requeued {
+			s.subByName[name].pending.Add(k)
+			n += k
+		}
+	}
 	if n == 0 {
 		var one int
 		err := s.rdb.QueryRowContext(ctx, `SELECT 1 FROM events WHERE id = ?`, eventID).Scan(&one)
@@ -327,4 +398,23 @@ func (s *Sink) Replay(ctx context.Context, eventID, subscriberName string) (int,
 		}
 	}
 	return int(n), nil
+}
+
+// replayDead runs the UPDATE … RETURNING subscriber of a replay and counts
+// the deliveries re-queued per subscriber, for their pending counts.
+func (s *Sink) replayDead(ctx context.Context, query string, args ...any) (map[string]int64, error) {
+	rows, err := s.wdb.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, err
+		}
+		out[name]++
+	}
+	return out, rows.Err()
 }

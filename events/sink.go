@@ -30,6 +30,11 @@ type Options struct {
 	EventRetention time.Duration
 	// QueueSize bounds the records waiting to be written.
 	QueueSize int
+	// MaxPending bounds each subscriber's undelivered events in the
+	// outbox (0: configs' default; negative: no bound). Beyond it, new
+	// events are not queued for that subscriber (counted, logged), so
+	// that a receiver down for long cannot fill the disk the CDRs need.
+	MaxPending int
 	// Subscribers receive the events.
 	Subscribers []Subscriber
 	// MaxAttempts per event and subscriber before a dead letter.
@@ -76,10 +81,14 @@ func OptionsFrom(c *configs.Config, log *slog.Logger) Options {
 		CDRRetention:   days(c.CDR.RetentionDays),
 		EventRetention: days(c.Events.RetentionDays),
 		QueueSize:      c.Events.QueueSize,
+		MaxPending:     c.Events.MaxPending,
 		MaxAttempts:    c.Events.MaxAttempts,
 		BackoffBase:    c.Events.BackoffBase.D(),
 		BackoffMax:     c.Events.BackoffMax.D(),
 		Log:            log,
+	}
+	if o.MaxPending == 0 {
+		o.MaxPending = -1 // max_pending: 0 is no bound
 	}
 	for _, s := range c.Events.Subscribers {
 		sub := Subscriber{Name: s.Name, URL: s.URL, Secret: s.Secret.Resolve(), Timeout: s.Timeout.D(), Concurrency: s.Concurrency}
@@ -97,6 +106,9 @@ func (o *Options) fill() error {
 	}
 	if o.QueueSize <= 0 {
 		o.QueueSize = configs.DefaultEventsQueueSize
+	}
+	if o.MaxPending == 0 {
+		o.MaxPending = configs.DefaultEventsMaxPending
 	}
 	if o.MaxAttempts <= 0 {
 		o.MaxAttempts = configs.DefaultEventsMaxAttempts
@@ -204,6 +216,49 @@ type Sink struct {
 	duplicates    atomic.Uint64
 	cdrsSwept     atomic.Uint64
 	eventsPruned  atomic.Uint64
+	// unreadableCDRs counts stored CDRs a listing skipped.
+	unreadableCDRs atomic.Uint64
+	// ended remembers the calls whose end was reported last, so that a
+	// step of theirs reported after it is dropped (lateEvents).
+	ended      endedCalls
+	lateEvents atomic.Uint64
+}
+
+// endedCallsKept bounds the calls remembered as ended: a late step comes
+// within milliseconds of its call's end, and a few thousand calls are
+// tens of seconds of a busy centre.
+const endedCallsKept = 4096
+
+// endedCalls is a bounded set of call ids, the oldest forgotten first.
+type endedCalls struct {
+	mu   sync.Mutex
+	set  map[string]struct{}
+	ring [endedCallsKept]string
+	next int
+}
+
+func (e *endedCalls) add(id string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.set == nil {
+		e.set = make(map[string]struct{}, endedCallsKept)
+	}
+	if _, ok := e.set[id]; ok {
+		return
+	}
+	if old := e.ring[e.next]; old != "" {
+		delete(e.set, old)
+	}
+	e.ring[e.next] = id
+	e.next = (e.next + 1) % endedCallsKept
+	e.set[id] = struct{}{}
+}
+
+func (e *endedCalls) has(id string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	_, ok := e.set[id]
+	return ok
 }
 
 // Open opens (creating it) the database at opts.Path and starts the writer,
@@ -213,7 +268,7 @@ func Open(ctx context.Context, opts Options) (*Sink, error) {
 	if err := opts.fill(); err != nil {
 		return nil, err
 	}
-	wdb, rdb, err := openDB(ctx, opts.Path)
+	wdb, rdb, err := openOrRecover(ctx, opts.Path, opts.now(), opts.Log.With("component", "events"))
 	if err != nil {
 		return nil, err
 	}
@@ -280,9 +335,9 @@ func Open(ctx context.Context, opts Options) (*Sink, error) {
 	return s, nil
 }
 
-// warnOrphans logs pending deliveries for subscribers no longer configured:
-// they wait for the subscriber to come back, and are pruned after the
-// event retention.
+// warnOrphans counts each subscriber's pending deliveries and logs those
+// of subscribers no longer configured: they wait for the subscriber to
+// come back, and are pruned after the event retention.
 func (s *Sink) warnOrphans(ctx context.Context) {
 	rows, err := s.rdb.QueryContext(ctx, `SELECT subscriber, COUNT(*) FROM deliveries WHERE state = ? GROUP BY subscriber`, statePending)
 	if err != nil {
@@ -293,17 +348,31 @@ func (s *Sink) warnOrphans(ctx context.Context) {
 	for rows.Next() {
 		var name string
 		var n int
-		if rows.Scan(&name, &n) == nil && s.subByName[name] == nil {
+		if rows.Scan(&name, &n) != nil {
+			continue
+		}
+		if sub := s.subByName[name]; sub != nil {
+			sub.pending.Store(int64(n))
+			if bound := s.opts.MaxPending; bound > 0 && n >= bound {
+				s.log.Error("event subscriber's backlog is full: its new events are not queued until it takes some",
+					"subscriber", name, "pending", n, "max_pending", bound)
+			}
+		} else {
 			s.log.Warn("undelivered events for a subscriber that is no longer configured; they are kept until the event retention passes",
 				"subscriber", name, "events", n)
 		}
 	}
 }
 
+// writerGrace is the least time Close gives the writer to write what is
+// queued, whatever is left of its context.
+const writerGrace = 5 * time.Second
+
 // Close stops taking records, stops starting attempts, waits until ctx ends
 // for attempts in flight (those still running are abandoned and retried
-// after the next Open), writes every record already queued and closes the
-// database. It is safe to call more than once.
+// after the next Open), writes every record already queued (given at
+// least writerGrace for it) and closes the database. It is safe to call
+// more than once.
 func (s *Sink) Close(ctx context.Context) error {
 	if s == nil {
 		return nil
@@ -330,12 +399,21 @@ func (s *Sink) close(ctx context.Context) error {
 	s.attemptCancel()
 
 	close(s.stopWriter)
+	// The writer gets what is left of ctx, and at least writerGrace:
+	// waiting for a hanging receiver's attempts may have used all of
+	// ctx, and the records still queued (the last calls' CDRs) are worth
+	// a moment more. Before, they were given up on at once.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writerGrace)
+	defer cancel()
+	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > writerGrace {
+		wctx = ctx
+	}
 	select {
 	case <-s.writerDone:
-	case <-ctx.Done():
+	case <-wctx.Done():
 		// The disk is stuck; the writer still holds the database, so it
 		// cannot be closed under it.
-		return fmt.Errorf("events: close: writer still busy: %w", ctx.Err())
+		return fmt.Errorf("events: close: writer still busy: %w", wctx.Err())
 	}
 	for _, sub := range s.subs {
 		sub.client.CloseIdleConnections()
@@ -401,6 +479,22 @@ func (s *Sink) emit(typ Type, callID string, data any, cdr *CDR) {
 	if !wantEvent && (cdr == nil || !s.opts.StoreCDRs) {
 		return
 	}
+	if callID != "" {
+		switch typ {
+		case CallEnded, CallRefused:
+			s.ended.add(callID)
+		case CallStarted, CallRinging, CallAnswered, CallProgress:
+			// Reported by a goroutine that lost a race with the call's
+			// end: after call.ended it would tell a receiver the call
+			// is still ringing or up.
+			if s.ended.has(callID) {
+				s.lateEvents.Add(1)
+				s.errs.log(s.log, slog.LevelWarn, "late", "call event reported after the call ended: dropped",
+					"type", typ, "call_id", callID)
+				return
+			}
+		}
+	}
 	now := s.now()
 	it := item{typ: typ, at: now, callID: callID, data: data, cdr: cdr}
 	if wantEvent {
@@ -438,10 +532,16 @@ type Stats struct {
 	Lost        uint64 `json:"lost"`
 	// DuplicateCDRs were refused, with their events, because a CDR with
 	// the same call id was already stored.
-	DuplicateCDRs uint64            `json:"duplicate_cdrs"`
-	CDRsSwept     uint64            `json:"cdrs_swept"`
-	EventsPruned  uint64            `json:"events_pruned"`
-	Subscribers   []SubscriberStats `json:"subscribers"`
+	DuplicateCDRs uint64 `json:"duplicate_cdrs"`
+	CDRsSwept     uint64 `json:"cdrs_swept"`
+	EventsPruned  uint64 `json:"events_pruned"`
+	// UnreadableCDRs counts stored CDRs listings left out because they
+	// did not decode (each time one was met).
+	UnreadableCDRs uint64 `json:"unreadable_cdrs"`
+	// LateEvents counts call.started, call.ringing, call.answered and
+	// call.progress events dropped because their call had ended.
+	LateEvents  uint64            `json:"late_events"`
+	Subscribers []SubscriberStats `json:"subscribers"`
 }
 
 // SubscriberStats counts one subscriber's deliveries.
@@ -453,6 +553,10 @@ type SubscriberStats struct {
 	Delivered    uint64 `json:"delivered"`
 	Failed       uint64 `json:"failed_attempts"`
 	DeadLettered uint64 `json:"dead_lettered"`
+	// Pending events wait in the outbox; BacklogFull counts the events
+	// not queued for it because MaxPending were waiting.
+	Pending     int64  `json:"pending"`
+	BacklogFull uint64 `json:"backlog_full"`
 }
 
 // Stats returns the counters (zero for a nil Sink).
@@ -461,17 +565,19 @@ func (s *Sink) Stats() Stats {
 		return Stats{}
 	}
 	st := Stats{
-		QueueLength:   len(s.queue),
-		QueueCapacity: cap(s.queue),
-		Dropped:       s.dropped.Load(),
-		CDRsWritten:   s.cdrsWritten.Load(),
-		EventsWritten: s.eventsWritten.Load(),
-		WriteErrors:   s.writeErrors.Load(),
-		Lost:          s.lost.Load(),
-		DuplicateCDRs: s.duplicates.Load(),
-		CDRsSwept:     s.cdrsSwept.Load(),
-		EventsPruned:  s.eventsPruned.Load(),
-		Subscribers:   make([]SubscriberStats, 0, len(s.subs)),
+		QueueLength:    len(s.queue),
+		QueueCapacity:  cap(s.queue),
+		Dropped:        s.dropped.Load(),
+		CDRsWritten:    s.cdrsWritten.Load(),
+		EventsWritten:  s.eventsWritten.Load(),
+		WriteErrors:    s.writeErrors.Load(),
+		Lost:           s.lost.Load(),
+		DuplicateCDRs:  s.duplicates.Load(),
+		CDRsSwept:      s.cdrsSwept.Load(),
+		EventsPruned:   s.eventsPruned.Load(),
+		UnreadableCDRs: s.unreadableCDRs.Load(),
+		LateEvents:     s.lateEvents.Load(),
+		Subscribers:    make([]SubscriberStats, 0, len(s.subs)),
 	}
 	for _, sub := range s.subs {
 		st.Subscribers = append(st.Subscribers, sub.stats())

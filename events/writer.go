@@ -162,6 +162,10 @@ func (s *Sink) commit(items []item, res []result) {
 	now := s.now().UnixNano()
 	var nCDR, nEv, nDup uint64
 	woken := make([]bool, len(s.subs))
+	// delta is the change of each subscriber's pending count, applied
+	// once the transaction is committed.
+	delta := make([]int64, len(s.subs))
+	var full []uint64
 	err := func() error {
 		tx, err := s.wdb.BeginTx(ctx, nil)
 		if err != nil {
@@ -173,17 +177,24 @@ func (s *Sink) commit(items []item, res []result) {
 			delivered: tx.StmtContext(ctx, s.stmts.delivered), failed: tx.StmtContext(ctx, s.stmts.failed),
 			callPending: tx.StmtContext(ctx, s.stmts.callPending), unblock: tx.StmtContext(ctx, s.stmts.unblock),
 		}
+		// Results first: deliveries they finish make room in a full
+		// backlog for the records of this batch.
+		for i := range res {
+			done, err := writeResult(ctx, st, &res[i], now)
+			if err != nil {
+				return err
+			}
+			if done {
+				delta[res[i].sub.index]--
+			}
+		}
+		full = make([]uint64, len(s.subs))
 		for i := range items {
-			c, e, dup, err := s.insert(ctx, st, &items[i], now, woken)
+			c, e, dup, err := s.insert(ctx, st, &items[i], now, woken, delta, full)
 			if err != nil {
 				return err
 			}
 			nCDR, nEv, nDup = nCDR+c, nEv+e, nDup+dup
-		}
-		for i := range res {
-			if err := writeResult(ctx, st, &res[i], now); err != nil {
-				return err
-			}
 		}
 		return tx.Commit()
 	}()
@@ -199,6 +210,15 @@ func (s *Sink) commit(items []item, res []result) {
 	}
 	s.cdrsWritten.Add(nCDR)
 	s.eventsWritten.Add(nEv)
+	for i, sub := range s.subs {
+		sub.pending.Add(delta[i])
+		if full[i] > 0 {
+			sub.backlogFull.Add(full[i])
+			s.errs.log(s.log, slog.LevelError, "backlog full "+sub.cfg.Name,
+				"event subscriber's backlog is full: new events are not queued for it until it takes some (its CDRs are still stored)",
+				"subscriber", sub.cfg.Name, "pending", sub.pending.Load(), "max_pending", s.opts.MaxPending, "events_not_queued", full[i])
+		}
+	}
 	if nDup > 0 {
 		s.duplicates.Add(nDup)
 		s.errs.log(s.log, slog.LevelWarn, "duplicate", "CDR with a call id already stored was not written, nor its event", "count", nDup)
@@ -216,7 +236,10 @@ func (s *Sink) commit(items []item, res []result) {
 // insert writes one record: its CDR (when stored) and its event with a
 // pending delivery per subscriber of its type, marking those subscribers
 // in woken. It reports the CDRs, events and duplicate CDRs written.
-func (s *Sink) insert(ctx context.Context, st *writeStmts, it *item, now int64, woken []bool) (cdrs, evs, dups uint64, err error) {
+//
+// A subscriber with Options.MaxPending pending deliveries (counting delta,
+// this transaction's change) gets none: counted in full.
+func (s *Sink) insert(ctx context.Context, st *writeStmts, it *item, now int64, woken []bool, delta []int64, full []uint64) (cdrs, evs, dups uint64, err error) {
 	var data any = it.data
 	if c := it.cdr; c != nil {
 		if c.CallID == "" {
@@ -254,6 +277,19 @@ func (s *Sink) insert(ctx context.Context, st *writeStmts, it *item, now int64, 
 	if it.id == "" || len(subs) == 0 {
 		return cdrs, 0, dups, nil
 	}
+	if bound := int64(s.opts.MaxPending); bound > 0 {
+		room := make([]*subscriber, 0, len(subs))
+		for _, sub := range subs {
+			if sub.pending.Load()+delta[sub.index] >= bound {
+				full[sub.index]++
+				continue
+			}
+			room = append(room, sub)
+		}
+		if subs = room; len(subs) == 0 {
+			return cdrs, 0, dups, nil
+		}
+	}
 	body, err := json.Marshal(Envelope{ID: it.id, Type: it.typ, Timestamp: it.at.UTC(), NodeID: s.opts.NodeID, CallID: it.callID, Data: data})
 	if err != nil {
 		s.lost.Add(1)
@@ -282,33 +318,39 @@ func (s *Sink) insert(ctx context.Context, st *writeStmts, it *item, now int64, 
 		if _, err := st.delivery.ExecContext(ctx, seq, sub.cfg.Name, it.callID, statePending, next, now); err != nil {
 			return 0, 0, 0, fmt.Errorf("insert delivery: %w", err)
 		}
+		delta[sub.index]++
 		woken[sub.index] = true
 	}
 	return cdrs, 1, dups, nil
 }
 
-func writeResult(ctx context.Context, st *writeStmts, r *result, now int64) error {
-	var err error
+// writeResult records an attempt; done says a pending delivery was
+// finished (delivered or dead).
+func writeResult(ctx context.Context, st *writeStmts, r *result, now int64) (done bool, err error) {
+	var res sql.Result
 	switch {
 	case r.delivered:
-		_, err = st.delivered.ExecContext(ctx, stateDelivered, r.attempts, now, r.status, r.sub.cfg.Name, r.seq, statePending)
+		res, err = st.delivered.ExecContext(ctx, stateDelivered, r.attempts, now, r.status, r.sub.cfg.Name, r.seq, statePending)
 	default:
 		state := statePending
 		if r.dead {
 			state = stateDead
 		}
-		_, err = st.failed.ExecContext(ctx, state, r.attempts, r.nextAt.UnixNano(), now, r.status, r.errText, r.sub.cfg.Name, r.seq, statePending)
+		res, err = st.failed.ExecContext(ctx, state, r.attempts, r.nextAt.UnixNano(), now, r.status, r.errText, r.sub.cfg.Name, r.seq, statePending)
 	}
 	if err != nil {
-		return fmt.Errorf("record delivery attempt: %w", err)
+		return false, fmt.Errorf("record delivery attempt: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 1 && (r.delivered || r.dead) {
+		done = true
 	}
 	if (r.delivered || r.dead) && r.callID != "" {
 		// The call's next event may go now.
 		if _, err := st.unblock.ExecContext(ctx, now, int64(blocked), r.sub.cfg.Name, r.callID, statePending, r.seq); err != nil {
-			return fmt.Errorf("release the call's next event: %w", err)
+			return false, fmt.Errorf("release the call's next event: %w", err)
 		}
 	}
-	return nil
+	return done, nil
 }
 
 // sanitize replaces values JSON cannot carry (NaN, ±Inf from a division

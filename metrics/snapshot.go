@@ -53,7 +53,7 @@ var (
 	dEvWriteErrors   = desc("wagate_events_write_errors_total", "Failed writes to the events store (disk full, …); the calls went on.")
 	dCDRs            = desc("wagate_cdrs_written_total", "CDRs written.")
 	dEvWritten       = desc("wagate_events_written_total", "Events written to the outbox.")
-	dDeliveries      = desc("wagate_webhook_deliveries_total", "Webhook delivery results per subscriber: delivered (2xx), failed (an attempt failed; it is retried), dead (gave up).", "subscriber", "result")
+	dDeliveries      = desc("wagate_webhook_deliveries_total", "Webhook delivery results per subscriber: delivered (2xx), failed (an attempt failed; it is retried), dead (gave up), backlog_full (not queued: the subscriber's backlog was at events.max_pending).", "subscriber", "result")
 	dPermUp          = desc("wagate_permission_store_up", "1 while the permission store answers (0: Redis down).", "backend")
 	dPermErrors      = desc("wagate_permission_store_errors_total", "Permission store operations that failed (Redis unreachable, slow or answering garbage; a failed disk write).")
 	dPermRefused     = desc("wagate_permission_refused_unavailable_total", "Business-initiated calls and permission requests refused because the store could not answer (on_down refuse).")
@@ -220,6 +220,7 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(dDeliveries, sub.Delivered, sub.Name, "delivered")
 			counter(dDeliveries, sub.Failed, sub.Name, "failed")
 			counter(dDeliveries, sub.DeadLettered, sub.Name, "dead")
+			counter(dDeliveries, sub.BacklogFull, sub.Name, "backlog_full")
 			gauge(dInFlight, float64(sub.InFlight), sub.Name)
 		}
 	}

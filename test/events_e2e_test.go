@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -295,4 +297,112 @@ func TestEventsPermissionChanged(t *testing.T) {
 	}
 	rx.checkSigned(t)
 	w.waitIdle()
+}
+
+// TestEventsDamagedDatabase: wagate is stopped and its events database is
+// found damaged at the next start (here: overwritten, not a database any
+// more). wagate used to refuse to start ("events store failed"): no calls
+// at all because of the call records. Now it starts, keeps the damaged
+// file beside the new one and says so in its log, and the next call gets
+// its CDR and its events.
+func TestEventsDamagedDatabase(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rx := newReceiver(t, e)
+	o := wagateOpts{APIExtra: tokenAPI, Extra: eventsYAML(rx)}
+	w := e.startWagate(o)
+	checkAllDelivered(t, rx, placeUICs(t, e, w, "before", 1))
+	w.terminate()
+
+	db := filepath.Join(e.dir, "data", "events.db")
+	if err := os.WriteFile(db, bytes.Repeat([]byte("not sqlite "), 1000), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	w = e.startWagate(o)
+	w.waitLogMsg("events database damaged: moved aside and replaced by a new one holding what could be read; sqlite3 <damaged_file> .recover may find more", 0)
+	if kept, _ := filepath.Glob(db + ".corrupt-*"); len(kept) != 1 {
+		t.Errorf("damaged file kept as %v, want one events.db.corrupt-…", kept)
+	}
+	before := len(rx.all())
+	cdrs := placeUICs(t, e, w, "after", 1)
+	evs := rx.waitUntil(t, "the new call's events", func(evs []rxEvent) bool { return len(evs) >= before+4 })
+	checkEndEvent(t, "call after the damage", evs, cdrs[0], "call.ended")
+	rx.checkSigned(t)
+}
+
+// TestEventsBacklogBound: with the receiver down, events.max_pending (4
+// here) bounds what wagate keeps for it: three calls' twelve events leave
+// four kept and eight counted as backlog_full in /v1/status; every CDR is
+// stored. When the receiver is back it gets the four kept.
+func TestEventsBacklogBound(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rx := newReceiver(t, e)
+	rx.down()
+	w := e.startWagate(wagateOpts{APIExtra: tokenAPI, Extra: eventsYAML(rx) + "  max_pending: 4\n"})
+	placeUICs(t, e, w, "bounded", 3) // fails unless all 3 CDRs are stored
+
+	read := func() (pending int64, full uint64) {
+		res, body := apiGet(t, e, "/v1/status", "")
+		var doc struct {
+			Events *struct {
+				Subscribers []struct {
+					Pending     int64  `json:"pending"`
+					BacklogFull uint64 `json:"backlog_full"`
+				} `json:"subscribers"`
+			} `json:"events"`
+		}
+		if res.StatusCode != http.StatusOK || json.Unmarshal(body, &doc) != nil || doc.Events == nil || len(doc.Events.Subscribers) != 1 {
+			t.Fatalf("/v1/status: %s %s", res.Status, body)
+		}
+		return doc.Events.Subscribers[0].Pending, doc.Events.Subscribers[0].BacklogFull
+	}
+	if pending, full := read(); pending != 4 || full != 8 {
+		t.Errorf("pending %d, backlog_full %d; want 4 and 8", pending, full)
+	}
+	rx.up()
+	evs := rx.waitUntil(t, "the four kept events", func(evs []rxEvent) bool { return len(evs) >= 4 })
+	deadline := time.Now().Add(deliveryLimit)
+	for pending, _ := read(); pending != 0 && time.Now().Before(deadline); pending, _ = read() {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if pending, _ := read(); pending != 0 || len(rx.all()) != 4 {
+		t.Errorf("after the receiver came back: %d still pending, %d delivered (%s); want 0 and the 4 kept", pending, len(rx.all()), strings.Join(types(evs), " "))
+	}
+	rx.checkSigned(t)
+}
+
+// TestEventsSIGTERMWithHangingReceiver: the receiver holds every delivery
+// (never answers, within a 60 s attempt timeout) when wagate is stopped
+// with SIGTERM after calls ended: wagate exits cleanly, with no "events
+// store close" error, the CDRs are on disk, and after the next start
+// every event arrives (the held ones again, same id).
+func TestEventsSIGTERMWithHangingReceiver(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rx := newReceiver(t, e)
+	rx.setMode(rxHold)
+	// An attempt timeout longer than wagate waits for attempts at a stop
+	// (10 s): the wait uses all of it.
+	o := wagateOpts{APIExtra: tokenAPI, Extra: strings.Replace(eventsYAML(rx), "timeout: 5s", "timeout: 60s", 1)}
+	w := e.startWagate(o)
+	cdrs := placeUICs(t, e, w, "before_stop", 2)
+	deadline := time.Now().Add(deliveryLimit)
+	for rx.holdingCount() == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if rx.holdingCount() == 0 {
+		t.Fatal("no delivery in flight at the stop")
+	}
+	w.terminate() // fails the test unless wagate exits 0 within stopLimit
+	log, _ := os.ReadFile(w.logPath)
+	if strings.Contains(string(log), "events store close") {
+		t.Errorf("closing the events store failed:\n%s", log)
+	}
+	rx.setMode(rxTake)
+	w = e.startWagate(o)
+	if got := waitCDRs(t, e, 2); len(got) != 2 {
+		t.Fatalf("%d CDRs after the restart, want 2", len(got))
+	}
+	checkAllDelivered(t, rx, cdrs)
 }
