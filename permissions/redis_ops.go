@@ -137,9 +137,16 @@ func (r *Redis) reserveDown(k Key, cause error) (Decision, Reservation) {
 	r.local.mu.Lock()
 	defer r.local.mu.Unlock()
 	p, ok := r.local.seen[k]
-	valid := ok && (p.st == stPermanent || (p.st == stTemporary && p.exp > nowMs()))
-	if !valid {
-		// Nothing known here: the cache can only admit what it saw.
+	if !ok {
+		// Nothing known here: the cache can only admit what it saw, and
+		// it cannot say the user has no permission either. A 403 with
+		// Meta's 138006 would tell the dialer to ask the user again;
+		// this is wagate's trouble, to retry after it.
+		r.stats.refused.Add(1)
+		return decide(Unavailable, 0), nil
+	}
+	if valid := p.st == stPermanent || (p.st == stTemporary && p.exp > nowMs()); !valid {
+		// Seen without a permission (or it has expired since).
 		return decide(NoPermission, 0), nil
 	}
 	ks := r.keys(k)

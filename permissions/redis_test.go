@@ -352,22 +352,29 @@ func waitUp(t *testing.T, r *Redis) {
 }
 
 // TestRedisDownFromCache: policy cache admits a pair this node saw granted,
-// refuses one it never saw, and writes the call's outcome back when Redis
-// returns, once.
+// refuses one it saw without a permission as such (403, 138006), refuses
+// one it never saw as unavailable (503 with Retry-After and no Meta error
+// code: this node does not know, and a dialer told 138006 would ask a user
+// who may well have said yes for permission again), and writes the call's
+// outcome back when Redis returns, once.
 func TestRedisDownFromCache(t *testing.T) {
 	srv := startRedis(t)
 	r := openRedis(t, srv, "n1", DefaultLimits(), func(o *RedisOptions) { o.OnDown = OnDownCache })
-	k, unseen := key("+16505550001"), key("+16505550002")
+	k, unseen, none := key("+16505550001"), key("+16505550002"), key("+16505550003")
 	if err := r.Grant(k, true, time.Time{}, "api"); err != nil {
 		t.Fatal(err)
 	}
+	reserve(t, r, none, NoPermission) // seen: no permission
 	srv.kill()
 	_, res := reserve(t, r, k, Allow)
 	reserve(t, r, k, Busy)
-	reserve(t, r, unseen, NoPermission)
+	if d, _ := reserve(t, r, unseen, Unavailable); d.Code != 503 || d.MetaError != 0 || d.RetryAfterSeconds() <= 0 {
+		t.Errorf("a pair never seen, while Redis is down: %+v, want 503 with Retry-After and no Meta error", d)
+	}
+	reserve(t, r, none, NoPermission)
 	res.Connected()
 	res.Finish(Answered)
-	if s := r.Stats(); s.AdmittedFromCache != 1 || s.PendingOutcomes != 1 {
+	if s := r.Stats(); s.AdmittedFromCache != 1 || s.PendingOutcomes != 1 || s.RefusedUnavailable != 1 {
 		t.Errorf("stats while down: %+v", s)
 	}
 	srv.restart()
