@@ -90,6 +90,13 @@ type Redis struct {
 	lim      atomic.Pointer[Limits]
 	log      *slog.Logger
 
+	// slots orders the rewrite of this node's slots (flush, exclusive)
+	// against its admissions and releases (shared), each of which changes
+	// Redis's count and the node's own together: a rewrite between the
+	// two would write a count one call off — a phantom call that keeps
+	// the user "busy" (486) until the node restarts, or a call the other
+	// nodes do not see.
+	slots    sync.RWMutex
 	up       atomic.Bool
 	downLog  atomic.Int64 // Unix ns of the last "down" warning
 	resSeq   atomic.Uint64

@@ -64,6 +64,10 @@ func (r *Redis) Reserve(k Key) (Decision, Reservation) {
 	if err != nil {
 		return decide(NoPermission, 0), nil
 	}
+	// Redis's count of this node's slots and the node's own move together
+	// (see Redis.slots).
+	r.slots.RLock()
+	defer r.slots.RUnlock()
 	if !r.available() {
 		return r.reserveDown(nk, errors.New("redis down"))
 	}
@@ -236,6 +240,8 @@ func (t *redisTicket) Finish(o Outcome) {
 		t.connect()
 	}
 	r := t.r
+	r.slots.RLock()
+	defer r.slots.RUnlock()
 	what := "none"
 	switch {
 	case t.connected.Load():
