@@ -96,12 +96,18 @@ type Redis struct {
 	// two would write a count one call off — a phantom call that keeps
 	// the user "busy" (486) until the node restarts, or a call the other
 	// nodes do not see.
-	slots    sync.RWMutex
-	up       atomic.Bool
-	downLog  atomic.Int64 // Unix ns of the last "down" warning
-	resSeq   atomic.Uint64
-	local    local
-	stats    redisStats
+	slots   sync.RWMutex
+	up      atomic.Bool
+	downLog atomic.Int64 // Unix ns of the last "down" warning
+	resSeq  atomic.Uint64
+	local   local
+	stats   redisStats
+	// allowNonDurable is RedisOptions.AllowNonDurable, for the checks of
+	// a node that started while Redis was unreachable.
+	allowNonDurable bool
+	// heldLog is when claimLate last said the node id is held (the loop's
+	// goroutine only).
+	heldLog  time.Time
 	stop     context.CancelFunc
 	done     chan struct{}
 	closeErr error
@@ -208,21 +214,68 @@ func OpenRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 	r.local.dirty = make(map[string]bool)
 	r.local.seen = make(map[Key]cachedPair)
 	r.local.maxSeen = o.CacheSize
-	if err := r.checkDurable(ctx, o.AllowNonDurable); err != nil {
+	r.allowNonDurable = o.AllowNonDurable
+	claimed := true
+	switch err := r.checkDurable(ctx, o.AllowNonDurable); {
+	case errors.Is(err, ErrUnavailable):
+		// Start all the same, with the store down: the node's calls that
+		// need no Redis (users calling the business) must not wait for
+		// it, and business-initiated calls follow on_down as they would
+		// in an outage. Nothing is written before the checks and the
+		// claim pass (the loop makes them).
+		claimed = false
+		r.stats.errors.Add(1)
+		r.downLog.Store(time.Now().UnixNano())
+		r.log.Error("redis unreachable at start: the node starts with the permission store down; business-initiated calls follow "+
+			"permissions.redis.on_down until redis answers and the node id is claimed", "node_id", r.nodeID, "on_down", r.onDown, "error", err)
+	case err != nil:
 		r.rdb.Close()
 		return nil, err
+	default:
+		if err := r.claimAtStart(ctx); err != nil {
+			r.rdb.Close()
+			return nil, err
+		}
+		r.up.Store(true)
 	}
-	if err := r.claimAtStart(ctx); err != nil {
-		r.rdb.Close()
-		return nil, err
-	}
-	r.up.Store(true)
 	lctx, cancel := context.WithCancel(context.Background())
 	r.stop = cancel
-	go r.loop(lctx)
+	go r.loop(lctx, claimed)
 	r.log.Info("permission store: redis", "node_id", r.nodeID, "instance", r.instance, "slot_ttl", r.slotTTL.String(),
-		"on_down", r.onDown, "wait_replicas", r.waitN)
+		"on_down", r.onDown, "wait_replicas", r.waitN, "up", claimed)
 	return r, nil
+}
+
+// claimLate makes the start-up checks and the claim of a node that
+// started while Redis was unreachable; true once the node id is this
+// instance's. A Redis that does not keep grants durably, or a node id held
+// by another instance (a previous run, until it expires; another running
+// node, for good), keeps the store down, logged at most every 10 s.
+func (r *Redis) claimLate(ctx context.Context) bool {
+	err := r.checkDurable(ctx, r.allowNonDurable)
+	if err == nil {
+		var ok bool
+		var holder string
+		var ttl time.Duration
+		ok, holder, ttl, _, err = r.claim(ctx)
+		switch {
+		case err == nil && ok:
+			return true
+		case err == nil:
+			// Redis answers: not an outage, so said at once (and then
+			// every 10 s), not behind the down warning's pace.
+			r.stats.errors.Add(1)
+			if time.Since(r.heldLog) > 10*time.Second {
+				r.heldLog = time.Now()
+				r.log.Error("node_id is held by another instance: a previous run of this node (waiting for it to expire), or another running node "+
+					"with this node_id (give each node its own); the permission store stays down until it is free",
+					"node_id", r.nodeID, "holder", holder, "expires_in", ttl.String())
+			}
+			return false
+		}
+	}
+	r.failed("start", err)
+	return false
 }
 
 // checkDurable makes sure an acknowledged grant survives a crash of Redis:
@@ -329,7 +382,10 @@ func (r *Redis) instKey() string { return r.prefix + "inst:" + r.instance }
 // loop refreshes the node's life every third of SlotTTL and, while Redis
 // is down, probes it; when it returns, the node's slots are rewritten from
 // its own calls and the outcomes it kept are written.
-func (r *Redis) loop(ctx context.Context) {
+//
+// claimed is false for a node that started while Redis was unreachable:
+// it makes its start-up checks and claim first (claimLate).
+func (r *Redis) loop(ctx context.Context, claimed bool) {
 	defer close(r.done)
 	beat := r.slotTTL / 3
 	last := time.Now()
@@ -340,6 +396,11 @@ func (r *Redis) loop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if !claimed {
+			if claimed = r.claimLate(ctx); !claimed {
+				continue
+			}
 		}
 		if r.up.Load() && time.Since(last) < beat {
 			continue

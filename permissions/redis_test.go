@@ -3,6 +3,7 @@ package permissions
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -491,5 +492,70 @@ func TestRedisClaimRetriesSlowAnswer(t *testing.T) {
 	defer cancel()
 	if got, err := cli.Get(ctx, r.prefix+"node:n1").Result(); err != nil || got != r.instance {
 		t.Errorf("node id n1 held by %q (%v), want this instance %q", got, err, r.instance)
+	}
+}
+
+// TestRedisDownAtStart: a node started while Redis cannot be reached (a
+// host rebooted before Redis, a Redis restart during a deploy) starts
+// anyway with the store down — business-initiated calls follow on_down
+// (503), grants are refused as unavailable, and the node's other calls
+// are its own affair — and comes up once Redis answers, holding its node
+// id. A node that exited instead would take the calls that need no Redis
+// (users calling the business) down with it. While another running node
+// holds the id, it stays down.
+func TestRedisDownAtStart(t *testing.T) {
+	srv := startRedis(t)
+	holder := openRedis(t, srv, "n2", DefaultLimits(), func(o *RedisOptions) { o.SlotTTL = 10 * time.Second })
+	srv.kill()
+	lim := DefaultLimits()
+	var r, twin *Redis
+	for _, p := range []struct {
+		node string
+		to   **Redis
+	}{{"n1", &r}, {"n2", &twin}} {
+		s, err := OpenRedis(context.Background(), RedisOptions{Addr: srv.addr, NodeID: p.node, Limits: lim, SlotTTL: time.Second,
+			Timeout: 300 * time.Millisecond, Log: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+		if err != nil {
+			t.Fatalf("open %s while Redis is down: %v; want the node up with the store down", p.node, err)
+		}
+		t.Cleanup(func() { s.Close() })
+		*p.to = s
+	}
+	k := key("+16505550001")
+	if s := r.Stats(); s.Up {
+		t.Errorf("store up with Redis down: %+v", s)
+	}
+	if d, _ := r.Reserve(k); d.Verdict != Unavailable || d.Code != 503 {
+		t.Errorf("reserve while Redis is down since the start: %v %d", d.Verdict, d.Code)
+	}
+	if err := r.Grant(k, true, time.Time{}, "api"); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("grant while Redis is down since the start: %v", err)
+	}
+
+	srv.restart()
+	waitUp(t, r)
+	if err := r.Grant(k, true, time.Time{}, "api"); err != nil {
+		t.Fatal(err)
+	}
+	_, res := reserve(t, r, k, Allow)
+	res.Finish(Failed)
+	cli := redis.NewClient(&redis.Options{Addr: srv.addr, DisableIdentity: true, Protocol: 2})
+	defer cli.Close()
+	ctx := context.Background()
+	if got, err := cli.Get(ctx, r.prefix+"node:n1").Result(); err != nil || got != r.instance {
+		t.Errorf("node id n1 held by %q (%v), want this instance %q", got, err, r.instance)
+	}
+	// n2 is still held by the node that ran before the outage (its key
+	// survived in the append-only file): its twin must not take it.
+	waitUp(t, holder)
+	time.Sleep(1500 * time.Millisecond)
+	if twin.Stats().Up {
+		t.Error("a node started during the outage with a running node's id came up")
+	}
+	if d, _ := twin.Reserve(k); d.Verdict != Unavailable {
+		t.Errorf("the twin admitted a call: %v", d.Verdict)
+	}
+	if got, _ := cli.Get(ctx, r.prefix+"node:n2").Result(); got != holder.instance {
+		t.Errorf("node id n2 held by %q, want the running node %q", got, holder.instance)
 	}
 }

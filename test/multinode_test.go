@@ -474,3 +474,50 @@ func runToExit(t *testing.T, e *env, o wagateOpts, limit time.Duration) string {
 	}
 	return string(out)
 }
+
+// TestMultiNodeRedisDownAtStart: a node started while Redis is down (a
+// host that rebooted before Redis, a deploy during a Redis restart) runs:
+// a user's call to the business reaches the agent, a business-initiated
+// call gets 503 with Retry-After and no X-WABA-Error, /v1/status says the
+// store is down; once Redis is there the node claims its id, takes grants
+// and places business-initiated calls. Before, the node exited at start,
+// and users calling in got nothing until Redis came back.
+func TestMultiNodeRedisDownAtStart(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	c := &cluster{t: t, e: e}
+	c.redis = startRedis(t, e.ip(20), filepath.Join(e.dir, "redis"))
+	c.redis.kill()
+	nd := c.addNode(1)
+	if s := nd.w.status(); s.Permissions == nil || s.Permissions.Up {
+		t.Errorf("status with Redis down since the start: %+v", s.Permissions)
+	}
+
+	pbx := e.startSipp(sippSpec{Name: "pbx", Scenario: "uas.xml", Peer: e.PBX, Calls: 1, Args: ringArgs})
+	e.runSipp(sippSpec{Name: "meta_uic", Scenario: "uac.xml", Peer: e.Meta, Remote: nd.w.SIPAddr, Calls: 1,
+		Args: callArgs(businessNumber, waUser, "-d", "200")})
+	pbx.requireOK()
+
+	u := "+447700900611"
+	res := expectDialerRejectedAt(t, nd, "down_bic", u, "503")
+	if res.Header("X-WABA-Error") != "" || res.Header("Retry-After") == "" {
+		t.Errorf("BIC while Redis is down: X-WABA-Error %q Retry-After %q", res.Header("X-WABA-Error"), res.Header("Retry-After"))
+	}
+
+	c.redis.start()
+	deadline := time.Now().Add(10 * time.Second)
+	for s := nd.w.status(); s.Permissions == nil || !s.Permissions.Up; s = nd.w.status() {
+		if time.Now().After(deadline) {
+			t.Fatalf("store not up 10 s after Redis started: %+v", s.Permissions)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := c.redisCLI("GET", "wagate:node:node1"); !strings.HasPrefix(got, "node1.") {
+		t.Errorf("node id in Redis: %q, want node1's instance", got)
+	}
+	nd.grant(t, u, "permanent")
+	meta := e.startSipp(sippSpec{Name: "meta", Scenario: "uas.xml", Peer: e.Meta, Calls: 1, NoTrace: true})
+	nd.e.runSipp(sippSpec{Name: "up_bic", Scenario: "bic_dialer.xml", Peer: e.Dialer, Remote: nd.w.SIPAddr, Calls: 1,
+		Args: bicArgs(u, phoneNumberID, businessNumber, "-d", "50")})
+	meta.requireOK()
+}
