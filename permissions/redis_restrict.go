@@ -34,10 +34,9 @@ func (r *Redis) Restrict(phoneNumberID string, until time.Time, reason string) e
 	if until.IsZero() || !until.After(time.Now()) {
 		err = r.rdb.Del(ctx, key).Err()
 	} else {
-		err = r.rdb.Set(ctx, key, reason, 0).Err()
-		if err == nil {
-			err = r.rdb.PExpireAt(ctx, key, until).Err()
-		}
+		// The end in the same command (PXAT): a pause written without
+		// it, by a failure between two commands, would never end.
+		err = r.rdb.Do(ctx, "SET", key, reason, "PXAT", until.UnixMilli()).Err()
 	}
 	if err != nil {
 		r.failed("restrict", err)

@@ -559,3 +559,35 @@ func TestRedisDownAtStart(t *testing.T) {
 		t.Errorf("node id n2 held by %q, want the running node %q", got, holder.instance)
 	}
 }
+
+// TestRedisRestrictionEnds: Meta's pause of a number is written with its
+// end in one command, so that a failure half-way (here the second of two
+// commands refused: an ACL that does not allow PEXPIREAT, as a timeout or
+// a failover between two commands would) cannot leave the number paused
+// for good — every business-initiated call refused 403/138013 until an
+// operator lifts it by hand.
+func TestRedisRestrictionEnds(t *testing.T) {
+	srv := startRedis(t)
+	cli := redis.NewClient(&redis.Options{Addr: srv.addr, DisableIdentity: true, Protocol: 2})
+	defer cli.Close()
+	ctx := context.Background()
+	if err := cli.Do(ctx, "ACL", "SETUSER", "node", "on", ">pw", "~*", "&*", "+@all", "-pexpireat").Err(); err != nil {
+		t.Fatal(err)
+	}
+	r := openRedis(t, srv, "n1", DefaultLimits(), func(o *RedisOptions) { o.Username, o.Password = "node", "pw" })
+	k := key("+16505550001")
+	until := time.Now().Add(time.Hour)
+	err := r.Restrict(k.PhoneNumberID, until, "RESTRICTED_BUSINESS_INITIATED_CALLING")
+	ttl, terr := cli.PTTL(ctx, r.prefix+"r:"+k.PhoneNumberID).Result()
+	if terr != nil {
+		t.Fatal(terr)
+	}
+	switch {
+	case ttl == -1:
+		t.Fatalf("the pause is in Redis without an end (Restrict: %v): the number's calls would be refused for good", err)
+	case err != nil && ttl != -2:
+		t.Errorf("Restrict failed (%v) but left a pause of %v", err, ttl)
+	case err == nil && (ttl <= 0 || ttl > time.Hour):
+		t.Errorf("pause of %v, want about an hour", ttl)
+	}
+}
