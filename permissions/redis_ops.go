@@ -261,7 +261,7 @@ func (t *redisTicket) Finish(o Outcome) {
 		}
 		return
 	}
-	if err := r.runFinish(t.k, t.ks, what, true); err != nil {
+	if err := r.runFinish(t.k, t.ks, t.resid, what, true); err != nil {
 		r.failed("finish", err)
 		r.markDirty(t.ks.busy, t.ks.nact)
 		if what != "none" {
@@ -278,7 +278,12 @@ func dec(m map[string]int, k string) {
 	}
 }
 
-func (r *Redis) runFinish(k Key, ks pairKeys, what string, release bool) error {
+// outcomeMarkLife is how long Redis remembers that a reservation's
+// outcome was applied: longer than an outcome waits in a node for Redis
+// to return, in practice.
+const outcomeMarkLife = 2 * 24 * time.Hour
+
+func (r *Redis) runFinish(k Key, ks pairKeys, resid, what string, release bool) error {
 	ctx, cancel := r.opCtx()
 	defer cancel()
 	lims := r.limits()
@@ -286,8 +291,8 @@ func (r *Redis) runFinish(k Key, ks pairKeys, what string, release bool) error {
 	if release {
 		rel = "1"
 	}
-	v, err := scriptFinish.Run(ctx, r.rdb, []string{ks.pair, ks.busy, ks.nact}, r.instance, what,
-		lims.UnansweredRevoke, rel, revokedRetention.Milliseconds()).Slice()
+	v, err := scriptFinish.Run(ctx, r.rdb, []string{ks.pair, ks.busy, ks.nact, r.prefix + "o:" + resid}, r.instance, what,
+		lims.UnansweredRevoke, rel, revokedRetention.Milliseconds(), outcomeMarkLife.Milliseconds()).Slice()
 	if err != nil {
 		return err
 	}

@@ -63,7 +63,7 @@ func (r *Redis) flush(ctx context.Context) {
 		if op.connect {
 			err = r.runConnected(r.keys(op.k), op.resid, strconv.FormatInt(op.at, 10))
 		} else {
-			err = r.runFinish(op.k, r.keys(op.k), op.outcome, false)
+			err = r.runFinish(op.k, r.keys(op.k), op.resid, op.outcome, false)
 		}
 		if err != nil {
 			r.failed("write back", err)

@@ -110,11 +110,14 @@ end
 return 1
 `)
 
-// scriptFinish: KEYS pair, busy, nact; ARGV instance, outcome (none |
-// counts | learn), revoke-at streak, release (1: give back this
-// instance's busy and concurrency slot; 0: a replay), revoked retention
-// (ms). Answers {streak, what}: what 1 revoked by the streak, 2 revoked
-// because Meta said no permission.
+// scriptFinish: KEYS pair, busy, nact, the outcome's mark (o:<reservation
+// id>); ARGV instance, outcome (none | counts | learn), revoke-at streak,
+// release (1: give back this instance's busy and concurrency slot; 0: a
+// replay), revoked retention (ms), mark's life (ms). Answers {streak,
+// what}: what 1 revoked by the streak, 2 revoked because Meta said no
+// permission. An outcome is applied once per reservation: a node whose
+// answer was lost (a timeout after Redis ran the script) writes it again,
+// and a second count would revoke early (or revoke a newer grant).
 var scriptFinish = redis.NewScript(luaNow + `
 if ARGV[4] == '1' then
   for i = 2, 3 do
@@ -129,6 +132,9 @@ end
 local o = ARGV[2]
 if o == 'none' or redis.call('EXISTS', KEYS[1]) == 0 then
   return {0, 0}
+end
+if not redis.call('SET', KEYS[4], 1, 'PX', tonumber(ARGV[6]), 'NX') then
+  return {tonumber(redis.call('HGET', KEYS[1], 'stk') or '0'), 0}
 end
 local h = redis.call('HMGET', KEYS[1], 'st', 'exp')
 local st = tonumber(h[1]) or 0
