@@ -107,7 +107,9 @@ type Redis struct {
 	allowNonDurable bool
 	// heldLog is when claimLate last said the node id is held (the loop's
 	// goroutine only).
-	heldLog  time.Time
+	heldLog time.Time
+	// bg is the loop's background work (indexRestrictions).
+	bg       sync.WaitGroup
 	stop     context.CancelFunc
 	done     chan struct{}
 	closeErr error
@@ -387,6 +389,7 @@ func (r *Redis) instKey() string { return r.prefix + "inst:" + r.instance }
 // it makes its start-up checks and claim first (claimLate).
 func (r *Redis) loop(ctx context.Context, claimed bool) {
 	defer close(r.done)
+	indexed := false
 	beat := r.slotTTL / 3
 	last := time.Now()
 	t := time.NewTicker(probeInterval)
@@ -401,6 +404,10 @@ func (r *Redis) loop(ctx context.Context, claimed bool) {
 			if claimed = r.claimLate(ctx); !claimed {
 				continue
 			}
+		}
+		if !indexed {
+			indexed = true
+			r.bg.Go(func() { r.indexRestrictions(ctx) })
 		}
 		if r.up.Load() && time.Since(last) < beat {
 			continue
@@ -454,6 +461,7 @@ func (r *Redis) Close() error {
 	r.once.Do(func() {
 		r.stop()
 		<-r.done
+		r.bg.Wait()
 		ctx, cancel := r.opCtx()
 		r.flush(ctx)
 		_ = scriptRelease.Run(ctx, r.rdb, []string{r.prefix + "node:" + r.nodeID, r.instKey()}, r.instance).Err()

@@ -591,3 +591,66 @@ func TestRedisRestrictionEnds(t *testing.T) {
 		t.Errorf("pause of %v, want about an hour", ttl)
 	}
 }
+
+// TestRedisRestrictionsListScales: listing Meta's pauses on a Redis that
+// holds a production's keys (here two million) answers, and does not
+// mark Redis down: a listing that scanned the whole keyspace outran the
+// timeout, answered 503 every time, and refused the node's
+// business-initiated calls until the next probe.
+func TestRedisRestrictionsListScales(t *testing.T) {
+	srv := startRedis(t, "--enable-debug-command", "yes")
+	cli := redis.NewClient(&redis.Options{Addr: srv.addr, DisableIdentity: true, Protocol: 2, ReadTimeout: time.Minute})
+	defer cli.Close()
+	ctx := context.Background()
+	if err := cli.Do(ctx, "DEBUG", "POPULATE", 2000000, "wagate:c:pair").Err(); err != nil {
+		t.Fatal(err)
+	}
+	// A pause written before the index (an older wagate): listed too.
+	if err := cli.Set(ctx, "wagate:r:106540352242925", "RESTRICTED_BUSINESS_INITIATED_CALLING", time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	r := openRedis(t, srv, "n1", DefaultLimits(), func(o *RedisOptions) { o.Timeout = 300 * time.Millisecond })
+	k := key("+16505550001")
+	if err := r.Grant(k, true, time.Time{}, "api"); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if n, _ := cli.Exists(ctx, "wagate:rs:complete").Result(); n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("older pauses not indexed 20 s after the start")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if rs, err := r.Restrictions(); err != nil || len(rs) != 1 || rs[0].PhoneNumberID != "106540352242925" {
+		t.Errorf("a pause recorded before the index: %+v %v", rs, err)
+	}
+	if err := r.Restrict("106540352242925", time.Time{}, ""); err != nil {
+		t.Fatal(err)
+	}
+	until := time.Now().Add(time.Hour).Truncate(time.Second)
+	if err := r.Restrict("106540352242923", until, "RESTRICTED_BUSINESS_INITIATED_CALLING"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Restrict("106540352242924", time.Now().Add(300*time.Millisecond), "RESTRICTED_BUSINESS_INITIATED_CALLING"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(400 * time.Millisecond) // the second pause ends
+	rs, err := r.Restrictions()
+	if err != nil || len(rs) != 1 || rs[0].PhoneNumberID != "106540352242923" || rs[0].Until.Sub(until).Abs() > time.Second {
+		t.Errorf("restrictions: %+v %v; want the one pause still on", rs, err)
+	}
+	if !r.Stats().Up {
+		t.Error("listing the restrictions marked Redis down")
+	}
+	_, res := reserve(t, r, k, Allow)
+	res.Finish(Failed)
+	// Lifted: gone from the list.
+	if err := r.Restrict("106540352242923", time.Time{}, ""); err != nil {
+		t.Fatal(err)
+	}
+	if rs, err := r.Restrictions(); err != nil || len(rs) != 0 {
+		t.Errorf("after the lift: %+v %v", rs, err)
+	}
+}
