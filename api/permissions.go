@@ -253,7 +253,7 @@ func (p *permissionHandlers) put(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.log.Info("call permission granted through the API", "key", k.String(), "status", body.Status)
-	p.respondEntry(w, k)
+	p.respondEntry(w, k, entryDoc{PhoneNumberID: k.PhoneNumberID, User: k.User, Status: body.Status, ExpiresAt: exp, Source: SourceAPI})
 }
 
 func (p *permissionHandlers) delete(w http.ResponseWriter, r *http.Request) {
@@ -266,7 +266,7 @@ func (p *permissionHandlers) delete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.log.Info("call permission revoked through the API", "key", k.String())
-	p.respondEntry(w, k)
+	p.respondEntry(w, k, entryDoc{PhoneNumberID: k.PhoneNumberID, User: k.User, Status: string(permissions.StatusNone), Source: SourceAPI})
 }
 
 // requestDoc answers POST …/requests.
@@ -336,11 +336,16 @@ func (p *permissionHandlers) lift(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func (p *permissionHandlers) respondEntry(w http.ResponseWriter, k permissions.Key) {
+// respondEntry answers a change with the pair as the store now has it;
+// when it cannot be read back (the store failed right after the change,
+// or swept the pair), with made: what the change did, which stands.
+func (p *permissionHandlers) respondEntry(w http.ResponseWriter, k permissions.Key, made entryDoc) {
 	e, ok, err := p.store.Lookup(k)
 	if err != nil || !ok {
-		// Swept between the change and this read; the change stands.
-		writeJSON(w, http.StatusOK, entryDoc{PhoneNumberID: k.PhoneNumberID, User: k.User, Status: string(permissions.StatusNone)})
+		if err != nil {
+			p.log.Warn("permission changed, but not read back; answering what was changed", "key", k.String(), "error", err)
+		}
+		writeJSON(w, http.StatusOK, made)
 		return
 	}
 	writeJSON(w, http.StatusOK, docOf(e))

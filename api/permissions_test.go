@@ -214,3 +214,35 @@ func TestStoreUnavailableIs503(t *testing.T) {
 		}
 	}
 }
+
+// blipStore grants, then cannot be read (Redis gone right after it
+// acknowledged the grant).
+type blipStore struct{ PermissionStore }
+
+func (b blipStore) Lookup(permissions.Key) (permissions.Entry, bool, error) {
+	return permissions.Entry{}, false, fmt.Errorf("lookup: %w", permissions.ErrUnavailable)
+}
+
+// TestGrantAnswerWhenReadFails: a grant that was made but could not be
+// read back answers what was granted, not "none": a CRM that shows the
+// answer would tell the agent the customer has no permission (and may
+// send a permission request the user already answered).
+func TestGrantAnswerWhenReadFails(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.Permissions = blipStore{o.Permissions} })
+	r := f.api(t, "PUT", userPath, `{"status":"permanent"}`)
+	var doc entryDoc
+	r.json(t, &doc)
+	if r.code != 200 || doc.Status != "permanent" {
+		t.Errorf("permanent grant, read back failed: %d %s", r.code, r.body)
+	}
+	exp := epoch.Add(48 * time.Hour)
+	r = f.api(t, "PUT", userPath, `{"status":"temporary","expires_at":"`+exp.Format(time.RFC3339)+`"}`)
+	doc = entryDoc{}
+	r.json(t, &doc)
+	if r.code != 200 || doc.Status != "temporary" || !doc.ExpiresAt.Equal(exp) {
+		t.Errorf("temporary grant, read back failed: %d %s", r.code, r.body)
+	}
+	if e, ok, err := f.cache.Lookup(permissions.Key{PhoneNumberID: testNumberID, User: "+16505551234"}); err != nil || !ok || e.Status != "temporary" {
+		t.Errorf("the grant itself: %+v %v %v", e, ok, err)
+	}
+}
