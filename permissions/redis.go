@@ -185,6 +185,7 @@ func OpenRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
+	quietRedisLog.Do(func() { redis.SetLogger(redisLog{o.Log}) })
 	var tok [8]byte
 	if _, err := rand.Read(tok[:]); err != nil {
 		return nil, fmt.Errorf("permissions: redis: instance id: %w", err)
@@ -278,6 +279,19 @@ func (r *Redis) claimLate(ctx context.Context) bool {
 	}
 	r.failed("start", err)
 	return false
+}
+
+// quietRedisLog installs redisLog once per process (go-redis has one
+// logger for all clients).
+var quietRedisLog sync.Once
+
+// redisLog takes go-redis's own messages at debug: they would otherwise go
+// to stderr, one per failed dial — four a second for as long as Redis is
+// down — beside the store's own warning, which says it every 10 s.
+type redisLog struct{ log *slog.Logger }
+
+func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, "go-redis: "+fmt.Sprintf(format, v...))
 }
 
 // checkDurable makes sure an acknowledged grant survives a crash of Redis:
