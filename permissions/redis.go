@@ -131,7 +131,14 @@ type local struct {
 	seen    map[Key]cachedPair
 	maxSeen int
 	pending []pendingOp
+	// uncounted are permission requests refused because Redis failed,
+	// which Redis may have counted all the same (takeBack).
+	uncounted []uncounted
 }
+
+// uncounted is a permission request to take back: its counter's key and
+// the script's member.
+type uncounted struct{ key, member string }
 
 type cachedPair struct {
 	st  state
@@ -435,6 +442,9 @@ func (r *Redis) loop(ctx context.Context, claimed bool) {
 		if !ok {
 			r.log.Error("node_id taken over by another instance while this one could not refresh it: two nodes run with one node_id",
 				"node_id", r.nodeID, "holder", holder)
+			continue
+		}
+		if !r.up.Load() && !r.takeBack(ctx) {
 			continue
 		}
 		wasDown := !r.up.Swap(true)

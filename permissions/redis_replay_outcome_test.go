@@ -111,3 +111,36 @@ func TestRedisOutcomeCountedOnce(t *testing.T) {
 		t.Errorf("after one unanswered call: streak %d, active %d; want 1 and 0", en.UnansweredStreak, en.ActiveCalls)
 	}
 }
+
+// TestRedisRequestNotCountedWhenRefused: a permission request that Redis
+// counted but whose answer came after the timeout was answered 503 (not
+// sent): once Redis answers again it no longer counts, so the business's
+// retry may send it. Counted, the retry got 429 for a day (Meta allows 1
+// request per 24 h and 2 per 7 days) for a request that never went out.
+func TestRedisRequestNotCountedWhenRefused(t *testing.T) {
+	srv := startRedis(t)
+	proxy := newSlowReplies(t, srv.addr)
+	r := openRedis(t, srv, "n1", DefaultLimits(), func(o *RedisOptions) {
+		o.Addr = proxy.addr()
+		o.Timeout = 200 * time.Millisecond
+	})
+	k, warm := key("+16505550001"), key("+16505550002")
+	// Redis knows the request script already (a first EVALSHA would be
+	// refused NOSCRIPT, and nothing would be counted).
+	if d := r.RecordPermissionRequest(warm); !d.Allowed() {
+		t.Fatalf("first request: %v", d.Verdict)
+	}
+	proxy.hold.Store(int64(400 * time.Millisecond))
+	d := r.RecordPermissionRequest(k)
+	proxy.hold.Store(0)
+	if d.Verdict != Unavailable {
+		t.Fatalf("request with the answer held back: %v; the test did not test anything", d.Verdict)
+	}
+	waitUp(t, r)
+	if d := r.RecordPermissionRequest(k); !d.Allowed() {
+		t.Errorf("the retry of a request answered 503: %v (%d, Retry-After %v); want it allowed", d.Verdict, d.Code, d.RetryAfter)
+	}
+	if en := lookup(t, r, k); en.Requests24h != 1 {
+		t.Errorf("requests counted: %d, want 1", en.Requests24h)
+	}
+}

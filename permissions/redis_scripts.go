@@ -241,7 +241,7 @@ end
 if retry >= 0 then
   return {'cap', retry}
 end
-redis.call('ZADD', KEYS[2], now, now .. ':' .. ARGV[3])
+redis.call('ZADD', KEYS[2], now, ARGV[3])
 redis.call('PEXPIRE', KEYS[2], WEEK)
 return {'ok', 0}
 `)
