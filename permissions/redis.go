@@ -131,13 +131,13 @@ type local struct {
 	seen    map[Key]cachedPair
 	maxSeen int
 	pending []pendingOp
-	// uncounted are permission requests refused because Redis failed,
-	// which Redis may have counted all the same (takeBack).
+	// uncounted are permission requests and calls refused because Redis
+	// failed, which Redis may have counted all the same (takeBack).
 	uncounted []uncounted
 }
 
-// uncounted is a permission request to take back: its counter's key and
-// the script's member.
+// uncounted is a permission request or call to take back: its counter's
+// key (a sorted set) and the script's member.
 type uncounted struct{ key, member string }
 
 type cachedPair struct {

@@ -89,8 +89,11 @@ func (r *Redis) Reserve(k Key) (Decision, Reservation) {
 	if err != nil {
 		// The script may have run even so (a timeout after Redis took
 		// it): the slots it may have taken are rewritten from this
-		// node's own count when Redis answers again.
+		// node's own count when Redis answers again, and the call it
+		// may have counted toward the number's 24 h is taken back (it
+		// was refused, never placed).
 		r.markDirty(ks.busy, ks.nact)
+		r.uncount(ks.ncalls, resid)
 		r.failed("admit", err)
 		return r.reserveDown(nk, err)
 	}

@@ -144,3 +144,38 @@ func TestRedisRequestNotCountedWhenRefused(t *testing.T) {
 		t.Errorf("requests counted: %d, want 1", en.Requests24h)
 	}
 }
+
+// TestRedisAdmissionNotCountedWhenRefused: a call admitted in Redis whose
+// answer came after the timeout was refused 503 (never placed): once Redis
+// answers again it counts neither toward the number's new calls of 24 h
+// nor as a call in progress, so the dialer's retry is placed.
+func TestRedisAdmissionNotCountedWhenRefused(t *testing.T) {
+	srv := startRedis(t)
+	proxy := newSlowReplies(t, srv.addr)
+	lim := DefaultLimits()
+	lim.NewCallsPerNumber24h = 2
+	r := openRedis(t, srv, "n1", lim, func(o *RedisOptions) {
+		o.Addr = proxy.addr()
+		o.Timeout = 200 * time.Millisecond
+	})
+	k, warm := key("+16505550001"), key("+16505550002")
+	for _, u := range []Key{k, warm} {
+		if err := r.Grant(u, true, time.Time{}, "api"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, res := reserve(t, r, warm, Allow) // the script is known; 1 of 2 new calls
+	res.Finish(Failed)
+	proxy.hold.Store(int64(400 * time.Millisecond))
+	d, _ := r.Reserve(k)
+	proxy.hold.Store(0)
+	if d.Verdict != Unavailable {
+		t.Fatalf("admission with the answer held back: %v; the test did not test anything", d.Verdict)
+	}
+	waitUp(t, r)
+	d, res = r.Reserve(k)
+	if !d.Allowed() {
+		t.Fatalf("the retry of a call refused 503: %v (%d); want it placed (2 of 2 new calls)", d.Verdict, d.Code)
+	}
+	res.Finish(Failed)
+}

@@ -81,8 +81,9 @@ func (r *Redis) RecordPermissionRequest(k Key) Decision {
 // uncountedMax bounds the requests kept to take back while Redis is down.
 const uncountedMax = 10_000
 
-// uncount remembers a request that may have been counted although it was
-// refused (see takeBack).
+// uncount remembers a permission request or a call that may have been
+// counted (member of the sorted set reqKey) although it was refused (see
+// takeBack).
 func (r *Redis) uncount(reqKey, member string) {
 	r.local.mu.Lock()
 	defer r.local.mu.Unlock()
@@ -92,8 +93,8 @@ func (r *Redis) uncount(reqKey, member string) {
 	r.local.uncounted = append(r.local.uncounted, uncounted{reqKey, member})
 }
 
-// takeBack removes the requests that failed from Redis's count (the
-// script's own member, so at most what it added); the loop runs it before
+// takeBack removes the requests and calls that failed from Redis's counts
+// (the script's own member, so at most what it added); the loop runs it before
 // the store is up again, so that no retry is counted before. False when
 // Redis failed.
 func (r *Redis) takeBack(ctx context.Context) bool {
