@@ -526,3 +526,40 @@ func TestMultiNodeRedisDownAtStart(t *testing.T) {
 		Args: bicArgs(u, phoneNumberID, businessNumber, "-d", "50")})
 	meta.requireOK()
 }
+
+// TestMultiNodeRedisDownKeepsUICs: with Redis down every node refuses
+// business-initiated calls 503 (no X-WABA-Error). That refusal is not the
+// node's failure — every node shares the Redis, and users' calls need none
+// — so Kamailio must not take the nodes out for it: while a dialer keeps
+// calling, users calling the business through Kamailio still reach an
+// agent. Before, each such 503 took a node out of the dispatcher set until
+// its next probe, a dialer's stream kept all of them out, and Kamailio
+// answered Meta's INVITEs "503 No wagate node available".
+func TestMultiNodeRedisDownKeepsUICs(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 2, "")
+	u := "+447700900621"
+	c.nodes[0].grant(t, u, "permanent")
+	c.startKamailio()
+	c.redis.kill()
+
+	dialer := c.e.startSipp(withNoTrace(c.dialSpec("dialer", c.usersFile("users.csv", []string{u}), 40, "-r", "10", "-l", "4", "-d", "50")))
+	time.Sleep(500 * time.Millisecond) // the first refusals are in
+	const uics = 5
+	pbx := c.e.startSipp(sippSpec{Name: "pbx", Scenario: "uas.xml", Peer: c.e.PBX, Calls: uics, Args: ringArgs})
+	meta := c.e.startSipp(sippSpec{Name: "meta_uic", Scenario: "uac.xml", Peer: c.e.Meta, Remote: c.kam.edge, Calls: uics,
+		Args: callArgs(businessNumber, waUser, "-d", "200", "-r", "2", "-l", "1")})
+	meta.requireOK()
+	pbx.requireOK()
+	dialer.requireOK()
+	got := outcomes(dialer)
+	for _, o := range got {
+		if o.code != "503" || o.wabaError != "" {
+			t.Errorf("BIC with Redis down: %s %s, want 503 without X-WABA-Error", o.code, o.wabaError)
+		}
+	}
+	t.Logf("BIC outcomes: %v", countBy(got))
+	if log, _ := os.ReadFile(c.kam.logPath); bytes.Contains(log, []byte("taken out")) {
+		t.Errorf("Kamailio took a node out for a refusal by the shared permission store:\n%s", tail(log, 10))
+	}
+}
