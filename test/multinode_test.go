@@ -563,3 +563,58 @@ func TestMultiNodeRedisDownKeepsUICs(t *testing.T) {
 		t.Errorf("Kamailio took a node out for a refusal by the shared permission store:\n%s", tail(log, 10))
 	}
 }
+
+// TestMultiNodeMetaRefusalStaysOnNode: Meta answering business-initiated
+// calls "503 Service Unavailable" (retry later), which wagate relays as
+// it is (no Reason, no X-WABA-Error), is the call's answer, not the node's
+// trouble: Kamailio passes it back to the dialer once, without placing
+// the call again on the next node (a second INVITE to Meta for each) and
+// without taking the nodes out — users calling the business meanwhile
+// still reach an agent.
+func TestMultiNodeMetaRefusalStaysOnNode(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 2, "")
+	u := "+447700900631"
+	c.nodes[0].grant(t, u, "permanent")
+	c.startKamailio()
+	tmpl, err := os.ReadFile(filepath.Join(sippDir, "bic_meta_code.xml.tmpl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	scenario := filepath.Join(c.e.dir, "bic_meta_503.xml")
+	if err := os.WriteFile(scenario, []byte(strings.Replace(string(tmpl), "SIP/2.0 CODE REASON", "SIP/2.0 503 Service Unavailable", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const bics, uics = 6, 4
+	meta := c.e.startSipp(sippSpec{Name: "meta_503", Scenario: scenario, Peer: c.e.Meta, Calls: bics})
+	dialer := c.e.startSipp(withNoTrace(c.dialSpec("dialer", c.usersFile("users.csv", []string{u}), bics, "-r", "4", "-l", "1", "-d", "50")))
+	time.Sleep(500 * time.Millisecond)
+	pbx := c.e.startSipp(sippSpec{Name: "pbx", Scenario: "uas.xml", Peer: c.e.PBX, Calls: uics, Args: ringArgs})
+	// Meta's side calling in, from Meta's address on ports of its own
+	// (its other side answers the BICs).
+	metaUAC := c.e.newPeer("meta_uac", 2)
+	uic := c.e.startSipp(sippSpec{Name: "meta_uic", Scenario: "uac.xml", Peer: metaUAC, Remote: c.kam.edge, Calls: uics,
+		Args: callArgs(businessNumber, waUser, "-d", "200", "-r", "2", "-l", "1")})
+	uic.requireOK()
+	pbx.requireOK()
+	dialer.requireOK()
+	meta.requireOK()
+	got := outcomes(dialer)
+	for _, o := range got {
+		if o.code != "503" || o.wabaError != "" {
+			t.Errorf("BIC that Meta refused 503: %s %s", o.code, o.wabaError)
+		}
+	}
+	invites := 0
+	for _, m := range meta.messages() {
+		if !m.Sent && strings.HasPrefix(m.StartLine(), "INVITE ") {
+			invites++
+		}
+	}
+	if len(got) != bics || invites != bics {
+		t.Errorf("%d BICs answered, Meta got %d INVITEs; want %d and %d (one per call)", len(got), invites, bics, bics)
+	}
+	if log, _ := os.ReadFile(c.kam.logPath); bytes.Contains(log, []byte("taken out")) {
+		t.Errorf("Kamailio took a node out for Meta's answer:\n%s", tail(log, 10))
+	}
+}
