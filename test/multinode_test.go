@@ -618,3 +618,59 @@ func TestMultiNodeMetaRefusalStaysOnNode(t *testing.T) {
 		t.Errorf("Kamailio took a node out for Meta's answer:\n%s", tail(log, 10))
 	}
 }
+
+// TestMultiNodeCallRefusalStaysOnNode: a refusal that is about the call,
+// not the node — here a second business number whose only PBX the nodes'
+// probes mark down, so its users' calls get wagate's own "503 Service
+// Unavailable" — goes back to Meta from the node it reached. Kamailio
+// fails over, and takes a node out, only for the node's own trouble
+// (draining, overloaded, out of call slots or ports: wagate says so in
+// X-Wagate-Node-Unavailable) or silence. Before, every such 503 took the
+// node out and was tried on the next, so one number's dead PBX left
+// Kamailio no node for every other number's users: "503 No wagate node
+// available".
+func TestMultiNodeCallRefusalStaysOnNode(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	pbx2 := e.newPeer("pbx2", 8) // nothing answers there: its probes fail
+	const second = "+15550100002"
+	c := &cluster{t: t, e: e, mod: func(o *wagateOpts) {
+		o.EndpointsExtra = pbxEndpoint("pbx2", pbx2, ", probe: {interval: 200ms, timeout: 150ms, down_after: 2, up_after: 1}")
+		o.MoreNumbers = fmt.Sprintf("\n  - {number: %q, phone_number_id: \"100000000000002\", route: {endpoint: pbx2, user: \"2001\"}}", second)
+	}}
+	c.redis = startRedis(t, e.ip(20), filepath.Join(e.dir, "redis"))
+	c.addNode(1)
+	c.addNode(2)
+	for _, nd := range c.nodes {
+		deadline := time.Now().Add(5 * time.Second)
+		for s := nd.w.status(); len(s.Endpoints) != 1 || s.Endpoints[0].Up; s = nd.w.status() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: pbx2 not marked down: %+v", nd.id, s.Endpoints)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	c.startKamailio()
+
+	const dead, live = 8, 4
+	toDead := c.e.newPeer("meta_dead", 2)
+	deadCalls := c.e.startSipp(sippSpec{Name: "meta_dead", Scenario: "uac_expect.xml", Peer: toDead, Remote: c.kam.edge, Calls: dead,
+		Args: append(expectArgs(second, waUser, "503"), "-r", "5", "-l", "2")})
+	time.Sleep(400 * time.Millisecond)
+	pbx := c.e.startSipp(sippSpec{Name: "pbx", Scenario: "uas.xml", Peer: c.e.PBX, Calls: live, Args: ringArgs})
+	toLive := c.e.newPeer("meta_live", 2)
+	liveCalls := c.e.startSipp(sippSpec{Name: "meta_live", Scenario: "uac.xml", Peer: toLive, Remote: c.kam.edge, Calls: live,
+		Args: callArgs(businessNumber, waUser, "-d", "200", "-r", "2", "-l", "1")})
+	liveCalls.requireOK()
+	pbx.requireOK()
+	deadCalls.requireOK()
+	for _, m := range deadCalls.messages() {
+		if !m.Sent && strings.HasPrefix(m.StartLine(), "SIP/2.0 503") && strings.Contains(m.StartLine(), "No wagate node") {
+			t.Errorf("a call to the number whose PBX is down got Kamailio's %q, not the node's answer", m.StartLine())
+			break
+		}
+	}
+	if log, _ := os.ReadFile(c.kam.logPath); bytes.Contains(log, []byte("taken out")) {
+		t.Errorf("Kamailio took a node out for a call's refusal:\n%s", tail(log, 10))
+	}
+}
