@@ -145,13 +145,15 @@ type cachedPair struct {
 	exp int64 // Unix ms
 }
 
-// pendingOp is an outcome made while Redis was down, written when it
-// returns.
+// pendingOp is an outcome (or a user-initiated call's permission) made
+// while Redis was down, written when it returns.
 type pendingOp struct {
 	k       Key
 	resid   string
 	connect bool
-	at      int64 // Unix ms of the connection (connect)
+	// uic: the temporary permission of a user-initiated call.
+	uic     bool
+	at      int64 // Unix ms of the connection (connect) or the call (uic)
 	outcome string
 }
 

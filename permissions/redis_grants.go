@@ -90,8 +90,19 @@ func (r *Redis) Revoke(k Key, source string) error {
 }
 
 // GrantFromUIC records the temporary permission of a user-initiated call.
+// While Redis cannot take it, it is kept and written when Redis returns,
+// from the time of the call: the user called, and the business's call
+// back must not be refused for an outage of ours.
 func (r *Redis) GrantFromUIC(k Key) {
-	if _, err := r.change(k, stTemporary, 0, SourceUIC, "", "uic"); err != nil {
+	at := nowMs()
+	_, err := r.change(k, stTemporary, 0, SourceUIC, "", "uic")
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrUnavailable):
+		r.queue(pendingOp{k: k, uic: true, at: at})
+		r.rememberUIC(k, at+r.limits().ttl().Milliseconds())
+		r.log.Warn("permission from user-initiated call kept until redis answers", "key", k.String(), "error", err)
+	default:
 		r.log.Error("permission from user-initiated call not recorded", "key", k.String(), "error", err)
 	}
 }
@@ -147,4 +158,20 @@ func (r *Redis) link(pnid, bsuid, phone string) error {
 		return unavailable("link", err)
 	}
 	return r.durable(ctx)
+}
+
+// rememberUIC lets on_down: cache admit the call back of a user who called
+// while Redis was down, unless this node knows a longer grant.
+func (r *Redis) rememberUIC(k Key, exp int64) {
+	nk, err := k.Normalize()
+	if err != nil || r.onDown != OnDownCache {
+		return
+	}
+	r.local.mu.Lock()
+	p, ok := r.local.seen[nk]
+	r.local.mu.Unlock()
+	if ok && (p.st == stPermanent || (p.st == stTemporary && p.exp >= exp)) {
+		return
+	}
+	r.remember(nk, stTemporary, exp)
 }

@@ -5,6 +5,7 @@ package permissions
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 )
@@ -60,9 +61,17 @@ func (r *Redis) flush(ctx context.Context) {
 	done := 0
 	for _, op := range ops {
 		var err error
-		if op.connect {
+		switch {
+		case op.uic:
+			if _, err = r.change(op.k, stTemporary, 0, SourceUIC, strconv.FormatInt(op.at, 10), "uic"); err != nil && !errors.Is(err, ErrUnavailable) {
+				// Not Redis failing (a grant that would already have
+				// expired): nothing to retry.
+				r.log.Warn("permission from user-initiated call not written back", "key", op.k.String(), "error", err)
+				err = nil
+			}
+		case op.connect:
 			err = r.runConnected(r.keys(op.k), op.resid, strconv.FormatInt(op.at, 10))
-		} else {
+		default:
 			err = r.runFinish(op.k, r.keys(op.k), op.resid, op.outcome, false)
 		}
 		if err != nil {

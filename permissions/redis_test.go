@@ -654,3 +654,39 @@ func TestRedisRestrictionsListScales(t *testing.T) {
 		t.Errorf("after the lift: %+v %v", rs, err)
 	}
 }
+
+// TestRedisUICGrantWhileDown: a user who calls the business while Redis is
+// down still gets the temporary permission of a user-initiated call
+// (callback_permission), from the time of the call, once Redis answers:
+// before, it was logged and lost, and the agent's promised call back was
+// refused 403 No Approved Call Permission Found.
+func TestRedisUICGrantWhileDown(t *testing.T) {
+	srv := startRedis(t)
+	r := openRedis(t, srv, "n1", DefaultLimits(), func(o *RedisOptions) { o.OnDown = OnDownCache })
+	k := key("+16505550001")
+	srv.kill()
+	called := time.Now()
+	r.GrantFromUIC(k)
+	if s := r.Stats(); s.PendingOutcomes != 1 {
+		t.Errorf("pending while down: %d, want the grant kept", s.PendingOutcomes)
+	}
+	// on_down: cache admits the call back meanwhile.
+	_, res := reserve(t, r, k, Allow)
+	res.Finish(Failed)
+	srv.restart()
+	waitUp(t, r)
+	deadline := time.Now().Add(3 * time.Second)
+	for r.Stats().PendingOutcomes > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the grant was not written back")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	en, ok, err := r.Lookup(k)
+	want := called.Add(r.limits().ttl())
+	if err != nil || !ok || en.Status != StatusTemporary || en.ExpiresAt.Sub(want).Abs() > 2*time.Second || en.Source != SourceUIC {
+		t.Fatalf("after the outage: %+v %v %v; want temporary until %v from the call", en, ok, err, want)
+	}
+	_, res = reserve(t, r, k, Allow)
+	res.Finish(Failed)
+}
