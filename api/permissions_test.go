@@ -1,8 +1,12 @@
 package api
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -245,4 +249,73 @@ func TestGrantAnswerWhenReadFails(t *testing.T) {
 	if e, ok, err := f.cache.Lookup(permissions.Key{PhoneNumberID: testNumberID, User: "+16505551234"}); err != nil || !ok || e.Status != "temporary" {
 		t.Errorf("the grant itself: %+v %v %v", e, ok, err)
 	}
+}
+
+// FuzzPermissionAPI: whatever the method, user, query and body of a
+// request to /v1/permissions…, the API answers JSON with a documented
+// status, never panics, and a 200 to a PUT means the pair is granted as
+// its normalised key.
+func FuzzPermissionAPI(f *testing.F) {
+	for _, seed := range []struct{ method, user, query, body string }{
+		{"PUT", "+16505551234", "", `{"status":"permanent"}`},
+		{"PUT", "16505551234", "", `{"status":"temporary","expires_at":"2099-01-01T00:00:00Z"}`},
+		{"PUT", "US.123456", "", `{"status":"temporary","expires_at":"0001-01-01T00:00:00Z"}`},
+		{"PUT", "%E2%82%AC1", "", `{"status":"permanent","x":1}`},
+		{"GET", "", "limit=-1&offset=99999999999999999999", ""},
+		{"GET", "", "status=permanent&phone_number_id=%00", ""},
+		{"DELETE", "+16505551234", "", ""},
+		{"POST", "+16505551234", "", ""},
+	} {
+		f.Add(seed.method, seed.user, seed.query, seed.body)
+	}
+	c, err := permissions.Open("", permissions.DefaultLimits(), nil, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { c.Close() })
+	mux := newHandler(Options{Permissions: c, Token: testToken, Log: slog.New(slog.DiscardHandler)})
+	f.Fuzz(func(t *testing.T, method, user, query, body string) {
+		path := "/v1/permissions"
+		switch method {
+		case "PUT", "DELETE":
+			path += "/" + testNumberID + "/" + user
+		case "POST":
+			path += "/" + testNumberID + "/" + user + "/requests"
+		case "GET":
+			if user != "" {
+				path += "/" + testNumberID + "/" + user
+			}
+		default:
+			return
+		}
+		if query != "" {
+			path += "?" + query
+		}
+		req, err := http.NewRequest(method, "http://wagate"+path, strings.NewReader(body))
+		if err != nil {
+			return
+		}
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, req)
+		switch rec.Code {
+		case 200, 204, 400, 403, 404, 405, 409, 413, 429:
+		case 301, 307, 308:
+			return // net/http's redirect to the cleaned path ("/./", "//")
+		default:
+			t.Fatalf("%s %s %q: %d %s", method, path, body, rec.Code, rec.Body.String())
+		}
+		var doc map[string]any
+		if rec.Code != 204 && json.Unmarshal(rec.Body.Bytes(), &doc) != nil {
+			t.Fatalf("%s %s: %d without JSON: %q", method, path, rec.Code, rec.Body.String())
+		}
+		if method == "PUT" && rec.Code == 200 {
+			k, err := permissions.NormalizeKey(testNumberID, strings.TrimPrefix(req.URL.Path, "/v1/permissions/"+testNumberID+"/"))
+			e, ok, lerr := c.Lookup(k)
+			if err != nil || lerr != nil || !ok || (e.Status != permissions.StatusPermanent && e.Status != permissions.StatusTemporary) ||
+				doc["user"] != k.User {
+				t.Fatalf("PUT %s %q answered 200 %s; stored %+v %v %v (key %v, %v)", path, body, rec.Body.String(), e, ok, lerr, k, err)
+			}
+		}
+	})
 }
