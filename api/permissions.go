@@ -37,6 +37,9 @@ const SourceAPI = "api"
 const (
 	maxPutBody = 4 << 10
 	maxOffset  = 10_000_000
+	// listTime bounds reading a page of GET /v1/permissions from a shared
+	// store, below the server's WriteTimeout.
+	listTime = 8 * time.Second
 )
 
 type permissionHandlers struct {
@@ -159,7 +162,15 @@ func (p *permissionHandlers) list(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "offset: "+err.Error())
 		return
 	}
+	// Within the server's 10 s to answer: a page the shared store cannot
+	// read by then is refused, not read on after the client gave up.
+	f.Deadline = time.Now().Add(listTime)
 	entries, err := p.store.Entries(f)
+	if errors.Is(err, permissions.ErrListTooLong) {
+		p.log.Warn("permission list too long to read", "phone_number_id", f.PhoneNumberID, "status", f.Status, "offset", f.Offset, "limit", f.Limit)
+		writeError(w, http.StatusUnprocessableEntity, err.Error())
+		return
+	}
 	if err != nil {
 		p.fail(w, "list", permissions.Key{}, err)
 		return

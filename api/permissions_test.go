@@ -319,3 +319,32 @@ func FuzzPermissionAPI(f *testing.F) {
 		}
 	})
 }
+
+// slowListStore runs out of time listing, as Redis does over a million
+// pairs; it records the deadline it was given.
+type slowListStore struct {
+	PermissionStore
+	deadline *time.Time
+}
+
+func (s slowListStore) Entries(f permissions.Filter) ([]permissions.Entry, error) {
+	*s.deadline = f.Deadline
+	return nil, fmt.Errorf("list: %w", permissions.ErrListTooLong)
+}
+
+// TestPermissionListBounded: GET /v1/permissions gives the store a
+// deadline within the server's 10 s to answer, and a page the store could
+// not read by then is a 422 that says how to narrow it — not a listing
+// read on for minutes after the client gave up.
+func TestPermissionListBounded(t *testing.T) {
+	var deadline time.Time
+	f := newFixture(t, func(o *Options) { o.Permissions = slowListStore{o.Permissions, &deadline} })
+	asked := time.Now()
+	r := f.api(t, "GET", "/v1/permissions?status=temporary&offset=900000", "")
+	if r.code != 422 || !strings.Contains(r.errorText(t), "narrow it") {
+		t.Errorf("list past its time: %d %s", r.code, r.body)
+	}
+	if d := deadline.Sub(asked); d <= 0 || d >= 10*time.Second {
+		t.Errorf("list deadline %v after the request, want within the server's 10 s", d)
+	}
+}

@@ -3,6 +3,7 @@ package permissions
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -689,4 +690,45 @@ func TestRedisUICGrantWhileDown(t *testing.T) {
 	}
 	_, res = reserve(t, r, k, Allow)
 	res.Finish(Failed)
+}
+
+// TestRedisListBounded: a listing that would walk more of the index than
+// its time allows (a status that few pairs have, a large offset, on a
+// production's million pairs: minutes of lookups) stops at its deadline
+// with ErrListTooLong, instead of reading Redis on for minutes after the
+// client's request timed out, once per retry.
+func TestRedisListBounded(t *testing.T) {
+	srv := startRedis(t)
+	r := openRedis(t, srv, "n1", DefaultLimits())
+	cli := redis.NewClient(&redis.Options{Addr: srv.addr, DisableIdentity: true, Protocol: 2})
+	defer cli.Close()
+	ctx := context.Background()
+	const pairs = 20000
+	pipe := cli.Pipeline()
+	for i := range pairs {
+		k := key(fmt.Sprintf("+1650556%04d", i))
+		ks := r.keys(k)
+		pipe.HSet(ctx, ks.pair, "st", 2, "gr", 1, "up", 1, "src", "test", "stk", 0)
+		pipe.ZAdd(ctx, r.idxKey(), redis.Z{Member: ks.member})
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	got, err := r.Entries(Filter{Status: StatusTemporary, Deadline: start.Add(200 * time.Millisecond)})
+	took := time.Since(start)
+	if !errors.Is(err, ErrListTooLong) || len(got) != 0 {
+		t.Errorf("listing a status no pair has, over %d pairs: %d entries, %v; want ErrListTooLong", pairs, len(got), err)
+	}
+	if took > 2*time.Second {
+		t.Errorf("the listing ran %v past a 200 ms deadline", took)
+	}
+	if !r.Stats().Up {
+		t.Error("a listing that ran out of time marked Redis down")
+	}
+	// Within its time a page is answered as before.
+	got, err = r.Entries(Filter{Limit: 10, Deadline: time.Now().Add(5 * time.Second)})
+	if err != nil || len(got) != 10 {
+		t.Errorf("first page: %d entries, %v", len(got), err)
+	}
 }
