@@ -151,10 +151,11 @@ type pendingOp struct {
 	k       Key
 	resid   string
 	connect bool
-	// uic: the temporary permission of a user-initiated call.
-	uic     bool
-	at      int64 // Unix ms of the connection (connect) or the call (uic)
-	outcome string
+	// uic: the temporary permission of a user-initiated call; reset:
+	// its answer's reset of the permission-request limits.
+	uic, reset bool
+	at         int64 // Unix ms of the connection (connect) or the call (uic)
+	outcome    string
 }
 
 // OpenRedis connects, checks that Redis keeps grants durably, claims the

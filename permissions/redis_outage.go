@@ -69,6 +69,8 @@ func (r *Redis) flush(ctx context.Context) {
 				r.log.Warn("permission from user-initiated call not written back", "key", op.k.String(), "error", err)
 				err = nil
 			}
+		case op.reset:
+			err = r.resetRequests(op.k)
 		case op.connect:
 			err = r.runConnected(r.keys(op.k), op.resid, strconv.FormatInt(op.at, 10))
 		default:

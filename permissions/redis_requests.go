@@ -6,26 +6,39 @@ package permissions
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
-// UICConnected resets the user's permission-request limits.
+// UICConnected resets the user's permission-request limits; while Redis
+// cannot, the reset is kept and written when it returns.
 func (r *Redis) UICConnected(k Key) {
+	if err := r.resetRequests(k); err != nil {
+		r.queue(pendingOp{k: k, reset: true})
+	}
+}
+
+func (r *Redis) resetRequests(k Key) error {
 	if !r.available() {
-		return
+		return unavailable("uic connected", errors.New("redis down"))
 	}
 	ctx, cancel := r.opCtx()
 	defer cancel()
 	k, err := r.resolve(ctx, k)
+	if err == nil {
+		err = r.rdb.Del(ctx, r.keys(k).req).Err()
+	}
 	if err != nil {
-		return
-	}
-	if err := r.rdb.Del(ctx, r.keys(k).req).Err(); err != nil {
+		if errors.Is(err, ErrInvalidKey) {
+			return nil
+		}
 		r.failed("uic connected", err)
+		return unavailable("uic connected", err)
 	}
+	return nil
 }
 
 // RecordPermissionRequest counts a permission request when it may be sent.

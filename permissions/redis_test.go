@@ -732,3 +732,30 @@ func TestRedisListBounded(t *testing.T) {
 		t.Errorf("first page: %d entries, %v", len(got), err)
 	}
 }
+
+// TestRedisUICResetWhileDown: a user-initiated call answered while Redis
+// is down still resets the user's permission-request limits once Redis
+// answers (Meta resets them on a connected call), so the business may ask
+// again.
+func TestRedisUICResetWhileDown(t *testing.T) {
+	srv := startRedis(t)
+	r := openRedis(t, srv, "n1", DefaultLimits())
+	k := key("+16505550001")
+	if d := r.RecordPermissionRequest(k); !d.Allowed() {
+		t.Fatalf("first request: %v", d.Verdict)
+	}
+	srv.kill()
+	r.UICConnected(k)
+	srv.restart()
+	waitUp(t, r)
+	deadline := time.Now().Add(3 * time.Second)
+	for r.Stats().PendingOutcomes > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the reset was not written back")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if d := r.RecordPermissionRequest(k); !d.Allowed() {
+		t.Errorf("request after a connected user-initiated call: %v (%d), want allowed (the limits reset)", d.Verdict, d.Code)
+	}
+}
