@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -108,6 +109,8 @@ type Redis struct {
 	// heldLog is when claimLate last said the node id is held (the loop's
 	// goroutine only).
 	heldLog time.Time
+	// epoch is the last epoch of Redis's data this node saw (checkEpoch).
+	epoch string
 	// bg is the loop's background work (indexRestrictions).
 	bg       sync.WaitGroup
 	stop     context.CancelFunc
@@ -117,7 +120,7 @@ type Redis struct {
 }
 
 type redisStats struct {
-	errors, refused, fromCache, learned, stale, replayed, restricted atomic.Uint64
+	errors, refused, fromCache, learned, stale, replayed, restricted, dataLost atomic.Uint64
 }
 
 // local is what this node alone knows: its calls in progress (the truth
@@ -386,8 +389,8 @@ func (r *Redis) claimAtStart(ctx context.Context) error {
 func (r *Redis) claim(ctx context.Context) (ok bool, holder string, ttl time.Duration, existed bool, err error) {
 	cctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
-	v, err := scriptClaim.Run(cctx, r.rdb, []string{r.prefix + "node:" + r.nodeID, r.instKey()},
-		r.instance, r.slotTTL.Milliseconds(), r.nodeID).Slice()
+	v, err := scriptClaim.Run(cctx, r.rdb, []string{r.prefix + "node:" + r.nodeID, r.instKey(), r.prefix + "epoch"},
+		r.instance, r.slotTTL.Milliseconds(), r.nodeID, r.instance+"@"+strconv.FormatInt(time.Now().UnixMilli(), 10)).Slice()
 	if err != nil {
 		return false, "", 0, false, err
 	}
@@ -395,6 +398,9 @@ func (r *Redis) claim(ctx context.Context) (ok bool, holder string, ttl time.Dur
 		return false, "", 0, false, errGarbage("claim", v)
 	}
 	if asInt(v[0]) == 1 {
+		if len(v) >= 3 {
+			r.checkEpoch(asString(v[2]))
+		}
 		return true, "", 0, asInt(v[1]) == 1, nil
 	}
 	if len(v) < 3 {
@@ -404,6 +410,24 @@ func (r *Redis) claim(ctx context.Context) (ok bool, holder string, ttl time.Dur
 }
 
 func (r *Redis) instKey() string { return r.prefix + "inst:" + r.instance }
+
+// checkEpoch compares Redis's epoch with the one this node saw last: a
+// new one means Redis lost its data meanwhile, which nothing else would
+// tell (every pair just reads as never granted). Called from the claims
+// only, one at a time.
+func (r *Redis) checkEpoch(epoch string) {
+	if epoch == "" || epoch == r.epoch {
+		return
+	}
+	if r.epoch != "" {
+		r.stats.dataLost.Add(1)
+		r.log.Error("redis lost its data since this node last looked (its epoch changed): every grant, revocation and counter written "+
+			"before is gone, and business-initiated calls to those users are refused 403 No Approved Call Permission Found until they "+
+			"are granted again; restore Redis from a backup, and check that it runs appendonly yes and that replicas are waited for",
+			"epoch_was", r.epoch, "epoch", epoch)
+	}
+	r.epoch = epoch
+}
 
 // loop refreshes the node's life every third of SlotTTL and, while Redis
 // is down, probes it; when it returns, the node's slots are rewritten from
@@ -519,6 +543,7 @@ func (r *Redis) Stats() Stats {
 		ReplayedMessages:    r.stats.replayed.Load(),
 		RestrictedRefusals:  r.stats.restricted.Load(),
 		PendingOutcomes:     pending,
+		DataLost:            r.stats.dataLost.Load(),
 	}
 }
 

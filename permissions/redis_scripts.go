@@ -283,9 +283,11 @@ redis.call('ZREM', KEYS[4], ARGV[3])
 return moved
 `)
 
-// scriptClaim: KEYS node key, instance key; ARGV instance, ttl (ms), node
-// id. Holds the node id for this instance and refreshes the instance's
-// life. Answers {1, instance key existed before} or {0, holder, its ttl}.
+// scriptClaim: KEYS node key, instance key, epoch; ARGV instance, ttl
+// (ms), node id, a new epoch. Holds the node id for this instance and
+// refreshes the instance's life. The epoch names Redis's data set: set
+// once, it changes only when Redis lost its data. Answers {1, instance key
+// existed before, epoch} or {0, holder, its ttl}.
 var scriptClaim = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
 if cur and cur ~= ARGV[1] then
@@ -294,7 +296,12 @@ end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 local existed = redis.call('EXISTS', KEYS[2])
 redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
-return {1, existed}
+local epoch = redis.call('GET', KEYS[3])
+if not epoch then
+  epoch = ARGV[4]
+  redis.call('SET', KEYS[3], epoch)
+end
+return {1, existed, epoch}
 `)
 
 // scriptRelease: KEYS node key, instance key; ARGV instance. A node that

@@ -759,3 +759,36 @@ func TestRedisUICResetWhileDown(t *testing.T) {
 		t.Errorf("request after a connected user-initiated call: %v (%d), want allowed (the limits reset)", d.Verdict, d.Code)
 	}
 }
+
+// TestRedisDataLossSeen: Redis that comes back without its data (FLUSHALL
+// here; a restart without its append-only file, a failover to a replica
+// that had nothing) is noticed at the next heartbeat: logged at error and
+// counted (data_lost), since every grant is gone and the nodes would
+// otherwise just answer 403 No Approved Call Permission Found to users who
+// said yes. A restart that keeps the data is not a loss.
+func TestRedisDataLossSeen(t *testing.T) {
+	srv := startRedis(t)
+	r := openRedis(t, srv, "n1", DefaultLimits())
+	k := key("+16505550001")
+	if err := r.Grant(k, true, time.Time{}, "api"); err != nil {
+		t.Fatal(err)
+	}
+	srv.restart()
+	waitUp(t, r)
+	time.Sleep(time.Second) // a heartbeat or three
+	if n := r.Stats().DataLost; n != 0 {
+		t.Fatalf("a restart that kept the data counted as a loss: %d", n)
+	}
+	cli := redis.NewClient(&redis.Options{Addr: srv.addr, DisableIdentity: true, Protocol: 2})
+	defer cli.Close()
+	if err := cli.FlushAll(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for r.Stats().DataLost == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("Redis's data loss not noticed 3 s after it")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
