@@ -119,29 +119,47 @@ func (r *Redis) indexRestrictions(ctx context.Context) {
 	if err != nil || had > 0 {
 		return // indexed by an earlier start (or Redis is failing: next start)
 	}
-	iter := r.rdb.Scan(ctx, 0, r.prefix+"r:*", 1000).Iterator()
-	n := 0
-	for iter.Next(ctx) {
-		id := strings.TrimPrefix(iter.Val(), r.prefix+"r:")
-		if _, err := NormalizePhoneNumberID(id); err != nil {
-			continue
-		}
+	// One SCAN step and the SADD of what it found at a time, each
+	// within the timeout; a step that fails is tried again (a busy
+	// Redis), up to 10 times in a row.
+	var cursor uint64
+	n, fails := 0, 0
+	for {
 		cctx, cancel := context.WithTimeout(ctx, r.timeout)
-		err := r.rdb.SAdd(cctx, r.restrictIdx(), id).Err()
+		keys, next, err := r.rdb.Scan(cctx, cursor, r.prefix+"r:*", 1000).Result()
+		var ids []any
+		for _, key := range keys {
+			if id := strings.TrimPrefix(key, r.prefix+"r:"); id != key {
+				if _, nerr := NormalizePhoneNumberID(id); nerr == nil {
+					ids = append(ids, id)
+				}
+			}
+		}
+		if err == nil && len(ids) > 0 {
+			err = r.rdb.SAdd(cctx, r.restrictIdx(), ids...).Err()
+		}
 		cancel()
 		if err != nil {
-			r.log.Warn("indexing the pauses of business numbers stopped; pauses recorded before this version may be missing from GET /v1/restrictions until the next start",
-				"error", err)
-			return
+			if ctx.Err() != nil {
+				return
+			}
+			if fails++; fails > 10 {
+				r.log.Warn("indexing the pauses of business numbers stopped; pauses recorded before this version may be missing from GET /v1/restrictions until the next start",
+					"error", err)
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			continue
 		}
-		n++
-	}
-	if err := iter.Err(); err != nil {
-		if ctx.Err() == nil {
-			r.log.Warn("indexing the pauses of business numbers stopped; pauses recorded before this version may be missing from GET /v1/restrictions until the next start",
-				"error", err)
+		fails = 0
+		n += len(ids)
+		if cursor = next; cursor == 0 {
+			break
 		}
-		return
 	}
 	cctx, cancel = context.WithTimeout(ctx, r.timeout)
 	_ = r.rdb.Set(cctx, done, 1, 0).Err()
