@@ -109,9 +109,11 @@ type Redis struct {
 	// heldLog is when claimLate last said the node id is held (the loop's
 	// goroutine only).
 	heldLog time.Time
+	// uicQ feeds uicWriter the grants of user-initiated calls.
+	uicQ chan pendingOp
 	// epoch is the last epoch of Redis's data this node saw (checkEpoch).
 	epoch string
-	// bg is the loop's background work (indexRestrictions).
+	// bg is the background work (indexRestrictions, uicWriter).
 	bg       sync.WaitGroup
 	stop     context.CancelFunc
 	done     chan struct{}
@@ -230,6 +232,7 @@ func OpenRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 	r.local.dirty = make(map[string]bool)
 	r.local.seen = make(map[Key]cachedPair)
 	r.local.maxSeen = o.CacheSize
+	r.uicQ = make(chan pendingOp, uicQueue)
 	r.allowNonDurable = o.AllowNonDurable
 	claimed := true
 	switch err := r.checkDurable(ctx, o.AllowNonDurable); {
@@ -257,6 +260,7 @@ func OpenRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 	lctx, cancel := context.WithCancel(context.Background())
 	r.stop = cancel
 	go r.loop(lctx, claimed)
+	r.bg.Go(func() { r.uicWriter(lctx) })
 	r.log.Info("permission store: redis", "node_id", r.nodeID, "instance", r.instance, "slot_ttl", r.slotTTL.String(),
 		"on_down", r.onDown, "wait_replicas", r.waitN, "up", claimed)
 	return r, nil

@@ -89,21 +89,61 @@ func (r *Redis) Revoke(k Key, source string) error {
 	return err
 }
 
-// GrantFromUIC records the temporary permission of a user-initiated call.
-// While Redis cannot take it, it is kept and written when Redis returns,
-// from the time of the call: the user called, and the business's call
-// back must not be refused for an outage of ours.
+// uicQueue bounds the user-initiated calls' grants waiting for the
+// writer; more wait with the outcomes for the next flush.
+const uicQueue = 4096
+
+// GrantFromUIC records the temporary permission of a user-initiated call,
+// beside the call rather than in its way: the call goes on to ring the
+// agent while the grant is written (uicWriter), from the time of the
+// call. While Redis cannot take it, it is kept and written when Redis
+// returns: the user called, and the business's call back must not be
+// refused for an outage of ours.
 func (r *Redis) GrantFromUIC(k Key) {
-	at := nowMs()
-	_, err := r.change(k, stTemporary, 0, SourceUIC, "", "uic")
+	op := pendingOp{k: k, uic: true, at: nowMs()}
+	if r.available() {
+		select {
+		case r.uicQ <- op:
+			return
+		default:
+		}
+	}
+	// Redis known down (or the writer behind): kept for the flush, and
+	// known here at once for on_down: cache.
+	r.queue(op)
+	r.rememberUIC(k, op.at+r.limits().ttl().Milliseconds())
+}
+
+// uicWriter writes the grants of user-initiated calls until ctx ends,
+// then hands those still queued to the flush.
+func (r *Redis) uicWriter(ctx context.Context) {
+	for {
+		select {
+		case op := <-r.uicQ:
+			r.grantUIC(op)
+		case <-ctx.Done():
+			for {
+				select {
+				case op := <-r.uicQ:
+					r.queue(op)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+func (r *Redis) grantUIC(op pendingOp) {
+	_, err := r.change(op.k, stTemporary, 0, SourceUIC, strconv.FormatInt(op.at, 10), "uic")
 	switch {
 	case err == nil:
 	case errors.Is(err, ErrUnavailable):
-		r.queue(pendingOp{k: k, uic: true, at: at})
-		r.rememberUIC(k, at+r.limits().ttl().Milliseconds())
-		r.log.Warn("permission from user-initiated call kept until redis answers", "key", k.String(), "error", err)
+		r.queue(op)
+		r.rememberUIC(op.k, op.at+r.limits().ttl().Milliseconds())
+		r.log.Warn("permission from user-initiated call kept until redis answers", "key", op.k.String(), "error", err)
 	default:
-		r.log.Error("permission from user-initiated call not recorded", "key", k.String(), "error", err)
+		r.log.Error("permission from user-initiated call not recorded", "key", op.k.String(), "error", err)
 	}
 }
 

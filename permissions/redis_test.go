@@ -649,8 +649,12 @@ func TestRedisUICGrantWhileDown(t *testing.T) {
 	srv.kill()
 	called := time.Now()
 	r.GrantFromUIC(k)
-	if s := r.Stats(); s.PendingOutcomes != 1 {
-		t.Errorf("pending while down: %d, want the grant kept", s.PendingOutcomes)
+	// Written beside the call: kept once the writer found Redis down.
+	for deadline := time.Now().Add(3 * time.Second); r.Stats().PendingOutcomes != 1; {
+		if time.Now().After(deadline) {
+			t.Fatalf("pending while down: %d, want the grant kept", r.Stats().PendingOutcomes)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	// on_down: cache admits the call back meanwhile.
 	_, res := reserve(t, r, k, Allow)
@@ -797,5 +801,42 @@ func TestRedisRestrictionsIndexedAtStart(t *testing.T) {
 	}
 	if rs, err := r.Restrictions(); err != nil || len(rs) != 1 || rs[0].PhoneNumberID != "106540352242925" {
 		t.Errorf("a pause recorded before the index: %+v %v", rs, err)
+	}
+}
+
+// TestRedisUICGrantDoesNotBlock: the temporary permission of a
+// user-initiated call is written beside the call, not in its way: with
+// Redis stalled (SIGSTOP), GrantFromUIC returns at once — the call goes on
+// to ring the agent — and the grant is there once Redis answers. Before,
+// every user calling in waited for Redis (up to the operation timeout,
+// plus wait_timeout with replicas) before the PBX was called.
+func TestRedisUICGrantDoesNotBlock(t *testing.T) {
+	srv := startRedis(t)
+	r := openRedis(t, srv, "n1", DefaultLimits()) // a 5 s operation timeout
+	k := key("+16505550001")
+	if err := srv.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	returned := make(chan struct{})
+	go func() { r.GrantFromUIC(k); close(returned) }()
+	select {
+	case <-returned:
+	case <-time.After(2 * time.Second):
+		t.Error("GrantFromUIC waited on a stalled Redis: the user's call would not ring the agent meanwhile")
+	}
+	if err := srv.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	<-returned
+	waitUp(t, r)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if en, ok, err := r.Lookup(k); err == nil && ok && en.Status == StatusTemporary {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the grant never reached Redis")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
