@@ -113,6 +113,11 @@ type Redis struct {
 	uicQ chan pendingOp
 	// epoch is the last epoch of Redis's data this node saw (checkEpoch).
 	epoch string
+	// writes are the connected calls' counts in flight (aside); closing
+	// stops new ones from going aside.
+	writesMu sync.Mutex
+	closing  bool
+	writes   sync.WaitGroup
 	// bg is the background work (indexRestrictions, uicWriter).
 	bg       sync.WaitGroup
 	stop     context.CancelFunc
@@ -517,6 +522,10 @@ func (r *Redis) Close() error {
 		r.stop()
 		<-r.done
 		r.bg.Wait()
+		r.writesMu.Lock()
+		r.closing = true
+		r.writesMu.Unlock()
+		r.writes.Wait()
 		ctx, cancel := r.opCtx()
 		r.flush(ctx)
 		_ = scriptRelease.Run(ctx, r.rdb, []string{r.prefix + "node:" + r.nodeID, r.instKey()}, r.instance).Err()

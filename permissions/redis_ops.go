@@ -107,7 +107,7 @@ func (r *Redis) Reserve(k Key) (Decision, Reservation) {
 		r.local.busy[ks.busy]++
 		r.local.active[ks.nact]++
 		r.local.mu.Unlock()
-		return decide(Allow, 0), &redisTicket{r: r, k: nk, ks: ks, resid: resid}
+		return decide(Allow, 0), &redisTicket{r: r, k: nk, ks: ks, resid: resid, wrote: make(chan struct{})}
 	case "none":
 		r.remember(nk, stNone, 0)
 		return decide(NoPermission, 0), nil
@@ -171,7 +171,7 @@ func (r *Redis) reserveDown(k Key, cause error) (Decision, Reservation) {
 	r.log.Warn("redis down: business-initiated call admitted from this node's cache (on_down: cache)",
 		"phone_number_id", k.PhoneNumberID, "user", k.User, "error", cause)
 	resid := r.instance + ":" + strconv.FormatUint(r.resSeq.Add(1), 36)
-	return decide(Allow, 0), &redisTicket{r: r, k: k, ks: ks, resid: resid, local: true}
+	return decide(Allow, 0), &redisTicket{r: r, k: k, ks: ks, resid: resid, local: true, wrote: make(chan struct{})}
 }
 
 // remember keeps what this node saw of a pair, for OnDownCache.
@@ -200,6 +200,11 @@ type redisTicket struct {
 	local     bool
 	connected atomic.Bool
 	done      atomic.Bool
+	// wrote is closed once the connected call's count is written (or
+	// kept for the flush): Finish releases the user's busy slot only
+	// after it, so the next call to the user sees the count and the daily
+	// cap stays exact.
+	wrote chan struct{}
 }
 
 func (t *redisTicket) Key() Key { return t.k }
@@ -220,12 +225,36 @@ func (t *redisTicket) connect() {
 	at := nowMs()
 	if t.local || !t.r.available() {
 		t.r.queue(pendingOp{k: t.k, resid: t.resid, connect: true, at: at})
+		close(t.wrote)
 		return
 	}
-	if err := t.r.runConnected(t.ks, t.resid, ""); err != nil {
-		t.r.failed("connected", err)
-		t.r.queue(pendingOp{k: t.k, resid: t.resid, connect: true, at: at})
+	// Beside the call, not in its way: wagate ACKs Meta's 200 and
+	// answers the dialer meanwhile. The count carries the time of the
+	// connection.
+	t.r.aside(func() {
+		defer close(t.wrote)
+		if err := t.r.runConnected(t.ks, t.resid, strconv.FormatInt(at, 10)); err != nil {
+			t.r.failed("connected", err)
+			t.r.queue(pendingOp{k: t.k, resid: t.resid, connect: true, at: at})
+		}
+	})
+}
+
+// aside runs a write on its own goroutine, which Close waits for; after
+// Close it runs in the caller's.
+func (r *Redis) aside(f func()) {
+	r.writesMu.Lock()
+	if r.closing {
+		r.writesMu.Unlock()
+		f()
+		return
 	}
+	r.writes.Add(1)
+	r.writesMu.Unlock()
+	go func() {
+		defer r.writes.Done()
+		f()
+	}()
 }
 
 func (r *Redis) runConnected(ks pairKeys, resid, at string) error {
@@ -241,6 +270,9 @@ func (t *redisTicket) Finish(o Outcome) {
 	}
 	if o == Answered {
 		t.connect()
+	}
+	if t.connected.Load() {
+		<-t.wrote // bounded: the write has the operation's timeout
 	}
 	r := t.r
 	r.slots.RLock()

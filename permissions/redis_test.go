@@ -840,3 +840,46 @@ func TestRedisUICGrantDoesNotBlock(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestRedisConnectedDoesNotBlock: counting a connected call is written
+// beside the call, not in its way: with Redis stalled (SIGSTOP),
+// Connected returns at once — wagate ACKs Meta's 200 and answers the
+// dialer meanwhile — and the call is counted once Redis answers. Before,
+// the user who picked up waited for Redis (up to the operation timeout)
+// before the call was bridged.
+func TestRedisConnectedDoesNotBlock(t *testing.T) {
+	srv := startRedis(t)
+	r := openRedis(t, srv, "n1", DefaultLimits()) // a 5 s operation timeout
+	k := key("+16505550001")
+	if err := r.Grant(k, true, time.Time{}, "api"); err != nil {
+		t.Fatal(err)
+	}
+	_, res := reserve(t, r, k, Allow)
+	if err := srv.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	returned := make(chan struct{})
+	go func() { res.Connected(); close(returned) }()
+	select {
+	case <-returned:
+	case <-time.After(2 * time.Second):
+		t.Error("Connected waited on a stalled Redis: the answered call would not be bridged meanwhile")
+	}
+	if err := srv.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	<-returned
+	res.Finish(Answered)
+	waitUp(t, r)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		en := lookup(t, r, k)
+		if en.ConnectedCalls24h == 1 && en.ActiveCalls == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the stall: %+v, want 1 connected call and none active", en)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
