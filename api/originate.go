@@ -193,6 +193,12 @@ func (h *originateHandlers) originate(w http.ResponseWriter, r *http.Request) {
 		e.res = jsonResponse(http.StatusInternalServerError, errorDoc{Error: "click-to-call failed inside wagate; see its log"})
 		e.res = h.run(context.WithoutCancel(r.Context()), body)
 	}()
+	if !e.res.started() {
+		// Nothing was dialled: the key must not pin this answer, or a
+		// retry after Retry-After (or with the body corrected) would get
+		// it again for a day and the call would never be placed.
+		h.idem.forget(e)
+	}
 	e.res.write(w)
 }
 
@@ -201,6 +207,13 @@ type keptResponse struct {
 	code   int
 	header http.Header
 	body   []byte
+}
+
+// started reports whether the answer may stand for a call placed: a 202,
+// or a 500, after which wagate cannot say whether a call went out. A
+// refusal (403, 409, 429, 503) or a 400 dialled nobody.
+func (res keptResponse) started() bool {
+	return res.code == http.StatusAccepted || res.code >= http.StatusInternalServerError && res.code != http.StatusServiceUnavailable
 }
 
 func (res keptResponse) write(w http.ResponseWriter) {
@@ -339,13 +352,18 @@ func (m *idempotency) claim(key string, sum [32]byte) (*idemEntry, bool) {
 	defer m.mu.Unlock()
 	now := m.now()
 	// Expire from the oldest; an entry still running is never dropped.
+	// A forgotten entry (a refusal) only leaves the queue: it counts
+	// toward neither the limit nor the keys, so a burst of refusals does
+	// not push out the keys of calls that started.
 	for len(m.order) > 0 {
 		e := m.order[0]
-		expired := now.Sub(e.created) > m.ttl || len(m.order) >= m.max
-		if !expired || !isDone(e) {
-			break
+		if kept := m.keys[e.key] == e; kept {
+			expired := now.Sub(e.created) > m.ttl || len(m.keys) >= m.max
+			if !expired || !isDone(e) {
+				break
+			}
+			delete(m.keys, e.key)
 		}
-		delete(m.keys, e.key)
 		m.order[0] = nil
 		m.order = m.order[1:]
 	}
@@ -356,6 +374,17 @@ func (m *idempotency) claim(key string, sum [32]byte) (*idemEntry, bool) {
 	m.keys[key] = e
 	m.order = append(m.order, e)
 	return e, true
+}
+
+// forget drops the answer of e's key (done: a refusal that started
+// nothing), so that the next request with the key runs. Requests that
+// were waiting on e still get its answer.
+func (m *idempotency) forget(e *idemEntry) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.keys[e.key] == e {
+		delete(m.keys, e.key)
+	}
 }
 
 func isDone(e *idemEntry) bool {

@@ -20,13 +20,21 @@ type fakeOriginator struct {
 	mu    sync.Mutex
 	calls []ClickToCall
 	delay time.Duration
+	// refuse, when set, refuses every call with it (a limit of the
+	// moment: the number's concurrency, Redis down, no ports).
+	refuse *Refusal
 }
 
 const noPermissionUser = "+447700900999"
 
 func (f *fakeOriginator) Originate(_ context.Context, r ClickToCall) (LiveCall, *Refusal, error) {
 	time.Sleep(f.delay)
+	f.mu.Lock()
+	refuse := f.refuse
+	f.mu.Unlock()
 	switch {
+	case refuse != nil:
+		return LiveCall{}, refuse, nil
 	case r.BusinessNumber == "+15559999999":
 		return LiveCall{}, nil, &FieldError{"business_number", "is not a configured business number"}
 	case r.User == noPermissionUser:
@@ -183,6 +191,45 @@ func TestClickToCallIdempotent(t *testing.T) {
 	}
 }
 
+// TestClickToCallIdempotentRetryAfterRefusal: a POST refused before
+// anything was dialled (503 with Retry-After: the number's concurrency,
+// Redis down) and retried with the same Idempotency-Key after Retry-After
+// places the call; the key then keeps the call's answer. A dialer retries
+// with the same key exactly so that a lost answer cannot call the user
+// twice: replaying a refusal for 24 hours would mean the call is never
+// placed.
+func TestClickToCallIdempotentRetryAfterRefusal(t *testing.T) {
+	o := &fakeOriginator{refuse: &Refusal{SIPCode: 503, SIPReason: "Service Unavailable", WABAError: 138002, RetryAfter: 5 * time.Second,
+		Permission: "number_concurrency_cap", Cause: "permission gate refused the call"}}
+	f := clickFixture(t, o)
+	hdr := map[string]string{"Idempotency-Key": "crm-order-77"}
+	r := f.do(t, "POST", "/v1/calls", testToken, []byte(clickBodyOK), hdr)
+	if r.code != 503 || r.header.Get("Retry-After") != "5" {
+		t.Fatalf("refused: %d Retry-After %q %s", r.code, r.header.Get("Retry-After"), r.body)
+	}
+	o.mu.Lock()
+	o.refuse = nil // a call ended: the number is under its cap again
+	o.mu.Unlock()
+	r = f.do(t, "POST", "/v1/calls", testToken, []byte(clickBodyOK), hdr)
+	if r.code != 202 || o.count() != 1 {
+		t.Fatalf("retry after Retry-After: %d (replayed %q), %d calls started; want 202 and one call", r.code,
+			r.header.Get("Idempotent-Replayed"), o.count())
+	}
+	again := f.do(t, "POST", "/v1/calls", testToken, []byte(clickBodyOK), hdr)
+	if again.code != 202 || again.body != r.body || again.header.Get("Idempotent-Replayed") != "true" || o.count() != 1 {
+		t.Errorf("retry after the call started: %d %s, %d calls", again.code, again.body, o.count())
+	}
+	// A 400 started nothing either: the same key with the body corrected
+	// places the call.
+	bad := f.do(t, "POST", "/v1/calls", testToken, []byte(`{"business_number":"+15550100001"}`), map[string]string{"Idempotency-Key": "crm-order-78"})
+	if bad.code != 400 {
+		t.Fatalf("bad body: %d %s", bad.code, bad.body)
+	}
+	if r := f.do(t, "POST", "/v1/calls", testToken, []byte(clickBodyOK), map[string]string{"Idempotency-Key": "crm-order-78"}); r.code != 202 || o.count() != 2 {
+		t.Errorf("corrected body, same key: %d %s, %d calls", r.code, r.body, o.count())
+	}
+}
+
 // TestIdempotencyExpiry: keys are forgotten after their time, and the
 // oldest first when there are too many; one still running is kept.
 func TestIdempotencyExpiry(t *testing.T) {
@@ -269,4 +316,27 @@ func FuzzClickToCall(f *testing.F) {
 			t.Fatalf("%d calls started for two POSTs with key %q", n, key)
 		}
 	})
+}
+
+// TestIdempotencyForgottenDoNotEvict: keys forgotten after a refusal
+// neither count toward the limit nor push out the key of a call that
+// started, whose retry would otherwise place a second call.
+func TestIdempotencyForgottenDoNotEvict(t *testing.T) {
+	now := time.Unix(1e9, 0)
+	m := newIdempotency(func() time.Time { return now })
+	m.max = 3
+	var sum [32]byte
+	started, _ := m.claim("started", sum)
+	close(started.done)
+	for i := range 10 {
+		e, first := m.claim(fmt.Sprint("refused-", i), sum)
+		if !first {
+			t.Fatalf("refused-%d: not first", i)
+		}
+		close(e.done)
+		m.forget(e)
+	}
+	if _, first := m.claim("started", sum); first {
+		t.Error("the started call's key was pushed out by forgotten refusals: its retry would place a second call")
+	}
 }

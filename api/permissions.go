@@ -37,6 +37,9 @@ const SourceAPI = "api"
 const (
 	maxPutBody = 4 << 10
 	maxOffset  = 10_000_000
+	// listTime bounds reading a page of GET /v1/permissions from a shared
+	// store, below the server's WriteTimeout.
+	listTime = 8 * time.Second
 )
 
 type permissionHandlers struct {
@@ -159,7 +162,15 @@ func (p *permissionHandlers) list(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "offset: "+err.Error())
 		return
 	}
+	// Within the server's 10 s to answer: a page the shared store cannot
+	// read by then is refused, not read on after the client gave up.
+	f.Deadline = time.Now().Add(listTime)
 	entries, err := p.store.Entries(f)
+	if errors.Is(err, permissions.ErrListTooLong) {
+		p.log.Warn("permission list too long to read", "phone_number_id", f.PhoneNumberID, "status", f.Status, "offset", f.Offset, "limit", f.Limit)
+		writeError(w, http.StatusUnprocessableEntity, err.Error())
+		return
+	}
 	if err != nil {
 		p.fail(w, "list", permissions.Key{}, err)
 		return
@@ -253,7 +264,7 @@ func (p *permissionHandlers) put(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.log.Info("call permission granted through the API", "key", k.String(), "status", body.Status)
-	p.respondEntry(w, k)
+	p.respondEntry(w, k, entryDoc{PhoneNumberID: k.PhoneNumberID, User: k.User, Status: body.Status, ExpiresAt: exp, Source: SourceAPI})
 }
 
 func (p *permissionHandlers) delete(w http.ResponseWriter, r *http.Request) {
@@ -266,7 +277,7 @@ func (p *permissionHandlers) delete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.log.Info("call permission revoked through the API", "key", k.String())
-	p.respondEntry(w, k)
+	p.respondEntry(w, k, entryDoc{PhoneNumberID: k.PhoneNumberID, User: k.User, Status: string(permissions.StatusNone), Source: SourceAPI})
 }
 
 // requestDoc answers POST …/requests.
@@ -336,11 +347,16 @@ func (p *permissionHandlers) lift(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func (p *permissionHandlers) respondEntry(w http.ResponseWriter, k permissions.Key) {
+// respondEntry answers a change with the pair as the store now has it;
+// when it cannot be read back (the store failed right after the change,
+// or swept the pair), with made: what the change did, which stands.
+func (p *permissionHandlers) respondEntry(w http.ResponseWriter, k permissions.Key, made entryDoc) {
 	e, ok, err := p.store.Lookup(k)
 	if err != nil || !ok {
-		// Swept between the change and this read; the change stands.
-		writeJSON(w, http.StatusOK, entryDoc{PhoneNumberID: k.PhoneNumberID, User: k.User, Status: string(permissions.StatusNone)})
+		if err != nil {
+			p.log.Warn("permission changed, but not read back; answering what was changed", "key", k.String(), "error", err)
+		}
+		writeJSON(w, http.StatusOK, made)
 		return
 	}
 	writeJSON(w, http.StatusOK, docOf(e))

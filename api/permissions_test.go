@@ -1,8 +1,12 @@
 package api
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -212,5 +216,135 @@ func TestStoreUnavailableIs503(t *testing.T) {
 		if r.code != 503 || r.header.Get("Retry-After") == "" {
 			t.Errorf("%s with the store down: %d %v %s", m, r.code, r.header, r.body)
 		}
+	}
+}
+
+// blipStore grants, then cannot be read (Redis gone right after it
+// acknowledged the grant).
+type blipStore struct{ PermissionStore }
+
+func (b blipStore) Lookup(permissions.Key) (permissions.Entry, bool, error) {
+	return permissions.Entry{}, false, fmt.Errorf("lookup: %w", permissions.ErrUnavailable)
+}
+
+// TestGrantAnswerWhenReadFails: a grant that was made but could not be
+// read back answers what was granted, not "none": a CRM that shows the
+// answer would tell the agent the customer has no permission (and may
+// send a permission request the user already answered).
+func TestGrantAnswerWhenReadFails(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.Permissions = blipStore{o.Permissions} })
+	r := f.api(t, "PUT", userPath, `{"status":"permanent"}`)
+	var doc entryDoc
+	r.json(t, &doc)
+	if r.code != 200 || doc.Status != "permanent" {
+		t.Errorf("permanent grant, read back failed: %d %s", r.code, r.body)
+	}
+	exp := epoch.Add(48 * time.Hour)
+	r = f.api(t, "PUT", userPath, `{"status":"temporary","expires_at":"`+exp.Format(time.RFC3339)+`"}`)
+	doc = entryDoc{}
+	r.json(t, &doc)
+	if r.code != 200 || doc.Status != "temporary" || !doc.ExpiresAt.Equal(exp) {
+		t.Errorf("temporary grant, read back failed: %d %s", r.code, r.body)
+	}
+	if e, ok, err := f.cache.Lookup(permissions.Key{PhoneNumberID: testNumberID, User: "+16505551234"}); err != nil || !ok || e.Status != "temporary" {
+		t.Errorf("the grant itself: %+v %v %v", e, ok, err)
+	}
+}
+
+// FuzzPermissionAPI: whatever the method, user, query and body of a
+// request to /v1/permissions…, the API answers JSON with a documented
+// status, never panics, and a 200 to a PUT means the pair is granted as
+// its normalised key.
+func FuzzPermissionAPI(f *testing.F) {
+	for _, seed := range []struct{ method, user, query, body string }{
+		{"PUT", "+16505551234", "", `{"status":"permanent"}`},
+		{"PUT", "16505551234", "", `{"status":"temporary","expires_at":"2099-01-01T00:00:00Z"}`},
+		{"PUT", "US.123456", "", `{"status":"temporary","expires_at":"0001-01-01T00:00:00Z"}`},
+		{"PUT", "%E2%82%AC1", "", `{"status":"permanent","x":1}`},
+		{"GET", "", "limit=-1&offset=99999999999999999999", ""},
+		{"GET", "", "status=permanent&phone_number_id=%00", ""},
+		{"DELETE", "+16505551234", "", ""},
+		{"POST", "+16505551234", "", ""},
+	} {
+		f.Add(seed.method, seed.user, seed.query, seed.body)
+	}
+	c, err := permissions.Open("", permissions.DefaultLimits(), nil, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { c.Close() })
+	mux := newHandler(Options{Permissions: c, Token: testToken, Log: slog.New(slog.DiscardHandler)})
+	f.Fuzz(func(t *testing.T, method, user, query, body string) {
+		path := "/v1/permissions"
+		switch method {
+		case "PUT", "DELETE":
+			path += "/" + testNumberID + "/" + user
+		case "POST":
+			path += "/" + testNumberID + "/" + user + "/requests"
+		case "GET":
+			if user != "" {
+				path += "/" + testNumberID + "/" + user
+			}
+		default:
+			return
+		}
+		if query != "" {
+			path += "?" + query
+		}
+		req, err := http.NewRequest(method, "http://wagate"+path, strings.NewReader(body))
+		if err != nil {
+			return
+		}
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, req)
+		switch rec.Code {
+		case 200, 204, 400, 403, 404, 405, 409, 413, 429:
+		case 301, 307, 308:
+			return // net/http's redirect to the cleaned path ("/./", "//")
+		default:
+			t.Fatalf("%s %s %q: %d %s", method, path, body, rec.Code, rec.Body.String())
+		}
+		var doc map[string]any
+		if rec.Code != 204 && json.Unmarshal(rec.Body.Bytes(), &doc) != nil {
+			t.Fatalf("%s %s: %d without JSON: %q", method, path, rec.Code, rec.Body.String())
+		}
+		if method == "PUT" && rec.Code == 200 {
+			k, err := permissions.NormalizeKey(testNumberID, strings.TrimPrefix(req.URL.Path, "/v1/permissions/"+testNumberID+"/"))
+			e, ok, lerr := c.Lookup(k)
+			if err != nil || lerr != nil || !ok || (e.Status != permissions.StatusPermanent && e.Status != permissions.StatusTemporary) ||
+				doc["user"] != k.User {
+				t.Fatalf("PUT %s %q answered 200 %s; stored %+v %v %v (key %v, %v)", path, body, rec.Body.String(), e, ok, lerr, k, err)
+			}
+		}
+	})
+}
+
+// slowListStore runs out of time listing, as Redis does over a million
+// pairs; it records the deadline it was given.
+type slowListStore struct {
+	PermissionStore
+	deadline *time.Time
+}
+
+func (s slowListStore) Entries(f permissions.Filter) ([]permissions.Entry, error) {
+	*s.deadline = f.Deadline
+	return nil, fmt.Errorf("list: %w", permissions.ErrListTooLong)
+}
+
+// TestPermissionListBounded: GET /v1/permissions gives the store a
+// deadline within the server's 10 s to answer, and a page the store could
+// not read by then is a 422 that says how to narrow it — not a listing
+// read on for minutes after the client gave up.
+func TestPermissionListBounded(t *testing.T) {
+	var deadline time.Time
+	f := newFixture(t, func(o *Options) { o.Permissions = slowListStore{o.Permissions, &deadline} })
+	asked := time.Now()
+	r := f.api(t, "GET", "/v1/permissions?status=temporary&offset=900000", "")
+	if r.code != 422 || !strings.Contains(r.errorText(t), "narrow it") {
+		t.Errorf("list past its time: %d %s", r.code, r.body)
+	}
+	if d := deadline.Sub(asked); d <= 0 || d >= 10*time.Second {
+		t.Errorf("list deadline %v after the request, want within the server's 10 s", d)
 	}
 }

@@ -1,7 +1,10 @@
 package api
 
 import (
+	"encoding/json"
 	"fmt"
+	"log/slog"
+	"net/http/httptest"
 	"strings"
 	"testing"
 )
@@ -76,4 +79,47 @@ func TestCallsTransfer(t *testing.T) {
 	if got := calls.hungUp(); len(got) != 2 || got[1] != "transfer "+answeredID+" hunt team" {
 		t.Errorf("the B2BUA was asked %q; refused requests must not reach it", got)
 	}
+}
+
+// FuzzTransfer: whatever the body of POST /v1/calls/{id}/transfer, the
+// handler answers 202, 400, 409 or 413 with JSON, never panics, and asks
+// the B2BUA only for a target whose names are well-formed.
+func FuzzTransfer(f *testing.F) {
+	for _, seed := range []string{`{"endpoint":"pbx2","user":"2001"}`, `{"hunt":"team"}`, `{}`, `{"endpoint":"pbx2","user":"2001","x":1}`,
+		`{"endpoint":"pbx2","user":"` + strings.Repeat("1", 65) + `"}`, `{"hunt":"team","user":"1"}`, `[`, `{"endpoint":"p\u0000"}`, `null`} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		calls := sampleCalls()
+		mux := newHandler(Options{Calls: calls, Token: testToken, Log: slog.New(slog.DiscardHandler)})
+		req := httptest.NewRequest("POST", "http://wagate/v1/calls/"+answeredID+"/transfer", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, req)
+		var doc map[string]any
+		if json.Unmarshal(rec.Body.Bytes(), &doc) != nil {
+			t.Fatalf("%d without JSON: %q", rec.Code, rec.Body.String())
+		}
+		switch rec.Code {
+		case 202:
+			got := calls.hungUp()
+			if len(got) != 1 {
+				t.Fatalf("202, the B2BUA asked %q", got)
+			}
+			target := strings.TrimPrefix(got[0], "transfer "+answeredID+" ")
+			if name, ok := strings.CutPrefix(target, "hunt "); ok {
+				if !isName(name) {
+					t.Fatalf("transfer to hunt list %q", name)
+				}
+			} else if user, ep, _ := strings.Cut(target, "@"); !isExtension(user) || !isName(ep) {
+				t.Fatalf("transfer to %q", target)
+			}
+		case 400, 409, 413:
+			if doc["error"] == nil || len(calls.hungUp()) != 0 {
+				t.Fatalf("%d: %q, the B2BUA asked %q", rec.Code, rec.Body.String(), calls.hungUp())
+			}
+		default:
+			t.Fatalf("%d: %s", rec.Code, rec.Body.String())
+		}
+	})
 }

@@ -37,7 +37,7 @@ func (s *Engine) invite(req *sip.Request, tx sip.ServerTransaction, ep *configs.
 	}
 	if s.edge.Draining() {
 		s.over.note(overDraining, "")
-		refuse(&sipedge.Rejection{Code: 503, Reason: "Service Unavailable", Log: "draining"})
+		refuse(&sipedge.Rejection{Code: 503, Reason: "Service Unavailable", Log: "draining", NodeUnavailable: sipedge.NodeDraining})
 		return
 	}
 	if rej := s.over.loadRefusal(s.edge.Config().SIP); rej != nil {
@@ -46,7 +46,8 @@ func (s *Engine) invite(req *sip.Request, tx sip.ServerTransaction, ep *configs.
 	}
 	if !s.cps.allow(ep.Name, ep.MaxCPS) {
 		s.over.note(overCPS, "endpoint "+ep.Name+" over "+itoa(ep.MaxCPS)+" calls/s")
-		refuse(&sipedge.Rejection{Code: 503, Reason: "Service Unavailable", Log: "overload: endpoint call rate", RetryAfter: time.Second})
+		refuse(&sipedge.Rejection{Code: 503, Reason: "Service Unavailable", Log: "overload: endpoint call rate", RetryAfter: time.Second,
+			NodeUnavailable: sipedge.NodeOverloaded})
 		return
 	}
 	if mf := req.MaxForwards(); mf != nil && mf.Val() <= 1 {
@@ -137,7 +138,7 @@ func (s *Engine) invite(req *sip.Request, tx sip.ServerTransaction, ep *configs.
 		return
 	case admitFull:
 		s.over.note(overConcurrency, "")
-		refuseGated(&sipedge.Rejection{Code: 503, Reason: "Service Unavailable", Log: "concurrent call limit"})
+		refuseGated(&sipedge.Rejection{Code: 503, Reason: "Service Unavailable", Log: "concurrent call limit", NodeUnavailable: sipedge.NodeFull})
 		return
 	}
 	if s.edge.Draining() {
@@ -147,7 +148,7 @@ func (s *Engine) invite(req *sip.Request, tx sip.ServerTransaction, ep *configs.
 		// that is going away.
 		s.reg.withdraw(c)
 		s.over.note(overDraining, "")
-		refuseGated(&sipedge.Rejection{Code: 503, Reason: "Service Unavailable", Log: "draining"})
+		refuseGated(&sipedge.Rejection{Code: 503, Reason: "Service Unavailable", Log: "draining", NodeUnavailable: sipedge.NodeDraining})
 		return
 	}
 	attrs := []any{"user", dec.User, "business", dec.Number.Number}
@@ -247,7 +248,7 @@ func (s *Engine) setupMedia(c *call) *sipedge.Rejection {
 	if err != nil {
 		if errors.Is(err, media.ErrNoPorts) {
 			s.over.note(overPorts, err.Error())
-			return &sipedge.Rejection{Code: 503, Reason: "Service Unavailable", Log: "no free RTP ports"}
+			return &sipedge.Rejection{Code: 503, Reason: "Service Unavailable", Log: "no free RTP ports", NodeUnavailable: sipedge.NodeFull}
 		}
 		return &sipedge.Rejection{Code: 500, Reason: "Server Internal Error", Log: err.Error()}
 	}

@@ -138,13 +138,15 @@ func (o *overload) loadRefusal(sip configs.SIP) *sipedge.Rejection {
 	if limit := sip.MaxCPUPercent; limit > 0 {
 		if cpu := o.cpu.Load(); cpu >= int64(limit) {
 			o.note(overCPU, itoa(int(cpu))+"% of all cores")
-			return &sipedge.Rejection{Code: 503, Reason: "Service Unavailable", Log: "overload: cpu", RetryAfter: 5 * time.Second}
+			return &sipedge.Rejection{Code: 503, Reason: "Service Unavailable", Log: "overload: cpu", RetryAfter: 5 * time.Second,
+				NodeUnavailable: sipedge.NodeOverloaded}
 		}
 	}
 	if limit := sip.MaxLateMediaPercent; limit > 0 {
 		if bp := o.lateBP.Load(); bp > int64(limit)*100 {
 			o.note(overMediaLate, itoa(int(bp/100))+"% of paced media over 5 ms late in the last second")
-			return &sipedge.Rejection{Code: 503, Reason: "Service Unavailable", Log: "overload: media late", RetryAfter: 5 * time.Second}
+			return &sipedge.Rejection{Code: 503, Reason: "Service Unavailable", Log: "overload: media late", RetryAfter: 5 * time.Second,
+				NodeUnavailable: sipedge.NodeOverloaded}
 		}
 	}
 	return nil

@@ -72,6 +72,11 @@ func (d Decision) RetryAfterSeconds() int {
 // to keep agents busy and long enough not to hammer us.
 const concurrencyRetryAfter = 5 * time.Second
 
+// UnavailableReason is the reason phrase of the 503 that refuses a call
+// because the permission store cannot answer (Redis down):
+// deploy/kamailio/kamailio.cfg matches it.
+const UnavailableReason = "Permission Store Unavailable"
+
 // unavailableRetryAfter is the Retry-After of a refusal because the store
 // could not answer.
 const unavailableRetryAfter = 5 * time.Second
@@ -105,8 +110,11 @@ func decide(v Verdict, retry time.Duration) Decision {
 		d.Code, d.Reason, d.MetaError = 403, "Business Initiated Calling Restricted", 138013
 	case Unavailable:
 		// Our own trouble, not the user's: no Meta code, and a short
-		// Retry-After so that the dialer comes back soon.
-		d.Code, d.Reason = 503, "Service Unavailable"
+		// Retry-After so that the dialer comes back soon. The phrase is
+		// UnavailableReason so that a dispatcher in front of several
+		// nodes can tell this refusal (the store they share) from a
+		// node's own trouble, and keep the node in.
+		d.Code, d.Reason = 503, UnavailableReason
 		if d.RetryAfter <= 0 {
 			d.RetryAfter = unavailableRetryAfter
 		}

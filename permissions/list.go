@@ -2,8 +2,10 @@ package permissions
 
 import (
 	"container/heap"
+	"errors"
 	"sort"
 	"strings"
+	"time"
 )
 
 // Filter selects entries for List. Zero fields match everything.
@@ -13,7 +15,16 @@ type Filter struct {
 	// Limit defaults to DefaultListLimit and is capped at MaxListLimit.
 	Limit  int
 	Offset int
+	// Deadline, when set, bounds a listing that must read its entries
+	// one by one from a shared store (Redis): past it, Entries stops
+	// with ErrListTooLong. The in-memory cache ignores it.
+	Deadline time.Time
 }
+
+// ErrListTooLong is Entries running out of its Deadline: the filter
+// matches too little of the index, or the offset is too far, for a page
+// to be read in time.
+var ErrListTooLong = errors.New("permission list: the page could not be read in time; narrow it by phone_number_id or page with a smaller offset")
 
 // Page bounds of List: a page is a bounded amount of JSON, whatever the
 // cache holds.

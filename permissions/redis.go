@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -90,11 +91,35 @@ type Redis struct {
 	lim      atomic.Pointer[Limits]
 	log      *slog.Logger
 
-	up       atomic.Bool
-	downLog  atomic.Int64 // Unix ns of the last "down" warning
-	resSeq   atomic.Uint64
-	local    local
-	stats    redisStats
+	// slots orders the rewrite of this node's slots (flush, exclusive)
+	// against its admissions and releases (shared), each of which changes
+	// Redis's count and the node's own together: a rewrite between the
+	// two would write a count one call off — a phantom call that keeps
+	// the user "busy" (486) until the node restarts, or a call the other
+	// nodes do not see.
+	slots   sync.RWMutex
+	up      atomic.Bool
+	downLog atomic.Int64 // Unix ns of the last "down" warning
+	resSeq  atomic.Uint64
+	local   local
+	stats   redisStats
+	// allowNonDurable is RedisOptions.AllowNonDurable, for the checks of
+	// a node that started while Redis was unreachable.
+	allowNonDurable bool
+	// heldLog is when claimLate last said the node id is held (the loop's
+	// goroutine only).
+	heldLog time.Time
+	// uicQ feeds uicWriter the grants of user-initiated calls.
+	uicQ chan pendingOp
+	// epoch is the last epoch of Redis's data this node saw (checkEpoch).
+	epoch string
+	// writes are the connected calls' counts in flight (aside); closing
+	// stops new ones from going aside.
+	writesMu sync.Mutex
+	closing  bool
+	writes   sync.WaitGroup
+	// bg is the background work (indexRestrictions, uicWriter).
+	bg       sync.WaitGroup
 	stop     context.CancelFunc
 	done     chan struct{}
 	closeErr error
@@ -102,7 +127,7 @@ type Redis struct {
 }
 
 type redisStats struct {
-	errors, refused, fromCache, learned, stale, replayed, restricted atomic.Uint64
+	errors, refused, fromCache, learned, stale, replayed, restricted, dataLost atomic.Uint64
 }
 
 // local is what this node alone knows: its calls in progress (the truth
@@ -116,21 +141,31 @@ type local struct {
 	seen    map[Key]cachedPair
 	maxSeen int
 	pending []pendingOp
+	// uncounted are permission requests and calls refused because Redis
+	// failed, which Redis may have counted all the same (takeBack).
+	uncounted []uncounted
 }
+
+// uncounted is a permission request or call to take back: its counter's
+// key (a sorted set) and the script's member.
+type uncounted struct{ key, member string }
 
 type cachedPair struct {
 	st  state
 	exp int64 // Unix ms
 }
 
-// pendingOp is an outcome made while Redis was down, written when it
-// returns.
+// pendingOp is an outcome (or a user-initiated call's permission) made
+// while Redis was down, written when it returns.
 type pendingOp struct {
 	k       Key
 	resid   string
 	connect bool
-	at      int64 // Unix ms of the connection (connect)
-	outcome string
+	// uic: the temporary permission of a user-initiated call; reset:
+	// its answer's reset of the permission-request limits.
+	uic, reset bool
+	at         int64 // Unix ms of the connection (connect) or the call (uic)
+	outcome    string
 }
 
 // OpenRedis connects, checks that Redis keeps grants durably, claims the
@@ -170,6 +205,7 @@ func OpenRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
+	quietRedisLog.Do(func() { redis.SetLogger(redisLog{o.Log}) })
 	var tok [8]byte
 	if _, err := rand.Read(tok[:]); err != nil {
 		return nil, fmt.Errorf("permissions: redis: instance id: %w", err)
@@ -201,21 +237,83 @@ func OpenRedis(ctx context.Context, o RedisOptions) (*Redis, error) {
 	r.local.dirty = make(map[string]bool)
 	r.local.seen = make(map[Key]cachedPair)
 	r.local.maxSeen = o.CacheSize
-	if err := r.checkDurable(ctx, o.AllowNonDurable); err != nil {
+	r.uicQ = make(chan pendingOp, uicQueue)
+	r.allowNonDurable = o.AllowNonDurable
+	claimed := true
+	switch err := r.checkDurable(ctx, o.AllowNonDurable); {
+	case errors.Is(err, ErrUnavailable):
+		// Start all the same, with the store down: the node's calls that
+		// need no Redis (users calling the business) must not wait for
+		// it, and business-initiated calls follow on_down as they would
+		// in an outage. Nothing is written before the checks and the
+		// claim pass (the loop makes them).
+		claimed = false
+		r.stats.errors.Add(1)
+		r.downLog.Store(time.Now().UnixNano())
+		r.log.Error("redis unreachable at start: the node starts with the permission store down; business-initiated calls follow "+
+			"permissions.redis.on_down until redis answers and the node id is claimed", "node_id", r.nodeID, "on_down", r.onDown, "error", err)
+	case err != nil:
 		r.rdb.Close()
 		return nil, err
+	default:
+		if err := r.claimAtStart(ctx); err != nil {
+			r.rdb.Close()
+			return nil, err
+		}
+		r.up.Store(true)
 	}
-	if err := r.claimAtStart(ctx); err != nil {
-		r.rdb.Close()
-		return nil, err
-	}
-	r.up.Store(true)
 	lctx, cancel := context.WithCancel(context.Background())
 	r.stop = cancel
-	go r.loop(lctx)
+	go r.loop(lctx, claimed)
+	r.bg.Go(func() { r.uicWriter(lctx) })
 	r.log.Info("permission store: redis", "node_id", r.nodeID, "instance", r.instance, "slot_ttl", r.slotTTL.String(),
-		"on_down", r.onDown, "wait_replicas", r.waitN)
+		"on_down", r.onDown, "wait_replicas", r.waitN, "up", claimed)
 	return r, nil
+}
+
+// claimLate makes the start-up checks and the claim of a node that
+// started while Redis was unreachable; true once the node id is this
+// instance's. A Redis that does not keep grants durably, or a node id held
+// by another instance (a previous run, until it expires; another running
+// node, for good), keeps the store down, logged at most every 10 s.
+func (r *Redis) claimLate(ctx context.Context) bool {
+	err := r.checkDurable(ctx, r.allowNonDurable)
+	if err == nil {
+		var ok bool
+		var holder string
+		var ttl time.Duration
+		ok, holder, ttl, _, err = r.claim(ctx)
+		switch {
+		case err == nil && ok:
+			return true
+		case err == nil:
+			// Redis answers: not an outage, so said at once (and then
+			// every 10 s), not behind the down warning's pace.
+			r.stats.errors.Add(1)
+			if time.Since(r.heldLog) > 10*time.Second {
+				r.heldLog = time.Now()
+				r.log.Error("node_id is held by another instance: a previous run of this node (waiting for it to expire), or another running node "+
+					"with this node_id (give each node its own); the permission store stays down until it is free",
+					"node_id", r.nodeID, "holder", holder, "expires_in", ttl.String())
+			}
+			return false
+		}
+	}
+	r.failed("start", err)
+	return false
+}
+
+// quietRedisLog installs redisLog once per process (go-redis has one
+// logger for all clients).
+var quietRedisLog sync.Once
+
+// redisLog takes go-redis's own messages at debug: they would otherwise go
+// to stderr, one per failed dial — four a second for as long as Redis is
+// down — beside the store's own warning, which says it every 10 s.
+type redisLog struct{ log *slog.Logger }
+
+func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, "go-redis: "+fmt.Sprintf(format, v...))
 }
 
 // checkDurable makes sure an acknowledged grant survives a crash of Redis:
@@ -300,8 +398,8 @@ func (r *Redis) claimAtStart(ctx context.Context) error {
 func (r *Redis) claim(ctx context.Context) (ok bool, holder string, ttl time.Duration, existed bool, err error) {
 	cctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
-	v, err := scriptClaim.Run(cctx, r.rdb, []string{r.prefix + "node:" + r.nodeID, r.instKey()},
-		r.instance, r.slotTTL.Milliseconds(), r.nodeID).Slice()
+	v, err := scriptClaim.Run(cctx, r.rdb, []string{r.prefix + "node:" + r.nodeID, r.instKey(), r.prefix + "epoch"},
+		r.instance, r.slotTTL.Milliseconds(), r.nodeID, r.instance+"@"+strconv.FormatInt(time.Now().UnixMilli(), 10)).Slice()
 	if err != nil {
 		return false, "", 0, false, err
 	}
@@ -309,6 +407,9 @@ func (r *Redis) claim(ctx context.Context) (ok bool, holder string, ttl time.Dur
 		return false, "", 0, false, errGarbage("claim", v)
 	}
 	if asInt(v[0]) == 1 {
+		if len(v) >= 3 {
+			r.checkEpoch(asString(v[2]))
+		}
 		return true, "", 0, asInt(v[1]) == 1, nil
 	}
 	if len(v) < 3 {
@@ -319,11 +420,33 @@ func (r *Redis) claim(ctx context.Context) (ok bool, holder string, ttl time.Dur
 
 func (r *Redis) instKey() string { return r.prefix + "inst:" + r.instance }
 
+// checkEpoch compares Redis's epoch with the one this node saw last: a
+// new one means Redis lost its data meanwhile, which nothing else would
+// tell (every pair just reads as never granted). Called from the claims
+// only, one at a time.
+func (r *Redis) checkEpoch(epoch string) {
+	if epoch == "" || epoch == r.epoch {
+		return
+	}
+	if r.epoch != "" {
+		r.stats.dataLost.Add(1)
+		r.log.Error("redis lost its data since this node last looked (its epoch changed): every grant, revocation and counter written "+
+			"before is gone, and business-initiated calls to those users are refused 403 No Approved Call Permission Found until they "+
+			"are granted again; restore Redis from a backup, and check that it runs appendonly yes and that replicas are waited for",
+			"epoch_was", r.epoch, "epoch", epoch)
+	}
+	r.epoch = epoch
+}
+
 // loop refreshes the node's life every third of SlotTTL and, while Redis
 // is down, probes it; when it returns, the node's slots are rewritten from
 // its own calls and the outcomes it kept are written.
-func (r *Redis) loop(ctx context.Context) {
+//
+// claimed is false for a node that started while Redis was unreachable:
+// it makes its start-up checks and claim first (claimLate).
+func (r *Redis) loop(ctx context.Context, claimed bool) {
 	defer close(r.done)
+	indexed := false
 	beat := r.slotTTL / 3
 	last := time.Now()
 	t := time.NewTicker(probeInterval)
@@ -333,6 +456,15 @@ func (r *Redis) loop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if !claimed {
+			if claimed = r.claimLate(ctx); !claimed {
+				continue
+			}
+		}
+		if !indexed {
+			indexed = true
+			r.bg.Go(func() { r.indexRestrictions(ctx) })
 		}
 		if r.up.Load() && time.Since(last) < beat {
 			continue
@@ -346,6 +478,9 @@ func (r *Redis) loop(ctx context.Context) {
 		if !ok {
 			r.log.Error("node_id taken over by another instance while this one could not refresh it: two nodes run with one node_id",
 				"node_id", r.nodeID, "holder", holder)
+			continue
+		}
+		if !r.up.Load() && !r.takeBack(ctx) {
 			continue
 		}
 		wasDown := !r.up.Swap(true)
@@ -386,6 +521,11 @@ func (r *Redis) Close() error {
 	r.once.Do(func() {
 		r.stop()
 		<-r.done
+		r.bg.Wait()
+		r.writesMu.Lock()
+		r.closing = true
+		r.writesMu.Unlock()
+		r.writes.Wait()
 		ctx, cancel := r.opCtx()
 		r.flush(ctx)
 		_ = scriptRelease.Run(ctx, r.rdb, []string{r.prefix + "node:" + r.nodeID, r.instKey()}, r.instance).Err()
@@ -416,6 +556,7 @@ func (r *Redis) Stats() Stats {
 		ReplayedMessages:    r.stats.replayed.Load(),
 		RestrictedRefusals:  r.stats.restricted.Load(),
 		PendingOutcomes:     pending,
+		DataLost:            r.stats.dataLost.Load(),
 	}
 }
 

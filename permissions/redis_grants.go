@@ -89,10 +89,61 @@ func (r *Redis) Revoke(k Key, source string) error {
 	return err
 }
 
-// GrantFromUIC records the temporary permission of a user-initiated call.
+// uicQueue bounds the user-initiated calls' grants waiting for the
+// writer; more wait with the outcomes for the next flush.
+const uicQueue = 4096
+
+// GrantFromUIC records the temporary permission of a user-initiated call,
+// beside the call rather than in its way: the call goes on to ring the
+// agent while the grant is written (uicWriter), from the time of the
+// call. While Redis cannot take it, it is kept and written when Redis
+// returns: the user called, and the business's call back must not be
+// refused for an outage of ours.
 func (r *Redis) GrantFromUIC(k Key) {
-	if _, err := r.change(k, stTemporary, 0, SourceUIC, "", "uic"); err != nil {
-		r.log.Error("permission from user-initiated call not recorded", "key", k.String(), "error", err)
+	op := pendingOp{k: k, uic: true, at: nowMs()}
+	if r.available() {
+		select {
+		case r.uicQ <- op:
+			return
+		default:
+		}
+	}
+	// Redis known down (or the writer behind): kept for the flush, and
+	// known here at once for on_down: cache.
+	r.queue(op)
+	r.rememberUIC(k, op.at+r.limits().ttl().Milliseconds())
+}
+
+// uicWriter writes the grants of user-initiated calls until ctx ends,
+// then hands those still queued to the flush.
+func (r *Redis) uicWriter(ctx context.Context) {
+	for {
+		select {
+		case op := <-r.uicQ:
+			r.grantUIC(op)
+		case <-ctx.Done():
+			for {
+				select {
+				case op := <-r.uicQ:
+					r.queue(op)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+func (r *Redis) grantUIC(op pendingOp) {
+	_, err := r.change(op.k, stTemporary, 0, SourceUIC, strconv.FormatInt(op.at, 10), "uic")
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrUnavailable):
+		r.queue(op)
+		r.rememberUIC(op.k, op.at+r.limits().ttl().Milliseconds())
+		r.log.Warn("permission from user-initiated call kept until redis answers", "key", op.k.String(), "error", err)
+	default:
+		r.log.Error("permission from user-initiated call not recorded", "key", op.k.String(), "error", err)
 	}
 }
 
@@ -147,4 +198,20 @@ func (r *Redis) link(pnid, bsuid, phone string) error {
 		return unavailable("link", err)
 	}
 	return r.durable(ctx)
+}
+
+// rememberUIC lets on_down: cache admit the call back of a user who called
+// while Redis was down, unless this node knows a longer grant.
+func (r *Redis) rememberUIC(k Key, exp int64) {
+	nk, err := k.Normalize()
+	if err != nil || r.onDown != OnDownCache {
+		return
+	}
+	r.local.mu.Lock()
+	p, ok := r.local.seen[nk]
+	r.local.mu.Unlock()
+	if ok && (p.st == stPermanent || (p.st == stTemporary && p.exp >= exp)) {
+		return
+	}
+	r.remember(nk, stTemporary, exp)
 }

@@ -5,6 +5,7 @@ package permissions
 
 import (
 	"errors"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -87,6 +88,9 @@ func (r *Redis) Entries(f Filter) ([]Entry, error) {
 			return nil, unavailable("list", err)
 		}
 		for _, m := range ms {
+			if !f.Deadline.IsZero() && time.Now().After(f.Deadline) {
+				return nil, ErrListTooLong
+			}
 			k, err := parseStoreKey(m)
 			if err != nil {
 				continue

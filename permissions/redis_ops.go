@@ -64,6 +64,10 @@ func (r *Redis) Reserve(k Key) (Decision, Reservation) {
 	if err != nil {
 		return decide(NoPermission, 0), nil
 	}
+	// Redis's count of this node's slots and the node's own move together
+	// (see Redis.slots).
+	r.slots.RLock()
+	defer r.slots.RUnlock()
 	if !r.available() {
 		return r.reserveDown(nk, errors.New("redis down"))
 	}
@@ -85,8 +89,11 @@ func (r *Redis) Reserve(k Key) (Decision, Reservation) {
 	if err != nil {
 		// The script may have run even so (a timeout after Redis took
 		// it): the slots it may have taken are rewritten from this
-		// node's own count when Redis answers again.
+		// node's own count when Redis answers again, and the call it
+		// may have counted toward the number's 24 h is taken back (it
+		// was refused, never placed).
 		r.markDirty(ks.busy, ks.nact)
+		r.uncount(ks.ncalls, resid)
 		r.failed("admit", err)
 		return r.reserveDown(nk, err)
 	}
@@ -100,7 +107,7 @@ func (r *Redis) Reserve(k Key) (Decision, Reservation) {
 		r.local.busy[ks.busy]++
 		r.local.active[ks.nact]++
 		r.local.mu.Unlock()
-		return decide(Allow, 0), &redisTicket{r: r, k: nk, ks: ks, resid: resid}
+		return decide(Allow, 0), &redisTicket{r: r, k: nk, ks: ks, resid: resid, wrote: make(chan struct{})}
 	case "none":
 		r.remember(nk, stNone, 0)
 		return decide(NoPermission, 0), nil
@@ -137,9 +144,16 @@ func (r *Redis) reserveDown(k Key, cause error) (Decision, Reservation) {
 	r.local.mu.Lock()
 	defer r.local.mu.Unlock()
 	p, ok := r.local.seen[k]
-	valid := ok && (p.st == stPermanent || (p.st == stTemporary && p.exp > nowMs()))
-	if !valid {
-		// Nothing known here: the cache can only admit what it saw.
+	if !ok {
+		// Nothing known here: the cache can only admit what it saw, and
+		// it cannot say the user has no permission either. A 403 with
+		// Meta's 138006 would tell the dialer to ask the user again;
+		// this is wagate's trouble, to retry after it.
+		r.stats.refused.Add(1)
+		return decide(Unavailable, 0), nil
+	}
+	if valid := p.st == stPermanent || (p.st == stTemporary && p.exp > nowMs()); !valid {
+		// Seen without a permission (or it has expired since).
 		return decide(NoPermission, 0), nil
 	}
 	ks := r.keys(k)
@@ -157,7 +171,7 @@ func (r *Redis) reserveDown(k Key, cause error) (Decision, Reservation) {
 	r.log.Warn("redis down: business-initiated call admitted from this node's cache (on_down: cache)",
 		"phone_number_id", k.PhoneNumberID, "user", k.User, "error", cause)
 	resid := r.instance + ":" + strconv.FormatUint(r.resSeq.Add(1), 36)
-	return decide(Allow, 0), &redisTicket{r: r, k: k, ks: ks, resid: resid, local: true}
+	return decide(Allow, 0), &redisTicket{r: r, k: k, ks: ks, resid: resid, local: true, wrote: make(chan struct{})}
 }
 
 // remember keeps what this node saw of a pair, for OnDownCache.
@@ -186,6 +200,11 @@ type redisTicket struct {
 	local     bool
 	connected atomic.Bool
 	done      atomic.Bool
+	// wrote is closed once the connected call's count is written (or
+	// kept for the flush): Finish releases the user's busy slot only
+	// after it, so the next call to the user sees the count and the daily
+	// cap stays exact.
+	wrote chan struct{}
 }
 
 func (t *redisTicket) Key() Key { return t.k }
@@ -206,12 +225,36 @@ func (t *redisTicket) connect() {
 	at := nowMs()
 	if t.local || !t.r.available() {
 		t.r.queue(pendingOp{k: t.k, resid: t.resid, connect: true, at: at})
+		close(t.wrote)
 		return
 	}
-	if err := t.r.runConnected(t.ks, t.resid, ""); err != nil {
-		t.r.failed("connected", err)
-		t.r.queue(pendingOp{k: t.k, resid: t.resid, connect: true, at: at})
+	// Beside the call, not in its way: wagate ACKs Meta's 200 and
+	// answers the dialer meanwhile. The count carries the time of the
+	// connection.
+	t.r.aside(func() {
+		defer close(t.wrote)
+		if err := t.r.runConnected(t.ks, t.resid, strconv.FormatInt(at, 10)); err != nil {
+			t.r.failed("connected", err)
+			t.r.queue(pendingOp{k: t.k, resid: t.resid, connect: true, at: at})
+		}
+	})
+}
+
+// aside runs a write on its own goroutine, which Close waits for; after
+// Close it runs in the caller's.
+func (r *Redis) aside(f func()) {
+	r.writesMu.Lock()
+	if r.closing {
+		r.writesMu.Unlock()
+		f()
+		return
 	}
+	r.writes.Add(1)
+	r.writesMu.Unlock()
+	go func() {
+		defer r.writes.Done()
+		f()
+	}()
 }
 
 func (r *Redis) runConnected(ks pairKeys, resid, at string) error {
@@ -228,7 +271,12 @@ func (t *redisTicket) Finish(o Outcome) {
 	if o == Answered {
 		t.connect()
 	}
+	if t.connected.Load() {
+		<-t.wrote // bounded: the write has the operation's timeout
+	}
 	r := t.r
+	r.slots.RLock()
+	defer r.slots.RUnlock()
 	what := "none"
 	switch {
 	case t.connected.Load():
@@ -248,7 +296,7 @@ func (t *redisTicket) Finish(o Outcome) {
 		}
 		return
 	}
-	if err := r.runFinish(t.k, t.ks, what, true); err != nil {
+	if err := r.runFinish(t.k, t.ks, t.resid, what, true); err != nil {
 		r.failed("finish", err)
 		r.markDirty(t.ks.busy, t.ks.nact)
 		if what != "none" {
@@ -265,7 +313,12 @@ func dec(m map[string]int, k string) {
 	}
 }
 
-func (r *Redis) runFinish(k Key, ks pairKeys, what string, release bool) error {
+// outcomeMarkLife is how long Redis remembers that a reservation's
+// outcome was applied: longer than an outcome waits in a node for Redis
+// to return, in practice.
+const outcomeMarkLife = 2 * 24 * time.Hour
+
+func (r *Redis) runFinish(k Key, ks pairKeys, resid, what string, release bool) error {
 	ctx, cancel := r.opCtx()
 	defer cancel()
 	lims := r.limits()
@@ -273,8 +326,8 @@ func (r *Redis) runFinish(k Key, ks pairKeys, what string, release bool) error {
 	if release {
 		rel = "1"
 	}
-	v, err := scriptFinish.Run(ctx, r.rdb, []string{ks.pair, ks.busy, ks.nact}, r.instance, what,
-		lims.UnansweredRevoke, rel, revokedRetention.Milliseconds()).Slice()
+	v, err := scriptFinish.Run(ctx, r.rdb, []string{ks.pair, ks.busy, ks.nact, r.prefix + "o:" + resid}, r.instance, what,
+		lims.UnansweredRevoke, rel, revokedRetention.Milliseconds(), outcomeMarkLife.Milliseconds()).Slice()
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ package permissions
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 )
@@ -41,52 +42,39 @@ func (r *Redis) markAllDirty() {
 	r.local.mu.Unlock()
 }
 
+// resyncBatch is how many slot rewrites go to Redis in one round trip.
+const resyncBatch = 1000
+
 // flush rewrites this node's slots that may be wrong in Redis from its
 // own count, then writes the outcomes kept during an outage. It stops at
 // the first failure; what is left stays for the next try.
 func (r *Redis) flush(ctx context.Context) {
 	r.local.mu.Lock()
-	type slot struct {
-		key string
-		n   int
-	}
-	var slots []slot
-	for k := range r.local.dirty {
-		n := r.local.busy[k]
-		if strings.HasPrefix(k, r.prefix+"a:") {
-			n = r.local.active[k]
-		}
-		slots = append(slots, slot{k, n})
-	}
-	ops := append([]pendingOp(nil), r.local.pending...)
+	idle := len(r.local.dirty) == 0 && len(r.local.pending) == 0
 	r.local.mu.Unlock()
-	if len(slots) == 0 && len(ops) == 0 {
+	if idle || !r.resync(ctx) {
 		return
 	}
-	for _, s := range slots {
-		cctx, cancel := context.WithTimeout(ctx, r.timeout)
-		var err error
-		if s.n > 0 {
-			err = r.rdb.HSet(cctx, s.key, r.instance, s.n).Err()
-		} else {
-			err = r.rdb.HDel(cctx, s.key, r.instance).Err()
-		}
-		cancel()
-		if err != nil {
-			r.failed("resync", err)
-			return
-		}
-		r.local.mu.Lock()
-		delete(r.local.dirty, s.key)
-		r.local.mu.Unlock()
-	}
+	r.local.mu.Lock()
+	ops := append([]pendingOp(nil), r.local.pending...)
+	r.local.mu.Unlock()
 	done := 0
 	for _, op := range ops {
 		var err error
-		if op.connect {
+		switch {
+		case op.uic:
+			if _, err = r.change(op.k, stTemporary, 0, SourceUIC, strconv.FormatInt(op.at, 10), "uic"); err != nil && !errors.Is(err, ErrUnavailable) {
+				// Not Redis failing (a grant that would already have
+				// expired): nothing to retry.
+				r.log.Warn("permission from user-initiated call not written back", "key", op.k.String(), "error", err)
+				err = nil
+			}
+		case op.reset:
+			err = r.resetRequests(op.k)
+		case op.connect:
 			err = r.runConnected(r.keys(op.k), op.resid, strconv.FormatInt(op.at, 10))
-		} else {
-			err = r.runFinish(op.k, r.keys(op.k), op.outcome, false)
+		default:
+			err = r.runFinish(op.k, r.keys(op.k), op.resid, op.outcome, false)
 		}
 		if err != nil {
 			r.failed("write back", err)
@@ -100,4 +88,53 @@ func (r *Redis) flush(ctx context.Context) {
 	if done > 0 {
 		r.log.Info("call outcomes made while redis was down written back", "outcomes", done)
 	}
+}
+
+// resync writes this node's count into every slot marked dirty, with no
+// admission or release of this node in between (r.slots), in batches of
+// one round trip each; false when Redis failed (the slots left stay
+// dirty). Admissions wait for it: at most a round trip per
+// resyncBatch slots, once after an outage.
+func (r *Redis) resync(ctx context.Context) bool {
+	r.slots.Lock()
+	defer r.slots.Unlock()
+	type slot struct {
+		key string
+		n   int
+	}
+	r.local.mu.Lock()
+	slots := make([]slot, 0, len(r.local.dirty))
+	for k := range r.local.dirty {
+		n := r.local.busy[k]
+		if strings.HasPrefix(k, r.prefix+"a:") {
+			n = r.local.active[k]
+		}
+		slots = append(slots, slot{k, n})
+	}
+	r.local.mu.Unlock()
+	for len(slots) > 0 {
+		batch := slots[:min(resyncBatch, len(slots))]
+		slots = slots[len(batch):]
+		cctx, cancel := context.WithTimeout(ctx, r.timeout)
+		pipe := r.rdb.Pipeline()
+		for _, s := range batch {
+			if s.n > 0 {
+				pipe.HSet(cctx, s.key, r.instance, s.n)
+			} else {
+				pipe.HDel(cctx, s.key, r.instance)
+			}
+		}
+		_, err := pipe.Exec(cctx)
+		cancel()
+		if err != nil {
+			r.failed("resync", err)
+			return false
+		}
+		r.local.mu.Lock()
+		for _, s := range batch {
+			delete(r.local.dirty, s.key)
+		}
+		r.local.mu.Unlock()
+	}
+	return true
 }

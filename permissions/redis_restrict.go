@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Restrict pauses (or, with a zero until, resumes) a number's
@@ -31,14 +33,20 @@ func (r *Redis) Restrict(phoneNumberID string, until time.Time, reason string) e
 	ctx, cancel := context.WithTimeout(context.Background(), r.timeout+r.waitT)
 	defer cancel()
 	key := r.prefix + "r:" + id
-	if until.IsZero() || !until.After(time.Now()) {
-		err = r.rdb.Del(ctx, key).Err()
-	} else {
-		err = r.rdb.Set(ctx, key, reason, 0).Err()
-		if err == nil {
-			err = r.rdb.PExpireAt(ctx, key, until).Err()
+	// The pause and its place in the list change together (MULTI).
+	_, err = r.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		if until.IsZero() || !until.After(time.Now()) {
+			p.Del(ctx, key)
+			p.SRem(ctx, r.restrictIdx(), id)
+		} else {
+			// The end in the same command (PXAT): a pause written
+			// without it, by a failure between two commands, would
+			// never end.
+			p.Do(ctx, "SET", key, reason, "PXAT", until.UnixMilli())
+			p.SAdd(ctx, r.restrictIdx(), id)
 		}
-	}
+		return nil
+	})
 	if err != nil {
 		r.failed("restrict", err)
 		return unavailable("restrict", err)
@@ -47,31 +55,116 @@ func (r *Redis) Restrict(phoneNumberID string, until time.Time, reason string) e
 	return r.durable(ctx)
 }
 
-// Restrictions lists the numbers paused now.
+// restrictIdx is the set of the numbers that have (or had) a pause, so
+// that listing them reads those, not the whole keyspace.
+func (r *Redis) restrictIdx() string { return r.prefix + "rs" }
+
+// Restrictions lists the numbers paused now, from the index; the numbers
+// whose pause ended leave it on the way.
 func (r *Redis) Restrictions() ([]Restriction, error) {
 	if !r.available() {
 		return nil, unavailable("restrictions", errors.New("redis down"))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*r.timeout)
 	defer cancel()
-	var out []Restriction
-	iter := r.rdb.Scan(ctx, 0, r.prefix+"r:*", 200).Iterator()
-	for iter.Next(ctx) {
-		key := iter.Val()
-		reason, err := r.rdb.Get(ctx, key).Result()
-		if err != nil {
-			continue
-		}
-		ttl, err := r.rdb.PTTL(ctx, key).Result()
-		if err != nil || ttl <= 0 {
-			continue
-		}
-		out = append(out, Restriction{PhoneNumberID: strings.TrimPrefix(key, r.prefix+"r:"), Until: time.Now().Add(ttl).UTC().Truncate(time.Second), Reason: reason})
-	}
-	if err := iter.Err(); err != nil {
+	ids, err := r.rdb.SMembers(ctx, r.restrictIdx()).Result()
+	if err != nil {
 		r.failed("restrictions", err)
 		return nil, unavailable("restrictions", err)
 	}
+	var out []Restriction
+	for len(ids) > 0 {
+		batch := ids[:min(len(ids), 500)]
+		ids = ids[len(batch):]
+		reasons := make([]*redis.StringCmd, len(batch))
+		ttls := make([]*redis.DurationCmd, len(batch))
+		_, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, id := range batch {
+				reasons[i] = p.Get(ctx, r.prefix+"r:"+id)
+				ttls[i] = p.PTTL(ctx, r.prefix+"r:"+id)
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, redis.Nil) {
+			r.failed("restrictions", err)
+			return nil, unavailable("restrictions", err)
+		}
+		var ended []any
+		for i, id := range batch {
+			reason, rerr := reasons[i].Result()
+			ttl, terr := ttls[i].Result()
+			if rerr != nil || terr != nil || ttl <= 0 {
+				ended = append(ended, id)
+				continue
+			}
+			out = append(out, Restriction{PhoneNumberID: id, Until: time.Now().Add(ttl).UTC().Truncate(time.Second), Reason: reason})
+		}
+		if len(ended) > 0 {
+			_ = r.rdb.SRem(ctx, r.restrictIdx(), ended...).Err()
+		}
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i].PhoneNumberID < out[j].PhoneNumberID })
 	return out, nil
+}
+
+// indexRestrictions adds to the index the pauses written before it
+// existed (wagate before this index), once per start, in the
+// background: it scans the keyspace, which takes as long as it takes and
+// must not count as Redis failing.
+func (r *Redis) indexRestrictions(ctx context.Context) {
+	done := r.restrictIdx() + ":complete"
+	cctx, cancel := context.WithTimeout(ctx, r.timeout)
+	had, err := r.rdb.Exists(cctx, done).Result()
+	cancel()
+	if err != nil || had > 0 {
+		return // indexed by an earlier start (or Redis is failing: next start)
+	}
+	// One SCAN step and the SADD of what it found at a time, each
+	// within the timeout; a step that fails is tried again (a busy
+	// Redis), up to 10 times in a row.
+	var cursor uint64
+	n, fails := 0, 0
+	for {
+		cctx, cancel := context.WithTimeout(ctx, r.timeout)
+		keys, next, err := r.rdb.Scan(cctx, cursor, r.prefix+"r:*", 1000).Result()
+		var ids []any
+		for _, key := range keys {
+			if id := strings.TrimPrefix(key, r.prefix+"r:"); id != key {
+				if _, nerr := NormalizePhoneNumberID(id); nerr == nil {
+					ids = append(ids, id)
+				}
+			}
+		}
+		if err == nil && len(ids) > 0 {
+			err = r.rdb.SAdd(cctx, r.restrictIdx(), ids...).Err()
+		}
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if fails++; fails > 10 {
+				r.log.Warn("indexing the pauses of business numbers stopped; pauses recorded before this version may be missing from GET /v1/restrictions until the next start",
+					"error", err)
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		fails = 0
+		n += len(ids)
+		if cursor = next; cursor == 0 {
+			break
+		}
+	}
+	cctx, cancel = context.WithTimeout(ctx, r.timeout)
+	_ = r.rdb.Set(cctx, done, 1, 0).Err()
+	cancel()
+	if n > 0 {
+		r.log.Info("pauses of business numbers recorded before their index indexed", "numbers", n)
+	}
 }

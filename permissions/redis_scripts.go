@@ -110,11 +110,14 @@ end
 return 1
 `)
 
-// scriptFinish: KEYS pair, busy, nact; ARGV instance, outcome (none |
-// counts | learn), revoke-at streak, release (1: give back this
-// instance's busy and concurrency slot; 0: a replay), revoked retention
-// (ms). Answers {streak, what}: what 1 revoked by the streak, 2 revoked
-// because Meta said no permission.
+// scriptFinish: KEYS pair, busy, nact, the outcome's mark (o:<reservation
+// id>); ARGV instance, outcome (none | counts | learn), revoke-at streak,
+// release (1: give back this instance's busy and concurrency slot; 0: a
+// replay), revoked retention (ms), mark's life (ms). Answers {streak,
+// what}: what 1 revoked by the streak, 2 revoked because Meta said no
+// permission. An outcome is applied once per reservation: a node whose
+// answer was lost (a timeout after Redis ran the script) writes it again,
+// and a second count would revoke early (or revoke a newer grant).
 var scriptFinish = redis.NewScript(luaNow + `
 if ARGV[4] == '1' then
   for i = 2, 3 do
@@ -129,6 +132,9 @@ end
 local o = ARGV[2]
 if o == 'none' or redis.call('EXISTS', KEYS[1]) == 0 then
   return {0, 0}
+end
+if not redis.call('SET', KEYS[4], 1, 'PX', tonumber(ARGV[6]), 'NX') then
+  return {tonumber(redis.call('HGET', KEYS[1], 'stk') or '0'), 0}
 end
 local h = redis.call('HMGET', KEYS[1], 'st', 'exp')
 local st = tonumber(h[1]) or 0
@@ -235,7 +241,7 @@ end
 if retry >= 0 then
   return {'cap', retry}
 end
-redis.call('ZADD', KEYS[2], now, now .. ':' .. ARGV[3])
+redis.call('ZADD', KEYS[2], now, ARGV[3])
 redis.call('PEXPIRE', KEYS[2], WEEK)
 return {'ok', 0}
 `)
@@ -277,9 +283,11 @@ redis.call('ZREM', KEYS[4], ARGV[3])
 return moved
 `)
 
-// scriptClaim: KEYS node key, instance key; ARGV instance, ttl (ms), node
-// id. Holds the node id for this instance and refreshes the instance's
-// life. Answers {1, instance key existed before} or {0, holder, its ttl}.
+// scriptClaim: KEYS node key, instance key, epoch; ARGV instance, ttl
+// (ms), node id, a new epoch. Holds the node id for this instance and
+// refreshes the instance's life. The epoch names Redis's data set: set
+// once, it changes only when Redis lost its data. Answers {1, instance key
+// existed before, epoch} or {0, holder, its ttl}.
 var scriptClaim = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
 if cur and cur ~= ARGV[1] then
@@ -288,7 +296,12 @@ end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 local existed = redis.call('EXISTS', KEYS[2])
 redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
-return {1, existed}
+local epoch = redis.call('GET', KEYS[3])
+if not epoch then
+  epoch = ARGV[4]
+  redis.call('SET', KEYS[3], epoch)
+end
+return {1, existed, epoch}
 `)
 
 // scriptRelease: KEYS node key, instance key; ARGV instance. A node that

@@ -3,6 +3,8 @@ package permissions
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -352,22 +354,29 @@ func waitUp(t *testing.T, r *Redis) {
 }
 
 // TestRedisDownFromCache: policy cache admits a pair this node saw granted,
-// refuses one it never saw, and writes the call's outcome back when Redis
-// returns, once.
+// refuses one it saw without a permission as such (403, 138006), refuses
+// one it never saw as unavailable (503 with Retry-After and no Meta error
+// code: this node does not know, and a dialer told 138006 would ask a user
+// who may well have said yes for permission again), and writes the call's
+// outcome back when Redis returns, once.
 func TestRedisDownFromCache(t *testing.T) {
 	srv := startRedis(t)
 	r := openRedis(t, srv, "n1", DefaultLimits(), func(o *RedisOptions) { o.OnDown = OnDownCache })
-	k, unseen := key("+16505550001"), key("+16505550002")
+	k, unseen, none := key("+16505550001"), key("+16505550002"), key("+16505550003")
 	if err := r.Grant(k, true, time.Time{}, "api"); err != nil {
 		t.Fatal(err)
 	}
+	reserve(t, r, none, NoPermission) // seen: no permission
 	srv.kill()
 	_, res := reserve(t, r, k, Allow)
 	reserve(t, r, k, Busy)
-	reserve(t, r, unseen, NoPermission)
+	if d, _ := reserve(t, r, unseen, Unavailable); d.Code != 503 || d.MetaError != 0 || d.RetryAfterSeconds() <= 0 {
+		t.Errorf("a pair never seen, while Redis is down: %+v, want 503 with Retry-After and no Meta error", d)
+	}
+	reserve(t, r, none, NoPermission)
 	res.Connected()
 	res.Finish(Answered)
-	if s := r.Stats(); s.AdmittedFromCache != 1 || s.PendingOutcomes != 1 {
+	if s := r.Stats(); s.AdmittedFromCache != 1 || s.PendingOutcomes != 1 || s.RefusedUnavailable != 1 {
 		t.Errorf("stats while down: %+v", s)
 	}
 	srv.restart()
@@ -484,5 +493,393 @@ func TestRedisClaimRetriesSlowAnswer(t *testing.T) {
 	defer cancel()
 	if got, err := cli.Get(ctx, r.prefix+"node:n1").Result(); err != nil || got != r.instance {
 		t.Errorf("node id n1 held by %q (%v), want this instance %q", got, err, r.instance)
+	}
+}
+
+// TestRedisDownAtStart: a node started while Redis cannot be reached (a
+// host rebooted before Redis, a Redis restart during a deploy) starts
+// anyway with the store down — business-initiated calls follow on_down
+// (503), grants are refused as unavailable, and the node's other calls
+// are its own affair — and comes up once Redis answers, holding its node
+// id. A node that exited instead would take the calls that need no Redis
+// (users calling the business) down with it. While another running node
+// holds the id, it stays down.
+func TestRedisDownAtStart(t *testing.T) {
+	srv := startRedis(t)
+	holder := openRedis(t, srv, "n2", DefaultLimits(), func(o *RedisOptions) { o.SlotTTL = 10 * time.Second })
+	srv.kill()
+	lim := DefaultLimits()
+	var r, twin *Redis
+	for _, p := range []struct {
+		node string
+		to   **Redis
+	}{{"n1", &r}, {"n2", &twin}} {
+		s, err := OpenRedis(context.Background(), RedisOptions{Addr: srv.addr, NodeID: p.node, Limits: lim, SlotTTL: time.Second,
+			Timeout: 300 * time.Millisecond, Log: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+		if err != nil {
+			t.Fatalf("open %s while Redis is down: %v; want the node up with the store down", p.node, err)
+		}
+		t.Cleanup(func() { s.Close() })
+		*p.to = s
+	}
+	k := key("+16505550001")
+	if s := r.Stats(); s.Up {
+		t.Errorf("store up with Redis down: %+v", s)
+	}
+	if d, _ := r.Reserve(k); d.Verdict != Unavailable || d.Code != 503 {
+		t.Errorf("reserve while Redis is down since the start: %v %d", d.Verdict, d.Code)
+	}
+	if err := r.Grant(k, true, time.Time{}, "api"); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("grant while Redis is down since the start: %v", err)
+	}
+
+	srv.restart()
+	waitUp(t, r)
+	if err := r.Grant(k, true, time.Time{}, "api"); err != nil {
+		t.Fatal(err)
+	}
+	_, res := reserve(t, r, k, Allow)
+	res.Finish(Failed)
+	cli := redis.NewClient(&redis.Options{Addr: srv.addr, DisableIdentity: true, Protocol: 2})
+	defer cli.Close()
+	ctx := context.Background()
+	if got, err := cli.Get(ctx, r.prefix+"node:n1").Result(); err != nil || got != r.instance {
+		t.Errorf("node id n1 held by %q (%v), want this instance %q", got, err, r.instance)
+	}
+	// n2 is still held by the node that ran before the outage (its key
+	// survived in the append-only file): its twin must not take it.
+	waitUp(t, holder)
+	time.Sleep(1500 * time.Millisecond)
+	if twin.Stats().Up {
+		t.Error("a node started during the outage with a running node's id came up")
+	}
+	if d, _ := twin.Reserve(k); d.Verdict != Unavailable {
+		t.Errorf("the twin admitted a call: %v", d.Verdict)
+	}
+	if got, _ := cli.Get(ctx, r.prefix+"node:n2").Result(); got != holder.instance {
+		t.Errorf("node id n2 held by %q, want the running node %q", got, holder.instance)
+	}
+}
+
+// TestRedisRestrictionEnds: Meta's pause of a number is written with its
+// end in one command, so that a failure half-way (here the second of two
+// commands refused: an ACL that does not allow PEXPIREAT, as a timeout or
+// a failover between two commands would) cannot leave the number paused
+// for good — every business-initiated call refused 403/138013 until an
+// operator lifts it by hand.
+func TestRedisRestrictionEnds(t *testing.T) {
+	srv := startRedis(t)
+	cli := redis.NewClient(&redis.Options{Addr: srv.addr, DisableIdentity: true, Protocol: 2})
+	defer cli.Close()
+	ctx := context.Background()
+	if err := cli.Do(ctx, "ACL", "SETUSER", "node", "on", ">pw", "~*", "&*", "+@all", "-pexpireat").Err(); err != nil {
+		t.Fatal(err)
+	}
+	r := openRedis(t, srv, "n1", DefaultLimits(), func(o *RedisOptions) { o.Username, o.Password = "node", "pw" })
+	k := key("+16505550001")
+	until := time.Now().Add(time.Hour)
+	err := r.Restrict(k.PhoneNumberID, until, "RESTRICTED_BUSINESS_INITIATED_CALLING")
+	ttl, terr := cli.PTTL(ctx, r.prefix+"r:"+k.PhoneNumberID).Result()
+	if terr != nil {
+		t.Fatal(terr)
+	}
+	switch {
+	case ttl == -1:
+		t.Fatalf("the pause is in Redis without an end (Restrict: %v): the number's calls would be refused for good", err)
+	case err != nil && ttl != -2:
+		t.Errorf("Restrict failed (%v) but left a pause of %v", err, ttl)
+	case err == nil && (ttl <= 0 || ttl > time.Hour):
+		t.Errorf("pause of %v, want about an hour", ttl)
+	}
+}
+
+// TestRedisRestrictionsListScales: listing Meta's pauses on a Redis that
+// holds a production's keys (here two million) answers, and does not
+// mark Redis down: a listing that scanned the whole keyspace outran the
+// timeout, answered 503 every time, and refused the node's
+// business-initiated calls until the next probe.
+func TestRedisRestrictionsListScales(t *testing.T) {
+	srv := startRedis(t, "--enable-debug-command", "yes")
+	cli := redis.NewClient(&redis.Options{Addr: srv.addr, DisableIdentity: true, Protocol: 2, ReadTimeout: time.Minute})
+	defer cli.Close()
+	ctx := context.Background()
+	if err := cli.Do(ctx, "DEBUG", "POPULATE", 2000000, "wagate:c:pair").Err(); err != nil {
+		t.Fatal(err)
+	}
+	r := openRedis(t, srv, "n1", DefaultLimits(), func(o *RedisOptions) { o.Timeout = 300 * time.Millisecond })
+	k := key("+16505550001")
+	if err := r.Grant(k, true, time.Time{}, "api"); err != nil {
+		t.Fatal(err)
+	}
+	until := time.Now().Add(time.Hour).Truncate(time.Second)
+	if err := r.Restrict("106540352242923", until, "RESTRICTED_BUSINESS_INITIATED_CALLING"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Restrict("106540352242924", time.Now().Add(300*time.Millisecond), "RESTRICTED_BUSINESS_INITIATED_CALLING"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(400 * time.Millisecond) // the second pause ends
+	rs, err := r.Restrictions()
+	if err != nil || len(rs) != 1 || rs[0].PhoneNumberID != "106540352242923" || rs[0].Until.Sub(until).Abs() > time.Second {
+		t.Errorf("restrictions: %+v %v; want the one pause still on", rs, err)
+	}
+	if !r.Stats().Up {
+		t.Error("listing the restrictions marked Redis down")
+	}
+	_, res := reserve(t, r, k, Allow)
+	res.Finish(Failed)
+	// Lifted: gone from the list.
+	if err := r.Restrict("106540352242923", time.Time{}, ""); err != nil {
+		t.Fatal(err)
+	}
+	if rs, err := r.Restrictions(); err != nil || len(rs) != 0 {
+		t.Errorf("after the lift: %+v %v", rs, err)
+	}
+}
+
+// TestRedisUICGrantWhileDown: a user who calls the business while Redis is
+// down still gets the temporary permission of a user-initiated call
+// (callback_permission), from the time of the call, once Redis answers:
+// before, it was logged and lost, and the agent's promised call back was
+// refused 403 No Approved Call Permission Found.
+func TestRedisUICGrantWhileDown(t *testing.T) {
+	srv := startRedis(t)
+	r := openRedis(t, srv, "n1", DefaultLimits(), func(o *RedisOptions) { o.OnDown = OnDownCache })
+	k := key("+16505550001")
+	srv.kill()
+	called := time.Now()
+	r.GrantFromUIC(k)
+	// Written beside the call: kept once the writer found Redis down.
+	for deadline := time.Now().Add(3 * time.Second); r.Stats().PendingOutcomes != 1; {
+		if time.Now().After(deadline) {
+			t.Fatalf("pending while down: %d, want the grant kept", r.Stats().PendingOutcomes)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// on_down: cache admits the call back meanwhile.
+	_, res := reserve(t, r, k, Allow)
+	res.Finish(Failed)
+	srv.restart()
+	waitUp(t, r)
+	deadline := time.Now().Add(3 * time.Second)
+	for r.Stats().PendingOutcomes > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the grant was not written back")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	en, ok, err := r.Lookup(k)
+	want := called.Add(r.limits().ttl())
+	if err != nil || !ok || en.Status != StatusTemporary || en.ExpiresAt.Sub(want).Abs() > 2*time.Second || en.Source != SourceUIC {
+		t.Fatalf("after the outage: %+v %v %v; want temporary until %v from the call", en, ok, err, want)
+	}
+	_, res = reserve(t, r, k, Allow)
+	res.Finish(Failed)
+}
+
+// TestRedisListBounded: a listing that would walk more of the index than
+// its time allows (a status that few pairs have, a large offset, on a
+// production's million pairs: minutes of lookups) stops at its deadline
+// with ErrListTooLong, instead of reading Redis on for minutes after the
+// client's request timed out, once per retry.
+func TestRedisListBounded(t *testing.T) {
+	srv := startRedis(t)
+	r := openRedis(t, srv, "n1", DefaultLimits())
+	cli := redis.NewClient(&redis.Options{Addr: srv.addr, DisableIdentity: true, Protocol: 2})
+	defer cli.Close()
+	ctx := context.Background()
+	const pairs = 20000
+	pipe := cli.Pipeline()
+	for i := range pairs {
+		k := key(fmt.Sprintf("+1650556%04d", i))
+		ks := r.keys(k)
+		pipe.HSet(ctx, ks.pair, "st", 2, "gr", 1, "up", 1, "src", "test", "stk", 0)
+		pipe.ZAdd(ctx, r.idxKey(), redis.Z{Member: ks.member})
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	got, err := r.Entries(Filter{Status: StatusTemporary, Deadline: start.Add(200 * time.Millisecond)})
+	took := time.Since(start)
+	if !errors.Is(err, ErrListTooLong) || len(got) != 0 {
+		t.Errorf("listing a status no pair has, over %d pairs: %d entries, %v; want ErrListTooLong", pairs, len(got), err)
+	}
+	if took > 2*time.Second {
+		t.Errorf("the listing ran %v past a 200 ms deadline", took)
+	}
+	if !r.Stats().Up {
+		t.Error("a listing that ran out of time marked Redis down")
+	}
+	// Within its time a page is answered as before.
+	got, err = r.Entries(Filter{Limit: 10, Deadline: time.Now().Add(5 * time.Second)})
+	if err != nil || len(got) != 10 {
+		t.Errorf("first page: %d entries, %v", len(got), err)
+	}
+}
+
+// TestRedisUICResetWhileDown: a user-initiated call answered while Redis
+// is down still resets the user's permission-request limits once Redis
+// answers (Meta resets them on a connected call), so the business may ask
+// again.
+func TestRedisUICResetWhileDown(t *testing.T) {
+	srv := startRedis(t)
+	r := openRedis(t, srv, "n1", DefaultLimits())
+	k := key("+16505550001")
+	if d := r.RecordPermissionRequest(k); !d.Allowed() {
+		t.Fatalf("first request: %v", d.Verdict)
+	}
+	srv.kill()
+	r.UICConnected(k)
+	srv.restart()
+	waitUp(t, r)
+	deadline := time.Now().Add(3 * time.Second)
+	for r.Stats().PendingOutcomes > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the reset was not written back")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if d := r.RecordPermissionRequest(k); !d.Allowed() {
+		t.Errorf("request after a connected user-initiated call: %v (%d), want allowed (the limits reset)", d.Verdict, d.Code)
+	}
+}
+
+// TestRedisDataLossSeen: Redis that comes back without its data (FLUSHALL
+// here; a restart without its append-only file, a failover to a replica
+// that had nothing) is noticed at the next heartbeat: logged at error and
+// counted (data_lost), since every grant is gone and the nodes would
+// otherwise just answer 403 No Approved Call Permission Found to users who
+// said yes. A restart that keeps the data is not a loss.
+func TestRedisDataLossSeen(t *testing.T) {
+	srv := startRedis(t)
+	r := openRedis(t, srv, "n1", DefaultLimits())
+	k := key("+16505550001")
+	if err := r.Grant(k, true, time.Time{}, "api"); err != nil {
+		t.Fatal(err)
+	}
+	srv.restart()
+	waitUp(t, r)
+	time.Sleep(time.Second) // a heartbeat or three
+	if n := r.Stats().DataLost; n != 0 {
+		t.Fatalf("a restart that kept the data counted as a loss: %d", n)
+	}
+	cli := redis.NewClient(&redis.Options{Addr: srv.addr, DisableIdentity: true, Protocol: 2})
+	defer cli.Close()
+	if err := cli.FlushAll(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for r.Stats().DataLost == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("Redis's data loss not noticed 3 s after it")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestRedisRestrictionsIndexedAtStart: a pause written before the index
+// existed (an older wagate) is indexed in the background after the start,
+// and listed.
+func TestRedisRestrictionsIndexedAtStart(t *testing.T) {
+	srv := startRedis(t)
+	cli := redis.NewClient(&redis.Options{Addr: srv.addr, DisableIdentity: true, Protocol: 2})
+	defer cli.Close()
+	ctx := context.Background()
+	if err := cli.Set(ctx, "wagate:r:106540352242925", "RESTRICTED_BUSINESS_INITIATED_CALLING", time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	r := openRedis(t, srv, "n1", DefaultLimits())
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if n, _ := cli.Exists(ctx, "wagate:rs:complete").Result(); n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("older pauses not indexed 10 s after the start")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if rs, err := r.Restrictions(); err != nil || len(rs) != 1 || rs[0].PhoneNumberID != "106540352242925" {
+		t.Errorf("a pause recorded before the index: %+v %v", rs, err)
+	}
+}
+
+// TestRedisUICGrantDoesNotBlock: the temporary permission of a
+// user-initiated call is written beside the call, not in its way: with
+// Redis stalled (SIGSTOP), GrantFromUIC returns at once — the call goes on
+// to ring the agent — and the grant is there once Redis answers. Before,
+// every user calling in waited for Redis (up to the operation timeout,
+// plus wait_timeout with replicas) before the PBX was called.
+func TestRedisUICGrantDoesNotBlock(t *testing.T) {
+	srv := startRedis(t)
+	r := openRedis(t, srv, "n1", DefaultLimits()) // a 5 s operation timeout
+	k := key("+16505550001")
+	if err := srv.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	returned := make(chan struct{})
+	go func() { r.GrantFromUIC(k); close(returned) }()
+	select {
+	case <-returned:
+	case <-time.After(2 * time.Second):
+		t.Error("GrantFromUIC waited on a stalled Redis: the user's call would not ring the agent meanwhile")
+	}
+	if err := srv.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	<-returned
+	waitUp(t, r)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if en, ok, err := r.Lookup(k); err == nil && ok && en.Status == StatusTemporary {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the grant never reached Redis")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestRedisConnectedDoesNotBlock: counting a connected call is written
+// beside the call, not in its way: with Redis stalled (SIGSTOP),
+// Connected returns at once — wagate ACKs Meta's 200 and answers the
+// dialer meanwhile — and the call is counted once Redis answers. Before,
+// the user who picked up waited for Redis (up to the operation timeout)
+// before the call was bridged.
+func TestRedisConnectedDoesNotBlock(t *testing.T) {
+	srv := startRedis(t)
+	r := openRedis(t, srv, "n1", DefaultLimits()) // a 5 s operation timeout
+	k := key("+16505550001")
+	if err := r.Grant(k, true, time.Time{}, "api"); err != nil {
+		t.Fatal(err)
+	}
+	_, res := reserve(t, r, k, Allow)
+	if err := srv.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	returned := make(chan struct{})
+	go func() { res.Connected(); close(returned) }()
+	select {
+	case <-returned:
+	case <-time.After(2 * time.Second):
+		t.Error("Connected waited on a stalled Redis: the answered call would not be bridged meanwhile")
+	}
+	if err := srv.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	<-returned
+	res.Finish(Answered)
+	waitUp(t, r)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		en := lookup(t, r, k)
+		if en.ConnectedCalls24h == 1 && en.ActiveCalls == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the stall: %+v, want 1 connected call and none active", en)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -129,6 +129,11 @@ type Stats struct {
 	// PendingOutcomes is the number of call outcomes made while Redis was
 	// down and not yet written back (a gauge).
 	PendingOutcomes int `json:"pending_outcomes"`
+	// DataLost counts the times this node found that Redis had lost its
+	// data since it last looked (its epoch key was gone or new: a restart
+	// without the append-only file, a failover to a replica without it,
+	// a FLUSHALL): every grant and counter written before is gone.
+	DataLost uint64 `json:"data_lost,omitempty"`
 }
 
 // ErrUnavailable is wrapped by every error of a store that cannot be

@@ -33,6 +33,7 @@ const (
 	hdrWABACallbackData   = "X-WABA-Callback-Data"
 	hdrWABACampaignID     = "X-WABA-Campaign-ID"
 	hdrWABAError          = "X-WABA-Error"
+	hdrNodeUnavailable    = "X-Wagate-Node-Unavailable"
 
 	hdrMetaWACID         = "x-wa-meta-wacid"
 	hdrMetaUserID        = "x-wa-meta-user-id"

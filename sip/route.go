@@ -105,7 +105,22 @@ type Rejection struct {
 	Relayed bool
 	// Accept is the Accept header of a 415.
 	Accept string
+	// NodeUnavailable marks a refusal for this node's own state, not the
+	// call's: draining, overloaded, out of call slots or media ports. It
+	// is a token naming it (NodeDraining, …), sent in
+	// X-Wagate-Node-Unavailable, on which a dispatcher in front of
+	// several nodes tries the next node and takes this one out; any other
+	// refusal is the call's answer wherever it lands
+	// (deploy/kamailio/kamailio.cfg).
+	NodeUnavailable string
 }
+
+// The tokens of Rejection.NodeUnavailable.
+const (
+	NodeDraining   = "draining"
+	NodeOverloaded = "overloaded"
+	NodeFull       = "full"
+)
 
 // Route decides the B-leg of a new INVITE from endpoint ep, as of now. It
 // reads only the Request-URI, the From and Meta's x-wa-meta headers of

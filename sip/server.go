@@ -449,6 +449,9 @@ func (s *Server) Reject(tx sip.ServerTransaction, req *sip.Request, r *Rejection
 		if r.MetaError != 0 {
 			res.AppendHeader(sip.NewHeader(hdrWABAError, itoa(r.MetaError)))
 		}
+		if r.NodeUnavailable != "" {
+			res.AppendHeader(sip.NewHeader(hdrNodeUnavailable, r.NodeUnavailable))
+		}
 		if r.Accept != "" {
 			res.AppendHeader(sip.NewHeader("Accept", r.Accept))
 		}

@@ -138,6 +138,9 @@ type cluster struct {
 	// onDownFor the same per node id.
 	onDown    string
 	onDownFor map[string]string
+	// mod, when set, changes every node's options (more endpoints,
+	// numbers, …).
+	mod func(*wagateOpts)
 }
 
 // webhookSecret is Meta's app secret in the generated configs.
@@ -188,13 +191,17 @@ func (c *cluster) nodeOpts(id string) wagateOpts {
 	if d := c.onDownFor[id]; d != "" {
 		onDown = ", on_down: " + d
 	}
-	return wagateOpts{
+	o := wagateOpts{
 		APIExtra:    fmt.Sprintf(", token: {value: %q}, webhook: {app_secret: {value: %q}, verify_token: {value: verify}}", apiToken, webhookSecret),
 		MetaCIDRs:   ", " + e.ip(5) + "/32",
 		DialerCIDRs: ", " + e.ip(6) + "/32, " + e.ip(7) + "/32",
 		Extra: fmt.Sprintf("node_id: %s\npermissions: {enabled: true, backend: redis, redis: {address: %q, slot_ttl: %s, timeout: %s%s}, limits: {%s}}",
 			id, c.redis.addr, slotTTL, redisTimeout, onDown, c.limits),
 	}
+	if c.mod != nil {
+		c.mod(&o)
+	}
+	return o
 }
 
 // startKamailio starts Kamailio with every node in its dispatcher set.

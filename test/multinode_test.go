@@ -474,3 +474,203 @@ func runToExit(t *testing.T, e *env, o wagateOpts, limit time.Duration) string {
 	}
 	return string(out)
 }
+
+// TestMultiNodeRedisDownAtStart: a node started while Redis is down (a
+// host that rebooted before Redis, a deploy during a Redis restart) runs:
+// a user's call to the business reaches the agent, a business-initiated
+// call gets 503 with Retry-After and no X-WABA-Error, /v1/status says the
+// store is down; once Redis is there the node claims its id, takes grants
+// and places business-initiated calls. Before, the node exited at start,
+// and users calling in got nothing until Redis came back.
+func TestMultiNodeRedisDownAtStart(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	c := &cluster{t: t, e: e}
+	c.redis = startRedis(t, e.ip(20), filepath.Join(e.dir, "redis"))
+	c.redis.kill()
+	nd := c.addNode(1)
+	if s := nd.w.status(); s.Permissions == nil || s.Permissions.Up {
+		t.Errorf("status with Redis down since the start: %+v", s.Permissions)
+	}
+
+	pbx := e.startSipp(sippSpec{Name: "pbx", Scenario: "uas.xml", Peer: e.PBX, Calls: 1, Args: ringArgs})
+	e.runSipp(sippSpec{Name: "meta_uic", Scenario: "uac.xml", Peer: e.Meta, Remote: nd.w.SIPAddr, Calls: 1,
+		Args: callArgs(businessNumber, waUser, "-d", "200")})
+	pbx.requireOK()
+
+	u := "+447700900611"
+	res := expectDialerRejectedAt(t, nd, "down_bic", u, "503")
+	// The outage is said every 10 s, not once per probe (four a second)
+	// by go-redis on stderr.
+	if log, _ := os.ReadFile(nd.w.logPath); bytes.Contains(log, []byte("connection pool: failed to dial")) {
+		t.Errorf("the log repeats every failed dial: %d lines", bytes.Count(log, []byte("connection pool: failed to dial")))
+	}
+	if res.Header("X-WABA-Error") != "" || res.Header("Retry-After") == "" {
+		t.Errorf("BIC while Redis is down: X-WABA-Error %q Retry-After %q", res.Header("X-WABA-Error"), res.Header("Retry-After"))
+	}
+
+	c.redis.start()
+	deadline := time.Now().Add(10 * time.Second)
+	for s := nd.w.status(); s.Permissions == nil || !s.Permissions.Up; s = nd.w.status() {
+		if time.Now().After(deadline) {
+			t.Fatalf("store not up 10 s after Redis started: %+v", s.Permissions)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := c.redisCLI("GET", "wagate:node:node1"); !strings.HasPrefix(got, "node1.") {
+		t.Errorf("node id in Redis: %q, want node1's instance", got)
+	}
+	nd.grant(t, u, "permanent")
+	meta := e.startSipp(sippSpec{Name: "meta", Scenario: "uas.xml", Peer: e.Meta, Calls: 1, NoTrace: true})
+	nd.e.runSipp(sippSpec{Name: "up_bic", Scenario: "bic_dialer.xml", Peer: e.Dialer, Remote: nd.w.SIPAddr, Calls: 1,
+		Args: bicArgs(u, phoneNumberID, businessNumber, "-d", "50")})
+	meta.requireOK()
+}
+
+// TestMultiNodeRedisDownKeepsUICs: with Redis down every node refuses
+// business-initiated calls 503 (no X-WABA-Error). That refusal is not the
+// node's failure — every node shares the Redis, and users' calls need none
+// — so Kamailio must not take the nodes out for it: while a dialer keeps
+// calling, users calling the business through Kamailio still reach an
+// agent. Before, each such 503 took a node out of the dispatcher set until
+// its next probe, a dialer's stream kept all of them out, and Kamailio
+// answered Meta's INVITEs "503 No wagate node available".
+func TestMultiNodeRedisDownKeepsUICs(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 2, "")
+	u := "+447700900621"
+	c.nodes[0].grant(t, u, "permanent")
+	c.startKamailio()
+	c.redis.kill()
+
+	dialer := c.e.startSipp(withNoTrace(c.dialSpec("dialer", c.usersFile("users.csv", []string{u}), 40, "-r", "10", "-l", "4", "-d", "50")))
+	time.Sleep(500 * time.Millisecond) // the first refusals are in
+	const uics = 5
+	pbx := c.e.startSipp(sippSpec{Name: "pbx", Scenario: "uas.xml", Peer: c.e.PBX, Calls: uics, Args: ringArgs})
+	meta := c.e.startSipp(sippSpec{Name: "meta_uic", Scenario: "uac.xml", Peer: c.e.Meta, Remote: c.kam.edge, Calls: uics,
+		Args: callArgs(businessNumber, waUser, "-d", "200", "-r", "2", "-l", "1")})
+	meta.requireOK()
+	pbx.requireOK()
+	dialer.requireOK()
+	got := outcomes(dialer)
+	for _, o := range got {
+		if o.code != "503" || o.wabaError != "" {
+			t.Errorf("BIC with Redis down: %s %s, want 503 without X-WABA-Error", o.code, o.wabaError)
+		}
+	}
+	t.Logf("BIC outcomes: %v", countBy(got))
+	if log, _ := os.ReadFile(c.kam.logPath); bytes.Contains(log, []byte("taken out")) {
+		t.Errorf("Kamailio took a node out for a refusal by the shared permission store:\n%s", tail(log, 10))
+	}
+}
+
+// TestMultiNodeMetaRefusalStaysOnNode: Meta answering business-initiated
+// calls "503 Service Unavailable" (retry later), which wagate relays as
+// it is (no Reason, no X-WABA-Error), is the call's answer, not the node's
+// trouble: Kamailio passes it back to the dialer once, without placing
+// the call again on the next node (a second INVITE to Meta for each) and
+// without taking the nodes out — users calling the business meanwhile
+// still reach an agent.
+func TestMultiNodeMetaRefusalStaysOnNode(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 2, "")
+	u := "+447700900631"
+	c.nodes[0].grant(t, u, "permanent")
+	c.startKamailio()
+	tmpl, err := os.ReadFile(filepath.Join(sippDir, "bic_meta_code.xml.tmpl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	scenario := filepath.Join(c.e.dir, "bic_meta_503.xml")
+	if err := os.WriteFile(scenario, []byte(strings.Replace(string(tmpl), "SIP/2.0 CODE REASON", "SIP/2.0 503 Service Unavailable", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const bics, uics = 6, 4
+	meta := c.e.startSipp(sippSpec{Name: "meta_503", Scenario: scenario, Peer: c.e.Meta, Calls: bics})
+	dialer := c.e.startSipp(withNoTrace(c.dialSpec("dialer", c.usersFile("users.csv", []string{u}), bics, "-r", "4", "-l", "1", "-d", "50")))
+	time.Sleep(500 * time.Millisecond)
+	pbx := c.e.startSipp(sippSpec{Name: "pbx", Scenario: "uas.xml", Peer: c.e.PBX, Calls: uics, Args: ringArgs})
+	// Meta's side calling in, from Meta's address on ports of its own
+	// (its other side answers the BICs).
+	metaUAC := c.e.newPeer("meta_uac", 2)
+	uic := c.e.startSipp(sippSpec{Name: "meta_uic", Scenario: "uac.xml", Peer: metaUAC, Remote: c.kam.edge, Calls: uics,
+		Args: callArgs(businessNumber, waUser, "-d", "200", "-r", "2", "-l", "1")})
+	uic.requireOK()
+	pbx.requireOK()
+	dialer.requireOK()
+	meta.requireOK()
+	got := outcomes(dialer)
+	for _, o := range got {
+		if o.code != "503" || o.wabaError != "" {
+			t.Errorf("BIC that Meta refused 503: %s %s", o.code, o.wabaError)
+		}
+	}
+	invites := 0
+	for _, m := range meta.messages() {
+		if !m.Sent && strings.HasPrefix(m.StartLine(), "INVITE ") {
+			invites++
+		}
+	}
+	if len(got) != bics || invites != bics {
+		t.Errorf("%d BICs answered, Meta got %d INVITEs; want %d and %d (one per call)", len(got), invites, bics, bics)
+	}
+	if log, _ := os.ReadFile(c.kam.logPath); bytes.Contains(log, []byte("taken out")) {
+		t.Errorf("Kamailio took a node out for Meta's answer:\n%s", tail(log, 10))
+	}
+}
+
+// TestMultiNodeCallRefusalStaysOnNode: a refusal that is about the call,
+// not the node — here a second business number whose only PBX the nodes'
+// probes mark down, so its users' calls get wagate's own "503 Service
+// Unavailable" — goes back to Meta from the node it reached. Kamailio
+// fails over, and takes a node out, only for the node's own trouble
+// (draining, overloaded, out of call slots or ports: wagate says so in
+// X-Wagate-Node-Unavailable) or silence. Before, every such 503 took the
+// node out and was tried on the next, so one number's dead PBX left
+// Kamailio no node for every other number's users: "503 No wagate node
+// available".
+func TestMultiNodeCallRefusalStaysOnNode(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	pbx2 := e.newPeer("pbx2", 8) // nothing answers there: its probes fail
+	const second = "+15550100002"
+	c := &cluster{t: t, e: e, mod: func(o *wagateOpts) {
+		o.EndpointsExtra = pbxEndpoint("pbx2", pbx2, ", probe: {interval: 200ms, timeout: 150ms, down_after: 2, up_after: 1}")
+		o.MoreNumbers = fmt.Sprintf("\n  - {number: %q, phone_number_id: \"100000000000002\", route: {endpoint: pbx2, user: \"2001\"}}", second)
+	}}
+	c.redis = startRedis(t, e.ip(20), filepath.Join(e.dir, "redis"))
+	c.addNode(1)
+	c.addNode(2)
+	for _, nd := range c.nodes {
+		deadline := time.Now().Add(5 * time.Second)
+		for s := nd.w.status(); len(s.Endpoints) != 1 || s.Endpoints[0].Up; s = nd.w.status() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: pbx2 not marked down: %+v", nd.id, s.Endpoints)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	c.startKamailio()
+
+	const dead, live = 8, 4
+	toDead := c.e.newPeer("meta_dead", 2)
+	deadCalls := c.e.startSipp(sippSpec{Name: "meta_dead", Scenario: "uac_expect.xml", Peer: toDead, Remote: c.kam.edge, Calls: dead,
+		Args: append(expectArgs(second, waUser, "503"), "-r", "5", "-l", "2")})
+	time.Sleep(400 * time.Millisecond)
+	pbx := c.e.startSipp(sippSpec{Name: "pbx", Scenario: "uas.xml", Peer: c.e.PBX, Calls: live, Args: ringArgs})
+	toLive := c.e.newPeer("meta_live", 2)
+	liveCalls := c.e.startSipp(sippSpec{Name: "meta_live", Scenario: "uac.xml", Peer: toLive, Remote: c.kam.edge, Calls: live,
+		Args: callArgs(businessNumber, waUser, "-d", "200", "-r", "2", "-l", "1")})
+	liveCalls.requireOK()
+	pbx.requireOK()
+	deadCalls.requireOK()
+	for _, m := range deadCalls.messages() {
+		if !m.Sent && strings.HasPrefix(m.StartLine(), "SIP/2.0 503") && strings.Contains(m.StartLine(), "No wagate node") {
+			t.Errorf("a call to the number whose PBX is down got Kamailio's %q, not the node's answer", m.StartLine())
+			break
+		}
+	}
+	if log, _ := os.ReadFile(c.kam.logPath); bytes.Contains(log, []byte("taken out")) {
+		t.Errorf("Kamailio took a node out for a call's refusal:\n%s", tail(log, 10))
+	}
+}

@@ -42,6 +42,10 @@ func TestOverloadVisible(t *testing.T) {
 			if headerOf(res, "Retry-After") != "1" {
 				t.Errorf("503 for the call rate has Retry-After %q, want 1", headerOf(res, "Retry-After"))
 			}
+			// The node's own state: a dispatcher tries another node.
+			if v := headerOf(res, "X-Wagate-Node-Unavailable"); v != "overloaded" {
+				t.Errorf("503 for the call rate has X-Wagate-Node-Unavailable %q, want overloaded", v)
+			}
 		case strings.HasPrefix(line, "SIP/2.0 404"):
 			n404++
 		}
