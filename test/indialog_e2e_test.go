@@ -206,8 +206,8 @@ func TestTransferTargetByeAtOnce(t *testing.T) {
 }
 
 // TestAgentByeBeforeCallerAck: the caller's first two 200s are lost (a
-// lossy link) and the agent hangs up as soon as it is ACKed, before the
-// caller has any 200. RFC 3261 §15: wagate must not send the caller its
+// lossy link) and the agent hangs up as soon as the first is on its way,
+// before the caller has ACKed any. RFC 3261 §15: wagate must not send the caller its
 // BYE before the caller's ACK, and must go on resending the 200 until
 // then. Before, the agent's BYE stopped the 200's retransmissions and
 // sent a BYE for a dialog the caller never had: the WhatsApp user's
@@ -216,7 +216,14 @@ func TestTransferTargetByeAtOnce(t *testing.T) {
 func TestAgentByeBeforeCallerAck(t *testing.T) {
 	t.Parallel()
 	c := startCtl(t, wagateOpts{})
-	mc, err := agentByeAtOnce(t, c, metapeer.CallSpec{Target: c.w.SIPAddr, To: businessNumber, From: waUser, LoseAnswers: 2})
+	// The agent's BYE after wagate sent the caller its 200: a BYE before
+	// that ends the call before it was answered, and the caller gets a
+	// final error instead (TestAgentByeAtOnce).
+	first := make(chan struct{})
+	var once sync.Once
+	spec := metapeer.CallSpec{Target: c.w.SIPAddr, To: businessNumber, From: waUser, LoseAnswers: 2,
+		OnAnswer: func(*sipua.Msg) { once.Do(func() { close(first) }) }}
+	mc, err := agentByeAtOnce(t, c, spec, first)
 	if err != nil {
 		t.Fatalf("the caller, whose first two 200s were lost, got no call to end: %v", err)
 	}
@@ -230,9 +237,9 @@ func TestAgentByeBeforeCallerAck(t *testing.T) {
 }
 
 // agentByeAtOnce places the caller's call (spec) and has the agent hang
-// up as soon as wagate ACKs its 200; it returns the caller's call as
-// its INVITE ended.
-func agentByeAtOnce(t *testing.T, c *ctl, spec metapeer.CallSpec) (*metapeer.Call, error) {
+// up as soon as wagate ACKs its 200 (and after, when given, is closed);
+// it returns the caller's call as its INVITE ended.
+func agentByeAtOnce(t *testing.T, c *ctl, spec metapeer.CallSpec, after <-chan struct{}) (*metapeer.Call, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
 	defer cancel()
@@ -248,6 +255,13 @@ func agentByeAtOnce(t *testing.T, c *ctl, spec metapeer.CallSpec) (*metapeer.Cal
 	}()
 	pc := waitAnswer(t, answered, "the PBX")
 	<-pc.Dialog.Acked()
+	if after != nil {
+		select {
+		case <-after:
+		case <-ctx.Done():
+			t.Fatal("the caller got no 200")
+		}
+	}
 	if code, err := pc.Dialog.Bye(ctx); err != nil || code != 200 {
 		t.Errorf("the agent's BYE at once after the ACK: %d %v, want 200", code, err)
 	}
@@ -267,7 +281,7 @@ func agentByeAtOnce(t *testing.T, c *ctl, spec metapeer.CallSpec) (*metapeer.Cal
 func TestAgentByeAtOnce(t *testing.T) {
 	t.Parallel()
 	c := startCtl(t, wagateOpts{})
-	mc, err := agentByeAtOnce(t, c, metapeer.CallSpec{Target: c.w.SIPAddr, To: businessNumber, From: waUser})
+	mc, err := agentByeAtOnce(t, c, metapeer.CallSpec{Target: c.w.SIPAddr, To: businessNumber, From: waUser}, nil)
 	if err == nil {
 		waitBye(t, mc, "the caller")
 	} else {
