@@ -1,7 +1,6 @@
 package callflow
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -11,11 +10,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/wagate/wagate/events"
+	"github.com/wagate/wagate/internal/staleconn"
 	"github.com/wagate/wagate/prompt"
 )
 
@@ -222,62 +221,26 @@ func TestSignatureVerifiable(t *testing.T) {
 // request is sent again on a new connection rather than taken as the
 // service failing, and the caller stays in the flow.
 func TestIdleConnectionClosedByServiceIsRetried(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	answers := []string{
 		`{"clientActionId":"menu","callflow":[{"action":"sayAndCapture","params":{"promptMessage":"Press one"}}]}`,
 		`{"clientActionId":"after","callflow":[{"action":"hangup"}]}`,
 	}
-	var mu sync.Mutex
-	served, dropped := 0, 0
-	var keys []string // of every request read
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer conn.Close()
-				br := bufio.NewReader(conn)
-				for n := 0; ; n++ {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					io.Copy(io.Discard, req.Body)
-					mu.Lock()
-					keys = append(keys, req.Header.Get(IdempotencyKeyHeader))
-					if n > 0 {
-						// Its idle timeout passed as the request came.
-						dropped++
-						mu.Unlock()
-						return
-					}
-					body := "{}"
-					if served < len(answers) {
-						body = answers[served]
-					}
-					served++
-					mu.Unlock()
-					fmt.Fprintf(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
-				}
-			}()
+	svc := staleconn.Start(t, func(n int) []byte {
+		body := "{}"
+		if n < len(answers) {
+			body = answers[n]
 		}
-	}()
+		return fmt.Appendf(nil, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	})
 	call := newFakeCall(prompt.Rate8k)
 	call.onPlay = func(n int, _ prompt.Audio) {
 		if n == 0 {
 			go func() { call.digits <- '1' }()
 		}
 	}
-	e := newEngine(t, newService(t, nil), func(o *Options) { o.URL = "http://" + ln.Addr().String() + "/flow" })
+	e := newEngine(t, newService(t, nil), func(o *Options) { o.URL = "http://" + svc.Addr + "/flow" })
 	sum := run(t, e, call)
-	mu.Lock()
-	defer mu.Unlock()
+	served, dropped, keys := svc.Answered(), svc.Dropped(), svc.Keys()
 	if sum.Outcome != OutcomeHangup || sum.Fallback != "" || sum.Requests != 2 {
 		t.Fatalf("outcome %s, fallback %q, %d requests (%d served, %d dropped on a reused connection); want the digits request sent again and the next flow run",
 			sum.Outcome, sum.Fallback, sum.Requests, served, dropped)

@@ -1,7 +1,6 @@
 package events
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/wagate/wagate/internal/staleconn"
 )
 
 // TestEventsDeliveredSignedInOrder: every event of interleaved calls
@@ -457,40 +458,11 @@ func TestRetryAfterHoldsTheSubscriber(t *testing.T) {
 // such race was a failed attempt, logged, and five in a row opened the
 // circuit breaker.
 func TestStaleKeepAliveIsNotAFailure(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	var answered atomic.Int32
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				// Each connection answers its first request and closes
-				// under the second, unanswered.
-				for i := 0; ; i++ {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					io.Copy(io.Discard, req.Body)
-					if i == 1 {
-						return
-					}
-					answered.Add(1)
-					io.WriteString(c, "HTTP/1.1 204 No Content\r\n\r\n")
-				}
-			}()
-		}
-	}()
+	// Each connection answers its first request and closes under the
+	// second, unanswered.
+	rx := staleconn.Start(t, func(int) []byte { return []byte("HTTP/1.1 204 No Content\r\n\r\n") })
 	s := openSink(t, func(o *Options) {
-		o.Subscribers = []Subscriber{{Name: "crm", URL: "http://" + ln.Addr().String() + "/hook", Secret: testSecret, Concurrency: 1}}
+		o.Subscribers = []Subscriber{{Name: "crm", URL: "http://" + rx.Addr + "/hook", Secret: testSecret, Concurrency: 1}}
 		o.BackoffBase = time.Second // a failed attempt would show as a delay too
 		o.BackoffMax = time.Second
 	})

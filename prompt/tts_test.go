@@ -1,19 +1,17 @@
 package prompt
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/wagate/wagate/internal/staleconn"
 )
 
 // speechFrames counts the 20 ms frames of a louder than -45 dBFS: speech,
@@ -157,45 +155,11 @@ func TestHTTPTTS(t *testing.T) {
 // again on a new connection, not failed (a failed render is a caller
 // sent to the call flow's fallback).
 func TestHTTPTTSIdleConnectionClosedIsRetried(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	wav := makeWAV(t, wavSpec{code: wavPCM, channels: 1, rate: 8000, bits: 16}, []float64{800}, 8000)
-	var mu sync.Mutex
-	var dropped int
-	var keys []string
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer conn.Close()
-				br := bufio.NewReader(conn)
-				for n := 0; ; n++ {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					io.Copy(io.Discard, req.Body)
-					mu.Lock()
-					keys = append(keys, req.Header.Get("Idempotency-Key"))
-					if n > 0 {
-						dropped++ // its idle timeout passed as the request came
-						mu.Unlock()
-						return
-					}
-					mu.Unlock()
-					fmt.Fprintf(conn, "HTTP/1.1 200 OK\r\nContent-Type: audio/wav\r\nContent-Length: %d\r\n\r\n", len(wav))
-					conn.Write(wav)
-				}
-			}()
-		}
-	}()
-	h, err := NewHTTPTTS(HTTPTTSOptions{URL: "http://" + ln.Addr().String() + "/tts"})
+	svc := staleconn.Start(t, func(int) []byte {
+		return append(fmt.Appendf(nil, "HTTP/1.1 200 OK\r\nContent-Type: audio/wav\r\nContent-Length: %d\r\n\r\n", len(wav)), wav...)
+	})
+	h, err := NewHTTPTTS(HTTPTTSOptions{URL: "http://" + svc.Addr + "/tts"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,12 +168,10 @@ func TestHTTPTTSIdleConnectionClosedIsRetried(t *testing.T) {
 			t.Fatalf("render %q: %v", text, err)
 		}
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if dropped == 0 {
+	if svc.Dropped() == 0 {
 		t.Fatal("no request came on a kept-alive connection: the test tested nothing")
 	}
-	if len(keys) != 3 || keys[0] == "" || keys[1] != keys[2] || keys[0] == keys[1] {
+	if keys := svc.Keys(); len(keys) != 3 || keys[0] == "" || keys[1] != keys[2] || keys[0] == keys[1] {
 		t.Fatalf("Idempotency-Key of the requests %q: want one per text, the same when sent again", keys)
 	}
 }
