@@ -43,11 +43,8 @@ const maxRedirects = 3
 
 // newClient returns a copy of c (on prompt.KeptTransport when it has
 // none) whose redirects stay on http and https and
-// stop after three hops. A POST moved by 301 or 302 is sent again as it
-// was, a POST with its body and headers, as after 307 and 308: Go's client
-// (like a browser) would send a GET without the request, which a service
-// moved from http to https, or to a URL with a trailing slash, cannot
-// answer (and whose signature, of the POST's body, does not match).
+// stop after three hops; a POST moved by 301 or 302 stays a POST
+// (prompt.KeepPOST).
 func newClient(c *http.Client) *http.Client {
 	var cc http.Client
 	if c != nil {
@@ -64,19 +61,7 @@ func newClient(c *http.Client) *http.Client {
 		if s := req.URL.Scheme; s != "http" && s != "https" {
 			return fmt.Errorf("redirected to %q: only http and https are followed", req.URL.Redacted())
 		}
-		orig := via[0]
-		if moved := req.Response; orig.Method == http.MethodPost && req.Method == http.MethodGet && moved != nil &&
-			(moved.StatusCode == http.StatusMovedPermanently || moved.StatusCode == http.StatusFound) && orig.GetBody != nil {
-			body, err := orig.GetBody()
-			if err != nil {
-				return fmt.Errorf("redirected to %q: %w", req.URL.Redacted(), err)
-			}
-			req.Method, req.Body, req.GetBody, req.ContentLength = http.MethodPost, body, orig.GetBody, orig.ContentLength
-			if ct := orig.Header.Get("Content-Type"); ct != "" {
-				req.Header.Set("Content-Type", ct)
-			}
-		}
-		return nil
+		return prompt.KeepPOST(req, via)
 	}
 	return &cc
 }

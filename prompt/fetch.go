@@ -86,9 +86,9 @@ func CheckURL(raw string) (*url.URL, error) {
 }
 
 // SafeClient returns a copy of c (nil, or no Transport: on KeptTransport)
-// whose redirects stay on http and https and stop after five hops. Go's
-// client refuses unknown schemes by itself, but with a message that does
-// not say a redirect led there.
+// whose redirects stay on http and https and stop after five hops, and
+// keep a POST a POST (KeepPOST). Go's client refuses unknown schemes by
+// itself, but with a message that does not say a redirect led there.
 func SafeClient(c *http.Client) *http.Client {
 	var cc http.Client
 	if c != nil {
@@ -104,9 +104,33 @@ func SafeClient(c *http.Client) *http.Client {
 		if s := req.URL.Scheme; s != "http" && s != "https" {
 			return fmt.Errorf("%w: redirected to %q", ErrScheme, req.URL.Redacted())
 		}
-		return nil
+		return KeepPOST(req, via)
 	}
 	return &cc
+}
+
+// KeepPOST, called from a CheckRedirect, sends a POST moved by 301 or 302
+// again as it was, with its body and Content-Type, as after 307 and 308.
+// Go's client (like a browser) turns it into a GET without the body,
+// which a service moved from http to https, or to a URL with a trailing
+// slash, cannot answer: a text-to-speech service gets no text, a call
+// flow's service no event (and the signature, of the POST's body, no
+// longer matches). A 303 still becomes a GET: the server asked for one.
+func KeepPOST(req *http.Request, via []*http.Request) error {
+	orig, moved := via[0], req.Response
+	if orig.Method != http.MethodPost || req.Method != http.MethodGet || moved == nil || orig.GetBody == nil ||
+		(moved.StatusCode != http.StatusMovedPermanently && moved.StatusCode != http.StatusFound) {
+		return nil
+	}
+	body, err := orig.GetBody()
+	if err != nil {
+		return fmt.Errorf("redirected to %q: %w", req.URL.Redacted(), err)
+	}
+	req.Method, req.Body, req.GetBody, req.ContentLength = http.MethodPost, body, orig.GetBody, orig.ContentLength
+	if ct := orig.Header.Get("Content-Type"); ct != "" {
+		req.Header.Set("Content-Type", ct)
+	}
+	return nil
 }
 
 // readBody reads at most limit bytes of resp's body: a declared length over

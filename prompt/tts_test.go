@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -173,5 +175,49 @@ func TestHTTPTTSIdleConnectionClosedIsRetried(t *testing.T) {
 	}
 	if keys := svc.Keys(); len(keys) != 3 || keys[0] == "" || keys[1] != keys[2] || keys[0] == keys[1] {
 		t.Fatalf("Idempotency-Key of the requests %q: want one per text, the same when sent again", keys)
+	}
+}
+
+// TestHTTPTTSMovedServiceGetsThePOST: a text-to-speech service moved by
+// 301 or 302 (http to https, a trailing slash) gets the POST with its JSON
+// at its new place, as after 307 and 308. Go's client sends a GET without
+// the text, which no TTS service can answer: every prompt of every call
+// failed and callers went to the call flow's fallback.
+func TestHTTPTTSMovedServiceGetsThePOST(t *testing.T) {
+	wav := makeWAV(t, wavSpec{code: wavPCM, channels: 1, rate: 8000, bits: 16}, []float64{800}, 8000)
+	for _, code := range []int{http.StatusMovedPermanently, http.StatusFound, http.StatusTemporaryRedirect} {
+		t.Run(strconv.Itoa(code), func(t *testing.T) {
+			var mu sync.Mutex
+			var got []string
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				var req httpTTSRequest
+				json.NewDecoder(r.Body).Decode(&req)
+				mu.Lock()
+				got = append(got, r.Method+" "+r.URL.Path+" "+req.Text+" "+r.Header.Get("Authorization")+" "+r.Header.Get("Content-Type"))
+				mu.Unlock()
+				switch {
+				case r.URL.Path == "/old":
+					http.Redirect(w, r, "/tts/", code)
+				case r.Method != http.MethodPost || req.Text == "":
+					http.Error(w, "POST a text", http.StatusMethodNotAllowed)
+				default:
+					w.Write(wav)
+				}
+			}))
+			defer srv.Close()
+			h, err := NewHTTPTTS(HTTPTTSOptions{URL: srv.URL + "/old", Header: http.Header{"Authorization": {"Bearer k"}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = h.Render(context.Background(), Speech{Text: "Welcome."}, Rate8k)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				t.Fatalf("render: %v; the service got %q", err, got)
+			}
+			if len(got) != 2 || got[1] != "POST /tts/ Welcome. Bearer k application/json" {
+				t.Fatalf("the service got %q; want the POST with its text and headers at the new place", got)
+			}
+		})
 	}
 }
