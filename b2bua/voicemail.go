@@ -140,6 +140,11 @@ func (fc *flowCall) recordUntil(ctx context.Context, o callflow.RecordOptions, t
 			if !ok {
 				return "hangup"
 			}
+			if k == '#' && time.Now().Before(o.HashTail) {
+				o.HashTail = time.Time{}
+				fc.c.log.Debug("voicemail: a # finishing the previous input ignored")
+				continue
+			}
 			if o.FinishOnKey != 0 && k == o.FinishOnKey {
 				return "key"
 			}

@@ -109,6 +109,11 @@ type RecordOptions struct {
 	// FinishOnKey stops when the caller presses it (0: no key); the key
 	// is not part of the recording.
 	FinishOnKey rune
+	// HashTail, when set, is until when a '#' is the caller finishing the
+	// input before ("1234#" for four digits, typed out of habit): the
+	// first such '#' does not stop the recording. Without a beep the
+	// recording starts as the service answers, before that '#' arrives.
+	HashTail time.Time
 }
 
 // Recording is a finished recording, as the recordings store keeps it.

@@ -289,7 +289,11 @@ func (s *session) runAction(ctx context.Context, a Action, r *ready) (next *Flow
 		// digits of an earlier capture, a key during the beep) are not
 		// the key that ends it: the message would end before it began.
 		drain(s.call.Digits())
-		rec, err := s.call.Record(ctx, a.options())
+		o := a.options()
+		if time.Now().Before(s.hashTail) {
+			o.HashTail, s.hashTail = s.hashTail, time.Time{}
+		}
+		rec, err := s.call.Record(ctx, o)
 		if err != nil {
 			if errors.Is(err, ErrCallEnded) {
 				return nil, true, err
