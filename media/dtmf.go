@@ -48,15 +48,54 @@ const (
 // restart was dropped, half the time.
 const dtmfStragglerSpan = 1 << 20
 
+// dtmfSegmentMin is how long, in clock ticks, an unended event must have
+// lasted for a packet of the same key at a later timestamp, at most one
+// full segment on, to be its next segment. RFC 4733 §2.5.1.3: an event
+// longer than the 16-bit duration field allows (8.19 s at 8 kHz, 1.37 s
+// at 48 kHz) goes on as a new segment, a new timestamp 0xFFFF ticks on,
+// and the segment before it has no end. Half a segment leaves room for
+// the last packets of the one before being lost.
+const dtmfSegmentMin = 0xffff / 2
+
 // dtmfState follows the events of one direction.
 type dtmfState struct {
 	active bool
 	ssrc   uint32 // the stream of the current event
 	ts     uint32 // input timestamp of the current event
 	ended  bool
+	code   byte   // the current event's code
+	dur    uint16 // the longest duration seen of its current segment
+	// cont: the current event is the next segment of a long one, the
+	// same key held down: not a new key press.
+	cont bool
 	// outTS is the current event's outgoing timestamp (transcoding).
 	outTS  uint32
 	events uint64
+}
+
+// classifyBlock is classify for the event block of a packet; it also
+// tells a long event's next segment (s.cont) from a new key press.
+func (s *dtmfState) classifyBlock(ssrc, ts uint32, block []byte) dtmfAction {
+	code, dur := block[0], binary.BigEndian.Uint16(block[2:])
+	next := s.active && !s.ended && ssrc == s.ssrc && code == s.code && s.dur >= dtmfSegmentMin &&
+		ts != s.ts && ts-s.ts >= uint32(s.dur) && ts-s.ts <= 0xffff
+	act := s.classify(ssrc, ts, eventEnd(block))
+	switch act {
+	case dtmfStart, dtmfStartEnd:
+		s.code, s.dur, s.cont = code, dur, next
+		if next {
+			s.events--
+		}
+	case dtmfForward, dtmfEnd:
+		s.dur = max(s.dur, dur)
+	}
+	return act
+}
+
+// newKey reports whether act starts a key press (not a long one's next
+// segment).
+func (s *dtmfState) newKey(act dtmfAction) bool {
+	return (act == dtmfStart || act == dtmfStartEnd) && !s.cont
 }
 
 // classify decides the fate of a telephone-event packet of stream ssrc
@@ -120,16 +159,16 @@ func (d *direction) event(pkt []byte, hl int, rt *route, now time.Duration) {
 	}
 	seq, ts := binary.BigEndian.Uint16(pkt[2:]), binary.BigEndian.Uint32(pkt[4:])
 	prev, prevIn, prevOut := d.dtmf.active, d.dtmf.ts, d.dtmf.outTS
-	act := d.dtmf.classify(binary.BigEndian.Uint32(pkt[8:]), ts, eventEnd(body))
+	act := d.dtmf.classifyBlock(binary.BigEndian.Uint32(pkt[8:]), ts, body)
 	d.notifyKey(body, act, now)
 	if rt.eventOut == ptDrop {
-		if !d.loggedNoEvent && (act == dtmfStart || act == dtmfStartEnd) {
+		if !d.loggedNoEvent && d.dtmf.newKey(act) {
 			d.loggedNoEvent = true
 			d.b.log.Info("media: DTMF event dropped: the other side did not negotiate telephone-event", "from_side", d.side)
 		}
 		return
 	}
-	if act == dtmfStart || act == dtmfStartEnd {
+	if d.dtmf.newKey(act) {
 		d.b.dtmfEvents.Add(1)
 	}
 	copies := 1
@@ -142,7 +181,11 @@ func (d *direction) event(pkt []byte, hl int, rt *route, now time.Duration) {
 			d.stream.skip(seq)
 			return
 		case dtmfStart, dtmfStartEnd:
-			pkt[1] |= 0x80
+			if !d.dtmf.cont {
+				pkt[1] |= 0x80
+			} else {
+				pkt[1] &^= 0x80 // a segment of the same key press
+			}
 		}
 		ts := d.stream.relay(pkt, rt.eventOut, 0)
 		for i := range copies {
@@ -177,7 +220,7 @@ func (d *direction) event(pkt []byte, hl int, rt *route, now time.Duration) {
 	pb := getBuf()
 	defer putBuf(pb)
 	for i := range copies {
-		d.stream.own(pb.b[:], rt.eventOut, d.dtmf.outTS, i == 0 && act != dtmfForward && act != dtmfEnd, false)
+		d.stream.own(pb.b[:], rt.eventOut, d.dtmf.outTS, i == 0 && d.dtmf.newKey(act), false)
 		block := pb.b[rtpHeaderMin : rtpHeaderMin+eventPayloadLen]
 		copy(block, body[:eventPayloadLen])
 		scaleEventDuration(block, rt.in.rate, rt.out.rate)

@@ -220,3 +220,57 @@ func TestDTMFRelayed(t *testing.T) {
 		t.Fatalf("stats %+v", s)
 	}
 }
+
+// TestDTMFLongPress: a key held longer than the 16-bit duration field
+// allows (8.19 s at 8 kHz) arrives as two segments, the second at a new
+// timestamp 0xFFFF ticks on, with no end before it (RFC 4733 §2.5.1.3).
+// It is one key press: OnDTMF hears it once, the call counts one event,
+// and only its first packet carries the marker. A second press of the
+// same key after the end is a key of its own. Before, the second segment
+// was a new key: a caller holding 5 was heard typing 55.
+func TestDTMFLongPress(t *testing.T) {
+	br := socketlessBridge(LegConfig{}, LegConfig{})
+	if _, err := br.OfferB([]byte(sippOffer), []string{"PCMA"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := br.AnswerB(sdpOffer(6000, "RTP/AVP", "8 96", "rtpmap:96 telephone-event/8000")); err != nil {
+		t.Fatal(err)
+	}
+	rec := &keyRecorder{}
+	br.OnDTMF(rec.key)
+	d := newTestDirection(br, SideA)
+	from := netip.MustParseAddrPort("127.0.0.1:6000")
+	seq := uint16(1)
+	send := func(ts uint32, payload []byte) {
+		d.feed(rtpPacket(t, 101, seq, ts, 0xAA, payload), from)
+		seq++
+	}
+	send(160, event(5, false, 400))
+	send(160, event(5, false, 40000))
+	send(160, event(5, false, 0xffff)) // the first segment is full…
+	next := uint32(160 + 0xffff)
+	send(next, event(5, false, 400)) // …and the press goes on
+	send(next, event(5, true, 2000))
+	send(next, event(5, true, 2000))
+	later := next + 8000
+	send(later, event(5, false, 400)) // the same key pressed again
+	send(later, event(5, true, 800))
+
+	if keys, _ := rec.snapshot(); keys != "55" {
+		t.Errorf("OnDTMF heard %q, want \"55\": the long press once, then the second press", keys)
+	}
+	if s := br.Stats(); s.DTMFEvents != 2 {
+		t.Errorf("%d DTMF events counted, want 2", s.DTMFEvents)
+	}
+	var markers []int
+	for i, pkt := range d.dst.pkts {
+		if readHdr(pkt).marker {
+			markers = append(markers, i)
+		}
+	}
+	// Out: 3 packets of the first segment, 1 + 3 end copies of the
+	// second, 1 + 3 of the second press.
+	if len(d.dst.pkts) != 11 || len(markers) != 2 || markers[0] != 0 || markers[1] != 7 {
+		t.Errorf("%d packets out, markers on %v; want 11, markers on the first packet of each press (0 and 7)", len(d.dst.pkts), markers)
+	}
+}

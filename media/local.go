@@ -218,7 +218,7 @@ type dtmfHook = atomic.Pointer[func(Side, rune)]
 // A key the in-band detector has just reported is not reported again
 // (inband.go).
 func (d *direction) notifyKey(body []byte, act dtmfAction, now time.Duration) {
-	if act != dtmfStart && act != dtmfStartEnd {
+	if !d.dtmf.newKey(act) {
 		return
 	}
 	k := eventKey(body[0])
@@ -267,8 +267,8 @@ func (d *direction) unrouted(pkt []byte, hl int, rt *route, now time.Duration) {
 			d.dropInvalid(d.cur.from.rtp, len(pkt))
 			return
 		}
-		act := d.dtmf.classify(binary.BigEndian.Uint32(pkt[8:]), binary.BigEndian.Uint32(pkt[4:]), eventEnd(body))
-		if act == dtmfStart || act == dtmfStartEnd {
+		act := d.dtmf.classifyBlock(binary.BigEndian.Uint32(pkt[8:]), binary.BigEndian.Uint32(pkt[4:]), body)
+		if d.dtmf.newKey(act) {
 			d.b.dtmfEvents.Add(1)
 		}
 		d.notifyKey(body, act, now)
