@@ -183,13 +183,16 @@ func (s *Engine) onReinvite(req *sip.Request, tx sip.ServerTransaction) {
 	} else {
 		c.log.Info("re-INVITE answered", "leg", l.name, "direction", string(state.Direction), "hold", state.Hold, "moved", state.Moved)
 	}
-	if err := tx.Respond(res); err != nil {
-		c.log.Debug("re-INVITE 200 not sent", "leg", l.name, "error", err)
-	}
 	if !delayed {
 		// The offer is answered: the next re-INVITE may come before
-		// this one's ACK.
+		// this one's ACK, and as soon as the peer has the 200, so
+		// before it is sent: released after, a peer that resumed at
+		// once could find it still taken and get 491 (seen on a loaded
+		// machine, TestReinviteBeforeAck).
 		release()
+	}
+	if err := tx.Respond(res); err != nil {
+		c.log.Debug("re-INVITE 200 not sent", "leg", l.name, "error", err)
 	}
 	c.updateMOH()
 	acked := c.awaitAck(s.ctx, tx, res, pa.done, !isUnreliable(l.transport))
