@@ -327,7 +327,6 @@ func (c *call) end(from *leg, by, cause string) bool {
 
 	close(c.ended)
 	c.endControl()
-	c.srv.journalDown(c)
 	if ticket != nil {
 		ticket.Finish(outcome)
 	}

@@ -61,6 +61,9 @@ type Engine struct {
 	rec     *recording.Manager
 	// journal keeps the live dialogs for a restart after a crash (nil: off).
 	journal *Journal
+	// cdrStored says whether the events store has a call's record (nil:
+	// the journal keeps no records).
+	cdrStored func(ctx context.Context, callID string) (bool, error)
 	// observers are told about every call (AddObserver, before Run).
 	observers []CallObserver
 	// over counts and explains the 503s given to new calls; cps limits

@@ -25,7 +25,12 @@ import (
 // call ended.
 //
 // It is an append-only file of JSON lines: "up" with both legs' dialog
-// state when a call is answered, "down" with the call id when it ends.
+// state when a call is answered, "down" with the call id when it ends —
+// and, when the engine has a CDR store (SetCDRStore), the call's record:
+// a record is written to the events store a moment after the call ends
+// (group commit), and a crash in that moment lost it. The "down" keeps
+// it until the store says it is stored (Stored); at the next start the
+// records the store does not have are given to it again.
 // Each line is one write(2) without fsync: a killed process loses nothing
 // written (the page cache survives it); a power cut loses the tail, and
 // with it only calls whose far ends lost their media too. At start-up the
@@ -56,7 +61,18 @@ type Journal struct {
 	// calls of this run may be journaled before then (the listeners serve
 	// first), and are not the previous run's to end.
 	prev []journalCall
+	// ended holds the "down" lines with a record not stored yet, by call
+	// id (at most journalEndedKept, the oldest forgotten first): a
+	// rewrite keeps them. prevEnded lists those the previous run left.
+	ended     map[string][]byte
+	endedFIFO []string
+	prevEnded []string
 }
+
+// journalEndedKept bounds the ended calls whose records the journal keeps
+// until the events store has them: minutes of a busy centre whose
+// database has stalled, tens of megabytes at most.
+const journalEndedKept = 20000
 
 // journalCall is what the journal keeps of a call: enough to hang up both
 // legs and say what the call was.
@@ -107,6 +123,8 @@ type journalLine struct {
 	Op   string       `json:"op"` // "up" or "down"
 	ID   string       `json:"id,omitempty"`
 	Call *journalCall `json:"call,omitempty"`
+	// CDR is the ended call's record ("down"), until it is stored.
+	CDR json.RawMessage `json:"cdr,omitempty"`
 }
 
 // OpenJournal reads the journal at path (creating its directory) and
@@ -115,7 +133,7 @@ func OpenJournal(path string) (*Journal, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("sip: journal directory: %w", err)
 	}
-	j := &Journal{path: path, live: make(map[string]journalCall)}
+	j := &Journal{path: path, live: make(map[string]journalCall), ended: make(map[string][]byte)}
 	f, err := os.Open(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -128,6 +146,7 @@ func OpenJournal(path string) (*Journal, error) {
 	for _, c := range j.live {
 		j.prev = append(j.prev, c)
 	}
+	j.prevEnded = append([]string(nil), j.endedFIFO...)
 	if err := j.rewriteLocked(); err != nil {
 		return nil, err
 	}
@@ -149,8 +168,79 @@ func (j *Journal) read(r io.Reader) {
 			j.live[l.Call.ID] = *l.Call
 		case l.Op == "down":
 			delete(j.live, l.ID)
+			if len(l.CDR) > 0 && l.ID != "" {
+				j.keepEndedLocked(l.ID, append([]byte(nil), sc.Bytes()...))
+			}
 		}
 	}
+}
+
+// keepEndedLocked keeps the "down" line of a call whose record is not
+// stored yet.
+func (j *Journal) keepEndedLocked(id string, line []byte) {
+	if _, ok := j.ended[id]; !ok {
+		j.endedFIFO = append(j.endedFIFO, id)
+	}
+	j.ended[id] = line
+	for len(j.endedFIFO) > journalEndedKept {
+		delete(j.ended, j.endedFIFO[0])
+		j.endedFIFO = j.endedFIFO[1:]
+	}
+}
+
+// Stored forgets the records of the calls ids: the events store has them
+// (events.Sink.OnCDRStored).
+func (j *Journal) Stored(ids []string) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	n := 0
+	for _, id := range ids {
+		if _, ok := j.ended[id]; ok {
+			delete(j.ended, id)
+			n++
+		}
+	}
+	if n == 0 {
+		return
+	}
+	// The FIFO drops what is no longer kept once it has grown well past
+	// what is, so that forgetting costs nothing per call.
+	if len(j.endedFIFO) > 2*len(j.ended)+64 {
+		kept := j.endedFIFO[:0]
+		for _, id := range j.endedFIFO {
+			if _, ok := j.ended[id]; ok {
+				kept = append(kept, id)
+			}
+		}
+		clear(j.endedFIFO[len(kept):])
+		j.endedFIFO = kept
+	}
+}
+
+// leftEnded returns the records of the calls the previous run ended whose
+// records were not known to be stored, in the order they ended. They stay
+// kept until Stored.
+func (j *Journal) leftEnded() []events.CDR {
+	j.mu.Lock()
+	ids := j.prevEnded
+	j.prevEnded = nil
+	lines := make([][]byte, 0, len(ids))
+	for _, id := range ids {
+		if l, ok := j.ended[id]; ok {
+			lines = append(lines, l)
+		}
+	}
+	j.mu.Unlock()
+	out := make([]events.CDR, 0, len(lines))
+	for _, b := range lines {
+		var l journalLine
+		var cdr events.CDR
+		if json.Unmarshal(b, &l) != nil || json.Unmarshal(l.CDR, &cdr) != nil || cdr.CallID == "" {
+			continue
+		}
+		out = append(out, cdr)
+	}
+	return out
 }
 
 // rewriteLocked replaces the file with one "up" line per live call.
@@ -164,6 +254,12 @@ func (j *Journal) rewriteLocked() error {
 	for _, c := range j.live {
 		b, _ := json.Marshal(journalLine{Op: "up", Call: &c})
 		w.Write(append(b, '\n'))
+	}
+	for _, id := range j.endedFIFO {
+		if l, ok := j.ended[id]; ok {
+			w.Write(l)
+			w.WriteByte('\n')
+		}
 	}
 	if err := w.Flush(); err == nil {
 		err = f.Sync()
@@ -229,8 +325,10 @@ func (j *Journal) up(c journalCall, ended func() bool) error {
 	return j.appendLocked(b)
 }
 
-func (j *Journal) down(id string) error {
-	b := appendDownLine(make([]byte, 0, 64), id)
+// down records the call id as ended, with its record cdr (JSON) when
+// given, kept until Stored.
+func (j *Journal) down(id string, cdr []byte) error {
+	b := appendDownLine(make([]byte, 0, 64+len(cdr)), id, cdr)
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if _, ok := j.live[id]; !ok {
@@ -239,6 +337,9 @@ func (j *Journal) down(id string) error {
 	delete(j.live, id)
 	if err := j.appendLocked(b); err != nil {
 		return err
+	}
+	if len(cdr) > 0 {
+		j.keepEndedLocked(id, b)
 	}
 	if j.size > j.compactAt {
 		return j.rewriteLocked()
@@ -314,12 +415,61 @@ func (s *Engine) journalUp(c *call) {
 	}
 }
 
-func (s *Engine) journalDown(c *call) {
+// journalDown records the call's end, with its record (cdr, when the
+// engine has a CDR store and the call one) until the store has it.
+func (s *Engine) journalDown(c *call, cdr *events.CDR) {
 	if s.journal == nil {
 		return
 	}
-	if err := s.journal.down(c.id); err != nil {
+	var body []byte
+	if cdr != nil && s.cdrStored != nil {
+		var err error
+		if body, err = json.Marshal(cdr); err != nil {
+			c.log.Error("journal: call record not encodable; a crash before it is stored would lose it", "error", err)
+			body = nil
+		}
+	}
+	if err := s.journal.down(c.id, body); err != nil {
 		c.log.Error("journal: end of call not recorded", "error", err)
+	}
+}
+
+// SetCDRStore has the journal keep each ended call's record until the
+// events store has it, and stored says whether it has one for a call id:
+// at start, the records the previous run ended without them being stored
+// (a crash right after the call ended) are given to the observers again.
+// Call it before Run, with the store's OnCDRStored told Journal.Stored.
+func (s *Engine) SetCDRStore(stored func(ctx context.Context, callID string) (bool, error)) {
+	s.cdrStored = stored
+}
+
+// recoverEndedRecords gives the observers the records of calls the
+// previous run ended whose records the store does not have.
+func (s *Engine) recoverEndedRecords(ctx context.Context) {
+	if s.journal == nil || s.cdrStored == nil {
+		return
+	}
+	var have []string
+	n := 0
+	for _, cdr := range s.journal.leftEnded() {
+		ok, err := s.cdrStored(ctx, cdr.CallID)
+		if err != nil {
+			s.log.Error("journal: cannot tell whether a call's record is stored; given again (a duplicate is not stored twice)", "call", cdr.CallID, "error", err)
+		}
+		if ok {
+			have = append(have, cdr.CallID)
+			continue
+		}
+		n++
+		s.log.Warn("call record recovered from the journal: the previous run ended the call and stopped before storing its record",
+			"call", cdr.CallID, "outcome", string(cdr.Outcome), "ended_at", cdr.EndedAt)
+		for _, o := range s.observers {
+			o.CallEnded(cdr)
+		}
+	}
+	s.journal.Stored(have)
+	if n > 0 {
+		s.log.Warn("call records recovered from the journal", "records", n)
 	}
 }
 
@@ -365,6 +515,7 @@ func (s *Engine) hangUpLeftCalls(ctx context.Context) {
 	if s.journal == nil {
 		return
 	}
+	s.recoverEndedRecords(ctx)
 	calls := s.journal.left()
 	if len(calls) == 0 {
 		return

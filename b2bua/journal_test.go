@@ -1,9 +1,12 @@
 package b2bua
 
 import (
+	"encoding/json"
+	"github.com/wagate/wagate/events"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -33,7 +36,7 @@ func TestJournalReplay(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := j.down("c2"); err != nil {
+	if err := j.down("c2", nil); err != nil {
 		t.Fatal(err)
 	}
 	// The crash: no Close, and half a line at the end.
@@ -86,7 +89,7 @@ func TestJournalCompacts(t *testing.T) {
 	for i := range 20000 {
 		c.ID = "call-" + itoa(i)
 		j.up(c, nil)
-		j.down(c.ID)
+		j.down(c.ID, nil)
 	}
 	st, _ := os.Stat(path)
 	if st.Size() > journalCompactAt+4096 {
@@ -117,7 +120,7 @@ func TestJournalCompactsRarelyWithManyLiveCalls(t *testing.T) {
 	start := j.rewrites
 	// 3,000 calls end and as many start: the live set stays over 4 MB.
 	for i := range 3000 {
-		if err := j.down("call-" + itoa(i)); err != nil {
+		if err := j.down("call-"+itoa(i), nil); err != nil {
 			t.Fatal(err)
 		}
 		c.ID = "call-" + itoa(live+i)
@@ -164,7 +167,7 @@ func TestJournalUpAfterEndNotWritten(t *testing.T) {
 	c.mu.Lock()
 	c.state = stateEnded
 	c.mu.Unlock()
-	s.journalDown(c)
+	s.journalDown(c, nil)
 	s.journalUp(c) // the late "up"
 	j.Close()
 
@@ -250,5 +253,65 @@ func TestJournalLeftOnlyThePreviousRun(t *testing.T) {
 	defer j3.Close()
 	if left := j3.left(); len(left) != 1 || left[0].ID != "new" {
 		t.Errorf("after a second crash: %d calls left, want this run's live call \"new\"", len(left))
+	}
+}
+
+// TestJournalKeepsRecordsUntilStored: an ended call's record stays in the
+// journal until the events store says it has it — across a rewrite of
+// the file, and across a crash: the next start hands over the records
+// not stored, in the order the calls ended, and no others.
+func TestJournalKeepsRecordsUntilStored(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "j")
+	j, err := OpenJournal(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"c1", "c2", "c3", "c4"} {
+		if err := j.up(testJournalCall(id), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range []string{"c3", "c1", "c2"} {
+		cdr, _ := json.Marshal(events.CDR{CallID: id, Cause: "BYE from a", Outcome: events.Answered})
+		if err := j.down(id, cdr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j.Stored([]string{"c1", "unknown"})
+	j.mu.Lock()
+	err = j.rewriteLocked() // as when the file has grown
+	j.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The crash: no Close.
+	j2, err := OpenJournal(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range j2.leftEnded() {
+		if c.Cause != "BYE from a" || c.Outcome != events.Answered {
+			t.Errorf("record of %s came back as %+v", c.CallID, c)
+		}
+		got = append(got, c.CallID)
+	}
+	if strings.Join(got, ",") != "c3,c2" {
+		t.Errorf("records handed over: %v, want c3,c2 (c1 was stored)", got)
+	}
+	// Stored now (as the engine finds them stored, or stores them); the
+	// calls left up are handed over, which rewrites the file: the start
+	// after the next has nothing to hand over.
+	j2.Stored([]string{"c3", "c2"})
+	if left := j2.left(); len(left) != 1 || left[0].ID != "c4" {
+		t.Errorf("calls left up: %+v, want c4", left)
+	}
+	j2.Close()
+	j3, err := OpenJournal(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := j3.leftEnded(); len(got) != 0 {
+		t.Errorf("records handed over again: %+v", got)
 	}
 }

@@ -58,13 +58,18 @@ func appendUpLine(b []byte, c *journalCall) ([]byte, error) {
 	return append(b, "}}"...), nil
 }
 
-// appendDownLine is json.Marshal(journalLine{Op: "down", ID: id}).
-func appendDownLine(b []byte, id string) []byte {
+// appendDownLine is json.Marshal(journalLine{Op: "down", ID: id, CDR:
+// cdr}), cdr being compact JSON (json.Marshal's).
+func appendDownLine(b []byte, id string, cdr []byte) []byte {
 	if id == "" {
 		return append(b, `{"op":"down"}`...)
 	}
 	b = append(b, `{"op":"down","id":`...)
 	b = appendJSONString(b, id)
+	if len(cdr) > 0 {
+		b = append(b, `,"cdr":`...)
+		b = append(b, cdr...)
+	}
 	return append(b, '}')
 }
 

@@ -3,6 +3,7 @@ package b2bua
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/wagate/wagate/events"
 	"testing"
 	"time"
 )
@@ -34,8 +35,15 @@ func TestJournalLineEncoding(t *testing.T) {
 			t.Errorf("up line (err %v)\n got %s\nwant %s", err, got, want)
 		}
 		want, _ = json.Marshal(journalLine{Op: "down", ID: c.ID})
-		if got := appendDownLine(nil, c.ID); !bytes.Equal(got, want) {
+		if got := appendDownLine(nil, c.ID, nil); !bytes.Equal(got, want) {
 			t.Errorf("down line\n got %s\nwant %s", got, want)
+		}
+		if c.ID != "" {
+			cdr, _ := json.Marshal(events.CDR{CallID: c.ID, Cause: "BYE from \"a\"", Outcome: events.Answered})
+			want, _ = json.Marshal(journalLine{Op: "down", ID: c.ID, CDR: cdr})
+			if got := appendDownLine(nil, c.ID, cdr); !bytes.Equal(got, want) {
+				t.Errorf("down line with its record\n got %s\nwant %s", got, want)
+			}
 		}
 	}
 	bad := journalCall{ID: "y", Created: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}
@@ -59,7 +67,7 @@ func FuzzJournalLineEncoding(f *testing.F) {
 			t.Fatalf("up line (err %v, json's %v)\n got %s\nwant %s", gerr, werr, got, want)
 		}
 		want, _ = json.Marshal(journalLine{Op: "down", ID: id})
-		if got := appendDownLine(nil, id); !bytes.Equal(got, want) {
+		if got := appendDownLine(nil, id, nil); !bytes.Equal(got, want) {
 			t.Fatalf("down line\n got %s\nwant %s", got, want)
 		}
 	})
@@ -89,8 +97,42 @@ func BenchmarkJournalUpDown(b *testing.B) {
 		if err := j.up(c, nil); err != nil {
 			b.Fatal(err)
 		}
-		if err := j.down(c.ID); err != nil {
+		if err := j.down(c.ID, nil); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkJournalDownWithRecord is what keeping an ended call's record in
+// the journal adds to its end (SetCDRStore): encoding the record and a
+// longer "down" line, kept until the store has it.
+//
+//	go test -run '^$' -bench JournalDownWithRecord -benchmem ./b2bua/
+func BenchmarkJournalDownWithRecord(b *testing.B) {
+	j, err := OpenJournal(b.TempDir() + "/calls.journal")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer j.Close()
+	now := time.Now()
+	c := journalCall{ID: "0123456789abcdef", Direction: "inbound", AEndpoint: "meta", BEndpoint: "pbx", Created: now, Answered: now}
+	cdr := events.CDR{CallID: c.ID, Direction: events.UIC, WACallID: "wacid.abc", BusinessNumber: "+15550100001", PhoneNumberID: "100000000000001",
+		User: "+447700900123", A: events.Leg{Endpoint: "meta", SIPCallID: "1-1234@127.0.0.2", Codec: "opus", Encryption: "sdes"},
+		B:         events.Leg{Endpoint: "pbx", SIPCallID: "0123456789abcdef-b", Codec: "PCMU", Encryption: "none"},
+		CreatedAt: now, RingingAt: now, AnsweredAt: now, EndedAt: now, SIPCode: 200, SIPReason: "OK", HangupBy: "a", Cause: "bye",
+		Outcome: events.Answered, Attempts: []events.Attempt{{Endpoint: "pbx", User: "1001", SIPCallID: "0123456789abcdef-b", StartedAt: now, EndedAt: now}}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := j.up(c, nil); err != nil {
+			b.Fatal(err)
+		}
+		body, err := json.Marshal(&cdr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := j.down(c.ID, body); err != nil {
+			b.Fatal(err)
+		}
+		j.Stored([]string{c.ID})
 	}
 }

@@ -119,8 +119,13 @@ func (c *call) finalToA(r *sipedge.Rejection) {
 
 // notifyEnded builds the call's record once it is over (its media
 // closed) and hands it to the observers.
+//
+// It also records the call's end in the journal, with its record, before
+// the observers have it: the journal keeps the record until the events
+// store has it (Journal.Stored).
 func (s *Engine) notifyEnded(c *call, by, cause string, outcome Outcome, connected bool) {
 	if len(s.observers) == 0 && c.flow == nil {
+		s.journalDown(c, nil)
 		return
 	}
 	ci := c.callInfo()
@@ -175,6 +180,7 @@ func (s *Engine) notifyEnded(c *call, by, cause string, outcome Outcome, connect
 			cdr.Media = events.Media{AtoB: mediaDir(r.AtoB), BtoA: mediaDir(r.BtoA)}
 		}
 	}
+	s.journalDown(c, &cdr)
 	for _, o := range s.observers {
 		o.CallEnded(cdr)
 	}

@@ -222,6 +222,18 @@ type Sink struct {
 	// step of theirs reported after it is dropped (lateEvents).
 	ended      endedCalls
 	lateEvents atomic.Uint64
+	// stored is told the call ids of the CDRs each commit made durable.
+	stored atomic.Pointer[func(callIDs []string)]
+}
+
+// OnCDRStored has f told, after each commit, the call ids of the CDRs it
+// wrote (or found already written): from then on a crash cannot lose
+// them. The journal of live calls keeps each ended call's record until
+// then (b2bua.Journal.Stored). f runs on the writer: it must be quick.
+func (s *Sink) OnCDRStored(f func(callIDs []string)) {
+	if s != nil {
+		s.stored.Store(&f)
+	}
 }
 
 // endedCallsKept bounds the calls remembered as ended: a late step comes

@@ -210,6 +210,17 @@ func (s *Sink) commit(items []item, res []result) {
 	}
 	s.cdrsWritten.Add(nCDR)
 	s.eventsWritten.Add(nEv)
+	if f := s.stored.Load(); f != nil && s.opts.StoreCDRs {
+		var ids []string
+		for i := range items {
+			if items[i].cdr != nil {
+				ids = append(ids, items[i].cdr.CallID)
+			}
+		}
+		if len(ids) > 0 {
+			(*f)(ids)
+		}
+	}
 	for i, sub := range s.subs {
 		sub.pending.Add(delta[i])
 		if full[i] > 0 {

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -215,6 +216,19 @@ func run() int {
 			return 1
 		}
 		defer closeEvents(sink, perms, rec, log)
+		if cfg.CDR.Enabled {
+			// The journal keeps each ended call's record until the
+			// store has it: a crash right after a call ended (the
+			// store commits a moment later) no longer loses it.
+			sink.OnCDRStored(journal.Stored)
+			calls.SetCDRStore(func(ctx context.Context, callID string) (bool, error) {
+				_, err := sink.CDR(ctx, callID)
+				if errors.Is(err, events.ErrNotFound) {
+					return false, nil
+				}
+				return err == nil, err
+			})
+		}
 		calls.AddObserver(sink)
 		order := newReadyAfterEnd(sink.RecordingReady)
 		calls.AddObserver(order) // after the sink: call.ended first
