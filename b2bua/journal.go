@@ -182,7 +182,9 @@ func (j *Journal) keepEndedLocked(id string, line []byte) {
 		j.endedFIFO = append(j.endedFIFO, id)
 	}
 	j.ended[id] = line
-	for len(j.endedFIFO) > journalEndedKept {
+	// The FIFO may still name calls stored since (Stored prunes it
+	// lazily): count what is kept.
+	for len(j.ended) > journalEndedKept {
 		delete(j.ended, j.endedFIFO[0])
 		j.endedFIFO = j.endedFIFO[1:]
 	}
