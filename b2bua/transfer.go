@@ -63,6 +63,9 @@ type transfer struct {
 	// legGone: leg sent BYE before it took the call's place (under the
 	// call's mu); the call ends as soon as it does.
 	legGone bool
+	// recorded: the transfer's entry is in the call's transfers (under
+	// the call's mu); the call's end records one still ringing.
+	recorded bool
 }
 
 // Transfer blind-transfers answered call callID (wagate's id) to target:
@@ -316,8 +319,7 @@ func (s *Engine) completeTransfer(c *call, x *transfer, r dialResult) {
 		c.seatAgentLocked(nl, sipedge.Callee{EP: x.ep, User: x.user}, x.list)
 	}
 	c.cc.xfer = nil
-	rec := x.record(c, r)
-	c.cc.transfers = append(c.cc.transfers, rec)
+	rec, _ := c.recordTransferLocked(x, r)
 	gone := x.legGone
 	if gone {
 		// It hung up already: it needs no BYE.
@@ -347,12 +349,39 @@ func (s *Engine) completeTransfer(c *call, x *transfer, r dialResult) {
 // transferFailed records a failed transfer and tells the transferring leg.
 func (s *Engine) transferFailed(c *call, x *transfer, r dialResult) {
 	c.mu.Lock()
-	rec := x.record(c, r)
-	c.cc.transfers = append(c.cc.transfers, rec)
+	rec, first := c.recordTransferLocked(x, r)
 	c.mu.Unlock()
 	c.log.Info("transfer target failed", "kind", x.kind, "target", x.target.String(), "code", r.code, "reason", r.reason)
-	s.notifyTransferred(rec)
+	if first {
+		s.notifyTransferred(rec)
+	}
 	x.notify.final(r.code, r.reason, nil)
+}
+
+// recordTransferLocked adds x's entry, for outcome r, to the call's
+// transfers, unless it is there already (first false). Called with c.mu
+// held.
+func (c *call) recordTransferLocked(x *transfer, r dialResult) (rec events.Transfer, first bool) {
+	if x.recorded {
+		return events.Transfer{}, false
+	}
+	x.recorded = true
+	rec = x.record(c, r)
+	c.cc.transfers = append(c.cc.transfers, rec)
+	return rec, true
+}
+
+// endTransferLocked records, as the call ends, a transfer that is still
+// ringing its target: the call's record is written now, and the
+// transfer's goroutine sees the end only afterwards. It fails 487, as
+// its INVITEs do. Attended transfers complete (or fail) in one step and
+// record themselves. Called with c.mu held.
+func (c *call) endTransferLocked() (events.Transfer, bool) {
+	x := c.cc.xfer
+	if x == nil || x.connected || x.kind == events.TransferAttended {
+		return events.Transfer{}, false
+	}
+	return c.recordTransferLocked(x, dialResult{code: 487, reason: "Request Terminated"})
 }
 
 // record is x as the call's record and event keep it. Called with c.mu
