@@ -26,6 +26,7 @@ import (
 // Errors of Engine.Transfer.
 var (
 	ErrNotAnswered      = errors.New("b2bua: the call is not answered")
+	ErrNoAgent          = errors.New("b2bua: the call has no agent to transfer (its call flow has not connected one)")
 	ErrTransferring     = errors.New("b2bua: a transfer of the call is under way")
 	ErrJoined           = errors.New("b2bua: the call was joined to another by an attended transfer")
 	ErrTooManyTransfers = errors.New("b2bua: the call was transferred too many times")
@@ -74,7 +75,8 @@ type transfer struct {
 // operator's). It returns the call as it was when asked, once the
 // transfer is under way; the outcome is in the call.transferred event
 // and the call's record. Errors: ErrNoSuchCall, ErrBadTarget, and
-// ErrNotAnswered, ErrTransferring, ErrJoined or ErrTooManyTransfers.
+// ErrNotAnswered, ErrNoAgent, ErrTransferring, ErrJoined or
+// ErrTooManyTransfers.
 func (s *Engine) Transfer(callID string, target Target) (CallInfo, error) {
 	c := s.reg.find(callID)
 	if c == nil {
@@ -116,6 +118,11 @@ func (c *call) beginTransfer(x *transfer) error {
 		return ErrTooManyTransfers
 	case x.from.retired || (x.from != c.a && x.from != c.b):
 		return ErrNoSuchCall
+	case !(x.from == c.a && c.aAnswered || x.from == c.b && c.bAnswered):
+		// A call answered by its call flow has no agent leg until a
+		// connect reaches one: there is nothing to replace, and the
+		// flow's own connect would be the one to ring an agent.
+		return ErrNoAgent
 	}
 	c.cc.xfer = x
 	c.cc.count++

@@ -2,6 +2,7 @@ package test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,4 +39,39 @@ func TestTransferRingsPastRTPTimeout(t *testing.T) {
 	hangup(t, rc.meta, "the caller")
 	waitBye(t, nc, "the new agent")
 	c.w.waitIdle()
+}
+
+// TestTransferAPIDuringCallFlow: POST /v1/calls/{id}/transfer for a call
+// whose call flow has not connected an agent yet (the caller is in the
+// IVR) has no PBX leg to transfer: 409 saying so. It got 202 ("wagate is
+// calling the target") before, while nothing was dialled: the transfer
+// failed at once (488, recorded in the CDR), the caller's prompt was
+// interrupted by music on hold, and the log said the caller was back
+// with an agent it never had.
+func TestTransferAPIDuringCallFlow(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	var fs *flowService
+	fs = newFlowService(t, e, func(r flowReq) flowReply {
+		return flowReply{Body: flowJSON("ivr",
+			action("playFile", map[string]any{"fileUrl": fs.fileURL("tone700.wav", toneWAV(700, 8000, 3*time.Second))}),
+			action("hangup", nil))}
+	})
+	c := startCtlIn(t, e, wagateOpts{Route: fs.route("3s", "Sorry.")})
+	mc := flowCall(t, c.w, c.meta)
+	lc := waitLiveCall(t, c.e, "the call in its flow", func(lc liveCallDoc) bool { return lc.State == "confirmed" })
+	code, body := callsAPI(t, c.e, "POST", "/v1/calls/"+lc.CallID+"/transfer", `{"endpoint":"pbx2","user":"2001"}`)
+	if code != 409 || !strings.Contains(string(body), "no agent") {
+		t.Errorf("transfer of a call in its call flow: %d %s, want 409 saying the call has no agent", code, body)
+	}
+	hangup(t, mc, "the caller")
+	c.w.waitIdle()
+	for _, te := range c.pbx2.UA.Trace() {
+		if !te.Sent && te.Msg.Method == "INVITE" {
+			t.Errorf("pbx2 got an INVITE: %s", te.Msg.RURI)
+		}
+	}
+	if xs := cdrTransfers(t, cdrOfA(t, waitCDRs(t, c.e, 1), mc.Dialog.CallID)); len(xs) != 0 {
+		t.Errorf("CDR transfers %+v, want none (nothing was transferred)", xs)
+	}
 }
