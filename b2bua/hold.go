@@ -182,14 +182,14 @@ func (s *Engine) onReinvite(req *sip.Request, tx sip.ServerTransaction) {
 		c.log.Info("re-INVITE without SDP answered with an offer", "leg", l.name)
 	} else {
 		c.log.Info("re-INVITE answered", "leg", l.name, "direction", string(state.Direction), "hold", state.Hold, "moved", state.Moved)
+		// The offer is answered (applied): the next re-INVITE may come
+		// as soon as the peer has the 200, before this one's ACK, and
+		// before this goroutine runs again after writing the 200 —
+		// released after it, a phone that resumed at once got 491.
+		release()
 	}
 	if err := tx.Respond(res); err != nil {
 		c.log.Debug("re-INVITE 200 not sent", "leg", l.name, "error", err)
-	}
-	if !delayed {
-		// The offer is answered: the next re-INVITE may come before
-		// this one's ACK.
-		release()
 	}
 	c.updateMOH()
 	acked := c.awaitAck(s.ctx, tx, res, pa.done, !isUnreliable(l.transport))
