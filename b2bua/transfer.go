@@ -282,6 +282,13 @@ func (s *Engine) runTransfer(c *call, x *transfer) {
 		return
 	}
 	c.mu.Lock()
+	if c.state == stateEnded {
+		// The caller hung up meanwhile: no fallback to call, and none to
+		// record after the call's record was written.
+		c.cc.xfer = nil
+		c.mu.Unlock()
+		return
+	}
 	c.cc.xfer = fx
 	c.mu.Unlock()
 	c.log.Info("transfer failed after the transferring agent hung up; calling the fallback route", "target", fx.target.String())
