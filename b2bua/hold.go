@@ -182,10 +182,13 @@ func (s *Engine) onReinvite(req *sip.Request, tx sip.ServerTransaction) {
 		c.log.Info("re-INVITE without SDP answered with an offer", "leg", l.name)
 	} else {
 		c.log.Info("re-INVITE answered", "leg", l.name, "direction", string(state.Direction), "hold", state.Hold, "moved", state.Moved)
-		// The offer is answered (applied): the next re-INVITE may come
-		// as soon as the peer has the 200, before this one's ACK, and
-		// before this goroutine runs again after writing the 200 —
-		// released after it, a phone that resumed at once got 491.
+	}
+	if !delayed {
+		// The offer is answered: the next re-INVITE may come before
+		// this one's ACK, and as soon as the peer has the 200, so
+		// before it is sent: released after, a peer that resumed at
+		// once could find it still taken and get 491 (seen on a loaded
+		// machine, TestReinviteBeforeAck).
 		release()
 	}
 	if err := tx.Respond(res); err != nil {
