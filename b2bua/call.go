@@ -323,6 +323,7 @@ func (c *call) end(from *leg, by, cause string) bool {
 	// freed as they left).
 	c.freeAgentLocked(c.a)
 	c.freeAgentLocked(c.b)
+	xrec, xended := c.endTransferLocked()
 	c.mu.Unlock()
 
 	close(c.ended)
@@ -335,8 +336,13 @@ func (c *call) end(from *leg, by, cause string) bool {
 	}
 	c.srv.reg.remove(c)
 
-	// call.ended before recording.ready: the recording finishes on its
-	// own goroutine, and its event must not overtake the call's.
+	// call.transferred of a transfer the end cut short before call.ended,
+	// whose record has it; call.ended before recording.ready: the
+	// recording finishes on its own goroutine, and its event must not
+	// overtake the call's.
+	if xended {
+		c.srv.notifyTransferred(xrec)
+	}
 	c.srv.notifyEnded(c, by, cause, outcome, c.wasConnectedNow())
 	c.finishRecording(by, cause)
 	attrs := []any{"hangup_by", by, "cause", cause, "state", prev.String()}

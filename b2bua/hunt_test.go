@@ -21,13 +21,22 @@ import (
 // 127.0.0.3, pbx2 on .5, pbx3 on .6) and a record of every CDR. The same
 // behaviour through the binary is in test/hunt_test.go.
 
-type cdrSink struct{ ch chan events.CDR }
+// cdrSink passes the records on; order keeps the order of
+// call.transferred and call.ended (transferend_test.go).
+type cdrSink struct {
+	ch    chan events.CDR
+	order *orderSink
+}
 
-func (cdrSink) CallStarted(events.Call)    {}
-func (cdrSink) CallRinging(events.Call)    {}
-func (cdrSink) CallAnswered(events.Call)   {}
-func (s cdrSink) CallEnded(c events.CDR)   { s.ch <- c }
-func (s cdrSink) CallRefused(c events.CDR) { s.ch <- c }
+func (cdrSink) CallStarted(events.Call)  {}
+func (cdrSink) CallRinging(events.Call)  {}
+func (cdrSink) CallAnswered(events.Call) {}
+func (s cdrSink) CallEnded(c events.CDR) {
+	s.order.add("ended")
+	s.ch <- c
+}
+func (s cdrSink) CallRefused(c events.CDR)        { s.ch <- c }
+func (s cdrSink) CallTransferred(events.Transfer) { s.order.add("transferred") }
 
 func (s cdrSink) next(t *testing.T) events.CDR {
 	t.Helper()
@@ -68,7 +77,7 @@ func startHuntFlowBridges(t *testing.T, route, lists, pbxExtra string, newBridge
 		newBridge = func(string, *slog.Logger, media.LegConfig, media.LegConfig) (Bridge, error) { return fakeBridge{}, nil }
 	}
 	f := &flow{t: t, meta: newPeer(t, "127.0.0.2"), pbx: newPeer(t, "127.0.0.3"), dialer: newPeer(t, "127.0.0.4"), gate: &fakeGate{}}
-	h := &huntFlow{flow: f, pbx2: newPeer(t, "127.0.0.5"), pbx3: newPeer(t, "127.0.0.6"), cdrs: cdrSink{make(chan events.CDR, 16)}}
+	h := &huntFlow{flow: f, pbx2: newPeer(t, "127.0.0.5"), pbx3: newPeer(t, "127.0.0.6"), cdrs: cdrSink{make(chan events.CDR, 16), &orderSink{}}}
 	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -92,10 +92,11 @@ func (s *Engine) referReplaces(c *call, l *leg, ep *configs.Endpoint, req *sip.R
 func (s *Engine) joinFailed(c *call, x *transfer, code int, reason string) {
 	c.mu.Lock()
 	c.cc.xfer = nil
-	rec := x.record(c, dialResult{code: code, reason: reason})
-	c.cc.transfers = append(c.cc.transfers, rec)
+	rec, first := c.recordTransferLocked(x, dialResult{code: code, reason: reason})
 	c.mu.Unlock()
-	s.notifyTransferred(rec)
+	if first {
+		s.notifyTransferred(rec)
+	}
 	x.notify.final(code, reason, nil)
 	c.updateMOH()
 }
@@ -156,6 +157,7 @@ func (c *call) leaveForJoin(x *transfer, other *call) (bool, events.Transfer) {
 	// The agent leaves this call (its BYE follows the final NOTIFY): free.
 	c.freeAgentLocked(l)
 	c.cc.xfer, c.cc.joined = nil, other
+	x.recorded = true
 	rec := x.record(c, dialResult{code: 200, reason: "OK"})
 	rec.Connected, rec.JoinedCallID = true, other.id
 	c.cc.transfers = append(c.cc.transfers, rec)

@@ -139,12 +139,17 @@ func (r *registry) uncountLocked(ep string) {
 }
 
 // addLeg makes a leg c placed after its first two findable by its
-// Call-ID.
-func (r *registry) addLeg(c *call, l *leg) {
+// Call-ID. It reports false, adding nothing, when c has ended (removed):
+// an entry added then would never be forgotten.
+func (r *registry) addLeg(c *call, l *leg) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if _, live := r.counted[c]; !live {
+		return false
+	}
 	r.byCallID[l.callID] = callRef{call: c, leg: l}
 	r.extra[c] = append(r.extra[c], l.callID)
+	return true
 }
 
 // removeLeg forgets a leg addLeg added (one whose INVITE failed): a late

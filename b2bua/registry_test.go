@@ -38,3 +38,34 @@ func TestRegistryFlowCallCountsOnceConnected(t *testing.T) {
 		t.Fatalf("counts %v after both calls ended", r.perEP)
 	}
 }
+
+// A transfer target whose 2xx is taken as the caller hangs up: the call
+// left the registry already, and its new leg must not be added back (it
+// would keep the ended call, its media and its legs in memory for good,
+// and findable by the target's in-dialog requests).
+func TestRegistryAddLegAfterRemove(t *testing.T) {
+	r := newRegistry()
+	c := &call{id: "x", aEndpoint: "meta", bEndpoint: "pbx", aSource: "127.0.0.2:5060",
+		a: &leg{callID: "x-a"}, b: &leg{callID: "x-b"}}
+	if r.admit(c, 0, 0, 0) != admitOK {
+		t.Fatal("call refused")
+	}
+	live := &leg{callID: "x-new"}
+	if !r.addLeg(c, live) {
+		t.Fatal("a new leg of a live call was refused")
+	}
+	if ref, ok := r.lookup("x-new"); !ok || ref.leg != live {
+		t.Fatal("the new leg of a live call is not findable")
+	}
+	r.remove(c)
+	late := &leg{callID: "x-late"}
+	if r.addLeg(c, late) {
+		t.Error("a new leg of an ended call was added")
+	}
+	if _, ok := r.lookup("x-late"); ok {
+		t.Error("the ended call is findable by the late leg's Call-ID")
+	}
+	if len(r.byCallID) != 0 || len(r.extra) != 0 || len(r.counted) != 0 {
+		t.Errorf("registry after the call ended: %d Call-IDs, %d extra, %d counted; want none", len(r.byCallID), len(r.extra), len(r.counted))
+	}
+}

@@ -26,6 +26,7 @@ import (
 // Errors of Engine.Transfer.
 var (
 	ErrNotAnswered      = errors.New("b2bua: the call is not answered")
+	ErrNoAgent          = errors.New("b2bua: the call has no agent to transfer (its call flow has not connected one)")
 	ErrTransferring     = errors.New("b2bua: a transfer of the call is under way")
 	ErrJoined           = errors.New("b2bua: the call was joined to another by an attended transfer")
 	ErrTooManyTransfers = errors.New("b2bua: the call was transferred too many times")
@@ -63,6 +64,9 @@ type transfer struct {
 	// legGone: leg sent BYE before it took the call's place (under the
 	// call's mu); the call ends as soon as it does.
 	legGone bool
+	// recorded: the transfer's entry is in the call's transfers (under
+	// the call's mu); the call's end records one still ringing.
+	recorded bool
 }
 
 // Transfer blind-transfers answered call callID (wagate's id) to target:
@@ -71,7 +75,8 @@ type transfer struct {
 // operator's). It returns the call as it was when asked, once the
 // transfer is under way; the outcome is in the call.transferred event
 // and the call's record. Errors: ErrNoSuchCall, ErrBadTarget, and
-// ErrNotAnswered, ErrTransferring, ErrJoined or ErrTooManyTransfers.
+// ErrNotAnswered, ErrNoAgent, ErrTransferring, ErrJoined or
+// ErrTooManyTransfers.
 func (s *Engine) Transfer(callID string, target Target) (CallInfo, error) {
 	c := s.reg.find(callID)
 	if c == nil {
@@ -113,6 +118,11 @@ func (c *call) beginTransfer(x *transfer) error {
 		return ErrTooManyTransfers
 	case x.from.retired || (x.from != c.a && x.from != c.b):
 		return ErrNoSuchCall
+	case !(x.from == c.a && c.aAnswered || x.from == c.b && c.bAnswered):
+		// A call answered by its call flow has no agent leg until a
+		// connect reaches one: there is nothing to replace, and the
+		// flow's own connect would be the one to ring an agent.
+		return ErrNoAgent
 	}
 	c.cc.xfer = x
 	c.cc.count++
@@ -272,6 +282,13 @@ func (s *Engine) runTransfer(c *call, x *transfer) {
 		return
 	}
 	c.mu.Lock()
+	if c.state == stateEnded {
+		// The caller hung up meanwhile: no fallback to call, and none to
+		// record after the call's record was written.
+		c.cc.xfer = nil
+		c.mu.Unlock()
+		return
+	}
 	c.cc.xfer = fx
 	c.mu.Unlock()
 	c.log.Info("transfer failed after the transferring agent hung up; calling the fallback route", "target", fx.target.String())
@@ -316,8 +333,7 @@ func (s *Engine) completeTransfer(c *call, x *transfer, r dialResult) {
 		c.seatAgentLocked(nl, sipedge.Callee{EP: x.ep, User: x.user}, x.list)
 	}
 	c.cc.xfer = nil
-	rec := x.record(c, r)
-	c.cc.transfers = append(c.cc.transfers, rec)
+	rec, _ := c.recordTransferLocked(x, r)
 	gone := x.legGone
 	if gone {
 		// It hung up already: it needs no BYE.
@@ -347,12 +363,39 @@ func (s *Engine) completeTransfer(c *call, x *transfer, r dialResult) {
 // transferFailed records a failed transfer and tells the transferring leg.
 func (s *Engine) transferFailed(c *call, x *transfer, r dialResult) {
 	c.mu.Lock()
-	rec := x.record(c, r)
-	c.cc.transfers = append(c.cc.transfers, rec)
+	rec, first := c.recordTransferLocked(x, r)
 	c.mu.Unlock()
 	c.log.Info("transfer target failed", "kind", x.kind, "target", x.target.String(), "code", r.code, "reason", r.reason)
-	s.notifyTransferred(rec)
+	if first {
+		s.notifyTransferred(rec)
+	}
 	x.notify.final(r.code, r.reason, nil)
+}
+
+// recordTransferLocked adds x's entry, for outcome r, to the call's
+// transfers, unless it is there already (first false). Called with c.mu
+// held.
+func (c *call) recordTransferLocked(x *transfer, r dialResult) (rec events.Transfer, first bool) {
+	if x.recorded {
+		return events.Transfer{}, false
+	}
+	x.recorded = true
+	rec = x.record(c, r)
+	c.cc.transfers = append(c.cc.transfers, rec)
+	return rec, true
+}
+
+// endTransferLocked records, as the call ends, a transfer that is still
+// ringing its target: the call's record is written now, and the
+// transfer's goroutine sees the end only afterwards. It fails 487, as
+// its INVITEs do. Attended transfers complete (or fail) in one step and
+// record themselves. Called with c.mu held.
+func (c *call) endTransferLocked() (events.Transfer, bool) {
+	x := c.cc.xfer
+	if x == nil || x.connected || x.kind == events.TransferAttended {
+		return events.Transfer{}, false
+	}
+	return c.recordTransferLocked(x, dialResult{code: 487, reason: "Request Terminated"})
 }
 
 // record is x as the call's record and event keep it. Called with c.mu

@@ -130,7 +130,12 @@ func (h *hunt) transferAnswered(ev attemptEvent) dialResult {
 	l.fromUACResponse(ev.res)
 	// Findable before the ACK: the target may hang up at once, or
 	// re-INVITE (onReinvite answers 491 until the leg is the call's).
-	s.reg.addLeg(c, l)
+	if !s.reg.addLeg(c, l) {
+		// The caller hung up as the target answered (the call left the
+		// registry): the target gets ACK and BYE, as any late answer.
+		s.hangUpLate(c, at, ev.req, ev.tx, ev.res, c.log.With("leg", l.name, "target", at.callee.Name()))
+		return dialResult{code: 487, reason: "Request Terminated"}
+	}
 	c.mu.Lock()
 	x.ep, x.user, x.leg, x.redirected = at.callee.EP, at.callee.User, l, at.redirects > 0
 	c.mu.Unlock()

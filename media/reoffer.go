@@ -281,7 +281,8 @@ type pendingOffer struct {
 // offer, from side s's port, for a peer configured as cfg. The codec of
 // the other side comes first when cfg allows it (then media is relayed as
 // before), followed by cfg's other codecs wagate converts it to. The
-// current peer keeps its media until AnswerSide; CancelOffer forgets the
+// current peer keeps its media until AnswerSide, without an RTP timeout
+// (it may hang up while the new peer rings); CancelOffer forgets the
 // offer. A new OfferSide replaces one that was not answered.
 func (b *Bridge) OfferSide(s Side, cfg LegConfig) ([]byte, error) {
 	cfg, err := cfg.normalize(s)
@@ -328,7 +329,12 @@ func (b *Bridge) OfferSide(s Side, cfg LegConfig) ([]byte, error) {
 	}
 	out := Description{Connection: b.m.advertise, Media: []Media{mo}}
 	p.body = p.sess.marshal(&out, b.m.advertise)
+	prev := b.neg.pending[s]
 	b.neg.pending[s] = p
+	if err := b.installLocked(); err != nil {
+		b.neg.pending[s] = prev
+		return nil, err
+	}
 	return bytes.Clone(p.body), nil
 }
 
@@ -396,12 +402,11 @@ func (b *Bridge) AnswerSide(s Side, answer []byte) error {
 		next.event, next.recvEvent = event, []uint8{eventOff.PT, event.PT}
 	}
 	prev, prevCfg := b.neg.sides[s], b.legs[s].cfg
-	b.neg.sides[s], b.legs[s].cfg = next, p.cfg
+	b.neg.sides[s], b.legs[s].cfg, b.neg.pending[s] = next, p.cfg, nil
 	if err := b.installLocked(); err != nil {
-		b.neg.sides[s], b.legs[s].cfg = prev, prevCfg
+		b.neg.sides[s], b.legs[s].cfg, b.neg.pending[s] = prev, prevCfg, p
 		return err
 	}
-	b.neg.pending[s] = nil
 	*b.neg.session(s) = p.sess
 	b.neg.sent[s] = p.body
 	if s == SideA {
@@ -412,11 +417,22 @@ func (b *Bridge) AnswerSide(s Side, answer []byte) error {
 	return nil
 }
 
-// CancelOffer forgets an offer OfferSide made that will not be answered.
+// CancelOffer forgets an offer OfferSide made that will not be answered:
+// side s's current peer is timed again from now.
 func (b *Bridge) CancelOffer(s Side) {
 	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.neg.pending[s] == nil {
+		return
+	}
 	b.neg.pending[s] = nil
-	b.mu.Unlock()
+	if b.closed {
+		return
+	}
+	if err := b.installLocked(); err != nil {
+		// The routes were built from these sides before the offer.
+		b.log.Warn("media: routes not rebuilt after a withdrawn offer", "side", s, "err", err)
+	}
 }
 
 // answerAgain is side s's answer to a dtls peer's re-offer that keeps the

@@ -97,6 +97,17 @@ func (b *Bridge) installLocked() error {
 	if err != nil {
 		return err
 	}
+	// A side whose peer is being replaced (a transfer rings its target,
+	// OfferSide) may send nothing until the new peer answers: the old
+	// one may have hung up, and the other side hears music on hold, not
+	// it. Its RTP timeout waits for the new peer, or for the offer to be
+	// withdrawn (then it counts from then, as after a hold).
+	if n.pending[SideA] != nil {
+		ab.quiet = true
+	}
+	if n.pending[SideB] != nil {
+		ba.quiet = true
+	}
 	b.routeAB.Store(ab)
 	b.routeBA.Store(ba)
 	for _, d := range b.dirs {

@@ -53,7 +53,8 @@ func (c callControl) Transfer(id string, t api.TransferTarget) (api.LiveCall, er
 		return api.LiveCall{}, fmt.Errorf("%w: %s", api.ErrNoSuchCall, id)
 	case errors.Is(err, b2bua.ErrBadTarget):
 		return api.LiveCall{}, fmt.Errorf("%w: %s", api.ErrTransferTarget, strings.TrimPrefix(err.Error(), b2bua.ErrBadTarget.Error()+": "))
-	case errors.Is(err, b2bua.ErrNotAnswered), errors.Is(err, b2bua.ErrTransferring), errors.Is(err, b2bua.ErrJoined), errors.Is(err, b2bua.ErrTooManyTransfers):
+	case errors.Is(err, b2bua.ErrNotAnswered), errors.Is(err, b2bua.ErrNoAgent), errors.Is(err, b2bua.ErrTransferring),
+		errors.Is(err, b2bua.ErrJoined), errors.Is(err, b2bua.ErrTooManyTransfers):
 		return api.LiveCall{}, fmt.Errorf("%w: %s", api.ErrTransferConflict, strings.TrimPrefix(err.Error(), "b2bua: "))
 	}
 	return api.LiveCall{}, err
