@@ -101,3 +101,35 @@ func TestTLSMetaConnection(t *testing.T) {
 		})
 	}
 }
+
+// TestTLSUICConnectionClosedWhileRinging: Meta's TLS connection that
+// carried a UIC INVITE closes while the agent's phone rings. The 200 could
+// never reach Meta (a response goes on the INVITE's connection), so the
+// agent's INVITE is cancelled at once instead of ringing on until the ring
+// timeout, or being answered by an agent who would get a BYE at once.
+func TestTLSUICConnectionClosedWhileRinging(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	pki := newTestPKI(t, t.TempDir(), e.WagateIP)
+	tlsPort := freeTCPPort(t, e.WagateIP)
+	meta := startTLSMeta(t, e, pki.issue(t, "wa.meta.vc"))
+	w := e.startWagate(tlsOpts(e, pki, tlsPort))
+	waitBound(t, "wagate", "tcp", e.WagateIP, tlsPort, w.exited)
+
+	pbx := e.startSipp(sippSpec{Name: "pbx", Scenario: "uas_ring.xml", Peer: e.PBX, Calls: 1})
+	conn := meta.dial(e, pki, net.JoinHostPort(e.WagateIP, strconv.Itoa(tlsPort)))
+	sdp := metaSDP(e)
+	conn.write(t, fmt.Sprintf("INVITE sip:%s@%s:%d;transport=tls SIP/2.0\r\n"+
+		"Via: SIP/2.0/TLS %s:%d;branch=z9hG4bK-uicclose\r\n"+
+		"From: <sip:%s@wa.meta.vc>;tag=meta1\r\nTo: <sip:%s@%s>\r\n"+
+		"Call-ID: outgoing:wacid.UICCLOSE\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n"+
+		"Contact: <sip:%s@%s:%d;transport=tls>\r\n"+
+		"Content-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s",
+		businessNumber, e.WagateIP, tlsPort, e.Meta.IP, e.Meta.Port, waUser, businessNumber, e.WagateIP,
+		waUser, e.Meta.IP, e.Meta.Port, len(sdp), sdp))
+	meta.expect("180 from the agent", "SIP/2.0 180")
+	conn.c.Close()
+	pbx.requireOK() // the agent's INVITE was cancelled
+	s := w.waitIdle()
+	w.expectCounts(s, 1, 1)
+}
