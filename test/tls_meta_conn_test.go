@@ -25,6 +25,9 @@ func bicUpOverTLS(t *testing.T, e *env, w *wagate, meta *tlsMeta, scenario strin
 	metaContact := fmt.Sprintf("<sip:%s@%s:%d;transport=tls>", waUser, e.Meta.IP, e.Meta.Port)
 	meta.reply(inv, "200 OK", "mtag", []string{"Record-Route: " + metaRoute, "Contact: " + metaContact}, metaSDP(e))
 	meta.expect("ACK of the 200", "ACK ")
+	// The dialer has its 200 before Meta hangs up (a BYE before that is
+	// a call that ended before its answer: 503 for the dialer).
+	w.waitLogMsg("call answered", 0)
 	return dialer, inv
 }
 
