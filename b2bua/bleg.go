@@ -282,7 +282,7 @@ func (s *Engine) runAttempt(h *hunt, at *attempt, offer []byte) {
 func (s *Engine) hangUpLate(c *call, at *attempt, req *sip.Request, tx sip.ClientTransaction, res *sip.Response, log *slog.Logger) {
 	l := at.leg
 	l.fromUACResponse(res)
-	ack := l.ack(req.CSeq().SeqNo)
+	ack := l.ackOf(req)
 	s.edge.Prepare(ack)
 	if err := s.edge.Client().WriteRequest(ack); err != nil {
 		log.Warn("ACK not sent", "error", err)

@@ -193,7 +193,7 @@ func (s *Engine) userAnswered(c *call, ob originBridge, req *sip.Request, tx sip
 	// whatever happens next.
 	c.connected()
 	c.b.fromUACResponse(res)
-	ack := c.b.ack(req.CSeq().SeqNo)
+	ack := c.b.ackOf(req)
 	s.edge.Prepare(ack)
 	// Up before the ACK leaves: a BYE the user sends as soon as it has
 	// the ACK must find the leg up (ackB).
