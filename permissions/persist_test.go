@@ -229,6 +229,36 @@ func TestMessagesRemembered(t *testing.T) {
 	}
 }
 
+// TestLapsedWhileStoppedDropped: webhook message ids and Meta's pauses
+// that ran out while wagate was stopped are dropped from disk when it
+// starts; else each would stay in the file for ever (the sweep only sees
+// what memory holds).
+func TestLapsedWhileStoppedDropped(t *testing.T) {
+	e := open(t, DefaultLimits())
+	if err := e.c.MarkMessage("wamid.old"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.Restrict("100000000000001", epoch.Add(time.Hour), "RESTRICTED_BUSINESS_INITIATED_CALLING"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.c = nil
+	e.clock.Advance(messageRetention + time.Minute)
+	e.reopen(t)
+	if err := e.c.MarkMessage("wamid.new"); err != nil {
+		t.Fatal(err)
+	}
+	e.c.sweep()
+	if n := countBucket(t, e.c, bucketMessages); n != 1 {
+		t.Errorf("%d message ids on disk, want 1 (the one within the retention)", n)
+	}
+	if n := countBucket(t, e.c, bucketRestrict); n != 0 {
+		t.Errorf("%d pauses on disk that ended while wagate was stopped", n)
+	}
+}
+
 // TestStaleReplyIgnored: a reply older than the pair's last change is
 // ignored, so a late or replayed accept does not undo a newer reject.
 func TestStaleReplyIgnored(t *testing.T) {
