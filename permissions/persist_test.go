@@ -288,6 +288,42 @@ func TestStaleReplyIgnored(t *testing.T) {
 	admit(t, e.c, k, Allow)
 }
 
+// TestLateAcceptOverUICGrant: the user accepted calls permanently, then
+// called the business (its callback grant, temporary, is recorded at
+// once), and Meta delivered the accept after the call, with its earlier
+// time (a retried delivery). The accept is the user's word: the pair is
+// permanent, not 168 hours from the call. A late accept that grants less
+// than the callback grant, and any late reply after a newer revocation or
+// a newer grant that is not a callback, is still ignored.
+func TestLateAcceptOverUICGrant(t *testing.T) {
+	e := open(t, DefaultLimits())
+	k := key("+16505550001")
+	e.c.GrantFromUIC(k)
+	if ok, err := e.c.ApplyReply(Reply{Key: k, Accept: true, Source: "webhook:user_action", At: epoch.Add(-time.Hour),
+		Expires: epoch.Add(time.Hour)}); ok || err != nil {
+		t.Errorf("late accept shorter than the callback grant applied: %v %v", ok, err)
+	}
+	if ok, err := e.c.ApplyReply(Reply{Key: k, Accept: true, Permanent: true, Source: "webhook:user_action", At: epoch.Add(-time.Minute)}); !ok || err != nil {
+		t.Fatalf("late permanent accept after the callback grant: %v %v", ok, err)
+	}
+	e.reopen(t)
+	e.clock.Advance(DefaultLimits().TemporaryTTL + time.Hour)
+	if en, _ := e.c.Get(k); en.Status != StatusPermanent {
+		t.Errorf("status %s after the callback grant's 168 h, want permanent", en.Status)
+	}
+	// Replies older than it stay ordered after it: a reject the user sent
+	// between the two is older than the pair's last change.
+	if ok, _ := e.c.ApplyReply(Reply{Key: k, Source: "webhook:reject", At: epoch.Add(-30 * time.Second)}); ok {
+		t.Error("a reject older than the callback grant applied")
+	}
+
+	k2 := key("+16505550002")
+	mustGrant(t, e.c, k2, false) // an operator's grant, not a callback
+	if ok, _ := e.c.ApplyReply(Reply{Key: k2, Accept: true, Permanent: true, At: e.clock.Now().Add(-time.Minute)}); ok {
+		t.Error("a late accept overrode a newer grant that was not a callback")
+	}
+}
+
 // TestRejectBeforeAcceptOrdered: a reject for a pair never granted is
 // recorded, so that an accept the user sent before it, arriving late, is
 // ignored.
