@@ -183,7 +183,7 @@ func (s *Engine) runAttempt(h *hunt, at *attempt, offer []byte) {
 		provisional bool // B sent a 1xx, so CANCEL may be sent
 		stopping    bool // wagate gave up on B
 		cancelSent  bool
-		authTried   bool // B's challenge was answered once
+		authTries   int // B's challenges answered
 		abandon     <-chan time.Time
 	)
 	defer func() {
@@ -234,14 +234,14 @@ func (s *Engine) runAttempt(h *hunt, at *attempt, offer []byte) {
 				return
 			default:
 				if (res.StatusCode == 401 || res.StatusCode == 407) && !stopping {
-					if retry := s.answerB(c, at.callee.EP, req, res, authTried, log); retry != nil {
+					if retry := s.answerB(c, at.callee.EP, req, res, authTries, log); retry != nil {
 						ntx, err := s.edge.Client().TransactionRequest(s.ctx, retry)
 						if err != nil {
 							log.Warn("B-leg INVITE with credentials not sent", "error", err)
 						} else {
 							// The old transaction ACKs the challenge
 							// (and its retransmissions) by itself.
-							authTried = true
+							authTries++
 							req, tx, provisional = retry, ntx, false
 							at.leg.mu.Lock()
 							at.leg.localCSeq = retry.CSeq().SeqNo
@@ -282,7 +282,7 @@ func (s *Engine) runAttempt(h *hunt, at *attempt, offer []byte) {
 func (s *Engine) hangUpLate(c *call, at *attempt, req *sip.Request, tx sip.ClientTransaction, res *sip.Response, log *slog.Logger) {
 	l := at.leg
 	l.fromUACResponse(res)
-	ack := l.ack(req.CSeq().SeqNo)
+	ack := l.ackOf(req)
 	s.edge.Prepare(ack)
 	if err := s.edge.Client().WriteRequest(ack); err != nil {
 		log.Warn("ACK not sent", "error", err)
@@ -303,10 +303,13 @@ func (s *Engine) hangUpLate(c *call, at *attempt, req *sip.Request, tx sip.Clien
 // answerB returns the INVITE that answers B's challenge res to bReq, or nil
 // when wagate must not answer it: only a whatsapp B-leg's challenge, in its
 // digest_realm, from its addresses, and once per call (a second challenge
-// means the credentials were refused; it becomes a 503 to A).
-func (s *Engine) answerB(c *call, bep *configs.Endpoint, bReq *sip.Request, res *sip.Response, authTried bool, log *slog.Logger) *sip.Request {
-	if authTried {
-		log.Warn("B-leg challenged the INVITE with credentials again; not answering twice", "code", res.StatusCode)
+// means the credentials were refused; it becomes a 503 to A) unless the
+// second says stale=true: the nonce expired, the password was right
+// (RFC 7616 §3.3), and the new nonce is answered once. tries is how many
+// challenges of this INVITE were answered already.
+func (s *Engine) answerB(c *call, bep *configs.Endpoint, bReq *sip.Request, res *sip.Response, tries int, log *slog.Logger) *sip.Request {
+	if tries > 0 && (tries > 1 || !sipedge.StaleChallenge(bep, res)) {
+		log.Warn("B-leg challenged the INVITE with credentials again; not answering twice", "code", res.StatusCode, "answered", tries)
 		return nil
 	}
 	retry, err := sipedge.AnswerChallenge(s.edge.Config(), bep, c.route.Number, bReq, res)

@@ -162,3 +162,17 @@ func (l *leg) ack(inviteCSeq uint32) *sip.Request {
 	defer l.mu.Unlock()
 	return l.buildLocked(sip.ACK, inviteCSeq, nil)
 }
+
+// ackOf builds the ACK for a 2xx to inv, wagate's own INVITE on this leg.
+// It carries inv's credentials (RFC 3261 §13.2.2.4: "The ACK MUST contain
+// the same credentials as the INVITE"): the INVITE that Meta answered is
+// the one wagate sent again with Proxy-Authorization after Meta's 407.
+func (l *leg) ackOf(inv *sip.Request) *sip.Request {
+	ack := l.ack(inv.CSeq().SeqNo)
+	for _, name := range [...]string{"Proxy-Authorization", "Authorization"} {
+		for _, h := range inv.GetHeaders(name) {
+			ack.AppendHeader(sip.HeaderClone(h))
+		}
+	}
+	return ack
+}

@@ -204,6 +204,11 @@ func (s *Engine) ring(c *call, offer []byte) {
 		c.setOutcome(OutcomeCancelled)
 	}
 	apiHangup := c.hangupRequests()
+	// A's INVITE transaction ends before A has a final response only when
+	// the TCP/TLS connection it came on closed (sipgo's transport error):
+	// no answer can reach A any more, so the callees are cancelled now
+	// rather than ringing on until an agent answers a caller who is gone.
+	aDone := c.aTx.Done()
 
 	for {
 		if !aFinal && h.pending == 0 {
@@ -259,6 +264,23 @@ func (s *Engine) ring(c *call, offer []byte) {
 			h.handle(ev, aFinal, &cause)
 		case <-cancelled:
 			aCancelled()
+		case <-aDone:
+			aDone = nil
+			if aFinal || !errors.Is(c.aTx.Err(), sip.ErrTransactionTransport) {
+				continue
+			}
+			select {
+			case <-cancelled:
+				aCancelled()
+				continue
+			default:
+			}
+			c.log.Info("A-leg connection closed before the answer; cancelling the callees", "leg", "a")
+			aFinal = true
+			cause = causeAConnectionClosed
+			h.close()
+			h.cancelAll(nil)
+			c.setOutcome(OutcomeCancelled)
 		case <-apiHangup:
 			// Hung up through the API before the answer: A gets 487, every
 			// attempt its CANCEL, and the call ends with their finals.

@@ -327,7 +327,7 @@ func (s *Engine) ackB(c *call, bReq *sip.Request, btx sip.ClientTransaction, res
 	// A now: it counts toward the user's daily limit.
 	c.connected()
 	c.b.fromUACResponse(res)
-	ack := c.b.ack(bReq.CSeq().SeqNo)
+	ack := c.b.ackOf(bReq)
 	s.edge.Prepare(ack)
 	// B resends its 2xx until our ACK arrives; each one gets the ACK again.
 	// Once this transaction ends, onStrayResponse takes over. The hook must

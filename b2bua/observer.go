@@ -215,6 +215,10 @@ func cdrOutcome(connected bool, code int, cause string, o Outcome) events.Outcom
 // causeCancelledByA is the cause of a call A cancelled.
 const causeCancelledByA = "cancelled by a"
 
+// causeAConnectionClosed is the cause of a call whose A-leg connection
+// (TCP or TLS) closed before A had its answer.
+const causeAConnectionClosed = "a-leg connection closed"
+
 // isBLegFinal reports whether cause is B's final response ("b-leg 486").
 func isBLegFinal(cause string) bool {
 	code, ok := strings.CutPrefix(cause, "b-leg ")

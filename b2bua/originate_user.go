@@ -88,9 +88,10 @@ func (s *Engine) callUser(c *call, ob originBridge, offer []byte, agentAnsweredA
 	defer ring.Stop()
 	apiHangup := c.hangupRequests()
 	var (
-		provisional, stopping, cancelSent, authTried bool
-		abandon                                      <-chan time.Time
-		cause                                        string
+		provisional, stopping, cancelSent bool
+		authTries                         int
+		abandon                           <-chan time.Time
+		cause                             string
 	)
 	giveUp := func(code int, reason, why string) {
 		if !stopping {
@@ -122,10 +123,10 @@ func (s *Engine) callUser(c *call, ob originBridge, offer []byte, agentAnsweredA
 				return
 			default:
 				if (res.StatusCode == 401 || res.StatusCode == 407) && !stopping {
-					if retry := s.answerB(c, c.route.BEP, req, res, authTried, c.log.With("leg", "b")); retry != nil {
+					if retry := s.answerB(c, c.route.BEP, req, res, authTries, c.log.With("leg", "b")); retry != nil {
 						ntx, err := s.edge.Client().TransactionRequest(s.ctx, retry)
 						if err == nil {
-							authTried = true
+							authTries++
 							tx.Terminate()
 							req, tx, provisional = retry, ntx, false
 							c.b.mu.Lock()
@@ -192,7 +193,7 @@ func (s *Engine) userAnswered(c *call, ob originBridge, req *sip.Request, tx sip
 	// whatever happens next.
 	c.connected()
 	c.b.fromUACResponse(res)
-	ack := c.b.ack(req.CSeq().SeqNo)
+	ack := c.b.ackOf(req)
 	s.edge.Prepare(ack)
 	// Up before the ACK leaves: a BYE the user sends as soon as it has
 	// the ACK must find the leg up (ackB).

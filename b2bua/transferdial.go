@@ -139,7 +139,7 @@ func (h *hunt) transferAnswered(ev attemptEvent) dialResult {
 	c.mu.Lock()
 	x.ep, x.user, x.leg, x.redirected = at.callee.EP, at.callee.User, l, at.redirects > 0
 	c.mu.Unlock()
-	ack := l.ack(ev.req.CSeq().SeqNo)
+	ack := l.ackOf(ev.req)
 	s.edge.Prepare(ack)
 	if err := s.edge.Client().WriteRequest(ack); err != nil {
 		c.log.Warn("ACK not sent", "leg", l.name, "sip_call_id", l.callID, "error", err)

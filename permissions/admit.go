@@ -14,7 +14,7 @@ const (
 	Answered Outcome = iota
 	// Unanswered: the user did not pick up (480). Counts toward revocation.
 	Unanswered
-	// Rejected: the user declined (486/603). Counts toward revocation.
+	// Rejected: the user declined (486). Counts toward revocation.
 	Rejected
 	// Failed: any other failure; not the user's doing, so it does not count.
 	Failed

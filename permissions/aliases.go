@@ -142,10 +142,13 @@ func (c *Cache) adopt(from, to Key) error {
 }
 
 // loadExt reads the aliases, restrictions and message ids. Open calls it
-// single-threaded.
+// single-threaded. Restrictions and message ids that ran out while wagate
+// was stopped (or do not decode) are dropped from disk here: the sweep
+// only deletes what memory holds, so they would stay in the file for ever.
 func (c *Cache) loadExt() error {
 	now := c.now()
-	return c.store.db.View(func(tx *bolt.Tx) error {
+	var staleRestrict, staleMessages [][]byte
+	err := c.store.db.View(func(tx *bolt.Tx) error {
 		err := tx.Bucket(bucketAliases).ForEach(func(k, v []byte) error {
 			c.ext.aliases[string(k)] = string(v)
 			return nil
@@ -156,6 +159,8 @@ func (c *Cache) loadExt() error {
 		err = tx.Bucket(bucketRestrict).ForEach(func(k, v []byte) error {
 			if r, ok := decodeRestriction(string(k), v); ok && r.Until.UnixNano() > now {
 				c.ext.restrictions[string(k)] = r
+			} else {
+				staleRestrict = append(staleRestrict, append([]byte(nil), k...))
 			}
 			return nil
 		})
@@ -166,9 +171,32 @@ func (c *Cache) loadExt() error {
 			if len(v) == 8 {
 				if at := int64(beUint64(v)); at > now-int64(messageRetention) {
 					c.ext.seen[string(k)] = at
+					return nil
 				}
 			}
+			staleMessages = append(staleMessages, append([]byte(nil), k...))
 			return nil
 		})
 	})
+	if err != nil || len(staleRestrict)+len(staleMessages) == 0 {
+		return err
+	}
+	err = c.store.db.Update(func(tx *bolt.Tx) error {
+		for _, k := range staleRestrict {
+			if err := tx.Bucket(bucketRestrict).Delete(k); err != nil {
+				return err
+			}
+		}
+		for _, k := range staleMessages {
+			if err := tx.Bucket(bucketMessages).Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		// Not fatal: memory ignores them; the next start tries again.
+		c.log.Warn("permission store: could not drop pauses and webhook message ids that lapsed while stopped", "error", err)
+	}
+	return nil
 }

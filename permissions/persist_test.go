@@ -229,6 +229,36 @@ func TestMessagesRemembered(t *testing.T) {
 	}
 }
 
+// TestLapsedWhileStoppedDropped: webhook message ids and Meta's pauses
+// that ran out while wagate was stopped are dropped from disk when it
+// starts; else each would stay in the file for ever (the sweep only sees
+// what memory holds).
+func TestLapsedWhileStoppedDropped(t *testing.T) {
+	e := open(t, DefaultLimits())
+	if err := e.c.MarkMessage("wamid.old"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.Restrict("100000000000001", epoch.Add(time.Hour), "RESTRICTED_BUSINESS_INITIATED_CALLING"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e.c = nil
+	e.clock.Advance(messageRetention + time.Minute)
+	e.reopen(t)
+	if err := e.c.MarkMessage("wamid.new"); err != nil {
+		t.Fatal(err)
+	}
+	e.c.sweep()
+	if n := countBucket(t, e.c, bucketMessages); n != 1 {
+		t.Errorf("%d message ids on disk, want 1 (the one within the retention)", n)
+	}
+	if n := countBucket(t, e.c, bucketRestrict); n != 0 {
+		t.Errorf("%d pauses on disk that ended while wagate was stopped", n)
+	}
+}
+
 // TestStaleReplyIgnored: a reply older than the pair's last change is
 // ignored, so a late or replayed accept does not undo a newer reject.
 func TestStaleReplyIgnored(t *testing.T) {
@@ -256,6 +286,42 @@ func TestStaleReplyIgnored(t *testing.T) {
 		t.Error("newer accept ignored")
 	}
 	admit(t, e.c, k, Allow)
+}
+
+// TestLateAcceptOverUICGrant: the user accepted calls permanently, then
+// called the business (its callback grant, temporary, is recorded at
+// once), and Meta delivered the accept after the call, with its earlier
+// time (a retried delivery). The accept is the user's word: the pair is
+// permanent, not 168 hours from the call. A late accept that grants less
+// than the callback grant, and any late reply after a newer revocation or
+// a newer grant that is not a callback, is still ignored.
+func TestLateAcceptOverUICGrant(t *testing.T) {
+	e := open(t, DefaultLimits())
+	k := key("+16505550001")
+	e.c.GrantFromUIC(k)
+	if ok, err := e.c.ApplyReply(Reply{Key: k, Accept: true, Source: "webhook:user_action", At: epoch.Add(-time.Hour),
+		Expires: epoch.Add(time.Hour)}); ok || err != nil {
+		t.Errorf("late accept shorter than the callback grant applied: %v %v", ok, err)
+	}
+	if ok, err := e.c.ApplyReply(Reply{Key: k, Accept: true, Permanent: true, Source: "webhook:user_action", At: epoch.Add(-time.Minute)}); !ok || err != nil {
+		t.Fatalf("late permanent accept after the callback grant: %v %v", ok, err)
+	}
+	e.reopen(t)
+	e.clock.Advance(DefaultLimits().TemporaryTTL + time.Hour)
+	if en, _ := e.c.Get(k); en.Status != StatusPermanent {
+		t.Errorf("status %s after the callback grant's 168 h, want permanent", en.Status)
+	}
+	// Replies older than it stay ordered after it: a reject the user sent
+	// between the two is older than the pair's last change.
+	if ok, _ := e.c.ApplyReply(Reply{Key: k, Source: "webhook:reject", At: epoch.Add(-30 * time.Second)}); ok {
+		t.Error("a reject older than the callback grant applied")
+	}
+
+	k2 := key("+16505550002")
+	mustGrant(t, e.c, k2, false) // an operator's grant, not a callback
+	if ok, _ := e.c.ApplyReply(Reply{Key: k2, Accept: true, Permanent: true, At: e.clock.Now().Add(-time.Minute)}); ok {
+		t.Error("a late accept overrode a newer grant that was not a callback")
+	}
 }
 
 // TestRejectBeforeAcceptOrdered: a reject for a pair never granted is

@@ -28,7 +28,8 @@ func (r *Redis) change(k Key, st state, expires int64, source, at, mode string) 
 	}
 	ks := r.keys(k)
 	v, err := scriptChange.Run(ctx, r.rdb, []string{ks.pair, r.idxKey()}, int(st), expires, r.limits().ttl().Milliseconds(),
-		r.sourceOf(source), at, mode, revokedRetention.Milliseconds(), ks.member, uicRefreshSlack.Milliseconds()).Slice()
+		r.sourceOf(source), at, mode, revokedRetention.Milliseconds(), ks.member, uicRefreshSlack.Milliseconds(),
+		r.sourceOf(SourceUIC)).Slice()
 	if err == nil && len(v) == 0 {
 		err = errGarbage(mode, v)
 	}

@@ -164,31 +164,38 @@ return {s, 0}
 // scriptChange: a grant or revocation. KEYS pair, idx; ARGV state (0 1 2),
 // expiry (ms, 0: at + ttl), ttl (ms), source, at (ms or ""), mode (grant |
 // revoke | reply | uic), revoked retention (ms), index member, UIC slack
-// (ms). Answers {result, st, exp, at}: result ok, notfound (revoke of
-// nothing), stale (a reply older than the last change), expired, kept (a
-// UIC that would not lengthen the grant).
+// (ms), the source of a UIC's callback grant. Answers {result, st, exp,
+// at}: result ok, notfound (revoke of nothing), stale (a reply older than
+// the last change, unless it is an accept granting more than the callback
+// grant of a later user-initiated call: Cache.ApplyReply), expired, kept
+// (a UIC that would not lengthen the grant).
 var scriptChange = redis.NewScript(luaNow + `
 local mode = ARGV[6]
-local cur = redis.call('HMGET', KEYS[1], 'st', 'exp', 'up')
+local cur = redis.call('HMGET', KEYS[1], 'st', 'exp', 'up', 'src')
 local cst = tonumber(cur[1]) or 0
 local cexp = tonumber(cur[2]) or 0
 local cup = tonumber(cur[3])
 local at = now
 if ARGV[5] ~= '' then at = math.min(tonumber(ARGV[5]), now) end
-if mode == 'reply' and cup and at < cup then
-  return {'stale'}
-end
-if mode == 'revoke' and cst == 0 then
-  return {'notfound'}
-end
+local up = at
 local st = tonumber(ARGV[1])
 local exp = 0
 if st == 1 then
   exp = tonumber(ARGV[2])
   if exp == 0 then exp = at + tonumber(ARGV[3]) end
-  if exp <= now then
-    return {'expired'}
+end
+if mode == 'reply' and cup and at < cup then
+  if cur[4] == ARGV[10] and cst == 1 and cexp > now and (st == 2 or (st == 1 and exp > cexp)) then
+    up = cup
+  else
+    return {'stale'}
   end
+end
+if mode == 'revoke' and cst == 0 then
+  return {'notfound'}
+end
+if st == 1 and exp <= now then
+  return {'expired'}
 end
 if mode == 'uic' and (cst == 2 or (cst == 1 and cexp >= exp - tonumber(ARGV[9]))) then
   return {'kept'}
@@ -198,7 +205,7 @@ if st == 0 then
   redis.call('HDEL', KEYS[1], 'exp', 'gr')
   redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[7]))
 else
-  redis.call('HSET', KEYS[1], 'st', st, 'gr', at, 'up', at, 'src', ARGV[4], 'stk', 0)
+  redis.call('HSET', KEYS[1], 'st', st, 'gr', at, 'up', up, 'src', ARGV[4], 'stk', 0)
   if st == 1 then
     redis.call('HSET', KEYS[1], 'exp', exp)
     redis.call('PEXPIREAT', KEYS[1], exp)

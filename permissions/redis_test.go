@@ -173,6 +173,41 @@ func TestRedisReplies(t *testing.T) {
 	}
 }
 
+// TestRedisLateAcceptOverUICGrant: as TestLateAcceptOverUICGrant, with
+// Redis: a permanent accept delivered after the callback grant of a later
+// user-initiated call still makes the pair permanent; an older reject
+// stays ordered after it.
+func TestRedisLateAcceptOverUICGrant(t *testing.T) {
+	srv := startRedis(t)
+	r := openRedis(t, srv, "n1", DefaultLimits())
+	k := key("+16505550001")
+	r.GrantFromUIC(k)
+	var granted time.Time
+	for deadline := time.Now().Add(3 * time.Second); ; {
+		if en, ok, err := r.Lookup(k); err == nil && ok && en.Status == StatusTemporary {
+			granted = en.UpdatedAt
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the callback grant was not written")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if ok, err := r.ApplyReply(Reply{Key: k, Accept: true, Source: "webhook:user_action", At: granted.Add(-time.Hour),
+		Expires: time.Now().Add(time.Hour)}); ok || err != nil {
+		t.Errorf("late accept shorter than the callback grant applied: %v %v", ok, err)
+	}
+	if ok, err := r.ApplyReply(Reply{Key: k, Accept: true, Permanent: true, Source: "webhook:user_action", At: granted.Add(-time.Minute)}); !ok || err != nil {
+		t.Fatalf("late permanent accept after the callback grant: %v %v", ok, err)
+	}
+	if en, _, _ := r.Lookup(k); en.Status != StatusPermanent {
+		t.Errorf("status %s, want permanent", en.Status)
+	}
+	if ok, _ := r.ApplyReply(Reply{Key: k, Source: "webhook:reject", At: granted.Add(-30 * time.Second)}); ok {
+		t.Error("a reject older than the callback grant applied")
+	}
+}
+
 // TestRedisNodesAdmitExactly: two nodes hammering one number and one user
 // admit exactly what one node would: never more calls up than the
 // concurrency cap, never more connected calls than the daily cap.

@@ -28,18 +28,6 @@ func (c *Cache) ApplyReply(r Reply) (bool, error) {
 	if !r.At.IsZero() {
 		at = min(r.At.UnixNano(), now)
 	}
-	c.writeMu.Lock()
-	defer c.writeMu.Unlock()
-	if mk, sh := c.key(k, false); sh != nil {
-		sh.mu.Lock()
-		e := sh.m[mk]
-		stale := e != nil && e.persisted && at < e.updated
-		sh.mu.Unlock()
-		if stale {
-			c.ext.stale.Add(1)
-			return false, nil
-		}
-	}
 	rec := record{state: stPermanent, granted: at, updated: at, source: r.Source}
 	switch {
 	case !r.Accept:
@@ -53,14 +41,45 @@ func (c *Cache) ApplyReply(r Reply) (bool, error) {
 		} else {
 			rec.expires = r.Expires.UnixNano()
 		}
-		if rec.expires <= now {
-			return false, fmt.Errorf("grant %s: %w", k, ErrExpired)
+	}
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	if mk, sh := c.key(k, false); sh != nil {
+		sh.mu.Lock()
+		e := sh.m[mk]
+		stale := e != nil && e.persisted && at < e.updated
+		if stale && lateAcceptOverUIC(e, rec, now) {
+			// The user accepted before calling in, and Meta delivered the
+			// accept after the call's callback grant: the grant is our
+			// inference, the accept the user's word. It keeps the later
+			// time, so that replies are still ordered after it.
+			stale, rec.updated = false, e.updated
 		}
+		sh.mu.Unlock()
+		if stale {
+			c.ext.stale.Add(1)
+			return false, nil
+		}
+	}
+	if rec.state == stTemporary && rec.expires <= now {
+		return false, fmt.Errorf("grant %s: %w", k, ErrExpired)
 	}
 	if err := c.commit(k, rec); err != nil {
 		return false, err
 	}
 	return true, nil
+}
+
+// lateAcceptOverUIC reports whether rec, an accept older than e's last
+// change, still applies: e is the temporary grant a user-initiated call
+// made (callback permission) and rec grants more — permanent, or a later
+// expiry. A newer revocation, or a grant the user or an operator made, is
+// never overridden by an older reply. The caller holds e's shard lock.
+func lateAcceptOverUIC(e *entry, rec record, now int64) bool {
+	if e.source != SourceUIC || e.state(now) != stTemporary {
+		return false
+	}
+	return rec.state == stPermanent || (rec.state == stTemporary && rec.expires > e.expires)
 }
 
 // UICConnected resets the user's permission-request counters: a connected

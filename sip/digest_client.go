@@ -20,6 +20,8 @@ import (
 //   - received from an address of that same endpoint,
 //   - whose realm is the endpoint's digest_realm (default wa.meta.vc),
 //   - once per call: a second challenge means the credentials are wrong,
+//     unless it says stale=true (the nonce expired, the password was
+//     right: RFC 7616 §3.3), which is answered once more,
 //
 // so that no other peer (a PBX, a rogue responder, a redirect target) can
 // obtain a response computed with Meta's per-number password.
@@ -109,6 +111,19 @@ type challenge struct {
 	alg                  digestAlg
 	realm, nonce, opaque string
 	qop                  string // "auth", "auth-int" or "" (RFC 2069)
+	stale                bool
+}
+
+// StaleChallenge reports whether the challenge in res that wagate would
+// answer for ep says stale=true: the credentials were right, only the nonce
+// had expired, so answering the new nonce is not guessing a password.
+func StaleChallenge(ep *configs.Endpoint, res *sip.Response) bool {
+	name := "WWW-Authenticate"
+	if res.StatusCode == 407 {
+		name = "Proxy-Authenticate"
+	}
+	ch, ok := pickChallenge(res.GetHeaders(name), ep.DigestRealm)
+	return ok && ch.stale
 }
 
 // pickChallenge chooses, among the challenge header values, one for realm
@@ -126,7 +141,8 @@ func pickChallenge(hdrs []sip.Header, realm string) (challenge, bool) {
 		if !ok {
 			continue
 		}
-		ch := challenge{alg: alg, realm: p["realm"], nonce: p["nonce"], opaque: p["opaque"]}
+		ch := challenge{alg: alg, realm: p["realm"], nonce: p["nonce"], opaque: p["opaque"],
+			stale: strings.EqualFold(p["stale"], "true")}
 		rank := 0
 		if q, ok := p["qop"]; ok {
 			qs := qopList(q)

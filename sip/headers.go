@@ -49,7 +49,9 @@ const (
 	maxCampaignID    = 64
 	maxPayload       = 512
 	maxWACallID      = 256
-	maxUserID        = 128
+	// maxUserID is a business-scoped user id's: as long as the BSUIDs a
+	// BIC may call and the permission cache keys (maxBSUIDLen).
+	maxUserID = maxBSUIDLen
 )
 
 // headerValue returns the value of the header called name (any case). A
@@ -349,7 +351,7 @@ func wacidFromCallID(cid string) string {
 	return ""
 }
 
-// isUserID: a business-scoped user id, 1–128 characters of [A-Za-z0-9._-].
+// isUserID: a business-scoped user id, 1–256 characters of [A-Za-z0-9._-].
 func isUserID(s string) bool {
 	if s == "" || len(s) > maxUserID {
 		return false

@@ -182,6 +182,14 @@ func TestCollectUIC(t *testing.T) {
 			want: map[string]string{"X-WABA-User-ID": ""}, dropped: "x-wa-meta-user-id"},
 		{name: "user id with odd characters is dropped", callID: "c", from: "+447700900123", extra: "x-wa-meta-user-id: US.1;evil=1\r\n",
 			want: map[string]string{"X-WABA-User-ID": ""}, dropped: "x-wa-meta-user-id"},
+		// BSUIDs run to 256 characters (what a BIC may call and the
+		// permission cache keys): a long one is the caller's id all the same.
+		{name: "user id of 256 characters is kept", callID: "c", from: "+447700900123", extra: "x-wa-meta-user-id: US." + strings.Repeat("7", 253) + "\r\n",
+			want: map[string]string{"X-WABA-User-ID": "US." + strings.Repeat("7", 253)}},
+		{name: "hidden number: a BSUID of 256 characters in From", callID: "c", from: "US." + strings.Repeat("8", 253),
+			want: map[string]string{"X-WABA-User": "", "X-WABA-User-ID": "US." + strings.Repeat("8", 253)}},
+		{name: "user id over 256 characters is dropped", callID: "c", from: "+447700900123", extra: "x-wa-meta-user-id: US." + strings.Repeat("7", 254) + "\r\n",
+			want: map[string]string{"X-WABA-User-ID": ""}, dropped: "x-wa-meta-user-id"},
 		{name: "phone number id of another number is reported", callID: "c", from: "+447700900123", extra: "x-wa-meta-phone-number-id: 100000000000002\r\n",
 			want: map[string]string{"X-WABA-Phone-Number-ID": "100000000000001"}, dropped: "x-wa-meta-phone-number-id"},
 	}

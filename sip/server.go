@@ -120,6 +120,13 @@ func New(cfg *configs.Config, log *slog.Logger) (*Server, error) {
 		sipgo.WithUserAgentHostname(cfg.SIP.Host),
 		sipgo.WithUserAgenTLSConfig(clientTLSConfig(tlsTrust, tlsOutFailed)),
 		sipgo.WithUserAgentTransactionLayerOptions(
+			// A TCP/TLS connection that closes (Meta's end of the TLS
+			// connection an INVITE went out on, a load balancer's reset)
+			// ends the transactions waiting on it with a transport
+			// error: the dialer hears 503 at once instead of 408 after
+			// Timer B's 32 s, or of 480 after the ring timeout when the
+			// connection broke while the user's phone rang.
+			sip.WithTransactionLayerTerminateOnConnClose(),
 			sip.WithTransactionLayerUnhandledResponseHandler(func(res *sip.Response) {
 				if s := self.Load(); s != nil && s.calls != nil {
 					s.calls.StrayResponse(res)

@@ -486,6 +486,10 @@ func TestTLSBIC(t *testing.T) {
 	if r := ack.Header("Route"); r != metaRoute {
 		t.Errorf("ACK Route %q, want %s", r, metaRoute)
 	}
+	// RFC 3261 §13.2.2.4: the ACK of a 2xx carries the INVITE's credentials.
+	if got, want := ack.Header("Proxy-Authorization"), inv2.Header("Proxy-Authorization"); got != want {
+		t.Errorf("ACK Proxy-Authorization %q, want the INVITE's %q", got, want)
+	}
 	bye := meta.expect("BYE", "BYE ")
 	if want := fmt.Sprintf("BYE sip:%s@%s:%d;transport=tls SIP/2.0", waUser, e.Meta.IP, e.Meta.Port); bye.StartLine() != want {
 		t.Errorf("BYE request line %q, want %q", bye.StartLine(), want)
