@@ -146,6 +146,11 @@ events:
   subscribers:
     - {name: crm, url: "http://127.0.0.1:9/h", secret: {env: WAGATE_TEST_UNSET_HOOK}}
     - {name: bi, url: "http://127.0.0.1:9/b", secret: {env: WAGATE_TEST_UNSET_HOOK2, value: inline-fallback}}
+sip:
+  trace: {hep: {address: "127.0.0.1:9060", password: {env: WAGATE_TEST_UNSET_HEP}}}
+permissions:
+  backend: redis
+  redis: {password: {env: WAGATE_TEST_UNSET_REDIS}}
 `
 	want := map[string]string{
 		"endpoints[3].auth.users[0].password_env": "WAGATE_TEST_UNSET_PW",
@@ -153,6 +158,10 @@ events:
 		"api.token.env":                           "WAGATE_TEST_EMPTY_SECRET",
 		"api.webhook.app_secret.env":              "WAGATE_TEST_UNSET_APP_SECRET",
 		"events.subscribers[0].secret.env":        "WAGATE_TEST_UNSET_HOOK",
+		// Secrets the hand-written list of secrets had missed: a HEP
+		// collector's key or a Redis password silently empty.
+		"sip.trace.hep.password.env":     "WAGATE_TEST_UNSET_HEP",
+		"permissions.redis.password.env": "WAGATE_TEST_UNSET_REDIS",
 	}
 	check := func(what string, ps []Problem) {
 		t.Helper()
