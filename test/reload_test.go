@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -206,4 +207,31 @@ func TestReloadAppliesLiveKeys(t *testing.T) {
 	w.waitLogMsg("B-leg INVITE sent", skip) // a debug line: log.level applied
 	s := w.waitIdle()
 	w.expectCounts(s, 1, 1)
+}
+
+// TestReloadedNumberTakesAccountUpdate: a business number a SIGHUP adds
+// is known to Meta's account_update webhook, which names numbers only as
+// Meta displays them: a pause Meta sends for it is applied, not dropped as
+// a number wagate does not serve.
+func TestReloadedNumberTakesAccountUpdate(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := e.startWagate(ruleOpts(e, ""))
+	const added, addedID = "15550100002", "100000000000002"
+	e.rewriteConfig("\nmedia:", fmt.Sprintf("\n  - {number: \"+%s\", phone_number_id: %q, route: {endpoint: pbx, user: \"1002\"}}\nmedia:", added, addedID))
+	skip := len(w.logLines())
+	w.hup()
+	if l := w.waitLogMsg("config reloaded", skip); l.str("changed") != "numbers" {
+		t.Fatalf("changed = %q, want numbers", l.str("changed"))
+	}
+	until := time.Now().Add(7 * 24 * time.Hour).Unix()
+	body := fmt.Sprintf(`{"object":"whatsapp_business_account","entry":[{"id":"WABA","time":%d,"changes":[{"field":"account_update","value":`+
+		`{"phone_number":"%s","event":"ACCOUNT_RESTRICTION","restriction_info":[{"restriction_type":"RESTRICTED_BUSINESS_INITIATED_CALLING","expiration":%d}]}}]}]}`,
+		time.Now().Unix(), added, until)
+	if code := postWebhook(t, e.apiBase(), []byte(body)); code != 200 {
+		t.Fatalf("webhook: %d", code)
+	}
+	if code, res := apiCall(t, http.MethodGet, e.apiBase()+"/v1/restrictions", ""); code != 200 || !strings.Contains(res, addedID) {
+		t.Errorf("GET /v1/restrictions after Meta paused the reloaded number: %d %s", code, res)
+	}
 }

@@ -259,7 +259,7 @@ func run() int {
 				}
 				return d
 			},
-			NumberID:     numberIDResolver(cfg),
+			NumberID:     numberIDResolver(rt.cfg.Load),
 			Token:        cfg.API.Token.Resolve(),
 			AppSecret:    cfg.API.Webhook.AppSecret.Resolve(),
 			VerifyToken:  cfg.API.Webhook.VerifyToken.Resolve(),
