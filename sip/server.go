@@ -146,6 +146,12 @@ func New(cfg *configs.Config, log *slog.Logger) (*Server, error) {
 	self.Store(s)
 	s.edge = newEdge(&s.cfg, log)
 	s.edge.busy = func(src string) bool { return s.calls != nil && s.calls.Busy(src) }
+	s.edge.dialogPeer = func(ip netip.Addr) *configs.Endpoint {
+		if s.calls == nil {
+			return nil
+		}
+		return s.calls.DialogPeer(ip)
+	}
 	s.trace = newTracer(cfg, log)
 	s.probe = newProber(s)
 
@@ -395,7 +401,15 @@ func (s *Server) identify(req *sip.Request) *configs.Endpoint {
 	if err != nil {
 		return nil
 	}
-	return s.cfg.Load().EndpointForSource(ip.Unmap())
+	if ep := s.cfg.Load().EndpointForSource(ip.Unmap()); ep != nil {
+		return ep
+	}
+	// A peer a reload removed or moved: the edge passed only requests
+	// within its live calls' dialogs.
+	if tag, _ := req.To().Params.Get("tag"); tag != "" || req.Method == sip.CANCEL {
+		return s.edge.dialogPeer(ip.Unmap())
+	}
+	return nil
 }
 
 // Contact is our Contact for a leg on the given transport.

@@ -235,3 +235,27 @@ func TestReloadedNumberTakesAccountUpdate(t *testing.T) {
 		t.Errorf("GET /v1/restrictions after Meta paused the reloaded number: %d %s", code, res)
 	}
 }
+
+// TestReloadKeepsCallsOfMovedEndpoint: a SIGHUP that moves the PBX (its
+// source_cidrs now name another address) leaves the call up on the old
+// address whole: the agent's BYE from there is taken, not refused as a
+// stranger's, and Meta's leg is hung up at once.
+func TestReloadKeepsCallsOfMovedEndpoint(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := e.startWagate(wagateOpts{})
+	pbx := e.startSipp(sippSpec{Name: "pbx", Scenario: "uas_bye.xml", Peer: e.PBX, Calls: 1, Args: []string{"-d", "2500"}})
+	meta := e.startSipp(sippSpec{Name: "meta", Scenario: "uac_wait_bye.xml", Peer: e.Meta, Remote: w.SIPAddr, Calls: 1,
+		Args: callArgs(businessNumber, waUser)})
+	w.waitLogMsg("call answered", 0)
+	e.rewriteConfig("source_cidrs: ["+e.PBX.IP+"/32]", "source_cidrs: ["+e.ip(30)+"/32]")
+	skip := len(w.logLines())
+	w.hup()
+	if l := w.waitLogMsg("config reloaded", skip); l.str("changed") != "endpoints[1].source_cidrs" {
+		t.Fatalf("changed = %q, want endpoints[1].source_cidrs", l.str("changed"))
+	}
+	pbx.requireOK()
+	meta.requireOK()
+	s := w.waitIdle()
+	w.expectCounts(s, 1, 1)
+}
