@@ -22,12 +22,14 @@ import (
 // every source present), and serves nothing it names that does not exist.
 func TestDocsListEveryMetric(t *testing.T) {
 	m := New(Sources{
-		SIP:         func() sip.Status { return sip.Status{} },
-		Calls:       func() b2bua.Status { return b2bua.Status{Overload: map[string]uint64{"ports": 0}} },
-		Media:       func() media.Stats { return media.Stats{} },
-		Recording:   func() recording.Stats { return recording.Stats{} },
-		Events:      func() events.Stats { return events.Stats{Subscribers: []events.SubscriberStats{{Name: "crm"}}} },
-		SIPMessages: func() []sip.MessageCount { return []sip.MessageCount{{Direction: "in", Method: "INVITE"}, {Direction: "in", Class: "2xx"}} },
+		SIP:       func() sip.Status { return sip.Status{} },
+		Calls:     func() b2bua.Status { return b2bua.Status{Overload: map[string]uint64{"ports": 0}} },
+		Media:     func() media.Stats { return media.Stats{} },
+		Recording: func() recording.Stats { return recording.Stats{} },
+		Events:    func() events.Stats { return events.Stats{Subscribers: []events.SubscriberStats{{Name: "crm"}}} },
+		SIPMessages: func() []sip.MessageCount {
+			return []sip.MessageCount{{Direction: "in", Method: "INVITE"}, {Direction: "in", Class: "2xx"}}
+		},
 		Permissions: func() permissions.Stats { return permissions.Stats{} },
 		Endpoints:   func() []sip.EndpointHealth { return []sip.EndpointHealth{{Endpoint: "pbx"}} },
 		MetaWebhook: func() MetaWebhookStats { return MetaWebhookStats{} },
