@@ -259,3 +259,25 @@ func TestReloadKeepsCallsOfMovedEndpoint(t *testing.T) {
 	s := w.waitIdle()
 	w.expectCounts(s, 1, 1)
 }
+
+// TestReloadCallFlowWithoutPrompts: on a node whose prompt library could
+// not start (no espeak-ng), a SIGHUP that brings in a call-flow route is
+// refused, saying why, instead of being applied for the route's calls to
+// get 503.
+func TestReloadCallFlowWithoutPrompts(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := e.startWagate(wagateOpts{
+		Env:      []string{"PATH=" + filepath.Join(e.dir, "no-bin")},
+		APIExtra: ", token: {value: t}",
+		Extra:    fmt.Sprintf("recording: {enabled: true, directory: %q}\n", filepath.Join(e.dir, "rec")),
+	})
+	e.rewriteConfig(`route: {endpoint: pbx, user: "1001"}`,
+		`route: {callflow: {url: "http://127.0.0.1:9/flow", secret: {value: s}, fallback: {endpoint: pbx, user: "1000"}}}`)
+	skip := len(w.logLines())
+	w.hup()
+	l := w.waitLogMsg("reload refused: call-flow routes need the prompt library, which did not start; nothing was applied, the running config stays", skip)
+	if !strings.Contains(l.str("error"), "espeak-ng not found") {
+		t.Errorf("refusal does not say why: %v", l)
+	}
+}

@@ -188,7 +188,7 @@ func run() int {
 
 	// Call-flow routes: the prompt library and an engine per route. Without
 	// such a route a missing text-to-speech engine is no error (a reload
-	// adding one then gets 503 for its calls, logged).
+	// adding one is refused, saying why).
 	var flows *callFlows
 	if f, err := newCallFlows(cfg, log); err == nil {
 		flows = f
@@ -199,6 +199,7 @@ func run() int {
 		log.Error("call flow setup failed", "error", err)
 		return 1
 	} else {
+		rt.noFlows = err
 		log.Debug("call flows not available", "error", err)
 	}
 

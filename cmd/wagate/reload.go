@@ -16,6 +16,9 @@ import (
 type running struct {
 	cfg   atomic.Pointer[configs.Config]
 	level *slog.LevelVar
+	// noFlows is why the prompt library did not start (nil: it runs);
+	// without it a call-flow or queue route would answer every call 503.
+	noFlows error
 }
 
 // knownNumber reports whether a phone_number_id belongs to a number of
@@ -34,6 +37,11 @@ func (r *running) reload(srv *sip.Server, perms permissions.Store, path string, 
 	cfg, err := loadConfig(path)
 	if err != nil {
 		log.Error("reload refused, the running config stays", "file", path, "error", err)
+		return
+	}
+	if r.noFlows != nil && cfg.CallFlowUsed() {
+		log.Error("reload refused: call-flow routes need the prompt library, which did not start; nothing was applied, the running config stays",
+			"file", cfg.Source(), "sha256", cfg.SHA256(), "error", r.noFlows)
 		return
 	}
 	if keys := configs.RestartKeys(old, cfg); len(keys) > 0 {
