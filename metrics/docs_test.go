@@ -34,6 +34,7 @@ func TestDocsListEveryMetric(t *testing.T) {
 		Endpoints:   func() []sip.EndpointHealth { return []sip.EndpointHealth{{Endpoint: "pbx"}} },
 		MetaWebhook: func() MetaWebhookStats { return MetaWebhookStats{} },
 		Prompts:     func() prompt.Stats { return prompt.Stats{} },
+		Reloads:     func() ReloadStats { return ReloadStats{} },
 
 		WebhookUnknownNumber: func() uint64 { return 0 },
 	})

@@ -123,6 +123,27 @@ func (e *env) uicCall(w *wagate) *sippProc {
 	return pbx
 }
 
+// checkReloadMetrics checks what /metrics says of the reloads so far.
+func checkReloadMetrics(t *testing.T, e *env, applied, refused, lastOK float64) {
+	t.Helper()
+	m := scrapeMetrics(t, e)
+	for _, c := range []struct {
+		name, labels string
+		want         float64
+	}{
+		{"wagate_config_reloads_total", `result="applied"`, applied},
+		{"wagate_config_reloads_total", `result="refused"`, refused},
+		{"wagate_config_last_reload_successful", "", lastOK},
+	} {
+		if v, ok := metricValue(m, c.name, c.labels); !ok || v != c.want {
+			t.Errorf("%s{%s} = %v (present %v), want %v", c.name, c.labels, v, ok, c.want)
+		}
+	}
+	if v, ok := metricValue(m, "wagate_config_last_reload_success_timestamp_seconds", ""); !ok || v < float64(time.Now().Add(-time.Hour).Unix()) {
+		t.Errorf("wagate_config_last_reload_success_timestamp_seconds = %v (present %v)", v, ok)
+	}
+}
+
 // TestReloadRefusesRestartKeys: a SIGHUP whose file changes keys only a
 // restart applies (the media port range and the API address) is refused
 // as a whole, naming both keys, and wagate keeps running on the old config:
@@ -160,6 +181,8 @@ func TestReloadRefusesRestartKeys(t *testing.T) {
 			t.Errorf("wagate logged %q after a refused reload", l.str("msg"))
 		}
 	}
+	// An alert can see it: what runs is not the file on disk.
+	checkReloadMetrics(t, e, 0, 1, 0)
 
 	// The old config runs: API on the old address, none on the new one,
 	// the old route and the old media range.
@@ -201,6 +224,8 @@ func TestReloadAppliesLiveKeys(t *testing.T) {
 			t.Fatalf("a debug line before the reload, at level info: %v", l)
 		}
 	}
+
+	checkReloadMetrics(t, e, 1, 0, 1)
 
 	pbx := e.uicCall(w)
 	checkBLegInvite(t, e, pbx, "2002", waUser)

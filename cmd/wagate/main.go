@@ -80,9 +80,7 @@ func run() int {
 	// wagate can drain.
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGHUP)
-	rt := &running{level: new(slog.LevelVar)}
-	rt.cfg.Store(cfg)
-	rt.level.Set(logLevel(cfg.Log))
+	rt := newRunning(cfg)
 	log := newLogger(cfg.Log, rt.level)
 	slog.SetDefault(log)
 	bi := readBuildInfo()
@@ -243,7 +241,7 @@ func run() int {
 			st.CallReports = apiSrv.Stats().WebhookCallReports
 		}
 		return st
-	}, promptStats(flows))
+	}, promptStats(flows), rt.stats)
 
 	if cfg.API.Listen != "" {
 		opts := api.Options{
