@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 	"time"
 
@@ -392,10 +393,18 @@ func loadConfig(path string) (*configs.Config, error) {
 // warnings, not failures: the check may run in another environment than
 // the service, which refuses to start without them.
 func checkConfig(path string) int {
-	_, warnings, err := configs.Check(path)
+	cfg, warnings, err := configs.Check(path)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
+	}
+	// What start-up reads beyond the config package: the file must be a
+	// WAV wagate plays, or wagate -config stops at start.
+	if f := cfg.Media.MusicOnHold; f != "" {
+		if _, err := media.LoadWAV(f); err != nil {
+			fmt.Fprintln(os.Stderr, cfg.ProblemAt("media.music_on_hold", strings.TrimPrefix(err.Error(), "media: ")).String())
+			return 1
+		}
 	}
 	for _, w := range warnings {
 		fmt.Fprintf(os.Stderr, "warning: %s\n", w)
