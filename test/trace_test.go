@@ -632,4 +632,18 @@ func TestTraceRedactsSRTPKeys(t *testing.T) {
 	if !strings.Contains(all, "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:redacted") {
 		t.Errorf("no HEP payload carries the redacted a=crypto line")
 	}
+	// A collector reads the redacted message whole: its Content-Length is
+	// the redacted body's.
+	for _, p := range payloads {
+		head, body, ok := strings.Cut(p, "\r\n\r\n")
+		if !ok || !strings.Contains(body, "a=crypto:") {
+			continue
+		}
+		m := regexp.MustCompile(`(?mi)^(?:content-length|l)\s*:\s*(\d+)\r?$`).FindStringSubmatch(head)
+		if m == nil {
+			t.Errorf("a redacted HEP payload has no Content-Length:\n%s", p)
+		} else if n, _ := strconv.Atoi(m[1]); n != len(body) {
+			t.Errorf("a redacted HEP payload says Content-Length %d, its body has %d bytes:\n%s", n, len(body), p)
+		}
+	}
 }
