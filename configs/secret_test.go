@@ -212,3 +212,43 @@ permissions:
 		t.Errorf("Check with every variable set: %v, warnings %v", err, w)
 	}
 }
+
+// TestProblemsDoNotEchoSecrets: a secret written where a name or a URL
+// belongs (the value in env, a password in a URL) is refused without
+// being repeated: problems go to the log of a refused reload and to the
+// terminal of -check-config.
+func TestProblemsDoNotEchoSecrets(t *testing.T) {
+	const secret = "xK9mySecretToken"
+	for name, src := range map[string]string{
+		"token in env": `
+api:
+  token: {env: "` + secret + `"}
+`,
+		"lower-case token in env": `
+api:
+  token: {env: "` + strings.ToLower(secret) + `"}
+`,
+		"password in password_env": endpointsBlock + `
+  - {name: d2, kind: dialer, source_cidrs: [10.9.0.1], auth: {users: [{username: u, password_env: "` + secret + `"}]}}
+`,
+		"password in a non-http URL": `
+events:
+  subscribers:
+    - {name: crm, url: "ftp://crm:` + secret + `@crm.example.com/x", secret: {value: s}}
+`,
+		"password in a URL that does not parse": `
+events:
+  subscribers:
+    - {name: crm, url: "https://crm:` + secret + `@crm.example.com:port/x", secret: {value: s}}
+`,
+	} {
+		_, err := Parse([]byte(src), "wagate.yaml")
+		if err == nil {
+			t.Errorf("%s: accepted", name)
+			continue
+		}
+		if strings.Contains(strings.ToLower(err.Error()), strings.ToLower(secret)) {
+			t.Errorf("%s: the problem repeats the secret:\n%v", name, err)
+		}
+	}
+}
