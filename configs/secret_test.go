@@ -236,6 +236,15 @@ events:
   subscribers:
     - {name: crm, url: "ftp://crm:` + secret + `@crm.example.com/x", secret: {value: s}}
 `,
+		"password in a Redis URL for an address": `
+permissions:
+  backend: redis
+  redis: {address: "redis://:` + secret + `@10.0.0.5:6379", password: {value: p}}
+`,
+		"password in a call-flow URL": endpointsBlock + `
+numbers:
+  - {number: "+15550100001", phone_number_id: "1", route: {callflow: {url: "ftp://u:` + secret + `@ivr.example.com/{number}", secret: {value: s}, fallback: {endpoint: pbx, user: "1"}}}}
+`,
 		"password in a URL that does not parse": `
 events:
   subscribers:
