@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wagate/wagate/b2bua"
 	"github.com/wagate/wagate/events"
@@ -22,7 +23,9 @@ import (
 // every source present), and serves nothing it names that does not exist.
 func TestDocsListEveryMetric(t *testing.T) {
 	m := New(Sources{
-		SIP:       func() sip.Status { return sip.Status{} },
+		SIP: func() sip.Status {
+			return sip.Status{Certificates: []sip.ListenerCert{{Address: "0.0.0.0:5061", NotAfter: time.Unix(2e9, 0)}}}
+		},
 		Calls:     func() b2bua.Status { return b2bua.Status{Overload: map[string]uint64{"ports": 0}} },
 		Media:     func() media.Stats { return media.Stats{} },
 		Recording: func() recording.Stats { return recording.Stats{} },

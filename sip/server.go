@@ -6,6 +6,7 @@
 package sip
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -96,6 +97,8 @@ type Status struct {
 	Trace *TraceStats `json:"sip_trace,omitempty"`
 	// Endpoints is the health of the endpoints with an OPTIONS probe.
 	Endpoints []EndpointHealth `json:"endpoints,omitempty"`
+	// Certificates are what the TLS listeners present.
+	Certificates []ListenerCert `json:"tls_certificates,omitempty"`
 }
 
 // New builds a Server for cfg. SetCalls must give it its B2BUA before Run.
@@ -194,7 +197,14 @@ func (s *Server) Reload(cfg *configs.Config) {
 				s.log.Error("reload: TLS certificate unchanged", "address", l.Address, "error", err)
 				continue
 			}
+			old := lc.cert.Load()
 			lc.cert.Store(cert)
+			if old == nil || len(old.Certificate) == 0 || len(cert.Certificate) == 0 || !bytes.Equal(old.Certificate[0], cert.Certificate[0]) {
+				// A renewal keeps the file names: the reload's list of
+				// changed keys cannot say it, this line does.
+				li := lc.info()
+				s.log.Info("TLS certificate reloaded", "address", li.Address, "subject", li.Subject, "not_after", li.NotAfter)
+			}
 		}
 	}
 	s.certsMu.Unlock()
@@ -215,6 +225,9 @@ func (s *Server) Status() Status {
 	}
 	if h := s.probe.health(); len(h) > 0 {
 		st.Endpoints = h
+	}
+	if c := s.ListenerCerts(); len(c) > 0 {
+		st.Certificates = c
 	}
 	return st
 }
@@ -309,6 +322,8 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 			lc := &listenerCert{address: l.Address}
 			lc.cert.Store(cert)
+			li := lc.info()
+			s.log.Info("TLS certificate", "address", li.Address, "subject", li.Subject, "not_after", li.NotAfter)
 			ln, err := net.Listen("tcp", l.Address)
 			if err != nil {
 				closeAll()
