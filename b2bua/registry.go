@@ -34,6 +34,10 @@ type registry struct {
 	// (peerEndpoint) until they end.
 	peers   map[*configs.Endpoint]int
 	peersOf map[*call][]*configs.Endpoint
+	// peerList is peers' keys, rebuilt when one comes or goes (once per
+	// endpoint per configuration), so that the edge asks about every
+	// stranger's packet without taking the lock calls are admitted under.
+	peerList atomic.Pointer[[]*configs.Endpoint]
 
 	started atomic.Uint64
 	ended   atomic.Uint64
@@ -131,12 +135,17 @@ func (r *registry) forgetLocked(c *call) bool {
 	if r.bySource[c.aSource]--; r.bySource[c.aSource] <= 0 {
 		delete(r.bySource, c.aSource)
 	}
+	gone := false
 	for _, ep := range r.peersOf[c] {
 		if r.peers[ep]--; r.peers[ep] <= 0 {
 			delete(r.peers, ep)
+			gone = true
 		}
 	}
 	delete(r.peersOf, c)
+	if gone {
+		r.publishPeersLocked()
+	}
 	r.live--
 	return true
 }
@@ -255,16 +264,28 @@ func (r *registry) usePeerLocked(c *call, ep *configs.Endpoint) {
 		}
 	}
 	r.peersOf[c] = append(r.peersOf[c], ep)
-	r.peers[ep]++
+	if r.peers[ep]++; r.peers[ep] == 1 {
+		r.publishPeersLocked()
+	}
+}
+
+func (r *registry) publishPeersLocked() {
+	list := make([]*configs.Endpoint, 0, len(r.peers))
+	for ep := range r.peers {
+		list = append(list, ep)
+	}
+	r.peerList.Store(&list)
 }
 
 // peerEndpoint returns an endpoint a live call has a leg with whose
-// source prefixes hold ip, or nil. The map holds one entry per endpoint
+// source prefixes hold ip, or nil. The list holds one entry per endpoint
 // per configuration still in use by a call: a handful.
 func (r *registry) peerEndpoint(ip netip.Addr) *configs.Endpoint {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	for ep := range r.peers {
+	list := r.peerList.Load()
+	if list == nil {
+		return nil
+	}
+	for _, ep := range *list {
 		if ep.HasSource(ip) {
 			return ep
 		}
