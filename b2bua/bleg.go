@@ -109,6 +109,7 @@ func (h *hunt) newAttempt(callee sipedge.Callee, redirects int) *attempt {
 func (s *Engine) bInvite(c *call, at *attempt, offer []byte) *sip.Request {
 	dec, callee := c.route, at.callee
 	b := at.leg
+	s.reg.usePeer(c, callee.EP)
 	b.mu.Lock()
 	b.localURI = dec.BFrom
 	b.localTag = newTag()

@@ -10,6 +10,7 @@ package b2bua
 import (
 	"context"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -123,6 +124,13 @@ func (s *Engine) Status() Status {
 
 // Busy reports whether a live call's A-leg came from src.
 func (s *Engine) Busy(src string) bool { return s.reg.hasSource(src) }
+
+// DialogPeer returns the endpoint, as a live call's leg has it, whose
+// source addresses hold ip, or nil. The edge asks it of a source the
+// running configuration no longer knows: a reload that removed an
+// endpoint or moved its addresses leaves the calls up with it whole (its
+// BYE, its responses), while it may start nothing new.
+func (s *Engine) DialogPeer(ip netip.Addr) *configs.Endpoint { return s.reg.peerEndpoint(ip) }
 
 // Started hangs up the calls a crash left (from the journal) and samples
 // the CPU and the media pacer for sip.max_cpu_percent and

@@ -79,7 +79,7 @@ func (s *Engine) invite(req *sip.Request, tx sip.ServerTransaction, ep *configs.
 	// so a refused call costs nothing and nothing leaves toward Meta.
 	var ticket CallTicket
 	if dec.Dir == sipedge.BIC {
-		if rej := s.checkKeying(dec); rej != nil {
+		if rej := s.checkKeying(dec, log); rej != nil {
 			refuse(rej)
 			return
 		}

@@ -1,6 +1,8 @@
 package b2bua
 
 import (
+	"log/slog"
+
 	sipedge "github.com/wagate/wagate/sip"
 )
 
@@ -32,7 +34,7 @@ func (s *Engine) SetMetaKeying(k MetaKeying) {
 // connect and then carry no audio. Without that setting the mismatch is
 // only logged, since Meta's report may be older than a change the
 // business made since.
-func (s *Engine) checkKeying(dec *sipedge.Decision) *sipedge.Rejection {
+func (s *Engine) checkKeying(dec *sipedge.Decision, log *slog.Logger) *sipedge.Rejection {
 	b := s.keying.Load()
 	if b == nil || dec.BEP == nil || dec.Number == nil {
 		return nil
@@ -43,7 +45,7 @@ func (s *Engine) checkKeying(dec *sipedge.Decision) *sipedge.Rejection {
 		return nil
 	}
 	if !dec.BEP.RefuseKeyingMismatch {
-		s.log.Warn("business-initiated call placed although Meta reported another keying for the number",
+		log.Warn("business-initiated call placed although Meta reported another keying for the number",
 			"phone_number_id", dec.Number.PhoneNumberID, "meta_keying", reported, "media_encryption", configured, "endpoint", dec.BEP.Name)
 		return nil
 	}

@@ -96,7 +96,7 @@ func (s *Engine) Originate(r sipedge.ClickToCall) (CallInfo, *Refusal, error) {
 			return CallInfo{}, nil, &sipedge.FieldError{Field: "callflow", Msg: "the business number has no callflow route to run"}
 		}
 	}
-	if rej := s.checkKeying(dec); rej != nil {
+	if rej := s.checkKeying(dec, s.log.With("origin", OriginClickToCall)); rej != nil {
 		return refuse(rej)
 	}
 	var ticket CallTicket

@@ -171,6 +171,7 @@ func (s *Engine) adoptA(c *call, at *attempt) {
 // user at wagate's host, and sets up the attempt's leg.
 func (s *Engine) agentInvite(c *call, at *attempt, fromURI sip.Uri, offer []byte) *sip.Request {
 	agent, a := at.callee, at.leg
+	s.reg.usePeer(c, agent.EP)
 	a.mu.Lock()
 	a.localURI, a.localTag = fromURI, newTag()
 	a.remoteURI, a.remoteTarget, a.remoteTag = agent.To, agent.URI, ""

@@ -15,6 +15,7 @@ import (
 // number at our host, To the user at Meta, and no X-WABA header.
 func (s *Engine) userInvite(c *call, offer []byte) *sip.Request {
 	dec, b := c.route, c.b
+	s.reg.usePeer(c, dec.BEP)
 	b.mu.Lock()
 	b.localURI, b.localTag = dec.BFrom, newTag()
 	b.remoteURI, b.remoteTarget = dec.BTo, dec.Target

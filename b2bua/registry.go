@@ -1,8 +1,11 @@
 package b2bua
 
 import (
+	"net/netip"
 	"sync"
 	"sync/atomic"
+
+	"github.com/wagate/wagate/configs"
 )
 
 // registry holds the live calls, found by either leg's Call-ID.
@@ -24,6 +27,17 @@ type registry struct {
 	// with the call.
 	counted map[*call][2]string
 	extra   map[*call][]string
+	// peers counts, by endpoint as the configuration of the time had it,
+	// the live calls with a leg toward or from it; peersOf lists each
+	// call's. A reload that removes an endpoint or moves its addresses
+	// leaves its calls' dialogs reachable from the old addresses
+	// (peerEndpoint) until they end.
+	peers   map[*configs.Endpoint]int
+	peersOf map[*call][]*configs.Endpoint
+	// peerList is peers' keys, rebuilt when one comes or goes (once per
+	// endpoint per configuration), so that the edge asks about every
+	// stranger's packet without taking the lock calls are admitted under.
+	peerList atomic.Pointer[[]*configs.Endpoint]
 
 	started atomic.Uint64
 	ended   atomic.Uint64
@@ -36,7 +50,8 @@ type callRef struct {
 
 func newRegistry() *registry {
 	return &registry{byCallID: make(map[string]callRef), perEP: make(map[string]int), bySource: make(map[string]int),
-		counted: make(map[*call][2]string), extra: make(map[*call][]string)}
+		counted: make(map[*call][2]string), extra: make(map[*call][]string),
+		peers: make(map[*configs.Endpoint]int), peersOf: make(map[*call][]*configs.Endpoint)}
 }
 
 // admit registers c under its A-leg Call-ID unless that Call-ID is already
@@ -63,6 +78,7 @@ func (r *registry) admit(c *call, maxTotal, maxA, maxB int) admitResult {
 	r.counted[c] = [2]string{c.aEndpoint, c.bEndpoint}
 	r.extra[c] = []string{c.a.callID, c.b.callID}
 	r.bySource[c.aSource]++
+	r.usePeerLocked(c, c.a.ep)
 	r.live++
 	r.started.Add(1)
 	return admitOK
@@ -118,6 +134,17 @@ func (r *registry) forgetLocked(c *call) bool {
 	delete(r.counted, c)
 	if r.bySource[c.aSource]--; r.bySource[c.aSource] <= 0 {
 		delete(r.bySource, c.aSource)
+	}
+	gone := false
+	for _, ep := range r.peersOf[c] {
+		if r.peers[ep]--; r.peers[ep] <= 0 {
+			delete(r.peers, ep)
+			gone = true
+		}
+	}
+	delete(r.peersOf, c)
+	if gone {
+		r.publishPeersLocked()
 	}
 	r.live--
 	return true
@@ -220,6 +247,55 @@ func (r *registry) rebindB(c *call, callID, endpoint string, apply func()) {
 		cur[1] = endpoint
 		r.counted[c] = cur
 	}
+}
+
+// usePeer notes that live call c has a leg toward or from endpoint ep (a
+// B-leg INVITE about to leave); nothing for a call already forgotten.
+func (r *registry) usePeer(c *call, ep *configs.Endpoint) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.counted[c]; ok {
+		r.usePeerLocked(c, ep)
+	}
+}
+
+func (r *registry) usePeerLocked(c *call, ep *configs.Endpoint) {
+	if ep == nil {
+		return
+	}
+	for _, e := range r.peersOf[c] {
+		if e == ep {
+			return
+		}
+	}
+	r.peersOf[c] = append(r.peersOf[c], ep)
+	if r.peers[ep]++; r.peers[ep] == 1 {
+		r.publishPeersLocked()
+	}
+}
+
+func (r *registry) publishPeersLocked() {
+	list := make([]*configs.Endpoint, 0, len(r.peers))
+	for ep := range r.peers {
+		list = append(list, ep)
+	}
+	r.peerList.Store(&list)
+}
+
+// peerEndpoint returns an endpoint a live call has a leg with whose
+// source prefixes hold ip, or nil. The list holds one entry per endpoint
+// per configuration still in use by a call: a handful.
+func (r *registry) peerEndpoint(ip netip.Addr) *configs.Endpoint {
+	list := r.peerList.Load()
+	if list == nil {
+		return nil
+	}
+	for _, ep := range *list {
+		if ep.HasSource(ip) {
+			return ep
+		}
+	}
+	return nil
 }
 
 // hasSource reports whether a live call's A-leg came from src.

@@ -1,6 +1,11 @@
 package b2bua
 
-import "testing"
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/wagate/wagate/configs"
+)
 
 // A call wagate answers itself (a call flow) has no B endpoint until a
 // connect answers: it is admitted whatever the pbx's cap, counts against
@@ -67,5 +72,41 @@ func TestRegistryAddLegAfterRemove(t *testing.T) {
 	}
 	if len(r.byCallID) != 0 || len(r.extra) != 0 || len(r.counted) != 0 {
 		t.Errorf("registry after the call ended: %d Call-IDs, %d extra, %d counted; want none", len(r.byCallID), len(r.extra), len(r.counted))
+	}
+}
+
+// The endpoints live calls have legs with (as the configuration of their
+// time had them) answer for their sources while a call uses them, and
+// are forgotten with the last such call: a moved PBX's old address is a
+// stranger again once its calls have ended.
+func TestRegistryDialogPeers(t *testing.T) {
+	r := newRegistry()
+	meta := &configs.Endpoint{Name: "meta", SourceCIDRs: []string{"127.0.0.2"}}
+	pbx := &configs.Endpoint{Name: "pbx", SourceCIDRs: []string{"127.0.0.0/30"}}
+	newCall := func(id string) *call {
+		return &call{id: id, aEndpoint: "meta", bEndpoint: "pbx", aSource: "127.0.0.2:5060",
+			a: &leg{callID: id + "-a", ep: meta}, b: &leg{callID: id + "-b"}}
+	}
+	pbxIP := netip.MustParseAddr("127.0.0.3")
+	c1, c2 := newCall("c1"), newCall("c2")
+	r.admit(c1, 0, 0, 0)
+	r.admit(c2, 0, 0, 0)
+	if ep := r.peerEndpoint(netip.MustParseAddr("127.0.0.2")); ep != meta {
+		t.Fatalf("A-leg source: %v, want meta", ep)
+	}
+	if ep := r.peerEndpoint(pbxIP); ep != nil {
+		t.Fatalf("pbx answers before any B-leg INVITE: %v", ep)
+	}
+	r.usePeer(c1, pbx)
+	r.usePeer(c1, pbx) // a second attempt toward it
+	r.usePeer(c2, pbx)
+	r.remove(c1)
+	if ep := r.peerEndpoint(pbxIP); ep != pbx {
+		t.Fatalf("pbx with c2 up: %v", ep)
+	}
+	r.remove(c2)
+	r.usePeer(c2, pbx) // an attempt of a call already gone
+	if ep := r.peerEndpoint(pbxIP); ep != nil || len(r.peers) != 0 || len(r.peersOf) != 0 {
+		t.Fatalf("after the calls ended: %v, peers %v, peersOf %v", ep, r.peers, r.peersOf)
 	}
 }

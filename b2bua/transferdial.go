@@ -178,6 +178,7 @@ func (h *hunt) skipFull(callee sipedge.Callee) bool {
 func (s *Engine) transferInvite(c *call, x *transfer, at *attempt, offer []byte) *sip.Request {
 	cfg := s.edge.Config()
 	callee, l := at.callee, at.leg
+	s.reg.usePeer(c, callee.EP)
 	// Before anything reads it: the leg is findable only once it won.
 	l.ep = callee.EP
 	l.mu.Lock()

@@ -137,12 +137,12 @@ func (v validator) callFlowURL(path, raw string) {
 	}
 	filled := callFlowVar.ReplaceAllString(raw, "x")
 	if msg := checkWebhookURL(filled); msg != "" {
-		v.add(path, "%s", strings.ReplaceAll(msg, fmt.Sprintf("%q", filled), fmt.Sprintf("%q", raw)))
+		v.add(path, "%s", strings.ReplaceAll(msg, fmt.Sprintf("%q", redactUserinfo(filled)), fmt.Sprintf("%q", redactUserinfo(raw))))
 		return
 	}
 	u, _ := url.Parse(raw)
 	if u == nil || callFlowVar.MatchString(u.Host) || strings.Contains(u.Host, "{") {
-		v.add(path, "%q puts a template value in the host; values may only go in the path and query", raw)
+		v.add(path, "%q puts a template value in the host; values may only go in the path and query", redactUserinfo(raw))
 	}
 }
 

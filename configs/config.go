@@ -46,6 +46,8 @@ type Config struct {
 	// source and sum say what the config was parsed from (Source, SHA256).
 	source string
 	sum    [32]byte
+	// tree is the document, for ProblemAt's lines.
+	tree tree
 }
 
 // SIP configures the signalling listeners and how wagate names itself.

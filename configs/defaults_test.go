@@ -120,7 +120,7 @@ sip:
 sip:
   trace:
     log: true
-    hep: {address: "homer.example.com:9060", password: {env: WAGATE_HEP_KEY}}
+    hep: {address: "homer.example.com:9060", password: {env: WAGATE_HEP_KEY, value: inline-fallback}}
 `, func(t *testing.T, c *Config) {
 			h := c.SIP.Trace.HEP
 			if !c.SIP.Trace.Log || h == nil || h.Address != "homer.example.com:9060" || h.AgentID != 1 || h.Password.Env != "WAGATE_HEP_KEY" {

@@ -100,6 +100,11 @@ var liveKeys = []string{
 // recordingSwitches match the keys that can turn recording on.
 var recordingSwitches = regexp.MustCompile(`^(recording\.enabled|numbers\[\d+\]\.recording)$`)
 
+// callFlowSwitches match the keys that can bring in a call-flow or queue
+// route: a number added, a route or after-hours route that becomes one,
+// business hours added with one.
+var callFlowSwitches = regexp.MustCompile(`^numbers(\[\d+\](\.hours(\.after_hours)?|\.(route|hours\.after_hours)\.(callflow|queue))?)?$`)
+
 var listIndex = regexp.MustCompile(`\[\d+\]`)
 
 // RestartKeys lists the keys changed from old (the running configuration)
@@ -110,14 +115,21 @@ var listIndex = regexp.MustCompile(`\[\d+\]`)
 // was written in a file. docs/configuration.md lists which keys are which.
 func RestartKeys(old, new *Config) []string {
 	var keys []string
-	// Recording turned on where it was off everywhere needs the recorder
-	// that start-up creates only when some call may be recorded.
-	startRecorder := !old.RecordingUsed() && new.RecordingUsed()
+	// Recording turned on, or the first call-flow route (which records
+	// voicemail), needs the recordings store that start-up creates only
+	// when some call may record: when old had neither, it does not run.
+	noRecorder := !old.RecordingUsed() && !old.CallFlowUsed()
+	startRecorder := noRecorder && new.RecordingUsed()
+	startFlows := noRecorder && new.CallFlowUsed()
 	for _, p := range Diff(old, new) {
 		if recordingSwitches.MatchString(p) {
 			if startRecorder {
 				keys = append(keys, p)
 			}
+			continue
+		}
+		if startFlows && callFlowSwitches.MatchString(p) {
+			keys = append(keys, p)
 			continue
 		}
 		if !IsLiveKey(p) {

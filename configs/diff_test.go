@@ -180,3 +180,48 @@ func TestSourceAndSHA256(t *testing.T) {
 		t.Errorf("default Source = %q, want %q", d.Source(), defaultName)
 	}
 }
+
+// TestCallFlowNeedsRecorder: a call-flow or queue route records its
+// voicemail into the recordings store, which start-up creates only when
+// some route may use it. The first such route, where nothing ran the
+// store, takes a restart and the refusal names it; once the store runs
+// (for recording or an earlier call flow), routes and recording come and
+// go with a reload.
+func TestCallFlowNeedsRecorder(t *testing.T) {
+	const flow = `route: {callflow: {url: "https://ivr.example.com/flow", secret: {value: s}, fallback: {endpoint: pbx, user: "1000"}}}`
+	base := mustParse(t, reloadBase)
+	withFlow := edit(t, `route: {endpoint: pbx, user: "1001"}`, flow)
+	flowCfg := mustParse(t, withFlow)
+	added := mustParse(t, edit(t, "dialers: [dialer]}", `dialers: [dialer]}
+  - {number: "+15550100002", phone_number_id: "100000000000002", `+flow+`}`))
+	afterHours := mustParse(t, edit(t, "dialers: [dialer]}",
+		`dialers: [dialer], hours: {timezone: UTC, weekly: [{days: [mon-fri], from: "09:00", to: "17:00"}], after_hours: `+strings.TrimPrefix(flow, "route: ")+`}}`))
+	for _, tc := range []struct {
+		name string
+		nc   *Config
+		want []string
+	}{
+		{"route becomes a call flow", flowCfg, []string{"numbers[0].route.callflow"}},
+		{"number added with a call flow", added, []string{"numbers"}},
+		{"after-hours call flow", afterHours, []string{"numbers[0].hours"}},
+	} {
+		if got := RestartKeys(base, tc.nc); !slices.Equal(got, tc.want) {
+			t.Errorf("%s, nothing recording: RestartKeys = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+
+	// With the store running for a call flow, recording turns on live, a
+	// second call flow comes and the first goes.
+	rec := mustParse(t, strings.Replace(withFlow, "permissions: {enabled: true}", "permissions: {enabled: true}\nrecording: {enabled: true}", 1))
+	if got := RestartKeys(flowCfg, rec); len(got) != 0 {
+		t.Errorf("recording turned on beside a call flow: RestartKeys = %q, want none", got)
+	}
+	if got := RestartKeys(flowCfg, base); len(got) != 0 {
+		t.Errorf("call flow removed: RestartKeys = %q, want none", got)
+	}
+	// With recording on, a call flow comes live.
+	recBase := mustParse(t, strings.Replace(reloadBase, "permissions: {enabled: true}", "permissions: {enabled: true}\nrecording: {enabled: true}", 1))
+	if got := RestartKeys(recBase, rec); len(got) != 0 {
+		t.Errorf("call flow added while recording: RestartKeys = %q, want none", got)
+	}
+}

@@ -111,9 +111,18 @@ func parseAll(data []byte, name string, opts parseOptions) (*Config, []Problem, 
 		return nil, nil, err
 	}
 	c.idx = buildIndex(&c)
+	c.tree = t
 	c.source = name
 	c.sum = sha256.Sum256(data)
 	return &c, ps.warnings, nil
+}
+
+// ProblemAt is a problem with the value at path ("media.music_on_hold",
+// as validation names values), located at its line in the file, for the
+// checks that need more than this package can do (whether a file is a
+// WAV wagate can play).
+func (c *Config) ProblemAt(path, msg string) Problem {
+	return Problem{File: c.source, Line: c.tree.line(path), Path: path, Msg: msg}
 }
 
 // Source names where the configuration was read from: the file name it

@@ -118,3 +118,24 @@ func (c *Config) NumberByE164(s string) *Number {
 func (c *Config) NumberByPhoneNumberID(id string) *Number {
 	return c.lookups().byID[id]
 }
+
+// HasSource reports whether ip is inside one of e's source prefixes, as
+// EndpointForSource would match it (ignoring more specific prefixes of
+// other endpoints).
+func (e *Endpoint) HasSource(ip netip.Addr) bool {
+	ip = ip.Unmap().WithZone("")
+	prefixes := e.Prefixes
+	if len(prefixes) == 0 {
+		for _, s := range e.SourceCIDRs {
+			if p, ok := parsePrefix(s); ok {
+				prefixes = append(prefixes, p)
+			}
+		}
+	}
+	for _, p := range prefixes {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}

@@ -3,6 +3,8 @@ package configs
 import (
 	"fmt"
 	"os"
+	"reflect"
+	"strings"
 )
 
 // Secret is a value given inline or through an environment variable.
@@ -55,39 +57,55 @@ type secretRef struct {
 	env, value string
 }
 
-// secretRefs lists every secret and password in c, in file order.
+// secretRefs lists every secret and password in c, in schema order. It
+// walks the schema itself, as Diff does, so that a Secret or Credential
+// field added anywhere (the HEP collector's key, the Redis password) is
+// checked without anyone having to list it here.
 func (c *Config) secretRefs() []secretRef {
 	var refs []secretRef
-	sec := func(path string, s Secret) {
-		refs = append(refs, secretRef{envPath: path + ".env", env: s.Env, value: s.Value})
-	}
-	for i, e := range c.Endpoints {
-		if e.Auth == nil {
-			continue
-		}
-		for j, u := range e.Auth.Users {
-			refs = append(refs, secretRef{
-				envPath: fmt.Sprintf("endpoints[%d].auth.users[%d].password_env", i, j),
-				env:     u.PasswordEnv, value: u.Password,
-			})
-		}
-	}
-	for i, n := range c.Numbers {
-		sec(fmt.Sprintf("numbers[%d].digest", i), n.Digest)
-		if cf := n.Route.CallFlow; cf != nil {
-			sec(fmt.Sprintf("numbers[%d].route.callflow.secret", i), cf.Secret)
-		}
-		if h := n.Hours; h != nil && h.AfterHours != nil && h.AfterHours.CallFlow != nil {
-			sec(fmt.Sprintf("numbers[%d].hours.after_hours.callflow.secret", i), h.AfterHours.CallFlow.Secret)
-		}
-	}
-	sec("api.token", c.API.Token)
-	sec("api.webhook.app_secret", c.API.Webhook.AppSecret)
-	sec("api.webhook.verify_token", c.API.Webhook.VerifyToken)
-	for i, s := range c.Events.Subscribers {
-		sec(fmt.Sprintf("events.subscribers[%d].secret", i), s.Secret)
-	}
+	walkSecrets(reflect.ValueOf(c).Elem(), "", &refs)
 	return refs
+}
+
+var (
+	secretType     = reflect.TypeFor[Secret]()
+	credentialType = reflect.TypeFor[Credential]()
+)
+
+func walkSecrets(v reflect.Value, path string, refs *[]secretRef) {
+	switch v.Kind() {
+	case reflect.Pointer:
+		if !v.IsNil() {
+			walkSecrets(v.Elem(), path, refs)
+		}
+	case reflect.Struct:
+		switch v.Type() {
+		case secretType:
+			s := v.Interface().(Secret)
+			*refs = append(*refs, secretRef{envPath: path + ".env", env: s.Env, value: s.Value})
+			return
+		case credentialType:
+			u := v.Interface().(Credential)
+			*refs = append(*refs, secretRef{envPath: path + ".password_env", env: u.PasswordEnv, value: u.Password})
+			return
+		}
+		t := v.Type()
+		for i := range t.NumField() {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if !f.IsExported() || name == "-" {
+				continue
+			}
+			if name == "" {
+				name = strings.ToLower(f.Name)
+			}
+			walkSecrets(v.Field(i), join(path, name), refs)
+		}
+	case reflect.Slice:
+		for i := range v.Len() {
+			walkSecrets(v.Index(i), fmt.Sprintf("%s[%d]", path, i), refs)
+		}
+	}
 }
 
 func fromEnv(env, value string) string {

@@ -146,6 +146,11 @@ events:
   subscribers:
     - {name: crm, url: "http://127.0.0.1:9/h", secret: {env: WAGATE_TEST_UNSET_HOOK}}
     - {name: bi, url: "http://127.0.0.1:9/b", secret: {env: WAGATE_TEST_UNSET_HOOK2, value: inline-fallback}}
+sip:
+  trace: {hep: {address: "127.0.0.1:9060", password: {env: WAGATE_TEST_UNSET_HEP}}}
+permissions:
+  backend: redis
+  redis: {password: {env: WAGATE_TEST_UNSET_REDIS}}
 `
 	want := map[string]string{
 		"endpoints[3].auth.users[0].password_env": "WAGATE_TEST_UNSET_PW",
@@ -153,6 +158,10 @@ events:
 		"api.token.env":                           "WAGATE_TEST_EMPTY_SECRET",
 		"api.webhook.app_secret.env":              "WAGATE_TEST_UNSET_APP_SECRET",
 		"events.subscribers[0].secret.env":        "WAGATE_TEST_UNSET_HOOK",
+		// Secrets the hand-written list of secrets had missed: a HEP
+		// collector's key or a Redis password silently empty.
+		"sip.trace.hep.password.env":     "WAGATE_TEST_UNSET_HEP",
+		"permissions.redis.password.env": "WAGATE_TEST_UNSET_REDIS",
 	}
 	check := func(what string, ps []Problem) {
 		t.Helper()
@@ -201,5 +210,54 @@ events:
 	}
 	if _, w, err := Check(path); err != nil || len(w) != 0 {
 		t.Errorf("Check with every variable set: %v, warnings %v", err, w)
+	}
+}
+
+// TestProblemsDoNotEchoSecrets: a secret written where a name or a URL
+// belongs (the value in env, a password in a URL) is refused without
+// being repeated: problems go to the log of a refused reload and to the
+// terminal of -check-config.
+func TestProblemsDoNotEchoSecrets(t *testing.T) {
+	const secret = "xK9mySecretToken"
+	for name, src := range map[string]string{
+		"token in env": `
+api:
+  token: {env: "` + secret + `"}
+`,
+		"lower-case token in env": `
+api:
+  token: {env: "` + strings.ToLower(secret) + `"}
+`,
+		"password in password_env": endpointsBlock + `
+  - {name: d2, kind: dialer, source_cidrs: [10.9.0.1], auth: {users: [{username: u, password_env: "` + secret + `"}]}}
+`,
+		"password in a non-http URL": `
+events:
+  subscribers:
+    - {name: crm, url: "ftp://crm:` + secret + `@crm.example.com/x", secret: {value: s}}
+`,
+		"password in a Redis URL for an address": `
+permissions:
+  backend: redis
+  redis: {address: "redis://:` + secret + `@10.0.0.5:6379", password: {value: p}}
+`,
+		"password in a call-flow URL": endpointsBlock + `
+numbers:
+  - {number: "+15550100001", phone_number_id: "1", route: {callflow: {url: "ftp://u:` + secret + `@ivr.example.com/{number}", secret: {value: s}, fallback: {endpoint: pbx, user: "1"}}}}
+`,
+		"password in a URL that does not parse": `
+events:
+  subscribers:
+    - {name: crm, url: "https://crm:` + secret + `@crm.example.com:port/x", secret: {value: s}}
+`,
+	} {
+		_, err := Parse([]byte(src), "wagate.yaml")
+		if err == nil {
+			t.Errorf("%s: accepted", name)
+			continue
+		}
+		if strings.Contains(strings.ToLower(err.Error()), strings.ToLower(secret)) {
+			t.Errorf("%s: the problem repeats the secret:\n%v", name, err)
+		}
 	}
 }

@@ -217,9 +217,12 @@ func (v validator) auth(p string, a *Auth) {
 var envVarName = regexp.MustCompile(`^[A-Z_][A-Z0-9_]*$`)
 
 // envName checks the name of an environment variable holding a secret.
+// What is written there is not repeated: a name that is no name is most
+// often the secret itself, and the problem goes to the log of a refused
+// reload.
 func (v validator) envName(path, name string) {
 	if name != "" && !envVarName.MatchString(name) {
-		v.add(path, "%q is not an environment variable name: upper-case letters, digits and '_', not starting with a digit", name)
+		v.add(path, "is not an environment variable name (upper-case letters, digits and '_', not starting with a digit; what is written is not repeated here, in case it is the secret itself, which belongs in the variable)")
 	}
 }
 

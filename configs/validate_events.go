@@ -6,6 +6,7 @@ package configs
 import (
 	"fmt"
 	"net/url"
+	"regexp"
 	"strings"
 )
 
@@ -101,17 +102,28 @@ func checkWebhookURL(raw string) string {
 		return "every subscriber needs the URL events are POSTed to, e.g. \"https://crm.example.com/wagate\""
 	}
 	u, err := url.Parse(raw)
+	shown := redactUserinfo(raw)
 	switch {
 	case err != nil:
-		return fmt.Sprintf("%q is not a URL", raw)
-	case u.Scheme != "http" && u.Scheme != "https":
-		return fmt.Sprintf("%q must start with http:// or https://", raw)
-	case u.Host == "" || u.Hostname() == "":
-		return fmt.Sprintf("%q has no host", raw)
+		return fmt.Sprintf("%q is not a URL", shown)
 	case u.User != nil:
-		return fmt.Sprintf("%s must not carry a user or password (it would show in logs); receivers authenticate wagate by the signature", u.Redacted())
+		return fmt.Sprintf("%s must not carry a user or password (it would show in logs); receivers authenticate wagate by the signature", shown)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Sprintf("%q must start with http:// or https://", shown)
+	case u.Host == "" || u.Hostname() == "":
+		return fmt.Sprintf("%q has no host", shown)
 	case u.Fragment != "":
-		return fmt.Sprintf("%q has a #fragment, which is never sent", raw)
+		return fmt.Sprintf("%q has a #fragment, which is never sent", shown)
 	}
 	return ""
+}
+
+// userinfo matches the user[:password]@ of a URL's authority, parsed or
+// not.
+var userinfo = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@`)
+
+// redactUserinfo returns raw with the user and password of its authority
+// replaced, so that a problem about the URL does not repeat a password.
+func redactUserinfo(raw string) string {
+	return userinfo.ReplaceAllString(raw, "${1}[redacted]@")
 }

@@ -59,7 +59,7 @@ func (v validator) permissions() {
 func (v validator) permissionRedis(r *PermissionRedis) {
 	const rp = "permissions.redis."
 	if _, _, err := net.SplitHostPort(r.Address); err != nil || r.Address == "" {
-		v.add(rp+"address", "%q is not host:port", r.Address)
+		v.add(rp+"address", "%q is not host:port", redactUserinfo(r.Address))
 	}
 	v.secret(rp+"password", r.Password)
 	if r.DB < 0 {

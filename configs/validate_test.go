@@ -189,7 +189,7 @@ sip:
     hep:
       address: "192.0.2.10:9060"
       password: {env: "hep-key"} # <-
-`, `sip.trace.hep.password.env: "hep-key" is not an environment variable name`},
+`, `sip.trace.hep.password.env: is not an environment variable name`},
 		{"hep password too long", `
 sip:
   trace:
@@ -752,7 +752,7 @@ endpoints:
       users:
         - username: pbx
           password_env: pbx-password # <-
-`, `endpoints[0].auth.users[0].password_env: "pbx-password" is not an environment variable name`},
+`, `endpoints[0].auth.users[0].password_env: is not an environment variable name`},
 		{"auth empty realm", `
 endpoints:
   - name: pbx
@@ -810,14 +810,14 @@ numbers:
     route: {endpoint: pbx, user: "1001"}
     digest:
       env: 1WAGATE_DIGEST # <-
-`, `numbers[0].digest.env: "1WAGATE_DIGEST" is not an environment variable name`},
+`, `numbers[0].digest.env: is not an environment variable name`},
 		{"digest env lower case", endpointsBlock + `
 numbers:
   - number: "+15550100001"
     phone_number_id: "1"
     route: {endpoint: pbx, user: "1001"}
     digest: {env: wagate_digest} # <-
-`, `numbers[0].digest.env: "wagate_digest" is not an environment variable name`},
+`, `numbers[0].digest.env: is not an environment variable name`},
 		{"number recording not a bool", endpointsBlock + `
 numbers:
   - number: "+15550100001"
@@ -1026,7 +1026,7 @@ permissions:
 api:
   token:
     env: api-token # <-
-`, `api.token.env: "api-token" is not an environment variable name`},
+`, `api.token.env: is not an environment variable name`},
 		{"webhook app_secret without verify_token", `
 api:
   webhook: # <-
@@ -1037,14 +1037,14 @@ api:
   webhook:
     app_secret: {value: s}
     verify_token: {env: "VERIFY-TOKEN"} # <-
-`, `api.webhook.verify_token.env: "VERIFY-TOKEN" is not an environment variable name`},
+`, `api.webhook.verify_token.env: is not an environment variable name`},
 		{"webhook app_secret env name", `
 api:
   webhook:
     app_secret:
       env: "app secret" # <-
     verify_token: {value: v}
-`, `api.webhook.app_secret.env: "app secret" is not an environment variable name`},
+`, `api.webhook.app_secret.env: is not an environment variable name`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -48,6 +48,20 @@ type Sources struct {
 	MetaWebhook func() MetaWebhookStats
 	// Prompts is the call flows' prompt library (nil: call flows off).
 	Prompts func() prompt.Stats
+	// Reloads is what came of the SIGHUPs (nil: left out).
+	Reloads func() ReloadStats
+}
+
+// ReloadStats counts configuration reloads (SIGHUP) by what came of them.
+type ReloadStats struct {
+	// Applied and Refused count the reloads applied and those refused
+	// (the file did not load, or changed keys that take a restart).
+	Applied, Refused uint64
+	// LastOK is whether the last reload was applied (true before any);
+	// LastSuccess when the config in force was loaded: at start, or by
+	// the last reload applied.
+	LastOK      bool
+	LastSuccess time.Time
 }
 
 // MetaWebhookStats counts what Meta's account_settings_update and calls

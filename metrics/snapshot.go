@@ -73,6 +73,10 @@ var (
 	dPromptRenders   = desc("wagate_prompt_renders_total", "Text-to-speech renders by result: ok, failed.", "result")
 	dPromptDownloads = desc("wagate_prompt_downloads_total", "Prompt file downloads by result: ok; refused (the URL, or a redirect, led to an address prompts.fetch_allow does not allow, or was not http(s)); failed (anything else: timeout, too large, not audio, HTTP error).", "result")
 	dEndpointUp      = desc("wagate_endpoint_up", "1 while an endpoint with an OPTIONS probe is up, 0 once its probes marked it down (hunts skip it).", "endpoint")
+	dCertExpiry      = desc("wagate_tls_certificate_expiry_timestamp_seconds", "When the certificate a TLS listener presents expires (Unix seconds): Meta refuses an expired one, so every user-initiated call would fail. A reload re-reads it.", "listener")
+	dReloads         = desc("wagate_config_reloads_total", "Configuration reloads (SIGHUP) by result: applied, refused (the file did not load, or changed keys that take a restart; the running config stayed).", "result")
+	dReloadOK        = desc("wagate_config_last_reload_successful", "1 when the last reload was applied (or none was tried since start), 0 when it was refused: the file on disk is not what runs.")
+	dReloadAt        = desc("wagate_config_last_reload_success_timestamp_seconds", "When the configuration in force was loaded (Unix seconds): at start, or by the last reload applied.")
 	dProbeFailures   = desc("wagate_endpoint_probe_failures_total", "OPTIONS probes of an endpoint that failed (no answer, transport error, 408, 5xx, 6xx).", "endpoint")
 )
 
@@ -82,7 +86,8 @@ func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 		dRTPSilence, dRTCP, dDTMF, dDTLS, dDTLSSeconds, dPlayout, dPacerLate, dPlayed, dRecActive, dRecCompleted, dRecFailed, dRecDropped, dRecBytes, dEvQueue, dEvQueueCap,
 		dEvDropped, dEvWriteErrors, dCDRs, dEvWritten, dDeliveries, dInFlight, dPermUp, dPermErrors, dPermRefused,
 		dPermCached, dPermLearned, dPermStale, dPermRestrict, dPermPending, dWebhookUnknown, dEndpointUp, dProbeFailures,
-		dMetaSettings, dMetaMismatch, dMetaMismatched, dMetaRefusals, dMetaCalls, dPromptCache, dPromptRenders, dPromptDownloads} {
+		dMetaSettings, dMetaMismatch, dMetaMismatched, dMetaRefusals, dMetaCalls, dPromptCache, dPromptRenders, dPromptDownloads,
+		dReloads, dReloadOK, dReloadAt, dCertExpiry} {
 		ch <- d
 	}
 }
@@ -106,6 +111,11 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(dPanics, s.Edge.PanicsRecovered)
 		counter(dTLSFailures, s.TLSHandshakeFailures.Inbound, "inbound")
 		counter(dTLSFailures, s.TLSHandshakeFailures.Outbound, "outbound")
+		for _, c := range s.Certificates {
+			if !c.NotAfter.IsZero() {
+				gauge(dCertExpiry, float64(c.NotAfter.Unix()), c.Address)
+			}
+		}
 	}
 	if c.src.Calls != nil {
 		s := c.src.Calls()
@@ -190,6 +200,13 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(dEndpointUp, b2f(e.Up), e.Endpoint)
 			counter(dProbeFailures, e.Failures, e.Endpoint)
 		}
+	}
+	if c.src.Reloads != nil {
+		r := c.src.Reloads()
+		counter(dReloads, r.Applied, "applied")
+		counter(dReloads, r.Refused, "refused")
+		gauge(dReloadOK, b2f(r.LastOK))
+		gauge(dReloadAt, float64(r.LastSuccess.UnixNano())/1e9)
 	}
 	if c.src.WebhookUnknownNumber != nil {
 		counter(dWebhookUnknown, c.src.WebhookUnknownNumber())

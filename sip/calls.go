@@ -2,6 +2,7 @@ package sip
 
 import (
 	"context"
+	"net/netip"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/wagate/wagate/configs"
@@ -30,6 +31,10 @@ type Calls interface {
 	// Busy reports whether a live call's A-leg came from src (host:port),
 	// so that its stream connection is not closed as idle.
 	Busy(src string) bool
+	// DialogPeer returns the endpoint, as a live call's leg has it, whose
+	// source addresses hold ip, or nil: a source a reload removed or
+	// moved may still end (or answer within) the calls it has up.
+	DialogPeer(ip netip.Addr) *configs.Endpoint
 	// Started runs the B2BUA's background work once every listener is
 	// bound (hanging up what a crash left, sampling the CPU) until ctx
 	// ends.
@@ -51,8 +56,9 @@ func (noCalls) Refused(*sip.Request, *configs.Endpoint, *Rejection) {}
 func (n noCalls) InDialog(req *sip.Request, tx sip.ServerTransaction, _ *configs.Endpoint) {
 	n.s.Respond(tx, req, 481, "Call/Transaction Does Not Exist", nil)
 }
-func (noCalls) Ack(*sip.Request)            {}
-func (noCalls) StrayResponse(*sip.Response) {}
-func (noCalls) Busy(string) bool            { return false }
-func (noCalls) Started(context.Context)     {}
-func (noCalls) Drain(context.Context)       {}
+func (noCalls) Ack(*sip.Request)                        {}
+func (noCalls) StrayResponse(*sip.Response)             {}
+func (noCalls) Busy(string) bool                        { return false }
+func (noCalls) DialogPeer(netip.Addr) *configs.Endpoint { return nil }
+func (noCalls) Started(context.Context)                 {}
+func (noCalls) Drain(context.Context)                   {}

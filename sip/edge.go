@@ -45,6 +45,10 @@ type edge struct {
 	// busy reports whether a stream connection from src carries a live
 	// call, so that the idle timeout spares it.
 	busy func(src string) bool
+	// dialogPeer returns the endpoint of a live call's leg whose source
+	// addresses hold ip (Calls.DialogPeer): a source the running config
+	// no longer has passes, but only within the dialogs it has up.
+	dialogPeer func(ip netip.Addr) *configs.Endpoint
 
 	stats   edgeCounters
 	summary edgeSummary
@@ -143,6 +147,8 @@ func newEdge(cfg *atomic.Pointer[configs.Config], log *slog.Logger) *edge {
 		flood:  newFloodGuard(),
 		conns:  newConnLimiter(),
 		busy:   func(string) bool { return false },
+
+		dialogPeer: func(netip.Addr) *configs.Endpoint { return nil },
 	}
 	e.summary.log = log
 	return e
@@ -167,8 +173,14 @@ func (e *edge) inboundTo(dst, b []byte, src netip.AddrPort, tr string) verdict {
 	cfg := e.cfg.Load()
 	ip := src.Addr().Unmap()
 	ep := cfg.EndpointForSource(ip)
+	dialogOnly := false
 	if ep == nil {
-		return e.stranger(cfg, b, ip, src)
+		// A peer a reload removed or moved ends the calls it has up as
+		// it would have before (docs/configuration.md, Reload).
+		if ep = e.dialogPeer(ip); ep == nil {
+			return e.stranger(cfg, b, ip, src)
+		}
+		dialogOnly = true
 	}
 	stream := tr != "UDP"
 	if tr != "TLS" && ep.Kind == configs.KindWhatsApp && strings.EqualFold(ep.Transport, "tls") {
@@ -205,6 +217,9 @@ func (e *edge) inboundTo(dst, b []byte, src netip.AddrPort, tr string) verdict {
 	}
 	if !m.isRequest() {
 		return e.response(dst, m, src, stream)
+	}
+	if dialogOnly && !inDialogBytes(m) {
+		return e.stranger(cfg, b, ip, src)
 	}
 	return e.request(dst, m, src, tr)
 }
@@ -574,4 +589,25 @@ func (e *edge) run(ctx context.Context, interval time.Duration) {
 			e.summary.flush(interval)
 		}
 	}
+}
+
+// inDialogBytes reports whether request m belongs to a dialog or a
+// transaction already under way: its To has a tag (BYE, re-INVITE, ACK,
+// in-dialog OPTIONS …), or it is a CANCEL. All a source that is a peer
+// of live calls only, and no endpoint any more, may send.
+func inDialogBytes(m *rawMessage) bool {
+	if strings.HasPrefix(m.start, "CANCEL ") {
+		return true
+	}
+	to := m.values(hdrTo)
+	if len(to) != 1 {
+		return false
+	}
+	var uri sip.Uri
+	params := sip.NewParams()
+	if _, err := sip.ParseAddressValue(to[0], &uri, &params); err != nil {
+		return false
+	}
+	tag, _ := params.Get("tag")
+	return tag != ""
 }

@@ -1,10 +1,12 @@
 package sip
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/wagate/wagate/configs"
 )
 
 // FuzzEdgeInbound: whatever arrives, the edge neither panics nor passes
@@ -20,6 +22,15 @@ func FuzzEdgeInbound(f *testing.F) {
 	f.Add([]byte("SIP/2.0 200 OK\r\nv: SIP/2.0/UDP a;branch=z9hG4bK1\r\nf: <sip:a@b>;tag=1\r\nt: <sip:c@d>\r\ni: x\r\nCSeq: 1 INVITE\r\n\r\n"), false)
 	f.Add([]byte("OPTIONS sip:a@b SIP/2.0\nVia: SIP/2.0/TCP h\n ;branch=z9hG4bK2\nFrom: <sip:a@b>;tag=2\nTo: <sip:a@b>\nCall-ID: 2\nCSeq: 2 OPTIONS\nMax-Forwards: 1\nl: 3\n\nabc"), true)
 	e := testEdge(f, nil)
+	// A moved peer of live calls passes only what belongs to a dialog.
+	moved := &configs.Endpoint{Name: "pbx", SourceCIDRs: []string{fromStranger.Addr().String()}}
+	pe := testEdge(f, nil)
+	pe.dialogPeer = func(ip netip.Addr) *configs.Endpoint {
+		if moved.HasSource(ip) {
+			return moved
+		}
+		return nil
+	}
 	f.Fuzz(func(t *testing.T, data []byte, stream bool) {
 		tr := "UDP"
 		if stream {
@@ -32,6 +43,15 @@ func FuzzEdgeInbound(f *testing.F) {
 				return
 			}
 			data = msg
+		}
+		if pv := pe.inbound(data, fromStranger, tr); pv.act == actPass {
+			if msg, err := sip.ParseMessage(pv.msg); err != nil {
+				t.Fatalf("passed message from a moved peer does not parse: %v\n%q", err, pv.msg)
+			} else if req, ok := msg.(*sip.Request); ok && req.Method != sip.CANCEL {
+				if tag, _ := req.To().Params.Get("tag"); tag == "" {
+					t.Fatalf("a moved peer's request out of any dialog passed:\n%q", pv.msg)
+				}
+			}
 		}
 		v := e.inbound(data, fromMeta, tr)
 		switch v.act {

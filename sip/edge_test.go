@@ -331,3 +331,46 @@ func TestFloodGuardTableBounded(t *testing.T) {
 		t.Errorf("after the idle entries expired a new source is still refused")
 	}
 }
+
+// TestEdgeDialogPeer: a source no endpoint has any more, but that a live
+// call's leg has (a reload moved its endpoint), passes within dialogs
+// only: its BYE, CANCEL and responses go through; an INVITE or OPTIONS
+// out of any dialog is a stranger's.
+func TestEdgeDialogPeer(t *testing.T) {
+	e := testEdge(t, func(c *configs.Config) { c.SIP.UnknownSources = configs.UnknownSourcesReject })
+	old := &configs.Endpoint{Name: "pbx", Kind: configs.KindPBX, SourceCIDRs: []string{fromStranger.Addr().String()}}
+	e.dialogPeer = func(ip netip.Addr) *configs.Endpoint {
+		if old.HasSource(ip) {
+			return old
+		}
+		return nil
+	}
+	via := "Via: SIP/2.0/UDP 127.0.0.9:5060;branch=z9hG4bK-e1"
+	bye := replaceLine(replaceLine(replaceLine(options(), "OPTIONS ", "BYE sip:wagate@127.0.0.1:5072 SIP/2.0"),
+		"To:", "To: <sip:+15550100001@127.0.0.1>;tag=t1"), "CSeq:", "CSeq: 8 BYE")
+	cancel := replaceLine(replaceLine(options(), "OPTIONS ", "CANCEL sip:+15550100001@127.0.0.1:5072 SIP/2.0"), "CSeq:", "CSeq: 7 CANCEL")
+	for _, tc := range []struct {
+		name, msg string
+		pass      bool
+	}{
+		{"BYE in a dialog", bye, true},
+		{"compact To with a tag", replaceLine(bye, "To:", "t: <sip:+15550100001@127.0.0.1>;tag=t1"), true},
+		{"CANCEL", cancel, true},
+		{"OPTIONS out of dialog", options(), false},
+		{"INVITE out of dialog", replaceLine(replaceLine(options(), "OPTIONS ", "INVITE sip:+15550100001@127.0.0.1:5072 SIP/2.0"), "CSeq:", "CSeq: 1 INVITE"), false},
+		{"a tag in the URI only", replaceLine(bye, "To:", "To: <sip:+15550100001@127.0.0.1;tag=t1>"), false},
+	} {
+		v := e.inbound([]byte(replaceLine(tc.msg, "Via:", via)), fromStranger, "UDP")
+		if pass := v.act == actPass; pass != tc.pass {
+			t.Errorf("%s from a live call's moved peer: passed %v, want %v (reply %q)", tc.name, pass, tc.pass, firstLine(string(v.reply)))
+		}
+		if !tc.pass && (v.act != actReply || !strings.HasPrefix(string(v.reply), "SIP/2.0 403 ")) {
+			t.Errorf("%s: got %q, want a stranger's 403", tc.name, firstLine(string(v.reply)))
+		}
+	}
+	// Once its calls have ended, it is a stranger again.
+	old.SourceCIDRs = nil
+	if v := e.inbound([]byte(replaceLine(bye, "Via:", via)), fromStranger, "UDP"); v.act == actPass {
+		t.Errorf("BYE passed from a source no endpoint and no live call has")
+	}
+}

@@ -100,6 +100,9 @@ func (l *edgeListener) Accept() (net.Conn, error) {
 		ip := src.Addr().Unmap()
 		cfg := l.edge.cfg.Load()
 		ep := cfg.EndpointForSource(ip)
+		if ep == nil {
+			ep = l.edge.dialogPeer(ip) // its messages are checked one by one
+		}
 		if ep == nil && cfg.SIP.UnknownSources != configs.UnknownSourcesReject {
 			c.Close()
 			l.edge.refuse(reasonStranger, src, "connection", verdict{})
@@ -255,7 +258,7 @@ func (c *edgeConn) next() error {
 			// Without a trustworthy length there is no next message to
 			// find: answer if the header can be read, then close.
 			m, _ := splitMessage(headerPart(c.in))
-			if c.edge.cfg.Load().EndpointForSource(c.src.Addr().Unmap()) != nil {
+			if ip := c.src.Addr().Unmap(); c.edge.cfg.Load().EndpointForSource(ip) != nil || c.edge.dialogPeer(ip) != nil {
 				if v := c.edge.answer(reason, c.src, detail, &m, code, phrase, true); v.act == actReply {
 					_, _ = c.Write(v.reply)
 				}

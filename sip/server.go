@@ -6,6 +6,7 @@
 package sip
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -96,6 +97,8 @@ type Status struct {
 	Trace *TraceStats `json:"sip_trace,omitempty"`
 	// Endpoints is the health of the endpoints with an OPTIONS probe.
 	Endpoints []EndpointHealth `json:"endpoints,omitempty"`
+	// Certificates are what the TLS listeners present.
+	Certificates []ListenerCert `json:"tls_certificates,omitempty"`
 }
 
 // New builds a Server for cfg. SetCalls must give it its B2BUA before Run.
@@ -153,6 +156,12 @@ func New(cfg *configs.Config, log *slog.Logger) (*Server, error) {
 	self.Store(s)
 	s.edge = newEdge(&s.cfg, log)
 	s.edge.busy = func(src string) bool { return s.calls != nil && s.calls.Busy(src) }
+	s.edge.dialogPeer = func(ip netip.Addr) *configs.Endpoint {
+		if s.calls == nil {
+			return nil
+		}
+		return s.calls.DialogPeer(ip)
+	}
 	s.trace = newTracer(cfg, log)
 	s.probe = newProber(s)
 
@@ -195,7 +204,14 @@ func (s *Server) Reload(cfg *configs.Config) {
 				s.log.Error("reload: TLS certificate unchanged", "address", l.Address, "error", err)
 				continue
 			}
+			old := lc.cert.Load()
 			lc.cert.Store(cert)
+			if old == nil || len(old.Certificate) == 0 || len(cert.Certificate) == 0 || !bytes.Equal(old.Certificate[0], cert.Certificate[0]) {
+				// A renewal keeps the file names: the reload's list of
+				// changed keys cannot say it, this line does.
+				li := lc.info()
+				s.log.Info("TLS certificate reloaded", "address", li.Address, "subject", li.Subject, "not_after", li.NotAfter)
+			}
 		}
 	}
 	s.certsMu.Unlock()
@@ -216,6 +232,9 @@ func (s *Server) Status() Status {
 	}
 	if h := s.probe.health(); len(h) > 0 {
 		st.Endpoints = h
+	}
+	if c := s.ListenerCerts(); len(c) > 0 {
+		st.Certificates = c
 	}
 	return st
 }
@@ -310,6 +329,8 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 			lc := &listenerCert{address: l.Address}
 			lc.cert.Store(cert)
+			li := lc.info()
+			s.log.Info("TLS certificate", "address", li.Address, "subject", li.Subject, "not_after", li.NotAfter)
 			ln, err := net.Listen("tcp", l.Address)
 			if err != nil {
 				closeAll()
@@ -402,7 +423,15 @@ func (s *Server) identify(req *sip.Request) *configs.Endpoint {
 	if err != nil {
 		return nil
 	}
-	return s.cfg.Load().EndpointForSource(ip.Unmap())
+	if ep := s.cfg.Load().EndpointForSource(ip.Unmap()); ep != nil {
+		return ep
+	}
+	// A peer a reload removed or moved: the edge passed only requests
+	// within its live calls' dialogs.
+	if tag, _ := req.To().Params.Get("tag"); tag != "" || req.Method == sip.CANCEL {
+		return s.edge.dialogPeer(ip.Unmap())
+	}
+	return nil
 }
 
 // Contact is our Contact for a leg on the given transport.

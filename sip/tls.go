@@ -191,6 +191,36 @@ type listenerCert struct {
 	cert    atomic.Pointer[tls.Certificate]
 }
 
+// ListenerCert is the certificate a TLS listener presents.
+type ListenerCert struct {
+	Address string `json:"address"`
+	// Subject is the certificate's subject; NotAfter when it expires
+	// (Meta refuses a listener whose certificate has).
+	Subject  string    `json:"subject"`
+	NotAfter time.Time `json:"not_after"`
+}
+
+// info describes the certificate lc presents.
+func (lc *listenerCert) info() ListenerCert {
+	li := ListenerCert{Address: lc.address}
+	if c := lc.cert.Load(); c != nil && c.Leaf != nil {
+		li.Subject, li.NotAfter = c.Leaf.Subject.String(), c.Leaf.NotAfter.UTC()
+	}
+	return li
+}
+
+// ListenerCerts lists the certificates the TLS listeners present, in the
+// order of sip.listen.
+func (s *Server) ListenerCerts() []ListenerCert {
+	s.certsMu.Lock()
+	defer s.certsMu.Unlock()
+	out := make([]ListenerCert, 0, len(s.certs))
+	for _, lc := range s.certs {
+		out = append(out, lc.info())
+	}
+	return out
+}
+
 func loadListenerCert(l configs.Listener) (*tls.Certificate, error) {
 	c, err := tls.LoadX509KeyPair(l.CertFile, l.KeyFile)
 	if err != nil {

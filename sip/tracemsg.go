@@ -2,7 +2,8 @@ package sip
 
 // What the SIP trace reads from a raw message without parsing it (the
 // summary of a log line, the Call-ID a HEP packet is correlated by) and
-// the redaction of credentials before a message leaves wagate in a trace.
+// the redaction of credentials and SRTP keys before a message leaves
+// wagate in a trace.
 
 import (
 	"bytes"
@@ -122,22 +123,39 @@ var keptDigestParams = map[string]bool{"username": true, "realm": true, "uri": t
 // tokenDigestParams are written without quotes.
 var tokenDigestParams = map[string]bool{"algorithm": true, "qop": true, "nc": true}
 
-// redactCredentials returns m with the credentials in its Authorization and
-// Proxy-Authorization headers replaced: a Digest keeps its username, realm,
-// uri, algorithm, qop and nc, and every other parameter (response, nonce,
-// cnonce, opaque, …) reads "redacted"; any other scheme, or a Digest that
-// does not parse, keeps only its scheme. m itself is returned when it has
-// no such header; otherwise a copy (header lines end in CRLF).
+// redactCredentials returns m with its secrets replaced: the credentials
+// in its Authorization and Proxy-Authorization headers (a Digest keeps
+// its username, realm, uri, algorithm, qop and nc, and every other
+// parameter — response, nonce, cnonce, opaque, … — reads "redacted"; any
+// other scheme, or a Digest that does not parse, keeps only its scheme)
+// and the SRTP keys in its SDP (redactSDPKeys), with Content-Length set to
+// the body's new length. m itself is returned when it holds none;
+// otherwise a copy (rewritten header lines end in CRLF).
 func redactCredentials(m []byte) []byte {
 	end, sep := headerEnd(m)
-	head := m
+	head, body := m, []byte(nil)
 	if end >= 0 {
-		head = m[:end+sep]
+		head, body = m[:end+sep], m[end+sep:]
 	}
-	if !containsFold(head, "authorization") {
+	nh, authz := redactAuthorizations(head)
+	nb, keys := redactSDPKeys(body)
+	if !authz && !keys {
 		return m
 	}
-	out := make([]byte, 0, len(m))
+	if len(nb) != len(body) {
+		nh = setContentLength(nh, len(nb))
+	}
+	out := make([]byte, 0, len(nh)+len(nb))
+	return append(append(out, nh...), nb...)
+}
+
+// redactAuthorizations redacts the credentials headers of head (see
+// redactCredentials); head itself, and false, when it has none.
+func redactAuthorizations(head []byte) ([]byte, bool) {
+	if !containsFold(head, "authorization") {
+		return head, false
+	}
+	out := make([]byte, 0, len(head))
 	rest := head
 	first := true
 	for len(rest) > 0 {
@@ -169,7 +187,116 @@ func redactCredentials(m []byte) []byte {
 		out = append(out, redactAuthorization(v)...)
 		out = append(out, "\r\n"...)
 	}
-	return append(out, m[len(head):]...)
+	return out, true
+}
+
+// redactSDPKeys returns body with the SRTP master keys of its SDP
+// replaced: in each a=crypto line (RFC 4568) the key of every inline
+// key-param reads "redacted", its lifetime and MKI kept
+// ("inline:redacted|2^31|1:4"), and a k= line keeps only its method
+// ("k=base64:redacted"). SIP over TLS protects these keys in transit; a
+// trace sent to HEP in cleartext, or a log, must not undo that. body
+// itself, and false, is returned when it holds none.
+func redactSDPKeys(body []byte) ([]byte, bool) {
+	if !bytes.Contains(body, []byte("a=crypto:")) && !bytes.Contains(body, []byte("\nk=")) && !bytes.HasPrefix(body, []byte("k=")) {
+		return body, false
+	}
+	out := make([]byte, 0, len(body))
+	rest := body
+	for len(rest) > 0 {
+		line := rest
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			line, rest = rest[:i+1], rest[i+1:]
+		} else {
+			rest = nil
+		}
+		text := bytes.TrimRight(line, "\r\n")
+		eol := line[len(text):]
+		switch {
+		case bytes.HasPrefix(text, []byte("a=crypto:")):
+			out = append(out, redactCryptoLine(string(text))...)
+		case bytes.HasPrefix(text, []byte("k=")):
+			method, _, _ := strings.Cut(string(text[2:]), ":")
+			out = append(out, "k="...)
+			out = append(out, method...)
+			if method != "prompt" {
+				out = append(out, ":redacted"...)
+			}
+		default:
+			out = append(out, text...)
+		}
+		out = append(out, eol...)
+	}
+	return out, true
+}
+
+// redactCryptoLine redacts one "a=crypto:<tag> <suite> <key-params>
+// [<session-params>]" line; one it cannot read keeps only its tag.
+func redactCryptoLine(line string) string {
+	fields := strings.Fields(line)
+	if len(fields) < 3 {
+		tag, _, _ := strings.Cut(strings.TrimPrefix(line, "a=crypto:"), " ")
+		if strings.Contains(tag, "inline:") {
+			return "a=crypto:redacted"
+		}
+		return "a=crypto:" + tag + " redacted"
+	}
+	params := strings.Split(fields[2], ";")
+	for i, p := range params {
+		method, info, ok := strings.Cut(p, ":")
+		if !ok {
+			params[i] = "redacted"
+			continue
+		}
+		_, tail, hasTail := strings.Cut(info, "|")
+		params[i] = method + ":redacted"
+		if hasTail {
+			params[i] += "|" + tail
+		}
+	}
+	fields[2] = strings.Join(params, ";")
+	out := strings.Join(fields, " ")
+	for _, p := range strings.Split(out, "inline:")[1:] {
+		if !strings.HasPrefix(p, "redacted") {
+			// A key where no key belongs: keep nothing of the line.
+			return "a=crypto:redacted"
+		}
+	}
+	return out
+}
+
+// setContentLength returns head with its Content-Length (or l) header set
+// to n; head itself when it has none.
+func setContentLength(head []byte, n int) []byte {
+	out := make([]byte, 0, len(head)+4)
+	rest := head
+	first, found := true, false
+	for len(rest) > 0 {
+		line := rest
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			line, rest = rest[:i+1], rest[i+1:]
+		} else {
+			rest = nil
+		}
+		name, _, ok := bytes.Cut(line, []byte(":"))
+		if !first && !found && ok && len(name) > 0 && name[0] != ' ' && name[0] != '\t' {
+			if nm := bytes.TrimSpace(name); equalFold(nm, "content-length") || equalFold(nm, "l") {
+				found = true
+				eol := line[len(bytes.TrimRight(line, "\r\n")):]
+				out = append(out, nm...)
+				out = append(out, ": "...)
+				out = strconv.AppendInt(out, int64(n), 10)
+				out = append(out, eol...)
+				continue
+			}
+		}
+		first = false
+		out = append(out, line...)
+	}
+	if !found {
+		return head
+	}
+	return out
 }
 
 func isAuthorization(name []byte) bool {

@@ -2,6 +2,7 @@ package sip
 
 import (
 	"bytes"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -60,15 +61,35 @@ func TestRedactCredentials(t *testing.T) {
 
 // FuzzRedactCredentials: whatever the message, every Authorization and
 // Proxy-Authorization left in the header section keeps no parameter value
-// but the harmless ones, and the other lines are untouched.
+// but the harmless ones, no a=crypto line of the body keeps a key, and
+// a message with neither is untouched.
 func FuzzRedactCredentials(f *testing.F) {
 	f.Add([]byte(traceInvite))
 	f.Add([]byte("A\nAuthorization: Digest response=\"x\"\n\tnonce=y\n\nbody"))
 	f.Add([]byte("A\r\nproxy-AUTHORIZATION :Basic abc\r\n"))
+	f.Add([]byte("A\r\nl: 40\r\n\r\na=crypto:1 S inline:KEY|2^20;inline:K2 P\r\nk=clear:x\n"))
 	f.Fuzz(func(t *testing.T, m []byte) {
 		out := redactCredentials(m)
-		if !containsFold(m, "authorization") && !bytes.Equal(out, m) {
+		end, sep := headerEnd(m)
+		body := m[len(m):]
+		if end >= 0 {
+			body = m[end+sep:]
+		}
+		keys := bytes.Contains(body, []byte("a=crypto:")) || bytes.Contains(body, []byte("\nk=")) || bytes.HasPrefix(body, []byte("k="))
+		if !containsFold(m, "authorization") && !keys && !bytes.Equal(out, m) {
 			t.Fatal("changed a message without credentials")
+		}
+		if oe, osep := headerEnd(out); oe >= 0 {
+			for _, line := range strings.Split(string(out[oe+osep:]), "\n") {
+				if !strings.HasPrefix(line, "a=crypto:") {
+					continue
+				}
+				for _, p := range strings.Split(line, "inline:")[1:] {
+					if !strings.HasPrefix(p, "redacted") {
+						t.Fatalf("a=crypto line kept a key: %q", line)
+					}
+				}
+			}
 		}
 		eachHeader(out, func(name, value []byte) bool {
 			if !isAuthorization(name) {
@@ -109,5 +130,50 @@ func TestSummarize(t *testing.T) {
 		if got := summarize([]byte(tc.in)); got != tc.want {
 			t.Errorf("summarize(%q) = %+v, want %+v", tc.in, got, tc.want)
 		}
+	}
+}
+
+// TestRedactSDPKeys: the SRTP master keys of an SDP body (a=crypto, k=)
+// never reach a trace; what the lines say besides (tag, suite, lifetime,
+// MKI, session parameters) stays, and Content-Length follows the body.
+func TestRedactSDPKeys(t *testing.T) {
+	const key1, key2 = "WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz", "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNk"
+	body := "v=0\r\no=- 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\nk=base64:c2VjcmV0\r\n" +
+		"m=audio 4000 RTP/SAVP 111\r\n" +
+		"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:" + key1 + "|2^31|1:4\r\n" +
+		"a=crypto:2 AES_256_CM_HMAC_SHA1_80 inline:" + key2 + ";inline:" + key1 + " UNENCRYPTED_SRTCP\r\n" +
+		"a=crypto:3 bad\r\n" +
+		"a=rtcp-mux\r\n"
+	msg := "INVITE sip:x SIP/2.0\r\nCall-ID: 1\r\nContent-Type: application/sdp\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
+	out := string(redactCredentials([]byte(msg)))
+	for _, s := range []string{key1, key2, "c2VjcmV0"} {
+		if strings.Contains(out, s) {
+			t.Errorf("the trace holds the key %q:\n%s", s, out)
+		}
+	}
+	for _, want := range []string{
+		"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:redacted|2^31|1:4\r\n",
+		"a=crypto:2 AES_256_CM_HMAC_SHA1_80 inline:redacted;inline:redacted UNENCRYPTED_SRTCP\r\n",
+		"a=crypto:3 redacted\r\n",
+		"k=base64:redacted\r\n",
+		"m=audio 4000 RTP/SAVP 111\r\n",
+		"a=rtcp-mux\r\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no line %q in\n%s", want, out)
+		}
+	}
+	head, newBody, _ := strings.Cut(out, "\r\n\r\n")
+	if want := "Content-Length: " + strconv.Itoa(len(newBody)); !strings.Contains(head, want) {
+		t.Errorf("head says %q, want %s:\n%s", headerLine(out, "Content-Length"), want, out)
+	}
+	// Compact form, and a body with no keys kept as is.
+	compact := strings.Replace(msg, "Content-Length:", "l:", 1)
+	if out := string(redactCredentials([]byte(compact))); !strings.Contains(out, "\r\nl: "+strconv.Itoa(len(out)-strings.Index(out, "\r\n\r\n")-4)+"\r\n") {
+		t.Errorf("compact Content-Length not set:\n%s", out)
+	}
+	plain := []byte("INVITE sip:x SIP/2.0\r\nContent-Length: 13\r\n\r\nv=0\r\na=sendrecv")
+	if out := redactCredentials(plain); &out[0] != &plain[0] {
+		t.Errorf("a body without keys was rewritten: %q", out)
 	}
 }

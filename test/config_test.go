@@ -78,3 +78,31 @@ func TestCheckConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckConfigMusicOnHold: a music_on_hold that is no WAV wagate can
+// play fails -check-config on its line, as it fails wagate -config at
+// start, instead of passing the check and stopping the service.
+func TestCheckConfigMusicOnHold(t *testing.T) {
+	t.Parallel()
+	requireWagate(t)
+	e := makeEnv(t)
+	notWAV := filepath.Join(e.dir, "hold.wav")
+	if err := os.WriteFile(notWAV, []byte("ID3 an mp3, not a wav"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	path := e.writeConfig(wagateOpts{MediaExtra: fmt.Sprintf(", music_on_hold: %q", notWAV)})
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := 0
+	for i, l := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(l, "media:") {
+			line = i + 1
+		}
+	}
+	code, out := checkConfig(t, path)
+	if want := fmt.Sprintf("%s:%d: media.music_on_hold: ", path, line); code == 0 || !strings.Contains(out, want) || !strings.Contains(out, "not a RIFF WAVE file") {
+		t.Errorf("wagate -check-config with a music_on_hold that is no WAV: exit %d, want 1 and %q\n%s", code, want, out)
+	}
+}

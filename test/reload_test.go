@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -122,6 +123,27 @@ func (e *env) uicCall(w *wagate) *sippProc {
 	return pbx
 }
 
+// checkReloadMetrics checks what /metrics says of the reloads so far.
+func checkReloadMetrics(t *testing.T, e *env, applied, refused, lastOK float64) {
+	t.Helper()
+	m := scrapeMetrics(t, e)
+	for _, c := range []struct {
+		name, labels string
+		want         float64
+	}{
+		{"wagate_config_reloads_total", `result="applied"`, applied},
+		{"wagate_config_reloads_total", `result="refused"`, refused},
+		{"wagate_config_last_reload_successful", "", lastOK},
+	} {
+		if v, ok := metricValue(m, c.name, c.labels); !ok || v != c.want {
+			t.Errorf("%s{%s} = %v (present %v), want %v", c.name, c.labels, v, ok, c.want)
+		}
+	}
+	if v, ok := metricValue(m, "wagate_config_last_reload_success_timestamp_seconds", ""); !ok || v < float64(time.Now().Add(-time.Hour).Unix()) {
+		t.Errorf("wagate_config_last_reload_success_timestamp_seconds = %v (present %v)", v, ok)
+	}
+}
+
 // TestReloadRefusesRestartKeys: a SIGHUP whose file changes keys only a
 // restart applies (the media port range and the API address) is refused
 // as a whole, naming both keys, and wagate keeps running on the old config:
@@ -159,6 +181,8 @@ func TestReloadRefusesRestartKeys(t *testing.T) {
 			t.Errorf("wagate logged %q after a refused reload", l.str("msg"))
 		}
 	}
+	// An alert can see it: what runs is not the file on disk.
+	checkReloadMetrics(t, e, 0, 1, 0)
 
 	// The old config runs: API on the old address, none on the new one,
 	// the old route and the old media range.
@@ -201,9 +225,84 @@ func TestReloadAppliesLiveKeys(t *testing.T) {
 		}
 	}
 
+	checkReloadMetrics(t, e, 1, 0, 1)
+
 	pbx := e.uicCall(w)
 	checkBLegInvite(t, e, pbx, "2002", waUser)
 	w.waitLogMsg("B-leg INVITE sent", skip) // a debug line: log.level applied
 	s := w.waitIdle()
 	w.expectCounts(s, 1, 1)
+}
+
+// TestReloadedNumberTakesAccountUpdate: a business number a SIGHUP adds
+// is known to Meta's account_update webhook, which names numbers only as
+// Meta displays them: a pause Meta sends for it is applied, not dropped as
+// a number wagate does not serve.
+func TestReloadedNumberTakesAccountUpdate(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := e.startWagate(ruleOpts(e, ""))
+	const added, addedID = "15550100002", "100000000000002"
+	e.rewriteConfig("\nmedia:", fmt.Sprintf("\n  - {number: \"+%s\", phone_number_id: %q, route: {endpoint: pbx, user: \"1002\"}}\nmedia:", added, addedID))
+	skip := len(w.logLines())
+	w.hup()
+	if l := w.waitLogMsg("config reloaded", skip); l.str("changed") != "numbers" {
+		t.Fatalf("changed = %q, want numbers", l.str("changed"))
+	}
+	until := time.Now().Add(7 * 24 * time.Hour).Unix()
+	body := fmt.Sprintf(`{"object":"whatsapp_business_account","entry":[{"id":"WABA","time":%d,"changes":[{"field":"account_update","value":`+
+		`{"phone_number":"%s","event":"ACCOUNT_RESTRICTION","restriction_info":[{"restriction_type":"RESTRICTED_BUSINESS_INITIATED_CALLING","expiration":%d}]}}]}]}`,
+		time.Now().Unix(), added, until)
+	if code := postWebhook(t, e.apiBase(), []byte(body)); code != 200 {
+		t.Fatalf("webhook: %d", code)
+	}
+	if code, res := apiCall(t, http.MethodGet, e.apiBase()+"/v1/restrictions", ""); code != 200 || !strings.Contains(res, addedID) {
+		t.Errorf("GET /v1/restrictions after Meta paused the reloaded number: %d %s", code, res)
+	}
+}
+
+// TestReloadKeepsCallsOfMovedEndpoint: a SIGHUP that moves the PBX (its
+// source_cidrs now name another address) leaves the call up on the old
+// address whole: the agent's BYE from there is taken, not refused as a
+// stranger's, and Meta's leg is hung up at once.
+func TestReloadKeepsCallsOfMovedEndpoint(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := e.startWagate(wagateOpts{})
+	pbx := e.startSipp(sippSpec{Name: "pbx", Scenario: "uas_bye.xml", Peer: e.PBX, Calls: 1, Args: []string{"-d", "2500"}})
+	meta := e.startSipp(sippSpec{Name: "meta", Scenario: "uac_wait_bye.xml", Peer: e.Meta, Remote: w.SIPAddr, Calls: 1,
+		Args: callArgs(businessNumber, waUser)})
+	w.waitLogMsg("call answered", 0)
+	e.rewriteConfig("source_cidrs: ["+e.PBX.IP+"/32]", "source_cidrs: ["+e.ip(30)+"/32]")
+	skip := len(w.logLines())
+	w.hup()
+	if l := w.waitLogMsg("config reloaded", skip); l.str("changed") != "endpoints[1].source_cidrs" {
+		t.Fatalf("changed = %q, want endpoints[1].source_cidrs", l.str("changed"))
+	}
+	pbx.requireOK()
+	meta.requireOK()
+	s := w.waitIdle()
+	w.expectCounts(s, 1, 1)
+}
+
+// TestReloadCallFlowWithoutPrompts: on a node whose prompt library could
+// not start (no espeak-ng), a SIGHUP that brings in a call-flow route is
+// refused, saying why, instead of being applied for the route's calls to
+// get 503.
+func TestReloadCallFlowWithoutPrompts(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := e.startWagate(wagateOpts{
+		Env:      []string{"PATH=" + filepath.Join(e.dir, "no-bin")},
+		APIExtra: ", token: {value: t}",
+		Extra:    fmt.Sprintf("recording: {enabled: true, directory: %q}\n", filepath.Join(e.dir, "rec")),
+	})
+	e.rewriteConfig(`route: {endpoint: pbx, user: "1001"}`,
+		`route: {callflow: {url: "http://127.0.0.1:9/flow", secret: {value: s}, fallback: {endpoint: pbx, user: "1000"}}}`)
+	skip := len(w.logLines())
+	w.hup()
+	l := w.waitLogMsg("reload refused: call-flow routes need the prompt library, which did not start; nothing was applied, the running config stays", skip)
+	if !strings.Contains(l.str("error"), "espeak-ng not found") {
+		t.Errorf("refusal does not say why: %v", l)
+	}
 }

@@ -86,8 +86,15 @@ var certSerial struct {
 	n int64
 }
 
-// issue makes a server certificate for names (DNS names or IPs).
+// issue makes a server certificate for names (DNS names or IPs), valid
+// for a day.
 func (p *testPKI) issue(t *testing.T, names ...string) tls.Certificate {
+	t.Helper()
+	return p.issueUntil(t, time.Now().Add(24*time.Hour), names...)
+}
+
+// issueUntil is issue with the certificate's expiry.
+func (p *testPKI) issueUntil(t *testing.T, notAfter time.Time, names ...string) tls.Certificate {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -101,7 +108,7 @@ func (p *testPKI) issue(t *testing.T, names ...string) tls.Certificate {
 		SerialNumber: big.NewInt(serialN),
 		Subject:      pkix.Name{CommonName: names[0]},
 		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
+		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
@@ -549,4 +556,57 @@ func TestTLSBICWrongCertificate(t *testing.T) {
 			w.expectCounts(s, 1, 1)
 		})
 	}
+}
+
+// TestTLSCertificateReload: the listener's certificate expiry is a
+// metric, and a SIGHUP after a renewal that keeps the file names (as
+// certbot does) serves the new certificate, says so in the log, and moves
+// the metric, although no config key changed.
+func TestTLSCertificateReload(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	pki := newTestPKI(t, t.TempDir(), e.WagateIP)
+	tlsPort := freeTCPPort(t, e.WagateIP)
+	w := e.startWagate(wagateOpts{APIExtra: ", token: {value: t}", ListenExtra: fmt.Sprintf("\n    - {transport: tls, address: \"%s:%d\", cert_file: %q, key_file: %q}",
+		e.WagateIP, tlsPort, pki.certFile, pki.keyFile)})
+	waitBound(t, "wagate", "tcp", e.WagateIP, tlsPort, w.exited)
+	listener := fmt.Sprintf(`listener="%s:%d"`, e.WagateIP, tlsPort)
+	expiry := func() time.Time {
+		v, ok := metricValue(scrapeMetrics(t, e), "wagate_tls_certificate_expiry_timestamp_seconds", listener)
+		if !ok {
+			t.Fatalf("no wagate_tls_certificate_expiry_timestamp_seconds{%s}", listener)
+		}
+		return time.Unix(int64(v), 0)
+	}
+	if got := expiry(); got.Before(time.Now().Add(23*time.Hour)) || got.After(time.Now().Add(25*time.Hour)) {
+		t.Errorf("expiry of the day-long certificate: %v", got)
+	}
+
+	until := time.Now().Add(90 * 24 * time.Hour).Truncate(time.Second)
+	renewed := pki.issueUntil(t, until, "renewed.test", e.WagateIP)
+	writePEM(t, pki.certFile, "CERTIFICATE", renewed.Certificate[0])
+	keyDER, err := x509.MarshalPKCS8PrivateKey(renewed.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writePEM(t, pki.keyFile, "PRIVATE KEY", keyDER)
+	skip := len(w.logLines())
+	w.hup()
+	if l := w.waitLogMsg("TLS certificate reloaded", skip); !strings.Contains(l.str("subject"), "renewed.test") {
+		t.Errorf("reload line: %v", l)
+	}
+	if l := w.waitLogMsg("config reloaded", skip); l.str("changed") != "(nothing)" {
+		t.Errorf("changed = %q", l.str("changed"))
+	}
+	if got := expiry(); !got.Equal(until) {
+		t.Errorf("expiry after the renewal: %v, want %v", got, until)
+	}
+	// From an endpoint's address: a stranger's connection is closed at accept.
+	d := &net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(e.Meta.IP)}}
+	c, err := tls.DialWithDialer(d, "tcp", net.JoinHostPort(e.WagateIP, strconv.Itoa(tlsPort)),
+		&tls.Config{RootCAs: pki.roots, ServerName: "renewed.test"})
+	if err != nil {
+		t.Fatalf("a client of renewed.test after the reload: %v", err)
+	}
+	c.Close()
 }

@@ -2,6 +2,7 @@ package test
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -17,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/wagate/wagate/test/internal/metapeer"
 )
 
 // The SIP trace (sip.trace) through the real binary: HEP v3 packets
@@ -574,6 +577,73 @@ func TestTraceTLS(t *testing.T) {
 	for _, l := range traceLogLines(t, w) {
 		if l["call_id"] == callID && l["transport"] != "tls" {
 			t.Errorf("log line %v: transport is not tls", l)
+		}
+	}
+}
+
+// sdesKey matches the key material of an a=crypto line.
+var sdesKey = regexp.MustCompile(`inline:([A-Za-z0-9+/]{20,}=*)`)
+
+// TestTraceRedactsSRTPKeys: an SDES-SRTP call with Meta (whose signalling
+// TLS protects the keys in transit) traced at log.level debug and to HEP,
+// which is cleartext UDP: neither side's SRTP master key appears in the
+// log or in any HEP payload; the a=crypto lines stay, keys redacted.
+func TestTraceRedactsSRTPKeys(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	col := startHEPCollector(t, e)
+	w := e.startWagate(traceOpts(wagateOpts{LogLevel: "debug", MetaEncryption: "sdes"}, col))
+	call, pbx := placeUICThroughEcho(t, e, w, metapeer.Config{})
+	var keys []string
+	for _, sdp := range [][]byte{call.Local, call.Remote} {
+		for _, m := range sdesKey.FindAllSubmatch(sdp, -1) {
+			keys = append(keys, string(m[1]))
+		}
+	}
+	if len(keys) < 2 {
+		t.Fatalf("keys %v in the offer and answer:\n%s\n%s", keys, call.Local, call.Remote)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
+	defer cancel()
+	if err := call.Hangup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pbx.requireOK()
+	w.waitIdle()
+	pkts := col.settle(t, 6)
+
+	log, err := os.ReadFile(w.logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var payloads []string
+	for _, d := range pkts {
+		payloads = append(payloads, decodeHEPMsg(t, d.data).payload)
+	}
+	all := strings.Join(payloads, "\n")
+	for _, k := range keys {
+		if strings.Contains(string(log), k) {
+			t.Errorf("wagate's log holds the SRTP key %q", k)
+		}
+		if strings.Contains(all, k) {
+			t.Errorf("a HEP payload holds the SRTP key %q", k)
+		}
+	}
+	if !strings.Contains(all, "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:redacted") {
+		t.Errorf("no HEP payload carries the redacted a=crypto line")
+	}
+	// A collector reads the redacted message whole: its Content-Length is
+	// the redacted body's.
+	for _, p := range payloads {
+		head, body, ok := strings.Cut(p, "\r\n\r\n")
+		if !ok || !strings.Contains(body, "a=crypto:") {
+			continue
+		}
+		m := regexp.MustCompile(`(?mi)^(?:content-length|l)\s*:\s*(\d+)\r?$`).FindStringSubmatch(head)
+		if m == nil {
+			t.Errorf("a redacted HEP payload has no Content-Length:\n%s", p)
+		} else if n, _ := strconv.Atoi(m[1]); n != len(body) {
+			t.Errorf("a redacted HEP payload says Content-Length %d, its body has %d bytes:\n%s", n, len(body), p)
 		}
 	}
 }

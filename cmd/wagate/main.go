@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 	"time"
 
@@ -81,9 +82,7 @@ func run() int {
 	// wagate can drain.
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGHUP)
-	rt := &running{level: new(slog.LevelVar)}
-	rt.cfg.Store(cfg)
-	rt.level.Set(logLevel(cfg.Log))
+	rt := newRunning(cfg)
 	log := newLogger(cfg.Log, rt.level)
 	slog.SetDefault(log)
 	bi := readBuildInfo()
@@ -189,7 +188,7 @@ func run() int {
 
 	// Call-flow routes: the prompt library and an engine per route. Without
 	// such a route a missing text-to-speech engine is no error (a reload
-	// adding one then gets 503 for its calls, logged).
+	// adding one is refused, saying why).
 	var flows *callFlows
 	if f, err := newCallFlows(cfg, log); err == nil {
 		flows = f
@@ -200,6 +199,7 @@ func run() int {
 		log.Error("call flow setup failed", "error", err)
 		return 1
 	} else {
+		rt.noFlows = err
 		log.Debug("call flows not available", "error", err)
 	}
 
@@ -256,7 +256,7 @@ func run() int {
 			st.CallReports = apiSrv.Stats().WebhookCallReports
 		}
 		return st
-	}, promptStats(flows))
+	}, promptStats(flows), rt.stats)
 
 	if cfg.API.Listen != "" {
 		opts := api.Options{
@@ -273,7 +273,7 @@ func run() int {
 				}
 				return d
 			},
-			NumberID:     numberIDResolver(cfg),
+			NumberID:     numberIDResolver(rt.cfg.Load),
 			Token:        cfg.API.Token.Resolve(),
 			AppSecret:    cfg.API.Webhook.AppSecret.Resolve(),
 			VerifyToken:  cfg.API.Webhook.VerifyToken.Resolve(),
@@ -407,10 +407,18 @@ func loadConfig(path string) (*configs.Config, error) {
 // warnings, not failures: the check may run in another environment than
 // the service, which refuses to start without them.
 func checkConfig(path string) int {
-	_, warnings, err := configs.Check(path)
+	cfg, warnings, err := configs.Check(path)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
+	}
+	// What start-up reads beyond the config package: the file must be a
+	// WAV wagate plays, or wagate -config stops at start.
+	if f := cfg.Media.MusicOnHold; f != "" {
+		if _, err := media.LoadWAV(f); err != nil {
+			fmt.Fprintln(os.Stderr, cfg.ProblemAt("media.music_on_hold", strings.TrimPrefix(err.Error(), "media: ")).String())
+			return 1
+		}
 	}
 	for _, w := range warnings {
 		fmt.Fprintf(os.Stderr, "warning: %s\n", w)

@@ -43,10 +43,13 @@ func openPermissions(cfg *configs.Config, log *slog.Logger) (permissions.Store, 
 }
 
 // numberIDResolver maps a business number as Meta displays it in
-// account_update (digits, maybe with '+') to its phone-number-id.
-func numberIDResolver(cfg *configs.Config) func(string) (string, bool) {
+// account_update (digits, maybe with '+') to its phone-number-id, in the
+// configuration running at the time (cfg, read per call): numbers are
+// live keys, so a number a reload adds must resolve, and one it removes
+// must not.
+func numberIDResolver(cfg func() *configs.Config) func(string) (string, bool) {
 	return func(display string) (string, bool) {
-		n := cfg.NumberByE164("+" + strings.TrimPrefix(strings.TrimSpace(display), "+"))
+		n := cfg().NumberByE164("+" + strings.TrimPrefix(strings.TrimSpace(display), "+"))
 		if n == nil {
 			return "", false
 		}
