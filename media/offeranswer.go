@@ -253,7 +253,7 @@ func (b *Bridge) AnswerB(answerB []byte) ([]byte, error) {
 		sideA.event, sideA.recvEvent = n.eventA, []uint8{n.eventA.PT}
 	}
 	sideB := &sideMedia{peer: peerB, codec: codecB, recvAudio: []uint8{off.PT, codecB.PT},
-		ptime: mb.Ptime, askPtime: n.offerPtime}
+		recvOtherLaw: otherLaw(mb.Codecs, n.offered, codecB), ptime: mb.Ptime, askPtime: n.offerPtime}
 	if hasEventB {
 		sideB.event, sideB.recvEvent = eventB, []uint8{eventOff.PT, eventB.PT}
 	}

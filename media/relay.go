@@ -307,6 +307,9 @@ func (d *direction) handle(buf *packetBuf, n int, from netip.AddrPort, now time.
 	}
 	switch rt.class[pt] {
 	case classAudio:
+		if rt.otherLaw.has(pt) {
+			convertLaw(payload(pkt, hl), rt.lawConv)
+		}
 		d.rx.update(binary.BigEndian.Uint32(pkt[8:]), binary.BigEndian.Uint16(pkt[2:]), binary.BigEndian.Uint32(pkt[4:]), now, rt.in.rate)
 		if d.play != nil {
 			return false // a playback replaces it

@@ -51,6 +51,11 @@ type route struct {
 	// c=0.0.0.0), so nothing is sent to it but RTCP. quiet: the source
 	// may send nothing (it holds, or is muted), so it has no RTP timeout.
 	mute, quiet bool
+	// otherLaw marks the incoming payload types that carry G.711 of the
+	// other law than in (sideMedia.recvOtherLaw); lawConv converts their
+	// payload to in's law.
+	otherLaw ptSet
+	lawConv  *[256]byte
 	// absent: the source side has no peer at all (B of a call answered
 	// locally, until one is connected), so it cannot time out.
 	absent bool
@@ -138,3 +143,9 @@ func (d *direction) newOut(k *sdesKey) *srtpOut {
 	}
 	return o
 }
+
+// ptSet is a set of RTP payload types.
+type ptSet [2]uint64
+
+func (s *ptSet) set(pt uint8)      { s[pt>>6&1] |= 1 << (pt & 63) }
+func (s *ptSet) has(pt uint8) bool { return s[pt>>6&1]&(1<<(pt&63)) != 0 }

@@ -20,6 +20,13 @@ type sideMedia struct {
 	// recvAudio are the payload types the peer may send its audio with
 	// (ours from our SDP, and its own where it answered with others).
 	recvAudio []uint8
+	// recvOtherLaw are the payload types the peer may send G.711 of the
+	// other law than codec with: its answer listed both laws of our
+	// offer, so it may send either (RFC 3264 §6.1), and some PBXs do
+	// switch mid-call (Asterisk forwarding an A-law phone's or music
+	// source's packets as they are). They are converted to codec's law
+	// on arrival, one table look-up a byte.
+	recvOtherLaw []uint8
 	// event is the telephone-event we send it (Name "": none);
 	// recvEvent the payload types it may send events with.
 	event     Codec
@@ -70,6 +77,15 @@ func buildRoute(from, to *sideMedia) (*route, error) {
 	}
 	for _, pt := range from.recvAudio {
 		rt.class[pt], rt.pt[pt] = classAudio, to.codec.PT
+	}
+	if conv := lawConversion(in); conv != nil {
+		for _, pt := range from.recvOtherLaw {
+			if rt.class[pt] == classDrop {
+				rt.class[pt], rt.pt[pt] = classAudio, to.codec.PT
+				rt.otherLaw.set(pt)
+				rt.lawConv = conv
+			}
+		}
 	}
 	return rt, nil
 }
