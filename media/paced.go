@@ -97,7 +97,7 @@ func (d *direction) playTick(wall time.Time) time.Time {
 		d.switchRoute(rt)
 	}
 	var next time.Duration
-	if d.play != nil {
+	if d.play != nil && !d.underTalking(sched) {
 		next = d.playbackTick(sched, now)
 	} else {
 		next = d.pace(sched, now)
@@ -260,6 +260,15 @@ func (d *direction) sent(sched, dur time.Duration) {
 // (waitAt, when not 0, is when the playout buffer's next audio is due;
 // 0 and no silence: none until a packet arrives).
 func (d *direction) idle(rt *route, sched, now, waitAt time.Duration) time.Duration {
+	if p := d.play; p != nil && p.under && sched >= p.start-time.Millisecond {
+		// A playback that gives way (GiveWay) fills the pause: its
+		// frame, not silence.
+		next := d.playbackTick(sched, now)
+		if waitAt > 0 && (next <= 0 || waitAt < next) {
+			return waitAt
+		}
+		return next
+	}
 	if !d.silenceOn || waitAt > 0 && waitAt-sched < silenceFrame {
 		return waitAt // audio comes before a frame of silence would end
 	}

@@ -311,7 +311,7 @@ func (d *direction) handle(buf *packetBuf, n int, from netip.AddrPort, now time.
 			convertLaw(payload(pkt, hl), rt.lawConv)
 		}
 		d.rx.update(binary.BigEndian.Uint32(pkt[8:]), binary.BigEndian.Uint16(pkt[2:]), binary.BigEndian.Uint32(pkt[4:]), now, rt.in.rate)
-		if d.play != nil {
+		if d.play != nil && !(d.play.under && d.paced(rt)) {
 			return false // a playback replaces it
 		}
 		if d.paced(rt) {
