@@ -108,6 +108,10 @@ type direction struct {
 
 	started time.Duration // when Start ran
 	last    time.Duration // when the latest valid packet arrived
+	// rtcpAt is when the latest valid RTCP from the source side was
+	// read, quietFrom when the source side began to hold: a holding
+	// peer that reports while it holds is timed out on its reports.
+	rtcpAt, quietFrom time.Duration
 
 	playJob, rtcpJob, timeoutJob *PacerJob
 	play                         *Playback // playing toward the destination instead of the source's audio

@@ -70,11 +70,15 @@ func (r *route) ready() bool {
 // it. Crypto contexts are kept when the keys are the same (an answer
 // repeated in the 200 after a 183 must not reset SRTP state).
 func (d *direction) switchRoute(rt *route) {
-	if old := d.cur; old != nil && old.quiet && (rt == nil || !rt.quiet) {
+	old := d.cur
+	if old != nil && old.quiet && (rt == nil || !rt.quiet) {
 		// Out of hold: the source's timeout counts from now (and its
 		// start timeout, if it never sent).
 		now := d.clock()
 		d.last, d.started, d.confirming = now, now, false
+	}
+	if (old == nil || !old.quiet) && rt != nil && rt.quiet {
+		d.quietFrom, d.confirming = d.clock(), false
 	}
 	d.cur = rt
 	if rt == nil {
