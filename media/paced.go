@@ -180,7 +180,14 @@ func (d *direction) paceTranscode(rt *route, sched, now time.Duration) time.Dura
 	var waitAt time.Duration
 feed:
 	for i := 0; xc.qn == 0 && d.pl != nil && i < maxFeed; i++ {
-		act, s, at := d.pl.next(sched, xc.buffered(), frame)
+		// The playout is judged in input packets when they are longer
+		// than an output frame (60 ms Opus into 20 ms G.711): input is
+		// only taken when the queue has run dry, once a packet, so the
+		// tick can be up to a packet minus a frame off the packet's due
+		// time. Judged in output frames, every packet of a 60 ms stream
+		// came 'late': dropped and concealed in turn, the user heard
+		// nearly nothing.
+		act, s, at := d.pl.next(sched, xc.buffered(), max(frame, d.pl.frameDur()))
 		switch act {
 		case playNothing:
 			break feed
