@@ -302,19 +302,21 @@ func (d *direction) handle(buf *packetBuf, n int, from netip.AddrPort, now time.
 		d.unrouted(pkt, hl, rt, now)
 		return false
 	}
-	if rt.mute {
-		return false // the other side holds
-	}
 	pt := pkt[1] & 0x7f
 	if c := rt.class[pt]; c == classAudio || c == classEvent {
 		d.rxBytes += uint64(n)
 	}
 	switch rt.class[pt] {
 	case classAudio:
+		d.rx.update(binary.BigEndian.Uint32(pkt[8:]), binary.BigEndian.Uint16(pkt[2:]), binary.BigEndian.Uint32(pkt[4:]), now, rt.in.rate)
+		if rt.mute {
+			// The other side holds: nothing goes to it, but the packet
+			// was received (our reports to its sender say so).
+			return false
+		}
 		if rt.otherLaw.has(pt) {
 			convertLaw(payload(pkt, hl), rt.lawConv)
 		}
-		d.rx.update(binary.BigEndian.Uint32(pkt[8:]), binary.BigEndian.Uint16(pkt[2:]), binary.BigEndian.Uint32(pkt[4:]), now, rt.in.rate)
 		if d.play != nil && !(d.play.under && d.paced(rt)) {
 			return false // a playback replaces it
 		}
@@ -324,9 +326,13 @@ func (d *direction) handle(buf *packetBuf, n int, from netip.AddrPort, now time.
 		d.relayAudio(pkt, hl, rt, now)
 	case classEvent:
 		d.rx.update(binary.BigEndian.Uint32(pkt[8:]), binary.BigEndian.Uint16(pkt[2:]), binary.BigEndian.Uint32(pkt[4:]), now, 0)
-		d.event(pkt, hl, rt, now)
-	default:
-		d.dropInvalid(from, n)
+		if !rt.mute {
+			d.event(pkt, hl, rt, now)
+		}
+	case classDrop:
+		if !rt.mute {
+			d.dropInvalid(from, n)
+		}
 	}
 	return false
 }
