@@ -581,6 +581,16 @@ func (p *playout) reset() {
 	p.cur = 0
 }
 
+// convert converts every payload held with conv (G.711 of one law to the
+// other: the same size, so timing and slots are unchanged).
+func (p *playout) convert(conv *[256]byte) {
+	for i := range p.slots {
+		if s := &p.slots[i]; s.used {
+			convertLaw(s.payload(), conv)
+		}
+	}
+}
+
 // free returns every buffer held to the pool (the direction is closing).
 func (p *playout) free() {
 	for i := range p.slots {

@@ -112,6 +112,19 @@ func (d *direction) switchRoute(rt *route) {
 		d.pl.free()
 		d.pl = nil
 	}
+	if d.pl != nil && old != nil && old.in.name != rt.in.name {
+		// The source moved to the other G.711 law (a re-INVITE to a
+		// phone with A-law): what is held is in the old one. Decoded
+		// by the new law it was distorted audio at a quarter of its
+		// level, a crackle at the switch; converted, it plays on.
+		if conv := lawConversion(rt.in.name); conv != nil && lawConversion(old.in.name) != nil {
+			d.pl.convert(conv)
+			d.pl.quiet = quietFunc(rt.in.name)
+		} else {
+			d.pl.free()
+			d.pl = nil
+		}
+	}
 	if d.xc != nil && (rt.mode != modeTranscode || !d.xc.matches(rt)) {
 		d.xc.close()
 		d.xc = nil
