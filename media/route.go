@@ -51,6 +51,9 @@ type route struct {
 	// c=0.0.0.0), so nothing is sent to it but RTCP. quiet: the source
 	// may send nothing (it holds, or is muted), so it has no RTP timeout.
 	mute, quiet bool
+	// linked: the source is another call's side (Link): quiet, and not
+	// timed out on its RTCP either.
+	linked bool
 	// otherLaw marks the incoming payload types that carry G.711 of the
 	// other law than in (sideMedia.recvOtherLaw); lawConv converts their
 	// payload to in's law.

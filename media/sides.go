@@ -40,6 +40,9 @@ type sideMedia struct {
 	// but sendrecv: a held PBX rarely sends its own music), so its RTP
 	// timeout is suspended.
 	noSend, quiet bool
+	// linked: the peer is another call's side on this host (Link); it
+	// has no RTP timeout at all, whatever RTCP it sends.
+	linked bool
 }
 
 // name is the side's canonical codec name.
@@ -51,7 +54,7 @@ func (s *sideMedia) name() string { return canonicalCodec(s.codec.Name) }
 func buildRoute(from, to *sideMedia) (*route, error) {
 	in, out := from.name(), to.name()
 	rt := &route{from: from.peer, to: to.peer, pt: newPTMap(), eventOut: ptDrop, outPT: to.codec.PT,
-		mute: to.noSend, quiet: from.quiet}
+		mute: to.noSend, quiet: from.quiet, linked: from.linked}
 	fin := codecFmt{name: in, rate: codecClock(in)}
 	fout := codecFmt{name: out, rate: codecClock(out)}
 	switch {

@@ -67,7 +67,10 @@ func (d *direction) timeoutTick(now time.Time) time.Time {
 // that sends no RTCP while it holds is never timed out on hold. Called
 // with d.mu held; it unlocks it.
 func (d *direction) holdTimeout(now time.Time, t time.Duration) time.Time {
-	if d.timeout <= 0 {
+	if d.timeout <= 0 || d.cur.linked {
+		// No timeout, or the source is another call's side (Link), whose
+		// reports stop only when that call ends, and its own timeouts
+		// end it.
 		d.confirming = false
 		d.mu.Unlock()
 		return time.Time{} // installing the routes of a resume wakes it
