@@ -1,6 +1,7 @@
 package media
 
 import (
+	"bytes"
 	"math"
 	"testing"
 	"time"
@@ -12,7 +13,8 @@ import (
 // TestPlaybackGivesWay: music on hold (1 kHz) plays toward WhatsApp
 // under a PBX that holds: when the PBX sends its own audio (440 Hz, from
 // 1 s to 2 s) the user hears that, and the music fills the time before
-// and after, in one stream without gaps.
+// and after, in one stream without gaps; the PBX's silence (0.4 s to
+// 0.9 s) does not replace the music.
 func TestPlaybackGivesWay(t *testing.T) {
 	c := newPacedCall(t, pcmuAnswer(6000), "PCMU")
 	c.br.dirs[SideB] = c.d.direction
@@ -20,6 +22,12 @@ func TestPlaybackGivesWay(t *testing.T) {
 		t.Fatal(err)
 	}
 	var arr []arrival
+	// Before its music the PBX streams silence, as some do on hold: that
+	// is no reason to stop ours.
+	for i := range 25 {
+		arr = append(arr, arrival{at: 400*time.Millisecond + time.Duration(i)*20*time.Millisecond,
+			pkt: rtpPacket(t, 0, uint16(3000-25+i), uint32(160*(i-25)), 0x9b, bytes.Repeat([]byte{0xff}, 160))})
+	}
 	for i := range 50 {
 		arr = append(arr, arrival{at: time.Second + time.Duration(i)*20*time.Millisecond,
 			pkt: rtpPacket(t, 0, uint16(3000+i), uint32(160*i), 0x9b, codec.EncodeG711("PCMU", tone(440, 8000, 160, 160*i), nil))})

@@ -348,23 +348,27 @@ func (d *direction) silencePayload(rt *route) ([]byte, int) {
 // name: G.711 by its mean level, Opus by its size (a frame of silence or
 // near-silence is a few bytes; speech at Meta's bitrates is tens).
 func quietFunc(name string) func([]byte) bool {
+	return func(p []byte) bool { return quietPayload(name, p) }
+}
+
+// quietPayload reports whether payload p of codec name is near silence
+// (see quietFunc).
+func quietPayload(name string, p []byte) bool {
 	if name == "opus" {
-		return func(p []byte) bool { return len(p) <= 8 }
+		return len(p) <= 8
+	}
+	if len(p) == 0 {
+		return true
 	}
 	mag := &g711Mag[0]
 	if name == "PCMA" {
 		mag = &g711Mag[1]
 	}
-	return func(p []byte) bool {
-		if len(p) == 0 {
-			return true
-		}
-		sum := 0
-		for _, c := range p {
-			sum += int(mag[c])
-		}
-		return sum/len(p) < quietLevel
+	sum := 0
+	for _, c := range p {
+		sum += int(mag[c])
 	}
+	return sum/len(p) < quietLevel
 }
 
 // quietLevel is the mean magnitude below which a G.711 frame counts as

@@ -317,8 +317,10 @@ func (d *direction) handle(buf *packetBuf, n int, from netip.AddrPort, now time.
 		if rt.otherLaw.has(pt) {
 			convertLaw(payload(pkt, hl), rt.lawConv)
 		}
-		if d.play != nil && !(d.play.under && d.paced(rt)) {
-			return false // a playback replaces it
+		if d.play != nil && (!d.play.under || !d.paced(rt) || quietPayload(rt.in.name, payload(pkt, hl))) {
+			// A playback replaces it; one that gives way (GiveWay) only
+			// to sound: a held PBX streaming silence is not music.
+			return false
 		}
 		if d.paced(rt) {
 			return d.hold(buf, pkt, hl, rt, now)
