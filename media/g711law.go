@@ -1,6 +1,6 @@
 // G.711 of the other law: a peer that answered both PCMU and PCMA may
 // send either, and its packets in the law the call does not use are
-// converted code by code on arrival (sideMedia.recvOtherLaw).
+// converted code by code on arrival (sideMedia.otherLaw).
 
 package media
 
@@ -30,14 +30,14 @@ func lawConversion(name string) *[256]byte {
 }
 
 // otherLaw returns the payload types, ours and the peer's, of the G.711
-// codecs an answer lists beside its first (chosen) codec that are of the
-// other law than chosen and answer one of ours in offered.
-func otherLaw(answer, offered []Codec, chosen Codec) []uint8 {
+// codec an answer lists beside its first (chosen) codec that is of the
+// other law than chosen and answers one of ours in offered (n: how many
+// of pts are set, 0 or 2).
+func otherLaw(answer, offered []Codec, chosen Codec) (pts [2]uint8, n uint8) {
 	law := canonicalCodec(chosen.Name)
 	if lawConversion(law) == nil {
-		return nil
+		return pts, 0
 	}
-	var pts []uint8
 	for _, cb := range answer {
 		if cb.PT == chosen.PT {
 			continue
@@ -46,11 +46,13 @@ func otherLaw(answer, offered []Codec, chosen Codec) []uint8 {
 		if !ok {
 			continue
 		}
-		if n := canonicalCodec(got.Name); n != law && lawConversion(n) != nil {
-			pts = append(pts, off.PT, got.PT)
+		if name := canonicalCodec(got.Name); name != law && lawConversion(name) != nil {
+			// One codec of the other law: our payload type for it and
+			// the peer's (an answer listing it twice is refused).
+			return [2]uint8{off.PT, got.PT}, 2
 		}
 	}
-	return pts
+	return pts, 0
 }
 
 // convertLaw converts a G.711 payload in place with table conv.

@@ -253,7 +253,8 @@ func (b *Bridge) AnswerB(answerB []byte) ([]byte, error) {
 		sideA.event, sideA.recvEvent = n.eventA, []uint8{n.eventA.PT}
 	}
 	sideB := &sideMedia{peer: peerB, codec: codecB, recvAudio: []uint8{off.PT, codecB.PT},
-		recvOtherLaw: otherLaw(mb.Codecs, n.offered, codecB), ptime: mb.Ptime, askPtime: n.offerPtime}
+		ptime: mb.Ptime, askPtime: n.offerPtime}
+	sideB.otherLaw, sideB.nOtherLaw = otherLaw(mb.Codecs, n.offered, codecB)
 	if hasEventB {
 		sideB.event, sideB.recvEvent = eventB, []uint8{eventOff.PT, eventB.PT}
 	}

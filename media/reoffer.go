@@ -390,12 +390,12 @@ func (b *Bridge) AnswerSide(s Side, answer []byte) error {
 	peer := &remote{rtp: mediaAddr(mb), rtcp: rtcpAddr(mb, mux), mux: mux, recvKey: recvKey, sendKey: sendKey}
 	peer.natFrom(p.cfg, b.m.relatch)
 	dir := holdDirection(d.EffectiveDirection(mb), peer.rtp)
-	next := &sideMedia{peer: peer, codec: codec, recvAudio: []uint8{off.PT, codec.PT},
-		recvOtherLaw: otherLaw(mb.Codecs, p.offered, codec), ptime: mb.Ptime, askPtime: p.ptime,
+	next := &sideMedia{peer: peer, codec: codec, recvAudio: []uint8{off.PT, codec.PT}, ptime: mb.Ptime, askPtime: p.ptime,
 		noSend: dir == SendOnly || dir == Inactive || !peer.rtp.IsValid(), quiet: dir != SendRecv}
 	if hasEvent {
 		next.event, next.recvEvent = event, []uint8{eventOff.PT, event.PT}
 	}
+	next.otherLaw, next.nOtherLaw = otherLaw(mb.Codecs, p.offered, codec)
 	prev, prevCfg := b.neg.sides[s], b.legs[s].cfg
 	b.neg.sides[s], b.legs[s].cfg = next, p.cfg
 	if err := b.installLocked(); err != nil {

@@ -19,6 +19,9 @@ const (
 	classDrop  = 0
 	classAudio = 1
 	classEvent = 2
+	// classOtherLaw is audio in the other G.711 law than the route's
+	// input (sideMedia.otherLaw): converted to it on arrival.
+	classOtherLaw = 3
 )
 
 // route is one direction's view of the negotiated session. Signalling
@@ -54,11 +57,6 @@ type route struct {
 	// linked: the source is another call's side (Link): quiet, and not
 	// timed out on its RTCP either.
 	linked bool
-	// otherLaw marks the incoming payload types that carry G.711 of the
-	// other law than in (sideMedia.recvOtherLaw); lawConv converts their
-	// payload to in's law.
-	otherLaw ptSet
-	lawConv  *[256]byte
 	// absent: the source side has no peer at all (B of a call answered
 	// locally, until one is connected), so it cannot time out.
 	absent bool
@@ -81,7 +79,9 @@ func (d *direction) switchRoute(rt *route) {
 		d.last, d.started, d.confirming = now, now, false
 	}
 	if (old == nil || !old.quiet) && rt != nil && rt.quiet {
-		d.quietFrom, d.confirming = d.clock(), false
+		// Into hold: the start timeout is not used while it lasts (and
+		// is reset when it ends), so started says when it began.
+		d.started, d.confirming = d.clock(), false
 	}
 	d.cur = rt
 	if rt == nil {
@@ -163,9 +163,3 @@ func (d *direction) newOut(k *sdesKey) *srtpOut {
 	}
 	return o
 }
-
-// ptSet is a set of RTP payload types.
-type ptSet [2]uint64
-
-func (s *ptSet) set(pt uint8)      { s[pt>>6&1] |= 1 << (pt & 63) }
-func (s *ptSet) has(pt uint8) bool { return s[pt>>6&1]&(1<<(pt&63)) != 0 }

@@ -20,13 +20,6 @@ type sideMedia struct {
 	// recvAudio are the payload types the peer may send its audio with
 	// (ours from our SDP, and its own where it answered with others).
 	recvAudio []uint8
-	// recvOtherLaw are the payload types the peer may send G.711 of the
-	// other law than codec with: its answer listed both laws of our
-	// offer, so it may send either (RFC 3264 §6.1), and some PBXs do
-	// switch mid-call (Asterisk forwarding an A-law phone's or music
-	// source's packets as they are). They are converted to codec's law
-	// on arrival, one table look-up a byte.
-	recvOtherLaw []uint8
 	// event is the telephone-event we send it (Name "": none);
 	// recvEvent the payload types it may send events with.
 	event     Codec
@@ -40,6 +33,15 @@ type sideMedia struct {
 	// but sendrecv: a held PBX rarely sends its own music), so its RTP
 	// timeout is suspended.
 	noSend, quiet bool
+	// otherLaw[:nOtherLaw] are the payload types the peer may send G.711
+	// of the other law than codec with: its answer listed both laws of
+	// our offer, so it may send either (RFC 3264 §6.1), and some PBXs do
+	// switch mid-call (Asterisk forwarding an A-law phone's or music
+	// source's packets as they are). They are converted to codec's law
+	// on arrival, one table look-up a byte. (An array, not a slice: a
+	// sideMedia stays in its size class.)
+	otherLaw  [2]uint8
+	nOtherLaw uint8
 	// linked: the peer is another call's side on this host (Link); it
 	// has no RTP timeout at all, whatever RTCP it sends.
 	linked bool
@@ -81,12 +83,10 @@ func buildRoute(from, to *sideMedia) (*route, error) {
 	for _, pt := range from.recvAudio {
 		rt.class[pt], rt.pt[pt] = classAudio, to.codec.PT
 	}
-	if conv := lawConversion(in); conv != nil {
-		for _, pt := range from.recvOtherLaw {
+	if lawConversion(in) != nil {
+		for _, pt := range from.otherLaw[:from.nOtherLaw] {
 			if rt.class[pt] == classDrop {
-				rt.class[pt], rt.pt[pt] = classAudio, to.codec.PT
-				rt.otherLaw.set(pt)
-				rt.lawConv = conv
+				rt.class[pt], rt.pt[pt] = classOtherLaw, to.codec.PT
 			}
 		}
 	}

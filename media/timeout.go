@@ -75,7 +75,8 @@ func (d *direction) holdTimeout(now time.Time, t time.Duration) time.Time {
 		d.mu.Unlock()
 		return time.Time{} // installing the routes of a resume wakes it
 	}
-	if d.rtcpAt <= d.quietFrom+d.interval*3/2 {
+	rtcpAt := time.Duration(d.rtcpMS) * time.Millisecond
+	if rtcpAt <= d.started+d.interval*3/2 {
 		// Nothing reported in this hold (yet): look again later. A
 		// separate RTCP port is read once an interval (at most 1.5 of
 		// it apart), so a report read sooner may have been sent before
@@ -85,7 +86,7 @@ func (d *direction) holdTimeout(now time.Time, t time.Duration) time.Time {
 		d.mu.Unlock()
 		return d.b.m.pacer.Coarse(now.Add(d.timeout))
 	}
-	ref := max(d.rtcpAt, d.last)
+	ref := max(rtcpAt, d.last)
 	limit := d.timeout + d.interval*3/2
 	if t-ref < limit {
 		d.confirming = false
