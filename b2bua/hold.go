@@ -230,7 +230,16 @@ func (c *call) updateMOH() {
 	c.mu.Unlock()
 	switch {
 	case want && !c.cc.mohOn:
-		pb, err := c.bridge.Play(c.waSide(), c.srv.holdSource(), time.Time{})
+		src := c.srv.holdSource()
+		if held && x == nil {
+			// The PBX holding may play its own music (a=sendonly, the
+			// contact centre's queue music) or send nothing (a phone's
+			// hold key): what it sends is heard, ours fills the rest.
+			// While a transfer's target rings the old peer's audio is
+			// not for the caller.
+			src = media.GiveWay(src)
+		}
+		pb, err := c.bridge.Play(c.waSide(), src, time.Time{})
 		if err != nil {
 			c.log.Warn("music on hold not played", "error", err)
 			return

@@ -56,7 +56,7 @@ func Link(b1 *Bridge, s1 Side, b2 *Bridge, s2 Side) error {
 	side := func(to netip.AddrPort) *sideMedia {
 		peer := &remote{rtp: to, rtcp: netip.AddrPortFrom(to.Addr(), to.Port()+1)}
 		return &sideMedia{peer: peer, codec: codec, recvAudio: []uint8{codec.PT}, event: event, recvEvent: []uint8{event.PT},
-			ptime: 20, askPtime: 20, quiet: true}
+			ptime: 20, askPtime: 20, quiet: true, linked: true}
 	}
 	l1, l2 := side(addr2), side(addr1)
 	cfg := LegConfig{Codecs: []string{name}, Encryption: EncryptionNone}

@@ -254,6 +254,7 @@ func (b *Bridge) AnswerB(answerB []byte) ([]byte, error) {
 	}
 	sideB := &sideMedia{peer: peerB, codec: codecB, recvAudio: []uint8{off.PT, codecB.PT},
 		ptime: mb.Ptime, askPtime: n.offerPtime}
+	sideB.otherLaw, sideB.nOtherLaw = otherLaw(mb.Codecs, n.offered, codecB)
 	if hasEventB {
 		sideB.event, sideB.recvEvent = eventB, []uint8{eventOff.PT, eventB.PT}
 	}

@@ -97,7 +97,7 @@ func (d *direction) playTick(wall time.Time) time.Time {
 		d.switchRoute(rt)
 	}
 	var next time.Duration
-	if d.play != nil {
+	if d.play != nil && !d.underTalking(sched) {
 		next = d.playbackTick(sched, now)
 	} else {
 		next = d.pace(sched, now)
@@ -180,7 +180,14 @@ func (d *direction) paceTranscode(rt *route, sched, now time.Duration) time.Dura
 	var waitAt time.Duration
 feed:
 	for i := 0; xc.qn == 0 && d.pl != nil && i < maxFeed; i++ {
-		act, s, at := d.pl.next(sched, xc.buffered(), frame)
+		// The playout is judged in input packets when they are longer
+		// than an output frame (60 ms Opus into 20 ms G.711): input is
+		// only taken when the queue has run dry, once a packet, so the
+		// tick can be up to a packet minus a frame off the packet's due
+		// time. Judged in output frames, every packet of a 60 ms stream
+		// came 'late': dropped and concealed in turn, the user heard
+		// nearly nothing.
+		act, s, at := d.pl.next(sched, xc.buffered(), max(frame, d.pl.frameDur()))
 		switch act {
 		case playNothing:
 			break feed
@@ -260,6 +267,15 @@ func (d *direction) sent(sched, dur time.Duration) {
 // (waitAt, when not 0, is when the playout buffer's next audio is due;
 // 0 and no silence: none until a packet arrives).
 func (d *direction) idle(rt *route, sched, now, waitAt time.Duration) time.Duration {
+	if p := d.play; p != nil && p.under && sched >= p.start-time.Millisecond {
+		// A playback that gives way (GiveWay) fills the pause: its
+		// frame, not silence.
+		next := d.playbackTick(sched, now)
+		if waitAt > 0 && (next <= 0 || waitAt < next) {
+			return waitAt
+		}
+		return next
+	}
 	if !d.silenceOn || waitAt > 0 && waitAt-sched < silenceFrame {
 		return waitAt // audio comes before a frame of silence would end
 	}
@@ -332,23 +348,27 @@ func (d *direction) silencePayload(rt *route) ([]byte, int) {
 // name: G.711 by its mean level, Opus by its size (a frame of silence or
 // near-silence is a few bytes; speech at Meta's bitrates is tens).
 func quietFunc(name string) func([]byte) bool {
+	return func(p []byte) bool { return quietPayload(name, p) }
+}
+
+// quietPayload reports whether payload p of codec name is near silence
+// (see quietFunc).
+func quietPayload(name string, p []byte) bool {
 	if name == "opus" {
-		return func(p []byte) bool { return len(p) <= 8 }
+		return len(p) <= 8
+	}
+	if len(p) == 0 {
+		return true
 	}
 	mag := &g711Mag[0]
 	if name == "PCMA" {
 		mag = &g711Mag[1]
 	}
-	return func(p []byte) bool {
-		if len(p) == 0 {
-			return true
-		}
-		sum := 0
-		for _, c := range p {
-			sum += int(mag[c])
-		}
-		return sum/len(p) < quietLevel
+	sum := 0
+	for _, c := range p {
+		sum += int(mag[c])
 	}
+	return sum/len(p) < quietLevel
 }
 
 // quietLevel is the mean magnitude below which a G.711 frame counts as

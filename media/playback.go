@@ -17,6 +17,20 @@ type FrameSource interface {
 	ReadFrame(pcm []int16) bool
 }
 
+// GiveWay wraps src so that a playback of it gives way to the other
+// side's audio: while that side sends audio toward the leg, its audio is
+// played (through the playout buffer, as without a playback) and src
+// waits; src fills the pauses, from where it stopped. This is music on
+// hold under a PBX that holds with a=sendonly: it may play its own music
+// (a contact centre's queue music) or send nothing (a phone's hold key),
+// and the WhatsApp user should hear its music in the one case and ours
+// in the other. Only toward a paced leg (WhatsApp, or transcoded): an
+// immediate relay has no playout to tell the two apart, and there src
+// replaces the other side's audio as any playback does.
+func GiveWay(src FrameSource) FrameSource { return giveWay{src} }
+
+type giveWay struct{ FrameSource }
+
 // PlaybackFrame is the samples of one FrameSource frame: 20 ms at 8 kHz.
 const PlaybackFrame = 160
 
@@ -32,6 +46,9 @@ type Playback struct {
 	fmt   codecFmt
 	pcm   [PlaybackFrame]int16
 	begun bool
+	// under: the other side's audio, when it comes, is played instead
+	// (GiveWay).
+	under bool
 	// emit sends an encoded frame (made once: a closure per tick would
 	// allocate); pt and now are set before each encode.
 	emit func(frame []byte, samples int)
@@ -65,6 +82,9 @@ func (b *Bridge) Play(side Side, src FrameSource, at time.Time) (*Playback, erro
 		return nil, errNotStarted
 	}
 	p := &Playback{d: d, src: src, done: make(chan struct{})}
+	if g, ok := src.(giveWay); ok {
+		p.src, p.under = g.FrameSource, true
+	}
 	p.emit = func(frame []byte, samples int) { d.emitOwn(p.pt, frame, samples, emitPlayback, p.now) }
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -132,6 +152,18 @@ func (d *direction) endPlayback() {
 	d.inSilence = true // the leg's own audio starts a new talk spurt
 	d.silenceRun, d.silenceDue = 0, 0
 	p.finish()
+}
+
+// underTalking reports whether a playback that gives way (GiveWay) has
+// begun and the other side's audio is being played, or is there to be
+// played, over it at the tick at sched: then the tick is the leg's
+// normal one (pace), whose pauses come back to the playback (idle).
+func (d *direction) underTalking(sched time.Duration) bool {
+	p := d.play
+	if !p.under || sched < p.start-time.Millisecond || !d.paced(d.cur) {
+		return false
+	}
+	return d.pl != nil && (d.pl.talking || d.pl.held > 0) || d.xc != nil && d.xc.qn > 0
 }
 
 // playbackTick sends the playback's next frame for the tick at sched, or

@@ -56,6 +56,7 @@ type playout struct {
 	started     bool // a packet was seen: numbering and timestamps known
 	ssrc        uint32
 	lastTS      uint32 // the last timestamp seen, for unwrapping
+	lastSeq     uint16 // the sequence number of the packet at lastTS
 	lastExt     int64
 	talking     bool   // a talk spurt is being played
 	played      bool   // nextSeq is known: a packet was played or skipped
@@ -192,6 +193,11 @@ const (
 	// are stragglers.
 	jbRetimeAfter = 3
 	jbStraggler   = 60 * time.Millisecond
+	// jbRestartEarly is how much earlier than the quickest packet of the
+	// window one must seem to arrive for its timestamp to be taken as a
+	// new timeline (restarted): far beyond any network's variation and
+	// any jitter_buffer.max (at most 1 s).
+	jbRestartEarly = 2 * time.Second
 )
 
 // pushResult is what push did with a packet.
@@ -221,16 +227,16 @@ func (p *playout) ticks(d time.Duration) int64 { return int64(d) * p.rate / int6
 // push offers one packet (payload buf.b[off:off+n], duration dur in input
 // clock units) that arrived at now.
 func (p *playout) push(ssrc uint32, seq uint16, ts uint32, dur int64, buf *packetBuf, off, n int, now time.Duration) pushResult {
-	if !p.started || ssrc != p.ssrc {
+	if !p.started || ssrc != p.ssrc || p.restarted(seq, ts, now) {
 		// A new stream: what is held of the old one is dropped (it cannot
 		// be told apart in time from the new), and the new one is timed
 		// afresh.
 		p.reset()
-		p.started, p.ssrc, p.lastTS, p.lastExt = true, ssrc, ts, 0
+		p.started, p.ssrc, p.lastTS, p.lastSeq, p.lastExt = true, ssrc, ts, seq, 0
 	}
 	ext := p.lastExt + int64(int32(ts-p.lastTS))
 	if ext > p.lastExt {
-		p.lastTS, p.lastExt = ts, ext
+		p.lastTS, p.lastSeq, p.lastExt = ts, seq, ext
 	}
 	// Late packets count most for the estimate: they are the jitter.
 	p.observe(now-p.media(ext), now)
@@ -254,7 +260,7 @@ func (p *playout) push(ssrc uint32, seq uint16, ts uint32, dur int64, buf *packe
 			// Far behind: the peer restarted its numbering without a new
 			// SSRC. Start over with the new numbering.
 			p.reset()
-			p.started, p.ssrc, p.lastTS, p.lastExt = true, ssrc, ts, 0
+			p.started, p.ssrc, p.lastTS, p.lastSeq, p.lastExt = true, ssrc, ts, seq, 0
 			ext = 0
 			p.observe(now, now)
 		case int(d) >= jbSlots:
@@ -279,6 +285,29 @@ func (p *playout) push(ssrc uint32, seq uint16, ts uint32, dur int64, buf *packe
 		return pushHeld
 	}
 	return pushCopied
+}
+
+// restarted reports whether a packet of the same SSRC, numbered after
+// the one with the latest timestamp, is on another timeline: the
+// sender kept its SSRC and numbering but its timestamps jumped (an SBC
+// or PBX whose source changed, music on hold to the agent). Either the
+// timestamp went back, which no reordering or loss produces, or it went
+// so far ahead that the packet would have arrived over jbRestartEarly
+// sooner than the quickest of the window (a pause of the sender moves
+// the timestamp on by about the time it paused, and the offset stays).
+// Timed on the old timeline such packets were all 'late' (dropped, with
+// concealment and compression until ten in a row retimed the stream:
+// 300 ms of chopped audio), or all 'early' (the jitter estimate spanning
+// the jump, the target at its max for the window's 2 s).
+func (p *playout) restarted(seq uint16, ts uint32, now time.Duration) bool {
+	if int16(seq-p.lastSeq) <= 0 {
+		return false
+	}
+	dt := int64(int32(ts - p.lastTS))
+	if dt < 0 {
+		return true
+	}
+	return p.win[p.cur].used && now-p.media(p.lastExt+dt) < p.base-jbRestartEarly
 }
 
 // observe adds one packet's offset, arrived at now, to the delay
@@ -550,6 +579,16 @@ func (p *playout) reset() {
 	p.talking, p.started, p.played = false, false, false
 	p.win = [jbBuckets]jbBucket{}
 	p.cur = 0
+}
+
+// convert converts every payload held with conv (G.711 of one law to the
+// other: the same size, so timing and slots are unchanged).
+func (p *playout) convert(conv *[256]byte) {
+	for i := range p.slots {
+		if s := &p.slots[i]; s.used {
+			convertLaw(s.payload(), conv)
+		}
+	}
 }
 
 // free returns every buffer held to the pool (the direction is closing).

@@ -57,8 +57,15 @@ const (
 // there is nothing to play. Relayed audio toward any other leg is sent as
 // it arrives: the far end's own jitter buffer sees the original timing.
 type direction struct {
-	b       *Bridge
-	side    Side
+	b    *Bridge
+	side Side
+	// rtcpMS is when the latest valid RTCP from the source side was
+	// read, in milliseconds on the direction's clock: a holding peer
+	// that reports while it holds is timed out on its reports
+	// (holdTimeout). Guarded by mu; here, in the padding after side, so
+	// that a direction stays in Go's 1,024-byte size class. A call past
+	// 24 days wraps it negative and is no longer timed out on hold.
+	rtcpMS  int32
 	in, out *legState // in faces the source side, out the destination
 	route   *atomic.Pointer[route]
 	// forwarded counts media packets written to the destination.
@@ -75,7 +82,7 @@ type direction struct {
 	startTO  time.Duration
 	// silenceOn: the destination is a WhatsApp leg. Set once, like the
 	// fields above; next to mu's booleans only so that the struct packs
-	// (a direction is 1,016 bytes, Go's 1,024-byte size class, where
+	// (a direction is 1,024 bytes, Go's 1,024-byte size class, where
 	// booleans between wider fields took 1,056 and the 1,152 class).
 	silenceOn bool
 
@@ -106,7 +113,9 @@ type direction struct {
 	tapSeen                             *tapHolder
 	inb                                 inbandState
 
-	started time.Duration // when Start ran
+	// started is when Start ran, for the start timeout; while the source
+	// holds (its route is quiet), when the hold began.
+	started time.Duration
 	last    time.Duration // when the latest valid packet arrived
 
 	playJob, rtcpJob, timeoutJob *PacerJob
@@ -298,18 +307,25 @@ func (d *direction) handle(buf *packetBuf, n int, from netip.AddrPort, now time.
 		d.unrouted(pkt, hl, rt, now)
 		return false
 	}
-	if rt.mute {
-		return false // the other side holds
-	}
 	pt := pkt[1] & 0x7f
-	if c := rt.class[pt]; c == classAudio || c == classEvent {
+	if rt.class[pt] != classDrop {
 		d.rxBytes += uint64(n)
 	}
 	switch rt.class[pt] {
-	case classAudio:
+	case classAudio, classOtherLaw:
 		d.rx.update(binary.BigEndian.Uint32(pkt[8:]), binary.BigEndian.Uint16(pkt[2:]), binary.BigEndian.Uint32(pkt[4:]), now, rt.in.rate)
-		if d.play != nil {
-			return false // a playback replaces it
+		if rt.mute {
+			// The other side holds: nothing goes to it, but the packet
+			// was received (our reports to its sender say so).
+			return false
+		}
+		if rt.class[pt] == classOtherLaw {
+			convertLaw(payload(pkt, hl), lawConversion(rt.in.name))
+		}
+		if d.play != nil && (!d.play.under || !d.paced(rt) || quietPayload(rt.in.name, payload(pkt, hl))) {
+			// A playback replaces it; one that gives way (GiveWay) only
+			// to sound: a held PBX streaming silence is not music.
+			return false
 		}
 		if d.paced(rt) {
 			return d.hold(buf, pkt, hl, rt, now)
@@ -317,9 +333,13 @@ func (d *direction) handle(buf *packetBuf, n int, from netip.AddrPort, now time.
 		d.relayAudio(pkt, hl, rt, now)
 	case classEvent:
 		d.rx.update(binary.BigEndian.Uint32(pkt[8:]), binary.BigEndian.Uint16(pkt[2:]), binary.BigEndian.Uint32(pkt[4:]), now, 0)
-		d.event(pkt, hl, rt, now)
-	default:
-		d.dropInvalid(from, n)
+		if !rt.mute {
+			d.event(pkt, hl, rt, now)
+		}
+	case classDrop:
+		if !rt.mute {
+			d.dropInvalid(from, n)
+		}
 	}
 	return false
 }

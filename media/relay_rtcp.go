@@ -130,6 +130,7 @@ func (d *direction) inboundRTCP(pkt []byte, from netip.AddrPort, rtcpPort bool, 
 		d.b.log.Info("media: peer behind NAT moved its RTCP to a new source", "side", d.side, "from", derefAddr(old), "to", to, "packets", rt.from.relatch)
 	}
 	d.b.rtcpReceived.Add(1)
+	d.rtcpMS = int32(now / time.Millisecond)
 	if info.sr != 0 {
 		d.rx.lastSR, d.rx.lastSRAt = info.sr, time.Now()
 	}

@@ -401,6 +401,7 @@ func (b *Bridge) AnswerSide(s Side, answer []byte) error {
 	if hasEvent {
 		next.event, next.recvEvent = event, []uint8{eventOff.PT, event.PT}
 	}
+	next.otherLaw, next.nOtherLaw = otherLaw(mb.Codecs, p.offered, codec)
 	prev, prevCfg := b.neg.sides[s], b.legs[s].cfg
 	b.neg.sides[s], b.legs[s].cfg, b.neg.pending[s] = next, p.cfg, nil
 	if err := b.installLocked(); err != nil {

@@ -19,6 +19,9 @@ const (
 	classDrop  = 0
 	classAudio = 1
 	classEvent = 2
+	// classOtherLaw is audio in the other G.711 law than the route's
+	// input (sideMedia.otherLaw): converted to it on arrival.
+	classOtherLaw = 3
 )
 
 // route is one direction's view of the negotiated session. Signalling
@@ -51,6 +54,9 @@ type route struct {
 	// c=0.0.0.0), so nothing is sent to it but RTCP. quiet: the source
 	// may send nothing (it holds, or is muted), so it has no RTP timeout.
 	mute, quiet bool
+	// linked: the source is another call's side (Link): quiet, and not
+	// timed out on its RTCP either.
+	linked bool
 	// absent: the source side has no peer at all (B of a call answered
 	// locally, until one is connected), so it cannot time out.
 	absent bool
@@ -65,11 +71,17 @@ func (r *route) ready() bool {
 // it. Crypto contexts are kept when the keys are the same (an answer
 // repeated in the 200 after a 183 must not reset SRTP state).
 func (d *direction) switchRoute(rt *route) {
-	if old := d.cur; old != nil && old.quiet && (rt == nil || !rt.quiet) {
+	old := d.cur
+	if old != nil && old.quiet && (rt == nil || !rt.quiet) {
 		// Out of hold: the source's timeout counts from now (and its
 		// start timeout, if it never sent).
 		now := d.clock()
 		d.last, d.started, d.confirming = now, now, false
+	}
+	if (old == nil || !old.quiet) && rt != nil && rt.quiet {
+		// Into hold: the start timeout is not used while it lasts (and
+		// is reset when it ends), so started says when it began.
+		d.started, d.confirming = d.clock(), false
 	}
 	d.cur = rt
 	if rt == nil {
@@ -102,6 +114,19 @@ func (d *direction) switchRoute(rt *route) {
 		// What is held was timed for another codec or mode.
 		d.pl.free()
 		d.pl = nil
+	}
+	if d.pl != nil && old != nil && old.in.name != rt.in.name {
+		// The source moved to the other G.711 law (a re-INVITE to a
+		// phone with A-law): what is held is in the old one. Decoded
+		// by the new law it was distorted audio at a quarter of its
+		// level, a crackle at the switch; converted, it plays on.
+		if conv := lawConversion(rt.in.name); conv != nil && lawConversion(old.in.name) != nil {
+			d.pl.convert(conv)
+			d.pl.quiet = quietFunc(rt.in.name)
+		} else {
+			d.pl.free()
+			d.pl = nil
+		}
 	}
 	if d.xc != nil && (rt.mode != modeTranscode || !d.xc.matches(rt)) {
 		d.xc.close()

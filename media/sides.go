@@ -33,6 +33,18 @@ type sideMedia struct {
 	// but sendrecv: a held PBX rarely sends its own music), so its RTP
 	// timeout is suspended.
 	noSend, quiet bool
+	// otherLaw[:nOtherLaw] are the payload types the peer may send G.711
+	// of the other law than codec with: its answer listed both laws of
+	// our offer, so it may send either (RFC 3264 §6.1), and some PBXs do
+	// switch mid-call (Asterisk forwarding an A-law phone's or music
+	// source's packets as they are). They are converted to codec's law
+	// on arrival, one table look-up a byte. (An array, not a slice: a
+	// sideMedia stays in its size class.)
+	otherLaw  [2]uint8
+	nOtherLaw uint8
+	// linked: the peer is another call's side on this host (Link); it
+	// has no RTP timeout at all, whatever RTCP it sends.
+	linked bool
 }
 
 // name is the side's canonical codec name.
@@ -44,7 +56,7 @@ func (s *sideMedia) name() string { return canonicalCodec(s.codec.Name) }
 func buildRoute(from, to *sideMedia) (*route, error) {
 	in, out := from.name(), to.name()
 	rt := &route{from: from.peer, to: to.peer, pt: newPTMap(), eventOut: ptDrop, outPT: to.codec.PT,
-		mute: to.noSend, quiet: from.quiet}
+		mute: to.noSend, quiet: from.quiet, linked: from.linked}
 	fin := codecFmt{name: in, rate: codecClock(in)}
 	fout := codecFmt{name: out, rate: codecClock(out)}
 	switch {
@@ -70,6 +82,13 @@ func buildRoute(from, to *sideMedia) (*route, error) {
 	}
 	for _, pt := range from.recvAudio {
 		rt.class[pt], rt.pt[pt] = classAudio, to.codec.PT
+	}
+	if lawConversion(in) != nil {
+		for _, pt := range from.otherLaw[:from.nOtherLaw] {
+			if rt.class[pt] == classDrop {
+				rt.class[pt], rt.pt[pt] = classOtherLaw, to.codec.PT
+			}
+		}
 	}
 	return rt, nil
 }

@@ -19,14 +19,10 @@ func (d *direction) timeoutTick(now time.Time) time.Time {
 	if rt := d.route.Load(); rt != d.cur {
 		d.switchRoute(rt)
 	}
-	if d.cur != nil && d.cur.quiet {
-		// The source holds and may send nothing: no timeout until its
-		// next SDP says otherwise (installing routes wakes this job).
-		d.confirming = false
-		d.mu.Unlock()
-		return time.Time{}
-	}
 	t := now.Sub(d.epoch)
+	if d.cur != nil && d.cur.quiet {
+		return d.holdTimeout(now, t)
+	}
 	if rt := d.route.Load(); rt != nil && rt.absent {
 		// No peer on this side yet (a call answered locally, before its
 		// B): nothing to time out. Its start timeout counts from when
@@ -57,6 +53,53 @@ func (d *direction) timeoutTick(now time.Time) time.Time {
 	}
 	d.mu.Unlock()
 	d.b.fail(fmt.Errorf("media: no RTP from side %s for %s", d.side, limit))
+	return time.Time{}
+}
+
+// holdTimeout is timeoutTick for a source that holds (sendonly,
+// inactive): it may send no RTP however long the hold, but RTCP goes on
+// while a stream is held (RFC 3264 §5.1), so a peer that has reported
+// during this hold and then stops reporting, and sending, for the RTP
+// timeout (plus the interval at which wagate reads a separate RTCP port)
+// is gone: a PBX that crashed or lost its network with the call on hold,
+// which before held the WhatsApp user on music, the call's ports and
+// Meta's per-user and concurrency counts until the user hung up. A peer
+// that sends no RTCP while it holds is never timed out on hold. Called
+// with d.mu held; it unlocks it.
+func (d *direction) holdTimeout(now time.Time, t time.Duration) time.Time {
+	if d.timeout <= 0 || d.cur.linked {
+		// No timeout, or the source is another call's side (Link), whose
+		// reports stop only when that call ends, and its own timeouts
+		// end it.
+		d.confirming = false
+		d.mu.Unlock()
+		return time.Time{} // installing the routes of a resume wakes it
+	}
+	rtcpAt := time.Duration(d.rtcpMS) * time.Millisecond
+	if rtcpAt <= d.started+d.interval*3/2 {
+		// Nothing reported in this hold (yet): look again later. A
+		// separate RTCP port is read once an interval (at most 1.5 of
+		// it apart), so a report read sooner may have been sent before
+		// the hold: a peer that stops reporting when it holds must not
+		// be timed out on it.
+		d.confirming = false
+		d.mu.Unlock()
+		return d.b.m.pacer.Coarse(now.Add(d.timeout))
+	}
+	ref := max(rtcpAt, d.last)
+	limit := d.timeout + d.interval*3/2
+	if t-ref < limit {
+		d.confirming = false
+		d.mu.Unlock()
+		return d.b.m.pacer.Coarse(d.epoch.Add(ref + limit))
+	}
+	if !d.confirming {
+		d.confirming = true
+		d.mu.Unlock()
+		return now.Add(timeoutGrace)
+	}
+	d.mu.Unlock()
+	d.b.fail(fmt.Errorf("media: no RTP or RTCP from side %s on hold for %s", d.side, limit))
 	return time.Time{}
 }
 

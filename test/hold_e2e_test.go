@@ -65,8 +65,12 @@ func checkStream(t *testing.T, what string, s *rtppeer.Session, from, to time.Ti
 	}
 }
 
-// mohHz is the tone of the music-on-hold WAV the hold test writes.
-const mohHz = 600
+// mohHz is the tone of the music-on-hold WAV the hold test writes;
+// pbxMusicHz the tone of the PBX's own music on hold.
+const (
+	mohHz      = 600
+	pbxMusicHz = 800
+)
 
 // reinvite sends a re-INVITE offering sdp on c's dialog and returns the
 // 200's SDP; any other answer fails the test.
@@ -123,7 +127,8 @@ func direction(sdp string) string {
 // longer than media.rtp_timeout (2 s). wagate answers recvonly, inactive
 // (RFC 3264 §6.1) and takes the 0.0.0.0 hold; the call survives; the
 // caller gets RTP without a gap over 100 ms and hears the music-on-hold
-// WAV; wagate sends the held agent nothing. After each resume (a=sendrecv)
+// WAV; wagate sends the held agent nothing. Held a=sendonly, a PBX that
+// plays its own music is heard instead of wagate's until it goes quiet. After each resume (a=sendrecv)
 // the two hear each other again. Meta gets no SIP message.
 func TestHoldUIC(t *testing.T) {
 	t.Parallel()
@@ -138,20 +143,34 @@ func TestHoldUIC(t *testing.T) {
 
 	for _, h := range []struct {
 		name, dir, conn, answer string
+		// pbxMusic: the PBX plays its own music on hold for a second
+		// before it goes quiet.
+		pbxMusic bool
 	}{
-		{"sendonly", "sendonly", "", "recvonly"},
-		{"inactive", "inactive", "", "inactive"},
-		{"c=0.0.0.0", "sendrecv", "0.0.0.0", ""},
+		{"sendonly", "sendonly", "", "recvonly", false},
+		{"inactive", "inactive", "", "inactive", false},
+		{"c=0.0.0.0", "sendrecv", "0.0.0.0", "", false},
+		{"sendonly with the PBX's music", "sendonly", "", "recvonly", true},
 	} {
 		ans := reinvite(t, rc.pbx, withDirection(t, orig, h.dir, h.conn))
 		if h.answer != "" && direction(ans) != h.answer {
 			t.Errorf("%s hold answered a=%s, want a=%s (RFC 3264 §6.1):\n%s", h.name, direction(ans), h.answer, ans)
 		}
 		from := time.Now()
-		rc.pbx.Media.SetSource(nil)
 		before := rc.pbx.Media.Stats().Received
-		// Longer than rtp_timeout with nothing from the PBX.
-		mustHear(t, h.name+" hold: the caller hears music on hold", rc.meta.Media, 48000, mohHz, 3*time.Second)
+		if h.pbxMusic {
+			// The PBX's own music is what the caller hears, not
+			// wagate's (before, wagate's replaced it: with no
+			// music_on_hold file, near silence).
+			rc.pbx.Media.SetSource(rtppeer.NewTone(pbxMusicHz, toneAmp, 8000))
+			mustHear(t, h.name+" hold: the caller hears the PBX's music", rc.meta.Media, 48000, pbxMusicHz, time.Second)
+			rc.pbx.Media.SetSource(nil)
+			mustHear(t, h.name+" hold, the PBX quiet: the caller hears music on hold", rc.meta.Media, 48000, mohHz, time.Second)
+		} else {
+			rc.pbx.Media.SetSource(nil)
+			// Longer than rtp_timeout with nothing from the PBX.
+			mustHear(t, h.name+" hold: the caller hears music on hold", rc.meta.Media, 48000, mohHz, 3*time.Second)
+		}
 		checkStream(t, h.name+" hold", rc.meta.Media, from, time.Now())
 		if got := rc.pbx.Media.Stats().Received - before; got > 3 {
 			t.Errorf("%s hold: wagate sent the holding agent %d packets", h.name, got)
