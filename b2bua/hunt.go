@@ -183,15 +183,30 @@ func (s *Engine) ring(c *call, offer []byte) {
 		aFinal bool // A already has its final response
 		cause  string
 	)
-	giveUp := func(code int, reason, why string) {
+	giveUpWith := func(r *sipedge.Rejection) {
 		if !aFinal {
 			aFinal = true
-			s.rejectA(c, &sipedge.Rejection{Code: code, Reason: reason, Log: why})
+			s.rejectA(c, r)
 		}
-		cause = why
+		cause = r.Log
 		h.close()
 		h.cancelAll(nil)
 		c.setOutcome(OutcomeCancelled)
+	}
+	giveUp := func(code int, reason, why string) {
+		giveUpWith(&sipedge.Rejection{Code: code, Reason: reason, Log: why})
+	}
+	// stopped: the node ended the call before its answer because it is
+	// stopping (the drain's deadline, shutdown). The 503 names the node's
+	// state, so that a dispatcher in front (Kamailio) places the caller
+	// on another node, where the agents ring again, instead of the caller
+	// being dropped by a rolling restart.
+	stopped := func(why string) {
+		r := &sipedge.Rejection{Code: 503, Reason: "Service Unavailable", Log: why}
+		if s.edge.Draining() {
+			r.NodeUnavailable = sipedge.NodeDraining
+		}
+		giveUpWith(r)
 	}
 	// aCancelled: sipgo has already answered A's CANCEL with 200 and its
 	// INVITE with 487.
@@ -291,11 +306,11 @@ func (s *Engine) ring(c *call, offer []byte) {
 			// Ended from outside (shutdown): A still needs a final
 			// response, B a CANCEL. A late 2xx from B is then ACKed and
 			// hung up by its attempt.
-			giveUp(503, "Service Unavailable", "call ended before answer")
+			stopped("call ended before answer")
 			h.dropWinner()
 			return
 		case <-s.ctx.Done():
-			giveUp(503, "Service Unavailable", "shutdown")
+			stopped("shutdown")
 			h.dropWinner()
 			c.terminate(nil, cause)
 			return

@@ -674,3 +674,56 @@ func TestMultiNodeCallRefusalStaysOnNode(t *testing.T) {
 		t.Errorf("Kamailio took a node out for a call's refusal:\n%s", tail(log, 10))
 	}
 }
+
+// TestMultiNodeDrainMovesRingingCaller: a rolling restart. A WhatsApp
+// user's call rings an agent through one node when that node is told to
+// stop (SIGTERM, -drain-timeout 1s); the agent has not answered when the
+// drain ends. The node cancels the agent and answers the caller 503 with
+// X-Wagate-Node-Unavailable: draining, so Kamailio places the call on the
+// other node, where the agent rings again and answers: the caller is
+// connected, not dropped. Before, the 503 named no node trouble and went
+// back to the caller: every call ringing at a node's restart was lost.
+func TestMultiNodeDrainMovesRingingCaller(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	c := &cluster{t: t, e: e, mod: func(o *wagateOpts) { o.Args = append(o.Args, "-drain-timeout", "1s") }}
+	c.redis = startRedis(t, e.ip(20), filepath.Join(e.dir, "redis"))
+	c.addNode(1)
+	c.addNode(2)
+	c.startKamailio()
+	// The agent answers 4 s after an INVITE: long past the drain's end,
+	// so the first node's ring is cut by the drain.
+	ag := startAgent(t, "pbx", e.PBX, agentAnswers, func(a *agent) { a.delay = 4 * time.Second })
+	meta := e.startSipp(sippSpec{Name: "meta_uic", Scenario: "uac.xml", Peer: e.Meta, Remote: c.kam.edge, Calls: 1,
+		Args: callArgs(businessNumber, waUser, "-d", "200")})
+	var first *node
+	for deadline := time.Now().Add(10 * time.Second); first == nil; time.Sleep(50 * time.Millisecond) {
+		for _, nd := range c.nodes {
+			if nd.started(t) > 0 {
+				first = nd
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no node took the call")
+		}
+	}
+	ag.one("INVITE")
+	first.w.drain()
+	meta.requireOK()
+	invites, cancels := ag.got("INVITE"), ag.got("CANCEL")
+	if len(invites) != 2 || len(cancels) != 1 || cancels[0].callID != invites[0].callID {
+		t.Errorf("the agent got %d INVITEs and %d CANCELs (%v); want the first node's INVITE cancelled, then the other node's", len(invites), len(cancels), ag.all())
+	}
+	var second *node
+	for _, nd := range c.nodes {
+		if nd != first {
+			second = nd
+		}
+	}
+	if n := second.started(t); n != 1 {
+		t.Errorf("the other node started %d calls, want the caller's", n)
+	}
+	if log, _ := os.ReadFile(c.kam.logPath); !bytes.Contains(log, []byte("taken out")) {
+		t.Errorf("Kamailio did not fail over on the drained node's 503:\n%s", tail(log, 10))
+	}
+}
