@@ -15,6 +15,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -155,10 +157,24 @@ type router interface {
 }
 
 // routeMux is a ServeMux that keeps the patterns registered with a
-// method: the operations the OpenAPI document must describe.
+// method: the operations the OpenAPI document must describe. It also
+// notes which paths have a pattern without a method, so that
+// refuseOtherMethods can answer 405 on the others.
 type routeMux struct {
 	*http.ServeMux
 	ops *[]string
+	// methods are the methods of each path (wildcards unnamed, "{}"), in
+	// the order registered; paths the first spelling of each; open the
+	// paths a method-less pattern already answers.
+	methods map[string][]string
+	paths   map[string]string
+	open    map[string]bool
+	order   *[]string
+}
+
+func newRouteMux(ops *[]string) routeMux {
+	return routeMux{ServeMux: http.NewServeMux(), ops: ops, methods: map[string][]string{}, paths: map[string]string{},
+		open: map[string]bool{}, order: new([]string)}
 }
 
 func (m routeMux) Handle(pattern string, h http.Handler) {
@@ -171,9 +187,42 @@ func (m routeMux) HandleFunc(pattern string, h func(http.ResponseWriter, *http.R
 	m.ServeMux.HandleFunc(pattern, h)
 }
 
+// wildcard matches a path wildcard, {name} or {name...}.
+var wildcard = regexp.MustCompile(`\{[^}]*\}`)
+
 func (m routeMux) note(pattern string) {
-	if method, _, ok := strings.Cut(pattern, " "); ok && method != "" {
-		*m.ops = append(*m.ops, pattern)
+	method, path, ok := strings.Cut(pattern, " ")
+	if !ok {
+		method, path = "", pattern
+	}
+	key := wildcard.ReplaceAllString(path, "{}")
+	if method == "" {
+		m.open[key] = true
+		return
+	}
+	*m.ops = append(*m.ops, pattern)
+	if _, seen := m.paths[key]; !seen {
+		m.paths[key] = path
+		*m.order = append(*m.order, key)
+	}
+	if !slices.Contains(m.methods[key], method) {
+		m.methods[key] = append(m.methods[key], method)
+	}
+}
+
+// refuseOtherMethods answers 405, with Allow, on every path registered
+// with methods for the methods it lacks — unless a method-less pattern
+// of the path already answers them, or skip says the path is left to
+// another pattern. Without it ServeMux would send such a request to the
+// catch-all "/" (404), since a method-less pattern matches it.
+func (m routeMux) refuseOtherMethods(skip func(path string) bool) {
+	for _, key := range *m.order {
+		path := m.paths[key]
+		if m.open[key] || (skip != nil && skip(path)) {
+			continue
+		}
+		m.open[key] = true
+		m.ServeMux.HandleFunc(path, methodNotAllowed(strings.Join(m.methods[key], ", ")))
 	}
 }
 
@@ -204,7 +253,7 @@ func build(opts Options) (http.Handler, *webhook, []string) {
 		log.Warn("api: no token configured; the permission API refuses every request")
 	}
 
-	protected := routeMux{http.NewServeMux(), &ops}
+	protected := newRouteMux(&ops)
 	p := &permissionHandlers{store: opts.Permissions, known: opts.KnownNumber, log: log}
 	p.register(protected)
 	if opts.Recordings != nil && !isNilPointer(opts.Recordings) {
@@ -212,8 +261,6 @@ func build(opts Options) (http.Handler, *webhook, []string) {
 		// routes are named here so that the OpenAPI document covers them.
 		protected.Handle("GET /v1/recordings", opts.Recordings)
 		protected.Handle("GET /v1/recordings/{call_id...}", opts.Recordings)
-		protected.HandleFunc("/v1/recordings", methodNotAllowed("GET"))
-		protected.HandleFunc("/v1/recordings/", methodNotAllowed("GET"))
 	}
 	if opts.CDRs != nil && !isNilPointer(opts.CDRs) {
 		(&cdrHandlers{store: opts.CDRs, log: log}).register(protected)
@@ -229,12 +276,15 @@ func build(opts Options) (http.Handler, *webhook, []string) {
 		ch.register(protected)
 	}
 	protected.HandleFunc("GET /v1/openapi.json", serveOpenAPI)
-	protected.HandleFunc("/v1/openapi.json", methodNotAllowed("GET"))
+	// Other methods on the public status are answered behind the token,
+	// like every /v1/ route but its GET.
+	protected.HandleFunc("/v1/status", methodNotAllowed("GET"))
+	protected.refuseOtherMethods(nil)
 	protected.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such route")
 	})
 
-	mux := routeMux{http.NewServeMux(), &ops}
+	mux := newRouteMux(&ops)
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		var doc any
@@ -274,6 +324,7 @@ func build(opts Options) (http.Handler, *webhook, []string) {
 		mux.HandleFunc("GET /webhook/meta", wh.handshake)
 		mux.HandleFunc("POST /webhook/meta", wh.receive)
 	}
+	mux.refuseOtherMethods(func(path string) bool { return strings.HasPrefix(path, "/v1/") })
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such route")
 	})

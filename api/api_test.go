@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -137,5 +138,38 @@ func TestRecordingsBehindToken(t *testing.T) {
 	g := newFixture(t, nil)
 	if r := g.api(t, "GET", "/v1/recordings", ""); r.code != 404 {
 		t.Errorf("recordings not configured: %d", r.code)
+	}
+}
+
+// TestWrongMethodIs405: on every path of the OpenAPI document, a method
+// the document does not list answers 405 with a JSON error and an Allow
+// naming exactly the documented methods — public routes (/healthz,
+// /metrics, the webhook) included, as docs/api.md promises.
+func TestWrongMethodIs405(t *testing.T) {
+	doc := loadOpenAPI(t)
+	f := everything(t)
+	fill := strings.NewReplacer("{phone_number_id}", testNumberID, "{user}", "+16505551234", "{call_id}", answeredID, "{event_id}", "ev-1")
+	for path, item := range doc.Paths.Map() {
+		ops := item.Operations()
+		var want []string
+		for m := range ops {
+			want = append(want, m)
+		}
+		slices.Sort(want)
+		for _, m := range []string{"GET", "POST", "PUT", "DELETE", "PATCH"} {
+			if ops[m] != nil {
+				continue
+			}
+			r := f.api(t, m, fill.Replace(path), "")
+			allow := strings.Split(strings.ReplaceAll(r.header.Get("Allow"), " ", ""), ",")
+			slices.Sort(allow)
+			if r.code != 405 || !slices.Equal(allow, want) || r.errorText(t) == "" {
+				t.Errorf("%s %s: %d Allow %q (documented: %v) %s", m, path, r.code, r.header.Get("Allow"), want, r.body)
+			}
+		}
+	}
+	// Methods other than GET on the public status stay behind the token.
+	if r := f.do(t, "POST", "/v1/status", "", nil, nil); r.code != 401 {
+		t.Errorf("POST /v1/status without the token: %d", r.code)
 	}
 }

@@ -108,13 +108,9 @@ func (h *callHandlers) register(mux router) {
 	mux.HandleFunc("GET /v1/calls", h.list)
 	mux.HandleFunc("GET /v1/calls/{id}", h.get)
 	mux.HandleFunc("DELETE /v1/calls/{id}", h.hangup)
-	allow := "GET"
 	if h.orig != nil {
 		mux.HandleFunc("POST /v1/calls", h.orig.originate)
-		allow = "GET, POST"
 	}
-	mux.HandleFunc("/v1/calls", methodNotAllowed(allow))
-	mux.HandleFunc("/v1/calls/{id}", methodNotAllowed("GET, DELETE"))
 	h.registerTransfer(mux)
 }
 

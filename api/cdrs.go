@@ -35,8 +35,6 @@ type cdrHandlers struct {
 func (h *cdrHandlers) register(mux router) {
 	mux.HandleFunc("GET /v1/cdrs", h.list)
 	mux.HandleFunc("GET /v1/cdrs/{id}", h.get)
-	mux.HandleFunc("/v1/cdrs", methodNotAllowed("GET"))
-	mux.HandleFunc("/v1/cdrs/{id}", methodNotAllowed("GET"))
 }
 
 // cdrListDoc is the JSON answer of GET /v1/cdrs.

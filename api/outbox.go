@@ -30,8 +30,6 @@ type outboxHandlers struct {
 func (h *outboxHandlers) register(mux router) {
 	mux.HandleFunc("GET /v1/events/dead", h.dead)
 	mux.HandleFunc("POST /v1/events/{id}/replay", h.replay)
-	mux.HandleFunc("/v1/events/dead", methodNotAllowed("GET"))
-	mux.HandleFunc("/v1/events/{id}/replay", methodNotAllowed("POST"))
 }
 
 type deadListDoc struct {
