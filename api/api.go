@@ -111,6 +111,23 @@ type Server struct {
 	wh *webhook
 }
 
+// listenerLimits bound how long a client may take (slow clients hold a
+// connection and a goroutine each).
+type listenerLimits struct {
+	// readHeader: the request line and headers; read: the whole request;
+	// write: the answer, from the end of the headers; idle: between two
+	// requests of a kept-alive connection.
+	readHeader, read, write, idle time.Duration
+	// download replaces write for answers that stream a file
+	// (recordings): each write must progress within it, however long the
+	// whole download takes.
+	download time.Duration
+}
+
+// limits are the listener's; tests shorten them.
+var limits = listenerLimits{readHeader: 5 * time.Second, read: 10 * time.Second, write: 10 * time.Second,
+	idle: 60 * time.Second, download: 30 * time.Second}
+
 // New binds opts.Addr and prepares the routes; Serve starts answering.
 func New(opts Options) (*Server, error) {
 	if opts.Log == nil {
@@ -124,10 +141,10 @@ func New(opts Options) (*Server, error) {
 	return &Server{
 		srv: &http.Server{
 			Handler:           h,
-			ReadHeaderTimeout: 5 * time.Second,
-			ReadTimeout:       10 * time.Second,
-			WriteTimeout:      10 * time.Second,
-			IdleTimeout:       60 * time.Second,
+			ReadHeaderTimeout: limits.readHeader,
+			ReadTimeout:       limits.read,
+			WriteTimeout:      limits.write,
+			IdleTimeout:       limits.idle,
 			MaxHeaderBytes:    16 << 10,
 			ErrorLog:          slog.NewLogLogger(opts.Log.Handler(), slog.LevelDebug),
 		},
@@ -260,7 +277,7 @@ func build(opts Options) (http.Handler, *webhook, []string) {
 		// The recording package's own handler, behind the token; the
 		// routes are named here so that the OpenAPI document covers them.
 		protected.Handle("GET /v1/recordings", opts.Recordings)
-		protected.Handle("GET /v1/recordings/{call_id...}", opts.Recordings)
+		protected.Handle("GET /v1/recordings/{call_id...}", downloads(opts.Recordings))
 	}
 	if opts.CDRs != nil && !isNilPointer(opts.CDRs) {
 		(&cdrHandlers{store: opts.CDRs, log: log}).register(protected)
@@ -347,3 +364,36 @@ func (s *Server) Serve() error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	return s.srv.Shutdown(ctx)
 }
+
+// downloads lets an answer outlast the server's WriteTimeout while the
+// client keeps reading it: a recording of an hour is tens of megabytes,
+// which a CRM behind a slow link cannot fetch in 10 s, and the connection
+// would be cut mid-file. The deadline moves forward before every write
+// instead, so a client that stops reading is still let go.
+func downloads(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		pw := &progressWriter{ResponseWriter: w, rc: http.NewResponseController(w)}
+		pw.extend()
+		h.ServeHTTP(pw, r)
+	})
+}
+
+// progressWriter moves the write deadline forward before each write.
+type progressWriter struct {
+	http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func (p *progressWriter) extend() {
+	// An error means the connection cannot take deadlines (a test's
+	// recorder); the server's WriteTimeout then stands.
+	_ = p.rc.SetWriteDeadline(time.Now().Add(limits.download))
+}
+
+func (p *progressWriter) Write(b []byte) (int, error) {
+	p.extend()
+	return p.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (p *progressWriter) Unwrap() http.ResponseWriter { return p.ResponseWriter }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -171,5 +172,75 @@ func TestWrongMethodIs405(t *testing.T) {
 	// Methods other than GET on the public status stay behind the token.
 	if r := f.do(t, "POST", "/v1/status", "", nil, nil); r.code != 401 {
 		t.Errorf("POST /v1/status without the token: %d", r.code)
+	}
+}
+
+// TestRecordingDownloadOutlastsWriteTimeout: a recording that takes
+// longer to send than the server's write timeout reaches the client whole
+// as long as it keeps reading; a client that stops reading is let go.
+func TestRecordingDownloadOutlastsWriteTimeout(t *testing.T) {
+	saved := limits
+	t.Cleanup(func() { limits = saved })
+	limits.write, limits.download = 300*time.Millisecond, 2*time.Second
+
+	const chunk, chunks = 64 << 10, 12
+	stalled := make(chan error, 1)
+	rec := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Has("stall") {
+			// Write until the client, which reads nothing, is given up.
+			buf := make([]byte, chunk)
+			for range 1 << 14 {
+				if _, err := w.Write(buf); err != nil {
+					stalled <- err
+					return
+				}
+			}
+			stalled <- nil
+			return
+		}
+		w.Header().Set("Content-Type", "audio/wav")
+		w.Header().Set("Content-Length", strconv.Itoa(chunk*chunks))
+		buf := make([]byte, chunk)
+		for range chunks {
+			// A file read at the pace a slow link drains it: the whole
+			// answer takes several write timeouts.
+			time.Sleep(100 * time.Millisecond)
+			if _, err := w.Write(buf); err != nil {
+				return
+			}
+		}
+	})
+	s, err := New(Options{Addr: "127.0.75.1:0", Token: testToken, Recordings: rec, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve()
+	t.Cleanup(func() { s.Shutdown(context.Background()) })
+
+	get := func(query string) *http.Response {
+		req, _ := http.NewRequest("GET", "http://"+s.Addr().String()+"/v1/recordings/rec-1%40pbx"+query, nil)
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	res := get("")
+	n, err := io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	if err != nil || n != chunk*chunks {
+		t.Errorf("download: %d of %d bytes, %v", n, chunk*chunks, err)
+	}
+
+	res = get("?stall=1")
+	defer res.Body.Close()
+	select {
+	case err := <-stalled:
+		if err == nil {
+			t.Error("the handler wrote 1 GiB to a client that reads nothing")
+		}
+	case <-time.After(30 * time.Second):
+		t.Error("a client that stopped reading holds its download after 30 s")
 	}
 }
