@@ -121,6 +121,9 @@ func TestCDRList(t *testing.T) {
 		{"from=2025-06-01T08:10:00Z", 15},
 		{"to=2025-06-01T08:10:00Z", 10},
 		{"from=2025-06-01T10:05:00%2B02:00&to=2025-06-01T08:07:30Z", 3}, // minutes 5, 6, 7
+		// A CRM that leaves the offset's + unencoded (it reads as a
+		// space) means the same window.
+		{"from=2025-06-01T10:05:00+02:00&to=2025-06-01T08:07:30Z", 3},
 		{"from=2025-06-02T00:00:00Z", 0},
 	}
 	for _, tt := range tests {
