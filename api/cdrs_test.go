@@ -422,3 +422,50 @@ func FuzzCDRQuery(f *testing.F) {
 		}
 	})
 }
+
+// TestReplayDeadLetterOfRemovedSubscriber: after a restart without the
+// subscriber an event died for, its dead letter is still listed; a replay
+// without a subscriber says why nothing can be re-queued (the subscriber
+// is gone) instead of claiming there is no dead delivery, and naming a
+// configured subscriber sends it there.
+func TestReplayDeadLetterOfRemovedSubscriber(t *testing.T) {
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "down", 503) }))
+	t.Cleanup(recv.Close)
+	path := filepath.Join(t.TempDir(), "events.db")
+	open := func(sub string) *events.Sink {
+		s, err := events.Open(context.Background(), events.Options{Path: path, NodeID: "node-a", StoreCDRs: true,
+			MaxAttempts: 1, BackoffBase: time.Millisecond, BackoffMax: time.Millisecond,
+			Subscribers: []events.Subscriber{{Name: sub, URL: recv.URL, Secret: "k"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s := open("crm")
+	s.CallRefused(events.CDR{CallID: "r1", SIPCode: 403})
+	waitUntil(t, "a dead letter", func() bool {
+		p, err := s.DeadLetters(context.Background(), events.DeadLetterQuery{})
+		return err == nil && len(p.DeadLetters) == 1
+	})
+	s.Close(context.Background())
+
+	s = open("billing") // crm removed from the config
+	t.Cleanup(func() { s.Close(context.Background()) })
+	f := newFixture(t, func(o *Options) { o.Events = s })
+	var doc deadListDoc
+	f.api(t, "GET", "/v1/events/dead", "").json(t, &doc)
+	if len(doc.DeadLetters) != 1 || doc.DeadLetters[0].Subscriber != "crm" {
+		t.Fatalf("dead letters: %+v", doc.DeadLetters)
+	}
+	replay := "/v1/events/" + doc.DeadLetters[0].EventID + "/replay"
+	r := f.api(t, "POST", replay, "")
+	if msg := r.errorText(t); r.code != 409 || !strings.Contains(msg, `"crm"`) || !strings.Contains(msg, "no longer configured") {
+		t.Errorf("replay of a removed subscriber's dead letter: %d %s", r.code, r.body)
+	}
+	if r := f.api(t, "POST", replay+"?subscriber=crm", ""); r.code != 400 {
+		t.Errorf("replay to the removed subscriber: %d %s", r.code, r.body)
+	}
+	if r := f.api(t, "POST", replay+"?subscriber=billing", ""); r.code != 200 {
+		t.Errorf("replay to a configured subscriber: %d %s", r.code, r.body)
+	}
+}
