@@ -469,3 +469,20 @@ func TestReplayDeadLetterOfRemovedSubscriber(t *testing.T) {
 		t.Errorf("replay to a configured subscriber: %d %s", r.code, r.body)
 	}
 }
+
+// TestCSVDefuse: a text cell a spreadsheet would read as a formula gets
+// a leading apostrophe; phone numbers and plain numbers are left alone.
+// Go's ParseFloat takes forms no spreadsheet reads as a number (hex
+// floats, digit separators), which Excel then runs as a formula (#NAME?).
+func TestCSVDefuse(t *testing.T) {
+	for in, want := range map[string]string{
+		"+15550100001": "+15550100001", "-42": "-42", "-1.5": "-1.5", "+0.25": "+0.25", "US.77": "US.77", "": "",
+		"=1+1": "'=1+1", "@SUM(A1)": "'@SUM(A1)", "\t=1": "'\t=1", "\r=1": "'\r=1",
+		"+1 650-555": "'+1 650-555", "-1+1": "'-1+1", "+1e5": "'+1e5", "-Inf": "'-Inf", "+": "'+", "-.": "'-.", "+1.2.3": "'+1.2.3",
+		"-0x1p-2": "'-0x1p-2", "+1_000": "'+1_000", "-0xA1p1": "'-0xA1p1",
+	} {
+		if got := defuse(in); got != want {
+			t.Errorf("defuse(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
