@@ -205,22 +205,32 @@ func timeParam(v url.Values, name string) (time.Time, error) {
 	return t, nil
 }
 
-// acceptsCSV reports whether an Accept header asks for text/csv (with a
-// non-zero quality).
+// acceptsCSV reports whether an Accept header prefers text/csv to JSON:
+// text/csv is named with a non-zero quality at least that of the most
+// specific range that takes JSON (application/json, application/*,
+// */*), if any.
 func acceptsCSV(accept string) bool {
+	csvQ, jsonQ, jsonRank := 0.0, -1.0, 0
 	for part := range strings.SplitSeq(accept, ",") {
 		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
-		if err != nil || mt != "text/csv" {
+		if err != nil {
 			continue
 		}
-		if q, ok := params["q"]; ok {
-			if f, err := strconv.ParseFloat(q, 64); err != nil || f <= 0 {
+		q := 1.0
+		if s, ok := params["q"]; ok {
+			if q, err = strconv.ParseFloat(s, 64); err != nil || q < 0 || q > 1 {
 				continue
 			}
 		}
-		return true
+		rank := map[string]int{"application/json": 3, "application/*": 2, "*/*": 1}[mt]
+		switch {
+		case mt == "text/csv":
+			csvQ = max(csvQ, q)
+		case rank > jsonRank:
+			jsonQ, jsonRank = q, rank
+		}
 	}
-	return false
+	return csvQ > 0 && csvQ >= jsonQ
 }
 
 // quoteParam quotes a value for an error message, cut to a readable length.

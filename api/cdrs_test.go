@@ -211,7 +211,10 @@ func TestCDRCSV(t *testing.T) {
 		})
 	}
 	// JSON wins when Accept does not ask for CSV or format says json.
-	for _, tc := range []struct{ path, accept string }{{"/v1/cdrs", "text/html, */*"}, {"/v1/cdrs?format=json", "text/csv"}, {"/v1/cdrs", "text/csv;q=0"}} {
+	// So does an Accept that prefers JSON and takes CSV only as a
+	// fallback.
+	for _, tc := range []struct{ path, accept string }{{"/v1/cdrs", "text/html, */*"}, {"/v1/cdrs?format=json", "text/csv"}, {"/v1/cdrs", "text/csv;q=0"},
+		{"/v1/cdrs", "application/json, text/csv;q=0.5"}, {"/v1/cdrs", "text/csv;q=0.2, */*;q=0.8"}, {"/v1/cdrs", "text/csv; q=0.5, application/*"}} {
 		r := f.do(t, "GET", tc.path, testToken, nil, map[string]string{"Accept": tc.accept})
 		if r.header.Get("Content-Type") != "application/json" {
 			t.Errorf("%s with Accept %q: %s", tc.path, tc.accept, r.header.Get("Content-Type"))
