@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"regexp"
@@ -276,7 +277,7 @@ func build(opts Options) (http.Handler, *webhook, []string) {
 	if opts.Recordings != nil && !isNilPointer(opts.Recordings) {
 		// The recording package's own handler, behind the token; the
 		// routes are named here so that the OpenAPI document covers them.
-		protected.Handle("GET /v1/recordings", opts.Recordings)
+		protected.Handle("GET /v1/recordings", onlyParams(opts.Recordings, "date", "call_id", "limit"))
 		protected.Handle("GET /v1/recordings/{call_id...}", downloads(opts.Recordings))
 	}
 	if opts.CDRs != nil && !isNilPointer(opts.CDRs) {
@@ -397,3 +398,28 @@ func (p *progressWriter) Write(b []byte) (int, error) {
 
 // Unwrap lets http.ResponseController reach the connection.
 func (p *progressWriter) Unwrap() http.ResponseWriter { return p.ResponseWriter }
+
+// onlyParams refuses (400) a query parameter other than names, or one
+// given twice, before h sees the request: a misspelt filter must not
+// silently match everything.
+func onlyParams(h http.Handler, names ...string) http.Handler {
+	use := names[len(names)-1]
+	if len(names) > 1 {
+		use = strings.Join(names[:len(names)-1], ", ") + " or " + use
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		keys := slices.Sorted(maps.Keys(q))
+		for _, k := range keys {
+			switch {
+			case !slices.Contains(names, k):
+				writeError(w, http.StatusBadRequest, quoteParam(k)+": unknown parameter; use "+use)
+				return
+			case len(q[k]) > 1:
+				writeError(w, http.StatusBadRequest, k+": given more than once")
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
+}

@@ -244,3 +244,25 @@ func TestRecordingDownloadOutlastsWriteTimeout(t *testing.T) {
 		t.Error("a client that stopped reading holds its download after 30 s")
 	}
 }
+
+// TestRecordingListRefusesUnknownParameters: a misspelt filter on the
+// recording list is refused, as on every other listing, rather than
+// ignored: ?callid=X listed every call's recordings, newest first, and a
+// CRM taking the first as call X's attached another customer's call.
+func TestRecordingListRefusesUnknownParameters(t *testing.T) {
+	rec := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, `{"recordings":[],"count":0}`)
+	})
+	f := newFixture(t, func(o *Options) { o.Recordings = rec })
+	for _, q := range []string{"callid=abc%40pbx", "date=2025-01-31&day=2025-01-31", "call_id=a&call_id=b"} {
+		r := f.api(t, "GET", "/v1/recordings?"+q, "")
+		if msg := r.errorText(t); r.code != 400 || msg == "" {
+			t.Errorf("?%s: %d %s", q, r.code, r.body)
+		}
+	}
+	for _, q := range []string{"", "?call_id=abc%40pbx&date=2025-01-31&limit=5"} {
+		if r := f.api(t, "GET", "/v1/recordings"+q, ""); r.code != 200 {
+			t.Errorf("%q: %d %s", q, r.code, r.body)
+		}
+	}
+}
