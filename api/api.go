@@ -19,6 +19,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -123,11 +124,15 @@ type listenerLimits struct {
 	// (recordings): each write must progress within it, however long the
 	// whole download takes.
 	download time.Duration
+	// conns bounds the connections open at once; more are closed as
+	// they come. Each costs a descriptor, which media ports and SIP
+	// connections share.
+	conns int
 }
 
 // limits are the listener's; tests shorten them.
 var limits = listenerLimits{readHeader: 5 * time.Second, read: 10 * time.Second, write: 10 * time.Second,
-	idle: 60 * time.Second, download: 30 * time.Second}
+	idle: 60 * time.Second, download: 30 * time.Second, conns: 1024}
 
 // New binds opts.Addr and prepares the routes; Serve starts answering.
 func New(opts Options) (*Server, error) {
@@ -139,6 +144,7 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("api: listen %s: %w", opts.Addr, err)
 	}
+	ln = &capListener{Listener: ln, slots: make(chan struct{}, limits.conns), log: opts.Log}
 	return &Server{
 		srv: &http.Server{
 			Handler:           h,
@@ -422,4 +428,51 @@ func onlyParams(h http.Handler, names ...string) http.Handler {
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// capListener holds at most cap(slots) connections open: past that it
+// closes each new one at once (logged at most every refusedLogEvery)
+// rather than letting it queue, so that a flood of connections costs
+// neither descriptors nor goroutines, and the listener serves again as
+// soon as one closes.
+type capListener struct {
+	net.Listener
+	slots chan struct{}
+	log   *slog.Logger
+	every everyLog
+}
+
+// refusedLogEvery spaces the warnings about refused connections.
+const refusedLogEvery = 10 * time.Second
+
+func (l *capListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case l.slots <- struct{}{}:
+			return &slotConn{Conn: c, free: func() { <-l.slots }}, nil
+		default:
+		}
+		if ok, n := l.every.allow(time.Now(), refusedLogEvery); ok {
+			l.log.Warn("api: connection refused: too many open", "remote", c.RemoteAddr().String(), "open", cap(l.slots),
+				"refused_since_last", n)
+		}
+		c.Close()
+	}
+}
+
+// slotConn gives its listener slot back when closed (once).
+type slotConn struct {
+	net.Conn
+	once sync.Once
+	free func()
+}
+
+func (c *slotConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.free)
+	return err
 }

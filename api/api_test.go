@@ -1,10 +1,13 @@
 package api
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -265,4 +268,63 @@ func TestRecordingListRefusesUnknownParameters(t *testing.T) {
 			t.Errorf("%q: %d %s", q, r.code, r.body)
 		}
 	}
+}
+
+// TestConnectionCap: the listener holds at most limits.conns connections;
+// one more is closed at once, so that a client opening connections
+// without end cannot take the descriptors wagate's calls need, and the
+// listener serves again as soon as one closes.
+func TestConnectionCap(t *testing.T) {
+	saved := limits
+	t.Cleanup(func() { limits = saved })
+	limits.conns, limits.readHeader = 4, time.Minute // the idle connections stay until closed
+	s, err := New(Options{Addr: "127.0.75.2:0", Status: func() any { return "ok" }, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve()
+	t.Cleanup(func() { s.Shutdown(context.Background()) })
+	addr := s.Addr().String()
+
+	// get asks for /healthz on a connection of its own.
+	get := func() error {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: wagate\r\nConnection: close\r\n\r\n"); err != nil {
+			return err
+		}
+		res, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			return err
+		}
+		res.Body.Close()
+		if res.StatusCode != 200 {
+			return fmt.Errorf("status %d", res.StatusCode)
+		}
+		return nil
+	}
+	if err := get(); err != nil {
+		t.Fatalf("below the cap: %v", err)
+	}
+	// Idle connections (a slow client's) up to the cap.
+	idle := make([]net.Conn, 0, 4)
+	for range 4 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, c)
+	}
+	t.Cleanup(func() {
+		for _, c := range idle {
+			c.Close()
+		}
+	})
+	waitUntil(t, "the fifth connection refused", func() bool { return get() != nil })
+	idle[0].Close()
+	waitUntil(t, "a connection served again", func() bool { return get() == nil })
 }
