@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -352,7 +353,7 @@ func build(opts Options) (http.Handler, *webhook, []string) {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such route")
 	})
-	return mux, wh, ops
+	return recoverPanics(log, mux), wh, ops
 }
 
 // Addr is the bound address.
@@ -476,3 +477,51 @@ func (c *slotConn) Close() error {
 	c.once.Do(c.free)
 	return err
 }
+
+// recoverPanics logs a panic behind a route at error, with the route and
+// the stack, and answers the JSON 500 of any other failure when nothing
+// was sent yet (else the connection is dropped, the answer being cut).
+// net/http would recover it too, but log it through the server's
+// ErrorLog, which is at debug: a bug would go unseen.
+func recoverPanics(log *slog.Logger, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tw := &trackingWriter{ResponseWriter: w}
+		defer func() {
+			v := recover()
+			if v == nil {
+				return
+			}
+			if v == http.ErrAbortHandler { // net/http's own way to cut an answer: not a bug
+				panic(v)
+			}
+			log.Error("api: request handler panicked", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr,
+				"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			if tw.wrote {
+				panic(http.ErrAbortHandler)
+			}
+			writeError(w, http.StatusInternalServerError, "internal error; see wagate's log")
+		}()
+		h.ServeHTTP(tw, r)
+	})
+}
+
+// trackingWriter notes whether the answer has started.
+type trackingWriter struct {
+	http.ResponseWriter
+	wrote bool
+}
+
+func (t *trackingWriter) WriteHeader(code int) {
+	if code >= 200 { // 1xx informational answers are not the answer
+		t.wrote = true
+	}
+	t.ResponseWriter.WriteHeader(code)
+}
+
+func (t *trackingWriter) Write(b []byte) (int, error) {
+	t.wrote = true
+	return t.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (t *trackingWriter) Unwrap() http.ResponseWriter { return t.ResponseWriter }

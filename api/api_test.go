@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -328,3 +329,58 @@ func TestConnectionCap(t *testing.T) {
 	idle[0].Close()
 	waitUntil(t, "a connection served again", func() bool { return get() == nil })
 }
+
+// panickyCalls is a CallControl whose listing panics (a bug behind the
+// API).
+type panickyCalls struct{ fakeCalls }
+
+func (*panickyCalls) Calls() []LiveCall { panic("listing broke") }
+
+// TestHandlerPanicLoggedAndAnswered: a panic behind a route is logged at
+// error with the route, and the client gets the JSON 500 every other
+// failure gets. Before, net/http recovered it and logged it through the
+// server's ErrorLog, at debug: invisible at wagate's log level, and the
+// client saw its connection dropped.
+func TestHandlerPanicLoggedAndAnswered(t *testing.T) {
+	var mu sync.Mutex
+	var logged []string
+	h := slog.NewJSONHandler(writerFunc(func(b []byte) (int, error) {
+		mu.Lock()
+		logged = append(logged, string(b))
+		mu.Unlock()
+		return len(b), nil
+	}), &slog.HandlerOptions{Level: slog.LevelInfo})
+	s, err := New(Options{Addr: "127.0.75.3:0", Token: testToken, Calls: &panickyCalls{}, Log: slog.New(h)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve()
+	t.Cleanup(func() { s.Shutdown(context.Background()) })
+	req, _ := http.NewRequest("GET", "http://"+s.Addr().String()+"/v1/calls", nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET /v1/calls: %v", err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	var e errorDoc
+	if res.StatusCode != 500 || json.Unmarshal(b, &e) != nil || e.Error == "" {
+		t.Errorf("answer: %d %s", res.StatusCode, b)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	found := false
+	for _, l := range logged {
+		if strings.Contains(l, `"level":"ERROR"`) && strings.Contains(l, "listing broke") && strings.Contains(l, "/v1/calls") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no error logged for the panic: %q", logged)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
