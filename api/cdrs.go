@@ -190,15 +190,15 @@ func parseCDRQuery(v url.Values, accept string) (events.CDRQuery, string, error)
 	return q, format, nil
 }
 
-// timeParam reads an RFC 3339 time. A space stands for '+': an offset's
-// '+' left unencoded in a query string reads as one, and an RFC 3339
-// time has no space of its own.
+// timeParam reads an RFC 3339 time, its T and Z in either case (RFC 3339
+// §5.6). A space stands for '+': an offset's '+' left unencoded in a
+// query string reads as one, and an RFC 3339 time has no space of its own.
 func timeParam(v url.Values, name string) (time.Time, error) {
 	s := v.Get(name)
 	if s == "" {
 		return time.Time{}, nil
 	}
-	t, err := time.Parse(time.RFC3339Nano, strings.Replace(s, " ", "+", 1))
+	t, err := time.Parse(time.RFC3339Nano, strings.ToUpper(strings.Replace(s, " ", "+", 1)))
 	if err != nil || t.Year() < 1970 || t.Year() > 9999 {
 		return time.Time{}, fmt.Errorf("%s: %s is not an RFC 3339 time like 2025-06-01T00:00:00Z", name, quoteParam(s))
 	}

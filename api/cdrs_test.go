@@ -124,6 +124,8 @@ func TestCDRList(t *testing.T) {
 		// A CRM that leaves the offset's + unencoded (it reads as a
 		// space) means the same window.
 		{"from=2025-06-01T10:05:00+02:00&to=2025-06-01T08:07:30Z", 3},
+		// RFC 3339 lets T and Z be lower case.
+		{"from=2025-06-01t08:10:00z", 15},
 		{"from=2025-06-02T00:00:00Z", 0},
 	}
 	for _, tt := range tests {
