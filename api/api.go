@@ -13,9 +13,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
+	"regexp"
+	"runtime/debug"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -109,6 +114,27 @@ type Server struct {
 	wh *webhook
 }
 
+// listenerLimits bound how long a client may take (slow clients hold a
+// connection and a goroutine each).
+type listenerLimits struct {
+	// readHeader: the request line and headers; read: the whole request;
+	// write: the answer, from the end of the headers; idle: between two
+	// requests of a kept-alive connection.
+	readHeader, read, write, idle time.Duration
+	// download replaces write for answers that stream a file
+	// (recordings): each write must progress within it, however long the
+	// whole download takes.
+	download time.Duration
+	// conns bounds the connections open at once; more are closed as
+	// they come. Each costs a descriptor, which media ports and SIP
+	// connections share.
+	conns int
+}
+
+// limits are the listener's; tests shorten them.
+var limits = listenerLimits{readHeader: 5 * time.Second, read: 10 * time.Second, write: 10 * time.Second,
+	idle: 60 * time.Second, download: 30 * time.Second, conns: 1024}
+
 // New binds opts.Addr and prepares the routes; Serve starts answering.
 func New(opts Options) (*Server, error) {
 	if opts.Log == nil {
@@ -119,13 +145,14 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("api: listen %s: %w", opts.Addr, err)
 	}
+	ln = &capListener{Listener: ln, slots: make(chan struct{}, limits.conns), log: opts.Log}
 	return &Server{
 		srv: &http.Server{
 			Handler:           h,
-			ReadHeaderTimeout: 5 * time.Second,
-			ReadTimeout:       10 * time.Second,
-			WriteTimeout:      10 * time.Second,
-			IdleTimeout:       60 * time.Second,
+			ReadHeaderTimeout: limits.readHeader,
+			ReadTimeout:       limits.read,
+			WriteTimeout:      limits.write,
+			IdleTimeout:       limits.idle,
 			MaxHeaderBytes:    16 << 10,
 			ErrorLog:          slog.NewLogLogger(opts.Log.Handler(), slog.LevelDebug),
 		},
@@ -155,10 +182,24 @@ type router interface {
 }
 
 // routeMux is a ServeMux that keeps the patterns registered with a
-// method: the operations the OpenAPI document must describe.
+// method: the operations the OpenAPI document must describe. It also
+// notes which paths have a pattern without a method, so that
+// refuseOtherMethods can answer 405 on the others.
 type routeMux struct {
 	*http.ServeMux
 	ops *[]string
+	// methods are the methods of each path (wildcards unnamed, "{}"), in
+	// the order registered; paths the first spelling of each; open the
+	// paths a method-less pattern already answers.
+	methods map[string][]string
+	paths   map[string]string
+	open    map[string]bool
+	order   *[]string
+}
+
+func newRouteMux(ops *[]string) routeMux {
+	return routeMux{ServeMux: http.NewServeMux(), ops: ops, methods: map[string][]string{}, paths: map[string]string{},
+		open: map[string]bool{}, order: new([]string)}
 }
 
 func (m routeMux) Handle(pattern string, h http.Handler) {
@@ -171,9 +212,42 @@ func (m routeMux) HandleFunc(pattern string, h func(http.ResponseWriter, *http.R
 	m.ServeMux.HandleFunc(pattern, h)
 }
 
+// wildcard matches a path wildcard, {name} or {name...}.
+var wildcard = regexp.MustCompile(`\{[^}]*\}`)
+
 func (m routeMux) note(pattern string) {
-	if method, _, ok := strings.Cut(pattern, " "); ok && method != "" {
-		*m.ops = append(*m.ops, pattern)
+	method, path, ok := strings.Cut(pattern, " ")
+	if !ok {
+		method, path = "", pattern
+	}
+	key := wildcard.ReplaceAllString(path, "{}")
+	if method == "" {
+		m.open[key] = true
+		return
+	}
+	*m.ops = append(*m.ops, pattern)
+	if _, seen := m.paths[key]; !seen {
+		m.paths[key] = path
+		*m.order = append(*m.order, key)
+	}
+	if !slices.Contains(m.methods[key], method) {
+		m.methods[key] = append(m.methods[key], method)
+	}
+}
+
+// refuseOtherMethods answers 405, with Allow, on every path registered
+// with methods for the methods it lacks — unless a method-less pattern
+// of the path already answers them, or skip says the path is left to
+// another pattern. Without it ServeMux would send such a request to the
+// catch-all "/" (404), since a method-less pattern matches it.
+func (m routeMux) refuseOtherMethods(skip func(path string) bool) {
+	for _, key := range *m.order {
+		path := m.paths[key]
+		if m.open[key] || (skip != nil && skip(path)) {
+			continue
+		}
+		m.open[key] = true
+		m.ServeMux.HandleFunc(path, methodNotAllowed(strings.Join(m.methods[key], ", ")))
 	}
 }
 
@@ -204,16 +278,14 @@ func build(opts Options) (http.Handler, *webhook, []string) {
 		log.Warn("api: no token configured; the permission API refuses every request")
 	}
 
-	protected := routeMux{http.NewServeMux(), &ops}
+	protected := newRouteMux(&ops)
 	p := &permissionHandlers{store: opts.Permissions, known: opts.KnownNumber, log: log}
 	p.register(protected)
 	if opts.Recordings != nil && !isNilPointer(opts.Recordings) {
 		// The recording package's own handler, behind the token; the
 		// routes are named here so that the OpenAPI document covers them.
-		protected.Handle("GET /v1/recordings", opts.Recordings)
-		protected.Handle("GET /v1/recordings/{call_id...}", opts.Recordings)
-		protected.HandleFunc("/v1/recordings", methodNotAllowed("GET"))
-		protected.HandleFunc("/v1/recordings/", methodNotAllowed("GET"))
+		protected.Handle("GET /v1/recordings", onlyParams(opts.Recordings, "date", "call_id", "limit"))
+		protected.Handle("GET /v1/recordings/{call_id...}", downloads(opts.Recordings))
 	}
 	if opts.CDRs != nil && !isNilPointer(opts.CDRs) {
 		(&cdrHandlers{store: opts.CDRs, log: log}).register(protected)
@@ -229,12 +301,15 @@ func build(opts Options) (http.Handler, *webhook, []string) {
 		ch.register(protected)
 	}
 	protected.HandleFunc("GET /v1/openapi.json", serveOpenAPI)
-	protected.HandleFunc("/v1/openapi.json", methodNotAllowed("GET"))
+	// Other methods on the public status are answered behind the token,
+	// like every /v1/ route but its GET.
+	protected.HandleFunc("/v1/status", methodNotAllowed("GET"))
+	protected.refuseOtherMethods(nil)
 	protected.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such route")
 	})
 
-	mux := routeMux{http.NewServeMux(), &ops}
+	mux := newRouteMux(&ops)
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		var doc any
@@ -274,10 +349,11 @@ func build(opts Options) (http.Handler, *webhook, []string) {
 		mux.HandleFunc("GET /webhook/meta", wh.handshake)
 		mux.HandleFunc("POST /webhook/meta", wh.receive)
 	}
+	mux.refuseOtherMethods(func(path string) bool { return strings.HasPrefix(path, "/v1/") })
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such route")
 	})
-	return mux, wh, ops
+	return recoverPanics(log, mux), wh, ops
 }
 
 // Addr is the bound address.
@@ -296,3 +372,156 @@ func (s *Server) Serve() error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	return s.srv.Shutdown(ctx)
 }
+
+// downloads lets an answer outlast the server's WriteTimeout while the
+// client keeps reading it: a recording of an hour is tens of megabytes,
+// which a CRM behind a slow link cannot fetch in 10 s, and the connection
+// would be cut mid-file. The deadline moves forward before every write
+// instead, so a client that stops reading is still let go.
+func downloads(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		pw := &progressWriter{ResponseWriter: w, rc: http.NewResponseController(w)}
+		pw.extend()
+		h.ServeHTTP(pw, r)
+	})
+}
+
+// progressWriter moves the write deadline forward before each write.
+type progressWriter struct {
+	http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func (p *progressWriter) extend() {
+	// An error means the connection cannot take deadlines (a test's
+	// recorder); the server's WriteTimeout then stands.
+	_ = p.rc.SetWriteDeadline(time.Now().Add(limits.download))
+}
+
+func (p *progressWriter) Write(b []byte) (int, error) {
+	p.extend()
+	return p.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (p *progressWriter) Unwrap() http.ResponseWriter { return p.ResponseWriter }
+
+// onlyParams refuses (400) a query parameter other than names, or one
+// given twice, before h sees the request: a misspelt filter must not
+// silently match everything.
+func onlyParams(h http.Handler, names ...string) http.Handler {
+	use := names[len(names)-1]
+	if len(names) > 1 {
+		use = strings.Join(names[:len(names)-1], ", ") + " or " + use
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		keys := slices.Sorted(maps.Keys(q))
+		for _, k := range keys {
+			switch {
+			case !slices.Contains(names, k):
+				writeError(w, http.StatusBadRequest, quoteParam(k)+": unknown parameter; use "+use)
+				return
+			case len(q[k]) > 1:
+				writeError(w, http.StatusBadRequest, k+": given more than once")
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// capListener holds at most cap(slots) connections open: past that it
+// closes each new one at once (logged at most every refusedLogEvery)
+// rather than letting it queue, so that a flood of connections costs
+// neither descriptors nor goroutines, and the listener serves again as
+// soon as one closes.
+type capListener struct {
+	net.Listener
+	slots chan struct{}
+	log   *slog.Logger
+	every everyLog
+}
+
+// refusedLogEvery spaces the warnings about refused connections.
+const refusedLogEvery = 10 * time.Second
+
+func (l *capListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case l.slots <- struct{}{}:
+			return &slotConn{Conn: c, free: func() { <-l.slots }}, nil
+		default:
+		}
+		if ok, n := l.every.allow(time.Now(), refusedLogEvery); ok {
+			l.log.Warn("api: connection refused: too many open", "remote", c.RemoteAddr().String(), "open", cap(l.slots),
+				"refused_since_last", n)
+		}
+		c.Close()
+	}
+}
+
+// slotConn gives its listener slot back when closed (once).
+type slotConn struct {
+	net.Conn
+	once sync.Once
+	free func()
+}
+
+func (c *slotConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.free)
+	return err
+}
+
+// recoverPanics logs a panic behind a route at error, with the route and
+// the stack, and answers the JSON 500 of any other failure when nothing
+// was sent yet (else the connection is dropped, the answer being cut).
+// net/http would recover it too, but log it through the server's
+// ErrorLog, which is at debug: a bug would go unseen.
+func recoverPanics(log *slog.Logger, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tw := &trackingWriter{ResponseWriter: w}
+		defer func() {
+			v := recover()
+			if v == nil {
+				return
+			}
+			if v == http.ErrAbortHandler { // net/http's own way to cut an answer: not a bug
+				panic(v)
+			}
+			log.Error("api: request handler panicked", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr,
+				"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			if tw.wrote {
+				panic(http.ErrAbortHandler)
+			}
+			writeError(w, http.StatusInternalServerError, "internal error; see wagate's log")
+		}()
+		h.ServeHTTP(tw, r)
+	})
+}
+
+// trackingWriter notes whether the answer has started.
+type trackingWriter struct {
+	http.ResponseWriter
+	wrote bool
+}
+
+func (t *trackingWriter) WriteHeader(code int) {
+	if code >= 200 { // 1xx informational answers are not the answer
+		t.wrote = true
+	}
+	t.ResponseWriter.WriteHeader(code)
+}
+
+func (t *trackingWriter) Write(b []byte) (int, error) {
+	t.wrote = true
+	return t.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (t *trackingWriter) Unwrap() http.ResponseWriter { return t.ResponseWriter }

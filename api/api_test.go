@@ -1,12 +1,18 @@
 package api
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -139,3 +145,242 @@ func TestRecordingsBehindToken(t *testing.T) {
 		t.Errorf("recordings not configured: %d", r.code)
 	}
 }
+
+// TestWrongMethodIs405: on every path of the OpenAPI document, a method
+// the document does not list answers 405 with a JSON error and an Allow
+// naming exactly the documented methods — public routes (/healthz,
+// /metrics, the webhook) included, as docs/api.md promises.
+func TestWrongMethodIs405(t *testing.T) {
+	doc := loadOpenAPI(t)
+	f := everything(t)
+	fill := strings.NewReplacer("{phone_number_id}", testNumberID, "{user}", "+16505551234", "{call_id}", answeredID, "{event_id}", "ev-1")
+	for path, item := range doc.Paths.Map() {
+		ops := item.Operations()
+		var want []string
+		for m := range ops {
+			want = append(want, m)
+		}
+		slices.Sort(want)
+		for _, m := range []string{"GET", "POST", "PUT", "DELETE", "PATCH"} {
+			if ops[m] != nil {
+				continue
+			}
+			r := f.api(t, m, fill.Replace(path), "")
+			allow := strings.Split(strings.ReplaceAll(r.header.Get("Allow"), " ", ""), ",")
+			slices.Sort(allow)
+			if r.code != 405 || !slices.Equal(allow, want) || r.errorText(t) == "" {
+				t.Errorf("%s %s: %d Allow %q (documented: %v) %s", m, path, r.code, r.header.Get("Allow"), want, r.body)
+			}
+		}
+	}
+	// Methods other than GET on the public status stay behind the token.
+	if r := f.do(t, "POST", "/v1/status", "", nil, nil); r.code != 401 {
+		t.Errorf("POST /v1/status without the token: %d", r.code)
+	}
+}
+
+// TestRecordingDownloadOutlastsWriteTimeout: a recording that takes
+// longer to send than the server's write timeout reaches the client whole
+// as long as it keeps reading; a client that stops reading is let go.
+func TestRecordingDownloadOutlastsWriteTimeout(t *testing.T) {
+	saved := limits
+	t.Cleanup(func() { limits = saved })
+	limits.write, limits.download = 300*time.Millisecond, 2*time.Second
+
+	const chunk, chunks = 64 << 10, 12
+	stalled := make(chan error, 1)
+	rec := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Has("stall") {
+			// Write until the client, which reads nothing, is given up.
+			buf := make([]byte, chunk)
+			for range 1 << 14 {
+				if _, err := w.Write(buf); err != nil {
+					stalled <- err
+					return
+				}
+			}
+			stalled <- nil
+			return
+		}
+		w.Header().Set("Content-Type", "audio/wav")
+		w.Header().Set("Content-Length", strconv.Itoa(chunk*chunks))
+		buf := make([]byte, chunk)
+		for range chunks {
+			// A file read at the pace a slow link drains it: the whole
+			// answer takes several write timeouts.
+			time.Sleep(100 * time.Millisecond)
+			if _, err := w.Write(buf); err != nil {
+				return
+			}
+		}
+	})
+	s, err := New(Options{Addr: "127.0.75.1:0", Token: testToken, Recordings: rec, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve()
+	t.Cleanup(func() { s.Shutdown(context.Background()) })
+
+	get := func(query string) *http.Response {
+		req, _ := http.NewRequest("GET", "http://"+s.Addr().String()+"/v1/recordings/rec-1%40pbx"+query, nil)
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	res := get("")
+	n, err := io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	if err != nil || n != chunk*chunks {
+		t.Errorf("download: %d of %d bytes, %v", n, chunk*chunks, err)
+	}
+
+	res = get("?stall=1")
+	defer res.Body.Close()
+	select {
+	case err := <-stalled:
+		if err == nil {
+			t.Error("the handler wrote 1 GiB to a client that reads nothing")
+		}
+	case <-time.After(30 * time.Second):
+		t.Error("a client that stopped reading holds its download after 30 s")
+	}
+}
+
+// TestRecordingListRefusesUnknownParameters: a misspelt filter on the
+// recording list is refused, as on every other listing, rather than
+// ignored: ?callid=X listed every call's recordings, newest first, and a
+// CRM taking the first as call X's attached another customer's call.
+func TestRecordingListRefusesUnknownParameters(t *testing.T) {
+	rec := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, `{"recordings":[],"count":0}`)
+	})
+	f := newFixture(t, func(o *Options) { o.Recordings = rec })
+	for _, q := range []string{"callid=abc%40pbx", "date=2025-01-31&day=2025-01-31", "call_id=a&call_id=b"} {
+		r := f.api(t, "GET", "/v1/recordings?"+q, "")
+		if msg := r.errorText(t); r.code != 400 || msg == "" {
+			t.Errorf("?%s: %d %s", q, r.code, r.body)
+		}
+	}
+	for _, q := range []string{"", "?call_id=abc%40pbx&date=2025-01-31&limit=5"} {
+		if r := f.api(t, "GET", "/v1/recordings"+q, ""); r.code != 200 {
+			t.Errorf("%q: %d %s", q, r.code, r.body)
+		}
+	}
+}
+
+// TestConnectionCap: the listener holds at most limits.conns connections;
+// one more is closed at once, so that a client opening connections
+// without end cannot take the descriptors wagate's calls need, and the
+// listener serves again as soon as one closes.
+func TestConnectionCap(t *testing.T) {
+	saved := limits
+	t.Cleanup(func() { limits = saved })
+	limits.conns, limits.readHeader = 4, time.Minute // the idle connections stay until closed
+	s, err := New(Options{Addr: "127.0.75.2:0", Status: func() any { return "ok" }, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve()
+	t.Cleanup(func() { s.Shutdown(context.Background()) })
+	addr := s.Addr().String()
+
+	// get asks for /healthz on a connection of its own.
+	get := func() error {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: wagate\r\nConnection: close\r\n\r\n"); err != nil {
+			return err
+		}
+		res, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			return err
+		}
+		res.Body.Close()
+		if res.StatusCode != 200 {
+			return fmt.Errorf("status %d", res.StatusCode)
+		}
+		return nil
+	}
+	if err := get(); err != nil {
+		t.Fatalf("below the cap: %v", err)
+	}
+	// Idle connections (a slow client's) up to the cap.
+	idle := make([]net.Conn, 0, 4)
+	for range 4 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, c)
+	}
+	t.Cleanup(func() {
+		for _, c := range idle {
+			c.Close()
+		}
+	})
+	waitUntil(t, "the fifth connection refused", func() bool { return get() != nil })
+	idle[0].Close()
+	waitUntil(t, "a connection served again", func() bool { return get() == nil })
+}
+
+// panickyCalls is a CallControl whose listing panics (a bug behind the
+// API).
+type panickyCalls struct{ fakeCalls }
+
+func (*panickyCalls) Calls() []LiveCall { panic("listing broke") }
+
+// TestHandlerPanicLoggedAndAnswered: a panic behind a route is logged at
+// error with the route, and the client gets the JSON 500 every other
+// failure gets. Before, net/http recovered it and logged it through the
+// server's ErrorLog, at debug: invisible at wagate's log level, and the
+// client saw its connection dropped.
+func TestHandlerPanicLoggedAndAnswered(t *testing.T) {
+	var mu sync.Mutex
+	var logged []string
+	h := slog.NewJSONHandler(writerFunc(func(b []byte) (int, error) {
+		mu.Lock()
+		logged = append(logged, string(b))
+		mu.Unlock()
+		return len(b), nil
+	}), &slog.HandlerOptions{Level: slog.LevelInfo})
+	s, err := New(Options{Addr: "127.0.75.3:0", Token: testToken, Calls: &panickyCalls{}, Log: slog.New(h)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve()
+	t.Cleanup(func() { s.Shutdown(context.Background()) })
+	req, _ := http.NewRequest("GET", "http://"+s.Addr().String()+"/v1/calls", nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET /v1/calls: %v", err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	var e errorDoc
+	if res.StatusCode != 500 || json.Unmarshal(b, &e) != nil || e.Error == "" {
+		t.Errorf("answer: %d %s", res.StatusCode, b)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	found := false
+	for _, l := range logged {
+		if strings.Contains(l, `"level":"ERROR"`) && strings.Contains(l, "listing broke") && strings.Contains(l, "/v1/calls") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no error logged for the panic: %q", logged)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(b []byte) (int, error) { return f(b) }

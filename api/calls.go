@@ -1,7 +1,9 @@
 package api
 
 import (
+	"bytes"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -108,13 +110,9 @@ func (h *callHandlers) register(mux router) {
 	mux.HandleFunc("GET /v1/calls", h.list)
 	mux.HandleFunc("GET /v1/calls/{id}", h.get)
 	mux.HandleFunc("DELETE /v1/calls/{id}", h.hangup)
-	allow := "GET"
 	if h.orig != nil {
 		mux.HandleFunc("POST /v1/calls", h.orig.originate)
-		allow = "GET, POST"
 	}
-	mux.HandleFunc("/v1/calls", methodNotAllowed(allow))
-	mux.HandleFunc("/v1/calls/{id}", methodNotAllowed("GET, DELETE"))
 	h.registerTransfer(mux)
 }
 
@@ -205,8 +203,13 @@ func (h *callHandlers) hangup(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	reason, inQuery := q.Get("reason"), q.Has("reason")
-	if r.ContentLength != 0 {
+	raw, ok := readOptionalBody(w, r, maxHangupBody)
+	if !ok {
+		return
+	}
+	if raw != nil {
 		var body hangupBody
+		r.Body = io.NopCloser(bytes.NewReader(raw))
 		if !decodeBody(w, r, maxHangupBody, &body) {
 			return
 		}
@@ -238,6 +241,26 @@ func (h *callHandlers) hangup(w http.ResponseWriter, r *http.Request) {
 	}
 	h.log.Info("call hung up through the API", "call", id, "state", c.State, "reason", reason, "remote", r.RemoteAddr)
 	writeJSON(w, http.StatusAccepted, hangupDoc{CallID: c.ID, HangupBy: "api", Reason: reason, State: c.State, Sent: sent})
+}
+
+// readOptionalBody reads a body that may be left out: nil when there is
+// none, whether the client sent no body, an empty chunked one (clients
+// that stream their bodies) or only whitespace. False when it answered
+// (413 over limit bytes, 400 unreadable).
+func readOptionalBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		if tooBig := (*http.MaxBytesError)(nil); errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, "body larger than "+strconv.FormatInt(limit, 10)+" bytes")
+		} else {
+			writeError(w, http.StatusBadRequest, "body: could not be read")
+		}
+		return nil, false
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil, true
+	}
+	return b, true
 }
 
 // callID reads and checks the {id} of a calls route: wagate's call ids

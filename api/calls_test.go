@@ -1,9 +1,12 @@
 package api
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -290,4 +293,38 @@ func FuzzCallsHangup(f *testing.F) {
 			t.Errorf("%s %q: %d %s", target, body, rec.Code, rec.Body.String())
 		}
 	})
+}
+
+// TestCallsHangupEmptyBody: the body of DELETE is optional, however the
+// client sends "none": an empty chunked body (clients that stream) or
+// only whitespace hang up like no body at all.
+func TestCallsHangupEmptyBody(t *testing.T) {
+	calls := sampleCalls()
+	f := newFixture(t, func(o *Options) { o.Calls = calls })
+	c, err := net.Dial("tcp", strings.TrimPrefix(f.srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "DELETE /v1/calls/"+answeredID+" HTTP/1.1\r\nHost: wagate\r\nAuthorization: Bearer "+testToken+
+		"\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+	res, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 202 {
+		t.Errorf("DELETE with an empty chunked body: %d %s", res.StatusCode, b)
+	}
+	if r := f.api(t, "DELETE", "/v1/calls/"+ringingID, " \r\n"); r.code != 202 {
+		t.Errorf("DELETE with a body of whitespace: %d %s", r.code, r.body)
+	}
+	if got := len(calls.hungUp()); got != 2 {
+		t.Errorf("%d calls hung up, want 2", got)
+	}
+	// A body that is there is still read whole: too long is 413.
+	if r := f.api(t, "DELETE", "/v1/calls/"+unknownID, `{"reason":"`+strings.Repeat("x", 2000)+`"}`); r.code != 413 || r.errorText(t) == "" {
+		t.Errorf("DELETE with a 2 KB body: %d %s", r.code, r.body)
+	}
 }

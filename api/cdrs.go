@@ -35,8 +35,6 @@ type cdrHandlers struct {
 func (h *cdrHandlers) register(mux router) {
 	mux.HandleFunc("GET /v1/cdrs", h.list)
 	mux.HandleFunc("GET /v1/cdrs/{id}", h.get)
-	mux.HandleFunc("/v1/cdrs", methodNotAllowed("GET"))
-	mux.HandleFunc("/v1/cdrs/{id}", methodNotAllowed("GET"))
 }
 
 // cdrListDoc is the JSON answer of GET /v1/cdrs.
@@ -192,35 +190,47 @@ func parseCDRQuery(v url.Values, accept string) (events.CDRQuery, string, error)
 	return q, format, nil
 }
 
-// timeParam reads an RFC 3339 time.
+// timeParam reads an RFC 3339 time, its T and Z in either case (RFC 3339
+// §5.6). A space stands for '+': an offset's '+' left unencoded in a
+// query string reads as one, and an RFC 3339 time has no space of its own.
 func timeParam(v url.Values, name string) (time.Time, error) {
 	s := v.Get(name)
 	if s == "" {
 		return time.Time{}, nil
 	}
-	t, err := time.Parse(time.RFC3339Nano, s)
+	t, err := time.Parse(time.RFC3339Nano, strings.ToUpper(strings.Replace(s, " ", "+", 1)))
 	if err != nil || t.Year() < 1970 || t.Year() > 9999 {
 		return time.Time{}, fmt.Errorf("%s: %s is not an RFC 3339 time like 2025-06-01T00:00:00Z", name, quoteParam(s))
 	}
 	return t, nil
 }
 
-// acceptsCSV reports whether an Accept header asks for text/csv (with a
-// non-zero quality).
+// acceptsCSV reports whether an Accept header prefers text/csv to JSON:
+// text/csv is named with a non-zero quality at least that of the most
+// specific range that takes JSON (application/json, application/*,
+// */*), if any.
 func acceptsCSV(accept string) bool {
+	csvQ, jsonQ, jsonRank := 0.0, -1.0, 0
 	for part := range strings.SplitSeq(accept, ",") {
 		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
-		if err != nil || mt != "text/csv" {
+		if err != nil {
 			continue
 		}
-		if q, ok := params["q"]; ok {
-			if f, err := strconv.ParseFloat(q, 64); err != nil || f <= 0 {
+		q := 1.0
+		if s, ok := params["q"]; ok {
+			if q, err = strconv.ParseFloat(s, 64); err != nil || q < 0 || q > 1 {
 				continue
 			}
 		}
-		return true
+		rank := map[string]int{"application/json": 3, "application/*": 2, "*/*": 1}[mt]
+		switch {
+		case mt == "text/csv":
+			csvQ = max(csvQ, q)
+		case rank > jsonRank:
+			jsonQ, jsonRank = q, rank
+		}
 	}
-	return false
+	return csvQ > 0 && csvQ >= jsonQ
 }
 
 // quoteParam quotes a value for an error message, cut to a readable length.

@@ -121,6 +121,11 @@ func TestCDRList(t *testing.T) {
 		{"from=2025-06-01T08:10:00Z", 15},
 		{"to=2025-06-01T08:10:00Z", 10},
 		{"from=2025-06-01T10:05:00%2B02:00&to=2025-06-01T08:07:30Z", 3}, // minutes 5, 6, 7
+		// A CRM that leaves the offset's + unencoded (it reads as a
+		// space) means the same window.
+		{"from=2025-06-01T10:05:00+02:00&to=2025-06-01T08:07:30Z", 3},
+		// RFC 3339 lets T and Z be lower case.
+		{"from=2025-06-01t08:10:00z", 15},
 		{"from=2025-06-02T00:00:00Z", 0},
 	}
 	for _, tt := range tests {
@@ -208,7 +213,10 @@ func TestCDRCSV(t *testing.T) {
 		})
 	}
 	// JSON wins when Accept does not ask for CSV or format says json.
-	for _, tc := range []struct{ path, accept string }{{"/v1/cdrs", "text/html, */*"}, {"/v1/cdrs?format=json", "text/csv"}, {"/v1/cdrs", "text/csv;q=0"}} {
+	// So does an Accept that prefers JSON and takes CSV only as a
+	// fallback.
+	for _, tc := range []struct{ path, accept string }{{"/v1/cdrs", "text/html, */*"}, {"/v1/cdrs?format=json", "text/csv"}, {"/v1/cdrs", "text/csv;q=0"},
+		{"/v1/cdrs", "application/json, text/csv;q=0.5"}, {"/v1/cdrs", "text/csv;q=0.2, */*;q=0.8"}, {"/v1/cdrs", "text/csv; q=0.5, application/*"}} {
 		r := f.do(t, "GET", tc.path, testToken, nil, map[string]string{"Accept": tc.accept})
 		if r.header.Get("Content-Type") != "application/json" {
 			t.Errorf("%s with Accept %q: %s", tc.path, tc.accept, r.header.Get("Content-Type"))
@@ -418,4 +426,68 @@ func FuzzCDRQuery(f *testing.F) {
 			t.Errorf("format %q", format)
 		}
 	})
+}
+
+// TestReplayDeadLetterOfRemovedSubscriber: after a restart without the
+// subscriber an event died for, its dead letter is still listed; a replay
+// without a subscriber says why nothing can be re-queued (the subscriber
+// is gone) instead of claiming there is no dead delivery, and naming a
+// configured subscriber sends it there.
+func TestReplayDeadLetterOfRemovedSubscriber(t *testing.T) {
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "down", 503) }))
+	t.Cleanup(recv.Close)
+	path := filepath.Join(t.TempDir(), "events.db")
+	open := func(sub string) *events.Sink {
+		s, err := events.Open(context.Background(), events.Options{Path: path, NodeID: "node-a", StoreCDRs: true,
+			MaxAttempts: 1, BackoffBase: time.Millisecond, BackoffMax: time.Millisecond,
+			Subscribers: []events.Subscriber{{Name: sub, URL: recv.URL, Secret: "k"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s := open("crm")
+	s.CallRefused(events.CDR{CallID: "r1", SIPCode: 403})
+	waitUntil(t, "a dead letter", func() bool {
+		p, err := s.DeadLetters(context.Background(), events.DeadLetterQuery{})
+		return err == nil && len(p.DeadLetters) == 1
+	})
+	s.Close(context.Background())
+
+	s = open("billing") // crm removed from the config
+	t.Cleanup(func() { s.Close(context.Background()) })
+	f := newFixture(t, func(o *Options) { o.Events = s })
+	var doc deadListDoc
+	f.api(t, "GET", "/v1/events/dead", "").json(t, &doc)
+	if len(doc.DeadLetters) != 1 || doc.DeadLetters[0].Subscriber != "crm" {
+		t.Fatalf("dead letters: %+v", doc.DeadLetters)
+	}
+	replay := "/v1/events/" + doc.DeadLetters[0].EventID + "/replay"
+	r := f.api(t, "POST", replay, "")
+	if msg := r.errorText(t); r.code != 409 || !strings.Contains(msg, `"crm"`) || !strings.Contains(msg, "no longer configured") {
+		t.Errorf("replay of a removed subscriber's dead letter: %d %s", r.code, r.body)
+	}
+	if r := f.api(t, "POST", replay+"?subscriber=crm", ""); r.code != 400 {
+		t.Errorf("replay to the removed subscriber: %d %s", r.code, r.body)
+	}
+	if r := f.api(t, "POST", replay+"?subscriber=billing", ""); r.code != 200 {
+		t.Errorf("replay to a configured subscriber: %d %s", r.code, r.body)
+	}
+}
+
+// TestCSVDefuse: a text cell a spreadsheet would read as a formula gets
+// a leading apostrophe; phone numbers and plain numbers are left alone.
+// Go's ParseFloat takes forms no spreadsheet reads as a number (hex
+// floats, digit separators), which Excel then runs as a formula (#NAME?).
+func TestCSVDefuse(t *testing.T) {
+	for in, want := range map[string]string{
+		"+15550100001": "+15550100001", "-42": "-42", "-1.5": "-1.5", "+0.25": "+0.25", "US.77": "US.77", "": "",
+		"=1+1": "'=1+1", "@SUM(A1)": "'@SUM(A1)", "\t=1": "'\t=1", "\r=1": "'\r=1",
+		"+1 650-555": "'+1 650-555", "-1+1": "'-1+1", "+1e5": "'+1e5", "-Inf": "'-Inf", "+": "'+", "-.": "'-.", "+1.2.3": "'+1.2.3",
+		"-0x1p-2": "'-0x1p-2", "+1_000": "'+1_000", "-0xA1p1": "'-0xA1p1",
+	} {
+		if got := defuse(in); got != want {
+			t.Errorf("defuse(%q) = %q, want %q", in, got, want)
+		}
+	}
 }

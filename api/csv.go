@@ -123,9 +123,28 @@ func defuse(s string) string {
 	case '=', '@', '\t', '\r':
 		return "'" + s
 	case '+', '-':
-		if _, err := strconv.ParseFloat(s[1:], 64); err != nil || strings.ContainsAny(s[1:], "eEnNiI") {
+		if !plainNumber(s[1:]) {
 			return "'" + s
 		}
 	}
 	return s
+}
+
+// plainNumber reports whether s is digits with at most one '.': what
+// every spreadsheet reads as a number. (strconv.ParseFloat also takes
+// hex floats, digit separators, exponents and Inf, which a spreadsheet
+// reads as a formula.)
+func plainNumber(s string) bool {
+	digits, dots := 0, 0
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= '0' && c <= '9':
+			digits++
+		case c == '.':
+			dots++
+		default:
+			return false
+		}
+	}
+	return digits > 0 && dots <= 1
 }

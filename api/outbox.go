@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"strings"
 
 	"github.com/wagate/wagate/events"
 )
@@ -30,8 +31,6 @@ type outboxHandlers struct {
 func (h *outboxHandlers) register(mux router) {
 	mux.HandleFunc("GET /v1/events/dead", h.dead)
 	mux.HandleFunc("POST /v1/events/{id}/replay", h.replay)
-	mux.HandleFunc("/v1/events/dead", methodNotAllowed("GET"))
-	mux.HandleFunc("/v1/events/{id}/replay", methodNotAllowed("POST"))
 }
 
 type deadListDoc struct {
@@ -110,7 +109,11 @@ func (h *outboxHandlers) replay(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	n, err := h.outbox.Replay(r.Context(), id, sub)
+	var removed *events.RemovedSubscribersError
 	switch {
+	case errors.As(err, &removed):
+		writeError(w, http.StatusConflict, fmt.Sprintf("event %q has dead deliveries only to subscribers no longer configured (%s); "+
+			"name a configured subscriber to send it there", id, quoteList(removed.Subscribers)))
 	case errors.Is(err, events.ErrNotFound):
 		writeError(w, http.StatusNotFound, "no event "+strconv.Quote(id)+" in the outbox (unknown, or pruned after its retention)")
 	case errors.Is(err, events.ErrUnknownSubscriber):
@@ -128,4 +131,13 @@ func (h *outboxHandlers) replay(w http.ResponseWriter, r *http.Request) {
 		h.log.Info("event re-queued through the API", "event_id", id, "subscriber", sub, "deliveries", n)
 		writeJSON(w, http.StatusOK, replayDoc{EventID: id, Subscriber: sub, Requeued: n})
 	}
+}
+
+// quoteList quotes names for an error message: "a", "b".
+func quoteList(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = strconv.Quote(n)
+	}
+	return strings.Join(q, ", ")
 }

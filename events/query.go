@@ -351,6 +351,22 @@ func (s *Sink) DeadLetters(ctx context.Context, q DeadLetterQuery) (DeadLetterPa
 // ErrNothingToReplay says the event exists but has no delivery to re-queue.
 var ErrNothingToReplay = errors.New("events: nothing to replay")
 
+// RemovedSubscribersError is the ErrNothingToReplay of an event whose
+// dead deliveries are all to subscribers no longer configured (removed
+// from the config since): they stay listed as dead letters until
+// retention, but cannot be re-queued to where they were going.
+type RemovedSubscribersError struct {
+	// Subscribers are the names, sorted.
+	Subscribers []string
+}
+
+func (e *RemovedSubscribersError) Error() string {
+	return "events: nothing to replay: dead deliveries only to subscribers no longer configured: " + strings.Join(e.Subscribers, ", ")
+}
+
+// Is makes it an ErrNothingToReplay.
+func (e *RemovedSubscribersError) Is(target error) bool { return target == ErrNothingToReplay }
+
 // Replay re-queues event eventID. With a subscriber, its delivery to that
 // subscriber is made again whatever its state (dead, delivered, or never
 // created because the subscriber did not take that type); already pending
@@ -412,6 +428,9 @@ func (s *Sink) Replay(ctx context.Context, eventID, subscriberName string) (int,
 		if err != nil {
 			return 0, fmt.Errorf("events: replay %s: %w", eventID, err)
 		}
+		if sub == nil {
+			return 0, s.removedDead(ctx, eventID)
+		}
 		return 0, ErrNothingToReplay
 	}
 	s.log.Info("event re-queued", "event_id", eventID, "subscriber", subscriberName, "deliveries", n)
@@ -423,6 +442,36 @@ func (s *Sink) Replay(ctx context.Context, eventID, subscriberName string) (int,
 		}
 	}
 	return int(n), nil
+}
+
+// removedDead is the error of a replay of every dead delivery that found
+// none to re-queue: a *RemovedSubscribersError when the event has dead
+// deliveries to subscribers no longer configured, else ErrNothingToReplay.
+func (s *Sink) removedDead(ctx context.Context, eventID string) error {
+	rows, err := s.rdb.QueryContext(ctx, `
+		SELECT DISTINCT d.subscriber FROM deliveries d JOIN events e ON e.seq = d.event_seq
+		WHERE e.id = ? AND d.state = ? ORDER BY d.subscriber`, eventID, stateDead)
+	if err != nil {
+		return fmt.Errorf("events: replay %s: %w", eventID, err)
+	}
+	defer rows.Close()
+	var gone []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return fmt.Errorf("events: replay %s: %w", eventID, err)
+		}
+		if s.subByName[name] == nil {
+			gone = append(gone, name)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("events: replay %s: %w", eventID, err)
+	}
+	if len(gone) == 0 {
+		return ErrNothingToReplay
+	}
+	return &RemovedSubscribersError{Subscribers: gone}
 }
 
 // replayDead runs the UPDATE … RETURNING subscriber of a replay and counts
