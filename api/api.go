@@ -38,6 +38,10 @@ type Options struct {
 	// Token is the bearer token of every /v1/* route except /v1/status.
 	// Empty: those routes refuse every request (401) — fail closed.
 	Token string
+	// ReadToken, when set, is a bearer token that may only read: GET and
+	// HEAD of every /v1/* route but the recordings (customers' voices);
+	// anything else with it is 403.
+	ReadToken string
 	// Permissions is the permission cache; nil turns /v1/permissions off
 	// (404) and makes the webhook acknowledge without applying anything.
 	Permissions PermissionStore
@@ -320,7 +324,7 @@ func build(opts Options) (http.Handler, *webhook, []string) {
 			log.Debug("status write failed", "error", err)
 		}
 	})
-	mux.Handle("/v1/", requireToken(opts.Token, protected))
+	mux.Handle("/v1/", requireToken(opts.Token, opts.ReadToken, protected))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"status":"alive"}` + "\n"))

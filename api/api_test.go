@@ -384,3 +384,40 @@ func TestHandlerPanicLoggedAndAnswered(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
+
+// TestReadToken: api.read_token reads — the permissions, calls and
+// records a wallboard or BI tool shows — and does nothing else: a grant,
+// a revocation or a hangup with it is 403 and changes nothing, and it
+// cannot list or download recordings (the customers' voices). The full
+// token still does everything.
+func TestReadToken(t *testing.T) {
+	const readToken = "read-only-token-4711"
+	f := newFixture(t, func(o *Options) { o.ReadToken = readToken })
+	grant := []byte(`{"status":"temporary"}`)
+	const pair = "/v1/permissions/100000000000001/+16505551234"
+	for _, tt := range []struct {
+		method, path, token string
+		body                []byte
+		want                int
+	}{
+		{"GET", "/v1/permissions", readToken, nil, 200},
+		{"HEAD", "/v1/permissions", readToken, nil, 200},
+		{"PUT", pair, readToken, grant, 403},
+		{"GET", pair, readToken, nil, 404}, // the refused grant made nothing
+		{"DELETE", pair, readToken, nil, 403},
+		{"GET", "/v1/recordings", readToken, nil, 403},
+		{"GET", "/v1/recordings/2026/12/03/abc.wav", readToken, nil, 403},
+		{"GET", "/v1/permissions", "read-only-token-4712", nil, 401},
+		{"PUT", pair, testToken, grant, 200},
+		{"GET", pair, readToken, nil, 200},
+	} {
+		r := f.do(t, tt.method, tt.path, tt.token, tt.body, nil)
+		if r.code != tt.want {
+			t.Errorf("%s %s with %q: %d %s, want %d", tt.method, tt.path, tt.token, r.code, r.body, tt.want)
+			continue
+		}
+		if r.code == 403 && !strings.Contains(r.errorText(t), "read-only token") {
+			t.Errorf("%s %s: 403 %q does not say the token only reads", tt.method, tt.path, r.body)
+		}
+	}
+}

@@ -404,6 +404,9 @@ type API struct {
 	// webhook). Required when permissions or recording are enabled and
 	// Listen is set.
 	Token Secret `yaml:"token"`
+	// ReadToken is a second bearer token that only reads: GET of every
+	// /v1/* route but recordings (a wallboard, a BI tool). Optional.
+	ReadToken Secret `yaml:"read_token"`
 	// Webhook configures Meta's webhook endpoint (/webhook/meta).
 	Webhook Webhook `yaml:"webhook"`
 }

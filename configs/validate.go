@@ -64,6 +64,10 @@ func (v validator) addAt(linePath, path, format string, args ...any) {
 func (v validator) api() {
 	a := &v.c.API
 	v.secret("api.token", a.Token)
+	v.secret("api.read_token", a.ReadToken)
+	if a.ReadToken.IsSet() && a.Token.IsSet() && a.ReadToken.Resolve() != "" && a.ReadToken.Resolve() == a.Token.Resolve() {
+		v.add("api.read_token", "is the same secret as api.token: a read-only token must differ, or it could do everything the token can")
+	}
 	v.secret("api.webhook.app_secret", a.Webhook.AppSecret)
 	v.secret("api.webhook.verify_token", a.Webhook.VerifyToken)
 	if a.Webhook.AppSecret.IsSet() && !a.Webhook.VerifyToken.IsSet() {

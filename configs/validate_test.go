@@ -1022,6 +1022,11 @@ api:
 permissions:
   enabled: true
 `, `api.token: is required when permissions are enabled`},
+		{"read_token the same as token", `
+api:
+  token: {value: "s3cret-token-one"}
+  read_token: {value: "s3cret-token-one"} # <-
+`, `api.read_token: is the same secret as api.token`},
 		{"token env name", `
 api:
   token:

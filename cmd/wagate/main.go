@@ -275,6 +275,7 @@ func run() int {
 			},
 			NumberID:     numberIDResolver(rt.cfg.Load),
 			Token:        cfg.API.Token.Resolve(),
+			ReadToken:    cfg.API.ReadToken.Resolve(),
 			AppSecret:    cfg.API.Webhook.AppSecret.Resolve(),
 			VerifyToken:  cfg.API.Webhook.VerifyToken.Resolve(),
 			Metrics:      mx.Handler(),
