@@ -39,6 +39,14 @@ func (d *direction) timeoutTick(now time.Time) time.Time {
 		d.mu.Unlock()
 		return time.Time{} // no start timeout; woken by the first packet
 	}
+	return d.expire(now, t, ref, limit, "no RTP from side %s for %s")
+}
+
+// expire ends the call when the source was last heard from (ref) limit
+// or more ago (t is now on d's clock), failing it with format (side,
+// limit), and otherwise says when to look again. Called with d.mu held;
+// it unlocks it.
+func (d *direction) expire(now time.Time, t, ref, limit time.Duration, format string) time.Time {
 	if t-ref < limit {
 		d.confirming = false
 		d.mu.Unlock()
@@ -52,7 +60,7 @@ func (d *direction) timeoutTick(now time.Time) time.Time {
 		return now.Add(timeoutGrace)
 	}
 	d.mu.Unlock()
-	d.b.fail(fmt.Errorf("media: no RTP from side %s for %s", d.side, limit))
+	d.b.fail(fmt.Errorf("media: "+format, d.side, limit))
 	return time.Time{}
 }
 
@@ -86,21 +94,7 @@ func (d *direction) holdTimeout(now time.Time, t time.Duration) time.Time {
 		d.mu.Unlock()
 		return d.b.m.pacer.Coarse(now.Add(d.timeout))
 	}
-	ref := max(rtcpAt, d.last)
-	limit := d.timeout + d.interval*3/2
-	if t-ref < limit {
-		d.confirming = false
-		d.mu.Unlock()
-		return d.b.m.pacer.Coarse(d.epoch.Add(ref + limit))
-	}
-	if !d.confirming {
-		d.confirming = true
-		d.mu.Unlock()
-		return now.Add(timeoutGrace)
-	}
-	d.mu.Unlock()
-	d.b.fail(fmt.Errorf("media: no RTP or RTCP from side %s on hold for %s", d.side, limit))
-	return time.Time{}
+	return d.expire(now, t, max(rtcpAt, d.last), d.timeout+d.interval*3/2, "no RTP or RTCP from side %s on hold for %s")
 }
 
 // keepalive records a valid packet from the source side for the timeouts.
