@@ -159,12 +159,8 @@ func redactAuthorizations(head []byte) ([]byte, bool) {
 	rest := head
 	first := true
 	for len(rest) > 0 {
-		line := rest
-		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
-			line, rest = rest[:i+1], rest[i+1:]
-		} else {
-			rest = nil
-		}
+		var line []byte
+		line, rest = cutLine(rest)
 		name, value, ok := bytes.Cut(line, []byte(":"))
 		if first || !ok || len(name) == 0 || name[0] == ' ' || name[0] == '\t' || !isAuthorization(bytes.TrimSpace(name)) {
 			first = false
@@ -204,12 +200,8 @@ func redactSDPKeys(body []byte) ([]byte, bool) {
 	out := make([]byte, 0, len(body))
 	rest := body
 	for len(rest) > 0 {
-		line := rest
-		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
-			line, rest = rest[:i+1], rest[i+1:]
-		} else {
-			rest = nil
-		}
+		var line []byte
+		line, rest = cutLine(rest)
 		text := bytes.TrimRight(line, "\r\n")
 		eol := line[len(text):]
 		switch {
@@ -272,12 +264,8 @@ func setContentLength(head []byte, n int) []byte {
 	rest := head
 	first, found := true, false
 	for len(rest) > 0 {
-		line := rest
-		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
-			line, rest = rest[:i+1], rest[i+1:]
-		} else {
-			rest = nil
-		}
+		var line []byte
+		line, rest = cutLine(rest)
 		name, _, ok := bytes.Cut(line, []byte(":"))
 		if !first && !found && ok && len(name) > 0 && name[0] != ' ' && name[0] != '\t' {
 			if nm := bytes.TrimSpace(name); equalFold(nm, "content-length") || equalFold(nm, "l") {
@@ -353,4 +341,13 @@ func containsFold(b []byte, word string) bool {
 		}
 	}
 	return false
+}
+
+// cutLine splits b after its first line feed: the line (with its end)
+// and the rest; all of b and nil when it has none.
+func cutLine(b []byte) (line, rest []byte) {
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		return b[:i+1], b[i+1:]
+	}
+	return b, nil
 }
