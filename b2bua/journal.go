@@ -69,6 +69,13 @@ type Journal struct {
 	prevEnded []string
 }
 
+// journalRecoverWithin is how recently a call must have ended for its
+// record, found in the journal at start and not in the store, to be
+// stored: a record the store lost in a crash is minutes old at most when
+// wagate starts again (a restart a day later still recovers it); an
+// older one may have been swept by the store's retention on purpose.
+const journalRecoverWithin = 24 * time.Hour
+
 // journalEndedKept bounds the ended calls whose records the journal keeps
 // until the events store has them: minutes of a busy centre whose
 // database has stalled, tens of megabytes at most.
@@ -359,15 +366,21 @@ func (j *Journal) appendLocked(b []byte) error {
 }
 
 // Close closes the file; what it holds stays for the next start.
+//
+// It is rewritten first with only what is still live or not stored: the
+// "down" lines of records the store has since written would otherwise
+// be looked up again at the next start, and a record the store no longer
+// has on purpose (swept by retention, a database replaced) stored again.
 func (j *Journal) Close() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.f == nil {
 		return nil
 	}
+	rerr := j.rewriteLocked()
 	err := j.f.Close()
 	j.f = nil
-	return err
+	return errors.Join(rerr, err)
 }
 
 // SetJournal makes the server keep its live dialogs in j and hang up, once
@@ -454,6 +467,12 @@ func (s *Engine) recoverEndedRecords(ctx context.Context) {
 	var have []string
 	n := 0
 	for _, cdr := range s.journal.leftEnded() {
+		if time.Since(cdr.EndedAt) > journalRecoverWithin {
+			// Left by a crash long ago: the store may have swept it by
+			// its retention, and it is not to come back.
+			have = append(have, cdr.CallID)
+			continue
+		}
 		ok, err := s.cdrStored(ctx, cdr.CallID)
 		if err != nil {
 			s.log.Error("journal: cannot tell whether a call's record is stored; given again (a duplicate is not stored twice)", "call", cdr.CallID, "error", err)
