@@ -71,14 +71,13 @@ const (
 	reasonConnRefused
 	reasonIdle
 	reasonWriteTimeout
-	reasonTransport
 	numReasons
 )
 
 var reasonNames = [numReasons]string{
 	"stranger", "blocked", "too_large", "malformed", "version", "uri_scheme",
 	"bad_extension", "too_many_hops", "bad_response", "connection_refused", "idle_timeout",
-	"write_timeout", "wrong_transport",
+	"write_timeout",
 }
 
 func (r edgeReason) String() string { return reasonNames[r] }
@@ -183,12 +182,6 @@ func (e *edge) inboundTo(dst, b []byte, src netip.AddrPort, tr string) verdict {
 		dialogOnly = true
 	}
 	stream := tr != "UDP"
-	if tr != "TLS" && ep.Kind == configs.KindWhatsApp && strings.EqualFold(ep.Transport, "tls") {
-		// Meta signals over TLS only: a message from its addresses over
-		// UDP has a source anyone can forge (a UIC INVITE ringing agents
-		// and granting callback permission), and is dropped unanswered.
-		return e.refuse(reasonTransport, src, tr+" from a whatsapp endpoint on tls", verdict{close: stream})
-	}
 	response := isResponseBytes(b)
 	if ep.MaxRequestRate > 0 && !response {
 		if v := e.flood.allow(ip, ep.MaxRequestRate, cfg.SIP.Flood.BlockTime.D()); v != floodAllow {

@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 )
 
 // The TLS connection toward Meta during a business-initiated call: Meta
@@ -136,39 +135,4 @@ func TestTLSUICConnectionClosedWhileRinging(t *testing.T) {
 	pbx.requireOK() // the agent's INVITE was cancelled
 	s := w.waitIdle()
 	w.expectCounts(s, 1, 1)
-}
-
-// TestTLSMetaOverUDPRefused: with Meta's endpoint on TLS (Meta signals
-// over TLS only), a request from Meta's addresses over UDP, whose source
-// anyone can forge, is dropped at the edge: a forged UIC INVITE rings no
-// agent and grants no callback permission.
-func TestTLSMetaOverUDPRefused(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t)
-	pki := newTestPKI(t, t.TempDir(), e.WagateIP)
-	w := e.startWagate(tlsOpts(e, pki, freeTCPPort(t, e.WagateIP)))
-
-	p := newRawPeer(t, e.Meta.IP, w)
-	sdp := metaSDP(e)
-	inv := fmt.Sprintf("INVITE sip:%s@%s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bK-forged\r\n"+
-		"From: <sip:%s@wa.meta.vc>;tag=forged\r\nTo: <sip:%s@%s>\r\nCall-ID: outgoing:wacid.FORGED\r\nCSeq: 1 INVITE\r\n"+
-		"Max-Forwards: 70\r\nContact: <sip:%s@%s>\r\nContent-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s",
-		businessNumber, w.SIPAddr, p.local(), waUser, businessNumber, e.WagateIP, waUser, p.local(), len(sdp), sdp)
-	if _, err := p.conn.WriteToUDP([]byte(inv), p.to); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(10 * time.Second) // a wait for either outcome, not a timing
-	var s status
-	for time.Now().Before(deadline) {
-		if s = w.status(); s.CallsStarted > 0 || s.Edge.Refused["wrong_transport"] > 0 {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if s.CallsStarted != 0 {
-		t.Fatalf("a UDP INVITE from Meta's address started a call (calls_started %d); Meta's endpoint is TLS only", s.CallsStarted)
-	}
-	if s.Edge.Refused["wrong_transport"] != 1 {
-		t.Errorf("edge refusals %v, want wrong_transport 1", s.Edge.Refused)
-	}
 }
