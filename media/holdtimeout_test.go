@@ -85,3 +85,60 @@ func TestHoldTimeoutOnRTCP(t *testing.T) {
 		t.Fatal("B stopped sending RTCP on hold, and the call did not end")
 	}
 }
+
+// TestOfferSideNotTimedOnRTCP: a transfer rings its target (OfferSide)
+// while the transferring agent, who had reported RTCP for a while, hangs
+// up and goes silent: the caller must not be dropped for the old peer's
+// silence, RTP or RTCP, however long the target rings (the review of the
+// merged work found the hold's RTCP timeout, which pending offers shared
+// through "quiet", ending such calls rtp_timeout + 1.5 intervals later).
+func TestOfferSideNotTimedOnRTCP(t *testing.T) {
+	const timeout = 600 * time.Millisecond
+	t.Cleanup(func() { checkNoRelayGoroutines(t) })
+	m := newTestManager(t, 2, 0, timeout)
+	m.rtcpInterval = 100 * time.Millisecond
+	c := &call{m: m, a: newPeer(t), bp: newPeer(t), timeouts: make(chan error, 2)}
+	var err error
+	if c.b, err = m.NewBridge("call-xfer", testLogger(t)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.b.Close)
+	offerB, err := c.b.OfferB(sdpOffer(c.a.port(), "RTP/AVP", "111", "rtpmap:111 opus/48000/2", "ptime:20"), []string{"opus"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	answerA, err := c.b.AnswerB(sdpOffer(c.bp.port(), "RTP/AVP", "107", "rtpmap:107 opus/48000/2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.toB, c.toA = mustParse(t, offerB).Media[0].Addr(), mustParse(t, answerA).Media[0].Addr()
+	c.b.Start(func(err error) { c.timeouts <- err })
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	defer func() { close(stop); wg.Wait() }()
+	sendEvery(t, &wg, stop, c.a, c.toA, 111, 0xA1)
+	c.bp.send(c.toB, rtpPacket(t, 107, 1, 960, 0xB1, []byte("hi")))
+	if _, err := c.b.OfferSide(SideB, LegConfig{Codecs: []string{"opus", "PCMU"}}); err != nil {
+		t.Fatal(err)
+	}
+	rr, err := rtcp.Marshal([]rtcp.Packet{&rtcp.ReceiverReport{SSRC: 0xB1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	toRTCP := netip.AddrPortFrom(c.toB.Addr(), c.toB.Port()+1)
+	// The agent reports for 5 intervals while the target rings, then
+	// hangs up.
+	for range 5 {
+		c.bp.send(toRTCP, rr)
+		time.Sleep(100 * time.Millisecond)
+	}
+	if c.b.Stats().RTCPReceived == 0 {
+		t.Fatal("the agent's reports were not read: the test tests nothing")
+	}
+	select {
+	case err := <-c.timeouts:
+		t.Fatalf("the call ended while the transfer's target rang: %v", err)
+	case <-time.After(6 * timeout):
+	}
+}

@@ -55,8 +55,11 @@ type route struct {
 	// may send nothing (it holds, or is muted), so it has no RTP timeout.
 	mute, quiet bool
 	// linked: the source is another call's side (Link): quiet, and not
-	// timed out on its RTCP either.
-	linked bool
+	// timed out on its RTCP either. replacing: the source's peer is being
+	// replaced (OfferSide: a transfer rings its target): quiet, and not
+	// timed out on the old peer's RTCP either, which stops when the
+	// transferring agent hangs up.
+	linked, replacing bool
 	// absent: the source side has no peer at all (B of a call answered
 	// locally, until one is connected), so it cannot time out.
 	absent bool

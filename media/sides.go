@@ -122,10 +122,10 @@ func (b *Bridge) installLocked() error {
 	// it. Its RTP timeout waits for the new peer, or for the offer to be
 	// withdrawn (then it counts from then, as after a hold).
 	if n.pending[SideA] != nil {
-		ab.quiet = true
+		ab.quiet, ab.replacing = true, true
 	}
 	if n.pending[SideB] != nil {
-		ba.quiet = true
+		ba.quiet, ba.replacing = true, true
 	}
 	b.routeAB.Store(ab)
 	b.routeBA.Store(ba)

@@ -75,10 +75,12 @@ func (d *direction) expire(now time.Time, t, ref, limit time.Duration, format st
 // that sends no RTCP while it holds is never timed out on hold. Called
 // with d.mu held; it unlocks it.
 func (d *direction) holdTimeout(now time.Time, t time.Duration) time.Time {
-	if d.timeout <= 0 || d.cur.linked {
-		// No timeout, or the source is another call's side (Link), whose
+	if d.timeout <= 0 || d.cur.linked || d.cur.replacing {
+		// No timeout; or the source is another call's side (Link), whose
 		// reports stop only when that call ends, and its own timeouts
-		// end it.
+		// end it; or its peer is being replaced (a transfer rings its
+		// target): the transferring agent who hangs up stops its RTCP
+		// too, and the caller must not be dropped for it.
 		d.confirming = false
 		d.mu.Unlock()
 		return time.Time{} // installing the routes of a resume wakes it
