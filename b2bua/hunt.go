@@ -201,9 +201,14 @@ func (s *Engine) ring(c *call, offer []byte) {
 	// state, so that a dispatcher in front (Kamailio) places the caller
 	// on another node, where the agents ring again, instead of the caller
 	// being dropped by a rolling restart.
+	//
+	// Only for a WhatsApp user's call to agents: a business's call still
+	// ringing the user would ring the user's phone a second time from the
+	// next node, after a CANCEL Meta may count against the business; the
+	// dialer gets the 503 and decides.
 	stopped := func(why string) {
 		r := &sipedge.Rejection{Code: 503, Reason: "Service Unavailable", Log: why}
-		if s.edge.Draining() {
+		if s.edge.Draining() && c.route.Dir == sipedge.UIC {
 			r.NodeUnavailable = sipedge.NodeDraining
 		}
 		giveUpWith(r)

@@ -461,19 +461,22 @@ func (s *Engine) SetCDRStore(stored func(ctx context.Context, callID string) (bo
 // recoverEndedRecords gives the observers the records of calls the
 // previous run ended whose records the store does not have.
 func (s *Engine) recoverEndedRecords(ctx context.Context) {
-	if s.journal == nil || s.cdrStored == nil {
+	if s.journal == nil {
 		return
 	}
 	var have []string
 	n := 0
 	for _, cdr := range s.journal.leftEnded() {
-		if time.Since(cdr.EndedAt) > journalRecoverWithin {
-			// Left by a crash long ago: the store may have swept it by
+		if s.cdrStored == nil || time.Since(cdr.EndedAt) > journalRecoverWithin {
+			// CDRs turned off since (nothing tells what was sent), or
+			// left by a crash long ago: the store may have swept it by
 			// its retention, and it is not to come back.
 			have = append(have, cdr.CallID)
 			continue
 		}
-		ok, err := s.cdrStored(ctx, cdr.CallID)
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		ok, err := s.cdrStored(lctx, cdr.CallID)
+		cancel()
 		if err != nil {
 			s.log.Error("journal: cannot tell whether a call's record is stored; given again (a duplicate is not stored twice)", "call", cdr.CallID, "error", err)
 		}
@@ -536,7 +539,9 @@ func (s *Engine) hangUpLeftCalls(ctx context.Context) {
 	if s.journal == nil {
 		return
 	}
-	s.recoverEndedRecords(ctx)
+	// The BYEs first: the far ends of calls left up wait for them; the
+	// records that were not stored come after (a store lookup each).
+	defer s.recoverEndedRecords(ctx)
 	calls := s.journal.left()
 	if len(calls) == 0 {
 		return
