@@ -18,31 +18,10 @@ import (
 // call stayed up until the WhatsApp user hung up.
 func TestHoldTimeoutOnRTCP(t *testing.T) {
 	const timeout = 600 * time.Millisecond
-	t.Cleanup(func() { checkNoRelayGoroutines(t) })
-	m := newTestManager(t, 2, 0, timeout)
-	m.rtcpInterval = 100 * time.Millisecond
-	c := &call{m: m, a: newPeer(t), bp: newPeer(t), timeouts: make(chan error, 2)}
-	var err error
-	if c.b, err = m.NewBridge("call-hold", testLogger(t)); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.b.Close)
-	offerB, err := c.b.OfferB(sdpOffer(c.a.port(), "RTP/AVP", "111", "rtpmap:111 opus/48000/2", "ptime:20"), []string{"opus"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	answerA, err := c.b.AnswerB(sdpOffer(c.bp.port(), "RTP/AVP", "107", "rtpmap:107 opus/48000/2"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.toB, c.toA = mustParse(t, offerB).Media[0].Addr(), mustParse(t, answerA).Media[0].Addr()
-	c.b.Start(func(err error) { c.timeouts <- err })
-
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
+	c, stop, wg := startRTCPCall(t, "call-hold", timeout)
 	defer func() { close(stop); wg.Wait() }()
 	// A talks all along, with a timeout of its own.
-	sendEvery(t, &wg, stop, c.a, c.toA, 111, 0xA1)
+	sendEvery(t, wg, stop, c.a, c.toA, 111, 0xA1)
 	c.bp.send(c.toB, rtpPacket(t, 107, 1, 960, 0xB1, []byte("hi")))
 	if _, _, err := c.b.AcceptOffer(SideB, sdpOffer(c.bp.port(), "RTP/AVP", "107", "rtpmap:107 opus/48000/2", "sendonly")); err != nil {
 		t.Fatal(err)
@@ -94,30 +73,9 @@ func TestHoldTimeoutOnRTCP(t *testing.T) {
 // through "quiet", ending such calls rtp_timeout + 1.5 intervals later).
 func TestOfferSideNotTimedOnRTCP(t *testing.T) {
 	const timeout = 600 * time.Millisecond
-	t.Cleanup(func() { checkNoRelayGoroutines(t) })
-	m := newTestManager(t, 2, 0, timeout)
-	m.rtcpInterval = 100 * time.Millisecond
-	c := &call{m: m, a: newPeer(t), bp: newPeer(t), timeouts: make(chan error, 2)}
-	var err error
-	if c.b, err = m.NewBridge("call-xfer", testLogger(t)); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.b.Close)
-	offerB, err := c.b.OfferB(sdpOffer(c.a.port(), "RTP/AVP", "111", "rtpmap:111 opus/48000/2", "ptime:20"), []string{"opus"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	answerA, err := c.b.AnswerB(sdpOffer(c.bp.port(), "RTP/AVP", "107", "rtpmap:107 opus/48000/2"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.toB, c.toA = mustParse(t, offerB).Media[0].Addr(), mustParse(t, answerA).Media[0].Addr()
-	c.b.Start(func(err error) { c.timeouts <- err })
-
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
+	c, stop, wg := startRTCPCall(t, "call-xfer", timeout)
 	defer func() { close(stop); wg.Wait() }()
-	sendEvery(t, &wg, stop, c.a, c.toA, 111, 0xA1)
+	sendEvery(t, wg, stop, c.a, c.toA, 111, 0xA1)
 	c.bp.send(c.toB, rtpPacket(t, 107, 1, 960, 0xB1, []byte("hi")))
 	if _, err := c.b.OfferSide(SideB, LegConfig{Codecs: []string{"opus", "PCMU"}}); err != nil {
 		t.Fatal(err)
@@ -141,4 +99,31 @@ func TestOfferSideNotTimedOnRTCP(t *testing.T) {
 		t.Fatalf("the call ended while the transfer's target rang: %v", err)
 	case <-time.After(6 * timeout):
 	}
+}
+
+// startRTCPCall starts an Opus call between peers a and bp with the RTP
+// timeout given and RTCP read every 100 ms; stop and wg are for the
+// senders a test starts.
+func startRTCPCall(t *testing.T, name string, timeout time.Duration) (*call, chan struct{}, *sync.WaitGroup) {
+	t.Helper()
+	t.Cleanup(func() { checkNoRelayGoroutines(t) })
+	m := newTestManager(t, 2, 0, timeout)
+	m.rtcpInterval = 100 * time.Millisecond
+	c := &call{m: m, a: newPeer(t), bp: newPeer(t), timeouts: make(chan error, 2)}
+	var err error
+	if c.b, err = m.NewBridge(name, testLogger(t)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.b.Close)
+	offerB, err := c.b.OfferB(sdpOffer(c.a.port(), "RTP/AVP", "111", "rtpmap:111 opus/48000/2", "ptime:20"), []string{"opus"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	answerA, err := c.b.AnswerB(sdpOffer(c.bp.port(), "RTP/AVP", "107", "rtpmap:107 opus/48000/2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.toB, c.toA = mustParse(t, offerB).Media[0].Addr(), mustParse(t, answerA).Media[0].Addr()
+	c.b.Start(func(err error) { c.timeouts <- err })
+	return c, make(chan struct{}), &sync.WaitGroup{}
 }
