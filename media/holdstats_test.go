@@ -14,18 +14,8 @@ import (
 // WhatsApp, sized by that loss when Meta sends no RTCP, filled its
 // packets with FEC.
 func TestHoldKeepsReceptionStats(t *testing.T) {
-	br := socketlessBridge(LegConfig{WhatsApp: true, Codecs: []string{"opus"}}, LegConfig{Codecs: []string{"PCMU"}})
-	if _, err := br.Offer([]byte(metaPlainOffer)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := br.AnswerB(pcmuAnswer(6000)); err != nil {
-		t.Fatal(err)
-	}
-	d := newTestDirection(br, SideA)
-	t.Cleanup(d.closeStages)
-	d.playJob = br.m.pacer.Schedule(time.Time{}, d.playTick)
-	d.playJob.Cancel()
-	from := br.routeAB.Load().from.rtp
+	c := newPacedCallFromWhatsApp(t)
+	br, d, from := c.br, c.d, c.from
 	send := func(from0, to int) {
 		for i := from0; i < to; i++ {
 			feedAt(d.direction, rtpPacket(t, 111, uint16(1000+i), uint32(960*i), 0x3e7a, testOpusSilence), from, time.Duration(i)*20*time.Millisecond)

@@ -16,19 +16,8 @@ import (
 // 40 ms and dropped, then concealed, in turn, and the agent heard almost
 // nothing for as long as the packets were 60 ms.
 func TestTranscodeLongOpusPackets(t *testing.T) {
-	br := socketlessBridge(LegConfig{WhatsApp: true, Codecs: []string{"opus"}}, LegConfig{Codecs: []string{"PCMU"}})
-	if _, err := br.Offer([]byte(metaPlainOffer)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := br.AnswerB(pcmuAnswer(6000)); err != nil {
-		t.Fatal(err)
-	}
-	d := newTestDirection(br, SideA)
-	t.Cleanup(d.closeStages)
-	// The test runs the play job itself (see newPacedCall).
-	d.playJob = br.m.pacer.Schedule(time.Time{}, d.playTick)
-	d.playJob.Cancel()
-	c := &pacedCall{t: t, br: br, d: d, from: br.routeAB.Load().from.rtp}
+	c := newPacedCallFromWhatsApp(t)
+	d := c.d
 	enc, err := opus.NewEncoder(48000, 1, opus.AppVoIP)
 	if err != nil {
 		t.Fatal(err)

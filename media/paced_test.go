@@ -27,6 +27,23 @@ type pacedCall struct {
 
 func newPacedCall(t *testing.T, pbxAnswer []byte, codecsB ...string) *pacedCall {
 	t.Helper()
+	br, d := pacedDirection(t, SideB, pbxAnswer, codecsB...)
+	d.silenceFrom, d.playAt = 0, 20*time.Millisecond
+	return &pacedCall{t: t, br: br, d: d, from: netip.MustParseAddrPort("127.0.0.1:6000"), next: 20 * time.Millisecond}
+}
+
+// newPacedCallFromWhatsApp is the other direction of the same bridge
+// with a PCMU PBX: WhatsApp (A) → PBX, transcoded.
+func newPacedCallFromWhatsApp(t *testing.T) *pacedCall {
+	t.Helper()
+	br, d := pacedDirection(t, SideA, pcmuAnswer(6000), "PCMU")
+	return &pacedCall{t: t, br: br, d: d, from: br.routeAB.Load().from.rtp}
+}
+
+// pacedDirection is the direction from side of a socketless bridge whose
+// PBX answered pbxAnswer, its play job the test's to run.
+func pacedDirection(t *testing.T, side Side, pbxAnswer []byte, codecsB ...string) (*Bridge, *testDirection) {
+	t.Helper()
 	br := socketlessBridge(LegConfig{WhatsApp: true, Codecs: []string{"opus"}}, LegConfig{Codecs: codecsB})
 	if _, err := br.Offer([]byte(metaPlainOffer)); err != nil {
 		t.Fatal(err)
@@ -34,14 +51,13 @@ func newPacedCall(t *testing.T, pbxAnswer []byte, codecsB ...string) *pacedCall 
 	if _, err := br.AnswerB(pbxAnswer); err != nil {
 		t.Fatal(err)
 	}
-	d := newTestDirection(br, SideB)
+	d := newTestDirection(br, side)
 	t.Cleanup(d.closeStages)
 	// As Start does, without the shared pacer: the test runs the job
 	// (this one is cancelled, so Play and wakePlay wake nothing real).
-	d.silenceFrom, d.playAt = 0, 20*time.Millisecond
 	d.playJob = br.m.pacer.Schedule(time.Time{}, d.playTick)
 	d.playJob.Cancel()
-	return &pacedCall{t: t, br: br, d: d, from: netip.MustParseAddrPort("127.0.0.1:6000"), next: 20 * time.Millisecond}
+	return br, d
 }
 
 type arrival struct {
