@@ -452,23 +452,8 @@ func TestTraceRedactsCredentials(t *testing.T) {
 		t.Fatalf("found only %v in the peers' credentials: the scenario did not authenticate both ways", secrets)
 	}
 
-	log, err := os.ReadFile(w.logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var payloads []string
-	for _, d := range pkts {
-		payloads = append(payloads, decodeHEPMsg(t, d.data).payload)
-	}
+	log, payloads := traceHoldsNone(t, w, pkts, "the credential", secrets)
 	all := strings.Join(payloads, "\n")
-	for _, s := range secrets {
-		if strings.Contains(string(log), s) {
-			t.Errorf("wagate's log holds the credential %q", s)
-		}
-		if strings.Contains(all, s) {
-			t.Errorf("a HEP payload holds the credential %q", s)
-		}
-	}
 	for _, want := range []string{
 		`Proxy-Authorization: Digest algorithm=MD5, cnonce="redacted", nc=00000001, nonce="redacted", qop=auth, realm="` + e.WagateIP +
 			`", response="redacted", uri="sip:` + waUser + `@` + w.SIPAddr + `", username="` + dialerUser + `"`,
@@ -612,23 +597,8 @@ func TestTraceRedactsSRTPKeys(t *testing.T) {
 	w.waitIdle()
 	pkts := col.settle(t, 6)
 
-	log, err := os.ReadFile(w.logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var payloads []string
-	for _, d := range pkts {
-		payloads = append(payloads, decodeHEPMsg(t, d.data).payload)
-	}
+	_, payloads := traceHoldsNone(t, w, pkts, "the SRTP key", keys)
 	all := strings.Join(payloads, "\n")
-	for _, k := range keys {
-		if strings.Contains(string(log), k) {
-			t.Errorf("wagate's log holds the SRTP key %q", k)
-		}
-		if strings.Contains(all, k) {
-			t.Errorf("a HEP payload holds the SRTP key %q", k)
-		}
-	}
 	if !strings.Contains(all, "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:redacted") {
 		t.Errorf("no HEP payload carries the redacted a=crypto line")
 	}
@@ -646,4 +616,30 @@ func TestTraceRedactsSRTPKeys(t *testing.T) {
 			t.Errorf("a redacted HEP payload says Content-Length %d, its body has %d bytes:\n%s", n, len(body), p)
 		}
 	}
+}
+
+// traceHoldsNone checks that neither wagate's log nor any HEP payload of
+// pkts holds one of secrets (what names them in errors), and returns the
+// log and the payloads.
+func traceHoldsNone(t *testing.T, w *wagate, pkts []hepDatagram, what string, secrets []string) (string, []string) {
+	t.Helper()
+	b, err := os.ReadFile(w.logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := string(b)
+	var payloads []string
+	for _, d := range pkts {
+		payloads = append(payloads, decodeHEPMsg(t, d.data).payload)
+	}
+	all := strings.Join(payloads, "\n")
+	for _, s := range secrets {
+		if strings.Contains(log, s) {
+			t.Errorf("wagate's log holds %s %q", what, s)
+		}
+		if strings.Contains(all, s) {
+			t.Errorf("a HEP payload holds %s %q", what, s)
+		}
+	}
+	return log, payloads
 }
