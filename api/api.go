@@ -61,6 +61,11 @@ type Options struct {
 	// Originate serves POST /v1/calls, click-to-call (with Calls); nil:
 	// 405.
 	Originate Originator
+	// Idempotency, when set, shares click-to-call Idempotency-Keys with
+	// the other nodes (permissions.Redis); nil: each node keeps its own.
+	Idempotency SharedIdempotency
+	// NodeID names this node in what a retry on another node is told.
+	NodeID string
 	// Events serves /v1/events/dead and /v1/events/{id}/replay
 	// (*events.Sink); nil: 404.
 	Events EventOutbox
@@ -301,6 +306,9 @@ func build(opts Options) (http.Handler, *webhook, []string) {
 		ch := &callHandlers{calls: opts.Calls, log: log, now: time.Now}
 		if opts.Originate != nil && !isNilPointer(opts.Originate) {
 			ch.orig = &originateHandlers{o: opts.Originate, calls: ch, idem: newIdempotency(time.Now)}
+			if opts.Idempotency != nil {
+				ch.orig.shared = &sharedIdem{store: opts.Idempotency, node: opts.NodeID, log: log}
+			}
 		}
 		ch.register(protected)
 	}

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -98,6 +97,8 @@ type originateHandlers struct {
 	o     Originator
 	calls *callHandlers
 	idem  *idempotency
+	// shared, when set, shares the keys with the other nodes.
+	shared *sharedIdem
 }
 
 // check validates a decoded body, naming the first wrong field.
@@ -191,7 +192,19 @@ func (h *originateHandlers) originate(w http.ResponseWriter, r *http.Request) {
 		// it is closed even if run panics (the retries then get a 500).
 		defer close(e.done)
 		e.res = jsonResponse(http.StatusInternalServerError, errorDoc{Error: "click-to-call failed inside wagate; see its log"})
+		var owned []byte
+		if h.shared != nil {
+			res, answered, claim := h.shared.claim(r.Context(), key, sum)
+			if answered {
+				e.res = res
+				return
+			}
+			owned = claim
+		}
 		e.res = h.run(context.WithoutCancel(r.Context()), body)
+		if owned != nil {
+			h.shared.settle(r.Context(), key, sum, owned, e.res)
+		}
 	}()
 	if !e.res.started() {
 		// Nothing was dialled: the key must not pin this answer, or a
@@ -303,97 +316,6 @@ func jsonKind(k string) string {
 		return "object"
 	}
 	return k
-}
-
-func validIdemKey(k string) bool {
-	if k == "" || len(k) > 255 {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		if k[i] < 0x20 || k[i] > 0x7e {
-			return false
-		}
-	}
-	return true
-}
-
-// idempotency keeps the answers of POST /v1/calls by Idempotency-Key for
-// idemTTL, at most idemMax of them (the oldest go first).
-type idempotency struct {
-	mu    sync.Mutex
-	now   func() time.Time
-	ttl   time.Duration
-	max   int
-	keys  map[string]*idemEntry
-	order []*idemEntry // by creation
-}
-
-type idemEntry struct {
-	key     string
-	sum     [32]byte
-	created time.Time
-	done    chan struct{} // closed once res is set
-	res     keptResponse
-}
-
-const (
-	idemTTL = 24 * time.Hour
-	idemMax = 10000
-)
-
-func newIdempotency(now func() time.Time) *idempotency {
-	return &idempotency{now: now, ttl: idemTTL, max: idemMax, keys: make(map[string]*idemEntry)}
-}
-
-// claim returns the entry of key, and whether this request is the first
-// with it (it must then set res and close done).
-func (m *idempotency) claim(key string, sum [32]byte) (*idemEntry, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	now := m.now()
-	// Expire from the oldest; an entry still running is never dropped.
-	// A forgotten entry (a refusal) only leaves the queue: it counts
-	// toward neither the limit nor the keys, so a burst of refusals does
-	// not push out the keys of calls that started.
-	for len(m.order) > 0 {
-		e := m.order[0]
-		if kept := m.keys[e.key] == e; kept {
-			expired := now.Sub(e.created) > m.ttl || len(m.keys) >= m.max
-			if !expired || !isDone(e) {
-				break
-			}
-			delete(m.keys, e.key)
-		}
-		m.order[0] = nil
-		m.order = m.order[1:]
-	}
-	if e, ok := m.keys[key]; ok {
-		return e, false
-	}
-	e := &idemEntry{key: key, sum: sum, created: now, done: make(chan struct{})}
-	m.keys[key] = e
-	m.order = append(m.order, e)
-	return e, true
-}
-
-// forget drops the answer of e's key (done: a refusal that started
-// nothing), so that the next request with the key runs. Requests that
-// were waiting on e still get its answer.
-func (m *idempotency) forget(e *idemEntry) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.keys[e.key] == e {
-		delete(m.keys, e.key)
-	}
-}
-
-func isDone(e *idemEntry) bool {
-	select {
-	case <-e.done:
-		return true
-	default:
-		return false
-	}
 }
 
 // deref is *p, or "" for nil.

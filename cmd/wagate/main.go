@@ -288,6 +288,11 @@ func run() int {
 		}
 		if perms != nil {
 			opts.Permissions = perms
+			// With the Redis backend the nodes share click-to-call
+			// Idempotency-Keys as well as permissions.
+			if shared, ok := perms.(api.SharedIdempotency); ok {
+				opts.Idempotency, opts.NodeID = shared, cfg.NodeID
+			}
 		}
 		if rec != nil {
 			opts.Recordings = rec.Handler()
