@@ -305,6 +305,42 @@ endpoints:
       - 10.1.0.0/16
       - 10.0.0.1/32 # <-
 `, `endpoints[1].source_cidrs[1]: 10.0.0.1/32 is already a source of endpoint "pbx"`},
+		{"bad proxy cidr", `
+endpoints:
+  - name: meta
+    kind: whatsapp
+    host: 192.0.2.1
+    source_cidrs: [192.0.2.0/24]
+    proxy_cidrs:
+      - 10.0.5 # <-
+`, `endpoints[0].proxy_cidrs[0]: "10.0.5" is not a CIDR or IP address`},
+		{"proxy cidr of another endpoint", `
+endpoints:
+  - {name: pbx, kind: pbx, host: 10.0.0.1, source_cidrs: [10.0.0.1]}
+  - name: meta
+    kind: whatsapp
+    host: 192.0.2.1
+    source_cidrs: [192.0.2.0/24]
+    proxy_cidrs:
+      - 10.0.0.1/32 # <-
+`, `endpoints[1].proxy_cidrs[0]: 10.0.0.1/32 is already a source of endpoint "pbx"`},
+		{"proxy cidr also a source cidr", `
+endpoints:
+  - name: meta
+    kind: whatsapp
+    host: 192.0.2.1
+    source_cidrs: [192.0.2.0/24, 10.0.0.5]
+    proxy_cidrs:
+      - 10.0.0.5 # <-
+`, `endpoints[0].proxy_cidrs[0]: 10.0.0.5/32 is also in source_cidrs; a proxy's address belongs in proxy_cidrs only`},
+		{"proxy cidrs on a pbx", `
+endpoints:
+  - name: pbx
+    kind: pbx
+    host: 10.0.0.1
+    source_cidrs: [10.0.0.1]
+    proxy_cidrs: [10.0.0.2] # <-
+`, `endpoints[0].proxy_cidrs: only applies to whatsapp endpoints`},
 		{"unknown codec", `
 endpoints:
   - name: pbx

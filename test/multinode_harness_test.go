@@ -192,9 +192,11 @@ func (c *cluster) nodeOpts(id string) wagateOpts {
 		onDown = ", on_down: " + d
 	}
 	o := wagateOpts{
-		APIExtra:    fmt.Sprintf(", token: {value: %q}, webhook: {app_secret: {value: %q}, verify_token: {value: verify}}", apiToken, webhookSecret),
-		MetaCIDRs:   ", " + e.ip(5) + "/32",
-		DialerCIDRs: ", " + e.ip(6) + "/32, " + e.ip(7) + "/32",
+		APIExtra: fmt.Sprintf(", token: {value: %q}, webhook: {app_secret: {value: %q}, verify_token: {value: verify}}", apiToken, webhookSecret),
+		// Kamailio's META_SOCK forwards Meta's requests: a proxy, whose
+		// UDP is Meta's also when the endpoint is on TLS.
+		MetaProxyCIDRs: e.ip(5) + "/32",
+		DialerCIDRs:    ", " + e.ip(6) + "/32, " + e.ip(7) + "/32",
 		Extra: fmt.Sprintf("node_id: %s\npermissions: {enabled: true, backend: redis, redis: {address: %q, slot_ttl: %s, timeout: %s%s}, limits: {%s}}",
 			id, c.redis.addr, slotTTL, redisTimeout, onDown, c.limits),
 	}
