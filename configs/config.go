@@ -48,6 +48,8 @@ type Config struct {
 	sum    [32]byte
 	// tree is the document, for ProblemAt's lines.
 	tree tree
+	// advice lists what is valid but likely a mistake (Advice).
+	advice []Problem
 }
 
 // SIP configures the signalling listeners and how wagate names itself.

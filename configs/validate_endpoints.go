@@ -113,6 +113,13 @@ func (v validator) endpoints() {
 			}
 			prefixOwner[pfx] = i
 			e.Prefixes = append(e.Prefixes, pfx)
+			if e.Kind == KindWhatsApp && e.Transport == "tls" && pfx.Addr().IsPrivate() {
+				// Meta's servers have public addresses: a private one
+				// is likely Kamailio's META_SOCK from before
+				// proxy_cidrs, whose every forwarded call would now be
+				// dropped.
+				v.ps.advise(v.t.line(pp), pp, "%s is a private network on a whatsapp endpoint on tls: only TLS is taken from source_cidrs, UDP and TCP are dropped; if it is a proxy forwarding Meta's requests (Kamailio's META_SOCK), move it to proxy_cidrs", pfx)
+			}
 		}
 		v.proxyCIDRs(p, i, e, prefixOwner)
 

@@ -63,3 +63,25 @@ func metaUDPInvite(e *env, p *rawPeer, id string) string {
 		"Max-Forwards: 70\r\nContact: <sip:%s@%s>\r\nContent-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s",
 		businessNumber, p.to, p.local(), id, waUser, id, businessNumber, e.WagateIP, strings.ToUpper(id), waUser, p.local(), len(sdp), sdp)
 }
+
+// TestTLSMetaPrivateSourceWarned: a private address in the source_cidrs
+// of Meta's endpoint on TLS is most likely Kamailio's META_SOCK from
+// before proxy_cidrs, whose forwarded calls are now dropped: wagate
+// -check-config prints a warning naming the key and proxy_cidrs, and
+// wagate says it at start, before any call is lost.
+func TestTLSMetaPrivateSourceWarned(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	pki := newTestPKI(t, t.TempDir(), e.WagateIP)
+	o := tlsOpts(e, pki, freeTCPPort(t, e.WagateIP))
+	o.MetaCIDRs = ", 10.0.0.5/32"
+	code, out := checkConfig(t, e.writeConfig(o))
+	if code != 0 || !strings.Contains(out, "warning: ") || !strings.Contains(out, "endpoints[0].source_cidrs[1]: 10.0.0.5/32 is a private network") ||
+		!strings.Contains(out, "move it to proxy_cidrs") {
+		t.Errorf("wagate -check-config: exit %d, want 0 with a warning on endpoints[0].source_cidrs[1] naming proxy_cidrs:\n%s", code, out)
+	}
+	w := e.startWagate(o)
+	if l := w.waitLogMsg("config: likely a mistake", 0); l.str("key") != "endpoints[0].source_cidrs[1]" || l.str("level") != "WARN" {
+		t.Errorf("start-up advice: key %q level %q, want endpoints[0].source_cidrs[1] at WARN", l.str("key"), l.str("level"))
+	}
+}
