@@ -48,6 +48,8 @@ type Config struct {
 	sum    [32]byte
 	// tree is the document, for ProblemAt's lines.
 	tree tree
+	// advice lists what is valid but likely a mistake (Advice).
+	advice []Problem
 }
 
 // SIP configures the signalling listeners and how wagate names itself.
@@ -172,6 +174,13 @@ type Endpoint struct {
 	Transport string `yaml:"transport"` // udp | tcp
 	// SourceCIDRs lists the networks requests from this endpoint come from.
 	SourceCIDRs []string `yaml:"source_cidrs"`
+	// ProxyCIDRs (whatsapp only) lists the addresses of proxies, such as
+	// Kamailio in front of several nodes, that forward this endpoint's
+	// requests from their own address. They are the endpoint's sources over
+	// any transport; on an endpoint with transport tls, a request over UDP
+	// or TCP from its SourceCIDRs is not Meta's (Meta signals over TLS
+	// only, and a UDP source can be forged) and is dropped at the edge.
+	ProxyCIDRs []string `yaml:"proxy_cidrs"`
 	// Codecs this endpoint may use, in order of preference
 	// (names: opus, PCMU, PCMA; telephone-event is always kept).
 	Codecs []string `yaml:"codecs"`
@@ -235,9 +244,11 @@ type Endpoint struct {
 	// at once.
 	Probe *Probe `yaml:"probe"`
 
-	// Prefixes is derived from SourceCIDRs by Load: bare IPs become /32 or
-	// /128, host bits are cleared, IPv4-mapped IPv6 is folded to IPv4.
-	Prefixes []netip.Prefix `yaml:"-"`
+	// Prefixes is derived from SourceCIDRs and ProxyCIDRs by Load: bare IPs
+	// become /32 or /128, host bits are cleared, IPv4-mapped IPv6 is folded
+	// to IPv4. ProxyPrefixes are those of ProxyCIDRs alone.
+	Prefixes      []netip.Prefix `yaml:"-"`
+	ProxyPrefixes []netip.Prefix `yaml:"-"`
 }
 
 // Probe is the OPTIONS health check of an endpoint (as Kamailio's

@@ -60,6 +60,8 @@ func TestDiffAndRestartKeys(t *testing.T) {
 			[]string{"numbers"}, nil},
 		{"endpoint source and auth", edit(t, "source_cidrs: [127.0.0.3]}", "source_cidrs: [127.0.0.3, 10.0.0.0/8], auth: {users: [{username: u, password: p}]}}"),
 			[]string{"endpoints[1].source_cidrs", "endpoints[1].auth"}, nil},
+		{"a proxy in front of Meta, live", edit(t, "source_cidrs: [127.0.0.2]}", "source_cidrs: [127.0.0.2], proxy_cidrs: [10.0.0.5]}"),
+			[]string{"endpoints[0].proxy_cidrs"}, nil},
 		{"log level and limits", edit(t, "level: info", "level: debug",
 			"permissions: {enabled: true}", "permissions: {enabled: true, limits: {requests_per_7d: 3}}"),
 			[]string{"log.level", "permissions.limits.requests_per_7d"}, nil},

@@ -60,6 +60,13 @@ type problems struct {
 	list []Problem
 	// warnings are problems that do not make the file invalid (see Check).
 	warnings []Problem
+	// advice is what is valid but likely a mistake (Config.Advice).
+	advice []Problem
+}
+
+// advise records a valid setting that is likely a mistake.
+func (ps *problems) advise(line int, path, format string, args ...any) {
+	ps.advice = append(ps.advice, Problem{File: ps.file, Line: line, Path: path, Msg: fmt.Sprintf(format, args...)})
 }
 
 // warn records a problem that is only a warning.

@@ -114,8 +114,14 @@ func parseAll(data []byte, name string, opts parseOptions) (*Config, []Problem, 
 	c.tree = t
 	c.source = name
 	c.sum = sha256.Sum256(data)
+	c.advice = ps.advice
 	return &c, ps.warnings, nil
 }
+
+// Advice lists what the file sets validly but likely by mistake (a
+// private network in the source_cidrs of Meta's endpoint on TLS, say),
+// for wagate to log at start and reload and -check-config to print.
+func (c *Config) Advice() []Problem { return c.advice }
 
 // ProblemAt is a problem with the value at path ("media.music_on_hold",
 // as validation names values), located at its line in the file, for the

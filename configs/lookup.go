@@ -43,16 +43,7 @@ func buildIndex(c *Config) *index {
 		if _, dup := x.endpoints[e.Name]; !dup {
 			x.endpoints[e.Name] = e
 		}
-		prefixes := e.Prefixes
-		if len(prefixes) == 0 {
-			// A Config built in code may not have been through Parse.
-			for _, s := range e.SourceCIDRs {
-				if p, ok := parsePrefix(s); ok {
-					prefixes = append(prefixes, p)
-				}
-			}
-		}
-		for _, p := range prefixes {
+		for _, p := range e.sourcePrefixes() {
 			x.sources = append(x.sources, source{prefix: p, endpoint: e})
 		}
 	}
@@ -119,19 +110,51 @@ func (c *Config) NumberByPhoneNumberID(id string) *Number {
 	return c.lookups().byID[id]
 }
 
-// HasSource reports whether ip is inside one of e's source prefixes, as
-// EndpointForSource would match it (ignoring more specific prefixes of
-// other endpoints).
+// HasSource reports whether ip is inside one of e's source prefixes
+// (source_cidrs and proxy_cidrs), as EndpointForSource would match it
+// (ignoring more specific prefixes of other endpoints).
 func (e *Endpoint) HasSource(ip netip.Addr) bool {
-	ip = ip.Unmap().WithZone("")
-	prefixes := e.Prefixes
+	return containsAddr(e.sourcePrefixes(), ip)
+}
+
+// HasProxy reports whether ip is inside one of e's proxy_cidrs.
+func (e *Endpoint) HasProxy(ip netip.Addr) bool {
+	prefixes := e.ProxyPrefixes
 	if len(prefixes) == 0 {
-		for _, s := range e.SourceCIDRs {
-			if p, ok := parsePrefix(s); ok {
-				prefixes = append(prefixes, p)
-			}
+		prefixes = parsePrefixes(nil, e.ProxyCIDRs)
+	}
+	return containsAddr(prefixes, ip)
+}
+
+// TLSOnly reports an endpoint whose own requests come over TLS only: a
+// whatsapp endpoint on transport tls (Meta signals over TLS only). What
+// comes over UDP or TCP from its addresses is Meta's only when a proxy in
+// its proxy_cidrs forwards it.
+func (e *Endpoint) TLSOnly() bool {
+	return e.Kind == KindWhatsApp && strings.EqualFold(e.Transport, "tls")
+}
+
+// sourcePrefixes returns e's source and proxy prefixes, parsing them for
+// an Endpoint built in code that has not been through Parse.
+func (e *Endpoint) sourcePrefixes() []netip.Prefix {
+	if len(e.Prefixes) > 0 {
+		return e.Prefixes
+	}
+	return parsePrefixes(parsePrefixes(nil, e.SourceCIDRs), e.ProxyCIDRs)
+}
+
+// parsePrefixes appends the prefixes among cidrs that parse to dst.
+func parsePrefixes(dst []netip.Prefix, cidrs []string) []netip.Prefix {
+	for _, s := range cidrs {
+		if p, ok := parsePrefix(s); ok {
+			dst = append(dst, p)
 		}
 	}
+	return dst
+}
+
+func containsAddr(prefixes []netip.Prefix, ip netip.Addr) bool {
+	ip = ip.Unmap().WithZone("")
 	for _, p := range prefixes {
 		if p.Contains(ip) {
 			return true

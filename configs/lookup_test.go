@@ -124,3 +124,37 @@ func BenchmarkEndpointForSource(b *testing.B) {
 		c.EndpointForSource(ip)
 	}
 }
+
+// TestProxySources: a whatsapp endpoint's proxy_cidrs are its sources
+// (a more specific proxy inside its source_cidrs wins), and HasProxy
+// tells them from Meta's own addresses.
+func TestProxySources(t *testing.T) {
+	c := mustParse(t, `
+endpoints:
+  - {name: meta, kind: whatsapp, host: 192.0.2.1, source_cidrs: [192.0.2.0/24], proxy_cidrs: [10.9.0.5, 192.0.2.7]}
+  - {name: pbx, kind: pbx, host: 10.0.0.1, source_cidrs: [10.0.0.0/8]}
+`)
+	for _, tt := range []struct {
+		ip, endpoint string
+		proxy        bool
+	}{
+		{"192.0.2.77", "meta", false},
+		{"192.0.2.7", "meta", true},
+		{"10.9.0.5", "meta", true}, // /32 beats the pbx's /8
+		{"::ffff:10.9.0.5", "meta", true},
+		{"10.9.0.6", "pbx", false},
+	} {
+		ip := netip.MustParseAddr(tt.ip)
+		e := c.EndpointForSource(ip)
+		if e == nil || e.Name != tt.endpoint {
+			t.Errorf("EndpointForSource(%s) = %v, want %s", tt.ip, e, tt.endpoint)
+			continue
+		}
+		if got := e.HasProxy(ip); got != tt.proxy {
+			t.Errorf("%s: HasProxy %v, want %v", tt.ip, got, tt.proxy)
+		}
+		if !e.HasSource(ip) {
+			t.Errorf("%s: HasSource false for the endpoint it belongs to", tt.ip)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -91,7 +92,7 @@ func (v validator) endpoints() {
 		}
 		v.redirectsAndProbe(p, e)
 
-		e.Prefixes = nil
+		e.Prefixes, e.ProxyPrefixes = nil, nil
 		if len(e.SourceCIDRs) == 0 {
 			v.add(p+".source_cidrs", "at least one source CIDR is needed; requests are accepted only from listed networks")
 		}
@@ -112,7 +113,15 @@ func (v validator) endpoints() {
 			}
 			prefixOwner[pfx] = i
 			e.Prefixes = append(e.Prefixes, pfx)
+			if e.Kind == KindWhatsApp && e.Transport == "tls" && pfx.Addr().IsPrivate() {
+				// Meta's servers have public addresses: a private one
+				// is likely Kamailio's META_SOCK from before
+				// proxy_cidrs, whose every forwarded call would now be
+				// dropped.
+				v.ps.advise(v.t.line(pp), pp, "%s is a private network on a whatsapp endpoint on tls: only TLS is taken from source_cidrs, UDP and TCP are dropped; if it is a proxy forwarding Meta's requests (Kamailio's META_SOCK), move it to proxy_cidrs", pfx)
+			}
 		}
+		v.proxyCIDRs(p, i, e, prefixOwner)
 
 		if v.t.has(p+".codecs") && len(e.Codecs) == 0 {
 			v.add(p+".codecs", "the list is empty; remove the key to use the defaults for kind %s", e.Kind)
@@ -134,6 +143,41 @@ func (v validator) endpoints() {
 		if e.MaxCalls < 0 {
 			v.add(p+".max_calls", "%d is negative; use 0 for no cap", e.MaxCalls)
 		}
+	}
+}
+
+// proxyCIDRs checks the proxy_cidrs of endpoint e (index i, path p) and
+// adds them to its source prefixes. prefixOwner holds every source prefix
+// listed so far, source_cidrs of e included.
+func (v validator) proxyCIDRs(p string, i int, e *Endpoint, prefixOwner map[netip.Prefix]int) {
+	if len(e.ProxyCIDRs) > 0 && e.Kind != KindWhatsApp {
+		// Only Meta's transport says something about its requests; a
+		// proxy in front of a pbx or dialer is one of its sources.
+		v.add(p+".proxy_cidrs", "only applies to whatsapp endpoints (Meta signals over TLS only, a proxy forwards over any transport); list a proxy in front of a %s in its source_cidrs", e.Kind)
+		return
+	}
+	own := len(e.Prefixes)
+	for j, s := range e.ProxyCIDRs {
+		pp := fmt.Sprintf("%s.proxy_cidrs[%d]", p, j)
+		pfx, ok := parsePrefix(s)
+		if !ok {
+			v.add(pp, "%q is not a CIDR or IP address", s)
+			continue
+		}
+		if owner, dup := prefixOwner[pfx]; dup {
+			switch {
+			case owner != i:
+				v.add(pp, "%s is already a source of endpoint %q", pfx, v.c.Endpoints[owner].Name)
+			case slices.Contains(e.Prefixes[:own], pfx):
+				// In both lists it would be a proxy; saying so keeps the
+				// file meaning one thing.
+				v.add(pp, "%s is also in source_cidrs; a proxy's address belongs in proxy_cidrs only", pfx)
+			}
+			continue
+		}
+		prefixOwner[pfx] = i
+		e.Prefixes = append(e.Prefixes, pfx)
+		e.ProxyPrefixes = append(e.ProxyPrefixes, pfx)
 	}
 }
 

@@ -305,6 +305,42 @@ endpoints:
       - 10.1.0.0/16
       - 10.0.0.1/32 # <-
 `, `endpoints[1].source_cidrs[1]: 10.0.0.1/32 is already a source of endpoint "pbx"`},
+		{"bad proxy cidr", `
+endpoints:
+  - name: meta
+    kind: whatsapp
+    host: 192.0.2.1
+    source_cidrs: [192.0.2.0/24]
+    proxy_cidrs:
+      - 10.0.5 # <-
+`, `endpoints[0].proxy_cidrs[0]: "10.0.5" is not a CIDR or IP address`},
+		{"proxy cidr of another endpoint", `
+endpoints:
+  - {name: pbx, kind: pbx, host: 10.0.0.1, source_cidrs: [10.0.0.1]}
+  - name: meta
+    kind: whatsapp
+    host: 192.0.2.1
+    source_cidrs: [192.0.2.0/24]
+    proxy_cidrs:
+      - 10.0.0.1/32 # <-
+`, `endpoints[1].proxy_cidrs[0]: 10.0.0.1/32 is already a source of endpoint "pbx"`},
+		{"proxy cidr also a source cidr", `
+endpoints:
+  - name: meta
+    kind: whatsapp
+    host: 192.0.2.1
+    source_cidrs: [192.0.2.0/24, 10.0.0.5]
+    proxy_cidrs:
+      - 10.0.0.5 # <-
+`, `endpoints[0].proxy_cidrs[0]: 10.0.0.5/32 is also in source_cidrs; a proxy's address belongs in proxy_cidrs only`},
+		{"proxy cidrs on a pbx", `
+endpoints:
+  - name: pbx
+    kind: pbx
+    host: 10.0.0.1
+    source_cidrs: [10.0.0.1]
+    proxy_cidrs: [10.0.0.2] # <-
+`, `endpoints[0].proxy_cidrs: only applies to whatsapp endpoints`},
 		{"unknown codec", `
 endpoints:
   - name: pbx
@@ -1090,5 +1126,35 @@ endpoints:
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("got:\n%s\nwant:\n%s", err, strings.Join(want, "\n"))
+	}
+}
+
+// TestAdvicePrivateSourceOnTLSMeta: a private network in the source_cidrs
+// of Meta's endpoint on tls is valid but likely Kamailio's META_SOCK
+// from before proxy_cidrs, whose forwarded calls are now dropped: Advice
+// names it and says where it belongs. Meta's public networks, a proxy in
+// proxy_cidrs and an endpoint on udp get none.
+func TestAdvicePrivateSourceOnTLSMeta(t *testing.T) {
+	cert, key := writeCert(t, t.TempDir(), "wagate")
+	listen := fmt.Sprintf("sip:\n  listen:\n    - {transport: tls, address: \"127.0.0.1:5061\", cert_file: %q, key_file: %q}\n", cert, key)
+	for _, tc := range []struct {
+		name, endpoint, want string
+	}{
+		{"private source on tls", `{name: meta, kind: whatsapp, host: 192.0.2.1, transport: tls, source_cidrs: [192.0.2.0/24, 10.0.0.5]}`,
+			`wagate.yaml:5: endpoints[0].source_cidrs[1]: 10.0.0.5/32 is a private network on a whatsapp endpoint on tls: only TLS is taken from source_cidrs, UDP and TCP are dropped; if it is a proxy forwarding Meta's requests (Kamailio's META_SOCK), move it to proxy_cidrs`},
+		{"proxy in proxy_cidrs", `{name: meta, kind: whatsapp, host: 192.0.2.1, transport: tls, source_cidrs: [192.0.2.0/24], proxy_cidrs: [10.0.0.5]}`, ""},
+		{"private source on udp", `{name: meta, kind: whatsapp, host: 192.0.2.1, source_cidrs: [10.0.0.5]}`, ""},
+	} {
+		c, err := Parse([]byte(listen+"endpoints:\n  - "+tc.endpoint+"\n"), "wagate.yaml")
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		var got []string
+		for _, a := range c.Advice() {
+			got = append(got, a.String())
+		}
+		if want := tc.want; strings.Join(got, "\n") != want {
+			t.Errorf("%s: advice %q, want %q", tc.name, got, want)
+		}
 	}
 }

@@ -71,13 +71,14 @@ const (
 	reasonConnRefused
 	reasonIdle
 	reasonWriteTimeout
+	reasonTransport
 	numReasons
 )
 
 var reasonNames = [numReasons]string{
 	"stranger", "blocked", "too_large", "malformed", "version", "uri_scheme",
 	"bad_extension", "too_many_hops", "bad_response", "connection_refused", "idle_timeout",
-	"write_timeout",
+	"write_timeout", "wrong_transport",
 }
 
 func (r edgeReason) String() string { return reasonNames[r] }
@@ -182,6 +183,13 @@ func (e *edge) inboundTo(dst, b []byte, src netip.AddrPort, tr string) verdict {
 		dialogOnly = true
 	}
 	stream := tr != "UDP"
+	if tr != "TLS" && ep.TLSOnly() && !ep.HasProxy(ip) {
+		// Meta signals over TLS only, and a UDP source anyone can
+		// forge: over UDP or TCP only a proxy the endpoint lists
+		// forwards Meta's requests (a forged UIC INVITE would ring an
+		// agent and grant the "caller" a callback permission).
+		return e.refuse(reasonTransport, src, tr+" from "+ep.Name+"'s source_cidrs; a proxy forwarding Meta's requests goes in its proxy_cidrs", verdict{close: stream})
+	}
 	response := isResponseBytes(b)
 	if ep.MaxRequestRate > 0 && !response {
 		if v := e.flood.allow(ip, ep.MaxRequestRate, cfg.SIP.Flood.BlockTime.D()); v != floodAllow {

@@ -374,3 +374,66 @@ func TestEdgeDialogPeer(t *testing.T) {
 		t.Errorf("BYE passed from a source no endpoint and no live call has")
 	}
 }
+
+// TestEdgeTLSWhatsAppTransport: Meta signals over TLS only. From the
+// source_cidrs of a whatsapp endpoint on transport tls only TLS is
+// Meta's; UDP (whose source anyone can forge) and TCP are dropped
+// unanswered. Its proxy_cidrs (Kamailio forwarding Meta's requests) are
+// its sources over any transport, also for the live calls of an endpoint
+// a reload removed.
+func TestEdgeTLSWhatsAppTransport(t *testing.T) {
+	proxy := netip.MustParseAddrPort("127.0.0.5:5060")
+	e := testEdge(t, func(c *configs.Config) {
+		ep := c.Endpoint("meta")
+		ep.Transport, ep.ProxyCIDRs = "tls", []string{proxy.Addr().String()}
+		ep.Prefixes, ep.ProxyPrefixes = nil, nil
+		c.Reindex()
+	})
+	for _, tc := range []struct {
+		name string
+		src  netip.AddrPort
+		tr   string
+		pass bool
+	}{
+		{"TLS from Meta", fromMeta, "TLS", true},
+		{"UDP from Meta", fromMeta, "UDP", false},
+		{"TCP from Meta", fromMeta, "TCP", false},
+		{"UDP from the proxy", proxy, "UDP", true},
+		{"TCP from the proxy", proxy, "TCP", true},
+	} {
+		before := e.snapshot().Refused["wrong_transport"]
+		v := e.inbound([]byte(options()), tc.src, tc.tr)
+		if pass := v.act == actPass; pass != tc.pass {
+			t.Errorf("%s: passed %v, want %v", tc.name, pass, tc.pass)
+		}
+		if tc.pass {
+			continue
+		}
+		if v.act != actDrop || v.close != (tc.tr != "UDP") {
+			t.Errorf("%s: action %d close %v, want dropped unanswered (a stream closed)", tc.name, v.act, v.close)
+		}
+		if n := e.snapshot().Refused["wrong_transport"]; n != before+1 {
+			t.Errorf("%s: wrong_transport %d, want %d", tc.name, n, before+1)
+		}
+	}
+
+	// A reload removed the endpoint; its live calls keep their dialogs
+	// through its proxy, not through UDP from its Meta addresses.
+	gone := netip.MustParseAddrPort("127.0.0.9:5060")
+	old := &configs.Endpoint{Name: "meta-old", Kind: configs.KindWhatsApp, Transport: "tls", SourceCIDRs: []string{"127.0.0.8"}}
+	e.dialogPeer = func(ip netip.Addr) *configs.Endpoint {
+		if old.HasSource(ip) {
+			return old
+		}
+		return nil
+	}
+	bye := replaceLine(replaceLine(replaceLine(options(), "OPTIONS ", "BYE sip:wagate@127.0.0.1:5072 SIP/2.0"),
+		"To:", "To: <sip:+15550100001@127.0.0.1>;tag=t1"), "CSeq:", "CSeq: 8 BYE")
+	if v := e.inbound([]byte(bye), netip.MustParseAddrPort("127.0.0.8:5060"), "UDP"); v.act == actPass {
+		t.Errorf("a UDP BYE from a removed TLS endpoint's Meta address passed")
+	}
+	old.ProxyCIDRs = []string{gone.Addr().String()}
+	if v := e.inbound([]byte(bye), gone, "UDP"); v.act != actPass {
+		t.Errorf("a UDP BYE from a removed TLS endpoint's proxy was refused: %q", firstLine(string(v.reply)))
+	}
+}

@@ -395,8 +395,12 @@ type wagateOpts struct {
 	// "\n  - {".
 	MoreNumbers string
 	// MetaCIDRs and DialerCIDRs are more source_cidrs items of the meta
-	// and dialer endpoints, e.g. ", 127.0.5.5/32" (a proxy in front).
+	// and dialer endpoints, e.g. ", 127.0.5.6/32" (a proxy in front of
+	// the dialers).
 	MetaCIDRs, DialerCIDRs string
+	// MetaProxyCIDRs is the meta endpoint's proxy_cidrs list, e.g.
+	// "127.0.5.5/32" (Kamailio forwarding Meta's requests).
+	MetaProxyCIDRs string
 	// Extra is raw YAML appended at the top level (data_dir:, permissions:,
 	// recording: …).
 	Extra string
@@ -437,7 +441,7 @@ sip:
   host: {{.E.WagateIP}}
   ring_timeout: {{.O.RingTimeout}}{{.O.SIPExtra}}
 endpoints:
-  - {name: meta, kind: whatsapp, host: {{.E.Meta.IP}}, port: {{.E.Meta.Port}}, transport: {{.O.MetaTransport}}, source_cidrs: [{{.E.Meta.IP}}/32{{.O.MetaCIDRs}}], codecs: [{{.O.MetaCodecs}}], media_encryption: {{.O.MetaEncryption}}{{.O.MetaExtra}}}
+  - {name: meta, kind: whatsapp, host: {{.E.Meta.IP}}, port: {{.E.Meta.Port}}, transport: {{.O.MetaTransport}}, source_cidrs: [{{.E.Meta.IP}}/32{{.O.MetaCIDRs}}]{{with .O.MetaProxyCIDRs}}, proxy_cidrs: [{{.}}]{{end}}, codecs: [{{.O.MetaCodecs}}], media_encryption: {{.O.MetaEncryption}}{{.O.MetaExtra}}}
   - {name: pbx, kind: pbx, host: {{.E.PBX.IP}}, port: {{.E.PBX.Port}}, transport: udp, source_cidrs: [{{.E.PBX.IP}}/32], codecs: [PCMU, PCMA]{{.O.PBXExtra}}}
   - {name: dialer, kind: dialer, host: {{.E.Dialer.IP}}, port: {{.E.Dialer.Port}}, transport: udp, source_cidrs: [{{.E.Dialer.IP}}/32{{.O.DialerCIDRs}}]{{.O.DialerExtra}}}{{.O.EndpointsExtra}}
 numbers:

@@ -141,6 +141,11 @@ type cluster struct {
 	// mod, when set, changes every node's options (more endpoints,
 	// numbers, …).
 	mod func(*wagateOpts)
+	// metaTLS, when set, puts each node's whatsapp endpoint on transport
+	// tls, as docs/multinode.md deploys it (nodes reach Meta themselves),
+	// with a TLS listener on the node's address and this PKI's
+	// certificate. Meta's requests still come from Kamailio over UDP.
+	metaTLS *testPKI
 }
 
 // webhookSecret is Meta's app secret in the generated configs.
@@ -170,7 +175,7 @@ func (c *cluster) addNode(i int) *node {
 		c.t.Fatal(err)
 	}
 	nd := &node{id: fmt.Sprintf("node%d", i), e: &ne}
-	nd.w = ne.startWagate(c.nodeOpts(nd.id))
+	nd.w = ne.startWagate(c.optsFor(nd))
 	c.nodes = append(c.nodes, nd)
 	return nd
 }
@@ -179,7 +184,18 @@ func (c *cluster) addNode(i int) *node {
 // directory.
 func (c *cluster) restartNode(nd *node) {
 	c.t.Helper()
-	nd.w = nd.e.startWagate(c.nodeOpts(nd.id))
+	nd.w = nd.e.startWagate(c.optsFor(nd))
+}
+
+// optsFor is node nd's options: nodeOpts, on TLS toward Meta with
+// metaTLS.
+func (c *cluster) optsFor(nd *node) wagateOpts {
+	o := c.nodeOpts(nd.id)
+	if c.metaTLS != nil {
+		t := tlsOpts(nd.e, c.metaTLS, freeTCPPort(c.t, nd.e.WagateIP))
+		o.ListenExtra, o.MetaTransport, o.MetaExtra = t.ListenExtra, t.MetaTransport, t.MetaExtra+o.MetaExtra
+	}
+	return o
 }
 
 func (c *cluster) nodeOpts(id string) wagateOpts {
@@ -192,9 +208,11 @@ func (c *cluster) nodeOpts(id string) wagateOpts {
 		onDown = ", on_down: " + d
 	}
 	o := wagateOpts{
-		APIExtra:    fmt.Sprintf(", token: {value: %q}, webhook: {app_secret: {value: %q}, verify_token: {value: verify}}", apiToken, webhookSecret),
-		MetaCIDRs:   ", " + e.ip(5) + "/32",
-		DialerCIDRs: ", " + e.ip(6) + "/32, " + e.ip(7) + "/32",
+		APIExtra: fmt.Sprintf(", token: {value: %q}, webhook: {app_secret: {value: %q}, verify_token: {value: verify}}", apiToken, webhookSecret),
+		// Kamailio's META_SOCK forwards Meta's requests: a proxy, whose
+		// UDP is Meta's also when the endpoint is on TLS.
+		MetaProxyCIDRs: e.ip(5) + "/32",
+		DialerCIDRs:    ", " + e.ip(6) + "/32, " + e.ip(7) + "/32",
 		Extra: fmt.Sprintf("node_id: %s\npermissions: {enabled: true, backend: redis, redis: {address: %q, slot_ttl: %s, timeout: %s%s}, limits: {%s}}",
 			id, c.redis.addr, slotTTL, redisTimeout, onDown, c.limits),
 	}

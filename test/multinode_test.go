@@ -727,3 +727,42 @@ func TestMultiNodeDrainMovesRingingCaller(t *testing.T) {
 		t.Errorf("Kamailio did not fail over on the drained node's 503:\n%s", tail(log, 10))
 	}
 }
+
+// TestMultiNodeTLSMetaThroughKamailio: the deployment docs/multinode.md
+// describes. Each node's whatsapp endpoint is on transport tls (a node
+// places business-initiated calls to Meta itself), and Meta's requests
+// reach the nodes from Kamailio's META_SOCK over UDP, which the endpoint
+// lists in proxy_cidrs: users' calls through Kamailio reach the agent and
+// are answered, while a UDP INVITE forged from Meta's own address straight
+// to a node is dropped. With META_SOCK in source_cidrs, as before
+// proxy_cidrs, dropping UDP from a TLS endpoint's addresses dropped every
+// call through Kamailio.
+func TestMultiNodeTLSMetaThroughKamailio(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	c := &cluster{t: t, e: e, metaTLS: newTestPKI(t, t.TempDir(), e.WagateIP)}
+	c.redis = startRedis(t, e.ip(20), filepath.Join(e.dir, "redis"))
+	c.addNode(1)
+	c.addNode(2)
+	c.startKamailio()
+
+	const calls = 2
+	pbx := e.startSipp(sippSpec{Name: "pbx", Scenario: "uas.xml", Peer: e.PBX, Calls: calls, Args: ringArgs})
+	meta := e.startSipp(sippSpec{Name: "meta_uic", Scenario: "uac.xml", Peer: e.Meta, Remote: c.kam.edge, Calls: calls,
+		Args: callArgs(businessNumber, waUser, "-d", "200", "-r", "2", "-l", "1")})
+	meta.requireOK()
+	pbx.requireOK()
+
+	w := c.nodes[0].w
+	forged := newRawPeer(t, e.Meta.IP, w)
+	if _, err := forged.conn.WriteToUDP([]byte(metaUDPInvite(e, forged, "forged")), forged.to); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second) // a wait for the count, not a timing
+	for w.status().Edge.Refused["wrong_transport"] == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("a UDP INVITE from Meta's address to a node was not refused: %+v", w.status().Edge)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

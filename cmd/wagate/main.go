@@ -88,6 +88,7 @@ func run() int {
 	bi := readBuildInfo()
 	log.Info("wagate starting", "version", bi.Version, "commit", bi.commitString(), "go", bi.Go, "libopus", bi.Opus,
 		"config", cfg.Source(), "config_sha256", cfg.SHA256())
+	logAdvice(cfg, log)
 
 	lock, err := claimDataDir(cfg, log)
 	if err != nil {
@@ -408,6 +409,14 @@ func loadConfig(path string) (*configs.Config, error) {
 	return configs.Load(path)
 }
 
+// logAdvice logs, once per load, what cfg sets validly but likely by
+// mistake.
+func logAdvice(cfg *configs.Config, log *slog.Logger) {
+	for _, a := range cfg.Advice() {
+		log.Warn("config: likely a mistake", "file", a.File, "line", a.Line, "key", a.Path, "advice", a.Msg)
+	}
+}
+
 // checkConfig is -check-config: 0 when path would load, else 1 with
 // every problem. Secrets whose environment variable is unset here are
 // warnings, not failures: the check may run in another environment than
@@ -429,8 +438,15 @@ func checkConfig(path string) int {
 	for _, w := range warnings {
 		fmt.Fprintf(os.Stderr, "warning: %s\n", w)
 	}
+	for _, a := range cfg.Advice() {
+		fmt.Fprintf(os.Stderr, "warning: %s\n", a)
+	}
 	if len(warnings) > 0 {
-		fmt.Printf("%s: ok, with %d warning(s): wagate -config refuses to start unless those variables are set in its environment\n", path, len(warnings))
+		fmt.Printf("%s: ok, with %d warning(s): wagate -config refuses to start unless those variables are set in its environment\n", path, len(warnings)+len(cfg.Advice()))
+		return 0
+	}
+	if n := len(cfg.Advice()); n > 0 {
+		fmt.Printf("%s: ok, with %d warning(s)\n", path, n)
 		return 0
 	}
 	fmt.Printf("%s: ok\n", path)

@@ -102,6 +102,7 @@ func (r *running) reload(srv *sip.Server, perms permissions.Store, path string, 
 	}
 	applied = true
 	log.Info("config reloaded", "file", cfg.Source(), "sha256", cfg.SHA256(), "changed", what)
+	logAdvice(cfg, log)
 }
 
 // logLevel is the slog level of c (validated at load; info otherwise).
