@@ -177,6 +177,9 @@ func (s *Engine) runAttempt(h *hunt, at *attempt, offer []byte) {
 		return
 	}
 	log.Debug("B-leg INVITE sent", "uri", at.callee.URI.String())
+	if _, ok := h.side.(bSide); ok && h.xfer == nil {
+		c.invitedB()
+	}
 
 	var (
 		handedOver  bool // a 2xx won: the transaction is the hunt's

@@ -157,6 +157,9 @@ type call struct {
 	outcome      Outcome
 	outcomeSet   bool
 	wasConnected bool
+	// sentB records that an INVITE of the call's own B-leg (Meta, for a
+	// BIC) left: until then the ticket finishes as OutcomeNotSent.
+	sentB bool
 
 	// For the call's record: when B first rang, the final response A got
 	// when the call was not answered, the permission gate's verdict and
@@ -256,6 +259,14 @@ func (c *call) setOutcome(o Outcome) {
 	c.mu.Unlock()
 }
 
+// invitedB records that an INVITE of the call's B-leg was handed to the
+// transport (it reached Meta, for a BIC).
+func (c *call) invitedB() {
+	c.mu.Lock()
+	c.sentB = true
+	c.mu.Unlock()
+}
+
 // connected records B's 2xx and tells the permission gate.
 func (c *call) connected() {
 	c.mu.Lock()
@@ -318,6 +329,12 @@ func (c *call) end(from *leg, by, cause string) bool {
 	case !c.outcomeSet:
 		outcome = OutcomeFailed
 	}
+	// The gate's outcome: a call whose INVITE never left for Meta was
+	// wagate's own refusal, whatever the record calls it.
+	ticketOutcome := outcome
+	if !c.sentB && !c.wasConnected {
+		ticketOutcome = OutcomeNotSent
+	}
 	ticket := c.ticket
 	// The agents still in the call are free now (those who left it were
 	// freed as they left).
@@ -329,7 +346,7 @@ func (c *call) end(from *leg, by, cause string) bool {
 	close(c.ended)
 	c.endControl()
 	if ticket != nil {
-		ticket.Finish(outcome)
+		ticket.Finish(ticketOutcome)
 	}
 	if c.bridge != nil {
 		c.bridge.Close()
@@ -347,7 +364,7 @@ func (c *call) end(from *leg, by, cause string) bool {
 	c.finishRecording(by, cause)
 	attrs := []any{"hangup_by", by, "cause", cause, "state", prev.String()}
 	if ticket != nil {
-		attrs = append(attrs, "outcome", outcome.String())
+		attrs = append(attrs, "outcome", ticketOutcome.String())
 	}
 	if !answeredAt.IsZero() {
 		attrs = append(attrs, "talk_s", time.Since(answeredAt).Round(time.Millisecond).Seconds())

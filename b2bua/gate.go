@@ -18,7 +18,8 @@ type Admission struct {
 
 // CallTicket is an admitted business-initiated call's reservation at the
 // gate. wagate calls Connected when Meta answers (B-leg 2xx) and Finish
-// exactly once when the call is over, whatever ended it.
+// exactly once when the call is over, whatever ended it: with
+// OutcomeNotSent when no INVITE of the call ever left for Meta.
 type CallTicket interface {
 	Connected()
 	Finish(outcome Outcome)
@@ -46,9 +47,14 @@ const (
 	// OutcomeNoPermission: Meta answered 403 No Approved Call Permission
 	// Found: the gate should learn that the pair has no permission.
 	OutcomeNoPermission
+	// OutcomeNotSent: the call ended before its INVITE left for Meta
+	// (wagate refused it itself: no free ports, draining, its own call
+	// limits, no connection to Meta). Meta never saw it, so it must not
+	// count toward the number's calls of the day.
+	OutcomeNotSent
 )
 
-var outcomeNames = [...]string{"answered", "unanswered", "rejected", "failed", "cancelled", "no_permission"}
+var outcomeNames = [...]string{"answered", "unanswered", "rejected", "failed", "cancelled", "no_permission", "not_sent"}
 
 func (o Outcome) String() string {
 	if o >= 0 && int(o) < len(outcomeNames) {

@@ -84,6 +84,7 @@ func (s *Engine) callUser(c *call, ob originBridge, offer []byte, agentAnsweredA
 		c.terminate(nil, "B-leg unreachable")
 		return
 	}
+	c.invitedB()
 	c.log.Info("B-leg INVITE sent", "leg", "b", "after_agent_answer_ms", time.Since(agentAnsweredAt).Milliseconds())
 	ring := time.NewTimer(s.edge.Config().SIP.RingTimeout.D())
 	defer ring.Stop()

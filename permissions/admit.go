@@ -23,9 +23,15 @@ const (
 	// MetaNoPermission: Meta answered 403 No Approved Call Permission
 	// Found: its view wins, the pair loses its permission here too.
 	MetaNoPermission
+	// NotSent: wagate refused or failed the call itself before its INVITE
+	// left for Meta (no free ports, draining, its own concurrency limits,
+	// no connection to Meta). Meta never saw the call, so the number's
+	// 24-hour count it took at admission is given back; nothing else
+	// counts.
+	NotSent
 )
 
-var outcomeNames = [...]string{"answered", "unanswered", "rejected", "failed", "cancelled", "meta_no_permission"}
+var outcomeNames = [...]string{"answered", "unanswered", "rejected", "failed", "cancelled", "meta_no_permission", "not_sent"}
 
 func (o Outcome) String() string {
 	if o >= 0 && int(o) < len(outcomeNames) {
@@ -39,10 +45,17 @@ func (o Outcome) String() string {
 // must be called exactly once (later calls are ignored) whatever happens to
 // the call, or the user stays busy and the slot stays taken.
 type Ticket struct {
-	c         *Cache
-	mk        mapKey
-	sh        *shard
-	e         *entry
+	c  *Cache
+	mk mapKey
+	sh *shard
+	e  *entry
+	// counted: the call took one of the number's 24-hour rate, at numAt
+	// in memory and under diskKey in the store (when persisted), which
+	// Finish(NotSent) gives back.
+	counted   bool
+	persisted bool
+	numAt     int64
+	diskKey   [16]byte
 	connected atomic.Bool
 	done      atomic.Bool
 }
@@ -113,15 +126,22 @@ func (c *Cache) Admit(k Key) (Decision, *Ticket) {
 		sh.mu.Unlock()
 		return decide(NumberConcurrencyCap, concurrencyRetryAfter), nil
 	}
-	num.calls.add(now, lims.NewCallsPerNumber24h)
+	// The call counts toward the number's rate from here, under the same
+	// lock as the check, so that a burst cannot overshoot the cap; a call
+	// wagate then refuses before Meta sees it gives the count back
+	// (Finish(NotSent)).
+	t := &Ticket{c: c, mk: mk, sh: sh, e: e}
+	if lims.NewCallsPerNumber24h > 0 {
+		t.counted, t.numAt = true, num.calls.add(now, lims.NewCallsPerNumber24h)
+	}
 	num.active++
 	num.mu.Unlock()
 	e.active++
 	sh.mu.Unlock()
-	if lims.NewCallsPerNumber24h > 0 {
-		c.persistNumberCall(num, now)
+	if t.counted {
+		t.diskKey, t.persisted = c.persistNumberCall(num, now)
 	}
-	return decide(Allow, 0), &Ticket{c: c, mk: mk, sh: sh, e: e}
+	return decide(Allow, 0), t
 }
 
 // Connected records that the call was answered (2xx): it counts toward the
@@ -154,7 +174,8 @@ func (t *Ticket) connect() {
 }
 
 // Finish ends the reservation with the call's outcome. Answered implies
-// Connected. Unanswered and Rejected extend the user's streak; at
+// Connected. NotSent gives back the call's count toward the number's 24
+// hours (not for a connected call: Meta saw it). Unanswered and Rejected extend the user's streak; at
 // UnansweredNudge a warning is logged, at UnansweredRevoke the permission
 // is revoked (and persisted). A connected call is answered whatever ended
 // it. Idempotent.
@@ -211,9 +232,17 @@ func (t *Ticket) Finish(o Outcome) {
 	}
 	t.sh.mu.Unlock()
 
+	// A call Meta never saw does not count toward the number's 24 hours.
+	uncount := o == NotSent && t.counted && !t.connected.Load()
 	t.mk.num.mu.Lock()
 	t.mk.num.active--
+	if uncount {
+		t.mk.num.calls.remove(t.numAt)
+	}
 	t.mk.num.mu.Unlock()
+	if uncount && t.persisted {
+		c.unpersistNumberCall(t.mk.num, t.diskKey)
+	}
 
 	k := t.Key()
 	if lim := lims.UnansweredNudge; lim > 0 && streak == lim && !revoked {

@@ -111,13 +111,16 @@ return 1
 `)
 
 // scriptFinish: KEYS pair, busy, nact, the outcome's mark (o:<reservation
-// id>); ARGV instance, outcome (none | counts | learn), revoke-at streak,
-// release (1: give back this instance's busy and concurrency slot; 0: a
-// replay), revoked retention (ms), mark's life (ms). Answers {streak,
-// what}: what 1 revoked by the streak, 2 revoked because Meta said no
-// permission. An outcome is applied once per reservation: a node whose
-// answer was lost (a timeout after Redis ran the script) writes it again,
-// and a second count would revoke early (or revoke a newer grant).
+// id>), the number's new calls (ncalls); ARGV instance, outcome (none |
+// counts | learn), revoke-at streak, release (1: give back this
+// instance's busy and concurrency slot; 0: a replay), revoked retention
+// (ms), mark's life (ms), the reservation id, unsent (1: the call never
+// reached Meta: its count toward the number's 24 hours is given back, in
+// the same step as its slots). Answers {streak, what}: what 1 revoked by
+// the streak, 2 revoked because Meta said no permission. An outcome is
+// applied once per reservation: a node whose answer was lost (a timeout
+// after Redis ran the script) writes it again, and a second count would
+// revoke early (or revoke a newer grant).
 var scriptFinish = redis.NewScript(luaNow + `
 if ARGV[4] == '1' then
   for i = 2, 3 do
@@ -128,6 +131,9 @@ if ARGV[4] == '1' then
       redis.call('HINCRBY', KEYS[i], ARGV[1], -1)
     end
   end
+end
+if ARGV[8] == '1' then
+  redis.call('ZREM', KEYS[5], ARGV[7])
 end
 local o = ARGV[2]
 if o == 'none' or redis.call('EXISTS', KEYS[1]) == 0 then

@@ -264,3 +264,45 @@ func TestRuleLimitZeroDisables(t *testing.T) {
 	metaRefuses(t, e, w, "480", waUser, "480", "Temporarily Unavailable", 5)
 	metaAnswers(t, e, w, "still", waUser)
 }
+
+// TestRuleLocalRefusalNotCounted: a call wagate admits and then refuses
+// itself (here its own sip.max_calls) never reached Meta, so it does not
+// use one of the number's new calls of the day. With 2 allowed, a call up,
+// one refused locally and one more placed after it: the third reaches
+// Meta and is answered (it used to get 503 with X-WABA-Error 138005).
+func TestRuleLocalRefusalNotCounted(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	o := ruleOpts(e, "new_calls_per_number_24h: 2")
+	o.SIPExtra = "\n  max_calls: 1"
+	w := e.startWagate(o)
+	const user2 = "+447700900124"
+	grantPermission(t, e, waUser, "permanent")
+	grantPermission(t, e, user2, "permanent")
+	dialer2 := e.newPeer("dialer2", 4) // a second dialer socket on the dialer's address
+
+	meta := e.startSipp(sippSpec{Name: "meta", Scenario: "uas.xml", Peer: e.Meta, Calls: 2})
+	held := e.startSipp(sippSpec{Name: "dialer_held", Scenario: "bic_dialer.xml", Peer: e.Dialer, Remote: w.SIPAddr, Calls: 1,
+		Args: bicArgs(waUser, phoneNumberID, businessNumber, "-d", "3000")})
+	deadline := time.Now().Add(10 * time.Second)
+	for w.status().Calls != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the first call never came up")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	d := e.runSipp(sippSpec{Name: "dialer_full", Scenario: "bic_dialer_expect.xml", Peer: dialer2, Remote: w.SIPAddr, Calls: 1,
+		Args: append(bicArgs(user2, phoneNumberID, businessNumber), "-key", "expect_code", "503")})
+	if res, ok := findMsg(d.messages(), false, "SIP/2.0 503"); !ok {
+		t.Fatal("the call over sip.max_calls got no 503")
+	} else if h := res.Header("X-WABA-Error"); h != "" {
+		t.Fatalf("the call over sip.max_calls was refused by the permission gate (X-WABA-Error %s), not by max_calls", h)
+	}
+	held.requireOK()
+	w.waitIdle()
+
+	e.runSipp(sippSpec{Name: "dialer_after", Scenario: "bic_dialer.xml", Peer: e.Dialer, Remote: w.SIPAddr, Calls: 1,
+		Args: bicArgs(user2, phoneNumberID, businessNumber, "-d", "100")})
+	meta.requireOK()
+	w.waitIdle()
+}
