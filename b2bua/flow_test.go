@@ -703,6 +703,8 @@ func TestFlowBICOutcomes(t *testing.T) {
 		{480, "Final", OutcomeUnanswered}, {408, "Final", OutcomeFailed}, {486, "Final", OutcomeRejected}, {603, "Final", OutcomeFailed},
 		{500, "Final", OutcomeFailed}, {404, "Final", OutcomeFailed}, {403, "Final", OutcomeFailed},
 		{403, "No Approved Call Permission Found", OutcomeNoPermission},
+		{403, "Business Initiated Connected Call Per Day Limit Hit", OutcomeDailyCap},
+		{403, "SIP server foo.com from INVITE does not match any SIP server configured for phone number id 1", OutcomeFailed},
 	} {
 		t.Run(strconv.Itoa(tt.code)+" "+tt.reason, func(t *testing.T) {
 			f := startFlow(t, "", "", "")

@@ -29,9 +29,18 @@ const (
 	// 24-hour count it took at admission is given back; nothing else
 	// counts.
 	NotSent
+	// MetaDailyCap: Meta answered 403 Business Initiated Connected Call
+	// Per Day Limit Hit: the pair's connected calls of 24 hours are at
+	// Meta's cap, whatever wagate counted (calls placed around wagate, a
+	// cap Meta documents lower than the configured one). The pair's
+	// window is filled up to the configured cap, so later calls are
+	// refused here (403, 138012) until the oldest connected call wagate
+	// knows of turns 24 hours old, or 24 hours from now when it knows of
+	// none: Meta frees a slot by then at the latest.
+	MetaDailyCap
 )
 
-var outcomeNames = [...]string{"answered", "unanswered", "rejected", "failed", "cancelled", "meta_no_permission", "not_sent"}
+var outcomeNames = [...]string{"answered", "unanswered", "rejected", "failed", "cancelled", "meta_no_permission", "not_sent", "meta_daily_cap"}
 
 func (o Outcome) String() string {
 	if o >= 0 && int(o) < len(outcomeNames) {
@@ -197,12 +206,26 @@ func (t *Ticket) Finish(o Outcome) {
 	)
 	counts := (o == Unanswered || o == Rejected) && !t.connected.Load()
 	learn := o == MetaNoPermission && !t.connected.Load()
+	capHit := o == MetaDailyCap && !t.connected.Load() && lims.ConnectedPerUser24h > 0
 	var now int64
-	if counts || learn {
-		now = c.now() // only a streak needs the time (a clock read is ~70 ns here)
+	if counts || learn || capHit {
+		now = c.now() // only these need the time (a clock read is ~70 ns here)
 	}
+	filled := 0
 	t.sh.mu.Lock()
 	t.e.active--
+	if capHit {
+		// Meta's window is full now: every call in it is younger than 24
+		// hours, and the oldest Meta holds is no younger than the oldest
+		// wagate knows of, so a slot frees at Meta by the time wagate's
+		// oldest (or, knowing none, one added now) leaves the window.
+		w := &t.e.counters().calls
+		w.prune(now - int64(day))
+		for w.len() < lims.ConnectedPerUser24h {
+			w.add(now, lims.ConnectedPerUser24h)
+			filled++
+		}
+	}
 	if learn && t.e.state(now) != stNone {
 		// Meta says there is no permission: its view wins over ours.
 		rec = record{state: stNone, updated: now, source: c.sources.get(SourceMetaRefused)}
@@ -260,7 +283,12 @@ func (t *Ticket) Finish(o Outcome) {
 			"phone_number_id", k.PhoneNumberID, "user", k.User)
 		c.persistRevocation(t, gen, rec)
 	}
-	if counts || learn {
+	if filled > 0 {
+		c.ext.learnedCap.Add(1)
+		c.log.Warn("daily connected-call cap learned: Meta answered 403 Business Initiated Connected Call Per Day Limit Hit; later calls to this user are refused here until a slot frees",
+			"phone_number_id", k.PhoneNumberID, "user", k.User, "cap", lims.ConnectedPerUser24h, "added", filled)
+	}
+	if counts || learn || filled > 0 {
 		c.persistPair(t.mk, t.sh)
 	}
 }

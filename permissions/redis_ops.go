@@ -284,6 +284,8 @@ func (t *redisTicket) Finish(o Outcome) {
 		what = "counts"
 	case o == MetaNoPermission:
 		what = "learn"
+	case o == MetaDailyCap:
+		what = "cap"
 	}
 	// A call Meta never saw gives back its count toward the number's 24
 	// hours (the admission added the reservation id; one admitted from
@@ -341,8 +343,9 @@ func (r *Redis) runFinish(k Key, ks pairKeys, resid, what string, release, unsen
 	if unsent {
 		uns = "1"
 	}
-	v, err := scriptFinish.Run(ctx, r.rdb, []string{ks.pair, ks.busy, ks.nact, r.prefix + "o:" + resid, ks.ncalls}, r.instance, what,
-		lims.UnansweredRevoke, rel, revokedRetention.Milliseconds(), outcomeMarkLife.Milliseconds(), resid, uns).Slice()
+	v, err := scriptFinish.Run(ctx, r.rdb, []string{ks.pair, ks.busy, ks.nact, r.prefix + "o:" + resid, ks.ncalls, ks.calls}, r.instance, what,
+		lims.UnansweredRevoke, rel, revokedRetention.Milliseconds(), outcomeMarkLife.Milliseconds(), resid, uns,
+		lims.ConnectedPerUser24h).Slice()
 	if err != nil {
 		return err
 	}
@@ -360,6 +363,10 @@ func (r *Redis) runFinish(k Key, ks pairKeys, resid, what string, release, unsen
 		r.stats.learned.Add(1)
 		r.log.Warn("call permission revoked: Meta answered 403 No Approved Call Permission Found; later calls to this user are refused here",
 			"phone_number_id", k.PhoneNumberID, "user", k.User)
+	case 3:
+		r.stats.learnedCap.Add(1)
+		r.log.Warn("daily connected-call cap learned: Meta answered 403 Business Initiated Connected Call Per Day Limit Hit; later calls to this user are refused here until a slot frees",
+			"phone_number_id", k.PhoneNumberID, "user", k.User, "cap", lims.ConnectedPerUser24h)
 	default:
 		if lim := lims.UnansweredNudge; what == "counts" && lim > 0 && streak == int64(lim) {
 			r.log.Warn("call permission nudge: consecutive unanswered business-initiated calls; Meta nudges the user to reconsider",

@@ -145,6 +145,34 @@ func TestRuleMeta403Learned(t *testing.T) {
 	}
 }
 
+// TestRuleMetaDailyCapLearned: Meta's 403 Business Initiated Connected
+// Call Per Day Limit Hit (the user's connected calls of 24 h, by Meta's
+// count) is relayed and learned: the next call to the user is refused
+// here with the same 403, X-WABA-Error 138012 and a Retry-After (24 h: no
+// connected call of the user is known here), without reaching Meta; the
+// permission stays and another user is still called. It used to go to
+// Meta again, every time the dialer retried.
+func TestRuleMetaDailyCapLearned(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := e.startWagate(ruleOpts(e, ""))
+	grantPermission(t, e, waUser, "permanent")
+	metaRefuses(t, e, w, "cap", waUser, "403", "Business Initiated Connected Call Per Day Limit Hit", 1)
+	silent := listenUDP(t, e.Meta.Addr())
+	res := expectDialerRejected(t, e, w, "learned_cap", "403")
+	checkRejection(t, res, "403", "Business Initiated Connected Call Per Day Limit Hit", "", "138012")
+	if ra, err := strconv.Atoi(res.Header("Retry-After")); err != nil || ra < 86000 || ra > 86400 {
+		t.Errorf("Retry-After %q, want about 86400 s", res.Header("Retry-After"))
+	}
+	silent.expectSilence(t, "the Meta peer", 300*time.Millisecond)
+	if p, _ := getPermission(t, e.apiBase(), waUser); p.Status != "permanent" {
+		t.Errorf("after Meta's daily cap: %+v, want the permission kept", p)
+	}
+	if s := w.status(); s.Permissions == nil || s.Permissions.LearnedDailyCap != 1 {
+		t.Errorf("status: %+v", s.Permissions)
+	}
+}
+
 // TestRuleBSUIDCallee (rule 4): a BIC to a business-scoped user id (up to
 // 256 characters) goes to Meta as sip:<BSUID>@…; a webhook naming the
 // phone number and the BSUID links them, so a grant applies to both and a

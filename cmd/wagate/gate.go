@@ -41,6 +41,8 @@ func (p permissionTicket) Finish(o b2bua.Outcome) {
 		out = permissions.MetaNoPermission
 	case b2bua.OutcomeNotSent:
 		out = permissions.NotSent
+	case b2bua.OutcomeDailyCap:
+		out = permissions.MetaDailyCap
 	}
 	p.t.Finish(out)
 }
