@@ -84,3 +84,32 @@ func TestRedisNotSentGivesRateBack(t *testing.T) {
 	res.Finish(NotSent)
 	reserve(t, nodes[1], users[1], NumberRateCap)
 }
+
+// TestRedisNotSentWhileDown: a call given back while Redis cannot be
+// reached is taken out of the number's count when Redis returns, before
+// the node admits again.
+func TestRedisNotSentWhileDown(t *testing.T) {
+	srv := startRedis(t)
+	lim := DefaultLimits()
+	lim.NewCallsPerNumber24h = 2
+	r := openRedis(t, srv, "n1", lim)
+	users := []Key{key("+16505550401"), key("+16505550402"), key("+16505550403")}
+	for _, u := range users {
+		if err := r.Grant(u, true, time.Time{}, "api"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, sent := reserve(t, r, users[0], Allow)
+	sent.Finish(Failed) // 1 of 2
+	_, res := reserve(t, r, users[1], Allow)
+	srv.kill()
+	res.Finish(NotSent) // Redis gone: remembered, not lost
+	if r.Stats().Up {
+		t.Fatal("the store still says up with redis-server killed; the test did not test anything")
+	}
+	srv.restart()
+	waitUp(t, r)
+	_, res = reserve(t, r, users[2], Allow) // 2 of 2: the one given back is free
+	res.Finish(Failed)
+	reserve(t, r, users[1], NumberRateCap)
+}
