@@ -157,9 +157,12 @@ type call struct {
 	outcome      Outcome
 	outcomeSet   bool
 	wasConnected bool
-	// sentB records that an INVITE of the call's own B-leg (Meta, for a
-	// BIC) left: until then the ticket finishes as OutcomeNotSent.
-	sentB bool
+	// bInvites counts the INVITEs of the call's own B-leg (Meta, for a
+	// BIC) handed to the transport, counted before the hand-over and
+	// taken back when it fails: while it is 0 the ticket finishes as
+	// OutcomeNotSent. Counting first means a call that ends during the
+	// hand-over stays counted: never given back for an INVITE Meta saw.
+	bInvites int
 
 	// For the call's record: when B first rang, the final response A got
 	// when the call was not answered, the permission gate's verdict and
@@ -259,12 +262,18 @@ func (c *call) setOutcome(o Outcome) {
 	c.mu.Unlock()
 }
 
-// invitedB records that an INVITE of the call's B-leg was handed to the
-// transport (it reached Meta, for a BIC).
-func (c *call) invitedB() {
+// invitingB counts an INVITE of the call's B-leg about to be handed to
+// the transport; the returned func takes it back when the hand-over
+// failed (nothing reached Meta).
+func (c *call) invitingB() (unsent func()) {
 	c.mu.Lock()
-	c.sentB = true
+	c.bInvites++
 	c.mu.Unlock()
+	return func() {
+		c.mu.Lock()
+		c.bInvites--
+		c.mu.Unlock()
+	}
 }
 
 // connected records B's 2xx and tells the permission gate.
@@ -332,7 +341,7 @@ func (c *call) end(from *leg, by, cause string) bool {
 	// The gate's outcome: a call whose INVITE never left for Meta was
 	// wagate's own refusal, whatever the record calls it.
 	ticketOutcome := outcome
-	if !c.sentB && !c.wasConnected {
+	if c.bInvites == 0 && !c.wasConnected {
 		ticketOutcome = OutcomeNotSent
 	}
 	ticket := c.ticket

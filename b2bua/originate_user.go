@@ -76,15 +76,16 @@ func (s *Engine) callUser(c *call, ob originBridge, offer []byte, agentAnsweredA
 		return
 	}
 	req := s.userInvite(c, offer)
+	unsent := c.invitingB()
 	tx, err := s.edge.Client().TransactionRequest(s.ctx, req)
 	if err != nil {
+		unsent()
 		c.log.Warn("B-leg INVITE not sent", "leg", "b", "error", err)
 		c.finalToA(&sipedge.Rejection{Code: 503, Reason: "Service Unavailable"})
 		c.resetOutcome(OutcomeFailed)
 		c.terminate(nil, "B-leg unreachable")
 		return
 	}
-	c.invitedB()
 	c.log.Info("B-leg INVITE sent", "leg", "b", "after_agent_answer_ms", time.Since(agentAnsweredAt).Milliseconds())
 	ring := time.NewTimer(s.edge.Config().SIP.RingTimeout.D())
 	defer ring.Stop()
