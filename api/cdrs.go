@@ -45,7 +45,7 @@ type cdrListDoc struct {
 }
 
 func (h *cdrHandlers) list(w http.ResponseWriter, r *http.Request) {
-	q, format, err := parseCDRQuery(r.URL.Query(), r.Header.Get("Accept"))
+	q, out, err := parseCDRQuery(r.URL.Query(), r.Header.Get("Accept"))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
@@ -56,14 +56,14 @@ func (h *cdrHandlers) list(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "query failed; see wagate's log")
 		return
 	}
-	if format == formatCSV {
+	if out.format == formatCSV {
 		if page.NextCursor != "" {
 			w.Header().Set("X-Next-Cursor", page.NextCursor)
 		}
 		w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 		w.Header().Set("Content-Disposition", `attachment; filename="cdrs.csv"`)
 		w.Header().Set("X-Content-Type-Options", "nosniff")
-		if err := writeCDRsCSV(w, page.CDRs); err != nil {
+		if err := writeCDRsCSV(w, page.CDRs, out.bom); err != nil {
 			h.log.Debug("CSV write failed", "error", err)
 		}
 		return
@@ -108,16 +108,27 @@ const (
 	formatCSV  = "csv"
 )
 
+// cdrOutput is how GET /v1/cdrs answers: format, and for CSV whether it
+// starts with a UTF-8 byte-order mark (bom=1). Excel on Windows reads a
+// CSV without one in the machine's ANSI code page, garbling non-ASCII
+// text; most other tools (and RFC 4180 readers) take the mark for part of
+// the first column's name, so it is asked for, never the default.
+type cdrOutput struct {
+	format string
+	bom    bool
+}
+
 // cdrParams are the query parameters GET /v1/cdrs takes; any other is
 // refused, so that a misspelt filter cannot silently match everything.
 var cdrParams = map[string]bool{"from": true, "to": true, "number": true, "user": true, "direction": true,
-	"outcome": true, "cursor": true, "limit": true, "format": true}
+	"outcome": true, "cursor": true, "limit": true, "format": true, "bom": true}
 
 // parseCDRQuery reads the filters of GET /v1/cdrs and the output format
-// (format=csv|json, else CSV when accept asks for text/csv). Every error
-// names the parameter it is about.
-func parseCDRQuery(v url.Values, accept string) (events.CDRQuery, string, error) {
+// (format=csv|json, else CSV when accept asks for text/csv; bom=0|1 for
+// CSV). Every error names the parameter it is about.
+func parseCDRQuery(v url.Values, accept string) (events.CDRQuery, cdrOutput, error) {
 	var q events.CDRQuery
+	var out cdrOutput
 	names := make([]string, 0, len(v))
 	for k := range v {
 		names = append(names, k)
@@ -125,34 +136,34 @@ func parseCDRQuery(v url.Values, accept string) (events.CDRQuery, string, error)
 	sort.Strings(names) // report the same parameter first every time
 	for _, k := range names {
 		if !cdrParams[k] {
-			return q, "", fmt.Errorf("%s: unknown parameter; use from, to, number, user, direction, outcome, cursor, limit or format", quoteParam(k))
+			return q, out, fmt.Errorf("%s: unknown parameter; use from, to, number, user, direction, outcome, cursor, limit, format or bom", quoteParam(k))
 		}
 		if len(v[k]) > 1 {
-			return q, "", fmt.Errorf("%s: given more than once", k)
+			return q, out, fmt.Errorf("%s: given more than once", k)
 		}
 	}
 	var err error
 	if q.From, err = timeParam(v, "from"); err != nil {
-		return q, "", err
+		return q, out, err
 	}
 	if q.To, err = timeParam(v, "to"); err != nil {
-		return q, "", err
+		return q, out, err
 	}
 	if !q.From.IsZero() && !q.To.IsZero() && !q.To.After(q.From) {
-		return q, "", errors.New("to: must be after from")
+		return q, out, errors.New("to: must be after from")
 	}
 	// TrimSpace: an unencoded "+" in a query string reads as a space.
 	if s := strings.TrimSpace(v.Get("number")); s != "" {
 		if s[0] != '+' && (s[0] < '0' || s[0] > '9') {
-			return q, "", fmt.Errorf("number: %q is not a business number in +E.164", s)
+			return q, out, fmt.Errorf("number: %q is not a business number in +E.164", s)
 		}
 		if q.Number, err = permissions.NormalizeUser(s); err != nil {
-			return q, "", fmt.Errorf("number: %q is not a business number in +E.164", s)
+			return q, out, fmt.Errorf("number: %q is not a business number in +E.164", s)
 		}
 	}
 	if s := v.Get("user"); s != "" {
 		if q.User, err = permissions.NormalizeUser(s); err != nil {
-			return q, "", fmt.Errorf("user: %q is neither +E.164 nor a business-scoped user id", s)
+			return q, out, fmt.Errorf("user: %q is neither +E.164 nor a business-scoped user id", s)
 		}
 	}
 	switch s := strings.ToUpper(v.Get("direction")); s {
@@ -160,34 +171,45 @@ func parseCDRQuery(v url.Values, accept string) (events.CDRQuery, string, error)
 	case string(events.UIC), string(events.BIC):
 		q.Direction = events.Direction(s)
 	default:
-		return q, "", fmt.Errorf("direction: %s is not UIC or BIC", quoteParam(v.Get("direction")))
+		return q, out, fmt.Errorf("direction: %s is not UIC or BIC", quoteParam(v.Get("direction")))
 	}
 	if s := v.Get("outcome"); s != "" {
 		switch o := events.Outcome(strings.ToLower(s)); o {
 		case events.Answered, events.Unanswered, events.Busy, events.Cancelled, events.Refused, events.Failed:
 			q.Outcome = o
 		default:
-			return q, "", fmt.Errorf("outcome: %s is not one of answered, unanswered, busy, cancelled, refused, failed", quoteParam(s))
+			return q, out, fmt.Errorf("outcome: %s is not one of answered, unanswered, busy, cancelled, refused, failed", quoteParam(s))
 		}
 	}
 	if q.After, err = events.ParseCDRCursor(v.Get("cursor")); err != nil {
-		return q, "", fmt.Errorf("cursor: %w; pass next_cursor as it was given", err)
+		return q, out, fmt.Errorf("cursor: %w; pass next_cursor as it was given", err)
 	}
 	if q.Limit, err = intParam(v.Get("limit"), events.DefaultLimit, 1, events.MaxLimit); err != nil {
-		return q, "", fmt.Errorf("limit: %w", err)
+		return q, out, fmt.Errorf("limit: %w", err)
 	}
-	format := formatJSON
+	out.format = formatJSON
 	switch f := v.Get("format"); f {
 	case formatJSON, formatCSV:
-		format = f
+		out.format = f
 	case "":
 		if acceptsCSV(accept) {
-			format = formatCSV
+			out.format = formatCSV
 		}
 	default:
-		return q, "", fmt.Errorf("format: %s is not json or csv", quoteParam(f))
+		return q, out, fmt.Errorf("format: %s is not json or csv", quoteParam(f))
 	}
-	return q, format, nil
+	switch b := v.Get("bom"); b {
+	case "", "0":
+	case "1":
+		if out.format != formatCSV {
+			// JSON must not start with one (RFC 8259 §8.1).
+			return q, out, errors.New("bom: only for CSV (format=csv, or Accept: text/csv)")
+		}
+		out.bom = true
+	default:
+		return q, out, fmt.Errorf("bom: %s is not 0 or 1", quoteParam(b))
+	}
+	return q, out, nil
 }
 
 // timeParam reads an RFC 3339 time, its T and Z in either case (RFC 3339

@@ -224,6 +224,56 @@ func TestCDRCSV(t *testing.T) {
 	}
 }
 
+// TestCDRCSVBOM: bom=1 starts the CSV with a UTF-8 byte-order mark, so
+// that Excel on Windows reads non-ASCII text (a hunt list "Équipe Zürich",
+// a PBX's reason phrase) as UTF-8 rather than in its ANSI code page; without it the export has no BOM (tools
+// that read UTF-8 take the mark for part of the first column's name).
+// JSON forbids a BOM: bom=1 with a JSON answer is refused, as is a value
+// other than 0 or 1.
+func TestCDRCSVBOM(t *testing.T) {
+	s := openEvents(t)
+	s.CallEnded(events.CDR{CallID: "call-n", Direction: events.UIC, User: "+16505551234", Hunt: "Équipe Zürich",
+		SIPReason: "Très occupé", CreatedAt: cdrEpoch, Outcome: events.Busy, SIPCode: 486})
+	waitUntil(t, "CDR written", func() bool { return s.Stats().CDRsWritten == 1 })
+	f := newFixture(t, func(o *Options) { o.CDRs = s })
+	const bom = "\xef\xbb\xbf"
+
+	for _, tc := range []struct {
+		path, accept string
+		bom          bool
+	}{
+		{"/v1/cdrs?format=csv", "", false},
+		{"/v1/cdrs?format=csv&bom=0", "", false},
+		{"/v1/cdrs?format=csv&bom=1", "", true},
+		{"/v1/cdrs?bom=1", "text/csv", true},
+	} {
+		hdr := map[string]string{}
+		if tc.accept != "" {
+			hdr["Accept"] = tc.accept
+		}
+		r := f.do(t, "GET", tc.path, testToken, nil, hdr)
+		if r.code != 200 || !strings.HasPrefix(r.header.Get("Content-Type"), "text/csv; charset=utf-8") {
+			t.Fatalf("%s: %d %v %s", tc.path, r.code, r.header, r.body)
+		}
+		if got := strings.HasPrefix(r.body, bom); got != tc.bom {
+			t.Errorf("%s: starts with a BOM %v, want %v: %q", tc.path, got, tc.bom, r.body[:min(len(r.body), 12)])
+		}
+		rows, err := csv.NewReader(strings.NewReader(strings.TrimPrefix(r.body, bom))).ReadAll()
+		if err != nil || len(rows) != 2 || rows[0][0] != "call_id" {
+			t.Fatalf("%s: %v %q", tc.path, err, rows)
+		}
+		if !slices.Contains(rows[1], "Équipe Zürich") || !slices.Contains(rows[1], "Très occupé") {
+			t.Errorf("%s: the non-ASCII cells are not in the row as UTF-8: %q", tc.path, rows[1])
+		}
+	}
+	for _, q := range []string{"bom=yes", "bom=2", "format=json&bom=1", "bom=1"} {
+		r := f.api(t, "GET", "/v1/cdrs?"+q, "")
+		if msg := r.errorText(t); r.code != 400 || !strings.HasPrefix(msg, "bom: ") {
+			t.Errorf("%s: %d %q, want 400 naming bom", q, r.code, msg)
+		}
+	}
+}
+
 // TestCDRCSVMetaColumns: Meta's report of a call is in the CSV as it is in
 // the JSON. meta_duration_s (a pointer: absent when Meta gave none) was
 // always an empty cell.
@@ -385,7 +435,7 @@ func FuzzCDRQuery(f *testing.F) {
 	for _, seed := range []string{
 		"", "limit=10", "from=2025-06-01T00:00:00Z&to=2025-06-02T00:00:00+02:00", "number=%2B15550100001&user=US.77",
 		"direction=bic&outcome=Busy&format=csv", "cursor=Y2RyOjQy", "cursor=ZGVhZDox", "limit=1&limit=2", "from=0000-01-01T00:00:00Z",
-		"user=%2B1%20(650)%20555-1234", "%zz", "a=b;c=d", "format=json&numbr=1",
+		"user=%2B1%20(650)%20555-1234", "%zz", "a=b;c=d", "format=json&numbr=1", "format=csv&bom=1", "bom=1",
 	} {
 		f.Add(seed, "")
 	}
@@ -396,7 +446,7 @@ func FuzzCDRQuery(f *testing.F) {
 		if err != nil {
 			return
 		}
-		q, format, err := parseCDRQuery(v, accept)
+		q, out, err := parseCDRQuery(v, accept)
 		if err != nil {
 			if msg := err.Error(); !strings.Contains(msg, ": ") {
 				t.Errorf("error %q does not name the parameter", msg)
@@ -422,8 +472,11 @@ func FuzzCDRQuery(f *testing.F) {
 		if q.Number != "" && (q.Number[0] != '+' || strings.ContainsAny(q.Number, " -().")) {
 			t.Errorf("number %q not normalised", q.Number)
 		}
-		if format != formatJSON && format != formatCSV {
-			t.Errorf("format %q", format)
+		if out.format != formatJSON && out.format != formatCSV {
+			t.Errorf("format %q", out.format)
+		}
+		if out.bom && out.format != formatCSV {
+			t.Errorf("a BOM for %s", out.format)
 		}
 	})
 }

@@ -56,8 +56,17 @@ func columnsOf(t reflect.Type, prefix string, index []int) []csvColumn {
 	return cols
 }
 
-// writeCDRsCSV writes a header row and one row per CDR.
-func writeCDRsCSV(w io.Writer, cdrs []events.CDR) error {
+// utf8BOM is the UTF-8 encoding of U+FEFF, the byte-order mark.
+const utf8BOM = "\xef\xbb\xbf"
+
+// writeCDRsCSV writes a header row and one row per CDR, after a UTF-8
+// byte-order mark when bom is set.
+func writeCDRsCSV(w io.Writer, cdrs []events.CDR, bom bool) error {
+	if bom {
+		if _, err := io.WriteString(w, utf8BOM); err != nil {
+			return err
+		}
+	}
 	cols := cdrColumns()
 	cw := csv.NewWriter(w)
 	row := make([]string, len(cols))

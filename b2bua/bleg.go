@@ -169,8 +169,13 @@ func (s *Engine) runAttempt(h *hunt, at *attempt, offer []byte) {
 	c := h.c
 	log := c.log.With("leg", at.leg.name, "target", at.callee.Name(), "attempt", at.n)
 	req := h.side.invite(s, c, at, offer)
+	unsent := func() {}
+	if _, ok := h.side.(bSide); ok && h.xfer == nil {
+		unsent = c.invitingB()
+	}
 	tx, err := s.edge.Client().TransactionRequest(s.ctx, req)
 	if err != nil {
+		unsent()
 		log.Warn("B-leg INVITE not sent", "error", err)
 		h.send(attemptEvent{at: at, kind: evFailed, err: err, unsent: true})
 		h.send(attemptEvent{at: at, kind: evDone})

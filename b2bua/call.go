@@ -157,6 +157,12 @@ type call struct {
 	outcome      Outcome
 	outcomeSet   bool
 	wasConnected bool
+	// bInvites counts the INVITEs of the call's own B-leg (Meta, for a
+	// BIC) handed to the transport, counted before the hand-over and
+	// taken back when it fails: while it is 0 the ticket finishes as
+	// OutcomeNotSent. Counting first means a call that ends during the
+	// hand-over stays counted: never given back for an INVITE Meta saw.
+	bInvites int
 
 	// For the call's record: when B first rang, the final response A got
 	// when the call was not answered, the permission gate's verdict and
@@ -256,6 +262,20 @@ func (c *call) setOutcome(o Outcome) {
 	c.mu.Unlock()
 }
 
+// invitingB counts an INVITE of the call's B-leg about to be handed to
+// the transport; the returned func takes it back when the hand-over
+// failed (nothing reached Meta).
+func (c *call) invitingB() (unsent func()) {
+	c.mu.Lock()
+	c.bInvites++
+	c.mu.Unlock()
+	return func() {
+		c.mu.Lock()
+		c.bInvites--
+		c.mu.Unlock()
+	}
+}
+
 // connected records B's 2xx and tells the permission gate.
 func (c *call) connected() {
 	c.mu.Lock()
@@ -318,6 +338,12 @@ func (c *call) end(from *leg, by, cause string) bool {
 	case !c.outcomeSet:
 		outcome = OutcomeFailed
 	}
+	// The gate's outcome: a call whose INVITE never left for Meta was
+	// wagate's own refusal, whatever the record calls it.
+	ticketOutcome := outcome
+	if c.bInvites == 0 && !c.wasConnected {
+		ticketOutcome = OutcomeNotSent
+	}
 	ticket := c.ticket
 	// The agents still in the call are free now (those who left it were
 	// freed as they left).
@@ -329,7 +355,7 @@ func (c *call) end(from *leg, by, cause string) bool {
 	close(c.ended)
 	c.endControl()
 	if ticket != nil {
-		ticket.Finish(outcome)
+		ticket.Finish(ticketOutcome)
 	}
 	if c.bridge != nil {
 		c.bridge.Close()
@@ -347,7 +373,7 @@ func (c *call) end(from *leg, by, cause string) bool {
 	c.finishRecording(by, cause)
 	attrs := []any{"hangup_by", by, "cause", cause, "state", prev.String()}
 	if ticket != nil {
-		attrs = append(attrs, "outcome", outcome.String())
+		attrs = append(attrs, "outcome", ticketOutcome.String())
 	}
 	if !answeredAt.IsZero() {
 		attrs = append(attrs, "talk_s", time.Since(answeredAt).Round(time.Millisecond).Seconds())

@@ -34,7 +34,9 @@ func (originFake) AnswerBAfterRingback([]byte) error                   { return 
 // lands as the agent of a click-to-call answers, after its 200 and
 // before the user is called. The business hung the call up: the
 // WhatsApp user's phone must not ring for it, and the agent, up, gets
-// its BYE; the record says the API hung up.
+// its BYE; the record says the API hung up; the permission ticket ends
+// as not sent (Meta never saw the call: the number's count is given
+// back).
 func TestClickToCallHangupAsAgentAnswers(t *testing.T) {
 	var (
 		id atomic.Value
@@ -63,6 +65,7 @@ func TestClickToCallHangupAsAgentAnswers(t *testing.T) {
 	h.meta.send(h.addr, ackFor(inv, res))
 	h.cdrs.next(t)
 
+	h.srv.SetPermissionGate(h.gate)
 	info, ref, err := h.srv.Originate(sipedge.ClickToCall{Business: "+15550100001", User: "+447700900123", AgentEndpoint: "pbx", AgentUser: "1001"})
 	if err != nil || ref != nil {
 		t.Fatalf("click-to-call: refusal %+v, error %v", ref, err)
@@ -81,4 +84,5 @@ func TestClickToCallHangupAsAgentAnswers(t *testing.T) {
 	if c.HangupBy != events.HangupAPI || c.Cause != CauseAPI+": supervisor" {
 		t.Errorf("CDR hangup_by %s cause %q, want the API's hangup", c.HangupBy, c.Cause)
 	}
+	h.gate.ticket(t).wait(t, OutcomeNotSent, false)
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -490,8 +491,9 @@ func TestFlowBICRefusedByGate(t *testing.T) {
 // TestFlowBICDrainingDuringGate: a stop signal that comes while the
 // permission gate is consulted (a Redis round trip in a cluster) refuses
 // the INVITE with 503, as every INVITE after it, so that the proxy retries
-// another node: nothing is sent toward Meta, the reservation is released,
-// and the call counts neither as started nor as live.
+// another node: nothing is sent toward Meta, the reservation is released
+// as not sent (it does not use one of the number's calls of the day), and
+// the call counts neither as started nor as live.
 func TestFlowBICDrainingDuringGate(t *testing.T) {
 	f := startFlow(t, "", "", "")
 	f.gate.mu.Lock()
@@ -502,10 +504,46 @@ func TestFlowBICDrainingDuringGate(t *testing.T) {
 	res := f.dialer.response(503)
 	f.dialer.send(f.addr, ackFor(inv, res))
 	f.meta.silent(300 * time.Millisecond)
-	f.gate.ticket(t).wait(t, OutcomeFailed, false)
+	f.gate.ticket(t).wait(t, OutcomeNotSent, false)
 	if st := f.srv.Status(); st.CallsStarted != 0 || st.CallsEnded != 0 || st.Calls != 0 || st.Overload["draining"] != 1 {
 		t.Errorf("status %+v: want no call counted and one draining refusal", st)
 	}
+}
+
+// TestFlowBICNotSentWithoutPorts: a BIC the gate admitted but wagate
+// cannot place (no free RTP ports) gets 503 and nothing reaches Meta; its
+// reservation ends as not sent, so the number's 24-hour count gives the
+// call back. A call whose INVITE left and failed at Meta stays counted.
+func TestFlowBICNotSentWithoutPorts(t *testing.T) {
+	var full atomic.Bool
+	full.Store(true)
+	f := startFlow(t, "", "", "", func(s *Engine) {
+		s.newBridge = func(string, *slog.Logger, media.LegConfig, media.LegConfig) (Bridge, error) {
+			if full.Load() {
+				return nil, fmt.Errorf("allocate: %w", media.ErrNoPorts)
+			}
+			return fakeBridge{}, nil
+		}
+	})
+	inv := f.dialerInvite(waUser, hdrPNID)
+	f.dialer.send(f.addr, inv)
+	res := f.dialer.response(503)
+	f.dialer.send(f.addr, ackFor(inv, res))
+	f.meta.silent(300 * time.Millisecond)
+	f.gate.ticket(t).wait(t, OutcomeNotSent, false)
+
+	full.Store(false)
+	f.gate.mu.Lock()
+	f.gate.tickets = nil
+	f.gate.mu.Unlock()
+	inv = f.dialerInvite(waUser, hdrPNID)
+	f.dialer.send(f.addr, inv)
+	b := f.meta.request(sip.INVITE)
+	f.meta.reply(b, 500, "Server Internal Error", "m1", nil)
+	f.meta.request(sip.ACK)
+	res = f.dialer.response(500)
+	f.dialer.send(f.addr, ackFor(inv, res))
+	f.gate.ticket(t).wait(t, OutcomeFailed, false)
 }
 
 // TestFlowBICPolicyRejections: header and authorization failures are
@@ -665,6 +703,8 @@ func TestFlowBICOutcomes(t *testing.T) {
 		{480, "Final", OutcomeUnanswered}, {408, "Final", OutcomeFailed}, {486, "Final", OutcomeRejected}, {603, "Final", OutcomeFailed},
 		{500, "Final", OutcomeFailed}, {404, "Final", OutcomeFailed}, {403, "Final", OutcomeFailed},
 		{403, "No Approved Call Permission Found", OutcomeNoPermission},
+		{403, "Business Initiated Connected Call Per Day Limit Hit", OutcomeDailyCap},
+		{403, "SIP server foo.com from INVITE does not match any SIP server configured for phone number id 1", OutcomeFailed},
 	} {
 		t.Run(strconv.Itoa(tt.code)+" "+tt.reason, func(t *testing.T) {
 			f := startFlow(t, "", "", "")

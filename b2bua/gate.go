@@ -18,7 +18,8 @@ type Admission struct {
 
 // CallTicket is an admitted business-initiated call's reservation at the
 // gate. wagate calls Connected when Meta answers (B-leg 2xx) and Finish
-// exactly once when the call is over, whatever ended it.
+// exactly once when the call is over, whatever ended it: with
+// OutcomeNotSent when no INVITE of the call ever left for Meta.
 type CallTicket interface {
 	Connected()
 	Finish(outcome Outcome)
@@ -46,9 +47,18 @@ const (
 	// OutcomeNoPermission: Meta answered 403 No Approved Call Permission
 	// Found: the gate should learn that the pair has no permission.
 	OutcomeNoPermission
+	// OutcomeNotSent: the call ended before its INVITE left for Meta
+	// (wagate refused it itself: no free ports, draining, its own call
+	// limits, no connection to Meta). Meta never saw it, so it must not
+	// count toward the number's calls of the day.
+	OutcomeNotSent
+	// OutcomeDailyCap: Meta answered 403 Business Initiated Connected
+	// Call Per Day Limit Hit: the user's connected calls of 24 hours are
+	// at Meta's cap; the gate should refuse the user's next calls itself.
+	OutcomeDailyCap
 )
 
-var outcomeNames = [...]string{"answered", "unanswered", "rejected", "failed", "cancelled", "no_permission"}
+var outcomeNames = [...]string{"answered", "unanswered", "rejected", "failed", "cancelled", "no_permission", "not_sent", "daily_cap"}
 
 func (o Outcome) String() string {
 	if o >= 0 && int(o) < len(outcomeNames) {
@@ -70,6 +80,12 @@ func outcomeFor(code int, reason string) Outcome {
 		return OutcomeRejected
 	case code == 403 && strings.Contains(strings.ToLower(reason), "no approved call permission"):
 		return OutcomeNoPermission
+	case code == 403 && strings.Contains(strings.ToLower(reason), "connected call per day limit"):
+		// The per user (business–user pair) cap of connected calls, by
+		// Meta's phrase; Meta's SIP answers name no number-wide limit
+		// (its 503 is "generic internal error"), so nothing else is
+		// learned (docs/api.md "What wagate learns from Meta's refusals").
+		return OutcomeDailyCap
 	}
 	return OutcomeFailed
 }

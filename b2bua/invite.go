@@ -125,10 +125,11 @@ func (s *Engine) invite(req *sip.Request, tx sip.ServerTransaction, ep *configs.
 	c.log = s.log.With("call", c.id, "dir", string(dec.Dir), "a_endpoint", ep.Name, "b_endpoint", dec.BEP.Name, "sip_call_id", c.a.callID)
 
 	// refuseGated refuses a call the permission gate admitted, releasing
-	// its reservation.
+	// its reservation; Meta never saw the call, so it gives back its
+	// count toward the number's calls of the day.
 	refuseGated := func(r *sipedge.Rejection) {
 		if ticket != nil {
-			ticket.Finish(OutcomeFailed)
+			ticket.Finish(OutcomeNotSent)
 		}
 		refuse(r)
 	}
@@ -212,7 +213,7 @@ func (s *Engine) admitBIC(dec *sipedge.Decision) (CallTicket, string, *sipedge.R
 	}
 	if ticket != nil {
 		// A refusal with a ticket would leak the reservation.
-		ticket.Finish(OutcomeFailed)
+		ticket.Finish(OutcomeNotSent)
 	}
 	r := &sipedge.Rejection{Code: adm.Code, Reason: adm.Reason, MetaError: adm.MetaError, RetryAfter: adm.RetryAfter,
 		Log: "permission gate refused the call"}

@@ -135,7 +135,7 @@ func (s *Engine) Originate(r sipedge.ClickToCall) (CallInfo, *Refusal, error) {
 	}
 	if s.reg.admit(c, cfg.SIP.MaxCalls, agent.EP.MaxCalls, dec.BEP.MaxCalls) != admitOK {
 		if ticket != nil {
-			ticket.Finish(OutcomeFailed)
+			ticket.Finish(OutcomeNotSent)
 		}
 		s.over.note(overConcurrency, "")
 		return refuse(&sipedge.Rejection{Code: 503, Reason: "Service Unavailable", Log: "concurrent call limit"})

@@ -98,7 +98,7 @@ func (fc *flowCall) connectUser(t callflow.Target) error {
 	c.mu.Unlock()
 	if ended {
 		if ticket != nil {
-			ticket.Finish(OutcomeFailed)
+			ticket.Finish(OutcomeNotSent)
 		}
 		return callflow.ErrCallEnded
 	}

@@ -76,8 +76,10 @@ func (s *Engine) callUser(c *call, ob originBridge, offer []byte, agentAnsweredA
 		return
 	}
 	req := s.userInvite(c, offer)
+	unsent := c.invitingB()
 	tx, err := s.edge.Client().TransactionRequest(s.ctx, req)
 	if err != nil {
+		unsent()
 		c.log.Warn("B-leg INVITE not sent", "leg", "b", "error", err)
 		c.finalToA(&sipedge.Rejection{Code: 503, Reason: "Service Unavailable"})
 		c.resetOutcome(OutcomeFailed)

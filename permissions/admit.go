@@ -23,9 +23,24 @@ const (
 	// MetaNoPermission: Meta answered 403 No Approved Call Permission
 	// Found: its view wins, the pair loses its permission here too.
 	MetaNoPermission
+	// NotSent: wagate refused or failed the call itself before its INVITE
+	// left for Meta (no free ports, draining, its own concurrency limits,
+	// no connection to Meta). Meta never saw the call, so the number's
+	// 24-hour count it took at admission is given back; nothing else
+	// counts.
+	NotSent
+	// MetaDailyCap: Meta answered 403 Business Initiated Connected Call
+	// Per Day Limit Hit: the pair's connected calls of 24 hours are at
+	// Meta's cap, whatever wagate counted (calls placed around wagate, a
+	// cap Meta documents lower than the configured one). The pair's
+	// window is filled up to the configured cap, so later calls are
+	// refused here (403, 138012) until the oldest connected call wagate
+	// knows of turns 24 hours old, or 24 hours from now when it knows of
+	// none: Meta frees a slot by then at the latest.
+	MetaDailyCap
 )
 
-var outcomeNames = [...]string{"answered", "unanswered", "rejected", "failed", "cancelled", "meta_no_permission"}
+var outcomeNames = [...]string{"answered", "unanswered", "rejected", "failed", "cancelled", "meta_no_permission", "not_sent", "meta_daily_cap"}
 
 func (o Outcome) String() string {
 	if o >= 0 && int(o) < len(outcomeNames) {
@@ -39,10 +54,17 @@ func (o Outcome) String() string {
 // must be called exactly once (later calls are ignored) whatever happens to
 // the call, or the user stays busy and the slot stays taken.
 type Ticket struct {
-	c         *Cache
-	mk        mapKey
-	sh        *shard
-	e         *entry
+	c  *Cache
+	mk mapKey
+	sh *shard
+	e  *entry
+	// counted: the call took one of the number's 24-hour rate, at numAt
+	// in memory and under diskKey in the store (when persisted), which
+	// Finish(NotSent) gives back.
+	counted   bool
+	persisted bool
+	numAt     int64
+	diskKey   [16]byte
 	connected atomic.Bool
 	done      atomic.Bool
 }
@@ -113,15 +135,22 @@ func (c *Cache) Admit(k Key) (Decision, *Ticket) {
 		sh.mu.Unlock()
 		return decide(NumberConcurrencyCap, concurrencyRetryAfter), nil
 	}
-	num.calls.add(now, lims.NewCallsPerNumber24h)
+	// The call counts toward the number's rate from here, under the same
+	// lock as the check, so that a burst cannot overshoot the cap; a call
+	// wagate then refuses before Meta sees it gives the count back
+	// (Finish(NotSent)).
+	t := &Ticket{c: c, mk: mk, sh: sh, e: e}
+	if lims.NewCallsPerNumber24h > 0 {
+		t.counted, t.numAt = true, num.calls.add(now, lims.NewCallsPerNumber24h)
+	}
 	num.active++
 	num.mu.Unlock()
 	e.active++
 	sh.mu.Unlock()
-	if lims.NewCallsPerNumber24h > 0 {
-		c.persistNumberCall(num, now)
+	if t.counted {
+		t.diskKey, t.persisted = c.persistNumberCall(num, now)
 	}
-	return decide(Allow, 0), &Ticket{c: c, mk: mk, sh: sh, e: e}
+	return decide(Allow, 0), t
 }
 
 // Connected records that the call was answered (2xx): it counts toward the
@@ -154,7 +183,8 @@ func (t *Ticket) connect() {
 }
 
 // Finish ends the reservation with the call's outcome. Answered implies
-// Connected. Unanswered and Rejected extend the user's streak; at
+// Connected. NotSent gives back the call's count toward the number's 24
+// hours (not for a connected call: Meta saw it). Unanswered and Rejected extend the user's streak; at
 // UnansweredNudge a warning is logged, at UnansweredRevoke the permission
 // is revoked (and persisted). A connected call is answered whatever ended
 // it. Idempotent.
@@ -176,12 +206,26 @@ func (t *Ticket) Finish(o Outcome) {
 	)
 	counts := (o == Unanswered || o == Rejected) && !t.connected.Load()
 	learn := o == MetaNoPermission && !t.connected.Load()
+	capHit := o == MetaDailyCap && !t.connected.Load() && lims.ConnectedPerUser24h > 0
 	var now int64
-	if counts || learn {
-		now = c.now() // only a streak needs the time (a clock read is ~70 ns here)
+	if counts || learn || capHit {
+		now = c.now() // only these need the time (a clock read is ~70 ns here)
 	}
+	filled := 0
 	t.sh.mu.Lock()
 	t.e.active--
+	if capHit {
+		// Meta's window is full now: every call in it is younger than 24
+		// hours, and the oldest Meta holds is no younger than the oldest
+		// wagate knows of, so a slot frees at Meta by the time wagate's
+		// oldest (or, knowing none, one added now) leaves the window.
+		w := &t.e.counters().calls
+		w.prune(now - int64(day))
+		for w.len() < lims.ConnectedPerUser24h {
+			w.add(now, lims.ConnectedPerUser24h)
+			filled++
+		}
+	}
 	if learn && t.e.state(now) != stNone {
 		// Meta says there is no permission: its view wins over ours.
 		rec = record{state: stNone, updated: now, source: c.sources.get(SourceMetaRefused)}
@@ -211,9 +255,17 @@ func (t *Ticket) Finish(o Outcome) {
 	}
 	t.sh.mu.Unlock()
 
+	// A call Meta never saw does not count toward the number's 24 hours.
+	uncount := o == NotSent && t.counted && !t.connected.Load()
 	t.mk.num.mu.Lock()
 	t.mk.num.active--
+	if uncount {
+		t.mk.num.calls.remove(t.numAt)
+	}
 	t.mk.num.mu.Unlock()
+	if uncount && t.persisted {
+		c.unpersistNumberCall(t.mk.num, t.diskKey)
+	}
 
 	k := t.Key()
 	if lim := lims.UnansweredNudge; lim > 0 && streak == lim && !revoked {
@@ -231,7 +283,12 @@ func (t *Ticket) Finish(o Outcome) {
 			"phone_number_id", k.PhoneNumberID, "user", k.User)
 		c.persistRevocation(t, gen, rec)
 	}
-	if counts || learn {
+	if filled > 0 {
+		c.ext.learnedCap.Add(1)
+		c.log.Warn("daily connected-call cap learned: Meta answered 403 Business Initiated Connected Call Per Day Limit Hit; later calls to this user are refused here until a slot frees",
+			"phone_number_id", k.PhoneNumberID, "user", k.User, "cap", lims.ConnectedPerUser24h, "added", filled)
+	}
+	if counts || learn || filled > 0 {
 		c.persistPair(t.mk, t.sh)
 	}
 }

@@ -18,7 +18,7 @@ type ext struct {
 	restrictions map[string]Restriction
 	seen         map[string]int64 // webhook message id → applied at (Unix ns)
 
-	errors, learned, stale, replayed, restricted atomic.Uint64
+	errors, learned, learnedCap, stale, replayed, restricted atomic.Uint64
 }
 
 func (x *ext) init() {

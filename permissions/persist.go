@@ -143,12 +143,11 @@ func (c *Cache) persistPair(mk mapKey, sh *shard) {
 var numCallSeq atomic.Uint64
 
 // persistNumberCall records one new call of a business number (its 24-hour
-// rate).
-func (c *Cache) persistNumberCall(num *number, at int64) {
+// rate) and returns its disk key; ok is false when nothing was written.
+func (c *Cache) persistNumberCall(num *number, at int64) (k [16]byte, ok bool) {
 	if c.store == nil {
-		return
+		return k, false
 	}
-	var k [16]byte
 	binary.BigEndian.PutUint64(k[:], uint64(at))
 	binary.BigEndian.PutUint64(k[8:], numCallSeq.Add(1))
 	err := c.store.db.Batch(func(tx *bolt.Tx) error {
@@ -161,6 +160,24 @@ func (c *Cache) persistNumberCall(num *number, at int64) {
 	if err != nil {
 		c.ext.errors.Add(1)
 		c.log.Error("business number call count not persisted; a restart would forget this call", "phone_number_id", num.id, "error", err)
+		return k, false
+	}
+	return k, true
+}
+
+// unpersistNumberCall removes a call persistNumberCall wrote: wagate
+// refused it before Meta saw it.
+func (c *Cache) unpersistNumberCall(num *number, k [16]byte) {
+	err := c.store.db.Batch(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketNumCalls).Bucket([]byte(num.id)); b != nil {
+			return b.Delete(k[:])
+		}
+		return nil
+	})
+	if err != nil {
+		c.ext.errors.Add(1)
+		c.log.Error("business number call count not taken back on disk; after a restart it counts until it is 24 hours old",
+			"phone_number_id", num.id, "error", err)
 	}
 }
 

@@ -127,7 +127,7 @@ type Redis struct {
 }
 
 type redisStats struct {
-	errors, refused, fromCache, learned, stale, replayed, restricted, dataLost atomic.Uint64
+	errors, refused, fromCache, learned, learnedCap, stale, replayed, restricted, dataLost atomic.Uint64
 }
 
 // local is what this node alone knows: its calls in progress (the truth
@@ -552,6 +552,7 @@ func (r *Redis) Stats() Stats {
 		RefusedUnavailable:  r.stats.refused.Load(),
 		AdmittedFromCache:   r.stats.fromCache.Load(),
 		LearnedNoPermission: r.stats.learned.Load(),
+		LearnedDailyCap:     r.stats.learnedCap.Load(),
 		StaleReplies:        r.stats.stale.Load(),
 		ReplayedMessages:    r.stats.replayed.Load(),
 		RestrictedRefusals:  r.stats.restricted.Load(),

@@ -284,7 +284,13 @@ func (t *redisTicket) Finish(o Outcome) {
 		what = "counts"
 	case o == MetaNoPermission:
 		what = "learn"
+	case o == MetaDailyCap:
+		what = "cap"
 	}
+	// A call Meta never saw gives back its count toward the number's 24
+	// hours (the admission added the reservation id; one admitted from
+	// the cache while Redis was down added nothing).
+	unsent := o == NotSent && !t.connected.Load() && !t.local
 	r.local.mu.Lock()
 	dec(r.local.busy, t.ks.busy)
 	dec(r.local.active, t.ks.nact)
@@ -294,13 +300,21 @@ func (t *redisTicket) Finish(o Outcome) {
 		if what != "none" {
 			r.queue(pendingOp{k: t.k, resid: t.resid, outcome: what})
 		}
+		if unsent {
+			r.uncount(t.ks.ncalls, t.resid)
+		}
 		return
 	}
-	if err := r.runFinish(t.k, t.ks, t.resid, what, true); err != nil {
+	if err := r.runFinish(t.k, t.ks, t.resid, what, true, unsent); err != nil {
 		r.failed("finish", err)
 		r.markDirty(t.ks.busy, t.ks.nact)
 		if what != "none" {
 			r.queue(pendingOp{k: t.k, resid: t.resid, outcome: what})
+		}
+		if unsent {
+			// Taken back when Redis answers again (takeBack), before
+			// the store is up.
+			r.uncount(t.ks.ncalls, t.resid)
 		}
 	}
 }
@@ -318,16 +332,20 @@ func dec(m map[string]int, k string) {
 // to return, in practice.
 const outcomeMarkLife = 2 * 24 * time.Hour
 
-func (r *Redis) runFinish(k Key, ks pairKeys, resid, what string, release bool) error {
+func (r *Redis) runFinish(k Key, ks pairKeys, resid, what string, release, unsent bool) error {
 	ctx, cancel := r.opCtx()
 	defer cancel()
 	lims := r.limits()
-	rel := "0"
+	rel, uns := "0", "0"
 	if release {
 		rel = "1"
 	}
-	v, err := scriptFinish.Run(ctx, r.rdb, []string{ks.pair, ks.busy, ks.nact, r.prefix + "o:" + resid}, r.instance, what,
-		lims.UnansweredRevoke, rel, revokedRetention.Milliseconds(), outcomeMarkLife.Milliseconds()).Slice()
+	if unsent {
+		uns = "1"
+	}
+	v, err := scriptFinish.Run(ctx, r.rdb, []string{ks.pair, ks.busy, ks.nact, r.prefix + "o:" + resid, ks.ncalls, ks.calls}, r.instance, what,
+		lims.UnansweredRevoke, rel, revokedRetention.Milliseconds(), outcomeMarkLife.Milliseconds(), resid, uns,
+		lims.ConnectedPerUser24h).Slice()
 	if err != nil {
 		return err
 	}
@@ -345,6 +363,10 @@ func (r *Redis) runFinish(k Key, ks pairKeys, resid, what string, release bool) 
 		r.stats.learned.Add(1)
 		r.log.Warn("call permission revoked: Meta answered 403 No Approved Call Permission Found; later calls to this user are refused here",
 			"phone_number_id", k.PhoneNumberID, "user", k.User)
+	case 3:
+		r.stats.learnedCap.Add(1)
+		r.log.Warn("daily connected-call cap learned: Meta answered 403 Business Initiated Connected Call Per Day Limit Hit; later calls to this user are refused here until a slot frees",
+			"phone_number_id", k.PhoneNumberID, "user", k.User, "cap", lims.ConnectedPerUser24h)
 	default:
 		if lim := lims.UnansweredNudge; what == "counts" && lim > 0 && streak == int64(lim) {
 			r.log.Warn("call permission nudge: consecutive unanswered business-initiated calls; Meta nudges the user to reconsider",

@@ -111,13 +111,19 @@ return 1
 `)
 
 // scriptFinish: KEYS pair, busy, nact, the outcome's mark (o:<reservation
-// id>); ARGV instance, outcome (none | counts | learn), revoke-at streak,
-// release (1: give back this instance's busy and concurrency slot; 0: a
-// replay), revoked retention (ms), mark's life (ms). Answers {streak,
-// what}: what 1 revoked by the streak, 2 revoked because Meta said no
-// permission. An outcome is applied once per reservation: a node whose
-// answer was lost (a timeout after Redis ran the script) writes it again,
-// and a second count would revoke early (or revoke a newer grant).
+// id>), the number's new calls (ncalls), the pair's connected calls
+// (calls); ARGV instance, outcome (none | counts | learn | cap),
+// revoke-at streak, release (1: give back this instance's busy and
+// concurrency slot; 0: a replay), revoked retention (ms), mark's life
+// (ms), the reservation id, unsent (1: the call never reached Meta: its
+// count toward the number's 24 hours is given back, in the same step as
+// its slots), the connected-per-user cap (cap: Meta said the pair is at
+// its daily cap; its connected calls are filled up to the cap, at now).
+// Answers {streak, what}: what 1 revoked by the streak, 2 revoked because
+// Meta said no permission, 3 the daily cap learned. An outcome is
+// applied once per reservation: a node whose answer was lost (a timeout
+// after Redis ran the script) writes it again, and a second count would
+// revoke early (or revoke a newer grant).
 var scriptFinish = redis.NewScript(luaNow + `
 if ARGV[4] == '1' then
   for i = 2, 3 do
@@ -128,6 +134,9 @@ if ARGV[4] == '1' then
       redis.call('HINCRBY', KEYS[i], ARGV[1], -1)
     end
   end
+end
+if ARGV[8] == '1' then
+  redis.call('ZREM', KEYS[5], ARGV[7])
 end
 local o = ARGV[2]
 if o == 'none' or redis.call('EXISTS', KEYS[1]) == 0 then
@@ -151,6 +160,23 @@ if o == 'learn' then
     return {0, 2}
   end
   return {0, 0}
+end
+if o == 'cap' then
+  local lim = tonumber(ARGV[9])
+  local stk = tonumber(redis.call('HGET', KEYS[1], 'stk') or '0')
+  if lim <= 0 then
+    return {stk, 0}
+  end
+  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now - DAY)
+  local n = redis.call('ZCARD', KEYS[6])
+  for i = n + 1, lim do
+    redis.call('ZADD', KEYS[6], now, ARGV[7] .. ':meta-cap:' .. i)
+  end
+  redis.call('PEXPIRE', KEYS[6], DAY)
+  if n < lim then
+    return {stk, 3}
+  end
+  return {stk, 0}
 end
 local s = redis.call('HINCRBY', KEYS[1], 'stk', 1)
 local lim = tonumber(ARGV[3])

@@ -117,6 +117,7 @@ func (c *Cache) Stats() Stats {
 		Up:                  true,
 		Errors:              c.ext.errors.Load(),
 		LearnedNoPermission: c.ext.learned.Load(),
+		LearnedDailyCap:     c.ext.learnedCap.Load(),
 		StaleReplies:        c.ext.stale.Load(),
 		ReplayedMessages:    c.ext.replayed.Load(),
 		RestrictedRefusals:  c.ext.restricted.Load(),

@@ -119,6 +119,10 @@ type Stats struct {
 	// LearnedNoPermission counts pairs revoked because Meta itself
 	// answered 403 No Approved Call Permission Found.
 	LearnedNoPermission uint64 `json:"learned_no_permission"`
+	// LearnedDailyCap counts the times Meta answered 403 Business
+	// Initiated Connected Call Per Day Limit Hit for a pair wagate had
+	// below the cap (its window was filled up to the cap).
+	LearnedDailyCap uint64 `json:"learned_daily_cap"`
 	// StaleReplies counts webhook replies ignored as older than the pair's
 	// last change; ReplayedMessages those ignored as already applied.
 	StaleReplies     uint64 `json:"stale_replies"`

@@ -69,11 +69,12 @@ func (w *window) firstAfter(cutoff int64) (t int64, ok bool) {
 }
 
 // add records an event at t, keeping at most max events (the oldest is
-// dropped when full). Times are kept ascending even if the clock steps
-// back, so that prune stays a walk from the front.
-func (w *window) add(t int64, max int) {
+// dropped when full), and returns the time it kept (remove takes it).
+// Times are kept ascending even if the clock steps back, so that prune
+// stays a walk from the front.
+func (w *window) add(t int64, max int) int64 {
 	if max <= 0 {
-		return
+		return t
 	}
 	if last := w.newest(); w.n > 0 && t < last {
 		t = last
@@ -88,10 +89,36 @@ func (w *window) add(t int64, max int) {
 		if w.head == len(w.buf) {
 			w.head = 0
 		}
-		return
+		return t
 	}
 	w.buf[(w.head+w.n)%len(w.buf)] = t
 	w.n++
+	return t
+}
+
+// remove takes back one event at t (a time add returned), newest first:
+// the event a call counted that turned out not to count. False when no
+// event at t is held (it left the window, or a smaller limit dropped it).
+func (w *window) remove(t int64) bool {
+	for i := w.n - 1; i >= 0; i-- {
+		v := w.at(i)
+		if v < t {
+			return false
+		}
+		if v != t {
+			continue
+		}
+		// Close the gap toward the newest end, keeping the order.
+		for j := i; j < w.n-1; j++ {
+			w.buf[(w.head+j)%len(w.buf)] = w.at(j + 1)
+		}
+		w.n--
+		if w.n == 0 {
+			w.head = 0
+		}
+		return true
+	}
+	return false
 }
 
 func (w *window) grow(max int) {

@@ -51,3 +51,31 @@ func TestWindowGrowsLazily(t *testing.T) {
 		t.Errorf("full window: cap %d len %d oldest %d", len(w.buf), w.len(), w.oldest())
 	}
 }
+
+// TestWindowRemove: taking an event back keeps the rest in order, also
+// when the ring has wrapped, and an event no longer held is not found.
+func TestWindowRemove(t *testing.T) {
+	var w window
+	for i := int64(1); i <= 4; i++ {
+		w.add(i*10, 4)
+	}
+	w.prune(20)  // 30 40 left, head in the middle of the ring
+	w.add(50, 4) // wraps
+	w.add(60, 4) // 30 40 50 60
+	if !w.remove(40) {
+		t.Fatal("remove(40) found nothing")
+	}
+	if w.remove(20) {
+		t.Error("remove(20) found an event that left the window")
+	}
+	var got []int64
+	for i := range w.len() {
+		got = append(got, w.at(i))
+	}
+	if len(got) != 3 || got[0] != 30 || got[1] != 50 || got[2] != 60 {
+		t.Errorf("after remove(40): %v, want [30 50 60]", got)
+	}
+	if t7 := w.add(70, 4); t7 != 70 || w.newest() != 70 || w.len() != 4 {
+		t.Errorf("add after remove: %d newest %d len %d", t7, w.newest(), w.len())
+	}
+}

@@ -719,6 +719,7 @@ type status struct {
 		RefusedUnavailable  uint64 `json:"refused_unavailable"`
 		AdmittedFromCache   uint64 `json:"admitted_from_cache"`
 		LearnedNoPermission uint64 `json:"learned_no_permission"`
+		LearnedDailyCap     uint64 `json:"learned_daily_cap"`
 		StaleReplies        uint64 `json:"stale_replies"`
 		ReplayedMessages    uint64 `json:"replayed_messages"`
 		RestrictedRefusals  uint64 `json:"restricted_refusals"`

@@ -145,6 +145,34 @@ func TestRuleMeta403Learned(t *testing.T) {
 	}
 }
 
+// TestRuleMetaDailyCapLearned: Meta's 403 Business Initiated Connected
+// Call Per Day Limit Hit (the user's connected calls of 24 h, by Meta's
+// count) is relayed and learned: the next call to the user is refused
+// here with the same 403, X-WABA-Error 138012 and a Retry-After (24 h: no
+// connected call of the user is known here), without reaching Meta; the
+// permission stays and another user is still called. It used to go to
+// Meta again, every time the dialer retried.
+func TestRuleMetaDailyCapLearned(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := e.startWagate(ruleOpts(e, ""))
+	grantPermission(t, e, waUser, "permanent")
+	metaRefuses(t, e, w, "cap", waUser, "403", "Business Initiated Connected Call Per Day Limit Hit", 1)
+	silent := listenUDP(t, e.Meta.Addr())
+	res := expectDialerRejected(t, e, w, "learned_cap", "403")
+	checkRejection(t, res, "403", "Business Initiated Connected Call Per Day Limit Hit", "", "138012")
+	if ra, err := strconv.Atoi(res.Header("Retry-After")); err != nil || ra < 86000 || ra > 86400 {
+		t.Errorf("Retry-After %q, want about 86400 s", res.Header("Retry-After"))
+	}
+	silent.expectSilence(t, "the Meta peer", 300*time.Millisecond)
+	if p, _ := getPermission(t, e.apiBase(), waUser); p.Status != "permanent" {
+		t.Errorf("after Meta's daily cap: %+v, want the permission kept", p)
+	}
+	if s := w.status(); s.Permissions == nil || s.Permissions.LearnedDailyCap != 1 {
+		t.Errorf("status: %+v", s.Permissions)
+	}
+}
+
 // TestRuleBSUIDCallee (rule 4): a BIC to a business-scoped user id (up to
 // 256 characters) goes to Meta as sip:<BSUID>@…; a webhook naming the
 // phone number and the BSUID links them, so a grant applies to both and a
@@ -263,4 +291,46 @@ func TestRuleLimitZeroDisables(t *testing.T) {
 	grantPermission(t, e, waUser, "temporary")
 	metaRefuses(t, e, w, "480", waUser, "480", "Temporarily Unavailable", 5)
 	metaAnswers(t, e, w, "still", waUser)
+}
+
+// TestRuleLocalRefusalNotCounted: a call wagate admits and then refuses
+// itself (here its own sip.max_calls) never reached Meta, so it does not
+// use one of the number's new calls of the day. With 2 allowed, a call up,
+// one refused locally and one more placed after it: the third reaches
+// Meta and is answered (it used to get 503 with X-WABA-Error 138005).
+func TestRuleLocalRefusalNotCounted(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	o := ruleOpts(e, "new_calls_per_number_24h: 2")
+	o.SIPExtra = "\n  max_calls: 1"
+	w := e.startWagate(o)
+	const user2 = "+447700900124"
+	grantPermission(t, e, waUser, "permanent")
+	grantPermission(t, e, user2, "permanent")
+	dialer2 := e.newPeer("dialer2", 4) // a second dialer socket on the dialer's address
+
+	meta := e.startSipp(sippSpec{Name: "meta", Scenario: "uas.xml", Peer: e.Meta, Calls: 2})
+	held := e.startSipp(sippSpec{Name: "dialer_held", Scenario: "bic_dialer.xml", Peer: e.Dialer, Remote: w.SIPAddr, Calls: 1,
+		Args: bicArgs(waUser, phoneNumberID, businessNumber, "-d", "3000")})
+	deadline := time.Now().Add(10 * time.Second)
+	for w.status().Calls != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the first call never came up")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	d := e.runSipp(sippSpec{Name: "dialer_full", Scenario: "bic_dialer_expect.xml", Peer: dialer2, Remote: w.SIPAddr, Calls: 1,
+		Args: append(bicArgs(user2, phoneNumberID, businessNumber), "-key", "expect_code", "503")})
+	if res, ok := findMsg(d.messages(), false, "SIP/2.0 503"); !ok {
+		t.Fatal("the call over sip.max_calls got no 503")
+	} else if h := res.Header("X-WABA-Error"); h != "" {
+		t.Fatalf("the call over sip.max_calls was refused by the permission gate (X-WABA-Error %s), not by max_calls", h)
+	}
+	held.requireOK()
+	w.waitIdle()
+
+	e.runSipp(sippSpec{Name: "dialer_after", Scenario: "bic_dialer.xml", Peer: e.Dialer, Remote: w.SIPAddr, Calls: 1,
+		Args: bicArgs(user2, phoneNumberID, businessNumber, "-d", "100")})
+	meta.requireOK()
+	w.waitIdle()
 }

@@ -39,6 +39,10 @@ func (p permissionTicket) Finish(o b2bua.Outcome) {
 		out = permissions.Cancelled
 	case b2bua.OutcomeNoPermission:
 		out = permissions.MetaNoPermission
+	case b2bua.OutcomeNotSent:
+		out = permissions.NotSent
+	case b2bua.OutcomeDailyCap:
+		out = permissions.MetaDailyCap
 	}
 	p.t.Finish(out)
 }

@@ -1,0 +1,106 @@
+package permissions
+
+import (
+	"testing"
+	"time"
+)
+
+// TestMetaDailyCapLearned: Meta's 403 Business Initiated Connected Call
+// Per Day Limit Hit for a pair wagate counted below the cap (calls placed
+// around wagate, or Meta's cap lower than the configured one) is learned:
+// the next call is refused here with 403 / 138012 instead of going to
+// Meta, until the oldest connected call wagate knows of turns 24 h old;
+// across a restart too. Knowing none, the refusal lasts 24 h.
+func TestMetaDailyCapLearned(t *testing.T) {
+	lim := DefaultLimits()
+	lim.ConnectedPerUser24h = 5
+	e := open(t, lim)
+	k, other := key("+16505550001"), key("+16505550002")
+	mustGrant(t, e.c, k, true)
+	mustGrant(t, e.c, other, true)
+
+	_, tk := admit(t, e.c, k, Allow)
+	tk.Finish(Answered) // one connected call known here
+	e.clock.Advance(2 * time.Hour)
+	_, tk = admit(t, e.c, k, Allow)
+	tk.Finish(MetaDailyCap)
+	tk.Finish(MetaDailyCap) // idempotent
+	if st := e.c.Stats(); st.LearnedDailyCap != 1 {
+		t.Errorf("learned_daily_cap %d, want 1", st.LearnedDailyCap)
+	}
+
+	e.clock.Advance(time.Minute)
+	e.reopen(t)
+	d, _ := admit(t, e.c, k, DailyCapHit)
+	if d.Code != 403 || d.MetaError != 138012 || d.Reason != "Business Initiated Connected Call Per Day Limit Hit" {
+		t.Errorf("decision after Meta's cap: %+v", d)
+	}
+	if want := 22*time.Hour - time.Minute; d.RetryAfter != want {
+		t.Errorf("Retry-After %v, want %v (when the known connected call turns 24 h old)", d.RetryAfter, want)
+	}
+	// The permission stays, and other users are not touched.
+	if en := mustGet(t, e.c, k); en.Status != "permanent" {
+		t.Errorf("permission after Meta's cap: %+v", en)
+	}
+	_, tk = admit(t, e.c, other, Allow)
+	tk.Finish(Failed)
+
+	// Once the known call leaves the window one slot is free again.
+	e.clock.Advance(d.RetryAfter)
+	_, tk = admit(t, e.c, k, Allow)
+	tk.Finish(MetaDailyCap) // Meta still full: learned again, nothing known in the window but the learned ones
+	d, _ = admit(t, e.c, k, DailyCapHit)
+	if d.RetryAfter != 2*time.Hour {
+		t.Errorf("Retry-After %v, want 2h (the first learned calls leave then)", d.RetryAfter)
+	}
+
+	// Knowing no connected call at all: 24 hours.
+	_, tk = admit(t, e.c, other, Allow)
+	tk.Finish(MetaDailyCap)
+	if d, _ := admit(t, e.c, other, DailyCapHit); d.RetryAfter != 24*time.Hour {
+		t.Errorf("Retry-After %v, want 24h", d.RetryAfter)
+	}
+	// With the rule off there is no window to fill: nothing is learned.
+	lim.ConnectedPerUser24h = 0
+	e.c.SetLimits(lim)
+	third := key("+16505550003")
+	mustGrant(t, e.c, third, true)
+	_, tk = admit(t, e.c, third, Allow)
+	tk.Finish(MetaDailyCap)
+	_, tk = admit(t, e.c, third, Allow)
+	tk.Finish(Failed)
+	if st := e.c.Stats(); st.LearnedDailyCap != 2 {
+		t.Errorf("learned_daily_cap %d since the restart, want 2", st.LearnedDailyCap)
+	}
+}
+
+// TestRedisMetaDailyCapLearned: Meta's 403 Business Initiated Connected
+// Call Per Day Limit Hit finished on one node is learned for every node:
+// the next call to the user is refused 403 / 138012 by the other node,
+// for 24 hours when no connected call of the user is known.
+func TestRedisMetaDailyCapLearned(t *testing.T) {
+	srv := startRedis(t)
+	lim := DefaultLimits()
+	lim.ConnectedPerUser24h = 5
+	n1, n2 := openRedis(t, srv, "n1", lim), openRedis(t, srv, "n2", lim)
+	k, other := key("+16505550301"), key("+16505550302")
+	for _, u := range []Key{k, other} {
+		if err := n1.Grant(u, true, time.Time{}, "api"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, res := reserve(t, n1, k, Allow)
+	res.Finish(MetaDailyCap)
+	d, _ := reserve(t, n2, k, DailyCapHit)
+	if d.Code != 403 || d.MetaError != 138012 || d.RetryAfter < 23*time.Hour || d.RetryAfter > 24*time.Hour {
+		t.Errorf("decision on the other node: %+v, want 403 138012 with Retry-After about 24h", d)
+	}
+	if st := n1.Stats(); st.LearnedDailyCap != 1 {
+		t.Errorf("learned_daily_cap %d, want 1", st.LearnedDailyCap)
+	}
+	if en := lookup(t, n2, k); en.Status != "permanent" || en.ConnectedCalls24h != 5 {
+		t.Errorf("entry after Meta's cap: %+v, want the permission kept and 5 calls in the window", en)
+	}
+	_, res = reserve(t, n2, other, Allow)
+	res.Finish(Failed)
+}
