@@ -67,6 +67,12 @@ type Journal struct {
 	ended     map[string][]byte
 	endedFIFO []string
 	prevEnded []string
+	// invites are the INVITEs sent and not ended, by branch
+	// (journalinvite.go); invitesOf their branches by call id.
+	// prevInvites are those the previous run left.
+	invites     map[string]journalInvite
+	invitesOf   map[string][]string
+	prevInvites []journalInvite
 }
 
 // journalRecoverWithin is how recently a call must have ended for its
@@ -127,11 +133,13 @@ type journalDialog struct {
 }
 
 type journalLine struct {
-	Op   string       `json:"op"` // "up" or "down"
-	ID   string       `json:"id,omitempty"`
+	Op   string       `json:"op"`           // "up", "down", "inv" or "inv-end"
+	ID   string       `json:"id,omitempty"` // "down": the call; "inv-end": the branch
 	Call *journalCall `json:"call,omitempty"`
 	// CDR is the ended call's record ("down"), until it is stored.
 	CDR json.RawMessage `json:"cdr,omitempty"`
+	// Inv is an INVITE sent and not ended ("inv").
+	Inv *journalInvite `json:"inv,omitempty"`
 }
 
 // OpenJournal reads the journal at path (creating its directory) and
@@ -140,7 +148,8 @@ func OpenJournal(path string) (*Journal, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("sip: journal directory: %w", err)
 	}
-	j := &Journal{path: path, live: make(map[string]journalCall), ended: make(map[string][]byte)}
+	j := &Journal{path: path, live: make(map[string]journalCall), ended: make(map[string][]byte),
+		invites: make(map[string]journalInvite), invitesOf: make(map[string][]string)}
 	f, err := os.Open(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -154,6 +163,9 @@ func OpenJournal(path string) (*Journal, error) {
 		j.prev = append(j.prev, c)
 	}
 	j.prevEnded = append([]string(nil), j.endedFIFO...)
+	for _, inv := range j.invites {
+		j.prevInvites = append(j.prevInvites, inv)
+	}
 	if err := j.rewriteLocked(); err != nil {
 		return nil, err
 	}
@@ -173,8 +185,14 @@ func (j *Journal) read(r io.Reader) {
 		switch {
 		case l.Op == "up" && l.Call != nil && l.Call.ID != "":
 			j.live[l.Call.ID] = *l.Call
+		case l.Op == "inv" && l.Inv != nil && l.Inv.Branch != "":
+			j.dropInviteLocked(l.Inv.Branch)
+			j.addInviteLocked(*l.Inv)
+		case l.Op == "inv-end":
+			j.dropInviteLocked(l.ID)
 		case l.Op == "down":
 			delete(j.live, l.ID)
+			j.dropInvitesOfLocked(l.ID)
 			if len(l.CDR) > 0 && l.ID != "" {
 				j.keepEndedLocked(l.ID, append([]byte(nil), sc.Bytes()...))
 			}
@@ -270,6 +288,9 @@ func (j *Journal) rewriteLocked() error {
 			w.WriteByte('\n')
 		}
 	}
+	for _, inv := range j.invites {
+		w.Write(append(appendInviteLine(nil, &inv), '\n'))
+	}
 	if err := w.Flush(); err == nil {
 		err = f.Sync()
 	}
@@ -344,6 +365,9 @@ func (j *Journal) down(id string, cdr []byte) error {
 		return nil
 	}
 	delete(j.live, id)
+	// The call's end cancelled its INVITEs; reading the file does the
+	// same at the "down".
+	j.dropInvitesOfLocked(id)
 	if err := j.appendLocked(b); err != nil {
 		return err
 	}
@@ -542,11 +566,17 @@ func (s *Engine) hangUpLeftCalls(ctx context.Context) {
 	// The BYEs first: the far ends of calls left up wait for them; the
 	// records that were not stored come after (a store lookup each).
 	defer s.recoverEndedRecords(ctx)
+	invites := s.journal.leftInvites()
 	calls := s.journal.left()
-	if len(calls) == 0 {
+	if len(calls) == 0 && len(invites) == 0 {
 		return
 	}
 	s.edge.WaitUDPServing(ctx)
+	// The phones still ringing first: someone may answer any moment.
+	s.cancelLeftInvites(ctx, invites)
+	if len(calls) == 0 {
+		return
+	}
 	s.log.Warn("hanging up calls left up by a previous run", "calls", len(calls))
 	for _, jc := range calls {
 		log := s.log.With("call", jc.ID, "dir", string(jc.Direction), "a_endpoint", jc.AEndpoint, "b_endpoint", jc.BEndpoint)

@@ -134,3 +134,50 @@ func appendJSONTime(b []byte, t time.Time) ([]byte, error) {
 	}
 	return append(b, '"'), nil
 }
+
+// appendInviteLine is json.Marshal(journalLine{Op: "inv", Inv: inv}).
+func appendInviteLine(b []byte, inv *journalInvite) []byte {
+	b = append(b, `{"op":"inv","inv":{"branch":`...)
+	b = appendJSONString(b, inv.Branch)
+	b = append(b, `,"call":`...)
+	b = appendJSONString(b, inv.Call)
+	b = append(b, `,"leg":`...)
+	b = appendJSONString(b, inv.Leg)
+	b = append(b, `,"uri":`...)
+	b = appendJSONString(b, inv.URI)
+	b = append(b, `,"via":`...)
+	b = appendJSONString(b, inv.Via)
+	b = append(b, `,"from":`...)
+	b = appendJSONString(b, inv.From)
+	b = append(b, `,"to":`...)
+	b = appendJSONString(b, inv.To)
+	b = append(b, `,"call_id":`...)
+	b = appendJSONString(b, inv.CallID)
+	b = append(b, `,"cseq":`...)
+	b = strconv.AppendUint(b, uint64(inv.CSeq), 10)
+	if len(inv.Route) > 0 {
+		b = append(b, `,"route":[`...)
+		for i, r := range inv.Route {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, r)
+		}
+		b = append(b, ']')
+	}
+	b = append(b, `,"transport":`...)
+	b = appendJSONString(b, inv.Transport)
+	b = appendOmitEmpty(b, `,"dest":`, inv.Dest)
+	return append(b, "}}"...)
+}
+
+// appendInviteEndLine is json.Marshal(journalLine{Op: "inv-end", ID:
+// branch}).
+func appendInviteEndLine(b []byte, branch string) []byte {
+	if branch == "" {
+		return append(b, `{"op":"inv-end"}`...)
+	}
+	b = append(b, `{"op":"inv-end","id":`...)
+	b = appendJSONString(b, branch)
+	return append(b, '}')
+}

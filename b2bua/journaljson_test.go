@@ -3,6 +3,7 @@ package b2bua
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/emiago/sipgo/sip"
 	"github.com/wagate/wagate/events"
 	"testing"
 	"time"
@@ -44,6 +45,17 @@ func TestJournalLineEncoding(t *testing.T) {
 			if got := appendDownLine(nil, c.ID, cdr); !bytes.Equal(got, want) {
 				t.Errorf("down line with its record\n got %s\nwant %s", got, want)
 			}
+		}
+	}
+	for _, inv := range []journalInvite{{}, testJournalInvite("c1", "z9hG4bK-1"),
+		{Branch: "quote\" <&>", Call: "é", Via: "\x01", Route: []string{}, Dest: "\u2028"}} {
+		want, _ := json.Marshal(journalLine{Op: "inv", Inv: &inv})
+		if got := appendInviteLine(nil, &inv); !bytes.Equal(got, want) {
+			t.Errorf("inv line\n got %s\nwant %s", got, want)
+		}
+		want, _ = json.Marshal(journalLine{Op: "inv-end", ID: inv.Branch})
+		if got := appendInviteEndLine(nil, inv.Branch); !bytes.Equal(got, want) {
+			t.Errorf("inv-end line\n got %s\nwant %s", got, want)
 		}
 	}
 	bad := journalCall{ID: "y", Created: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}
@@ -134,5 +146,36 @@ func BenchmarkJournalDownWithRecord(b *testing.B) {
 			b.Fatal(err)
 		}
 		j.Stored([]string{c.ID})
+	}
+}
+
+// BenchmarkJournalInvite is what the journal costs each INVITE wagate
+// sends (every attempt of a hunt, a transfer's target, a BIC's leg): its
+// "inv" line as it goes out, its "inv-end" line at its final response.
+//
+//	go test -run '^$' -bench JournalInvite -benchmem ./b2bua/
+func BenchmarkJournalInvite(b *testing.B) {
+	j, err := OpenJournal(b.TempDir() + "/calls.journal")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer j.Close()
+	// The INVITE as sent: what its Via, From and To are read from.
+	req, err := testJournalInvite("0123456789abcdef", "z9hG4bK.4Jd83kL0aQ1xZr7p").request(sip.INVITE, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		inv, ok := pendingInvite("0123456789abcdef", "b", req)
+		if !ok {
+			b.Fatal("INVITE not journaled")
+		}
+		if err := j.invite(inv); err != nil {
+			b.Fatal(err)
+		}
+		if err := j.inviteEnded(inv.Branch); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

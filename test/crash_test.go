@@ -2,9 +2,11 @@ package test
 
 import (
 	"database/sql"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -165,5 +167,167 @@ func TestCrashKeepsEndedCallsRecords(t *testing.T) {
 	log, _ = os.ReadFile(w3.logPath)
 	if strings.Contains(string(log), "recovered from the journal") {
 		t.Error("a record was recovered twice")
+	}
+}
+
+// ringingUAS is a callee that rings and never answers: 100 and 180 to
+// each INVITE; to a CANCEL 200, then 487 to its INVITE — or, when
+// answersCancelled, 200 to the INVITE (someone picked up as the CANCEL
+// came). It keeps every request it received, raw.
+type ringingUAS struct {
+	mu   sync.Mutex
+	reqs []string
+}
+
+func startRingingUAS(t *testing.T, p peer, answersCancelled bool) *ringingUAS {
+	u := &ringingUAS{}
+	invites := map[string]string{} // by Call-ID, only the UAS goroutine's
+	startRawUAS(t, p.Addr(), func(msg string, reply func(string)) {
+		if strings.HasPrefix(msg, "SIP/2.0") {
+			return
+		}
+		u.mu.Lock()
+		u.reqs = append(u.reqs, msg)
+		u.mu.Unlock()
+		callID := agentHeader(msg, "Call-ID")
+		switch {
+		case strings.HasPrefix(msg, "INVITE "):
+			if _, seen := invites[callID]; seen {
+				return // a retransmission before our 100
+			}
+			invites[callID] = msg
+			reply(agentResponse(msg, "100 Trying", "", nil, ""))
+			reply(agentResponse(msg, "180 Ringing", "ringing", nil, ""))
+		case strings.HasPrefix(msg, "CANCEL "):
+			reply(agentResponse(msg, "200 OK", "ringing", nil, ""))
+			switch inv, ok := invites[callID]; {
+			case !ok:
+			case answersCancelled:
+				sdp := fmt.Sprintf("v=0\r\no=- 1 1 IN IP4 %s\r\ns=-\r\nc=IN IP4 %s\r\nt=0 0\r\nm=audio %d RTP/AVP 0\r\n", p.IP, p.IP, p.MediaPort)
+				reply(agentResponse(inv, "200 OK", "ringing", []string{"Contact: <sip:callee@" + p.Addr() + ">", "Content-Type: application/sdp"}, sdp))
+			default:
+				reply(agentResponse(inv, "487 Request Terminated", "ringing", nil, ""))
+			}
+		case strings.HasPrefix(msg, "BYE "):
+			reply(agentResponse(msg, "200 OK", "", nil, ""))
+		}
+	})
+	return u
+}
+
+// wait returns the requests whose start line begins with method once
+// there are n, failing the test after limit.
+func (u *ringingUAS) wait(t *testing.T, method string, n int, limit time.Duration) []string {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		var out []string
+		u.mu.Lock()
+		for _, m := range u.reqs {
+			if strings.HasPrefix(m, method+" ") {
+				out = append(out, m)
+			}
+		}
+		u.mu.Unlock()
+		if len(out) >= n {
+			return out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d %s received, want %d", len(out), method, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// checkCancelMatches fails the test unless cancel cancels inv as RFC 3261
+// §9.1 has it: the same Request-URI, top Via (its branch), From, To,
+// Call-ID and CSeq number.
+func checkCancelMatches(t *testing.T, what, inv, cancel string) {
+	t.Helper()
+	ruri := func(m string) string { f := strings.Fields(strings.SplitN(m, "\r\n", 2)[0]); return f[1] }
+	if ruri(inv) != ruri(cancel) {
+		t.Errorf("%s: CANCEL Request-URI %s, INVITE's %s", what, ruri(cancel), ruri(inv))
+	}
+	for _, h := range []string{"Via", "From", "To", "Call-ID"} {
+		if a, b := agentHeader(inv, h), agentHeader(cancel, h); a != b {
+			t.Errorf("%s: CANCEL %s %q, INVITE's %q", what, h, b, a)
+		}
+	}
+	n, _, _ := strings.Cut(agentHeader(inv, "CSeq"), " ")
+	if got := agentHeader(cancel, "CSeq"); got != n+" CANCEL" {
+		t.Errorf("%s: CANCEL CSeq %q, want %q", what, got, n+" CANCEL")
+	}
+}
+
+// TestCrashCancelsRingingLegs: wagate is killed with SIGKILL while it
+// rings a callee — an agent for a WhatsApp user's call (UIC), the
+// WhatsApp user for a dialer's call (BIC, toward Meta) — and started
+// again: each callee gets a CANCEL for the INVITE it rings for (its
+// branch, its Call-ID, its CSeq) within a few seconds of wagate being
+// ready, and the 487 it answers is ACKed (not resent for 32 s). An agent
+// who picks up as the CANCEL comes gets its 2xx ACKed and a BYE, not a
+// call nobody is on. Before, the journal kept no INVITE: the phone rang
+// on until its own ring time, and whoever answered got a dead call.
+func TestCrashCancelsRingingLegs(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		bic     bool
+		answers bool
+	}{{"UIC", false, false}, {"BIC", true, false}, {"UIC answered across the CANCEL", false, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			w := e.startWagate(wagateOpts{})
+			var callee *ringingUAS
+			if !tc.bic {
+				callee = startRingingUAS(t, e.PBX, tc.answers)
+				e.startSipp(sippSpec{Name: "meta", Scenario: "uac.xml", Peer: e.Meta, Remote: w.SIPAddr, Calls: 1,
+					Args: callArgs(businessNumber, waUser)})
+			} else {
+				callee = startRingingUAS(t, e.Meta, tc.answers)
+				e.startSipp(sippSpec{Name: "dialer", Scenario: "uac.xml", Peer: e.Dialer, Remote: w.SIPAddr, Calls: 1,
+					Args: callArgs(waUser, businessNumber)})
+			}
+			inv := callee.wait(t, "INVITE", 1, replyLimit)[0]
+			// The kill comes once the journal has the call as ringing
+			// (its line at the callee's 180), not at an instant a busy
+			// machine may have reached first.
+			deadline := time.Now().Add(replyLimit)
+			for {
+				b, _ := os.ReadFile(filepath.Join(e.dir, "data", "live-calls.journal"))
+				if strings.Contains(string(b), `"ringing":`) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the journal never had the call ringing")
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			w.kill()
+
+			e.startWagate(wagateOpts{})
+			ready := time.Now()
+			cancel := callee.wait(t, "CANCEL", 1, replyLimit)[0]
+			if d := time.Since(ready); d > 5*time.Second {
+				t.Errorf("the CANCEL came %v after the restarted wagate was ready, want within 5 s", d.Round(time.Millisecond))
+			}
+			checkCancelMatches(t, tc.name, inv, cancel)
+			ack := callee.wait(t, "ACK", 1, replyLimit)[0]
+			if !strings.Contains(agentHeader(ack, "To"), "tag=ringing") || agentHeader(ack, "Call-ID") != agentHeader(inv, "Call-ID") {
+				t.Errorf("ACK does not name the INVITE's dialog:\n%s", ack)
+			}
+			if !tc.answers {
+				// The 487's ACK is in the INVITE's transaction.
+				if agentHeader(ack, "Via") != agentHeader(inv, "Via") {
+					t.Errorf("ACK of the 487 not in the INVITE's transaction (Via %q, INVITE's %q)", agentHeader(ack, "Via"), agentHeader(inv, "Via"))
+				}
+				return
+			}
+			bye := callee.wait(t, "BYE", 1, replyLimit)[0]
+			if agentHeader(bye, "Call-ID") != agentHeader(inv, "Call-ID") {
+				t.Errorf("BYE for another dialog:\n%s", bye)
+			}
+		})
 	}
 }
