@@ -117,6 +117,9 @@ type journalCall struct {
 	AUp bool          `json:"a_up,omitempty"`
 	A   journalDialog `json:"a"`
 	B   journalDialog `json:"b"`
+	// AInvite is A's INVITE while wagate has sent it no final response
+	// (journalinvite.go): a restart answers it.
+	AInvite *journalIncoming `json:"a_invite,omitempty"`
 }
 
 // journalDialog is one leg's dialog, as newRequest needs it.
@@ -439,6 +442,9 @@ func (s *Engine) journalUp(c *call) {
 	jc.Answered, jc.Ringing = c.answeredAt, c.ringingAt
 	jc.BUser, jc.Permission, jc.RecordingID, jc.Origin = c.bUser, c.permission, c.recordingID, c.origin
 	jc.AUp = c.aAnswered
+	if c.aIncoming != nil && jc.Answered.IsZero() && !jc.AUp && c.finalCode == 0 {
+		jc.AInvite = c.aIncoming
+	}
 	c.mu.Unlock()
 	if d := c.route; d != nil {
 		jc.AfterHours = d.AfterHours
@@ -598,13 +604,18 @@ func (s *Engine) hangUpLeftCalls(ctx context.Context) {
 			}
 			s.byeRestored(ctx, l, log)
 		}
+		answeredA := !answered && !jc.AUp && s.answerLeftInvite(jc, log)
 		// Its record: when the call really ended is not known (wagate was
 		// down); it ends now, and the cause says so. A call not answered
-		// yet failed: its caller got no final response from wagate.
+		// yet failed: its caller got the restart's 503 (answerLeftInvite,
+		// over UDP), or no final response from wagate.
 		cause, code, reason, outcome := causeRestartedUp, 200, "OK", events.Answered
 		attrs := []any{"hangup_by", "wagate", "cause", cause, "talk_s", time.Since(jc.Answered).Round(time.Second).Seconds()}
 		if !answered {
 			cause, code, reason, outcome = causeRestartedRinging, 0, "", events.Failed
+			if answeredA {
+				code, reason = restartFinalCode, restartFinalReason
+			}
 			attrs = []any{"hangup_by", "wagate", "cause", cause}
 		}
 		log.Info("call ended", attrs...)

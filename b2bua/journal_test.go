@@ -442,3 +442,26 @@ func TestJournalRewriteKeepsPendingInvites(t *testing.T) {
 		}
 	}
 }
+
+// TestJournalIncomingResponse: the final response a restart sends to an
+// INVITE it had not answered is in that INVITE's transaction (every Via,
+// in order), names its dialog (From, To tagged as wagate's 180 was,
+// Call-ID, CSeq) and says why.
+func TestJournalIncomingResponse(t *testing.T) {
+	in := &journalIncoming{Via: []string{"SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK-a;rport=5060;received=10.0.0.1", "SIP/2.0/UDP 10.0.0.9;branch=z9hG4bK-p"},
+		From: `"Ann" <sip:+447700900123@meta>;tag=f1`, To: "<sip:+15550100001@wagate>", CSeq: 3, Source: "10.0.0.1:5060", Transport: "UDP"}
+	res, err := in.response("abc@10.0.0.1", "t9", "wagate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vias := res.GetHeaders("Via")
+	br, _ := res.Via().Params.Get("branch")
+	totag, _ := res.To().Params.Get("tag")
+	if res.StatusCode != 503 || len(vias) != 2 || br != "z9hG4bK-a" || totag != "t9" || res.CallID().Value() != "abc@10.0.0.1" ||
+		res.CSeq().SeqNo != 3 || res.CSeq().MethodName != "INVITE" || !strings.Contains(res.GetHeader("Reason").Value(), "restarted") {
+		t.Errorf("final response:\n%s", res)
+	}
+	if _, err := (&journalIncoming{Via: []string{"not a via"}, From: "x", To: "y"}).response("c", "t", ""); err == nil {
+		t.Error("a Via edited into nonsense made a response")
+	}
+}

@@ -3,6 +3,7 @@ package b2bua
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -292,5 +293,114 @@ func (s *Engine) ackRestartCancelled(res *sip.Response) bool {
 		s.log.Debug("ACK of a cancelled INVITE's response failed", "sip_call_id", inv.CallID, "error", err)
 	}
 	s.log.Debug("final response to an INVITE cancelled after restart ACKed", "sip_call_id", inv.CallID, "code", res.StatusCode)
+	return true
+}
+
+// journalIncoming is an INVITE wagate received and has not answered (a
+// WhatsApp user's call ringing agents, a dialer's BIC ringing the user),
+// as the final response a restart sends it needs: the caller would
+// otherwise wait out its own timer (Timer B, 32 s; a dialer may wait
+// longer) for a call that no longer exists.
+type journalIncoming struct {
+	Via       []string `json:"via"`
+	From      string   `json:"from"`
+	To        string   `json:"to"` // as received, without wagate's tag
+	CSeq      uint32   `json:"cseq"`
+	Source    string   `json:"source"`
+	Transport string   `json:"transport"`
+}
+
+// incomingOf is what the journal keeps of A's INVITE req.
+func incomingOf(req *sip.Request) *journalIncoming {
+	from, to, cseq := req.From(), req.To(), req.CSeq()
+	if from == nil || to == nil || cseq == nil {
+		return nil
+	}
+	in := &journalIncoming{From: from.Value(), To: to.Value(), CSeq: cseq.SeqNo, Source: req.Source(), Transport: req.Transport()}
+	for _, h := range req.GetHeaders("Via") {
+		in.Via = append(in.Via, h.Value())
+	}
+	if len(in.Via) == 0 {
+		return nil
+	}
+	return in
+}
+
+// restartFinal is the final response a restart sends to an INVITE it
+// had not answered: the caller hears at once that the call failed and
+// why, and may try another node.
+const (
+	restartFinalCode   = 503
+	restartFinalReason = "Service Unavailable"
+	restartFinalText   = "wagate restarted while the call was ringing"
+)
+
+// response is the final response to the INVITE, To tagged with localTag
+// (the tag wagate's provisional responses carried).
+func (in *journalIncoming) response(callID, localTag, userAgent string) (*sip.Response, error) {
+	var b strings.Builder
+	b.WriteString("SIP/2.0 " + strconv.Itoa(restartFinalCode) + " " + restartFinalReason + "\r\n")
+	for _, v := range in.Via {
+		b.WriteString("Via: " + v + "\r\n")
+	}
+	to := in.To
+	if localTag != "" && !strings.Contains(strings.ToLower(to), ";tag=") {
+		to += ";tag=" + localTag
+	}
+	b.WriteString("From: " + in.From + "\r\nTo: " + to + "\r\nCall-ID: " + callID +
+		"\r\nCSeq: " + strconv.FormatUint(uint64(in.CSeq), 10) + " INVITE\r\n" +
+		"Reason: SIP;cause=" + strconv.Itoa(restartFinalCode) + ";text=\"" + restartFinalText + "\"\r\n")
+	if userAgent != "" {
+		b.WriteString("Server: " + userAgent + "\r\n")
+	}
+	b.WriteString("Content-Length: 0\r\n\r\n")
+	msg, err := sip.ParseMessage([]byte(b.String()))
+	if err != nil {
+		return nil, fmt.Errorf("journal: final response to INVITE %s: %w", callID, err)
+	}
+	res, ok := msg.(*sip.Response)
+	if !ok {
+		return nil, fmt.Errorf("journal: final response to INVITE %s: not a response", callID)
+	}
+	return res, nil
+}
+
+// responseWriter sends a response outside any transaction (sip.Server).
+type responseWriter interface {
+	WriteResponse(res *sip.Response) error
+}
+
+// answerLeftInvite sends the final error to A's INVITE of a call the
+// previous run left unanswered. Only over UDP: the response goes where
+// the INVITE came from (RFC 3581's received and rport, which are the
+// source). Over TCP or TLS the connection the INVITE came on closed with
+// the crash, and a caller's transaction fails on that (RFC 3261 §8.1.3.1);
+// a new connection toward its Via is not tried. It reports whether the
+// response was sent.
+func (s *Engine) answerLeftInvite(jc journalCall, log *slog.Logger) bool {
+	in := jc.AInvite
+	if in == nil {
+		return false
+	}
+	if !strings.EqualFold(in.Transport, "udp") {
+		log.Info("caller's INVITE not answered after restart: its connection closed with the previous run", "transport", in.Transport)
+		return false
+	}
+	w, ok := s.edge.(responseWriter)
+	if !ok {
+		return false
+	}
+	res, err := in.response(jc.A.CallID, jc.A.LocalTag, s.edge.Config().SIP.UserAgent)
+	if err != nil {
+		log.Error("journal: caller's INVITE not restorable; no final response sent", "error", err)
+		return false
+	}
+	res.SetTransport("UDP")
+	res.SetDestination(in.Source)
+	if err := w.WriteResponse(res); err != nil {
+		log.Warn("final response to the caller's INVITE after restart not sent", "error", err)
+		return false
+	}
+	log.Info("caller's INVITE answered after restart", "code", restartFinalCode, "to", in.Source)
 	return true
 }

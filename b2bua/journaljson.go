@@ -55,6 +55,21 @@ func appendUpLine(b []byte, c *journalCall) ([]byte, error) {
 	b = appendJournalDialog(b, &c.A)
 	b = append(b, `,"b":`...)
 	b = appendJournalDialog(b, &c.B)
+	if in := c.AInvite; in != nil {
+		b = append(b, `,"a_invite":{"via":`...)
+		b = appendJSONStrings(b, in.Via)
+		b = append(b, `,"from":`...)
+		b = appendJSONString(b, in.From)
+		b = append(b, `,"to":`...)
+		b = appendJSONString(b, in.To)
+		b = append(b, `,"cseq":`...)
+		b = strconv.AppendUint(b, uint64(in.CSeq), 10)
+		b = append(b, `,"source":`...)
+		b = appendJSONString(b, in.Source)
+		b = append(b, `,"transport":`...)
+		b = appendJSONString(b, in.Transport)
+		b = append(b, '}')
+	}
 	return append(b, "}}"...), nil
 }
 
@@ -180,4 +195,20 @@ func appendInviteEndLine(b []byte, branch string) []byte {
 	b = append(b, `{"op":"inv-end","id":`...)
 	b = appendJSONString(b, branch)
 	return append(b, '}')
+}
+
+// appendJSONStrings is a []string as encoding/json writes it (null for
+// nil).
+func appendJSONStrings(b []byte, ss []string) []byte {
+	if ss == nil {
+		return append(b, "null"...)
+	}
+	b = append(b, '[')
+	for i, v := range ss {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, v)
+	}
+	return append(b, ']')
 }

@@ -25,6 +25,9 @@ func TestJournalLineEncoding(t *testing.T) {
 		{ID: "c3", Created: created, Answered: created.Add(2 * time.Second), Ringing: created.Add(time.Second), BUser: "1001",
 			Hunt: "sales", Origin: "click_to_call", Permission: "allowed", AfterHours: true, CampaignID: "spring <2026>",
 			CallbackData: "crm:\"4711\"", RecordingID: "2026/12/02/a%2Fb.wav", AUp: true, A: dlg},
+		{ID: "c4", Created: created, A: dlg, AInvite: &journalIncoming{Via: []string{"SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK-1;rport=5060;received=10.0.0.1", "SIP/2.0/UDP p;branch=x"},
+			From: `"A <b>" <sip:+447700900123@meta>;tag=f`, To: "<sip:+15550100001@wagate>", CSeq: 7, Source: "10.0.0.1:5060", Transport: "UDP"}},
+		{ID: "c5", AInvite: &journalIncoming{}},
 	}
 	for _, c := range cases {
 		want, err := json.Marshal(journalLine{Op: "up", Call: &c})
@@ -73,6 +76,9 @@ func FuzzJournalLineEncoding(f *testing.F) {
 		c := journalCall{ID: id, AEndpoint: ep, User: tag, Created: time.Unix(0, ns).UTC(), Ringing: time.Unix(0, ns/2).UTC(),
 			CallbackData: uri, RecordingID: tag, AfterHours: cseq%2 == 1, AUp: cseq%3 == 1,
 			A: journalDialog{CallID: id, LocalURI: uri, LocalTag: tag, RouteSet: []string{uri, tag}, CSeq: cseq}}
+		if cseq%5 == 1 {
+			c.AInvite = &journalIncoming{Via: []string{uri, ep}, From: tag, To: uri, CSeq: cseq, Source: ep, Transport: id}
+		}
 		want, werr := json.Marshal(journalLine{Op: "up", Call: &c})
 		got, gerr := appendUpLine(nil, &c)
 		if (werr != nil) != (gerr != nil) || (werr == nil && !bytes.Equal(got, want)) {

@@ -264,7 +264,9 @@ func checkCancelMatches(t *testing.T, what, inv, cancel string) {
 // WhatsApp user for a dialer's call (BIC, toward Meta) — and started
 // again: each callee gets a CANCEL for the INVITE it rings for (its
 // branch, its Call-ID, its CSeq) within a few seconds of wagate being
-// ready, and the 487 it answers is ACKed (not resent for 32 s). An agent
+// ready, and the 487 it answers is ACKed (not resent for 32 s); the
+// caller (Meta, the dialer; over UDP) gets 503 with a Reason to the INVITE
+// wagate had not answered, instead of waiting out its own timer. An agent
 // who picks up as the CANCEL comes gets its 2xx ACKed and a BYE, not a
 // call nobody is on. Before, the journal kept no INVITE: the phone rang
 // on until its own ring time, and whoever answered got a dead call.
@@ -279,15 +281,21 @@ func TestCrashCancelsRingingLegs(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t)
 			w := e.startWagate(wagateOpts{})
-			var callee *ringingUAS
-			if !tc.bic {
-				callee = startRingingUAS(t, e.PBX, tc.answers)
-				e.startSipp(sippSpec{Name: "meta", Scenario: "uac.xml", Peer: e.Meta, Remote: w.SIPAddr, Calls: 1,
-					Args: callArgs(businessNumber, waUser)})
-			} else {
-				callee = startRingingUAS(t, e.Meta, tc.answers)
-				e.startSipp(sippSpec{Name: "dialer", Scenario: "uac.xml", Peer: e.Dialer, Remote: w.SIPAddr, Calls: 1,
-					Args: callArgs(waUser, businessNumber)})
+			// The caller is Meta for a UIC, the dialer for a BIC: a raw
+			// UDP peer whose INVITE is left unanswered by the crash.
+			callerPeer, calleePeer, ruser, fromUser := e.Meta, e.PBX, businessNumber, waUser
+			if tc.bic {
+				callerPeer, calleePeer, ruser, fromUser = e.Dialer, e.Meta, waUser, businessNumber
+			}
+			callee := startRingingUAS(t, calleePeer, tc.answers)
+			caller := newRawPeer(t, callerPeer.IP, w)
+			sdp := fmt.Sprintf("v=0\r\no=- 1 1 IN IP4 %s\r\ns=-\r\nc=IN IP4 %s\r\nt=0 0\r\nm=audio %d RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
+				callerPeer.IP, callerPeer.IP, callerPeer.MediaPort)
+			callerVia := "SIP/2.0/UDP " + caller.local() + ";branch=z9hG4bK-crash-caller;rport"
+			if err := caller.send([]byte(fmt.Sprintf("INVITE sip:%s@%s SIP/2.0\r\nVia: %s\r\nFrom: <sip:%s@%s>;tag=caller\r\nTo: <sip:%s@%s>\r\n"+
+				"Call-ID: crash-caller@%s\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContact: <sip:caller@%s>\r\nContent-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s",
+				ruser, w.SIPAddr, callerVia, fromUser, callerPeer.IP, ruser, w.SIPAddr, callerPeer.IP, caller.local(), len(sdp), sdp))); err != nil {
+				t.Fatal(err)
 			}
 			inv := callee.wait(t, "INVITE", 1, replyLimit)[0]
 			// The kill comes once the journal has the call as ringing
@@ -313,6 +321,20 @@ func TestCrashCancelsRingingLegs(t *testing.T) {
 				t.Errorf("the CANCEL came %v after the restarted wagate was ready, want within 5 s", d.Round(time.Millisecond))
 			}
 			checkCancelMatches(t, tc.name, inv, cancel)
+			// The caller hears at once that its call failed, and why.
+			var final *sipMsg
+			for _, m := range caller.collect(replyLimit, func(m sipMsg) bool { return !strings.HasPrefix(m.StartLine(), "SIP/2.0 1") }) {
+				if !strings.HasPrefix(m.StartLine(), "SIP/2.0 1") {
+					final = &m
+				}
+			}
+			switch {
+			case final == nil:
+				t.Errorf("the caller got no final response to its INVITE after the restart")
+			case !strings.HasPrefix(final.StartLine(), "SIP/2.0 503") || !strings.Contains(final.Header("Via"), "branch=z9hG4bK-crash-caller") ||
+				!strings.Contains(final.Header("To"), "tag=") || !strings.Contains(final.Header("Reason"), "restarted"):
+				t.Errorf("the caller's final response after the restart, want 503 to its INVITE, To tagged, a Reason saying wagate restarted:\n%s", final.Text)
+			}
 			ack := callee.wait(t, "ACK", 1, replyLimit)[0]
 			if !strings.Contains(agentHeader(ack, "To"), "tag=ringing") || agentHeader(ack, "Call-ID") != agentHeader(inv, "Call-ID") {
 				t.Errorf("ACK does not name the INVITE's dialog:\n%s", ack)
