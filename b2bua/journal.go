@@ -518,6 +518,10 @@ func (s *Engine) recoverEndedRecords(ctx context.Context) {
 		s.log.Warn("call record recovered from the journal: the previous run ended the call and stopped before storing its record",
 			"call", cdr.CallID, "outcome", string(cdr.Outcome), "ended_at", cdr.EndedAt)
 		for _, o := range s.observers {
+			if r, ok := o.(RecoveredObserver); ok {
+				r.CallRecovered(cdr)
+				continue
+			}
 			o.CallEnded(cdr)
 		}
 	}

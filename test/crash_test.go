@@ -99,7 +99,8 @@ func countMsgs(msgs []sipMsg, sent bool, prefix string) int {
 // another writer, as a stalled disk would hold it). The next start finds
 // the records in its journal of live calls and stores them: each call has
 // its own record, with how it really ended, not one made up at the
-// restart and not none. Before, both records were lost.
+// restart and not none — and not counted again in the metrics. Before,
+// both records were lost.
 func TestCrashKeepsEndedCallsRecords(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -157,6 +158,12 @@ func TestCrashKeepsEndedCallsRecords(t *testing.T) {
 	log, _ := os.ReadFile(w2.logPath)
 	if got := strings.Count(string(log), "call record recovered from the journal"); got != calls {
 		t.Errorf("%d records logged as recovered, want %d", got, calls)
+	}
+	// The metrics counted the calls in the process they ended in:
+	// Prometheus adds each process's count across the restart, so the
+	// new process counting the recovered records too counted them twice.
+	if v, _ := metricValue(scrapeMetrics(t, e), "wagate_calls_total", `direction="UIC",outcome="answered"`); v != 0 {
+		t.Errorf("the restarted wagate counted %v answered calls, want 0: the recovered records were counted by the run they ended in", v)
 	}
 	// A third start finds nothing more to recover.
 	w2.kill()
