@@ -2,6 +2,7 @@ package b2bua
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -175,15 +176,21 @@ func OpenJournal(path string) (*Journal, error) {
 	return j, nil
 }
 
+// journalMaxLine bounds a journal line read back. A "down" line carries
+// its call's record, which lists every attempt: a queue that rang agents
+// for an hour writes megabytes. A longer line (a file damaged, or
+// written by something else) is skipped, not held in memory.
+const journalMaxLine = 64 << 20
+
 // read folds the lines of r into j.live. A line cut short by a crash (the
-// last one) or otherwise unreadable is skipped.
+// last one) or otherwise unreadable is skipped, and so is one longer
+// than journalMaxLine; the lines after it are read (a reader that
+// stopped there left every call after it ringing or up).
 func (j *Journal) read(r io.Reader) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
+	skipped := readLines(r, journalMaxLine, func(line []byte) {
 		var l journalLine
-		if json.Unmarshal(sc.Bytes(), &l) != nil {
-			continue
+		if json.Unmarshal(line, &l) != nil {
+			return
 		}
 		switch {
 		case l.Op == "up" && l.Call != nil && l.Call.ID != "":
@@ -197,8 +204,43 @@ func (j *Journal) read(r io.Reader) {
 			delete(j.live, l.ID)
 			j.dropInvitesOfLocked(l.ID)
 			if len(l.CDR) > 0 && l.ID != "" {
-				j.keepEndedLocked(l.ID, append([]byte(nil), sc.Bytes()...))
+				j.keepEndedLocked(l.ID, append([]byte(nil), line...))
 			}
+		}
+	})
+	if skipped > 0 {
+		slog.Default().Warn("journal: lines longer than the limit skipped; the lines after them were read", "path", j.path, "lines", skipped, "limit_bytes", journalMaxLine)
+	}
+}
+
+// readLines calls fn with each line of r (without its newline; the
+// slice is reused) and skips, without holding them, lines longer than
+// max bytes: it returns how many. A read error ends the reading as the
+// end of the file does.
+func readLines(r io.Reader, max int, fn func([]byte)) (skipped int) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	var line []byte
+	long := false
+	for {
+		frag, err := br.ReadSlice('\n')
+		switch {
+		case long:
+		case len(line)+len(frag) > max+1: // +1: its newline
+			long, line = true, line[:0]
+		default:
+			line = append(line, frag...)
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if long {
+			skipped++
+		} else if l := bytes.TrimSuffix(line, []byte("\n")); len(l) > 0 {
+			fn(l)
+		}
+		line, long = line[:0], false
+		if err != nil {
+			return skipped
 		}
 	}
 }

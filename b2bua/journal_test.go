@@ -465,3 +465,64 @@ func TestJournalIncomingResponse(t *testing.T) {
 		t.Error("a Via edited into nonsense made a response")
 	}
 }
+
+// TestJournalReadsPastLongLines: a "down" line longer than a megabyte (the
+// record of a call whose queue rang agents for an hour lists every
+// attempt) is read like any other, and the calls journaled after it are
+// still hung up at the next start. Before, reading stopped at that line:
+// the call it ended was hung up again and the calls after it were left up.
+func TestJournalReadsPastLongLines(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "live-calls.journal")
+	j, err := OpenJournal(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"c1", "c2"} {
+		if err := j.up(testJournalCall(id), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cdr, _ := json.Marshal(events.CDR{CallID: "c1", CallbackData: strings.Repeat("x", 2<<20), EndedAt: time.Now()})
+	if err := j.down("c1", cdr); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.up(testJournalCall("c3"), nil); err != nil {
+		t.Fatal(err)
+	}
+	j2, err := OpenJournal(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j2.Close()
+	ids := map[string]bool{}
+	for _, c := range j2.left() {
+		ids[c.ID] = true
+	}
+	if len(ids) != 2 || !ids["c2"] || !ids["c3"] {
+		t.Errorf("left after a 2 MB line: %v, want c2 and c3", ids)
+	}
+	if recs := j2.leftEnded(); len(recs) != 1 || len(recs[0].CallbackData) != 2<<20 {
+		t.Errorf("the 2 MB record not kept: %d records", len(recs))
+	}
+}
+
+// TestReadLinesSkipsOverlong: a line past the limit is skipped without
+// being held, counted, and the lines after it are read; lines longer
+// than the reader's buffer but within the limit, and one exactly at it,
+// are whole; the last line without its newline (cut short by a crash)
+// still reaches the caller, which decides it is unreadable.
+func TestReadLinesSkipsOverlong(t *testing.T) {
+	long := strings.Repeat("y", 100<<10) // past bufio's 64 KB
+	in := "a\n" + strings.Repeat("z", 300<<10) + "\n" + long + "\n\n" + strings.Repeat("w", 200<<10) + "\nb\nc"
+	var got []string
+	skipped := readLines(strings.NewReader(in), 200<<10, func(l []byte) { got = append(got, string(l)) })
+	want := []string{"a", long, strings.Repeat("w", 200<<10), "b", "c"}
+	if skipped != 1 || len(got) != len(want) {
+		t.Fatalf("skipped %d, got %d lines, want 1 and %d", skipped, len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("line %d: %d bytes, want %d", i, len(got[i]), len(want[i]))
+		}
+	}
+}
