@@ -1,10 +1,14 @@
 package test
 
 import (
+	"bufio"
 	"database/sql"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -186,10 +190,17 @@ type ringingUAS struct {
 	reqs []string
 }
 
-func startRingingUAS(t *testing.T, p peer, answersCancelled bool) *ringingUAS {
+func startRingingUAS(t *testing.T, p peer, tcp, answersCancelled bool) *ringingUAS {
 	u := &ringingUAS{}
-	invites := map[string]string{} // by Call-ID, only the UAS goroutine's
-	startRawUAS(t, p.Addr(), func(msg string, reply func(string)) {
+	var mu sync.Mutex              // the TCP UAS serves each connection in its goroutine
+	invites := map[string]string{} // by Call-ID
+	serve := startRawUAS
+	if tcp {
+		serve = startRawTCPUAS
+	}
+	serve(t, p.Addr(), func(msg string, reply func(string)) {
+		mu.Lock()
+		defer mu.Unlock()
 		if strings.HasPrefix(msg, "SIP/2.0") {
 			return
 		}
@@ -282,19 +293,25 @@ func TestCrashCancelsRingingLegs(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		bic     bool
+		tcp     bool // toward Meta: its connection is gone with the crash
 		answers bool
-	}{{"UIC", false, false}, {"BIC", true, false}, {"UIC answered across the CANCEL", false, true}} {
+	}{{"UIC", false, false, false}, {"BIC", true, false, false}, {"BIC over TCP", true, true, false},
+		{"UIC answered across the CANCEL", false, false, true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t)
-			w := e.startWagate(wagateOpts{})
+			o := wagateOpts{}
+			if tc.tcp {
+				o.MetaTransport = "tcp"
+			}
+			w := e.startWagate(o)
 			// The caller is Meta for a UIC, the dialer for a BIC: a raw
 			// UDP peer whose INVITE is left unanswered by the crash.
 			callerPeer, calleePeer, ruser, fromUser := e.Meta, e.PBX, businessNumber, waUser
 			if tc.bic {
 				callerPeer, calleePeer, ruser, fromUser = e.Dialer, e.Meta, waUser, businessNumber
 			}
-			callee := startRingingUAS(t, calleePeer, tc.answers)
+			callee := startRingingUAS(t, calleePeer, tc.tcp, tc.answers)
 			caller := newRawPeer(t, callerPeer.IP, w)
 			sdp := fmt.Sprintf("v=0\r\no=- 1 1 IN IP4 %s\r\ns=-\r\nc=IN IP4 %s\r\nt=0 0\r\nm=audio %d RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
 				callerPeer.IP, callerPeer.IP, callerPeer.MediaPort)
@@ -321,7 +338,7 @@ func TestCrashCancelsRingingLegs(t *testing.T) {
 			}
 			w.kill()
 
-			e.startWagate(wagateOpts{})
+			e.startWagate(o)
 			ready := time.Now()
 			cancel := callee.wait(t, "CANCEL", 1, replyLimit)[0]
 			if d := time.Since(ready); d > 5*time.Second {
@@ -359,4 +376,71 @@ func TestCrashCancelsRingingLegs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startRawTCPUAS serves SIP over TCP at addr until the test ends: each
+// message read (framed by its Content-Length) goes to handle, whose
+// replies go back on the connection it came on.
+func startRawTCPUAS(t *testing.T, addr string, handle func(msg string, reply func(string))) {
+	t.Helper()
+	ln, err := net.Listen("tcp4", addr)
+	if err != nil {
+		t.Fatalf("listen tcp %s: %v", addr, err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for {
+					var head strings.Builder
+					n := 0
+					for {
+						l, err := r.ReadString('\n')
+						if err != nil {
+							return
+						}
+						if l == "\r\n" {
+							if head.Len() == 0 {
+								continue // a keep-alive
+							}
+							break
+						}
+						head.WriteString(l)
+						if k, v, ok := strings.Cut(l, ":"); ok && strings.EqualFold(strings.TrimSpace(k), "Content-Length") {
+							n, _ = strconv.Atoi(strings.TrimSpace(v))
+						}
+					}
+					body := make([]byte, n)
+					if _, err := io.ReadFull(r, body); err != nil {
+						return
+					}
+					handle(head.String()+"\r\n"+string(body), func(res string) { _, _ = c.Write([]byte(res)) })
+				}
+			}()
+		}
+	}()
 }
