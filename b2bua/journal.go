@@ -31,7 +31,9 @@ import (
 // a record is written to the events store a moment after the call ends
 // (group commit), and a crash in that moment lost it. The "down" keeps
 // it until the store says it is stored (Stored); at the next start the
-// records the store does not have are given to it again.
+// records the store does not have are given to it again. "inv" and
+// "inv-end" lines keep the INVITEs wagate sent until their final
+// responses, cancelled at the next start (journalinvite.go).
 // Each line is one write(2) without fsync: a killed process loses nothing
 // written (the page cache survives it); a power cut loses the tail, and
 // with it only calls whose far ends lost their media too. At start-up the
@@ -609,14 +611,17 @@ func (d journalDialog) restore(name string) (*leg, bool) {
 	return l, true
 }
 
-// hangUpLeftCalls sends BYE on both legs of every call a previous run left
-// up. It runs once the listeners are bound, owned by s.wg.
+// hangUpLeftCalls sends CANCEL for every INVITE a previous run left
+// ringing, BYE on both legs of every call it left up, and 503 to the
+// callers it left unanswered (over UDP). It runs once the listeners are
+// bound, owned by s.wg.
 func (s *Engine) hangUpLeftCalls(ctx context.Context) {
 	if s.journal == nil {
 		return
 	}
-	// The BYEs first: the far ends of calls left up wait for them; the
-	// records that were not stored come after (a store lookup each).
+	// The CANCELs, BYEs and callers' 503s first: the far ends wait for
+	// them; the records that were not stored come after (a store lookup
+	// each).
 	defer s.recoverEndedRecords(ctx)
 	invites := s.journal.leftInvites()
 	calls := s.journal.left()
