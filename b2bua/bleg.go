@@ -182,6 +182,10 @@ func (s *Engine) runAttempt(h *hunt, at *attempt, offer []byte) {
 		return
 	}
 	log.Debug("B-leg INVITE sent", "uri", at.callee.URI.String())
+	// Until its final response, a crash leaves the callee ringing: the
+	// journal keeps what the next start cancels it with.
+	branch := s.journalInvite(c, at.leg.name, req)
+	defer func() { s.journalInviteEnded(c, branch) }()
 
 	var (
 		handedOver  bool // a 2xx won: the transaction is the hunt's
@@ -248,6 +252,8 @@ func (s *Engine) runAttempt(h *hunt, at *attempt, offer []byte) {
 							// The old transaction ACKs the challenge
 							// (and its retransmissions) by itself.
 							authTries++
+							s.journalInviteEnded(c, branch)
+							branch = s.journalInvite(c, at.leg.name, retry)
 							req, tx, provisional = retry, ntx, false
 							at.leg.mu.Lock()
 							at.leg.localCSeq = retry.CSeq().SeqNo

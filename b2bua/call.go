@@ -122,9 +122,12 @@ type call struct {
 	// the INVITE afterwards. All are unset for a call wagate originated.
 	aInvite *sip.Request
 	aFacts  aInviteFacts
-	aTx     sip.ServerTransaction
-	bridge  Bridge
-	created time.Time
+	// aIncoming is what a restart after a crash needs to answer A's
+	// INVITE (journalinvite.go); set as the call is made, never changed.
+	aIncoming *journalIncoming
+	aTx       sip.ServerTransaction
+	bridge    Bridge
+	created   time.Time
 
 	// ackA is closed when the A-leg ACK for our 2xx arrives.
 	ackA     chan struct{}

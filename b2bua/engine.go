@@ -88,6 +88,9 @@ type Engine struct {
 	wg *tasks
 	// strays bounds the BYEs for stray 2xx responses (stray.go).
 	strays strayByes
+	// restartCancels are the INVITEs cancelled at start-up, whose final
+	// responses are ACKed (journalinvite.go).
+	restartCancels restartCancels
 }
 
 // New builds the B2BUA behind edge; newBridge allocates each call's media.

@@ -150,7 +150,16 @@ func (s *Engine) onOtherInDialog(req *sip.Request, tx sip.ServerTransaction) {
 // maxStrayByes under way).
 func (s *Engine) onStrayResponse(res *sip.Response) {
 	cseq := res.CSeq()
-	if cseq == nil || cseq.MethodName != sip.INVITE || !res.IsSuccess() {
+	if cseq == nil || cseq.MethodName != sip.INVITE {
+		return
+	}
+	if res.StatusCode >= 300 {
+		// The 487 to an INVITE cancelled after a restart: ACKed, or
+		// it is resent for 32 s.
+		s.ackRestartCancelled(res)
+		return
+	}
+	if !res.IsSuccess() {
 		return
 	}
 	// A transfer's new leg keeps its own ACK; a click-to-call's agent leg

@@ -109,6 +109,7 @@ func (s *Engine) invite(req *sip.Request, tx sip.ServerTransaction, ep *configs.
 		aSource:    req.Source(),
 		route:      dec,
 		aInvite:    req,
+		aIncoming:  incomingOf(req),
 		aTx:        tx,
 		created:    time.Now(),
 		ackA:       make(chan struct{}),

@@ -2,6 +2,7 @@ package b2bua
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -30,7 +31,9 @@ import (
 // a record is written to the events store a moment after the call ends
 // (group commit), and a crash in that moment lost it. The "down" keeps
 // it until the store says it is stored (Stored); at the next start the
-// records the store does not have are given to it again.
+// records the store does not have are given to it again. "inv" and
+// "inv-end" lines keep the INVITEs wagate sent until their final
+// responses, cancelled at the next start (journalinvite.go).
 // Each line is one write(2) without fsync: a killed process loses nothing
 // written (the page cache survives it); a power cut loses the tail, and
 // with it only calls whose far ends lost their media too. At start-up the
@@ -67,6 +70,12 @@ type Journal struct {
 	ended     map[string][]byte
 	endedFIFO []string
 	prevEnded []string
+	// invites are the INVITEs sent and not ended, by branch
+	// (journalinvite.go); invitesOf their branches by call id.
+	// prevInvites are those the previous run left.
+	invites     map[string]journalInvite
+	invitesOf   map[string][]string
+	prevInvites []journalInvite
 }
 
 // journalRecoverWithin is how recently a call must have ended for its
@@ -111,6 +120,9 @@ type journalCall struct {
 	AUp bool          `json:"a_up,omitempty"`
 	A   journalDialog `json:"a"`
 	B   journalDialog `json:"b"`
+	// AInvite is A's INVITE while wagate has sent it no final response
+	// (journalinvite.go): a restart answers it.
+	AInvite *journalIncoming `json:"a_invite,omitempty"`
 }
 
 // journalDialog is one leg's dialog, as newRequest needs it.
@@ -127,11 +139,13 @@ type journalDialog struct {
 }
 
 type journalLine struct {
-	Op   string       `json:"op"` // "up" or "down"
-	ID   string       `json:"id,omitempty"`
+	Op   string       `json:"op"`           // "up", "down", "inv" or "inv-end"
+	ID   string       `json:"id,omitempty"` // "down": the call; "inv-end": the branch
 	Call *journalCall `json:"call,omitempty"`
 	// CDR is the ended call's record ("down"), until it is stored.
 	CDR json.RawMessage `json:"cdr,omitempty"`
+	// Inv is an INVITE sent and not ended ("inv").
+	Inv *journalInvite `json:"inv,omitempty"`
 }
 
 // OpenJournal reads the journal at path (creating its directory) and
@@ -140,7 +154,8 @@ func OpenJournal(path string) (*Journal, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("sip: journal directory: %w", err)
 	}
-	j := &Journal{path: path, live: make(map[string]journalCall), ended: make(map[string][]byte)}
+	j := &Journal{path: path, live: make(map[string]journalCall), ended: make(map[string][]byte),
+		invites: make(map[string]journalInvite), invitesOf: make(map[string][]string)}
 	f, err := os.Open(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -154,30 +169,80 @@ func OpenJournal(path string) (*Journal, error) {
 		j.prev = append(j.prev, c)
 	}
 	j.prevEnded = append([]string(nil), j.endedFIFO...)
+	for _, inv := range j.invites {
+		j.prevInvites = append(j.prevInvites, inv)
+	}
 	if err := j.rewriteLocked(); err != nil {
 		return nil, err
 	}
 	return j, nil
 }
 
+// journalMaxLine bounds a journal line read back. A "down" line carries
+// its call's record, which lists every attempt: a queue that rang agents
+// for an hour writes megabytes. A longer line (a file damaged, or
+// written by something else) is skipped, not held in memory.
+const journalMaxLine = 64 << 20
+
 // read folds the lines of r into j.live. A line cut short by a crash (the
-// last one) or otherwise unreadable is skipped.
+// last one) or otherwise unreadable is skipped, and so is one longer
+// than journalMaxLine; the lines after it are read (a reader that
+// stopped there left every call after it ringing or up).
 func (j *Journal) read(r io.Reader) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
+	skipped := readLines(r, journalMaxLine, func(line []byte) {
 		var l journalLine
-		if json.Unmarshal(sc.Bytes(), &l) != nil {
-			continue
+		if json.Unmarshal(line, &l) != nil {
+			return
 		}
 		switch {
 		case l.Op == "up" && l.Call != nil && l.Call.ID != "":
 			j.live[l.Call.ID] = *l.Call
+		case l.Op == "inv" && l.Inv != nil && l.Inv.Branch != "":
+			j.dropInviteLocked(l.Inv.Branch)
+			j.addInviteLocked(*l.Inv)
+		case l.Op == "inv-end":
+			j.dropInviteLocked(l.ID)
 		case l.Op == "down":
 			delete(j.live, l.ID)
+			j.dropInvitesOfLocked(l.ID)
 			if len(l.CDR) > 0 && l.ID != "" {
-				j.keepEndedLocked(l.ID, append([]byte(nil), sc.Bytes()...))
+				j.keepEndedLocked(l.ID, append([]byte(nil), line...))
 			}
+		}
+	})
+	if skipped > 0 {
+		slog.Default().Warn("journal: lines longer than the limit skipped; the lines after them were read", "path", j.path, "lines", skipped, "limit_bytes", journalMaxLine)
+	}
+}
+
+// readLines calls fn with each line of r (without its newline; the
+// slice is reused) and skips, without holding them, lines longer than
+// max bytes: it returns how many. A read error ends the reading as the
+// end of the file does.
+func readLines(r io.Reader, max int, fn func([]byte)) (skipped int) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	var line []byte
+	long := false
+	for {
+		frag, err := br.ReadSlice('\n')
+		switch {
+		case long:
+		case len(line)+len(frag) > max+1: // +1: its newline
+			long, line = true, line[:0]
+		default:
+			line = append(line, frag...)
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if long {
+			skipped++
+		} else if l := bytes.TrimSuffix(line, []byte("\n")); len(l) > 0 {
+			fn(l)
+		}
+		line, long = line[:0], false
+		if err != nil {
+			return skipped
 		}
 	}
 }
@@ -270,6 +335,9 @@ func (j *Journal) rewriteLocked() error {
 			w.WriteByte('\n')
 		}
 	}
+	for _, inv := range j.invites {
+		w.Write(append(appendInviteLine(nil, &inv), '\n'))
+	}
 	if err := w.Flush(); err == nil {
 		err = f.Sync()
 	}
@@ -344,6 +412,9 @@ func (j *Journal) down(id string, cdr []byte) error {
 		return nil
 	}
 	delete(j.live, id)
+	// The call's end cancelled its INVITEs; reading the file does the
+	// same at the "down".
+	j.dropInvitesOfLocked(id)
 	if err := j.appendLocked(b); err != nil {
 		return err
 	}
@@ -415,6 +486,9 @@ func (s *Engine) journalUp(c *call) {
 	jc.Answered, jc.Ringing = c.answeredAt, c.ringingAt
 	jc.BUser, jc.Permission, jc.RecordingID, jc.Origin = c.bUser, c.permission, c.recordingID, c.origin
 	jc.AUp = c.aAnswered
+	if c.aIncoming != nil && jc.Answered.IsZero() && !jc.AUp && c.finalCode == 0 {
+		jc.AInvite = c.aIncoming
+	}
 	c.mu.Unlock()
 	if d := c.route; d != nil {
 		jc.AfterHours = d.AfterHours
@@ -488,6 +562,10 @@ func (s *Engine) recoverEndedRecords(ctx context.Context) {
 		s.log.Warn("call record recovered from the journal: the previous run ended the call and stopped before storing its record",
 			"call", cdr.CallID, "outcome", string(cdr.Outcome), "ended_at", cdr.EndedAt)
 		for _, o := range s.observers {
+			if r, ok := o.(RecoveredObserver); ok {
+				r.CallRecovered(cdr)
+				continue
+			}
 			o.CallEnded(cdr)
 		}
 	}
@@ -533,20 +611,29 @@ func (d journalDialog) restore(name string) (*leg, bool) {
 	return l, true
 }
 
-// hangUpLeftCalls sends BYE on both legs of every call a previous run left
-// up. It runs once the listeners are bound, owned by s.wg.
+// hangUpLeftCalls sends CANCEL for every INVITE a previous run left
+// ringing, BYE on both legs of every call it left up, and 503 to the
+// callers it left unanswered (over UDP). It runs once the listeners are
+// bound, owned by s.wg.
 func (s *Engine) hangUpLeftCalls(ctx context.Context) {
 	if s.journal == nil {
 		return
 	}
-	// The BYEs first: the far ends of calls left up wait for them; the
-	// records that were not stored come after (a store lookup each).
+	// The CANCELs, BYEs and callers' 503s first: the far ends wait for
+	// them; the records that were not stored come after (a store lookup
+	// each).
 	defer s.recoverEndedRecords(ctx)
+	invites := s.journal.leftInvites()
 	calls := s.journal.left()
-	if len(calls) == 0 {
+	if len(calls) == 0 && len(invites) == 0 {
 		return
 	}
 	s.edge.WaitUDPServing(ctx)
+	// The phones still ringing first: someone may answer any moment.
+	s.cancelLeftInvites(ctx, invites)
+	if len(calls) == 0 {
+		return
+	}
 	s.log.Warn("hanging up calls left up by a previous run", "calls", len(calls))
 	for _, jc := range calls {
 		log := s.log.With("call", jc.ID, "dir", string(jc.Direction), "a_endpoint", jc.AEndpoint, "b_endpoint", jc.BEndpoint)
@@ -568,13 +655,18 @@ func (s *Engine) hangUpLeftCalls(ctx context.Context) {
 			}
 			s.byeRestored(ctx, l, log)
 		}
+		answeredA := !answered && !jc.AUp && s.answerLeftInvite(jc, log)
 		// Its record: when the call really ended is not known (wagate was
 		// down); it ends now, and the cause says so. A call not answered
-		// yet failed: its caller got no final response from wagate.
+		// yet failed: its caller got the restart's 503 (answerLeftInvite,
+		// over UDP), or no final response from wagate.
 		cause, code, reason, outcome := causeRestartedUp, 200, "OK", events.Answered
 		attrs := []any{"hangup_by", "wagate", "cause", cause, "talk_s", time.Since(jc.Answered).Round(time.Second).Seconds()}
 		if !answered {
 			cause, code, reason, outcome = causeRestartedRinging, 0, "", events.Failed
+			if answeredA {
+				code, reason = restartFinalCode, restartFinalReason
+			}
 			attrs = []any{"hangup_by", "wagate", "cause", cause}
 		}
 		log.Info("call ended", attrs...)

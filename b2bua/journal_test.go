@@ -315,3 +315,214 @@ func TestJournalKeepsRecordsUntilStored(t *testing.T) {
 		t.Errorf("records handed over again: %+v", got)
 	}
 }
+
+func testJournalInvite(call, branch string) journalInvite {
+	return journalInvite{Branch: branch, Call: call, Leg: "b", URI: "sip:1001@127.0.0.3:5060",
+		Via: "SIP/2.0/UDP 127.0.0.1:5072;branch=" + branch + ";rport", From: "<sip:+447700900123@127.0.0.1>;tag=f1",
+		To: "<sip:1001@127.0.0.3>", CallID: call + "-b@wagate", CSeq: 2,
+		Route: []string{"<sip:127.0.0.4;lr>"}, Transport: "UDP", Dest: "127.0.0.3:5060"}
+}
+
+// TestJournalInvitesLeftPending: the INVITEs without a final response
+// when the process dies — and only those: not one that ended, not one of
+// a call that ended — are what the next start cancels, each CANCEL the
+// INVITE's as RFC 3261 §9.1 has it, and once handed over they are not
+// handed over again.
+func TestJournalInvitesLeftPending(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "live-calls.journal")
+	j, err := OpenJournal(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"c1", "c2"} {
+		if err := j.up(testJournalCall(id), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, inv := range []journalInvite{testJournalInvite("c1", "z9hG4bK-1a"), testJournalInvite("c1", "z9hG4bK-1b"),
+		testJournalInvite("c2", "z9hG4bK-2a"), testJournalInvite("c3", "z9hG4bK-3a")} {
+		if err := j.invite(inv); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := j.inviteEnded("z9hG4bK-1b"); err != nil { // answered or refused
+		t.Fatal(err)
+	}
+	if err := j.down("c2", nil); err != nil { // its end cancelled its INVITE
+		t.Fatal(err)
+	}
+	before, _ := os.Stat(path)
+	if err := j.inviteEnded("z9hG4bK-2a"); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := os.Stat(path); after.Size() != before.Size() {
+		t.Errorf("the end of an INVITE its call's end covered was written (%d → %d bytes)", before.Size(), after.Size())
+	}
+	// The crash: no Close.
+	j2, err := OpenJournal(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := j2.leftInvites()
+	got := map[string]bool{}
+	for _, inv := range left {
+		got[inv.Branch] = true
+	}
+	if len(left) != 2 || !got["z9hG4bK-1a"] || !got["z9hG4bK-3a"] {
+		t.Fatalf("left INVITEs %v, want z9hG4bK-1a and z9hG4bK-3a", got)
+	}
+	want := testJournalInvite("c1", "z9hG4bK-1a")
+	for _, inv := range left {
+		if inv.Branch != want.Branch {
+			continue
+		}
+		c, err := inv.request("CANCEL", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		br, _ := c.Via().Params.Get("branch")
+		totag, _ := c.To().Params.Get("tag")
+		fromtag, _ := c.From().Params.Get("tag")
+		if c.Method != "CANCEL" || c.Recipient.String() != want.URI || br != want.Branch || c.Via().Host != "127.0.0.1" || c.Via().Port != 5072 ||
+			fromtag != "f1" || totag != "" || c.CallID().Value() != want.CallID || c.CSeq().SeqNo != 2 || c.CSeq().MethodName != "CANCEL" ||
+			len(c.GetHeaders("Route")) != 1 || c.Destination() != want.Dest || c.Transport() != "UDP" {
+			t.Errorf("CANCEL built from the journal:\n%s", c)
+		}
+		ack, err := inv.request("ACK", "<sip:1001@127.0.0.3>;tag=r9")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tag, _ := ack.To().Params.Get("tag"); tag != "r9" || ack.CSeq().MethodName != "ACK" || ack.CSeq().SeqNo != 2 {
+			t.Errorf("ACK of the 487 built from the journal:\n%s", ack)
+		}
+	}
+	j2.left()
+	j2.Close()
+	j3, err := OpenJournal(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j3.Close()
+	if left := j3.leftInvites(); len(left) != 0 {
+		t.Errorf("INVITEs handed over twice: %d", len(left))
+	}
+}
+
+// TestJournalRewriteKeepsPendingInvites: a rewrite (compaction, a normal
+// stop) keeps the INVITEs still pending; a line edited into nonsense is
+// reported, not sent.
+func TestJournalRewriteKeepsPendingInvites(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "live-calls.journal")
+	j, err := OpenJournal(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.invite(testJournalInvite("c1", "z9hG4bK-k")); err != nil {
+		t.Fatal(err)
+	}
+	bad := testJournalInvite("c1", "z9hG4bK-bad")
+	bad.Via = "not a via"
+	if err := j.invite(bad); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	j2, err := OpenJournal(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j2.Close()
+	left := j2.leftInvites()
+	if len(left) != 2 {
+		t.Fatalf("%d INVITEs after a rewrite, want 2", len(left))
+	}
+	for _, inv := range left {
+		_, err := inv.request("CANCEL", "")
+		if (err != nil) != (inv.Branch == "z9hG4bK-bad") {
+			t.Errorf("INVITE %s: CANCEL error %v", inv.Branch, err)
+		}
+	}
+}
+
+// TestJournalIncomingResponse: the final response a restart sends to an
+// INVITE it had not answered is in that INVITE's transaction (every Via,
+// in order), names its dialog (From, To tagged as wagate's 180 was,
+// Call-ID, CSeq) and says why.
+func TestJournalIncomingResponse(t *testing.T) {
+	in := &journalIncoming{Via: []string{"SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK-a;rport=5060;received=10.0.0.1", "SIP/2.0/UDP 10.0.0.9;branch=z9hG4bK-p"},
+		From: `"Ann" <sip:+447700900123@meta>;tag=f1`, To: "<sip:+15550100001@wagate>", CSeq: 3, Source: "10.0.0.1:5060", Transport: "UDP"}
+	res, err := in.response("abc@10.0.0.1", "t9", "wagate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vias := res.GetHeaders("Via")
+	br, _ := res.Via().Params.Get("branch")
+	totag, _ := res.To().Params.Get("tag")
+	if res.StatusCode != 503 || len(vias) != 2 || br != "z9hG4bK-a" || totag != "t9" || res.CallID().Value() != "abc@10.0.0.1" ||
+		res.CSeq().SeqNo != 3 || res.CSeq().MethodName != "INVITE" || !strings.Contains(res.GetHeader("Reason").Value(), "restarted") {
+		t.Errorf("final response:\n%s", res)
+	}
+	if _, err := (&journalIncoming{Via: []string{"not a via"}, From: "x", To: "y"}).response("c", "t", ""); err == nil {
+		t.Error("a Via edited into nonsense made a response")
+	}
+}
+
+// TestJournalReadsPastLongLines: a "down" line longer than a megabyte (the
+// record of a call whose queue rang agents for an hour lists every
+// attempt) is read like any other, and the calls journaled after it are
+// still hung up at the next start. Before, reading stopped at that line:
+// the call it ended was hung up again and the calls after it were left up.
+func TestJournalReadsPastLongLines(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "live-calls.journal")
+	j, err := OpenJournal(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"c1", "c2"} {
+		if err := j.up(testJournalCall(id), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cdr, _ := json.Marshal(events.CDR{CallID: "c1", CallbackData: strings.Repeat("x", 2<<20), EndedAt: time.Now()})
+	if err := j.down("c1", cdr); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.up(testJournalCall("c3"), nil); err != nil {
+		t.Fatal(err)
+	}
+	j2, err := OpenJournal(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j2.Close()
+	ids := map[string]bool{}
+	for _, c := range j2.left() {
+		ids[c.ID] = true
+	}
+	if len(ids) != 2 || !ids["c2"] || !ids["c3"] {
+		t.Errorf("left after a 2 MB line: %v, want c2 and c3", ids)
+	}
+	if recs := j2.leftEnded(); len(recs) != 1 || len(recs[0].CallbackData) != 2<<20 {
+		t.Errorf("the 2 MB record not kept: %d records", len(recs))
+	}
+}
+
+// TestReadLinesSkipsOverlong: a line past the limit is skipped without
+// being held, counted, and the lines after it are read; lines longer
+// than the reader's buffer but within the limit, and one exactly at it,
+// are whole; the last line without its newline (cut short by a crash)
+// still reaches the caller, which decides it is unreadable.
+func TestReadLinesSkipsOverlong(t *testing.T) {
+	long := strings.Repeat("y", 100<<10) // past bufio's 64 KB
+	in := "a\n" + strings.Repeat("z", 300<<10) + "\n" + long + "\n\n" + strings.Repeat("w", 200<<10) + "\nb\nc"
+	var got []string
+	skipped := readLines(strings.NewReader(in), 200<<10, func(l []byte) { got = append(got, string(l)) })
+	want := []string{"a", long, strings.Repeat("w", 200<<10), "b", "c"}
+	if skipped != 1 || len(got) != len(want) {
+		t.Fatalf("skipped %d, got %d lines, want 1 and %d", skipped, len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("line %d: %d bytes, want %d", i, len(got[i]), len(want[i]))
+		}
+	}
+}

@@ -55,6 +55,21 @@ func appendUpLine(b []byte, c *journalCall) ([]byte, error) {
 	b = appendJournalDialog(b, &c.A)
 	b = append(b, `,"b":`...)
 	b = appendJournalDialog(b, &c.B)
+	if in := c.AInvite; in != nil {
+		b = append(b, `,"a_invite":{"via":`...)
+		b = appendJSONStrings(b, in.Via)
+		b = append(b, `,"from":`...)
+		b = appendJSONString(b, in.From)
+		b = append(b, `,"to":`...)
+		b = appendJSONString(b, in.To)
+		b = append(b, `,"cseq":`...)
+		b = strconv.AppendUint(b, uint64(in.CSeq), 10)
+		b = append(b, `,"source":`...)
+		b = appendJSONString(b, in.Source)
+		b = append(b, `,"transport":`...)
+		b = appendJSONString(b, in.Transport)
+		b = append(b, '}')
+	}
 	return append(b, "}}"...), nil
 }
 
@@ -133,4 +148,67 @@ func appendJSONTime(b []byte, t time.Time) ([]byte, error) {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
 	return append(b, '"'), nil
+}
+
+// appendInviteLine is json.Marshal(journalLine{Op: "inv", Inv: inv}).
+func appendInviteLine(b []byte, inv *journalInvite) []byte {
+	b = append(b, `{"op":"inv","inv":{"branch":`...)
+	b = appendJSONString(b, inv.Branch)
+	b = append(b, `,"call":`...)
+	b = appendJSONString(b, inv.Call)
+	b = append(b, `,"leg":`...)
+	b = appendJSONString(b, inv.Leg)
+	b = append(b, `,"uri":`...)
+	b = appendJSONString(b, inv.URI)
+	b = append(b, `,"via":`...)
+	b = appendJSONString(b, inv.Via)
+	b = append(b, `,"from":`...)
+	b = appendJSONString(b, inv.From)
+	b = append(b, `,"to":`...)
+	b = appendJSONString(b, inv.To)
+	b = append(b, `,"call_id":`...)
+	b = appendJSONString(b, inv.CallID)
+	b = append(b, `,"cseq":`...)
+	b = strconv.AppendUint(b, uint64(inv.CSeq), 10)
+	if len(inv.Route) > 0 {
+		b = append(b, `,"route":[`...)
+		for i, r := range inv.Route {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, r)
+		}
+		b = append(b, ']')
+	}
+	b = append(b, `,"transport":`...)
+	b = appendJSONString(b, inv.Transport)
+	b = appendOmitEmpty(b, `,"dest":`, inv.Dest)
+	return append(b, "}}"...)
+}
+
+// appendInviteEndLine is json.Marshal(journalLine{Op: "inv-end", ID:
+// branch}).
+func appendInviteEndLine(b []byte, branch string) []byte {
+	if branch == "" {
+		return append(b, `{"op":"inv-end"}`...)
+	}
+	b = append(b, `{"op":"inv-end","id":`...)
+	b = appendJSONString(b, branch)
+	return append(b, '}')
+}
+
+// appendJSONStrings is a []string as encoding/json writes it (null for
+// nil).
+func appendJSONStrings(b []byte, ss []string) []byte {
+	if ss == nil {
+		return append(b, "null"...)
+	}
+	b = append(b, '[')
+	for i, v := range ss {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, v)
+	}
+	return append(b, ']')
 }

@@ -3,6 +3,7 @@ package b2bua
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/emiago/sipgo/sip"
 	"github.com/wagate/wagate/events"
 	"testing"
 	"time"
@@ -24,6 +25,9 @@ func TestJournalLineEncoding(t *testing.T) {
 		{ID: "c3", Created: created, Answered: created.Add(2 * time.Second), Ringing: created.Add(time.Second), BUser: "1001",
 			Hunt: "sales", Origin: "click_to_call", Permission: "allowed", AfterHours: true, CampaignID: "spring <2026>",
 			CallbackData: "crm:\"4711\"", RecordingID: "2026/12/02/a%2Fb.wav", AUp: true, A: dlg},
+		{ID: "c4", Created: created, A: dlg, AInvite: &journalIncoming{Via: []string{"SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK-1;rport=5060;received=10.0.0.1", "SIP/2.0/UDP p;branch=x"},
+			From: `"A <b>" <sip:+447700900123@meta>;tag=f`, To: "<sip:+15550100001@wagate>", CSeq: 7, Source: "10.0.0.1:5060", Transport: "UDP"}},
+		{ID: "c5", AInvite: &journalIncoming{}},
 	}
 	for _, c := range cases {
 		want, err := json.Marshal(journalLine{Op: "up", Call: &c})
@@ -46,6 +50,17 @@ func TestJournalLineEncoding(t *testing.T) {
 			}
 		}
 	}
+	for _, inv := range []journalInvite{{}, testJournalInvite("c1", "z9hG4bK-1"),
+		{Branch: "quote\" <&>", Call: "é", Via: "\x01", Route: []string{}, Dest: "\u2028"}} {
+		want, _ := json.Marshal(journalLine{Op: "inv", Inv: &inv})
+		if got := appendInviteLine(nil, &inv); !bytes.Equal(got, want) {
+			t.Errorf("inv line\n got %s\nwant %s", got, want)
+		}
+		want, _ = json.Marshal(journalLine{Op: "inv-end", ID: inv.Branch})
+		if got := appendInviteEndLine(nil, inv.Branch); !bytes.Equal(got, want) {
+			t.Errorf("inv-end line\n got %s\nwant %s", got, want)
+		}
+	}
 	bad := journalCall{ID: "y", Created: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}
 	if _, err := appendUpLine(nil, &bad); err == nil {
 		t.Error("a year past 9999 encoded, not refused as encoding/json does")
@@ -61,6 +76,9 @@ func FuzzJournalLineEncoding(f *testing.F) {
 		c := journalCall{ID: id, AEndpoint: ep, User: tag, Created: time.Unix(0, ns).UTC(), Ringing: time.Unix(0, ns/2).UTC(),
 			CallbackData: uri, RecordingID: tag, AfterHours: cseq%2 == 1, AUp: cseq%3 == 1,
 			A: journalDialog{CallID: id, LocalURI: uri, LocalTag: tag, RouteSet: []string{uri, tag}, CSeq: cseq}}
+		if cseq%5 == 1 {
+			c.AInvite = &journalIncoming{Via: []string{uri, ep}, From: tag, To: uri, CSeq: cseq, Source: ep, Transport: id}
+		}
 		want, werr := json.Marshal(journalLine{Op: "up", Call: &c})
 		got, gerr := appendUpLine(nil, &c)
 		if (werr != nil) != (gerr != nil) || (werr == nil && !bytes.Equal(got, want)) {
@@ -134,5 +152,36 @@ func BenchmarkJournalDownWithRecord(b *testing.B) {
 			b.Fatal(err)
 		}
 		j.Stored([]string{c.ID})
+	}
+}
+
+// BenchmarkJournalInvite is what the journal costs each INVITE wagate
+// sends (every attempt of a hunt, a transfer's target, a BIC's leg): its
+// "inv" line as it goes out, its "inv-end" line at its final response.
+//
+//	go test -run '^$' -bench JournalInvite -benchmem ./b2bua/
+func BenchmarkJournalInvite(b *testing.B) {
+	j, err := OpenJournal(b.TempDir() + "/calls.journal")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer j.Close()
+	// The INVITE as sent: what its Via, From and To are read from.
+	req, err := testJournalInvite("0123456789abcdef", "z9hG4bK.4Jd83kL0aQ1xZr7p").request(sip.INVITE, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		inv, ok := pendingInvite("0123456789abcdef", "b", req)
+		if !ok {
+			b.Fatal("INVITE not journaled")
+		}
+		if err := j.invite(inv); err != nil {
+			b.Fatal(err)
+		}
+		if err := j.inviteEnded(inv.Branch); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

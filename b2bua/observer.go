@@ -25,6 +25,16 @@ type CallObserver interface {
 	CallRefused(events.CDR)
 }
 
+// RecoveredObserver is a CallObserver told of a record recovered from
+// the journal (a call the previous run ended, and told its observers of,
+// and died before the events store had its record) by CallRecovered
+// instead of CallEnded. The events store takes it as any record (it keeps
+// one per call); a count kept in memory (metrics) counted the call when
+// it ended, and counting it again at the restart counts it twice.
+type RecoveredObserver interface {
+	CallRecovered(events.CDR)
+}
+
 // AddObserver adds o to the observers of every call. Call it before Run.
 func (s *Engine) AddObserver(o CallObserver) { s.observers = append(s.observers, o) }
 

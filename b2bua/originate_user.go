@@ -87,6 +87,10 @@ func (s *Engine) callUser(c *call, ob originBridge, offer []byte, agentAnsweredA
 		return
 	}
 	c.log.Info("B-leg INVITE sent", "leg", "b", "after_agent_answer_ms", time.Since(agentAnsweredAt).Milliseconds())
+	// The user's phone rings until a final response: after a crash the
+	// next start cancels it from the journal.
+	branch := s.journalInvite(c, "b", req)
+	defer func() { s.journalInviteEnded(c, branch) }()
 	ring := time.NewTimer(s.edge.Config().SIP.RingTimeout.D())
 	defer ring.Stop()
 	apiHangup := c.hangupRequests()
@@ -131,6 +135,8 @@ func (s *Engine) callUser(c *call, ob originBridge, offer []byte, agentAnsweredA
 						if err == nil {
 							authTries++
 							tx.Terminate()
+							s.journalInviteEnded(c, branch)
+							branch = s.journalInvite(c, "b", retry)
 							req, tx, provisional = retry, ntx, false
 							c.b.mu.Lock()
 							c.b.localCSeq = retry.CSeq().SeqNo

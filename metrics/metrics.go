@@ -191,6 +191,19 @@ func (m *Metrics) CallEnded(cdr events.CDR) {
 	}
 }
 
+// CallRecovered counts nothing: a record recovered from the journal at a
+// restart is of a call the previous process counted when it ended.
+// Counters restart from zero with the process and Prometheus's
+// increase() adds what each process counted, so counting it here too
+// counted the call twice. (A call that ended after the previous process's
+// last scrape is then not counted at all: its count died with the
+// process, as every count since that scrape did.)
+func (m *Metrics) CallRecovered(cdr events.CDR) {
+	m.mu.Lock()
+	delete(m.started, cdr.CallID)
+	m.mu.Unlock()
+}
+
 // CallRefused counts a refusal by code and Meta error.
 func (m *Metrics) CallRefused(cdr events.CDR) {
 	m.refused.WithLabelValues(string(cdr.Direction), strconv.Itoa(cdr.SIPCode), strconv.Itoa(cdr.WABAError)).Inc()

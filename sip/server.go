@@ -453,6 +453,23 @@ func (s *Server) Prepare(req *sip.Request) {
 	}
 }
 
+// WriteResponse sends res outside any transaction, to its destination
+// over UDP from the listening socket: the final response a restart sends
+// to an INVITE the previous run had not answered. (sipgo's own
+// WriteResponse finds no connection for an address nothing came from in
+// this run.)
+func (s *Server) WriteResponse(res *sip.Response) error {
+	if !strings.EqualFold(res.Transport(), "udp") || s.udpLaddr.IP == nil {
+		return fmt.Errorf("sip: response outside a transaction over %s: no UDP listener", res.Transport())
+	}
+	c, err := s.ua.TransportLayer().GetConnection("udp", s.udpLaddr.String())
+	if err != nil {
+		return fmt.Errorf("sip: response outside a transaction: %w", err)
+	}
+	defer c.TryClose() // GetConnection took a reference
+	return c.WriteMsg(res)
+}
+
 // Respond sends a final or provisional response, logging a failure once.
 func (s *Server) Respond(tx sip.ServerTransaction, req *sip.Request, code int, reason string, mut func(*sip.Response)) {
 	res := sip.NewResponseFromRequest(req, code, reason, nil)

@@ -559,7 +559,9 @@ func TestClickToCallDTLS(t *testing.T) {
 // TestClickToCallKill9WhileUserRings: wagate is killed with SIGKILL while
 // a click-to-call's agent is up and the user's phone rings. After the
 // restart the agent, whose call wagate had answered, gets its BYE (not
-// left in a dead call) and the call its record.
+// left in a dead call), the user's phone a CANCEL of the INVITE it rings
+// for (before, it rang on: the user answered a call nobody was on), and
+// the call its record.
 func TestClickToCallKill9WhileUserRings(t *testing.T) {
 	t.Parallel()
 	var o wagateOpts
@@ -567,11 +569,16 @@ func TestClickToCallKill9WhileUserRings(t *testing.T) {
 	grantPermission(t, e, waUser, "temporary")
 	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
 	defer cancel()
-	doc, acall, _ := c2cUserRinging(ctx, t, e, rx, meta, agent)
+	doc, acall, in := c2cUserRinging(ctx, t, e, rx, meta, agent)
 	w.kill()
 
 	e.startWagate(o)
 	waitBye(t, acall, "the agent")
+	select {
+	case <-in.Cancelled(): // matched by the INVITE's branch
+	case <-time.After(replyLimit):
+		t.Errorf("the user's phone was not cancelled within %v of the restart", replyLimit)
+	}
 	cdrs := waitCDRs(t, e, 1)
 	if c := cdrs[0]; c.CallID != doc.CallID || c.Outcome != "failed" || c.Cause != "wagate restarted while the call was ringing" || c.A.Endpoint != "pbx" {
 		t.Errorf("CDR after the restart: want call %s failed, ended by the restart, agent at pbx:\n%s", doc.CallID, c.raw)

@@ -1,10 +1,16 @@
 package test
 
 import (
+	"bufio"
 	"database/sql"
+	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -97,7 +103,8 @@ func countMsgs(msgs []sipMsg, sent bool, prefix string) int {
 // another writer, as a stalled disk would hold it). The next start finds
 // the records in its journal of live calls and stores them: each call has
 // its own record, with how it really ended, not one made up at the
-// restart and not none. Before, both records were lost.
+// restart and not none — and not counted again in the metrics. Before,
+// both records were lost.
 func TestCrashKeepsEndedCallsRecords(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -156,6 +163,12 @@ func TestCrashKeepsEndedCallsRecords(t *testing.T) {
 	if got := strings.Count(string(log), "call record recovered from the journal"); got != calls {
 		t.Errorf("%d records logged as recovered, want %d", got, calls)
 	}
+	// The metrics counted the calls in the process they ended in:
+	// Prometheus adds each process's count across the restart, so the
+	// new process counting the recovered records too counted them twice.
+	if v, _ := metricValue(scrapeMetrics(t, e), "wagate_calls_total", `direction="UIC",outcome="answered"`); v != 0 {
+		t.Errorf("the restarted wagate counted %v answered calls, want 0: the recovered records were counted by the run they ended in", v)
+	}
 	// A third start finds nothing more to recover.
 	w2.kill()
 	w3 := e.startWagate(wagateOpts{APIExtra: tokenAPI})
@@ -166,4 +179,268 @@ func TestCrashKeepsEndedCallsRecords(t *testing.T) {
 	if strings.Contains(string(log), "recovered from the journal") {
 		t.Error("a record was recovered twice")
 	}
+}
+
+// ringingUAS is a callee that rings and never answers: 100 and 180 to
+// each INVITE; to a CANCEL 200, then 487 to its INVITE — or, when
+// answersCancelled, 200 to the INVITE (someone picked up as the CANCEL
+// came). It keeps every request it received, raw.
+type ringingUAS struct {
+	mu   sync.Mutex
+	reqs []string
+}
+
+func startRingingUAS(t *testing.T, p peer, tcp, answersCancelled bool) *ringingUAS {
+	u := &ringingUAS{}
+	var mu sync.Mutex              // the TCP UAS serves each connection in its goroutine
+	invites := map[string]string{} // by Call-ID
+	serve := startRawUAS
+	if tcp {
+		serve = startRawTCPUAS
+	}
+	serve(t, p.Addr(), func(msg string, reply func(string)) {
+		mu.Lock()
+		defer mu.Unlock()
+		if strings.HasPrefix(msg, "SIP/2.0") {
+			return
+		}
+		u.mu.Lock()
+		u.reqs = append(u.reqs, msg)
+		u.mu.Unlock()
+		callID := agentHeader(msg, "Call-ID")
+		switch {
+		case strings.HasPrefix(msg, "INVITE "):
+			if _, seen := invites[callID]; seen {
+				return // a retransmission before our 100
+			}
+			invites[callID] = msg
+			reply(agentResponse(msg, "100 Trying", "", nil, ""))
+			reply(agentResponse(msg, "180 Ringing", "ringing", nil, ""))
+		case strings.HasPrefix(msg, "CANCEL "):
+			reply(agentResponse(msg, "200 OK", "ringing", nil, ""))
+			switch inv, ok := invites[callID]; {
+			case !ok:
+			case answersCancelled:
+				sdp := fmt.Sprintf("v=0\r\no=- 1 1 IN IP4 %s\r\ns=-\r\nc=IN IP4 %s\r\nt=0 0\r\nm=audio %d RTP/AVP 0\r\n", p.IP, p.IP, p.MediaPort)
+				reply(agentResponse(inv, "200 OK", "ringing", []string{"Contact: <sip:callee@" + p.Addr() + ">", "Content-Type: application/sdp"}, sdp))
+			default:
+				reply(agentResponse(inv, "487 Request Terminated", "ringing", nil, ""))
+			}
+		case strings.HasPrefix(msg, "BYE "):
+			reply(agentResponse(msg, "200 OK", "", nil, ""))
+		}
+	})
+	return u
+}
+
+// wait returns the requests whose start line begins with method once
+// there are n, failing the test after limit.
+func (u *ringingUAS) wait(t *testing.T, method string, n int, limit time.Duration) []string {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		var out []string
+		u.mu.Lock()
+		for _, m := range u.reqs {
+			if strings.HasPrefix(m, method+" ") {
+				out = append(out, m)
+			}
+		}
+		u.mu.Unlock()
+		if len(out) >= n {
+			return out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d %s received, want %d", len(out), method, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// checkCancelMatches fails the test unless cancel cancels inv as RFC 3261
+// §9.1 has it: the same Request-URI, top Via (its branch), From, To,
+// Call-ID and CSeq number.
+func checkCancelMatches(t *testing.T, what, inv, cancel string) {
+	t.Helper()
+	ruri := func(m string) string { f := strings.Fields(strings.SplitN(m, "\r\n", 2)[0]); return f[1] }
+	if ruri(inv) != ruri(cancel) {
+		t.Errorf("%s: CANCEL Request-URI %s, INVITE's %s", what, ruri(cancel), ruri(inv))
+	}
+	for _, h := range []string{"Via", "From", "To", "Call-ID"} {
+		if a, b := agentHeader(inv, h), agentHeader(cancel, h); a != b {
+			t.Errorf("%s: CANCEL %s %q, INVITE's %q", what, h, b, a)
+		}
+	}
+	n, _, _ := strings.Cut(agentHeader(inv, "CSeq"), " ")
+	if got := agentHeader(cancel, "CSeq"); got != n+" CANCEL" {
+		t.Errorf("%s: CANCEL CSeq %q, want %q", what, got, n+" CANCEL")
+	}
+}
+
+// TestCrashCancelsRingingLegs: wagate is killed with SIGKILL while it
+// rings a callee — an agent for a WhatsApp user's call (UIC), the
+// WhatsApp user for a dialer's call (BIC, toward Meta) — and started
+// again: each callee gets a CANCEL for the INVITE it rings for (its
+// branch, its Call-ID, its CSeq) within a few seconds of wagate being
+// ready, and the 487 it answers is ACKed (not resent for 32 s); the
+// caller (Meta, the dialer; over UDP) gets 503 with a Reason to the INVITE
+// wagate had not answered, instead of waiting out its own timer. An agent
+// who picks up as the CANCEL comes gets its 2xx ACKed and a BYE, not a
+// call nobody is on. Before, the journal kept no INVITE: the phone rang
+// on until its own ring time, and whoever answered got a dead call.
+func TestCrashCancelsRingingLegs(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		bic     bool
+		tcp     bool // toward Meta: its connection is gone with the crash
+		answers bool
+	}{{"UIC", false, false, false}, {"BIC", true, false, false}, {"BIC over TCP", true, true, false},
+		{"UIC answered across the CANCEL", false, false, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			o := wagateOpts{}
+			if tc.tcp {
+				o.MetaTransport = "tcp"
+			}
+			w := e.startWagate(o)
+			// The caller is Meta for a UIC, the dialer for a BIC: a raw
+			// UDP peer whose INVITE is left unanswered by the crash.
+			callerPeer, calleePeer, ruser, fromUser := e.Meta, e.PBX, businessNumber, waUser
+			if tc.bic {
+				callerPeer, calleePeer, ruser, fromUser = e.Dialer, e.Meta, waUser, businessNumber
+			}
+			callee := startRingingUAS(t, calleePeer, tc.tcp, tc.answers)
+			caller := newRawPeer(t, callerPeer.IP, w)
+			sdp := fmt.Sprintf("v=0\r\no=- 1 1 IN IP4 %s\r\ns=-\r\nc=IN IP4 %s\r\nt=0 0\r\nm=audio %d RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
+				callerPeer.IP, callerPeer.IP, callerPeer.MediaPort)
+			callerVia := "SIP/2.0/UDP " + caller.local() + ";branch=z9hG4bK-crash-caller;rport"
+			if err := caller.send([]byte(fmt.Sprintf("INVITE sip:%s@%s SIP/2.0\r\nVia: %s\r\nFrom: <sip:%s@%s>;tag=caller\r\nTo: <sip:%s@%s>\r\n"+
+				"Call-ID: crash-caller@%s\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContact: <sip:caller@%s>\r\nContent-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s",
+				ruser, w.SIPAddr, callerVia, fromUser, callerPeer.IP, ruser, w.SIPAddr, callerPeer.IP, caller.local(), len(sdp), sdp))); err != nil {
+				t.Fatal(err)
+			}
+			inv := callee.wait(t, "INVITE", 1, replyLimit)[0]
+			// The kill comes once the journal has the call as ringing
+			// (its line at the callee's 180), not at an instant a busy
+			// machine may have reached first.
+			deadline := time.Now().Add(replyLimit)
+			for {
+				b, _ := os.ReadFile(filepath.Join(e.dir, "data", "live-calls.journal"))
+				if strings.Contains(string(b), `"ringing":`) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the journal never had the call ringing")
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			w.kill()
+
+			e.startWagate(o)
+			ready := time.Now()
+			cancel := callee.wait(t, "CANCEL", 1, replyLimit)[0]
+			if d := time.Since(ready); d > 5*time.Second {
+				t.Errorf("the CANCEL came %v after the restarted wagate was ready, want within 5 s", d.Round(time.Millisecond))
+			}
+			checkCancelMatches(t, tc.name, inv, cancel)
+			// The caller hears at once that its call failed, and why.
+			var final *sipMsg
+			for _, m := range caller.collect(replyLimit, func(m sipMsg) bool { return !strings.HasPrefix(m.StartLine(), "SIP/2.0 1") }) {
+				if !strings.HasPrefix(m.StartLine(), "SIP/2.0 1") {
+					final = &m
+				}
+			}
+			switch {
+			case final == nil:
+				t.Errorf("the caller got no final response to its INVITE after the restart")
+			case !strings.HasPrefix(final.StartLine(), "SIP/2.0 503") || !strings.Contains(final.Header("Via"), "branch=z9hG4bK-crash-caller") ||
+				!strings.Contains(final.Header("To"), "tag=") || !strings.Contains(final.Header("Reason"), "restarted"):
+				t.Errorf("the caller's final response after the restart, want 503 to its INVITE, To tagged, a Reason saying wagate restarted:\n%s", final.Text)
+			}
+			ack := callee.wait(t, "ACK", 1, replyLimit)[0]
+			if !strings.Contains(agentHeader(ack, "To"), "tag=ringing") || agentHeader(ack, "Call-ID") != agentHeader(inv, "Call-ID") {
+				t.Errorf("ACK does not name the INVITE's dialog:\n%s", ack)
+			}
+			if !tc.answers {
+				// The 487's ACK is in the INVITE's transaction.
+				if agentHeader(ack, "Via") != agentHeader(inv, "Via") {
+					t.Errorf("ACK of the 487 not in the INVITE's transaction (Via %q, INVITE's %q)", agentHeader(ack, "Via"), agentHeader(inv, "Via"))
+				}
+				return
+			}
+			bye := callee.wait(t, "BYE", 1, replyLimit)[0]
+			if agentHeader(bye, "Call-ID") != agentHeader(inv, "Call-ID") {
+				t.Errorf("BYE for another dialog:\n%s", bye)
+			}
+		})
+	}
+}
+
+// startRawTCPUAS serves SIP over TCP at addr until the test ends: each
+// message read (framed by its Content-Length) goes to handle, whose
+// replies go back on the connection it came on.
+func startRawTCPUAS(t *testing.T, addr string, handle func(msg string, reply func(string))) {
+	t.Helper()
+	ln, err := net.Listen("tcp4", addr)
+	if err != nil {
+		t.Fatalf("listen tcp %s: %v", addr, err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for {
+					var head strings.Builder
+					n := 0
+					for {
+						l, err := r.ReadString('\n')
+						if err != nil {
+							return
+						}
+						if l == "\r\n" {
+							if head.Len() == 0 {
+								continue // a keep-alive
+							}
+							break
+						}
+						head.WriteString(l)
+						if k, v, ok := strings.Cut(l, ":"); ok && strings.EqualFold(strings.TrimSpace(k), "Content-Length") {
+							n, _ = strconv.Atoi(strings.TrimSpace(v))
+						}
+					}
+					body := make([]byte, n)
+					if _, err := io.ReadFull(r, body); err != nil {
+						return
+					}
+					handle(head.String()+"\r\n"+string(body), func(res string) { _, _ = c.Write([]byte(res)) })
+				}
+			}()
+		}
+	}()
 }
