@@ -62,6 +62,9 @@ func (b *Bridge) ReOffer(s Side) []byte {
 	defer b.mu.Unlock()
 	n := &b.neg
 	cur := n.sides[s]
+	if !b.closed && s == SideA && n.ringingA() {
+		return b.reofferToRinging()
+	}
 	if b.closed || cur == nil || n.sides[s.other()] == nil || b.legs[s].sec.Load() != nil {
 		return slices.Clone(n.sent[s])
 	}
@@ -108,6 +111,9 @@ func (b *Bridge) accept(s Side, sdp []byte, isOffer bool) ([]byte, StreamState, 
 	}
 	n := &b.neg
 	cur := n.sides[s]
+	if s == SideA && n.ringingA() {
+		return b.reofferRinging(d, isOffer)
+	}
 	if cur == nil || n.sides[s.other()] == nil {
 		if n.local && s == SideA && n.sent[SideA] != nil {
 			// A call wagate answered itself, its B not connected: A's
