@@ -53,7 +53,17 @@ func (s *Engine) referReplaces(c *call, l *leg, ep *configs.Endpoint, req *sip.R
 	case c2 != nil && l2.ep.Name != l.ep.Name:
 		refuse(403, "Replaces names a call of another endpoint")
 		return
-	case c2 != nil && rp.earlyOnly:
+	}
+	early, ours := false, false
+	if c2 != nil {
+		c2.mu.Lock()
+		early = c2.state != stateEnded && !(l2 == c2.a && c2.aAnswered || l2 == c2.b && c2.bAnswered)
+		c2.mu.Unlock()
+		// wagate sent the INVITE of every leg but the A-leg of a call a
+		// peer's INVITE started.
+		ours = l2 != c2.a || c2.origin != ""
+	}
+	if c2 != nil && rp.earlyOnly && !early {
 		refuse(486, "Replaces is early-only and the call it names is answered")
 		return
 	}
@@ -61,6 +71,26 @@ func (s *Engine) referReplaces(c *call, l *leg, ep *configs.Endpoint, req *sip.R
 	x := &transfer{kind: events.TransferAttended, by: ep.Name, from: l, asked: now}
 	if err := c.beginTransfer(x); err != nil {
 		refuse(491, err.Error())
+		return
+	}
+	if early {
+		// The agent transfers before the party it consulted answered
+		// (semi-attended). The REFER is taken and its NOTIFY carries
+		// what the INVITE with Replaces would have got (RFC 3891 §3):
+		// the agent's own INVITE still ringing is an early dialog wagate
+		// did not initiate, which only its initiator may replace (481);
+		// wagate does not answer a call still ringing toward the agent
+		// to join it either (603). The caller stays with the agent, who
+		// may transfer once the call answers, or blind (docs/sip.md).
+		s.edge.Respond(tx, req, 202, "Accepted", func(res *sip.Response) { res.AppendHeader(s.edge.Contact(l.transport)) })
+		x.notify = s.newNotifier(c, l, req, c.transferorAlive(x))
+		x.notify.progress(100, "Trying")
+		code, reason := 481, "Call/Transaction Does Not Exist"
+		if ours {
+			code, reason = 603, "Decline"
+		}
+		log.Info("attended transfer: Replaces names a call not answered yet", "joined_call", c2.id, "code", code)
+		s.joinFailed(c, x, code, reason)
 		return
 	}
 	var x2 *transfer

@@ -3,11 +3,13 @@ package test
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/wagate/wagate/test/internal/metapeer"
 	"github.com/wagate/wagate/test/internal/rtppeer"
+	"github.com/wagate/wagate/test/internal/sipua"
 )
 
 // TestTransferBIC: a dialer's business-initiated call to a WhatsApp user,
@@ -156,4 +158,61 @@ func TestTransferClickToCall(t *testing.T) {
 	hangup(t, nc, "the new agent")
 	waitBye(t, mc, "the WhatsApp user")
 	w.waitIdle()
+}
+
+// TestTransferReplacesRingingCall: semi-attended transfer. A dialer's
+// agent has a WhatsApp user on one call and consults a second user
+// through wagate, then transfers while the second user's phone still
+// rings: a REFER whose Replaces names its own INVITE, an early dialog.
+// RFC 3891 §3 lets only a dialog's initiator replace it while early, so
+// the REFER is accepted and its NOTIFY says 481 (before: the REFER got
+// 491, which asks the PBX to retry); the first user stays with the agent.
+func TestTransferReplacesRingingCall(t *testing.T) {
+	t.Parallel()
+	c := startCtl(t, wagateOpts{MetaCodecs: bicMetaCodecs, DialerExtra: `, transfer: {allow: [{endpoint: pbx2, users: ["2*"]}]}`})
+	dialer := newGoPeer(t, c.e.Dialer, metapeer.Config{Profile: metapeer.ProfileG711})
+	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
+	defer cancel()
+	answered := answerAsync(ctx, c.meta, metapeer.AnswerSpec{})
+	dc, err := dialer.Call(ctx, metapeer.CallSpec{Target: c.w.SIPAddr, To: waUser, From: businessNumber})
+	if err != nil {
+		t.Fatalf("BIC: %v", err)
+	}
+	mc := waitAnswer(t, answered, "the WhatsApp user")
+	dc.Media.SetSource(rtppeer.NewTone(440, toneAmp, 8000))
+
+	answerNow := make(chan struct{})
+	answer := sync.OnceFunc(func() { close(answerNow) })
+	defer answer()
+	ringing := answerAsync(ctx, c.meta, metapeer.AnswerSpec{RingUntil: answerNow})
+	consult := make(chan *metapeer.Call, 1)
+	go func() {
+		cc, _ := dialer.Call(ctx, metapeer.CallSpec{Target: c.w.SIPAddr, To: "+447700900124", From: businessNumber})
+		consult <- cc
+	}()
+	var early *sipua.Msg
+	for deadline := time.Now().Add(replyLimit); early == nil; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the dialer's consultation call got no 180")
+		}
+		_, early = firstRecv(dialer.UA, func(m *sipua.Msg) bool { return !m.Request && m.Status == 180 })
+	}
+	referTo := replacesURI(c.e.WagateIP, early.Get("Call-ID"), early.ToTag(), early.FromTag())
+	if code, warn := refer(t, dc.Dialog, referTo); code != 202 {
+		t.Fatalf("REFER with Replaces of the ringing call: %d (%s), want 202", code, warn)
+	}
+	if n := waitNotifies(t, dc.Dialog); n[len(n)-1] != "SIP/2.0 481 Call/Transaction Does Not Exist" {
+		t.Errorf("NOTIFY sipfrags %q, want the last 481", n)
+	}
+	mustHear(t, "the first user still hears the agent", mc.Media, 48000, 440, time.Second)
+
+	answer()
+	waitAnswer(t, ringing, "the second user")
+	for _, cc := range []*metapeer.Call{<-consult, dc} {
+		if cc == nil {
+			t.Fatal("the consultation call was not answered")
+		}
+		hangup(t, cc, "the dialer")
+	}
+	c.w.waitIdle()
 }
