@@ -482,6 +482,23 @@ func (c *ctl) attendedJoin(t *testing.T) (rc1 recCall, m2 *metapeer.Call, meta2 
 	return rc1, m2, meta2, d2, referAt
 }
 
+// TestTransferAttendedSurvivesReload: two callers joined by an attended
+// transfer stay a call wagate can end after a SIGHUP moves the WhatsApp
+// endpoint to another address: the second caller's BYE from the old one
+// is taken, and the first caller gets its BYE.
+func TestTransferAttendedSurvivesReload(t *testing.T) {
+	t.Parallel()
+	c := startCtl(t, wagateOpts{})
+	rc1, m2, _, _, _ := c.attendedJoin(t)
+	c.e.rewriteConfig("source_cidrs: ["+c.e.Meta.IP+"/32]", "source_cidrs: ["+c.e.ip(30)+"/32]")
+	skip := len(c.w.logLines())
+	c.w.hup()
+	c.w.waitLogMsg("config reloaded", skip)
+	hangup(t, m2, "the second caller")
+	waitBye(t, rc1.meta, "the first caller")
+	c.w.waitIdle()
+}
+
 // TestTransferToHuntList: a REFER to sip:team@<wagate> rings the hunt
 // list team: its first target is busy (486), the second answers; the
 // caller then talks to it, the agent gets NOTIFY 200 and BYE, and the
