@@ -55,8 +55,10 @@ func (b *Bridge) AcceptAnswer(s Side, answer []byte) (StreamState, error) {
 // current stream (its port, codec, telephone-event and SRTP key) at
 // a=sendrecv whatever the last exchange said. wagate never holds a side
 // itself, and an offer repeating its answer to a hold (recvonly) could
-// only be answered with a hold: the peer could never resume. A dtls side,
-// and a side whose media is not agreed yet, get the SDP they have.
+// only be answered with a hold: the peer could never resume. Side A of a
+// call wagate originated, while B rings, is offered the codecs of its
+// answer (reofferToRinging). A dtls side, and a side whose media is not
+// agreed yet, get the SDP they have.
 func (b *Bridge) ReOffer(s Side) []byte {
 	b.mu.Lock()
 	defer b.mu.Unlock()
