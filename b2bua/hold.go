@@ -45,6 +45,13 @@ type callControl struct {
 	// joined is the call this one's media is linked to after an
 	// attended transfer: each ends the other.
 	joined *call
+	// Semi-attended transfer (join.go): handoverCh is set while the
+	// call's ring loop rings B for a dialer's or PBX's INVITE, handover
+	// once a REFER handed B over to another call's caller; handoverTo,
+	// on that other call, is the call whose answer it waits for.
+	handoverCh chan struct{}
+	handover   *handover
+	handoverTo *call
 }
 
 // SetMusicOnHold sets the audio a held caller hears (nil: comfort noise).

@@ -307,6 +307,10 @@ func (s *Engine) onBAnswer(c *call, bReq *sip.Request, btx sip.ClientTransaction
 		c.terminate(nil, "B-leg answer: "+err.Error())
 		return
 	}
+	if ho := s.takeAnswer(c); ho != nil {
+		s.joinHandover(c, ho)
+		return
+	}
 	ok := s.answerA(c, answer, cancelled)
 	if !ok {
 		return

@@ -303,7 +303,8 @@ type AnswerSpec struct {
 	// Ring sends 180 and waits this long before the 200 (0: answer at once).
 	Ring time.Duration
 	// RingUntil, when set, rings (after Ring) until it is closed: the
-	// test answers when it has done what it does while the call rings.
+	// test answers (or, with Reject, rejects) when it has done what it
+	// does while the call rings.
 	RingUntil <-chan struct{}
 	// Reject, when set, answers with this final code instead.
 	Reject int
@@ -332,6 +333,13 @@ func (p *Peer) Answer(ctx context.Context, spec AnswerSpec) (*Call, *sipua.Incom
 		return nil, nil, err
 	}
 	if spec.Reject != 0 {
+		if spec.RingUntil != nil {
+			in.Ring()
+			select {
+			case <-spec.RingUntil:
+			case <-ctx.Done():
+			}
+		}
 		in.Reject(spec.Reject, "Rejected")
 		return nil, in, ErrRejected
 	}
