@@ -52,6 +52,9 @@ type callControl struct {
 	handoverCh chan struct{}
 	handover   *handover
 	handoverTo *call
+	// aReleased: A's INVITE got its 487 for a handover; nothing else
+	// may answer it.
+	aReleased bool
 }
 
 // SetMusicOnHold sets the audio a held caller hears (nil: comfort noise).

@@ -251,6 +251,9 @@ func (s *Engine) takeAnswer(c *call) *handover {
 	c.cc.handover, c.cc.handoverCh = nil, nil
 	c.mu.Unlock()
 	if ho != nil && ch != nil && len(ch) > 0 {
+		c.mu.Lock()
+		c.cc.aReleased = true
+		c.mu.Unlock()
 		s.edge.Reject(c.aTx, c.aInvite, &sipedge.Rejection{Code: 487, Reason: "Request Terminated",
 			Log: "the agent transferred a caller to this call (semi-attended)"}, c.log)
 	}
