@@ -451,7 +451,7 @@ func TestFlowBICRefusedByGate(t *testing.T) {
 		{"daily cap", Admission{Code: 403, Reason: "Business Initiated Connected Call Per Day Limit Hit", MetaError: 138012, RetryAfter: 90*time.Minute + 500*time.Millisecond}, "5401", "Business Initiated Connected Call Per Day Limit Hit"},
 		{"busy", Admission{Code: 486, Reason: "Busy Here", MetaError: 138003}, "", "Busy Here"},
 		{"concurrency", Admission{Code: 503, Reason: "Service Unavailable", MetaError: 138002, RetryAfter: 5 * time.Second}, "5", "Service Unavailable"},
-		{"reason with a line break", Admission{Code: 403, Reason: "evil\r\nX-Injected: 1", MetaError: 138006}, "", "Request Failed"},
+		{"reason with a line break", Admission{Code: 403, Reason: "evil\r\nX-Injected: 1", MetaError: 138006}, "", "Forbidden"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

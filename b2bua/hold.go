@@ -45,6 +45,16 @@ type callControl struct {
 	// joined is the call this one's media is linked to after an
 	// attended transfer: each ends the other.
 	joined *call
+	// Semi-attended transfer (join.go): handoverCh is set while the
+	// call's ring loop rings B for a dialer's or PBX's INVITE, handover
+	// once a REFER handed B over to another call's caller; handoverTo,
+	// on that other call, is the call whose answer it waits for.
+	handoverCh chan struct{}
+	handover   *handover
+	handoverTo *call
+	// aReleased: A's INVITE got its 487 for a handover; nothing else
+	// may answer it.
+	aReleased bool
 }
 
 // SetMusicOnHold sets the audio a held caller hears (nil: comfort noise).
@@ -110,7 +120,14 @@ func (s *Engine) onReinvite(req *sip.Request, tx sip.ServerTransaction) {
 	x := c.cc.xfer
 	joining := !current && x != nil && x.leg == l && !x.connected
 	st, busy := c.state, c.cc.reinvite
-	if current && !busy && (st == stateConfirmed || st == stateAnswered) {
+	// A click-to-call's agent hears wagate's ringback while the user's
+	// phone rings: its PBX may refresh a session timer, move the media
+	// or hold meanwhile, and a 491 repeated until the user answers could
+	// end the call (RFC 4028). Its leg's media is wagate's own until
+	// then, so wagate answers from it, as after the answer.
+	ringing := st == stateCalling && l == c.a && c.agentUp && c.origin == OriginClickToCall
+	open := st == stateConfirmed || st == stateAnswered || ringing
+	if current && !busy && open {
 		c.cc.reinvite = true
 	}
 	c.mu.Unlock()
@@ -123,7 +140,7 @@ func (s *Engine) onReinvite(req *sip.Request, tx sip.ServerTransaction) {
 		// is gone (or going: its BYE is on the way), not one to retry.
 		s.edge.Respond(tx, req, 481, "Call/Transaction Does Not Exist", nil)
 		return
-	case busy || (st != stateConfirmed && st != stateAnswered):
+	case busy || !open:
 		s.edge.Respond(tx, req, 491, "Request Pending", nil)
 		return
 	}

@@ -182,11 +182,31 @@ func (s *Engine) ring(c *call, offer []byte) {
 	var (
 		aFinal bool // A already has its final response
 		cause  string
+		// released: A's INVITE was ended (487) by a semi-attended
+		// transfer that took B over (join.go); B rings on for it, and
+		// A's CANCEL or closed connection no longer stop it.
+		released bool
 	)
+	var handover chan struct{}
+	if c.route.Dir == sipedge.BIC && c.flow == nil {
+		handover = make(chan struct{}, 1)
+		c.mu.Lock()
+		c.cc.handoverCh = handover
+		c.mu.Unlock()
+		defer func() {
+			c.mu.Lock()
+			c.cc.handoverCh = nil
+			c.mu.Unlock()
+		}()
+	}
 	giveUpWith := func(r *sipedge.Rejection) {
 		if !aFinal {
 			aFinal = true
-			s.rejectA(c, r)
+			if released {
+				c.finalToA(r)
+			} else {
+				s.rejectA(c, r)
+			}
 		}
 		cause = r.Log
 		h.close()
@@ -242,7 +262,11 @@ func (s *Engine) ring(c *call, offer []byte) {
 			}
 			aFinal = true
 			h.close()
-			s.rejectA(c, &sipedge.Rejection{Code: r.code, Reason: r.reason, Relayed: r.relayed, Log: r.cause})
+			if rej := (&sipedge.Rejection{Code: r.code, Reason: r.reason, Relayed: r.relayed, Log: r.cause}); released {
+				c.finalToA(rej)
+			} else {
+				s.rejectA(c, rej)
+			}
 			if cause == "" {
 				cause = r.cause
 			}
@@ -260,7 +284,7 @@ func (s *Engine) ring(c *call, offer []byte) {
 		}
 		select {
 		case ev := <-h.events:
-			if ev.kind == evAnswered && !aFinal {
+			if ev.kind == evAnswered && !aFinal && !released {
 				// A's CANCEL told together with the 2xx came first: the
 				// 2xx crossed it.
 				select {
@@ -283,10 +307,24 @@ func (s *Engine) ring(c *call, offer []byte) {
 			}
 			h.handle(ev, aFinal, &cause)
 		case <-cancelled:
-			aCancelled()
+			if !released {
+				aCancelled()
+			}
+		case <-handover:
+			if aFinal {
+				continue // the call ends, and the transfer with it
+			}
+			// The agent transferred its caller to this call while it
+			// rings: its INVITE ends, and B rings on for the caller.
+			released = true
+			c.mu.Lock()
+			c.cc.aReleased = true
+			c.mu.Unlock()
+			s.edge.Reject(c.aTx, c.aInvite, &sipedge.Rejection{Code: 487, Reason: "Request Terminated",
+				Log: "the agent transferred a caller to this call (semi-attended)"}, c.log)
 		case <-aDone:
 			aDone = nil
-			if aFinal || !errors.Is(c.aTx.Err(), sip.ErrTransactionTransport) {
+			if aFinal || released || !errors.Is(c.aTx.Err(), sip.ErrTransactionTransport) {
 				continue
 			}
 			select {

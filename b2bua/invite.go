@@ -283,10 +283,14 @@ func (s *Engine) placeBLeg(c *call) {
 // onBAnswer handles B's 2xx: ACK it, answer A (unless A is gone, in which
 // case B is hung up at once), then wait for A's ACK.
 func (s *Engine) onBAnswer(c *call, bReq *sip.Request, btx sip.ClientTransaction, res *sip.Response, aGone bool, cause string, cancelled <-chan struct{}) {
+	// A released to a semi-attended transfer's handover has its 487.
+	c.mu.Lock()
+	released := c.cc.aReleased
+	c.mu.Unlock()
 	if s.ackB(c, bReq, btx, res) {
 		// Ended from outside (Hangup, Drain) as B answered: terminate did
 		// not know B was up.
-		if !aGone {
+		if !aGone && !released {
 			s.rejectA(c, c.earlyEnd())
 		}
 		s.sendBye(c, c.b)
@@ -305,8 +309,16 @@ func (s *Engine) onBAnswer(c *call, bReq *sip.Request, btx sip.ClientTransaction
 			// closed): A hears the call ended, not a media error.
 			r = c.earlyEnd()
 		}
-		s.rejectA(c, r)
+		if released {
+			c.finalToA(r)
+		} else {
+			s.rejectA(c, r)
+		}
 		c.terminate(nil, "B-leg answer: "+err.Error())
+		return
+	}
+	if ho := s.takeAnswer(c); ho != nil {
+		s.joinHandover(c, ho)
 		return
 	}
 	ok := s.answerA(c, answer, cancelled)

@@ -6,6 +6,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/wagate/wagate/configs"
 	"github.com/wagate/wagate/events"
+	"github.com/wagate/wagate/media"
 	sipedge "github.com/wagate/wagate/sip"
 )
 
@@ -53,7 +54,17 @@ func (s *Engine) referReplaces(c *call, l *leg, ep *configs.Endpoint, req *sip.R
 	case c2 != nil && l2.ep.Name != l.ep.Name:
 		refuse(403, "Replaces names a call of another endpoint")
 		return
-	case c2 != nil && rp.earlyOnly:
+	}
+	early, ours := false, false
+	if c2 != nil {
+		c2.mu.Lock()
+		early = c2.state != stateEnded && !(l2 == c2.a && c2.aAnswered || l2 == c2.b && c2.bAnswered)
+		c2.mu.Unlock()
+		// wagate sent the INVITE of every leg but the A-leg of a call a
+		// peer's INVITE started.
+		ours = l2 != c2.a || c2.origin != ""
+	}
+	if c2 != nil && rp.earlyOnly && !early {
 		refuse(486, "Replaces is early-only and the call it names is answered")
 		return
 	}
@@ -61,6 +72,34 @@ func (s *Engine) referReplaces(c *call, l *leg, ep *configs.Endpoint, req *sip.R
 	x := &transfer{kind: events.TransferAttended, by: ep.Name, from: l, asked: now}
 	if err := c.beginTransfer(x); err != nil {
 		refuse(491, err.Error())
+		return
+	}
+	if early {
+		// The agent transfers before the party it consulted answered
+		// (semi-attended). When that party is a call the agent placed
+		// through wagate, still ringing, wagate is the B2BUA of both
+		// dialogs: the agent's INVITE ends (487) and the caller joins
+		// the consulted party when it answers, as the agent would have
+		// had it joined then (handover). Otherwise the NOTIFY carries
+		// what the INVITE with Replaces would have got (RFC 3891 §3):
+		// an early dialog wagate did not initiate, which only its
+		// initiator may replace (481); wagate does not answer a call
+		// still ringing toward the agent to join it either (603).
+		s.edge.Respond(tx, req, 202, "Accepted", func(res *sip.Response) { res.AppendHeader(s.edge.Contact(l.transport)) })
+		x.notify = s.newNotifier(c, l, req, c.transferorAlive(x))
+		x.notify.progress(100, "Trying")
+		if !ours && l2 == c2.a && c2.takeHandover(c, x) {
+			x.notify.progress(180, "Ringing")
+			log.Info("semi-attended transfer: the caller joins the consulted call when it answers", "joined_call", c2.id)
+			c.updateMOH()
+			return
+		}
+		code, reason := 481, "Call/Transaction Does Not Exist"
+		if ours {
+			code, reason = 603, "Decline"
+		}
+		log.Info("attended transfer: Replaces names a call not answered yet", "joined_call", c2.id, "code", code)
+		s.joinFailed(c, x, code, reason)
 		return
 	}
 	var x2 *transfer
@@ -162,4 +201,126 @@ func (c *call) leaveForJoin(x *transfer, other *call) (bool, events.Transfer) {
 	rec.Connected, rec.JoinedCallID = true, other.id
 	c.cc.transfers = append(c.cc.transfers, rec)
 	return up, rec
+}
+
+// handover is a semi-attended transfer under way: call c's transfer x
+// joins c's caller to the call whose ringing INVITE the agent's Replaces
+// named, once that call's B answers.
+type handover struct {
+	c *call
+	x *transfer
+}
+
+// takeHandover makes c2, whose A (the agent) has not been answered and
+// whose ring loop rings B, hand B over to c's transfer x when B answers.
+// It reports false, changing nothing, when c2 cannot (answered, ended,
+// no ring loop, transferring).
+func (c2 *call) takeHandover(c *call, x *transfer) bool {
+	c2.mu.Lock()
+	ok := c2.state == stateCalling && !c2.aAnswered && c2.apiCause == "" && c2.cc.handoverCh != nil &&
+		c2.cc.handover == nil && c2.cc.handoverTo == nil && c2.cc.xfer == nil && c2.cc.joined == nil
+	if ok {
+		c2.cc.handover = &handover{c: c, x: x}
+		select {
+		case c2.cc.handoverCh <- struct{}{}:
+		default:
+		}
+	}
+	c2.mu.Unlock()
+	if !ok {
+		return false
+	}
+	c.mu.Lock()
+	c.cc.handoverTo = c2
+	ended := c.state == stateEnded
+	c.mu.Unlock()
+	if ended {
+		// c ended as it was taken: its end did not see handoverTo.
+		c2.terminate(nil, "the caller it was to be joined to ended")
+	}
+	return true
+}
+
+// takeAnswer decides, as c's B answered, whether B goes to a
+// semi-attended transfer's caller (the handover) or to A: from here on
+// no REFER can take B over. Called by the ring loop (onBAnswer); a
+// handover its loop had not seen yet still owes A its 487.
+func (s *Engine) takeAnswer(c *call) *handover {
+	c.mu.Lock()
+	ho, ch := c.cc.handover, c.cc.handoverCh
+	c.cc.handover, c.cc.handoverCh = nil, nil
+	c.mu.Unlock()
+	if ho != nil && ch != nil && len(ch) > 0 {
+		c.mu.Lock()
+		c.cc.aReleased = true
+		c.mu.Unlock()
+		s.edge.Reject(c.aTx, c.aInvite, &sipedge.Rejection{Code: 487, Reason: "Request Terminated",
+			Log: "the agent transferred a caller to this call (semi-attended)"}, c.log)
+	}
+	return ho
+}
+
+// joinHandover joins c2, whose B answered, to the caller of the
+// semi-attended transfer ho: c2's media starts, and the two calls are
+// joined as an attended transfer joins them.
+func (s *Engine) joinHandover(c2 *call, ho *handover) {
+	c, x := ho.c, ho.x
+	c2.bridge.Start(func(err error) {
+		c2.log.Warn("media ended", "error", err)
+		c2.terminate(nil, media.HangupCause(err))
+	})
+	c2.mu.Lock()
+	live := c2.state == stateCalling
+	x2 := &transfer{kind: events.TransferAttended, by: x.by, from: c2.a, asked: x.asked}
+	if live {
+		c2.state = stateConfirmed
+		c2.answeredAt = time.Now()
+		c2.cc.xfer = x2
+		c2.cc.count++
+	}
+	c2.mu.Unlock()
+	c.mu.Lock()
+	c.cc.handoverTo = nil
+	c.mu.Unlock()
+	if !live {
+		s.handoverFailed(ho, 487, "Request Terminated")
+		return
+	}
+	s.notifyAnswered(c2)
+	c2.log.Info("call answered; joined to the caller of a semi-attended transfer", "joined_call", c.id)
+	s.join(c, x, c2, x2)
+	c2.mu.Lock()
+	joined := c2.cc.joined != nil
+	c2.mu.Unlock()
+	if !joined {
+		// The caller could not be joined (it ended as B answered): B,
+		// answered for it, has nobody to talk to.
+		c2.terminate(nil, "the caller it was to be joined to ended")
+	}
+}
+
+// handoverFailed ends the semi-attended transfer ho whose consulted call
+// ended unanswered (code and reason its final): the agent, if still
+// there, is told and has its caller back; a caller whose agent left
+// meanwhile has nobody left, and its call ends.
+func (s *Engine) handoverFailed(ho *handover, code int, reason string) {
+	c, x := ho.c, ho.x
+	if code < 300 {
+		code, reason = 487, "Request Terminated"
+	}
+	c.mu.Lock()
+	c.cc.handoverTo = nil
+	gone, ended := x.fromGone, c.state == stateEnded
+	c.mu.Unlock()
+	if ended {
+		// Its end cut the transfer short; the REFER's subscription ends
+		// (nobody is left to NOTIFY).
+		x.notify.final(code, reason, nil)
+		return
+	}
+	s.joinFailed(c, x, code, reason)
+	c.log.Info("semi-attended transfer failed: the consulted call was not answered", "code", code, "agent_left", gone)
+	if gone {
+		c.terminate(nil, "semi-attended transfer failed ("+itoa(code)+"); the agent had left")
+	}
 }

@@ -244,6 +244,9 @@ func (s *Engine) userAnswered(c *call, ob originBridge, req *sip.Request, tx sip
 	s.journalUp(c)
 	c.log.Info("call answered", "setup_ms", time.Since(c.created).Milliseconds())
 	s.startRecording(c)
+	// An agent that held while the user's phone rang (its re-INVITE
+	// was answered then) is still holding: the user hears music.
+	c.updateMOH()
 }
 
 // resetOutcome records how the user's call ended, replacing the

@@ -441,9 +441,19 @@ func linkBridges(b1 Bridge, s1 media.Side, b2 Bridge, s2 media.Side) error {
 // with it (a transfer under way sees the end by itself).
 func (c *call) endControl() {
 	c.mu.Lock()
-	j := c.cc.joined
+	j, ho, to := c.cc.joined, c.cc.handover, c.cc.handoverTo
+	c.cc.handover, c.cc.handoverTo = nil, nil
+	code, reason := c.finalCode, c.finalReason
 	c.mu.Unlock()
 	if j != nil {
 		j.terminate(nil, "the call it was joined to ended")
+	}
+	if to != nil {
+		// The caller of a semi-attended transfer is gone: the call it
+		// was to join stops ringing.
+		to.terminate(nil, "the caller it was to be joined to ended")
+	}
+	if ho != nil {
+		c.srv.handoverFailed(ho, code, reason)
 	}
 }

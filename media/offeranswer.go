@@ -63,6 +63,10 @@ type negotiation struct {
 	// (OfferA); ring is the ringback A hears until B answers.
 	offerToA []byte
 	ring     *Playback
+	// holdA is the direction A's re-INVITE said while it heard the
+	// ringback (reofferRinging; "" for none): B's answer starts the
+	// call's media with A held if it was.
+	holdA Direction
 }
 
 // session is our SDP session toward side s.
@@ -251,6 +255,10 @@ func (b *Bridge) AnswerB(answerB []byte) ([]byte, error) {
 		ptime: ma.Ptime, askPtime: askA}
 	if n.eventA.Name != "" {
 		sideA.event, sideA.recvEvent = n.eventA, []uint8{n.eventA.PT}
+	}
+	if n.offerToA != nil && n.holdA != "" {
+		sideA.noSend = n.holdA == SendOnly || n.holdA == Inactive
+		sideA.quiet = n.holdA != SendRecv
 	}
 	sideB := &sideMedia{peer: peerB, codec: codecB, recvAudio: []uint8{off.PT, codecB.PT},
 		ptime: mb.Ptime, askPtime: n.offerPtime}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
+	"sync/atomic"
 	"time"
 )
 
@@ -177,4 +179,141 @@ func (r *RingbackTone) ReadFrame(pcm []int16) bool {
 		r.n++
 	}
 	return true
+}
+
+// ringingA reports whether the bridge is a call wagate originated whose
+// side A answered and whose side B has not: A hears the ringback and has
+// nobody else to hold for. Called with b.mu held.
+func (n *negotiation) ringingA() bool {
+	return n.offerToA != nil && n.offerA != nil && n.sides[SideA] == nil
+}
+
+// reofferRinging applies side A's SDP while it hears the ringback
+// (ringingA): an offer in its re-INVITE (a session-timer refresh, media
+// moved to another address, a hold) or its answer to ReOffer's offer.
+// Until B answers, A's answer to OfferA stands in for A's offer: the
+// offer to B was built from its codecs (candidates) with A's payload
+// types, and B may answer with any of them. So the SDP must keep the
+// codec the ringback is played in (the first candidate), with its
+// payload type; candidates it drops are taken out (B's answer then
+// transcodes to one A kept). A's new address, direction and packet time
+// apply at once to the ringback, and from B's answer to the call's
+// media, as if A's answer had said them. The answer, for an offer, names
+// the kept candidates from A's port. Called with b.mu held; errors
+// change nothing.
+func (b *Bridge) reofferRinging(d *Description, isOffer bool) ([]byte, StreamState, error) {
+	n := &b.neg
+	what := "re-offer"
+	if !isOffer {
+		what = "answer to the re-offer"
+	}
+	cfgA := b.legs[SideA].cfg
+	idx, err := pickAudio(d, cfgA)
+	if err != nil {
+		return nil, StreamState{}, fmt.Errorf("media: %s from A: %w", what, err)
+	}
+	m := &d.Media[idx]
+	if !m.Connection.IsValid() {
+		return nil, StreamState{}, fmt.Errorf("media: %s from A: %w", what, badSDP(0, "no c= for the audio stream"))
+	}
+	same := func(x, y Codec) bool {
+		return x.PT == y.PT && canonicalCodec(x.Name) == canonicalCodec(y.Name) && x.ClockRate == y.ClockRate
+	}
+	var kept []Codec
+	for _, c := range n.candidates {
+		if slices.ContainsFunc(m.Codecs, func(o Codec) bool { return same(o, c) }) {
+			kept = append(kept, c)
+		}
+	}
+	if len(kept) == 0 || !same(kept[0], n.candidates[0]) {
+		return nil, StreamState{}, fmt.Errorf("%w: the %s from A (%s) drops %s/%d, which A answered with first and the call to B was offered with",
+			ErrNoCommonCodec, what, codecNames(m.Codecs), n.candidates[0].Name, n.candidates[0].PT)
+	}
+	_, event := selectCodecs(m.Codecs, nil)
+	if event.Name != "" && event.PT != n.eventA.PT {
+		event = Codec{} // B was offered A's old number: keep none
+	}
+	addr := mediaAddr(m)
+	dir := holdDirection(d.EffectiveDirection(m), addr)
+	st := StreamState{Direction: dir, Hold: dir == SendOnly || dir == Inactive}
+	old := n.peerA
+	if addr.IsValid() && addr != old.rtp || m.RTCPMux != old.mux || rtcpAddr(m, m.RTCPMux) != old.rtcp {
+		np := &remote{rtp: old.rtp, rtcp: old.rtcp, mux: m.RTCPMux}
+		if addr.IsValid() {
+			st.Moved = addr != old.rtp
+			np.rtp, np.rtcp = addr, rtcpAddr(m, m.RTCPMux)
+		}
+		np.natFrom(cfgA, b.m.relatch)
+		b.swapRemote(old, np)
+	}
+	var body []byte
+	if isOffer {
+		ans := Media{Type: "audio", Port: b.legs[SideA].pair.port, Proto: m.Proto, Codecs: slices.Clone(kept),
+			Ptime: orPtime(m.Ptime, 20), RTCPMux: m.RTCPMux, Direction: reverse(dir)}
+		if event.Name != "" {
+			ans.Codecs = append(ans.Codecs, event)
+		}
+		out := Description{Connection: b.m.advertise, Media: make([]Media, len(d.Media))}
+		for i, om := range d.Media {
+			if i == idx {
+				out.Media[i] = ans
+				continue
+			}
+			out.Media[i] = Media{Type: om.Type, Port: 0, Proto: om.Proto, Formats: om.Formats}
+		}
+		body = n.sdpA.marshal(&out, b.m.advertise)
+		// What A has from wagate now: the SDP a later ReOffer and
+		// LocalSDP start from.
+		n.offerToA = body
+	}
+	// B's answer reads A's stream from offerA (its packet time, its
+	// mux) and builds A's side from the candidates.
+	n.offerA, n.audio = d, idx
+	if len(kept) < len(n.candidates) {
+		for i, o := range n.offered {
+			if n.common[i] && !slices.ContainsFunc(kept, func(c Codec) bool { return c.PT == o.PT }) {
+				n.common[i] = false
+			}
+		}
+	}
+	n.candidates, n.eventA = kept, event
+	n.holdA = dir
+	for _, p := range []*atomic.Pointer[route]{&b.routeAB, &b.routeBA} {
+		if rt := p.Load(); rt != nil {
+			c := *rt
+			if c.to == n.peerA {
+				c.mute = st.Hold || !addr.IsValid()
+				c.out = withPtime(codecFmt{name: c.out.name, rate: c.out.rate}, m.Ptime)
+			}
+			if c.from == n.peerA {
+				c.quiet = dir != SendRecv
+			}
+			p.Store(&c)
+		}
+	}
+	for _, dr := range b.dirs {
+		if dr != nil && dr.timeoutJob != nil {
+			dr.timeoutJob.Wake(time.Time{})
+		}
+	}
+	b.log.Info("media: "+what+" from A accepted while B rings", "addr", addr, "direction", dir, "moved", st.Moved,
+		"codec", kept[0].Name, "pt", kept[0].PT)
+	return body, st, nil
+}
+
+// reofferToRinging is ReOffer's offer to side A while it hears the
+// ringback (ringingA): the candidates A answered with, at sendrecv, from
+// A's port. Called with b.mu held.
+func (b *Bridge) reofferToRinging() []byte {
+	n := &b.neg
+	ma := &n.offerA.Media[n.audio]
+	mo := Media{Type: "audio", Port: b.legs[SideA].pair.port, Proto: b.legs[SideA].cfg.proto(), Codecs: slices.Clone(n.candidates),
+		Ptime: orPtime(ma.Ptime, 20), RTCPMux: ma.RTCPMux, Direction: SendRecv}
+	if n.eventA.Name != "" {
+		mo.Codecs = append(mo.Codecs, n.eventA)
+	}
+	out := Description{Connection: b.m.advertise, Media: []Media{mo}}
+	body := n.sdpA.marshal(&out, b.m.advertise)
+	n.offerToA = body
+	return bytes.Clone(body)
 }

@@ -1,6 +1,7 @@
 package media
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -86,5 +87,68 @@ func TestOriginateRingbackThenBridge(t *testing.T) {
 	}
 	if s := b.Stats(); s.Played == 0 {
 		t.Errorf("stats: %+v, want played ringback packets", s)
+	}
+}
+
+// TestOriginateReofferWhileRinging: while B rings, side A's re-INVITE is
+// answered from A's own stream: an offer without the codec the ringback
+// is played in is refused and changes nothing; one that moves A's media
+// gets our same port and the ringback follows it; a hold is answered
+// recvonly, and holds A once B answers; ReOffer offers A's codec again.
+func TestOriginateReofferWhileRinging(t *testing.T) {
+	t.Cleanup(func() { checkNoRelayGoroutines(t) })
+	m := newTestManager(t, 2, 0, 0)
+	agent, moved, meta := newPeer(t), newPeer(t), newSRTPPeer(t, srtpSuites[0])
+	b, err := m.NewCallBridge("c2c", testLogger(t),
+		LegConfig{Encryption: EncryptionNone, Codecs: []string{"PCMU", "PCMA"}},
+		LegConfig{Encryption: EncryptionSDES, WhatsApp: true, Codecs: []string{"opus"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	offerA, err := b.OfferA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := mustParse(t, offerA).Media[0].Port
+	offerB, err := b.AnswerA(pcmuAnswer(agent.port()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Start(nil)
+	if _, err := b.Ringback(&RingbackTone{}); err != nil {
+		t.Fatal(err)
+	}
+	pcma := sdpOffer(moved.port(), "RTP/AVP", "8", "rtpmap:8 PCMA/8000")
+	if _, _, err := b.AcceptOffer(SideA, pcma); !errors.Is(err, ErrNoCommonCodec) {
+		t.Fatalf("re-offer without PCMU: %v, want ErrNoCommonCodec", err)
+	}
+	ans, st, err := b.AcceptOffer(SideA, pcmuAnswer(moved.port()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := mustParse(t, ans).Media[0]; d.Port != port || d.Codecs[0].PT != 0 || d.Direction != SendRecv || !st.Moved {
+		t.Fatalf("answer to the move (moved %v): %s", st.Moved, ans)
+	}
+	if pkt := moved.recv(time.Second); pkt == nil || readHdr(pkt).pt != 0 {
+		t.Fatal("no PCMU ringback at A's new address")
+	}
+	hold := sdpOffer(moved.port(), "RTP/AVP", "0 101", "rtpmap:0 PCMU/8000", "rtpmap:101 telephone-event/8000", "sendonly")
+	ans, st, err = b.AcceptOffer(SideA, hold)
+	if err != nil || !st.Hold || mustParse(t, ans).Media[0].Direction != RecvOnly {
+		t.Fatalf("answer to the hold (hold %v, %v): %s", st.Hold, err, ans)
+	}
+	if d := mustParse(t, b.ReOffer(SideA)).Media[0]; d.Port != port || d.Codecs[0].Name != "PCMU" || d.Direction != SendRecv {
+		t.Fatalf("ReOffer while ringing: %+v", d)
+	}
+	dB := mustParse(t, offerB)
+	meta.learn(t, cryptoAttr(t, dB, 1))
+	answerB := sdpOffer(meta.port(), "RTP/SAVP", "111 126", "rtpmap:111 opus/48000/2", "rtpmap:126 telephone-event/8000",
+		"ptime:20", "rtcp-mux", "crypto:1 "+meta.crypto(1)[2:])
+	if err := b.AnswerBAfterRingback(answerB); err != nil {
+		t.Fatal(err)
+	}
+	if !b.Held(SideA) {
+		t.Error("A held while B rang is not held once B answered")
 	}
 }

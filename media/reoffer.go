@@ -55,13 +55,18 @@ func (b *Bridge) AcceptAnswer(s Side, answer []byte) (StreamState, error) {
 // current stream (its port, codec, telephone-event and SRTP key) at
 // a=sendrecv whatever the last exchange said. wagate never holds a side
 // itself, and an offer repeating its answer to a hold (recvonly) could
-// only be answered with a hold: the peer could never resume. A dtls side,
-// and a side whose media is not agreed yet, get the SDP they have.
+// only be answered with a hold: the peer could never resume. Side A of a
+// call wagate originated, while B rings, is offered the codecs of its
+// answer (reofferToRinging). A dtls side, and a side whose media is not
+// agreed yet, get the SDP they have.
 func (b *Bridge) ReOffer(s Side) []byte {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	n := &b.neg
 	cur := n.sides[s]
+	if !b.closed && s == SideA && n.ringingA() {
+		return b.reofferToRinging()
+	}
 	if b.closed || cur == nil || n.sides[s.other()] == nil || b.legs[s].sec.Load() != nil {
 		return slices.Clone(n.sent[s])
 	}
@@ -108,6 +113,9 @@ func (b *Bridge) accept(s Side, sdp []byte, isOffer bool) ([]byte, StreamState, 
 	}
 	n := &b.neg
 	cur := n.sides[s]
+	if s == SideA && n.ringingA() {
+		return b.reofferRinging(d, isOffer)
+	}
 	if cur == nil || n.sides[s.other()] == nil {
 		if n.local && s == SideA && n.sent[SideA] != nil {
 			// A call wagate answered itself, its B not connected: A's

@@ -179,18 +179,28 @@ func truncate(s string, n int) string {
 	return s
 }
 
+// DefaultReason is the reason phrase of a response wagate words itself:
+// RFC 3261's for the codes it sends, else the class's.
 func DefaultReason(code int) string {
 	switch code {
+	case 400:
+		return "Bad Request"
+	case 403:
+		return "Forbidden"
 	case 404:
 		return "Not Found"
 	case 480:
 		return "Temporarily Unavailable"
 	case 486:
 		return "Busy Here"
+	case 481:
+		return "Call/Transaction Does Not Exist"
 	case 487:
 		return "Request Terminated"
 	case 488:
 		return "Not Acceptable Here"
+	case 491:
+		return "Request Pending"
 	case 503:
 		return "Service Unavailable"
 	case 603:

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -641,5 +642,58 @@ func TestClickToCallAgentByeAtOnce(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 	}
+	w.waitIdle()
+}
+
+// TestClickToCallReinviteWhileUserRings: while the user's phone rings the
+// agent's PBX re-INVITEs, moving its media to a new port (a session
+// refresh or a media server taking over). wagate answers 200 from its
+// same address (before: 491 until the user answered, which can end a
+// session-timer PBX's call), plays the ringback to the new port, and once
+// the user answers the agent's new stream and the user hear each other.
+func TestClickToCallReinviteWhileUserRings(t *testing.T) {
+	t.Parallel()
+	e, w, rx, meta, agent := c2cEnv(t, "")
+	grantPermission(t, e, waUser, "temporary")
+	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
+	defer cancel()
+	answerNow := make(chan struct{})
+	answer := sync.OnceFunc(func() { close(answerNow) })
+	defer answer()
+	agentAns := answerAsync(ctx, agent, metapeer.AnswerSpec{})
+	metaAns := answerAsync(ctx, meta, metapeer.AnswerSpec{RingUntil: answerNow})
+	doc := startC2C(t, e, c2cBody(""), "")
+	acall := waitAnswer(t, agentAns, "the agent")
+	waitRinging(t, rx, doc.CallID)
+
+	s, err := rtppeer.Listen(rtppeer.Config{IP: e.PBX.IP, Codec: rtppeer.PCMU, EventPT: 101})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	offer := rtppeer.Desc{IP: e.PBX.IP, Port: s.Port(), Codecs: []rtppeer.Codec{rtppeer.PCMU}, EventPT: 101, Ptime: 20}.Marshal()
+	sdp, err := rtppeer.ParseSDP([]byte(reinvite(t, acall, offer)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := sdp.Addr().String(), sdpAddr(t, acall.Remote); got != want {
+		t.Errorf("wagate answered the re-INVITE from %s, want its same address %s", got, want)
+	}
+	if err := s.Start(sdp.Addr(), nil); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(replyLimit); s.Stats().Received < 10; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent's new port got %d packets of ringback, want 10", s.Stats().Received)
+		}
+	}
+	answer()
+	mcall := waitAnswer(t, metaAns, "the Meta peer")
+	s.SetSource(rtppeer.NewTone(1000, toneAmp, 8000))
+	mcall.Media.SetSource(rtppeer.NewTone(700, toneAmp, 48000))
+	mustHear(t, "the user hears the agent's new stream", mcall.Media, 48000, 1000, 1500*time.Millisecond)
+	mustHear(t, "the agent's new stream hears the user", s, 8000, 700, 1500*time.Millisecond)
+	hangup(t, mcall, "the user")
+	waitBye(t, acall, "the agent")
 	w.waitIdle()
 }

@@ -2,12 +2,16 @@ package test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/wagate/wagate/test/internal/metapeer"
 	"github.com/wagate/wagate/test/internal/rtppeer"
+	"github.com/wagate/wagate/test/internal/sipua"
 )
 
 // TestTransferBIC: a dialer's business-initiated call to a WhatsApp user,
@@ -156,4 +160,129 @@ func TestTransferClickToCall(t *testing.T) {
 	hangup(t, nc, "the new agent")
 	waitBye(t, mc, "the WhatsApp user")
 	w.waitIdle()
+}
+
+// TestTransferReplacesRingingCall: semi-attended transfer. A dialer's
+// agent has a WhatsApp user on one call, consults a second user through
+// wagate and transfers while that phone still rings: a REFER whose
+// Replaces names its own INVITE, an early dialog. wagate answers 202 and
+// NOTIFYs 100 and 180, ends the agent's INVITE with 487, and when the
+// second user answers NOTIFYs 200, hangs up the agent's first leg and
+// joins the two users, who hear each other (before: the REFER got 491).
+func TestTransferReplacesRingingCall(t *testing.T) {
+	t.Parallel()
+	c, dc, mc, ringing, answer := semiAttended(t, metapeer.AnswerSpec{})
+	answer()
+	mc2 := waitAnswer(t, ringing, "the second user")
+	mc2.Media.SetSource(rtppeer.NewTone(700, toneAmp, 48000))
+	waitBye(t, dc, "the agent's first call")
+	if n := waitNotifies(t, dc.Dialog); strings.Join(n, ",") != "SIP/2.0 100 Trying,SIP/2.0 180 Ringing,SIP/2.0 200 OK" {
+		t.Errorf("NOTIFY sipfrags %q, want 100, 180, 200", n)
+	}
+	mustHear(t, "the first user hears the second", mc.Media, 48000, 700, time.Second)
+	mustHear(t, "the second user hears the first", mc2.Media, 48000, 1000, time.Second)
+	hangup(t, mc, "the first user")
+	waitBye(t, mc2, "the second user")
+	c.w.waitIdle()
+}
+
+// TestTransferReplacesRingingCallDeclined: the second user of a
+// semi-attended transfer declines (486): the agent's NOTIFY says so, and
+// the first user is back with the agent, hearing it.
+func TestTransferReplacesRingingCallDeclined(t *testing.T) {
+	t.Parallel()
+	c, dc, mc, _, decline := semiAttended(t, metapeer.AnswerSpec{Reject: 486})
+	decline()
+	if n := waitNotifies(t, dc.Dialog); !strings.HasPrefix(n[len(n)-1], "SIP/2.0 486 ") {
+		t.Errorf("NOTIFY sipfrags %q, want the last 486", n)
+	}
+	dc.Media.SetSource(rtppeer.NewTone(440, toneAmp, 8000))
+	mustHear(t, "the first user hears the agent again", mc.Media, 48000, 440, time.Second)
+	hangup(t, dc, "the agent")
+	waitBye(t, mc, "the first user")
+	c.w.waitIdle()
+}
+
+// semiAttended places a dialer's BIC to the first user (answered, sending
+// 1 kHz) and a second BIC that Meta rings until the returned func is
+// called, then answers as spec says; the dialer REFERs the first call
+// with Replaces naming its ringing INVITE, which must get 202, and whose
+// INVITE must end with 487.
+func semiAttended(t *testing.T, spec metapeer.AnswerSpec) (*ctl, *metapeer.Call, *metapeer.Call, <-chan answerResult, func()) {
+	t.Helper()
+	c := startCtl(t, wagateOpts{MetaCodecs: bicMetaCodecs, DialerExtra: `, transfer: {allow: [{endpoint: pbx2, users: ["2*"]}]}`})
+	dialer := newGoPeer(t, c.e.Dialer, metapeer.Config{Profile: metapeer.ProfileG711})
+	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
+	t.Cleanup(cancel)
+	answered := answerAsync(ctx, c.meta, metapeer.AnswerSpec{})
+	dc, err := dialer.Call(ctx, metapeer.CallSpec{Target: c.w.SIPAddr, To: waUser, From: businessNumber})
+	if err != nil {
+		t.Fatalf("BIC: %v", err)
+	}
+	mc := waitAnswer(t, answered, "the first user")
+	mc.Media.SetSource(metaTone())
+
+	release := make(chan struct{})
+	answer := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(answer)
+	spec.RingUntil = release
+	ringing := answerAsync(ctx, c.meta, spec)
+	consult := make(chan error, 1)
+	go func() {
+		_, err := dialer.Call(ctx, metapeer.CallSpec{Target: c.w.SIPAddr, To: "+447700900124", From: businessNumber})
+		consult <- err
+	}()
+	var early *sipua.Msg
+	for deadline := time.Now().Add(replyLimit); early == nil; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the dialer's consultation call got no 180")
+		}
+		_, early = firstRecv(dialer.UA, func(m *sipua.Msg) bool { return !m.Request && m.Status == 180 })
+	}
+	referTo := replacesURI(c.e.WagateIP, early.Get("Call-ID"), early.ToTag(), early.FromTag())
+	if code, warn := refer(t, dc.Dialog, referTo); code != 202 {
+		t.Fatalf("REFER with Replaces of the ringing call: %d (%s), want 202", code, warn)
+	}
+	var se *sipua.StatusError
+	if err := <-consult; !errors.As(err, &se) || se.Code != 487 {
+		t.Errorf("the agent's consultation INVITE ended with %v, want 487", err)
+	}
+	return c, dc, mc, ringing, answer
+}
+
+// TestTransferReplacesRingingCallCallerHangsUp: the first user of a
+// semi-attended transfer hangs up while the second user's phone rings:
+// Meta's INVITE for the second is cancelled and nothing is left, the
+// REFER's NOTIFYs included (their sender held the shutdown 5 s).
+func TestTransferReplacesRingingCallCallerHangsUp(t *testing.T) {
+	t.Parallel()
+	c, _, mc, ringing, _ := semiAttended(t, metapeer.AnswerSpec{})
+	hangup(t, mc, "the first user")
+	select {
+	case r := <-ringing:
+		if r.err == nil {
+			t.Error("the second user was connected after the first hung up")
+		}
+	case <-time.After(replyLimit):
+		t.Error("the second user's INVITE was not cancelled")
+	}
+	c.w.waitIdle()
+	c.w.terminate()
+	for _, l := range c.w.logLines() {
+		if l.str("level") == "WARN" {
+			t.Errorf("wagate warned: %s", l.str("msg"))
+		}
+	}
+}
+
+// TestTransferReplacesRingingCallAgentGone: the agent hangs up as soon as
+// its semi-attended transfer is accepted, and the second user declines:
+// the first user, with nobody left, gets BYE.
+func TestTransferReplacesRingingCallAgentGone(t *testing.T) {
+	t.Parallel()
+	c, dc, mc, _, decline := semiAttended(t, metapeer.AnswerSpec{Reject: 486})
+	hangup(t, dc, "the agent")
+	decline()
+	waitBye(t, mc, "the first user")
+	c.w.waitIdle()
 }

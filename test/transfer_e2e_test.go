@@ -411,32 +411,7 @@ func TestTransferRefused(t *testing.T) {
 func TestTransferAttended(t *testing.T) {
 	t.Parallel()
 	c := startCtl(t, wagateOpts{})
-	const user2 = "+447700900124"
-	meta2 := newGoPeer(t, peer{Name: "meta2", IP: c.e.Meta.IP, Port: freeUDPPort(t, c.e.Meta.IP)}, metapeer.Config{KeepFrames: true})
-	rc1 := c.call(t)
-	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
-	defer cancel()
-	answered := answerAsync(ctx, c.pbx, metapeer.AnswerSpec{})
-	m2, err := meta2.Call(ctx, metapeer.CallSpec{Target: c.w.SIPAddr, To: businessNumber, From: user2})
-	if err != nil {
-		t.Fatalf("second UIC: %v", err)
-	}
-	p2 := waitAnswer(t, answered, "the agent (second call)")
-	m2.Media.SetSource(rtppeer.NewTone(700, toneAmp, 48000))
-	mustHear(t, "the agent hears the second caller", p2.Media, 8000, 700, time.Second)
-
-	d2 := p2.Dialog
-	replaces := fmt.Sprintf("%s;to-tag=%s;from-tag=%s", d2.CallID, d2.RemoteTag, d2.LocalTag)
-	referTo := fmt.Sprintf("<sip:1001@%s?Replaces=%s>", c.e.WagateIP, strings.NewReplacer("@", "%40", ";", "%3B", "=", "%3D").Replace(replaces))
-	referAt := time.Now()
-	if code, warn := refer(t, rc1.pbx.Dialog, referTo); code != 202 {
-		t.Fatalf("REFER with Replaces: %d (%s), want 202", code, warn)
-	}
-	if n := waitNotifies(t, rc1.pbx.Dialog); len(n) == 0 || n[len(n)-1] != "SIP/2.0 200 OK" {
-		t.Errorf("NOTIFY sipfrags %q, want the last to be 200 OK", n)
-	}
-	waitBye(t, rc1.pbx, "the agent's first call")
-	waitBye(t, p2, "the agent's second call")
+	rc1, m2, meta2, d2, referAt := c.attendedJoin(t)
 	mustHear(t, "the first caller hears the second", rc1.meta.Media, 48000, 700, 1500*time.Millisecond)
 	mustHear(t, "the second caller hears the first", m2.Media, 48000, 1000, 1500*time.Millisecond)
 	checkStream(t, "toward the first caller during the join", rc1.meta.Media, referAt, time.Now())
@@ -464,6 +439,64 @@ func TestTransferAttended(t *testing.T) {
 			t.Errorf("%s: CDR hangup_by %q cause %q, want %q", x.what, x.cdr.HangupBy, x.cdr.Cause, x.hangupBy)
 		}
 	}
+}
+
+// replacesURI is a Refer-To at host whose Replaces names the dialog
+// callID with the REFER's sender's tag fromTag and its peer's toTag.
+func replacesURI(host, callID, toTag, fromTag string) string {
+	replaces := fmt.Sprintf("%s;to-tag=%s;from-tag=%s", callID, toTag, fromTag)
+	return fmt.Sprintf("<sip:1001@%s?Replaces=%s>", host, strings.NewReplacer("@", "%40", ";", "%3B", "=", "%3D").Replace(replaces))
+}
+
+// attendedJoin places two UICs to the agent (extension 1001), the second
+// caller (meta2, on Meta's address) sending 700 Hz, and joins them with
+// the agent's REFER with Replaces; it returns once the agent's two legs
+// got their BYEs.
+func (c *ctl) attendedJoin(t *testing.T) (rc1 recCall, m2 *metapeer.Call, meta2 *metapeer.Peer, d2 *sipua.Dialog, referAt time.Time) {
+	t.Helper()
+	const user2 = "+447700900124"
+	meta2 = newGoPeer(t, peer{Name: "meta2", IP: c.e.Meta.IP, Port: freeUDPPort(t, c.e.Meta.IP)}, metapeer.Config{KeepFrames: true})
+	rc1 = c.call(t)
+	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
+	defer cancel()
+	answered := answerAsync(ctx, c.pbx, metapeer.AnswerSpec{})
+	m2, err := meta2.Call(ctx, metapeer.CallSpec{Target: c.w.SIPAddr, To: businessNumber, From: user2})
+	if err != nil {
+		t.Fatalf("second UIC: %v", err)
+	}
+	p2 := waitAnswer(t, answered, "the agent (second call)")
+	m2.Media.SetSource(rtppeer.NewTone(700, toneAmp, 48000))
+	mustHear(t, "the agent hears the second caller", p2.Media, 8000, 700, time.Second)
+
+	d2 = p2.Dialog
+	referTo := replacesURI(c.e.WagateIP, d2.CallID, d2.RemoteTag, d2.LocalTag)
+	referAt = time.Now()
+	if code, warn := refer(t, rc1.pbx.Dialog, referTo); code != 202 {
+		t.Fatalf("REFER with Replaces: %d (%s), want 202", code, warn)
+	}
+	if n := waitNotifies(t, rc1.pbx.Dialog); len(n) == 0 || n[len(n)-1] != "SIP/2.0 200 OK" {
+		t.Errorf("NOTIFY sipfrags %q, want the last to be 200 OK", n)
+	}
+	waitBye(t, rc1.pbx, "the agent's first call")
+	waitBye(t, p2, "the agent's second call")
+	return rc1, m2, meta2, d2, referAt
+}
+
+// TestTransferAttendedSurvivesReload: two callers joined by an attended
+// transfer stay a call wagate can end after a SIGHUP moves the WhatsApp
+// endpoint to another address: the second caller's BYE from the old one
+// is taken, and the first caller gets its BYE.
+func TestTransferAttendedSurvivesReload(t *testing.T) {
+	t.Parallel()
+	c := startCtl(t, wagateOpts{})
+	rc1, m2, _, _, _ := c.attendedJoin(t)
+	c.e.rewriteConfig("source_cidrs: ["+c.e.Meta.IP+"/32]", "source_cidrs: ["+c.e.ip(30)+"/32]")
+	skip := len(c.w.logLines())
+	c.w.hup()
+	c.w.waitLogMsg("config reloaded", skip)
+	hangup(t, m2, "the second caller")
+	waitBye(t, rc1.meta, "the first caller")
+	c.w.waitIdle()
 }
 
 // TestTransferToHuntList: a REFER to sip:team@<wagate> rings the hunt

@@ -302,6 +302,10 @@ func (p *Peer) startMedia(c *Call, pt uint8) error {
 type AnswerSpec struct {
 	// Ring sends 180 and waits this long before the 200 (0: answer at once).
 	Ring time.Duration
+	// RingUntil, when set, rings (after Ring) until it is closed: the
+	// test answers (or, with Reject, rejects) when it has done what it
+	// does while the call rings.
+	RingUntil <-chan struct{}
 	// Reject, when set, answers with this final code instead.
 	Reject int
 	// OwnEventPT answers telephone-event with the peer's own payload type
@@ -329,6 +333,13 @@ func (p *Peer) Answer(ctx context.Context, spec AnswerSpec) (*Call, *sipua.Incom
 		return nil, nil, err
 	}
 	if spec.Reject != 0 {
+		if spec.RingUntil != nil {
+			in.Ring()
+			select {
+			case <-spec.RingUntil:
+			case <-ctx.Done():
+			}
+		}
 		in.Reject(spec.Reject, "Rejected")
 		return nil, in, ErrRejected
 	}
@@ -392,10 +403,10 @@ func (p *Peer) Answer(ctx context.Context, spec AnswerSpec) (*Call, *sipua.Incom
 		sess.Close()
 		return nil, in, err
 	}
-	if spec.Ring > 0 {
+	if spec.Ring > 0 || spec.RingUntil != nil {
 		in.Ring()
 		select {
-		case <-time.After(spec.Ring):
+		case <-waitBoth(spec.Ring, spec.RingUntil):
 		case <-in.Cancelled():
 			sess.Close()
 			return nil, in, errors.New("metapeer: caller cancelled")
@@ -411,4 +422,17 @@ func (p *Peer) Answer(ctx context.Context, spec AnswerSpec) (*Call, *sipua.Incom
 	}
 	c.Dialog = d
 	return c, in, nil
+}
+
+// waitBoth is closed once d has passed and until (when not nil) is closed.
+func waitBoth(d time.Duration, until <-chan struct{}) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		time.Sleep(d)
+		if until != nil {
+			<-until
+		}
+		close(done)
+	}()
+	return done
 }
