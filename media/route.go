@@ -131,7 +131,7 @@ func (d *direction) switchRoute(rt *route) {
 			d.pl = nil
 		}
 	}
-	if d.xc != nil && (rt.mode != modeTranscode || !d.xc.matches(rt)) {
+	if d.xc != nil && (rt.mode != modeTranscode || !d.xc.adopt(rt)) {
 		d.xc.close()
 		d.xc = nil
 	}
