@@ -332,3 +332,53 @@ func TestSetLegB(t *testing.T) {
 		t.Fatalf("offer after SetLegB(PCMA): %v", c)
 	}
 }
+
+// TestLocalBStartTimeoutFromConnect: on a call answered locally, a B
+// connected 0.9 s after the RTP timeout job last looked at its absence
+// has the whole start timeout (400 ms here) for its first packet, counted
+// from when it was connected, and is timed out once that has passed with
+// nothing from it. Before, the start timeout counted from that last look:
+// B had only the 50 ms grace, and a PBX whose first packet came later
+// than that after its 200 lost the call (TestLocalAnswerThenConnect on a
+// busy machine).
+func TestLocalBStartTimeoutFromConnect(t *testing.T) {
+	br := socketlessBridge(LegConfig{WhatsApp: true, Codecs: []string{"opus"}}, LegConfig{Codecs: []string{"PCMU"}})
+	if _, err := br.AnswerLocal([]byte(metaPlainOffer)); err != nil {
+		t.Fatal(err)
+	}
+	d := newTestDirection(br, SideB)
+	t.Cleanup(d.closeStages)
+	d.startTO = 400 * time.Millisecond
+	// As Start does, without the shared pacer: the test runs the job.
+	d.timeoutJob = br.m.pacer.Schedule(time.Time{}, d.timeoutTick)
+	d.timeoutJob.Cancel()
+	if next := d.timeoutTick(time.Now()); next.IsZero() {
+		t.Fatal("the timeout job stopped looking at an absent B")
+	}
+	time.Sleep(900 * time.Millisecond)
+	if _, err := br.OfferToB(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := br.AnswerB(pcmuAnswer(6000)); err != nil {
+		t.Fatal(err)
+	}
+	// Woken by the connection, then as a job that looks again after the
+	// grace would be.
+	now := time.Now()
+	for _, at := range []time.Duration{0, 60 * time.Millisecond, 120 * time.Millisecond} {
+		d.timeoutTick(now.Add(at))
+	}
+	if br.fired.Load() {
+		t.Fatal("B timed out within 120 ms of being connected, want 400 ms for its first packet")
+	}
+	// B sends nothing: timed out once its start timeout has passed.
+	d.mu.Lock()
+	connected := d.started
+	d.mu.Unlock()
+	end := d.epoch.Add(connected + d.startTO + 10*time.Millisecond)
+	d.timeoutTick(end)
+	d.timeoutTick(end.Add(timeoutGrace + 10*time.Millisecond))
+	if !br.fired.Load() {
+		t.Fatal("B sent nothing for its start timeout after being connected and was not timed out")
+	}
+}
