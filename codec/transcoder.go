@@ -103,6 +103,36 @@ func (t *Transcoder) In() Format { return t.in }
 // Out returns the output format with defaults filled in.
 func (t *Transcoder) Out() Format { return t.out }
 
+// SwitchLaw moves the transcoder's G.711 side to in's or out's law (a
+// re-INVITE from PCMU to PCMA) and keeps the Opus side's codec: a new
+// encoder toward Opus starts its stream over (its start-up and lookahead
+// in the middle of a stream the far end's decoder has state for, heard as
+// a click and a surge), and a new decoder has lost the history it
+// conceals from. Audio waiting for a whole output frame is encoded in the
+// new law. It fails, changing nothing, unless the transcoder is Opus ↔
+// G.711 and only the G.711 side's law (and, for G.711 input, its ptime,
+// which only sizes concealment until the next packet) differs.
+func (t *Transcoder) SwitchLaw(in, out Format) error {
+	inK, in, err := in.normalize()
+	if err != nil {
+		return fmt.Errorf("codec: switch law: input: %w", err)
+	}
+	outK, out, err := out.normalize()
+	if err != nil {
+		return fmt.Errorf("codec: switch law: output: %w", err)
+	}
+	switch {
+	case t.inKind == kindOpus && in == t.in && outK != kindOpus &&
+		out.Rate == t.out.Rate && out.PtimeMs == t.out.PtimeMs:
+		t.out, t.outKind = out, outK
+	case t.outKind == kindOpus && out == t.out && inK != kindOpus && in.Rate == t.in.Rate:
+		t.in, t.inKind = in, inK
+	default:
+		return fmt.Errorf("codec: switch law: %s→%s to %s→%s is not a change of G.711 law only", t.in.Name, t.out.Name, in.Name, out.Name)
+	}
+	return nil
+}
+
 // Write takes the payload of the next input packet in sequence order. lost
 // > 0 says that many packets before this one are missing (capped at
 // MaxConcealPackets): they are rebuilt from this packet's in-band FEC when

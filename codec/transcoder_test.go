@@ -670,3 +670,56 @@ func TestEncoderWritePCM(t *testing.T) {
 		t.Errorf("WritePCM after Close: %v", err)
 	}
 }
+
+// TestSwitchLaw: an Opus ↔ G.711 transcoder moves its G.711 side to the
+// other law and then reads and writes that law; anything but a change of
+// law is refused and changes nothing (a new transcoder is needed then).
+func TestSwitchLaw(t *testing.T) {
+	dec := newTC(t, opus20, pcmu20, defaultRateMode)
+	if err := dec.SwitchLaw(opus20, Format{Name: "pcma"}); err != nil {
+		t.Fatal(err)
+	}
+	if dec.Out() != pcma20 {
+		t.Fatalf("out %+v after the switch, want %+v", dec.Out(), pcma20)
+	}
+	enc := newTC(t, pcmu20, opus20, defaultRateMode)
+	if err := enc.SwitchLaw(Format{Name: "PCMA", PtimeMs: 30}, opus20); err != nil {
+		t.Fatal(err) // a G.711 input's ptime only sizes concealment
+	}
+	if enc.In().Name != "PCMA" {
+		t.Fatalf("in %+v after the switch, want PCMA", enc.In())
+	}
+	// A-law in, through the kept encoder and decoder, is the tone out.
+	src := tone(1017, 8000, 8000, 0.3)
+	pkts, _ := run(t, enc, packets(ALaw.Encode(nil, src), 20))
+	var out []byte
+	for _, p := range pkts {
+		if err := dec.Write(p, 0, func(f []byte, _ int) { out = append(out, f...) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if f := zeroCrossFreq(ALaw.Decode(nil, out[len(out)/2:]), 8000); math.Abs(f-1017) > 10 {
+		t.Fatalf("A-law in, A-law out through Opus: %.1f Hz, want 1017", f)
+	}
+
+	for _, c := range []struct {
+		name    string
+		tc      *Transcoder
+		in, out Format
+	}{
+		{"opus side changes", dec, Format{Name: "opus", PtimeMs: 40}, pcmu20},
+		{"g711 output ptime", dec, opus20, Format{Name: "PCMU", PtimeMs: 30}},
+		{"opus to opus", dec, opus20, opus20},
+		{"g711 to g711", newTC(t, pcmu20, pcma20, defaultRateMode), pcma20, pcmu20},
+		{"direction turned", enc, opus20, pcmu20},
+		{"unknown codec", enc, Format{Name: "G722"}, opus20},
+	} {
+		in, out := c.tc.In(), c.tc.Out()
+		if err := c.tc.SwitchLaw(c.in, c.out); err == nil {
+			t.Errorf("%s: accepted", c.name)
+		}
+		if c.tc.In() != in || c.tc.Out() != out {
+			t.Errorf("%s: refused, but %+v→%+v is now %+v→%+v", c.name, in, out, c.tc.In(), c.tc.Out())
+		}
+	}
+}

@@ -1,11 +1,13 @@
 package media
 
 import (
+	"bytes"
 	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/wagate/wagate/codec"
+	"gopkg.in/hraban/opus.v2"
 )
 
 // TestReofferLawSwitchHeldAudio: PCMU relayed toward WhatsApp, the PBX's
@@ -65,5 +67,148 @@ func TestReofferLawSwitchHeldAudio(t *testing.T) {
 	}
 	if n < 90 || bad > 0 {
 		t.Errorf("%d frames of the tone, %d of them at the wrong level (%d held at the switch)", n, bad, held)
+	}
+}
+
+// TestReofferLawSwitchKeepsOpusEncoder: a transcoded call (WhatsApp Opus,
+// PBX G.711) whose PBX re-INVITEs from PCMU to PCMA mid-tone, keeping the
+// tone's phase. WhatsApp's stream is one Opus encoder's from start to end:
+// every frame it decodes after the start-up is the tone at its level.
+// Before, the switch built a new encoder, whose first frames (its start-up
+// and lookahead, in the middle of a stream the decoder had state for) were
+// heard as a click and a dip.
+func TestReofferLawSwitchKeepsOpusEncoder(t *testing.T) {
+	c := newPacedCall(t, pcmuAnswer(6000), "PCMU", "PCMA")
+	const n = 100
+	packets := func(from, to int, name string, pt uint8) []arrival {
+		var arr []arrival
+		for i := from; i < to; i++ {
+			arr = append(arr, arrival{at: 200*time.Millisecond + time.Duration(i)*20*time.Millisecond,
+				pkt: rtpPacket(t, pt, uint16(i), uint32(160*i), 0x9b, codec.EncodeG711(name, tone(1000, 8000, 160, 160*i), nil))})
+		}
+		return arr
+	}
+	c.run(packets(0, n/2, "PCMU", 0), 200*time.Millisecond+n/2*20*time.Millisecond)
+	c.d.mu.Lock()
+	before := c.d.xc
+	c.d.mu.Unlock()
+	if before == nil {
+		t.Fatal("no transcoder before the switch: the test does not test it")
+	}
+	if _, _, err := c.br.AcceptOffer(SideB, sdpOffer(6000, "RTP/AVP", "8", "rtpmap:8 PCMA/8000", "ptime:20")); err != nil {
+		t.Fatal(err)
+	}
+	c.run(packets(n/2, n, "PCMA", 8), 200*time.Millisecond+(n+10)*20*time.Millisecond)
+
+	dec, err := opus.NewDecoder(8000, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := rms(tone(1000, 8000, 160, 0))
+	pcm := make([]int16, 960)
+	var levels []float64
+	for _, pkt := range c.d.dst.pkts {
+		if bytes.Equal(pkt[12:], c.br.m.opusSilence) {
+			continue
+		}
+		k, err := dec.Decode(pkt[12:], pcm)
+		if err != nil {
+			t.Fatalf("WhatsApp cannot decode packet %d: %v", len(levels), err)
+		}
+		levels = append(levels, rms(pcm[:k]))
+	}
+	// The first frames are the encoder's start-up, the last ones the fade
+	// of the stream's end.
+	bad := 0
+	for i := 3; i < len(levels)-3; i++ {
+		if levels[i] < 0.8*want || levels[i] > 1.2*want {
+			t.Logf("frame %d of the tone at %.0f, want about %.0f", i, levels[i], want)
+			bad++
+		}
+	}
+	if len(levels) < n-5 || bad > 0 {
+		t.Errorf("%d frames of the tone toward WhatsApp, %d of them at the wrong level", len(levels), bad)
+	}
+	c.d.mu.Lock()
+	after := c.d.xc
+	c.d.mu.Unlock()
+	if after != before {
+		t.Errorf("the switch to PCMA built a new transcoder toward WhatsApp (a new Opus encoder)")
+	}
+}
+
+// TestReofferLawSwitchKeepsOpusDecoder: the other direction of the same
+// switch, WhatsApp's Opus tone toward a PBX that re-INVITEs from PCMU to
+// PCMA. The PBX gets the tone at its level throughout, in PCMU on 0 and
+// then PCMA on 8, from the one Opus decoder: a new decoder in the middle
+// of WhatsApp's stream has none of the history it predicts from.
+func TestReofferLawSwitchKeepsOpusDecoder(t *testing.T) {
+	br, d := pacedDirection(t, SideA, pcmuAnswer(6000), "PCMU", "PCMA")
+	c := &pacedCall{t: t, br: br, d: d, from: br.routeAB.Load().from.rtp}
+	enc, err := opus.NewEncoder(48000, 1, opus.AppVoIP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 100
+	packets := func(from, to int) []arrival {
+		var arr []arrival
+		for i := from; i < to; i++ {
+			buf := make([]byte, 1500)
+			k, err := enc.Encode(tone(1000, 48000, 960, 960*i), buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			arr = append(arr, arrival{at: time.Duration(i) * 20 * time.Millisecond, pkt: rtpPacket(t, 111, uint16(i), uint32(960*i), 0x3e7a, buf[:k])})
+		}
+		return arr
+	}
+	c.run(packets(0, n/2), n/2*20*time.Millisecond)
+	d.mu.Lock()
+	before := d.xc
+	d.mu.Unlock()
+	if before == nil {
+		t.Fatal("no transcoder before the switch: the test does not test it")
+	}
+	if _, _, err := br.AcceptOffer(SideB, sdpOffer(6000, "RTP/AVP", "8", "rtpmap:8 PCMA/8000", "ptime:20")); err != nil {
+		t.Fatal(err)
+	}
+	c.run(packets(n/2, n), (n+15)*20*time.Millisecond)
+
+	want := rms(tone(1000, 8000, 160, 0))
+	var pts []uint8
+	var levels []float64
+	for _, pkt := range d.dst.pkts {
+		h := readHdr(pkt)
+		name := map[uint8]string{0: "PCMU", 8: "PCMA"}[h.pt]
+		if name == "" {
+			t.Fatalf("the PBX got payload type %d", h.pt)
+		}
+		if level := rms(codec.DecodeG711(name, pkt[12:], nil)); level >= 100 { // not silence
+			levels = append(levels, level)
+			if len(pts) == 0 || pts[len(pts)-1] != h.pt {
+				pts = append(pts, h.pt)
+			}
+		}
+	}
+	if !bytes.Equal(pts, []byte{0, 8}) {
+		t.Errorf("the tone reached the PBX on payload types %v, want PCMU (0) then PCMA (8)", pts)
+	}
+	// The first frames are the decoder's start-up, the last ones the
+	// concealment of the stream's end.
+	bad := 0
+	for i := 3; i < len(levels)-3; i++ {
+		if levels[i] < 0.8*want || levels[i] > 1.2*want {
+			t.Logf("frame %d of the tone at %.0f, want about %.0f", i, levels[i], want)
+			bad++
+		}
+	}
+	if len(levels) < n-5 || bad > 0 {
+		t.Errorf("%d frames of the tone toward the PBX, %d of them at the wrong level", len(levels), bad)
+	}
+	d.mu.Lock()
+	after := d.xc
+	d.mu.Unlock()
+	if after != before {
+		t.Errorf("the switch to PCMA built a new transcoder from WhatsApp (a new Opus decoder)")
 	}
 }

@@ -52,12 +52,18 @@ func (k *keyRecorder) snapshot() (string, []int16) {
 // answer is Opus with Meta's payload types and a key of our own; silence
 // flows to Meta at once; with no B, Meta's keys reach OnDTMF once each and
 // its audio reaches the tap; side B never times out while it has no peer
-// (start timeout 400 ms, 1.2 s without B). Then a PCMU PBX is offered and
+// (start timeout 1 s, 2 s without B). Then a PCMU PBX is offered and
 // answers: A's answer stays what A has, and audio goes both ways,
 // transcoded, and Meta's digits reach the PBX on its payload type.
 func TestLocalAnswerThenConnect(t *testing.T) {
 	t.Cleanup(func() { checkNoRelayGoroutines(t) })
-	m := newTestManager(t, 2, 400*time.Millisecond, 0)
+	// The start timeout is B's test: it must pass while B is absent. A
+	// 400 ms one failed on a loaded machine (-race, busy cores): A's,
+	// when Meta's first packet came later than that after Start, and
+	// B's, counted from the last look at its absence (fixed in
+	// switchRoute, TestLocalBStartTimeoutFromConnect), when the PBX's
+	// first packet came later than 50 ms after its answer.
+	m := newTestManager(t, 2, time.Second, 0)
 	meta, pbx := newSRTPPeer(t, srtpSuites[0]), newPeer(t)
 	b, err := m.NewCallBridge("ivr", testLogger(t),
 		LegConfig{Encryption: EncryptionSDES, WhatsApp: true, Codecs: []string{"opus"}},
@@ -93,20 +99,11 @@ func TestLocalAnswerThenConnect(t *testing.T) {
 	rec := &keyRecorder{}
 	b.OnDTMF(rec.key)
 	b.SetTap(rec)
-	var timedOut sync.Mutex
-	var timeoutErr error
-	b.Start(func(err error) {
-		timedOut.Lock()
-		timeoutErr = err
-		timedOut.Unlock()
-	})
-	first := readHdr(meta.recvSRTP(t))
-	if first.pt != 111 || !bytes.Equal(meta.recvSRTP(t)[12:], m.opusSilence) {
-		t.Fatalf("first packet toward Meta %+v: want silence on PT 111", first)
-	}
-
 	// Meta speaks (1 kHz) and presses 4, 2, # (each event: 3 packets, its
-	// end sent 3 times) for 1.2 s: well past side B's start timeout.
+	// end sent 3 times) for 2 s: well past side B's start timeout. Its
+	// first packet is sent before Start, so it waits for the relay in the
+	// socket: A's start timeout cannot fire however late a loaded machine
+	// runs this goroutine.
 	enc, err := opus.NewEncoder(48000, 1, opus.AppVoIP)
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +115,7 @@ func TestLocalAnswerThenConnect(t *testing.T) {
 		seq++
 		ts += adv
 	}
-	for i := range 60 {
+	speak := func(i int) {
 		switch i {
 		case 20, 30, 40:
 			code := map[int]byte{20: 4, 30: 2, 40: 11}[i]
@@ -133,7 +130,23 @@ func TestLocalAnswerThenConnect(t *testing.T) {
 			}
 			send(111, buf[:n], 960)
 		}
+	}
+	speak(0)
+
+	var timedOut sync.Mutex
+	var timeoutErr error
+	b.Start(func(err error) {
+		timedOut.Lock()
+		timeoutErr = err
+		timedOut.Unlock()
+	})
+	first := readHdr(meta.recvSRTP(t))
+	if first.pt != 111 || !bytes.Equal(meta.recvSRTP(t)[12:], m.opusSilence) {
+		t.Fatalf("first packet toward Meta %+v: want silence on PT 111", first)
+	}
+	for i := 1; i < 100; i++ {
 		time.Sleep(20 * time.Millisecond)
+		speak(i)
 	}
 	// The relay may lag the sender on a loaded machine: wait for the
 	// third key and half the audio before judging them.
@@ -330,5 +343,55 @@ func TestSetLegB(t *testing.T) {
 	}
 	if c := mustParse(t, offer).Media[0].Codecs; c[0].Name != "PCMA" {
 		t.Fatalf("offer after SetLegB(PCMA): %v", c)
+	}
+}
+
+// TestLocalBStartTimeoutFromConnect: on a call answered locally, a B
+// connected 0.9 s after the RTP timeout job last looked at its absence
+// has the whole start timeout (400 ms here) for its first packet, counted
+// from when it was connected, and is timed out once that has passed with
+// nothing from it. Before, the start timeout counted from that last look:
+// B had only the 50 ms grace, and a PBX whose first packet came later
+// than that after its 200 lost the call (TestLocalAnswerThenConnect on a
+// busy machine).
+func TestLocalBStartTimeoutFromConnect(t *testing.T) {
+	br := socketlessBridge(LegConfig{WhatsApp: true, Codecs: []string{"opus"}}, LegConfig{Codecs: []string{"PCMU"}})
+	if _, err := br.AnswerLocal([]byte(metaPlainOffer)); err != nil {
+		t.Fatal(err)
+	}
+	d := newTestDirection(br, SideB)
+	t.Cleanup(d.closeStages)
+	d.startTO = 400 * time.Millisecond
+	// As Start does, without the shared pacer: the test runs the job.
+	d.timeoutJob = br.m.pacer.Schedule(time.Time{}, d.timeoutTick)
+	d.timeoutJob.Cancel()
+	if next := d.timeoutTick(time.Now()); next.IsZero() {
+		t.Fatal("the timeout job stopped looking at an absent B")
+	}
+	time.Sleep(900 * time.Millisecond)
+	if _, err := br.OfferToB(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := br.AnswerB(pcmuAnswer(6000)); err != nil {
+		t.Fatal(err)
+	}
+	// Woken by the connection, then as a job that looks again after the
+	// grace would be.
+	now := time.Now()
+	for _, at := range []time.Duration{0, 60 * time.Millisecond, 120 * time.Millisecond} {
+		d.timeoutTick(now.Add(at))
+	}
+	if br.fired.Load() {
+		t.Fatal("B timed out within 120 ms of being connected, want 400 ms for its first packet")
+	}
+	// B sends nothing: timed out once its start timeout has passed.
+	d.mu.Lock()
+	connected := d.started
+	d.mu.Unlock()
+	end := d.epoch.Add(connected + d.startTO + 10*time.Millisecond)
+	d.timeoutTick(end)
+	d.timeoutTick(end.Add(timeoutGrace + 10*time.Millisecond))
+	if !br.fired.Load() {
+		t.Fatal("B sent nothing for its start timeout after being connected and was not timed out")
 	}
 }

@@ -86,6 +86,12 @@ func (d *direction) switchRoute(rt *route) {
 		// is reset when it ends), so started says when it began.
 		d.started, d.confirming = d.clock(), false
 	}
+	if old != nil && old.absent && rt != nil && !rt.absent && !rt.quiet {
+		// A peer at last (the B of a call answered locally): its start
+		// timeout counts from now. The timeout job's last look at the
+		// absent side, up to absentPoll ago, left B only the grace.
+		d.started, d.confirming = d.clock(), false
+	}
 	d.cur = rt
 	if rt == nil {
 		return
@@ -131,7 +137,7 @@ func (d *direction) switchRoute(rt *route) {
 			d.pl = nil
 		}
 	}
-	if d.xc != nil && (rt.mode != modeTranscode || !d.xc.matches(rt)) {
+	if d.xc != nil && (rt.mode != modeTranscode || !d.xc.adopt(rt)) {
 		d.xc.close()
 		d.xc = nil
 	}

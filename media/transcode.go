@@ -175,6 +175,29 @@ func (s *transcodeStage) matches(rt *route) bool {
 	return s.in == rt.in && s.out == rt.out && s.outPT == rt.outPT
 }
 
+// adopt reports whether the stage can convert what rt asks for: it does
+// already, or rt moves the G.711 side to the other law (a PBX's re-INVITE
+// from PCMU to PCMA), which the stage takes on while keeping its Opus
+// encoder or decoder. Frames already encoded in the old law are converted.
+func (s *transcodeStage) adopt(rt *route) bool {
+	if s.matches(rt) {
+		return true
+	}
+	if s.tc.SwitchLaw(rt.in.format(), rt.out.format()) != nil {
+		return false
+	}
+	if s.out.name != rt.out.name {
+		if conv := lawConversion(rt.out.name); conv != nil {
+			for i := range s.qn {
+				f := s.q[(s.qh+i)%maxQueued]
+				convertLaw(f.buf.b[:f.n], conv)
+			}
+		}
+	}
+	s.in, s.out, s.outPT = rt.in, rt.out, rt.outPT
+	return true
+}
+
 func (s *transcodeStage) close() {
 	s.tc.Close()
 	for s.qn > 0 {
