@@ -236,6 +236,49 @@ func TestRuleWebhookReplayPersisted(t *testing.T) {
 	}
 }
 
+// TestRuleWebhookTooOldRefused (rule 5): a signed delivery older than
+// wagate remembers applied message ids — here the user's "always allow"
+// of 8 days ago, replayed to a wagate that no longer knows the pair
+// (the user may have revoked since and the revocation lapsed) — is not
+// applied: no grant, the dialer's BIC is refused without reaching Meta,
+// and the refusal is answered 200 (Meta would retry anything else),
+// logged and counted in /v1/status and /metrics. An 8-day-old
+// account_update is not applied either. Before, the accept granted the
+// pair and the call went to Meta.
+func TestRuleWebhookTooOldRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := e.startWagate(ruleOpts(e, ""))
+	sent := time.Now().Add(-8 * 24 * time.Hour)
+	if code := postWebhook(t, e.apiBase(), replyJSON("wamid.8days", strings.TrimPrefix(waUser, "+"), "", "accept", true, sent.Unix())); code != 200 {
+		t.Fatalf("webhook: %d, want 200", code)
+	}
+	if code := postWebhook(t, e.apiBase(), accountUpdateSentJSON(time.Now().Add(7*24*time.Hour), sent)); code != 200 {
+		t.Fatalf("account_update: %d, want 200", code)
+	}
+	if p, ok := getPermission(t, e.apiBase(), waUser); ok {
+		t.Errorf("an 8-day-old accept was applied: %+v", p)
+	}
+	if code, body := apiCall(t, http.MethodGet, e.apiBase()+"/v1/restrictions", ""); code != 200 || strings.Contains(body, "RESTRICTED") {
+		t.Errorf("an 8-day-old account_update was applied: %d %s", code, body)
+	}
+	silent := listenUDP(t, e.Meta.Addr())
+	res := expectDialerRejected(t, e, w, "too_old", "403")
+	checkRejection(t, res, "403", "No Approved Call Permission Found", "", "138006")
+	silent.expectSilence(t, "the Meta peer", 300*time.Millisecond)
+	line := w.waitLogMsg("webhook: message older than wagate can tell a replay from a first delivery; ignored", 0)
+	if line.str("field") != "call_permission_reply" || line.str("message_id") != "wamid.8days" || line.str("level") != "WARN" {
+		t.Errorf("log line: %v", line)
+	}
+	if s := w.status(); s.API == nil || s.API.WebhookTooOld["call_permission_reply"] != 1 || s.API.WebhookTooOld["account_update"] != 1 {
+		t.Errorf("status api: %+v", s.API)
+	}
+	m := scrapeMetrics(t, e)
+	if v, _ := metricValue(m, "wagate_meta_webhook_too_old_total", `field="call_permission_reply"`); v != 1 {
+		t.Errorf(`wagate_meta_webhook_too_old_total{field="call_permission_reply"} = %v, want 1`, v)
+	}
+}
+
 // TestRuleRequestCodes (rule 6): the permission-request endpoint answers
 // with Meta's codes: 138009 for a request over the limits, 138017 for a
 // user whose permission is already permanent.
