@@ -173,6 +173,49 @@ func TestRuleMetaDailyCapLearned(t *testing.T) {
 	}
 }
 
+// TestRuleDailyCapCleared (rule 3): an operator clears the daily cap
+// wagate learned from Meta's 403 through DELETE …/connected_calls — with
+// the full token only (the read-only one gets 403) — and the user's next
+// call goes to Meta again, the permission untouched. Before, there was no
+// way to: the route did not exist and the call stayed refused for 24 h.
+func TestRuleDailyCapCleared(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const readToken = "read-only-e2e-token"
+	opts := ruleOpts(e, "")
+	opts.APIExtra += `, read_token: {value: "` + readToken + `"}`
+	w := e.startWagate(opts)
+	grantPermission(t, e, waUser, "permanent")
+	metaRefuses(t, e, w, "cap", waUser, "403", "Business Initiated Connected Call Per Day Limit Hit", 1)
+	res := expectDialerRejected(t, e, w, "learned_cap", "403")
+	checkRejection(t, res, "403", "Business Initiated Connected Call Per Day Limit Hit", "", "138012")
+
+	url := e.apiBase() + "/v1/permissions/" + phoneNumberID + "/" + waUser + "/connected_calls"
+	req, err := http.NewRequest(http.MethodDelete, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+readToken)
+	rres, err := httpClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rres.Body.Close()
+	if rres.StatusCode != http.StatusForbidden {
+		t.Errorf("clear with the read-only token: %d, want 403", rres.StatusCode)
+	}
+	if p, _ := getPermission(t, e.apiBase(), waUser); p.ConnectedCalls24h == 0 {
+		t.Errorf("the read-only token's refused clear emptied the window: %+v", p)
+	}
+	code, body := apiCall(t, http.MethodDelete, url, "")
+	var p permissionDoc
+	if err := json.Unmarshal([]byte(body), &p); code != 200 || err != nil || p.Status != "permanent" || p.ConnectedCalls24h != 0 {
+		t.Fatalf("clear: %d %s, want 200 with the permanent pair and 0 connected calls", code, body)
+	}
+	w.waitLogMsg("connected calls of the last 24 h cleared by an operator; the daily cap counts from zero", 0)
+	metaAnswers(t, e, w, "after_clear", waUser)
+}
+
 // TestRuleBSUIDCallee (rule 4): a BIC to a business-scoped user id (up to
 // 256 characters) goes to Meta as sip:<BSUID>@…; a webhook naming the
 // phone number and the BSUID links them, so a grant applies to both and a
