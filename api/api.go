@@ -96,6 +96,9 @@ type Options struct {
 	MetaCalls MetaCallStore
 	// Log receives request errors and applied webhook changes.
 	Log *slog.Logger
+	// Now is the clock webhook messages are aged by (nil: time.Now); it
+	// should be the permission store's.
+	Now func() time.Time
 }
 
 // Stats counts what the API refused or ignored, for the status document.
@@ -112,6 +115,11 @@ type Stats struct {
 	// WebhookBadSignature counts deliveries refused (401) for a missing
 	// or wrong X-Hub-Signature-256.
 	WebhookBadSignature uint64 `json:"webhook_bad_signature"`
+	// WebhookTooOld counts webhook messages ignored as older than wagate
+	// can tell a replay from a first delivery (7.5 days), by field:
+	// call_permission_reply, account_update, account_settings_update,
+	// calls.
+	WebhookTooOld map[string]uint64 `json:"webhook_too_old,omitempty"`
 }
 
 // Server serves the HTTP API.
@@ -179,6 +187,7 @@ func (s *Server) Stats() Stats {
 		st.WebhookSettingsUpdates = s.wh.settingsUpdates.Load()
 		st.WebhookCallReports = s.wh.callReports.Load()
 		st.WebhookBadSignature = s.wh.badSignature.Load()
+		st.WebhookTooOld = s.wh.tooOld.byField()
 	}
 	return st
 }
@@ -358,6 +367,9 @@ func build(opts Options) (http.Handler, *webhook, []string) {
 	if opts.AppSecret != "" {
 		wh = newWebhook(opts.AppSecret, opts.VerifyToken, opts.Permissions, opts.KnownNumber, opts.NumberID, log)
 		wh.onSettings, wh.metaCalls = opts.MetaSettings, opts.MetaCalls
+		if opts.Now != nil {
+			wh.now = opts.Now
+		}
 		mux.HandleFunc("GET /webhook/meta", wh.handshake)
 		mux.HandleFunc("POST /webhook/meta", wh.receive)
 	}

@@ -67,6 +67,7 @@ func newFixture(t *testing.T, mod func(*Options)) *fixture {
 		AppSecret:   testAppSecret,
 		VerifyToken: testVerifyToken,
 		Log:         slog.New(slog.DiscardHandler),
+		Now:         clock.Now,
 	}
 	if mod != nil {
 		mod(&opts)

@@ -156,6 +156,8 @@ type accountUpdate struct {
 	PhoneNumberID string
 	Until         time.Time
 	Reason        string
+	// At is when Meta sent it (entry.time; zero when absent).
+	At time.Time
 }
 
 // restrictedCalling is the account_update event (and restriction type)
@@ -231,10 +233,14 @@ func parseAccountUpdates(body []byte, numberID func(string) (string, bool)) (upd
 			if !found {
 				continue
 			}
+			var at time.Time
+			if ts := int64(e.Time); ts > 0 && ts < maxUnixSeconds {
+				at = time.Unix(ts, 0).UTC()
+			}
 			if until.IsZero() {
 				from := time.Now()
-				if ts := int64(e.Time); ts > 0 && ts < maxUnixSeconds {
-					from = time.Unix(ts, 0)
+				if !at.IsZero() {
+					from = at
 				}
 				until = from.Add(restrictionDefault)
 			}
@@ -256,7 +262,7 @@ func parseAccountUpdates(body []byte, numberID func(string) (string, bool)) (upd
 					firstNonEmpty(v.PhoneNumber, v.Metadata.Display), err))
 				continue
 			}
-			updates = append(updates, accountUpdate{PhoneNumberID: id, Until: until.UTC(), Reason: restrictedCalling})
+			updates = append(updates, accountUpdate{PhoneNumberID: id, Until: until.UTC(), Reason: restrictedCalling, At: at})
 		}
 	}
 	return updates, skipped

@@ -23,6 +23,7 @@ type PermissionStore interface {
 	Grant(k permissions.Key, permanent bool, expires time.Time, source string) error
 	Revoke(k permissions.Key, source string) error
 	RecordPermissionRequest(permissions.Key) permissions.Decision
+	ClearConnectedCalls(permissions.Key) error
 	ApplyReply(permissions.Reply) (applied bool, err error)
 	MessageSeen(id string) (bool, error)
 	MarkMessage(id string) error
@@ -67,6 +68,7 @@ func (p *permissionHandlers) register(mux router) {
 	mux.HandleFunc("PUT "+one, p.enabled(p.put))
 	mux.HandleFunc("DELETE "+one, p.enabled(p.delete))
 	mux.HandleFunc("POST "+one+"/requests", p.enabled(p.request))
+	mux.HandleFunc("DELETE "+one+"/connected_calls", p.enabled(p.clearCalls))
 	mux.HandleFunc("GET /v1/restrictions", p.enabled(p.restrictions))
 	mux.HandleFunc("DELETE /v1/restrictions/{phone_number_id}", p.enabled(p.lift))
 	// The same paths with another method: a JSON 405 instead of the
@@ -74,6 +76,7 @@ func (p *permissionHandlers) register(mux router) {
 	mux.HandleFunc("/v1/permissions", methodNotAllowed("GET"))
 	mux.HandleFunc(one, methodNotAllowed("GET, PUT, DELETE"))
 	mux.HandleFunc(one+"/requests", methodNotAllowed("POST"))
+	mux.HandleFunc(one+"/connected_calls", methodNotAllowed("DELETE"))
 }
 
 func methodNotAllowed(allow string) http.HandlerFunc {
@@ -278,6 +281,26 @@ func (p *permissionHandlers) delete(w http.ResponseWriter, r *http.Request) {
 	}
 	p.log.Info("call permission revoked through the API", "key", k.String())
 	p.respondEntry(w, k, entryDoc{PhoneNumberID: k.PhoneNumberID, User: k.User, Status: string(permissions.StatusNone), Source: SourceAPI})
+}
+
+// clearCalls forgets the user's connected calls of the last 24 hours, the
+// daily cap's count (learned from Meta's 403 or counted here): for an
+// operator whose user Meta no longer caps. It answers the pair.
+func (p *permissionHandlers) clearCalls(w http.ResponseWriter, r *http.Request) {
+	k, ok := pathKey(w, r)
+	if !ok {
+		return
+	}
+	if err := p.store.ClearConnectedCalls(k); err != nil {
+		if errors.Is(err, permissions.ErrNotFound) {
+			writeError(w, http.StatusNotFound, "no permission known for "+k.String())
+			return
+		}
+		p.fail(w, "clear connected calls", k, err)
+		return
+	}
+	p.log.Info("connected calls of the last 24 h cleared through the API", "key", k.String())
+	p.respondEntry(w, k, entryDoc{PhoneNumberID: k.PhoneNumberID, User: k.User})
 }
 
 // requestDoc answers POST …/requests.

@@ -8,11 +8,13 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/wagate/wagate/events"
 	"github.com/wagate/wagate/permissions"
 )
 
@@ -53,6 +55,46 @@ type webhook struct {
 	// badSigLog logs them at most every badSigLogEvery.
 	badSignature atomic.Uint64
 	badSigLog    everyLog
+	// tooOld counts messages refused for their age, per field (see
+	// permissions.MaxMessageAge); now is the clock they are aged by.
+	tooOld tooOldCounts
+	now    func() time.Time
+}
+
+// tooOldCounts are the messages of each webhook field refused as older
+// than permissions.MaxMessageAge.
+type tooOldCounts struct {
+	replies, restrictions, settings, calls atomic.Uint64
+}
+
+// byField is the counts by Meta's name of what each applies.
+func (c *tooOldCounts) byField() map[string]uint64 {
+	return map[string]uint64{
+		"call_permission_reply":   c.replies.Load(),
+		"account_update":          c.restrictions.Load(),
+		"account_settings_update": c.settings.Load(),
+		"calls":                   c.calls.Load(),
+	}
+}
+
+// outdated reports whether a message Meta dated at is older than wagate can
+// tell a replay from a first delivery: then it is logged, counted in n and
+// must not be applied. Acknowledged all the same (the caller answers 200):
+// Meta would retry a refusal, and the message will not get younger. An
+// undated message (Meta dates all of them) is not refused here.
+func (h *webhook) outdated(n *atomic.Uint64, field string, at time.Time, attrs ...any) bool {
+	if at.IsZero() {
+		return false
+	}
+	age := h.now().Sub(at)
+	if age <= permissions.MaxMessageAge {
+		return false
+	}
+	n.Add(1)
+	h.log.Warn("webhook: message older than wagate can tell a replay from a first delivery; ignored",
+		append([]any{"field", field, "sent_at", at.UTC(), "age", age.Round(time.Second).String(),
+			"max_age", permissions.MaxMessageAge.String()}, attrs...)...)
+	return true
 }
 
 // badSigLogEvery spaces the warnings about forged deliveries: the route is
@@ -80,7 +122,8 @@ func (e *everyLog) allow(now time.Time, every time.Duration) (bool, uint64) {
 }
 
 func newWebhook(appSecret, verifyToken string, store PermissionStore, known func(string) bool, numberID func(string) (string, bool), log *slog.Logger) *webhook {
-	return &webhook{appSecret: []byte(appSecret), verifyToken: verifyToken, store: store, known: known, log: log, seen: newIDSet(recentIDs), numberID: numberID}
+	return &webhook{appSecret: []byte(appSecret), verifyToken: verifyToken, store: store, known: known, log: log, seen: newIDSet(recentIDs), numberID: numberID,
+		now: time.Now}
 }
 
 // handshake answers Meta's subscription check: echo hub.challenge when
@@ -129,6 +172,9 @@ func (h *webhook) receive(w http.ResponseWriter, r *http.Request) {
 	}
 	failed := false
 	for _, rep := range replies {
+		if h.outdated(&h.tooOld.replies, "call_permission_reply", rep.At, "message_id", rep.MessageID, "key", rep.Key.String(), "accept", rep.Accept) {
+			continue
+		}
 		if !h.apply(rep) {
 			failed = true
 		}
@@ -138,6 +184,9 @@ func (h *webhook) receive(w http.ResponseWriter, r *http.Request) {
 		h.log.Warn("webhook: account_update ignored", "reason", s)
 	}
 	for _, u := range updates {
+		if h.outdated(&h.tooOld.restrictions, "account_update", u.At, "phone_number_id", u.PhoneNumberID, "until", u.Until) {
+			continue
+		}
 		if !h.restrict(u) {
 			failed = true
 		}
@@ -146,6 +195,10 @@ func (h *webhook) receive(w http.ResponseWriter, r *http.Request) {
 	for _, s := range skipped {
 		h.log.Warn("webhook: account_settings_update ignored", "reason", s)
 	}
+	settings = slices.DeleteFunc(settings, func(u MetaSettingsUpdate) bool {
+		return h.outdated(&h.tooOld.settings, "account_settings_update", u.At, "phone_number_id", u.PhoneNumberID,
+			"srtp_key_exchange", u.SRTPKeyExchange, "sip_status", u.SIPStatus)
+	})
 	if !h.applySettings(settings) {
 		failed = true
 	}
@@ -153,6 +206,9 @@ func (h *webhook) receive(w http.ResponseWriter, r *http.Request) {
 	for _, s := range skipped {
 		h.log.Warn("webhook: calls event ignored", "reason", s)
 	}
+	calls = slices.DeleteFunc(calls, func(m events.MetaCall) bool {
+		return h.outdated(&h.tooOld.calls, "calls", m.ReportedAt, "wa_call_id", m.WACallID, "event", m.Event)
+	})
 	if !h.applyCalls(r.Context(), calls) {
 		failed = true
 	}

@@ -75,6 +75,10 @@ type MetaWebhookStats struct {
 	Mismatched                            int
 	// CallReports are call_created/connect and terminate events.
 	CallReports uint64
+	// TooOld are messages ignored as too old to tell from a replay, by
+	// webhook field (call_permission_reply, account_update,
+	// account_settings_update, calls).
+	TooOld map[string]uint64
 }
 
 // Metrics holds the registry.

@@ -68,6 +68,7 @@ var (
 	dMetaMismatch    = desc("wagate_meta_keying_mismatches_total", "Meta settings updates that left a number's SRTP keying different from its media_encryption (its calls will have no audio).")
 	dMetaMismatched  = desc("wagate_meta_keying_mismatched_numbers", "Numbers whose SRTP keying, as Meta last reported it, differs from media_encryption now.")
 	dMetaRefusals    = desc("wagate_meta_keying_refusals_total", "Business-initiated calls refused (488) because Meta's keying differs from media_encryption (refuse_keying_mismatch).")
+	dMetaTooOld      = desc("wagate_meta_webhook_too_old_total", "Meta webhook messages ignored as older than wagate can tell a replay from a first delivery (7.5 days), by field.", "field")
 	dMetaCalls       = desc("wagate_meta_call_reports_total", "Meta calls webhook events (call_created/connect, terminate) received.")
 	dInFlight        = desc("wagate_webhook_in_flight", "Webhook requests in flight per subscriber.", "subscriber")
 	dPromptCache     = desc("wagate_prompt_requests_total", "Prompts call flows asked for, by where they came from: memory, disk (the disk cache), or miss (rendered or downloaded).", "result")
@@ -87,7 +88,7 @@ func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 		dRTPSilence, dRTCP, dDTMF, dDTLS, dDTLSSeconds, dPlayout, dPacerLate, dPlayed, dRecActive, dRecCompleted, dRecFailed, dRecDropped, dRecBytes, dEvQueue, dEvQueueCap,
 		dEvDropped, dEvWriteErrors, dCDRs, dEvWritten, dDeliveries, dInFlight, dPermUp, dPermErrors, dPermRefused,
 		dPermCached, dPermLearned, dPermStale, dPermRestrict, dPermPending, dWebhookUnknown, dEndpointUp, dProbeFailures,
-		dMetaSettings, dMetaMismatch, dMetaMismatched, dMetaRefusals, dMetaCalls, dPromptCache, dPromptRenders, dPromptDownloads,
+		dMetaSettings, dMetaMismatch, dMetaMismatched, dMetaRefusals, dMetaCalls, dMetaTooOld, dPromptCache, dPromptRenders, dPromptDownloads,
 		dReloads, dReloadOK, dReloadAt, dCertExpiry} {
 		ch <- d
 	}
@@ -196,6 +197,9 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(dMetaMismatched, float64(st.Mismatched))
 		counter(dMetaRefusals, st.Refusals)
 		counter(dMetaCalls, st.CallReports)
+		for _, f := range []string{"call_permission_reply", "account_update", "account_settings_update", "calls"} {
+			counter(dMetaTooOld, st.TooOld[f], f)
+		}
 	}
 	if c.src.Endpoints != nil {
 		for _, e := range c.src.Endpoints() {

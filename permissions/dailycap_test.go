@@ -1,6 +1,7 @@
 package permissions
 
 import (
+	"errors"
 	"testing"
 	"time"
 )
@@ -103,4 +104,62 @@ func TestRedisMetaDailyCapLearned(t *testing.T) {
 	}
 	_, res = reserve(t, n2, other, Allow)
 	res.Finish(Failed)
+}
+
+// TestClearConnectedCalls: an operator clears a user's daily cap learned
+// from Meta's 403: the next call is admitted at once, and after a restart
+// too; the permission and other users are untouched. A pair nothing is
+// known of is ErrNotFound.
+func TestClearConnectedCalls(t *testing.T) {
+	lim := DefaultLimits()
+	lim.ConnectedPerUser24h = 5
+	e := open(t, lim)
+	k := key("+16505550011")
+	mustGrant(t, e.c, k, true)
+	_, tk := admit(t, e.c, k, Allow)
+	tk.Finish(MetaDailyCap)
+	admit(t, e.c, k, DailyCapHit)
+
+	if err := e.c.ClearConnectedCalls(k); err != nil {
+		t.Fatal(err)
+	}
+	if en := mustGet(t, e.c, k); en.Status != "permanent" || en.ConnectedCalls24h != 0 {
+		t.Errorf("after the clear: %+v, want permanent with 0 connected calls", en)
+	}
+	e.reopen(t)
+	_, tk = admit(t, e.c, k, Allow)
+	tk.Finish(Failed)
+	if err := e.c.ClearConnectedCalls(key("+16505550012")); !errors.Is(err, ErrNotFound) {
+		t.Errorf("clearing an unknown pair: %v, want ErrNotFound", err)
+	}
+	if err := e.c.ClearConnectedCalls(k); err != nil { // nothing left: still fine
+		t.Errorf("clearing again: %v", err)
+	}
+}
+
+// TestRedisClearConnectedCalls: the clear made through one node frees the
+// user for every node (real redis-server).
+func TestRedisClearConnectedCalls(t *testing.T) {
+	srv := startRedis(t)
+	lim := DefaultLimits()
+	lim.ConnectedPerUser24h = 5
+	n1, n2 := openRedis(t, srv, "n1", lim), openRedis(t, srv, "n2", lim)
+	k := key("+16505550311")
+	if err := n1.Grant(k, true, time.Time{}, "api"); err != nil {
+		t.Fatal(err)
+	}
+	_, res := reserve(t, n1, k, Allow)
+	res.Finish(MetaDailyCap)
+	reserve(t, n2, k, DailyCapHit)
+	if err := n1.ClearConnectedCalls(k); err != nil {
+		t.Fatal(err)
+	}
+	if en := lookup(t, n2, k); en.Status != "permanent" || en.ConnectedCalls24h != 0 {
+		t.Errorf("after the clear: %+v, want permanent with 0 connected calls", en)
+	}
+	_, res = reserve(t, n2, k, Allow)
+	res.Finish(Failed)
+	if err := n2.ClearConnectedCalls(key("+16505550312")); !errors.Is(err, ErrNotFound) {
+		t.Errorf("clearing an unknown pair: %v, want ErrNotFound", err)
+	}
 }

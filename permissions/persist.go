@@ -115,8 +115,15 @@ func (s *store) openExtraBuckets() error {
 // transaction runs. Errors are logged and counted: the call goes on, and
 // memory still enforces the rule until a restart.
 func (c *Cache) persistPair(mk mapKey, sh *shard) {
+	if err := c.persistPairErr(mk, sh); err != nil {
+		c.log.Error("permission counters not persisted; a restart would forget this change", "key", Key{PhoneNumberID: mk.num.id, User: mk.user}.String(), "error", err)
+	}
+}
+
+// persistPairErr is persistPair for a caller that reports the failure.
+func (c *Cache) persistPairErr(mk mapKey, sh *shard) error {
 	if c.store == nil {
-		return
+		return nil
 	}
 	k := []byte(Key{PhoneNumberID: mk.num.id, User: mk.user}.String())
 	err := c.store.db.Batch(func(tx *bolt.Tx) error {
@@ -134,8 +141,9 @@ func (c *Cache) persistPair(mk mapKey, sh *shard) {
 	})
 	if err != nil {
 		c.ext.errors.Add(1)
-		c.log.Error("permission counters not persisted; a restart would forget this change", "key", string(k), "error", err)
+		return fmt.Errorf("persist counters of %s: %w", k, err)
 	}
+	return nil
 }
 
 // numCallSeq makes the disk keys of a number's calls unique when two share

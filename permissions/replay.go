@@ -3,15 +3,25 @@ package permissions
 import (
 	"encoding/binary"
 	"fmt"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
 
 // messageRetention is how long an applied webhook message id is
-// remembered. Meta retries a delivery for up to a day or so; a week covers
-// it with room, and a reply older than the pair's last change is ignored
-// anyway (ApplyReply), whatever its id.
-const messageRetention = 7 * day
+// remembered: Meta's retry period (up to 7 days) and a day's margin.
+const messageRetention = 8 * day
+
+// MaxMessageAge is the oldest a webhook message may be (by its own
+// timestamp, against this node's clock) and still be applied. A message
+// that young, if it was applied before, was applied no earlier than its
+// timestamp, so its id is still remembered (messageRetention) with 12 h to
+// spare for the two clocks' difference: a replay is recognised by its id.
+// An older one could have been applied and forgotten, and applying it
+// again could undo what happened since (a grant the user revoked, whose
+// revocation record lapsed after 30 days): it is refused. It still
+// covers Meta's 7 days of retries, so no first delivery is lost.
+const MaxMessageAge = messageRetention - 12*time.Hour
 
 // maxMessageID bounds a stored message id (Meta's wamid.… ids are ~60
 // characters).

@@ -39,6 +39,10 @@ type Store interface {
 	// permission-request limits (Meta: "a connected call … will reset the
 	// limits"). Errors are logged.
 	UICConnected(k Key)
+	// ClearConnectedCalls forgets the user's connected calls of the last
+	// 24 hours (the daily cap's count, learned ones included): an
+	// operator's override. ErrNotFound when nothing is known of the pair.
+	ClearConnectedCalls(k Key) error
 	// RecordPermissionRequest asks whether the business may send the user
 	// a call-permission request now, and counts it when it may.
 	RecordPermissionRequest(k Key) Decision

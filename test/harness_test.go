@@ -725,6 +725,10 @@ type status struct {
 		RestrictedRefusals  uint64 `json:"restricted_refusals"`
 		PendingOutcomes     int    `json:"pending_outcomes"`
 	} `json:"permissions"`
+	// API is the HTTP API's counters (api.Stats).
+	API *struct {
+		WebhookTooOld map[string]uint64 `json:"webhook_too_old"`
+	} `json:"api"`
 }
 
 var httpClient = &http.Client{Timeout: 2 * time.Second}

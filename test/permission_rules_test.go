@@ -173,6 +173,49 @@ func TestRuleMetaDailyCapLearned(t *testing.T) {
 	}
 }
 
+// TestRuleDailyCapCleared (rule 3): an operator clears the daily cap
+// wagate learned from Meta's 403 through DELETE …/connected_calls — with
+// the full token only (the read-only one gets 403) — and the user's next
+// call goes to Meta again, the permission untouched. Before, there was no
+// way to: the route did not exist and the call stayed refused for 24 h.
+func TestRuleDailyCapCleared(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const readToken = "read-only-e2e-token"
+	opts := ruleOpts(e, "")
+	opts.APIExtra += `, read_token: {value: "` + readToken + `"}`
+	w := e.startWagate(opts)
+	grantPermission(t, e, waUser, "permanent")
+	metaRefuses(t, e, w, "cap", waUser, "403", "Business Initiated Connected Call Per Day Limit Hit", 1)
+	res := expectDialerRejected(t, e, w, "learned_cap", "403")
+	checkRejection(t, res, "403", "Business Initiated Connected Call Per Day Limit Hit", "", "138012")
+
+	url := e.apiBase() + "/v1/permissions/" + phoneNumberID + "/" + waUser + "/connected_calls"
+	req, err := http.NewRequest(http.MethodDelete, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+readToken)
+	rres, err := httpClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rres.Body.Close()
+	if rres.StatusCode != http.StatusForbidden {
+		t.Errorf("clear with the read-only token: %d, want 403", rres.StatusCode)
+	}
+	if p, _ := getPermission(t, e.apiBase(), waUser); p.ConnectedCalls24h == 0 {
+		t.Errorf("the read-only token's refused clear emptied the window: %+v", p)
+	}
+	code, body := apiCall(t, http.MethodDelete, url, "")
+	var p permissionDoc
+	if err := json.Unmarshal([]byte(body), &p); code != 200 || err != nil || p.Status != "permanent" || p.ConnectedCalls24h != 0 {
+		t.Fatalf("clear: %d %s, want 200 with the permanent pair and 0 connected calls", code, body)
+	}
+	w.waitLogMsg("connected calls of the last 24 h cleared by an operator; the daily cap counts from zero", 0)
+	metaAnswers(t, e, w, "after_clear", waUser)
+}
+
 // TestRuleBSUIDCallee (rule 4): a BIC to a business-scoped user id (up to
 // 256 characters) goes to Meta as sip:<BSUID>@…; a webhook naming the
 // phone number and the BSUID links them, so a grant applies to both and a
@@ -233,6 +276,49 @@ func TestRuleWebhookReplayPersisted(t *testing.T) {
 	}
 	if s := w.status(); s.Permissions.ReplayedMessages != 1 || s.Permissions.StaleReplies != 1 {
 		t.Errorf("status: %+v", s.Permissions)
+	}
+}
+
+// TestRuleWebhookTooOldRefused (rule 5): a signed delivery older than
+// wagate remembers applied message ids — here the user's "always allow"
+// of 8 days ago, replayed to a wagate that no longer knows the pair
+// (the user may have revoked since and the revocation lapsed) — is not
+// applied: no grant, the dialer's BIC is refused without reaching Meta,
+// and the refusal is answered 200 (Meta would retry anything else),
+// logged and counted in /v1/status and /metrics. An 8-day-old
+// account_update is not applied either. Before, the accept granted the
+// pair and the call went to Meta.
+func TestRuleWebhookTooOldRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := e.startWagate(ruleOpts(e, ""))
+	sent := time.Now().Add(-8 * 24 * time.Hour)
+	if code := postWebhook(t, e.apiBase(), replyJSON("wamid.8days", strings.TrimPrefix(waUser, "+"), "", "accept", true, sent.Unix())); code != 200 {
+		t.Fatalf("webhook: %d, want 200", code)
+	}
+	if code := postWebhook(t, e.apiBase(), accountUpdateSentJSON(time.Now().Add(7*24*time.Hour), sent)); code != 200 {
+		t.Fatalf("account_update: %d, want 200", code)
+	}
+	if p, ok := getPermission(t, e.apiBase(), waUser); ok {
+		t.Errorf("an 8-day-old accept was applied: %+v", p)
+	}
+	if code, body := apiCall(t, http.MethodGet, e.apiBase()+"/v1/restrictions", ""); code != 200 || strings.Contains(body, "RESTRICTED") {
+		t.Errorf("an 8-day-old account_update was applied: %d %s", code, body)
+	}
+	silent := listenUDP(t, e.Meta.Addr())
+	res := expectDialerRejected(t, e, w, "too_old", "403")
+	checkRejection(t, res, "403", "No Approved Call Permission Found", "", "138006")
+	silent.expectSilence(t, "the Meta peer", 300*time.Millisecond)
+	line := w.waitLogMsg("webhook: message older than wagate can tell a replay from a first delivery; ignored", 0)
+	if line.str("field") != "call_permission_reply" || line.str("message_id") != "wamid.8days" || line.str("level") != "WARN" {
+		t.Errorf("log line: %v", line)
+	}
+	if s := w.status(); s.API == nil || s.API.WebhookTooOld["call_permission_reply"] != 1 || s.API.WebhookTooOld["account_update"] != 1 {
+		t.Errorf("status api: %+v", s.API)
+	}
+	m := scrapeMetrics(t, e)
+	if v, _ := metricValue(m, "wagate_meta_webhook_too_old_total", `field="call_permission_reply"`); v != 1 {
+		t.Errorf(`wagate_meta_webhook_too_old_total{field="call_permission_reply"} = %v, want 1`, v)
 	}
 }
 

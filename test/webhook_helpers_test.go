@@ -41,9 +41,14 @@ func replyJSON(id, from, fromUserID, response string, permanent bool, ts int64) 
 // accountUpdateJSON is Meta's account_update pausing business-initiated
 // calls of the test's business number until until.
 func accountUpdateJSON(until time.Time) []byte {
+	return accountUpdateSentJSON(until, time.Now())
+}
+
+// accountUpdateSentJSON is accountUpdateJSON as Meta sent it at sent.
+func accountUpdateSentJSON(until, sent time.Time) []byte {
 	return []byte(fmt.Sprintf(`{"object":"whatsapp_business_account","entry":[{"id":"WABA","time":%d,"changes":[{"field":"account_update","value":`+
 		`{"phone_number":"%s","event":"ACCOUNT_RESTRICTION","restriction_info":[{"restriction_type":"RESTRICTED_BUSINESS_INITIATED_CALLING","expiration":%d}]}}]}]}`,
-		time.Now().Unix(), strings.TrimPrefix(businessNumber, "+"), until.Unix()))
+		sent.Unix(), strings.TrimPrefix(businessNumber, "+"), until.Unix()))
 }
 
 // postWebhook delivers body to wagate's /webhook/meta, signed with the

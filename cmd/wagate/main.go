@@ -254,7 +254,8 @@ func run() int {
 	}, func() metrics.MetaWebhookStats {
 		st := metaSet.stats()
 		if apiSrv != nil {
-			st.CallReports = apiSrv.Stats().WebhookCallReports
+			as := apiSrv.Stats()
+			st.CallReports, st.TooOld = as.WebhookCallReports, as.WebhookTooOld
 		}
 		return st
 	}, promptStats(flows), rt.stats)
