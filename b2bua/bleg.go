@@ -82,6 +82,10 @@ const (
 // after it was cancelled.
 var errAbandoned = errors.New("b-leg never ended its INVITE")
 
+// errCallEnded is an attempt not made: its call ended before its INVITE
+// could go out.
+var errCallEnded = errors.New("the call ended before the B-leg INVITE went out")
+
 // maxAttemptDigits bounds the attempt number in a B-leg Call-ID that
 // isOurCallID accepts: 9 digits are room for a queue's parallel ring of
 // 50 agents every second for far longer than its 1 h limit_time (180,000
@@ -171,7 +175,13 @@ func (s *Engine) runAttempt(h *hunt, at *attempt, offer []byte) {
 	req := h.side.invite(s, c, at, offer)
 	unsent := func() {}
 	if _, ok := h.side.(bSide); ok && h.xfer == nil {
-		unsent = c.invitingB()
+		var live bool
+		if unsent, live = c.invitingB(); !live {
+			log.Info("B-leg INVITE not sent: the call ended first")
+			h.send(attemptEvent{at: at, kind: evFailed, err: errCallEnded, unsent: true})
+			h.send(attemptEvent{at: at, kind: evDone})
+			return
+		}
 	}
 	tx, err := s.edge.Client().TransactionRequest(s.ctx, req)
 	if err != nil {

@@ -267,16 +267,22 @@ func (c *call) setOutcome(o Outcome) {
 
 // invitingB counts an INVITE of the call's B-leg about to be handed to
 // the transport; the returned func takes it back when the hand-over
-// failed (nothing reached Meta).
-func (c *call) invitingB() (unsent func()) {
+// failed (nothing reached Meta). ok is false, and nothing is counted,
+// once the call has ended: its end has already given the permission
+// gate the call back as never sent, so the INVITE must not go out.
+func (c *call) invitingB() (unsent func(), ok bool) {
 	c.mu.Lock()
+	if c.state == stateEnded {
+		c.mu.Unlock()
+		return func() {}, false
+	}
 	c.bInvites++
 	c.mu.Unlock()
 	return func() {
 		c.mu.Lock()
 		c.bInvites--
 		c.mu.Unlock()
-	}
+	}, true
 }
 
 // connected records B's 2xx and tells the permission gate.

@@ -872,3 +872,41 @@ func TestFlowServerAuth(t *testing.T) {
 	f.dialer.send(f.addr, opt)
 	f.dialer.response(403)
 }
+
+// endingBridge is a fakeBridge whose Offer toward B runs onOffer first.
+type endingBridge struct {
+	fakeBridge
+	onOffer func()
+}
+
+func (b endingBridge) Offer(sdp []byte) ([]byte, error) {
+	b.onOffer()
+	return fakeBridge{}.Offer(sdp)
+}
+
+// TestFlowBICEndedBeforeInviteNotSent: a BIC that ends (a drain, a
+// shutdown) between its admission and its INVITE to Meta is given back
+// to the gate as never sent, so that INVITE must not go out: before, it
+// still reached Meta, and the number's 24 h count missed a call Meta saw.
+func TestFlowBICEndedBeforeInviteNotSent(t *testing.T) {
+	var s *Engine
+	f := startFlow(t, "", "", "", func(e *Engine) {
+		s = e
+		e.newBridge = func(string, *slog.Logger, media.LegConfig, media.LegConfig) (Bridge, error) {
+			return endingBridge{onOffer: func() {
+				for _, c := range s.reg.snapshot() {
+					c.terminate(nil, "shutdown")
+				}
+			}}, nil
+		}
+	})
+	inv := f.dialerInvite(waUser, hdrPNID)
+	f.dialer.send(f.addr, inv)
+	res, ok := f.dialer.next("a final response").(*sip.Response)
+	if !ok || res.StatusCode < 300 {
+		t.Fatalf("the dialer got %v, want a final refusal", res)
+	}
+	f.dialer.send(f.addr, ackFor(inv, res))
+	f.gate.ticket(t).wait(t, OutcomeNotSent, false)
+	f.meta.silent(300 * time.Millisecond)
+}

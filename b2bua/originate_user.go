@@ -76,7 +76,11 @@ func (s *Engine) callUser(c *call, ob originBridge, offer []byte, agentAnsweredA
 		return
 	}
 	req := s.userInvite(c, offer)
-	unsent := c.invitingB()
+	unsent, live := c.invitingB()
+	if !live {
+		c.log.Info("user not called: the call ended first", "leg", "b")
+		return
+	}
 	tx, err := s.edge.Client().TransactionRequest(s.ctx, req)
 	if err != nil {
 		unsent()
