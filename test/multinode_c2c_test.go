@@ -51,8 +51,8 @@ func TestMultiNodeClickToCallKeyShared(t *testing.T) {
 	hangUp(n1, first.CallID, in)
 	code, hdr, b := postC2C(t, n2.e, c2cBody(""), "crm-77")
 	var again c2cDoc
-	if code != 202 || json.Unmarshal(b, &again) != nil || again.CallID != first.CallID || hdr.Get("Idempotent-Replayed") != "true" {
-		t.Errorf("the retry on the other node: %d %v %s; want node1's 202 replayed", code, hdr, b)
+	if code != 202 || json.Unmarshal(b, &again) != nil || again.CallID != first.CallID || hdr.Get("Idempotent-Replayed") != "true" || hdr.Get("X-Wagate-Node") != n1.id {
+		t.Errorf("the retry on the other node: %d %v %s; want node1's 202 replayed, naming node1", code, hdr, b)
 	}
 	if code, _, b := postC2C(t, n2.e, c2cBody(`,"ring_timeout":5`), "crm-77"); code != 422 {
 		t.Errorf("the same key with another body on the other node: %d %s, want 422", code, b)
