@@ -94,7 +94,6 @@ func (s *Engine) referReplaces(c *call, l *leg, ep *configs.Endpoint, req *sip.R
 		x.notify = s.newNotifier(c, l, req, c.transferorAlive(x))
 		x.notify.progress(100, "Trying")
 		if (!ours || consulting) && l2 == c2.a && c2.takeHandover(c, x) {
-			x.notify.progress(180, "Ringing")
 			log.Info("semi-attended transfer: the caller joins the consulted call when it answers", "joined_call", c2.id)
 			c.updateMOH()
 			return
@@ -240,13 +239,17 @@ func (c *call) openHandover() (<-chan struct{}, func()) {
 // dialer's or PBX's INVITE not answered yet, or the answered agent of a
 // click-to-call), hand B over to c's transfer x when B answers. It
 // reports false, changing nothing, when c2 cannot (answered, ended, no
-// ring loop, transferring).
+// ring loop, transferring); true once x's NOTIFY 180 is queued.
 func (c2 *call) takeHandover(c *call, x *transfer) bool {
 	c2.mu.Lock()
 	agentWaits := !c2.aAnswered || c2.origin == OriginClickToCall
 	ok := c2.state == stateCalling && agentWaits && c2.apiCause == "" && c2.cc.handoverCh != nil &&
 		c2.cc.handover == nil && c2.cc.handoverTo == nil && c2.cc.xfer == nil && c2.cc.joined == nil
 	if ok {
+		// Queued before the handover is visible: B's answer or end,
+		// which may come at once on c2's goroutine, ends x's NOTIFYs
+		// with the final (closing its queue).
+		x.notify.progress(180, "Ringing")
 		c2.cc.handover = &handover{c: c, x: x}
 		select {
 		case c2.cc.handoverCh <- struct{}{}:
