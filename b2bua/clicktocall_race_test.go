@@ -29,6 +29,7 @@ func (b originFake) AnswerA([]byte) ([]byte, error) {
 }
 func (originFake) Ringback(media.FrameSource) (*media.Playback, error) { return nil, nil }
 func (originFake) AnswerBAfterRingback([]byte) error                   { return nil }
+func (originFake) ReleaseSide(media.Side)                              {}
 
 // TestClickToCallHangupAsAgentAnswers: DELETE /v1/calls/{id} (Hangup)
 // lands as the agent of a click-to-call answers, after its 200 and

@@ -187,17 +187,11 @@ func (s *Engine) ring(c *call, offer []byte) {
 		// A's CANCEL or closed connection no longer stop it.
 		released bool
 	)
-	var handover chan struct{}
+	var handover <-chan struct{}
 	if c.route.Dir == sipedge.BIC && c.flow == nil {
-		handover = make(chan struct{}, 1)
-		c.mu.Lock()
-		c.cc.handoverCh = handover
-		c.mu.Unlock()
-		defer func() {
-			c.mu.Lock()
-			c.cc.handoverCh = nil
-			c.mu.Unlock()
-		}()
+		var closeHandover func()
+		handover, closeHandover = c.openHandover()
+		defer closeHandover()
 	}
 	giveUpWith := func(r *sipedge.Rejection) {
 		if !aFinal {

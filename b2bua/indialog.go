@@ -71,7 +71,7 @@ func (s *Engine) onBye(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	c := ref.call
 	c.mu.Lock()
-	if ref.leg.retired || c.transferorGoneLocked(ref.leg) {
+	if ref.leg.retired || c.transferorGoneLocked(ref.leg) || c.handoverAgentGoneLocked(ref.leg) {
 		// A leg that left the call (transferred away) hangs up only
 		// itself.
 		c.mu.Unlock()

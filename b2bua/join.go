@@ -55,10 +55,14 @@ func (s *Engine) referReplaces(c *call, l *leg, ep *configs.Endpoint, req *sip.R
 		refuse(403, "Replaces names a call of another endpoint")
 		return
 	}
-	early, ours := false, false
+	early, ours, consulting := false, false, false
 	if c2 != nil {
 		c2.mu.Lock()
 		early = c2.state != stateEnded && !(l2 == c2.a && c2.aAnswered || l2 == c2.b && c2.bAnswered)
+		// A click-to-call's agent, answered, hears the ringback while
+		// wagate calls the user: its dialog is confirmed (RFC 3891 lets
+		// it be replaced), the call it belongs to is not up yet.
+		consulting = c2.origin == OriginClickToCall && c2.flow == nil && l2 == c2.a && c2.aAnswered && c2.state == stateCalling
 		c2.mu.Unlock()
 		// wagate sent the INVITE of every leg but the A-leg of a call a
 		// peer's INVITE started.
@@ -74,13 +78,14 @@ func (s *Engine) referReplaces(c *call, l *leg, ep *configs.Endpoint, req *sip.R
 		refuse(491, err.Error())
 		return
 	}
-	if early {
+	if early || consulting {
 		// The agent transfers before the party it consulted answered
 		// (semi-attended). When that party is a call the agent placed
 		// through wagate, still ringing, wagate is the B2BUA of both
-		// dialogs: the agent's INVITE ends (487) and the caller joins
-		// the consulted party when it answers, as the agent would have
-		// had it joined then (handover). Otherwise the NOTIFY carries
+		// dialogs: the agent's INVITE ends (487), or the click-to-call's
+		// agent leg is hung up with the join, and the caller joins the
+		// consulted party when it answers, as the agent would have had
+		// it joined then (handover). Otherwise the NOTIFY carries
 		// what the INVITE with Replaces would have got (RFC 3891 §3):
 		// an early dialog wagate did not initiate, which only its
 		// initiator may replace (481); wagate does not answer a call
@@ -88,14 +93,18 @@ func (s *Engine) referReplaces(c *call, l *leg, ep *configs.Endpoint, req *sip.R
 		s.edge.Respond(tx, req, 202, "Accepted", func(res *sip.Response) { res.AppendHeader(s.edge.Contact(l.transport)) })
 		x.notify = s.newNotifier(c, l, req, c.transferorAlive(x))
 		x.notify.progress(100, "Trying")
-		if !ours && l2 == c2.a && c2.takeHandover(c, x) {
-			x.notify.progress(180, "Ringing")
+		if (!ours || consulting) && l2 == c2.a && c2.takeHandover(c, x) {
 			log.Info("semi-attended transfer: the caller joins the consulted call when it answers", "joined_call", c2.id)
 			c.updateMOH()
 			return
 		}
 		code, reason := 481, "Call/Transaction Does Not Exist"
-		if ours {
+		switch {
+		case consulting:
+			// The user answered (or the call ended) as the REFER came:
+			// once it is up, a REFER joins it as an attended transfer.
+			code, reason = 491, "Request Pending"
+		case ours:
 			code, reason = 603, "Decline"
 		}
 		log.Info("attended transfer: Replaces names a call not answered yet", "joined_call", c2.id, "code", code)
@@ -211,15 +220,36 @@ type handover struct {
 	x *transfer
 }
 
-// takeHandover makes c2, whose A (the agent) has not been answered and
-// whose ring loop rings B, hand B over to c's transfer x when B answers.
-// It reports false, changing nothing, when c2 cannot (answered, ended,
-// no ring loop, transferring).
+// openHandover lets a REFER hand over the B that c's ring loop rings
+// (takeHandover) until the returned func, which the loop defers, closes
+// it again. The channel tells the loop a handover was taken.
+func (c *call) openHandover() (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	c.mu.Lock()
+	c.cc.handoverCh = ch
+	c.mu.Unlock()
+	return ch, func() {
+		c.mu.Lock()
+		c.cc.handoverCh = nil
+		c.mu.Unlock()
+	}
+}
+
+// takeHandover makes c2, whose ring loop rings B for its agent (A: a
+// dialer's or PBX's INVITE not answered yet, or the answered agent of a
+// click-to-call), hand B over to c's transfer x when B answers. It
+// reports false, changing nothing, when c2 cannot (answered, ended, no
+// ring loop, transferring); true once x's NOTIFY 180 is queued.
 func (c2 *call) takeHandover(c *call, x *transfer) bool {
 	c2.mu.Lock()
-	ok := c2.state == stateCalling && !c2.aAnswered && c2.apiCause == "" && c2.cc.handoverCh != nil &&
+	agentWaits := !c2.aAnswered || c2.origin == OriginClickToCall
+	ok := c2.state == stateCalling && agentWaits && c2.apiCause == "" && c2.cc.handoverCh != nil &&
 		c2.cc.handover == nil && c2.cc.handoverTo == nil && c2.cc.xfer == nil && c2.cc.joined == nil
 	if ok {
+		// Queued before the handover is visible: B's answer or end,
+		// which may come at once on c2's goroutine, ends x's NOTIFYs
+		// with the final (closing its queue).
+		x.notify.progress(180, "Ringing")
 		c2.cc.handover = &handover{c: c, x: x}
 		select {
 		case c2.cc.handoverCh <- struct{}{}:
@@ -241,16 +271,31 @@ func (c2 *call) takeHandover(c *call, x *transfer) bool {
 	return true
 }
 
+// handoverAgentGoneLocked takes a BYE from a click-to-call's agent that
+// handed its ringing user over to a semi-attended transfer's caller:
+// only its leg ends (the agent is free), and the user rings on for the
+// caller. It reports whether l was that leg. Called with c.mu held.
+func (c *call) handoverAgentGoneLocked(l *leg) bool {
+	if c.cc.handover == nil || l != c.a || !c.aAnswered || c.origin != OriginClickToCall {
+		return false
+	}
+	c.aAnswered, l.retired = false, true
+	c.freeAgentLocked(l)
+	return true
+}
+
 // takeAnswer decides, as c's B answered, whether B goes to a
 // semi-attended transfer's caller (the handover) or to A: from here on
-// no REFER can take B over. Called by the ring loop (onBAnswer); a
-// handover its loop had not seen yet still owes A its 487.
+// no REFER can take B over. Called by the ring loop (onBAnswer,
+// userAnswered); a dialer's or PBX's INVITE whose loop had not seen the
+// handover yet still owes A its 487 (a click-to-call's agent, answered,
+// keeps its dialog until the join hangs it up).
 func (s *Engine) takeAnswer(c *call) *handover {
 	c.mu.Lock()
 	ho, ch := c.cc.handover, c.cc.handoverCh
 	c.cc.handover, c.cc.handoverCh = nil, nil
 	c.mu.Unlock()
-	if ho != nil && ch != nil && len(ch) > 0 {
+	if ho != nil && ch != nil && len(ch) > 0 && c.origin == "" {
 		c.mu.Lock()
 		c.cc.aReleased = true
 		c.mu.Unlock()

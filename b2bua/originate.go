@@ -47,6 +47,9 @@ type originBridge interface {
 	AnswerA(answerA []byte) ([]byte, error)
 	Ringback(src media.FrameSource) (*media.Playback, error)
 	AnswerBAfterRingback(answerB []byte) error
+	// ReleaseSide: side s's peer may leave before a semi-attended
+	// transfer's caller takes its place (no RTP timeout on it).
+	ReleaseSide(s media.Side)
 }
 
 // ProgressObserver is an optional CallObserver that is also told the

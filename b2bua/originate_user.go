@@ -7,6 +7,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/wagate/wagate/events"
+	"github.com/wagate/wagate/media"
 	sipedge "github.com/wagate/wagate/sip"
 )
 
@@ -98,6 +99,10 @@ func (s *Engine) callUser(c *call, ob originBridge, offer []byte, agentAnsweredA
 	ring := time.NewTimer(s.edge.Config().SIP.RingTimeout.D())
 	defer ring.Stop()
 	apiHangup := c.hangupRequests()
+	// The agent may transfer a caller to this user while the phone rings
+	// (semi-attended, join.go): the user then answers to that caller.
+	handover, closeHandover := c.openHandover()
+	defer closeHandover()
 	var (
 		provisional, stopping, cancelSent bool
 		authTries                         int
@@ -178,6 +183,12 @@ func (s *Engine) callUser(c *call, ob originBridge, offer []byte, agentAnsweredA
 			apiHangup = nil
 			r := c.earlyEnd()
 			giveUp(r.Code, r.Reason, r.Log)
+		case <-handover:
+			// The agent transferred a caller to this user: it may hang up
+			// now (its leg alone ends, onBye), and its silence must not
+			// end the call while the user rings for the caller.
+			handover = nil
+			ob.ReleaseSide(media.SideA)
 		case <-abandon:
 			c.log.Warn("B-leg sent no final response within 64*T1 of being cancelled; call ended", "leg", "b", "cancel_sent", cancelSent)
 			c.terminate(nil, cause+"; b-leg never ended its INVITE")
@@ -233,6 +244,10 @@ func (s *Engine) userAnswered(c *call, ob originBridge, req *sip.Request, tx sip
 		}
 		c.finalToA(sdpRejection(err))
 		c.terminate(nil, "B-leg answer: "+err.Error())
+		return
+	}
+	if ho := s.takeAnswer(c); ho != nil {
+		s.joinHandover(c, ho)
 		return
 	}
 	c.mu.Lock()

@@ -66,8 +66,8 @@ func Link(b1 *Bridge, s1 Side, b2 *Bridge, s2 Side) error {
 	if _, _, err := buildRoutes(o2, l2); err != nil {
 		return err
 	}
-	b1.neg.sides[s1], b1.neg.pending[s1], b1.legs[s1].cfg = l1, nil, cfg
-	b2.neg.sides[s2], b2.neg.pending[s2], b2.legs[s2].cfg = l2, nil, cfg
+	b1.neg.sides[s1], b1.neg.pending[s1], b1.neg.leaving[s1], b1.legs[s1].cfg = l1, nil, false, cfg
+	b2.neg.sides[s2], b2.neg.pending[s2], b2.neg.leaving[s2], b2.legs[s2].cfg = l2, nil, false, cfg
 	if err := b1.installLocked(); err != nil {
 		return err
 	}

@@ -54,6 +54,10 @@ type negotiation struct {
 	sides   [2]*sideMedia
 	pending [2]*pendingOffer
 	sent    [2][]byte
+	// leaving: the side's peer is leaving the call before the party that
+	// takes its place is there (ReleaseSide): it has no RTP timeout until
+	// Link gives the side a new peer.
+	leaving [2]bool
 	// local: A was answered by AnswerLocal, with localMedia as our
 	// stream; a B connected later (OfferToB, AnswerB) must fit that
 	// answer, which A already has and which never changes.
@@ -280,6 +284,7 @@ func (b *Bridge) AnswerB(answerB []byte) ([]byte, error) {
 		// A call wagate originated: A has our offer, not this answer.
 		n.sent[SideA] = n.offerToA
 	}
+	n.markLeaving(ab, ba)
 	b.routeAB.Store(ab)
 	b.routeBA.Store(ba)
 	b.log.Debug("media: answer from B", "b_addr", mediaAddr(mb), "codec_a", codecA.Name, "codec_b", codecB.Name,

@@ -286,7 +286,8 @@ func (b *Bridge) reofferRinging(d *Description, isOffer bool) ([]byte, StreamSta
 				c.out = withPtime(codecFmt{name: c.out.name, rate: c.out.rate}, m.Ptime)
 			}
 			if c.from == n.peerA {
-				c.quiet = dir != SendRecv
+				// A peer that is leaving (ReleaseSide) stays untimed.
+				c.quiet = dir != SendRecv || c.replacing
 			}
 			p.Store(&c)
 		}
@@ -316,4 +317,45 @@ func (b *Bridge) reofferToRinging() []byte {
 	body := n.sdpA.marshal(&out, b.m.advertise)
 	n.offerToA = body
 	return bytes.Clone(body)
+}
+
+// ReleaseSide tells the bridge that side s's peer is leaving the call
+// before the party that takes its place is there: a click-to-call's
+// agent transferred a caller to the user still ringing (semi-attended),
+// and may hang up at once. Side s then has no RTP timeout (nor one on
+// its RTCP), whether B has answered or not, until Link makes another
+// call's side its peer; before, the agent's hang-up ended the call
+// after rtp_timeout with the user still ringing for the caller.
+func (b *Bridge) ReleaseSide(s Side) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed || b.neg.leaving[s] {
+		return
+	}
+	b.neg.leaving[s] = true
+	p := &b.routeAB
+	if s == SideB {
+		p = &b.routeBA
+	}
+	if rt := p.Load(); rt != nil {
+		c := *rt
+		c.quiet, c.replacing = true, true
+		p.Store(&c)
+	}
+	for _, d := range b.dirs {
+		if d != nil && d.timeoutJob != nil {
+			d.timeoutJob.Wake(time.Time{})
+		}
+	}
+}
+
+// markLeaving makes the routes whose source side is leaving
+// (ReleaseSide) quiet and replacing. Called with b.mu held.
+func (n *negotiation) markLeaving(ab, ba *route) {
+	if n.leaving[SideA] {
+		ab.quiet, ab.replacing = true, true
+	}
+	if n.leaving[SideB] {
+		ba.quiet, ba.replacing = true, true
+	}
 }

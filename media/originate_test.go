@@ -2,6 +2,7 @@ package media
 
 import (
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -150,5 +151,70 @@ func TestOriginateReofferWhileRinging(t *testing.T) {
 	}
 	if !b.Held(SideA) {
 		t.Error("A held while B rang is not held once B answered")
+	}
+}
+
+// TestReleaseSideNotTimed: the agent of an originated call sends, then
+// hangs up once ReleaseSide says it leaves (a semi-attended transfer
+// handed the ringing user to another call's caller): its silence ends
+// nothing while B rings nor after B answers. Without ReleaseSide the same
+// silence ends the call (the control), so the test can fail.
+func TestReleaseSideNotTimed(t *testing.T) {
+	t.Cleanup(func() { checkNoRelayGoroutines(t) })
+	const timeout = 300 * time.Millisecond
+	for _, release := range []bool{false, true} {
+		m := newTestManager(t, 2, 0, timeout)
+		agent, meta := newPeer(t), newPeer(t)
+		b, err := m.NewCallBridge("c2c", testLogger(t),
+			LegConfig{Encryption: EncryptionNone, Codecs: []string{"PCMU"}},
+			LegConfig{Encryption: EncryptionNone, Codecs: []string{"PCMU"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		offerA, err := b.OfferA()
+		if err != nil {
+			t.Fatal(err)
+		}
+		offerB, err := b.AnswerA(pcmuAnswer(agent.port()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		timeouts := make(chan error, 2)
+		b.Start(func(err error) { timeouts <- err })
+		toWagateA := mustParse(t, offerA).Media[0].Addr()
+		for i := range 5 {
+			agent.send(toWagateA, rtpPacket(t, 0, uint16(i), uint32(160*i), 0x77, make([]byte, 160)))
+			time.Sleep(20 * time.Millisecond)
+		}
+		if release {
+			b.ReleaseSide(SideA)
+		}
+		// The agent is gone; B rings for longer than the timeout.
+		select {
+		case err := <-timeouts:
+			if release {
+				t.Fatalf("released: the call ended while B rang: %v", err)
+			}
+			b.Close()
+			continue // the control: silence ends an unreleased call
+		case <-time.After(4 * timeout):
+			if !release {
+				t.Fatal("control: the agent's silence did not end the call: the test tests nothing")
+			}
+		}
+		if err := b.AnswerBAfterRingback(pcmuAnswer(meta.port())); err != nil {
+			t.Fatal(err)
+		}
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		sendPayloadEvery(t, &wg, stop, meta, mustParse(t, offerB).Media[0].Addr(), 0, 0x99, 160, make([]byte, 160))
+		select {
+		case err := <-timeouts:
+			t.Errorf("released: the call ended after B answered: %v", err)
+		case <-time.After(4 * timeout):
+		}
+		close(stop)
+		wg.Wait()
+		b.Close()
 	}
 }

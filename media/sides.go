@@ -127,6 +127,7 @@ func (b *Bridge) installLocked() error {
 	if n.pending[SideB] != nil {
 		ba.quiet, ba.replacing = true, true
 	}
+	n.markLeaving(ab, ba)
 	b.routeAB.Store(ab)
 	b.routeBA.Store(ba)
 	for _, d := range b.dirs {
