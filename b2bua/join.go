@@ -90,10 +90,19 @@ func (s *Engine) referReplaces(c *call, l *leg, ep *configs.Endpoint, req *sip.R
 		// an early dialog wagate did not initiate, which only its
 		// initiator may replace (481); wagate does not answer a call
 		// still ringing toward the agent to join it either (603).
-		s.edge.Respond(tx, req, 202, "Accepted", func(res *sip.Response) { res.AppendHeader(s.edge.Contact(l.transport)) })
-		x.notify = s.newNotifier(c, l, req, c.transferorAlive(x))
+		// The handover is taken before the 202 goes out: an agent's
+		// phone that hears 202 may at once see the consulted party
+		// answer or decline, and that answer must find the handover
+		// (before, a decline right after the 202 beat the REFER's
+		// goroutine to it, and the agent was NOTIFYed 491). The
+		// NOTIFYs queued meanwhile wait for the 202.
+		var startNotify func()
+		x.notify, startNotify = s.heldNotifier(c, l, req, c.transferorAlive(x))
 		x.notify.progress(100, "Trying")
-		if (!ours || consulting) && l2 == c2.a && c2.takeHandover(c, x) {
+		taken := (!ours || consulting) && l2 == c2.a && c2.takeHandover(c, x)
+		s.edge.Respond(tx, req, 202, "Accepted", func(res *sip.Response) { res.AppendHeader(s.edge.Contact(l.transport)) })
+		startNotify()
+		if taken {
 			log.Info("semi-attended transfer: the caller joins the consulted call when it answers", "joined_call", c2.id)
 			c.updateMOH()
 			return

@@ -42,9 +42,17 @@ type notifier struct {
 // newNotifier starts the NOTIFYs of refer on leg l; alive reports whether
 // l is still there to be told.
 func (s *Engine) newNotifier(c *call, l *leg, refer *sip.Request, alive func() bool) *notifier {
-	n := &notifier{s: s, c: c, l: l, id: refer.CSeq().SeqNo, ch: make(chan notice, 8), alive: alive, sent: map[int]bool{}}
-	s.wg.Go(n.run)
+	n, start := s.heldNotifier(c, l, refer, alive)
+	start()
 	return n
+}
+
+// heldNotifier is newNotifier whose NOTIFYs wait in its queue until
+// start: the REFER's 202 must go out first, and what is queued before it
+// may already be final.
+func (s *Engine) heldNotifier(c *call, l *leg, refer *sip.Request, alive func() bool) (*notifier, func()) {
+	n := &notifier{s: s, c: c, l: l, id: refer.CSeq().SeqNo, ch: make(chan notice, 8), alive: alive, sent: map[int]bool{}}
+	return n, func() { s.wg.Go(n.run) }
 }
 
 // progress queues a provisional status (each code once).
