@@ -311,11 +311,7 @@ func (s *Engine) ring(c *call, offer []byte) {
 			// The agent transferred its caller to this call while it
 			// rings: its INVITE ends, and B rings on for the caller.
 			released = true
-			c.mu.Lock()
-			c.cc.aReleased = true
-			c.mu.Unlock()
-			s.edge.Reject(c.aTx, c.aInvite, &sipedge.Rejection{Code: 487, Reason: "Request Terminated",
-				Log: "the agent transferred a caller to this call (semi-attended)"}, c.log)
+			s.releaseAgentInvite(c)
 		case <-aDone:
 			aDone = nil
 			if aFinal || released || !errors.Is(c.aTx.Err(), sip.ErrTransactionTransport) {

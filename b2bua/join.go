@@ -305,13 +305,22 @@ func (s *Engine) takeAnswer(c *call) *handover {
 	c.cc.handover, c.cc.handoverCh = nil, nil
 	c.mu.Unlock()
 	if ho != nil && ch != nil && len(ch) > 0 && c.origin == "" {
-		c.mu.Lock()
-		c.cc.aReleased = true
-		c.mu.Unlock()
-		s.edge.Reject(c.aTx, c.aInvite, &sipedge.Rejection{Code: 487, Reason: "Request Terminated",
-			Log: "the agent transferred a caller to this call (semi-attended)"}, c.log)
+		s.releaseAgentInvite(c)
 	}
 	return ho
+}
+
+// releaseAgentInvite ends the INVITE of c's agent (a dialer's or PBX's
+// consultation) with 487 once a semi-attended transfer took its B, and
+// journals that A has its final response: a crash from here on must not
+// send A a second one (503) at the restart.
+func (s *Engine) releaseAgentInvite(c *call) {
+	c.mu.Lock()
+	c.cc.aReleased = true
+	c.mu.Unlock()
+	s.edge.Reject(c.aTx, c.aInvite, &sipedge.Rejection{Code: 487, Reason: "Request Terminated",
+		Log: "the agent transferred a caller to this call (semi-attended)"}, c.log)
+	s.journalUp(c)
 }
 
 // joinHandover joins c2, whose B answered, to the caller of the

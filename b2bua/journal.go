@@ -486,7 +486,7 @@ func (s *Engine) journalUp(c *call) {
 	jc.Answered, jc.Ringing = c.answeredAt, c.ringingAt
 	jc.BUser, jc.Permission, jc.RecordingID, jc.Origin = c.bUser, c.permission, c.recordingID, c.origin
 	jc.AUp = c.aAnswered
-	if c.aIncoming != nil && jc.Answered.IsZero() && !jc.AUp && c.finalCode == 0 {
+	if c.aIncoming != nil && jc.Answered.IsZero() && !jc.AUp && c.finalCode == 0 && !c.cc.aReleased {
 		jc.AInvite = c.aIncoming
 	}
 	c.mu.Unlock()
