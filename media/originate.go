@@ -253,14 +253,7 @@ func (b *Bridge) reofferRinging(d *Description, isOffer bool) ([]byte, StreamSta
 		if event.Name != "" {
 			ans.Codecs = append(ans.Codecs, event)
 		}
-		out := Description{Connection: b.m.advertise, Media: make([]Media, len(d.Media))}
-		for i, om := range d.Media {
-			if i == idx {
-				out.Media[i] = ans
-				continue
-			}
-			out.Media[i] = Media{Type: om.Type, Port: 0, Proto: om.Proto, Formats: om.Formats}
-		}
+		out := answerFor(d, idx, ans, b.m.advertise)
 		body = n.sdpA.marshal(&out, b.m.advertise)
 		// What A has from wagate now: the SDP a later ReOffer and
 		// LocalSDP start from.

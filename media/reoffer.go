@@ -206,14 +206,7 @@ func (b *Bridge) accept(s Side, sdp []byte, isOffer bool) ([]byte, StreamState, 
 	if sendKey != nil {
 		ans.Attributes = []Attribute{{Key: "crypto", Value: sendKey.attribute()}}
 	}
-	out := Description{Connection: b.m.advertise, Media: make([]Media, len(d.Media))}
-	for i, om := range d.Media {
-		if i == idx {
-			out.Media[i] = ans
-			continue
-		}
-		out.Media[i] = Media{Type: om.Type, Port: 0, Proto: om.Proto, Formats: om.Formats}
-	}
+	out := answerFor(d, idx, ans, b.m.advertise)
 	prev := n.sides[s]
 	n.sides[s] = next
 	if err := b.installLocked(); err != nil {
@@ -471,4 +464,19 @@ func (n *negotiation) answerAgain(s Side, sec *secureLeg, advertise netip.Addr) 
 	body = n.session(s).marshal(d, advertise)
 	n.sent[s] = body
 	return slices.Clone(body)
+}
+
+// answerFor is the answer to offer d whose stream idx wagate takes, as
+// ans: every other stream is refused with port 0 (RFC 3264 §6), in the
+// offer's order.
+func answerFor(d *Description, idx int, ans Media, conn netip.Addr) Description {
+	out := Description{Connection: conn, Media: make([]Media, len(d.Media))}
+	for i, om := range d.Media {
+		if i == idx {
+			out.Media[i] = ans
+			continue
+		}
+		out.Media[i] = Media{Type: om.Type, Port: 0, Proto: om.Proto, Formats: om.Formats}
+	}
+	return out
 }
