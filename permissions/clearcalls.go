@@ -32,7 +32,10 @@ func (c *Cache) ClearConnectedCalls(k Key) error {
 	}
 	sh.mu.Unlock()
 	if !had {
-		return nil
+		// Written anyway: a clear whose write failed (500) has already
+		// emptied the window in memory, and the operator's retry must
+		// still put that on disk, or a restart brings the cap back.
+		return c.persistPairErr(mk, sh)
 	}
 	c.log.Warn("connected calls of the last 24 h cleared by an operator; the daily cap counts from zero", "phone_number_id", k.PhoneNumberID, "user", k.User)
 	return c.persistPairErr(mk, sh)

@@ -137,6 +137,39 @@ func TestClearConnectedCalls(t *testing.T) {
 	}
 }
 
+// TestClearConnectedCallsRetriedAfterFailedWrite: a clear whose write
+// failed (the API answered 500) has emptied the window in memory; the
+// operator's retry must put that on disk. Before, the retry found nothing
+// to clear, wrote nothing and answered 200, and a restart brought the
+// learned cap back.
+func TestClearConnectedCallsRetriedAfterFailedWrite(t *testing.T) {
+	lim := DefaultLimits()
+	lim.ConnectedPerUser24h = 5
+	e := open(t, lim)
+	k := key("+16505550013")
+	mustGrant(t, e.c, k, true)
+	_, tk := admit(t, e.c, k, Allow)
+	tk.Finish(MetaDailyCap)
+
+	db := e.c.store.db
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.ClearConnectedCalls(k); err == nil {
+		t.Fatal("a clear with the file closed reported no error")
+	}
+	st, err := openStore(e.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.c.store.db = st.db
+	if err := e.c.ClearConnectedCalls(k); err != nil {
+		t.Fatalf("the retry: %v", err)
+	}
+	e.reopen(t)
+	admit(t, e.c, k, Allow)
+}
+
 // TestRedisClearConnectedCalls: the clear made through one node frees the
 // user for every node (real redis-server).
 func TestRedisClearConnectedCalls(t *testing.T) {
