@@ -92,7 +92,9 @@ func (s *sharedIdem) claim(ctx context.Context, key string, sum [32]byte) (res k
 				res.header.Set("Idempotent-Replayed", "true")
 				// The call lives on the node that placed it, which alone
 				// answers GET and DELETE for it.
-				res.header.Set("X-Wagate-Node", rec.Node)
+				if rec.Node != "" {
+					res.header.Set("X-Wagate-Node", rec.Node)
+				}
 				return res, true, nil
 			}
 			if time.Now().After(deadline) {

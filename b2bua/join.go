@@ -318,9 +318,11 @@ func (s *Engine) releaseAgentInvite(c *call) {
 	c.mu.Lock()
 	c.cc.aReleased = true
 	c.mu.Unlock()
+	// Journaled first: a crash between the two must not leave the
+	// restart a 503 to send after the 487.
+	s.journalUp(c)
 	s.edge.Reject(c.aTx, c.aInvite, &sipedge.Rejection{Code: 487, Reason: "Request Terminated",
 		Log: "the agent transferred a caller to this call (semi-attended)"}, c.log)
-	s.journalUp(c)
 }
 
 // joinHandover joins c2, whose B answered, to the caller of the
