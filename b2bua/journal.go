@@ -660,7 +660,7 @@ func (s *Engine) hangUpLeftCalls(ctx context.Context) {
 			}
 			s.byeRestored(ctx, l, log)
 		}
-		answeredA := !answered && !jc.AUp && s.answerLeftInvite(jc, log)
+		answeredA := !answered && !jc.AUp && s.answerLeftInvite(ctx, jc, log)
 		// Its record: when the call really ended is not known (wagate was
 		// down); it ends now, and the cause says so. A call not answered
 		// yet failed: its caller got the restart's 503 (answerLeftInvite,

@@ -416,9 +416,12 @@ type responseWriter interface {
 // the INVITE came from (RFC 3581's received and rport, which are the
 // source). Over TCP or TLS the connection the INVITE came on closed with
 // the crash, and a caller's transaction fails on that (RFC 3261 §8.1.3.1);
-// a new connection toward its Via is not tried. It reports whether the
-// response was sent.
-func (s *Engine) answerLeftInvite(jc journalCall, log *slog.Logger) bool {
+// a new connection toward its Via is not tried. The response is sent
+// again as RFC 3261 Timer G would (restartFinalResends), since no
+// transaction is left to retransmit it and a lost datagram would leave the
+// caller to wait out its Timer B. It reports whether the response was
+// sent.
+func (s *Engine) answerLeftInvite(ctx context.Context, jc journalCall, log *slog.Logger) bool {
 	in := jc.AInvite
 	if in == nil {
 		return false
@@ -443,5 +446,35 @@ func (s *Engine) answerLeftInvite(jc journalCall, log *slog.Logger) bool {
 		return false
 	}
 	log.Info("caller's INVITE answered after restart", "code", restartFinalCode, "to", in.Source)
+	s.wg.Go(func() { s.resendRestartFinal(ctx, w, res, log) })
 	return true
+}
+
+// restartFinalResends are the waits before each resend of a restart's
+// final response: T1, 2·T1, 4·T1 (RFC 3261 Timer G, 17.2.1), so the
+// last goes 3.5 s after the first, well inside the caller's Timer B.
+// Statelessly, the caller's ACK does not stop them: a caller that has the
+// response absorbs the copies in its completed transaction (and ACKs
+// each, as RFC 3261 §17.1.1.2 has it).
+var restartFinalResends = []time.Duration{sip.T1, 2 * sip.T1, 4 * sip.T1}
+
+// resendRestartFinal sends res again after each of restartFinalResends,
+// until ctx or the engine ends.
+func (s *Engine) resendRestartFinal(ctx context.Context, w responseWriter, res *sip.Response, log *slog.Logger) {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	<-t.C
+	for i, d := range restartFinalResends {
+		t.Reset(d)
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := w.WriteResponse(res); err != nil {
+			log.Debug("final response to the caller's INVITE after restart not resent", "resend", i+1, "error", err)
+		}
+	}
 }
