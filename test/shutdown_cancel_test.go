@@ -2,6 +2,8 @@ package test
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -114,5 +116,45 @@ func TestShutdownCancelsUnansweredLegs(t *testing.T) {
 				t.Errorf("ACK of the 487 not in the INVITE's transaction (Via %q, INVITE's %q)", agentHeader(ack, "Via"), agentHeader(inv, "Via"))
 			}
 		})
+	}
+}
+
+// TestShutdownLeavesNoEndedInvite: a call whose caller gives up while
+// the agent rings (wagate cancels the agent, which answers 487), then a
+// clean stop: the journal holds no INVITE for the next start to cancel.
+// Keeping the INVITEs a stop catches unanswered must not keep those that
+// ended: a CANCEL at the next start would reach a callee whose phone had
+// stopped, or one that had answered. (A guard: it passed before too. The
+// end of an INVITE that comes after its call's "down" is
+// TestJournalInvitesKeptAtStop's.)
+func TestShutdownLeavesNoEndedInvite(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := e.startWagate(wagateOpts{Args: []string{"-drain-timeout", "1s"}})
+	callee := startRingingUAS(t, e.PBX, false, false)
+	caller := newRawPeer(t, e.Meta.IP, w)
+	sdp := fmt.Sprintf("v=0\r\no=- 1 1 IN IP4 %s\r\ns=-\r\nc=IN IP4 %s\r\nt=0 0\r\nm=audio %d RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
+		e.Meta.IP, e.Meta.IP, e.Meta.MediaPort)
+	head := fmt.Sprintf("sip:%s@%s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bK-ended-caller;rport\r\nFrom: <sip:%s@%s>;tag=caller\r\nTo: <sip:%s@%s>\r\n"+
+		"Call-ID: ended-caller@%s\r\nMax-Forwards: 70\r\n", businessNumber, w.SIPAddr, caller.local(), waUser, e.Meta.IP, businessNumber, w.SIPAddr, e.Meta.IP)
+	if err := caller.send([]byte(fmt.Sprintf("INVITE %sCSeq: 1 INVITE\r\nContact: <sip:caller@%s>\r\nContent-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s",
+		head, caller.local(), len(sdp), sdp))); err != nil {
+		t.Fatal(err)
+	}
+	callee.wait(t, "INVITE", 1, replyLimit)
+	caller.collect(replyLimit, func(m sipMsg) bool { return strings.HasPrefix(m.StartLine(), "SIP/2.0 18") })
+	if err := caller.send([]byte("CANCEL " + head + "CSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	callee.wait(t, "CANCEL", 1, replyLimit)
+	callee.wait(t, "ACK", 1, replyLimit) // of its 487: the INVITE ended
+	w.waitIdle()
+	w.terminate()
+	b, err := os.ReadFile(filepath.Join(e.dir, "data", "live-calls.journal"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), `"op":"inv"`) {
+		t.Errorf("the journal keeps an INVITE that ended for the next start to cancel:\n%s", b)
 	}
 }
