@@ -195,7 +195,8 @@ func (s *Engine) runAttempt(h *hunt, at *attempt, offer []byte) {
 	// Until its final response, a crash leaves the callee ringing: the
 	// journal keeps what the next start cancels it with.
 	branch := s.journalInvite(c, at.leg.name, req)
-	defer func() { s.journalInviteEnded(c, branch) }()
+	final := false // B's final response came
+	defer func() { s.journalInviteDone(c, branch, final) }()
 
 	var (
 		handedOver  bool // a 2xx won: the transaction is the hunt's
@@ -236,6 +237,7 @@ func (s *Engine) runAttempt(h *hunt, at *attempt, offer []byte) {
 	for {
 		select {
 		case res := <-tx.Responses():
+			final = res.StatusCode >= 200
 			switch {
 			case res.StatusCode < 200:
 				provisional = true
@@ -264,7 +266,7 @@ func (s *Engine) runAttempt(h *hunt, at *attempt, offer []byte) {
 							authTries++
 							s.journalInviteEnded(c, branch)
 							branch = s.journalInvite(c, at.leg.name, retry)
-							req, tx, provisional = retry, ntx, false
+							req, tx, provisional, final = retry, ntx, false, false
 							at.leg.mu.Lock()
 							at.leg.localCSeq = retry.CSeq().SeqNo
 							at.leg.mu.Unlock()

@@ -335,8 +335,12 @@ func (j *Journal) rewriteLocked() error {
 			w.WriteByte('\n')
 		}
 	}
-	for _, inv := range j.invites {
+	for b, inv := range j.invites {
+		// After every "down": the file now holds the INVITE past its
+		// call's end, and only an "inv-end" ends it.
 		w.Write(append(appendInviteLine(nil, &inv), '\n'))
+		inv.covered = false
+		j.invites[b] = inv
 	}
 	if err := w.Flush(); err == nil {
 		err = f.Sync()
@@ -412,9 +416,10 @@ func (j *Journal) down(id string, cdr []byte) error {
 		return nil
 	}
 	delete(j.live, id)
-	// The call's end cancelled its INVITEs; reading the file does the
-	// same at the "down".
-	j.dropInvitesOfLocked(id)
+	// The call's end cancels its INVITEs, and reading the file drops
+	// them at the "down"; until their transactions end, a rewrite keeps
+	// them (a graceful stop leaves them to the next start's CANCEL).
+	j.coverInvitesOfLocked(id)
 	if err := j.appendLocked(b); err != nil {
 		return err
 	}
@@ -655,7 +660,7 @@ func (s *Engine) hangUpLeftCalls(ctx context.Context) {
 			}
 			s.byeRestored(ctx, l, log)
 		}
-		answeredA := !answered && !jc.AUp && s.answerLeftInvite(jc, log)
+		answeredA := !answered && !jc.AUp && s.answerLeftInvite(ctx, jc, log)
 		// Its record: when the call really ended is not known (wagate was
 		// down); it ends now, and the cause says so. A call not answered
 		// yet failed: its caller got the restart's 503 (answerLeftInvite,

@@ -526,3 +526,86 @@ func TestReadLinesSkipsOverlong(t *testing.T) {
 		}
 	}
 }
+
+// TestJournalInvitesKeptAtStop: at a graceful stop the calls end first,
+// and their INVITEs still without a final response (no 1xx yet, so no
+// CANCEL could go; or a CANCEL not answered yet) must reach the next
+// start, which cancels them; those that ended — before the call's end or
+// after it, before or after a rewrite of the file — must not (a CANCEL to
+// an answered INVITE's callee is a false one). An INVITE its call's end
+// covers costs no line when it ends, as before.
+func TestJournalInvitesKeptAtStop(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "live-calls.journal")
+	j, err := OpenJournal(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"c1", "c2"} {
+		if err := j.up(testJournalCall(id), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, b := range []string{"z9hG4bK-1a", "z9hG4bK-1b", "z9hG4bK-1c", "z9hG4bK-1d"} {
+		if err := j.invite(testJournalInvite("c1", b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := j.invite(testJournalInvite("c2", "z9hG4bK-2a")); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.inviteEnded("z9hG4bK-1a"); err != nil { // answered
+		t.Fatal(err)
+	}
+	// The drain ends the calls; their attempts are still running.
+	for _, id := range []string{"c1", "c2"} {
+		if err := j.down(id, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, _ := os.Stat(path)
+	if err := j.inviteEnded("z9hG4bK-1b"); err != nil { // its 487 came
+		t.Fatal(err)
+	}
+	if after, _ := os.Stat(path); after.Size() != before.Size() {
+		t.Errorf("the end of an INVITE its call's end covered was written (%d → %d bytes)", before.Size(), after.Size())
+	}
+	// A rewrite (compaction) keeps 1c and 1d past their calls' "down":
+	// an end from then on is written.
+	j.mu.Lock()
+	if err := j.rewriteLocked(); err != nil {
+		t.Fatal(err)
+	}
+	j.mu.Unlock()
+	if err := j.inviteEnded("z9hG4bK-1d"); err != nil {
+		t.Fatal(err)
+	}
+	// 1c and 2a have had no final response when the engine stops.
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	j2, err := OpenJournal(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, inv := range j2.leftInvites() {
+		got[inv.Branch] = true
+	}
+	if len(got) != 2 || !got["z9hG4bK-1c"] || !got["z9hG4bK-2a"] {
+		t.Errorf("INVITEs left for the next start %v, want z9hG4bK-1c and z9hG4bK-2a", got)
+	}
+	if calls := j2.left(); len(calls) != 0 {
+		t.Errorf("calls ended before the stop left up: %v", calls)
+	}
+	j2.Close()
+
+	// A third start finds none: the second handed them over.
+	j3, err := OpenJournal(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j3.Close()
+	if left := j3.leftInvites(); len(left) != 0 {
+		t.Errorf("INVITEs handed over twice: %v", left)
+	}
+}

@@ -27,7 +27,13 @@ import (
 // An "inv" line is written once the INVITE has gone out (its Via names
 // the branch only then), an "inv-end" line when its transaction ends (a
 // final response, a timeout, the attempt abandoned); a call's "down"
-// covers its INVITEs too, so no "inv-end" follows it.
+// covers its INVITEs too, so no "inv-end" follows it. The journal still
+// holds such an INVITE until its transaction ends: a rewrite (and Close,
+// at a graceful stop) keeps it as an "inv" line after the "down", and its
+// end is written from then on. An INVITE whose attempt returns because
+// wagate stops, with no final response, is not ended at all: the callee
+// may ring on (no 1xx came, so no CANCEL could go; or the CANCEL had no
+// answer before the process exited), and the next start cancels it.
 
 // journalInvite is an INVITE wagate sent, as its CANCEL needs it.
 type journalInvite struct {
@@ -46,6 +52,9 @@ type journalInvite struct {
 	Route     []string `json:"route,omitempty"`
 	Transport string   `json:"transport"`
 	Dest      string   `json:"dest,omitempty"`
+	// covered: the call's "down" line, written since the INVITE's "inv"
+	// line, covers it; its end needs no line of its own.
+	covered bool
 }
 
 // invite records inv as pending.
@@ -63,7 +72,12 @@ func (j *Journal) invite(inv journalInvite) error {
 func (j *Journal) inviteEnded(branch string) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if !j.dropInviteLocked(branch) {
+	inv, ok := j.invites[branch]
+	if !ok {
+		return nil
+	}
+	j.dropInviteLocked(branch)
+	if inv.covered {
 		return nil
 	}
 	return j.appendLocked(appendInviteEndLine(make([]byte, 0, 64), branch))
@@ -98,12 +112,24 @@ func (j *Journal) dropInviteLocked(branch string) bool {
 }
 
 // dropInvitesOfLocked forgets the pending INVITEs of call id (its
-// "down": the call's end cancelled them).
+// "down", read back: the call's end cancelled them).
 func (j *Journal) dropInvitesOfLocked(id string) {
 	for _, b := range j.invitesOf[id] {
 		delete(j.invites, b)
 	}
 	delete(j.invitesOf, id)
+}
+
+// coverInvitesOfLocked marks the pending INVITEs of call id as covered by
+// its "down" line: their transactions still run (a CANCEL waits for the
+// 487, or for a 1xx before it may go), and a graceful stop before they
+// end must keep them for the next start.
+func (j *Journal) coverInvitesOfLocked(id string) {
+	for _, b := range j.invitesOf[id] {
+		inv := j.invites[b]
+		inv.covered = true
+		j.invites[b] = inv
+	}
 }
 
 // leftInvites returns the INVITEs the previous run left pending and
@@ -144,6 +170,21 @@ func (s *Engine) journalInviteEnded(c *call, branch string) {
 	if err := s.journal.inviteEnded(branch); err != nil {
 		c.log.Error("journal: end of an INVITE not recorded", "error", err)
 	}
+}
+
+// journalInviteDone ends the INVITE of branch as its attempt returns,
+// unless wagate is stopping and no final response came: the callee may
+// still ring (it sent no 1xx, so no CANCEL could go; or the CANCEL went
+// unanswered before the process exits), and the journal keeps the
+// INVITE for the next start to cancel.
+func (s *Engine) journalInviteDone(c *call, branch string, final bool) {
+	if !final && s.ctx.Err() != nil {
+		if s.journal != nil && branch != "" {
+			c.log.Info("INVITE without a final response at shutdown: kept in the journal, cancelled at the next start")
+		}
+		return
+	}
+	s.journalInviteEnded(c, branch)
 }
 
 // pendingInvite is what the journal keeps of req, sent (its top Via
@@ -375,9 +416,12 @@ type responseWriter interface {
 // the INVITE came from (RFC 3581's received and rport, which are the
 // source). Over TCP or TLS the connection the INVITE came on closed with
 // the crash, and a caller's transaction fails on that (RFC 3261 §8.1.3.1);
-// a new connection toward its Via is not tried. It reports whether the
-// response was sent.
-func (s *Engine) answerLeftInvite(jc journalCall, log *slog.Logger) bool {
+// a new connection toward its Via is not tried. The response is sent
+// again as RFC 3261 Timer G would (restartFinalResends), since no
+// transaction is left to retransmit it and a lost datagram would leave the
+// caller to wait out its Timer B. It reports whether the response was
+// sent.
+func (s *Engine) answerLeftInvite(ctx context.Context, jc journalCall, log *slog.Logger) bool {
 	in := jc.AInvite
 	if in == nil {
 		return false
@@ -402,5 +446,35 @@ func (s *Engine) answerLeftInvite(jc journalCall, log *slog.Logger) bool {
 		return false
 	}
 	log.Info("caller's INVITE answered after restart", "code", restartFinalCode, "to", in.Source)
+	s.wg.Go(func() { s.resendRestartFinal(ctx, w, res, log) })
 	return true
+}
+
+// restartFinalResends are the waits before each resend of a restart's
+// final response: T1, 2·T1, 4·T1 (RFC 3261 Timer G, 17.2.1), so the
+// last goes 3.5 s after the first, well inside the caller's Timer B.
+// Statelessly, the caller's ACK does not stop them: a caller that has the
+// response absorbs the copies in its completed transaction (and ACKs
+// each, as RFC 3261 §17.1.1.2 has it).
+var restartFinalResends = []time.Duration{sip.T1, 2 * sip.T1, 4 * sip.T1}
+
+// resendRestartFinal sends res again after each of restartFinalResends,
+// until ctx or the engine ends.
+func (s *Engine) resendRestartFinal(ctx context.Context, w responseWriter, res *sip.Response, log *slog.Logger) {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	<-t.C
+	for i, d := range restartFinalResends {
+		t.Reset(d)
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := w.WriteResponse(res); err != nil {
+			log.Debug("final response to the caller's INVITE after restart not resent", "resend", i+1, "error", err)
+		}
+	}
 }

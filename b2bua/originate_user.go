@@ -95,7 +95,8 @@ func (s *Engine) callUser(c *call, ob originBridge, offer []byte, agentAnsweredA
 	// The user's phone rings until a final response: after a crash the
 	// next start cancels it from the journal.
 	branch := s.journalInvite(c, "b", req)
-	defer func() { s.journalInviteEnded(c, branch) }()
+	final := false // Meta's final response came
+	defer func() { s.journalInviteDone(c, branch, final) }()
 	ring := time.NewTimer(s.edge.Config().SIP.RingTimeout.D())
 	defer ring.Stop()
 	apiHangup := c.hangupRequests()
@@ -126,6 +127,7 @@ func (s *Engine) callUser(c *call, ob originBridge, offer []byte, agentAnsweredA
 	for {
 		select {
 		case res := <-tx.Responses():
+			final = res.StatusCode >= 200
 			switch {
 			case res.StatusCode < 200:
 				provisional = true
@@ -146,7 +148,7 @@ func (s *Engine) callUser(c *call, ob originBridge, offer []byte, agentAnsweredA
 							tx.Terminate()
 							s.journalInviteEnded(c, branch)
 							branch = s.journalInvite(c, "b", retry)
-							req, tx, provisional = retry, ntx, false
+							req, tx, provisional, final = retry, ntx, false, false
 							c.b.mu.Lock()
 							c.b.localCSeq = retry.CSeq().SeqNo
 							c.b.mu.Unlock()
