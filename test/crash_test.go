@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -182,20 +183,37 @@ func TestCrashKeepsEndedCallsRecords(t *testing.T) {
 }
 
 // ringingUAS is a callee that rings and never answers: 100 and 180 to
-// each INVITE; to a CANCEL 200, then 487 to its INVITE — or, when
-// answersCancelled, 200 to the INVITE (someone picked up as the CANCEL
-// came). It keeps every request it received, raw.
+// each INVITE; to a CANCEL 200, then 487 to its INVITE. calleeMode
+// changes that. It keeps every request it received, raw.
 type ringingUAS struct {
 	mu   sync.Mutex
 	reqs []string
+	// losesCancels: while set, CANCELs are ignored (as if lost on the
+	// way).
+	losesCancels atomic.Bool
 }
 
-func startRingingUAS(t *testing.T, p peer, tcp, answersCancelled bool) *ringingUAS {
+// calleeMode is how a ringingUAS departs from ringing.
+type calleeMode struct {
+	tcp bool
+	// quiet: nothing at all to the INVITE (no 100, no 180: wagate may not
+	// cancel before a provisional, RFC 3261 §9.1).
+	quiet bool
+	// answersCancelled: 200 to the INVITE when its CANCEL comes (someone
+	// picked up as it came).
+	answersCancelled bool
+	// losesCancels: CANCELs are ignored until ringingUAS.losesCancels is
+	// cleared.
+	losesCancels bool
+}
+
+func startRingingUAS(t *testing.T, p peer, m calleeMode) *ringingUAS {
 	u := &ringingUAS{}
+	u.losesCancels.Store(m.losesCancels)
 	var mu sync.Mutex              // the TCP UAS serves each connection in its goroutine
 	invites := map[string]string{} // by Call-ID
 	serve := startRawUAS
-	if tcp {
+	if m.tcp {
 		serve = startRawTCPUAS
 	}
 	serve(t, p.Addr(), func(msg string, reply func(string)) {
@@ -214,13 +232,18 @@ func startRingingUAS(t *testing.T, p peer, tcp, answersCancelled bool) *ringingU
 				return // a retransmission before our 100
 			}
 			invites[callID] = msg
-			reply(agentResponse(msg, "100 Trying", "", nil, ""))
-			reply(agentResponse(msg, "180 Ringing", "ringing", nil, ""))
+			if !m.quiet {
+				reply(agentResponse(msg, "100 Trying", "", nil, ""))
+				reply(agentResponse(msg, "180 Ringing", "ringing", nil, ""))
+			}
 		case strings.HasPrefix(msg, "CANCEL "):
+			if u.losesCancels.Load() {
+				return
+			}
 			reply(agentResponse(msg, "200 OK", "ringing", nil, ""))
 			switch inv, ok := invites[callID]; {
 			case !ok:
-			case answersCancelled:
+			case m.answersCancelled:
 				sdp := fmt.Sprintf("v=0\r\no=- 1 1 IN IP4 %s\r\ns=-\r\nc=IN IP4 %s\r\nt=0 0\r\nm=audio %d RTP/AVP 0\r\n", p.IP, p.IP, p.MediaPort)
 				reply(agentResponse(inv, "200 OK", "ringing", []string{"Contact: <sip:callee@" + p.Addr() + ">", "Content-Type: application/sdp"}, sdp))
 			default:
@@ -311,7 +334,7 @@ func TestCrashCancelsRingingLegs(t *testing.T) {
 			if tc.bic {
 				callerPeer, calleePeer, ruser, fromUser = e.Dialer, e.Meta, waUser, businessNumber
 			}
-			callee := startRingingUAS(t, calleePeer, tc.tcp, tc.answers)
+			callee := startRingingUAS(t, calleePeer, calleeMode{tcp: tc.tcp, answersCancelled: tc.answers})
 			caller := newRawPeer(t, callerPeer.IP, w)
 			sdp := fmt.Sprintf("v=0\r\no=- 1 1 IN IP4 %s\r\ns=-\r\nc=IN IP4 %s\r\nt=0 0\r\nm=audio %d RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
 				callerPeer.IP, callerPeer.IP, callerPeer.MediaPort)

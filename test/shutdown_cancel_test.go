@@ -5,60 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 )
-
-// silentUAS is a callee wagate's SIGTERM catches with an INVITE of
-// wagate's unanswered: with quiet, it sends nothing at all to the INVITE
-// (no 100, no 180: RFC 3261 §9.1 has wagate wait for a provisional
-// before it may cancel); else it rings (100, 180) and ignores CANCELs
-// (as if lost on the way) until answerCancels. A CANCEL answered gets
-// 200, then 487 to the INVITE. It keeps every request it received, raw.
-type silentUAS struct {
-	ringingUAS
-	answerCancels atomic.Bool
-}
-
-func startSilentUAS(t *testing.T, p peer, quiet bool) *silentUAS {
-	u := &silentUAS{}
-	var mu sync.Mutex
-	invites := map[string]string{} // by Call-ID
-	startRawUAS(t, p.Addr(), func(msg string, reply func(string)) {
-		mu.Lock()
-		defer mu.Unlock()
-		if strings.HasPrefix(msg, "SIP/2.0") {
-			return
-		}
-		u.mu.Lock()
-		u.reqs = append(u.reqs, msg)
-		u.mu.Unlock()
-		callID := agentHeader(msg, "Call-ID")
-		switch {
-		case strings.HasPrefix(msg, "INVITE "):
-			if _, seen := invites[callID]; seen {
-				return // a retransmission
-			}
-			invites[callID] = msg
-			if !quiet {
-				reply(agentResponse(msg, "100 Trying", "", nil, ""))
-				reply(agentResponse(msg, "180 Ringing", "ringing", nil, ""))
-			}
-		case strings.HasPrefix(msg, "CANCEL "):
-			if !quiet && !u.answerCancels.Load() {
-				return // lost
-			}
-			reply(agentResponse(msg, "200 OK", "ringing", nil, ""))
-			if inv, ok := invites[callID]; ok {
-				reply(agentResponse(inv, "487 Request Terminated", "ringing", nil, ""))
-			}
-		case strings.HasPrefix(msg, "BYE "):
-			reply(agentResponse(msg, "200 OK", "", nil, ""))
-		}
-	})
-	return u
-}
 
 // TestShutdownCancelsUnansweredLegs: wagate is stopped (SIGTERM, a short
 // -drain-timeout) while an INVITE it sent has had no final response —
@@ -85,7 +33,7 @@ func TestShutdownCancelsUnansweredLegs(t *testing.T) {
 			if tc.bic {
 				callerPeer, calleePeer, ruser, fromUser = e.Dialer, e.Meta, waUser, businessNumber
 			}
-			callee := startSilentUAS(t, calleePeer, tc.quiet)
+			callee := startRingingUAS(t, calleePeer, calleeMode{quiet: tc.quiet, losesCancels: !tc.quiet})
 			caller := newRawPeer(t, callerPeer.IP, w)
 			sdp := fmt.Sprintf("v=0\r\no=- 1 1 IN IP4 %s\r\ns=-\r\nc=IN IP4 %s\r\nt=0 0\r\nm=audio %d RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
 				callerPeer.IP, callerPeer.IP, callerPeer.MediaPort)
@@ -104,7 +52,7 @@ func TestShutdownCancelsUnansweredLegs(t *testing.T) {
 			if !tc.quiet && before == 0 {
 				t.Fatal("the drain sent the ringing callee no CANCEL")
 			}
-			callee.answerCancels.Store(true)
+			callee.losesCancels.Store(false)
 
 			e.startWagate(o)
 			cancel := callee.wait(t, "CANCEL", before+1, replyLimit)[before]
@@ -131,7 +79,7 @@ func TestShutdownLeavesNoEndedInvite(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	w := e.startWagate(wagateOpts{Args: []string{"-drain-timeout", "1s"}})
-	callee := startRingingUAS(t, e.PBX, false, false)
+	callee := startRingingUAS(t, e.PBX, calleeMode{})
 	caller := newRawPeer(t, e.Meta.IP, w)
 	sdp := fmt.Sprintf("v=0\r\no=- 1 1 IN IP4 %s\r\ns=-\r\nc=IN IP4 %s\r\nt=0 0\r\nm=audio %d RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
 		e.Meta.IP, e.Meta.IP, e.Meta.MediaPort)
