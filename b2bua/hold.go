@@ -26,6 +26,10 @@ type engineControl struct {
 	moh atomic.Pointer[media.Clip]
 	// link joins two calls' bridges (media.Link for real bridges).
 	link func(b1 Bridge, s1 media.Side, b2 Bridge, s2 media.Side) error
+	// handoverPublished, when set (tests only), runs in takeHandover
+	// between publishing the handover on the consulted call and noting
+	// it on the caller's: the consulted call may answer or fail there.
+	handoverPublished atomic.Pointer[func()]
 }
 
 // callControl is what hold and transfer keep about a call, under its mu
@@ -52,6 +56,10 @@ type callControl struct {
 	handoverCh chan struct{}
 	handover   *handover
 	handoverTo *call
+	// handoverAnswered: B answered for a handover (takeAnswer) that
+	// joinHandover has not set up yet; the agent's BYE meanwhile ends
+	// only its leg, as it does while B rings (handoverAgentGoneLocked).
+	handoverAnswered bool
 	// aReleased: A's INVITE got its 487 for a handover; nothing else
 	// may answer it.
 	aReleased bool

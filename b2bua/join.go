@@ -227,6 +227,9 @@ func (c *call) leaveForJoin(x *transfer, other *call) (bool, events.Transfer) {
 type handover struct {
 	c *call
 	x *transfer
+	// closed, under c.mu, is set once B's answer or end settled the
+	// handover (joinHandover, handoverFailed): c no longer waits on it.
+	closed bool
 }
 
 // openHandover lets a REFER hand over the B that c's ring loop rings
@@ -265,12 +268,22 @@ func (c2 *call) takeHandover(c *call, x *transfer) bool {
 		default:
 		}
 	}
+	ho := c2.cc.handover
 	c2.mu.Unlock()
 	if !ok {
 		return false
 	}
+	if f := c.srv.ctl.handoverPublished.Load(); f != nil {
+		(*f)()
+	}
 	c.mu.Lock()
-	c.cc.handoverTo = c2
+	// B may have answered or failed already, on c2's goroutine, and
+	// settled the handover: a handoverTo set after that (before, it was
+	// set unconditionally) would stay, naming a call c no longer waits
+	// on.
+	if !ho.closed {
+		c.cc.handoverTo = c2
+	}
 	ended := c.state == stateEnded
 	c.mu.Unlock()
 	if ended {
@@ -285,7 +298,11 @@ func (c2 *call) takeHandover(c *call, x *transfer) bool {
 // only its leg ends (the agent is free), and the user rings on for the
 // caller. It reports whether l was that leg. Called with c.mu held.
 func (c *call) handoverAgentGoneLocked(l *leg) bool {
-	if c.cc.handover == nil || l != c.a || !c.aAnswered || c.origin != OriginClickToCall {
+	// Also once B answered for the handover and before joinHandover set
+	// the join up (its transfer then takes the BYE: transferorGoneLocked):
+	// before, a BYE in that moment ended the whole call, the user just
+	// answered included.
+	if (c.cc.handover == nil && !c.cc.handoverAnswered) || l != c.a || !c.aAnswered || c.origin != OriginClickToCall {
 		return false
 	}
 	c.aAnswered, l.retired = false, true
@@ -303,6 +320,7 @@ func (s *Engine) takeAnswer(c *call) *handover {
 	c.mu.Lock()
 	ho, ch := c.cc.handover, c.cc.handoverCh
 	c.cc.handover, c.cc.handoverCh = nil, nil
+	c.cc.handoverAnswered = ho != nil
 	c.mu.Unlock()
 	if ho != nil && ch != nil && len(ch) > 0 && c.origin == "" {
 		s.releaseAgentInvite(c)
@@ -327,7 +345,9 @@ func (s *Engine) releaseAgentInvite(c *call) {
 
 // joinHandover joins c2, whose B answered, to the caller of the
 // semi-attended transfer ho: c2's media starts, and the two calls are
-// joined as an attended transfer joins them.
+// joined as an attended transfer joins them. A c2 hung up through the
+// API meanwhile (its DELETE answered 202) is not joined: it ends as the
+// API asked, B with a BYE, and the transfer fails with 487.
 func (s *Engine) joinHandover(c2 *call, ho *handover) {
 	c, x := ho.c, ho.x
 	c2.bridge.Start(func(err error) {
@@ -335,19 +355,31 @@ func (s *Engine) joinHandover(c2 *call, ho *handover) {
 		c2.terminate(nil, media.HangupCause(err))
 	})
 	c2.mu.Lock()
-	live := c2.state == stateCalling
+	c2.cc.handoverAnswered = false
+	live, apiCause := c2.state == stateCalling, c2.apiCause
 	x2 := &transfer{kind: events.TransferAttended, by: x.by, from: c2.a, asked: x.asked}
-	if live {
+	if live && apiCause == "" {
 		c2.state = stateConfirmed
 		c2.answeredAt = time.Now()
 		c2.cc.xfer = x2
 		c2.cc.count++
+		// The agent's click-to-call leg, hung up since B answered, has
+		// left already: the join has no BYE for it.
+		x2.fromGone = c2.a.retired
 	}
 	c2.mu.Unlock()
 	c.mu.Lock()
-	c.cc.handoverTo = nil
+	c.cc.handoverTo, ho.closed = nil, true
 	c.mu.Unlock()
-	if !live {
+	switch {
+	case !live:
+		s.handoverFailed(ho, 487, "Request Terminated")
+		return
+	case apiCause != "":
+		// Before, the answer went on to the join whatever the API had
+		// said: the DELETE got 202 and the user talked to the caller.
+		c2.log.Info("call answered as it was hung up through the API: not joined to the caller of a semi-attended transfer", "joined_call", c.id, "cause", apiCause)
+		c2.end(nil, events.HangupAPI, apiCause)
 		s.handoverFailed(ho, 487, "Request Terminated")
 		return
 	}
@@ -374,7 +406,7 @@ func (s *Engine) handoverFailed(ho *handover, code int, reason string) {
 		code, reason = 487, "Request Terminated"
 	}
 	c.mu.Lock()
-	c.cc.handoverTo = nil
+	c.cc.handoverTo, ho.closed = nil, true
 	gone, ended := x.fromGone, c.state == stateEnded
 	c.mu.Unlock()
 	if ended {
