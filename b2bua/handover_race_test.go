@@ -47,12 +47,24 @@ type c2cHandover struct {
 	c2c     *call
 }
 
-// startC2CHandover puts a UIC through to agent 1001@pbx, starts a
-// click-to-call from the same agent whose user's phone rings, and, once
-// published runs (nil: at once), REFERs the first call with Replaces
-// naming the click-to-call's agent dialog. The REFER's answer and
-// NOTIFYs are left to the test (pbxUntil).
+// startC2CHandover sets up startC2C and REFERs the first call with
+// Replaces naming the click-to-call's agent dialog; published, when not
+// nil, runs as takeHandover has published the handover. The REFER's
+// answer and NOTIFYs are left to the test (pbxUntil).
 func startC2CHandover(t *testing.T, published func(x *c2cHandover)) *c2cHandover {
+	t.Helper()
+	x := startC2C(t)
+	if published != nil {
+		f := func() { published(x) }
+		x.h.srv.ctl.handoverPublished.Store(&f)
+	}
+	x.h.pbx.send(x.h.addr, x.refer())
+	return x
+}
+
+// startC2C puts a UIC through to agent 1001@pbx and starts a
+// click-to-call from the same agent whose user's phone rings.
+func startC2C(t *testing.T) *c2cHandover {
 	t.Helper()
 	onStart := new(atomic.Pointer[func()])
 	h := startHuntFlowBridges(t, `{endpoint: pbx, user: "1001"}`, `  - {name: x, targets: [{endpoint: pbx, user: "1001"}]}`,
@@ -79,16 +91,17 @@ func startC2CHandover(t *testing.T, published func(x *c2cHandover)) *c2cHandover
 		ci, _ := h.srv.Call(info.ID)
 		return ci.State == "ringing"
 	})
-	if published != nil {
-		f := func() { published(x) }
-		h.srv.ctl.handoverPublished.Store(&f)
-	}
+	return x
+}
+
+// refer is the agent's REFER on the first call with Replaces naming its
+// click-to-call dialog.
+func (x *c2cHandover) refer() *sip.Request {
 	wagateTag, _ := x.b2.From().Params.Get("tag")
 	replaces := strings.NewReplacer("@", "%40", ";", "%3B", "=", "%3D").Replace(
 		fmt.Sprintf("%s;to-tag=%s;from-tag=c", callIDOf(x.b2), wagateTag))
-	h.pbx.send(h.addr, fromCallee(t, h.pbx, x.b1, "a", sip.REFER, 2,
-		fmt.Sprintf("Refer-To: <sip:x@127.0.0.1?Replaces=%s>", replaces), "Referred-By: <sip:1001@127.0.0.3>"))
-	return x
+	return fromCallee(x.h.t, x.h.pbx, x.b1, "a", sip.REFER, 2,
+		fmt.Sprintf("Refer-To: <sip:x@127.0.0.1?Replaces=%s>", replaces), "Referred-By: <sip:1001@127.0.0.3>")
 }
 
 // pbxUntil answers what the agent's phone gets (200 to each request)
@@ -271,4 +284,50 @@ func TestHandoverSettledBeforeNoted(t *testing.T) {
 	x.h.cdrs.next(t)
 	x.h.hangUp(x.inv1, x.ok1, x.h.pbx)
 	x.h.cdrs.next(t)
+}
+
+// TestClickToCallReferAsUserAnswers: the agent's REFER with Replaces
+// naming its click-to-call dialog comes as the user answers, once the
+// answer went to the agent (takeAnswer) and before the call is up: no
+// handover is left to take, but the Replaces now names an answered call,
+// and the REFER joins it as an ordinary attended transfer: NOTIFY 100,
+// 200, a BYE on each of the agent's legs, the two users joined. Before,
+// the NOTIFY said 491 and the agent had to transfer again.
+func TestClickToCallReferAsUserAnswers(t *testing.T) {
+	x := startC2C(t)
+	h := x.h
+	hook := func() {
+		h.pbx.send(h.addr, x.refer())
+		// The REFER has looked at the click-to-call (still calling) and
+		// begun its transfer on the first call: it tries the handover
+		// next, and finds the answer taken.
+		waitFor(t, "the REFER begun", func() bool {
+			x.first.mu.Lock()
+			defer x.first.mu.Unlock()
+			return x.first.cc.count >= 1
+		})
+	}
+	h.srv.ctl.userAnswerTaken.Store(&hook)
+	h.answer(h.meta, x.u, "u")
+	got := x.pbxUntil(func(got []string) bool {
+		return has(got, "BYE "+callIDOf(x.b1)) && has(got, "BYE "+callIDOf(x.b2)) ||
+			len(got) > 0 && strings.HasPrefix(got[len(got)-1], "NOTIFY SIP/2.0 4")
+	})
+	if len(got) != 5 || strings.Join(got[:3], ",") != "202 REFER,NOTIFY SIP/2.0 100 Trying,NOTIFY SIP/2.0 200 OK" {
+		t.Fatalf("agent got %q, want 202, NOTIFY 100, 200 and a BYE on each of its legs", got)
+	}
+	h.meta.silent(300 * time.Millisecond) // both users stay
+	// Joined: the first caller hangs up, and the user gets BYE.
+	h.meta.send(h.addr, byeFor(x.inv1, x.ok1, 2))
+	h.meta.response(200)
+	bye := h.meta.request(sip.BYE)
+	if callIDOf(bye) != callIDOf(x.u) {
+		t.Errorf("Meta got BYE for %s, want the user's %s", callIDOf(bye), callIDOf(x.u))
+	}
+	h.meta.reply(bye, 200, "OK", "", nil)
+	for range 2 {
+		if c := h.cdrs.next(t); len(c.Transfers) != 1 || !c.Transfers[0].Connected || c.Transfers[0].Kind != events.TransferAttended {
+			t.Errorf("CDR %s transfers %+v, want the attended transfer, connected", c.CallID, c.Transfers)
+		}
+	}
 }

@@ -100,6 +100,15 @@ func (s *Engine) referReplaces(c *call, l *leg, ep *configs.Endpoint, req *sip.R
 		x.notify, startNotify = s.heldNotifier(c, l, req, c.transferorAlive(x))
 		x.notify.progress(100, "Trying")
 		taken := (!ours || consulting) && l2 == c2.a && c2.takeHandover(c, x)
+		var x2 *transfer
+		if !taken && consulting {
+			// The user answered as the REFER came: the Replaces now
+			// names an answered call, and the REFER is an ordinary
+			// attended transfer (taken before the 202, as that one is).
+			// Before, the NOTIFY said 491 and the agent had to transfer
+			// again.
+			x2 = s.answeredMeanwhile(c2, l2, ep.Name, now)
+		}
 		s.edge.Respond(tx, req, 202, "Accepted", func(res *sip.Response) { res.AppendHeader(s.edge.Contact(l.transport)) })
 		startNotify()
 		if taken {
@@ -107,11 +116,16 @@ func (s *Engine) referReplaces(c *call, l *leg, ep *configs.Endpoint, req *sip.R
 			c.updateMOH()
 			return
 		}
+		if x2 != nil {
+			log.Info("attended transfer accepted: the consulted call was answered as the REFER came", "joined_call", c2.id)
+			s.wg.Go(func() { s.join(c, x, c2, x2) })
+			return
+		}
 		code, reason := 481, "Call/Transaction Does Not Exist"
 		switch {
 		case consulting:
-			// The user answered (or the call ended) as the REFER came:
-			// once it is up, a REFER joins it as an attended transfer.
+			// The call ended, was hung up, or is not calling the user
+			// yet (the agent just answered): the agent may try again.
 			code, reason = 491, "Request Pending"
 		case ours:
 			code, reason = 603, "Decline"
@@ -321,11 +335,57 @@ func (s *Engine) takeAnswer(c *call) *handover {
 	ho, ch := c.cc.handover, c.cc.handoverCh
 	c.cc.handover, c.cc.handoverCh = nil, nil
 	c.cc.handoverAnswered = ho != nil
+	if ho == nil && c.origin == OriginClickToCall && c.cc.answering == nil {
+		// In the same hold of mu as the handover closes: a REFER that
+		// finds no handover now finds this (answeredMeanwhile).
+		c.cc.answering = make(chan struct{})
+	}
 	c.mu.Unlock()
 	if ho != nil && ch != nil && len(ch) > 0 && c.origin == "" {
 		s.releaseAgentInvite(c)
 	}
 	return ho
+}
+
+// answerSettled closes c's answering (userAnswered is through: the
+// call is up, or ended).
+func (c *call) answerSettled() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ch := c.cc.answering; ch != nil {
+		select {
+		case <-ch:
+		default:
+			close(ch)
+		}
+	}
+}
+
+// answeredMeanwhile takes the click-to-call c2, whose user answered as a
+// REFER came to hand it over (takeHandover found the answer had gone to
+// the agent), for an ordinary attended transfer from l2: it waits until
+// userAnswered is through, then begins that transfer on c2 (x2). Nil
+// when c2 cannot be joined (its user's answer not taken yet, ended, hung
+// up through the API, transferring).
+func (s *Engine) answeredMeanwhile(c2 *call, l2 *leg, by string, asked time.Time) *transfer {
+	c2.mu.Lock()
+	ch := c2.cc.answering
+	c2.mu.Unlock()
+	if ch == nil {
+		return nil
+	}
+	// userAnswered has only local work left (its state, events, journal):
+	// this is short, and no lock is held.
+	select {
+	case <-ch:
+	case <-c2.ended:
+	case <-s.ctx.Done():
+	}
+	x2 := &transfer{kind: events.TransferAttended, by: by, from: l2, asked: asked}
+	if err := c2.beginTransfer(x2); err != nil {
+		return nil
+	}
+	return x2
 }
 
 // releaseAgentInvite ends the INVITE of c's agent (a dialer's or PBX's
