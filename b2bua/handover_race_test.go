@@ -331,3 +331,111 @@ func TestClickToCallReferAsUserAnswers(t *testing.T) {
 		}
 	}
 }
+
+// TestDialerHandoverHangupAsUserAnswers: as
+// TestClickToCallHandoverHangupAsUserAnswers, for a dialer's
+// consultation: the dialer's agent has a first BIC up and consults a
+// second user through wagate; its REFER with Replaces naming that
+// ringing INVITE hands the second user over (its INVITE gets 487); the
+// API hangs the consultation up after the user's 200 was taken for the
+// handover, before the join. The user gets BYE, the agent NOTIFY 487 and
+// keeps its first call; the record says the API hung it up. Before, the
+// user was joined to the first user.
+func TestDialerHandoverHangupAsUserAnswers(t *testing.T) {
+	onStart := new(atomic.Pointer[func()])
+	cdrs := cdrSink{make(chan events.CDR, 16), &orderSink{}}
+	f := startFlow(t, "", `, transfer: {allow: [{endpoint: pbx, users: ["*"]}]}`, "", func(e *Engine) {
+		e.newBridge = func(string, *slog.Logger, media.LegConfig, media.LegConfig) (Bridge, error) {
+			return startHookBridge{onStart: onStart}, nil
+		}
+		e.ctl.link = func(Bridge, media.Side, Bridge, media.Side) error { return nil }
+		e.AddObserver(cdrs)
+	})
+	// The first call: the dialer's agent and a user, up.
+	inv1 := f.dialerInvite(waUser, hdrPNID)
+	f.dialer.send(f.addr, inv1)
+	m1 := f.meta.request(sip.INVITE)
+	f.meta.reply(m1, 200, "OK", "m1", answerWithSDP(f.meta.addr()))
+	f.meta.request(sip.ACK)
+	ok1 := f.dialer.response(200)
+	f.dialer.send(f.addr, ackFor(inv1, ok1))
+	// The consultation: a second user's phone rings.
+	inv2 := f.dialerInvite("+447700900124", hdrPNID)
+	f.dialer.send(f.addr, inv2)
+	m2 := f.meta.request(sip.INVITE)
+	f.meta.reply(m2, 180, "Ringing", "m2", nil)
+	r2 := f.dialer.response(180)
+	var c2 string
+	for _, ci := range f.srv.Calls() {
+		if ci.B.SIPCallID == callIDOf(m2) {
+			c2 = ci.ID
+		}
+	}
+	wagateTag, _ := r2.To().Params.Get("tag")
+	replaces := strings.NewReplacer("@", "%40", ";", "%3B", "=", "%3D").Replace(
+		fmt.Sprintf("%s;to-tag=%s;from-tag=dtag", callIDOf(inv2), wagateTag))
+	refer := byeFor(inv1, ok1, 2)
+	refer.Method = sip.REFER
+	refer.CSeq().MethodName = sip.REFER
+	refer.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "agent", Host: f.dialer.ip(), Port: f.dialer.port()}})
+	refer.AppendHeader(sip.NewHeader("Refer-To", fmt.Sprintf("<sip:x@127.0.0.1?Replaces=%s>", replaces)))
+	f.dialer.send(f.addr, refer)
+	// 202, NOTIFYs 100 and 180, and the consultation's INVITE ends (487).
+	var got []string
+	dialerUntil := func(done func() bool) {
+		for !done() {
+			switch m := f.dialer.next("the dialer's REFER progress").(type) {
+			case *sip.Response:
+				got = append(got, fmt.Sprintf("%d %s", m.StatusCode, m.CSeq().MethodName))
+				if m.StatusCode == 487 {
+					f.dialer.send(f.addr, ackFor(inv2, m))
+				}
+			case *sip.Request:
+				f.dialer.reply(m, 200, "OK", "", nil)
+				switch m.Method {
+				case sip.NOTIFY:
+					frag, _, _ := strings.Cut(string(m.Body()), "\r\n")
+					got = append(got, "NOTIFY "+frag)
+				case sip.BYE:
+					got = append(got, "BYE "+callIDOf(m))
+				}
+			}
+		}
+	}
+	dialerUntil(func() bool { return len(got) >= 4 })
+	for _, w := range []string{"202 REFER", "NOTIFY SIP/2.0 100 Trying", "NOTIFY SIP/2.0 180 Ringing", "487 INVITE"} {
+		if !has(got, w) {
+			t.Fatalf("dialer got %q, want %q among them", got, w)
+		}
+	}
+	hook := func() {
+		if _, err := f.srv.Hangup(c2, "supervisor"); err != nil {
+			t.Errorf("hangup: %v", err)
+		}
+	}
+	onStart.Store(&hook)
+	f.meta.reply(m2, 200, "OK", "m2", answerWithSDP(f.meta.addr()))
+	f.meta.request(sip.ACK)
+	bye := f.meta.request(sip.BYE)
+	if callIDOf(bye) != callIDOf(m2) {
+		t.Fatalf("Meta got BYE for %s, want the second user's %s", callIDOf(bye), callIDOf(m2))
+	}
+	f.meta.reply(bye, 200, "OK", "", nil)
+	got = nil
+	dialerUntil(func() bool { return len(got) >= 1 })
+	if got[0] != "NOTIFY SIP/2.0 487 Request Terminated" {
+		t.Errorf("dialer got %q, want NOTIFY 487", got)
+	}
+	f.dialer.silent(300 * time.Millisecond) // its first call stays
+	if c := cdrs.next(t); c.HangupBy != events.HangupAPI || c.Cause != CauseAPI+": supervisor" {
+		t.Errorf("consultation CDR hangup_by %s cause %q, want the API's hangup", c.HangupBy, c.Cause)
+	}
+	// The first call is up: the dialer hangs up, and its user gets BYE.
+	f.dialer.send(f.addr, byeFor(inv1, ok1, 3))
+	f.dialer.response(200)
+	bye = f.meta.request(sip.BYE)
+	if callIDOf(bye) != callIDOf(m1) {
+		t.Errorf("Meta got BYE for %s, want the first user's %s", callIDOf(bye), callIDOf(m1))
+	}
+	f.meta.reply(bye, 200, "OK", "", nil)
+}
