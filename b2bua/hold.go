@@ -26,6 +26,14 @@ type engineControl struct {
 	moh atomic.Pointer[media.Clip]
 	// link joins two calls' bridges (media.Link for real bridges).
 	link func(b1 Bridge, s1 media.Side, b2 Bridge, s2 media.Side) error
+	// handoverPublished, when set (tests only), runs in takeHandover
+	// between publishing the handover on the consulted call and noting
+	// it on the caller's: the consulted call may answer or fail there.
+	handoverPublished atomic.Pointer[func()]
+	// userAnswerTaken, when set (tests only), runs in userAnswered once
+	// takeAnswer gave a click-to-call's answer to its agent, before the
+	// call is up: a REFER there finds no handover to take.
+	userAnswerTaken atomic.Pointer[func()]
 }
 
 // callControl is what hold and transfer keep about a call, under its mu
@@ -52,6 +60,15 @@ type callControl struct {
 	handoverCh chan struct{}
 	handover   *handover
 	handoverTo *call
+	// handoverAnswered: B answered for a handover (takeAnswer) that
+	// joinHandover has not set up yet; the agent's BYE meanwhile ends
+	// only its leg, as it does while B rings (handoverAgentGoneLocked).
+	handoverAnswered bool
+	// answering, on a click-to-call, is made by takeAnswer when the
+	// user's answer goes to the agent and closed once userAnswered is
+	// through (answerSettled): a REFER that lost the race to hand the
+	// user over waits for it, then joins the call as answered.
+	answering chan struct{}
 	// aReleased: A's INVITE got its 487 for a handover; nothing else
 	// may answer it.
 	aReleased bool

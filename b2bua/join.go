@@ -100,6 +100,15 @@ func (s *Engine) referReplaces(c *call, l *leg, ep *configs.Endpoint, req *sip.R
 		x.notify, startNotify = s.heldNotifier(c, l, req, c.transferorAlive(x))
 		x.notify.progress(100, "Trying")
 		taken := (!ours || consulting) && l2 == c2.a && c2.takeHandover(c, x)
+		var x2 *transfer
+		if !taken && consulting {
+			// The user answered as the REFER came: the Replaces now
+			// names an answered call, and the REFER is an ordinary
+			// attended transfer (taken before the 202, as that one is).
+			// Before, the NOTIFY said 491 and the agent had to transfer
+			// again.
+			x2 = s.answeredMeanwhile(c2, l2, ep.Name, now)
+		}
 		s.edge.Respond(tx, req, 202, "Accepted", func(res *sip.Response) { res.AppendHeader(s.edge.Contact(l.transport)) })
 		startNotify()
 		if taken {
@@ -107,11 +116,16 @@ func (s *Engine) referReplaces(c *call, l *leg, ep *configs.Endpoint, req *sip.R
 			c.updateMOH()
 			return
 		}
+		if x2 != nil {
+			log.Info("attended transfer accepted: the consulted call was answered as the REFER came", "joined_call", c2.id)
+			s.wg.Go(func() { s.join(c, x, c2, x2) })
+			return
+		}
 		code, reason := 481, "Call/Transaction Does Not Exist"
 		switch {
 		case consulting:
-			// The user answered (or the call ended) as the REFER came:
-			// once it is up, a REFER joins it as an attended transfer.
+			// The call ended, was hung up, or is not calling the user
+			// yet (the agent just answered): the agent may try again.
 			code, reason = 491, "Request Pending"
 		case ours:
 			code, reason = 603, "Decline"
@@ -227,6 +241,9 @@ func (c *call) leaveForJoin(x *transfer, other *call) (bool, events.Transfer) {
 type handover struct {
 	c *call
 	x *transfer
+	// closed, under c.mu, is set once B's answer or end settled the
+	// handover (joinHandover, handoverFailed): c no longer waits on it.
+	closed bool
 }
 
 // openHandover lets a REFER hand over the B that c's ring loop rings
@@ -265,12 +282,22 @@ func (c2 *call) takeHandover(c *call, x *transfer) bool {
 		default:
 		}
 	}
+	ho := c2.cc.handover
 	c2.mu.Unlock()
 	if !ok {
 		return false
 	}
+	if f := c.srv.ctl.handoverPublished.Load(); f != nil {
+		(*f)()
+	}
 	c.mu.Lock()
-	c.cc.handoverTo = c2
+	// B may have answered or failed already, on c2's goroutine, and
+	// settled the handover: a handoverTo set after that (before, it was
+	// set unconditionally) would stay, naming a call c no longer waits
+	// on.
+	if !ho.closed {
+		c.cc.handoverTo = c2
+	}
 	ended := c.state == stateEnded
 	c.mu.Unlock()
 	if ended {
@@ -285,7 +312,11 @@ func (c2 *call) takeHandover(c *call, x *transfer) bool {
 // only its leg ends (the agent is free), and the user rings on for the
 // caller. It reports whether l was that leg. Called with c.mu held.
 func (c *call) handoverAgentGoneLocked(l *leg) bool {
-	if c.cc.handover == nil || l != c.a || !c.aAnswered || c.origin != OriginClickToCall {
+	// Also once B answered for the handover and before joinHandover set
+	// the join up (its transfer then takes the BYE: transferorGoneLocked):
+	// before, a BYE in that moment ended the whole call, the user just
+	// answered included.
+	if (c.cc.handover == nil && !c.cc.handoverAnswered) || l != c.a || !c.aAnswered || c.origin != OriginClickToCall {
 		return false
 	}
 	c.aAnswered, l.retired = false, true
@@ -303,11 +334,58 @@ func (s *Engine) takeAnswer(c *call) *handover {
 	c.mu.Lock()
 	ho, ch := c.cc.handover, c.cc.handoverCh
 	c.cc.handover, c.cc.handoverCh = nil, nil
+	c.cc.handoverAnswered = ho != nil
+	if ho == nil && c.origin == OriginClickToCall && c.cc.answering == nil {
+		// In the same hold of mu as the handover closes: a REFER that
+		// finds no handover now finds this (answeredMeanwhile).
+		c.cc.answering = make(chan struct{})
+	}
 	c.mu.Unlock()
 	if ho != nil && ch != nil && len(ch) > 0 && c.origin == "" {
 		s.releaseAgentInvite(c)
 	}
 	return ho
+}
+
+// answerSettled closes c's answering (userAnswered is through: the
+// call is up, or ended).
+func (c *call) answerSettled() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ch := c.cc.answering; ch != nil {
+		select {
+		case <-ch:
+		default:
+			close(ch)
+		}
+	}
+}
+
+// answeredMeanwhile takes the click-to-call c2, whose user answered as a
+// REFER came to hand it over (takeHandover found the answer had gone to
+// the agent), for an ordinary attended transfer from l2: it waits until
+// userAnswered is through, then begins that transfer on c2 (x2). Nil
+// when c2 cannot be joined (its user's answer not taken yet, ended, hung
+// up through the API, transferring).
+func (s *Engine) answeredMeanwhile(c2 *call, l2 *leg, by string, asked time.Time) *transfer {
+	c2.mu.Lock()
+	ch := c2.cc.answering
+	c2.mu.Unlock()
+	if ch == nil {
+		return nil
+	}
+	// userAnswered has only local work left (its state, events, journal):
+	// this is short, and no lock is held.
+	select {
+	case <-ch:
+	case <-c2.ended:
+	case <-s.ctx.Done():
+	}
+	x2 := &transfer{kind: events.TransferAttended, by: by, from: l2, asked: asked}
+	if err := c2.beginTransfer(x2); err != nil {
+		return nil
+	}
+	return x2
 }
 
 // releaseAgentInvite ends the INVITE of c's agent (a dialer's or PBX's
@@ -327,7 +405,9 @@ func (s *Engine) releaseAgentInvite(c *call) {
 
 // joinHandover joins c2, whose B answered, to the caller of the
 // semi-attended transfer ho: c2's media starts, and the two calls are
-// joined as an attended transfer joins them.
+// joined as an attended transfer joins them. A c2 hung up through the
+// API meanwhile (its DELETE answered 202) is not joined: it ends as the
+// API asked, B with a BYE, and the transfer fails with 487.
 func (s *Engine) joinHandover(c2 *call, ho *handover) {
 	c, x := ho.c, ho.x
 	c2.bridge.Start(func(err error) {
@@ -335,19 +415,31 @@ func (s *Engine) joinHandover(c2 *call, ho *handover) {
 		c2.terminate(nil, media.HangupCause(err))
 	})
 	c2.mu.Lock()
-	live := c2.state == stateCalling
+	c2.cc.handoverAnswered = false
+	live, apiCause := c2.state == stateCalling, c2.apiCause
 	x2 := &transfer{kind: events.TransferAttended, by: x.by, from: c2.a, asked: x.asked}
-	if live {
+	if live && apiCause == "" {
 		c2.state = stateConfirmed
 		c2.answeredAt = time.Now()
 		c2.cc.xfer = x2
 		c2.cc.count++
+		// The agent's click-to-call leg, hung up since B answered, has
+		// left already: the join has no BYE for it.
+		x2.fromGone = c2.a.retired
 	}
 	c2.mu.Unlock()
 	c.mu.Lock()
-	c.cc.handoverTo = nil
+	c.cc.handoverTo, ho.closed = nil, true
 	c.mu.Unlock()
-	if !live {
+	switch {
+	case !live:
+		s.handoverFailed(ho, 487, "Request Terminated")
+		return
+	case apiCause != "":
+		// Before, the answer went on to the join whatever the API had
+		// said: the DELETE got 202 and the user talked to the caller.
+		c2.log.Info("call answered as it was hung up through the API: not joined to the caller of a semi-attended transfer", "joined_call", c.id, "cause", apiCause)
+		c2.end(nil, events.HangupAPI, apiCause)
 		s.handoverFailed(ho, 487, "Request Terminated")
 		return
 	}
@@ -374,7 +466,7 @@ func (s *Engine) handoverFailed(ho *handover, code int, reason string) {
 		code, reason = 487, "Request Terminated"
 	}
 	c.mu.Lock()
-	c.cc.handoverTo = nil
+	c.cc.handoverTo, ho.closed = nil, true
 	gone, ended := x.fromGone, c.state == stateEnded
 	c.mu.Unlock()
 	if ended {

@@ -252,6 +252,12 @@ func (s *Engine) userAnswered(c *call, ob originBridge, req *sip.Request, tx sip
 		s.joinHandover(c, ho)
 		return
 	}
+	// A REFER that came too late to hand the user over waits for this to
+	// be through, and joins the call as answered (answeredMeanwhile).
+	defer c.answerSettled()
+	if f := s.ctl.userAnswerTaken.Load(); f != nil {
+		(*f)()
+	}
 	c.mu.Lock()
 	if c.state != stateCalling || c.apiCause != "" {
 		c.mu.Unlock()
