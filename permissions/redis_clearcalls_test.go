@@ -115,11 +115,11 @@ func TestRedisClearWinsOverWriteBack(t *testing.T) {
 
 	// The operator clears through n2 (nothing is in Redis yet), then a
 	// call through n2 connects after the clear.
-	time.Sleep(5 * time.Millisecond) // the clear's millisecond is after the outcomes'
+	nextMilli() // the clear's millisecond is after the outcomes'
 	if err := n2.ClearConnectedCalls(k); err != nil {
 		t.Fatalf("clear through n2: %v", err)
 	}
-	time.Sleep(5 * time.Millisecond)
+	nextMilli()
 	_, res = reserve(t, n2, k, Allow)
 	res.Connected()
 	res.Finish(Answered)
@@ -140,5 +140,13 @@ func TestRedisClearWinsOverWriteBack(t *testing.T) {
 		t.Errorf("the user's next call after the clear and n1's write-back: %+v, want admitted", d)
 	} else {
 		res.Finish(Failed)
+	}
+}
+
+// nextMilli returns once the clock's millisecond (the stores' unit) has
+// moved on, so that two events are ordered in it.
+func nextMilli() {
+	for ms := time.Now().UnixMilli(); time.Now().UnixMilli() <= ms; {
+		time.Sleep(100 * time.Microsecond)
 	}
 }
