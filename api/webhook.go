@@ -285,9 +285,16 @@ func (h *webhook) restrict(u accountUpdate) bool {
 			"phone_number_id", u.PhoneNumberID, "until", u.Until, "reason", u.Reason)
 		return true
 	}
-	if err := h.store.Restrict(u.PhoneNumberID, u.Until, u.Reason); err != nil {
+	applied, err := h.store.RestrictFromMeta(u.PhoneNumberID, u.Until, u.At, u.Reason)
+	if err != nil {
 		h.log.Error("webhook: restriction not persisted", "phone_number_id", u.PhoneNumberID, "error", err)
 		return false
+	}
+	if !applied {
+		// account_update carries no message id: a redelivery or replay
+		// is told by its time against the operator's lift.
+		h.log.Warn("webhook: account_update ignored: sent before an operator lifted the number's pause (a redelivery or replay)",
+			"phone_number_id", u.PhoneNumberID, "sent_at", u.At, "until", u.Until)
 	}
 	return true
 }

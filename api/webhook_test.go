@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"log/slog"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -483,4 +484,84 @@ func (l *lockedBuf) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// TestWebhookAccountUpdateReplayAfterLift: an operator lifts Meta's pause
+// of a number (Meta support lifted it); Meta then redelivers the same
+// account_update, or someone replays the signed delivery within the 7.5
+// days wagate accepts. account_update has no message id, so before this
+// the replay paused the number again and the business's calls were
+// refused 138013 for another week. It is ignored now, after a restart too;
+// a pause Meta sends after the lift still applies.
+func TestWebhookAccountUpdateReplayAfterLift(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "p.db")
+	clock := &fakeClock{t: epoch}
+	c, err := permissions.Open(path, permissions.DefaultLimits(), clock, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() }) // the one open at the end
+	f := newFixture(t, func(o *Options) { o.Permissions = c; o.Now = clock.Now })
+	f.cache, f.clock = c, clock
+	if err := f.cache.Grant(kerry, true, time.Time{}, "api"); err != nil {
+		t.Fatal(err)
+	}
+	sent := time.Unix(1749416383, 0) // accountUpdatePayload's entry time
+	body := accountUpdatePayload(`{"phone_number_id":"` + testNumberID + `","event":"RESTRICTED_BUSINESS_INITIATED_CALLING","expiration":` +
+		itoa(sent.Add(7*24*time.Hour).Unix()) + `}`)
+	f.clock.Advance(sent.Sub(epoch) + time.Minute)
+	if r := f.deliver(t, body); r.code != 200 {
+		t.Fatal(r.code)
+	}
+	if d, _ := f.cache.Admit(kerry); d.Verdict != permissions.Restricted {
+		t.Fatalf("after Meta's pause: %v, want restricted", d.Verdict)
+	}
+	f.clock.Advance(time.Hour)
+	if r := f.api(t, "DELETE", "/v1/restrictions/"+testNumberID, ""); r.code != 204 {
+		t.Fatalf("lift: %d %s", r.code, r.body)
+	}
+	admitted := func(when string) {
+		t.Helper()
+		d, tk := f.cache.Admit(kerry)
+		if !d.Allowed() {
+			t.Fatalf("%s: %v (%d %s), want the call admitted", when, d.Verdict, d.MetaError, d.Reason)
+		}
+		tk.Finish(permissions.Failed)
+	}
+	f.clock.Advance(2 * 24 * time.Hour)
+	if r := f.deliver(t, body); r.code != 200 {
+		t.Fatal(r.code)
+	}
+	admitted("the pause replayed 2 days after the lift")
+	if rs, _ := f.cache.Restrictions(); len(rs) != 0 {
+		t.Errorf("restrictions after the replay: %+v", rs)
+	}
+	// The same without a time: its expiry says it is the pause lifted.
+	undated := strings.Replace(string(body), `"time":1749416383,`, "", 1)
+	if r := f.deliver(t, []byte(undated)); r.code != 200 {
+		t.Fatal(r.code)
+	}
+	admitted("the pause replayed without its time")
+
+	// A restart remembers the lift.
+	c.Close()
+	c, err = permissions.Open(path, permissions.DefaultLimits(), clock, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.cache = c
+	f.wh.store = c
+	if r := f.deliver(t, body); r.code != 200 {
+		t.Fatal(r.code)
+	}
+	admitted("the pause replayed after a restart")
+
+	// Meta pauses the number again, after the lift: applied.
+	later := strings.Replace(string(body), `"time":1749416383,`, `"time":`+itoa(f.clock.Now().Unix())+`,`, 1)
+	if r := f.deliver(t, []byte(later)); r.code != 200 {
+		t.Fatal(r.code)
+	}
+	if d, _ := f.cache.Admit(kerry); d.Verdict != permissions.Restricted {
+		t.Errorf("Meta's new pause after the lift: %v, want restricted", d.Verdict)
+	}
 }

@@ -23,6 +23,19 @@ func newFramer(frame, room int) framer {
 	return framer{buf: make([]int16, frame+max(room, frame)), frame: frame}
 }
 
+// resize changes the frame size (the PBX's ptime changed mid-call),
+// keeping the samples waiting: the next take cuts them into frames of the
+// new size. The buffer grows when the new frame needs it.
+func (f *framer) resize(frame, room int) {
+	if need := frame + max(room, frame); len(f.buf) < need {
+		buf := make([]int16, need)
+		f.w = copy(buf, f.buf[f.r:f.w])
+		f.r = 0
+		f.buf = buf
+	}
+	f.frame = frame
+}
+
 // fill copies as much of pcm as fits and returns how many samples it took.
 // Frames taken before the call are no longer valid afterwards.
 func (f *framer) fill(pcm []int16) int {

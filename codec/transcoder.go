@@ -103,15 +103,16 @@ func (t *Transcoder) In() Format { return t.in }
 // Out returns the output format with defaults filled in.
 func (t *Transcoder) Out() Format { return t.out }
 
-// SwitchLaw moves the transcoder's G.711 side to in's or out's law (a
-// re-INVITE from PCMU to PCMA) and keeps the Opus side's codec: a new
-// encoder toward Opus starts its stream over (its start-up and lookahead
-// in the middle of a stream the far end's decoder has state for, heard as
-// a click and a surge), and a new decoder has lost the history it
-// conceals from. Audio waiting for a whole output frame is encoded in the
-// new law. It fails, changing nothing, unless the transcoder is Opus ↔
-// G.711 and only the G.711 side's law (and, for G.711 input, its ptime,
-// which only sizes concealment until the next packet) differs.
+// SwitchLaw moves the transcoder's G.711 side to in's or out's law and
+// ptime (a re-INVITE from PCMU/20 to PCMA/30, or either alone) and keeps
+// the Opus side's codec: a new encoder toward Opus starts its stream over
+// (its start-up and lookahead in the middle of a stream the far end's
+// decoder has state for, heard as a click and a surge), and a new decoder
+// has lost the history it predicts and conceals from (a click, and a
+// reset concealment). Audio waiting for a whole output frame is kept and
+// goes out in the new law and ptime; no sample is lost or repeated. It
+// fails, changing nothing, unless the transcoder is Opus ↔ G.711 and only
+// the G.711 side's law or ptime differs.
 func (t *Transcoder) SwitchLaw(in, out Format) error {
 	inK, in, err := in.normalize()
 	if err != nil {
@@ -122,11 +123,19 @@ func (t *Transcoder) SwitchLaw(in, out Format) error {
 		return fmt.Errorf("codec: switch law: output: %w", err)
 	}
 	switch {
-	case t.inKind == kindOpus && in == t.in && outK != kindOpus &&
-		out.Rate == t.out.Rate && out.PtimeMs == t.out.PtimeMs:
+	case t.inKind == kindOpus && in == t.in && outK != kindOpus && out.Rate == t.out.Rate:
 		t.out, t.outKind = out, outK
+		if t.outFrame != out.PtimeMs*samplesPMs {
+			t.outFrame = out.PtimeMs * samplesPMs
+			t.outTicks = out.PtimeMs * out.Rate / 1000
+			t.fr.resize(t.outFrame, maxDecoded8k)
+			if cap(t.outBuf) < t.outFrame {
+				t.outBuf = make([]byte, 0, t.outFrame)
+			}
+		}
 	case t.outKind == kindOpus && out == t.out && inK != kindOpus && in.Rate == t.in.Rate:
 		t.in, t.inKind = in, inK
+		t.inFrame = in.PtimeMs * samplesPMs
 	default:
 		return fmt.Errorf("codec: switch law: %s→%s to %s→%s is not a change of G.711 law only", t.in.Name, t.out.Name, in.Name, out.Name)
 	}

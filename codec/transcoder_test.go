@@ -708,7 +708,6 @@ func TestSwitchLaw(t *testing.T) {
 		in, out Format
 	}{
 		{"opus side changes", dec, Format{Name: "opus", PtimeMs: 40}, pcmu20},
-		{"g711 output ptime", dec, opus20, Format{Name: "PCMU", PtimeMs: 30}},
 		{"opus to opus", dec, opus20, opus20},
 		{"g711 to g711", newTC(t, pcmu20, pcma20, defaultRateMode), pcma20, pcmu20},
 		{"direction turned", enc, opus20, pcmu20},
@@ -720,6 +719,75 @@ func TestSwitchLaw(t *testing.T) {
 		}
 		if c.tc.In() != in || c.tc.Out() != out {
 			t.Errorf("%s: refused, but %+v→%+v is now %+v→%+v", c.name, in, out, c.tc.In(), c.tc.Out())
+		}
+	}
+}
+
+// TestSwitchLawAndPtimeKeepsDecoder: WhatsApp's Opus toward a PBX whose
+// re-INVITE changes both the law and the ptime (PCMU/20 to PCMA/30, a
+// transfer to another phone). The transcoder keeps its Opus decoder and the
+// audio waiting for a frame: what the PBX gets, decoded, is the same audio
+// a transcoder that never switched gives, sample for sample but for the
+// laws' quantisation, with no sample lost. Before, the switch was refused
+// and the media layer built a new transcoder: a new decoder in the middle
+// of the stream (its start-up heard as a click, its concealment reset).
+func TestSwitchLawAndPtimeKeepsDecoder(t *testing.T) {
+	src := tone(440, 8000, 8000, 0.3)
+	opusPkts, _ := run(t, newTC(t, pcmu20, opus20, defaultRateMode), packets(MuLaw.Encode(nil, src), 20))
+	ref := newTC(t, opus20, pcmu20, defaultRateMode)
+	var want []int16
+	for _, p := range opusPkts {
+		if err := ref.Write(p, 0, func(f []byte, _ int) { want = append(want, MuLaw.Decode(nil, f)...) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	tc := newTC(t, opus20, pcmu20, defaultRateMode)
+	dec := tc.dec
+	var got []int16
+	var sizes []int
+	half := len(opusPkts) / 2
+	for i, p := range opusPkts {
+		if i == half {
+			// Mid-frame for 30 ms output: 20 ms × half is not a
+			// multiple of 30 ms when half is odd, so audio is waiting.
+			if err := tc.SwitchLaw(opus20, Format{Name: "PCMA", PtimeMs: 30}); err != nil {
+				t.Fatalf("switch to PCMA/30: %v", err)
+			}
+		}
+		law := MuLaw
+		if i >= half {
+			law = ALaw
+		}
+		if err := tc.Write(p, 0, func(f []byte, samples int) {
+			got = append(got, law.Decode(nil, f)...)
+			sizes = append(sizes, samples)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if tc.dec != dec {
+		t.Fatal("the switch built a new Opus decoder")
+	}
+	if tc.Out() != (Format{Name: "PCMA", Rate: 8000, PtimeMs: 30}) {
+		t.Errorf("out after the switch: %+v", tc.Out())
+	}
+	if last := sizes[len(sizes)-1]; last != 240 {
+		t.Errorf("last packet of %d samples, want 240 (30 ms)", last)
+	}
+	if len(want)-len(got) >= 240 || len(got) > len(want) {
+		t.Fatalf("%d samples out after the switch, %d without it: audio lost or repeated", len(got), len(want))
+	}
+	// Compared 10 ms at a time: a decoder restarted at the switch differs
+	// from the reference by the tone's own level around it.
+	level := rms(src)
+	for off := 0; off+80 <= len(got); off += 80 {
+		diff := make([]int16, 80)
+		for i := range diff {
+			diff[i] = got[off+i] - want[off+i]
+		}
+		if d := rms(diff); d > 0.05*level {
+			t.Errorf("at %d ms the output differs from the unswitched one by %.0f (the tone is %.0f)", off/8, d, level)
 		}
 	}
 }

@@ -151,6 +151,11 @@ type TCPLimits struct {
 	IdleTimeout Duration `yaml:"idle_timeout"`
 	// TLSHandshakeTimeout bounds an inbound TLS handshake.
 	TLSHandshakeTimeout Duration `yaml:"tls_handshake_timeout"`
+	// PacedRequestRate is the requests per second one source address
+	// may send over all its inbound connections (burst twice that)
+	// before wagate reads from them more slowly (0: no pacing). Nothing
+	// is dropped or blocked: the peer's requests wait in its socket.
+	PacedRequestRate int `yaml:"paced_request_rate"`
 }
 
 // Listener is one SIP socket.

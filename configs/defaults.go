@@ -80,15 +80,17 @@ const (
 	DefaultRedisWaitTimeout  = Duration(time.Second)
 
 	// The SIP edge (docs/security.md).
-	UnknownSourcesDrop         = "drop"
-	UnknownSourcesReject       = "reject"
-	DefaultMaxMessageSize      = 32 << 10
-	DefaultMaxHeaders          = 100
-	DefaultMaxBodySize         = 16 << 10
-	DefaultStrangerRate        = 10
-	DefaultFloodBlockTime      = Duration(60 * time.Second)
-	DefaultMaxTCPConnections   = 4096
-	DefaultMaxTCPPerSource     = 64
+	UnknownSourcesDrop       = "drop"
+	UnknownSourcesReject     = "reject"
+	DefaultMaxMessageSize    = 32 << 10
+	DefaultMaxHeaders        = 100
+	DefaultMaxBodySize       = 16 << 10
+	DefaultStrangerRate      = 10
+	DefaultFloodBlockTime    = Duration(60 * time.Second)
+	DefaultMaxTCPConnections = 4096
+	DefaultMaxTCPPerSource   = 64
+	// DefaultPacedRequestRate: docs/security.md, "Pipelined requests".
+	DefaultPacedRequestRate    = 2000
 	DefaultTCPIdleTimeout      = Duration(120 * time.Second)
 	DefaultTLSHandshakeTimeout = Duration(10 * time.Second)
 	DefaultTransactionLinger   = Duration(5 * time.Second)
@@ -239,6 +241,7 @@ func applyDefaults(c *Config, t tree) {
 	num(&c.SIP.TCP.MaxConnections, "sip.tcp.max_connections", DefaultMaxTCPConnections)
 	num(&c.SIP.TCP.MaxConnectionsPerSource, "sip.tcp.max_connections_per_source", DefaultMaxTCPPerSource)
 	dur(&c.SIP.TCP.IdleTimeout, "sip.tcp.idle_timeout", DefaultTCPIdleTimeout)
+	num(&c.SIP.TCP.PacedRequestRate, "sip.tcp.paced_request_rate", DefaultPacedRequestRate)
 	dur(&c.SIP.TCP.TLSHandshakeTimeout, "sip.tcp.tls_handshake_timeout", DefaultTLSHandshakeTimeout)
 	dur(&c.SIP.TransactionLinger, "sip.transaction_linger", DefaultTransactionLinger)
 	if h := c.SIP.Trace.HEP; h != nil {

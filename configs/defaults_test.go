@@ -56,6 +56,7 @@ func TestDefaultsOfEmptyFile(t *testing.T) {
 		{"recording.sample_rate", c.Recording.SampleRate, 8000},
 		{"recording.name_by", c.Recording.NameBy, "a"},
 		{"recording.retention_days", c.Recording.RetentionDays, 0},
+		{"sip.tcp.paced_request_rate", c.SIP.TCP.PacedRequestRate, 2000},
 	}
 	for _, ch := range checks {
 		if !equal(ch.got, ch.want) {
@@ -466,5 +467,16 @@ numbers:
 			}
 			tt.check(t, mustParse(t, y))
 		})
+	}
+}
+
+// TestPacedRequestRateOff: an explicit 0 turns the pacing of TCP and TLS
+// requests off (it is not taken as unset), and a negative rate is refused.
+func TestPacedRequestRateOff(t *testing.T) {
+	if c := mustParse(t, "sip:\n  tcp:\n    paced_request_rate: 0\n"); c.SIP.TCP.PacedRequestRate != 0 {
+		t.Errorf("paced_request_rate: 0 loaded as %d", c.SIP.TCP.PacedRequestRate)
+	}
+	if _, err := Parse([]byte("sip:\n  tcp:\n    paced_request_rate: -1\n"), "test.yaml"); err == nil || !strings.Contains(err.Error(), "paced_request_rate") {
+		t.Errorf("a negative paced_request_rate: %v, want an error naming it", err)
 	}
 }

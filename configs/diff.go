@@ -84,6 +84,7 @@ var liveKeys = []string{
 	"sip.tcp.max_connections",
 	"sip.tcp.max_connections_per_source",
 	"sip.tcp.idle_timeout",
+	"sip.tcp.paced_request_rate",
 	"sip.max_cpu_percent",
 	"sip.max_late_media_percent",
 	// A TLS listener whose address stays re-reads its certificate and key.

@@ -93,6 +93,9 @@ func (v validator) edge(s *SIP) {
 	}
 	v.atLeastOne("sip.tcp.max_connections_per_source", s.TCP.MaxConnectionsPerSource)
 	v.positive("sip.tcp.idle_timeout", s.TCP.IdleTimeout)
+	if s.TCP.PacedRequestRate < 0 {
+		v.add("sip.tcp.paced_request_rate", "%d is negative; use 0 for no pacing", s.TCP.PacedRequestRate)
+	}
 	if d := s.TransactionLinger.D(); d < time.Second || d > 32*time.Second {
 		v.add("sip.transaction_linger", "%s must be between 1s and 32s (RFC 3261's 64·T1)", d)
 	}

@@ -3,6 +3,7 @@ package media
 import (
 	"bytes"
 	"net/netip"
+	"strconv"
 	"testing"
 	"time"
 
@@ -142,7 +143,19 @@ func TestReofferLawSwitchKeepsOpusEncoder(t *testing.T) {
 // PCMA. The PBX gets the tone at its level throughout, in PCMU on 0 and
 // then PCMA on 8, from the one Opus decoder: a new decoder in the middle
 // of WhatsApp's stream has none of the history it predicts from.
-func TestReofferLawSwitchKeepsOpusDecoder(t *testing.T) {
+func TestReofferLawSwitchKeepsOpusDecoder(t *testing.T) { lawSwitchKeepsOpusDecoder(t, 20) }
+
+// TestReofferLawAndPtimeSwitchKeepsOpusDecoder: the same when the PBX's
+// re-INVITE changes the ptime too (PCMU/20 to PCMA/30): before, that was
+// not "a change of law only", and the direction built a new transcoder, a
+// new Opus decoder in the middle of WhatsApp's stream (a click, its
+// concealment reset).
+func TestReofferLawAndPtimeSwitchKeepsOpusDecoder(t *testing.T) { lawSwitchKeepsOpusDecoder(t, 30) }
+
+// lawSwitchKeepsOpusDecoder runs WhatsApp's Opus tone toward the PBX,
+// which re-INVITEs from PCMU/20 to PCMA at ptime ms halfway.
+func lawSwitchKeepsOpusDecoder(t *testing.T, ptime int) {
+	t.Helper()
 	br, d := pacedDirection(t, SideA, pcmuAnswer(6000), "PCMU", "PCMA")
 	c := &pacedCall{t: t, br: br, d: d, from: br.routeAB.Load().from.rtp}
 	enc, err := opus.NewEncoder(48000, 1, opus.AppVoIP)
@@ -169,7 +182,7 @@ func TestReofferLawSwitchKeepsOpusDecoder(t *testing.T) {
 	if before == nil {
 		t.Fatal("no transcoder before the switch: the test does not test it")
 	}
-	if _, _, err := br.AcceptOffer(SideB, sdpOffer(6000, "RTP/AVP", "8", "rtpmap:8 PCMA/8000", "ptime:20")); err != nil {
+	if _, _, err := br.AcceptOffer(SideB, sdpOffer(6000, "RTP/AVP", "8", "rtpmap:8 PCMA/8000", "ptime:"+strconv.Itoa(ptime))); err != nil {
 		t.Fatal(err)
 	}
 	c.run(packets(n/2, n), (n+15)*20*time.Millisecond)
@@ -177,14 +190,19 @@ func TestReofferLawSwitchKeepsOpusDecoder(t *testing.T) {
 	want := rms(tone(1000, 8000, 160, 0))
 	var pts []uint8
 	var levels []float64
+	toneMs := 0
 	for _, pkt := range d.dst.pkts {
 		h := readHdr(pkt)
 		name := map[uint8]string{0: "PCMU", 8: "PCMA"}[h.pt]
 		if name == "" {
 			t.Fatalf("the PBX got payload type %d", h.pt)
 		}
+		if h.pt == 8 && len(pkt[12:]) != ptime*8 {
+			t.Fatalf("a PCMA packet of %d bytes, want %d ms", len(pkt[12:]), ptime)
+		}
 		if level := rms(codec.DecodeG711(name, pkt[12:], nil)); level >= 100 { // not silence
 			levels = append(levels, level)
+			toneMs += len(pkt[12:]) / 8
 			if len(pts) == 0 || pts[len(pts)-1] != h.pt {
 				pts = append(pts, h.pt)
 			}
@@ -202,8 +220,8 @@ func TestReofferLawSwitchKeepsOpusDecoder(t *testing.T) {
 			bad++
 		}
 	}
-	if len(levels) < n-5 || bad > 0 {
-		t.Errorf("%d frames of the tone toward the PBX, %d of them at the wrong level", len(levels), bad)
+	if toneMs < (n-5)*20 || bad > 0 {
+		t.Errorf("%d ms of the tone toward the PBX, %d frames of it at the wrong level", toneMs, bad)
 	}
 	d.mu.Lock()
 	after := d.xc

@@ -176,9 +176,11 @@ func (s *transcodeStage) matches(rt *route) bool {
 }
 
 // adopt reports whether the stage can convert what rt asks for: it does
-// already, or rt moves the G.711 side to the other law (a PBX's re-INVITE
-// from PCMU to PCMA), which the stage takes on while keeping its Opus
-// encoder or decoder. Frames already encoded in the old law are converted.
+// already, or rt moves the G.711 side to the other law or ptime (a PBX's
+// re-INVITE from PCMU/20 to PCMA/30), which the stage takes on while
+// keeping its Opus encoder or decoder. Frames already encoded in the old
+// law are converted; those already cut at the old ptime go out as they
+// are (each carries its own duration).
 func (s *transcodeStage) adopt(rt *route) bool {
 	if s.matches(rt) {
 		return true
@@ -195,6 +197,7 @@ func (s *transcodeStage) adopt(rt *route) bool {
 		}
 	}
 	s.in, s.out, s.outPT = rt.in, rt.out, rt.outPT
+	s.outDur = time.Duration(s.tc.Out().PtimeMs) * time.Millisecond
 	return true
 }
 

@@ -164,7 +164,7 @@ type pendingOp struct {
 	// uic: the temporary permission of a user-initiated call; reset:
 	// its answer's reset of the permission-request limits.
 	uic, reset bool
-	at         int64 // Unix ms of the connection (connect) or the call (uic)
+	at         int64 // Unix ms of the connection (connect), the call (uic) or the outcome
 	outcome    string
 }
 

@@ -14,7 +14,11 @@ import (
 // pairKeys are the Redis keys of one pair and its number.
 type pairKeys struct {
 	pair, calls, req, busy, ncalls, nact, restrict string
-	member                                         string // in the index: "pnid/user"
+	// cleared holds when an operator last cleared the pair's connected
+	// calls (Redis's clock, ms; a day): outcomes older than it that a
+	// node writes back late do not fill the window again.
+	cleared string
+	member  string // in the index: "pnid/user"
 }
 
 func (r *Redis) keys(k Key) pairKeys {
@@ -23,6 +27,7 @@ func (r *Redis) keys(k Key) pairKeys {
 		pair: r.prefix + "p:" + s, calls: r.prefix + "c:" + s, req: r.prefix + "q:" + s, busy: r.prefix + "b:" + s,
 		ncalls: r.prefix + "n:" + k.PhoneNumberID, nact: r.prefix + "a:" + k.PhoneNumberID,
 		restrict: r.prefix + "r:" + k.PhoneNumberID,
+		cleared:  r.prefix + "x:" + s,
 		member:   k.String(),
 	}
 }
@@ -260,7 +265,7 @@ func (r *Redis) aside(f func()) {
 func (r *Redis) runConnected(ks pairKeys, resid, at string) error {
 	ctx, cancel := r.opCtx()
 	defer cancel()
-	return scriptConnected.Run(ctx, r.rdb, []string{ks.pair, ks.calls, ks.req}, r.limits().ConnectedPerUser24h, resid, at).Err()
+	return scriptConnected.Run(ctx, r.rdb, []string{ks.pair, ks.calls, ks.req, ks.cleared}, r.limits().ConnectedPerUser24h, resid, at).Err()
 }
 
 // Finish releases the reservation and applies the outcome.
@@ -277,6 +282,10 @@ func (t *redisTicket) Finish(o Outcome) {
 	r := t.r
 	r.slots.RLock()
 	defer r.slots.RUnlock()
+	// The outcome's time: written back after an outage, an outcome older
+	// than an operator's clear of the pair's connected calls is not
+	// counted again (scriptFinish).
+	at := nowMs()
 	what := "none"
 	switch {
 	case t.connected.Load():
@@ -298,18 +307,18 @@ func (t *redisTicket) Finish(o Outcome) {
 	if t.local || !r.available() {
 		r.markDirty(t.ks.busy, t.ks.nact)
 		if what != "none" {
-			r.queue(pendingOp{k: t.k, resid: t.resid, outcome: what})
+			r.queue(pendingOp{k: t.k, resid: t.resid, outcome: what, at: at})
 		}
 		if unsent {
 			r.uncount(t.ks.ncalls, t.resid)
 		}
 		return
 	}
-	if err := r.runFinish(t.k, t.ks, t.resid, what, true, unsent); err != nil {
+	if err := r.runFinish(t.k, t.ks, t.resid, what, "", true, unsent); err != nil {
 		r.failed("finish", err)
 		r.markDirty(t.ks.busy, t.ks.nact)
 		if what != "none" {
-			r.queue(pendingOp{k: t.k, resid: t.resid, outcome: what})
+			r.queue(pendingOp{k: t.k, resid: t.resid, outcome: what, at: at})
 		}
 		if unsent {
 			// Taken back when Redis answers again (takeBack), before
@@ -332,7 +341,9 @@ func dec(m map[string]int, k string) {
 // to return, in practice.
 const outcomeMarkLife = 2 * 24 * time.Hour
 
-func (r *Redis) runFinish(k Key, ks pairKeys, resid, what string, release, unsent bool) error {
+// runFinish applies an outcome; at is its time (Unix ms) for a write-back
+// after an outage, "" for now.
+func (r *Redis) runFinish(k Key, ks pairKeys, resid, what, at string, release, unsent bool) error {
 	ctx, cancel := r.opCtx()
 	defer cancel()
 	lims := r.limits()
@@ -343,9 +354,9 @@ func (r *Redis) runFinish(k Key, ks pairKeys, resid, what string, release, unsen
 	if unsent {
 		uns = "1"
 	}
-	v, err := scriptFinish.Run(ctx, r.rdb, []string{ks.pair, ks.busy, ks.nact, r.prefix + "o:" + resid, ks.ncalls, ks.calls}, r.instance, what,
+	v, err := scriptFinish.Run(ctx, r.rdb, []string{ks.pair, ks.busy, ks.nact, r.prefix + "o:" + resid, ks.ncalls, ks.calls, ks.cleared}, r.instance, what,
 		lims.UnansweredRevoke, rel, revokedRetention.Milliseconds(), outcomeMarkLife.Milliseconds(), resid, uns,
-		lims.ConnectedPerUser24h).Slice()
+		lims.ConnectedPerUser24h, at).Slice()
 	if err != nil {
 		return err
 	}

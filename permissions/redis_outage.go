@@ -74,7 +74,7 @@ func (r *Redis) flush(ctx context.Context) {
 		case op.connect:
 			err = r.runConnected(r.keys(op.k), op.resid, strconv.FormatInt(op.at, 10))
 		default:
-			err = r.runFinish(op.k, r.keys(op.k), op.resid, op.outcome, false, false)
+			err = r.runFinish(op.k, r.keys(op.k), op.resid, op.outcome, strconv.FormatInt(op.at, 10), false, false)
 		}
 		if err != nil {
 			r.failed("write back", err)

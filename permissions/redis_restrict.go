@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -15,7 +16,8 @@ import (
 )
 
 // Restrict pauses (or, with a zero until, resumes) a number's
-// business-initiated calls.
+// business-initiated calls (see Cache.Restrict: a resume is an operator's,
+// and its time is kept).
 func (r *Redis) Restrict(phoneNumberID string, until time.Time, reason string) error {
 	id, err := NormalizePhoneNumberID(phoneNumberID)
 	if err != nil {
@@ -38,6 +40,8 @@ func (r *Redis) Restrict(phoneNumberID string, until time.Time, reason string) e
 		if until.IsZero() || !until.After(time.Now()) {
 			p.Del(ctx, key)
 			p.SRem(ctx, r.restrictIdx(), id)
+			// The operator's lift, for RestrictFromMeta.
+			p.Set(ctx, r.prefix+"m:"+liftKey(id), time.Now().UnixMilli(), messageRetention)
 		} else {
 			// The end in the same command (PXAT): a pause written
 			// without it, by a failure between two commands, would
@@ -54,6 +58,67 @@ func (r *Redis) Restrict(phoneNumberID string, until time.Time, reason string) e
 	r.log.Warn("business-initiated calling restriction recorded", "phone_number_id", id, "until", until.UTC().Format(time.RFC3339), "reason", reason)
 	return r.durable(ctx)
 }
+
+// RestrictFromMeta records Meta's pause unless an operator lifted the
+// number's pause after it was sent (see Cache.RestrictFromMeta), in one
+// script so that a lift cannot slip between the check and the write.
+func (r *Redis) RestrictFromMeta(phoneNumberID string, until, at time.Time, reason string) (bool, error) {
+	id, err := NormalizePhoneNumberID(phoneNumberID)
+	if err != nil {
+		return false, fmt.Errorf("restrict: %w", err)
+	}
+	if len(reason) > maxReason {
+		reason = reason[:maxReason]
+	}
+	if reason == "" {
+		reason = "restricted"
+	}
+	if !r.available() {
+		return false, unavailable("restrict", errors.New("redis down"))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), r.timeout+r.waitT)
+	defer cancel()
+	sent := ""
+	if !at.IsZero() {
+		sent = strconv.FormatInt(at.UnixMilli(), 10)
+	}
+	v, err := scriptMetaPause.Run(ctx, r.rdb, []string{r.prefix + "r:" + id, r.restrictIdx(), r.prefix + "m:" + liftKey(id)},
+		id, reason, until.UnixMilli(), sent, metaPauseLength.Milliseconds()).Int64()
+	if err != nil {
+		r.failed("restrict", err)
+		return false, unavailable("restrict", err)
+	}
+	if v == 0 {
+		return false, nil
+	}
+	r.log.Warn("business-initiated calling restriction recorded", "phone_number_id", id, "until", until.UTC().Format(time.RFC3339), "reason", reason)
+	return true, r.durable(ctx)
+}
+
+// scriptMetaPause: KEYS the number's pause, the pauses' index, the
+// operator's last lift (ms); ARGV id, reason, until (ms), sent (ms, or ""
+// unknown), Meta's pause length (ms). Answers 0 when the pause is from
+// before the lift (pauseBeforeLift), else 1 (written, or lifted when it
+// has ended).
+var scriptMetaPause = redis.NewScript(luaNow + `
+local lifted = tonumber(redis.call('GET', KEYS[3]) or '')
+local untilMs = tonumber(ARGV[3])
+if lifted then
+  if ARGV[4] ~= '' then
+    if tonumber(ARGV[4]) <= lifted then return 0 end
+  elseif untilMs <= lifted + tonumber(ARGV[5]) then
+    return 0
+  end
+end
+if untilMs <= now then
+  redis.call('DEL', KEYS[1])
+  redis.call('SREM', KEYS[2], ARGV[1])
+else
+  redis.call('SET', KEYS[1], ARGV[2], 'PXAT', untilMs)
+  redis.call('SADD', KEYS[2], ARGV[1])
+end
+return 1
+`)
 
 // restrictIdx is the set of the numbers that have (or had) a pause, so
 // that listing them reads those, not the whole keyspace.

@@ -92,13 +92,18 @@ redis.call('PEXPIRE', KEYS[5], 2 * DAY)
 return {'ok', st, exp}
 `)
 
-// scriptConnected: KEYS pair, calls, req; ARGV cap, reservation id, at (ms,
-// or "" for now: a replay after an outage gives the call's own time). The
-// reservation id as member makes a retried write count once.
+// scriptConnected: KEYS pair, calls, req, cleared; ARGV cap, reservation
+// id, at (ms, or "" for now: a replay after an outage gives the call's own
+// time). The reservation id as member makes a retried write count once. A
+// connection older than an operator's clear of the pair's connected calls
+// (cleared) is not counted: written late (a node that could not reach
+// Redis), it would undo the clear; it still resets the streak and the
+// request limits, which the clear leaves alone.
 var scriptConnected = redis.NewScript(luaNow + `
 local at = now
 if ARGV[3] ~= '' then at = math.min(tonumber(ARGV[3]), now) end
-if tonumber(ARGV[1]) > 0 then
+local clr = tonumber(redis.call('GET', KEYS[4]) or '0')
+if tonumber(ARGV[1]) > 0 and at > clr then
   redis.call('ZADD', KEYS[2], at, ARGV[2])
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - DAY)
   redis.call('PEXPIRE', KEYS[2], DAY)
@@ -112,14 +117,16 @@ return 1
 
 // scriptFinish: KEYS pair, busy, nact, the outcome's mark (o:<reservation
 // id>), the number's new calls (ncalls), the pair's connected calls
-// (calls); ARGV instance, outcome (none | counts | learn | cap),
+// (calls), when they were last cleared (cleared); ARGV instance, outcome (none | counts | learn | cap),
 // revoke-at streak, release (1: give back this instance's busy and
 // concurrency slot; 0: a replay), revoked retention (ms), mark's life
 // (ms), the reservation id, unsent (1: the call never reached Meta: its
 // count toward the number's 24 hours is given back, in the same step as
 // its slots), the connected-per-user cap (cap: Meta said the pair is at
-// its daily cap; its connected calls are filled up to the cap, at now).
-// Answers {streak, what}: what 1 revoked by the streak, 2 revoked because
+// its daily cap; its connected calls are filled up to the cap, at the
+// outcome's time), the outcome's time (ms, or "" for now: a write-back
+// after an outage gives its own; a cap older than an operator's clear of
+// the pair's connected calls, KEYS[7], is not learned again). Answers {streak, what}: what 1 revoked by the streak, 2 revoked because
 // Meta said no permission, 3 the daily cap learned. An outcome is
 // applied once per reservation: a node whose answer was lost (a timeout
 // after Redis ran the script) writes it again, and a second count would
@@ -167,10 +174,15 @@ if o == 'cap' then
   if lim <= 0 then
     return {stk, 0}
   end
+  local at = now
+  if ARGV[10] ~= '' then at = math.min(tonumber(ARGV[10]), now) end
+  if at <= tonumber(redis.call('GET', KEYS[7]) or '0') then
+    return {stk, 0}
+  end
   redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now - DAY)
   local n = redis.call('ZCARD', KEYS[6])
   for i = n + 1, lim do
-    redis.call('ZADD', KEYS[6], now, ARGV[7] .. ':meta-cap:' .. i)
+    redis.call('ZADD', KEYS[6], at, ARGV[7] .. ':meta-cap:' .. i)
   end
   redis.call('PEXPIRE', KEYS[6], DAY)
   if n < lim then
@@ -185,6 +197,21 @@ if valid and lim > 0 and s >= lim then
   return {s, 1}
 end
 return {s, 0}
+`)
+
+// scriptClear: an operator's clear of a pair's connected calls. KEYS pair,
+// req, calls, cleared. Answers {known, deleted}: known whether anything is
+// known of the pair, deleted whether it had connected calls. The clear's
+// time stays a day (the window's length: an older outcome is out of the
+// window anyway), so that outcomes from before it written back late do not
+// fill the window again.
+var scriptClear = redis.NewScript(luaNow + `
+local known = redis.call('EXISTS', KEYS[1], KEYS[2])
+local deleted = redis.call('DEL', KEYS[3])
+if known > 0 or deleted > 0 then
+  redis.call('SET', KEYS[4], now, 'PX', DAY)
+end
+return {known, deleted}
 `)
 
 // scriptChange: a grant or revocation. KEYS pair, idx; ARGV state (0 1 2),

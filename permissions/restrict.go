@@ -31,8 +31,53 @@ func beUint64(b []byte) uint64 { return binary.BigEndian.Uint64(b) }
 // Restrict pauses business-initiated calls and permission requests from a
 // business number until until (Meta's RESTRICTED_BUSINESS_INITIATED_CALLING,
 // 7 days after negative feedback); a zero until, or one in the past, lifts
-// the pause. Durable when it returns nil.
+// the pause. A lift is an operator's: its time is remembered (liftKey) so
+// that a replay of Meta's pause from before it does not bring the pause
+// back (RestrictFromMeta). Durable when it returns nil.
 func (c *Cache) Restrict(phoneNumberID string, until time.Time, reason string) error {
+	return c.restrict(phoneNumberID, until, reason, true)
+}
+
+// RestrictFromMeta records Meta's pause (account_update), sent at at (zero
+// when the webhook had no time), unless an operator lifted the number's
+// pause after it was sent (pauseBeforeLift): applied false then. Account
+// updates carry no message id, so a replay is told by its time.
+func (c *Cache) RestrictFromMeta(phoneNumberID string, until, at time.Time, reason string) (bool, error) {
+	id, err := NormalizePhoneNumberID(phoneNumberID)
+	if err != nil {
+		return false, fmt.Errorf("restrict: %w", err)
+	}
+	c.ext.mu.RLock()
+	lifted, ok := c.ext.seen[liftKey(id)]
+	c.ext.mu.RUnlock()
+	if ok && lifted > c.now()-int64(messageRetention) && pauseBeforeLift(until, at, lifted) {
+		return false, nil
+	}
+	return true, c.restrict(id, until, reason, false)
+}
+
+// liftKey is where an operator's lift of a number's pause is remembered:
+// among the applied webhook message ids, for their retention, which is as
+// long as a webhook can be replayed (MaxMessageAge). Meta's message ids
+// (wamid.…) never take this form.
+func liftKey(id string) string { return "lift:" + id }
+
+// metaPauseLength is how long Meta pauses business-initiated calling.
+const metaPauseLength = 7 * day
+
+// pauseBeforeLift says whether Meta's pause (sent at at, ending at until)
+// is from before an operator's lift at lifted (Unix ns): sent no later
+// than the lift; or, with no time sent, ending no later than a pause
+// begun at the lift would (the pause the operator lifted began before it;
+// a new one after it ends later).
+func pauseBeforeLift(until, at time.Time, lifted int64) bool {
+	if !at.IsZero() {
+		return at.UnixNano() <= lifted
+	}
+	return until.UnixNano() <= lifted+int64(metaPauseLength)
+}
+
+func (c *Cache) restrict(phoneNumberID string, until time.Time, reason string, byOperator bool) error {
 	id, err := NormalizePhoneNumberID(phoneNumberID)
 	if err != nil {
 		return fmt.Errorf("restrict: %w", err)
@@ -40,11 +85,20 @@ func (c *Cache) Restrict(phoneNumberID string, until time.Time, reason string) e
 	if len(reason) > maxReason {
 		reason = reason[:maxReason]
 	}
-	lift := until.IsZero() || until.UnixNano() <= c.now()
+	now := c.now()
+	lift := until.IsZero() || until.UnixNano() <= now
+	liftRecord := lift && byOperator
 	r := Restriction{PhoneNumberID: id, Until: until.UTC(), Reason: reason}
 	if c.store != nil {
 		err := c.store.db.Update(func(tx *bolt.Tx) error {
 			b := tx.Bucket(bucketRestrict)
+			if liftRecord {
+				var v [8]byte
+				binary.BigEndian.PutUint64(v[:], uint64(now))
+				if err := tx.Bucket(bucketMessages).Put([]byte(liftKey(id)), v[:]); err != nil {
+					return err
+				}
+			}
 			if lift {
 				return b.Delete([]byte(id))
 			}
@@ -60,6 +114,9 @@ func (c *Cache) Restrict(phoneNumberID string, until time.Time, reason string) e
 		delete(c.ext.restrictions, id)
 	} else {
 		c.ext.restrictions[id] = r
+	}
+	if liftRecord {
+		c.ext.seen[liftKey(id)] = now
 	}
 	c.ext.mu.Unlock()
 	if lift {

@@ -51,6 +51,11 @@ type Store interface {
 	// from a business number until the given time (Meta's account_update
 	// RESTRICTED_BUSINESS_INITIATED_CALLING); a zero until lifts it.
 	Restrict(phoneNumberID string, until time.Time, reason string) error
+	// RestrictFromMeta records Meta's pause sent at the given time (zero:
+	// unknown), unless an operator lifted the number's pause after it
+	// was sent (applied false): a replayed account_update, which carries
+	// no message id, does not bring back a pause the operator lifted.
+	RestrictFromMeta(phoneNumberID string, until, at time.Time, reason string) (applied bool, err error)
 	// Restrictions lists the numbers paused now.
 	Restrictions() ([]Restriction, error)
 

@@ -41,6 +41,7 @@ type edge struct {
 	log    *slog.Logger
 	parser *sip.Parser
 	flood  *floodGuard
+	pace   *streamPacer
 	conns  *connLimiter
 	// busy reports whether a stream connection from src carries a live
 	// call, so that the idle timeout spares it.
@@ -145,6 +146,7 @@ func newEdge(cfg *atomic.Pointer[configs.Config], log *slog.Logger) *edge {
 		log:    log,
 		parser: sip.NewParser(),
 		flood:  newFloodGuard(),
+		pace:   newStreamPacer(),
 		conns:  newConnLimiter(),
 		busy:   func(string) bool { return false },
 

@@ -157,6 +157,7 @@ func newEdgeConn(c net.Conn, e *edge, transport string) *edgeConn {
 		transport: transport,
 		buf:       make([]byte, 16<<10),
 		written:   make(chan struct{}, 1),
+		closed:    make(chan struct{}),
 	}
 }
 
@@ -190,6 +191,18 @@ type edgeConn struct {
 	pending  atomic.Int32
 	written  chan struct{}
 	timedOut atomic.Bool
+	// paceWait is how long to wait before reading the next message: the
+	// source is over sip.tcp.paced_request_rate (streamPacer). closed
+	// ends the wait when the connection is closed.
+	paceWait  time.Duration
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+// Close closes the connection and ends a pacing wait.
+func (c *edgeConn) Close() error {
+	c.closeOnce.Do(func() { close(c.closed) })
+	return c.Conn.Close()
 }
 
 // maxPendingWrites is how many writes may wait on a connection's peer
@@ -206,6 +219,10 @@ func (c *edgeConn) Read(p []byte) (int, error) {
 		// does too.
 		for c.pending.Load() >= maxPendingWrites {
 			<-c.written
+		}
+		if d := c.paceWait; d > 0 {
+			c.paceWait = 0
+			c.edge.pace.sleep(d, c.closed)
 		}
 		c.done = c.next()
 	}
@@ -237,6 +254,9 @@ func (c *edgeConn) next() error {
 				return c.end(io.EOF)
 			}
 			if v.act == actPass {
+				if !isResponseBytes(msg) {
+					c.paceWait = c.edge.pace.take(c.src.Addr().Unmap(), cfg.SIP.TCP.PacedRequestRate)
+				}
 				c.out = v.msg
 				c.outBuf = nil
 				if cap(v.msg) <= maxKeptOut {
@@ -352,7 +372,7 @@ func (c *edgeConn) fill(cfg *configs.Config) error {
 
 // end closes the connection and returns err for sipgo's reader.
 func (c *edgeConn) end(err error) error {
-	c.Conn.Close()
+	c.Close()
 	if errors.Is(err, net.ErrClosed) {
 		return io.EOF
 	}

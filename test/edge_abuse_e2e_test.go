@@ -78,7 +78,7 @@ func TestTCPPeerNotReading(t *testing.T) {
 	}
 	// The peak also holds the requests read and not yet handled: sipgo
 	// starts a goroutine per message, and they queue on its transaction
-	// table (docs/security.md, pipelining, left to the operator). How many
+	// table (docs/security.md, "Pipelined requests"). How many
 	// depends on how much CPU wagate gets: 92–461 alone, up to 4,578 with
 	// the machine busy (30,000 sent; the backlog does not grow with the
 	// requests sent, as wagate stops reading). The fault held one per

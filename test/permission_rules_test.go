@@ -367,6 +367,42 @@ func TestRuleAccountUpdateRestricts(t *testing.T) {
 	}
 }
 
+// TestRuleAccountUpdateReplayAfterLift: the operator lifts Meta's pause
+// (DELETE /v1/restrictions/{id}); Meta redelivers the same account_update
+// (it has no message id), or someone replays the signed delivery. The
+// number stays unpaused and the dialer's next call reaches Meta; before,
+// the replay paused the number for another week. A pause Meta sends after
+// the lift still applies.
+func TestRuleAccountUpdateReplayAfterLift(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := e.startWagate(ruleOpts(e, ""))
+	grantPermission(t, e, waUser, "permanent")
+	sent := time.Now().Add(-time.Minute)
+	pause := accountUpdateSentJSON(sent.Add(7*24*time.Hour), sent)
+	if code := postWebhook(t, e.apiBase(), pause); code != 200 {
+		t.Fatalf("webhook: %d", code)
+	}
+	if code, body := apiCall(t, http.MethodDelete, e.apiBase()+"/v1/restrictions/"+phoneNumberID, ""); code != 204 {
+		t.Fatalf("lift: %d %s", code, body)
+	}
+	if code := postWebhook(t, e.apiBase(), pause); code != 200 {
+		t.Fatalf("the replayed webhook: %d, want 200 (acknowledged, not applied)", code)
+	}
+	if code, body := apiCall(t, http.MethodGet, e.apiBase()+"/v1/restrictions", ""); code != 200 || strings.Contains(body, "RESTRICTED_BUSINESS_INITIATED_CALLING") {
+		t.Errorf("GET /v1/restrictions after the replay: %d %s, want no pause", code, body)
+	}
+	metaAnswers(t, e, w, "after_replay", waUser)
+	w.waitIdle()
+
+	later := time.Now().Add(time.Second) // Meta's clock: after the lift
+	if code := postWebhook(t, e.apiBase(), accountUpdateSentJSON(later.Add(7*24*time.Hour), later)); code != 200 {
+		t.Fatalf("webhook: %d", code)
+	}
+	res := expectDialerRejected(t, e, w, "paused_again", "403")
+	checkRejection(t, res, "403", "Business Initiated Calling Restricted", "", "138013")
+}
+
 // TestRuleLimitZeroDisables (rule 8): a limit of 0 turns its rule off, as
 // docs/api.md says, and the config is accepted: with the revocation at 0,
 // five unanswered calls in a row leave the permission in place.
