@@ -24,6 +24,7 @@ var (
 	dEdgeRefused     = desc("wagate_sip_edge_refused_total", "SIP messages and connections the edge did not pass on, by reason.", "reason")
 	dConnections     = desc("wagate_sip_tcp_connections", "Open inbound TCP and TLS connections.")
 	dOverload        = desc("wagate_overload_refusals_total", "New calls refused with 503 by reason: ports (no free RTP port pair), concurrency (max_calls), draining, cpu (sip.max_cpu_percent), cps (an endpoint's max_cps), media_late (sip.max_late_media_percent).", "reason")
+	dEdgePaced       = desc("wagate_sip_edge_paced_total", "SIP requests over TCP/TLS read late because their source was over sip.tcp.paced_request_rate (passed on, not refused).")
 	dPanics          = desc("wagate_panics_recovered_total", "Handler panics recovered (each one is a bug).")
 	dTLSFailures     = desc("wagate_tls_handshake_failures_total", "Failed TLS handshakes: inbound (client never finished, protocol error) and outbound (certificate did not verify).", "direction")
 	dSIPRequests     = desc("wagate_sip_requests_total", "SIP requests read (in) and sent (out) by method.", "direction", "method")
@@ -84,7 +85,7 @@ var (
 
 func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{dCallsActive, dDraining, dEdgePassed, dEdgeAnswered, dEdgeRefused, dConnections,
-		dOverload, dPanics, dTLSFailures, dSIPRequests, dSIPResponses, dPortsInUse, dPortsFree, dPortsBound, dBridges, dRTPPackets, dRTPDropped,
+		dOverload, dPanics, dEdgePaced, dTLSFailures, dSIPRequests, dSIPResponses, dPortsInUse, dPortsFree, dPortsBound, dBridges, dRTPPackets, dRTPDropped,
 		dRTPSilence, dRTCP, dDTMF, dDTLS, dDTLSSeconds, dPlayout, dPacerLate, dPlayed, dRecActive, dRecCompleted, dRecFailed, dRecDropped, dRecBytes, dEvQueue, dEvQueueCap,
 		dEvDropped, dEvWriteErrors, dCDRs, dEvWritten, dDeliveries, dInFlight, dPermUp, dPermErrors, dPermRefused,
 		dPermCached, dPermLearned, dPermStale, dPermRestrict, dPermPending, dWebhookUnknown, dEndpointUp, dProbeFailures,
@@ -111,6 +112,7 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(dConnections, float64(s.Edge.Connections))
 		counter(dPanics, s.Edge.PanicsRecovered)
+		counter(dEdgePaced, s.Edge.Paced)
 		counter(dTLSFailures, s.TLSHandshakeFailures.Inbound, "inbound")
 		counter(dTLSFailures, s.TLSHandshakeFailures.Outbound, "outbound")
 		for _, c := range s.Certificates {

@@ -105,6 +105,7 @@ type edgeCounters struct {
 	replied atomic.Uint64 // stateless answers sent
 	reasons [numReasons]atomic.Uint64
 	panics  atomic.Uint64
+	paced   atomic.Uint64 // stream requests read late (sip.tcp.paced_request_rate)
 }
 
 // EdgeStats is a snapshot of the SIP edge's counters.
@@ -119,6 +120,9 @@ type EdgeStats struct {
 	Connections int `json:"connections"`
 	// PanicsRecovered counts handler panics caught (each is a bug).
 	PanicsRecovered uint64 `json:"panics_recovered"`
+	// Paced counts requests over TCP/TLS read late because their source
+	// was over sip.tcp.paced_request_rate: passed on, not refused.
+	Paced uint64 `json:"paced"`
 }
 
 // action is what the reader does with a message after the edge.
@@ -523,6 +527,7 @@ func (e *edge) snapshot() EdgeStats {
 		Refused:         make(map[string]uint64, numReasons),
 		Connections:     e.conns.count(),
 		PanicsRecovered: e.stats.panics.Load(),
+		Paced:           e.stats.paced.Load(),
 	}
 	for r := range numReasons {
 		if n := e.stats.reasons[r].Load(); n > 0 {
@@ -540,6 +545,21 @@ type edgeSummary struct {
 	mu      sync.Mutex
 	counts  [numReasons]uint64
 	samples [numReasons]string
+	// paced and pacedSample: requests read late since the last flush,
+	// and the first source. Not a refusal, but a trunk slowed by the
+	// default rate must be visible to its operator.
+	paced       uint64
+	pacedSample string
+}
+
+// notePaced counts a request whose connection waits before its next read.
+func (s *edgeSummary) notePaced(src netip.AddrPort) {
+	s.mu.Lock()
+	s.paced++
+	if s.paced == 1 {
+		s.pacedSample = src.Addr().Unmap().String()
+	}
+	s.mu.Unlock()
 }
 
 func (s *edgeSummary) note(r edgeReason, src netip.AddrPort, detail string) {
@@ -573,9 +593,16 @@ func (s *edgeSummary) flush(interval time.Duration) {
 	}
 	s.counts = [numReasons]uint64{}
 	s.samples = [numReasons]string{}
+	paced, pacedSample := s.paced, s.pacedSample
+	s.paced, s.pacedSample = 0, ""
 	s.mu.Unlock()
 	if len(attrs) > 0 {
 		s.log.Log(context.Background(), level, "sip edge: messages refused in the last "+interval.String(), attrs...)
+	}
+	if paced > 0 {
+		s.log.Warn("sip edge: requests over TCP/TLS read late in the last "+interval.String()+": a source is over sip.tcp.paced_request_rate",
+			"count", paced, "source", pacedSample,
+			"hint", "raise sip.tcp.paced_request_rate if this is a trunk (0 turns pacing off)")
 	}
 }
 

@@ -256,6 +256,10 @@ func (c *edgeConn) next() error {
 			if v.act == actPass {
 				if !isResponseBytes(msg) {
 					c.paceWait = c.edge.pace.take(c.src.Addr().Unmap(), cfg.SIP.TCP.PacedRequestRate)
+					if c.paceWait > 0 {
+						c.edge.stats.paced.Add(1)
+						c.edge.summary.notePaced(c.src)
+					}
 				}
 				c.out = v.msg
 				c.outBuf = nil

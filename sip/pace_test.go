@@ -1,6 +1,9 @@
 package sip
 
 import (
+	"bytes"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -73,6 +76,17 @@ func TestStreamPacing(t *testing.T) {
 	// served before the next read: 299 waits of 10 ms.
 	if got, want := clk.total(), 2990*time.Millisecond; got < want-20*time.Millisecond || got > want+20*time.Millisecond {
 		t.Errorf("500 pipelined requests at 100/s with a burst of 200: the peer waited %v, want about %v", got, want)
+	}
+	// The operator sees it: a counter (wagate_sip_edge_paced_total) and a
+	// warn line in the edge's summary naming the source.
+	if n := e.snapshot().Paced; n != 300 {
+		t.Errorf("paced = %d after 300 requests read late, want 300", n)
+	}
+	var logged bytes.Buffer
+	e.summary.log = slog.New(slog.NewTextHandler(&logged, nil))
+	e.summary.flush(10 * time.Second)
+	if l := logged.String(); !strings.Contains(l, "level=WARN") || !strings.Contains(l, "paced_request_rate") || !strings.Contains(l, "source=127.0.0.2") || !strings.Contains(l, "count=300") {
+		t.Errorf("summary after pacing: %q, want a warn line naming the source, the count and the setting", l)
 	}
 
 	// A second connection from the same address: no new burst.
