@@ -83,9 +83,9 @@ func (j *Journal) invite(inv journalInvite) error {
 // before that next line loses the end, and the next start sends that
 // INVITE a CANCEL it did not need, which its callee answers (481, or 200
 // to a transaction still completing) and otherwise ignores. An INVITE
-// whose call is still live is ended at once: its call's answer or the
-// hunt's next attempt follows, and a CANCEL after a crash would reach a
-// callee whose call the restart's BYE is about to end.
+// whose call is still live is ended at once, as before: most INVITEs end
+// so (answered, refused, a hunt's target given up on), and a needless
+// CANCEL after a crash would then go to callees that had answered.
 func (j *Journal) inviteEnded(branch string) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -306,9 +306,9 @@ func (r *restartCancels) take(branch string) (journalInvite, bool) {
 // cancelLeftInvites sends CANCEL for each INVITE the previous run left
 // pending, except those whose CANCEL the callee had answered
 // (Cancelled): their 487 is ACKed if it comes, and a second CANCEL would
-// only be answered again. A callee that answered meanwhile, or answers across the
-// CANCEL, sends a 2xx no transaction waits for: that is ACKed and hung up
-// as any stray 2xx to a leg of wagate's (onStrayResponse).
+// only be answered again. A callee that answered meanwhile, or answers
+// across the CANCEL, sends a 2xx no transaction waits for: that is ACKed
+// and hung up as any stray 2xx to a leg of wagate's (onStrayResponse).
 //
 // RFC 3261 §9.1 has a client wait for a provisional response before it
 // cancels; after a crash whether one came is not known, and there is no
