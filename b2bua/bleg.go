@@ -368,8 +368,14 @@ func (s *Engine) sendCancel(c *call, inv *sip.Request) {
 	s.wg.Go(func() {
 		ctx, cancel := contextWithTimeout(64 * sip.T1)
 		defer cancel()
-		if _, err := s.edge.Client().Do(ctx, req); err != nil {
-			c.log.Warn("CANCEL failed", "leg", "b", "sip_call_id_b", callIDOf(inv), "error", err)
+		res, err := s.edge.Client().Do(ctx, req)
+		switch {
+		case err != nil || res == nil:
+			c.log.Warn("CANCEL failed", "leg", "b", "sip_call_id_b", callIDOf(inv), "error", errString(err))
+		case res.StatusCode >= 200 && res.StatusCode < 300:
+			// The callee will end the INVITE with 487: a stop before it
+			// comes must not have the next start cancel it again.
+			s.journalInviteCancelled(inv)
 		}
 	})
 	c.log.Debug("B-leg cancelled", "leg", "b", "sip_call_id_b", callIDOf(inv))

@@ -33,7 +33,8 @@ import (
 // it until the store says it is stored (Stored); at the next start the
 // records the store does not have are given to it again. "inv" and
 // "inv-end" lines keep the INVITEs wagate sent until their final
-// responses, cancelled at the next start (journalinvite.go).
+// responses, cancelled at the next start (journalinvite.go); the file
+// starts with an "inv-ends" line (journalInvEnds).
 // Each line is one write(2) without fsync: a killed process loses nothing
 // written (the page cache survives it); a power cut loses the tail, and
 // with it only calls whose far ends lost their media too. At start-up the
@@ -76,6 +77,9 @@ type Journal struct {
 	invites     map[string]journalInvite
 	invitesOf   map[string][]string
 	prevInvites []journalInvite
+	// lazyEnds are "inv-end" lines of INVITEs that ended after their
+	// call, written with the next line (inviteEnded).
+	lazyEnds []byte
 }
 
 // journalRecoverWithin is how recently a call must have ended for its
@@ -138,8 +142,16 @@ type journalDialog struct {
 	Transport    string   `json:"transport"`
 }
 
+// journalInvEnds opens each file the journal writes: from it on, an
+// INVITE ends only at its own "inv-end" line. A file without it was
+// written by an older wagate, which wrote no "inv-end" for an INVITE that
+// ended after its call's "down": there the "down" ends the call's
+// INVITEs, or the first start after an upgrade would cancel every
+// INVITE of a call cancelled while ringing since the last rewrite.
+const journalInvEnds = `{"op":"inv-ends"}`
+
 type journalLine struct {
-	Op   string       `json:"op"`           // "up", "down", "inv" or "inv-end"
+	Op   string       `json:"op"`           // "up", "down", "inv", "inv-end" or "inv-ends"
 	ID   string       `json:"id,omitempty"` // "down": the call; "inv-end": the branch
 	Call *journalCall `json:"call,omitempty"`
 	// CDR is the ended call's record ("down"), until it is stored.
@@ -189,6 +201,7 @@ const journalMaxLine = 64 << 20
 // than journalMaxLine; the lines after it are read (a reader that
 // stopped there left every call after it ringing or up).
 func (j *Journal) read(r io.Reader) {
+	invEnds := false // journalInvEnds read
 	skipped := readLines(r, journalMaxLine, func(line []byte) {
 		var l journalLine
 		if json.Unmarshal(line, &l) != nil {
@@ -202,9 +215,13 @@ func (j *Journal) read(r io.Reader) {
 			j.addInviteLocked(*l.Inv)
 		case l.Op == "inv-end":
 			j.dropInviteLocked(l.ID)
+		case l.Op == "inv-ends":
+			invEnds = true
 		case l.Op == "down":
 			delete(j.live, l.ID)
-			j.dropInvitesOfLocked(l.ID)
+			if !invEnds {
+				j.dropInvitesOfLocked(l.ID)
+			}
 			if len(l.CDR) > 0 && l.ID != "" {
 				j.keepEndedLocked(l.ID, append([]byte(nil), line...))
 			}
@@ -317,14 +334,20 @@ func (j *Journal) leftEnded() []events.CDR {
 	return out
 }
 
-// rewriteLocked replaces the file with one "up" line per live call.
+// rewriteLocked replaces the file with one "up" line per live call, the
+// "down" lines of records not stored yet and an "inv" line per INVITE not
+// ended.
 func (j *Journal) rewriteLocked() error {
 	tmp := j.path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o640)
 	if err != nil {
 		return fmt.Errorf("sip: journal: %w", err)
 	}
+	// The INVITEs ended since the last line are not in j.invites: the
+	// new file does not hold them, and their ends are moot.
+	j.lazyEnds = j.lazyEnds[:0]
 	w := bufio.NewWriter(f)
+	w.WriteString(journalInvEnds + "\n")
 	for _, c := range j.live {
 		b, _ := json.Marshal(journalLine{Op: "up", Call: &c})
 		w.Write(append(b, '\n'))
@@ -335,12 +358,8 @@ func (j *Journal) rewriteLocked() error {
 			w.WriteByte('\n')
 		}
 	}
-	for b, inv := range j.invites {
-		// After every "down": the file now holds the INVITE past its
-		// call's end, and only an "inv-end" ends it.
+	for _, inv := range j.invites {
 		w.Write(append(appendInviteLine(nil, &inv), '\n'))
-		inv.covered = false
-		j.invites[b] = inv
 	}
 	if err := w.Flush(); err == nil {
 		err = f.Sync()
@@ -416,10 +435,9 @@ func (j *Journal) down(id string, cdr []byte) error {
 		return nil
 	}
 	delete(j.live, id)
-	// The call's end cancels its INVITEs, and reading the file drops
-	// them at the "down"; until their transactions end, a rewrite keeps
-	// them (a graceful stop leaves them to the next start's CANCEL).
-	j.coverInvitesOfLocked(id)
+	// The call's INVITEs still pending stay until their own "inv-end":
+	// its end has cancelled them, but until a 487 comes a crash (or a
+	// stop) must leave them to the next start's CANCEL.
 	if err := j.appendLocked(b); err != nil {
 		return err
 	}
@@ -432,11 +450,21 @@ func (j *Journal) down(id string, cdr []byte) error {
 	return nil
 }
 
+// appendLocked writes the line b, after the INVITE ends waiting for it
+// (lazyEnds), in one write.
 func (j *Journal) appendLocked(b []byte) error {
 	if j.f == nil {
 		return errors.New("sip: journal closed")
 	}
-	n, err := j.f.Write(append(b, '\n'))
+	b = append(b, '\n')
+	if len(j.lazyEnds) > 0 {
+		j.lazyEnds = append(j.lazyEnds, b...)
+		b = j.lazyEnds
+		// Written or not, they are gone: a rewrite holds only the
+		// INVITEs not ended.
+		defer func() { j.lazyEnds = j.lazyEnds[:0] }()
+	}
+	n, err := j.f.Write(b)
 	j.size += int64(n)
 	return err
 }

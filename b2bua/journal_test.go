@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"github.com/wagate/wagate/events"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -316,6 +317,37 @@ func TestJournalKeepsRecordsUntilStored(t *testing.T) {
 	}
 }
 
+// TestJournalOlderFileDownEndsInvites: a journal an older wagate wrote
+// (no "inv-ends" line) wrote no "inv-end" for an INVITE that ended after
+// its call's "down": there the "down" still ends the call's INVITEs, or
+// the first start after an upgrade would cancel every INVITE of every
+// call cancelled while ringing since the file was last rewritten.
+func TestJournalOlderFileDownEndsInvites(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "live-calls.journal")
+	var b []byte
+	up, err := appendUpLine(nil, ptr(testJournalCall("c1")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = append(append(b, up...), '\n')
+	b = append(append(appendInviteLine(b, ptr(testJournalInvite("c1", "z9hG4bK-old"))), '\n'), appendDownLine(nil, "c1", nil)...)
+	b = append(append(append(b, '\n'), appendInviteLine(nil, ptr(testJournalInvite("c2", "z9hG4bK-pending")))...), '\n')
+	if err := os.WriteFile(path, b, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	j, err := OpenJournal(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	left := j.leftInvites()
+	if len(left) != 1 || left[0].Branch != "z9hG4bK-pending" {
+		t.Errorf("INVITEs left by an older journal %+v, want only z9hG4bK-pending (z9hG4bK-old's call ended)", left)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
 func testJournalInvite(call, branch string) journalInvite {
 	return journalInvite{Branch: branch, Call: call, Leg: "b", URI: "sip:1001@127.0.0.3:5060",
 		Via: "SIP/2.0/UDP 127.0.0.1:5072;branch=" + branch + ";rport", From: "<sip:+447700900123@127.0.0.1>;tag=f1",
@@ -324,10 +356,13 @@ func testJournalInvite(call, branch string) journalInvite {
 }
 
 // TestJournalInvitesLeftPending: the INVITEs without a final response
-// when the process dies — and only those: not one that ended, not one of
-// a call that ended — are what the next start cancels, each CANCEL the
-// INVITE's as RFC 3261 §9.1 has it, and once handed over they are not
-// handed over again.
+// when the process dies — and only those: not one that ended, before or
+// after its call's end — are what the next start cancels, each CANCEL
+// the INVITE's as RFC 3261 §9.1 has it, and once handed over they are
+// not handed over again. An INVITE still pending after its call's end
+// (the call's end sent its CANCEL, whose 487 had not come, or which was
+// lost) is one of them: before, the call's "down" dropped it, and the
+// callee rang on with nobody to cancel it.
 func TestJournalInvitesLeftPending(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "live-calls.journal")
 	j, err := OpenJournal(path)
@@ -340,7 +375,7 @@ func TestJournalInvitesLeftPending(t *testing.T) {
 		}
 	}
 	for _, inv := range []journalInvite{testJournalInvite("c1", "z9hG4bK-1a"), testJournalInvite("c1", "z9hG4bK-1b"),
-		testJournalInvite("c2", "z9hG4bK-2a"), testJournalInvite("c3", "z9hG4bK-3a")} {
+		testJournalInvite("c2", "z9hG4bK-2a"), testJournalInvite("c2", "z9hG4bK-2b")} {
 		if err := j.invite(inv); err != nil {
 			t.Fatal(err)
 		}
@@ -348,15 +383,20 @@ func TestJournalInvitesLeftPending(t *testing.T) {
 	if err := j.inviteEnded("z9hG4bK-1b"); err != nil { // answered or refused
 		t.Fatal(err)
 	}
-	if err := j.down("c2", nil); err != nil { // its end cancelled its INVITE
+	if err := j.down("c2", nil); err != nil { // its end cancelled its INVITEs
 		t.Fatal(err)
 	}
 	before, _ := os.Stat(path)
-	if err := j.inviteEnded("z9hG4bK-2a"); err != nil {
+	if err := j.inviteEnded("z9hG4bK-2a"); err != nil { // its 487 came; 2b's has not
 		t.Fatal(err)
 	}
+	// The end of an INVITE after its call costs no write of its own: it
+	// goes out with the next line.
 	if after, _ := os.Stat(path); after.Size() != before.Size() {
-		t.Errorf("the end of an INVITE its call's end covered was written (%d → %d bytes)", before.Size(), after.Size())
+		t.Errorf("the end of an INVITE after its call's end was written alone (%d → %d bytes)", before.Size(), after.Size())
+	}
+	if err := j.invite(testJournalInvite("c3", "z9hG4bK-3a")); err != nil {
+		t.Fatal(err)
 	}
 	// The crash: no Close.
 	j2, err := OpenJournal(path)
@@ -368,8 +408,8 @@ func TestJournalInvitesLeftPending(t *testing.T) {
 	for _, inv := range left {
 		got[inv.Branch] = true
 	}
-	if len(left) != 2 || !got["z9hG4bK-1a"] || !got["z9hG4bK-3a"] {
-		t.Fatalf("left INVITEs %v, want z9hG4bK-1a and z9hG4bK-3a", got)
+	if len(left) != 3 || !got["z9hG4bK-1a"] || !got["z9hG4bK-2b"] || !got["z9hG4bK-3a"] {
+		t.Fatalf("left INVITEs %v, want z9hG4bK-1a, z9hG4bK-2b (its call ended, its CANCEL unanswered) and z9hG4bK-3a", got)
 	}
 	want := testJournalInvite("c1", "z9hG4bK-1a")
 	for _, inv := range left {
@@ -532,8 +572,8 @@ func TestReadLinesSkipsOverlong(t *testing.T) {
 // CANCEL could go; or a CANCEL not answered yet) must reach the next
 // start, which cancels them; those that ended — before the call's end or
 // after it, before or after a rewrite of the file — must not (a CANCEL to
-// an answered INVITE's callee is a false one). An INVITE its call's end
-// covers costs no line when it ends, as before.
+// an answered INVITE's callee is a false one). One whose CANCEL was
+// answered reaches it marked so: it gets no second CANCEL.
 func TestJournalInvitesKeptAtStop(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "live-calls.journal")
 	j, err := OpenJournal(path)
@@ -545,7 +585,7 @@ func TestJournalInvitesKeptAtStop(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, b := range []string{"z9hG4bK-1a", "z9hG4bK-1b", "z9hG4bK-1c", "z9hG4bK-1d"} {
+	for _, b := range []string{"z9hG4bK-1a", "z9hG4bK-1b", "z9hG4bK-1c", "z9hG4bK-1d", "z9hG4bK-1e"} {
 		if err := j.invite(testJournalInvite("c1", b)); err != nil {
 			t.Fatal(err)
 		}
@@ -562,13 +602,10 @@ func TestJournalInvitesKeptAtStop(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	before, _ := os.Stat(path)
 	if err := j.inviteEnded("z9hG4bK-1b"); err != nil { // its 487 came
 		t.Fatal(err)
 	}
-	if after, _ := os.Stat(path); after.Size() != before.Size() {
-		t.Errorf("the end of an INVITE its call's end covered was written (%d → %d bytes)", before.Size(), after.Size())
-	}
+	j.inviteCancelled("z9hG4bK-1e") // its CANCEL answered, its 487 not yet
 	// A rewrite (compaction) keeps 1c and 1d past their calls' "down":
 	// an end from then on is written.
 	j.mu.Lock()
@@ -579,7 +616,7 @@ func TestJournalInvitesKeptAtStop(t *testing.T) {
 	if err := j.inviteEnded("z9hG4bK-1d"); err != nil {
 		t.Fatal(err)
 	}
-	// 1c and 2a have had no final response when the engine stops.
+	// 1c, 1e and 2a have had no final response when the engine stops.
 	if err := j.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -587,12 +624,12 @@ func TestJournalInvitesKeptAtStop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := map[string]bool{}
+	got := map[string]bool{} // true: cancelled
 	for _, inv := range j2.leftInvites() {
-		got[inv.Branch] = true
+		got[inv.Branch] = inv.Cancelled
 	}
-	if len(got) != 2 || !got["z9hG4bK-1c"] || !got["z9hG4bK-2a"] {
-		t.Errorf("INVITEs left for the next start %v, want z9hG4bK-1c and z9hG4bK-2a", got)
+	if want := map[string]bool{"z9hG4bK-1c": false, "z9hG4bK-2a": false, "z9hG4bK-1e": true}; !maps.Equal(got, want) {
+		t.Errorf("INVITEs left for the next start (true: cancelled) %v, want z9hG4bK-1c and z9hG4bK-2a to cancel, z9hG4bK-1e cancelled", got)
 	}
 	if calls := j2.left(); len(calls) != 0 {
 		t.Errorf("calls ended before the stop left up: %v", calls)

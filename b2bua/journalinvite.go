@@ -26,14 +26,18 @@ import (
 //
 // An "inv" line is written once the INVITE has gone out (its Via names
 // the branch only then), an "inv-end" line when its transaction ends (a
-// final response, a timeout, the attempt abandoned); a call's "down"
-// covers its INVITEs too, so no "inv-end" follows it. The journal still
-// holds such an INVITE until its transaction ends: a rewrite (and Close,
-// at a graceful stop) keeps it as an "inv" line after the "down", and its
-// end is written from then on. An INVITE whose attempt returns because
-// wagate stops, with no final response, is not ended at all: the callee
-// may ring on (no 1xx came, so no CANCEL could go; or the CANCEL had no
-// answer before the process exited), and the next start cancels it.
+// final response, a timeout, the attempt abandoned), whether before its
+// call's "down" or after it: a call's end cancels its INVITEs, but a
+// CANCEL takes a round trip and its callee's 487 another, and a crash in
+// between (or a CANCEL lost) leaves the callee ringing with nobody to
+// cancel it. So a "down" ends no INVITE: each is held until its own end,
+// and the next start cancels those without one. An INVITE whose attempt
+// returns because wagate stops, with no final response, is not ended at
+// all: the callee may ring on (no 1xx came, so no CANCEL could go; or the
+// CANCEL had no answer before the process exited), and the next start
+// cancels it. One whose CANCEL was answered (2xx) before the stop, its
+// 487 still to come, is kept marked so (Cancelled): the next start sends
+// it no second CANCEL, and ACKs the 487 if it comes.
 
 // journalInvite is an INVITE wagate sent, as its CANCEL needs it.
 type journalInvite struct {
@@ -52,9 +56,12 @@ type journalInvite struct {
 	Route     []string `json:"route,omitempty"`
 	Transport string   `json:"transport"`
 	Dest      string   `json:"dest,omitempty"`
-	// covered: the call's "down" line, written since the INVITE's "inv"
-	// line, covers it; its end needs no line of its own.
-	covered bool
+	// Cancelled: the INVITE's CANCEL was answered 2xx (RFC 3261 §9.2:
+	// the callee will end the INVITE with 487); only its final response
+	// is missing. Set in memory (no line of its own: a crash just costs a
+	// second CANCEL, which the callee answers and ignores) and written by
+	// a rewrite, so that a graceful stop keeps it.
+	Cancelled bool `json:"cancelled,omitempty"`
 }
 
 // invite records inv as pending.
@@ -67,8 +74,18 @@ func (j *Journal) invite(inv journalInvite) error {
 }
 
 // inviteEnded records that the INVITE of branch got its final response
-// (or ended without one). Nothing is written when the call's "down"
-// covered it already.
+// (or ended without one).
+//
+// The end of an INVITE whose call has ended (most often a 487 to the
+// CANCEL the call's end sent) waits for the next line to go out with it,
+// in the same write(2): a call cancelled while ringing then costs the
+// journal no more writes than when its "down" ended its INVITEs. A crash
+// before that next line loses the end, and the next start sends that
+// INVITE a CANCEL it did not need, which its callee answers (481, or 200
+// to a transaction still completing) and otherwise ignores. An INVITE
+// whose call is still live is ended at once, as before: most INVITEs end
+// so (answered, refused, a hunt's target given up on), and a needless
+// CANCEL after a crash would then go to callees that had answered.
 func (j *Journal) inviteEnded(branch string) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -77,10 +94,22 @@ func (j *Journal) inviteEnded(branch string) error {
 		return nil
 	}
 	j.dropInviteLocked(branch)
-	if inv.covered {
+	if _, live := j.live[inv.Call]; !live && j.f != nil {
+		j.lazyEnds = append(appendInviteEndLine(j.lazyEnds, branch), '\n')
 		return nil
 	}
 	return j.appendLocked(appendInviteEndLine(make([]byte, 0, 64), branch))
+}
+
+// inviteCancelled marks the INVITE of branch as cancelled (its CANCEL
+// answered 2xx); nothing is written until a rewrite.
+func (j *Journal) inviteCancelled(branch string) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if inv, ok := j.invites[branch]; ok {
+		inv.Cancelled = true
+		j.invites[branch] = inv
+	}
 }
 
 func (j *Journal) addInviteLocked(inv journalInvite) {
@@ -111,25 +140,14 @@ func (j *Journal) dropInviteLocked(branch string) bool {
 	return true
 }
 
-// dropInvitesOfLocked forgets the pending INVITEs of call id (its
-// "down", read back: the call's end cancelled them).
+// dropInvitesOfLocked forgets the pending INVITEs of call id: its "down"
+// read back from a journal written before INVITEs ended after their call
+// had "inv-end" lines (journalInvEnds), where the "down" ended them.
 func (j *Journal) dropInvitesOfLocked(id string) {
 	for _, b := range j.invitesOf[id] {
 		delete(j.invites, b)
 	}
 	delete(j.invitesOf, id)
-}
-
-// coverInvitesOfLocked marks the pending INVITEs of call id as covered by
-// its "down" line: their transactions still run (a CANCEL waits for the
-// 487, or for a 1xx before it may go), and a graceful stop before they
-// end must keep them for the next start.
-func (j *Journal) coverInvitesOfLocked(id string) {
-	for _, b := range j.invitesOf[id] {
-		inv := j.invites[b]
-		inv.covered = true
-		j.invites[b] = inv
-	}
 }
 
 // leftInvites returns the INVITEs the previous run left pending and
@@ -160,6 +178,17 @@ func (s *Engine) journalInvite(c *call, leg string, req *sip.Request) string {
 		c.log.Error("journal: INVITE not recorded; a crash now would leave its callee ringing", "leg", leg, "error", err)
 	}
 	return inv.Branch
+}
+
+// journalInviteCancelled records that the CANCEL of the INVITE inv was
+// answered 2xx.
+func (s *Engine) journalInviteCancelled(inv *sip.Request) {
+	if s.journal == nil || inv.Via() == nil {
+		return
+	}
+	if branch, _ := inv.Via().Params.Get("branch"); branch != "" {
+		s.journal.inviteCancelled(branch)
+	}
 }
 
 // journalInviteEnded records that the INVITE of branch has ended.
@@ -275,9 +304,11 @@ func (r *restartCancels) take(branch string) (journalInvite, bool) {
 }
 
 // cancelLeftInvites sends CANCEL for each INVITE the previous run left
-// pending. A callee that answered meanwhile, or answers across the
-// CANCEL, sends a 2xx no transaction waits for: that is ACKed and hung up
-// as any stray 2xx to a leg of wagate's (onStrayResponse).
+// pending, except those whose CANCEL the callee had answered
+// (Cancelled): their 487 is ACKed if it comes, and a second CANCEL would
+// only be answered again. A callee that answered meanwhile, or answers
+// across the CANCEL, sends a 2xx no transaction waits for: that is ACKed
+// and hung up as any stray 2xx to a leg of wagate's (onStrayResponse).
 //
 // RFC 3261 §9.1 has a client wait for a provisional response before it
 // cancels; after a crash whether one came is not known, and there is no
@@ -288,10 +319,21 @@ func (s *Engine) cancelLeftInvites(ctx context.Context, invites []journalInvite)
 	if len(invites) == 0 {
 		return
 	}
-	s.log.Warn("cancelling INVITEs left ringing by a previous run", "invites", len(invites))
+	cancelled := 0
+	for _, inv := range invites {
+		if inv.Cancelled {
+			cancelled++
+		}
+	}
+	s.log.Warn("cancelling INVITEs left ringing by a previous run", "invites", len(invites)-cancelled, "cancelled_before_stop", cancelled)
 	until := time.Now().Add(64 * sip.T1)
 	for _, inv := range invites {
 		log := s.log.With("call", inv.Call, "leg", inv.Leg, "sip_call_id", inv.CallID)
+		if inv.Cancelled {
+			log.Info("INVITE cancelled before the previous run stopped: no second CANCEL; its 487 is ACKed")
+			s.restartCancels.add(inv, until)
+			continue
+		}
 		req, err := inv.request(sip.CANCEL, "")
 		if err != nil {
 			log.Error("journal: INVITE not restorable; no CANCEL sent", "error", err)

@@ -183,6 +183,9 @@ func appendInviteLine(b []byte, inv *journalInvite) []byte {
 	b = append(b, `,"transport":`...)
 	b = appendJSONString(b, inv.Transport)
 	b = appendOmitEmpty(b, `,"dest":`, inv.Dest)
+	if inv.Cancelled {
+		b = append(b, `,"cancelled":true`...)
+	}
 	return append(b, "}}"...)
 }
 

@@ -51,7 +51,7 @@ func TestJournalLineEncoding(t *testing.T) {
 		}
 	}
 	for _, inv := range []journalInvite{{}, testJournalInvite("c1", "z9hG4bK-1"),
-		{Branch: "quote\" <&>", Call: "é", Via: "\x01", Route: []string{}, Dest: "\u2028"}} {
+		{Branch: "quote\" <&>", Call: "é", Via: "\x01", Route: []string{}, Dest: "\u2028", Cancelled: true}} {
 		want, _ := json.Marshal(journalLine{Op: "inv", Inv: &inv})
 		if got := appendInviteLine(nil, &inv); !bytes.Equal(got, want) {
 			t.Errorf("inv line\n got %s\nwant %s", got, want)
@@ -171,6 +171,11 @@ func BenchmarkJournalInvite(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	// Its call is live (journaled from its start), so its end is
+	// written at once.
+	if err := j.up(journalCall{ID: "0123456789abcdef", Created: time.Now()}, nil); err != nil {
+		b.Fatal(err)
+	}
 	b.ReportAllocs()
 	for b.Loop() {
 		inv, ok := pendingInvite("0123456789abcdef", "b", req)
@@ -178,6 +183,43 @@ func BenchmarkJournalInvite(b *testing.B) {
 			b.Fatal("INVITE not journaled")
 		}
 		if err := j.invite(inv); err != nil {
+			b.Fatal(err)
+		}
+		if err := j.inviteEnded(inv.Branch); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkJournalCancelledCall is what the journal costs a call whose
+// INVITE is cancelled while it rings (the caller gives up): its "up"
+// line, the INVITE's "inv", the call's "down", then the INVITE's
+// "inv-end" when the callee's 487 comes after it.
+//
+//	go test -run '^$' -bench JournalCancelledCall -benchmem ./b2bua/
+func BenchmarkJournalCancelledCall(b *testing.B) {
+	j, err := OpenJournal(b.TempDir() + "/calls.journal")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer j.Close()
+	now := time.Now()
+	c := journalCall{ID: "0123456789abcdef", Direction: "inbound", AEndpoint: "meta", BEndpoint: "pbx",
+		Business: "+15550100001", PNID: "100000000000001", User: "+447700900123", Created: now}
+	req, err := testJournalInvite(c.ID, "z9hG4bK.4Jd83kL0aQ1xZr7p").request(sip.INVITE, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := j.up(c, nil); err != nil {
+			b.Fatal(err)
+		}
+		inv, _ := pendingInvite(c.ID, "b", req)
+		if err := j.invite(inv); err != nil {
+			b.Fatal(err)
+		}
+		if err := j.down(c.ID, nil); err != nil {
 			b.Fatal(err)
 		}
 		if err := j.inviteEnded(inv.Branch); err != nil {

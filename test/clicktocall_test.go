@@ -36,6 +36,12 @@ func c2cEnv(t *testing.T, ringTimeout string) (*env, *wagate, *receiver, *metape
 // c2cEnvWith is c2cEnv with the config changed by mod first.
 func c2cEnvWith(t *testing.T, ringTimeout string, mod func(*env, *wagateOpts)) (*env, *wagate, *receiver, *metapeer.Peer, *metapeer.Peer) {
 	t.Helper()
+	return c2cEnvMeta(t, ringTimeout, metapeer.Config{}, mod)
+}
+
+// c2cEnvMeta is c2cEnvWith with the Meta peer configured by metaCfg.
+func c2cEnvMeta(t *testing.T, ringTimeout string, metaCfg metapeer.Config, mod func(*env, *wagateOpts)) (*env, *wagate, *receiver, *metapeer.Peer, *metapeer.Peer) {
+	t.Helper()
 	e := newEnv(t)
 	rx := newReceiver(t, e)
 	o := permOpts(e, "")
@@ -45,7 +51,7 @@ func c2cEnvWith(t *testing.T, ringTimeout string, mod func(*env, *wagateOpts)) (
 		mod(e, &o)
 	}
 	w := e.startWagate(o)
-	meta := newGoPeer(t, e.Meta, metapeer.Config{})
+	meta := newGoPeer(t, e.Meta, metaCfg)
 	agent := newGoPeer(t, e.PBX, metapeer.Config{Profile: metapeer.ProfileG711})
 	return e, w, rx, meta, agent
 }

@@ -24,6 +24,7 @@ type c2cXfer struct {
 	e       *env
 	w       *wagate
 	rx      *receiver
+	meta    *metapeer.Peer // Meta: the first caller's and the user's
 	mc      *metapeer.Call // the first caller (1 kHz), with Meta
 	dc      *metapeer.Call // the agent's leg of the first call
 	ac      *metapeer.Call // the agent's leg of the click-to-call
@@ -46,7 +47,7 @@ func c2cSemiAttended(t *testing.T, spec metapeer.AnswerSpec, rtpTimeout string) 
 	grantPermission(t, e, waUser, "temporary")
 	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
 	t.Cleanup(cancel)
-	x := &c2cXfer{e: e, w: w, rx: rx}
+	x := &c2cXfer{e: e, w: w, rx: rx, meta: meta}
 
 	first := answerAsync(ctx, agent, metapeer.AnswerSpec{})
 	mc, err := meta.Call(ctx, metapeer.CallSpec{Target: w.SIPAddr, To: businessNumber, From: "+447700900124"})
@@ -163,16 +164,49 @@ func TestTransferReplacesClickToCallDeclined(t *testing.T) {
 }
 
 // TestTransferReplacesClickToCallAgentGone: the agent hangs up both legs
-// once the REFER is accepted, and the user declines: nobody is left for
-// the first caller, who gets BYE.
+// once the REFER is accepted. Its click-to-call leg's BYE ends that leg
+// only: the user's phone rings on for the first caller (no CANCEL), and
+// the first caller stays on while it rings. When the user declines,
+// nobody is left for the first caller, who then gets BYE; the
+// click-to-call's record says the user declined. Were the agent's BYE to
+// end the click-to-call (as for a click-to-call without a transfer), the
+// user's phone would be cancelled at once and the first caller hung up
+// before the user had a say.
 func TestTransferReplacesClickToCallAgentGone(t *testing.T) {
 	t.Parallel()
 	x := c2cSemiAttended(t, metapeer.AnswerSpec{Reject: 486}, "")
 	hangup(t, x.ac, "the agent's click-to-call leg")
 	hangup(t, x.dc, "the agent's first leg")
+	// Nothing is to happen until the user decides: watched for a second,
+	// long enough for a CANCEL or a BYE that follows a BYE on loopback.
+	userCancelled := func() bool {
+		for _, ev := range x.meta.UA.Trace() {
+			if !ev.Sent && ev.Msg.Request && ev.Msg.Method == "CANCEL" {
+				return true
+			}
+		}
+		return false
+	}
+	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if userCancelled() {
+			t.Fatal("the agent's BYE on its click-to-call leg cancelled the user's phone, which was ringing for the first caller")
+		}
+		select {
+		case <-x.mc.Dialog.Done():
+			t.Fatal("the first caller was hung up while the user's phone still rang for it")
+		default:
+		}
+	}
 	x.release()
 	waitBye(t, x.mc, "the first caller")
 	x.w.waitIdle()
+	if userCancelled() {
+		t.Error("the user's INVITE was cancelled; want it declined by the user (486)")
+	}
+	cdr, _ := c2cCDR(t, x.e, x.c2c)
+	if cdr.SIPCode != 486 {
+		t.Errorf("click-to-call record: SIP code %d, cause %q; want the user's 486", cdr.SIPCode, cdr.Cause)
+	}
 }
 
 // TestTransferReplacesClickToCallCallerHangsUp: the first caller hangs up

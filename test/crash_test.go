@@ -2,6 +2,7 @@ package test
 
 import (
 	"bufio"
+	"context"
 	"database/sql"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wagate/wagate/test/internal/metapeer"
 	_ "modernc.org/sqlite"
 )
 
@@ -191,6 +193,21 @@ type ringingUAS struct {
 	// losesCancels: while set, CANCELs are ignored (as if lost on the
 	// way).
 	losesCancels atomic.Bool
+	// held487 sends the 487 a calleeMode.holds487 callee held back (nil
+	// until its CANCEL came).
+	held487 func()
+}
+
+// send487 sends the 487 held back since the INVITE's CANCEL.
+func (u *ringingUAS) send487(t *testing.T) {
+	t.Helper()
+	u.mu.Lock()
+	f := u.held487
+	u.mu.Unlock()
+	if f == nil {
+		t.Fatal("no 487 held: no CANCEL came")
+	}
+	f()
 }
 
 // calleeMode is how a ringingUAS departs from ringing.
@@ -205,6 +222,9 @@ type calleeMode struct {
 	// losesCancels: CANCELs are ignored until ringingUAS.losesCancels is
 	// cleared.
 	losesCancels bool
+	// holds487: a CANCEL gets its 200, and the INVITE's 487 waits for
+	// ringingUAS.send487 (a phone slow to stop ringing).
+	holds487 bool
 }
 
 func startRingingUAS(t *testing.T, p peer, m calleeMode) *ringingUAS {
@@ -243,6 +263,10 @@ func startRingingUAS(t *testing.T, p peer, m calleeMode) *ringingUAS {
 			reply(agentResponse(msg, "200 OK", "ringing", nil, ""))
 			switch inv, ok := invites[callID]; {
 			case !ok:
+			case m.holds487:
+				u.mu.Lock()
+				u.held487 = func() { reply(agentResponse(inv, "487 Request Terminated", "ringing", nil, "")) }
+				u.mu.Unlock()
 			case m.answersCancelled:
 				sdp := fmt.Sprintf("v=0\r\no=- 1 1 IN IP4 %s\r\ns=-\r\nc=IN IP4 %s\r\nt=0 0\r\nm=audio %d RTP/AVP 0\r\n", p.IP, p.IP, p.MediaPort)
 				reply(agentResponse(inv, "200 OK", "ringing", []string{"Contact: <sip:callee@" + p.Addr() + ">", "Content-Type: application/sdp"}, sdp))
@@ -398,6 +422,53 @@ func TestCrashCancelsRingingLegs(t *testing.T) {
 				t.Errorf("BYE for another dialog:\n%s", bye)
 			}
 		})
+	}
+}
+
+// TestCrashAfterCallEndCancelsRingingLeg: a click-to-call's agent hangs
+// up while the WhatsApp user's phone rings; wagate ends the call (its
+// journal's "down" line) and CANCELs the user's INVITE, whose answer does
+// not come (lost), and wagate is killed with SIGKILL before Meta's 487.
+// The next start CANCELs the user's INVITE (its branch) and ACKs the
+// 487. Before, the call's "down" line ended its INVITEs in the journal:
+// after the crash nobody cancelled the user, whose phone rang on for a
+// call that was gone.
+func TestCrashAfterCallEndCancelsRingingLeg(t *testing.T) {
+	t.Parallel()
+	var o wagateOpts
+	e, w, _, meta, agent := c2cEnvMeta(t, "", metapeer.Config{}, func(_ *env, opts *wagateOpts) { o = *opts })
+	grantPermission(t, e, waUser, "temporary")
+	// Meta is a raw UAS that rings and loses CANCELs.
+	meta.Close()
+	user := startRingingUAS(t, e.Meta, calleeMode{losesCancels: true})
+	ctx, cancel := context.WithTimeout(context.Background(), peerCallLimit)
+	defer cancel()
+	agentAns := answerAsync(ctx, agent, metapeer.AnswerSpec{})
+	startC2C(t, e, c2cBody(""), "")
+	acall := waitAnswer(t, agentAns, "the agent")
+	inv := user.wait(t, "INVITE", 1, replyLimit)[0]
+	hangup(t, acall, "the agent")
+	user.wait(t, "CANCEL", 1, replyLimit) // lost: no 200, no 487
+	// The kill comes once the journal has the call's end.
+	for deadline := time.Now().Add(replyLimit); ; time.Sleep(20 * time.Millisecond) {
+		b, _ := os.ReadFile(filepath.Join(e.dir, "data", "live-calls.journal"))
+		if strings.Contains(string(b), `"op":"down"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the journal never had the call's end")
+		}
+	}
+	w.kill()
+	before := len(user.wait(t, "CANCEL", 0, 0))
+	user.losesCancels.Store(false)
+
+	e.startWagate(o)
+	c := user.wait(t, "CANCEL", before+1, replyLimit)[before]
+	checkCancelMatches(t, "after the call's end", inv, c)
+	ack := user.wait(t, "ACK", 1, replyLimit)[0]
+	if agentHeader(ack, "Via") != agentHeader(inv, "Via") {
+		t.Errorf("ACK of the 487 not in the INVITE's transaction (Via %q, INVITE's %q)", agentHeader(ack, "Via"), agentHeader(inv, "Via"))
 	}
 }
 

@@ -74,6 +74,10 @@ type Config struct {
 	NoDecode bool
 	// User is the user part of our Contact.
 	User string
+	// NoTrying sends no 100 Trying to an INVITE (sipua.Config.NoTrying):
+	// with Accept and no Ring, the INVITE has no provisional response at
+	// all, as when Meta is slow to take a call.
+	NoTrying bool
 	// Logf gets one line per SIP message (optional).
 	Logf func(string, ...any)
 }
@@ -106,7 +110,7 @@ func New(cfg Config) (*Peer, error) {
 		}
 		cfg.MediaIP = host
 	}
-	ua, err := sipua.Listen(sipua.Config{Addr: cfg.SIP, User: cfg.User, Logf: cfg.Logf})
+	ua, err := sipua.Listen(sipua.Config{Addr: cfg.SIP, User: cfg.User, Logf: cfg.Logf, NoTrying: cfg.NoTrying})
 	if err != nil {
 		return nil, err
 	}

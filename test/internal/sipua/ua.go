@@ -37,6 +37,8 @@ type UA struct {
 	Port int
 	user string
 	logf func(string, ...any)
+	// noTrying: Config.NoTrying.
+	noTrying bool
 
 	mu        sync.Mutex
 	clientTx  map[string]chan *Msg // top-Via branch → responses
@@ -57,6 +59,11 @@ type Config struct {
 	User string
 	// Logf, when set, gets one line per message sent and received.
 	Logf func(format string, args ...any)
+	// NoTrying sends no 100 Trying to a new INVITE: the caller has no
+	// provisional response until the test rings or answers (Meta or a
+	// phone slow to take the call; RFC 3261 §9.1 keeps the caller from
+	// cancelling it until one comes).
+	NoTrying bool
 }
 
 // Listen starts a UA.
@@ -71,7 +78,7 @@ func Listen(cfg Config) (*UA, error) {
 	}
 	a := c.LocalAddr().(*net.UDPAddr)
 	ua := &UA{
-		conn: c, IP: a.IP.String(), Port: a.Port, user: cfg.User, logf: cfg.Logf,
+		conn: c, IP: a.IP.String(), Port: a.Port, user: cfg.User, logf: cfg.Logf, noTrying: cfg.NoTrying,
 		clientTx:  map[string]chan *Msg{},
 		dialogs:   map[string]*Dialog{},
 		serverInv: map[string]*Incoming{},
@@ -219,7 +226,9 @@ func (ua *UA) handleRequest(m *Msg) {
 			inc.resendLast()
 			return
 		}
-		inc.reply(100, "Trying", nil, false)
+		if !ua.noTrying {
+			inc.reply(100, "Trying", nil, false)
+		}
 		select {
 		case ua.incoming <- inc:
 		default:
