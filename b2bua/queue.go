@@ -214,12 +214,17 @@ func (w *waitLines) setRinging(t *ticket, on bool) {
 }
 
 // busy reports whether the hunt target name ("user@endpoint") is on a
-// call wagate connected (agents.go) or in its after-call work.
+// call wagate connected (agents.go) or in its after-call work, through
+// this node or, with an agent board, another.
 func (hs *huntState) busy(name string) bool {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
+	now := time.Now()
+	if o, ok := hs.elsewhere[name]; ok && (o.Active > 0 || now.Before(o.WrapUntil)) {
+		return true
+	}
 	a := hs.agents[name]
-	return a != nil && (a.active > 0 || time.Now().Before(a.wrapUntil))
+	return a != nil && (a.active > 0 || now.Before(a.wrapUntil))
 }
 
 // JoinQueue implements callflow.Queuer: the call waits in the hunt list's
