@@ -76,12 +76,15 @@ func (s *Engine) SetAgentBoard(b AgentBoard) {
 // hold nothing. Hunt lists and queues count it as they count this node's
 // own: an agent on a call through another node is busy here, one in
 // wrap-up there is skipped here, least_recent ranks by the latest end
-// anywhere. A waiting queue call looks again within a second (queueRetry)
-// as it does after a call of its own node ends, or at the wrap-up's end.
+// anywhere. An agent that left a call elsewhere wakes the waiting queue
+// calls, as one that leaves a call of this node does.
 func (s *Engine) AgentsElsewhere(agent string, m AgentMark) {
 	hs := &s.hunts
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
+	if m.Active < hs.elsewhere[agent].Active {
+		hs.wakeLocked()
+	}
 	if m == (AgentMark{}) {
 		delete(hs.elsewhere, agent)
 		return
@@ -142,6 +145,7 @@ func (hs *huntState) seat(name string, wrapUp func() time.Duration) func(wrap bo
 				a.wrapUntil = until
 			}
 			hs.share(name, a)
+			hs.wakeLocked()
 			hs.mu.Unlock()
 		})
 	}

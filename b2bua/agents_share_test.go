@@ -26,7 +26,8 @@ func (m *markLog) Mark(agent string, a AgentMark) {
 // agent on a call there is busy here (queues pass it over, a queue's ring
 // does not reserve it, least_recent rings it last); one in wrap-up there
 // is in wrap-up here; least_recent ranks by the latest end anywhere. This
-// node's own changes go to the board as they happen.
+// node's own changes go to the board as they happen; an agent leaving a
+// call, here or there, wakes the waiting queue calls.
 func TestAgentsElsewhere(t *testing.T) {
 	var s Engine
 	board := &markLog{}
@@ -56,8 +57,15 @@ func TestAgentsElsewhere(t *testing.T) {
 		t.Errorf("least_recent order %s, want 2 3 1 (1 on a call elsewhere)", got)
 	}
 
+	// Its call there ends: the waiting queue calls look again at once.
+	freed := hs.freedC()
 	now := time.Now()
 	s.AgentsElsewhere("1@pbx", AgentMark{LastEnd: now, WrapUntil: now.Add(time.Minute)})
+	select {
+	case <-freed:
+	default:
+		t.Error("an agent's call ending elsewhere did not wake the waiting queue calls")
+	}
 	if until := hs.wrapsUntil("1@pbx", now); !until.Equal(now.Add(time.Minute)) {
 		t.Errorf("wrap-up elsewhere until %v, want %v", until, now.Add(time.Minute))
 	}
@@ -68,7 +76,13 @@ func TestAgentsElsewhere(t *testing.T) {
 	// 2 leaves a call here, after 1 left its call elsewhere: 3 (never
 	// answered) first, then 1, then 2.
 	leave := hs.answered("2@pbx", nil)
+	freed = hs.freedC()
 	leave()
+	select {
+	case <-freed:
+	default:
+		t.Error("an agent leaving a call here did not wake the waiting queue calls")
+	}
 	if got := order(); got != "3 1 2" {
 		t.Errorf("least_recent order %s, want 3 1 2", got)
 	}

@@ -662,6 +662,27 @@ type huntState struct {
 	// and board where this node's go (nil: per node).
 	elsewhere map[string]AgentMark
 	board     AgentBoard
+	// freed is closed (and forgotten) when an agent leaves a call, here
+	// or elsewhere: the waiting queue calls look again at once.
+	freed chan struct{}
+}
+
+// freedC is closed when an agent next leaves a call.
+func (hs *huntState) freedC() <-chan struct{} {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	if hs.freed == nil {
+		hs.freed = make(chan struct{})
+	}
+	return hs.freed
+}
+
+// wakeLocked closes freed. Called with hs.mu held.
+func (hs *huntState) wakeLocked() {
+	if hs.freed != nil {
+		close(hs.freed)
+		hs.freed = nil
+	}
 }
 
 // order returns d's callees in the order its strategy rings them.
