@@ -40,6 +40,69 @@ type agentState struct {
 	wrapUntil time.Time
 }
 
+// AgentMark is what one node knows of an agent ("user@endpoint"): what
+// the other nodes' hunt lists and queues go by.
+type AgentMark struct {
+	// Active counts the calls the agent is on through the node.
+	Active int
+	// LastEnd is when the agent last left a call there (zero: never).
+	LastEnd time.Time
+	// WrapUntil ends its after-call work (zero: none).
+	WrapUntil time.Time
+}
+
+// AgentBoard shares agent state among the nodes of a cluster
+// (SetAgentBoard): this node's agents' marks go out through Mark, the
+// other nodes' come back through Engine.AgentsElsewhere. Without one,
+// agent state is per node.
+type AgentBoard interface {
+	// Mark hands on this node's state of agent. It is called under the
+	// hunt state's lock, on the call path: it must not wait on the
+	// network, nor call back into the engine.
+	Mark(agent string, m AgentMark)
+}
+
+// SetAgentBoard shares this node's agent state through b. Call it
+// before Run.
+func (s *Engine) SetAgentBoard(b AgentBoard) {
+	s.hunts.mu.Lock()
+	s.hunts.board = b
+	s.hunts.mu.Unlock()
+}
+
+// AgentsElsewhere sets what the other nodes hold of agent, merged: on
+// calls through them (Active), the latest end of a call there (LastEnd)
+// and of an after-call work (WrapUntil); the zero AgentMark when they
+// hold nothing. Hunt lists and queues count it as they count this node's
+// own: an agent on a call through another node is busy here, one in
+// wrap-up there is skipped here, least_recent ranks by the latest end
+// anywhere. An agent that left a call elsewhere wakes the waiting queue
+// calls, as one that leaves a call of this node does.
+func (s *Engine) AgentsElsewhere(agent string, m AgentMark) {
+	hs := &s.hunts
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	if m.Active < hs.elsewhere[agent].Active {
+		hs.wakeLocked()
+	}
+	if m == (AgentMark{}) {
+		delete(hs.elsewhere, agent)
+		return
+	}
+	if hs.elsewhere == nil {
+		hs.elsewhere = make(map[string]AgentMark)
+	}
+	hs.elsewhere[agent] = m
+}
+
+// share hands a's state to the board, if any. Called with hs.mu held, so
+// that the board gets one agent's changes in the order they happened.
+func (hs *huntState) share(name string, a *agentState) {
+	if hs.board != nil {
+		hs.board.Mark(name, AgentMark{Active: a.active, LastEnd: a.lastEnd, WrapUntil: a.wrapUntil})
+	}
+}
+
 // answered notes that the agent name ("user@endpoint") took a call, and
 // returns what to call, once, when it leaves that call; wrapUp, when
 // given, is then asked for the agent's after-call work (0: none). hs.mu
@@ -63,6 +126,7 @@ func (hs *huntState) seat(name string, wrapUp func() time.Duration) func(wrap bo
 		hs.agents[name] = a
 	}
 	a.active++
+	hs.share(name, a)
 	hs.mu.Unlock()
 	var once sync.Once
 	return func(after bool) {
@@ -80,6 +144,8 @@ func (hs *huntState) seat(name string, wrapUp func() time.Duration) func(wrap bo
 			if until := now.Add(wrap); wrap > 0 && until.After(a.wrapUntil) {
 				a.wrapUntil = until
 			}
+			hs.share(name, a)
+			hs.wakeLocked()
 			hs.mu.Unlock()
 		})
 	}
@@ -104,7 +170,7 @@ func (hs *huntState) ring(name string, onlyFree bool) (func(), bool) {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	a := hs.agents[name]
-	if onlyFree && a != nil && (a.ringing > 0 || a.active > 0) {
+	if onlyFree && ((a != nil && (a.ringing > 0 || a.active > 0)) || hs.elsewhere[name].Active > 0) {
 		return nil, false
 	}
 	if hs.agents == nil {
@@ -141,11 +207,14 @@ func (hs *huntState) ringingNow(name string) bool {
 func (hs *huntState) wrapsUntil(name string, now time.Time) time.Time {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
-	a := hs.agents[name]
-	if a == nil || !now.Before(a.wrapUntil) {
+	until := hs.elsewhere[name].WrapUntil
+	if a := hs.agents[name]; a != nil && a.wrapUntil.After(until) {
+		until = a.wrapUntil
+	}
+	if !now.Before(until) {
 		return time.Time{}
 	}
-	return a.wrapUntil
+	return until
 }
 
 // wrapUpOf is the after-call work an agent reached through list gets

@@ -648,8 +648,9 @@ func finalResult(code int) string {
 }
 
 // huntState is what the round_robin and least_recent strategies remember,
-// in memory, per node: it is lost on restart and not shared with other
-// nodes.
+// in memory, per node: it is lost on restart. Agents' calls and wrap-up
+// are shared with the other nodes through the agent board when there is
+// one (agents.go); round_robin's turns are not.
 type huntState struct {
 	mu sync.Mutex
 	// turns counts the calls each hunt list started (round_robin).
@@ -657,6 +658,31 @@ type huntState struct {
 	// agents tracks each agent's calls (least_recent, queues), by
 	// "user@endpoint", across lists (agents.go).
 	agents map[string]*agentState
+	// elsewhere is what the other nodes hold of agents (AgentsElsewhere),
+	// and board where this node's go (nil: per node).
+	elsewhere map[string]AgentMark
+	board     AgentBoard
+	// freed is closed (and forgotten) when an agent leaves a call, here
+	// or elsewhere: the waiting queue calls look again at once.
+	freed chan struct{}
+}
+
+// freedC is closed when an agent next leaves a call.
+func (hs *huntState) freedC() <-chan struct{} {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	if hs.freed == nil {
+		hs.freed = make(chan struct{})
+	}
+	return hs.freed
+}
+
+// wakeLocked closes freed. Called with hs.mu held.
+func (hs *huntState) wakeLocked() {
+	if hs.freed != nil {
+		close(hs.freed)
+		hs.freed = nil
+	}
 }
 
 // order returns d's callees in the order its strategy rings them.
@@ -681,17 +707,24 @@ func (hs *huntState) order(d *sipedge.Decision) []sipedge.Callee {
 		// that arrive together spread over the free agents instead of
 		// all ringing the idlest); agents on a call last. Ties keep list
 		// order.
+		// Another node's calls and ends count as this one's.
 		key := func(c sipedge.Callee) (int, time.Time) {
-			a := hs.agents[c.Name()]
-			switch {
-			case a == nil:
-				return 0, time.Time{}
-			case a.active > 0:
-				return 2, a.lastEnd
-			case a.ringing > 0:
-				return 1, a.lastEnd
+			o := hs.elsewhere[c.Name()]
+			active, ringing, last := o.Active, 0, o.LastEnd
+			if a := hs.agents[c.Name()]; a != nil {
+				active += a.active
+				ringing = a.ringing
+				if a.lastEnd.After(last) {
+					last = a.lastEnd
+				}
 			}
-			return 0, a.lastEnd
+			switch {
+			case active > 0:
+				return 2, last
+			case ringing > 0:
+				return 1, last
+			}
+			return 0, last
 		}
 		slices.SortStableFunc(callees, func(x, y sipedge.Callee) int {
 			bx, tx := key(x)

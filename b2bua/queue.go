@@ -24,8 +24,9 @@ import (
 // agents left over, in line order: a call rings when the free agents
 // outnumber the calls ahead of it that ring nobody, and an agent rings
 // for one waiting call at a time (huntState.reserve). Agents are looked
-// for every second (queueRetry), so one that frees up is taken within a
-// second. The ring ends with the wait: at limit_time, when the engine
+// for every second (queueRetry) and as soon as an agent leaves a call,
+// through this node or another (huntState.freedC), so one that frees up
+// is taken at once. The ring ends with the wait: at limit_time, when the engine
 // leaves or the call ends, the agents ringing get CANCEL. The engine
 // plays the music and the announcements; this side only keeps the line.
 
@@ -214,12 +215,17 @@ func (w *waitLines) setRinging(t *ticket, on bool) {
 }
 
 // busy reports whether the hunt target name ("user@endpoint") is on a
-// call wagate connected (agents.go) or in its after-call work.
+// call wagate connected (agents.go) or in its after-call work, through
+// this node or, with an agent board, another.
 func (hs *huntState) busy(name string) bool {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
+	now := time.Now()
+	if o, ok := hs.elsewhere[name]; ok && (o.Active > 0 || now.Before(o.WrapUntil)) {
+		return true
+	}
 	a := hs.agents[name]
-	return a != nil && (a.active > 0 || time.Now().Before(a.wrapUntil))
+	return a != nil && (a.active > 0 || now.Before(a.wrapUntil))
 }
 
 // JoinQueue implements callflow.Queuer: the call waits in the hunt list's
@@ -295,6 +301,9 @@ func (fc *flowCall) waitInLine(t *ticket, cfg *configs.Config, list *configs.Hun
 	defer rest.Stop()
 	last := 0
 	for {
+		// Taken before the look: an agent freed during it wakes the
+		// next one.
+		freed := s.hunts.freedC()
 		pos := s.lines.position(t)
 		if pos != last {
 			last = pos
@@ -365,6 +374,7 @@ func (fc *flowCall) waitInLine(t *ticket, cfg *configs.Config, list *configs.Hun
 		select {
 		case <-retry.C:
 		case <-rested:
+		case <-freed:
 		case <-wait.Done():
 			if errors.Is(context.Cause(wait), errQueueLimit) {
 				finish(callflow.QueueTimedOut, nil)

@@ -34,6 +34,7 @@ func TestDocsListEveryMetric(t *testing.T) {
 			return []sip.MessageCount{{Direction: "in", Method: "INVITE"}, {Direction: "in", Class: "2xx"}}
 		},
 		Permissions: func() permissions.Stats { return permissions.Stats{} },
+		Agents:      func() permissions.AgentBoardStats { return permissions.AgentBoardStats{} },
 		Endpoints:   func() []sip.EndpointHealth { return []sip.EndpointHealth{{Endpoint: "pbx"}} },
 		MetaWebhook: func() MetaWebhookStats { return MetaWebhookStats{} },
 		Prompts:     func() prompt.Stats { return prompt.Stats{} },

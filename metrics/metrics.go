@@ -39,6 +39,9 @@ type Sources struct {
 	SIPMessages func() []sip.MessageCount
 	// Permissions is the permission store's counters (nil: permissions off).
 	Permissions func() permissions.Stats
+	// Agents is the shared agent state's counters (nil: not shared, no
+	// Redis).
+	Agents func() permissions.AgentBoardStats
 	// WebhookUnknownNumber counts Meta webhook replies for numbers wagate
 	// does not serve.
 	WebhookUnknownNumber func() uint64

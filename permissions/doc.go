@@ -19,6 +19,14 @@
 //     its instance, which lives only while the node refreshes it, so a
 //     dead node's slots free themselves.
 //
+// The Redis store also carries the cluster's agent state (AgentBoard,
+// redis_agents.go): each node's agents' calls, last ends and wrap-up, held
+// under its instance like its slots, mirrored on every node through
+// pub/sub, so that hunt lists and queues (b2bua) see every node's agents
+// without a round trip per call. It lives here because it shares the
+// store's client, instance and outage handling; b2bua consumes it through
+// its own small interface.
+//
 // The package knows nothing about SIP: sip turns a Decision into a response
 // and reports a call's outcome through the Reservation that Reserve (or the
 // Cache's Admit) returns.

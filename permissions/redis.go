@@ -118,6 +118,8 @@ type Redis struct {
 	writesMu sync.Mutex
 	closing  bool
 	writes   sync.WaitGroup
+	// agents is the agent board (ShareAgents), closed first by Close.
+	agents atomic.Pointer[AgentBoard]
 	// bg is the background work (indexRestrictions, uicWriter).
 	bg       sync.WaitGroup
 	stop     context.CancelFunc
@@ -519,6 +521,9 @@ func (r *Redis) available() bool { return r.up.Load() }
 // connections.
 func (r *Redis) Close() error {
 	r.once.Do(func() {
+		if b := r.agents.Load(); b != nil {
+			b.Close()
+		}
 		r.stop()
 		<-r.done
 		r.bg.Wait()

@@ -155,6 +155,7 @@ func run() int {
 	calls.SetJournal(journal)
 
 	var perms permissions.Store
+	var agents *permissions.AgentBoard
 	if cfg.Permissions.Enabled {
 		perms, err = openPermissions(cfg, log)
 		if err != nil {
@@ -165,6 +166,7 @@ func run() int {
 		// calls' outcomes still reach the store.
 		defer perms.Close()
 		calls.SetPermissionGate(permissionGate{perms})
+		agents = shareAgents(perms, calls)
 		resets := newUICResets(perms, log)
 		defer resets.Close()
 		calls.AddObserver(resets)
@@ -246,7 +248,7 @@ func run() int {
 	calls.SetMetaKeying(metaSet)
 
 	var apiSrv *api.Server
-	mx := newMetrics(srv, calls, mm, rec, sink, perms, func() uint64 {
+	mx := newMetrics(srv, calls, mm, rec, sink, perms, agents, func() uint64 {
 		if apiSrv == nil {
 			return 0
 		}

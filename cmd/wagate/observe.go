@@ -13,12 +13,15 @@ import (
 
 // newMetrics builds the Prometheus registry over the running rooms and
 // makes it a call observer.
-func newMetrics(srv *sip.Server, calls *b2bua.Engine, mm *media.Manager, rec *recording.Manager, sink *events.Sink, perms permissions.Store, webhookUnknown func() uint64,
+func newMetrics(srv *sip.Server, calls *b2bua.Engine, mm *media.Manager, rec *recording.Manager, sink *events.Sink, perms permissions.Store, agents *permissions.AgentBoard, webhookUnknown func() uint64,
 	metaWebhook func() metrics.MetaWebhookStats, prompts func() prompt.Stats, reloads func() metrics.ReloadStats) *metrics.Metrics {
 	src := metrics.Sources{SIP: srv.Status, Calls: calls.Status, Media: mm.Stats, SIPMessages: srv.MessageCounts,
 		WebhookUnknownNumber: webhookUnknown, Endpoints: srv.Health, MetaWebhook: metaWebhook, Reloads: reloads}
 	if perms != nil {
 		src.Permissions = perms.Stats
+	}
+	if agents != nil {
+		src.Agents = agents.Stats
 	}
 	if rec != nil {
 		src.Recording = rec.Stats

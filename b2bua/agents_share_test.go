@@ -1,0 +1,104 @@
+package b2bua
+
+import (
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wagate/wagate/configs"
+	sipedge "github.com/wagate/wagate/sip"
+)
+
+// markLog is an AgentBoard that keeps what it was told.
+type markLog struct {
+	mu    sync.Mutex
+	marks []string
+}
+
+func (m *markLog) Mark(agent string, a AgentMark) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.marks = append(m.marks, agent+":"+string(rune('0'+a.Active)))
+}
+
+// TestAgentsElsewhere: another node's marks count as this node's own. An
+// agent on a call there is busy here (queues pass it over, a queue's ring
+// does not reserve it, least_recent rings it last); one in wrap-up there
+// is in wrap-up here; least_recent ranks by the latest end anywhere. This
+// node's own changes go to the board as they happen; an agent leaving a
+// call, here or there, wakes the waiting queue calls.
+func TestAgentsElsewhere(t *testing.T) {
+	var s Engine
+	board := &markLog{}
+	s.SetAgentBoard(board)
+	hs := &s.hunts
+	list := &configs.HuntList{Name: "lr", Strategy: configs.HuntLeastRecent}
+	callee := func(user string) sipedge.Callee {
+		return sipedge.Callee{EP: &configs.Endpoint{Name: "pbx", Kind: configs.KindPBX}, User: user}
+	}
+	d := &sipedge.Decision{Hunt: list, Callees: []sipedge.Callee{callee("1"), callee("2"), callee("3")}}
+	order := func() string {
+		var out []string
+		for _, c := range hs.order(d) {
+			out = append(out, c.User)
+		}
+		return strings.Join(out, " ")
+	}
+
+	s.AgentsElsewhere("1@pbx", AgentMark{Active: 1})
+	if !hs.busy("1@pbx") {
+		t.Error("an agent on a call through another node is free here")
+	}
+	if _, ok := hs.reserve("1@pbx"); ok {
+		t.Error("a queue reserved an agent on a call through another node")
+	}
+	if got := order(); got != "2 3 1" {
+		t.Errorf("least_recent order %s, want 2 3 1 (1 on a call elsewhere)", got)
+	}
+
+	// Its call there ends: the waiting queue calls look again at once.
+	freed := hs.freedC()
+	now := time.Now()
+	s.AgentsElsewhere("1@pbx", AgentMark{LastEnd: now, WrapUntil: now.Add(time.Minute)})
+	select {
+	case <-freed:
+	default:
+		t.Error("an agent's call ending elsewhere did not wake the waiting queue calls")
+	}
+	if until := hs.wrapsUntil("1@pbx", now); !until.Equal(now.Add(time.Minute)) {
+		t.Errorf("wrap-up elsewhere until %v, want %v", until, now.Add(time.Minute))
+	}
+	if !hs.busy("1@pbx") {
+		t.Error("an agent in wrap-up through another node is free here")
+	}
+
+	// 2 leaves a call here, after 1 left its call elsewhere: 3 (never
+	// answered) first, then 1, then 2.
+	leave := hs.answered("2@pbx", nil)
+	freed = hs.freedC()
+	leave()
+	select {
+	case <-freed:
+	default:
+		t.Error("an agent leaving a call here did not wake the waiting queue calls")
+	}
+	if got := order(); got != "3 1 2" {
+		t.Errorf("least_recent order %s, want 3 1 2", got)
+	}
+	board.mu.Lock()
+	marks := strings.Join(board.marks, " ")
+	board.mu.Unlock()
+	if marks != "2@pbx:1 2@pbx:0" {
+		t.Errorf("board told %s, want 2@pbx:1 2@pbx:0", marks)
+	}
+
+	// Nothing held elsewhere any more: per node again.
+	s.AgentsElsewhere("1@pbx", AgentMark{})
+	if hs.busy("1@pbx") || !hs.wrapsUntil("1@pbx", now).IsZero() {
+		t.Error("an agent nobody holds is still busy")
+	}
+	if got := order(); got != "1 3 2" {
+		t.Errorf("least_recent order %s, want 1 3 2 (1 never seen here, list order before 3)", got)
+	}
+}

@@ -1,0 +1,587 @@
+// Agent state shared through Redis: each node writes what it knows of its
+// agents (calls they are on through it, when they last left one, when
+// their after-call work ends) under its instance, and keeps a mirror of
+// every other live instance's marks, fed by pub/sub and reloaded in full
+// every third of slot_ttl. The call path reads the mirror only: no round
+// trip to Redis before an INVITE.
+
+package permissions
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// AgentMark is what one node knows of an agent ("user@endpoint").
+type AgentMark struct {
+	// Active counts the calls the agent is on through the node.
+	Active int
+	// LastEnd is when the agent last left a call there (zero: never).
+	LastEnd time.Time
+	// WrapUntil ends the agent's after-call work (zero: none).
+	WrapUntil time.Time
+}
+
+// AgentBoardStats are the agent board's counters.
+type AgentBoardStats struct {
+	// Shared is whether the other nodes' marks are in force now (false
+	// while Redis has been down longer than slot_ttl, and before the
+	// first load).
+	Shared bool
+	// Agents counts the agents other nodes hold marks of now; Busy those
+	// of them on a call or in wrap-up there.
+	Agents, Busy int
+	// WriteErrors counts the writes of this node's marks that failed.
+	WriteErrors uint64
+}
+
+// AgentBoard shares agents' state among the nodes of one Redis (ShareAgents).
+// All methods are safe for concurrent use.
+type AgentBoard struct {
+	r     *Redis
+	watch func(agent string, others AgentMark)
+	key   string // this instance's hash of marks
+	set   string // the instances that wrote marks
+	chn   string // pub/sub channel of changes
+
+	mu    sync.Mutex
+	seq   uint64
+	own   map[string]seqMark // this node's marks, by agent
+	dirty map[string]bool
+	// others are the other live instances' marks: instance → agent.
+	others map[string]map[string]seqMark
+	// heard is when each instance in others was last confirmed live (a
+	// load listed it, or a message came from it).
+	heard map[string]time.Time
+	// loaded is when the last full load succeeded.
+	loaded      time.Time
+	shared      bool
+	dropped     bool // the others' marks were dropped for an outage
+	writeErrors uint64
+
+	kick   chan struct{} // a mark to write
+	reload chan struct{} // a full load wanted (resubscribed)
+	stop   context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+}
+
+type seqMark struct {
+	seq uint64
+	m   AgentMark
+}
+
+// ShareAgents starts sharing agent state through r: watch is told, from
+// the board's own goroutines, the merged marks the other nodes hold of an
+// agent whenever they change (the zero AgentMark: none). One board per
+// store; the store's Close closes it first.
+func (r *Redis) ShareAgents(watch func(agent string, others AgentMark)) *AgentBoard {
+	b := &AgentBoard{
+		r: r, watch: watch,
+		key: r.prefix + "ag:" + r.instance, set: r.prefix + "agents", chn: r.prefix + "agents",
+		own: map[string]seqMark{}, dirty: map[string]bool{},
+		others: map[string]map[string]seqMark{}, heard: map[string]time.Time{},
+		kick: make(chan struct{}, 1), reload: make(chan struct{}, 1),
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b.stop = cancel
+	b.wg.Go(func() { b.writer(ctx) })
+	b.wg.Go(func() { b.loader(ctx) })
+	b.wg.Go(func() { b.subscriber(ctx) })
+	if old := r.agents.Swap(b); old != nil {
+		old.Close()
+	}
+	return b
+}
+
+// Mark records this node's state of agent and hands it to the other
+// nodes in the background: it never waits on the network.
+func (b *AgentBoard) Mark(agent string, m AgentMark) {
+	b.mu.Lock()
+	b.seq++
+	b.own[agent] = seqMark{b.seq, m}
+	b.dirty[agent] = true
+	b.mu.Unlock()
+	select {
+	case b.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Stats are the board's counters.
+func (b *AgentBoard) Stats() AgentBoardStats {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	agents := map[string]bool{}
+	for _, ms := range b.others {
+		for a := range ms {
+			agents[a] = true
+		}
+	}
+	busy, now := 0, time.Now()
+	for a := range agents {
+		if m := b.othersOf(a); m.Active > 0 || now.Before(m.WrapUntil) {
+			busy++
+		}
+	}
+	return AgentBoardStats{Shared: b.shared, Agents: len(agents), Busy: busy, WriteErrors: b.writeErrors}
+}
+
+// Close stops sharing and takes this node's marks out of Redis, so that
+// the other nodes drop them at once instead of at slot_ttl.
+func (b *AgentBoard) Close() {
+	b.once.Do(func() {
+		b.stop()
+		b.wg.Wait()
+		if !b.r.available() {
+			return
+		}
+		ctx, cancel := b.r.opCtx()
+		defer cancel()
+		_, _ = b.r.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.Del(ctx, b.key)
+			p.SRem(ctx, b.set, b.r.instance)
+			p.Publish(ctx, b.chn, b.message(nil, true))
+			return nil
+		})
+	})
+}
+
+// agentMsg is a change published on the channel.
+type agentMsg struct {
+	Instance string            `json:"i"`
+	Marks    map[string]string `json:"m,omitempty"`
+	Gone     bool              `json:"gone,omitempty"`
+}
+
+func (b *AgentBoard) message(marks map[string]string, gone bool) string {
+	buf, _ := json.Marshal(agentMsg{Instance: b.r.instance, Marks: marks, Gone: gone})
+	return string(buf)
+}
+
+// encodeMark is a mark as stored: "seq,active,lastEndMs,wrapUntilMs".
+func encodeMark(s seqMark) string {
+	ms := func(t time.Time) int64 {
+		if t.IsZero() {
+			return 0
+		}
+		return t.UnixMilli()
+	}
+	return fmt.Sprintf("%d,%d,%d,%d", s.seq, s.m.Active, ms(s.m.LastEnd), ms(s.m.WrapUntil))
+}
+
+func decodeMark(v string) (seqMark, error) {
+	f := strings.Split(v, ",")
+	if len(f) != 4 {
+		return seqMark{}, fmt.Errorf("agent mark %q: want 4 fields", v)
+	}
+	var n [4]int64
+	for i, s := range f {
+		x, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || x < 0 {
+			return seqMark{}, fmt.Errorf("agent mark %q: field %d is not a count", v, i+1)
+		}
+		n[i] = x
+	}
+	t := func(ms int64) time.Time {
+		if ms == 0 {
+			return time.Time{}
+		}
+		return time.UnixMilli(ms)
+	}
+	return seqMark{uint64(n[0]), AgentMark{Active: int(n[1]), LastEnd: t(n[2]), WrapUntil: t(n[3])}}, nil
+}
+
+// writeBatch bounds the marks written in one round trip.
+const writeBatch = 500
+
+// writer writes this node's changed marks, coalesced: an agent that
+// changed twice before a write is written once, as it is now. A failed
+// write keeps them for the next try (Redis back, the loader's kick).
+func (b *AgentBoard) writer(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-b.kick:
+		}
+		if !b.r.available() {
+			continue
+		}
+		b.mu.Lock()
+		marks := map[string]string{}
+		for a := range b.dirty {
+			marks[a] = encodeMark(b.own[a])
+			delete(b.dirty, a)
+			if len(marks) == writeBatch {
+				break
+			}
+		}
+		more := len(b.dirty) > 0
+		b.mu.Unlock()
+		if len(marks) == 0 {
+			continue
+		}
+		if err := b.write(marks); err != nil {
+			b.mu.Lock()
+			b.writeErrors++
+			for a := range marks {
+				b.dirty[a] = true
+			}
+			b.mu.Unlock()
+			b.r.failed("agent state", err)
+			continue
+		}
+		if more {
+			b.poke()
+		}
+	}
+}
+
+func (b *AgentBoard) poke() {
+	select {
+	case b.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (b *AgentBoard) write(marks map[string]string) error {
+	ctx, cancel := b.r.opCtx()
+	defer cancel()
+	args := make([]any, 0, 2*len(marks))
+	for a, m := range marks {
+		args = append(args, a, m)
+	}
+	_, err := b.r.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, b.key, args...)
+		p.SAdd(ctx, b.set, b.r.instance)
+		p.Publish(ctx, b.chn, b.message(marks, false))
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("permissions: redis: write agent marks: %w", err)
+	}
+	return nil
+}
+
+// scriptAgentLoad: KEYS the set of instances with marks; ARGV prefix.
+// Answers {instance, {agent, mark, …}, …} for every live instance, and
+// drops the marks of dead ones: a node that died frees its agents when
+// its instance key expires (slot_ttl).
+var scriptAgentLoad = redis.NewScript(`
+local out = {}
+for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if redis.call('EXISTS', ARGV[1] .. 'inst:' .. m) == 1 then
+    out[#out + 1] = m
+    out[#out + 1] = redis.call('HGETALL', ARGV[1] .. 'ag:' .. m)
+  else
+    redis.call('DEL', ARGV[1] .. 'ag:' .. m)
+    redis.call('SREM', KEYS[1], m)
+  end
+end
+return out
+`)
+
+// loader reloads every instance's marks every third of slot_ttl (a dead
+// node's marks go; a message lost on a broken subscription is made
+// good), at once when the subscription is made again, and drops the other
+// nodes' marks when Redis has been down longer than slot_ttl.
+func (b *AgentBoard) loader(ctx context.Context) {
+	beat := max(b.r.slotTTL/3, probeInterval)
+	t := time.NewTicker(probeInterval)
+	defer t.Stop()
+	var last time.Time
+	wasUp := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-b.reload:
+			last = time.Time{}
+		}
+		up := b.r.available()
+		if up && !wasUp {
+			// Back (or first up): rewrite every mark of this node, which
+			// may have been dropped with an instance key that lapsed, or
+			// never written.
+			b.markAllDirty()
+			last = time.Time{}
+		}
+		wasUp = up
+		if !up {
+			b.dropIfStale()
+			continue
+		}
+		b.mu.Lock()
+		pending := len(b.dirty) > 0
+		b.mu.Unlock()
+		if pending {
+			b.poke()
+		}
+		if time.Since(last) < beat {
+			continue
+		}
+		if err := b.load(); err != nil {
+			b.r.failed("agent state", err)
+			continue
+		}
+		last = time.Now()
+	}
+}
+
+func (b *AgentBoard) markAllDirty() {
+	b.mu.Lock()
+	for a := range b.own {
+		b.dirty[a] = true
+	}
+	b.mu.Unlock()
+	b.poke()
+}
+
+// dropIfStale forgets the other nodes' marks once Redis has been down for
+// longer than slot_ttl: each node then rings by what it alone knows.
+// Within slot_ttl, an outage changes nothing (a dead node's marks would
+// have lasted that long too).
+func (b *AgentBoard) dropIfStale() {
+	b.mu.Lock()
+	if !b.shared || time.Since(b.loaded) <= b.r.slotTTL {
+		b.mu.Unlock()
+		return
+	}
+	b.shared, b.dropped = false, true
+	changed := map[string]bool{}
+	for _, ms := range b.others {
+		for a := range ms {
+			changed[a] = true
+		}
+	}
+	clear(b.others)
+	clear(b.heard)
+	b.mu.Unlock()
+	b.r.log.Warn("redis down longer than slot_ttl: agent state is no longer shared; hunt lists and queues see only the calls and wrap-up of this node's own agents "+
+		"until redis answers (an agent on a call through another node may be rung)", "slot_ttl", b.r.slotTTL.String())
+	b.tell(changed)
+}
+
+// load reads every live instance's marks and merges them into the mirror.
+func (b *AgentBoard) load() error {
+	start := time.Now()
+	ctx, cancel := b.r.opCtx()
+	v, err := scriptAgentLoad.Run(ctx, b.r.rdb, []string{b.set}, b.r.prefix).Slice()
+	cancel()
+	if err != nil {
+		return fmt.Errorf("permissions: redis: load agent marks: %w", err)
+	}
+	if len(v)%2 != 0 {
+		return errGarbage("agent load", v)
+	}
+	live := map[string]map[string]seqMark{}
+	ownSeen := -1
+	for i := 0; i < len(v); i += 2 {
+		inst := asString(v[i])
+		fields, _ := v[i+1].([]any)
+		if inst == b.r.instance {
+			ownSeen = len(fields) / 2
+			continue
+		}
+		ms := map[string]seqMark{}
+		for j := 0; j+1 < len(fields); j += 2 {
+			m, err := decodeMark(asString(fields[j+1]))
+			if err != nil {
+				b.r.log.Warn("agent state: a mark in redis is garbled; ignored", "instance", inst, "agent", asString(fields[j]), "error", err)
+				continue
+			}
+			ms[asString(fields[j])] = m
+		}
+		live[inst] = ms
+	}
+	changed := map[string]bool{}
+	b.mu.Lock()
+	for inst, ms := range live {
+		held := b.others[inst]
+		if held == nil {
+			held = map[string]seqMark{}
+			b.others[inst] = held
+		}
+		for a, m := range ms {
+			if h, ok := held[a]; !ok || m.seq > h.seq {
+				held[a] = m
+				changed[a] = true
+			}
+		}
+		b.heard[inst] = start
+	}
+	// An instance the load did not list is gone, unless it spoke after
+	// the load began (it started meanwhile).
+	for inst, ms := range b.others {
+		if _, ok := live[inst]; ok || b.heard[inst].After(start) {
+			continue
+		}
+		for a := range ms {
+			changed[a] = true
+		}
+		delete(b.others, inst)
+		delete(b.heard, inst)
+	}
+	wasShared := b.shared
+	b.shared, b.dropped, b.loaded = true, false, time.Now()
+	if ownSeen < len(b.own) {
+		// Our marks are not all there (the instance lapsed in an outage
+		// and another node's load dropped them): write them again.
+		for a := range b.own {
+			b.dirty[a] = true
+		}
+	}
+	pending := len(b.dirty) > 0
+	b.mu.Unlock()
+	if pending {
+		b.poke()
+	}
+	if !wasShared {
+		b.r.log.Info("agent state shared through redis: hunt lists and queues see the other nodes' agents", "instances", len(live))
+	}
+	b.tell(changed)
+	return nil
+}
+
+// subscriber applies the other nodes' changes as they publish them. A
+// subscription made again (after Redis or the connection came back) asks
+// for a full load: messages may have been lost meanwhile.
+func (b *AgentBoard) subscriber(ctx context.Context) {
+	ps := b.r.rdb.Subscribe(ctx, b.chn)
+	// Closing unblocks a receive under way: Close need not wait for its
+	// timeout.
+	stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
+	defer func() {
+		if stop() {
+			_ = ps.Close()
+		}
+	}()
+	for {
+		v, err := ps.ReceiveTimeout(ctx, 5*time.Second)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			var ne interface{ Timeout() bool }
+			if errors.As(err, &ne) && ne.Timeout() {
+				// Quiet: a PING finds a connection that died silently
+				// (its answer, or the error, comes at the next receive).
+				_ = ps.Ping(ctx)
+				continue
+			}
+			// Redis down: go-redis dials again at the next receive.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(probeInterval):
+			}
+			continue
+		}
+		switch m := v.(type) {
+		case *redis.Subscription:
+			select {
+			case b.reload <- struct{}{}:
+			default:
+			}
+		case *redis.Message:
+			b.apply(m.Payload)
+		}
+	}
+}
+
+// apply merges one published change into the mirror.
+func (b *AgentBoard) apply(payload string) {
+	var msg agentMsg
+	if err := json.Unmarshal([]byte(payload), &msg); err != nil || msg.Instance == "" {
+		b.r.log.Warn("agent state: a garbled message on the channel; ignored", "channel", b.chn, "error", err)
+		return
+	}
+	if msg.Instance == b.r.instance {
+		return
+	}
+	changed := map[string]bool{}
+	b.mu.Lock()
+	if b.dropped {
+		// Dropped for an outage: the load that shares again reads it
+		// all. (Before the first load a message is kept: the load merges
+		// by sequence.)
+		b.mu.Unlock()
+		return
+	}
+	if msg.Gone {
+		for a := range b.others[msg.Instance] {
+			changed[a] = true
+		}
+		delete(b.others, msg.Instance)
+		delete(b.heard, msg.Instance)
+	} else {
+		held := b.others[msg.Instance]
+		if held == nil {
+			held = map[string]seqMark{}
+			b.others[msg.Instance] = held
+		}
+		for a, v := range msg.Marks {
+			m, err := decodeMark(v)
+			if err != nil {
+				b.r.log.Warn("agent state: a garbled mark on the channel; ignored", "instance", msg.Instance, "agent", a, "error", err)
+				continue
+			}
+			if h, ok := held[a]; !ok || m.seq > h.seq {
+				held[a] = m
+				changed[a] = true
+			}
+		}
+		b.heard[msg.Instance] = time.Now()
+	}
+	b.mu.Unlock()
+	b.tell(changed)
+}
+
+// tell gives watch the merged marks of the agents changed.
+func (b *AgentBoard) tell(changed map[string]bool) {
+	if len(changed) == 0 || b.watch == nil {
+		return
+	}
+	merged := make(map[string]AgentMark, len(changed))
+	b.mu.Lock()
+	for a := range changed {
+		merged[a] = b.othersOf(a)
+	}
+	b.mu.Unlock()
+	for _, a := range slices.Sorted(maps.Keys(merged)) {
+		b.watch(a, merged[a])
+	}
+}
+
+// othersOf merges what the other instances hold of agent: on a call if
+// on one anywhere, last left at the latest of its ends, in wrap-up until
+// the latest of its ends. Called with b.mu held.
+func (b *AgentBoard) othersOf(agent string) AgentMark {
+	var out AgentMark
+	for _, ms := range b.others {
+		m, ok := ms[agent]
+		if !ok {
+			continue
+		}
+		out.Active += m.m.Active
+		if m.m.LastEnd.After(out.LastEnd) {
+			out.LastEnd = m.m.LastEnd
+		}
+		if m.m.WrapUntil.After(out.WrapUntil) {
+			out.WrapUntil = m.m.WrapUntil
+		}
+	}
+	return out
+}
