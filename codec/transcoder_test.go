@@ -775,11 +775,62 @@ func TestSwitchLawAndPtimeKeepsDecoder(t *testing.T) {
 	if last := sizes[len(sizes)-1]; last != 240 {
 		t.Errorf("last packet of %d samples, want 240 (30 ms)", last)
 	}
-	if len(want)-len(got) >= 240 || len(got) > len(want) {
-		t.Fatalf("%d samples out after the switch, %d without it: audio lost or repeated", len(got), len(want))
+	if len(got)+tc.Buffered() != len(want) {
+		t.Fatalf("%d samples out after the switch and %d waiting, %d without it: audio lost or repeated", len(got), tc.Buffered(), len(want))
 	}
 	// Compared 10 ms at a time: a decoder restarted at the switch differs
 	// from the reference by the tone's own level around it.
+	level := rms(src)
+	for off := 0; off+80 <= len(got); off += 80 {
+		diff := make([]int16, 80)
+		for i := range diff {
+			diff[i] = got[off+i] - want[off+i]
+		}
+		if d := rms(diff); d > 0.05*level {
+			t.Errorf("at %d ms the output differs from the unswitched one by %.0f (the tone is %.0f)", off/8, d, level)
+		}
+	}
+}
+
+// TestSwitchLawAndPtimeKeepsWaitingAudio: a switch from PCMU/30 to
+// PCMA/20 while 10 ms wait for the next 30 ms packet sends those 10 ms in
+// the first PCMA packet. A resize that dropped them cut a 10–30 ms gap
+// into the agent's audio at the PBX's re-INVITE (the test above switches
+// with nothing waiting, so it could not tell).
+func TestSwitchLawAndPtimeKeepsWaitingAudio(t *testing.T) {
+	src := tone(440, 8000, 8000, 0.3)
+	opusPkts, _ := run(t, newTC(t, pcmu20, opus20, defaultRateMode), packets(MuLaw.Encode(nil, src), 20))
+	ref := newTC(t, opus20, pcmu20, defaultRateMode)
+	var want []int16
+	for _, p := range opusPkts {
+		if err := ref.Write(p, 0, func(f []byte, _ int) { want = append(want, MuLaw.Decode(nil, f)...) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tc := newTC(t, opus20, Format{Name: "PCMU", PtimeMs: 30}, defaultRateMode)
+	var got []int16
+	switched := false
+	for i, p := range opusPkts {
+		if i == 5 { // 100 ms in: three 30 ms packets out, 10 ms waiting
+			if b := tc.Buffered(); b != 80 {
+				t.Fatalf("buffered %d before the switch, want 80", b)
+			}
+			if err := tc.SwitchLaw(opus20, Format{Name: "PCMA", PtimeMs: 20}); err != nil {
+				t.Fatal(err)
+			}
+			switched = true
+		}
+		law := MuLaw
+		if switched {
+			law = ALaw
+		}
+		if err := tc.Write(p, 0, func(f []byte, _ int) { got = append(got, law.Decode(nil, f)...) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(got)+tc.Buffered() != len(want) {
+		t.Fatalf("%d samples out and %d waiting, %d without the switch", len(got), tc.Buffered(), len(want))
+	}
 	level := rms(src)
 	for off := 0; off+80 <= len(got); off += 80 {
 		diff := make([]int16, 80)

@@ -158,3 +158,28 @@ func TestStreamPacingOff(t *testing.T) {
 		t.Fatal("a connection closed while it waited for its pace: the read never returned")
 	}
 }
+
+// TestStreamPacingSparesResponses: responses answer wagate's own requests
+// (a trunk's 200s to a burst of INVITEs or OPTIONS) and are never charged:
+// pacing them would hold up wagate's own calls.
+func TestStreamPacingSparesResponses(t *testing.T) {
+	e := testEdge(t, func(c *configs.Config) { c.SIP.TCP.PacedRequestRate = 100 })
+	var clk pacedClock
+	clk.install(e.pace)
+	res := msgLines("", "SIP/2.0 200 OK",
+		"Via: SIP/2.0/TCP 127.0.0.1:5072;branch=z9hG4bK-r1",
+		"From: <sip:+15550100001@127.0.0.1>;tag=a1", "To: <sip:meta@127.0.0.2>;tag=b1",
+		"Call-ID: edge-r1", "CSeq: 7 OPTIONS", "Content-Length: 0")
+	c, peer := pipeConn(t, e, "127.0.0.2:40030")
+	go func() {
+		for range 500 {
+			if _, err := peer.Write([]byte(res)); err != nil {
+				return
+			}
+		}
+	}()
+	readN(t, c, 500)
+	if d, n := clk.total(), e.snapshot().Paced; d != 0 || n != 0 {
+		t.Errorf("500 responses at a paced rate of 100/s: waited %v, %d paced; want none", d, n)
+	}
+}
