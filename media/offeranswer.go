@@ -578,7 +578,8 @@ func frameTicks(c Codec, ptime int) uint32 {
 }
 
 // unreachable refuses, with an error wrapping ErrBadSDP, a stream whose
-// address is of a family the media sockets cannot send to: bound to an
+// address (or a=rtcp address) is of a family the media sockets cannot
+// send to: bound to an
 // IPv4 address (0.0.0.0 too) they reach IPv4 only, bound to one IPv6
 // address IPv6 only; unbound (or "::") they reach both. Accepted, the
 // leg's every write failed and the call had no audio toward that peer
@@ -586,14 +587,19 @@ func frameTicks(c Codec, ptime int) uint32 {
 // told why and, for a re-offer, the call keeps the media it had. A dtls
 // leg is not judged by c=.
 func (m *Manager) unreachable(md *Media, cfg LegConfig) error {
-	a, bind := md.Connection, m.bind
-	if cfg.Encryption == EncryptionDTLS {
-		return nil // ICE's candidates say where its media goes, not c=
+	bind := m.bind
+	if cfg.Encryption == EncryptionDTLS || !bind.IsValid() || bind == netip.IPv6Unspecified() {
+		return nil // dtls: ICE's candidates say where its media goes, not c=
 	}
-	if !a.IsValid() || a.IsUnspecified() || !bind.IsValid() || bind == netip.IPv6Unspecified() || a.Is4() == bind.Is4() {
-		return nil
+	for _, x := range []struct {
+		what string
+		a    netip.Addr
+	}{{"audio", md.Connection}, {"RTCP", rtcpAddr(md, md.RTCPMux).Addr()}} {
+		if a := x.a; a.IsValid() && !a.IsUnspecified() && a.Is4() != bind.Is4() {
+			return badSDP(0, "%s address %s: wagate's media is bound to %s, which cannot send to it", x.what, a, bind)
+		}
 	}
-	return badSDP(0, "audio address %s: wagate's media is bound to %s, which cannot send to it", a, bind)
+	return nil
 }
 
 // mediaAddr is a stream's RTP address for the relay, invalid when the SDP
