@@ -181,6 +181,7 @@ func (s *Engine) onReinvite(req *sip.Request, tx sip.ServerTransaction) {
 	case delayed:
 		sdp = c.bridge.ReOffer(l.side)
 	case req.ContentType() != nil && !isSDPType(req.ContentType().Value()):
+		release() // before the answer: see the 488 below
 		s.edge.Reject(tx, req, &sipedge.Rejection{Code: 415, Reason: "Unsupported Media Type", Warning: "the offer must be application/sdp",
 			Accept: "application/sdp", Log: "re-INVITE body is " + truncate(req.ContentType().Value(), 64)}, c.log.With("leg", l.name))
 		return
@@ -195,6 +196,11 @@ func (s *Engine) onReinvite(req *sip.Request, tx sip.ServerTransaction) {
 			r := sdpRejection(err)
 			r.Code, r.Reason = 488, "Not Acceptable Here"
 			r.Log = "re-INVITE refused: " + err.Error()
+			// The refused offer is over once its 488 is sent: the peer
+			// may send its next re-INVITE as soon as it has the 488, and
+			// released after, that one could find the call still taken
+			// and get 491 (TestReinviteRightAfter488).
+			release()
 			s.edge.Reject(tx, req, r, c.log.With("leg", l.name))
 			return
 		}

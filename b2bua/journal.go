@@ -728,6 +728,10 @@ const (
 // byeRestored sends BYE on a leg restored from the journal.
 func (s *Engine) byeRestored(ctx context.Context, l *leg, log *slog.Logger) {
 	req := l.newRequest(sip.BYE, nil)
+	if err := reparses(req); err != nil {
+		log.Error("journal: leg not restorable; no BYE sent", "leg", l.name, "error", err)
+		return
+	}
 	s.edge.Prepare(req)
 	s.wg.Go(func() {
 		ctx, cancel := context.WithTimeout(ctx, 64*sip.T1)

@@ -260,11 +260,30 @@ func (inv journalInvite) request(method sip.RequestMethod, to string) (*sip.Requ
 	if !ok || req.Via() == nil || req.CSeq() == nil {
 		return nil, fmt.Errorf("journal: %s of INVITE %s: not a request", method, inv.Branch)
 	}
+	// The CANCEL carries the INVITE's own top Via, branch and all, for
+	// the callee to match it (RFC 3261 §9.1).
+	if b, _ := req.Via().Params.Get("branch"); b != inv.Branch {
+		return nil, fmt.Errorf("journal: %s of INVITE %s: Via carries branch %q", method, inv.Branch, b)
+	}
+	if err := reparses(req); err != nil {
+		return nil, fmt.Errorf("journal: %s of INVITE %s: %w", method, inv.Branch, err)
+	}
 	req.SetTransport(inv.Transport)
 	if inv.Dest != "" {
 		req.SetDestination(inv.Dest)
 	}
 	return req, nil
+}
+
+// reparses checks that msg, as sipgo will write it, parses again. sipgo
+// reads some values it cannot write back ("Via: // x", a Route of
+// ":x:0A"): parsed from a journal line edited by hand (or damaged), they
+// would go out as a message no peer reads; they fail here instead.
+func reparses(msg sip.Message) error {
+	if _, err := sip.ParseMessage([]byte(msg.String())); err != nil {
+		return fmt.Errorf("not sent as sipgo would write it: %w", err)
+	}
+	return nil
 }
 
 // restartCancels are the INVITEs cancelled at start-up, by branch, for
@@ -444,6 +463,9 @@ func (in *journalIncoming) response(callID, localTag, userAgent string) (*sip.Re
 	res, ok := msg.(*sip.Response)
 	if !ok {
 		return nil, fmt.Errorf("journal: final response to INVITE %s: not a response", callID)
+	}
+	if err := reparses(res); err != nil {
+		return nil, fmt.Errorf("journal: final response to INVITE %s: %w", callID, err)
 	}
 	return res, nil
 }

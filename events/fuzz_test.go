@@ -42,3 +42,40 @@ func FuzzVerifySignature(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseCursor: a listing's cursor comes back in a query string
+// (GET /v1/cdrs and the dead-letter listing), so anything may arrive.
+// Nothing panics; what parses is a cursor of that listing only, past the
+// start, and it is the one its listing hands out (no two spellings of one
+// position).
+func FuzzParseCursor(f *testing.F) {
+	for _, s := range []string{"", Cursor{after: 1}.encode(cdrCursor), Cursor{after: 1<<63 - 1}.encode(deadCursor),
+		"Y2RyOjA", "Y2RyOi0x", "Y2RyOjAx", "Y2RyOjE=", "!!", "ZGVhZDox"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		cdr, errC := ParseCDRCursor(s)
+		dead, errD := ParseDeadLetterCursor(s)
+		if s == "" {
+			if errC != nil || errD != nil || !cdr.IsZero() || !dead.IsZero() {
+				t.Fatal("the empty cursor is not the start of both listings")
+			}
+			return
+		}
+		if errC == nil && errD == nil {
+			t.Fatalf("%q is a cursor of both listings", s)
+		}
+		for _, c := range []struct {
+			cur  Cursor
+			err  error
+			kind string
+		}{{cdr, errC, cdrCursor}, {dead, errD, deadCursor}} {
+			if c.err != nil {
+				continue
+			}
+			if c.cur.after <= 0 || c.cur.encode(c.kind) != s {
+				t.Fatalf("%q read as %s cursor %d, which encodes as %q", s, c.kind, c.cur.after, c.cur.encode(c.kind))
+			}
+		}
+	})
+}

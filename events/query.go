@@ -58,7 +58,13 @@ func parseCursor(kind, s string) (Cursor, error) {
 	if err != nil || v <= 0 || strconv.FormatInt(v, 10) != n {
 		return Cursor{}, ErrBadCursor
 	}
-	return Cursor{after: v}, nil
+	// A cursor is the string a listing handed out, not another spelling
+	// of it: base64 skips CR and LF and ignores a last character's
+	// unused bits.
+	if c := (Cursor{after: v}); c.encode(kind) == s {
+		return c, nil
+	}
+	return Cursor{}, ErrBadCursor
 }
 
 // ParseCDRCursor reads the next_cursor of a CDR listing ("" is the start).

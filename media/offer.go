@@ -97,6 +97,9 @@ func (b *Bridge) parseOfferA(offer []byte, cfgA LegConfig) (*offerA, error) {
 	if !ma.Connection.IsValid() {
 		return nil, fmt.Errorf("media: offer from A: %w", badSDP(0, "no c= for the audio stream"))
 	}
+	if err := b.m.unreachable(ma, cfgA); err != nil {
+		return nil, fmt.Errorf("media: offer from A: %w", err)
+	}
 	var recvKeyA, sendKeyA *sdesKey
 	var secA *secureParams
 	if cfgA.Encryption == EncryptionDTLS {

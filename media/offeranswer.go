@@ -155,6 +155,9 @@ func (b *Bridge) AnswerB(answerB []byte) ([]byte, error) {
 	case !mb.Connection.IsValid():
 		return nil, fmt.Errorf("media: answer from B: %w", badSDP(0, "no c= for the audio stream"))
 	}
+	if err := b.m.unreachable(mb, cfgB); err != nil {
+		return nil, fmt.Errorf("media: answer from B: %w", err)
+	}
 	var recvKeyB, sendKeyB *sdesKey
 	secB := b.legs[SideB].sec.Load()
 	if cfgB.Encryption == EncryptionDTLS {
@@ -572,6 +575,31 @@ func frameTicks(c Codec, ptime int) uint32 {
 		ptime = 20
 	}
 	return uint32(c.ClockRate * ptime / 1000)
+}
+
+// unreachable refuses, with an error wrapping ErrBadSDP, a stream whose
+// address (or a=rtcp address) is of a family the media sockets cannot
+// send to: bound to an
+// IPv4 address (0.0.0.0 too) they reach IPv4 only, bound to one IPv6
+// address IPv6 only; unbound (or "::") they reach both. Accepted, the
+// leg's every write failed and the call had no audio toward that peer
+// until the RTP timeout ended it; refused (488 upstream), the peer is
+// told why and, for a re-offer, the call keeps the media it had. A dtls
+// leg is not judged by c=.
+func (m *Manager) unreachable(md *Media, cfg LegConfig) error {
+	bind := m.bind
+	if cfg.Encryption == EncryptionDTLS || !bind.IsValid() || bind == netip.IPv6Unspecified() {
+		return nil // dtls: ICE's candidates say where its media goes, not c=
+	}
+	for _, x := range []struct {
+		what string
+		a    netip.Addr
+	}{{"audio", md.Connection}, {"RTCP", rtcpAddr(md, md.RTCPMux).Addr()}} {
+		if a := x.a; a.IsValid() && !a.IsUnspecified() && a.Is4() != bind.Is4() {
+			return badSDP(0, "%s address %s: wagate's media is bound to %s, which cannot send to it", x.what, a, bind)
+		}
+	}
+	return nil
 }
 
 // mediaAddr is a stream's RTP address for the relay, invalid when the SDP

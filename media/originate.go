@@ -216,6 +216,9 @@ func (b *Bridge) reofferRinging(d *Description, isOffer bool) ([]byte, StreamSta
 	if !m.Connection.IsValid() {
 		return nil, StreamState{}, fmt.Errorf("media: %s from A: %w", what, badSDP(0, "no c= for the audio stream"))
 	}
+	if err := b.m.unreachable(m, cfgA); err != nil {
+		return nil, StreamState{}, fmt.Errorf("media: %s from A: %w", what, err)
+	}
 	same := func(x, y Codec) bool {
 		return x.PT == y.PT && canonicalCodec(x.Name) == canonicalCodec(y.Name) && x.ClockRate == y.ClockRate
 	}

@@ -41,6 +41,15 @@ func (d *direction) hold(buf *packetBuf, pkt []byte, hl int, rt *route, now time
 		d.pl = newPlayout(d.b.m.jbMin, d.b.m.jbMax, rt.in.rate, quietFunc(rt.in.name))
 	}
 	dur := int64(payloadSamples(rt.in, body))
+	if dur == 0 {
+		// No audio: a header-only packet (some PBXs keep a silent stream
+		// alive so), or padding that takes all of it. It has kept the
+		// stream alive and counted as received; held, it would be a frame
+		// of no length that the playout plays and conceals again on every
+		// pacer tick (a millisecond apart, not 20), each one a number of
+		// our stream skipped or an empty packet sent.
+		return false
+	}
 	switch d.pl.push(binary.BigEndian.Uint32(pkt[8:]), binary.BigEndian.Uint16(pkt[2:]), binary.BigEndian.Uint32(pkt[4:]),
 		dur, buf, hl, len(body), now) {
 	case pushHeld:

@@ -152,6 +152,9 @@ func (b *Bridge) accept(s Side, sdp []byte, isOffer bool) ([]byte, StreamState, 
 	if !m.Connection.IsValid() {
 		return nil, StreamState{}, fmt.Errorf("media: %s from %s: %w", what, s, badSDP(0, "no c= for the audio stream"))
 	}
+	if err := b.m.unreachable(m, cfg); err != nil {
+		return nil, StreamState{}, fmt.Errorf("media: %s from %s: %w", what, s, err)
+	}
 	codec, ok := reofferCodec(m.Codecs, cur, n.sides[s.other()], cfg.Codecs, isOffer)
 	if !ok {
 		return nil, StreamState{}, fmt.Errorf("%w: the %s from %s (%s) drops %s, the codec of the call, and offers none %s allows that wagate converts %s to",
@@ -381,6 +384,9 @@ func (b *Bridge) AnswerSide(s Side, answer []byte) error {
 		return fmt.Errorf("media: answer from the new peer of %s: %w", s, badSDP(0, "transport %q, but it is configured for %s", mb.Proto, p.cfg.proto()))
 	case !mb.Connection.IsValid():
 		return fmt.Errorf("media: answer from the new peer of %s: %w", s, badSDP(0, "no c= for the audio stream"))
+	}
+	if err := b.m.unreachable(mb, p.cfg); err != nil {
+		return fmt.Errorf("media: answer from the new peer of %s: %w", s, err)
 	}
 	var recvKey, sendKey *sdesKey
 	if p.cfg.Encryption == EncryptionSDES {
