@@ -292,8 +292,9 @@ func (h *webhook) restrict(u accountUpdate) bool {
 	}
 	if !applied {
 		// account_update carries no message id: a redelivery or replay
-		// is told by its time against the operator's lift.
-		h.log.Warn("webhook: account_update ignored: sent before an operator lifted the number's pause (a redelivery or replay)",
+		// is told by its expiration (and time) against the operator's
+		// lift and the pause it lifted.
+		h.log.Warn("webhook: account_update ignored: it is the pause an operator lifted (a redelivery or replay)",
 			"phone_number_id", u.PhoneNumberID, "sent_at", u.At, "until", u.Until)
 	}
 	return true

@@ -491,8 +491,10 @@ func (l *lockedBuf) String() string {
 // account_update, or someone replays the signed delivery within the 7.5
 // days wagate accepts. account_update has no message id, so before this
 // the replay paused the number again and the business's calls were
-// refused 138013 for another week. It is ignored now, after a restart too;
-// a pause Meta sends after the lift still applies.
+// refused 138013 for another week. It is ignored now, after a restart too.
+// A new pause Meta sends in the lift's second ends later than the lifted
+// one and applies; it used to be ignored (its entry time, whole seconds,
+// was not after the lift), and wagate went on placing calls Meta refuses.
 func TestWebhookAccountUpdateReplayAfterLift(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "p.db")
 	clock := &fakeClock{t: epoch}
@@ -517,6 +519,7 @@ func TestWebhookAccountUpdateReplayAfterLift(t *testing.T) {
 		t.Fatalf("after Meta's pause: %v, want restricted", d.Verdict)
 	}
 	f.clock.Advance(time.Hour)
+	liftedAt := f.clock.Now()
 	if r := f.api(t, "DELETE", "/v1/restrictions/"+testNumberID, ""); r.code != 204 {
 		t.Fatalf("lift: %d %s", r.code, r.body)
 	}
@@ -556,12 +559,16 @@ func TestWebhookAccountUpdateReplayAfterLift(t *testing.T) {
 	}
 	admitted("the pause replayed after a restart")
 
-	// Meta pauses the number again, after the lift: applied.
-	later := strings.Replace(string(body), `"time":1749416383,`, `"time":`+itoa(f.clock.Now().Unix())+`,`, 1)
-	if r := f.deliver(t, []byte(later)); r.code != 200 {
+	// Meta pauses the number again in the lift's second (its delivery
+	// arrives now): a week from then, later than the pause lifted.
+	again := liftedAt.Truncate(time.Second)
+	later := accountUpdatePayload(`{"phone_number_id":"` + testNumberID + `","event":"RESTRICTED_BUSINESS_INITIATED_CALLING","expiration":` +
+		itoa(again.Add(7*24*time.Hour).Unix()) + `}`)
+	later = []byte(strings.Replace(string(later), `"time":1749416383,`, `"time":`+itoa(again.Unix())+`,`, 1))
+	if r := f.deliver(t, later); r.code != 200 {
 		t.Fatal(r.code)
 	}
 	if d, _ := f.cache.Admit(kerry); d.Verdict != permissions.Restricted {
-		t.Errorf("Meta's new pause after the lift: %v, want restricted", d.Verdict)
+		t.Errorf("Meta's new pause sent in the lift's second: %v, want restricted", d.Verdict)
 	}
 }

@@ -17,6 +17,12 @@ type ext struct {
 	aliases      map[string]string // "pnid/BSUID" → "+phone"
 	restrictions map[string]Restriction
 	seen         map[string]int64 // webhook message id → applied at (Unix ns)
+	lifts        map[string]lift  // phone-number-id → the operator's last lift of its pause
+
+	// restrictMu makes a pause's check against the lift and its write
+	// one step, as the Redis store's script does: a lift cannot slip
+	// between them.
+	restrictMu sync.Mutex
 
 	errors, learned, learnedCap, stale, replayed, restricted atomic.Uint64
 }
@@ -25,6 +31,7 @@ func (x *ext) init() {
 	x.aliases = make(map[string]string)
 	x.restrictions = make(map[string]Restriction)
 	x.seen = make(map[string]int64)
+	x.lifts = make(map[string]lift)
 }
 
 // IsBSUID reports whether a normalised user is a business-scoped user id
@@ -168,7 +175,12 @@ func (c *Cache) loadExt() error {
 			return err
 		}
 		return tx.Bucket(bucketMessages).ForEach(func(k, v []byte) error {
-			if len(v) == 8 {
+			if id, ok := strings.CutPrefix(string(k), liftPrefix); ok {
+				if l, ok := decodeLift(v); ok && l.at > now-int64(messageRetention) {
+					c.ext.lifts[id] = l
+					return nil
+				}
+			} else if len(v) == 8 {
 				if at := int64(beUint64(v)); at > now-int64(messageRetention) {
 					c.ext.seen[string(k)] = at
 					return nil

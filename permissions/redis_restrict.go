@@ -17,7 +17,7 @@ import (
 
 // Restrict pauses (or, with a zero until, resumes) a number's
 // business-initiated calls (see Cache.Restrict: a resume is an operator's,
-// and its time is kept).
+// and it is kept with the end of the pause it lifted).
 func (r *Redis) Restrict(phoneNumberID string, until time.Time, reason string) error {
 	id, err := NormalizePhoneNumberID(phoneNumberID)
 	if err != nil {
@@ -35,29 +35,56 @@ func (r *Redis) Restrict(phoneNumberID string, until time.Time, reason string) e
 	ctx, cancel := context.WithTimeout(context.Background(), r.timeout+r.waitT)
 	defer cancel()
 	key := r.prefix + "r:" + id
-	// The pause and its place in the list change together (MULTI).
-	_, err = r.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		if until.IsZero() || !until.After(time.Now()) {
-			p.Del(ctx, key)
-			p.SRem(ctx, r.restrictIdx(), id)
-			// The operator's lift, for RestrictFromMeta.
-			p.Set(ctx, r.prefix+"m:"+liftKey(id), time.Now().UnixMilli(), messageRetention)
-		} else {
-			// The end in the same command (PXAT): a pause written
-			// without it, by a failure between two commands, would
-			// never end.
+	lifting := until.IsZero() || !until.After(time.Now())
+	if lifting {
+		// The operator's lift, for RestrictFromMeta, in one script with
+		// the pause's end it reads.
+		err = scriptLift.Run(ctx, r.rdb, []string{key, r.restrictIdx(), r.prefix + "m:" + liftKey(id)},
+			id, messageRetention.Milliseconds()).Err()
+	} else {
+		// The pause and its place in the list change together (MULTI).
+		// The end in the same command (PXAT): a pause written without
+		// it, by a failure between two commands, would never end.
+		_, err = r.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			p.Do(ctx, "SET", key, reason, "PXAT", until.UnixMilli())
 			p.SAdd(ctx, r.restrictIdx(), id)
-		}
-		return nil
-	})
+			return nil
+		})
+	}
 	if err != nil {
 		r.failed("restrict", err)
 		return unavailable("restrict", err)
 	}
-	r.log.Warn("business-initiated calling restriction recorded", "phone_number_id", id, "until", until.UTC().Format(time.RFC3339), "reason", reason)
+	if lifting {
+		r.log.Info("business-initiated calling restriction lifted", "phone_number_id", id)
+	} else {
+		r.log.Warn("business-initiated calling restriction recorded", "phone_number_id", id, "until", until.UTC().Format(time.RFC3339), "reason", reason)
+	}
 	return r.durable(ctx)
 }
+
+// scriptLift: KEYS the number's pause, the pauses' index, the operator's
+// last lift; ARGV id, the lift's retention (ms). Ends the pause and keeps
+// the lift as "<time ms>:<lifted end ms>" (see Cache's lift): the end is
+// the pause's in force, or an earlier lift's when later (a second lift,
+// with nothing in force, keeps the first's); empty when unknown. A record
+// of the time alone is a wagate's before the end was kept.
+var scriptLift = redis.NewScript(luaNow + `
+local ended = nil
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 then ended = now + ttl end
+local prev = redis.call('GET', KEYS[3])
+if prev then
+  local pe = tonumber(string.match(prev, '^%d+:(%d+)$') or '')
+  if pe and (not ended or pe > ended) then ended = pe end
+end
+redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[2], ARGV[1])
+local rec = string.format('%.0f:', now)
+if ended then rec = rec .. string.format('%.0f', ended) end
+redis.call('SET', KEYS[3], rec, 'PX', ARGV[2])
+return 1
+`)
 
 // RestrictFromMeta records Meta's pause unless an operator lifted the
 // number's pause after it was sent (see Cache.RestrictFromMeta), in one
@@ -83,7 +110,7 @@ func (r *Redis) RestrictFromMeta(phoneNumberID string, until, at time.Time, reas
 		sent = strconv.FormatInt(at.UnixMilli(), 10)
 	}
 	v, err := scriptMetaPause.Run(ctx, r.rdb, []string{r.prefix + "r:" + id, r.restrictIdx(), r.prefix + "m:" + liftKey(id)},
-		id, reason, until.UnixMilli(), sent, metaPauseLength.Milliseconds()).Int64()
+		id, reason, until.UnixMilli(), sent, metaPauseLength.Milliseconds(), liftSkew.Milliseconds(), liftEndSlack.Milliseconds()).Int64()
 	if err != nil {
 		r.failed("restrict", err)
 		return false, unavailable("restrict", err)
@@ -96,18 +123,26 @@ func (r *Redis) RestrictFromMeta(phoneNumberID string, until, at time.Time, reas
 }
 
 // scriptMetaPause: KEYS the number's pause, the pauses' index, the
-// operator's last lift (ms); ARGV id, reason, until (ms), sent (ms, or ""
-// unknown), Meta's pause length (ms). Answers 0 when the pause is from
-// before the lift (pauseBeforeLift), else 1 (written, or lifted when it
-// has ended).
+// operator's last lift (scriptLift); ARGV id, reason, until (ms), sent
+// (ms, or "" unknown), Meta's pause length, liftSkew, liftEndSlack (ms).
+// Answers 0 when the pause is the one the operator lifted (pauseLifted),
+// else 1 (written, or lifted when it has ended).
 var scriptMetaPause = redis.NewScript(luaNow + `
-local lifted = tonumber(redis.call('GET', KEYS[3]) or '')
+local rec = redis.call('GET', KEYS[3])
 local untilMs = tonumber(ARGV[3])
-if lifted then
-  if ARGV[4] ~= '' then
-    if tonumber(ARGV[4]) <= lifted then return 0 end
-  elseif untilMs <= lifted + tonumber(ARGV[5]) then
-    return 0
+local sent = tonumber(ARGV[4])
+local skew = tonumber(ARGV[6])
+if rec then
+  local l, e = string.match(rec, '^(%d+):?(%d*)$')
+  l, e = tonumber(l), tonumber(e)
+  if l and e then
+    if untilMs <= e + tonumber(ARGV[7]) and (not sent or sent <= l + skew) then return 0 end
+  elseif l then
+    if sent then
+      if sent + skew <= l then return 0 end
+    elseif untilMs + skew <= l + tonumber(ARGV[5]) then
+      return 0
+    end
   end
 end
 if untilMs <= now then

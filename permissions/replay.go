@@ -68,7 +68,8 @@ func (c *Cache) MarkMessage(id string) error {
 	return nil
 }
 
-// sweepMessages forgets message ids past the retention.
+// sweepMessages forgets message ids, and operators' lifts, past the
+// retention.
 func (c *Cache) sweepMessages(now int64) {
 	cut := now - int64(messageRetention)
 	var gone []string
@@ -79,13 +80,25 @@ func (c *Cache) sweepMessages(now int64) {
 			gone = append(gone, id)
 		}
 	}
+	for id, l := range c.ext.lifts {
+		if l.at <= cut {
+			delete(c.ext.lifts, id)
+			gone = append(gone, liftPrefix+id)
+		}
+	}
 	c.ext.mu.Unlock()
 	if len(gone) == 0 || c.store == nil {
 		return
 	}
 	_ = c.store.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketMessages)
 		for _, id := range gone {
-			_ = tx.Bucket(bucketMessages).Delete([]byte(id))
+			// Unless written again since (a new lift of the number):
+			// its first 8 bytes are its time, as in every record here.
+			if l, ok := decodeLift(b.Get([]byte(id))); ok && l.at > cut {
+				continue
+			}
+			_ = b.Delete([]byte(id))
 		}
 		return nil
 	})

@@ -52,9 +52,11 @@ type Store interface {
 	// RESTRICTED_BUSINESS_INITIATED_CALLING); a zero until lifts it.
 	Restrict(phoneNumberID string, until time.Time, reason string) error
 	// RestrictFromMeta records Meta's pause sent at the given time (zero:
-	// unknown), unless an operator lifted the number's pause after it
-	// was sent (applied false): a replayed account_update, which carries
-	// no message id, does not bring back a pause the operator lifted.
+	// unknown), unless it is the pause an operator lifted — it ends no
+	// later than the one lifted, and was sent before the lift (applied
+	// false): a replayed account_update, which carries no message id,
+	// does not bring back a pause the operator lifted, and a new one,
+	// ending later, applies whatever its time.
 	RestrictFromMeta(phoneNumberID string, until, at time.Time, reason string) (applied bool, err error)
 	// Restrictions lists the numbers paused now.
 	Restrictions() ([]Restriction, error)

@@ -371,8 +371,10 @@ func TestRuleAccountUpdateRestricts(t *testing.T) {
 // (DELETE /v1/restrictions/{id}); Meta redelivers the same account_update
 // (it has no message id), or someone replays the signed delivery. The
 // number stays unpaused and the dialer's next call reaches Meta; before,
-// the replay paused the number for another week. A pause Meta sends after
-// the lift still applies.
+// the replay paused the number for another week. A new pause Meta sends
+// in the lift's second (a week from then, later than the one lifted)
+// applies: it used to be ignored, and the dialer's calls went on to Meta,
+// which refuses them.
 func TestRuleAccountUpdateReplayAfterLift(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -383,6 +385,7 @@ func TestRuleAccountUpdateReplayAfterLift(t *testing.T) {
 	if code := postWebhook(t, e.apiBase(), pause); code != 200 {
 		t.Fatalf("webhook: %d", code)
 	}
+	again := time.Now().Truncate(time.Second) // Meta's clock: the lift's second, or just before it
 	if code, body := apiCall(t, http.MethodDelete, e.apiBase()+"/v1/restrictions/"+phoneNumberID, ""); code != 204 {
 		t.Fatalf("lift: %d %s", code, body)
 	}
@@ -395,8 +398,7 @@ func TestRuleAccountUpdateReplayAfterLift(t *testing.T) {
 	metaAnswers(t, e, w, "after_replay", waUser)
 	w.waitIdle()
 
-	later := time.Now().Add(time.Second) // Meta's clock: after the lift
-	if code := postWebhook(t, e.apiBase(), accountUpdateSentJSON(later.Add(7*24*time.Hour), later)); code != 200 {
+	if code := postWebhook(t, e.apiBase(), accountUpdateSentJSON(again.Add(7*24*time.Hour), again)); code != 200 {
 		t.Fatalf("webhook: %d", code)
 	}
 	res := expectDialerRejected(t, e, w, "paused_again", "403")
