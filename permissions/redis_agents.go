@@ -54,6 +54,11 @@ type AgentBoard struct {
 	set   string // the instances that wrote marks
 	chn   string // pub/sub channel of changes
 
+	// tellMu keeps watch's calls in the order of the states they carry:
+	// the subscriber's and the loader's tell would otherwise race, and a
+	// stale mark told last would stand until the agent next changes.
+	tellMu sync.Mutex
+
 	mu    sync.Mutex
 	seq   uint64
 	own   map[string]seqMark // this node's marks, by agent
@@ -199,8 +204,15 @@ func decodeMark(v string) (seqMark, error) {
 		}
 		return time.UnixMilli(ms)
 	}
+	if n[1] > maxActive {
+		return seqMark{}, fmt.Errorf("agent mark %q: %d calls", v, n[1])
+	}
 	return seqMark{uint64(n[0]), AgentMark{Active: int(n[1]), LastEnd: t(n[2]), WrapUntil: t(n[3])}}, nil
 }
+
+// maxActive bounds an agent's calls in a mark: the nodes' counts are
+// summed, and a garbled one must not wrap the sum to "free".
+const maxActive = 1 << 20
 
 // writeBatch bounds the marks written in one round trip.
 const writeBatch = 500
@@ -387,12 +399,15 @@ func (b *AgentBoard) load() error {
 		return errGarbage("agent load", v)
 	}
 	live := map[string]map[string]seqMark{}
-	ownSeen := -1
+	var ownHeld map[string]string // nil: this instance not listed
 	for i := 0; i < len(v); i += 2 {
 		inst := asString(v[i])
 		fields, _ := v[i+1].([]any)
 		if inst == b.r.instance {
-			ownSeen = len(fields) / 2
+			ownHeld = make(map[string]string, len(fields)/2)
+			for j := 0; j+1 < len(fields); j += 2 {
+				ownHeld[asString(fields[j])] = asString(fields[j+1])
+			}
 			continue
 		}
 		ms := map[string]seqMark{}
@@ -436,10 +451,11 @@ func (b *AgentBoard) load() error {
 	}
 	wasShared := b.shared
 	b.shared, b.dropped, b.loaded = true, false, time.Now()
-	if ownSeen < len(b.own) {
-		// Our marks are not all there (the instance lapsed in an outage
-		// and another node's load dropped them): write them again.
-		for a := range b.own {
+	// Our marks as Redis has them: missing (the instance lapsed in an
+	// outage and another node's load dropped them) or older (a failover
+	// lost a write): write them again.
+	for a, m := range b.own {
+		if ownHeld[a] != encodeMark(m) {
 			b.dirty[a] = true
 		}
 	}
@@ -554,6 +570,8 @@ func (b *AgentBoard) tell(changed map[string]bool) {
 	if len(changed) == 0 || b.watch == nil {
 		return
 	}
+	b.tellMu.Lock()
+	defer b.tellMu.Unlock()
 	merged := make(map[string]AgentMark, len(changed))
 	b.mu.Lock()
 	for a := range changed {
