@@ -120,6 +120,7 @@ func (hs *huntState) seat(name string, wrapUp func() time.Duration) func(wrap bo
 	if hs.agents == nil {
 		hs.agents = make(map[string]*agentState)
 	}
+	hs.sweepLocked(time.Now())
 	a := hs.agents[name]
 	if a == nil {
 		a = &agentState{}
@@ -148,6 +149,33 @@ func (hs *huntState) seat(name string, wrapUp func() time.Duration) func(wrap bo
 			hs.wakeLocked()
 			hs.mu.Unlock()
 		})
+	}
+}
+
+// agentForget is how long an agent on no call, ringing for none and out
+// of wrap-up is remembered after it last left a call: every agent ever
+// seated (transfer targets too) would otherwise stay for the process's
+// life. least_recent then ranks it as never seen: first, as it would
+// anyway. The agent board forgets its marks by the same rule.
+const agentForget = 24 * time.Hour
+
+// sweepEvery is how often seat sweeps the agents past keeping: rarely,
+// so that the call path pays for it once an hour.
+const sweepEvery = time.Hour
+
+// sweepLocked forgets the agents past keeping, at most once per
+// sweepEvery. An agent on no call and ringing for none has no leave or
+// release func pending, so none can reach the state forgotten. Called
+// with hs.mu held.
+func (hs *huntState) sweepLocked(now time.Time) {
+	if now.Sub(hs.sweptAt) < sweepEvery {
+		return
+	}
+	hs.sweptAt = now
+	for name, a := range hs.agents {
+		if a.active == 0 && a.ringing == 0 && !now.Before(a.wrapUntil) && now.Sub(a.lastEnd) > agentForget {
+			delete(hs.agents, name)
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package b2bua
 
 import (
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -100,5 +101,46 @@ func TestAgentsElsewhere(t *testing.T) {
 	}
 	if got := order(); got != "1 3 2" {
 		t.Errorf("least_recent order %s, want 1 3 2 (1 never seen here, list order before 3)", got)
+	}
+}
+
+// TestAgentsForgotten: an agent that left its last call more than a day
+// ago, on no call, ringing for none and out of wrap-up, is forgotten at
+// the next seat's sweep (least_recent ranks it as never seen); one on a
+// call, ringing, in wrap-up or seen within the day is kept. Without it
+// every agent ever seated stayed for the process's life.
+func TestAgentsForgotten(t *testing.T) {
+	var hs huntState
+	now := time.Now()
+	for _, n := range []string{"old@pbx", "recent@pbx", "ringing@pbx", "wrapping@pbx"} {
+		hs.answered(n, nil)()
+	}
+	onCall := hs.answered("oncall@pbx", nil)
+	release := hs.rings("ringing@pbx")
+	hs.mu.Lock()
+	for n, a := range hs.agents {
+		if n != "recent@pbx" {
+			a.lastEnd = now.Add(-25 * time.Hour)
+		}
+	}
+	hs.agents["wrapping@pbx"].wrapUntil = now.Add(time.Minute)
+	hs.sweptAt = now.Add(-sweepEvery)
+	hs.mu.Unlock()
+	leave := hs.answered("new@pbx", nil) // sweeps
+	hs.mu.Lock()
+	var kept []string
+	for n := range hs.agents {
+		kept = append(kept, n)
+	}
+	hs.mu.Unlock()
+	slices.Sort(kept)
+	if got := strings.Join(kept, " "); got != "new@pbx oncall@pbx recent@pbx ringing@pbx wrapping@pbx" {
+		t.Errorf("agents kept: %s, want all but old@pbx", got)
+	}
+	release()
+	onCall()
+	leave()
+	if hs.busy("oncall@pbx") || hs.busy("new@pbx") {
+		t.Error("an agent kept through the sweep is still busy after leaving")
 	}
 }

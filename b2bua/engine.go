@@ -79,6 +79,10 @@ type Engine struct {
 	hunts huntState
 	// lines are the call-flow queues, per hunt list (queue.go).
 	lines waitLines
+	// queueRetry, when set (tests, before Run), replaces the queue's
+	// poll of queueRetry: a test sets it long to see the wake on an
+	// agent leaving a call do the work alone.
+	queueRetry time.Duration
 
 	// ctx ends every call's waits when the engine drains.
 	ctx    context.Context

@@ -658,6 +658,9 @@ type huntState struct {
 	// agents tracks each agent's calls (least_recent, queues), by
 	// "user@endpoint", across lists (agents.go).
 	agents map[string]*agentState
+	// sweptAt is when agents was last swept of the agents past keeping
+	// (agents.go, sweepLocked).
+	sweptAt time.Time
 	// elsewhere is what the other nodes hold of agents (AgentsElsewhere),
 	// and board where this node's go (nil: per node).
 	elsewhere map[string]AgentMark

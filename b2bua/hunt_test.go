@@ -73,6 +73,13 @@ func startHuntFlowWith(t *testing.T, route, lists, pbxExtra string) *huntFlow {
 // from newBridge (nil: fakeBridge).
 func startHuntFlowBridges(t *testing.T, route, lists, pbxExtra string, newBridge BridgeFactory) *huntFlow {
 	t.Helper()
+	return startHuntFlowSetup(t, route, lists, pbxExtra, newBridge, nil)
+}
+
+// startHuntFlowSetup is startHuntFlowBridges with setup (if any) run on
+// the engine before it runs.
+func startHuntFlowSetup(t *testing.T, route, lists, pbxExtra string, newBridge BridgeFactory, setup func(*Engine)) *huntFlow {
+	t.Helper()
 	if newBridge == nil {
 		newBridge = func(string, *slog.Logger, media.LegConfig, media.LegConfig) (Bridge, error) { return fakeBridge{}, nil }
 	}
@@ -112,6 +119,9 @@ numbers:
 	// Fake bridges carry no media: an attended transfer's join has
 	// nothing to link.
 	f.srv.ctl.link = func(Bridge, media.Side, Bridge, media.Side) error { return nil }
+	if setup != nil {
+		setup(f.srv)
+	}
 	f.edge.SetCalls(f.srv)
 	ctx, cancel := context.WithCancel(context.Background())
 	f.cancel, f.done = cancel, make(chan struct{})

@@ -30,7 +30,8 @@ import (
 // leaves or the call ends, the agents ringing get CANCEL. The engine
 // plays the music and the announcements; this side only keeps the line.
 
-// queueRetry is how often a waiting call looks for a free agent.
+// queueRetry is how often a waiting call looks for a free agent
+// (Engine.queueRetry, when set, in tests).
 const queueRetry = time.Second
 
 // Why a wait ended while its agents rang (connectHunt's error).
@@ -294,7 +295,11 @@ func (fc *flowCall) waitInLine(t *ticket, cfg *configs.Config, list *configs.Hun
 	failed := func(cl sipedge.Callee) {
 		s.lines.failed(t.list, cl.Name(), list.RejectBackoff.D(), time.Now())
 	}
-	retry := time.NewTicker(queueRetry)
+	every := queueRetry
+	if s.queueRetry > 0 {
+		every = s.queueRetry
+	}
+	retry := time.NewTicker(every)
 	defer retry.Stop()
 	rest := time.NewTimer(time.Hour)
 	rest.Stop()

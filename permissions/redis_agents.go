@@ -54,6 +54,11 @@ type AgentBoard struct {
 	set   string // the instances that wrote marks
 	chn   string // pub/sub channel of changes
 
+	// tellMu keeps watch's calls in the order of the states they carry:
+	// the subscriber's and the loader's tell would otherwise race, and a
+	// stale mark told last would stand until the agent next changes.
+	tellMu sync.Mutex
+
 	mu    sync.Mutex
 	seq   uint64
 	own   map[string]seqMark // this node's marks, by agent
@@ -63,8 +68,22 @@ type AgentBoard struct {
 	// heard is when each instance in others was last confirmed live (a
 	// load listed it, or a message came from it).
 	heard map[string]time.Time
-	// loaded is when the last full load succeeded.
-	loaded      time.Time
+	// loaded is when the last full load succeeded; downAt when the
+	// loader first found Redis down (zero: up): the other nodes' marks
+	// are dropped slot_ttl after it.
+	loaded time.Time
+	downAt time.Time
+	// gone are the instances that said they stopped (by when it was
+	// heard), for slot_ttl: a load that read one before it stopped must
+	// not put its marks back.
+	gone map[string]time.Time
+	// warned are the garbled marks and messages logged already (see
+	// garbled); suppressed counts those not logged again since the last
+	// summary. Under warnMu (a leaf: garbled is called under mu).
+	warnMu      sync.Mutex
+	warned      map[string]bool
+	suppressed  int
+	summaryAt   time.Time
 	shared      bool
 	dropped     bool // the others' marks were dropped for an outage
 	writeErrors uint64
@@ -91,6 +110,7 @@ func (r *Redis) ShareAgents(watch func(agent string, others AgentMark)) *AgentBo
 		key: r.prefix + "ag:" + r.instance, set: r.prefix + "agents", chn: r.prefix + "agents",
 		own: map[string]seqMark{}, dirty: map[string]bool{},
 		others: map[string]map[string]seqMark{}, heard: map[string]time.Time{},
+		gone: map[string]time.Time{},
 		kick: make(chan struct{}, 1), reload: make(chan struct{}, 1),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -199,8 +219,15 @@ func decodeMark(v string) (seqMark, error) {
 		}
 		return time.UnixMilli(ms)
 	}
+	if n[1] > maxActive {
+		return seqMark{}, fmt.Errorf("agent mark %q: %d calls", v, n[1])
+	}
 	return seqMark{uint64(n[0]), AgentMark{Active: int(n[1]), LastEnd: t(n[2]), WrapUntil: t(n[3])}}, nil
 }
+
+// maxActive bounds an agent's calls in a mark: the nodes' counts are
+// summed, and a garbled one must not wrap the sum to "free".
+const maxActive = 1 << 20
 
 // writeBatch bounds the marks written in one round trip.
 const writeBatch = 500
@@ -311,6 +338,14 @@ func (b *AgentBoard) loader(ctx context.Context) {
 			last = time.Time{}
 		}
 		up := b.r.available()
+		b.mu.Lock()
+		switch {
+		case up:
+			b.downAt = time.Time{}
+		case b.downAt.IsZero():
+			b.downAt = time.Now()
+		}
+		b.mu.Unlock()
 		if up && !wasUp {
 			// Back (or first up): rewrite every mark of this node, which
 			// may have been dropped with an instance key that lapsed, or
@@ -332,6 +367,7 @@ func (b *AgentBoard) loader(ctx context.Context) {
 		if time.Since(last) < beat {
 			continue
 		}
+		b.prune(time.Now())
 		if err := b.load(); err != nil {
 			b.r.failed("agent state", err)
 			continue
@@ -350,12 +386,14 @@ func (b *AgentBoard) markAllDirty() {
 }
 
 // dropIfStale forgets the other nodes' marks once Redis has been down for
-// longer than slot_ttl: each node then rings by what it alone knows.
-// Within slot_ttl, an outage changes nothing (a dead node's marks would
-// have lasted that long too).
+// longer than slot_ttl, timed from when the loader found it down (not
+// from the last load, up to a third of slot_ttl before the outage): each
+// node then rings by what it alone knows. An outage shorter than
+// slot_ttl changes nothing (a dead node's marks would have lasted that
+// long too).
 func (b *AgentBoard) dropIfStale() {
 	b.mu.Lock()
-	if !b.shared || time.Since(b.loaded) <= b.r.slotTTL {
+	if !b.shared || b.downAt.IsZero() || time.Since(b.downAt) <= b.r.slotTTL {
 		b.mu.Unlock()
 		return
 	}
@@ -387,19 +425,23 @@ func (b *AgentBoard) load() error {
 		return errGarbage("agent load", v)
 	}
 	live := map[string]map[string]seqMark{}
-	ownSeen := -1
+	var ownHeld map[string]string // nil: this instance not listed
 	for i := 0; i < len(v); i += 2 {
 		inst := asString(v[i])
 		fields, _ := v[i+1].([]any)
 		if inst == b.r.instance {
-			ownSeen = len(fields) / 2
+			ownHeld = make(map[string]string, len(fields)/2)
+			for j := 0; j+1 < len(fields); j += 2 {
+				ownHeld[asString(fields[j])] = asString(fields[j+1])
+			}
 			continue
 		}
 		ms := map[string]seqMark{}
 		for j := 0; j+1 < len(fields); j += 2 {
 			m, err := decodeMark(asString(fields[j+1]))
 			if err != nil {
-				b.r.log.Warn("agent state: a mark in redis is garbled; ignored", "instance", inst, "agent", asString(fields[j]), "error", err)
+				b.garbled("redis "+inst+" "+asString(fields[j])+" "+asString(fields[j+1]),
+					"agent state: a mark in redis is garbled; ignored", "instance", inst, "agent", asString(fields[j]), "error", err)
 				continue
 			}
 			ms[asString(fields[j])] = m
@@ -408,7 +450,21 @@ func (b *AgentBoard) load() error {
 	}
 	changed := map[string]bool{}
 	b.mu.Lock()
+	for inst, when := range b.gone {
+		if start.Sub(when) > b.r.slotTTL {
+			// Long gone: the set no longer lists it (its Close took it
+			// out in the transaction that said so). An instance id is
+			// never used again.
+			delete(b.gone, inst)
+		}
+	}
 	for inst, ms := range live {
+		if _, ok := b.gone[inst]; ok {
+			// Read before it stopped, merged after its "gone": its
+			// marks must not come back.
+			delete(live, inst)
+			continue
+		}
 		held := b.others[inst]
 		if held == nil {
 			held = map[string]seqMark{}
@@ -416,8 +472,7 @@ func (b *AgentBoard) load() error {
 		}
 		for a, m := range ms {
 			if h, ok := held[a]; !ok || m.seq > h.seq {
-				held[a] = m
-				changed[a] = true
+				b.hold(held, a, m, changed)
 			}
 		}
 		b.heard[inst] = start
@@ -436,17 +491,32 @@ func (b *AgentBoard) load() error {
 	}
 	wasShared := b.shared
 	b.shared, b.dropped, b.loaded = true, false, time.Now()
-	if ownSeen < len(b.own) {
-		// Our marks are not all there (the instance lapsed in an outage
-		// and another node's load dropped them): write them again.
-		for a := range b.own {
+	// Our marks as Redis has them: missing (the instance lapsed in an
+	// outage and another node's load dropped them) or older (a failover
+	// lost a write): write them again.
+	for a, m := range b.own {
+		if ownHeld[a] != encodeMark(m) {
 			b.dirty[a] = true
+		}
+	}
+	// Fields of ours Redis holds and this node does not (pruned, see
+	// prune): taken out, if still as read (a Mark may write the agent
+	// again meanwhile).
+	var stale []any
+	for a, v := range ownHeld {
+		if _, ok := b.own[a]; !ok {
+			stale = append(stale, a, v)
 		}
 	}
 	pending := len(b.dirty) > 0
 	b.mu.Unlock()
 	if pending {
 		b.poke()
+	}
+	if len(stale) > 0 {
+		if err := b.forget(stale); err != nil {
+			b.r.failed("agent state", err)
+		}
 	}
 	if !wasShared {
 		b.r.log.Info("agent state shared through redis: hunt lists and queues see the other nodes' agents", "instances", len(live))
@@ -505,7 +575,7 @@ func (b *AgentBoard) subscriber(ctx context.Context) {
 func (b *AgentBoard) apply(payload string) {
 	var msg agentMsg
 	if err := json.Unmarshal([]byte(payload), &msg); err != nil || msg.Instance == "" {
-		b.r.log.Warn("agent state: a garbled message on the channel; ignored", "channel", b.chn, "error", err)
+		b.garbled("channel "+payload, "agent state: a garbled message on the channel; ignored", "channel", b.chn, "error", err)
 		return
 	}
 	if msg.Instance == b.r.instance {
@@ -520,12 +590,21 @@ func (b *AgentBoard) apply(payload string) {
 		b.mu.Unlock()
 		return
 	}
+	if _, ok := b.gone[msg.Instance]; ok {
+		// Stopped: nothing it said before can come after this.
+		b.mu.Unlock()
+		return
+	}
 	if msg.Gone {
 		for a := range b.others[msg.Instance] {
 			changed[a] = true
 		}
 		delete(b.others, msg.Instance)
 		delete(b.heard, msg.Instance)
+		if b.gone == nil {
+			b.gone = map[string]time.Time{}
+		}
+		b.gone[msg.Instance] = time.Now()
 	} else {
 		held := b.others[msg.Instance]
 		if held == nil {
@@ -535,12 +614,12 @@ func (b *AgentBoard) apply(payload string) {
 		for a, v := range msg.Marks {
 			m, err := decodeMark(v)
 			if err != nil {
-				b.r.log.Warn("agent state: a garbled mark on the channel; ignored", "instance", msg.Instance, "agent", a, "error", err)
+				b.garbled("channel "+msg.Instance+" "+a+" "+v,
+					"agent state: a garbled mark on the channel; ignored", "instance", msg.Instance, "agent", a, "error", err)
 				continue
 			}
 			if h, ok := held[a]; !ok || m.seq > h.seq {
-				held[a] = m
-				changed[a] = true
+				b.hold(held, a, m, changed)
 			}
 		}
 		b.heard[msg.Instance] = time.Now()
@@ -554,6 +633,8 @@ func (b *AgentBoard) tell(changed map[string]bool) {
 	if len(changed) == 0 || b.watch == nil {
 		return
 	}
+	b.tellMu.Lock()
+	defer b.tellMu.Unlock()
 	merged := make(map[string]AgentMark, len(changed))
 	b.mu.Lock()
 	for a := range changed {
@@ -584,4 +665,121 @@ func (b *AgentBoard) othersOf(agent string) AgentMark {
 		}
 	}
 	return out
+}
+
+// agentForget is how long after an agent last left a call its marks are
+// kept, when it is on no call and not in wrap-up: every agent ever
+// seated (transfer targets too) would otherwise stay in memory and in
+// Redis, and every load would read them all. least_recent then ranks it
+// as never seen, which it ranks first of all, as it would anyway.
+const agentForget = 24 * time.Hour
+
+// forgettable reports whether m is past keeping at now.
+func forgettable(m AgentMark, now time.Time) bool {
+	return m.Active == 0 && !now.Before(m.WrapUntil) && now.Sub(m.LastEnd) > agentForget
+}
+
+// prune forgets the marks past keeping: this node's own (the next load
+// takes them out of Redis) and the mirror's of the other nodes (each
+// node prunes its own mirror by the same rule, so no message is needed,
+// nor lost).
+func (b *AgentBoard) prune(now time.Time) {
+	changed := map[string]bool{}
+	b.mu.Lock()
+	for a, m := range b.own {
+		if forgettable(m.m, now) {
+			delete(b.own, a)
+			delete(b.dirty, a)
+		}
+	}
+	for _, ms := range b.others {
+		for a, m := range ms {
+			if forgettable(m.m, now) {
+				delete(ms, a)
+				changed[a] = true
+			}
+		}
+	}
+	b.mu.Unlock()
+	b.tell(changed)
+}
+
+// hold puts m, newer than what held has of agent, in held, or takes the
+// agent out when m is past keeping (a node that does not prune, or whose
+// prune has not reached Redis yet, must not make it come and go). Called
+// with b.mu held.
+func (b *AgentBoard) hold(held map[string]seqMark, agent string, m seqMark, changed map[string]bool) {
+	if forgettable(m.m, time.Now()) {
+		if _, ok := held[agent]; ok {
+			delete(held, agent)
+			changed[agent] = true
+		}
+		return
+	}
+	held[agent] = m
+	changed[agent] = true
+}
+
+// scriptForget: KEYS this instance's hash; ARGV agent, mark, …: deletes
+// each field still holding the mark given.
+var scriptForget = redis.NewScript(`
+local n = 0
+for i = 1, #ARGV, 2 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
+    n = n + redis.call('HDEL', KEYS[1], ARGV[i])
+  end
+end
+return n
+`)
+
+// forget takes the fields given (agent, mark, …) out of this instance's
+// hash, each if it still holds that mark.
+func (b *AgentBoard) forget(fields []any) error {
+	ctx, cancel := b.r.opCtx()
+	defer cancel()
+	if err := scriptForget.Run(ctx, b.r.rdb, []string{b.key}, fields...).Err(); err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("permissions: redis: forget agent marks: %w", err)
+	}
+	return nil
+}
+
+// garbledSummary is how often the garbled input not logged again is
+// counted in one line.
+const garbledSummary = 10 * time.Minute
+
+// garbled logs bad input once per key (where it came from and what it
+// said): a garbled field in Redis is read again at every load, a
+// publisher that garbles does so at every change. Repeats are counted
+// and summed up every garbledSummary.
+func (b *AgentBoard) garbled(key, msg string, args ...any) {
+	if len(key) > 512 {
+		key = key[:512]
+	}
+	b.warnMu.Lock()
+	now := time.Now()
+	var repeats int
+	if b.suppressed > 0 && now.Sub(b.summaryAt) >= garbledSummary {
+		repeats, b.suppressed, b.summaryAt = b.suppressed, 0, now
+	}
+	first := !b.warned[key]
+	if first {
+		if b.warned == nil || len(b.warned) >= 1024 {
+			// Bounded: an endless stream of new garbage logs again
+			// rather than grows.
+			b.warned = map[string]bool{}
+		}
+		b.warned[key] = true
+		if b.summaryAt.IsZero() {
+			b.summaryAt = now
+		}
+	} else {
+		b.suppressed++
+	}
+	b.warnMu.Unlock()
+	if repeats > 0 {
+		b.r.log.Warn("agent state: garbled marks or messages seen again, not logged each time", "count", repeats, "since", garbledSummary.String())
+	}
+	if first {
+		b.r.log.Warn(msg, args...)
+	}
 }

@@ -103,7 +103,8 @@ func TestAgentBoardDeadNode(t *testing.T) {
 }
 
 // TestAgentBoardOutage: while Redis is down a node keeps the other nodes'
-// marks for slot_ttl (a short outage changes nothing), then drops them —
+// marks for slot_ttl from the outage (a shorter one changes nothing,
+// wherever it falls between two loads), then drops them —
 // per-node agent state, said by Stats — and when Redis returns, the
 // marks are loaded again, and the ones a node made during the outage
 // reach the others.
@@ -117,8 +118,21 @@ func TestAgentBoardOutage(t *testing.T) {
 	ba.Mark("1001@pbx", AgentMark{Active: 1})
 	sb.waitMark(t, "b", "1001@pbx", AgentMark{Active: 1}, 5*time.Second)
 
-	srv.kill()
+	// Down just before b's next load is due: the marks are kept for
+	// slot_ttl from the outage, not from b's last load (which would drop
+	// them up to a third of slot_ttl sooner).
+	beat := max(rb.slotTTL/3, probeInterval)
+	for {
+		bb.mu.Lock()
+		since := time.Since(bb.loaded)
+		bb.mu.Unlock()
+		if since >= beat {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	down := time.Now()
+	srv.kill()
 	sb.waitMark(t, "b", "1001@pbx", AgentMark{}, 10*time.Second)
 	if d := time.Since(down); d < rb.slotTTL {
 		t.Errorf("b dropped a's marks %v into the outage, before slot_ttl %v", d, rb.slotTTL)
