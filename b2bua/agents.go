@@ -293,6 +293,18 @@ func (c *call) freeAgentLocked(l *leg) {
 	}
 }
 
+// takeAgentLocked takes the agent on l, if any, off l and returns what
+// frees it (a no-op without one), for the caller to call once l's BYE is
+// on the wire. Called with c.mu held.
+func (c *call) takeAgentLocked(l *leg) func() {
+	if l == nil || l.agent == nil {
+		return func() {}
+	}
+	free := l.agent
+	l.agent = nil
+	return func() { free(true) }
+}
+
 // dropAgentLocked marks the agent on l, if any, free without after-call
 // work: its answer crossed the caller's CANCEL, so it was hung up before
 // it ever was in a call. Called with c.mu held.

@@ -354,10 +354,9 @@ func (c *call) end(from *leg, by, cause string) bool {
 		ticketOutcome = OutcomeNotSent
 	}
 	ticket := c.ticket
-	// The agents still in the call are free now (those who left it were
-	// freed as they left).
-	c.freeAgentLocked(c.a)
-	c.freeAgentLocked(c.b)
+	// The agents still in the call are free once their BYE is sent (those
+	// who left it were freed as they left).
+	freeA, freeB := c.takeAgentLocked(c.a), c.takeAgentLocked(c.b)
 	xrec, xended := c.endTransferLocked()
 	c.mu.Unlock()
 
@@ -390,10 +389,14 @@ func (c *call) end(from *leg, by, cause string) bool {
 	c.log.Info("call ended", attrs...)
 
 	if byeA {
-		c.srv.sendBye(c, c.a)
+		c.srv.sendByeThen(c, c.a, freeA)
+	} else {
+		freeA()
 	}
 	if byeB {
-		c.srv.sendBye(c, c.b)
+		c.srv.sendByeThen(c, c.b, freeB)
+	} else {
+		freeB()
 	}
 	return true
 }

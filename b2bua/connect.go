@@ -166,11 +166,14 @@ func (h *hunt) connected(ev attemptEvent) error {
 		c.mu.Lock()
 		up := c.bAnswered
 		c.bAnswered = false
-		// The agent is hung up and the flow goes on without it.
-		c.freeAgentLocked(c.b)
+		// The agent is hung up and the flow goes on without it: free
+		// once its BYE is sent.
+		free := c.takeAgentLocked(c.b)
 		c.mu.Unlock()
 		if up {
-			s.sendBye(c, c.b)
+			s.sendByeThen(c, c.b, free)
+		} else {
+			free()
 		}
 		return fmt.Errorf("b2bua: connect: B's answer: %w", err)
 	}

@@ -200,13 +200,20 @@ func (s *Engine) StrayResponse(res *sip.Response) { s.onStrayResponse(res) }
 
 // sendBye hangs up one leg without blocking the caller; the engine owns
 // the goroutine and waits for it when it drains.
-func (s *Engine) sendBye(c *call, l *leg) {
+func (s *Engine) sendBye(c *call, l *leg) { s.sendByeThen(c, l, nil) }
+
+// sendByeThen is sendBye calling sent, when given, once the BYE is
+// written (or could not be). An agent leaving a call is freed through it:
+// freed before, a queue call waiting for that agent could ring its phone
+// with an INVITE that overtakes the BYE, and a phone still in the call
+// answers that 486 Busy Here.
+func (s *Engine) sendByeThen(c *call, l *leg, sent func()) {
 	req := l.newRequest(sip.BYE, nil)
 	s.edge.Prepare(req)
 	s.wg.Go(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 64*sip.T1)
 		defer cancel()
-		res, err := s.edge.Client().Do(ctx, req)
+		res, err := s.byeDo(ctx, req, sent)
 		switch {
 		case err != nil || res == nil:
 			// sipgo returns no response and no error when the
@@ -216,6 +223,32 @@ func (s *Engine) sendBye(c *call, l *leg) {
 			c.log.Warn("BYE refused", "leg", l.name, "code", res.StatusCode)
 		}
 	})
+}
+
+// byeDo is sipgo's Client.Do calling sent between the transaction's
+// first write and the wait for its final response.
+func (s *Engine) byeDo(ctx context.Context, req *sip.Request, sent func()) (*sip.Response, error) {
+	tx, err := s.edge.Client().TransactionRequest(ctx, req)
+	if sent != nil {
+		sent()
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Terminate()
+	for {
+		select {
+		case res := <-tx.Responses():
+			if res.IsProvisional() {
+				continue
+			}
+			return res, nil
+		case <-tx.Done():
+			return nil, tx.Err()
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 }
 
 // Retransmission reports whether req is A's INVITE of a live call again,
