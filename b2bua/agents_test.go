@@ -55,6 +55,12 @@ func fromCallee(t *testing.T, p *peer, b *sip.Request, tag string, method sip.Re
 
 func (h *huntFlow) wantBusy(agent string, want bool) {
 	h.t.Helper()
+	// An agent leaving a call is freed once its BYE is written, from the
+	// BYE's goroutine: the peer may read the BYE a moment before.
+	deadline := time.Now().Add(2 * time.Second)
+	for h.srv.hunts.busy(agent) != want && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
 	if got := h.srv.hunts.busy(agent); got != want {
 		h.t.Errorf("agent %s busy: %v, want %v", agent, got, want)
 	}

@@ -183,8 +183,8 @@ func (s *Engine) join(c *call, x *transfer, c2 *call, x2 *transfer) {
 		s.joinFailed(c, x, 500, "Server Internal Error")
 		return
 	}
-	up1, rec1 := c.leaveForJoin(x, c2)
-	up2, rec2 := c2.leaveForJoin(x2, c)
+	up1, free1, rec1 := c.leaveForJoin(x, c2)
+	up2, free2, rec2 := c2.leaveForJoin(x2, c)
 	s.reg.moveEndpoint(c, int(x.from.side), "", 0)
 	s.reg.moveEndpoint(c2, int(x2.from.side), "", 0)
 	c.updateMOH()
@@ -204,17 +204,22 @@ func (s *Engine) join(c *call, x *transfer, c2 *call, x2 *transfer) {
 	s.notifyTransferred(rec2)
 	x.notify.final(200, "OK", func() {
 		if up1 {
-			s.sendBye(c, x.from)
+			s.sendByeThen(c, x.from, free1)
+		} else {
+			free1()
 		}
 		if up2 {
-			s.sendBye(c2, x2.from)
+			s.sendByeThen(c2, x2.from, free2)
+		} else {
+			free2()
 		}
 	})
 }
 
 // leaveForJoin takes x's leg out of c, now joined to other; it reports
-// whether the leg still needs a BYE, and the transfer's record.
-func (c *call) leaveForJoin(x *transfer, other *call) (bool, events.Transfer) {
+// whether the leg still needs a BYE, what frees its agent once that BYE
+// is sent, and the transfer's record.
+func (c *call) leaveForJoin(x *transfer, other *call) (bool, func(), events.Transfer) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	l := x.from
@@ -225,14 +230,15 @@ func (c *call) leaveForJoin(x *transfer, other *call) (bool, events.Transfer) {
 		c.bAnswered = false
 	}
 	l.retired, x.connected = true, true
-	// The agent leaves this call (its BYE follows the final NOTIFY): free.
-	c.freeAgentLocked(l)
+	// The agent leaves this call: free once the final NOTIFY and its BYE
+	// are sent.
+	free := c.takeAgentLocked(l)
 	c.cc.xfer, c.cc.joined = nil, other
 	x.recorded = true
 	rec := x.record(c, dialResult{code: 200, reason: "OK"})
 	rec.Connected, rec.JoinedCallID = true, other.id
 	c.cc.transfers = append(c.cc.transfers, rec)
-	return up, rec
+	return up, free, rec
 }
 
 // handover is a semi-attended transfer under way: call c's transfer x

@@ -3,6 +3,7 @@ package b2bua
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -98,5 +99,68 @@ func TestQueueWakesOnAgentLeaving(t *testing.T) {
 		t.Fatal("the agent was rung again for the first call")
 	}
 	h.answer(h.pbx, b2, "a2")
+	h.hangUp(inv2, ok2, h.pbx)
+}
+
+// TestQueueRingsTransferorAfterItsBye: an agent that blind-transfers
+// its caller (REFER) while another caller waits in its queue is rung for
+// that caller only after the transfer's final NOTIFY and the BYE of the
+// dialog it transferred: rung sooner, its phone, still in the transfer,
+// answers 486 and the queue backs off the agent.
+func TestQueueRingsTransferorAfterItsBye(t *testing.T) {
+	newBridge := func(string, *slog.Logger, media.LegConfig, media.LegConfig) (Bridge, error) {
+		return localBridge{}, nil
+	}
+	h := startHuntFlowSetup(t, "{queue: {hunt: team, limit_time: 60s, announce_every: 30s}}",
+		`  - {name: team, targets: [{endpoint: pbx, user: "1"}]}`, `, transfer: {allow: [{endpoint: pbx2}]}`, newBridge, func(s *Engine) {
+			s.queueRetry = time.Hour
+			s.SetCallFlows(func(*configs.Number, configs.Route) FlowEngine { return queueOnly{t} })
+		})
+	queued := func() (*sip.Request, *sip.Response) {
+		t.Helper()
+		inv := h.metaCall()
+		ok := h.meta.response(200)
+		h.meta.send(h.addr, ackFor(inv, ok))
+		return inv, ok
+	}
+	inv1, ok1 := queued()
+	b1 := h.pbx.request(sip.INVITE)
+	h.answer(h.pbx, b1, "a1")
+	inv2, ok2 := queued()
+	h.pbx.send(h.addr, fromCallee(t, h.pbx, b1, "a1", sip.REFER, 2,
+		"Refer-To: <sip:2@127.0.0.5>", "Referred-By: <sip:1@127.0.0.3>"))
+	x := h.pbx2.request(sip.INVITE)
+	h.answer(h.pbx2, x, "x")
+	var notified, byed bool
+	for !byed {
+		switch m := h.pbx.next("the REFER's progress").(type) {
+		case *sip.Response:
+			if m.StatusCode != 202 {
+				t.Fatalf("REFER answered %s", startLine(m))
+			}
+		case *sip.Request:
+			switch {
+			case m.Method == sip.INVITE:
+				t.Fatalf("the agent was rung for the waiting caller before the transfer was over (final NOTIFY %v, BYE %v)", notified, byed)
+			case m.Method == sip.NOTIFY && strings.Contains(string(m.Body()), "200"):
+				notified = true
+			case m.Method == sip.BYE:
+				if callIDOf(m) != callIDOf(b1) {
+					t.Fatalf("BYE for %s, want the transferred dialog %s", callIDOf(m), callIDOf(b1))
+				}
+				byed = true
+			}
+			h.pbx.reply(m, 200, "OK", "", nil)
+		}
+	}
+	if !notified {
+		t.Error("BYE before the final NOTIFY")
+	}
+	b2 := h.pbx.request(sip.INVITE)
+	if callIDOf(b2) == callIDOf(b1) || requestUser(b2) != "1" {
+		t.Fatalf("rang %s (%s), want 1 for the waiting caller", requestUser(b2), callIDOf(b2))
+	}
+	h.answer(h.pbx, b2, "a2")
+	h.hangUp(inv1, ok1, h.pbx2)
 	h.hangUp(inv2, ok2, h.pbx)
 }

@@ -326,9 +326,11 @@ func (s *Engine) completeTransfer(c *call, x *transfer, r dialResult) {
 	}
 	old.retired = true
 	x.connected = true
-	// The transferring agent is free from now (its BYE follows the final
-	// NOTIFY); the one that answered is busy while its leg is the call's.
-	c.freeAgentLocked(old)
+	// The transferring agent is free once the final NOTIFY and its BYE
+	// are sent: a queue call ringing it sooner reaches a phone still in
+	// the transfer. The one that answered is busy while its leg is the
+	// call's.
+	freeOld := c.takeAgentLocked(old)
 	if !x.redirected {
 		c.seatAgentLocked(nl, sipedge.Callee{EP: x.ep, User: x.user}, x.list)
 	}
@@ -352,7 +354,9 @@ func (s *Engine) completeTransfer(c *call, x *transfer, r dialResult) {
 	s.notifyTransferred(rec)
 	x.notify.final(200, "OK", func() {
 		if oldUp {
-			s.sendBye(c, old)
+			s.sendByeThen(c, old, freeOld)
+		} else {
+			freeOld()
 		}
 	})
 	if gone {
