@@ -28,7 +28,7 @@ type PermissionStore interface {
 	MessageSeen(id string) (bool, error)
 	MarkMessage(id string) error
 	Restrict(phoneNumberID string, until time.Time, reason string) error
-	RestrictFromMeta(phoneNumberID string, until, at time.Time, reason string) (applied bool, err error)
+	RestrictFromMeta(phoneNumberID string, until, at time.Time, reason string) (permissions.MetaResult, error)
 	Restrictions() ([]permissions.Restriction, error)
 }
 

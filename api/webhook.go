@@ -277,20 +277,27 @@ func (h *webhook) apply(rep permissionReply) bool {
 	return true
 }
 
-// restrict records Meta's pause of a number's business-initiated calls;
-// false when the store failed (worth a retry).
+// restrict records Meta's pause of a number's business-initiated calls,
+// or its lift; false when the store failed (worth a retry).
 func (h *webhook) restrict(u accountUpdate) bool {
 	if h.store == nil {
 		h.log.Warn("webhook: business-initiated calling restricted, not recorded: permissions are disabled",
 			"phone_number_id", u.PhoneNumberID, "until", u.Until, "reason", u.Reason)
 		return true
 	}
-	applied, err := h.store.RestrictFromMeta(u.PhoneNumberID, u.Until, u.At, u.Reason)
+	res, err := h.store.RestrictFromMeta(u.PhoneNumberID, u.Until, u.At, u.Reason)
 	if err != nil {
 		h.log.Error("webhook: restriction not persisted", "phone_number_id", u.PhoneNumberID, "error", err)
 		return false
 	}
-	if !applied {
+	// A pause or lift applied is logged by the store.
+	switch res.Outcome {
+	case permissions.MetaSuperseded:
+		// Meta retries, and deliveries reach several nodes: updates
+		// arrive out of order, and the one Meta sent last stands.
+		h.log.Warn("webhook: account_update ignored: Meta sent it before the update in force (a late delivery)",
+			"phone_number_id", u.PhoneNumberID, "sent_at", u.At, "until", u.Until, "in_force_sent_at", res.InForceSent)
+	case permissions.MetaOperatorLifted:
 		// account_update carries no message id: a redelivery or replay
 		// is told by its expiration (and time) against the operator's
 		// lift and the pause it lifted.

@@ -572,3 +572,62 @@ func TestWebhookAccountUpdateReplayAfterLift(t *testing.T) {
 		t.Errorf("Meta's new pause sent in the lift's second: %v, want restricted", d.Verdict)
 	}
 }
+
+// TestWebhookAccountUpdateOutOfOrder: Meta's account_updates reach wagate
+// out of order (Meta retries; several nodes). Before, the last delivered
+// won: an older pause delivered after a newer one shortened it, and an
+// older lift lifted it. They are ignored now, answered 200 and logged once
+// each at warn with the number, and the newer pause stands.
+func TestWebhookAccountUpdateOutOfOrder(t *testing.T) {
+	var logs lockedBuf
+	f := newFixture(t, func(o *Options) { o.Log = slog.New(slog.NewTextHandler(&logs, nil)) })
+	if err := f.cache.Grant(kerry, true, time.Time{}, "api"); err != nil {
+		t.Fatal(err)
+	}
+	update := func(sent, expiration time.Time) []byte {
+		b := accountUpdatePayload(`{"phone_number_id":"` + testNumberID + `","event":"ACCOUNT_RESTRICTION","restriction_info":[{"restriction_type":"RESTRICTED_BUSINESS_INITIATED_CALLING","expiration":` +
+			itoa(expiration.Unix()) + `}]}`)
+		return []byte(strings.Replace(string(b), `"time":1749416383,`, `"time":`+itoa(sent.Unix())+`,`, 1))
+	}
+	newer := epoch.Add(-time.Hour)
+	older := newer.Add(-time.Hour)
+	for _, b := range [][]byte{
+		update(newer, newer.Add(7*24*time.Hour)),
+		update(older, older.Add(7*24*time.Hour)), // a shorter pause, sent before
+		update(older, older),                     // Meta's lift (expired), sent before
+	} {
+		if r := f.deliver(t, b); r.code != 200 {
+			t.Fatalf("%d %s", r.code, r.body)
+		}
+	}
+	if d, _ := f.cache.Admit(kerry); d.Verdict != permissions.Restricted {
+		t.Errorf("after the older updates: %v, want restricted", d.Verdict)
+	}
+	rs, err := f.cache.Restrictions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 1 || !rs[0].Until.Equal(newer.Add(7*24*time.Hour)) {
+		t.Errorf("restrictions %+v, want the newer pause's, until %v", rs, newer.Add(7*24*time.Hour))
+	}
+	const line = "account_update ignored: Meta sent it before the update in force"
+	if n := strings.Count(logs.String(), line); n != 2 {
+		t.Errorf("%d log lines %q, want 2:\n%s", n, line, logs.String())
+	}
+	if !strings.Contains(logs.String(), "phone_number_id="+testNumberID) {
+		t.Errorf("log lines without the number:\n%s", logs.String())
+	}
+	if n := f.cache.Stats().StaleAccountUpdates; n != 2 {
+		t.Errorf("%d stale account updates counted, want 2", n)
+	}
+
+	// A newer lift applies.
+	if r := f.deliver(t, update(epoch, epoch.Add(-time.Second))); r.code != 200 {
+		t.Fatal(r.code)
+	}
+	if d, tk := f.cache.Admit(kerry); !d.Allowed() {
+		t.Errorf("after Meta's newer lift: %v, want the call admitted", d.Verdict)
+	} else {
+		tk.Finish(permissions.Failed)
+	}
+}

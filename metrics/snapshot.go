@@ -65,7 +65,7 @@ var (
 	dPermCached      = desc("wagate_permission_admitted_from_cache_total", "Calls admitted from the local cache while Redis was down (on_down cache).")
 	dPermLearned     = desc("wagate_permission_learned_no_permission_total", "Pairs revoked because Meta itself answered 403 No Approved Call Permission Found.")
 	dPermLearnedCap  = desc("wagate_permission_learned_daily_cap_total", "Times Meta answered 403 Business Initiated Connected Call Per Day Limit Hit for a pair below the cap here (the pair's window was filled).")
-	dPermStale       = desc("wagate_permission_webhook_ignored_total", "Meta webhook replies ignored: stale (older than the pair's last change) or replayed (already applied).", "why")
+	dPermStale       = desc("wagate_permission_webhook_ignored_total", "Meta webhook messages ignored: stale (a reply older than the pair's last change), replayed (already applied) or stale_account_update (an account_update sent before the number's one in force).", "why")
 	dPermRestrict    = desc("wagate_permission_restricted_refusals_total", "Business-initiated calls refused while Meta paused the number (138013).")
 	dPermPending     = desc("wagate_permission_pending_outcomes", "Call outcomes made while Redis was down and not yet written back.")
 	dWebhookUnknown  = desc("wagate_webhook_unknown_number_total", "Meta webhook replies for a phone_number_id no configured number has (logged, ignored).")
@@ -193,6 +193,7 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(dPermLearnedCap, s.LearnedDailyCap)
 		counter(dPermStale, s.StaleReplies, "stale")
 		counter(dPermStale, s.ReplayedMessages, "replayed")
+		counter(dPermStale, s.StaleAccountUpdates, "stale_account_update")
 		counter(dPermRestrict, s.RestrictedRefusals)
 		gauge(dPermPending, float64(s.PendingOutcomes))
 	}

@@ -16,15 +16,16 @@ type ext struct {
 	mu           sync.RWMutex
 	aliases      map[string]string // "pnid/BSUID" → "+phone"
 	restrictions map[string]Restriction
-	seen         map[string]int64 // webhook message id → applied at (Unix ns)
-	lifts        map[string]lift  // phone-number-id → the operator's last lift of its pause
+	seen         map[string]int64    // webhook message id → applied at (Unix ns)
+	lifts        map[string]lift     // phone-number-id → the operator's last lift of its pause
+	metaSent     map[string]metaSent // phone-number-id → when Meta sent the update in force
 
 	// restrictMu makes a pause's check against the lift and its write
 	// one step, as the Redis store's script does: a lift cannot slip
 	// between them.
 	restrictMu sync.Mutex
 
-	errors, learned, learnedCap, stale, replayed, restricted atomic.Uint64
+	errors, learned, learnedCap, stale, replayed, restricted, staleMeta atomic.Uint64
 }
 
 func (x *ext) init() {
@@ -32,6 +33,7 @@ func (x *ext) init() {
 	x.restrictions = make(map[string]Restriction)
 	x.seen = make(map[string]int64)
 	x.lifts = make(map[string]lift)
+	x.metaSent = make(map[string]metaSent)
 }
 
 // IsBSUID reports whether a normalised user is a business-scoped user id
@@ -178,6 +180,11 @@ func (c *Cache) loadExt() error {
 			if id, ok := strings.CutPrefix(string(k), liftPrefix); ok {
 				if l, ok := decodeLift(v); ok && l.at > now-int64(messageRetention) {
 					c.ext.lifts[id] = l
+					return nil
+				}
+			} else if id, ok := strings.CutPrefix(string(k), metaSentPrefix); ok {
+				if m, ok := decodeMetaSent(v); ok && m.at > now-int64(messageRetention) {
+					c.ext.metaSent[id] = m
 					return nil
 				}
 			} else if len(v) == 8 {

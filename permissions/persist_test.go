@@ -215,6 +215,10 @@ func TestMessagesRemembered(t *testing.T) {
 	if err := e.c.MarkMessage("wamid.1"); err != nil {
 		t.Fatal(err)
 	}
+	// Meta's lift of a number: when it was sent is kept with the ids.
+	if _, err := e.c.RestrictFromMeta("100000000000001", epoch.Add(-time.Hour), epoch.Add(-time.Hour), "RESTRICTED_BUSINESS_INITIATED_CALLING"); err != nil {
+		t.Fatal(err)
+	}
 	e.reopen(t)
 	if seen, _ := e.c.MessageSeen("wamid.1"); !seen {
 		t.Error("applied id forgotten by a restart")
@@ -239,6 +243,9 @@ func TestLapsedWhileStoppedDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := e.c.Restrict("100000000000001", epoch.Add(time.Hour), "RESTRICTED_BUSINESS_INITIATED_CALLING"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.c.RestrictFromMeta("100000000000002", epoch.Add(time.Hour), epoch, "RESTRICTED_BUSINESS_INITIATED_CALLING"); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.c.Close(); err != nil {

@@ -129,7 +129,7 @@ type Redis struct {
 }
 
 type redisStats struct {
-	errors, refused, fromCache, learned, learnedCap, stale, replayed, restricted, dataLost atomic.Uint64
+	errors, refused, fromCache, learned, learnedCap, stale, replayed, restricted, dataLost, staleMeta atomic.Uint64
 }
 
 // local is what this node alone knows: its calls in progress (the truth
@@ -560,6 +560,7 @@ func (r *Redis) Stats() Stats {
 		LearnedDailyCap:     r.stats.learnedCap.Load(),
 		StaleReplies:        r.stats.stale.Load(),
 		ReplayedMessages:    r.stats.replayed.Load(),
+		StaleAccountUpdates: r.stats.staleMeta.Load(),
 		RestrictedRefusals:  r.stats.restricted.Load(),
 		PendingOutcomes:     pending,
 		DataLost:            r.stats.dataLost.Load(),

@@ -86,13 +86,15 @@ redis.call('SET', KEYS[3], rec, 'PX', ARGV[2])
 return 1
 `)
 
-// RestrictFromMeta records Meta's pause unless an operator lifted the
-// number's pause after it was sent (see Cache.RestrictFromMeta), in one
-// script so that a lift cannot slip between the check and the write.
-func (r *Redis) RestrictFromMeta(phoneNumberID string, until, at time.Time, reason string) (bool, error) {
+// RestrictFromMeta records Meta's pause, or its lift, unless Meta sent it
+// before the update in force or an operator lifted the number's pause
+// after it was sent (see Cache.RestrictFromMeta), in one script so that
+// neither another node's update nor a lift can slip between the checks
+// and the write.
+func (r *Redis) RestrictFromMeta(phoneNumberID string, until, at time.Time, reason string) (MetaResult, error) {
 	id, err := NormalizePhoneNumberID(phoneNumberID)
 	if err != nil {
-		return false, fmt.Errorf("restrict: %w", err)
+		return MetaResult{}, fmt.Errorf("restrict: %w", err)
 	}
 	if len(reason) > maxReason {
 		reason = reason[:maxReason]
@@ -101,7 +103,7 @@ func (r *Redis) RestrictFromMeta(phoneNumberID string, until, at time.Time, reas
 		reason = "restricted"
 	}
 	if !r.available() {
-		return false, unavailable("restrict", errors.New("redis down"))
+		return MetaResult{}, unavailable("restrict", errors.New("redis down"))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), r.timeout+r.waitT)
 	defer cancel()
@@ -109,50 +111,75 @@ func (r *Redis) RestrictFromMeta(phoneNumberID string, until, at time.Time, reas
 	if !at.IsZero() {
 		sent = strconv.FormatInt(at.UnixMilli(), 10)
 	}
-	v, err := scriptMetaPause.Run(ctx, r.rdb, []string{r.prefix + "r:" + id, r.restrictIdx(), r.prefix + "m:" + liftKey(id)},
-		id, reason, until.UnixMilli(), sent, metaPauseLength.Milliseconds(), liftSkew.Milliseconds(), liftEndSlack.Milliseconds()).Int64()
+	v, err := scriptMetaPause.Run(ctx, r.rdb,
+		[]string{r.prefix + "r:" + id, r.restrictIdx(), r.prefix + "m:" + liftKey(id), r.prefix + "m:" + metaSentKey(id)},
+		id, reason, until.UnixMilli(), sent, metaPauseLength.Milliseconds(), liftSkew.Milliseconds(), liftEndSlack.Milliseconds(),
+		messageRetention.Milliseconds()).Int64Slice()
+	if err == nil && (len(v) != 2 || v[0] < int64(MetaPaused) || v[0] > int64(MetaSuperseded)) {
+		err = errGarbage("restrict", v)
+	}
 	if err != nil {
 		r.failed("restrict", err)
-		return false, unavailable("restrict", err)
+		return MetaResult{}, unavailable("restrict", err)
 	}
-	if v == 0 {
-		return false, nil
+	res := MetaResult{Outcome: MetaOutcome(v[0])}
+	switch res.Outcome {
+	case MetaSuperseded:
+		r.stats.staleMeta.Add(1)
+		res.InForceSent = time.UnixMilli(v[1]).UTC()
+		return res, nil
+	case MetaOperatorLifted:
+		return res, nil
+	case MetaLifted:
+		r.log.Info("business-initiated calling restriction lifted by Meta", "phone_number_id", id)
+	default:
+		r.log.Warn("business-initiated calling restriction recorded", "phone_number_id", id, "until", until.UTC().Format(time.RFC3339), "reason", reason)
 	}
-	r.log.Warn("business-initiated calling restriction recorded", "phone_number_id", id, "until", until.UTC().Format(time.RFC3339), "reason", reason)
-	return true, r.durable(ctx)
+	return res, r.durable(ctx)
 }
 
 // scriptMetaPause: KEYS the number's pause, the pauses' index, the
-// operator's last lift (scriptLift); ARGV id, reason, until (ms), sent
-// (ms, or "" unknown), Meta's pause length, liftSkew, liftEndSlack (ms).
-// Answers 0 when the pause is the one the operator lifted (pauseLifted),
-// else 1 (written, or lifted when it has ended).
+// operator's last lift (scriptLift), when Meta sent the update in force
+// (m:metasent:<id>, ms; see Cache's metaSent); ARGV id, reason, until
+// (ms), sent (ms, or "" unknown), Meta's pause length, liftSkew,
+// liftEndSlack, the retention of the sent time (ms). Answers {outcome,
+// the sent time in force}, the outcome a MetaOutcome: superseded when
+// sent before the update in force, operator-lifted when it is the pause
+// the operator lifted (pauseLifted), else paused (written) or lifted
+// (its end has passed), the sent time then kept ("" forgets it: unknown).
 var scriptMetaPause = redis.NewScript(luaNow + `
+local sent = tonumber(ARGV[4])
+local inForce = tonumber(redis.call('GET', KEYS[4]) or '')
+if sent and inForce and sent < inForce then return {4, inForce} end
 local rec = redis.call('GET', KEYS[3])
 local untilMs = tonumber(ARGV[3])
-local sent = tonumber(ARGV[4])
 local skew = tonumber(ARGV[6])
 if rec then
   local l, e = string.match(rec, '^(%d+):?(%d*)$')
   l, e = tonumber(l), tonumber(e)
   if l and e then
-    if untilMs <= e + tonumber(ARGV[7]) and (not sent or sent <= l + skew) then return 0 end
+    if untilMs <= e + tonumber(ARGV[7]) and (not sent or sent <= l + skew) then return {3, 0} end
   elseif l then
     if sent then
-      if sent + skew <= l then return 0 end
+      if sent + skew <= l then return {3, 0} end
     elseif untilMs + skew <= l + tonumber(ARGV[5]) then
-      return 0
+      return {3, 0}
     end
   end
+end
+if sent then
+  redis.call('SET', KEYS[4], ARGV[4], 'PX', ARGV[8])
+else
+  redis.call('DEL', KEYS[4])
 end
 if untilMs <= now then
   redis.call('DEL', KEYS[1])
   redis.call('SREM', KEYS[2], ARGV[1])
-else
-  redis.call('SET', KEYS[1], ARGV[2], 'PXAT', untilMs)
-  redis.call('SADD', KEYS[2], ARGV[1])
+  return {2, 0}
 end
-return 1
+redis.call('SET', KEYS[1], ARGV[2], 'PXAT', untilMs)
+redis.call('SADD', KEYS[2], ARGV[1])
+return {1, 0}
 `)
 
 // restrictIdx is the set of the numbers that have (or had) a pause, so

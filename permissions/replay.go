@@ -68,8 +68,8 @@ func (c *Cache) MarkMessage(id string) error {
 	return nil
 }
 
-// sweepMessages forgets message ids, and operators' lifts, past the
-// retention.
+// sweepMessages forgets message ids, operators' lifts and the times of
+// Meta's updates in force (metaSent), past the retention.
 func (c *Cache) sweepMessages(now int64) {
 	cut := now - int64(messageRetention)
 	var gone []string
@@ -86,6 +86,12 @@ func (c *Cache) sweepMessages(now int64) {
 			gone = append(gone, liftPrefix+id)
 		}
 	}
+	for id, m := range c.ext.metaSent {
+		if m.at <= cut {
+			delete(c.ext.metaSent, id)
+			gone = append(gone, metaSentPrefix+id)
+		}
+	}
 	c.ext.mu.Unlock()
 	if len(gone) == 0 || c.store == nil {
 		return
@@ -93,8 +99,9 @@ func (c *Cache) sweepMessages(now int64) {
 	_ = c.store.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketMessages)
 		for _, id := range gone {
-			// Unless written again since (a new lift of the number):
-			// its first 8 bytes are its time, as in every record here.
+			// Unless written again since (a new lift of the number, a
+			// new update of Meta's): its first 8 bytes are its time, as
+			// in every record here.
 			if l, ok := decodeLift(b.Get([]byte(id))); ok && l.at > cut {
 				continue
 			}

@@ -120,6 +120,7 @@ func (c *Cache) Stats() Stats {
 		LearnedDailyCap:     c.ext.learnedCap.Load(),
 		StaleReplies:        c.ext.stale.Load(),
 		ReplayedMessages:    c.ext.replayed.Load(),
+		StaleAccountUpdates: c.ext.staleMeta.Load(),
 		RestrictedRefusals:  c.ext.restricted.Load(),
 	}
 }

@@ -41,27 +41,118 @@ func (c *Cache) Restrict(phoneNumberID string, until time.Time, reason string) e
 	}
 	c.ext.restrictMu.Lock()
 	defer c.ext.restrictMu.Unlock()
-	return c.restrict(id, until, reason, true)
+	_, err = c.restrict(id, until, reason, true, time.Time{})
+	return err
 }
 
-// RestrictFromMeta records Meta's pause (account_update), sent at at (zero
-// when the webhook had no time), unless it is the pause an operator lifted
-// (pauseLifted): applied false then. Account updates carry no message id,
+// MetaOutcome is what RestrictFromMeta did with Meta's account_update.
+type MetaOutcome int
+
+const (
+	// MetaPaused: the pause was recorded; it is in force until its end.
+	MetaPaused MetaOutcome = iota + 1
+	// MetaLifted: its end had passed — Meta's lift — and the number's
+	// pause, if any, ended.
+	MetaLifted
+	// MetaOperatorLifted: ignored, it is the pause an operator lifted (a
+	// redelivery or replay; pauseLifted).
+	MetaOperatorLifted
+	// MetaSuperseded: ignored, Meta sent it before the update in force (a
+	// late delivery: Meta's retries, deliveries to several nodes).
+	MetaSuperseded
+)
+
+func (o MetaOutcome) String() string {
+	switch o {
+	case MetaPaused:
+		return "paused"
+	case MetaLifted:
+		return "lifted"
+	case MetaOperatorLifted:
+		return "operator_lifted"
+	case MetaSuperseded:
+		return "superseded"
+	}
+	return fmt.Sprintf("MetaOutcome(%d)", int(o))
+}
+
+// Applied reports whether the update changed the number's pause.
+func (o MetaOutcome) Applied() bool { return o == MetaPaused || o == MetaLifted }
+
+// MetaResult is RestrictFromMeta's answer.
+type MetaResult struct {
+	Outcome MetaOutcome
+	// InForceSent is when Meta sent the update in force, for
+	// MetaSuperseded.
+	InForceSent time.Time
+}
+
+// RestrictFromMeta records Meta's pause (account_update), or its lift (an
+// until already passed), sent at at (zero when the webhook had no time).
+// Ignored when Meta sent it before the update in force (MetaSuperseded;
+// see metaSent), or when it is the pause an operator lifted
+// (MetaOperatorLifted; pauseLifted): account updates carry no message id,
 // so a replay is told by its end and time against the lift.
-func (c *Cache) RestrictFromMeta(phoneNumberID string, until, at time.Time, reason string) (bool, error) {
+func (c *Cache) RestrictFromMeta(phoneNumberID string, until, at time.Time, reason string) (MetaResult, error) {
 	id, err := NormalizePhoneNumberID(phoneNumberID)
 	if err != nil {
-		return false, fmt.Errorf("restrict: %w", err)
+		return MetaResult{}, fmt.Errorf("restrict: %w", err)
 	}
 	c.ext.restrictMu.Lock()
 	defer c.ext.restrictMu.Unlock()
+	now := c.now()
 	c.ext.mu.RLock()
-	l, ok := c.ext.lifts[id]
+	l, lifted := c.ext.lifts[id]
+	m, marked := c.ext.metaSent[id]
 	c.ext.mu.RUnlock()
-	if ok && l.at > c.now()-int64(messageRetention) && pauseLifted(until, at, l) {
-		return false, nil
+	if marked && m.at > now-int64(messageRetention) && !at.IsZero() && at.UnixNano() < m.sent {
+		c.ext.staleMeta.Add(1)
+		return MetaResult{Outcome: MetaSuperseded, InForceSent: time.Unix(0, m.sent).UTC()}, nil
 	}
-	return true, c.restrict(id, until, reason, false)
+	if lifted && l.at > now-int64(messageRetention) && pauseLifted(until, at, l) {
+		return MetaResult{Outcome: MetaOperatorLifted}, nil
+	}
+	lifting, err := c.restrict(id, until, reason, false, at)
+	if err != nil {
+		return MetaResult{}, err
+	}
+	if lifting {
+		return MetaResult{Outcome: MetaLifted}, nil
+	}
+	return MetaResult{Outcome: MetaPaused}, nil
+}
+
+// metaSent is when Meta sent the update in force of a number (Unix ns),
+// and when wagate recorded it (by its clock, for the retention): Meta's
+// updates are ordered by it, and one sent earlier is ignored. Kept after
+// the pause ends or is lifted — a late pause must not undo Meta's lift —
+// as long as the message ids are (messageRetention), which outlasts every
+// update young enough to be applied (MaxMessageAge). No record (none
+// within the retention, a pause recorded by a wagate before this one, or
+// an update in force that had no time) is an unknown time: the next
+// update applies whenever it was sent.
+type metaSent struct{ at, sent int64 }
+
+// metaSentPrefix keys a number's metaSent among the applied webhook
+// message ids, as liftPrefix does its lift.
+const metaSentPrefix = "metasent:"
+
+func metaSentKey(id string) string { return metaSentPrefix + id }
+
+// encodeMetaSent writes the record's time first, as every record among
+// the message ids (sweepMessages reads it there), then Meta's.
+func encodeMetaSent(m metaSent) []byte {
+	b := make([]byte, 16)
+	binary.BigEndian.PutUint64(b, uint64(m.at))
+	binary.BigEndian.PutUint64(b[8:], uint64(m.sent))
+	return b
+}
+
+func decodeMetaSent(b []byte) (metaSent, bool) {
+	if len(b) != 16 {
+		return metaSent{}, false
+	}
+	return metaSent{at: int64(beUint64(b)), sent: int64(beUint64(b[8:]))}, true
 }
 
 // lift is an operator's lift of a number's pause (DELETE
@@ -138,13 +229,20 @@ func pauseLifted(until, at time.Time, l lift) bool {
 	return until.UnixNano()+int64(liftSkew) <= l.at+int64(metaPauseLength)
 }
 
-// restrict writes a pause, or its lift; the caller holds restrictMu.
-func (c *Cache) restrict(id string, until time.Time, reason string, byOperator bool) error {
+// restrict writes a pause, or its lift, and says which; the caller holds
+// restrictMu. Meta's (not byOperator) also records when Meta sent it
+// (metaSent; a zero sent forgets the time in force), in the same
+// transaction.
+func (c *Cache) restrict(id string, until time.Time, reason string, byOperator bool, sent time.Time) (lifting bool, err error) {
 	if len(reason) > maxReason {
 		reason = reason[:maxReason]
 	}
 	now := c.now()
-	lifting := until.IsZero() || until.UnixNano() <= now
+	lifting = until.IsZero() || until.UnixNano() <= now
+	var mark *metaSent
+	if !byOperator && !sent.IsZero() {
+		mark = &metaSent{at: now, sent: sent.UnixNano()}
+	}
 	var rec *lift
 	if lifting && byOperator {
 		// The end of the pause lifted now, or of one lifted before
@@ -170,6 +268,17 @@ func (c *Cache) restrict(id string, until time.Time, reason string, byOperator b
 					return err
 				}
 			}
+			if !byOperator {
+				var err error
+				if mark != nil {
+					err = tx.Bucket(bucketMessages).Put([]byte(metaSentKey(id)), encodeMetaSent(*mark))
+				} else {
+					err = tx.Bucket(bucketMessages).Delete([]byte(metaSentKey(id)))
+				}
+				if err != nil {
+					return err
+				}
+			}
 			if lifting {
 				return b.Delete([]byte(id))
 			}
@@ -177,7 +286,7 @@ func (c *Cache) restrict(id string, until time.Time, reason string, byOperator b
 		})
 		if err != nil {
 			c.ext.errors.Add(1)
-			return fmt.Errorf("persist restriction of %s: %w", id, err)
+			return false, fmt.Errorf("persist restriction of %s: %w", id, err)
 		}
 	}
 	c.ext.mu.Lock()
@@ -189,14 +298,23 @@ func (c *Cache) restrict(id string, until time.Time, reason string, byOperator b
 	if rec != nil {
 		c.ext.lifts[id] = *rec
 	}
+	switch {
+	case mark != nil:
+		c.ext.metaSent[id] = *mark
+	case !byOperator:
+		delete(c.ext.metaSent, id)
+	}
 	c.ext.mu.Unlock()
-	if lifting {
+	switch {
+	case lifting && byOperator:
 		c.log.Info("business-initiated calling restriction lifted", "phone_number_id", id)
-	} else {
+	case lifting:
+		c.log.Info("business-initiated calling restriction lifted by Meta", "phone_number_id", id)
+	default:
 		c.log.Warn("business-initiated calling restricted by Meta: calls from this number are refused until the expiry",
 			"phone_number_id", id, "until", r.Until.Format(time.RFC3339), "reason", reason)
 	}
-	return nil
+	return lifting, nil
 }
 
 // restricted returns the number's restriction in force at now.

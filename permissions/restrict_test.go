@@ -12,14 +12,14 @@ const metaReason = "RESTRICTED_BUSINESS_INITIATED_CALLING"
 
 // metaPause delivers Meta's pause to s and says whether it applied.
 func metaPause(t *testing.T, s interface {
-	RestrictFromMeta(string, time.Time, time.Time, string) (bool, error)
+	RestrictFromMeta(string, time.Time, time.Time, string) (MetaResult, error)
 }, id string, until, at time.Time) bool {
 	t.Helper()
-	ok, err := s.RestrictFromMeta(id, until, at, metaReason)
+	res, err := s.RestrictFromMeta(id, until, at, metaReason)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ok
+	return res.Outcome.Applied()
 }
 
 // pausedUntil is the number's pause's end in s's list (zero: none).

@@ -52,12 +52,17 @@ type Store interface {
 	// RESTRICTED_BUSINESS_INITIATED_CALLING); a zero until lifts it.
 	Restrict(phoneNumberID string, until time.Time, reason string) error
 	// RestrictFromMeta records Meta's pause sent at the given time (zero:
-	// unknown), unless it is the pause an operator lifted — it ends no
-	// later than the one lifted, and was sent before the lift (applied
-	// false): a replayed account_update, which carries no message id,
-	// does not bring back a pause the operator lifted, and a new one,
-	// ending later, applies whatever its time.
-	RestrictFromMeta(phoneNumberID string, until, at time.Time, reason string) (applied bool, err error)
+	// unknown), or Meta's lift (an until already passed), and says what
+	// became of it (MetaResult). Meta's updates are ordered by the time
+	// it sent them: one sent before the update in force is ignored
+	// (MetaSuperseded), so that a late delivery neither shortens nor
+	// lifts a newer pause, nor undoes Meta's newer lift. A pause an
+	// operator lifted — it ends no later than the one lifted, and was
+	// sent before the lift — is ignored too (MetaOperatorLifted): a
+	// replayed account_update, which carries no message id, does not
+	// bring back a pause the operator lifted, and a new one, ending
+	// later, applies whatever its time.
+	RestrictFromMeta(phoneNumberID string, until, at time.Time, reason string) (MetaResult, error)
 	// Restrictions lists the numbers paused now.
 	Restrictions() ([]Restriction, error)
 
@@ -138,6 +143,9 @@ type Stats struct {
 	// last change; ReplayedMessages those ignored as already applied.
 	StaleReplies     uint64 `json:"stale_replies"`
 	ReplayedMessages uint64 `json:"replayed_messages"`
+	// StaleAccountUpdates counts Meta's account_updates (pauses and
+	// lifts of a number) ignored as sent before the one in force.
+	StaleAccountUpdates uint64 `json:"stale_account_updates"`
 	// RestrictedRefusals counts calls refused because Meta paused the
 	// number's business-initiated calling.
 	RestrictedRefusals uint64 `json:"restricted_refusals"`

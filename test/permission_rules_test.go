@@ -405,6 +405,46 @@ func TestRuleAccountUpdateReplayAfterLift(t *testing.T) {
 	checkRejection(t, res, "403", "Business Initiated Calling Restricted", "", "138013")
 }
 
+// TestRuleAccountUpdateOutOfOrder: Meta's account_updates reach wagate
+// out of order (Meta retries; several nodes). A pause Meta sent an hour
+// ago, and a lift it sent half an hour ago, arrive after the pause it sent
+// a minute ago: both are ignored, logged and counted, and the dialer's
+// call is still refused with Retry-After to the newest pause's end.
+// Before, the last delivered won: the late lift unpaused the number, and
+// wagate placed calls that Meta refuses.
+func TestRuleAccountUpdateOutOfOrder(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	w := e.startWagate(ruleOpts(e, ""))
+	grantPermission(t, e, waUser, "permanent")
+	newer := time.Now().Add(-time.Minute)
+	older, lift := newer.Add(-time.Hour), newer.Add(-30*time.Minute)
+	for _, b := range [][]byte{
+		accountUpdateSentJSON(newer.Add(7*24*time.Hour), newer),
+		accountUpdateSentJSON(older.Add(7*24*time.Hour), older), // a shorter pause, sent before
+		accountUpdateSentJSON(lift, lift),                       // Meta's lift (expired), sent before
+	} {
+		if code := postWebhook(t, e.apiBase(), b); code != 200 {
+			t.Fatalf("webhook: %d", code)
+		}
+	}
+	res := expectDialerRejected(t, e, w, "out_of_order", "403")
+	checkRejection(t, res, "403", "Business Initiated Calling Restricted", "", "138013")
+	want := int(time.Until(newer.Add(7 * 24 * time.Hour)).Seconds())
+	if ra, err := strconv.Atoi(res.Header("Retry-After")); err != nil || ra < want-60 || ra > want+60 {
+		t.Errorf("Retry-After %q, want about %d s: the newest pause's end", res.Header("Retry-After"), want)
+	}
+	line := w.waitLogMsg("webhook: account_update ignored: Meta sent it before the update in force (a late delivery)", 0)
+	if line.str("phone_number_id") != phoneNumberID || line.str("level") != "WARN" {
+		t.Errorf("log line: %v", line)
+	}
+	w.waitLogCount("webhook: account_update ignored: Meta sent it before the update in force (a late delivery)", 2, reloadLimit)
+	m := scrapeMetrics(t, e)
+	if v, _ := metricValue(m, "wagate_permission_webhook_ignored_total", `why="stale_account_update"`); v != 2 {
+		t.Errorf(`wagate_permission_webhook_ignored_total{why="stale_account_update"} = %v, want 2`, v)
+	}
+}
+
 // TestRuleLimitZeroDisables (rule 8): a limit of 0 turns its rule off, as
 // docs/api.md says, and the config is accepted: with the revocation at 0,
 // five unanswered calls in a row leave the permission in place.
