@@ -34,21 +34,33 @@ type remote struct {
 	// secure: a dtls leg, which is never sent or accepts plain RTP, even
 	// before its keys are in.
 	secure bool
+	// far, farRTCP: rtp, rtcp is of an IP family the media sockets cannot
+	// send to (checkReach let it through: a peer behind NAT, or an
+	// a=rtcp address alone). Nothing is sent there, where every write
+	// would fail: media waits for the latch, RTCP for the RTCP latch
+	// (none, unless the peer is behind NAT).
+	far, farRTCP bool
 
 	latched     atomic.Pointer[netip.AddrPort]
 	latchedRTCP atomic.Pointer[netip.AddrPort]
 }
 
-// natFrom sets the behind-NAT settings of the leg configured as c.
-func (p *remote) natFrom(c LegConfig, relatch int) {
-	p.nat, p.anyAddr, p.signal, p.relatch = c.BehindNAT, c.BehindNAT && c.LatchAnyAddress, c.SignalIP, relatch
+// setUp finishes a remote built from a peer's SDP, for the leg
+// configured as c: its behind-NAT settings, and which of its addresses
+// m's sockets cannot send to.
+func (p *remote) setUp(c LegConfig, m *Manager) {
+	p.nat, p.anyAddr, p.signal, p.relatch = c.BehindNAT, c.BehindNAT && c.LatchAnyAddress, c.SignalIP, m.relatch
+	p.far, p.farRTCP = !m.reaches(p.rtp.Addr()), !m.reaches(p.rtcp.Addr())
 }
 
 // dst is where to send the peer RTP: the latched source, else its SDP
-// address.
+// address (none when the sockets cannot reach it).
 func (p *remote) dst() netip.AddrPort {
 	if a := p.latched.Load(); a != nil {
 		return *a
+	}
+	if p.far {
+		return netip.AddrPort{}
 	}
 	return p.rtp
 }
@@ -60,6 +72,9 @@ func (p *remote) rtcpDst() netip.AddrPort {
 	}
 	if a := p.latchedRTCP.Load(); a != nil {
 		return *a
+	}
+	if p.farRTCP {
+		return netip.AddrPort{}
 	}
 	return p.rtcp
 }

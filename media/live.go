@@ -28,7 +28,8 @@ type LiveLeg struct {
 	Codec, Encryption string
 	// Remote is where wagate sends the leg's RTP: the address its SDP
 	// signalled, or the source latched behind NAT. Invalid before the
-	// leg's SDP is known.
+	// leg's SDP is known, and behind NAT, while its SDP address is of a
+	// family the media sockets cannot send to, until the latch.
 	Remote netip.AddrPort
 }
 

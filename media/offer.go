@@ -97,7 +97,7 @@ func (b *Bridge) parseOfferA(offer []byte, cfgA LegConfig) (*offerA, error) {
 	if !ma.Connection.IsValid() {
 		return nil, fmt.Errorf("media: offer from A: %w", badSDP(0, "no c= for the audio stream"))
 	}
-	if err := b.m.unreachable(ma, cfgA); err != nil {
+	if err := b.checkReach(SideA, ma, cfgA, nil); err != nil {
 		return nil, fmt.Errorf("media: offer from A: %w", err)
 	}
 	var recvKeyA, sendKeyA *sdesKey
@@ -131,7 +131,7 @@ func (b *Bridge) parseOfferA(offer []byte, cfgA LegConfig) (*offerA, error) {
 	pa := &offerA{d: d, idx: idx, secA: secA, candidates: candidates, eventA: eventA, sendKey: sendKeyA}
 	if secA == nil {
 		pa.peer = &remote{rtp: mediaAddr(ma), rtcp: rtcpAddr(ma, ma.RTCPMux), mux: ma.RTCPMux, recvKey: recvKeyA, sendKey: sendKeyA}
-		pa.peer.natFrom(cfgA, b.m.relatch)
+		pa.peer.setUp(cfgA, b.m)
 	}
 	return pa, nil
 }

@@ -155,7 +155,7 @@ func (b *Bridge) AnswerB(answerB []byte) ([]byte, error) {
 	case !mb.Connection.IsValid():
 		return nil, fmt.Errorf("media: answer from B: %w", badSDP(0, "no c= for the audio stream"))
 	}
-	if err := b.m.unreachable(mb, cfgB); err != nil {
+	if err := b.checkReach(SideB, mb, cfgB, nil); err != nil {
 		return nil, fmt.Errorf("media: answer from B: %w", err)
 	}
 	var recvKeyB, sendKeyB *sdesKey
@@ -247,7 +247,7 @@ func (b *Bridge) AnswerB(answerB []byte) ([]byte, error) {
 		peerB = &remote{mux: true, secure: true}
 	default:
 		peerB = &remote{rtp: mediaAddr(mb), rtcp: rtcpAddr(mb, mux), mux: mux, recvKey: recvKeyB, sendKey: sendKeyB}
-		peerB.natFrom(cfgB, b.m.relatch)
+		peerB.setUp(cfgB, b.m)
 	}
 	n.peerB = peerB
 	// A sends with the payload types of our answer (A's); B should send
@@ -577,28 +577,82 @@ func frameTicks(c Codec, ptime int) uint32 {
 	return uint32(c.ClockRate * ptime / 1000)
 }
 
-// unreachable refuses, with an error wrapping ErrBadSDP, a stream whose
-// address (or a=rtcp address) is of a family the media sockets cannot
-// send to: bound to an
+// reaches reports whether the media sockets can send to a: bound to an
 // IPv4 address (0.0.0.0 too) they reach IPv4 only, bound to one IPv6
-// address IPv6 only; unbound (or "::") they reach both. Accepted, the
-// leg's every write failed and the call had no audio toward that peer
-// until the RTP timeout ended it; refused (488 upstream), the peer is
-// told why and, for a re-offer, the call keeps the media it had. A dtls
-// leg is not judged by c=.
-func (m *Manager) unreachable(md *Media, cfg LegConfig) error {
+// address IPv6 only, unbound (or "::") both. No address (invalid, or
+// unspecified: a hold) needs no sending and passes.
+func (m *Manager) reaches(a netip.Addr) bool {
 	bind := m.bind
-	if cfg.Encryption == EncryptionDTLS || !bind.IsValid() || bind == netip.IPv6Unspecified() {
-		return nil // dtls: ICE's candidates say where its media goes, not c=
+	if !bind.IsValid() || bind == netip.IPv6Unspecified() || !a.IsValid() || a.IsUnspecified() {
+		return true
 	}
-	for _, x := range []struct {
-		what string
-		a    netip.Addr
-	}{{"audio", md.Connection}, {"RTCP", rtcpAddr(md, md.RTCPMux).Addr()}} {
-		if a := x.a; a.IsValid() && !a.IsUnspecified() && a.Is4() != bind.Is4() {
-			return badSDP(0, "%s address %s: wagate's media is bound to %s, which cannot send to it", x.what, a, bind)
+	return a.Is4() == bind.Is4()
+}
+
+func family(a netip.Addr) string {
+	if a.Is4() {
+		return "IPv4"
+	}
+	return "IPv6"
+}
+
+// checkReach refuses, with an error wrapping ErrUnreachable, an offer or
+// answer from side s (configured as cfg) whose stream md puts its media
+// where the media sockets cannot send (reaches). Accepted, every write
+// toward that peer failed and the call had no audio that way until the
+// RTP timeout ended it; refused (488 upstream), the peer is told which
+// address and why, and a re-offer changes nothing. prev is the peer's
+// transport before a re-offer, nil for its first SDP. Two cases do
+// without the address, and are let through (the remote built then sends
+// nothing there, see remote.setUp):
+//
+//   - a peer behind NAT, whose media and RTCP go where they come from
+//     once latched (symmetric RTP), whatever its SDP says: a phone behind
+//     NAT that signals an IPv6 c= to IPv4 sockets is latched from its SIP
+//     address as usual. It needs a candidate the sockets can receive
+//     from: latch_any_address, or its SIP address of their family.
+//   - an a=rtcp address alone, in a first offer or answer: RTCP is not
+//     sent to it and the call keeps its audio. A re-offer that moves RTCP
+//     there from an address it was being sent to is refused: accepted,
+//     the reports that reached the peer would stop for the rest of the
+//     call, and it can as well be told.
+//
+// A dtls leg is not judged by c=: ICE's candidates say where its media
+// goes.
+func (b *Bridge) checkReach(s Side, md *Media, cfg LegConfig, prev *remote) error {
+	m := b.m
+	if cfg.Encryption == EncryptionDTLS {
+		return nil
+	}
+	// What and why first, short: the Warning keeps 160 bytes of it.
+	why := func(what, line string, a netip.Addr) string {
+		return fmt.Sprintf("%s address %s (%s) is %s; wagate's media sockets are %s", what, a, line, family(a), family(m.bind))
+	}
+	audio := md.Connection
+	latches := cfg.BehindNAT && (cfg.LatchAnyAddress || cfg.SignalIP.IsValid() && m.reaches(cfg.SignalIP))
+	switch {
+	case m.reaches(audio):
+	case latches:
+		from := "any address"
+		if !cfg.LatchAnyAddress {
+			from = cfg.SignalIP.String()
 		}
+		b.log.Info("media: the peer's SDP address is of a family the media sockets cannot reach; its media goes where it latches (behind NAT)",
+			"side", s, "sdp", audio, "latch_from", from)
+	case cfg.BehindNAT:
+		return &unreachableError{why("audio", "c=", audio) + fmt.Sprintf("; behind NAT, but no %s SIP address to latch from", family(m.bind))}
+	default:
+		return &unreachableError{why("audio", "c=", audio)}
 	}
+	rtcp := rtcpAddr(md, md.RTCPMux)
+	if m.reaches(rtcp.Addr()) || cfg.BehindNAT {
+		return nil // a peer behind NAT latches its RTCP too
+	}
+	if prev != nil && prev.rtcp.IsValid() && m.reaches(prev.rtcp.Addr()) {
+		return &unreachableError{why("RTCP", "a=rtcp", rtcp.Addr()) + fmt.Sprintf("; the re-offer moves it from %s", prev.rtcp)}
+	}
+	b.log.Info("media: no RTCP to the peer: its a=rtcp address is of a family the media sockets cannot reach",
+		"side", s, "rtcp", rtcp, "audio", audio)
 	return nil
 }
 

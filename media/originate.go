@@ -216,7 +216,7 @@ func (b *Bridge) reofferRinging(d *Description, isOffer bool) ([]byte, StreamSta
 	if !m.Connection.IsValid() {
 		return nil, StreamState{}, fmt.Errorf("media: %s from A: %w", what, badSDP(0, "no c= for the audio stream"))
 	}
-	if err := b.m.unreachable(m, cfgA); err != nil {
+	if err := b.checkReach(SideA, m, cfgA, n.peerA); err != nil {
 		return nil, StreamState{}, fmt.Errorf("media: %s from A: %w", what, err)
 	}
 	same := func(x, y Codec) bool {
@@ -246,7 +246,7 @@ func (b *Bridge) reofferRinging(d *Description, isOffer bool) ([]byte, StreamSta
 			st.Moved = addr != old.rtp
 			np.rtp, np.rtcp = addr, rtcpAddr(m, m.RTCPMux)
 		}
-		np.natFrom(cfgA, b.m.relatch)
+		np.setUp(cfgA, b.m)
 		b.swapRemote(old, np)
 	}
 	var body []byte

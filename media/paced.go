@@ -27,6 +27,20 @@ func (d *direction) hold(buf *packetBuf, pkt []byte, hl int, rt *route, now time
 		return false // the transcoder could not be built; logged then
 	}
 	body := payload(pkt, hl)
+	if len(body) == 0 {
+		// No audio: a header-only packet (some PBXs keep a silent stream
+		// alive so), or padding that takes all of it. It has kept the
+		// stream alive and counted as received; to the playout (and the
+		// recording) it is the same as no packet. Held, it was a frame:
+		// of no length for G.711, which the playout played and concealed
+		// again on every pacer tick (a millisecond apart, not 20), each
+		// one a number of our stream skipped or an empty packet sent; of
+		// ptime for Opus (payloadSamples cannot read a duration from
+		// nothing), relayed toward WhatsApp as an empty packet where
+		// silence belonged, or decoded as a lost packet and sent on as
+		// concealment through what was a pause.
+		return false
+	}
 	if rt.mode == modeRelay || rt.in.name != "opus" {
 		// A recording gets the audio as it arrives, not as played out
 		// (with the playout's concealment and its stretching to the
@@ -41,15 +55,6 @@ func (d *direction) hold(buf *packetBuf, pkt []byte, hl int, rt *route, now time
 		d.pl = newPlayout(d.b.m.jbMin, d.b.m.jbMax, rt.in.rate, quietFunc(rt.in.name))
 	}
 	dur := int64(payloadSamples(rt.in, body))
-	if dur == 0 {
-		// No audio: a header-only packet (some PBXs keep a silent stream
-		// alive so), or padding that takes all of it. It has kept the
-		// stream alive and counted as received; held, it would be a frame
-		// of no length that the playout plays and conceals again on every
-		// pacer tick (a millisecond apart, not 20), each one a number of
-		// our stream skipped or an empty packet sent.
-		return false
-	}
 	switch d.pl.push(binary.BigEndian.Uint32(pkt[8:]), binary.BigEndian.Uint16(pkt[2:]), binary.BigEndian.Uint32(pkt[4:]),
 		dur, buf, hl, len(body), now) {
 	case pushHeld:

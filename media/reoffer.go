@@ -152,7 +152,7 @@ func (b *Bridge) accept(s Side, sdp []byte, isOffer bool) ([]byte, StreamState, 
 	if !m.Connection.IsValid() {
 		return nil, StreamState{}, fmt.Errorf("media: %s from %s: %w", what, s, badSDP(0, "no c= for the audio stream"))
 	}
-	if err := b.m.unreachable(m, cfg); err != nil {
+	if err := b.checkReach(s, m, cfg, cur.peer); err != nil {
 		return nil, StreamState{}, fmt.Errorf("media: %s from %s: %w", what, s, err)
 	}
 	codec, ok := reofferCodec(m.Codecs, cur, n.sides[s.other()], cfg.Codecs, isOffer)
@@ -192,7 +192,7 @@ func (b *Bridge) accept(s Side, sdp []byte, isOffer bool) ([]byte, StreamState, 
 			st.Moved = addr != peer.rtp
 			np.rtp, np.rtcp = addr, rtcpAddr(m, m.RTCPMux)
 		}
-		np.natFrom(cfg, b.m.relatch)
+		np.setUp(cfg, b.m)
 		peer = np
 	}
 	ptime := orPtime(m.Ptime, cur.askPtime)
@@ -385,7 +385,7 @@ func (b *Bridge) AnswerSide(s Side, answer []byte) error {
 	case !mb.Connection.IsValid():
 		return fmt.Errorf("media: answer from the new peer of %s: %w", s, badSDP(0, "no c= for the audio stream"))
 	}
-	if err := b.m.unreachable(mb, p.cfg); err != nil {
+	if err := b.checkReach(s, mb, p.cfg, nil); err != nil {
 		return fmt.Errorf("media: answer from the new peer of %s: %w", s, err)
 	}
 	var recvKey, sendKey *sdesKey
@@ -401,7 +401,7 @@ func (b *Bridge) AnswerSide(s Side, answer []byte) error {
 	event, eventOff, hasEvent := matchAnswer(mb.Codecs, []Codec{p.event}, true)
 	mux := mb.RTCPMux && p.cfg.WhatsApp
 	peer := &remote{rtp: mediaAddr(mb), rtcp: rtcpAddr(mb, mux), mux: mux, recvKey: recvKey, sendKey: sendKey}
-	peer.natFrom(p.cfg, b.m.relatch)
+	peer.setUp(p.cfg, b.m)
 	dir := holdDirection(d.EffectiveDirection(mb), peer.rtp)
 	next := &sideMedia{peer: peer, codec: codec, recvAudio: []uint8{off.PT, codec.PT}, ptime: mb.Ptime, askPtime: p.ptime,
 		noSend: dir == SendOnly || dir == Inactive || !peer.rtp.IsValid(), quiet: dir != SendRecv}

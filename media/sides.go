@@ -157,7 +157,8 @@ func (b *Bridge) LocalSDP(s Side) []byte {
 }
 
 // Remote returns where side s's media goes now (its SDP address, or the
-// source latched behind NAT); invalid while unknown or on hold at
+// source latched behind NAT); invalid while unknown (behind NAT at an
+// address the sockets cannot reach, before the latch) or on hold at
 // 0.0.0.0.
 func (b *Bridge) Remote(s Side) netip.AddrPort {
 	b.mu.Lock()

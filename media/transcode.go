@@ -109,9 +109,10 @@ func opusSamples(p []byte) int {
 	return int(p[1]&0x3f) * frame
 }
 
-// payloadSamples is the duration of an audio payload in its clock units.
+// payloadSamples is the duration of an audio payload in its clock units:
+// 0 for an empty one, ptime for Opus whose duration cannot be read.
 func payloadSamples(f codecFmt, payload []byte) uint32 {
-	if f.name == "opus" {
+	if f.name == "opus" && len(payload) > 0 {
 		if n := opusSamples(payload); n > 0 {
 			return uint32(n)
 		}
