@@ -49,6 +49,9 @@ type AgentMark struct {
 	LastEnd time.Time
 	// WrapUntil ends its after-call work (zero: none).
 	WrapUntil time.Time
+	// Ringing counts the INVITEs to the agent under way through the node
+	// (a hunt's or a queue's attempts, until each ends).
+	Ringing int
 }
 
 // AgentBoard shares agent state among the nodes of a cluster
