@@ -49,6 +49,9 @@ type AgentMark struct {
 	LastEnd time.Time
 	// WrapUntil ends its after-call work (zero: none).
 	WrapUntil time.Time
+	// Ringing counts the INVITEs to the agent under way through the node
+	// (a hunt's or a queue's attempts, until each ends).
+	Ringing int
 }
 
 // AgentBoard shares agent state among the nodes of a cluster
@@ -71,18 +74,22 @@ func (s *Engine) SetAgentBoard(b AgentBoard) {
 }
 
 // AgentsElsewhere sets what the other nodes hold of agent, merged: on
-// calls through them (Active), the latest end of a call there (LastEnd)
-// and of an after-call work (WrapUntil); the zero AgentMark when they
-// hold nothing. Hunt lists and queues count it as they count this node's
-// own: an agent on a call through another node is busy here, one in
-// wrap-up there is skipped here, least_recent ranks by the latest end
-// anywhere. An agent that left a call elsewhere wakes the waiting queue
-// calls, as one that leaves a call of this node does.
+// calls through them (Active), INVITEs to it under way through them
+// (Ringing), the latest end of a call there (LastEnd) and of an
+// after-call work (WrapUntil); the zero AgentMark when they hold nothing.
+// Hunt lists and queues count it as they count this node's own: an agent
+// on a call through another node is busy here, one ringing there is
+// ringing here (a queue does not ring it too, least_recent ranks it after
+// the free agents), one in wrap-up there is skipped here, least_recent
+// ranks by the latest end anywhere. An agent that left a call elsewhere,
+// or whose ring there ended (unanswered, or answered: then it is on a
+// call), wakes the waiting queue calls, as one that leaves a call of this
+// node does.
 func (s *Engine) AgentsElsewhere(agent string, m AgentMark) {
 	hs := &s.hunts
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
-	if m.Active < hs.elsewhere[agent].Active {
+	if was := hs.elsewhere[agent]; m.Active < was.Active || m.Ringing < was.Ringing {
 		hs.wakeLocked()
 	}
 	if m == (AgentMark{}) {
@@ -95,11 +102,13 @@ func (s *Engine) AgentsElsewhere(agent string, m AgentMark) {
 	hs.elsewhere[agent] = m
 }
 
-// share hands a's state to the board, if any. Called with hs.mu held, so
-// that the board gets one agent's changes in the order they happened.
+// share hands a's state to the board, if any: at every seat and leave,
+// and as each INVITE to the agent starts and ends. Called with hs.mu
+// held, so that the board gets one agent's changes in the order they
+// happened.
 func (hs *huntState) share(name string, a *agentState) {
 	if hs.board != nil {
-		hs.board.Mark(name, AgentMark{Active: a.active, LastEnd: a.lastEnd, WrapUntil: a.wrapUntil})
+		hs.board.Mark(name, AgentMark{Active: a.active, LastEnd: a.lastEnd, WrapUntil: a.wrapUntil, Ringing: a.ringing})
 	}
 }
 
@@ -182,14 +191,19 @@ func (hs *huntState) sweepLocked(now time.Time) {
 // rings notes that an INVITE to the agent name ("user@endpoint") is
 // under way, and returns what to call, once, when it has ended. An
 // agent that never took a call is forgotten when its last ring ends.
+// With an agent board the other nodes see it ringing meanwhile.
 func (hs *huntState) rings(name string) func() {
 	release, _ := hs.ring(name, false)
 	return release
 }
 
 // reserve is rings for a queue's ring: it notes the INVITE only when the
-// agent name is neither ringing for another call nor on one, and reports
-// whether it did, so that two waiting calls never ring the same agent.
+// agent name is neither ringing for another call nor on one, through this
+// node or (as the agent board last told) another, and reports whether it
+// did, so that two waiting calls never ring the same agent. Two nodes
+// that reserve the same agent within the board's propagation delay
+// (milliseconds) still both ring it: the reservation is not a lock in
+// Redis, so that no INVITE waits for it.
 func (hs *huntState) reserve(name string) (func(), bool) {
 	return hs.ring(name, true)
 }
@@ -198,7 +212,7 @@ func (hs *huntState) ring(name string, onlyFree bool) (func(), bool) {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	a := hs.agents[name]
-	if onlyFree && ((a != nil && (a.ringing > 0 || a.active > 0)) || hs.elsewhere[name].Active > 0) {
+	if o := hs.elsewhere[name]; onlyFree && ((a != nil && (a.ringing > 0 || a.active > 0)) || o.Active > 0 || o.Ringing > 0) {
 		return nil, false
 	}
 	if hs.agents == nil {
@@ -209,12 +223,16 @@ func (hs *huntState) ring(name string, onlyFree bool) (func(), bool) {
 		hs.agents[name] = a
 	}
 	a.ringing++
+	hs.share(name, a)
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			hs.mu.Lock()
 			defer hs.mu.Unlock()
 			a.ringing--
+			// Shared before it may be forgotten: the other nodes must
+			// see the ring end, also of an agent that never took a call.
+			hs.share(name, a)
 			if *a == (agentState{}) && hs.agents[name] == a {
 				delete(hs.agents, name)
 			}
@@ -222,10 +240,14 @@ func (hs *huntState) ring(name string, onlyFree bool) (func(), bool) {
 	}, true
 }
 
-// ringingNow reports whether an INVITE to the agent name is under way.
+// ringingNow reports whether an INVITE to the agent name is under way,
+// through this node or another.
 func (hs *huntState) ringingNow(name string) bool {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
+	if hs.elsewhere[name].Ringing > 0 {
+		return true
+	}
 	a := hs.agents[name]
 	return a != nil && a.ringing > 0
 }

@@ -1,6 +1,7 @@
 package b2bua
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -11,16 +12,28 @@ import (
 	sipedge "github.com/wagate/wagate/sip"
 )
 
-// markLog is an AgentBoard that keeps what it was told.
+// markLog is an AgentBoard that keeps what it was told: marks has each
+// agent's calls, rings its INVITEs under way, both the two.
 type markLog struct {
 	mu    sync.Mutex
 	marks []string
+	rings []string
+	both  []string
 }
 
 func (m *markLog) Mark(agent string, a AgentMark) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.marks = append(m.marks, agent+":"+string(rune('0'+a.Active)))
+	m.rings = append(m.rings, agent+":"+string(rune('0'+a.Ringing)))
+	m.both = append(m.both, fmt.Sprintf("%s:a%d/r%d", agent, a.Active, a.Ringing))
+}
+
+// told is what m was told so far, in order: one of its lists joined.
+func (m *markLog) told(list *[]string) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return strings.Join(*list, " ")
 }
 
 // TestAgentsElsewhere: another node's marks count as this node's own. An
@@ -101,6 +114,87 @@ func TestAgentsElsewhere(t *testing.T) {
 	}
 	if got := order(); got != "1 3 2" {
 		t.Errorf("least_recent order %s, want 1 3 2 (1 never seen here, list order before 3)", got)
+	}
+}
+
+// TestAgentsRingingElsewhere: an INVITE under way to an agent through
+// another node counts as one through this node. A queue's ring does not
+// reserve the agent and the queue's look passes it over; least_recent
+// rings it after the free agents and before those on a call; the end of
+// that ring (the count going down) wakes the waiting queue calls. This
+// node's own rings go to the board as they start and end. Before, rings
+// were per node: a queue on another node rang the agent at once, and
+// least_recent there ranked it idle.
+func TestAgentsRingingElsewhere(t *testing.T) {
+	var s Engine
+	board := &markLog{}
+	s.SetAgentBoard(board)
+	hs := &s.hunts
+	list := &configs.HuntList{Name: "lr", Strategy: configs.HuntLeastRecent}
+	callee := func(user string) sipedge.Callee {
+		return sipedge.Callee{EP: &configs.Endpoint{Name: "pbx", Kind: configs.KindPBX}, User: user}
+	}
+	d := &sipedge.Decision{Hunt: list, Callees: []sipedge.Callee{callee("1"), callee("2"), callee("3")}}
+	order := func() string {
+		var out []string
+		for _, c := range hs.order(d) {
+			out = append(out, c.User)
+		}
+		return strings.Join(out, " ")
+	}
+
+	leave := hs.answered("2@pbx", nil) // on a call here
+	s.AgentsElsewhere("1@pbx", AgentMark{Ringing: 1})
+	if release, ok := hs.reserve("1@pbx"); ok {
+		release()
+		t.Error("a queue reserved an agent an INVITE through another node rings")
+	}
+	if !hs.ringingNow("1@pbx") {
+		t.Error("an agent ringing through another node is not ringing for the queue's look")
+	}
+	if hs.busy("1@pbx") {
+		t.Error("an agent ringing elsewhere is busy (on a call or in wrap-up)")
+	}
+	if got := order(); got != "3 1 2" {
+		t.Errorf("least_recent order %s, want 3 1 2 (1 ringing elsewhere after the free 3, before 2 on a call)", got)
+	}
+
+	// A second ring there, then one ends: still ringing, no wake; the
+	// last ends unanswered: the waiting queue calls look again at once.
+	s.AgentsElsewhere("1@pbx", AgentMark{Ringing: 2})
+	freed := hs.freedC()
+	s.AgentsElsewhere("1@pbx", AgentMark{Ringing: 1})
+	select {
+	case <-freed:
+	default:
+		t.Error("one of an agent's rings elsewhere ending did not wake the waiting queue calls")
+	}
+	if !hs.ringingNow("1@pbx") {
+		t.Error("an agent still ringing through another node is not ringing here")
+	}
+	freed = hs.freedC()
+	s.AgentsElsewhere("1@pbx", AgentMark{})
+	select {
+	case <-freed:
+	default:
+		t.Error("an agent's ring elsewhere ending unanswered did not wake the waiting queue calls")
+	}
+	release, ok := hs.reserve("1@pbx")
+	if !ok {
+		t.Fatal("a queue could not reserve an agent whose ring elsewhere ended")
+	}
+	if got := order(); got != "3 1 2" {
+		t.Errorf("least_recent order %s, want 3 1 2 (1 ringing here)", got)
+	}
+	release()
+	other := hs.rings("3@pbx")
+	other()
+	leave()
+	board.mu.Lock()
+	rings := strings.Join(board.rings, " ")
+	board.mu.Unlock()
+	if want := "2@pbx:0 1@pbx:1 1@pbx:0 3@pbx:1 3@pbx:0 2@pbx:0"; rings != want {
+		t.Errorf("board told rings %s, want %s", rings, want)
 	}
 }
 

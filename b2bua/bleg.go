@@ -28,6 +28,13 @@ type attempt struct {
 	stop     chan struct{}
 	stopOnce sync.Once
 
+	// unring ends the agent's ring (huntState.ring) the attempt holds,
+	// once (hunt.start; nil for a target skipped without an INVITE).
+	unring func()
+	// won: its 2xx won the hunt (claim). Its ring then ends when its
+	// agent is seated, not when its goroutine ends (hunt.ringEnded).
+	won bool
+
 	started  time.Time
 	rang     bool // it reported ringing
 	resolved bool // its result is known
@@ -37,6 +44,13 @@ type attempt struct {
 }
 
 func (at *attempt) cancel() { at.stopOnce.Do(func() { close(at.stop) }) }
+
+// endRing ends the attempt's ring, if it holds one and has not ended it.
+func (at *attempt) endRing() {
+	if at.unring != nil {
+		at.unring()
+	}
+}
 
 // cancelled reports whether the hunt gave up on the attempt.
 func (at *attempt) cancelled() bool {
@@ -304,6 +318,8 @@ func (s *Engine) runAttempt(h *hunt, at *attempt, offer []byte) {
 // callee, another answered first, or A is gone) and hangs that dialog up
 // at once: B must not be left with a half-open call.
 func (s *Engine) hangUpLate(c *call, at *attempt, req *sip.Request, tx sip.ClientTransaction, res *sip.Response, log *slog.Logger) {
+	// A winner hung up this way is seated nowhere: its ring ends now.
+	at.endRing()
 	l := at.leg
 	l.fromUACResponse(res)
 	ack := l.ackOf(req)

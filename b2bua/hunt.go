@@ -103,8 +103,30 @@ func (h *hunt) claim(at *attempt) bool {
 	if h.closed || at.cancelled() {
 		return false
 	}
-	h.closed, h.won = true, true
+	h.closed, h.won, at.won = true, true, true
 	return true
+}
+
+// winnerRingGrace bounds how long a winning attempt's agent stays
+// ringing when nothing seats it (hunt.ringEnded): every path that drops a
+// winner ends its ring itself, so this only guards one missed.
+const winnerRingGrace = 5 * time.Second
+
+// ringEnded ends at's ring as its goroutine ends, except the winner's:
+// that one ends once its agent is seated (noteAnswered, completeTransfer)
+// or hung up (hangUpLate). The agent then goes from ringing to on a call
+// with no moment free in between, which the other nodes would otherwise
+// see: a ring's end wakes their waiting queue calls (AgentsElsewhere),
+// which would ring the agent on top of the call it just took.
+func (h *hunt) ringEnded(at *attempt) {
+	h.mu.Lock()
+	won := at.won
+	h.mu.Unlock()
+	if !won {
+		at.endRing()
+		return
+	}
+	time.AfterFunc(winnerRingGrace, at.endRing)
 }
 
 // dropWinner is for a hunt that stops listening without reading its
@@ -395,9 +417,10 @@ func (h *hunt) start(callee sipedge.Callee, redirects int, rang func()) {
 	if rang == nil {
 		rang = h.ringsAgent(at)
 	}
+	at.unring = rang
 	h.s.wg.Go(func() {
-		defer rang()
 		h.s.runAttempt(h, at, h.offer)
+		h.ringEnded(at)
 	})
 }
 
@@ -564,6 +587,9 @@ func (h *hunt) noteAnswered(l *leg, at *attempt) {
 	if at.redirects == 0 {
 		h.c.seatAgent(l, at.callee, h.list)
 	}
+	// Seated first: the agent is never free between its ring and its
+	// call (ringEnded).
+	at.endRing()
 }
 
 // adoptB makes the winning attempt's dialog the call's B-leg, under the
@@ -648,9 +674,9 @@ func finalResult(code int) string {
 }
 
 // huntState is what the round_robin and least_recent strategies remember,
-// in memory, per node: it is lost on restart. Agents' calls and wrap-up
-// are shared with the other nodes through the agent board when there is
-// one (agents.go); round_robin's turns are not.
+// in memory, per node: it is lost on restart. Agents' calls, rings and
+// wrap-up are shared with the other nodes through the agent board when
+// there is one (agents.go); round_robin's turns are not.
 type huntState struct {
 	mu sync.Mutex
 	// turns counts the calls each hunt list started (round_robin).
@@ -666,7 +692,8 @@ type huntState struct {
 	elsewhere map[string]AgentMark
 	board     AgentBoard
 	// freed is closed (and forgotten) when an agent leaves a call, here
-	// or elsewhere: the waiting queue calls look again at once.
+	// or elsewhere, or its ring elsewhere ends: the waiting queue calls
+	// look again at once.
 	freed chan struct{}
 }
 
@@ -710,13 +737,13 @@ func (hs *huntState) order(d *sipedge.Decision) []sipedge.Callee {
 		// that arrive together spread over the free agents instead of
 		// all ringing the idlest); agents on a call last. Ties keep list
 		// order.
-		// Another node's calls and ends count as this one's.
+		// Another node's calls, rings and ends count as this one's.
 		key := func(c sipedge.Callee) (int, time.Time) {
 			o := hs.elsewhere[c.Name()]
-			active, ringing, last := o.Active, 0, o.LastEnd
+			active, ringing, last := o.Active, o.Ringing, o.LastEnd
 			if a := hs.agents[c.Name()]; a != nil {
 				active += a.active
-				ringing = a.ringing
+				ringing += a.ringing
 				if a.lastEnd.After(last) {
 					last = a.lastEnd
 				}

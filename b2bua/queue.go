@@ -16,7 +16,8 @@ import (
 // Queues (a call flow's "queue" action): calls wait in line per hunt
 // list, higher priority first, then by arrival. The call at the head
 // rings the list's agents that wagate knows to be free — not on a call
-// it connected (huntState), not ringing for another call, not in
+// it connected (huntState), not ringing for another call (through this
+// node or, with an agent board, another), not in
 // after-call work (any list's wrap_up, agents.go), and not resting after
 // a ring of theirs failed (the list's reject_backoff) — through the same
 // hunt as any connect, and is connected to the first that answers; the
@@ -25,8 +26,8 @@ import (
 // outnumber the calls ahead of it that ring nobody, and an agent rings
 // for one waiting call at a time (huntState.reserve). Agents are looked
 // for every second (queueRetry) and as soon as an agent leaves a call,
-// through this node or another (huntState.freedC), so one that frees up
-// is taken at once. The ring ends with the wait: at limit_time, when the engine
+// through this node or another, or a ring of it through another node
+// ends (huntState.freedC), so one that frees up is taken at once. The ring ends with the wait: at limit_time, when the engine
 // leaves or the call ends, the agents ringing get CANCEL. The engine
 // plays the music and the announcements; this side only keeps the line.
 
@@ -333,8 +334,10 @@ func (fc *flowCall) waitInLine(t *ticket, cfg *configs.Config, list *configs.Hun
 			now := time.Now()
 			for _, cl := range callees {
 				if s.hunts.ringingNow(cl.Name()) {
-					// Rung for another call: free again, if it does
-					// not answer, at a later look.
+					// Rung for another call, here or through another
+					// node: free again, if it does not answer, at a
+					// later look (at once for a ring elsewhere: its
+					// end wakes this loop).
 					continue
 				}
 				if s.hunts.busy(cl.Name()) || !s.edge.Up(cl.EP.Name) {

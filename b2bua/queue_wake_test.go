@@ -102,6 +102,49 @@ func TestQueueWakesOnAgentLeaving(t *testing.T) {
 	h.hangUp(inv2, ok2, h.pbx)
 }
 
+// TestQueueWaitsForRingElsewhere: a call waiting in a queue whose only
+// agent an INVITE through another node rings (the agent board's
+// Ringing) does not ring it too, and rings it as soon as that ring ends
+// unanswered. The queue's poll is set to an hour, so only the wake can
+// ring it. This node's queue ring goes to the board as it starts and,
+// once the agent answers, ends only after the agent is on the call: the
+// other nodes never see it free between the two (a ring's end wakes
+// their waiting calls, which would ring it on top of the call). Before,
+// the waiting call rang the agent at once: its phone got a second INVITE
+// (call waiting, or 486 and the queue's back-off).
+func TestQueueWaitsForRingElsewhere(t *testing.T) {
+	newBridge := func(string, *slog.Logger, media.LegConfig, media.LegConfig) (Bridge, error) {
+		return localBridge{}, nil
+	}
+	board := &markLog{}
+	h := startHuntFlowSetup(t, "{queue: {hunt: team, limit_time: 60s, announce_every: 30s}}",
+		`  - {name: team, targets: [{endpoint: pbx, user: "1"}]}`, "", newBridge, func(s *Engine) {
+			s.queueRetry = time.Hour
+			s.SetAgentBoard(board)
+			s.SetCallFlows(func(*configs.Number, configs.Route) FlowEngine { return queueOnly{t} })
+		})
+	h.srv.AgentsElsewhere("1@pbx", AgentMark{Ringing: 1})
+	inv := h.metaCall()
+	ok := h.meta.response(200)
+	h.meta.send(h.addr, ackFor(inv, ok))
+	select {
+	case m := <-h.pbx.in:
+		t.Fatalf("the agent, ringing through another node, got %s from the waiting call", startLine(m))
+	case <-time.After(500 * time.Millisecond):
+	}
+	// That ring ends unanswered: the waiting call rings the agent at once.
+	h.srv.AgentsElsewhere("1@pbx", AgentMark{})
+	b := h.pbx.request(sip.INVITE)
+	if got := board.told(&board.both); got != "1@pbx:a0/r1" {
+		t.Errorf("board told %q while the queue rang the agent, want 1@pbx:a0/r1", got)
+	}
+	h.answer(h.pbx, b, "a1")
+	if got, want := board.told(&board.both), "1@pbx:a0/r1 1@pbx:a1/r1 1@pbx:a1/r0"; got != want {
+		t.Errorf("board told %q as the agent answered, want %q (never free in between)", got, want)
+	}
+	h.hangUp(inv, ok, h.pbx)
+}
+
 // TestQueueRingsTransferorAfterItsBye: an agent that blind-transfers
 // its caller (REFER) while another caller waits in its queue is rung for
 // that caller only after the transfer's final NOTIFY and the BYE of the

@@ -308,6 +308,11 @@ func (s *Engine) runTransfer(c *call, x *transfer) {
 // hangs the old one up (after the final NOTIFY, when a REFER asked).
 func (s *Engine) completeTransfer(c *call, x *transfer, r dialResult) {
 	nl := r.leg
+	// After the seat below, or the BYE of a call that ended: the target
+	// goes from ringing to on the call with no moment free in between.
+	if r.unring != nil {
+		defer r.unring()
+	}
 	c.mu.Lock()
 	if c.state == stateEnded {
 		c.mu.Unlock()

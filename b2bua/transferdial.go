@@ -30,6 +30,9 @@ type dialResult struct {
 	answer *sip.Response
 	code   int
 	reason string
+	// unring ends the answering agent's ring, once it is seated
+	// (hunt.ringEnded); nil when not answered.
+	unring func()
 }
 
 func (r dialResult) ok() bool { return r.answer != nil }
@@ -157,9 +160,10 @@ func (h *hunt) transferAnswered(ev attemptEvent) dialResult {
 		c.log.Warn("transfer target's answer refused", "target", at.callee.Name(), "error", err)
 		s.sendBye(c, l)
 		s.reg.removeLeg(c, l)
+		at.endRing()
 		return dialResult{code: 488, reason: "Not Acceptable Here"}
 	}
-	return dialResult{leg: l, answer: ev.res, code: ev.res.StatusCode, reason: ev.res.Reason}
+	return dialResult{leg: l, answer: ev.res, code: ev.res.StatusCode, reason: ev.res.Reason, unring: at.endRing}
 }
 
 // skipFull resolves callee's turn without an INVITE when the hunt is a

@@ -56,9 +56,10 @@ var (
 	dEvWritten       = desc("wagate_events_written_total", "Events written to the outbox.")
 	dDeliveries      = desc("wagate_webhook_deliveries_total", "Webhook delivery results per subscriber: delivered (2xx), failed (an attempt failed; it is retried), dead (gave up), backlog_full (not queued: the subscriber's backlog was at events.max_pending).", "subscriber", "result")
 	dPermUp          = desc("wagate_permission_store_up", "1 while the permission store answers (0: Redis down).", "backend")
-	dAgentsShared    = desc("wagate_agent_state_shared", "1 while this node sees the other nodes' agents (calls, wrap-up) through Redis; 0 before the first load and once Redis has been down longer than slot_ttl (per-node agent state).")
-	dAgentsElsewhere = desc("wagate_agent_state_remote_agents", "Agents the other nodes hold marks of (on a call, last call end, wrap-up), as this node's mirror has them.")
+	dAgentsShared    = desc("wagate_agent_state_shared", "1 while this node sees the other nodes' agents (calls, rings, wrap-up) through Redis; 0 before the first load and once Redis has been down longer than slot_ttl (per-node agent state).")
+	dAgentsElsewhere = desc("wagate_agent_state_remote_agents", "Agents the other nodes hold marks of (on a call, ringing, last call end, wrap-up), as this node's mirror has them.")
 	dAgentsBusyElse  = desc("wagate_agent_state_remote_busy", "Agents on a call or in wrap-up through another node, as this node's mirror has them: its hunt lists and queues treat them as busy.")
+	dAgentsRingElse  = desc("wagate_agent_state_remote_ringing", "Agents an INVITE through another node rings now, as this node's mirror has them: its queues do not ring them too, and least_recent ranks them after the free agents.")
 	dAgentsWriteErr  = desc("wagate_agent_state_write_errors_total", "Writes of this node's agent marks to Redis that failed (written again when Redis answers).")
 	dPermErrors      = desc("wagate_permission_store_errors_total", "Permission store operations that failed (Redis unreachable, slow or answering garbage; a failed disk write).")
 	dPermRefused     = desc("wagate_permission_refused_unavailable_total", "Business-initiated calls and permission requests refused because the store could not answer (on_down refuse).")
@@ -202,6 +203,7 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(dAgentsShared, b2f(s.Shared))
 		gauge(dAgentsElsewhere, float64(s.Agents))
 		gauge(dAgentsBusyElse, float64(s.Busy))
+		gauge(dAgentsRingElse, float64(s.Ringing))
 		counter(dAgentsWriteErr, s.WriteErrors)
 	}
 	if c.src.MetaWebhook != nil {

@@ -1,8 +1,8 @@
 // Agent state shared through Redis: each node writes what it knows of its
-// agents (calls they are on through it, when they last left one, when
-// their after-call work ends) under its instance, and keeps a mirror of
-// every other live instance's marks, fed by pub/sub and reloaded in full
-// every third of slot_ttl. The call path reads the mirror only: no round
+// agents (calls they are on through it, INVITEs to them under way through
+// it, when they last left a call, when their after-call work ends) under
+// its instance, and keeps a mirror of every other live instance's marks,
+// fed by pub/sub and reloaded in full every third of slot_ttl. The call path reads the mirror only: no round
 // trip to Redis before an INVITE.
 
 package permissions
@@ -30,6 +30,8 @@ type AgentMark struct {
 	LastEnd time.Time
 	// WrapUntil ends the agent's after-call work (zero: none).
 	WrapUntil time.Time
+	// Ringing counts the INVITEs to the agent under way through the node.
+	Ringing int
 }
 
 // AgentBoardStats are the agent board's counters.
@@ -39,8 +41,9 @@ type AgentBoardStats struct {
 	// first load).
 	Shared bool
 	// Agents counts the agents other nodes hold marks of now; Busy those
-	// of them on a call or in wrap-up there.
-	Agents, Busy int
+	// of them on a call or in wrap-up there, Ringing those an INVITE
+	// through another node rings.
+	Agents, Busy, Ringing int
 	// WriteErrors counts the writes of this node's marks that failed.
 	WriteErrors uint64
 }
@@ -148,13 +151,17 @@ func (b *AgentBoard) Stats() AgentBoardStats {
 			agents[a] = true
 		}
 	}
-	busy, now := 0, time.Now()
+	busy, ringing, now := 0, 0, time.Now()
 	for a := range agents {
-		if m := b.othersOf(a); m.Active > 0 || now.Before(m.WrapUntil) {
+		m := b.othersOf(a)
+		if m.Active > 0 || now.Before(m.WrapUntil) {
 			busy++
 		}
+		if m.Ringing > 0 {
+			ringing++
+		}
 	}
-	return AgentBoardStats{Shared: b.shared, Agents: len(agents), Busy: busy, WriteErrors: b.writeErrors}
+	return AgentBoardStats{Shared: b.shared, Agents: len(agents), Busy: busy, Ringing: ringing, WriteErrors: b.writeErrors}
 }
 
 // Close stops sharing and takes this node's marks out of Redis, so that
@@ -189,7 +196,11 @@ func (b *AgentBoard) message(marks map[string]string, gone bool) string {
 	return string(buf)
 }
 
-// encodeMark is a mark as stored: "seq,active,lastEndMs,wrapUntilMs".
+// encodeMark is a mark as stored: "seq,active,lastEndMs,wrapUntilMs"
+// and, while the agent rings, ",ringing". A node of a wagate before
+// ringing was shared reads four fields only and ignores (logs) a fifth:
+// written only while it matters, it hides from such a node, during a
+// rolling upgrade, just the marks of agents ringing now.
 func encodeMark(s seqMark) string {
 	ms := func(t time.Time) int64 {
 		if t.IsZero() {
@@ -197,15 +208,21 @@ func encodeMark(s seqMark) string {
 		}
 		return t.UnixMilli()
 	}
-	return fmt.Sprintf("%d,%d,%d,%d", s.seq, s.m.Active, ms(s.m.LastEnd), ms(s.m.WrapUntil))
+	v := fmt.Sprintf("%d,%d,%d,%d", s.seq, s.m.Active, ms(s.m.LastEnd), ms(s.m.WrapUntil))
+	if s.m.Ringing > 0 {
+		v += "," + strconv.Itoa(s.m.Ringing)
+	}
+	return v
 }
 
+// decodeMark reads a mark of four fields (an older node's, or one not
+// ringing: Ringing 0) or five.
 func decodeMark(v string) (seqMark, error) {
 	f := strings.Split(v, ",")
-	if len(f) != 4 {
-		return seqMark{}, fmt.Errorf("agent mark %q: want 4 fields", v)
+	if len(f) != 4 && len(f) != 5 {
+		return seqMark{}, fmt.Errorf("agent mark %q: want 4 or 5 fields", v)
 	}
-	var n [4]int64
+	var n [5]int64
 	for i, s := range f {
 		x, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || x < 0 {
@@ -222,11 +239,14 @@ func decodeMark(v string) (seqMark, error) {
 	if n[1] > maxActive {
 		return seqMark{}, fmt.Errorf("agent mark %q: %d calls", v, n[1])
 	}
-	return seqMark{uint64(n[0]), AgentMark{Active: int(n[1]), LastEnd: t(n[2]), WrapUntil: t(n[3])}}, nil
+	if n[4] > maxActive {
+		return seqMark{}, fmt.Errorf("agent mark %q: %d rings", v, n[4])
+	}
+	return seqMark{uint64(n[0]), AgentMark{Active: int(n[1]), LastEnd: t(n[2]), WrapUntil: t(n[3]), Ringing: int(n[4])}}, nil
 }
 
-// maxActive bounds an agent's calls in a mark: the nodes' counts are
-// summed, and a garbled one must not wrap the sum to "free".
+// maxActive bounds an agent's calls, and its rings, in a mark: the nodes'
+// counts are summed, and a garbled one must not wrap the sum to "free".
 const maxActive = 1 << 20
 
 // writeBatch bounds the marks written in one round trip.
@@ -647,8 +667,9 @@ func (b *AgentBoard) tell(changed map[string]bool) {
 }
 
 // othersOf merges what the other instances hold of agent: on a call if
-// on one anywhere, last left at the latest of its ends, in wrap-up until
-// the latest of its ends. Called with b.mu held.
+// on one anywhere, ringing if rung anywhere, last left at the latest of
+// its ends, in wrap-up until the latest of its ends. Called with b.mu
+// held.
 func (b *AgentBoard) othersOf(agent string) AgentMark {
 	var out AgentMark
 	for _, ms := range b.others {
@@ -657,6 +678,7 @@ func (b *AgentBoard) othersOf(agent string) AgentMark {
 			continue
 		}
 		out.Active += m.m.Active
+		out.Ringing += m.m.Ringing
 		if m.m.LastEnd.After(out.LastEnd) {
 			out.LastEnd = m.m.LastEnd
 		}
@@ -668,15 +690,17 @@ func (b *AgentBoard) othersOf(agent string) AgentMark {
 }
 
 // agentForget is how long after an agent last left a call its marks are
-// kept, when it is on no call and not in wrap-up: every agent ever
-// seated (transfer targets too) would otherwise stay in memory and in
-// Redis, and every load would read them all. least_recent then ranks it
+// kept, when it is on no call, ringing for none and not in wrap-up: every
+// agent ever seated (transfer targets too) would otherwise stay in memory
+// and in Redis, and every load would read them all. least_recent then ranks it
 // as never seen, which it ranks first of all, as it would anyway.
 const agentForget = 24 * time.Hour
 
 // forgettable reports whether m is past keeping at now.
 func forgettable(m AgentMark, now time.Time) bool {
-	return m.Active == 0 && !now.Before(m.WrapUntil) && now.Sub(m.LastEnd) > agentForget
+	// A ringing agent that never took a call (LastEnd zero) is kept: the
+	// other nodes must not ring it too.
+	return m.Active == 0 && m.Ringing == 0 && !now.Before(m.WrapUntil) && now.Sub(m.LastEnd) > agentForget
 }
 
 // prune forgets the marks past keeping: this node's own (the next load

@@ -35,7 +35,7 @@ func (s *seen) waitMark(t *testing.T, who, agent string, want AgentMark, limit t
 	deadline := time.Now().Add(limit)
 	for {
 		got := s.get(agent)
-		if got.Active == want.Active && got.LastEnd.Equal(want.LastEnd) && got.WrapUntil.Equal(want.WrapUntil) {
+		if got.Active == want.Active && got.Ringing == want.Ringing && got.LastEnd.Equal(want.LastEnd) && got.WrapUntil.Equal(want.WrapUntil) {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -153,7 +153,7 @@ func TestAgentBoardOutage(t *testing.T) {
 // FuzzAgentMark: a mark read from Redis or the channel either decodes to
 // one that encodes back to the same text, or is an error; never a panic.
 func FuzzAgentMark(f *testing.F) {
-	for _, s := range []string{"1,0,0,0", "7,2,1733290000000,1733290030000", "", ",,,", "1,-1,0,0", "99999999999999999999,0,0,0", "1,2,3"} {
+	for _, s := range []string{"1,0,0,0", "7,2,1733290000000,1733290030000", "", ",,,", "1,-1,0,0", "99999999999999999999,0,0,0", "1,2,3", "8,0,0,0,2", "8,1,0,0,0", "8,0,0,0,x", "8,0,0,0,1,1"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {

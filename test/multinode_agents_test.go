@@ -31,10 +31,10 @@ func agentCluster(t *testing.T, setup func(e *env) func(*wagateOpts)) (*cluster,
 	return c, newGoPeer(t, e.Meta, metapeer.Config{})
 }
 
-// remoteBusy is node nd's wagate_agent_state_remote_busy (-1: not served).
-func (nd *node) remoteBusy(t *testing.T) float64 {
+// remoteGauge is node nd's gauge metric (-1: not served).
+func (nd *node) remoteGauge(t *testing.T, metric string) float64 {
 	t.Helper()
-	v, ok := metricValue(scrapeMetrics(t, nd.e), "wagate_agent_state_remote_busy", "")
+	v, ok := metricValue(scrapeMetrics(t, nd.e), metric, "")
 	if !ok {
 		return -1
 	}
@@ -46,14 +46,21 @@ func (nd *node) remoteBusy(t *testing.T) float64 {
 // on, and its checks of the calls say what went wrong.
 func (nd *node) waitRemoteBusy(t *testing.T, want float64, limit time.Duration) {
 	t.Helper()
+	nd.waitGauge(t, "wagate_agent_state_remote_busy", want, limit)
+}
+
+// waitGauge waits until node nd's gauge metric is want, as
+// waitRemoteBusy.
+func (nd *node) waitGauge(t *testing.T, metric string, want float64, limit time.Duration) {
+	t.Helper()
 	deadline := time.Now().Add(limit)
 	for {
-		got := nd.remoteBusy(t)
+		got := nd.remoteGauge(t, metric)
 		if got == want {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Logf("%s: wagate_agent_state_remote_busy %v after %v, want %v", nd.id, got, limit, want)
+			t.Logf("%s: %s %v after %v, want %v", nd.id, metric, got, limit, want)
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -188,6 +195,63 @@ func TestMultiNodeQueueAgentElsewhere(t *testing.T) {
 	}
 	a1.waitCount("ACK", 2, replyLimit)
 	hangup(t, c2, "the second caller")
+	n1.w.waitIdle()
+	n2.w.waitIdle()
+}
+
+// TestMultiNodeQueueAgentRingingElsewhere: a queue over one agent, who
+// lets its phone ring (ring_timeout 6s), with a waiting call on each
+// node. node1's call rings the agent first; node2's waits while that
+// INVITE is under way, and rings the agent as soon as it ends unanswered
+// (node1's line then rests the agent for reject_backoff, 10 s): the
+// agent never has two INVITEs at once. Before, node2's queue rang the
+// agent at once, on top of node1's ring (call waiting, or a 486 that
+// rests the agent).
+func TestMultiNodeQueueAgentRingingElsewhere(t *testing.T) {
+	t.Parallel()
+	var a1 *agent
+	c, meta := agentCluster(t, func(e *env) func(*wagateOpts) {
+		a1 = startAgent(t, "a1", e.PBX, agentRings)
+		fs := queueFlow(t, e)
+		return func(o *wagateOpts) {
+			o.Route = fs.route("3s", "Sorry.")
+			o.Extra += "\nhunt_lists: [{name: team, ring_timeout: 6s, targets: [{endpoint: pbx, user: \"1001\"}]}]"
+		}
+	})
+	n1, n2 := c.nodes[0], c.nodes[1]
+	const ringTimeout = 6 * time.Second
+
+	c1 := flowCall(t, n1.w, meta)
+	if invs := a1.waitCount("INVITE", 1, flowLimit); len(invs) != 1 {
+		t.Fatalf("node1's queue did not ring the agent (events %v)", a1.all())
+	}
+	n2.waitGauge(t, "wagate_agent_state_remote_ringing", 1, 5*time.Second)
+	c2 := flowCall(t, n2.w, meta)
+	n2.w.waitLogCount("call flow queued", 1, flowLimit)
+	if len(a1.got("SIP/2.0 487")) > 0 {
+		t.Fatalf("node1's ring ended before node2's call was queued: the test shows nothing (events %v)", a1.all())
+	}
+	invs := a1.waitCount("INVITE", 2, ringTimeout+6*time.Second)
+	if len(invs) != 2 {
+		t.Fatalf("the agent got %d INVITEs, want a second one from node2's waiting call once node1's ring ended (events %v)", len(invs), a1.all())
+	}
+	// Each INVITE's ring lasts until the agent's final response to it
+	// (487 to its CANCEL); none may start while another rings.
+	finals := map[string]time.Time{}
+	for _, f := range a1.got("SIP/2.0 487") {
+		finals[f.callID] = f.at
+	}
+	first, second := invs[0], invs[1]
+	end, ok := finals[first.callID]
+	switch {
+	case !ok || second.at.Before(end):
+		t.Errorf("node2's queue rang the agent while node1's INVITE to it was under way (events %v)", a1.all())
+	default:
+		t.Logf("node1's ring ended → node2's queue rang the agent after %v", second.at.Sub(end).Round(time.Millisecond))
+	}
+	hangup(t, c1, "the first caller")
+	hangup(t, c2, "the second caller")
+	a1.waitCount("SIP/2.0 487", 2, replyLimit)
 	n1.w.waitIdle()
 	n2.w.waitIdle()
 }

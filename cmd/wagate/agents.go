@@ -7,7 +7,7 @@ import (
 
 // agentBoard adapts the Redis store's agent board to the one b2bua
 // consumes: with permissions.backend redis, the nodes share their agents'
-// calls and wrap-up (docs/multinode.md).
+// calls, rings and wrap-up (docs/multinode.md).
 type agentBoard struct{ b *permissions.AgentBoard }
 
 func (a agentBoard) Mark(agent string, m b2bua.AgentMark) {
