@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -28,9 +29,9 @@ type attempt struct {
 	stop     chan struct{}
 	stopOnce sync.Once
 
-	// unring ends the agent's ring (huntState.ring) the attempt holds,
-	// once (hunt.start; nil for a target skipped without an INVITE).
-	unring func()
+	// ring is the agent's ring (huntState.ring) the attempt holds
+	// (hunt.start; nil for a target skipped without an INVITE).
+	ring *ringHold
 	// won: its 2xx won the hunt (claim). Its ring then ends when its
 	// agent is seated, not when its goroutine ends (hunt.ringEnded).
 	won bool
@@ -46,9 +47,21 @@ type attempt struct {
 func (at *attempt) cancel() { at.stopOnce.Do(func() { close(at.stop) }) }
 
 // endRing ends the attempt's ring, if it holds one and has not ended it.
-func (at *attempt) endRing() {
-	if at.unring != nil {
-		at.unring()
+func (at *attempt) endRing() { at.ring.end() }
+
+// ringHold is an agent's ring held by an attempt, apart from it: what
+// ends the ring late (hunt.ringEnded's timer) holds this, not the
+// attempt, whose call, legs and messages would otherwise live on for
+// that time after the call (33 MiB more at 1,000 calls/s).
+type ringHold struct {
+	done    atomic.Bool
+	release func()
+}
+
+// end calls release once; a nil ringHold holds no ring.
+func (r *ringHold) end() {
+	if r != nil && r.done.CompareAndSwap(false, true) {
+		r.release()
 	}
 }
 

@@ -126,7 +126,9 @@ func (h *hunt) ringEnded(at *attempt) {
 		at.endRing()
 		return
 	}
-	time.AfterFunc(winnerRingGrace, at.endRing)
+	if r := at.ring; r != nil && !r.done.Load() {
+		time.AfterFunc(winnerRingGrace, r.end)
+	}
 }
 
 // dropWinner is for a hunt that stops listening without reading its
@@ -417,7 +419,7 @@ func (h *hunt) start(callee sipedge.Callee, redirects int, rang func()) {
 	if rang == nil {
 		rang = h.ringsAgent(at)
 	}
-	at.unring = rang
+	at.ring = &ringHold{release: rang}
 	h.s.wg.Go(func() {
 		h.s.runAttempt(h, at, h.offer)
 		h.ringEnded(at)

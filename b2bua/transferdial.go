@@ -163,7 +163,7 @@ func (h *hunt) transferAnswered(ev attemptEvent) dialResult {
 		at.endRing()
 		return dialResult{code: 488, reason: "Not Acceptable Here"}
 	}
-	return dialResult{leg: l, answer: ev.res, code: ev.res.StatusCode, reason: ev.res.Reason, unring: at.endRing}
+	return dialResult{leg: l, answer: ev.res, code: ev.res.StatusCode, reason: ev.res.Reason, unring: at.ring.end}
 }
 
 // skipFull resolves callee's turn without an INVITE when the hunt is a
