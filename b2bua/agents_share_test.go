@@ -43,22 +43,8 @@ func (m *markLog) told(list *[]string) string {
 // node's own changes go to the board as they happen; an agent leaving a
 // call, here or there, wakes the waiting queue calls.
 func TestAgentsElsewhere(t *testing.T) {
-	var s Engine
-	board := &markLog{}
-	s.SetAgentBoard(board)
+	s, board, order := leastRecentBoard()
 	hs := &s.hunts
-	list := &configs.HuntList{Name: "lr", Strategy: configs.HuntLeastRecent}
-	callee := func(user string) sipedge.Callee {
-		return sipedge.Callee{EP: &configs.Endpoint{Name: "pbx", Kind: configs.KindPBX}, User: user}
-	}
-	d := &sipedge.Decision{Hunt: list, Callees: []sipedge.Callee{callee("1"), callee("2"), callee("3")}}
-	order := func() string {
-		var out []string
-		for _, c := range hs.order(d) {
-			out = append(out, c.User)
-		}
-		return strings.Join(out, " ")
-	}
 
 	s.AgentsElsewhere("1@pbx", AgentMark{Active: 1})
 	if !hs.busy("1@pbx") {
@@ -126,22 +112,8 @@ func TestAgentsElsewhere(t *testing.T) {
 // were per node: a queue on another node rang the agent at once, and
 // least_recent there ranked it idle.
 func TestAgentsRingingElsewhere(t *testing.T) {
-	var s Engine
-	board := &markLog{}
-	s.SetAgentBoard(board)
+	s, board, order := leastRecentBoard()
 	hs := &s.hunts
-	list := &configs.HuntList{Name: "lr", Strategy: configs.HuntLeastRecent}
-	callee := func(user string) sipedge.Callee {
-		return sipedge.Callee{EP: &configs.Endpoint{Name: "pbx", Kind: configs.KindPBX}, User: user}
-	}
-	d := &sipedge.Decision{Hunt: list, Callees: []sipedge.Callee{callee("1"), callee("2"), callee("3")}}
-	order := func() string {
-		var out []string
-		for _, c := range hs.order(d) {
-			out = append(out, c.User)
-		}
-		return strings.Join(out, " ")
-	}
 
 	leave := hs.answered("2@pbx", nil) // on a call here
 	s.AgentsElsewhere("1@pbx", AgentMark{Ringing: 1})
@@ -236,5 +208,25 @@ func TestAgentsForgotten(t *testing.T) {
 	leave()
 	if hs.busy("oncall@pbx") || hs.busy("new@pbx") {
 		t.Error("an agent kept through the sweep is still busy after leaving")
+	}
+}
+
+// leastRecentBoard is an engine sharing through a markLog, and the order
+// its least_recent list of 1@pbx, 2@pbx and 3@pbx rings now.
+func leastRecentBoard() (*Engine, *markLog, func() string) {
+	s := &Engine{}
+	board := &markLog{}
+	s.SetAgentBoard(board)
+	list := &configs.HuntList{Name: "lr", Strategy: configs.HuntLeastRecent}
+	callee := func(user string) sipedge.Callee {
+		return sipedge.Callee{EP: &configs.Endpoint{Name: "pbx", Kind: configs.KindPBX}, User: user}
+	}
+	d := &sipedge.Decision{Hunt: list, Callees: []sipedge.Callee{callee("1"), callee("2"), callee("3")}}
+	return s, board, func() string {
+		var out []string
+		for _, c := range s.hunts.order(d) {
+			out = append(out, c.User)
+		}
+		return strings.Join(out, " ")
 	}
 }

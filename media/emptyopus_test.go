@@ -61,17 +61,7 @@ type opusOut struct {
 // 400 ms pause, 10 more; withEmpty sends, through the pause, packets with
 // no payload. The play job runs as the pacer runs it.
 func opusWithPause(t *testing.T, side Side, pbxAnswer []byte, codecB string, withEmpty bool) []opusOut {
-	br := socketlessBridge(LegConfig{WhatsApp: true, Codecs: []string{"opus"}}, LegConfig{Codecs: []string{codecB}})
-	if _, err := br.Offer([]byte(metaPlainOffer)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := br.AnswerB(pbxAnswer); err != nil {
-		t.Fatal(err)
-	}
-	d := newTestDirection(br, side)
-	t.Cleanup(d.closeStages)
-	d.playJob = br.m.pacer.Schedule(time.Time{}, d.playTick)
-	d.playJob.Cancel()
+	br, d := pacedDirection(t, side, pbxAnswer, codecB)
 	from := netip.MustParseAddrPort("127.0.0.1:6000")
 	if side == SideA {
 		from = br.routeAB.Load().from.rtp
