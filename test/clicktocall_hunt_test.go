@@ -45,10 +45,10 @@ func (c c2cHuntCDR) attempts() string {
 // c2cHuntCDROf returns the call's CDR as GET /v1/cdrs/{id} serves it.
 func c2cHuntCDROf(t *testing.T, e *env, callID string) (c2cHuntCDR, string) {
 	t.Helper()
-	code, body := callsAPI(t, e, "GET", "/v1/cdrs/"+callID, "")
+	body := storedCDR(t, e, callID)
 	var c c2cHuntCDR
-	if code != 200 || json.Unmarshal(body, &c) != nil {
-		t.Fatalf("CDR: %d %s", code, body)
+	if json.Unmarshal(body, &c) != nil {
+		t.Fatalf("CDR: %s", body)
 	}
 	return c, string(body)
 }

@@ -169,10 +169,10 @@ func c2cEvents(t *testing.T, rx *receiver, callID string) ([]string, []rxEvent) 
 // c2cCDR returns the call's CDR as GET /v1/cdrs/{id} serves it.
 func c2cCDR(t *testing.T, e *env, callID string) (cdrDoc, string) {
 	t.Helper()
-	code, body := callsAPI(t, e, "GET", "/v1/cdrs/"+callID, "")
+	body := storedCDR(t, e, callID)
 	var c cdrDoc
-	if code != 200 || json.Unmarshal(body, &c) != nil {
-		t.Fatalf("GET /v1/cdrs/%s: %d %s", callID, code, body)
+	if json.Unmarshal(body, &c) != nil {
+		t.Fatalf("GET /v1/cdrs/%s: %s", callID, body)
 	}
 	c.raw = body
 	var o struct {
@@ -180,6 +180,23 @@ func c2cCDR(t *testing.T, e *env, callID string) (cdrDoc, string) {
 	}
 	_ = json.Unmarshal(body, &o)
 	return c, o.Origin
+}
+
+// storedCDR is GET /v1/cdrs/{id}'s 200 body, waiting for it a while:
+// the events store writes the record in its next batch after the call
+// ends, which a test that saw the call end (waitIdle) but no event of it
+// may overtake.
+func storedCDR(t *testing.T, e *env, callID string) []byte {
+	t.Helper()
+	code, body := callsAPI(t, e, "GET", "/v1/cdrs/"+callID, "")
+	for deadline := time.Now().Add(5 * time.Second); code == 404 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		code, body = callsAPI(t, e, "GET", "/v1/cdrs/"+callID, "")
+	}
+	if code != 200 {
+		t.Fatalf("GET /v1/cdrs/%s: %d %s", callID, code, body)
+	}
+	return body
 }
 
 // TestClickToCallAnswered: with a permission, POST /v1/calls rings the
