@@ -388,16 +388,8 @@ func (c *call) end(from *leg, by, cause string) bool {
 	}
 	c.log.Info("call ended", attrs...)
 
-	if byeA {
-		c.srv.sendByeThen(c, c.a, freeA)
-	} else {
-		freeA()
-	}
-	if byeB {
-		c.srv.sendByeThen(c, c.b, freeB)
-	} else {
-		freeB()
-	}
+	c.srv.byeOrFree(c, c.a, byeA, freeA)
+	c.srv.byeOrFree(c, c.b, byeB, freeB)
 	return true
 }
 

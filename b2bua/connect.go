@@ -170,11 +170,7 @@ func (h *hunt) connected(ev attemptEvent) error {
 		// once its BYE is sent.
 		free := c.takeAgentLocked(c.b)
 		c.mu.Unlock()
-		if up {
-			s.sendByeThen(c, c.b, free)
-		} else {
-			free()
-		}
+		s.byeOrFree(c, c.b, up, free)
 		return fmt.Errorf("b2bua: connect: B's answer: %w", err)
 	}
 	s.journalUp(c)

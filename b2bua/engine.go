@@ -225,6 +225,17 @@ func (s *Engine) sendByeThen(c *call, l *leg, sent func()) {
 	})
 }
 
+// byeOrFree sends l its BYE when up and calls free once it is written, or
+// calls free at once when l needs none: how a leg whose agent leaves is
+// hung up (sendByeThen).
+func (s *Engine) byeOrFree(c *call, l *leg, up bool, free func()) {
+	if up {
+		s.sendByeThen(c, l, free)
+		return
+	}
+	free()
+}
+
 // byeDo is sipgo's Client.Do calling sent between the transaction's
 // first write and the wait for its final response.
 func (s *Engine) byeDo(ctx context.Context, req *sip.Request, sent func()) (*sip.Response, error) {

@@ -203,16 +203,8 @@ func (s *Engine) join(c *call, x *transfer, c2 *call, x2 *transfer) {
 	s.notifyTransferred(rec1)
 	s.notifyTransferred(rec2)
 	x.notify.final(200, "OK", func() {
-		if up1 {
-			s.sendByeThen(c, x.from, free1)
-		} else {
-			free1()
-		}
-		if up2 {
-			s.sendByeThen(c2, x2.from, free2)
-		} else {
-			free2()
-		}
+		s.byeOrFree(c, x.from, up1, free1)
+		s.byeOrFree(c2, x2.from, up2, free2)
 	})
 }
 

@@ -358,11 +358,7 @@ func (s *Engine) completeTransfer(c *call, x *transfer, r dialResult) {
 		"latency_ms", rec.LatencyMS)
 	s.notifyTransferred(rec)
 	x.notify.final(200, "OK", func() {
-		if oldUp {
-			s.sendByeThen(c, old, freeOld)
-		} else {
-			freeOld()
-		}
+		s.byeOrFree(c, old, oldUp, freeOld)
 	})
 	if gone {
 		c.terminate(nl, "bye")
