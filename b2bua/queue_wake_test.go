@@ -71,19 +71,10 @@ func TestQueueWakesOnAgentLeaving(t *testing.T) {
 		case <-time.After(300 * time.Millisecond):
 		}
 	}
-	// queued places a call from Meta, which wagate answers itself and
-	// puts in line.
-	queued := func() (*sip.Request, *sip.Response) {
-		t.Helper()
-		inv := h.metaCall()
-		ok := h.meta.response(200)
-		h.meta.send(h.addr, ackFor(inv, ok))
-		return inv, ok
-	}
 
 	// The agent is on a call through another node: the caller waits.
 	h.srv.AgentsElsewhere("1@pbx", AgentMark{Active: 1})
-	inv1, ok1 := queued()
+	inv1, ok1 := h.queuedCall()
 	noRing("agent on a call elsewhere")
 	// That call ends: the agent rings for the waiting caller at once.
 	h.srv.AgentsElsewhere("1@pbx", AgentMark{LastEnd: time.Now()})
@@ -91,7 +82,7 @@ func TestQueueWakesOnAgentLeaving(t *testing.T) {
 	h.answer(h.pbx, b1, "a1")
 
 	// A second caller waits while the agent is on the first call, here.
-	inv2, ok2 := queued()
+	inv2, ok2 := h.queuedCall()
 	noRing("agent on a call here")
 	h.hangUp(inv1, ok1, h.pbx)
 	b2 := h.pbx.request(sip.INVITE)
@@ -159,17 +150,10 @@ func TestQueueRingsTransferorAfterItsBye(t *testing.T) {
 			s.queueRetry = time.Hour
 			s.SetCallFlows(func(*configs.Number, configs.Route) FlowEngine { return queueOnly{t} })
 		})
-	queued := func() (*sip.Request, *sip.Response) {
-		t.Helper()
-		inv := h.metaCall()
-		ok := h.meta.response(200)
-		h.meta.send(h.addr, ackFor(inv, ok))
-		return inv, ok
-	}
-	inv1, ok1 := queued()
+	inv1, ok1 := h.queuedCall()
 	b1 := h.pbx.request(sip.INVITE)
 	h.answer(h.pbx, b1, "a1")
-	inv2, ok2 := queued()
+	inv2, ok2 := h.queuedCall()
 	h.pbx.send(h.addr, fromCallee(t, h.pbx, b1, "a1", sip.REFER, 2,
 		"Refer-To: <sip:2@127.0.0.5>", "Referred-By: <sip:1@127.0.0.3>"))
 	x := h.pbx2.request(sip.INVITE)
@@ -206,4 +190,14 @@ func TestQueueRingsTransferorAfterItsBye(t *testing.T) {
 	h.answer(h.pbx, b2, "a2")
 	h.hangUp(inv1, ok1, h.pbx2)
 	h.hangUp(inv2, ok2, h.pbx)
+}
+
+// queuedCall places a call from Meta, which wagate answers itself (a call
+// flow's queue) and puts in line.
+func (h *huntFlow) queuedCall() (*sip.Request, *sip.Response) {
+	h.t.Helper()
+	inv := h.metaCall()
+	ok := h.meta.response(200)
+	h.meta.send(h.addr, ackFor(inv, ok))
+	return inv, ok
 }
